@@ -1,0 +1,1 @@
+"""The CBC store: SQLAlchemy models, engine and sessions, read queries, and the write side (ingest)."""

@@ -1,0 +1,239 @@
+"""The write side: canonical results into the store, idempotently, in bulk, one transaction per file.
+
+Natural keys make a repeated import change nothing: a patient is (assigning authority, MRN); a panel is
+(patient, collection time, lab, accession); a result is (panel, analyte) with a version number. A result
+whose content differs from the current version becomes a new version and the old one is kept, no longer
+current. A preliminary result that arrives after the final one is refused rather than allowed to hide it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import pandas as pd
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
+
+from db.frames import read_frame_in, to_records
+from db.models import ImportBatch, Lab, Panel, Patient, RejectedRecord, Result
+from db.status import refresh_patient_status
+
+PANEL_KEY = ["patient_key", "collected_at", "lab_id", "accession"]
+# Content that, when it differs from the stored current version, makes a new version.
+CONTENT = ["value_raw", "unit_raw", "ref_low", "ref_high", "status"]
+FINAL_STATUSES = ("final", "corrected")
+
+
+@dataclass(slots=True)
+class WriteCounts:
+    """What became of the records handed to `write_results`."""
+
+    accepted: int = 0
+    unchanged: int = 0
+    superseded: int = 0
+    rejected: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=["location", "raw_text", "reason"])
+    )
+    patient_keys: list[int] = field(default_factory=list)
+
+
+def new_batch(
+    session: Session, *, file_name: str, sha256: str, fmt: str, imported_by: str, now: datetime
+) -> ImportBatch:
+    batch = ImportBatch(
+        file_name=file_name,
+        content_sha256=sha256,
+        format=fmt,
+        imported_by=imported_by,
+        imported_at=now,
+        accepted=0,
+        unchanged=0,
+        superseded=0,
+        rejected=0,
+    )
+    session.add(batch)
+    session.flush()
+    return batch
+
+
+def keep_rejected(session: Session, batch_id: int, rejected: pd.DataFrame) -> None:
+    """Store refused records verbatim with their reasons, for review."""
+    if rejected.empty:
+        return
+    rows = rejected.reindex(columns=["location", "raw_text", "reason"]).fillna("").astype(str)
+    # PostgreSQL text cannot hold NUL: keep it visible as an escape instead.
+    rows = rows.apply(lambda column: column.str.replace("\x00", "\\x00", regex=False))
+    session.execute(insert(RejectedRecord), to_records(rows.assign(batch_id=batch_id)))
+
+
+def _with_defaults(frame: pd.DataFrame, defaults: dict[str, object]) -> pd.DataFrame:
+    """``frame`` with each missing column added, holding its default."""
+    return frame.assign(**{name: value for name, value in defaults.items() if name not in frame})
+
+
+def ensure_labs(session: Session, labs: pd.DataFrame) -> dict[str, int]:
+    """Lab id per code, adding labs not yet known. ``labs``: ``code`` and optional ``name``, ``is_synthetic``."""
+    labs = labs.drop_duplicates("code")
+    known = read_frame_in(
+        session, lambda part: select(Lab.code, Lab.id).where(Lab.code.in_(part)), labs["code"].tolist()
+    )
+    missing = labs[~labs["code"].isin(known["code"])]
+    if not missing.empty:
+        rows = _with_defaults(missing, {"name": None, "is_synthetic": False})[["code", "name", "is_synthetic"]]
+        rows["name"] = rows["name"].where(rows["name"].notna(), rows["code"])
+        session.execute(insert(Lab), to_records(rows))
+        known = read_frame_in(
+            session, lambda part: select(Lab.code, Lab.id).where(Lab.code.in_(part)), labs["code"].tolist()
+        )
+    return dict(zip(known["code"], known["id"], strict=True))
+
+
+def ensure_patients(session: Session, patients: pd.DataFrame, *, now: datetime) -> pd.DataFrame:
+    """Patient keys for (assigning_authority, patient_id) pairs, adding patients not yet known.
+
+    ``patients`` may carry ``name``, ``birth_date``, ``sex``, ``is_synthetic`` for new patients; a known
+    patient's demographics are not changed here.
+    """
+    pairs = patients.drop_duplicates(["assigning_authority", "patient_id"])
+
+    def lookup() -> pd.DataFrame:
+        found = read_frame_in(
+            session,
+            lambda part: select(Patient.assigning_authority, Patient.mrn, Patient.id).where(
+                Patient.mrn.in_(part)
+            ),
+            pairs["patient_id"].unique().tolist(),
+        )
+        found = found.rename(columns={"mrn": "patient_id", "id": "patient_key"})
+        return pairs[["assigning_authority", "patient_id"]].merge(
+            found, on=["assigning_authority", "patient_id"], how="left"
+        )
+
+    keyed = lookup()
+    missing = pairs[keyed["patient_key"].isna().to_numpy()]
+    if not missing.empty:
+        defaults = {"name": None, "birth_date": None, "sex": None, "is_synthetic": False}
+        rows = _with_defaults(missing, defaults)[["assigning_authority", "patient_id", *defaults]]
+        rows = rows.rename(columns={"patient_id": "mrn"})
+        session.execute(insert(Patient), to_records(rows.assign(created_at=now)))
+        keyed = lookup()
+    keyed["patient_key"] = keyed["patient_key"].astype("int64")
+    return keyed
+
+
+def _attach_panels(session: Session, results: pd.DataFrame, batch_id: int | None) -> pd.DataFrame:
+    """``results`` with ``panel_id``: existing panels found by natural key, new ones inserted."""
+    specimens = results.drop_duplicates(PANEL_KEY)[PANEL_KEY]
+    existing = read_frame_in(
+        session,
+        lambda part: select(
+            Panel.id.label("panel_id"),
+            Panel.patient_id.label("patient_key"),
+            Panel.collected_at,
+            Panel.lab_id,
+            Panel.accession,
+        ).where(Panel.patient_id.in_(part)),
+        specimens["patient_key"].unique().tolist(),
+        utc=["collected_at"],
+    )
+    matched = specimens.merge(existing, on=PANEL_KEY, how="left")
+    new = matched[matched["panel_id"].isna()][PANEL_KEY]
+    if not new.empty:
+        rows = new.rename(columns={"patient_key": "patient_id"}).assign(batch_id=batch_id)
+        inserted = session.execute(
+            insert(Panel).returning(Panel.id, sort_by_parameter_order=True), to_records(rows)
+        )
+        new = new.assign(panel_id=[row.id for row in inserted])
+        matched = pd.concat([matched[matched["panel_id"].notna()], new], ignore_index=True)
+    matched["panel_id"] = matched["panel_id"].astype("int64")
+    return results.merge(matched, on=PANEL_KEY, how="left")
+
+
+def _current_versions(session: Session, panel_ids: list[int]) -> pd.DataFrame:
+    return read_frame_in(
+        session,
+        lambda part: select(
+            Result.id.label("current_id"),
+            Result.panel_id,
+            Result.analyte,
+            Result.version.label("current_version"),
+            *(getattr(Result, column).label(f"current_{column}") for column in CONTENT),
+        ).where(Result.panel_id.in_(part), Result.is_current.is_(True)),
+        panel_ids,
+    )
+
+
+def _same_content(frame: pd.DataFrame) -> pd.Series:
+    same = pd.Series(True, index=frame.index)
+    for column in CONTENT:
+        mine, theirs = frame[column], frame[f"current_{column}"]
+        same &= (mine == theirs).fillna(False) | (mine.isna() & theirs.isna())
+    return same
+
+
+def write_results(
+    session: Session,
+    results: pd.DataFrame,
+    *,
+    batch_id: int | None,
+    now: datetime,
+    patients: pd.DataFrame | None = None,
+    labs: pd.DataFrame | None = None,
+) -> WriteCounts:
+    """Store canonical results (``monitor.records.RESULT_COLUMNS``); the caller owns the transaction.
+
+    ``patients`` and ``labs`` optionally describe new patients and labs more fully than the results do.
+    """
+    counts = WriteCounts()
+    if results.empty:
+        return counts
+    lab_ids = ensure_labs(
+        session, labs if labs is not None else pd.DataFrame({"code": results["lab"].unique()})
+    )
+    people = pd.concat(
+        [patients if patients is not None else None, results[["assigning_authority", "patient_id"]]]
+    )
+    keys = ensure_patients(session, people, now=now)
+    frame = results.merge(keys, on=["assigning_authority", "patient_id"], how="left")
+    frame["lab_id"] = frame["lab"].map(lab_ids).astype("int64")
+    frame = _attach_panels(session, frame, batch_id)
+    frame = frame.merge(_current_versions(session, frame["panel_id"].unique().tolist()),
+                        on=["panel_id", "analyte"], how="left")
+
+    stored = frame["current_id"].notna()
+    unchanged = stored & _same_content(frame)
+    late_preliminary = (
+        stored & ~unchanged & (frame["status"] == "preliminary")
+        & frame["current_status"].isin(FINAL_STATUSES)
+    )
+    counts.rejected = frame.loc[late_preliminary, ["location", "raw_text"]].assign(
+        reason="preliminary result arrived after the "
+        + frame.loc[late_preliminary, "current_status"]
+        + " one already stored; the stored result is kept"
+    )
+    replacing = stored & ~unchanged & ~late_preliminary
+    fresh = frame[~stored | replacing]
+
+    if replacing.any():
+        session.execute(
+            update(Result),
+            [
+                {"id": int(i), "is_current": False, "superseded_at": now}
+                for i in frame.loc[replacing, "current_id"]
+            ],
+        )
+    if not fresh.empty:
+        version = fresh["current_version"].fillna(0).astype("int64") + 1
+        rows = fresh[
+            ["panel_id", "analyte", "loinc", "value_raw", "unit_raw", "value", "unit", "ref_low",
+             "ref_high", "ref_raw", "abnormal_flag", "status", "derived"]
+        ].assign(version=version, is_current=True, batch_id=batch_id, created_at=now)
+        session.execute(insert(Result), to_records(rows))
+
+    counts.accepted = int((~stored).sum())
+    counts.superseded = int(replacing.sum())
+    counts.unchanged = int(unchanged.sum())
+    counts.patient_keys = sorted(fresh["patient_key"].unique().tolist())
+    refresh_patient_status(session, counts.patient_keys, now=now)
+    return counts

@@ -1,0 +1,59 @@
+"""Alembic, driven from code: the dashboard and the command line bring a store up to date by themselves."""
+
+from __future__ import annotations
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine
+
+from db.config import PROJECT_ROOT
+
+
+class StoreOutOfDate(RuntimeError):
+    """A shared (non-SQLite) store is behind the code; an administrator must upgrade it."""
+
+
+def alembic_config(engine: Engine | None = None) -> Config:
+    """Alembic's configuration for this project, optionally bound to ``engine``."""
+    config = Config(str(PROJECT_ROOT / "alembic.ini"))
+    config.set_main_option("script_location", str(PROJECT_ROOT / "migrations"))
+    if engine is not None:
+        config.attributes["engine"] = engine
+    return config
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Apply migrations up to ``revision``."""
+    command.upgrade(alembic_config(engine), revision)
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    """Revert migrations down to ``revision`` (``base`` for an empty store)."""
+    command.downgrade(alembic_config(engine), revision)
+
+
+def ensure_current(engine: Engine) -> None:
+    """Create or upgrade a SQLite store; refuse to touch a shared store that is behind the code.
+
+    A PostgreSQL store is shared by several users and instances, so its schema changes only when an
+    administrator runs ``python -m monitor db upgrade``.
+    """
+    if current_revision(engine) == head_revision():
+        return
+    if engine.dialect.name == "sqlite":
+        upgrade(engine)
+        return
+    raise StoreOutOfDate(
+        "the database schema is not up to date; run: python -m monitor db upgrade"
+    )

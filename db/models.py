@@ -1,0 +1,305 @@
+"""The store, modelled as clinicians and laboratory systems see it.
+
+A *panel* is one specimen (one accession, one collection time, one lab); a *result* is one analyte of it.
+Results are versioned: a correction or a changed value adds a version and marks the earlier one as no
+longer current, so the history of what was reported is never lost.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Date,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from db.types import UTCDateTime
+
+# Result status vocabulary (HL7 v2 table 0085 / FHIR observation-status, reference §8.2).
+RESULT_STATUSES = ("preliminary", "final", "corrected", "cancelled", "entered-in-error")
+EVENT_KINDS = (
+    "chemotherapy",
+    "gcsf",
+    "medication",
+    "infection",
+    "fever",
+    "supplement",
+    "transfusion",
+    "note",
+)
+ROLES = ("viewer", "clinician", "admin")
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(column_0_label)s",
+            "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+            "ck": "ck_%(table_name)s_%(constraint_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+
+
+class Lab(Base):
+    """A laboratory or other source of results."""
+
+    __tablename__ = "lab"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    is_synthetic: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Patient(Base):
+    """A patient, identified by a medical record number within its assigning authority."""
+
+    __tablename__ = "patient"
+    __table_args__ = (
+        UniqueConstraint("assigning_authority", "mrn"),
+        CheckConstraint("sex IN ('F', 'M', 'O', 'U')", name="sex"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    mrn: Mapped[str] = mapped_column(String(64))
+    # '' when the source names no authority: a NULL would defeat the unique constraint.
+    assigning_authority: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    name: Mapped[str | None] = mapped_column(String(200))
+    birth_date: Mapped[date | None] = mapped_column(Date)
+    sex: Mapped[str | None] = mapped_column(String(1))
+    is_synthetic: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Team(Base):
+    """A care team (e.g. oncology, internal medicine)."""
+
+    __tablename__ = "team"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+
+
+class PatientTeam(Base):
+    """A patient followed by a team; a patient may belong to several."""
+
+    __tablename__ = "patient_team"
+
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id"), primary_key=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("team.id"), primary_key=True, index=True)
+
+
+class AppUser(Base):
+    """A person who signs in to the dashboard."""
+
+    __tablename__ = "app_user"
+    __table_args__ = (CheckConstraint(_in("role", ROLES), name="role"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(100), unique=True)
+    display_name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class UserTeam(Base):
+    """A user's membership of a team: what they may see."""
+
+    __tablename__ = "user_team"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id"), primary_key=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("team.id"), primary_key=True)
+
+
+class ImportBatch(Base):
+    """One file (or one demo seeding) brought into the store, with what became of its records."""
+
+    __tablename__ = "import_batch"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    file_name: Mapped[str] = mapped_column(String(500))
+    content_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    format: Mapped[str] = mapped_column(String(32))
+    imported_by: Mapped[str] = mapped_column(String(100))
+    imported_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    accepted: Mapped[int] = mapped_column(Integer, default=0)
+    unchanged: Mapped[int] = mapped_column(Integer, default=0)
+    superseded: Mapped[int] = mapped_column(Integer, default=0)
+    rejected: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class RejectedRecord(Base):
+    """A record that could not be trusted, kept verbatim for review with the reason."""
+
+    __tablename__ = "rejected_record"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("import_batch.id"), index=True)
+    location: Mapped[str] = mapped_column(String(100))
+    raw_text: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text)
+
+
+class Panel(Base):
+    """One specimen: a patient's CBC from one lab, at one collection time, under one accession."""
+
+    __tablename__ = "panel"
+    __table_args__ = (
+        # The natural key that makes a repeated import idempotent ('' when no accession was sent).
+        UniqueConstraint("patient_id", "collected_at", "lab_id", "accession"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id"))
+    lab_id: Mapped[int] = mapped_column(ForeignKey("lab.id"), index=True)
+    accession: Mapped[str] = mapped_column(String(100), default="", server_default="")
+    collected_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    reported_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    batch_id: Mapped[int | None] = mapped_column(ForeignKey("import_batch.id"), index=True)
+
+
+class Result(Base):
+    """One analyte of a panel: as received, as normalised, and its place in the version history."""
+
+    __tablename__ = "result"
+    __table_args__ = (
+        UniqueConstraint("panel_id", "analyte", "version"),
+        # At most one current version of an analyte per panel.
+        Index(
+            "uq_result_current",
+            "panel_id",
+            "analyte",
+            unique=True,
+            sqlite_where=text("is_current"),
+            postgresql_where=text("is_current"),
+        ),
+        Index("ix_result_analyte_current", "analyte", "is_current"),
+        CheckConstraint(_in("status", RESULT_STATUSES), name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    panel_id: Mapped[int] = mapped_column(ForeignKey("panel.id"))
+    analyte: Mapped[str] = mapped_column(String(32))
+    loinc: Mapped[str | None] = mapped_column(String(16))
+    # Exactly as received, for audit and for re-normalising should a unit rule change.
+    value_raw: Mapped[str] = mapped_column(String(100))
+    unit_raw: Mapped[str] = mapped_column(String(50))
+    # Canonical: counts in 10^9/L, haemoglobin in g/dL, differential in %.
+    value: Mapped[float | None] = mapped_column(Float)
+    unit: Mapped[str] = mapped_column(String(16))
+    ref_low: Mapped[float | None] = mapped_column(Float)
+    ref_high: Mapped[float | None] = mapped_column(Float)
+    ref_raw: Mapped[str | None] = mapped_column(String(100))
+    abnormal_flag: Mapped[str | None] = mapped_column(String(10))
+    status: Mapped[str] = mapped_column(String(20))
+    derived: Mapped[bool] = mapped_column(Boolean, default=False)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    is_current: Mapped[bool] = mapped_column(Boolean, default=True)
+    superseded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    batch_id: Mapped[int | None] = mapped_column(ForeignKey("import_batch.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ClinicalEvent(Base):
+    """Something that happened to the patient and explains the counts: a cycle, G-CSF, a drug, ..."""
+
+    __tablename__ = "clinical_event"
+    __table_args__ = (
+        UniqueConstraint("patient_id", "kind", "start_at", "label"),
+        CheckConstraint(_in("kind", EVENT_KINDS), name="kind"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id"))
+    kind: Mapped[str] = mapped_column(String(20))
+    start_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    end_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    label: Mapped[str] = mapped_column(String(200))
+    details: Mapped[str] = mapped_column(Text, default="", server_default="")
+    created_by: Mapped[str] = mapped_column(String(100))
+    batch_id: Mapped[int | None] = mapped_column(ForeignKey("import_batch.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ReferenceOverride(Base):
+    """A patient-specific reference range set by a clinician, e.g. a Duffy-null ANC range (reference §2.2)."""
+
+    __tablename__ = "reference_override"
+    __table_args__ = (Index("ix_reference_override_patient", "patient_id", "analyte"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id"))
+    analyte: Mapped[str] = mapped_column(String(32))
+    low: Mapped[float | None] = mapped_column(Float)
+    high: Mapped[float | None] = mapped_column(Float)
+    reason: Mapped[str] = mapped_column(Text)
+    set_by: Mapped[str] = mapped_column(String(100))
+    set_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class AuditLog(Base):
+    """Who saw or changed what, when. Rows are only ever added."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_patient_at", "patient_id", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    username: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(50))
+    # No foreign key: the trail must outlive anything it mentions.
+    patient_id: Mapped[int | None] = mapped_column(Integer)
+    details: Mapped[str] = mapped_column(Text, default="", server_default="")
+
+
+class Setting(Base):
+    """A site setting (rule thresholds, CTCAE version, demo anchor date), stored as JSON text."""
+
+    __tablename__ = "setting"
+
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    updated_by: Mapped[str] = mapped_column(String(100))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class PatientStatus(Base):
+    """The materialised per-patient summary that lists read; recomputed after every write."""
+
+    __tablename__ = "patient_status"
+    __table_args__ = (Index("ix_patient_status_last_collected_at", "last_collected_at"),)
+
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id"), primary_key=True)
+    latest_wbc: Mapped[float | None] = mapped_column(Float)
+    latest_wbc_low: Mapped[float | None] = mapped_column(Float)
+    latest_wbc_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    latest_anc: Mapped[float | None] = mapped_column(Float)
+    latest_anc_low: Mapped[float | None] = mapped_column(Float)
+    latest_anc_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_collected_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    n_panels: Mapped[int] = mapped_column(Integer, default=0)
+    computed_at: Mapped[datetime] = mapped_column(UTCDateTime)

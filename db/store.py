@@ -1,0 +1,16 @@
+"""Open the store: the engine, the session factory, and a schema brought up to date where allowed."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from db.config import database_url
+from db.migrate import ensure_current
+from db.session import make_engine, make_session_factory
+
+
+def open_store(url: str | None = None) -> sessionmaker[Session]:
+    """Sessions on the configured store; an empty or old SQLite store is created or upgraded first."""
+    engine = make_engine(database_url(url))
+    ensure_current(engine)
+    return make_session_factory(engine)

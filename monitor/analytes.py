@@ -1,0 +1,138 @@
+"""The CBC analytes the product knows, their canonical units, LOINC codes and plausibility limits.
+
+LOINC meanings are from the project's clinical reference (shared/clinical-reference.md §4: eCQM, CIBMTR,
+mCODE, US Core and NIST sources). Codes are matched exactly; display text is never used to identify a
+result (LOINC renamed "/100 leukocytes" to "/Leukocytes" in long names, §4).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+COUNT_UNIT = "10^9/L"  # CTCAE prints counts as "x 10e9 /L" (reference §1.1)
+HGB_UNIT = "g/dL"
+PERCENT_UNIT = "%"
+
+
+@dataclass(frozen=True, slots=True)
+class Analyte:
+    """One measurand of the CBC as the product stores it."""
+
+    code: str  # canonical name used in the store and in files
+    label: str  # what a clinician reads on screen
+    unit: str  # canonical unit every value is converted to at ingest
+    kind: str  # "count", "hgb" or "percent": which unit table applies
+    plausible_max: float  # above this, after conversion, a value is a unit error, not biology
+    plausible_min: float = 0.0
+
+
+# Plausibility limits are project defaults: wide enough for hyperleukocytosis and CLL lymphocytosis,
+# narrow enough to catch a count sent in cells/uL but labelled 10^3/uL (a factor of 1,000; reference
+# §5.2 "Magnitude/unit plausibility", which names ANC > 100 x10^9/L as implausible).
+ANALYTES: dict[str, Analyte] = {
+    a.code: a
+    for a in (
+        Analyte("wbc", "WBC", COUNT_UNIT, "count", 1000.0),
+        Analyte("anc", "Neutrophils (ANC)", COUNT_UNIT, "count", 100.0),
+        Analyte("alc", "Lymphocytes (ALC)", COUNT_UNIT, "count", 1000.0),
+        Analyte("amc", "Monocytes (AMC)", COUNT_UNIT, "count", 100.0),
+        Analyte("aec", "Eosinophils (AEC)", COUNT_UNIT, "count", 100.0),
+        Analyte("abc", "Basophils (ABC)", COUNT_UNIT, "count", 50.0),
+        Analyte("bands", "Band neutrophils", COUNT_UNIT, "count", 100.0),
+        Analyte("segs", "Segmented neutrophils", COUNT_UNIT, "count", 100.0),
+        Analyte("hgb", "Haemoglobin", HGB_UNIT, "hgb", 30.0, plausible_min=0.5),
+        Analyte("plt", "Platelets", COUNT_UNIT, "count", 5000.0),
+        Analyte("neut_pct", "Neutrophils %", PERCENT_UNIT, "percent", 100.0),
+        Analyte("lymph_pct", "Lymphocytes %", PERCENT_UNIT, "percent", 100.0),
+        Analyte("mono_pct", "Monocytes %", PERCENT_UNIT, "percent", 100.0),
+        Analyte("eos_pct", "Eosinophils %", PERCENT_UNIT, "percent", 100.0),
+        Analyte("baso_pct", "Basophils %", PERCENT_UNIT, "percent", 100.0),
+        Analyte("bands_pct", "Band neutrophils %", PERCENT_UNIT, "percent", 100.0),
+        Analyte("segs_pct", "Segmented neutrophils %", PERCENT_UNIT, "percent", 100.0),
+    )
+}
+
+# The absolute counts, in the order a differential is read.
+DIFFERENTIAL = ("anc", "alc", "amc", "aec", "abc")
+
+# LOINC code -> canonical analyte (reference §4.1 to §4.4). Automated, method-less and manual codes map to
+# the same analyte: the dashboard follows the measurand, and keeps the code it came with.
+LOINC: dict[str, str] = {
+    # Leukocytes [#/volume] (§4.1)
+    "6690-2": "wbc",
+    "26464-8": "wbc",
+    "33256-9": "wbc",
+    "12227-5": "wbc",
+    "804-5": "wbc",
+    "49498-9": "wbc",
+    # Absolute differential (§4.2)
+    "751-8": "anc",
+    "26499-4": "anc",
+    "30229-9": "bands",
+    "26507-4": "bands",
+    "763-3": "bands",
+    "30451-9": "segs",
+    "731-0": "alc",
+    "26474-7": "alc",
+    "742-7": "amc",
+    "26484-6": "amc",
+    "711-2": "aec",
+    "26449-9": "aec",
+    "704-7": "abc",
+    "26444-0": "abc",
+    # Differential percentages (§4.3)
+    "770-8": "neut_pct",
+    "26511-6": "neut_pct",
+    "23761-0": "neut_pct",
+    "35332-6": "bands_pct",
+    "26508-2": "bands_pct",
+    "764-1": "bands_pct",
+    "26505-8": "segs_pct",
+    "769-0": "segs_pct",
+    "736-9": "lymph_pct",
+    "26478-8": "lymph_pct",
+    "5905-5": "mono_pct",
+    "26485-3": "mono_pct",
+    "713-8": "eos_pct",
+    "26450-7": "eos_pct",
+    "706-2": "baso_pct",
+    "30180-4": "baso_pct",
+    # Haemoglobin and platelets (§4.4)
+    "718-7": "hgb",
+    "777-3": "plt",
+    "26515-7": "plt",
+}
+
+# The LOINC code written for each analyte when the product itself produces a result (demo cohort,
+# derived counts): the automated-count code where one exists.
+PREFERRED_LOINC: dict[str, str] = {
+    "wbc": "6690-2",
+    "anc": "751-8",
+    "alc": "731-0",
+    "amc": "742-7",
+    "aec": "711-2",
+    "abc": "704-7",
+    "bands": "30229-9",
+    "segs": "30451-9",
+    "hgb": "718-7",
+    "plt": "777-3",
+    "neut_pct": "770-8",
+    "lymph_pct": "736-9",
+    "mono_pct": "5905-5",
+    "eos_pct": "713-8",
+    "baso_pct": "706-2",
+    "bands_pct": "35332-6",
+    "segs_pct": "26505-8",
+}
+
+
+def resolve_analyte(text: str) -> str | None:
+    """The canonical analyte for a canonical name or a LOINC code, or None when neither.
+
+    >>> resolve_analyte("WBC"), resolve_analyte("751-8"), resolve_analyte("11156-7")
+    ('wbc', 'anc', None)
+    """
+    key = text.strip()
+    if key.lower() in ANALYTES:
+        return key.lower()
+    return LOINC.get(key)

@@ -1,0 +1,264 @@
+"""The command line, a contract other tools script against: ``python -m monitor COMMAND``.
+
+Exit codes: 0 success; 1 an import refused some records (the rest landed); 2 unusable input or usage;
+3 the store could not be used (unreachable, out of date). Errors are one line on stderr; ``--debug`` shows
+the traceback.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import pandas as pd
+
+F = TypeVar("F", bound=Callable[..., Any])
+_debug = {"on": False}
+
+
+def _set_debug(_ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+    _debug["on"] = _debug["on"] or value
+    return value
+
+
+def store_options(command: F) -> F:
+    """``--database`` and ``--debug``, on every command."""
+    command = click.option(
+        "--debug", is_flag=True, expose_value=False, is_eager=True, callback=_set_debug,
+        help="Show the full traceback on errors.",
+    )(command)
+    return click.option(
+        "--database", "database", metavar="URL", envvar="MONITOR_DATABASE_URL",
+        help="Database URL (default: $MONITOR_DATABASE_URL, else data/monitor.db).",
+    )(command)
+
+
+def _factory(database: str | None) -> Any:
+    from db.store import open_store
+
+    return open_store(database)
+
+
+def _emit(frame: pd.DataFrame, fmt: str, *, utc_columns: tuple[str, ...] = ()) -> None:
+    """Print a frame as JSON (a list of objects), CSV or an aligned table; times in UTC, ISO 8601."""
+    if fmt == "json":
+        records = json.loads(frame.to_json(orient="records", date_format="iso", date_unit="s"))
+        click.echo(json.dumps(records, indent=1, ensure_ascii=False))
+        return
+    out = frame.copy()
+    for column in utc_columns:
+        out[column] = out[column].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if fmt == "csv":
+        click.echo(out.to_csv(index=False), nl=False)
+    elif out.empty:
+        click.echo("(none)")
+    else:
+        click.echo(out.astype(object).where(out.notna(), "-").to_string(index=False))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--debug", is_flag=True, expose_value=False, is_eager=True, callback=_set_debug,
+              help="Show the full traceback on errors.")
+def cli() -> None:
+    """Leukopenia monitoring: CBC results over time, for care teams and oncology units.
+
+    \b
+    Example:
+      python -m monitor db upgrade
+      python -m monitor demo
+      python -m monitor patients --format json
+    """
+
+
+@cli.group()
+def db() -> None:
+    """Manage the database schema."""
+
+
+@db.command("upgrade")
+@store_options
+def db_upgrade(database: str | None) -> None:
+    """Create the store or bring it to the latest schema.
+
+    \b
+    Example:
+      MONITOR_DATABASE_URL=postgresql+psycopg://monitor@db/monitor python -m monitor db upgrade
+    """
+    from db.config import database_url
+    from db.migrate import current_revision, upgrade
+    from db.session import make_engine
+
+    engine = make_engine(database_url(database))
+    before = current_revision(engine)
+    upgrade(engine)
+    after = current_revision(engine)
+    click.echo(f"schema at {after}" + (" (already current)" if before == after else f" (was {before or 'empty'})"))
+
+
+@cli.command()
+@click.option("--patients", "n_patients", default=60, show_default=True, type=click.IntRange(min=1),
+              help="How many synthetic patients.")
+@click.option("--seed", default=7, show_default=True, type=int, help="Random seed (same seed, same cohort).")
+@store_options
+def demo(database: str | None, n_patients: int, seed: int) -> None:
+    """Seed the synthetic demo cohort (idempotent: seeding again adds nothing).
+
+    \b
+    Example:
+      python -m monitor demo --patients 120 --seed 7
+    """
+    from db.demo import seed_demo
+
+    factory = _factory(database)
+    with factory.begin() as session:
+        summary = seed_demo(session, patients=n_patients, seed=seed, today=datetime.now(UTC).date())
+    if summary.already_seeded:
+        click.echo(f"synthetic demo cohort already present ({n_patients} patients, seed {seed}); nothing added")
+    else:
+        click.echo(
+            f"synthetic demo cohort: {summary.patients} patients, {summary.results_added} results and "
+            f"{summary.events_added} events added (simulated up to {summary.anchor})"
+        )
+
+
+@cli.command("import")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["csv"]), default=None,
+              help="Force the format instead of detecting it from the content.")
+@store_options
+def import_(database: str | None, paths: tuple[Path, ...], fmt: str | None) -> None:
+    """Import result files (the canonical long CSV).
+
+    Prints, per file, the records accepted, unchanged and refused (with line and reason). Exit status:
+    0 all accepted, 1 some refused (the rest landed), 2 a file was unusable.
+
+    \b
+    Example:
+      python -m monitor import results-2026-11.csv
+    """
+    from db.importer import import_path
+
+    factory = _factory(database)
+    user = f"cli:{getpass.getuser()}"
+    worst = 0
+    for path in paths:
+        summary = import_path(factory, path, imported_by=user, fmt=fmt)
+        worst = max(worst, summary.exit_code)
+        _print_summary(summary)
+    sys.exit(worst)
+
+
+def _print_summary(summary: Any) -> None:
+    name = summary.file_name
+    if summary.error:
+        click.echo(f"{name}: unusable: {summary.error}", err=True)
+        return
+    if summary.identical_to is not None:
+        batch = summary.identical_to
+        click.echo(
+            f"{name}: unchanged: identical to import #{batch.id} of "
+            f"{batch.imported_at:%Y-%m-%d %H:%M} UTC ({summary.unchanged} records, nothing new)"
+        )
+    else:
+        click.echo(
+            f"{name}: {summary.accepted} accepted, {summary.superseded} superseding earlier versions, "
+            f"{summary.unchanged} unchanged, {len(summary.rejected)} rejected"
+        )
+    for row in summary.rejected.itertuples(index=False):
+        click.echo(f"{name}:{row.location.removeprefix('line ')}: rejected: {row.reason}", err=True)
+
+
+PATIENT_COLUMNS = [
+    "patient_id", "assigning_authority", "name", "age", "sex", "teams", "latest_wbc", "latest_wbc_at",
+    "latest_anc", "latest_anc_at", "last_collected_at", "days_since_cbc", "n_panels", "is_synthetic",
+]
+
+
+@cli.command()
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@store_options
+def patients(database: str | None, fmt: str) -> None:
+    """List patients with their latest WBC and ANC and last CBC.
+
+    \b
+    Example:
+      python -m monitor patients --format json
+    """
+    from db.queries import patient_list
+
+    factory = _factory(database)
+    with factory() as session:
+        frame = patient_list(session)[PATIENT_COLUMNS]
+    _emit(frame, fmt, utc_columns=("latest_wbc_at", "latest_anc_at", "last_collected_at"))
+
+
+RESULT_COLUMNS = ["collected_at", "analyte", "value", "unit", "ref_low", "ref_high", "status", "derived",
+                  "lab", "accession"]
+HISTORY_COLUMNS = ["version", "is_current", "superseded_at", "value_raw", "unit_raw"]
+
+
+@cli.command()
+@click.argument("patient_id")
+@click.option("--authority", default=None, help="Assigning authority, when an MRN is used by several.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@click.option("--history", is_flag=True, help="Include superseded versions of corrected results.")
+@store_options
+def results(database: str | None, patient_id: str, authority: str | None, fmt: str, history: bool) -> None:
+    """A patient's current results, oldest first (canonical units).
+
+    \b
+    Example:
+      python -m monitor results DEMO-0001 --format csv --history
+    """
+    from db.queries import find_patient, patient_results
+
+    factory = _factory(database)
+    with factory() as session:
+        patient = find_patient(session, patient_id, authority=authority)
+        frame = patient_results(session, patient.id, history=history)
+    columns = RESULT_COLUMNS + (HISTORY_COLUMNS if history else [])
+    _emit(frame[columns], fmt, utc_columns=("collected_at",) + (("superseded_at",) if history else ()))
+
+
+def _one_line(error: BaseException) -> str:
+    cause = getattr(error, "orig", None) or error  # a driver's own message, without SQLAlchemy's links
+    text = " ".join(str(cause).split()) or type(error).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the command line; errors become one line on stderr and an exit status."""
+    from db.migrate import StoreOutOfDate
+    from db.queries import PatientNotFound
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        cli.main(args=argv, prog_name="python -m monitor", standalone_mode=False)
+    except click.exceptions.Exit as done:
+        sys.exit(done.exit_code)
+    except click.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(2)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(2)
+    except PatientNotFound as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(2)
+    except (StoreOutOfDate, SQLAlchemyError, OSError) as error:
+        if _debug["on"]:
+            raise
+        click.echo(f"error: the store could not be used: {_one_line(error)}", err=True)
+        sys.exit(3)
+    except Exception as error:  # noqa: BLE001 - the last line of defence: one line, never a traceback
+        if _debug["on"]:
+            raise
+        click.echo(f"error: {type(error).__name__}: {_one_line(error)}", err=True)
+        sys.exit(3)
+    sys.exit(0)

@@ -1,0 +1,251 @@
+"""Turn raw result records (text, as a file or feed carried them) into canonical results, or reasons.
+
+Every parser (canonical CSV now; HL7 v2 and FHIR later) produces the same *raw* frame, all text:
+
+    patient_id, assigning_authority, collected_at, analyte, value, unit, ref_low, ref_high, lab,
+    accession, status, location, raw_text
+
+and `normalise_results` validates and converts it in one vectorised pass. A record that cannot be trusted
+is rejected with a reason naming the offending field and value; nothing is guessed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from monitor.analytes import ANALYTES, LOINC
+from monitor.units import conversion_factors, to_canonical
+
+RAW_COLUMNS = (
+    "patient_id",
+    "assigning_authority",
+    "collected_at",
+    "analyte",
+    "value",
+    "unit",
+    "ref_low",
+    "ref_high",
+    "lab",
+    "accession",
+    "status",
+    "location",
+    "raw_text",
+)
+RESULT_COLUMNS = (
+    "patient_id",
+    "assigning_authority",
+    "collected_at",
+    "analyte",
+    "loinc",
+    "value_raw",
+    "unit_raw",
+    "value",
+    "unit",
+    "ref_low",
+    "ref_high",
+    "ref_raw",
+    "abnormal_flag",
+    "status",
+    "derived",
+    "lab",
+    "accession",
+    "location",
+    "raw_text",
+)
+REJECT_COLUMNS = ("location", "raw_text", "reason")
+
+UNSPECIFIED_LAB = "unspecified"
+
+# Status spellings -> stored status (HL7 v2 table 0085 letters and FHIR codes, reference §8.2).
+STATUS_ALIASES: dict[str, str] = {
+    "": "final",
+    "final": "final",
+    "f": "final",
+    "preliminary": "preliminary",
+    "p": "preliminary",
+    "corrected": "corrected",
+    "amended": "corrected",
+    "c": "corrected",
+    "cancelled": "cancelled",
+    "x": "cancelled",
+    "entered-in-error": "entered-in-error",
+    "w": "entered-in-error",
+    "d": "entered-in-error",
+}
+
+# ISO 8601 with an explicit offset or Z: a time without one is ambiguous and is refused.
+_OFFSET_PATTERN = r"(?:Z|z|[+-]\d{2}(?::?\d{2})?)$"
+
+
+@dataclass(frozen=True, slots=True)
+class Normalised:
+    """Canonical results ready to store, and the records refused with their reasons."""
+
+    results: pd.DataFrame
+    rejected: pd.DataFrame
+
+
+def _first_reason(reasons: list[tuple[pd.Series, pd.Series | str]], index: pd.Index) -> pd.Series:
+    """For each row, the first reason whose mask is true (checks are listed in priority order)."""
+    reason = pd.Series(pd.NA, index=index, dtype="object")
+    for mask, text in reversed(reasons):
+        reason = reason.mask(mask.fillna(False).astype(bool), text)
+    return reason
+
+
+def _number_or_blank(text: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Parsed numbers, and a mask of fields that are present but not numbers."""
+    stripped = text.fillna("").astype(str).str.strip()
+    numbers = pd.to_numeric(stripped.where(stripped != ""), errors="coerce").astype("float64")
+    return numbers, (stripped != "") & numbers.isna()
+
+
+def _label(analyte: pd.Series) -> pd.Series:
+    return analyte.map({code: a.label for code, a in ANALYTES.items()}).fillna(analyte)
+
+
+def normalise_results(raw: pd.DataFrame) -> Normalised:
+    """Validate raw text records and convert them to canonical units.
+
+    Parameters
+    ----------
+    raw : pd.DataFrame
+        Text columns as in ``RAW_COLUMNS`` (missing optional fields as empty strings).
+
+    Returns
+    -------
+    Normalised
+        ``results`` with ``RESULT_COLUMNS`` (``collected_at`` as UTC ``datetime64[us]``, numbers as float,
+        ``value`` in the analyte's canonical unit), and ``rejected`` with ``REJECT_COLUMNS``.
+
+    Examples
+    --------
+    >>> raw = pd.DataFrame({"patient_id": ["P1", "P1"], "collected_at": ["2026-01-05T08:00:00Z"] * 2,
+    ...     "analyte": ["wbc", "anc"], "value": ["3800", "1.2"], "unit": ["/uL", "furlongs"],
+    ...     "location": ["line 2", "line 3"], "raw_text": ["...", "..."]})
+    >>> out = normalise_results(raw)
+    >>> out.results["value"].tolist(), out.rejected["reason"].tolist()
+    ([3.8], ["unknown unit 'furlongs' for Neutrophils (ANC)"])
+    """
+    raw = raw.reindex(columns=list(RAW_COLUMNS), fill_value="").fillna("").astype(str)
+    text = {column: raw[column].str.strip() for column in RAW_COLUMNS}
+
+    analyte_in = text["analyte"]
+    by_name = analyte_in.str.lower().where(analyte_in.str.lower().isin(list(ANALYTES)))
+    analyte = by_name.fillna(analyte_in.map(LOINC))
+    loinc = analyte_in.where(analyte_in.isin(list(LOINC)))
+    kinds = analyte.map({code: a.kind for code, a in ANALYTES.items()})
+
+    has_offset = text["collected_at"].str.contains(_OFFSET_PATTERN, regex=True)
+    collected_at = pd.to_datetime(
+        text["collected_at"].where(has_offset), utc=True, format="ISO8601", errors="coerce"
+    ).astype("datetime64[us, UTC]")
+
+    value_in, value_not_number = _number_or_blank(text["value"])
+    low_in, low_not_number = _number_or_blank(text["ref_low"])
+    high_in, high_not_number = _number_or_blank(text["ref_high"])
+    factors = conversion_factors(text["unit"], kinds)
+    value = to_canonical(value_in, factors)
+    ref_low = to_canonical(low_in, factors)
+    ref_high = to_canonical(high_in, factors)
+    status = text["status"].str.lower().map(STATUS_ALIASES)
+
+    label = _label(analyte.fillna(""))
+    unit_of = analyte.map({code: a.unit for code, a in ANALYTES.items()})
+    maximum = analyte.map({code: a.plausible_max for code, a in ANALYTES.items()})
+    minimum = analyte.map({code: a.plausible_min for code, a in ANALYTES.items()})
+    shown = value.map("{:g}".format, na_action="ignore") + " " + unit_of.fillna("")
+    quoted = lambda column: "'" + text[column] + "'"  # noqa: E731 - a local shorthand for messages
+
+    reason = _first_reason(
+        [
+            (text["patient_id"] == "", "patient_id is empty"),
+            (text["collected_at"] == "", "collected_at is empty"),
+            (~has_offset, "collected_at " + quoted("collected_at") + " has no time zone offset (add Z or +hh:mm)"),
+            (collected_at.isna(), "collected_at " + quoted("collected_at") + " is not an ISO 8601 date-time"),
+            (analyte.isna(), "analyte " + quoted("analyte") + " is neither a known analyte name nor a CBC LOINC code"),
+            (text["value"] == "", "value is empty"),
+            (value_not_number, "value " + quoted("value") + " is not a number"),
+            (text["unit"] == "", "unit is empty for " + label),
+            (factors.isna(), "unknown unit " + quoted("unit") + " for " + label),
+            (low_not_number, "ref_low " + quoted("ref_low") + " is not a number"),
+            (high_not_number, "ref_high " + quoted("ref_high") + " is not a number"),
+            (ref_low > ref_high, "reference range is reversed (ref_low " + text["ref_low"] + " > ref_high " + text["ref_high"] + ")"),
+            (status.isna(), "status " + quoted("status") + " is not one of final, preliminary, corrected, cancelled, entered-in-error"),
+            (value > maximum, label + " " + text["value"] + " " + text["unit"] + " is " + shown + " after conversion, above the plausible maximum " + maximum.map("{:g}".format, na_action="ignore") + ": check the unit"),
+            (value < minimum, label + " " + text["value"] + " " + text["unit"] + " is " + shown + " after conversion, below the plausible minimum " + minimum.map("{:g}".format, na_action="ignore") + ": check the unit"),
+        ],
+        raw.index,
+    )
+    rejected_mask = reason.notna()
+    results = pd.DataFrame(
+        {
+            "patient_id": text["patient_id"],
+            "assigning_authority": text["assigning_authority"],
+            "collected_at": collected_at,
+            "analyte": analyte,
+            "loinc": loinc,
+            "value_raw": text["value"],
+            "unit_raw": text["unit"],
+            "value": value,
+            "unit": unit_of,
+            "ref_low": ref_low,
+            "ref_high": ref_high,
+            "ref_raw": _ref_raw(text["ref_low"], text["ref_high"]),
+            "abnormal_flag": pd.Series(None, index=raw.index, dtype="object"),
+            "status": status,
+            "derived": False,
+            "lab": text["lab"].where(text["lab"] != "", UNSPECIFIED_LAB),
+            "accession": text["accession"],
+            "location": text["location"],
+            "raw_text": raw["raw_text"],
+        }
+    )[~rejected_mask]
+    rejected = pd.DataFrame(
+        {"location": text["location"], "raw_text": raw["raw_text"], "reason": reason}
+    )[rejected_mask]
+    return _reject_conflicts(results.reset_index(drop=True), rejected.reset_index(drop=True))
+
+
+def _ref_raw(low: pd.Series, high: pd.Series) -> pd.Series:
+    joined = low + "-" + high
+    return joined.where((low != "") | (high != ""))
+
+
+NATURAL_KEY = ("assigning_authority", "patient_id", "collected_at", "lab", "accession", "analyte")
+CONTENT = ("value_raw", "unit_raw", "ref_low", "ref_high", "status")
+
+
+def _reject_conflicts(results: pd.DataFrame, rejected: pd.DataFrame) -> Normalised:
+    """Within one file, a second record for the same specimen and analyte must agree with the first.
+
+    An identical repeat is dropped (it changes nothing); a different one is refused, naming the record it
+    contradicts, because nothing in the file says which of the two the lab meant.
+    """
+    key = list(NATURAL_KEY)
+    repeated = results.duplicated(key, keep="first")
+    if not repeated.any():
+        return Normalised(results, rejected)
+    first = results[~repeated].set_index(key)
+    later = results[repeated]
+    earlier = first.reindex(pd.MultiIndex.from_frame(later[key]))
+    same = np.ones(len(later), dtype=bool)
+    for column in CONTENT:
+        mine = later[column].to_numpy()
+        theirs = earlier[column].to_numpy()
+        same &= (mine == theirs) | (pd.isna(mine) & pd.isna(theirs))
+    conflicts = later[~same]
+    conflict_rejects = pd.DataFrame(
+        {
+            "location": conflicts["location"],
+            "raw_text": conflicts["raw_text"],
+            "reason": "contradicts "
+            + earlier["location"].to_numpy()[~same]
+            + " (same patient, collection time, lab, accession and analyte, different result)",
+        }
+    )
+    kept = results[~repeated].reset_index(drop=True)
+    return Normalised(kept, pd.concat([rejected, conflict_rejects], ignore_index=True))

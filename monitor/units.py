@@ -1,0 +1,107 @@
+"""Unit normalisation: every spelling labs use, converted once to the canonical unit of its analyte.
+
+Conversion factors are exact by unit definition (reference §5.1): 1 x10^9/L = 1 x10^3/uL = 1,000 /uL =
+1,000 /mm3. Spellings are those of reference §5.1 (UCUM) and §5.2 (non-UCUM, seen in HL7 v2 feeds).
+An unknown spelling is never guessed: it has no factor and the record is rejected with the unit named.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+# Multiply a value in the spelled unit by the factor to get the canonical unit.
+# Keys are compared after `unit_key` (white space removed, micro sign folded to "u", HL7 \S\ un-escaped,
+# lower-cased). Spellings whose case carries meaning are in CASE_SENSITIVE instead.
+COUNT_FACTORS: dict[str, float] = {
+    # x10^9/L and its equivalents (reference §5.1 equivalent unit set, §5.2)
+    "10*9/l": 1.0,
+    "10^9/l": 1.0,
+    "x10^9/l": 1.0,
+    "x10e9/l": 1.0,
+    "10e9/l": 1.0,
+    "giga.l-1": 1.0,
+    "/nl": 1.0,
+    "10*3/ul": 1.0,
+    "10^3/ul": 1.0,
+    "x10^3/ul": 1.0,
+    "x10e3/ul": 1.0,
+    "10e3/ul": 1.0,
+    "k/ul": 1.0,
+    "thou/ul": 1.0,
+    "thousand/ul": 1.0,
+    "10*3/mm3": 1.0,
+    "10^3/mm3": 1.0,
+    "10*6/ml": 1.0,
+    # per microlitre (1 mm3 = 1 uL)
+    "/ul": 0.001,
+    "cells/ul": 0.001,
+    "{cells}/ul": 0.001,
+    "/mm3": 0.001,
+    "cells/mm3": 0.001,
+    "/cumm": 0.001,
+}
+COUNT_CASE_SENSITIVE: dict[str, float] = {
+    # "G/L" (giga per litre, European usage, reference §5.2) is not "g/L" (grams per litre).
+    "G/L": 1.0,
+    "G/l": 1.0,
+}
+HGB_FACTORS: dict[str, float] = {
+    "g/dl": 1.0,
+    "gm/dl": 1.0,
+    "gm%": 1.0,
+    "g%": 1.0,
+    "g/l": 0.1,
+    # CTCAE prints 10.0 g/dL = 6.2 mmol/L (reference §5.1: g/dL x 0.6206 = mmol/L, monomer)
+    "mmol/l": 1.0 / 0.6206,
+}
+PERCENT_FACTORS: dict[str, float] = {"%": 1.0, "percent": 1.0}
+
+FACTORS_BY_KIND: dict[str, tuple[dict[str, float], dict[str, float]]] = {
+    "count": (COUNT_FACTORS, COUNT_CASE_SENSITIVE),
+    "hgb": (HGB_FACTORS, {}),
+    "percent": (PERCENT_FACTORS, {}),
+}
+
+# Values are rounded after conversion so that a boundary such as 1500 /uL compares as exactly 1.5.
+CANONICAL_DECIMALS = 6
+
+
+def unit_key(units: pd.Series) -> pd.Series:
+    """The lookup form of unit spellings: no spaces, micro sign as 'u', HL7 escapes undone.
+
+    >>> unit_key(pd.Series(["K/µL", "10\\\\S\\\\9/L", " x10E3 / uL"])).tolist()
+    ['k/ul', '10^9/l', 'x10e3/ul']
+    """
+    cleaned = (
+        units.fillna("")
+        .astype(str)
+        .str.replace("\\S\\", "^", regex=False)
+        .str.replace(r"\s+", "", regex=True)
+        .str.replace("µ", "u", regex=False)
+        .str.replace("μ", "u", regex=False)
+    )
+    return cleaned.str.lower()
+
+
+def conversion_factors(units: pd.Series, kinds: pd.Series) -> pd.Series:
+    """The factor to the canonical unit for each (unit, analyte kind); NaN where the unit is unknown.
+
+    >>> conversion_factors(pd.Series(["cells/uL", "g/L", "G/L", "g/L"]),
+    ...                    pd.Series(["count", "hgb", "count", "count"])).tolist()
+    [0.001, 0.1, 1.0, nan]
+    """
+    keys = unit_key(units)
+    exact = units.fillna("").astype(str).str.strip()
+    factors = pd.Series(np.nan, index=units.index, dtype="float64")
+    for kind, (table, case_sensitive) in FACTORS_BY_KIND.items():
+        mine = kinds == kind
+        factors = factors.mask(mine, keys.map(table))
+        if case_sensitive:
+            factors = factors.mask(mine & factors.isna(), exact.map(case_sensitive))
+    return factors.astype("float64")
+
+
+def to_canonical(values: pd.Series, factors: pd.Series) -> pd.Series:
+    """Values multiplied by their factors, rounded to remove binary noise (e.g. 1500 x 0.001 -> 1.5)."""
+    return (values * factors).round(CANONICAL_DECIMALS)

@@ -1,0 +1,160 @@
+"""Real files through the real importer, on both databases: nothing lost, nothing doubled."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from db import status as status_module
+from db.importer import import_path
+from db.models import Base, ImportBatch, Patient, RejectedRecord, Result
+from db.queries import find_patient, patient_list, patient_results
+from tests.conftest import DATA
+
+
+def _counts(store: sessionmaker[Session]) -> dict[str, int]:
+    with store() as session:
+        return {
+            table.name: session.scalar(select(func.count()).select_from(table))
+            for table in Base.metadata.sorted_tables
+        }
+
+
+def _write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_a_good_file_lands_in_canonical_units_with_what_was_sent_kept(store) -> None:
+    summary = import_path(store, DATA / "canonical-good.csv", imported_by="test")
+    assert (summary.accepted, summary.unchanged, len(summary.rejected), summary.exit_code) == (9, 0, 0, 0)
+    with store() as session:
+        patient = find_patient(session, "MRN1001")
+        frame = patient_results(session, patient.id)
+    second = frame[frame["accession"] == "ACC-2"].set_index("analyte")
+    assert second.loc["wbc", "value"] == 3.1 and second.loc["wbc", "unit"] == "10^9/L"
+    assert (second.loc["wbc", "value_raw"], second.loc["wbc", "unit_raw"]) == ("3100", "cells/uL")
+    assert (second.loc["wbc", "ref_low"], second.loc["wbc", "ref_high"]) == (4.0, 11.0)
+    assert second.loc["anc", "loinc"] == "751-8"
+    # 09:40 at +01:00 is 08:40 UTC
+    assert second.loc["wbc", "collected_at"] == pd.Timestamp("2026-03-16T08:40:00Z")
+    assert str(frame["collected_at"].dtype) == "datetime64[us, UTC]"
+
+
+def test_haemoglobin_in_g_per_litre_is_stored_in_g_per_decilitre(store) -> None:
+    import_path(store, DATA / "canonical-good.csv", imported_by="test")
+    with store() as session:
+        frame = patient_results(session, find_patient(session, "MRN2002").id, analytes=("hgb",))
+    assert frame.loc[0, ["value", "unit", "ref_low", "ref_high"]].tolist() == [12.4, "g/dL", 12.0, 16.0]
+
+
+def test_importing_the_same_file_twice_changes_nothing(store) -> None:
+    first = import_path(store, DATA / "canonical-good.csv", imported_by="test")
+    before = _counts(store)
+    again = import_path(store, DATA / "canonical-good.csv", imported_by="test")
+    assert _counts(store) == before
+    assert again.identical_to is not None and again.identical_to.id == first.batch_id
+    assert (again.accepted, again.unchanged, again.exit_code) == (0, 9, 0)
+
+
+def test_the_same_records_in_another_file_are_counted_unchanged(store, tmp_path: Path) -> None:
+    import_path(store, DATA / "canonical-good.csv", imported_by="test")
+    before = _counts(store)
+    copy = (DATA / "canonical-good.csv").read_text() + "\n"  # other bytes, same records
+    summary = import_path(store, _write(tmp_path, "copy.csv", copy), imported_by="test")
+    assert (summary.accepted, summary.unchanged, summary.superseded) == (0, 9, 0)
+    after = _counts(store)
+    assert after["result"] == before["result"] and after["panel"] == before["panel"]
+    assert after["import_batch"] == before["import_batch"] + 1
+
+
+def test_a_bad_row_is_refused_with_its_line_and_reason_and_the_rest_land(store) -> None:
+    summary = import_path(store, DATA / "canonical-bad-row.csv", imported_by="test")
+    assert summary.exit_code == 1
+    assert (summary.accepted, len(summary.rejected)) == (3, 1)
+    refused = summary.rejected.iloc[0]
+    assert refused["location"] == "line 4"
+    assert refused["reason"] == "unknown unit 'furlongs' for WBC"
+    with store() as session:
+        kept = session.execute(select(RejectedRecord.location, RejectedRecord.raw_text)).one()
+        assert kept.location == "line 4" and "furlongs" in kept.raw_text
+        assert session.scalar(select(func.count()).select_from(Result)) == 3
+
+
+def test_a_changed_value_supersedes_and_the_earlier_version_is_kept(store, tmp_path: Path) -> None:
+    import_path(store, DATA / "canonical-good.csv", imported_by="test")
+    corrected = (
+        "patient_id,collected_at,analyte,value,unit,ref_low,ref_high,lab,accession,status\n"
+        "MRN2002,2026-03-05T07:55:00-05:00,wbc,2.6,10*3/uL,4.5,11.0,NORTH,N-77,final\n"
+    )
+    summary = import_path(store, _write(tmp_path, "final.csv", corrected), imported_by="test")
+    assert (summary.accepted, summary.superseded) == (0, 1)
+    with store() as session:
+        key = find_patient(session, "MRN2002").id
+        current = patient_results(session, key, analytes=("wbc",))
+        history = patient_results(session, key, analytes=("wbc",), history=True)
+        listed = patient_list(session).set_index("patient_id")
+    assert current[["value", "status"]].values.tolist() == [[2.6, "final"]]
+    assert history[["value", "version", "is_current"]].values.tolist() == [[2.4, 1, False], [2.6, 2, True]]
+    assert listed.loc["MRN2002", "latest_wbc"] == 2.6
+
+
+def test_a_preliminary_result_cannot_hide_the_final_one(store, tmp_path: Path) -> None:
+    final = (
+        "patient_id,collected_at,analyte,value,unit,ref_low,ref_high,lab,accession,status\n"
+        "MRN5005,2026-03-05T08:00:00Z,wbc,3.0,10^9/L,4.0,11.0,NORTH,N-9,final\n"
+    )
+    import_path(store, _write(tmp_path, "final.csv", final), imported_by="test")
+    late = final.replace("3.0,", "3.3,").replace(",final", ",preliminary")
+    summary = import_path(store, _write(tmp_path, "late.csv", late), imported_by="test")
+    assert summary.exit_code == 1
+    assert summary.rejected.iloc[0]["reason"].startswith("preliminary result arrived after the final one")
+    with store() as session:
+        values = patient_results(session, find_patient(session, "MRN5005").id)["value"].tolist()
+    assert values == [3.0]
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"", "the file is empty"),
+        (b"name,age\nx,1\n", "not a recognised format"),
+        (b"patient_id,collected_at,analyte,value,unit\n\xff\xfe\x00bad", "not UTF-8 text"),
+    ],
+)
+def test_an_unusable_file_is_reported_and_kept_for_review(store, tmp_path: Path, content, reason) -> None:
+    path = tmp_path / "odd.csv"
+    path.write_bytes(content)
+    summary = import_path(store, path, imported_by="test")
+    assert summary.exit_code == 2 and reason in summary.error
+    with store() as session:
+        kept = session.execute(select(ImportBatch.format, RejectedRecord.reason).join(RejectedRecord)).one()
+    assert kept.format == "unusable" and reason in kept.reason
+
+
+def test_a_crash_part_way_leaves_the_store_as_it_was(store, monkeypatch) -> None:
+    import_path(store, DATA / "canonical-bad-row.csv", imported_by="test")
+    before = _counts(store)
+
+    def crash(*_args, **_kwargs):
+        raise RuntimeError("simulated crash after the results were written")
+
+    monkeypatch.setattr("db.ingest.refresh_patient_status", crash)
+    with pytest.raises(RuntimeError):
+        import_path(store, DATA / "canonical-good.csv", imported_by="test")
+    assert _counts(store) == before
+    with store() as session:
+        assert session.scalar(select(func.count()).select_from(Patient)) == 1
+    assert status_module.refresh_patient_status is not crash
+
+
+def test_a_file_with_nul_bytes_is_unusable_not_a_crash(store, tmp_path: Path) -> None:
+    path = tmp_path / "nul.csv"
+    path.write_bytes((DATA / "canonical-good.csv").read_bytes().replace(b"MRN1001", b"MRN\x001001", 1))
+    summary = import_path(store, path, imported_by="test")
+    assert summary.exit_code == 2 and "NUL byte" in summary.error
