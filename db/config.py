@@ -18,3 +18,25 @@ def database_url(explicit: str | None = None) -> str:
     if from_env:
         return from_env
     return f"sqlite:///{DEFAULT_SQLITE_PATH}"
+
+DISPLAY_TIMEZONE_ENV = "MONITOR_TIMEZONE"
+SEED_DEMO_ENV = "MONITOR_SEED_DEMO"
+
+
+def display_timezone() -> str:
+    """The time zone dates are shown in (stored times are always UTC); default UTC."""
+    return os.environ.get(DISPLAY_TIMEZONE_ENV, "").strip() or "UTC"
+
+
+def seed_demo_when_empty(url: str) -> bool:
+    """Whether the dashboard seeds the synthetic cohort into an empty store.
+
+    Yes by default for the embedded SQLite store (a newcomer's first start); for a shared store only when
+    ``MONITOR_SEED_DEMO=1``, so that a production database never receives synthetic patients by accident.
+    """
+    setting = os.environ.get(SEED_DEMO_ENV, "").strip().lower()
+    if setting in {"0", "false", "no"}:
+        return False
+    if setting in {"1", "true", "yes"}:
+        return True
+    return url.startswith("sqlite")

@@ -1,0 +1,39 @@
+"""Leukopenia monitor: the Streamlit entry point (run with `streamlit run dashboard.py`)."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from ui import data
+
+st.set_page_config(page_title="Leukopenia monitor", page_icon=":material/bloodtype:", layout="wide")
+
+try:
+    data.store()
+except Exception as error:  # noqa: BLE001 - the page must say what is wrong, not show a traceback
+    st.error(f"The store could not be opened: {error}")
+    st.stop()
+
+if "patient_key" not in st.session_state:
+    st.session_state["patient_key"] = None
+
+if data.synthetic_present():
+    st.warning(
+        "**Synthetic demo data.** The patients shown here are simulated for demonstration; "
+        "none is a real person.",
+        icon=":material/science:",
+    )
+
+with st.sidebar:
+    st.caption(
+        "Decision support, not a diagnosis: every count is shown against the range its lab reported. "
+        "Check results in the laboratory system before acting on them."
+    )
+
+page = st.navigation(
+    [
+        st.Page("pages/patients.py", title="Patients", icon=":material/groups:", default=True),
+        st.Page("pages/patient.py", title="Patient timeline", icon=":material/show_chart:"),
+    ]
+)
+page.run()

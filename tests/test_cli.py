@@ -1,0 +1,106 @@
+"""The command line as other tools script it: names, shapes, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import DATA, ROOT
+
+
+def monitor(*args: str, url: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "MONITOR_DATABASE_URL": url, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "monitor", *args], capture_output=True, text=True, env=env, cwd=ROOT,
+        timeout=300,
+    )
+
+
+def test_upgrade_demo_and_patients_list_the_synthetic_cohort(db_url: str) -> None:
+    assert monitor("db", "upgrade", url=db_url).returncode == 0
+    seeded = monitor("demo", url=db_url)
+    assert seeded.returncode == 0, seeded.stderr
+    listed = monitor("patients", "--format", "json", url=db_url)
+    assert listed.returncode == 0, listed.stderr
+    patients = json.loads(listed.stdout)
+    assert len(patients) >= 60
+    assert {"patient_id", "latest_wbc", "latest_anc", "last_collected_at"} <= set(patients[0])
+    assert all(p["is_synthetic"] for p in patients)
+    assert patients[0]["last_collected_at"].endswith("Z")
+    again = monitor("demo", url=db_url)
+    assert again.returncode == 0 and "nothing added" in again.stdout
+    assert len(json.loads(monitor("patients", "--format", "json", url=db_url).stdout)) == len(patients)
+
+
+def test_import_twice_then_a_bad_row_exit_codes_and_messages(db_url: str) -> None:
+    first = monitor("import", str(DATA / "canonical-good.csv"), url=db_url)
+    assert first.returncode == 0, first.stderr
+    assert "9 accepted" in first.stdout
+    second = monitor("import", str(DATA / "canonical-good.csv"), url=db_url)
+    assert second.returncode == 0 and "unchanged" in second.stdout
+    bad = monitor("import", str(DATA / "canonical-bad-row.csv"), url=db_url)
+    assert bad.returncode == 1
+    assert "canonical-bad-row.csv:4: rejected: unknown unit 'furlongs' for WBC" in bad.stderr
+    assert "3 accepted" in bad.stdout
+
+
+def test_results_json_carries_the_contract_fields(db_url: str) -> None:
+    monitor("import", str(DATA / "canonical-good.csv"), url=db_url)
+    out = monitor("results", "MRN1001", "--format", "json", url=db_url)
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout)
+    expected = {"collected_at", "analyte", "value", "unit", "ref_low", "ref_high", "status", "derived",
+                "lab", "accession"}
+    assert expected <= set(rows[0])
+    assert [r["collected_at"] for r in rows] == sorted(r["collected_at"] for r in rows)
+    assert rows[-1]["collected_at"] == "2026-03-16T08:40:00Z"
+    assert {r["unit"] for r in rows if r["analyte"] == "wbc"} == {"10^9/L"}
+
+
+def test_results_history_shows_superseded_versions(db_url: str, tmp_path: Path) -> None:
+    monitor("import", str(DATA / "canonical-good.csv"), url=db_url)
+    fix = tmp_path / "fix.csv"
+    fix.write_text(
+        "patient_id,collected_at,analyte,value,unit,ref_low,ref_high,lab,accession,status\n"
+        "MRN1001,2026-03-02T08:15:00Z,wbc,5.9,10^9/L,4.0,11.0,CENTRAL,ACC-1,corrected\n"
+    )
+    assert monitor("import", str(fix), url=db_url).returncode == 0
+    current = json.loads(monitor("results", "MRN1001", "--format", "json", url=db_url).stdout)
+    history = json.loads(monitor("results", "MRN1001", "--format", "json", "--history", url=db_url).stdout)
+    assert len(history) == len(current) + 1
+    wbc = [(r["value"], r["status"], r["is_current"]) for r in history if r["accession"] == "ACC-1" and r["analyte"] == "wbc"]
+    assert wbc == [(5.6, "final", False), (5.9, "corrected", True)]
+
+
+@pytest.mark.parametrize(
+    "args", [("db", "upgrade"), ("demo",), ("import",), ("patients",), ("results",)]
+)
+def test_every_command_documents_an_example_and_the_database_option(args, tmp_path: Path) -> None:
+    out = monitor(*args, "--help", url=f"sqlite:///{tmp_path / 'x.db'}")
+    assert out.returncode == 0
+    assert "Example:" in out.stdout and "--database URL" in out.stdout
+
+
+def test_errors_are_one_line_without_a_traceback(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    unknown = monitor("results", "NOBODY", url=url)
+    assert unknown.returncode == 2
+    assert unknown.stderr.strip() == "error: no patient with identifier 'NOBODY'"
+    unreachable = monitor("patients", "--database", "postgresql+psycopg://nobody@127.0.0.1:9/none", url=url)
+    assert unreachable.returncode == 3
+    assert len(unreachable.stderr.strip().splitlines()) == 1 and "Traceback" not in unreachable.stderr
+    usage = monitor("import", url=url)
+    assert usage.returncode == 2 and "Traceback" not in usage.stderr
+    missing = monitor("import", str(tmp_path / "absent.csv"), url=url)
+    assert missing.returncode == 2 and "absent.csv" in missing.stderr
+
+
+def test_debug_shows_the_traceback(tmp_path: Path) -> None:
+    out = monitor("patients", "--debug", "--database", "postgresql+psycopg://nobody@127.0.0.1:9/none",
+                  url=f"sqlite:///{tmp_path / 'x.db'}")
+    assert out.returncode != 0 and "Traceback" in out.stderr

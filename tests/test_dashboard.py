@@ -1,0 +1,84 @@
+"""The dashboard pages, rendered by Streamlit's AppTest against a temporary store."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import numpy as np
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from db.importer import import_path
+from db.store import open_store
+from tests.conftest import DATA, ROOT
+
+APP = str(ROOT / "dashboard.py")
+
+
+@pytest.fixture(autouse=True)
+def _clear_caches():
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    yield
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
+@pytest.fixture
+def imported_store(tmp_path: Path, monkeypatch) -> str:
+    url = f"sqlite:///{tmp_path / 'monitor.db'}"
+    import_path(open_store(url), DATA / "canonical-good.csv", imported_by="test")
+    monkeypatch.setenv("MONITOR_DATABASE_URL", url)
+    return url
+
+
+def _array(encoded) -> list:
+    """A plotly figure array from its JSON spec (plotly sends numbers as typed base64 arrays)."""
+    if isinstance(encoded, dict) and "bdata" in encoded:
+        return np.frombuffer(base64.b64decode(encoded["bdata"]), dtype=encoded["dtype"]).tolist()
+    return list(encoded)
+
+
+def test_first_start_creates_the_store_seeds_the_demo_and_says_it_is_synthetic(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("MONITOR_DATABASE_URL", f"sqlite:///{tmp_path / 'fresh' / 'monitor.db'}")
+    monkeypatch.delenv("MONITOR_SEED_DEMO", raising=False)
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    assert not at.exception
+    assert "Synthetic demo data" in at.warning[0].value
+    table = at.dataframe[0].value
+    assert len(table) >= 60
+    assert table["Name"].str.contains("Synthetic").all()
+
+
+def test_patient_list_shows_latest_counts_and_flags_low_ones(imported_store) -> None:
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.exception
+    assert len(at.warning) == 0  # imported, not synthetic: no banner
+    table = at.dataframe[0].value.set_index("Patient ID")
+    assert table.loc["MRN1001", "WBC (10^9/L)"] == 3.1
+    assert table.loc["MRN1001", "WBC low"] == "below range"
+    assert table.loc["MRN1001", "ANC (10^9/L)"] == 0.9
+
+
+def test_search_narrows_the_list(imported_store) -> None:
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.text_input(key="patients_search").input("2002").run()
+    assert at.dataframe[0].value["Patient ID"].tolist() == ["MRN2002"]
+
+
+def test_patient_timeline_charts_wbc_against_the_reference_band(imported_store) -> None:
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.switch_page("pages/patient.py").run()
+    assert not at.exception
+    at.selectbox(key="patient_select").select_index(
+        at.selectbox(key="patient_select").options.index("MRN1001 · (no name)")
+    ).run()
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    band_low = spec["data"][1]
+    assert band_low["fill"] == "tonexty" and _array(band_low["y"]) == [4.0, 4.0]
+    assert _array(spec["data"][2]["y"]) == [5.6, 3.1]
+    assert spec["layout"]["yaxis"]["title"]["text"] == "WBC (10^9/L)"
