@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
 from db.config import display_timezone
@@ -31,10 +32,11 @@ timezone = display_timezone()
 
 facts = st.columns(5)
 facts[0].metric("Patient ID", patient["patient_id"])
-facts[1].metric("Age / sex", f"{patient['age'] if patient['age'] is not None else '?'} / {patient['sex'] or '?'}")
+age = "?" if pd.isna(patient["age"]) else int(patient["age"])
+facts[1].metric("Age / sex", f"{age} / {patient['sex'] or '?'}")
 facts[2].metric("Teams", patient["teams"] or "none")
-facts[3].metric("Latest WBC (10^9/L)", "-" if patient["latest_wbc"] != patient["latest_wbc"] else f"{patient['latest_wbc']:.2f}")
-facts[4].metric("Days since last CBC", "-" if patient["days_since_cbc"] is None else int(patient["days_since_cbc"]))
+facts[3].metric("Latest WBC (10^9/L)", "-" if pd.isna(patient["latest_wbc"]) else f"{patient['latest_wbc']:.2f}")
+facts[4].metric("Days since last CBC", "-" if pd.isna(patient["days_since_cbc"]) else int(patient["days_since_cbc"]))
 
 results = data.results(chosen)
 events = data.events(chosen)

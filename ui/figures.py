@@ -73,8 +73,8 @@ def count_figure(
     if events is not None and not events.empty:
         _add_events(figure, events, series["value"].max() if len(series) else 1.0, timezone)
     figure.update_layout(
-        height=420, margin={"l": 10, "r": 10, "t": 30, "b": 10}, hovermode="closest",
-        legend={"orientation": "h", "y": -0.15},
+        height=420, margin={"l": 10, "r": 10, "t": 40, "b": 10}, hovermode="closest",
+        legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0},
         xaxis={"title": f"Collection date ({timezone})"},
         yaxis={"title": f"{meta.label} ({meta.unit})", "rangemode": "tozero"},
     )

@@ -1,0 +1,220 @@
+"""The dashboard served by a real `streamlit run` on loopback, driven by a headless Chromium.
+
+Needs Debian's Chromium and the Playwright package (never `playwright install`, which downloads a browser):
+``apt-get install -y chromium`` and ``pip install playwright``. Without them the browser tests are skipped;
+the loopback test still runs. Select or deselect all of these with ``-m browser`` / ``-m "not browser"``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import struct
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+import pytest
+
+from db.importer import import_path
+from db.store import open_store
+from tests.conftest import DATA, ROOT
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+STARTUP_SECONDS = 60
+STOP_SECONDS = 10
+PAGE_TIMEOUT_MS = 30_000
+TCP_LISTEN = "0A"
+
+
+def _free_loopback_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _healthy(base_url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{base_url}/_stcore/health", timeout=2) as response:
+            return response.status == 200 and response.read().strip() == b"ok"
+    except OSError:
+        return False
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=STOP_SECONDS)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=STOP_SECONDS)
+
+
+@pytest.fixture(scope="module")
+def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The base URL of `streamlit run dashboard.py` on a free 127.0.0.1 port, over the canonical CSV."""
+    folder = tmp_path_factory.mktemp("dashboard")
+    url = f"sqlite:///{folder / 'monitor.db'}"
+    summary = import_path(open_store(url), DATA / "canonical-good.csv", imported_by="test")
+    assert summary.error is None and summary.accepted > 0, summary
+    port = _free_loopback_port()
+    base_url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "MONITOR_DATABASE_URL": url, "MONITOR_SEED_DEMO": "0"}
+    # Only the port is given: address, headless and telemetry come from the project's
+    # .streamlit/config.toml, which is what the loopback test below is checking.
+    command = [
+        sys.executable, "-m", "streamlit", "run", "dashboard.py", "--server.port", str(port),
+        # No "source changed, rerun?" prompt should a source file change while this runs.
+        "--server.fileWatcherType", "none",
+    ]
+    log_path = folder / "streamlit.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + STARTUP_SECONDS
+            while not _healthy(base_url):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    state = f"exited with {process.returncode}" if process.poll() is not None else "timed out"
+                    pytest.fail(
+                        f"streamlit never answered {base_url}/_stcore/health ({state}); its output:\n"
+                        + log_path.read_text(errors="replace")
+                    )
+                time.sleep(0.2)
+            yield base_url
+        finally:
+            _stop(process)
+
+
+@pytest.fixture(scope="module")
+def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
+    """Debian's headless Chromium through Playwright, with its profile and caches in a temporary folder."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing: install Debian's browser with `apt-get install -y chromium`")
+    sync_api = pytest.importorskip(
+        "playwright.sync_api",
+        reason="the playwright package is missing: `pip install playwright` (never `playwright install`)",
+    )
+    home = tmp_path_factory.mktemp("chromium-home")
+    env = {
+        **os.environ,
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "XDG_CACHE_HOME": str(home / ".cache"),
+    }
+    playwright = sync_api.sync_playwright().start()
+    try:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS, env=env
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+    finally:
+        playwright.stop()
+
+
+@pytest.fixture
+def page(chromium: Browser) -> Iterator[Page]:
+    """A fresh browser tab (own cookies and session) at a desktop size."""
+    context = chromium.new_context(viewport={"width": 1400, "height": 1000})
+    context.set_default_timeout(PAGE_TIMEOUT_MS)
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
+
+
+def _listening_addresses(port: int) -> list[str]:
+    """Local addresses of the TCP sockets listening on ``port``, read from /proc/net/tcp and tcp6."""
+    found = []
+    for table, family in (("/proc/net/tcp", socket.AF_INET), ("/proc/net/tcp6", socket.AF_INET6)):
+        path = Path(table)
+        if not path.exists():
+            continue
+        for line in path.read_text().splitlines()[1:]:
+            fields = line.split()
+            address_hex, port_hex = fields[1].split(":")
+            if fields[3] != TCP_LISTEN or int(port_hex, 16) != port:
+                continue
+            # The kernel prints each 32-bit word of the address in host byte order.
+            words = [int(address_hex[i : i + 8], 16) for i in range(0, len(address_hex), 8)]
+            found.append(socket.inet_ntop(family, struct.pack(f"={len(words)}I", *words)))
+    return found
+
+
+def _non_loopback_address() -> str | None:
+    """This machine's address on its default route, if it has one (a UDP connect sends nothing)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # TEST-NET-1: never contacted, only routed
+        except OSError:
+            return None
+        address = probe.getsockname()[0]
+    return None if address.startswith("127.") or address == "0.0.0.0" else address
+
+
+def test_the_dashboard_listens_on_loopback_only(dashboard: str) -> None:
+    assert _healthy(dashboard)
+    port = urlsplit(dashboard).port
+    assert port is not None
+    if not Path("/proc/net/tcp").exists():
+        pytest.skip("no /proc/net/tcp on this system: cannot list listening sockets")
+    assert _listening_addresses(port) == ["127.0.0.1"]
+    other = _non_loopback_address()
+    if other is not None:
+        with pytest.raises(OSError), socket.create_connection((other, port), timeout=2):
+            pass
+
+
+def test_the_worklist_lists_both_imported_patients(dashboard: str, page: Page) -> None:
+    from playwright.sync_api import expect
+
+    page.goto(dashboard)
+    expect(page.locator("h1")).to_have_text("Patients")
+    grid = page.locator('[data-testid="stDataFrame"] table[role="grid"]')
+    # The grid is drawn on a canvas; its accessible table carries the cell texts.
+    patient_ids = grid.locator('td[role="gridcell"][aria-colindex="1"]')
+    expect(patient_ids).to_have_count(2)
+    assert sorted(patient_ids.all_text_contents()) == ["MRN1001", "MRN2002"]
+    expect(page.get_by_role("button", name="Download this list (CSV)")).to_be_visible()
+    expect(page.locator('[data-testid="stException"]')).to_have_count(0)
+    expect(page.locator('[data-testid="stAlertContentWarning"]')).to_have_count(0)  # no synthetic banner
+
+
+def test_the_timeline_draws_wbc_against_the_reference_band(
+    dashboard: str, page: Page, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    page.goto(dashboard)
+    page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name="Patient timeline").click()
+    expect(page).to_have_url(f"{dashboard}/patient")
+    expect(page.locator("h1")).to_have_text("Patient timeline")
+    chart = page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot')
+    expect(chart.locator(".main-svg").first).to_be_visible()
+    # plotly draws a `fill: tonexty` band as a closed path in the previous trace's fill group.
+    band = chart.locator(".scatterlayer .trace .fills path.js-fill")
+    expect(band).to_have_count(1)
+    expect(band).to_have_attribute("d", re.compile(r"^M.+Z$"))
+    expect(band).to_have_css("fill", "rgb(0, 158, 115)")
+    expect(chart.locator(".g-ytitle .ytitle")).to_contain_text("WBC (10^9/L)")
+    expect(page.locator('[data-testid="stException"]')).to_have_count(0)
+    page.screenshot(path=tmp_path / "patient-timeline.png", full_page=True)
