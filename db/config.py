@@ -19,6 +19,7 @@ def database_url(explicit: str | None = None) -> str:
         return from_env
     return f"sqlite:///{DEFAULT_SQLITE_PATH}"
 
+
 DISPLAY_TIMEZONE_ENV = "MONITOR_TIMEZONE"
 SEED_DEMO_ENV = "MONITOR_SEED_DEMO"
 

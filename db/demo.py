@@ -44,7 +44,9 @@ def anchor_date(session: Session, *, today: date) -> date:
     if stored is not None:
         return date.fromisoformat(json.loads(stored.value))
     now = datetime.now(UTC)
-    session.add(Setting(key=ANCHOR_SETTING, value=json.dumps(today.isoformat()), updated_by=DEMO_USER, updated_at=now))
+    session.add(
+        Setting(key=ANCHOR_SETTING, value=json.dumps(today.isoformat()), updated_by=DEMO_USER, updated_at=now)
+    )
     session.flush()
     return today
 
@@ -90,7 +92,9 @@ def _ensure_teams(session: Session) -> dict[str, int]:
     return dict(zip(known["code"], known["id"], strict=True))
 
 
-def _add_missing(session: Session, model: type, rows: pd.DataFrame, key: list[str], utc: tuple[str, ...] = ()) -> int:
+def _add_missing(
+    session: Session, model: type, rows: pd.DataFrame, key: list[str], utc: tuple[str, ...] = ()
+) -> int:
     """Insert the rows whose ``key`` is not already stored for these patients; return how many."""
     if rows.empty:
         return 0

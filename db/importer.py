@@ -100,9 +100,7 @@ def import_bytes(
     fmt = fmt or detect_format(text)
     records, broken = parse_canonical_csv(text)
     normalised = normalise_results(records)
-    batch = new_batch(
-        session, file_name=file_name, sha256=sha256, fmt=fmt, imported_by=imported_by, now=now
-    )
+    batch = new_batch(session, file_name=file_name, sha256=sha256, fmt=fmt, imported_by=imported_by, now=now)
     counts = write_results(session, normalised.results, batch_id=batch.id, now=now)
     rejected = pd.concat([broken, normalised.rejected, counts.rejected], ignore_index=True)
     rejected = _in_file_order(rejected)

@@ -80,7 +80,9 @@ def ensure_labs(session: Session, labs: pd.DataFrame) -> dict[str, int]:
     )
     missing = labs[~labs["code"].isin(known["code"])]
     if not missing.empty:
-        rows = _with_defaults(missing, {"name": None, "is_synthetic": False})[["code", "name", "is_synthetic"]]
+        rows = _with_defaults(missing, {"name": None, "is_synthetic": False})[
+            ["code", "name", "is_synthetic"]
+        ]
         rows["name"] = rows["name"].where(rows["name"].notna(), rows["code"])
         session.execute(insert(Lab), to_records(rows))
         known = read_frame_in(
@@ -198,13 +200,18 @@ def write_results(
     frame = results.merge(keys, on=["assigning_authority", "patient_id"], how="left")
     frame["lab_id"] = frame["lab"].map(lab_ids).astype("int64")
     frame = _attach_panels(session, frame, batch_id)
-    frame = frame.merge(_current_versions(session, frame["panel_id"].unique().tolist()),
-                        on=["panel_id", "analyte"], how="left")
+    frame = frame.merge(
+        _current_versions(session, frame["panel_id"].unique().tolist()),
+        on=["panel_id", "analyte"],
+        how="left",
+    )
 
     stored = frame["current_id"].notna()
     unchanged = stored & _same_content(frame)
     late_preliminary = (
-        stored & ~unchanged & (frame["status"] == "preliminary")
+        stored
+        & ~unchanged
+        & (frame["status"] == "preliminary")
         & frame["current_status"].isin(FINAL_STATUSES)
     )
     counts.rejected = frame.loc[late_preliminary, ["location", "raw_text"]].assign(
@@ -226,8 +233,21 @@ def write_results(
     if not fresh.empty:
         version = fresh["current_version"].fillna(0).astype("int64") + 1
         rows = fresh[
-            ["panel_id", "analyte", "loinc", "value_raw", "unit_raw", "value", "unit", "ref_low",
-             "ref_high", "ref_raw", "abnormal_flag", "status", "derived"]
+            [
+                "panel_id",
+                "analyte",
+                "loinc",
+                "value_raw",
+                "unit_raw",
+                "value",
+                "unit",
+                "ref_low",
+                "ref_high",
+                "ref_raw",
+                "abnormal_flag",
+                "status",
+                "derived",
+            ]
         ].assign(version=version, is_current=True, batch_id=batch_id, created_at=now)
         session.execute(insert(Result), to_records(rows))
 

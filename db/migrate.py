@@ -54,6 +54,4 @@ def ensure_current(engine: Engine) -> None:
     if engine.dialect.name == "sqlite":
         upgrade(engine)
         return
-    raise StoreOutOfDate(
-        "the database schema is not up to date; run: python -m monitor db upgrade"
-    )
+    raise StoreOutOfDate("the database schema is not up to date; run: python -m monitor db upgrade")

@@ -69,9 +69,7 @@ def patient_list(session: Session, *, today: date | None = None) -> pd.DataFrame
         .outerjoin(PatientStatus, PatientStatus.patient_id == Patient.id)
         .order_by(PatientStatus.last_collected_at.desc(), Patient.mrn)
     )
-    frame = read_frame(
-        session, statement, utc=["latest_wbc_at", "latest_anc_at", "last_collected_at"]
-    )
+    frame = read_frame(session, statement, utc=["latest_wbc_at", "latest_anc_at", "last_collected_at"])
     frame = frame.join(_teams_by_patient(session), on="patient_key")
     frame["teams"] = frame["teams"].fillna("")
     frame["age"] = age_in_years(frame["birth_date"], today)
@@ -98,9 +96,24 @@ def find_patient(session: Session, patient_id: str, *, authority: str | None = N
 
 
 RESULT_FRAME_COLUMNS = [
-    "collected_at", "analyte", "value", "unit", "ref_low", "ref_high", "status", "derived", "lab",
-    "accession", "value_raw", "unit_raw", "loinc", "abnormal_flag", "version", "is_current",
-    "superseded_at", "panel_id",
+    "collected_at",
+    "analyte",
+    "value",
+    "unit",
+    "ref_low",
+    "ref_high",
+    "status",
+    "derived",
+    "lab",
+    "accession",
+    "value_raw",
+    "unit_raw",
+    "loinc",
+    "abnormal_flag",
+    "version",
+    "is_current",
+    "superseded_at",
+    "panel_id",
 ]
 
 

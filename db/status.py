@@ -19,17 +19,19 @@ def refresh_patient_status(session: Session, patient_keys: Sequence[int], *, now
         return
     results = read_frame_in(
         session,
-        lambda part: select(
-            Panel.patient_id.label("patient_key"),
-            Panel.id.label("panel_id"),
-            Panel.collected_at,
-            Result.analyte,
-            Result.value,
-            Result.ref_low,
-            Result.status,
-        )
-        .join(Result, Result.panel_id == Panel.id)
-        .where(Panel.patient_id.in_(part), Result.is_current.is_(True)),
+        lambda part: (
+            select(
+                Panel.patient_id.label("patient_key"),
+                Panel.id.label("panel_id"),
+                Panel.collected_at,
+                Result.analyte,
+                Result.value,
+                Result.ref_low,
+                Result.status,
+            )
+            .join(Result, Result.panel_id == Panel.id)
+            .where(Panel.patient_id.in_(part), Result.is_current.is_(True))
+        ),
         list(patient_keys),
         utc=["collected_at"],
     )

@@ -30,11 +30,18 @@ def _set_debug(_ctx: click.Context, _param: click.Parameter, value: bool) -> boo
 def store_options(command: F) -> F:
     """``--database`` and ``--debug``, on every command."""
     command = click.option(
-        "--debug", is_flag=True, expose_value=False, is_eager=True, callback=_set_debug,
+        "--debug",
+        is_flag=True,
+        expose_value=False,
+        is_eager=True,
+        callback=_set_debug,
         help="Show the full traceback on errors.",
     )(command)
     return click.option(
-        "--database", "database", metavar="URL", envvar="MONITOR_DATABASE_URL",
+        "--database",
+        "database",
+        metavar="URL",
+        envvar="MONITOR_DATABASE_URL",
         help="Database URL (default: $MONITOR_DATABASE_URL, else data/monitor.db).",
     )(command)
 
@@ -63,8 +70,14 @@ def _emit(frame: pd.DataFrame, fmt: str, *, utc_columns: tuple[str, ...] = ()) -
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--debug", is_flag=True, expose_value=False, is_eager=True, callback=_set_debug,
-              help="Show the full traceback on errors.")
+@click.option(
+    "--debug",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_set_debug,
+    help="Show the full traceback on errors.",
+)
 def cli() -> None:
     """Leukopenia monitoring: CBC results over time, for care teams and oncology units.
 
@@ -98,12 +111,20 @@ def db_upgrade(database: str | None) -> None:
     before = current_revision(engine)
     upgrade(engine)
     after = current_revision(engine)
-    click.echo(f"schema at {after}" + (" (already current)" if before == after else f" (was {before or 'empty'})"))
+    click.echo(
+        f"schema at {after}" + (" (already current)" if before == after else f" (was {before or 'empty'})")
+    )
 
 
 @cli.command()
-@click.option("--patients", "n_patients", default=60, show_default=True, type=click.IntRange(min=1),
-              help="How many synthetic patients.")
+@click.option(
+    "--patients",
+    "n_patients",
+    default=60,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="How many synthetic patients.",
+)
 @click.option("--seed", default=7, show_default=True, type=int, help="Random seed (same seed, same cohort).")
 @store_options
 def demo(database: str | None, n_patients: int, seed: int) -> None:
@@ -119,7 +140,9 @@ def demo(database: str | None, n_patients: int, seed: int) -> None:
     with factory.begin() as session:
         summary = seed_demo(session, patients=n_patients, seed=seed, today=datetime.now(UTC).date())
     if summary.already_seeded:
-        click.echo(f"synthetic demo cohort already present ({n_patients} patients, seed {seed}); nothing added")
+        click.echo(
+            f"synthetic demo cohort already present ({n_patients} patients, seed {seed}); nothing added"
+        )
     else:
         click.echo(
             f"synthetic demo cohort: {summary.patients} patients, {summary.results_added} results and "
@@ -129,8 +152,13 @@ def demo(database: str | None, n_patients: int, seed: int) -> None:
 
 @cli.command("import")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["csv"]), default=None,
-              help="Force the format instead of detecting it from the content.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv"]),
+    default=None,
+    help="Force the format instead of detecting it from the content.",
+)
 @store_options
 def import_(database: str | None, paths: tuple[Path, ...], fmt: str | None) -> None:
     """Import result files (the canonical long CSV).
@@ -175,13 +203,27 @@ def _print_summary(summary: Any) -> None:
 
 
 PATIENT_COLUMNS = [
-    "patient_id", "assigning_authority", "name", "age", "sex", "teams", "latest_wbc", "latest_wbc_at",
-    "latest_anc", "latest_anc_at", "last_collected_at", "days_since_cbc", "n_panels", "is_synthetic",
+    "patient_id",
+    "assigning_authority",
+    "name",
+    "age",
+    "sex",
+    "teams",
+    "latest_wbc",
+    "latest_wbc_at",
+    "latest_anc",
+    "latest_anc_at",
+    "last_collected_at",
+    "days_since_cbc",
+    "n_panels",
+    "is_synthetic",
 ]
 
 
 @cli.command()
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True
+)
 @store_options
 def patients(database: str | None, fmt: str) -> None:
     """List patients with their latest WBC and ANC and last CBC.
@@ -198,15 +240,27 @@ def patients(database: str | None, fmt: str) -> None:
     _emit(frame, fmt, utc_columns=("latest_wbc_at", "latest_anc_at", "last_collected_at"))
 
 
-RESULT_COLUMNS = ["collected_at", "analyte", "value", "unit", "ref_low", "ref_high", "status", "derived",
-                  "lab", "accession"]
+RESULT_COLUMNS = [
+    "collected_at",
+    "analyte",
+    "value",
+    "unit",
+    "ref_low",
+    "ref_high",
+    "status",
+    "derived",
+    "lab",
+    "accession",
+]
 HISTORY_COLUMNS = ["version", "is_current", "superseded_at", "value_raw", "unit_raw"]
 
 
 @cli.command()
 @click.argument("patient_id")
 @click.option("--authority", default=None, help="Assigning authority, when an MRN is used by several.")
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True
+)
 @click.option("--history", is_flag=True, help="Include superseded versions of corrected results.")
 @store_options
 def results(database: str | None, patient_id: str, authority: str | None, fmt: str, history: bool) -> None:
@@ -234,9 +288,10 @@ def _one_line(error: BaseException) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     """Run the command line; errors become one line on stderr and an exit status."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from db.migrate import StoreOutOfDate
     from db.queries import PatientNotFound
-    from sqlalchemy.exc import SQLAlchemyError
 
     try:
         cli.main(args=argv, prog_name="python -m monitor", standalone_mode=False)

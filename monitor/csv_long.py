@@ -64,9 +64,7 @@ def parse_canonical_csv(text: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     names = [name.strip().lower() for name in header]
     missing = [name for name in REQUIRED if name not in names]
     if missing:
-        raise UnusableFile(
-            f"the header lacks {', '.join(missing)} (expected {','.join(HEADER)})"
-        )
+        raise UnusableFile(f"the header lacks {', '.join(missing)} (expected {','.join(HEADER)})")
     width = len(names)
     rows: list[list[str]] = []
     starts: list[int] = []

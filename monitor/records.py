@@ -11,6 +11,7 @@ is rejected with a reason naming the offending field and value; nothing is guess
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -88,12 +89,33 @@ class Normalised:
     rejected: pd.DataFrame
 
 
-def _first_reason(reasons: list[tuple[pd.Series, pd.Series | str]], index: pd.Index) -> pd.Series:
-    """For each row, the first reason whose mask is true (checks are listed in priority order)."""
-    reason = pd.Series(pd.NA, index=index, dtype="object")
-    for mask, text in reversed(reasons):
-        reason = reason.mask(mask.fillna(False).astype(bool), text)
+PLAUSIBILITY = (
+    "{{label}} {{value}} {{unit}} is {{converted}} {{canonical}} after conversion, {side} the plausible "
+    "limit {limit}: check the unit"
+)
+
+
+def _first_reason(fields: pd.DataFrame, checks: list[tuple[pd.Series, str]]) -> pd.Series:
+    """For each row, the message of the first check that fails, filled from ``fields``; NA if none.
+
+    Checks are in priority order. Messages are built only for the rows they apply to, so a clean file
+    of millions of rows costs one boolean mask per check.
+    """
+    reason = pd.Series(pd.NA, index=fields.index, dtype="object")
+    for mask, template in checks:
+        failing = mask.fillna(False).astype(bool) & reason.isna()
+        if failing.any():
+            reason[failing] = _fill(template, fields[failing])
     return reason
+
+
+def _fill(template: str, fields: pd.DataFrame) -> pd.Series:
+    """``template`` with each ``{column}`` replaced by that row's text, vectorised over the rows."""
+    pieces = re.split(r"\{(\w+)\}", template)
+    message = pd.Series("", index=fields.index, dtype="object")
+    for position, piece in enumerate(pieces):
+        message = message + (fields[piece].fillna("").astype(str) if position % 2 else piece)
+    return message
 
 
 def _number_or_blank(text: pd.Series) -> tuple[pd.Series, pd.Series]:
@@ -153,32 +175,41 @@ def normalise_results(raw: pd.DataFrame) -> Normalised:
     ref_high = to_canonical(high_in, factors)
     status = text["status"].str.lower().map(STATUS_ALIASES)
 
-    label = _label(analyte.fillna(""))
-    unit_of = analyte.map({code: a.unit for code, a in ANALYTES.items()})
-    maximum = analyte.map({code: a.plausible_max for code, a in ANALYTES.items()})
-    minimum = analyte.map({code: a.plausible_min for code, a in ANALYTES.items()})
-    shown = value.map("{:g}".format, na_action="ignore") + " " + unit_of.fillna("")
-    quoted = lambda column: "'" + text[column] + "'"  # noqa: E731 - a local shorthand for messages
-
+    fields = pd.DataFrame(
+        {
+            **{column: text[column] for column in ("collected_at", "analyte", "value", "unit")},
+            **{column: text[column] for column in ("ref_low", "ref_high", "status")},
+            "label": _label(analyte.fillna("")),
+            "converted": value.map("{:g}".format, na_action="ignore"),
+            "canonical": analyte.map({code: a.unit for code, a in ANALYTES.items()}),
+            "maximum": analyte.map({code: f"{a.plausible_max:g}" for code, a in ANALYTES.items()}),
+            "minimum": analyte.map({code: f"{a.plausible_min:g}" for code, a in ANALYTES.items()}),
+        }
+    )
+    maximum = analyte.map({code: a.plausible_max for code, a in ANALYTES.items()}).astype("float64")
+    minimum = analyte.map({code: a.plausible_min for code, a in ANALYTES.items()}).astype("float64")
     reason = _first_reason(
+        fields,
         [
             (text["patient_id"] == "", "patient_id is empty"),
             (text["collected_at"] == "", "collected_at is empty"),
-            (~has_offset, "collected_at " + quoted("collected_at") + " has no time zone offset (add Z or +hh:mm)"),
-            (collected_at.isna(), "collected_at " + quoted("collected_at") + " is not an ISO 8601 date-time"),
-            (analyte.isna(), "analyte " + quoted("analyte") + " is neither a known analyte name nor a CBC LOINC code"),
+            (~has_offset, "collected_at '{collected_at}' has no time zone offset (add Z or +hh:mm)"),
+            (collected_at.isna(), "collected_at '{collected_at}' is not an ISO 8601 date-time"),
+            (analyte.isna(), "analyte '{analyte}' is neither a known analyte name nor a CBC LOINC code"),
             (text["value"] == "", "value is empty"),
-            (value_not_number, "value " + quoted("value") + " is not a number"),
-            (text["unit"] == "", "unit is empty for " + label),
-            (factors.isna(), "unknown unit " + quoted("unit") + " for " + label),
-            (low_not_number, "ref_low " + quoted("ref_low") + " is not a number"),
-            (high_not_number, "ref_high " + quoted("ref_high") + " is not a number"),
-            (ref_low > ref_high, "reference range is reversed (ref_low " + text["ref_low"] + " > ref_high " + text["ref_high"] + ")"),
-            (status.isna(), "status " + quoted("status") + " is not one of final, preliminary, corrected, cancelled, entered-in-error"),
-            (value > maximum, label + " " + text["value"] + " " + text["unit"] + " is " + shown + " after conversion, above the plausible maximum " + maximum.map("{:g}".format, na_action="ignore") + ": check the unit"),
-            (value < minimum, label + " " + text["value"] + " " + text["unit"] + " is " + shown + " after conversion, below the plausible minimum " + minimum.map("{:g}".format, na_action="ignore") + ": check the unit"),
+            (value_not_number, "value '{value}' is not a number"),
+            (text["unit"] == "", "unit is empty for {label}"),
+            (factors.isna(), "unknown unit '{unit}' for {label}"),
+            (low_not_number, "ref_low '{ref_low}' is not a number"),
+            (high_not_number, "ref_high '{ref_high}' is not a number"),
+            (ref_low > ref_high, "reference range is reversed (ref_low {ref_low} > ref_high {ref_high})"),
+            (
+                status.isna(),
+                "status '{status}' is not one of " + ", ".join(sorted(set(STATUS_ALIASES.values()))),
+            ),
+            (value > maximum, PLAUSIBILITY.format(side="above", limit="{maximum}")),
+            (value < minimum, PLAUSIBILITY.format(side="below", limit="{minimum}")),
         ],
-        raw.index,
     )
     rejected_mask = reason.notna()
     results = pd.DataFrame(
@@ -191,7 +222,7 @@ def normalise_results(raw: pd.DataFrame) -> Normalised:
             "value_raw": text["value"],
             "unit_raw": text["unit"],
             "value": value,
-            "unit": unit_of,
+            "unit": fields["canonical"],
             "ref_low": ref_low,
             "ref_high": ref_high,
             "ref_raw": _ref_raw(text["ref_low"], text["ref_high"]),
@@ -204,9 +235,9 @@ def normalise_results(raw: pd.DataFrame) -> Normalised:
             "raw_text": raw["raw_text"],
         }
     )[~rejected_mask]
-    rejected = pd.DataFrame(
-        {"location": text["location"], "raw_text": raw["raw_text"], "reason": reason}
-    )[rejected_mask]
+    rejected = pd.DataFrame({"location": text["location"], "raw_text": raw["raw_text"], "reason": reason})[
+        rejected_mask
+    ]
     return _reject_conflicts(results.reset_index(drop=True), rejected.reset_index(drop=True))
 
 

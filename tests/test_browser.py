@@ -33,8 +33,14 @@ pytestmark = pytest.mark.browser
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 STARTUP_SECONDS = 60
 STOP_SECONDS = 10
@@ -80,9 +86,16 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     # Only the port is given: address, headless and telemetry come from the project's
     # .streamlit/config.toml, which is what the loopback test below is checking.
     command = [
-        sys.executable, "-m", "streamlit", "run", "dashboard.py", "--server.port", str(port),
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        "dashboard.py",
+        "--server.port",
+        str(port),
         # No "source changed, rerun?" prompt should a source file change while this runs.
-        "--server.fileWatcherType", "none",
+        "--server.fileWatcherType",
+        "none",
     ]
     log_path = folder / "streamlit.log"
     with log_path.open("wb") as log:

@@ -16,7 +16,11 @@ from tests.conftest import DATA, ROOT
 def monitor(*args: str, url: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "MONITOR_DATABASE_URL": url, "PYTHONPATH": str(ROOT)}
     return subprocess.run(
-        [sys.executable, "-m", "monitor", *args], capture_output=True, text=True, env=env, cwd=ROOT,
+        [sys.executable, "-m", "monitor", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
         timeout=300,
     )
 
@@ -54,8 +58,18 @@ def test_results_json_carries_the_contract_fields(db_url: str) -> None:
     out = monitor("results", "MRN1001", "--format", "json", url=db_url)
     assert out.returncode == 0, out.stderr
     rows = json.loads(out.stdout)
-    expected = {"collected_at", "analyte", "value", "unit", "ref_low", "ref_high", "status", "derived",
-                "lab", "accession"}
+    expected = {
+        "collected_at",
+        "analyte",
+        "value",
+        "unit",
+        "ref_low",
+        "ref_high",
+        "status",
+        "derived",
+        "lab",
+        "accession",
+    }
     assert expected <= set(rows[0])
     assert [r["collected_at"] for r in rows] == sorted(r["collected_at"] for r in rows)
     assert rows[-1]["collected_at"] == "2026-03-16T08:40:00Z"
@@ -73,13 +87,15 @@ def test_results_history_shows_superseded_versions(db_url: str, tmp_path: Path) 
     current = json.loads(monitor("results", "MRN1001", "--format", "json", url=db_url).stdout)
     history = json.loads(monitor("results", "MRN1001", "--format", "json", "--history", url=db_url).stdout)
     assert len(history) == len(current) + 1
-    wbc = [(r["value"], r["status"], r["is_current"]) for r in history if r["accession"] == "ACC-1" and r["analyte"] == "wbc"]
+    wbc = [
+        (r["value"], r["status"], r["is_current"])
+        for r in history
+        if r["accession"] == "ACC-1" and r["analyte"] == "wbc"
+    ]
     assert wbc == [(5.6, "final", False), (5.9, "corrected", True)]
 
 
-@pytest.mark.parametrize(
-    "args", [("db", "upgrade"), ("demo",), ("import",), ("patients",), ("results",)]
-)
+@pytest.mark.parametrize("args", [("db", "upgrade"), ("demo",), ("import",), ("patients",), ("results",)])
 def test_every_command_documents_an_example_and_the_database_option(args, tmp_path: Path) -> None:
     out = monitor(*args, "--help", url=f"sqlite:///{tmp_path / 'x.db'}")
     assert out.returncode == 0
@@ -101,6 +117,11 @@ def test_errors_are_one_line_without_a_traceback(tmp_path: Path) -> None:
 
 
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:
-    out = monitor("patients", "--debug", "--database", "postgresql+psycopg://nobody@127.0.0.1:9/none",
-                  url=f"sqlite:///{tmp_path / 'x.db'}")
+    out = monitor(
+        "patients",
+        "--debug",
+        "--database",
+        "postgresql+psycopg://nobody@127.0.0.1:9/none",
+        url=f"sqlite:///{tmp_path / 'x.db'}",
+    )
     assert out.returncode != 0 and "Traceback" in out.stderr

@@ -10,7 +10,13 @@ from monitor.analytes import ANALYTES
 
 # Okabe-Ito colour-blind-safe palette.
 BLUE, ORANGE, VERMILLION, SKY, GREEN, PURPLE, GREY = (
-    "#0072B2", "#E69F00", "#D55E00", "#56B4E9", "#009E73", "#CC79A7", "#7F7F7F",
+    "#0072B2",
+    "#E69F00",
+    "#D55E00",
+    "#56B4E9",
+    "#009E73",
+    "#CC79A7",
+    "#7F7F7F",
 )
 BAND_FILL = "rgba(0, 158, 115, 0.14)"
 EVENT_COLOURS = {
@@ -44,13 +50,27 @@ def count_figure(
     when = _local(series["collected_at"], timezone)
     figure = go.Figure()
     figure.add_trace(
-        go.Scatter(x=when, y=series["ref_high"], mode="lines", line={"width": 0, "shape": "hv"},
-                   hoverinfo="skip", showlegend=False, name="upper limit")
+        go.Scatter(
+            x=when,
+            y=series["ref_high"],
+            mode="lines",
+            line={"width": 0, "shape": "hv"},
+            hoverinfo="skip",
+            showlegend=False,
+            name="upper limit",
+        )
     )
     figure.add_trace(
-        go.Scatter(x=when, y=series["ref_low"], mode="lines", line={"width": 0, "shape": "hv"},
-                   fill="tonexty", fillcolor=BAND_FILL, hoverinfo="skip",
-                   name="Reference range (as reported by the lab)")
+        go.Scatter(
+            x=when,
+            y=series["ref_low"],
+            mode="lines",
+            line={"width": 0, "shape": "hv"},
+            fill="tonexty",
+            fillcolor=BAND_FILL,
+            hoverinfo="skip",
+            name="Reference range (as reported by the lab)",
+        )
     )
     low = (series["value"] < series["ref_low"]).to_numpy()
     hover = (
@@ -60,20 +80,26 @@ def count_figure(
     custom = series[["ref_low", "ref_high", "status", "lab", "accession"]].astype(object).fillna("?")
     figure.add_trace(
         go.Scatter(
-            x=when, y=series["value"], mode="lines+markers", name=meta.label,
+            x=when,
+            y=series["value"],
+            mode="lines+markers",
+            name=meta.label,
             line={"color": BLUE, "width": 2},
             marker={
                 "size": np.where(low, 11, 7),
                 "color": np.where(low, VERMILLION, BLUE),
                 "symbol": np.where(low, "triangle-down", "circle"),
             },
-            customdata=custom.to_numpy(), hovertemplate=hover,
+            customdata=custom.to_numpy(),
+            hovertemplate=hover,
         )
     )
     if events is not None and not events.empty:
         _add_events(figure, events, series["value"].max() if len(series) else 1.0, timezone)
     figure.update_layout(
-        height=420, margin={"l": 10, "r": 10, "t": 40, "b": 10}, hovermode="closest",
+        height=420,
+        margin={"l": 10, "r": 10, "t": 40, "b": 10},
+        hovermode="closest",
         legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0},
         xaxis={"title": f"Collection date ({timezone})"},
         yaxis={"title": f"{meta.label} ({meta.unit})", "rangemode": "tozero"},
@@ -86,8 +112,11 @@ def _add_events(figure: go.Figure, events: pd.DataFrame, top: float, timezone: s
     for kind, group in events.groupby("kind", sort=True):
         figure.add_trace(
             go.Scatter(
-                x=_local(group["start_at"], timezone), y=[top * 1.08] * len(group), mode="markers",
-                name=str(kind).capitalize(), text=group["label"],
+                x=_local(group["start_at"], timezone),
+                y=[top * 1.08] * len(group),
+                mode="markers",
+                name=str(kind).capitalize(),
+                text=group["label"],
                 marker={"symbol": "diamond", "size": 10, "color": EVENT_COLOURS.get(str(kind), GREY)},
                 hovertemplate="%{x|%d %b %Y}<br>%{text}<extra></extra>",
             )
