@@ -73,7 +73,7 @@ def _with_defaults(frame: pd.DataFrame, defaults: dict[str, object]) -> pd.DataF
 
 
 def ensure_labs(session: Session, labs: pd.DataFrame) -> dict[str, int]:
-    """Lab id per code, adding labs not yet known. ``labs``: ``code`` and optional ``name``, ``is_synthetic``."""
+    """Lab id per code, adding unknown labs (``labs``: ``code``, optional ``name``, ``is_synthetic``)."""
     labs = labs.drop_duplicates("code")
     known = read_frame_in(
         session, lambda part: select(Lab.code, Lab.id).where(Lab.code.in_(part)), labs["code"].tolist()

@@ -3,8 +3,8 @@
     patient_id,collected_at,analyte,value,unit,ref_low,ref_high,lab,accession,status
 
 ``ref_low``, ``ref_high``, ``lab``, ``accession`` and ``status`` may be absent or empty; an
-``assigning_authority`` column is also understood. ``analyte`` is a canonical name (``wbc``, ``anc``, ...) or a
-LOINC code; ``collected_at`` is ISO 8601 with an offset or ``Z``.
+``assigning_authority`` column is also understood. ``analyte`` is a canonical name (``wbc``, ``anc``, ...)
+or a LOINC code; ``collected_at`` is ISO 8601 with an offset or ``Z``.
 """
 
 from __future__ import annotations
