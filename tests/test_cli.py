@@ -25,6 +25,22 @@ def monitor(*args: str, url: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.fixture
+def upgraded(db_url: str) -> str:
+    """A store an administrator has upgraded (PostgreSQL is never upgraded implicitly)."""
+    assert monitor("db", "upgrade", url=db_url).returncode == 0
+    return db_url
+
+
+def test_a_shared_store_behind_the_code_is_refused_until_upgraded(db_url: str) -> None:
+    listed = monitor("patients", url=db_url)
+    if db_url.startswith("sqlite"):
+        assert listed.returncode == 0  # the embedded store creates itself
+    else:
+        assert listed.returncode == 3
+        assert "run: python -m monitor db upgrade" in listed.stderr
+
+
 def test_upgrade_demo_and_patients_list_the_synthetic_cohort(db_url: str) -> None:
     assert monitor("db", "upgrade", url=db_url).returncode == 0
     seeded = monitor("demo", url=db_url)
@@ -41,7 +57,8 @@ def test_upgrade_demo_and_patients_list_the_synthetic_cohort(db_url: str) -> Non
     assert len(json.loads(monitor("patients", "--format", "json", url=db_url).stdout)) == len(patients)
 
 
-def test_import_twice_then_a_bad_row_exit_codes_and_messages(db_url: str) -> None:
+def test_import_twice_then_a_bad_row_exit_codes_and_messages(upgraded: str) -> None:
+    db_url = upgraded
     first = monitor("import", str(DATA / "canonical-good.csv"), url=db_url)
     assert first.returncode == 0, first.stderr
     assert "9 accepted" in first.stdout
@@ -53,7 +70,8 @@ def test_import_twice_then_a_bad_row_exit_codes_and_messages(db_url: str) -> Non
     assert "3 accepted" in bad.stdout
 
 
-def test_results_json_carries_the_contract_fields(db_url: str) -> None:
+def test_results_json_carries_the_contract_fields(upgraded: str) -> None:
+    db_url = upgraded
     monitor("import", str(DATA / "canonical-good.csv"), url=db_url)
     out = monitor("results", "MRN1001", "--format", "json", url=db_url)
     assert out.returncode == 0, out.stderr
@@ -76,7 +94,8 @@ def test_results_json_carries_the_contract_fields(db_url: str) -> None:
     assert {r["unit"] for r in rows if r["analyte"] == "wbc"} == {"10^9/L"}
 
 
-def test_results_history_shows_superseded_versions(db_url: str, tmp_path: Path) -> None:
+def test_results_history_shows_superseded_versions(upgraded: str, tmp_path: Path) -> None:
+    db_url = upgraded
     monitor("import", str(DATA / "canonical-good.csv"), url=db_url)
     fix = tmp_path / "fix.csv"
     fix.write_text(

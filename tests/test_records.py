@@ -109,7 +109,13 @@ def test_times_with_offsets_are_stored_in_utc() -> None:
 def test_statuses_accept_hl7_letters_and_fhir_words() -> None:
     out = normalise_results(raw(status=["F", "p", "C", "amended", "X", "W", ""]))
     assert out.results["status"].tolist() == [
-        "final", "preliminary", "corrected", "corrected", "cancelled", "entered-in-error", "final",
+        "final",
+        "preliminary",
+        "corrected",
+        "corrected",
+        "cancelled",
+        "entered-in-error",
+        "final",
     ]
 
 

@@ -1,0 +1,328 @@
+"""The synthetic demo cohort behaves the way a clinician reading the dashboard would expect."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from monitor.analytes import ANALYTES, DIFFERENTIAL
+from monitor.demo import EVENT_KINDS, LOCAL_TZ, SCENARIOS, DemoCohort, simulate_cohort
+
+END = dt.date(2025, 6, 30)
+FRAMES = ("patients", "memberships", "labs", "results", "events", "overrides")
+PANEL = ("wbc", *DIFFERENTIAL, "hgb", "plt", "neut_pct", "lymph_pct", "mono_pct", "eos_pct", "baso_pct")
+DAY = pd.Timedelta(days=1)
+
+
+@pytest.fixture(scope="module")
+def cohort() -> DemoCohort:
+    return simulate_cohort(60, seed=7, end_date=END)
+
+
+@pytest.fixture(scope="module")
+def panels(cohort: DemoCohort) -> pd.DataFrame:
+    """One row per CBC (accession), analytes as columns, with the patient's scenario."""
+    wide = cohort.results.pivot_table(
+        index=["patient_id", "collected_at", "accession"], columns="analyte", values="value"
+    ).reset_index()
+    return wide.merge(cohort.patients[["patient_id", "scenario"]], on="patient_id")
+
+
+def of(panels: pd.DataFrame, scenario: str) -> pd.DataFrame:
+    return panels[panels["scenario"] == scenario]
+
+
+@pytest.fixture(scope="module")
+def cycles(cohort: DemoCohort, panels: pd.DataFrame) -> pd.DataFrame:
+    """Every ANC drawn after a chemotherapy cycle started and before the next one, with its cycle day."""
+    starts = cohort.events[cohort.events["kind"] == "chemotherapy"][["patient_id", "start"]].copy()
+    starts["cycle"] = starts.groupby("patient_id").cumcount() + 1
+    starts["next"] = starts.groupby("patient_id")["start"].shift(-1).fillna(starts["start"] + 21 * DAY)
+    rows = starts.merge(panels[["patient_id", "collected_at", "anc", "scenario"]], on="patient_id")
+    rows = rows[(rows["collected_at"] > rows["start"]) & (rows["collected_at"] < rows["next"])]
+    return rows.assign(day=np.round((rows["collected_at"] - rows["start"]) / DAY))
+
+
+def nadirs(cycles: pd.DataFrame) -> pd.DataFrame:
+    """The lowest ANC of each cycle that had a nadir check (a CBC on day 7 to 12)."""
+    checked = cycles.groupby(["patient_id", "cycle"])["day"].transform(lambda d: d.between(7, 12).any())
+    kept = cycles[checked]
+    return kept.loc[kept.groupby(["patient_id", "cycle"])["anc"].idxmin()]
+
+
+def test_same_seed_gives_identical_frames_and_another_seed_differs(cohort: DemoCohort) -> None:
+    again = simulate_cohort(60, seed=7, end_date=END)
+    for name in FRAMES:
+        pd.testing.assert_frame_equal(getattr(cohort, name), getattr(again, name))
+    other = simulate_cohort(60, seed=8, end_date=END)
+    assert not cohort.results["value"].equals(other.results["value"])
+
+
+def test_a_patient_is_the_same_whatever_the_cohort_size(cohort: DemoCohort) -> None:
+    bigger = simulate_cohort(80, seed=7, end_date=END)
+    ids = set(cohort.patients["patient_id"])
+    assert len(bigger.patients) == 80
+    for name in ("patients", "memberships", "results", "events", "overrides"):
+        frame = getattr(bigger, name)
+        subset = frame[frame["patient_id"].isin(ids)].reset_index(drop=True)
+        pd.testing.assert_frame_equal(getattr(cohort, name), subset)
+
+
+@pytest.mark.parametrize("n", [0, -5])
+def test_a_cohort_needs_at_least_one_patient(n: int) -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        simulate_cohort(n, end_date=END)
+
+
+def test_sixty_patients_cover_every_scenario_at_least_twice(cohort: DemoCohort) -> None:
+    counts = cohort.patients["scenario"].value_counts()
+    assert len(cohort.patients) == 60
+    assert set(counts.index) == {s.code for s in SCENARIOS}
+    assert counts.min() >= 2
+    chemo = counts.filter(like="chemo_").sum() / 60
+    assert 0.3 <= chemo <= 0.4  # about 35 %
+
+
+def test_teams_follow_the_clinical_service(cohort: DemoCohort) -> None:
+    teams = cohort.memberships.groupby("patient_id")["team"].agg(frozenset)
+    scenario = cohort.patients.set_index("patient_id")["scenario"]
+    for pid, team in teams.items():
+        if scenario[pid].startswith("chemo"):
+            assert team == {"oncology"}
+        elif scenario[pid] == "marrow_failure":
+            assert team == {"oncology", "internal-medicine"}
+        else:
+            assert team == {"internal-medicine"}
+
+
+def test_follow_up_lasts_6_to_18_months_and_ends_in_the_last_two_weeks(cohort: DemoCohort) -> None:
+    span = cohort.results.groupby("patient_id")["collected_at"].agg(["min", "max"])
+    months = (span["max"] - span["min"]) / DAY / 30.44
+    assert months.between(5.9, 18.1).all()
+    last = span["max"].dt.tz_convert(LOCAL_TZ).dt.date
+    assert last.between(END - dt.timedelta(days=14), END).all()
+
+
+def test_every_patient_is_an_adult_aged_25_to_85(cohort: DemoCohort) -> None:
+    first = cohort.results.groupby("patient_id")["collected_at"].min().dt.date
+    born = cohort.patients.set_index("patient_id")["birth_date"]
+    assert all(isinstance(b, dt.date) for b in born)
+    assert ((first - born).map(lambda d: d.days) / 365.25 >= 25).all()
+    assert ((END - born).map(lambda d: d.days) / 365.25 <= 85).all()
+
+
+def test_frames_have_the_documented_dtypes(cohort: DemoCohort) -> None:
+    results, events = cohort.results, cohort.events
+    assert str(results["collected_at"].dtype) == "datetime64[us, UTC]"
+    assert str(events["start"].dtype) == str(events["end"].dtype) == "datetime64[us, UTC]"
+    for column in ("value", "ref_low", "ref_high"):
+        assert results[column].dtype == np.float64
+    for frame, columns in (
+        (results, ["patient_id", "analyte", "unit", "lab", "accession", "status"]),
+        (events, ["patient_id", "kind", "label", "details"]),
+        (cohort.patients, ["patient_id", "name", "sex", "scenario", "scenario_label"]),
+    ):
+        assert all(pd.api.types.is_string_dtype(frame[c]) for c in columns)
+    assert list(cohort.overrides.columns) == ["patient_id", "analyte", "low", "high", "reason"]
+    assert results["value"].notna().all() and (results["status"] == "final").all()
+    assert set(cohort.patients["sex"]) == {"F", "M"}
+
+
+def test_each_cbc_is_one_accession_with_the_whole_panel_in_canonical_units(cohort: DemoCohort) -> None:
+    by_panel = cohort.results.groupby("accession")
+    assert by_panel["analyte"].apply(lambda names: sorted(names) == sorted(PANEL)).all()
+    assert (by_panel[["collected_at", "lab", "patient_id"]].nunique() == 1).all().all()
+    assert (cohort.results["unit"] == cohort.results["analyte"].map(lambda a: ANALYTES[a].unit)).all()
+
+
+def test_cbcs_are_drawn_in_clinic_hours_and_strictly_in_order(panels: pd.DataFrame) -> None:
+    local = panels["collected_at"].dt.tz_convert(LOCAL_TZ)
+    hours = local.dt.hour + local.dt.minute / 60
+    assert hours.between(7.5, 16.5).all()
+    assert (
+        panels.sort_values(["patient_id", "collected_at"])
+        .groupby("patient_id")["collected_at"]
+        .diff()
+        .dropna()
+        > pd.Timedelta(0)
+    ).all()
+
+
+def test_wbc_is_the_sum_of_the_differential_and_percentages_match(panels: pd.DataFrame) -> None:
+    assert np.allclose(panels["wbc"], panels[list(DIFFERENTIAL)].sum(axis=1), atol=0.0051)
+    pairs = {"neut_pct": "anc", "lymph_pct": "alc", "mono_pct": "amc", "eos_pct": "aec", "baso_pct": "abc"}
+    for pct, count in pairs.items():
+        assert np.allclose(panels[pct], panels[count] / panels["wbc"] * 100, atol=0.051)
+    assert panels[list(pairs)].sum(axis=1).between(99.7, 100.3).all()
+
+
+def test_values_are_rounded_as_a_lab_reports_them(cohort: DemoCohort) -> None:
+    results = cohort.results
+    decimals = results["analyte"].map(lambda a: 0 if a == "plt" else 1 if a == "hgb" or "pct" in a else 2)
+    scale = 10.0 ** decimals.to_numpy()
+    assert np.allclose(results["value"] * scale, np.round(results["value"] * scale), atol=1e-6)
+
+
+def test_reference_ranges_are_the_labs_own_and_haemoglobin_depends_on_sex(cohort: DemoCohort) -> None:
+    results = cohort.results.merge(cohort.patients[["patient_id", "sex"]], on="patient_id")
+    hgb = results[results["analyte"] == "hgb"].groupby(["lab", "sex"])["ref_low"].unique()
+    assert hgb[("DEMO-CENTRAL", "F")].tolist() == [12.0] and hgb[("DEMO-CENTRAL", "M")].tolist() == [14.0]
+    wbc = results[results["analyte"] == "wbc"].groupby("lab")["ref_low"].unique()
+    assert wbc["DEMO-CENTRAL"].tolist() == [4.0] and wbc["DEMO-ONCDAY"].tolist() == [4.5]
+    assert (results["ref_low"] <= results["ref_high"]).all()
+    switched = results.groupby("patient_id")["lab"].nunique()
+    assert (switched == 2).sum() >= 5  # the WBC band steps when a patient changes lab
+
+
+def test_chemotherapy_nadir_falls_on_day_7_to_14_in_most_cycles(cycles: pd.DataFrame) -> None:
+    lows = nadirs(cycles[cycles["scenario"].isin(["chemo_standard", "chemo_deepening"])])
+    assert len(lows) >= 40
+    assert lows["day"].between(7, 14).mean() >= 0.8
+    assert (lows["anc"] < 1.5).mean() >= 0.75
+
+
+def test_deepening_chemotherapy_ends_with_deeper_nadirs_than_it_started(cycles: pd.DataFrame) -> None:
+    lows = nadirs(cycles[cycles["scenario"] == "chemo_deepening"]).sort_values("cycle")
+    first_last = lows.groupby("patient_id")["anc"].agg(["first", "last"])
+    assert len(first_last) >= 5
+    assert (first_last["last"] < first_last["first"]).mean() >= 0.75
+
+
+def test_gcsf_patients_recover_faster_than_standard_chemotherapy(cycles: pd.DataFrame) -> None:
+    week_two = cycles[cycles["day"].between(7, 14)].groupby("scenario")["anc"]
+    recovered = week_two.apply(lambda anc: (anc >= 1.5).mean())
+    assert recovered["chemo_gcsf"] > recovered["chemo_standard"]
+    assert week_two.median()["chemo_gcsf"] > 2 * week_two.median()["chemo_standard"]
+
+
+def test_chemotherapy_has_4_to_8_readable_cycles_and_gcsf_with_each(cohort: DemoCohort) -> None:
+    events = cohort.events.merge(cohort.patients[["patient_id", "scenario"]], on="patient_id")
+    chemo = events[events["kind"] == "chemotherapy"]
+    assert chemo["label"].str.fullmatch(r".+ mg/m2.*, cycle [1-8]").all()
+    assert chemo.groupby("patient_id").size().between(4, 8).all()
+    assert set(chemo["scenario"]) == {"chemo_standard", "chemo_deepening", "chemo_gcsf"}
+    per_cycle = events[events["scenario"] == "chemo_gcsf"].groupby(["patient_id", "kind"]).size().unstack()
+    assert (per_cycle["gcsf"] == per_cycle["chemotherapy"]).all()
+    assert events[events["kind"] == "gcsf"]["label"].str.contains("filgrastim", case=False).all()
+
+
+def test_no_cycle_is_given_when_the_pre_cycle_anc_is_below_1_5(
+    cohort: DemoCohort, panels: pd.DataFrame
+) -> None:
+    starts = cohort.events[cohort.events["kind"] == "chemotherapy"]
+    before = pd.merge_asof(
+        starts.sort_values("start"),
+        panels.sort_values("collected_at"),
+        left_on="start",
+        right_on="collected_at",
+        by="patient_id",
+        direction="backward",
+    )
+    assert ((before["start"] - before["collected_at"]) <= 2 * DAY).all()
+    assert (before["anc"] >= 1.5).all()
+    notes = cohort.events[cohort.events["label"].str.contains("postponed")]
+    held = pd.merge_asof(
+        notes.sort_values("start"),
+        panels.sort_values("collected_at"),
+        left_on="start",
+        right_on="collected_at",
+        by="patient_id",
+        direction="backward",
+    )
+    assert (held["anc"] < 1.5).all()
+
+
+def test_duffy_null_anc_of_1_0_to_1_5_is_stable_and_has_overrides(
+    cohort: DemoCohort, panels: pd.DataFrame
+) -> None:
+    anc = of(panels, "duffy_null").groupby("patient_id")["anc"]
+    assert of(panels, "duffy_null")["anc"].between(1.0, 1.5).mean() >= 0.7
+    assert (anc.std() / anc.mean() < 0.25).all()
+    overrides = cohort.overrides.set_index(["patient_id", "analyte"])[["low", "high"]]
+    for pid in anc.groups:
+        assert overrides.loc[(pid, "anc")].tolist() == [1.21, 5.39]
+        assert overrides.loc[(pid, "wbc")].tolist() == [3.00, 9.66]
+    assert cohort.overrides["reason"].str.contains("Hibbs").all()
+    assert set(cohort.overrides["patient_id"]) == set(anc.groups)
+
+
+def test_b12_counts_are_higher_after_the_supplement_course_than_before(
+    cohort: DemoCohort, panels: pd.DataFrame
+) -> None:
+    course = cohort.events[cohort.events["kind"] == "supplement"].set_index("patient_id")
+    sex = cohort.patients.set_index("patient_id")["sex"]
+    b12 = of(panels, "b12_deficiency")
+    assert set(b12["patient_id"]) == set(course.index)
+    for pid, rows in b12.groupby("patient_id"):
+        before = rows[rows["collected_at"] < course.loc[pid, "start"]]
+        after = rows[rows["collected_at"] > course.loc[pid, "end"]]
+        anaemic = 11.7 if sex[pid] == "F" else 14.0  # below either lab's lower limit
+        assert before["wbc"].min() < 4.0 and before["hgb"].min() < anaemic
+        assert after["wbc"].mean() > before["wbc"].mean() and after["hgb"].mean() > before["hgb"].mean()
+
+
+def test_drug_induced_neutropenia_resolves_after_the_drug_is_stopped(
+    cohort: DemoCohort, panels: pd.DataFrame
+) -> None:
+    drug = cohort.events[cohort.events["kind"] == "medication"].set_index("patient_id")
+    for pid, rows in of(panels, "drug_induced").groupby("patient_id"):
+        on_drug = rows[rows["collected_at"].between(drug.loc[pid, "start"], drug.loc[pid, "end"])]
+        late = rows[rows["collected_at"] > drug.loc[pid, "end"] + 28 * DAY]
+        baseline = rows[rows["collected_at"] < drug.loc[pid, "start"]]["anc"].median()
+        assert on_drug["anc"].min() < min(1.5, 0.6 * baseline)
+        assert late["anc"].median() >= 1.8  # back inside the lab's range
+
+
+def test_viral_infection_brings_a_transient_dip(cohort: DemoCohort, panels: pd.DataFrame) -> None:
+    onset = cohort.events[cohort.events["kind"] == "infection"].set_index("patient_id")["start"]
+    for pid, rows in of(panels, "viral_dip").groupby("patient_id"):
+        during = rows["collected_at"].between(onset[pid], onset[pid] + 10 * DAY)
+        assert rows.loc[during, "anc"].min() < 0.8 * rows.loc[~during, "anc"].median()
+
+
+def test_lupus_lymphocytes_stay_between_0_4_and_0_9(panels: pd.DataFrame) -> None:
+    alc = of(panels, "autoimmune_lymphopenia")["alc"]
+    assert alc.between(0.4, 0.9).mean() >= 0.8 and (alc < 1.0).mean() >= 0.95  # below the lab range
+
+
+def test_marrow_failure_falls_in_every_lineage_and_needs_transfusions(
+    cohort: DemoCohort, panels: pd.DataFrame
+) -> None:
+    transfused = set(cohort.events.loc[cohort.events["kind"] == "transfusion", "patient_id"])
+    for pid, rows in of(panels, "marrow_failure").sort_values("collected_at").groupby("patient_id"):
+        first, last = rows.head(3).mean(numeric_only=True), rows.tail(3).mean(numeric_only=True)
+        assert last["anc"] < 0.7 * first["anc"] and last["plt"] < 0.6 * first["plt"]
+        assert pid in transfused
+
+
+def test_healthy_controls_stay_inside_the_lab_range(cohort: DemoCohort) -> None:
+    healthy = cohort.patients.loc[cohort.patients["scenario"] == "healthy", "patient_id"]
+    results = cohort.results[
+        cohort.results["patient_id"].isin(healthy) & cohort.results["analyte"].isin(["wbc", "anc"])
+    ]
+    inside = results["value"].between(results["ref_low"], results["ref_high"])
+    assert inside.mean() >= 0.9
+
+
+def test_everything_a_user_sees_is_marked_synthetic(cohort: DemoCohort) -> None:
+    patients = cohort.patients
+    assert patients["name"].str.fullmatch(r"Synthetic Patient \d{3,}").all()
+    assert patients["scenario_label"].str.startswith("Synthetic: ").all()
+    assert patients["patient_id"].str.fullmatch(r"DEMO-\d{4}").all()
+    assert cohort.labs["name"].str.contains("(synthetic)", regex=False).all()
+    assert set(cohort.results["lab"]) <= set(cohort.labs["code"])
+
+
+def test_events_use_the_vocabulary_and_read_clearly(cohort: DemoCohort) -> None:
+    events = cohort.events
+    assert set(events["kind"]) <= set(EVENT_KINDS)
+    assert {"chemotherapy", "gcsf", "medication", "infection", "supplement", "transfusion", "note"} <= set(
+        events["kind"]
+    )
+    assert (events["label"].str.len() > 5).all() and not events["label"].str.contains("nan").any()
+    ended = events.dropna(subset=["end"])
+    assert (ended["end"] >= ended["start"]).all()
+    assert set(events["patient_id"]) <= set(cohort.patients["patient_id"])
