@@ -36,6 +36,13 @@ if search:
     ]
 
 
+def _below_range(frame: pd.DataFrame) -> pd.Series:
+    """Which of the latest WBC and ANC are below the lower limit their lab reported, as text."""
+    wbc = (frame["latest_wbc"] < frame["latest_wbc_low"]).map({True: "WBC", False: ""})
+    anc = (frame["latest_anc"] < frame["latest_anc_low"]).map({True: "ANC", False: ""})
+    return (wbc + ", " + anc).str.strip(", ")
+
+
 def _local_date(times: pd.Series) -> pd.Series:
     return times.dt.tz_convert(timezone).dt.tz_localize(None)
 
@@ -48,9 +55,8 @@ table = pd.DataFrame(
         "Sex": shown["sex"],
         "Teams": shown["teams"],
         "WBC (10^9/L)": shown["latest_wbc"],
-        "WBC low": (shown["latest_wbc"] < shown["latest_wbc_low"]).map({True: "below range", False: ""}),
         "ANC (10^9/L)": shown["latest_anc"],
-        "ANC low": (shown["latest_anc"] < shown["latest_anc_low"]).map({True: "below range", False: ""}),
+        "Below the lab's range": _below_range(shown),
         "Last CBC": _local_date(shown["last_collected_at"]),
         "Days since CBC": shown["days_since_cbc"],
     }
