@@ -24,6 +24,14 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "data"
 
 
+def pytest_report_header(config: pytest.Config) -> str:
+    admin_url = os.environ.get(POSTGRES_ENV, "").strip()
+    if not admin_url:
+        return f"PostgreSQL: not configured ({POSTGRES_ENV} unset): [postgresql] tests will be skipped"
+    shown = make_url(admin_url)
+    return f"PostgreSQL: a fresh database per run on {shown.host}:{shown.port}: [postgresql] tests will run"
+
+
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A fresh PostgreSQL database for this test run, dropped at the end."""
