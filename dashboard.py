@@ -34,6 +34,7 @@ page = st.navigation(
     [
         st.Page("pages/patients.py", title="Patients", icon=":material/groups:", default=True),
         st.Page("pages/patient.py", title="Patient timeline", icon=":material/show_chart:"),
+        st.Page("pages/imports.py", title="Import", icon=":material/upload_file:"),
     ]
 )
 page.run()

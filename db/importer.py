@@ -2,26 +2,37 @@
 
 A file whose bytes were imported before changes nothing (its earlier batch is reported). A file that
 cannot be read at all is still recorded, with the reason, so that nothing sent to the store goes unseen.
+A dry run does all of it inside a transaction that is then rolled back.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.ingest import keep_rejected, new_batch, write_results
+from db.events import write_events
+from db.ingest import WriteCounts, keep_rejected, new_batch, write_others, write_results
 from db.models import ImportBatch, RejectedRecord
 from monitor.csv_long import UnusableFile, looks_like_canonical_csv, parse_canonical_csv
+from monitor.csv_wide import looks_like_wide_csv, parse_wide_csv, rename_columns
+from monitor.derive import derive_absolute_counts
+from monitor.events import looks_like_events_csv, parse_events
+from monitor.fhir import looks_like_fhir, parse_fhir
+from monitor.hl7v2 import looks_like_hl7, parse_hl7
+from monitor.parsed import REJECT_COLUMNS, Parsed
 from monitor.records import normalise_results
 
-FORMATS = ("csv",)
+FORMATS = ("hl7", "fhir", "csv", "wide", "events")
 RAW_TEXT_LIMIT = 2_000
+DEFAULT_FEED_TIMEZONE = "UTC"
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +48,11 @@ class ImportSummary:
     rejected: pd.DataFrame
     identical_to: ImportBatch | None = None
     error: str | None = None
+    derived: int = 0
+    others: int = 0
+    pending: int = 0
+    events: int = 0
+    dry_run: bool = False
 
     @property
     def exit_code(self) -> int:
@@ -47,11 +63,22 @@ class ImportSummary:
 
 
 def detect_format(text: str) -> str:
+    """The format of a file's content: hl7, fhir, csv (canonical long), wide or events."""
     if not text.strip():
         raise UnusableFile("the file is empty")
-    if looks_like_canonical_csv(text):
-        return "csv"
-    raise UnusableFile("not a recognised format (expected the canonical CSV header)")
+    for name, looks_like in (
+        ("hl7", looks_like_hl7),
+        ("fhir", looks_like_fhir),
+        ("csv", looks_like_canonical_csv),
+        ("events", looks_like_events_csv),
+        ("wide", looks_like_wide_csv),
+    ):
+        if looks_like(text):
+            return name
+    raise UnusableFile(
+        "not a recognised format (HL7 v2, FHIR JSON/NDJSON, the canonical or wide CSV, or an events CSV); "
+        "name the format with --format, or rename a lab export's columns with --map"
+    )
 
 
 def _decode(content: bytes) -> str:
@@ -64,17 +91,30 @@ def _decode(content: bytes) -> str:
     return text
 
 
-def _summary_of_earlier(session: Session, name: str, batch: ImportBatch) -> ImportSummary:
+def _summary_of_earlier(session: Session, name: str, batch: ImportBatch, dry_run: bool) -> ImportSummary:
     rejected = pd.DataFrame(
         session.execute(
             select(RejectedRecord.location, RejectedRecord.raw_text, RejectedRecord.reason)
             .where(RejectedRecord.batch_id == batch.id)
             .order_by(RejectedRecord.id)
         ).all(),
-        columns=["location", "raw_text", "reason"],
+        columns=list(REJECT_COLUMNS),
     )
     total = batch.accepted + batch.unchanged + batch.superseded
-    return ImportSummary(name, batch.format, batch.id, 0, total, 0, rejected, identical_to=batch)
+    return ImportSummary(
+        name, batch.format, batch.id, 0, total, 0, rejected, identical_to=batch, dry_run=dry_run
+    )
+
+
+def _parse(text: str, fmt: str, timezone: str | None) -> Parsed:
+    feed_zone = timezone or DEFAULT_FEED_TIMEZONE
+    parsers: dict[str, Callable[[], Parsed]] = {
+        "hl7": lambda: parse_hl7(text, timezone=feed_zone),
+        "fhir": lambda: parse_fhir(text, timezone=feed_zone),
+        "csv": lambda: parse_canonical_csv(text, timezone=timezone),
+        "wide": lambda: parse_wide_csv(text, timezone=timezone),
+    }
+    return parsers[fmt]()
 
 
 def import_bytes(
@@ -84,9 +124,16 @@ def import_bytes(
     file_name: str,
     imported_by: str,
     fmt: str | None = None,
+    timezone: str | None = None,
+    column_map: dict[str, str] | None = None,
+    dry_run: bool = False,
     now: datetime | None = None,
 ) -> ImportSummary:
-    """Import one file's content inside the caller's transaction."""
+    """Import one file's content inside the caller's transaction.
+
+    ``timezone`` reads times that carry no offset (HL7 and FHIR default to UTC; the canonical CSV refuses
+    them unless a zone is given). ``column_map`` renames a CSV export's columns first.
+    """
     now = now or datetime.now(UTC)
     sha256 = hashlib.sha256(content).hexdigest()
     earlier = session.scalars(
@@ -95,26 +142,82 @@ def import_bytes(
         .order_by(ImportBatch.id)
     ).first()
     if earlier is not None:
-        return _summary_of_earlier(session, file_name, earlier)
-    text = _decode(content)
+        return _summary_of_earlier(session, file_name, earlier, dry_run)
+    text = rename_columns(_decode(content), column_map or {})
     fmt = fmt or detect_format(text)
-    records, broken = parse_canonical_csv(text)
-    normalised = normalise_results(records)
     batch = new_batch(session, file_name=file_name, sha256=sha256, fmt=fmt, imported_by=imported_by, now=now)
-    counts = write_results(session, normalised.results, batch_id=batch.id, now=now)
-    rejected = pd.concat([broken, normalised.rejected, counts.rejected], ignore_index=True)
-    rejected = _in_file_order(rejected)
+    if fmt == "events":
+        events, refused = parse_events(text, timezone=timezone or DEFAULT_FEED_TIMEZONE)
+        added, unknown = write_events(session, events, batch_id=batch.id, imported_by=imported_by, now=now)
+        rejected = _in_file_order(pd.concat([refused, unknown], ignore_index=True))
+        keep_rejected(session, batch.id, rejected)
+        batch.accepted, batch.unchanged, batch.rejected = (
+            added,
+            len(events) - added - len(unknown),
+            len(rejected),
+        )
+        return ImportSummary(
+            file_name, fmt, batch.id, added, batch.unchanged, 0, rejected, events=added, dry_run=dry_run
+        )
+
+    parsed = _parse(text, fmt, timezone)
+    normalised = normalise_results(parsed.records)
+    counts = _write_generations(session, normalised.results, parsed.patients, batch_id=batch.id, now=now)
+    others = write_others(session, parsed.others, batch_id=batch.id, now=now)
+    rejected = _in_file_order(
+        pd.concat([parsed.rejected, normalised.rejected, counts.rejected], ignore_index=True)
+    )
     keep_rejected(session, batch.id, rejected)
     batch.accepted, batch.unchanged = counts.accepted, counts.unchanged
     batch.superseded, batch.rejected = counts.superseded, len(rejected)
     return ImportSummary(
-        file_name, fmt, batch.id, counts.accepted, counts.unchanged, counts.superseded, rejected
+        file_name,
+        fmt,
+        batch.id,
+        counts.accepted,
+        counts.unchanged,
+        counts.superseded,
+        rejected,
+        derived=counts.derived,
+        others=others,
+        pending=parsed.pending,
+        dry_run=dry_run,
     )
 
 
+def _write_generations(
+    session: Session, results: pd.DataFrame, patients: pd.DataFrame, *, batch_id: int, now: datetime
+) -> WriteCounts:
+    """Write results generation by generation (a preliminary, then its final, ...), derived counts last.
+
+    Counts are derived from the latest generation of each value in the file.
+    """
+    if results.empty:
+        return write_results(session, results, batch_id=batch_id, now=now, patients=patients)
+    latest_first = results.sort_values("generation", ascending=False, kind="stable")
+    derived = derive_absolute_counts(latest_first).assign(generation=int(results["generation"].max()))
+    everything = pd.concat([results, derived], ignore_index=True) if len(derived) else results
+    total = WriteCounts()
+    for _, part in everything.groupby("generation", sort=True):
+        counts = write_results(
+            session, part.drop(columns="generation"), batch_id=batch_id, now=now, patients=patients
+        )
+        total.accepted += counts.accepted
+        total.derived += counts.derived
+        total.unchanged += counts.unchanged
+        total.superseded += counts.superseded
+        total.rejected = pd.concat([total.rejected, counts.rejected], ignore_index=True)
+    return total
+
+
 def _in_file_order(rejected: pd.DataFrame) -> pd.DataFrame:
-    line = pd.to_numeric(rejected["location"].str.extract(r"(\d+)")[0], errors="coerce")
-    return rejected.assign(_line=line).sort_values("_line", kind="stable").drop(columns="_line")
+    """Refusals sorted by where they stand in the file (line, or message and segment)."""
+    numbers = rejected["location"].astype(str).str.findall(r"\d+")
+    first = pd.to_numeric(numbers.str[0], errors="coerce")
+    second = pd.to_numeric(numbers.str[1], errors="coerce")
+    third = pd.to_numeric(numbers.str[2], errors="coerce")
+    ordered = rejected.assign(_a=first, _b=second, _c=third).sort_values(["_a", "_b", "_c"], kind="stable")
+    return ordered.drop(columns=["_a", "_b", "_c"]).reset_index(drop=True)
 
 
 def record_unusable(
@@ -136,21 +239,45 @@ def record_unusable(
 
 
 def import_path(
-    factory: sessionmaker[Session], path: Path, *, imported_by: str, fmt: str | None = None
+    factory: sessionmaker[Session], path: Path, *, imported_by: str, **options: Any
 ) -> ImportSummary:
-    """Import one file in its own transaction: a failure part-way leaves the store as it was."""
-    name = path.name
-    empty = pd.DataFrame(columns=["location", "raw_text", "reason"])
+    """Import one file from disk (see `import_content`)."""
     try:
         content = path.read_bytes()
     except OSError as error:
-        return ImportSummary(name, fmt, None, 0, 0, 0, empty, error=f"cannot read: {error.strerror}")
+        empty = pd.DataFrame(columns=list(REJECT_COLUMNS))
+        reason = f"cannot read: {error.strerror}"
+        return ImportSummary(path.name, options.get("fmt"), None, 0, 0, 0, empty, error=reason)
+    return import_content(factory, path.name, content, imported_by=imported_by, **options)
+
+
+def import_content(
+    factory: sessionmaker[Session],
+    name: str,
+    content: bytes,
+    *,
+    imported_by: str,
+    fmt: str | None = None,
+    timezone: str | None = None,
+    column_map: dict[str, str] | None = None,
+    dry_run: bool = False,
+) -> ImportSummary:
+    """Import one file's content in its own transaction: a failure part-way leaves the store as it was.
+
+    A dry run does the same work and rolls it back, so it reports exactly what an import would do.
+    """
+    options = {"fmt": fmt, "timezone": timezone, "column_map": column_map, "dry_run": dry_run}
     try:
-        with factory.begin() as session:
-            return import_bytes(session, content, file_name=name, imported_by=imported_by, fmt=fmt)
+        with factory() as session:
+            summary = import_bytes(session, content, file_name=name, imported_by=imported_by, **options)
+            if dry_run:
+                session.rollback()
+            else:
+                session.commit()
+            return summary
     except UnusableFile as error:
-        with factory.begin() as session:
-            batch_id = record_unusable(
-                session, content, file_name=name, imported_by=imported_by, reason=str(error)
-            )
-        return ImportSummary(name, fmt, batch_id, 0, 0, 0, empty, error=str(error))
+        if not dry_run:
+            with factory.begin() as session:
+                record_unusable(session, content, file_name=name, imported_by=imported_by, reason=str(error))
+        empty = pd.DataFrame(columns=list(REJECT_COLUMNS))
+        return ImportSummary(name, fmt, None, 0, 0, 0, empty, error=str(error), dry_run=dry_run)

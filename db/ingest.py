@@ -16,7 +16,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from db.frames import read_frame_in, to_records
-from db.models import ImportBatch, Lab, Panel, Patient, RejectedRecord, Result
+from db.models import ImportBatch, Lab, OtherObservation, Panel, Patient, RejectedRecord, Result
 from db.status import refresh_patient_status
 
 PANEL_KEY = ["patient_key", "collected_at", "lab_id", "accession"]
@@ -30,6 +30,7 @@ class WriteCounts:
     """What became of the records handed to `write_results`."""
 
     accepted: int = 0
+    derived: int = 0
     unchanged: int = 0
     superseded: int = 0
     rejected: pd.DataFrame = field(
@@ -118,6 +119,10 @@ def ensure_patients(session: Session, patients: pd.DataFrame, *, now: datetime) 
         defaults = {"name": None, "birth_date": None, "sex": None, "is_synthetic": False}
         rows = _with_defaults(missing, defaults)[["assigning_authority", "patient_id", *defaults]]
         rows = rows.rename(columns={"patient_id": "mrn"})
+        born = pd.to_datetime(rows["birth_date"].replace("", None), errors="coerce", format="mixed")
+        rows["birth_date"] = born.dt.date.where(born.notna(), None)
+        rows["sex"] = rows["sex"].where(rows["sex"].isin(["F", "M", "O", "U"]), None)
+        rows["name"] = rows["name"].replace("", None)
         session.execute(insert(Patient), to_records(rows.assign(created_at=now)))
         keyed = lookup()
     keyed["patient_key"] = keyed["patient_key"].astype("int64")
@@ -126,7 +131,8 @@ def ensure_patients(session: Session, patients: pd.DataFrame, *, now: datetime) 
 
 def _attach_panels(session: Session, results: pd.DataFrame, batch_id: int | None) -> pd.DataFrame:
     """``results`` with ``panel_id``: existing panels found by natural key, new ones inserted."""
-    specimens = results.drop_duplicates(PANEL_KEY)[PANEL_KEY]
+    reported = results["reported_at"] if "reported_at" in results else pd.Series(pd.NaT, index=results.index)
+    specimens = results.assign(reported_at=reported).drop_duplicates(PANEL_KEY)[[*PANEL_KEY, "reported_at"]]
     existing = read_frame_in(
         session,
         lambda part: select(
@@ -140,7 +146,7 @@ def _attach_panels(session: Session, results: pd.DataFrame, batch_id: int | None
         utc=["collected_at"],
     )
     matched = specimens.merge(existing, on=PANEL_KEY, how="left")
-    new = matched[matched["panel_id"].isna()][PANEL_KEY]
+    new = matched[matched["panel_id"].isna()][[*PANEL_KEY, "reported_at"]]
     if not new.empty:
         rows = new.rename(columns={"patient_key": "patient_id"}).assign(batch_id=batch_id)
         inserted = session.execute(
@@ -149,7 +155,30 @@ def _attach_panels(session: Session, results: pd.DataFrame, batch_id: int | None
         new = new.assign(panel_id=[row.id for row in inserted])
         matched = pd.concat([matched[matched["panel_id"].notna()], new], ignore_index=True)
     matched["panel_id"] = matched["panel_id"].astype("int64")
-    return results.merge(matched, on=PANEL_KEY, how="left")
+    return results.merge(matched[[*PANEL_KEY, "panel_id"]], on=PANEL_KEY, how="left")
+
+
+def key_specimens(
+    session: Session,
+    frame: pd.DataFrame,
+    *,
+    batch_id: int | None,
+    now: datetime,
+    patients: pd.DataFrame | None = None,
+    labs: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """``frame`` (rows naming patient, lab, collection time, accession) with ``patient_key``, ``lab_id``
+    and ``panel_id``, creating the patients, labs and panels not yet stored."""
+    lab_ids = ensure_labs(
+        session, labs if labs is not None else pd.DataFrame({"code": frame["lab"].unique()})
+    )
+    people = pd.concat(
+        [patients if patients is not None else None, frame[["assigning_authority", "patient_id"]]]
+    )
+    keys = ensure_patients(session, people, now=now)
+    keyed = frame.merge(keys, on=["assigning_authority", "patient_id"], how="left")
+    keyed["lab_id"] = keyed["lab"].map(lab_ids).astype("int64")
+    return _attach_panels(session, keyed, batch_id)
 
 
 def _current_versions(session: Session, panel_ids: list[int]) -> pd.DataFrame:
@@ -160,6 +189,7 @@ def _current_versions(session: Session, panel_ids: list[int]) -> pd.DataFrame:
             Result.panel_id,
             Result.analyte,
             Result.version.label("current_version"),
+            Result.derived.label("current_derived"),
             *(getattr(Result, column).label(f"current_{column}") for column in CONTENT),
         ).where(Result.panel_id.in_(part), Result.is_current.is_(True)),
         panel_ids,
@@ -189,17 +219,10 @@ def write_results(
     """
     counts = WriteCounts()
     if results.empty:
+        if patients is not None and not patients.empty:
+            ensure_patients(session, patients, now=now)
         return counts
-    lab_ids = ensure_labs(
-        session, labs if labs is not None else pd.DataFrame({"code": results["lab"].unique()})
-    )
-    people = pd.concat(
-        [patients if patients is not None else None, results[["assigning_authority", "patient_id"]]]
-    )
-    keys = ensure_patients(session, people, now=now)
-    frame = results.merge(keys, on=["assigning_authority", "patient_id"], how="left")
-    frame["lab_id"] = frame["lab"].map(lab_ids).astype("int64")
-    frame = _attach_panels(session, frame, batch_id)
+    frame = key_specimens(session, results, batch_id=batch_id, now=now, patients=patients, labs=labs)
     frame = frame.merge(
         _current_versions(session, frame["panel_id"].unique().tolist()),
         on=["panel_id", "analyte"],
@@ -207,7 +230,8 @@ def write_results(
     )
 
     stored = frame["current_id"].notna()
-    unchanged = stored & _same_content(frame)
+    # A reported count always wins over one derived from a percentage (reference §3).
+    unchanged = stored & (_same_content(frame) | (frame["derived"] & ~frame["current_derived"].fillna(True)))
     late_preliminary = (
         stored
         & ~unchanged
@@ -252,8 +276,55 @@ def write_results(
         session.execute(insert(Result), to_records(rows))
 
     counts.accepted = int((~stored).sum())
+    counts.derived = int(fresh["derived"].sum())
     counts.superseded = int(replacing.sum())
     counts.unchanged = int(unchanged.sum())
     counts.patient_keys = sorted(fresh["patient_key"].unique().tolist())
     refresh_patient_status(session, counts.patient_keys, now=now)
     return counts
+
+
+OTHER_CONTENT = [
+    "code",
+    "code_system",
+    "name",
+    "value_type",
+    "value",
+    "unit",
+    "ref_raw",
+    "abnormal_flag",
+    "status",
+]
+
+
+def write_others(session: Session, others: pd.DataFrame, *, batch_id: int | None, now: datetime) -> int:
+    """Store observations outside the CBC as received; return how many were new."""
+    if others.empty:
+        return 0
+    others = others.assign(collected_at=pd.to_datetime(others["collected_at"], utc=True, errors="coerce"))
+    others = others[others["collected_at"].notna()].copy()
+    if others.empty:
+        return 0
+    others["collected_at"] = others["collected_at"].astype("datetime64[us, UTC]")
+    others["lab"] = others["lab"].where(others["lab"] != "", "unspecified")
+    keyed = key_specimens(session, others, batch_id=batch_id, now=now)
+    digest = pd.util.hash_pandas_object(keyed[OTHER_CONTENT].astype(str), index=False)
+    keyed["content_hash"] = digest.map("{:016x}".format)
+    keyed = keyed.drop_duplicates(["panel_id", "content_hash"])
+    stored = read_frame_in(
+        session,
+        lambda part: select(OtherObservation.panel_id, OtherObservation.content_hash).where(
+            OtherObservation.panel_id.in_(part)
+        ),
+        keyed["panel_id"].unique().tolist(),
+    )
+    new = keyed.merge(stored, on=["panel_id", "content_hash"], how="left", indicator=True)
+    new = new[new["_merge"] == "left_only"]
+    if new.empty:
+        return 0
+    rows = new[["panel_id", *OTHER_CONTENT, "content_hash"]].rename(
+        columns={"value": "value_raw", "unit": "unit_raw"}
+    )
+    rows["name"] = rows["name"].str.slice(0, 200)
+    session.execute(insert(OtherObservation), to_records(rows.assign(batch_id=batch_id, created_at=now)))
+    return len(rows)

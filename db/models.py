@@ -26,19 +26,10 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from db.types import UTCDateTime
+from monitor.events import EVENT_KINDS
 
 # Result status vocabulary (HL7 v2 table 0085 / FHIR observation-status, reference §8.2).
 RESULT_STATUSES = ("preliminary", "final", "corrected", "cancelled", "entered-in-error")
-EVENT_KINDS = (
-    "chemotherapy",
-    "gcsf",
-    "medication",
-    "infection",
-    "fever",
-    "supplement",
-    "transfusion",
-    "note",
-)
 ROLES = ("viewer", "clinician", "admin")
 
 
@@ -303,3 +294,26 @@ class PatientStatus(Base):
     last_collected_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     n_panels: Mapped[int] = mapped_column(Integer, default=0)
     computed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class OtherObservation(Base):
+    """An observation outside the CBC (chemistry, morphology, ...): kept exactly as received, not analysed."""
+
+    __tablename__ = "other_observation"
+    # The same content for the same panel is stored once: a repeated import adds nothing.
+    __table_args__ = (UniqueConstraint("panel_id", "content_hash"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    panel_id: Mapped[int] = mapped_column(ForeignKey("panel.id"))
+    code: Mapped[str] = mapped_column(String(64))
+    code_system: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200))
+    value_type: Mapped[str] = mapped_column(String(20))
+    value_raw: Mapped[str] = mapped_column(Text)
+    unit_raw: Mapped[str] = mapped_column(String(50))
+    ref_raw: Mapped[str] = mapped_column(String(100))
+    abnormal_flag: Mapped[str] = mapped_column(String(10))
+    status: Mapped[str] = mapped_column(String(20))
+    content_hash: Mapped[str] = mapped_column(String(64))
+    batch_id: Mapped[int | None] = mapped_column(ForeignKey("import_batch.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -11,11 +11,13 @@ from sqlalchemy.orm import Session
 from db.frames import read_frame
 from db.models import (
     ClinicalEvent,
+    ImportBatch,
     Lab,
     Panel,
     Patient,
     PatientStatus,
     PatientTeam,
+    RejectedRecord,
     Result,
     Team,
 )
@@ -177,3 +179,33 @@ def has_synthetic_data(session: Session) -> bool:
 
 def patient_count(session: Session) -> int:
     return int(session.scalar(select(func.count()).select_from(Patient)) or 0)
+
+
+def import_batches(session: Session, *, limit: int = 200) -> pd.DataFrame:
+    """The most recent imports, newest first, with what became of their records."""
+    statement = (
+        select(
+            ImportBatch.id,
+            ImportBatch.file_name,
+            ImportBatch.format,
+            ImportBatch.imported_by,
+            ImportBatch.imported_at,
+            ImportBatch.accepted,
+            ImportBatch.superseded,
+            ImportBatch.unchanged,
+            ImportBatch.rejected,
+        )
+        .order_by(ImportBatch.id.desc())
+        .limit(limit)
+    )
+    return read_frame(session, statement, utc=["imported_at"])
+
+
+def batch_rejections(session: Session, batch_id: int) -> pd.DataFrame:
+    """The records one import refused, verbatim, with their reasons."""
+    statement = (
+        select(RejectedRecord.location, RejectedRecord.reason, RejectedRecord.raw_text)
+        .where(RejectedRecord.batch_id == batch_id)
+        .order_by(RejectedRecord.id)
+    )
+    return read_frame(session, statement)

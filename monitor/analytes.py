@@ -126,13 +126,60 @@ PREFERRED_LOINC: dict[str, str] = {
 }
 
 
-def resolve_analyte(text: str) -> str | None:
-    """The canonical analyte for a canonical name or a LOINC code, or None when neither.
+# Local codes and names seen in laboratory feeds (HL7 OBX-3 local codes, CSV column headers), matched
+# case-insensitively when no LOINC code is given. Ambiguous names ("Neutrophils" without # or %) are left
+# out on purpose: such a result is kept as a non-CBC observation rather than guessed.
+LOCAL_ALIASES: dict[str, str] = {
+    **dict.fromkeys(
+        [
+            "wbc",
+            "white blood cell count",
+            "white blood cells",
+            "white cell count",
+            "leukocyte count",
+            "leukocytes #",
+            "wbc count",
+        ],
+        "wbc",
+    ),
+    **dict.fromkeys(
+        [
+            "neut#",
+            "neut abs",
+            "anc",
+            "absolute neutrophil count",
+            "neutrophils #",
+            "neutrophils absolute",
+            "abs neutrophils",
+        ],
+        "anc",
+    ),
+    **dict.fromkeys(["neut%", "neutrophils %", "neutrophil %"], "neut_pct"),
+    **dict.fromkeys(
+        ["lymph#", "lymph abs", "alc", "lymphocytes #", "lymphocytes absolute", "abs lymphocytes"], "alc"
+    ),
+    **dict.fromkeys(["lymph%", "lymphocytes %", "lymphocyte %"], "lymph_pct"),
+    **dict.fromkeys(["mono#", "monocytes #", "monocytes absolute", "abs monocytes"], "amc"),
+    **dict.fromkeys(["mono%", "monocytes %", "monocyte %"], "mono_pct"),
+    **dict.fromkeys(["eo#", "eos#", "eosinophils #", "eosinophils absolute", "abs eosinophils"], "aec"),
+    **dict.fromkeys(["eo%", "eos%", "eosinophils %", "eosinophil %"], "eos_pct"),
+    **dict.fromkeys(["baso#", "basophils #", "basophils absolute", "abs basophils"], "abc"),
+    **dict.fromkeys(["baso%", "basophils %", "basophil %"], "baso_pct"),
+    **dict.fromkeys(["band#", "bands #"], "bands"),
+    **dict.fromkeys(["band%", "bands %", "bands"], "bands_pct"),
+    **dict.fromkeys(["seg%", "segs %", "segs", "segmented neutrophils %"], "segs_pct"),
+    **dict.fromkeys(["hgb", "hb", "hemoglobin", "haemoglobin"], "hgb"),
+    **dict.fromkeys(["plt", "platelets", "platelet count", "plt count"], "plt"),
+}
 
-    >>> resolve_analyte("WBC"), resolve_analyte("751-8"), resolve_analyte("11156-7")
-    ('wbc', 'anc', None)
+
+def resolve_analyte(text: str) -> str | None:
+    """The canonical analyte for a canonical name, a LOINC code or a local alias; None when none.
+
+    >>> resolve_analyte("WBC"), resolve_analyte("751-8"), resolve_analyte("NEUT#"), resolve_analyte("11156-7")
+    ('wbc', 'anc', 'anc', None)
     """
     key = text.strip()
     if key.lower() in ANALYTES:
         return key.lower()
-    return LOINC.get(key)
+    return LOINC.get(key) or LOCAL_ALIASES.get(key.lower())

@@ -150,33 +150,91 @@ def demo(database: str | None, n_patients: int, seed: int) -> None:
         )
 
 
+def _column_map(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
+    mapping = {}
+    for value in values:
+        source, equals, target = value.partition("=")
+        if not equals or not source.strip() or not target.strip():
+            raise click.BadParameter(f"{value!r} is not SOURCE=TARGET (e.g. MRN=patient_id)")
+        mapping[source.strip()] = target.strip()
+    return mapping
+
+
 @cli.command("import")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["csv"]),
+    type=click.Choice(["auto", "hl7", "fhir", "csv", "wide", "events"]),
+    default="auto",
+    show_default=True,
+    help="The files' format; auto detects it from the content.",
+)
+@click.option(
+    "--timezone",
     default=None,
-    help="Force the format instead of detecting it from the content.",
+    metavar="TZ",
+    help="IANA zone for times without an offset (e.g. Europe/London). HL7 and FHIR default to UTC; "
+    "the canonical CSV refuses such times unless a zone is given.",
+)
+@click.option(
+    "--map",
+    "column_map",
+    multiple=True,
+    callback=_column_map,
+    metavar="SOURCE=TARGET",
+    help="Rename a CSV export's column before reading it (repeatable), e.g. --map MRN=patient_id.",
+)
+@click.option(
+    "--dry-run", is_flag=True, help="Report what would land and what would be refused; store nothing."
 )
 @store_options
-def import_(database: str | None, paths: tuple[Path, ...], fmt: str | None) -> None:
-    """Import result files (the canonical long CSV).
+def import_(
+    database: str | None,
+    paths: tuple[Path, ...],
+    fmt: str,
+    timezone: str | None,
+    column_map: dict[str, str],
+    dry_run: bool,
+) -> None:
+    """Import result files: HL7 v2 ORU^R01, FHIR R4 (JSON or NDJSON), CSV (canonical long, wide, or a
+    lab export with --map), and clinical events CSV.
 
-    Prints, per file, the records accepted, unchanged and refused (with line and reason). Exit status:
-    0 all accepted, 1 some refused (the rest landed), 2 a file was unusable.
+    Prints, per file, the records accepted, unchanged and refused (with line or message and reason).
+    Exit status: 0 all accepted, 1 some refused (the rest landed), 2 a file was unusable.
 
     \b
     Example:
-      python -m monitor import results-2026-11.csv
+      python -m monitor import results-2026-11.csv feed-0001.hl7 --timezone Europe/London
+      python -m monitor import export.csv --map MRN=patient_id --map "Drawn at=collected_at" --dry-run
     """
+    from zoneinfo import available_timezones
+
     from db.importer import import_path
 
+    if timezone and timezone not in available_timezones() and timezone != "UTC":
+        raise click.BadParameter(f"{timezone!r} is not an IANA time zone", param_hint="--timezone")
     factory = _factory(database)
     user = f"cli:{getpass.getuser()}"
     worst = 0
-    for path in paths:
-        summary = import_path(factory, path, imported_by=user, fmt=fmt)
+    chosen = None if fmt == "auto" else fmt
+    with click.progressbar(
+        paths, label="importing", file=sys.stderr, show_pos=True, item_show_func=lambda p: p.name if p else ""
+    ) as files:
+        summaries = []
+        for path in files:
+            summaries.append(
+                import_path(
+                    factory,
+                    path,
+                    imported_by=user,
+                    fmt=chosen,
+                    timezone=timezone,
+                    column_map=column_map,
+                    dry_run=dry_run,
+                )
+            )
+    for summary in summaries:
         worst = max(worst, summary.exit_code)
         _print_summary(summary)
     sys.exit(worst)
@@ -184,22 +242,35 @@ def import_(database: str | None, paths: tuple[Path, ...], fmt: str | None) -> N
 
 def _print_summary(summary: Any) -> None:
     name = summary.file_name
+    prefix = f"{name}: dry run (nothing stored)" if summary.dry_run else name
     if summary.error:
         click.echo(f"{name}: unusable: {summary.error}", err=True)
         return
     if summary.identical_to is not None:
         batch = summary.identical_to
         click.echo(
-            f"{name}: unchanged: identical to import #{batch.id} of "
+            f"{prefix}: unchanged: identical to import #{batch.id} of "
             f"{batch.imported_at:%Y-%m-%d %H:%M} UTC ({summary.unchanged} records, nothing new)"
         )
-    else:
+    elif summary.format == "events":
         click.echo(
-            f"{name}: {summary.accepted} accepted, {summary.superseded} superseding earlier versions, "
-            f"{summary.unchanged} unchanged, {len(summary.rejected)} rejected"
+            f"{prefix}: {summary.events} events added, {summary.unchanged} unchanged, "
+            f"{len(summary.rejected)} rejected"
+        )
+    else:
+        extras = [
+            f"{summary.derived} of them derived from percentages" if summary.derived else "",
+            f"{summary.others} observations outside the CBC kept" if summary.others else "",
+            f"{summary.pending} pending (no result yet) skipped" if summary.pending else "",
+        ]
+        click.echo(
+            f"{prefix} ({summary.format}): {summary.accepted} accepted, {summary.superseded} superseding "
+            f"earlier versions, {summary.unchanged} unchanged, {len(summary.rejected)} rejected"
+            + "".join(f"; {extra}" for extra in extras if extra)
         )
     for row in summary.rejected.itertuples(index=False):
-        click.echo(f"{name}:{row.location.removeprefix('line ')}: rejected: {row.reason}", err=True)
+        where = row.location.removeprefix("line ") if row.location.startswith("line ") else f" {row.location}"
+        click.echo(f"{name}:{where}: rejected: {row.reason}", err=True)
 
 
 PATIENT_COLUMNS = [

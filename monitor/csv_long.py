@@ -14,7 +14,8 @@ import io
 
 import pandas as pd
 
-from monitor.records import RAW_COLUMNS
+from monitor.parsed import RAW_COLUMNS, Parsed
+from monitor.timestamps import localise_iso
 
 HEADER = (
     "patient_id",
@@ -43,28 +44,20 @@ def looks_like_canonical_csv(text: str) -> bool:
     return set(REQUIRED) <= names
 
 
-def parse_canonical_csv(text: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Split the file into raw records (text, with their line) and structurally broken rows.
-
-    Returns
-    -------
-    (records, rejected)
-        ``records`` has ``RAW_COLUMNS`` (all text); ``rejected`` has ``location``, ``raw_text``, ``reason``.
+def read_rows(text: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every data row as text under its header name, with ``line`` and ``raw_text``; and broken rows.
 
     Raises
     ------
     UnusableFile
-        When there is no header or it lacks a required column.
+        When the file is empty.
     """
     lines = text.splitlines()
     reader = csv.reader(io.StringIO(text.lstrip("\ufeff"), newline=""))
     header = next(reader, None)
     if header is None:
         raise UnusableFile("the file is empty")
-    names = [name.strip().lower() for name in header]
-    missing = [name for name in REQUIRED if name not in names]
-    if missing:
-        raise UnusableFile(f"the header lacks {', '.join(missing)} (expected {','.join(HEADER)})")
+    names = [name.strip() for name in header]
     width = len(names)
     rows: list[list[str]] = []
     starts: list[int] = []
@@ -82,8 +75,35 @@ def parse_canonical_csv(text: str) -> tuple[pd.DataFrame, pd.DataFrame]:
             continue
         rows.append(fields)
         starts.append(start)
-    records = pd.DataFrame(rows, columns=names, dtype="str") if rows else pd.DataFrame(columns=names)
-    records = records.reindex(columns=[c for c in RAW_COLUMNS if c in KNOWN], fill_value="")
-    records["location"] = [f"line {n}" for n in starts]
-    records["raw_text"] = [lines[n - 1] if n - 1 < len(lines) else "" for n in starts]
-    return records, pd.DataFrame(bad, columns=["location", "raw_text", "reason"])
+    frame = (
+        pd.DataFrame(rows, columns=names, dtype="str") if rows else pd.DataFrame(columns=names, dtype="str")
+    )
+    frame["line"] = starts
+    frame["raw_text"] = [lines[n - 1] if n - 1 < len(lines) else "" for n in starts]
+    return frame, pd.DataFrame(bad, columns=["location", "raw_text", "reason"])
+
+
+def parse_canonical_csv(text: str, *, timezone: str | None = None) -> Parsed:
+    """Read the canonical long CSV into raw records (text, with their line) and structurally broken rows.
+
+    ``timezone``, when given, reads ``collected_at`` values that carry no offset in that zone; without it
+    such values are refused downstream (the canonical format asks for an offset).
+
+    Raises
+    ------
+    UnusableFile
+        When there is no header or it lacks a required column.
+    """
+    frame, broken = read_rows(text)
+    frame = frame.rename(columns={name: name.lower() for name in frame.columns if name.lower() in KNOWN})
+    missing = [name for name in REQUIRED if name not in frame.columns]
+    if missing:
+        raise UnusableFile(f"the header lacks {', '.join(missing)} (expected {','.join(HEADER)})")
+    if timezone:
+        given = frame["collected_at"].str.strip()
+        localised = localise_iso(given, timezone)
+        frame["collected_at"] = localised.where(localised != "", given)  # unreadable: refused downstream
+    records = frame.reindex(columns=[c for c in RAW_COLUMNS if c in KNOWN], fill_value="")
+    records["location"] = "line " + frame["line"].astype(str)
+    records["raw_text"] = frame["raw_text"]
+    return Parsed(records=records.reindex(columns=list(RAW_COLUMNS), fill_value=""), rejected=broken)

@@ -20,7 +20,6 @@ from monitor import friberg
 from monitor.analytes import ANALYTES, DIFFERENTIAL
 
 LOCAL_TZ = "America/New_York"  # the synthetic clinics' clock; results are stored in UTC
-EVENT_KINDS = tuple("chemotherapy gcsf medication infection fever supplement transfusion note".split())
 SIMULATED = (*DIFFERENTIAL, "hgb", "plt")  # simulated measurands; WBC and percentages are derived
 PANEL = ("wbc", *DIFFERENTIAL, "hgb", "plt", "neut_pct", "lymph_pct", "mono_pct", "eos_pct", "baso_pct")
 # Within-subject CVs of SIMULATED, reference §6.1 (Statland 1978): hour-to-hour where given (neutrophils

@@ -1,11 +1,7 @@
 """Turn raw result records (text, as a file or feed carried them) into canonical results, or reasons.
 
-Every parser (canonical CSV now; HL7 v2 and FHIR later) produces the same *raw* frame, all text:
-
-    patient_id, assigning_authority, collected_at, analyte, value, unit, ref_low, ref_high, lab,
-    accession, status, location, raw_text
-
-and `normalise_results` validates and converts it in one vectorised pass. A record that cannot be trusted
+Every parser produces the same *raw* frame, all text (``monitor.parsed.RAW_COLUMNS``), and
+`normalise_results` validates and converts it in one vectorised pass. A record that cannot be trusted
 is rejected with a reason naming the offending field and value; nothing is guessed.
 """
 
@@ -18,23 +14,10 @@ import numpy as np
 import pandas as pd
 
 from monitor.analytes import ANALYTES, LOINC
+from monitor.parsed import RAW_COLUMNS
+from monitor.timestamps import ISO_WITH_OFFSET
 from monitor.units import conversion_factors, to_canonical
 
-RAW_COLUMNS = (
-    "patient_id",
-    "assigning_authority",
-    "collected_at",
-    "analyte",
-    "value",
-    "unit",
-    "ref_low",
-    "ref_high",
-    "lab",
-    "accession",
-    "status",
-    "location",
-    "raw_text",
-)
 RESULT_COLUMNS = (
     "patient_id",
     "assigning_authority",
@@ -55,6 +38,7 @@ RESULT_COLUMNS = (
     "accession",
     "location",
     "raw_text",
+    "reported_at",
 )
 REJECT_COLUMNS = ("location", "raw_text", "reason")
 
@@ -72,13 +56,15 @@ STATUS_ALIASES: dict[str, str] = {
     "c": "corrected",
     "cancelled": "cancelled",
     "x": "cancelled",
+    "a": "corrected",
+    "s": "preliminary",  # partial results
+    "r": "preliminary",  # entered, not verified
     "entered-in-error": "entered-in-error",
     "w": "entered-in-error",
     "d": "entered-in-error",
 }
-
-# ISO 8601 with an explicit offset or Z: a time without one is ambiguous and is refused.
-_OFFSET_PATTERN = r"(?:Z|z|[+-]\d{2}(?::?\d{2})?)$"
+# Kept, but no longer a result: a withdrawn record need carry no value or unit.
+WITHDRAWN = ("cancelled", "entered-in-error")
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,10 +144,11 @@ def normalise_results(raw: pd.DataFrame) -> Normalised:
     analyte_in = text["analyte"]
     by_name = analyte_in.str.lower().where(analyte_in.str.lower().isin(list(ANALYTES)))
     analyte = by_name.fillna(analyte_in.map(LOINC))
-    loinc = analyte_in.where(analyte_in.isin(list(LOINC)))
+    loinc = text["loinc"].where(text["loinc"] != "", analyte_in.where(analyte_in.isin(list(LOINC))))
     kinds = analyte.map({code: a.kind for code, a in ANALYTES.items()})
 
-    has_offset = text["collected_at"].str.contains(_OFFSET_PATTERN, regex=True)
+    # ISO 8601 with an explicit offset or Z: a time without one is ambiguous and is refused.
+    has_offset = text["collected_at"].str.contains(ISO_WITH_OFFSET, regex=True)
     collected_at = pd.to_datetime(
         text["collected_at"].where(has_offset), utc=True, format="ISO8601", errors="coerce"
     ).astype("datetime64[us, UTC]")
@@ -174,6 +161,13 @@ def normalise_results(raw: pd.DataFrame) -> Normalised:
     ref_low = to_canonical(low_in, factors)
     ref_high = to_canonical(high_in, factors)
     status = text["status"].str.lower().map(STATUS_ALIASES)
+    withdrawn = status.isin(WITHDRAWN)
+    reported_at = pd.to_datetime(
+        text["reported_at"].where(text["reported_at"].str.contains(ISO_WITH_OFFSET, regex=True)),
+        utc=True,
+        format="ISO8601",
+        errors="coerce",
+    ).astype("datetime64[us, UTC]")
 
     fields = pd.DataFrame(
         {
@@ -196,10 +190,10 @@ def normalise_results(raw: pd.DataFrame) -> Normalised:
             (~has_offset, "collected_at '{collected_at}' has no time zone offset (add Z or +hh:mm)"),
             (collected_at.isna(), "collected_at '{collected_at}' is not an ISO 8601 date-time"),
             (analyte.isna(), "analyte '{analyte}' is neither a known analyte name nor a CBC LOINC code"),
-            (text["value"] == "", "value is empty"),
+            (text["value"].eq("") & ~withdrawn, "value is empty"),
             (value_not_number, "value '{value}' is not a number"),
-            (text["unit"] == "", "unit is empty for {label}"),
-            (factors.isna(), "unknown unit '{unit}' for {label}"),
+            (text["unit"].eq("") & ~(withdrawn & text["value"].eq("")), "unit is empty for {label}"),
+            (factors.isna() & text["unit"].ne(""), "unknown unit '{unit}' for {label}"),
             (low_not_number, "ref_low '{ref_low}' is not a number"),
             (high_not_number, "ref_high '{ref_high}' is not a number"),
             (ref_low > ref_high, "reference range is reversed (ref_low {ref_low} > ref_high {ref_high})"),
@@ -225,14 +219,17 @@ def normalise_results(raw: pd.DataFrame) -> Normalised:
             "unit": fields["canonical"],
             "ref_low": ref_low,
             "ref_high": ref_high,
-            "ref_raw": _ref_raw(text["ref_low"], text["ref_high"]),
-            "abnormal_flag": pd.Series(None, index=raw.index, dtype="object"),
+            "ref_raw": text["ref_raw"].where(
+                text["ref_raw"] != "", _ref_raw(text["ref_low"], text["ref_high"])
+            ),
+            "abnormal_flag": text["abnormal_flag"].where(text["abnormal_flag"] != ""),
             "status": status,
             "derived": False,
             "lab": text["lab"].where(text["lab"] != "", UNSPECIFIED_LAB),
             "accession": text["accession"],
             "location": text["location"],
             "raw_text": raw["raw_text"],
+            "reported_at": reported_at,
         }
     )[~rejected_mask]
     rejected = pd.DataFrame({"location": text["location"], "raw_text": raw["raw_text"], "reason": reason})[
@@ -250,33 +247,56 @@ NATURAL_KEY = ("assigning_authority", "patient_id", "collected_at", "lab", "acce
 CONTENT = ("value_raw", "unit_raw", "ref_low", "ref_high", "status")
 
 
-def _reject_conflicts(results: pd.DataFrame, rejected: pd.DataFrame) -> Normalised:
-    """Within one file, a second record for the same specimen and analyte must agree with the first.
+# How far a record has progressed: a later record in the same file may move a result forward, never back.
+STATUS_RANK = {"preliminary": 0, "final": 1, "corrected": 2, "cancelled": 3, "entered-in-error": 3}
 
-    An identical repeat is dropped (it changes nothing); a different one is refused, naming the record it
-    contradicts, because nothing in the file says which of the two the lab meant.
+
+def _reject_conflicts(results: pd.DataFrame, rejected: pd.DataFrame) -> Normalised:
+    """Within one file, later records for the same specimen and analyte must follow on from earlier ones.
+
+    A feed may carry a preliminary result and later its final or corrected version: each becomes the
+    next *generation* (written in order, so the history keeps both). An identical repeat is dropped. A
+    later record that neither advances the status nor corrects (e.g. two different "final" values) is
+    refused, naming the record it contradicts: nothing in the file says which of the two the lab meant.
     """
     key = list(NATURAL_KEY)
-    repeated = results.duplicated(key, keep="first")
-    if not repeated.any():
-        return Normalised(results, rejected)
-    first = results[~repeated].set_index(key)
-    later = results[repeated]
-    earlier = first.reindex(pd.MultiIndex.from_frame(later[key]))
-    same = np.ones(len(later), dtype=bool)
-    for column in CONTENT:
-        mine = later[column].to_numpy()
-        theirs = earlier[column].to_numpy()
-        same &= (mine == theirs) | (pd.isna(mine) & pd.isna(theirs))
-    conflicts = later[~same]
-    conflict_rejects = pd.DataFrame(
-        {
-            "location": conflicts["location"],
-            "raw_text": conflicts["raw_text"],
-            "reason": "contradicts "
-            + earlier["location"].to_numpy()[~same]
-            + " (same patient, collection time, lab, accession and analyte, different result)",
-        }
-    )
-    kept = results[~repeated].reset_index(drop=True)
-    return Normalised(kept, pd.concat([rejected, conflict_rejects], ignore_index=True))
+    occurrence = results.groupby(key, sort=False, dropna=False).cumcount()
+    kept = results[occurrence == 0].assign(generation=0)
+    if occurrence.empty or occurrence.max() == 0:
+        return Normalised(kept.reset_index(drop=True), rejected)
+    last = kept.set_index(key)
+    refused = [rejected]
+    for round_ in range(1, int(occurrence.max()) + 1):
+        later = results[occurrence == round_]
+        before = last.reindex(pd.MultiIndex.from_frame(later[key]))
+        same = np.ones(len(later), dtype=bool)
+        for column in CONTENT:
+            mine, theirs = later[column].to_numpy(), before[column].to_numpy()
+            same &= (mine == theirs) | (pd.isna(mine) & pd.isna(theirs))
+        rank_now = later["status"].map(STATUS_RANK).to_numpy()
+        rank_before = before["status"].map(STATUS_RANK).to_numpy()
+        follows = (rank_now > rank_before) | (later["status"].to_numpy() == "corrected")
+        advancing = later[~same & follows].assign(
+            generation=before["generation"].to_numpy()[~same & follows] + 1
+        )
+        conflicts = ~same & ~follows
+        refused.append(
+            pd.DataFrame(
+                {
+                    "location": later["location"][conflicts],
+                    "raw_text": later["raw_text"][conflicts],
+                    "reason": "contradicts "
+                    + before["location"].to_numpy()[conflicts]
+                    + " (same patient, collection time, lab, accession and analyte, different result, "
+                    + "and not a correction)",
+                }
+            )
+        )
+        kept = pd.concat([kept, advancing])
+        last = pd.concat(
+            [
+                last.drop(index=pd.MultiIndex.from_frame(advancing[key]), errors="ignore"),
+                advancing.set_index(key),
+            ]
+        )
+    return Normalised(kept.reset_index(drop=True), pd.concat(refused, ignore_index=True))

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from monitor.analytes import ANALYTES, DIFFERENTIAL
-from monitor.demo import EVENT_KINDS, LOCAL_TZ, SCENARIOS, DemoCohort, simulate_cohort
+from monitor.demo import LOCAL_TZ, SCENARIOS, DemoCohort, simulate_cohort
+from monitor.events import EVENT_KINDS
 
 END = dt.date(2025, 6, 30)
 FRAMES = ("patients", "memberships", "labs", "results", "events", "overrides")

@@ -71,6 +71,7 @@ def test_a_boundary_count_sent_per_microlitre_compares_exactly() -> None:
         ({"patient_id": [""]}, "patient_id is empty"),
         ({"collected_at": ["2026-02-01T08:00:00"]}, "collected_at '2026-02-01T08:00:00' has no time zone"),
         ({"collected_at": ["2026-02-31T08:00:00Z"]}, "is not an ISO 8601 date-time"),
+        ({"collected_at": ["2026-02-01"]}, "collected_at '2026-02-01' has no time zone offset"),
         ({"analyte": ["11156-7"]}, "analyte '11156-7' is neither a known analyte name nor a CBC LOINC code"),
         ({"value": [""]}, "value is empty"),
         ({"value": ["<0.1"]}, "value '<0.1' is not a number"),
@@ -132,6 +133,13 @@ def test_normalising_does_not_modify_its_input() -> None:
     before = records.copy()
     normalise_results(records)
     pd.testing.assert_frame_equal(records, before)
+
+
+def test_a_withdrawn_result_needs_no_value_and_is_kept() -> None:
+    out = normalise_results(raw(value=["", "3.1"], unit=["", "10^9/L"], status=["W", "X"]))
+    assert out.rejected.empty
+    assert out.results["status"].tolist() == ["entered-in-error", "cancelled"]
+    assert out.results["value"].isna().tolist() == [True, False]
 
 
 def test_an_empty_frame_gives_empty_results() -> None:

@@ -51,3 +51,20 @@ def results(patient_key: int, history: bool = False) -> pd.DataFrame:
 def events(patient_key: int) -> pd.DataFrame:
     with store()() as session:
         return queries.patient_events(session, patient_key)
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def import_batches() -> pd.DataFrame:
+    with store()() as session:
+        return queries.import_batches(session)
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def batch_rejections(batch_id: int) -> pd.DataFrame:
+    with store()() as session:
+        return queries.batch_rejections(session, batch_id)
+
+
+def refresh() -> None:
+    """Forget cached frames after a write, so every page shows the new data."""
+    st.cache_data.clear()

@@ -1,0 +1,61 @@
+"""Clinical events into the store: idempotent on (patient, kind, start, label)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pandas as pd
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
+
+from db.frames import read_frame_in, to_records
+from db.models import ClinicalEvent, Patient
+
+EVENT_KEY = ["patient_key", "kind", "start_at", "label"]
+
+
+def write_events(
+    session: Session, events: pd.DataFrame, *, batch_id: int | None, imported_by: str, now: datetime
+) -> tuple[int, pd.DataFrame]:
+    """Store new events; return how many were added and the rows refused for an unknown patient.
+
+    An event names a patient already in the store: a mistyped identifier must not create a patient.
+    """
+    refused = pd.DataFrame(columns=["location", "raw_text", "reason"])
+    if events.empty:
+        return 0, refused
+    known = read_frame_in(
+        session,
+        lambda part: select(
+            Patient.id.label("patient_key"), Patient.mrn.label("patient_id"), Patient.assigning_authority
+        ).where(Patient.mrn.in_(part)),
+        events["patient_id"].unique().tolist(),
+    )
+    keyed = events.merge(known, on=["assigning_authority", "patient_id"], how="left")
+    unknown = keyed["patient_key"].isna()
+    refused = keyed.loc[unknown, ["location", "raw_text"]].assign(
+        reason="patient '" + keyed.loc[unknown, "patient_id"] + "' is not in the store (import results first)"
+    )
+    keyed = keyed[~unknown].astype({"patient_key": "int64"}).drop_duplicates(EVENT_KEY)
+    stored = read_frame_in(
+        session,
+        lambda part: select(
+            ClinicalEvent.patient_id.label("patient_key"),
+            ClinicalEvent.kind,
+            ClinicalEvent.start_at,
+            ClinicalEvent.label,
+        ).where(ClinicalEvent.patient_id.in_(part)),
+        keyed["patient_key"].unique().tolist(),
+        utc=["start_at"],
+    )
+    merged = keyed.merge(stored, on=EVENT_KEY, how="left", indicator=True)
+    new = merged[merged["_merge"] == "left_only"]
+    if not new.empty:
+        rows = new[["patient_key", "kind", "start_at", "end_at", "label", "details"]].rename(
+            columns={"patient_key": "patient_id"}
+        )
+        session.execute(
+            insert(ClinicalEvent),
+            to_records(rows.assign(created_by=imported_by, batch_id=batch_id, created_at=now)),
+        )
+    return len(new), refused

@@ -1,0 +1,72 @@
+"""What every parser returns: raw records as text, ready for `monitor.records.normalise_results`.
+
+Parsers (canonical and wide CSV, HL7 v2, FHIR R4) only *read*: they locate fields, resolve identifiers
+and times, and say why a record cannot be read. They never convert units or judge plausibility; that
+happens once, for every format alike, in `normalise_results`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+# Raw CBC records: text columns. ``collected_at`` is ISO 8601 with an offset (parsers resolve local times
+# with the configured time zone); ``analyte`` is a canonical name or a LOINC code. The columns after
+# ``raw_text`` are optional (empty when the format does not carry them).
+RAW_COLUMNS = (
+    "patient_id",
+    "assigning_authority",
+    "collected_at",
+    "analyte",
+    "value",
+    "unit",
+    "ref_low",
+    "ref_high",
+    "lab",
+    "accession",
+    "status",
+    "location",
+    "raw_text",
+    "loinc",
+    "ref_raw",
+    "abnormal_flag",
+    "reported_at",
+)
+REJECT_COLUMNS = ("location", "raw_text", "reason")
+# Patients as the source describes them (demographics only fill in new patients).
+PATIENT_COLUMNS = ("patient_id", "assigning_authority", "name", "birth_date", "sex")
+# Observations outside the CBC: kept as received, never analysed.
+OTHER_COLUMNS = (
+    "patient_id",
+    "assigning_authority",
+    "collected_at",
+    "lab",
+    "accession",
+    "code",
+    "code_system",
+    "name",
+    "value_type",
+    "value",
+    "unit",
+    "ref_raw",
+    "abnormal_flag",
+    "status",
+    "location",
+)
+
+
+def empty(columns: tuple[str, ...]) -> pd.DataFrame:
+    return pd.DataFrame({name: pd.Series(dtype="str") for name in columns})
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """One file's content, read but not yet judged."""
+
+    records: pd.DataFrame
+    rejected: pd.DataFrame = field(default_factory=lambda: empty(REJECT_COLUMNS))
+    patients: pd.DataFrame = field(default_factory=lambda: empty(PATIENT_COLUMNS))
+    others: pd.DataFrame = field(default_factory=lambda: empty(OTHER_COLUMNS))
+    # Observations that are not results yet (pending, ordered, not asked): neither stored nor refused.
+    pending: int = 0

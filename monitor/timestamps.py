@@ -1,0 +1,56 @@
+"""Times as sources write them, made unambiguous: ISO 8601 with an offset, stored later in UTC.
+
+A time that carries no offset is read in the site's configured time zone (an IANA name); a date alone
+is read as midnight there. A time that cannot be read becomes '' and the record is refused downstream.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+# HL7 v2 TS/DTM: YYYY[MM[DD[HH[MM[SS[.S+]]]]]][+/-ZZZZ] (reference §8.2 fields OBR-7, OBX-14, PID-7).
+_HL7_TS = (
+    r"^(?P<y>\d{4})(?P<mo>\d{2})?(?P<d>\d{2})?(?P<h>\d{2})?(?P<mi>\d{2})?(?P<s>\d{2})?"
+    r"(?:\.(?P<f>\d{1,6}))?(?P<tz>[+-]\d{4})?$"
+)
+# An offset only counts after a time of day: "2026-07-01" ends in "-01" but has no offset.
+ISO_WITH_OFFSET = r"[T ]\d{2}(?::?\d{2}){0,2}(?:[.,]\d+)?(?:Z|z|[+-]\d{2}(?::?\d{2})?)$"
+
+
+def hl7_to_iso(values: pd.Series, timezone: str) -> pd.Series:
+    """HL7 v2 timestamps as ISO 8601 strings with an offset ('' where unreadable or empty).
+
+    >>> stamps = pd.Series(["20110103143428-0800", "201410060929", "20240229", "2024", "x"])
+    >>> hl7_to_iso(stamps, "UTC").tolist()
+    ['2011-01-03T22:34:28+00:00', '2014-10-06T09:29:00+00:00', '2024-02-29T00:00:00+00:00', '', '']
+    """
+    parts = values.fillna("").astype(str).str.strip().str.extract(_HL7_TS)
+    complete = parts["mo"].notna() & parts["d"].notna()
+    clock = (
+        parts["h"].fillna("00")
+        + ":"
+        + parts["mi"].fillna("00")
+        + ":"
+        + parts["s"].fillna("00")
+        + ("." + parts["f"]).fillna("")
+    )
+    local = parts["y"] + "-" + parts["mo"] + "-" + parts["d"] + "T" + clock
+    offset = parts["tz"].str.slice(0, 3) + ":" + parts["tz"].str.slice(3, 5)
+    text = (local + offset.fillna("")).where(complete, "")
+    return localise_iso(text, timezone)
+
+
+def localise_iso(values: pd.Series, timezone: str) -> pd.Series:
+    """ISO 8601 strings, those without an offset read in ``timezone``; returned in UTC ('' if unreadable).
+
+    >>> localise_iso(pd.Series(["2026-07-01T10:00:00", "2026-07-01T10:00:00Z", "2026-07-01", "?"]),
+    ...              "Europe/Paris").tolist()
+    ['2026-07-01T08:00:00+00:00', '2026-07-01T10:00:00+00:00', '2026-06-30T22:00:00+00:00', '']
+    """
+    text = values.fillna("").astype(str).str.strip()
+    has_offset = text.str.contains(ISO_WITH_OFFSET, regex=True)
+    aware = pd.to_datetime(text.where(has_offset), utc=True, format="ISO8601", errors="coerce")
+    naive = pd.to_datetime(text.where(~has_offset & (text != "")), format="ISO8601", errors="coerce")
+    localised = naive.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT").dt.tz_convert("UTC")
+    moment = aware.where(has_offset, localised)
+    return moment.dt.strftime("%Y-%m-%dT%H:%M:%S+00:00").where(moment.notna(), "")

@@ -1,0 +1,117 @@
+"""Import: upload laboratory files, check what would land and what would be refused, then import."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from db.config import display_timezone
+from db.importer import FORMATS, import_content
+from ui import data
+
+st.title("Import results")
+st.caption(
+    "HL7 v2 ORU^R01, FHIR R4 (JSON bundle, single resource or NDJSON), the canonical or wide CSV, a lab "
+    "export with renamed columns, or a clinical events CSV. Each file is imported whole or not at all; "
+    "refused records are kept with their reasons for review."
+)
+
+uploads = st.file_uploader("Files", accept_multiple_files=True, key="import_files")
+options = st.columns([1, 1, 2])
+fmt = options[0].selectbox("Format", ["auto", *FORMATS], key="import_format")
+timezone = options[1].text_input(
+    "Time zone for times without an offset", value=display_timezone(), key="import_timezone"
+)
+mapping_text = options[2].text_area(
+    "Rename CSV columns (one SOURCE=TARGET per line)",
+    key="import_map",
+    height=68,
+    placeholder="MRN=patient_id\nDrawn at=collected_at",
+)
+
+
+def _mapping(text: str) -> dict[str, str]:
+    pairs = [line.partition("=") for line in text.splitlines() if line.strip()]
+    return {
+        source.strip(): target.strip() for source, _, target in pairs if source.strip() and target.strip()
+    }
+
+
+def _run(dry_run: bool) -> list:
+    summaries = []
+    progress = st.progress(0.0, text="Starting")
+    for number, upload in enumerate(uploads, start=1):
+        progress.progress((number - 1) / len(uploads), text=f"{upload.name} ({number} of {len(uploads)})")
+        summaries.append(
+            import_content(
+                data.store(),
+                upload.name,
+                upload.getvalue(),
+                imported_by="dashboard",
+                fmt=None if fmt == "auto" else fmt,
+                timezone=timezone.strip() or None,
+                column_map=_mapping(mapping_text),
+                dry_run=dry_run,
+            )
+        )
+    progress.progress(1.0, text="Done")
+    return summaries
+
+
+def _show(summaries: list, dry_run: bool) -> None:
+    table = pd.DataFrame(
+        {
+            "File": [s.file_name for s in summaries],
+            "Format": [s.format or "" for s in summaries],
+            "Accepted": [s.accepted for s in summaries],
+            "Derived": [s.derived for s in summaries],
+            "Superseding": [s.superseded for s in summaries],
+            "Unchanged": [s.unchanged for s in summaries],
+            "Rejected": [len(s.rejected) for s in summaries],
+            "Outcome": [
+                s.error or ("identical to an earlier import" if s.identical_to is not None else "")
+                for s in summaries
+            ],
+        }
+    )
+    verb = "would be" if dry_run else "were"
+    st.subheader(f"What {verb} imported" + (" (dry run: nothing stored)" if dry_run else ""))
+    st.dataframe(table, hide_index=True, width="stretch")
+    for summary in summaries:
+        if len(summary.rejected):
+            with st.expander(f"{summary.file_name}: {len(summary.rejected)} refused, with reasons"):
+                st.dataframe(summary.rejected, hide_index=True, width="stretch")
+
+
+buttons = st.columns([1, 1, 4])
+check = buttons[0].button("Check (dry run)", disabled=not uploads, key="import_check")
+commit = buttons[1].button("Import", type="primary", disabled=not uploads, key="import_commit")
+if check:
+    _show(_run(dry_run=True), dry_run=True)
+if commit:
+    _show(_run(dry_run=False), dry_run=False)
+    data.refresh()
+
+st.subheader("Past imports")
+batches = data.import_batches()
+if batches.empty:
+    st.info("Nothing imported yet.")
+else:
+    shown = batches.rename(
+        columns={
+            "id": "Import",
+            "file_name": "File",
+            "format": "Format",
+            "imported_by": "By",
+            "imported_at": "When (UTC)",
+            "accepted": "Accepted",
+            "superseded": "Superseding",
+            "unchanged": "Unchanged",
+            "rejected": "Rejected",
+        }
+    )
+    st.dataframe(shown, hide_index=True, width="stretch", key="import_batches")
+    with_rejects = batches.loc[batches["rejected"] > 0, "id"].tolist()
+    if with_rejects:
+        batch = st.selectbox("Refused records of import", with_rejects, key="import_batch_rejects")
+        st.dataframe(data.batch_rejections(int(batch)), hide_index=True, width="stretch")

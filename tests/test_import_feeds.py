@@ -1,0 +1,182 @@
+"""Every format through the real importer into both databases: what lands, what is refused, what changes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from sqlalchemy import func, select
+
+from db.importer import import_path
+from db.models import ClinicalEvent, OtherObservation, Result
+from db.queries import find_patient, patient_events, patient_list, patient_results
+from tests.conftest import DATA
+from tests.test_import import _counts
+
+EXTERNAL, HL7, CSV, FHIR = DATA / "external", DATA / "hl7", DATA / "csv", DATA / "fhir"
+
+
+def _current(store, patient_id: str, **options) -> pd.DataFrame:
+    with store() as session:
+        return patient_results(session, find_patient(session, patient_id).id, **options)
+
+
+def test_nist_message_stores_wbc_105_6_and_refuses_the_g_per_ml_haemoglobin(store) -> None:
+    summary = import_path(store, EXTERNAL / "nist-lri-cbc.hl7", imported_by="test")
+    assert summary.format == "hl7" and summary.exit_code == 1
+    assert summary.rejected["reason"].tolist() == ["unknown unit 'g/mL' for Haemoglobin"]
+    results = _current(store, "PATID1234").set_index("analyte")
+    assert results.loc["wbc", "value"] == 105.6 and "hgb" not in results.index
+    assert summary.others == 15
+    with store() as session:
+        patient = find_patient(session, "PATID1234")
+        assert (patient.name, str(patient.birth_date), patient.sex) == ("Jones, William A", "1961-06-15", "M")
+        assert session.scalar(select(func.count()).select_from(OtherObservation)) == 15
+
+
+def test_lab_oru_1_keeps_preliminary_percentages_and_derives_nothing_without_a_wbc(store) -> None:
+    summary = import_path(store, EXTERNAL / "fhir-converter-lab-oru-1.hl7", imported_by="test")
+    assert (summary.accepted, summary.derived, summary.pending, summary.exit_code) == (5, 0, 2, 0)
+    results = _current(store, "10006579")
+    assert set(results["analyte"]) == {"neut_pct", "eos_pct", "lymph_pct", "mono_pct", "baso_pct"}
+    assert not results["derived"].any()
+
+
+def test_absolute_counts_are_derived_from_the_same_panel_and_marked(store) -> None:
+    summary = import_path(store, HL7 / "local-codes-percentages.hl7", imported_by="test")
+    assert summary.derived == 2 and summary.others == 1
+    results = _current(store, "H123456").set_index("analyte")
+    assert results.loc["anc", "value"] == pytest.approx(1.16) and bool(results.loc["anc", "derived"])
+    assert results.loc["anc", "value_raw"] == "WBC 2.9 x 40% / 100"
+    assert results.loc["alc", "value"] == pytest.approx(1.305)
+    assert not bool(results.loc["wbc", "derived"])
+
+
+def test_a_reported_count_wins_over_a_derived_one(store, tmp_path: Path) -> None:
+    import_path(store, HL7 / "local-codes-percentages.hl7", imported_by="test")
+    reported = (
+        "patient_id,assigning_authority,collected_at,analyte,value,unit,lab,accession\n"
+        "H123456,CITYHOSP,2026-03-10T07:30:00Z,anc,1.2,10^9/L,CITY HOSPITAL LAB,ACC-7001\n"
+    )
+    (tmp_path / "reported.csv").write_text(reported)
+    assert import_path(store, tmp_path / "reported.csv", imported_by="test").superseded == 1
+    anc = _current(store, "H123456", history=True).query("analyte == 'anc'")
+    assert anc[["value", "derived", "is_current"]].values.tolist() == [
+        [1.16, True, False],
+        [1.2, False, True],
+    ]
+    # importing the percentages again derives 1.16 again, which must not replace the reported 1.2
+    (tmp_path / "again.hl7").write_bytes((HL7 / "local-codes-percentages.hl7").read_bytes() + b"\n")
+    assert import_path(store, tmp_path / "again.hl7", imported_by="test").superseded == 0
+    assert _current(store, "H123456").set_index("analyte").loc["anc", "value"] == 1.2
+
+
+def test_preliminary_then_final_in_mllp_framing_leaves_the_final_current(store) -> None:
+    summary = import_path(store, HL7 / "mllp-preliminary-then-final.hl7", imported_by="test")
+    assert summary.exit_code == 0
+    history = _current(store, "H123456", history=True)
+    assert history.query("analyte == 'wbc'")[["status", "is_current"]].values.tolist() == [
+        ["preliminary", False],
+        ["final", True],
+    ]
+
+
+def test_a_correction_supersedes_and_a_deletion_is_kept_but_not_counted(store) -> None:
+    import_path(store, HL7 / "mllp-preliminary-then-final.hl7", imported_by="test")
+    summary = import_path(store, HL7 / "correction-and-deletion.hl7", imported_by="test")
+    assert summary.superseded == 2
+    current = _current(store, "H123456").set_index("analyte")
+    assert (current.loc["anc", "value"], current.loc["anc", "status"]) == (1.3, "corrected")
+    assert current.loc["wbc", "status"] == "entered-in-error"
+    with store() as session:
+        listed = patient_list(session).set_index("patient_id")
+    assert pd.isna(listed.loc["H123456", "latest_wbc"])  # the withdrawn WBC no longer counts
+    assert listed.loc["H123456", "latest_anc"] == 1.3
+
+
+def test_every_real_file_imported_twice_changes_nothing_the_second_time(store) -> None:
+    files = [
+        EXTERNAL / "nist-lri-cbc.hl7",
+        EXTERNAL / "fhir-converter-lab-oru-1.hl7",
+        EXTERNAL / "us-core-observation-cbc-leukocytes.json",
+        HL7 / "local-codes-percentages.hl7",
+        CSV / "wide.csv",
+    ]
+    for path in files:
+        import_path(store, path, imported_by="test")
+    before = _counts(store)
+    for path in files:
+        again = import_path(store, path, imported_by="test")
+        assert again.identical_to is not None, path.name
+    assert _counts(store) == before
+
+
+def test_us_core_observation_lands_with_its_unit_and_date_only_time(store) -> None:
+    summary = import_path(store, EXTERNAL / "us-core-observation-cbc-leukocytes.json", imported_by="test")
+    assert summary.format == "fhir" and summary.accepted == 1, summary.rejected
+    result = _current(store, "example").iloc[0]
+    assert result["analyte"] == "wbc" and result["unit"] == "10^9/L"
+
+
+def test_wide_csv_melts_into_results_and_names_the_bad_cell(store) -> None:
+    summary = import_path(store, CSV / "wide.csv", imported_by="test")
+    assert summary.format == "wide" and summary.accepted == 10  # 11 cells, one unreadable
+    assert summary.rejected[["location", "reason"]].values.tolist() == [
+        ["line 4, column Hgb (g/dL)", "value 'abc' is not a number"]
+    ]
+    results = _current(store, "W-1")
+    assert results.query("analyte == 'plt'")["value"].tolist() == [151.0, 139.0, 160.0]
+
+
+def test_a_lab_export_with_other_column_names_is_read_through_a_column_map(store) -> None:
+    mapping = {
+        "MRN": "patient_id",
+        "Drawn": "collected_at",
+        "Test": "analyte",
+        "Result": "value",
+        "Units": "unit",
+        "Low": "ref_low",
+        "High": "ref_high",
+    }
+    unmapped = import_path(store, CSV / "export-with-other-names.csv", imported_by="test")
+    assert unmapped.exit_code == 2 and "--map" in unmapped.error
+    summary = import_path(store, CSV / "export-with-other-names.csv", imported_by="test", column_map=mapping)
+    assert summary.accepted == 2
+    assert _current(store, "X-9")["value"].tolist() == [1.2, 3.6]
+
+
+def test_events_land_once_and_bad_ones_are_refused_with_reasons(store) -> None:
+    import_path(store, DATA / "canonical-good.csv", imported_by="test")
+    summary = import_path(store, CSV / "events.csv", imported_by="test", timezone="Europe/Paris")
+    assert summary.format == "events" and summary.events == 3
+    reasons = dict(zip(summary.rejected["location"], summary.rejected["reason"], strict=True))
+    assert reasons["line 5"].startswith("kind 'holiday' is not one of chemotherapy, gcsf")
+    assert reasons["line 6"] == "end 2026-03-02 is before start 2026-03-09"
+    assert reasons["line 7"] == "patient 'NOBODY' is not in the store (import results first)"
+    with store() as session:
+        events = patient_events(session, find_patient(session, "MRN1001").id)
+        assert session.scalar(select(func.count()).select_from(ClinicalEvent)) == 3
+    cycle = events.query("kind == 'chemotherapy'").iloc[0]
+    assert cycle["start_at"] == pd.Timestamp("2026-03-02T23:00:00Z")  # midnight in Paris
+
+
+def test_a_dry_run_reports_everything_and_stores_nothing(store) -> None:
+    before = _counts(store)
+    summary = import_path(store, EXTERNAL / "nist-lri-cbc.hl7", imported_by="test", dry_run=True)
+    assert summary.dry_run and summary.accepted == 12 and len(summary.rejected) == 1
+    assert _counts(store) == before
+
+
+def test_a_crash_while_writing_an_hl7_file_leaves_nothing_half_written(store, monkeypatch) -> None:
+    before = _counts(store)
+
+    def crash(*_args, **_kwargs):
+        raise RuntimeError("simulated crash after the results were written")
+
+    monkeypatch.setattr("db.importer.write_others", crash)
+    with pytest.raises(RuntimeError):
+        import_path(store, EXTERNAL / "nist-lri-cbc.hl7", imported_by="test")
+    assert _counts(store) == before
+    with store() as session:
+        assert session.scalar(select(func.count()).select_from(Result)) == 0
