@@ -26,6 +26,7 @@ from monitor.demo import DemoCohort, simulate_cohort
 DEMO_AUTHORITY = "DEMO"
 DEMO_USER = "demo-seed"
 ANCHOR_SETTING = "demo.anchor_date"
+SEED_SETTING = "demo.seed"
 TEAMS = {"oncology": "Oncology", "internal-medicine": "Internal medicine"}
 
 
@@ -38,17 +39,33 @@ class DemoSummary:
     anchor: date
 
 
-def anchor_date(session: Session, *, today: date) -> date:
-    """The demo's end date: fixed the first time the cohort is seeded."""
-    stored = session.get(Setting, ANCHOR_SETTING)
+class DemoConflict(ValueError):
+    """The store already holds a demo cohort simulated with another seed."""
+
+
+def _fixed(session: Session, key: str, value: object) -> object:
+    """A setting fixed the first time the cohort is seeded: the stored value, or ``value`` now stored."""
+    stored = session.get(Setting, key)
     if stored is not None:
-        return date.fromisoformat(json.loads(stored.value))
-    now = datetime.now(UTC)
-    session.add(
-        Setting(key=ANCHOR_SETTING, value=json.dumps(today.isoformat()), updated_by=DEMO_USER, updated_at=now)
-    )
+        return json.loads(stored.value)
+    session.add(Setting(key=key, value=json.dumps(value), updated_by=DEMO_USER, updated_at=datetime.now(UTC)))
     session.flush()
-    return today
+    return value
+
+
+def anchor_date(session: Session, *, today: date) -> date:
+    """The demo's end date: fixed the first time the cohort is seeded, so a later seeding adds nothing."""
+    return date.fromisoformat(str(_fixed(session, ANCHOR_SETTING, today.isoformat())))
+
+
+def check_seed(session: Session, seed: int) -> None:
+    """Refuse a second cohort with another seed: its patients would share identifiers with the first."""
+    first = _fixed(session, SEED_SETTING, seed)
+    if first != seed:
+        raise DemoConflict(
+            f"the store holds the demo cohort simulated with seed {first}; seeding with {seed} would mix two "
+            f"histories under the same identifiers (use --seed {first}, or a new database)"
+        )
 
 
 def _canonical_results(cohort: DemoCohort) -> pd.DataFrame:
@@ -114,6 +131,7 @@ def _add_missing(
 
 def seed_demo(session: Session, *, patients: int, seed: int, today: date) -> DemoSummary:
     """Simulate and store the demo cohort inside the caller's transaction."""
+    check_seed(session, seed)
     anchor = anchor_date(session, today=today)
     fingerprint = hashlib.sha256(f"demo:{patients}:{seed}:{anchor}".encode()).hexdigest()
     done = session.scalar(select(ImportBatch.id).where(ImportBatch.content_sha256 == fingerprint))

@@ -18,11 +18,11 @@ from sqlalchemy.orm import Session
 from db.frames import read_frame_in, to_records
 from db.models import ImportBatch, Lab, OtherObservation, Panel, Patient, RejectedRecord, Result
 from db.status import refresh_patient_status
+from monitor.records import RESULT_CONTENT, STATUS_RANK
 
 PANEL_KEY = ["patient_key", "collected_at", "lab_id", "accession"]
 # Content that, when it differs from the stored current version, makes a new version.
-CONTENT = ["value_raw", "unit_raw", "ref_low", "ref_high", "status"]
-FINAL_STATUSES = ("final", "corrected")
+CONTENT = list(RESULT_CONTENT)
 
 
 @dataclass(slots=True)
@@ -232,18 +232,23 @@ def write_results(
     stored = frame["current_id"].notna()
     # A reported count always wins over one derived from a percentage (reference §3).
     unchanged = stored & (_same_content(frame) | (frame["derived"] & ~frame["current_derived"].fillna(True)))
-    late_preliminary = (
-        stored
-        & ~unchanged
-        & (frame["status"] == "preliminary")
-        & frame["current_status"].isin(FINAL_STATUSES)
+    # A stored result moves forward only (preliminary -> final -> corrected -> withdrawn); a correction may
+    # follow a correction. Anything else is stale or contradictory: refused, and the stored one kept.
+    rank_now = frame["status"].map(STATUS_RANK)
+    rank_stored = frame["current_status"].map(STATUS_RANK)
+    reported_over_derived = ~frame["derived"].astype(bool) & frame["current_derived"].fillna(False).astype(bool)
+    follows = (rank_now > rank_stored) | (frame["status"] == "corrected") | reported_over_derived
+    refused = stored & ~unchanged & ~follows
+    counts.rejected = frame.loc[refused, ["location", "raw_text"]].assign(
+        reason="a "
+        + frame.loc[refused, "status"]
+        + " result differs from the "
+        + frame.loc[refused, "current_status"]
+        + " one already stored ("
+        + frame.loc[refused, "current_value"].astype(str)
+        + "); only a correction can change it, so the stored result is kept"
     )
-    counts.rejected = frame.loc[late_preliminary, ["location", "raw_text"]].assign(
-        reason="preliminary result arrived after the "
-        + frame.loc[late_preliminary, "current_status"]
-        + " one already stored; the stored result is kept"
-    )
-    replacing = stored & ~unchanged & ~late_preliminary
+    replacing = stored & ~unchanged & ~refused
     fresh = frame[~stored | replacing]
 
     if replacing.any():

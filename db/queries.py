@@ -69,7 +69,7 @@ def patient_list(session: Session, *, today: date | None = None) -> pd.DataFrame
             func.coalesce(PatientStatus.n_panels, 0).label("n_panels"),
         )
         .outerjoin(PatientStatus, PatientStatus.patient_id == Patient.id)
-        .order_by(PatientStatus.last_collected_at.desc(), Patient.mrn)
+        .order_by(PatientStatus.last_collected_at.desc().nulls_last(), Patient.mrn)
     )
     frame = read_frame(session, statement, utc=["latest_wbc_at", "latest_anc_at", "last_collected_at"])
     frame = frame.join(_teams_by_patient(session), on="patient_key")

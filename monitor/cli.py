@@ -1,8 +1,8 @@
 """The command line, a contract other tools script against: ``python -m monitor COMMAND``.
 
 Exit codes: 0 success; 1 an import refused some records (the rest landed); 2 unusable input or usage;
-3 the store could not be used (unreachable, out of date). Errors are one line on stderr; ``--debug`` shows
-the traceback.
+3 the store could not be used (unreachable, out of date); 4 an internal error (a bug: please report it).
+Errors are one line on stderr; ``--debug`` shows the traceback.
 """
 
 from __future__ import annotations
@@ -145,8 +145,8 @@ def demo(database: str | None, n_patients: int, seed: int) -> None:
         )
     else:
         click.echo(
-            f"synthetic demo cohort: {summary.patients} patients, {summary.results_added} results and "
-            f"{summary.events_added} events added (simulated up to {summary.anchor})"
+            f"synthetic demo cohort of {summary.patients} patients (simulated up to {summary.anchor}): "
+            f"{summary.results_added} results and {summary.events_added} events added"
         )
 
 
@@ -161,7 +161,7 @@ def _column_map(_ctx: click.Context, _param: click.Parameter, values: tuple[str,
 
 
 @cli.command("import")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
     "--format",
     "fmt",
@@ -361,6 +361,7 @@ def main(argv: list[str] | None = None) -> None:
     """Run the command line; errors become one line on stderr and an exit status."""
     from sqlalchemy.exc import SQLAlchemyError
 
+    from db.demo import DemoConflict
     from db.migrate import StoreOutOfDate
     from db.queries import PatientNotFound
 
@@ -374,7 +375,7 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as error:
         error.show()
         sys.exit(2)
-    except PatientNotFound as error:
+    except (PatientNotFound, DemoConflict) as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(2)
     except (StoreOutOfDate, SQLAlchemyError, OSError) as error:
@@ -385,6 +386,6 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as error:  # noqa: BLE001 - the last line of defence: one line, never a traceback
         if _debug["on"]:
             raise
-        click.echo(f"error: {type(error).__name__}: {_one_line(error)}", err=True)
-        sys.exit(3)
+        click.echo(f"internal error: {type(error).__name__}: {_one_line(error)} (run with --debug)", err=True)
+        sys.exit(4)
     sys.exit(0)

@@ -244,7 +244,10 @@ def _ref_raw(low: pd.Series, high: pd.Series) -> pd.Series:
 
 
 NATURAL_KEY = ("assigning_authority", "patient_id", "collected_at", "lab", "accession", "analyte")
-CONTENT = ("value_raw", "unit_raw", "ref_low", "ref_high", "status")
+# What makes two versions of a result the same: the converted value, range and status (so "2.4" and
+# "2.40", or 2400 /uL and 2.4 x10^9/L, are one result, not a change).
+RESULT_CONTENT = ("value", "unit", "ref_low", "ref_high", "status")
+CONTENT = RESULT_CONTENT
 
 
 # How far a record has progressed: a later record in the same file may move a result forward, never back.

@@ -9,7 +9,6 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from db import status as status_module
 from db.importer import import_path
 from db.models import Base, ImportBatch, Patient, RejectedRecord, Result
 from db.queries import find_patient, patient_list, patient_results
@@ -113,7 +112,7 @@ def test_a_preliminary_result_cannot_hide_the_final_one(store, tmp_path: Path) -
     late = final.replace("3.0,", "3.3,").replace(",final", ",preliminary")
     summary = import_path(store, _write(tmp_path, "late.csv", late), imported_by="test")
     assert summary.exit_code == 1
-    assert summary.rejected.iloc[0]["reason"].startswith("preliminary result arrived after the final one")
+    assert summary.rejected.iloc[0]["reason"].startswith("a preliminary result differs from the final one")
     with store() as session:
         values = patient_results(session, find_patient(session, "MRN5005").id)["value"].tolist()
     assert values == [3.0]
@@ -150,7 +149,6 @@ def test_a_crash_part_way_leaves_the_store_as_it_was(store, monkeypatch) -> None
     assert _counts(store) == before
     with store() as session:
         assert session.scalar(select(func.count()).select_from(Patient)) == 1
-    assert status_module.refresh_patient_status is not crash
 
 
 def test_a_file_with_nul_bytes_is_unusable_not_a_crash(store, tmp_path: Path) -> None:
@@ -158,3 +156,27 @@ def test_a_file_with_nul_bytes_is_unusable_not_a_crash(store, tmp_path: Path) ->
     path.write_bytes((DATA / "canonical-good.csv").read_bytes().replace(b"MRN1001", b"MRN\x001001", 1))
     summary = import_path(store, path, imported_by="test")
     assert summary.exit_code == 2 and "NUL byte" in summary.error
+
+
+def test_a_resent_old_export_cannot_undo_a_correction(store, tmp_path: Path) -> None:
+    header = "patient_id,collected_at,analyte,value,unit,ref_low,ref_high,lab,accession,status\n"
+    original = header + "MRN6006,2026-03-05T08:00:00Z,anc,0.4,10^9/L,1.8,7.7,NORTH,N-1,final\n"
+    corrected = header + "MRN6006,2026-03-05T08:00:00Z,anc,0.6,10^9/L,1.8,7.7,NORTH,N-1,corrected\n"
+    resent = original + "MRN6006,2026-03-06T08:00:00Z,anc,0.7,10^9/L,1.8,7.7,NORTH,N-2,final\n"
+    for name, text in (("original.csv", original), ("corrected.csv", corrected)):
+        import_path(store, _write(tmp_path, name, text), imported_by="test")
+    summary = import_path(store, _write(tmp_path, "resent.csv", resent), imported_by="test")
+    assert (summary.accepted, summary.superseded, summary.exit_code) == (1, 0, 1)
+    assert "only a correction can change it" in summary.rejected.iloc[0]["reason"]
+    with store() as session:
+        frame = patient_results(session, find_patient(session, "MRN6006").id)
+    assert frame[["value", "status"]].values.tolist() == [[0.6, "corrected"], [0.7, "final"]]
+
+
+def test_the_same_value_written_differently_is_not_a_new_version(store, tmp_path: Path) -> None:
+    header = "patient_id,collected_at,analyte,value,unit,ref_low,ref_high,lab,accession,status\n"
+    first = header + "MRN7007,2026-03-05T08:00:00Z,wbc,2.4,10^9/L,4,11,NORTH,N-1,final\n"
+    again = header + "MRN7007,2026-03-05T08:00:00Z,wbc,2400,/uL,4000,11000,NORTH,N-1,F\n"
+    import_path(store, _write(tmp_path, "first.csv", first), imported_by="test")
+    summary = import_path(store, _write(tmp_path, "again.csv", again), imported_by="test")
+    assert (summary.unchanged, summary.superseded, summary.exit_code) == (1, 0, 0)
