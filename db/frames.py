@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
+import numpy as np
 import pandas as pd
-from sqlalchemy import Select
+from sqlalchemy import Boolean, Column, Float, Integer, Select, String, Table
 from sqlalchemy.orm import Session
+
+from db.types import UTCDateTime
 
 T = TypeVar("T")
 
@@ -21,12 +24,50 @@ def chunks(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
 
 
 def read_frame(session: Session, statement: Select[Any], *, utc: Iterable[str] = ()) -> pd.DataFrame:
-    """Run a select and return its rows as a frame; ``utc`` columns become ``datetime64[us, UTC]``."""
-    result = session.execute(statement)
-    frame = pd.DataFrame(result.all(), columns=list(result.keys()))
-    for column in utc:
-        frame[column] = pd.to_datetime(frame[column], utc=True).astype("datetime64[us, UTC]")
+    """Run a select and return its rows as a frame, converting columns by their declared types.
+
+    Rows are fetched from the driver as they are and converted column by column (vectorised): times
+    become ``datetime64[us, UTC]``, booleans ``bool``. ``utc`` names further columns to read as UTC.
+    """
+    result = session.connection().execute(statement)
+    names = list(result.keys())
+    try:
+        rows = result.cursor.fetchall() if result.cursor is not None else []
+    finally:
+        result.close()
+    types = {column.name: column.type for column in statement.selected_columns}
+    if not rows:
+        return pd.DataFrame({name: pd.Series(dtype=_empty_dtype(types.get(name))) for name in names})
+    columns = list(zip(*rows, strict=True))
+    frame = pd.DataFrame({name: list(values) for name, values in zip(names, columns, strict=True)})
+    for name in names:
+        kind = types.get(name)
+        if isinstance(kind, UTCDateTime) or name in utc:
+            frame[name] = pd.to_datetime(frame[name], utc=True, format="ISO8601").astype(
+                "datetime64[us, UTC]"
+            )
+        elif isinstance(kind, Boolean):
+            frame[name] = (
+                frame[name].astype("boolean").astype(bool)
+                if frame[name].notna().all()
+                else frame[name].astype("boolean")
+            )
     return frame
+
+
+def _empty_dtype(kind: Any) -> str:
+    """The dtype a column of this SQL type has when rows are present, for a frame with none."""
+    if isinstance(kind, UTCDateTime):
+        return "datetime64[us, UTC]"
+    if isinstance(kind, Boolean):
+        return "bool"
+    if isinstance(kind, Integer):
+        return "int64"
+    if isinstance(kind, Float):
+        return "float64"
+    if isinstance(kind, String):
+        return "str"
+    return "object"
 
 
 def read_frame_in(
@@ -44,3 +85,48 @@ def to_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """Rows as dicts for a bulk insert: NaN and NaT become None, numbers and booleans Python objects."""
     clean = frame.astype(object).where(frame.notna(), None)
     return clean.to_dict("records")
+
+
+def _column_values(values: pd.Series, column: Column[Any], dialect: str) -> list[Any]:
+    """One column's values as the database driver takes them (None for missing)."""
+    kind = column.type
+    if isinstance(kind, UTCDateTime):
+        moments = pd.to_datetime(values, utc=True)
+        # Format each distinct instant once: results of one panel share their collection time.
+        codes, uniques = pd.factorize(moments)
+        pattern = "%Y-%m-%d %H:%M:%S.%f" if dialect == "sqlite" else "%Y-%m-%d %H:%M:%S.%f+00:00"
+        text = pd.DatetimeIndex(uniques).strftime(pattern).to_numpy(dtype=object)
+        formatted = text.take(codes) if len(uniques) else np.array([None] * len(codes), dtype=object)
+        return np.where(codes < 0, None, formatted).tolist()
+    if isinstance(kind, Boolean):
+        flags = values.astype("boolean")
+        converted = flags.astype("Int64") if dialect == "sqlite" else flags
+        return converted.astype(object).where(flags.notna(), None).tolist()
+    return values.astype(object).where(values.notna(), None).tolist()
+
+
+def bulk_insert(session: Session, table: Table, frame: pd.DataFrame) -> None:
+    """Insert a frame's rows into ``table`` in the session's transaction, as fast as the driver allows.
+
+    SQLite: one ``executemany`` of plain tuples; PostgreSQL: ``COPY``. Values are converted column by
+    column (vectorised); no ORM objects, no per-row dictionaries.
+    """
+    if frame.empty:
+        return
+    connection = session.connection()
+    dialect = connection.dialect.name
+    names = list(frame.columns)
+    values = [_column_values(frame[name], table.c[name], dialect) for name in names]
+    rows = list(zip(*values, strict=True))
+    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        if dialect == "postgresql":
+            columns = ", ".join(names)
+            with cursor.copy(f"COPY {table.name} ({columns}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        else:
+            placeholders = ", ".join("?" for _ in names)
+            cursor.executemany(f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({placeholders})", rows)
+    finally:
+        cursor.close()

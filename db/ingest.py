@@ -15,7 +15,7 @@ import pandas as pd
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
-from db.frames import read_frame_in, to_records
+from db.frames import bulk_insert, read_frame_in, to_records
 from db.models import ImportBatch, Lab, OtherObservation, Panel, Patient, RejectedRecord, Result
 from db.status import refresh_patient_status
 from monitor.records import RESULT_CONTENT, STATUS_RANK
@@ -65,7 +65,7 @@ def keep_rejected(session: Session, batch_id: int, rejected: pd.DataFrame) -> No
     rows = rejected.reindex(columns=["location", "raw_text", "reason"]).fillna("").astype(str)
     # PostgreSQL text cannot hold NUL: keep it visible as an escape instead.
     rows = rows.apply(lambda column: column.str.replace("\x00", "\\x00", regex=False))
-    session.execute(insert(RejectedRecord), to_records(rows.assign(batch_id=batch_id)))
+    bulk_insert(session, RejectedRecord.__table__, rows.assign(batch_id=batch_id))
 
 
 def _with_defaults(frame: pd.DataFrame, defaults: dict[str, object]) -> pd.DataFrame:
@@ -123,17 +123,14 @@ def ensure_patients(session: Session, patients: pd.DataFrame, *, now: datetime) 
         rows["birth_date"] = born.dt.date.where(born.notna(), None)
         rows["sex"] = rows["sex"].where(rows["sex"].isin(["F", "M", "O", "U"]), None)
         rows["name"] = rows["name"].replace("", None)
-        session.execute(insert(Patient), to_records(rows.assign(created_at=now)))
+        bulk_insert(session, Patient.__table__, rows.assign(created_at=now))
         keyed = lookup()
     keyed["patient_key"] = keyed["patient_key"].astype("int64")
     return keyed
 
 
-def _attach_panels(session: Session, results: pd.DataFrame, batch_id: int | None) -> pd.DataFrame:
-    """``results`` with ``panel_id``: existing panels found by natural key, new ones inserted."""
-    reported = results["reported_at"] if "reported_at" in results else pd.Series(pd.NaT, index=results.index)
-    specimens = results.assign(reported_at=reported).drop_duplicates(PANEL_KEY)[[*PANEL_KEY, "reported_at"]]
-    existing = read_frame_in(
+def _stored_panels(session: Session, patient_keys: list[int]) -> pd.DataFrame:
+    return read_frame_in(
         session,
         lambda part: select(
             Panel.id.label("panel_id"),
@@ -142,18 +139,22 @@ def _attach_panels(session: Session, results: pd.DataFrame, batch_id: int | None
             Panel.lab_id,
             Panel.accession,
         ).where(Panel.patient_id.in_(part)),
-        specimens["patient_key"].unique().tolist(),
+        patient_keys,
         utc=["collected_at"],
     )
-    matched = specimens.merge(existing, on=PANEL_KEY, how="left")
+
+
+def _attach_panels(session: Session, results: pd.DataFrame, batch_id: int | None) -> pd.DataFrame:
+    """``results`` with ``panel_id``: existing panels found by natural key, new ones inserted in bulk."""
+    reported = results["reported_at"] if "reported_at" in results else pd.Series(pd.NaT, index=results.index)
+    specimens = results.assign(reported_at=reported).drop_duplicates(PANEL_KEY)[[*PANEL_KEY, "reported_at"]]
+    patient_keys = specimens["patient_key"].unique().tolist()
+    matched = specimens.merge(_stored_panels(session, patient_keys), on=PANEL_KEY, how="left")
     new = matched[matched["panel_id"].isna()][[*PANEL_KEY, "reported_at"]]
     if not new.empty:
         rows = new.rename(columns={"patient_key": "patient_id"}).assign(batch_id=batch_id)
-        inserted = session.execute(
-            insert(Panel).returning(Panel.id, sort_by_parameter_order=True), to_records(rows)
-        )
-        new = new.assign(panel_id=[row.id for row in inserted])
-        matched = pd.concat([matched[matched["panel_id"].notna()], new], ignore_index=True)
+        bulk_insert(session, Panel.__table__, rows)
+        matched = specimens.merge(_stored_panels(session, patient_keys), on=PANEL_KEY, how="left")
     matched["panel_id"] = matched["panel_id"].astype("int64")
     return results.merge(matched[[*PANEL_KEY, "panel_id"]], on=PANEL_KEY, how="left")
 
@@ -231,23 +232,29 @@ def write_results(
 
     stored = frame["current_id"].notna()
     # A reported count always wins over one derived from a percentage (reference §3).
-    unchanged = stored & (_same_content(frame) | (frame["derived"] & ~frame["current_derived"].fillna(True)))
+    derived_over_reported = frame["derived"].astype(bool) & ~frame["current_derived"].astype(
+        "boolean"
+    ).fillna(True).astype(bool)
+    unchanged = stored & (_same_content(frame) | derived_over_reported)
     # A stored result moves forward only (preliminary -> final -> corrected -> withdrawn); a correction may
     # follow a correction. Anything else is stale or contradictory: refused, and the stored one kept.
     rank_now = frame["status"].map(STATUS_RANK)
     rank_stored = frame["current_status"].map(STATUS_RANK)
-    reported_over_derived = ~frame["derived"].astype(bool) & frame["current_derived"].fillna(False).astype(bool)
+    current_derived = frame["current_derived"].astype("boolean").fillna(False).astype(bool)
+    reported_over_derived = ~frame["derived"].astype(bool) & current_derived
     follows = (rank_now > rank_stored) | (frame["status"] == "corrected") | reported_over_derived
     refused = stored & ~unchanged & ~follows
-    counts.rejected = frame.loc[refused, ["location", "raw_text"]].assign(
-        reason="a "
-        + frame.loc[refused, "status"]
-        + " result differs from the "
-        + frame.loc[refused, "current_status"]
-        + " one already stored ("
-        + frame.loc[refused, "current_value"].astype(str)
-        + "); only a correction can change it, so the stored result is kept"
-    )
+    if refused.any():
+        stale = frame[refused]
+        counts.rejected = stale[["location", "raw_text"]].assign(
+            reason="a "
+            + stale["status"].astype(str)
+            + " result differs from the "
+            + stale["current_status"].astype(str)
+            + " one already stored ("
+            + stale["current_value"].astype(str)
+            + "); only a correction can change it, so the stored result is kept"
+        )
     replacing = stored & ~unchanged & ~refused
     fresh = frame[~stored | replacing]
 
@@ -278,7 +285,7 @@ def write_results(
                 "derived",
             ]
         ].assign(version=version, is_current=True, batch_id=batch_id, created_at=now)
-        session.execute(insert(Result), to_records(rows))
+        bulk_insert(session, Result.__table__, rows)
 
     counts.accepted = int((~stored).sum())
     counts.derived = int(fresh["derived"].sum())
@@ -331,5 +338,5 @@ def write_others(session: Session, others: pd.DataFrame, *, batch_id: int | None
         columns={"value": "value_raw", "unit": "unit_raw"}
     )
     rows["name"] = rows["name"].str.slice(0, 200)
-    session.execute(insert(OtherObservation), to_records(rows.assign(batch_id=batch_id, created_at=now)))
+    bulk_insert(session, OtherObservation.__table__, rows.assign(batch_id=batch_id, created_at=now))
     return len(rows)

@@ -5,19 +5,42 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, distinct, func, select
 from sqlalchemy.orm import Session
 
-from db.frames import chunks, read_frame_in, to_records
+from db.frames import bulk_insert, chunks, read_frame_in
 from db.models import Panel, PatientStatus, Result
-from monitor.status import latest_status
+from monitor.status import EXCLUDED_STATUSES, latest_values
 
 
 def refresh_patient_status(session: Session, patient_keys: Sequence[int], *, now: datetime) -> None:
-    """Recompute and replace the status rows of ``patient_keys`` (every patient keeps a row)."""
+    """Recompute and replace the status rows of ``patient_keys`` (every patient keeps a row).
+
+    Reads only what the status needs: the WBC and ANC rows, and per-patient panel counts computed by
+    the database.
+    """
     if not patient_keys:
         return
-    results = read_frame_in(
+    usable = (
+        Result.is_current.is_(True),
+        Result.status.not_in(EXCLUDED_STATUSES),
+        Result.value.is_not(None),
+    )
+    counts = read_frame_in(
+        session,
+        lambda part: (
+            select(
+                Panel.patient_id.label("patient_key"),
+                func.max(Panel.collected_at).label("last_collected_at"),
+                func.count(distinct(Panel.id)).label("n_panels"),
+            )
+            .join(Result, Result.panel_id == Panel.id)
+            .where(Panel.patient_id.in_(part), *usable)
+            .group_by(Panel.patient_id)
+        ),
+        list(patient_keys),
+    )
+    values = read_frame_in(
         session,
         lambda part: (
             select(
@@ -30,14 +53,14 @@ def refresh_patient_status(session: Session, patient_keys: Sequence[int], *, now
                 Result.status,
             )
             .join(Result, Result.panel_id == Panel.id)
-            .where(Panel.patient_id.in_(part), Result.is_current.is_(True))
+            .where(Panel.patient_id.in_(part), Result.analyte.in_(("wbc", "anc")), *usable)
         ),
         list(patient_keys),
-        utc=["collected_at"],
     )
-    summary = latest_status(results).set_index("patient_key").reindex(list(patient_keys))
+    summary = counts.set_index("patient_key").join(latest_values(values)).reindex(list(patient_keys))
     summary["n_panels"] = summary["n_panels"].fillna(0).astype("int64")
     rows = summary.rename_axis("patient_id").reset_index().assign(computed_at=now)
+    rows = rows[[column.name for column in PatientStatus.__table__.columns]]
     for part in chunks(list(patient_keys)):
         session.execute(delete(PatientStatus).where(PatientStatus.patient_id.in_(part)))
-    session.execute(insert(PatientStatus), to_records(rows))
+    bulk_insert(session, PatientStatus.__table__, rows)

@@ -42,16 +42,27 @@ def latest_status(results: pd.DataFrame) -> pd.DataFrame:
     >>> latest_status(results)[["latest_wbc", "latest_anc", "n_panels"]].to_dict("records")
     [{'latest_wbc': 3.1, 'latest_anc': 1.2, 'n_panels': 2}]
     """
-    usable = results[~results["status"].isin(EXCLUDED_STATUSES) & results["value"].notna()]
-    usable = usable.sort_values(["patient_key", "collected_at", "panel_id"], kind="stable")
+    usable = usable_results(results)
     summary = usable.groupby("patient_key").agg(
         last_collected_at=("collected_at", "max"), n_panels=("panel_id", "nunique")
     )
+    return summary.join(latest_values(usable)).reset_index().reindex(columns=list(STATUS_COLUMNS))
+
+
+def usable_results(results: pd.DataFrame) -> pd.DataFrame:
+    """Results that count: not cancelled or entered in error, and with a value."""
+    return results[~results["status"].isin(EXCLUDED_STATUSES) & results["value"].notna()]
+
+
+def latest_values(results: pd.DataFrame) -> pd.DataFrame:
+    """Per patient, the latest usable WBC and ANC with the lower limit reported beside each."""
+    usable = usable_results(results).sort_values(["patient_key", "collected_at", "panel_id"], kind="stable")
+    latest = pd.DataFrame(index=pd.Index(usable["patient_key"].unique(), name="patient_key"))
     for analyte in ("wbc", "anc"):
         # tail(1), not last(): last() would fill a missing ref_low from an older result.
         mine = usable[usable["analyte"] == analyte]
-        latest = mine.groupby("patient_key").tail(1).set_index("patient_key")
-        summary[f"latest_{analyte}"] = latest["value"]
-        summary[f"latest_{analyte}_low"] = latest["ref_low"]
-        summary[f"latest_{analyte}_at"] = latest["collected_at"]
-    return summary.reset_index().reindex(columns=list(STATUS_COLUMNS))
+        last = mine.groupby("patient_key").tail(1).set_index("patient_key")
+        latest[f"latest_{analyte}"] = last["value"]
+        latest[f"latest_{analyte}_low"] = last["ref_low"]
+        latest[f"latest_{analyte}_at"] = last["collected_at"]
+    return latest

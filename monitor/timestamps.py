@@ -17,6 +17,9 @@ _HL7_TS = (
 ISO_WITH_OFFSET = r"[T ]\d{2}(?::?\d{2}){0,2}(?:[.,]\d+)?(?:Z|z|[+-]\d{2}(?::?\d{2})?)$"
 
 
+PLAUSIBLE_YEARS = (1900, 2999)
+
+
 def hl7_to_iso(values: pd.Series, timezone: str) -> pd.Series:
     """HL7 v2 timestamps as ISO 8601 strings with an offset ('' where unreadable or empty).
 
@@ -51,6 +54,9 @@ def localise_iso(values: pd.Series, timezone: str) -> pd.Series:
     has_offset = text.str.contains(ISO_WITH_OFFSET, regex=True)
     aware = pd.to_datetime(text.where(has_offset), utc=True, format="ISO8601", errors="coerce")
     naive = pd.to_datetime(text.where(~has_offset & (text != "")), format="ISO8601", errors="coerce")
+    # Outside these years a laboratory time is a typing error; time-zone rules also end there.
+    plausible = (naive.dt.year >= PLAUSIBLE_YEARS[0]) & (naive.dt.year <= PLAUSIBLE_YEARS[1])
+    naive = naive.where(plausible)
     localised = naive.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT").dt.tz_convert("UTC")
     moment = aware.where(has_offset, localised)
     return moment.dt.strftime("%Y-%m-%dT%H:%M:%S+00:00").where(moment.notna(), "")
