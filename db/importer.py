@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -21,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from db.events import write_events
 from db.ingest import WriteCounts, keep_rejected, new_batch, write_others, write_results
 from db.models import ImportBatch, RejectedRecord
+from db.status import refresh_patient_status
 from monitor.csv_long import UnusableFile, looks_like_canonical_csv, parse_canonical_csv
 from monitor.csv_wide import looks_like_wide_csv, parse_wide_csv, rename_columns
 from monitor.derive import derive_absolute_counts
@@ -31,6 +33,8 @@ from monitor.parsed import REJECT_COLUMNS, Parsed
 from monitor.records import normalise_results
 
 FORMATS = ("hl7", "fhir", "csv", "wide", "events")
+# Results normalised and written at a time: bounds memory for any file size (benchmarks/import_csv.py).
+CHUNK_RESULTS = 200_000
 RAW_TEXT_LIMIT = 2_000
 DEFAULT_FEED_TIMEZONE = "UTC"
 
@@ -128,6 +132,7 @@ def import_bytes(
     column_map: dict[str, str] | None = None,
     dry_run: bool = False,
     now: datetime | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> ImportSummary:
     """Import one file's content inside the caller's transaction.
 
@@ -161,12 +166,19 @@ def import_bytes(
         )
 
     parsed = _parse(text, fmt, timezone)
-    normalised = normalise_results(parsed.records)
-    counts = _write_generations(session, normalised.results, parsed.patients, batch_id=batch.id, now=now)
+    counts = WriteCounts()
+    refused = [parsed.rejected]
+    total = len(parsed.records)
+    for start, stop in panel_chunks(parsed.records, CHUNK_RESULTS):
+        normalised = normalise_results(parsed.records.iloc[start:stop])
+        written = _write_generations(session, normalised.results, parsed.patients, batch_id=batch.id, now=now)
+        counts.add(written)
+        refused += [normalised.rejected, written.rejected]
+        if progress is not None:
+            progress(stop, total)
+    refresh_patient_status(session, counts.patient_keys, now=now)
     others = write_others(session, parsed.others, batch_id=batch.id, now=now)
-    rejected = _in_file_order(
-        pd.concat([parsed.rejected, normalised.rejected, counts.rejected], ignore_index=True)
-    )
+    rejected = _in_file_order(pd.concat(refused, ignore_index=True))
     keep_rejected(session, batch.id, rejected)
     batch.accepted, batch.unchanged = counts.accepted, counts.unchanged
     batch.superseded, batch.rejected = counts.superseded, len(rejected)
@@ -193,21 +205,45 @@ def _write_generations(
     Counts are derived from the latest generation of each value in the file.
     """
     if results.empty:
-        return write_results(session, results, batch_id=batch_id, now=now, patients=patients)
+        return write_results(
+            session, results, batch_id=batch_id, now=now, patients=patients, refresh_status=False
+        )
     latest_first = results.sort_values("generation", ascending=False, kind="stable")
     derived = derive_absolute_counts(latest_first).assign(generation=int(results["generation"].max()))
     everything = pd.concat([results, derived], ignore_index=True) if len(derived) else results
     total = WriteCounts()
     for _, part in everything.groupby("generation", sort=True):
         counts = write_results(
-            session, part.drop(columns="generation"), batch_id=batch_id, now=now, patients=patients
+            session,
+            part.drop(columns="generation"),
+            batch_id=batch_id,
+            now=now,
+            patients=patients,
+            refresh_status=False,
         )
-        total.accepted += counts.accepted
-        total.derived += counts.derived
-        total.unchanged += counts.unchanged
-        total.superseded += counts.superseded
-        total.rejected = pd.concat([total.rejected, counts.rejected], ignore_index=True)
+        total.add(counts)
     return total
+
+
+def panel_chunks(records: pd.DataFrame, size: int) -> list[tuple[int, int]]:
+    """Row ranges of about ``size`` rows that never split a panel (derived counts need all of one).
+
+    >>> panel_chunks(pd.DataFrame({"patient_id": list("aabbbc"), "collected_at": "t", "accession": ""}), 2)
+    [(0, 2), (2, 5), (5, 6)]
+    """
+    if len(records) <= size:
+        return [(0, len(records))] if len(records) else []
+    key = records["patient_id"] + "\x1f" + records["collected_at"] + "\x1f" + records["accession"]
+    starts = np.flatnonzero(key.ne(key.shift()).to_numpy())
+    cuts = sorted(
+        {
+            int(starts[min(np.searchsorted(starts, target), len(starts) - 1)])
+            for target in range(size, len(records), size)
+        }
+        - {0}
+    )
+    bounds = [0, *cuts, len(records)]
+    return [(a, b) for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
 
 
 def _in_file_order(rejected: pd.DataFrame) -> pd.DataFrame:

@@ -38,6 +38,15 @@ class WriteCounts:
     )
     patient_keys: list[int] = field(default_factory=list)
 
+    def add(self, other: WriteCounts) -> None:
+        """Fold another write's counts into these."""
+        self.accepted += other.accepted
+        self.derived += other.derived
+        self.unchanged += other.unchanged
+        self.superseded += other.superseded
+        self.rejected = pd.concat([self.rejected, other.rejected], ignore_index=True)
+        self.patient_keys = sorted(set(self.patient_keys) | set(other.patient_keys))
+
 
 def new_batch(
     session: Session, *, file_name: str, sha256: str, fmt: str, imported_by: str, now: datetime
@@ -150,13 +159,19 @@ def _attach_panels(session: Session, results: pd.DataFrame, batch_id: int | None
     specimens = results.assign(reported_at=reported).drop_duplicates(PANEL_KEY)[[*PANEL_KEY, "reported_at"]]
     patient_keys = specimens["patient_key"].unique().tolist()
     matched = specimens.merge(_stored_panels(session, patient_keys), on=PANEL_KEY, how="left")
-    new = matched[matched["panel_id"].isna()][[*PANEL_KEY, "reported_at"]]
-    if not new.empty:
-        rows = new.rename(columns={"patient_key": "patient_id"}).assign(batch_id=batch_id)
-        bulk_insert(session, Panel.__table__, rows)
+    is_new = matched["panel_id"].isna().to_numpy()
+    if is_new.any():
+        rows = matched.loc[is_new, [*PANEL_KEY, "reported_at"]]
+        bulk_insert(
+            session,
+            Panel.__table__,
+            rows.rename(columns={"patient_key": "patient_id"}).assign(batch_id=batch_id),
+        )
         matched = specimens.merge(_stored_panels(session, patient_keys), on=PANEL_KEY, how="left")
     matched["panel_id"] = matched["panel_id"].astype("int64")
-    return results.merge(matched[[*PANEL_KEY, "panel_id"]], on=PANEL_KEY, how="left")
+    # A panel created just now has no stored results: callers need not look for any.
+    matched["new_panel"] = is_new
+    return results.merge(matched[[*PANEL_KEY, "panel_id", "new_panel"]], on=PANEL_KEY, how="left")
 
 
 def key_specimens(
@@ -213,6 +228,7 @@ def write_results(
     now: datetime,
     patients: pd.DataFrame | None = None,
     labs: pd.DataFrame | None = None,
+    refresh_status: bool = True,
 ) -> WriteCounts:
     """Store canonical results (``monitor.records.RESULT_COLUMNS``); the caller owns the transaction.
 
@@ -225,7 +241,7 @@ def write_results(
         return counts
     frame = key_specimens(session, results, batch_id=batch_id, now=now, patients=patients, labs=labs)
     frame = frame.merge(
-        _current_versions(session, frame["panel_id"].unique().tolist()),
+        _current_versions(session, frame.loc[~frame["new_panel"], "panel_id"].unique().tolist()),
         on=["panel_id", "analyte"],
         how="left",
     )
@@ -292,7 +308,8 @@ def write_results(
     counts.superseded = int(replacing.sum())
     counts.unchanged = int(unchanged.sum())
     counts.patient_keys = sorted(fresh["patient_key"].unique().tolist())
-    refresh_patient_status(session, counts.patient_keys, now=now)
+    if refresh_status:
+        refresh_patient_status(session, counts.patient_keys, now=now)
     return counts
 
 

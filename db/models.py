@@ -21,7 +21,6 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -165,11 +164,11 @@ class Panel(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id"))
-    lab_id: Mapped[int] = mapped_column(ForeignKey("lab.id"), index=True)
+    lab_id: Mapped[int] = mapped_column(ForeignKey("lab.id"))
     accession: Mapped[str] = mapped_column(String(100), default="", server_default="")
     collected_at: Mapped[datetime] = mapped_column(UTCDateTime)
     reported_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    batch_id: Mapped[int | None] = mapped_column(ForeignKey("import_batch.id"), index=True)
+    batch_id: Mapped[int | None] = mapped_column(ForeignKey("import_batch.id"))
 
 
 class Result(Base):
@@ -177,17 +176,11 @@ class Result(Base):
 
     __tablename__ = "result"
     __table_args__ = (
+        # Versions are numbered per panel and analyte, and the current one is always the highest: two
+        # writers racing to supersede the same result collide here instead of both becoming current.
+        # This one index also serves every lookup by panel; each further index on this largest table
+        # would cost every import (measured by benchmarks/import_csv.py).
         UniqueConstraint("panel_id", "analyte", "version"),
-        # At most one current version of an analyte per panel.
-        Index(
-            "uq_result_current",
-            "panel_id",
-            "analyte",
-            unique=True,
-            sqlite_where=text("is_current"),
-            postgresql_where=text("is_current"),
-        ),
-        Index("ix_result_analyte_current", "analyte", "is_current"),
         CheckConstraint(_in("status", RESULT_STATUSES), name="status"),
     )
 
@@ -210,7 +203,7 @@ class Result(Base):
     version: Mapped[int] = mapped_column(Integer, default=1)
     is_current: Mapped[bool] = mapped_column(Boolean, default=True)
     superseded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    batch_id: Mapped[int | None] = mapped_column(ForeignKey("import_batch.id"), index=True)
+    batch_id: Mapped[int | None] = mapped_column(ForeignKey("import_batch.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 

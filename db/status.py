@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import delete, distinct, func, select
+from sqlalchemy import Select, delete, distinct, func, select
 from sqlalchemy.orm import Session
 
 from db.frames import bulk_insert, chunks, read_frame_in
@@ -40,23 +41,37 @@ def refresh_patient_status(session: Session, patient_keys: Sequence[int], *, now
         ),
         list(patient_keys),
     )
-    values = read_frame_in(
-        session,
-        lambda part: (
-            select(
-                Panel.patient_id.label("patient_key"),
-                Panel.id.label("panel_id"),
-                Panel.collected_at,
-                Result.analyte,
-                Result.value,
-                Result.ref_low,
-                Result.status,
+    # The latest WBC and ANC per patient, chosen by the database (a window function), so that only
+    # two rows per patient travel back, however long the history.
+    ranked = (
+        select(
+            Panel.patient_id.label("patient_key"),
+            Panel.id.label("panel_id"),
+            Panel.collected_at,
+            Result.analyte,
+            Result.value,
+            Result.ref_low,
+            Result.status,
+            func.row_number()
+            .over(
+                partition_by=(Panel.patient_id, Result.analyte),
+                order_by=(Panel.collected_at.desc(), Panel.id.desc()),
             )
-            .join(Result, Result.panel_id == Panel.id)
-            .where(Panel.patient_id.in_(part), Result.analyte.in_(("wbc", "anc")), *usable)
-        ),
-        list(patient_keys),
+            .label("recency"),
+        )
+        .join(Result, Result.panel_id == Panel.id)
+        .where(Result.analyte.in_(("wbc", "anc")), *usable)
     )
+
+    def latest_rows(part: Sequence[int]) -> Select[Any]:
+        inner = ranked.where(Panel.patient_id.in_(part)).subquery()
+        columns = [
+            inner.c[name]
+            for name in ("patient_key", "panel_id", "collected_at", "analyte", "value", "ref_low", "status")
+        ]
+        return select(*columns).where(inner.c.recency == 1)
+
+    values = read_frame_in(session, latest_rows, list(patient_keys))
     summary = counts.set_index("patient_key").join(latest_values(values)).reindex(list(patient_keys))
     summary["n_panels"] = summary["n_panels"].fillna(0).astype("int64")
     rows = summary.rename_axis("patient_id").reset_index().assign(computed_at=now)

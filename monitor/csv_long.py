@@ -13,6 +13,9 @@ import csv
 import io
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pa_compute
+import pyarrow.csv as pa_csv
 
 from monitor.parsed import RAW_COLUMNS, Parsed
 from monitor.timestamps import localise_iso
@@ -47,13 +50,59 @@ def looks_like_canonical_csv(text: str) -> bool:
 def read_rows(text: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every data row as text under its header name, with ``line`` and ``raw_text``; and broken rows.
 
+    A plain file (no quoting, no blank line, every row as wide as the header) is read by Arrow's CSV
+    reader; any other file by Python's csv module, which keeps exact line numbers for odd rows.
+
     Raises
     ------
     UnusableFile
         When the file is empty.
     """
+    text = text.lstrip("\ufeff")
+    if not text.strip():
+        raise UnusableFile("the file is empty")
+    fast = _read_plain_rows(text) if '"' not in text else None
+    return fast if fast is not None else _read_rows_exactly(text)
+
+
+def _read_plain_rows(text: str) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """The fast path, or None when the file is not plain enough for line numbers to be certain."""
+    lines = pa_compute.split_pattern(pa.array([text], type=pa.large_string()), "\n").flatten()
+    lines = pa_compute.utf8_rtrim(lines, characters="\r")
+    if len(lines) and lines[-1].as_py() == "":
+        lines = lines.slice(0, len(lines) - 1)
+    body = lines.slice(1)
+    names = [name.strip() for name in lines[0].as_py().split(",")]
+    blank = pa_compute.equal(pa_compute.utf8_length(pa_compute.utf8_trim_whitespace(body)), 0)
+    ragged = pa_compute.not_equal(pa_compute.count_substring(body, ","), len(names) - 1)
+    if len(set(names)) != len(names) or pa_compute.any(pa_compute.or_(blank, ragged)).as_py():
+        return None
+    try:
+        table = pa_csv.read_csv(
+            pa.BufferReader(text.encode()),
+            read_options=pa_csv.ReadOptions(column_names=names, skip_rows=1),
+            convert_options=pa_csv.ConvertOptions(
+                column_types=dict.fromkeys(names, pa.string()),
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+    except (pa.ArrowInvalid, ValueError):
+        return None
+    if table.num_rows != len(body):
+        return None
+    frame = table.to_pandas(types_mapper=lambda _: pd.StringDtype("pyarrow"))
+    frame = frame.astype("str")
+    frame["line"] = range(2, len(body) + 2)
+    frame["raw_text"] = pd.Series(
+        body.to_pandas(types_mapper=lambda _: pd.StringDtype("pyarrow")), dtype="str"
+    )
+    return frame, pd.DataFrame(columns=["location", "raw_text", "reason"])
+
+
+def _read_rows_exactly(text: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     lines = text.splitlines()
-    reader = csv.reader(io.StringIO(text.lstrip("\ufeff"), newline=""))
+    reader = csv.reader(io.StringIO(text, newline=""))
     header = next(reader, None)
     if header is None:
         raise UnusableFile("the file is empty")

@@ -39,8 +39,12 @@ def derive_absolute_counts(results: pd.DataFrame) -> pd.DataFrame:
     (1.085, 'WBC 3.5 x 31% (segmented + bands) / 100')
     """
     usable = results[results["status"].isin(USABLE) & results["value"].notna()]
-    if not (usable["analyte"] == "wbc").any():
+    analytes = set(usable["analyte"].unique())
+    if "wbc" not in analytes or not analytes & set(FROM_PERCENT):
         return results.iloc[0:0].copy()
+    # Only panels with a percentage can yield a count.
+    with_percent = usable.loc[usable["analyte"].isin(list(FROM_PERCENT)), PANEL].drop_duplicates()
+    usable = usable.merge(with_percent, on=PANEL)
     panels = {
         column: usable.pivot_table(index=PANEL, columns="analyte", values=column, aggfunc="first")
         for column in ("value", "status", "location")

@@ -8,6 +8,7 @@ is rejected with a reason naming the offending field and value; nothing is guess
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -81,17 +82,19 @@ PLAUSIBILITY = (
 )
 
 
-def _first_reason(fields: pd.DataFrame, checks: list[tuple[pd.Series, str]]) -> pd.Series:
+def _first_reason(
+    fields: Callable[[pd.Index], pd.DataFrame], checks: list[tuple[pd.Series, str]], index: pd.Index
+) -> pd.Series:
     """For each row, the message of the first check that fails, filled from ``fields``; NA if none.
 
     Checks are in priority order. Messages are built only for the rows they apply to, so a clean file
     of millions of rows costs one boolean mask per check.
     """
-    reason = pd.Series(pd.NA, index=fields.index, dtype="object")
+    reason = pd.Series(pd.NA, index=index, dtype="object")
     for mask, template in checks:
         failing = mask.fillna(False).astype(bool) & reason.isna()
         if failing.any():
-            reason[failing] = _fill(template, fields[failing])
+            reason[failing] = _fill(template, fields(index[failing.to_numpy()]))
     return reason
 
 
@@ -104,11 +107,60 @@ def _fill(template: str, fields: pd.DataFrame) -> pd.Series:
     return message
 
 
+UNIT_KIND_SEPARATOR = "\x1f"
+# Columns with few distinct values in any file, worth working on distinct values only.
+FEW_DISTINCT = (
+    "assigning_authority",
+    "analyte",
+    "unit",
+    "ref_low",
+    "ref_high",
+    "lab",
+    "status",
+    "loinc",
+    "ref_raw",
+    "abnormal_flag",
+)
+
+
+def each_distinct(values: pd.Series, compute: Callable[[pd.Series], pd.Series]) -> pd.Series:
+    """``compute`` applied to the distinct values only, its answers spread back to every row.
+
+    >>> each_distinct(pd.Series(["a", "b", "a"]), lambda v: v.str.upper()).tolist()
+    ['A', 'B', 'A']
+    """
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    answers = compute(pd.Series(uniques)).array
+    spread = pd.api.extensions.take(answers, codes, allow_fill=True)
+    return pd.Series(spread, index=values.index)
+
+
+def _canonical_analyte(names: pd.Series) -> pd.Series:
+    lowered = names.str.lower()
+    return lowered.where(lowered.isin(list(ANALYTES))).fillna(names.map(LOINC))
+
+
+def _utc_instant(text: pd.Series) -> pd.Series:
+    has_offset = text.str.contains(ISO_WITH_OFFSET, regex=True)
+    return pd.to_datetime(text.where(has_offset), utc=True, format="ISO8601", errors="coerce")
+
+
+def _factor_of_pair(pairs: pd.Series) -> pd.Series:
+    unit, kind = (
+        pairs.str.split(UNIT_KIND_SEPARATOR, n=1, regex=False).str[0],
+        pairs.str.split(UNIT_KIND_SEPARATOR, n=1, regex=False).str[1],
+    )
+    return conversion_factors(unit, kind.replace("", None))
+
+
 def _number_or_blank(text: pd.Series) -> tuple[pd.Series, pd.Series]:
     """Parsed numbers, and a mask of fields that are present but not numbers."""
-    stripped = text.fillna("").astype(str).str.strip()
-    numbers = pd.to_numeric(stripped.where(stripped != ""), errors="coerce").astype("float64")
-    return numbers, (stripped != "") & numbers.isna()
+
+    def parse(distinct: pd.Series) -> pd.Series:
+        return pd.to_numeric(distinct.where(distinct != ""), errors="coerce").astype("float64")
+
+    numbers = each_distinct(text, parse).astype("float64")
+    return numbers, (text != "") & numbers.isna()
 
 
 def _label(analyte: pd.Series) -> pd.Series:
@@ -139,28 +191,36 @@ def normalise_results(raw: pd.DataFrame) -> Normalised:
     ([3.8], ["unknown unit 'furlongs' for Neutrophils (ANC)"])
     """
     raw = raw.reindex(columns=list(RAW_COLUMNS), fill_value="").fillna("").astype(str)
-    text = {column: raw[column].str.strip() for column in RAW_COLUMNS}
+    # Work on distinct values and spread the answers back: a file of a million results holds a few
+    # dozen analytes, units and statuses, and each collection time once per panel.
+    text = {
+        column: each_distinct(raw[column], lambda v: v.str.strip())
+        if column in FEW_DISTINCT
+        else raw[column]
+        if column in ("raw_text", "location")
+        else raw[column].str.strip()
+        for column in RAW_COLUMNS
+    }
 
     analyte_in = text["analyte"]
-    by_name = analyte_in.str.lower().where(analyte_in.str.lower().isin(list(ANALYTES)))
-    analyte = by_name.fillna(analyte_in.map(LOINC))
-    loinc = text["loinc"].where(text["loinc"] != "", analyte_in.where(analyte_in.isin(list(LOINC))))
-    kinds = analyte.map({code: a.kind for code, a in ANALYTES.items()})
+    analyte = each_distinct(analyte_in, _canonical_analyte)
+    loinc = text["loinc"].where(
+        text["loinc"] != "", each_distinct(analyte_in, lambda v: v.where(v.isin(list(LOINC))))
+    )
+    kinds = each_distinct(analyte, lambda v: v.map({code: a.kind for code, a in ANALYTES.items()}))
 
     # ISO 8601 with an explicit offset or Z: a time without one is ambiguous and is refused.
-    has_offset = text["collected_at"].str.contains(ISO_WITH_OFFSET, regex=True)
-    collected_at = pd.to_datetime(
-        text["collected_at"].where(has_offset), utc=True, format="ISO8601", errors="coerce"
-    ).astype("datetime64[us, UTC]")
+    has_offset = each_distinct(text["collected_at"], lambda v: v.str.contains(ISO_WITH_OFFSET, regex=True))
+    collected_at = each_distinct(text["collected_at"], _utc_instant).astype("datetime64[us, UTC]")
 
     value_in, value_not_number = _number_or_blank(text["value"])
     low_in, low_not_number = _number_or_blank(text["ref_low"])
     high_in, high_not_number = _number_or_blank(text["ref_high"])
-    factors = conversion_factors(text["unit"], kinds)
+    factors = each_distinct(text["unit"] + UNIT_KIND_SEPARATOR + kinds.fillna(""), _factor_of_pair)
     value = to_canonical(value_in, factors)
     ref_low = to_canonical(low_in, factors)
     ref_high = to_canonical(high_in, factors)
-    status = text["status"].str.lower().map(STATUS_ALIASES)
+    status = each_distinct(text["status"], lambda v: v.str.lower().map(STATUS_ALIASES))
     withdrawn = status.isin(WITHDRAWN)
     reported_at = pd.to_datetime(
         text["reported_at"].where(text["reported_at"].str.contains(ISO_WITH_OFFSET, regex=True)),
@@ -169,19 +229,29 @@ def normalise_results(raw: pd.DataFrame) -> Normalised:
         errors="coerce",
     ).astype("datetime64[us, UTC]")
 
-    fields = pd.DataFrame(
-        {
-            **{column: text[column] for column in ("collected_at", "analyte", "value", "unit")},
-            **{column: text[column] for column in ("ref_low", "ref_high", "status")},
-            "label": _label(analyte.fillna("")),
-            "converted": value.map("{:g}".format, na_action="ignore"),
-            "canonical": analyte.map({code: a.unit for code, a in ANALYTES.items()}),
-            "maximum": analyte.map({code: f"{a.plausible_max:g}" for code, a in ANALYTES.items()}),
-            "minimum": analyte.map({code: f"{a.plausible_min:g}" for code, a in ANALYTES.items()}),
-        }
-    )
-    maximum = analyte.map({code: a.plausible_max for code, a in ANALYTES.items()}).astype("float64")
-    minimum = analyte.map({code: a.plausible_min for code, a in ANALYTES.items()}).astype("float64")
+    maximum = each_distinct(analyte, lambda v: v.map({c: a.plausible_max for c, a in ANALYTES.items()}))
+    minimum = each_distinct(analyte, lambda v: v.map({c: a.plausible_min for c, a in ANALYTES.items()}))
+    maximum, minimum = maximum.astype("float64"), minimum.astype("float64")
+
+    def fields(rows: pd.Index) -> pd.DataFrame:
+        """The text a refusal message quotes, built only for the refused rows."""
+        known = analyte[rows]
+        meta = ANALYTES
+        return pd.DataFrame(
+            {
+                **{
+                    c: text[c][rows]
+                    for c in ("collected_at", "analyte", "value", "unit", "ref_low", "ref_high")
+                },
+                "status": text["status"][rows],
+                "label": _label(known.fillna("")),
+                "converted": value[rows].map("{:g}".format, na_action="ignore"),
+                "canonical": known.map({code: a.unit for code, a in meta.items()}),
+                "maximum": known.map({code: f"{a.plausible_max:g}" for code, a in meta.items()}),
+                "minimum": known.map({code: f"{a.plausible_min:g}" for code, a in meta.items()}),
+            }
+        )
+
     reason = _first_reason(
         fields,
         [
@@ -204,6 +274,7 @@ def normalise_results(raw: pd.DataFrame) -> Normalised:
             (value > maximum, PLAUSIBILITY.format(side="above", limit="{maximum}")),
             (value < minimum, PLAUSIBILITY.format(side="below", limit="{minimum}")),
         ],
+        raw.index,
     )
     rejected_mask = reason.notna()
     results = pd.DataFrame(
@@ -216,7 +287,7 @@ def normalise_results(raw: pd.DataFrame) -> Normalised:
             "value_raw": text["value"],
             "unit_raw": text["unit"],
             "value": value,
-            "unit": fields["canonical"],
+            "unit": each_distinct(analyte, lambda v: v.map({code: a.unit for code, a in ANALYTES.items()})),
             "ref_low": ref_low,
             "ref_high": ref_high,
             "ref_raw": text["ref_raw"].where(

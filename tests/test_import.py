@@ -143,7 +143,7 @@ def test_a_crash_part_way_leaves_the_store_as_it_was(store, monkeypatch) -> None
     def crash(*_args, **_kwargs):
         raise RuntimeError("simulated crash after the results were written")
 
-    monkeypatch.setattr("db.ingest.refresh_patient_status", crash)
+    monkeypatch.setattr("db.importer.refresh_patient_status", crash)
     with pytest.raises(RuntimeError):
         import_path(store, DATA / "canonical-good.csv", imported_by="test")
     assert _counts(store) == before
