@@ -297,12 +297,19 @@ def import_content(
     timezone: str | None = None,
     column_map: dict[str, str] | None = None,
     dry_run: bool = False,
+    progress: Callable[[int, int], None] | None = None,
 ) -> ImportSummary:
     """Import one file's content in its own transaction: a failure part-way leaves the store as it was.
 
     A dry run does the same work and rolls it back, so it reports exactly what an import would do.
     """
-    options = {"fmt": fmt, "timezone": timezone, "column_map": column_map, "dry_run": dry_run}
+    options = {
+        "fmt": fmt,
+        "timezone": timezone,
+        "column_map": column_map,
+        "dry_run": dry_run,
+        "progress": progress,
+    }
     try:
         with factory() as session:
             summary = import_bytes(session, content, file_name=name, imported_by=imported_by, **options)

@@ -218,11 +218,14 @@ def import_(
     user = f"cli:{getpass.getuser()}"
     worst = 0
     chosen = None if fmt == "auto" else fmt
-    with click.progressbar(
-        paths, label="importing", file=sys.stderr, show_pos=True, item_show_func=lambda p: p.name if p else ""
-    ) as files:
-        summaries = []
-        for path in files:
+    summaries = []
+    for path in paths:
+        with click.progressbar(length=1, label=f"importing {path.name}", file=sys.stderr) as bar:
+
+            def report(done: int, total: int, bar: Any = bar) -> None:
+                bar.length = max(total, 1)
+                bar.update(done - bar.pos)
+
             summaries.append(
                 import_path(
                     factory,
@@ -232,6 +235,7 @@ def import_(
                     timezone=timezone,
                     column_map=column_map,
                     dry_run=dry_run,
+                    progress=report,
                 )
             )
     for summary in summaries:

@@ -42,6 +42,11 @@ def _run(dry_run: bool) -> list:
     progress = st.progress(0.0, text="Starting")
     for number, upload in enumerate(uploads, start=1):
         progress.progress((number - 1) / len(uploads), text=f"{upload.name} ({number} of {len(uploads)})")
+
+        def report(done: int, total: int, number: int = number, name: str = upload.name) -> None:
+            share = (number - 1 + done / max(total, 1)) / len(uploads)
+            progress.progress(min(share, 1.0), text=f"{name}: {done:,} of {total:,} results")
+
         summaries.append(
             import_content(
                 data.store(),
@@ -52,6 +57,7 @@ def _run(dry_run: bool) -> list:
                 timezone=timezone.strip() or None,
                 column_map=_mapping(mapping_text),
                 dry_run=dry_run,
+                progress=report,
             )
         )
     progress.progress(1.0, text="Done")

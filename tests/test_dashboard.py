@@ -82,3 +82,19 @@ def test_patient_timeline_charts_wbc_against_the_reference_band(imported_store) 
     assert band_low["fill"] == "tonexty" and _array(band_low["y"]) == [4.0, 4.0]
     assert _array(spec["data"][2]["y"]) == [5.6, 3.1]
     assert spec["layout"]["yaxis"]["title"]["text"] == "WBC (10^9/L)"
+
+
+def test_import_page_lists_past_imports_and_their_refusals(tmp_path, monkeypatch) -> None:
+    url = f"sqlite:///{tmp_path / 'monitor.db'}"
+    store = open_store(url)
+    import_path(store, DATA / "canonical-good.csv", imported_by="test")
+    import_path(store, DATA / "canonical-bad-row.csv", imported_by="test")
+    monkeypatch.setenv("MONITOR_DATABASE_URL", url)
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.switch_page("pages/imports.py").run()
+    assert not at.exception
+    batches = at.dataframe[0].value
+    assert batches["File"].tolist() == ["canonical-bad-row.csv", "canonical-good.csv"]
+    assert batches["Rejected"].tolist() == [1, 0]
+    refusals = at.dataframe[1].value
+    assert refusals[["location", "reason"]].values.tolist() == [["line 4", "unknown unit 'furlongs' for WBC"]]
