@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import streamlit as st
 
+from db.config import display_timezone
 from ui import data
 
-st.set_page_config(page_title="Leukopenia monitor", page_icon=":material/bloodtype:", layout="wide")
+st.set_page_config(page_title="Leukopenia monitor", page_icon="🩸", layout="wide")
 
 try:
+    display_timezone()
     data.store()
 except Exception as error:  # noqa: BLE001 - the page must say what is wrong, not show a traceback
-    st.error(f"The store could not be opened: {error}")
+    st.error(f"The dashboard cannot start: {error}")
     st.stop()
 
 if "patient_key" not in st.session_state:

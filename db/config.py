@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SQLITE_PATH = PROJECT_ROOT / "data" / "monitor.db"
@@ -25,8 +26,21 @@ SEED_DEMO_ENV = "MONITOR_SEED_DEMO"
 
 
 def display_timezone() -> str:
-    """The time zone dates are shown in (stored times are always UTC); default UTC."""
-    return os.environ.get(DISPLAY_TIMEZONE_ENV, "").strip() or "UTC"
+    """The site's time zone, for showing times (stored times are always UTC); default UTC.
+
+    Raises
+    ------
+    ValueError
+        When ``MONITOR_TIMEZONE`` is not an IANA time zone name.
+    """
+    name = os.environ.get(DISPLAY_TIMEZONE_ENV, "").strip() or "UTC"
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"{DISPLAY_TIMEZONE_ENV}={name!r} is not an IANA time zone (e.g. Europe/London)"
+        ) from None
+    return name
 
 
 def seed_demo_when_empty(url: str) -> bool:

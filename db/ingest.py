@@ -284,23 +284,12 @@ def write_results(
         )
     if not fresh.empty:
         version = fresh["current_version"].fillna(0).astype("int64") + 1
-        rows = fresh[
-            [
-                "panel_id",
-                "analyte",
-                "loinc",
-                "value_raw",
-                "unit_raw",
-                "value",
-                "unit",
-                "ref_low",
-                "ref_high",
-                "ref_raw",
-                "abnormal_flag",
-                "status",
-                "derived",
-            ]
-        ].assign(version=version, is_current=True, batch_id=batch_id, created_at=now)
+        stored_columns = [
+            c.name for c in Result.__table__.columns if c.name in fresh.columns and c.name != "id"
+        ]
+        rows = fresh[stored_columns].assign(
+            version=version, is_current=True, batch_id=batch_id, created_at=now
+        )
         bulk_insert(session, Result.__table__, rows)
 
     counts.accepted = int((~stored).sum())

@@ -97,28 +97,6 @@ def find_patient(session: Session, patient_id: str, *, authority: str | None = N
     return found[0]
 
 
-RESULT_FRAME_COLUMNS = [
-    "collected_at",
-    "analyte",
-    "value",
-    "unit",
-    "ref_low",
-    "ref_high",
-    "status",
-    "derived",
-    "lab",
-    "accession",
-    "value_raw",
-    "unit_raw",
-    "loinc",
-    "abnormal_flag",
-    "version",
-    "is_current",
-    "superseded_at",
-    "panel_id",
-]
-
-
 def patient_results(
     session: Session, patient_key: int, *, history: bool = False, analytes: tuple[str, ...] = ()
 ) -> pd.DataFrame:

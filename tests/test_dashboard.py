@@ -98,3 +98,10 @@ def test_import_page_lists_past_imports_and_their_refusals(tmp_path, monkeypatch
     assert batches["Rejected"].tolist() == [1, 0]
     refusals = at.dataframe[1].value
     assert refusals[["location", "reason"]].values.tolist() == [["line 4", "unknown unit 'furlongs' for WBC"]]
+
+
+def test_a_misspelt_site_time_zone_is_named_not_a_traceback(imported_store, monkeypatch) -> None:
+    monkeypatch.setenv("MONITOR_TIMEZONE", "Europe/Lndon")
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.exception
+    assert "MONITOR_TIMEZONE='Europe/Lndon' is not an IANA time zone" in at.error[0].value

@@ -59,5 +59,5 @@ def test_events_are_labelled_markers_one_trace_per_kind() -> None:
     )
     figure = count_figure(_results(), "wbc", events=events)
     names = [trace.name for trace in figure.data[3:]]
-    assert names == ["Chemotherapy", "Gcsf"]
+    assert names == ["Chemotherapy", "G-CSF"]
     assert list(figure.data[3].text) == ["Docetaxel, cycle 1", "Docetaxel, cycle 2"]

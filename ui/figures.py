@@ -7,6 +7,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from monitor.analytes import ANALYTES
+from monitor.status import EXCLUDED_STATUSES
 
 # Okabe-Ito colour-blind-safe palette.
 BLUE, ORANGE, VERMILLION, SKY, GREEN, PURPLE, GREY = (
@@ -29,7 +30,7 @@ EVENT_COLOURS = {
     "transfusion": BLUE,
     "note": GREY,
 }
-EXCLUDED = ("cancelled", "entered-in-error")
+EVENT_NAMES = {"gcsf": "G-CSF"}
 
 
 def _local(times: pd.Series, timezone: str) -> pd.Series:
@@ -45,7 +46,7 @@ def count_figure(
     filled vermillion triangles (shape and colour, so the low ones do not rely on colour alone).
     """
     meta = ANALYTES[analyte]
-    series = results[(results["analyte"] == analyte) & ~results["status"].isin(EXCLUDED)]
+    series = results[(results["analyte"] == analyte) & ~results["status"].isin(EXCLUDED_STATUSES)]
     series = series.dropna(subset=["value"]).sort_values("collected_at")
     when = _local(series["collected_at"], timezone)
     figure = go.Figure()
@@ -115,7 +116,7 @@ def _add_events(figure: go.Figure, events: pd.DataFrame, top: float, timezone: s
                 x=_local(group["start_at"], timezone),
                 y=[top * 1.08] * len(group),
                 mode="markers",
-                name=str(kind).capitalize(),
+                name=EVENT_NAMES.get(str(kind), str(kind).capitalize()),
                 text=group["label"],
                 marker={"symbol": "diamond", "size": 10, "color": EVENT_COLOURS.get(str(kind), GREY)},
                 hovertemplate="%{x|%d %b %Y}<br>%{text}<extra></extra>",
