@@ -34,9 +34,9 @@ with st.sidebar:
 
 page = st.navigation(
     [
-        st.Page("pages/patients.py", title="Patients", icon=":material/groups:", default=True),
-        st.Page("pages/patient.py", title="Patient timeline", icon=":material/show_chart:"),
-        st.Page("pages/imports.py", title="Import", icon=":material/upload_file:"),
+        st.Page("app_pages/patients.py", title="Patients", icon=":material/groups:", default=True),
+        st.Page("app_pages/patient.py", title="Patient timeline", icon=":material/show_chart:"),
+        st.Page("app_pages/imports.py", title="Import", icon=":material/upload_file:"),
     ]
 )
 page.run()

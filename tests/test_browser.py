@@ -231,3 +231,15 @@ def test_the_timeline_draws_wbc_against_the_reference_band(
     expect(chart.locator(".g-ytitle .ytitle")).to_contain_text("WBC (10^9/L)")
     expect(page.locator('[data-testid="stException"]')).to_have_count(0)
     page.screenshot(path=tmp_path / "patient-timeline.png", full_page=True)
+
+
+def test_a_deep_link_goes_through_the_dashboard_entry(dashboard: str, page: Page) -> None:
+    """A bookmarked page URL must run dashboard.py first (start-up checks, banner, navigation)."""
+    from playwright.sync_api import expect
+
+    page.goto(f"{dashboard}/patient")
+    nav = page.locator('[data-testid="stSidebarNav"]')
+    expect(nav.get_by_role("link", name="Patient timeline")).to_be_visible()
+    expect(nav.get_by_role("link", name="Import")).to_be_visible()
+    expect(nav).not_to_contain_text("dashboard")
+    expect(page.locator("h1")).to_have_text("Patient timeline")

@@ -72,7 +72,7 @@ def test_search_narrows_the_list(imported_store) -> None:
 
 def test_patient_timeline_charts_wbc_against_the_reference_band(imported_store) -> None:
     at = AppTest.from_file(APP, default_timeout=60).run()
-    at.switch_page("pages/patient.py").run()
+    at.switch_page("app_pages/patient.py").run()
     assert not at.exception
     at.selectbox(key="patient_select").select_index(
         at.selectbox(key="patient_select").options.index("MRN1001 · (no name)")
@@ -91,7 +91,7 @@ def test_import_page_lists_past_imports_and_their_refusals(tmp_path, monkeypatch
     import_path(store, DATA / "canonical-bad-row.csv", imported_by="test")
     monkeypatch.setenv("MONITOR_DATABASE_URL", url)
     at = AppTest.from_file(APP, default_timeout=60).run()
-    at.switch_page("pages/imports.py").run()
+    at.switch_page("app_pages/imports.py").run()
     assert not at.exception
     batches = at.dataframe[0].value
     assert batches["File"].tolist() == ["canonical-bad-row.csv", "canonical-good.csv"]

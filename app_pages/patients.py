@@ -82,4 +82,4 @@ st.download_button(
 rows = selection.selection.rows if selection else []
 if rows:
     st.session_state["patient_key"] = int(shown["patient_key"].iloc[rows[0]])
-    st.switch_page("pages/patient.py")
+    st.switch_page("app_pages/patient.py")
