@@ -180,3 +180,23 @@ def test_a_crash_while_writing_an_hl7_file_leaves_nothing_half_written(store, mo
     assert _counts(store) == before
     with store() as session:
         assert session.scalar(select(func.count()).select_from(Result)) == 0
+
+
+def test_a_fhir_bundle_in_per_microlitre_and_thousands_lands_in_canonical_units(store) -> None:
+    summary = import_path(store, FHIR / "bundle-cbc-searchset.json", imported_by="test")
+    assert summary.format == "fhir" and summary.exit_code == 0 and summary.others == 1
+    results = _current(store, "MRN-4471").set_index("analyte")
+    assert (results.loc["wbc", "value"], results.loc["wbc", "unit_raw"]) == (3.1, "/uL")
+    assert (results.loc["anc", "value"], results.loc["anc", "unit_raw"]) == (1.2, "10*3/uL")
+    assert results.loc["wbc", "accession"] == "ACC-2026-0042"
+    assert results.loc["plt", "status"] == "preliminary"
+    again = import_path(store, FHIR / "bundle-cbc-searchset.json", imported_by="test")
+    assert again.identical_to is not None
+
+
+def test_fhir_ndjson_keeps_good_lines_and_names_the_broken_ones(store) -> None:
+    summary = import_path(store, FHIR / "bulk-export-observations.ndjson", imported_by="test")
+    assert summary.format == "fhir" and summary.exit_code == 1
+    assert all(location.startswith("line ") for location in summary.rejected["location"])
+    current = _current(store, "MRN-9").set_index("analyte")
+    assert current.loc["anc", "value"] == 0.4
