@@ -36,6 +36,12 @@ if search:
     ]
 
 
+def _reported(values: pd.Series, comparators: pd.Series) -> pd.Series:
+    """Counts as the lab reported them: "<0.10" for a censored result, "" when there is none."""
+    text = values.map("{:.2f}".format, na_action="ignore").fillna("")
+    return comparators.fillna("") + text
+
+
 def _below_range(frame: pd.DataFrame) -> pd.Series:
     """Which of the latest WBC and ANC are below the lower limit their lab reported, as text."""
     wbc = (frame["latest_wbc"] < frame["latest_wbc_low"]).map({True: "WBC", False: ""})
@@ -54,8 +60,8 @@ table = pd.DataFrame(
         "Age": shown["age"],
         "Sex": shown["sex"],
         "Teams": shown["teams"],
-        "WBC (10^9/L)": shown["latest_wbc"],
-        "ANC (10^9/L)": shown["latest_anc"],
+        "WBC (10^9/L)": _reported(shown["latest_wbc"], shown["latest_wbc_comparator"]),
+        "ANC (10^9/L)": _reported(shown["latest_anc"], shown["latest_anc_comparator"]),
         "Below the lab's range": _below_range(shown),
         "Last CBC": _local_date(shown["last_collected_at"]),
         "Days since CBC": shown["days_since_cbc"],
@@ -70,8 +76,6 @@ selection = st.dataframe(
     selection_mode="single-row",
     key="patients_table",
     column_config={
-        "WBC (10^9/L)": st.column_config.NumberColumn(format="%.2f"),
-        "ANC (10^9/L)": st.column_config.NumberColumn(format="%.2f"),
         "Last CBC": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
     },
 )

@@ -85,6 +85,7 @@ def _canonical_results(cohort: DemoCohort) -> pd.DataFrame:
             "value_raw": value_text,
             "unit_raw": results["unit"],
             "value": results["value"],
+            "comparator": None,
             "unit": results["unit"],
             "ref_low": results["ref_low"],
             "ref_high": results["ref_high"],

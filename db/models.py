@@ -193,6 +193,8 @@ class Result(Base):
     unit_raw: Mapped[str] = mapped_column(String(50))
     # Canonical: counts in 10^9/L, haemoglobin in g/dL, differential in %.
     value: Mapped[float | None] = mapped_column(Float)
+    # A censored result ("<0.1"): the value is the limit the lab could measure, on this side of it.
+    comparator: Mapped[str | None] = mapped_column(String(2))
     unit: Mapped[str] = mapped_column(String(16))
     ref_low: Mapped[float | None] = mapped_column(Float)
     ref_high: Mapped[float | None] = mapped_column(Float)
@@ -279,9 +281,11 @@ class PatientStatus(Base):
 
     patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id"), primary_key=True)
     latest_wbc: Mapped[float | None] = mapped_column(Float)
+    latest_wbc_comparator: Mapped[str | None] = mapped_column(String(2))
     latest_wbc_low: Mapped[float | None] = mapped_column(Float)
     latest_wbc_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     latest_anc: Mapped[float | None] = mapped_column(Float)
+    latest_anc_comparator: Mapped[str | None] = mapped_column(String(2))
     latest_anc_low: Mapped[float | None] = mapped_column(Float)
     latest_anc_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_collected_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -50,6 +50,7 @@ def refresh_patient_status(session: Session, patient_keys: Sequence[int], *, now
             Panel.collected_at,
             Result.analyte,
             Result.value,
+            Result.comparator,
             Result.ref_low,
             Result.status,
             func.row_number()
@@ -67,7 +68,16 @@ def refresh_patient_status(session: Session, patient_keys: Sequence[int], *, now
         inner = ranked.where(Panel.patient_id.in_(part)).subquery()
         columns = [
             inner.c[name]
-            for name in ("patient_key", "panel_id", "collected_at", "analyte", "value", "ref_low", "status")
+            for name in (
+                "patient_key",
+                "panel_id",
+                "collected_at",
+                "analyte",
+                "value",
+                "comparator",
+                "ref_low",
+                "status",
+            )
         ]
         return select(*columns).where(inner.c.recency == 1)
 

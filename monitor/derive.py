@@ -38,7 +38,9 @@ def derive_absolute_counts(results: pd.DataFrame) -> pd.DataFrame:
     >>> float(derived.loc["anc", "value"]), derived.loc["anc", "value_raw"]
     (1.085, 'WBC 3.5 x 31% (segmented + bands) / 100')
     """
-    usable = results[results["status"].isin(USABLE) & results["value"].notna()]
+    # A censored value ("<0.1") is a bound, not a count to multiply.
+    censored = results["comparator"].notna() if "comparator" in results else False
+    usable = results[results["status"].isin(USABLE) & results["value"].notna() & ~censored]
     analytes = set(usable["analyte"].unique())
     if "wbc" not in analytes or not analytes & set(FROM_PERCENT):
         return results.iloc[0:0].copy()

@@ -438,15 +438,12 @@ def _cbc_value(observation: dict[str, Any], value_key: str, status: str) -> dict
     quantity = observation["valueQuantity"]
     if not isinstance(quantity, dict):
         raise _Refused("valueQuantity is not a JSON object")
+    # A censored value ("<0.1") keeps its comparator; the normaliser stores both.
     comparator = _text(quantity.get("comparator"))
-    if comparator:
-        raise _Refused(
-            f"valueQuantity has comparator '{comparator}': a censored value is not stored as a number"
-        )
     value = _number(quantity.get("value"), "valueQuantity.value")
     if not value:
         raise _Refused("valueQuantity has no value")
-    return {"value": value, "unit": _unit(quantity), **_reference_range(observation, quantity)}
+    return {"value": comparator + value, "unit": _unit(quantity), **_reference_range(observation, quantity)}
 
 
 def _other_value(observation: dict[str, Any], value_key: str) -> dict[str, str]:

@@ -28,6 +28,7 @@ RESULT_COLUMNS = (
     "value_raw",
     "unit_raw",
     "value",
+    "comparator",
     "unit",
     "ref_low",
     "ref_high",
@@ -153,6 +154,20 @@ def _factor_of_pair(pairs: pd.Series) -> pd.Series:
     return conversion_factors(unit, kind.replace("", None))
 
 
+_CENSORED = r"^(?P<comparator><=|>=|<|>|≤|≥)\s*(?P<number>.*)$"
+_COMPARATORS = {"≤": "<=", "≥": ">="}
+
+
+def _comparator(values: pd.Series) -> pd.Series:
+    """``<`` for a censored value such as ``<0.1`` (``≤`` written ``<=``); '' for any other value."""
+    return values.str.extract(_CENSORED)["comparator"].replace(_COMPARATORS).fillna("")
+
+
+def _number_part(values: pd.Series) -> pd.Series:
+    """The number of a censored value (``0.1`` of ``<0.1``); any other value as it is."""
+    return values.str.extract(_CENSORED)["number"].fillna(values).str.strip()
+
+
 def _number_or_blank(text: pd.Series) -> tuple[pd.Series, pd.Series]:
     """Parsed numbers, and a mask of fields that are present but not numbers."""
 
@@ -213,7 +228,8 @@ def normalise_results(raw: pd.DataFrame) -> Normalised:
     has_offset = each_distinct(text["collected_at"], lambda v: v.str.contains(ISO_WITH_OFFSET, regex=True))
     collected_at = each_distinct(text["collected_at"], _utc_instant).astype("datetime64[us, UTC]")
 
-    value_in, value_not_number = _number_or_blank(text["value"])
+    comparator = each_distinct(text["value"], _comparator).replace("", None)
+    value_in, value_not_number = _number_or_blank(each_distinct(text["value"], _number_part))
     low_in, low_not_number = _number_or_blank(text["ref_low"])
     high_in, high_not_number = _number_or_blank(text["ref_high"])
     factors = each_distinct(text["unit"] + UNIT_KIND_SEPARATOR + kinds.fillna(""), _factor_of_pair)
@@ -287,6 +303,7 @@ def normalise_results(raw: pd.DataFrame) -> Normalised:
             "value_raw": text["value"],
             "unit_raw": text["unit"],
             "value": value,
+            "comparator": comparator,
             "unit": each_distinct(analyte, lambda v: v.map({code: a.unit for code, a in ANALYTES.items()})),
             "ref_low": ref_low,
             "ref_high": ref_high,
@@ -317,7 +334,7 @@ def _ref_raw(low: pd.Series, high: pd.Series) -> pd.Series:
 NATURAL_KEY = ("assigning_authority", "patient_id", "collected_at", "lab", "accession", "analyte")
 # What makes two versions of a result the same: the converted value, range and status (so "2.4" and
 # "2.40", or 2400 /uL and 2.4 x10^9/L, are one result, not a change).
-RESULT_CONTENT = ("value", "unit", "ref_low", "ref_high", "status")
+RESULT_CONTENT = ("value", "comparator", "unit", "ref_low", "ref_high", "status")
 CONTENT = RESULT_CONTENT
 
 

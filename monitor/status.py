@@ -9,9 +9,11 @@ EXCLUDED_STATUSES = ("cancelled", "entered-in-error")
 STATUS_COLUMNS = (
     "patient_key",
     "latest_wbc",
+    "latest_wbc_comparator",
     "latest_wbc_low",
     "latest_wbc_at",
     "latest_anc",
+    "latest_anc_comparator",
     "latest_anc_low",
     "latest_anc_at",
     "last_collected_at",
@@ -63,6 +65,7 @@ def latest_values(results: pd.DataFrame) -> pd.DataFrame:
         mine = usable[usable["analyte"] == analyte]
         last = mine.groupby("patient_key").tail(1).set_index("patient_key")
         latest[f"latest_{analyte}"] = last["value"]
+        latest[f"latest_{analyte}_comparator"] = last["comparator"] if "comparator" in last else None
         latest[f"latest_{analyte}_low"] = last["ref_low"]
         latest[f"latest_{analyte}_at"] = last["collected_at"]
     return latest

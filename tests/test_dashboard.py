@@ -58,10 +58,10 @@ def test_patient_list_shows_latest_counts_and_flags_low_ones(imported_store) -> 
     assert not at.exception
     assert len(at.warning) == 0  # imported, not synthetic: no banner
     table = at.dataframe[0].value.set_index("Patient ID")
-    assert table.loc["MRN1001", "WBC (10^9/L)"] == 3.1
+    assert table.loc["MRN1001", "WBC (10^9/L)"] == "3.10"
     assert table.loc["MRN1001", "Below the lab's range"] == "WBC, ANC"
     assert table.loc["MRN2002", "Below the lab's range"] == "WBC, ANC"
-    assert table.loc["MRN1001", "ANC (10^9/L)"] == 0.9
+    assert table.loc["MRN1001", "ANC (10^9/L)"] == "0.90"
 
 
 def test_search_narrows_the_list(imported_store) -> None:

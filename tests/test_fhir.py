@@ -197,13 +197,13 @@ def test_ndjson_broken_line_is_refused_by_its_line_number_and_the_rest_is_read()
     reasons = dict(zip(parsed.rejected["location"], parsed.rejected["reason"], strict=True))
     assert reasons == {
         "line 4": "line 4 is not valid JSON (column 139: Unterminated string starting at)",
-        "line 9": "valueQuantity has comparator '<': a censored value is not stored as a number",
         "line 10": "value is not a Quantity (valueString)",
     }
     assert parsed.rejected.set_index("location").loc["line 4", "raw_text"].startswith('{"resourceType"')
     records = parsed.records.set_index("location")
     assert records.loc["line 2", ["analyte", "value", "patient_id"]].tolist() == ["6690-2", "2.3", "MRN-9"]
     assert records.loc["line 3", "value"] == "0.4"
+    assert records.loc["line 9", "value"].startswith("<")  # a censored value keeps its comparator
 
 
 def test_registered_and_data_absent_observations_are_pending_and_panels_are_skipped() -> None:
@@ -242,10 +242,6 @@ def test_entered_in_error_passes_through_and_is_kept_as_a_withdrawal() -> None:
         ),
         ({"effectiveDateTime": "2026-02-30"}, "effectiveDateTime '2026-02-30' is not a readable date-time"),
         ({"status": None}, "no status (final, preliminary, amended, corrected, cancelled, entered-in-error)"),
-        (
-            {"valueQuantity": {"value": 0.5, "comparator": "<=", "code": "10*3/uL"}},
-            "valueQuantity has comparator '<=': a censored value is not stored as a number",
-        ),
         (
             {"valueQuantity": None, "valueCodeableConcept": {"text": "low"}},
             "value is not a Quantity (valueCodeableConcept)",
@@ -472,3 +468,17 @@ def test_arbitrary_resources_as_json_or_ndjson_never_raise(documents: list[Any],
     else:
         text = json.dumps({"resourceType": "Bundle", "entry": [{"resource": d} for d in documents]})
     parse_or_unusable(text)
+
+
+def test_a_censored_quantity_keeps_its_comparator_through_the_normaliser() -> None:
+    resource = {
+        "resourceType": "Observation",
+        "id": "c1",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "751-8"}]},
+        "subject": {"reference": "Patient/p1"},
+        "effectiveDateTime": "2026-03-01T08:00:00Z",
+        "valueQuantity": {"value": 0.1, "comparator": "<", "code": "10*3/uL"},
+    }
+    out = normalise_results(parse_fhir(json.dumps(resource)).records)
+    assert out.results[["comparator", "value", "value_raw"]].values.tolist() == [["<", 0.1, "<0.1"]]

@@ -111,7 +111,7 @@ def test_corrections_and_deletions_pass_their_status_through() -> None:
     ]
 
 
-def test_censored_coded_and_mislabelled_values_are_refused_with_reasons() -> None:
+def test_coded_and_mislabelled_values_are_refused_and_a_censored_one_kept() -> None:
     parsed = parse_hl7(read(HL7 / "troubles.hl7"))
     out = normalise_results(parsed.records)
     reasons = dict(
@@ -121,12 +121,12 @@ def test_censored_coded_and_mislabelled_values_are_refused_with_reasons() -> Non
             strict=True,
         )
     )
-    assert reasons["message 1 (MSG0005), OBR 1, OBX 1"] == "value '<0.1' is not a number"
     assert reasons["message 1 (MSG0005), OBR 1, OBX 2"].startswith("OBX-2 value type CWE is not a number")
     assert reasons["message 1 (MSG0005), OBR 1, OBX 3"] == "unknown unit 'furlongs' for WBC"
     assert reasons["message 2 (MSG0006)"] == "MSH-9 is 'ADT^A01', not ORU^R01: no results"
     assert reasons["message 3 (MSG0007)"] == "PID-3 carries no patient identifier"
-    assert out.results["analyte"].tolist() == ["plt"]
+    kept = out.results.fillna({"comparator": ""})[["analyte", "comparator", "value"]]
+    assert kept.values.tolist() == [["anc", "<", 0.1], ["plt", "", 18.0]]
 
 
 def test_text_before_the_first_message_is_refused_not_ignored() -> None:

@@ -74,7 +74,8 @@ def test_a_boundary_count_sent_per_microlitre_compares_exactly() -> None:
         ({"collected_at": ["2026-02-01"]}, "collected_at '2026-02-01' has no time zone offset"),
         ({"analyte": ["11156-7"]}, "analyte '11156-7' is neither a known analyte name nor a CBC LOINC code"),
         ({"value": [""]}, "value is empty"),
-        ({"value": ["<0.1"]}, "value '<0.1' is not a number"),
+        ({"value": ["<x"]}, "value '<x' is not a number"),
+        ({"value": ["1-2"]}, "value '1-2' is not a number"),
         ({"unit": [""]}, "unit is empty for WBC"),
         ({"unit": ["g/L"]}, "unknown unit 'g/L' for WBC"),
         ({"analyte": ["hgb"], "unit": ["g/mL"], "value": ["12.5"]}, "unknown unit 'g/mL' for Haemoglobin"),
@@ -140,6 +141,27 @@ def test_a_withdrawn_result_needs_no_value_and_is_kept() -> None:
     assert out.rejected.empty
     assert out.results["status"].tolist() == ["entered-in-error", "cancelled"]
     assert out.results["value"].isna().tolist() == [True, False]
+
+
+@pytest.mark.parametrize(
+    ("sent", "comparator", "value"),
+    [
+        ("<0.1", "<", 0.1),
+        ("< 100", "<", 100.0),
+        ("<=0.5", "<=", 0.5),
+        ("≥50", ">=", 50.0),
+        ("3.2", None, 3.2),
+    ],
+)
+def test_a_censored_value_keeps_its_comparator(sent, comparator, value) -> None:
+    out = normalise_results(raw(analyte=["anc"], value=[sent], unit=["10^9/L"]))
+    assert out.rejected.empty
+    row = out.results.iloc[0]
+    assert (row["comparator"] if pd.notna(row["comparator"]) else None, row["value"], row["value_raw"]) == (
+        comparator,
+        value,
+        sent,
+    )
 
 
 def test_an_empty_frame_gives_empty_results() -> None:

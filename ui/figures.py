@@ -75,10 +75,18 @@ def count_figure(
     )
     low = (series["value"] < series["ref_low"]).to_numpy()
     hover = (
-        "%{x|%d %b %Y %H:%M}<br><b>%{y} " + meta.unit + "</b><br>range %{customdata[0]}–%{customdata[1]}"
+        "%{x|%d %b %Y %H:%M}<br><b>%{customdata[5]}%{y} "
+        + meta.unit
+        + "</b><br>range %{customdata[0]}–%{customdata[1]}"
         "<br>%{customdata[2]} · lab %{customdata[3]} · accession %{customdata[4]}<extra></extra>"
     )
-    custom = series[["ref_low", "ref_high", "status", "lab", "accession"]].astype(object).fillna("?")
+    custom = (
+        series.reindex(columns=["ref_low", "ref_high", "status", "lab", "accession"])
+        .astype(object)
+        .fillna("?")
+    )
+    comparator = series["comparator"] if "comparator" in series else pd.Series("", index=series.index)
+    custom["comparator"] = comparator.fillna("").astype(object)
     figure.add_trace(
         go.Scatter(
             x=when,
