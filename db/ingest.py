@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import pandas as pd
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from db.frames import bulk_insert, read_frame_in, to_records
@@ -138,7 +139,7 @@ def ensure_patients(session: Session, patients: pd.DataFrame, *, now: datetime) 
     return keyed
 
 
-def _stored_panels(session: Session, patient_keys: list[int]) -> pd.DataFrame:
+def _stored_panels(session: Session, patient_keys: list[int], *conditions: Any) -> pd.DataFrame:
     return read_frame_in(
         session,
         lambda part: select(
@@ -147,30 +148,37 @@ def _stored_panels(session: Session, patient_keys: list[int]) -> pd.DataFrame:
             Panel.collected_at,
             Panel.lab_id,
             Panel.accession,
-        ).where(Panel.patient_id.in_(part)),
+        ).where(Panel.patient_id.in_(part), *conditions),
         patient_keys,
         utc=["collected_at"],
     )
 
 
 def _attach_panels(session: Session, results: pd.DataFrame, batch_id: int | None) -> pd.DataFrame:
-    """``results`` with ``panel_id``: existing panels found by natural key, new ones inserted in bulk."""
+    """``results`` with ``panel_id``: existing panels found by natural key, new ones inserted in bulk.
+
+    Only the panels that can match are read: those of these patients within the time span of these
+    results, and after the insert only the panels it added.
+    """
     reported = results["reported_at"] if "reported_at" in results else pd.Series(pd.NaT, index=results.index)
     specimens = results.assign(reported_at=reported).drop_duplicates(PANEL_KEY)[[*PANEL_KEY, "reported_at"]]
     patient_keys = specimens["patient_key"].unique().tolist()
-    matched = specimens.merge(_stored_panels(session, patient_keys), on=PANEL_KEY, how="left")
-    is_new = matched["panel_id"].isna().to_numpy()
-    if is_new.any():
-        rows = matched.loc[is_new, [*PANEL_KEY, "reported_at"]]
-        bulk_insert(
-            session,
-            Panel.__table__,
-            rows.rename(columns={"patient_key": "patient_id"}).assign(batch_id=batch_id),
-        )
-        matched = specimens.merge(_stored_panels(session, patient_keys), on=PANEL_KEY, how="left")
-    matched["panel_id"] = matched["panel_id"].astype("int64")
+    span = (
+        Panel.collected_at >= specimens["collected_at"].min().to_pydatetime(),
+        Panel.collected_at <= specimens["collected_at"].max().to_pydatetime(),
+    )
+    matched = specimens.merge(_stored_panels(session, patient_keys, *span), on=PANEL_KEY, how="left")
     # A panel created just now has no stored results: callers need not look for any.
-    matched["new_panel"] = is_new
+    matched["new_panel"] = matched["panel_id"].isna()
+    if matched["new_panel"].any():
+        before = session.scalar(select(func.max(Panel.id))) or 0
+        rows = matched.loc[matched["new_panel"], [*PANEL_KEY, "reported_at"]]
+        rows = rows.rename(columns={"patient_key": "patient_id"}).assign(batch_id=batch_id)
+        bulk_insert(session, Panel.__table__, rows)
+        added = _stored_panels(session, patient_keys, Panel.id > before)
+        fresh = matched[matched["new_panel"]].drop(columns="panel_id").merge(added, on=PANEL_KEY, how="left")
+        matched = pd.concat([matched[~matched["new_panel"]], fresh], ignore_index=True)
+    matched["panel_id"] = matched["panel_id"].astype("int64")
     return results.merge(matched[[*PANEL_KEY, "panel_id", "new_panel"]], on=PANEL_KEY, how="left")
 
 
