@@ -38,8 +38,7 @@ def read_frame(session: Session, statement: Select[Any], *, utc: Iterable[str] =
     types = {column.name: column.type for column in statement.selected_columns}
     if not rows:
         return pd.DataFrame({name: pd.Series(dtype=_empty_dtype(types.get(name))) for name in names})
-    columns = list(zip(*rows, strict=True))
-    frame = pd.DataFrame({name: list(values) for name, values in zip(names, columns, strict=True)})
+    frame = pd.DataFrame(rows, columns=names)
     for name in names:
         kind = types.get(name)
         if isinstance(kind, UTCDateTime) or name in utc:
