@@ -1,0 +1,203 @@
+"""Which reference range applies to each result: patient override, reported, lab, or population default.
+
+The lower limit of normal (LLN) matters beyond flagging: CTCAE v5.0 grade 1 exists only below the LLN of
+the result (shared/clinical-reference.md §1.3). Ranges vary by lab, age, sex and ancestry (§2.1, §2.2), so
+the range the lab reported with the result is preferred to any configured or population default, and a
+patient-specific override (e.g. a Duffy-null ANC interval, §2.2) is preferred to all. Children never get
+adult cut-offs (§2.3): population defaults are age-banded, and a lab range configured without an age band
+applies to adults only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+ADULT_MONTHS = 132  # Davis's last band is "11 yr-older adult" (reference §2.3): from 11 years, adult defaults
+RANGE_SOURCES = ("patient override", "reported", "lab", "default adult", "default age band", "none")
+
+
+@dataclass(frozen=True, slots=True)
+class DefaultRange:
+    """A population default range for one analyte, sex and age band, in canonical units.
+
+    Sources (shared/clinical-reference.md, compiled 2025; clinical sign-off pending):
+
+    * adult WBC LLN 4.0 x10^9/L: §2.1 "Implement leukopenia as WBC < site LLN with 4.0 x10^9/L as a
+      default only"; ULN 11.0 (Merck Manual CBC table, US Core example);
+    * adult ANC LLN 1.5: the adult neutropenia definition ANC < 1.5 x10^9/L (§2.1, UpToDate); ULN 7.7
+      (Merck);
+    * adult ALC 1.0-4.8 and haemoglobin F 12-16 / M 14-17 g/dL (Merck Manual CBC table, §2.1);
+    * adult platelets 150-450 x10^9/L (US Core CBC DiagnosticReport example, §2.1);
+    * children: WBC, ANC and ALC by age band from Davis's Lab & Diagnostic Tests (§2.3). Davis's "Birth"
+      band is taken to cover the first month of life (our reading: the next band starts at 1 month).
+      There is no paediatric haemoglobin or platelet band in the reference, so children get none.
+    """
+
+    analyte: str
+    low: float
+    high: float
+    band: str  # "adult" or the age band as Davis's table names it
+    min_months: float  # completed months of age at collection, inclusive
+    max_months: float  # exclusive
+    sex: str | None  # "F", "M" or None for either
+    source: str
+
+
+_MERCK = "Merck Manual CBC table (reference §2.1)"
+_DAVIS = "Davis's Lab & Diagnostic Tests (reference §2.3)"
+_ADULT = (ADULT_MONTHS, np.inf)
+_BANDS = {"birth": (0, 1), "1-23 months": (1, 24), "2-10 years": (24, ADULT_MONTHS)}
+
+DEFAULT_RANGES: tuple[DefaultRange, ...] = (
+    DefaultRange("wbc", 4.0, 11.0, "adult", *_ADULT, None, "§2.1 leukopenia default LLN; ULN " + _MERCK),
+    DefaultRange("anc", 1.5, 7.7, "adult", *_ADULT, None, "§2.1 adult neutropenia definition; ULN " + _MERCK),
+    DefaultRange("alc", 1.0, 4.8, "adult", *_ADULT, None, _MERCK),
+    DefaultRange("plt", 150.0, 450.0, "adult", *_ADULT, None, "US Core CBC example (reference §2.1)"),
+    DefaultRange("hgb", 12.0, 16.0, "adult", *_ADULT, "F", _MERCK),
+    DefaultRange("hgb", 14.0, 17.0, "adult", *_ADULT, "M", _MERCK),
+    DefaultRange("wbc", 9.1, 30.1, "birth", *_BANDS["birth"], None, _DAVIS),
+    DefaultRange("anc", 5.5, 18.3, "birth", *_BANDS["birth"], None, _DAVIS),
+    DefaultRange("alc", 2.8, 9.3, "birth", *_BANDS["birth"], None, _DAVIS),
+    DefaultRange("wbc", 6.1, 17.5, "1-23 months", *_BANDS["1-23 months"], None, _DAVIS),
+    DefaultRange("anc", 1.9, 5.4, "1-23 months", *_BANDS["1-23 months"], None, _DAVIS),
+    DefaultRange("alc", 3.7, 10.7, "1-23 months", *_BANDS["1-23 months"], None, _DAVIS),
+    DefaultRange("wbc", 4.5, 13.5, "2-10 years", *_BANDS["2-10 years"], None, _DAVIS),
+    DefaultRange("anc", 2.4, 7.3, "2-10 years", *_BANDS["2-10 years"], None, _DAVIS),
+    DefaultRange("alc", 1.7, 5.1, "2-10 years", *_BANDS["2-10 years"], None, _DAVIS),
+)
+
+
+def resolve_lower_limit(
+    results: pd.DataFrame,
+    *,
+    overrides: pd.DataFrame | None,
+    lab_ranges: pd.DataFrame | None,
+    birth_dates: pd.DataFrame | None = None,
+    defaults: tuple[DefaultRange, ...] = DEFAULT_RANGES,
+) -> pd.DataFrame:
+    """The reference range that applies to each result, and where it came from.
+
+    The first source with a lower limit wins, and the upper limit comes from that same source (a range is
+    never stitched together from two sources): a patient override, the range reported with the result,
+    the lab's configured range, a population default for the patient's age (and sex, for haemoglobin).
+
+    Parameters
+    ----------
+    results : pd.DataFrame
+        ``patient_key`` and ``analyte``; optionally ``ref_low``/``ref_high`` (reported range), ``lab``,
+        and ``collected_at`` (needed with ``birth_dates``).
+    overrides : pd.DataFrame or None
+        Patient-specific ranges: ``patient_key``, ``analyte``, ``low``, ``high``, one row per pair.
+    lab_ranges : pd.DataFrame or None
+        Configured ranges: ``lab``, ``analyte``, ``low``, ``high`` and optionally ``sex`` ("F"/"M") and an
+        age band ``min_months`` (inclusive, 0 when blank) / ``max_months`` (exclusive, open when blank).
+        A row with neither is taken to be an adult range (11 years or more). The first fitting row wins.
+    birth_dates : pd.DataFrame or None
+        ``patient_key``, ``birth_date``, ``sex``. None declares an adult population of unknown sex; a
+        patient missing from a given frame is of unknown age and gets no age-dependent range.
+    defaults : tuple of DefaultRange
+        Population defaults, ``DEFAULT_RANGES`` unless a site configures its own.
+
+    Returns
+    -------
+    pd.DataFrame
+        ``lln``, ``uln`` (float, NaN when unknown) and ``range_source`` (one of ``RANGE_SOURCES``),
+        aligned to ``results.index``.
+
+    Examples
+    --------
+    >>> results = pd.DataFrame({"patient_key": [1, 2], "analyte": ["wbc", "wbc"], "ref_low": [3.5, None]})
+    >>> resolve_lower_limit(results, overrides=None, lab_ranges=None).to_dict("list")
+    {'lln': [3.5, 4.0], 'uln': [nan, 11.0], 'range_source': ['reported', 'default adult']}
+    """
+    work = pd.DataFrame(
+        {"row": np.arange(len(results)), "patient_key": results["patient_key"].to_numpy()}
+    ).assign(analyte=results["analyte"].to_numpy(), lab=_column(results, "lab"))
+    work = work.join(_age_and_sex(results, birth_dates))
+    override = _lookup(work, overrides, ["patient_key", "analyte"])
+    reported = pd.DataFrame({"low": _column(results, "ref_low"), "high": _column(results, "ref_high")})
+    lab = _banded(work, lab_ranges, ["lab", "analyte"])
+    default = _banded(work, _frame(defaults), ["analyte"])
+    candidates = [override, reported.astype("float64"), lab, default]
+    default_label = np.where(default["band"].eq("adult").to_numpy(), "default adult", "default age band")
+    chosen = [frame["low"].notna().to_numpy() for frame in candidates]
+    labels = ["patient override", "reported", "lab", default_label]
+    resolved = pd.DataFrame(
+        {
+            "lln": np.select(chosen, [frame["low"].to_numpy() for frame in candidates], np.nan),
+            "uln": np.select(chosen, [frame["high"].to_numpy() for frame in candidates], np.nan),
+            "range_source": pd.array(np.select(chosen, labels, "none"), dtype="string"),
+        }
+    )
+    return resolved.set_axis(results.index)
+
+
+def _column(frame: pd.DataFrame, name: str) -> np.ndarray:
+    """A column's values, or all missing when the frame has no such column."""
+    return frame[name].to_numpy() if name in frame else np.full(len(frame), np.nan)
+
+
+def _frame(defaults: tuple[DefaultRange, ...]) -> pd.DataFrame:
+    columns = ["analyte", "low", "high", "band", "min_months", "max_months", "sex"]
+    return pd.DataFrame([[getattr(d, c) for c in columns] for d in defaults], columns=columns)
+
+
+def _age_and_sex(results: pd.DataFrame, birth_dates: pd.DataFrame | None) -> pd.DataFrame:
+    """Completed months of age at collection (NaN when unknown) and sex "F"/"M" (NA when unknown)."""
+    if birth_dates is not None and "collected_at" not in results:
+        raise ValueError("resolve_lower_limit needs results['collected_at'] to use birth_dates")
+    if birth_dates is None:
+        return pd.DataFrame(
+            {"age_months": float(ADULT_MONTHS), "sex": pd.array([pd.NA] * len(results), dtype="string")}
+        )
+    people = birth_dates[["patient_key", "birth_date", "sex"]]
+    known = pd.DataFrame({"patient_key": results["patient_key"].to_numpy()}).merge(
+        people, on="patient_key", how="left", validate="many_to_one"
+    )
+    born = pd.to_datetime(known["birth_date"])
+    taken = pd.to_datetime(pd.Series(results["collected_at"].to_numpy()), utc=True)
+    months = (
+        (taken.dt.year - born.dt.year) * 12
+        + (taken.dt.month - born.dt.month)
+        - (taken.dt.day < born.dt.day).astype(int)
+    ).astype("float64")
+    sex = known["sex"].astype("string").str.strip().str.upper().str[0]
+    return pd.DataFrame({"age_months": months.where(months >= 0), "sex": sex.where(sex.isin(["F", "M"]))})
+
+
+def _lookup(work: pd.DataFrame, table: pd.DataFrame | None, keys: list[str]) -> pd.DataFrame:
+    """``low``/``high`` from a table with one row per key (a duplicate key is a configuration error)."""
+    if table is None or table.empty:
+        return pd.DataFrame({"low": np.full(len(work), np.nan), "high": np.nan})
+    found = work[keys].merge(table[[*keys, "low", "high"]], on=keys, how="left", validate="many_to_one")
+    return found[["low", "high"]].astype("float64")
+
+
+def _banded(work: pd.DataFrame, table: pd.DataFrame | None, keys: list[str]) -> pd.DataFrame:
+    """``low``/``high``/``band`` of the first row of ``table`` whose keys, sex and age band fit each result.
+
+    A band that starts at 0 months and never ends also fits a patient of unknown age; a row without sex
+    fits either sex.
+    """
+    empty = pd.DataFrame({"low": np.full(len(work), np.nan), "high": np.nan, "band": ""})
+    if table is None or table.empty or any(key not in work or work[key].isna().all() for key in keys):
+        return empty
+    low_edge, high_edge = (_column(table, name).astype("float64") for name in ("min_months", "max_months"))
+    unbanded = np.isnan(low_edge) & np.isnan(high_edge)  # a range with no age band is an adult one
+    table = table.assign(
+        min_months=np.where(unbanded, ADULT_MONTHS, np.where(np.isnan(low_edge), 0.0, low_edge)),
+        max_months=np.where(np.isnan(high_edge), np.inf, high_edge),
+        sex=table["sex"] if "sex" in table else None,
+        band=table["band"] if "band" in table else "",
+    )
+    table = table.rename(columns={"sex": "range_sex"}).reset_index(drop=True).rename_axis("order")
+    pairs = work[["row", *keys, "age_months", "sex"]].merge(table.reset_index(), on=keys)
+    age, low_edge, high_edge = pairs["age_months"], pairs["min_months"], pairs["max_months"]
+    fits_age = ((age >= low_edge) | (low_edge <= 0)) & ((age < high_edge) | np.isinf(high_edge))
+    fits_sex = pairs["range_sex"].isna() | (pairs["range_sex"] == pairs["sex"]).fillna(False)
+    first = pairs[fits_age & fits_sex].sort_values(["row", "order"]).drop_duplicates("row")
+    banded = first.set_index("row")[["low", "high", "band"]].reindex(work["row"])
+    return banded.assign(band=banded["band"].fillna("")).reset_index(drop=True)
