@@ -12,12 +12,12 @@ st.title("Patients")
 patients = data.patients()
 timezone = display_timezone()
 
-wbc_low = patients["latest_wbc"] < patients["latest_wbc_low"]
-anc_low = patients["latest_anc"] < patients["latest_anc_low"]
+wbc_low = patients["latest_wbc"] < patients["latest_wbc_lln"]
+anc_low = patients["latest_anc"] < patients["latest_anc_lln"]
 counts = st.columns(4)
 counts[0].metric("Patients", len(patients))
-counts[1].metric("Latest WBC below the lab's lower limit", int(wbc_low.sum()))
-counts[2].metric("Latest ANC below the lab's lower limit", int(anc_low.sum()))
+counts[1].metric("Latest WBC below its lower limit", int(wbc_low.sum()))
+counts[2].metric("Latest ANC below its lower limit", int(anc_low.sum()))
 counts[3].metric("No CBC for 30 days or more", int((patients["days_since_cbc"] >= 30).sum()))
 
 filters = st.columns([2, 3])
@@ -43,10 +43,13 @@ def _reported(values: pd.Series, comparators: pd.Series) -> pd.Series:
 
 
 def _below_range(frame: pd.DataFrame) -> pd.Series:
-    """Which of the latest WBC and ANC are below the lower limit their lab reported, as text."""
-    wbc = (frame["latest_wbc"] < frame["latest_wbc_low"]).map({True: "WBC", False: ""})
-    anc = (frame["latest_anc"] < frame["latest_anc_low"]).map({True: "ANC", False: ""})
-    return (wbc + ", " + anc).str.strip(", ")
+    """Which of the latest WBC and ANC are below the lower limit that applies, and whose limit it is."""
+    parts = []
+    for analyte, label in (("wbc", "WBC"), ("anc", "ANC")):
+        low = frame[f"latest_{analyte}"] < frame[f"latest_{analyte}_lln"]
+        source = frame[f"latest_{analyte}_range_source"].fillna("")
+        parts.append((label + " (" + source + " limit)").where(low, ""))
+    return (parts[0] + "; " + parts[1]).str.strip("; ")
 
 
 def _local_date(times: pd.Series) -> pd.Series:
@@ -62,12 +65,18 @@ table = pd.DataFrame(
         "Teams": shown["teams"],
         "WBC (10^9/L)": _reported(shown["latest_wbc"], shown["latest_wbc_comparator"]),
         "ANC (10^9/L)": _reported(shown["latest_anc"], shown["latest_anc_comparator"]),
-        "Below the lab's range": _below_range(shown),
+        "WBC grade": shown["latest_wbc_grade"].astype("Int64"),
+        "ANC grade": shown["latest_anc_grade"].astype("Int64"),
+        "Below the lower limit": _below_range(shown),
         "Last CBC": _local_date(shown["last_collected_at"]),
         "Days since CBC": shown["days_since_cbc"],
     }
 )
-st.caption(f"{len(table)} of {len(patients)} patients. Select a row to open the patient's timeline.")
+st.caption(
+    f"{len(table)} of {len(patients)} patients. Grades are CTCAE v5.0 for the latest result, against the "
+    "lower limit that applies (a patient-specific range first, then the lab's). Select a row to open "
+    "the patient's timeline."
+)
 selection = st.dataframe(
     table,
     hide_index=True,

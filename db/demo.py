@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from db.frames import read_frame, read_frame_in, to_records
 from db.ingest import ensure_patients, new_batch, write_results
 from db.models import ClinicalEvent, ImportBatch, PatientTeam, ReferenceOverride, Setting, Team
+from db.status import refresh_patient_status
 from monitor.analytes import PREFERRED_LOINC
 from monitor.demo import DemoCohort, simulate_cohort
 
@@ -188,4 +189,6 @@ def seed_demo(session: Session, *, patients: int, seed: int, today: date) -> Dem
         is_active=True,
     )
     _add_missing(session, ReferenceOverride, overrides, ["patient_id", "analyte"])
+    # The overrides change which limit applies to those patients: recompute their status.
+    refresh_patient_status(session, sorted(keys.unique().tolist()), now=now)
     return DemoSummary(len(cohort.patients), counts.accepted, added, False, anchor)

@@ -34,8 +34,18 @@ def current_revision(engine: Engine) -> str | None:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Apply migrations up to ``revision``."""
+    """Apply migrations up to ``revision``; a store that held data gets its patient status recomputed
+    (a migration may add to what the status holds)."""
+    before = current_revision(engine)
     command.upgrade(alembic_config(engine), revision)
+    if before is not None and current_revision(engine) != before:
+        from datetime import UTC, datetime
+
+        from db.session import make_session_factory
+        from db.status import refresh_all_status
+
+        with make_session_factory(engine).begin() as session:
+            refresh_all_status(session, now=datetime.now(UTC))
 
 
 def downgrade(engine: Engine, revision: str) -> None:

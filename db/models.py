@@ -284,10 +284,18 @@ class PatientStatus(Base):
     latest_wbc_comparator: Mapped[str | None] = mapped_column(String(2))
     latest_wbc_low: Mapped[float | None] = mapped_column(Float)
     latest_wbc_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The lower limit that applies (patient override, reported, lab, default) and the CTCAE grade.
+    latest_wbc_lln: Mapped[float | None] = mapped_column(Float)
+    latest_wbc_range_source: Mapped[str | None] = mapped_column(String(20))
+    latest_wbc_grade: Mapped[int | None] = mapped_column(Integer)
     latest_anc: Mapped[float | None] = mapped_column(Float)
     latest_anc_comparator: Mapped[str | None] = mapped_column(String(2))
     latest_anc_low: Mapped[float | None] = mapped_column(Float)
     latest_anc_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The lower limit that applies (patient override, reported, lab, default) and the CTCAE grade.
+    latest_anc_lln: Mapped[float | None] = mapped_column(Float)
+    latest_anc_range_source: Mapped[str | None] = mapped_column(String(20))
+    latest_anc_grade: Mapped[int | None] = mapped_column(Integer)
     last_collected_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     n_panels: Mapped[int] = mapped_column(Integer, default=0)
     computed_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -6,11 +6,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+import pandas as pd
 from sqlalchemy import Select, delete, distinct, func, select
 from sqlalchemy.orm import Session
 
 from db.frames import bulk_insert, chunks, read_frame_in
-from db.models import Panel, PatientStatus, Result
+from db.models import Panel, Patient, PatientStatus, ReferenceOverride, Result
+from monitor.grading import ctcae_grade, resolve_lower_limit
 from monitor.status import EXCLUDED_STATUSES, latest_values
 
 
@@ -52,6 +54,7 @@ def refresh_patient_status(session: Session, patient_keys: Sequence[int], *, now
             Result.value,
             Result.comparator,
             Result.ref_low,
+            Result.ref_high,
             Result.status,
             func.row_number()
             .over(
@@ -76,16 +79,68 @@ def refresh_patient_status(session: Session, patient_keys: Sequence[int], *, now
                 "value",
                 "comparator",
                 "ref_low",
+                "ref_high",
                 "status",
             )
         ]
         return select(*columns).where(inner.c.recency == 1)
 
     values = read_frame_in(session, latest_rows, list(patient_keys))
-    summary = counts.set_index("patient_key").join(latest_values(values)).reindex(list(patient_keys))
+    summary = counts.set_index("patient_key").join(latest_values(values))
+    summary = summary.join(_graded(session, values, list(patient_keys))).reindex(list(patient_keys))
     summary["n_panels"] = summary["n_panels"].fillna(0).astype("int64")
     rows = summary.rename_axis("patient_id").reset_index().assign(computed_at=now)
     rows = rows[[column.name for column in PatientStatus.__table__.columns]]
     for part in chunks(list(patient_keys)):
         session.execute(delete(PatientStatus).where(PatientStatus.patient_id.in_(part)))
     bulk_insert(session, PatientStatus.__table__, rows)
+
+
+def _graded(session: Session, latest: pd.DataFrame, patient_keys: list[int]) -> pd.DataFrame:
+    """Per patient, the lower limit that applies to the latest WBC and ANC, its source, and the grade.
+
+    The limit is resolved in order: an active patient-specific override (e.g. a Duffy-null ANC range),
+    the range reported with the result, a population default for the patient's age and sex.
+    """
+    columns = [f"latest_{a}_{field}" for a in ("wbc", "anc") for field in ("lln", "range_source", "grade")]
+    if latest.empty:
+        return pd.DataFrame(columns=columns, index=pd.Index([], name="patient_key"))
+    overrides = read_frame_in(
+        session,
+        lambda part: select(
+            ReferenceOverride.patient_id.label("patient_key"),
+            ReferenceOverride.analyte,
+            ReferenceOverride.low,
+            ReferenceOverride.high,
+            ReferenceOverride.set_at,
+        ).where(ReferenceOverride.patient_id.in_(part), ReferenceOverride.is_active.is_(True)),
+        patient_keys,
+    )
+    overrides = overrides.sort_values("set_at").drop_duplicates(["patient_key", "analyte"], keep="last")
+    people = read_frame_in(
+        session,
+        lambda part: select(Patient.id.label("patient_key"), Patient.birth_date, Patient.sex).where(
+            Patient.id.in_(part)
+        ),
+        patient_keys,
+    )
+    resolved = resolve_lower_limit(latest, overrides=overrides, lab_ranges=None, birth_dates=people)
+    graded = latest.assign(lln=resolved["lln"], range_source=resolved["range_source"])
+    graded["grade"] = ctcae_grade(graded[["analyte", "value", "lln", "comparator"]])
+    wide = graded.pivot_table(
+        index="patient_key", columns="analyte", values=["lln", "range_source", "grade"], aggfunc="first"
+    )
+    out = pd.DataFrame(index=pd.Index(sorted(latest["patient_key"].unique()), name="patient_key"))
+    for analyte in ("wbc", "anc"):
+        for field in ("lln", "range_source", "grade"):
+            source = wide[(field, analyte)] if (field, analyte) in wide.columns else None
+            out[f"latest_{analyte}_{field}"] = source if source is not None else None
+    return out[columns]
+
+
+def refresh_all_status(session: Session, *, now: datetime) -> int:
+    """Recompute every patient's status (after a schema change adds to it); return how many."""
+    keys = [int(key) for key in session.scalars(select(Patient.id).order_by(Patient.id))]
+    for part in chunks(keys, 5_000):
+        refresh_patient_status(session, list(part), now=now)
+    return len(keys)

@@ -59,8 +59,9 @@ def test_patient_list_shows_latest_counts_and_flags_low_ones(imported_store) -> 
     assert len(at.warning) == 0  # imported, not synthetic: no banner
     table = at.dataframe[0].value.set_index("Patient ID")
     assert table.loc["MRN1001", "WBC (10^9/L)"] == "3.10"
-    assert table.loc["MRN1001", "Below the lab's range"] == "WBC, ANC"
-    assert table.loc["MRN2002", "Below the lab's range"] == "WBC, ANC"
+    assert table.loc["MRN1001", "Below the lower limit"] == "WBC (reported limit); ANC (reported limit)"
+    # WBC 3.1 is grade 1 (below the reported 4.0, not below 3.0); ANC 0.9 is grade 3 (< 1.0, >= 0.5)
+    assert (table.loc["MRN1001", "WBC grade"], table.loc["MRN1001", "ANC grade"]) == (1, 3)
     assert table.loc["MRN1001", "ANC (10^9/L)"] == "0.90"
 
 

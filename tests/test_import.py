@@ -180,3 +180,46 @@ def test_the_same_value_written_differently_is_not_a_new_version(store, tmp_path
     import_path(store, _write(tmp_path, "first.csv", first), imported_by="test")
     summary = import_path(store, _write(tmp_path, "again.csv", again), imported_by="test")
     assert (summary.unchanged, summary.superseded, summary.exit_code) == (1, 0, 0)
+
+
+def test_a_patient_specific_range_is_the_one_the_status_grades_against(store, tmp_path: Path) -> None:
+    """A Duffy-null ANC range (reference 2.2) decides 'below the limit'; CTCAE grade 2+ stays absolute."""
+    from datetime import UTC, datetime
+
+    from db.models import ReferenceOverride
+    from db.status import refresh_patient_status
+
+    header = "patient_id,collected_at,analyte,value,unit,ref_low,ref_high,lab,accession,status\n"
+    text = header + "MRN8008,2026-03-05T08:00:00Z,anc,1.3,10^9/L,1.8,7.7,NORTH,N-1,final\n"
+    import_path(store, _write(tmp_path, "anc.csv", text), imported_by="test")
+    with store() as session:
+        listed = patient_list(session).set_index("patient_id").loc["MRN8008"]
+    assert (listed["latest_anc_lln"], listed["latest_anc_range_source"], listed["latest_anc_grade"]) == (
+        1.8,
+        "reported",
+        2,
+    )
+    now = datetime.now(UTC)
+    with store.begin() as session:
+        key = find_patient(session, "MRN8008").id
+        session.add(
+            ReferenceOverride(
+                patient_id=key,
+                analyte="anc",
+                low=1.21,
+                high=5.39,
+                reason="Duffy-null",
+                set_by="test",
+                set_at=now,
+                is_active=True,
+            )
+        )
+        session.flush()
+        refresh_patient_status(session, [key], now=now)
+    with store() as session:
+        listed = patient_list(session).set_index("patient_id").loc["MRN8008"]
+    assert (listed["latest_anc_lln"], listed["latest_anc_range_source"], listed["latest_anc_grade"]) == (
+        1.21,
+        "patient override",
+        2,
+    )

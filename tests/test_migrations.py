@@ -53,3 +53,16 @@ def test_times_are_stored_in_utc_and_read_back_aware(store) -> None:
         stored = session.scalar(select(Patient.created_at))
     assert stored == datetime(2026, 1, 5, 8, 30, tzinfo=UTC)
     assert stored.utcoffset() == timedelta(0)
+
+
+def test_an_upgrade_recomputes_the_status_a_migration_adds_to(store, engine: Engine) -> None:
+    from db.importer import import_path
+    from db.queries import patient_list
+    from tests.conftest import DATA
+
+    import_path(store, DATA / "canonical-good.csv", imported_by="test")
+    downgrade(engine, "0004_censored_results")  # as if the store came from before grades existed
+    upgrade(engine)
+    with store() as session:
+        listed = patient_list(session).set_index("patient_id")
+    assert listed.loc["MRN1001", ["latest_wbc_grade", "latest_anc_grade"]].tolist() == [1, 3]
