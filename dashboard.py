@@ -28,7 +28,8 @@ if data.synthetic_present():
 
 with st.sidebar:
     st.caption(
-        "Decision support, not a diagnosis: every count is shown against the range its lab reported. "
+        "Decision support, not a diagnosis: each count is judged against the lower limit that applies to "
+        "it (a patient-specific range, else the one its lab reported, else a documented default). "
         "Check results in the laboratory system before acting on them."
     )
 
