@@ -22,6 +22,8 @@ import time
 from datetime import date, timedelta
 from pathlib import Path
 
+from monitor.csv_long import HEADER
+
 ANALYTES = (
     ("wbc", "10^9/L", 4.0, 11.0),
     ("anc", "10^9/L", 1.8, 7.7),
@@ -30,18 +32,6 @@ ANALYTES = (
     ("plt", "10^9/L", 150.0, 450.0),
 )
 START = date(2020, 1, 1)
-HEADER = [
-    "patient_id",
-    "collected_at",
-    "analyte",
-    "value",
-    "unit",
-    "ref_low",
-    "ref_high",
-    "lab",
-    "accession",
-    "status",
-]
 
 
 def generate(path: Path, results: int) -> None:
@@ -50,7 +40,7 @@ def generate(path: Path, results: int) -> None:
     patients = max(1, panels // 100)
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(HEADER)
+        writer.writerow(HEADER)  # the canonical format's own header
         for panel in range(panels):
             patient = panel % patients
             day = panel // patients
