@@ -1,0 +1,427 @@
+"""Per patient, now: which flags apply, why, the current WBC run below its limit, and episodes (issue 4).
+
+A result is below its limit when its value is below the ``lln`` that applies to it (already resolved by
+``monitor.ranges_default``). As in ``monitor.grading``, values and limits are compared rounded to
+``COMPARE_DECIMALS``; a censored "<B" is below when B <= LLN, "<=B" when B < LLN, and ">B" or ">=B" is never
+counted as below. A result without an LLN cannot be judged: it is not below, so it ends a run.
+
+Day counts are elapsed time floored to whole days (13 days 23 hours is 13 days), so they do not depend on
+the site's time zone. Withdrawn results (``EXCLUDED_STATUSES``), results without a value or time, and (in
+``patient_flags``) results collected after ``as_of`` are ignored.
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from monitor.grading import COMPARE_DECIMALS, DEFAULT_RULES, GradingRules, ctcae_grade, rcv_bounds
+from monitor.status import EXCLUDED_STATUSES
+
+__all__ = [
+    "DEFAULT_FLAG_RULES",
+    "EPISODE_COLUMNS",
+    "FLAGS",
+    "FLAG_COLUMNS",
+    "LINEAGES",
+    "FlagRules",
+    "episodes",
+    "patient_flags",
+]
+
+# Display and priority order. The bare run/trend flags (new_onset ... recovering) refer to WBC; for ANC
+# and ALC persistence, chronicity, worsening and recovery are told in the neutropenia/lymphopenia sentence.
+FLAGS: tuple[str, ...] = (
+    "leukopenia",
+    "neutropenia",
+    "lymphopenia",
+    "new_onset",
+    "persistent",
+    "chronic",
+    "worsening",
+    "significant_drop",
+    "recovering",
+)
+LINEAGES = {"wbc": "leukopenia", "anc": "neutropenia", "alc": "lymphopenia"}
+FLAG_COLUMNS = (
+    "patient_key",
+    "flags",
+    "explanations",
+    "run_start",
+    "run_results",
+    "run_days",
+    "days_since_cbc",
+)
+EPISODE_COLUMNS = ("patient_key", "start", "end", "ongoing", "nadir", "nadir_at", "n_results", "days")
+_KEYS = ["patient_key", "analyte"]
+_DAY = pd.Timedelta(days=1)
+
+
+@dataclass(frozen=True, slots=True)
+class FlagRules:
+    """Site-configurable flag rules; the defaults and their sources.
+
+    * ``persistent_min_results`` = 2, ``persistent_min_days`` = 14: a run below the limit confirmed by a
+      repeat count at least two weeks later (project issue 4; pending clinical sign-off).
+    * ``chronic_min_days`` = 90: chronic neutropenia lasts "at least 3 months" (Dale DC, PMC5380401,
+      reference §3), applied to every lineage.
+    * ``slope_window_days`` = 28, ``slope_min_results`` = 3: Theil-Sen trend over the four weeks before the
+      latest result (longer than a 21-day cycle's nadir window, reference §7.1; project issue 4).
+    * ``grading``: CTCAE version, RCV Z (1.645, one-sided 95 %, §6.2) and CVs (§6.1), ``GradingRules``.
+    """
+
+    persistent_min_results: int = 2
+    persistent_min_days: int = 14
+    chronic_min_days: int = 90
+    slope_window_days: int = 28
+    slope_min_results: int = 3
+    grading: GradingRules = DEFAULT_RULES
+
+    def __post_init__(self) -> None:
+        for name in _COUNT_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a whole number of at least 1, not {value!r}")
+        if self.slope_min_results < 2:
+            raise ValueError(f"a slope needs slope_min_results >= 2, not {self.slope_min_results}")
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, Any]) -> FlagRules:
+        """Rules from site configuration; unset keys keep their defaults, unknown keys are errors.
+
+        ``grading`` is passed to ``GradingRules.from_mapping``.
+
+        >>> rules = FlagRules.from_mapping({"chronic_min_days": 180, "grading": {"rcv_z": 1.96}})
+        >>> rules.chronic_min_days, rules.persistent_min_days, rules.grading.rcv_z
+        (180, 14, 1.96)
+        """
+        unknown = set(mapping) - {*_COUNT_FIELDS, "grading"}
+        if unknown:
+            raise ValueError(f"unknown flag settings: {sorted(unknown)}")
+        settings: dict[str, Any] = {}
+        for name in set(mapping) & set(_COUNT_FIELDS):
+            number = float(mapping[name])
+            if not number.is_integer():
+                raise ValueError(f"{name} must be a whole number, not {mapping[name]!r}")
+            settings[name] = int(number)
+        if "grading" in mapping:
+            settings["grading"] = GradingRules.from_mapping(mapping["grading"] or {})
+        return cls(**settings)
+
+
+_COUNT_FIELDS = tuple(f.name for f in fields(FlagRules) if f.name != "grading")
+DEFAULT_FLAG_RULES = FlagRules()
+
+
+def patient_flags(
+    results: pd.DataFrame, *, as_of: pd.Timestamp, rules: FlagRules = DEFAULT_FLAG_RULES
+) -> pd.DataFrame:
+    """Flags, their explanations, the current WBC run below the limit and days since the last CBC.
+
+    Parameters
+    ----------
+    results : pd.DataFrame
+        ``patient_key``, ``collected_at`` (tz-aware), ``analyte``, ``value``, ``lln``; optionally
+        ``comparator`` and ``status``.
+    as_of : pd.Timestamp
+        Now (tz-aware); later results are ignored.
+    rules : FlagRules
+        Site rules.
+
+    Returns
+    -------
+    pd.DataFrame
+        One row per patient with a usable result, sorted, columns ``FLAG_COLUMNS``: ``flags`` (tuple in
+        ``FLAGS`` order), ``explanations`` (tuple aligned to ``flags``), ``run_start`` (NaT), ``run_results``
+        and ``run_days`` (0) when the latest WBC is not below, and ``days_since_cbc``.
+
+    Examples
+    --------
+    >>> results = pd.DataFrame({"patient_key": 1, "analyte": "wbc", "value": [5.0, 3.8, 2.6], "lln": 4.0,
+    ...     "collected_at": pd.to_datetime(["2026-01-01", "2026-01-08", "2026-01-22"], utc=True)})
+    >>> flags = patient_flags(results, as_of=pd.Timestamp("2026-01-25", tz="UTC"))
+    >>> flags.loc[0, "flags"]
+    ('leukopenia', 'persistent', 'worsening', 'significant_drop')
+    >>> flags[["run_results", "run_days", "days_since_cbc"]].to_dict("records")
+    [{'run_results': 2, 'run_days': 14, 'days_since_cbc': 3}]
+    """
+    as_of = pd.Timestamp(as_of)
+    if as_of.tzinfo is None:
+        raise ValueError("as_of must be timezone-aware, e.g. pd.Timestamp('2026-01-25', tz='UTC')")
+    work = _usable(results, as_of=as_of)
+    state = _lineage_state(work, rules)
+    text = _sentences(state, rules)
+    patients = pd.Index(work["patient_key"].drop_duplicates().sort_values(), name="patient_key")
+    wide = pd.concat(
+        [
+            text["below"].unstack("analyte").rename(columns=LINEAGES),
+            _wbc(text).drop(columns="below"),
+        ],
+        axis=1,
+    ).reindex(index=patients, columns=list(FLAGS))
+    stacked = wide.stack().dropna()
+    owner = stacked.index.get_level_values(0)
+    flags = _tuples(pd.Series(stacked.index.get_level_values(1), index=owner), patients)
+    explanations = _tuples(pd.Series(stacked.to_numpy(dtype=object), index=owner), patients)
+    wbc = _wbc(state).reindex(patients)
+    below = wbc["below"].fillna(False).astype(bool)
+    last = work.groupby("patient_key")["collected_at"].max().reindex(patients)
+    out = pd.DataFrame(
+        {
+            "flags": flags,
+            "explanations": explanations,
+            "run_start": wbc["run_start"].where(below),
+            "run_results": wbc["run_results"].where(below, 0).astype("int64"),
+            "run_days": wbc["run_days"].where(below, 0).astype("int64"),
+            "days_since_cbc": ((as_of - last) // _DAY).astype("int64"),
+        },
+        index=patients,
+    )
+    return out.reset_index()
+
+
+def episodes(results: pd.DataFrame, *, analyte: str = "wbc") -> pd.DataFrame:
+    """Every unbroken run of ``analyte`` results below their limit, per patient.
+
+    Parameters
+    ----------
+    results : pd.DataFrame
+        As for ``patient_flags``.
+    analyte : str
+        The analyte whose runs are wanted.
+
+    Returns
+    -------
+    pd.DataFrame
+        Columns ``EPISODE_COLUMNS``, sorted by patient and start: ``start`` and ``end`` (first and last
+        result below), ``ongoing`` (the patient's latest result is in it), ``nadir`` (the lowest value as
+        stored, so "<0.1" is 0.1) and ``nadir_at`` (its first time), ``n_results`` and ``days`` (end - start).
+
+    Examples
+    --------
+    >>> days = pd.to_datetime(["2026-01-01", "2026-01-08", "2026-01-15", "2026-01-22"], utc=True)
+    >>> results = pd.DataFrame({"patient_key": 1, "analyte": "wbc", "value": [3.5, 2.9, 4.6, 3.1],
+    ...     "lln": 4.0, "collected_at": days})
+    >>> episodes(results)[["nadir", "n_results", "days", "ongoing"]].to_dict("records")
+    [{'nadir': 2.9, 'n_results': 2, 'days': 7, 'ongoing': False},
+     {'nadir': 3.1, 'n_results': 1, 'days': 0, 'ongoing': True}]
+    """
+    work = _usable(results)
+    series = work[work["analyte"].eq(analyte).to_numpy(dtype=bool)]
+    below = _below(series)
+    patient = series["patient_key"]
+    runs = series.assign(
+        run=(~below).groupby(patient).cumsum(),
+        is_last=series.groupby("patient_key").cumcount(ascending=False).eq(0),
+    )[below.to_numpy()]
+    grouped = runs.groupby(["patient_key", "run"], sort=True)
+    out = grouped.agg(
+        start=("collected_at", "first"),
+        end=("collected_at", "last"),
+        ongoing=("is_last", "any"),
+        n_results=("value", "size"),
+    )
+    lowest = runs.loc[grouped["value"].idxmin().to_numpy()]
+    out["nadir"] = lowest["value"].to_numpy()
+    out["nadir_at"] = lowest["collected_at"].to_numpy()
+    out["days"] = ((out["end"] - out["start"]) // _DAY).astype("int64")
+    out["n_results"] = out["n_results"].astype("int64")
+    return out.reset_index().reindex(columns=list(EPISODE_COLUMNS))
+
+
+def _usable(results: pd.DataFrame, *, as_of: pd.Timestamp | None = None) -> pd.DataFrame:
+    """A sorted copy of the results that count, with ``comparator`` normalised (NA when uncensored)."""
+    required = ["patient_key", "collected_at", "analyte", "value", "lln"]
+    missing = [c for c in required if c not in results]
+    if missing:
+        raise ValueError(f"flags need columns {missing}; the frame has {list(results.columns)}")
+    keep = results["value"].notna() & results["collected_at"].notna()
+    if "status" in results:
+        keep &= ~results["status"].isin(EXCLUDED_STATUSES)
+    if as_of is not None:
+        keep &= results["collected_at"] <= as_of
+    columns = [*required, "comparator"] if "comparator" in results else required
+    work = results.loc[keep.to_numpy(dtype=bool), columns].reset_index(drop=True)
+    comparator = (
+        work["comparator"].astype("string").str.strip().replace({"": pd.NA, "≤": "<=", "≥": ">="})
+        if "comparator" in work
+        else pd.Series(pd.NA, index=work.index, dtype="string")
+    )
+    work = work.assign(
+        value=work["value"].astype("float64"), lln=work["lln"].astype("float64"), comparator=comparator
+    )
+    return work.sort_values(["patient_key", "analyte", "collected_at"], kind="stable").reset_index(drop=True)
+
+
+def _below(work: pd.DataFrame) -> pd.Series:
+    """Whether each result is certainly below its LLN (False when the LLN is unknown)."""
+    value = work["value"].round(COMPARE_DECIMALS)
+    lln = work["lln"].round(COMPARE_DECIMALS)
+    comparator = work["comparator"]
+    strict = comparator.eq("<").fillna(False).to_numpy(dtype=bool)
+    below = pd.Series(np.where(strict, value <= lln, value < lln), index=work.index)
+    return below & ~comparator.isin([">", ">="]).fillna(False)
+
+
+def _lineage_state(work: pd.DataFrame, rules: FlagRules) -> pd.DataFrame:
+    """One row per patient and lineage: the latest result, its predecessor, its run, change and trend."""
+    lineage = work[work["analyte"].isin(list(LINEAGES)).to_numpy(dtype=bool)]
+    grade = ctcae_grade(lineage, rules=rules.grading).astype("float64")
+    lineage = lineage.assign(below=_below(lineage), grade=grade)
+    grouped = lineage.groupby(_KEYS, sort=False)
+    # Runs: a result not below starts a new run number; the below results sharing a number form a run.
+    run = (~lineage["below"]).groupby([lineage["patient_key"], lineage["analyte"]]).cumsum()
+    below = lineage[lineage["below"].to_numpy(dtype=bool)]
+    in_run = below.groupby([below["patient_key"], below["analyte"], run[below.index]], sort=False)
+    lineage = lineage.assign(
+        previous_value=grouped["value"].shift(),
+        previous_comparator=grouped["comparator"].shift(),
+        previous_below=grouped["below"].shift(fill_value=False).astype(bool),
+        previous_grade=grouped["grade"].shift(),
+        run_start=in_run["collected_at"].transform("first"),
+        run_first=in_run["value"].transform("first"),
+        run_first_comparator=in_run["comparator"].transform("first", skipna=False),
+        run_results=in_run.cumcount() + 1,
+    )
+    state = lineage.groupby(_KEYS, sort=True).tail(1).set_index(_KEYS)
+    state["run_days"] = (state["collected_at"] - state["run_start"]) // _DAY
+    return state.join(_trend(lineage, rules))
+
+
+def _trend(lineage: pd.DataFrame, rules: FlagRules) -> pd.DataFrame:
+    """Theil-Sen change over ``slope_window_days`` as a fraction of the window's first value.
+
+    Uncensored results within the window before each patient's latest result are paired with every later
+    one (a self-merge: windows hold a handful of results); the median pairwise slope (per day) times the
+    window length, relative to the first value, is compared with the RCV like a single change.
+    """
+    latest = lineage.groupby(_KEYS)["collected_at"].transform("max")
+    days = (lineage["collected_at"] - latest) / _DAY
+    inside = (days >= -rules.slope_window_days) & lineage["comparator"].isna()
+    window = lineage.loc[inside.to_numpy(dtype=bool), _KEYS + ["value"]].assign(t=days[inside])
+    pairs = window.merge(window, on=_KEYS, suffixes=("_i", "_j"))
+    pairs = pairs[pairs["t_i"] < pairs["t_j"]]
+    slopes = (pairs["value_j"] - pairs["value_i"]) / (pairs["t_j"] - pairs["t_i"])
+    median = slopes.groupby([pairs["patient_key"], pairs["analyte"]]).median()
+    stats = window.groupby(_KEYS).agg(trend_results=("value", "size"), trend_first=("value", "first"))
+    slope = median.reindex(stats.index)
+    enough = (stats["trend_results"] >= rules.slope_min_results) & (stats["trend_first"] > 0)
+    # A projected fall cannot exceed 100 %.
+    stats["trend"] = (slope * rules.slope_window_days / stats["trend_first"]).clip(lower=-1).where(enough)
+    return stats[["trend", "trend_results"]]
+
+
+def _sentences(state: pd.DataFrame, rules: FlagRules) -> pd.DataFrame:
+    """Per patient and lineage, the sentence for each flag that applies (NA where it does not)."""
+    limits = {
+        i.analyte: rcv_bounds(i.cv_analytical, i.cv_within, z=rules.grading.rcv_z)
+        for i in rules.grading.rcv_inputs
+    }
+    analyte = state.index.get_level_values("analyte").to_series(index=state.index)
+    down = analyte.map({a: low for a, (low, _) in limits.items()}).astype("float64")
+    up = analyte.map({a: high for a, (_, high) in limits.items()}).astype("float64")
+    change = (state["value"] / state["previous_value"] - 1).where(state["previous_value"] > 0)
+    current, previous = state["comparator"], state["previous_comparator"]
+    # A censored value bounds the change from one side only: "<B" after an exact value is a certain fall.
+    fall_sure = (current.isna() | current.isin(["<", "<="])) & (previous.isna() | previous.isin([">", ">="]))
+    rise_sure = (current.isna() | current.isin([">", ">="])) & (previous.isna() | previous.isin(["<", "<="]))
+    fall = (change <= down) & fall_sure.fillna(False)
+    rise = (change >= up) & rise_sure.fillna(False)
+    below = state["below"].astype(bool)
+    grade_up = state["grade"] > state["previous_grade"]
+    trend_fall = state["trend"] <= down
+    # A significant rise at the latest result means the nadir has passed: it overrides a falling trend.
+    worsening = below & (grade_up | fall | (trend_fall & ~rise))
+    persistent = below & (state["run_results"] >= rules.persistent_min_results)
+    persistent &= state["run_days"] >= rules.persistent_min_days
+    chronic = below & (state["run_days"] >= rules.chronic_min_days)
+    recovering = below & rise
+
+    name = analyte.str.upper()
+    value = _number(state["value"], current)
+    lln = _number(state["lln"])
+    before = _number(state["previous_value"], previous)
+    run_first = _number(state["run_first"], state["run_first_comparator"])
+    value_grade = _number(state["grade"], digits=0)
+    grade = _concat(" (CTCAE grade ", value_grade, ")")
+    is_below = name + " " + value + " below " + lln
+    # A certain change involving a censored value is a bound: the change is at least that large.
+    at_least = pd.Series("", index=state.index, dtype="string").where(
+        current.isna() & previous.isna(), "at least "
+    )
+    fell = _concat("fell ", at_least, _number(-100 * change, digits=1), "% from ", before, " to ", value)
+    rcv_down = _number(100 * down, digits=1) + "%"
+    grade_change = _concat("grade ", _number(state["previous_grade"], digits=0), " -> ", value_grade)
+    trend = _number(100 * state["trend"], digits=1)
+    window = f"{rules.slope_window_days}-day trend "
+    trend_text = _concat(window, trend, "% (Theil-Sen over ", _number(state["trend_results"], digits=0))
+    reasons = pd.concat(
+        [
+            grade_change.where(grade_up),
+            _concat(fell, " (reference change value ", rcv_down, ")").where(fall),
+            (trend_text + " results)").where(trend_fall & ~rise),
+        ],
+        axis=1,
+    )
+    n_results, n_days = _number(state["run_results"], digits=0), _number(state["run_days"], digits=0)
+    since = state["run_start"].dt.strftime("%Y-%m-%d").astype("string")
+    text = pd.DataFrame(index=state.index)
+    text["below"] = (is_below + grade.where(state["grade"] >= 1, "")).where(below)
+    text["new_onset"] = (
+        _concat(is_below, ", previous result ", before, " was not")
+        .fillna(_concat(is_below, " on the first ", name, " result"))
+        .where(below & ~state["previous_below"])
+    )
+    below_lln = _concat(name, " below ", lln)
+    over = _concat(" consecutive results over ", n_days, " days (", run_first, " -> ", value, ")")
+    text["persistent"] = _concat(below_lln, " on ", n_results, over).where(persistent)
+    chronic_note = f" (chronic: {rules.chronic_min_days} days or more)"
+    text["chronic"] = _concat(below_lln, " for ", n_days, " days since ", since, chronic_note).where(chronic)
+    text["worsening"] = (name + " worsening: " + _joined(reasons)).where(worsening)
+    text["significant_drop"] = (
+        name + " " + fell + ", beyond the reference change value of " + rcv_down
+    ).where(fall)
+    rose = _concat(" rose ", at_least, _number(100 * change, digits=1), "% from ", before, " to ", value)
+    rcv_up = _concat(", beyond the reference change value of +", _number(100 * up, digits=1), "%")
+    text["recovering"] = _concat(name, rose, rcv_up, ", still below ", lln).where(recovering)
+    # ANC and ALC have no bare run/trend flags: their neutropenia/lymphopenia sentence tells them.
+    lineage_detail = _joined(text[["persistent", "chronic", "worsening", "recovering"]], sep="; ")
+    text["below"] = text["below"] + ("; " + lineage_detail).fillna("").where(analyte.ne("wbc"), "")
+    return text
+
+
+def _concat(*parts: pd.Series | str) -> Any:
+    """Element-wise concatenation of string Series and literals; NA where any part is NA."""
+    return functools.reduce(operator.add, parts)
+
+
+def _number(values: pd.Series, comparator: pd.Series | None = None, *, digits: int = 3) -> pd.Series:
+    """Numbers as text ("4.0", "0.05", "<0.1"); ``digits=0`` gives integers, NA stays NA."""
+    rounded = values.astype("float64").round(digits)
+    text = (rounded.astype("Int64") if digits == 0 else rounded).astype("string")
+    return text if comparator is None else comparator.fillna("") + text
+
+
+def _joined(parts: pd.DataFrame, *, sep: str = ", ") -> pd.Series:
+    """Row-wise join of the non-NA strings in ``parts``; NA when all are NA."""
+    joined = sum(((sep + parts[c]).fillna("") for c in parts), start=pd.Series("", index=parts.index))
+    return joined.str[len(sep) :].replace("", pd.NA).astype("string")
+
+
+def _wbc(frame: pd.DataFrame) -> pd.DataFrame:
+    """The WBC rows of a (patient_key, analyte)-indexed frame, indexed by patient_key."""
+    return frame[frame.index.get_level_values("analyte") == "wbc"].droplevel("analyte")
+
+
+def _tuples(values: pd.Series, patients: pd.Index) -> pd.Series:
+    """Per patient, a tuple of ``values`` in order; empty for patients without any."""
+    grouped = values.groupby(level=0, sort=False).agg(tuple)
+    out = pd.Series([()] * len(patients), index=patients, dtype=object)
+    out.loc[grouped.index] = grouped
+    return out
