@@ -43,6 +43,11 @@ facts[4].metric(
     "Days since last CBC", "-" if pd.isna(patient["days_since_cbc"]) else int(patient["days_since_cbc"])
 )
 
+if patient["flags"]:
+    with st.container(border=True):
+        st.markdown("**Flags** (decision support: each says why it is raised)")
+        for flag, sentence in zip(patient["flags"], patient["explanations"], strict=False):
+            st.markdown(f"- **{flag.replace('_', ' ')}**: {sentence}")
 results = data.results(chosen)
 events = data.events(chosen)
 analyte = (

@@ -67,6 +67,7 @@ table = pd.DataFrame(
         "ANC (10^9/L)": _reported(shown["latest_anc"], shown["latest_anc_comparator"]),
         "WBC grade": shown["latest_wbc_grade"].astype("Int64"),
         "ANC grade": shown["latest_anc_grade"].astype("Int64"),
+        "Flags": shown["flags"].map(" · ".join),
         "Below the lower limit": _below_range(shown),
         "Last CBC": _local_date(shown["last_collected_at"]),
         "Days since CBC": shown["days_since_cbc"],

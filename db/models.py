@@ -298,6 +298,9 @@ class PatientStatus(Base):
     latest_anc_grade: Mapped[int | None] = mapped_column(Integer)
     last_collected_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     n_panels: Mapped[int] = mapped_column(Integer, default=0)
+    # monitor.flags vocabulary, comma-separated in priority order, and one sentence per flag (JSON list).
+    flags: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    explanations: Mapped[str] = mapped_column(Text, default="[]", server_default="[]")
     computed_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 

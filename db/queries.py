@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime
 
 import pandas as pd
@@ -75,12 +76,17 @@ def patient_list(session: Session, *, today: date | None = None) -> pd.DataFrame
             PatientStatus.latest_anc_grade,
             PatientStatus.last_collected_at,
             func.coalesce(PatientStatus.n_panels, 0).label("n_panels"),
+            PatientStatus.flags,
+            PatientStatus.explanations,
         )
         .outerjoin(PatientStatus, PatientStatus.patient_id == Patient.id)
         .order_by(PatientStatus.last_collected_at.desc().nulls_last(), Patient.mrn)
     )
     frame = read_frame(session, statement, utc=["latest_wbc_at", "latest_anc_at", "last_collected_at"])
     frame = frame.join(_teams_by_patient(session), on="patient_key")
+    # One list per patient (a patient list, not results: a map over a few thousand rows at most).
+    frame["flags"] = frame["flags"].fillna("").map(lambda text: [flag for flag in text.split(",") if flag])
+    frame["explanations"] = frame["explanations"].fillna("[]").map(json.loads)
     frame["teams"] = frame["teams"].fillna("")
     frame["age"] = age_in_years(frame["birth_date"], today)
     last_day = frame["last_collected_at"].dt.tz_convert(None).dt.normalize()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -12,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from db.frames import bulk_insert, chunks, read_frame_in
 from db.models import Panel, Patient, PatientStatus, ReferenceOverride, Result
+from monitor.flags import LINEAGES, patient_flags
 from monitor.grading import ctcae_grade, resolve_lower_limit
 from monitor.status import EXCLUDED_STATUSES, latest_values
 
@@ -86,8 +88,12 @@ def refresh_patient_status(session: Session, patient_keys: Sequence[int], *, now
         return select(*columns).where(inner.c.recency == 1)
 
     values = read_frame_in(session, latest_rows, list(patient_keys))
+    context = _patient_context(session, list(patient_keys))
     summary = counts.set_index("patient_key").join(latest_values(values))
-    summary = summary.join(_graded(session, values, list(patient_keys))).reindex(list(patient_keys))
+    summary = summary.join(_graded(values, context)).join(_flagged(session, list(patient_keys), context, now))
+    summary = summary.reindex(list(patient_keys))
+    summary["flags"] = summary["flags"].fillna("")
+    summary["explanations"] = summary["explanations"].fillna("[]")
     summary["n_panels"] = summary["n_panels"].fillna(0).astype("int64")
     rows = summary.rename_axis("patient_id").reset_index().assign(computed_at=now)
     rows = rows[[column.name for column in PatientStatus.__table__.columns]]
@@ -96,15 +102,8 @@ def refresh_patient_status(session: Session, patient_keys: Sequence[int], *, now
     bulk_insert(session, PatientStatus.__table__, rows)
 
 
-def _graded(session: Session, latest: pd.DataFrame, patient_keys: list[int]) -> pd.DataFrame:
-    """Per patient, the lower limit that applies to the latest WBC and ANC, its source, and the grade.
-
-    The limit is resolved in order: an active patient-specific override (e.g. a Duffy-null ANC range),
-    the range reported with the result, a population default for the patient's age and sex.
-    """
-    columns = [f"latest_{a}_{field}" for a in ("wbc", "anc") for field in ("lln", "range_source", "grade")]
-    if latest.empty:
-        return pd.DataFrame(columns=columns, index=pd.Index([], name="patient_key"))
+def _patient_context(session: Session, patient_keys: list[int]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Active patient-specific ranges (latest per analyte) and birth dates with sex, for these patients."""
     overrides = read_frame_in(
         session,
         lambda part: select(
@@ -124,8 +123,67 @@ def _graded(session: Session, latest: pd.DataFrame, patient_keys: list[int]) -> 
         ),
         patient_keys,
     )
-    resolved = resolve_lower_limit(latest, overrides=overrides, lab_ranges=None, birth_dates=people)
-    graded = latest.assign(lln=resolved["lln"], range_source=resolved["range_source"])
+    return overrides, people
+
+
+def _with_limits(results: pd.DataFrame, context: tuple[pd.DataFrame, pd.DataFrame]) -> pd.DataFrame:
+    overrides, people = context
+    resolved = resolve_lower_limit(results, overrides=overrides, lab_ranges=None, birth_dates=people)
+    return results.assign(lln=resolved["lln"], range_source=resolved["range_source"])
+
+
+def _flagged(
+    session: Session, patient_keys: list[int], context: tuple[pd.DataFrame, pd.DataFrame], now: datetime
+) -> pd.DataFrame:
+    """Flags and their explanations from each patient's WBC, ANC and ALC history (monitor.flags)."""
+    history = read_frame_in(
+        session,
+        lambda part: (
+            select(
+                Panel.patient_id.label("patient_key"),
+                Panel.collected_at,
+                Result.analyte,
+                Result.value,
+                Result.comparator,
+                Result.ref_low,
+                Result.ref_high,
+                Result.status,
+            )
+            .join(Result, Result.panel_id == Panel.id)
+            .where(
+                Panel.patient_id.in_(part),
+                Result.is_current.is_(True),
+                Result.analyte.in_(tuple(LINEAGES)),
+                Result.status.not_in(EXCLUDED_STATUSES),
+                Result.value.is_not(None),
+            )
+        ),
+        patient_keys,
+    )
+    if history.empty:
+        return pd.DataFrame(columns=["flags", "explanations"], index=pd.Index([], name="patient_key"))
+    flagged = patient_flags(_with_limits(history, context), as_of=pd.Timestamp(now))
+    return pd.DataFrame(
+        {
+            "flags": flagged["flags"].map(",".join).to_numpy(),
+            "explanations": flagged["explanations"]
+            .map(lambda sentences: json.dumps(list(sentences)))
+            .to_numpy(),
+        },
+        index=pd.Index(flagged["patient_key"], name="patient_key"),
+    )
+
+
+def _graded(latest: pd.DataFrame, context: tuple[pd.DataFrame, pd.DataFrame]) -> pd.DataFrame:
+    """Per patient, the lower limit that applies to the latest WBC and ANC, its source, and the grade.
+
+    The limit is resolved in order: an active patient-specific override (e.g. a Duffy-null ANC range),
+    the range reported with the result, a population default for the patient's age and sex.
+    """
+    columns = [f"latest_{a}_{field}" for a in ("wbc", "anc") for field in ("lln", "range_source", "grade")]
+    if latest.empty:
+        return pd.DataFrame(columns=columns, index=pd.Index([], name="patient_key"))
+    graded = _with_limits(latest, context)
     graded["grade"] = ctcae_grade(graded[["analyte", "value", "lln", "comparator"]])
     wide = graded.pivot_table(
         index="patient_key", columns="analyte", values=["lln", "range_source", "grade"], aggfunc="first"

@@ -299,6 +299,8 @@ PATIENT_COLUMNS = [
     "last_collected_at",
     "days_since_cbc",
     "n_panels",
+    "flags",
+    "explanations",
     "is_synthetic",
 ]
 

@@ -223,3 +223,18 @@ def test_a_patient_specific_range_is_the_one_the_status_grades_against(store, tm
         "patient override",
         2,
     )
+
+
+def test_the_patient_status_carries_flags_that_explain_themselves(store, tmp_path: Path) -> None:
+    header = "patient_id,collected_at,analyte,value,unit,ref_low,ref_high,lab,accession,status\n"
+    series = [("2026-03-01", 5.1), ("2026-03-08", 3.8), ("2026-03-15", 3.1), ("2026-03-29", 1.8)]
+    text = header + "".join(
+        f"MRN9009,{day}T08:00:00Z,wbc,{value},10^9/L,4.0,11.0,NORTH,N-{n},final\n"
+        for n, (day, value) in enumerate(series)
+    )
+    import_path(store, _write(tmp_path, "wbc.csv", text), imported_by="test")
+    with store() as session:
+        listed = patient_list(session).set_index("patient_id").loc["MRN9009"]
+    assert {"leukopenia", "persistent", "worsening"} <= set(listed["flags"])
+    explained = dict(zip(listed["flags"], listed["explanations"], strict=True))
+    assert explained["persistent"] == "WBC below 4.0 on 3 consecutive results over 21 days (3.8 -> 1.8)"
