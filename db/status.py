@@ -17,13 +17,21 @@ from monitor.flags import LINEAGES, patient_flags
 from monitor.grading import ctcae_grade, resolve_lower_limit
 from monitor.status import EXCLUDED_STATUSES, latest_values
 
+# Patients recomputed at a time: bounds the memory the flags' history needs, however large the import.
+PATIENTS_PER_PASS = 500
+
 
 def refresh_patient_status(session: Session, patient_keys: Sequence[int], *, now: datetime) -> None:
     """Recompute and replace the status rows of ``patient_keys`` (every patient keeps a row).
 
-    Reads only what the status needs: the WBC and ANC rows, and per-patient panel counts computed by
-    the database.
+    Reads only what the status needs: the latest WBC and ANC chosen by the database, per-patient panel
+    counts computed by the database, and the WBC/ANC/ALC history the flags are drawn from.
     """
+    for part in chunks(list(patient_keys), PATIENTS_PER_PASS):
+        _refresh(session, list(part), now=now)
+
+
+def _refresh(session: Session, patient_keys: list[int], *, now: datetime) -> None:
     if not patient_keys:
         return
     usable = (
