@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Select, delete, distinct, func, select
+from sqlalchemy import delete, distinct, func, select
 from sqlalchemy.orm import Session
 
 from db.frames import bulk_insert, chunks, read_frame_in
@@ -53,52 +53,14 @@ def _refresh(session: Session, patient_keys: list[int], *, now: datetime) -> Non
         ),
         list(patient_keys),
     )
-    # The latest WBC and ANC per patient, chosen by the database (a window function), so that only
-    # two rows per patient travel back, however long the history.
-    ranked = (
-        select(
-            Panel.patient_id.label("patient_key"),
-            Panel.id.label("panel_id"),
-            Panel.collected_at,
-            Result.analyte,
-            Result.value,
-            Result.comparator,
-            Result.ref_low,
-            Result.ref_high,
-            Result.status,
-            func.row_number()
-            .over(
-                partition_by=(Panel.patient_id, Result.analyte),
-                order_by=(Panel.collected_at.desc(), Panel.id.desc()),
-            )
-            .label("recency"),
-        )
-        .join(Result, Result.panel_id == Panel.id)
-        .where(Result.analyte.in_(("wbc", "anc")), *usable)
-    )
-
-    def latest_rows(part: Sequence[int]) -> Select[Any]:
-        inner = ranked.where(Panel.patient_id.in_(part)).subquery()
-        columns = [
-            inner.c[name]
-            for name in (
-                "patient_key",
-                "panel_id",
-                "collected_at",
-                "analyte",
-                "value",
-                "comparator",
-                "ref_low",
-                "ref_high",
-                "status",
-            )
-        ]
-        return select(*columns).where(inner.c.recency == 1)
-
-    values = read_frame_in(session, latest_rows, list(patient_keys))
+    # One read of the WBC, ANC and ALC history serves the latest values, their grades and the flags.
+    history = _history(session, list(patient_keys), usable)
     context = _patient_context(session, list(patient_keys))
-    summary = counts.set_index("patient_key").join(latest_values(values))
-    summary = summary.join(_graded(values, context)).join(_flagged(session, list(patient_keys), context, now))
+    latest = history[history["analyte"].isin(["wbc", "anc"])]
+    latest = latest.sort_values(["patient_key", "analyte", "collected_at", "panel_id"], kind="stable")
+    latest = latest.groupby(["patient_key", "analyte"]).tail(1)
+    summary = counts.set_index("patient_key").join(latest_values(latest))
+    summary = summary.join(_graded(latest, context)).join(_flagged(history, context, now))
     summary = summary.reindex(list(patient_keys))
     summary["flags"] = summary["flags"].fillna("")
     summary["explanations"] = summary["explanations"].fillna("[]")
@@ -140,15 +102,14 @@ def _with_limits(results: pd.DataFrame, context: tuple[pd.DataFrame, pd.DataFram
     return results.assign(lln=resolved["lln"], range_source=resolved["range_source"])
 
 
-def _flagged(
-    session: Session, patient_keys: list[int], context: tuple[pd.DataFrame, pd.DataFrame], now: datetime
-) -> pd.DataFrame:
-    """Flags and their explanations from each patient's WBC, ANC and ALC history (monitor.flags)."""
-    history = read_frame_in(
+def _history(session: Session, patient_keys: list[int], usable: tuple[Any, ...]) -> pd.DataFrame:
+    """The usable current WBC, ANC and ALC results of these patients, with their panel and time."""
+    return read_frame_in(
         session,
         lambda part: (
             select(
                 Panel.patient_id.label("patient_key"),
+                Panel.id.label("panel_id"),
                 Panel.collected_at,
                 Result.analyte,
                 Result.value,
@@ -158,16 +119,16 @@ def _flagged(
                 Result.status,
             )
             .join(Result, Result.panel_id == Panel.id)
-            .where(
-                Panel.patient_id.in_(part),
-                Result.is_current.is_(True),
-                Result.analyte.in_(tuple(LINEAGES)),
-                Result.status.not_in(EXCLUDED_STATUSES),
-                Result.value.is_not(None),
-            )
+            .where(Panel.patient_id.in_(part), Result.analyte.in_(tuple(LINEAGES)), *usable)
         ),
         patient_keys,
     )
+
+
+def _flagged(
+    history: pd.DataFrame, context: tuple[pd.DataFrame, pd.DataFrame], now: datetime
+) -> pd.DataFrame:
+    """Flags and their explanations from each patient's WBC, ANC and ALC history (monitor.flags)."""
     if history.empty:
         return pd.DataFrame(columns=["flags", "explanations"], index=pd.Index([], name="patient_key"))
     flagged = patient_flags(_with_limits(history, context), as_of=pd.Timestamp(now))
