@@ -6,7 +6,8 @@ import pandas as pd
 import streamlit as st
 
 from db.config import display_timezone
-from db.importer import FORMATS, import_content
+from db.importer import import_content
+from monitor.parsed import FORMATS
 from ui import data
 
 st.title("Import results")

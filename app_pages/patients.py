@@ -27,7 +27,7 @@ search = filters[1].text_input("Search identifier or name", key="patients_search
 
 shown = patients
 if team != "All teams":
-    shown = shown[shown["teams"].str.split(", ").apply(lambda listed: team in listed)]
+    shown = shown[("|" + shown["teams"].str.replace(", ", "|") + "|").str.contains(f"|{team}|", regex=False)]
 if search:
     needle = search.strip().lower()
     shown = shown[

@@ -29,13 +29,11 @@ from monitor.derive import derive_absolute_counts
 from monitor.events import looks_like_events_csv, parse_events
 from monitor.fhir import looks_like_fhir, parse_fhir
 from monitor.hl7v2 import looks_like_hl7, parse_hl7
-from monitor.parsed import REJECT_COLUMNS, Parsed
+from monitor.parsed import RAW_TEXT_LIMIT, REJECT_COLUMNS, Parsed
 from monitor.records import normalise_results
 
-FORMATS = ("hl7", "fhir", "csv", "wide", "events")
 # Results normalised and written at a time: bounds memory for any file size (benchmarks/import_csv.py).
 CHUNK_RESULTS = 200_000
-RAW_TEXT_LIMIT = 2_000
 DEFAULT_FEED_TIMEZONE = "UTC"
 
 

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from db.frames import bulk_insert, read_frame_in, to_records
 from db.models import ImportBatch, Lab, OtherObservation, Panel, Patient, RejectedRecord, Result
 from db.status import refresh_patient_status
+from monitor.parsed import OTHER_FIELDS
 from monitor.records import RESULT_CONTENT, STATUS_RANK
 
 PANEL_KEY = ["patient_key", "collected_at", "lab_id", "accession"]
@@ -310,17 +311,7 @@ def write_results(
     return counts
 
 
-OTHER_CONTENT = [
-    "code",
-    "code_system",
-    "name",
-    "value_type",
-    "value",
-    "unit",
-    "ref_raw",
-    "abnormal_flag",
-    "status",
-]
+OTHER_CONTENT = list(OTHER_FIELDS)
 
 
 def write_others(session: Session, others: pd.DataFrame, *, batch_id: int | None, now: datetime) -> int:

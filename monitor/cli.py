@@ -18,6 +18,8 @@ from typing import Any, TypeVar
 import click
 import pandas as pd
 
+from monitor.parsed import FORMATS
+
 F = TypeVar("F", bound=Callable[..., Any])
 _debug = {"on": False}
 
@@ -165,7 +167,7 @@ def _column_map(_ctx: click.Context, _param: click.Parameter, values: tuple[str,
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["auto", "hl7", "fhir", "csv", "wide", "events"]),
+    type=click.Choice(["auto", *FORMATS]),
     default="auto",
     show_default=True,
     help="The files' format; auto detects it from the content.",

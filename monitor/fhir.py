@@ -21,10 +21,17 @@ import pandas as pd
 
 from monitor.analytes import LOINC
 from monitor.csv_long import UnusableFile
-from monitor.parsed import OTHER_COLUMNS, PATIENT_COLUMNS, RAW_COLUMNS, REJECT_COLUMNS, Parsed, empty
+from monitor.parsed import (
+    OTHER_COLUMNS,
+    PATIENT_COLUMNS,
+    RAW_COLUMNS,
+    RAW_TEXT_LIMIT,
+    REJECT_COLUMNS,
+    Parsed,
+    empty,
+)
 from monitor.timestamps import localise_iso
 
-RAW_TEXT_LIMIT = 2_000
 LOINC_SYSTEM = "http://loinc.org"
 UCUM_SYSTEM = "http://unitsofmeasure.org"
 SEX = {"female": "F", "male": "M", "other": "O", "unknown": "U"}

@@ -18,12 +18,11 @@ import hl7
 import pandas as pd
 
 from monitor.analytes import LOCAL_ALIASES, LOINC
-from monitor.parsed import OTHER_COLUMNS, PATIENT_COLUMNS, RAW_COLUMNS, REJECT_COLUMNS, Parsed
+from monitor.parsed import OTHER_COLUMNS, PATIENT_COLUMNS, RAW_COLUMNS, RAW_TEXT_LIMIT, REJECT_COLUMNS, Parsed
 from monitor.ranges import split_range
 from monitor.timestamps import hl7_to_iso
 
 MLLP_CHARACTERS = ("\x0b", "\x1c")
-RAW_TEXT_LIMIT = 2_000
 # Statuses that mean "no result yet" (HL7 table 0085: I pending, O order only, N not asked).
 NOT_YET = ("I", "O", "N")
 LOINC_SYSTEMS = ("LN", "LOINC")

@@ -36,13 +36,9 @@ RAW_COLUMNS = (
 REJECT_COLUMNS = ("location", "raw_text", "reason")
 # Patients as the source describes them (demographics only fill in new patients).
 PATIENT_COLUMNS = ("patient_id", "assigning_authority", "name", "birth_date", "sex")
-# Observations outside the CBC: kept as received, never analysed.
-OTHER_COLUMNS = (
-    "patient_id",
-    "assigning_authority",
-    "collected_at",
-    "lab",
-    "accession",
+# Observations outside the CBC: kept as received, never analysed. These fields are what is stored of
+# one (and what makes two of them the same); the specimen columns place it in a panel.
+OTHER_FIELDS = (
     "code",
     "code_system",
     "name",
@@ -52,8 +48,20 @@ OTHER_COLUMNS = (
     "ref_raw",
     "abnormal_flag",
     "status",
+)
+OTHER_COLUMNS = (
+    "patient_id",
+    "assigning_authority",
+    "collected_at",
+    "lab",
+    "accession",
+    *OTHER_FIELDS,
     "location",
 )
+# How much of a refused record or unreadable file is kept for review.
+RAW_TEXT_LIMIT = 2_000
+# The formats the importer reads (detected from content unless named).
+FORMATS = ("hl7", "fhir", "csv", "wide", "events")
 
 
 def empty(columns: tuple[str, ...]) -> pd.DataFrame:

@@ -335,7 +335,6 @@ NATURAL_KEY = ("assigning_authority", "patient_id", "collected_at", "lab", "acce
 # What makes two versions of a result the same: the converted value, range and status (so "2.4" and
 # "2.40", or 2400 /uL and 2.4 x10^9/L, are one result, not a change).
 RESULT_CONTENT = ("value", "comparator", "unit", "ref_low", "ref_high", "status")
-CONTENT = RESULT_CONTENT
 
 
 # How far a record has progressed: a later record in the same file may move a result forward, never back.
@@ -361,7 +360,7 @@ def _reject_conflicts(results: pd.DataFrame, rejected: pd.DataFrame) -> Normalis
         later = results[occurrence == round_]
         before = last.reindex(pd.MultiIndex.from_frame(later[key]))
         same = np.ones(len(later), dtype=bool)
-        for column in CONTENT:
+        for column in RESULT_CONTENT:
             mine, theirs = later[column].to_numpy(), before[column].to_numpy()
             same &= (mine == theirs) | (pd.isna(mine) & pd.isna(theirs))
         rank_now = later["status"].map(STATUS_RANK).to_numpy()

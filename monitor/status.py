@@ -6,49 +6,6 @@ import pandas as pd
 
 # Results that no longer count: kept in history, never summarised (reference §10 item 4).
 EXCLUDED_STATUSES = ("cancelled", "entered-in-error")
-STATUS_COLUMNS = (
-    "patient_key",
-    "latest_wbc",
-    "latest_wbc_comparator",
-    "latest_wbc_low",
-    "latest_wbc_at",
-    "latest_anc",
-    "latest_anc_comparator",
-    "latest_anc_low",
-    "latest_anc_at",
-    "last_collected_at",
-    "n_panels",
-)
-
-
-def latest_status(results: pd.DataFrame) -> pd.DataFrame:
-    """The latest WBC and ANC (with the lower limit reported beside them) and the last CBC per patient.
-
-    Parameters
-    ----------
-    results : pd.DataFrame
-        Current results: ``patient_key``, ``panel_id``, ``collected_at``, ``analyte``, ``value``,
-        ``ref_low``, ``status``.
-
-    Returns
-    -------
-    pd.DataFrame
-        One row per patient with a usable result, columns ``STATUS_COLUMNS``.
-
-    Examples
-    --------
-    >>> ts = pd.to_datetime(["2026-01-01", "2026-02-01", "2026-02-01"], utc=True)
-    >>> results = pd.DataFrame({"patient_key": [1, 1, 1], "panel_id": [10, 11, 11],
-    ...     "collected_at": ts, "analyte": ["wbc", "wbc", "anc"], "value": [5.0, 3.1, 1.2],
-    ...     "ref_low": [4.0, 4.0, 1.8], "status": ["final"] * 3})
-    >>> latest_status(results)[["latest_wbc", "latest_anc", "n_panels"]].to_dict("records")
-    [{'latest_wbc': 3.1, 'latest_anc': 1.2, 'n_panels': 2}]
-    """
-    usable = usable_results(results)
-    summary = usable.groupby("patient_key").agg(
-        last_collected_at=("collected_at", "max"), n_panels=("panel_id", "nunique")
-    )
-    return summary.join(latest_values(usable)).reset_index().reindex(columns=list(STATUS_COLUMNS))
 
 
 def usable_results(results: pd.DataFrame) -> pd.DataFrame:
@@ -57,7 +14,15 @@ def usable_results(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def latest_values(results: pd.DataFrame) -> pd.DataFrame:
-    """Per patient, the latest usable WBC and ANC with the lower limit reported beside each."""
+    """Per patient, the latest usable WBC and ANC with the lower limit reported beside each.
+
+    >>> ts = pd.to_datetime(["2026-01-01", "2026-02-01", "2026-02-01"], utc=True)
+    >>> results = pd.DataFrame({"patient_key": [1, 1, 1], "panel_id": [10, 11, 11],
+    ...     "collected_at": ts, "analyte": ["wbc", "wbc", "anc"], "value": [5.0, 3.1, 1.2],
+    ...     "ref_low": [4.0, 4.0, 1.8], "status": ["final"] * 3})
+    >>> latest_values(results)[["latest_wbc", "latest_wbc_low", "latest_anc"]].to_dict("records")
+    [{'latest_wbc': 3.1, 'latest_wbc_low': 4.0, 'latest_anc': 1.2}]
+    """
     usable = usable_results(results).sort_values(["patient_key", "collected_at", "panel_id"], kind="stable")
     latest = pd.DataFrame(index=pd.Index(usable["patient_key"].unique(), name="patient_key"))
     for analyte in ("wbc", "anc"):

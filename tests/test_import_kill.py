@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from benchmarks.import_csv import generate
-from db.models import Base, ImportBatch, Panel, Patient, Result
+from db.models import ImportBatch, Panel, Patient, Result
 from monitor.csv_long import UnusableFile, parse_canonical_csv
 from monitor.parsed import RAW_COLUMNS
 from monitor.records import normalise_results
@@ -39,7 +39,6 @@ def test_killing_an_import_midway_leaves_the_store_as_it_was(db_url: str, store,
     with store() as session:
         for table in (Patient, Panel, Result, ImportBatch):
             assert session.scalar(select(func.count()).select_from(table)) == 0, table.__tablename__
-        assert {t.name for t in Base.metadata.sorted_tables} >= {"result", "panel"}
     # and the same file then imports whole
     again = subprocess.run(
         [sys.executable, "-m", "monitor", "import", str(big)],
