@@ -22,6 +22,7 @@ from db.models import (
     Result,
     Team,
 )
+from db.status import patient_context, with_limits
 
 
 class PatientNotFound(LookupError):
@@ -146,7 +147,9 @@ def patient_results(
         statement = statement.where(Result.is_current.is_(True))
     if analytes:
         statement = statement.where(Result.analyte.in_(analytes))
-    return read_frame(session, statement, utc=["collected_at", "superseded_at"])
+    results = read_frame(session, statement, utc=["collected_at", "superseded_at"])
+    # The limit each result is judged against: the same resolution the patient status uses.
+    return with_limits(results.assign(patient_key=patient_key), patient_context(session, [patient_key]))
 
 
 def patient_events(session: Session, patient_key: int) -> pd.DataFrame:

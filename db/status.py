@@ -55,7 +55,7 @@ def _refresh(session: Session, patient_keys: list[int], *, now: datetime) -> Non
     )
     # One read of the WBC, ANC and ALC history serves the latest values, their grades and the flags.
     history = _history(session, list(patient_keys), usable)
-    context = _patient_context(session, list(patient_keys))
+    context = patient_context(session, list(patient_keys))
     latest = history[history["analyte"].isin(["wbc", "anc"])]
     latest = latest.sort_values(["patient_key", "analyte", "collected_at", "panel_id"], kind="stable")
     latest = latest.groupby(["patient_key", "analyte"]).tail(1)
@@ -72,7 +72,7 @@ def _refresh(session: Session, patient_keys: list[int], *, now: datetime) -> Non
     bulk_insert(session, PatientStatus.__table__, rows)
 
 
-def _patient_context(session: Session, patient_keys: list[int]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def patient_context(session: Session, patient_keys: list[int]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Active patient-specific ranges (latest per analyte) and birth dates with sex, for these patients."""
     overrides = read_frame_in(
         session,
@@ -96,7 +96,8 @@ def _patient_context(session: Session, patient_keys: list[int]) -> tuple[pd.Data
     return overrides, people
 
 
-def _with_limits(results: pd.DataFrame, context: tuple[pd.DataFrame, pd.DataFrame]) -> pd.DataFrame:
+def with_limits(results: pd.DataFrame, context: tuple[pd.DataFrame, pd.DataFrame]) -> pd.DataFrame:
+    """``results`` with ``lln`` and ``range_source``: the lower limit that applies to each, and whose."""
     overrides, people = context
     resolved = resolve_lower_limit(results, overrides=overrides, lab_ranges=None, birth_dates=people)
     return results.assign(lln=resolved["lln"], range_source=resolved["range_source"])
@@ -131,7 +132,7 @@ def _flagged(
     """Flags and their explanations from each patient's WBC, ANC and ALC history (monitor.flags)."""
     if history.empty:
         return pd.DataFrame(columns=["flags", "explanations"], index=pd.Index([], name="patient_key"))
-    flagged = patient_flags(_with_limits(history, context), as_of=pd.Timestamp(now))
+    flagged = patient_flags(with_limits(history, context), as_of=pd.Timestamp(now))
     return pd.DataFrame(
         {
             "flags": flagged["flags"].map(",".join).to_numpy(),
@@ -152,7 +153,7 @@ def _graded(latest: pd.DataFrame, context: tuple[pd.DataFrame, pd.DataFrame]) ->
     columns = [f"latest_{a}_{field}" for a in ("wbc", "anc") for field in ("lln", "range_source", "grade")]
     if latest.empty:
         return pd.DataFrame(columns=columns, index=pd.Index([], name="patient_key"))
-    graded = _with_limits(latest, context)
+    graded = with_limits(latest, context)
     graded["grade"] = ctcae_grade(graded[["analyte", "value", "lln", "comparator"]])
     wide = graded.pivot_table(
         index="patient_key", columns="analyte", values=["lln", "range_source", "grade"], aggfunc="first"

@@ -61,3 +61,22 @@ def test_events_are_labelled_markers_one_trace_per_kind() -> None:
     names = [trace.name for trace in figure.data[3:]]
     assert names == ["Chemotherapy", "G-CSF"]
     assert list(figure.data[3].text) == ["Docetaxel, cycle 1", "Docetaxel, cycle 2"]
+
+
+def test_low_markers_follow_the_limit_that_applies_not_only_the_reported_one() -> None:
+    # A Duffy-null range (reference 2.2): ANC 1.3 is below the reported 1.8 but not below 1.21.
+    results = pd.DataFrame(
+        {
+            "collected_at": pd.to_datetime(["2026-01-01T08:00Z", "2026-01-08T08:00Z"]),
+            "analyte": ["anc", "anc"],
+            "value": [1.3, 1.1],
+            "ref_low": [1.8, 1.8],
+            "ref_high": [7.7, 7.7],
+            "lln": [1.21, 1.21],
+            "status": ["final", "final"],
+            "lab": ["A", "A"],
+            "accession": ["1", "2"],
+        }
+    )
+    values = count_figure(results, "anc").data[2]
+    assert list(values.marker.symbol) == ["circle", "triangle-down"]

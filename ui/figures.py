@@ -73,7 +73,9 @@ def count_figure(
             name="Reference range (as reported by the lab)",
         )
     )
-    low = (series["value"] < series["ref_low"]).to_numpy()
+    # Below the limit that applies (a patient-specific range first), as the list judges it.
+    limit = series["lln"] if "lln" in series else series["ref_low"]
+    low = (series["value"] < limit).to_numpy()
     hover = (
         "%{x|%d %b %Y %H:%M}<br><b>%{customdata[5]}%{y} "
         + meta.unit
