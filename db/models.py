@@ -59,6 +59,29 @@ class Lab(Base):
     is_synthetic: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
+class LabRange(Base):
+    """A reference range a laboratory publishes for an analyte, set by an administrator.
+
+    Used when a result arrives without its own range (reference §2: each lab has its own range); an age
+    band in completed months (``min_months`` inclusive, ``max_months`` exclusive) and a sex narrow it.
+    """
+
+    __tablename__ = "lab_range"
+    __table_args__ = (Index("ix_lab_range_lab_analyte", "lab_id", "analyte"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    lab_id: Mapped[int] = mapped_column(ForeignKey("lab.id"))
+    analyte: Mapped[str] = mapped_column(String(32))
+    low: Mapped[float] = mapped_column(Float)
+    high: Mapped[float | None] = mapped_column(Float)
+    sex: Mapped[str | None] = mapped_column(String(1))
+    min_months: Mapped[float | None] = mapped_column(Float)
+    max_months: Mapped[float | None] = mapped_column(Float)
+    source: Mapped[str] = mapped_column(String(200))
+    updated_by: Mapped[str] = mapped_column(String(100))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class Patient(Base):
     """A patient, identified by a medical record number within its assigning authority."""
 
@@ -296,6 +319,16 @@ class PatientStatus(Base):
     latest_anc_lln: Mapped[float | None] = mapped_column(Float)
     latest_anc_range_source: Mapped[str | None] = mapped_column(String(20))
     latest_anc_grade: Mapped[int | None] = mapped_column(Integer)
+    latest_alc: Mapped[float | None] = mapped_column(Float)
+    latest_alc_comparator: Mapped[str | None] = mapped_column(String(2))
+    latest_alc_low: Mapped[float | None] = mapped_column(Float)
+    latest_alc_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    latest_alc_lln: Mapped[float | None] = mapped_column(Float)
+    latest_alc_range_source: Mapped[str | None] = mapped_column(String(20))
+    latest_alc_grade: Mapped[int | None] = mapped_column(Integer)
+    # monitor.patterns: which lineages the latest panel with a WBC shows low together, and the counts.
+    pattern: Mapped[str | None] = mapped_column(String(40))
+    pattern_detail: Mapped[str] = mapped_column(String(200), default="", server_default="")
     last_collected_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     n_panels: Mapped[int] = mapped_column(Integer, default=0)
     # monitor.flags vocabulary, comma-separated in priority order, and one sentence per flag (JSON list).

@@ -137,6 +137,7 @@ def patient_results(
             Result.is_current,
             Result.superseded_at,
             Panel.id.label("panel_id"),
+            Panel.lab_id,
         )
         .join(Panel, Panel.id == Result.panel_id)
         .join(Lab, Lab.id == Panel.lab_id)

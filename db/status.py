@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 from sqlalchemy import delete, distinct, func, select
@@ -13,10 +13,15 @@ from sqlalchemy.orm import Session
 
 from db.frames import bulk_insert, chunks, read_frame_in
 from db.models import Panel, Patient, PatientStatus, ReferenceOverride, Result
+from db.settings import lab_ranges, site_rules
 from monitor.flags import LINEAGES, patient_flags
 from monitor.grading import ctcae_grade, resolve_lower_limit
+from monitor.patterns import panel_pattern
+from monitor.rules import SiteRules
 from monitor.status import EXCLUDED_STATUSES, latest_values
 
+# The analytes whose latest value, limit and grade the status keeps.
+GRADED = ("wbc", "anc", "alc")
 # Patients recomputed at a time: bounds the memory the flags' history needs, however large the import.
 PATIENTS_PER_PASS = 500
 
@@ -56,14 +61,15 @@ def _refresh(session: Session, patient_keys: list[int], *, now: datetime) -> Non
     # One read of the WBC, ANC and ALC history serves the latest values, their grades and the flags.
     history = _history(session, list(patient_keys), usable)
     context = patient_context(session, list(patient_keys))
-    latest = history[history["analyte"].isin(["wbc", "anc"])]
-    latest = latest.sort_values(["patient_key", "analyte", "collected_at", "panel_id"], kind="stable")
+    latest = history.sort_values(["patient_key", "analyte", "collected_at", "panel_id"], kind="stable")
     latest = latest.groupby(["patient_key", "analyte"]).tail(1)
     summary = counts.set_index("patient_key").join(latest_values(latest))
     summary = summary.join(_graded(latest, context)).join(_flagged(history, context, now))
+    summary = summary.join(_pattern(session, history, latest, context))
     summary = summary.reindex(list(patient_keys))
     summary["flags"] = summary["flags"].fillna("")
     summary["explanations"] = summary["explanations"].fillna("[]")
+    summary["pattern_detail"] = summary["pattern_detail"].fillna("")
     summary["n_panels"] = summary["n_panels"].fillna(0).astype("int64")
     rows = summary.rename_axis("patient_id").reset_index().assign(computed_at=now)
     rows = rows[[column.name for column in PatientStatus.__table__.columns]]
@@ -72,8 +78,17 @@ def _refresh(session: Session, patient_keys: list[int], *, now: datetime) -> Non
     bulk_insert(session, PatientStatus.__table__, rows)
 
 
-def patient_context(session: Session, patient_keys: list[int]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Active patient-specific ranges (latest per analyte) and birth dates with sex, for these patients."""
+class Context(NamedTuple):
+    """What judging these patients' results needs besides the results: limits, ages, the site's rules."""
+
+    overrides: pd.DataFrame
+    people: pd.DataFrame
+    lab_ranges: pd.DataFrame
+    rules: SiteRules
+
+
+def patient_context(session: Session, patient_keys: list[int]) -> Context:
+    """Active patient-specific ranges (latest per analyte), birth dates with sex, lab ranges and rules."""
     overrides = read_frame_in(
         session,
         lambda part: select(
@@ -93,13 +108,21 @@ def patient_context(session: Session, patient_keys: list[int]) -> tuple[pd.DataF
         ),
         patient_keys,
     )
-    return overrides, people
+    return Context(overrides, people, lab_ranges(session), site_rules(session))
 
 
-def with_limits(results: pd.DataFrame, context: tuple[pd.DataFrame, pd.DataFrame]) -> pd.DataFrame:
-    """``results`` with ``lln`` and ``range_source``: the lower limit that applies to each, and whose."""
-    overrides, people = context
-    resolved = resolve_lower_limit(results, overrides=overrides, lab_ranges=None, birth_dates=people)
+def with_limits(results: pd.DataFrame, context: Context) -> pd.DataFrame:
+    """``results`` with ``lln`` and ``range_source``: the lower limit that applies to each, and whose.
+
+    ``results`` has ``lab_id`` when the labs' configured ranges are to be used.
+    """
+    lab = results["lab_id"] if "lab_id" in results else None
+    resolved = resolve_lower_limit(
+        results.assign(lab=lab) if lab is not None else results,
+        overrides=context.overrides,
+        lab_ranges=context.lab_ranges if lab is not None else None,
+        birth_dates=context.people,
+    )
     return results.assign(lln=resolved["lln"], range_source=resolved["range_source"])
 
 
@@ -111,6 +134,7 @@ def _history(session: Session, patient_keys: list[int], usable: tuple[Any, ...])
             select(
                 Panel.patient_id.label("patient_key"),
                 Panel.id.label("panel_id"),
+                Panel.lab_id,
                 Panel.collected_at,
                 Result.analyte,
                 Result.value,
@@ -126,13 +150,11 @@ def _history(session: Session, patient_keys: list[int], usable: tuple[Any, ...])
     )
 
 
-def _flagged(
-    history: pd.DataFrame, context: tuple[pd.DataFrame, pd.DataFrame], now: datetime
-) -> pd.DataFrame:
+def _flagged(history: pd.DataFrame, context: Context, now: datetime) -> pd.DataFrame:
     """Flags and their explanations from each patient's WBC, ANC and ALC history (monitor.flags)."""
     if history.empty:
         return pd.DataFrame(columns=["flags", "explanations"], index=pd.Index([], name="patient_key"))
-    flagged = patient_flags(with_limits(history, context), as_of=pd.Timestamp(now))
+    flagged = patient_flags(with_limits(history, context), as_of=pd.Timestamp(now), rules=context.rules.flags)
     return pd.DataFrame(
         {
             "flags": flagged["flags"].map(",".join).to_numpy(),
@@ -144,26 +166,68 @@ def _flagged(
     )
 
 
-def _graded(latest: pd.DataFrame, context: tuple[pd.DataFrame, pd.DataFrame]) -> pd.DataFrame:
-    """Per patient, the lower limit that applies to the latest WBC and ANC, its source, and the grade.
+def _graded(latest: pd.DataFrame, context: Context) -> pd.DataFrame:
+    """Per patient, the lower limit that applies to the latest WBC, ANC and ALC, its source, and the grade.
 
     The limit is resolved in order: an active patient-specific override (e.g. a Duffy-null ANC range),
     the range reported with the result, a population default for the patient's age and sex.
     """
-    columns = [f"latest_{a}_{field}" for a in ("wbc", "anc") for field in ("lln", "range_source", "grade")]
+    columns = [f"latest_{a}_{field}" for a in GRADED for field in ("lln", "range_source", "grade")]
     if latest.empty:
         return pd.DataFrame(columns=columns, index=pd.Index([], name="patient_key"))
     graded = with_limits(latest, context)
-    graded["grade"] = ctcae_grade(graded[["analyte", "value", "lln", "comparator"]])
+    graded["grade"] = ctcae_grade(
+        graded[["analyte", "value", "lln", "comparator"]], rules=context.rules.grading
+    )
     wide = graded.pivot_table(
         index="patient_key", columns="analyte", values=["lln", "range_source", "grade"], aggfunc="first"
     )
     out = pd.DataFrame(index=pd.Index(sorted(latest["patient_key"].unique()), name="patient_key"))
-    for analyte in ("wbc", "anc"):
+    for analyte in GRADED:
         for field in ("lln", "range_source", "grade"):
             source = wide[(field, analyte)] if (field, analyte) in wide.columns else None
             out[f"latest_{analyte}_{field}"] = source if source is not None else None
     return out[columns]
+
+
+def _pattern(
+    session: Session,
+    history: pd.DataFrame,
+    latest: pd.DataFrame,
+    context: Context,
+) -> pd.DataFrame:
+    """The pattern of each patient's latest panel with a WBC (``monitor.patterns``).
+
+    The white-cell counts of that panel are in ``history`` already; only its haemoglobin and platelets are
+    read, by panel.
+    """
+    empty = pd.DataFrame(columns=["pattern", "pattern_detail"], index=pd.Index([], name="patient_key"))
+    panels = latest.loc[latest["analyte"].eq("wbc").to_numpy(dtype=bool), ["patient_key", "panel_id"]]
+    if panels.empty:
+        return empty
+    usable = (Result.is_current.is_(True), Result.status.not_in(EXCLUDED_STATUSES), Result.value.is_not(None))
+    others = read_frame_in(
+        session,
+        lambda part: (
+            select(
+                Panel.patient_id.label("patient_key"),
+                Panel.id.label("panel_id"),
+                Panel.lab_id,
+                Panel.collected_at,
+                Result.analyte,
+                Result.value,
+                Result.comparator,
+                Result.ref_low,
+                Result.ref_high,
+            )
+            .join(Result, Result.panel_id == Panel.id)
+            .where(Panel.id.in_(part), Result.analyte.in_(("hgb", "plt")), *usable)
+        ),
+        [int(key) for key in panels["panel_id"]],
+    )
+    white = history[history["panel_id"].isin(panels["panel_id"]).to_numpy(dtype=bool)]
+    panel = pd.concat([white, others], ignore_index=True) if not others.empty else white
+    return panel_pattern(with_limits(panel, context))
 
 
 def refresh_all_status(session: Session, *, now: datetime) -> int:

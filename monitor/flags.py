@@ -31,6 +31,7 @@ __all__ = [
     "FLAG_COLUMNS",
     "LINEAGES",
     "FlagRules",
+    "below_limit",
     "episodes",
     "patient_flags",
 ]
@@ -257,6 +258,29 @@ def _usable(results: pd.DataFrame, *, as_of: pd.Timestamp | None = None) -> pd.D
         value=work["value"].astype("float64"), lln=work["lln"].astype("float64"), comparator=comparator
     )
     return work.sort_values(["patient_key", "analyte", "collected_at"], kind="stable").reset_index(drop=True)
+
+
+def below_limit(results: pd.DataFrame) -> pd.Series:
+    """Whether each result (``value``, ``lln``, optional ``comparator``) is certainly below its limit.
+
+    >>> below_limit(pd.DataFrame({"value": [3.9, 4.0, 4.5], "lln": [4.0, 4.0, None],
+    ...     "comparator": [None, "<", "<"]})).tolist()
+    [True, True, False]
+    """
+    comparator = (
+        results["comparator"].astype("string").str.strip().replace({"": pd.NA, "≤": "<=", "≥": ">="})
+        if "comparator" in results
+        else pd.Series(pd.NA, index=results.index, dtype="string")
+    )
+    work = pd.DataFrame(
+        {
+            "value": results["value"].astype("float64"),
+            "lln": results["lln"].astype("float64"),
+            "comparator": comparator,
+        },
+        index=results.index,
+    )
+    return _below(work).fillna(False).astype(bool)
 
 
 def _below(work: pd.DataFrame) -> pd.Series:

@@ -14,7 +14,7 @@ def usable_results(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def latest_values(results: pd.DataFrame) -> pd.DataFrame:
-    """Per patient, the latest usable WBC and ANC with the lower limit reported beside each.
+    """Per patient, the latest usable WBC, ANC and ALC with the lower limit reported beside each.
 
     >>> ts = pd.to_datetime(["2026-01-01", "2026-02-01", "2026-02-01"], utc=True)
     >>> results = pd.DataFrame({"patient_key": [1, 1, 1], "panel_id": [10, 11, 11],
@@ -25,7 +25,7 @@ def latest_values(results: pd.DataFrame) -> pd.DataFrame:
     """
     usable = usable_results(results).sort_values(["patient_key", "collected_at", "panel_id"], kind="stable")
     latest = pd.DataFrame(index=pd.Index(usable["patient_key"].unique(), name="patient_key"))
-    for analyte in ("wbc", "anc"):
+    for analyte in ("wbc", "anc", "alc"):
         # tail(1), not last(): last() would fill a missing ref_low from an older result.
         mine = usable[usable["analyte"] == analyte]
         last = mine.groupby("patient_key").tail(1).set_index("patient_key")

@@ -1,0 +1,584 @@
+"""Treatment cycles (oncology): nadir, recovery, G-CSF and readiness per chemotherapy cycle (issue 4).
+
+A ``chemotherapy`` event starts a cycle, which runs to the next one or for ``CycleRules.default_cycle_days``
+(28) when none follows. Results are aligned to whole days since the cycle's start: the start is day 0, so
+``C2D8`` (the dashboard's notation, D1 = day 0) is day 7 of cycle 2. Two chemotherapy events at the same
+time start one cycle. Everything is computed for every patient at once.
+
+Facts and sources: nadir timing and readiness thresholds, reference §7.1 and §7.3; G-CSF, §7.4; grades,
+``monitor.grading``. Defaults without a published source (the 28-day open cycle, the cross-cycle trend
+rules) are project choices awaiting clinical sign-off and are marked so on ``CycleRules``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from monitor.grading import COMPARE_DECIMALS, DEFAULT_RULES, GradingRules, ctcae_grade, rcv_bounds
+from monitor.status import EXCLUDED_STATUSES
+
+__all__ = [
+    "COMPARISON_COLUMNS",
+    "CYCLE_COLUMNS",
+    "DEFAULT_CYCLE_RULES",
+    "CycleRules",
+    "Readiness",
+    "before_after",
+    "cycle_days",
+    "cycle_notation",
+    "cycle_trend",
+    "treatment_cycles",
+]
+
+CYCLE_COLUMNS = (
+    "patient_key",
+    "cycle",
+    "start",
+    "end",
+    "label",
+    "regimen",
+    "nadir_anc",
+    "nadir_anc_comparator",
+    "nadir_day",
+    "nadir_anc_grade",
+    "nadir_wbc",
+    "nadir_wbc_comparator",
+    "nadir_wbc_day",
+    "nadir_wbc_grade",
+    "days_grade3_plus",
+    "recovery_day",
+    "gcsf",
+    "next_start",
+    "ready_anc",
+    "ready_plt",
+    "ready_at_next",
+    "readiness",
+)
+COMPARISON_COLUMNS = (
+    "event_key",
+    "analyte",
+    "n_before",
+    "median_before",
+    "min_before",
+    "max_before",
+    "n_after",
+    "median_after",
+    "min_after",
+    "max_after",
+)
+_DAY = pd.Timedelta(days=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Readiness:
+    """Counts needed before the next cycle (x10^9/L); ``inclusive`` means "at or above".
+
+    Default ANC >= 1.5 and platelets >= 100: the dashboard default of reference §7.3 (paclitaxel and
+    docetaxel labels; the paclitaxel label writes ">", hence ``inclusive``).
+    """
+
+    anc_min: float = 1.5
+    plt_min: float = 100.0
+    inclusive: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("anc_min", "plt_min"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+                raise ValueError(f"readiness {name} must be a positive number, not {value!r}")
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, Any]) -> Readiness:
+        unknown = set(mapping) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown readiness settings: {sorted(unknown)}")
+        settings = {k: float(v) for k, v in mapping.items() if k != "inclusive"}
+        if "inclusive" in mapping:
+            settings["inclusive"] = bool(mapping["inclusive"])
+        return cls(**settings)
+
+    def describe(self) -> str:
+        sign = ">=" if self.inclusive else ">"
+        return f"ANC {sign} {self.anc_min:g} and platelets {sign} {self.plt_min:g}"
+
+
+@dataclass(frozen=True, slots=True)
+class CycleRules:
+    """Site-configurable cycle rules; the defaults and their sources.
+
+    * ``default_cycle_days`` = 28: a cycle with no following chemotherapy ends 28 days after its start
+      (project issue 4).
+    * ``recovery_anc`` = 1.5: recovery is the first ANC at or above 1.5 x10^9/L after the nadir (the adult
+      neutropenia bound and readiness ANC, reference §2.1 and §7.3).
+    * ``readiness_window_days`` = 3: readiness is judged on the last ANC and platelets in the 3 days before
+      the next start (project issue 4).
+    * ``readiness`` and ``regimens``: the default readiness rule (reference §7.3) and rules per regimen,
+      keyed by the regimen named in the chemotherapy event's details (case-insensitive).
+    * ``trend_min_cycles`` = 2 and ``recovery_delay_days`` = 3: the nadir ANC is "deepening" when the last
+      cycle's nadir is below the first's by more than the ANC reference change value (reference §6) and
+      the median change per cycle is a fall; recovery is "slower" when it comes at least 3 days later in
+      the last cycle than in the first, or not at all (project choices, pending clinical sign-off).
+    """
+
+    default_cycle_days: int = 28
+    recovery_anc: float = 1.5
+    readiness_window_days: int = 3
+    readiness: Readiness = Readiness()
+    regimens: Mapping[str, Readiness] = field(default_factory=dict)
+    trend_min_cycles: int = 2
+    recovery_delay_days: int = 3
+    grading: GradingRules = DEFAULT_RULES
+
+    def __post_init__(self) -> None:
+        for name in (
+            "default_cycle_days",
+            "readiness_window_days",
+            "trend_min_cycles",
+            "recovery_delay_days",
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a whole number of at least 1, not {value!r}")
+        if not self.recovery_anc > 0:
+            raise ValueError(f"recovery_anc must be positive, not {self.recovery_anc!r}")
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, Any]) -> CycleRules:
+        """Rules from site configuration; unset keys keep their defaults, unknown keys are errors.
+
+        >>> rules = CycleRules.from_mapping({"regimens": {"AC-T": {"anc_min": 1.0, "plt_min": 75}}})
+        >>> rules.regimens["ac-t"].describe(), rules.readiness.describe()
+        ('ANC >= 1 and platelets >= 75', 'ANC >= 1.5 and platelets >= 100')
+        """
+        known = {f.name for f in fields(cls)}
+        unknown = set(mapping) - known
+        if unknown:
+            raise ValueError(f"unknown cycle settings: {sorted(unknown)}")
+        settings: dict[str, Any] = {}
+        for name in (
+            "default_cycle_days",
+            "readiness_window_days",
+            "trend_min_cycles",
+            "recovery_delay_days",
+        ):
+            if name in mapping:
+                number = float(mapping[name])
+                if not number.is_integer():
+                    raise ValueError(f"{name} must be a whole number, not {mapping[name]!r}")
+                settings[name] = int(number)
+        if "recovery_anc" in mapping:
+            settings["recovery_anc"] = float(mapping["recovery_anc"])
+        if "readiness" in mapping:
+            settings["readiness"] = Readiness.from_mapping(mapping["readiness"] or {})
+        if "regimens" in mapping:
+            settings["regimens"] = {
+                str(name).strip().lower(): Readiness.from_mapping(rule or {})
+                for name, rule in (mapping["regimens"] or {}).items()
+            }
+        if "grading" in mapping:
+            settings["grading"] = GradingRules.from_mapping(mapping["grading"] or {})
+        return cls(**settings)
+
+
+DEFAULT_CYCLE_RULES = CycleRules()
+
+
+def cycle_notation(day: int | float | None) -> str:
+    """``day`` since the cycle start in the D# notation, where D1 is the start day.
+
+    >>> cycle_notation(0), cycle_notation(7), cycle_notation(None)
+    ('D1', 'D8', '')
+    """
+    return "" if day is None or pd.isna(day) else f"D{int(day) + 1}"
+
+
+def cycle_days(
+    results: pd.DataFrame, events: pd.DataFrame, *, rules: CycleRules = DEFAULT_CYCLE_RULES
+) -> pd.DataFrame:
+    """``results`` inside a cycle, with ``cycle``, ``cycle_start`` and ``day`` (whole days since the start).
+
+    For overlaying the counts of several cycles on one axis. Columns of ``results`` are kept.
+    """
+    cycles = _cycles(events, rules)
+    return _in_cycles(_usable(results), cycles)
+
+
+def treatment_cycles(
+    results: pd.DataFrame, events: pd.DataFrame, *, rules: CycleRules = DEFAULT_CYCLE_RULES
+) -> pd.DataFrame:
+    """One row per chemotherapy cycle of every patient: nadir, recovery, G-CSF, readiness at the next start.
+
+    Parameters
+    ----------
+    results : pd.DataFrame
+        ``patient_key``, ``collected_at`` (tz-aware), ``analyte``, ``value``; optionally ``lln``,
+        ``comparator`` and ``status`` (withdrawn results are ignored).
+    events : pd.DataFrame
+        ``patient_key``, ``kind``, ``start_at`` (tz-aware); optionally ``label`` and ``details`` (the
+        regimen, for per-regimen readiness rules).
+    rules : CycleRules
+        Site rules.
+
+    Returns
+    -------
+    pd.DataFrame
+        Columns ``CYCLE_COLUMNS``, sorted by patient and cycle (1-based). Days are whole days since the
+        start (day 0). ``days_grade3_plus`` adds, for each ANC at CTCAE grade 3 or worse, the days until the
+        next ANC of the cycle (the time the count was last seen that low; 0 when no count follows).
+        ``recovery_day`` is the first ANC at or above ``recovery_anc`` after a nadir below it (NA when the
+        nadir was not below it, or no recovery was seen). ``ready_at_next`` is True or False from the last
+        ANC and platelets in the window before the next start, NA when a count is missing or there is no
+        next cycle; ``readiness`` says why.
+
+    Examples
+    --------
+    >>> start = pd.Timestamp("2026-03-02", tz="UTC")
+    >>> events = pd.DataFrame({"patient_key": 1, "kind": ["chemotherapy", "gcsf", "chemotherapy"],
+    ...     "start_at": [start, start + pd.Timedelta(days=1), start + pd.Timedelta(days=21)]})
+    >>> days = [0, 7, 10, 14, 20, 20]
+    >>> results = pd.DataFrame({"patient_key": 1, "analyte": ["anc"] * 5 + ["plt"],
+    ...     "value": [4.1, 0.8, 0.4, 1.6, 2.5, 180.0], "lln": 1.5,
+    ...     "collected_at": [start + pd.Timedelta(days=d) for d in days]})
+    >>> cycles = treatment_cycles(results, events)
+    >>> cycles[["cycle", "nadir_anc", "nadir_day", "nadir_anc_grade", "days_grade3_plus"]].to_dict("records")
+    [{'cycle': 1, 'nadir_anc': 0.4, 'nadir_day': 10, 'nadir_anc_grade': 4, 'days_grade3_plus': 7},
+     {'cycle': 2, 'nadir_anc': nan, 'nadir_day': None, 'nadir_anc_grade': None, 'days_grade3_plus': 0}]
+    >>> cycles[["recovery_day", "gcsf", "ready_at_next"]].to_dict("records")
+    [{'recovery_day': 14, 'gcsf': True, 'ready_at_next': True},
+     {'recovery_day': None, 'gcsf': False, 'ready_at_next': None}]
+    """
+    cycles = _cycles(events, rules)
+    if cycles.empty:
+        return pd.DataFrame(columns=list(CYCLE_COLUMNS))
+    work = _usable(results)
+    inside = _in_cycles(work, cycles)
+    grading = rules.grading
+    inside = inside.assign(grade=ctcae_grade(inside, rules=grading).astype("float64"))
+    keys = ["patient_key", "cycle"]
+    out = cycles.set_index(keys)
+    for analyte, prefix in (("anc", "nadir_anc"), ("wbc", "nadir_wbc")):
+        nadir = _nadir(inside[inside["analyte"].eq(analyte).to_numpy()], keys)
+        out[prefix] = nadir["value"]
+        out[f"{prefix}_comparator"] = nadir["comparator"]
+        out["nadir_day" if analyte == "anc" else "nadir_wbc_day"] = nadir["day"]
+        out[f"{prefix}_grade"] = nadir["grade"]
+        if analyte == "anc":
+            out["nadir_at"] = nadir["collected_at"]
+    anc = inside[inside["analyte"].eq("anc").to_numpy()]
+    out["days_grade3_plus"] = _days_grade3_plus(anc, keys)
+    out["recovery_day"] = _recovery_day(anc, out, keys, rules.recovery_anc)
+    out["gcsf"] = _gcsf(events, cycles).reindex(out.index).fillna(False).astype(bool)
+    out = out.join(_readiness(work, cycles, rules))
+    out = out.reset_index()
+    for name in ("nadir_day", "nadir_wbc_day", "recovery_day", "nadir_anc_grade", "nadir_wbc_grade"):
+        out[name] = out[name].round().astype("Int64")
+    out["days_grade3_plus"] = out["days_grade3_plus"].fillna(0).astype("int64")
+    return out.reindex(columns=list(CYCLE_COLUMNS))
+
+
+def cycle_trend(cycles: pd.DataFrame, *, rules: CycleRules = DEFAULT_CYCLE_RULES) -> pd.DataFrame:
+    """Per patient, whether the nadir ANC deepens and recovery slows across cycles, said in words.
+
+    Returns columns ``patient_key``, ``deepening_nadir``, ``slower_recovery`` (booleans) and ``trend``
+    (a sentence, "" when there is nothing to say).
+
+    >>> cycles = pd.DataFrame({"patient_key": 1, "cycle": [1, 2, 3], "nadir_anc": [1.2, 0.8, 0.4],
+    ...     "recovery_day": [14, 16, 19]})
+    >>> cycle_trend(cycles).loc[0, "trend"]
+    'Nadir ANC deepening over 3 cycles (1.2 -> 0.4). Recovery slower (day 14 in cycle 1, day 19 in cycle 3).'
+    """
+    columns = ["patient_key", "deepening_nadir", "slower_recovery", "trend"]
+    if cycles.empty:
+        return pd.DataFrame(columns=columns)
+    anc_rcv = {i.analyte: i for i in rules.grading.rcv_inputs}.get("anc")
+    fall_limit = (
+        rcv_bounds(anc_rcv.cv_analytical, anc_rcv.cv_within, z=rules.grading.rcv_z)[0] if anc_rcv else 0.0
+    )
+    ordered = cycles.sort_values(["patient_key", "cycle"])
+    nadirs = ordered[ordered["nadir_anc"].notna()]
+    by_patient = nadirs.groupby("patient_key")
+    stats = by_patient.agg(
+        n=("nadir_anc", "size"),
+        first=("nadir_anc", "first"),
+        last=("nadir_anc", "last"),
+        median_step=("nadir_anc", lambda s: s.diff().median()),
+    )
+    deepening = (stats["n"] >= rules.trend_min_cycles) & (stats["last"] / stats["first"] - 1 <= fall_limit)
+    deepening &= stats["median_step"] < 0
+    first_cycle, last_cycle = ordered.groupby("patient_key").head(1), ordered.groupby("patient_key").tail(1)
+    recovery = pd.DataFrame(
+        {
+            "first_day": first_cycle.set_index("patient_key")["recovery_day"],
+            "first_cycle": first_cycle.set_index("patient_key")["cycle"],
+            "last_day": last_cycle.set_index("patient_key")["recovery_day"],
+            "last_cycle": last_cycle.set_index("patient_key")["cycle"],
+            "last_nadir": last_cycle.set_index("patient_key")["nadir_anc"],
+        }
+    ).astype({"first_day": "float64", "last_day": "float64", "last_nadir": "float64"})
+    several = recovery["last_cycle"] > recovery["first_cycle"]
+    later = recovery["last_day"] - recovery["first_day"] >= rules.recovery_delay_days
+    never = (
+        recovery["first_day"].notna()
+        & recovery["last_day"].isna()
+        & (recovery["last_nadir"] < rules.recovery_anc)
+    )
+    slower = several & (later.fillna(False) | never)
+    out = pd.DataFrame(index=recovery.index.rename("patient_key"))
+    out["deepening_nadir"] = deepening.reindex(out.index).fillna(False).astype(bool)
+    out["slower_recovery"] = slower.astype(bool)
+    deep_text = (
+        "Nadir ANC deepening over "
+        + stats["n"].astype(str)
+        + " cycles ("
+        + stats["first"].map("{:g}".format)
+        + " -> "
+        + stats["last"].map("{:g}".format)
+        + ")."
+    ).reindex(out.index)
+    day = lambda values: values.map(lambda v: "" if pd.isna(v) else f"{v:g}")  # noqa: E731
+    slow_text = np.where(
+        recovery["last_day"].notna(),
+        "Recovery slower (day "
+        + day(recovery["first_day"])
+        + " in cycle "
+        + recovery["first_cycle"].astype(str)
+        + ", day "
+        + day(recovery["last_day"])
+        + " in cycle "
+        + recovery["last_cycle"].astype(str)
+        + ").",
+        "Recovery slower (day "
+        + day(recovery["first_day"])
+        + " in cycle "
+        + recovery["first_cycle"].astype(str)
+        + ", not yet seen in cycle "
+        + recovery["last_cycle"].astype(str)
+        + ").",
+    )
+    parts = pd.DataFrame(
+        {
+            "deep": deep_text.where(out["deepening_nadir"], ""),
+            "slow": pd.Series(slow_text, index=out.index).where(out["slower_recovery"], ""),
+        }
+    )
+    out["trend"] = (parts["deep"] + " " + parts["slow"]).str.strip()
+    return out.reset_index()[columns]
+
+
+def before_after(results: pd.DataFrame, events: pd.DataFrame, *, window_days: int = 28) -> pd.DataFrame:
+    """Median and range of each analyte in a window before and after each event.
+
+    ``events`` needs ``event_key``, ``patient_key`` and ``start_at``. A result exactly at the event time
+    counts as after. Returns columns ``COMPARISON_COLUMNS``, one row per event and analyte with results.
+
+    >>> at = pd.Timestamp("2026-05-01", tz="UTC")
+    >>> results = pd.DataFrame({"patient_key": 1, "analyte": "anc", "value": [0.9, 1.1, 1.6, 2.0],
+    ...     "collected_at": [at + pd.Timedelta(days=d) for d in (-20, -5, 10, 25)]})
+    >>> events = pd.DataFrame({"event_key": [7], "patient_key": [1], "start_at": [at]})
+    >>> before_after(results, events)[["median_before", "median_after", "n_after"]].to_dict("records")
+    [{'median_before': 1.0, 'median_after': 1.8, 'n_after': 2}]
+    """
+    work = _usable(results)
+    pairs = work.merge(events[["event_key", "patient_key", "start_at"]], on="patient_key")
+    offset = (pairs["collected_at"] - pairs["start_at"]) / _DAY
+    pairs = pairs.assign(side=np.where(offset < 0, "before", "after"))
+    pairs = pairs[(offset.abs() <= window_days).to_numpy(dtype=bool)]
+    if pairs.empty:
+        return pd.DataFrame(columns=list(COMPARISON_COLUMNS))
+    stats = pairs.groupby(["event_key", "analyte", "side"])["value"].agg(["size", "median", "min", "max"])
+    wide = stats.unstack("side")
+    out = pd.DataFrame(index=wide.index)
+    for side in ("before", "after"):
+        for stat, name in (("size", "n"), ("median", "median"), ("min", "min"), ("max", "max")):
+            column = (stat, side)
+            out[f"{name}_{side}"] = wide[column] if column in wide.columns else np.nan
+        out[f"n_{side}"] = out[f"n_{side}"].fillna(0).astype("int64")
+    return out.reset_index().reindex(columns=list(COMPARISON_COLUMNS))
+
+
+def _cycles(events: pd.DataFrame, rules: CycleRules) -> pd.DataFrame:
+    """Cycle starts and ends from the chemotherapy events (one cycle per patient and start time)."""
+    chemo = events[events["kind"].eq("chemotherapy").to_numpy(dtype=bool)]
+    chemo = chemo.assign(
+        label=chemo["label"] if "label" in chemo else "",
+        regimen=(chemo["details"] if "details" in chemo else pd.Series("", index=chemo.index)).fillna(""),
+    )
+    chemo = chemo.sort_values(["patient_key", "start_at"], kind="stable")
+    chemo = chemo.drop_duplicates(["patient_key", "start_at"])
+    grouped = chemo.groupby("patient_key", sort=False)
+    next_start = grouped["start_at"].shift(-1)
+    default_end = chemo["start_at"] + pd.Timedelta(days=rules.default_cycle_days)
+    cycles = pd.DataFrame(
+        {
+            "patient_key": chemo["patient_key"].to_numpy(),
+            "cycle": (grouped.cumcount() + 1).to_numpy(),
+            "start": chemo["start_at"].to_numpy(),
+            "end": next_start.where(next_start.notna(), default_end).to_numpy(),
+            "next_start": next_start.to_numpy(),
+            "label": chemo["label"].to_numpy(),
+            "regimen": chemo["regimen"].astype(str).str.strip().to_numpy(),
+        }
+    )
+    # The next start's regimen decides the readiness rule for it.
+    cycles["next_regimen"] = cycles.groupby("patient_key")["regimen"].shift(-1)
+    return cycles
+
+
+def _usable(results: pd.DataFrame) -> pd.DataFrame:
+    """Results with a value and a time, not withdrawn, with ``lln`` and ``comparator`` present."""
+    keep = results["value"].notna() & results["collected_at"].notna()
+    if "status" in results:
+        keep &= ~results["status"].isin(EXCLUDED_STATUSES)
+    work = results.loc[keep.to_numpy(dtype=bool)]
+    comparator = work["comparator"] if "comparator" in work else pd.Series(pd.NA, index=work.index)
+    comparator = comparator.astype("string").str.strip().replace({"": pd.NA})
+    lln = work["lln"] if "lln" in work else pd.Series(np.nan, index=work.index)
+    return (
+        work.assign(value=work["value"].astype("float64"), comparator=comparator, lln=lln.astype("float64"))
+        .sort_values(["patient_key", "collected_at"], kind="stable")
+        .reset_index(drop=True)
+    )
+
+
+def _in_cycles(work: pd.DataFrame, cycles: pd.DataFrame) -> pd.DataFrame:
+    """Each result inside a cycle, with the cycle number, its start and the day since it."""
+    if cycles.empty or work.empty:
+        return work.iloc[0:0].assign(
+            cycle=pd.Series(dtype="int64"), cycle_start=pd.NaT, day=pd.Series(dtype="int64")
+        )
+    starts = cycles[["patient_key", "cycle", "start", "end"]].sort_values("start")
+    placed = pd.merge_asof(
+        work.sort_values("collected_at"),
+        starts,
+        left_on="collected_at",
+        right_on="start",
+        by="patient_key",
+        direction="backward",
+    )
+    placed = placed[(placed["collected_at"] < placed["end"]).to_numpy(dtype=bool)]
+    placed = placed.rename(columns={"start": "cycle_start"}).drop(columns="end")
+    placed["cycle"] = placed["cycle"].astype("int64")
+    placed["day"] = ((placed["collected_at"] - placed["cycle_start"]) // _DAY).astype("int64")
+    return placed.sort_values(["patient_key", "cycle", "collected_at"], kind="stable").reset_index(drop=True)
+
+
+def _nadir(rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """The lowest value per cycle (its first occurrence), with its day, comparator and grade."""
+    if rows.empty:
+        return pd.DataFrame(columns=["value", "comparator", "day", "grade", "collected_at"])
+    lowest = rows.loc[rows.groupby(keys)["value"].idxmin().to_numpy()]
+    return lowest.set_index(keys)[["value", "comparator", "day", "grade", "collected_at"]]
+
+
+def _days_grade3_plus(anc: pd.DataFrame, keys: list[str]) -> pd.Series:
+    """Per cycle, days from each ANC at grade 3 or worse to the next ANC of the cycle, summed."""
+    gap = (anc.groupby(keys)["collected_at"].shift(-1) - anc["collected_at"]) / _DAY
+    severe = anc["grade"].ge(3).fillna(False).to_numpy(dtype=bool)
+    return gap[severe].fillna(0).groupby([anc.loc[severe, k] for k in keys]).sum().round().astype("int64")
+
+
+def _recovery_day(anc: pd.DataFrame, cycles: pd.DataFrame, keys: list[str], threshold: float) -> pd.Series:
+    """Per cycle, the day of the first ANC at or above ``threshold`` after a nadir below it."""
+    nadir = cycles[["nadir_anc", "nadir_at"]].dropna()
+    nadir = nadir[nadir["nadir_anc"].round(COMPARE_DECIMALS) < threshold]
+    later = anc.join(nadir, on=keys, how="inner")
+    above = later["value"].round(COMPARE_DECIMALS) >= threshold
+    above &= ~later["comparator"].isin(["<", "<="]).fillna(False)
+    found = later[(above & (later["collected_at"] > later["nadir_at"])).to_numpy(dtype=bool)]
+    return found.groupby(keys)["day"].min().astype("float64")
+
+
+def _gcsf(events: pd.DataFrame, cycles: pd.DataFrame) -> pd.Series:
+    """True for cycles in which a G-CSF event starts."""
+    given = events[events["kind"].eq("gcsf").to_numpy(dtype=bool)][["patient_key", "start_at"]]
+    if given.empty:
+        return pd.Series(dtype=bool)
+    spans = given.merge(cycles[["patient_key", "cycle", "start", "end"]], on="patient_key")
+    spans = spans[((spans["start_at"] >= spans["start"]) & (spans["start_at"] < spans["end"])).to_numpy()]
+    return spans.groupby(["patient_key", "cycle"]).size().gt(0)
+
+
+def _readiness(work: pd.DataFrame, cycles: pd.DataFrame, rules: CycleRules) -> pd.DataFrame:
+    """Per cycle with a next start: the last ANC and platelets in the window before it, and the verdict."""
+    keys = ["patient_key", "cycle"]
+    index = pd.MultiIndex.from_frame(cycles[keys])
+    out = pd.DataFrame(index=index, columns=["ready_anc", "ready_plt", "ready_at_next", "readiness"])
+    nexts = cycles[cycles["next_start"].notna()]
+    window = pd.Timedelta(days=rules.readiness_window_days)
+    counts = work[work["analyte"].isin(["anc", "plt"]).to_numpy()][
+        ["patient_key", "analyte", "collected_at", "value", "comparator"]
+    ]
+    near = counts.merge(nexts[[*keys, "next_start"]], on="patient_key")
+    near = near[
+        (
+            (near["collected_at"] <= near["next_start"])
+            & (near["collected_at"] >= near["next_start"] - window)
+        ).to_numpy(dtype=bool)
+    ]
+    last = near.sort_values("collected_at", kind="stable").groupby([*keys, "analyte"]).tail(1)
+    wide = last.pivot_table(index=keys, columns="analyte", values="value", aggfunc="first")
+    comparators = last.set_index([*keys, "analyte"])["comparator"].unstack("analyte")
+    rule_of = dict(rules.regimens)
+    regimen = nexts.set_index(keys)["next_regimen"].fillna("").str.strip().str.lower()
+    anc_min = regimen.map(lambda r: rule_of.get(r, rules.readiness).anc_min)
+    plt_min = regimen.map(lambda r: rule_of.get(r, rules.readiness).plt_min)
+    inclusive = regimen.map(lambda r: rule_of.get(r, rules.readiness).inclusive).astype(bool)
+    describe = regimen.map(lambda r: rule_of.get(r, rules.readiness).describe())
+    anc = wide["anc"].reindex(regimen.index) if "anc" in wide else pd.Series(np.nan, index=regimen.index)
+    plt = wide["plt"].reindex(regimen.index) if "plt" in wide else pd.Series(np.nan, index=regimen.index)
+    anc_cmp = _comparator(comparators, "anc", regimen.index)
+    plt_cmp = _comparator(comparators, "plt", regimen.index)
+    anc_ok = _meets(anc, anc_cmp, anc_min, inclusive)
+    plt_ok = _meets(plt, plt_cmp, plt_min, inclusive)
+    ready = pd.Series(pd.NA, index=regimen.index, dtype="boolean")
+    ready[(anc_ok.eq(False) | plt_ok.eq(False)).fillna(False)] = False
+    ready[(anc_ok.eq(True) & plt_ok.eq(True)).fillna(False)] = True
+    days = f"{rules.readiness_window_days} days"
+    seen = "ANC " + anc_cmp.fillna("") + anc.map(_fmt) + ", platelets " + plt_cmp.fillna("") + plt.map(_fmt)
+    reason = pd.Series(
+        np.where(
+            ready.isna(),
+            "unknown: no "
+            + np.where(anc.isna(), "ANC", "")
+            + np.where(anc.isna() & plt.isna(), " or ", "")
+            + np.where(plt.isna(), "platelets", "")
+            + f" in the {days} before the next start",
+            np.where(ready.fillna(False), "ready: ", "not ready: ") + seen + " against " + describe,
+        ),
+        index=regimen.index,
+    )
+    reason = reason.where(~(ready.isna() & anc.notna() & plt.notna()), "unknown: censored count " + seen)
+    out.loc[regimen.index, "ready_anc"] = anc
+    out.loc[regimen.index, "ready_plt"] = plt
+    out.loc[regimen.index, "ready_at_next"] = ready
+    out.loc[regimen.index, "readiness"] = reason
+    out["ready_at_next"] = out["ready_at_next"].astype("boolean")
+    out["readiness"] = out["readiness"].fillna("no next cycle").astype(str)
+    return out.astype({"ready_anc": "float64", "ready_plt": "float64"})
+
+
+def _comparator(comparators: pd.DataFrame, analyte: str, index: pd.Index) -> pd.Series:
+    if analyte not in comparators:
+        return pd.Series(pd.NA, index=index, dtype="string")
+    return comparators[analyte].reindex(index).astype("string")
+
+
+def _meets(value: pd.Series, comparator: pd.Series, minimum: pd.Series, inclusive: pd.Series) -> pd.Series:
+    """Whether a count certainly meets its minimum: True, False, or NA (missing, or censored both ways)."""
+    v, m = value.round(COMPARE_DECIMALS), minimum.astype("float64").round(COMPARE_DECIMALS)
+    meets = pd.Series(np.where(inclusive, v >= m, v > m), index=value.index).astype("boolean")
+    below_bound = comparator.isin(["<", "<="]).fillna(False)
+    above_bound = comparator.isin([">", ">="]).fillna(False)
+    # "<B": certainly short when B <= minimum; unknown otherwise. ">B": certainly enough when B >= minimum.
+    meets = meets.mask(below_bound & meets.fillna(False), pd.NA)
+    meets = meets.mask(above_bound & ~meets.fillna(True), pd.NA)
+    return meets.mask(value.isna(), pd.NA)
+
+
+def _fmt(value: float) -> str:
+    return "?" if pd.isna(value) else f"{value:g}"

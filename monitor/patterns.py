@@ -1,0 +1,89 @@
+"""The pattern of a panel: which lineages are low together (issue 4).
+
+A lineage is low when its count is certainly below the lower limit that applies to it (the same rule as
+``monitor.flags``). White cells count as low when the WBC or the ANC is low; pancytopenia and bicytopenia are
+about the three lineages white cells, haemoglobin and platelets (the usual clinical meaning, e.g. "a
+reduction in all three", reference §3 context); within white cells the differential tells which is low.
+A lineage the panel did not measure is not low: the pattern says what was seen.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from monitor.flags import below_limit
+
+__all__ = ["PATTERNS", "panel_pattern"]
+
+# Most to least extensive; "none" when nothing is low.
+PATTERNS: dict[str, str] = {
+    "pancytopenia": "white cells, haemoglobin and platelets all low",
+    "bicytopenia": "two of white cells, haemoglobin and platelets low",
+    "neutropenia_and_lymphopenia": "leukopenia with both neutrophils and lymphocytes low",
+    "isolated_neutropenia": "neutrophils low, lymphocytes, haemoglobin and platelets not",
+    "isolated_lymphopenia": "lymphocytes low, neutrophils, haemoglobin and platelets not",
+    "leukopenia": "WBC low without a low neutrophil or lymphocyte count",
+    "anaemia": "haemoglobin low only",
+    "thrombocytopenia": "platelets low only",
+    "none": "no count below its limit",
+}
+_NAMES = {"wbc": "WBC", "anc": "ANC", "alc": "ALC", "hgb": "Hb", "plt": "platelets"}
+
+
+def panel_pattern(panel: pd.DataFrame) -> pd.DataFrame:
+    """Per patient, the pattern of the rows given (one panel each) and a sentence naming the low counts.
+
+    Parameters
+    ----------
+    panel : pd.DataFrame
+        ``patient_key``, ``analyte``, ``value``, ``lln``, optionally ``comparator``: the latest panel's
+        WBC, ANC, ALC, haemoglobin and platelets (other analytes are ignored).
+
+    Returns
+    -------
+    pd.DataFrame
+        Indexed by ``patient_key``: ``pattern`` (a key of ``PATTERNS``) and ``pattern_detail``.
+
+    >>> panel = pd.DataFrame({"patient_key": 1, "analyte": ["wbc", "anc", "alc", "hgb", "plt"],
+    ...     "value": [2.1, 0.9, 1.1, 9.8, 210.0], "lln": [4.0, 1.5, 1.0, 12.0, 150.0]})
+    >>> panel_pattern(panel).loc[1].tolist()
+    ['bicytopenia', 'WBC 2.1 < 4, ANC 0.9 < 1.5, Hb 9.8 < 12']
+    """
+    rows = panel[panel["analyte"].isin(list(_NAMES)).to_numpy(dtype=bool)]
+    rows = rows.assign(low=below_limit(rows).to_numpy())
+    low = rows.pivot_table(index="patient_key", columns="analyte", values="low", aggfunc="any")
+    low = low.reindex(columns=list(_NAMES)).astype("boolean").fillna(False).astype(bool)
+    white = low["wbc"] | low["anc"]
+    lineages = white.astype(int) + low["hgb"].astype(int) + low["plt"].astype(int)
+    pattern = np.select(
+        [
+            lineages == 3,
+            lineages == 2,
+            low["anc"] & low["alc"],
+            low["anc"],
+            low["alc"] & ~low["hgb"] & ~low["plt"],
+            low["wbc"],
+            low["hgb"],
+            low["plt"],
+        ],
+        list(PATTERNS)[:8],
+        "none",
+    )
+    out = pd.DataFrame({"pattern": pattern, "pattern_detail": ""}, index=low.index)
+    shown = rows[rows["low"].to_numpy(dtype=bool)].copy()
+    if shown.empty:
+        return out
+    shown["order"] = shown["analyte"].map(list(_NAMES).index)
+    comparator = shown["comparator"].astype("string").fillna("") if "comparator" in shown else ""
+    shown["text"] = (
+        shown["analyte"].map(_NAMES)
+        + " "
+        + comparator
+        + shown["value"].map("{:g}".format)
+        + " < "
+        + shown["lln"].map("{:g}".format)
+    )
+    detail = shown.sort_values(["patient_key", "order"]).groupby("patient_key")["text"].agg(", ".join)
+    out["pattern_detail"] = detail.reindex(out.index).fillna("")
+    return out
