@@ -22,7 +22,9 @@ from db.models import (
     Result,
     Team,
 )
+from db.settings import site_rules
 from db.status import patient_context, with_limits
+from monitor.cycles import CycleRules, treatment_cycles
 
 
 class PatientNotFound(LookupError):
@@ -75,6 +77,14 @@ def patient_list(session: Session, *, today: date | None = None) -> pd.DataFrame
             PatientStatus.latest_anc_lln,
             PatientStatus.latest_anc_range_source,
             PatientStatus.latest_anc_grade,
+            PatientStatus.latest_alc,
+            PatientStatus.latest_alc_comparator,
+            PatientStatus.latest_alc_at,
+            PatientStatus.latest_alc_lln,
+            PatientStatus.latest_alc_range_source,
+            PatientStatus.latest_alc_grade,
+            PatientStatus.pattern,
+            PatientStatus.pattern_detail,
             PatientStatus.last_collected_at,
             func.coalesce(PatientStatus.n_panels, 0).label("n_panels"),
             PatientStatus.flags,
@@ -83,12 +93,16 @@ def patient_list(session: Session, *, today: date | None = None) -> pd.DataFrame
         .outerjoin(PatientStatus, PatientStatus.patient_id == Patient.id)
         .order_by(PatientStatus.last_collected_at.desc().nulls_last(), Patient.mrn)
     )
-    frame = read_frame(session, statement, utc=["latest_wbc_at", "latest_anc_at", "last_collected_at"])
+    frame = read_frame(
+        session, statement, utc=["latest_wbc_at", "latest_anc_at", "latest_alc_at", "last_collected_at"]
+    )
     frame = frame.join(_teams_by_patient(session), on="patient_key")
     # One list per patient (a patient list, not results: a map over a few thousand rows at most).
     frame["flags"] = frame["flags"].fillna("").map(lambda text: [flag for flag in text.split(",") if flag])
     frame["explanations"] = frame["explanations"].fillna("[]").map(json.loads)
     frame["teams"] = frame["teams"].fillna("")
+    for analyte in ("wbc", "anc", "alc"):
+        frame[f"latest_{analyte}_grade"] = frame[f"latest_{analyte}_grade"].astype("Int64")
     frame["age"] = age_in_years(frame["birth_date"], today)
     last_day = frame["last_collected_at"].dt.tz_convert(None).dt.normalize()
     frame["days_since_cbc"] = (pd.Timestamp(today) - last_day).dt.days.astype("Int64")
@@ -167,6 +181,14 @@ def patient_events(session: Session, patient_key: int) -> pd.DataFrame:
         .order_by(ClinicalEvent.start_at)
     )
     return read_frame(session, statement, utc=["start_at", "end_at"])
+
+
+def patient_cycles(session: Session, patient_key: int, *, rules: CycleRules | None = None) -> pd.DataFrame:
+    """A patient's chemotherapy cycles (``monitor.cycles.treatment_cycles``) under the site's rules."""
+    rules = rules or site_rules(session).cycles
+    results = patient_results(session, patient_key, analytes=("wbc", "anc", "plt"))
+    events = patient_events(session, patient_key).assign(patient_key=patient_key)
+    return treatment_cycles(results.assign(patient_key=patient_key), events, rules=rules)
 
 
 def has_synthetic_data(session: Session) -> bool:

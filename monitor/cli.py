@@ -298,6 +298,17 @@ PATIENT_COLUMNS = [
     "latest_anc_lln",
     "latest_anc_range_source",
     "latest_anc_grade",
+    "latest_alc",
+    "latest_alc_comparator",
+    "latest_alc_at",
+    "latest_alc_lln",
+    "latest_alc_range_source",
+    "latest_alc_grade",
+    "wbc_grade",
+    "anc_grade",
+    "alc_grade",
+    "pattern",
+    "pattern_detail",
     "last_collected_at",
     "days_since_cbc",
     "n_panels",
@@ -323,8 +334,19 @@ def patients(database: str | None, fmt: str) -> None:
 
     factory = _factory(database)
     with factory() as session:
-        frame = patient_list(session)[PATIENT_COLUMNS]
-    _emit(frame, fmt, utc_columns=("latest_wbc_at", "latest_anc_at", "last_collected_at"))
+        frame = patient_list(session)
+    # The issue-4 contract: grades as wbc_grade/anc_grade/alc_grade, explanations as flag -> sentence.
+    for analyte in ("wbc", "anc", "alc"):
+        frame[f"{analyte}_grade"] = frame[f"latest_{analyte}_grade"]
+    frame["explanations"] = [
+        dict(zip(flags, sentences, strict=True))
+        for flags, sentences in zip(frame["flags"], frame["explanations"], strict=True)
+    ]
+    _emit(
+        frame[PATIENT_COLUMNS],
+        fmt,
+        utc_columns=("latest_wbc_at", "latest_anc_at", "latest_alc_at", "last_collected_at"),
+    )
 
 
 RESULT_COLUMNS = [
@@ -366,6 +388,270 @@ def results(database: str | None, patient_id: str, authority: str | None, fmt: s
         frame = patient_results(session, patient.id, history=history)
     columns = RESULT_COLUMNS + (HISTORY_COLUMNS if history else [])
     _emit(frame[columns], fmt, utc_columns=("collected_at",) + (("superseded_at",) if history else ()))
+
+
+CYCLE_OUTPUT = [
+    "cycle",
+    "start",
+    "label",
+    "regimen",
+    "nadir_anc",
+    "nadir_anc_comparator",
+    "nadir_day",
+    "nadir_anc_grade",
+    "nadir_wbc",
+    "nadir_wbc_comparator",
+    "nadir_wbc_day",
+    "nadir_wbc_grade",
+    "days_grade3_plus",
+    "recovery_day",
+    "gcsf",
+    "next_start",
+    "ready_anc",
+    "ready_plt",
+    "ready_at_next",
+    "readiness",
+]
+
+
+@cli.command()
+@click.argument("patient_id")
+@click.option("--authority", default=None, help="Assigning authority, when an MRN is used by several.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True
+)
+@store_options
+def cycles(database: str | None, patient_id: str, authority: str | None, fmt: str) -> None:
+    """A patient's chemotherapy cycles: nadir, recovery, G-CSF and readiness at the next start.
+
+    Days count from the cycle's start (day 0; D1 in the C#D# notation). The trend across cycles is
+    printed after the table (not in csv or json).
+
+    \b
+    Example:
+      python -m monitor cycles DEMO-0003 --format json
+    """
+    from db.queries import find_patient, patient_cycles
+    from db.settings import site_rules
+    from monitor.cycles import cycle_trend
+
+    factory = _factory(database)
+    with factory() as session:
+        patient = find_patient(session, patient_id, authority=authority)
+        frame = patient_cycles(session, patient.id)
+        rules = site_rules(session).cycles
+    if fmt != "table":
+        _emit(frame[CYCLE_OUTPUT], fmt, utc_columns=("start", "next_start"))
+        return
+    _emit(_cycle_table(frame), fmt)
+    if not frame.empty:
+        trend = cycle_trend(frame, rules=rules)
+        for sentence in trend["trend"]:
+            if sentence:
+                click.echo(sentence)
+
+
+def _cycle_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """The cycles for a terminal: one narrow line each (csv and json carry every column)."""
+
+    def with_comparator(prefix: str) -> pd.Series:
+        return frame[f"{prefix}_comparator"].fillna("") + frame[prefix].map(
+            lambda v: "" if pd.isna(v) else f"{v:g}"
+        )
+
+    return pd.DataFrame(
+        {
+            "cycle": frame["cycle"],
+            "start": frame["start"].dt.strftime("%Y-%m-%d"),
+            "nadir ANC": with_comparator("nadir_anc"),
+            "day": frame["nadir_day"],
+            "grade": frame["nadir_anc_grade"],
+            "nadir WBC": with_comparator("nadir_wbc"),
+            "ANC results": frame["anc_results"],
+            "days G3+": frame["days_grade3_plus"],
+            "recovered day": frame["recovery_day"],
+            "G-CSF": frame["gcsf"].map({True: "yes", False: "no"}),
+            "ready at next": frame["ready_at_next"].map({True: "yes", False: "NO"}).fillna("unknown"),
+        }
+    )
+
+
+@cli.command()
+@store_options
+def recompute(database: str | None) -> None:
+    """Recompute every patient's status (grades, flags, pattern) under the current rules.
+
+    Imports and settings changes recompute what they touch; this is for after a manual change to the
+    store, or to check that the stored status is current.
+
+    \b
+    Example:
+      python -m monitor recompute
+    """
+    from datetime import UTC, datetime
+
+    from db.status import refresh_all_status
+
+    factory = _factory(database)
+    with factory.begin() as session:
+        count = refresh_all_status(session, now=datetime.now(UTC))
+    click.echo(f"recomputed the status of {count} patients")
+
+
+@cli.group()
+def settings() -> None:
+    """The site's rules: grading, flags and cycles, with defaults and sources."""
+
+
+@settings.command("show")
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True
+)
+@store_options
+def settings_show(database: str | None, fmt: str) -> None:
+    """Every setting with its value, default and source.
+
+    \b
+    Example:
+      python -m monitor settings show
+    """
+    from db.settings import site_rules
+    from monitor.rules import setting_rows
+
+    factory = _factory(database)
+    with factory() as session:
+        rows = setting_rows(site_rules(session))
+    frame = pd.DataFrame(rows)
+    for column in ("value", "default"):
+        frame[column] = frame[column].map(lambda v: json.dumps(v) if fmt != "json" else v)
+    _emit(frame, fmt)
+
+
+@settings.command("set")
+@click.argument("key")
+@click.argument("value")
+@click.option("--by", default=None, help="Who makes the change (default: the login name).")
+@store_options
+def settings_set(database: str | None, key: str, value: str, by: str | None) -> None:
+    """Set KEY (section.name, e.g. flags.persistent_min_days) to VALUE (JSON; 'default' restores it).
+
+    The status of every patient is recomputed under the new rules in the same transaction.
+
+    \b
+    Examples:
+      python -m monitor settings set flags.persistent_min_days 21
+      python -m monitor settings set cycles.regimens.AC.anc_min 1.0
+      python -m monitor settings set grading.ctcae_version '"5.0"'
+      python -m monitor settings set flags.persistent_min_days default
+    """
+    import getpass
+    from datetime import UTC, datetime
+
+    from db.settings import save_site_rules, site_rules
+    from monitor.rules import set_value, setting_rows
+
+    try:
+        parsed = None if value == "default" else json.loads(value)
+    except json.JSONDecodeError:
+        parsed = value  # a bare word, e.g. a CTCAE version typed without quotes
+    factory = _factory(database)
+    with factory.begin() as session:
+        current = site_rules(session)
+        try:
+            overrides = set_value(current.overrides, key, parsed)
+            rules = save_site_rules(session, overrides, by=by or getpass.getuser(), now=datetime.now(UTC))
+        except (ValueError, TypeError) as error:
+            raise click.BadParameter(str(error), param_hint="KEY/VALUE") from error
+    now_in_force = {row["key"]: row["value"] for row in setting_rows(rules)}
+    shown = json.dumps(now_in_force[key]) if key in now_in_force else "(a group)"
+    click.echo(f"{key} = {shown}; patient status recomputed")
+
+
+@cli.group("lab-ranges")
+def lab_ranges() -> None:
+    """Reference ranges a lab publishes, used when a result comes without its own."""
+
+
+@lab_ranges.command("list")
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True
+)
+@store_options
+def lab_ranges_list(database: str | None, fmt: str) -> None:
+    """The configured lab ranges."""
+    from db.settings import lab_range_list
+
+    factory = _factory(database)
+    with factory() as session:
+        frame = lab_range_list(session)
+    _emit(frame, fmt)
+
+
+@lab_ranges.command("set")
+@click.argument("lab")
+@click.argument("analyte")
+@click.argument("low", type=float, required=False)
+@click.argument("high", type=float, required=False)
+@click.option("--sex", type=click.Choice(["F", "M"]), default=None)
+@click.option("--min-months", type=float, default=None, help="Age band start in completed months.")
+@click.option("--max-months", type=float, default=None, help="Age band end (exclusive).")
+@click.option("--source", default="site configuration", show_default=True, help="Where the range is from.")
+@click.option("--remove", is_flag=True, help="Remove the range for this lab, analyte, sex and band.")
+@click.option("--by", default=None, help="Who makes the change (default: the login name).")
+@store_options
+def lab_ranges_set(
+    database: str | None,
+    lab: str,
+    analyte: str,
+    low: float | None,
+    high: float | None,
+    sex: str | None,
+    min_months: float | None,
+    max_months: float | None,
+    source: str,
+    remove: bool,
+    by: str | None,
+) -> None:
+    """Set LAB's range for ANALYTE to LOW-HIGH in canonical units (counts 10^9/L, haemoglobin g/dL).
+
+    A range without --min-months/--max-months is an adult range (11 years or more) and does not apply to a
+    patient whose age is unknown; --min-months 0 without --max-months makes it apply at every age.
+
+    \b
+    Example:
+      python -m monitor lab-ranges set CITYLAB wbc 3.8 10.4 --source "City lab handbook 2026"
+    """
+    import getpass
+    from datetime import UTC, datetime
+
+    from db.settings import set_lab_range
+
+    if low is None and not remove:
+        raise click.BadParameter("give LOW (and HIGH), or --remove", param_hint="LOW")
+    factory = _factory(database)
+    with factory.begin() as session:
+        try:
+            set_lab_range(
+                session,
+                lab=lab,
+                analyte=analyte,
+                low=None if remove else low,
+                high=None if remove else high,
+                sex=sex,
+                min_months=min_months,
+                max_months=max_months,
+                source=source,
+                by=by or getpass.getuser(),
+                now=datetime.now(UTC),
+            )
+        except ValueError as error:
+            raise click.BadParameter(str(error)) from error
+    what = "removed" if remove else f"{low:g} - {'' if high is None else f'{high:g}'}"
+    if min_months is None and max_months is None:
+        band = "adults (11 years or more; --min-months 0 for every age)"
+    else:
+        band = f"ages {min_months or 0:g} to {'' if max_months is None else f'{max_months:g}'} months"
+    click.echo(f"{lab} {analyte} for {band}{' ' + sex if sex else ''}: {what}; patient status recomputed")
 
 
 def _one_line(error: BaseException) -> str:

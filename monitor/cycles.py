@@ -52,6 +52,8 @@ CYCLE_COLUMNS = (
     "nadir_wbc_grade",
     "days_grade3_plus",
     "recovery_day",
+    "anc_results",
+    "nadir_sampled",
     "gcsf",
     "next_start",
     "ready_anc",
@@ -119,10 +121,14 @@ class CycleRules:
       the next start (project issue 4).
     * ``readiness`` and ``regimens``: the default readiness rule (reference §7.3) and rules per regimen,
       keyed by the regimen named in the chemotherapy event's details (case-insensitive).
-    * ``trend_min_cycles`` = 2 and ``recovery_delay_days`` = 3: the nadir ANC is "deepening" when the last
-      cycle's nadir is below the first's by more than the ANC reference change value (reference §6) and
-      the median change per cycle is a fall; recovery is "slower" when it comes at least 3 days later in
-      the last cycle than in the first, or not at all (project choices, pending clinical sign-off).
+    * ``nadir_window_days`` = (7, 14): a cycle's nadir is taken as sampled when an ANC was measured on days
+      7 to 14 (reference §7.1: "nadir window ≈ day 7-14 of a 21-day cycle for most regimens"; set it per
+      site for regimens with other timing). Only such cycles enter the cross-cycle trend.
+    * ``trend_min_cycles`` = 2 and ``recovery_delay_days`` = 3: the nadir ANC is "deepening" when, over
+      the cycles whose nadir was sampled, the last nadir is below the first by more than the ANC reference
+      change value (reference §6) and the median change per cycle is a fall; recovery is "slower" when the
+      last observed recovery comes at least 3 days later in its cycle than the first observed one (project
+      choices, pending clinical sign-off).
     """
 
     default_cycle_days: int = 28
@@ -130,6 +136,7 @@ class CycleRules:
     readiness_window_days: int = 3
     readiness: Readiness = Readiness()
     regimens: Mapping[str, Readiness] = field(default_factory=dict)
+    nadir_window_days: tuple[int, int] = (7, 14)
     trend_min_cycles: int = 2
     recovery_delay_days: int = 3
     grading: GradingRules = DEFAULT_RULES
@@ -146,6 +153,11 @@ class CycleRules:
                 raise ValueError(f"{name} must be a whole number of at least 1, not {value!r}")
         if not self.recovery_anc > 0:
             raise ValueError(f"recovery_anc must be positive, not {self.recovery_anc!r}")
+        first, last = self.nadir_window_days
+        if not 0 <= first <= last:
+            raise ValueError(
+                f"nadir_window_days must be two days, first <= last, not {self.nadir_window_days}"
+            )
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any]) -> CycleRules:
@@ -173,6 +185,11 @@ class CycleRules:
                 settings[name] = int(number)
         if "recovery_anc" in mapping:
             settings["recovery_anc"] = float(mapping["recovery_anc"])
+        if "nadir_window_days" in mapping:
+            window = mapping["nadir_window_days"]
+            if not isinstance(window, list | tuple) or len(window) != 2:
+                raise ValueError(f"nadir_window_days is two days, e.g. [7, 14], not {window!r}")
+            settings["nadir_window_days"] = (int(window[0]), int(window[1]))
         if "readiness" in mapping:
             settings["readiness"] = Readiness.from_mapping(mapping["readiness"] or {})
         if "regimens" in mapping:
@@ -229,7 +246,8 @@ def treatment_cycles(
     pd.DataFrame
         Columns ``CYCLE_COLUMNS``, sorted by patient and cycle (1-based). Days are whole days since the
         start (day 0). ``days_grade3_plus`` adds, for each ANC at CTCAE grade 3 or worse, the days until the
-        next ANC of the cycle (the time the count was last seen that low; 0 when no count follows).
+        next ANC of the cycle (the time the count was last seen that low); NA when the cycle's last ANC is
+        still at grade 3 or worse (how long it lasted is unknown), 0 when no ANC reached grade 3.
         ``recovery_day`` is the first ANC at or above ``recovery_anc`` after a nadir below it (NA when the
         nadir was not below it, or no recovery was seen). ``ready_at_next`` is True or False from the last
         ANC and platelets in the window before the next start, NA when a count is missing or there is no
@@ -272,12 +290,21 @@ def treatment_cycles(
     anc = inside[inside["analyte"].eq("anc").to_numpy()]
     out["days_grade3_plus"] = _days_grade3_plus(anc, keys)
     out["recovery_day"] = _recovery_day(anc, out, keys, rules.recovery_anc)
+    out["anc_results"] = anc.groupby(keys).size()
+    first, last = rules.nadir_window_days
+    in_window = anc[anc["day"].between(first, last).to_numpy(dtype=bool)]
+    out["nadir_sampled"] = in_window.groupby(keys).size().gt(0)
     out["gcsf"] = _gcsf(events, cycles).reindex(out.index).fillna(False).astype(bool)
     out = out.join(_readiness(work, cycles, rules))
     out = out.reset_index()
     for name in ("nadir_day", "nadir_wbc_day", "recovery_day", "nadir_anc_grade", "nadir_wbc_grade"):
         out[name] = out[name].round().astype("Int64")
-    out["days_grade3_plus"] = out["days_grade3_plus"].fillna(0).astype("int64")
+    # 0 for a cycle without a count at grade 3+; NA when the last count of the cycle is still there.
+    severe_cycles = anc[anc["grade"].ge(3).fillna(False).to_numpy(dtype=bool)].groupby(keys).size()
+    had_severe = pd.MultiIndex.from_frame(out[keys]).isin(severe_cycles.index)
+    out["days_grade3_plus"] = out["days_grade3_plus"].where(had_severe, 0).round().astype("Int64")
+    out["anc_results"] = out["anc_results"].fillna(0).astype("int64")
+    out["nadir_sampled"] = out["nadir_sampled"].astype("boolean").fillna(False).astype(bool)
     return out.reindex(columns=list(CYCLE_COLUMNS))
 
 
@@ -288,7 +315,7 @@ def cycle_trend(cycles: pd.DataFrame, *, rules: CycleRules = DEFAULT_CYCLE_RULES
     (a sentence, "" when there is nothing to say).
 
     >>> cycles = pd.DataFrame({"patient_key": 1, "cycle": [1, 2, 3], "nadir_anc": [1.2, 0.8, 0.4],
-    ...     "recovery_day": [14, 16, 19]})
+    ...     "nadir_sampled": True, "recovery_day": [14, 16, 19]})
     >>> cycle_trend(cycles).loc[0, "trend"]
     'Nadir ANC deepening over 3 cycles (1.2 -> 0.4). Recovery slower (day 14 in cycle 1, day 19 in cycle 3).'
     """
@@ -300,9 +327,9 @@ def cycle_trend(cycles: pd.DataFrame, *, rules: CycleRules = DEFAULT_CYCLE_RULES
         rcv_bounds(anc_rcv.cv_analytical, anc_rcv.cv_within, z=rules.grading.rcv_z)[0] if anc_rcv else 0.0
     )
     ordered = cycles.sort_values(["patient_key", "cycle"])
-    nadirs = ordered[ordered["nadir_anc"].notna()]
-    by_patient = nadirs.groupby("patient_key")
-    stats = by_patient.agg(
+    sampled = ordered["nadir_sampled"] if "nadir_sampled" in ordered else True
+    nadirs = ordered[ordered["nadir_anc"].notna() & sampled]
+    stats = nadirs.groupby("patient_key").agg(
         n=("nadir_anc", "size"),
         first=("nadir_anc", "first"),
         last=("nadir_anc", "last"),
@@ -310,24 +337,20 @@ def cycle_trend(cycles: pd.DataFrame, *, rules: CycleRules = DEFAULT_CYCLE_RULES
     )
     deepening = (stats["n"] >= rules.trend_min_cycles) & (stats["last"] / stats["first"] - 1 <= fall_limit)
     deepening &= stats["median_step"] < 0
-    first_cycle, last_cycle = ordered.groupby("patient_key").head(1), ordered.groupby("patient_key").tail(1)
+    seen = ordered[ordered["recovery_day"].notna()]
+    first_seen, last_seen = seen.groupby("patient_key").head(1), seen.groupby("patient_key").tail(1)
     recovery = pd.DataFrame(
         {
-            "first_day": first_cycle.set_index("patient_key")["recovery_day"],
-            "first_cycle": first_cycle.set_index("patient_key")["cycle"],
-            "last_day": last_cycle.set_index("patient_key")["recovery_day"],
-            "last_cycle": last_cycle.set_index("patient_key")["cycle"],
-            "last_nadir": last_cycle.set_index("patient_key")["nadir_anc"],
+            "first_day": first_seen.set_index("patient_key")["recovery_day"],
+            "first_cycle": first_seen.set_index("patient_key")["cycle"],
+            "last_day": last_seen.set_index("patient_key")["recovery_day"],
+            "last_cycle": last_seen.set_index("patient_key")["cycle"],
         }
-    ).astype({"first_day": "float64", "last_day": "float64", "last_nadir": "float64"})
+    ).reindex(pd.Index(ordered["patient_key"].unique(), name="patient_key"))
+    recovery = recovery.astype({"first_day": "float64", "last_day": "float64"})
     several = recovery["last_cycle"] > recovery["first_cycle"]
     later = recovery["last_day"] - recovery["first_day"] >= rules.recovery_delay_days
-    never = (
-        recovery["first_day"].notna()
-        & recovery["last_day"].isna()
-        & (recovery["last_nadir"] < rules.recovery_anc)
-    )
-    slower = several & (later.fillna(False) | never)
+    slower = (several & later).fillna(False)
     out = pd.DataFrame(index=recovery.index.rename("patient_key"))
     out["deepening_nadir"] = deepening.reindex(out.index).fillna(False).astype(bool)
     out["slower_recovery"] = slower.astype(bool)
@@ -340,30 +363,21 @@ def cycle_trend(cycles: pd.DataFrame, *, rules: CycleRules = DEFAULT_CYCLE_RULES
         + stats["last"].map("{:g}".format)
         + ")."
     ).reindex(out.index)
-    day = lambda values: values.map(lambda v: "" if pd.isna(v) else f"{v:g}")  # noqa: E731
-    slow_text = np.where(
-        recovery["last_day"].notna(),
-        "Recovery slower (day "
-        + day(recovery["first_day"])
-        + " in cycle "
-        + recovery["first_cycle"].astype(str)
-        + ", day "
-        + day(recovery["last_day"])
-        + " in cycle "
-        + recovery["last_cycle"].astype(str)
-        + ").",
-        "Recovery slower (day "
-        + day(recovery["first_day"])
-        + " in cycle "
-        + recovery["first_cycle"].astype(str)
-        + ", not yet seen in cycle "
-        + recovery["last_cycle"].astype(str)
-        + ").",
-    )
+
+    def day(values: pd.Series) -> pd.Series:
+        return values.map(lambda v: "" if pd.isna(v) else f"{v:g}")
+
+    def cycle(values: pd.Series) -> pd.Series:
+        return values.map(lambda v: "" if pd.isna(v) else f"{int(v)}")
+
+    slow_text = (
+        "Recovery slower (day " + day(recovery["first_day"]) + " in cycle " + cycle(recovery["first_cycle"])
+        + ", day " + day(recovery["last_day"]) + " in cycle " + cycle(recovery["last_cycle"]) + ")."
+    )  # fmt: skip
     parts = pd.DataFrame(
         {
             "deep": deep_text.where(out["deepening_nadir"], ""),
-            "slow": pd.Series(slow_text, index=out.index).where(out["slower_recovery"], ""),
+            "slow": slow_text.where(out["slower_recovery"], ""),
         }
     )
     out["trend"] = (parts["deep"] + " " + parts["slow"]).str.strip()
@@ -384,7 +398,7 @@ def before_after(results: pd.DataFrame, events: pd.DataFrame, *, window_days: in
     [{'median_before': 1.0, 'median_after': 1.8, 'n_after': 2}]
     """
     work = _usable(results)
-    pairs = work.merge(events[["event_key", "patient_key", "start_at"]], on="patient_key")
+    pairs = work.merge(_events(events)[["event_key", "patient_key", "start_at"]], on="patient_key")
     offset = (pairs["collected_at"] - pairs["start_at"]) / _DAY
     pairs = pairs.assign(side=np.where(offset < 0, "before", "after"))
     pairs = pairs[(offset.abs() <= window_days).to_numpy(dtype=bool)]
@@ -401,8 +415,18 @@ def before_after(results: pd.DataFrame, events: pd.DataFrame, *, window_days: in
     return out.reset_index().reindex(columns=list(COMPARISON_COLUMNS))
 
 
+def _utc(values: pd.Series) -> pd.Series:
+    """Times as UTC at one resolution, whatever the source's (merges and comparisons need the same)."""
+    return pd.to_datetime(values, utc=True).dt.as_unit("us")
+
+
+def _events(events: pd.DataFrame) -> pd.DataFrame:
+    return events.assign(start_at=_utc(events["start_at"]))
+
+
 def _cycles(events: pd.DataFrame, rules: CycleRules) -> pd.DataFrame:
     """Cycle starts and ends from the chemotherapy events (one cycle per patient and start time)."""
+    events = _events(events)
     chemo = events[events["kind"].eq("chemotherapy").to_numpy(dtype=bool)]
     chemo = chemo.assign(
         label=chemo["label"] if "label" in chemo else "",
@@ -415,15 +439,15 @@ def _cycles(events: pd.DataFrame, rules: CycleRules) -> pd.DataFrame:
     default_end = chemo["start_at"] + pd.Timedelta(days=rules.default_cycle_days)
     cycles = pd.DataFrame(
         {
-            "patient_key": chemo["patient_key"].to_numpy(),
-            "cycle": (grouped.cumcount() + 1).to_numpy(),
-            "start": chemo["start_at"].to_numpy(),
-            "end": next_start.where(next_start.notna(), default_end).to_numpy(),
-            "next_start": next_start.to_numpy(),
-            "label": chemo["label"].to_numpy(),
-            "regimen": chemo["regimen"].astype(str).str.strip().to_numpy(),
+            "patient_key": chemo["patient_key"],
+            "cycle": grouped.cumcount() + 1,
+            "start": chemo["start_at"],
+            "end": next_start.where(next_start.notna(), default_end),
+            "next_start": next_start,
+            "label": chemo["label"],
+            "regimen": chemo["regimen"].astype(str).str.strip(),
         }
-    )
+    ).reset_index(drop=True)
     # The next start's regimen decides the readiness rule for it.
     cycles["next_regimen"] = cycles.groupby("patient_key")["regimen"].shift(-1)
     return cycles
@@ -439,7 +463,12 @@ def _usable(results: pd.DataFrame) -> pd.DataFrame:
     comparator = comparator.astype("string").str.strip().replace({"": pd.NA})
     lln = work["lln"] if "lln" in work else pd.Series(np.nan, index=work.index)
     return (
-        work.assign(value=work["value"].astype("float64"), comparator=comparator, lln=lln.astype("float64"))
+        work.assign(
+            value=work["value"].astype("float64"),
+            comparator=comparator,
+            lln=lln.astype("float64"),
+            collected_at=_utc(work["collected_at"]),
+        )
         .sort_values(["patient_key", "collected_at"], kind="stable")
         .reset_index(drop=True)
     )
@@ -476,17 +505,26 @@ def _nadir(rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 
 
 def _days_grade3_plus(anc: pd.DataFrame, keys: list[str]) -> pd.Series:
-    """Per cycle, days from each ANC at grade 3 or worse to the next ANC of the cycle, summed."""
+    """Per cycle, days from each ANC at grade 3 or worse to the next ANC of the cycle, summed.
+
+    NaN when the cycle's last ANC is still at grade 3 or worse: how long it lasted is not known.
+    """
+    if anc.empty:
+        return pd.Series(dtype="float64")
     gap = (anc.groupby(keys)["collected_at"].shift(-1) - anc["collected_at"]) / _DAY
     severe = anc["grade"].ge(3).fillna(False).to_numpy(dtype=bool)
-    return gap[severe].fillna(0).groupby([anc.loc[severe, k] for k in keys]).sum().round().astype("int64")
+    total = gap[severe].fillna(0).groupby([anc.loc[severe, k] for k in keys]).sum().round()
+    still_severe = anc.groupby(keys)["grade"].last().ge(3).fillna(False)
+    return total.where(~still_severe.reindex(total.index).fillna(False).astype(bool))
 
 
 def _recovery_day(anc: pd.DataFrame, cycles: pd.DataFrame, keys: list[str], threshold: float) -> pd.Series:
     """Per cycle, the day of the first ANC at or above ``threshold`` after a nadir below it."""
     nadir = cycles[["nadir_anc", "nadir_at"]].dropna()
     nadir = nadir[nadir["nadir_anc"].round(COMPARE_DECIMALS) < threshold]
-    later = anc.join(nadir, on=keys, how="inner")
+    if anc.empty or nadir.empty:
+        return pd.Series(dtype="float64")
+    later = anc.merge(nadir.reset_index(), on=keys, how="inner")
     above = later["value"].round(COMPARE_DECIMALS) >= threshold
     above &= ~later["comparator"].isin(["<", "<="]).fillna(False)
     found = later[(above & (later["collected_at"] > later["nadir_at"])).to_numpy(dtype=bool)]
@@ -495,6 +533,7 @@ def _recovery_day(anc: pd.DataFrame, cycles: pd.DataFrame, keys: list[str], thre
 
 def _gcsf(events: pd.DataFrame, cycles: pd.DataFrame) -> pd.Series:
     """True for cycles in which a G-CSF event starts."""
+    events = _events(events)
     given = events[events["kind"].eq("gcsf").to_numpy(dtype=bool)][["patient_key", "start_at"]]
     if given.empty:
         return pd.Series(dtype=bool)
@@ -509,6 +548,9 @@ def _readiness(work: pd.DataFrame, cycles: pd.DataFrame, rules: CycleRules) -> p
     index = pd.MultiIndex.from_frame(cycles[keys])
     out = pd.DataFrame(index=index, columns=["ready_anc", "ready_plt", "ready_at_next", "readiness"])
     nexts = cycles[cycles["next_start"].notna()]
+    if nexts.empty:
+        out["readiness"] = "no next cycle"
+        return out.astype({"ready_anc": "float64", "ready_plt": "float64", "ready_at_next": "boolean"})
     window = pd.Timedelta(days=rules.readiness_window_days)
     counts = work[work["analyte"].isin(["anc", "plt"]).to_numpy()][
         ["patient_key", "analyte", "collected_at", "value", "comparator"]

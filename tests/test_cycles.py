@@ -1,0 +1,220 @@
+"""Treatment cycles, before/after comparison and the panel pattern, as an oncology unit reads them."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from monitor.cycles import CycleRules, before_after, cycle_days, cycle_notation, cycle_trend, treatment_cycles
+from monitor.patterns import panel_pattern
+from monitor.rules import SiteRules, set_value, setting_rows
+
+START = pd.Timestamp("2026-03-02 09:00", tz="UTC")
+
+
+def day(n: float) -> pd.Timestamp:
+    return START + pd.Timedelta(days=n)
+
+
+def chemo(patient: int, *days: float, regimen: str = "") -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "patient_key": patient,
+            "kind": "chemotherapy",
+            "start_at": [day(d) for d in days],
+            "label": [f"cycle {i + 1}" for i in range(len(days))],
+            "details": regimen,
+        }
+    )
+
+
+def counts(patient: int, analyte: str, series: dict[float, float], lln: float = 1.5) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "patient_key": patient,
+            "analyte": analyte,
+            "collected_at": [day(d) for d in series],
+            "value": list(series.values()),
+            "lln": lln,
+        }
+    )
+
+
+def test_a_cycle_runs_to_the_next_start_and_results_count_in_whole_days_from_day_0() -> None:
+    events = chemo(1, 0, 21)
+    # 20.9 days is still day 20 of cycle 1; 21.0 is day 0 of cycle 2.
+    results = counts(1, "anc", {0: 4.0, 10: 0.9, 20.9: 2.0, 21: 3.0, 30: 0.7})
+    placed = cycle_days(results, events)
+    assert placed[["cycle", "day"]].values.tolist() == [[1, 0], [1, 10], [1, 20], [2, 0], [2, 9]]
+    assert cycle_notation(9) == "D10"
+
+
+def test_the_last_cycle_ends_28_days_after_its_start_unless_configured() -> None:
+    events = chemo(1, 0)
+    results = counts(1, "anc", {10: 0.9, 27.9: 1.0, 28: 0.2})
+    cycles = treatment_cycles(results, events)
+    assert cycles.loc[0, "nadir_anc"] == 0.9  # the 0.2 on day 28 is after the cycle
+    longer = treatment_cycles(results, events, rules=CycleRules(default_cycle_days=35))
+    assert longer.loc[0, "nadir_anc"] == 0.2
+
+
+def test_nadir_grade_days_at_grade_3_recovery_and_gcsf_per_cycle() -> None:
+    events = pd.concat(
+        [
+            chemo(1, 0, 21),
+            pd.DataFrame({"patient_key": [1], "kind": ["gcsf"], "start_at": [day(22)]}),
+        ]
+    )
+    anc = counts(1, "anc", {0: 4.2, 7: 0.9, 10: 0.45, 12: 0.8, 14: 1.2, 17: 1.5, 21: 2.2, 29: 1.1, 35: 2.0})
+    wbc = counts(1, "wbc", {0: 6.0, 7: 2.5, 10: 1.6, 14: 2.9}, lln=4.0)
+    cycles = treatment_cycles(pd.concat([anc, wbc]), events)
+    first, second = cycles.iloc[0], cycles.iloc[1]
+    assert (first["nadir_anc"], first["nadir_day"], first["nadir_anc_grade"]) == (0.45, 10, 4)
+    assert (first["nadir_wbc"], first["nadir_wbc_day"], first["nadir_wbc_grade"]) == (1.6, 10, 3)
+    # ANC 0.9 (day 7, grade 3) -> 0.45 (day 10, grade 4) -> 0.8 (day 12, grade 3) -> 1.2 (day 14, grade 2).
+    assert first["days_grade3_plus"] == 7
+    # 1.5 on day 17 is the first count at or above 1.5 after the nadir.
+    assert first["recovery_day"] == 17
+    assert not first["gcsf"] and second["gcsf"]
+    assert second["nadir_anc_grade"] == 2 and second["days_grade3_plus"] == 0
+    assert second["recovery_day"] == 14  # 2.0 on day 35 = day 14 of cycle 2
+
+
+def test_an_unfinished_severe_spell_and_an_unsampled_nadir_are_not_reported_as_known() -> None:
+    events = chemo(1, 0)
+    cycles = treatment_cycles(counts(1, "anc", {2: 3.0, 10: 0.4}), events)
+    assert pd.isna(cycles.loc[0, "days_grade3_plus"])  # still grade 4 at the last count
+    assert pd.isna(cycles.loc[0, "recovery_day"])
+    assert cycles.loc[0, "nadir_sampled"]
+    only_late = treatment_cycles(counts(1, "anc", {20: 3.5}), events)
+    assert not only_late.loc[0, "nadir_sampled"] and only_late.loc[0, "anc_results"] == 1
+
+
+@pytest.mark.parametrize(
+    ("anc", "plt", "ready"),
+    [
+        (1.5, 100.0, True),  # at the thresholds: ready (>=, reference §7.3 default)
+        (1.49, 250.0, False),
+        (3.0, 99.0, False),
+        (None, 250.0, None),  # no ANC in the window: unknown
+    ],
+)
+def test_readiness_at_the_next_start_uses_the_last_counts_of_the_3_days_before_it(
+    anc: float | None, plt: float, ready: bool | None
+) -> None:
+    events = chemo(1, 0, 21)
+    series = [counts(1, "plt", {19: plt}, lln=150)]
+    if anc is not None:
+        series.append(counts(1, "anc", {17.5: 0.3, 19: anc}))  # 17.5 is outside the 3-day window
+    cycles = treatment_cycles(pd.concat(series), events)
+    verdict = cycles.loc[0, "ready_at_next"]
+    assert pd.isna(verdict) if ready is None else verdict == ready
+    assert cycles.loc[0, "readiness"].startswith({True: "ready", False: "not ready", None: "unknown"}[ready])
+    assert pd.isna(cycles.loc[1, "ready_at_next"]) and cycles.loc[1, "readiness"] == "no next cycle"
+
+
+def test_readiness_thresholds_per_regimen_and_strict_comparison() -> None:
+    events = chemo(1, 0, 21, regimen="Trial protocol X")
+    results = pd.concat([counts(1, "anc", {20: 1.2}), counts(1, "plt", {20: 80.0}, lln=150)])
+    assert treatment_cycles(results, events).loc[0, "ready_at_next"] == False  # noqa: E712
+    rules = CycleRules.from_mapping({"regimens": {"trial protocol x": {"anc_min": 1.0, "plt_min": 75}}})
+    cycles = treatment_cycles(results, events, rules=rules)
+    assert cycles.loc[0, "ready_at_next"] == True  # noqa: E712
+    assert "ANC >= 1 and platelets >= 75" in cycles.loc[0, "readiness"]
+    strict = CycleRules.from_mapping({"readiness": {"inclusive": False}})
+    exact = pd.concat([counts(1, "anc", {20: 1.5}), counts(1, "plt", {20: 100.0}, lln=150)])
+    assert treatment_cycles(exact, chemo(1, 0, 21), rules=strict).loc[0, "ready_at_next"] == False  # noqa: E712
+
+
+def test_a_censored_anc_is_judged_only_when_the_bound_decides() -> None:
+    events = chemo(1, 0, 21)
+    plt = counts(1, "plt", {20: 200.0}, lln=150)
+    below = counts(1, "anc", {20: 0.5}).assign(comparator="<")
+    assert treatment_cycles(pd.concat([below, plt]), events).loc[0, "ready_at_next"] == False  # noqa: E712
+    vague = counts(1, "anc", {20: 5.0}).assign(comparator="<")
+    assert pd.isna(treatment_cycles(pd.concat([vague, plt]), events).loc[0, "ready_at_next"])
+
+
+def test_withdrawn_results_and_duplicate_chemotherapy_events_do_not_make_cycles_or_nadirs() -> None:
+    events = pd.concat([chemo(1, 0, 21), chemo(1, 0)])
+    results = counts(1, "anc", {8: 0.2, 9: 1.1}).assign(status=["entered-in-error", "final"])
+    cycles = treatment_cycles(results, events)
+    assert cycles["cycle"].tolist() == [1, 2]
+    assert cycles.loc[0, "nadir_anc"] == 1.1
+
+
+def test_the_whole_cohort_at_once_keeps_patients_apart() -> None:
+    events = pd.concat([chemo(1, 0, 21), chemo(2, 5)])
+    results = pd.concat([counts(1, "anc", {10: 0.4, 25: 0.9}), counts(2, "anc", {10: 1.0, 12: 0.7})])
+    cycles = treatment_cycles(results, events)
+    assert cycles[["patient_key", "cycle", "nadir_anc", "nadir_day"]].values.tolist() == [
+        [1, 1, 0.4, 10],
+        [1, 2, 0.9, 4],
+        [2, 1, 0.7, 7],
+    ]
+
+
+def test_no_chemotherapy_means_no_cycles() -> None:
+    events = pd.DataFrame({"patient_key": [1], "kind": ["gcsf"], "start_at": [day(0)]})
+    assert treatment_cycles(counts(1, "anc", {1: 0.3}), events).empty
+
+
+def test_cross_cycle_trend_deepening_nadir_and_slower_recovery_in_words() -> None:
+    cycles = pd.DataFrame(
+        {
+            "patient_key": [1, 1, 1, 2, 2],
+            "cycle": [1, 2, 3, 1, 2],
+            "nadir_anc": [1.2, 0.8, 0.4, 1.0, 0.95],
+            "nadir_sampled": True,
+            "recovery_day": [14, 15, 18, 14, 14],
+        }
+    )
+    trend = cycle_trend(cycles).set_index("patient_key")
+    assert trend.loc[1, "deepening_nadir"] and trend.loc[1, "slower_recovery"]
+    assert trend.loc[1, "trend"].startswith("Nadir ANC deepening over 3 cycles (1.2 -> 0.4)")
+    # A 5 % fall is within the ANC reference change value: not a trend.
+    assert not trend.loc[2, "deepening_nadir"] and trend.loc[2, "trend"] == ""
+
+
+def test_before_after_an_event_median_and_range_in_each_window() -> None:
+    results = counts(1, "anc", {-40: 0.1, -20: 0.9, -5: 1.1, 0: 1.6, 10: 2.0, 40: 9.0})
+    events = pd.DataFrame({"event_key": [5], "patient_key": [1], "start_at": [day(0)]})
+    row = before_after(results, events).iloc[0]
+    assert (row["n_before"], row["median_before"], row["min_before"], row["max_before"]) == (2, 1.0, 0.9, 1.1)
+    assert (row["n_after"], row["median_after"], row["min_after"], row["max_after"]) == (2, 1.8, 1.6, 2.0)
+
+
+@pytest.mark.parametrize(
+    ("values", "pattern"),
+    [
+        ({"wbc": 2.0, "anc": 0.9, "alc": 0.6, "hgb": 9.0, "plt": 80.0}, "pancytopenia"),
+        ({"wbc": 2.0, "anc": 0.9, "alc": 1.2, "hgb": 13.0, "plt": 80.0}, "bicytopenia"),
+        ({"wbc": 2.0, "anc": 0.9, "alc": 0.6, "hgb": 13.0, "plt": 200.0}, "neutropenia_and_lymphopenia"),
+        ({"wbc": 3.5, "anc": 1.2, "alc": 1.5, "hgb": 13.0, "plt": 200.0}, "isolated_neutropenia"),
+        ({"wbc": 4.5, "anc": 2.5, "alc": 0.6, "hgb": 13.0, "plt": 200.0}, "isolated_lymphopenia"),
+        ({"wbc": 3.9, "anc": 1.5, "alc": 1.0}, "leukopenia"),  # at the limits is not below them
+        ({"wbc": 6.0, "anc": 3.0, "alc": 2.0, "hgb": 13.0, "plt": 200.0}, "none"),
+    ],
+)
+def test_the_pattern_of_the_latest_panel(values: dict[str, float], pattern: str) -> None:
+    lln = {"wbc": 4.0, "anc": 1.5, "alc": 1.0, "hgb": 12.0, "plt": 150.0}
+    panel = pd.DataFrame({"patient_key": 7, "analyte": list(values), "value": list(values.values())})
+    found = panel_pattern(panel.assign(lln=panel["analyte"].map(lln))).loc[7]
+    assert found["pattern"] == pattern
+    assert ("WBC 2 < 4" in found["pattern_detail"]) == (values["wbc"] == 2.0)
+
+
+def test_site_rules_validate_and_list_every_setting_with_its_default_and_source() -> None:
+    overrides = set_value({}, "cycles.readiness.anc_min", 1.0)
+    rules = SiteRules.from_mapping(set_value(overrides, "flags.persistent_min_days", 21))
+    assert rules.cycles.readiness.anc_min == 1.0 and rules.flags.persistent_min_days == 21
+    rows = {row["key"]: row for row in setting_rows(rules)}
+    assert rows["flags.persistent_min_days"]["changed"] and rows["flags.persistent_min_days"]["default"] == 14
+    assert "reference §7.3" in rows["cycles.readiness.anc_min"]["source"]
+    assert not rows["grading.ctcae_version"]["changed"]
+    with pytest.raises(ValueError, match="persistent_days"):
+        SiteRules.from_mapping({"flags": {"persistent_days": 3}})
+    with pytest.raises(ValueError, match="ctcae_version"):
+        SiteRules.from_mapping({"grading": {"ctcae_version": "4.03"}})
+    with pytest.raises(ValueError, match="section"):
+        set_value({}, "persistent_min_days", 3)
