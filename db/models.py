@@ -29,6 +29,7 @@ from monitor.events import EVENT_KINDS
 
 # Result status vocabulary (HL7 v2 table 0085 / FHIR observation-status, reference §8.2).
 RESULT_STATUSES = ("preliminary", "final", "corrected", "cancelled", "entered-in-error")
+STATUS_CHANGES = ("appeared", "worsened", "cleared")
 ROLES = ("viewer", "clinician", "admin")
 
 
@@ -335,6 +336,31 @@ class PatientStatus(Base):
     flags: Mapped[str] = mapped_column(String(200), default="", server_default="")
     explanations: Mapped[str] = mapped_column(Text, default="[]", server_default="[]")
     computed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class StatusChange(Base):
+    """A change in a patient's status noticed when it was recomputed: a flag appeared or cleared, a grade
+    rose. Append-only; ``python -m monitor alerts --since`` reads it."""
+
+    __tablename__ = "status_change"
+    __table_args__ = (
+        Index("ix_status_change_recorded_at", "recorded_at"),
+        Index("ix_status_change_patient", "patient_id", "recorded_at"),
+        CheckConstraint(_in("change", STATUS_CHANGES), name="change"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id"))
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    change: Mapped[str] = mapped_column(String(10))
+    # A flag of monitor.flags.FLAGS, or "grade" for a rise in an analyte's CTCAE grade.
+    flag: Mapped[str] = mapped_column(String(40))
+    analyte: Mapped[str | None] = mapped_column(String(32))
+    grade_before: Mapped[int | None] = mapped_column(Integer)
+    grade_after: Mapped[int | None] = mapped_column(Integer)
+    explanation: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # When the latest result behind the change was collected.
+    collected_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class OtherObservation(Base):

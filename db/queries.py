@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, date, datetime
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -20,10 +21,12 @@ from db.models import (
     PatientTeam,
     RejectedRecord,
     Result,
+    StatusChange,
     Team,
 )
 from db.settings import site_rules
 from db.status import patient_context, with_limits
+from monitor.changes import GRADED
 from monitor.cycles import CycleRules, treatment_cycles
 
 
@@ -189,6 +192,92 @@ def patient_cycles(session: Session, patient_key: int, *, rules: CycleRules | No
     results = patient_results(session, patient_key, analytes=("wbc", "anc", "plt"))
     events = patient_events(session, patient_key).assign(patient_key=patient_key)
     return treatment_cycles(results.assign(patient_key=patient_key), events, rules=rules)
+
+
+ALERT_COLUMNS = [
+    "patient_id",
+    "assigning_authority",
+    "name",
+    "grade",
+    "flags",
+    "changes",
+    "first_noticed_at",
+    "last_noticed_at",
+    "last_collected_at",
+]
+
+
+def alerts(session: Session, *, since: datetime) -> pd.DataFrame:
+    """Patients whose flags appeared or whose grades rose since ``since`` and still hold, most severe first.
+
+    Severity: the highest current CTCAE grade of WBC, ANC and ALC, then a current ``worsening`` flag, then
+    ``new_onset``, then the number of changes; the most recent change first among equals. ``changes`` are
+    sentences ("neutropenia appeared: ANC 0.9 below 1.5 ...", "ANC CTCAE grade 2 -> 3").
+    """
+    changes = read_frame(
+        session,
+        select(
+            StatusChange.patient_id.label("patient_key"),
+            StatusChange.recorded_at,
+            StatusChange.change,
+            StatusChange.flag,
+            StatusChange.analyte,
+            StatusChange.grade_after,
+            StatusChange.explanation,
+        )
+        .where(StatusChange.recorded_at >= since, StatusChange.change.in_(("appeared", "worsened")))
+        .order_by(StatusChange.recorded_at, StatusChange.id),
+        utc=["recorded_at"],
+    )
+    if changes.empty:
+        return pd.DataFrame(columns=ALERT_COLUMNS)
+    now = patient_list(session).set_index("patient_key")
+    now = now[now.index.isin(changes["patient_key"])]
+    current = now.loc[changes["patient_key"]]
+    grade_now = pd.Series(np.nan, index=changes.index)
+    for analyte in GRADED:
+        mine = changes["analyte"].eq(analyte).fillna(False).to_numpy(dtype=bool)
+        grade_now[mine] = current[f"latest_{analyte}_grade"].astype("Float64").to_numpy()[mine]
+    flag_still = [
+        flag in flags for flag, flags in zip(changes["flag"], current["flags"], strict=True)
+    ]  # a list per patient: a few flags each
+    holds = np.where(changes["flag"].eq("grade"), grade_now >= changes["grade_after"], flag_still)
+    changes = changes[holds.astype(bool)]
+    if changes.empty:
+        return pd.DataFrame(columns=ALERT_COLUMNS)
+    # A flag that still holds is explained as it stands now (its limit or run may have changed since).
+    current = now.loc[changes["patient_key"]]
+    explained_now = [
+        dict(zip(flags, sentences, strict=True)).get(flag, "")
+        for flag, flags, sentences in zip(
+            changes["flag"], current["flags"], current["explanations"], strict=True
+        )
+    ]
+    sentence = np.where(
+        changes["flag"].eq("grade"),
+        changes["explanation"],
+        changes["flag"] + " appeared: " + pd.Series(explained_now, index=changes.index, dtype="string"),
+    )
+    grouped = changes.assign(sentence=sentence).groupby("patient_key")
+    out = pd.DataFrame(
+        {
+            "changes": grouped["sentence"].agg(list),
+            "first_noticed_at": grouped["recorded_at"].min(),
+            "last_noticed_at": grouped["recorded_at"].max(),
+        }
+    ).join(now)
+    grades = out[[f"latest_{a}_grade" for a in GRADED]].astype("Float64")
+    out["grade"] = grades.max(axis=1).astype("Int64")
+    out["worsening"] = out["flags"].map(lambda flags: "worsening" in flags)
+    out["new_onset"] = out["flags"].map(lambda flags: "new_onset" in flags)
+    out["n_changes"] = out["changes"].map(len)
+    out = out.sort_values(
+        ["grade", "worsening", "new_onset", "n_changes", "last_noticed_at"],
+        ascending=False,
+        na_position="last",
+        kind="stable",
+    )
+    return out.reset_index()[ALERT_COLUMNS]
 
 
 def has_synthetic_data(session: Session) -> bool:

@@ -12,16 +12,15 @@ from sqlalchemy import delete, distinct, func, select
 from sqlalchemy.orm import Session
 
 from db.frames import bulk_insert, chunks, read_frame_in
-from db.models import Panel, Patient, PatientStatus, ReferenceOverride, Result
+from db.models import Panel, Patient, PatientStatus, ReferenceOverride, Result, StatusChange
 from db.settings import lab_ranges, site_rules
+from monitor.changes import GRADED, status_changes
 from monitor.flags import LINEAGES, patient_flags
 from monitor.grading import ctcae_grade, resolve_lower_limit
 from monitor.patterns import panel_pattern
 from monitor.rules import SiteRules
 from monitor.status import EXCLUDED_STATUSES, latest_values
 
-# The analytes whose latest value, limit and grade the status keeps.
-GRADED = ("wbc", "anc", "alc")
 # Patients recomputed at a time: bounds the memory the flags' history needs, however large the import.
 PATIENTS_PER_PASS = 500
 
@@ -73,9 +72,49 @@ def _refresh(session: Session, patient_keys: list[int], *, now: datetime) -> Non
     summary["n_panels"] = summary["n_panels"].fillna(0).astype("int64")
     rows = summary.rename_axis("patient_id").reset_index().assign(computed_at=now)
     rows = rows[[column.name for column in PatientStatus.__table__.columns]]
+    _record_changes(session, patient_keys, rows, now=now)
     for part in chunks(list(patient_keys)):
         session.execute(delete(PatientStatus).where(PatientStatus.patient_id.in_(part)))
     bulk_insert(session, PatientStatus.__table__, rows)
+
+
+def _record_changes(session: Session, patient_keys: list[int], rows: pd.DataFrame, *, now: datetime) -> None:
+    """Append what changed against the stored status (flags appeared or cleared, grades up) for alerts."""
+    stored = read_frame_in(
+        session,
+        lambda part: select(
+            PatientStatus.patient_id,
+            PatientStatus.flags,
+            PatientStatus.explanations,
+            *(getattr(PatientStatus, f"latest_{a}_grade") for a in GRADED),
+        ).where(PatientStatus.patient_id.in_(part)),
+        patient_keys,
+    )
+    changes = status_changes(_comparable(stored), _comparable(rows))
+    if changes.empty:
+        return
+    when = rows.set_index("patient_id")["last_collected_at"]
+    changes = changes.rename(columns={"patient_key": "patient_id"})
+    changes = changes.assign(recorded_at=now, collected_at=changes["patient_id"].map(when).to_numpy())
+    bulk_insert(
+        session,
+        StatusChange.__table__,
+        changes[[c.name for c in StatusChange.__table__.columns if c.name != "id"]],
+    )
+
+
+def _comparable(status: pd.DataFrame) -> pd.DataFrame:
+    """Status rows as ``monitor.changes`` takes them: flags and explanations as tuples, grades named."""
+    flags = status["flags"].fillna("").map(lambda text: tuple(flag for flag in text.split(",") if flag))
+    explanations = status["explanations"].fillna("[]").map(lambda text: tuple(json.loads(text)))
+    return pd.DataFrame(
+        {
+            "patient_key": status["patient_id"].to_numpy(),
+            "flags": flags.to_numpy(),
+            "explanations": explanations.to_numpy(),
+            **{f"{a}_grade": status[f"latest_{a}_grade"].to_numpy() for a in GRADED},
+        }
+    )
 
 
 class Context(NamedTuple):

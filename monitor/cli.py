@@ -477,6 +477,56 @@ def _cycle_table(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 @cli.command()
+@click.option(
+    "--since",
+    default=None,
+    help="ISO 8601 date or time (UTC unless it has an offset); default: 24 hours ago.",
+)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@store_options
+def alerts(database: str | None, since: str | None, fmt: str) -> None:
+    """Patients whose flags appeared or whose grades rose since a time, most severe first.
+
+    Only changes that still hold are listed (a flag that came and went is not an alert).
+
+    \b
+    Examples:
+      python -m monitor alerts
+      python -m monitor alerts --since 2026-11-27T08:00:00Z --format json
+    """
+    from datetime import UTC, datetime, timedelta
+
+    from db.queries import alerts as find_alerts
+
+    if since is None:
+        start = datetime.now(UTC) - timedelta(hours=24)
+    else:
+        try:
+            parsed = pd.Timestamp(since)
+        except ValueError as error:
+            raise click.BadParameter(
+                f"not an ISO 8601 date or time: {since!r}", param_hint="--since"
+            ) from error
+        start = (
+            parsed.tz_localize("UTC") if parsed.tzinfo is None else parsed.tz_convert("UTC")
+        ).to_pydatetime()
+    factory = _factory(database)
+    with factory() as session:
+        frame = find_alerts(session, since=start)
+    if fmt == "json":
+        _emit(frame, fmt)
+        return
+    if frame.empty:
+        click.echo(f"no new or worsened flags since {start:%Y-%m-%d %H:%M} UTC")
+        return
+    for row in frame.itertuples(index=False):  # one block per patient (a short list)
+        grade = "no grade" if pd.isna(row.grade) else f"grade {row.grade}"
+        click.echo(f"{row.patient_id}  {row.name or ''}  ({grade}; flags: {', '.join(row.flags) or 'none'})")
+        for sentence in row.changes:
+            click.echo(f"  - {sentence}")
+
+
+@cli.command()
 @store_options
 def recompute(database: str | None) -> None:
     """Recompute every patient's status (grades, flags, pattern) under the current rules.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -137,3 +138,28 @@ def test_a_lab_range_applies_when_the_result_has_none(store: str) -> None:
 def test_recompute_rebuilds_every_status(store: str) -> None:
     done = monitor("recompute", url=store)
     assert done.returncode == 0 and "recomputed the status of 3 patients" in done.stdout
+
+
+def test_alerts_list_new_and_worsened_flags_since_a_time_most_severe_first(
+    store: str, tmp_path: Path
+) -> None:
+    everything = json.loads(monitor("alerts", "--format", "json", url=store).stdout)
+    # ONC-1 (WBC grade 3) before PER-1 (grade 1); RNG-1 has no limit, so no flag and no alert.
+    assert [a["patient_id"] for a in everything] == ["ONC-1", "PER-1"]
+    assert "ANC CTCAE grade none -> 2" in everything[0]["changes"]
+    time.sleep(1.1)  # the next import is noticed after ``since``
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    assert monitor("alerts", "--since", since, url=store).stdout.startswith("no new or worsened flags")
+    later = tmp_path / "later.csv"
+    later.write_text(
+        "patient_id,collected_at,analyte,value,unit,ref_low,ref_high,lab,accession,status\n"
+        "PER-1,2026-05-27T08:00:00Z,wbc,2.5,10^9/L,4.0,11.0,CITY,C3,final\n"
+    )
+    assert monitor("import", str(later), url=store).returncode == 0
+    recent = json.loads(monitor("alerts", "--since", since, "--format", "json", url=store).stdout)
+    assert [a["patient_id"] for a in recent] == ["PER-1"]
+    assert recent[0]["grade"] == 2
+    assert "WBC CTCAE grade 1 -> 2" in recent[0]["changes"]
+    assert any(c.startswith("worsening appeared: WBC worsening: grade 1 -> 2") for c in recent[0]["changes"])
+    text = monitor("alerts", "--since", since, url=store).stdout
+    assert text.splitlines()[0].startswith("PER-1") and "  - WBC CTCAE grade 1 -> 2" in text

@@ -1,0 +1,169 @@
+"""Benchmark: the per-patient status (grades, flags, pattern) and treatment cycles over a whole cohort.
+
+    python -m benchmarks.status --results 1000000
+
+Two measurements, each in a fresh process:
+
+* analysis: the pure pandas functions over an in-memory cohort of ``--results`` results (WBC, ANC, ALC,
+  haemoglobin, platelets in panels; chemotherapy every 21 days for a third of the patients): limits,
+  CTCAE grades, flags with their sentences, the latest panel's pattern, cycles with their readiness;
+* store: ``python -m monitor recompute`` on a SQLite store holding the same number of results (imported
+  first, not timed): reading the history back and writing every patient's status.
+
+Prints seconds, results per second and peak memory (resident set size) for each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from benchmarks.import_csv import ANALYTES, generate, peak_rss_mb
+
+ROOT = Path(__file__).parents[1]
+
+
+def cohort(results: int, seed: int = 3) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Results and chemotherapy events: 100 panels per patient, one every 7 days, smooth noisy values."""
+    rng = np.random.default_rng(seed)
+    panels = results // len(ANALYTES)
+    patients = max(1, panels // 100)
+    panel = np.arange(panels)
+    patient = panel % patients
+    visit = panel // patients
+    start = pd.Timestamp("2024-01-01", tz="UTC")
+    when = start + pd.to_timedelta(visit * 7, unit="D") + pd.to_timedelta(patient % 600, unit="min")
+    frames = []
+    for analyte, _unit, low, high in ANALYTES:
+        level = (low + high) / 2 * (0.55 + 0.35 * np.sin(visit / 9 + patient) + rng.normal(0, 0.08, panels))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "patient_key": patient,
+                    "panel_id": panel,
+                    "collected_at": when,
+                    "analyte": analyte,
+                    "value": np.round(np.clip(level, 0.01, None), 2),
+                    "ref_low": low,
+                    "ref_high": high,
+                    "status": "final",
+                }
+            )
+        )
+    data = pd.concat(frames, ignore_index=True)
+    treated = np.arange(0, patients, 3)
+    cycles = np.arange(0, 100 * 7, 21)
+    events = pd.DataFrame(
+        {
+            "patient_key": np.repeat(treated, len(cycles)),
+            "kind": "chemotherapy",
+            "start_at": start + pd.to_timedelta(np.tile(cycles, len(treated)), unit="D"),
+            "label": "cycle",
+            "details": "bench regimen",
+        }
+    )
+    return data, events
+
+
+def analysis(results: int) -> dict[str, float]:
+    from monitor.cycles import cycle_trend, treatment_cycles
+    from monitor.flags import LINEAGES, patient_flags
+    from monitor.grading import ctcae_grade, resolve_lower_limit
+    from monitor.patterns import panel_pattern
+
+    data, events = cohort(results)
+    started = time.perf_counter()
+    limits = resolve_lower_limit(data, overrides=None, lab_ranges=None)
+    data = data.assign(lln=limits["lln"])
+    data["grade"] = ctcae_grade(data)
+    lineages = data[data["analyte"].isin(list(LINEAGES)).to_numpy()]
+    flags = patient_flags(lineages, as_of=pd.Timestamp("2026-01-01", tz="UTC"))
+    last_panel = data.groupby("patient_key")["panel_id"].transform("max")
+    pattern = panel_pattern(data[(data["panel_id"] == last_panel).to_numpy()])
+    status_seconds = time.perf_counter() - started
+    cycles = treatment_cycles(data, events)
+    trend = cycle_trend(cycles)
+    seconds = time.perf_counter() - started
+    assert len(flags) == len(pattern) == data["patient_key"].nunique() and len(trend)
+    return {
+        "seconds": seconds,
+        "status_seconds": status_seconds,
+        "cycles_seconds": seconds - status_seconds,
+        "patients": int(data["patient_key"].nunique()),
+        "cycles": len(cycles),
+        "peak_mb": peak_rss_mb(),
+    }
+
+
+def store(results: int) -> dict[str, float]:
+    from datetime import UTC, datetime
+
+    from db.importer import import_path
+    from db.status import refresh_all_status
+    from db.store import open_store
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "results.csv"
+        generate(path, results)
+        factory = open_store(f"sqlite:///{Path(folder) / 'bench.db'}")
+        summary = import_path(factory, path, imported_by="benchmark")
+        assert summary.error is None, summary.error
+        imported_mb = peak_rss_mb()
+        started = time.perf_counter()
+        with factory.begin() as session:
+            patients = refresh_all_status(session, now=datetime.now(UTC))
+        seconds = time.perf_counter() - started
+    return {"seconds": seconds, "patients": patients, "peak_mb": peak_rss_mb(), "import_peak_mb": imported_mb}
+
+
+def _measure(step: str, results: int) -> dict[str, float]:
+    command = [sys.executable, "-m", "benchmarks.status", "--step", step, "--results", str(results)]
+    out = subprocess.run(command, capture_output=True, text=True, check=True, cwd=ROOT)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--results", type=int, default=1_000_000)
+    parser.add_argument("--step", choices=["analysis", "store"])
+    args = parser.parse_args()
+    if args.step:
+        print(json.dumps((analysis if args.step == "analysis" else store)(args.results)))
+        return
+    import sqlite3
+
+    versions = f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, pandas {pd.__version__}"
+    print(f"machine: {platform.machine()}, {_cores()} cores, {versions}")
+    done = _measure("analysis", args.results)
+    print(f"cohort: {args.results:,} results, {done['patients']:,} patients, {done['cycles']:,} cycles")
+    print(f"{'step':<48}{'seconds':>9}{'results/s':>12}{'peak MB':>10}")
+    rows = [
+        ("analysis: limits, grades, flags, pattern", done["status_seconds"], done["peak_mb"]),
+        ("analysis: cycles and their trend", done["cycles_seconds"], done["peak_mb"]),
+    ]
+    stored = _measure("store", args.results)
+    rows.append(("store: python -m monitor recompute (SQLite)", stored["seconds"], stored["peak_mb"]))
+    for name, seconds, peak in rows:
+        print(f"{name:<48}{seconds:>9.2f}{args.results / seconds:>12,.0f}{peak:>10.0f}")
+    print("(the store step's peak includes importing the file first, in the same process)")
+
+
+def _cores() -> int:
+    import os
+
+    return os.cpu_count() or 1
+
+
+if __name__ == "__main__":
+    main()
