@@ -1,4 +1,4 @@
-"""Patients: everyone in the store, with the latest WBC and ANC against their lab's lower limit."""
+"""Worklist: every patient the user may see, most urgent first, with why each is flagged."""
 
 from __future__ import annotations
 
@@ -6,34 +6,34 @@ import pandas as pd
 import streamlit as st
 
 from db.config import display_timezone
-from ui import data
+from monitor.exports import spreadsheet_safe
+from monitor.flags import FLAGS
+from ui import data, worklist
 
-st.title("Patients")
-patients = data.patients()
+st.title("Worklist")
+patients = worklist.prioritised(data.patients())
 timezone = display_timezone()
 
-wbc_low = patients["latest_wbc"] < patients["latest_wbc_lln"]
-anc_low = patients["latest_anc"] < patients["latest_anc_lln"]
-counts = st.columns(4)
-counts[0].metric("Patients", len(patients))
-counts[1].metric("Latest WBC below its lower limit", int(wbc_low.sum()))
-counts[2].metric("Latest ANC below its lower limit", int(anc_low.sum()))
-counts[3].metric("No CBC for 30 days or more", int((patients["days_since_cbc"] >= 30).sum()))
-
-filters = st.columns([2, 3])
 teams = sorted({team for listed in patients["teams"] for team in listed.split(", ") if team})
-team = filters[0].selectbox("Team", ["All teams", *teams], key="patients_team")
-search = filters[1].text_input("Search identifier or name", key="patients_search")
+filters = st.columns([2, 3, 1.3, 2.5, 1.6], vertical_alignment="bottom")
+team = filters[0].selectbox("Team", ["All teams", *teams], key="worklist_team")
+flags = filters[1].multiselect(
+    "Flags", list(FLAGS), format_func=lambda f: f.replace("_", " "), key="worklist_flags"
+)
+min_grade = filters[2].selectbox("Grade at least", [0, 1, 2, 3, 4], key="worklist_grade")
+search = filters[3].text_input("Search identifier or name", key="worklist_search")
+unacknowledged = filters[4].toggle("Not yet acknowledged", key="worklist_unacknowledged")
 
-shown = patients
-if team != "All teams":
-    shown = shown[("|" + shown["teams"].str.replace(", ", "|") + "|").str.contains(f"|{team}|", regex=False)]
-if search:
-    needle = search.strip().lower()
-    shown = shown[
-        shown["patient_id"].str.lower().str.contains(needle, regex=False)
-        | shown["name"].fillna("").str.lower().str.contains(needle, regex=False)
-    ]
+shown = worklist.filtered(
+    patients,
+    team=None if team == "All teams" else team,
+    flags=flags,
+    min_grade=min_grade,
+    text=search,
+    unacknowledged_only=unacknowledged,
+)
+for column, (label, value) in zip(st.columns(6), worklist.headline(shown).items(), strict=True):
+    column.metric(label, value)
 
 
 def _reported(values: pd.Series, comparators: pd.Series) -> pd.Series:
@@ -42,22 +42,14 @@ def _reported(values: pd.Series, comparators: pd.Series) -> pd.Series:
     return comparators.fillna("") + text
 
 
-def _below_range(frame: pd.DataFrame) -> pd.Series:
-    """Which of the latest WBC and ANC are below the lower limit that applies, and whose limit it is."""
-    parts = []
-    for analyte, label in (("wbc", "WBC"), ("anc", "ANC")):
-        low = frame[f"latest_{analyte}"] < frame[f"latest_{analyte}_lln"]
-        source = frame[f"latest_{analyte}_range_source"].fillna("")
-        parts.append((label + " (" + source + " limit)").where(low, ""))
-    return (parts[0] + "; " + parts[1]).str.strip("; ")
-
-
-def _local_date(times: pd.Series) -> pd.Series:
+def _local(times: pd.Series) -> pd.Series:
     return times.dt.tz_convert(timezone).dt.tz_localize(None)
 
 
+acknowledged = shown["acknowledged"].map({True: "yes", False: "no"}, na_action="ignore").fillna("—")
 table = pd.DataFrame(
     {
+        "Priority": shown["tier"].map(worklist.TIERS),
         "Patient ID": shown["patient_id"],
         "Name": shown["name"],
         "Age": shown["age"],
@@ -65,18 +57,20 @@ table = pd.DataFrame(
         "Teams": shown["teams"],
         "WBC (10^9/L)": _reported(shown["latest_wbc"], shown["latest_wbc_comparator"]),
         "ANC (10^9/L)": _reported(shown["latest_anc"], shown["latest_anc_comparator"]),
-        "WBC grade": shown["latest_wbc_grade"].astype("Int64"),
-        "ANC grade": shown["latest_anc_grade"].astype("Int64"),
-        "Flags": shown["flags"].map(" · ".join),
-        "Below the lower limit": _below_range(shown),
-        "Last CBC": _local_date(shown["last_collected_at"]),
+        "Grade": shown["grade"],
+        "Flags": shown["flags"].map(lambda listed: [flag.replace("_", " ") for flag in listed]),
+        "WBC trend": shown["wbc_recent"],
+        "Last CBC": _local(shown["last_collected_at"]),
         "Days since CBC": shown["days_since_cbc"],
+        "Cycle": worklist.cycle_text(shown),
+        "Acknowledged": acknowledged,
     }
 )
 st.caption(
-    f"{len(table)} of {len(patients)} patients. Grades are CTCAE v5.0 for the latest result, against the "
-    "lower limit that applies (a patient-specific range first, then the lab's). Select a row to open "
-    "the patient's timeline."
+    f"{len(table)} of {len(patients)} patients, most urgent first: grade 3 or worse, then new or worsening, "
+    "then persistent. Grade: the highest current CTCAE v5.0 grade of WBC, ANC and ALC, each against the "
+    "lower limit that applies to it. Cycle: C#D# (D1 = the day chemotherapy started) and readiness if the "
+    "next cycle were given now. Select a row to open the patient."
 )
 selection = st.dataframe(
     table,
@@ -84,13 +78,22 @@ selection = st.dataframe(
     width="stretch",
     on_select="rerun",
     selection_mode="single-row",
-    key="patients_table",
+    key="worklist_table",
     column_config={
+        "Flags": st.column_config.ListColumn("Flags", help="Each flag explains itself on the patient's page"),
+        "WBC trend": st.column_config.LineChartColumn(
+            "WBC trend", help="The last 12 WBC results, oldest first"
+        ),
         "Last CBC": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
+        "Grade": st.column_config.NumberColumn(help="Highest current CTCAE grade of WBC, ANC and ALC"),
     },
 )
+export = table.drop(columns=["WBC trend"]).assign(Flags=table["Flags"].map(", ".join))
 st.download_button(
-    "Download this list (CSV)", table.to_csv(index=False), file_name="patients.csv", mime="text/csv"
+    "Download this list (CSV)",
+    spreadsheet_safe(export).to_csv(index=False),
+    file_name="worklist.csv",
+    mime="text/csv",
 )
 
 rows = selection.selection.rows if selection else []

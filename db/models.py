@@ -330,6 +330,14 @@ class PatientStatus(Base):
     # monitor.patterns: which lineages the latest panel with a WBC shows low together, and the counts.
     pattern: Mapped[str | None] = mapped_column(String(40))
     pattern_detail: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    # The recent WBC series (JSON list, oldest first) for the worklist's sparkline.
+    wbc_recent: Mapped[str] = mapped_column(Text, default="[]", server_default="[]")
+    # In a chemotherapy cycle when computed: which and when it started (its day is counted when shown),
+    # and readiness if the next cycle began then.
+    cycle: Mapped[int | None] = mapped_column(Integer)
+    cycle_start: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ready_now: Mapped[bool | None] = mapped_column(Boolean)
+    readiness: Mapped[str] = mapped_column(String(200), default="", server_default="")
     last_collected_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     n_panels: Mapped[int] = mapped_column(Integer, default=0)
     # monitor.flags vocabulary, comma-separated in priority order, and one sentence per flag (JSON list).
@@ -361,6 +369,21 @@ class StatusChange(Base):
     explanation: Mapped[str] = mapped_column(Text, default="", server_default="")
     # When the latest result behind the change was collected.
     collected_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Acknowledgement(Base):
+    """A clinician's acknowledgement of a patient's flags as they stood, with a comment (also audited)."""
+
+    __tablename__ = "acknowledgement"
+    __table_args__ = (Index("ix_acknowledgement_patient_at", "patient_id", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    username: Mapped[str] = mapped_column(String(100))
+    # The flags acknowledged, comma-separated as in the status.
+    flags: Mapped[str] = mapped_column(String(200))
+    comment: Mapped[str] = mapped_column(Text, default="", server_default="")
 
 
 class OtherObservation(Base):

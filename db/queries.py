@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from db.frames import read_frame
 from db.models import (
+    Acknowledgement,
     ClinicalEvent,
     ImportBatch,
     Lab,
@@ -88,6 +89,11 @@ def patient_list(session: Session, *, today: date | None = None) -> pd.DataFrame
             PatientStatus.latest_alc_grade,
             PatientStatus.pattern,
             PatientStatus.pattern_detail,
+            PatientStatus.wbc_recent,
+            PatientStatus.cycle,
+            PatientStatus.cycle_start,
+            PatientStatus.ready_now,
+            PatientStatus.readiness,
             PatientStatus.last_collected_at,
             func.coalesce(PatientStatus.n_panels, 0).label("n_panels"),
             PatientStatus.flags,
@@ -97,7 +103,9 @@ def patient_list(session: Session, *, today: date | None = None) -> pd.DataFrame
         .order_by(PatientStatus.last_collected_at.desc().nulls_last(), Patient.mrn)
     )
     frame = read_frame(
-        session, statement, utc=["latest_wbc_at", "latest_anc_at", "latest_alc_at", "last_collected_at"]
+        session,
+        statement,
+        utc=["latest_wbc_at", "latest_anc_at", "latest_alc_at", "cycle_start", "last_collected_at"],
     )
     frame = frame.join(_teams_by_patient(session), on="patient_key")
     # One list per patient (a patient list, not results: a map over a few thousand rows at most).
@@ -109,7 +117,41 @@ def patient_list(session: Session, *, today: date | None = None) -> pd.DataFrame
     frame["age"] = age_in_years(frame["birth_date"], today)
     last_day = frame["last_collected_at"].dt.tz_convert(None).dt.normalize()
     frame["days_since_cbc"] = (pd.Timestamp(today) - last_day).dt.days.astype("Int64")
+    frame["wbc_recent"] = frame["wbc_recent"].fillna("[]").map(json.loads)
+    cycle_day = pd.Timestamp(today) - frame["cycle_start"].dt.tz_convert(None).dt.normalize()
+    frame["cycle_day"] = cycle_day.dt.days.astype("Int64")
+    frame["cycle"] = frame["cycle"].astype("Int64")
+    frame["ready_now"] = frame["ready_now"].astype("boolean")
+    frame["readiness"] = frame["readiness"].fillna("")
+    frame = frame.join(_acknowledgement_state(session), on="patient_key")
+    # Nothing to acknowledge while no flag is raised.
+    frame["acknowledged"] = frame["acknowledged"].astype("boolean").where(frame["flags"].map(len) > 0, pd.NA)
     return frame
+
+
+def _acknowledgement_state(session: Session) -> pd.DataFrame:
+    """Per patient: the last acknowledgement, the last change of flags or grades, and whether the first
+    covers the second (True), not (False), or nothing needs acknowledging (NA: no change ever)."""
+    acks = read_frame(
+        session,
+        select(
+            Acknowledgement.patient_id.label("patient_key"), func.max(Acknowledgement.at).label("at")
+        ).group_by(Acknowledgement.patient_id),
+        utc=["at"],
+    ).set_index("patient_key")["at"]
+    changed = read_frame(
+        session,
+        select(StatusChange.patient_id.label("patient_key"), func.max(StatusChange.recorded_at).label("at"))
+        .where(StatusChange.change.in_(("appeared", "worsened")))
+        .group_by(StatusChange.patient_id),
+        utc=["at"],
+    ).set_index("patient_key")["at"]
+    state = pd.DataFrame({"acknowledged_at": acks, "changed_at": changed})
+    state.index.name = "patient_key"
+    covered = state["acknowledged_at"] >= state["changed_at"]
+    state["acknowledged"] = covered.astype("boolean").where(state["changed_at"].notna(), pd.NA)
+    state.loc[state["changed_at"].notna() & state["acknowledged_at"].isna(), "acknowledged"] = False
+    return state
 
 
 def find_patient(session: Session, patient_id: str, *, authority: str | None = None) -> Patient:

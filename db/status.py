@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 import pandas as pd
@@ -12,9 +12,10 @@ from sqlalchemy import delete, distinct, func, select
 from sqlalchemy.orm import Session
 
 from db.frames import bulk_insert, chunks, read_frame_in
-from db.models import Panel, Patient, PatientStatus, ReferenceOverride, Result, StatusChange
+from db.models import ClinicalEvent, Panel, Patient, PatientStatus, ReferenceOverride, Result, StatusChange
 from db.settings import lab_ranges, site_rules
 from monitor.changes import GRADED, status_changes
+from monitor.cycles import readiness_now
 from monitor.flags import LINEAGES, patient_flags
 from monitor.grading import ctcae_grade, resolve_lower_limit
 from monitor.patterns import panel_pattern
@@ -65,10 +66,13 @@ def _refresh(session: Session, patient_keys: list[int], *, now: datetime) -> Non
     summary = counts.set_index("patient_key").join(latest_values(latest))
     summary = summary.join(_graded(latest, context)).join(_flagged(history, context, now))
     summary = summary.join(_pattern(session, history, latest, context))
+    summary = summary.join(_recent_wbc(history)).join(_cycle_now(session, history, context, now))
     summary = summary.reindex(list(patient_keys))
     summary["flags"] = summary["flags"].fillna("")
     summary["explanations"] = summary["explanations"].fillna("[]")
     summary["pattern_detail"] = summary["pattern_detail"].fillna("")
+    summary["wbc_recent"] = summary["wbc_recent"].fillna("[]")
+    summary["readiness"] = summary["readiness"].fillna("")
     summary["n_panels"] = summary["n_panels"].fillna(0).astype("int64")
     rows = summary.rename_axis("patient_id").reset_index().assign(computed_at=now)
     rows = rows[[column.name for column in PatientStatus.__table__.columns]]
@@ -267,6 +271,68 @@ def _pattern(
     white = history[history["panel_id"].isin(panels["panel_id"]).to_numpy(dtype=bool)]
     panel = pd.concat([white, others], ignore_index=True) if not others.empty else white
     return panel_pattern(with_limits(panel, context))
+
+
+# Points in the worklist's sparkline.
+RECENT_WBC = 12
+
+
+def _recent_wbc(history: pd.DataFrame) -> pd.DataFrame:
+    """The last ``RECENT_WBC`` WBC values of each patient, oldest first, as JSON lists."""
+    wbc = history[history["analyte"].eq("wbc").to_numpy(dtype=bool)]
+    wbc = wbc.sort_values(["patient_key", "collected_at", "panel_id"], kind="stable")
+    recent = wbc.groupby("patient_key").tail(RECENT_WBC).groupby("patient_key")["value"].agg(list)
+    return pd.DataFrame({"wbc_recent": recent.map(json.dumps)})
+
+
+def _cycle_now(session: Session, history: pd.DataFrame, context: Context, now: datetime) -> pd.DataFrame:
+    """For patients in a chemotherapy cycle now: the cycle, its day and readiness if it restarted now."""
+    columns = ["cycle", "cycle_start", "ready_now", "readiness"]
+    empty = pd.DataFrame(columns=columns, index=pd.Index([], name="patient_key"))
+    keys = [int(key) for key in history["patient_key"].unique()]
+    events = read_frame_in(
+        session,
+        lambda part: select(
+            ClinicalEvent.patient_id.label("patient_key"),
+            ClinicalEvent.kind,
+            ClinicalEvent.start_at,
+            ClinicalEvent.label,
+            ClinicalEvent.details,
+        ).where(ClinicalEvent.patient_id.in_(part), ClinicalEvent.kind == "chemotherapy"),
+        keys,
+    )
+    if events.empty:
+        return empty
+    rules = context.rules.cycles
+    since = now - timedelta(days=rules.readiness_window_days)
+    treated = [int(key) for key in events["patient_key"].unique()]
+    platelets = read_frame_in(
+        session,
+        lambda part: (
+            select(
+                Panel.patient_id.label("patient_key"),
+                Panel.collected_at,
+                Result.analyte,
+                Result.value,
+                Result.comparator,
+                Result.status,
+            )
+            .join(Result, Result.panel_id == Panel.id)
+            .where(
+                Panel.patient_id.in_(part),
+                Panel.collected_at >= since,
+                Result.analyte == "plt",
+                Result.is_current.is_(True),
+            )
+        ),
+        treated,
+    )
+    anc = history[history["analyte"].eq("anc").to_numpy(dtype=bool) & history["patient_key"].isin(treated)]
+    counts = pd.concat([anc, platelets], ignore_index=True) if not platelets.empty else anc
+    found = readiness_now(counts, events, as_of=pd.Timestamp(now), rules=rules)
+    if found.empty:
+        return empty
+    return found.set_index("patient_key")[columns]
 
 
 def refresh_all_status(session: Session, *, now: datetime) -> int:

@@ -64,7 +64,9 @@ def _emit(frame: pd.DataFrame, fmt: str, *, utc_columns: tuple[str, ...] = ()) -
     for column in utc_columns:
         out[column] = out[column].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
     if fmt == "csv":
-        click.echo(out.to_csv(index=False), nl=False)
+        from monitor.exports import spreadsheet_safe
+
+        click.echo(spreadsheet_safe(out).to_csv(index=False), nl=False)
     elif out.empty:
         click.echo("(none)")
     else:

@@ -29,6 +29,7 @@ __all__ = [
     "CycleRules",
     "Readiness",
     "before_after",
+    "readiness_now",
     "cycle_days",
     "cycle_notation",
     "cycle_trend",
@@ -306,6 +307,47 @@ def treatment_cycles(
     out["anc_results"] = out["anc_results"].fillna(0).astype("int64")
     out["nadir_sampled"] = out["nadir_sampled"].astype("boolean").fillna(False).astype(bool)
     return out.reindex(columns=list(CYCLE_COLUMNS))
+
+
+def readiness_now(
+    results: pd.DataFrame,
+    events: pd.DataFrame,
+    *,
+    as_of: pd.Timestamp,
+    rules: CycleRules = DEFAULT_CYCLE_RULES,
+) -> pd.DataFrame:
+    """For patients in a chemotherapy cycle at ``as_of``: the cycle, its day and readiness if given now.
+
+    Readiness is judged as at a next start at ``as_of`` under the same regimen: the last ANC and platelets
+    of the ``readiness_window_days`` before it (``treatment_cycles`` for the rule). Returns columns
+    ``patient_key``, ``cycle``, ``cycle_start``, ``cycle_day``, ``ready_now`` (True, False or NA) and
+    ``readiness``.
+
+    >>> start = pd.Timestamp("2026-03-02", tz="UTC")
+    >>> events = pd.DataFrame({"patient_key": 1, "kind": ["chemotherapy"], "start_at": [start]})
+    >>> results = pd.DataFrame({"patient_key": 1, "analyte": ["anc", "plt"], "value": [1.2, 150.0],
+    ...     "collected_at": start + pd.Timedelta(days=19)})
+    >>> now = readiness_now(results, events, as_of=start + pd.Timedelta(days=20))
+    >>> now[["cycle", "cycle_day", "ready_now"]].to_dict("records")
+    [{'cycle': 1, 'cycle_day': 20, 'ready_now': False}]
+    """
+    columns = ["patient_key", "cycle", "cycle_start", "cycle_day", "ready_now", "readiness"]
+    as_of = pd.Timestamp(as_of).tz_convert("UTC")
+    cycles = _cycles(events, rules)
+    current = cycles[((cycles["start"] <= as_of) & (cycles["end"] > as_of)).to_numpy(dtype=bool)].copy()
+    if current.empty:
+        return pd.DataFrame(columns=columns)
+    current["next_start"] = as_of
+    current["next_regimen"] = current["regimen"]
+    work = _usable(results)
+    judged = _readiness(work[(work["collected_at"] <= as_of).to_numpy(dtype=bool)], current, rules)
+    judged = judged.reset_index()
+    out = current[["patient_key", "cycle", "start"]].merge(judged, on=["patient_key", "cycle"])
+    out["cycle_day"] = ((as_of - out["start"]) // _DAY).astype("int64")
+    window = f"in the {rules.readiness_window_days} days before the next start"
+    last_days = f"in the last {rules.readiness_window_days} days (a pre-cycle CBC is needed)"
+    out["readiness"] = out["readiness"].str.replace(window, last_days, regex=False)
+    return out.rename(columns={"ready_at_next": "ready_now", "start": "cycle_start"})[columns]
 
 
 def cycle_trend(cycles: pd.DataFrame, *, rules: CycleRules = DEFAULT_CYCLE_RULES) -> pd.DataFrame:

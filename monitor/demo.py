@@ -317,6 +317,10 @@ def _routine(rng: Generator, gap: tuple[float, float], start: float, stop: float
     return np.round(days[rng.random(days.size) >= MISSED_VISIT]).astype(int).tolist()
 
 
+# Share of chemotherapy patients still on treatment when follow-up ends (mid-cycle on the worklist).
+ONGOING_SHARE = 0.5
+
+
 def _chemo(kind: str) -> Callable[[Generator, int, np.ndarray, bool], tuple[Params, None]]:
     """The parameter draw of one kind of chemotherapy patient; the story waits for the Friberg run."""
 
@@ -353,6 +357,11 @@ def _chemo(kind: str) -> Callable[[Generator, int, np.ndarray, bool], tuple[Para
                 "boost": rng.uniform(0.1, 0.16),
                 "mtt_factor": rng.uniform(0.6, 0.7),
             }
+        if (
+            rng.random() < ONGOING_SHARE
+        ):  # still on treatment: the last planned cycle starts 9-16 days before the end
+            p["cycles"] = int(rng.integers(5, 9))
+            p["first"] = _workday(max(10, days - 21 * (p["cycles"] - 1) - int(rng.integers(9, 17))))
         return p, None
 
     return draw

@@ -53,22 +53,30 @@ def test_first_start_creates_the_store_seeds_the_demo_and_says_it_is_synthetic(t
     assert table["Name"].str.contains("Synthetic").all()
 
 
-def test_patient_list_shows_latest_counts_and_flags_low_ones(imported_store) -> None:
+def test_worklist_shows_latest_counts_grade_flags_and_trend_most_urgent_first(imported_store) -> None:
     at = AppTest.from_file(APP, default_timeout=60).run()
     assert not at.exception
     assert len(at.warning) == 0  # imported, not synthetic: no banner
-    table = at.dataframe[0].value.set_index("Patient ID")
-    assert table.loc["MRN1001", "WBC (10^9/L)"] == "3.10"
-    assert table.loc["MRN1001", "Below the lower limit"] == "WBC (reported limit); ANC (reported limit)"
-    # WBC 3.1 is grade 1 (below the reported 4.0, not below 3.0); ANC 0.9 is grade 3 (< 1.0, >= 0.5)
-    assert (table.loc["MRN1001", "WBC grade"], table.loc["MRN1001", "ANC grade"]) == (1, 3)
-    assert table.loc["MRN1001", "ANC (10^9/L)"] == "0.90"
+    table = at.dataframe[0].value
+    # MRN1001's ANC 0.9 is grade 3 (< 1.0, >= 0.5): first, whatever its last CBC date.
+    assert table["Patient ID"].iloc[0] == "MRN1001"
+    first = table.set_index("Patient ID").loc["MRN1001"]
+    assert (first["Priority"], first["Grade"]) == ("grade 3 or worse", 3)
+    assert (first["WBC (10^9/L)"], first["ANC (10^9/L)"]) == ("3.10", "0.90")
+    assert list(first["Flags"])[:2] == ["leukopenia", "neutropenia"]
+    assert list(first["WBC trend"]) == [5.6, 3.1]
+    assert first["Acknowledged"] == "no"
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Grade 3 or worse"] == "1" and metrics["Not acknowledged"] == metrics["Patients"] != "0"
 
 
-def test_search_narrows_the_list(imported_store) -> None:
+def test_search_and_grade_filters_narrow_the_worklist(imported_store) -> None:
     at = AppTest.from_file(APP, default_timeout=60).run()
-    at.text_input(key="patients_search").input("2002").run()
+    at.text_input(key="worklist_search").input("2002").run()
     assert at.dataframe[0].value["Patient ID"].tolist() == ["MRN2002"]
+    at.text_input(key="worklist_search").input("").run()
+    at.selectbox(key="worklist_grade").select(3).run()
+    assert at.dataframe[0].value["Patient ID"].tolist() == ["MRN1001"]
 
 
 def test_patient_timeline_charts_wbc_against_the_reference_band(imported_store) -> None:

@@ -1,0 +1,111 @@
+"""The worklist's rules, as pure functions of the patient list (tested without Streamlit).
+
+Priority (issue 5): CTCAE grade 3 or worse first, then new or worsening, then persistent, then any other
+flag, then the rest; within a tier the higher grade, then the most recent CBC first.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from monitor.changes import GRADED
+
+TIERS = {
+    1: "grade 3 or worse",
+    2: "new or worsening",
+    3: "persistent",
+    4: "other flags",
+    5: "no flag",
+}
+
+
+def max_grade(patients: pd.DataFrame) -> pd.Series:
+    """The highest current CTCAE grade of WBC, ANC and ALC (NA when none is graded)."""
+    grades = patients[[f"latest_{a}_grade" for a in GRADED]].astype("Float64")
+    return grades.max(axis=1).astype("Int64")
+
+
+def priority(patients: pd.DataFrame) -> pd.Series:
+    """The tier of each patient (1 = first), a key of ``TIERS``."""
+    flags = patients["flags"]
+    has = {
+        name: flags.map(lambda listed, name=name: name in listed)
+        for name in ("new_onset", "worsening", "persistent")
+    }
+    grade = max_grade(patients).fillna(0)
+    tier = pd.Series(5, index=patients.index, dtype="int64")
+    tier = tier.mask(flags.map(len) > 0, 4)
+    tier = tier.mask(has["persistent"], 3)
+    tier = tier.mask(has["new_onset"] | has["worsening"], 2)
+    return tier.mask(grade >= 3, 1)
+
+
+def prioritised(patients: pd.DataFrame) -> pd.DataFrame:
+    """The list with ``tier`` and ``grade`` columns, in worklist order."""
+    out = patients.assign(tier=priority(patients), grade=max_grade(patients))
+    return out.sort_values(
+        ["tier", "grade", "last_collected_at"],
+        ascending=[True, False, False],
+        na_position="last",
+        kind="stable",
+    )
+
+
+def filtered(
+    patients: pd.DataFrame,
+    *,
+    team: str | None = None,
+    flags: list[str] | None = None,
+    min_grade: int = 0,
+    text: str = "",
+    unacknowledged_only: bool = False,
+) -> pd.DataFrame:
+    """The rows matching every filter given (flags: any of them)."""
+    keep = pd.Series(True, index=patients.index)
+    if team:
+        keep &= patients["teams"].fillna("").map(lambda teams: team in teams.split(", "))
+    if flags:
+        wanted = set(flags)
+        keep &= patients["flags"].map(lambda listed: bool(wanted & set(listed)))
+    if min_grade > 0:
+        keep &= max_grade(patients).fillna(0) >= min_grade
+    needle = text.strip().lower()
+    if needle:
+        keep &= patients["patient_id"].str.lower().str.contains(needle, regex=False) | patients[
+            "name"
+        ].fillna("").str.lower().str.contains(needle, regex=False)
+    if unacknowledged_only:
+        keep &= patients["acknowledged"].eq(False).fillna(False)
+    return patients[keep.to_numpy(dtype=bool)]
+
+
+def headline(patients: pd.DataFrame) -> dict[str, int]:
+    """The counts above the table."""
+    tier = priority(patients)
+    return {
+        "Patients": len(patients),
+        "Grade 3 or worse": int((tier == 1).sum()),
+        "New or worsening": int(patients["flags"].map(lambda f: "new_onset" in f or "worsening" in f).sum()),
+        "Persistent": int(patients["flags"].map(lambda f: "persistent" in f).sum()),
+        "Not acknowledged": int(patients["acknowledged"].eq(False).fillna(False).sum()),
+        "No CBC for 30 days": int((patients["days_since_cbc"] >= 30).fillna(False).sum()),
+    }
+
+
+def cycle_text(patients: pd.DataFrame) -> pd.Series:
+    """ "C5D15 · ready" style text for patients in a cycle ("" otherwise); D1 is the cycle's start day."""
+    in_cycle = patients["cycle"].notna()
+    ready = (
+        patients["ready_now"]
+        .map({True: "ready", False: "NOT ready"}, na_action="ignore")
+        .fillna("readiness unknown")
+    )
+    text = (
+        "C"
+        + patients["cycle"].astype("string")
+        + "D"
+        + (patients["cycle_day"] + 1).astype("string")
+        + " · "
+        + ready
+    )
+    return text.where(in_cycle, "").fillna("")
