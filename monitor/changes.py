@@ -3,6 +3,7 @@ that rose. The materialised status keeps only "now"; these changes are what ``al
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 __all__ = ["CHANGE_COLUMNS", "GRADED", "status_changes"]
@@ -63,10 +64,12 @@ def _grades(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
         was = both[f"{analyte}_grade_old"].astype("Float64")
         rose = (now > was.fillna(0)) & (now >= 1)
         rose = rose.fillna(False).to_numpy(dtype=bool)
+        # A patient seen for the first time has no earlier grade: say so, not "none -> 2".
         text = (
             _NAMES[analyte] + " CTCAE grade "
-            + was[rose].astype("Int64").astype("string").fillna("none") + " -> "
+            + (was[rose].astype("Int64").astype("string") + " -> ").fillna("")
             + now[rose].astype("Int64").astype("string")
+            + np.where(was[rose].isna(), " (first assessment)", "")
         )  # fmt: skip
         parts.append(
             pd.DataFrame(

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+import numpy as np
 import pandas as pd
 
 from monitor.parsed import FORMATS
@@ -405,9 +406,16 @@ CYCLE_OUTPUT = [
     "nadir_wbc_comparator",
     "nadir_wbc_day",
     "nadir_wbc_grade",
-    "days_grade3_plus",
+    "days_grade3_plus_min",
+    "days_grade3_plus_max",
+    "recovery_after_day",
     "recovery_day",
+    "anc_results",
+    "nadir_sampled",
     "gcsf",
+    "fever",
+    "febrile_neutropenia",
+    "length_days",
     "next_start",
     "ready_anc",
     "ready_plt",
@@ -454,26 +462,47 @@ def cycles(database: str | None, patient_id: str, authority: str | None, fmt: st
 
 
 def _cycle_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """The cycles for a terminal: one narrow line each (csv and json carry every column)."""
+    """The cycles for a terminal: one narrow line each (csv and json carry every column).
 
-    def with_comparator(prefix: str) -> pd.Series:
-        return frame[f"{prefix}_comparator"].fillna("") + frame[prefix].map(
-            lambda v: "" if pd.isna(v) else f"{v:g}"
-        )
+    Days are in the D# notation (D1 = the start day); a nadir from counts outside days 7-14 is marked.
+    """
+    from monitor.cycles import cycle_notation
 
+    def number(prefix: str) -> pd.Series:
+        values = frame[prefix].map(lambda v: "" if pd.isna(v) else f"{v:g}")
+        return frame[f"{prefix}_comparator"].fillna("") + values
+
+    def days(column: str) -> pd.Series:
+        return frame[column].map(cycle_notation)
+
+    def span(low: pd.Series, high: pd.Series) -> pd.Series:
+        text = low.astype("string") + "-" + high.astype("string").fillna("?")
+        return text.where((low != high).fillna(True), low.astype("string")).fillna("")
+
+    nadir = number("nadir_anc") + np.where(frame["nadir_sampled"], "", " (not sampled D8-D15)")
+    recovered = np.where(
+        frame["recovery_day"].notna(),
+        days("recovery_after_day").str.replace("D", "after D") + ", by " + days("recovery_day"),
+        "",
+    )
+    ready = frame["ready_at_next"].map({True: "yes", False: "NO"}, na_action="ignore").fillna("unknown")
     return pd.DataFrame(
         {
             "cycle": frame["cycle"],
             "start": frame["start"].dt.strftime("%Y-%m-%d"),
-            "nadir ANC": with_comparator("nadir_anc"),
-            "day": frame["nadir_day"],
+            "nadir ANC": nadir.where(frame["nadir_anc"].notna(), ""),
+            "on": days("nadir_day"),
             "grade": frame["nadir_anc_grade"],
-            "nadir WBC": with_comparator("nadir_wbc"),
-            "ANC results": frame["anc_results"],
-            "days G3+": frame["days_grade3_plus"],
-            "recovered day": frame["recovery_day"],
+            "nadir WBC": number("nadir_wbc"),
+            "days G3+": span(frame["days_grade3_plus_min"], frame["days_grade3_plus_max"]),
+            "recovered": recovered,
+            "FN": frame["febrile_neutropenia"]
+            .map({True: "YES", False: "no"}, na_action="ignore")
+            .fillna("?")
+            .where(frame["fever"].ne(""), "-"),
             "G-CSF": frame["gcsf"].map({True: "yes", False: "no"}),
-            "ready at next": frame["ready_at_next"].map({True: "yes", False: "NO"}).fillna("unknown"),
+            "length": frame["length_days"],
+            "ready at next": ready.where(frame["next_start"].notna(), "no next cycle"),
         }
     )
 

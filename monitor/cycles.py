@@ -51,11 +51,16 @@ CYCLE_COLUMNS = (
     "nadir_wbc_comparator",
     "nadir_wbc_day",
     "nadir_wbc_grade",
-    "days_grade3_plus",
+    "days_grade3_plus_min",
+    "days_grade3_plus_max",
     "recovery_day",
+    "recovery_after_day",
     "anc_results",
     "nadir_sampled",
     "gcsf",
+    "fever",
+    "febrile_neutropenia",
+    "length_days",
     "next_start",
     "ready_anc",
     "ready_plt",
@@ -246,13 +251,19 @@ def treatment_cycles(
     -------
     pd.DataFrame
         Columns ``CYCLE_COLUMNS``, sorted by patient and cycle (1-based). Days are whole days since the
-        start (day 0). ``days_grade3_plus`` adds, for each ANC at CTCAE grade 3 or worse, the days until the
-        next ANC of the cycle (the time the count was last seen that low); NA when the cycle's last ANC is
-        still at grade 3 or worse (how long it lasted is unknown), 0 when no ANC reached grade 3.
+        start (day 0). Counts are samples, so durations are bounds: ``days_grade3_plus_min`` is the time
+        confirmed at CTCAE grade 3 or worse (from the first to the last of each run of such ANCs; 0 for a
+        single one) and ``days_grade3_plus_max`` the time until the ANC was next seen better (NA when the
+        cycle's last ANC is still at grade 3 or worse); both 0 when no ANC reached grade 3.
         ``recovery_day`` is the first ANC at or above ``recovery_anc`` after a nadir below it (NA when the
-        nadir was not below it, or no recovery was seen). ``ready_at_next`` is True or False from the last
-        ANC and platelets in the window before the next start, NA when a count is missing or there is no
-        next cycle; ``readiness`` says why.
+        nadir was not below it, or no recovery was seen) and ``recovery_after_day`` the day of the count
+        before it: recovery happened in between. ``fever`` describes recorded fevers of the cycle with the
+        ANC nearest them (within a day); ``febrile_neutropenia`` is True when one meets CTCAE v5.0 grade 3
+        (ANC < 1.0 with a single temperature > 38.3 °C, reference §1.1, §7.5), NA when that cannot be told
+        (no temperature written, 38.0-38.3 °C whose duration is unknown, or no ANC within a day).
+        ``length_days`` is the time to the next start (a postponed cycle is longer than planned).
+        ``ready_at_next`` is True or False from the last ANC and platelets in the window before the next
+        start, NA when a count is missing or there is no next cycle; ``readiness`` says why.
 
     Examples
     --------
@@ -264,12 +275,15 @@ def treatment_cycles(
     ...     "value": [4.1, 0.8, 0.4, 1.6, 2.5, 180.0], "lln": 1.5,
     ...     "collected_at": [start + pd.Timedelta(days=d) for d in days]})
     >>> cycles = treatment_cycles(results, events)
-    >>> cycles[["cycle", "nadir_anc", "nadir_day", "nadir_anc_grade", "days_grade3_plus"]].to_dict("records")
-    [{'cycle': 1, 'nadir_anc': 0.4, 'nadir_day': 10, 'nadir_anc_grade': 4, 'days_grade3_plus': 7},
-     {'cycle': 2, 'nadir_anc': nan, 'nadir_day': None, 'nadir_anc_grade': None, 'days_grade3_plus': 0}]
-    >>> cycles[["recovery_day", "gcsf", "ready_at_next"]].to_dict("records")
-    [{'recovery_day': 14, 'gcsf': True, 'ready_at_next': True},
-     {'recovery_day': None, 'gcsf': False, 'ready_at_next': None}]
+    >>> cycles[["cycle", "nadir_anc", "nadir_day", "nadir_anc_grade"]].to_dict("records")
+    [{'cycle': 1, 'nadir_anc': 0.4, 'nadir_day': 10, 'nadir_anc_grade': 4},
+     {'cycle': 2, 'nadir_anc': nan, 'nadir_day': None, 'nadir_anc_grade': None}]
+    >>> spells = ["days_grade3_plus_min", "days_grade3_plus_max", "recovery_after_day", "recovery_day"]
+    >>> cycles[spells].iloc[0].tolist()
+    [3, 7, 10, 14]
+    >>> cycles[["gcsf", "length_days", "ready_at_next"]].to_dict("records")
+    [{'gcsf': True, 'length_days': 21, 'ready_at_next': True},
+     {'gcsf': False, 'length_days': None, 'ready_at_next': None}]
     """
     cycles = _cycles(events, rules)
     if cycles.empty:
@@ -289,21 +303,30 @@ def treatment_cycles(
         if analyte == "anc":
             out["nadir_at"] = nadir["collected_at"]
     anc = inside[inside["analyte"].eq("anc").to_numpy()]
-    out["days_grade3_plus"] = _days_grade3_plus(anc, keys)
-    out["recovery_day"] = _recovery_day(anc, out, keys, rules.recovery_anc)
+    severe = _grade3_plus_spells(anc, keys)
+    out["days_grade3_plus_min"], out["days_grade3_plus_max"] = severe["min"], severe["max"]
+    recovery = _recovery(anc, out, keys, rules.recovery_anc)
+    out["recovery_day"], out["recovery_after_day"] = recovery["day"], recovery["after_day"]
     out["anc_results"] = anc.groupby(keys).size()
     first, last = rules.nadir_window_days
     in_window = anc[anc["day"].between(first, last).to_numpy(dtype=bool)]
     out["nadir_sampled"] = in_window.groupby(keys).size().gt(0)
     out["gcsf"] = _gcsf(events, cycles).reindex(out.index).fillna(False).astype(bool)
+    out = out.join(_fevers(events, cycles, anc, keys))
+    out["length_days"] = (out["next_start"] - out["start"]) / _DAY
     out = out.join(_readiness(work, cycles, rules))
     out = out.reset_index()
-    for name in ("nadir_day", "nadir_wbc_day", "recovery_day", "nadir_anc_grade", "nadir_wbc_grade"):
-        out[name] = out[name].round().astype("Int64")
-    # 0 for a cycle without a count at grade 3+; NA when the last count of the cycle is still there.
-    severe_cycles = anc[anc["grade"].ge(3).fillna(False).to_numpy(dtype=bool)].groupby(keys).size()
-    had_severe = pd.MultiIndex.from_frame(out[keys]).isin(severe_cycles.index)
-    out["days_grade3_plus"] = out["days_grade3_plus"].where(had_severe, 0).round().astype("Int64")
+    days = ("nadir_day", "nadir_wbc_day", "recovery_day", "recovery_after_day", "length_days")
+    for name in (*days, "nadir_anc_grade", "nadir_wbc_grade"):
+        out[name] = out[name].astype("Float64").apply(np.floor).astype("Int64")
+    # 0 for a cycle without a count at grade 3+; the maximum is NA while the last count is still there.
+    had_severe = pd.MultiIndex.from_frame(out[keys]).isin(severe.index)
+    for name in ("days_grade3_plus_min", "days_grade3_plus_max"):
+        out[name] = out[name].where(had_severe, 0).round().astype("Int64")
+    out["fever"] = out["fever"].fillna("")
+    out["febrile_neutropenia"] = (
+        out["febrile_neutropenia"].astype("boolean").where(out["fever"].ne(""), False)
+    )
     out["anc_results"] = out["anc_results"].fillna(0).astype("int64")
     out["nadir_sampled"] = out["nadir_sampled"].astype("boolean").fillna(False).astype(bool)
     return out.reindex(columns=list(CYCLE_COLUMNS))
@@ -356,10 +379,14 @@ def cycle_trend(cycles: pd.DataFrame, *, rules: CycleRules = DEFAULT_CYCLE_RULES
     Returns columns ``patient_key``, ``deepening_nadir``, ``slower_recovery`` (booleans) and ``trend``
     (a sentence, "" when there is nothing to say).
 
+    Recovery is compared by its bounds: slower only when the last cycle's recovery came after its earliest
+    possible day by ``recovery_delay_days`` or more than the first cycle's latest possible day. Days are
+    written in the D# notation (D1 = the start day).
+
     >>> cycles = pd.DataFrame({"patient_key": 1, "cycle": [1, 2, 3], "nadir_anc": [1.2, 0.8, 0.4],
-    ...     "nadir_sampled": True, "recovery_day": [14, 16, 19]})
-    >>> cycle_trend(cycles).loc[0, "trend"]
-    'Nadir ANC deepening over 3 cycles (1.2 -> 0.4). Recovery slower (day 14 in cycle 1, day 19 in cycle 3).'
+    ...     "nadir_sampled": True, "recovery_after_day": [10, 13, 17], "recovery_day": [14, 16, 19]})
+    >>> print(cycle_trend(cycles).loc[0, "trend"])
+    Nadir ANC deepening over 3 cycles (1.2 -> 0.4). Recovery slower (by D15 in cycle 1; after D18 in cycle 3).
     """
     columns = ["patient_key", "deepening_nadir", "slower_recovery", "trend"]
     if cycles.empty:
@@ -385,13 +412,16 @@ def cycle_trend(cycles: pd.DataFrame, *, rules: CycleRules = DEFAULT_CYCLE_RULES
         {
             "first_day": first_seen.set_index("patient_key")["recovery_day"],
             "first_cycle": first_seen.set_index("patient_key")["cycle"],
-            "last_day": last_seen.set_index("patient_key")["recovery_day"],
+            "last_after": last_seen.set_index("patient_key")[
+                "recovery_after_day" if "recovery_after_day" in last_seen else "recovery_day"
+            ],
             "last_cycle": last_seen.set_index("patient_key")["cycle"],
         }
     ).reindex(pd.Index(ordered["patient_key"].unique(), name="patient_key"))
-    recovery = recovery.astype({"first_day": "float64", "last_day": "float64"})
+    recovery = recovery.astype({"first_day": "float64", "last_after": "float64"})
     several = recovery["last_cycle"] > recovery["first_cycle"]
-    later = recovery["last_day"] - recovery["first_day"] >= rules.recovery_delay_days
+    # The earliest the last recovery can have been is the day after the count before it.
+    later = (recovery["last_after"] + 1) - recovery["first_day"] >= rules.recovery_delay_days
     slower = (several & later).fillna(False)
     out = pd.DataFrame(index=recovery.index.rename("patient_key"))
     out["deepening_nadir"] = deepening.reindex(out.index).fillna(False).astype(bool)
@@ -407,14 +437,14 @@ def cycle_trend(cycles: pd.DataFrame, *, rules: CycleRules = DEFAULT_CYCLE_RULES
     ).reindex(out.index)
 
     def day(values: pd.Series) -> pd.Series:
-        return values.map(lambda v: "" if pd.isna(v) else f"{v:g}")
+        return values.map(cycle_notation)
 
     def cycle(values: pd.Series) -> pd.Series:
         return values.map(lambda v: "" if pd.isna(v) else f"{int(v)}")
 
     slow_text = (
-        "Recovery slower (day " + day(recovery["first_day"]) + " in cycle " + cycle(recovery["first_cycle"])
-        + ", day " + day(recovery["last_day"]) + " in cycle " + cycle(recovery["last_cycle"]) + ")."
+        "Recovery slower (by " + day(recovery["first_day"]) + " in cycle " + cycle(recovery["first_cycle"])
+        + "; after " + day(recovery["last_after"]) + " in cycle " + cycle(recovery["last_cycle"]) + ")."
     )  # fmt: skip
     parts = pd.DataFrame(
         {
@@ -546,31 +576,106 @@ def _nadir(rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return lowest.set_index(keys)[["value", "comparator", "day", "grade", "collected_at"]]
 
 
-def _days_grade3_plus(anc: pd.DataFrame, keys: list[str]) -> pd.Series:
-    """Per cycle, days from each ANC at grade 3 or worse to the next ANC of the cycle, summed.
+def _grade3_plus_spells(anc: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Per cycle with an ANC at grade 3 or worse: confirmed (``min``) and possible (``max``) days there.
 
-    NaN when the cycle's last ANC is still at grade 3 or worse: how long it lasted is not known.
+    ``min`` sums, over each run of consecutive such counts, the time from its first to its last count;
+    ``max`` sums the time from each such count to the next count of the cycle, NaN when the cycle's last
+    count is still at grade 3 or worse.
     """
     if anc.empty:
-        return pd.Series(dtype="float64")
+        return pd.DataFrame(columns=["min", "max"], index=pd.MultiIndex.from_tuples([], names=keys))
+    cycle = [anc[k] for k in keys]
+    severe = anc["grade"].ge(3).fillna(False)
     gap = (anc.groupby(keys)["collected_at"].shift(-1) - anc["collected_at"]) / _DAY
-    severe = anc["grade"].ge(3).fillna(False).to_numpy(dtype=bool)
-    total = gap[severe].fillna(0).groupby([anc.loc[severe, k] for k in keys]).sum().round()
+    run = (~severe).groupby(cycle).cumsum()
+    rows = anc[severe.to_numpy(dtype=bool)]
+    if rows.empty:
+        return pd.DataFrame(columns=["min", "max"], index=pd.MultiIndex.from_tuples([], names=keys))
+    spans = rows.groupby([*[rows[k] for k in keys], run[rows.index]])["collected_at"].agg(["first", "last"])
+    confirmed = ((spans["last"] - spans["first"]) / _DAY).groupby(level=keys).sum()
+    possible = gap[rows.index].fillna(0).groupby([rows[k] for k in keys]).sum()
     still_severe = anc.groupby(keys)["grade"].last().ge(3).fillna(False)
-    return total.where(~still_severe.reindex(total.index).fillna(False).astype(bool))
+    possible = possible.where(~still_severe.reindex(possible.index).fillna(False).astype(bool))
+    return pd.DataFrame({"min": confirmed.round(), "max": possible.round()})
 
 
-def _recovery_day(anc: pd.DataFrame, cycles: pd.DataFrame, keys: list[str], threshold: float) -> pd.Series:
-    """Per cycle, the day of the first ANC at or above ``threshold`` after a nadir below it."""
+def _recovery(anc: pd.DataFrame, cycles: pd.DataFrame, keys: list[str], threshold: float) -> pd.DataFrame:
+    """Per cycle, the day of the first ANC at or above ``threshold`` after a nadir below it (``day``), and
+    the day of the count before it (``after_day``)."""
+    empty = pd.DataFrame(columns=["day", "after_day"], dtype="float64")
     nadir = cycles[["nadir_anc", "nadir_at"]].dropna()
     nadir = nadir[nadir["nadir_anc"].round(COMPARE_DECIMALS) < threshold]
     if anc.empty or nadir.empty:
-        return pd.Series(dtype="float64")
-    later = anc.merge(nadir.reset_index(), on=keys, how="inner")
+        return empty
+    later = anc.assign(previous_day=anc.groupby(keys)["day"].shift()).merge(
+        nadir.reset_index(), on=keys, how="inner"
+    )
     above = later["value"].round(COMPARE_DECIMALS) >= threshold
     above &= ~later["comparator"].isin(["<", "<="]).fillna(False)
     found = later[(above & (later["collected_at"] > later["nadir_at"])).to_numpy(dtype=bool)]
-    return found.groupby(keys)["day"].min().astype("float64")
+    first = found.sort_values("collected_at", kind="stable").groupby(keys).head(1).set_index(keys)
+    return pd.DataFrame({"day": first["day"], "after_day": first["previous_day"]}).astype("float64")
+
+
+# A temperature written in an event's label or details, e.g. "Fever 38.6 C (oral)" or "38.4°C".
+_TEMPERATURE = r"(?P<celsius>\d{2}(?:[.,]\d)?)\s*°?\s*C\b"
+
+
+def _fevers(events: pd.DataFrame, cycles: pd.DataFrame, anc: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Per cycle with a recorded fever: a description and whether it is febrile neutropenia (CTCAE v5.0)."""
+    empty = pd.DataFrame(
+        columns=["fever", "febrile_neutropenia"], index=pd.MultiIndex.from_tuples([], names=keys)
+    )
+    events = _events(events)
+    fevers = events[events["kind"].eq("fever").to_numpy(dtype=bool)]
+    if fevers.empty:
+        return empty
+    text = (
+        fevers.get("label", pd.Series("", index=fevers.index)).fillna("").astype(str)
+        + " "
+        + fevers.get("details", pd.Series("", index=fevers.index)).fillna("").astype(str)
+    )
+    celsius = text.str.extract(_TEMPERATURE)["celsius"].str.replace(",", ".").astype("float64")
+    fevers = fevers.assign(celsius=celsius.to_numpy())[["patient_key", "start_at", "celsius"]]
+    placed = _in_cycles(fevers.rename(columns={"start_at": "collected_at"}).assign(value=0.0), cycles).rename(
+        columns={"collected_at": "at"}
+    )
+    if placed.empty:
+        return empty
+    counts = anc[["patient_key", "collected_at", "value", "comparator"]].sort_values("collected_at")
+    near = pd.merge_asof(
+        placed.drop(columns="value").sort_values("at"),
+        counts.rename(columns={"collected_at": "anc_at", "value": "anc"}),
+        left_on="at",
+        right_on="anc_at",
+        by="patient_key",
+        direction="nearest",
+        tolerance=_DAY,
+    )
+    anc_low = near["anc"].round(COMPARE_DECIMALS) < 1.0
+    anc_low &= ~near["comparator"].isin([">", ">="]).fillna(False)
+    hot = near["celsius"] > 38.3
+    unsure = near["celsius"].isna() | near["celsius"].between(38.0, 38.3) | near["anc"].isna()
+    fn = pd.Series(np.where(hot & anc_low, True, False), index=near.index).astype("boolean")
+    fn = fn.mask(unsure & ~(hot & anc_low) & ~(near["anc"] >= 1.0), pd.NA)
+    described = (
+        near["celsius"].map(lambda c: "fever" if pd.isna(c) else f"fever {c:g} C")
+        + " on day "
+        + near["day"].astype(str)
+        + np.where(near["anc"].isna(), " (no ANC within a day)", " with ANC " + near["anc"].map(_fmt))
+    )
+    near = near.assign(described=described, fn=fn)
+    grouped = near.groupby(keys)
+    out = pd.DataFrame(
+        {
+            "fever": grouped["described"].agg("; ".join),
+            "febrile_neutropenia": grouped["fn"].agg(
+                lambda v: True if v.eq(True).any() else (pd.NA if v.isna().any() else False)
+            ),
+        }
+    )
+    return out
 
 
 def _gcsf(events: pd.DataFrame, cycles: pd.DataFrame) -> pd.Series:

@@ -359,9 +359,11 @@ def _sentences(state: pd.DataFrame, rules: FlagRules) -> pd.DataFrame:
     rise = (change >= up) & rise_sure.fillna(False)
     below = state["below"].astype(bool)
     grade_up = state["grade"] > state["previous_grade"]
-    trend_fall = state["trend"] <= down
-    # A significant rise at the latest result means the nadir has passed: it overrides a falling trend.
-    worsening = below & (grade_up | fall | (trend_fall & ~rise))
+    # A falling trend counts only while the latest result is not above the one before: once it rises
+    # (let alone significantly), the nadir has passed and the trend describes the past.
+    turned_up = (change > 0).fillna(False)
+    trend_fall = (state["trend"] <= down) & ~rise & ~turned_up
+    worsening = below & (grade_up | fall | trend_fall)
     persistent = below & (state["run_results"] >= rules.persistent_min_results)
     persistent &= state["run_days"] >= rules.persistent_min_days
     chronic = below & (state["run_days"] >= rules.chronic_min_days)
@@ -382,14 +384,15 @@ def _sentences(state: pd.DataFrame, rules: FlagRules) -> pd.DataFrame:
     fell = _concat("fell ", at_least, _number(-100 * change, digits=1), "% from ", before, " to ", value)
     rcv_down = _number(100 * down, digits=1) + "%"
     grade_change = _concat("grade ", _number(state["previous_grade"], digits=0), " -> ", value_grade)
-    trend = _number(100 * state["trend"], digits=1)
+    # The projection is clipped at -100 %: say so rather than print a measured-looking -100.0 %.
+    trend = (_number(100 * state["trend"], digits=1) + "%").where(state["trend"] > -1, "-100% or more")
     window = f"{rules.slope_window_days}-day trend "
-    trend_text = _concat(window, trend, "% (Theil-Sen over ", _number(state["trend_results"], digits=0))
+    trend_text = _concat(window, trend, " (Theil-Sen over ", _number(state["trend_results"], digits=0))
     reasons = pd.concat(
         [
             grade_change.where(grade_up),
             _concat(fell, " (reference change value ", rcv_down, ")").where(fall),
-            (trend_text + " results)").where(trend_fall & ~rise),
+            (trend_text + " results)").where(trend_fall),
         ],
         axis=1,
     )

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from monitor.flags import below_limit
+from monitor.grading import ctcae_grade
 
 __all__ = ["PATTERNS", "panel_pattern"]
 
@@ -48,7 +49,7 @@ def panel_pattern(panel: pd.DataFrame) -> pd.DataFrame:
     >>> panel = pd.DataFrame({"patient_key": 1, "analyte": ["wbc", "anc", "alc", "hgb", "plt"],
     ...     "value": [2.1, 0.9, 1.1, 9.8, 210.0], "lln": [4.0, 1.5, 1.0, 12.0, 150.0]})
     >>> panel_pattern(panel).loc[1].tolist()
-    ['bicytopenia', 'WBC 2.1 < 4, ANC 0.9 < 1.5, Hb 9.8 < 12']
+    ['bicytopenia', 'WBC 2.1 < 4, ANC 0.9 < 1.5, Hb 9.8 < 12 (grade 2)']
     """
     rows = panel[panel["analyte"].isin(list(_NAMES)).to_numpy(dtype=bool)]
     rows = rows.assign(low=below_limit(rows).to_numpy())
@@ -76,14 +77,15 @@ def panel_pattern(panel: pd.DataFrame) -> pd.DataFrame:
         return out
     shown["order"] = shown["analyte"].map(list(_NAMES).index)
     comparator = shown["comparator"].astype("string").fillna("") if "comparator" in shown else ""
+    # CTCAE grades of haemoglobin and platelets, which have no column of their own in the status.
+    graded = ctcae_grade(shown[["analyte", "value", "lln"]].assign(comparator=shown.get("comparator")))
+    grade = (" (grade " + graded.astype("string") + ")").where(
+        shown["analyte"].isin(["hgb", "plt"]) & graded.ge(1).fillna(False), ""
+    ).fillna("")
     shown["text"] = (
-        shown["analyte"].map(_NAMES)
-        + " "
-        + comparator
-        + shown["value"].map("{:g}".format)
-        + " < "
-        + shown["lln"].map("{:g}".format)
-    )
+        shown["analyte"].map(_NAMES) + " " + comparator + shown["value"].map("{:g}".format)
+        + " < " + shown["lln"].map("{:g}".format) + grade
+    )  # fmt: skip
     detail = shown.sort_values(["patient_key", "order"]).groupby("patient_key")["text"].agg(", ".join)
     out["pattern_detail"] = detail.reindex(out.index).fillna("")
     return out

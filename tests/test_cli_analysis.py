@@ -65,7 +65,9 @@ def test_patients_json_carries_grades_flags_pattern_and_explanations(store: str)
     assert onc["explanations"]["leukopenia"] == "WBC 1.8 below 4.0 (CTCAE grade 3)"
     # The latest panel with a WBC (12 March): white cells, haemoglobin and platelets all low.
     assert onc["pattern"] == "pancytopenia"
-    assert onc["pattern_detail"] == "WBC 1.8 < 4, ANC 0.4 < 1.8, ALC 0.6 < 1, Hb 9.5 < 12, platelets 90 < 150"
+    assert onc["pattern_detail"] == (
+        "WBC 1.8 < 4, ANC 0.4 < 1.8, ALC 0.6 < 1, Hb 9.5 < 12 (grade 2), platelets 90 < 150 (grade 1)"
+    )
 
 
 def test_cycles_json_contract(store: str) -> None:
@@ -146,7 +148,7 @@ def test_alerts_list_new_and_worsened_flags_since_a_time_most_severe_first(
     everything = json.loads(monitor("alerts", "--format", "json", url=store).stdout)
     # ONC-1 (WBC grade 3) before PER-1 (grade 1); RNG-1 has no limit, so no flag and no alert.
     assert [a["patient_id"] for a in everything] == ["ONC-1", "PER-1"]
-    assert "ANC CTCAE grade none -> 2" in everything[0]["changes"]
+    assert "ANC CTCAE grade 2 (first assessment)" in everything[0]["changes"]
     time.sleep(1.1)  # the next import is noticed after ``since``
     since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     assert monitor("alerts", "--since", since, url=store).stdout.startswith("no new or worsened flags")

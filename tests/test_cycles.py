@@ -71,19 +71,22 @@ def test_nadir_grade_days_at_grade_3_recovery_and_gcsf_per_cycle() -> None:
     first, second = cycles.iloc[0], cycles.iloc[1]
     assert (first["nadir_anc"], first["nadir_day"], first["nadir_anc_grade"]) == (0.45, 10, 4)
     assert (first["nadir_wbc"], first["nadir_wbc_day"], first["nadir_wbc_grade"]) == (1.6, 10, 3)
-    # ANC 0.9 (day 7, grade 3) -> 0.45 (day 10, grade 4) -> 0.8 (day 12, grade 3) -> 1.2 (day 14, grade 2).
-    assert first["days_grade3_plus"] == 7
-    # 1.5 on day 17 is the first count at or above 1.5 after the nadir.
-    assert first["recovery_day"] == 17
+    # ANC 0.9 (day 7, grade 3) -> 0.45 (day 10, grade 4) -> 0.8 (day 12, grade 3) -> 1.2 (day 14, grade 2):
+    # at grade 3+ for certain from day 7 to 12, at most until day 14.
+    assert (first["days_grade3_plus_min"], first["days_grade3_plus_max"]) == (5, 7)
+    # 1.5 on day 17 is the first count at or above 1.5 after the nadir; 1.2 on day 14 was not yet.
+    assert (first["recovery_after_day"], first["recovery_day"]) == (14, 17)
     assert not first["gcsf"] and second["gcsf"]
-    assert second["nadir_anc_grade"] == 2 and second["days_grade3_plus"] == 0
+    assert first["length_days"] == 21 and pd.isna(second["length_days"])
+    assert second["nadir_anc_grade"] == 2 and second["days_grade3_plus_max"] == 0
     assert second["recovery_day"] == 14  # 2.0 on day 35 = day 14 of cycle 2
 
 
 def test_an_unfinished_severe_spell_and_an_unsampled_nadir_are_not_reported_as_known() -> None:
     events = chemo(1, 0)
     cycles = treatment_cycles(counts(1, "anc", {2: 3.0, 10: 0.4}), events)
-    assert pd.isna(cycles.loc[0, "days_grade3_plus"])  # still grade 4 at the last count
+    # Still grade 4 at the last count: a single count confirms 0 days, the most is unknown.
+    assert cycles.loc[0, "days_grade3_plus_min"] == 0 and pd.isna(cycles.loc[0, "days_grade3_plus_max"])
     assert pd.isna(cycles.loc[0, "recovery_day"])
     assert cycles.loc[0, "nadir_sampled"]
     only_late = treatment_cycles(counts(1, "anc", {20: 3.5}), events)
@@ -111,6 +114,29 @@ def test_readiness_at_the_next_start_uses_the_last_counts_of_the_3_days_before_i
     assert pd.isna(verdict) if ready is None else verdict == ready
     assert cycles.loc[0, "readiness"].startswith({True: "ready", False: "not ready", None: "unknown"}[ready])
     assert pd.isna(cycles.loc[1, "ready_at_next"]) and cycles.loc[1, "readiness"] == "no next cycle"
+
+
+@pytest.mark.parametrize(
+    ("label", "anc", "fn"),
+    [
+        ("Fever 38.6 C (oral)", 0.4, True),  # CTCAE v5.0: ANC < 1.0 and a single temperature > 38.3
+        ("Fever 38.6 C", 1.2, False),
+        ("Fever 38.3 C", 0.4, None),  # not > 38.3; sustained >= 38.0 for an hour cannot be told
+        ("Fever", 0.4, None),  # no temperature written
+        ("Fever 39.0 C", None, None),  # no ANC within a day
+    ],
+)
+def test_febrile_neutropenia_needs_a_temperature_and_an_anc_within_a_day(
+    label: str, anc: float | None, fn: bool | None
+) -> None:
+    fever = pd.DataFrame({"patient_key": [1], "kind": ["fever"], "start_at": [day(9.4)], "label": [label]})
+    results = counts(1, "anc", {3: 3.0} | ({9: anc} if anc is not None else {}))
+    cycles = treatment_cycles(results, pd.concat([chemo(1, 0), fever]))
+    found = cycles.loc[0, "febrile_neutropenia"]
+    assert pd.isna(found) if fn is None else found == fn
+    assert cycles.loc[0, "fever"].startswith("fever") and "on day 9" in cycles.loc[0, "fever"]
+    none = treatment_cycles(results, chemo(1, 0))
+    assert none.loc[0, "febrile_neutropenia"] == False and none.loc[0, "fever"] == ""  # noqa: E712
 
 
 def test_readiness_thresholds_per_regimen_and_strict_comparison() -> None:
@@ -166,6 +192,7 @@ def test_cross_cycle_trend_deepening_nadir_and_slower_recovery_in_words() -> Non
             "cycle": [1, 2, 3, 1, 2],
             "nadir_anc": [1.2, 0.8, 0.4, 1.0, 0.95],
             "nadir_sampled": True,
+            "recovery_after_day": [10, 12, 16, 10, 10],
             "recovery_day": [14, 15, 18, 14, 14],
         }
     )
@@ -174,6 +201,21 @@ def test_cross_cycle_trend_deepening_nadir_and_slower_recovery_in_words() -> Non
     assert trend.loc[1, "trend"].startswith("Nadir ANC deepening over 3 cycles (1.2 -> 0.4)")
     # A 5 % fall is within the ANC reference change value: not a trend.
     assert not trend.loc[2, "deepening_nadir"] and trend.loc[2, "trend"] == ""
+
+
+def test_a_late_recovery_seen_only_at_a_late_count_is_not_called_slower() -> None:
+    # Cycle 3 recovered somewhere after D11 (count before) and by D21: not certainly later than by D15.
+    cycles = pd.DataFrame(
+        {
+            "patient_key": 1,
+            "cycle": [1, 2, 3],
+            "nadir_anc": [0.9, 0.9, 0.9],
+            "nadir_sampled": True,
+            "recovery_after_day": [10, 10, 10],
+            "recovery_day": [14, 14, 20],
+        }
+    )
+    assert not cycle_trend(cycles).loc[0, "slower_recovery"]
 
 
 def test_before_after_an_event_median_and_range_in_each_window() -> None:

@@ -157,6 +157,17 @@ def test_worsening_by_a_falling_28_day_trend_of_small_steps() -> None:
     assert "significant_drop" not in row["flags"]
 
 
+def test_a_falling_trend_that_has_turned_up_is_not_worsening() -> None:
+    # 3.9 -> 3.4 -> 2.9 -> 3.0: the trend over 28 days falls, but the latest count is above the one before.
+    row = flags_of(make_series([3.9, 3.4, 2.9, 3.0], [0, 7, 14, 21]))
+    assert "worsening" not in row["flags"]
+
+
+def test_a_projected_fall_clipped_at_100_percent_says_so() -> None:
+    row = flags_of(make_series([3.9, 1.0, 0.2, 0.1], [0, 7, 14, 21]))
+    assert "28-day trend -100% or more (Theil-Sen over 4 results)" in explained(row)["worsening"]
+
+
 def test_no_trend_from_two_results_or_from_results_older_than_the_window() -> None:
     assert "worsening" not in flags_of(make_series([3.9, 3.5], [0, 21]))["flags"]
     assert "worsening" not in flags_of(make_series([6.0, 3.9, 3.8], [0, 40, 47]), as_of_day=50)["flags"]
