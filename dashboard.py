@@ -35,9 +35,11 @@ with st.sidebar:
 
 page = st.navigation(
     [
-        st.Page("app_pages/patients.py", title="Patients", icon=":material/groups:", default=True),
+        st.Page("app_pages/patients.py", title="Worklist", icon=":material/groups:", default=True),
         st.Page("app_pages/patient.py", title="Patient timeline", icon=":material/show_chart:"),
+        st.Page("app_pages/cycles.py", title="Treatment cycles", icon=":material/autorenew:"),
         st.Page("app_pages/imports.py", title="Import", icon=":material/upload_file:"),
+        st.Page("app_pages/settings.py", title="Settings", icon=":material/tune:"),
     ]
 )
 page.run()

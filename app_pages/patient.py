@@ -1,20 +1,29 @@
-"""Patient timeline: one patient's counts over time against the lab's reference range, with events."""
+"""Patient timeline: where the patient stands, why, and every count over time with its events."""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime, time
 
 import pandas as pd
 import streamlit as st
 
+from db.actions import acknowledge, add_event, set_patient_range
 from db.config import display_timezone
 from monitor.analytes import ANALYTES
-from ui import data, figures
+from monitor.cycles import before_after
+from monitor.events import EVENT_KINDS
+from monitor.exports import spreadsheet_safe
+from monitor.flags import episodes
+from monitor.patterns import PATTERNS
+from ui import data, timeline
+from ui.identity import current_user
 
-CHARTED = ("wbc", "anc", "alc", "amc", "aec", "abc", "hgb", "plt")
+WINDOWS = {"3 months": 91, "6 months": 182, "1 year": 365, "All": None}
 
 st.title("Patient timeline")
 patients = data.patients()
 if patients.empty:
-    st.info("No patients yet. Import results with `python -m monitor import FILE`.")
+    st.info("No patients yet. Import results on the Import page or with `python -m monitor import FILE`.")
     st.stop()
 
 keys = patients["patient_key"].tolist()
@@ -30,41 +39,233 @@ chosen = st.selectbox(
 st.session_state["patient_key"] = chosen
 patient = patients.set_index("patient_key").loc[chosen]
 timezone = display_timezone()
+results = data.results(chosen)
+events = data.events(chosen)
+cycles = data.cycles(chosen)
 
-facts = st.columns(5)
+
+def _count(value: float, comparator: str | None) -> str:
+    return "-" if pd.isna(value) else f"{comparator or ''}{value:.2f}"
+
+
+def _grade(value) -> str:
+    return "" if pd.isna(value) else f"grade {int(value)}"
+
+
+facts = st.columns(6)
 facts[0].metric("Patient ID", patient["patient_id"])
 age = "?" if pd.isna(patient["age"]) else int(patient["age"])
 facts[1].metric("Age / sex", f"{age} / {patient['sex'] or '?'}")
 facts[2].metric("Teams", patient["teams"] or "none")
-facts[3].metric(
-    "Latest WBC (10^9/L)", "-" if pd.isna(patient["latest_wbc"]) else f"{patient['latest_wbc']:.2f}"
-)
-facts[4].metric(
-    "Days since last CBC", "-" if pd.isna(patient["days_since_cbc"]) else int(patient["days_since_cbc"])
-)
+for column, analyte in zip(facts[3:6], ("wbc", "anc", "alc"), strict=True):
+    column.metric(
+        f"Latest {analyte.upper()} (10^9/L)",
+        _count(patient[f"latest_{analyte}"], patient[f"latest_{analyte}_comparator"]),
+        _grade(patient[f"latest_{analyte}_grade"]),
+        delta_color="off",
+        help=f"Lower limit {patient[f'latest_{analyte}_lln']} ({patient[f'latest_{analyte}_range_source']})",
+    )
 
-if patient["flags"]:
-    with st.container(border=True):
-        st.markdown("**Flags** (decision support: each says why it is raised)")
+summary = st.columns([3, 2])
+with summary[0].container(border=True):
+    st.markdown("**Flags** (decision support: each says why it is raised)")
+    if patient["flags"]:
         for flag, sentence in zip(patient["flags"], patient["explanations"], strict=False):
             st.markdown(f"- **{flag.replace('_', ' ')}**: {sentence}")
-results = data.results(chosen)
-events = data.events(chosen)
-analyte = (
-    st.segmented_control(
-        "Count", CHARTED, default="wbc", format_func=lambda code: ANALYTES[code].label, key="patient_analyte"
-    )
-    or "wbc"
+    else:
+        st.markdown("No flag: the latest counts are not below their limits and nothing is changing fast.")
+    pattern = patient["pattern"]
+    if isinstance(pattern, str) and pattern != "none":
+        name = pattern.replace("_", " ")
+        st.markdown(f"**Latest panel:** {name} ({PATTERNS[pattern]}): {patient['pattern_detail']}")
+    acknowledged = patient["acknowledged"]
+    if acknowledged is True:
+        st.caption(f"Acknowledged {patient['acknowledged_at']:%Y-%m-%d %H:%M} UTC.")
+    elif acknowledged is False:
+        st.caption("Not yet acknowledged since the flags last appeared or worsened.")
+
+with summary[1].container(border=True):
+    st.markdown("**Episodes below the limit (WBC, ANC)**")
+    spells = episodes(results.assign(patient_key=chosen), analyte="wbc")
+    neutro = episodes(results.assign(patient_key=chosen), analyte="anc")
+    listed = pd.concat([spells.assign(count="WBC"), neutro.assign(count="ANC")], ignore_index=True)
+    if listed.empty:
+        st.markdown("None: no count below its limit.")
+    else:
+        listed = listed.sort_values("start", ascending=False)
+        st.dataframe(
+            pd.DataFrame(
+                {
+                    "Count": listed["count"],
+                    "From": listed["start"].dt.tz_convert(timezone).dt.strftime("%Y-%m-%d"),
+                    "To": listed["end"].dt.tz_convert(timezone).dt.strftime("%Y-%m-%d"),
+                    "Days": listed["days"],
+                    "Results": listed["n_results"],
+                    "Nadir": listed["nadir"],
+                    "Ongoing": listed["ongoing"].map({True: "yes", False: ""}),
+                }
+            ),
+            hide_index=True,
+            height=180,
+        )
+    if patient["cycle"] is not pd.NA and not pd.isna(patient["cycle"]):
+        st.markdown(f"**Cycle now:** C{patient['cycle']}D{patient['cycle_day'] + 1}. {patient['readiness']}")
+
+controls = st.columns([2, 3, 1], vertical_alignment="bottom")
+window = (
+    controls[0].segmented_control("Window", list(WINDOWS), default="1 year", key="patient_window") or "All"
 )
+lineages = controls[1].multiselect(
+    "Differential",
+    list(timeline.DIFFERENTIAL),
+    default=["anc", "alc"],
+    format_func=lambda code: ANALYTES[code].label,
+    key="patient_lineages",
+)
+log = controls[2].toggle("Log scale", key="patient_log")
+days = WINDOWS[window]
+start = None if days is None or results.empty else results["collected_at"].max() - pd.Timedelta(days=days)
 st.plotly_chart(
-    figures.count_figure(results, analyte, events=events, timezone=timezone),
+    timeline.timeline_figure(
+        results,
+        events=events,
+        cycles=cycles,
+        history=data.results(chosen, history=True),
+        lineages=lineages,
+        log=log,
+        start=start,
+        timezone=timezone,
+        rules=data.rules().grading,
+    ),
     key="patient_chart",
 )
+st.caption(
+    "Shaded band: the reference range each result was reported with (it steps where the lab's range "
+    "changed). G2-G4: CTCAE v5.0 WBC grade zones; grade 1 is below the lower limit down to 3.0. Large open "
+    "triangles: a change from the previous WBC beyond the reference change value. Purple spans: treatment "
+    "cycles (C1, C2, ...). Hover a point for its unit, range, grade, lab, accession and any correction."
+)
 
-with st.expander(f"Results ({len(results)})"):
-    shown = results[
-        ["collected_at", "analyte", "value", "unit", "ref_low", "ref_high", "status", "lab", "accession"]
-    ]
-    st.dataframe(shown, hide_index=True, width="stretch")
-with st.expander(f"Clinical events ({len(events)})"):
+sheet, event_tab, compare_tab, record_tab = st.tabs(
+    ["Flowsheet", f"Events ({len(events)})", "Before / after an event", "Acknowledge, add, set a range"]
+)
+with sheet:
+    values, states = timeline.flowsheet(results, timezone)
+    if values.empty:
+        st.info("No results.")
+    else:
+        colours = {
+            "low": "background-color: rgba(213, 94, 0, 0.18)",
+            "high": "background-color: rgba(0, 114, 178, 0.15)",
+        }
+        styled = values.style.apply(lambda _: states.map(lambda s: colours.get(s, "")), axis=None)
+        st.dataframe(styled, width="stretch")
+        st.caption("↓ below the lower limit that applies; ↑ above the reported upper limit. Newest first.")
+        st.download_button(
+            "Download the flowsheet (CSV)",
+            spreadsheet_safe(values.reset_index()).to_csv(index=False),
+            file_name=f"flowsheet-{patient['patient_id']}.csv",
+            mime="text/csv",
+        )
+with event_tab:
     st.dataframe(events, hide_index=True, width="stretch")
+with compare_tab:
+    if events.empty:
+        st.info("No events to compare around.")
+    else:
+        labelled = events.reset_index(drop=True)
+        picked = st.selectbox(
+            "Event",
+            labelled.index.tolist(),
+            format_func=lambda i: " · ".join(
+                [f"{labelled.loc[i, 'start_at']:%Y-%m-%d}", labelled.loc[i, "kind"], labelled.loc[i, "label"]]
+            ),
+            key="patient_compare_event",
+        )
+        window_days = st.slider("Days before and after", 7, 180, 28, key="patient_compare_days")
+        event = labelled.loc[[picked]].assign(event_key=picked, patient_key=chosen)
+        compared = before_after(results.assign(patient_key=chosen), event, window_days=window_days)
+        compared = compared[compared["analyte"].isin(["wbc", "anc", "alc", "hgb", "plt"])]
+        st.dataframe(
+            compared.drop(columns="event_key").assign(
+                analyte=compared["analyte"].map(lambda a: ANALYTES[a].label)
+            ),
+            hide_index=True,
+            width="stretch",
+        )
+with record_tab:
+    user = current_user()
+    left, middle, right = st.columns(3)
+    with left.form("acknowledge_form", clear_on_submit=True):
+        st.markdown("**Acknowledge the current flags**")
+        comment = st.text_area(
+            "Comment", key="acknowledge_comment", placeholder="e.g. reviewed, repeat CBC in 1 week"
+        )
+        if st.form_submit_button("Acknowledge", disabled=not patient["flags"]):
+            with data.store().begin() as session:
+                acknowledge(session, chosen, username=user, comment=comment, now=datetime.now(UTC))
+            data.refresh()
+            st.toast("Acknowledged, recorded in the audit trail.")
+            st.rerun()
+    with middle.form("event_form", clear_on_submit=True):
+        st.markdown("**Add an event or a note**")
+        kind = st.selectbox("Kind", EVENT_KINDS, key="event_kind")
+        when = st.date_input("Date", key="event_date")
+        label = st.text_input("Label", key="event_label", placeholder="e.g. Filgrastim 5 mcg/kg")
+        details = st.text_input("Details", key="event_details")
+        if st.form_submit_button("Add"):
+            try:
+                with data.store().begin() as session:
+                    add_event(
+                        session,
+                        chosen,
+                        kind=kind,
+                        start=datetime.combine(when, time(12), tzinfo=UTC),
+                        end=None,
+                        label=label,
+                        details=details,
+                        username=user,
+                        now=datetime.now(UTC),
+                    )
+            except ValueError as error:
+                st.error(str(error))
+            else:
+                data.refresh()
+                st.toast("Event added.")
+                st.rerun()
+    with right.form("range_form", clear_on_submit=True):
+        st.markdown("**Patient-specific range** (e.g. Duffy-null ANC)")
+        analyte = st.selectbox(
+            "Count", ["anc", "wbc", "alc"], key="range_analyte", format_func=lambda a: ANALYTES[a].label
+        )
+        low = st.number_input("Lower limit (10^9/L)", min_value=0.0, step=0.01, key="range_low")
+        high = st.number_input("Upper limit (10^9/L)", min_value=0.0, step=0.01, key="range_high")
+        reason = st.text_input("Reason", key="range_reason", placeholder="Duffy-null phenotype confirmed")
+        end = st.checkbox("End the current range instead", key="range_end")
+        if st.form_submit_button("Save"):
+            try:
+                with data.store().begin() as session:
+                    set_patient_range(
+                        session,
+                        chosen,
+                        analyte=analyte,
+                        low=None if end else low,
+                        high=None if end else (high or None),
+                        reason=reason,
+                        username=user,
+                        now=datetime.now(UTC),
+                    )
+            except ValueError as error:
+                st.error(str(error))
+            else:
+                data.refresh()
+                st.toast("Range saved; grades and flags recomputed.")
+                st.rerun()
+    ranges = data.patient_ranges(chosen)
+    if not ranges.empty:
+        st.markdown("**Patient-specific ranges** (newest first; ended ones kept for the record)")
+        st.dataframe(ranges, hide_index=True, width="stretch")
+    acks = data.acknowledgements(chosen)
+    if not acks.empty:
+        st.markdown("**Acknowledgements**")
+        st.dataframe(acks, hide_index=True, width="stretch")

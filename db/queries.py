@@ -20,6 +20,7 @@ from db.models import (
     Patient,
     PatientStatus,
     PatientTeam,
+    ReferenceOverride,
     RejectedRecord,
     Result,
     StatusChange,
@@ -320,6 +321,47 @@ def alerts(session: Session, *, since: datetime) -> pd.DataFrame:
         kind="stable",
     )
     return out.reset_index()[ALERT_COLUMNS]
+
+
+def lab_codes(session: Session) -> list[str]:
+    """The codes of the labs results came from."""
+    return list(session.scalars(select(Lab.code).order_by(Lab.code)))
+
+
+def treated_patients(session: Session) -> list[int]:
+    """Keys of the patients with at least one chemotherapy event."""
+    statement = select(ClinicalEvent.patient_id).where(ClinicalEvent.kind == "chemotherapy").distinct()
+    return sorted(int(key) for key in session.scalars(statement))
+
+
+def patient_ranges(session: Session, patient_key: int) -> pd.DataFrame:
+    """The patient's specific ranges (active and ended), newest first."""
+    return read_frame(
+        session,
+        select(
+            ReferenceOverride.analyte,
+            ReferenceOverride.low,
+            ReferenceOverride.high,
+            ReferenceOverride.reason,
+            ReferenceOverride.set_by,
+            ReferenceOverride.set_at,
+            ReferenceOverride.is_active,
+        )
+        .where(ReferenceOverride.patient_id == patient_key)
+        .order_by(ReferenceOverride.is_active.desc(), ReferenceOverride.set_at.desc()),
+        utc=["set_at"],
+    )
+
+
+def acknowledgements(session: Session, patient_key: int) -> pd.DataFrame:
+    """Acknowledgements of the patient's flags, newest first."""
+    return read_frame(
+        session,
+        select(Acknowledgement.at, Acknowledgement.username, Acknowledgement.flags, Acknowledgement.comment)
+        .where(Acknowledgement.patient_id == patient_key)
+        .order_by(Acknowledgement.at.desc()),
+        utc=["at"],
+    )
 
 
 def has_synthetic_data(session: Session) -> bool:

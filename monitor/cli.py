@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-import numpy as np
 import pandas as pd
 
 from monitor.parsed import FORMATS
@@ -443,7 +442,7 @@ def cycles(database: str | None, patient_id: str, authority: str | None, fmt: st
     """
     from db.queries import find_patient, patient_cycles
     from db.settings import site_rules
-    from monitor.cycles import cycle_trend
+    from monitor.cycles import cycle_table, cycle_trend
 
     factory = _factory(database)
     with factory() as session:
@@ -453,58 +452,12 @@ def cycles(database: str | None, patient_id: str, authority: str | None, fmt: st
     if fmt != "table":
         _emit(frame[CYCLE_OUTPUT], fmt, utc_columns=("start", "next_start"))
         return
-    _emit(_cycle_table(frame), fmt)
+    _emit(cycle_table(frame), fmt)
     if not frame.empty:
         trend = cycle_trend(frame, rules=rules)
         for sentence in trend["trend"]:
             if sentence:
                 click.echo(sentence)
-
-
-def _cycle_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """The cycles for a terminal: one narrow line each (csv and json carry every column).
-
-    Days are in the D# notation (D1 = the start day); a nadir from counts outside days 7-14 is marked.
-    """
-    from monitor.cycles import cycle_notation
-
-    def number(prefix: str) -> pd.Series:
-        values = frame[prefix].map(lambda v: "" if pd.isna(v) else f"{v:g}")
-        return frame[f"{prefix}_comparator"].fillna("") + values
-
-    def days(column: str) -> pd.Series:
-        return frame[column].map(cycle_notation)
-
-    def span(low: pd.Series, high: pd.Series) -> pd.Series:
-        text = low.astype("string") + "-" + high.astype("string").fillna("?")
-        return text.where((low != high).fillna(True), low.astype("string")).fillna("")
-
-    nadir = number("nadir_anc") + np.where(frame["nadir_sampled"], "", " (not sampled D8-D15)")
-    recovered = np.where(
-        frame["recovery_day"].notna(),
-        days("recovery_after_day").str.replace("D", "after D") + ", by " + days("recovery_day"),
-        "",
-    )
-    ready = frame["ready_at_next"].map({True: "yes", False: "NO"}, na_action="ignore").fillna("unknown")
-    return pd.DataFrame(
-        {
-            "cycle": frame["cycle"],
-            "start": frame["start"].dt.strftime("%Y-%m-%d"),
-            "nadir ANC": nadir.where(frame["nadir_anc"].notna(), ""),
-            "on": days("nadir_day"),
-            "grade": frame["nadir_anc_grade"],
-            "nadir WBC": number("nadir_wbc"),
-            "days G3+": span(frame["days_grade3_plus_min"], frame["days_grade3_plus_max"]),
-            "recovered": recovered,
-            "FN": frame["febrile_neutropenia"]
-            .map({True: "YES", False: "no"}, na_action="ignore")
-            .fillna("?")
-            .where(frame["fever"].ne(""), "-"),
-            "G-CSF": frame["gcsf"].map({True: "yes", False: "no"}),
-            "length": frame["length_days"],
-            "ready at next": ready.where(frame["next_start"].notna(), "no next cycle"),
-        }
-    )
 
 
 @cli.command()

@@ -29,6 +29,7 @@ __all__ = [
     "CycleRules",
     "Readiness",
     "before_after",
+    "cycle_table",
     "readiness_now",
     "cycle_days",
     "cycle_notation",
@@ -430,17 +431,17 @@ def cycle_trend(cycles: pd.DataFrame, *, rules: CycleRules = DEFAULT_CYCLE_RULES
         "Nadir ANC deepening over "
         + stats["n"].astype(str)
         + " cycles ("
-        + stats["first"].map("{:g}".format)
+        + stats["first"].map("{:g}".format).astype("string")
         + " -> "
-        + stats["last"].map("{:g}".format)
+        + stats["last"].map("{:g}".format).astype("string")
         + ")."
     ).reindex(out.index)
 
     def day(values: pd.Series) -> pd.Series:
-        return values.map(cycle_notation)
+        return values.map(cycle_notation).astype("string")
 
     def cycle(values: pd.Series) -> pd.Series:
-        return values.map(lambda v: "" if pd.isna(v) else f"{int(v)}")
+        return values.map(lambda v: "" if pd.isna(v) else f"{int(v)}").astype("string")
 
     slow_text = (
         "Recovery slower (by " + day(recovery["first_day"]) + " in cycle " + cycle(recovery["first_cycle"])
@@ -771,3 +772,48 @@ def _meets(value: pd.Series, comparator: pd.Series, minimum: pd.Series, inclusiv
 
 def _fmt(value: float) -> str:
     return "?" if pd.isna(value) else f"{value:g}"
+
+
+def cycle_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """The cycles for people (terminal and dashboard): one narrow line each, days in the D# notation.
+
+    Days are in the D# notation (D1 = the start day); a nadir from counts outside days 7-14 is marked.
+    """
+
+    def number(prefix: str) -> pd.Series:
+        values = frame[prefix].map(lambda v: "" if pd.isna(v) else f"{v:g}")
+        return frame[f"{prefix}_comparator"].fillna("") + values
+
+    def days(column: str) -> pd.Series:
+        return frame[column].map(cycle_notation)
+
+    def span(low: pd.Series, high: pd.Series) -> pd.Series:
+        text = low.astype("string") + "-" + high.astype("string").fillna("?")
+        return text.where((low != high).fillna(True), low.astype("string")).fillna("")
+
+    nadir = number("nadir_anc") + np.where(frame["nadir_sampled"], "", " (not sampled D8-D15)")
+    recovered = np.where(
+        frame["recovery_day"].notna(),
+        days("recovery_after_day").str.replace("D", "after D") + ", by " + days("recovery_day"),
+        "",
+    )
+    ready = frame["ready_at_next"].map({True: "yes", False: "NO"}, na_action="ignore").fillna("unknown")
+    return pd.DataFrame(
+        {
+            "cycle": frame["cycle"],
+            "start": frame["start"].dt.strftime("%Y-%m-%d"),
+            "nadir ANC": nadir.where(frame["nadir_anc"].notna(), ""),
+            "on": days("nadir_day"),
+            "grade": frame["nadir_anc_grade"],
+            "nadir WBC": number("nadir_wbc"),
+            "days G3+": span(frame["days_grade3_plus_min"], frame["days_grade3_plus_max"]),
+            "recovered": recovered,
+            "FN": frame["febrile_neutropenia"]
+            .map({True: "YES", False: "no"}, na_action="ignore")
+            .fillna("?")
+            .where(frame["fever"].ne(""), "-"),
+            "G-CSF": frame["gcsf"].map({True: "yes", False: "no"}),
+            "length": frame["length_days"],
+            "ready at next": ready.where(frame["next_start"].notna(), "no next cycle"),
+        }
+    )

@@ -79,9 +79,11 @@ def panel_pattern(panel: pd.DataFrame) -> pd.DataFrame:
     comparator = shown["comparator"].astype("string").fillna("") if "comparator" in shown else ""
     # CTCAE grades of haemoglobin and platelets, which have no column of their own in the status.
     graded = ctcae_grade(shown[["analyte", "value", "lln"]].assign(comparator=shown.get("comparator")))
-    grade = (" (grade " + graded.astype("string") + ")").where(
-        shown["analyte"].isin(["hgb", "plt"]) & graded.ge(1).fillna(False), ""
-    ).fillna("")
+    grade = (
+        (" (grade " + graded.astype("string") + ")")
+        .where(shown["analyte"].isin(["hgb", "plt"]) & graded.ge(1).fillna(False), "")
+        .fillna("")
+    )
     shown["text"] = (
         shown["analyte"].map(_NAMES) + " " + comparator + shown["value"].map("{:g}".format)
         + " < " + shown["lln"].map("{:g}".format) + grade

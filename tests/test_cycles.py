@@ -260,3 +260,17 @@ def test_site_rules_validate_and_list_every_setting_with_its_default_and_source(
         SiteRules.from_mapping({"grading": {"ctcae_version": "4.03"}})
     with pytest.raises(ValueError, match="section"):
         set_value({}, "persistent_min_days", 3)
+
+
+def test_a_trend_needs_sampled_nadirs_and_says_nothing_without_them() -> None:
+    cycles = pd.DataFrame(
+        {
+            "patient_key": 1,
+            "cycle": [1, 2],
+            "nadir_anc": [3.0, 2.0],
+            "nadir_sampled": False,
+            "recovery_day": None,
+        }
+    )
+    trend = cycle_trend(cycles)
+    assert trend.loc[0, "trend"] == "" and not trend.loc[0, "deepening_nadir"]

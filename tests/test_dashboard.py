@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import streamlit as st
+from sqlalchemy import text
 from streamlit.testing.v1 import AppTest
 
 from db.importer import import_path
@@ -79,18 +80,106 @@ def test_search_and_grade_filters_narrow_the_worklist(imported_store) -> None:
     assert at.dataframe[0].value["Patient ID"].tolist() == ["MRN1001"]
 
 
-def test_patient_timeline_charts_wbc_against_the_reference_band(imported_store) -> None:
-    at = AppTest.from_file(APP, default_timeout=60).run()
+def _open_patient(at: AppTest, label: str = "MRN1001 · (no name)") -> AppTest:
     at.switch_page("app_pages/patient.py").run()
+    box = at.selectbox(key="patient_select")
+    return box.select_index(box.options.index(label)).run()
+
+
+def test_patient_timeline_charts_wbc_against_the_reference_band_with_grade_zones(imported_store) -> None:
+    at = _open_patient(AppTest.from_file(APP, default_timeout=60).run())
     assert not at.exception
-    at.selectbox(key="patient_select").select_index(
-        at.selectbox(key="patient_select").options.index("MRN1001 · (no name)")
-    ).run()
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    traces = {trace["name"]: trace for trace in spec["data"]}
     band_low = spec["data"][1]
     assert band_low["fill"] == "tonexty" and _array(band_low["y"]) == [4.0, 4.0]
-    assert _array(spec["data"][2]["y"]) == [5.6, 3.1]
-    assert spec["layout"]["yaxis"]["title"]["text"] == "WBC (10^9/L)"
+    wbc = next(t for t in spec["data"] if t["name"].startswith("WBC (marker"))
+    assert _array(wbc["y"]) == [5.6, 3.1]
+    # 3.1 is below its 4.0 limit: a down-triangle, not only a colour.
+    assert wbc["marker"]["symbol"][1] == "triangle-down"
+    assert "Significant fall (beyond the RCV)" in traces  # 5.6 -> 3.1 is -45 %, beyond -22.3 %
+    zones = [shape for shape in spec["layout"]["shapes"] if shape.get("y1") in (3.0, 2.0, 1.0)]
+    assert sorted((z["y0"], z["y1"]) for z in zones) == [(0.0, 1.0), (1.0, 2.0), (2.0, 3.0)]
+    titles = [spec["layout"][axis]["title"]["text"] for axis in ("yaxis", "yaxis3", "yaxis4")]
+    assert titles == ["WBC (10^9/L)", "Haemoglobin (g/dL)", "Platelets (10^9/L)"]
+    flags = [m.value for m in at.markdown if m.value.startswith("- **")]
+    assert flags[0] == "- **leukopenia**: WBC 3.1 below 4.0 (CTCAE grade 1)"
+
+
+def test_flowsheet_marks_low_results(imported_store) -> None:
+    at = _open_patient(AppTest.from_file(APP, default_timeout=60).run())
+    sheet = at.dataframe[1].value  # after the episodes table
+    assert sheet.loc[sheet.index.max(), "WBC (10^9/L)"] == "3.1 ↓"
+    assert sheet.loc[sheet.index.min(), "WBC (10^9/L)"] == "5.6"
+
+
+def test_acknowledging_clears_the_worklist_state_and_is_audited(imported_store) -> None:
+    at = _open_patient(AppTest.from_file(APP, default_timeout=60).run())
+    at.text_area(key="acknowledge_comment").input("Seen; repeat CBC in a week")
+    at.button(key="FormSubmitter:acknowledge_form-Acknowledge").click().run()
+    assert not at.exception
+    at.switch_page("app_pages/patients.py").run()
+    row = at.dataframe[0].value.set_index("Patient ID").loc["MRN1001"]
+    assert row["Acknowledged"] == "yes"
+    with open_store(imported_store)() as session:
+        audited = session.execute(text("SELECT action, details FROM audit_log")).all()
+    assert audited[0][0] == "acknowledge" and "repeat CBC in a week" in audited[0][1]
+
+
+def test_a_patient_range_recomputes_the_grade_and_the_flags(imported_store) -> None:
+    at = _open_patient(AppTest.from_file(APP, default_timeout=60).run())
+    at.selectbox(key="range_analyte").select("wbc")
+    at.number_input(key="range_low").set_value(3.0)
+    at.number_input(key="range_high").set_value(9.66)
+    at.text_input(key="range_reason").input("Duffy-null phenotype confirmed")
+    at.button(key="FormSubmitter:range_form-Save").click().run()
+    assert not at.exception
+    flags = [m.value for m in at.markdown if m.value.startswith("- **")]
+    assert not any("leukopenia" in f for f in flags)  # WBC 3.1 is not below 3.0
+    metrics = {m.label: m for m in at.metric}
+    assert (
+        "3.0" in metrics["Latest WBC (10^9/L)"].help
+        and "patient override" in metrics["Latest WBC (10^9/L)"].help
+    )
+
+
+def test_cycles_page_overlays_counts_by_cycle_and_tables_them(tmp_path, monkeypatch) -> None:
+    url = f"sqlite:///{tmp_path / 'monitor.db'}"
+    store = open_store(url)
+    import_path(store, DATA / "canonical-good.csv", imported_by="test")
+    events = tmp_path / "events.csv"
+    events.write_text(
+        "patient_id,kind,start,end,label,details\n"
+        "MRN1001,chemotherapy,2026-02-24,,Docetaxel cycle 1,docetaxel\n"
+        "MRN1001,chemotherapy,2026-03-17,,Docetaxel cycle 2,docetaxel\n"
+    )
+    import_path(store, events, imported_by="test")
+    monkeypatch.setenv("MONITOR_DATABASE_URL", url)
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.switch_page("app_pages/cycles.py").run()
+    assert not at.exception
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    lines = [t for t in spec["data"] if t["name"].startswith("Cycle")]
+    # ANC 3.1 on 2 March is day 6 of cycle 1; ANC 0.9 on 16 March is day 20.
+    assert [t["name"] for t in lines] == ["Cycle 1"] and _array(lines[0]["x"]) == [6, 20]
+    table = at.dataframe[0].value
+    assert table["cycle"].tolist() == [1, 2]
+    assert table.loc[0, "nadir ANC"].startswith("0.9") and table.loc[0, "on"] == "D21"
+
+
+def test_settings_page_saves_a_regimen_rule_and_recomputes(imported_store) -> None:
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.switch_page("app_pages/settings.py").run()
+    assert not at.exception
+    rules = at.dataframe[0].value.set_index("key")
+    assert rules.loc["flags.persistent_min_days", "default"] == "14"
+    assert "reference §7.3" in rules.loc["cycles.readiness.anc_min", "source"]
+    at.text_input(key="regimen_name").input("AC-T")
+    at.button(key="FormSubmitter:regimen_form-Save regimen rule").click().run()
+    assert not at.exception
+    with open_store(imported_store)() as session:
+        stored = session.execute(text("SELECT value FROM setting WHERE key = 'rules'")).scalar_one()
+    assert json.loads(stored)["cycles"]["regimens"]["ac-t"]["anc_min"] == 1.5
 
 
 def test_import_page_lists_past_imports_and_their_refusals(tmp_path, monkeypatch) -> None:

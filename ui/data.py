@@ -11,7 +11,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from db import queries
 from db.config import database_url, seed_demo_when_empty
 from db.demo import seed_demo
+from db.settings import lab_range_list, site_rules
 from db.store import open_store
+from monitor.cycles import cycle_days
+from monitor.rules import SiteRules
 
 DEMO_PATIENTS = 60
 DEMO_SEED = 7
@@ -51,6 +54,62 @@ def results(patient_key: int, history: bool = False) -> pd.DataFrame:
 def events(patient_key: int) -> pd.DataFrame:
     with store()() as session:
         return queries.patient_events(session, patient_key)
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def treated_patients() -> list[int]:
+    """Patients with at least one chemotherapy event."""
+    with store()() as session:
+        return queries.treated_patients(session)
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def cycles(patient_key: int) -> pd.DataFrame:
+    """The patient's chemotherapy cycles under the site's rules."""
+    with store()() as session:
+        return queries.patient_cycles(session, patient_key)
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def cycle_results(patient_key: int) -> pd.DataFrame:
+    """The patient's results placed in their cycles (day since each start), for the overlay."""
+    with store()() as session:
+        results = queries.patient_results(session, patient_key, analytes=("wbc", "anc", "alc", "plt"))
+        events = queries.patient_events(session, patient_key)
+        rules = site_rules(session).cycles
+    keyed = {"patient_key": patient_key}
+    return cycle_days(results.assign(**keyed), events.assign(**keyed), rules=rules)
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def patient_ranges(patient_key: int) -> pd.DataFrame:
+    """Patient-specific ranges, active first, with who set them and why."""
+    with store()() as session:
+        return queries.patient_ranges(session, patient_key)
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def acknowledgements(patient_key: int) -> pd.DataFrame:
+    with store()() as session:
+        return queries.acknowledgements(session, patient_key)
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def rules() -> SiteRules:
+    with store()() as session:
+        return site_rules(session)
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def lab_ranges() -> pd.DataFrame:
+    with store()() as session:
+        return lab_range_list(session)
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def lab_codes() -> list[str]:
+    with store()() as session:
+        return queries.lab_codes(session)
 
 
 @st.cache_data(ttl=30, show_spinner=False)

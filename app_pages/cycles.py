@@ -1,0 +1,72 @@
+"""Treatment cycles: a chemotherapy patient's counts cycle by cycle, nadir, recovery and readiness."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from monitor.analytes import ANALYTES
+from monitor.cycles import cycle_table, cycle_trend
+from ui import data, timeline
+
+st.title("Treatment cycles")
+patients = data.patients()
+treated = patients[patients["patient_key"].isin(data.treated_patients())]
+if treated.empty:
+    st.info(
+        "No patient has a chemotherapy event. Cycles start at `chemotherapy` events (import an events CSV, "
+        "or add one on the patient's page)."
+    )
+    st.stop()
+
+keys = treated["patient_key"].tolist()
+labels = dict(zip(keys, treated["patient_id"] + " · " + treated["name"].fillna("(no name)"), strict=True))
+current = st.session_state.get("patient_key")
+chosen = st.selectbox(
+    "Patient (with chemotherapy)",
+    keys,
+    index=keys.index(current) if current in keys else 0,
+    format_func=labels.__getitem__,
+    key="cycles_patient",
+)
+st.session_state["patient_key"] = chosen
+cycles = data.cycles(chosen)
+rules = data.rules().cycles
+
+trend = cycle_trend(cycles, rules=rules)
+sentence = trend["trend"].iloc[0] if len(trend) else ""
+if sentence:
+    st.warning(sentence, icon=":material/trending_down:")
+else:
+    st.caption("Across cycles: no deepening nadir or slower recovery (as sampled).")
+
+analyte = (
+    st.segmented_control(
+        "Count",
+        ["anc", "wbc", "plt"],
+        default="anc",
+        format_func=lambda a: ANALYTES[a].label,
+        key="cycles_analyte",
+    )
+    or "anc"
+)
+st.plotly_chart(timeline.cycle_overlay_figure(data.cycle_results(chosen), analyte), key="cycles_chart")
+
+st.markdown("**Per cycle**")
+st.dataframe(cycle_table(cycles), hide_index=True, width="stretch")
+readiness = rules.readiness.describe()
+st.caption(
+    "Days in the D# notation (D1 = the day chemotherapy started). Nadir: the lowest ANC of the cycle "
+    "(marked when no ANC was measured on D8-D15, reference §7.1). Days G3+: confirmed-possible days at "
+    "CTCAE grade 3 or worse, as sampled. Recovered: between the two counts around the first ANC >= "
+    f"{rules.recovery_anc:g}. FN: febrile neutropenia (CTCAE v5.0: ANC < 1.0 and a single temperature "
+    "> 38.3 C), '-' when no fever was recorded. Ready at next: the last ANC and platelets in the "
+    f"{rules.readiness_window_days} days before the next start against {readiness} (reference §7.3; per "
+    "regimen in Settings)."
+)
+with st.expander("Readiness and fevers in words"):
+    for row in cycles.itertuples(index=False):  # one line per cycle: a handful
+        start = pd.Timestamp(row.start).strftime("%Y-%m-%d")
+        st.markdown(
+            f"- **Cycle {row.cycle}** ({start}): {row.readiness}" + (f"; {row.fever}" if row.fever else "")
+        )

@@ -1,0 +1,140 @@
+"""Settings: the site's rules (grading, flags, cycles) and the labs' reference ranges, with sources.
+
+Saving recomputes every patient's status in the same transaction, so lists follow the new rules at once.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pandas as pd
+import streamlit as st
+
+from db.settings import save_site_rules, set_lab_range
+from monitor.analytes import ANALYTES
+from monitor.rules import set_value, setting_rows
+from ui import data
+from ui.identity import current_user
+
+st.title("Settings")
+st.caption(
+    "Every threshold the analysis uses, with its default and where the default comes from. Only what "
+    "differs from the defaults is stored; saving recomputes every patient's grades and flags."
+)
+rules = data.rules()
+rows = pd.DataFrame(setting_rows(rules))
+shown = rows.assign(
+    value=rows["value"].map(json.dumps), default=rows["default"].map(json.dumps), changed=rows["changed"]
+)
+
+rules_tab, regimen_tab, lab_tab = st.tabs(["Rules", "Readiness per regimen", "Lab reference ranges"])
+with rules_tab:
+    edited = st.data_editor(
+        shown[["key", "value", "default", "changed", "source"]],
+        hide_index=True,
+        width="stretch",
+        disabled=["key", "default", "changed", "source"],
+        key="settings_rules",
+        column_config={
+            "value": st.column_config.TextColumn("value", help='JSON: a number, true/false, "5.0", [7, 14]'),
+        },
+    )
+    changes = edited[edited["value"] != shown["value"]]
+    if st.button("Save changes and recompute", disabled=changes.empty, type="primary", key="settings_save"):
+        try:
+            overrides = dict(rules.overrides)
+            for row in changes.itertuples(index=False):
+                value = json.loads(row.value)
+                same_as_default = value == rows.loc[rows["key"] == row.key, "default"].iloc[0]
+                overrides = set_value(overrides, row.key, None if same_as_default else value)
+            with data.store().begin() as session:
+                save_site_rules(session, overrides, by=current_user(), now=datetime.now(UTC))
+        except (ValueError, TypeError) as error:  # json.JSONDecodeError is a ValueError
+            st.error(f"Not saved: {error}")
+        else:
+            data.refresh()
+            st.toast(f"Saved {len(changes)} setting(s); status recomputed.")
+            st.rerun()
+
+with regimen_tab:
+    regimens = rules.cycles.regimens
+    if regimens:
+        st.dataframe(
+            pd.DataFrame(
+                [{"regimen": name, "rule": rule.describe()} for name, rule in sorted(regimens.items())]
+            ),
+            hide_index=True,
+        )
+    st.caption(
+        f"Default for every other regimen: {rules.cycles.readiness.describe()} (reference §7.3). A regimen "
+        "is matched by the details of its chemotherapy events, ignoring case."
+    )
+    with st.form("regimen_form", clear_on_submit=True):
+        name = st.text_input("Regimen (as in the chemotherapy events' details)", key="regimen_name")
+        columns = st.columns(3)
+        anc_min = columns[0].number_input("ANC at least (10^9/L)", value=1.5, min_value=0.1, step=0.1)
+        plt_min = columns[1].number_input("Platelets at least (10^9/L)", value=100.0, min_value=1.0, step=5.0)
+        inclusive = columns[2].checkbox("At the threshold counts as ready (>=)", value=True)
+        remove = st.checkbox("Remove this regimen's rule instead")
+        if st.form_submit_button("Save regimen rule"):
+            key = f"cycles.regimens.{name.strip().lower()}"
+            rule = None if remove else {"anc_min": anc_min, "plt_min": plt_min, "inclusive": inclusive}
+            try:
+                overrides = set_value(rules.overrides, key, rule)
+                with data.store().begin() as session:
+                    save_site_rules(session, overrides, by=current_user(), now=datetime.now(UTC))
+            except ValueError as error:
+                st.error(f"Not saved: {error}")
+            else:
+                data.refresh()
+                st.rerun()
+
+with lab_tab:
+    ranges = data.lab_ranges()
+    if ranges.empty:
+        st.info("No lab range configured: results without their own range use the population defaults.")
+    else:
+        st.dataframe(ranges, hide_index=True, width="stretch")
+    st.caption(
+        "Used for results that arrive without a range. A range reported with the result always wins, and a "
+        "patient-specific range wins over both. Without an age band a range is for adults (11 years or "
+        "more): give a band starting at 0 months to apply it at every age. Counts in 10^9/L, Hb in g/dL."
+    )
+    with st.form("lab_range_form", clear_on_submit=True):
+        first = st.columns(4)
+        lab = first[0].selectbox("Lab", data.lab_codes(), key="lab_range_lab")
+        analyte = first[1].selectbox(
+            "Analyte",
+            ["wbc", "anc", "alc", "amc", "aec", "abc", "hgb", "plt"],
+            format_func=lambda a: ANALYTES[a].label,
+        )
+        low = first[2].number_input("Lower limit", min_value=0.0, step=0.1)
+        high = first[3].number_input("Upper limit (0: none)", min_value=0.0, step=0.1)
+        second = st.columns(4)
+        sex = second[0].selectbox("Sex", ["either", "F", "M"])
+        min_months = second[1].number_input("From age (months; -1: adult range)", value=-1.0, min_value=-1.0)
+        max_months = second[2].number_input("Below age (months; 0: no end)", value=0.0, min_value=0.0)
+        source = second[3].text_input("Source", value="lab handbook")
+        remove = st.checkbox("Remove the range for this lab, analyte, sex and band instead")
+        if st.form_submit_button("Save lab range"):
+            try:
+                with data.store().begin() as session:
+                    set_lab_range(
+                        session,
+                        lab=lab,
+                        analyte=analyte,
+                        low=None if remove else low,
+                        high=None if remove or high == 0 else high,
+                        sex=None if sex == "either" else sex,
+                        min_months=None if min_months < 0 else min_months,
+                        max_months=None if max_months == 0 else max_months,
+                        source=source,
+                        by=current_user(),
+                        now=datetime.now(UTC),
+                    )
+            except ValueError as error:
+                st.error(f"Not saved: {error}")
+            else:
+                data.refresh()
+                st.rerun()

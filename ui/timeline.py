@@ -1,0 +1,403 @@
+"""The patient timeline and the cycle overlay: plotly figures built by pure functions from frames.
+
+Row by row on one time axis: WBC against each result's own reference band with CTCAE grade zones,
+significant changes and the treatment cycles and other events; the differential (ANC, ALC, AMC, AEC, ABC);
+haemoglobin; platelets. Colours are Okabe-Ito (colour-blind safe), and nothing is told by colour alone:
+grades are also zones with labels, low results are also downward triangles, statuses are also shapes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from monitor.analytes import ANALYTES
+from monitor.cycles import cycle_notation
+from monitor.flags import below_limit
+from monitor.grading import DEFAULT_RULES, GradingRules, ctcae_grade, significant_change
+from monitor.status import EXCLUDED_STATUSES
+from ui.figures import (
+    BAND_FILL,
+    BLUE,
+    EVENT_COLOURS,
+    EVENT_NAMES,
+    GREEN,
+    GREY,
+    ORANGE,
+    PURPLE,
+    SKY,
+    VERMILLION,
+)
+
+DIFFERENTIAL = ("anc", "alc", "amc", "aec", "abc")
+LINEAGE_COLOURS = {"anc": BLUE, "alc": ORANGE, "amc": GREEN, "aec": PURPLE, "abc": GREY}
+# CTCAE v5.0 "White blood cell decreased" zones in 10^9/L (reference §1.2), most severe last.
+WBC_GRADE_ZONES = ((3.0, 2.0, "G2", 0.10), (2.0, 1.0, "G3", 0.17), (1.0, 0.0, "G4", 0.25))
+GRADE_COLOURS = {0: BLUE, 1: SKY, 2: ORANGE, 3: VERMILLION, 4: "#000000"}
+STATUS_SYMBOLS = {"final": "circle", "preliminary": "circle-open", "corrected": "diamond"}
+ROW_TITLES = ("WBC", "Differential", "Haemoglobin", "Platelets")
+
+
+def _local(times: pd.Series, timezone: str) -> pd.Series:
+    return times.dt.tz_convert(timezone).dt.tz_localize(None)
+
+
+def _usable(results: pd.DataFrame, analyte: str) -> pd.DataFrame:
+    rows = results[(results["analyte"] == analyte).to_numpy() & ~results["status"].isin(EXCLUDED_STATUSES)]
+    return rows.dropna(subset=["value"]).sort_values("collected_at", kind="stable")
+
+
+def correction_history(history: pd.DataFrame | None) -> pd.Series:
+    """Per (panel_id, analyte) of a corrected result, the earlier versions as one line of hover text."""
+    if history is None or history.empty or "is_current" not in history:
+        return pd.Series(dtype="string")
+    earlier = history[~history["is_current"].astype(bool)].sort_values("version")
+    if earlier.empty:
+        return pd.Series(dtype="string")
+    text = (
+        "v" + earlier["version"].astype(str) + " " + earlier["comparator"].fillna("").astype(str)
+        + earlier["value"].map(lambda v: "?" if pd.isna(v) else f"{v:g}")
+        + " (" + earlier["status"].astype(str) + ")"
+    )  # fmt: skip
+    return text.groupby([earlier["panel_id"], earlier["analyte"]]).agg("; ".join)
+
+
+def timeline_figure(
+    results: pd.DataFrame,
+    *,
+    events: pd.DataFrame | None = None,
+    cycles: pd.DataFrame | None = None,
+    history: pd.DataFrame | None = None,
+    lineages: Sequence[str] = ("anc", "alc"),
+    log: bool = False,
+    start: pd.Timestamp | None = None,
+    timezone: str = "UTC",
+    rules: GradingRules = DEFAULT_RULES,
+) -> go.Figure:
+    """The whole timeline: four rows sharing the time axis (see the module docstring).
+
+    ``results`` are current results with ``lln`` (the limit that applies); ``history`` adds superseded
+    versions for the hover of corrected results; ``cycles`` (``monitor.cycles.treatment_cycles``) shade
+    each cycle; ``start`` limits the visible window (all when None).
+    """
+    figure = make_subplots(
+        rows=4,
+        cols=1,
+        shared_xaxes=True,
+        vertical_spacing=0.04,
+        row_heights=[0.42, 0.26, 0.16, 0.16],
+        subplot_titles=ROW_TITLES,
+    )
+    earlier = correction_history(history)
+    wbc = _usable(results, "wbc")
+    _band(figure, wbc, timezone, row=1, fill=BAND_FILL, name="WBC reference range (as reported)")
+    _grade_zones(figure, wbc)
+    _graded_points(figure, wbc, earlier, timezone, rules=rules)
+    _significant(figure, wbc, timezone, rules=rules)
+    for analyte in lineages:
+        rows = _usable(results, analyte)
+        if rows.empty:
+            continue
+        colour = LINEAGE_COLOURS.get(analyte, GREY)
+        _band(
+            figure, rows, timezone, row=2, fill=_tint(colour, 0.12), name=f"{ANALYTES[analyte].label} range"
+        )
+        _line(figure, rows, earlier, timezone, row=2, colour=colour)
+    for row, analyte in ((3, "hgb"), (4, "plt")):
+        rows = _usable(results, analyte)
+        _band(figure, rows, timezone, row=row, fill=BAND_FILL, name=f"{ANALYTES[analyte].label} range")
+        _line(figure, rows, earlier, timezone, row=row, colour=BLUE if analyte == "plt" else VERMILLION)
+    top = float(wbc["value"].max()) if len(wbc) else 10.0
+    if cycles is not None and not cycles.empty:
+        _cycle_spans(figure, cycles, timezone)
+    if events is not None and not events.empty:
+        _events(figure, events, top, timezone)
+    for row, analyte in ((1, "wbc"), (2, "anc"), (3, "hgb"), (4, "plt")):
+        meta = ANALYTES[analyte]
+        title = f"{'WBC' if row == 1 else 'Counts' if row == 2 else meta.label} ({meta.unit})"
+        kind = "log" if log and analyte != "hgb" else "linear"
+        figure.update_yaxes(title_text=title, type=kind, rangemode="tozero", row=row, col=1)
+    figure.update_xaxes(title_text=f"Collection date ({timezone})", row=4, col=1)
+    if start is not None:
+        last = results["collected_at"].max() if len(results) else pd.Timestamp.now(tz="UTC")
+        figure.update_xaxes(range=_local(pd.Series([start, last]), timezone).tolist())
+    figure.update_layout(
+        height=900,
+        margin={"l": 10, "r": 10, "t": 40, "b": 10},
+        hovermode="closest",
+        legend={"orientation": "h", "y": 1.03, "yanchor": "bottom", "x": 0},
+    )
+    return figure
+
+
+def _tint(colour: str, alpha: float) -> str:
+    red, green, blue = (int(colour[i : i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({red}, {green}, {blue}, {alpha})"
+
+
+def _band(figure: go.Figure, rows: pd.DataFrame, timezone: str, *, row: int, fill: str, name: str) -> None:
+    """The reference range as reported with each result, stepped where the lab's range changed."""
+    if rows.empty:
+        return
+    when = _local(rows["collected_at"], timezone)
+    common = {"mode": "lines", "line": {"width": 0, "shape": "hv"}, "hoverinfo": "skip", "legendgroup": name}
+    figure.add_trace(
+        go.Scatter(x=when, y=rows["ref_high"], showlegend=False, name=name, **common), row=row, col=1
+    )
+    figure.add_trace(
+        go.Scatter(x=when, y=rows["ref_low"], fill="tonexty", fillcolor=fill, name=name, **common),
+        row=row,
+        col=1,
+    )
+
+
+def _grade_zones(figure: go.Figure, wbc: pd.DataFrame) -> None:
+    """CTCAE grade 2-4 zones under the WBC, in graded tints with their labels; grade 1 starts at the LLN."""
+    for high, low, label, alpha in WBC_GRADE_ZONES:
+        figure.add_hrect(
+            y0=low,
+            y1=high,
+            fillcolor=_tint(VERMILLION, alpha),
+            line_width=0,
+            layer="below",
+            annotation_text=label,
+            annotation_position="right",
+            annotation_font_size=10,
+            row=1,
+            col=1,
+        )
+
+
+def _hover(rows: pd.DataFrame, earlier: pd.Series, unit: str) -> tuple[np.ndarray, str]:
+    key = pd.MultiIndex.from_arrays([rows["panel_id"], rows["analyte"]]) if "panel_id" in rows else None
+    corrected = (
+        pd.Series(earlier.reindex(key).to_numpy(), index=rows.index)
+        if key is not None and len(earlier)
+        else None
+    )
+    custom = pd.DataFrame(
+        {
+            "comparator": rows["comparator"].fillna("") if "comparator" in rows else "",
+            "range": rows["ref_low"].map(lambda v: "?" if pd.isna(v) else f"{v:g}")
+            + "–"
+            + rows["ref_high"].map(lambda v: "?" if pd.isna(v) else f"{v:g}"),
+            "grade": rows["grade"].map(lambda g: "" if pd.isna(g) else f" · CTCAE grade {int(g)}")
+            if "grade" in rows
+            else "",
+            "status": rows["status"],
+            "lab": rows["lab"].fillna("?") if "lab" in rows else "?",
+            "accession": rows["accession"].fillna("?") if "accession" in rows else "?",
+            "history": ("<br>corrected; earlier: " + corrected.astype("string")).fillna("")
+            if corrected is not None
+            else "",
+        },
+        index=rows.index,
+    )
+    template = (
+        "%{x|%d %b %Y %H:%M}<br><b>%{customdata[0]}%{y} " + unit + "</b>%{customdata[2]}"
+        "<br>range %{customdata[1]} · %{customdata[3]}<br>lab %{customdata[4]} · accession %{customdata[5]}"
+        "%{customdata[6]}<extra></extra>"
+    )
+    return custom.astype(object).to_numpy(), template
+
+
+def _graded_points(
+    figure: go.Figure, wbc: pd.DataFrame, earlier: pd.Series, timezone: str, *, rules: GradingRules
+) -> None:
+    """WBC: a line, points coloured and sized by grade, shaped by status, low ones as down-triangles."""
+    if wbc.empty:
+        return
+    rows = wbc.assign(grade=ctcae_grade(wbc[["analyte", "value", "lln", "comparator"]], rules=rules))
+    low = below_limit(rows).to_numpy()
+    status_symbol = rows["status"].map(STATUS_SYMBOLS).fillna("circle").to_numpy()
+    symbol = np.where(low & (status_symbol == "circle"), "triangle-down", status_symbol)
+    grade = rows["grade"].fillna(0).astype(int)
+    custom, template = _hover(rows, earlier, ANALYTES["wbc"].unit)
+    figure.add_trace(
+        go.Scatter(
+            x=_local(rows["collected_at"], timezone),
+            y=rows["value"],
+            mode="lines+markers",
+            name="WBC (marker: grade colour; ▽ below limit; ○ preliminary; ◇ corrected)",
+            line={"color": GREY, "width": 1.5},
+            marker={
+                "size": np.where(low, 11, 8),
+                "color": grade.map(GRADE_COLOURS).to_numpy(),
+                "symbol": symbol,
+                "line": {"width": 1, "color": "#333333"},
+            },
+            customdata=custom,
+            hovertemplate=template,
+        ),
+        row=1,
+        col=1,
+    )
+
+
+def _significant(figure: go.Figure, wbc: pd.DataFrame, timezone: str, *, rules: GradingRules) -> None:
+    """Changes beyond the reference change value from the previous WBC (reference §6), circled."""
+    if len(wbc) < 2:
+        return
+    change = significant_change(wbc.assign(patient_key=0), rules=rules)
+    for column, name, symbol in (
+        ("significant_fall", "Significant fall (beyond the RCV)", "triangle-down-open"),
+        ("significant_rise", "Significant rise (beyond the RCV)", "triangle-up-open"),
+    ):
+        chosen = change[column].fillna(False).to_numpy(dtype=bool)
+        if not chosen.any():
+            continue
+        rows = wbc[chosen]
+        percent = (100 * change.loc[chosen, "change"]).map("{:+.0f}%".format)
+        figure.add_trace(
+            go.Scatter(
+                x=_local(rows["collected_at"], timezone),
+                y=rows["value"],
+                mode="markers",
+                name=name,
+                marker={"symbol": symbol, "size": 20, "color": "#000000", "line": {"width": 2}},
+                text=percent,
+                hovertemplate="%{x|%d %b %Y}<br>" + name + ": %{text}<extra></extra>",
+            ),
+            row=1,
+            col=1,
+        )
+
+
+def _line(
+    figure: go.Figure, rows: pd.DataFrame, earlier: pd.Series, timezone: str, *, row: int, colour: str
+) -> None:
+    if rows.empty:
+        return
+    meta = ANALYTES[str(rows["analyte"].iloc[0])]
+    low = below_limit(rows).to_numpy() if "lln" in rows else np.zeros(len(rows), dtype=bool)
+    custom, template = _hover(rows, earlier, meta.unit)
+    figure.add_trace(
+        go.Scatter(
+            x=_local(rows["collected_at"], timezone),
+            y=rows["value"],
+            mode="lines+markers",
+            name=meta.label,
+            line={"color": colour, "width": 2},
+            marker={
+                "size": np.where(low, 10, 6),
+                "symbol": np.where(low, "triangle-down", rows["status"].map(STATUS_SYMBOLS).fillna("circle")),
+                "color": colour,
+            },
+            customdata=custom,
+            hovertemplate=template,
+        ),
+        row=row,
+        col=1,
+    )
+
+
+def _cycle_spans(figure: go.Figure, cycles: pd.DataFrame, timezone: str) -> None:
+    """Each chemotherapy cycle as a shaded span across all rows, labelled C1, C2, ..."""
+    starts = _local(cycles["start"], timezone)
+    ends = _local(cycles["end"], timezone)
+    for number, (start, end) in enumerate(zip(starts, ends, strict=True)):
+        figure.add_vrect(
+            x0=start,
+            x1=end,
+            fillcolor=_tint(PURPLE, 0.07 if number % 2 == 0 else 0.13),
+            line_width=0,
+            layer="below",
+            row="all",
+            col=1,
+        )
+        figure.add_annotation(
+            x=start,
+            y=1,
+            yref="y domain",
+            text=f"C{int(cycles['cycle'].iloc[number])}",
+            showarrow=False,
+            xanchor="left",
+            yanchor="top",
+            font={"size": 10},
+        )
+
+
+def _events(figure: go.Figure, events: pd.DataFrame, top: float, timezone: str) -> None:
+    """Events as labelled markers along the top of the WBC row, one trace per kind (toggle in legend)."""
+    for kind, group in events.groupby("kind", sort=True):
+        name = EVENT_NAMES.get(str(kind), str(kind).capitalize())
+        figure.add_trace(
+            go.Scatter(
+                x=_local(group["start_at"], timezone),
+                y=[top * 1.12] * len(group),
+                mode="markers",
+                name=name,
+                text=group["label"],
+                marker={"symbol": "diamond", "size": 10, "color": EVENT_COLOURS.get(str(kind), GREY)},
+                hovertemplate="%{x|%d %b %Y}<br>" + name + ": %{text}<extra></extra>",
+            ),
+            row=1,
+            col=1,
+        )
+
+
+def cycle_overlay_figure(placed: pd.DataFrame, analyte: str = "anc") -> go.Figure:
+    """One line per cycle of ``analyte`` against the day since the cycle's start (D# on hover).
+
+    ``placed`` is ``monitor.cycles.cycle_days`` output. The nadir window (days 7-14, reference §7.1) is
+    shaded, and for the ANC the readiness (1.5) and grade-4 (0.5) levels are drawn.
+    """
+    meta = ANALYTES[analyte]
+    rows = placed[(placed["analyte"] == analyte).to_numpy()].sort_values(["cycle", "day"])
+    figure = go.Figure()
+    figure.add_vrect(
+        x0=7, x1=14, fillcolor=_tint(GREY, 0.12), line_width=0, layer="below", annotation_text="nadir window"
+    )
+    palette = (BLUE, ORANGE, GREEN, VERMILLION, PURPLE, SKY, GREY, "#000000")
+    for number, (cycle, group) in enumerate(rows.groupby("cycle", sort=True)):
+        figure.add_trace(
+            go.Scatter(
+                x=group["day"],
+                y=group["value"],
+                mode="lines+markers",
+                name=f"Cycle {int(cycle)}",
+                line={"color": palette[number % len(palette)], "width": 2},
+                marker={"symbol": number % 12},
+                text=group["day"].map(cycle_notation),
+                hovertemplate=f"Cycle {int(cycle)} %{{text}}<br>%{{y}} {meta.unit}<extra></extra>",
+            )
+        )
+    if analyte == "anc":
+        figure.add_hline(y=1.5, line_dash="dash", line_color=GREEN, annotation_text="readiness 1.5")
+        figure.add_hline(y=0.5, line_dash="dot", line_color=VERMILLION, annotation_text="grade 4 below 0.5")
+    figure.update_layout(
+        height=420,
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        xaxis={"title": "Days since the cycle started (day 0 = D1)"},
+        yaxis={"title": f"{meta.label} ({meta.unit})", "rangemode": "tozero"},
+        legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0},
+    )
+    return figure
+
+
+def flowsheet(results: pd.DataFrame, timezone: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Dates x analytes: values as text (↓ below the limit that applies, ↑ above the reported upper limit)
+    and a frame of the same shape saying "low", "high" or "" for styling."""
+    shown = results[~results["status"].isin(EXCLUDED_STATUSES)].dropna(subset=["value"])
+    if shown.empty:
+        return pd.DataFrame(), pd.DataFrame()
+    low = below_limit(shown) if "lln" in shown else pd.Series(False, index=shown.index)
+    high = (shown["value"] > shown["ref_high"]).fillna(False) & ~shown["comparator"].isin(["<", "<="]).fillna(
+        False
+    )
+    mark = np.where(low, " ↓", np.where(high, " ↑", ""))
+    text = shown["comparator"].fillna("") + shown["value"].map("{:g}".format) + mark
+    state = np.where(low, "low", np.where(high, "high", ""))
+    when = _local(shown["collected_at"], timezone).dt.strftime("%Y-%m-%d %H:%M")
+    frame = shown.assign(when=when.to_numpy(), text=text.to_numpy(), state=state)
+    order = [a for a in ANALYTES if a in set(frame["analyte"])]
+    values = frame.pivot_table(index="when", columns="analyte", values="text", aggfunc="last")
+    states = frame.pivot_table(index="when", columns="analyte", values="state", aggfunc="last")
+    labels = {a: f"{ANALYTES[a].label} ({ANALYTES[a].unit})" for a in order}
+    values = values.reindex(columns=order).rename(columns=labels).fillna("")
+    states = states.reindex(columns=order).rename(columns=labels).fillna("")
+    return values.sort_index(ascending=False), states.sort_index(ascending=False)
