@@ -7,10 +7,10 @@ import streamlit as st
 
 from monitor.analytes import ANALYTES
 from monitor.cycles import cycle_table, cycle_trend
-from ui import data, timeline
+from ui import data, timeline, worklist
 
 st.title("Treatment cycles")
-patients = data.patients()
+patients = worklist.prioritised(data.patients())
 treated = patients[patients["patient_key"].isin(data.treated_patients())]
 if treated.empty:
     st.info(

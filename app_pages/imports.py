@@ -9,6 +9,7 @@ from db.config import display_timezone
 from db.importer import import_content
 from monitor.parsed import FORMATS
 from ui import data
+from ui.identity import current_user
 
 st.title("Import results")
 st.caption(
@@ -53,7 +54,7 @@ def _run(dry_run: bool) -> list:
                 data.store(),
                 upload.name,
                 upload.getvalue(),
-                imported_by="dashboard",
+                imported_by=current_user(),
                 fmt=None if fmt == "auto" else fmt,
                 timezone=timezone.strip() or None,
                 column_map=_mapping(mapping_text),

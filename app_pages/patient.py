@@ -15,13 +15,13 @@ from monitor.events import EVENT_KINDS
 from monitor.exports import spreadsheet_safe
 from monitor.flags import episodes
 from monitor.patterns import PATTERNS
-from ui import data, timeline
+from ui import data, timeline, worklist
 from ui.identity import current_user
 
 WINDOWS = {"3 months": 91, "6 months": 182, "1 year": 365, "All": None}
 
 st.title("Patient timeline")
-patients = data.patients()
+patients = worklist.prioritised(data.patients())  # the selector lists patients in worklist order
 if patients.empty:
     st.info("No patients yet. Import results on the Import page or with `python -m monitor import FILE`.")
     st.stop()
@@ -49,22 +49,28 @@ def _count(value: float, comparator: str | None) -> str:
 
 
 def _grade(value) -> str:
-    return "" if pd.isna(value) else f"grade {int(value)}"
+    return "" if pd.isna(value) else f"G{int(value)}"
 
 
-facts = st.columns(6)
-facts[0].metric("Patient ID", patient["patient_id"])
-age = "?" if pd.isna(patient["age"]) else int(patient["age"])
-facts[1].metric("Age / sex", f"{age} / {patient['sex'] or '?'}")
-facts[2].metric("Teams", patient["teams"] or "none")
-for column, analyte in zip(facts[3:6], ("wbc", "anc", "alc"), strict=True):
+age = "age unknown" if pd.isna(patient["age"]) else f"{int(patient['age'])} y"
+sex = patient["sex"] or "sex unknown"
+st.markdown(
+    f"**{patient['patient_id']}** · {patient['name'] or '(no name)'} · {age} · {sex}"
+    f" · teams: {patient['teams'] or 'none'}"
+)
+facts = st.columns(4)
+for column, analyte in zip(facts[:3], ("wbc", "anc", "alc"), strict=True):
+    grade = _grade(patient[f"latest_{analyte}_grade"])
     column.metric(
         f"Latest {analyte.upper()} (10^9/L)",
-        _count(patient[f"latest_{analyte}"], patient[f"latest_{analyte}_comparator"]),
-        _grade(patient[f"latest_{analyte}_grade"]),
-        delta_color="off",
-        help=f"Lower limit {patient[f'latest_{analyte}_lln']} ({patient[f'latest_{analyte}_range_source']})",
+        _count(patient[f"latest_{analyte}"], patient[f"latest_{analyte}_comparator"])
+        + (f" · {grade}" if grade else ""),
+        help=f"Lower limit {patient[f'latest_{analyte}_lln']} ({patient[f'latest_{analyte}_range_source']}); "
+        "CTCAE v5.0 grade against it",
     )
+facts[3].metric(
+    "Days since last CBC", "-" if pd.isna(patient["days_since_cbc"]) else int(patient["days_since_cbc"])
+)
 
 summary = st.columns([3, 2])
 with summary[0].container(border=True):
@@ -106,7 +112,6 @@ with summary[1].container(border=True):
                 }
             ),
             hide_index=True,
-            height=180,
         )
     if patient["cycle"] is not pd.NA and not pd.isna(patient["cycle"]):
         st.markdown(f"**Cycle now:** C{patient['cycle']}D{patient['cycle_day'] + 1}. {patient['readiness']}")

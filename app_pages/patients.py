@@ -52,18 +52,18 @@ table = pd.DataFrame(
         "Priority": shown["tier"].map(worklist.TIERS),
         "Patient ID": shown["patient_id"],
         "Name": shown["name"],
-        "Age": shown["age"],
-        "Sex": shown["sex"],
-        "Teams": shown["teams"],
-        "WBC (10^9/L)": _reported(shown["latest_wbc"], shown["latest_wbc_comparator"]),
-        "ANC (10^9/L)": _reported(shown["latest_anc"], shown["latest_anc_comparator"]),
         "Grade": shown["grade"],
         "Flags": shown["flags"].map(lambda listed: [flag.replace("_", " ") for flag in listed]),
         "WBC trend": shown["wbc_recent"],
+        "WBC (10^9/L)": _reported(shown["latest_wbc"], shown["latest_wbc_comparator"]),
+        "ANC (10^9/L)": _reported(shown["latest_anc"], shown["latest_anc_comparator"]),
         "Last CBC": _local(shown["last_collected_at"]),
         "Days since CBC": shown["days_since_cbc"],
         "Cycle": worklist.cycle_text(shown),
         "Acknowledged": acknowledged,
+        "Age": shown["age"],
+        "Sex": shown["sex"],
+        "Teams": shown["teams"],
     }
 )
 st.caption(
@@ -80,12 +80,18 @@ selection = st.dataframe(
     selection_mode="single-row",
     key="worklist_table",
     column_config={
-        "Flags": st.column_config.ListColumn("Flags", help="Each flag explains itself on the patient's page"),
+        "Priority": st.column_config.TextColumn(width="small"),
+        "Name": st.column_config.TextColumn(width="small"),
+        "Flags": st.column_config.ListColumn(
+            "Flags", help="Each flag explains itself on the patient's page", width="large"
+        ),
         "WBC trend": st.column_config.LineChartColumn(
             "WBC trend", help="The last 12 WBC results, oldest first"
         ),
         "Last CBC": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
-        "Grade": st.column_config.NumberColumn(help="Highest current CTCAE grade of WBC, ANC and ALC"),
+        "Grade": st.column_config.NumberColumn(
+            help="Highest current CTCAE grade of WBC, ANC and ALC", width="small"
+        ),
     },
 )
 export = table.drop(columns=["WBC trend"]).assign(Flags=table["Flags"].map(", ".join))

@@ -97,6 +97,10 @@ def _column_values(values: pd.Series, column: Column[Any], dialect: str) -> list
         text = pd.DatetimeIndex(uniques).strftime(pattern).to_numpy(dtype=object)
         formatted = text.take(codes) if len(uniques) else np.array([None] * len(codes), dtype=object)
         return np.where(codes < 0, None, formatted).tolist()
+    if isinstance(kind, Integer) and not pd.api.types.is_integer_dtype(values):
+        # A whole number held as float (a column joined with missing values): as an integer, or an error.
+        whole = pd.to_numeric(values).astype("Float64").astype("Int64")
+        return whole.astype(object).where(whole.notna(), None).tolist()
     if isinstance(kind, Boolean):
         flags = values.astype("boolean")
         converted = flags.astype("Int64") if dialect == "sqlite" else flags

@@ -16,12 +16,14 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import pytest
 
+from db.demo import seed_demo
 from db.importer import import_path
 from db.store import open_store
 from tests.conftest import DATA, ROOT
@@ -73,13 +75,29 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait(timeout=STOP_SECONDS)
 
 
+# Where the page screenshots go: MONITOR_SCREENSHOT_DIR (docs/screenshots for the README), else a temporary
+# folder of the test run.
+SCREENSHOT_DIR = os.environ.get("MONITOR_SCREENSHOT_DIR")
+EVENTS = (
+    "patient_id,kind,start,end,label,details\n"
+    "MRN1001,chemotherapy,2026-02-24,,Docetaxel 75 mg/m2 cycle 1,docetaxel q21d\n"
+    "MRN1001,chemotherapy,2026-03-17,,Docetaxel 75 mg/m2 cycle 2,docetaxel q21d\n"
+)
+
+
 @pytest.fixture(scope="module")
 def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The base URL of `streamlit run dashboard.py` on a free 127.0.0.1 port, over the canonical CSV."""
+    """The base URL of `streamlit run dashboard.py` on a free 127.0.0.1 port, over the synthetic demo
+    cohort, the canonical CSV and a chemotherapy events file (MRN1001, two cycles)."""
     folder = tmp_path_factory.mktemp("dashboard")
     url = f"sqlite:///{folder / 'monitor.db'}"
-    summary = import_path(open_store(url), DATA / "canonical-good.csv", imported_by="test")
+    store = open_store(url)
+    with store.begin() as session:
+        seed_demo(session, patients=60, seed=7, today=date.today())
+    summary = import_path(store, DATA / "canonical-good.csv", imported_by="test")
     assert summary.error is None and summary.accepted > 0, summary
+    (folder / "events.csv").write_text(EVENTS)
+    assert import_path(store, folder / "events.csv", imported_by="test").error is None
     port = _free_loopback_port()
     base_url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "MONITOR_DATABASE_URL": url, "MONITOR_SEED_DEMO": "0"}
@@ -197,19 +215,39 @@ def test_the_dashboard_listens_on_loopback_only(dashboard: str) -> None:
             pass
 
 
-def test_the_worklist_lists_both_imported_patients(dashboard: str, page: Page) -> None:
+def _screenshot(page: Page, name: str, tmp_path: Path) -> None:
+    folder = Path(SCREENSHOT_DIR) if SCREENSHOT_DIR else tmp_path
+    folder.mkdir(parents=True, exist_ok=True)
+    # The app scrolls inside its own container: a tall viewport shows the whole page.
+    height = page.evaluate("document.querySelector('[data-testid=\"stMain\"]')?.scrollHeight ?? 1000")
+    page.set_viewport_size({"width": 1400, "height": min(max(int(height), 1000), 2600)})
+    page.wait_for_timeout(800)  # let plotly redraw at the new size
+    page.screenshot(path=folder / f"{name}.png", full_page=True)
+
+
+def _grid_column(page: Page, index: int):
+    """The cells of one column of the first table (drawn on a canvas; its accessible table has the text)."""
+    grid = page.locator('[data-testid="stDataFrame"] table[role="grid"]').first
+    return grid.locator(f'td[role="gridcell"][aria-colindex="{index}"]')
+
+
+def test_the_worklist_puts_the_most_urgent_first_with_the_reason(
+    dashboard: str, page: Page, tmp_path: Path
+) -> None:
     from playwright.sync_api import expect
 
     page.goto(dashboard)
-    expect(page.locator("h1")).to_have_text("Patients")
-    grid = page.locator('[data-testid="stDataFrame"] table[role="grid"]')
-    # The grid is drawn on a canvas; its accessible table carries the cell texts.
-    patient_ids = grid.locator('td[role="gridcell"][aria-colindex="1"]')
-    expect(patient_ids).to_have_count(2)
-    assert sorted(patient_ids.all_text_contents()) == ["MRN1001", "MRN2002"]
+    expect(page.locator("h1")).to_have_text("Worklist")
+    expect(page.locator('[data-testid="stAlertContentWarning"]').first).to_contain_text("Synthetic demo data")
+    priorities = _grid_column(page, 1)
+    expect(priorities.first).to_have_text("grade 3 or worse")
     expect(page.get_by_role("button", name="Download this list (CSV)")).to_be_visible()
+    expect(page.locator('[data-testid="stMetric"]').first).to_contain_text("Patients")
     expect(page.locator('[data-testid="stException"]')).to_have_count(0)
-    expect(page.locator('[data-testid="stAlertContentWarning"]')).to_have_count(0)  # no synthetic banner
+    _screenshot(page, "worklist", tmp_path)
+    page.get_by_label("Search identifier or name").fill("MRN1001")
+    page.keyboard.press("Enter")
+    expect(_grid_column(page, 2)).to_have_text(["MRN1001"])
 
 
 def test_the_timeline_draws_wbc_against_the_reference_band(
@@ -223,14 +261,62 @@ def test_the_timeline_draws_wbc_against_the_reference_band(
     expect(page.locator("h1")).to_have_text("Patient timeline")
     chart = page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot')
     expect(chart.locator(".main-svg").first).to_be_visible()
-    # plotly draws a `fill: tonexty` band as a closed path in the previous trace's fill group.
-    band = chart.locator(".scatterlayer .trace .fills path.js-fill")
-    expect(band).to_have_count(1)
+    # plotly draws a `fill: tonexty` band as a closed path; the first one is the WBC reference band.
+    band = chart.locator(".scatterlayer .trace .fills path.js-fill").first
     expect(band).to_have_attribute("d", re.compile(r"^M.+Z$"))
     expect(band).to_have_css("fill", "rgb(0, 158, 115)")
-    expect(chart.locator(".g-ytitle .ytitle")).to_contain_text("WBC (10^9/L)")
+    expect(chart.locator(".g-ytitle .ytitle").first).to_contain_text("WBC (10^9/L)")
+    # The CTCAE grade zones are labelled, not only tinted.
+    for label in ("G2", "G3", "G4"):
+        expect(chart.locator(".annotation-text", has_text=label).first).to_be_visible()
     expect(page.locator('[data-testid="stException"]')).to_have_count(0)
-    page.screenshot(path=tmp_path / "patient-timeline.png", full_page=True)
+    _screenshot(page, "patient-timeline", tmp_path)
+
+
+def test_the_cycles_page_overlays_each_cycle(dashboard: str, page: Page, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    page.goto(dashboard)
+    page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name="Treatment cycles").click()
+    expect(page.locator("h1")).to_have_text("Treatment cycles")
+    chart = page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot')
+    expect(chart.locator(".scatterlayer .trace").first).to_be_visible()
+    expect(chart.locator(".legendtext", has_text="Cycle 1").first).to_be_visible()
+    expect(page.get_by_text("Per cycle")).to_be_visible()
+    expect(page.locator('[data-testid="stException"]')).to_have_count(0)
+    _screenshot(page, "treatment-cycles", tmp_path)
+
+
+def test_importing_a_shared_file_from_the_import_page(dashboard: str, page: Page, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    page.goto(dashboard)
+    page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name="Import").click()
+    expect(page.locator("h1")).to_have_text("Import results")
+    page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(
+        str(DATA / "external" / "us-core-observation-cbc-leukocytes.json")
+    )
+    page.get_by_role("button", name="Check (dry run)").click()
+    expect(page.get_by_text("What would be imported (dry run: nothing stored)")).to_be_visible()
+    page.get_by_role("button", name="Import", exact=True).click()
+    expect(page.get_by_text("What were imported")).to_be_visible()
+    imported = page.locator('[data-testid="stDataFrame"] table[role="grid"]').first
+    expect(imported).to_contain_text("us-core-observation-cbc-leukocytes.json")
+    expect(page.locator('[data-testid="stException"]')).to_have_count(0)
+    _screenshot(page, "import", tmp_path)
+
+
+def test_the_settings_page_shows_each_rule_with_its_source(
+    dashboard: str, page: Page, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    page.goto(dashboard)
+    page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name="Settings").click()
+    expect(page.locator("h1")).to_have_text("Settings")
+    expect(page.get_by_role("button", name="Save changes and recompute")).to_be_visible()
+    expect(page.locator('[data-testid="stException"]')).to_have_count(0)
+    _screenshot(page, "settings", tmp_path)
 
 
 def test_a_deep_link_goes_through_the_dashboard_entry(dashboard: str, page: Page) -> None:
