@@ -128,20 +128,8 @@ lineages = controls[1].multiselect(
     key="patient_lineages",
 )
 log = controls[2].toggle("Log scale", key="patient_log")
-days = WINDOWS[window]
-start = None if days is None or results.empty else results["collected_at"].max() - pd.Timedelta(days=days)
 st.plotly_chart(
-    timeline.timeline_figure(
-        results,
-        events=events,
-        cycles=cycles,
-        history=data.results(chosen, history=True),
-        lineages=lineages,
-        log=log,
-        start=start,
-        timezone=timezone,
-        rules=data.rules().grading,
-    ),
+    data.timeline_figure(chosen, tuple(lineages), log, WINDOWS[window], timezone),
     key="patient_chart",
 )
 st.caption(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -15,6 +16,7 @@ from db.settings import lab_range_list, site_rules
 from db.store import open_store
 from monitor.cycles import cycle_days
 from monitor.rules import SiteRules
+from ui import timeline
 
 DEMO_PATIENTS = 60
 DEMO_SEED = 7
@@ -54,6 +56,28 @@ def results(patient_key: int, history: bool = False) -> pd.DataFrame:
 def events(patient_key: int) -> pd.DataFrame:
     with store()() as session:
         return queries.patient_events(session, patient_key)
+
+
+@st.cache_data(ttl=60, show_spinner=False, max_entries=200)
+def timeline_figure(
+    patient_key: int, lineages: tuple[str, ...], log: bool, window_days: int | None, timezone: str
+) -> go.Figure:
+    """The patient's timeline figure (ui.timeline), built once per patient and view."""
+    current = results(patient_key)
+    start = None
+    if window_days is not None and not current.empty:
+        start = current["collected_at"].max() - pd.Timedelta(days=window_days)
+    return timeline.timeline_figure(
+        current,
+        events=events(patient_key),
+        cycles=cycles(patient_key),
+        history=results(patient_key, history=True),
+        lineages=lineages,
+        log=log,
+        start=start,
+        timezone=timezone,
+        rules=rules().grading,
+    )
 
 
 @st.cache_data(ttl=60, show_spinner=False)
