@@ -248,6 +248,14 @@ def test_the_worklist_puts_the_most_urgent_first_with_the_reason(
     page.get_by_label("Search identifier or name").fill("MRN1001")
     page.keyboard.press("Enter")
     expect(_grid_column(page, 2)).to_have_text(["MRN1001"])
+    # Selecting the row (its checkbox, drawn on the grid's canvas) opens the patient.
+    grid = page.locator('[data-testid="stDataFrame"]').first
+    box = grid.bounding_box()
+    assert box is not None
+    page.mouse.click(box["x"] + 15, box["y"] + 35 + 18)  # first body row, selection column
+    expect(page.locator("h1")).to_have_text("Patient timeline")
+    header = page.locator('[data-testid="stMarkdownContainer"] strong', has_text="MRN1001")
+    expect(header.first).to_be_visible()
 
 
 def test_the_timeline_draws_wbc_against_the_reference_band(
