@@ -158,7 +158,8 @@ def _age_and_sex(results: pd.DataFrame, birth_dates: pd.DataFrame | None) -> pd.
         people, on="patient_key", how="left", validate="many_to_one"
     )
     born = pd.to_datetime(known["birth_date"])
-    taken = pd.to_datetime(pd.Series(results["collected_at"].to_numpy()), utc=True)
+    # Kept as a datetime array: to_numpy() on tz-aware times would build one Timestamp object per result.
+    taken = pd.to_datetime(results["collected_at"], utc=True).reset_index(drop=True)
     months = (
         (taken.dt.year - born.dt.year) * 12
         + (taken.dt.month - born.dt.month)
@@ -194,10 +195,23 @@ def _banded(work: pd.DataFrame, table: pd.DataFrame | None, keys: list[str]) -> 
         band=table["band"] if "band" in table else "",
     )
     table = table.rename(columns={"sex": "range_sex"}).reset_index(drop=True).rename_axis("order")
-    pairs = work[["row", *keys, "age_months", "sex"]].merge(table.reset_index(), on=keys)
+    # Match each distinct (keys, age, sex) once, not each result: a patient's results share most of them.
+    probe = [*keys, "age_months", "sex"]
+    codes, distinct = _factorize_rows(work[probe])
+    pairs = distinct.reset_index(names="combo").merge(table.reset_index(), on=keys)
     age, low_edge, high_edge = pairs["age_months"], pairs["min_months"], pairs["max_months"]
     fits_age = ((age >= low_edge) | (low_edge <= 0)) & ((age < high_edge) | np.isinf(high_edge))
     fits_sex = pairs["range_sex"].isna() | (pairs["range_sex"] == pairs["sex"]).fillna(False)
-    first = pairs[fits_age & fits_sex].sort_values(["row", "order"]).drop_duplicates("row")
-    banded = first.set_index("row")[["low", "high", "band"]].reindex(work["row"])
-    return banded.assign(band=banded["band"].fillna("")).reset_index(drop=True)
+    first = pairs[fits_age & fits_sex].sort_values(["combo", "order"]).drop_duplicates("combo")
+    chosen = first.set_index("combo")[["low", "high", "band"]].reindex(range(len(distinct)))
+    banded = chosen.iloc[codes].reset_index(drop=True)
+    return banded.assign(band=banded["band"].fillna(""))
+
+
+def _factorize_rows(frame: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
+    """Codes of each row's combination of values (missing values included) and the distinct rows."""
+    keyed = frame.reset_index(drop=True)
+    grouped = keyed.groupby(list(keyed.columns), dropna=False, sort=False)
+    codes = grouped.ngroup().to_numpy()
+    distinct = keyed.loc[grouped.head(1).index].reset_index(drop=True)
+    return codes, distinct
