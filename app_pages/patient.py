@@ -13,7 +13,6 @@ from monitor.analytes import ANALYTES
 from monitor.cycles import before_after
 from monitor.events import EVENT_KINDS
 from monitor.exports import spreadsheet_safe
-from monitor.flags import episodes
 from monitor.patterns import PATTERNS
 from ui import data, timeline, worklist
 from ui.identity import current_user
@@ -92,13 +91,10 @@ with summary[0].container(border=True):
 
 with summary[1].container(border=True):
     st.markdown("**Episodes below the limit (WBC, ANC)**")
-    spells = episodes(results.assign(patient_key=chosen), analyte="wbc")
-    neutro = episodes(results.assign(patient_key=chosen), analyte="anc")
-    listed = pd.concat([spells.assign(count="WBC"), neutro.assign(count="ANC")], ignore_index=True)
+    listed = data.episodes(chosen)
     if listed.empty:
         st.markdown("None: no count below its limit.")
     else:
-        listed = listed.sort_values("start", ascending=False)
         st.dataframe(
             pd.DataFrame(
                 {
@@ -143,7 +139,7 @@ sheet, event_tab, compare_tab, record_tab = st.tabs(
     ["Flowsheet", f"Events ({len(events)})", "Before / after an event", "Acknowledge, add, set a range"]
 )
 with sheet:
-    values, states = timeline.flowsheet(results, timezone)
+    values, states = data.flowsheet(chosen, timezone)
     if values.empty:
         st.info("No results.")
     else:

@@ -15,6 +15,7 @@ from db.demo import seed_demo
 from db.settings import lab_range_list, site_rules
 from db.store import open_store
 from monitor.cycles import cycle_days
+from monitor.flags import episodes as monitor_episodes
 from monitor.rules import SiteRules
 from ui import timeline
 
@@ -78,6 +79,20 @@ def timeline_figure(
         timezone=timezone,
         rules=rules().grading,
     )
+
+
+@st.cache_data(ttl=60, show_spinner=False, max_entries=200)
+def flowsheet(patient_key: int, timezone: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The patient's flowsheet (ui.timeline.flowsheet): values and their low/high marks."""
+    return timeline.flowsheet(results(patient_key), timezone)
+
+
+@st.cache_data(ttl=60, show_spinner=False, max_entries=200)
+def episodes(patient_key: int) -> pd.DataFrame:
+    """The patient's WBC and ANC episodes below the limit, newest first."""
+    current = results(patient_key).assign(patient_key=patient_key)
+    parts = [monitor_episodes(current, analyte=a).assign(count=a.upper()) for a in ("wbc", "anc")]
+    return pd.concat(parts, ignore_index=True).sort_values("start", ascending=False)
 
 
 @st.cache_data(ttl=60, show_spinner=False)
