@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from db.config import display_timezone
-from ui import data
+from ui import data, identity
 
 st.set_page_config(page_title="Leukopenia monitor", page_icon="🩸", layout="wide")
 
@@ -14,6 +14,11 @@ try:
     data.store()
 except Exception as error:  # noqa: BLE001 - the page must say what is wrong, not show a traceback
     st.error(f"The dashboard cannot start: {error}")
+    st.stop()
+
+viewer = identity.signed_in()
+if viewer is None:
+    identity.sign_in_page()
     st.stop()
 
 if "patient_key" not in st.session_state:
@@ -27,19 +32,25 @@ if data.synthetic_present():
     )
 
 with st.sidebar:
+    st.markdown(f"Signed in as **{viewer.username}** ({viewer.role})")
+    if st.button("Sign out", key="sign_out"):
+        identity.sign_out()
+        st.rerun()
     st.caption(
         "Decision support, not a diagnosis: each count is judged against the lower limit that applies to "
         "it (a patient-specific range, else the one its lab reported, else a documented default). "
         "Check results in the laboratory system before acting on them."
     )
 
-page = st.navigation(
-    [
-        st.Page("app_pages/patients.py", title="Worklist", icon=":material/groups:", default=True),
-        st.Page("app_pages/patient.py", title="Patient timeline", icon=":material/show_chart:"),
-        st.Page("app_pages/cycles.py", title="Treatment cycles", icon=":material/autorenew:"),
+pages = [
+    st.Page("app_pages/patients.py", title="Worklist", icon=":material/groups:", default=True),
+    st.Page("app_pages/patient.py", title="Patient timeline", icon=":material/show_chart:"),
+    st.Page("app_pages/cycles.py", title="Treatment cycles", icon=":material/autorenew:"),
+]
+if viewer.may("administer"):  # the other pages are not even served to other roles
+    pages += [
         st.Page("app_pages/imports.py", title="Import", icon=":material/upload_file:"),
         st.Page("app_pages/settings.py", title="Settings", icon=":material/tune:"),
+        st.Page("app_pages/audit.py", title="Audit", icon=":material/policy:"),
     ]
-)
-page.run()
+st.navigation(pages).run()

@@ -8,10 +8,12 @@ import streamlit as st
 from monitor.analytes import ANALYTES
 from monitor.cycles import cycle_table, cycle_trend
 from ui import data, timeline, worklist
+from ui.identity import current_viewer
 
 st.title("Treatment cycles")
-patients = worklist.prioritised(data.patients())
-treated = patients[patients["patient_key"].isin(data.treated_patients())]
+viewer = current_viewer()
+patients = worklist.prioritised(data.patients(viewer))
+treated = patients[patients["patient_key"].isin(data.treated_patients(viewer))]
 if treated.empty:
     st.info(
         "No patient has a chemotherapy event. Cycles start at `chemotherapy` events (import an events CSV, "
@@ -30,7 +32,7 @@ chosen = st.selectbox(
     key="cycles_patient",
 )
 st.session_state["patient_key"] = chosen
-cycles = data.cycles(chosen)
+cycles = data.cycles(chosen, viewer)
 rules = data.rules().cycles
 
 trend = cycle_trend(cycles, rules=rules)
@@ -50,7 +52,9 @@ analyte = (
     )
     or "anc"
 )
-st.plotly_chart(timeline.cycle_overlay_figure(data.cycle_results(chosen), analyte), key="cycles_chart")
+st.plotly_chart(
+    timeline.cycle_overlay_figure(data.cycle_results(chosen, viewer), analyte), key="cycles_chart"
+)
 
 st.markdown("**Per cycle**")
 st.dataframe(cycle_table(cycles), hide_index=True, width="stretch")

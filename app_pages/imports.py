@@ -9,7 +9,11 @@ from db.config import display_timezone
 from db.importer import import_content
 from monitor.parsed import FORMATS
 from ui import data
-from ui.identity import current_user
+from ui.identity import current_user, current_viewer
+
+if not current_viewer().may("administer"):
+    st.error("This page is for administrators.")
+    st.stop()
 
 st.title("Import results")
 st.caption(

@@ -9,18 +9,20 @@ import streamlit as st
 
 from db.actions import acknowledge, add_event, set_patient_range
 from db.config import display_timezone
+from db.queries import audit_view
 from monitor.analytes import ANALYTES
 from monitor.cycles import before_after
 from monitor.events import EVENT_KINDS
 from monitor.exports import spreadsheet_safe
 from monitor.patterns import PATTERNS
 from ui import data, timeline, worklist
-from ui.identity import current_user
+from ui.identity import current_viewer
 
 WINDOWS = {"3 months": 91, "6 months": 182, "1 year": 365, "All": None}
 
 st.title("Patient timeline")
-patients = worklist.prioritised(data.patients())  # the selector lists patients in worklist order
+viewer = current_viewer()
+patients = worklist.prioritised(data.patients(viewer))  # the selector lists patients in worklist order
 if patients.empty:
     st.info("No patients yet. Import results on the Import page or with `python -m monitor import FILE`.")
     st.stop()
@@ -38,9 +40,16 @@ chosen = st.selectbox(
 st.session_state["patient_key"] = chosen
 patient = patients.set_index("patient_key").loc[chosen]
 timezone = display_timezone()
-results = data.results(chosen)
-events = data.events(chosen)
-cycles = data.cycles(chosen)
+results = data.results(chosen, viewer)
+events = data.events(chosen, viewer)
+cycles = data.cycles(chosen, viewer)
+if st.session_state.get("audited_view") != (
+    viewer.username,
+    chosen,
+):  # once per patient opened, not per rerun
+    with data.store().begin() as session:
+        audit_view(session, viewer, chosen, "patient timeline", now=datetime.now(UTC))
+    st.session_state["audited_view"] = (viewer.username, chosen)
 
 
 def _count(value: float, comparator: str | None) -> str:
@@ -91,7 +100,7 @@ with summary[0].container(border=True):
 
 with summary[1].container(border=True):
     st.markdown("**Episodes below the limit (WBC, ANC)**")
-    listed = data.episodes(chosen)
+    listed = data.episodes(chosen, viewer)
     if listed.empty:
         st.markdown("None: no count below its limit.")
     else:
@@ -125,7 +134,7 @@ lineages = controls[1].multiselect(
 )
 log = controls[2].toggle("Log scale", key="patient_log")
 st.plotly_chart(
-    data.timeline_figure(chosen, tuple(lineages), log, WINDOWS[window], timezone),
+    data.timeline_figure(chosen, viewer, tuple(lineages), log, WINDOWS[window], timezone),
     key="patient_chart",
 )
 st.caption(
@@ -139,7 +148,7 @@ sheet, event_tab, compare_tab, record_tab = st.tabs(
     ["Flowsheet", f"Events ({len(events)})", "Before / after an event", "Acknowledge, add, set a range"]
 )
 with sheet:
-    values, states = data.flowsheet(chosen, timezone)
+    values, states = data.flowsheet(chosen, viewer, timezone)
     if values.empty:
         st.info("No results.")
     else:
@@ -155,6 +164,8 @@ with sheet:
             spreadsheet_safe(values.reset_index()).to_csv(index=False),
             file_name=f"flowsheet-{patient['patient_id']}.csv",
             mime="text/csv",
+            on_click=data.audit_export,
+            args=(viewer, "flowsheet CSV", chosen),
         )
 with event_tab:
     st.dataframe(events, hide_index=True, width="stretch")
@@ -183,7 +194,9 @@ with compare_tab:
             width="stretch",
         )
 with record_tab:
-    user = current_user()
+    if not viewer.may("record"):
+        st.info("Viewer accounts read only: a clinician acknowledges flags, adds events and sets ranges.")
+        st.stop()
     left, middle, right = st.columns(3)
     with left.form("acknowledge_form", clear_on_submit=True):
         st.markdown("**Acknowledge the current flags**")
@@ -192,7 +205,7 @@ with record_tab:
         )
         if st.form_submit_button("Acknowledge", disabled=not patient["flags"]):
             with data.store().begin() as session:
-                acknowledge(session, chosen, username=user, comment=comment, now=datetime.now(UTC))
+                acknowledge(session, chosen, viewer=viewer, comment=comment, now=datetime.now(UTC))
             data.refresh()
             st.toast("Acknowledged, recorded in the audit trail.")
             st.rerun()
@@ -213,7 +226,7 @@ with record_tab:
                         end=None,
                         label=label,
                         details=details,
-                        username=user,
+                        viewer=viewer,
                         now=datetime.now(UTC),
                     )
             except ValueError as error:
@@ -241,7 +254,7 @@ with record_tab:
                         low=None if end else low,
                         high=None if end else (high or None),
                         reason=reason,
-                        username=user,
+                        viewer=viewer,
                         now=datetime.now(UTC),
                     )
             except ValueError as error:
@@ -250,11 +263,11 @@ with record_tab:
                 data.refresh()
                 st.toast("Range saved; grades and flags recomputed.")
                 st.rerun()
-    ranges = data.patient_ranges(chosen)
+    ranges = data.patient_ranges(chosen, viewer)
     if not ranges.empty:
         st.markdown("**Patient-specific ranges** (newest first; ended ones kept for the record)")
         st.dataframe(ranges, hide_index=True, width="stretch")
-    acks = data.acknowledgements(chosen)
+    acks = data.acknowledgements(chosen, viewer)
     if not acks.empty:
         st.markdown("**Acknowledgements**")
         st.dataframe(acks, hide_index=True, width="stretch")

@@ -9,9 +9,11 @@ from db.config import display_timezone
 from monitor.exports import spreadsheet_safe
 from monitor.flags import FLAGS
 from ui import data, worklist
+from ui.identity import current_viewer
 
 st.title("Worklist")
-patients = worklist.prioritised(data.patients())
+viewer = current_viewer()
+patients = worklist.prioritised(data.patients(viewer))
 timezone = display_timezone()
 
 teams = sorted({team for listed in patients["teams"] for team in listed.split(", ") if team})
@@ -100,6 +102,8 @@ st.download_button(
     spreadsheet_safe(export).to_csv(index=False),
     file_name="worklist.csv",
     mime="text/csv",
+    on_click=data.audit_export,
+    args=(viewer, f"worklist CSV ({len(export)} patients)", None),
 )
 
 rows = selection.selection.rows if selection else []

@@ -15,7 +15,11 @@ from db.settings import save_site_rules, set_lab_range
 from monitor.analytes import ANALYTES
 from monitor.rules import set_value, setting_rows
 from ui import data
-from ui.identity import current_user
+from ui.identity import current_user, current_viewer
+
+if not current_viewer().may("administer"):
+    st.error("This page is for administrators.")
+    st.stop()
 
 st.title("Settings")
 st.caption(

@@ -12,7 +12,9 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from db.accounts import Viewer
 from db.models import Acknowledgement, AuditLog, ClinicalEvent, PatientStatus, ReferenceOverride
+from db.queries import check_access
 from db.status import refresh_patient_status
 from monitor.analytes import ANALYTES
 from monitor.events import EVENT_KINDS, LABEL_LIMIT
@@ -35,8 +37,17 @@ def audit(
     )
 
 
-def acknowledge(session: Session, patient_key: int, *, username: str, comment: str, now: datetime) -> str:
+def _may_record(session: Session, patient_key: int, viewer: Viewer) -> str:
+    """The viewer's name, if they may record on this patient (a clinician or admin who can see it)."""
+    if not viewer.may("record"):
+        raise PermissionError(f"{viewer.role} accounts cannot add or change records; a clinician can")
+    check_access(session, patient_key, viewer)
+    return viewer.username
+
+
+def acknowledge(session: Session, patient_key: int, *, viewer: Viewer, comment: str, now: datetime) -> str:
     """Acknowledge the patient's current flags with a comment; returns the flags acknowledged."""
+    username = _may_record(session, patient_key, viewer)
     comment = comment.strip()
     if len(comment) > COMMENT_LIMIT:
         raise ValueError(f"a comment is at most {COMMENT_LIMIT} characters")
@@ -64,10 +75,11 @@ def add_event(
     end: datetime | None,
     label: str,
     details: str,
-    username: str,
+    viewer: Viewer,
     now: datetime,
 ) -> None:
     """Add a clinical event or note (a chemotherapy start changes the cycles: the status is recomputed)."""
+    username = _may_record(session, patient_key, viewer)
     label = label.strip()
     if kind not in EVENT_KINDS:
         raise ValueError(f"unknown event kind {kind!r} (known: {', '.join(EVENT_KINDS)})")
@@ -107,13 +119,14 @@ def set_patient_range(
     low: float | None,
     high: float | None,
     reason: str,
-    username: str,
+    viewer: Viewer,
     now: datetime,
 ) -> None:
     """Set (or with ``low`` None, end) a patient-specific range for an analyte, with the reason; recompute.
 
     The earlier range stays in the table, inactive, for the record.
     """
+    username = _may_record(session, patient_key, viewer)
     reason = reason.strip()
     if analyte not in ANALYTES:
         raise ValueError(f"unknown analyte {analyte!r}")

@@ -17,6 +17,7 @@ import pandas as pd
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
+from db.accounts import ensure_demo_accounts
 from db.frames import read_frame, read_frame_in, to_records
 from db.ingest import ensure_patients, new_batch, write_results
 from db.models import ClinicalEvent, ImportBatch, PatientTeam, ReferenceOverride, Setting, Team
@@ -138,6 +139,7 @@ def seed_demo(session: Session, *, patients: int, seed: int, today: date) -> Dem
     fingerprint = hashlib.sha256(f"demo:{patients}:{seed}:{anchor}".encode()).hexdigest()
     done = session.scalar(select(ImportBatch.id).where(ImportBatch.content_sha256 == fingerprint))
     if done is not None:
+        ensure_demo_accounts(session, now=datetime.now(UTC))  # a store seeded before accounts existed
         return DemoSummary(patients, 0, 0, True, anchor)
 
     cohort = simulate_cohort(patients, seed=seed, end_date=anchor)
@@ -170,6 +172,7 @@ def seed_demo(session: Session, *, patients: int, seed: int, today: date) -> Dem
         }
     )
     _add_missing(session, PatientTeam, memberships, ["patient_id", "team_id"])
+    ensure_demo_accounts(session, now=now)
 
     events = cohort.events.rename(columns={"start": "start_at", "end": "end_at"})
     events = events.assign(

@@ -10,9 +10,11 @@ import pandas as pd
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from db.accounts import Viewer, visible
 from db.frames import read_frame
 from db.models import (
     Acknowledgement,
+    AuditLog,
     ClinicalEvent,
     ImportBatch,
     Lab,
@@ -56,8 +58,8 @@ def age_in_years(birth_dates: pd.Series, on: date) -> pd.Series:
     return (years - before_birthday.astype("Int64")).astype("Int64")
 
 
-def patient_list(session: Session, *, today: date | None = None) -> pd.DataFrame:
-    """One row per patient from the materialised status, most recent CBC first."""
+def patient_list(session: Session, *, viewer: Viewer, today: date | None = None) -> pd.DataFrame:
+    """One row per patient ``viewer`` may see, from the materialised status, most recent CBC first."""
     today = today or datetime.now(UTC).date()
     statement = (
         select(
@@ -101,6 +103,7 @@ def patient_list(session: Session, *, today: date | None = None) -> pd.DataFrame
             PatientStatus.explanations,
         )
         .outerjoin(PatientStatus, PatientStatus.patient_id == Patient.id)
+        .where(visible(Patient.id, viewer))
         .order_by(PatientStatus.last_collected_at.desc().nulls_last(), Patient.mrn)
     )
     frame = read_frame(
@@ -155,9 +158,80 @@ def _acknowledgement_state(session: Session) -> pd.DataFrame:
     return state
 
 
-def find_patient(session: Session, patient_id: str, *, authority: str | None = None) -> Patient:
+def check_access(session: Session, patient_key: int, viewer: Viewer) -> None:
+    """Raise ``PatientNotFound`` unless ``viewer`` may see this patient (every per-patient read calls it)."""
+    found = session.scalar(select(Patient.id).where(Patient.id == patient_key, visible(Patient.id, viewer)))
+    if found is None:
+        raise PatientNotFound("no such patient among those you may see")
+
+
+def audit_view(session: Session, viewer: Viewer, patient_key: int, what: str, *, now: datetime) -> None:
+    """Record that ``viewer`` looked at a patient (a page or a command), without any clinical value."""
+    session.add(
+        AuditLog(
+            at=now,
+            username=viewer.username,
+            action="view",
+            patient_id=patient_key,
+            details=json.dumps({"what": what}),
+        )
+    )
+
+
+def audit_export(
+    session: Session, viewer: Viewer, what: str, patient_key: int | None, *, now: datetime
+) -> None:
+    """Record that ``viewer`` exported something (a worklist, a flowsheet)."""
+    session.add(
+        AuditLog(
+            at=now,
+            username=viewer.username,
+            action="export",
+            patient_id=patient_key,
+            details=json.dumps({"what": what}),
+        )
+    )
+
+
+def audit_log(
+    session: Session,
+    *,
+    since: datetime | None = None,
+    username: str | None = None,
+    action: str | None = None,
+    patient_id: str | None = None,
+    limit: int = 5000,
+) -> pd.DataFrame:
+    """The audit trail, newest first, filtered; with the patient's identifier where there is one."""
+    statement = (
+        select(
+            AuditLog.at,
+            AuditLog.username,
+            AuditLog.action,
+            Patient.mrn.label("patient_id"),
+            AuditLog.details,
+        )
+        .outerjoin(Patient, Patient.id == AuditLog.patient_id)
+        .order_by(AuditLog.at.desc(), AuditLog.id.desc())
+        .limit(limit)
+    )
+    if since is not None:
+        statement = statement.where(AuditLog.at >= since)
+    if username:
+        statement = statement.where(AuditLog.username == username)
+    if action:
+        statement = statement.where(AuditLog.action == action)
+    if patient_id:
+        statement = statement.where(Patient.mrn == patient_id)
+    return read_frame(session, statement, utc=["at"])
+
+
+def find_patient(
+    session: Session, patient_id: str, *, viewer: Viewer, authority: str | None = None
+) -> Patient:
     """The patient with this MRN (and authority, when several authorities use the same MRN)."""
-    statement = select(Patient).where(Patient.mrn == patient_id)
+    # A patient outside the viewer's teams is "not found": its existence is not disclosed either.
+    statement = select(Patient).where(Patient.mrn == patient_id, visible(Patient.id, viewer))
     if authority is not None:
         statement = statement.where(Patient.assigning_authority == authority)
     found = session.scalars(statement).all()
@@ -173,9 +247,15 @@ def find_patient(session: Session, patient_id: str, *, authority: str | None = N
 
 
 def patient_results(
-    session: Session, patient_key: int, *, history: bool = False, analytes: tuple[str, ...] = ()
+    session: Session,
+    patient_key: int,
+    *,
+    viewer: Viewer,
+    history: bool = False,
+    analytes: tuple[str, ...] = (),
 ) -> pd.DataFrame:
     """A patient's results, oldest first; ``history`` adds superseded versions."""
+    check_access(session, patient_key, viewer)
     statement = (
         select(
             Panel.collected_at,
@@ -213,8 +293,9 @@ def patient_results(
     return with_limits(results.assign(patient_key=patient_key), patient_context(session, [patient_key]))
 
 
-def patient_events(session: Session, patient_key: int) -> pd.DataFrame:
+def patient_events(session: Session, patient_key: int, *, viewer: Viewer) -> pd.DataFrame:
     """A patient's clinical events, oldest first."""
+    check_access(session, patient_key, viewer)
     statement = (
         select(
             ClinicalEvent.kind,
@@ -229,11 +310,13 @@ def patient_events(session: Session, patient_key: int) -> pd.DataFrame:
     return read_frame(session, statement, utc=["start_at", "end_at"])
 
 
-def patient_cycles(session: Session, patient_key: int, *, rules: CycleRules | None = None) -> pd.DataFrame:
+def patient_cycles(
+    session: Session, patient_key: int, *, viewer: Viewer, rules: CycleRules | None = None
+) -> pd.DataFrame:
     """A patient's chemotherapy cycles (``monitor.cycles.treatment_cycles``) under the site's rules."""
     rules = rules or site_rules(session).cycles
-    results = patient_results(session, patient_key, analytes=("wbc", "anc", "plt"))
-    events = patient_events(session, patient_key).assign(patient_key=patient_key)
+    results = patient_results(session, patient_key, viewer=viewer, analytes=("wbc", "anc", "plt"))
+    events = patient_events(session, patient_key, viewer=viewer).assign(patient_key=patient_key)
     return treatment_cycles(results.assign(patient_key=patient_key), events, rules=rules)
 
 
@@ -250,7 +333,7 @@ ALERT_COLUMNS = [
 ]
 
 
-def alerts(session: Session, *, since: datetime) -> pd.DataFrame:
+def alerts(session: Session, *, since: datetime, viewer: Viewer) -> pd.DataFrame:
     """Patients whose flags appeared or whose grades rose since ``since`` and still hold, most severe first.
 
     Severity: the highest current CTCAE grade of WBC, ANC and ALC, then a current ``worsening`` flag, then
@@ -268,13 +351,17 @@ def alerts(session: Session, *, since: datetime) -> pd.DataFrame:
             StatusChange.grade_after,
             StatusChange.explanation,
         )
-        .where(StatusChange.recorded_at >= since, StatusChange.change.in_(("appeared", "worsened")))
+        .where(
+            StatusChange.recorded_at >= since,
+            StatusChange.change.in_(("appeared", "worsened")),
+            visible(StatusChange.patient_id, viewer),
+        )
         .order_by(StatusChange.recorded_at, StatusChange.id),
         utc=["recorded_at"],
     )
     if changes.empty:
         return pd.DataFrame(columns=ALERT_COLUMNS)
-    now = patient_list(session).set_index("patient_key")
+    now = patient_list(session, viewer=viewer).set_index("patient_key")
     now = now[now.index.isin(changes["patient_key"])]
     current = now.loc[changes["patient_key"]]
     grade_now = pd.Series(np.nan, index=changes.index)
@@ -328,14 +415,19 @@ def lab_codes(session: Session) -> list[str]:
     return list(session.scalars(select(Lab.code).order_by(Lab.code)))
 
 
-def treated_patients(session: Session) -> list[int]:
-    """Keys of the patients with at least one chemotherapy event."""
-    statement = select(ClinicalEvent.patient_id).where(ClinicalEvent.kind == "chemotherapy").distinct()
+def treated_patients(session: Session, *, viewer: Viewer) -> list[int]:
+    """Keys of the patients ``viewer`` may see with at least one chemotherapy event."""
+    statement = (
+        select(ClinicalEvent.patient_id)
+        .where(ClinicalEvent.kind == "chemotherapy", visible(ClinicalEvent.patient_id, viewer))
+        .distinct()
+    )
     return sorted(int(key) for key in session.scalars(statement))
 
 
-def patient_ranges(session: Session, patient_key: int) -> pd.DataFrame:
+def patient_ranges(session: Session, patient_key: int, *, viewer: Viewer) -> pd.DataFrame:
     """The patient's specific ranges (active and ended), newest first."""
+    check_access(session, patient_key, viewer)
     return read_frame(
         session,
         select(
@@ -353,8 +445,9 @@ def patient_ranges(session: Session, patient_key: int) -> pd.DataFrame:
     )
 
 
-def acknowledgements(session: Session, patient_key: int) -> pd.DataFrame:
+def acknowledgements(session: Session, patient_key: int, *, viewer: Viewer) -> pd.DataFrame:
     """Acknowledgements of the patient's flags, newest first."""
+    check_access(session, patient_key, viewer)
     return read_frame(
         session,
         select(Acknowledgement.at, Acknowledgement.username, Acknowledgement.flags, Acknowledgement.comment)

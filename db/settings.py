@@ -13,7 +13,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from db.frames import read_frame
-from db.models import Lab, LabRange, Setting
+from db.models import AuditLog, Lab, LabRange, Setting
 from monitor.analytes import ANALYTES
 from monitor.rules import SiteRules
 
@@ -31,14 +31,14 @@ def save_site_rules(session: Session, overrides: dict, *, by: str, now: datetime
     """Validate and store the site's overrides, then recompute every patient's status under them."""
     from db.status import refresh_all_status
 
-    rules = SiteRules.from_mapping(
-        overrides
-    )  # raises ValueError, naming the setting, before anything is written
+    # Raises ValueError, naming the setting, before anything is written.
+    rules = SiteRules.from_mapping(overrides)
     stored = session.get(Setting, RULES_KEY)
     if stored is None:
         session.add(Setting(key=RULES_KEY, value=rules.to_json(), updated_by=by, updated_at=now))
     else:
         stored.value, stored.updated_by, stored.updated_at = rules.to_json(), by, now
+    session.add(AuditLog(at=now, username=by, action="settings", details=rules.to_json()))
     session.flush()
     refresh_all_status(session, now=now)
     return rules
@@ -134,5 +134,17 @@ def set_lab_range(
                 updated_at=now,
             )
         )
+    details = {
+        "lab": lab,
+        "analyte": analyte,
+        "low": low,
+        "high": high,
+        "sex": sex,
+        "band": [min_months, max_months],
+    }
+    session.add(AuditLog(at=now, username=by, action="lab_range", details=json.dumps(details)))
+    details = {"lab": lab, "analyte": analyte, "low": low, "high": high, "sex": sex}
+    details["band_months"] = [min_months, max_months]
+    session.add(AuditLog(at=now, username=by, action="lab_range", details=json.dumps(details)))
     session.flush()
     refresh_all_status(session, now=now)

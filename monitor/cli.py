@@ -48,6 +48,29 @@ def store_options(command: F) -> F:
     )(command)
 
 
+def user_option(command: F) -> F:
+    """``--user NAME``: answer as that user would see it (their teams only); default: every patient."""
+    return click.option(
+        "--user",
+        "user",
+        metavar="NAME",
+        default=None,
+        help="Show only what this user may see (their teams' patients). Default: every patient.",
+    )(command)
+
+
+def _viewer(session: Any, user: str | None) -> Any:
+    """The ``Viewer`` for ``--user`` (the system itself without it: shell access to the store is admin)."""
+    from db.accounts import SYSTEM, AccountError, viewer_named
+
+    if user is None:
+        return SYSTEM
+    try:
+        return viewer_named(session, user)
+    except AccountError as error:
+        raise click.BadParameter(str(error), param_hint="--user") from error
+
+
 def _factory(database: str | None) -> Any:
     from db.store import open_store
 
@@ -324,8 +347,9 @@ PATIENT_COLUMNS = [
 @click.option(
     "--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True
 )
+@user_option
 @store_options
-def patients(database: str | None, fmt: str) -> None:
+def patients(database: str | None, fmt: str, user: str | None) -> None:
     """List patients with their latest WBC and ANC and last CBC.
 
     \b
@@ -336,7 +360,7 @@ def patients(database: str | None, fmt: str) -> None:
 
     factory = _factory(database)
     with factory() as session:
-        frame = patient_list(session)
+        frame = patient_list(session, viewer=_viewer(session, user))
     # The issue-4 contract: grades as wbc_grade/anc_grade/alc_grade, explanations as flag -> sentence.
     for analyte in ("wbc", "anc", "alc"):
         frame[f"{analyte}_grade"] = frame[f"latest_{analyte}_grade"]
@@ -374,8 +398,11 @@ HISTORY_COLUMNS = ["version", "is_current", "superseded_at", "value_raw", "unit_
     "--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True
 )
 @click.option("--history", is_flag=True, help="Include superseded versions of corrected results.")
+@user_option
 @store_options
-def results(database: str | None, patient_id: str, authority: str | None, fmt: str, history: bool) -> None:
+def results(
+    database: str | None, patient_id: str, authority: str | None, fmt: str, history: bool, user: str | None
+) -> None:
     """A patient's current results, oldest first (canonical units).
 
     \b
@@ -386,8 +413,10 @@ def results(database: str | None, patient_id: str, authority: str | None, fmt: s
 
     factory = _factory(database)
     with factory() as session:
-        patient = find_patient(session, patient_id, authority=authority)
-        frame = patient_results(session, patient.id, history=history)
+        viewer = _viewer(session, user)
+        patient = find_patient(session, patient_id, viewer=viewer, authority=authority)
+        frame = patient_results(session, patient.id, viewer=viewer, history=history)
+        _audit_view(session, viewer, patient.id, "results")
     columns = RESULT_COLUMNS + (HISTORY_COLUMNS if history else [])
     _emit(frame[columns], fmt, utc_columns=("collected_at",) + (("superseded_at",) if history else ()))
 
@@ -429,8 +458,9 @@ CYCLE_OUTPUT = [
 @click.option(
     "--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True
 )
+@user_option
 @store_options
-def cycles(database: str | None, patient_id: str, authority: str | None, fmt: str) -> None:
+def cycles(database: str | None, patient_id: str, authority: str | None, fmt: str, user: str | None) -> None:
     """A patient's chemotherapy cycles: nadir, recovery, G-CSF and readiness at the next start.
 
     Days count from the cycle's start (day 0; D1 in the C#D# notation). The trend across cycles is
@@ -446,8 +476,10 @@ def cycles(database: str | None, patient_id: str, authority: str | None, fmt: st
 
     factory = _factory(database)
     with factory() as session:
-        patient = find_patient(session, patient_id, authority=authority)
-        frame = patient_cycles(session, patient.id)
+        viewer = _viewer(session, user)
+        patient = find_patient(session, patient_id, viewer=viewer, authority=authority)
+        frame = patient_cycles(session, patient.id, viewer=viewer)
+        _audit_view(session, viewer, patient.id, "cycles")
         rules = site_rules(session).cycles
     if fmt != "table":
         _emit(frame[CYCLE_OUTPUT], fmt, utc_columns=("start", "next_start"))
@@ -467,8 +499,9 @@ def cycles(database: str | None, patient_id: str, authority: str | None, fmt: st
     help="ISO 8601 date or time (UTC unless it has an offset); default: 24 hours ago.",
 )
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@user_option
 @store_options
-def alerts(database: str | None, since: str | None, fmt: str) -> None:
+def alerts(database: str | None, since: str | None, fmt: str, user: str | None) -> None:
     """Patients whose flags appeared or whose grades rose since a time, most severe first.
 
     Only changes that still hold are listed (a flag that came and went is not an alert).
@@ -496,7 +529,7 @@ def alerts(database: str | None, since: str | None, fmt: str) -> None:
         ).to_pydatetime()
     factory = _factory(database)
     with factory() as session:
-        frame = find_alerts(session, since=start)
+        frame = find_alerts(session, since=start, viewer=_viewer(session, user))
     if fmt == "json":
         _emit(frame, fmt)
         return
@@ -686,6 +719,134 @@ def lab_ranges_set(
     else:
         band = f"ages {min_months or 0:g} to {'' if max_months is None else f'{max_months:g}'} months"
     click.echo(f"{lab} {analyte} for {band}{' ' + sex if sex else ''}: {what}; patient status recomputed")
+
+
+@cli.group()
+def users() -> None:
+    """Accounts that sign in to the dashboard: viewer, clinician or admin, in care teams."""
+
+
+@users.command("add")
+@click.argument("name")
+@click.option("--role", type=click.Choice(["viewer", "clinician", "admin"]), required=True)
+@click.option("--team", "teams", multiple=True, help="A team code (repeatable); created when new.")
+@click.option("--display-name", default="", help="The name shown in the dashboard.")
+@store_options
+def users_add(database: str | None, name: str, role: str, teams: tuple[str, ...], display_name: str) -> None:
+    """Add an account. The password is asked for (or read from standard input), never an argument.
+
+    \b
+    Example:
+      python -m monitor users add jsmith --role clinician --team oncology
+      printf '%s\\n' "$PASSWORD" | python -m monitor users add jsmith --role viewer --team oncology
+    """
+    from datetime import UTC, datetime
+
+    from db.accounts import AccountError, create_user
+
+    if sys.stdin.isatty():
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    if role != "admin" and not teams:
+        raise click.BadParameter("a viewer or clinician needs at least one --team", param_hint="--team")
+    factory = _factory(database)
+    try:
+        with factory.begin() as session:
+            create_user(
+                session,
+                username=name,
+                role=role,
+                teams=teams,
+                password=password,
+                display_name=display_name,
+                now=datetime.now(UTC),
+                by=_login_name(),
+            )
+    except AccountError as error:
+        raise click.BadParameter(str(error)) from error
+    click.echo(f"user {name} added ({role}; teams: {', '.join(teams) or 'all, as admin'})")
+
+
+@users.command("list")
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True
+)
+@store_options
+def users_list(database: str | None, fmt: str) -> None:
+    """Every account with its role, teams and state (never a password or its hash)."""
+    from db.accounts import user_list
+
+    factory = _factory(database)
+    with factory() as session:
+        _emit(user_list(session), fmt)
+
+
+@users.command("disable")
+@click.argument("name")
+@store_options
+def users_disable(database: str | None, name: str) -> None:
+    """Disable an account: it can no longer sign in (its audit trail stays)."""
+    from datetime import UTC, datetime
+
+    from db.accounts import AccountError, disable_user
+
+    factory = _factory(database)
+    try:
+        with factory.begin() as session:
+            disable_user(session, name, now=datetime.now(UTC), by=_login_name())
+    except AccountError as error:
+        raise click.BadParameter(str(error)) from error
+    click.echo(f"user {name} disabled")
+
+
+@cli.command()
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True
+)
+@store_options
+def teams(database: str | None, fmt: str) -> None:
+    """The care teams with their numbers of patients and users."""
+    from db.accounts import team_list
+
+    factory = _factory(database)
+    with factory() as session:
+        _emit(team_list(session), fmt)
+
+
+@cli.command()
+@click.argument("patient_id")
+@click.argument("team")
+@click.option("--authority", default=None, help="Assigning authority, when an MRN is used by several.")
+@store_options
+def assign(database: str | None, patient_id: str, team: str, authority: str | None) -> None:
+    """Put a patient in a care team (created when new): its members may then see the patient."""
+    from datetime import UTC, datetime
+
+    from db.accounts import SYSTEM, assign_patient
+    from db.queries import find_patient
+
+    factory = _factory(database)
+    with factory.begin() as session:
+        patient = find_patient(session, patient_id, viewer=SYSTEM, authority=authority)
+        added = assign_patient(session, patient.id, team, now=datetime.now(UTC), by=_login_name())
+    click.echo(f"{patient_id} {'assigned to' if added else 'already in'} team {team}")
+
+
+def _login_name() -> str:
+    import getpass
+
+    return f"{getpass.getuser()} (command line)"
+
+
+def _audit_view(session: Any, viewer: Any, patient_key: int, what: str) -> None:
+    """A patient shown on the terminal is a view like any other: audited (in its own transaction)."""
+    from datetime import UTC, datetime
+
+    from db.queries import audit_view
+
+    audit_view(session, viewer, patient_key, f"command line: {what}", now=datetime.now(UTC))
+    session.commit()
 
 
 def _one_line(error: BaseException) -> str:

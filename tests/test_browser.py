@@ -225,6 +225,17 @@ def _screenshot(page: Page, name: str, tmp_path: Path) -> None:
     page.screenshot(path=folder / f"{name}.png", full_page=True)
 
 
+def _sign_in(page: Page, dashboard: str, username: str = "admin", password: str = "demo") -> None:
+    from playwright.sync_api import expect
+
+    page.goto(dashboard)
+    expect(page.locator("h1")).to_have_text("Sign in")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password", exact=True).fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("h1")).not_to_have_text("Sign in")
+
+
 def _grid_column(page: Page, index: int):
     """The cells of one column of the first table (drawn on a canvas; its accessible table has the text)."""
     grid = page.locator('[data-testid="stDataFrame"] table[role="grid"]').first
@@ -236,7 +247,7 @@ def test_the_worklist_puts_the_most_urgent_first_with_the_reason(
 ) -> None:
     from playwright.sync_api import expect
 
-    page.goto(dashboard)
+    _sign_in(page, dashboard)
     expect(page.locator("h1")).to_have_text("Worklist")
     expect(page.locator('[data-testid="stAlertContentWarning"]').first).to_contain_text("Synthetic demo data")
     priorities = _grid_column(page, 1)
@@ -263,7 +274,7 @@ def test_the_timeline_draws_wbc_against_the_reference_band(
 ) -> None:
     from playwright.sync_api import expect
 
-    page.goto(dashboard)
+    _sign_in(page, dashboard)
     page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name="Patient timeline").click()
     expect(page).to_have_url(f"{dashboard}/patient")
     expect(page.locator("h1")).to_have_text("Patient timeline")
@@ -284,7 +295,7 @@ def test_the_timeline_draws_wbc_against_the_reference_band(
 def test_the_cycles_page_overlays_each_cycle(dashboard: str, page: Page, tmp_path: Path) -> None:
     from playwright.sync_api import expect
 
-    page.goto(dashboard)
+    _sign_in(page, dashboard)
     page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name="Treatment cycles").click()
     expect(page.locator("h1")).to_have_text("Treatment cycles")
     chart = page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot')
@@ -298,7 +309,7 @@ def test_the_cycles_page_overlays_each_cycle(dashboard: str, page: Page, tmp_pat
 def test_importing_a_shared_file_from_the_import_page(dashboard: str, page: Page, tmp_path: Path) -> None:
     from playwright.sync_api import expect
 
-    page.goto(dashboard)
+    _sign_in(page, dashboard)
     page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name="Import").click()
     expect(page.locator("h1")).to_have_text("Import results")
     page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(
@@ -319,7 +330,7 @@ def test_the_settings_page_shows_each_rule_with_its_source(
 ) -> None:
     from playwright.sync_api import expect
 
-    page.goto(dashboard)
+    _sign_in(page, dashboard)
     page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name="Settings").click()
     expect(page.locator("h1")).to_have_text("Settings")
     expect(page.get_by_role("button", name="Save changes and recompute")).to_be_visible()
@@ -328,12 +339,40 @@ def test_the_settings_page_shows_each_rule_with_its_source(
 
 
 def test_a_deep_link_goes_through_the_dashboard_entry(dashboard: str, page: Page) -> None:
-    """A bookmarked page URL must run dashboard.py first (start-up checks, banner, navigation)."""
+    """A bookmarked page URL must run dashboard.py first (sign-in, banner, navigation)."""
     from playwright.sync_api import expect
 
     page.goto(f"{dashboard}/patient")
+    expect(page.locator("h1")).to_have_text("Sign in")
+    expect(page.locator('[data-testid="stPlotlyChart"]')).to_have_count(0)
+    page.get_by_label("Username").fill("admin")
+    page.get_by_label("Password", exact=True).fill("demo")
+    page.get_by_role("button", name="Sign in").click()
     nav = page.locator('[data-testid="stSidebarNav"]')
     expect(nav.get_by_role("link", name="Patient timeline")).to_be_visible()
     expect(nav.get_by_role("link", name="Import")).to_be_visible()
     expect(nav).not_to_contain_text("dashboard")
-    expect(page.locator("h1")).to_have_text("Patient timeline")
+
+
+def test_an_oncology_clinician_sees_only_oncology_patients_then_signs_out(
+    dashboard: str, page: Page, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    _sign_in(page, dashboard, "oncology")
+    expect(page.locator("h1")).to_have_text("Worklist")
+    nav = page.locator('[data-testid="stSidebarNav"]')
+    expect(nav.get_by_role("link", name="Import")).to_have_count(0)  # not an administrator
+    expect(nav.get_by_role("link", name="Audit")).to_have_count(0)
+    patients = page.locator('[data-testid="stMetric"]').first
+    expect(patients).to_contain_text("Patients")
+    shown = int(patients.locator('[data-testid="stMetricValue"]').inner_text())
+    assert 0 < shown < 62  # the demo cohort's oncology patients, not all 62 an administrator sees
+    # DEMO-0029 is followed by internal medicine only; MRN1001 by no team (administrators only).
+    for hidden in ("DEMO-0029", "MRN1001"):
+        page.get_by_label("Search identifier or name").fill(hidden)
+        page.keyboard.press("Enter")
+        expect(page.locator('[data-testid="stMetric"]').first).to_contain_text("0")
+        expect(_grid_column(page, 2)).to_have_count(0)
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.locator("h1")).to_have_text("Sign in")

@@ -12,6 +12,7 @@ import streamlit as st
 from sqlalchemy import text
 from streamlit.testing.v1 import AppTest
 
+from db.accounts import Viewer
 from db.importer import import_path
 from db.store import open_store
 from tests.conftest import DATA, ROOT
@@ -36,6 +37,16 @@ def imported_store(tmp_path: Path, monkeypatch) -> str:
     return url
 
 
+ADMIN = Viewer("admin", "admin", None)
+
+
+def _app(viewer: Viewer = ADMIN, timeout: int = 60) -> AppTest:
+    """The dashboard with ``viewer`` signed in (the sign-in page itself is tested on its own)."""
+    at = AppTest.from_file(APP, default_timeout=timeout)
+    at.session_state["viewer"] = viewer
+    return at
+
+
 def _array(encoded) -> list:
     """A plotly figure array from its JSON spec (plotly sends numbers as typed base64 arrays)."""
     if isinstance(encoded, dict) and "bdata" in encoded:
@@ -43,19 +54,47 @@ def _array(encoded) -> list:
     return list(encoded)
 
 
-def test_first_start_creates_the_store_seeds_the_demo_and_says_it_is_synthetic(tmp_path, monkeypatch) -> None:
+def test_first_start_creates_the_store_seeds_the_demo_and_asks_to_sign_in(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("MONITOR_DATABASE_URL", f"sqlite:///{tmp_path / 'fresh' / 'monitor.db'}")
     monkeypatch.delenv("MONITOR_SEED_DEMO", raising=False)
     at = AppTest.from_file(APP, default_timeout=120).run()
     assert not at.exception
+    assert at.title[0].value == "Sign in" and not at.dataframe  # nothing else renders before sign-in
+    assert "`oncology`" in at.caption[0].value and "password `demo`" in at.caption[0].value
+    at.text_input(key="sign_in_username").input("medicine")
+    at.text_input(key="sign_in_password").input("demo")
+    at.button(key="FormSubmitter:sign_in_form-Sign in").click().run()
+    assert not at.exception
     assert "Synthetic demo data" in at.warning[0].value
     table = at.dataframe[0].value
-    assert len(table) >= 60
-    assert table["Name"].str.contains("Synthetic").all()
+    assert len(table) >= 20 and table["Name"].str.contains("Synthetic").all()
+    # The internal-medicine clinician sees only internal-medicine patients.
+    assert table["Teams"].str.contains("Internal medicine").all()
+
+
+def test_a_wrong_password_is_refused_and_five_lock_the_account(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("MONITOR_DATABASE_URL", f"sqlite:///{tmp_path / 'monitor.db'}")
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    for _ in range(5):
+        at.text_input(key="sign_in_username").input("oncology")
+        at.text_input(key="sign_in_password").input("wrong")
+        at.button(key="FormSubmitter:sign_in_form-Sign in").click().run()
+        assert at.error[0].value == "wrong username or password"
+    at.text_input(key="sign_in_username").input("oncology")
+    at.text_input(key="sign_in_password").input("demo")
+    at.button(key="FormSubmitter:sign_in_form-Sign in").click().run()
+    assert "locked until" in at.error[0].value and at.title[0].value == "Sign in"
+
+
+def test_a_viewer_reads_but_cannot_record(imported_store) -> None:
+    at = _open_patient(_app(Viewer("reader", "viewer", None)).run())
+    assert not at.exception
+    assert any("Viewer accounts read only" in info.value for info in at.info)
+    assert not at.get("form")
 
 
 def test_worklist_shows_latest_counts_grade_flags_and_trend_most_urgent_first(imported_store) -> None:
-    at = AppTest.from_file(APP, default_timeout=60).run()
+    at = _app().run()
     assert not at.exception
     assert len(at.warning) == 0  # imported, not synthetic: no banner
     table = at.dataframe[0].value
@@ -72,7 +111,7 @@ def test_worklist_shows_latest_counts_grade_flags_and_trend_most_urgent_first(im
 
 
 def test_search_and_grade_filters_narrow_the_worklist(imported_store) -> None:
-    at = AppTest.from_file(APP, default_timeout=60).run()
+    at = _app().run()
     at.text_input(key="worklist_search").input("2002").run()
     assert at.dataframe[0].value["Patient ID"].tolist() == ["MRN2002"]
     at.text_input(key="worklist_search").input("").run()
@@ -87,7 +126,7 @@ def _open_patient(at: AppTest, label: str = "MRN1001 · (no name)") -> AppTest:
 
 
 def test_patient_timeline_charts_wbc_against_the_reference_band_with_grade_zones(imported_store) -> None:
-    at = _open_patient(AppTest.from_file(APP, default_timeout=60).run())
+    at = _open_patient(_app().run())
     assert not at.exception
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     traces = {trace["name"]: trace for trace in spec["data"]}
@@ -107,14 +146,14 @@ def test_patient_timeline_charts_wbc_against_the_reference_band_with_grade_zones
 
 
 def test_flowsheet_marks_low_results(imported_store) -> None:
-    at = _open_patient(AppTest.from_file(APP, default_timeout=60).run())
+    at = _open_patient(_app().run())
     sheet = at.dataframe[1].value  # after the episodes table
     assert sheet.loc[sheet.index.max(), "WBC (10^9/L)"] == "3.1 ↓"
     assert sheet.loc[sheet.index.min(), "WBC (10^9/L)"] == "5.6"
 
 
 def test_acknowledging_clears_the_worklist_state_and_is_audited(imported_store) -> None:
-    at = _open_patient(AppTest.from_file(APP, default_timeout=60).run())
+    at = _open_patient(_app().run())
     at.text_area(key="acknowledge_comment").input("Seen; repeat CBC in a week")
     at.button(key="FormSubmitter:acknowledge_form-Acknowledge").click().run()
     assert not at.exception
@@ -122,12 +161,15 @@ def test_acknowledging_clears_the_worklist_state_and_is_audited(imported_store) 
     row = at.dataframe[0].value.set_index("Patient ID").loc["MRN1001"]
     assert row["Acknowledged"] == "yes"
     with open_store(imported_store)() as session:
-        audited = session.execute(text("SELECT action, details FROM audit_log")).all()
-    assert audited[0][0] == "acknowledge" and "repeat CBC in a week" in audited[0][1]
+        audited = session.execute(text("SELECT action, username, details FROM audit_log ORDER BY id")).all()
+    actions = [row[0] for row in audited]
+    # The import, the view of the patient's page, then the acknowledgement with its comment.
+    assert actions == ["import", "view", "acknowledge"]
+    assert audited[2][1] == "admin" and "repeat CBC in a week" in audited[2][2]
 
 
 def test_a_patient_range_recomputes_the_grade_and_the_flags(imported_store) -> None:
-    at = _open_patient(AppTest.from_file(APP, default_timeout=60).run())
+    at = _open_patient(_app().run())
     at.selectbox(key="range_analyte").select("wbc")
     at.number_input(key="range_low").set_value(3.0)
     at.number_input(key="range_high").set_value(9.66)
@@ -155,7 +197,7 @@ def test_cycles_page_overlays_counts_by_cycle_and_tables_them(tmp_path, monkeypa
     )
     import_path(store, events, imported_by="test")
     monkeypatch.setenv("MONITOR_DATABASE_URL", url)
-    at = AppTest.from_file(APP, default_timeout=60).run()
+    at = _app().run()
     at.switch_page("app_pages/cycles.py").run()
     assert not at.exception
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
@@ -168,7 +210,7 @@ def test_cycles_page_overlays_counts_by_cycle_and_tables_them(tmp_path, monkeypa
 
 
 def test_settings_page_saves_a_regimen_rule_and_recomputes(imported_store) -> None:
-    at = AppTest.from_file(APP, default_timeout=60).run()
+    at = _app().run()
     at.switch_page("app_pages/settings.py").run()
     assert not at.exception
     rules = at.dataframe[0].value.set_index("key")
@@ -188,7 +230,7 @@ def test_import_page_lists_past_imports_and_their_refusals(tmp_path, monkeypatch
     import_path(store, DATA / "canonical-good.csv", imported_by="test")
     import_path(store, DATA / "canonical-bad-row.csv", imported_by="test")
     monkeypatch.setenv("MONITOR_DATABASE_URL", url)
-    at = AppTest.from_file(APP, default_timeout=60).run()
+    at = _app().run()
     at.switch_page("app_pages/imports.py").run()
     assert not at.exception
     batches = at.dataframe[0].value
@@ -200,6 +242,6 @@ def test_import_page_lists_past_imports_and_their_refusals(tmp_path, monkeypatch
 
 def test_a_misspelt_site_time_zone_is_named_not_a_traceback(imported_store, monkeypatch) -> None:
     monkeypatch.setenv("MONITOR_TIMEZONE", "Europe/Lndon")
-    at = AppTest.from_file(APP, default_timeout=60).run()
+    at = _app().run()
     assert not at.exception
     assert "MONITOR_TIMEZONE='Europe/Lndon' is not an IANA time zone" in at.error[0].value

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from db.accounts import SYSTEM
 from db.importer import import_path
 from db.models import Base, ImportBatch, Patient, RejectedRecord, Result
 from db.queries import find_patient, patient_list, patient_results
@@ -33,8 +34,8 @@ def test_a_good_file_lands_in_canonical_units_with_what_was_sent_kept(store) -> 
     summary = import_path(store, DATA / "canonical-good.csv", imported_by="test")
     assert (summary.accepted, summary.unchanged, len(summary.rejected), summary.exit_code) == (9, 0, 0, 0)
     with store() as session:
-        patient = find_patient(session, "MRN1001")
-        frame = patient_results(session, patient.id)
+        patient = find_patient(session, "MRN1001", viewer=SYSTEM)
+        frame = patient_results(session, patient.id, viewer=SYSTEM)
     second = frame[frame["accession"] == "ACC-2"].set_index("analyte")
     assert second.loc["wbc", "value"] == 3.1 and second.loc["wbc", "unit"] == "10^9/L"
     assert (second.loc["wbc", "value_raw"], second.loc["wbc", "unit_raw"]) == ("3100", "cells/uL")
@@ -48,7 +49,9 @@ def test_a_good_file_lands_in_canonical_units_with_what_was_sent_kept(store) -> 
 def test_haemoglobin_in_g_per_litre_is_stored_in_g_per_decilitre(store) -> None:
     import_path(store, DATA / "canonical-good.csv", imported_by="test")
     with store() as session:
-        frame = patient_results(session, find_patient(session, "MRN2002").id, analytes=("hgb",))
+        frame = patient_results(
+            session, find_patient(session, "MRN2002", viewer=SYSTEM).id, viewer=SYSTEM, analytes=("hgb",)
+        )
     assert frame.loc[0, ["value", "unit", "ref_low", "ref_high"]].tolist() == [12.4, "g/dL", 12.0, 16.0]
 
 
@@ -94,10 +97,10 @@ def test_a_changed_value_supersedes_and_the_earlier_version_is_kept(store, tmp_p
     summary = import_path(store, _write(tmp_path, "final.csv", corrected), imported_by="test")
     assert (summary.accepted, summary.superseded) == (0, 1)
     with store() as session:
-        key = find_patient(session, "MRN2002").id
-        current = patient_results(session, key, analytes=("wbc",))
-        history = patient_results(session, key, analytes=("wbc",), history=True)
-        listed = patient_list(session).set_index("patient_id")
+        key = find_patient(session, "MRN2002", viewer=SYSTEM).id
+        current = patient_results(session, key, viewer=SYSTEM, analytes=("wbc",))
+        history = patient_results(session, key, viewer=SYSTEM, analytes=("wbc",), history=True)
+        listed = patient_list(session, viewer=SYSTEM).set_index("patient_id")
     assert current[["value", "status"]].values.tolist() == [[2.6, "final"]]
     assert history[["value", "version", "is_current"]].values.tolist() == [[2.4, 1, False], [2.6, 2, True]]
     assert listed.loc["MRN2002", "latest_wbc"] == 2.6
@@ -114,7 +117,9 @@ def test_a_preliminary_result_cannot_hide_the_final_one(store, tmp_path: Path) -
     assert summary.exit_code == 1
     assert summary.rejected.iloc[0]["reason"].startswith("a preliminary result differs from the final one")
     with store() as session:
-        values = patient_results(session, find_patient(session, "MRN5005").id)["value"].tolist()
+        values = patient_results(session, find_patient(session, "MRN5005", viewer=SYSTEM).id, viewer=SYSTEM)[
+            "value"
+        ].tolist()
     assert values == [3.0]
 
 
@@ -169,7 +174,7 @@ def test_a_resent_old_export_cannot_undo_a_correction(store, tmp_path: Path) -> 
     assert (summary.accepted, summary.superseded, summary.exit_code) == (1, 0, 1)
     assert "only a correction can change it" in summary.rejected.iloc[0]["reason"]
     with store() as session:
-        frame = patient_results(session, find_patient(session, "MRN6006").id)
+        frame = patient_results(session, find_patient(session, "MRN6006", viewer=SYSTEM).id, viewer=SYSTEM)
     assert frame[["value", "status"]].values.tolist() == [[0.6, "corrected"], [0.7, "final"]]
 
 
@@ -193,7 +198,7 @@ def test_a_patient_specific_range_is_the_one_the_status_grades_against(store, tm
     text = header + "MRN8008,2026-03-05T08:00:00Z,anc,1.3,10^9/L,1.8,7.7,NORTH,N-1,final\n"
     import_path(store, _write(tmp_path, "anc.csv", text), imported_by="test")
     with store() as session:
-        listed = patient_list(session).set_index("patient_id").loc["MRN8008"]
+        listed = patient_list(session, viewer=SYSTEM).set_index("patient_id").loc["MRN8008"]
     assert (listed["latest_anc_lln"], listed["latest_anc_range_source"], listed["latest_anc_grade"]) == (
         1.8,
         "reported",
@@ -201,7 +206,7 @@ def test_a_patient_specific_range_is_the_one_the_status_grades_against(store, tm
     )
     now = datetime.now(UTC)
     with store.begin() as session:
-        key = find_patient(session, "MRN8008").id
+        key = find_patient(session, "MRN8008", viewer=SYSTEM).id
         session.add(
             ReferenceOverride(
                 patient_id=key,
@@ -217,7 +222,7 @@ def test_a_patient_specific_range_is_the_one_the_status_grades_against(store, tm
         session.flush()
         refresh_patient_status(session, [key], now=now)
     with store() as session:
-        listed = patient_list(session).set_index("patient_id").loc["MRN8008"]
+        listed = patient_list(session, viewer=SYSTEM).set_index("patient_id").loc["MRN8008"]
     assert (listed["latest_anc_lln"], listed["latest_anc_range_source"], listed["latest_anc_grade"]) == (
         1.21,
         "patient override",
@@ -234,7 +239,7 @@ def test_the_patient_status_carries_flags_that_explain_themselves(store, tmp_pat
     )
     import_path(store, _write(tmp_path, "wbc.csv", text), imported_by="test")
     with store() as session:
-        listed = patient_list(session).set_index("patient_id").loc["MRN9009"]
+        listed = patient_list(session, viewer=SYSTEM).set_index("patient_id").loc["MRN9009"]
     assert {"leukopenia", "persistent", "worsening"} <= set(listed["flags"])
     explained = dict(zip(listed["flags"], listed["explanations"], strict=True))
     assert explained["persistent"] == "WBC below 4.0 on 3 consecutive results over 21 days (3.8 -> 1.8)"

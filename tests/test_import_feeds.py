@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import func, select
 
+from db.accounts import SYSTEM
 from db.importer import import_path
 from db.models import ClinicalEvent, OtherObservation, Result
 from db.queries import find_patient, patient_events, patient_list, patient_results
@@ -19,7 +20,9 @@ EXTERNAL, HL7, CSV, FHIR = DATA / "external", DATA / "hl7", DATA / "csv", DATA /
 
 def _current(store, patient_id: str, **options) -> pd.DataFrame:
     with store() as session:
-        return patient_results(session, find_patient(session, patient_id).id, **options)
+        return patient_results(
+            session, find_patient(session, patient_id, viewer=SYSTEM).id, viewer=SYSTEM, **options
+        )
 
 
 def test_nist_message_stores_wbc_105_6_and_refuses_the_g_per_ml_haemoglobin(store) -> None:
@@ -30,7 +33,7 @@ def test_nist_message_stores_wbc_105_6_and_refuses_the_g_per_ml_haemoglobin(stor
     assert results.loc["wbc", "value"] == 105.6 and "hgb" not in results.index
     assert summary.others == 15
     with store() as session:
-        patient = find_patient(session, "PATID1234")
+        patient = find_patient(session, "PATID1234", viewer=SYSTEM)
         assert (patient.name, str(patient.birth_date), patient.sex) == ("Jones, William A", "1961-06-15", "M")
         assert session.scalar(select(func.count()).select_from(OtherObservation)) == 15
 
@@ -90,7 +93,7 @@ def test_a_correction_supersedes_and_a_deletion_is_kept_but_not_counted(store) -
     assert (current.loc["anc", "value"], current.loc["anc", "status"]) == (1.3, "corrected")
     assert current.loc["wbc", "status"] == "entered-in-error"
     with store() as session:
-        listed = patient_list(session).set_index("patient_id")
+        listed = patient_list(session, viewer=SYSTEM).set_index("patient_id")
     assert pd.isna(listed.loc["H123456", "latest_wbc"])  # the withdrawn WBC no longer counts
     assert listed.loc["H123456", "latest_anc"] == 1.3
 
@@ -155,7 +158,7 @@ def test_events_land_once_and_bad_ones_are_refused_with_reasons(store) -> None:
     assert reasons["line 6"] == "end 2026-03-02 is before start 2026-03-09"
     assert reasons["line 7"] == "patient 'NOBODY' is not in the store (import results first)"
     with store() as session:
-        events = patient_events(session, find_patient(session, "MRN1001").id)
+        events = patient_events(session, find_patient(session, "MRN1001", viewer=SYSTEM).id, viewer=SYSTEM)
         assert session.scalar(select(func.count()).select_from(ClinicalEvent)) == 3
     cycle = events.query("kind == 'chemotherapy'").iloc[0]
     assert cycle["start_at"] == pd.Timestamp("2026-03-02T23:00:00Z")  # midnight in Paris

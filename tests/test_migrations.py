@@ -56,6 +56,7 @@ def test_times_are_stored_in_utc_and_read_back_aware(store) -> None:
 
 
 def test_an_upgrade_recomputes_the_status_a_migration_adds_to(store, engine: Engine) -> None:
+    from db.accounts import SYSTEM
     from db.importer import import_path
     from db.queries import patient_list
     from tests.conftest import DATA
@@ -64,5 +65,5 @@ def test_an_upgrade_recomputes_the_status_a_migration_adds_to(store, engine: Eng
     downgrade(engine, "0004_censored_results")  # as if the store came from before grades existed
     upgrade(engine)
     with store() as session:
-        listed = patient_list(session).set_index("patient_id")
+        listed = patient_list(session, viewer=SYSTEM).set_index("patient_id")
     assert listed.loc["MRN1001", ["latest_wbc_grade", "latest_anc_grade"]].tolist() == [1, 3]

@@ -10,6 +10,7 @@ import streamlit as st
 from sqlalchemy.orm import Session, sessionmaker
 
 from db import queries
+from db.accounts import Viewer
 from db.config import database_url, seed_demo_when_empty
 from db.demo import seed_demo
 from db.settings import lab_range_list, site_rules
@@ -41,38 +42,43 @@ def synthetic_present() -> bool:
 
 
 @st.cache_data(ttl=60, show_spinner=False)
-def patients() -> pd.DataFrame:
-    """The patient list (materialised status), most recent CBC first."""
+def patients(viewer: Viewer) -> pd.DataFrame:
+    """The patients ``viewer`` may see (materialised status), most recent CBC first."""
     with store()() as session:
-        return queries.patient_list(session)
+        return queries.patient_list(session, viewer=viewer)
 
 
 @st.cache_data(ttl=60, show_spinner=False)
-def results(patient_key: int, history: bool = False) -> pd.DataFrame:
+def results(patient_key: int, viewer: Viewer, history: bool = False) -> pd.DataFrame:
     with store()() as session:
-        return queries.patient_results(session, patient_key, history=history)
+        return queries.patient_results(session, patient_key, viewer=viewer, history=history)
 
 
 @st.cache_data(ttl=60, show_spinner=False)
-def events(patient_key: int) -> pd.DataFrame:
+def events(patient_key: int, viewer: Viewer) -> pd.DataFrame:
     with store()() as session:
-        return queries.patient_events(session, patient_key)
+        return queries.patient_events(session, patient_key, viewer=viewer)
 
 
 @st.cache_data(ttl=60, show_spinner=False, max_entries=200)
 def timeline_figure(
-    patient_key: int, lineages: tuple[str, ...], log: bool, window_days: int | None, timezone: str
+    patient_key: int,
+    viewer: Viewer,
+    lineages: tuple[str, ...],
+    log: bool,
+    window_days: int | None,
+    timezone: str,
 ) -> go.Figure:
     """The patient's timeline figure (ui.timeline), built once per patient and view."""
-    current = results(patient_key)
+    current = results(patient_key, viewer)
     start = None
     if window_days is not None and not current.empty:
         start = current["collected_at"].max() - pd.Timedelta(days=window_days)
     return timeline.timeline_figure(
         current,
-        events=events(patient_key),
-        cycles=cycles(patient_key),
-        history=results(patient_key, history=True),
+        events=events(patient_key, viewer),
+        cycles=cycles(patient_key, viewer),
+        history=results(patient_key, viewer, history=True),
         lineages=lineages,
         log=log,
         start=start,
@@ -82,55 +88,57 @@ def timeline_figure(
 
 
 @st.cache_data(ttl=60, show_spinner=False, max_entries=200)
-def flowsheet(patient_key: int, timezone: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+def flowsheet(patient_key: int, viewer: Viewer, timezone: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The patient's flowsheet (ui.timeline.flowsheet): values and their low/high marks."""
-    return timeline.flowsheet(results(patient_key), timezone)
+    return timeline.flowsheet(results(patient_key, viewer), timezone)
 
 
 @st.cache_data(ttl=60, show_spinner=False, max_entries=200)
-def episodes(patient_key: int) -> pd.DataFrame:
+def episodes(patient_key: int, viewer: Viewer) -> pd.DataFrame:
     """The patient's WBC and ANC episodes below the limit, newest first."""
-    current = results(patient_key).assign(patient_key=patient_key)
+    current = results(patient_key, viewer).assign(patient_key=patient_key)
     parts = [monitor_episodes(current, analyte=a).assign(count=a.upper()) for a in ("wbc", "anc")]
     return pd.concat(parts, ignore_index=True).sort_values("start", ascending=False)
 
 
 @st.cache_data(ttl=60, show_spinner=False)
-def treated_patients() -> list[int]:
-    """Patients with at least one chemotherapy event."""
+def treated_patients(viewer: Viewer) -> list[int]:
+    """Patients ``viewer`` may see with at least one chemotherapy event."""
     with store()() as session:
-        return queries.treated_patients(session)
+        return queries.treated_patients(session, viewer=viewer)
 
 
 @st.cache_data(ttl=60, show_spinner=False)
-def cycles(patient_key: int) -> pd.DataFrame:
+def cycles(patient_key: int, viewer: Viewer) -> pd.DataFrame:
     """The patient's chemotherapy cycles under the site's rules."""
     with store()() as session:
-        return queries.patient_cycles(session, patient_key)
+        return queries.patient_cycles(session, patient_key, viewer=viewer)
 
 
 @st.cache_data(ttl=60, show_spinner=False)
-def cycle_results(patient_key: int) -> pd.DataFrame:
+def cycle_results(patient_key: int, viewer: Viewer) -> pd.DataFrame:
     """The patient's results placed in their cycles (day since each start), for the overlay."""
     with store()() as session:
-        results = queries.patient_results(session, patient_key, analytes=("wbc", "anc", "alc", "plt"))
-        events = queries.patient_events(session, patient_key)
+        results = queries.patient_results(
+            session, patient_key, viewer=viewer, analytes=("wbc", "anc", "alc", "plt")
+        )
+        events = queries.patient_events(session, patient_key, viewer=viewer)
         rules = site_rules(session).cycles
     keyed = {"patient_key": patient_key}
     return cycle_days(results.assign(**keyed), events.assign(**keyed), rules=rules)
 
 
 @st.cache_data(ttl=60, show_spinner=False)
-def patient_ranges(patient_key: int) -> pd.DataFrame:
+def patient_ranges(patient_key: int, viewer: Viewer) -> pd.DataFrame:
     """Patient-specific ranges, active first, with who set them and why."""
     with store()() as session:
-        return queries.patient_ranges(session, patient_key)
+        return queries.patient_ranges(session, patient_key, viewer=viewer)
 
 
 @st.cache_data(ttl=60, show_spinner=False)
-def acknowledgements(patient_key: int) -> pd.DataFrame:
+def acknowledgements(patient_key: int, viewer: Viewer) -> pd.DataFrame:
     with store()() as session:
-        return queries.acknowledgements(session, patient_key)
+        return queries.acknowledgements(session, patient_key, viewer=viewer)
 
 
 @st.cache_data(ttl=60, show_spinner=False)
@@ -161,6 +169,12 @@ def import_batches() -> pd.DataFrame:
 def batch_rejections(batch_id: int) -> pd.DataFrame:
     with store()() as session:
         return queries.batch_rejections(session, batch_id)
+
+
+def audit_export(viewer: Viewer, what: str, patient_key: int | None) -> None:
+    """Record a download in the audit trail (called as the download button's on_click)."""
+    with store().begin() as session:
+        queries.audit_export(session, viewer, what, patient_key, now=datetime.now(UTC))
 
 
 def refresh() -> None:

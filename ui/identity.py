@@ -1,20 +1,73 @@
-"""Who is using the dashboard, for the audit trail and the records people make."""
+"""Who is using the dashboard: sign-in, the session's ``Viewer``, idle expiry and sign-out."""
 
 from __future__ import annotations
 
-import os
+import time
+from datetime import UTC, datetime
 
 import streamlit as st
 
-# Until sign-in exists, actions are recorded under this name (or MONITOR_USER when set).
-UNSIGNED = "local user"
+from db.accounts import DEMO_ACCOUNTS, DEMO_PASSWORD, IDLE_MINUTES, Viewer, authenticate
+from ui import data
+
+_VIEWER = "viewer"
+_LAST_ACTIVE = "viewer_last_active"
+
+
+def signed_in() -> Viewer | None:
+    """The signed-in ``Viewer``, or None (never signed in, signed out, or idle for too long)."""
+    viewer = st.session_state.get(_VIEWER)
+    if viewer is None:
+        return None
+    last = st.session_state.get(_LAST_ACTIVE, time.monotonic())
+    if time.monotonic() - last > IDLE_MINUTES * 60:
+        sign_out()
+        st.session_state["sign_in_notice"] = f"Signed out after {IDLE_MINUTES} minutes without activity."
+        return None
+    st.session_state[_LAST_ACTIVE] = time.monotonic()
+    return viewer
+
+
+def current_viewer() -> Viewer:
+    """The signed-in ``Viewer`` (pages run only after dashboard.py has checked there is one)."""
+    viewer = st.session_state.get(_VIEWER)
+    if viewer is None:  # a page run without the entry point: refuse rather than show anything
+        st.error("Please sign in.")
+        st.stop()
+    return viewer
 
 
 def current_user() -> str:
-    """The signed-in user (Streamlit login, when configured), else ``MONITOR_USER``, else "local user"."""
-    try:
-        if st.user.is_logged_in:
-            return str(st.user.get("email") or st.user.get("name") or UNSIGNED)
-    except (AttributeError, KeyError, RuntimeError):  # no login configured
-        pass
-    return os.environ.get("MONITOR_USER", UNSIGNED)
+    return current_viewer().username
+
+
+def sign_out() -> None:
+    for key in (_VIEWER, _LAST_ACTIVE):
+        st.session_state.pop(key, None)
+
+
+def sign_in_page() -> None:
+    """The sign-in form; nothing else renders until it succeeds."""
+    st.title("Sign in")
+    notice = st.session_state.pop("sign_in_notice", None)
+    if notice:
+        st.info(notice)
+    with st.form("sign_in_form"):
+        username = st.text_input("Username", key="sign_in_username")
+        password = st.text_input("Password", type="password", key="sign_in_password")
+        submitted = st.form_submit_button("Sign in", type="primary")
+    if submitted:
+        with data.store().begin() as session:
+            outcome = authenticate(session, username, password, now=datetime.now(UTC))
+        if isinstance(outcome, Viewer):
+            st.session_state[_VIEWER] = outcome
+            st.session_state[_LAST_ACTIVE] = time.monotonic()
+            st.rerun()
+        st.error(outcome)
+    if data.synthetic_present():
+        names = ", ".join(
+            f"`{name}` ({role}{', ' + teams[0] if teams else ''})" for name, _, role, teams in DEMO_ACCOUNTS
+        )
+        st.caption(
+            f"Demo accounts while the synthetic cohort is present: {names}; password `{DEMO_PASSWORD}`."
+        )

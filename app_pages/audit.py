@@ -1,0 +1,65 @@
+"""Audit: who saw or changed what, and when (administrators only)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import streamlit as st
+
+from db.queries import audit_log
+from monitor.exports import spreadsheet_safe
+from ui import data
+from ui.identity import current_viewer
+
+viewer = current_viewer()
+if not viewer.may("administer"):
+    st.error("The audit trail is for administrators.")
+    st.stop()
+
+st.title("Audit trail")
+st.caption(
+    "Append-only: views of patients, exports, imports, settings, ranges, events, acknowledgements, sign-ins."
+)
+filters = st.columns(4)
+days = filters[0].selectbox(
+    "Period", [1, 7, 30, 365], index=1, format_func=lambda d: f"last {d} days", key="audit_days"
+)
+username = filters[1].text_input("User", key="audit_user")
+action = filters[2].selectbox(
+    "Action",
+    [
+        "",
+        "view",
+        "export",
+        "acknowledge",
+        "add_event",
+        "set_patient_range",
+        "end_patient_range",
+        "sign_in",
+        "sign_in_failed",
+        "user_add",
+        "user_disable",
+        "assign_team",
+        "settings",
+        "import",
+    ],
+    key="audit_action",
+)
+patient_id = filters[3].text_input("Patient ID", key="audit_patient")
+with data.store()() as session:
+    trail = audit_log(
+        session,
+        since=datetime.now(UTC) - timedelta(days=days),
+        username=username.strip() or None,
+        action=action or None,
+        patient_id=patient_id.strip() or None,
+    )
+st.dataframe(trail, hide_index=True, width="stretch")
+st.download_button(
+    "Download (CSV)",
+    spreadsheet_safe(trail).to_csv(index=False),
+    file_name="audit.csv",
+    mime="text/csv",
+    on_click=data.audit_export,
+    args=(viewer, f"audit CSV ({len(trail)} rows)", None),
+)
