@@ -1,0 +1,202 @@
+"""Who may see what: accounts, sign-in, lockout, and the team scope of every patient query, on both stores."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from db.accounts import (
+    LOCKOUT_AFTER,
+    SYSTEM,
+    AccountError,
+    Viewer,
+    assign_patient,
+    authenticate,
+    create_user,
+    disable_user,
+    viewer_named,
+)
+from db.actions import add_event
+from db.demo import seed_demo
+from db.models import AppUser, AuditLog
+from db.queries import (
+    PatientNotFound,
+    alerts,
+    find_patient,
+    patient_cycles,
+    patient_events,
+    patient_list,
+    patient_results,
+    treated_patients,
+)
+from tests.test_cli import monitor
+
+NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def demo(store):
+    """The demo cohort (with its accounts) in a fresh store of each kind."""
+    with store.begin() as session:
+        seed_demo(session, patients=60, seed=7, today=NOW.date())
+    return store
+
+
+def _teams_of(session, viewer: Viewer) -> set[str]:
+    listed = patient_list(session, viewer=viewer)
+    return {team for teams in listed["teams"] for team in teams.split(", ") if team}
+
+
+def test_a_clinician_sees_only_their_teams_patients_in_every_query(demo) -> None:
+    with demo() as session:
+        medicine = viewer_named(session, "medicine")
+        oncology = viewer_named(session, "oncology")
+        everyone = patient_list(session, viewer=SYSTEM)
+        mine = patient_list(session, viewer=medicine)
+        assert 0 < len(mine) < len(everyone)
+        assert mine["teams"].str.contains("Internal medicine").all()
+        # An oncology-only patient (a chemotherapy patient) is invisible to the medicine clinician everywhere.
+        onco_only = everyone[everyone["teams"] == "Oncology"]["patient_id"].iloc[0]
+        key = int(everyone.set_index("patient_id").loc[onco_only, "patient_key"])
+        assert onco_only not in set(mine["patient_id"])
+        with pytest.raises(PatientNotFound):
+            find_patient(session, onco_only, viewer=medicine)
+        for read in (patient_results, patient_events, patient_cycles):
+            with pytest.raises(PatientNotFound):
+                read(session, key, viewer=medicine)
+        assert key not in treated_patients(session, viewer=medicine)
+        assert key in treated_patients(session, viewer=oncology)
+        since = NOW - timedelta(days=3650)
+        assert onco_only not in set(alerts(session, since=since, viewer=medicine)["patient_id"])
+        assert find_patient(session, onco_only, viewer=oncology).mrn == onco_only
+
+
+def test_an_admin_sees_every_patient_and_a_patient_in_no_team_only_admins_see(demo) -> None:
+    with demo.begin() as session:
+        admin = viewer_named(session, "admin")
+        assert admin.sees_everyone
+        assert len(patient_list(session, viewer=admin)) == len(patient_list(session, viewer=SYSTEM))
+        hidden = patient_list(session, viewer=SYSTEM)["patient_key"].iloc[0]
+        assert assign_patient(session, int(hidden), "haematology", now=NOW, by="test")
+        assert not assign_patient(session, int(hidden), "haematology", now=NOW, by="test")
+
+
+def test_a_viewer_cannot_add_events_and_a_clinician_cannot_outside_their_teams(demo) -> None:
+    with demo.begin() as session:
+        create_user(
+            session,
+            username="reader",
+            role="viewer",
+            teams=["oncology"],
+            password="correct horse 42",
+            now=NOW,
+        )
+        reader = viewer_named(session, "reader")
+        everyone = patient_list(session, viewer=SYSTEM)
+        onco_only = int(everyone[everyone["teams"] == "Oncology"]["patient_key"].iloc[0])
+        event = {
+            "kind": "note",
+            "start": NOW,
+            "end": None,
+            "label": "Reviewed",
+            "details": "",
+            "now": NOW,
+        }
+        with pytest.raises(PermissionError, match="viewer accounts cannot"):
+            add_event(session, onco_only, viewer=reader, **event)
+        with pytest.raises(PatientNotFound):
+            add_event(session, onco_only, viewer=viewer_named(session, "medicine"), **event)
+        add_event(session, onco_only, viewer=viewer_named(session, "oncology"), **event)
+
+
+def test_lockout_after_repeated_failures_and_a_disabled_account(store) -> None:
+    with store.begin() as session:
+        create_user(
+            session,
+            username="jsmith",
+            role="clinician",
+            teams=["oncology"],
+            password="Ward 7 rounds!",
+            now=NOW,
+        )
+    for _ in range(LOCKOUT_AFTER):
+        with store.begin() as session:
+            assert authenticate(session, "jsmith", "wrong", now=NOW) == "wrong username or password"
+    with store.begin() as session:
+        refused = authenticate(session, "jsmith", "Ward 7 rounds!", now=NOW + timedelta(minutes=1))
+        assert isinstance(refused, str) and refused.startswith("too many failed attempts")
+    with store.begin() as session:  # the lock lapses
+        signed = authenticate(session, "jsmith", "Ward 7 rounds!", now=NOW + timedelta(minutes=20))
+        assert isinstance(signed, Viewer) and signed.role == "clinician"
+        disable_user(session, "jsmith", now=NOW)
+    with store.begin() as session:
+        assert authenticate(session, "jsmith", "Ward 7 rounds!", now=NOW) == "this account is disabled"
+        assert authenticate(session, "nobody", "x", now=NOW) == "wrong username or password"
+    with store() as session:
+        actions = session.scalars(select(AuditLog.action).order_by(AuditLog.id)).all()
+        stored = session.scalar(select(AppUser.password_hash).where(AppUser.username == "jsmith"))
+        details = " ".join(session.scalars(select(AuditLog.details)).all())
+    assert actions.count("sign_in_failed") == LOCKOUT_AFTER + 3 and "sign_in" in actions
+    assert stored.startswith("$argon2id$") and "Ward 7" not in stored and "Ward 7" not in details
+
+
+@pytest.mark.parametrize(
+    ("password", "problem"),
+    [("short", "at least 12"), ("jsmith-is-my-name", "username"), ("aaaaaaaaaaaaaa", "4 different")],
+)
+def test_the_password_policy(store, password: str, problem: str) -> None:
+    with store.begin() as session, pytest.raises(AccountError, match=problem):
+        create_user(session, username="jsmith", role="viewer", teams=["x"], password=password, now=NOW)
+
+
+def test_users_and_teams_on_the_command_line(db_url: str) -> None:
+    assert monitor("db", "upgrade", url=db_url).returncode == 0
+    assert monitor("demo", url=db_url).returncode == 0
+    added = monitor_with_input(
+        db_url, "A long passphrase 1\n", "users", "add", "nurse1", "--role", "viewer", "--team", "oncology"
+    )
+    assert added.returncode == 0, added.stderr
+    weak = monitor_with_input(
+        db_url, "short\n", "users", "add", "nurse2", "--role", "viewer", "--team", "oncology"
+    )
+    assert weak.returncode == 2 and "at least 12" in weak.stderr
+    listed = json.loads(monitor("users", "list", "--format", "json", url=db_url).stdout)
+    names = {user["username"]: user for user in listed}
+    assert set(names) >= {"admin", "oncology", "medicine", "nurse1"}
+    assert names["nurse1"]["teams"] == "oncology" and "password_hash" not in names["nurse1"]
+    everyone = json.loads(monitor("patients", "--format", "json", url=db_url).stdout)
+    seen = json.loads(monitor("patients", "--format", "json", "--user", "medicine", url=db_url).stdout)
+    assert 0 < len(seen) < len(everyone)
+    assert all("Internal medicine" in p["teams"] for p in seen)
+    onco_only = next(p["patient_id"] for p in everyone if p["teams"] == "Oncology")
+    refused = monitor("results", onco_only, "--user", "medicine", url=db_url)
+    assert refused.returncode == 2 and "no patient" in refused.stderr
+    assert monitor("assign", onco_only, "internal-medicine", url=db_url).returncode == 0
+    assert monitor("results", onco_only, "--user", "medicine", url=db_url).returncode == 0
+    teams = json.loads(monitor("teams", "--format", "json", url=db_url).stdout)
+    assert {t["code"] for t in teams} >= {"oncology", "internal-medicine"}
+    assert monitor("users", "disable", "nurse1", url=db_url).returncode == 0
+    unknown = monitor("patients", "--user", "nurse1", url=db_url)
+    assert unknown.returncode == 2 and "no active user" in unknown.stderr
+
+
+def monitor_with_input(db_url: str, text: str, *args: str):
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    env = {**os.environ, "MONITOR_DATABASE_URL": db_url, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "monitor", *args],
+        input=text,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=300,
+    )
