@@ -84,8 +84,12 @@ def detect_format(text: str) -> str:
 
 
 def _decode(content: bytes) -> str:
+    """The file's text: UTF-8 (with or without a byte-order mark), or UTF-16 when it starts with one."""
     try:
-        text = content.decode("utf-8-sig")
+        if content.startswith((b"\xff\xfe", b"\xfe\xff")):
+            text = content.decode("utf-16")
+        else:
+            text = content.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         raise UnusableFile(f"not UTF-8 text (byte {error.start} cannot be decoded)") from None
     if "\x00" in text:
@@ -117,6 +121,21 @@ def _parse(text: str, fmt: str, timezone: str | None) -> Parsed:
         "wide": lambda: parse_wide_csv(text, timezone=timezone),
     }
     return parsers[fmt]()
+
+
+# A file with more structurally broken records than this (and more than it has good ones) is refused as a
+# whole, with its first refusals named: it is not the lab file it claims to be, and keeping millions of
+# junk lines as "records for review" would only exhaust memory and the store.
+MAX_BROKEN_RECORDS = 100_000
+
+
+def _refuse_mostly_broken(rejected: pd.DataFrame, good: int) -> None:
+    if len(rejected) > MAX_BROKEN_RECORDS and len(rejected) > good:
+        first = rejected.iloc[0]
+        raise UnusableFile(
+            f"{len(rejected):,} records cannot be read (more than {MAX_BROKEN_RECORDS:,}, and more than the "
+            f"{good:,} readable ones); the first: {first['location']}: {first['reason']}"
+        )
 
 
 def import_bytes(
@@ -164,6 +183,7 @@ def import_bytes(
         )
 
     parsed = _parse(text, fmt, timezone)
+    _refuse_mostly_broken(parsed.rejected, len(parsed.records))
     counts = WriteCounts()
     refused = [parsed.rejected]
     total = len(parsed.records)

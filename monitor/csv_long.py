@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterator
+from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pa_compute
@@ -74,30 +77,65 @@ def _read_plain_rows(text: str) -> tuple[pd.DataFrame, pd.DataFrame] | None:
     body = lines.slice(1)
     names = [name.strip() for name in lines[0].as_py().split(",")]
     blank = pa_compute.equal(pa_compute.utf8_length(pa_compute.utf8_trim_whitespace(body)), 0)
-    ragged = pa_compute.not_equal(pa_compute.count_substring(body, ","), len(names) - 1)
-    if len(set(names)) != len(names) or pa_compute.any(pa_compute.or_(blank, ragged)).as_py():
+    fields = pa_compute.add(pa_compute.count_substring(body, ","), 1)
+    ragged = pa_compute.and_(pa_compute.not_equal(fields, len(names)), pa_compute.invert(blank))
+    if len(set(names)) != len(names):
         return None
-    try:
-        table = pa_csv.read_csv(
-            pa.BufferReader(text.encode()),
-            read_options=pa_csv.ReadOptions(column_names=names, skip_rows=1),
-            convert_options=pa_csv.ConvertOptions(
-                column_types=dict.fromkeys(names, pa.string()),
-                strings_can_be_null=False,
-                quoted_strings_can_be_null=False,
-            ),
-        )
-    except (pa.ArrowInvalid, ValueError):
-        return None
-    if table.num_rows != len(body):
+    # Without quotes every line is one record, so line numbers stay exact: rows of the wrong width are
+    # refused here and blank lines skipped, and the rest is read by Arrow.
+    numbers = pa.array(np.arange(2, len(body) + 2))
+    keep = pa_compute.invert(pa_compute.or_(blank, ragged))
+    kept, kept_numbers = body.filter(keep), numbers.filter(keep)
+    if len(kept) == 0:
+        table = pa.table({name: pa.array([], type=pa.string()) for name in names})
+    else:
+        lists = pa.LargeListArray.from_arrays(pa.array([0, len(kept)], type=pa.int64()), kept)
+        joined = pa_compute.binary_join(lists, pa.scalar("\n", type=pa.large_string()))
+        try:
+            table = pa_csv.read_csv(
+                pa.BufferReader(joined[0].as_py().encode()),
+                read_options=pa_csv.ReadOptions(column_names=names),
+                convert_options=pa_csv.ConvertOptions(
+                    column_types=dict.fromkeys(names, pa.string()),
+                    strings_can_be_null=False,
+                    quoted_strings_can_be_null=False,
+                ),
+            )
+        except (pa.ArrowInvalid, ValueError):
+            return None
+    if table.num_rows != len(kept):
         return None
     frame = table.to_pandas(types_mapper=lambda _: pd.StringDtype("pyarrow"))
     frame = frame.astype("str")
-    frame["line"] = range(2, len(body) + 2)
+    frame["line"] = kept_numbers.to_numpy()
     frame["raw_text"] = pd.Series(
-        body.to_pandas(types_mapper=lambda _: pd.StringDtype("pyarrow")), dtype="str"
+        kept.to_pandas(types_mapper=lambda _: pd.StringDtype("pyarrow")), dtype="str"
     )
-    return frame, pd.DataFrame(columns=["location", "raw_text", "reason"])
+    bad_lines, bad_numbers = body.filter(ragged), numbers.filter(ragged)
+    bad_fields = fields.filter(ragged).to_numpy(zero_copy_only=False)
+    rejected = pd.DataFrame(
+        {
+            "location": "line " + pd.Series(bad_numbers.to_numpy()).astype(str),
+            "raw_text": pd.Series(
+                bad_lines.to_pandas(types_mapper=lambda _: pd.StringDtype("pyarrow")), dtype="str"
+            ),
+            "reason": f"expected {len(names)} fields as in the header, found "
+            + pd.Series(bad_fields).astype(str),
+        }
+    )
+    return frame, rejected
+
+
+def _rows(reader: Any) -> Iterator[list[str]]:
+    """The reader's rows; a line the csv module cannot read at all (a field over its size limit, say)
+    makes the file unusable, with the line named, rather than an internal error."""
+    while True:
+        try:
+            yield next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            raise UnusableFile(f"line {reader.line_num}: cannot be read as CSV ({error})") from None
 
 
 def _read_rows_exactly(text: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -112,7 +150,7 @@ def _read_rows_exactly(text: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     starts: list[int] = []
     bad: list[tuple[str, str, str]] = []
     previous_end = reader.line_num
-    for fields in reader:
+    for fields in _rows(reader):
         start, end = previous_end + 1, reader.line_num
         previous_end = end
         if not fields or all(not field.strip() for field in fields):

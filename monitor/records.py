@@ -43,6 +43,9 @@ RESULT_COLUMNS = (
     "reported_at",
 )
 REJECT_COLUMNS = ("location", "raw_text", "reason")
+# Identifiers longer than the store keeps (db.models: patient.mrn, assigning_authority, lab.code,
+# panel.accession) are refused, not cut: a cut identifier could name another patient or specimen.
+IDENTIFIER_LIMITS = {"patient_id": 64, "assigning_authority": 64, "lab": 64, "accession": 100}
 
 UNSPECIFIED_LAB = "unspecified"
 
@@ -272,6 +275,11 @@ def normalise_results(raw: pd.DataFrame) -> Normalised:
         fields,
         [
             (text["patient_id"] == "", "patient_id is empty"),
+            *(
+                (text[name].str.len() > limit, f"{name} is longer than {limit} characters")
+                for name, limit in IDENTIFIER_LIMITS.items()
+                if name in text
+            ),
             (text["collected_at"] == "", "collected_at is empty"),
             (~has_offset, "collected_at '{collected_at}' has no time zone offset (add Z or +hh:mm)"),
             (collected_at.isna(), "collected_at '{collected_at}' is not an ISO 8601 date-time"),
