@@ -8,6 +8,8 @@ A dry run does all of it inside a transaction that is then rolled back.
 from __future__ import annotations
 
 import hashlib
+import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -305,6 +307,27 @@ def import_path(
     return import_content(factory, path.name, content, imported_by=imported_by, **options)
 
 
+# Attempts of one file's transaction when concurrent imports collide (see import_content).
+CONCURRENT_ATTEMPTS = 6
+
+
+# PostgreSQL: unique violation, deadlock, serialization failure (SQLSTATE).
+_CONTENTION_STATES = {"23505", "40P01", "40001"}
+
+
+def _is_contention(error: Exception) -> bool:
+    """A collision with a concurrent writer, as opposed to a genuine error in this file or the store.
+
+    Bulk writes go through the raw driver, so the driver's own errors arrive as well as SQLAlchemy's.
+    """
+    cause = getattr(error, "orig", None) or error
+    if getattr(cause, "sqlstate", None) in _CONTENTION_STATES:
+        return True
+    text = str(cause).lower()
+    unique = "unique constraint failed" in text or "duplicate key" in text
+    return unique or "database is locked" in text or "deadlock detected" in text
+
+
 def import_content(
     factory: sessionmaker[Session],
     name: str,
@@ -329,13 +352,25 @@ def import_content(
         "progress": progress,
     }
     try:
-        with factory() as session:
-            summary = import_bytes(session, content, file_name=name, imported_by=imported_by, **options)
-            if dry_run:
-                session.rollback()
-            else:
-                session.commit()
-            return summary
+        for attempt in range(1, CONCURRENT_ATTEMPTS + 1):
+            try:
+                with factory() as session:
+                    summary = import_bytes(
+                        session, content, file_name=name, imported_by=imported_by, **options
+                    )
+                    if dry_run:
+                        session.rollback()
+                    else:
+                        session.commit()
+                    return summary
+            except Exception as error:  # noqa: BLE001 - re-raised unless it is a collision (below)
+                # Another import wrote the same patient, panel or file first (a unique key), or held the
+                # store (SQLite's lock, a PostgreSQL deadlock): this transaction rolled back whole, so the
+                # file is simply imported again, now seeing what the other one stored.
+                if attempt == CONCURRENT_ATTEMPTS or not _is_contention(error):
+                    raise
+                time.sleep(random.uniform(0.2, 1.0) * attempt)
+        raise AssertionError("unreachable")
     except UnusableFile as error:
         if not dry_run:
             with factory.begin() as session:
