@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import streamlit as st
+from sqlalchemy.exc import SQLAlchemyError
 
 from db.config import display_timezone
 from ui import data, identity
@@ -13,7 +14,10 @@ try:
     display_timezone()
     data.store()
 except Exception as error:  # noqa: BLE001 - the page must say what is wrong, not show a traceback
-    st.error(f"The dashboard cannot start: {error}")
+    cause = getattr(error, "orig", None) or error
+    st.error(
+        f"The dashboard cannot start: {' '.join(str(cause).split())[:300]}. Reload the page to try again."
+    )
     st.stop()
 
 viewer = identity.signed_in()
@@ -53,4 +57,12 @@ if viewer.may("administer"):  # the other pages are not even served to other rol
         st.Page("app_pages/settings.py", title="Settings", icon=":material/tune:"),
         st.Page("app_pages/audit.py", title="Audit", icon=":material/policy:"),
     ]
-st.navigation(pages).run()
+try:
+    st.navigation(pages).run()
+except SQLAlchemyError as error:  # the store went away (network, server restart, disk): say so plainly
+    data.refresh()
+    st.error(
+        "The patient store cannot be used just now, so nothing is shown rather than something stale "
+        f"({type(error.orig or error).__name__}). Reload the page to try again.",
+        icon=":material/cloud_off:",
+    )

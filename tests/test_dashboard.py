@@ -245,3 +245,23 @@ def test_a_misspelt_site_time_zone_is_named_not_a_traceback(imported_store, monk
     at = _app().run()
     assert not at.exception
     assert "MONITOR_TIMEZONE='Europe/Lndon' is not an IANA time zone" in at.error[0].value
+
+
+def test_a_store_that_goes_away_is_said_plainly_not_a_traceback(imported_store, monkeypatch) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    from db import queries
+
+    def unreachable(*_args, **_kwargs):
+        raise OperationalError("SELECT ...", {}, ConnectionError("server closed the connection"))
+
+    at = _app().run()
+    assert not at.exception and at.dataframe
+    monkeypatch.setattr(queries, "patient_list", unreachable)
+    st.cache_data.clear()
+    at.run()
+    assert not at.exception
+    assert "cannot be used just now" in at.error[0].value
+    monkeypatch.undo()
+    at.run()  # and it recovers when the store is back
+    assert not at.exception and not at.error and at.dataframe
