@@ -99,8 +99,11 @@ def create_user(
 ) -> AppUser:
     """A new active account in ``teams`` (team codes, created when missing). Raises ``AccountError``."""
     username = username.strip()
-    if not username or len(username) > 100 or not username.replace("-", "").replace(".", "").isalnum():
-        raise AccountError("a username is 1-100 letters, digits, '.' or '-'")
+    plain = username.translate(str.maketrans("", "", ".-_@"))
+    if not username or len(username) > 100 or not plain.isalnum():
+        raise AccountError(
+            "a username is 1-100 letters, digits, '.', '-', '_' or '@' (an e-mail address will do)"
+        )
     if role not in ROLES:
         raise AccountError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
     if session.scalar(select(AppUser.id).where(AppUser.username == username)) is not None:
@@ -164,6 +167,17 @@ def authenticate(session: Session, username: str, password: str, *, now: datetim
         return "wrong username or password"
     user.failed_attempts, user.locked_until = 0, None
     _audit(session, now, user.username, "sign_in", "")
+    return viewer_of(session, user)
+
+
+def sign_in_by_identity(session: Session, username: str, *, now: datetime) -> Viewer | str:
+    """The ``Viewer`` of an active account named ``username`` (an identity a provider has verified), or why
+    not. Audited like a password sign-in; no password is involved."""
+    user = session.scalar(select(AppUser).where(AppUser.username == username.strip()))
+    if user is None or not user.is_active:
+        _audit(session, now, username.strip()[:100], "sign_in_failed", "single sign-on: no active account")
+        return f"no active account for {username!r}: ask an administrator to add one"
+    _audit(session, now, user.username, "sign_in", "single sign-on")
     return viewer_of(session, user)
 
 

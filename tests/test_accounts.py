@@ -200,3 +200,21 @@ def monitor_with_input(db_url: str, text: str, *args: str):
         cwd=ROOT,
         timeout=300,
     )
+
+
+def test_single_sign_on_maps_a_verified_identity_to_an_account(store) -> None:
+    from db.accounts import sign_in_by_identity
+
+    with store.begin() as session:
+        create_user(
+            session,
+            username="j.smith@example.org",
+            role="clinician",
+            teams=["oncology"],
+            password="Ward 9 night shift",
+            now=NOW,
+        )
+        viewer = sign_in_by_identity(session, "j.smith@example.org", now=NOW)
+        assert isinstance(viewer, Viewer) and viewer.role == "clinician"
+        refused = sign_in_by_identity(session, "stranger@example.org", now=NOW)
+        assert isinstance(refused, str) and "no active account" in refused

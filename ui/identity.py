@@ -7,7 +7,14 @@ from datetime import UTC, datetime
 
 import streamlit as st
 
-from db.accounts import DEMO_ACCOUNTS, DEMO_PASSWORD, IDLE_MINUTES, Viewer, authenticate
+from db.accounts import (
+    DEMO_ACCOUNTS,
+    DEMO_PASSWORD,
+    IDLE_MINUTES,
+    Viewer,
+    authenticate,
+    sign_in_by_identity,
+)
 from ui import data
 
 _VIEWER = "viewer"
@@ -17,6 +24,8 @@ _LAST_ACTIVE = "viewer_last_active"
 def signed_in() -> Viewer | None:
     """The signed-in ``Viewer``, or None (never signed in, signed out, or idle for too long)."""
     viewer = st.session_state.get(_VIEWER)
+    if viewer is None and _single_sign_on() and st.user.is_logged_in:
+        viewer = _viewer_from_identity_provider()
     if viewer is None:
         return None
     last = st.session_state.get(_LAST_ACTIVE, time.monotonic())
@@ -44,6 +53,34 @@ def current_user() -> str:
 def sign_out() -> None:
     for key in (_VIEWER, _LAST_ACTIVE):
         st.session_state.pop(key, None)
+    if _single_sign_on() and st.user.is_logged_in:
+        st.logout()
+
+
+def _single_sign_on() -> bool:
+    """Whether an OpenID Connect provider is configured in .streamlit/secrets.toml ([auth] section)."""
+    try:
+        return "auth" in st.secrets
+    except FileNotFoundError:  # no secrets file at all
+        return False
+
+
+def _viewer_from_identity_provider() -> Viewer | None:
+    """The account whose username is the signed-in person's e-mail (as the provider asserts it).
+
+    Single sign-on proves who someone is; what they may see still comes from their account here (role and
+    teams): a person without an active account is refused, and the refusal audited.
+    """
+    email = str(st.user.get("email") or "")
+    with data.store().begin() as session:
+        viewer = sign_in_by_identity(session, email, now=datetime.now(UTC))
+    if isinstance(viewer, str):
+        st.session_state["sign_in_notice"] = viewer
+        st.logout()
+        return None
+    st.session_state[_VIEWER] = viewer
+    st.session_state[_LAST_ACTIVE] = time.monotonic()
+    return viewer
 
 
 def sign_in_page() -> None:
@@ -64,6 +101,8 @@ def sign_in_page() -> None:
             st.session_state[_LAST_ACTIVE] = time.monotonic()
             st.rerun()
         st.error(outcome)
+    if _single_sign_on() and st.button("Sign in with single sign-on", key="sign_in_sso"):
+        st.login()
     if data.synthetic_present():
         names = ", ".join(
             f"`{name}` ({role}{', ' + teams[0] if teams else ''})" for name, _, role, teams in DEMO_ACCOUNTS
