@@ -218,3 +218,55 @@ def test_single_sign_on_maps_a_verified_identity_to_an_account(store) -> None:
         assert isinstance(viewer, Viewer) and viewer.role == "clinician"
         refused = sign_in_by_identity(session, "stranger@example.org", now=NOW)
         assert isinstance(refused, str) and "no active account" in refused
+
+
+def test_every_kind_of_action_leaves_an_audit_row(store, tmp_path) -> None:
+    from db.actions import acknowledge, set_patient_range
+    from db.importer import import_path
+    from db.queries import audit_export, audit_view
+    from db.settings import save_site_rules, set_lab_range
+    from tests.conftest import DATA
+
+    import_path(store, DATA / "canonical-good.csv", imported_by="importer")
+    with store.begin() as session:
+        create_user(
+            session, username="doc", role="clinician", teams=["ward"], password="Ward 9 night shift", now=NOW
+        )
+        key = find_patient(session, "MRN1001", viewer=SYSTEM).id
+        assign_patient(session, key, "ward", now=NOW, by="admin")
+        doc = viewer_named(session, "doc")
+        audit_view(session, doc, key, "patient timeline", now=NOW)
+        audit_export(session, doc, "flowsheet CSV", key, now=NOW)
+        acknowledge(session, key, viewer=doc, comment="seen", now=NOW)
+        add_event(
+            session, key, kind="note", start=NOW, end=None, label="Reviewed", details="", viewer=doc, now=NOW
+        )
+        set_patient_range(
+            session, key, analyte="anc", low=1.2, high=5.4, reason="Duffy-null", viewer=doc, now=NOW
+        )
+        save_site_rules(session, {"flags": {"chronic_min_days": 120}}, by="admin", now=NOW)
+        set_lab_range(session, lab="CENTRAL", analyte="wbc", low=3.9, source="handbook", by="admin", now=NOW)
+        authenticate(session, "doc", "wrong", now=NOW)
+        authenticate(session, "doc", "Ward 9 night shift", now=NOW)
+        disable_user(session, "doc", now=NOW, by="admin")
+    with store() as session:
+        rows = session.execute(select(AuditLog.action, AuditLog.username, AuditLog.details)).all()
+    actions = {action for action, _, _ in rows}
+    assert actions >= {
+        "import",
+        "user_add",
+        "assign_team",
+        "view",
+        "export",
+        "acknowledge",
+        "add_event",
+        "set_patient_range",
+        "settings",
+        "lab_range",
+        "sign_in_failed",
+        "sign_in",
+        "user_disable",
+    }
+    # No password, and no clinical value, in the trail.
+    text = " ".join(details for _, _, details in rows)
+    assert "Ward 9" not in text and "0.9" not in text
