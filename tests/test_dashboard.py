@@ -265,3 +265,27 @@ def test_a_store_that_goes_away_is_said_plainly_not_a_traceback(imported_store, 
     monkeypatch.undo()
     at.run()  # and it recovers when the store is back
     assert not at.exception and not at.error and at.dataframe
+
+
+def test_a_session_idle_for_too_long_is_signed_out(imported_store) -> None:
+    import time
+
+    from db.accounts import IDLE_MINUTES
+
+    at = _app()
+    at.session_state["viewer_last_active"] = time.monotonic() - IDLE_MINUTES * 60 - 1
+    at.run()
+    assert not at.exception
+    assert at.title[0].value == "Sign in" and not at.dataframe
+    assert f"after {IDLE_MINUTES} minutes without activity" in at.info[0].value
+
+
+def test_a_read_only_store_still_lists_but_refuses_what_it_cannot_audit(imported_store, monkeypatch) -> None:
+    """Opening a patient writes an audit row: on a read-only store the page says so instead of showing it."""
+    path = imported_store.removeprefix("sqlite:///")
+    monkeypatch.setenv("MONITOR_DATABASE_URL", f"sqlite:///file:{path}?mode=ro&uri=true")
+    at = _app().run()
+    assert not at.exception and at.dataframe  # the worklist reads only
+    at.switch_page("app_pages/patient.py").run()
+    assert not at.exception
+    assert "cannot be used just now" in at.error[0].value
