@@ -104,6 +104,47 @@ def analysis(results: int) -> dict[str, float]:
     }
 
 
+# The same figures the status needs, as one DuckDB query (the baseline of issue 7): per patient and lineage,
+# the latest value, the length of the current run below the limit, and the 28-day least-squares slope.
+DUCKDB_STATUS = """
+WITH ordered AS (
+    SELECT patient_key, analyte, collected_at, value, value < lln AS below,
+           SUM(CASE WHEN value < lln THEN 0 ELSE 1 END)
+               OVER (PARTITION BY patient_key, analyte ORDER BY collected_at) AS run_id,
+           MAX(collected_at) OVER (PARTITION BY patient_key, analyte) AS latest_at
+    FROM results
+    WHERE analyte IN ('wbc', 'anc', 'alc')
+),
+last_run AS (
+    SELECT patient_key, analyte, MAX(run_id) AS run_id FROM ordered GROUP BY ALL
+)
+SELECT o.patient_key, o.analyte,
+       arg_max(o.value, o.collected_at) AS latest,
+       COUNT(*) FILTER (WHERE o.below AND o.run_id = r.run_id) AS run_results,
+       regr_slope(o.value, epoch(o.collected_at) / 86400.0)
+           FILTER (WHERE o.collected_at >= o.latest_at - INTERVAL 28 DAY) AS slope_per_day
+FROM ordered o JOIN last_run r USING (patient_key, analyte)
+GROUP BY o.patient_key, o.analyte
+"""
+
+
+def duckdb_baseline(results: int) -> dict[str, float]:
+    """The baseline: DuckDB computing latest value, run length and slope over the same in-memory data."""
+    import duckdb
+
+    from monitor.grading import resolve_lower_limit
+
+    data, _events = cohort(results)
+    data = data.assign(lln=resolve_lower_limit(data, overrides=None, lab_ranges=None)["lln"])
+    connection = duckdb.connect()
+    connection.register("results", data)
+    started = time.perf_counter()
+    found = connection.execute(DUCKDB_STATUS).fetch_df()
+    seconds = time.perf_counter() - started
+    assert len(found) == 3 * data["patient_key"].nunique()
+    return {"seconds": seconds, "peak_mb": peak_rss_mb()}
+
+
 def store(results: int) -> dict[str, float]:
     from datetime import UTC, datetime
 
@@ -136,10 +177,11 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--results", type=int, default=1_000_000)
-    parser.add_argument("--step", choices=["analysis", "store"])
+    parser.add_argument("--step", choices=["analysis", "store", "duckdb"])
     args = parser.parse_args()
     if args.step:
-        print(json.dumps((analysis if args.step == "analysis" else store)(args.results)))
+        steps = {"analysis": analysis, "store": store, "duckdb": duckdb_baseline}
+        print(json.dumps(steps[args.step](args.results)))
         return
     import sqlite3
 
@@ -154,9 +196,19 @@ def main() -> None:
     ]
     stored = _measure("store", args.results)
     rows.append(("store: python -m monitor recompute (SQLite)", stored["seconds"], stored["peak_mb"]))
+    try:
+        duck = _measure("duckdb", args.results)
+    except subprocess.CalledProcessError:
+        duck = None  # duckdb is a development dependency (requirements-dev.txt)
+    if duck is not None:
+        rows.append(("baseline: one DuckDB query (latest, run, slope)", duck["seconds"], duck["peak_mb"]))
     for name, seconds, peak in rows:
         print(f"{name:<48}{seconds:>9.2f}{args.results / seconds:>12,.0f}{peak:>10.0f}")
     print("(the store step's peak includes importing the file first, in the same process)")
+    if duck is not None:
+        analysis_ratio = done["status_seconds"] / duck["seconds"]
+        print(f"ratio analysis (limits, grades, flags, pattern) / DuckDB: {analysis_ratio:.1f}")
+        print(f"ratio store recompute / DuckDB: {stored['seconds'] / duck['seconds']:.1f}  (target <= 3)")
 
 
 def _cores() -> int:

@@ -52,6 +52,9 @@ def acknowledge(session: Session, patient_key: int, *, viewer: Viewer, comment: 
     if len(comment) > COMMENT_LIMIT:
         raise ValueError(f"a comment is at most {COMMENT_LIMIT} characters")
     flags = session.scalar(select(PatientStatus.flags).where(PatientStatus.patient_id == patient_key)) or ""
+    session.execute(
+        update(PatientStatus).where(PatientStatus.patient_id == patient_key).values(acknowledged_at=now)
+    )
     session.add(
         Acknowledgement(patient_id=patient_key, at=now, username=username, flags=flags, comment=comment)
     )

@@ -338,6 +338,10 @@ class PatientStatus(Base):
     cycle_start: Mapped[datetime | None] = mapped_column(UTCDateTime)
     ready_now: Mapped[bool | None] = mapped_column(Boolean)
     readiness: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    # When a flag last appeared or a grade last rose, and when the flags were last acknowledged: the
+    # worklist's "acknowledged" without reading the whole change and acknowledgement history.
+    flags_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_collected_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     n_panels: Mapped[int] = mapped_column(Integer, default=0)
     # monitor.flags vocabulary, comma-separated in priority order, and one sentence per flag (JSON list).

@@ -98,6 +98,8 @@ def patient_list(session: Session, *, viewer: Viewer, today: date | None = None)
             PatientStatus.ready_now,
             PatientStatus.readiness,
             PatientStatus.last_collected_at,
+            PatientStatus.flags_changed_at,
+            PatientStatus.acknowledged_at,
             func.coalesce(PatientStatus.n_panels, 0).label("n_panels"),
             PatientStatus.flags,
             PatientStatus.explanations,
@@ -109,7 +111,15 @@ def patient_list(session: Session, *, viewer: Viewer, today: date | None = None)
     frame = read_frame(
         session,
         statement,
-        utc=["latest_wbc_at", "latest_anc_at", "latest_alc_at", "cycle_start", "last_collected_at"],
+        utc=[
+            "latest_wbc_at",
+            "latest_anc_at",
+            "latest_alc_at",
+            "cycle_start",
+            "last_collected_at",
+            "flags_changed_at",
+            "acknowledged_at",
+        ],
     )
     frame = frame.join(_teams_by_patient(session), on="patient_key")
     # One list per patient (a patient list, not results: a map over a few thousand rows at most).
@@ -127,35 +137,12 @@ def patient_list(session: Session, *, viewer: Viewer, today: date | None = None)
     frame["cycle"] = frame["cycle"].astype("Int64")
     frame["ready_now"] = frame["ready_now"].astype("boolean")
     frame["readiness"] = frame["readiness"].fillna("")
-    frame = frame.join(_acknowledgement_state(session), on="patient_key")
-    # Nothing to acknowledge while no flag is raised.
-    frame["acknowledged"] = frame["acknowledged"].astype("boolean").where(frame["flags"].map(len) > 0, pd.NA)
+    # Acknowledged: the last acknowledgement is not older than the last flag that appeared or grade that
+    # rose (both materialised in the status); nothing to acknowledge while no flag is raised.
+    changed, acked = frame["flags_changed_at"], frame["acknowledged_at"]
+    acknowledged = (acked >= changed).astype("boolean").where(acked.notna(), False)
+    frame["acknowledged"] = acknowledged.where(changed.notna() & (frame["flags"].map(len) > 0), pd.NA)
     return frame
-
-
-def _acknowledgement_state(session: Session) -> pd.DataFrame:
-    """Per patient: the last acknowledgement, the last change of flags or grades, and whether the first
-    covers the second (True), not (False), or nothing needs acknowledging (NA: no change ever)."""
-    acks = read_frame(
-        session,
-        select(
-            Acknowledgement.patient_id.label("patient_key"), func.max(Acknowledgement.at).label("at")
-        ).group_by(Acknowledgement.patient_id),
-        utc=["at"],
-    ).set_index("patient_key")["at"]
-    changed = read_frame(
-        session,
-        select(StatusChange.patient_id.label("patient_key"), func.max(StatusChange.recorded_at).label("at"))
-        .where(StatusChange.change.in_(("appeared", "worsened")))
-        .group_by(StatusChange.patient_id),
-        utc=["at"],
-    ).set_index("patient_key")["at"]
-    state = pd.DataFrame({"acknowledged_at": acks, "changed_at": changed})
-    state.index.name = "patient_key"
-    covered = state["acknowledged_at"] >= state["changed_at"]
-    state["acknowledged"] = covered.astype("boolean").where(state["changed_at"].notna(), pd.NA)
-    state.loc[state["changed_at"].notna() & state["acknowledged_at"].isna(), "acknowledged"] = False
-    return state
 
 
 def check_access(session: Session, patient_key: int, viewer: Viewer) -> None:

@@ -75,28 +75,48 @@ def _refresh(session: Session, patient_keys: list[int], *, now: datetime) -> Non
     summary["readiness"] = summary["readiness"].fillna("")
     summary["n_panels"] = summary["n_panels"].fillna(0).astype("int64")
     rows = summary.rename_axis("patient_id").reset_index().assign(computed_at=now)
+    rows = _record_changes(session, patient_keys, rows, now=now)
     rows = rows[[column.name for column in PatientStatus.__table__.columns]]
-    _record_changes(session, patient_keys, rows, now=now)
     for part in chunks(list(patient_keys)):
         session.execute(delete(PatientStatus).where(PatientStatus.patient_id.in_(part)))
     bulk_insert(session, PatientStatus.__table__, rows)
 
 
-def _record_changes(session: Session, patient_keys: list[int], rows: pd.DataFrame, *, now: datetime) -> None:
-    """Append what changed against the stored status (flags appeared or cleared, grades up) for alerts."""
+def _record_changes(
+    session: Session, patient_keys: list[int], rows: pd.DataFrame, *, now: datetime
+) -> pd.DataFrame:
+    """Append what changed against the stored status (flags appeared or cleared, grades up) for alerts;
+    return ``rows`` with ``flags_changed_at`` and ``acknowledged_at`` carried forward or updated."""
     stored = read_frame_in(
         session,
         lambda part: select(
             PatientStatus.patient_id,
             PatientStatus.flags,
             PatientStatus.explanations,
+            PatientStatus.flags_changed_at,
+            PatientStatus.acknowledged_at,
             *(getattr(PatientStatus, f"latest_{a}_grade") for a in GRADED),
         ).where(PatientStatus.patient_id.in_(part)),
         patient_keys,
+        utc=["flags_changed_at", "acknowledged_at"],
     )
     changes = status_changes(_comparable(stored), _comparable(rows))
+    kept = stored.set_index("patient_id")
+    worse = changes.loc[changes["change"].isin(["appeared", "worsened"]).to_numpy(), "patient_key"].unique()
+
+    def carried(column: str) -> pd.Series:
+        return pd.Series(
+            pd.to_datetime(kept[column], utc=True).reindex(rows["patient_id"]).array, index=rows.index
+        )
+
+    rows = rows.assign(
+        flags_changed_at=carried("flags_changed_at").where(
+            ~rows["patient_id"].isin(worse), pd.Timestamp(now)
+        ),
+        acknowledged_at=carried("acknowledged_at"),
+    )
     if changes.empty:
-        return
+        return rows
     when = rows.set_index("patient_id")["last_collected_at"]
     changes = changes.rename(columns={"patient_key": "patient_id"})
     changes = changes.assign(recorded_at=now, collected_at=changes["patient_id"].map(when).to_numpy())
@@ -105,6 +125,7 @@ def _record_changes(session: Session, patient_keys: list[int], rows: pd.DataFram
         StatusChange.__table__,
         changes[[c.name for c in StatusChange.__table__.columns if c.name != "id"]],
     )
+    return rows
 
 
 def _comparable(status: pd.DataFrame) -> pd.DataFrame:
