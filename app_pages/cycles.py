@@ -9,6 +9,7 @@ from monitor.analytes import ANALYTES
 from monitor.cycles import cycle_table, cycle_trend
 from ui import data, timeline, worklist
 from ui.identity import current_viewer
+from ui.pickers import choose_patient
 
 st.title("Treatment cycles")
 viewer = current_viewer()
@@ -21,17 +22,7 @@ if treated.empty:
     )
     st.stop()
 
-keys = treated["patient_key"].tolist()
-labels = dict(zip(keys, treated["patient_id"] + " · " + treated["name"].fillna("(no name)"), strict=True))
-current = st.session_state.get("patient_key")
-chosen = st.selectbox(
-    "Patient (with chemotherapy)",
-    keys,
-    index=keys.index(current) if current in keys else 0,
-    format_func=labels.__getitem__,
-    key="cycles_patient",
-)
-st.session_state["patient_key"] = chosen
+chosen = choose_patient(treated, "Patient (with chemotherapy)", key="cycles_patient")
 cycles = data.cycles(chosen, viewer)
 rules = data.rules().cycles
 

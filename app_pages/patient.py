@@ -17,6 +17,7 @@ from monitor.exports import spreadsheet_safe
 from monitor.patterns import PATTERNS
 from ui import data, timeline, worklist
 from ui.identity import current_viewer
+from ui.pickers import choose_patient
 
 WINDOWS = {"3 months": 91, "6 months": 182, "1 year": 365, "All": None}
 
@@ -27,17 +28,7 @@ if patients.empty:
     st.info("No patients yet. Import results on the Import page or with `python -m monitor import FILE`.")
     st.stop()
 
-keys = patients["patient_key"].tolist()
-labels = dict(zip(keys, patients["patient_id"] + " · " + patients["name"].fillna("(no name)"), strict=True))
-current = st.session_state.get("patient_key")
-chosen = st.selectbox(
-    "Patient",
-    keys,
-    index=keys.index(current) if current in keys else 0,
-    format_func=labels.__getitem__,
-    key="patient_select",
-)
-st.session_state["patient_key"] = chosen
+chosen = choose_patient(patients, "Patient", key="patient_select")
 patient = patients.set_index("patient_key").loc[chosen]
 timezone = display_timezone()
 results = data.results(chosen, viewer)
@@ -193,6 +184,21 @@ with compare_tab:
             hide_index=True,
             width="stretch",
         )
+
+
+def _record(action, done: str, **fields) -> None:
+    """Run a recording action (db.actions) for this patient as the signed-in user; say what happened."""
+    try:
+        with data.store().begin() as session:
+            action(session, chosen, viewer=viewer, now=datetime.now(UTC), **fields)
+    except (ValueError, PermissionError) as error:
+        st.error(str(error))
+    else:
+        data.refresh()
+        st.toast(done)
+        st.rerun()
+
+
 with record_tab:
     if not viewer.may("record"):
         st.info("Viewer accounts read only: a clinician acknowledges flags, adds events and sets ranges.")
@@ -204,11 +210,7 @@ with record_tab:
             "Comment", key="acknowledge_comment", placeholder="e.g. reviewed, repeat CBC in 1 week"
         )
         if st.form_submit_button("Acknowledge", disabled=not patient["flags"]):
-            with data.store().begin() as session:
-                acknowledge(session, chosen, viewer=viewer, comment=comment, now=datetime.now(UTC))
-            data.refresh()
-            st.toast("Acknowledged, recorded in the audit trail.")
-            st.rerun()
+            _record(acknowledge, "Acknowledged, recorded in the audit trail.", comment=comment)
     with middle.form("event_form", clear_on_submit=True):
         st.markdown("**Add an event or a note**")
         kind = st.selectbox("Kind", EVENT_KINDS, key="event_kind")
@@ -216,25 +218,15 @@ with record_tab:
         label = st.text_input("Label", key="event_label", placeholder="e.g. Filgrastim 5 mcg/kg")
         details = st.text_input("Details", key="event_details")
         if st.form_submit_button("Add"):
-            try:
-                with data.store().begin() as session:
-                    add_event(
-                        session,
-                        chosen,
-                        kind=kind,
-                        start=datetime.combine(when, time(12), tzinfo=UTC),
-                        end=None,
-                        label=label,
-                        details=details,
-                        viewer=viewer,
-                        now=datetime.now(UTC),
-                    )
-            except ValueError as error:
-                st.error(str(error))
-            else:
-                data.refresh()
-                st.toast("Event added.")
-                st.rerun()
+            _record(
+                add_event,
+                "Event added.",
+                kind=kind,
+                start=datetime.combine(when, time(12), tzinfo=UTC),
+                end=None,
+                label=label,
+                details=details,
+            )
     with right.form("range_form", clear_on_submit=True):
         st.markdown("**Patient-specific range** (e.g. Duffy-null ANC)")
         analyte = st.selectbox(
@@ -245,24 +237,14 @@ with record_tab:
         reason = st.text_input("Reason", key="range_reason", placeholder="Duffy-null phenotype confirmed")
         end = st.checkbox("End the current range instead", key="range_end")
         if st.form_submit_button("Save"):
-            try:
-                with data.store().begin() as session:
-                    set_patient_range(
-                        session,
-                        chosen,
-                        analyte=analyte,
-                        low=None if end else low,
-                        high=None if end else (high or None),
-                        reason=reason,
-                        viewer=viewer,
-                        now=datetime.now(UTC),
-                    )
-            except ValueError as error:
-                st.error(str(error))
-            else:
-                data.refresh()
-                st.toast("Range saved; grades and flags recomputed.")
-                st.rerun()
+            _record(
+                set_patient_range,
+                "Range saved; grades and flags recomputed.",
+                analyte=analyte,
+                low=None if end else low,
+                high=None if end else (high or None),
+                reason=reason,
+            )
     ranges = data.patient_ranges(chosen, viewer)
     if not ranges.empty:
         st.markdown("**Patient-specific ranges** (newest first; ended ones kept for the record)")

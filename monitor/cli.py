@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import click
 import pandas as pd
 
+from monitor.cycles import CYCLE_COLUMNS
 from monitor.parsed import FORMATS
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -421,35 +422,8 @@ def results(
     _emit(frame[columns], fmt, utc_columns=("collected_at",) + (("superseded_at",) if history else ()))
 
 
-CYCLE_OUTPUT = [
-    "cycle",
-    "start",
-    "label",
-    "regimen",
-    "nadir_anc",
-    "nadir_anc_comparator",
-    "nadir_day",
-    "nadir_anc_grade",
-    "nadir_wbc",
-    "nadir_wbc_comparator",
-    "nadir_wbc_day",
-    "nadir_wbc_grade",
-    "days_grade3_plus_min",
-    "days_grade3_plus_max",
-    "recovery_after_day",
-    "recovery_day",
-    "anc_results",
-    "nadir_sampled",
-    "gcsf",
-    "fever",
-    "febrile_neutropenia",
-    "length_days",
-    "next_start",
-    "ready_anc",
-    "ready_plt",
-    "ready_at_next",
-    "readiness",
-]
+# Every column of monitor.cycles.treatment_cycles but the internal key and the computed end.
+CYCLE_OUTPUT = [column for column in CYCLE_COLUMNS if column not in ("patient_key", "end")]
 
 
 @cli.command()
