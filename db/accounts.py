@@ -7,7 +7,6 @@ patient query takes: administrators see every patient, everyone else only the pa
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -19,8 +18,9 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.orm import Session
 
+from db.audit import record
 from db.frames import read_frame
-from db.models import ROLES, AppUser, AuditLog, PatientTeam, Team, UserTeam
+from db.models import ROLES, AppUser, PatientTeam, Team, UserTeam
 
 LOCKOUT_AFTER = 5
 LOCKOUT_MINUTES = 15
@@ -124,8 +124,8 @@ def create_user(
     teams = list(teams)
     for team in ensure_teams(session, teams):
         session.add(UserTeam(user_id=user.id, team_id=team))
-    details = json.dumps({"user": username, "role": role, "teams": sorted(teams)})
-    session.add(AuditLog(at=now, username=by, action="user_add", details=details))
+    details = {"user": username, "role": role, "teams": sorted(teams)}
+    record(session, at=now, username=by, action="user_add", details=details)
     session.flush()
     return user
 
@@ -249,14 +249,13 @@ def assign_patient(session: Session, patient_key: int, team: str, *, now: dateti
     exists = session.get(PatientTeam, (patient_key, team_id)) is not None
     if not exists:
         session.add(PatientTeam(patient_id=patient_key, team_id=team_id))
-        session.add(
-            AuditLog(
-                at=now,
-                username=by,
-                action="assign_team",
-                patient_id=patient_key,
-                details=json.dumps({"team": team}),
-            )
+        record(
+            session,
+            at=now,
+            username=by,
+            action="assign_team",
+            patient_key=patient_key,
+            details={"team": team},
         )
         session.flush()
     return not exists
@@ -289,4 +288,4 @@ def _verify(hashed: str, password: str) -> bool:
 
 
 def _audit(session: Session, now: datetime, username: str, action: str, reason: str) -> None:
-    session.add(AuditLog(at=now, username=username, action=action, details=json.dumps({"reason": reason})))
+    record(session, at=now, username=username, action=action, details={"reason": reason})

@@ -6,35 +6,20 @@ recomputed where the action changes it.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from db.accounts import Viewer
-from db.models import Acknowledgement, AuditLog, ClinicalEvent, PatientStatus, ReferenceOverride
+from db.audit import record
+from db.models import Acknowledgement, ClinicalEvent, PatientStatus, ReferenceOverride
 from db.queries import check_access
 from db.status import refresh_patient_status
 from monitor.analytes import ANALYTES
 from monitor.events import EVENT_KINDS, LABEL_LIMIT
 
 COMMENT_LIMIT = 2000
-
-
-def audit(
-    session: Session, *, at: datetime, username: str, action: str, patient_key: int | None, details: dict
-) -> None:
-    """Append one row to the audit trail (who, what, which patient, when)."""
-    session.add(
-        AuditLog(
-            at=at,
-            username=username,
-            action=action,
-            patient_id=patient_key,
-            details=json.dumps(details, sort_keys=True, default=str),
-        )
-    )
 
 
 def _may_record(session: Session, patient_key: int, viewer: Viewer) -> str:
@@ -58,7 +43,7 @@ def acknowledge(session: Session, patient_key: int, *, viewer: Viewer, comment: 
     session.add(
         Acknowledgement(patient_id=patient_key, at=now, username=username, flags=flags, comment=comment)
     )
-    audit(
+    record(
         session,
         username=username,
         action="acknowledge",
@@ -102,7 +87,7 @@ def add_event(
             created_at=now,
         )
     )
-    audit(
+    record(
         session,
         username=username,
         action="add_event",
@@ -159,7 +144,7 @@ def set_patient_range(
                 is_active=True,
             )
         )
-    audit(
+    record(
         session,
         username=username,
         action="set_patient_range" if low is not None else "end_patient_range",

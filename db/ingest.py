@@ -8,7 +8,6 @@ current. A preliminary result that arrives after the final one is refused rather
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -17,8 +16,9 @@ import pandas as pd
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
+from db.audit import record
 from db.frames import bulk_insert, read_frame_in, to_records
-from db.models import AuditLog, ImportBatch, Lab, OtherObservation, Panel, Patient, RejectedRecord, Result
+from db.models import ImportBatch, Lab, OtherObservation, Panel, Patient, RejectedRecord, Result
 from db.status import refresh_patient_status
 from monitor.parsed import OTHER_FIELDS
 from monitor.records import RESULT_CONTENT, STATUS_RANK
@@ -68,8 +68,8 @@ def new_batch(
     session.add(batch)
     session.flush()
     # In the import's own transaction: the trail shows an import exactly when it landed.
-    details = json.dumps({"batch": batch.id, "file": file_name, "format": fmt})
-    session.add(AuditLog(at=now, username=imported_by, action="import", details=details))
+    details = {"batch": batch.id, "file": file_name, "format": fmt}
+    record(session, at=now, username=imported_by, action="import", details=details)
     return batch
 
 

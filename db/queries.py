@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from db.accounts import Viewer, visible
+from db.audit import record
 from db.frames import read_frame
 from db.models import (
     Acknowledgement,
@@ -154,14 +155,13 @@ def check_access(session: Session, patient_key: int, viewer: Viewer) -> None:
 
 def audit_view(session: Session, viewer: Viewer, patient_key: int, what: str, *, now: datetime) -> None:
     """Record that ``viewer`` looked at a patient (a page or a command), without any clinical value."""
-    session.add(
-        AuditLog(
-            at=now,
-            username=viewer.username,
-            action="view",
-            patient_id=patient_key,
-            details=json.dumps({"what": what}),
-        )
+    record(
+        session,
+        at=now,
+        username=viewer.username,
+        action="view",
+        patient_key=patient_key,
+        details={"what": what},
     )
 
 
@@ -169,14 +169,13 @@ def audit_export(
     session: Session, viewer: Viewer, what: str, patient_key: int | None, *, now: datetime
 ) -> None:
     """Record that ``viewer`` exported something (a worklist, a flowsheet)."""
-    session.add(
-        AuditLog(
-            at=now,
-            username=viewer.username,
-            action="export",
-            patient_id=patient_key,
-            details=json.dumps({"what": what}),
-        )
+    record(
+        session,
+        at=now,
+        username=viewer.username,
+        action="export",
+        patient_key=patient_key,
+        details={"what": what},
     )
 
 
@@ -355,25 +354,22 @@ def alerts(session: Session, *, since: datetime, viewer: Viewer) -> pd.DataFrame
     for analyte in GRADED:
         mine = changes["analyte"].eq(analyte).fillna(False).to_numpy(dtype=bool)
         grade_now[mine] = current[f"latest_{analyte}_grade"].astype("Float64").to_numpy()[mine]
-    flag_still = [
-        flag in flags for flag, flags in zip(changes["flag"], current["flags"], strict=True)
-    ]  # a list per patient: a few flags each
-    holds = np.where(changes["flag"].eq("grade"), grade_now >= changes["grade_after"], flag_still)
+    # The current flags, one row per patient and flag with its sentence as it stands now (its limit or
+    # run may have changed since the flag appeared).
+    flagged = now[["flags", "explanations"]].explode(["flags", "explanations"]).dropna(subset=["flags"])
+    flagged = flagged.reset_index().rename(columns={"flags": "flag", "explanations": "explained_now"})
+    changes = changes.merge(flagged, on=["patient_key", "flag"], how="left")
+    grade_now = grade_now.to_numpy()
+    holds = np.where(
+        changes["flag"].eq("grade"), grade_now >= changes["grade_after"], changes["explained_now"].notna()
+    )
     changes = changes[holds.astype(bool)]
     if changes.empty:
         return pd.DataFrame(columns=ALERT_COLUMNS)
-    # A flag that still holds is explained as it stands now (its limit or run may have changed since).
-    current = now.loc[changes["patient_key"]]
-    explained_now = [
-        dict(zip(flags, sentences, strict=True)).get(flag, "")
-        for flag, flags, sentences in zip(
-            changes["flag"], current["flags"], current["explanations"], strict=True
-        )
-    ]
     sentence = np.where(
         changes["flag"].eq("grade"),
         changes["explanation"],
-        changes["flag"] + " appeared: " + pd.Series(explained_now, index=changes.index, dtype="string"),
+        changes["flag"] + " appeared: " + changes["explained_now"].astype("string"),
     )
     grouped = changes.assign(sentence=sentence).groupby("patient_key")
     out = pd.DataFrame(

@@ -12,8 +12,9 @@ import pandas as pd
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from db.audit import record
 from db.frames import read_frame
-from db.models import AuditLog, Lab, LabRange, Setting
+from db.models import Lab, LabRange, Setting
 from monitor.analytes import ANALYTES
 from monitor.rules import SiteRules
 
@@ -38,7 +39,7 @@ def save_site_rules(session: Session, overrides: dict, *, by: str, now: datetime
         session.add(Setting(key=RULES_KEY, value=rules.to_json(), updated_by=by, updated_at=now))
     else:
         stored.value, stored.updated_by, stored.updated_at = rules.to_json(), by, now
-    session.add(AuditLog(at=now, username=by, action="settings", details=rules.to_json()))
+    record(session, at=now, username=by, action="settings", details=dict(rules.overrides))
     session.flush()
     refresh_all_status(session, now=now)
     return rules
@@ -134,17 +135,8 @@ def set_lab_range(
                 updated_at=now,
             )
         )
-    details = {
-        "lab": lab,
-        "analyte": analyte,
-        "low": low,
-        "high": high,
-        "sex": sex,
-        "band": [min_months, max_months],
-    }
-    session.add(AuditLog(at=now, username=by, action="lab_range", details=json.dumps(details)))
     details = {"lab": lab, "analyte": analyte, "low": low, "high": high, "sex": sex}
     details["band_months"] = [min_months, max_months]
-    session.add(AuditLog(at=now, username=by, action="lab_range", details=json.dumps(details)))
+    record(session, at=now, username=by, action="lab_range", details=details)
     session.flush()
     refresh_all_status(session, now=now)

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 import pandas as pd
-from sqlalchemy import delete, distinct, func, select
+from sqlalchemy import Select, delete, distinct, func, select
 from sqlalchemy.orm import Session
 
 from db.frames import bulk_insert, chunks, read_frame_in
@@ -24,6 +24,8 @@ from monitor.status import EXCLUDED_STATUSES, latest_values
 
 # Patients recomputed at a time: bounds the memory the flags' history needs, however large the import.
 PATIENTS_PER_PASS = 500
+# Results that count for the status: current, not withdrawn, with a value.
+USABLE = (Result.is_current.is_(True), Result.status.not_in(EXCLUDED_STATUSES), Result.value.is_not(None))
 
 
 def refresh_patient_status(session: Session, patient_keys: Sequence[int], *, now: datetime) -> None:
@@ -39,11 +41,6 @@ def refresh_patient_status(session: Session, patient_keys: Sequence[int], *, now
 def _refresh(session: Session, patient_keys: list[int], *, now: datetime) -> None:
     if not patient_keys:
         return
-    usable = (
-        Result.is_current.is_(True),
-        Result.status.not_in(EXCLUDED_STATUSES),
-        Result.value.is_not(None),
-    )
     counts = read_frame_in(
         session,
         lambda part: (
@@ -53,13 +50,13 @@ def _refresh(session: Session, patient_keys: list[int], *, now: datetime) -> Non
                 func.count(distinct(Panel.id)).label("n_panels"),
             )
             .join(Result, Result.panel_id == Panel.id)
-            .where(Panel.patient_id.in_(part), *usable)
+            .where(Panel.patient_id.in_(part), *USABLE)
             .group_by(Panel.patient_id)
         ),
         list(patient_keys),
     )
     # One read of the WBC, ANC and ALC history serves the latest values, their grades and the flags.
-    history = _history(session, list(patient_keys), usable)
+    history = _history(session, list(patient_keys), USABLE)
     context = patient_context(session, list(patient_keys))
     latest = history.sort_values(["patient_key", "analyte", "collected_at", "panel_id"], kind="stable")
     latest = latest.groupby(["patient_key", "analyte"]).tail(1)
@@ -190,25 +187,28 @@ def with_limits(results: pd.DataFrame, context: Context) -> pd.DataFrame:
     return results.assign(lln=resolved["lln"], range_source=resolved["range_source"])
 
 
+def _result_rows() -> Select[Any]:
+    """Results with their panel's patient, time and lab: what limits, grades and flags are computed from."""
+    return select(
+        Panel.patient_id.label("patient_key"),
+        Panel.id.label("panel_id"),
+        Panel.lab_id,
+        Panel.collected_at,
+        Result.analyte,
+        Result.value,
+        Result.comparator,
+        Result.ref_low,
+        Result.ref_high,
+        Result.status,
+    ).join(Result, Result.panel_id == Panel.id)
+
+
 def _history(session: Session, patient_keys: list[int], usable: tuple[Any, ...]) -> pd.DataFrame:
     """The usable current WBC, ANC and ALC results of these patients, with their panel and time."""
     return read_frame_in(
         session,
-        lambda part: (
-            select(
-                Panel.patient_id.label("patient_key"),
-                Panel.id.label("panel_id"),
-                Panel.lab_id,
-                Panel.collected_at,
-                Result.analyte,
-                Result.value,
-                Result.comparator,
-                Result.ref_low,
-                Result.ref_high,
-                Result.status,
-            )
-            .join(Result, Result.panel_id == Panel.id)
-            .where(Panel.patient_id.in_(part), Result.analyte.in_(tuple(LINEAGES)), *usable)
+        lambda part: _result_rows().where(
+            Panel.patient_id.in_(part), Result.analyte.in_(tuple(LINEAGES)), *usable
         ),
         patient_keys,
     )
@@ -269,24 +269,9 @@ def _pattern(
     panels = latest.loc[latest["analyte"].eq("wbc").to_numpy(dtype=bool), ["patient_key", "panel_id"]]
     if panels.empty:
         return empty
-    usable = (Result.is_current.is_(True), Result.status.not_in(EXCLUDED_STATUSES), Result.value.is_not(None))
     others = read_frame_in(
         session,
-        lambda part: (
-            select(
-                Panel.patient_id.label("patient_key"),
-                Panel.id.label("panel_id"),
-                Panel.lab_id,
-                Panel.collected_at,
-                Result.analyte,
-                Result.value,
-                Result.comparator,
-                Result.ref_low,
-                Result.ref_high,
-            )
-            .join(Result, Result.panel_id == Panel.id)
-            .where(Panel.id.in_(part), Result.analyte.in_(("hgb", "plt")), *usable)
-        ),
+        lambda part: _result_rows().where(Panel.id.in_(part), Result.analyte.in_(("hgb", "plt")), *USABLE),
         [int(key) for key in panels["panel_id"]],
     )
     white = history[history["panel_id"].isin(panels["panel_id"]).to_numpy(dtype=bool)]

@@ -1,10 +1,10 @@
-"""The WBC chart, built without Streamlit: the band follows each result's own range."""
+"""The patient timeline figure, built without Streamlit: bands, grades, markers, events, time zone."""
 
 from __future__ import annotations
 
 import pandas as pd
 
-from ui.figures import count_figure
+from ui.timeline import timeline_figure
 
 
 def _results() -> pd.DataFrame:
@@ -15,38 +15,46 @@ def _results() -> pd.DataFrame:
             ),
             "analyte": ["wbc", "wbc", "wbc", "wbc"],
             "value": [5.2, 3.1, 4.8, 9.9],
+            "comparator": [None] * 4,
             "ref_low": [4.0, 4.0, 4.5, 4.5],
             "ref_high": [11.0, 11.0, 11.0, 11.0],
+            "lln": [4.0, 4.0, 4.5, 4.5],
             "status": ["final", "final", "final", "entered-in-error"],
             "lab": ["A", "A", "B", "B"],
             "accession": ["1", "2", "3", "4"],
+            "panel_id": [1, 2, 3, 4],
         }
     )
 
 
+def _trace(figure, prefix: str):
+    return next(trace for trace in figure.data if trace.name.startswith(prefix))
+
+
 def test_the_band_steps_where_the_labs_range_changed() -> None:
-    figure = count_figure(_results(), "wbc")
-    upper, lower, values = figure.data[:3]
+    figure = timeline_figure(_results())
+    upper, lower = figure.data[:2]
     assert list(lower.y) == [4.0, 4.0, 4.5]
     assert lower.fill == "tonexty" and lower.line.shape == "hv"
     assert list(upper.y) == [11.0, 11.0, 11.0]
-    assert list(values.y) == [5.2, 3.1, 4.8]
+    assert list(_trace(figure, "WBC (marker").y) == [5.2, 3.1, 4.8]
 
 
 def test_results_below_the_lower_limit_differ_in_shape_not_only_colour() -> None:
-    values = count_figure(_results(), "wbc").data[2]
+    values = _trace(timeline_figure(_results()), "WBC (marker")
     assert list(values.marker.symbol) == ["circle", "triangle-down", "circle"]
 
 
 def test_entered_in_error_results_are_not_charted() -> None:
-    values = count_figure(_results(), "wbc").data[2]
-    assert 9.9 not in list(values.y)
+    assert 9.9 not in list(_trace(timeline_figure(_results()), "WBC (marker").y)
 
 
-def test_axes_name_the_analyte_and_its_unit() -> None:
-    figure = count_figure(_results(), "wbc", timezone="Europe/Paris")
+def test_axes_name_the_analyte_and_its_unit_and_the_time_zone() -> None:
+    figure = timeline_figure(_results(), timezone="Europe/Paris")
     assert figure.layout.yaxis.title.text == "WBC (10^9/L)"
-    assert figure.layout.xaxis.title.text == "Collection date (Europe/Paris)"
+    assert figure.layout.xaxis4.title.text == "Collection date (Europe/Paris)"
+    # 08:00 UTC is 09:00 in Paris in January.
+    assert str(_trace(figure, "WBC (marker").x[0]).startswith("2026-01-01T09:00")
 
 
 def test_events_are_labelled_markers_one_trace_per_kind() -> None:
@@ -57,10 +65,9 @@ def test_events_are_labelled_markers_one_trace_per_kind() -> None:
             "label": ["Docetaxel, cycle 1", "Docetaxel, cycle 2", "Pegfilgrastim"],
         }
     )
-    figure = count_figure(_results(), "wbc", events=events)
-    names = [trace.name for trace in figure.data[3:]]
-    assert names == ["Chemotherapy", "G-CSF"]
-    assert list(figure.data[3].text) == ["Docetaxel, cycle 1", "Docetaxel, cycle 2"]
+    figure = timeline_figure(_results(), events=events)
+    assert list(_trace(figure, "Chemotherapy").text) == ["Docetaxel, cycle 1", "Docetaxel, cycle 2"]
+    assert list(_trace(figure, "G-CSF").text) == ["Pegfilgrastim"]
 
 
 def test_low_markers_follow_the_limit_that_applies_not_only_the_reported_one() -> None:
@@ -70,13 +77,16 @@ def test_low_markers_follow_the_limit_that_applies_not_only_the_reported_one() -
             "collected_at": pd.to_datetime(["2026-01-01T08:00Z", "2026-01-08T08:00Z"]),
             "analyte": ["anc", "anc"],
             "value": [1.3, 1.1],
+            "comparator": [None, None],
             "ref_low": [1.8, 1.8],
             "ref_high": [7.7, 7.7],
             "lln": [1.21, 1.21],
             "status": ["final", "final"],
             "lab": ["A", "A"],
             "accession": ["1", "2"],
+            "panel_id": [1, 2],
         }
     )
-    values = count_figure(results, "anc").data[2]
+    figure = timeline_figure(results, lineages=("anc",))
+    values = next(trace for trace in figure.data if trace.name == "Neutrophils (ANC)")
     assert list(values.marker.symbol) == ["circle", "triangle-down"]
