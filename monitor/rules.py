@@ -100,13 +100,14 @@ def set_value(overrides: Mapping[str, Any], key: str, value: Any) -> dict[str, A
 
 def setting_rows(rules: SiteRules) -> list[dict[str, Any]]:
     """Every scalar setting: ``key``, ``value``, ``default``, ``changed`` and ``source``."""
+    defaults = _flatten(_as_mapping(DEFAULT_SITE_RULES))
+    cv_sources = {i.analyte: i.source for i in rules.grading.rcv_inputs}
     rows = []
     for key, value in _flatten(_as_mapping(rules)).items():
-        default = _flatten(_as_mapping(DEFAULT_SITE_RULES)).get(key)
-        source = _SOURCES.get(key) or _SOURCES.get(".".join(key.split(".")[:1] + key.split(".")[2:]), "")
+        default = defaults.get(key)
+        source = _SOURCES.get(key, "")
         if key.startswith("grading.rcv_inputs."):
-            analyte = key.split(".")[2]
-            source = next((i.source for i in rules.grading.rcv_inputs if i.analyte == analyte), "")
+            source = cv_sources.get(key.split(".")[2], "")
         if key.startswith("cycles.regimens."):
             source = "site configuration (per regimen, reference §7.3)"
         rows.append(

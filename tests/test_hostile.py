@@ -21,7 +21,7 @@ HEADER = b"patient_id,collected_at,analyte,value,unit\n"
         (os.urandom(200_000), None, "not UTF-8 text"),
         ("patient_id,collected_at\nJosé,2026\n".encode("latin-1"), None, "not UTF-8 text"),
         (b"MSH|" + b"\x00" * 100, None, "NUL byte"),
-        (b"", None, ""),
+        (b"", None, "the file is empty"),
     ],
     ids=["deep-json", "binary", "latin-1", "nul", "empty"],
 )
