@@ -229,11 +229,12 @@ def _sign_in(page: Page, dashboard: str, username: str = "admin", password: str 
     from playwright.sync_api import expect
 
     page.goto(dashboard)
-    expect(page.locator("h1")).to_have_text("Sign in")
+    expect(page.get_by_role("heading", name="Sign in", level=1)).to_be_visible()
     page.get_by_label("Username").fill(username)
     page.get_by_label("Password", exact=True).fill(password)
     page.get_by_role("button", name="Sign in").click()
-    expect(page.locator("h1")).not_to_have_text("Sign in")
+    # While Streamlit reruns, the old page's elements stay until replaced: wait for the form to go.
+    expect(page.get_by_role("heading", name="Sign in")).to_have_count(0)
 
 
 def _grid_column(page: Page, index: int):
@@ -248,7 +249,7 @@ def test_the_worklist_puts_the_most_urgent_first_with_the_reason(
     from playwright.sync_api import expect
 
     _sign_in(page, dashboard)
-    expect(page.locator("h1")).to_have_text("Worklist")
+    expect(page.get_by_role("heading", name="Worklist", level=1)).to_be_visible()
     expect(page.locator('[data-testid="stAlertContentWarning"]').first).to_contain_text("Synthetic demo data")
     priorities = _grid_column(page, 1)
     expect(priorities.first).to_have_text("grade 3 or worse")
@@ -264,7 +265,7 @@ def test_the_worklist_puts_the_most_urgent_first_with_the_reason(
     box = grid.bounding_box()
     assert box is not None
     page.mouse.click(box["x"] + 15, box["y"] + 35 + 18)  # first body row, selection column
-    expect(page.locator("h1")).to_have_text("Patient timeline")
+    expect(page.get_by_role("heading", name="Patient timeline", level=1)).to_be_visible()
     header = page.locator('[data-testid="stMarkdownContainer"] strong', has_text="MRN1001")
     expect(header.first).to_be_visible()
 
@@ -277,7 +278,7 @@ def test_the_timeline_draws_wbc_against_the_reference_band(
     _sign_in(page, dashboard)
     page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name="Patient timeline").click()
     expect(page).to_have_url(f"{dashboard}/patient")
-    expect(page.locator("h1")).to_have_text("Patient timeline")
+    expect(page.get_by_role("heading", name="Patient timeline", level=1)).to_be_visible()
     chart = page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot')
     expect(chart.locator(".main-svg").first).to_be_visible()
     # plotly draws a `fill: tonexty` band as a closed path; the first one is the WBC reference band.
@@ -297,7 +298,7 @@ def test_the_cycles_page_overlays_each_cycle(dashboard: str, page: Page, tmp_pat
 
     _sign_in(page, dashboard)
     page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name="Treatment cycles").click()
-    expect(page.locator("h1")).to_have_text("Treatment cycles")
+    expect(page.get_by_role("heading", name="Treatment cycles", level=1)).to_be_visible()
     chart = page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot')
     expect(chart.locator(".scatterlayer .trace").first).to_be_visible()
     expect(chart.locator(".legendtext", has_text="Cycle 1").first).to_be_visible()
@@ -311,7 +312,7 @@ def test_importing_a_shared_file_from_the_import_page(dashboard: str, page: Page
 
     _sign_in(page, dashboard)
     page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name="Import").click()
-    expect(page.locator("h1")).to_have_text("Import results")
+    expect(page.get_by_role("heading", name="Import results", level=1)).to_be_visible()
     page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(
         str(DATA / "external" / "us-core-observation-cbc-leukocytes.json")
     )
@@ -332,7 +333,7 @@ def test_the_settings_page_shows_each_rule_with_its_source(
 
     _sign_in(page, dashboard)
     page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name="Settings").click()
-    expect(page.locator("h1")).to_have_text("Settings")
+    expect(page.get_by_role("heading", name="Settings", level=1)).to_be_visible()
     expect(page.get_by_role("button", name="Save changes and recompute")).to_be_visible()
     expect(page.locator('[data-testid="stException"]')).to_have_count(0)
     _screenshot(page, "settings", tmp_path)
@@ -343,7 +344,7 @@ def test_a_deep_link_goes_through_the_dashboard_entry(dashboard: str, page: Page
     from playwright.sync_api import expect
 
     page.goto(f"{dashboard}/patient")
-    expect(page.locator("h1")).to_have_text("Sign in")
+    expect(page.get_by_role("heading", name="Sign in", level=1)).to_be_visible()
     expect(page.locator('[data-testid="stPlotlyChart"]')).to_have_count(0)
     page.get_by_label("Username").fill("admin")
     page.get_by_label("Password", exact=True).fill("demo")
@@ -360,7 +361,7 @@ def test_an_oncology_clinician_sees_only_oncology_patients_then_signs_out(
     from playwright.sync_api import expect
 
     _sign_in(page, dashboard, "oncology")
-    expect(page.locator("h1")).to_have_text("Worklist")
+    expect(page.get_by_role("heading", name="Worklist", level=1)).to_be_visible()
     nav = page.locator('[data-testid="stSidebarNav"]')
     expect(nav.get_by_role("link", name="Import")).to_have_count(0)  # not an administrator
     expect(nav.get_by_role("link", name="Audit")).to_have_count(0)
@@ -375,4 +376,5 @@ def test_an_oncology_clinician_sees_only_oncology_patients_then_signs_out(
         expect(page.locator('[data-testid="stMetric"]').first).to_contain_text("0")
         expect(_grid_column(page, 2)).to_have_count(0)
     page.get_by_role("button", name="Sign out").click()
-    expect(page.locator("h1")).to_have_text("Sign in")
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    expect(page.get_by_role("heading", name="Worklist")).to_have_count(0)
