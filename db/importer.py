@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from db.events import write_events
 from db.ingest import WriteCounts, keep_rejected, new_batch, write_others, write_results
 from db.models import ImportBatch, RejectedRecord
-from db.status import refresh_patient_status
+from db.status import BatchResults, refresh_patient_status
 from monitor.csv_long import UnusableFile, looks_like_canonical_csv, parse_canonical_csv
 from monitor.csv_wide import looks_like_wide_csv, parse_wide_csv, rename_columns
 from monitor.derive import derive_absolute_counts
@@ -187,16 +187,19 @@ def import_bytes(
     parsed = _parse(text, fmt, timezone)
     _refuse_mostly_broken(parsed.rejected, len(parsed.records))
     counts = WriteCounts()
+    held = BatchResults(batch.id)
     refused = [parsed.rejected]
     total = len(parsed.records)
     for start, stop in panel_chunks(parsed.records, CHUNK_RESULTS):
         normalised = normalise_results(parsed.records.iloc[start:stop])
-        written = _write_generations(session, normalised.results, parsed.patients, batch_id=batch.id, now=now)
+        written = _write_generations(
+            session, normalised.results, parsed.patients, batch_id=batch.id, now=now, held=held
+        )
         counts.add(written)
         refused += [normalised.rejected, written.rejected]
         if progress is not None:
             progress(stop, total)
-    refresh_patient_status(session, counts.patient_keys, now=now)
+    refresh_patient_status(session, counts.patient_keys, now=now, written=held)
     others = write_others(session, parsed.others, batch_id=batch.id, now=now)
     rejected = _in_file_order(pd.concat(refused, ignore_index=True))
     keep_rejected(session, batch.id, rejected)
@@ -218,7 +221,13 @@ def import_bytes(
 
 
 def _write_generations(
-    session: Session, results: pd.DataFrame, patients: pd.DataFrame, *, batch_id: int, now: datetime
+    session: Session,
+    results: pd.DataFrame,
+    patients: pd.DataFrame,
+    *,
+    batch_id: int,
+    now: datetime,
+    held: BatchResults,
 ) -> WriteCounts:
     """Write results generation by generation (a preliminary, then its final, ...), derived counts last.
 
@@ -240,6 +249,7 @@ def _write_generations(
             now=now,
             patients=patients,
             refresh_status=False,
+            held=held,
         )
         total.add(counts)
     return total

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from db.audit import record
 from db.frames import bulk_insert, read_frame_in, to_records
 from db.models import ImportBatch, Lab, OtherObservation, Panel, Patient, RejectedRecord, Result
-from db.status import refresh_patient_status
+from db.status import BatchResults, refresh_patient_status
 from monitor.parsed import OTHER_FIELDS
 from monitor.records import RESULT_CONTENT, STATUS_RANK
 
@@ -153,6 +153,7 @@ def _stored_panels(session: Session, patient_keys: list[int], *conditions: Any) 
             Panel.collected_at,
             Panel.lab_id,
             Panel.accession,
+            Panel.batch_id.label("panel_batch"),
         ).where(Panel.patient_id.in_(part), *conditions),
         patient_keys,
         utc=["collected_at"],
@@ -181,10 +182,13 @@ def _attach_panels(session: Session, results: pd.DataFrame, batch_id: int | None
         rows = rows.rename(columns={"patient_key": "patient_id"}).assign(batch_id=batch_id)
         bulk_insert(session, Panel.__table__, rows)
         added = _stored_panels(session, patient_keys, Panel.id > before)
-        fresh = matched[matched["new_panel"]].drop(columns="panel_id").merge(added, on=PANEL_KEY, how="left")
+        fresh = matched[matched["new_panel"]].drop(columns=["panel_id", "panel_batch"])
+        fresh = fresh.merge(added, on=PANEL_KEY, how="left")
         matched = pd.concat([matched[~matched["new_panel"]], fresh], ignore_index=True)
     matched["panel_id"] = matched["panel_id"].astype("int64")
-    return results.merge(matched[[*PANEL_KEY, "panel_id", "new_panel"]], on=PANEL_KEY, how="left")
+    return results.merge(
+        matched[[*PANEL_KEY, "panel_id", "new_panel", "panel_batch"]], on=PANEL_KEY, how="left"
+    )
 
 
 def key_specimens(
@@ -242,10 +246,12 @@ def write_results(
     patients: pd.DataFrame | None = None,
     labs: pd.DataFrame | None = None,
     refresh_status: bool = True,
+    held: BatchResults | None = None,
 ) -> WriteCounts:
     """Store canonical results (``monitor.records.RESULT_COLUMNS``); the caller owns the transaction.
 
     ``patients`` and ``labs`` optionally describe new patients and labs more fully than the results do.
+    ``held`` collects the results written into panels its batch created, for the status at the end.
     """
     counts = WriteCounts()
     if results.empty:
@@ -304,6 +310,8 @@ def write_results(
             version=version, is_current=True, batch_id=batch_id, created_at=now
         )
         bulk_insert(session, Result.__table__, rows)
+        if held is not None:
+            held.add(fresh[(fresh["panel_batch"] == held.batch_id).to_numpy()])
 
     counts.accepted = int((~stored).sum())
     counts.derived = int(fresh["derived"].sum())

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 import pandas as pd
-from sqlalchemy import Select, delete, distinct, func, select
+from sqlalchemy import Select, delete, distinct, func, or_, select
 from sqlalchemy.orm import Session
 
 from db.frames import bulk_insert, chunks, read_frame_in
@@ -28,19 +29,81 @@ PATIENTS_PER_PASS = 500
 USABLE = (Result.is_current.is_(True), Result.status.not_in(EXCLUDED_STATUSES), Result.value.is_not(None))
 
 
-def refresh_patient_status(session: Session, patient_keys: Sequence[int], *, now: datetime) -> None:
+# Columns of a result as the status reads it (``_result_rows``), for results an import still holds.
+HISTORY_COLUMNS = (
+    "patient_key",
+    "panel_id",
+    "lab_id",
+    "collected_at",
+    "analyte",
+    "value",
+    "comparator",
+    "ref_low",
+    "ref_high",
+    "status",
+)
+# Results an import keeps in memory for the status at its end; beyond this it reads them back instead.
+HELD_RESULTS_LIMIT = 2_000_000
+
+
+@dataclasses.dataclass(slots=True)
+class BatchResults:
+    """The results an import wrote into panels it created itself, kept so the status need not read them
+    back from the store: a panel created by this batch holds only this batch's results.
+
+    Rows of the same panel and analyte written again later in the file (a final after its preliminary)
+    replace the earlier ones, as they did in the store. Past ``HELD_RESULTS_LIMIT`` rows nothing is held
+    (``overflowed``) and the status reads everything from the store, as it does for any other write.
+    """
+
+    batch_id: int
+    parts: list[pd.DataFrame] = dataclasses.field(default_factory=list)
+    held: int = 0
+    overflowed: bool = False
+
+    def add(self, written: pd.DataFrame) -> None:
+        if self.overflowed or written.empty:
+            return
+        self.held += len(written)
+        if self.held > HELD_RESULTS_LIMIT:
+            self.parts, self.overflowed = [], True
+            return
+        self.parts.append(written[list(HISTORY_COLUMNS)])
+
+    def current(self) -> pd.DataFrame:
+        """The current, usable results in this batch's panels."""
+        held = pd.concat(self.parts, ignore_index=True).drop_duplicates(["panel_id", "analyte"], keep="last")
+        return held[~held["status"].isin(EXCLUDED_STATUSES).to_numpy() & held["value"].notna().to_numpy()]
+
+
+def refresh_patient_status(
+    session: Session, patient_keys: Sequence[int], *, now: datetime, written: BatchResults | None = None
+) -> None:
     """Recompute and replace the status rows of ``patient_keys`` (every patient keeps a row).
 
-    Reads only what the status needs: the latest WBC and ANC chosen by the database, per-patient panel
-    counts computed by the database, and the WBC/ANC/ALC history the flags are drawn from.
+    Reads only what the status needs: per-patient panel counts computed by the database and the
+    WBC/ANC/ALC history the latest values, grades and flags are drawn from. ``written``: an import's own
+    results, which are taken from memory rather than read back (the panels that batch created are skipped
+    in the reads).
     """
+    held = None
+    if written is not None and written.parts and not written.overflowed:
+        held = (written.batch_id, written.current())
     for part in chunks(list(patient_keys), PATIENTS_PER_PASS):
-        _refresh(session, list(part), now=now)
+        _refresh(session, list(part), now=now, held=held)
 
 
-def _refresh(session: Session, patient_keys: list[int], *, now: datetime) -> None:
+def _refresh(
+    session: Session, patient_keys: list[int], *, now: datetime, held: tuple[int, pd.DataFrame] | None
+) -> None:
     if not patient_keys:
         return
+    usable = USABLE
+    mine = pd.DataFrame(columns=list(HISTORY_COLUMNS))
+    if held is not None:
+        batch_id, results = held
+        usable = (*USABLE, or_(Panel.batch_id.is_(None), Panel.batch_id != batch_id))
+        mine = results[results["patient_key"].isin(patient_keys).to_numpy()]
     counts = read_frame_in(
         session,
         lambda part: (
@@ -50,13 +113,17 @@ def _refresh(session: Session, patient_keys: list[int], *, now: datetime) -> Non
                 func.count(distinct(Panel.id)).label("n_panels"),
             )
             .join(Result, Result.panel_id == Panel.id)
-            .where(Panel.patient_id.in_(part), *USABLE)
+            .where(Panel.patient_id.in_(part), *usable)
             .group_by(Panel.patient_id)
         ),
         list(patient_keys),
     )
     # One read of the WBC, ANC and ALC history serves the latest values, their grades and the flags.
-    history = _history(session, list(patient_keys), USABLE)
+    history = _history(session, list(patient_keys), usable)
+    if not mine.empty:
+        counts = _with_held_panels(counts, mine)
+        lineages = mine[mine["analyte"].isin(tuple(LINEAGES)).to_numpy()]
+        history = pd.concat([history, lineages.astype(history.dtypes.to_dict())], ignore_index=True)
     context = patient_context(session, list(patient_keys))
     latest = history.sort_values(["patient_key", "analyte", "collected_at", "panel_id"], kind="stable")
     latest = latest.groupby(["patient_key", "analyte"]).tail(1)
@@ -77,6 +144,20 @@ def _refresh(session: Session, patient_keys: list[int], *, now: datetime) -> Non
     for part in chunks(list(patient_keys)):
         session.execute(delete(PatientStatus).where(PatientStatus.patient_id.in_(part)))
     bulk_insert(session, PatientStatus.__table__, rows)
+
+
+def _with_held_panels(counts: pd.DataFrame, held: pd.DataFrame) -> pd.DataFrame:
+    """Panel counts and last collection times with the held panels added (they were not counted: the
+    reads skip the panels the import created, so the two sets never overlap)."""
+    panels = held.drop_duplicates("panel_id").groupby("patient_key")
+    mine = pd.DataFrame({"last_collected_at": panels["collected_at"].max(), "n_panels": panels.size()})
+    stored = counts.set_index("patient_key")
+    both = stored.reindex(stored.index.union(mine.index))
+    both["n_panels"] = both["n_panels"].fillna(0) + mine["n_panels"].reindex(both.index).fillna(0)
+    both["last_collected_at"] = pd.concat(
+        [stored["last_collected_at"], mine["last_collected_at"]], axis=1
+    ).max(axis=1)
+    return both.rename_axis("patient_key").reset_index()
 
 
 def _record_changes(

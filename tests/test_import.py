@@ -243,3 +243,62 @@ def test_the_patient_status_carries_flags_that_explain_themselves(store, tmp_pat
     assert {"leukopenia", "persistent", "worsening"} <= set(listed["flags"])
     explained = dict(zip(listed["flags"], listed["explanations"], strict=True))
     assert explained["persistent"] == "WBC below 4.0 on 3 consecutive results over 21 days (3.8 -> 1.8)"
+
+
+def _statuses(store: sessionmaker[Session]) -> pd.DataFrame:
+    from db.models import PatientStatus
+
+    with store() as session:
+        rows = session.execute(select(PatientStatus).order_by(PatientStatus.patient_id)).scalars().all()
+        skip = {"computed_at"}
+        return pd.DataFrame(
+            [
+                {c.name: getattr(row, c.name) for c in PatientStatus.__table__.columns if c.name not in skip}
+                for row in rows
+            ]
+        )
+
+
+def test_the_status_an_import_computes_from_its_own_rows_equals_a_full_recompute(
+    store, tmp_path: Path
+) -> None:
+    """The importer takes the results it wrote into its own new panels from memory, not from the store:
+    the status must be exactly what reading everything back gives, whatever the file does."""
+    from datetime import UTC, datetime
+
+    from db.status import refresh_all_status
+
+    header = "patient_id,collected_at,analyte,value,unit,ref_low,ref_high,lab,accession,status\n"
+    first = header + "".join(
+        f"OLD1,2026-02-{day:02d}T08:00:00Z,{analyte},{value},10^9/L,{low},11.0,NORTH,O-{day},final\n"
+        for day, wbc in ((1, 5.2), (8, 3.9), (15, 3.4))
+        for analyte, value, low in (("wbc", wbc, 4.0), ("anc", round(wbc * 0.5, 2), 1.8))
+    )
+    import_path(store, _write(tmp_path, "first.csv", first), imported_by="test")
+    second = header + "".join(
+        [
+            # an existing patient: a correction of a stored panel, and new panels
+            "OLD1,2026-02-15T08:00:00Z,wbc,2.9,10^9/L,4.0,11.0,NORTH,O-15,corrected\n",
+            "OLD1,2026-02-22T08:00:00Z,wbc,2.5,10^9/L,4.0,11.0,NORTH,O-22,final\n",
+            "OLD1,2026-03-01T08:00:00Z,wbc,2.2,10^9/L,4.0,11.0,NORTH,O-29,preliminary\n",
+            # a new patient: a preliminary then its final in the same file, counts derived from percentages
+            "NEW1,2026-03-01T08:00:00Z,wbc,3.0,10^9/L,4.0,11.0,NORTH,N-1,preliminary\n",
+            "NEW1,2026-03-01T08:00:00Z,neut_pct,40,%,,,NORTH,N-1,final\n",
+            "NEW1,2026-03-01T08:00:00Z,lymph_pct,30,%,,,NORTH,N-1,final\n",
+            "NEW1,2026-03-01T08:00:00Z,wbc,2.8,10^9/L,4.0,11.0,NORTH,N-1,final\n",
+            "NEW1,2026-03-08T08:00:00Z,wbc,2.1,10^9/L,4.0,11.0,NORTH,N-2,final\n",
+            "NEW1,2026-03-08T08:00:00Z,anc,0.4,10^9/L,1.8,7.7,NORTH,N-2,final\n",
+            # a withdrawn result in a new panel: kept, never counted
+            "NEW1,2026-03-15T08:00:00Z,wbc,9.9,10^9/L,4.0,11.0,NORTH,N-3,entered-in-error\n",
+            "NEW1,2026-03-15T08:00:00Z,hgb,9.1,g/dL,12.0,16.0,NORTH,N-3,final\n",
+        ]
+    )
+    summary = import_path(store, _write(tmp_path, "second.csv", second), imported_by="test")
+    assert summary.error is None and summary.superseded >= 1
+    from_import = _statuses(store)
+    with store.begin() as session:
+        refresh_all_status(session, now=datetime.now(UTC))
+    recomputed = _statuses(store)
+    pd.testing.assert_frame_equal(from_import, recomputed)
+    new = from_import.set_index("patient_id").loc[2]
+    assert (new["n_panels"], new["latest_wbc"], new["latest_anc"]) == (3, 2.1, 0.4)
