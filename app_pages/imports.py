@@ -51,7 +51,9 @@ def _run(dry_run: bool) -> list:
 
         def report(done: int, total: int, number: int = number, name: str = upload.name) -> None:
             share = (number - 1 + done / max(total, 1)) / len(uploads)
-            progress.progress(min(share, 1.0), text=f"{name}: {done:,} of {total:,} results")
+            progress.progress(
+                min(share, 1.0), text=f"{name}: {done / 1e6:,.1f} of {total / 1e6:,.1f} MB read"
+            )
 
         summaries.append(
             import_content(

@@ -8,13 +8,15 @@ A dry run does all of it inside a transaction that is then rolled back.
 from __future__ import annotations
 
 import hashlib
+import io
+import itertools
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -32,6 +34,7 @@ from monitor.events import looks_like_events_csv, parse_events
 from monitor.fhir import looks_like_fhir, parse_fhir
 from monitor.hl7v2 import looks_like_hl7, parse_hl7
 from monitor.parsed import RAW_TEXT_LIMIT, REJECT_COLUMNS, Parsed
+from monitor.pieces import csv_pieces, decoded, hl7_pieces
 from monitor.records import normalise_results
 
 # Results normalised and written at a time: bounds memory for any file size (benchmarks/import_csv.py).
@@ -85,18 +88,35 @@ def detect_format(text: str) -> str:
     )
 
 
-def _decode(content: bytes) -> str:
-    """The file's text: UTF-8 (with or without a byte-order mark), or UTF-16 when it starts with one."""
-    try:
-        if content.startswith((b"\xff\xfe", b"\xfe\xff")):
-            text = content.decode("utf-16")
-        else:
-            text = content.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise UnusableFile(f"not UTF-8 text (byte {error.start} cannot be decoded)") from None
-    if "\x00" in text:
-        raise UnusableFile(f"contains a NUL byte at character {text.index(chr(0))}: binary, not text")
-    return text
+@dataclass(frozen=True, slots=True)
+class FileContent:
+    """One file's bytes: held in memory (an upload) or on disk (read in blocks, never whole)."""
+
+    name: str
+    data: bytes | None = None
+    path: Path | None = None
+
+    def open(self) -> BinaryIO:
+        return io.BytesIO(self.data) if self.data is not None else self.path.open("rb")  # type: ignore[union-attr]
+
+    @property
+    def size(self) -> int:
+        return len(self.data) if self.data is not None else self.path.stat().st_size  # type: ignore[union-attr]
+
+    def sha256(self) -> str:
+        with self.open() as handle:
+            return hashlib.file_digest(handle, "sha256").hexdigest()
+
+    def beginning(self, size: int) -> bytes:
+        with self.open() as handle:
+            return handle.read(size)
+
+
+# Formats read whole (a JSON document; NDJSON, whose Observations may name a Patient on any line; events):
+# beyond this size they are refused, since their memory grows with the file.
+WHOLE_FILE_LIMIT = 64_000_000
+# Text the format is detected from.
+HEAD_CHARS = 1 << 20
 
 
 def _summary_of_earlier(session: Session, name: str, batch: ImportBatch, dry_run: bool) -> ImportSummary:
@@ -114,13 +134,14 @@ def _summary_of_earlier(session: Session, name: str, batch: ImportBatch, dry_run
     )
 
 
-def _parse(text: str, fmt: str, timezone: str | None) -> Parsed:
+def _parse(text: str, fmt: str, timezone: str | None, before: int) -> Parsed:
+    """One piece of a file parsed; ``before``: the lines (CSV) or messages (HL7) of the file before it."""
     feed_zone = timezone or DEFAULT_FEED_TIMEZONE
     parsers: dict[str, Callable[[], Parsed]] = {
-        "hl7": lambda: parse_hl7(text, timezone=feed_zone),
+        "hl7": lambda: parse_hl7(text, timezone=feed_zone, messages_before=before),
         "fhir": lambda: parse_fhir(text, timezone=feed_zone),
-        "csv": lambda: parse_canonical_csv(text, timezone=timezone),
-        "wide": lambda: parse_wide_csv(text, timezone=timezone),
+        "csv": lambda: parse_canonical_csv(text, timezone=timezone, lines_before=before),
+        "wide": lambda: parse_wide_csv(text, timezone=timezone, lines_before=before),
     }
     return parsers[fmt]()
 
@@ -131,20 +152,19 @@ def _parse(text: str, fmt: str, timezone: str | None) -> Parsed:
 MAX_BROKEN_RECORDS = 100_000
 
 
-def _refuse_mostly_broken(rejected: pd.DataFrame, good: int) -> None:
-    if len(rejected) > MAX_BROKEN_RECORDS and len(rejected) > good:
-        first = rejected.iloc[0]
+def _refuse_mostly_broken(first: pd.Series | None, broken: int, good: int) -> None:
+    """Refuse the file once its unreadable records outnumber both the limit and its readable ones."""
+    if first is not None and broken > MAX_BROKEN_RECORDS and broken > good:
         raise UnusableFile(
-            f"{len(rejected):,} records cannot be read (more than {MAX_BROKEN_RECORDS:,}, and more than the "
+            f"{broken:,} records cannot be read (more than {MAX_BROKEN_RECORDS:,}, and more than the "
             f"{good:,} readable ones); the first: {first['location']}: {first['reason']}"
         )
 
 
-def import_bytes(
+def import_file(
     session: Session,
-    content: bytes,
+    content: FileContent,
     *,
-    file_name: str,
     imported_by: str,
     fmt: str | None = None,
     timezone: str | None = None,
@@ -153,13 +173,16 @@ def import_bytes(
     now: datetime | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> ImportSummary:
-    """Import one file's content inside the caller's transaction.
+    """Import one file inside the caller's transaction.
 
     ``timezone`` reads times that carry no offset (HL7 and FHIR default to UTC; the canonical CSV refuses
-    them unless a zone is given). ``column_map`` renames a CSV export's columns first.
+    them unless a zone is given). ``column_map`` renames a CSV export's columns first. CSV and HL7 files
+    are read, parsed and written a piece at a time (``monitor.pieces``), so memory stays bounded for any
+    file size; ``progress`` is called with the bytes read so far and the file's size.
     """
     now = now or datetime.now(UTC)
-    sha256 = hashlib.sha256(content).hexdigest()
+    file_name = content.name
+    sha256 = content.sha256()
     earlier = session.scalars(
         select(ImportBatch)
         .where(ImportBatch.content_sha256 == sha256, ImportBatch.format != "unusable")
@@ -167,46 +190,111 @@ def import_bytes(
     ).first()
     if earlier is not None:
         return _summary_of_earlier(session, file_name, earlier, dry_run)
-    text = rename_columns(_decode(content), column_map or {})
-    fmt = fmt or detect_format(text)
-    batch = new_batch(session, file_name=file_name, sha256=sha256, fmt=fmt, imported_by=imported_by, now=now)
-    if fmt == "events":
-        events, refused = parse_events(text, timezone=timezone or DEFAULT_FEED_TIMEZONE)
-        added, unknown = write_events(session, events, batch_id=batch.id, imported_by=imported_by, now=now)
-        rejected = _in_file_order(pd.concat([refused, unknown], ignore_index=True))
-        keep_rejected(session, batch.id, rejected)
-        batch.accepted, batch.unchanged, batch.rejected = (
-            added,
-            len(events) - added - len(unknown),
-            len(rejected),
+    with content.open() as binary:
+        blocks = decoded(binary)
+        head = ""
+        for block in blocks:
+            head += block
+            if len(head) >= HEAD_CHARS:
+                break
+        head = rename_columns(head, column_map or {})
+        fmt = fmt or detect_format(head)
+        text = itertools.chain([head], blocks)
+        if fmt in ("fhir", "events") and content.size > WHOLE_FILE_LIMIT:
+            raise UnusableFile(
+                f"{content.size / 1e6:,.0f} MB: a {'FHIR' if fmt == 'fhir' else 'clinical events'} file is "
+                f"read whole, and files of this format over {WHOLE_FILE_LIMIT / 1e6:,.0f} MB are refused "
+                "to keep memory bounded; split the export into smaller files"
+            )
+        batch = new_batch(
+            session, file_name=file_name, sha256=sha256, fmt=fmt, imported_by=imported_by, now=now
         )
-        return ImportSummary(
-            file_name, fmt, batch.id, added, batch.unchanged, 0, rejected, events=added, dry_run=dry_run
+        if fmt == "events":
+            return _import_events(session, "".join(text), batch, timezone, imported_by, now, dry_run)
+        pieces = {"csv": csv_pieces, "wide": csv_pieces, "hl7": hl7_pieces}.get(fmt)
+        whole = pieces(text) if pieces is not None else [("".join(text), 0)]
+        return _import_pieces(
+            session,
+            whole,
+            batch,
+            fmt=fmt,
+            timezone=timezone,
+            now=now,
+            dry_run=dry_run,
+            report=(lambda: progress(binary.tell(), content.size)) if progress else None,
         )
 
-    parsed = _parse(text, fmt, timezone)
-    _refuse_mostly_broken(parsed.rejected, len(parsed.records))
+
+def _import_events(
+    session: Session,
+    text: str,
+    batch: ImportBatch,
+    timezone: str | None,
+    imported_by: str,
+    now: datetime,
+    dry_run: bool,
+) -> ImportSummary:
+    events, refused = parse_events(text, timezone=timezone or DEFAULT_FEED_TIMEZONE)
+    added, unknown = write_events(session, events, batch_id=batch.id, imported_by=imported_by, now=now)
+    rejected = _in_file_order(pd.concat([refused, unknown], ignore_index=True))
+    keep_rejected(session, batch.id, rejected)
+    batch.accepted, batch.unchanged, batch.rejected = added, len(events) - added - len(unknown), len(rejected)
+    return ImportSummary(
+        batch.file_name,
+        "events",
+        batch.id,
+        added,
+        batch.unchanged,
+        0,
+        rejected,
+        events=added,
+        dry_run=dry_run,
+    )
+
+
+def _import_pieces(
+    session: Session,
+    pieces: Iterable[tuple[str, int]],
+    batch: ImportBatch,
+    *,
+    fmt: str,
+    timezone: str | None,
+    now: datetime,
+    dry_run: bool,
+    report: Callable[[], None] | None,
+) -> ImportSummary:
+    """Parse, normalise and write each piece of a file (numbered as the file's lines or messages)."""
     counts = WriteCounts()
     held = BatchResults(batch.id)
-    refused = [parsed.rejected]
-    total = len(parsed.records)
-    for start, stop in panel_chunks(parsed.records, CHUNK_RESULTS):
-        normalised = normalise_results(parsed.records.iloc[start:stop])
-        written = _write_generations(
-            session, normalised.results, parsed.patients, batch_id=batch.id, now=now, held=held
-        )
-        counts.add(written)
-        refused += [normalised.rejected, written.rejected]
-        if progress is not None:
-            progress(stop, total)
+    refused: list[pd.DataFrame] = []
+    broken = good = others = pending = 0
+    first_broken: pd.Series | None = None
+    for text, offset in pieces:
+        parsed = _parse(text, fmt, timezone, offset)
+        records, rejected = parsed.records, parsed.rejected
+        if first_broken is None and len(rejected):
+            first_broken = rejected.iloc[0]
+        broken, good = broken + len(rejected), good + len(records)
+        _refuse_mostly_broken(first_broken, broken, good)
+        refused.append(rejected)
+        for start, stop in panel_chunks(records, CHUNK_RESULTS):
+            normalised = normalise_results(records.iloc[start:stop])
+            written = _write_generations(
+                session, normalised.results, parsed.patients, batch_id=batch.id, now=now, held=held
+            )
+            counts.add(written)
+            refused += [normalised.rejected, written.rejected]
+        others += write_others(session, parsed.others, batch_id=batch.id, now=now)
+        pending += parsed.pending
+        if report is not None:
+            report()
     refresh_patient_status(session, counts.patient_keys, now=now, written=held)
-    others = write_others(session, parsed.others, batch_id=batch.id, now=now)
     rejected = _in_file_order(pd.concat(refused, ignore_index=True))
     keep_rejected(session, batch.id, rejected)
     batch.accepted, batch.unchanged = counts.accepted, counts.unchanged
     batch.superseded, batch.rejected = counts.superseded, len(rejected)
     return ImportSummary(
-        file_name,
+        batch.file_name,
         fmt,
         batch.id,
         counts.accepted,
@@ -215,7 +303,7 @@ def import_bytes(
         rejected,
         derived=counts.derived,
         others=others,
-        pending=parsed.pending,
+        pending=pending,
         dry_run=dry_run,
     )
 
@@ -286,20 +374,18 @@ def _in_file_order(rejected: pd.DataFrame) -> pd.DataFrame:
     return ordered.drop(columns=["_a", "_b", "_c"]).reset_index(drop=True)
 
 
-def record_unusable(
-    session: Session, content: bytes, *, file_name: str, imported_by: str, reason: str
-) -> int:
+def record_unusable(session: Session, content: FileContent, *, imported_by: str, reason: str) -> int:
     """Keep an unusable file's beginning and the reason, in a batch of its own."""
     batch = new_batch(
         session,
-        file_name=file_name,
-        sha256=hashlib.sha256(content).hexdigest(),
+        file_name=content.name,
+        sha256=content.sha256(),
         fmt="unusable",
         imported_by=imported_by,
         now=datetime.now(UTC),
     )
     batch.rejected = 1
-    raw = content[:RAW_TEXT_LIMIT].decode("utf-8", errors="replace")
+    raw = content.beginning(RAW_TEXT_LIMIT).decode("utf-8", errors="replace")
     keep_rejected(session, batch.id, pd.DataFrame([{"location": "file", "raw_text": raw, "reason": reason}]))
     return batch.id
 
@@ -307,14 +393,22 @@ def record_unusable(
 def import_path(
     factory: sessionmaker[Session], path: Path, *, imported_by: str, **options: Any
 ) -> ImportSummary:
-    """Import one file from disk (see `import_content`)."""
+    """Import one file from disk, read in blocks (see `import_file`), in its own transaction."""
     try:
-        content = path.read_bytes()
+        with path.open("rb"):
+            pass
     except OSError as error:
         empty = pd.DataFrame(columns=list(REJECT_COLUMNS))
         reason = f"cannot read: {error.strerror}"
         return ImportSummary(path.name, options.get("fmt"), None, 0, 0, 0, empty, error=reason)
-    return import_content(factory, path.name, content, imported_by=imported_by, **options)
+    return _import(factory, FileContent(path.name, path=path), imported_by=imported_by, **options)
+
+
+def import_content(
+    factory: sessionmaker[Session], name: str, content: bytes, *, imported_by: str, **options: Any
+) -> ImportSummary:
+    """Import one file's bytes (an upload) in its own transaction (see `import_file`)."""
+    return _import(factory, FileContent(name, data=content), imported_by=imported_by, **options)
 
 
 # Attempts of one file's transaction when concurrent imports collide (see import_content).
@@ -338,10 +432,9 @@ def _is_contention(error: Exception) -> bool:
     return unique or "database is locked" in text or "deadlock detected" in text
 
 
-def import_content(
+def _import(
     factory: sessionmaker[Session],
-    name: str,
-    content: bytes,
+    content: FileContent,
     *,
     imported_by: str,
     fmt: str | None = None,
@@ -350,7 +443,7 @@ def import_content(
     dry_run: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> ImportSummary:
-    """Import one file's content in its own transaction: a failure part-way leaves the store as it was.
+    """Import one file in its own transaction: a failure part-way leaves the store as it was.
 
     A dry run does the same work and rolls it back, so it reports exactly what an import would do.
     """
@@ -365,9 +458,7 @@ def import_content(
         for attempt in range(1, CONCURRENT_ATTEMPTS + 1):
             try:
                 with factory() as session:
-                    summary = import_bytes(
-                        session, content, file_name=name, imported_by=imported_by, **options
-                    )
+                    summary = import_file(session, content, imported_by=imported_by, **options)
                     if dry_run:
                         session.rollback()
                     else:
@@ -384,6 +475,6 @@ def import_content(
     except UnusableFile as error:
         if not dry_run:
             with factory.begin() as session:
-                record_unusable(session, content, file_name=name, imported_by=imported_by, reason=str(error))
+                record_unusable(session, content, imported_by=imported_by, reason=str(error))
         empty = pd.DataFrame(columns=list(REJECT_COLUMNS))
-        return ImportSummary(name, fmt, None, 0, 0, 0, empty, error=str(error), dry_run=dry_run)
+        return ImportSummary(content.name, fmt, None, 0, 0, 0, empty, error=str(error), dry_run=dry_run)

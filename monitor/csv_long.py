@@ -50,8 +50,11 @@ def looks_like_canonical_csv(text: str) -> bool:
     return set(REQUIRED) <= names
 
 
-def read_rows(text: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+def read_rows(text: str, *, lines_before: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every data row as text under its header name, with ``line`` and ``raw_text``; and broken rows.
+
+    ``lines_before``: data lines of the file before this text (a piece of it after the header), so that
+    line numbers are the file's.
 
     A plain file (no quoting, no blank line, every row as wide as the header) is read by Arrow's CSV
     reader; any other file by Python's csv module, which keeps exact line numbers for odd rows.
@@ -64,11 +67,11 @@ def read_rows(text: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     text = text.lstrip("\ufeff")
     if not text.strip():
         raise UnusableFile("the file is empty")
-    fast = _read_plain_rows(text) if '"' not in text else None
-    return fast if fast is not None else _read_rows_exactly(text)
+    fast = _read_plain_rows(text, lines_before) if '"' not in text else None
+    return fast if fast is not None else _read_rows_exactly(text, lines_before)
 
 
-def _read_plain_rows(text: str) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+def _read_plain_rows(text: str, lines_before: int) -> tuple[pd.DataFrame, pd.DataFrame] | None:
     """The fast path, or None when the file is not plain enough for line numbers to be certain."""
     lines = pa_compute.split_pattern(pa.array([text], type=pa.large_string()), "\n").flatten()
     lines = pa_compute.utf8_rtrim(lines, characters="\r")
@@ -83,7 +86,7 @@ def _read_plain_rows(text: str) -> tuple[pd.DataFrame, pd.DataFrame] | None:
         return None
     # Without quotes every line is one record, so line numbers stay exact: rows of the wrong width are
     # refused here and blank lines skipped, and the rest is read by Arrow.
-    numbers = pa.array(np.arange(2, len(body) + 2))
+    numbers = pa.array(np.arange(2, len(body) + 2) + lines_before)
     keep = pa_compute.invert(pa_compute.or_(blank, ragged))
     kept, kept_numbers = body.filter(keep), numbers.filter(keep)
     if len(kept) == 0:
@@ -126,7 +129,7 @@ def _read_plain_rows(text: str) -> tuple[pd.DataFrame, pd.DataFrame] | None:
     return frame, rejected
 
 
-def _rows(reader: Any) -> Iterator[list[str]]:
+def _rows(reader: Any, lines_before: int) -> Iterator[list[str]]:
     """The reader's rows; a line the csv module cannot read at all (a field over its size limit, say)
     makes the file unusable, with the line named, rather than an internal error."""
     while True:
@@ -135,10 +138,11 @@ def _rows(reader: Any) -> Iterator[list[str]]:
         except StopIteration:
             return
         except csv.Error as error:
-            raise UnusableFile(f"line {reader.line_num}: cannot be read as CSV ({error})") from None
+            where = reader.line_num + lines_before
+            raise UnusableFile(f"line {where}: cannot be read as CSV ({error})") from None
 
 
-def _read_rows_exactly(text: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _read_rows_exactly(text: str, lines_before: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     lines = text.splitlines()
     reader = csv.reader(io.StringIO(text, newline=""))
     header = next(reader, None)
@@ -150,13 +154,14 @@ def _read_rows_exactly(text: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     starts: list[int] = []
     bad: list[tuple[str, str, str]] = []
     previous_end = reader.line_num
-    for fields in _rows(reader):
+    for fields in _rows(reader, lines_before):
         start, end = previous_end + 1, reader.line_num
         previous_end = end
         if not fields or all(not field.strip() for field in fields):
             continue
         if len(fields) != width:
-            where = f"line {start}" if start == end else f"lines {start}-{end}"
+            first, last = start + lines_before, end + lines_before
+            where = f"line {first}" if start == end else f"lines {first}-{last}"
             raw = "\n".join(lines[start - 1 : end])
             bad.append((where, raw, f"expected {width} fields as in the header, found {len(fields)}"))
             continue
@@ -165,12 +170,12 @@ def _read_rows_exactly(text: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     frame = (
         pd.DataFrame(rows, columns=names, dtype="str") if rows else pd.DataFrame(columns=names, dtype="str")
     )
-    frame["line"] = starts
+    frame["line"] = [n + lines_before for n in starts]
     frame["raw_text"] = [lines[n - 1] if n - 1 < len(lines) else "" for n in starts]
     return frame, pd.DataFrame(bad, columns=["location", "raw_text", "reason"])
 
 
-def parse_canonical_csv(text: str, *, timezone: str | None = None) -> Parsed:
+def parse_canonical_csv(text: str, *, timezone: str | None = None, lines_before: int = 0) -> Parsed:
     """Read the canonical long CSV into raw records (text, with their line) and structurally broken rows.
 
     ``timezone``, when given, reads ``collected_at`` values that carry no offset in that zone; without it
@@ -181,7 +186,7 @@ def parse_canonical_csv(text: str, *, timezone: str | None = None) -> Parsed:
     UnusableFile
         When there is no header or it lacks a required column.
     """
-    frame, broken = read_rows(text)
+    frame, broken = read_rows(text, lines_before=lines_before)
     frame = frame.rename(columns={name: name.lower() for name in frame.columns if name.lower() in KNOWN})
     missing = [name for name in REQUIRED if name not in frame.columns]
     if missing:

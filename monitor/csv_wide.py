@@ -42,9 +42,9 @@ def looks_like_wide_csv(text: str) -> bool:
     return {"patient_id", "collected_at"} <= lowered and bool(analyte_columns(names))
 
 
-def parse_wide_csv(text: str, *, timezone: str | None = None) -> Parsed:
+def parse_wide_csv(text: str, *, timezone: str | None = None, lines_before: int = 0) -> Parsed:
     """Melt a wide export into raw records (one per non-empty analyte cell)."""
-    frame, broken = read_rows(text)
+    frame, broken = read_rows(text, lines_before=lines_before)
     names = list(frame.columns)
     lowered = {name: name.strip().lower() for name in names if name.strip().lower() in PANEL_COLUMNS}
     missing = [c for c in ("patient_id", "collected_at") if c not in lowered.values()]

@@ -150,12 +150,12 @@ def _structured_numeric(obx: Any) -> str:
 
 
 def _observations(
-    messages: list[list[str]],
+    messages: list[list[str]], messages_before: int
 ) -> tuple[list[dict[str, str]], list[dict[str, str]], list[dict[str, str]]]:
     rows: list[dict[str, str]] = []
     patients: list[dict[str, str]] = []
     problems: list[dict[str, str]] = []
-    for number, segments in enumerate(messages, start=1):
+    for number, segments in enumerate(messages, start=1 + messages_before):
         raw = "\r".join(segments)
         try:
             message = _Message(hl7.parse(raw), number)
@@ -193,7 +193,7 @@ def _problem(location: str, raw: str, reason: str) -> dict[str, str]:
     return {"location": location, "raw_text": raw[:RAW_TEXT_LIMIT], "reason": reason}
 
 
-def parse_hl7(text: str, *, timezone: str = "UTC") -> Parsed:
+def parse_hl7(text: str, *, timezone: str = "UTC", messages_before: int = 0) -> Parsed:
     """Read ORU^R01 messages into raw CBC records, other observations, patients and refusals.
 
     Parameters
@@ -202,9 +202,11 @@ def parse_hl7(text: str, *, timezone: str = "UTC") -> Parsed:
         The file's content.
     timezone : str
         IANA zone for HL7 times that carry no offset.
+    messages_before : int
+        Messages of the file before this text (a piece of it), so that message numbers are the file's.
     """
     messages, stray = split_messages(text)
-    rows, patients, problems = _observations(messages)
+    rows, patients, problems = _observations(messages, messages_before)
     if stray:
         problems.insert(0, _problem("before the first MSH", "\r".join(stray), "text outside any message"))
     rejected = pd.DataFrame(problems, columns=list(REJECT_COLUMNS)).astype(str)
