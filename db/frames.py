@@ -105,6 +105,8 @@ def _column_values(values: pd.Series, column: Column[Any], dialect: str) -> list
         flags = values.astype("boolean")
         converted = flags.astype("Int64") if dialect == "sqlite" else flags
         return converted.astype(object).where(flags.notna(), None).tolist()
+    if not values.hasnans:
+        return values.tolist()  # nothing missing: Python values straight from the array
     return values.astype(object).where(values.notna(), None).tolist()
 
 
@@ -131,7 +133,7 @@ def bulk_insert(session: Session, table: Table, frame: pd.DataFrame) -> None:
     names = [name for name in frame.columns if not _left_to_the_database(frame[name], table.c[name])]
     names = names or list(frame.columns)
     values = [_column_values(frame[name], table.c[name], dialect) for name in names]
-    rows = list(zip(*values, strict=True))
+    rows = zip(*values, strict=True)
     cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
         if dialect == "postgresql":
