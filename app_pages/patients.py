@@ -15,6 +15,14 @@ st.title("Worklist")
 viewer = current_viewer()
 patients = worklist.prioritised(data.patients(viewer))
 timezone = display_timezone()
+if patients.empty:
+    st.info(
+        "No patients to show yet: results appear here once they are imported (the Import page, or "
+        "`python -m monitor import FILE`)."
+        if viewer.role == "admin"
+        else "No patients in your teams yet. An administrator assigns patients to teams."
+    )
+    st.stop()
 
 teams = sorted({team for listed in patients["teams"] for team in listed.split(", ") if team})
 filters = st.columns([2, 3, 1.3, 2.5, 1.6], vertical_alignment="bottom")

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
 from db.models import ImportBatch, Panel, Patient, Result
@@ -30,7 +31,34 @@ def _file(path: Path, patients: range, days: range) -> set[tuple[str, int, str]]
     return keys
 
 
-def test_four_concurrent_imports_of_overlapping_files(db_url: str, store, tmp_path: Path) -> None:
+def _serve_meanwhile(
+    processes: list[subprocess.Popen], db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> list[tuple[bool, int]]:
+    """Render the worklist (AppTest, caches cleared each time) until every import has finished; return
+    (imports still running?, patients listed) for each rendering."""
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    from db.accounts import Viewer
+
+    monkeypatch.setenv("MONITOR_DATABASE_URL", db_url)
+    monkeypatch.setenv("MONITOR_SEED_DEMO", "0")
+    served = []
+    while True:
+        running = any(p.poll() is None for p in processes)
+        st.cache_data.clear()
+        at = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=120)
+        at.session_state["viewer"] = Viewer("admin", "admin", None)
+        at.run()
+        assert not at.exception, at.exception
+        served.append((running, len(at.dataframe[0].value) if at.dataframe else 0))
+        if not running:
+            return served
+
+
+def test_four_concurrent_imports_of_overlapping_files(
+    db_url: str, store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Two files share half their patients; two more are exact copies of the first two.
     first = _file(tmp_path / "a.csv", range(0, 120), range(0, 20))
     second = _file(tmp_path / "b.csv", range(60, 180), range(0, 20))
@@ -48,6 +76,7 @@ def test_four_concurrent_imports_of_overlapping_files(db_url: str, store, tmp_pa
         )
         for name in ("a.csv", "b.csv", "c.csv", "d.csv")
     ]
+    served = _serve_meanwhile(processes, db_url, monkeypatch)
     outcomes = [(p.wait(timeout=600), p.stdout.read(), p.stderr.read()) for p in processes]
     for code, out, err in outcomes:
         assert code == 0, f"exit {code}: {out} {err}"
@@ -69,3 +98,9 @@ def test_four_concurrent_imports_of_overlapping_files(db_url: str, store, tmp_pa
     assert patients == 180 and panels == 180 * 20
     # Whichever import came first stored a record; the others found it there ("unchanged").
     assert accepted == len(expected)
+    # The dashboard kept serving while the imports ran, and only ever showed whole files: no patients,
+    # one file's 120, or both files' 180 (never part of a file).
+    during = [listed for running, listed in served if running]
+    print(f"worklist rendered {len(served)} times, {len(during)} while importing: {[n for _, n in served]}")
+    assert len(during) >= 2
+    assert {listed for _, listed in served} <= {0, 120, 180} and served[-1][1] == 180

@@ -289,3 +289,15 @@ def test_a_read_only_store_still_lists_but_refuses_what_it_cannot_audit(imported
     at.switch_page("app_pages/patient.py").run()
     assert not at.exception
     assert "cannot be used just now" in at.error[0].value
+
+
+def test_an_empty_store_shows_an_empty_worklist_that_says_what_to_do(tmp_path, monkeypatch) -> None:
+    url = f"sqlite:///{tmp_path / 'monitor.db'}"
+    open_store(url)
+    monkeypatch.setenv("MONITOR_DATABASE_URL", url)
+    monkeypatch.setenv("MONITOR_SEED_DEMO", "0")
+    at = _app().run()
+    assert not at.exception
+    assert "No patients to show yet" in at.info[0].value and not at.dataframe
+    at = _app(Viewer("medicine", "clinician", (2,))).run()
+    assert not at.exception and "No patients in your teams yet" in at.info[0].value

@@ -28,13 +28,14 @@ def max_grade(patients: pd.DataFrame) -> pd.Series:
 def priority(patients: pd.DataFrame) -> pd.Series:
     """The tier of each patient (1 = first), a key of ``TIERS``."""
     flags = patients["flags"]
+    # astype(bool): an empty list maps to an empty column of the list's own dtype, not booleans.
     has = {
-        name: flags.map(lambda listed, name=name: name in listed)
+        name: flags.map(lambda listed, name=name: name in listed).astype(bool)
         for name in ("new_onset", "worsening", "persistent")
     }
     grade = max_grade(patients).fillna(0)
     tier = pd.Series(5, index=patients.index, dtype="int64")
-    tier = tier.mask(flags.map(len) > 0, 4)
+    tier = tier.mask(flags.map(len).astype("int64") > 0, 4)
     tier = tier.mask(has["persistent"], 3)
     tier = tier.mask(has["new_onset"] | has["worsening"], 2)
     return tier.mask(grade >= 3, 1)
@@ -85,8 +86,10 @@ def headline(patients: pd.DataFrame) -> dict[str, int]:
     return {
         "Patients": len(patients),
         "Grade 3 or worse": int((tier == 1).sum()),
-        "New or worsening": int(patients["flags"].map(lambda f: "new_onset" in f or "worsening" in f).sum()),
-        "Persistent": int(patients["flags"].map(lambda f: "persistent" in f).sum()),
+        "New or worsening": int(
+            patients["flags"].map(lambda f: "new_onset" in f or "worsening" in f).astype(bool).sum()
+        ),
+        "Persistent": int(patients["flags"].map(lambda f: "persistent" in f).astype(bool).sum()),
         "Not acknowledged": int(patients["acknowledged"].eq(False).fillna(False).sum()),
         "No CBC for 30 days": int((patients["days_since_cbc"] >= 30).fillna(False).sum()),
     }
