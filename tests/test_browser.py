@@ -45,6 +45,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 STARTUP_SECONDS = 60
+# Where each module's dashboard server writes its output (read by the log test at the end).
+SERVER_LOGS: dict[str, Path] = {}
 STOP_SECONDS = 10
 PAGE_TIMEOUT_MS = 30_000
 TCP_LISTEN = "0A"
@@ -116,6 +118,8 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "none",
     ]
     log_path = folder / "streamlit.log"
+    SERVER_LOGS["dashboard"] = log_path
+    SERVER_LOGS["store"] = folder / "monitor.db"
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
@@ -378,3 +382,18 @@ def test_an_oncology_clinician_sees_only_oncology_patients_then_signs_out(
     page.get_by_role("button", name="Sign out").click()
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
     expect(page.get_by_role("heading", name="Worklist")).to_have_count(0)
+
+
+def test_the_server_log_names_no_patient(dashboard: str) -> None:
+    """After every page above was used (sign-ins, worklist, timelines, import, settings): the server's
+    output holds no identifier, name or birth date of any patient (the project itself logs nothing)."""
+    import sqlite3
+
+    log = SERVER_LOGS["dashboard"].read_text(errors="replace")
+    with sqlite3.connect(SERVER_LOGS["store"]) as connection:
+        people = connection.execute("SELECT mrn, name, birth_date FROM patient").fetchall()
+    secrets = {str(field) for person in people for field in person if field and len(str(field)) >= 5}
+    assert len(people) >= 60 and secrets
+    leaked = sorted(secret for secret in secrets if secret in log)
+    assert not leaked, f"the server log names {leaked[:5]}"
+    print(f"server log: {len(log):,} characters, none of {len(secrets):,} identifiers, names, birth dates")

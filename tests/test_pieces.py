@@ -175,3 +175,19 @@ def test_an_hl7_file_read_in_small_pieces_lands_exactly_as_read_whole(
     assert pieced_refused == whole_refused
     # the file's message numbers (the troubles file's messages come after five others), not the piece's
     assert ("message 6 (MSG0006)", "MSH-9 is 'ADT^A01', not ORU^R01: no results") in pieced_refused
+
+
+def test_a_fhir_document_too_large_to_read_whole_is_refused_before_it_is_read(store, tmp_path: Path) -> None:
+    from db.importer import WHOLE_FILE_LIMIT
+
+    path = tmp_path / "huge.json"
+    entry = b'{"resource": {"resourceType": "Observation", "status": "final"}},'
+    with path.open("wb") as handle:
+        handle.write(b'{"resourceType": "Bundle", "type": "collection", "entry": [')
+        handle.write(entry * (WHOLE_FILE_LIMIT // len(entry) + 1))
+        handle.write(b"{}]}")
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    summary = import_path(store, path, imported_by="test")
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert summary.error is not None and "over 64 MB are refused" in summary.error, summary.error
+    assert grown_mb < 200, f"peak memory grew by {grown_mb:.0f} MB"
