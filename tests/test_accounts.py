@@ -271,3 +271,19 @@ def test_every_kind_of_action_leaves_an_audit_row(store, tmp_path) -> None:
     # No password, and no clinical value, in the trail.
     text = " ".join(details for _, _, details in rows)
     assert "Ward 9" not in text and "0.9" not in text
+
+
+@pytest.mark.parametrize("change", ["UPDATE audit_log SET username = 'someone else'", "DELETE FROM audit_log"])
+def test_the_store_refuses_to_change_or_delete_audit_rows(store, change: str) -> None:
+    from sqlalchemy import func, text
+    from sqlalchemy.exc import DBAPIError
+
+    from db.audit import record
+
+    with store.begin() as session:
+        record(session, at=datetime.now(UTC), username="admin", action="view", patient_key=1)
+    with pytest.raises(DBAPIError, match="the audit trail is append-only"), store.begin() as session:
+        session.execute(text(change))
+    with store() as session:
+        assert session.scalar(select(func.count()).select_from(AuditLog)) == 1
+        assert session.scalar(select(AuditLog.username)) == "admin"
