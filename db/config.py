@@ -55,3 +55,22 @@ def seed_demo_when_empty(url: str) -> bool:
     if setting in {"1", "true", "yes"}:
         return True
     return url.startswith("sqlite")
+
+
+CACHE_SECONDS_ENV = "MONITOR_CACHE_SECONDS"
+DEFAULT_CACHE_SECONDS = 60
+
+
+def cache_seconds() -> int:
+    """How long a dashboard process reuses what it read from the store (``MONITOR_CACHE_SECONDS``, default
+    60): the longest a page can lag behind an import made elsewhere (another process, the command line).
+
+    Raises
+    ------
+    ValueError
+        When the setting is not a whole number of seconds of at least 1.
+    """
+    text = os.environ.get(CACHE_SECONDS_ENV, "").strip() or str(DEFAULT_CACHE_SECONDS)
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"{CACHE_SECONDS_ENV}={text!r} is not a whole number of seconds (at least 1)")
+    return int(text)

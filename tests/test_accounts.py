@@ -273,7 +273,9 @@ def test_every_kind_of_action_leaves_an_audit_row(store, tmp_path) -> None:
     assert "Ward 9" not in text and "0.9" not in text
 
 
-@pytest.mark.parametrize("change", ["UPDATE audit_log SET username = 'someone else'", "DELETE FROM audit_log"])
+@pytest.mark.parametrize(
+    "change", ["UPDATE audit_log SET username = 'someone else'", "DELETE FROM audit_log"]
+)
 def test_the_store_refuses_to_change_or_delete_audit_rows(store, change: str) -> None:
     from sqlalchemy import func, text
     from sqlalchemy.exc import DBAPIError

@@ -7,6 +7,7 @@ the loopback test still runs. Select or deselect all of these with ``-m browser`
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
@@ -100,9 +101,19 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     assert summary.error is None and summary.accepted > 0, summary
     (folder / "events.csv").write_text(EVENTS)
     assert import_path(store, folder / "events.csv", imported_by="test").error is None
+    env = {**os.environ, "MONITOR_DATABASE_URL": url, "MONITOR_SEED_DEMO": "0"}
+    log_path = folder / "streamlit.log"
+    SERVER_LOGS["dashboard"] = log_path
+    SERVER_LOGS["store"] = folder / "monitor.db"
+    with _served(env, log_path) as base_url:
+        yield base_url
+
+
+@contextlib.contextmanager
+def _served(env: dict[str, str], log_path: Path) -> Iterator[str]:
+    """`streamlit run dashboard.py` on a free 127.0.0.1 port with ``env``: its base URL while it runs."""
     port = _free_loopback_port()
     base_url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "MONITOR_DATABASE_URL": url, "MONITOR_SEED_DEMO": "0"}
     # Only the port is given: address, headless and telemetry come from the project's
     # .streamlit/config.toml, which is what the loopback test below is checking.
     command = [
@@ -117,9 +128,6 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "--server.fileWatcherType",
         "none",
     ]
-    log_path = folder / "streamlit.log"
-    SERVER_LOGS["dashboard"] = log_path
-    SERVER_LOGS["store"] = folder / "monitor.db"
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
@@ -382,6 +390,77 @@ def test_an_oncology_clinician_sees_only_oncology_patients_then_signs_out(
     page.get_by_role("button", name="Sign out").click()
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
     expect(page.get_by_role("heading", name="Worklist")).to_have_count(0)
+
+
+def _worklist_figures(page: Page, dashboard: str, username: str, password: str) -> list[str]:
+    """Sign in and read the worklist's headline figures (["0"] when it says there are no patients yet)."""
+    _sign_in(page, dashboard, username, password)
+    shown = page.locator('[data-testid="stMetricValue"], [data-testid="stAlert"]').first
+    shown.wait_for()
+    if page.get_by_text("No patients to show yet").count():
+        return ["0"]
+    return [value.inner_text() for value in page.locator('[data-testid="stMetricValue"]').all()]
+
+
+def test_two_dashboards_on_one_postgresql_show_the_same_whole_imports_while_they_run(
+    chromium: Browser, postgres_url: str, tmp_path: Path
+) -> None:
+    """Issue 7: two dashboard processes on one PostgreSQL store while two imports of overlapping files
+    run; each dashboard only ever shows whole files, and both show the same figures afterwards."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import text
+
+    from db.accounts import create_user
+    from db.migrate import upgrade
+    from db.session import make_engine, make_session_factory
+    from tests.test_concurrency import _file, start_imports
+
+    engine = make_engine(postgres_url)
+    with engine.begin() as connection:
+        connection.execute(text("DROP SCHEMA public CASCADE"))
+        connection.execute(text("CREATE SCHEMA public"))
+    upgrade(engine)
+    password = "ward round 2026"
+    with make_session_factory(engine).begin() as session:
+        create_user(
+            session, username="ward", role="admin", teams=[], password=password, now=datetime.now(UTC)
+        )
+    engine.dispose()
+    _file(tmp_path / "a.csv", range(0, 120), range(0, 20))
+    _file(tmp_path / "b.csv", range(60, 180), range(0, 20))
+    env = {
+        **os.environ,
+        "MONITOR_DATABASE_URL": postgres_url,
+        "MONITOR_SEED_DEMO": "0",
+        "MONITOR_CACHE_SECONDS": "1",
+    }
+    with contextlib.ExitStack() as stack:
+        servers = [stack.enter_context(_served(env, tmp_path / f"server-{n}.log")) for n in (1, 2)]
+        pages = []
+        for _ in servers:
+            context = chromium.new_context(viewport={"width": 1400, "height": 1000})
+            context.set_default_timeout(PAGE_TIMEOUT_MS)
+            stack.callback(context.close)
+            pages.append(context.new_page())
+        imports = start_imports([tmp_path / "a.csv", tmp_path / "b.csv"], env)
+        seen: list[tuple[int, bool, str]] = []
+        while True:
+            running = any(process.poll() is None for process in imports)
+            for number, (page, base) in enumerate(zip(pages, servers, strict=True)):
+                seen.append((number, running, _worklist_figures(page, base, "ward", password)[0]))
+            if not running:
+                break
+        for process in imports:
+            assert process.wait(timeout=600) == 0, process.stderr.read()
+        time.sleep(1.5)  # past the cache's lifetime
+        final = [
+            _worklist_figures(page, base, "ward", password) for page, base in zip(pages, servers, strict=True)
+        ]
+    print(f"patients shown by (dashboard, imports running): {seen}")
+    assert {patients for _, _, patients in seen} <= {"0", "120", "180"}  # whole files only
+    assert any(running for _, running, _ in seen)
+    assert final[0] == final[1] and final[0][0] == "180"
 
 
 def test_the_server_log_names_no_patient(dashboard: str) -> None:

@@ -31,6 +31,21 @@ def _file(path: Path, patients: range, days: range) -> set[tuple[str, int, str]]
     return keys
 
 
+def start_imports(paths: list[Path], env: dict[str, str]) -> list[subprocess.Popen]:
+    """One `python -m monitor import` process per file, all started at once."""
+    return [
+        subprocess.Popen(
+            [sys.executable, "-m", "monitor", "import", str(path)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for path in paths
+    ]
+
+
 def _serve_meanwhile(
     processes: list[subprocess.Popen], db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> list[tuple[bool, int]]:
@@ -65,17 +80,7 @@ def test_four_concurrent_imports_of_overlapping_files(
     (tmp_path / "c.csv").write_text((tmp_path / "a.csv").read_text())
     (tmp_path / "d.csv").write_text((tmp_path / "b.csv").read_text())
     env = {**os.environ, "MONITOR_DATABASE_URL": db_url, "PYTHONPATH": str(ROOT)}
-    processes = [
-        subprocess.Popen(
-            [sys.executable, "-m", "monitor", "import", str(tmp_path / name)],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for name in ("a.csv", "b.csv", "c.csv", "d.csv")
-    ]
+    processes = start_imports([tmp_path / name for name in ("a.csv", "b.csv", "c.csv", "d.csv")], env)
     served = _serve_meanwhile(processes, db_url, monkeypatch)
     outcomes = [(p.wait(timeout=600), p.stdout.read(), p.stderr.read()) for p in processes]
     for code, out, err in outcomes:

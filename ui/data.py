@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db import queries
 from db.accounts import Viewer
-from db.config import database_url, seed_demo_when_empty
+from db.config import cache_seconds, database_url, seed_demo_when_empty
 from db.demo import seed_demo
 from db.settings import lab_range_list, site_rules
 from db.store import open_store
@@ -20,6 +20,8 @@ from monitor.flags import episodes as monitor_episodes
 from monitor.rules import SiteRules
 from ui import timeline
 
+# What the dashboard read is reused this long: the longest a page lags behind another process's import.
+CACHE_SECONDS = cache_seconds()
 DEMO_PATIENTS = 60
 DEMO_SEED = 7
 
@@ -35,32 +37,32 @@ def store() -> sessionmaker[Session]:
     return factory
 
 
-@st.cache_data(ttl=60, show_spinner=False)
+@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
 def synthetic_present() -> bool:
     with store()() as session:
         return queries.has_synthetic_data(session)
 
 
-@st.cache_data(ttl=60, show_spinner=False)
+@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
 def patients(viewer: Viewer) -> pd.DataFrame:
     """The patients ``viewer`` may see (materialised status), most recent CBC first."""
     with store()() as session:
         return queries.patient_list(session, viewer=viewer)
 
 
-@st.cache_data(ttl=60, show_spinner=False)
+@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
 def results(patient_key: int, viewer: Viewer, history: bool = False) -> pd.DataFrame:
     with store()() as session:
         return queries.patient_results(session, patient_key, viewer=viewer, history=history)
 
 
-@st.cache_data(ttl=60, show_spinner=False)
+@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
 def events(patient_key: int, viewer: Viewer) -> pd.DataFrame:
     with store()() as session:
         return queries.patient_events(session, patient_key, viewer=viewer)
 
 
-@st.cache_data(ttl=60, show_spinner=False, max_entries=200)
+@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False, max_entries=200)
 def timeline_figure(
     patient_key: int,
     viewer: Viewer,
@@ -87,13 +89,13 @@ def timeline_figure(
     )
 
 
-@st.cache_data(ttl=60, show_spinner=False, max_entries=200)
+@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False, max_entries=200)
 def flowsheet(patient_key: int, viewer: Viewer, timezone: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The patient's flowsheet (ui.timeline.flowsheet): values and their low/high marks."""
     return timeline.flowsheet(results(patient_key, viewer), timezone)
 
 
-@st.cache_data(ttl=60, show_spinner=False, max_entries=200)
+@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False, max_entries=200)
 def episodes(patient_key: int, viewer: Viewer) -> pd.DataFrame:
     """The patient's WBC and ANC episodes below the limit, newest first."""
     current = results(patient_key, viewer).assign(patient_key=patient_key)
@@ -101,21 +103,21 @@ def episodes(patient_key: int, viewer: Viewer) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True).sort_values("start", ascending=False)
 
 
-@st.cache_data(ttl=60, show_spinner=False)
+@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
 def treated_patients(viewer: Viewer) -> list[int]:
     """Patients ``viewer`` may see with at least one chemotherapy event."""
     with store()() as session:
         return queries.treated_patients(session, viewer=viewer)
 
 
-@st.cache_data(ttl=60, show_spinner=False)
+@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
 def cycles(patient_key: int, viewer: Viewer) -> pd.DataFrame:
     """The patient's chemotherapy cycles under the site's rules."""
     with store()() as session:
         return queries.patient_cycles(session, patient_key, viewer=viewer)
 
 
-@st.cache_data(ttl=60, show_spinner=False)
+@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
 def cycle_results(patient_key: int, viewer: Viewer) -> pd.DataFrame:
     """The patient's results placed in their cycles (day since each start), for the overlay."""
     with store()() as session:
@@ -128,32 +130,32 @@ def cycle_results(patient_key: int, viewer: Viewer) -> pd.DataFrame:
     return cycle_days(results.assign(**keyed), events.assign(**keyed), rules=rules)
 
 
-@st.cache_data(ttl=60, show_spinner=False)
+@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
 def patient_ranges(patient_key: int, viewer: Viewer) -> pd.DataFrame:
     """Patient-specific ranges, active first, with who set them and why."""
     with store()() as session:
         return queries.patient_ranges(session, patient_key, viewer=viewer)
 
 
-@st.cache_data(ttl=60, show_spinner=False)
+@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
 def acknowledgements(patient_key: int, viewer: Viewer) -> pd.DataFrame:
     with store()() as session:
         return queries.acknowledgements(session, patient_key, viewer=viewer)
 
 
-@st.cache_data(ttl=60, show_spinner=False)
+@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
 def rules() -> SiteRules:
     with store()() as session:
         return site_rules(session)
 
 
-@st.cache_data(ttl=60, show_spinner=False)
+@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
 def lab_ranges() -> pd.DataFrame:
     with store()() as session:
         return lab_range_list(session)
 
 
-@st.cache_data(ttl=60, show_spinner=False)
+@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
 def lab_codes() -> list[str]:
     with store()() as session:
         return queries.lab_codes(session)
