@@ -300,5 +300,15 @@ def test_the_status_an_import_computes_from_its_own_rows_equals_a_full_recompute
         refresh_all_status(session, now=datetime.now(UTC))
     recomputed = _statuses(store)
     pd.testing.assert_frame_equal(from_import, recomputed)
+    # and in passes of one patient each (passes are sized by the panels the status last counted)
+    import db.status
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(db.status, "PANELS_PER_PASS", 1)
+        with store() as session:
+            assert len(db.status._passes(session, [1, 2])) == 2
+        with store.begin() as session:
+            refresh_all_status(session, now=datetime.now(UTC))
+    pd.testing.assert_frame_equal(from_import, _statuses(store))
     new = from_import.set_index("patient_id").loc[2]
     assert (new["n_panels"], new["latest_wbc"], new["latest_anc"]) == (3, 2.1, 0.4)
