@@ -385,7 +385,8 @@ def test_an_oncology_clinician_sees_only_oncology_patients_then_signs_out(
     for hidden in ("DEMO-0029", "MRN1001"):
         page.get_by_label("Search identifier or name").fill(hidden)
         page.keyboard.press("Enter")
-        expect(page.locator('[data-testid="stMetric"]').first).to_contain_text("0")
+        # the whole value, not a substring: "30" from before the rerun also contains "0"
+        expect(page.locator('[data-testid="stMetricValue"]').first).to_have_text("0")
         expect(_grid_column(page, 2)).to_have_count(0)
     page.get_by_role("button", name="Sign out").click()
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
