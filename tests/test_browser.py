@@ -422,7 +422,7 @@ def test_two_dashboards_on_one_postgresql_show_the_same_whole_imports_while_they
         connection.execute(text("DROP SCHEMA public CASCADE"))
         connection.execute(text("CREATE SCHEMA public"))
     upgrade(engine)
-    password = "ward round 2026"
+    password = "night shift 2026"
     with make_session_factory(engine).begin() as session:
         create_user(
             session, username="ward", role="admin", teams=[], password=password, now=datetime.now(UTC)
