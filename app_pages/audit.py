@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import streamlit as st
 
 from db.queries import audit_log
-from monitor.exports import spreadsheet_safe
 from ui import data
+from ui.downloads import audited_csv_download
 from ui.identity import current_viewer
 
 viewer = current_viewer()
@@ -55,11 +55,6 @@ with data.store()() as session:
         patient_id=patient_id.strip() or None,
     )
 st.dataframe(trail, hide_index=True, width="stretch")
-st.download_button(
-    "Download (CSV)",
-    spreadsheet_safe(trail).to_csv(index=False),
-    file_name="audit.csv",
-    mime="text/csv",
-    on_click=data.audit_export,
-    args=(viewer, f"audit CSV ({len(trail)} rows)", None),
+audited_csv_download(
+    "Download (CSV)", trail, file_name="audit.csv", viewer=viewer, what=f"audit CSV ({len(trail)} rows)"
 )

@@ -13,9 +13,9 @@ from db.queries import audit_view
 from monitor.analytes import ANALYTES
 from monitor.cycles import before_after
 from monitor.events import EVENT_KINDS
-from monitor.exports import spreadsheet_safe
 from monitor.patterns import PATTERNS
 from ui import data, timeline, worklist
+from ui.downloads import audited_csv_download
 from ui.identity import current_viewer
 from ui.pickers import choose_patient
 
@@ -150,13 +150,13 @@ with sheet:
         styled = values.style.apply(lambda _: states.map(lambda s: colours.get(s, "")), axis=None)
         st.dataframe(styled, width="stretch")
         st.caption("↓ below the lower limit that applies; ↑ above the reported upper limit. Newest first.")
-        st.download_button(
+        audited_csv_download(
             "Download the flowsheet (CSV)",
-            spreadsheet_safe(values.reset_index()).to_csv(index=False),
+            values.reset_index(),
             file_name=f"flowsheet-{patient['patient_id']}.csv",
-            mime="text/csv",
-            on_click=data.audit_export,
-            args=(viewer, "flowsheet CSV", chosen),
+            viewer=viewer,
+            what="flowsheet CSV",
+            patient_key=chosen,
         )
 with event_tab:
     st.dataframe(events, hide_index=True, width="stretch")

@@ -6,9 +6,9 @@ import pandas as pd
 import streamlit as st
 
 from db.config import display_timezone
-from monitor.exports import spreadsheet_safe
 from monitor.flags import FLAGS
 from ui import data, worklist
+from ui.downloads import audited_csv_download
 from ui.identity import current_viewer
 
 st.title("Worklist")
@@ -105,13 +105,12 @@ selection = st.dataframe(
     },
 )
 export = table.drop(columns=["WBC trend"]).assign(Flags=table["Flags"].map(", ".join))
-st.download_button(
+audited_csv_download(
     "Download this list (CSV)",
-    spreadsheet_safe(export).to_csv(index=False),
+    export,
     file_name="worklist.csv",
-    mime="text/csv",
-    on_click=data.audit_export,
-    args=(viewer, f"worklist CSV ({len(export)} patients)", None),
+    viewer=viewer,
+    what=f"worklist CSV ({len(export)} patients)",
 )
 
 rows = selection.selection.rows if selection else []

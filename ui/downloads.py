@@ -1,0 +1,30 @@
+"""The one way a page offers a table as CSV: spreadsheet-safe, and recorded in the audit trail."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from db.accounts import Viewer
+from monitor.exports import spreadsheet_safe
+from ui import data
+
+
+def audited_csv_download(
+    label: str,
+    frame: pd.DataFrame,
+    *,
+    file_name: str,
+    viewer: Viewer,
+    what: str,
+    patient_key: int | None = None,
+) -> None:
+    """A download button for ``frame`` as CSV (cells neutralised for spreadsheets); a click is audited."""
+    st.download_button(
+        label,
+        spreadsheet_safe(frame).to_csv(index=False),
+        file_name=file_name,
+        mime="text/csv",
+        on_click=data.audit_export,
+        args=(viewer, what, patient_key),
+    )
