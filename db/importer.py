@@ -13,7 +13,7 @@ import itertools
 import random
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -38,6 +38,7 @@ from monitor.pieces import csv_pieces, decoded, hl7_pieces
 from monitor.records import normalise_results
 
 # Results normalised and written at a time: bounds memory for any file size (benchmarks/import_csv.py).
+# (CSV and HL7 arrive in pieces of about this many already, monitor.pieces; this splits FHIR documents.)
 CHUNK_RESULTS = 200_000
 DEFAULT_FEED_TIMEZONE = "UTC"
 
@@ -95,6 +96,7 @@ class FileContent:
     name: str
     data: bytes | None = None
     path: Path | None = None
+    _digest: str | None = field(default=None, compare=False, repr=False)
 
     def open(self) -> BinaryIO:
         return io.BytesIO(self.data) if self.data is not None else self.path.open("rb")  # type: ignore[union-attr]
@@ -104,8 +106,11 @@ class FileContent:
         return len(self.data) if self.data is not None else self.path.stat().st_size  # type: ignore[union-attr]
 
     def sha256(self) -> str:
-        with self.open() as handle:
-            return hashlib.file_digest(handle, "sha256").hexdigest()
+        """The content's SHA-256 (read once; retries and the record of an unusable file reuse it)."""
+        if self._digest is None:
+            with self.open() as handle:
+                object.__setattr__(self, "_digest", hashlib.file_digest(handle, "sha256").hexdigest())
+        return self._digest  # type: ignore[return-value]
 
     def beginning(self, size: int) -> bytes:
         with self.open() as handle:
@@ -153,7 +158,12 @@ MAX_BROKEN_RECORDS = 100_000
 
 
 def _refuse_mostly_broken(first: pd.Series | None, broken: int, good: int) -> None:
-    """Refuse the file once its unreadable records outnumber both the limit and its readable ones."""
+    """Refuse the file once its unreadable records outnumber both the limit and its readable ones *so far*.
+
+    Judged after each piece (about 200,000 records), so that a file of junk is refused after its first
+    piece instead of being held in memory whole: a file whose first pieces are mostly unreadable is refused
+    even if readable records were to follow (it is not the lab export it claims to be).
+    """
     if first is not None and broken > MAX_BROKEN_RECORDS and broken > good:
         raise UnusableFile(
             f"{broken:,} records cannot be read (more than {MAX_BROKEN_RECORDS:,}, and more than the "
@@ -411,7 +421,7 @@ def import_content(
     return _import(factory, FileContent(name, data=content), imported_by=imported_by, **options)
 
 
-# Attempts of one file's transaction when concurrent imports collide (see import_content).
+# Attempts of one file's transaction when concurrent imports collide (see _import).
 CONCURRENT_ATTEMPTS = 6
 
 

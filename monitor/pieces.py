@@ -40,17 +40,26 @@ def decoded(binary: BinaryIO) -> Iterator[str]:
     UnusableFile
         At the first byte that cannot be decoded, or a NUL character (binary, not text).
     """
-    start = binary.read(2)
-    encoding = "utf-16" if start in (b"\xff\xfe", b"\xfe\xff") else "utf-8-sig"
+    start = binary.read(3)
+    if start[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        encoding, name, block, consumed = "utf-16", "UTF-16", start, 0
+    elif start == codecs.BOM_UTF8:
+        encoding, name, block, consumed = "utf-8", "UTF-8", b"", len(start)  # the mark is not text
+    else:
+        encoding, name, block, consumed = "utf-8", "UTF-8", start, 0
     decoder = codecs.getincrementaldecoder(encoding)()
-    block, consumed, characters = start, 0, 0
+    characters = 0
     while True:
         block += binary.read(BLOCK_BYTES)
         final = len(block) < BLOCK_BYTES
+        # The decoder still holds the first bytes of a character cut by the previous block: positions in
+        # an error count from them.
+        pending = len(decoder.getstate()[0])
         try:
             text = decoder.decode(block, final=final)
         except UnicodeDecodeError as error:
-            raise UnusableFile(f"not UTF-8 text (byte {consumed + error.start} cannot be decoded)") from None
+            at = consumed - pending + error.start
+            raise UnusableFile(f"not {name} text (byte {at} cannot be decoded)") from None
         if "\x00" in text:
             at = characters + text.index("\x00")
             raise UnusableFile(f"contains a NUL byte at character {at}: binary, not text")
@@ -81,7 +90,7 @@ def csv_pieces(text: Iterable[str], size: int | None = None) -> Iterator[tuple[s
         _refuse_uncut(buffer, size, "line 1 (the header)")
     header, newline, buffer = buffer.partition("\n")
     header += newline
-    names = [name.strip().lower() for name in header.lstrip("\ufeff").rstrip("\r\n").split(",")]
+    names = [name.strip().lower() for name in next(csv.reader([header.lstrip("\ufeff").rstrip("\r\n")]), [])]
     key_at = [names.index(field) for field in PANEL_FIELDS if field in names]
     offset = 0
     for block in itertools.chain([""], blocks):
@@ -158,8 +167,11 @@ def hl7_pieces(text: Iterable[str], size: int | None = None) -> Iterator[tuple[s
             # Before the first message that begins past ``size``; else before the last one begun (it may
             # not be whole yet).
             after = _SEGMENT_START.search(buffer, size)
-            starts = [match.start() for match in _SEGMENT_START.finditer(buffer, 1, size)]
-            cut = after.start() if after else (starts[-1] if starts else 0)
+            if after is not None:
+                cut = after.start()
+            else:
+                starts = [match.start() for match in _SEGMENT_START.finditer(buffer, 1, size)]
+                cut = starts[-1] if starts else 0
             if cut <= 0:
                 _refuse_uncut(buffer, size, f"message {offset + 1}")
                 break  # one message so far: read on

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import io
 import resource
 from pathlib import Path
@@ -192,3 +193,33 @@ def test_a_fhir_document_too_large_to_read_whole_is_refused_before_it_is_read(st
     grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     assert summary.error is not None and "over 64 MB are refused" in summary.error, summary.error
     assert grown_mb < 200, f"peak memory grew by {grown_mb:.0f} MB"
+
+
+@pytest.mark.parametrize(
+    ("content", "where"),
+    [
+        ("é".encode() * 4 + b"\xff", 8),  # after whole characters
+        (b"abc" + "é".encode() + b"\xff", 5),  # the block boundary (8) falls after it
+        (b"abcdefg" + "é".encode() + b"x\xff", 10),  # a character cut by the block boundary before it
+        (codecs.BOM_UTF8 + b"abcde\xff", 8),  # counted from the file's first byte, mark included
+    ],
+)
+def test_the_byte_named_is_the_file_s_own_position(
+    monkeypatch: pytest.MonkeyPatch, content: bytes, where: int
+) -> None:
+    monkeypatch.setattr(pieces, "BLOCK_BYTES", 8)
+    assert content[where] == 0xFF
+    with pytest.raises(UnusableFile, match=rf"not UTF-8 text \(byte {where} cannot be decoded\)"):
+        list(decoded(io.BytesIO(content)))
+
+
+def test_a_quoted_header_still_cuts_between_panels() -> None:
+    header = '"patient_id","collected_at","analyte","value","unit","lab","accession"\n'
+    rows = "".join(
+        f"P1,2026-01-0{day}T08:00:00Z,{analyte},4.1,10^9/L,NORTH,A{day}\n"
+        for day in range(1, 8)
+        for analyte in ("wbc", "neut_pct", "lymph_pct")
+    )
+    for piece, _ in csv_pieces([header + rows], size=250):
+        body = piece.removeprefix(header)
+        assert body.count("wbc") == body.count("neut_pct") == body.count("lymph_pct")

@@ -25,14 +25,16 @@ def max_grade(patients: pd.DataFrame) -> pd.Series:
     return grades.max(axis=1).astype("Int64")
 
 
+def _has(patients: pd.DataFrame, flag: str) -> pd.Series:
+    """Whether each patient's flags include ``flag`` (booleans even for an empty list, whose map would
+    otherwise keep the flags column's text dtype)."""
+    return patients["flags"].map(lambda listed: flag in listed).astype(bool)
+
+
 def priority(patients: pd.DataFrame) -> pd.Series:
     """The tier of each patient (1 = first), a key of ``TIERS``."""
     flags = patients["flags"]
-    # astype(bool): an empty list maps to an empty column of the list's own dtype, not booleans.
-    has = {
-        name: flags.map(lambda listed, name=name: name in listed).astype(bool)
-        for name in ("new_onset", "worsening", "persistent")
-    }
+    has = {name: _has(patients, name) for name in ("new_onset", "worsening", "persistent")}
     grade = max_grade(patients).fillna(0)
     tier = pd.Series(5, index=patients.index, dtype="int64")
     tier = tier.mask(flags.map(len).astype("int64") > 0, 4)
@@ -86,10 +88,8 @@ def headline(patients: pd.DataFrame) -> dict[str, int]:
     return {
         "Patients": len(patients),
         "Grade 3 or worse": int((tier == 1).sum()),
-        "New or worsening": int(
-            patients["flags"].map(lambda f: "new_onset" in f or "worsening" in f).astype(bool).sum()
-        ),
-        "Persistent": int(patients["flags"].map(lambda f: "persistent" in f).astype(bool).sum()),
+        "New or worsening": int((_has(patients, "new_onset") | _has(patients, "worsening")).sum()),
+        "Persistent": int(_has(patients, "persistent").sum()),
         "Not acknowledged": int(patients["acknowledged"].eq(False).fillna(False).sum()),
         "No CBC for 30 days": int((patients["days_since_cbc"] >= 30).fillna(False).sum()),
     }
