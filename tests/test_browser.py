@@ -394,12 +394,19 @@ def test_an_oncology_clinician_sees_only_oncology_patients_then_signs_out(
 
 
 def _worklist_figures(page: Page, dashboard: str, username: str, password: str) -> list[str]:
-    """Sign in and read the worklist's headline figures (["0"] when it says there are no patients yet)."""
+    """Sign in and read the worklist's six headline figures once all are drawn (["0"] when it says there
+    are no patients yet)."""
+    from playwright.sync_api import expect
+
     _sign_in(page, dashboard, username, password)
-    shown = page.locator('[data-testid="stMetricValue"], [data-testid="stAlert"]').first
+    expect(page.get_by_role("heading", name="Worklist", level=1)).to_be_visible()
+    shown = page.locator('[data-testid="stMetric"], [data-testid="stAlert"]').first
     shown.wait_for()
     if page.get_by_text("No patients to show yet").count():
         return ["0"]
+    metrics = page.locator('[data-testid="stMetric"]')
+    expect(metrics).to_have_count(6)
+    expect(metrics.first).to_contain_text("Patients")
     return [value.inner_text() for value in page.locator('[data-testid="stMetricValue"]').all()]
 
 
