@@ -161,11 +161,15 @@ def _refresh(
     summary = summary.join(_pattern(session, history, latest, context))
     summary = summary.join(_recent_wbc(history)).join(_cycle_now(session, history, context, now))
     summary = summary.reindex(list(patient_keys))
-    summary["flags"] = summary["flags"].fillna("")
-    summary["explanations"] = summary["explanations"].fillna("[]")
-    summary["pattern_detail"] = summary["pattern_detail"].fillna("")
-    summary["wbc_recent"] = summary["wbc_recent"].fillna("[]")
-    summary["readiness"] = summary["readiness"].fillna("")
+    # A text column that no patient of this pass filled arrives as all-NaN floats: filled as text.
+    for column, empty in (
+        ("flags", ""),
+        ("explanations", "[]"),
+        ("pattern_detail", ""),
+        ("wbc_recent", "[]"),
+        ("readiness", ""),
+    ):
+        summary[column] = summary[column].astype(object).fillna(empty)
     summary["n_panels"] = summary["n_panels"].fillna(0).astype("int64")
     rows = summary.rename_axis("patient_id").reset_index().assign(computed_at=now)
     rows = _record_changes(session, patient_keys, rows, now=now)

@@ -1,50 +1,114 @@
-"""The per-patient and per-import read paths use an index on the large tables: no full scan of them
-(SQLite's query planner, on a store holding the demo cohort)."""
+"""The per-patient, per-import and alert read paths use an index on the large tables: no full scan of them.
+
+Every SELECT these paths send is captured with its parameters and handed back to the database's own
+planner. SQLite: ``EXPLAIN QUERY PLAN`` must not say ``SCAN`` of a large table. PostgreSQL: on a test
+store this small its planner would rightly scan everything, so sequential scans are priced out first
+(``enable_seqscan = off``): a plan that still holds a ``Seq Scan`` of a large table has no index it can use.
+"""
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
+from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import Engine, event
+from sqlalchemy.orm import Session, sessionmaker
 
 from db.accounts import SYSTEM, viewer_named
 from db.demo import seed_demo
+from db.importer import import_path
 from db.queries import alerts, find_patient, patient_cycles, patient_events, patient_results
 from db.status import refresh_patient_status
-from db.store import open_store
+from tests.conftest import DATA
 
 LARGE = ("result", "panel", "clinical_event", "status_change", "audit_log", "other_observation")
+# Real feeds through the real importer: new patients and panels, known ones, corrections, derived counts.
+FEEDS = ("hl7/correction-and-deletion.hl7", "hl7/local-codes-percentages.hl7", "csv/wide.csv")
 
 
-def test_per_patient_reads_search_the_large_tables_by_index(tmp_path: Path) -> None:
-    factory = open_store(f"sqlite:///{tmp_path / 'plans.db'}")
-    with factory.begin() as session:
+def _captured_selects(engine: Engine, run: Any) -> list[tuple[str, Any]]:
+    """The SELECT statements (with their parameters) that ``run()`` sends through ``engine``."""
+    statements: list[tuple[str, Any]] = []
+
+    def capture(_connection, _cursor, statement, parameters, _context, executemany) -> None:
+        if not executemany and statement.lstrip().upper().startswith("SELECT"):
+            statements.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", capture)
+    try:
+        run()
+    finally:
+        event.remove(engine, "before_cursor_execute", capture)
+    return statements
+
+
+def _sqlite_scans(cursor: Any, statement: str, parameters: Any) -> list[str]:
+    cursor.execute(f"EXPLAIN QUERY PLAN {statement}", parameters)
+    details = [row[-1] for row in cursor.fetchall()]
+    return [d for d in details if any(d.startswith(f"SCAN {table}") for table in LARGE)]
+
+
+def _postgres_scans(cursor: Any, statement: str, parameters: Any) -> list[str]:
+    cursor.execute(f"EXPLAIN (FORMAT JSON) {statement}", parameters)
+    plan = cursor.fetchone()[0][0]["Plan"]
+    found, nodes = [], [plan]
+    while nodes:
+        node = nodes.pop()
+        if node["Node Type"] == "Seq Scan" and node.get("Relation Name") in LARGE:
+            found.append(f"Seq Scan on {node['Relation Name']}")
+        nodes.extend(node.get("Plans", []))
+    return found
+
+
+def test_read_paths_search_the_large_tables_by_index(store: sessionmaker[Session]) -> None:
+    with store.begin() as session:
         seed_demo(session, patients=20, seed=7, today=date(2026, 11, 30))
-    statements: list[str] = []
-    engine = factory.kw["bind"]
+    engine = store.kw["bind"]
 
-    @event.listens_for(engine, "connect")
-    def _trace(connection: sqlite3.Connection, _record) -> None:
-        connection.set_trace_callback(statements.append)
+    def reads() -> None:
+        for name in FEEDS:
+            summary = import_path(store, DATA / name, imported_by="test")
+            assert summary.error is None, summary.error
+        with store.begin() as session:
+            key = find_patient(session, "DEMO-0003", viewer=SYSTEM).id
+            oncology = viewer_named(session, "oncology")
+            patient_results(session, key, viewer=oncology, history=True)
+            patient_events(session, key, viewer=oncology)
+            patient_cycles(session, key, viewer=oncology)
+            alerts(session, since=datetime.now(UTC) - timedelta(days=1), viewer=oncology)
+            refresh_patient_status(session, [key], now=datetime.now(UTC))
 
-    engine.dispose()  # new connections get the trace callback
-    with factory.begin() as session:
-        key = find_patient(session, "DEMO-0003", viewer=SYSTEM).id
-        oncology = viewer_named(session, "oncology")
-        patient_results(session, key, viewer=oncology, history=True)
-        patient_events(session, key, viewer=oncology)
-        patient_cycles(session, key, viewer=oncology)
-        alerts(session, since=datetime.now(UTC) - timedelta(days=1), viewer=oncology)
-        refresh_patient_status(session, [key], now=datetime.now(UTC))
-    selects = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
-    assert len(selects) > 10
+    selects = _captured_selects(engine, reads)
+    assert len(selects) > 30
+    postgres = engine.dialect.name == "postgresql"
     scans = []
-    with sqlite3.connect(tmp_path / "plans.db") as connection:
-        for statement in selects:
-            for row in connection.execute(f"EXPLAIN QUERY PLAN {statement}"):
-                detail = row[-1]
-                if any(detail.startswith(f"SCAN {table}") for table in LARGE):
-                    scans.append((detail, statement[:200]))
+    with engine.connect() as connection:
+        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        if postgres:
+            cursor.execute("SET enable_seqscan = off")
+        for statement, parameters in selects:
+            plan_scans = (_postgres_scans if postgres else _sqlite_scans)(cursor, statement, parameters)
+            scans.extend((scan, statement[:200]) for scan in plan_scans)
+        cursor.close()
+        connection.rollback()
     assert not scans, scans
+
+
+def test_the_check_itself_sees_a_full_scan(store: sessionmaker[Session]) -> None:
+    """A query no index serves is caught (so that the test above can fail)."""
+    engine = store.kw["bind"]
+
+    def unindexed() -> None:
+        with store.begin() as session:
+            session.connection().exec_driver_sql("SELECT count(*) FROM result WHERE value_raw = '1'")
+
+    [(statement, parameters)] = _captured_selects(engine, unindexed)
+    with engine.connect() as connection:
+        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        if engine.dialect.name == "postgresql":
+            cursor.execute("SET enable_seqscan = off")
+            assert _postgres_scans(cursor, statement, parameters) == ["Seq Scan on result"]
+        else:
+            assert _sqlite_scans(cursor, statement, parameters) == ["SCAN result"]
+        cursor.close()
+        connection.rollback()
