@@ -5,13 +5,14 @@ from __future__ import annotations
 import streamlit as st
 from sqlalchemy.exc import SQLAlchemyError
 
-from db.config import display_timezone
+from db.config import cache_seconds, display_timezone
 from ui import data, identity
 
 st.set_page_config(page_title="Leukopenia monitor", page_icon="🩸", layout="wide")
 
 try:
     display_timezone()
+    cache_seconds()
     data.store()
 except Exception as error:  # noqa: BLE001 - the page must say what is wrong, not show a traceback
     cause = getattr(error, "orig", None) or error

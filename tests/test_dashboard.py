@@ -247,6 +247,22 @@ def test_a_misspelt_site_time_zone_is_named_not_a_traceback(imported_store, monk
     assert "MONITOR_TIMEZONE='Europe/Lndon' is not an IANA time zone" in at.error[0].value
 
 
+def test_a_bad_cache_setting_is_named_not_a_traceback(imported_store, monkeypatch) -> None:
+    import importlib
+
+    from ui import data
+
+    monkeypatch.setenv("MONITOR_CACHE_SECONDS", "1 minute")
+    importlib.reload(data)  # as a fresh server process would import it: no error at import time
+    try:
+        at = _app().run()
+        assert not at.exception
+        assert "MONITOR_CACHE_SECONDS='1 minute' is not a whole number of seconds" in at.error[0].value
+    finally:
+        monkeypatch.delenv("MONITOR_CACHE_SECONDS")
+        importlib.reload(data)
+
+
 def test_a_store_that_goes_away_is_said_plainly_not_a_traceback(imported_store, monkeypatch) -> None:
     from sqlalchemy.exc import OperationalError
 

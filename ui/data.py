@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db import queries
 from db.accounts import Viewer
-from db.config import cache_seconds, database_url, seed_demo_when_empty
+from db.config import DEFAULT_CACHE_SECONDS, cache_seconds, database_url, seed_demo_when_empty
 from db.demo import seed_demo
 from db.settings import lab_range_list, site_rules
 from db.store import open_store
@@ -21,7 +21,10 @@ from monitor.rules import SiteRules
 from ui import timeline
 
 # What the dashboard read is reused this long: the longest a page lags behind another process's import.
-CACHE_SECONDS = cache_seconds()
+try:
+    CACHE_SECONDS = cache_seconds()
+except ValueError:  # dashboard.py checks the setting again and refuses to start, naming it
+    CACHE_SECONDS = DEFAULT_CACHE_SECONDS
 DEMO_PATIENTS = 60
 DEMO_SEED = 7
 
