@@ -51,11 +51,25 @@ def _grade(value) -> str:
     return "" if pd.isna(value) else f"G{int(value)}"
 
 
+def _said(value, missing: str) -> str:
+    """A demographic as text, or what to say when the feed did not send it (never "nan" or "None")."""
+    return missing if value is None or pd.isna(value) or str(value).strip() == "" else str(value)
+
+
+def _limit(value: float, lln: float, source) -> str:
+    if pd.isna(value):
+        return "No result yet"
+    if pd.isna(lln):
+        return (
+            "No lower limit known for the latest result: only CTCAE v5.0 grades 2-4 (fixed thresholds) apply"
+        )
+    return f"Lower limit {lln:g} ({_said(source, 'source not recorded')}); CTCAE v5.0 grade against it"
+
+
 age = "age unknown" if pd.isna(patient["age"]) else f"{int(patient['age'])} y"
-sex = patient["sex"] or "sex unknown"
 st.markdown(
-    f"**{patient['patient_id']}** · {patient['name'] or '(no name)'} · {age} · {sex}"
-    f" · teams: {patient['teams'] or 'none'}"
+    f"**{patient['patient_id']}** · {_said(patient['name'], '(no name)')} · {age}"
+    f" · {_said(patient['sex'], 'sex unknown')} · teams: {_said(patient['teams'], 'none')}"
 )
 facts = st.columns(4)
 for column, analyte in zip(facts[:3], ("wbc", "anc", "alc"), strict=True):
@@ -64,8 +78,11 @@ for column, analyte in zip(facts[:3], ("wbc", "anc", "alc"), strict=True):
         f"Latest {analyte.upper()} (10^9/L)",
         _count(patient[f"latest_{analyte}"], patient[f"latest_{analyte}_comparator"])
         + (f" · {grade}" if grade else ""),
-        help=f"Lower limit {patient[f'latest_{analyte}_lln']} ({patient[f'latest_{analyte}_range_source']}); "
-        "CTCAE v5.0 grade against it",
+        help=_limit(
+            patient[f"latest_{analyte}"],
+            patient[f"latest_{analyte}_lln"],
+            patient[f"latest_{analyte}_range_source"],
+        ),
     )
 facts[3].metric(
     "Days since last CBC", "-" if pd.isna(patient["days_since_cbc"]) else int(patient["days_since_cbc"])

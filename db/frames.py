@@ -51,6 +51,10 @@ def read_frame(session: Session, statement: Select[Any], *, utc: Iterable[str] =
                 if frame[name].notna().all()
                 else frame[name].astype("boolean")
             )
+        elif isinstance(kind, Float) and frame[name].dtype == object:
+            # A number column NULL in every row arrives as None objects: numbers (NaN), so that comparing
+            # it with a value is false rather than an error.
+            frame[name] = frame[name].astype("float64")
     return frame
 
 

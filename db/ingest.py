@@ -287,7 +287,7 @@ def write_results(
             + " result differs from the "
             + stale["current_status"].astype(str)
             + " one already stored ("
-            + stale["current_value"].astype(str)
+            + stale["current_value"].astype("string").fillna("no value")
             + "); only a correction can change it, so the stored result is kept"
         )
     replacing = stored & ~unchanged & ~refused

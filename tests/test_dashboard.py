@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -143,6 +144,32 @@ def test_patient_timeline_charts_wbc_against_the_reference_band_with_grade_zones
     assert titles == ["WBC (10^9/L)", "Haemoglobin (g/dL)", "Platelets (10^9/L)"]
     flags = [m.value for m in at.markdown if m.value.startswith("- **")]
     assert flags[0] == "- **leukopenia**: WBC 3.1 below 4.0 (CTCAE grade 1)"
+
+
+def test_every_patient_of_the_real_sample_files_opens_without_an_error(tmp_path, monkeypatch) -> None:
+    """Feeds that send no upper limit, no name, no sex or no ALC: the timeline still draws, and says so."""
+    url = f"sqlite:///{tmp_path / 'monitor.db'}"
+    for name in (
+        "csv/wide.csv",
+        "fhir/bulk-export-observations.ndjson",
+        "external/fhir-converter-lab-oru-1.hl7",
+        "external/nist-lri-cbc.hl7",
+        "external/us-core-observation-cbc-leukocytes.json",
+    ):
+        import_path(open_store(url), DATA / name, imported_by="test")
+    monkeypatch.setenv("MONITOR_DATABASE_URL", url)
+    at = _app().run()
+    at.switch_page("app_pages/patient.py").run()
+    options = at.selectbox(key="patient_select").options
+    assert len(options) >= 5
+    for number in range(len(options)):
+        at.selectbox(key="patient_select").select_index(number).run()
+        assert not at.exception, (options[number], at.exception)
+        shown = [m.value for m in at.markdown] + [m.help or "" for m in at.metric]
+        assert not [text for text in shown if re.search(r"\b(nan|NaT)\b|\bNone\b(?!: no count)", text)], (
+            options[number]
+        )
+        assert at.dataframe, options[number]  # the flowsheet at least
 
 
 def test_flowsheet_marks_low_results(imported_store) -> None:

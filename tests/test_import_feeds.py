@@ -98,6 +98,22 @@ def test_a_correction_supersedes_and_a_deletion_is_kept_but_not_counted(store) -
     assert listed.loc["H123456", "latest_anc"] == 1.3
 
 
+def test_results_arriving_after_their_withdrawal_are_refused_with_a_reason_that_reads(store) -> None:
+    """The deletion and correction come first; the preliminary and final results they replace come late."""
+    import_path(store, HL7 / "correction-and-deletion.hl7", imported_by="test")
+    summary = import_path(store, HL7 / "mllp-preliminary-then-final.hl7", imported_by="test")
+    reasons = summary.rejected.set_index("location")["reason"]
+    assert reasons["message 1 (MSG0002), OBR 1, OBX 1"] == (
+        "a preliminary result differs from the entered-in-error one already stored (no value); "
+        "only a correction can change it, so the stored result is kept"
+    )
+    assert reasons["message 2 (MSG0003), OBR 1, OBX 2"].startswith(
+        "a final result differs from the corrected one already stored (1.3);"
+    )
+    current = _current(store, "H123456").set_index("analyte")
+    assert current.loc["wbc", "status"] == "entered-in-error" and current.loc["anc", "value"] == 1.3
+
+
 def test_every_real_file_imported_twice_changes_nothing_the_second_time(store) -> None:
     files = [
         EXTERNAL / "nist-lri-cbc.hl7",
