@@ -63,7 +63,7 @@ def _limit(value: float, lln: float, source) -> str:
         return (
             "No lower limit known for the latest result: only CTCAE v5.0 grades 2-4 (fixed thresholds) apply"
         )
-    return f"Lower limit {lln:g} ({_said(source, 'source not recorded')}); CTCAE v5.0 grade against it"
+    return f"Lower limit {float(lln)} ({_said(source, 'source not recorded')}); CTCAE v5.0 grade against it"
 
 
 age = "age unknown" if pd.isna(patient["age"]) else f"{int(patient['age'])} y"

@@ -4,7 +4,8 @@ A lineage is low when its count is certainly below the lower limit that applies 
 ``monitor.flags``). White cells count as low when the WBC or the ANC is low; pancytopenia and bicytopenia are
 about the three lineages white cells, haemoglobin and platelets (the usual clinical meaning, e.g. "a
 reduction in all three", reference §3 context); within white cells the differential tells which is low.
-A lineage the panel did not measure is not low: the pattern says what was seen.
+A lineage the panel did not measure is not low: the pattern says what was seen, and its detail names the
+lineages that were not measured.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ PATTERNS: dict[str, str] = {
     "pancytopenia": "white cells, haemoglobin and platelets all low",
     "bicytopenia": "two of white cells, haemoglobin and platelets low",
     "neutropenia_and_lymphopenia": "leukopenia with both neutrophils and lymphocytes low",
-    "isolated_neutropenia": "neutrophils low, lymphocytes, haemoglobin and platelets not",
-    "isolated_lymphopenia": "lymphocytes low, neutrophils, haemoglobin and platelets not",
+    "isolated_neutropenia": "neutrophils low; lymphocytes, haemoglobin and platelets not low where measured",
+    "isolated_lymphopenia": "lymphocytes low; neutrophils, haemoglobin and platelets not low where measured",
     "leukopenia": "WBC low without a low neutrophil or lymphocyte count",
     "anaemia": "haemoglobin low only",
     "thrombocytopenia": "platelets low only",
@@ -72,8 +73,16 @@ def panel_pattern(panel: pd.DataFrame) -> pd.DataFrame:
         "none",
     )
     out = pd.DataFrame({"pattern": pattern, "pattern_detail": ""}, index=low.index)
+    # Say which lineages the panel did not measure, so that "not low" is never read as "measured normal".
+    measured = rows.pivot_table(index="patient_key", columns="analyte", values="low", aggfunc="size")
+    unmeasured = measured.reindex(index=low.index, columns=list(_NAMES)).isna()
+    missing = unmeasured.rename_axis(columns="analyte").stack()
+    missing = missing[missing.to_numpy(dtype=bool)].reset_index()
+    not_measured = missing.groupby("patient_key")["analyte"].agg(lambda names: ", ".join(names.map(_NAMES)))
+    not_measured = ("not measured: " + not_measured).reindex(low.index)
     shown = rows[rows["low"].to_numpy(dtype=bool)].copy()
     if shown.empty:
+        out["pattern_detail"] = not_measured.where(out["pattern"] != "none").fillna("")
         return out
     shown["order"] = shown["analyte"].map(list(_NAMES).index)
     comparator = shown["comparator"].astype("string").fillna("") if "comparator" in shown else ""
@@ -89,5 +98,6 @@ def panel_pattern(panel: pd.DataFrame) -> pd.DataFrame:
         + " < " + shown["lln"].map("{:g}".format) + grade
     )  # fmt: skip
     detail = shown.sort_values(["patient_key", "order"]).groupby("patient_key")["text"].agg(", ".join)
-    out["pattern_detail"] = detail.reindex(out.index).fillna("")
+    detail = detail.reindex(out.index)
+    out["pattern_detail"] = (detail + ("; " + not_measured).fillna("")).fillna("")
     return out

@@ -246,6 +246,22 @@ def test_the_pattern_of_the_latest_panel(values: dict[str, float], pattern: str)
     assert ("WBC 2 < 4" in found["pattern_detail"]) == (values["wbc"] == 2.0)
 
 
+def test_a_pattern_names_the_lineages_its_panel_did_not_measure() -> None:
+    """An ANC-only low panel without ALC or Hb is 'isolated neutropenia' only as far as it was measured."""
+    panel = pd.DataFrame(
+        {
+            "patient_key": [1, 1, 1, 2, 2, 2, 2, 2],
+            "analyte": ["wbc", "anc", "plt", "wbc", "anc", "alc", "hgb", "plt"],
+            "value": [3.0, 0.9, 200.0, 3.0, 0.9, 1.5, 13.0, 200.0],
+            "lln": [4.0, 1.5, 150.0, 4.0, 1.5, 1.0, 12.0, 150.0],
+        }
+    )
+    found = panel_pattern(panel)
+    assert found["pattern"].tolist() == ["isolated_neutropenia", "isolated_neutropenia"]
+    assert found.loc[1, "pattern_detail"] == "WBC 3 < 4, ANC 0.9 < 1.5; not measured: ALC, Hb"
+    assert found.loc[2, "pattern_detail"] == "WBC 3 < 4, ANC 0.9 < 1.5"
+
+
 def test_site_rules_validate_and_list_every_setting_with_its_default_and_source() -> None:
     overrides = set_value({}, "cycles.readiness.anc_min", 1.0)
     rules = SiteRules.from_mapping(set_value(overrides, "flags.persistent_min_days", 21))
