@@ -14,8 +14,10 @@ $(STAMP): requirements.txt requirements-dev.txt
 	touch $(STAMP)
 
 ## Run the dashboard on http://127.0.0.1:8501 (creates data/monitor.db with the synthetic demo cohort).
+## `make run PORT=8600` serves it on another port.
+PORT ?= 8501
 run: $(STAMP)
-	$(BIN)/python -m streamlit run dashboard.py
+	$(BIN)/python -m streamlit run dashboard.py --server.port $(PORT)
 
 ## Debian's Chromium for the browser tests (installed when missing and this runs as root with apt-get).
 chromium:

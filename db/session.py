@@ -23,12 +23,17 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
 
 
 def make_engine(url: str) -> Engine:
-    """An Engine for ``url``; for a SQLite file, its folder is created and WAL is switched on."""
+    """An Engine for ``url``; for a SQLite file, its folder is created (inside an existing one) and WAL is
+    switched on."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         return create_engine(url, pool_pre_ping=True)
-    if parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
+        folder = Path(parsed.database).parent
+        if not folder.parent.exists():
+            # A mistyped path must not grow a tree of folders: only the store's own folder is made.
+            raise FileNotFoundError(f"no folder {folder.parent} to create the SQLite store's folder in")
+        folder.mkdir(exist_ok=True)
     engine = create_engine(url)
     event.listen(engine, "connect", _configure_sqlite)
     return engine

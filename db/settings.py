@@ -103,7 +103,11 @@ def set_lab_range(
 
     found = session.scalar(select(Lab).where(Lab.code == lab))
     if found is None:
-        raise ValueError(f"no lab with code {lab!r}")
+        known = session.scalars(select(Lab.code).order_by(Lab.code).limit(20)).all()
+        raise ValueError(
+            f"no lab with code {lab!r}: a lab is added by the first import of its results "
+            f"(known: {', '.join(known) or 'none yet'})"
+        )
     if analyte not in ANALYTES:
         raise ValueError(f"unknown analyte {analyte!r} (known: {', '.join(sorted(ANALYTES))})")
     if sex not in (None, "F", "M"):

@@ -82,7 +82,7 @@ class Normalised:
 
 PLAUSIBILITY = (
     "{{label}} {{value}} {{unit}} is {{converted}} {{canonical}} after conversion, {side} the plausible "
-    "limit {limit}: check the unit"
+    "limit {limit} {{canonical}}: check the unit"
 )
 
 

@@ -52,6 +52,9 @@ HGB_FACTORS: dict[str, float] = {
     "gm%": 1.0,
     "g%": 1.0,
     "g/l": 0.1,
+    # Exact by definition (1 mL = 0.01 dL). Real haemoglobin is never sent so (0.125 g/mL), but a feed that
+    # mislabels g/dL as g/mL (the NIST LRI sample) is then refused as implausible, naming both magnitudes.
+    "g/ml": 100.0,
     # CTCAE prints 10.0 g/dL = 6.2 mmol/L (reference §5.1: g/dL x 0.6206 = mmol/L, monomer)
     "mmol/l": 1.0 / 0.6206,
 }

@@ -41,6 +41,14 @@ def test_a_shared_store_behind_the_code_is_refused_until_upgraded(db_url: str) -
         assert "run: python -m monitor db upgrade" in listed.stderr
 
 
+def test_a_mistyped_store_path_is_refused_not_created(tmp_path: Path) -> None:
+    typo = tmp_path / "no-such-folder" / "data" / "monitor.db"
+    listed = monitor("patients", url=f"sqlite:///{typo}")
+    assert listed.returncode == 3
+    assert f"no folder {typo.parent.parent} to create the SQLite store's folder in" in listed.stderr
+    assert not typo.parent.parent.exists()
+
+
 def test_upgrade_demo_and_patients_list_the_synthetic_cohort(db_url: str) -> None:
     assert monitor("db", "upgrade", url=db_url).returncode == 0
     seeded = monitor("demo", url=db_url)

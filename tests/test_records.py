@@ -78,11 +78,15 @@ def test_a_boundary_count_sent_per_microlitre_compares_exactly() -> None:
         ({"value": ["1-2"]}, "value '1-2' is not a number"),
         ({"unit": [""]}, "unit is empty for WBC"),
         ({"unit": ["g/L"]}, "unknown unit 'g/L' for WBC"),
-        ({"analyte": ["hgb"], "unit": ["g/mL"], "value": ["12.5"]}, "unknown unit 'g/mL' for Haemoglobin"),
+        (
+            {"analyte": ["hgb"], "unit": ["g/mL"], "value": ["12.5"]},
+            "12.5 g/mL is 1250 g/dL after conversion",
+        ),
+        ({"analyte": ["hgb"], "unit": ["mg/dL"], "value": ["12.5"]}, "unknown unit 'mg/dL' for Haemoglobin"),
         ({"ref_low": ["11"], "ref_high": ["4"]}, "reference range is reversed (ref_low 11 > ref_high 4)"),
         ({"ref_low": ["low"]}, "ref_low 'low' is not a number"),
         ({"status": ["maybe"]}, "status 'maybe' is not one of"),
-        ({"value": ["4500"], "unit": ["10^3/uL"]}, "above the plausible limit 1000: check the unit"),
+        ({"value": ["4500"], "unit": ["10^3/uL"]}, "above the plausible limit 1000 10^9/L: check the unit"),
         ({"analyte": ["anc"], "value": ["3000"], "unit": ["10*3/uL"]}, "above the plausible limit 100"),
     ],
 )
