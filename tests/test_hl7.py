@@ -35,7 +35,8 @@ def test_nist_message_lands_its_wbc_in_canonical_units_and_refuses_hgb_in_g_per_
     # 14:34:28 at -08:00 is 22:34:28 UTC
     assert wbc["collected_at"] == pd.Timestamp("2011-01-03T22:34:28Z")
     assert out.rejected["reason"].tolist() == [
-        "Haemoglobin 12.5 g/mL is 1250 g/dL after conversion, above the plausible limit 30 g/dL: check the unit"
+        "Haemoglobin 12.5 g/mL is 1250 g/dL after conversion, above the plausible limit 30 g/dL: "
+        "check the unit"
     ]
     assert out.rejected["location"].tolist() == ["message 1 (NIST-LRI-NG-002.00), OBR 1, OBX 2"]
     patient = parsed.patients.iloc[0]

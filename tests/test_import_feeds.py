@@ -29,7 +29,8 @@ def test_nist_message_stores_wbc_105_6_and_refuses_the_g_per_ml_haemoglobin(stor
     summary = import_path(store, EXTERNAL / "nist-lri-cbc.hl7", imported_by="test")
     assert summary.format == "hl7" and summary.exit_code == 1
     assert summary.rejected["reason"].tolist() == [
-        "Haemoglobin 12.5 g/mL is 1250 g/dL after conversion, above the plausible limit 30 g/dL: check the unit"
+        "Haemoglobin 12.5 g/mL is 1250 g/dL after conversion, above the plausible limit 30 g/dL: "
+        "check the unit"
     ]
     results = _current(store, "PATID1234").set_index("analyte")
     assert results.loc["wbc", "value"] == 105.6 and "hgb" not in results.index
