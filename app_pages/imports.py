@@ -88,8 +88,7 @@ def _show(summaries: list, dry_run: bool) -> None:
             ],
         }
     )
-    verb = "would be" if dry_run else "were"
-    st.subheader(f"What {verb} imported" + (" (dry run: nothing stored)" if dry_run else ""))
+    st.subheader("What would be imported (dry run: nothing stored)" if dry_run else "What was imported")
     st.dataframe(table, hide_index=True, width="stretch")
     for summary in summaries:
         if len(summary.rejected):

@@ -292,7 +292,9 @@ def _print_summary(summary: Any) -> None:
     else:
         extras = [
             f"{summary.derived} of them derived from percentages" if summary.derived else "",
-            f"{summary.others} observations outside the CBC kept" if summary.others else "",
+            f"{summary.others} observation{'' if summary.others == 1 else 's'} outside the CBC kept"
+            if summary.others
+            else "",
             f"{summary.pending} pending (no result yet) skipped" if summary.pending else "",
         ]
         click.echo(

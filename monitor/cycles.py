@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from monitor.grading import COMPARE_DECIMALS, DEFAULT_RULES, GradingRules, ctcae_grade, rcv_bounds
+from monitor.setting_values import a_number, a_whole_number
 from monitor.status import EXCLUDED_STATUSES
 
 __all__ = [
@@ -106,7 +107,7 @@ class Readiness:
         unknown = set(mapping) - {f.name for f in fields(cls)}
         if unknown:
             raise ValueError(f"unknown readiness settings: {sorted(unknown)}")
-        settings = {k: float(v) for k, v in mapping.items() if k != "inclusive"}
+        settings = {k: a_number(f"readiness {k}", v) for k, v in mapping.items() if k != "inclusive"}
         if "inclusive" in mapping:
             settings["inclusive"] = bool(mapping["inclusive"])
         return cls(**settings)
@@ -186,17 +187,14 @@ class CycleRules:
             "recovery_delay_days",
         ):
             if name in mapping:
-                number = float(mapping[name])
-                if not number.is_integer():
-                    raise ValueError(f"{name} must be a whole number, not {mapping[name]!r}")
-                settings[name] = int(number)
+                settings[name] = a_whole_number(name, mapping[name])
         if "recovery_anc" in mapping:
-            settings["recovery_anc"] = float(mapping["recovery_anc"])
+            settings["recovery_anc"] = a_number("recovery_anc", mapping["recovery_anc"])
         if "nadir_window_days" in mapping:
             window = mapping["nadir_window_days"]
             if not isinstance(window, list | tuple) or len(window) != 2:
                 raise ValueError(f"nadir_window_days is two days, e.g. [7, 14], not {window!r}")
-            settings["nadir_window_days"] = (int(window[0]), int(window[1]))
+            settings["nadir_window_days"] = tuple(a_whole_number("nadir_window_days", day) for day in window)
         if "readiness" in mapping:
             settings["readiness"] = Readiness.from_mapping(mapping["readiness"] or {})
         if "regimens" in mapping:

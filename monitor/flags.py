@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from monitor.grading import COMPARE_DECIMALS, DEFAULT_RULES, GradingRules, ctcae_grade, rcv_bounds
+from monitor.setting_values import a_whole_number
 from monitor.status import EXCLUDED_STATUSES
 
 __all__ = [
@@ -107,10 +108,7 @@ class FlagRules:
             raise ValueError(f"unknown flag settings: {sorted(unknown)}")
         settings: dict[str, Any] = {}
         for name in set(mapping) & set(_COUNT_FIELDS):
-            number = float(mapping[name])
-            if not number.is_integer():
-                raise ValueError(f"{name} must be a whole number, not {mapping[name]!r}")
-            settings[name] = int(number)
+            settings[name] = a_whole_number(name, mapping[name])
         if "grading" in mapping:
             settings["grading"] = GradingRules.from_mapping(mapping["grading"] or {})
         return cls(**settings)

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from monitor.ranges_default import DEFAULT_RANGES, RANGE_SOURCES, DefaultRange, resolve_lower_limit
+from monitor.setting_values import a_number
 from monitor.status import EXCLUDED_STATUSES
 
 __all__ = [
@@ -206,7 +207,7 @@ class GradingRules:
         if "ctcae_version" in mapping:
             settings["ctcae_version"] = str(mapping["ctcae_version"])
         if "rcv_z" in mapping:
-            settings["rcv_z"] = float(mapping["rcv_z"])
+            settings["rcv_z"] = a_number("rcv_z", mapping["rcv_z"])
         return cls(**settings)
 
 

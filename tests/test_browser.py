@@ -331,7 +331,7 @@ def test_importing_a_shared_file_from_the_import_page(dashboard: str, page: Page
     page.get_by_role("button", name="Check (dry run)").click()
     expect(page.get_by_text("What would be imported (dry run: nothing stored)")).to_be_visible()
     page.get_by_role("button", name="Import", exact=True).click()
-    expect(page.get_by_text("What were imported")).to_be_visible()
+    expect(page.get_by_text("What was imported")).to_be_visible()
     imported = page.locator('[data-testid="stDataFrame"] table[role="grid"]').first
     expect(imported).to_contain_text("us-core-observation-cbc-leukocytes.json")
     expect(page.locator('[data-testid="stException"]')).to_have_count(0)

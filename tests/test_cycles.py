@@ -276,6 +276,10 @@ def test_site_rules_validate_and_list_every_setting_with_its_default_and_source(
         SiteRules.from_mapping({"grading": {"ctcae_version": "4.03"}})
     with pytest.raises(ValueError, match="section"):
         set_value({}, "persistent_min_days", 3)
+    with pytest.raises(ValueError, match="^persistent_min_days takes a whole number, not 'banana'$"):
+        SiteRules.from_mapping(set_value({}, "flags.persistent_min_days", "banana"))
+    with pytest.raises(ValueError, match="^readiness anc_min takes a number, not 'one'$"):
+        SiteRules.from_mapping(set_value({}, "cycles.readiness.anc_min", "one"))
 
 
 def test_a_trend_needs_sampled_nadirs_and_says_nothing_without_them() -> None:
