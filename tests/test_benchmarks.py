@@ -1,0 +1,38 @@
+"""The benchmark command runs (at a toy scale) and prints every figure beside its baseline and target.
+
+Speed itself is not asserted here: the figures are read from the command's output (docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+
+
+def test_the_benchmark_command_prints_every_figure_with_its_baseline_ratio_and_target() -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--patients", "20", "--panels", "300"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    out = run.stdout
+    assert re.search(r"^machine: .*\d+ cores, Python 3\.\d+.*SQLite .*pandas .*DuckDB", out, re.M)
+    assert "cohort: 21 patients, 1,300 panels, 10,400 results" in out
+    number = r"\s+[\d,]+\.?\d*"
+    for step, baseline in (
+        ("import (SQLite)", "sqlite3 executemany, bare"),
+        ("status recompute (SQLite)", "one DuckDB query"),
+    ):
+        row = rf"^{re.escape(step)}{number}{number}{number}\s+{re.escape(baseline)}{number}{number}"
+        assert re.search(row + r"\s+ratio <= 3: (met|MISSED)$", out, re.M), (step, out)
+    for page, target in (("worklist, rerun", "< 1 s"), ("patient page of BENCH-LONG, rerun", "< 0.5 s")):
+        assert re.search(rf"^{re.escape(page)}{number}\s+{re.escape(target)}: (met|MISSED)$", out, re.M), out
+    assert re.search(r"^peak memory of the pages step: \d+ MB; largest of any step: \d+ MB", out, re.M)
