@@ -54,7 +54,11 @@ with data.store()() as session:
         action=action or None,
         patient_id=patient_id.strip() or None,
     )
-st.dataframe(trail, hide_index=True, width="stretch")
+st.dataframe(
+    trail.assign(at=trail["at"].dt.strftime("%Y-%m-%d %H:%M:%S")).rename(columns={"at": "at (UTC)"}),
+    hide_index=True,
+    width="stretch",
+)
 audited_csv_download(
     "Download (CSV)", trail, file_name="audit.csv", viewer=viewer, what=f"audit CSV ({len(trail)} rows)"
 )

@@ -110,7 +110,7 @@ batches = data.import_batches()
 if batches.empty:
     st.info("Nothing imported yet.")
 else:
-    shown = batches.rename(
+    shown = batches.assign(imported_at=batches["imported_at"].dt.strftime("%Y-%m-%d %H:%M:%S")).rename(
         columns={
             "id": "Import",
             "file_name": "File",

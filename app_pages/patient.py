@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, time
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 import streamlit as st
@@ -175,8 +176,37 @@ with sheet:
             what="flowsheet CSV",
             patient_key=chosen,
         )
+
+
+def _local_time(times: pd.Series) -> pd.Series:
+    """Times in the site's zone as text ('' when missing); midnight alone shows as a date."""
+    local = times.dt.tz_convert(timezone)
+    text = local.dt.strftime("%Y-%m-%d %H:%M").where(
+        local.dt.strftime("%H:%M") != "00:00", local.dt.strftime("%Y-%m-%d")
+    )
+    return text.fillna("")
+
+
 with event_tab:
-    st.dataframe(events, hide_index=True, width="stretch")
+    if events.empty:
+        st.info(
+            "No events recorded: add one under 'Acknowledge, add, set a range', or import an events file."
+        )
+    else:
+        st.dataframe(
+            pd.DataFrame(
+                {
+                    "Kind": events["kind"].str.replace("_", " "),
+                    "Start": _local_time(events["start_at"]),
+                    "End": _local_time(events["end_at"]),
+                    "Label": events["label"],
+                    "Details": events["details"],
+                }
+            ),
+            hide_index=True,
+            width="stretch",
+        )
+        st.caption(f"Times in {timezone}.")
 with compare_tab:
     if events.empty:
         st.info("No events to compare around.")
@@ -194,13 +224,34 @@ with compare_tab:
         event = labelled.loc[[picked]].assign(event_key=picked, patient_key=chosen)
         compared = before_after(results.assign(patient_key=chosen), event, window_days=window_days)
         compared = compared[compared["analyte"].isin(["wbc", "anc", "alc", "hgb", "plt"])]
-        st.dataframe(
-            compared.drop(columns="event_key").assign(
-                analyte=compared["analyte"].map(lambda a: ANALYTES[a].label)
-            ),
-            hide_index=True,
-            width="stretch",
-        )
+        if compared.empty:
+            st.info(f"No WBC, differential, haemoglobin or platelet result within {window_days} days of it.")
+        else:
+            st.dataframe(
+                pd.DataFrame(
+                    {
+                        "Count": compared["analyte"].map(
+                            lambda a: f"{ANALYTES[a].label} ({ANALYTES[a].unit})"
+                        ),
+                        **{
+                            f"{heading} {side}": compared[f"{stat}_{side}"].round(2)
+                            for side in ("before", "after")
+                            for stat, heading in (
+                                ("n", "Results"),
+                                ("median", "Median"),
+                                ("min", "Lowest"),
+                                ("max", "Highest"),
+                            )
+                        },
+                    }
+                ),
+                hide_index=True,
+                width="stretch",
+            )
+            st.caption(
+                f"Results within {window_days} days before the event's start, and from its start to "
+                f"{window_days} days after; withdrawn results left out."
+            )
 
 
 def _record(action, done: str, **fields) -> None:
@@ -239,7 +290,9 @@ with record_tab:
                 add_event,
                 "Event added.",
                 kind=kind,
-                start=datetime.combine(when, time(12), tzinfo=UTC),
+                # A date alone is the start of that day in the site's zone, as in an events file: a
+                # count drawn on the morning of a chemotherapy day is then on D1, not the day before.
+                start=datetime.combine(when, time(0), tzinfo=ZoneInfo(timezone)).astimezone(UTC),
                 end=None,
                 label=label,
                 details=details,

@@ -288,4 +288,4 @@ def _verify(hashed: str, password: str) -> bool:
 
 
 def _audit(session: Session, now: datetime, username: str, action: str, reason: str) -> None:
-    record(session, at=now, username=username, action=action, details={"reason": reason})
+    record(session, at=now, username=username, action=action, details={"reason": reason} if reason else {})

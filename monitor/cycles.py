@@ -811,7 +811,13 @@ def cycle_table(frame: pd.DataFrame) -> pd.DataFrame:
             .fillna("?")
             .where(frame["fever"].ne(""), "-"),
             "G-CSF": frame["gcsf"].map({True: "yes", False: "no"}),
-            "length": frame["length_days"],
+            # The last cycle's length is not known until the next one starts: left blank.
+            "length": frame["length_days"]
+            .astype("Float64")
+            .round()
+            .astype("Int64")
+            .astype("string")
+            .fillna(""),
             "ready at next": ready.where(frame["next_start"].notna(), "no next cycle"),
         }
     )

@@ -212,7 +212,9 @@ def test_a_patient_range_recomputes_the_grade_and_the_flags(imported_store) -> N
     )
 
 
-def test_cycles_page_overlays_counts_by_cycle_and_tables_them(tmp_path, monkeypatch) -> None:
+@pytest.fixture
+def treated_store(tmp_path: Path, monkeypatch) -> str:
+    """MRN1001 with two docetaxel cycles (24 February, 17 March) around its results."""
     url = f"sqlite:///{tmp_path / 'monitor.db'}"
     store = open_store(url)
     import_path(store, DATA / "canonical-good.csv", imported_by="test")
@@ -224,6 +226,43 @@ def test_cycles_page_overlays_counts_by_cycle_and_tables_them(tmp_path, monkeypa
     )
     import_path(store, events, imported_by="test")
     monkeypatch.setenv("MONITOR_DATABASE_URL", url)
+    return url
+
+
+def test_events_and_the_before_after_comparison_read_as_tables_for_people(treated_store) -> None:
+    at = _open_patient(_app().run())
+    assert not at.exception
+    tables = [frame.value for frame in at.dataframe]
+    events = next(t for t in tables if "Kind" in t.columns)
+    assert events.columns.tolist() == ["Kind", "Start", "End", "Label", "Details"]
+    assert events["Start"].tolist() == ["2026-02-24", "2026-03-17"] and events["End"].tolist() == ["", ""]
+    compared = next(t for t in tables if "Count" in t.columns and "Median before" in t.columns)
+    wbc = compared.set_index("Count").loc["WBC (10^9/L)"]
+    # Around cycle 1 (24 February, 28 days): nothing before, 5.6 and 3.1 after.
+    assert (wbc["Results before"], wbc["Results after"], wbc["Median after"]) == (0, 2, 4.35)
+    assert (wbc["Lowest after"], wbc["Highest after"]) == (3.1, 5.6)
+
+
+def test_an_event_added_on_the_page_starts_at_the_beginning_of_its_day_in_the_site_zone(
+    imported_store, monkeypatch
+) -> None:
+    from datetime import date
+
+    monkeypatch.setenv("MONITOR_TIMEZONE", "Europe/Paris")
+    at = _open_patient(_app().run())
+    at.selectbox(key="event_kind").select("gcsf")
+    at.date_input(key="event_date").set_value(date(2026, 3, 16))
+    at.text_input(key="event_label").input("Filgrastim 5 mcg/kg")
+    at.button(key="FormSubmitter:event_form-Add").click().run()
+    assert not at.exception
+    with open_store(imported_store)() as session:
+        start = session.execute(text("SELECT start_at FROM clinical_event")).scalar_one()
+    assert str(start).startswith("2026-03-15 23:00:00")  # midnight in Paris (UTC+1), stored in UTC
+    events = next(frame.value for frame in at.dataframe if "Kind" in frame.value.columns)
+    assert events["Start"].tolist() == ["2026-03-16"]  # shown back as the day it was entered
+
+
+def test_cycles_page_overlays_counts_by_cycle_and_tables_them(treated_store) -> None:
     at = _app().run()
     at.switch_page("app_pages/cycles.py").run()
     assert not at.exception
@@ -233,6 +272,7 @@ def test_cycles_page_overlays_counts_by_cycle_and_tables_them(tmp_path, monkeypa
     assert [t["name"] for t in lines] == ["Cycle 1"] and _array(lines[0]["x"]) == [6, 20]
     table = at.dataframe[0].value
     assert table["cycle"].tolist() == [1, 2]
+    assert table["length"].tolist() == ["21", ""]  # the last cycle's length is not known yet
     assert table.loc[0, "nadir ANC"].startswith("0.9") and table.loc[0, "on"] == "D21"
 
 
