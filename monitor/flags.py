@@ -327,16 +327,36 @@ def _trend(lineage: pd.DataFrame, rules: FlagRules) -> pd.DataFrame:
     days = (lineage["collected_at"] - latest) / _DAY
     inside = (days >= -rules.slope_window_days) & lineage["comparator"].isna()
     window = lineage.loc[inside.to_numpy(dtype=bool), _KEYS + ["value"]].assign(t=days[inside])
-    pairs = window.merge(window, on=_KEYS, suffixes=("_i", "_j"))
-    pairs = pairs[pairs["t_i"] < pairs["t_j"]]
-    slopes = (pairs["value_j"] - pairs["value_i"]) / (pairs["t_j"] - pairs["t_i"])
-    median = slopes.groupby([pairs["patient_key"], pairs["analyte"]]).median()
     stats = window.groupby(_KEYS).agg(trend_results=("value", "size"), trend_first=("value", "first"))
-    slope = median.reindex(stats.index)
+    slope = _median_pairwise_slope(window).reindex(stats.index)
     enough = (stats["trend_results"] >= rules.slope_min_results) & (stats["trend_first"] > 0)
     # A projected fall cannot exceed 100 %.
     stats["trend"] = (slope * rules.slope_window_days / stats["trend_first"]).clip(lower=-1).where(enough)
     return stats[["trend", "trend_results"]]
+
+
+def _median_pairwise_slope(window: pd.DataFrame) -> pd.Series:
+    """Per patient and lineage, the median slope over every pair of results at different times.
+
+    Each result is paired with every later one of its group (no self-merge: the pairs are built from the
+    groups' sizes, half as many rows), the Theil-Sen estimator's median taken per group.
+    """
+    ordered = window.sort_values([*_KEYS, "t"], kind="stable")
+    group = ordered.groupby(_KEYS, sort=False).ngroup().to_numpy()
+    size = np.bincount(group)
+    start = np.concatenate([[0], np.cumsum(size)[:-1]])
+    position = np.arange(len(ordered)) - start[group]
+    later = size[group] - 1 - position  # how many results follow each one in its group
+    first = np.repeat(np.arange(len(ordered)), later)
+    block = np.repeat(np.cumsum(later) - later, later)
+    second = first + 1 + (np.arange(len(first)) - block)
+    t, value = ordered["t"].to_numpy(dtype=float), ordered["value"].to_numpy(dtype=float)
+    apart = t[second] > t[first]
+    first, second = first[apart], second[apart]
+    slopes = pd.Series((value[second] - value[first]) / (t[second] - t[first]))
+    median = slopes.groupby(group[first]).median()
+    keys = ordered.drop_duplicates(_KEYS).set_index(_KEYS).index  # group numbers in order of appearance
+    return pd.Series(median.to_numpy(), index=keys[median.index.to_numpy()], dtype=float)
 
 
 def _sentences(state: pd.DataFrame, rules: FlagRules) -> pd.DataFrame:

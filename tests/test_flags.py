@@ -360,3 +360,32 @@ def test_empty_results_give_empty_frames() -> None:
     out = patient_flags(empty, as_of=START)
     assert out.empty and list(out.columns) == list(FLAG_COLUMNS)
     assert episodes(empty).empty and list(episodes(empty).columns) == list(EPISODE_COLUMNS)
+
+
+def test_the_pairwise_median_slope_matches_every_pair_taken_one_by_one() -> None:
+    """The Theil-Sen slope built from group sizes equals the brute-force definition on random windows."""
+    from monitor.flags import _KEYS, _median_pairwise_slope
+
+    rng = np.random.default_rng(7)
+    for _ in range(100):
+        n = int(rng.integers(0, 40))
+        window = pd.DataFrame(
+            {
+                "patient_key": rng.integers(1, 5, n),
+                "analyte": rng.choice(["wbc", "anc", "alc"], n),
+                "value": rng.random(n) * 5,
+                "t": -rng.integers(0, 8, n).astype(float),  # repeated times: such pairs have no slope
+            }
+        )
+        expected = {}
+        for key, rows in window.groupby(_KEYS):
+            slopes = [
+                (b.value - a.value) / (b.t - a.t)
+                for a in rows.itertuples()
+                for b in rows.itertuples()
+                if a.t < b.t
+            ]
+            if slopes:
+                expected[key] = float(np.median(slopes))
+        found = _median_pairwise_slope(window)
+        assert found.dropna().to_dict() == pytest.approx(expected)
