@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from db.config import display_timezone
 from monitor.analytes import ANALYTES
 from monitor.cycles import cycle_table, cycle_trend
 from ui import data, timeline, worklist
@@ -48,7 +49,7 @@ st.plotly_chart(
 )
 
 st.markdown("**Per cycle**")
-st.dataframe(cycle_table(cycles), hide_index=True, width="stretch")
+st.dataframe(cycle_table(cycles, timezone=display_timezone()), hide_index=True, width="stretch")
 readiness = rules.readiness.describe()
 st.caption(
     "Days in the D# notation (D1 = the day chemotherapy started). Nadir: the lowest ANC of the cycle "

@@ -54,12 +54,12 @@ def _grade(value) -> str:
 
 def _said(value, missing: str) -> str:
     """A demographic as text, or what to say when the feed did not send it (never "nan" or "None")."""
-    return missing if value is None or pd.isna(value) or str(value).strip() == "" else str(value)
+    return missing if pd.isna(value) or str(value).strip() == "" else str(value)
 
 
-def _limit(value: float, lln: float, source) -> str:
+def _limit(analyte: str, value: float, lln: float, source) -> str:
     if pd.isna(value):
-        return "No result yet"
+        return f"No {analyte.upper()} result"
     if pd.isna(lln):
         return (
             "No lower limit known for the latest result: only CTCAE v5.0 grades 2-4 (fixed thresholds) apply"
@@ -80,6 +80,7 @@ for column, analyte in zip(facts[:3], ("wbc", "anc", "alc"), strict=True):
         _count(patient[f"latest_{analyte}"], patient[f"latest_{analyte}_comparator"])
         + (f" · {grade}" if grade else ""),
         help=_limit(
+            analyte,
             patient[f"latest_{analyte}"],
             patient[f"latest_{analyte}_lln"],
             patient[f"latest_{analyte}_range_source"],
@@ -216,7 +217,7 @@ with compare_tab:
             "Event",
             labelled.index.tolist(),
             format_func=lambda i: " · ".join(
-                [f"{labelled.loc[i, 'start_at']:%Y-%m-%d}", labelled.loc[i, "kind"], labelled.loc[i, "label"]]
+                [_local_time(labelled["start_at"]).loc[i], labelled.loc[i, "kind"], labelled.loc[i, "label"]]
             ),
             key="patient_compare_event",
         )
@@ -290,9 +291,10 @@ with record_tab:
                 add_event,
                 "Event added.",
                 kind=kind,
-                # A date alone is the start of that day in the site's zone, as in an events file: a
-                # count drawn on the morning of a chemotherapy day is then on D1, not the day before.
-                start=datetime.combine(when, time(0), tzinfo=ZoneInfo(timezone)).astimezone(UTC),
+                # A date alone is taken at midday in the site's zone: the same calendar date wherever the
+                # dashboard is read, and a CBC drawn that morning counts as before the event (the
+                # pre-treatment counts of a chemotherapy day).
+                start=datetime.combine(when, time(12), tzinfo=ZoneInfo(timezone)).astimezone(UTC),
                 end=None,
                 label=label,
                 details=details,

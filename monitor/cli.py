@@ -446,6 +446,7 @@ def cycles(database: str | None, patient_id: str, authority: str | None, fmt: st
     Example:
       python -m monitor cycles DEMO-0003 --format json
     """
+    from db.config import display_timezone
     from db.queries import find_patient, patient_cycles
     from db.settings import site_rules
     from monitor.cycles import cycle_table, cycle_trend
@@ -460,7 +461,7 @@ def cycles(database: str | None, patient_id: str, authority: str | None, fmt: st
     if fmt != "table":
         _emit(frame[CYCLE_OUTPUT], fmt, utc_columns=("start", "next_start"))
         return
-    _emit(cycle_table(frame), fmt)
+    _emit(cycle_table(frame, timezone=display_timezone()), fmt)
     if not frame.empty:
         trend = cycle_trend(frame, rules=rules)
         for sentence in trend["trend"]:

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from monitor.grading import COMPARE_DECIMALS, DEFAULT_RULES, GradingRules, ctcae_grade, rcv_bounds
-from monitor.setting_values import a_number, a_whole_number
+from monitor.setting_values import a_boolean, a_number, a_whole_number
 from monitor.status import EXCLUDED_STATUSES
 
 __all__ = [
@@ -109,7 +109,7 @@ class Readiness:
             raise ValueError(f"unknown readiness settings: {sorted(unknown)}")
         settings = {k: a_number(f"readiness {k}", v) for k, v in mapping.items() if k != "inclusive"}
         if "inclusive" in mapping:
-            settings["inclusive"] = bool(mapping["inclusive"])
+            settings["inclusive"] = a_boolean("readiness inclusive", mapping["inclusive"])
         return cls(**settings)
 
     def describe(self) -> str:
@@ -772,10 +772,11 @@ def _fmt(value: float) -> str:
     return "?" if pd.isna(value) else f"{value:g}"
 
 
-def cycle_table(frame: pd.DataFrame) -> pd.DataFrame:
+def cycle_table(frame: pd.DataFrame, *, timezone: str = "UTC") -> pd.DataFrame:
     """The cycles for people (terminal and dashboard): one narrow line each, days in the D# notation.
 
     Days are in the D# notation (D1 = the start day); a nadir from counts outside days 7-14 is marked.
+    Start dates are calendar dates in ``timezone`` (the site's).
     """
 
     def number(prefix: str) -> pd.Series:
@@ -799,7 +800,7 @@ def cycle_table(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "cycle": frame["cycle"],
-            "start": frame["start"].dt.strftime("%Y-%m-%d"),
+            "start": frame["start"].dt.tz_convert(timezone).dt.strftime("%Y-%m-%d"),
             "nadir ANC": nadir.where(frame["nadir_anc"].notna(), ""),
             "on": days("nadir_day"),
             "grade": frame["nadir_anc_grade"],

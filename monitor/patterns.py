@@ -73,13 +73,15 @@ def panel_pattern(panel: pd.DataFrame) -> pd.DataFrame:
         "none",
     )
     out = pd.DataFrame({"pattern": pattern, "pattern_detail": ""}, index=low.index)
-    # Say which lineages the panel did not measure, so that "not low" is never read as "measured normal".
-    measured = rows.pivot_table(index="patient_key", columns="analyte", values="low", aggfunc="size")
-    unmeasured = measured.reindex(index=low.index, columns=list(_NAMES)).isna()
-    missing = unmeasured.rename_axis(columns="analyte").stack()
-    missing = missing[missing.to_numpy(dtype=bool)].reset_index()
-    not_measured = missing.groupby("patient_key")["analyte"].agg(lambda names: ", ".join(names.map(_NAMES)))
-    not_measured = ("not measured: " + not_measured).reindex(low.index)
+    # Say which lineages the panel did not measure, or measured without a limit to judge them by, so that
+    # "not low" is never read as "measured and normal".
+    judged = rows.assign(limited=rows["lln"].notna().to_numpy())
+    seen = judged.pivot_table(index="patient_key", columns="analyte", values="limited", aggfunc="any")
+    seen = seen.reindex(index=low.index, columns=list(_NAMES))
+    absent = _listed("not measured: ", seen.isna()).fillna("")
+    unjudged = _listed("no limit to judge: ", seen.eq(False).fillna(False)).fillna("")
+    between = pd.Series(np.where(absent.ne("") & unjudged.ne(""), "; ", ""), index=low.index)
+    not_measured = (absent + between + unjudged).replace("", None)
     shown = rows[rows["low"].to_numpy(dtype=bool)].copy()
     if shown.empty:
         out["pattern_detail"] = not_measured.where(out["pattern"] != "none").fillna("")
@@ -101,3 +103,11 @@ def panel_pattern(panel: pd.DataFrame) -> pd.DataFrame:
     detail = detail.reindex(out.index)
     out["pattern_detail"] = (detail + ("; " + not_measured).fillna("")).fillna("")
     return out
+
+
+def _listed(heading: str, which: pd.DataFrame) -> pd.Series:
+    """Per patient, ``heading`` and the names of the analytes flagged in ``which`` (NA when none)."""
+    flagged = which.astype(bool).rename_axis(columns="analyte").stack()
+    flagged = flagged[flagged.to_numpy(dtype=bool)].reset_index()
+    names = flagged.groupby("patient_key")["analyte"].agg(lambda codes: ", ".join(codes.map(_NAMES)))
+    return (heading + names).reindex(which.index)

@@ -5,6 +5,7 @@ A wrong value names the setting and what it takes, rather than Python's own conv
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
@@ -21,9 +22,12 @@ def a_number(name: str, value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError(f"{name} takes a number, not {value!r}")
     try:
-        return float(value)
+        number = float(value)
     except (TypeError, ValueError):
         raise ValueError(f"{name} takes a number, not {value!r}") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{name} takes a finite number, not {value!r}")
+    return number
 
 
 def a_whole_number(name: str, value: Any) -> int:
@@ -37,7 +41,24 @@ def a_whole_number(name: str, value: Any) -> int:
     try:
         number = a_number(name, value)
     except ValueError:
-        raise ValueError(f"{name} takes a whole number, not {value!r}") from None
+        number = math.nan
     if not number.is_integer():
-        raise ValueError(f"{name} must be a whole number, not {value!r}")
+        raise ValueError(f"{name} takes a whole number, not {value!r}")
     return int(number)
+
+
+def a_boolean(name: str, value: Any) -> bool:
+    """``value`` as true or false (JSON ``true``/``false``, or the words), or a ValueError naming ``name``.
+
+    >>> a_boolean("inclusive", "False")
+    False
+    >>> a_boolean("inclusive", 1.5)
+    Traceback (most recent call last):
+    ...
+    ValueError: inclusive takes true or false, not 1.5
+    """
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise ValueError(f"{name} takes true or false, not {value!r}")

@@ -256,10 +256,21 @@ def test_a_pattern_names_the_lineages_its_panel_did_not_measure() -> None:
             "lln": [4.0, 1.5, 150.0, 4.0, 1.5, 1.0, 12.0, 150.0],
         }
     )
-    found = panel_pattern(panel)
-    assert found["pattern"].tolist() == ["isolated_neutropenia", "isolated_neutropenia"]
+    unjudged = pd.DataFrame(  # haemoglobin of a patient of unknown sex: measured, but no limit applies
+        {
+            "patient_key": 3,
+            "analyte": ["wbc", "anc", "hgb"],
+            "value": [3.0, 0.9, 9.0],
+            "lln": [4.0, 1.5, None],
+        }
+    )
+    found = panel_pattern(pd.concat([panel, unjudged], ignore_index=True))
+    assert found["pattern"].tolist() == ["isolated_neutropenia"] * 3
     assert found.loc[1, "pattern_detail"] == "WBC 3 < 4, ANC 0.9 < 1.5; not measured: ALC, Hb"
     assert found.loc[2, "pattern_detail"] == "WBC 3 < 4, ANC 0.9 < 1.5"
+    assert found.loc[3, "pattern_detail"] == (
+        "WBC 3 < 4, ANC 0.9 < 1.5; not measured: ALC, platelets; no limit to judge: Hb"
+    )
 
 
 def test_site_rules_validate_and_list_every_setting_with_its_default_and_source() -> None:
@@ -280,6 +291,12 @@ def test_site_rules_validate_and_list_every_setting_with_its_default_and_source(
         SiteRules.from_mapping(set_value({}, "flags.persistent_min_days", "banana"))
     with pytest.raises(ValueError, match="^readiness anc_min takes a number, not 'one'$"):
         SiteRules.from_mapping(set_value({}, "cycles.readiness.anc_min", "one"))
+    with pytest.raises(ValueError, match="^rcv_z takes a finite number"):
+        SiteRules.from_mapping(set_value({}, "grading.rcv_z", "Infinity"))
+    with pytest.raises(ValueError, match="^readiness inclusive takes true or false, not 'no'$"):
+        SiteRules.from_mapping(set_value({}, "cycles.readiness.inclusive", "no"))
+    typed = SiteRules.from_mapping(set_value({}, "cycles.readiness.inclusive", "False"))  # a bare word typed
+    assert typed.cycles.readiness.inclusive is False
 
 
 def test_a_trend_needs_sampled_nadirs_and_says_nothing_without_them() -> None:

@@ -8,6 +8,8 @@ store this small its planner would rightly scan everything, so sequential scans 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -60,6 +62,22 @@ def _postgres_scans(cursor: Any, statement: str, parameters: Any) -> list[str]:
     return found
 
 
+@contextmanager
+def _planner(engine: Engine) -> Iterator[Callable[[str, Any], list[str]]]:
+    """A function giving the full scans of large tables in a statement's plan, on ``engine``'s database."""
+    with engine.connect() as connection:
+        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        postgres = engine.dialect.name == "postgresql"
+        if postgres:
+            cursor.execute("SET enable_seqscan = off")
+        scans = _postgres_scans if postgres else _sqlite_scans
+        try:
+            yield lambda statement, parameters: scans(cursor, statement, parameters)
+        finally:
+            cursor.close()
+            connection.rollback()
+
+
 def test_read_paths_search_the_large_tables_by_index(store: sessionmaker[Session]) -> None:
     with store.begin() as session:
         seed_demo(session, patients=20, seed=7, today=date(2026, 11, 30))
@@ -80,17 +98,8 @@ def test_read_paths_search_the_large_tables_by_index(store: sessionmaker[Session
 
     selects = _captured_selects(engine, reads)
     assert len(selects) > 30
-    postgres = engine.dialect.name == "postgresql"
-    scans = []
-    with engine.connect() as connection:
-        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        if postgres:
-            cursor.execute("SET enable_seqscan = off")
-        for statement, parameters in selects:
-            plan_scans = (_postgres_scans if postgres else _sqlite_scans)(cursor, statement, parameters)
-            scans.extend((scan, statement[:200]) for scan in plan_scans)
-        cursor.close()
-        connection.rollback()
+    with _planner(engine) as full_scans:
+        scans = [(scan, statement[:200]) for statement, p in selects for scan in full_scans(statement, p)]
     assert not scans, scans
 
 
@@ -103,12 +112,5 @@ def test_the_check_itself_sees_a_full_scan(store: sessionmaker[Session]) -> None
             session.connection().exec_driver_sql("SELECT count(*) FROM result WHERE value_raw = '1'")
 
     [(statement, parameters)] = _captured_selects(engine, unindexed)
-    with engine.connect() as connection:
-        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        if engine.dialect.name == "postgresql":
-            cursor.execute("SET enable_seqscan = off")
-            assert _postgres_scans(cursor, statement, parameters) == ["Seq Scan on result"]
-        else:
-            assert _sqlite_scans(cursor, statement, parameters) == ["SCAN result"]
-        cursor.close()
-        connection.rollback()
+    with _planner(engine) as full_scans:
+        assert full_scans(statement, parameters) in (["Seq Scan on result"], ["SCAN result"])
