@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from db.accounts import Viewer, visible
 from db.audit import record
+from db.config import display_timezone
 from db.frames import read_frame
 from db.models import (
     Acknowledgement,
@@ -303,7 +304,9 @@ def patient_cycles(
     rules = rules or site_rules(session).cycles
     results = patient_results(session, patient_key, viewer=viewer, analytes=("wbc", "anc", "plt"))
     events = patient_events(session, patient_key, viewer=viewer).assign(patient_key=patient_key)
-    return treatment_cycles(results.assign(patient_key=patient_key), events, rules=rules)
+    return treatment_cycles(
+        results.assign(patient_key=patient_key), events, rules=rules, timezone=display_timezone()
+    )
 
 
 ALERT_COLUMNS = [

@@ -13,6 +13,7 @@ import pandas as pd
 from sqlalchemy import Select, delete, distinct, func, or_, select
 from sqlalchemy.orm import Session
 
+from db.config import display_timezone
 from db.frames import CHUNK, bulk_insert, chunks, read_frame_in
 from db.models import ClinicalEvent, Panel, Patient, PatientStatus, ReferenceOverride, Result, StatusChange
 from db.settings import lab_ranges, site_rules
@@ -449,7 +450,7 @@ def _cycle_now(session: Session, history: pd.DataFrame, context: Context, now: d
     )
     anc = history[history["analyte"].eq("anc").to_numpy(dtype=bool) & history["patient_key"].isin(treated)]
     counts = pd.concat([anc, platelets], ignore_index=True) if not platelets.empty else anc
-    found = readiness_now(counts, events, as_of=pd.Timestamp(now), rules=rules)
+    found = readiness_now(counts, events, as_of=pd.Timestamp(now), rules=rules, timezone=display_timezone())
     if found.empty:
         return empty
     return found.set_index("patient_key")[columns]

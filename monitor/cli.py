@@ -439,8 +439,8 @@ CYCLE_OUTPUT = [column for column in CYCLE_COLUMNS if column not in ("patient_ke
 def cycles(database: str | None, patient_id: str, authority: str | None, fmt: str, user: str | None) -> None:
     """A patient's chemotherapy cycles: nadir, recovery, G-CSF and readiness at the next start.
 
-    Days count from the cycle's start (day 0; D1 in the C#D# notation). The trend across cycles is
-    printed after the table (not in csv or json).
+    Days are calendar days in the site's zone from the start's date (day 0; D1 in the C#D# notation).
+    The trend across cycles is printed after the table (not in csv or json).
 
     \b
     Example:

@@ -220,18 +220,27 @@ def cycle_notation(day: int | float | None) -> str:
 
 
 def cycle_days(
-    results: pd.DataFrame, events: pd.DataFrame, *, rules: CycleRules = DEFAULT_CYCLE_RULES
+    results: pd.DataFrame,
+    events: pd.DataFrame,
+    *,
+    rules: CycleRules = DEFAULT_CYCLE_RULES,
+    timezone: str = "UTC",
 ) -> pd.DataFrame:
-    """``results`` inside a cycle, with ``cycle``, ``cycle_start`` and ``day`` (whole days since the start).
+    """``results`` inside a cycle, with ``cycle``, ``cycle_start`` and ``day`` (calendar days since the
+    start's day in ``timezone``, the site's).
 
     For overlaying the counts of several cycles on one axis. Columns of ``results`` are kept.
     """
     cycles = _cycles(events, rules)
-    return _in_cycles(_usable(results), cycles)
+    return _in_cycles(_usable(results), cycles, timezone)
 
 
 def treatment_cycles(
-    results: pd.DataFrame, events: pd.DataFrame, *, rules: CycleRules = DEFAULT_CYCLE_RULES
+    results: pd.DataFrame,
+    events: pd.DataFrame,
+    *,
+    rules: CycleRules = DEFAULT_CYCLE_RULES,
+    timezone: str = "UTC",
 ) -> pd.DataFrame:
     """One row per chemotherapy cycle of every patient: nadir, recovery, G-CSF, readiness at the next start.
 
@@ -245,12 +254,15 @@ def treatment_cycles(
         regimen, for per-regimen readiness rules).
     rules : CycleRules
         Site rules.
+    timezone : str
+        The site's time zone: days are calendar days there (a count drawn at 08:00 a week after a
+        chemotherapy given at noon is on day 7, D8; a day when the clocks change is still one day).
 
     Returns
     -------
     pd.DataFrame
-        Columns ``CYCLE_COLUMNS``, sorted by patient and cycle (1-based). Days are whole days since the
-        start (day 0). Counts are samples, so durations are bounds: ``days_grade3_plus_min`` is the time
+        Columns ``CYCLE_COLUMNS``, sorted by patient and cycle (1-based). Days are calendar days since the
+        start's day (day 0). Counts are samples, so durations are bounds: ``days_grade3_plus_min`` is the time
         confirmed at CTCAE grade 3 or worse (from the first to the last of each run of such ANCs; 0 for a
         single one) and ``days_grade3_plus_max`` the time until the ANC was next seen better (NA when the
         cycle's last ANC is still at grade 3 or worse); both 0 when no ANC reached grade 3.
@@ -288,7 +300,7 @@ def treatment_cycles(
     if cycles.empty:
         return pd.DataFrame(columns=list(CYCLE_COLUMNS))
     work = _usable(results)
-    inside = _in_cycles(work, cycles)
+    inside = _in_cycles(work, cycles, timezone)
     grading = rules.grading
     inside = inside.assign(grade=ctcae_grade(inside, rules=grading).astype("float64"))
     keys = ["patient_key", "cycle"]
@@ -311,8 +323,8 @@ def treatment_cycles(
     in_window = anc[anc["day"].between(first, last).to_numpy(dtype=bool)]
     out["nadir_sampled"] = in_window.groupby(keys).size().gt(0)
     out["gcsf"] = _gcsf(events, cycles).reindex(out.index).fillna(False).astype(bool)
-    out = out.join(_fevers(events, cycles, anc, keys))
-    out["length_days"] = (out["next_start"] - out["start"]) / _DAY
+    out = out.join(_fevers(events, cycles, anc, keys, timezone))
+    out["length_days"] = _calendar_days(out["start"], out["next_start"], timezone)
     out = out.join(_readiness(work, cycles, rules))
     out = out.reset_index()
     days = ("nadir_day", "nadir_wbc_day", "recovery_day", "recovery_after_day", "length_days")
@@ -337,6 +349,7 @@ def readiness_now(
     *,
     as_of: pd.Timestamp,
     rules: CycleRules = DEFAULT_CYCLE_RULES,
+    timezone: str = "UTC",
 ) -> pd.DataFrame:
     """For patients in a chemotherapy cycle at ``as_of``: the cycle, its day and readiness if given now.
 
@@ -365,7 +378,8 @@ def readiness_now(
     judged = _readiness(work[(work["collected_at"] <= as_of).to_numpy(dtype=bool)], current, rules)
     judged = judged.reset_index()
     out = current[["patient_key", "cycle", "start"]].merge(judged, on=["patient_key", "cycle"])
-    out["cycle_day"] = ((as_of - out["start"]) // _DAY).astype("int64")
+    as_of_column = pd.Series(as_of, index=out.index).dt.as_unit("us")
+    out["cycle_day"] = _calendar_days(out["start"], as_of_column, timezone).astype("int64")
     window = f"in the {rules.readiness_window_days} days before the next start"
     last_days = f"in the last {rules.readiness_window_days} days (a pre-cycle CBC is needed)"
     out["readiness"] = out["readiness"].str.replace(window, last_days, regex=False)
@@ -545,8 +559,23 @@ def _usable(results: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def _in_cycles(work: pd.DataFrame, cycles: pd.DataFrame) -> pd.DataFrame:
-    """Each result inside a cycle, with the cycle number, its start and the day since it."""
+def _calendar_days(start: pd.Series, later: pd.Series, timezone: str) -> pd.Series:
+    """Whole calendar days from ``start``'s day to ``later``'s day in ``timezone`` (NaN where missing).
+
+    >>> start = pd.Series(pd.to_datetime(["2026-03-20 00:00"]).tz_localize("Europe/London"))
+    >>> later = pd.Series(pd.to_datetime(["2026-04-10 00:00"]).tz_localize("Europe/London"))
+    >>> _calendar_days(start, later, "Europe/London").tolist()  # 21 days, one of them 23 hours long
+    [21.0]
+    """
+
+    def day(times: pd.Series) -> pd.Series:
+        return times.dt.tz_convert(timezone).dt.tz_localize(None).dt.normalize()
+
+    return ((day(later) - day(start)) / _DAY).astype("float64")
+
+
+def _in_cycles(work: pd.DataFrame, cycles: pd.DataFrame, timezone: str = "UTC") -> pd.DataFrame:
+    """Each result inside a cycle, with the cycle number, its start and the calendar day since it."""
     if cycles.empty or work.empty:
         return work.iloc[0:0].assign(
             cycle=pd.Series(dtype="int64"), cycle_start=pd.NaT, day=pd.Series(dtype="int64")
@@ -563,7 +592,7 @@ def _in_cycles(work: pd.DataFrame, cycles: pd.DataFrame) -> pd.DataFrame:
     placed = placed[(placed["collected_at"] < placed["end"]).to_numpy(dtype=bool)]
     placed = placed.rename(columns={"start": "cycle_start"}).drop(columns="end")
     placed["cycle"] = placed["cycle"].astype("int64")
-    placed["day"] = ((placed["collected_at"] - placed["cycle_start"]) // _DAY).astype("int64")
+    placed["day"] = _calendar_days(placed["cycle_start"], placed["collected_at"], timezone).astype("int64")
     return placed.sort_values(["patient_key", "cycle", "collected_at"], kind="stable").reset_index(drop=True)
 
 
@@ -621,7 +650,9 @@ def _recovery(anc: pd.DataFrame, cycles: pd.DataFrame, keys: list[str], threshol
 _TEMPERATURE = r"(?P<celsius>\d{2}(?:[.,]\d)?)\s*°?\s*C\b"
 
 
-def _fevers(events: pd.DataFrame, cycles: pd.DataFrame, anc: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+def _fevers(
+    events: pd.DataFrame, cycles: pd.DataFrame, anc: pd.DataFrame, keys: list[str], timezone: str
+) -> pd.DataFrame:
     """Per cycle with a recorded fever: a description and whether it is febrile neutropenia (CTCAE v5.0)."""
     empty = pd.DataFrame(
         columns=["fever", "febrile_neutropenia"], index=pd.MultiIndex.from_tuples([], names=keys)
@@ -637,9 +668,8 @@ def _fevers(events: pd.DataFrame, cycles: pd.DataFrame, anc: pd.DataFrame, keys:
     )
     celsius = text.str.extract(_TEMPERATURE)["celsius"].str.replace(",", ".").astype("float64")
     fevers = fevers.assign(celsius=celsius.to_numpy())[["patient_key", "start_at", "celsius"]]
-    placed = _in_cycles(fevers.rename(columns={"start_at": "collected_at"}).assign(value=0.0), cycles).rename(
-        columns={"collected_at": "at"}
-    )
+    as_results = fevers.rename(columns={"start_at": "collected_at"}).assign(value=0.0)
+    placed = _in_cycles(as_results, cycles, timezone).rename(columns={"collected_at": "at"})
     if placed.empty:
         return empty
     counts = anc[["patient_key", "collected_at", "value", "comparator"]].sort_values("collected_at")

@@ -77,9 +77,9 @@ def test_cycles_json_contract(store: str) -> None:
     assert [c["cycle"] for c in cycles] == [1, 2, 3]
     first, second, third = cycles
     assert first["start"] == "2026-03-02T10:00:00Z"
-    # ANC 0.4 on 12 March 08:00 is 9 days 22 hours after the start: day 9.
-    assert (first["nadir_anc"], first["nadir_day"], first["nadir_anc_grade"]) == (0.4, 9, 4)
-    assert (first["nadir_wbc"], first["recovery_day"], first["gcsf"]) == (1.8, 18, True)
+    # ANC 0.4 on 12 March 08:00, 9 days 22 hours after the start at 10:00 on 2 March: calendar day 10 (D11).
+    assert (first["nadir_anc"], first["nadir_day"], first["nadir_anc_grade"]) == (0.4, 10, 4)
+    assert (first["nadir_wbc"], first["recovery_day"], first["gcsf"]) == (1.8, 19, True)  # 21 March: D20
     # Readiness for cycle 2 (23 March): ANC 1.9 and platelets 160 on 21 March, within 3 days.
     assert first["ready_at_next"] is True
     assert (second["nadir_anc"], second["gcsf"], second["recovery_day"]) == (0.8, False, None)

@@ -40,13 +40,38 @@ def counts(patient: int, analyte: str, series: dict[float, float], lln: float = 
     )
 
 
-def test_a_cycle_runs_to_the_next_start_and_results_count_in_whole_days_from_day_0() -> None:
-    events = chemo(1, 0, 21)
-    # 20.9 days is still day 20 of cycle 1; 21.0 is day 0 of cycle 2.
+def test_a_cycle_runs_to_the_next_start_and_results_count_in_calendar_days_from_day_0() -> None:
+    events = chemo(1, 0, 21)  # at 09:00 UTC
+    # 20.9 days later (06:36 on the next start's date, before it): still cycle 1, on its calendar day 21:
+    # the pre-treatment count. 21.0 days is day 0 of cycle 2.
     results = counts(1, "anc", {0: 4.0, 10: 0.9, 20.9: 2.0, 21: 3.0, 30: 0.7})
     placed = cycle_days(results, events)
-    assert placed[["cycle", "day"]].values.tolist() == [[1, 0], [1, 10], [1, 20], [2, 0], [2, 9]]
+    assert placed[["cycle", "day"]].values.tolist() == [[1, 0], [1, 10], [1, 21], [2, 0], [2, 9]]
     assert cycle_notation(9) == "D10"
+
+
+def test_days_are_calendar_days_in_the_site_zone_across_a_clock_change() -> None:
+    """A chemotherapy given at noon in London on 20 March; the clocks go forward on 29 March."""
+    london = [pd.Timestamp(t, tz="Europe/London") for t in ("2026-03-20 12:00", "2026-04-10 12:00")]
+    events = pd.DataFrame({"patient_key": 1, "kind": "chemotherapy", "start_at": london}).assign(
+        start_at=lambda e: e["start_at"].dt.tz_convert("UTC")
+    )
+    drawn = pd.Series(
+        pd.to_datetime(["2026-03-27 08:00", "2026-03-30 00:30", "2026-04-10 08:00"]).tz_localize(
+            "Europe/London"
+        )
+    )
+    results = pd.DataFrame(
+        {"patient_key": 1, "analyte": "anc", "value": [0.9, 1.2, 2.0], "lln": 1.5, "collected_at": drawn}
+    ).assign(collected_at=lambda r: r["collected_at"].dt.tz_convert("UTC"))
+    placed = cycle_days(results, events, timezone="Europe/London")
+    # 27 March 08:00 is D8 though less than 7 x 24 hours after noon on 20 March; 00:30 BST on 30 March is
+    # D11; the morning of 10 April, before that day's dose, is cycle 1's D22 (its pre-treatment count).
+    assert placed[["cycle", "day"]].values.tolist() == [[1, 7], [1, 10], [1, 21]]
+    table = treatment_cycles(results, events, timezone="Europe/London")
+    assert table.loc[0, "length_days"] == 21 and table.loc[0, "nadir_day"] == 7
+    # Counted in UTC, 00:30 BST on 30 March is still 29 March: day 9.
+    assert cycle_days(results, events)["day"].tolist() == [7, 9, 21]
 
 
 def test_the_last_cycle_ends_28_days_after_its_start_unless_configured() -> None:

@@ -11,7 +11,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db import queries
 from db.accounts import Viewer
-from db.config import DEFAULT_CACHE_SECONDS, cache_seconds, database_url, seed_demo_when_empty
+from db.config import (
+    DEFAULT_CACHE_SECONDS,
+    cache_seconds,
+    database_url,
+    display_timezone,
+    seed_demo_when_empty,
+)
 from db.demo import seed_demo
 from db.settings import lab_range_list, site_rules
 from db.store import open_store
@@ -130,7 +136,9 @@ def cycle_results(patient_key: int, viewer: Viewer) -> pd.DataFrame:
         events = queries.patient_events(session, patient_key, viewer=viewer)
         rules = site_rules(session).cycles
     keyed = {"patient_key": patient_key}
-    return cycle_days(results.assign(**keyed), events.assign(**keyed), rules=rules)
+    return cycle_days(
+        results.assign(**keyed), events.assign(**keyed), rules=rules, timezone=display_timezone()
+    )
 
 
 @st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
