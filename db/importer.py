@@ -23,6 +23,7 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from db.config import display_timezone
 from db.events import write_events
 from db.ingest import WriteCounts, keep_rejected, new_batch, write_others, write_results
 from db.models import ImportBatch, RejectedRecord
@@ -186,7 +187,8 @@ def import_file(
     """Import one file inside the caller's transaction.
 
     ``timezone`` reads times that carry no offset (HL7 and FHIR default to UTC; the canonical CSV refuses
-    them unless a zone is given). ``column_map`` renames a CSV export's columns first. CSV and HL7 files
+    them unless a zone is given; an events file defaults to the site's zone, ``MONITOR_TIMEZONE``).
+    ``column_map`` renames a CSV export's columns first. CSV and HL7 files
     are read, parsed and written a piece at a time (``monitor.pieces``), so memory stays bounded for any
     file size; ``progress`` is called with the bytes read so far and the file's size.
     """
@@ -244,7 +246,8 @@ def _import_events(
     now: datetime,
     dry_run: bool,
 ) -> ImportSummary:
-    events, refused = parse_events(text, timezone=timezone or DEFAULT_FEED_TIMEZONE)
+    # Events are dates and times written by the care team: without an offset, in the site's zone.
+    events, refused = parse_events(text, timezone=timezone or display_timezone())
     added, unknown = write_events(session, events, batch_id=batch.id, imported_by=imported_by, now=now)
     rejected = _in_file_order(pd.concat([refused, unknown], ignore_index=True))
     keep_rejected(session, batch.id, rejected)

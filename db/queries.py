@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, date, datetime
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -61,8 +62,13 @@ def age_in_years(birth_dates: pd.Series, on: date) -> pd.Series:
 
 
 def patient_list(session: Session, *, viewer: Viewer, today: date | None = None) -> pd.DataFrame:
-    """One row per patient ``viewer`` may see, from the materialised status, most recent CBC first."""
-    today = today or datetime.now(UTC).date()
+    """One row per patient ``viewer`` may see, from the materialised status, most recent CBC first.
+
+    Days (since the last CBC, of the current cycle) are calendar days in the site's zone; ``today`` is
+    the site's date unless given.
+    """
+    zone = display_timezone()
+    today = today or datetime.now(ZoneInfo(zone)).date()
     statement = (
         select(
             Patient.id.label("patient_key"),
@@ -131,10 +137,12 @@ def patient_list(session: Session, *, viewer: Viewer, today: date | None = None)
     for analyte in ("wbc", "anc", "alc"):
         frame[f"latest_{analyte}_grade"] = frame[f"latest_{analyte}_grade"].astype("Int64")
     frame["age"] = age_in_years(frame["birth_date"], today)
-    last_day = frame["last_collected_at"].dt.tz_convert(None).dt.normalize()
+    last_day = frame["last_collected_at"].dt.tz_convert(zone).dt.tz_localize(None).dt.normalize()
     frame["days_since_cbc"] = (pd.Timestamp(today) - last_day).dt.days.astype("Int64")
     frame["wbc_recent"] = frame["wbc_recent"].fillna("[]").map(json.loads)
-    cycle_day = pd.Timestamp(today) - frame["cycle_start"].dt.tz_convert(None).dt.normalize()
+    cycle_day = (
+        pd.Timestamp(today) - frame["cycle_start"].dt.tz_convert(zone).dt.tz_localize(None).dt.normalize()
+    )
     frame["cycle_day"] = cycle_day.dt.days.astype("Int64")
     frame["cycle"] = frame["cycle"].astype("Int64")
     frame["ready_now"] = frame["ready_now"].astype("boolean")

@@ -425,7 +425,7 @@ def _cycle_now(session: Session, history: pd.DataFrame, context: Context, now: d
     if events.empty:
         return empty
     rules = context.rules.cycles
-    since = now - timedelta(days=rules.readiness_window_days)
+    since = now - timedelta(days=rules.readiness_window_days + 1)  # whole calendar days, any zone
     treated = [int(key) for key in events["patient_key"].unique()]
     platelets = read_frame_in(
         session,

@@ -203,7 +203,7 @@ def _column_map(_ctx: click.Context, _param: click.Parameter, values: tuple[str,
     default=None,
     metavar="TZ",
     help="IANA zone for times without an offset (e.g. Europe/London). HL7 and FHIR default to UTC; "
-    "the canonical CSV refuses such times unless a zone is given.",
+    "the canonical CSV refuses such times unless a zone is given; events files default to MONITOR_TIMEZONE.",
 )
 @click.option(
     "--map",

@@ -231,7 +231,7 @@ def cycle_days(
 
     For overlaying the counts of several cycles on one axis. Columns of ``results`` are kept.
     """
-    cycles = _cycles(events, rules)
+    cycles = _cycles(events, rules, timezone)
     return _in_cycles(_usable(results), cycles, timezone)
 
 
@@ -296,7 +296,7 @@ def treatment_cycles(
     [{'gcsf': True, 'length_days': 21, 'ready_at_next': True},
      {'gcsf': False, 'length_days': None, 'ready_at_next': None}]
     """
-    cycles = _cycles(events, rules)
+    cycles = _cycles(events, rules, timezone)
     if cycles.empty:
         return pd.DataFrame(columns=list(CYCLE_COLUMNS))
     work = _usable(results)
@@ -325,7 +325,7 @@ def treatment_cycles(
     out["gcsf"] = _gcsf(events, cycles).reindex(out.index).fillna(False).astype(bool)
     out = out.join(_fevers(events, cycles, anc, keys, timezone))
     out["length_days"] = _calendar_days(out["start"], out["next_start"], timezone)
-    out = out.join(_readiness(work, cycles, rules))
+    out = out.join(_readiness(work, cycles, rules, timezone))
     out = out.reset_index()
     days = ("nadir_day", "nadir_wbc_day", "recovery_day", "recovery_after_day", "length_days")
     for name in (*days, "nadir_anc_grade", "nadir_wbc_grade"):
@@ -368,14 +368,14 @@ def readiness_now(
     """
     columns = ["patient_key", "cycle", "cycle_start", "cycle_day", "ready_now", "readiness"]
     as_of = pd.Timestamp(as_of).tz_convert("UTC")
-    cycles = _cycles(events, rules)
-    current = cycles[((cycles["start"] <= as_of) & (cycles["end"] > as_of)).to_numpy(dtype=bool)].copy()
+    cycles = _cycles(events, rules, timezone)
+    current = cycles[((cycles["day_start"] <= as_of) & (cycles["end"] > as_of)).to_numpy(dtype=bool)].copy()
     if current.empty:
         return pd.DataFrame(columns=columns)
     current["next_start"] = as_of
     current["next_regimen"] = current["regimen"]
     work = _usable(results)
-    judged = _readiness(work[(work["collected_at"] <= as_of).to_numpy(dtype=bool)], current, rules)
+    judged = _readiness(work[(work["collected_at"] <= as_of).to_numpy(dtype=bool)], current, rules, timezone)
     judged = judged.reset_index()
     out = current[["patient_key", "cycle", "start"]].merge(judged, on=["patient_key", "cycle"])
     as_of_column = pd.Series(as_of, index=out.index).dt.as_unit("us")
@@ -509,25 +509,46 @@ def _events(events: pd.DataFrame) -> pd.DataFrame:
     return events.assign(start_at=_utc(events["start_at"]))
 
 
-def _cycles(events: pd.DataFrame, rules: CycleRules) -> pd.DataFrame:
-    """Cycle starts and ends from the chemotherapy events (one cycle per patient and start time)."""
+def _day_start(times: pd.Series, timezone: str) -> pd.Series:
+    """The start of each time's calendar day in ``timezone``, as UTC (the first instant of a day that
+    begins inside a clock change).
+
+    >>> _day_start(pd.Series(pd.to_datetime(["2026-07-16 11:00"], utc=True)), "Europe/London").tolist()
+    [Timestamp('2026-07-15 23:00:00+0000', tz='UTC')]
+    """
+    local = times.dt.tz_convert(timezone).dt.tz_localize(None).dt.normalize()
+    earliest = np.ones(len(local), dtype=bool)  # an ambiguous midnight: its first occurrence
+    starts = local.dt.tz_localize(timezone, ambiguous=earliest, nonexistent="shift_forward")
+    return starts.dt.tz_convert("UTC").dt.as_unit("us")
+
+
+def _cycles(events: pd.DataFrame, rules: CycleRules, timezone: str = "UTC") -> pd.DataFrame:
+    """Cycles from the chemotherapy events: one per patient and calendar day of a start in ``timezone``.
+
+    A cycle runs from the start of its dosing day (``day_start``: counts drawn that day are its D1, and
+    their time before or after the dose cannot shift them) to the start of the next dosing day, or for
+    ``default_cycle_days``. ``start`` keeps the event's own time.
+    """
     events = _events(events)
     chemo = events[events["kind"].eq("chemotherapy").to_numpy(dtype=bool)]
     chemo = chemo.assign(
         label=chemo["label"] if "label" in chemo else "",
         regimen=(chemo["details"] if "details" in chemo else pd.Series("", index=chemo.index)).fillna(""),
+        day_start=_day_start(chemo["start_at"], timezone),
     )
     chemo = chemo.sort_values(["patient_key", "start_at"], kind="stable")
-    chemo = chemo.drop_duplicates(["patient_key", "start_at"])
+    chemo = chemo.drop_duplicates(["patient_key", "day_start"])  # two drugs on one day: one cycle
     grouped = chemo.groupby("patient_key", sort=False)
     next_start = grouped["start_at"].shift(-1)
-    default_end = chemo["start_at"] + pd.Timedelta(days=rules.default_cycle_days)
+    next_day = grouped["day_start"].shift(-1)
+    default_end = chemo["day_start"] + pd.Timedelta(days=rules.default_cycle_days)
     cycles = pd.DataFrame(
         {
             "patient_key": chemo["patient_key"],
             "cycle": grouped.cumcount() + 1,
             "start": chemo["start_at"],
-            "end": next_start.where(next_start.notna(), default_end),
+            "day_start": chemo["day_start"],
+            "end": next_day.where(next_day.notna(), default_end),
             "next_start": next_start,
             "label": chemo["label"],
             "regimen": chemo["regimen"].astype(str).str.strip(),
@@ -580,17 +601,17 @@ def _in_cycles(work: pd.DataFrame, cycles: pd.DataFrame, timezone: str = "UTC") 
         return work.iloc[0:0].assign(
             cycle=pd.Series(dtype="int64"), cycle_start=pd.NaT, day=pd.Series(dtype="int64")
         )
-    starts = cycles[["patient_key", "cycle", "start", "end"]].sort_values("start")
+    starts = cycles[["patient_key", "cycle", "start", "day_start", "end"]].sort_values("day_start")
     placed = pd.merge_asof(
         work.sort_values("collected_at"),
         starts,
         left_on="collected_at",
-        right_on="start",
+        right_on="day_start",
         by="patient_key",
         direction="backward",
     )
     placed = placed[(placed["collected_at"] < placed["end"]).to_numpy(dtype=bool)]
-    placed = placed.rename(columns={"start": "cycle_start"}).drop(columns="end")
+    placed = placed.rename(columns={"start": "cycle_start"}).drop(columns=["day_start", "end"])
     placed["cycle"] = placed["cycle"].astype("int64")
     placed["day"] = _calendar_days(placed["cycle_start"], placed["collected_at"], timezone).astype("int64")
     return placed.sort_values(["patient_key", "cycle", "collected_at"], kind="stable").reset_index(drop=True)
@@ -713,13 +734,17 @@ def _gcsf(events: pd.DataFrame, cycles: pd.DataFrame) -> pd.Series:
     given = events[events["kind"].eq("gcsf").to_numpy(dtype=bool)][["patient_key", "start_at"]]
     if given.empty:
         return pd.Series(dtype=bool)
-    spans = given.merge(cycles[["patient_key", "cycle", "start", "end"]], on="patient_key")
-    spans = spans[((spans["start_at"] >= spans["start"]) & (spans["start_at"] < spans["end"])).to_numpy()]
+    spans = given.merge(cycles[["patient_key", "cycle", "day_start", "end"]], on="patient_key")
+    spans = spans[((spans["start_at"] >= spans["day_start"]) & (spans["start_at"] < spans["end"])).to_numpy()]
     return spans.groupby(["patient_key", "cycle"]).size().gt(0)
 
 
-def _readiness(work: pd.DataFrame, cycles: pd.DataFrame, rules: CycleRules) -> pd.DataFrame:
-    """Per cycle with a next start: the last ANC and platelets in the window before it, and the verdict."""
+def _readiness(work: pd.DataFrame, cycles: pd.DataFrame, rules: CycleRules, timezone: str) -> pd.DataFrame:
+    """Per cycle with a next start: the last ANC and platelets in the window before it, and the verdict.
+
+    The window is calendar days in ``timezone``: the ``readiness_window_days`` days before the next
+    start's day, and that day itself (the pre-treatment counts drawn on the morning of a dosing day).
+    """
     keys = ["patient_key", "cycle"]
     index = pd.MultiIndex.from_frame(cycles[keys])
     out = pd.DataFrame(index=index, columns=["ready_anc", "ready_plt", "ready_at_next", "readiness"])
@@ -727,17 +752,12 @@ def _readiness(work: pd.DataFrame, cycles: pd.DataFrame, rules: CycleRules) -> p
     if nexts.empty:
         out["readiness"] = "no next cycle"
         return out.astype({"ready_anc": "float64", "ready_plt": "float64", "ready_at_next": "boolean"})
-    window = pd.Timedelta(days=rules.readiness_window_days)
     counts = work[work["analyte"].isin(["anc", "plt"]).to_numpy()][
         ["patient_key", "analyte", "collected_at", "value", "comparator"]
     ]
     near = counts.merge(nexts[[*keys, "next_start"]], on="patient_key")
-    near = near[
-        (
-            (near["collected_at"] <= near["next_start"])
-            & (near["collected_at"] >= near["next_start"] - window)
-        ).to_numpy(dtype=bool)
-    ]
+    days_before = _calendar_days(near["collected_at"], near["next_start"], timezone)
+    near = near[days_before.between(0, rules.readiness_window_days).to_numpy(dtype=bool)]
     last = near.sort_values("collected_at", kind="stable").groupby([*keys, "analyte"]).tail(1)
     wide = last.pivot_table(index=keys, columns="analyte", values="value", aggfunc="first")
     comparators = last.set_index([*keys, "analyte"])["comparator"].unstack("analyte")

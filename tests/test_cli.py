@@ -14,7 +14,8 @@ from tests.conftest import DATA, ROOT
 
 
 def monitor(*args: str, url: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "MONITOR_DATABASE_URL": url, "PYTHONPATH": str(ROOT)}
+    # The site's zone is pinned: days and dates in the expected outputs are counted in it.
+    env = {**os.environ, "MONITOR_DATABASE_URL": url, "PYTHONPATH": str(ROOT), "MONITOR_TIMEZONE": "UTC"}
     return subprocess.run(
         [sys.executable, "-m", "monitor", *args],
         capture_output=True,

@@ -42,11 +42,11 @@ def counts(patient: int, analyte: str, series: dict[float, float], lln: float = 
 
 def test_a_cycle_runs_to_the_next_start_and_results_count_in_calendar_days_from_day_0() -> None:
     events = chemo(1, 0, 21)  # at 09:00 UTC
-    # 20.9 days later (06:36 on the next start's date, before it): still cycle 1, on its calendar day 21:
-    # the pre-treatment count. 21.0 days is day 0 of cycle 2.
-    results = counts(1, "anc", {0: 4.0, 10: 0.9, 20.9: 2.0, 21: 3.0, 30: 0.7})
+    # 19.9 days later (06:36 on the day before the next start) is day 20 of cycle 1; 20.9 days (06:36 on the
+    # next dosing day, before the dose) is already that cycle's D1: its pre-treatment count.
+    results = counts(1, "anc", {0: 4.0, 10: 0.9, 19.9: 1.9, 20.9: 2.0, 21: 3.0, 30: 0.7})
     placed = cycle_days(results, events)
-    assert placed[["cycle", "day"]].values.tolist() == [[1, 0], [1, 10], [1, 21], [2, 0], [2, 9]]
+    assert placed[["cycle", "day"]].values.tolist() == [[1, 0], [1, 10], [1, 20], [2, 0], [2, 0], [2, 9]]
     assert cycle_notation(9) == "D10"
 
 
@@ -66,12 +66,14 @@ def test_days_are_calendar_days_in_the_site_zone_across_a_clock_change() -> None
     ).assign(collected_at=lambda r: r["collected_at"].dt.tz_convert("UTC"))
     placed = cycle_days(results, events, timezone="Europe/London")
     # 27 March 08:00 is D8 though less than 7 x 24 hours after noon on 20 March; 00:30 BST on 30 March is
-    # D11; the morning of 10 April, before that day's dose, is cycle 1's D22 (its pre-treatment count).
-    assert placed[["cycle", "day"]].values.tolist() == [[1, 7], [1, 10], [1, 21]]
+    # D11; the morning of 10 April, before that day's noon dose, is C2D1.
+    assert placed[["cycle", "day"]].values.tolist() == [[1, 7], [1, 10], [2, 0]]
     table = treatment_cycles(results, events, timezone="Europe/London")
     assert table.loc[0, "length_days"] == 21 and table.loc[0, "nadir_day"] == 7
+    # The C2D1 morning count (ANC 2.0) is the pre-treatment count that decides readiness for cycle 2.
+    assert table.loc[0, "ready_anc"] == 2.0
     # Counted in UTC, 00:30 BST on 30 March is still 29 March: day 9.
-    assert cycle_days(results, events)["day"].tolist() == [7, 9, 21]
+    assert cycle_days(results, events)["day"].tolist() == [7, 9, 0]
 
 
 def test_the_last_cycle_ends_28_days_after_its_start_unless_configured() -> None:
