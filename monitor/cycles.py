@@ -711,8 +711,8 @@ def _fevers(
     fn = fn.mask(unsure & ~(hot & anc_low) & ~(near["anc"] >= 1.0), pd.NA)
     described = (
         near["celsius"].map(lambda c: "fever" if pd.isna(c) else f"fever {c:g} C")
-        + " on day "
-        + near["day"].astype(str)
+        + " on "
+        + near["day"].map(cycle_notation)
         + np.where(near["anc"].isna(), " (no ANC within a day)", " with ANC " + near["anc"].map(_fmt))
     )
     near = near.assign(described=described, fn=fn)

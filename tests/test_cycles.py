@@ -161,7 +161,7 @@ def test_febrile_neutropenia_needs_a_temperature_and_an_anc_within_a_day(
     cycles = treatment_cycles(results, pd.concat([chemo(1, 0), fever]))
     found = cycles.loc[0, "febrile_neutropenia"]
     assert pd.isna(found) if fn is None else found == fn
-    assert cycles.loc[0, "fever"].startswith("fever") and "on day 9" in cycles.loc[0, "fever"]
+    assert cycles.loc[0, "fever"].startswith("fever") and "on D10" in cycles.loc[0, "fever"]
     none = treatment_cycles(results, chemo(1, 0))
     assert none.loc[0, "febrile_neutropenia"] == False and none.loc[0, "fever"] == ""  # noqa: E712
 
