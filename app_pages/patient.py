@@ -213,12 +213,17 @@ with compare_tab:
         st.info("No events to compare around.")
     else:
         labelled = events.reset_index(drop=True)
+        names = (
+            _local_time(labelled["start_at"])
+            + " · "
+            + labelled["kind"]
+            + " · "
+            + labelled["label"].fillna("")
+        )
         picked = st.selectbox(
             "Event",
             labelled.index.tolist(),
-            format_func=lambda i: " · ".join(
-                [_local_time(labelled["start_at"]).loc[i], labelled.loc[i, "kind"], labelled.loc[i, "label"]]
-            ),
+            format_func=names.__getitem__,
             key="patient_compare_event",
         )
         window_days = st.slider("Days before and after", 7, 180, 28, key="patient_compare_days")
@@ -291,9 +296,8 @@ with record_tab:
                 add_event,
                 "Event added.",
                 kind=kind,
-                # A date alone is taken at midday in the site's zone: the same calendar date wherever the
-                # dashboard is read, and a CBC drawn that morning counts as before the event (the
-                # pre-treatment counts of a chemotherapy day).
+                # A date alone is taken at midday in the site's zone, safely inside that calendar date
+                # (cycles count from the start of the dosing day, monitor.cycles).
                 start=datetime.combine(when, time(12), tzinfo=ZoneInfo(timezone)).astimezone(UTC),
                 end=None,
                 label=label,

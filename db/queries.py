@@ -35,6 +35,7 @@ from db.settings import site_rules
 from db.status import patient_context, with_limits
 from monitor.changes import GRADED
 from monitor.cycles import CycleRules, treatment_cycles
+from monitor.timestamps import local_days
 
 
 class PatientNotFound(LookupError):
@@ -137,13 +138,12 @@ def patient_list(session: Session, *, viewer: Viewer, today: date | None = None)
     for analyte in ("wbc", "anc", "alc"):
         frame[f"latest_{analyte}_grade"] = frame[f"latest_{analyte}_grade"].astype("Int64")
     frame["age"] = age_in_years(frame["birth_date"], today)
-    last_day = frame["last_collected_at"].dt.tz_convert(zone).dt.tz_localize(None).dt.normalize()
-    frame["days_since_cbc"] = (pd.Timestamp(today) - last_day).dt.days.astype("Int64")
+    frame["days_since_cbc"] = (pd.Timestamp(today) - local_days(frame["last_collected_at"], zone)).dt.days
+    frame["days_since_cbc"] = frame["days_since_cbc"].astype("Int64")
     frame["wbc_recent"] = frame["wbc_recent"].fillna("[]").map(json.loads)
-    cycle_day = (
-        pd.Timestamp(today) - frame["cycle_start"].dt.tz_convert(zone).dt.tz_localize(None).dt.normalize()
+    frame["cycle_day"] = (pd.Timestamp(today) - local_days(frame["cycle_start"], zone)).dt.days.astype(
+        "Int64"
     )
-    frame["cycle_day"] = cycle_day.dt.days.astype("Int64")
     frame["cycle"] = frame["cycle"].astype("Int64")
     frame["ready_now"] = frame["ready_now"].astype("boolean")
     frame["readiness"] = frame["readiness"].fillna("")

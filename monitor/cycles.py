@@ -22,6 +22,7 @@ import pandas as pd
 from monitor.grading import COMPARE_DECIMALS, DEFAULT_RULES, GradingRules, ctcae_grade, rcv_bounds
 from monitor.setting_values import a_boolean, a_number, a_whole_number
 from monitor.status import EXCLUDED_STATUSES
+from monitor.timestamps import local_days
 
 __all__ = [
     "COMPARISON_COLUMNS",
@@ -354,9 +355,9 @@ def readiness_now(
     """For patients in a chemotherapy cycle at ``as_of``: the cycle, its day and readiness if given now.
 
     Readiness is judged as at a next start at ``as_of`` under the same regimen: the last ANC and platelets
-    of the ``readiness_window_days`` before it (``treatment_cycles`` for the rule). Returns columns
-    ``patient_key``, ``cycle``, ``cycle_start``, ``cycle_day``, ``ready_now`` (True, False or NA) and
-    ``readiness``.
+    of the ``readiness_window_days`` calendar days before it and of its own day (``treatment_cycles``).
+    Returns columns ``patient_key``, ``cycle``, ``cycle_start``, ``cycle_day``, ``ready_now`` (True, False
+    or NA) and ``readiness``.
 
     >>> start = pd.Timestamp("2026-03-02", tz="UTC")
     >>> events = pd.DataFrame({"patient_key": 1, "kind": ["chemotherapy"], "start_at": [start]})
@@ -516,13 +517,13 @@ def _day_start(times: pd.Series, timezone: str) -> pd.Series:
     >>> _day_start(pd.Series(pd.to_datetime(["2026-07-16 11:00"], utc=True)), "Europe/London").tolist()
     [Timestamp('2026-07-15 23:00:00+0000', tz='UTC')]
     """
-    local = times.dt.tz_convert(timezone).dt.tz_localize(None).dt.normalize()
+    local = local_days(times, timezone)
     earliest = np.ones(len(local), dtype=bool)  # an ambiguous midnight: its first occurrence
     starts = local.dt.tz_localize(timezone, ambiguous=earliest, nonexistent="shift_forward")
     return starts.dt.tz_convert("UTC").dt.as_unit("us")
 
 
-def _cycles(events: pd.DataFrame, rules: CycleRules, timezone: str = "UTC") -> pd.DataFrame:
+def _cycles(events: pd.DataFrame, rules: CycleRules, timezone: str) -> pd.DataFrame:
     """Cycles from the chemotherapy events: one per patient and calendar day of a start in ``timezone``.
 
     A cycle runs from the start of its dosing day (``day_start``: counts drawn that day are its D1, and
@@ -588,14 +589,10 @@ def _calendar_days(start: pd.Series, later: pd.Series, timezone: str) -> pd.Seri
     >>> _calendar_days(start, later, "Europe/London").tolist()  # 21 days, one of them 23 hours long
     [21.0]
     """
-
-    def day(times: pd.Series) -> pd.Series:
-        return times.dt.tz_convert(timezone).dt.tz_localize(None).dt.normalize()
-
-    return ((day(later) - day(start)) / _DAY).astype("float64")
+    return ((local_days(later, timezone) - local_days(start, timezone)) / _DAY).astype("float64")
 
 
-def _in_cycles(work: pd.DataFrame, cycles: pd.DataFrame, timezone: str = "UTC") -> pd.DataFrame:
+def _in_cycles(work: pd.DataFrame, cycles: pd.DataFrame, timezone: str) -> pd.DataFrame:
     """Each result inside a cycle, with the cycle number, its start and the calendar day since it."""
     if cycles.empty or work.empty:
         return work.iloc[0:0].assign(

@@ -5,7 +5,7 @@ A lineage is low when its count is certainly below the lower limit that applies 
 about the three lineages white cells, haemoglobin and platelets (the usual clinical meaning, e.g. "a
 reduction in all three", reference §3 context); within white cells the differential tells which is low.
 A lineage the panel did not measure is not low: the pattern says what was seen, and its detail names the
-lineages that were not measured.
+lineages that were not measured or had no limit to judge them by.
 """
 
 from __future__ import annotations

@@ -60,3 +60,14 @@ def localise_iso(values: pd.Series, timezone: str) -> pd.Series:
     localised = naive.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT").dt.tz_convert("UTC")
     moment = aware.where(has_offset, localised)
     return moment.dt.strftime("%Y-%m-%dT%H:%M:%S+00:00").where(moment.notna(), "")
+
+
+def local_days(times: pd.Series, timezone: str) -> pd.Series:
+    """Each time's calendar day in ``timezone``, as a naive midnight (NaT stays NaT).
+
+    Differences of these are whole calendar days, whatever clock change lies between.
+
+    >>> local_days(pd.Series(pd.to_datetime(["2026-03-30 00:30"], utc=True)), "Europe/London").tolist()
+    [Timestamp('2026-03-30 00:00:00')]
+    """
+    return times.dt.tz_convert(timezone).dt.tz_localize(None).dt.normalize()
