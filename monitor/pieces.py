@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator
 from typing import BinaryIO
 
 from monitor.csv_long import UnusableFile
+from monitor.derive import PANEL
 
 # Bytes decoded at a time.
 BLOCK_BYTES = 1 << 20
@@ -25,8 +26,6 @@ PIECE_CHARS = 16_000_000
 # A piece that cannot be cut by this many pieces' length (one line or message this long, or a quote that
 # never closes) makes the file unusable rather than memory grow with it.
 LONGEST_PIECES = 4
-# Columns that together name a panel in a CSV (those present in the header are used).
-PANEL_FIELDS = ("patient_id", "assigning_authority", "collected_at", "lab", "accession")
 _NEWLINE = re.compile("\n")
 _SEGMENT_START = re.compile(r"(?:^|[\r\n\x0b\x1c])MSH")
 
@@ -91,7 +90,7 @@ def csv_pieces(text: Iterable[str], size: int | None = None) -> Iterator[tuple[s
     header, newline, buffer = buffer.partition("\n")
     header += newline
     names = [name.strip().lower() for name in next(csv.reader([header.lstrip("\ufeff").rstrip("\r\n")]), [])]
-    key_at = [names.index(field) for field in PANEL_FIELDS if field in names]
+    key_at = [names.index(field) for field in PANEL if field in names]  # those of a panel's key present
     offset = 0
     for block in itertools.chain([""], blocks):
         buffer += block

@@ -471,11 +471,48 @@ def test_two_dashboards_on_one_postgresql_show_the_same_whole_imports_while_they
     assert final[0] == final[1] and final[0][0] == "180"
 
 
-def test_the_server_log_names_no_patient(dashboard: str) -> None:
-    """After every page above was used (sign-ins, worklist, timelines, import, settings): the server's
-    output holds no identifier, name or birth date of any patient (the project itself logs nothing)."""
+def test_the_worklist_downloads_as_csv_and_the_download_is_audited(dashboard: str, page: Page) -> None:
+    """The CSV is written when the button is clicked (not on every rerun), and the click is audited."""
     import sqlite3
 
+    from playwright.sync_api import expect
+
+    _sign_in(page, dashboard)
+    button = page.get_by_role("button", name="Download this list (CSV)")
+    expect(button).to_be_visible()
+    with page.expect_download() as download:
+        button.click()
+    text = Path(download.value.path()).read_text()
+    lines = text.splitlines()
+    assert lines[0].startswith("Priority,Patient ID,") and len(lines) >= 62  # header, 60 demo + 2 imported
+    assert any(line.split(",")[1] == "MRN1001" for line in lines[1:])
+    deadline = time.monotonic() + 10
+    while True:
+        with sqlite3.connect(SERVER_LOGS["store"]) as connection:
+            exports = connection.execute(
+                "SELECT username, details FROM audit_log WHERE action = 'export' ORDER BY id DESC"
+            ).fetchall()
+        if exports or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert exports and exports[0][0] == "admin" and "worklist" in exports[0][1], exports
+
+
+def test_the_server_log_names_no_patient(dashboard: str, page: Page) -> None:
+    """After pages are used (here a sign-in, the worklist, a search, a timeline; in a full run every test
+    above as well): the server's output holds no identifier, name or birth date of any patient."""
+    import sqlite3
+
+    from playwright.sync_api import expect
+
+    _sign_in(page, dashboard)
+    page.get_by_label("Search identifier or name").fill("MRN1001")
+    page.keyboard.press("Enter")
+    expect(_grid_column(page, 2)).to_have_text(["MRN1001"])
+    page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name="Patient timeline").click()
+    expect(page.get_by_role("heading", name="Patient timeline", level=1)).to_be_visible()
+    expect(page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot .main-svg').first).to_be_visible()
+    expect(page.locator('[data-testid="stException"]')).to_have_count(0)
     log = SERVER_LOGS["dashboard"].read_text(errors="replace")
     with sqlite3.connect(SERVER_LOGS["store"]) as connection:
         people = connection.execute("SELECT mrn, name, birth_date FROM patient").fetchall()

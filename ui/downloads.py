@@ -19,10 +19,13 @@ def audited_csv_download(
     what: str,
     patient_key: int | None = None,
 ) -> None:
-    """A download button for ``frame`` as CSV (cells neutralised for spreadsheets); a click is audited."""
+    """A download button for ``frame`` as CSV (cells neutralised for spreadsheets); a click is audited.
+
+    The CSV is written only when the button is clicked, not on every rerun of the page.
+    """
     st.download_button(
         label,
-        spreadsheet_safe(frame).to_csv(index=False),
+        lambda: spreadsheet_safe(frame).to_csv(index=False),
         file_name=file_name,
         mime="text/csv",
         on_click=data.audit_export,

@@ -83,11 +83,10 @@ def filtered(
 
 
 def headline(patients: pd.DataFrame) -> dict[str, int]:
-    """The counts above the table."""
-    tier = priority(patients)
+    """The counts above the table, of a ``prioritised`` list (its ``tier`` is not computed again)."""
     return {
         "Patients": len(patients),
-        "Grade 3 or worse": int((tier == 1).sum()),
+        "Grade 3 or worse": int((patients["tier"] == 1).sum()),
         "New or worsening": int((_has(patients, "new_onset") | _has(patients, "worsening")).sum()),
         "Persistent": int(_has(patients, "persistent").sum()),
         "Not acknowledged": int(patients["acknowledged"].eq(False).fillna(False).sum()),
