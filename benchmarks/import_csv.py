@@ -90,7 +90,8 @@ def raw_driver_into_store(path: Path, database: Path) -> dict[str, float]:
 
     Patients, panels and results are inserted with one ``executemany`` each (ids assigned here, times
     taken as written, no validation), on a store created by the project's migrations with the project's
-    connection settings: the floor for this schema, its constraints and its index.
+    connection settings. ``write_seconds`` times the inserts and the commit alone, from rows already built
+    in memory: the floor for this schema, its constraints and its index, whatever an importer does.
     """
     from db.store import open_store
 
@@ -135,6 +136,7 @@ def raw_driver_into_store(path: Path, database: Path) -> dict[str, float]:
                     now,
                 )
             )
+    writing = time.perf_counter()
     connection.executemany(
         "INSERT INTO patient (id, mrn, assigning_authority, is_synthetic, created_at) "
         "VALUES (?, ?, '', 0, ?)",
@@ -152,8 +154,9 @@ def raw_driver_into_store(path: Path, database: Path) -> dict[str, float]:
         result_rows,
     )
     connection.commit()
+    ended = time.perf_counter()
     connection.close()
-    return {"seconds": time.perf_counter() - started, "peak_mb": peak_rss_mb()}
+    return {"seconds": ended - started, "write_seconds": ended - writing, "peak_mb": peak_rss_mb()}
 
 
 def project_import(path: Path, database: Path) -> dict[str, float]:
@@ -226,7 +229,14 @@ def main() -> None:
     ):
         rate = args.results / figures["seconds"]
         print(f"{label:<36}{figures['seconds']:>10.2f}{rate:>12,.0f}{figures['peak_mb']:>10.0f}")
-    print(f"ratio import / bare-table baseline:   {project['seconds'] / raw['seconds']:.2f}  (target <= 3)")
+    floor = raw_store["write_seconds"]
+    ratio = project["seconds"] / raw["seconds"]
+    print(
+        f"store-schema write floor (its inserts and commit, rows already in memory): {floor:.2f} s = "
+        f"{floor / raw['seconds']:.2f}x the bare-table baseline"
+    )
+    verdict = "met" if ratio <= 3 else "MISSED"
+    print(f"ratio import / bare-table baseline:   {ratio:.2f}  (target <= 3: {verdict})")
     print(f"ratio import / store-schema baseline: {project['seconds'] / raw_store['seconds']:.2f}")
 
 
