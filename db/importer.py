@@ -41,7 +41,6 @@ from monitor.records import normalise_results
 # Results normalised and written at a time: bounds memory for any file size (benchmarks/import_csv.py).
 # (CSV and HL7 arrive in pieces of about this many already, monitor.pieces; this splits FHIR documents.)
 CHUNK_RESULTS = 200_000
-DEFAULT_FEED_TIMEZONE = "UTC"
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +141,8 @@ def _summary_of_earlier(session: Session, name: str, batch: ImportBatch, dry_run
 
 def _parse(text: str, fmt: str, timezone: str | None, before: int) -> Parsed:
     """One piece of a file parsed; ``before``: the lines (CSV) or messages (HL7) of the file before it."""
-    feed_zone = timezone or DEFAULT_FEED_TIMEZONE
+    # An HL7 or FHIR time without an offset is the sending site's local time: the site's zone unless named.
+    feed_zone = timezone or display_timezone()
     parsers: dict[str, Callable[[], Parsed]] = {
         "hl7": lambda: parse_hl7(text, timezone=feed_zone, messages_before=before),
         "fhir": lambda: parse_fhir(text, timezone=feed_zone),
@@ -186,8 +186,8 @@ def import_file(
 ) -> ImportSummary:
     """Import one file inside the caller's transaction.
 
-    ``timezone`` reads times that carry no offset (HL7 and FHIR default to UTC; the canonical CSV refuses
-    them unless a zone is given; an events file defaults to the site's zone, ``MONITOR_TIMEZONE``).
+    ``timezone`` reads times that carry no offset (HL7, FHIR and events files default to the site's zone,
+    ``MONITOR_TIMEZONE``, as the Import page does; the canonical CSV refuses them unless a zone is given).
     ``column_map`` renames a CSV export's columns first. CSV and HL7 files
     are read, parsed and written a piece at a time (``monitor.pieces``), so memory stays bounded for any
     file size; ``progress`` is called with the bytes read so far and the file's size.

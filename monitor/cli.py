@@ -202,8 +202,9 @@ def _column_map(_ctx: click.Context, _param: click.Parameter, values: tuple[str,
     "--timezone",
     default=None,
     metavar="TZ",
-    help="IANA zone for times without an offset (e.g. Europe/London). HL7 and FHIR default to UTC; "
-    "the canonical CSV refuses such times unless a zone is given; events files default to MONITOR_TIMEZONE.",
+    help="IANA zone for times without an offset (e.g. Europe/London). HL7, FHIR and events files default "
+    "to the site's zone, MONITOR_TIMEZONE (UTC when unset); the canonical CSV refuses such times unless a "
+    "zone is given.",
 )
 @click.option(
     "--map",
@@ -238,10 +239,15 @@ def import_(
     """
     from zoneinfo import available_timezones
 
+    from db.config import display_timezone
     from db.importer import import_path
 
     if timezone and timezone not in available_timezones() and timezone != "UTC":
         raise click.BadParameter(f"{timezone!r} is not an IANA time zone", param_hint="--timezone")
+    try:
+        display_timezone()  # the default for times without an offset: refused before any file is read
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
     factory = _factory(database)
     user = f"cli:{getpass.getuser()}"
     worst = 0

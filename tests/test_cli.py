@@ -13,9 +13,9 @@ import pytest
 from tests.conftest import DATA, ROOT
 
 
-def monitor(*args: str, url: str) -> subprocess.CompletedProcess[str]:
+def monitor(*args: str, url: str, zone: str = "UTC") -> subprocess.CompletedProcess[str]:
     # The site's zone is pinned: days and dates in the expected outputs are counted in it.
-    env = {**os.environ, "MONITOR_DATABASE_URL": url, "PYTHONPATH": str(ROOT), "MONITOR_TIMEZONE": "UTC"}
+    env = {**os.environ, "MONITOR_DATABASE_URL": url, "PYTHONPATH": str(ROOT), "MONITOR_TIMEZONE": zone}
     return subprocess.run(
         [sys.executable, "-m", "monitor", *args],
         capture_output=True,
@@ -101,6 +101,25 @@ def test_results_json_carries_the_contract_fields(upgraded: str) -> None:
     assert [r["collected_at"] for r in rows] == sorted(r["collected_at"] for r in rows)
     assert rows[-1]["collected_at"] == "2026-03-16T08:40:00Z"
     assert {r["unit"] for r in rows if r["analyte"] == "wbc"} == {"10^9/L"}
+
+
+def test_an_hl7_time_without_an_offset_is_the_sites_local_time(upgraded: str, tmp_path: Path) -> None:
+    """OBR-7 20260310073000 from a New York site: 07:30 EDT is 11:30 UTC, as the Import page reads it."""
+    feed = DATA / "hl7" / "local-codes-percentages.hl7"
+    new_york = monitor("import", str(feed), url=upgraded, zone="America/New_York")
+    assert new_york.returncode == 0, new_york.stderr
+    rows = json.loads(monitor("results", "H123456", "--format", "json", url=upgraded).stdout)
+    assert {row["collected_at"] for row in rows} == {"2026-03-10T11:30:00Z"}
+    # --timezone names the sender's zone when it is not the site's.
+    elsewhere = f"sqlite:///{tmp_path / 'other.db'}"
+    named = monitor("import", str(feed), "--timezone", "UTC", url=elsewhere, zone="America/New_York")
+    assert named.returncode == 0, named.stderr
+    rows = json.loads(monitor("results", "H123456", "--format", "json", url=elsewhere).stdout)
+    assert {row["collected_at"] for row in rows} == {"2026-03-10T07:30:00Z"}
+    # A misspelt site zone is refused before any file is read, in one line.
+    wrong = monitor("import", str(feed), url=elsewhere, zone="America/New_Yrok")
+    assert wrong.returncode == 2 and "Traceback" not in wrong.stderr
+    assert "MONITOR_TIMEZONE='America/New_Yrok' is not an IANA time zone" in wrong.stderr
 
 
 def test_results_history_shows_superseded_versions(upgraded: str, tmp_path: Path) -> None:
