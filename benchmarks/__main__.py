@@ -75,6 +75,8 @@ def generate(folder: Path, patients: int, panels: int) -> tuple[Path, Path, int]
             visit = np.where(long, panel - panels, panel // patients)
             when = start + pd.to_timedelta(visit * 7, unit="D") + pd.to_timedelta(patient % 600, unit="min")
             mrn = pd.Series(patient).map("B{:06d}".format).where(~long, "BENCH-LONG")
+            collected = when.strftime("%Y-%m-%dT%H:%M:%SZ")  # once a batch, shared by its analytes
+            accession = pd.Series(panel).map("A{:09d}".format)
             frames = []
             for number, (analyte, unit, low, high) in enumerate(ANALYTES):
                 wave = 0.6 + 0.35 * np.sin(visit / 9 + patient + number)
@@ -82,14 +84,14 @@ def generate(folder: Path, patients: int, panels: int) -> tuple[Path, Path, int]
                     pd.DataFrame(
                         {
                             "patient_id": mrn,
-                            "collected_at": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                            "collected_at": collected,
                             "analyte": analyte,
                             "value": np.round((low + high) / 2 * wave + 0.01, 2),
                             "unit": unit,
                             "ref_low": low,
                             "ref_high": high,
                             "lab": "BENCH",
-                            "accession": pd.Series(panel).map("A{:09d}".format),
+                            "accession": accession,
                             "status": "final",
                             "_order": np.arange(len(panel)) * len(ANALYTES) + number,
                         }
@@ -280,7 +282,7 @@ def main() -> None:
             f"cohort: {args.patients + 1:,} patients, {args.panels + LONG_PANELS:,} panels, "
             f"{results:,} results ({size:,.0f} MB of CSV, generated in {time.perf_counter() - started:.0f} s)"
         )
-        rows: list[tuple[str, dict[str, float], dict[str, float] | None]] = []
+        rows: list[tuple[str, dict[str, float], dict[str, float]]] = []  # step, its figures, its baseline
         sqlite_url = f"sqlite:///{work / 'store.db'}"
         rows.append(("import (SQLite)", _run("import", work, sqlite_url), _run("sqlite-raw", work)))
         duck = _run("duckdb", work)
@@ -303,12 +305,12 @@ def main() -> None:
     for name, mine, base in rows:
         label = baselines.get(name, "one DuckDB query")
         rate = results / mine["seconds"]
-        line = f"{name:<32}{mine['seconds']:>9.2f}{rate:>12,.0f}{mine['peak_mb']:>9.0f}"
-        if base is not None:
-            ratio = mine["seconds"] / base["seconds"]
-            line += f"   {label:<28}{base['seconds']:>8.2f}{ratio:>7.1f}"
-            line += f"   ratio <= {RATIO_TARGET:g}: {_verdict(ratio <= RATIO_TARGET)}"
-        print(line)
+        ratio = mine["seconds"] / base["seconds"]
+        print(
+            f"{name:<32}{mine['seconds']:>9.2f}{rate:>12,.0f}{mine['peak_mb']:>9.0f}"
+            f"   {label:<28}{base['seconds']:>8.2f}{ratio:>7.1f}"
+            f"   ratio <= {RATIO_TARGET:g}: {_verdict(ratio <= RATIO_TARGET)}"
+        )
     print(f"{'page (AppTest, SQLite)':<48}{'seconds':>9}   target")
     for name, seconds in pages.items():
         if name == "peak_mb":
