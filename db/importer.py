@@ -89,9 +89,12 @@ def detect_format(text: str) -> str:
     )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class FileContent:
-    """One file's bytes: held in memory (an upload) or on disk (read in blocks, never whole)."""
+    """One file's bytes: held in memory (an upload) or on disk (read in blocks, never whole).
+
+    Not frozen only so that the digest, read once, is remembered; nothing else changes after creation.
+    """
 
     name: str
     data: bytes | None = None
@@ -109,7 +112,7 @@ class FileContent:
         """The content's SHA-256 (read once; retries and the record of an unusable file reuse it)."""
         if self._digest is None:
             with self.open() as handle:
-                object.__setattr__(self, "_digest", hashlib.file_digest(handle, "sha256").hexdigest())
+                self._digest = hashlib.file_digest(handle, "sha256").hexdigest()
         return self._digest  # type: ignore[return-value]
 
     def beginning(self, size: int) -> bytes:
