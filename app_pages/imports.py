@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from db.config import display_timezone
+from db.config import display_timezone, is_timezone
 from db.importer import import_content
 from monitor.parsed import FORMATS
 from ui import data
@@ -25,9 +25,14 @@ st.caption(
 uploads = st.file_uploader("Files", accept_multiple_files=True, key="import_files")
 options = st.columns([1, 1, 2])
 fmt = options[0].selectbox("Format", ["auto", *FORMATS], key="import_format")
-timezone = options[1].text_input(
-    "Time zone for times without an offset", value=display_timezone(), key="import_timezone"
+timezone = (
+    options[1]
+    .text_input("Time zone for times without an offset", value=display_timezone(), key="import_timezone")
+    .strip()
 )
+unknown_zone = bool(timezone) and not is_timezone(timezone)
+if unknown_zone:
+    options[1].error(f"{timezone!r} is not an IANA time zone (e.g. Europe/London): correct it to import.")
 mapping_text = options[2].text_area(
     "Rename CSV columns (one SOURCE=TARGET per line)",
     key="import_map",
@@ -62,7 +67,7 @@ def _run(dry_run: bool) -> list:
                 upload.getvalue(),
                 imported_by=current_user(),
                 fmt=None if fmt == "auto" else fmt,
-                timezone=timezone.strip() or None,
+                timezone=timezone or None,
                 column_map=_mapping(mapping_text),
                 dry_run=dry_run,
                 progress=report,
@@ -97,8 +102,9 @@ def _show(summaries: list, dry_run: bool) -> None:
 
 
 buttons = st.columns([1, 1, 4])
-check = buttons[0].button("Check (dry run)", disabled=not uploads, key="import_check")
-commit = buttons[1].button("Import", type="primary", disabled=not uploads, key="import_commit")
+blocked = not uploads or unknown_zone
+check = buttons[0].button("Check (dry run)", disabled=blocked, key="import_check")
+commit = buttons[1].button("Import", type="primary", disabled=blocked, key="import_commit")
 if check:
     _show(_run(dry_run=True), dry_run=True)
 if commit:

@@ -25,6 +25,15 @@ DISPLAY_TIMEZONE_ENV = "MONITOR_TIMEZONE"
 SEED_DEMO_ENV = "MONITOR_SEED_DEMO"
 
 
+def is_timezone(name: str) -> bool:
+    """Whether ``name`` is an IANA time zone this machine knows (e.g. Europe/London, UTC)."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
 def display_timezone() -> str:
     """The site's time zone, for showing times (stored times are always UTC); default UTC.
 
@@ -34,12 +43,8 @@ def display_timezone() -> str:
         When ``MONITOR_TIMEZONE`` is not an IANA time zone name.
     """
     name = os.environ.get(DISPLAY_TIMEZONE_ENV, "").strip() or "UTC"
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(
-            f"{DISPLAY_TIMEZONE_ENV}={name!r} is not an IANA time zone (e.g. Europe/London)"
-        ) from None
+    if not is_timezone(name):
+        raise ValueError(f"{DISPLAY_TIMEZONE_ENV}={name!r} is not an IANA time zone (e.g. Europe/London)")
     return name
 
 

@@ -237,12 +237,10 @@ def import_(
       python -m monitor import results-2026-11.csv feed-0001.hl7 --timezone Europe/London
       python -m monitor import export.csv --map MRN=patient_id --map "Drawn at=collected_at" --dry-run
     """
-    from zoneinfo import available_timezones
-
-    from db.config import display_timezone
+    from db.config import display_timezone, is_timezone
     from db.importer import import_path
 
-    if timezone and timezone not in available_timezones() and timezone != "UTC":
+    if timezone and not is_timezone(timezone):
         raise click.BadParameter(f"{timezone!r} is not an IANA time zone", param_hint="--timezone")
     try:
         display_timezone()  # the default for times without an offset: refused before any file is read

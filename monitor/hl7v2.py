@@ -3,7 +3,8 @@
 A file may hold one or many messages, with ``\\r``, ``\\n`` or ``\\r\\n`` between segments and MLLP framing
 characters around them. Fields read (reference §8.2): PID-3 (identifier, assigning authority, type MR
 preferred), PID-5/7/8, OBR-3 accession (OBR-2 when absent), OBR-7 collection time (OBX-14 when OBR-7 is
-empty), OBR-22 report time, OBX-2/3/5/6/7/8/11, MSH-4 (the lab; MSH-3 when absent).
+empty), OBR-22 report time, OBX-2/3/5/6/7/8/11, MSH-4 (the lab; MSH-3 when absent), MSH-7's offset (the
+default for the message's times that carry none).
 
 Result identity follows LOINC when the code system is LN (reference §4: "match on the code, never on display
 text"), so a misused LOINC code is not rescued by its text; local codes and names are matched in
@@ -12,6 +13,7 @@ text"), so a misused LOINC code is not rescued by its text; local codes and name
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import hl7
@@ -84,6 +86,7 @@ class _Message:
         self.control_id = _get(msh, 10)
         self.kind = f"{_get(msh, 9, 1)}^{_get(msh, 9, 2)}"
         self.lab = _get(msh, 4) or _get(msh, 3)
+        self.offset = message_offset(_get(msh, 7))
         self.where = f"message {number}" + (f" ({self.control_id})" if self.control_id else "")
 
     def patient(self) -> dict[str, str]:
@@ -136,9 +139,33 @@ def _observation(message: _Message, obr: Any, obx: Any, where: str) -> dict[str,
         "reported_at": _get(obr, 22),
         "accession": unescape(_get(obr, 3) or _get(obr, 2)),
         "lab": unescape(message.lab),
+        "message_offset": message.offset,
         "location": where,
         "raw_text": str(obx)[:RAW_TEXT_LIMIT],
     }
+
+
+# The offset that ends an HL7 v2 date/time (DTM/TS): +/-HHMM after the digits.
+_OFFSET = re.compile(r"^\d{4,14}(?:\.\d{1,6})?([+-]\d{4})$")
+
+
+def message_offset(sent_at: str) -> str:
+    """MSH-7's UTC offset ('' when it has none): the default for the message's times that carry none.
+
+    HL7 v2 (chapter 2, the TM/DTM data types): a time without an offset takes the offset of the date/time
+    in MSH, when that has one, and is otherwise the local time of the sender.
+
+    >>> message_offset("20110531140551-0500"), message_offset("201410060645"), message_offset("")
+    ('-0500', '', '')
+    """
+    found = _OFFSET.match(sent_at.strip())
+    return found.group(1) if found else ""
+
+
+def _with_message_offset(stamps: pd.Series, offsets: pd.Series) -> pd.Series:
+    """Each HL7 time, given its message's MSH-7 offset when it carries none of its own."""
+    bare = (stamps != "") & ~stamps.str.contains(r"[+-]\d{4}$", regex=True)
+    return stamps.where(~bare | offsets.eq(""), stamps + offsets)
 
 
 def _structured_numeric(obx: Any) -> str:
@@ -201,7 +228,7 @@ def parse_hl7(text: str, *, timezone: str = "UTC", messages_before: int = 0) -> 
     text : str
         The file's content.
     timezone : str
-        IANA zone for HL7 times that carry no offset.
+        IANA zone for HL7 times that carry no offset, in a message whose MSH-7 carries none either.
     messages_before : int
         Messages of the file before this text (a piece of it), so that message numbers are the file's.
     """
@@ -220,10 +247,11 @@ def parse_hl7(text: str, *, timezone: str = "UTC", messages_before: int = 0) -> 
     frame["analyte"] = _analyte(frame)
     pending = frame["status"].isin(NOT_YET) & frame["value"].eq("")
     frame = frame[~pending]
-    when = hl7_to_iso(
-        frame["collected_at"].where(frame["collected_at"] != "", frame["observed_at"]), timezone
-    )
-    frame = frame.assign(collected_at=when, reported_at=hl7_to_iso(frame["reported_at"], timezone))
+    offsets = frame["message_offset"]
+    collected = frame["collected_at"].where(frame["collected_at"] != "", frame["observed_at"])
+    when = hl7_to_iso(_with_message_offset(collected, offsets), timezone)
+    reported = hl7_to_iso(_with_message_offset(frame["reported_at"], offsets), timezone)
+    frame = frame.assign(collected_at=when, reported_at=reported)
     cbc = frame["analyte"] != ""
     records, refused = _cbc_records(frame[cbc])
     return Parsed(

@@ -1,11 +1,15 @@
 """Times as sources write them, made unambiguous: ISO 8601 with an offset, stored later in UTC.
 
 A time that carries no offset is read in the site's configured time zone (an IANA name); a date alone
-is read as midnight there. A time that cannot be read becomes '' and the record is refused downstream.
+is read as midnight there. A local time in the hour repeated when the clocks go back is read as its first
+occurrence, and one in the hour skipped when they go forward as the first time after the gap (as
+``java.time`` and most interface engines do): a count drawn that night lands, at most an hour out, rather
+than being refused. A time that cannot be read becomes '' and the record is refused downstream.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 # HL7 v2 TS/DTM: YYYY[MM[DD[HH[MM[SS[.S+]]]]]][+/-ZZZZ] (reference §8.2 fields OBR-7, OBX-14, PID-7).
@@ -49,6 +53,12 @@ def localise_iso(values: pd.Series, timezone: str) -> pd.Series:
     >>> localise_iso(pd.Series(["2026-07-01T10:00:00", "2026-07-01T10:00:00Z", "2026-07-01", "?"]),
     ...              "Europe/Paris").tolist()
     ['2026-07-01T08:00:00+00:00', '2026-07-01T10:00:00+00:00', '2026-06-30T22:00:00+00:00', '']
+
+    Around New York's clock changes of 2026: 01:30 on 1 November happened twice (first at -04:00),
+    02:30 on 8 March never did (read as 03:00, -04:00):
+
+    >>> localise_iso(pd.Series(["2026-11-01T01:30", "2026-03-08T02:30"]), "America/New_York").tolist()
+    ['2026-11-01T05:30:00+00:00', '2026-03-08T07:00:00+00:00']
     """
     text = values.fillna("").astype(str).str.strip()
     has_offset = text.str.contains(ISO_WITH_OFFSET, regex=True)
@@ -57,7 +67,10 @@ def localise_iso(values: pd.Series, timezone: str) -> pd.Series:
     # Outside these years a laboratory time is a typing error; time-zone rules also end there.
     plausible = (naive.dt.year >= PLAUSIBLE_YEARS[0]) & (naive.dt.year <= PLAUSIBLE_YEARS[1])
     naive = naive.where(plausible)
-    localised = naive.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT").dt.tz_convert("UTC")
+    first = np.ones(len(naive), dtype=bool)  # in a repeated hour, its first occurrence (daylight time)
+    localised = naive.dt.tz_localize(timezone, ambiguous=first, nonexistent="shift_forward").dt.tz_convert(
+        "UTC"
+    )
     moment = aware.where(has_offset, localised)
     return moment.dt.strftime("%Y-%m-%dT%H:%M:%S+00:00").where(moment.notna(), "")
 

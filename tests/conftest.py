@@ -24,11 +24,11 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "data"
 
 
-@pytest.fixture(autouse=True)
-def _a_utc_site(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests are written for a site in UTC unless they set another zone: a developer's own
-    ``MONITOR_TIMEZONE`` would otherwise move every time read without an offset."""
-    monkeypatch.setenv("MONITOR_TIMEZONE", "UTC")
+def pytest_configure(config: pytest.Config) -> None:
+    """Tests are written for a site in UTC unless they set another zone (``monkeypatch.setenv``): a
+    developer's own ``MONITOR_TIMEZONE`` would otherwise move every time read without an offset, in this
+    process and in the servers and commands the tests start. Set before any fixture, of any scope, runs."""
+    os.environ["MONITOR_TIMEZONE"] = "UTC"
 
 
 def pytest_report_header(config: pytest.Config) -> str:

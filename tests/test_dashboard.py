@@ -303,6 +303,17 @@ def test_import_page_lists_past_imports_and_their_refusals(tmp_path, monkeypatch
     assert refusals[["location", "reason"]].values.tolist() == [["line 4", "unknown unit 'furlongs' for WBC"]]
 
 
+def test_a_misspelt_import_time_zone_is_named_and_blocks_the_import(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("MONITOR_DATABASE_URL", f"sqlite:///{tmp_path / 'monitor.db'}")
+    at = _app().run()
+    at.switch_page("app_pages/imports.py").run()
+    assert at.text_input(key="import_timezone").value == "UTC" and not at.error
+    at.text_input(key="import_timezone").set_value("Europe/Lndon").run()
+    assert not at.exception
+    assert "'Europe/Lndon' is not an IANA time zone" in at.error[0].value
+    assert at.button(key="import_commit").disabled and at.button(key="import_check").disabled
+
+
 def test_a_misspelt_site_time_zone_is_named_not_a_traceback(imported_store, monkeypatch) -> None:
     monkeypatch.setenv("MONITOR_TIMEZONE", "Europe/Lndon")
     at = _app().run()

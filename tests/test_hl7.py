@@ -106,6 +106,23 @@ def test_times_without_an_offset_are_read_in_the_configured_zone() -> None:
     assert set(parse_hl7(text, timezone="UTC").records["collected_at"]) == {"2026-03-10T07:30:00+00:00"}
 
 
+def test_msh_7s_offset_is_the_default_for_the_messages_times_without_one() -> None:
+    """HL7 v2 (TM/DTM): a time without an offset takes MSH-7's, else it is the sender's local time."""
+    text = read(HL7 / "local-codes-percentages.hl7")
+    msh = text.split("\n", 1)[0]
+    stamped = msh.split("|")
+    assert stamped[6] == "20260310081500"  # this file's MSH-7 has no offset: the configured zone applies
+    stamped[6] = "20260310081500-0500"
+    with_offset = text.replace(msh, "|".join(stamped), 1)
+    for zone in ("UTC", "Europe/Paris"):  # MSH-7 says where the sender is, whatever the zone given
+        parsed = parse_hl7(with_offset, timezone=zone).records
+        assert set(parsed["collected_at"]) == {"2026-03-10T12:30:00+00:00"}  # OBR-7 07:30 at -05:00
+        assert set(parsed["reported_at"]) == {"2026-03-10T13:10:00+00:00"}  # OBR-22 08:10 at -05:00
+    # A time with its own offset keeps it.
+    own = with_offset.replace("|20260310073000|", "|20260310073000+0100|")
+    assert set(parse_hl7(own).records["collected_at"]) == {"2026-03-10T06:30:00+00:00"}
+
+
 def test_corrections_and_deletions_pass_their_status_through() -> None:
     out = normalise_results(parse_hl7(read(HL7 / "correction-and-deletion.hl7")).records)
     assert out.results[["analyte", "status"]].values.tolist() == [

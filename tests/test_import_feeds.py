@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from db.accounts import SYSTEM
-from db.importer import import_path
+from db.importer import import_content, import_path
 from db.models import ClinicalEvent, OtherObservation, Result
 from db.queries import find_patient, patient_events, patient_list, patient_results
 from tests.conftest import DATA
@@ -139,6 +139,23 @@ def test_us_core_observation_lands_with_its_unit_and_date_only_time(store) -> No
     assert summary.format == "fhir" and summary.accepted == 1, summary.rejected
     result = _current(store, "example").iloc[0]
     assert result["analyte"] == "wbc" and result["unit"] == "10^9/L"
+
+
+def test_a_date_only_fhir_time_is_midnight_at_the_site(store, monkeypatch) -> None:
+    """effectiveDateTime 2005-07-05 (a date, no offset) from a New York site: midnight there, 04:00 UTC,
+    so the count stays on 5 July in the site's calendar (read as UTC midnight it fell on 4 July)."""
+    monkeypatch.setenv("MONITOR_TIMEZONE", "America/New_York")
+    import_path(store, EXTERNAL / "us-core-observation-cbc-leukocytes.json", imported_by="test")
+    assert _current(store, "example")["collected_at"].tolist() == [pd.Timestamp("2005-07-05T04:00Z")]
+
+
+def test_an_hl7_count_drawn_in_the_repeated_hour_lands_at_its_first_occurrence(store, monkeypatch) -> None:
+    """01:30 on 1 November 2026 happened twice in New York: read as the first (EDT), not refused."""
+    monkeypatch.setenv("MONITOR_TIMEZONE", "America/New_York")
+    text = (HL7 / "local-codes-percentages.hl7").read_text().replace("|20260310073000|", "|20261101013000|")
+    summary = import_content(store, "night.hl7", text.encode(), imported_by="test")
+    assert summary.exit_code == 0, summary.rejected
+    assert set(_current(store, "H123456")["collected_at"]) == {pd.Timestamp("2026-11-01T05:30Z")}
 
 
 def test_wide_csv_melts_into_results_and_names_the_bad_cell(store) -> None:
