@@ -44,6 +44,16 @@ CHUNK_RESULTS = 200_000
 
 
 @dataclass(frozen=True, slots=True)
+class EarlierImport:
+    """The import that already brought a file's exact content: a copy, readable after the session ends
+    (a dry run rolls its session back, which would leave a stored object unreadable)."""
+
+    id: int
+    file_name: str
+    imported_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class ImportSummary:
     """What one file brought: counts, the records refused and why, or why the file was unusable."""
 
@@ -54,7 +64,7 @@ class ImportSummary:
     unchanged: int
     superseded: int
     rejected: pd.DataFrame
-    identical_to: ImportBatch | None = None
+    identical_to: EarlierImport | None = None
     error: str | None = None
     derived: int = 0
     others: int = 0
@@ -138,7 +148,15 @@ def _summary_of_earlier(session: Session, name: str, batch: ImportBatch, dry_run
     )
     total = batch.accepted + batch.unchanged + batch.superseded
     return ImportSummary(
-        name, batch.format, batch.id, 0, total, 0, rejected, identical_to=batch, dry_run=dry_run
+        name,
+        batch.format,
+        batch.id,
+        0,
+        total,
+        0,
+        rejected,
+        identical_to=EarlierImport(batch.id, batch.file_name, batch.imported_at),
+        dry_run=dry_run,
     )
 
 

@@ -73,6 +73,10 @@ def test_import_twice_then_a_bad_row_exit_codes_and_messages(upgraded: str) -> N
     assert "9 accepted" in first.stdout
     second = monitor("import", str(DATA / "canonical-good.csv"), url=db_url)
     assert second.returncode == 0 and "unchanged" in second.stdout
+    # A dry run of a file already imported says so (its session is rolled back: no stored object is read).
+    checked = monitor("import", "--dry-run", str(DATA / "canonical-good.csv"), url=db_url)
+    assert checked.returncode == 0, checked.stderr
+    assert "canonical-good.csv: dry run (nothing stored): unchanged: identical to import #" in checked.stdout
     bad = monitor("import", str(DATA / "canonical-bad-row.csv"), url=db_url)
     assert bad.returncode == 1
     assert "canonical-bad-row.csv:4: rejected: unknown unit 'furlongs' for WBC" in bad.stderr
