@@ -847,7 +847,8 @@ def cycle_table(frame: pd.DataFrame, *, timezone: str = "UTC") -> pd.DataFrame:
     return pd.DataFrame(
         {
             "cycle": frame["cycle"],
-            "start": frame["start"].dt.tz_convert(timezone).dt.strftime("%Y-%m-%d"),
+            # (as times even when there are no cycles: an empty column arrives untyped)
+            "start": pd.to_datetime(frame["start"], utc=True).dt.tz_convert(timezone).dt.strftime("%Y-%m-%d"),
             "nadir ANC": nadir.where(frame["nadir_anc"].notna(), ""),
             "on": days("nadir_day"),
             "grade": frame["nadir_anc_grade"],

@@ -93,6 +93,8 @@ def test_cycles_table_states_the_trend_and_unknown_patients_exit_2(store: str) -
     assert shown.returncode == 0 and "ready at next" in shown.stdout
     missing = monitor("cycles", "NOBODY", url=store)
     assert missing.returncode == 2 and "no patient" in missing.stderr
+    untreated = monitor("cycles", "PER-1", url=store)  # no chemotherapy: no cycles (was an internal error)
+    assert untreated.returncode == 0 and untreated.stdout.strip() == "(none)", untreated.stderr
 
 
 def test_a_changed_rule_recomputes_the_status(store: str) -> None:
