@@ -70,6 +70,7 @@ def _run(dry_run: bool) -> list:
                 timezone=timezone or None,
                 column_map=_mapping(mapping_text),
                 dry_run=dry_run,
+                again=again,
                 progress=report,
             )
         )
@@ -101,6 +102,14 @@ def _show(summaries: list, dry_run: bool) -> None:
                 st.dataframe(summary.rejected, hide_index=True, width="stretch")
 
 
+again = st.checkbox(
+    "Read again files imported before",
+    key="import_again",
+    help="A file whose exact content was imported before is otherwise reported as unchanged without being "
+    "read. Read again, records refused then for a reason since put right (their patient was not yet in the "
+    "store, a CSV's times needed a zone) can land; what is stored stays as it is. A file is read again "
+    "only in the time zone it was first read in.",
+)
 buttons = st.columns([1, 1, 4])
 blocked = not uploads or unknown_zone
 check = buttons[0].button("Check (dry run)", disabled=blocked, key="import_check")

@@ -160,17 +160,43 @@ def _summary_of_earlier(session: Session, name: str, batch: ImportBatch, dry_run
     )
 
 
-def _parse(text: str, fmt: str, timezone: str | None, before: int) -> Parsed:
-    """One piece of a file parsed; ``before``: the lines (CSV) or messages (HL7) of the file before it."""
-    # An HL7 or FHIR time without an offset is the sending site's local time: the site's zone unless named.
-    feed_zone = timezone or display_timezone()
+def reading_zone(fmt: str, timezone: str | None) -> str:
+    """The zone a file's times without an offset are read in ('' when they are refused instead).
+
+    HL7, FHIR and events files: the zone named, else the site's (a feed's time without an offset is the
+    sending site's local time; events are written by the care team). The canonical and wide CSV: only a
+    zone named; without one such times are refused.
+    """
+    if timezone:
+        return timezone
+    return "" if fmt in ("csv", "wide") else display_timezone()
+
+
+def _parse(text: str, fmt: str, zone: str, before: int) -> Parsed:
+    """One piece of a file parsed; ``before``: the lines (CSV) or messages (HL7) of the file before it;
+    ``zone``: see `reading_zone`."""
     parsers: dict[str, Callable[[], Parsed]] = {
-        "hl7": lambda: parse_hl7(text, timezone=feed_zone, messages_before=before),
-        "fhir": lambda: parse_fhir(text, timezone=feed_zone),
-        "csv": lambda: parse_canonical_csv(text, timezone=timezone, lines_before=before),
-        "wide": lambda: parse_wide_csv(text, timezone=timezone, lines_before=before),
+        "hl7": lambda: parse_hl7(text, timezone=zone, messages_before=before),
+        "fhir": lambda: parse_fhir(text, timezone=zone),
+        "csv": lambda: parse_canonical_csv(text, timezone=zone or None, lines_before=before),
+        "wide": lambda: parse_wide_csv(text, timezone=zone or None, lines_before=before),
     }
     return parsers[fmt]()
+
+
+def _read_elsewhere(earlier: list[ImportBatch], zone: str) -> str | None:
+    """Why a file may not be read again in ``zone``: an earlier import of it read its times in another
+    zone, so its records would be stored a second time at other times (None when it may)."""
+    for batch in earlier:
+        if batch.timezone and batch.timezone != zone:
+            now_reading = f"in {zone}" if zone else "without a zone (they would be refused)"
+            return (
+                f"not read again: import #{batch.id} of {batch.imported_at:%Y-%m-%d %H:%M} UTC read this "
+                f"content's times without an offset in {batch.timezone}; reading them {now_reading} would "
+                f"store its records a second time at other times (read it again with --timezone "
+                f"{batch.timezone})"
+            )
+    return None
 
 
 # A file with more structurally broken records than this (and more than it has good ones) is refused as a
@@ -202,10 +228,16 @@ def import_file(
     timezone: str | None = None,
     column_map: dict[str, str] | None = None,
     dry_run: bool = False,
+    again: bool = False,
     now: datetime | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> ImportSummary:
     """Import one file inside the caller's transaction.
+
+    Content imported before changes nothing and its earlier import is reported, unless ``again``: then it
+    is read again, so that records refused the first time for a reason since put right (their patient
+    was not yet in the store, a CSV's times needed a zone) can land, while what is stored stays unchanged.
+    It is read again only in the zone it was first read in (see `_read_elsewhere`).
 
     ``timezone`` reads times that carry no offset (HL7, FHIR and events files default to the site's zone,
     ``MONITOR_TIMEZONE``, as the Import page does; the canonical CSV refuses them unless a zone is given).
@@ -220,9 +252,9 @@ def import_file(
         select(ImportBatch)
         .where(ImportBatch.content_sha256 == sha256, ImportBatch.format != "unusable")
         .order_by(ImportBatch.id)
-    ).first()
-    if earlier is not None:
-        return _summary_of_earlier(session, file_name, earlier, dry_run)
+    ).all()
+    if earlier and not again:
+        return _summary_of_earlier(session, file_name, earlier[0], dry_run)
     with content.open() as binary:
         blocks = decoded(binary)
         head = ""
@@ -239,11 +271,22 @@ def import_file(
                 f"read whole, and files of this format over {WHOLE_FILE_LIMIT / 1e6:,.0f} MB are refused "
                 "to keep memory bounded; split the export into smaller files"
             )
+        zone = reading_zone(fmt, timezone)
+        refusal = _read_elsewhere(list(earlier), zone)
+        if refusal is not None:
+            empty = pd.DataFrame(columns=list(REJECT_COLUMNS))
+            return ImportSummary(file_name, fmt, None, 0, 0, 0, empty, error=refusal, dry_run=dry_run)
         batch = new_batch(
-            session, file_name=file_name, sha256=sha256, fmt=fmt, imported_by=imported_by, now=now
+            session,
+            file_name=file_name,
+            sha256=sha256,
+            fmt=fmt,
+            imported_by=imported_by,
+            now=now,
+            timezone=zone,
         )
         if fmt == "events":
-            return _import_events(session, "".join(text), batch, timezone, imported_by, now, dry_run)
+            return _import_events(session, "".join(text), batch, zone, imported_by, now, dry_run)
         pieces = {"csv": csv_pieces, "wide": csv_pieces, "hl7": hl7_pieces}.get(fmt)
         whole = pieces(text) if pieces is not None else [("".join(text), 0)]
         return _import_pieces(
@@ -251,7 +294,7 @@ def import_file(
             whole,
             batch,
             fmt=fmt,
-            timezone=timezone,
+            zone=zone,
             now=now,
             dry_run=dry_run,
             report=(lambda: progress(binary.tell(), content.size)) if progress else None,
@@ -262,13 +305,12 @@ def _import_events(
     session: Session,
     text: str,
     batch: ImportBatch,
-    timezone: str | None,
+    zone: str,
     imported_by: str,
     now: datetime,
     dry_run: bool,
 ) -> ImportSummary:
-    # Events are dates and times written by the care team: without an offset, in the site's zone.
-    events, refused = parse_events(text, timezone=timezone or display_timezone())
+    events, refused = parse_events(text, timezone=zone)
     added, unknown = write_events(session, events, batch_id=batch.id, imported_by=imported_by, now=now)
     rejected = _in_file_order(pd.concat([refused, unknown], ignore_index=True))
     keep_rejected(session, batch.id, rejected)
@@ -292,7 +334,7 @@ def _import_pieces(
     batch: ImportBatch,
     *,
     fmt: str,
-    timezone: str | None,
+    zone: str,
     now: datetime,
     dry_run: bool,
     report: Callable[[], None] | None,
@@ -304,7 +346,7 @@ def _import_pieces(
     broken = good = others = pending = 0
     first_broken: pd.Series | None = None
     for text, offset in pieces:
-        parsed = _parse(text, fmt, timezone, offset)
+        parsed = _parse(text, fmt, zone, offset)
         records, rejected = parsed.records, parsed.rejected
         if first_broken is None and len(rejected):
             first_broken = rejected.iloc[0]
@@ -475,6 +517,7 @@ def _import(
     timezone: str | None = None,
     column_map: dict[str, str] | None = None,
     dry_run: bool = False,
+    again: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> ImportSummary:
     """Import one file in its own transaction: a failure part-way leaves the store as it was.
@@ -486,6 +529,7 @@ def _import(
         "timezone": timezone,
         "column_map": column_map,
         "dry_run": dry_run,
+        "again": again,
         "progress": progress,
     }
     try:

@@ -52,12 +52,20 @@ class WriteCounts:
 
 
 def new_batch(
-    session: Session, *, file_name: str, sha256: str, fmt: str, imported_by: str, now: datetime
+    session: Session,
+    *,
+    file_name: str,
+    sha256: str,
+    fmt: str,
+    imported_by: str,
+    now: datetime,
+    timezone: str | None = None,
 ) -> ImportBatch:
     batch = ImportBatch(
         file_name=file_name,
         content_sha256=sha256,
         format=fmt,
+        timezone=timezone,
         imported_by=imported_by,
         imported_at=now,
         accepted=0,

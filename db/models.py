@@ -163,6 +163,9 @@ class ImportBatch(Base):
     unchanged: Mapped[int] = mapped_column(Integer, default=0)
     superseded: Mapped[int] = mapped_column(Integer, default=0)
     rejected: Mapped[int] = mapped_column(Integer, default=0)
+    # The zone times without an offset were read in: '' when such times were refused (a CSV imported
+    # without one), NULL when not recorded (imports before migration 0012).
+    timezone: Mapped[str | None] = mapped_column(String(64))
 
 
 class RejectedRecord(Base):

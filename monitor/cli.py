@@ -217,6 +217,13 @@ def _column_map(_ctx: click.Context, _param: click.Parameter, values: tuple[str,
 @click.option(
     "--dry-run", is_flag=True, help="Report what would land and what would be refused; store nothing."
 )
+@click.option(
+    "--again",
+    is_flag=True,
+    help="Read files imported before once more (content already stored is otherwise reported as "
+    "unchanged): records refused then for a reason since put right, such as a patient not yet in the "
+    "store or a CSV time needing --timezone, can land; what is stored stays as it is.",
+)
 @store_options
 def import_(
     database: str | None,
@@ -225,12 +232,16 @@ def import_(
     timezone: str | None,
     column_map: dict[str, str],
     dry_run: bool,
+    again: bool,
 ) -> None:
     """Import result files: HL7 v2 ORU^R01, FHIR R4 (JSON or NDJSON), CSV (canonical long, wide, or a
     lab export with --map), and clinical events CSV.
 
-    Prints, per file, the records accepted, unchanged and refused (with line or message and reason).
-    Exit status: 0 all accepted, 1 some refused (the rest landed), 2 a file was unusable.
+    Prints, per file, the records accepted, unchanged and refused (with line or message and reason); the
+    refused records are kept in the store with their reasons (the Import page lists them). A file whose
+    exact content was imported before is reported as unchanged without being read (--again reads it).
+    Exit status: 0 all accepted, 1 some refused (the rest landed), 2 a file not imported (unreadable,
+    or an option refused), 3 the store could not be used, 4 an internal error.
 
     \b
     Example:
@@ -267,6 +278,7 @@ def import_(
                     timezone=timezone,
                     column_map=column_map,
                     dry_run=dry_run,
+                    again=again,
                     progress=report,
                 )
             )
@@ -280,13 +292,19 @@ def _print_summary(summary: Any) -> None:
     name = summary.file_name
     prefix = f"{name}: dry run (nothing stored)" if summary.dry_run else name
     if summary.error:
-        click.echo(f"{name}: unusable: {summary.error}", err=True)
+        click.echo(f"{name}: not imported: {summary.error}", err=True)
         return
     if summary.identical_to is not None:
         batch = summary.identical_to
         click.echo(
             f"{prefix}: unchanged: identical to import #{batch.id} of "
-            f"{batch.imported_at:%Y-%m-%d %H:%M} UTC ({summary.unchanged} records, nothing new)"
+            f"{batch.imported_at:%Y-%m-%d %H:%M} UTC ({summary.unchanged} records, nothing new"
+            + (
+                f"; {len(summary.rejected)} refused then, listed below: --again reads it once more "
+                "after their cause is put right)"
+                if len(summary.rejected)
+                else ")"
+            )
         )
     elif summary.format == "events":
         click.echo(

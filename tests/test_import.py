@@ -24,6 +24,11 @@ def _counts(store: sessionmaker[Session]) -> dict[str, int]:
         }
 
 
+def _results(store: sessionmaker[Session], patient_id: str) -> pd.DataFrame:
+    with store() as session:
+        return patient_results(session, find_patient(session, patient_id, viewer=SYSTEM).id, viewer=SYSTEM)
+
+
 def _write(tmp_path: Path, name: str, text: str) -> Path:
     path = tmp_path / name
     path.write_text(text, encoding="utf-8")
@@ -62,6 +67,53 @@ def test_importing_the_same_file_twice_changes_nothing(store) -> None:
     assert _counts(store) == before
     assert again.identical_to is not None and again.identical_to.id == first.batch_id
     assert (again.accepted, again.unchanged, again.exit_code) == (0, 9, 0)
+
+
+def test_read_again_events_refused_before_their_patients_were_stored_land(store) -> None:
+    events = DATA / "csv" / "events.csv"
+    first = import_path(store, events, imported_by="test")
+    waiting = first.rejected["reason"].eq("patient 'MRN1001' is not in the store (import results first)")
+    assert first.events == 0 and waiting.sum() == 3
+    import_path(store, DATA / "canonical-good.csv", imported_by="test")
+    same = import_path(store, events, imported_by="test")  # the same content: not read, still refused
+    assert same.identical_to is not None and same.events == 0 and len(same.rejected) == len(first.rejected)
+    again = import_path(store, events, imported_by="test", again=True)
+    assert again.identical_to is None and again.events == 3
+    # What is wrong in the file itself is refused again, for the same reasons.
+    assert again.rejected["reason"].tolist() == first.rejected.loc[~waiting, "reason"].tolist()
+    before = _counts(store)
+    third = import_path(store, events, imported_by="test", again=True)  # nothing left to land
+    assert (third.events, third.unchanged) == (0, 3)
+    after = _counts(store)
+    assert after["clinical_event"] == before["clinical_event"]
+    assert after["import_batch"] == before["import_batch"] + 1  # the reading itself is recorded
+
+
+def test_read_again_a_csv_needing_a_zone_lands_only_what_was_refused(store, tmp_path: Path) -> None:
+    text = (DATA / "canonical-good.csv").read_text()
+    # One panel's time written without an offset: refused without --timezone, the rest lands.
+    naive = _write(tmp_path, "naive.csv", text.replace("2026-03-02T08:15:00Z", "2026-03-02T09:15:00"))
+    first = import_path(store, naive, imported_by="test")
+    assert first.exit_code == 1 and first.accepted == 9 - len(first.rejected) > 0
+    assert import_path(store, naive, imported_by="test", timezone="Europe/Paris").identical_to is not None
+    again = import_path(store, naive, imported_by="test", timezone="Europe/Paris", again=True)
+    assert (again.accepted, again.unchanged, again.exit_code) == (len(first.rejected), first.accepted, 0)
+    results = _results(store, "MRN1001")
+    assert pd.Timestamp("2026-03-02T08:15Z") in set(results["collected_at"])  # 09:15 in Paris
+
+
+def test_read_again_only_in_the_zone_it_was_first_read_in(store) -> None:
+    feed = DATA / "hl7" / "local-codes-percentages.hl7"  # times without an offset, read at a UTC site
+    import_path(store, feed, imported_by="test")
+    before = _counts(store)
+    elsewhere = import_path(store, feed, imported_by="test", timezone="Europe/Paris", again=True)
+    assert elsewhere.exit_code == 2 and elsewhere.batch_id is None
+    assert "read this content's times without an offset in UTC" in elsewhere.error
+    assert "--timezone UTC" in elsewhere.error
+    assert _counts(store) == before  # nothing stored, not even a batch
+    same = import_path(store, feed, imported_by="test", again=True)
+    assert (same.accepted, same.superseded, same.exit_code) == (0, 0, 0) and same.unchanged > 0
+    assert _counts(store)["result"] == before["result"]
 
 
 def test_the_same_records_in_another_file_are_counted_unchanged(store, tmp_path: Path) -> None:
