@@ -213,6 +213,9 @@ def _observations(
                 observations += 1
                 where = f"{message.where}, OBR {max(groups, 1)}, OBX {observations}"
                 rows.append({**patient, **_observation(message, obr, segment, where)})
+        if not any(str(segment[0]) == "OBX" for segment in message.parsed):
+            # Kept for review rather than passed over: most often a message cut short in transfer.
+            problems.append(_problem(message.where, raw, "no OBX segment: the message carries no result"))
     return rows, patients, problems
 
 
@@ -251,16 +254,29 @@ def parse_hl7(text: str, *, timezone: str = "UTC", messages_before: int = 0) -> 
     collected = frame["collected_at"].where(frame["collected_at"] != "", frame["observed_at"])
     when = hl7_to_iso(_with_message_offset(collected, offsets), timezone)
     reported = hl7_to_iso(_with_message_offset(frame["reported_at"], offsets), timezone)
-    frame = frame.assign(collected_at=when, reported_at=reported)
+    untimed = _untimed(frame, collected, when)
+    frame = frame.assign(collected_at=when, reported_at=reported)[when.ne("").to_numpy()]
     cbc = frame["analyte"] != ""
     records, refused = _cbc_records(frame[cbc])
     return Parsed(
         records=records,
-        rejected=pd.concat([rejected, refused], ignore_index=True),
+        rejected=pd.concat([rejected, untimed, refused], ignore_index=True),
         patients=pd.DataFrame(patients, columns=list(PATIENT_COLUMNS)).drop_duplicates(),
         others=_others(frame[~cbc]),
         pending=int(pending.sum()),
     )
+
+
+def _untimed(frame: pd.DataFrame, written: pd.Series, read: pd.Series) -> pd.DataFrame:
+    """Observations (CBC or not) whose collection time is missing or cannot be read, with the reason."""
+    missing = read.eq("")
+    source = (
+        frame["collected_at"].ne("").map({True: "OBR-7 collection time", False: "OBX-14 observation time"})
+    )
+    reason = (source + " '" + written + "' is not an HL7 date/time (YYYYMMDD[HHMM[SS]][+/-ZZZZ])").where(
+        written.ne(""), "no collection time: OBR-7 and OBX-14 are both empty"
+    )
+    return frame.assign(reason=reason)[missing.to_numpy()][list(REJECT_COLUMNS)]
 
 
 def _analyte(frame: pd.DataFrame) -> pd.Series:

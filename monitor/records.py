@@ -149,6 +149,12 @@ def _utc_instant(text: pd.Series) -> pd.Series:
     return pd.to_datetime(text.where(has_offset), utc=True, format="ISO8601", errors="coerce")
 
 
+def _iso_without_offset(text: pd.Series) -> pd.Series:
+    """Whether each value is an ISO 8601 date-time that only lacks its offset (so that is the reason)."""
+    bare = text.where(~text.str.contains(ISO_WITH_OFFSET, regex=True))
+    return pd.to_datetime(bare, format="ISO8601", errors="coerce").notna()
+
+
 def _factor_of_pair(pairs: pd.Series) -> pd.Series:
     unit, kind = (
         pairs.str.split(UNIT_KIND_SEPARATOR, n=1, regex=False).str[0],
@@ -228,8 +234,10 @@ def normalise_results(raw: pd.DataFrame) -> Normalised:
     kinds = each_distinct(analyte, lambda v: v.map({code: a.kind for code, a in ANALYTES.items()}))
 
     # ISO 8601 with an explicit offset or Z: a time without one is ambiguous and is refused.
-    has_offset = each_distinct(text["collected_at"], lambda v: v.str.contains(ISO_WITH_OFFSET, regex=True))
     collected_at = each_distinct(text["collected_at"], _utc_instant).astype("datetime64[us, UTC]")
+    only_offset_missing = each_distinct(
+        text["collected_at"].where(collected_at.isna(), ""), _iso_without_offset
+    )
 
     comparator = each_distinct(text["value"], _comparator).replace("", None)
     value_in, value_not_number = _number_or_blank(each_distinct(text["value"], _number_part))
@@ -281,8 +289,15 @@ def normalise_results(raw: pd.DataFrame) -> Normalised:
                 if name in text
             ),
             (text["collected_at"] == "", "collected_at is empty"),
-            (~has_offset, "collected_at '{collected_at}' has no time zone offset (add Z or +hh:mm)"),
-            (collected_at.isna(), "collected_at '{collected_at}' is not an ISO 8601 date-time"),
+            (
+                only_offset_missing.astype(bool),
+                "collected_at '{collected_at}' has no time zone offset (add Z or +hh:mm, or import with "
+                "--timezone)",
+            ),
+            (
+                collected_at.isna(),
+                "collected_at '{collected_at}' is not an ISO 8601 date-time (e.g. 2026-03-16T09:40:00+01:00)",
+            ),
             (analyte.isna(), "analyte '{analyte}' is neither a known analyte name nor a CBC LOINC code"),
             (text["value"].eq("") & ~withdrawn, "value is empty"),
             (value_not_number, "value '{value}' is not a number"),

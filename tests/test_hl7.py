@@ -123,6 +123,28 @@ def test_msh_7s_offset_is_the_default_for_the_messages_times_without_one() -> No
     assert set(parse_hl7(own).records["collected_at"]) == {"2026-03-10T06:30:00+00:00"}
 
 
+def test_a_collection_time_that_cannot_be_read_is_named_with_its_field() -> None:
+    text = read(HL7 / "local-codes-percentages.hl7")
+    month_13 = parse_hl7(text.replace("|20260310073000|", "|20261345990000|"))
+    assert month_13.records.empty and len(month_13.rejected) == 6  # every OBX of the panel
+    assert set(month_13.rejected["reason"]) == {
+        "OBR-7 collection time '20261345990000' is not an HL7 date/time (YYYYMMDD[HHMM[SS]][+/-ZZZZ])"
+    }
+    assert month_13.rejected.loc[0, "location"].endswith("OBR 1, OBX 1")
+    untimed = parse_hl7(text.replace("|20260310073000|", "||"))  # no OBR-7, and no OBX-14 either
+    assert set(untimed.rejected["reason"]) == {"no collection time: OBR-7 and OBX-14 are both empty"}
+
+
+def test_a_message_cut_before_its_first_obx_is_refused_not_passed_over() -> None:
+    text = read(HL7 / "local-codes-percentages.hl7")
+    cut = text[: text.index("OBX|1|")]
+    parsed = parse_hl7(cut)
+    assert parsed.records.empty
+    assert parsed.rejected[["location", "reason"]].values.tolist() == [
+        ["message 1 (MSG0001)", "no OBX segment: the message carries no result"]
+    ]
+
+
 def test_corrections_and_deletions_pass_their_status_through() -> None:
     out = normalise_results(parse_hl7(read(HL7 / "correction-and-deletion.hl7")).records)
     assert out.results[["analyte", "status"]].values.tolist() == [

@@ -72,6 +72,9 @@ def test_a_boundary_count_sent_per_microlitre_compares_exactly() -> None:
         ({"collected_at": ["2026-02-01T08:00:00"]}, "collected_at '2026-02-01T08:00:00' has no time zone"),
         ({"collected_at": ["2026-02-31T08:00:00Z"]}, "is not an ISO 8601 date-time"),
         ({"collected_at": ["2026-02-01"]}, "collected_at '2026-02-01' has no time zone offset"),
+        # Not ISO 8601 at all: the missing offset is not the reason to give.
+        ({"collected_at": ["03/04/2026 08:00"]}, "collected_at '03/04/2026 08:00' is not an ISO 8601 date"),
+        ({"collected_at": ["03/04/2026 08:00+01:00"]}, "'03/04/2026 08:00+01:00' is not an ISO 8601 date"),
         ({"analyte": ["11156-7"]}, "analyte '11156-7' is neither a known analyte name nor a CBC LOINC code"),
         ({"value": [""]}, "value is empty"),
         ({"value": ["<x"]}, "value '<x' is not a number"),
