@@ -235,9 +235,13 @@ def normalise_results(raw: pd.DataFrame) -> Normalised:
 
     # ISO 8601 with an explicit offset or Z: a time without one is ambiguous and is refused.
     collected_at = each_distinct(text["collected_at"], _utc_instant).astype("datetime64[us, UTC]")
-    only_offset_missing = each_distinct(
-        text["collected_at"].where(collected_at.isna(), ""), _iso_without_offset
-    )
+    # Judged only where the time could not be read (few rows, if any): which reason to give.
+    unread = collected_at.isna().to_numpy()
+    only_offset_missing = pd.Series(False, index=collected_at.index)
+    if unread.any():
+        only_offset_missing[unread] = each_distinct(
+            text["collected_at"][unread], _iso_without_offset
+        ).to_numpy()
 
     comparator = each_distinct(text["value"], _comparator).replace("", None)
     value_in, value_not_number = _number_or_blank(each_distinct(text["value"], _number_part))
@@ -290,7 +294,7 @@ def normalise_results(raw: pd.DataFrame) -> Normalised:
             ),
             (text["collected_at"] == "", "collected_at is empty"),
             (
-                only_offset_missing.astype(bool),
+                only_offset_missing,
                 "collected_at '{collected_at}' has no time zone offset (add Z or +hh:mm, or import with "
                 "--timezone)",
             ),
