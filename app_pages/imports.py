@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pandas as pd
 import streamlit as st
 
 from db.config import display_timezone, is_timezone
 from db.importer import import_content
+from db.queries import audit_view
 from monitor.parsed import FORMATS
 from ui import data
 from ui.identity import current_user, current_viewer
@@ -141,5 +144,11 @@ else:
     st.dataframe(shown, hide_index=True, width="stretch", key="import_batches")
     with_rejects = batches.loc[batches["rejected"] > 0, "id"].tolist()
     if with_rejects:
-        batch = st.selectbox("Refused records of import", with_rejects, key="import_batch_rejects")
-        st.dataframe(data.batch_rejections(int(batch)), hide_index=True, width="stretch")
+        batch = int(st.selectbox("Refused records of import", with_rejects, key="import_batch_rejects"))
+        viewer = current_viewer()
+        # Refused records hold patient data verbatim: their view is audited, once per import shown.
+        if st.session_state.get("audited_rejections") != (viewer.username, batch):
+            with data.store().begin() as session:
+                audit_view(session, viewer, None, f"refused records of import {batch}", now=datetime.now(UTC))
+            st.session_state["audited_rejections"] = (viewer.username, batch)
+        st.dataframe(data.batch_rejections(batch), hide_index=True, width="stretch")

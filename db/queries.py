@@ -162,8 +162,11 @@ def check_access(session: Session, patient_key: int, viewer: Viewer) -> None:
         raise PatientNotFound("no such patient among those you may see")
 
 
-def audit_view(session: Session, viewer: Viewer, patient_key: int, what: str, *, now: datetime) -> None:
-    """Record that ``viewer`` looked at a patient (a page or a command), without any clinical value."""
+def audit_view(
+    session: Session, viewer: Viewer, patient_key: int | None, what: str, *, now: datetime
+) -> None:
+    """Record that ``viewer`` looked at a patient (a page or a command), without any clinical value; or,
+    with no ``patient_key``, at records that hold several patients' data (an import's refused records)."""
     record(
         session,
         at=now,

@@ -288,6 +288,58 @@ def import_(
     sys.exit(worst)
 
 
+@cli.command()
+@click.option(
+    "--refused",
+    "batch",
+    type=int,
+    default=None,
+    metavar="IMPORT",
+    help="List the records import number IMPORT refused, verbatim with their reasons (they hold patient "
+    "data: the view is audited).",
+)
+@click.option("--limit", type=click.IntRange(1), default=50, show_default=True, help="Imports to list.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True
+)
+@store_options
+def imports(database: str | None, batch: int | None, limit: int, fmt: str) -> None:
+    """Past imports, newest first, with what became of their records; or one import's refused records.
+
+    \b
+    Example:
+      python -m monitor imports
+      python -m monitor imports --refused 12 --format csv > refused-12.csv
+    """
+    from datetime import UTC, datetime
+
+    from db.accounts import SYSTEM
+    from db.models import ImportBatch
+    from db.queries import audit_view, batch_rejections, import_batches
+
+    factory = _factory(database)
+    with factory() as session:
+        if batch is None:
+            _emit(import_batches(session, limit=limit), fmt, utc_columns=("imported_at",))
+            return
+        if session.get(ImportBatch, batch) is None:
+            raise click.BadParameter(
+                f"there is no import #{batch} (python -m monitor imports lists them)", param_hint="--refused"
+            )
+        refused = batch_rejections(session, batch)
+        viewer = SYSTEM
+        audit_view(
+            session, viewer, None, f"command line: refused records of import {batch}", now=datetime.now(UTC)
+        )
+        session.commit()
+    if fmt == "table":
+        # One line per record on a terminal: the raw text is cut (csv and json keep it whole).
+        refused = refused.assign(
+            raw_text=refused["raw_text"].str.replace(r"\s+", " ", regex=True).str.slice(0, 80)
+        )
+    _emit(refused, fmt)
+
+
 def _print_summary(summary: Any) -> None:
     name = summary.file_name
     prefix = f"{name}: dry run (nothing stored)" if summary.dry_run else name

@@ -83,6 +83,33 @@ def test_import_twice_then_a_bad_row_exit_codes_and_messages(upgraded: str) -> N
     assert "3 accepted" in bad.stdout
 
 
+def test_imports_lists_past_imports_and_one_imports_refusals_audited(upgraded: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    monitor("import", str(DATA / "canonical-good.csv"), url=upgraded)
+    monitor("import", str(DATA / "canonical-bad-row.csv"), url=upgraded)
+    listed = json.loads(monitor("imports", "--format", "json", url=upgraded).stdout)
+    assert [(b["file_name"], b["accepted"], b["rejected"]) for b in listed] == [
+        ("canonical-bad-row.csv", 3, 1),
+        ("canonical-good.csv", 9, 0),
+    ]
+    bad = listed[0]["id"]
+    refused = monitor("imports", "--refused", str(bad), "--format", "json", url=upgraded)
+    assert refused.returncode == 0, refused.stderr
+    (row,) = json.loads(refused.stdout)
+    assert (row["location"], row["reason"]) == ("line 4", "unknown unit 'furlongs' for WBC")
+    assert row["raw_text"].startswith("MRN3003,")  # verbatim, for review
+    engine = create_engine(upgraded)
+    with engine.connect() as connection:
+        details = connection.execute(
+            text("SELECT details FROM audit_log WHERE action = 'view' ORDER BY id DESC")
+        ).scalar()
+    engine.dispose()
+    assert f"command line: refused records of import {bad}" in details
+    unknown = monitor("imports", "--refused", "999", url=upgraded)
+    assert unknown.returncode == 2 and "there is no import #999" in unknown.stderr
+
+
 def test_results_json_carries_the_contract_fields(upgraded: str) -> None:
     db_url = upgraded
     monitor("import", str(DATA / "canonical-good.csv"), url=db_url)
@@ -146,7 +173,9 @@ def test_results_history_shows_superseded_versions(upgraded: str, tmp_path: Path
     assert wbc == [(5.6, "final", False), (5.9, "corrected", True)]
 
 
-@pytest.mark.parametrize("args", [("db", "upgrade"), ("demo",), ("import",), ("patients",), ("results",)])
+@pytest.mark.parametrize(
+    "args", [("db", "upgrade"), ("demo",), ("import",), ("imports",), ("patients",), ("results",)]
+)
 def test_every_command_documents_an_example_and_the_database_option(args, tmp_path: Path) -> None:
     out = monitor(*args, "--help", url=f"sqlite:///{tmp_path / 'x.db'}")
     assert out.returncode == 0

@@ -301,6 +301,11 @@ def test_import_page_lists_past_imports_and_their_refusals(tmp_path, monkeypatch
     assert batches["Rejected"].tolist() == [1, 0]
     refusals = at.dataframe[1].value
     assert refusals[["location", "reason"]].values.tolist() == [["line 4", "unknown unit 'furlongs' for WBC"]]
+    # The refused records hold patient data verbatim: showing them is audited, once per import shown.
+    at.run()
+    with store() as session:
+        views = session.execute(text("SELECT details FROM audit_log WHERE action = 'view'")).scalars().all()
+    assert len(views) == 1 and "refused records of import" in views[0]
 
 
 def test_a_misspelt_import_time_zone_is_named_and_blocks_the_import(tmp_path, monkeypatch) -> None:
