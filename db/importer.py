@@ -93,6 +93,12 @@ def detect_format(text: str) -> str:
     ):
         if looks_like(text):
             return name
+    header = text.lstrip("\ufeff").split("\n", 1)[0]
+    if header.count(";") >= 2 and "," not in header:
+        raise UnusableFile(
+            "the first line is separated by semicolons: the CSV formats read here are comma-separated "
+            "(export with commas as separators and a point as the decimal mark)"
+        )
     raise UnusableFile(
         "not a recognised format (HL7 v2, FHIR JSON/NDJSON, the canonical or wide CSV, or an events CSV); "
         "name the format with --format, or rename a lab export's columns with --map"

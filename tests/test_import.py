@@ -116,6 +116,12 @@ def test_read_again_only_in_the_zone_it_was_first_read_in(store) -> None:
     assert _counts(store)["result"] == before["result"]
 
 
+def test_a_semicolon_separated_export_is_named_as_such(store, tmp_path: Path) -> None:
+    text = (DATA / "canonical-good.csv").read_text().replace(",", ";").replace("5.6", "5,6")
+    summary = import_path(store, _write(tmp_path, "excel.csv", text), imported_by="test")
+    assert summary.exit_code == 2 and "separated by semicolons" in summary.error
+
+
 def test_the_same_records_in_another_file_are_counted_unchanged(store, tmp_path: Path) -> None:
     import_path(store, DATA / "canonical-good.csv", imported_by="test")
     before = _counts(store)
