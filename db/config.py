@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import available_timezones
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SQLITE_PATH = PROJECT_ROOT / "data" / "monitor.db"
@@ -25,13 +26,18 @@ DISPLAY_TIMEZONE_ENV = "MONITOR_TIMEZONE"
 SEED_DEMO_ENV = "MONITOR_SEED_DEMO"
 
 
+@functools.cache
+def _zone_names() -> frozenset[str]:
+    return frozenset(available_timezones() | {"UTC"})
+
+
 def is_timezone(name: str) -> bool:
-    """Whether ``name`` is an IANA time zone this machine knows (e.g. Europe/London, UTC)."""
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return False
-    return True
+    """Whether ``name`` is an IANA time zone this machine knows (e.g. Europe/London, UTC).
+
+    Checked against the zone names, not by loading: a folder of the database ("Europe", half typed)
+    would raise an OSError, and files that are not zones ("localtime", "posixrules") would load.
+    """
+    return name in _zone_names()
 
 
 def display_timezone() -> str:

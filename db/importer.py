@@ -1,8 +1,10 @@
 """Import files: detect the format, parse, normalise, write; all or nothing per file.
 
-A file whose bytes were imported before changes nothing (its earlier batch is reported). A file that
-cannot be read at all is still recorded, with the reason, so that nothing sent to the store goes unseen.
-A dry run does all of it inside a transaction that is then rolled back.
+A file whose bytes were imported before changes nothing (its latest batch is reported), unless it is read
+again (``again``): then only the records that batch refused are read, so that those refused for a cause
+since put right can land. A file that cannot be read at all is still recorded, with the reason, so that
+nothing sent to the store goes unseen. A dry run does all of it inside a transaction that is then rolled
+back.
 """
 
 from __future__ import annotations
@@ -74,7 +76,8 @@ class ImportSummary:
 
     @property
     def exit_code(self) -> int:
-        """0 every record accepted, 1 some refused (the rest landed), 2 the file was unusable."""
+        """0 every record accepted, 1 some refused (the rest landed), 2 the file was not imported
+        (unusable, or refused to be read again in another zone)."""
         if self.error:
             return 2
         return 1 if len(self.rejected) else 0
@@ -190,19 +193,25 @@ def _parse(text: str, fmt: str, zone: str, before: int) -> Parsed:
     return parsers[fmt]()
 
 
-def _read_elsewhere(earlier: list[ImportBatch], zone: str) -> str | None:
-    """Why a file may not be read again in ``zone``: an earlier import of it read its times in another
-    zone, so its records would be stored a second time at other times (None when it may)."""
-    for batch in earlier:
-        if batch.timezone and batch.timezone != zone:
-            now_reading = f"in {zone}" if zone else "without a zone (they would be refused)"
-            return (
-                f"not read again: import #{batch.id} of {batch.imported_at:%Y-%m-%d %H:%M} UTC read this "
-                f"content's times without an offset in {batch.timezone}; reading them {now_reading} would "
-                f"store its records a second time at other times (read it again with --timezone "
-                f"{batch.timezone})"
-            )
-    return None
+def _read_elsewhere(latest: ImportBatch, zone: str) -> str | None:
+    """Why a file may not be read again in ``zone`` (None when it may): its latest reading took times
+    without an offset in another zone, and records retried now must be read as their siblings were."""
+    if not latest.timezone or latest.timezone == zone:
+        return None
+    now_reading = f"in {zone}" if zone else "without a zone"
+    return (
+        f"not read again: import #{latest.id} of {latest.imported_at:%Y-%m-%d %H:%M} UTC read this "
+        f"content's times without an offset in {latest.timezone}; the records it refused would be read "
+        f"{now_reading}, at other times than the rest of the file (read it again with --timezone "
+        f"{latest.timezone})"
+    )
+
+
+def _refused_locations(session: Session, batch_id: int) -> frozenset[str]:
+    """Where in the file an import refused records (line, or message and segment): what reading the same
+    content again retries."""
+    rows = session.scalars(select(RejectedRecord.location).where(RejectedRecord.batch_id == batch_id))
+    return frozenset(rows)
 
 
 # A file with more structurally broken records than this (and more than it has good ones) is refused as a
@@ -240,10 +249,12 @@ def import_file(
 ) -> ImportSummary:
     """Import one file inside the caller's transaction.
 
-    Content imported before changes nothing and its earlier import is reported, unless ``again``: then it
-    is read again, so that records refused the first time for a reason since put right (their patient
-    was not yet in the store, a CSV's times needed a zone) can land, while what is stored stays unchanged.
-    It is read again only in the zone it was first read in (see `_read_elsewhere`).
+    Content imported before changes nothing and its latest import is reported, unless ``again``: then
+    the records that import refused (by their place in the file) are read again, so that those refused
+    for a reason since put right (their patient was not yet in the store, a CSV's times needed a zone) can
+    land. Every other record is left as the store has it (counted unchanged): a later correction or
+    withdrawal is never undone, and no record is stored twice. The records are read again in the zone the
+    file was last read in (see `_read_elsewhere`).
 
     ``timezone`` reads times that carry no offset (HL7, FHIR and events files default to the site's zone,
     ``MONITOR_TIMEZONE``, as the Import page does; the canonical CSV refuses them unless a zone is given).
@@ -260,7 +271,8 @@ def import_file(
         .order_by(ImportBatch.id)
     ).all()
     if earlier and not again:
-        return _summary_of_earlier(session, file_name, earlier[0], dry_run)
+        return _summary_of_earlier(session, file_name, earlier[-1], dry_run)
+    retry = _refused_locations(session, earlier[-1].id) if earlier else None
     with content.open() as binary:
         blocks = decoded(binary)
         head = ""
@@ -278,7 +290,7 @@ def import_file(
                 "to keep memory bounded; split the export into smaller files"
             )
         zone = reading_zone(fmt, timezone)
-        refusal = _read_elsewhere(list(earlier), zone)
+        refusal = _read_elsewhere(earlier[-1], zone) if earlier else None
         if refusal is not None:
             empty = pd.DataFrame(columns=list(REJECT_COLUMNS))
             return ImportSummary(file_name, fmt, None, 0, 0, 0, empty, error=refusal, dry_run=dry_run)
@@ -292,7 +304,7 @@ def import_file(
             timezone=zone,
         )
         if fmt == "events":
-            return _import_events(session, "".join(text), batch, zone, imported_by, now, dry_run)
+            return _import_events(session, "".join(text), batch, zone, imported_by, now, dry_run, retry)
         pieces = {"csv": csv_pieces, "wide": csv_pieces, "hl7": hl7_pieces}.get(fmt)
         whole = pieces(text) if pieces is not None else [("".join(text), 0)]
         return _import_pieces(
@@ -303,6 +315,7 @@ def import_file(
             zone=zone,
             now=now,
             dry_run=dry_run,
+            retry=retry,
             report=(lambda: progress(binary.tell(), content.size)) if progress else None,
         )
 
@@ -315,12 +328,18 @@ def _import_events(
     imported_by: str,
     now: datetime,
     dry_run: bool,
+    retry: frozenset[str] | None,
 ) -> ImportSummary:
     events, refused = parse_events(text, timezone=zone)
+    left = 0
+    if retry is not None:  # read again: only the events refused last time
+        events, left = _retried(events, retry)
+        refused = refused[refused["location"].isin(retry).to_numpy()]
     added, unknown = write_events(session, events, batch_id=batch.id, imported_by=imported_by, now=now)
     rejected = _in_file_order(pd.concat([refused, unknown], ignore_index=True))
     keep_rejected(session, batch.id, rejected)
-    batch.accepted, batch.unchanged, batch.rejected = added, len(events) - added - len(unknown), len(rejected)
+    batch.accepted, batch.rejected = added, len(rejected)
+    batch.unchanged = left + len(events) - added - len(unknown)
     return ImportSummary(
         batch.file_name,
         "events",
@@ -343,9 +362,13 @@ def _import_pieces(
     zone: str,
     now: datetime,
     dry_run: bool,
+    retry: frozenset[str] | None,
     report: Callable[[], None] | None,
 ) -> ImportSummary:
-    """Parse, normalise and write each piece of a file (numbered as the file's lines or messages)."""
+    """Parse, normalise and write each piece of a file (numbered as the file's lines or messages).
+
+    ``retry``: when the file is read again, where its last import refused records; only those are read.
+    """
     counts = WriteCounts()
     held = BatchResults(batch.id)
     refused: list[pd.DataFrame] = []
@@ -353,11 +376,16 @@ def _import_pieces(
     first_broken: pd.Series | None = None
     for text, offset in pieces:
         parsed = _parse(text, fmt, zone, offset)
-        records, rejected = parsed.records, parsed.rejected
+        records, rejected, other = parsed.records, parsed.rejected, parsed.others
         if first_broken is None and len(rejected):
             first_broken = rejected.iloc[0]
         broken, good = broken + len(rejected), good + len(records)
         _refuse_mostly_broken(first_broken, broken, good)
+        if retry is not None:
+            records, left = _retried(records, retry)
+            other, _ = _retried(other, retry)
+            rejected = rejected[rejected["location"].isin(retry).to_numpy()]
+            counts.unchanged += left
         refused.append(rejected)
         for start, stop in panel_chunks(records, CHUNK_RESULTS):
             normalised = normalise_results(records.iloc[start:stop])
@@ -366,7 +394,7 @@ def _import_pieces(
             )
             counts.add(written)
             refused += [normalised.rejected, written.rejected]
-        others += write_others(session, parsed.others, batch_id=batch.id, now=now)
+        others += write_others(session, other, batch_id=batch.id, now=now)
         pending += parsed.pending
         if report is not None:
             report()
@@ -388,6 +416,12 @@ def _import_pieces(
         pending=pending,
         dry_run=dry_run,
     )
+
+
+def _retried(frame: pd.DataFrame, retry: frozenset[str]) -> tuple[pd.DataFrame, int]:
+    """The rows at the places an earlier import refused, and how many others are left as stored."""
+    chosen = frame["location"].isin(retry).to_numpy()
+    return frame[chosen].reset_index(drop=True), int((~chosen).sum())
 
 
 def _write_generations(

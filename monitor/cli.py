@@ -61,11 +61,15 @@ def user_option(command: F) -> F:
 
 
 def _viewer(session: Any, user: str | None) -> Any:
-    """The ``Viewer`` for ``--user`` (the system itself without it: shell access to the store is admin)."""
+    """The ``Viewer`` for ``--user``; without it the system itself (shell access to the store is admin),
+    named in the audit trail by the login that ran the command, as imports are."""
+    import dataclasses
+    import getpass
+
     from db.accounts import SYSTEM, AccountError, viewer_named
 
     if user is None:
-        return SYSTEM
+        return dataclasses.replace(SYSTEM, username=f"cli:{getpass.getuser()}")
     try:
         return viewer_named(session, user)
     except AccountError as error:
@@ -313,7 +317,6 @@ def imports(database: str | None, batch: int | None, limit: int, fmt: str) -> No
     """
     from datetime import UTC, datetime
 
-    from db.accounts import SYSTEM
     from db.models import ImportBatch
     from db.queries import audit_view, batch_rejections, import_batches
 
@@ -327,7 +330,7 @@ def imports(database: str | None, batch: int | None, limit: int, fmt: str) -> No
                 f"there is no import #{batch} (python -m monitor imports lists them)", param_hint="--refused"
             )
         refused = batch_rejections(session, batch)
-        viewer = SYSTEM
+        viewer = _viewer(session, None)
         audit_view(
             session, viewer, None, f"command line: refused records of import {batch}", now=datetime.now(UTC)
         )

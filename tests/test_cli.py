@@ -101,11 +101,12 @@ def test_imports_lists_past_imports_and_one_imports_refusals_audited(upgraded: s
     assert row["raw_text"].startswith("MRN3003,")  # verbatim, for review
     engine = create_engine(upgraded)
     with engine.connect() as connection:
-        details = connection.execute(
-            text("SELECT details FROM audit_log WHERE action = 'view' ORDER BY id DESC")
-        ).scalar()
+        who, details = connection.execute(
+            text("SELECT username, details FROM audit_log WHERE action = 'view' ORDER BY id DESC")
+        ).first()
     engine.dispose()
     assert f"command line: refused records of import {bad}" in details
+    assert who.startswith("cli:") and who != "cli:"  # the login that looked, as for imports
     unknown = monitor("imports", "--refused", "999", url=upgraded)
     assert unknown.returncode == 2 and "there is no import #999" in unknown.stderr
 
@@ -147,6 +148,8 @@ def test_an_hl7_time_without_an_offset_is_the_sites_local_time(upgraded: str, tm
     assert named.returncode == 0, named.stderr
     rows = json.loads(monitor("results", "H123456", "--format", "json", url=elsewhere).stdout)
     assert {row["collected_at"] for row in rows} == {"2026-03-10T07:30:00Z"}
+    half_typed = monitor("import", str(feed), "--timezone", "Europe", url=elsewhere)
+    assert half_typed.returncode == 2 and "'Europe' is not an IANA time zone" in half_typed.stderr
     # A misspelt site zone is refused before any file is read, in one line.
     wrong = monitor("import", str(feed), url=elsewhere, zone="America/New_Yrok")
     assert wrong.returncode == 2 and "Traceback" not in wrong.stderr

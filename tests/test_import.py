@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.accounts import SYSTEM
@@ -114,6 +114,39 @@ def test_read_again_only_in_the_zone_it_was_first_read_in(store) -> None:
     same = import_path(store, feed, imported_by="test", again=True)
     assert (same.accepted, same.superseded, same.exit_code) == (0, 0, 0) and same.unchanged > 0
     assert _counts(store)["result"] == before["result"]
+
+
+def test_read_again_never_undoes_a_later_correction_or_withdrawal(store, tmp_path: Path) -> None:
+    header = "patient_id,collected_at,analyte,value,unit,ref_low,ref_high,lab,accession,status\n"
+    row = "MRN9,2026-03-02T08:00:00Z,wbc,{value},10^9/L,4.0,11.0,LAB,ACC-9,{status}\n"
+    bad = "MRN9,2026-03-02T08:00:00Z,anc,1.2,furlongs,1.8,7.7,LAB,ACC-9,final\n"
+    first = _write(tmp_path, "a.csv", header + row.format(value="5.6", status="corrected") + bad)
+    assert import_path(store, first, imported_by="test").exit_code == 1
+    for value, status in (("7.7", "corrected"), ("", "entered-in-error")):
+        later = _write(tmp_path, f"{status}.csv", header + row.format(value=value, status=status))
+        assert import_path(store, later, imported_by="test").superseded == 1
+        again = import_path(store, first, imported_by="test", again=True)
+        # Only the refused ANC is read again (and refused again); the WBC line is left as stored.
+        assert (again.accepted, again.superseded, again.unchanged, len(again.rejected)) == (0, 0, 1, 1)
+        with store() as session:
+            current = session.execute(
+                select(Result.value, Result.status).where(
+                    Result.is_current.is_(True), Result.analyte == "wbc"
+                )
+            ).all()
+        assert current == [(float(value) if value else None, status)]
+
+
+def test_read_again_an_import_from_before_zones_were_recorded_stores_nothing_twice(store) -> None:
+    feed = DATA / "hl7" / "local-codes-percentages.hl7"
+    import_path(store, feed, imported_by="test")
+    with store.begin() as session:  # as an import made before migration 0012 left it
+        session.execute(update(ImportBatch).values(timezone=None))
+    before = _counts(store)
+    again = import_path(store, feed, imported_by="test", timezone="Europe/Paris", again=True)
+    assert again.exit_code == 0 and again.accepted == 0 and again.unchanged > 0
+    after = _counts(store)
+    assert after["result"] == before["result"] and after["panel"] == before["panel"]
 
 
 def test_a_semicolon_separated_export_is_named_as_such(store, tmp_path: Path) -> None:
