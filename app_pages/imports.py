@@ -100,6 +100,20 @@ def _show(summaries: list, dry_run: bool) -> None:
     st.subheader("What would be imported (dry run: nothing stored)" if dry_run else "What was imported")
     st.dataframe(table, hide_index=True, width="stretch")
     for summary in summaries:
+        if summary.error:
+            st.error(f"{summary.file_name} was not imported: {summary.error}")
+        elif summary.identical_to is not None:
+            earlier = summary.identical_to
+            refused = (
+                f" It refused {len(summary.rejected)} records (below): once their cause is put right, tick "
+                "'Read again files imported before' to retry them."
+                if len(summary.rejected)
+                else ""
+            )
+            st.info(
+                f"{summary.file_name}: the same content as import #{earlier.id} ({earlier.file_name}, "
+                f"{earlier.imported_at:%Y-%m-%d %H:%M} UTC); nothing new.{refused}"
+            )
         if len(summary.rejected):
             with st.expander(f"{summary.file_name}: {len(summary.rejected)} refused, with reasons"):
                 st.dataframe(summary.rejected, hide_index=True, width="stretch")
@@ -144,7 +158,15 @@ else:
     st.dataframe(shown, hide_index=True, width="stretch", key="import_batches")
     with_rejects = batches.loc[batches["rejected"] > 0, "id"].tolist()
     if with_rejects:
-        batch = int(st.selectbox("Refused records of import", with_rejects, key="import_batch_rejects"))
+        names = batches.set_index("id")["file_name"]
+        batch = int(
+            st.selectbox(
+                "Refused records of import",
+                with_rejects,
+                format_func=lambda number: f"#{number}: {names[number]}",
+                key="import_batch_rejects",
+            )
+        )
         viewer = current_viewer()
         # Refused records hold patient data verbatim: their view is audited, once per import shown.
         if st.session_state.get("audited_rejections") != (viewer.username, batch):

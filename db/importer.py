@@ -104,7 +104,8 @@ def detect_format(text: str) -> str:
         )
     raise UnusableFile(
         "not a recognised format (HL7 v2, FHIR JSON/NDJSON, the canonical or wide CSV, or an events CSV); "
-        "name the format with --format, or rename a lab export's columns with --map"
+        "name the format (--format, or the Import page's Format), or rename a lab export's columns "
+        "(--map, or Rename CSV columns)"
     )
 
 
@@ -202,8 +203,8 @@ def _read_elsewhere(latest: ImportBatch, zone: str) -> str | None:
     return (
         f"not read again: import #{latest.id} of {latest.imported_at:%Y-%m-%d %H:%M} UTC read this "
         f"content's times without an offset in {latest.timezone}; the records it refused would be read "
-        f"{now_reading}, at other times than the rest of the file (read it again with --timezone "
-        f"{latest.timezone})"
+        f"{now_reading}, at other times than the rest of the file (read it again in {latest.timezone}: "
+        f"--timezone {latest.timezone}, or the Import page's time zone)"
     )
 
 

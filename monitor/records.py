@@ -295,8 +295,8 @@ def normalise_results(raw: pd.DataFrame) -> Normalised:
             (text["collected_at"] == "", "collected_at is empty"),
             (
                 only_offset_missing,
-                "collected_at '{collected_at}' has no time zone offset (add Z or +hh:mm, or import with "
-                "--timezone)",
+                "collected_at '{collected_at}' has no time zone offset (add Z or +hh:mm, or give the zone it "
+                "is in: --timezone, or the Import page's time zone)",
             ),
             (
                 collected_at.isna(),
