@@ -74,6 +74,7 @@ def _run(dry_run: bool) -> list:
                 column_map=_mapping(mapping_text),
                 dry_run=dry_run,
                 again=again,
+                teams=tuple(teams),
                 progress=report,
             )
         )
@@ -114,11 +115,27 @@ def _show(summaries: list, dry_run: bool) -> None:
                 f"{summary.file_name}: the same content as import #{earlier.id} ({earlier.file_name}, "
                 f"{earlier.imported_at:%Y-%m-%d %H:%M} UTC); nothing new.{refused}"
             )
+        if summary.assigned:
+            st.success(
+                f"{summary.file_name}: {summary.assigned} patient memberships added to {', '.join(teams)}."
+            )
+        if summary.teamless:
+            st.warning(
+                f"{summary.file_name}: {summary.teamless} of its patients are in no care team, so only "
+                "administrators see them: choose teams above and import again, or assign them."
+            )
         if len(summary.rejected):
             with st.expander(f"{summary.file_name}: {len(summary.rejected)} refused, with reasons"):
                 st.dataframe(summary.rejected, hide_index=True, width="stretch")
 
 
+teams = st.multiselect(
+    "Put the files' patients in these care teams",
+    data.team_codes(),
+    key="import_teams",
+    help="Every patient the files' results name joins these teams, whose members then see them. A patient "
+    "in no team is seen by administrators only.",
+)
 again = st.checkbox(
     "Read again files imported before",
     key="import_again",

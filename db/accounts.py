@@ -7,7 +7,7 @@ patient query takes: administrators see every patient, everyone else only the pa
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,8 +18,8 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.orm import Session
 
-from db.audit import record
-from db.frames import read_frame
+from db.audit import record, record_for_patients
+from db.frames import bulk_insert, read_frame, read_frame_in
 from db.models import ROLES, AppUser, PatientTeam, Team, UserTeam
 
 LOCKOUT_AFTER = 5
@@ -259,6 +259,44 @@ def assign_patient(session: Session, patient_key: int, team: str, *, now: dateti
         )
         session.flush()
     return not exists
+
+
+def assign_patients(
+    session: Session, patient_keys: Sequence[int], team: str, *, now: datetime, by: str
+) -> int:
+    """Put patients in an existing team (``team``: its code); return how many were not in it yet.
+
+    Each new membership is audited. Unlike `assign_patient`, an unknown team is an error, not created:
+    an import's patients must not go to a mistyped team that nobody belongs to.
+    """
+    team_id = session.scalar(select(Team.id).where(Team.code == team))
+    if team_id is None:
+        raise AccountError(f"no team {team!r} (python -m monitor teams lists them)")
+    present = read_frame_in(
+        session,
+        lambda part: select(PatientTeam.patient_id).where(
+            PatientTeam.team_id == team_id, PatientTeam.patient_id.in_(part)
+        ),
+        list(patient_keys),
+    )
+    new = sorted(set(patient_keys) - set(present["patient_id"].tolist()))
+    if new:
+        bulk_insert(session, PatientTeam.__table__, pd.DataFrame({"patient_id": new, "team_id": team_id}))
+        details = {"team": team}
+        record_for_patients(
+            session, at=now, username=by, action="assign_team", patient_keys=new, details=details
+        )
+    return len(new)
+
+
+def without_team(session: Session, patient_keys: Sequence[int]) -> int:
+    """How many of these patients are in no team (only administrators see them)."""
+    member = read_frame_in(
+        session,
+        lambda part: select(PatientTeam.patient_id).where(PatientTeam.patient_id.in_(part)),
+        list(patient_keys),
+    )
+    return len(set(patient_keys) - set(member["patient_id"].tolist()))
 
 
 def ensure_demo_accounts(session: Session, *, now: datetime) -> int:

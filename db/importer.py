@@ -9,6 +9,7 @@ back.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import itertools
@@ -25,10 +26,11 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from db.accounts import assign_patients, without_team
 from db.config import display_timezone
 from db.events import write_events
 from db.ingest import WriteCounts, keep_rejected, new_batch, write_others, write_results
-from db.models import ImportBatch, RejectedRecord
+from db.models import ImportBatch, Panel, RejectedRecord, Result, Team
 from db.status import BatchResults, refresh_patient_status
 from monitor.csv_long import UnusableFile, looks_like_canonical_csv, parse_canonical_csv
 from monitor.csv_wide import looks_like_wide_csv, parse_wide_csv, rename_columns
@@ -73,6 +75,9 @@ class ImportSummary:
     pending: int = 0
     events: int = 0
     dry_run: bool = False
+    # Patients of the file's results newly put in the teams asked for, and those left in no team.
+    assigned: int = 0
+    teamless: int = 0
 
     @property
     def exit_code(self) -> int:
@@ -208,6 +213,17 @@ def _read_elsewhere(latest: ImportBatch, zone: str) -> str | None:
     )
 
 
+def _patients_of(session: Session, batch_ids: list[int]) -> list[int]:
+    """The patients whose results these imports stored."""
+    found = session.scalars(
+        select(Panel.patient_id)
+        .join(Result, Result.panel_id == Panel.id)
+        .where(Result.batch_id.in_(batch_ids))
+        .distinct()
+    )
+    return sorted(found)
+
+
 def _refused_locations(session: Session, batch_id: int) -> frozenset[str]:
     """Where in the file an import refused records (line, or message and segment): what reading the same
     content again retries."""
@@ -245,10 +261,14 @@ def import_file(
     column_map: dict[str, str] | None = None,
     dry_run: bool = False,
     again: bool = False,
+    teams: tuple[str, ...] = (),
     now: datetime | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> ImportSummary:
     """Import one file inside the caller's transaction.
+
+    ``teams`` (codes of existing teams) receive every patient the file's results name, in the same
+    transaction; the summary counts them, and the patients left in no team (only administrators see those).
 
     Content imported before changes nothing and its latest import is reported, unless ``again``: then
     the records that import refused (by their place in the file) are read again, so that those refused
@@ -265,14 +285,28 @@ def import_file(
     """
     now = now or datetime.now(UTC)
     file_name = content.name
+    unknown_teams = [
+        team for team in teams if session.scalar(select(Team.id).where(Team.code == team)) is None
+    ]
+    if unknown_teams:
+        empty = pd.DataFrame(columns=list(REJECT_COLUMNS))
+        reason = f"no team {', '.join(map(repr, unknown_teams))} (python -m monitor teams lists them)"
+        return ImportSummary(file_name, fmt, None, 0, 0, 0, empty, error=reason, dry_run=dry_run)
     sha256 = content.sha256()
     earlier = session.scalars(
         select(ImportBatch)
         .where(ImportBatch.content_sha256 == sha256, ImportBatch.format != "unusable")
         .order_by(ImportBatch.id)
     ).all()
+    # Teams asked for receive the patients of earlier imports of this content too (a file imported before
+    # is not read again, or only in part).
+    before = _patients_of(session, [batch.id for batch in earlier]) if teams and earlier else []
     if earlier and not again:
-        return _summary_of_earlier(session, file_name, earlier[-1], dry_run)
+        summary = _summary_of_earlier(session, file_name, earlier[-1], dry_run)
+        if not teams:
+            return summary
+        assigned = sum(assign_patients(session, before, team, now=now, by=imported_by) for team in teams)
+        return dataclasses.replace(summary, assigned=assigned, teamless=without_team(session, before))
     retry = _refused_locations(session, earlier[-1].id) if earlier else None
     with content.open() as binary:
         blocks = decoded(binary)
@@ -317,6 +351,9 @@ def import_file(
             now=now,
             dry_run=dry_run,
             retry=retry,
+            teams=teams,
+            imported_by=imported_by,
+            named_before=before,
             report=(lambda: progress(binary.tell(), content.size)) if progress else None,
         )
 
@@ -364,6 +401,9 @@ def _import_pieces(
     now: datetime,
     dry_run: bool,
     retry: frozenset[str] | None,
+    teams: tuple[str, ...],
+    imported_by: str,
+    named_before: list[int],
     report: Callable[[], None] | None,
 ) -> ImportSummary:
     """Parse, normalise and write each piece of a file (numbered as the file's lines or messages).
@@ -400,6 +440,8 @@ def _import_pieces(
         if report is not None:
             report()
     refresh_patient_status(session, counts.patient_keys, now=now, written=held)
+    named = sorted(set(counts.named_keys) | set(named_before))
+    assigned = sum(assign_patients(session, named, team, now=now, by=imported_by) for team in teams)
     rejected = _in_file_order(pd.concat(refused, ignore_index=True))
     keep_rejected(session, batch.id, rejected)
     batch.accepted, batch.unchanged = counts.accepted, counts.unchanged
@@ -416,6 +458,8 @@ def _import_pieces(
         others=others,
         pending=pending,
         dry_run=dry_run,
+        assigned=assigned,
+        teamless=without_team(session, named),
     )
 
 
@@ -559,6 +603,7 @@ def _import(
     column_map: dict[str, str] | None = None,
     dry_run: bool = False,
     again: bool = False,
+    teams: tuple[str, ...] = (),
     progress: Callable[[int, int], None] | None = None,
 ) -> ImportSummary:
     """Import one file in its own transaction: a failure part-way leaves the store as it was.
@@ -571,6 +616,7 @@ def _import(
         "column_map": column_map,
         "dry_run": dry_run,
         "again": again,
+        "teams": teams,
         "progress": progress,
     }
     try:

@@ -228,6 +228,14 @@ def _column_map(_ctx: click.Context, _param: click.Parameter, values: tuple[str,
     "unchanged): records refused then for a reason since put right, such as a patient not yet in the "
     "store or a CSV time needing --timezone, can land; what is stored stays as it is.",
 )
+@click.option(
+    "--team",
+    "teams",
+    multiple=True,
+    metavar="CODE",
+    help="Put every patient the files' results name in this existing care team (repeatable), so that its "
+    "members see them; a patient in no team is seen by administrators only.",
+)
 @store_options
 def import_(
     database: str | None,
@@ -237,6 +245,7 @@ def import_(
     column_map: dict[str, str],
     dry_run: bool,
     again: bool,
+    teams: tuple[str, ...],
 ) -> None:
     """Import result files: HL7 v2 ORU^R01, FHIR R4 (JSON or NDJSON), CSV (canonical long, wide, or a
     lab export with --map), and clinical events CSV.
@@ -283,6 +292,7 @@ def import_(
                     column_map=column_map,
                     dry_run=dry_run,
                     again=again,
+                    teams=teams,
                     progress=report,
                 )
             )
@@ -378,6 +388,14 @@ def _print_summary(summary: Any) -> None:
             f"{prefix} ({summary.format}): {summary.accepted} accepted, {summary.superseded} superseding "
             f"earlier versions, {summary.unchanged} unchanged, {len(summary.rejected)} rejected"
             + "".join(f"; {extra}" for extra in extras if extra)
+        )
+    if summary.assigned:
+        click.echo(f"{prefix}: {summary.assigned} patient memberships added to the teams asked for")
+    if summary.teamless:
+        click.echo(
+            f"{name}: note: {summary.teamless} of its patients are in no care team, so only administrators "
+            "see them (import with --team CODE, or python -m monitor assign)",
+            err=True,
         )
     for row in summary.rejected.itertuples(index=False):
         where = row.location.removeprefix("line ") if row.location.startswith("line ") else f" {row.location}"

@@ -68,9 +68,12 @@ def test_upgrade_demo_and_patients_list_the_synthetic_cohort(db_url: str) -> Non
 
 def test_import_twice_then_a_bad_row_exit_codes_and_messages(upgraded: str) -> None:
     db_url = upgraded
+    mistyped = monitor("import", str(DATA / "canonical-good.csv"), "--team", "oncolgy", url=db_url)
+    assert mistyped.returncode == 2 and "no team 'oncolgy'" in mistyped.stderr
     first = monitor("import", str(DATA / "canonical-good.csv"), url=db_url)
     assert first.returncode == 0, first.stderr
     assert "9 accepted" in first.stdout
+    assert "note: 2 of its patients are in no care team, so only administrators see them" in first.stderr
     second = monitor("import", str(DATA / "canonical-good.csv"), url=db_url)
     assert second.returncode == 0 and "unchanged" in second.stdout
     # A dry run of a file already imported says so (its session is rolled back: no stored object is read).

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.accounts import SYSTEM
 from db.importer import import_path
-from db.models import Base, ImportBatch, Patient, RejectedRecord, Result
+from db.models import AuditLog, Base, ImportBatch, Patient, RejectedRecord, Result
 from db.queries import find_patient, patient_list, patient_results
 from tests.conftest import DATA
 
@@ -147,6 +147,36 @@ def test_read_again_an_import_from_before_zones_were_recorded_stores_nothing_twi
     assert again.exit_code == 0 and again.accepted == 0 and again.unchanged > 0
     after = _counts(store)
     assert after["result"] == before["result"] and after["panel"] == before["panel"]
+
+
+def test_an_import_puts_its_patients_in_the_teams_asked_for(store) -> None:
+    from datetime import UTC, datetime
+
+    from db.accounts import create_user, viewer_named
+
+    with store.begin() as session:
+        create_user(
+            session,
+            username="onc",
+            role="clinician",
+            teams=["oncology"],
+            password="Ward 7 rounds!",
+            now=datetime.now(UTC),
+        )
+    unknown = import_path(store, DATA / "canonical-good.csv", imported_by="test", teams=("oncolgy",))
+    assert unknown.exit_code == 2 and unknown.error.startswith("no team 'oncolgy'")
+    assert _counts(store)["result"] == 0  # refused before anything was read
+    alone = import_path(store, DATA / "canonical-bad-row.csv", imported_by="test")  # MRN3003
+    assert (alone.assigned, alone.teamless) == (0, 1)  # seen by administrators only: said
+    summary = import_path(store, DATA / "canonical-good.csv", imported_by="test", teams=("oncology",))
+    assert (summary.assigned, summary.teamless) == (2, 0)  # MRN1001, MRN2002
+    # A file imported before: its patients join the team without it being read again.
+    later = import_path(store, DATA / "canonical-bad-row.csv", imported_by="test", teams=("oncology",))
+    assert later.identical_to is not None and (later.assigned, later.teamless) == (1, 0)
+    with store() as session:
+        seen = patient_list(session, viewer=viewer_named(session, "onc"))["patient_id"].tolist()
+        audited = session.scalars(select(func.count()).where(AuditLog.action == "assign_team")).one()
+    assert sorted(seen) == ["MRN1001", "MRN2002", "MRN3003"] and audited == 3
 
 
 def test_a_semicolon_separated_export_is_named_as_such(store, tmp_path: Path) -> None:

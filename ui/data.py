@@ -10,7 +10,7 @@ import streamlit as st
 from sqlalchemy.orm import Session, sessionmaker
 
 from db import queries
-from db.accounts import Viewer
+from db.accounts import Viewer, team_list
 from db.config import (
     DEFAULT_CACHE_SECONDS,
     cache_seconds,
@@ -176,6 +176,13 @@ def lab_codes() -> list[str]:
 def import_batches() -> pd.DataFrame:
     with store()() as session:
         return queries.import_batches(session)
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def team_codes() -> list[str]:
+    """The care teams' codes, for choosing where imported patients go."""
+    with store()() as session:
+        return team_list(session)["code"].tolist()
 
 
 @st.cache_data(ttl=30, show_spinner=False)
