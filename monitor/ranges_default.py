@@ -16,7 +16,15 @@ import numpy as np
 import pandas as pd
 
 ADULT_MONTHS = 132  # Davis's last band is "11 yr-older adult" (reference §2.3): from 11 years, adult defaults
-RANGE_SOURCES = ("patient override", "reported", "lab", "default adult", "default age band", "none")
+RANGE_SOURCES = (
+    "patient override",
+    "reported",
+    "lab",
+    "default adult",
+    "default age band",
+    "default any age",
+    "none",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +90,9 @@ def resolve_lower_limit(
 
     The first source with a lower limit wins, and the upper limit comes from that same source (a range is
     never stitched together from two sources): a patient override, the range reported with the result,
-    the lab's configured range, a population default for the patient's age (and sex, for haemoglobin).
+    the lab's configured range, a population default for the patient's age (and sex, for haemoglobin);
+    for a patient of unknown age, the lowest default of any age where the defaults cover every age
+    (``default any age``, no upper limit): a count below it is below the limit whatever the age.
 
     Parameters
     ----------
@@ -121,10 +131,11 @@ def resolve_lower_limit(
     reported = pd.DataFrame({"low": _column(results, "ref_low"), "high": _column(results, "ref_high")})
     lab = _banded(work, lab_ranges, ["lab", "analyte"])
     default = _banded(work, _frame(defaults), ["analyte"])
-    candidates = [override, reported.astype("float64"), lab, default]
+    floor = _any_age(work, defaults)
+    candidates = [override, reported.astype("float64"), lab, default, floor]
     default_label = np.where(default["band"].eq("adult").to_numpy(), "default adult", "default age band")
     chosen = [frame["low"].notna().to_numpy() for frame in candidates]
-    labels = ["patient override", "reported", "lab", default_label]
+    labels = ["patient override", "reported", "lab", default_label, "default any age"]
     resolved = pd.DataFrame(
         {
             "lln": np.select(chosen, [frame["low"].to_numpy() for frame in candidates], np.nan),
@@ -133,6 +144,27 @@ def resolve_lower_limit(
         }
     )
     return resolved.set_axis(results.index)
+
+
+def _any_age(work: pd.DataFrame, defaults: tuple[DefaultRange, ...]) -> pd.DataFrame:
+    """For results of patients of unknown age: the lowest default lower limit of any age, for analytes
+    whose defaults (for either sex) cover every age from birth; no upper limit (NaN) and NaN elsewhere.
+
+    With the reference's defaults that is the adult limit for WBC (4.0), ANC (1.5) and ALC (1.0), all
+    below Davis's paediatric limits (§2.3): a count under it is low at any age, so a lab export without
+    ranges or birth dates still has its leukopenia flagged. Haemoglobin and platelets have adult
+    defaults only, so a patient of unknown age gets none.
+    """
+    floors: dict[str, float] = {}
+    table = _frame(defaults)
+    either_sex = table[table["sex"].isna()].sort_values(["analyte", "min_months"])
+    for analyte, rows in either_sex.groupby("analyte"):
+        starts, ends = rows["min_months"].to_numpy(), rows["max_months"].to_numpy()
+        if starts[0] == 0 and np.isinf(ends[-1]) and np.array_equal(starts[1:], ends[:-1]):
+            floors[str(analyte)] = float(rows["low"].min())
+    unknown_age = work["age_months"].isna().to_numpy()
+    low = work["analyte"].map(floors).astype("float64").where(unknown_age)
+    return pd.DataFrame({"low": low.to_numpy(), "high": np.full(len(work), np.nan)})
 
 
 def _column(frame: pd.DataFrame, name: str) -> np.ndarray:

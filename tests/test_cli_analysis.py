@@ -11,7 +11,7 @@ import pytest
 from tests.test_cli import monitor
 
 # One oncology patient over two 21-day cycles and a third started; one patient low for 19 days; one
-# patient of unknown age whose lab sends no ranges (so no default applies: adult defaults need an adult).
+# patient of unknown age whose lab sends no ranges (judged against the lowest default of any age).
 RESULTS = """patient_id,collected_at,analyte,value,unit,ref_low,ref_high,lab,accession,status
 ONC-1,2026-03-02T08:00:00Z,wbc,6.1,10^9/L,4.0,11.0,CITY,A1,final
 ONC-1,2026-03-02T08:00:00Z,anc,4.0,10^9/L,1.8,7.7,CITY,A1,final
@@ -115,11 +115,14 @@ def test_a_changed_rule_recomputes_the_status(store: str) -> None:
 
 def test_a_lab_range_applies_when_the_result_has_none(store: str) -> None:
     before = patients(store)["RNG-1"]
-    assert before["latest_wbc_range_source"] == "none" and before["flags"] == []
+    # Age unknown, no range sent: the lowest default of any age (WBC 4.0, the adult one; Davis's
+    # paediatric limits are all higher), so WBC 3.6 is low whatever the patient's age.
+    assert (before["latest_wbc_range_source"], before["latest_wbc_lln"]) == ("default any age", 4.0)
+    assert before["flags"] == ["leukopenia", "persistent"]
     # Without an age band a lab range is an adult one: it cannot apply to a patient of unknown age.
     adult = monitor("lab-ranges", "set", "NORANGE", "wbc", "3.8", "10.5", url=store)
     assert adult.returncode == 0 and "adults" in adult.stdout
-    assert patients(store)["RNG-1"]["latest_wbc_range_source"] == "none"
+    assert patients(store)["RNG-1"]["latest_wbc_range_source"] == "default any age"
     every_age = ("--min-months", "0", "--source", "NORANGE handbook 2026")
     assert (
         monitor("lab-ranges", "set", "NORANGE", "wbc", "3.8", "10.5", *every_age, url=store).returncode == 0
@@ -148,8 +151,9 @@ def test_alerts_list_new_and_worsened_flags_since_a_time_most_severe_first(
     store: str, tmp_path: Path
 ) -> None:
     everything = json.loads(monitor("alerts", "--format", "json", url=store).stdout)
-    # ONC-1 (WBC grade 3) before PER-1 (grade 1); RNG-1 has no limit, so no flag and no alert.
-    assert [a["patient_id"] for a in everything] == ["ONC-1", "PER-1"]
+    # ONC-1 (WBC grade 3) before PER-1 and RNG-1 (grade 1; RNG-1's lab sends no range and its age is
+    # unknown: WBC 3.6 is below 4.0, the lowest default limit of any age).
+    assert [a["patient_id"] for a in everything] == ["ONC-1", "PER-1", "RNG-1"]
     assert "ANC CTCAE grade 2 (first assessment)" in everything[0]["changes"]
     time.sleep(1.1)  # the next import is noticed after ``since``
     since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

@@ -473,3 +473,26 @@ def test_functions_do_not_modify_their_inputs():
     for name, frame in frames.items():
         pd.testing.assert_frame_equal(frame, before[name])
     pd.testing.assert_series_equal(anc, pd.Series([0.4, np.nan]))
+
+
+def test_unknown_age_gets_the_lowest_default_of_any_age_for_white_counts_only():
+    """No birth date, no range sent: WBC 4.0, ANC 1.5, ALC 1.0 (the adult limits, below every paediatric
+    one, reference §2.1/§2.3); haemoglobin has adult defaults only, so none."""
+    results = pd.DataFrame(
+        {
+            "patient_key": [9, 9, 9, 9, 1],
+            "analyte": ["wbc", "anc", "alc", "hgb", "wbc"],
+            "collected_at": pd.Timestamp("2026-02-01", tz="UTC"),
+        }
+    )
+    births = pd.concat([BIRTHS, pd.DataFrame({"patient_key": [9], "birth_date": [pd.NaT], "sex": [None]})])
+    resolved = resolve_lower_limit(results, overrides=None, lab_ranges=None, birth_dates=births)
+    assert resolved["lln"].tolist()[:3] == [4.0, 1.5, 1.0] and np.isnan(resolved["lln"].iloc[3])
+    assert resolved["range_source"].tolist() == [
+        "default any age",
+        "default any age",
+        "default any age",
+        "none",
+        "default age band",  # a known age keeps its own band (patient 1 is a child)
+    ]
+    assert resolved["uln"].iloc[:3].isna().all()  # no single upper limit fits every age
