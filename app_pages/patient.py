@@ -97,7 +97,18 @@ with summary[0].container(border=True):
         for flag, sentence in zip(patient["flags"], patient["explanations"], strict=False):
             st.markdown(f"- **{flag.replace('_', ' ')}**: {sentence}")
     else:
-        st.markdown("No flag: the latest counts are not below their limits and nothing is changing fast.")
+        unjudged = [
+            analyte.upper()
+            for analyte in ("wbc", "anc", "alc")
+            if pd.notna(patient[f"latest_{analyte}"]) and pd.isna(patient[f"latest_{analyte}_lln"])
+        ]
+        st.markdown(
+            "No flag: the latest counts are not below their limits and nothing is changing fast."
+            if not unjudged
+            else f"No flag, but no lower limit is known for the latest {', '.join(unjudged)}: it cannot be "
+            "judged low (only the fixed CTCAE grades apply): set the lab's range (Settings) or a "
+            "patient-specific one (below, 'Acknowledge, add, set a range')."
+        )
     pattern = patient["pattern"]
     if isinstance(pattern, str) and pattern != "none":
         name = pattern.replace("_", " ")
