@@ -92,6 +92,8 @@ def _show(summaries: list, dry_run: bool) -> None:
             "Superseding": [s.superseded for s in summaries],
             "Unchanged": [s.unchanged for s in summaries],
             "Rejected": [len(s.rejected) for s in summaries],
+            "Kept, outside the CBC": [s.others for s in summaries],
+            "Pending (no result yet)": [s.pending for s in summaries],
             "Outcome": [
                 s.error or ("identical to an earlier import" if s.identical_to is not None else "")
                 for s in summaries
@@ -126,7 +128,8 @@ def _show(summaries: list, dry_run: bool) -> None:
             )
         if len(summary.rejected):
             with st.expander(f"{summary.file_name}: {len(summary.rejected)} refused, with reasons"):
-                st.dataframe(summary.rejected, hide_index=True, width="stretch")
+                refused = summary.rejected[["location", "reason", "raw_text"]]  # as in Past imports
+                st.dataframe(refused, hide_index=True, width="stretch")
 
 
 teams = st.multiselect(

@@ -61,7 +61,7 @@ table = pd.DataFrame(
     {
         "Priority": shown["tier"].map(worklist.TIERS),
         "Patient ID": shown["patient_id"],
-        "Name": shown["name"],
+        "Name": shown["name"].fillna(""),  # blank, not "None"
         "Grade": shown["grade"],
         "Flags": shown["flags"].map(lambda listed: [flag.replace("_", " ") for flag in listed]),
         "WBC trend": shown["wbc_recent"],
@@ -72,8 +72,8 @@ table = pd.DataFrame(
         "Cycle": worklist.cycle_text(shown),
         "Acknowledged": acknowledged,
         "Age": shown["age"],
-        "Sex": shown["sex"],
-        "Teams": shown["teams"],
+        "Sex": shown["sex"].fillna(""),
+        "Teams": shown["teams"].fillna(""),
     }
 )
 st.caption(
