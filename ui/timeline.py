@@ -350,7 +350,13 @@ def cycle_overlay_figure(placed: pd.DataFrame, analyte: str = "anc") -> go.Figur
     rows = placed[(placed["analyte"] == analyte).to_numpy()].sort_values(["cycle", "day"])
     figure = go.Figure()
     figure.add_vrect(
-        x0=7, x1=14, fillcolor=_tint(GREY, 0.12), line_width=0, layer="below", annotation_text="nadir window"
+        x0=7,
+        x1=14,
+        fillcolor=_tint(GREY, 0.12),
+        line_width=0,
+        layer="below",
+        annotation_text="nadir window",
+        annotation_position="top left",  # the levels' labels sit at the right: no overlap
     )
     palette = (BLUE, ORANGE, GREEN, VERMILLION, PURPLE, SKY, GREY, "#000000")
     for number, (cycle, group) in enumerate(rows.groupby("cycle", sort=True)):
@@ -367,8 +373,20 @@ def cycle_overlay_figure(placed: pd.DataFrame, analyte: str = "anc") -> go.Figur
             )
         )
     if analyte == "anc":
-        figure.add_hline(y=1.5, line_dash="dash", line_color=GREEN, annotation_text="readiness 1.5")
-        figure.add_hline(y=0.5, line_dash="dot", line_color=VERMILLION, annotation_text="grade 4 below 0.5")
+        figure.add_hline(
+            y=1.5,
+            line_dash="dash",
+            line_color=GREEN,
+            annotation_text="readiness 1.5",
+            annotation_position="top right",
+        )
+        figure.add_hline(
+            y=0.5,
+            line_dash="dot",
+            line_color=VERMILLION,
+            annotation_text="grade 4 below 0.5",
+            annotation_position="bottom right",
+        )
     figure.update_layout(
         height=420,
         margin={"l": 10, "r": 10, "t": 30, "b": 10},
