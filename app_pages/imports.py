@@ -119,7 +119,8 @@ def _show(summaries: list, dry_run: bool) -> None:
             )
         if summary.assigned:
             st.success(
-                f"{summary.file_name}: {summary.assigned} patient memberships added to {', '.join(teams)}."
+                f"{summary.file_name}: {summary.assigned} patient memberships "
+                f"{'would be added' if dry_run else 'added'} to {', '.join(teams)}."
             )
         if summary.teamless:
             st.warning(

@@ -15,7 +15,7 @@ import io
 import itertools
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,8 +29,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from db.accounts import assign_patients, without_team
 from db.config import display_timezone
 from db.events import write_events
+from db.frames import read_frame_in
 from db.ingest import WriteCounts, keep_rejected, new_batch, write_others, write_results
-from db.models import ImportBatch, Panel, RejectedRecord, Result, Team
+from db.models import ImportBatch, Patient, RejectedRecord, Team
 from db.status import BatchResults, refresh_patient_status
 from monitor.csv_long import UnusableFile, looks_like_canonical_csv, parse_canonical_csv
 from monitor.csv_wide import looks_like_wide_csv, parse_wide_csv, rename_columns
@@ -213,15 +214,36 @@ def _read_elsewhere(latest: ImportBatch, zone: str) -> str | None:
     )
 
 
-def _patients_of(session: Session, batch_ids: list[int]) -> list[int]:
-    """The patients whose results these imports stored."""
-    found = session.scalars(
-        select(Panel.patient_id)
-        .join(Result, Result.panel_id == Panel.id)
-        .where(Result.batch_id.in_(batch_ids))
-        .distinct()
+def _text_of(
+    binary: BinaryIO, fmt: str | None, column_map: dict[str, str] | None
+) -> tuple[str, Iterator[str]]:
+    """A file's format (detected from its beginning unless named) and its text, read in blocks."""
+    blocks = decoded(binary)
+    head = ""
+    for block in blocks:
+        head += block
+        if len(head) >= HEAD_CHARS:
+            break
+    head = rename_columns(head, column_map or {})
+    return fmt or detect_format(head), itertools.chain([head], blocks)
+
+
+def _patients_named(session: Session, frames: list[pd.DataFrame]) -> list[int]:
+    """The stored patients that rows with ``assigning_authority`` and ``patient_id`` name."""
+    named = [f[["assigning_authority", "patient_id"]] for f in frames if len(f)]
+    if not named:
+        return []
+    pairs = pd.concat(named, ignore_index=True).fillna("").astype(str).apply(lambda c: c.str.strip())
+    pairs = pairs.drop_duplicates()
+    found = read_frame_in(
+        session,
+        lambda part: select(Patient.id, Patient.assigning_authority, Patient.mrn.label("patient_id")).where(
+            Patient.mrn.in_(part)
+        ),
+        pairs["patient_id"].unique().tolist(),
     )
-    return sorted(found)
+    keys = pairs.merge(found, on=["assigning_authority", "patient_id"])["id"]
+    return sorted(int(key) for key in keys.unique())
 
 
 def _refused_locations(session: Session, batch_id: int) -> frozenset[str]:
@@ -298,26 +320,26 @@ def import_file(
         .where(ImportBatch.content_sha256 == sha256, ImportBatch.format != "unusable")
         .order_by(ImportBatch.id)
     ).all()
-    # Teams asked for receive the patients of earlier imports of this content too (a file imported before
-    # is not read again, or only in part).
-    before = _patients_of(session, [batch.id for batch in earlier]) if teams and earlier else []
     if earlier and not again:
         summary = _summary_of_earlier(session, file_name, earlier[-1], dry_run)
         if not teams:
             return summary
-        assigned = sum(assign_patients(session, before, team, now=now, by=imported_by) for team in teams)
-        return dataclasses.replace(summary, assigned=assigned, teamless=without_team(session, before))
+        # Not imported again, but read for the patients it names, who join the teams asked for.
+        zone = reading_zone(summary.format or "csv", timezone)
+        with content.open() as binary:
+            found, text = _text_of(binary, fmt, column_map)
+            if found == "events":
+                named = _patients_named(session, [parse_events("".join(text), timezone=zone)[0]])
+            else:
+                pieces = {"csv": csv_pieces, "wide": csv_pieces, "hl7": hl7_pieces}.get(found)
+                whole = pieces(text) if pieces is not None else [("".join(text), 0)]
+                parsed = [_parse(piece, found, zone, offset) for piece, offset in whole]
+                named = _patients_named(session, [f for p in parsed for f in (p.records, p.others)])
+        assigned = sum(assign_patients(session, named, team, now=now, by=imported_by) for team in teams)
+        return dataclasses.replace(summary, assigned=assigned, teamless=without_team(session, named))
     retry = _refused_locations(session, earlier[-1].id) if earlier else None
     with content.open() as binary:
-        blocks = decoded(binary)
-        head = ""
-        for block in blocks:
-            head += block
-            if len(head) >= HEAD_CHARS:
-                break
-        head = rename_columns(head, column_map or {})
-        fmt = fmt or detect_format(head)
-        text = itertools.chain([head], blocks)
+        fmt, text = _text_of(binary, fmt, column_map)
         if fmt in ("fhir", "events") and content.size > WHOLE_FILE_LIMIT:
             raise UnusableFile(
                 f"{content.size / 1e6:,.0f} MB: a {'FHIR' if fmt == 'fhir' else 'clinical events'} file is "
@@ -339,7 +361,9 @@ def import_file(
             timezone=zone,
         )
         if fmt == "events":
-            return _import_events(session, "".join(text), batch, zone, imported_by, now, dry_run, retry)
+            return _import_events(
+                session, "".join(text), batch, zone, imported_by, now, dry_run, retry, teams
+            )
         pieces = {"csv": csv_pieces, "wide": csv_pieces, "hl7": hl7_pieces}.get(fmt)
         whole = pieces(text) if pieces is not None else [("".join(text), 0)]
         return _import_pieces(
@@ -353,7 +377,6 @@ def import_file(
             retry=retry,
             teams=teams,
             imported_by=imported_by,
-            named_before=before,
             report=(lambda: progress(binary.tell(), content.size)) if progress else None,
         )
 
@@ -367,8 +390,11 @@ def _import_events(
     now: datetime,
     dry_run: bool,
     retry: frozenset[str] | None,
+    teams: tuple[str, ...],
 ) -> ImportSummary:
     events, refused = parse_events(text, timezone=zone)
+    named = _patients_named(session, [events])  # events name patients already stored
+    assigned = sum(assign_patients(session, named, team, now=now, by=imported_by) for team in teams)
     left = 0
     if retry is not None:  # read again: only the events refused last time
         events, left = _retried(events, retry)
@@ -388,6 +414,8 @@ def _import_events(
         rejected,
         events=added,
         dry_run=dry_run,
+        assigned=assigned,
+        teamless=without_team(session, named),
     )
 
 
@@ -403,7 +431,6 @@ def _import_pieces(
     retry: frozenset[str] | None,
     teams: tuple[str, ...],
     imported_by: str,
-    named_before: list[int],
     report: Callable[[], None] | None,
 ) -> ImportSummary:
     """Parse, normalise and write each piece of a file (numbered as the file's lines or messages).
@@ -415,6 +442,7 @@ def _import_pieces(
     refused: list[pd.DataFrame] = []
     broken = good = others = pending = 0
     first_broken: pd.Series | None = None
+    naming: list[pd.DataFrame] = []
     for text, offset in pieces:
         parsed = _parse(text, fmt, zone, offset)
         records, rejected, other = parsed.records, parsed.rejected, parsed.others
@@ -422,6 +450,8 @@ def _import_pieces(
             first_broken = rejected.iloc[0]
         broken, good = broken + len(rejected), good + len(records)
         _refuse_mostly_broken(first_broken, broken, good)
+        # Every patient the file names, written now or not (identifiers only): for teams and the teamless.
+        naming.extend(f[["assigning_authority", "patient_id"]].drop_duplicates() for f in (records, other))
         if retry is not None:
             records, left = _retried(records, retry)
             other, _ = _retried(other, retry)
@@ -440,7 +470,7 @@ def _import_pieces(
         if report is not None:
             report()
     refresh_patient_status(session, counts.patient_keys, now=now, written=held)
-    named = sorted(set(counts.named_keys) | set(named_before))
+    named = _patients_named(session, naming)
     assigned = sum(assign_patients(session, named, team, now=now, by=imported_by) for team in teams)
     rejected = _in_file_order(pd.concat(refused, ignore_index=True))
     keep_rejected(session, batch.id, rejected)

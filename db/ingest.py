@@ -40,8 +40,6 @@ class WriteCounts:
         default_factory=lambda: pd.DataFrame(columns=["location", "raw_text", "reason"])
     )
     patient_keys: list[int] = field(default_factory=list)
-    # Every patient the records named (written, unchanged or refused as stale), for team assignment.
-    named_keys: list[int] = field(default_factory=list)
 
     def add(self, other: WriteCounts) -> None:
         """Fold another write's counts into these."""
@@ -51,7 +49,6 @@ class WriteCounts:
         self.superseded += other.superseded
         self.rejected = pd.concat([self.rejected, other.rejected], ignore_index=True)
         self.patient_keys = sorted(set(self.patient_keys) | set(other.patient_keys))
-        self.named_keys = sorted(set(self.named_keys) | set(other.named_keys))
 
 
 def new_batch(
@@ -329,7 +326,6 @@ def write_results(
     counts.superseded = int(replacing.sum())
     counts.unchanged = int(unchanged.sum())
     counts.patient_keys = sorted(fresh["patient_key"].unique().tolist())
-    counts.named_keys = sorted(frame["patient_key"].unique().tolist())
     if refresh_status:
         refresh_patient_status(session, counts.patient_keys, now=now)
     return counts

@@ -3,9 +3,11 @@
 The lower limit of normal (LLN) matters beyond flagging: CTCAE v5.0 grade 1 exists only below the LLN of
 the result (shared/clinical-reference.md §1.3). Ranges vary by lab, age, sex and ancestry (§2.1, §2.2), so
 the range the lab reported with the result is preferred to any configured or population default, and a
-patient-specific override (e.g. a Duffy-null ANC interval, §2.2) is preferred to all. Children never get
-adult cut-offs (§2.3): population defaults are age-banded, and a lab range configured without an age band
-applies to adults only.
+patient-specific override (e.g. a Duffy-null ANC interval, §2.2) is preferred to all. A child of known age
+never gets adult cut-offs (§2.3): population defaults are age-banded, and a lab range configured without an
+age band applies to adults only. A patient of unknown age gets, for WBC, ANC and ALC, the lowest default
+of any age band in this table (the adult one), so that a count below every band's limit is still judged
+low.
 """
 
 from __future__ import annotations
@@ -92,7 +94,7 @@ def resolve_lower_limit(
     never stitched together from two sources): a patient override, the range reported with the result,
     the lab's configured range, a population default for the patient's age (and sex, for haemoglobin);
     for a patient of unknown age, the lowest default of any age where the defaults cover every age
-    (``default any age``, no upper limit): a count below it is below the limit whatever the age.
+    (``default any age``, no upper limit): a count below it is below every age band's default limit.
 
     Parameters
     ----------
@@ -150,10 +152,11 @@ def _any_age(work: pd.DataFrame, defaults: tuple[DefaultRange, ...]) -> pd.DataF
     """For results of patients of unknown age: the lowest default lower limit of any age, for analytes
     whose defaults (for either sex) cover every age from birth; no upper limit (NaN) and NaN elsewhere.
 
-    With the reference's defaults that is the adult limit for WBC (4.0), ANC (1.5) and ALC (1.0), all
-    below Davis's paediatric limits (§2.3): a count under it is low at any age, so a lab export without
-    ranges or birth dates still has its leukopenia flagged. Haemoglobin and platelets have adult
-    defaults only, so a patient of unknown age gets none.
+    With the defaults above that is the adult limit for WBC (4.0), ANC (1.5) and ALC (1.0), each below
+    every paediatric band's default (Davis, §2.3): a count under it is below the default limit of any age
+    band, so a lab export without ranges or birth dates still has its leukopenia flagged. (It is not a
+    definition of neutropenia at every age: §2.3 defines infant neutropenia as ANC < 1.0.) Haemoglobin
+    and platelets have adult defaults only, so a patient of unknown age gets none.
     """
     floors: dict[str, float] = {}
     table = _frame(defaults)

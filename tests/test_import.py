@@ -175,8 +175,38 @@ def test_an_import_puts_its_patients_in_the_teams_asked_for(store) -> None:
     assert later.identical_to is not None and (later.assigned, later.teamless) == (1, 0)
     with store() as session:
         seen = patient_list(session, viewer=viewer_named(session, "onc"))["patient_id"].tolist()
-        audited = session.scalars(select(func.count()).where(AuditLog.action == "assign_team")).one()
-    assert sorted(seen) == ["MRN1001", "MRN2002", "MRN3003"] and audited == 3
+        audited = session.execute(
+            select(AuditLog.username, AuditLog.patient_id, AuditLog.details).where(
+                AuditLog.action == "assign_team"
+            )
+        ).all()
+    assert sorted(seen) == ["MRN1001", "MRN2002", "MRN3003"]
+    assert len(audited) == 3 and {row.patient_id for row in audited} == set(_keys(store, seen))
+    assert all(row.username == "test" and '"team": "oncology"' in row.details for row in audited)
+
+
+def _keys(store: sessionmaker[Session], mrns: list[str]) -> list[int]:
+    with store() as session:
+        return list(session.scalars(select(Patient.id).where(Patient.mrn.in_(mrns))))
+
+
+def test_a_file_imported_before_puts_all_its_patients_in_a_team(store, tmp_path: Path) -> None:
+    """Its records were stored by an earlier, overlapping file: the patients are found from the file."""
+    from db.accounts import ensure_teams
+
+    with store.begin() as session:
+        ensure_teams(session, ["haematology"])
+    import_path(store, DATA / "canonical-good.csv", imported_by="test")  # MRN1001, MRN2002
+    more = (DATA / "canonical-good.csv").read_text() + (
+        "MRN4004,2026-03-02T08:15:00Z,wbc,3.1,10^9/L,4.0,11.0,CENTRAL,ACC-44,final\n"
+    )
+    bigger = _write(tmp_path, "bigger.csv", more)
+    first = import_path(store, bigger, imported_by="test")
+    assert (first.accepted, first.teamless) == (1, 3)
+    again = import_path(store, bigger, imported_by="test", teams=("haematology",))
+    assert again.identical_to is not None and (again.assigned, again.teamless) == (3, 0)
+    events = import_path(store, DATA / "csv" / "events.csv", imported_by="test", teams=("haematology",))
+    assert events.format == "events" and events.teamless == 0  # MRN1001 named, in the team already
 
 
 def test_a_semicolon_separated_export_is_named_as_such(store, tmp_path: Path) -> None:
