@@ -245,20 +245,9 @@ def team_list(session: Session) -> pd.DataFrame:
 
 def assign_patient(session: Session, patient_key: int, team: str, *, now: datetime, by: str) -> bool:
     """Put a patient in a team (created when new); False when it was there already. Audited."""
-    (team_id,) = ensure_teams(session, [team])
-    exists = session.get(PatientTeam, (patient_key, team_id)) is not None
-    if not exists:
-        session.add(PatientTeam(patient_id=patient_key, team_id=team_id))
-        record(
-            session,
-            at=now,
-            username=by,
-            action="assign_team",
-            patient_key=patient_key,
-            details={"team": team},
-        )
-        session.flush()
-    return not exists
+    code = team.strip()
+    ensure_teams(session, [code])
+    return assign_patients(session, [patient_key], code, now=now, by=by) == 1
 
 
 def assign_patients(
@@ -266,9 +255,10 @@ def assign_patients(
 ) -> int:
     """Put patients in an existing team (``team``: its code); return how many were not in it yet.
 
-    Each new membership is audited. Unlike `assign_patient`, an unknown team is an error, not created:
-    an import's patients must not go to a mistyped team that nobody belongs to.
+    Each new membership is audited. An unknown team is an error, not created: an import's patients must
+    not go to a mistyped team that nobody belongs to (`assign_patient` creates it, on purpose).
     """
+    session.flush()  # the raw reads and writes below see what the session holds
     team_id = session.scalar(select(Team.id).where(Team.code == team))
     if team_id is None:
         raise AccountError(f"no team {team!r} (python -m monitor teams lists them)")

@@ -80,6 +80,14 @@ class ImportSummary:
     assigned: int = 0
     teamless: int = 0
 
+    @classmethod
+    def not_imported(
+        cls, file_name: str, fmt: str | None, reason: str, *, dry_run: bool = False
+    ) -> ImportSummary:
+        """A file that was not imported at all, and why (exit status 2)."""
+        empty = pd.DataFrame(columns=list(REJECT_COLUMNS))
+        return cls(file_name, fmt, None, 0, 0, 0, empty, error=reason, dry_run=dry_run)
+
     @property
     def exit_code(self) -> int:
         """0 every record accepted, 1 some refused (the rest landed), 2 the file was not imported
@@ -228,13 +236,34 @@ def _text_of(
     return fmt or detect_format(head), itertools.chain([head], blocks)
 
 
-def _patients_named(session: Session, frames: list[pd.DataFrame]) -> list[int]:
-    """The stored patients that rows with ``assigning_authority`` and ``patient_id`` name."""
-    named = [f[["assigning_authority", "patient_id"]] for f in frames if len(f)]
+def _pieces(text: Iterator[str], fmt: str) -> Iterable[tuple[str, int]]:
+    """(piece, lines or messages before it): CSV and HL7 in pieces (``monitor.pieces``), others whole."""
+    cut = {"csv": csv_pieces, "wide": csv_pieces, "hl7": hl7_pieces}.get(fmt)
+    return cut(text) if cut is not None else [("".join(text), 0)]
+
+
+def _identifiers(rows: pd.DataFrame) -> pd.DataFrame:
+    """The distinct (assigning authority, patient identifier) pairs rows name, as the store keeps them."""
+    pairs = rows[["assigning_authority", "patient_id"]].drop_duplicates().fillna("").astype(str)
+    return pairs.apply(lambda column: column.str.strip()).drop_duplicates()
+
+
+def _to_teams(
+    session: Session, naming: list[pd.DataFrame], teams: tuple[str, ...], *, now: datetime, by: str
+) -> tuple[int, int]:
+    """Put the stored patients ``naming`` (`_identifiers` frames) names in ``teams``; return how many
+    memberships were added and how many of those patients are in no team."""
+    named = _patients_named(session, naming)
+    assigned = sum(assign_patients(session, named, team, now=now, by=by) for team in teams)
+    return assigned, without_team(session, named)
+
+
+def _patients_named(session: Session, naming: list[pd.DataFrame]) -> list[int]:
+    """The stored patients among (assigning authority, patient identifier) pairs."""
+    named = [frame for frame in naming if len(frame)]
     if not named:
         return []
-    pairs = pd.concat(named, ignore_index=True).fillna("").astype(str).apply(lambda c: c.str.strip())
-    pairs = pairs.drop_duplicates()
+    pairs = pd.concat(named, ignore_index=True).drop_duplicates()
     found = read_frame_in(
         session,
         lambda part: select(Patient.id, Patient.assigning_authority, Patient.mrn.label("patient_id")).where(
@@ -311,9 +340,8 @@ def import_file(
         team for team in teams if session.scalar(select(Team.id).where(Team.code == team)) is None
     ]
     if unknown_teams:
-        empty = pd.DataFrame(columns=list(REJECT_COLUMNS))
         reason = f"no team {', '.join(map(repr, unknown_teams))} (python -m monitor teams lists them)"
-        return ImportSummary(file_name, fmt, None, 0, 0, 0, empty, error=reason, dry_run=dry_run)
+        return ImportSummary.not_imported(file_name, fmt, reason, dry_run=dry_run)
     sha256 = content.sha256()
     earlier = session.scalars(
         select(ImportBatch)
@@ -324,19 +352,17 @@ def import_file(
         summary = _summary_of_earlier(session, file_name, earlier[-1], dry_run)
         if not teams:
             return summary
-        # Not imported again, but read for the patients it names, who join the teams asked for.
+        # Not imported again, but read (a piece at a time) for the patients it names, who join the teams.
         zone = reading_zone(summary.format or "csv", timezone)
         with content.open() as binary:
             found, text = _text_of(binary, fmt, column_map)
             if found == "events":
-                named = _patients_named(session, [parse_events("".join(text), timezone=zone)[0]])
+                naming = [_identifiers(parse_events("".join(text), timezone=zone)[0])]
             else:
-                pieces = {"csv": csv_pieces, "wide": csv_pieces, "hl7": hl7_pieces}.get(found)
-                whole = pieces(text) if pieces is not None else [("".join(text), 0)]
-                parsed = [_parse(piece, found, zone, offset) for piece, offset in whole]
-                named = _patients_named(session, [f for p in parsed for f in (p.records, p.others)])
-        assigned = sum(assign_patients(session, named, team, now=now, by=imported_by) for team in teams)
-        return dataclasses.replace(summary, assigned=assigned, teamless=without_team(session, named))
+                parsed = (_parse(piece, found, zone, offset) for piece, offset in _pieces(text, found))
+                naming = [_identifiers(f) for p in parsed for f in (p.records, p.others)]
+        assigned, teamless = _to_teams(session, naming, teams, now=now, by=imported_by)
+        return dataclasses.replace(summary, assigned=assigned, teamless=teamless)
     retry = _refused_locations(session, earlier[-1].id) if earlier else None
     with content.open() as binary:
         fmt, text = _text_of(binary, fmt, column_map)
@@ -349,8 +375,7 @@ def import_file(
         zone = reading_zone(fmt, timezone)
         refusal = _read_elsewhere(earlier[-1], zone) if earlier else None
         if refusal is not None:
-            empty = pd.DataFrame(columns=list(REJECT_COLUMNS))
-            return ImportSummary(file_name, fmt, None, 0, 0, 0, empty, error=refusal, dry_run=dry_run)
+            return ImportSummary.not_imported(file_name, fmt, refusal, dry_run=dry_run)
         batch = new_batch(
             session,
             file_name=file_name,
@@ -364,11 +389,9 @@ def import_file(
             return _import_events(
                 session, "".join(text), batch, zone, imported_by, now, dry_run, retry, teams
             )
-        pieces = {"csv": csv_pieces, "wide": csv_pieces, "hl7": hl7_pieces}.get(fmt)
-        whole = pieces(text) if pieces is not None else [("".join(text), 0)]
         return _import_pieces(
             session,
-            whole,
+            _pieces(text, fmt),
             batch,
             fmt=fmt,
             zone=zone,
@@ -393,8 +416,7 @@ def _import_events(
     teams: tuple[str, ...],
 ) -> ImportSummary:
     events, refused = parse_events(text, timezone=zone)
-    named = _patients_named(session, [events])  # events name patients already stored
-    assigned = sum(assign_patients(session, named, team, now=now, by=imported_by) for team in teams)
+    assigned, teamless = _to_teams(session, [_identifiers(events)], teams, now=now, by=imported_by)
     left = 0
     if retry is not None:  # read again: only the events refused last time
         events, left = _retried(events, retry)
@@ -415,7 +437,7 @@ def _import_events(
         events=added,
         dry_run=dry_run,
         assigned=assigned,
-        teamless=without_team(session, named),
+        teamless=teamless,
     )
 
 
@@ -451,7 +473,7 @@ def _import_pieces(
         broken, good = broken + len(rejected), good + len(records)
         _refuse_mostly_broken(first_broken, broken, good)
         # Every patient the file names, written now or not (identifiers only): for teams and the teamless.
-        naming.extend(f[["assigning_authority", "patient_id"]].drop_duplicates() for f in (records, other))
+        naming.extend(_identifiers(frame) for frame in (records, other))
         if retry is not None:
             records, left = _retried(records, retry)
             other, _ = _retried(other, retry)
@@ -470,8 +492,7 @@ def _import_pieces(
         if report is not None:
             report()
     refresh_patient_status(session, counts.patient_keys, now=now, written=held)
-    named = _patients_named(session, naming)
-    assigned = sum(assign_patients(session, named, team, now=now, by=imported_by) for team in teams)
+    assigned, teamless = _to_teams(session, naming, teams, now=now, by=imported_by)
     rejected = _in_file_order(pd.concat(refused, ignore_index=True))
     keep_rejected(session, batch.id, rejected)
     batch.accepted, batch.unchanged = counts.accepted, counts.unchanged
@@ -489,7 +510,7 @@ def _import_pieces(
         pending=pending,
         dry_run=dry_run,
         assigned=assigned,
-        teamless=without_team(session, named),
+        teamless=teamless,
     )
 
 
@@ -589,9 +610,7 @@ def import_path(
         with path.open("rb"):
             pass
     except OSError as error:
-        empty = pd.DataFrame(columns=list(REJECT_COLUMNS))
-        reason = f"cannot read: {error.strerror}"
-        return ImportSummary(path.name, options.get("fmt"), None, 0, 0, 0, empty, error=reason)
+        return ImportSummary.not_imported(path.name, options.get("fmt"), f"cannot read: {error.strerror}")
     return _import(factory, FileContent(path.name, path=path), imported_by=imported_by, **options)
 
 
@@ -671,5 +690,4 @@ def _import(
         if not dry_run:
             with factory.begin() as session:
                 record_unusable(session, content, imported_by=imported_by, reason=str(error))
-        empty = pd.DataFrame(columns=list(REJECT_COLUMNS))
-        return ImportSummary(content.name, fmt, None, 0, 0, 0, empty, error=str(error), dry_run=dry_run)
+        return ImportSummary.not_imported(content.name, fmt, str(error), dry_run=dry_run)
