@@ -82,7 +82,7 @@ def _run(dry_run: bool) -> list:
     return summaries
 
 
-def _show(summaries: list, dry_run: bool) -> None:
+def _show(summaries: list, dry_run: bool, teams: list[str]) -> None:
     table = pd.DataFrame(
         {
             "File": [s.file_name for s in summaries],
@@ -153,9 +153,9 @@ blocked = not uploads or unknown_zone
 check = buttons[0].button("Check (dry run)", disabled=blocked, key="import_check")
 commit = buttons[1].button("Import", type="primary", disabled=blocked, key="import_commit")
 if check:
-    _show(_run(dry_run=True), dry_run=True)
+    _show(_run(dry_run=True), dry_run=True, teams=teams)
 if commit:
-    _show(_run(dry_run=False), dry_run=False)
+    _show(_run(dry_run=False), dry_run=False, teams=teams)
     data.refresh()
 
 st.subheader("Past imports")

@@ -60,16 +60,20 @@ def user_option(command: F) -> F:
     )(command)
 
 
+def _cli_user() -> str:
+    """Who ran a command, as the audit trail and the import batches name them."""
+    return f"cli:{getpass.getuser()}"
+
+
 def _viewer(session: Any, user: str | None) -> Any:
     """The ``Viewer`` for ``--user``; without it the system itself (shell access to the store is admin),
     named in the audit trail by the login that ran the command, as imports are."""
     import dataclasses
-    import getpass
 
     from db.accounts import SYSTEM, AccountError, viewer_named
 
     if user is None:
-        return dataclasses.replace(SYSTEM, username=f"cli:{getpass.getuser()}")
+        return dataclasses.replace(SYSTEM, username=_cli_user())
     try:
         return viewer_named(session, user)
     except AccountError as error:
@@ -271,7 +275,7 @@ def import_(
     except ValueError as error:
         raise click.UsageError(str(error)) from None
     factory = _factory(database)
-    user = f"cli:{getpass.getuser()}"
+    user = _cli_user()
     worst = 0
     chosen = None if fmt == "auto" else fmt
     summaries = []

@@ -22,7 +22,7 @@ import pandas as pd
 from monitor.grading import COMPARE_DECIMALS, DEFAULT_RULES, GradingRules, ctcae_grade, rcv_bounds
 from monitor.setting_values import a_boolean, a_number, a_whole_number
 from monitor.status import EXCLUDED_STATUSES
-from monitor.timestamps import local_days
+from monitor.timestamps import local_days, localize
 
 __all__ = [
     "COMPARISON_COLUMNS",
@@ -517,9 +517,7 @@ def _day_start(times: pd.Series, timezone: str) -> pd.Series:
     >>> _day_start(pd.Series(pd.to_datetime(["2026-07-16 11:00"], utc=True)), "Europe/London").tolist()
     [Timestamp('2026-07-15 23:00:00+0000', tz='UTC')]
     """
-    local = local_days(times, timezone)
-    earliest = np.ones(len(local), dtype=bool)  # an ambiguous midnight: its first occurrence
-    starts = local.dt.tz_localize(timezone, ambiguous=earliest, nonexistent="shift_forward")
+    starts = localize(local_days(times, timezone), timezone)  # a repeated midnight: its first occurrence
     return starts.dt.tz_convert("UTC").dt.as_unit("us")
 
 

@@ -204,16 +204,16 @@ def _observations(
             continue
         patients.append(patient)
         obr: Any = None
-        groups = observations = 0
+        groups = observations = results = 0
         for segment in message.parsed:
             name = str(segment[0])
             if name == "OBR":
                 obr, groups, observations = segment, groups + 1, 0
             elif name == "OBX":
-                observations += 1
+                observations, results = observations + 1, results + 1
                 where = f"{message.where}, OBR {max(groups, 1)}, OBX {observations}"
                 rows.append({**patient, **_observation(message, obr, segment, where)})
-        if not any(str(segment[0]) == "OBX" for segment in message.parsed):
+        if not results:
             # Kept for review rather than passed over: most often a message cut short in transfer.
             problems.append(_problem(message.where, raw, "no OBX segment: the message carries no result"))
     return rows, patients, problems

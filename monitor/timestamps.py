@@ -67,12 +67,20 @@ def localise_iso(values: pd.Series, timezone: str) -> pd.Series:
     # Outside these years a laboratory time is a typing error; time-zone rules also end there.
     plausible = (naive.dt.year >= PLAUSIBLE_YEARS[0]) & (naive.dt.year <= PLAUSIBLE_YEARS[1])
     naive = naive.where(plausible)
-    first = np.ones(len(naive), dtype=bool)  # in a repeated hour, its first occurrence (daylight time)
-    localised = naive.dt.tz_localize(timezone, ambiguous=first, nonexistent="shift_forward").dt.tz_convert(
-        "UTC"
-    )
-    moment = aware.where(has_offset, localised)
+    moment = aware.where(has_offset, localize(naive, timezone).dt.tz_convert("UTC"))
     return moment.dt.strftime("%Y-%m-%dT%H:%M:%S+00:00").where(moment.notna(), "")
+
+
+def localize(naive: pd.Series, timezone: str) -> pd.Series:
+    """Naive local times as instants in ``timezone``, by the rule of this module: a time in the hour
+    repeated when the clocks go back is its first occurrence, one in the skipped hour the first time after
+    the gap (NaT stays NaT).
+
+    >>> localize(pd.Series(pd.to_datetime(["2026-11-01 01:30"])), "America/New_York").tolist()
+    [Timestamp('2026-11-01 01:30:00-0400', tz='America/New_York')]
+    """
+    first = np.ones(len(naive), dtype=bool)  # daylight time: the first of the two occurrences
+    return naive.dt.tz_localize(timezone, ambiguous=first, nonexistent="shift_forward")
 
 
 def local_days(times: pd.Series, timezone: str) -> pd.Series:

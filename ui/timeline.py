@@ -372,20 +372,13 @@ def cycle_overlay_figure(placed: pd.DataFrame, analyte: str = "anc") -> go.Figur
                 hovertemplate=f"Cycle {int(cycle)} %{{text}}<br>%{{y}} {meta.unit}<extra></extra>",
             )
         )
-    if analyte == "anc":
+    levels = (
+        (1.5, "dash", GREEN, "readiness 1.5", "top right"),
+        (0.5, "dot", VERMILLION, "grade 4 below 0.5", "bottom right"),
+    )
+    for level, dash, colour, label, where in levels if analyte == "anc" else ():
         figure.add_hline(
-            y=1.5,
-            line_dash="dash",
-            line_color=GREEN,
-            annotation_text="readiness 1.5",
-            annotation_position="top right",
-        )
-        figure.add_hline(
-            y=0.5,
-            line_dash="dot",
-            line_color=VERMILLION,
-            annotation_text="grade 4 below 0.5",
-            annotation_position="bottom right",
+            y=level, line_dash=dash, line_color=colour, annotation_text=label, annotation_position=where
         )
     figure.update_layout(
         height=420,
