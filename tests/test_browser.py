@@ -328,6 +328,16 @@ def test_importing_a_shared_file_from_the_import_page(dashboard: str, page: Page
     page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(
         str(DATA / "external" / "us-core-observation-cbc-leukocytes.json")
     )
+    # A file is chosen: a mistyped zone alone keeps both buttons disabled, and is named.
+    zone = page.get_by_label("Time zone for times without an offset")
+    zone.fill("Europe/Lndon")
+    zone.press("Enter")
+    expect(page.get_by_text("'Europe/Lndon' is not an IANA time zone")).to_be_visible()
+    expect(page.get_by_role("button", name="Import", exact=True)).to_be_disabled()
+    expect(page.get_by_role("button", name="Check (dry run)")).to_be_disabled()
+    zone.fill("UTC")
+    zone.press("Enter")
+    expect(page.get_by_role("button", name="Import", exact=True)).to_be_enabled()
     page.get_by_role("button", name="Check (dry run)").click()
     expect(page.get_by_text("What would be imported (dry run: nothing stored)")).to_be_visible()
     page.get_by_role("button", name="Import", exact=True).click()
