@@ -124,7 +124,8 @@ def _show(summaries: list, dry_run: bool, teams: list[str]) -> None:
             )
         if summary.teamless:
             st.warning(
-                f"{summary.file_name}: {summary.teamless} of its patients are in no care team, so only "
+                f"{summary.file_name}: {summary.teamless} of its patients "
+                f"{'is' if summary.teamless == 1 else 'are'} in no care team, so only "
                 "administrators see them: choose teams above and import again, or assign them."
             )
         if len(summary.rejected):

@@ -357,6 +357,11 @@ def imports(database: str | None, batch: int | None, limit: int, fmt: str) -> No
     _emit(refused, fmt)
 
 
+def _counted(number: int, noun: str) -> str:
+    """``1 record``, ``2 records``."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
 def _print_summary(summary: Any) -> None:
     name = summary.file_name
     prefix = f"{name}: dry run (nothing stored)" if summary.dry_run else name
@@ -367,7 +372,7 @@ def _print_summary(summary: Any) -> None:
         batch = summary.identical_to
         click.echo(
             f"{prefix}: unchanged: identical to import #{batch.id} of "
-            f"{batch.imported_at:%Y-%m-%d %H:%M} UTC ({summary.unchanged} records, nothing new"
+            f"{batch.imported_at:%Y-%m-%d %H:%M} UTC ({_counted(summary.unchanged, 'record')}, nothing new"
             + (
                 f"; {len(summary.rejected)} refused then, listed below: --again reads it once more "
                 "after their cause is put right)"
@@ -383,9 +388,7 @@ def _print_summary(summary: Any) -> None:
     else:
         extras = [
             f"{summary.derived} of them derived from percentages" if summary.derived else "",
-            f"{summary.others} observation{'' if summary.others == 1 else 's'} outside the CBC kept"
-            if summary.others
-            else "",
+            f"{_counted(summary.others, 'observation')} outside the CBC kept" if summary.others else "",
             f"{summary.pending} pending (no result yet) skipped" if summary.pending else "",
         ]
         click.echo(
@@ -397,8 +400,9 @@ def _print_summary(summary: Any) -> None:
         click.echo(f"{prefix}: {summary.assigned} patient memberships added to the teams asked for")
     if summary.teamless:
         click.echo(
-            f"{name}: note: {summary.teamless} of its patients are in no care team, so only administrators "
-            "see them (import with --team CODE, or python -m monitor assign)",
+            f"{name}: note: {summary.teamless} of its patients {'is' if summary.teamless == 1 else 'are'} in "
+            "no care team, so only administrators see them (import with --team CODE, or python -m monitor "
+            "assign)",
             err=True,
         )
     for row in summary.rejected.itertuples(index=False):
