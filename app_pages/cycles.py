@@ -6,8 +6,8 @@ import pandas as pd
 import streamlit as st
 
 from db.config import display_timezone
+from monitor.analysis.cycles import cycle_table, cycle_trend
 from monitor.analytes import ANALYTES
-from monitor.cycles import cycle_table, cycle_trend
 from ui import data, timeline, worklist
 from ui.identity import current_viewer
 from ui.pickers import choose_patient

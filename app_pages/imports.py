@@ -10,7 +10,7 @@ import streamlit as st
 from db.config import display_timezone, is_timezone
 from db.importer import import_content
 from db.queries import audit_view
-from monitor.parsed import FORMATS
+from monitor.formats.parsed import FORMATS
 from ui import data
 from ui.identity import current_user, current_viewer
 

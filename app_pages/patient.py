@@ -11,10 +11,10 @@ import streamlit as st
 from db.actions import acknowledge, add_event, set_patient_range
 from db.config import display_timezone
 from db.queries import audit_view
+from monitor.analysis.cycles import before_after
+from monitor.analysis.patterns import PATTERNS
 from monitor.analytes import ANALYTES
-from monitor.cycles import before_after
-from monitor.events import EVENT_KINDS
-from monitor.patterns import PATTERNS
+from monitor.formats.events import EVENT_KINDS
 from ui import data, timeline, worklist
 from ui.downloads import audited_csv_download
 from ui.identity import current_viewer
@@ -308,7 +308,7 @@ with record_tab:
                 "Event added.",
                 kind=kind,
                 # A date alone is taken at midday in the site's zone, safely inside that calendar date
-                # (cycles count from the start of the dosing day, monitor.cycles).
+                # (cycles count from the start of the dosing day, monitor.analysis.cycles).
                 start=datetime.combine(when, time(12), tzinfo=ZoneInfo(timezone)).astimezone(UTC),
                 end=None,
                 label=label,

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from db.config import display_timezone
-from monitor.flags import FLAGS
+from monitor.analysis.flags import FLAGS
 from ui import data, worklist
 from ui.downloads import audited_csv_download
 from ui.identity import current_viewer

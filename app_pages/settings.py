@@ -12,8 +12,8 @@ import pandas as pd
 import streamlit as st
 
 from db.settings import save_site_rules, set_lab_range
+from monitor.analysis.rules import set_value, setting_rows
 from monitor.analytes import ANALYTES
-from monitor.rules import set_value, setting_rows
 from ui import data
 from ui.identity import current_user, current_viewer
 

@@ -40,7 +40,7 @@ import pandas as pd
 
 from benchmarks.import_csv import peak_rss_mb
 from benchmarks.status import DUCKDB_STATUS
-from monitor.csv_long import HEADER
+from monitor.formats.csv_long import HEADER
 
 ROOT = Path(__file__).parents[1]
 # Eight analytes a panel, with the lab's range sent beside each (as most lab exports do).

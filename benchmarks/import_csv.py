@@ -22,7 +22,7 @@ import time
 from datetime import date, timedelta
 from pathlib import Path
 
-from monitor.csv_long import HEADER
+from monitor.formats.csv_long import HEADER
 
 ANALYTES = (
     ("wbc", "10^9/L", 4.0, 11.0),

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.import_csv import ANALYTES
-from monitor.csv_long import HEADER
+from monitor.formats.csv_long import HEADER
 
 ROOT = Path(__file__).parents[1]
 

@@ -75,10 +75,10 @@ def cohort(results: int, seed: int = 3) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def analysis(results: int) -> dict[str, float]:
-    from monitor.cycles import cycle_trend, treatment_cycles
-    from monitor.flags import LINEAGES, patient_flags
-    from monitor.grading import ctcae_grade, resolve_lower_limit
-    from monitor.patterns import panel_pattern
+    from monitor.analysis.cycles import cycle_trend, treatment_cycles
+    from monitor.analysis.flags import LINEAGES, patient_flags
+    from monitor.analysis.grading import ctcae_grade, resolve_lower_limit
+    from monitor.analysis.patterns import panel_pattern
 
     data, events = cohort(results)
     started = time.perf_counter()
@@ -132,7 +132,7 @@ def duckdb_baseline(results: int) -> dict[str, float]:
     """The baseline: DuckDB computing latest value, run length and slope over the same in-memory data."""
     import duckdb
 
-    from monitor.grading import resolve_lower_limit
+    from monitor.analysis.grading import resolve_lower_limit
 
     data, _events = cohort(results)
     data = data.assign(lln=resolve_lower_limit(data, overrides=None, lab_ranges=None)["lln"])

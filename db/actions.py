@@ -17,7 +17,7 @@ from db.models import Acknowledgement, ClinicalEvent, PatientStatus, ReferenceOv
 from db.queries import check_access
 from db.status import refresh_patient_status
 from monitor.analytes import ANALYTES
-from monitor.events import EVENT_KINDS, LABEL_LIMIT
+from monitor.formats.events import EVENT_KINDS, LABEL_LIMIT
 
 COMMENT_LIMIT = 2000
 

@@ -1,4 +1,4 @@
-"""Seed the synthetic demo cohort (monitor.demo) into the store, idempotently and in bulk.
+"""Seed the synthetic demo cohort (monitor.simulation.demo) into the store, idempotently and in bulk.
 
 Everything written here is marked synthetic: patients (``is_synthetic``, authority ``DEMO``), labs, and the
 import batch. The cohort is simulated up to an anchor date fixed at the first seeding and kept as a
@@ -23,7 +23,7 @@ from db.ingest import ensure_patients, new_batch, write_results
 from db.models import ClinicalEvent, ImportBatch, PatientTeam, ReferenceOverride, Setting, Team
 from db.status import refresh_patient_status
 from monitor.analytes import PREFERRED_LOINC
-from monitor.demo import DemoCohort, simulate_cohort
+from monitor.simulation.demo import DemoCohort, simulate_cohort
 
 DEMO_AUTHORITY = "DEMO"
 DEMO_USER = "demo-seed"

@@ -33,18 +33,19 @@ from db.frames import read_frame_in
 from db.ingest import WriteCounts, keep_rejected, new_batch, write_others, write_results
 from db.models import ImportBatch, Patient, RejectedRecord, Team
 from db.status import BatchResults, refresh_patient_status
-from monitor.csv_long import UnusableFile, looks_like_canonical_csv, parse_canonical_csv
-from monitor.csv_wide import looks_like_wide_csv, parse_wide_csv, rename_columns
-from monitor.derive import derive_absolute_counts
-from monitor.events import looks_like_events_csv, parse_events
-from monitor.fhir import looks_like_fhir, parse_fhir
-from monitor.hl7v2 import looks_like_hl7, parse_hl7
-from monitor.parsed import RAW_TEXT_LIMIT, REJECT_COLUMNS, Parsed
-from monitor.pieces import csv_pieces, decoded, hl7_pieces
-from monitor.records import normalise_results
+from monitor.formats.csv_long import UnusableFile, looks_like_canonical_csv, parse_canonical_csv
+from monitor.formats.csv_wide import looks_like_wide_csv, parse_wide_csv, rename_columns
+from monitor.formats.derive import derive_absolute_counts
+from monitor.formats.events import looks_like_events_csv, parse_events
+from monitor.formats.fhir import looks_like_fhir, parse_fhir
+from monitor.formats.hl7v2 import looks_like_hl7, parse_hl7
+from monitor.formats.parsed import RAW_TEXT_LIMIT, REJECT_COLUMNS, Parsed
+from monitor.formats.pieces import csv_pieces, decoded, hl7_pieces
+from monitor.formats.records import normalise_results
 
 # Results normalised and written at a time: bounds memory for any file size (benchmarks/import_csv.py).
-# (CSV and HL7 arrive in pieces of about this many already, monitor.pieces; this splits FHIR documents.)
+# (CSV and HL7 arrive in pieces of about this many already, see monitor.formats.pieces;
+# this splits FHIR documents.)
 CHUNK_RESULTS = 200_000
 
 
@@ -237,7 +238,7 @@ def _text_of(
 
 
 def _pieces(text: Iterator[str], fmt: str) -> Iterable[tuple[str, int]]:
-    """(piece, lines or messages before it): CSV and HL7 in pieces (``monitor.pieces``), others whole."""
+    """(piece, lines or messages before it): CSV and HL7 in pieces (``formats.pieces``), others whole."""
     cut = {"csv": csv_pieces, "wide": csv_pieces, "hl7": hl7_pieces}.get(fmt)
     return cut(text) if cut is not None else [("".join(text), 0)]
 
@@ -331,7 +332,7 @@ def import_file(
     ``timezone`` reads times that carry no offset (HL7, FHIR and events files default to the site's zone,
     ``MONITOR_TIMEZONE``, as the Import page does; the canonical CSV refuses them unless a zone is given).
     ``column_map`` renames a CSV export's columns first. CSV and HL7 files
-    are read, parsed and written a piece at a time (``monitor.pieces``), so memory stays bounded for any
+    are read, parsed and written a piece at a time (``formats.pieces``), so memory stays bounded for any
     file size; ``progress`` is called with the bytes read so far and the file's size.
     """
     now = now or datetime.now(UTC)

@@ -20,8 +20,8 @@ from db.audit import record
 from db.frames import bulk_insert, read_frame_in, to_records
 from db.models import ImportBatch, Lab, OtherObservation, Panel, Patient, RejectedRecord, Result
 from db.status import BatchResults, refresh_patient_status
-from monitor.parsed import OTHER_FIELDS
-from monitor.records import RESULT_CONTENT, STATUS_RANK
+from monitor.formats.parsed import OTHER_FIELDS
+from monitor.formats.records import RESULT_CONTENT, STATUS_RANK
 
 PANEL_KEY = ["patient_key", "collected_at", "lab_id", "accession"]
 # Content that, when it differs from the stored current version, makes a new version.
@@ -256,7 +256,7 @@ def write_results(
     refresh_status: bool = True,
     held: BatchResults | None = None,
 ) -> WriteCounts:
-    """Store canonical results (``monitor.records.RESULT_COLUMNS``); the caller owns the transaction.
+    """Store canonical results (``monitor.formats.records.RESULT_COLUMNS``); the caller owns the transaction.
 
     ``patients`` and ``labs`` optionally describe new patients and labs more fully than the results do.
     ``held`` collects the results written into panels its batch created, for the status at the end.

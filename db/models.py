@@ -25,7 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from db.types import UTCDateTime
-from monitor.events import EVENT_KINDS
+from monitor.formats.events import EVENT_KINDS
 
 # Result status vocabulary (HL7 v2 table 0085 / FHIR observation-status, reference §8.2).
 RESULT_STATUSES = ("preliminary", "final", "corrected", "cancelled", "entered-in-error")
@@ -330,7 +330,7 @@ class PatientStatus(Base):
     latest_alc_lln: Mapped[float | None] = mapped_column(Float)
     latest_alc_range_source: Mapped[str | None] = mapped_column(String(20))
     latest_alc_grade: Mapped[int | None] = mapped_column(Integer)
-    # monitor.patterns: which lineages the latest panel with a WBC shows low together, and the counts.
+    # analysis.patterns: which lineages the latest panel with a WBC shows low together, and the counts.
     pattern: Mapped[str | None] = mapped_column(String(40))
     pattern_detail: Mapped[str] = mapped_column(String(200), default="", server_default="")
     # The recent WBC series (JSON list, oldest first) for the worklist's sparkline.
@@ -347,7 +347,7 @@ class PatientStatus(Base):
     acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_collected_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     n_panels: Mapped[int] = mapped_column(Integer, default=0)
-    # monitor.flags vocabulary, comma-separated in priority order, and one sentence per flag (JSON list).
+    # analysis.flags vocabulary, comma-separated in priority order, and one sentence per flag (JSON list).
     flags: Mapped[str] = mapped_column(String(200), default="", server_default="")
     explanations: Mapped[str] = mapped_column(Text, default="[]", server_default="[]")
     computed_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -368,7 +368,7 @@ class StatusChange(Base):
     patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id"))
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
     change: Mapped[str] = mapped_column(String(10))
-    # A flag of monitor.flags.FLAGS, or "grade" for a rise in an analyte's CTCAE grade.
+    # A flag of monitor.analysis.flags.FLAGS, or "grade" for a rise in an analyte's CTCAE grade.
     flag: Mapped[str] = mapped_column(String(40))
     analyte: Mapped[str | None] = mapped_column(String(32))
     grade_before: Mapped[int | None] = mapped_column(Integer)

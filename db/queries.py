@@ -33,8 +33,8 @@ from db.models import (
 )
 from db.settings import site_rules
 from db.status import patient_context, with_limits
-from monitor.changes import GRADED
-from monitor.cycles import CycleRules, treatment_cycles
+from monitor.analysis.changes import GRADED
+from monitor.analysis.cycles import CycleRules, treatment_cycles
 from monitor.timestamps import local_days
 
 
@@ -311,7 +311,7 @@ def patient_events(session: Session, patient_key: int, *, viewer: Viewer) -> pd.
 def patient_cycles(
     session: Session, patient_key: int, *, viewer: Viewer, rules: CycleRules | None = None
 ) -> pd.DataFrame:
-    """A patient's chemotherapy cycles (``monitor.cycles.treatment_cycles``) under the site's rules."""
+    """A patient's chemotherapy cycles (``analysis.cycles.treatment_cycles``) under the site's rules."""
     rules = rules or site_rules(session).cycles
     results = patient_results(session, patient_key, viewer=viewer, analytes=("wbc", "anc", "plt"))
     events = patient_events(session, patient_key, viewer=viewer).assign(patient_key=patient_key)

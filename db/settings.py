@@ -1,4 +1,4 @@
-"""Site settings in the store: the analysis rules (``monitor.rules``) and the labs' reference ranges.
+"""Site settings in the store: the analysis rules (``monitor.analysis.rules``) and the labs' reference ranges.
 
 Changing either recomputes the patient status, so lists show grades and flags under the new rules at once.
 """
@@ -15,8 +15,8 @@ from sqlalchemy.orm import Session
 from db.audit import record
 from db.frames import read_frame
 from db.models import Lab, LabRange, Setting
+from monitor.analysis.rules import SiteRules
 from monitor.analytes import ANALYTES
-from monitor.rules import SiteRules
 
 RULES_KEY = "rules"
 LAB_RANGE_COLUMNS = ["lab", "lab_name", "analyte", "low", "high", "sex", "min_months", "max_months", "source"]

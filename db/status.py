@@ -17,13 +17,13 @@ from db.config import display_timezone
 from db.frames import CHUNK, bulk_insert, chunks, read_frame_in
 from db.models import ClinicalEvent, Panel, Patient, PatientStatus, ReferenceOverride, Result, StatusChange
 from db.settings import lab_ranges, site_rules
-from monitor.changes import GRADED, status_changes
-from monitor.cycles import readiness_now
-from monitor.flags import LINEAGES, patient_flags
-from monitor.grading import ctcae_grade, resolve_lower_limit
-from monitor.patterns import panel_pattern
-from monitor.rules import SiteRules
-from monitor.status import EXCLUDED_STATUSES, latest_values
+from monitor.analysis.changes import GRADED, status_changes
+from monitor.analysis.cycles import readiness_now
+from monitor.analysis.flags import LINEAGES, patient_flags
+from monitor.analysis.grading import ctcae_grade, resolve_lower_limit
+from monitor.analysis.patterns import panel_pattern
+from monitor.analysis.rules import SiteRules
+from monitor.analysis.status import EXCLUDED_STATUSES, latest_values
 
 # Patients recomputed at a time: as many as hold about PANELS_PER_PASS panels (as the stored status last
 # counted them; a patient new to the store counts one), at most CHUNK (one IN list per read). This bounds
@@ -241,7 +241,7 @@ def _record_changes(
 
 
 def _comparable(status: pd.DataFrame) -> pd.DataFrame:
-    """Status rows as ``monitor.changes`` takes them: flags and explanations as tuples, grades named."""
+    """Status rows as ``analysis.changes`` takes them: flags and explanations as tuples, grades named."""
     flags = status["flags"].fillna("").map(lambda text: tuple(flag for flag in text.split(",") if flag))
     explanations = status["explanations"].fillna("[]").map(lambda text: tuple(json.loads(text)))
     return pd.DataFrame(
@@ -330,7 +330,7 @@ def _history(session: Session, patient_keys: list[int], usable: tuple[Any, ...])
 
 
 def _flagged(history: pd.DataFrame, context: Context, now: datetime) -> pd.DataFrame:
-    """Flags and their explanations from each patient's WBC, ANC and ALC history (monitor.flags)."""
+    """Flags and their explanations from each patient's WBC, ANC and ALC history (monitor.analysis.flags)."""
     if history.empty:
         return pd.DataFrame(columns=["flags", "explanations"], index=pd.Index([], name="patient_key"))
     flagged = patient_flags(with_limits(history, context), as_of=pd.Timestamp(now), rules=context.rules.flags)
@@ -375,7 +375,7 @@ def _pattern(
     latest: pd.DataFrame,
     context: Context,
 ) -> pd.DataFrame:
-    """The pattern of each patient's latest panel with a WBC (``monitor.patterns``).
+    """The pattern of each patient's latest panel with a WBC (``monitor.analysis.patterns``).
 
     The white-cell counts of that panel are in ``history`` already; only its haemoglobin and platelets are
     read, by panel.

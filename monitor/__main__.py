@@ -1,6 +1,6 @@
-"""``python -m monitor``: the command line."""
+"""``python -m monitor``: the documented way to run the command line: a shim to the ``cli`` package."""
 
-from monitor.cli import main
+from cli import main
 
 if __name__ == "__main__":
     main()

@@ -5,9 +5,16 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from monitor.cycles import CycleRules, before_after, cycle_days, cycle_notation, cycle_trend, treatment_cycles
-from monitor.patterns import panel_pattern
-from monitor.rules import SiteRules, set_value, setting_rows
+from monitor.analysis.cycles import (
+    CycleRules,
+    before_after,
+    cycle_days,
+    cycle_notation,
+    cycle_trend,
+    treatment_cycles,
+)
+from monitor.analysis.patterns import panel_pattern
+from monitor.analysis.rules import SiteRules, set_value, setting_rows
 
 START = pd.Timestamp("2026-03-02 09:00", tz="UTC")
 

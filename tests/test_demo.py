@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from monitor.analytes import ANALYTES, DIFFERENTIAL
-from monitor.demo import LOCAL_TZ, SCENARIOS, DemoCohort, simulate_cohort
-from monitor.events import EVENT_KINDS
+from monitor.formats.events import EVENT_KINDS
+from monitor.simulation.demo import LOCAL_TZ, SCENARIOS, DemoCohort, simulate_cohort
 
 END = dt.date(2025, 6, 30)
 FRAMES = ("patients", "memberships", "labs", "results", "events", "overrides")

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from monitor.csv_long import UnusableFile
-from monitor.fhir import looks_like_fhir, parse_fhir
-from monitor.parsed import OTHER_COLUMNS, PATIENT_COLUMNS, RAW_COLUMNS, REJECT_COLUMNS, Parsed
-from monitor.records import normalise_results
+from monitor.formats.csv_long import UnusableFile
+from monitor.formats.fhir import looks_like_fhir, parse_fhir
+from monitor.formats.parsed import OTHER_COLUMNS, PATIENT_COLUMNS, RAW_COLUMNS, REJECT_COLUMNS, Parsed
+from monitor.formats.records import normalise_results
 from tests.conftest import DATA
 
 US_CORE = DATA / "external" / "us-core-observation-cbc-leukocytes.json"

@@ -1,4 +1,4 @@
-"""Per-patient flags, explanations, the current WBC run and episodes below the limit (monitor.flags)."""
+"""Per-patient flags, explanations, the current WBC run and episodes below the limit (analysis.flags)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from monitor.flags import (
+from monitor.analysis.flags import (
     DEFAULT_FLAG_RULES,
     EPISODE_COLUMNS,
     FLAG_COLUMNS,
@@ -364,7 +364,7 @@ def test_empty_results_give_empty_frames() -> None:
 
 def test_the_pairwise_median_slope_matches_every_pair_taken_one_by_one() -> None:
     """The Theil-Sen slope built from group sizes equals the brute-force definition on random windows."""
-    from monitor.flags import _KEYS, _median_pairwise_slope
+    from monitor.analysis.flags import _KEYS, _median_pairwise_slope
 
     rng = np.random.default_rng(7)
     for _ in range(100):

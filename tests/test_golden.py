@@ -54,7 +54,8 @@ def run_monitor(*args: str, database: str) -> str:
         status = int(done.code or 0)
     finally:
         sys.argv = argv
-    return f"$ python -m monitor {' '.join(args)}\nexit {status}\n--- stdout\n{out.getvalue()}--- stderr\n{err.getvalue()}"
+    command = f"$ python -m monitor {' '.join(args)}"
+    return f"{command}\nexit {status}\n--- stdout\n{out.getvalue()}--- stderr\n{err.getvalue()}"
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +90,9 @@ def answers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
                 found[f"import-{name}.txt"] = run_monitor("import", str(path), database=database).replace(
                     str(path.parent), "DATA"
                 )
-            found["patients-after-import.json"] = run_monitor("patients", "--format", "json", database=database)
+            found["patients-after-import.json"] = run_monitor(
+                "patients", "--format", "json", database=database
+            )
         yield found
     finally:
         for key, value in saved.items():

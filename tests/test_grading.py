@@ -1,4 +1,4 @@
-"""CTCAE grading, neutropenia severity, reference-range resolution and RCV (monitor.grading)."""
+"""CTCAE grading, neutropenia severity, reference-range resolution and RCV (monitor.analysis.grading)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from monitor.grading import (
+from monitor.analysis.grading import (
     CTCAE_V5,
     CTCAE_V6,
     DEFAULT_RULES,

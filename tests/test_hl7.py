@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.hl7v2 import looks_like_hl7, parse_hl7, split_messages
-from monitor.parsed import RAW_COLUMNS
-from monitor.records import normalise_results
+from monitor.formats.hl7v2 import looks_like_hl7, parse_hl7, split_messages
+from monitor.formats.parsed import RAW_COLUMNS
+from monitor.formats.records import normalise_results
 from tests.conftest import DATA
 
 EXTERNAL = DATA / "external"

@@ -248,7 +248,7 @@ def test_an_evening_dose_in_new_york_is_counted_on_its_own_date(store, tmp_path:
 
     from db.queries import patient_cycles
     from db.status import refresh_patient_status
-    from monitor.cycles import cycle_table
+    from monitor.analysis.cycles import cycle_table
 
     monkeypatch.setenv("MONITOR_TIMEZONE", "America/New_York")
     import_path(store, DATA / "canonical-good.csv", imported_by="test")

@@ -15,9 +15,9 @@ from sqlalchemy import func, select
 
 from benchmarks.import_csv import generate
 from db.models import ImportBatch, Panel, Patient, Result
-from monitor.csv_long import UnusableFile, parse_canonical_csv
-from monitor.parsed import RAW_COLUMNS
-from monitor.records import normalise_results
+from monitor.formats.csv_long import UnusableFile, parse_canonical_csv
+from monitor.formats.parsed import RAW_COLUMNS
+from monitor.formats.records import normalise_results
 from tests.conftest import ROOT
 
 

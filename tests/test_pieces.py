@@ -14,9 +14,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.importer import import_path
 from db.models import Base, Panel, RejectedRecord, Result
-from monitor import pieces
-from monitor.csv_long import UnusableFile
-from monitor.pieces import csv_pieces, decoded, hl7_pieces
+from monitor.formats import pieces
+from monitor.formats.csv_long import UnusableFile
+from monitor.formats.pieces import csv_pieces, decoded, hl7_pieces
 
 HEADER = "patient_id,collected_at,analyte,value,unit,ref_low,ref_high,lab,accession,status\n"
 

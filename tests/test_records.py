@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from monitor.records import normalise_results
+from monitor.formats.records import normalise_results
 
 
 def raw(**fields: list[str]) -> pd.DataFrame:

@@ -21,9 +21,9 @@ from db.config import (
 from db.demo import seed_demo
 from db.settings import lab_range_list, site_rules
 from db.store import open_store
-from monitor.cycles import cycle_days
-from monitor.flags import episodes as monitor_episodes
-from monitor.rules import SiteRules
+from monitor.analysis.cycles import cycle_days
+from monitor.analysis.flags import episodes as monitor_episodes
+from monitor.analysis.rules import SiteRules
 from ui import timeline
 
 # What the dashboard read is reused this long: the longest a page lags behind another process's import.

@@ -15,11 +15,11 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from monitor.analysis.cycles import cycle_notation
+from monitor.analysis.flags import below_limit
+from monitor.analysis.grading import DEFAULT_RULES, GradingRules, ctcae_grade, significant_change
+from monitor.analysis.status import EXCLUDED_STATUSES
 from monitor.analytes import ANALYTES
-from monitor.cycles import cycle_notation
-from monitor.flags import below_limit
-from monitor.grading import DEFAULT_RULES, GradingRules, ctcae_grade, significant_change
-from monitor.status import EXCLUDED_STATUSES
 from ui.figures import (
     BAND_FILL,
     BLUE,
@@ -81,7 +81,7 @@ def timeline_figure(
     """The whole timeline: four rows sharing the time axis (see the module docstring).
 
     ``results`` are current results with ``lln`` (the limit that applies); ``history`` adds superseded
-    versions for the hover of corrected results; ``cycles`` (``monitor.cycles.treatment_cycles``) shade
+    versions for the hover of corrected results; ``cycles`` (``analysis.cycles.treatment_cycles``) shade
     each cycle; ``start`` limits the visible window (all when None).
     """
     figure = make_subplots(
@@ -343,7 +343,7 @@ def _events(figure: go.Figure, events: pd.DataFrame, top: float, timezone: str) 
 def cycle_overlay_figure(placed: pd.DataFrame, analyte: str = "anc") -> go.Figure:
     """One line per cycle of ``analyte`` against the day since the cycle's start (D# on hover).
 
-    ``placed`` is ``monitor.cycles.cycle_days`` output. The nadir window (days 7-14, reference §7.1) is
+    ``placed`` is ``analysis.cycles.cycle_days`` output. The nadir window (days 7-14, reference §7.1) is
     shaded, and for the ANC the readiness (1.5) and grade-4 (0.5) levels are drawn.
     """
     meta = ANALYTES[analyte]

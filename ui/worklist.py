@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from monitor.changes import GRADED
+from monitor.analysis.changes import GRADED
 
 TIERS = {
     1: "grade 3 or worse",

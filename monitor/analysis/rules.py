@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from monitor.cycles import DEFAULT_CYCLE_RULES, CycleRules
-from monitor.flags import DEFAULT_FLAG_RULES, FlagRules
-from monitor.grading import DEFAULT_RULES, GradingRules
+from monitor.analysis.cycles import DEFAULT_CYCLE_RULES, CycleRules
+from monitor.analysis.flags import DEFAULT_FLAG_RULES, FlagRules
+from monitor.analysis.grading import DEFAULT_RULES, GradingRules
 
 __all__ = ["DEFAULT_SITE_RULES", "SECTIONS", "SiteRules", "set_value", "setting_rows"]
 

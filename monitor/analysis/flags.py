@@ -1,7 +1,7 @@
 """Per patient, now: which flags apply, why, the current WBC run below its limit, and episodes (issue 4).
 
 A result is below its limit when its value is below the ``lln`` that applies to it (already resolved by
-``monitor.ranges_default``). As in ``monitor.grading``, values and limits are compared rounded to
+``analysis.ranges_default``). As in ``analysis.grading``, values and limits are compared rounded to
 ``COMPARE_DECIMALS``; a censored "<B" is below when B <= LLN, "<=B" when B < LLN, and ">B" or ">=B" is never
 counted as below. A result without an LLN cannot be judged: it is not below, so it ends a run.
 
@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from monitor.grading import COMPARE_DECIMALS, DEFAULT_RULES, GradingRules, ctcae_grade, rcv_bounds
-from monitor.setting_values import a_whole_number
-from monitor.status import EXCLUDED_STATUSES
+from monitor.analysis.grading import COMPARE_DECIMALS, DEFAULT_RULES, GradingRules, ctcae_grade, rcv_bounds
+from monitor.analysis.setting_values import a_whole_number
+from monitor.analysis.status import EXCLUDED_STATUSES
 
 __all__ = [
     "DEFAULT_FLAG_RULES",

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 from numpy.random import Generator
 
-from monitor import friberg
 from monitor.analytes import ANALYTES, DIFFERENTIAL
+from monitor.simulation import friberg
 
 LOCAL_TZ = "America/New_York"  # the synthetic clinics' clock; results are stored in UTC
 SIMULATED = (*DIFFERENTIAL, "hgb", "plt")  # simulated measurands; WBC and percentages are derived

@@ -12,8 +12,8 @@ from __future__ import annotations
 import re
 
 from monitor.analytes import resolve_analyte
-from monitor.csv_long import UnusableFile, read_rows
-from monitor.parsed import RAW_COLUMNS, Parsed
+from monitor.formats.csv_long import UnusableFile, read_rows
+from monitor.formats.parsed import RAW_COLUMNS, Parsed
 from monitor.timestamps import localise_iso
 
 PANEL_COLUMNS = ("patient_id", "assigning_authority", "collected_at", "lab", "accession", "status")

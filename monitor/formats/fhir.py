@@ -20,8 +20,8 @@ from typing import Any
 import pandas as pd
 
 from monitor.analytes import LOINC
-from monitor.csv_long import UnusableFile
-from monitor.parsed import (
+from monitor.formats.csv_long import UnusableFile
+from monitor.formats.parsed import (
     OTHER_COLUMNS,
     PATIENT_COLUMNS,
     RAW_COLUMNS,
@@ -36,7 +36,7 @@ LOINC_SYSTEM = "http://loinc.org"
 UCUM_SYSTEM = "http://unitsofmeasure.org"
 SEX = {"female": "F", "male": "M", "other": "O", "unknown": "U"}
 READ_TYPES = ("Bundle", "Observation", "DiagnosticReport", "Patient")
-# A withdrawn Observation need carry no value (monitor.records.WITHDRAWN).
+# A withdrawn Observation need carry no value (monitor.formats.records.WITHDRAWN).
 WITHDRAWN = ("cancelled", "entered-in-error")
 MAX_BUNDLE_DEPTH = 5
 # "Patient/123", ".../fhir/Patient/123/_history/2": the type and id at the end of a reference.

@@ -1,7 +1,7 @@
 """The pattern of a panel: which lineages are low together (issue 4).
 
 A lineage is low when its count is certainly below the lower limit that applies to it (the same rule as
-``monitor.flags``). White cells count as low when the WBC or the ANC is low; pancytopenia and bicytopenia are
+``analysis.flags``). White cells count as low when the WBC or the ANC is low; pancytopenia and bicytopenia are
 about the three lineages white cells, haemoglobin and platelets (the usual clinical meaning, e.g. "a
 reduction in all three", reference §3 context); within white cells the differential tells which is low.
 A lineage the panel did not measure is not low: the pattern says what was seen, and its detail names the
@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from monitor.flags import below_limit
-from monitor.grading import ctcae_grade
+from monitor.analysis.flags import below_limit
+from monitor.analysis.grading import ctcae_grade
 
 __all__ = ["PATTERNS", "panel_pattern"]
 

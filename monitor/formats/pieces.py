@@ -16,8 +16,8 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import BinaryIO
 
-from monitor.csv_long import UnusableFile
-from monitor.derive import PANEL
+from monitor.formats.csv_long import UnusableFile
+from monitor.formats.derive import PANEL
 
 # Bytes decoded at a time.
 BLOCK_BYTES = 1 << 20

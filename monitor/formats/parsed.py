@@ -1,4 +1,4 @@
-"""What every parser returns: raw records as text, ready for `monitor.records.normalise_results`.
+"""What every parser returns: raw records as text, ready for `monitor.formats.records.normalise_results`.
 
 Parsers (canonical and wide CSV, HL7 v2, FHIR R4) only *read*: they locate fields, resolve identifiers
 and times, and say why a record cannot be read. They never convert units or judge plausibility; that

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pa_compute
 import pyarrow.csv as pa_csv
 
-from monitor.parsed import RAW_COLUMNS, Parsed
+from monitor.formats.parsed import RAW_COLUMNS, Parsed
 from monitor.timestamps import localise_iso
 
 HEADER = (

@@ -6,7 +6,7 @@ A ``chemotherapy`` event starts a cycle, which runs to the next one or for ``Cyc
 time start one cycle. Everything is computed for every patient at once.
 
 Facts and sources: nadir timing and readiness thresholds, reference §7.1 and §7.3; G-CSF, §7.4; grades,
-``monitor.grading``. Defaults without a published source (the 28-day open cycle, the cross-cycle trend
+``analysis.grading``. Defaults without a published source (the 28-day open cycle, the cross-cycle trend
 rules) are project choices awaiting clinical sign-off and are marked so on ``CycleRules``.
 """
 
@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from monitor.grading import COMPARE_DECIMALS, DEFAULT_RULES, GradingRules, ctcae_grade, rcv_bounds
-from monitor.setting_values import a_boolean, a_number, a_whole_number
-from monitor.status import EXCLUDED_STATUSES
+from monitor.analysis.grading import COMPARE_DECIMALS, DEFAULT_RULES, GradingRules, ctcae_grade, rcv_bounds
+from monitor.analysis.setting_values import a_boolean, a_number, a_whole_number
+from monitor.analysis.status import EXCLUDED_STATUSES
 from monitor.timestamps import local_days, localize
 
 __all__ = [

@@ -20,8 +20,15 @@ import hl7
 import pandas as pd
 
 from monitor.analytes import LOCAL_ALIASES, LOINC
-from monitor.parsed import OTHER_COLUMNS, PATIENT_COLUMNS, RAW_COLUMNS, RAW_TEXT_LIMIT, REJECT_COLUMNS, Parsed
-from monitor.ranges import split_range
+from monitor.formats.parsed import (
+    OTHER_COLUMNS,
+    PATIENT_COLUMNS,
+    RAW_COLUMNS,
+    RAW_TEXT_LIMIT,
+    REJECT_COLUMNS,
+    Parsed,
+)
+from monitor.formats.ranges import split_range
 from monitor.timestamps import hl7_to_iso
 
 MLLP_CHARACTERS = ("\x0b", "\x1c")

@@ -1,6 +1,6 @@
 """Turn raw result records (text, as a file or feed carried them) into canonical results, or reasons.
 
-Every parser produces the same *raw* frame, all text (``monitor.parsed.RAW_COLUMNS``), and
+Every parser produces the same *raw* frame, all text (``monitor.formats.parsed.RAW_COLUMNS``), and
 `normalise_results` validates and converts it in one vectorised pass. A record that cannot be trusted
 is rejected with a reason naming the offending field and value; nothing is guessed.
 """
@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 
 from monitor.analytes import ANALYTES, LOINC
-from monitor.parsed import RAW_COLUMNS
+from monitor.formats.parsed import RAW_COLUMNS
+from monitor.formats.units import conversion_factors, to_canonical
 from monitor.timestamps import ISO_WITH_OFFSET
-from monitor.units import conversion_factors, to_canonical
 
 RESULT_COLUMNS = (
     "patient_id",

@@ -2,7 +2,7 @@
 
 Clinical rules from shared/clinical-reference.md: CTCAE v5.0 and v6.0 thresholds (§1), neutropenia
 severity (§3), biological variation and reference change values (§6). Values are in canonical units
-(``monitor.analytes``: counts in 10^9/L, haemoglobin in g/dL). Reference ranges: ``monitor.ranges_default``.
+(``monitor.analytes``: counts in 10^9/L, haemoglobin in g/dL). Reference ranges: ``analysis.ranges_default``.
 
 Comparisons use the value as stored, rounded to ``COMPARE_DECIMALS`` places only to absorb floating-point
 noise from unit conversion (so 1500 /uL -> 1.5 is never 1.4999999); labs report at most 3 decimals.
@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from monitor.ranges_default import DEFAULT_RANGES, RANGE_SOURCES, DefaultRange, resolve_lower_limit
-from monitor.setting_values import a_number
-from monitor.status import EXCLUDED_STATUSES
+from monitor.analysis.ranges_default import DEFAULT_RANGES, RANGE_SOURCES, DefaultRange, resolve_lower_limit
+from monitor.analysis.setting_values import a_number
+from monitor.analysis.status import EXCLUDED_STATUSES
 
 __all__ = [
     "CTCAE",

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from monitor.csv_long import UnusableFile, read_rows
-from monitor.parsed import REJECT_COLUMNS
+from monitor.formats.csv_long import UnusableFile, read_rows
+from monitor.formats.parsed import REJECT_COLUMNS
 from monitor.timestamps import localise_iso
 
 EVENT_KINDS = (

@@ -1,0 +1,369 @@
+"""The command line's administration: schema, demo cohort, site rules, lab ranges, accounts, teams."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+
+import click
+import pandas as pd
+
+from cli.app import (
+    _emit,
+    _factory,
+    _login_name,
+    cli,
+    store_options,
+)
+
+
+@cli.group()
+def db() -> None:
+    """Manage the database schema."""
+
+
+@db.command("upgrade")
+@store_options
+def db_upgrade(database: str | None) -> None:
+    """Create the store or bring it to the latest schema.
+
+    \b
+    Example:
+      MONITOR_DATABASE_URL=postgresql+psycopg://monitor@db/monitor python -m monitor db upgrade
+    """
+    from db.config import database_url
+    from db.migrate import current_revision, upgrade
+    from db.session import make_engine
+
+    engine = make_engine(database_url(database))
+    before = current_revision(engine)
+    upgrade(engine)
+    after = current_revision(engine)
+    click.echo(
+        f"schema at {after}" + (" (already current)" if before == after else f" (was {before or 'empty'})")
+    )
+
+
+@cli.command()
+@click.option(
+    "--patients",
+    "n_patients",
+    default=60,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="How many synthetic patients.",
+)
+@click.option("--seed", default=7, show_default=True, type=int, help="Random seed (same seed, same cohort).")
+@store_options
+def demo(database: str | None, n_patients: int, seed: int) -> None:
+    """Seed the synthetic demo cohort (idempotent: seeding again adds nothing).
+
+    \b
+    Example:
+      python -m monitor demo --patients 120 --seed 7
+    """
+    from db.demo import seed_demo
+
+    factory = _factory(database)
+    with factory.begin() as session:
+        summary = seed_demo(session, patients=n_patients, seed=seed, today=datetime.now(UTC).date())
+    if summary.already_seeded:
+        click.echo(
+            f"synthetic demo cohort already present ({n_patients} patients, seed {seed}); nothing added"
+        )
+    else:
+        click.echo(
+            f"synthetic demo cohort of {summary.patients} patients (simulated up to {summary.anchor}): "
+            f"{summary.results_added} results and {summary.events_added} events added"
+        )
+
+
+@cli.command()
+@store_options
+def recompute(database: str | None) -> None:
+    """Recompute every patient's status (grades, flags, pattern) under the current rules.
+
+    Imports and settings changes recompute what they touch; this is for after a manual change to the
+    store, or to check that the stored status is current.
+
+    \b
+    Example:
+      python -m monitor recompute
+    """
+    from datetime import UTC, datetime
+
+    from db.status import refresh_all_status
+
+    factory = _factory(database)
+    with factory.begin() as session:
+        count = refresh_all_status(session, now=datetime.now(UTC))
+    click.echo(f"recomputed the status of {count} patients")
+
+
+@cli.group()
+def settings() -> None:
+    """The site's rules: grading, flags and cycles, with defaults and sources."""
+
+
+@settings.command("show")
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True
+)
+@store_options
+def settings_show(database: str | None, fmt: str) -> None:
+    """Every setting with its value, default and source.
+
+    \b
+    Example:
+      python -m monitor settings show
+    """
+    from db.settings import site_rules
+    from monitor.analysis.rules import setting_rows
+
+    factory = _factory(database)
+    with factory() as session:
+        rows = setting_rows(site_rules(session))
+    frame = pd.DataFrame(rows)
+    for column in ("value", "default"):
+        frame[column] = frame[column].map(lambda v: json.dumps(v) if fmt != "json" else v)
+    _emit(frame, fmt)
+
+
+@settings.command("set")
+@click.argument("key")
+@click.argument("value")
+@click.option("--by", default=None, help="Who makes the change (default: the login name).")
+@store_options
+def settings_set(database: str | None, key: str, value: str, by: str | None) -> None:
+    """Set KEY (section.name, e.g. flags.persistent_min_days) to VALUE (JSON; 'default' restores it).
+
+    The status of every patient is recomputed under the new rules in the same transaction.
+
+    \b
+    Examples:
+      python -m monitor settings set flags.persistent_min_days 21
+      python -m monitor settings set cycles.regimens.AC.anc_min 1.0
+      python -m monitor settings set grading.ctcae_version '"5.0"'
+      python -m monitor settings set flags.persistent_min_days default
+    """
+    import getpass
+    from datetime import UTC, datetime
+
+    from db.settings import save_site_rules, site_rules
+    from monitor.analysis.rules import set_value, setting_rows
+
+    try:
+        parsed = None if value == "default" else json.loads(value)
+    except json.JSONDecodeError:
+        parsed = value  # a bare word, e.g. a CTCAE version typed without quotes
+    factory = _factory(database)
+    with factory.begin() as session:
+        current = site_rules(session)
+        try:
+            overrides = set_value(current.overrides, key, parsed)
+            rules = save_site_rules(session, overrides, by=by or getpass.getuser(), now=datetime.now(UTC))
+        except (ValueError, TypeError) as error:
+            raise click.BadParameter(str(error), param_hint="KEY/VALUE") from error
+    now_in_force = {row["key"]: row["value"] for row in setting_rows(rules)}
+    shown = json.dumps(now_in_force[key]) if key in now_in_force else "(a group)"
+    click.echo(f"{key} = {shown}; patient status recomputed")
+
+
+@cli.group("lab-ranges")
+def lab_ranges() -> None:
+    """Reference ranges a lab publishes, used when a result comes without its own."""
+
+
+@lab_ranges.command("list")
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True
+)
+@store_options
+def lab_ranges_list(database: str | None, fmt: str) -> None:
+    """The configured lab ranges."""
+    from db.settings import lab_range_list
+
+    factory = _factory(database)
+    with factory() as session:
+        frame = lab_range_list(session)
+    _emit(frame, fmt)
+
+
+@lab_ranges.command("set")
+@click.argument("lab")
+@click.argument("analyte")
+@click.argument("low", type=float, required=False)
+@click.argument("high", type=float, required=False)
+@click.option("--sex", type=click.Choice(["F", "M"]), default=None)
+@click.option("--min-months", type=float, default=None, help="Age band start in completed months.")
+@click.option("--max-months", type=float, default=None, help="Age band end (exclusive).")
+@click.option("--source", default="site configuration", show_default=True, help="Where the range is from.")
+@click.option("--remove", is_flag=True, help="Remove the range for this lab, analyte, sex and band.")
+@click.option("--by", default=None, help="Who makes the change (default: the login name).")
+@store_options
+def lab_ranges_set(
+    database: str | None,
+    lab: str,
+    analyte: str,
+    low: float | None,
+    high: float | None,
+    sex: str | None,
+    min_months: float | None,
+    max_months: float | None,
+    source: str,
+    remove: bool,
+    by: str | None,
+) -> None:
+    """Set LAB's range for ANALYTE to LOW-HIGH in canonical units (counts 10^9/L, haemoglobin g/dL).
+
+    A range without --min-months/--max-months is an adult range (11 years or more) and does not apply to a
+    patient whose age is unknown; --min-months 0 without --max-months makes it apply at every age.
+
+    \b
+    Example:
+      python -m monitor lab-ranges set CITYLAB wbc 3.8 10.4 --source "City lab handbook 2026"
+    """
+    import getpass
+    from datetime import UTC, datetime
+
+    from db.settings import set_lab_range
+
+    if low is None and not remove:
+        raise click.BadParameter("give LOW (and HIGH), or --remove", param_hint="LOW")
+    factory = _factory(database)
+    with factory.begin() as session:
+        try:
+            set_lab_range(
+                session,
+                lab=lab,
+                analyte=analyte,
+                low=None if remove else low,
+                high=None if remove else high,
+                sex=sex,
+                min_months=min_months,
+                max_months=max_months,
+                source=source,
+                by=by or getpass.getuser(),
+                now=datetime.now(UTC),
+            )
+        except ValueError as error:
+            raise click.BadParameter(str(error)) from error
+    what = "removed" if remove else f"{low:g} - {'' if high is None else f'{high:g}'}"
+    if min_months is None and max_months is None:
+        band = "adults (11 years or more; --min-months 0 for every age)"
+    else:
+        band = f"ages {min_months or 0:g} to {'' if max_months is None else f'{max_months:g}'} months"
+    click.echo(f"{lab} {analyte} for {band}{' ' + sex if sex else ''}: {what}; patient status recomputed")
+
+
+@cli.group()
+def users() -> None:
+    """Accounts that sign in to the dashboard: viewer, clinician or admin, in care teams."""
+
+
+@users.command("add")
+@click.argument("name")
+@click.option("--role", type=click.Choice(["viewer", "clinician", "admin"]), required=True)
+@click.option("--team", "teams", multiple=True, help="A team code (repeatable); created when new.")
+@click.option("--display-name", default="", help="The name shown in the dashboard.")
+@store_options
+def users_add(database: str | None, name: str, role: str, teams: tuple[str, ...], display_name: str) -> None:
+    """Add an account. The password is asked for (or read from standard input), never an argument.
+
+    \b
+    Example:
+      python -m monitor users add jsmith --role clinician --team oncology
+      printf '%s\\n' "$PASSWORD" | python -m monitor users add jsmith --role viewer --team oncology
+    """
+    from datetime import UTC, datetime
+
+    from db.accounts import AccountError, create_user
+
+    if sys.stdin.isatty():
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    if role != "admin" and not teams:
+        raise click.BadParameter("a viewer or clinician needs at least one --team", param_hint="--team")
+    factory = _factory(database)
+    try:
+        with factory.begin() as session:
+            create_user(
+                session,
+                username=name,
+                role=role,
+                teams=teams,
+                password=password,
+                display_name=display_name,
+                now=datetime.now(UTC),
+                by=_login_name(),
+            )
+    except AccountError as error:
+        raise click.BadParameter(str(error)) from error
+    click.echo(f"user {name} added ({role}; teams: {', '.join(teams) or 'all, as admin'})")
+
+
+@users.command("list")
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True
+)
+@store_options
+def users_list(database: str | None, fmt: str) -> None:
+    """Every account with its role, teams and state (never a password or its hash)."""
+    from db.accounts import user_list
+
+    factory = _factory(database)
+    with factory() as session:
+        _emit(user_list(session), fmt)
+
+
+@users.command("disable")
+@click.argument("name")
+@store_options
+def users_disable(database: str | None, name: str) -> None:
+    """Disable an account: it can no longer sign in (its audit trail stays)."""
+    from datetime import UTC, datetime
+
+    from db.accounts import AccountError, disable_user
+
+    factory = _factory(database)
+    try:
+        with factory.begin() as session:
+            disable_user(session, name, now=datetime.now(UTC), by=_login_name())
+    except AccountError as error:
+        raise click.BadParameter(str(error)) from error
+    click.echo(f"user {name} disabled")
+
+
+@cli.command()
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True
+)
+@store_options
+def teams(database: str | None, fmt: str) -> None:
+    """The care teams with their numbers of patients and users."""
+    from db.accounts import team_list
+
+    factory = _factory(database)
+    with factory() as session:
+        _emit(team_list(session), fmt)
+
+
+@cli.command()
+@click.argument("patient_id")
+@click.argument("team")
+@click.option("--authority", default=None, help="Assigning authority, when an MRN is used by several.")
+@store_options
+def assign(database: str | None, patient_id: str, team: str, authority: str | None) -> None:
+    """Put a patient in a care team (created when new): its members may then see the patient."""
+    from datetime import UTC, datetime
+
+    from db.accounts import SYSTEM, assign_patient
+    from db.queries import find_patient
+
+    factory = _factory(database)
+    with factory.begin() as session:
+        patient = find_patient(session, patient_id, viewer=SYSTEM, authority=authority)
+        added = assign_patient(session, patient.id, team, now=datetime.now(UTC), by=_login_name())
+    click.echo(f"{patient_id} {'assigned to' if added else 'already in'} team {team}")

@@ -1,0 +1,176 @@
+"""The command line, a contract other tools script against: ``python -m monitor COMMAND``.
+
+Exit codes: 0 success; 1 an import refused some records (the rest landed); 2 unusable input or usage;
+3 the store could not be used (unreachable, out of date); 4 an internal error (a bug: please report it).
+Errors are one line on stderr; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import click
+import pandas as pd
+
+F = TypeVar("F", bound=Callable[..., Any])
+_debug = {"on": False}
+
+
+def _set_debug(_ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+    _debug["on"] = _debug["on"] or value
+    return value
+
+
+def store_options(command: F) -> F:
+    """``--database`` and ``--debug``, on every command."""
+    command = click.option(
+        "--debug",
+        is_flag=True,
+        expose_value=False,
+        is_eager=True,
+        callback=_set_debug,
+        help="Show the full traceback on errors.",
+    )(command)
+    return click.option(
+        "--database",
+        "database",
+        metavar="URL",
+        envvar="MONITOR_DATABASE_URL",
+        help="Database URL (default: $MONITOR_DATABASE_URL, else data/monitor.db).",
+    )(command)
+
+
+def user_option(command: F) -> F:
+    """``--user NAME``: answer as that user would see it (their teams only); default: every patient."""
+    return click.option(
+        "--user",
+        "user",
+        metavar="NAME",
+        default=None,
+        help="Show only what this user may see (their teams' patients). Default: every patient.",
+    )(command)
+
+
+def _cli_user() -> str:
+    """Who ran a command, as the audit trail and the import batches name them."""
+    return f"cli:{getpass.getuser()}"
+
+
+def _viewer(session: Any, user: str | None) -> Any:
+    """The ``Viewer`` for ``--user``; without it the system itself (shell access to the store is admin),
+    named in the audit trail by the login that ran the command, as imports are."""
+    import dataclasses
+
+    from db.accounts import SYSTEM, AccountError, viewer_named
+
+    if user is None:
+        return dataclasses.replace(SYSTEM, username=_cli_user())
+    try:
+        return viewer_named(session, user)
+    except AccountError as error:
+        raise click.BadParameter(str(error), param_hint="--user") from error
+
+
+def _factory(database: str | None) -> Any:
+    from db.store import open_store
+
+    return open_store(database)
+
+
+def _emit(frame: pd.DataFrame, fmt: str, *, utc_columns: tuple[str, ...] = ()) -> None:
+    """Print a frame as JSON (a list of objects), CSV or an aligned table; times in UTC, ISO 8601."""
+    if fmt == "json":
+        records = json.loads(frame.to_json(orient="records", date_format="iso", date_unit="s"))
+        click.echo(json.dumps(records, indent=1, ensure_ascii=False))
+        return
+    out = frame.copy()
+    for column in utc_columns:
+        out[column] = out[column].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if fmt == "csv":
+        from monitor.exports import spreadsheet_safe
+
+        click.echo(spreadsheet_safe(out).to_csv(index=False), nl=False)
+    elif out.empty:
+        click.echo("(none)")
+    else:
+        click.echo(out.astype(object).where(out.notna(), "-").to_string(index=False))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option(
+    "--debug",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_set_debug,
+    help="Show the full traceback on errors.",
+)
+def cli() -> None:
+    """Leukopenia monitoring: CBC results over time, for care teams and oncology units.
+
+    \b
+    Example:
+      python -m monitor db upgrade
+      python -m monitor demo
+      python -m monitor patients --format json
+    """
+
+
+def _login_name() -> str:
+    import getpass
+
+    return f"{getpass.getuser()} (command line)"
+
+
+def _audit_view(session: Any, viewer: Any, patient_key: int, what: str) -> None:
+    """A patient shown on the terminal is a view like any other: audited (in its own transaction)."""
+
+    from db.queries import audit_view
+
+    audit_view(session, viewer, patient_key, f"command line: {what}", now=datetime.now(UTC))
+    session.commit()
+
+
+def _one_line(error: BaseException) -> str:
+    cause = getattr(error, "orig", None) or error  # a driver's own message, without SQLAlchemy's links
+    text = " ".join(str(cause).split()) or type(error).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the command line; errors become one line on stderr and an exit status."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from db.demo import DemoConflict
+    from db.migrate import StoreOutOfDate
+    from db.queries import PatientNotFound
+
+    try:
+        cli.main(args=argv, prog_name="python -m monitor", standalone_mode=False)
+    except click.exceptions.Exit as done:
+        sys.exit(done.exit_code)
+    except click.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(2)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(2)
+    except (PatientNotFound, DemoConflict) as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(2)
+    except (StoreOutOfDate, SQLAlchemyError, OSError) as error:
+        if _debug["on"]:
+            raise
+        click.echo(f"error: the store could not be used: {_one_line(error)}", err=True)
+        sys.exit(3)
+    except Exception as error:  # noqa: BLE001 - the last line of defence: one line, never a traceback
+        if _debug["on"]:
+            raise
+        click.echo(f"internal error: {type(error).__name__}: {_one_line(error)} (run with --debug)", err=True)
+        sys.exit(4)
+    sys.exit(0)

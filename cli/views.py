@@ -1,0 +1,229 @@
+"""The command line's views of patients: the list, a patient's results and cycles, and alerts."""
+
+from __future__ import annotations
+
+import click
+import pandas as pd
+
+from cli.app import (
+    _audit_view,
+    _emit,
+    _factory,
+    _viewer,
+    cli,
+    store_options,
+    user_option,
+)
+from monitor.analysis.cycles import CYCLE_COLUMNS
+
+PATIENT_COLUMNS = [
+    "patient_id",
+    "assigning_authority",
+    "name",
+    "age",
+    "sex",
+    "teams",
+    "latest_wbc",
+    "latest_wbc_comparator",
+    "latest_wbc_at",
+    "latest_wbc_lln",
+    "latest_wbc_range_source",
+    "latest_wbc_grade",
+    "latest_anc",
+    "latest_anc_comparator",
+    "latest_anc_at",
+    "latest_anc_lln",
+    "latest_anc_range_source",
+    "latest_anc_grade",
+    "latest_alc",
+    "latest_alc_comparator",
+    "latest_alc_at",
+    "latest_alc_lln",
+    "latest_alc_range_source",
+    "latest_alc_grade",
+    "wbc_grade",
+    "anc_grade",
+    "alc_grade",
+    "pattern",
+    "pattern_detail",
+    "last_collected_at",
+    "days_since_cbc",
+    "n_panels",
+    "flags",
+    "explanations",
+    "is_synthetic",
+]
+
+
+@cli.command()
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True
+)
+@user_option
+@store_options
+def patients(database: str | None, fmt: str, user: str | None) -> None:
+    """List patients with their latest WBC and ANC and last CBC.
+
+    \b
+    Example:
+      python -m monitor patients --format json
+    """
+    from db.queries import patient_list
+
+    factory = _factory(database)
+    with factory() as session:
+        frame = patient_list(session, viewer=_viewer(session, user))
+    # The issue-4 contract: grades as wbc_grade/anc_grade/alc_grade, explanations as flag -> sentence.
+    for analyte in ("wbc", "anc", "alc"):
+        frame[f"{analyte}_grade"] = frame[f"latest_{analyte}_grade"]
+    frame["explanations"] = [
+        dict(zip(flags, sentences, strict=True))
+        for flags, sentences in zip(frame["flags"], frame["explanations"], strict=True)
+    ]
+    _emit(
+        frame[PATIENT_COLUMNS],
+        fmt,
+        utc_columns=("latest_wbc_at", "latest_anc_at", "latest_alc_at", "last_collected_at"),
+    )
+
+
+RESULT_COLUMNS = [
+    "collected_at",
+    "analyte",
+    "value",
+    "comparator",
+    "unit",
+    "ref_low",
+    "ref_high",
+    "status",
+    "derived",
+    "lab",
+    "accession",
+]
+HISTORY_COLUMNS = ["version", "is_current", "superseded_at", "value_raw", "unit_raw"]
+
+
+@cli.command()
+@click.argument("patient_id")
+@click.option("--authority", default=None, help="Assigning authority, when an MRN is used by several.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True
+)
+@click.option("--history", is_flag=True, help="Include superseded versions of corrected results.")
+@user_option
+@store_options
+def results(
+    database: str | None, patient_id: str, authority: str | None, fmt: str, history: bool, user: str | None
+) -> None:
+    """A patient's current results, oldest first (canonical units).
+
+    \b
+    Example:
+      python -m monitor results DEMO-0001 --format csv --history
+    """
+    from db.queries import find_patient, patient_results
+
+    factory = _factory(database)
+    with factory() as session:
+        viewer = _viewer(session, user)
+        patient = find_patient(session, patient_id, viewer=viewer, authority=authority)
+        frame = patient_results(session, patient.id, viewer=viewer, history=history)
+        _audit_view(session, viewer, patient.id, "results")
+    columns = RESULT_COLUMNS + (HISTORY_COLUMNS if history else [])
+    _emit(frame[columns], fmt, utc_columns=("collected_at",) + (("superseded_at",) if history else ()))
+
+
+# Every column of monitor.analysis.cycles.treatment_cycles but the internal key and the computed end.
+CYCLE_OUTPUT = [column for column in CYCLE_COLUMNS if column not in ("patient_key", "end")]
+
+
+@cli.command()
+@click.argument("patient_id")
+@click.option("--authority", default=None, help="Assigning authority, when an MRN is used by several.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True
+)
+@user_option
+@store_options
+def cycles(database: str | None, patient_id: str, authority: str | None, fmt: str, user: str | None) -> None:
+    """A patient's chemotherapy cycles: nadir, recovery, G-CSF and readiness at the next start.
+
+    Days are calendar days in the site's zone from the start's date (day 0; D1 in the C#D# notation).
+    The trend across cycles is printed after the table (not in csv or json).
+
+    \b
+    Example:
+      python -m monitor cycles DEMO-0003 --format json
+    """
+    from db.config import display_timezone
+    from db.queries import find_patient, patient_cycles
+    from db.settings import site_rules
+    from monitor.analysis.cycles import cycle_table, cycle_trend
+
+    factory = _factory(database)
+    with factory() as session:
+        viewer = _viewer(session, user)
+        patient = find_patient(session, patient_id, viewer=viewer, authority=authority)
+        frame = patient_cycles(session, patient.id, viewer=viewer)
+        _audit_view(session, viewer, patient.id, "cycles")
+        rules = site_rules(session).cycles
+    if fmt != "table":
+        _emit(frame[CYCLE_OUTPUT], fmt, utc_columns=("start", "next_start"))
+        return
+    _emit(cycle_table(frame, timezone=display_timezone()), fmt)
+    if not frame.empty:
+        trend = cycle_trend(frame, rules=rules)
+        for sentence in trend["trend"]:
+            if sentence:
+                click.echo(sentence)
+
+
+@cli.command()
+@click.option(
+    "--since",
+    default=None,
+    help="ISO 8601 date or time (UTC unless it has an offset); default: 24 hours ago.",
+)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@user_option
+@store_options
+def alerts(database: str | None, since: str | None, fmt: str, user: str | None) -> None:
+    """Patients whose flags appeared or whose grades rose since a time, most severe first.
+
+    Only changes that still hold are listed (a flag that came and went is not an alert).
+
+    \b
+    Examples:
+      python -m monitor alerts
+      python -m monitor alerts --since 2026-11-27T08:00:00Z --format json
+    """
+    from datetime import UTC, datetime, timedelta
+
+    from db.queries import alerts as find_alerts
+
+    if since is None:
+        start = datetime.now(UTC) - timedelta(hours=24)
+    else:
+        try:
+            parsed = pd.Timestamp(since)
+        except ValueError as error:
+            raise click.BadParameter(
+                f"not an ISO 8601 date or time: {since!r}", param_hint="--since"
+            ) from error
+        start = (
+            parsed.tz_localize("UTC") if parsed.tzinfo is None else parsed.tz_convert("UTC")
+        ).to_pydatetime()
+    factory = _factory(database)
+    with factory() as session:
+        frame = find_alerts(session, since=start, viewer=_viewer(session, user))
+    if fmt == "json":
+        _emit(frame, fmt)
+        return
+    if frame.empty:
+        click.echo(f"no new or worsened flags since {start:%Y-%m-%d %H:%M} UTC")
+        return
+    for row in frame.itertuples(index=False):  # one block per patient (a short list)
+        grade = "no grade" if pd.isna(row.grade) else f"grade {row.grade}"
+        click.echo(f"{row.patient_id}  {row.name or ''}  ({grade}; flags: {', '.join(row.flags) or 'none'})")
+        for sentence in row.changes:
+            click.echo(f"  - {sentence}")
