@@ -14,6 +14,7 @@ from cli.app import (
     _factory,
     _login_name,
     cli,
+    output_format,
     store_options,
 )
 
@@ -107,9 +108,7 @@ def settings() -> None:
 
 
 @settings.command("show")
-@click.option(
-    "--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True
-)
+@output_format()
 @store_options
 def settings_show(database: str | None, fmt: str) -> None:
     """Every setting with its value, default and source.
@@ -176,9 +175,7 @@ def lab_ranges() -> None:
 
 
 @lab_ranges.command("list")
-@click.option(
-    "--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True
-)
+@output_format()
 @store_options
 def lab_ranges_list(database: str | None, fmt: str) -> None:
     """The configured lab ranges."""
@@ -305,9 +302,7 @@ def users_add(database: str | None, name: str, role: str, teams: tuple[str, ...]
 
 
 @users.command("list")
-@click.option(
-    "--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True
-)
+@output_format()
 @store_options
 def users_list(database: str | None, fmt: str) -> None:
     """Every account with its role, teams and state (never a password or its hash)."""
@@ -337,9 +332,7 @@ def users_disable(database: str | None, name: str) -> None:
 
 
 @cli.command()
-@click.option(
-    "--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True
-)
+@output_format()
 @store_options
 def teams(database: str | None, fmt: str) -> None:
     """The care teams with their numbers of patients and users."""

@@ -56,6 +56,26 @@ def user_option(command: F) -> F:
     )(command)
 
 
+def output_format(*choices: str) -> Callable[[F], F]:
+    """``--format``: how a listing is printed; the first choice is the default (``table`` unless given).
+
+    Every listing command takes it, so ``--format json`` gives the same shape everywhere: a list of
+    objects, times ISO 8601 in UTC."""
+    options = choices or ("table", "csv", "json")
+
+    def decorate(command: F) -> F:
+        return click.option(
+            "--format",
+            "fmt",
+            type=click.Choice(list(options)),
+            default=options[0],
+            show_default=True,
+            help="How to print: " + ", ".join(options) + ".",
+        )(command)
+
+    return decorate
+
+
 def _cli_user() -> str:
     """Who ran a command, as the audit trail and the import batches name them."""
     return f"cli:{getpass.getuser()}"

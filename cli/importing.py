@@ -14,6 +14,7 @@ from cli.app import (
     _factory,
     _viewer,
     cli,
+    output_format,
     store_options,
 )
 from monitor.formats.parsed import FORMATS
@@ -150,9 +151,7 @@ def import_(
     "data: the view is audited).",
 )
 @click.option("--limit", type=click.IntRange(1), default=50, show_default=True, help="Imports to list.")
-@click.option(
-    "--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True
-)
+@output_format()
 @store_options
 def imports(database: str | None, batch: int | None, limit: int, fmt: str) -> None:
     """Past imports, newest first, with what became of their records; or one import's refused records.

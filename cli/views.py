@@ -11,6 +11,7 @@ from cli.app import (
     _factory,
     _viewer,
     cli,
+    output_format,
     store_options,
     user_option,
 )
@@ -56,9 +57,7 @@ PATIENT_COLUMNS = [
 
 
 @cli.command()
-@click.option(
-    "--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True
-)
+@output_format()
 @user_option
 @store_options
 def patients(database: str | None, fmt: str, user: str | None) -> None:
@@ -106,9 +105,7 @@ HISTORY_COLUMNS = ["version", "is_current", "superseded_at", "value_raw", "unit_
 @cli.command()
 @click.argument("patient_id")
 @click.option("--authority", default=None, help="Assigning authority, when an MRN is used by several.")
-@click.option(
-    "--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True
-)
+@output_format()
 @click.option("--history", is_flag=True, help="Include superseded versions of corrected results.")
 @user_option
 @store_options
@@ -140,9 +137,7 @@ CYCLE_OUTPUT = [column for column in CYCLE_COLUMNS if column not in ("patient_ke
 @cli.command()
 @click.argument("patient_id")
 @click.option("--authority", default=None, help="Assigning authority, when an MRN is used by several.")
-@click.option(
-    "--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True
-)
+@output_format()
 @user_option
 @store_options
 def cycles(database: str | None, patient_id: str, authority: str | None, fmt: str, user: str | None) -> None:
@@ -184,7 +179,7 @@ def cycles(database: str | None, patient_id: str, authority: str | None, fmt: st
     default=None,
     help="ISO 8601 date or time (UTC unless it has an offset); default: 24 hours ago.",
 )
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@output_format("text", "json")
 @user_option
 @store_options
 def alerts(database: str | None, since: str | None, fmt: str, user: str | None) -> None:

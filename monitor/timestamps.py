@@ -9,6 +9,9 @@ than being refused. A time that cannot be read becomes '' and the record is refu
 
 from __future__ import annotations
 
+import functools
+from zoneinfo import available_timezones
+
 import numpy as np
 import pandas as pd
 
@@ -22,6 +25,23 @@ ISO_WITH_OFFSET = r"[T ]\d{2}(?::?\d{2}){0,2}(?:[.,]\d+)?(?:Z|z|[+-]\d{2}(?::?\d
 
 
 PLAUSIBLE_YEARS = (1900, 2999)
+
+
+@functools.cache
+def _zone_names() -> frozenset[str]:
+    return frozenset(available_timezones() | {"UTC"})
+
+
+def is_timezone(name: str) -> bool:
+    """Whether ``name`` is an IANA time zone this machine knows (e.g. Europe/London, UTC).
+
+    Checked against the zone names, not by loading: a folder of the database ("Europe", half typed)
+    would raise an OSError, and files that are not zones ("localtime", "posixrules") would load.
+
+    >>> is_timezone("Europe/London"), is_timezone("Europe")
+    (True, False)
+    """
+    return name in _zone_names()
 
 
 def hl7_to_iso(values: pd.Series, timezone: str) -> pd.Series:

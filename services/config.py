@@ -1,0 +1,113 @@
+"""The site's configuration, read from the environment once at each entry point and passed in from there.
+
+Nothing below the entry points (``dashboard.py``, ``cli``) reads the environment: a function that needs the
+site's zone or the store's address is given it. A frozen dataclass rather than pydantic-settings: five
+values, each checked with a message that names the variable, need no dependency.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from monitor.timestamps import is_timezone
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_SQLITE_PATH = PROJECT_ROOT / "data" / "monitor.db"
+
+DATABASE_URL_ENV = "MONITOR_DATABASE_URL"
+TIMEZONE_ENV = "MONITOR_TIMEZONE"
+SEED_DEMO_ENV = "MONITOR_SEED_DEMO"
+CACHE_SECONDS_ENV = "MONITOR_CACHE_SECONDS"
+DEFAULT_CACHE_SECONDS = 60
+
+
+class ConfigError(ValueError):
+    """A setting in the environment cannot be used; the message names the variable and the fix."""
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """What the site set, checked.
+
+    Attributes
+    ----------
+    database_url
+        The store (``MONITOR_DATABASE_URL``; default the embedded SQLite file ``data/monitor.db``).
+    timezone
+        The site's IANA zone (``MONITOR_TIMEZONE``, default UTC): days are counted and times shown in it,
+        and times sent without an offset are read in it. Stored times are always UTC.
+    seed_demo
+        Whether the dashboard seeds the synthetic cohort into an empty store (``MONITOR_SEED_DEMO``; by
+        default yes for the embedded SQLite store only, so a shared database never receives synthetic
+        patients by accident).
+    cache_seconds
+        How long a dashboard process reuses what it read (``MONITOR_CACHE_SECONDS``, default 60): the
+        longest a page can lag behind an import made by another process.
+    """
+
+    database_url: str
+    timezone: str = "UTC"
+    seed_demo: bool = False
+    cache_seconds: int = DEFAULT_CACHE_SECONDS
+
+    @classmethod
+    def from_environment(
+        cls, environ: Mapping[str, str] | None = None, *, database: str | None = None
+    ) -> Config:
+        """The configuration the environment gives (``os.environ`` unless ``environ``); ``database``, when
+        given (the command line's ``--database``), wins over ``MONITOR_DATABASE_URL``.
+
+        Raises
+        ------
+        ConfigError
+            When a variable is set to something that cannot be used.
+
+        Examples
+        --------
+        >>> Config.from_environment({"MONITOR_TIMEZONE": "Europe/London"}, database="sqlite://").timezone
+        'Europe/London'
+        >>> Config.from_environment({"MONITOR_TIMEZONE": "Europe"})
+        Traceback (most recent call last):
+        ...
+        services.config.ConfigError: MONITOR_TIMEZONE='Europe' is not an IANA time zone (e.g. Europe/London)
+        """
+        env = os.environ if environ is None else environ
+        url = (
+            (database or "").strip()
+            or env.get(DATABASE_URL_ENV, "").strip()
+            or f"sqlite:///{DEFAULT_SQLITE_PATH}"
+        )
+        return cls(
+            database_url=url,
+            timezone=_timezone(env.get(TIMEZONE_ENV, "")),
+            seed_demo=_seed_demo(env.get(SEED_DEMO_ENV, ""), url),
+            cache_seconds=_cache_seconds(env.get(CACHE_SECONDS_ENV, "")),
+        )
+
+
+def _timezone(text: str) -> str:
+    name = text.strip() or "UTC"
+    if not is_timezone(name):
+        raise ConfigError(f"{TIMEZONE_ENV}={name!r} is not an IANA time zone (e.g. Europe/London)")
+    return name
+
+
+def _seed_demo(text: str, url: str) -> bool:
+    setting = text.strip().lower()
+    if setting in {"0", "false", "no"}:
+        return False
+    if setting in {"1", "true", "yes"}:
+        return True
+    if setting:
+        raise ConfigError(f"{SEED_DEMO_ENV}={text!r} is not one of 1, 0, true, false, yes, no")
+    return url.startswith("sqlite")
+
+
+def _cache_seconds(text: str) -> int:
+    value = text.strip() or str(DEFAULT_CACHE_SECONDS)
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigError(f"{CACHE_SECONDS_ENV}={value!r} is not a whole number of seconds (at least 1)")
+    return int(value)
