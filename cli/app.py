@@ -16,6 +16,10 @@ from typing import Any, TypeVar
 
 import click
 import pandas as pd
+from sqlalchemy.orm import Session, sessionmaker
+
+from services.config import Config, ConfigError
+from services.store import open_store
 
 F = TypeVar("F", bound=Callable[..., Any])
 _debug = {"on": False}
@@ -96,10 +100,17 @@ def _viewer(session: Any, user: str | None) -> Any:
         raise click.BadParameter(str(error), param_hint="--user") from error
 
 
-def _factory(database: str | None) -> Any:
-    from db.store import open_store
+def _config(database: str | None) -> Config:
+    """The site's configuration for this command (``--database`` wins over ``MONITOR_DATABASE_URL``); a
+    setting that cannot be used is a usage error naming it, before anything is read or written."""
+    try:
+        return Config.from_environment(database=database)
+    except ConfigError as error:
+        raise click.UsageError(str(error)) from None
 
-    return open_store(database)
+
+def _factory(database: str | None) -> sessionmaker[Session]:
+    return open_store(_config(database))
 
 
 def _emit(frame: pd.DataFrame, fmt: str, *, utc_columns: tuple[str, ...] = ()) -> None:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.config import database_url
 from db.migrate import ensure_current
 from db.session import make_engine, make_session_factory
 
 
-def open_store(url: str | None = None) -> sessionmaker[Session]:
+def open_store(url: str) -> sessionmaker[Session]:
     """Sessions on the configured store; an empty or old SQLite store is created or upgraded first."""
-    engine = make_engine(database_url(url))
+    engine = make_engine(url)
     ensure_current(engine)
     return make_session_factory(engine)

@@ -1,0 +1,14 @@
+"""The store the entry points work on: opened from the configuration, brought up to date where allowed."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from db.store import open_store as _open
+from services.config import Config
+
+
+def open_store(config: Config) -> sessionmaker[Session]:
+    """Sessions on the configured store; an empty or old SQLite store is created or upgraded first (a shared
+    PostgreSQL store is upgraded only by ``python -m monitor db upgrade``)."""
+    return _open(config.database_url)
