@@ -1,1 +1,4 @@
-"""Where Streamlit meets the store and the analysis: cached loaders and plotly figures."""
+"""What the dashboard's pages share: cached loaders over services, widgets and plotly figures.
+
+May import ``services``, ``monitor`` and streamlit; never ``db``.
+"""
