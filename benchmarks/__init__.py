@@ -1,1 +1,1 @@
-"""Benchmarks: import, status recompute and pages at hospital scale, each figure beside a same-run baseline."""
+"""Benchmarks: import, status recompute and pages at hospital scale, beside same-run baselines."""
