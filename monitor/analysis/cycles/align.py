@@ -7,9 +7,7 @@ import pandas as pd
 
 from monitor.analysis.cycles.rules import DEFAULT_CYCLE_RULES, CycleRules
 from monitor.analysis.status import EXCLUDED_STATUSES
-from monitor.timestamps import local_days, localize
-
-DAY = pd.Timedelta(days=1)
+from monitor.timestamps import DAY, local_days, localize
 
 
 def cycle_days(
@@ -28,7 +26,7 @@ def cycle_days(
     return in_cycles(usable_results(results), cycles, timezone)
 
 
-def as_utc(values: pd.Series) -> pd.Series:
+def as_utc(values: pd.Series) -> pd.Series[pd.Timestamp]:
     """Times as UTC at one resolution, whatever the source's (merges and comparisons need the same)."""
     return pd.to_datetime(values, utc=True).dt.as_unit("us")
 
@@ -38,7 +36,7 @@ def with_utc_starts(events: pd.DataFrame) -> pd.DataFrame:
     return events.assign(start_at=as_utc(events["start_at"]))
 
 
-def day_start(times: pd.Series, timezone: str) -> pd.Series:
+def day_start(times: pd.Series[pd.Timestamp], timezone: str) -> pd.Series[pd.Timestamp]:
     """The start of each time's calendar day in ``timezone``, as UTC (the first instant of a day that
     begins inside a clock change).
 
@@ -107,7 +105,9 @@ def usable_results(results: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def calendar_days(start: pd.Series, later: pd.Series, timezone: str) -> pd.Series:
+def calendar_days(
+    start: pd.Series[pd.Timestamp], later: pd.Series[pd.Timestamp], timezone: str
+) -> pd.Series[float]:
     """Whole calendar days from ``start``'s day to ``later``'s day in ``timezone`` (NaN where missing).
 
     >>> start = pd.Series(pd.to_datetime(["2026-03-20 00:00"]).tz_localize("Europe/London"))
@@ -121,8 +121,11 @@ def calendar_days(start: pd.Series, later: pd.Series, timezone: str) -> pd.Serie
 def in_cycles(work: pd.DataFrame, cycles: pd.DataFrame, timezone: str) -> pd.DataFrame:
     """Each result inside a cycle, with the cycle number, its start and the calendar day since it."""
     if cycles.empty or work.empty:
-        return work.iloc[0:0].assign(
-            cycle=pd.Series(dtype="int64"), cycle_start=pd.NaT, day=pd.Series(dtype="int64")
+        empty = work.iloc[0:0]
+        return empty.assign(
+            cycle=pd.Series(dtype="int64"),
+            cycle_start=pd.Series(pd.NaT, index=empty.index, dtype="datetime64[ns]"),
+            day=pd.Series(dtype="int64"),
         )
     starts = cycles[["patient_key", "cycle", "start", "day_start", "end"]].sort_values("day_start")
     placed = pd.merge_asof(

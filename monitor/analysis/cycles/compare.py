@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from monitor.analysis.cycles.align import DAY, usable_results, with_utc_starts
+from monitor.analysis.cycles.align import usable_results, with_utc_starts
+from monitor.timestamps import days_between
 
 COMPARISON_COLUMNS = (
     "event_key",
@@ -36,7 +37,7 @@ def before_after(results: pd.DataFrame, events: pd.DataFrame, *, window_days: in
     """
     work = usable_results(results)
     pairs = work.merge(with_utc_starts(events)[["event_key", "patient_key", "start_at"]], on="patient_key")
-    offset = (pairs["collected_at"] - pairs["start_at"]) / DAY
+    offset = days_between(pairs["start_at"], pairs["collected_at"])
     pairs = pairs.assign(side=np.where(offset < 0, "before", "after"))
     pairs = pairs[(offset.abs() <= window_days).to_numpy(dtype=bool)]
     if pairs.empty:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from monitor.analysis.cycles.align import DAY, in_cycles, with_utc_starts
+from monitor.analysis.cycles.align import in_cycles, with_utc_starts
 from monitor.analysis.cycles.display import count_text, cycle_notation
 from monitor.analysis.grading import COMPARE_DECIMALS
+from monitor.timestamps import DAY
 
 # A temperature written in an event's label or details, e.g. "Fever 38.6 C (oral)" or "38.4°C".
 _TEMPERATURE = r"(?P<celsius>\d{2}(?:[.,]\d)?)\s*°?\s*C\b"
@@ -57,14 +58,13 @@ def cycle_fevers(
         + near["day"].map(cycle_notation)
         + np.where(near["anc"].isna(), " (no ANC within a day)", " with ANC " + near["anc"].map(count_text))
     )
-    near = near.assign(described=described, fn=fn)
-    grouped = near.groupby(keys)
-    out = pd.DataFrame(
+    by = [near[k] for k in keys]
+    # A cycle is febrile neutropenia when one of its fevers is; unknown when none is and one is unknown.
+    certain = fn.eq(True).fillna(False).groupby(by).any()
+    unknown = fn.isna().groupby(by).any()
+    return pd.DataFrame(
         {
-            "fever": grouped["described"].agg("; ".join),
-            "febrile_neutropenia": grouped["fn"].agg(
-                lambda v: True if v.eq(True).any() else (pd.NA if v.isna().any() else False)
-            ),
+            "fever": described.groupby(by).agg("; ".join),
+            "febrile_neutropenia": certain.astype("boolean").mask(~certain & unknown, pd.NA),
         }
     )
-    return out

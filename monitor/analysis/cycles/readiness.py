@@ -115,6 +115,7 @@ def judge_readiness(
             np.where(ready.fillna(False), "ready: ", "not ready: ") + seen + " against " + describe,
         ),
         index=regimen.index,
+        dtype=str,
     )
     reason = reason.where(~(ready.isna() & anc.notna() & plt.notna()), "unknown: censored count " + seen)
     out.loc[regimen.index, "ready_anc"] = anc

@@ -30,13 +30,21 @@ class Readiness:
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any]) -> Readiness:
+        """A rule from site configuration; unset keys keep their defaults, unknown keys are errors."""
         unknown = set(mapping) - {f.name for f in fields(cls)}
         if unknown:
             raise ValueError(f"unknown readiness settings: {sorted(unknown)}")
-        settings = {k: a_number(f"readiness {k}", v) for k, v in mapping.items() if k != "inclusive"}
-        if "inclusive" in mapping:
-            settings["inclusive"] = a_boolean("readiness inclusive", mapping["inclusive"])
-        return cls(**settings)
+        numbers = {k: a_number(f"readiness {k}", v) for k, v in mapping.items() if k != "inclusive"}
+        default = cls()
+        return cls(
+            anc_min=numbers.get("anc_min", default.anc_min),
+            plt_min=numbers.get("plt_min", default.plt_min),
+            inclusive=(
+                a_boolean("readiness inclusive", mapping["inclusive"])
+                if "inclusive" in mapping
+                else default.inclusive
+            ),
+        )
 
     def describe(self) -> str:
         sign = ">=" if self.inclusive else ">"

@@ -6,7 +6,6 @@ import numpy as np
 import pandas as pd
 
 from monitor.analysis.cycles.align import (
-    DAY,
     calendar_days,
     cycles_from_events,
     in_cycles,
@@ -17,6 +16,7 @@ from monitor.analysis.cycles.fever import cycle_fevers
 from monitor.analysis.cycles.readiness import judge_readiness
 from monitor.analysis.cycles.rules import DEFAULT_CYCLE_RULES, CycleRules
 from monitor.analysis.grading import COMPARE_DECIMALS, ctcae_grade
+from monitor.timestamps import days_between
 
 CYCLE_COLUMNS = (
     "patient_key",
@@ -178,13 +178,13 @@ def _grade3_plus_spells(anc: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
         return pd.DataFrame(columns=["min", "max"], index=pd.MultiIndex.from_tuples([], names=keys))
     cycle = [anc[k] for k in keys]
     severe = anc["grade"].ge(3).fillna(False)
-    gap = (anc.groupby(keys)["collected_at"].shift(-1) - anc["collected_at"]) / DAY
+    gap = days_between(anc["collected_at"], anc.groupby(keys)["collected_at"].shift(-1))
     run = (~severe).groupby(cycle).cumsum()
     rows = anc[severe.to_numpy(dtype=bool)]
     if rows.empty:
         return pd.DataFrame(columns=["min", "max"], index=pd.MultiIndex.from_tuples([], names=keys))
     spans = rows.groupby([*[rows[k] for k in keys], run[rows.index]])["collected_at"].agg(["first", "last"])
-    confirmed = ((spans["last"] - spans["first"]) / DAY).groupby(level=keys).sum()
+    confirmed = days_between(spans["first"], spans["last"]).groupby(level=keys).sum()
     possible = gap[rows.index].fillna(0).groupby([rows[k] for k in keys]).sum()
     still_severe = anc.groupby(keys)["grade"].last().ge(3).fillna(False)
     possible = possible.where(~still_severe.reindex(possible.index).fillna(False).astype(bool))

@@ -98,7 +98,7 @@ def simulate_cohort(n_patients: int = 60, *, seed: int = 7, end_date: dt.date) -
         raise ValueError(f"n_patients must be at least 1, got {n_patients}")
     people = [draw_patient(seed, i, end_date) for i in range(n_patients)]
     run, column = run_chemo(people)
-    stories = [p.story or chemo_story(p, run, column[p.index]) for p in people]
+    stories = [_story(p, run, column) for p in people]
     visits = [plan_visits(p, s) for p, s in zip(people, stories, strict=True)]
     ids = np.array([f"DEMO-{p.index + 1:04d}" for p in people])
     teams = [(ids[p.index], team) for p in people for team in p.scenario.teams]
@@ -121,6 +121,14 @@ def simulate_cohort(n_patients: int = 60, *, seed: int = 7, end_date: dt.date) -
     )
 
 
+def _story(p: Patient, run: friberg.ChemoRun | None, column: dict[int, int]) -> Story:
+    """The patient's story; a chemotherapy one is told from the Friberg run."""
+    if p.story is not None:
+        return p.story
+    assert run is not None, "the Friberg run covers every patient whose story waits for it"
+    return chemo_story(p, run, column[p.index])
+
+
 def _utc(day0: np.ndarray, days: np.ndarray) -> pd.DatetimeIndex:
     """Local clinic times (day-0 date + days, to the minute) in UTC at microsecond resolution."""
     offset = pd.to_timedelta(np.round(days * 1440), unit="min")
@@ -129,7 +137,9 @@ def _utc(day0: np.ndarray, days: np.ndarray) -> pd.DatetimeIndex:
 
 
 def _day0(people: list[Patient], who: np.ndarray) -> np.ndarray:
-    return np.array([np.datetime64(p.start, "D") for p in people])[who]
+    """Each row's day 0 (its patient's first CBC date), for the patient index ``who``."""
+    days: np.ndarray = np.array([np.datetime64(p.start, "D") for p in people])[who]
+    return days
 
 
 def _results_frame(

@@ -94,7 +94,7 @@ def true_values(
         on = col >= 0
         step = np.clip(np.rint(t[on] * 24 / run.dt_h).astype(int), 0, run.anc.shape[0] - 1)
         anc_ratio[on] = run.anc[step, col[on]] / run.anc[0, col[on]]
-    values = np.stack([p.base for p in people])[who]
+    values: np.ndarray = np.stack([p.base for p in people])[who]
     codes = np.array([p.scenario.code for p in people])
     for code in np.unique(codes):
         mine = np.flatnonzero(codes == code)

@@ -86,7 +86,8 @@ def routine(rng: Generator, gap: tuple[float, float], start: float, stop: float)
     """Visit days in [start, stop) at jittered gaps, some of them missed."""
     days = start + np.cumsum(rng.uniform(*gap, int((stop - start) / gap[0]) + 1))
     days = days[days < stop]
-    return np.round(days[rng.random(days.size) >= MISSED_VISIT]).astype(int).tolist()
+    kept: list[int] = np.round(days[rng.random(days.size) >= MISSED_VISIT]).astype(int).tolist()
+    return kept
 
 
 # Share of chemotherapy patients still on treatment when follow-up ends (mid-cycle on the worklist).
@@ -325,4 +326,5 @@ def pulse_sum(t: np.ndarray, starts: np.ndarray, tau: np.ndarray | float) -> np.
     """Sum of exp(-(t - start) / tau) over each row's (NaN-padded) pulse starts before t."""
     lag = t[:, None] - starts
     fade = np.exp(-np.clip(np.nan_to_num(lag, nan=0.0), 0, None) / np.reshape(tau, (-1, 1)))
-    return np.where(lag > 0, fade, 0.0).sum(axis=1)
+    total: np.ndarray = np.where(lag > 0, fade, 0.0).sum(axis=1)
+    return total
