@@ -25,6 +25,7 @@ ISO_WITH_OFFSET = r"[T ]\d{2}(?::?\d{2}){0,2}(?:[.,]\d+)?(?:Z|z|[+-]\d{2}(?::?\d
 
 
 PLAUSIBLE_YEARS = (1900, 2999)
+DAY = pd.Timedelta(days=1)
 
 
 @functools.cache
@@ -91,7 +92,7 @@ def localise_iso(values: pd.Series, timezone: str) -> pd.Series:
     return moment.dt.strftime("%Y-%m-%dT%H:%M:%S+00:00").where(moment.notna(), "")
 
 
-def localize(naive: pd.Series, timezone: str) -> pd.Series:
+def localize(naive: pd.Series[pd.Timestamp], timezone: str) -> pd.Series[pd.Timestamp]:
     """Naive local times as instants in ``timezone``, by the rule of this module: a time in the hour
     repeated when the clocks go back is its first occurrence, one in the skipped hour the first time after
     the gap (NaT stays NaT).
@@ -103,7 +104,7 @@ def localize(naive: pd.Series, timezone: str) -> pd.Series:
     return naive.dt.tz_localize(timezone, ambiguous=first, nonexistent="shift_forward")
 
 
-def local_days(times: pd.Series, timezone: str) -> pd.Series:
+def local_days(times: pd.Series[pd.Timestamp], timezone: str) -> pd.Series[pd.Timestamp]:
     """Each time's calendar day in ``timezone``, as a naive midnight (NaT stays NaT).
 
     Differences of these are whole calendar days, whatever clock change lies between.
@@ -112,3 +113,27 @@ def local_days(times: pd.Series, timezone: str) -> pd.Series:
     [Timestamp('2026-03-30 00:00:00')]
     """
     return times.dt.tz_convert(timezone).dt.tz_localize(None).dt.normalize()
+
+
+def days_between(
+    start: pd.Series[pd.Timestamp], end: pd.Timestamp | pd.Series[pd.Timestamp]
+) -> pd.Series[float]:
+    """Elapsed time from ``start`` to ``end``, in fractional days (NaN where either is missing).
+
+    >>> start = pd.Series(pd.to_datetime(["2026-01-01 00:00", None], utc=True))
+    >>> days_between(start, pd.Timestamp("2026-01-02 12:00", tz="UTC")).tolist()
+    [1.5, nan]
+    """
+    return (end - start) / DAY
+
+
+def whole_days_between(
+    start: pd.Series[pd.Timestamp], end: pd.Timestamp | pd.Series[pd.Timestamp]
+) -> pd.Series[int]:
+    """Whole days elapsed from ``start`` to ``end``, rounded down (NaN, in floats, where one is missing).
+
+    >>> start = pd.Series(pd.to_datetime(["2026-01-01 00:00", None], utc=True))
+    >>> whole_days_between(start, pd.Timestamp("2026-01-02 12:00", tz="UTC")).tolist()
+    [1.0, nan]
+    """
+    return (end - start) // DAY

@@ -38,7 +38,7 @@ def status_changes(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
     cleared = pair[pair["_merge"].eq("left_only").to_numpy() & pair["patient_key"].isin(after["patient_key"])]
     cleared = cleared.assign(change="cleared", explanation="no longer: " + cleared["explanation_old"])
     flags = pd.concat([appeared, cleared], ignore_index=True).assign(analyte=None)
-    flags = flags.assign(grade_before=pd.NA, grade_after=pd.NA)
+    flags = flags.assign(grade_before=None, grade_after=None)
     grades = _grades(before, after)
     out = pd.concat([flags.reindex(columns=list(CHANGE_COLUMNS)), grades], ignore_index=True)
     out["grade_before"] = out["grade_before"].astype("Int64")
@@ -62,10 +62,9 @@ def _grades(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
     for analyte in GRADED:
         now = both[f"{analyte}_grade"].astype("Float64")
         was = both[f"{analyte}_grade_old"].astype("Float64")
-        rose = (now > was.fillna(0)) & (now >= 1)
-        rose = rose.fillna(False).to_numpy(dtype=bool)
+        rose = ((now > was.fillna(0)) & (now >= 1)).fillna(False).to_numpy(dtype=bool)
         # A patient seen for the first time has no earlier grade: say so, not "none -> 2".
-        text = (
+        text: pd.Series[str] = (
             _NAMES[analyte] + " CTCAE grade "
             + (was[rose].astype("Int64").astype("string") + " -> ").fillna("")
             + now[rose].astype("Int64").astype("string")

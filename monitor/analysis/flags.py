@@ -21,9 +21,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from monitor.analysis.grading import COMPARE_DECIMALS, DEFAULT_RULES, GradingRules, ctcae_grade, rcv_bounds
+from monitor.analysis.grading import (
+    COMPARATOR_SPELLINGS,
+    COMPARE_DECIMALS,
+    DEFAULT_RULES,
+    GradingRules,
+    ctcae_grade,
+    rcv_bounds,
+)
 from monitor.analysis.setting_values import a_whole_number
 from monitor.analysis.status import EXCLUDED_STATUSES
+from monitor.timestamps import days_between, whole_days_between
 
 __all__ = [
     "DEFAULT_FLAG_RULES",
@@ -62,7 +70,6 @@ FLAG_COLUMNS = (
 )
 EPISODE_COLUMNS = ("patient_key", "start", "end", "ongoing", "nadir", "nadir_at", "n_results", "days")
 _KEYS = ["patient_key", "analyte"]
-_DAY = pd.Timedelta(days=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +185,7 @@ def patient_flags(
             "run_start": wbc["run_start"].where(below),
             "run_results": wbc["run_results"].where(below, 0).astype("int64"),
             "run_days": wbc["run_days"].where(below, 0).astype("int64"),
-            "days_since_cbc": ((as_of - last) // _DAY).astype("int64"),
+            "days_since_cbc": whole_days_between(last, as_of).astype("int64"),
         },
         index=patients,
     )
@@ -229,7 +236,7 @@ def episodes(results: pd.DataFrame, *, analyte: str = "wbc") -> pd.DataFrame:
     lowest = runs.loc[grouped["value"].idxmin().to_numpy()]
     out["nadir"] = lowest["value"].to_numpy()
     out["nadir_at"] = lowest["collected_at"].to_numpy()
-    out["days"] = ((out["end"] - out["start"]) // _DAY).astype("int64")
+    out["days"] = whole_days_between(out["start"], out["end"]).astype("int64")
     out["n_results"] = out["n_results"].astype("int64")
     return out.reset_index().reindex(columns=list(EPISODE_COLUMNS))
 
@@ -248,7 +255,7 @@ def _usable(results: pd.DataFrame, *, as_of: pd.Timestamp | None = None) -> pd.D
     columns = [*required, "comparator"] if "comparator" in results else required
     work = results.loc[keep.to_numpy(dtype=bool), columns].reset_index(drop=True)
     comparator = (
-        work["comparator"].astype("string").str.strip().replace({"": pd.NA, "≤": "<=", "≥": ">="})
+        work["comparator"].astype("string").str.strip().replace(COMPARATOR_SPELLINGS)
         if "comparator" in work
         else pd.Series(pd.NA, index=work.index, dtype="string")
     )
@@ -266,7 +273,7 @@ def below_limit(results: pd.DataFrame) -> pd.Series:
     [True, True, False]
     """
     comparator = (
-        results["comparator"].astype("string").str.strip().replace({"": pd.NA, "≤": "<=", "≥": ">="})
+        results["comparator"].astype("string").str.strip().replace(COMPARATOR_SPELLINGS)
         if "comparator" in results
         else pd.Series(pd.NA, index=results.index, dtype="string")
     )
@@ -312,7 +319,7 @@ def _lineage_state(work: pd.DataFrame, rules: FlagRules) -> pd.DataFrame:
         run_results=in_run.cumcount() + 1,
     )
     state = lineage.groupby(_KEYS, sort=True).tail(1).set_index(_KEYS)
-    state["run_days"] = (state["collected_at"] - state["run_start"]) // _DAY
+    state["run_days"] = whole_days_between(state["run_start"], state["collected_at"])
     return state.join(_trend(lineage, rules))
 
 
@@ -324,7 +331,7 @@ def _trend(lineage: pd.DataFrame, rules: FlagRules) -> pd.DataFrame:
     window length, relative to the first value, is compared with the RCV like a single change.
     """
     latest = lineage.groupby(_KEYS)["collected_at"].transform("max")
-    days = (lineage["collected_at"] - latest) / _DAY
+    days = days_between(latest, lineage["collected_at"])
     inside = (days >= -rules.slope_window_days) & lineage["comparator"].isna()
     window = lineage.loc[inside.to_numpy(dtype=bool), _KEYS + ["value"]].assign(t=days[inside])
     stats = window.groupby(_KEYS).agg(trend_results=("value", "size"), trend_first=("value", "first"))
@@ -441,9 +448,12 @@ def _sentences(state: pd.DataFrame, rules: FlagRules) -> pd.DataFrame:
     return text
 
 
-def _concat(*parts: pd.Series | str) -> Any:
+def _concat(*parts: pd.Series | str) -> pd.Series:
     """Element-wise concatenation of string Series and literals; NA where any part is NA."""
-    return functools.reduce(operator.add, parts)
+    joined = functools.reduce(operator.add, parts)
+    if not isinstance(joined, pd.Series):
+        raise TypeError("_concat needs at least one Series among its parts")
+    return joined
 
 
 def _number(values: pd.Series, comparator: pd.Series | None = None, *, digits: int = 3) -> pd.Series:
@@ -456,7 +466,7 @@ def _number(values: pd.Series, comparator: pd.Series | None = None, *, digits: i
 def _joined(parts: pd.DataFrame, *, sep: str = ", ") -> pd.Series:
     """Row-wise join of the non-NA strings in ``parts``; NA when all are NA."""
     joined = sum(((sep + parts[c]).fillna("") for c in parts), start=pd.Series("", index=parts.index))
-    return joined.str[len(sep) :].replace("", pd.NA).astype("string")
+    return joined.str[len(sep) :].replace({"": pd.NA}).astype("string")
 
 
 def _wbc(frame: pd.DataFrame) -> pd.DataFrame:

@@ -46,6 +46,8 @@ __all__ = [
 
 COMPARE_DECIMALS = 6
 COMPARATORS = ("<", "<=", ">", ">=")
+# Comparators as feeds write them, read as the canonical form (blank is none).
+COMPARATOR_SPELLINGS: dict[str, str | pd.api.typing.NAType] = {"": pd.NA, "≤": "<=", "≥": ">="}
 
 
 @dataclass(frozen=True, slots=True)
@@ -403,7 +405,7 @@ def _comparators(comparator: pd.Series | None, length: int) -> pd.Series:
     """Comparators as "<", "<=", ">", ">=" or NA (blank is NA; "≤"/"≥" are spelled out)."""
     if comparator is None:
         return pd.Series(pd.NA, index=range(length), dtype="string")
-    text = comparator.astype("string").str.strip().replace({"": pd.NA, "≤": "<=", "≥": ">="})
+    text = comparator.astype("string").str.strip().replace(COMPARATOR_SPELLINGS)
     unknown = text.notna() & ~text.isin(COMPARATORS)
     if unknown.any():
         raise ValueError(f"unknown comparators {sorted(text[unknown].unique())}; use one of {COMPARATORS}")
@@ -419,4 +421,5 @@ def _level(value: np.ndarray, strict: np.ndarray, bounds: tuple[float, ...]) -> 
     """How many of the descending bounds each value is certainly below ("<B" is below every b >= B)."""
     edges = np.asarray(bounds)[None, :]
     below = np.where(strict[:, None], value[:, None] <= edges, value[:, None] < edges)
-    return below.sum(axis=1)
+    levels: np.ndarray = below.sum(axis=1)  # (numpy's stubs type a reduction along an axis as Any)
+    return levels

@@ -137,7 +137,7 @@ def resolve_lower_limit(
     candidates = [override, reported.astype("float64"), lab, default, floor]
     default_label = np.where(default["band"].eq("adult").to_numpy(), "default adult", "default age band")
     chosen = [frame["low"].notna().to_numpy() for frame in candidates]
-    labels = ["patient override", "reported", "lab", default_label, "default any age"]
+    labels: list[str | np.ndarray] = ["patient override", "reported", "lab", default_label, "default any age"]
     resolved = pd.DataFrame(
         {
             "lln": np.select(chosen, [frame["low"].to_numpy() for frame in candidates], np.nan),
@@ -234,12 +234,12 @@ def _banded(work: pd.DataFrame, table: pd.DataFrame | None, keys: list[str]) -> 
     probe = [*keys, "age_months", "sex"]
     codes, distinct = _factorize_rows(work[probe])
     pairs = distinct.reset_index(names="combo").merge(table.reset_index(), on=keys)
-    age, low_edge, high_edge = pairs["age_months"], pairs["min_months"], pairs["max_months"]
-    fits_age = ((age >= low_edge) | (low_edge <= 0)) & ((age < high_edge) | np.isinf(high_edge))
+    age, band_low, band_high = pairs["age_months"], pairs["min_months"], pairs["max_months"]
+    fits_age = ((age >= band_low) | (band_low <= 0)) & ((age < band_high) | np.isinf(band_high))
     fits_sex = pairs["range_sex"].isna() | (pairs["range_sex"] == pairs["sex"]).fillna(False)
     first = pairs[fits_age & fits_sex].sort_values(["combo", "order"]).drop_duplicates("combo")
     chosen = first.set_index("combo")[["low", "high", "band"]].reindex(range(len(distinct)))
-    banded = chosen.iloc[codes].reset_index(drop=True)
+    banded: pd.DataFrame = chosen.iloc[codes].reset_index(drop=True)  # (the stubs: Any for an array index)
     return banded.assign(band=banded["band"].fillna(""))
 
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from monitor.analysis.cycles import DEFAULT_CYCLE_RULES, CycleRules
+from monitor.analysis.cycles import DEFAULT_CYCLE_RULES, CycleRules, Readiness
 from monitor.analysis.flags import DEFAULT_FLAG_RULES, FlagRules
 from monitor.analysis.grading import DEFAULT_RULES, GradingRules
 
@@ -139,7 +139,7 @@ def _as_mapping(rules: SiteRules) -> dict[str, Any]:
     return {"grading": grading, "flags": flags, "cycles": cycles}
 
 
-def _readiness(rule: Any) -> dict[str, Any]:
+def _readiness(rule: Readiness) -> dict[str, float | bool]:
     return {"anc_min": rule.anc_min, "plt_min": rule.plt_min, "inclusive": rule.inclusive}
 
 

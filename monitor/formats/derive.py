@@ -98,5 +98,5 @@ def _derive(
         abnormal_flag=None,
         derived=True,
         raw_text="",
-        reported_at=pd.NaT,
+        reported_at=pd.NaT,  # type: ignore[arg-type]  # pandas-stubs leave NaT out of assign's values
     )

@@ -173,7 +173,7 @@ def _load(text: str) -> list[_Item]:
     except (ValueError, RecursionError, InvalidOperation) as error:
         return _ndjson(body, error)
     if not isinstance(document, dict):
-        kind = "array" if isinstance(document, list) else "scalar"
+        kind: object = "array" if isinstance(document, list) else "scalar"
         problem = f"the file is a JSON {kind}, not a FHIR resource (an object with resourceType)"
         return [_Item("resource", _compact(document), problem=problem)]
     kind = document.get("resourceType")

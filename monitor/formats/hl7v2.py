@@ -80,8 +80,10 @@ def _unit(message: Any, segment: Any) -> str:
     """OBX-6, re-joining a raw ``10^9/L`` that a conformant parser splits into ``10`` and ``9/L`` (§5.2)."""
     first, second = _get(segment, 6, 1), _get(segment, 6, 2)
     if first.isdigit() and second and second[0].isdigit():
-        return message.unescape(f"{first}^{second}")
-    return message.unescape(first)
+        joined: str = message.unescape(f"{first}^{second}")
+        return joined
+    unit: str = message.unescape(first)
+    return unit
 
 
 class _Message:

@@ -1,0 +1,40 @@
+"""Treatment cycles (oncology): nadir, recovery, G-CSF and readiness per chemotherapy cycle (issue 4).
+
+A ``chemotherapy`` event starts a cycle, which runs to the next one or for ``CycleRules.default_cycle_days``
+(28) when none follows. Results are aligned to whole days since the cycle's start: the start is day 0, so
+``C2D8`` (the dashboard's notation, D1 = day 0) is day 7 of cycle 2. Two chemotherapy events at the same
+time start one cycle. Everything is computed for every patient at once.
+
+Facts and sources: nadir timing and readiness thresholds, reference §7.1 and §7.3; G-CSF, §7.4; grades,
+``analysis.grading``. Defaults without a published source (the 28-day open cycle, the cross-cycle trend
+rules) are project choices awaiting clinical sign-off and are marked so on ``CycleRules``.
+
+Modules: ``rules`` (the site's settings), ``align`` (cycles from events; results on their cycle days),
+``table`` (one row per cycle), ``fever`` (febrile neutropenia), ``readiness`` (before the next start),
+``trend`` (across cycles), ``compare`` (before and after an event), ``display`` (for people).
+"""
+
+from __future__ import annotations
+
+from monitor.analysis.cycles.align import cycle_days
+from monitor.analysis.cycles.compare import COMPARISON_COLUMNS, before_after
+from monitor.analysis.cycles.display import cycle_notation, cycle_table
+from monitor.analysis.cycles.readiness import readiness_now
+from monitor.analysis.cycles.rules import DEFAULT_CYCLE_RULES, CycleRules, Readiness
+from monitor.analysis.cycles.table import CYCLE_COLUMNS, treatment_cycles
+from monitor.analysis.cycles.trend import cycle_trend
+
+__all__ = [
+    "COMPARISON_COLUMNS",
+    "CYCLE_COLUMNS",
+    "DEFAULT_CYCLE_RULES",
+    "CycleRules",
+    "Readiness",
+    "before_after",
+    "cycle_days",
+    "cycle_notation",
+    "cycle_table",
+    "cycle_trend",
+    "readiness_now",
+    "treatment_cycles",
+]

@@ -1,0 +1,143 @@
+"""Cycles from the chemotherapy events, and results aligned to them: calendar days since each start."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from monitor.analysis.cycles.rules import DEFAULT_CYCLE_RULES, CycleRules
+from monitor.analysis.status import EXCLUDED_STATUSES
+from monitor.timestamps import DAY, local_days, localize
+
+
+def cycle_days(
+    results: pd.DataFrame,
+    events: pd.DataFrame,
+    *,
+    rules: CycleRules = DEFAULT_CYCLE_RULES,
+    timezone: str = "UTC",
+) -> pd.DataFrame:
+    """``results`` inside a cycle, with ``cycle``, ``cycle_start`` and ``day`` (calendar days since the
+    start's day in ``timezone``, the site's).
+
+    For overlaying the counts of several cycles on one axis. Columns of ``results`` are kept.
+    """
+    cycles = cycles_from_events(events, rules, timezone)
+    return in_cycles(usable_results(results), cycles, timezone)
+
+
+def as_utc(values: pd.Series) -> pd.Series[pd.Timestamp]:
+    """Times as UTC at one resolution, whatever the source's (merges and comparisons need the same)."""
+    return pd.to_datetime(values, utc=True).dt.as_unit("us")
+
+
+def with_utc_starts(events: pd.DataFrame) -> pd.DataFrame:
+    """``events`` with ``start_at`` as UTC at one resolution."""
+    return events.assign(start_at=as_utc(events["start_at"]))
+
+
+def day_start(times: pd.Series[pd.Timestamp], timezone: str) -> pd.Series[pd.Timestamp]:
+    """The start of each time's calendar day in ``timezone``, as UTC (the first instant of a day that
+    begins inside a clock change).
+
+    >>> day_start(pd.Series(pd.to_datetime(["2026-07-16 11:00"], utc=True)), "Europe/London").tolist()
+    [Timestamp('2026-07-15 23:00:00+0000', tz='UTC')]
+    """
+    starts = localize(local_days(times, timezone), timezone)  # a repeated midnight: its first occurrence
+    return starts.dt.tz_convert("UTC").dt.as_unit("us")
+
+
+def cycles_from_events(events: pd.DataFrame, rules: CycleRules, timezone: str) -> pd.DataFrame:
+    """Cycles from the chemotherapy events: one per patient and calendar day of a start in ``timezone``.
+
+    A cycle runs from the start of its dosing day (``day_start``: counts drawn that day are its D1, and
+    their time before or after the dose cannot shift them) to the start of the next dosing day, or for
+    ``default_cycle_days``. ``start`` keeps the event's own time.
+    """
+    events = with_utc_starts(events)
+    chemo = events[events["kind"].eq("chemotherapy").to_numpy(dtype=bool)]
+    chemo = chemo.assign(
+        label=chemo["label"] if "label" in chemo else "",
+        regimen=(chemo["details"] if "details" in chemo else pd.Series("", index=chemo.index)).fillna(""),
+        day_start=day_start(chemo["start_at"], timezone),
+    )
+    chemo = chemo.sort_values(["patient_key", "start_at"], kind="stable")
+    chemo = chemo.drop_duplicates(["patient_key", "day_start"])  # two drugs on one day: one cycle
+    grouped = chemo.groupby("patient_key", sort=False)
+    next_start = grouped["start_at"].shift(-1)
+    next_day = grouped["day_start"].shift(-1)
+    default_end = chemo["day_start"] + pd.Timedelta(days=rules.default_cycle_days)
+    cycles = pd.DataFrame(
+        {
+            "patient_key": chemo["patient_key"],
+            "cycle": grouped.cumcount() + 1,
+            "start": chemo["start_at"],
+            "day_start": chemo["day_start"],
+            "end": next_day.where(next_day.notna(), default_end),
+            "next_start": next_start,
+            "label": chemo["label"],
+            "regimen": chemo["regimen"].astype(str).str.strip(),
+        }
+    ).reset_index(drop=True)
+    # The next start's regimen decides the readiness rule for it.
+    cycles["next_regimen"] = cycles.groupby("patient_key")["regimen"].shift(-1)
+    return cycles
+
+
+def usable_results(results: pd.DataFrame) -> pd.DataFrame:
+    """Results with a value and a time, not withdrawn, with ``lln`` and ``comparator`` present."""
+    keep = results["value"].notna() & results["collected_at"].notna()
+    if "status" in results:
+        keep &= ~results["status"].isin(EXCLUDED_STATUSES)
+    work = results.loc[keep.to_numpy(dtype=bool)]
+    comparator = work["comparator"] if "comparator" in work else pd.Series(pd.NA, index=work.index)
+    comparator = comparator.astype("string").str.strip().replace({"": pd.NA})
+    lln = work["lln"] if "lln" in work else pd.Series(np.nan, index=work.index)
+    return (
+        work.assign(
+            value=work["value"].astype("float64"),
+            comparator=comparator,
+            lln=lln.astype("float64"),
+            collected_at=as_utc(work["collected_at"]),
+        )
+        .sort_values(["patient_key", "collected_at"], kind="stable")
+        .reset_index(drop=True)
+    )
+
+
+def calendar_days(
+    start: pd.Series[pd.Timestamp], later: pd.Series[pd.Timestamp], timezone: str
+) -> pd.Series[float]:
+    """Whole calendar days from ``start``'s day to ``later``'s day in ``timezone`` (NaN where missing).
+
+    >>> start = pd.Series(pd.to_datetime(["2026-03-20 00:00"]).tz_localize("Europe/London"))
+    >>> later = pd.Series(pd.to_datetime(["2026-04-10 00:00"]).tz_localize("Europe/London"))
+    >>> calendar_days(start, later, "Europe/London").tolist()  # 21 days, one of them 23 hours long
+    [21.0]
+    """
+    return ((local_days(later, timezone) - local_days(start, timezone)) / DAY).astype("float64")
+
+
+def in_cycles(work: pd.DataFrame, cycles: pd.DataFrame, timezone: str) -> pd.DataFrame:
+    """Each result inside a cycle, with the cycle number, its start and the calendar day since it."""
+    if cycles.empty or work.empty:
+        empty = work.iloc[0:0]
+        return empty.assign(
+            cycle=pd.Series(dtype="int64"),
+            cycle_start=pd.Series(pd.NaT, index=empty.index, dtype="datetime64[ns]"),
+            day=pd.Series(dtype="int64"),
+        )
+    starts = cycles[["patient_key", "cycle", "start", "day_start", "end"]].sort_values("day_start")
+    placed = pd.merge_asof(
+        work.sort_values("collected_at"),
+        starts,
+        left_on="collected_at",
+        right_on="day_start",
+        by="patient_key",
+        direction="backward",
+    )
+    placed = placed[(placed["collected_at"] < placed["end"]).to_numpy(dtype=bool)]
+    placed = placed.rename(columns={"start": "cycle_start"}).drop(columns=["day_start", "end"])
+    placed["cycle"] = placed["cycle"].astype("int64")
+    placed["day"] = calendar_days(placed["cycle_start"], placed["collected_at"], timezone).astype("int64")
+    return placed.sort_values(["patient_key", "cycle", "collected_at"], kind="stable").reset_index(drop=True)

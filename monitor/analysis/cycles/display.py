@@ -1,0 +1,73 @@
+"""The cycles for people: the D# day notation and one narrow line per cycle."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+
+def cycle_notation(day: int | float | None) -> str:
+    """``day`` since the cycle start in the D# notation, where D1 is the start day.
+
+    >>> cycle_notation(0), cycle_notation(7), cycle_notation(None)
+    ('D1', 'D8', '')
+    """
+    return "" if day is None or pd.isna(day) else f"D{int(day) + 1}"
+
+
+def count_text(value: float) -> str:
+    """A count as written in a sentence: "?" when missing."""
+    return "?" if pd.isna(value) else f"{value:g}"
+
+
+def cycle_table(frame: pd.DataFrame, *, timezone: str = "UTC") -> pd.DataFrame:
+    """The cycles for people (terminal and dashboard): one narrow line each, days in the D# notation.
+
+    Days are in the D# notation (D1 = the start day); a nadir from counts outside days 7-14 is marked.
+    Start dates are calendar dates in ``timezone`` (the site's).
+    """
+
+    def number(prefix: str) -> pd.Series:
+        values = frame[prefix].map(lambda v: "" if pd.isna(v) else f"{v:g}")
+        return frame[f"{prefix}_comparator"].fillna("") + values
+
+    def days(column: str) -> pd.Series:
+        return frame[column].map(cycle_notation)
+
+    def span(low: pd.Series, high: pd.Series) -> pd.Series:
+        text = low.astype("string") + "-" + high.astype("string").fillna("?")
+        return text.where((low != high).fillna(True), low.astype("string")).fillna("")
+
+    nadir = number("nadir_anc") + np.where(frame["nadir_sampled"], "", " (not sampled D8-D15)")
+    recovered = np.where(
+        frame["recovery_day"].notna(),
+        days("recovery_after_day").str.replace("D", "after D") + ", by " + days("recovery_day"),
+        "",
+    )
+    ready = frame["ready_at_next"].map({True: "yes", False: "NO"}, na_action="ignore").fillna("unknown")
+    return pd.DataFrame(
+        {
+            "cycle": frame["cycle"],
+            # (as times even when there are no cycles: an empty column arrives untyped)
+            "start": pd.to_datetime(frame["start"], utc=True).dt.tz_convert(timezone).dt.strftime("%Y-%m-%d"),
+            "nadir ANC": nadir.where(frame["nadir_anc"].notna(), ""),
+            "on": days("nadir_day"),
+            "grade": frame["nadir_anc_grade"],
+            "nadir WBC": number("nadir_wbc"),
+            "days G3+": span(frame["days_grade3_plus_min"], frame["days_grade3_plus_max"]),
+            "recovered": recovered,
+            "FN": frame["febrile_neutropenia"]
+            .map({True: "YES", False: "no"}, na_action="ignore")
+            .fillna("?")
+            .where(frame["fever"].ne(""), "-"),
+            "G-CSF": frame["gcsf"].map({True: "yes", False: "no"}),
+            # The last cycle's length is not known until the next one starts: left blank.
+            "length": frame["length_days"]
+            .astype("Float64")
+            .round()
+            .astype("Int64")
+            .astype("string")
+            .fillna(""),
+            "ready at next": ready.where(frame["next_start"].notna(), "no next cycle"),
+        }
+    )

@@ -1,0 +1,144 @@
+"""Site-configurable cycle rules: readiness before the next cycle, cycle length, recovery and trend."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from monitor.analysis.grading import DEFAULT_RULES, GradingRules
+from monitor.analysis.setting_values import a_boolean, a_number, a_whole_number
+
+
+@dataclass(frozen=True, slots=True)
+class Readiness:
+    """Counts needed before the next cycle (x10^9/L); ``inclusive`` means "at or above".
+
+    Default ANC >= 1.5 and platelets >= 100: the dashboard default of reference §7.3 (paclitaxel and
+    docetaxel labels; the paclitaxel label writes ">", hence ``inclusive``).
+    """
+
+    anc_min: float = 1.5
+    plt_min: float = 100.0
+    inclusive: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("anc_min", "plt_min"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+                raise ValueError(f"readiness {name} must be a positive number, not {value!r}")
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, Any]) -> Readiness:
+        """A rule from site configuration; unset keys keep their defaults, unknown keys are errors."""
+        unknown = set(mapping) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown readiness settings: {sorted(unknown)}")
+        numbers = {k: a_number(f"readiness {k}", v) for k, v in mapping.items() if k != "inclusive"}
+        default = cls()
+        return cls(
+            anc_min=numbers.get("anc_min", default.anc_min),
+            plt_min=numbers.get("plt_min", default.plt_min),
+            inclusive=(
+                a_boolean("readiness inclusive", mapping["inclusive"])
+                if "inclusive" in mapping
+                else default.inclusive
+            ),
+        )
+
+    def describe(self) -> str:
+        sign = ">=" if self.inclusive else ">"
+        return f"ANC {sign} {self.anc_min:g} and platelets {sign} {self.plt_min:g}"
+
+
+@dataclass(frozen=True, slots=True)
+class CycleRules:
+    """Site-configurable cycle rules; the defaults and their sources.
+
+    * ``default_cycle_days`` = 28: a cycle with no following chemotherapy ends 28 days after its start
+      (project issue 4).
+    * ``recovery_anc`` = 1.5: recovery is the first ANC at or above 1.5 x10^9/L after the nadir (the adult
+      neutropenia bound and readiness ANC, reference §2.1 and §7.3).
+    * ``readiness_window_days`` = 3: readiness is judged on the last ANC and platelets in the 3 days before
+      the next start (project issue 4).
+    * ``readiness`` and ``regimens``: the default readiness rule (reference §7.3) and rules per regimen,
+      keyed by the regimen named in the chemotherapy event's details (case-insensitive).
+    * ``nadir_window_days`` = (7, 14): a cycle's nadir is taken as sampled when an ANC was measured on days
+      7 to 14 (reference §7.1: "nadir window ≈ day 7-14 of a 21-day cycle for most regimens"; set it per
+      site for regimens with other timing). Only such cycles enter the cross-cycle trend.
+    * ``trend_min_cycles`` = 2 and ``recovery_delay_days`` = 3: the nadir ANC is "deepening" when, over
+      the cycles whose nadir was sampled, the last nadir is below the first by more than the ANC reference
+      change value (reference §6) and the median change per cycle is a fall; recovery is "slower" when the
+      last observed recovery comes at least 3 days later in its cycle than the first observed one (project
+      choices, pending clinical sign-off).
+    """
+
+    default_cycle_days: int = 28
+    recovery_anc: float = 1.5
+    readiness_window_days: int = 3
+    readiness: Readiness = Readiness()
+    regimens: Mapping[str, Readiness] = field(default_factory=dict)
+    nadir_window_days: tuple[int, int] = (7, 14)
+    trend_min_cycles: int = 2
+    recovery_delay_days: int = 3
+    grading: GradingRules = DEFAULT_RULES
+
+    def __post_init__(self) -> None:
+        for name in (
+            "default_cycle_days",
+            "readiness_window_days",
+            "trend_min_cycles",
+            "recovery_delay_days",
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a whole number of at least 1, not {value!r}")
+        if not self.recovery_anc > 0:
+            raise ValueError(f"recovery_anc must be positive, not {self.recovery_anc!r}")
+        first, last = self.nadir_window_days
+        if not 0 <= first <= last:
+            raise ValueError(
+                f"nadir_window_days must be two days, first <= last, not {self.nadir_window_days}"
+            )
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, Any]) -> CycleRules:
+        """Rules from site configuration; unset keys keep their defaults, unknown keys are errors.
+
+        >>> rules = CycleRules.from_mapping({"regimens": {"AC-T": {"anc_min": 1.0, "plt_min": 75}}})
+        >>> rules.regimens["ac-t"].describe(), rules.readiness.describe()
+        ('ANC >= 1 and platelets >= 75', 'ANC >= 1.5 and platelets >= 100')
+        """
+        known = {f.name for f in fields(cls)}
+        unknown = set(mapping) - known
+        if unknown:
+            raise ValueError(f"unknown cycle settings: {sorted(unknown)}")
+        settings: dict[str, Any] = {}
+        for name in (
+            "default_cycle_days",
+            "readiness_window_days",
+            "trend_min_cycles",
+            "recovery_delay_days",
+        ):
+            if name in mapping:
+                settings[name] = a_whole_number(name, mapping[name])
+        if "recovery_anc" in mapping:
+            settings["recovery_anc"] = a_number("recovery_anc", mapping["recovery_anc"])
+        if "nadir_window_days" in mapping:
+            window = mapping["nadir_window_days"]
+            if not isinstance(window, list | tuple) or len(window) != 2:
+                raise ValueError(f"nadir_window_days is two days, e.g. [7, 14], not {window!r}")
+            settings["nadir_window_days"] = tuple(a_whole_number("nadir_window_days", day) for day in window)
+        if "readiness" in mapping:
+            settings["readiness"] = Readiness.from_mapping(mapping["readiness"] or {})
+        if "regimens" in mapping:
+            settings["regimens"] = {
+                str(name).strip().lower(): Readiness.from_mapping(rule or {})
+                for name, rule in (mapping["regimens"] or {}).items()
+            }
+        if "grading" in mapping:
+            settings["grading"] = GradingRules.from_mapping(mapping["grading"] or {})
+        return cls(**settings)
+
+
+DEFAULT_CYCLE_RULES = CycleRules()

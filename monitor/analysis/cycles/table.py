@@ -1,0 +1,220 @@
+"""One row per chemotherapy cycle: nadir, time at grade 3 or worse, recovery, G-CSF, fever, readiness."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from monitor.analysis.cycles.align import (
+    calendar_days,
+    cycles_from_events,
+    in_cycles,
+    usable_results,
+    with_utc_starts,
+)
+from monitor.analysis.cycles.fever import cycle_fevers
+from monitor.analysis.cycles.readiness import judge_readiness
+from monitor.analysis.cycles.rules import DEFAULT_CYCLE_RULES, CycleRules
+from monitor.analysis.grading import COMPARE_DECIMALS, ctcae_grade
+from monitor.timestamps import days_between
+
+CYCLE_COLUMNS = (
+    "patient_key",
+    "cycle",
+    "start",
+    "end",
+    "label",
+    "regimen",
+    "nadir_anc",
+    "nadir_anc_comparator",
+    "nadir_day",
+    "nadir_anc_grade",
+    "nadir_wbc",
+    "nadir_wbc_comparator",
+    "nadir_wbc_day",
+    "nadir_wbc_grade",
+    "days_grade3_plus_min",
+    "days_grade3_plus_max",
+    "recovery_day",
+    "recovery_after_day",
+    "anc_results",
+    "nadir_sampled",
+    "gcsf",
+    "fever",
+    "febrile_neutropenia",
+    "length_days",
+    "next_start",
+    "ready_anc",
+    "ready_plt",
+    "ready_at_next",
+    "readiness",
+)
+
+
+def treatment_cycles(
+    results: pd.DataFrame,
+    events: pd.DataFrame,
+    *,
+    rules: CycleRules = DEFAULT_CYCLE_RULES,
+    timezone: str = "UTC",
+) -> pd.DataFrame:
+    """One row per chemotherapy cycle of every patient: nadir, recovery, G-CSF, readiness at the next start.
+
+    Parameters
+    ----------
+    results : pd.DataFrame
+        ``patient_key``, ``collected_at`` (tz-aware), ``analyte``, ``value``; optionally ``lln``,
+        ``comparator`` and ``status`` (withdrawn results are ignored).
+    events : pd.DataFrame
+        ``patient_key``, ``kind``, ``start_at`` (tz-aware); optionally ``label`` and ``details`` (the
+        regimen, for per-regimen readiness rules).
+    rules : CycleRules
+        Site rules.
+    timezone : str
+        The site's time zone: days are calendar days there (a count drawn at 08:00 a week after a
+        chemotherapy given at noon is on day 7, D8; a day when the clocks change is still one day).
+
+    Returns
+    -------
+    pd.DataFrame
+        Columns ``CYCLE_COLUMNS``, sorted by patient and cycle (1-based). Days are calendar days since the
+        start's day (day 0). Counts are samples, so durations are bounds: ``days_grade3_plus_min`` is the time
+        confirmed at CTCAE grade 3 or worse (from the first to the last of each run of such ANCs; 0 for a
+        single one) and ``days_grade3_plus_max`` the time until the ANC was next seen better (NA when the
+        cycle's last ANC is still at grade 3 or worse); both 0 when no ANC reached grade 3.
+        ``recovery_day`` is the first ANC at or above ``recovery_anc`` after a nadir below it (NA when the
+        nadir was not below it, or no recovery was seen) and ``recovery_after_day`` the day of the count
+        before it: recovery happened in between. ``fever`` describes recorded fevers of the cycle with the
+        ANC nearest them (within a day); ``febrile_neutropenia`` is True when one meets CTCAE v5.0 grade 3
+        (ANC < 1.0 with a single temperature > 38.3 °C, reference §1.1, §7.5), NA when that cannot be told
+        (no temperature written, 38.0-38.3 °C whose duration is unknown, or no ANC within a day).
+        ``length_days`` is the time to the next start (a postponed cycle is longer than planned).
+        ``ready_at_next`` is True or False from the last ANC and platelets in the window before the next
+        start, NA when a count is missing or there is no next cycle; ``readiness`` says why.
+
+    Examples
+    --------
+    >>> start = pd.Timestamp("2026-03-02", tz="UTC")
+    >>> events = pd.DataFrame({"patient_key": 1, "kind": ["chemotherapy", "gcsf", "chemotherapy"],
+    ...     "start_at": [start, start + pd.Timedelta(days=1), start + pd.Timedelta(days=21)]})
+    >>> days = [0, 7, 10, 14, 20, 20]
+    >>> results = pd.DataFrame({"patient_key": 1, "analyte": ["anc"] * 5 + ["plt"],
+    ...     "value": [4.1, 0.8, 0.4, 1.6, 2.5, 180.0], "lln": 1.5,
+    ...     "collected_at": [start + pd.Timedelta(days=d) for d in days]})
+    >>> cycles = treatment_cycles(results, events)
+    >>> cycles[["cycle", "nadir_anc", "nadir_day", "nadir_anc_grade"]].to_dict("records")
+    [{'cycle': 1, 'nadir_anc': 0.4, 'nadir_day': 10, 'nadir_anc_grade': 4},
+     {'cycle': 2, 'nadir_anc': nan, 'nadir_day': None, 'nadir_anc_grade': None}]
+    >>> spells = ["days_grade3_plus_min", "days_grade3_plus_max", "recovery_after_day", "recovery_day"]
+    >>> cycles[spells].iloc[0].tolist()
+    [3, 7, 10, 14]
+    >>> cycles[["gcsf", "length_days", "ready_at_next"]].to_dict("records")
+    [{'gcsf': True, 'length_days': 21, 'ready_at_next': True},
+     {'gcsf': False, 'length_days': None, 'ready_at_next': None}]
+    """
+    cycles = cycles_from_events(events, rules, timezone)
+    if cycles.empty:
+        return pd.DataFrame(columns=list(CYCLE_COLUMNS))
+    work = usable_results(results)
+    inside = in_cycles(work, cycles, timezone)
+    grading = rules.grading
+    inside = inside.assign(grade=ctcae_grade(inside, rules=grading).astype("float64"))
+    keys = ["patient_key", "cycle"]
+    out = cycles.set_index(keys)
+    for analyte, prefix in (("anc", "nadir_anc"), ("wbc", "nadir_wbc")):
+        nadir = _nadir(inside[inside["analyte"].eq(analyte).to_numpy()], keys)
+        out[prefix] = nadir["value"]
+        out[f"{prefix}_comparator"] = nadir["comparator"]
+        out["nadir_day" if analyte == "anc" else "nadir_wbc_day"] = nadir["day"]
+        out[f"{prefix}_grade"] = nadir["grade"]
+        if analyte == "anc":
+            out["nadir_at"] = nadir["collected_at"]
+    anc = inside[inside["analyte"].eq("anc").to_numpy()]
+    severe = _grade3_plus_spells(anc, keys)
+    out["days_grade3_plus_min"], out["days_grade3_plus_max"] = severe["min"], severe["max"]
+    recovery = _recovery(anc, out, keys, rules.recovery_anc)
+    out["recovery_day"], out["recovery_after_day"] = recovery["day"], recovery["after_day"]
+    out["anc_results"] = anc.groupby(keys).size()
+    first, last = rules.nadir_window_days
+    in_window = anc[anc["day"].between(first, last).to_numpy(dtype=bool)]
+    out["nadir_sampled"] = in_window.groupby(keys).size().gt(0)
+    out["gcsf"] = gcsf_cycles(events, cycles).reindex(out.index).fillna(False).astype(bool)
+    out = out.join(cycle_fevers(events, cycles, anc, keys, timezone))
+    out["length_days"] = calendar_days(out["start"], out["next_start"], timezone)
+    out = out.join(judge_readiness(work, cycles, rules, timezone))
+    out = out.reset_index()
+    days = ("nadir_day", "nadir_wbc_day", "recovery_day", "recovery_after_day", "length_days")
+    for name in (*days, "nadir_anc_grade", "nadir_wbc_grade"):
+        out[name] = out[name].astype("Float64").apply(np.floor).astype("Int64")
+    # 0 for a cycle without a count at grade 3+; the maximum is NA while the last count is still there.
+    had_severe = pd.MultiIndex.from_frame(out[keys]).isin(severe.index)
+    for name in ("days_grade3_plus_min", "days_grade3_plus_max"):
+        out[name] = out[name].where(had_severe, 0).round().astype("Int64")
+    out["fever"] = out["fever"].fillna("")
+    out["febrile_neutropenia"] = (
+        out["febrile_neutropenia"].astype("boolean").where(out["fever"].ne(""), False)
+    )
+    out["anc_results"] = out["anc_results"].fillna(0).astype("int64")
+    out["nadir_sampled"] = out["nadir_sampled"].astype("boolean").fillna(False).astype(bool)
+    return out.reindex(columns=list(CYCLE_COLUMNS))
+
+
+def _nadir(rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """The lowest value per cycle (its first occurrence), with its day, comparator and grade."""
+    if rows.empty:
+        return pd.DataFrame(columns=["value", "comparator", "day", "grade", "collected_at"])
+    lowest = rows.loc[rows.groupby(keys)["value"].idxmin().to_numpy()]
+    return lowest.set_index(keys)[["value", "comparator", "day", "grade", "collected_at"]]
+
+
+def _grade3_plus_spells(anc: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Per cycle with an ANC at grade 3 or worse: confirmed (``min``) and possible (``max``) days there.
+
+    ``min`` sums, over each run of consecutive such counts, the time from its first to its last count;
+    ``max`` sums the time from each such count to the next count of the cycle, NaN when the cycle's last
+    count is still at grade 3 or worse.
+    """
+    if anc.empty:
+        return pd.DataFrame(columns=["min", "max"], index=pd.MultiIndex.from_tuples([], names=keys))
+    cycle = [anc[k] for k in keys]
+    severe = anc["grade"].ge(3).fillna(False)
+    gap = days_between(anc["collected_at"], anc.groupby(keys)["collected_at"].shift(-1))
+    run = (~severe).groupby(cycle).cumsum()
+    rows = anc[severe.to_numpy(dtype=bool)]
+    if rows.empty:
+        return pd.DataFrame(columns=["min", "max"], index=pd.MultiIndex.from_tuples([], names=keys))
+    spans = rows.groupby([*[rows[k] for k in keys], run[rows.index]])["collected_at"].agg(["first", "last"])
+    confirmed = days_between(spans["first"], spans["last"]).groupby(level=keys).sum()
+    possible = gap[rows.index].fillna(0).groupby([rows[k] for k in keys]).sum()
+    still_severe = anc.groupby(keys)["grade"].last().ge(3).fillna(False)
+    possible = possible.where(~still_severe.reindex(possible.index).fillna(False).astype(bool))
+    return pd.DataFrame({"min": confirmed.round(), "max": possible.round()})
+
+
+def _recovery(anc: pd.DataFrame, cycles: pd.DataFrame, keys: list[str], threshold: float) -> pd.DataFrame:
+    """Per cycle, the day of the first ANC at or above ``threshold`` after a nadir below it (``day``), and
+    the day of the count before it (``after_day``)."""
+    empty = pd.DataFrame(columns=["day", "after_day"], dtype="float64")
+    nadir = cycles[["nadir_anc", "nadir_at"]].dropna()
+    nadir = nadir[nadir["nadir_anc"].round(COMPARE_DECIMALS) < threshold]
+    if anc.empty or nadir.empty:
+        return empty
+    later = anc.assign(previous_day=anc.groupby(keys)["day"].shift()).merge(
+        nadir.reset_index(), on=keys, how="inner"
+    )
+    above = later["value"].round(COMPARE_DECIMALS) >= threshold
+    above &= ~later["comparator"].isin(["<", "<="]).fillna(False)
+    found = later[(above & (later["collected_at"] > later["nadir_at"])).to_numpy(dtype=bool)]
+    first = found.sort_values("collected_at", kind="stable").groupby(keys).head(1).set_index(keys)
+    return pd.DataFrame({"day": first["day"], "after_day": first["previous_day"]}).astype("float64")
+
+
+def gcsf_cycles(events: pd.DataFrame, cycles: pd.DataFrame) -> pd.Series:
+    """True for cycles in which a G-CSF event starts."""
+    events = with_utc_starts(events)
+    given = events[events["kind"].eq("gcsf").to_numpy(dtype=bool)][["patient_key", "start_at"]]
+    if given.empty:
+        return pd.Series(dtype=bool)
+    spans = given.merge(cycles[["patient_key", "cycle", "day_start", "end"]], on="patient_key")
+    spans = spans[((spans["start_at"] >= spans["day_start"]) & (spans["start_at"] < spans["end"])).to_numpy()]
+    return spans.groupby(["patient_key", "cycle"]).size().gt(0)
