@@ -5,14 +5,12 @@ from __future__ import annotations
 import streamlit as st
 from sqlalchemy.exc import SQLAlchemyError
 
-from db.config import cache_seconds, display_timezone
 from ui import data, identity
 
 st.set_page_config(page_title="Leukopenia monitor", page_icon="🩸", layout="wide")
 
 try:
-    display_timezone()
-    cache_seconds()
+    data.config()  # the site's configuration, built once per process: a setting that cannot be used is named
     data.store()
 except Exception as error:  # noqa: BLE001 - the page must say what is wrong, not show a traceback
     cause = getattr(error, "orig", None) or error
@@ -64,6 +62,6 @@ except SQLAlchemyError as error:  # the store went away (network, server restart
     data.refresh()
     st.error(
         "The patient store cannot be used just now, so nothing is shown rather than something stale "
-        f"({type(error.orig or error).__name__}). Reload the page to try again.",
+        f"({type(getattr(error, 'orig', None) or error).__name__}). Reload the page to try again.",
         icon=":material/cloud_off:",
     )

@@ -11,13 +11,14 @@ from datetime import UTC, datetime
 import pandas as pd
 import streamlit as st
 
-from db.settings import save_site_rules, set_lab_range
 from monitor.analysis.rules import set_value, setting_rows
 from monitor.analytes import ANALYTES
+from services.rules import save_site_rules, set_lab_range
 from ui import data
-from ui.identity import current_user, current_viewer
+from ui.identity import current_viewer
 
-if not current_viewer().may("administer"):
+viewer = current_viewer()
+if not viewer.may("administer"):
     st.error("This page is for administrators.")
     st.stop()
 
@@ -48,12 +49,13 @@ with rules_tab:
     if st.button("Save changes and recompute", disabled=changes.empty, type="primary", key="settings_save"):
         try:
             overrides = dict(rules.overrides)
-            for row in changes.itertuples(index=False):
-                value = json.loads(row.value)
-                same_as_default = value == rows.loc[rows["key"] == row.key, "default"].iloc[0]
-                overrides = set_value(overrides, row.key, None if same_as_default else value)
-            with data.store().begin() as session:
-                save_site_rules(session, overrides, by=current_user(), now=datetime.now(UTC))
+            for key, text in zip(changes["key"].astype(str), changes["value"].astype(str), strict=True):
+                value = json.loads(text)
+                same_as_default = value == rows.loc[rows["key"] == key, "default"].iloc[0]
+                overrides = set_value(overrides, key, None if same_as_default else value)
+            save_site_rules(
+                data.store(), overrides, viewer=viewer, now=datetime.now(UTC), timezone=data.config().timezone
+            )
         except (ValueError, TypeError) as error:  # json.JSONDecodeError is a ValueError
             st.error(f"Not saved: {error}")
         else:
@@ -86,8 +88,13 @@ with regimen_tab:
             rule = None if remove else {"anc_min": anc_min, "plt_min": plt_min, "inclusive": inclusive}
             try:
                 overrides = set_value(rules.overrides, key, rule)
-                with data.store().begin() as session:
-                    save_site_rules(session, overrides, by=current_user(), now=datetime.now(UTC))
+                save_site_rules(
+                    data.store(),
+                    overrides,
+                    viewer=viewer,
+                    now=datetime.now(UTC),
+                    timezone=data.config().timezone,
+                )
             except ValueError as error:
                 st.error(f"Not saved: {error}")
             else:
@@ -123,20 +130,20 @@ with lab_tab:
         remove = st.checkbox("Remove the range for this lab, analyte, sex and band instead")
         if st.form_submit_button("Save lab range"):
             try:
-                with data.store().begin() as session:
-                    set_lab_range(
-                        session,
-                        lab=lab,
-                        analyte=analyte,
-                        low=None if remove else low,
-                        high=None if remove or high == 0 else high,
-                        sex=None if sex == "either" else sex,
-                        min_months=None if min_months < 0 else min_months,
-                        max_months=None if max_months == 0 else max_months,
-                        source=source,
-                        by=current_user(),
-                        now=datetime.now(UTC),
-                    )
+                set_lab_range(
+                    data.store(),
+                    lab=lab,
+                    analyte=analyte,
+                    low=None if remove else low,
+                    high=None if remove or high == 0 else high,
+                    sex=None if sex == "either" else sex,
+                    min_months=None if min_months < 0 else min_months,
+                    max_months=None if max_months == 0 else max_months,
+                    source=source,
+                    viewer=viewer,
+                    now=datetime.now(UTC),
+                    timezone=data.config().timezone,
+                )
             except ValueError as error:
                 st.error(f"Not saved: {error}")
             else:

@@ -154,7 +154,7 @@ def step_import(work: Path, url: str) -> dict[str, float]:
     from db.importer import import_path
     from db.store import open_store
 
-    factory = open_store(url)
+    factory = open_store(url, timezone="UTC")
     started = time.perf_counter()
     summary = import_path(factory, work / "cohort.csv", imported_by="benchmark")
     seconds = time.perf_counter() - started
@@ -169,10 +169,10 @@ def step_recompute(work: Path, url: str) -> dict[str, float]:
     from db.status import refresh_all_status
     from db.store import open_store
 
-    factory = open_store(url)
+    factory = open_store(url, timezone="UTC")
     started = time.perf_counter()
     with factory.begin() as session:
-        patients = refresh_all_status(session, now=datetime.now(UTC))
+        patients = refresh_all_status(session, now=datetime.now(UTC), timezone="UTC")
     return {"seconds": time.perf_counter() - started, "peak_mb": peak_rss_mb(), "patients": patients}
 
 
@@ -245,7 +245,7 @@ def _postgres_database(admin_url: str) -> tuple[str, object]:
 
     url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
     engine = make_engine(url)
-    upgrade(engine)
+    upgrade(engine, timezone="UTC")
     engine.dispose()
     return url, drop
 

@@ -95,7 +95,7 @@ def raw_driver_into_store(path: Path, database: Path) -> dict[str, float]:
     """
     from db.store import open_store
 
-    open_store(f"sqlite:///{database}").kw["bind"].dispose()
+    open_store(f"sqlite:///{database}", timezone="UTC").kw["bind"].dispose()
     started = time.perf_counter()
     connection = sqlite3.connect(database)
     for pragma in ("foreign_keys=ON", "journal_mode=WAL", "synchronous=NORMAL", "cache_size=-65536"):
@@ -165,7 +165,7 @@ def project_import(path: Path, database: Path) -> dict[str, float]:
     from db.importer import import_path
     from db.store import open_store
 
-    factory = open_store(f"sqlite:///{database}")
+    factory = open_store(f"sqlite:///{database}", timezone="UTC")
     started = time.perf_counter()
     summary = import_path(factory, path, imported_by="benchmark")
     seconds = time.perf_counter() - started

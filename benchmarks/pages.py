@@ -107,7 +107,7 @@ def main() -> None:
         results = write_cohort(path, args.patients, args.panels, args.long_panels)
         url = f"sqlite:///{Path(folder) / 'bench.db'}"
         started = time.perf_counter()
-        summary = import_path(open_store(url), path, imported_by="benchmark")
+        summary = import_path(open_store(url, timezone="UTC"), path, imported_by="benchmark")
         assert summary.error is None, summary.error
         print(
             f"store: {args.patients + 1:,} patients, {results:,} results "

@@ -155,13 +155,13 @@ def store(results: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "results.csv"
         generate(path, results)
-        factory = open_store(f"sqlite:///{Path(folder) / 'bench.db'}")
+        factory = open_store(f"sqlite:///{Path(folder) / 'bench.db'}", timezone="UTC")
         summary = import_path(factory, path, imported_by="benchmark")
         assert summary.error is None, summary.error
         imported_mb = peak_rss_mb()
         started = time.perf_counter()
         with factory.begin() as session:
-            patients = refresh_all_status(session, now=datetime.now(UTC))
+            patients = refresh_all_status(session, now=datetime.now(UTC), timezone="UTC")
         seconds = time.perf_counter() - started
     return {"seconds": seconds, "patients": patients, "peak_mb": peak_rss_mb(), "import_peak_mb": imported_mb}
 

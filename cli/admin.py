@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import getpass
 import json
 import sys
 from datetime import UTC, datetime
@@ -10,6 +12,7 @@ import click
 import pandas as pd
 
 from cli.app import (
+    _config,
     _emit,
     _factory,
     _login_name,
@@ -17,6 +20,8 @@ from cli.app import (
     output_format,
     store_options,
 )
+from services.accounts import SYSTEM, Viewer
+from services.store import open_store
 
 
 @cli.group()
@@ -33,16 +38,12 @@ def db_upgrade(database: str | None) -> None:
     Example:
       MONITOR_DATABASE_URL=postgresql+psycopg://monitor@db/monitor python -m monitor db upgrade
     """
-    from db.config import database_url
-    from db.migrate import current_revision, upgrade
-    from db.session import make_engine
+    from services.admin import upgrade_schema
 
-    engine = make_engine(database_url(database))
-    before = current_revision(engine)
-    upgrade(engine)
-    after = current_revision(engine)
+    done = upgrade_schema(_config(database))
     click.echo(
-        f"schema at {after}" + (" (already current)" if before == after else f" (was {before or 'empty'})")
+        f"schema at {done.after}"
+        + (" (already current)" if done.already_current else f" (was {done.before or 'empty'})")
     )
 
 
@@ -64,11 +65,12 @@ def demo(database: str | None, n_patients: int, seed: int) -> None:
     Example:
       python -m monitor demo --patients 120 --seed 7
     """
-    from db.demo import seed_demo
+    from services.admin import seed_demo
 
-    factory = _factory(database)
-    with factory.begin() as session:
-        summary = seed_demo(session, patients=n_patients, seed=seed, today=datetime.now(UTC).date())
+    config = _config(database)
+    summary = seed_demo(
+        open_store(config), patients=n_patients, seed=seed, now=datetime.now(UTC), timezone=config.timezone
+    )
     if summary.already_seeded:
         click.echo(
             f"synthetic demo cohort already present ({n_patients} patients, seed {seed}); nothing added"
@@ -92,19 +94,22 @@ def recompute(database: str | None) -> None:
     Example:
       python -m monitor recompute
     """
-    from datetime import UTC, datetime
+    from services.admin import recompute_all
 
-    from db.status import refresh_all_status
-
-    factory = _factory(database)
-    with factory.begin() as session:
-        count = refresh_all_status(session, now=datetime.now(UTC))
+    config = _config(database)
+    count = recompute_all(open_store(config), now=datetime.now(UTC), timezone=config.timezone)
     click.echo(f"recomputed the status of {count} patients")
 
 
 @cli.group()
 def settings() -> None:
     """The site's rules: grading, flags and cycles, with defaults and sources."""
+
+
+def _administrator(by: str | None) -> Viewer:
+    """The command line's user as the one changing the site's settings: the system itself (shell access to
+    the store is admin), named ``--by`` or by the login name."""
+    return dataclasses.replace(SYSTEM, username=by or getpass.getuser())
 
 
 @settings.command("show")
@@ -117,12 +122,10 @@ def settings_show(database: str | None, fmt: str) -> None:
     Example:
       python -m monitor settings show
     """
-    from db.settings import site_rules
     from monitor.analysis.rules import setting_rows
+    from services.rules import site_rules
 
-    factory = _factory(database)
-    with factory() as session:
-        rows = setting_rows(site_rules(session))
+    rows = setting_rows(site_rules(_factory(database)))
     frame = pd.DataFrame(rows)
     for column in ("value", "default"):
         frame[column] = frame[column].map(lambda v: json.dumps(v) if fmt != "json" else v)
@@ -146,24 +149,21 @@ def settings_set(database: str | None, key: str, value: str, by: str | None) -> 
       python -m monitor settings set grading.ctcae_version '"5.0"'
       python -m monitor settings set flags.persistent_min_days default
     """
-    import getpass
-    from datetime import UTC, datetime
-
-    from db.settings import save_site_rules, site_rules
-    from monitor.analysis.rules import set_value, setting_rows
+    from monitor.analysis.rules import setting_rows
+    from services.rules import set_setting
 
     try:
         parsed = None if value == "default" else json.loads(value)
     except json.JSONDecodeError:
         parsed = value  # a bare word, e.g. a CTCAE version typed without quotes
-    factory = _factory(database)
-    with factory.begin() as session:
-        current = site_rules(session)
-        try:
-            overrides = set_value(current.overrides, key, parsed)
-            rules = save_site_rules(session, overrides, by=by or getpass.getuser(), now=datetime.now(UTC))
-        except (ValueError, TypeError) as error:
-            raise click.BadParameter(str(error), param_hint="KEY/VALUE") from error
+    config = _config(database)
+    store = open_store(config)
+    try:
+        rules = set_setting(
+            store, key, parsed, viewer=_administrator(by), now=datetime.now(UTC), timezone=config.timezone
+        )
+    except (ValueError, TypeError) as error:
+        raise click.BadParameter(str(error), param_hint="KEY/VALUE") from error
     now_in_force = {row["key"]: row["value"] for row in setting_rows(rules)}
     shown = json.dumps(now_in_force[key]) if key in now_in_force else "(a group)"
     click.echo(f"{key} = {shown}; patient status recomputed")
@@ -179,12 +179,9 @@ def lab_ranges() -> None:
 @store_options
 def lab_ranges_list(database: str | None, fmt: str) -> None:
     """The configured lab ranges."""
-    from db.settings import lab_range_list
+    from services.rules import lab_range_list
 
-    factory = _factory(database)
-    with factory() as session:
-        frame = lab_range_list(session)
-    _emit(frame, fmt)
+    _emit(lab_range_list(_factory(database)), fmt)
 
 
 @lab_ranges.command("set")
@@ -221,31 +218,29 @@ def lab_ranges_set(
     Example:
       python -m monitor lab-ranges set CITYLAB wbc 3.8 10.4 --source "City lab handbook 2026"
     """
-    import getpass
-    from datetime import UTC, datetime
-
-    from db.settings import set_lab_range
+    from services.rules import set_lab_range
 
     if low is None and not remove:
         raise click.BadParameter("give LOW (and HIGH), or --remove", param_hint="LOW")
-    factory = _factory(database)
-    with factory.begin() as session:
-        try:
-            set_lab_range(
-                session,
-                lab=lab,
-                analyte=analyte,
-                low=None if remove else low,
-                high=None if remove else high,
-                sex=sex,
-                min_months=min_months,
-                max_months=max_months,
-                source=source,
-                by=by or getpass.getuser(),
-                now=datetime.now(UTC),
-            )
-        except ValueError as error:
-            raise click.BadParameter(str(error)) from error
+    config = _config(database)
+    store = open_store(config)
+    try:
+        set_lab_range(
+            store,
+            lab=lab,
+            analyte=analyte,
+            low=None if remove else low,
+            high=None if remove else high,
+            sex=sex,
+            min_months=min_months,
+            max_months=max_months,
+            source=source,
+            viewer=_administrator(by),
+            now=datetime.now(UTC),
+            timezone=config.timezone,
+        )
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from error
     what = "removed" if remove else f"{low:g} - {'' if high is None else f'{high:g}'}"
     if min_months is None and max_months is None:
         band = "adults (11 years or more; --min-months 0 for every age)"

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from db.accounts import Viewer
 from db.audit import record
+from db.config import display_timezone
 from db.models import Acknowledgement, ClinicalEvent, PatientStatus, ReferenceOverride
 from db.queries import check_access
 from db.status import refresh_patient_status
@@ -96,7 +97,7 @@ def add_event(
         details={"kind": kind, "start": start, "end": end, "label": label},
     )
     session.flush()
-    refresh_patient_status(session, [patient_key], now=now)
+    refresh_patient_status(session, [patient_key], now=now, timezone=display_timezone())
 
 
 def set_patient_range(
@@ -153,4 +154,4 @@ def set_patient_range(
         details={"analyte": analyte, "low": low, "high": high, "reason": reason},
     )
     session.flush()
-    refresh_patient_status(session, [patient_key], now=now)
+    refresh_patient_status(session, [patient_key], now=now, timezone=display_timezone())

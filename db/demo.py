@@ -1,8 +1,9 @@
-"""Seed the synthetic demo cohort (monitor.simulation.demo) into the store, idempotently and in bulk.
+"""Store the synthetic demo cohort (monitor.simulation.demo), idempotently and in bulk.
 
 Everything written here is marked synthetic: patients (``is_synthetic``, authority ``DEMO``), labs, and the
 import batch. The cohort is simulated up to an anchor date fixed at the first seeding and kept as a
-setting, so seeding again on a later day adds nothing.
+setting, so seeding again on a later day adds nothing. Simulating it and recomputing the patients' status
+is the caller's part (``services.admin``).
 """
 
 from __future__ import annotations
@@ -21,9 +22,8 @@ from db.accounts import ensure_demo_accounts
 from db.frames import read_frame, read_frame_in, to_records
 from db.ingest import ensure_patients, new_batch, write_results
 from db.models import ClinicalEvent, ImportBatch, PatientTeam, ReferenceOverride, Setting, Team
-from db.status import refresh_patient_status
 from monitor.analytes import PREFERRED_LOINC
-from monitor.simulation.demo import DemoCohort, simulate_cohort
+from monitor.simulation.demo import DemoCohort
 
 DEMO_AUTHORITY = "DEMO"
 DEMO_USER = "demo-seed"
@@ -33,41 +33,59 @@ TEAMS = {"oncology": "Oncology", "internal-medicine": "Internal medicine"}
 
 
 @dataclass(frozen=True, slots=True)
-class DemoSummary:
-    patients: int
+class StoredResults:
+    """What storing a cohort's results wrote: its import batch, the patients whose results it added or
+    changed, every patient of the cohort (their store keys by identifier), and how many results were new."""
+
+    batch_id: int
+    written: tuple[int, ...]
+    keys: pd.Series
     results_added: int
-    events_added: int
-    already_seeded: bool
-    anchor: date
+
+    @property
+    def patients(self) -> tuple[int, ...]:
+        return tuple(sorted(int(key) for key in self.keys.unique()))
 
 
 class DemoConflict(ValueError):
     """The store already holds a demo cohort simulated with another seed."""
 
 
-def _fixed(session: Session, key: str, value: object) -> object:
+def _fixed(session: Session, key: str, value: object, *, now: datetime) -> object:
     """A setting fixed the first time the cohort is seeded: the stored value, or ``value`` now stored."""
     stored = session.get(Setting, key)
     if stored is not None:
         return json.loads(stored.value)
-    session.add(Setting(key=key, value=json.dumps(value), updated_by=DEMO_USER, updated_at=datetime.now(UTC)))
+    session.add(Setting(key=key, value=json.dumps(value), updated_by=DEMO_USER, updated_at=now))
     session.flush()
     return value
 
 
-def anchor_date(session: Session, *, today: date) -> date:
-    """The demo's end date: fixed the first time the cohort is seeded, so a later seeding adds nothing."""
-    return date.fromisoformat(str(_fixed(session, ANCHOR_SETTING, today.isoformat())))
+def anchor_date(session: Session, *, now: datetime) -> date:
+    """The demo's end date: fixed the first time the cohort is seeded (``now``'s date in UTC), so a later
+    seeding adds nothing."""
+    today = now.astimezone(UTC).date()
+    return date.fromisoformat(str(_fixed(session, ANCHOR_SETTING, today.isoformat(), now=now)))
 
 
-def check_seed(session: Session, seed: int) -> None:
+def check_seed(session: Session, seed: int, *, now: datetime) -> None:
     """Refuse a second cohort with another seed: its patients would share identifiers with the first."""
-    first = _fixed(session, SEED_SETTING, seed)
+    first = _fixed(session, SEED_SETTING, seed, now=now)
     if first != seed:
         raise DemoConflict(
             f"the store holds the demo cohort simulated with seed {first}; seeding with {seed} would mix two "
             f"histories under the same identifiers (use --seed {first}, or a new database)"
         )
+
+
+def _fingerprint(patients: int, seed: int, anchor: date) -> str:
+    return hashlib.sha256(f"demo:{patients}:{seed}:{anchor}".encode()).hexdigest()
+
+
+def already_seeded(session: Session, *, patients: int, seed: int, anchor: date) -> bool:
+    """Whether this cohort (its size, seed and anchor date) is stored already."""
+    fingerprint = _fingerprint(patients, seed, anchor)
+    return session.scalar(select(ImportBatch.id).where(ImportBatch.content_sha256 == fingerprint)) is not None
 
 
 def _canonical_results(cohort: DemoCohort) -> pd.DataFrame:
@@ -132,22 +150,15 @@ def _add_missing(
     return len(new)
 
 
-def seed_demo(session: Session, *, patients: int, seed: int, today: date) -> DemoSummary:
-    """Simulate and store the demo cohort inside the caller's transaction."""
-    check_seed(session, seed)
-    anchor = anchor_date(session, today=today)
-    fingerprint = hashlib.sha256(f"demo:{patients}:{seed}:{anchor}".encode()).hexdigest()
-    done = session.scalar(select(ImportBatch.id).where(ImportBatch.content_sha256 == fingerprint))
-    if done is not None:
-        ensure_demo_accounts(session, now=datetime.now(UTC))  # a store seeded before accounts existed
-        return DemoSummary(patients, 0, 0, True, anchor)
-
-    cohort = simulate_cohort(patients, seed=seed, end_date=anchor)
-    now = datetime.now(UTC)
+def store_results(
+    session: Session, cohort: DemoCohort, *, seed: int, anchor: date, now: datetime
+) -> StoredResults:
+    """Store the simulated ``cohort``'s patients, labs and results as one synthetic import batch."""
+    patients = len(cohort.patients)
     batch = new_batch(
         session,
         file_name=f"synthetic demo cohort ({patients} patients, seed {seed}, to {anchor})",
-        sha256=fingerprint,
+        sha256=_fingerprint(patients, seed, anchor),
         fmt="demo",
         imported_by=DEMO_USER,
         now=now,
@@ -160,10 +171,17 @@ def seed_demo(session: Session, *, patients: int, seed: int, today: date) -> Dem
         now=now,
         patients=people,
         labs=cohort.labs.assign(is_synthetic=True),
+        refresh_status=False,
     )
     batch.accepted, batch.unchanged, batch.superseded = counts.accepted, counts.unchanged, counts.superseded
-
     keys = ensure_patients(session, people, now=now).set_index("patient_id")["patient_key"]
+    return StoredResults(batch.id, tuple(counts.patient_keys), keys, counts.accepted)
+
+
+def store_care(session: Session, cohort: DemoCohort, stored: StoredResults, *, now: datetime) -> int:
+    """Store what surrounds the cohort's ``stored`` results: care teams and memberships, the demo accounts,
+    clinical events and patient-specific ranges; return how many events were new."""
+    keys = stored.keys
     team_ids = _ensure_teams(session)
     memberships = pd.DataFrame(
         {
@@ -178,7 +196,7 @@ def seed_demo(session: Session, *, patients: int, seed: int, today: date) -> Dem
     events = events.assign(
         patient_id=events["patient_id"].map(keys).astype("int64"),
         created_by=DEMO_USER,
-        batch_id=batch.id,
+        batch_id=stored.batch_id,
         created_at=now,
     )
     added = _add_missing(
@@ -192,6 +210,4 @@ def seed_demo(session: Session, *, patients: int, seed: int, today: date) -> Dem
         is_active=True,
     )
     _add_missing(session, ReferenceOverride, overrides, ["patient_id", "analyte"])
-    # The overrides change which limit applies to those patients: recompute their status.
-    refresh_patient_status(session, sorted(keys.unique().tolist()), now=now)
-    return DemoSummary(len(cohort.patients), counts.accepted, added, False, anchor)
+    return added

@@ -492,7 +492,7 @@ def _import_pieces(
         pending += parsed.pending
         if report is not None:
             report()
-    refresh_patient_status(session, counts.patient_keys, now=now, written=held)
+    refresh_patient_status(session, counts.patient_keys, now=now, timezone=display_timezone(), written=held)
     assigned, teamless = _to_teams(session, naming, teams, now=now, by=imported_by)
     rejected = _in_file_order(pd.concat(refused, ignore_index=True))
     keep_rejected(session, batch.id, rejected)

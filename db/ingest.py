@@ -17,6 +17,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from db.audit import record
+from db.config import display_timezone
 from db.frames import bulk_insert, read_frame_in, to_records
 from db.models import ImportBatch, Lab, OtherObservation, Panel, Patient, RejectedRecord, Result
 from db.status import BatchResults, refresh_patient_status
@@ -327,7 +328,7 @@ def write_results(
     counts.unchanged = int(unchanged.sum())
     counts.patient_keys = sorted(fresh["patient_key"].unique().tolist())
     if refresh_status:
-        refresh_patient_status(session, counts.patient_keys, now=now)
+        refresh_patient_status(session, counts.patient_keys, now=now, timezone=display_timezone())
     return counts
 
 

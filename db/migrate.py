@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from pathlib import Path
+
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
-from db.config import PROJECT_ROOT
+from db.session import make_session_factory
+from db.status import refresh_all_status
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 class StoreOutOfDate(RuntimeError):
@@ -33,19 +39,14 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
+def upgrade(engine: Engine, revision: str = "head", *, timezone: str) -> None:
     """Apply migrations up to ``revision``; a store that held data gets its patient status recomputed
-    (a migration may add to what the status holds)."""
+    (a migration may add to what the status holds), its cycle days counted in the site's ``timezone``."""
     before = current_revision(engine)
     command.upgrade(alembic_config(engine), revision)
     if before is not None and current_revision(engine) != before:
-        from datetime import UTC, datetime
-
-        from db.session import make_session_factory
-        from db.status import refresh_all_status
-
         with make_session_factory(engine).begin() as session:
-            refresh_all_status(session, now=datetime.now(UTC))
+            refresh_all_status(session, now=datetime.now(UTC), timezone=timezone)
 
 
 def downgrade(engine: Engine, revision: str) -> None:
@@ -53,8 +54,9 @@ def downgrade(engine: Engine, revision: str) -> None:
     command.downgrade(alembic_config(engine), revision)
 
 
-def ensure_current(engine: Engine) -> None:
-    """Create or upgrade a SQLite store; refuse to touch a shared store that is behind the code.
+def ensure_current(engine: Engine, *, timezone: str) -> None:
+    """Create or upgrade a SQLite store (``timezone``: the site's, for the status an upgrade recomputes);
+    refuse to touch a shared store that is behind the code.
 
     A PostgreSQL store is shared by several users and instances, so its schema changes only when an
     administrator runs ``python -m monitor db upgrade``.
@@ -62,6 +64,6 @@ def ensure_current(engine: Engine) -> None:
     if current_revision(engine) == head_revision():
         return
     if engine.dialect.name == "sqlite":
-        upgrade(engine)
+        upgrade(engine, timezone=timezone)
         return
     raise StoreOutOfDate("the database schema is not up to date; run: python -m monitor db upgrade")

@@ -1,18 +1,20 @@
 """Site settings in the store: the analysis rules (``monitor.analysis.rules``) and the labs' reference ranges.
 
-Changing either recomputes the patient status, so lists show grades and flags under the new rules at once.
+Read and written here; the audit row and the patient status recomputed under the new settings are the
+caller's part of the same transaction (``services.rules``).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 import pandas as pd
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from db.audit import record
 from db.frames import read_frame
 from db.models import Lab, LabRange, Setting
 from monitor.analysis.rules import SiteRules
@@ -28,10 +30,8 @@ def site_rules(session: Session) -> SiteRules:
     return SiteRules.from_mapping(json.loads(stored.value) if stored else {})
 
 
-def save_site_rules(session: Session, overrides: dict, *, by: str, now: datetime) -> SiteRules:
-    """Validate and store the site's overrides, then recompute every patient's status under them."""
-    from db.status import refresh_all_status
-
+def save_site_rules(session: Session, overrides: Mapping[str, Any], *, by: str, now: datetime) -> SiteRules:
+    """Validate and store the site's overrides; return the rules now in force."""
     # Raises ValueError, naming the setting, before anything is written.
     rules = SiteRules.from_mapping(overrides)
     stored = session.get(Setting, RULES_KEY)
@@ -39,9 +39,7 @@ def save_site_rules(session: Session, overrides: dict, *, by: str, now: datetime
         session.add(Setting(key=RULES_KEY, value=rules.to_json(), updated_by=by, updated_at=now))
     else:
         stored.value, stored.updated_by, stored.updated_at = rules.to_json(), by, now
-    record(session, at=now, username=by, action="settings", details=dict(rules.overrides))
     session.flush()
-    refresh_all_status(session, now=now)
     return rules
 
 
@@ -95,12 +93,10 @@ def set_lab_range(
     by: str,
     now: datetime,
 ) -> None:
-    """Set (or, with ``low`` None, remove) a lab's range for an analyte, sex and age band; recompute.
+    """Set (or, with ``low`` None, remove) a lab's range for an analyte, sex and age band.
 
     Values are in the analyte's canonical unit (counts 10^9/L, haemoglobin g/dL).
     """
-    from db.status import refresh_all_status
-
     found = session.scalar(select(Lab).where(Lab.code == lab))
     if found is None:
         known = session.scalars(select(Lab.code).order_by(Lab.code).limit(20)).all()
@@ -139,8 +135,4 @@ def set_lab_range(
                 updated_at=now,
             )
         )
-    details = {"lab": lab, "analyte": analyte, "low": low, "high": high, "sex": sex}
-    details["band_months"] = [min_months, max_months]
-    record(session, at=now, username=by, action="lab_range", details=details)
     session.flush()
-    refresh_all_status(session, now=now)

@@ -13,7 +13,6 @@ import pandas as pd
 from sqlalchemy import Select, delete, distinct, func, or_, select
 from sqlalchemy.orm import Session
 
-from db.config import display_timezone
 from db.frames import CHUNK, bulk_insert, chunks, read_frame_in
 from db.models import ClinicalEvent, Panel, Patient, PatientStatus, ReferenceOverride, Result, StatusChange
 from db.settings import lab_ranges, site_rules
@@ -85,20 +84,25 @@ class BatchResults:
 
 
 def refresh_patient_status(
-    session: Session, patient_keys: Sequence[int], *, now: datetime, written: BatchResults | None = None
+    session: Session,
+    patient_keys: Sequence[int],
+    *,
+    now: datetime,
+    timezone: str,
+    written: BatchResults | None = None,
 ) -> None:
     """Recompute and replace the status rows of ``patient_keys`` (every patient keeps a row).
 
     Reads only what the status needs: per-patient panel counts computed by the database and the
-    WBC/ANC/ALC history the latest values, grades and flags are drawn from. ``written``: an import's own
-    results, which are taken from memory rather than read back (the panels that batch created are skipped
-    in the reads).
+    WBC/ANC/ALC history the latest values, grades and flags are drawn from. ``timezone``: the site's zone,
+    in which a cycle's days are counted. ``written``: an import's own results, which are taken from memory
+    rather than read back (the panels that batch created are skipped in the reads).
     """
     held = None
     if written is not None and written.parts and not written.overflowed:
         held = (written.batch_id, written.current())
     for part in _passes(session, list(patient_keys)):
-        _refresh(session, part, now=now, held=held)
+        _refresh(session, part, now=now, timezone=timezone, held=held)
 
 
 def _passes(session: Session, patient_keys: list[int]) -> list[list[int]]:
@@ -124,7 +128,12 @@ def _passes(session: Session, patient_keys: list[int]) -> list[list[int]]:
 
 
 def _refresh(
-    session: Session, patient_keys: list[int], *, now: datetime, held: tuple[int, pd.DataFrame] | None
+    session: Session,
+    patient_keys: list[int],
+    *,
+    now: datetime,
+    timezone: str,
+    held: tuple[int, pd.DataFrame] | None,
 ) -> None:
     if not patient_keys:
         return
@@ -160,7 +169,7 @@ def _refresh(
     summary = counts.set_index("patient_key").join(latest_values(latest))
     summary = summary.join(_graded(latest, context)).join(_flagged(history, context, now))
     summary = summary.join(_pattern(session, history, latest, context))
-    summary = summary.join(_recent_wbc(history)).join(_cycle_now(session, history, context, now))
+    summary = summary.join(_recent_wbc(history)).join(_cycle_now(session, history, context, now, timezone))
     summary = summary.reindex(list(patient_keys))
     # A text column that no patient of this pass filled arrives as all-NaN floats: filled as text.
     for column, empty in (
@@ -406,8 +415,11 @@ def _recent_wbc(history: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"wbc_recent": recent.map(json.dumps)})
 
 
-def _cycle_now(session: Session, history: pd.DataFrame, context: Context, now: datetime) -> pd.DataFrame:
-    """For patients in a chemotherapy cycle now: the cycle, its day and readiness if it restarted now."""
+def _cycle_now(
+    session: Session, history: pd.DataFrame, context: Context, now: datetime, timezone: str
+) -> pd.DataFrame:
+    """For patients in a chemotherapy cycle now: the cycle, its day (in the site's zone) and readiness if it
+    restarted now."""
     columns = ["cycle", "cycle_start", "ready_now", "readiness"]
     empty = pd.DataFrame(columns=columns, index=pd.Index([], name="patient_key"))
     keys = [int(key) for key in history["patient_key"].unique()]
@@ -450,14 +462,15 @@ def _cycle_now(session: Session, history: pd.DataFrame, context: Context, now: d
     )
     anc = history[history["analyte"].eq("anc").to_numpy(dtype=bool) & history["patient_key"].isin(treated)]
     counts = pd.concat([anc, platelets], ignore_index=True) if not platelets.empty else anc
-    found = readiness_now(counts, events, as_of=pd.Timestamp(now), rules=rules, timezone=display_timezone())
+    found = readiness_now(counts, events, as_of=pd.Timestamp(now), rules=rules, timezone=timezone)
     if found.empty:
         return empty
     return found.set_index("patient_key")[columns]
 
 
-def refresh_all_status(session: Session, *, now: datetime) -> int:
-    """Recompute every patient's status (after a schema change adds to it); return how many."""
+def refresh_all_status(session: Session, *, now: datetime, timezone: str) -> int:
+    """Recompute every patient's status (after new rules, or a schema change that adds to it); return how
+    many."""
     keys = [int(key) for key in session.scalars(select(Patient.id).order_by(Patient.id))]
-    refresh_patient_status(session, keys, now=now)
+    refresh_patient_status(session, keys, now=now, timezone=timezone)
     return len(keys)

@@ -1,13 +1,14 @@
-"""Alembic environment: the URL from the project's settings, the models' metadata as the target."""
+"""Alembic environment: the engine the caller passes (``db.migrate``), else one on the URL the site's
+configuration names (``alembic`` run by hand); the models' metadata as the target."""
 
 from __future__ import annotations
 
 from alembic import context
 from sqlalchemy import Connection
 
-from db.config import database_url
 from db.models import Base
 from db.session import make_engine
+from services.config import Config as SiteConfig
 
 config = context.config
 target_metadata = Base.metadata
@@ -26,7 +27,7 @@ def _run(connection: Connection) -> None:
 
 def run_migrations_offline() -> None:
     context.configure(
-        url=database_url(),
+        url=SiteConfig.from_environment().database_url,
         target_metadata=target_metadata,
         literal_binds=True,
         compare_type=True,
@@ -36,7 +37,7 @@ def run_migrations_offline() -> None:
 
 
 def run_migrations_online() -> None:
-    engine = config.attributes.get("engine") or make_engine(database_url())
+    engine = config.attributes.get("engine") or make_engine(SiteConfig.from_environment().database_url)
     with engine.connect() as connection:
         _run(connection)
         connection.commit()

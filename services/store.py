@@ -11,4 +11,4 @@ from services.config import Config
 def open_store(config: Config) -> sessionmaker[Session]:
     """Sessions on the configured store; an empty or old SQLite store is created or upgraded first (a shared
     PostgreSQL store is upgraded only by ``python -m monitor db upgrade``)."""
-    return _open(config.database_url)
+    return _open(config.database_url, timezone=config.timezone)

@@ -89,5 +89,5 @@ def engine(db_url: str) -> Iterator[Engine]:
 @pytest.fixture
 def store(engine: Engine) -> sessionmaker[Session]:
     """A migrated, empty store of each kind."""
-    upgrade(engine)
+    upgrade(engine, timezone="UTC")
     return make_session_factory(engine)

@@ -20,7 +20,6 @@ from db.accounts import (
     viewer_named,
 )
 from db.actions import add_event
-from db.demo import seed_demo
 from db.models import AppUser, AuditLog
 from db.queries import (
     PatientNotFound,
@@ -32,6 +31,7 @@ from db.queries import (
     patient_results,
     treated_patients,
 )
+from services.admin import seed_demo
 from tests.test_cli import monitor
 
 NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
@@ -40,8 +40,7 @@ NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 @pytest.fixture
 def demo(store):
     """The demo cohort (with its accounts) in a fresh store of each kind."""
-    with store.begin() as session:
-        seed_demo(session, patients=60, seed=7, today=NOW.date())
+    seed_demo(store, patients=60, seed=7, now=NOW, timezone="UTC")
     return store
 
 
@@ -224,7 +223,7 @@ def test_every_kind_of_action_leaves_an_audit_row(store, tmp_path) -> None:
     from db.actions import acknowledge, set_patient_range
     from db.importer import import_path
     from db.queries import audit_export, audit_view
-    from db.settings import save_site_rules, set_lab_range
+    from services.rules import save_site_rules, set_lab_range
     from tests.conftest import DATA
 
     import_path(store, DATA / "canonical-good.csv", imported_by="importer")
@@ -244,11 +243,14 @@ def test_every_kind_of_action_leaves_an_audit_row(store, tmp_path) -> None:
         set_patient_range(
             session, key, analyte="anc", low=1.2, high=5.4, reason="Duffy-null", viewer=doc, now=NOW
         )
-        save_site_rules(session, {"flags": {"chronic_min_days": 120}}, by="admin", now=NOW)
-        set_lab_range(session, lab="CENTRAL", analyte="wbc", low=3.9, source="handbook", by="admin", now=NOW)
         authenticate(session, "doc", "wrong", now=NOW)
         authenticate(session, "doc", "Ward 9 night shift", now=NOW)
         disable_user(session, "doc", now=NOW, by="admin")
+    admin = Viewer("admin", "admin", None)
+    save_site_rules(store, {"flags": {"chronic_min_days": 120}}, viewer=admin, now=NOW, timezone="UTC")
+    set_lab_range(
+        store, lab="CENTRAL", analyte="wbc", low=3.9, source="handbook", viewer=admin, now=NOW, timezone="UTC"
+    )
     with store() as session:
         rows = session.execute(select(AuditLog.action, AuditLog.username, AuditLog.details)).all()
     actions = {action for action, _, _ in rows}

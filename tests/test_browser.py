@@ -17,16 +17,16 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import pytest
 
-from db.demo import seed_demo
 from db.importer import import_path
 from db.store import open_store
+from services.admin import seed_demo
 from tests.conftest import DATA, ROOT
 
 if TYPE_CHECKING:
@@ -94,9 +94,8 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     cohort, the canonical CSV and a chemotherapy events file (MRN1001, two cycles)."""
     folder = tmp_path_factory.mktemp("dashboard")
     url = f"sqlite:///{folder / 'monitor.db'}"
-    store = open_store(url)
-    with store.begin() as session:
-        seed_demo(session, patients=60, seed=7, today=date.today())
+    store = open_store(url, timezone="UTC")
+    seed_demo(store, patients=60, seed=7, now=datetime.now(UTC), timezone="UTC")
     summary = import_path(store, DATA / "canonical-good.csv", imported_by="test")
     assert summary.error is None and summary.accepted > 0, summary
     (folder / "events.csv").write_text(EVENTS)
@@ -447,7 +446,7 @@ def test_two_dashboards_on_one_postgresql_show_the_same_whole_imports_while_they
     with engine.begin() as connection:
         connection.execute(text("DROP SCHEMA public CASCADE"))
         connection.execute(text("CREATE SCHEMA public"))
-    upgrade(engine)
+    upgrade(engine, timezone="UTC")
     password = "night shift 2026"
     with make_session_factory(engine).begin() as session:
         create_user(

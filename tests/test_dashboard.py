@@ -33,7 +33,7 @@ def _clear_caches():
 @pytest.fixture
 def imported_store(tmp_path: Path, monkeypatch) -> str:
     url = f"sqlite:///{tmp_path / 'monitor.db'}"
-    import_path(open_store(url), DATA / "canonical-good.csv", imported_by="test")
+    import_path(open_store(url, timezone="UTC"), DATA / "canonical-good.csv", imported_by="test")
     monkeypatch.setenv("MONITOR_DATABASE_URL", url)
     return url
 
@@ -156,7 +156,7 @@ def test_every_patient_of_the_real_sample_files_opens_without_an_error(tmp_path,
         "external/nist-lri-cbc.hl7",
         "external/us-core-observation-cbc-leukocytes.json",
     ):
-        import_path(open_store(url), DATA / name, imported_by="test")
+        import_path(open_store(url, timezone="UTC"), DATA / name, imported_by="test")
     monkeypatch.setenv("MONITOR_DATABASE_URL", url)
     at = _app().run()
     at.switch_page("app_pages/patient.py").run()
@@ -187,7 +187,7 @@ def test_acknowledging_clears_the_worklist_state_and_is_audited(imported_store) 
     at.switch_page("app_pages/patients.py").run()
     row = at.dataframe[0].value.set_index("Patient ID").loc["MRN1001"]
     assert row["Acknowledged"] == "yes"
-    with open_store(imported_store)() as session:
+    with open_store(imported_store, timezone="UTC")() as session:
         audited = session.execute(text("SELECT action, username, details FROM audit_log ORDER BY id")).all()
     actions = [row[0] for row in audited]
     # The import, the view of the patient's page, then the acknowledgement with its comment.
@@ -216,7 +216,7 @@ def test_a_patient_range_recomputes_the_grade_and_the_flags(imported_store) -> N
 def treated_store(tmp_path: Path, monkeypatch) -> str:
     """MRN1001 with two docetaxel cycles (24 February, 17 March) around its results."""
     url = f"sqlite:///{tmp_path / 'monitor.db'}"
-    store = open_store(url)
+    store = open_store(url, timezone="UTC")
     import_path(store, DATA / "canonical-good.csv", imported_by="test")
     events = tmp_path / "events.csv"
     events.write_text(
@@ -282,14 +282,29 @@ def test_settings_page_saves_a_regimen_rule_and_recomputes(imported_store) -> No
     at.text_input(key="regimen_name").input("AC-T")
     at.button(key="FormSubmitter:regimen_form-Save regimen rule").click().run()
     assert not at.exception
-    with open_store(imported_store)() as session:
+    with open_store(imported_store, timezone="UTC")() as session:
         stored = session.execute(text("SELECT value FROM setting WHERE key = 'rules'")).scalar_one()
     assert json.loads(stored)["cycles"]["regimens"]["ac-t"]["anc_min"] == 1.5
 
 
+def test_settings_page_sets_a_lab_range_under_the_signed_in_admins_name(imported_store) -> None:
+    at = _app().run()
+    at.switch_page("app_pages/settings.py").run()
+    assert not at.exception
+    assert at.selectbox(key="lab_range_lab").options == ["CENTRAL", "NORTH"]  # the labs of the import
+    next(field for field in at.number_input if field.label == "Lower limit").set_value(3.9)
+    at.button(key="FormSubmitter:lab_range_form-Save lab range").click().run()
+    assert not at.exception and not at.error
+    with open_store(imported_store, timezone="UTC")() as session:
+        ranges = session.execute(text("SELECT analyte, low FROM lab_range")).all()
+        audited = session.execute(text("SELECT username FROM audit_log WHERE action = 'lab_range'")).all()
+    assert [tuple(row) for row in ranges] == [("wbc", 3.9)]
+    assert [tuple(row) for row in audited] == [("admin",)]
+
+
 def test_import_page_lists_past_imports_and_their_refusals(tmp_path, monkeypatch) -> None:
     url = f"sqlite:///{tmp_path / 'monitor.db'}"
-    store = open_store(url)
+    store = open_store(url, timezone="UTC")
     import_path(store, DATA / "canonical-good.csv", imported_by="test")
     import_path(store, DATA / "canonical-bad-row.csv", imported_by="test")
     monkeypatch.setenv("MONITOR_DATABASE_URL", url)
@@ -391,7 +406,7 @@ def test_a_read_only_store_still_lists_but_refuses_what_it_cannot_audit(imported
 
 def test_an_empty_store_shows_an_empty_worklist_that_says_what_to_do(tmp_path, monkeypatch) -> None:
     url = f"sqlite:///{tmp_path / 'monitor.db'}"
-    open_store(url)
+    open_store(url, timezone="UTC")
     monkeypatch.setenv("MONITOR_DATABASE_URL", url)
     monkeypatch.setenv("MONITOR_SEED_DEMO", "0")
     at = _app().run()

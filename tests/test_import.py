@@ -371,7 +371,7 @@ def test_a_patient_specific_range_is_the_one_the_status_grades_against(store, tm
             )
         )
         session.flush()
-        refresh_patient_status(session, [key], now=now)
+        refresh_patient_status(session, [key], now=now, timezone="UTC")
     with store() as session:
         listed = patient_list(session, viewer=SYSTEM).set_index("patient_id").loc["MRN8008"]
     assert (listed["latest_anc_lln"], listed["latest_anc_range_source"], listed["latest_anc_grade"]) == (
@@ -448,7 +448,7 @@ def test_the_status_an_import_computes_from_its_own_rows_equals_a_full_recompute
     assert summary.error is None and summary.superseded >= 1
     from_import = _statuses(store)
     with store.begin() as session:
-        refresh_all_status(session, now=datetime.now(UTC))
+        refresh_all_status(session, now=datetime.now(UTC), timezone="UTC")
     recomputed = _statuses(store)
     pd.testing.assert_frame_equal(from_import, recomputed)
     # and in passes of one patient each (passes are sized by the panels the status last counted)
@@ -459,7 +459,7 @@ def test_the_status_an_import_computes_from_its_own_rows_equals_a_full_recompute
         with store() as session:
             assert len(db.status._passes(session, [1, 2])) == 2
         with store.begin() as session:
-            refresh_all_status(session, now=datetime.now(UTC))
+            refresh_all_status(session, now=datetime.now(UTC), timezone="UTC")
     pd.testing.assert_frame_equal(from_import, _statuses(store))
     new = from_import.set_index("patient_id").loc[2]
     assert (new["n_panels"], new["latest_wbc"], new["latest_anc"]) == (3, 2.1, 0.4)

@@ -266,7 +266,9 @@ def test_an_evening_dose_in_new_york_is_counted_on_its_own_date(store, tmp_path:
         # ANC 0.9 at 08:40 UTC on 16 March (04:40 in New York): day 20 (D21) of a cycle given on 24 February;
         # counted from the UTC dates it would be day 19.
         assert cycles.loc[0, "nadir_anc"] == 0.9 and cycles.loc[0, "nadir_day"] == 20
-        refresh_patient_status(session, [key], now=datetime(2026, 3, 3, 3, 0, tzinfo=UTC))  # 2 March, 22:00
+        refresh_patient_status(  # 2 March, 22:00 in New York
+            session, [key], now=datetime(2026, 3, 3, 3, 0, tzinfo=UTC), timezone="America/New_York"
+        )
     with store() as session:
         listed = patient_list(session, viewer=SYSTEM, today=date(2026, 3, 2)).set_index("patient_id")
     assert (listed.loc["MRN1001", "cycle"], listed.loc["MRN1001", "cycle_day"]) == (1, 6)  # C1D7

@@ -19,16 +19,16 @@ def _differences(engine: Engine) -> list[object]:
 
 
 def test_migrated_schema_matches_the_models(engine: Engine) -> None:
-    upgrade(engine)
+    upgrade(engine, timezone="UTC")
     assert _differences(engine) == []
 
 
 def test_upgrade_downgrade_and_upgrade_again(engine: Engine) -> None:
-    upgrade(engine)
+    upgrade(engine, timezone="UTC")
     assert current_revision(engine) == head_revision()
     downgrade(engine, "base")
     assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
-    upgrade(engine)
+    upgrade(engine, timezone="UTC")
     assert current_revision(engine) == head_revision()
     assert _differences(engine) == []
 
@@ -37,7 +37,7 @@ def test_an_empty_sqlite_store_is_created_on_first_use(tmp_path) -> None:
     from db.session import make_engine
 
     engine = make_engine(f"sqlite:///{tmp_path / 'new' / 'monitor.db'}")
-    ensure_current(engine)
+    ensure_current(engine, timezone="UTC")
     assert current_revision(engine) == head_revision()
     with engine.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
@@ -63,7 +63,7 @@ def test_an_upgrade_recomputes_the_status_a_migration_adds_to(store, engine: Eng
 
     import_path(store, DATA / "canonical-good.csv", imported_by="test")
     downgrade(engine, "0004_censored_results")  # as if the store came from before grades existed
-    upgrade(engine)
+    upgrade(engine, timezone="UTC")
     with store() as session:
         listed = patient_list(session, viewer=SYSTEM).set_index("patient_id")
     assert listed.loc["MRN1001", ["latest_wbc_grade", "latest_anc_grade"]].tolist() == [1, 3]

@@ -10,17 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.accounts import SYSTEM, viewer_named
-from db.demo import seed_demo
 from db.importer import import_path
 from db.queries import alerts, find_patient, patient_cycles, patient_events, patient_results
 from db.status import refresh_patient_status
+from services.admin import seed_demo
 from tests.conftest import DATA
 
 LARGE = ("result", "panel", "clinical_event", "status_change", "audit_log", "other_observation")
@@ -79,8 +79,7 @@ def _planner(engine: Engine) -> Iterator[Callable[[str, Any], list[str]]]:
 
 
 def test_read_paths_search_the_large_tables_by_index(store: sessionmaker[Session]) -> None:
-    with store.begin() as session:
-        seed_demo(session, patients=20, seed=7, today=date(2026, 11, 30))
+    seed_demo(store, patients=20, seed=7, now=datetime(2026, 11, 30, tzinfo=UTC), timezone="UTC")
     engine = store.kw["bind"]
 
     def reads() -> None:
@@ -94,7 +93,7 @@ def test_read_paths_search_the_large_tables_by_index(store: sessionmaker[Session
             patient_events(session, key, viewer=oncology)
             patient_cycles(session, key, viewer=oncology)
             alerts(session, since=datetime.now(UTC) - timedelta(days=1), viewer=oncology)
-            refresh_patient_status(session, [key], now=datetime.now(UTC))
+            refresh_patient_status(session, [key], now=datetime.now(UTC), timezone="UTC")
 
     selects = _captured_selects(engine, reads)
     assert len(selects) > 30

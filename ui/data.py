@@ -11,19 +11,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db import queries
 from db.accounts import Viewer, team_list
-from db.config import (
-    DEFAULT_CACHE_SECONDS,
-    cache_seconds,
-    database_url,
-    display_timezone,
-    seed_demo_when_empty,
-)
-from db.demo import seed_demo
-from db.settings import lab_range_list, site_rules
-from db.store import open_store
+from db.config import DEFAULT_CACHE_SECONDS, cache_seconds, display_timezone
+from db.settings import site_rules
 from monitor.analysis.cycles import cycle_days
 from monitor.analysis.flags import episodes as monitor_episodes
 from monitor.analysis.rules import SiteRules
+from services import rules as site_settings
+from services.admin import seed_demo_if_empty
+from services.config import Config
+from services.store import open_store
 from ui import timeline
 
 # What the dashboard read is reused this long: the longest a page lags behind another process's import.
@@ -31,18 +27,20 @@ try:
     CACHE_SECONDS = cache_seconds()
 except ValueError:  # dashboard.py checks the setting again and refuses to start, naming it
     CACHE_SECONDS = DEFAULT_CACHE_SECONDS
-DEMO_PATIENTS = 60
-DEMO_SEED = 7
+
+
+@st.cache_resource(show_spinner=False)
+def config() -> Config:
+    """The site's configuration, read from the environment once per process (``ConfigError`` names a
+    setting that cannot be used; dashboard.py shows it)."""
+    return Config.from_environment()
 
 
 @st.cache_resource(show_spinner="Opening the store (first start: creating it and the demo cohort)...")
 def store() -> sessionmaker[Session]:
     """The session factory; an empty store is migrated and, where allowed, seeded with the demo cohort."""
-    url = database_url()
-    factory = open_store(url)
-    with factory.begin() as session:
-        if queries.patient_count(session) == 0 and seed_demo_when_empty(url):
-            seed_demo(session, patients=DEMO_PATIENTS, seed=DEMO_SEED, today=datetime.now(UTC).date())
+    factory = open_store(config())
+    seed_demo_if_empty(factory, config=config(), now=datetime.now(UTC))
     return factory
 
 
@@ -156,20 +154,20 @@ def acknowledgements(patient_key: int, viewer: Viewer) -> pd.DataFrame:
 
 @st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
 def rules() -> SiteRules:
-    with store()() as session:
-        return site_rules(session)
+    """The site's rules in force."""
+    return site_settings.site_rules(store())
 
 
 @st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
 def lab_ranges() -> pd.DataFrame:
-    with store()() as session:
-        return lab_range_list(session)
+    """The configured lab ranges, for people."""
+    return site_settings.lab_range_list(store())
 
 
 @st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
 def lab_codes() -> list[str]:
-    with store()() as session:
-        return queries.lab_codes(session)
+    """The labs a range can be set for."""
+    return site_settings.lab_codes(store())
 
 
 @st.cache_data(ttl=30, show_spinner=False)

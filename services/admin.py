@@ -1,0 +1,122 @@
+"""Looking after the store: its schema brought up to date, the synthetic demo cohort seeded, and every
+patient's status recomputed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from db import demo, queries
+from db.accounts import ensure_demo_accounts
+from db.demo import DemoConflict
+from db.migrate import StoreOutOfDate, current_revision, upgrade
+from db.session import make_engine
+from db.status import refresh_all_status, refresh_patient_status
+from monitor.simulation.demo import simulate_cohort
+from services.config import Config
+
+__all__ = [
+    "DEMO_PATIENTS",
+    "DEMO_SEED",
+    "DemoConflict",
+    "DemoSummary",
+    "SchemaUpgrade",
+    "StoreOutOfDate",
+    "recompute_all",
+    "seed_demo",
+    "seed_demo_if_empty",
+    "upgrade_schema",
+]
+
+# The demo cohort the command line seeds by default and the dashboard seeds into an empty store.
+DEMO_PATIENTS = 60
+DEMO_SEED = 7
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaUpgrade:
+    """The store's schema revision before and after an upgrade (``before`` None: the store was empty)."""
+
+    before: str | None
+    after: str | None
+
+    @property
+    def already_current(self) -> bool:
+        return self.before == self.after
+
+
+@dataclass(frozen=True, slots=True)
+class DemoSummary:
+    """What seeding the demo cohort did (``already_seeded``: this cohort was there, nothing was added)."""
+
+    patients: int
+    results_added: int
+    events_added: int
+    already_seeded: bool
+    anchor: date
+
+
+def upgrade_schema(config: Config) -> SchemaUpgrade:
+    """Create the configured store or bring it to the latest schema, whatever its kind (the only way a
+    shared PostgreSQL store is upgraded); a store holding data gets every patient's status recomputed."""
+    engine = make_engine(config.database_url)
+    try:
+        before = current_revision(engine)
+        upgrade(engine, timezone=config.timezone)
+        return SchemaUpgrade(before, current_revision(engine))
+    finally:
+        engine.dispose()
+
+
+def seed_demo(
+    store: sessionmaker[Session],
+    *,
+    patients: int = DEMO_PATIENTS,
+    seed: int = DEMO_SEED,
+    now: datetime,
+    timezone: str,
+) -> DemoSummary:
+    """Simulate the synthetic demo cohort up to its anchor date (``now``'s date at the first seeding) and
+    store it with the patients' status (cycle days counted in the site's ``timezone``); seeding the same
+    cohort again adds nothing.
+
+    Raises ``DemoConflict`` when the store holds a cohort simulated with another seed.
+    """
+    with store.begin() as session:
+        return _seed(session, patients=patients, seed=seed, now=now, timezone=timezone)
+
+
+def seed_demo_if_empty(store: sessionmaker[Session], *, config: Config, now: datetime) -> DemoSummary | None:
+    """Seed the demo cohort into a store without patients when the site allows it (``config.seed_demo``,
+    the dashboard's first start); None when nothing was seeded."""
+    if not config.seed_demo:
+        return None
+    with store.begin() as session:
+        if queries.patient_count(session):
+            return None
+        return _seed(session, patients=DEMO_PATIENTS, seed=DEMO_SEED, now=now, timezone=config.timezone)
+
+
+def _seed(session: Session, *, patients: int, seed: int, now: datetime, timezone: str) -> DemoSummary:
+    demo.check_seed(session, seed, now=now)
+    anchor = demo.anchor_date(session, now=now)
+    if demo.already_seeded(session, patients=patients, seed=seed, anchor=anchor):
+        ensure_demo_accounts(session, now=now)  # a store seeded before accounts existed
+        return DemoSummary(patients, 0, 0, True, anchor)
+    cohort = simulate_cohort(patients, seed=seed, end_date=anchor)
+    stored = demo.store_results(session, cohort, seed=seed, anchor=anchor, now=now)
+    # As after any import: the status of the patients whose results were written.
+    refresh_patient_status(session, stored.written, now=now, timezone=timezone)
+    events_added = demo.store_care(session, cohort, stored, now=now)
+    # The patient-specific ranges change which limit applies, and the events place results in cycles.
+    refresh_patient_status(session, stored.patients, now=now, timezone=timezone)
+    return DemoSummary(len(cohort.patients), stored.results_added, events_added, False, anchor)
+
+
+def recompute_all(store: sessionmaker[Session], *, now: datetime, timezone: str) -> int:
+    """Recompute every patient's status under the current rules (cycle days counted in the site's
+    ``timezone``); return how many patients."""
+    with store.begin() as session:
+        return refresh_all_status(session, now=now, timezone=timezone)

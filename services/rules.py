@@ -1,0 +1,123 @@
+"""The site's rules and the labs' reference ranges: read, and changed by an administrator with the audit
+row and every patient's status recomputed under the change, all in one transaction (lists follow the new
+rules at once, and a change that cannot be applied leaves nothing behind)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+from sqlalchemy.orm import Session, sessionmaker
+
+from db import queries, settings
+from db.audit import record
+from db.status import refresh_all_status
+from monitor.analysis.rules import SiteRules, set_value
+from services.accounts import Viewer
+
+
+def _administrator(viewer: Viewer) -> str:
+    """The name the change is recorded under, if ``viewer`` may change the site's settings."""
+    if not viewer.may("administer"):
+        raise PermissionError(f"{viewer.role} accounts cannot change the site's settings; an admin can")
+    return viewer.username
+
+
+def site_rules(store: sessionmaker[Session]) -> SiteRules:
+    """The rules in force: the defaults with the site's stored overrides applied."""
+    with store() as session:
+        return settings.site_rules(session)
+
+
+def save_site_rules(
+    store: sessionmaker[Session],
+    overrides: Mapping[str, Any],
+    *,
+    viewer: Viewer,
+    now: datetime,
+    timezone: str,
+) -> SiteRules:
+    """Store the site's ``overrides`` (all of them: what is not given is the default), then recompute every
+    patient's status under them, its cycle days counted in the site's ``timezone``.
+
+    Raises ``ValueError`` or ``TypeError``, naming the setting, before anything is written.
+    """
+    by = _administrator(viewer)
+    with store.begin() as session:
+        return _save(session, overrides, by=by, now=now, timezone=timezone)
+
+
+def set_setting(
+    store: sessionmaker[Session], key: str, value: Any, *, viewer: Viewer, now: datetime, timezone: str
+) -> SiteRules:
+    """Set one setting (``section.name``, e.g. ``flags.persistent_min_days``; ``value`` None restores its
+    default) over the stored overrides, then recompute every patient's status as ``save_site_rules`` does."""
+    by = _administrator(viewer)
+    with store.begin() as session:
+        overrides = set_value(settings.site_rules(session).overrides, key, value)
+        return _save(session, overrides, by=by, now=now, timezone=timezone)
+
+
+def _save(
+    session: Session, overrides: Mapping[str, Any], *, by: str, now: datetime, timezone: str
+) -> SiteRules:
+    rules = settings.save_site_rules(session, overrides, by=by, now=now)
+    record(session, at=now, username=by, action="settings", details=dict(rules.overrides))
+    refresh_all_status(session, now=now, timezone=timezone)
+    return rules
+
+
+def lab_range_list(store: sessionmaker[Session]) -> pd.DataFrame:
+    """The configured lab ranges: the lab's code and name, the range, the sex and age band, the source."""
+    with store() as session:
+        return settings.lab_range_list(session)
+
+
+def lab_codes(store: sessionmaker[Session]) -> list[str]:
+    """The codes of the labs results came from: the labs a range can be set for."""
+    with store() as session:
+        return queries.lab_codes(session)
+
+
+def set_lab_range(
+    store: sessionmaker[Session],
+    *,
+    lab: str,
+    analyte: str,
+    low: float | None,
+    high: float | None = None,
+    sex: str | None = None,
+    min_months: float | None = None,
+    max_months: float | None = None,
+    source: str,
+    viewer: Viewer,
+    now: datetime,
+    timezone: str,
+) -> None:
+    """Set (or, with ``low`` None, remove) ``lab``'s range for an analyte, sex and age band, in the analyte's
+    canonical unit, then recompute every patient's status (cycle days counted in the site's ``timezone``).
+
+    Raises ``ValueError``, saying what is wrong (an unknown lab or analyte, a range or band the wrong way
+    round), before anything is written.
+    """
+    by = _administrator(viewer)
+    with store.begin() as session:
+        settings.set_lab_range(
+            session,
+            lab=lab,
+            analyte=analyte,
+            low=low,
+            high=high,
+            sex=sex,
+            min_months=min_months,
+            max_months=max_months,
+            source=source,
+            by=by,
+            now=now,
+        )
+        details: dict[str, Any] = {"lab": lab, "analyte": analyte, "low": low, "high": high, "sex": sex}
+        details["band_months"] = [min_months, max_months]
+        record(session, at=now, username=by, action="lab_range", details=details)
+        refresh_all_status(session, now=now, timezone=timezone)
