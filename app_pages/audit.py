@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import streamlit as st
 
-from db.queries import audit_log
+from services.audit import AUDIT_ACTIONS, read_trail
 from ui import data
 from ui.downloads import audited_csv_download
 from ui.identity import current_viewer
@@ -24,36 +24,18 @@ filters = st.columns(4)
 days = filters[0].selectbox(
     "Period", [1, 7, 30, 365], index=1, format_func=lambda d: f"last {d} days", key="audit_days"
 )
+# A person is found under every name the trail has held for them ("alice", "cli:alice", ...).
 username = filters[1].text_input("User", key="audit_user")
-action = filters[2].selectbox(
-    "Action",
-    [
-        "",
-        "view",
-        "export",
-        "acknowledge",
-        "add_event",
-        "set_patient_range",
-        "end_patient_range",
-        "sign_in",
-        "sign_in_failed",
-        "user_add",
-        "user_disable",
-        "assign_team",
-        "settings",
-        "import",
-    ],
-    key="audit_action",
-)
+action = filters[2].selectbox("Action", ["", *AUDIT_ACTIONS], key="audit_action")
 patient_id = filters[3].text_input("Patient ID", key="audit_patient")
-with data.store()() as session:
-    trail = audit_log(
-        session,
-        since=datetime.now(UTC) - timedelta(days=days),
-        username=username.strip() or None,
-        action=action or None,
-        patient_id=patient_id.strip() or None,
-    )
+trail = read_trail(
+    data.store(),
+    viewer=viewer,
+    since=datetime.now(UTC) - timedelta(days=days),
+    username=username.strip() or None,
+    action=action or None,
+    patient_id=patient_id.strip() or None,
+)
 st.dataframe(
     trail.assign(at=trail["at"].dt.strftime("%Y-%m-%d %H:%M:%S")).rename(columns={"at": "at (UTC)"}),
     hide_index=True,

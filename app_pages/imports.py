@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 import pandas as pd
 import streamlit as st
 
+from db.audit import audit_view
 from db.config import display_timezone, is_timezone
 from db.importer import import_content
-from db.queries import audit_view
 from monitor.formats.parsed import FORMATS
 from ui import data
 from ui.identity import current_user, current_viewer

@@ -9,8 +9,8 @@ import pandas as pd
 import streamlit as st
 
 from db.actions import acknowledge, add_event, set_patient_range
+from db.audit import audit_view
 from db.config import display_timezone
-from db.queries import audit_view
 from monitor.analysis.cycles import before_after
 from monitor.analysis.patterns import PATTERNS
 from monitor.analytes import ANALYTES

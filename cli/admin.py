@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import getpass
 import json
 import sys
 from datetime import UTC, datetime
@@ -12,10 +11,11 @@ import click
 import pandas as pd
 
 from cli.app import (
+    _cli_user,
     _config,
     _emit,
     _factory,
-    _login_name,
+    _viewer,
     cli,
     output_format,
     store_options,
@@ -109,7 +109,7 @@ def settings() -> None:
 def _administrator(by: str | None) -> Viewer:
     """The command line's user as the one changing the site's settings: the system itself (shell access to
     the store is admin), named ``--by`` or by the login name."""
-    return dataclasses.replace(SYSTEM, username=by or getpass.getuser())
+    return dataclasses.replace(SYSTEM, username=by or _cli_user())
 
 
 @settings.command("show")
@@ -135,7 +135,7 @@ def settings_show(database: str | None, fmt: str) -> None:
 @settings.command("set")
 @click.argument("key")
 @click.argument("value")
-@click.option("--by", default=None, help="Who makes the change (default: the login name).")
+@click.option("--by", default=None, help="Who makes the change (default: cli: and the login name).")
 @store_options
 def settings_set(database: str | None, key: str, value: str, by: str | None) -> None:
     """Set KEY (section.name, e.g. flags.persistent_min_days) to VALUE (JSON; 'default' restores it).
@@ -194,7 +194,7 @@ def lab_ranges_list(database: str | None, fmt: str) -> None:
 @click.option("--max-months", type=float, default=None, help="Age band end (exclusive).")
 @click.option("--source", default="site configuration", show_default=True, help="Where the range is from.")
 @click.option("--remove", is_flag=True, help="Remove the range for this lab, analyte, sex and band.")
-@click.option("--by", default=None, help="Who makes the change (default: the login name).")
+@click.option("--by", default=None, help="Who makes the change (default: cli: and the login name).")
 @store_options
 def lab_ranges_set(
     database: str | None,
@@ -270,7 +270,7 @@ def users_add(database: str | None, name: str, role: str, teams: tuple[str, ...]
     """
     from datetime import UTC, datetime
 
-    from db.accounts import AccountError, create_user
+    from services.accounts import AccountError, add_user
 
     if sys.stdin.isatty():
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
@@ -278,19 +278,18 @@ def users_add(database: str | None, name: str, role: str, teams: tuple[str, ...]
         password = sys.stdin.readline().rstrip("\n")
     if role != "admin" and not teams:
         raise click.BadParameter("a viewer or clinician needs at least one --team", param_hint="--team")
-    factory = _factory(database)
+    store = _factory(database)
     try:
-        with factory.begin() as session:
-            create_user(
-                session,
-                username=name,
-                role=role,
-                teams=teams,
-                password=password,
-                display_name=display_name,
-                now=datetime.now(UTC),
-                by=_login_name(),
-            )
+        add_user(
+            store,
+            viewer=_viewer(store, None),
+            username=name,
+            role=role,
+            teams=teams,
+            password=password,
+            display_name=display_name,
+            now=datetime.now(UTC),
+        )
     except AccountError as error:
         raise click.BadParameter(str(error)) from error
     click.echo(f"user {name} added ({role}; teams: {', '.join(teams) or 'all, as admin'})")
@@ -301,11 +300,10 @@ def users_add(database: str | None, name: str, role: str, teams: tuple[str, ...]
 @store_options
 def users_list(database: str | None, fmt: str) -> None:
     """Every account with its role, teams and state (never a password or its hash)."""
-    from db.accounts import user_list
+    from services.accounts import list_users
 
-    factory = _factory(database)
-    with factory() as session:
-        _emit(user_list(session), fmt)
+    store = _factory(database)
+    _emit(list_users(store, viewer=_viewer(store, None)), fmt)
 
 
 @users.command("disable")
@@ -315,12 +313,11 @@ def users_disable(database: str | None, name: str) -> None:
     """Disable an account: it can no longer sign in (its audit trail stays)."""
     from datetime import UTC, datetime
 
-    from db.accounts import AccountError, disable_user
+    from services.accounts import AccountError, disable_user
 
-    factory = _factory(database)
+    store = _factory(database)
     try:
-        with factory.begin() as session:
-            disable_user(session, name, now=datetime.now(UTC), by=_login_name())
+        disable_user(store, viewer=_viewer(store, None), username=name, now=datetime.now(UTC))
     except AccountError as error:
         raise click.BadParameter(str(error)) from error
     click.echo(f"user {name} disabled")
@@ -331,11 +328,9 @@ def users_disable(database: str | None, name: str) -> None:
 @store_options
 def teams(database: str | None, fmt: str) -> None:
     """The care teams with their numbers of patients and users."""
-    from db.accounts import team_list
+    from services.accounts import list_teams
 
-    factory = _factory(database)
-    with factory() as session:
-        _emit(team_list(session), fmt)
+    _emit(list_teams(_factory(database)), fmt)
 
 
 @cli.command()
@@ -347,11 +342,15 @@ def assign(database: str | None, patient_id: str, team: str, authority: str | No
     """Put a patient in a care team (created when new): its members may then see the patient."""
     from datetime import UTC, datetime
 
-    from db.accounts import SYSTEM, assign_patient
-    from db.queries import find_patient
+    from services.accounts import assign_patient
 
-    factory = _factory(database)
-    with factory.begin() as session:
-        patient = find_patient(session, patient_id, viewer=SYSTEM, authority=authority)
-        added = assign_patient(session, patient.id, team, now=datetime.now(UTC), by=_login_name())
+    store = _factory(database)
+    added = assign_patient(
+        store,
+        viewer=_viewer(store, None),
+        patient_id=patient_id,
+        team=team,
+        authority=authority,
+        now=datetime.now(UTC),
+    )
     click.echo(f"{patient_id} {'assigned to' if added else 'already in'} team {team}")

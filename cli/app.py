@@ -12,7 +12,7 @@ import json
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 import pandas as pd
@@ -20,6 +20,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from services.config import Config, ConfigError
 from services.store import open_store
+
+if TYPE_CHECKING:
+    from services.accounts import Viewer
 
 F = TypeVar("F", bound=Callable[..., Any])
 _debug = {"on": False}
@@ -81,21 +84,24 @@ def output_format(*choices: str) -> Callable[[F], F]:
 
 
 def _cli_user() -> str:
-    """Who ran a command, as the audit trail and the import batches name them."""
-    return f"cli:{getpass.getuser()}"
+    """Who ran a command, as the audit trail, the import batches and every change name them: ``cli:`` and
+    the login (a ``--by`` given to a command is recorded as given)."""
+    from services.audit import command_line_actor
+
+    return command_line_actor(getpass.getuser())
 
 
-def _viewer(session: Any, user: str | None) -> Any:
+def _viewer(store: sessionmaker[Session], user: str | None) -> Viewer:
     """The ``Viewer`` for ``--user``; without it the system itself (shell access to the store is admin),
     named in the audit trail by the login that ran the command, as imports are."""
     import dataclasses
 
-    from db.accounts import SYSTEM, AccountError, viewer_named
+    from services.accounts import SYSTEM, AccountError, viewer_named
 
     if user is None:
         return dataclasses.replace(SYSTEM, username=_cli_user())
     try:
-        return viewer_named(session, user)
+        return viewer_named(store, username=user)
     except AccountError as error:
         raise click.BadParameter(str(error), param_hint="--user") from error
 
@@ -152,19 +158,13 @@ def cli() -> None:
     """
 
 
-def _login_name() -> str:
-    import getpass
-
-    return f"{getpass.getuser()} (command line)"
-
-
-def _audit_view(session: Any, viewer: Any, patient_key: int, what: str) -> None:
+def _audit_view(store: sessionmaker[Session], viewer: Viewer, patient_key: int, what: str) -> None:
     """A patient shown on the terminal is a view like any other: audited (in its own transaction)."""
+    from services.audit import record_view
 
-    from db.queries import audit_view
-
-    audit_view(session, viewer, patient_key, f"command line: {what}", now=datetime.now(UTC))
-    session.commit()
+    record_view(
+        store, viewer=viewer, patient_key=patient_key, what=f"command line: {what}", now=datetime.now(UTC)
+    )
 
 
 def _one_line(error: BaseException) -> str:

@@ -163,8 +163,9 @@ def imports(database: str | None, batch: int | None, limit: int, fmt: str) -> No
     """
     from datetime import UTC, datetime
 
+    from db.audit import audit_view
     from db.models import ImportBatch
-    from db.queries import audit_view, batch_rejections, import_batches
+    from db.queries import batch_rejections, import_batches
 
     factory = _factory(database)
     with factory() as session:
@@ -176,7 +177,7 @@ def imports(database: str | None, batch: int | None, limit: int, fmt: str) -> No
                 f"there is no import #{batch} (python -m monitor imports lists them)", param_hint="--refused"
             )
         refused = batch_rejections(session, batch)
-        viewer = _viewer(session, None)
+        viewer = _viewer(factory, None)
         audit_view(
             session, viewer, None, f"command line: refused records of import {batch}", now=datetime.now(UTC)
         )

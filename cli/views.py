@@ -15,7 +15,9 @@ from cli.app import (
     store_options,
     user_option,
 )
+from monitor.analysis.changes import GRADED
 from monitor.analysis.cycles import CYCLE_COLUMNS
+from monitor.analysis.status import LATEST_COLUMNS, latest_column
 
 PATIENT_COLUMNS = [
     "patient_id",
@@ -24,24 +26,7 @@ PATIENT_COLUMNS = [
     "age",
     "sex",
     "teams",
-    "latest_wbc",
-    "latest_wbc_comparator",
-    "latest_wbc_at",
-    "latest_wbc_lln",
-    "latest_wbc_range_source",
-    "latest_wbc_grade",
-    "latest_anc",
-    "latest_anc_comparator",
-    "latest_anc_at",
-    "latest_anc_lln",
-    "latest_anc_range_source",
-    "latest_anc_grade",
-    "latest_alc",
-    "latest_alc_comparator",
-    "latest_alc_at",
-    "latest_alc_lln",
-    "latest_alc_range_source",
-    "latest_alc_grade",
+    *LATEST_COLUMNS,
     "wbc_grade",
     "anc_grade",
     "alc_grade",
@@ -71,7 +56,7 @@ def patients(database: str | None, fmt: str, user: str | None) -> None:
 
     factory = _factory(database)
     with factory() as session:
-        frame = patient_list(session, viewer=_viewer(session, user))
+        frame = patient_list(session, viewer=_viewer(factory, user))
     # The issue-4 contract: grades as wbc_grade/anc_grade/alc_grade, explanations as flag -> sentence.
     for analyte in ("wbc", "anc", "alc"):
         frame[f"{analyte}_grade"] = frame[f"latest_{analyte}_grade"]
@@ -82,7 +67,7 @@ def patients(database: str | None, fmt: str, user: str | None) -> None:
     _emit(
         frame[PATIENT_COLUMNS],
         fmt,
-        utc_columns=("latest_wbc_at", "latest_anc_at", "latest_alc_at", "last_collected_at"),
+        utc_columns=(*(latest_column(analyte, "at") for analyte in GRADED), "last_collected_at"),
     )
 
 
@@ -122,10 +107,10 @@ def results(
 
     factory = _factory(database)
     with factory() as session:
-        viewer = _viewer(session, user)
+        viewer = _viewer(factory, user)
         patient = find_patient(session, patient_id, viewer=viewer, authority=authority)
         frame = patient_results(session, patient.id, viewer=viewer, history=history)
-        _audit_view(session, viewer, patient.id, "results")
+        _audit_view(factory, viewer, patient.id, "results")
     columns = RESULT_COLUMNS + (HISTORY_COLUMNS if history else [])
     _emit(frame[columns], fmt, utc_columns=("collected_at",) + (("superseded_at",) if history else ()))
 
@@ -157,10 +142,10 @@ def cycles(database: str | None, patient_id: str, authority: str | None, fmt: st
 
     factory = _factory(database)
     with factory() as session:
-        viewer = _viewer(session, user)
+        viewer = _viewer(factory, user)
         patient = find_patient(session, patient_id, viewer=viewer, authority=authority)
         frame = patient_cycles(session, patient.id, viewer=viewer)
-        _audit_view(session, viewer, patient.id, "cycles")
+        _audit_view(factory, viewer, patient.id, "cycles")
         rules = site_rules(session).cycles
     if fmt != "table":
         _emit(frame[CYCLE_OUTPUT], fmt, utc_columns=("start", "next_start"))
@@ -210,7 +195,7 @@ def alerts(database: str | None, since: str | None, fmt: str, user: str | None) 
         ).to_pydatetime()
     factory = _factory(database)
     with factory() as session:
-        frame = find_alerts(session, since=start, viewer=_viewer(session, user))
+        frame = find_alerts(session, since=start, viewer=_viewer(factory, user))
     if fmt == "json":
         _emit(frame, fmt)
         return

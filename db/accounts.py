@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from db.audit import record, record_for_patients
 from db.frames import bulk_insert, read_frame, read_frame_in
-from db.models import ROLES, AppUser, PatientTeam, Team, UserTeam
+from db.models import ROLES, AppUser, AuditAction, PatientTeam, Team, UserTeam
 
 LOCKOUT_AFTER = 5
 LOCKOUT_MINUTES = 15
@@ -315,5 +315,5 @@ def _verify(hashed: str, password: str) -> bool:
         return False
 
 
-def _audit(session: Session, now: datetime, username: str, action: str, reason: str) -> None:
+def _audit(session: Session, now: datetime, username: str, action: AuditAction, reason: str) -> None:
     record(session, at=now, username=username, action=action, details={"reason": reason} if reason else {})

@@ -37,7 +37,8 @@ def acknowledge(session: Session, patient_key: int, *, viewer: Viewer, comment: 
     comment = comment.strip()
     if len(comment) > COMMENT_LIMIT:
         raise ValueError(f"a comment is at most {COMMENT_LIMIT} characters")
-    flags = session.scalar(select(PatientStatus.flags).where(PatientStatus.patient_id == patient_key)) or ""
+    listed = session.scalar(select(PatientStatus.flags).where(PatientStatus.patient_id == patient_key))
+    flags = ",".join(listed or [])
     session.execute(
         update(PatientStatus).where(PatientStatus.patient_id == patient_key).values(acknowledged_at=now)
     )

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Boolean, Column, Float, Integer, Select, String, Table
+from sqlalchemy import JSON, Boolean, Column, Float, Integer, Select, String, Table
 from sqlalchemy.orm import Session
 
 from db.types import UTCDateTime
@@ -27,9 +28,11 @@ def read_frame(session: Session, statement: Select[Any], *, utc: Iterable[str] =
     """Run a select and return its rows as a frame, converting columns by their declared types.
 
     Rows are fetched from the driver as they are and converted column by column (vectorised): times
-    become ``datetime64[us, UTC]``, booleans ``bool``. ``utc`` names further columns to read as UTC.
+    become ``datetime64[us, UTC]``, booleans ``bool``, JSON Python values. ``utc`` names further columns to
+    read as UTC.
     """
-    result = session.connection().execute(statement)
+    connection = session.connection()
+    result = connection.execute(statement)
     names = list(result.keys())
     try:
         rows = result.cursor.fetchall() if result.cursor is not None else []
@@ -51,6 +54,11 @@ def read_frame(session: Session, statement: Select[Any], *, utc: Iterable[str] =
                 if frame[name].notna().all()
                 else frame[name].astype("boolean")
             )
+        elif isinstance(kind, JSON):
+            # SQLite gives the JSON text, PostgreSQL's driver the decoded value: decoded as the type would.
+            decode = kind.dialect_impl(connection.dialect).result_processor(connection.dialect, None)
+            if decode is not None:
+                frame[name] = frame[name].map(decode)
         elif isinstance(kind, Float) and frame[name].dtype == object:
             # A number column NULL in every row arrives as None objects: numbers (NaN), so that comparing
             # it with a value is false rather than an error.
@@ -90,9 +98,17 @@ def to_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return clean.to_dict("records")
 
 
+def _missing(value: Any) -> bool:
+    """None, NaN or NA: a missing value in a column of Python objects (lists stay values)."""
+    return value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value))
+
+
 def _column_values(values: pd.Series, column: Column[Any], dialect: str) -> list[Any]:
     """One column's values as the database driver takes them (None for missing)."""
     kind = column.type
+    if isinstance(kind, JSON):
+        # As JSON text, which SQLite stores and PostgreSQL's COPY reads into a json column alike.
+        return [None if _missing(value) else json.dumps(value) for value in values.tolist()]
     if isinstance(kind, UTCDateTime):
         moments = pd.to_datetime(values, utc=True)
         # Format each distinct instant once: results of one panel share their collection time.

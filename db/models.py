@@ -7,9 +7,12 @@ longer current, so the history of what was reported is never lost.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime
+from typing import Any, Literal, get_args
 
 from sqlalchemy import (
+    JSON,
     Boolean,
     CheckConstraint,
     Date,
@@ -23,14 +26,40 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeEngine
 
 from db.types import UTCDateTime
+from monitor.analysis.changes import GRADED
+from monitor.analysis.status import LATEST_FIELDS, latest_column
 from monitor.formats.events import EVENT_KINDS
 
 # Result status vocabulary (HL7 v2 table 0085 / FHIR observation-status, reference §8.2).
 RESULT_STATUSES = ("preliminary", "final", "corrected", "cancelled", "entered-in-error")
 STATUS_CHANGES = ("appeared", "worsened", "cleared")
 ROLES = ("viewer", "clinician", "admin")
+# What the audit trail records. A new action is added here and to the CHECK on audit_log (a migration):
+# the store refuses any other, and the Audit page offers these as its filter.
+AuditAction = Literal[
+    # Seeing and taking away patient data.
+    "view",
+    "export",
+    # Clinical records.
+    "acknowledge",
+    "add_event",
+    "set_patient_range",
+    "end_patient_range",
+    # Data and the site's configuration.
+    "import",
+    "settings",
+    "lab_range",
+    # Accounts and access.
+    "sign_in",
+    "sign_in_failed",
+    "user_add",
+    "user_disable",
+    "assign_team",
+]
+AUDIT_ACTIONS: tuple[str, ...] = get_args(AuditAction)
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -278,7 +307,10 @@ class AuditLog(Base):
     """Who saw or changed what, when. Rows are only ever added."""
 
     __tablename__ = "audit_log"
-    __table_args__ = (Index("ix_audit_log_patient_at", "patient_id", "at"),)
+    __table_args__ = (
+        Index("ix_audit_log_patient_at", "patient_id", "at"),
+        CheckConstraint(_in("action", AUDIT_ACTIONS), name="action"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
@@ -301,35 +333,18 @@ class Setting(Base):
 
 
 class PatientStatus(Base):
-    """The materialised per-patient summary that lists read; recomputed after every write."""
+    """The materialised per-patient summary that lists read; recomputed after every write.
+
+    Besides the columns below, one column per graded analyte and field of
+    ``monitor.analysis.status.LATEST_FIELDS`` (``latest_wbc``, ``latest_wbc_comparator``, ``latest_wbc_at``,
+    ``latest_wbc_lln``, ``latest_wbc_range_source``, ``latest_wbc_grade``, then ANC's and ALC's), added
+    after the class from that one list.
+    """
 
     __tablename__ = "patient_status"
     __table_args__ = (Index("ix_patient_status_last_collected_at", "last_collected_at"),)
 
     patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id"), primary_key=True)
-    latest_wbc: Mapped[float | None] = mapped_column(Float)
-    latest_wbc_comparator: Mapped[str | None] = mapped_column(String(2))
-    latest_wbc_low: Mapped[float | None] = mapped_column(Float)
-    latest_wbc_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    # The lower limit that applies (patient override, reported, lab, default) and the CTCAE grade.
-    latest_wbc_lln: Mapped[float | None] = mapped_column(Float)
-    latest_wbc_range_source: Mapped[str | None] = mapped_column(String(20))
-    latest_wbc_grade: Mapped[int | None] = mapped_column(Integer)
-    latest_anc: Mapped[float | None] = mapped_column(Float)
-    latest_anc_comparator: Mapped[str | None] = mapped_column(String(2))
-    latest_anc_low: Mapped[float | None] = mapped_column(Float)
-    latest_anc_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    # The lower limit that applies (patient override, reported, lab, default) and the CTCAE grade.
-    latest_anc_lln: Mapped[float | None] = mapped_column(Float)
-    latest_anc_range_source: Mapped[str | None] = mapped_column(String(20))
-    latest_anc_grade: Mapped[int | None] = mapped_column(Integer)
-    latest_alc: Mapped[float | None] = mapped_column(Float)
-    latest_alc_comparator: Mapped[str | None] = mapped_column(String(2))
-    latest_alc_low: Mapped[float | None] = mapped_column(Float)
-    latest_alc_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    latest_alc_lln: Mapped[float | None] = mapped_column(Float)
-    latest_alc_range_source: Mapped[str | None] = mapped_column(String(20))
-    latest_alc_grade: Mapped[int | None] = mapped_column(Integer)
     # analysis.patterns: which lineages the latest panel with a WBC shows low together, and the counts.
     pattern: Mapped[str | None] = mapped_column(String(40))
     pattern_detail: Mapped[str] = mapped_column(String(200), default="", server_default="")
@@ -347,10 +362,34 @@ class PatientStatus(Base):
     acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_collected_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     n_panels: Mapped[int] = mapped_column(Integer, default=0)
-    # analysis.flags vocabulary, comma-separated in priority order, and one sentence per flag (JSON list).
-    flags: Mapped[str] = mapped_column(String(200), default="", server_default="")
-    explanations: Mapped[str] = mapped_column(Text, default="[]", server_default="[]")
+    # monitor.analysis.flags' names in priority order, and one sentence per flag in the same order.
+    flags: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
+    explanations: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
     computed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+# The type of each field of the latest results the status keeps (monitor.analysis.status.LATEST_FIELDS).
+_LATEST_TYPES: dict[str, Callable[[], TypeEngine[Any]]] = {
+    "": Float,
+    "comparator": lambda: String(2),
+    "at": UTCDateTime,
+    "lln": Float,
+    "range_source": lambda: String(20),
+    "grade": Integer,
+}
+
+
+def _add_latest_columns(model: type[Base]) -> None:
+    """A nullable column per graded analyte and field of ``LATEST_FIELDS``, in that order (declarative adds
+    a column assigned to a mapped class to its table and its mapper)."""
+    for analyte in GRADED:
+        for field in LATEST_FIELDS:
+            setattr(
+                model, latest_column(analyte, field), mapped_column(_LATEST_TYPES[field](), nullable=True)
+            )
+
+
+_add_latest_columns(PatientStatus)
 
 
 class StatusChange(Base):
@@ -388,7 +427,7 @@ class Acknowledgement(Base):
     patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id"))
     at: Mapped[datetime] = mapped_column(UTCDateTime)
     username: Mapped[str] = mapped_column(String(100))
-    # The flags acknowledged, comma-separated as in the status.
+    # The flags acknowledged, comma-separated in the status's order.
     flags: Mapped[str] = mapped_column(String(200))
     comment: Mapped[str] = mapped_column(Text, default="", server_default="")
 

@@ -12,12 +12,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from db.accounts import Viewer, visible
-from db.audit import record
 from db.config import display_timezone
 from db.frames import read_frame
 from db.models import (
     Acknowledgement,
-    AuditLog,
     ClinicalEvent,
     ImportBatch,
     Lab,
@@ -35,6 +33,7 @@ from db.settings import site_rules
 from db.status import patient_context, with_limits
 from monitor.analysis.changes import GRADED
 from monitor.analysis.cycles import CycleRules, treatment_cycles
+from monitor.analysis.status import LATEST_COLUMNS, latest_column
 from monitor.timestamps import local_days
 
 
@@ -79,26 +78,7 @@ def patient_list(session: Session, *, viewer: Viewer, today: date | None = None)
             Patient.birth_date,
             Patient.sex,
             Patient.is_synthetic,
-            PatientStatus.latest_wbc,
-            PatientStatus.latest_wbc_comparator,
-            PatientStatus.latest_wbc_low,
-            PatientStatus.latest_wbc_at,
-            PatientStatus.latest_wbc_lln,
-            PatientStatus.latest_wbc_range_source,
-            PatientStatus.latest_wbc_grade,
-            PatientStatus.latest_anc,
-            PatientStatus.latest_anc_comparator,
-            PatientStatus.latest_anc_low,
-            PatientStatus.latest_anc_at,
-            PatientStatus.latest_anc_lln,
-            PatientStatus.latest_anc_range_source,
-            PatientStatus.latest_anc_grade,
-            PatientStatus.latest_alc,
-            PatientStatus.latest_alc_comparator,
-            PatientStatus.latest_alc_at,
-            PatientStatus.latest_alc_lln,
-            PatientStatus.latest_alc_range_source,
-            PatientStatus.latest_alc_grade,
+            *(PatientStatus.__table__.c[name] for name in LATEST_COLUMNS),
             PatientStatus.pattern,
             PatientStatus.pattern_detail,
             PatientStatus.wbc_recent,
@@ -121,9 +101,7 @@ def patient_list(session: Session, *, viewer: Viewer, today: date | None = None)
         session,
         statement,
         utc=[
-            "latest_wbc_at",
-            "latest_anc_at",
-            "latest_alc_at",
+            *(latest_column(analyte, "at") for analyte in GRADED),
             "cycle_start",
             "last_collected_at",
             "flags_changed_at",
@@ -131,9 +109,9 @@ def patient_list(session: Session, *, viewer: Viewer, today: date | None = None)
         ],
     )
     frame = frame.join(_teams_by_patient(session), on="patient_key")
-    # One list per patient (a patient list, not results: a map over a few thousand rows at most).
-    frame["flags"] = frame["flags"].fillna("").map(lambda text: [flag for flag in text.split(",") if flag])
-    frame["explanations"] = frame["explanations"].fillna("[]").map(json.loads)
+    # Flags and explanations come as lists; a patient without a status yet has none.
+    for listed in ("flags", "explanations"):
+        frame[listed] = [value if isinstance(value, list) else [] for value in frame[listed]]
     frame["teams"] = frame["teams"].fillna("")
     for analyte in ("wbc", "anc", "alc"):
         frame[f"latest_{analyte}_grade"] = frame[f"latest_{analyte}_grade"].astype("Int64")
@@ -160,68 +138,6 @@ def check_access(session: Session, patient_key: int, viewer: Viewer) -> None:
     found = session.scalar(select(Patient.id).where(Patient.id == patient_key, visible(Patient.id, viewer)))
     if found is None:
         raise PatientNotFound("no such patient among those you may see")
-
-
-def audit_view(
-    session: Session, viewer: Viewer, patient_key: int | None, what: str, *, now: datetime
-) -> None:
-    """Record that ``viewer`` looked at a patient (a page or a command), without any clinical value; or,
-    with no ``patient_key``, at records that hold several patients' data (an import's refused records)."""
-    record(
-        session,
-        at=now,
-        username=viewer.username,
-        action="view",
-        patient_key=patient_key,
-        details={"what": what},
-    )
-
-
-def audit_export(
-    session: Session, viewer: Viewer, what: str, patient_key: int | None, *, now: datetime
-) -> None:
-    """Record that ``viewer`` exported something (a worklist, a flowsheet)."""
-    record(
-        session,
-        at=now,
-        username=viewer.username,
-        action="export",
-        patient_key=patient_key,
-        details={"what": what},
-    )
-
-
-def audit_log(
-    session: Session,
-    *,
-    since: datetime | None = None,
-    username: str | None = None,
-    action: str | None = None,
-    patient_id: str | None = None,
-    limit: int = 5000,
-) -> pd.DataFrame:
-    """The audit trail, newest first, filtered; with the patient's identifier where there is one."""
-    statement = (
-        select(
-            AuditLog.at,
-            AuditLog.username,
-            AuditLog.action,
-            Patient.mrn.label("patient_id"),
-            AuditLog.details,
-        )
-        .outerjoin(Patient, Patient.id == AuditLog.patient_id)
-        .order_by(AuditLog.at.desc(), AuditLog.id.desc())
-        .limit(limit)
-    )
-    if since is not None:
-        statement = statement.where(AuditLog.at >= since)
-    if username:
-        statement = statement.where(AuditLog.username == username)
-    if action:
-        statement = statement.where(AuditLog.action == action)
-    if patient_id:
-        statement = statement.where(Patient.mrn == patient_id)
-    return read_frame(session, statement, utc=["at"])
 
 
 def find_patient(

@@ -171,10 +171,10 @@ def _refresh(
     summary = summary.join(_pattern(session, history, latest, context))
     summary = summary.join(_recent_wbc(history)).join(_cycle_now(session, history, context, now, timezone))
     summary = summary.reindex(list(patient_keys))
-    # A text column that no patient of this pass filled arrives as all-NaN floats: filled as text.
+    # A column that no patient of this pass filled arrives as all-NaN floats: filled as text, or lists.
+    for column in ("flags", "explanations"):
+        summary[column] = [value if isinstance(value, list) else [] for value in summary[column]]
     for column, empty in (
-        ("flags", ""),
-        ("explanations", "[]"),
         ("pattern_detail", ""),
         ("wbc_recent", "[]"),
         ("readiness", ""),
@@ -251,13 +251,11 @@ def _record_changes(
 
 def _comparable(status: pd.DataFrame) -> pd.DataFrame:
     """Status rows as ``analysis.changes`` takes them: flags and explanations as tuples, grades named."""
-    flags = status["flags"].fillna("").map(lambda text: tuple(flag for flag in text.split(",") if flag))
-    explanations = status["explanations"].fillna("[]").map(lambda text: tuple(json.loads(text)))
     return pd.DataFrame(
         {
             "patient_key": status["patient_id"].to_numpy(),
-            "flags": flags.to_numpy(),
-            "explanations": explanations.to_numpy(),
+            "flags": status["flags"].astype(object).map(tuple).to_numpy(),
+            "explanations": status["explanations"].astype(object).map(tuple).to_numpy(),
             **{f"{a}_grade": status[f"latest_{a}_grade"].to_numpy() for a in GRADED},
         }
     )
@@ -345,10 +343,8 @@ def _flagged(history: pd.DataFrame, context: Context, now: datetime) -> pd.DataF
     flagged = patient_flags(with_limits(history, context), as_of=pd.Timestamp(now), rules=context.rules.flags)
     return pd.DataFrame(
         {
-            "flags": flagged["flags"].map(",".join).to_numpy(),
-            "explanations": flagged["explanations"]
-            .map(lambda sentences: json.dumps(list(sentences)))
-            .to_numpy(),
+            "flags": [list(flags) for flags in flagged["flags"]],
+            "explanations": [list(sentences) for sentences in flagged["explanations"]],
         },
         index=pd.Index(flagged["patient_key"], name="patient_key"),
     )

@@ -1,7 +1,135 @@
-"""Who is asking: the viewer every service call is made for, and the accounts behind it."""
+"""Who is asking, and the accounts behind it: sign-in, users, teams and which patients a team follows.
+
+Each use case runs in its own transaction and is audited as the store's account functions audit it (sign-ins
+and their failures, accounts added or disabled, patients put in a team). Changing accounts or teams is for
+administrators (``Viewer.may("administer")``); the command line acts as the system, an administrator.
+"""
 
 from __future__ import annotations
 
-from db.accounts import SYSTEM, AccountError, Viewer
+from collections.abc import Sequence
+from datetime import datetime
 
-__all__ = ["SYSTEM", "AccountError", "Viewer"]
+import pandas as pd
+from sqlalchemy.orm import Session, sessionmaker
+
+from db import accounts
+from db.accounts import DEMO_ACCOUNTS, DEMO_PASSWORD, IDLE_MINUTES, SYSTEM, AccountError, Viewer
+from db.queries import find_patient
+
+__all__ = [
+    "DEMO_ACCOUNTS",
+    "DEMO_PASSWORD",
+    "IDLE_MINUTES",
+    "SYSTEM",
+    "AccountError",
+    "Viewer",
+    "add_user",
+    "assign_patient",
+    "assign_patients",
+    "disable_user",
+    "list_teams",
+    "list_users",
+    "sign_in",
+    "sign_in_with_identity",
+    "viewer_named",
+]
+
+
+def _administer(viewer: Viewer) -> None:
+    if not viewer.may("administer"):
+        raise PermissionError(f"{viewer.role} accounts cannot change accounts or teams; an administrator can")
+
+
+def sign_in(store: sessionmaker[Session], *, username: str, password: str, now: datetime) -> Viewer | str:
+    """The ``Viewer`` for a right name and password, or why not (failures count towards the lockout)."""
+    with store.begin() as session:
+        return accounts.authenticate(session, username, password, now=now)
+
+
+def sign_in_with_identity(store: sessionmaker[Session], *, username: str, now: datetime) -> Viewer | str:
+    """The ``Viewer`` of the active account named after an identity a provider has verified, or why not."""
+    with store.begin() as session:
+        return accounts.sign_in_by_identity(session, username, now=now)
+
+
+def viewer_named(store: sessionmaker[Session], *, username: str) -> Viewer:
+    """The ``Viewer`` of an active account, to answer as they would see it. Raises ``AccountError``."""
+    with store() as session:
+        return accounts.viewer_named(session, username)
+
+
+def add_user(
+    store: sessionmaker[Session],
+    *,
+    viewer: Viewer,
+    username: str,
+    role: str,
+    teams: Sequence[str],
+    password: str,
+    display_name: str = "",
+    now: datetime,
+) -> None:
+    """A new active account in ``teams`` (team codes, created when new). Raises ``AccountError`` (a taken
+    name, an unknown role, a password the policy refuses)."""
+    _administer(viewer)
+    with store.begin() as session:
+        accounts.create_user(
+            session,
+            username=username,
+            role=role,
+            teams=teams,
+            password=password,
+            display_name=display_name,
+            now=now,
+            by=viewer.username,
+        )
+
+
+def list_users(store: sessionmaker[Session], *, viewer: Viewer) -> pd.DataFrame:
+    """Every account with its role, teams and state (never a password or its hash)."""
+    _administer(viewer)
+    with store() as session:
+        return accounts.user_list(session)
+
+
+def disable_user(store: sessionmaker[Session], *, viewer: Viewer, username: str, now: datetime) -> None:
+    """Disable an account: it can no longer sign in; its trail stays. Raises ``AccountError``."""
+    _administer(viewer)
+    with store.begin() as session:
+        accounts.disable_user(session, username, now=now, by=viewer.username)
+
+
+def list_teams(store: sessionmaker[Session]) -> pd.DataFrame:
+    """The care teams (code, name) with their numbers of patients and users."""
+    with store() as session:
+        return accounts.team_list(session)
+
+
+def assign_patient(
+    store: sessionmaker[Session],
+    *,
+    viewer: Viewer,
+    patient_id: str,
+    team: str,
+    authority: str | None = None,
+    now: datetime,
+) -> bool:
+    """Put the patient with this identifier in ``team`` (created when new); False when it was there already.
+
+    Raises ``db.queries.PatientNotFound`` when no patient (or several) answers to the identifier.
+    """
+    _administer(viewer)
+    with store.begin() as session:
+        patient = find_patient(session, patient_id, viewer=viewer, authority=authority)
+        return accounts.assign_patient(session, patient.id, team, now=now, by=viewer.username)
+
+
+def assign_patients(
+    store: sessionmaker[Session], *, viewer: Viewer, patient_keys: Sequence[int], team: str, now: datetime
+) -> int:
+    """Put patients in an existing team (``team``: its code); how many were not in it yet. Raises
+    ``AccountError`` for an unknown team (a mistyped code must not become a team nobody belongs to)."""
+    _administer(viewer)
+    with store.begin() as session:
+        return accounts.assign_patients(session, patient_keys, team, now=now, by=viewer.username)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import create_engine, select
 
 from db.accounts import (
     LOCKOUT_AFTER,
@@ -180,6 +181,31 @@ def test_users_and_teams_on_the_command_line(db_url: str) -> None:
     assert monitor("users", "disable", "nurse1", url=db_url).returncode == 0
     unknown = monitor("patients", "--user", "nurse1", url=db_url)
     assert unknown.returncode == 2 and "no active user" in unknown.stderr
+    assert monitor("settings", "set", "flags.persistent_min_days", "21", url=db_url).returncode == 0
+    assert monitor("lab-ranges", "set", "DEMO-CENTRAL", "wbc", "3.8", "10.4", url=db_url).returncode == 0
+    assert (
+        monitor("lab-ranges", "set", "DEMO-CENTRAL", "anc", "1.8", "--by", "j.smith", url=db_url).returncode
+        == 0
+    )
+    # One spelling for whoever ran a command: cli: and the login; a --by is recorded as given.
+    engine = create_engine(db_url)
+    with engine.connect() as connection:
+        actors = connection.execute(
+            select(AuditLog.action, AuditLog.username).where(
+                AuditLog.action.in_(("user_add", "user_disable", "assign_team", "settings", "lab_range"))
+            )
+        ).all()
+    engine.dispose()
+    login = f"cli:{getpass.getuser()}"
+    by_action = {(action, name) for action, name in actors if name not in ("system", "j.smith")}
+    assert by_action == {
+        ("user_add", login),
+        ("user_disable", login),
+        ("assign_team", login),
+        ("settings", login),
+        ("lab_range", login),
+    }
+    assert ("lab_range", "j.smith") in set(actors)
 
 
 def monitor_with_input(db_url: str, text: str, *args: str):
@@ -221,8 +247,8 @@ def test_single_sign_on_maps_a_verified_identity_to_an_account(store) -> None:
 
 def test_every_kind_of_action_leaves_an_audit_row(store, tmp_path) -> None:
     from db.actions import acknowledge, set_patient_range
+    from db.audit import audit_export, audit_view
     from db.importer import import_path
-    from db.queries import audit_export, audit_view
     from services.rules import save_site_rules, set_lab_range
     from tests.conftest import DATA
 
@@ -291,3 +317,98 @@ def test_the_store_refuses_to_change_or_delete_audit_rows(store, change: str) ->
     with store() as session:
         assert session.scalar(select(func.count()).select_from(AuditLog)) == 1
         assert session.scalar(select(AuditLog.username)) == "admin"
+
+
+def test_account_use_cases_run_in_their_own_transactions_and_are_audited_under_the_viewer(demo) -> None:
+    from db.queries import PatientNotFound as NotFound
+    from services import accounts
+
+    admin = accounts.viewer_named(demo, username="admin")
+    accounts.add_user(
+        demo,
+        viewer=admin,
+        username="nurse2",
+        role="viewer",
+        teams=["oncology"],
+        password="A long passphrase 2",
+        now=NOW,
+    )
+    users = accounts.list_users(demo, viewer=admin).set_index("username")
+    assert users.loc["nurse2", "teams"] == "oncology" and "password_hash" not in users.columns
+    signed = accounts.sign_in(demo, username="nurse2", password="A long passphrase 2", now=NOW)
+    assert isinstance(signed, Viewer) and signed.role == "viewer"
+    assert (
+        accounts.sign_in(demo, username="nurse2", password="wrong", now=NOW) == "wrong username or password"
+    )
+    assert isinstance(accounts.sign_in_with_identity(demo, username="nurse2", now=NOW), Viewer)
+    with pytest.raises(PermissionError, match="an administrator can"):
+        accounts.disable_user(demo, viewer=signed, username="admin", now=NOW)
+    with pytest.raises(PermissionError):
+        accounts.assign_patient(demo, viewer=signed, patient_id="DEMO-0001", team="oncology", now=NOW)
+    everyone = patient_list_of(demo)
+    onco_only = everyone[everyone["teams"] == "Oncology"]["patient_id"].iloc[0]
+    assert accounts.assign_patient(demo, viewer=admin, patient_id=onco_only, team="haematology", now=NOW)
+    assert not accounts.assign_patient(demo, viewer=admin, patient_id=onco_only, team="haematology", now=NOW)
+    with pytest.raises(NotFound):
+        accounts.assign_patient(demo, viewer=admin, patient_id="NOBODY", team="haematology", now=NOW)
+    keys = everyone["patient_key"].head(3).map(int).tolist()
+    assert accounts.assign_patients(demo, viewer=admin, patient_keys=keys, team="haematology", now=NOW) >= 2
+    with pytest.raises(AccountError, match="no team 'haematolgy'"):
+        accounts.assign_patients(demo, viewer=admin, patient_keys=keys, team="haematolgy", now=NOW)
+    teams = accounts.list_teams(demo).set_index("code")
+    assert teams.loc["haematology", "patients"] == 3
+    accounts.disable_user(demo, viewer=admin, username="nurse2", now=NOW)
+    assert accounts.sign_in(demo, username="nurse2", password="A long passphrase 2", now=NOW) == (
+        "this account is disabled"
+    )
+    with demo() as session:
+        trail = session.execute(
+            select(AuditLog.action, AuditLog.username).where(AuditLog.at == NOW).order_by(AuditLog.id)
+        ).all()
+    by_admin = [action for action, name in trail if name == "admin"]
+    assert by_admin[0] == "user_add" and by_admin[-1] == "user_disable"
+    assert by_admin.count("assign_team") >= 3
+    assert [action for action, name in trail if name == "nurse2"] == [
+        "sign_in",
+        "sign_in_failed",
+        "sign_in",
+        "sign_in_failed",
+    ]
+
+
+def patient_list_of(store):
+    with store() as session:
+        return patient_list(session, viewer=SYSTEM)
+
+
+def test_the_trail_finds_a_person_under_every_name_it_has_held_for_them(store) -> None:
+    from db.audit import record
+    from services.audit import read_trail, record_export, record_view
+
+    with store.begin() as session:
+        for name in ("alice", "cli:alice", "alice (command line)", "bob", "cli:alicia", "malice"):
+            record(session, at=NOW, username=name, action="settings")
+    alice = Viewer("alice", "admin", None)
+    record_view(store, viewer=alice, patient_key=None, what="refused records of import 1", now=NOW)
+    record_export(store, viewer=alice, what="audit CSV (7 rows)", now=NOW)
+    since = NOW - timedelta(days=1)
+    for typed in ("alice", " cli:alice ", "alice (command line)"):
+        found = read_trail(store, viewer=alice, since=since, username=typed)
+        assert sorted(found["username"]) == sorted(
+            ["alice", "alice", "alice", "cli:alice", "alice (command line)"]
+        ), typed
+    assert read_trail(store, viewer=alice, since=since, action="export")["username"].tolist() == ["alice"]
+    assert len(read_trail(store, viewer=alice, since=since)) == 8
+    with pytest.raises(PermissionError):
+        read_trail(store, viewer=Viewer("alice", "clinician", (1,)), since=since)
+
+
+def test_an_action_outside_the_vocabulary_is_refused_by_the_code_and_by_the_store(store) -> None:
+    from sqlalchemy.exc import IntegrityError
+
+    from db.audit import record
+
+    with store.begin() as session, pytest.raises(ValueError, match="'download' is not an audit action"):
+        record(session, at=NOW, username="alice", action="download")  # type: ignore[arg-type]
+    with pytest.raises(IntegrityError), store.begin() as session:
+        session.add(AuditLog(at=NOW, username="alice", action="download", details=""))

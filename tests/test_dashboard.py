@@ -414,3 +414,36 @@ def test_an_empty_store_shows_an_empty_worklist_that_says_what_to_do(tmp_path, m
     assert "No patients to show yet" in at.info[0].value and not at.dataframe
     at = _app(Viewer("medicine", "clinician", (2,))).run()
     assert not at.exception and "No patients in your teams yet" in at.info[0].value
+
+
+def test_audit_page_filters_by_every_action_and_finds_a_person_under_each_spelling(imported_store) -> None:
+    from datetime import UTC, datetime
+
+    from db.audit import record
+    from db.models import AUDIT_ACTIONS
+
+    with open_store(imported_store).begin() as session:
+        for name in ("alice", "cli:alice", "alice (command line)", "bob"):
+            record(session, at=datetime.now(UTC), username=name, action="lab_range")
+    at = _app().run()
+    at.switch_page("app_pages/audit.py").run()
+    assert not at.exception
+    assert at.selectbox(key="audit_action").options == ["", *AUDIT_ACTIONS]  # lab_range among them
+    at.text_input(key="audit_user").input("alice").run()
+    assert sorted(at.dataframe[0].value["username"]) == ["alice", "alice (command line)", "cli:alice"]
+    at.text_input(key="audit_user").input("").run()
+    at.selectbox(key="audit_action").select("import").run()
+    assert at.dataframe[0].value["action"].tolist() == ["import"]
+
+
+def test_a_download_is_recorded_in_the_trail_under_the_viewer(imported_store) -> None:
+    from ui import downloads
+
+    downloads._record_download(ADMIN, "worklist CSV (1 rows)", None)
+    with open_store(imported_store)() as session:
+        exported = session.execute(
+            text("SELECT username, details FROM audit_log WHERE action = 'export'")
+        ).all()
+    assert [(who, json.loads(details)["what"]) for who, details in exported] == [
+        ("admin", "worklist CSV (1 rows)")
+    ]

@@ -189,12 +189,6 @@ def batch_rejections(batch_id: int) -> pd.DataFrame:
         return queries.batch_rejections(session, batch_id)
 
 
-def audit_export(viewer: Viewer, what: str, patient_key: int | None) -> None:
-    """Record a download in the audit trail (called as the download button's on_click)."""
-    with store().begin() as session:
-        queries.audit_export(session, viewer, what, patient_key, now=datetime.now(UTC))
-
-
 def refresh() -> None:
     """Forget cached frames after a write, so every page shows the new data."""
     st.cache_data.clear()

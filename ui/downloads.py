@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pandas as pd
 import streamlit as st
 
-from db.accounts import Viewer
 from monitor.exports import spreadsheet_safe
+from services.accounts import Viewer
+from services.audit import record_export
 from ui import data
 
 
@@ -28,6 +31,11 @@ def audited_csv_download(
         lambda: spreadsheet_safe(frame).to_csv(index=False),
         file_name=file_name,
         mime="text/csv",
-        on_click=data.audit_export,
+        on_click=_record_download,
         args=(viewer, what, patient_key),
     )
+
+
+def _record_download(viewer: Viewer, what: str, patient_key: int | None) -> None:
+    """The download button's on_click: the export in the audit trail."""
+    record_export(data.store(), viewer=viewer, what=what, patient_key=patient_key, now=datetime.now(UTC))

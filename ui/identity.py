@@ -7,13 +7,13 @@ from datetime import UTC, datetime
 
 import streamlit as st
 
-from db.accounts import (
+from services.accounts import (
     DEMO_ACCOUNTS,
     DEMO_PASSWORD,
     IDLE_MINUTES,
     Viewer,
-    authenticate,
-    sign_in_by_identity,
+    sign_in,
+    sign_in_with_identity,
 )
 from ui import data
 
@@ -72,8 +72,7 @@ def _viewer_from_identity_provider() -> Viewer | None:
     teams): a person without an active account is refused, and the refusal audited.
     """
     email = str(st.user.get("email") or "")
-    with data.store().begin() as session:
-        viewer = sign_in_by_identity(session, email, now=datetime.now(UTC))
+    viewer = sign_in_with_identity(data.store(), username=email, now=datetime.now(UTC))
     if isinstance(viewer, str):
         st.session_state["sign_in_notice"] = viewer
         st.logout()
@@ -94,8 +93,7 @@ def sign_in_page() -> None:
         password = st.text_input("Password", type="password", key="sign_in_password")
         submitted = st.form_submit_button("Sign in", type="primary")
     if submitted:
-        with data.store().begin() as session:
-            outcome = authenticate(session, username, password, now=datetime.now(UTC))
+        outcome = sign_in(data.store(), username=username, password=password, now=datetime.now(UTC))
         if isinstance(outcome, Viewer):
             st.session_state[_VIEWER] = outcome
             st.session_state[_LAST_ACTIVE] = time.monotonic()

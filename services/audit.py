@@ -1,0 +1,60 @@
+"""The audit trail's use cases: record that someone looked at or exported patient data, and read the trail.
+
+Writes that change something (an import, an acknowledgement, an account) are audited by the use case that
+makes them, in its own transaction; these are for reads, which change nothing else.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pandas as pd
+from sqlalchemy.orm import Session, sessionmaker
+
+from db import audit
+from db.accounts import Viewer
+from db.audit import command_line_actor
+from db.models import AUDIT_ACTIONS
+
+__all__ = ["AUDIT_ACTIONS", "command_line_actor", "read_trail", "record_export", "record_view"]
+
+
+def record_view(
+    store: sessionmaker[Session], *, viewer: Viewer, patient_key: int | None, what: str, now: datetime
+) -> None:
+    """Record that ``viewer`` looked at a patient (``what``: the page or command), or, with no
+    ``patient_key``, at records holding several patients' data (an import's refused records)."""
+    with store.begin() as session:
+        audit.audit_view(session, viewer, patient_key, what, now=now)
+
+
+def record_export(
+    store: sessionmaker[Session],
+    *,
+    viewer: Viewer,
+    what: str,
+    patient_key: int | None = None,
+    now: datetime,
+) -> None:
+    """Record that ``viewer`` exported something (a worklist, a flowsheet, the trail itself)."""
+    with store.begin() as session:
+        audit.audit_export(session, viewer, what, patient_key, now=now)
+
+
+def read_trail(
+    store: sessionmaker[Session],
+    *,
+    viewer: Viewer,
+    since: datetime | None = None,
+    username: str | None = None,
+    action: str | None = None,
+    patient_id: str | None = None,
+) -> pd.DataFrame:
+    """The trail for the Audit page, newest first (administrators only): since a time, of one person under
+    every name the trail has held for them, of one action (``AUDIT_ACTIONS``), about one patient."""
+    if not viewer.may("administer"):
+        raise PermissionError("the audit trail is for administrators")
+    with store() as session:
+        return audit.audit_trail(
+            session, since=since, username=username, action=action, patient_id=patient_id
+        )
