@@ -25,8 +25,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from db.demo import seed_demo
-from db.importer import import_path
 from db.store import open_store
+from services.imports import ImportOptions, import_path
 from tests.conftest import DATA, ROOT
 
 if TYPE_CHECKING:
@@ -97,10 +97,10 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     store = open_store(url)
     with store.begin() as session:
         seed_demo(session, patients=60, seed=7, today=date.today())
-    summary = import_path(store, DATA / "canonical-good.csv", imported_by="test")
+    summary = import_path(store, DATA / "canonical-good.csv", options=ImportOptions(imported_by="test"))
     assert summary.error is None and summary.accepted > 0, summary
     (folder / "events.csv").write_text(EVENTS)
-    assert import_path(store, folder / "events.csv", imported_by="test").error is None
+    assert import_path(store, folder / "events.csv", options=ImportOptions(imported_by="test")).error is None
     env = {**os.environ, "MONITOR_DATABASE_URL": url, "MONITOR_SEED_DEMO": "0"}
     log_path = folder / "streamlit.log"
     SERVER_LOGS["dashboard"] = log_path

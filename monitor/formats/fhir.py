@@ -448,5 +448,10 @@ def parse_fhir(text: str, *, timezone: str = "UTC") -> Parsed:
     )
 
 
+def parse_piece(text: str, zone: str, before: int) -> Parsed:
+    """A FHIR file, read whole (``before`` is always 0), times without an offset in ``zone``."""
+    return parse_fhir(text, timezone=zone)
+
+
 def _frame(rows: list[dict[str, str]], columns: tuple[str, ...]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(columns)).astype(str) if rows else empty(columns)

@@ -113,9 +113,9 @@ def load_items(text: str) -> list[Item]:
         kind = "array" if isinstance(document, list) else "scalar"
         problem = f"the file is a JSON {kind}, not a FHIR resource (an object with resourceType)"
         return [Item("resource", compact(document), problem=problem)]
-    kind = document.get("resourceType")
-    if isinstance(kind, str) and kind and kind not in READ_TYPES:
-        problem = f"resourceType '{kind}' carries no results (expected {', '.join(READ_TYPES)} or NDJSON)"
+    named = document.get("resourceType")
+    if isinstance(named, str) and named and named not in READ_TYPES:
+        problem = f"resourceType '{named}' carries no results (expected {', '.join(READ_TYPES)} or NDJSON)"
         return [Item("resource", compact(document), problem=problem)]
     return _items(document, "resource", compact(document), depth=0)
 
