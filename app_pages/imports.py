@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import pandas as pd
 import streamlit as st
 
-from db.audit import audit_view
-from db.config import display_timezone, is_timezone
-from db.importer import import_content
-from monitor.formats.parsed import FORMATS
+from monitor.timestamps import is_timezone
+from services.config import Config
+from services.imports import FORMAT_NAMES, ImportOptions, ImportSummary, import_content
 from ui import data
 from ui.identity import current_user, current_viewer
 
@@ -27,10 +24,12 @@ st.caption(
 
 uploads = st.file_uploader("Files", accept_multiple_files=True, key="import_files")
 options = st.columns([1, 1, 2])
-fmt = options[0].selectbox("Format", ["auto", *FORMATS], key="import_format")
+fmt = options[0].selectbox("Format", ["auto", *FORMAT_NAMES], key="import_format")
+# The site's zone, checked when the dashboard started: the default for times without an offset.
+site_timezone = Config.from_environment().timezone
 timezone = (
     options[1]
-    .text_input("Time zone for times without an offset", value=display_timezone(), key="import_timezone")
+    .text_input("Time zone for times without an offset", value=site_timezone, key="import_timezone")
     .strip()
 )
 unknown_zone = bool(timezone) and not is_timezone(timezone)
@@ -51,9 +50,19 @@ def _mapping(text: str) -> dict[str, str]:
     }
 
 
-def _run(dry_run: bool) -> list:
+def _run(dry_run: bool) -> list[ImportSummary]:
     summaries = []
     progress = st.progress(0.0, text="Starting")
+    choices = ImportOptions(
+        imported_by=current_user(),
+        format=None if fmt == "auto" else fmt,
+        timezone=timezone or None,
+        column_map=_mapping(mapping_text),
+        dry_run=dry_run,
+        again=again,
+        teams=tuple(teams),
+        site_timezone=site_timezone,
+    )
     for number, upload in enumerate(uploads, start=1):
         progress.progress((number - 1) / len(uploads), text=f"{upload.name} ({number} of {len(uploads)})")
 
@@ -64,25 +73,13 @@ def _run(dry_run: bool) -> list:
             )
 
         summaries.append(
-            import_content(
-                data.store(),
-                upload.name,
-                upload.getvalue(),
-                imported_by=current_user(),
-                fmt=None if fmt == "auto" else fmt,
-                timezone=timezone or None,
-                column_map=_mapping(mapping_text),
-                dry_run=dry_run,
-                again=again,
-                teams=tuple(teams),
-                progress=report,
-            )
+            import_content(data.store(), upload.name, upload.getvalue(), options=choices, progress=report)
         )
     progress.progress(1.0, text="Done")
     return summaries
 
 
-def _show(summaries: list, dry_run: bool, teams: list[str]) -> None:
+def _show(summaries: list[ImportSummary], dry_run: bool, teams: list[str]) -> None:
     table = pd.DataFrame(
         {
             "File": [s.file_name for s in summaries],
@@ -130,8 +127,8 @@ def _show(summaries: list, dry_run: bool, teams: list[str]) -> None:
             )
         if len(summary.rejected):
             with st.expander(f"{summary.file_name}: {len(summary.rejected)} refused, with reasons"):
-                refused = summary.rejected[["location", "reason", "raw_text"]]  # as in Past imports
-                st.dataframe(refused, hide_index=True, width="stretch")
+                listed = summary.rejected[["location", "reason", "raw_text"]]  # as in Past imports
+                st.dataframe(listed, hide_index=True, width="stretch")
 
 
 teams = st.multiselect(
@@ -190,9 +187,9 @@ else:
             )
         )
         viewer = current_viewer()
-        # Refused records hold patient data verbatim: their view is audited, once per import shown.
-        if st.session_state.get("audited_rejections") != (viewer.username, batch):
-            with data.store().begin() as session:
-                audit_view(session, viewer, None, f"refused records of import {batch}", now=datetime.now(UTC))
-            st.session_state["audited_rejections"] = (viewer.username, batch)
-        st.dataframe(data.batch_rejections(batch), hide_index=True, width="stretch")
+        # Refused records hold patient data verbatim: they are read with their view audited, once per
+        # import shown (the page reruns on every click; what was read is kept for the reruns).
+        if st.session_state.get("import_refused_of") != (viewer.username, batch):
+            st.session_state["import_refused"] = data.batch_rejections(batch, viewer)
+            st.session_state["import_refused_of"] = (viewer.username, batch)
+        st.dataframe(st.session_state["import_refused"], hide_index=True, width="stretch")

@@ -151,15 +151,17 @@ def step_postgres_raw(work: Path, url: str) -> dict[str, float]:
 
 def step_import(work: Path, url: str) -> dict[str, float]:
     """The product: the results file imported into an empty store (schema created first, not timed)."""
-    from db.importer import import_path
     from db.store import open_store
+    from services.imports import ImportOptions, import_path
 
     factory = open_store(url, timezone="UTC")
     started = time.perf_counter()
-    summary = import_path(factory, work / "cohort.csv", imported_by="benchmark")
+    summary = import_path(factory, work / "cohort.csv", options=ImportOptions(imported_by="benchmark"))
     seconds = time.perf_counter() - started
     assert summary.error is None and not len(summary.rejected), summary
-    events = import_path(factory, work / "events.csv", imported_by="benchmark")  # for the status step
+    events = import_path(
+        factory, work / "events.csv", options=ImportOptions(imported_by="benchmark")
+    )  # for the status step
     assert events.error is None and not len(events.rejected), events
     return {"seconds": seconds, "peak_mb": peak_rss_mb(), "accepted": summary.accepted}
 

@@ -162,12 +162,12 @@ def raw_driver_into_store(path: Path, database: Path) -> dict[str, float]:
 
 def project_import(path: Path, database: Path) -> dict[str, float]:
     """The product: `python -m monitor import` on a fresh store (schema created first, not timed)."""
-    from db.importer import import_path
     from db.store import open_store
+    from services.imports import ImportOptions, import_path
 
     factory = open_store(f"sqlite:///{database}", timezone="UTC")
     started = time.perf_counter()
-    summary = import_path(factory, path, imported_by="benchmark")
+    summary = import_path(factory, path, options=ImportOptions(imported_by="benchmark"))
     seconds = time.perf_counter() - started
     assert summary.error is None and not len(summary.rejected), summary
     return {"seconds": seconds, "peak_mb": peak_rss_mb(), "accepted": summary.accepted}

@@ -98,8 +98,8 @@ def main() -> None:
     parser.add_argument("--panels", type=int, default=10)
     parser.add_argument("--long-panels", type=int, default=1_000)
     args = parser.parse_args()
-    from db.importer import import_path
     from db.store import open_store
+    from services.imports import ImportOptions, import_path
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     with tempfile.TemporaryDirectory() as folder:
@@ -107,7 +107,9 @@ def main() -> None:
         results = write_cohort(path, args.patients, args.panels, args.long_panels)
         url = f"sqlite:///{Path(folder) / 'bench.db'}"
         started = time.perf_counter()
-        summary = import_path(open_store(url, timezone="UTC"), path, imported_by="benchmark")
+        summary = import_path(
+            open_store(url, timezone="UTC"), path, options=ImportOptions(imported_by="benchmark")
+        )
         assert summary.error is None, summary.error
         print(
             f"store: {args.patients + 1:,} patients, {results:,} results "

@@ -148,15 +148,15 @@ def duckdb_baseline(results: int) -> dict[str, float]:
 def store(results: int) -> dict[str, float]:
     from datetime import UTC, datetime
 
-    from db.importer import import_path
     from db.status import refresh_all_status
     from db.store import open_store
+    from services.imports import ImportOptions, import_path
 
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "results.csv"
         generate(path, results)
         factory = open_store(f"sqlite:///{Path(folder) / 'bench.db'}", timezone="UTC")
-        summary = import_path(factory, path, imported_by="benchmark")
+        summary = import_path(factory, path, options=ImportOptions(imported_by="benchmark"))
         assert summary.error is None, summary.error
         imported_mb = peak_rss_mb()
         started = time.perf_counter()

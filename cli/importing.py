@@ -2,22 +2,38 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
 from cli.app import (
     _cli_user,
+    _config,
     _emit,
     _factory,
-    _viewer,
     cli,
     output_format,
     store_options,
 )
-from monitor.formats.parsed import FORMATS
+from monitor.timestamps import is_timezone
+from services.accounts import SYSTEM
+from services.imports import (
+    FORMAT_NAMES,
+    ImportOptions,
+    ImportSummary,
+    NoSuchImport,
+    import_history,
+    import_path,
+    refused_records,
+)
+from services.store import open_store
+
+if TYPE_CHECKING:
+    from click._termui_impl import ProgressBar
 
 
 def _column_map(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
@@ -35,7 +51,7 @@ def _column_map(_ctx: click.Context, _param: click.Parameter, values: tuple[str,
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["auto", *FORMATS]),
+    type=click.Choice(["auto", *FORMAT_NAMES]),
     default="auto",
     show_default=True,
     help="The files' format; auto detects it from the content.",
@@ -99,41 +115,32 @@ def import_(
       python -m monitor import results-2026-11.csv feed-0001.hl7 --timezone Europe/London
       python -m monitor import export.csv --map MRN=patient_id --map "Drawn at=collected_at" --dry-run
     """
-    from db.config import display_timezone, is_timezone
-    from db.importer import import_path
-
     if timezone and not is_timezone(timezone):
         raise click.BadParameter(f"{timezone!r} is not an IANA time zone", param_hint="--timezone")
-    try:
-        display_timezone()  # the default for times without an offset: refused before any file is read
-    except ValueError as error:
-        raise click.UsageError(str(error)) from None
-    factory = _factory(database)
-    user = _cli_user()
+    # The site's zone is the default for times without an offset: a bad one is refused before any file is
+    # read.
+    config = _config(database)
+    factory = open_store(config)
+    options = ImportOptions(
+        imported_by=_cli_user(),
+        format=None if fmt == "auto" else fmt,
+        timezone=timezone,
+        column_map=column_map,
+        dry_run=dry_run,
+        again=again,
+        teams=teams,
+        site_timezone=config.timezone,
+    )
     worst = 0
-    chosen = None if fmt == "auto" else fmt
     summaries = []
     for path in paths:
         with click.progressbar(length=1, label=f"importing {path.name}", file=sys.stderr) as bar:
 
-            def report(done: int, total: int, bar: Any = bar) -> None:
+            def report(done: int, total: int, bar: ProgressBar[int] = bar) -> None:
                 bar.length = max(total, 1)
                 bar.update(done - bar.pos)
 
-            summaries.append(
-                import_path(
-                    factory,
-                    path,
-                    imported_by=user,
-                    fmt=chosen,
-                    timezone=timezone,
-                    column_map=column_map,
-                    dry_run=dry_run,
-                    again=again,
-                    teams=teams,
-                    progress=report,
-                )
-            )
+            summaries.append(import_path(factory, path, options=options, progress=report))
     for summary in summaries:
         worst = max(worst, summary.exit_code)
         _print_summary(summary)
@@ -161,27 +168,18 @@ def imports(database: str | None, batch: int | None, limit: int, fmt: str) -> No
       python -m monitor imports
       python -m monitor imports --refused 12 --format csv > refused-12.csv
     """
-    from datetime import UTC, datetime
-
-    from db.audit import audit_view
-    from db.models import ImportBatch
-    from db.queries import batch_rejections, import_batches
-
     factory = _factory(database)
-    with factory() as session:
-        if batch is None:
-            _emit(import_batches(session, limit=limit), fmt, utc_columns=("imported_at",))
-            return
-        if session.get(ImportBatch, batch) is None:
-            raise click.BadParameter(
-                f"there is no import #{batch} (python -m monitor imports lists them)", param_hint="--refused"
-            )
-        refused = batch_rejections(session, batch)
-        viewer = _viewer(factory, None)
-        audit_view(
-            session, viewer, None, f"command line: refused records of import {batch}", now=datetime.now(UTC)
-        )
-        session.commit()
+    if batch is None:
+        _emit(import_history(factory, limit=limit), fmt, utc_columns=("imported_at",))
+        return
+    try:
+        # Shell access to the store is the system's own, named by the login that looked (as imports are).
+        viewer = dataclasses.replace(SYSTEM, username=_cli_user())
+        refused = refused_records(factory, batch, viewer=viewer, now=datetime.now(UTC), where="command line")
+    except NoSuchImport as error:
+        raise click.BadParameter(
+            f"{error} (python -m monitor imports lists them)", param_hint="--refused"
+        ) from None
     if fmt == "table":
         # One line per record on a terminal: the raw text is cut (csv and json keep it whole).
         refused = refused.assign(
@@ -195,7 +193,7 @@ def _counted(number: int, noun: str) -> str:
     return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
-def _print_summary(summary: Any) -> None:
+def _print_summary(summary: ImportSummary) -> None:
     name = summary.file_name
     prefix = f"{name}: dry run (nothing stored)" if summary.dry_run else name
     if summary.error:
@@ -213,7 +211,7 @@ def _print_summary(summary: Any) -> None:
                 else ")"
             )
         )
-    elif summary.format == "events":
+    elif summary.brought_events:
         click.echo(
             f"{prefix}: {summary.events} events added, {summary.unchanged} unchanged, "
             f"{len(summary.rejected)} rejected"
@@ -238,6 +236,7 @@ def _print_summary(summary: Any) -> None:
             "assign)",
             err=True,
         )
-    for row in summary.rejected.itertuples(index=False):
-        where = row.location.removeprefix("line ") if row.location.startswith("line ") else f" {row.location}"
-        click.echo(f"{name}:{where}: rejected: {row.reason}", err=True)
+    for location, reason in zip(summary.rejected["location"], summary.rejected["reason"], strict=True):
+        where = str(location)
+        where = where.removeprefix("line ") if where.startswith("line ") else f" {where}"
+        click.echo(f"{name}:{where}: rejected: {reason}", err=True)

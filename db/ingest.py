@@ -21,6 +21,7 @@ from db.config import display_timezone
 from db.frames import bulk_insert, read_frame_in, to_records
 from db.models import ImportBatch, Lab, OtherObservation, Panel, Patient, RejectedRecord, Result
 from db.status import BatchResults, refresh_patient_status
+from monitor.formats.derive import derive_absolute_counts
 from monitor.formats.parsed import OTHER_FIELDS
 from monitor.formats.records import RESULT_CONTENT, STATUS_RANK
 
@@ -330,6 +331,42 @@ def write_results(
     if refresh_status:
         refresh_patient_status(session, counts.patient_keys, now=now, timezone=display_timezone())
     return counts
+
+
+def write_generations(
+    session: Session,
+    results: pd.DataFrame,
+    patients: pd.DataFrame,
+    *,
+    batch_id: int,
+    now: datetime,
+    held: BatchResults,
+) -> WriteCounts:
+    """Write a file's results generation by generation (a preliminary, then its final, ...), derived
+    counts last; patient status is left for the caller to refresh once (``held`` collects what it needs).
+
+    Counts are derived from the latest generation of each value in the file.
+    """
+    if results.empty:
+        return write_results(
+            session, results, batch_id=batch_id, now=now, patients=patients, refresh_status=False
+        )
+    latest_first = results.sort_values("generation", ascending=False, kind="stable")
+    derived = derive_absolute_counts(latest_first).assign(generation=int(results["generation"].max()))
+    everything = pd.concat([results, derived], ignore_index=True) if len(derived) else results
+    total = WriteCounts()
+    for _, part in everything.groupby("generation", sort=True):
+        counts = write_results(
+            session,
+            part.drop(columns="generation"),
+            batch_id=batch_id,
+            now=now,
+            patients=patients,
+            refresh_status=False,
+            held=held,
+        )
+        total.add(counts)
+    return total
 
 
 OTHER_CONTENT = list(OTHER_FIELDS)

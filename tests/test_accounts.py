@@ -248,11 +248,11 @@ def test_single_sign_on_maps_a_verified_identity_to_an_account(store) -> None:
 def test_every_kind_of_action_leaves_an_audit_row(store, tmp_path) -> None:
     from db.actions import acknowledge, set_patient_range
     from db.audit import audit_export, audit_view
-    from db.importer import import_path
+    from services.imports import ImportOptions, import_path
     from services.rules import save_site_rules, set_lab_range
     from tests.conftest import DATA
 
-    import_path(store, DATA / "canonical-good.csv", imported_by="importer")
+    import_path(store, DATA / "canonical-good.csv", options=ImportOptions(imported_by="importer"))
     with store.begin() as session:
         create_user(
             session, username="doc", role="clinician", teams=["ward"], password="Ward 9 night shift", now=NOW

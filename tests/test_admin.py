@@ -11,11 +11,11 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.accounts import SYSTEM
-from db.importer import import_path
 from db.models import Patient
 from db.queries import patient_list
 from services.admin import DemoConflict, recompute_all, seed_demo, seed_demo_if_empty, upgrade_schema
 from services.config import Config
+from services.imports import ImportOptions, import_path
 from tests.conftest import DATA
 
 NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
@@ -29,13 +29,13 @@ def _patients(store: sessionmaker[Session]) -> int:
 def test_recompute_counts_a_cycles_days_in_the_sites_zone(
     store: sessionmaker[Session], tmp_path: Path
 ) -> None:
-    import_path(store, DATA / "canonical-good.csv", imported_by="test")
+    import_path(store, DATA / "canonical-good.csv", options=ImportOptions(imported_by="test"))
     events = tmp_path / "events.csv"
     events.write_text(  # an evening dose in New York: already the next day in UTC
         "patient_id,kind,start,end,label,details\n"
         "MRN1001,chemotherapy,2026-02-24T20:00:00-05:00,,Docetaxel cycle 1,docetaxel\n"
     )
-    assert import_path(store, events, imported_by="test").events == 1
+    assert import_path(store, events, options=ImportOptions(imported_by="test")).events == 1
     noon_in_new_york = datetime(2026, 2, 24, 17, 0, tzinfo=UTC)
 
     def cycle_now(zone: str) -> object:

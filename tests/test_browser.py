@@ -24,9 +24,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from db.importer import import_path
 from db.store import open_store
 from services.admin import seed_demo
+from services.imports import ImportOptions, import_path
 from tests.conftest import DATA, ROOT
 
 if TYPE_CHECKING:
@@ -96,10 +96,10 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     url = f"sqlite:///{folder / 'monitor.db'}"
     store = open_store(url, timezone="UTC")
     seed_demo(store, patients=60, seed=7, now=datetime.now(UTC), timezone="UTC")
-    summary = import_path(store, DATA / "canonical-good.csv", imported_by="test")
+    summary = import_path(store, DATA / "canonical-good.csv", options=ImportOptions(imported_by="test"))
     assert summary.error is None and summary.accepted > 0, summary
     (folder / "events.csv").write_text(EVENTS)
-    assert import_path(store, folder / "events.csv", imported_by="test").error is None
+    assert import_path(store, folder / "events.csv", options=ImportOptions(imported_by="test")).error is None
     env = {**os.environ, "MONITOR_DATABASE_URL": url, "MONITOR_SEED_DEMO": "0"}
     log_path = folder / "streamlit.log"
     SERVER_LOGS["dashboard"] = log_path

@@ -14,8 +14,8 @@ from sqlalchemy import text
 from streamlit.testing.v1 import AppTest
 
 from db.accounts import Viewer
-from db.importer import import_path
 from db.store import open_store
+from services.imports import ImportOptions, import_path
 from tests.conftest import DATA, ROOT
 
 APP = str(ROOT / "dashboard.py")
@@ -33,7 +33,11 @@ def _clear_caches():
 @pytest.fixture
 def imported_store(tmp_path: Path, monkeypatch) -> str:
     url = f"sqlite:///{tmp_path / 'monitor.db'}"
-    import_path(open_store(url, timezone="UTC"), DATA / "canonical-good.csv", imported_by="test")
+    import_path(
+        open_store(url, timezone="UTC"),
+        DATA / "canonical-good.csv",
+        options=ImportOptions(imported_by="test"),
+    )
     monkeypatch.setenv("MONITOR_DATABASE_URL", url)
     return url
 
@@ -156,7 +160,7 @@ def test_every_patient_of_the_real_sample_files_opens_without_an_error(tmp_path,
         "external/nist-lri-cbc.hl7",
         "external/us-core-observation-cbc-leukocytes.json",
     ):
-        import_path(open_store(url, timezone="UTC"), DATA / name, imported_by="test")
+        import_path(open_store(url, timezone="UTC"), DATA / name, options=ImportOptions(imported_by="test"))
     monkeypatch.setenv("MONITOR_DATABASE_URL", url)
     at = _app().run()
     at.switch_page("app_pages/patient.py").run()
@@ -217,14 +221,14 @@ def treated_store(tmp_path: Path, monkeypatch) -> str:
     """MRN1001 with two docetaxel cycles (24 February, 17 March) around its results."""
     url = f"sqlite:///{tmp_path / 'monitor.db'}"
     store = open_store(url, timezone="UTC")
-    import_path(store, DATA / "canonical-good.csv", imported_by="test")
+    import_path(store, DATA / "canonical-good.csv", options=ImportOptions(imported_by="test"))
     events = tmp_path / "events.csv"
     events.write_text(
         "patient_id,kind,start,end,label,details\n"
         "MRN1001,chemotherapy,2026-02-24,,Docetaxel cycle 1,docetaxel\n"
         "MRN1001,chemotherapy,2026-03-17,,Docetaxel cycle 2,docetaxel\n"
     )
-    import_path(store, events, imported_by="test")
+    import_path(store, events, options=ImportOptions(imported_by="test"))
     monkeypatch.setenv("MONITOR_DATABASE_URL", url)
     return url
 
@@ -305,8 +309,8 @@ def test_settings_page_sets_a_lab_range_under_the_signed_in_admins_name(imported
 def test_import_page_lists_past_imports_and_their_refusals(tmp_path, monkeypatch) -> None:
     url = f"sqlite:///{tmp_path / 'monitor.db'}"
     store = open_store(url, timezone="UTC")
-    import_path(store, DATA / "canonical-good.csv", imported_by="test")
-    import_path(store, DATA / "canonical-bad-row.csv", imported_by="test")
+    import_path(store, DATA / "canonical-good.csv", options=ImportOptions(imported_by="test"))
+    import_path(store, DATA / "canonical-bad-row.csv", options=ImportOptions(imported_by="test"))
     monkeypatch.setenv("MONITOR_DATABASE_URL", url)
     at = _app().run()
     at.switch_page("app_pages/imports.py").run()

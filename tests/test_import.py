@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pandas as pd
@@ -10,10 +11,12 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.accounts import SYSTEM
-from db.importer import import_path
 from db.models import AuditLog, Base, ImportBatch, Patient, RejectedRecord, Result
 from db.queries import find_patient, patient_list, patient_results
+from services.imports import ImportOptions, import_path
 from tests.conftest import DATA
+
+BY_TEST = ImportOptions(imported_by="test")
 
 
 def _counts(store: sessionmaker[Session]) -> dict[str, int]:
@@ -36,7 +39,7 @@ def _write(tmp_path: Path, name: str, text: str) -> Path:
 
 
 def test_a_good_file_lands_in_canonical_units_with_what_was_sent_kept(store) -> None:
-    summary = import_path(store, DATA / "canonical-good.csv", imported_by="test")
+    summary = import_path(store, DATA / "canonical-good.csv", options=BY_TEST)
     assert (summary.accepted, summary.unchanged, len(summary.rejected), summary.exit_code) == (9, 0, 0, 0)
     with store() as session:
         patient = find_patient(session, "MRN1001", viewer=SYSTEM)
@@ -52,7 +55,7 @@ def test_a_good_file_lands_in_canonical_units_with_what_was_sent_kept(store) -> 
 
 
 def test_haemoglobin_in_g_per_litre_is_stored_in_g_per_decilitre(store) -> None:
-    import_path(store, DATA / "canonical-good.csv", imported_by="test")
+    import_path(store, DATA / "canonical-good.csv", options=BY_TEST)
     with store() as session:
         frame = patient_results(
             session, find_patient(session, "MRN2002", viewer=SYSTEM).id, viewer=SYSTEM, analytes=("hgb",)
@@ -61,9 +64,9 @@ def test_haemoglobin_in_g_per_litre_is_stored_in_g_per_decilitre(store) -> None:
 
 
 def test_importing_the_same_file_twice_changes_nothing(store) -> None:
-    first = import_path(store, DATA / "canonical-good.csv", imported_by="test")
+    first = import_path(store, DATA / "canonical-good.csv", options=BY_TEST)
     before = _counts(store)
-    again = import_path(store, DATA / "canonical-good.csv", imported_by="test")
+    again = import_path(store, DATA / "canonical-good.csv", options=BY_TEST)
     assert _counts(store) == before
     assert again.identical_to is not None and again.identical_to.id == first.batch_id
     assert (again.accepted, again.unchanged, again.exit_code) == (0, 9, 0)
@@ -71,18 +74,20 @@ def test_importing_the_same_file_twice_changes_nothing(store) -> None:
 
 def test_read_again_events_refused_before_their_patients_were_stored_land(store) -> None:
     events = DATA / "csv" / "events.csv"
-    first = import_path(store, events, imported_by="test")
+    first = import_path(store, events, options=BY_TEST)
     waiting = first.rejected["reason"].eq("patient 'MRN1001' is not in the store (import results first)")
     assert first.events == 0 and waiting.sum() == 3
-    import_path(store, DATA / "canonical-good.csv", imported_by="test")
-    same = import_path(store, events, imported_by="test")  # the same content: not read, still refused
+    import_path(store, DATA / "canonical-good.csv", options=BY_TEST)
+    same = import_path(store, events, options=BY_TEST)  # the same content: not read, still refused
     assert same.identical_to is not None and same.events == 0 and len(same.rejected) == len(first.rejected)
-    again = import_path(store, events, imported_by="test", again=True)
+    again = import_path(store, events, options=ImportOptions(imported_by="test", again=True))
     assert again.identical_to is None and again.events == 3
     # What is wrong in the file itself is refused again, for the same reasons.
     assert again.rejected["reason"].tolist() == first.rejected.loc[~waiting, "reason"].tolist()
     before = _counts(store)
-    third = import_path(store, events, imported_by="test", again=True)  # nothing left to land
+    third = import_path(
+        store, events, options=ImportOptions(imported_by="test", again=True)
+    )  # nothing left to land
     assert (third.events, third.unchanged) == (0, 3)
     after = _counts(store)
     assert after["clinical_event"] == before["clinical_event"]
@@ -93,10 +98,17 @@ def test_read_again_a_csv_needing_a_zone_lands_only_what_was_refused(store, tmp_
     text = (DATA / "canonical-good.csv").read_text()
     # One panel's time written without an offset: refused without --timezone, the rest lands.
     naive = _write(tmp_path, "naive.csv", text.replace("2026-03-02T08:15:00Z", "2026-03-02T09:15:00"))
-    first = import_path(store, naive, imported_by="test")
+    first = import_path(store, naive, options=BY_TEST)
     assert first.exit_code == 1 and first.accepted == 9 - len(first.rejected) > 0
-    assert import_path(store, naive, imported_by="test", timezone="Europe/Paris").identical_to is not None
-    again = import_path(store, naive, imported_by="test", timezone="Europe/Paris", again=True)
+    assert (
+        import_path(
+            store, naive, options=ImportOptions(imported_by="test", timezone="Europe/Paris")
+        ).identical_to
+        is not None
+    )
+    again = import_path(
+        store, naive, options=ImportOptions(imported_by="test", timezone="Europe/Paris", again=True)
+    )
     assert (again.accepted, again.unchanged, again.exit_code) == (len(first.rejected), first.accepted, 0)
     results = _results(store, "MRN1001")
     assert pd.Timestamp("2026-03-02T08:15Z") in set(results["collected_at"])  # 09:15 in Paris
@@ -104,14 +116,16 @@ def test_read_again_a_csv_needing_a_zone_lands_only_what_was_refused(store, tmp_
 
 def test_read_again_only_in_the_zone_it_was_first_read_in(store) -> None:
     feed = DATA / "hl7" / "local-codes-percentages.hl7"  # times without an offset, read at a UTC site
-    import_path(store, feed, imported_by="test")
+    import_path(store, feed, options=BY_TEST)
     before = _counts(store)
-    elsewhere = import_path(store, feed, imported_by="test", timezone="Europe/Paris", again=True)
+    elsewhere = import_path(
+        store, feed, options=ImportOptions(imported_by="test", timezone="Europe/Paris", again=True)
+    )
     assert elsewhere.exit_code == 2 and elsewhere.batch_id is None
     assert "read this content's times without an offset in UTC" in elsewhere.error
     assert "--timezone UTC" in elsewhere.error
     assert _counts(store) == before  # nothing stored, not even a batch
-    same = import_path(store, feed, imported_by="test", again=True)
+    same = import_path(store, feed, options=ImportOptions(imported_by="test", again=True))
     assert (same.accepted, same.superseded, same.exit_code) == (0, 0, 0) and same.unchanged > 0
     assert _counts(store)["result"] == before["result"]
 
@@ -121,11 +135,11 @@ def test_read_again_never_undoes_a_later_correction_or_withdrawal(store, tmp_pat
     row = "MRN9,2026-03-02T08:00:00Z,wbc,{value},10^9/L,4.0,11.0,LAB,ACC-9,{status}\n"
     bad = "MRN9,2026-03-02T08:00:00Z,anc,1.2,furlongs,1.8,7.7,LAB,ACC-9,final\n"
     first = _write(tmp_path, "a.csv", header + row.format(value="5.6", status="corrected") + bad)
-    assert import_path(store, first, imported_by="test").exit_code == 1
+    assert import_path(store, first, options=BY_TEST).exit_code == 1
     for value, status in (("7.7", "corrected"), ("", "entered-in-error")):
         later = _write(tmp_path, f"{status}.csv", header + row.format(value=value, status=status))
-        assert import_path(store, later, imported_by="test").superseded == 1
-        again = import_path(store, first, imported_by="test", again=True)
+        assert import_path(store, later, options=BY_TEST).superseded == 1
+        again = import_path(store, first, options=ImportOptions(imported_by="test", again=True))
         # Only the refused ANC is read again (and refused again); the WBC line is left as stored.
         assert (again.accepted, again.superseded, again.unchanged, len(again.rejected)) == (0, 0, 1, 1)
         with store() as session:
@@ -139,11 +153,13 @@ def test_read_again_never_undoes_a_later_correction_or_withdrawal(store, tmp_pat
 
 def test_read_again_an_import_from_before_zones_were_recorded_stores_nothing_twice(store) -> None:
     feed = DATA / "hl7" / "local-codes-percentages.hl7"
-    import_path(store, feed, imported_by="test")
+    import_path(store, feed, options=BY_TEST)
     with store.begin() as session:  # as an import made before migration 0012 left it
         session.execute(update(ImportBatch).values(timezone=None))
     before = _counts(store)
-    again = import_path(store, feed, imported_by="test", timezone="Europe/Paris", again=True)
+    again = import_path(
+        store, feed, options=ImportOptions(imported_by="test", timezone="Europe/Paris", again=True)
+    )
     assert again.exit_code == 0 and again.accepted == 0 and again.unchanged > 0
     after = _counts(store)
     assert after["result"] == before["result"] and after["panel"] == before["panel"]
@@ -163,15 +179,21 @@ def test_an_import_puts_its_patients_in_the_teams_asked_for(store) -> None:
             password="Ward 7 rounds!",
             now=datetime.now(UTC),
         )
-    unknown = import_path(store, DATA / "canonical-good.csv", imported_by="test", teams=("oncolgy",))
+    unknown = import_path(
+        store, DATA / "canonical-good.csv", options=ImportOptions(imported_by="test", teams=("oncolgy",))
+    )
     assert unknown.exit_code == 2 and unknown.error.startswith("no team 'oncolgy'")
     assert _counts(store)["result"] == 0  # refused before anything was read
-    alone = import_path(store, DATA / "canonical-bad-row.csv", imported_by="test")  # MRN3003
+    alone = import_path(store, DATA / "canonical-bad-row.csv", options=BY_TEST)  # MRN3003
     assert (alone.assigned, alone.teamless) == (0, 1)  # seen by administrators only: said
-    summary = import_path(store, DATA / "canonical-good.csv", imported_by="test", teams=("oncology",))
+    summary = import_path(
+        store, DATA / "canonical-good.csv", options=ImportOptions(imported_by="test", teams=("oncology",))
+    )
     assert (summary.assigned, summary.teamless) == (2, 0)  # MRN1001, MRN2002
     # A file imported before: its patients join the team without it being read again.
-    later = import_path(store, DATA / "canonical-bad-row.csv", imported_by="test", teams=("oncology",))
+    later = import_path(
+        store, DATA / "canonical-bad-row.csv", options=ImportOptions(imported_by="test", teams=("oncology",))
+    )
     assert later.identical_to is not None and (later.assigned, later.teamless) == (1, 0)
     with store() as session:
         seen = patient_list(session, viewer=viewer_named(session, "onc"))["patient_id"].tolist()
@@ -196,30 +218,32 @@ def test_a_file_imported_before_puts_all_its_patients_in_a_team(store, tmp_path:
 
     with store.begin() as session:
         ensure_teams(session, ["haematology"])
-    import_path(store, DATA / "canonical-good.csv", imported_by="test")  # MRN1001, MRN2002
+    import_path(store, DATA / "canonical-good.csv", options=BY_TEST)  # MRN1001, MRN2002
     more = (DATA / "canonical-good.csv").read_text() + (
         "MRN4004,2026-03-02T08:15:00Z,wbc,3.1,10^9/L,4.0,11.0,CENTRAL,ACC-44,final\n"
     )
     bigger = _write(tmp_path, "bigger.csv", more)
-    first = import_path(store, bigger, imported_by="test")
+    first = import_path(store, bigger, options=BY_TEST)
     assert (first.accepted, first.teamless) == (1, 3)
-    again = import_path(store, bigger, imported_by="test", teams=("haematology",))
+    again = import_path(store, bigger, options=ImportOptions(imported_by="test", teams=("haematology",)))
     assert again.identical_to is not None and (again.assigned, again.teamless) == (3, 0)
-    events = import_path(store, DATA / "csv" / "events.csv", imported_by="test", teams=("haematology",))
+    events = import_path(
+        store, DATA / "csv" / "events.csv", options=ImportOptions(imported_by="test", teams=("haematology",))
+    )
     assert events.format == "events" and events.teamless == 0  # MRN1001 named, in the team already
 
 
 def test_a_semicolon_separated_export_is_named_as_such(store, tmp_path: Path) -> None:
     text = (DATA / "canonical-good.csv").read_text().replace(",", ";").replace("5.6", "5,6")
-    summary = import_path(store, _write(tmp_path, "excel.csv", text), imported_by="test")
+    summary = import_path(store, _write(tmp_path, "excel.csv", text), options=BY_TEST)
     assert summary.exit_code == 2 and "separated by semicolons" in summary.error
 
 
 def test_the_same_records_in_another_file_are_counted_unchanged(store, tmp_path: Path) -> None:
-    import_path(store, DATA / "canonical-good.csv", imported_by="test")
+    import_path(store, DATA / "canonical-good.csv", options=BY_TEST)
     before = _counts(store)
     copy = (DATA / "canonical-good.csv").read_text() + "\n"  # other bytes, same records
-    summary = import_path(store, _write(tmp_path, "copy.csv", copy), imported_by="test")
+    summary = import_path(store, _write(tmp_path, "copy.csv", copy), options=BY_TEST)
     assert (summary.accepted, summary.unchanged, summary.superseded) == (0, 9, 0)
     after = _counts(store)
     assert after["result"] == before["result"] and after["panel"] == before["panel"]
@@ -227,7 +251,7 @@ def test_the_same_records_in_another_file_are_counted_unchanged(store, tmp_path:
 
 
 def test_a_bad_row_is_refused_with_its_line_and_reason_and_the_rest_land(store) -> None:
-    summary = import_path(store, DATA / "canonical-bad-row.csv", imported_by="test")
+    summary = import_path(store, DATA / "canonical-bad-row.csv", options=BY_TEST)
     assert summary.exit_code == 1
     assert (summary.accepted, len(summary.rejected)) == (3, 1)
     refused = summary.rejected.iloc[0]
@@ -240,12 +264,12 @@ def test_a_bad_row_is_refused_with_its_line_and_reason_and_the_rest_land(store) 
 
 
 def test_a_changed_value_supersedes_and_the_earlier_version_is_kept(store, tmp_path: Path) -> None:
-    import_path(store, DATA / "canonical-good.csv", imported_by="test")
+    import_path(store, DATA / "canonical-good.csv", options=BY_TEST)
     corrected = (
         "patient_id,collected_at,analyte,value,unit,ref_low,ref_high,lab,accession,status\n"
         "MRN2002,2026-03-05T07:55:00-05:00,wbc,2.6,10*3/uL,4.5,11.0,NORTH,N-77,final\n"
     )
-    summary = import_path(store, _write(tmp_path, "final.csv", corrected), imported_by="test")
+    summary = import_path(store, _write(tmp_path, "final.csv", corrected), options=BY_TEST)
     assert (summary.accepted, summary.superseded) == (0, 1)
     with store() as session:
         key = find_patient(session, "MRN2002", viewer=SYSTEM).id
@@ -262,9 +286,9 @@ def test_a_preliminary_result_cannot_hide_the_final_one(store, tmp_path: Path) -
         "patient_id,collected_at,analyte,value,unit,ref_low,ref_high,lab,accession,status\n"
         "MRN5005,2026-03-05T08:00:00Z,wbc,3.0,10^9/L,4.0,11.0,NORTH,N-9,final\n"
     )
-    import_path(store, _write(tmp_path, "final.csv", final), imported_by="test")
+    import_path(store, _write(tmp_path, "final.csv", final), options=BY_TEST)
     late = final.replace("3.0,", "3.3,").replace(",final", ",preliminary")
-    summary = import_path(store, _write(tmp_path, "late.csv", late), imported_by="test")
+    summary = import_path(store, _write(tmp_path, "late.csv", late), options=BY_TEST)
     assert summary.exit_code == 1
     assert summary.rejected.iloc[0]["reason"].startswith("a preliminary result differs from the final one")
     with store() as session:
@@ -285,7 +309,7 @@ def test_a_preliminary_result_cannot_hide_the_final_one(store, tmp_path: Path) -
 def test_an_unusable_file_is_reported_and_kept_for_review(store, tmp_path: Path, content, reason) -> None:
     path = tmp_path / "odd.csv"
     path.write_bytes(content)
-    summary = import_path(store, path, imported_by="test")
+    summary = import_path(store, path, options=BY_TEST)
     assert summary.exit_code == 2 and reason in summary.error
     with store() as session:
         kept = session.execute(select(ImportBatch.format, RejectedRecord.reason).join(RejectedRecord)).one()
@@ -293,15 +317,15 @@ def test_an_unusable_file_is_reported_and_kept_for_review(store, tmp_path: Path,
 
 
 def test_a_crash_part_way_leaves_the_store_as_it_was(store, monkeypatch) -> None:
-    import_path(store, DATA / "canonical-bad-row.csv", imported_by="test")
+    import_path(store, DATA / "canonical-bad-row.csv", options=BY_TEST)
     before = _counts(store)
 
     def crash(*_args, **_kwargs):
         raise RuntimeError("simulated crash after the results were written")
 
-    monkeypatch.setattr("db.importer.refresh_patient_status", crash)
+    monkeypatch.setattr("services.import_file.refresh_patient_status", crash)
     with pytest.raises(RuntimeError):
-        import_path(store, DATA / "canonical-good.csv", imported_by="test")
+        import_path(store, DATA / "canonical-good.csv", options=BY_TEST)
     assert _counts(store) == before
     with store() as session:
         assert session.scalar(select(func.count()).select_from(Patient)) == 1
@@ -310,7 +334,7 @@ def test_a_crash_part_way_leaves_the_store_as_it_was(store, monkeypatch) -> None
 def test_a_file_with_nul_bytes_is_unusable_not_a_crash(store, tmp_path: Path) -> None:
     path = tmp_path / "nul.csv"
     path.write_bytes((DATA / "canonical-good.csv").read_bytes().replace(b"MRN1001", b"MRN\x001001", 1))
-    summary = import_path(store, path, imported_by="test")
+    summary = import_path(store, path, options=BY_TEST)
     assert summary.exit_code == 2 and "NUL byte" in summary.error
 
 
@@ -320,8 +344,8 @@ def test_a_resent_old_export_cannot_undo_a_correction(store, tmp_path: Path) -> 
     corrected = header + "MRN6006,2026-03-05T08:00:00Z,anc,0.6,10^9/L,1.8,7.7,NORTH,N-1,corrected\n"
     resent = original + "MRN6006,2026-03-06T08:00:00Z,anc,0.7,10^9/L,1.8,7.7,NORTH,N-2,final\n"
     for name, text in (("original.csv", original), ("corrected.csv", corrected)):
-        import_path(store, _write(tmp_path, name, text), imported_by="test")
-    summary = import_path(store, _write(tmp_path, "resent.csv", resent), imported_by="test")
+        import_path(store, _write(tmp_path, name, text), options=BY_TEST)
+    summary = import_path(store, _write(tmp_path, "resent.csv", resent), options=BY_TEST)
     assert (summary.accepted, summary.superseded, summary.exit_code) == (1, 0, 1)
     assert "only a correction can change it" in summary.rejected.iloc[0]["reason"]
     with store() as session:
@@ -333,8 +357,8 @@ def test_the_same_value_written_differently_is_not_a_new_version(store, tmp_path
     header = "patient_id,collected_at,analyte,value,unit,ref_low,ref_high,lab,accession,status\n"
     first = header + "MRN7007,2026-03-05T08:00:00Z,wbc,2.4,10^9/L,4,11,NORTH,N-1,final\n"
     again = header + "MRN7007,2026-03-05T08:00:00Z,wbc,2400,/uL,4000,11000,NORTH,N-1,F\n"
-    import_path(store, _write(tmp_path, "first.csv", first), imported_by="test")
-    summary = import_path(store, _write(tmp_path, "again.csv", again), imported_by="test")
+    import_path(store, _write(tmp_path, "first.csv", first), options=BY_TEST)
+    summary = import_path(store, _write(tmp_path, "again.csv", again), options=BY_TEST)
     assert (summary.unchanged, summary.superseded, summary.exit_code) == (1, 0, 0)
 
 
@@ -347,7 +371,7 @@ def test_a_patient_specific_range_is_the_one_the_status_grades_against(store, tm
 
     header = "patient_id,collected_at,analyte,value,unit,ref_low,ref_high,lab,accession,status\n"
     text = header + "MRN8008,2026-03-05T08:00:00Z,anc,1.3,10^9/L,1.8,7.7,NORTH,N-1,final\n"
-    import_path(store, _write(tmp_path, "anc.csv", text), imported_by="test")
+    import_path(store, _write(tmp_path, "anc.csv", text), options=BY_TEST)
     with store() as session:
         listed = patient_list(session, viewer=SYSTEM).set_index("patient_id").loc["MRN8008"]
     assert (listed["latest_anc_lln"], listed["latest_anc_range_source"], listed["latest_anc_grade"]) == (
@@ -388,7 +412,7 @@ def test_the_patient_status_carries_flags_that_explain_themselves(store, tmp_pat
         f"MRN9009,{day}T08:00:00Z,wbc,{value},10^9/L,4.0,11.0,NORTH,N-{n},final\n"
         for n, (day, value) in enumerate(series)
     )
-    import_path(store, _write(tmp_path, "wbc.csv", text), imported_by="test")
+    import_path(store, _write(tmp_path, "wbc.csv", text), options=BY_TEST)
     with store() as session:
         listed = patient_list(session, viewer=SYSTEM).set_index("patient_id").loc["MRN9009"]
     assert {"leukopenia", "persistent", "worsening"} <= set(listed["flags"])
@@ -425,7 +449,7 @@ def test_the_status_an_import_computes_from_its_own_rows_equals_a_full_recompute
         for day, wbc in ((1, 5.2), (8, 3.9), (15, 3.4))
         for analyte, value, low in (("wbc", wbc, 4.0), ("anc", round(wbc * 0.5, 2), 1.8))
     )
-    import_path(store, _write(tmp_path, "first.csv", first), imported_by="test")
+    import_path(store, _write(tmp_path, "first.csv", first), options=BY_TEST)
     second = header + "".join(
         [
             # an existing patient: a correction of a stored panel, and new panels
@@ -444,7 +468,7 @@ def test_the_status_an_import_computes_from_its_own_rows_equals_a_full_recompute
             "NEW1,2026-03-15T08:00:00Z,hgb,9.1,g/dL,12.0,16.0,NORTH,N-3,final\n",
         ]
     )
-    summary = import_path(store, _write(tmp_path, "second.csv", second), imported_by="test")
+    summary = import_path(store, _write(tmp_path, "second.csv", second), options=BY_TEST)
     assert summary.error is None and summary.superseded >= 1
     from_import = _statuses(store)
     with store.begin() as session:
@@ -463,3 +487,71 @@ def test_the_status_an_import_computes_from_its_own_rows_equals_a_full_recompute
     pd.testing.assert_frame_equal(from_import, _statuses(store))
     new = from_import.set_index("patient_id").loc[2]
     assert (new["n_panels"], new["latest_wbc"], new["latest_anc"]) == (3, 2.1, 0.4)
+
+
+def test_viewing_an_imports_refused_records_is_audited_and_an_unknown_import_is_not(store) -> None:
+    from datetime import UTC, datetime
+
+    from services.imports import NoSuchImport, refused_records
+
+    bad = import_path(store, DATA / "canonical-bad-row.csv", options=BY_TEST)
+    looker = dataclasses.replace(SYSTEM, username="reviewer")
+    at = datetime(2026, 3, 20, 9, 0, tzinfo=UTC)
+    refused = refused_records(store, bad.batch_id, viewer=looker, now=at, where="command line")
+    assert refused[["location", "reason"]].values.tolist() == [["line 4", "unknown unit 'furlongs' for WBC"]]
+    assert refused["raw_text"].str.startswith("MRN3003,").all()
+    with pytest.raises(NoSuchImport, match="there is no import #999"):
+        refused_records(store, 999, viewer=looker, now=at)
+    with store() as session:
+        views = session.execute(
+            select(AuditLog.username, AuditLog.details).where(AuditLog.action == "view")
+        ).all()
+    assert len(views) == 1 and views[0].username == "reviewer"
+    assert f"command line: refused records of import {bad.batch_id}" in str(views[0].details)
+
+
+def test_the_site_zone_comes_with_the_options_not_from_the_environment(store, monkeypatch) -> None:
+    """A date-only FHIR time is midnight at the site the caller names, whatever the environment says."""
+    monkeypatch.setenv("MONITOR_TIMEZONE", "Asia/Tokyo")
+    site = dataclasses.replace(BY_TEST, site_timezone="America/New_York")
+    summary = import_path(store, DATA / "external" / "us-core-observation-cbc-leukocytes.json", options=site)
+    assert summary.exit_code == 0
+    assert _results(store, "example")["collected_at"].tolist() == [pd.Timestamp("2005-07-05T04:00Z")]
+    with store() as session:
+        assert session.scalars(select(ImportBatch.timezone)).all() == ["America/New_York"]
+
+
+def test_an_import_is_recorded_at_the_time_given(store) -> None:
+    from datetime import UTC, datetime
+
+    at = datetime(2026, 3, 20, 9, 0, tzinfo=UTC)
+    import_path(store, DATA / "canonical-good.csv", options=BY_TEST, now=at)
+    with store() as session:
+        assert session.scalars(select(ImportBatch.imported_at)).all() == [at]
+
+
+def test_options_name_only_formats_the_registry_knows() -> None:
+    with pytest.raises(ValueError, match="no format 'xml'"):
+        ImportOptions(imported_by="test", format="xml")
+
+
+def test_an_upload_and_the_same_file_on_disk_import_alike(store, tmp_path: Path) -> None:
+    from services.imports import import_content
+
+    data = (DATA / "canonical-bad-row.csv").read_bytes()
+    uploaded = import_content(store, "upload.csv", data, options=dataclasses.replace(BY_TEST, dry_run=True))
+    on_disk = import_path(store, _write(tmp_path, "disk.csv", data.decode()), options=BY_TEST)
+    assert (uploaded.format, uploaded.accepted, len(uploaded.rejected)) == (
+        on_disk.format,
+        on_disk.accepted,
+        1,
+    )
+    assert uploaded.dry_run and uploaded.batch_id is not None
+    read = []
+    import_path(
+        store,
+        tmp_path / "disk.csv",
+        options=dataclasses.replace(BY_TEST, again=True),
+        progress=lambda done, total: read.append((done, total)),
+    )
+    assert read and read[-1] == (len(data), len(data))

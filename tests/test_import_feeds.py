@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -9,11 +10,11 @@ import pytest
 from sqlalchemy import func, select
 
 from db.accounts import SYSTEM
-from db.importer import import_content, import_path
 from db.models import ClinicalEvent, OtherObservation, Result
 from db.queries import find_patient, patient_events, patient_list, patient_results
+from services.imports import ImportOptions, import_content, import_path
 from tests.conftest import DATA
-from tests.test_import import _counts
+from tests.test_import import BY_TEST, _counts
 
 EXTERNAL, HL7, CSV, FHIR = DATA / "external", DATA / "hl7", DATA / "csv", DATA / "fhir"
 
@@ -26,7 +27,7 @@ def _current(store, patient_id: str, **options) -> pd.DataFrame:
 
 
 def test_nist_message_stores_wbc_105_6_and_refuses_the_g_per_ml_haemoglobin(store) -> None:
-    summary = import_path(store, EXTERNAL / "nist-lri-cbc.hl7", imported_by="test")
+    summary = import_path(store, EXTERNAL / "nist-lri-cbc.hl7", options=BY_TEST)
     assert summary.format == "hl7" and summary.exit_code == 1
     assert summary.rejected["reason"].tolist() == [
         "Haemoglobin 12.5 g/mL is 1250 g/dL after conversion, above the plausible limit 30 g/dL: "
@@ -42,7 +43,7 @@ def test_nist_message_stores_wbc_105_6_and_refuses_the_g_per_ml_haemoglobin(stor
 
 
 def test_lab_oru_1_keeps_preliminary_percentages_and_derives_nothing_without_a_wbc(store) -> None:
-    summary = import_path(store, EXTERNAL / "fhir-converter-lab-oru-1.hl7", imported_by="test")
+    summary = import_path(store, EXTERNAL / "fhir-converter-lab-oru-1.hl7", options=BY_TEST)
     assert (summary.accepted, summary.derived, summary.pending, summary.exit_code) == (5, 0, 2, 0)
     results = _current(store, "10006579")
     assert set(results["analyte"]) == {"neut_pct", "eos_pct", "lymph_pct", "mono_pct", "baso_pct"}
@@ -50,7 +51,7 @@ def test_lab_oru_1_keeps_preliminary_percentages_and_derives_nothing_without_a_w
 
 
 def test_absolute_counts_are_derived_from_the_same_panel_and_marked(store) -> None:
-    summary = import_path(store, HL7 / "local-codes-percentages.hl7", imported_by="test")
+    summary = import_path(store, HL7 / "local-codes-percentages.hl7", options=BY_TEST)
     assert summary.derived == 2 and summary.others == 1
     results = _current(store, "H123456").set_index("analyte")
     assert results.loc["anc", "value"] == pytest.approx(1.16) and bool(results.loc["anc", "derived"])
@@ -60,13 +61,13 @@ def test_absolute_counts_are_derived_from_the_same_panel_and_marked(store) -> No
 
 
 def test_a_reported_count_wins_over_a_derived_one(store, tmp_path: Path) -> None:
-    import_path(store, HL7 / "local-codes-percentages.hl7", imported_by="test")
+    import_path(store, HL7 / "local-codes-percentages.hl7", options=BY_TEST)
     reported = (
         "patient_id,assigning_authority,collected_at,analyte,value,unit,lab,accession\n"
         "H123456,CITYHOSP,2026-03-10T07:30:00Z,anc,1.2,10^9/L,CITY HOSPITAL LAB,ACC-7001\n"
     )
     (tmp_path / "reported.csv").write_text(reported)
-    assert import_path(store, tmp_path / "reported.csv", imported_by="test").superseded == 1
+    assert import_path(store, tmp_path / "reported.csv", options=BY_TEST).superseded == 1
     anc = _current(store, "H123456", history=True).query("analyte == 'anc'")
     assert anc[["value", "derived", "is_current"]].values.tolist() == [
         [1.16, True, False],
@@ -74,12 +75,12 @@ def test_a_reported_count_wins_over_a_derived_one(store, tmp_path: Path) -> None
     ]
     # importing the percentages again derives 1.16 again, which must not replace the reported 1.2
     (tmp_path / "again.hl7").write_bytes((HL7 / "local-codes-percentages.hl7").read_bytes() + b"\n")
-    assert import_path(store, tmp_path / "again.hl7", imported_by="test").superseded == 0
+    assert import_path(store, tmp_path / "again.hl7", options=BY_TEST).superseded == 0
     assert _current(store, "H123456").set_index("analyte").loc["anc", "value"] == 1.2
 
 
 def test_preliminary_then_final_in_mllp_framing_leaves_the_final_current(store) -> None:
-    summary = import_path(store, HL7 / "mllp-preliminary-then-final.hl7", imported_by="test")
+    summary = import_path(store, HL7 / "mllp-preliminary-then-final.hl7", options=BY_TEST)
     assert summary.exit_code == 0
     history = _current(store, "H123456", history=True)
     assert history.query("analyte == 'wbc'")[["status", "is_current"]].values.tolist() == [
@@ -89,8 +90,8 @@ def test_preliminary_then_final_in_mllp_framing_leaves_the_final_current(store) 
 
 
 def test_a_correction_supersedes_and_a_deletion_is_kept_but_not_counted(store) -> None:
-    import_path(store, HL7 / "mllp-preliminary-then-final.hl7", imported_by="test")
-    summary = import_path(store, HL7 / "correction-and-deletion.hl7", imported_by="test")
+    import_path(store, HL7 / "mllp-preliminary-then-final.hl7", options=BY_TEST)
+    summary = import_path(store, HL7 / "correction-and-deletion.hl7", options=BY_TEST)
     assert summary.superseded == 2
     current = _current(store, "H123456").set_index("analyte")
     assert (current.loc["anc", "value"], current.loc["anc", "status"]) == (1.3, "corrected")
@@ -103,8 +104,8 @@ def test_a_correction_supersedes_and_a_deletion_is_kept_but_not_counted(store) -
 
 def test_results_arriving_after_their_withdrawal_are_refused_with_a_reason_that_reads(store) -> None:
     """The deletion and correction come first; the preliminary and final results they replace come late."""
-    import_path(store, HL7 / "correction-and-deletion.hl7", imported_by="test")
-    summary = import_path(store, HL7 / "mllp-preliminary-then-final.hl7", imported_by="test")
+    import_path(store, HL7 / "correction-and-deletion.hl7", options=BY_TEST)
+    summary = import_path(store, HL7 / "mllp-preliminary-then-final.hl7", options=BY_TEST)
     reasons = summary.rejected.set_index("location")["reason"]
     assert reasons["message 1 (MSG0002), OBR 1, OBX 1"] == (
         "a preliminary result differs from the entered-in-error one already stored (no value); "
@@ -126,40 +127,40 @@ def test_every_real_file_imported_twice_changes_nothing_the_second_time(store) -
         CSV / "wide.csv",
     ]
     for path in files:
-        import_path(store, path, imported_by="test")
+        import_path(store, path, options=BY_TEST)
     before = _counts(store)
     for path in files:
-        again = import_path(store, path, imported_by="test")
+        again = import_path(store, path, options=BY_TEST)
         assert again.identical_to is not None, path.name
     assert _counts(store) == before
 
 
 def test_us_core_observation_lands_with_its_unit_and_date_only_time(store) -> None:
-    summary = import_path(store, EXTERNAL / "us-core-observation-cbc-leukocytes.json", imported_by="test")
+    summary = import_path(store, EXTERNAL / "us-core-observation-cbc-leukocytes.json", options=BY_TEST)
     assert summary.format == "fhir" and summary.accepted == 1, summary.rejected
     result = _current(store, "example").iloc[0]
     assert result["analyte"] == "wbc" and result["unit"] == "10^9/L"
 
 
-def test_a_date_only_fhir_time_is_midnight_at_the_site(store, monkeypatch) -> None:
+def test_a_date_only_fhir_time_is_midnight_at_the_site(store) -> None:
     """effectiveDateTime 2005-07-05 (a date, no offset) from a New York site: midnight there, 04:00 UTC,
     so the count stays on 5 July in the site's calendar (read as UTC midnight it fell on 4 July)."""
-    monkeypatch.setenv("MONITOR_TIMEZONE", "America/New_York")
-    import_path(store, EXTERNAL / "us-core-observation-cbc-leukocytes.json", imported_by="test")
+    new_york = replace(BY_TEST, site_timezone="America/New_York")
+    import_path(store, EXTERNAL / "us-core-observation-cbc-leukocytes.json", options=new_york)
     assert _current(store, "example")["collected_at"].tolist() == [pd.Timestamp("2005-07-05T04:00Z")]
 
 
-def test_an_hl7_count_drawn_in_the_repeated_hour_lands_at_its_first_occurrence(store, monkeypatch) -> None:
+def test_an_hl7_count_drawn_in_the_repeated_hour_lands_at_its_first_occurrence(store) -> None:
     """01:30 on 1 November 2026 happened twice in New York: read as the first (EDT), not refused."""
-    monkeypatch.setenv("MONITOR_TIMEZONE", "America/New_York")
+    new_york = replace(BY_TEST, site_timezone="America/New_York")
     text = (HL7 / "local-codes-percentages.hl7").read_text().replace("|20260310073000|", "|20261101013000|")
-    summary = import_content(store, "night.hl7", text.encode(), imported_by="test")
+    summary = import_content(store, "night.hl7", text.encode(), options=new_york)
     assert summary.exit_code == 0, summary.rejected
     assert set(_current(store, "H123456")["collected_at"]) == {pd.Timestamp("2026-11-01T05:30Z")}
 
 
 def test_wide_csv_melts_into_results_and_names_the_bad_cell(store) -> None:
-    summary = import_path(store, CSV / "wide.csv", imported_by="test")
+    summary = import_path(store, CSV / "wide.csv", options=BY_TEST)
     assert summary.format == "wide" and summary.accepted == 10  # 11 cells, one unreadable
     assert summary.rejected[["location", "reason"]].values.tolist() == [
         ["line 4, column Hgb (g/dL)", "value 'abc' is not a number"]
@@ -178,16 +179,22 @@ def test_a_lab_export_with_other_column_names_is_read_through_a_column_map(store
         "Low": "ref_low",
         "High": "ref_high",
     }
-    unmapped = import_path(store, CSV / "export-with-other-names.csv", imported_by="test")
+    unmapped = import_path(store, CSV / "export-with-other-names.csv", options=BY_TEST)
     assert unmapped.exit_code == 2 and "--map" in unmapped.error
-    summary = import_path(store, CSV / "export-with-other-names.csv", imported_by="test", column_map=mapping)
+    summary = import_path(
+        store,
+        CSV / "export-with-other-names.csv",
+        options=ImportOptions(imported_by="test", column_map=mapping),
+    )
     assert summary.accepted == 2
     assert _current(store, "X-9")["value"].tolist() == [1.2, 3.6]
 
 
 def test_events_land_once_and_bad_ones_are_refused_with_reasons(store) -> None:
-    import_path(store, DATA / "canonical-good.csv", imported_by="test")
-    summary = import_path(store, CSV / "events.csv", imported_by="test", timezone="Europe/Paris")
+    import_path(store, DATA / "canonical-good.csv", options=BY_TEST)
+    summary = import_path(
+        store, CSV / "events.csv", options=ImportOptions(imported_by="test", timezone="Europe/Paris")
+    )
     assert summary.format == "events" and summary.events == 3
     reasons = dict(zip(summary.rejected["location"], summary.rejected["reason"], strict=True))
     assert reasons["line 5"].startswith("kind 'holiday' is not one of chemotherapy, gcsf")
@@ -202,7 +209,9 @@ def test_events_land_once_and_bad_ones_are_refused_with_reasons(store) -> None:
 
 def test_a_dry_run_reports_everything_and_stores_nothing(store) -> None:
     before = _counts(store)
-    summary = import_path(store, EXTERNAL / "nist-lri-cbc.hl7", imported_by="test", dry_run=True)
+    summary = import_path(
+        store, EXTERNAL / "nist-lri-cbc.hl7", options=ImportOptions(imported_by="test", dry_run=True)
+    )
     assert summary.dry_run and summary.accepted == 12 and len(summary.rejected) == 1
     assert _counts(store) == before
 
@@ -213,28 +222,28 @@ def test_a_crash_while_writing_an_hl7_file_leaves_nothing_half_written(store, mo
     def crash(*_args, **_kwargs):
         raise RuntimeError("simulated crash after the results were written")
 
-    monkeypatch.setattr("db.importer.write_others", crash)
+    monkeypatch.setattr("services.import_file.write_others", crash)
     with pytest.raises(RuntimeError):
-        import_path(store, EXTERNAL / "nist-lri-cbc.hl7", imported_by="test")
+        import_path(store, EXTERNAL / "nist-lri-cbc.hl7", options=BY_TEST)
     assert _counts(store) == before
     with store() as session:
         assert session.scalar(select(func.count()).select_from(Result)) == 0
 
 
 def test_a_fhir_bundle_in_per_microlitre_and_thousands_lands_in_canonical_units(store) -> None:
-    summary = import_path(store, FHIR / "bundle-cbc-searchset.json", imported_by="test")
+    summary = import_path(store, FHIR / "bundle-cbc-searchset.json", options=BY_TEST)
     assert summary.format == "fhir" and summary.exit_code == 0 and summary.others == 1
     results = _current(store, "MRN-4471").set_index("analyte")
     assert (results.loc["wbc", "value"], results.loc["wbc", "unit_raw"]) == (3.1, "/uL")
     assert (results.loc["anc", "value"], results.loc["anc", "unit_raw"]) == (1.2, "10*3/uL")
     assert results.loc["wbc", "accession"] == "ACC-2026-0042"
     assert results.loc["plt", "status"] == "preliminary"
-    again = import_path(store, FHIR / "bundle-cbc-searchset.json", imported_by="test")
+    again = import_path(store, FHIR / "bundle-cbc-searchset.json", options=BY_TEST)
     assert again.identical_to is not None
 
 
 def test_fhir_ndjson_keeps_good_lines_and_names_the_broken_ones(store) -> None:
-    summary = import_path(store, FHIR / "bulk-export-observations.ndjson", imported_by="test")
+    summary = import_path(store, FHIR / "bulk-export-observations.ndjson", options=BY_TEST)
     assert summary.format == "fhir" and summary.exit_code == 1
     assert all(location.startswith("line ") for location in summary.rejected["location"])
     anc = _current(store, "MRN-9").query("analyte == 'anc'")
@@ -250,14 +259,15 @@ def test_an_evening_dose_in_new_york_is_counted_on_its_own_date(store, tmp_path:
     from db.status import refresh_patient_status
     from monitor.analysis.cycles import cycle_table
 
-    monkeypatch.setenv("MONITOR_TIMEZONE", "America/New_York")
-    import_path(store, DATA / "canonical-good.csv", imported_by="test")
+    monkeypatch.setenv("MONITOR_TIMEZONE", "America/New_York")  # the status and the worklist count its days
+    import_path(store, DATA / "canonical-good.csv", options=BY_TEST)
     events = tmp_path / "events.csv"
     events.write_text(
         "patient_id,kind,start,end,label,details\n"
         "MRN1001,chemotherapy,2026-02-24T20:00,,Docetaxel cycle 1,docetaxel\n"  # 01:00 UTC on 25 February
     )
-    assert import_path(store, events, imported_by="test").events == 1  # no --timezone: the site's zone
+    new_york = replace(BY_TEST, site_timezone="America/New_York")
+    assert import_path(store, events, options=new_york).events == 1  # no --timezone: the site's zone
     with store.begin() as session:
         key = find_patient(session, "MRN1001", viewer=SYSTEM).id
         cycles = patient_cycles(session, key, viewer=SYSTEM)

@@ -58,11 +58,11 @@ def test_times_are_stored_in_utc_and_read_back_aware(store) -> None:
 
 def test_an_upgrade_recomputes_the_status_a_migration_adds_to(store, engine: Engine) -> None:
     from db.accounts import SYSTEM
-    from db.importer import import_path
     from db.queries import patient_list
+    from services.imports import ImportOptions, import_path
     from tests.conftest import DATA
 
-    import_path(store, DATA / "canonical-good.csv", imported_by="test")
+    import_path(store, DATA / "canonical-good.csv", options=ImportOptions(imported_by="test"))
     downgrade(engine, "0004_censored_results")  # as if the store came from before grades existed
     upgrade(engine, timezone="UTC")
     with store() as session:

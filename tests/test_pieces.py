@@ -12,11 +12,12 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.importer import import_path
 from db.models import Base, Panel, RejectedRecord, Result
 from monitor.formats import pieces
 from monitor.formats.csv_long import UnusableFile
 from monitor.formats.pieces import csv_pieces, decoded, hl7_pieces
+from services.imports import import_path
+from tests.test_import import BY_TEST
 
 HEADER = "patient_id,collected_at,analyte,value,unit,ref_low,ref_high,lab,accession,status\n"
 
@@ -64,12 +65,12 @@ def test_a_csv_read_in_small_pieces_lands_exactly_as_read_whole(
 ) -> None:
     path = tmp_path / "panels.csv"
     path.write_text(_panels(300))
-    whole = import_path(store, path, imported_by="test")
+    whole = import_path(store, path, options=BY_TEST)
     whole_results, whole_refused = _stored(store)
     _wipe(store)
     monkeypatch.setattr(pieces, "PIECE_CHARS", 2_000)  # about 30 rows a piece: dozens of pieces
     assert len(list(csv_pieces([path.read_text()]))) > 20
-    pieced = import_path(store, path, imported_by="test")
+    pieced = import_path(store, path, options=BY_TEST)
     pieced_results, pieced_refused = _stored(store)
     assert (pieced.accepted, pieced.derived, len(pieced.rejected)) == (
         whole.accepted,
@@ -140,7 +141,7 @@ def test_a_200_mb_file_is_refused_in_bounded_memory(store, tmp_path: Path, kind:
         block = (b"X," * 5 + b"\n") * 100_000 if kind == "junk" else b"x" * 1_200_000
         for _ in range(200_000_000 // len(block)):
             handle.write(block)
-    summary, peak_mb = _with_peak_memory(lambda: import_path(store, path, imported_by="test"))
+    summary, peak_mb = _with_peak_memory(lambda: import_path(store, path, options=BY_TEST))
     assert summary.error is not None and reason in summary.error, summary.error
     # Read whole, the file alone would take 200 MB as bytes and as much again as text.
     assert peak_mb < 150, f"the import allocated {peak_mb:.0f} MB at its peak"
@@ -157,14 +158,14 @@ def test_an_hl7_file_read_in_small_pieces_lands_exactly_as_read_whole(
     text = "\r".join((DATA / "hl7" / f"{name}.hl7").read_text() for name in names)
     path = tmp_path / "feed.hl7"
     path.write_text(text)
-    whole = import_path(store, path, imported_by="test")
+    whole = import_path(store, path, options=BY_TEST)
     whole_results, whole_refused = _stored(store)
     assert len(whole.rejected) > 0 and whole.accepted > 0
 
     _wipe(store)
     monkeypatch.setattr(pieces, "PIECE_CHARS", 300)
     assert len(list(hl7_pieces([text]))) >= 4
-    pieced = import_path(store, path, imported_by="test")
+    pieced = import_path(store, path, options=BY_TEST)
     pieced_results, pieced_refused = _stored(store)
     assert (pieced.accepted, pieced.superseded, pieced.pending, len(pieced.rejected)) == (
         whole.accepted,
@@ -179,7 +180,7 @@ def test_an_hl7_file_read_in_small_pieces_lands_exactly_as_read_whole(
 
 
 def test_a_fhir_document_too_large_to_read_whole_is_refused_before_it_is_read(store, tmp_path: Path) -> None:
-    from db.importer import WHOLE_FILE_LIMIT
+    from monitor.formats.registry import WHOLE_FILE_LIMIT
 
     path = tmp_path / "huge.json"
     entry = b'{"resource": {"resourceType": "Observation", "status": "final"}},'
@@ -187,7 +188,7 @@ def test_a_fhir_document_too_large_to_read_whole_is_refused_before_it_is_read(st
         handle.write(b'{"resourceType": "Bundle", "type": "collection", "entry": [')
         handle.write(entry * (WHOLE_FILE_LIMIT // len(entry) + 1))
         handle.write(b"{}]}")
-    summary, peak_mb = _with_peak_memory(lambda: import_path(store, path, imported_by="test"))
+    summary, peak_mb = _with_peak_memory(lambda: import_path(store, path, options=BY_TEST))
     assert summary.error is not None and "over 64 MB are refused" in summary.error, summary.error
     assert peak_mb < 16, f"the import allocated {peak_mb:.0f} MB at its peak: the document was read"
 

@@ -17,10 +17,10 @@ from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.accounts import SYSTEM, viewer_named
-from db.importer import import_path
 from db.queries import alerts, find_patient, patient_cycles, patient_events, patient_results
 from db.status import refresh_patient_status
 from services.admin import seed_demo
+from services.imports import ImportOptions, import_path
 from tests.conftest import DATA
 
 LARGE = ("result", "panel", "clinical_event", "status_change", "audit_log", "other_observation")
@@ -84,7 +84,7 @@ def test_read_paths_search_the_large_tables_by_index(store: sessionmaker[Session
 
     def reads() -> None:
         for name in FEEDS:
-            summary = import_path(store, DATA / name, imported_by="test")
+            summary = import_path(store, DATA / name, options=ImportOptions(imported_by="test"))
             assert summary.error is None, summary.error
         with store.begin() as session:
             key = find_patient(session, "DEMO-0003", viewer=SYSTEM).id

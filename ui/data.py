@@ -10,12 +10,13 @@ import streamlit as st
 from sqlalchemy.orm import Session, sessionmaker
 
 from db import queries
-from db.accounts import Viewer, team_list
+from db.accounts import Viewer
 from db.config import DEFAULT_CACHE_SECONDS, cache_seconds, display_timezone
 from db.settings import site_rules
 from monitor.analysis.cycles import cycle_days
 from monitor.analysis.flags import episodes as monitor_episodes
 from monitor.analysis.rules import SiteRules
+from services import imports
 from services import rules as site_settings
 from services.admin import seed_demo_if_empty
 from services.config import Config
@@ -172,21 +173,18 @@ def lab_codes() -> list[str]:
 
 @st.cache_data(ttl=30, show_spinner=False)
 def import_batches() -> pd.DataFrame:
-    with store()() as session:
-        return queries.import_batches(session)
+    return imports.import_history(store())
 
 
 @st.cache_data(ttl=30, show_spinner=False)
 def team_codes() -> list[str]:
     """The care teams' codes, for choosing where imported patients go."""
-    with store()() as session:
-        return team_list(session)["code"].tolist()
+    return imports.team_codes(store())
 
 
-@st.cache_data(ttl=30, show_spinner=False)
-def batch_rejections(batch_id: int) -> pd.DataFrame:
-    with store()() as session:
-        return queries.batch_rejections(session, batch_id)
+def batch_rejections(batch_id: int, viewer: Viewer) -> pd.DataFrame:
+    """The records one import refused; never cached: every read is a view of patient data, audited."""
+    return imports.refused_records(store(), batch_id, viewer=viewer, now=datetime.now(UTC))
 
 
 def refresh() -> None:

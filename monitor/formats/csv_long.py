@@ -175,6 +175,12 @@ def _read_rows_exactly(text: str, lines_before: int) -> tuple[pd.DataFrame, pd.D
     return frame, pd.DataFrame(bad, columns=["location", "raw_text", "reason"])
 
 
+def parse_piece(text: str, zone: str, before: int) -> Parsed:
+    """A piece of a canonical CSV (``before``: its data lines before it); ``zone`` '' refuses times
+    without an offset."""
+    return parse_canonical_csv(text, timezone=zone or None, lines_before=before)
+
+
 def parse_canonical_csv(text: str, *, timezone: str | None = None, lines_before: int = 0) -> Parsed:
     """Read the canonical long CSV into raw records (text, with their line) and structurally broken rows.
 

@@ -73,6 +73,12 @@ def parse_wide_csv(text: str, *, timezone: str | None = None, lines_before: int 
     return Parsed(records=records.iloc[order].reset_index(drop=True), rejected=broken)
 
 
+def parse_piece(text: str, zone: str, before: int) -> Parsed:
+    """A piece of a wide CSV (``before``: its data lines before it); ``zone`` '' refuses times without an
+    offset."""
+    return parse_wide_csv(text, timezone=zone or None, lines_before=before)
+
+
 def rename_columns(text: str, mapping: dict[str, str]) -> str:
     """The file with its header's columns renamed (``{"MRN": "patient_id", ...}``); rows untouched."""
     if not mapping:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pandas as pd
 
 from monitor.formats.csv_long import UnusableFile, read_rows
-from monitor.formats.parsed import REJECT_COLUMNS
+from monitor.formats.parsed import EVENT_COLUMNS, RAW_COLUMNS, REJECT_COLUMNS, Parsed, empty
 from monitor.timestamps import localise_iso
 
 EVENT_KINDS = (
@@ -33,6 +33,12 @@ LABEL_LIMIT = 200
 def looks_like_events_csv(text: str) -> bool:
     first = text.lstrip("\ufeff").split("\n", 1)[0]
     return set(REQUIRED) <= {name.strip().lower() for name in first.split(",")}
+
+
+def parse_piece(text: str, zone: str, before: int) -> Parsed:
+    """An events file, read whole (``before`` is always 0): its events and refusals, no results."""
+    events, rejected = parse_events(text, timezone=zone)
+    return Parsed(records=empty(RAW_COLUMNS), rejected=rejected, events=events)
 
 
 def parse_events(text: str, *, timezone: str = "UTC") -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -75,7 +81,8 @@ def parse_events(text: str, *, timezone: str = "UTC") -> tuple[pd.DataFrame, pd.
             "details": text_of["details"],
             "location": location,
             "raw_text": frame["raw_text"],
-        }
+        },
+        columns=list(EVENT_COLUMNS),
     )
     ok = reason.isna()
     rejected = pd.concat([broken, refused[~ok]], ignore_index=True)[list(REJECT_COLUMNS)]

@@ -11,16 +11,28 @@ cannot be read becomes a refusal naming the field; only a file that is not JSON 
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 import pandas as pd
 
 from monitor.analytes import LOINC
-from monitor.formats.csv_long import UnusableFile
+from monitor.formats.fhir_json import (
+    REFERENCE,
+    Index,
+    Item,
+    as_dict,
+    as_list,
+    as_text,
+    compact,
+    first_object,
+    is_resource,
+    load_items,
+    objects,
+    try_loads,
+)
 from monitor.formats.parsed import (
     OTHER_COLUMNS,
     PATIENT_COLUMNS,
@@ -35,12 +47,8 @@ from monitor.timestamps import localise_iso
 LOINC_SYSTEM = "http://loinc.org"
 UCUM_SYSTEM = "http://unitsofmeasure.org"
 SEX = {"female": "F", "male": "M", "other": "O", "unknown": "U"}
-READ_TYPES = ("Bundle", "Observation", "DiagnosticReport", "Patient")
 # A withdrawn Observation need carry no value (monitor.formats.records.WITHDRAWN).
 WITHDRAWN = ("cancelled", "entered-in-error")
-MAX_BUNDLE_DEPTH = 5
-# "Patient/123", ".../fhir/Patient/123/_history/2": the type and id at the end of a reference.
-_REFERENCE = re.compile(r"(?:^|/)(?P<type>[A-Z][A-Za-z]+)/(?P<id>[A-Za-z0-9.\-]{1,64})(?:/_history/[^/]*)?$")
 # FHIR dateTime also allows "2005" and "2005-07"; a collection day that is not known is not guessed.
 _FULL_DATE = r"^\d{4}-\d{2}-\d{2}"
 # localise_iso raises on naive times in year 9999 (localising past the datetime range): refused here.
@@ -49,17 +57,6 @@ _UNSUPPORTED_YEAR = r"^9999"
 
 class _Refused(Exception):
     """One resource cannot be read; the message is the reason."""
-
-
-@dataclass(frozen=True, slots=True)
-class _Item:
-    """One resource of the file (or a piece of the file that is not one), with where it stands."""
-
-    location: str
-    raw_text: str
-    resource: dict[str, Any] | None = None
-    full_url: str = ""
-    problem: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,23 +77,6 @@ class _Collected:
     pending: int = 0
 
 
-def _loads(text: str) -> Any:
-    # Decimal keeps numbers as written ("6.80" stays "6.80") and has no digit limit, unlike int.
-    return json.loads(text, parse_float=Decimal, parse_int=Decimal)
-
-
-def _try_loads(text: str) -> tuple[Any, str]:
-    """The JSON value and '', or None and what is wrong with the text."""
-    try:
-        return _loads(text), ""
-    except (ValueError, RecursionError, InvalidOperation) as error:
-        return None, _describe(error)
-
-
-def _is_resource(document: Any) -> bool:
-    return isinstance(document, dict) and isinstance(document.get("resourceType"), str)
-
-
 def looks_like_fhir(text: str) -> bool:
     """True for a JSON object with ``resourceType``, or NDJSON whose first non-blank line is one.
 
@@ -109,186 +89,37 @@ def looks_like_fhir(text: str) -> bool:
     body = text.lstrip("\ufeff").lstrip()
     if not body.startswith("{"):
         return False
-    document, wrong = _try_loads(body)
+    document, wrong = try_loads(body)
     if wrong:
-        document, wrong = _try_loads(body.split("\n", 1)[0])
+        document, wrong = try_loads(body.split("\n", 1)[0])
     if wrong:
         return '"resourceType"' in body[:10_000]
-    return _is_resource(document)
+    return is_resource(document)
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return int(value) if value.as_tuple().exponent == 0 else float(value)
-    raise TypeError(type(value).__name__)
-
-
-def _compact(value: Any) -> str:
-    """The JSON text of a value, compact and cut to RAW_TEXT_LIMIT characters."""
-    try:
-        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=_plain)
-    except (ValueError, TypeError, RecursionError):
-        text = "(not shown: cannot be written back as JSON)"
-    return text[:RAW_TEXT_LIMIT]
-
-
-def _text(value: Any) -> str:
-    """A JSON scalar as text ('' for null); anything else as its JSON."""
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value.strip()
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float, Decimal)):
-        return str(value)
-    return _compact(value)
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
-def _objects(value: Any) -> list[dict[str, Any]]:
-    """The objects of a JSON array (nothing when it is not one)."""
-    return [element for element in _list(value) if isinstance(element, dict)]
-
-
-def _first(value: Any) -> dict[str, Any]:
-    """The first element of a JSON array when it is an object, else an empty object."""
-    return _dict(value[0]) if isinstance(value, list) and value else {}
-
-
-def _load(text: str) -> list[_Item]:
-    """The file's resources: one JSON document (Bundle or resource), or NDJSON, one resource a line."""
-    body = text.lstrip("\ufeff")
-    if not body.strip():
-        raise UnusableFile("the file is empty")
-    try:
-        document = _loads(body)
-    except (ValueError, RecursionError, InvalidOperation) as error:
-        return _ndjson(body, error)
-    if not isinstance(document, dict):
-        kind: object = "array" if isinstance(document, list) else "scalar"
-        problem = f"the file is a JSON {kind}, not a FHIR resource (an object with resourceType)"
-        return [_Item("resource", _compact(document), problem=problem)]
-    kind = document.get("resourceType")
-    if isinstance(kind, str) and kind and kind not in READ_TYPES:
-        problem = f"resourceType '{kind}' carries no results (expected {', '.join(READ_TYPES)} or NDJSON)"
-        return [_Item("resource", _compact(document), problem=problem)]
-    return _items(document, "resource", _compact(document), depth=0)
-
-
-def _ndjson(body: str, error: Exception) -> list[_Item]:
-    """NDJSON lines as items; UnusableFile unless at least half the non-blank lines are resources."""
-    lines = [(n, line.rstrip("\r")) for n, line in enumerate(body.split("\n"), start=1) if line.strip()]
-    parsed = [_try_loads(line) for _, line in lines]
-    if len(lines) < 2 or 2 * sum(_is_resource(document) for document, _ in parsed) < len(lines):
-        raise UnusableFile(f"not valid JSON: {_describe(error)}") from None
-    items: list[_Item] = []
-    for (number, line), (document, wrong) in zip(lines, parsed, strict=True):
-        raw = line[:RAW_TEXT_LIMIT]
-        if wrong:
-            wrong = re.sub(r"^line 1 column", "column", wrong)
-            items.append(_Item(f"line {number}", raw, problem=f"line {number} is not valid JSON ({wrong})"))
-        else:
-            items.extend(_items(document, f"line {number}", raw, depth=0))
-    return items
-
-
-def _describe(error: Exception) -> str:
-    if isinstance(error, json.JSONDecodeError):
-        return f"line {error.lineno} column {error.colno}: {error.msg}"
-    if isinstance(error, RecursionError):
-        return "nested too deeply"
-    if isinstance(error, InvalidOperation):
-        return "a number too large to read"
-    return str(error) or type(error).__name__
-
-
-def _items(document: Any, location: str, raw: str, *, depth: int, full_url: str = "") -> list[_Item]:
-    """One resource as an item, or a Bundle's entries (Bundles within Bundles too)."""
-    if not isinstance(document, dict):
-        return [_Item(location, raw, problem="not a JSON object, so not a FHIR resource")]
-    if not isinstance(document.get("resourceType"), str) or not document["resourceType"]:
-        return [_Item(location, raw, problem="no resourceType: not a FHIR resource")]
-    if document["resourceType"] != "Bundle":
-        return [_Item(location, raw, document, full_url)]
-    if depth >= MAX_BUNDLE_DEPTH:
-        return [_Item(location, raw, problem=f"Bundles are nested more than {MAX_BUNDLE_DEPTH} deep")]
-    entries = document.get("entry")
-    entries = [] if entries is None else entries
-    if not isinstance(entries, list):
-        return [_Item(location, raw, problem="Bundle.entry is not a list")]
-    prefix = "" if location == "resource" else f"{location}, "
-    items: list[_Item] = []
-    for number, entry in enumerate(entries, start=1):
-        where = f"{prefix}entry {number}"
-        resource = entry.get("resource") if isinstance(entry, dict) else None
-        if resource is None:  # request- or response-only entries carry no resource to read
-            if not isinstance(entry, dict):
-                items.append(_Item(where, _compact(entry), problem="Bundle entry is not a JSON object"))
-            continue
-        if _is_resource(resource):
-            identity = _text(resource.get("id"))
-            where += f" ({resource['resourceType']}{'/' + identity if identity else ''})"
-        url = entry.get("fullUrl")
-        items.extend(_items(resource, where, _compact(resource), depth=depth + 1, full_url=_text(url)))
-    return items
-
-
-class _Index:
-    """Resources of the file by ``Type/id`` and by ``fullUrl``, to resolve references."""
-
-    def __init__(self, items: list[_Item]) -> None:
-        self.by_key: dict[str, dict[str, Any]] = {}
-        for item in items:
-            if item.resource is None:
-                continue
-            identity = _text(item.resource.get("id"))
-            if identity:
-                self.by_key.setdefault(f"{item.resource['resourceType']}/{identity}", item.resource)
-            if item.full_url:
-                self.by_key.setdefault(item.full_url, item.resource)
-
-    def find(self, reference: str, container: dict[str, Any]) -> dict[str, Any] | None:
-        """The resource a reference names: contained ("#id"), by fullUrl, or by its ``Type/id`` ending."""
-        if reference.startswith("#"):
-            for resource in _objects(container.get("contained")):
-                if _is_resource(resource) and _text(resource.get("id")) == reference[1:]:
-                    return resource
-            return None
-        if reference in self.by_key:
-            return self.by_key[reference]
-        match = _REFERENCE.search(reference)
-        return self.by_key.get(f"{match['type']}/{match['id']}") if match else None
-
-
-def _resource_name(reference: Any, index: _Index, container: dict[str, Any]) -> str:
+def _resource_name(reference: Any, index: Index, container: dict[str, Any]) -> str:
     """A Reference's display, else the name of the resource it points to in the file."""
-    reference = _dict(reference)
-    if _text(reference.get("display")):
-        return _text(reference.get("display"))
-    found = index.find(_text(reference.get("reference")), container) if reference.get("reference") else None
+    reference = as_dict(reference)
+    if as_text(reference.get("display")):
+        return as_text(reference.get("display"))
+    found = index.find(as_text(reference.get("reference")), container) if reference.get("reference") else None
     name = found.get("name") if found else None
     return name.strip() if isinstance(name, str) else ""
 
 
-def _panels(items: list[_Item], index: _Index) -> dict[int, _Panel]:
+def _panels(items: list[Item], index: Index) -> dict[int, _Panel]:
     """For each Observation a DiagnosticReport lists (by object id), that report's accession and lab."""
     panels: dict[int, _Panel] = {}
     for item in items:
         report = item.resource
         if report is None or report["resourceType"] != "DiagnosticReport":
             continue
-        accession = _text(_first(report.get("identifier")).get("value")) or _text(report.get("id"))
-        panel = _Panel(report, accession, _resource_name(_first(report.get("performer")), index, report))
-        for reference in _list(report.get("result")):
-            target = _text(_dict(reference).get("reference"))
+        accession = as_text(first_object(report.get("identifier")).get("value")) or as_text(report.get("id"))
+        panel = _Panel(
+            report, accession, _resource_name(first_object(report.get("performer")), index, report)
+        )
+        for reference in as_list(report.get("result")):
+            target = as_text(as_dict(reference).get("reference"))
             found = index.find(target, report) if target else None
             if found is not None and found["resourceType"] == "Observation":
                 panels.setdefault(id(found), panel)
@@ -297,50 +128,50 @@ def _panels(items: list[_Item], index: _Index) -> dict[int, _Panel]:
 
 def _patient(patient: dict[str, Any]) -> dict[str, str]:
     """A Patient resource as a patient row: identifier of type MR preferred, else the first, else its id."""
-    identifiers = [i for i in _objects(patient.get("identifier")) if _text(i.get("value"))]
-    medical_record = [i for i in identifiers if "MR" in _codes(_dict(i.get("type")))]
+    identifiers = [i for i in objects(patient.get("identifier")) if as_text(i.get("value"))]
+    medical_record = [i for i in identifiers if "MR" in _codes(as_dict(i.get("type")))]
     chosen = (medical_record or identifiers or [{}])[0]
-    names = _objects(patient.get("name"))
+    names = objects(patient.get("name"))
     name = ([n for n in names if n.get("use") == "official"] or names or [{}])[0]
-    given = " ".join(_text(g) for g in _list(name.get("given")) if _text(g))
-    full = ", ".join(p for p in (_text(name.get("family")), given) if p) or _text(name.get("text"))
-    authority = _text(chosen.get("system")) or _text(_dict(chosen.get("assigner")).get("display"))
+    given = " ".join(as_text(g) for g in as_list(name.get("given")) if as_text(g))
+    full = ", ".join(p for p in (as_text(name.get("family")), given) if p) or as_text(name.get("text"))
+    authority = as_text(chosen.get("system")) or as_text(as_dict(chosen.get("assigner")).get("display"))
     return {
-        "patient_id": _text(chosen.get("value")) or _text(patient.get("id")),
+        "patient_id": as_text(chosen.get("value")) or as_text(patient.get("id")),
         "assigning_authority": authority,
         "name": full,
-        "birth_date": _text(patient.get("birthDate")),
-        "sex": SEX.get(_text(patient.get("gender")).lower(), ""),
+        "birth_date": as_text(patient.get("birthDate")),
+        "sex": SEX.get(as_text(patient.get("gender")).lower(), ""),
     }
 
 
 def _codes(concept: dict[str, Any]) -> list[str]:
-    return [_text(coding.get("code")) for coding in _objects(concept.get("coding"))]
+    return [as_text(coding.get("code")) for coding in objects(concept.get("coding"))]
 
 
-def _subject(observation: dict[str, Any], index: _Index, panel: _Panel | None) -> dict[str, str]:
+def _subject(observation: dict[str, Any], index: Index, panel: _Panel | None) -> dict[str, str]:
     """patient_id and assigning_authority of the Observation's subject (the report's when it has none)."""
     subject = observation.get("subject") or (panel.report.get("subject") if panel else None)
     if not isinstance(subject, dict):
         raise _Refused("no subject: the patient is unknown")
-    reference = _text(subject.get("reference"))
+    reference = as_text(subject.get("reference"))
     if reference:
         found = index.find(reference, observation)
         if found is not None and found["resourceType"] != "Patient":
             raise _Refused(f"subject '{reference}' is a {found['resourceType']}, not a Patient")
         if found is not None:
             return {key: _patient(found)[key] for key in ("patient_id", "assigning_authority")}
-        match = _REFERENCE.search(reference)
+        match = REFERENCE.search(reference)
         if match and match["type"] != "Patient":
             raise _Refused(f"subject '{reference}' is a {match['type']}, not a Patient")
         identity = match["id"] if match else re.split(r"[/:#]", reference)[-1]
         if identity:
             return {"patient_id": identity, "assigning_authority": ""}
-    identifier = _dict(subject.get("identifier"))
-    if _text(identifier.get("value")):
+    identifier = as_dict(subject.get("identifier"))
+    if as_text(identifier.get("value")):
         return {
-            "patient_id": _text(identifier["value"]),
-            "assigning_authority": _text(identifier.get("system")),
+            "patient_id": as_text(identifier["value"]),
+            "assigning_authority": as_text(identifier.get("system")),
         }
     raise _Refused("subject has no usable reference or identifier: the patient is unknown")
 
@@ -349,11 +180,11 @@ def _effective(resource: dict[str, Any]) -> tuple[str, str]:
     """(field name, time text) of effectiveDateTime, else effectivePeriod.start, else effectiveInstant."""
     for name, value in (
         ("effectiveDateTime", resource.get("effectiveDateTime")),
-        ("effectivePeriod.start", _dict(resource.get("effectivePeriod")).get("start")),
+        ("effectivePeriod.start", as_dict(resource.get("effectivePeriod")).get("start")),
         ("effectiveInstant", resource.get("effectiveInstant")),
     ):
-        if _text(value):
-            return name, _text(value)
+        if as_text(value):
+            return name, as_text(value)
     return "", ""
 
 
@@ -369,27 +200,29 @@ def _times(observation: dict[str, Any], panel: _Panel | None) -> dict[str, str]:
         )
     if not re.match(_FULL_DATE, when):
         raise _Refused(f"{name} '{when}' is not a full date (YYYY-MM-DD): the collection day is unknown")
-    issued = _text(observation.get("issued")) or (_text(panel.report.get("issued")) if panel else "")
+    issued = as_text(observation.get("issued")) or (as_text(panel.report.get("issued")) if panel else "")
     return {"collected_at": when, "reported_at": issued, "_when": name}
 
 
-def _provenance(observation: dict[str, Any], index: _Index, panel: _Panel | None) -> dict[str, str]:
-    accession = panel.accession if panel else _text(_first(observation.get("identifier")).get("value"))
+def _provenance(observation: dict[str, Any], index: Index, panel: _Panel | None) -> dict[str, str]:
+    accession = (
+        panel.accession if panel else as_text(first_object(observation.get("identifier")).get("value"))
+    )
     lab = (
         (panel.lab if panel else "")
         or _resource_name(_performer(observation, index), index, observation)
-        or _text(_dict(observation.get("meta")).get("source"))
+        or as_text(as_dict(observation.get("meta")).get("source"))
     )
     return {"accession": accession, "lab": lab}
 
 
-def _performer(observation: dict[str, Any], index: _Index) -> dict[str, Any]:
+def _performer(observation: dict[str, Any], index: Index) -> dict[str, Any]:
     """The first performer that is an Organization (the lab, not the person), else the first."""
-    performers = _objects(observation.get("performer"))
+    performers = objects(observation.get("performer"))
     for performer in performers:
-        reference = _text(performer.get("reference"))
+        reference = as_text(performer.get("reference"))
         found = index.find(reference, observation) if reference else None
-        kind = found["resourceType"] if found else (_REFERENCE.search(reference) or {"type": ""})["type"]
+        kind = found["resourceType"] if found else (REFERENCE.search(reference) or {"type": ""})["type"]
         if kind == "Organization":
             return performer
     return performers[0] if performers else {}
@@ -402,28 +235,28 @@ def _value_key(observation: dict[str, Any]) -> str:
 
 def _unit(quantity: dict[str, Any]) -> str:
     """The UCUM code when there is one, else the human-readable unit."""
-    code = _text(quantity.get("code"))
-    if code and _text(quantity.get("system")) in ("", UCUM_SYSTEM):
+    code = as_text(quantity.get("code"))
+    if code and as_text(quantity.get("system")) in ("", UCUM_SYSTEM):
         return code
-    return _text(quantity.get("unit")) or code
+    return as_text(quantity.get("unit")) or code
 
 
 def _number(value: Any, where: str) -> str:
     """A JSON number as written; a string passes (the normaliser judges it); anything else is refused."""
     if isinstance(value, (str, Decimal, float)) or value is None:
-        return _text(value)
-    raise _Refused(f"{where} is not a number ({_compact(value)[:80]})")
+        return as_text(value)
+    raise _Refused(f"{where} is not a number ({compact(value)[:80]})")
 
 
 def _reference_range(observation: dict[str, Any], value: dict[str, Any] | None) -> dict[str, str]:
     """referenceRange[0] limits as text; refused when a limit's unit is not the value's (if ``value``)."""
-    first = _first(observation.get("referenceRange"))
+    first = first_object(observation.get("referenceRange"))
     limits = {}
     for side in ("low", "high"):
-        limit = _dict(first.get(side))
+        limit = as_dict(first.get(side))
         if value is not None:
-            mine = {_text(limit.get("code")), _text(limit.get("unit"))} - {""}
-            theirs = {_text(value.get("code")), _text(value.get("unit"))} - {""}
+            mine = {as_text(limit.get("code")), as_text(limit.get("unit"))} - {""}
+            theirs = {as_text(value.get("code")), as_text(value.get("unit"))} - {""}
             if mine and theirs and not mine & theirs:
                 raise _Refused(
                     f"referenceRange[0].{side} is in '{_unit(limit)}' but the value is in '{_unit(value)}'"
@@ -431,7 +264,7 @@ def _reference_range(observation: dict[str, Any], value: dict[str, Any] | None) 
         limits[side] = _number(limit.get("value"), f"referenceRange[0].{side}.value")
     low, high = limits["low"], limits["high"]
     spelled = f"{low}-{high}" if low and high else f">={low}" if low else f"<={high}" if high else ""
-    return {"ref_low": low, "ref_high": high, "ref_raw": _text(first.get("text")) or spelled}
+    return {"ref_low": low, "ref_high": high, "ref_raw": as_text(first.get("text")) or spelled}
 
 
 def _cbc_value(observation: dict[str, Any], value_key: str, status: str) -> dict[str, str]:
@@ -446,7 +279,7 @@ def _cbc_value(observation: dict[str, Any], value_key: str, status: str) -> dict
     if not isinstance(quantity, dict):
         raise _Refused("valueQuantity is not a JSON object")
     # A censored value ("<0.1") keeps its comparator; the normaliser stores both.
-    comparator = _text(quantity.get("comparator"))
+    comparator = as_text(quantity.get("comparator"))
     value = _number(quantity.get("value"), "valueQuantity.value")
     if not value:
         raise _Refused("valueQuantity has no value")
@@ -458,19 +291,22 @@ def _other_value(observation: dict[str, Any], value_key: str) -> dict[str, str]:
     value = observation.get(value_key) if value_key else None
     kind = value_key.removeprefix("value")
     if kind == "Quantity" and isinstance(value, dict):
-        text, unit = _text(value.get("comparator")) + _text(value.get("value")), _unit(value)
+        text, unit = as_text(value.get("comparator")) + as_text(value.get("value")), _unit(value)
     elif kind == "CodeableConcept" and isinstance(value, dict):
-        coding = _first(value.get("coding"))
-        text, unit = _text(value.get("text")) or _text(coding.get("display")) or _text(coding.get("code")), ""
+        coding = first_object(value.get("coding"))
+        text, unit = (
+            as_text(value.get("text")) or as_text(coding.get("display")) or as_text(coding.get("code")),
+            "",
+        )
     else:
-        text, unit = _text(value), ""
+        text, unit = as_text(value), ""
     return {"value_type": kind, "value": text[:RAW_TEXT_LIMIT], "unit": unit}
 
 
-def _observation(item: _Item, index: _Index, panel: _Panel | None) -> tuple[str, dict[str, str]]:
+def _observation(item: Item, index: Index, panel: _Panel | None) -> tuple[str, dict[str, str]]:
     """("record" | "other" | "pending" | "skip", row) for one Observation; raises _Refused."""
     observation = item.resource or {}
-    status = _text(observation.get("status"))
+    status = as_text(observation.get("status"))
     value_key = _value_key(observation)
     if status.lower() == "registered":
         return "pending", {}
@@ -481,31 +317,33 @@ def _observation(item: _Item, index: _Index, panel: _Panel | None) -> tuple[str,
             return "pending", {}
     if not status:
         raise _Refused("no status (final, preliminary, amended, corrected, cancelled, entered-in-error)")
-    concept = _dict(observation.get("code"))
-    codings = _objects(concept.get("coding"))
-    loinc = [c for c in codings if _text(c.get("system")) == LOINC_SYSTEM and _text(c.get("code"))]
-    coding = next((c for c in loinc if _text(c.get("code")) in LOINC), loinc[0] if loinc else None)
+    concept = as_dict(observation.get("code"))
+    codings = objects(concept.get("coding"))
+    loinc = [c for c in codings if as_text(c.get("system")) == LOINC_SYSTEM and as_text(c.get("code"))]
+    coding = next((c for c in loinc if as_text(c.get("code")) in LOINC), loinc[0] if loinc else None)
     common = {
         **_subject(observation, index, panel),
         **_times(observation, panel),
         **_provenance(observation, index, panel),
         "status": status,
-        "abnormal_flag": _text(_first(_first(observation.get("interpretation")).get("coding")).get("code")),
+        "abnormal_flag": as_text(
+            first_object(first_object(observation.get("interpretation")).get("coding")).get("code")
+        ),
         "location": item.location,
         "raw_text": item.raw_text,
     }
-    if coding is None or _text(coding.get("code")) not in LOINC:
+    if coding is None or as_text(coding.get("code")) not in LOINC:
         coding = coding or (codings[0] if codings else {})
-        name = _text(concept.get("text")) or _text(coding.get("display"))
+        name = as_text(concept.get("text")) or as_text(coding.get("display"))
         return "other", {
             **common,
             **_other_value(observation, value_key),
             "ref_raw": _reference_range_text(observation),
-            "code": _text(coding.get("code")),
-            "code_system": _text(coding.get("system")),
+            "code": as_text(coding.get("code")),
+            "code_system": as_text(coding.get("system")),
             "name": name,
         }
-    code = _text(coding.get("code"))
+    code = as_text(coding.get("code"))
     return "record", {**common, **_cbc_value(observation, value_key, status), "analyte": code, "loinc": code}
 
 
@@ -513,15 +351,15 @@ def _reference_range_text(observation: dict[str, Any]) -> str:
     try:
         return _reference_range(observation, None)["ref_raw"]
     except _Refused:
-        return _text(_first(observation.get("referenceRange")).get("text"))
+        return as_text(first_object(observation.get("referenceRange")).get("text"))
 
 
 def _problem(location: str, raw_text: str, reason: str) -> dict[str, str]:
     return {"location": location, "raw_text": raw_text, "reason": reason}
 
 
-def _collect(items: list[_Item]) -> _Collected:
-    index = _Index(items)
+def _collect(items: list[Item]) -> _Collected:
+    index = Index(items)
     panels = _panels(items, index)
     out = _Collected()
     for item in items:
@@ -596,7 +434,7 @@ def parse_fhir(text: str, *, timezone: str = "UTC") -> Parsed:
     >>> records[["patient_id", "collected_at", "analyte", "value", "unit"]].values.tolist()
     [['p1', '2026-06-30T22:00:00+00:00', '751-8', '1.2', '10*3/uL']]
     """
-    collected = _collect(_load(text))
+    collected = _collect(load_items(text))
     records, late = _localise(collected.records, RAW_COLUMNS, timezone)
     others, late_others = _localise(collected.others, OTHER_COLUMNS, timezone)
     rejected = [_frame(collected.rejected, REJECT_COLUMNS), late, late_others]
@@ -608,6 +446,11 @@ def parse_fhir(text: str, *, timezone: str = "UTC") -> Parsed:
         others=others,
         pending=collected.pending,
     )
+
+
+def parse_piece(text: str, zone: str, before: int) -> Parsed:
+    """A FHIR file, read whole (``before`` is always 0), times without an offset in ``zone``."""
+    return parse_fhir(text, timezone=zone)
 
 
 def _frame(rows: list[dict[str, str]], columns: tuple[str, ...]) -> pd.DataFrame:

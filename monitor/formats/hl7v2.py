@@ -276,6 +276,11 @@ def parse_hl7(text: str, *, timezone: str = "UTC", messages_before: int = 0) -> 
     )
 
 
+def parse_piece(text: str, zone: str, before: int) -> Parsed:
+    """A piece of an HL7 file (``before``: its messages before it), times without an offset in ``zone``."""
+    return parse_hl7(text, timezone=zone, messages_before=before)
+
+
 def _untimed(frame: pd.DataFrame, written: pd.Series, read: pd.Series) -> pd.DataFrame:
     """Observations (CBC or not) whose collection time is missing or cannot be read, with the reason."""
     missing = read.eq("")

@@ -58,13 +58,24 @@ OTHER_COLUMNS = (
     *OTHER_FIELDS,
     "location",
 )
+# Clinical events (``monitor.formats.events``): ``start_at`` and ``end_at`` are UTC timestamps.
+EVENT_COLUMNS = (
+    "patient_id",
+    "assigning_authority",
+    "kind",
+    "start_at",
+    "end_at",
+    "label",
+    "details",
+    "location",
+    "raw_text",
+)
 # How much of a refused record or unreadable file is kept for review.
 RAW_TEXT_LIMIT = 2_000
-# The formats the importer reads (detected from content unless named).
-FORMATS = ("hl7", "fhir", "csv", "wide", "events")
 
 
 def empty(columns: tuple[str, ...]) -> pd.DataFrame:
+    """A frame of text columns and no rows."""
     return pd.DataFrame({name: pd.Series(dtype="str") for name in columns})
 
 
@@ -78,3 +89,5 @@ class Parsed:
     others: pd.DataFrame = field(default_factory=lambda: empty(OTHER_COLUMNS))
     # Observations that are not results yet (pending, ordered, not asked): neither stored nor refused.
     pending: int = 0
+    # What happened to patients (an events file; no other format carries them).
+    events: pd.DataFrame = field(default_factory=lambda: empty(EVENT_COLUMNS))
