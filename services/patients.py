@@ -148,7 +148,8 @@ def patient_view(
     overlaid = results[results["analyte"].isin(OVERLAY_ANALYTES).to_numpy(dtype=bool)]
     return PatientView(
         patient_key=patient_key,
-        status=listed.iloc[0],
+        # As plain Python values, so that a page's ``status["acknowledged"] is True`` means what it says.
+        status=listed.astype(object).iloc[0],
         results=marked_results(results, rules=rules.grading),
         history=history,
         events=events.reset_index(drop=True),

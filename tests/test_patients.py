@@ -111,14 +111,14 @@ def test_a_look_at_a_patient_is_one_audit_row_naming_what_was_seen(treated) -> N
 def test_an_acknowledgement_is_written_with_its_audit_row_and_clears_the_worklist_state(treated) -> None:
     key = find_patient(treated, viewer=SYSTEM, patient_id="MRN1001")
     before = patient_view(treated, viewer=SYSTEM, patient_key=key, timezone="UTC", now=NOW)
-    assert before.status["acknowledged"] == False  # noqa: E712
+    assert before.status["acknowledged"] is False
     assert worklist(treated, viewer=SYSTEM, timezone="UTC", now=NOW)["acknowledged"].eq(False).all()
     # (after the import's status, which was computed at the clock's time)
     done = datetime.now(UTC)
     flags = acknowledge(treated, viewer=CLINICIAN, patient_key=key, comment="  Seen; repeat CBC  ", now=done)
     assert "neutropenia" in flags
     view = patient_view(treated, viewer=SYSTEM, patient_key=key, timezone="UTC", now=done)
-    assert view.status["acknowledged"] == True  # noqa: E712
+    assert view.status["acknowledged"] is True
     assert view.acknowledgements[["username", "comment"]].values.tolist() == [["doc", "Seen; repeat CBC"]]
     assert _audited(treated)[-1] == "acknowledge"
 
