@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import streamlit as st
-from sqlalchemy.exc import SQLAlchemyError
 
+from services.store import STORE_ERRORS
 from ui import data, identity
 
 st.set_page_config(page_title="Leukopenia monitor", page_icon="🩸", layout="wide")
@@ -58,7 +58,7 @@ if viewer.may("administer"):  # the other pages are not even served to other rol
     ]
 try:
     st.navigation(pages).run()
-except SQLAlchemyError as error:  # the store went away (network, server restart, disk): say so plainly
+except STORE_ERRORS as error:  # the store went away (network, server restart, disk): say so plainly
     data.refresh()
     st.error(
         "The patient store cannot be used just now, so nothing is shown rather than something stale "

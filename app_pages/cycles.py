@@ -5,16 +5,15 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from db.config import display_timezone
-from monitor.analysis.cycles import cycle_table, cycle_trend
 from monitor.analytes import ANALYTES
-from ui import data, timeline, worklist
+from ui import data, timeline
 from ui.identity import current_viewer
 from ui.pickers import choose_patient
 
 st.title("Treatment cycles")
 viewer = current_viewer()
-patients = worklist.prioritised(data.patients(viewer))
+timezone = data.config().timezone
+patients = data.worklist(viewer, timezone)
 treated = patients[patients["patient_key"].isin(data.treated_patients(viewer))]
 if treated.empty:
     st.info(
@@ -24,13 +23,11 @@ if treated.empty:
     st.stop()
 
 chosen = choose_patient(treated, "Patient (with chemotherapy)", key="cycles_patient")
-cycles = data.cycles(chosen, viewer)
-rules = data.rules().cycles
+found = data.patient_view(chosen, viewer, timezone).cycles
+cycles, rules = found.cycles, found.rules
 
-trend = cycle_trend(cycles, rules=rules)
-sentence = trend["trend"].iloc[0] if len(trend) else ""
-if sentence:
-    st.warning(sentence, icon=":material/trending_down:")
+if found.trend:
+    st.warning(found.trend[0], icon=":material/trending_down:")
 else:
     st.caption("Across cycles: no deepening nadir or slower recovery (as sampled).")
 
@@ -44,12 +41,10 @@ analyte = (
     )
     or "anc"
 )
-st.plotly_chart(
-    timeline.cycle_overlay_figure(data.cycle_results(chosen, viewer), analyte), key="cycles_chart"
-)
+st.plotly_chart(timeline.cycle_overlay_figure(found.placed, analyte), key="cycles_chart")
 
 st.markdown("**Per cycle**")
-st.dataframe(cycle_table(cycles, timezone=display_timezone()), hide_index=True, width="stretch")
+st.dataframe(found.table, hide_index=True, width="stretch")
 readiness = rules.readiness.describe()
 st.caption(
     "Days in the D# notation (D1 = the day chemotherapy started). Nadir: the lowest ANC of the cycle "

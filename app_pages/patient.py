@@ -8,14 +8,12 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 import streamlit as st
 
-from db.actions import acknowledge, add_event, set_patient_range
-from db.audit import audit_view
-from db.config import display_timezone
-from monitor.analysis.cycles import before_after
 from monitor.analysis.patterns import PATTERNS
 from monitor.analytes import ANALYTES
 from monitor.formats.events import EVENT_KINDS
-from ui import data, timeline, worklist
+from services.patient_actions import acknowledge, add_event, set_patient_range
+from services.patients import around_event
+from ui import data, timeline
 from ui.downloads import audited_csv_download
 from ui.identity import current_viewer
 from ui.pickers import choose_patient
@@ -24,24 +22,18 @@ WINDOWS = {"3 months": 91, "6 months": 182, "1 year": 365, "All": None}
 
 st.title("Patient timeline")
 viewer = current_viewer()
-patients = worklist.prioritised(data.patients(viewer))  # the selector lists patients in worklist order
+timezone = data.config().timezone
+patients = data.worklist(viewer, timezone)  # the selector lists patients in worklist order
 if patients.empty:
     st.info("No patients yet. Import results on the Import page or with `python -m monitor import FILE`.")
     st.stop()
 
 chosen = choose_patient(patients, "Patient", key="patient_select")
-patient = patients.set_index("patient_key").loc[chosen]
-timezone = display_timezone()
-results = data.results(chosen, viewer)
-events = data.events(chosen, viewer)
-cycles = data.cycles(chosen, viewer)
-if st.session_state.get("audited_view") != (
-    viewer.username,
-    chosen,
-):  # once per patient opened, not per rerun
-    with data.store().begin() as session:
-        audit_view(session, viewer, chosen, "patient timeline", now=datetime.now(UTC))
+if st.session_state.get("audited_view") != (viewer.username, chosen):  # once per patient opened
+    data.record_view(chosen, viewer, "patient timeline")
     st.session_state["audited_view"] = (viewer.username, chosen)
+view = data.patient_view(chosen, viewer, timezone)
+patient, events = view.status, view.events
 
 
 def _count(value: float, comparator: str | None) -> str:
@@ -121,7 +113,7 @@ with summary[0].container(border=True):
 
 with summary[1].container(border=True):
     st.markdown("**Episodes below the limit (WBC, ANC)**")
-    listed = data.episodes(chosen, viewer)
+    listed = view.episodes
     if listed.empty:
         st.markdown("None: no count below its limit.")
     else:
@@ -223,24 +215,15 @@ with compare_tab:
     if events.empty:
         st.info("No events to compare around.")
     else:
-        labelled = events.reset_index(drop=True)
-        names = (
-            _local_time(labelled["start_at"])
-            + " · "
-            + labelled["kind"]
-            + " · "
-            + labelled["label"].fillna("")
-        )
+        names = _local_time(events["start_at"]) + " · " + events["kind"] + " · " + events["label"].fillna("")
         picked = st.selectbox(
             "Event",
-            labelled.index.tolist(),
+            events.index.tolist(),
             format_func=names.__getitem__,
             key="patient_compare_event",
         )
         window_days = st.slider("Days before and after", 7, 180, 28, key="patient_compare_days")
-        event = labelled.loc[[picked]].assign(event_key=picked, patient_key=chosen)
-        compared = before_after(results.assign(patient_key=chosen), event, window_days=window_days)
-        compared = compared[compared["analyte"].isin(["wbc", "anc", "alc", "hgb", "plt"])]
+        compared = around_event(view, event=picked, window_days=window_days)
         if compared.empty:
             st.info(f"No WBC, differential, haemoglobin or platelet result within {window_days} days of it.")
         else:
@@ -272,10 +255,10 @@ with compare_tab:
 
 
 def _record(action, done: str, **fields) -> None:
-    """Run a recording action (db.actions) for this patient as the signed-in user; say what happened."""
+    """Run a recording action (services.patient_actions) for this patient as the signed-in user; say what
+    happened."""
     try:
-        with data.store().begin() as session:
-            action(session, chosen, viewer=viewer, now=datetime.now(UTC), **fields)
+        action(data.store(), viewer=viewer, patient_key=chosen, now=datetime.now(UTC), **fields)
     except (ValueError, PermissionError) as error:
         st.error(str(error))
     else:
@@ -313,6 +296,7 @@ with record_tab:
                 end=None,
                 label=label,
                 details=details,
+                timezone=timezone,
             )
     with right.form("range_form", clear_on_submit=True):
         st.markdown("**Patient-specific range** (e.g. Duffy-null ANC)")
@@ -331,12 +315,11 @@ with record_tab:
                 low=None if end else low,
                 high=None if end else (high or None),
                 reason=reason,
+                timezone=timezone,
             )
-    ranges = data.patient_ranges(chosen, viewer)
-    if not ranges.empty:
+    if not view.ranges.empty:
         st.markdown("**Patient-specific ranges** (newest first; ended ones kept for the record)")
-        st.dataframe(ranges, hide_index=True, width="stretch")
-    acks = data.acknowledgements(chosen, viewer)
-    if not acks.empty:
+        st.dataframe(view.ranges, hide_index=True, width="stretch")
+    if not view.acknowledgements.empty:
         st.markdown("**Acknowledgements**")
-        st.dataframe(acks, hide_index=True, width="stretch")
+        st.dataframe(view.acknowledgements, hide_index=True, width="stretch")

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import pandas as pd
 import streamlit as st
 
-from db.config import display_timezone
+from monitor.analysis import triage
 from monitor.analysis.flags import FLAGS
 from ui import data, worklist
 from ui.downloads import audited_csv_download
@@ -13,8 +12,8 @@ from ui.identity import current_viewer
 
 st.title("Worklist")
 viewer = current_viewer()
-patients = worklist.prioritised(data.patients(viewer))
-timezone = display_timezone()
+timezone = data.config().timezone
+patients = data.worklist(viewer, timezone)
 if patients.empty:
     st.info(
         "No patients to show yet: results appear here once they are imported (the Import page, or "
@@ -34,7 +33,7 @@ min_grade = filters[2].selectbox("Grade at least", [0, 1, 2, 3, 4], key="worklis
 search = filters[3].text_input("Search identifier or name", key="worklist_search")
 unacknowledged = filters[4].toggle("Not yet acknowledged", key="worklist_unacknowledged")
 
-shown = worklist.filtered(
+shown = triage.filtered(
     patients,
     team=None if team == "All teams" else team,
     flags=flags,
@@ -42,40 +41,10 @@ shown = worklist.filtered(
     text=search,
     unacknowledged_only=unacknowledged,
 )
-for column, (label, value) in zip(st.columns(6), worklist.headline(shown).items(), strict=True):
+for column, (label, value) in zip(st.columns(6), triage.headline(shown).items(), strict=True):
     column.metric(label, value)
 
-
-def _reported(values: pd.Series, comparators: pd.Series) -> pd.Series:
-    """Counts as the lab reported them: "<0.10" for a censored result, "" when there is none."""
-    text = values.map("{:.2f}".format, na_action="ignore").fillna("")
-    return comparators.fillna("") + text
-
-
-def _local(times: pd.Series) -> pd.Series:
-    return times.dt.tz_convert(timezone).dt.tz_localize(None)
-
-
-acknowledged = shown["acknowledged"].map({True: "yes", False: "no"}, na_action="ignore").fillna("—")
-table = pd.DataFrame(
-    {
-        "Priority": shown["tier"].map(worklist.TIERS),
-        "Patient ID": shown["patient_id"],
-        "Name": shown["name"].fillna(""),  # blank, not "None"
-        "Grade": shown["grade"],
-        "Flags": shown["flags"].map(lambda listed: [flag.replace("_", " ") for flag in listed]),
-        "WBC trend": shown["wbc_recent"],
-        "WBC (10^9/L)": _reported(shown["latest_wbc"], shown["latest_wbc_comparator"]),
-        "ANC (10^9/L)": _reported(shown["latest_anc"], shown["latest_anc_comparator"]),
-        "Last CBC": _local(shown["last_collected_at"]),
-        "Days since CBC": shown["days_since_cbc"],
-        "Cycle": worklist.cycle_text(shown),
-        "Acknowledged": acknowledged,
-        "Age": shown["age"],
-        "Sex": shown["sex"].fillna(""),
-        "Teams": shown["teams"].fillna(""),
-    }
-)
+table = worklist.worklist_table(shown, timezone)
 st.caption(
     f"{len(table)} of {len(patients)} patients, most urgent first: grade 3 or worse, then new or worsening, "
     "then persistent. Grade: the highest current CTCAE v5.0 grade of WBC, ANC and ALC, each against the "

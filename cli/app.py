@@ -175,11 +175,9 @@ def _one_line(error: BaseException) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     """Run the command line; errors become one line on stderr and an exit status."""
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from db.demo import DemoConflict
-    from db.migrate import StoreOutOfDate
-    from db.queries import PatientNotFound
+    from services.admin import DemoConflict
+    from services.patients import PatientNotFound
+    from services.store import STORE_ERRORS
 
     try:
         cli.main(args=argv, prog_name="python -m monitor", standalone_mode=False)
@@ -194,7 +192,7 @@ def main(argv: list[str] | None = None) -> None:
     except (PatientNotFound, DemoConflict) as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(2)
-    except (StoreOutOfDate, SQLAlchemyError, OSError) as error:
+    except (*STORE_ERRORS, OSError) as error:
         if _debug["on"]:
             raise
         click.echo(f"error: the store could not be used: {_one_line(error)}", err=True)

@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import click
 import pandas as pd
 
-from cli.app import (
-    _audit_view,
-    _emit,
-    _factory,
-    _viewer,
-    cli,
-    output_format,
-    store_options,
-    user_option,
-)
+from cli.app import _config, _emit, _viewer, cli, output_format, store_options, user_option
 from monitor.analysis.changes import GRADED
 from monitor.analysis.cycles import CYCLE_COLUMNS
 from monitor.analysis.status import LATEST_COLUMNS, latest_column
+from services.store import open_store
 
 PATIENT_COLUMNS = [
     "patient_id",
@@ -52,11 +46,11 @@ def patients(database: str | None, fmt: str, user: str | None) -> None:
     Example:
       python -m monitor patients --format json
     """
-    from db.queries import patient_list
+    from services.worklist import patient_list
 
-    factory = _factory(database)
-    with factory() as session:
-        frame = patient_list(session, viewer=_viewer(factory, user))
+    config = _config(database)
+    store = open_store(config)
+    frame = patient_list(store, viewer=_viewer(store, user), timezone=config.timezone, now=datetime.now(UTC))
     # The issue-4 contract: grades as wbc_grade/anc_grade/alc_grade, explanations as flag -> sentence.
     for analyte in ("wbc", "anc", "alc"):
         frame[f"{analyte}_grade"] = frame[f"latest_{analyte}_grade"]
@@ -103,14 +97,13 @@ def results(
     Example:
       python -m monitor results DEMO-0001 --format csv --history
     """
-    from db.queries import find_patient, patient_results
+    from services.patients import find_patient, patient_results, record_view
 
-    factory = _factory(database)
-    with factory() as session:
-        viewer = _viewer(factory, user)
-        patient = find_patient(session, patient_id, viewer=viewer, authority=authority)
-        frame = patient_results(session, patient.id, viewer=viewer, history=history)
-        _audit_view(factory, viewer, patient.id, "results")
+    store = open_store(_config(database))
+    viewer = _viewer(store, user)
+    key = find_patient(store, viewer=viewer, patient_id=patient_id, authority=authority)
+    frame = patient_results(store, viewer=viewer, patient_key=key, history=history)
+    record_view(store, viewer=viewer, patient_key=key, what="command line: results", now=datetime.now(UTC))
     columns = RESULT_COLUMNS + (HISTORY_COLUMNS if history else [])
     _emit(frame[columns], fmt, utc_columns=("collected_at",) + (("superseded_at",) if history else ()))
 
@@ -135,27 +128,20 @@ def cycles(database: str | None, patient_id: str, authority: str | None, fmt: st
     Example:
       python -m monitor cycles DEMO-0003 --format json
     """
-    from db.config import display_timezone
-    from db.queries import find_patient, patient_cycles
-    from db.settings import site_rules
-    from monitor.analysis.cycles import cycle_table, cycle_trend
+    from services.patients import find_patient, patient_cycles, record_view
 
-    factory = _factory(database)
-    with factory() as session:
-        viewer = _viewer(factory, user)
-        patient = find_patient(session, patient_id, viewer=viewer, authority=authority)
-        frame = patient_cycles(session, patient.id, viewer=viewer)
-        _audit_view(factory, viewer, patient.id, "cycles")
-        rules = site_rules(session).cycles
+    config = _config(database)
+    store = open_store(config)
+    viewer = _viewer(store, user)
+    key = find_patient(store, viewer=viewer, patient_id=patient_id, authority=authority)
+    found = patient_cycles(store, viewer=viewer, patient_key=key, timezone=config.timezone)
+    record_view(store, viewer=viewer, patient_key=key, what="command line: cycles", now=datetime.now(UTC))
     if fmt != "table":
-        _emit(frame[CYCLE_OUTPUT], fmt, utc_columns=("start", "next_start"))
+        _emit(found.cycles[CYCLE_OUTPUT], fmt, utc_columns=("start", "next_start"))
         return
-    _emit(cycle_table(frame, timezone=display_timezone()), fmt)
-    if not frame.empty:
-        trend = cycle_trend(frame, rules=rules)
-        for sentence in trend["trend"]:
-            if sentence:
-                click.echo(sentence)
+    _emit(found.table, fmt)
+    for sentence in found.trend:
+        click.echo(sentence)
 
 
 @cli.command()
@@ -177,12 +163,11 @@ def alerts(database: str | None, since: str | None, fmt: str, user: str | None) 
       python -m monitor alerts
       python -m monitor alerts --since 2026-11-27T08:00:00Z --format json
     """
-    from datetime import UTC, datetime, timedelta
+    from services.worklist import alerts as find_alerts
 
-    from db.queries import alerts as find_alerts
-
+    now = datetime.now(UTC)
     if since is None:
-        start = datetime.now(UTC) - timedelta(hours=24)
+        start = now - timedelta(hours=24)
     else:
         try:
             parsed = pd.Timestamp(since)
@@ -193,9 +178,9 @@ def alerts(database: str | None, since: str | None, fmt: str, user: str | None) 
         start = (
             parsed.tz_localize("UTC") if parsed.tzinfo is None else parsed.tz_convert("UTC")
         ).to_pydatetime()
-    factory = _factory(database)
-    with factory() as session:
-        frame = find_alerts(session, since=start, viewer=_viewer(factory, user))
+    config = _config(database)
+    store = open_store(config)
+    frame = find_alerts(store, viewer=_viewer(store, user), since=start, timezone=config.timezone, now=now)
     if fmt == "json":
         _emit(frame, fmt)
         return

@@ -171,7 +171,6 @@ def store_results(
         now=now,
         patients=people,
         labs=cohort.labs.assign(is_synthetic=True),
-        refresh_status=False,
     )
     batch.accepted, batch.unchanged, batch.superseded = counts.accepted, counts.unchanged, counts.superseded
     keys = ensure_patients(session, people, now=now).set_index("patient_id")["patient_key"]

@@ -17,10 +17,9 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from db.audit import record
-from db.config import display_timezone
 from db.frames import bulk_insert, read_frame_in, to_records
 from db.models import ImportBatch, Lab, OtherObservation, Panel, Patient, RejectedRecord, Result
-from db.status import BatchResults, refresh_patient_status
+from db.status import BatchResults
 from monitor.formats.derive import derive_absolute_counts
 from monitor.formats.parsed import OTHER_FIELDS
 from monitor.formats.records import RESULT_CONTENT, STATUS_RANK
@@ -255,7 +254,6 @@ def write_results(
     now: datetime,
     patients: pd.DataFrame | None = None,
     labs: pd.DataFrame | None = None,
-    refresh_status: bool = True,
     held: BatchResults | None = None,
 ) -> WriteCounts:
     """Store canonical results (``monitor.formats.records.RESULT_COLUMNS``); the caller owns the transaction.
@@ -328,8 +326,6 @@ def write_results(
     counts.superseded = int(replacing.sum())
     counts.unchanged = int(unchanged.sum())
     counts.patient_keys = sorted(fresh["patient_key"].unique().tolist())
-    if refresh_status:
-        refresh_patient_status(session, counts.patient_keys, now=now, timezone=display_timezone())
     return counts
 
 
@@ -348,9 +344,7 @@ def write_generations(
     Counts are derived from the latest generation of each value in the file.
     """
     if results.empty:
-        return write_results(
-            session, results, batch_id=batch_id, now=now, patients=patients, refresh_status=False
-        )
+        return write_results(session, results, batch_id=batch_id, now=now, patients=patients)
     latest_first = results.sort_values("generation", ascending=False, kind="stable")
     derived = derive_absolute_counts(latest_first).assign(generation=int(results["generation"].max()))
     everything = pd.concat([results, derived], ignore_index=True) if len(derived) else results
@@ -362,7 +356,6 @@ def write_generations(
             batch_id=batch_id,
             now=now,
             patients=patients,
-            refresh_status=False,
             held=held,
         )
         total.add(counts)

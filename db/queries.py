@@ -6,13 +6,11 @@ import json
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-import numpy as np
 import pandas as pd
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from db.accounts import Viewer, visible
-from db.config import display_timezone
 from db.frames import read_frame
 from db.models import (
     Acknowledgement,
@@ -29,10 +27,8 @@ from db.models import (
     StatusChange,
     Team,
 )
-from db.settings import site_rules
 from db.status import patient_context, with_limits
 from monitor.analysis.changes import GRADED
-from monitor.analysis.cycles import CycleRules, treatment_cycles
 from monitor.analysis.status import LATEST_COLUMNS, latest_column
 from monitor.timestamps import local_days
 
@@ -61,13 +57,20 @@ def age_in_years(birth_dates: pd.Series, on: date) -> pd.Series:
     return (years - before_birthday.astype("Int64")).astype("Int64")
 
 
-def patient_list(session: Session, *, viewer: Viewer, today: date | None = None) -> pd.DataFrame:
+def patient_list(
+    session: Session,
+    *,
+    viewer: Viewer,
+    timezone: str = "UTC",
+    today: date | None = None,
+    patient_key: int | None = None,
+) -> pd.DataFrame:
     """One row per patient ``viewer`` may see, from the materialised status, most recent CBC first.
 
-    Days (since the last CBC, of the current cycle) are calendar days in the site's zone; ``today`` is
-    the site's date unless given.
+    Days (since the last CBC, of the current cycle) are calendar days in ``timezone`` (the site's);
+    ``today`` is the date there unless given. ``patient_key``: that patient's row only.
     """
-    zone = display_timezone()
+    zone = timezone
     today = today or datetime.now(ZoneInfo(zone)).date()
     statement = (
         select(
@@ -97,6 +100,8 @@ def patient_list(session: Session, *, viewer: Viewer, today: date | None = None)
         .where(visible(Patient.id, viewer))
         .order_by(PatientStatus.last_collected_at.desc().nulls_last(), Patient.mrn)
     )
+    if patient_key is not None:
+        statement = statement.where(Patient.id == patient_key)
     frame = read_frame(
         session,
         statement,
@@ -224,39 +229,10 @@ def patient_events(session: Session, patient_key: int, *, viewer: Viewer) -> pd.
     return read_frame(session, statement, utc=["start_at", "end_at"])
 
 
-def patient_cycles(
-    session: Session, patient_key: int, *, viewer: Viewer, rules: CycleRules | None = None
-) -> pd.DataFrame:
-    """A patient's chemotherapy cycles (``analysis.cycles.treatment_cycles``) under the site's rules."""
-    rules = rules or site_rules(session).cycles
-    results = patient_results(session, patient_key, viewer=viewer, analytes=("wbc", "anc", "plt"))
-    events = patient_events(session, patient_key, viewer=viewer).assign(patient_key=patient_key)
-    return treatment_cycles(
-        results.assign(patient_key=patient_key), events, rules=rules, timezone=display_timezone()
-    )
-
-
-ALERT_COLUMNS = [
-    "patient_id",
-    "assigning_authority",
-    "name",
-    "grade",
-    "flags",
-    "changes",
-    "first_noticed_at",
-    "last_noticed_at",
-    "last_collected_at",
-]
-
-
-def alerts(session: Session, *, since: datetime, viewer: Viewer) -> pd.DataFrame:
-    """Patients whose flags appeared or whose grades rose since ``since`` and still hold, most severe first.
-
-    Severity: the highest current CTCAE grade of WBC, ANC and ALC, then a current ``worsening`` flag, then
-    ``new_onset``, then the number of changes; the most recent change first among equals. ``changes`` are
-    sentences ("neutropenia appeared: ANC 0.9 below 1.5 ...", "ANC CTCAE grade 2 -> 3").
-    """
-    changes = read_frame(
+def status_changes_since(session: Session, *, since: datetime, viewer: Viewer) -> pd.DataFrame:
+    """Flags that appeared and grades that rose since ``since``, of the patients ``viewer`` may see, oldest
+    first (``analysis.alerts.current_alerts`` keeps those that still hold)."""
+    return read_frame(
         session,
         select(
             StatusChange.patient_id.label("patient_key"),
@@ -275,52 +251,6 @@ def alerts(session: Session, *, since: datetime, viewer: Viewer) -> pd.DataFrame
         .order_by(StatusChange.recorded_at, StatusChange.id),
         utc=["recorded_at"],
     )
-    if changes.empty:
-        return pd.DataFrame(columns=ALERT_COLUMNS)
-    now = patient_list(session, viewer=viewer).set_index("patient_key")
-    now = now[now.index.isin(changes["patient_key"])]
-    current = now.loc[changes["patient_key"]]
-    grade_now = pd.Series(np.nan, index=changes.index)
-    for analyte in GRADED:
-        mine = changes["analyte"].eq(analyte).fillna(False).to_numpy(dtype=bool)
-        grade_now[mine] = current[f"latest_{analyte}_grade"].astype("Float64").to_numpy()[mine]
-    # The current flags, one row per patient and flag with its sentence as it stands now (its limit or
-    # run may have changed since the flag appeared).
-    flagged = now[["flags", "explanations"]].explode(["flags", "explanations"]).dropna(subset=["flags"])
-    flagged = flagged.reset_index().rename(columns={"flags": "flag", "explanations": "explained_now"})
-    changes = changes.merge(flagged, on=["patient_key", "flag"], how="left")
-    grade_now = grade_now.to_numpy()
-    holds = np.where(
-        changes["flag"].eq("grade"), grade_now >= changes["grade_after"], changes["explained_now"].notna()
-    )
-    changes = changes[holds.astype(bool)]
-    if changes.empty:
-        return pd.DataFrame(columns=ALERT_COLUMNS)
-    sentence = np.where(
-        changes["flag"].eq("grade"),
-        changes["explanation"],
-        changes["flag"] + " appeared: " + changes["explained_now"].astype("string"),
-    )
-    grouped = changes.assign(sentence=sentence).groupby("patient_key")
-    out = pd.DataFrame(
-        {
-            "changes": grouped["sentence"].agg(list),
-            "first_noticed_at": grouped["recorded_at"].min(),
-            "last_noticed_at": grouped["recorded_at"].max(),
-        }
-    ).join(now)
-    grades = out[[f"latest_{a}_grade" for a in GRADED]].astype("Float64")
-    out["grade"] = grades.max(axis=1).astype("Int64")
-    out["worsening"] = out["flags"].map(lambda flags: "worsening" in flags)
-    out["new_onset"] = out["flags"].map(lambda flags: "new_onset" in flags)
-    out["n_changes"] = out["changes"].map(len)
-    out = out.sort_values(
-        ["grade", "worsening", "new_onset", "n_changes", "last_noticed_at"],
-        ascending=False,
-        na_position="last",
-        kind="stable",
-    )
-    return out.reset_index()[ALERT_COLUMNS]
 
 
 def lab_codes(session: Session) -> list[str]:

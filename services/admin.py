@@ -120,3 +120,9 @@ def recompute_all(store: sessionmaker[Session], *, now: datetime, timezone: str)
     ``timezone``); return how many patients."""
     with store.begin() as session:
         return refresh_all_status(session, now=now, timezone=timezone)
+
+
+def synthetic_data_present(store: sessionmaker[Session]) -> bool:
+    """Whether the store holds any synthetic (demo) patient: the dashboard then says so on every page."""
+    with store() as session:
+        return queries.has_synthetic_data(session)

@@ -20,19 +20,19 @@ from db.accounts import (
     disable_user,
     viewer_named,
 )
-from db.actions import add_event
 from db.models import AppUser, AuditLog
 from db.queries import (
     PatientNotFound,
-    alerts,
     find_patient,
-    patient_cycles,
     patient_events,
     patient_list,
     patient_results,
     treated_patients,
 )
 from services.admin import seed_demo
+from services.patient_actions import add_event
+from services.patients import patient_cycles
+from services.worklist import alerts
 from tests.test_cli import monitor
 
 NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
@@ -64,13 +64,16 @@ def test_a_clinician_sees_only_their_teams_patients_in_every_query(demo) -> None
         assert onco_only not in set(mine["patient_id"])
         with pytest.raises(PatientNotFound):
             find_patient(session, onco_only, viewer=medicine)
-        for read in (patient_results, patient_events, patient_cycles):
+        for read in (patient_results, patient_events):
             with pytest.raises(PatientNotFound):
                 read(session, key, viewer=medicine)
+        with pytest.raises(PatientNotFound):
+            patient_cycles(demo, viewer=medicine, patient_key=key, timezone="UTC")
         assert key not in treated_patients(session, viewer=medicine)
         assert key in treated_patients(session, viewer=oncology)
         since = NOW - timedelta(days=3650)
-        assert onco_only not in set(alerts(session, since=since, viewer=medicine)["patient_id"])
+        seen = alerts(demo, viewer=medicine, since=since, timezone="UTC", now=NOW)
+        assert onco_only not in set(seen["patient_id"])
         assert find_patient(session, onco_only, viewer=oncology).mrn == onco_only
 
 
@@ -94,22 +97,24 @@ def test_a_viewer_cannot_add_events_and_a_clinician_cannot_outside_their_teams(d
             password="correct horse 42",
             now=NOW,
         )
-        reader = viewer_named(session, "reader")
+        reader, medicine, oncology = (viewer_named(session, n) for n in ("reader", "medicine", "oncology"))
         everyone = patient_list(session, viewer=SYSTEM)
-        onco_only = int(everyone[everyone["teams"] == "Oncology"]["patient_key"].iloc[0])
-        event = {
-            "kind": "note",
-            "start": NOW,
-            "end": None,
-            "label": "Reviewed",
-            "details": "",
-            "now": NOW,
-        }
-        with pytest.raises(PermissionError, match="viewer accounts cannot"):
-            add_event(session, onco_only, viewer=reader, **event)
-        with pytest.raises(PatientNotFound):
-            add_event(session, onco_only, viewer=viewer_named(session, "medicine"), **event)
-        add_event(session, onco_only, viewer=viewer_named(session, "oncology"), **event)
+    onco_only = int(everyone[everyone["teams"] == "Oncology"]["patient_key"].iloc[0])
+    event = {
+        "patient_key": onco_only,
+        "kind": "note",
+        "start": NOW,
+        "end": None,
+        "label": "Reviewed",
+        "details": "",
+        "now": NOW,
+        "timezone": "UTC",
+    }
+    with pytest.raises(PermissionError, match="viewer accounts cannot"):
+        add_event(demo, viewer=reader, **event)
+    with pytest.raises(PatientNotFound):
+        add_event(demo, viewer=medicine, **event)
+    add_event(demo, viewer=oncology, **event)
 
 
 def test_lockout_after_repeated_failures_and_a_disabled_account(store) -> None:
@@ -246,9 +251,9 @@ def test_single_sign_on_maps_a_verified_identity_to_an_account(store) -> None:
 
 
 def test_every_kind_of_action_leaves_an_audit_row(store, tmp_path) -> None:
-    from db.actions import acknowledge, set_patient_range
     from db.audit import audit_export, audit_view
     from services.imports import ImportOptions, import_path
+    from services.patient_actions import acknowledge, set_patient_range
     from services.rules import save_site_rules, set_lab_range
     from tests.conftest import DATA
 
@@ -262,13 +267,31 @@ def test_every_kind_of_action_leaves_an_audit_row(store, tmp_path) -> None:
         doc = viewer_named(session, "doc")
         audit_view(session, doc, key, "patient timeline", now=NOW)
         audit_export(session, doc, "flowsheet CSV", key, now=NOW)
-        acknowledge(session, key, viewer=doc, comment="seen", now=NOW)
-        add_event(
-            session, key, kind="note", start=NOW, end=None, label="Reviewed", details="", viewer=doc, now=NOW
-        )
-        set_patient_range(
-            session, key, analyte="anc", low=1.2, high=5.4, reason="Duffy-null", viewer=doc, now=NOW
-        )
+    acknowledge(store, viewer=doc, patient_key=key, comment="seen", now=NOW)
+    add_event(
+        store,
+        viewer=doc,
+        patient_key=key,
+        kind="note",
+        start=NOW,
+        end=None,
+        label="Reviewed",
+        details="",
+        now=NOW,
+        timezone="UTC",
+    )
+    set_patient_range(
+        store,
+        viewer=doc,
+        patient_key=key,
+        analyte="anc",
+        low=1.2,
+        high=5.4,
+        reason="Duffy-null",
+        now=NOW,
+        timezone="UTC",
+    )
+    with store.begin() as session:
         authenticate(session, "doc", "wrong", now=NOW)
         authenticate(session, "doc", "Ward 9 night shift", now=NOW)
         disable_user(session, "doc", now=NOW, by="admin")

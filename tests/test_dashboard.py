@@ -185,9 +185,11 @@ def test_flowsheet_marks_low_results(imported_store) -> None:
 
 def test_acknowledging_clears_the_worklist_state_and_is_audited(imported_store) -> None:
     at = _open_patient(_app().run())
+    assert "Not yet acknowledged since the flags last appeared or worsened." in [c.value for c in at.caption]
     at.text_area(key="acknowledge_comment").input("Seen; repeat CBC in a week")
     at.button(key="FormSubmitter:acknowledge_form-Acknowledge").click().run()
     assert not at.exception
+    assert any(c.value.startswith("Acknowledged 20") for c in at.caption)
     at.switch_page("app_pages/patients.py").run()
     row = at.dataframe[0].value.set_index("Patient ID").loc["MRN1001"]
     assert row["Acknowledged"] == "yes"

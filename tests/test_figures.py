@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ui.timeline import timeline_figure
+from monitor.analysis.timeline import marked_results
+from ui.timeline import flowsheet, timeline_figure
 
 
 def _results() -> pd.DataFrame:
+    return marked_results(_unmarked())
+
+
+def _unmarked() -> pd.DataFrame:
     return pd.DataFrame(
         {
             "collected_at": pd.to_datetime(
@@ -87,6 +92,21 @@ def test_low_markers_follow_the_limit_that_applies_not_only_the_reported_one() -
             "panel_id": [1, 2],
         }
     )
-    figure = timeline_figure(results, lineages=("anc",))
+    figure = timeline_figure(marked_results(results), lineages=("anc",))
     values = next(trace for trace in figure.data if trace.name == "Neutrophils (ANC)")
     assert list(values.marker.symbol) == ["circle", "triangle-down"]
+
+
+def test_the_figure_draws_the_grades_it_is_given_and_does_not_grade_again() -> None:
+    results = _results()
+    results.loc[1, "grade"] = 4  # as if the site's rules had graded 3.1 as grade 4
+    values = _trace(timeline_figure(results), "WBC (marker")
+    assert list(values.marker.color) == ["#0072B2", "#000000", "#0072B2"]
+
+
+def test_the_flowsheet_marks_low_and_high_results_newest_first() -> None:
+    results = _unmarked()
+    results.loc[2, "value"] = 11.5  # above the reported 11.0
+    values, states = flowsheet(marked_results(results), "UTC")
+    assert values["WBC (10^9/L)"].tolist() == ["11.5 ↑", "3.1 ↓", "5.2"]
+    assert states["WBC (10^9/L)"].tolist() == ["high", "low", ""]

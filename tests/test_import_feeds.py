@@ -255,9 +255,8 @@ def test_an_evening_dose_in_new_york_is_counted_on_its_own_date(store, tmp_path:
     """Events without an offset are the site's times; cycle days and the worklist count its calendar."""
     from datetime import UTC, date, datetime
 
-    from db.queries import patient_cycles
     from db.status import refresh_patient_status
-    from monitor.analysis.cycles import cycle_table
+    from services.patients import patient_cycles
 
     monkeypatch.setenv("MONITOR_TIMEZONE", "America/New_York")  # the status and the worklist count its days
     import_path(store, DATA / "canonical-good.csv", options=BY_TEST)
@@ -268,17 +267,20 @@ def test_an_evening_dose_in_new_york_is_counted_on_its_own_date(store, tmp_path:
     )
     new_york = replace(BY_TEST, site_timezone="America/New_York")
     assert import_path(store, events, options=new_york).events == 1  # no --timezone: the site's zone
-    with store.begin() as session:
+    with store() as session:
         key = find_patient(session, "MRN1001", viewer=SYSTEM).id
-        cycles = patient_cycles(session, key, viewer=SYSTEM)
-        assert cycles.loc[0, "start"] == pd.Timestamp("2026-02-25T01:00Z")
-        assert cycle_table(cycles, timezone="America/New_York").loc[0, "start"] == "2026-02-24"
-        # ANC 0.9 at 08:40 UTC on 16 March (04:40 in New York): day 20 (D21) of a cycle given on 24 February;
-        # counted from the UTC dates it would be day 19.
-        assert cycles.loc[0, "nadir_anc"] == 0.9 and cycles.loc[0, "nadir_day"] == 20
+    found = patient_cycles(store, viewer=SYSTEM, patient_key=key, timezone="America/New_York")
+    cycles = found.cycles
+    assert cycles.loc[0, "start"] == pd.Timestamp("2026-02-25T01:00Z")
+    assert found.table.loc[0, "start"] == "2026-02-24"
+    # ANC 0.9 at 08:40 UTC on 16 March (04:40 in New York): day 20 (D21) of a cycle given on 24 February;
+    # counted from the UTC dates it would be day 19.
+    assert cycles.loc[0, "nadir_anc"] == 0.9 and cycles.loc[0, "nadir_day"] == 20
+    with store.begin() as session:
         refresh_patient_status(  # 2 March, 22:00 in New York
             session, [key], now=datetime(2026, 3, 3, 3, 0, tzinfo=UTC), timezone="America/New_York"
         )
     with store() as session:
-        listed = patient_list(session, viewer=SYSTEM, today=date(2026, 3, 2)).set_index("patient_id")
+        listed = patient_list(session, viewer=SYSTEM, timezone="America/New_York", today=date(2026, 3, 2))
+        listed = listed.set_index("patient_id")
     assert (listed.loc["MRN1001", "cycle"], listed.loc["MRN1001", "cycle_day"]) == (1, 6)  # C1D7

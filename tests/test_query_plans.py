@@ -17,10 +17,12 @@ from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.accounts import SYSTEM, viewer_named
-from db.queries import alerts, find_patient, patient_cycles, patient_events, patient_results
+from db.queries import find_patient, patient_events, patient_results
 from db.status import refresh_patient_status
 from services.admin import seed_demo
 from services.imports import ImportOptions, import_path
+from services.patients import patient_cycles
+from services.worklist import alerts
 from tests.conftest import DATA
 
 LARGE = ("result", "panel", "clinical_event", "status_change", "audit_log", "other_observation")
@@ -91,9 +93,11 @@ def test_read_paths_search_the_large_tables_by_index(store: sessionmaker[Session
             oncology = viewer_named(session, "oncology")
             patient_results(session, key, viewer=oncology, history=True)
             patient_events(session, key, viewer=oncology)
-            patient_cycles(session, key, viewer=oncology)
-            alerts(session, since=datetime.now(UTC) - timedelta(days=1), viewer=oncology)
-            refresh_patient_status(session, [key], now=datetime.now(UTC), timezone="UTC")
+        now = datetime.now(UTC)
+        patient_cycles(store, viewer=oncology, patient_key=key, timezone="UTC")
+        alerts(store, viewer=oncology, since=now - timedelta(days=1), timezone="UTC", now=now)
+        with store.begin() as session:
+            refresh_patient_status(session, [key], now=now, timezone="UTC")
 
     selects = _captured_selects(engine, reads)
     assert len(selects) > 30

@@ -9,25 +9,17 @@ import plotly.graph_objects as go
 import streamlit as st
 from sqlalchemy.orm import Session, sessionmaker
 
-from db import queries
-from db.accounts import Viewer
-from db.config import DEFAULT_CACHE_SECONDS, cache_seconds, display_timezone
-from db.settings import site_rules
-from monitor.analysis.cycles import cycle_days
-from monitor.analysis.flags import episodes as monitor_episodes
+import services.patients
+import services.worklist
 from monitor.analysis.rules import SiteRules
 from services import imports
 from services import rules as site_settings
-from services.admin import seed_demo_if_empty
-from services.config import Config
+from services.accounts import Viewer
+from services.admin import seed_demo_if_empty, synthetic_data_present
+from services.config import DEFAULT_CACHE_SECONDS, Config, ConfigError
+from services.patients import PatientView
 from services.store import open_store
 from ui import timeline
-
-# What the dashboard read is reused this long: the longest a page lags behind another process's import.
-try:
-    CACHE_SECONDS = cache_seconds()
-except ValueError:  # dashboard.py checks the setting again and refuses to start, naming it
-    CACHE_SECONDS = DEFAULT_CACHE_SECONDS
 
 
 @st.cache_resource(show_spinner=False)
@@ -35,6 +27,14 @@ def config() -> Config:
     """The site's configuration, read from the environment once per process (``ConfigError`` names a
     setting that cannot be used; dashboard.py shows it)."""
     return Config.from_environment()
+
+
+# What the dashboard read is reused this long: the longest a page lags behind another process's import.
+try:
+    CACHE_SECONDS = config().cache_seconds
+except ConfigError:  # dashboard.py reads the configuration again and refuses to start, naming the setting
+    config.clear()
+    CACHE_SECONDS = DEFAULT_CACHE_SECONDS
 
 
 @st.cache_resource(show_spinner="Opening the store (first start: creating it and the demo cohort)...")
@@ -47,27 +47,34 @@ def store() -> sessionmaker[Session]:
 
 @st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
 def synthetic_present() -> bool:
-    with store()() as session:
-        return queries.has_synthetic_data(session)
+    return synthetic_data_present(store())
 
 
 @st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
-def patients(viewer: Viewer) -> pd.DataFrame:
-    """The patients ``viewer`` may see (materialised status), most recent CBC first."""
-    with store()() as session:
-        return queries.patient_list(session, viewer=viewer)
+def worklist(viewer: Viewer, timezone: str) -> pd.DataFrame:
+    """The patients ``viewer`` may see in priority order (``services.worklist.worklist``)."""
+    return services.worklist.worklist(store(), viewer=viewer, timezone=timezone, now=datetime.now(UTC))
 
 
 @st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
-def results(patient_key: int, viewer: Viewer, history: bool = False) -> pd.DataFrame:
-    with store()() as session:
-        return queries.patient_results(session, patient_key, viewer=viewer, history=history)
+def treated_patients(viewer: Viewer) -> list[int]:
+    """Patients ``viewer`` may see with at least one chemotherapy event."""
+    return services.worklist.treated_patients(store(), viewer=viewer)
 
 
-@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
-def events(patient_key: int, viewer: Viewer) -> pd.DataFrame:
-    with store()() as session:
-        return queries.patient_events(session, patient_key, viewer=viewer)
+@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False, max_entries=200)
+def patient_view(patient_key: int, viewer: Viewer, timezone: str) -> PatientView:
+    """Everything the patient pages show of one patient (``services.patients.patient_view``)."""
+    return services.patients.patient_view(
+        store(), viewer=viewer, patient_key=patient_key, timezone=timezone, now=datetime.now(UTC)
+    )
+
+
+def record_view(patient_key: int, viewer: Viewer, what: str) -> None:
+    """Record in the audit trail that ``viewer`` opened this patient's page."""
+    services.patients.record_view(
+        store(), viewer=viewer, patient_key=patient_key, what=what, now=datetime.now(UTC)
+    )
 
 
 @st.cache_data(ttl=CACHE_SECONDS, show_spinner=False, max_entries=200)
@@ -80,77 +87,26 @@ def timeline_figure(
     timezone: str,
 ) -> go.Figure:
     """The patient's timeline figure (ui.timeline), built once per patient and view."""
-    current = results(patient_key, viewer)
+    view = patient_view(patient_key, viewer, timezone)
     start = None
-    if window_days is not None and not current.empty:
-        start = current["collected_at"].max() - pd.Timedelta(days=window_days)
+    if window_days is not None and not view.results.empty:
+        start = view.results["collected_at"].max() - pd.Timedelta(days=window_days)
     return timeline.timeline_figure(
-        current,
-        events=events(patient_key, viewer),
-        cycles=cycles(patient_key, viewer),
-        history=results(patient_key, viewer, history=True),
+        view.results,
+        events=view.events,
+        cycles=view.cycles.cycles,
+        history=view.history,
         lineages=lineages,
         log=log,
         start=start,
         timezone=timezone,
-        rules=rules().grading,
     )
 
 
 @st.cache_data(ttl=CACHE_SECONDS, show_spinner=False, max_entries=200)
 def flowsheet(patient_key: int, viewer: Viewer, timezone: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The patient's flowsheet (ui.timeline.flowsheet): values and their low/high marks."""
-    return timeline.flowsheet(results(patient_key, viewer), timezone)
-
-
-@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False, max_entries=200)
-def episodes(patient_key: int, viewer: Viewer) -> pd.DataFrame:
-    """The patient's WBC and ANC episodes below the limit, newest first."""
-    current = results(patient_key, viewer).assign(patient_key=patient_key)
-    parts = [monitor_episodes(current, analyte=a).assign(count=a.upper()) for a in ("wbc", "anc")]
-    return pd.concat(parts, ignore_index=True).sort_values("start", ascending=False)
-
-
-@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
-def treated_patients(viewer: Viewer) -> list[int]:
-    """Patients ``viewer`` may see with at least one chemotherapy event."""
-    with store()() as session:
-        return queries.treated_patients(session, viewer=viewer)
-
-
-@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
-def cycles(patient_key: int, viewer: Viewer) -> pd.DataFrame:
-    """The patient's chemotherapy cycles under the site's rules."""
-    with store()() as session:
-        return queries.patient_cycles(session, patient_key, viewer=viewer)
-
-
-@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
-def cycle_results(patient_key: int, viewer: Viewer) -> pd.DataFrame:
-    """The patient's results placed in their cycles (day since each start), for the overlay."""
-    with store()() as session:
-        results = queries.patient_results(
-            session, patient_key, viewer=viewer, analytes=("wbc", "anc", "alc", "plt")
-        )
-        events = queries.patient_events(session, patient_key, viewer=viewer)
-        rules = site_rules(session).cycles
-    keyed = {"patient_key": patient_key}
-    return cycle_days(
-        results.assign(**keyed), events.assign(**keyed), rules=rules, timezone=display_timezone()
-    )
-
-
-@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
-def patient_ranges(patient_key: int, viewer: Viewer) -> pd.DataFrame:
-    """Patient-specific ranges, active first, with who set them and why."""
-    with store()() as session:
-        return queries.patient_ranges(session, patient_key, viewer=viewer)
-
-
-@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
-def acknowledgements(patient_key: int, viewer: Viewer) -> pd.DataFrame:
-    with store()() as session:
-        return queries.acknowledgements(session, patient_key, viewer=viewer)
+    return timeline.flowsheet(patient_view(patient_key, viewer, timezone).results, timezone)
 
 
 @st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)

@@ -16,8 +16,6 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from monitor.analysis.cycles import cycle_notation
-from monitor.analysis.flags import below_limit
-from monitor.analysis.grading import DEFAULT_RULES, GradingRules, ctcae_grade, significant_change
 from monitor.analysis.status import EXCLUDED_STATUSES
 from monitor.analytes import ANALYTES
 from ui.figures import (
@@ -76,11 +74,11 @@ def timeline_figure(
     log: bool = False,
     start: pd.Timestamp | None = None,
     timezone: str = "UTC",
-    rules: GradingRules = DEFAULT_RULES,
 ) -> go.Figure:
     """The whole timeline: four rows sharing the time axis (see the module docstring).
 
-    ``results`` are current results with ``lln`` (the limit that applies); ``history`` adds superseded
+    ``results`` are current results already marked (``analysis.timeline.marked_results``: grade, below
+    the limit that applies, change beyond the reference change value); ``history`` adds superseded
     versions for the hover of corrected results; ``cycles`` (``analysis.cycles.treatment_cycles``) shade
     each cycle; ``start`` limits the visible window (all when None).
     """
@@ -96,8 +94,8 @@ def timeline_figure(
     wbc = _usable(results, "wbc")
     _band(figure, wbc, timezone, row=1, fill=BAND_FILL, name="WBC reference range (as reported)")
     _grade_zones(figure, wbc)
-    _graded_points(figure, wbc, earlier, timezone, rules=rules)
-    _significant(figure, wbc, timezone, rules=rules)
+    _graded_points(figure, wbc, earlier, timezone)
+    _significant(figure, wbc, timezone)
     for analyte in lineages:
         rows = _usable(results, analyte)
         if rows.empty:
@@ -172,7 +170,7 @@ def _grade_zones(figure: go.Figure, wbc: pd.DataFrame) -> None:
         )
 
 
-def _hover(rows: pd.DataFrame, earlier: pd.Series, unit: str) -> tuple[np.ndarray, str]:
+def _hover(rows: pd.DataFrame, earlier: pd.Series, unit: str, *, graded: bool) -> tuple[np.ndarray, str]:
     key = pd.MultiIndex.from_arrays([rows["panel_id"], rows["analyte"]]) if "panel_id" in rows else None
     corrected = (
         pd.Series(earlier.reindex(key).to_numpy(), index=rows.index)
@@ -186,7 +184,7 @@ def _hover(rows: pd.DataFrame, earlier: pd.Series, unit: str) -> tuple[np.ndarra
             + "–"
             + rows["ref_high"].map(lambda v: "?" if pd.isna(v) else f"{v:g}"),
             "grade": rows["grade"].map(lambda g: "" if pd.isna(g) else f" · CTCAE grade {int(g)}")
-            if "grade" in rows
+            if graded
             else "",
             "status": rows["status"],
             "lab": rows["lab"].fillna("?") if "lab" in rows else "?",
@@ -205,18 +203,15 @@ def _hover(rows: pd.DataFrame, earlier: pd.Series, unit: str) -> tuple[np.ndarra
     return custom.astype(object).to_numpy(), template
 
 
-def _graded_points(
-    figure: go.Figure, wbc: pd.DataFrame, earlier: pd.Series, timezone: str, *, rules: GradingRules
-) -> None:
+def _graded_points(figure: go.Figure, rows: pd.DataFrame, earlier: pd.Series, timezone: str) -> None:
     """WBC: a line, points coloured and sized by grade, shaped by status, low ones as down-triangles."""
-    if wbc.empty:
+    if rows.empty:
         return
-    rows = wbc.assign(grade=ctcae_grade(wbc[["analyte", "value", "lln", "comparator"]], rules=rules))
-    low = below_limit(rows).to_numpy()
+    low = rows["below_limit"].to_numpy(dtype=bool)
     status_symbol = rows["status"].map(STATUS_SYMBOLS).fillna("circle").to_numpy()
     symbol = np.where(low & (status_symbol == "circle"), "triangle-down", status_symbol)
     grade = rows["grade"].fillna(0).astype(int)
-    custom, template = _hover(rows, earlier, ANALYTES["wbc"].unit)
+    custom, template = _hover(rows, earlier, ANALYTES["wbc"].unit, graded=True)
     figure.add_trace(
         go.Scatter(
             x=_local(rows["collected_at"], timezone),
@@ -238,20 +233,17 @@ def _graded_points(
     )
 
 
-def _significant(figure: go.Figure, wbc: pd.DataFrame, timezone: str, *, rules: GradingRules) -> None:
+def _significant(figure: go.Figure, wbc: pd.DataFrame, timezone: str) -> None:
     """Changes beyond the reference change value from the previous WBC (reference §6), circled."""
-    if len(wbc) < 2:
-        return
-    change = significant_change(wbc.assign(patient_key=0), rules=rules)
     for column, name, symbol in (
         ("significant_fall", "Significant fall (beyond the RCV)", "triangle-down-open"),
         ("significant_rise", "Significant rise (beyond the RCV)", "triangle-up-open"),
     ):
-        chosen = change[column].fillna(False).to_numpy(dtype=bool)
+        chosen = wbc[column].fillna(False).to_numpy(dtype=bool)
         if not chosen.any():
             continue
         rows = wbc[chosen]
-        percent = (100 * change.loc[chosen, "change"]).map("{:+.0f}%".format)
+        percent = (100 * rows["change"]).map("{:+.0f}%".format)
         figure.add_trace(
             go.Scatter(
                 x=_local(rows["collected_at"], timezone),
@@ -273,8 +265,8 @@ def _line(
     if rows.empty:
         return
     meta = ANALYTES[str(rows["analyte"].iloc[0])]
-    low = below_limit(rows).to_numpy() if "lln" in rows else np.zeros(len(rows), dtype=bool)
-    custom, template = _hover(rows, earlier, meta.unit)
+    low = rows["below_limit"].to_numpy(dtype=bool)
+    custom, template = _hover(rows, earlier, meta.unit, graded=False)
     figure.add_trace(
         go.Scatter(
             x=_local(rows["collected_at"], timezone),
@@ -392,14 +384,12 @@ def cycle_overlay_figure(placed: pd.DataFrame, analyte: str = "anc") -> go.Figur
 
 def flowsheet(results: pd.DataFrame, timezone: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Dates x analytes: values as text (↓ below the limit that applies, ↑ above the reported upper limit)
-    and a frame of the same shape saying "low", "high" or "" for styling."""
+    and a frame of the same shape saying "low", "high" or "" for styling; ``results`` are marked
+    (``analysis.timeline.marked_results``)."""
     shown = results[~results["status"].isin(EXCLUDED_STATUSES)].dropna(subset=["value"])
     if shown.empty:
         return pd.DataFrame(), pd.DataFrame()
-    low = below_limit(shown) if "lln" in shown else pd.Series(False, index=shown.index)
-    high = (shown["value"] > shown["ref_high"]).fillna(False) & ~shown["comparator"].isin(["<", "<="]).fillna(
-        False
-    )
+    low, high = shown["below_limit"].to_numpy(dtype=bool), shown["above_range"].to_numpy(dtype=bool)
     mark = np.where(low, " ↓", np.where(high, " ↑", ""))
     text = shown["comparator"].fillna("") + shown["value"].map("{:g}".format) + mark
     state = np.where(low, "low", np.where(high, "high", ""))

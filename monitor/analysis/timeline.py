@@ -1,0 +1,79 @@
+"""What a patient's timeline shows about each result, computed once: its grade, whether it is below the
+limit that applies or above the reported range, its change from the previous one; and the episodes below
+the limit. The figures and the flowsheet only draw these."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pandas as pd
+
+from monitor.analysis.flags import EPISODE_COLUMNS, below_limit, episodes
+from monitor.analysis.grading import DEFAULT_RULES, GradingRules, ctcae_grade, significant_change
+
+__all__ = ["MARK_COLUMNS", "LOW_EPISODE_COLUMNS", "low_episodes", "marked_results"]
+
+MARK_COLUMNS = ("grade", "below_limit", "above_range", "change", "significant_fall", "significant_rise")
+LOW_EPISODE_COLUMNS = (*EPISODE_COLUMNS, "count")
+
+
+def marked_results(results: pd.DataFrame, *, rules: GradingRules = DEFAULT_RULES) -> pd.DataFrame:
+    """``results`` with ``MARK_COLUMNS`` added (a new frame, same index and rows).
+
+    Parameters
+    ----------
+    results : pd.DataFrame
+        One patient's results (or several, told apart by ``patient_key``): ``analyte``, ``value``,
+        ``lln`` (the lower limit that applies), ``ref_high``, ``collected_at``, ``status``, optionally
+        ``comparator``.
+    rules : GradingRules
+        The site's grading rules (CTCAE version, reference change values).
+
+    Returns
+    -------
+    pd.DataFrame
+        ``grade`` (CTCAE, ``ctcae_grade``), ``below_limit`` (certainly below ``lln``), ``above_range``
+        (above the reported upper limit and not censored below it), ``change`` (fraction from the previous
+        usable result) and ``significant_fall`` / ``significant_rise`` (beyond the reference change value).
+
+    Examples
+    --------
+    >>> results = pd.DataFrame({"analyte": "wbc", "value": [5.6, 3.1], "comparator": None,
+    ...     "lln": 4.0, "ref_high": 11.0, "status": "final",
+    ...     "collected_at": pd.to_datetime(["2026-03-02", "2026-03-16"], utc=True)})
+    >>> marked = marked_results(results)
+    >>> marked["grade"].tolist(), marked["below_limit"].tolist(), marked["significant_fall"].tolist()
+    ([0, 1], [False, True], [<NA>, True])
+    """
+    graded = ["analyte", "value", "lln", *(["comparator"] if "comparator" in results else [])]
+    # Graded without the unit column: stored results are in canonical units already.
+    grade = ctcae_grade(results[graded], rules=rules)
+    comparator = results["comparator"] if "comparator" in results else pd.Series(None, index=results.index)
+    above = (results["value"] > results["ref_high"]).fillna(False) & ~comparator.isin(["<", "<="]).fillna(
+        False
+    )
+    keyed = results if "patient_key" in results else results.assign(patient_key=0)
+    change = significant_change(keyed, rules=rules)
+    return results.assign(
+        grade=grade,
+        below_limit=below_limit(results),
+        above_range=above.astype(bool),
+        change=change["change"],
+        significant_fall=change["significant_fall"],
+        significant_rise=change["significant_rise"],
+    )
+
+
+def low_episodes(results: pd.DataFrame, *, analytes: Sequence[str] = ("wbc", "anc")) -> pd.DataFrame:
+    """Every run of ``analytes`` below their limit (``flags.episodes``), newest first, with ``count``
+    naming the analyte ("WBC", "ANC").
+
+    >>> days = pd.to_datetime(["2026-01-01", "2026-01-08", "2026-01-15"], utc=True)
+    >>> results = pd.DataFrame({"patient_key": 1, "analyte": ["wbc", "anc", "wbc"],
+    ...     "value": [3.5, 1.0, 4.6], "lln": [4.0, 1.5, 4.0], "collected_at": days})
+    >>> low_episodes(results)[["count", "nadir", "ongoing"]].to_dict("records")
+    [{'count': 'ANC', 'nadir': 1.0, 'ongoing': True}, {'count': 'WBC', 'nadir': 3.5, 'ongoing': False}]
+    """
+    parts = [episodes(results, analyte=analyte).assign(count=analyte.upper()) for analyte in analytes]
+    found = pd.concat(parts, ignore_index=True).sort_values("start", ascending=False)
+    return found.reindex(columns=list(LOW_EPISODE_COLUMNS))

@@ -1,0 +1,146 @@
+"""What clinicians do on a patient: acknowledge the flags, add an event or a note, set a patient range.
+
+Each action is one transaction: who may act is checked (a clinician or an administrator who can see the
+patient), the input is checked, the rows are written with their audit row, and the patient's status is
+recomputed where the action changes it. A refused action raises ``PermissionError``, ``PatientNotFound``
+or ``ValueError`` (the message says why) and writes nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from db import actions, queries
+from db.accounts import Viewer
+from db.audit import record
+from db.status import refresh_patient_status
+from monitor.analytes import ANALYTES
+from monitor.formats.events import EVENT_KINDS, LABEL_LIMIT
+
+__all__ = ["COMMENT_LIMIT", "acknowledge", "add_event", "set_patient_range"]
+
+COMMENT_LIMIT = 2000
+
+
+def _may_record(session: Session, patient_key: int, viewer: Viewer) -> str:
+    """The viewer's name, if they may record on this patient (a clinician or admin who can see it)."""
+    if not viewer.may("record"):
+        raise PermissionError(f"{viewer.role} accounts cannot add or change records; a clinician can")
+    queries.check_access(session, patient_key, viewer)
+    return viewer.username
+
+
+def acknowledge(
+    store: sessionmaker[Session], *, viewer: Viewer, patient_key: int, comment: str, now: datetime
+) -> str:
+    """Acknowledge the patient's current flags with a comment; returns the flags acknowledged."""
+    comment = comment.strip()
+    with store.begin() as session:
+        username = _may_record(session, patient_key, viewer)
+        if len(comment) > COMMENT_LIMIT:
+            raise ValueError(f"a comment is at most {COMMENT_LIMIT} characters")
+        flags = actions.acknowledge(session, patient_key, username=username, comment=comment, now=now)
+        record(
+            session,
+            username=username,
+            action="acknowledge",
+            patient_key=patient_key,
+            at=now,
+            details={"flags": flags, "comment": comment},
+        )
+    return flags
+
+
+def add_event(
+    store: sessionmaker[Session],
+    *,
+    viewer: Viewer,
+    patient_key: int,
+    kind: str,
+    start: datetime,
+    end: datetime | None,
+    label: str,
+    details: str,
+    now: datetime,
+    timezone: str,
+) -> None:
+    """Add a clinical event or note (a chemotherapy start changes the cycles: the status is recomputed)."""
+    label = label.strip()
+    with store.begin() as session:
+        username = _may_record(session, patient_key, viewer)
+        if kind not in EVENT_KINDS:
+            raise ValueError(f"unknown event kind {kind!r} (known: {', '.join(EVENT_KINDS)})")
+        if not label or len(label) > LABEL_LIMIT:
+            raise ValueError(f"an event needs a label of 1 to {LABEL_LIMIT} characters")
+        if end is not None and end < start:
+            raise ValueError("an event cannot end before it starts")
+        actions.add_event(
+            session,
+            patient_key,
+            kind=kind,
+            start=start,
+            end=end,
+            label=label,
+            details=details.strip(),
+            username=username,
+            now=now,
+        )
+        record(
+            session,
+            username=username,
+            action="add_event",
+            patient_key=patient_key,
+            at=now,
+            details={"kind": kind, "start": start, "end": end, "label": label},
+        )
+        session.flush()
+        refresh_patient_status(session, [patient_key], now=now, timezone=timezone)
+
+
+def set_patient_range(
+    store: sessionmaker[Session],
+    *,
+    viewer: Viewer,
+    patient_key: int,
+    analyte: str,
+    low: float | None,
+    high: float | None,
+    reason: str,
+    now: datetime,
+    timezone: str,
+) -> None:
+    """Set (or with ``low`` None, end) a patient-specific range for an analyte, with the reason; the
+    patient's grades and flags are recomputed against it. The earlier range is kept, inactive."""
+    reason = reason.strip()
+    with store.begin() as session:
+        username = _may_record(session, patient_key, viewer)
+        if analyte not in ANALYTES:
+            raise ValueError(f"unknown analyte {analyte!r}")
+        if not reason:
+            raise ValueError(
+                "a patient-specific range needs a reason (e.g. 'Duffy-null phenotype confirmed')"
+            )
+        if low is not None and (low < 0 or (high is not None and high < low)):
+            raise ValueError(f"a range needs 0 <= low <= high, not {low} - {high}")
+        actions.set_patient_range(
+            session,
+            patient_key,
+            analyte=analyte,
+            low=low,
+            high=high,
+            reason=reason,
+            username=username,
+            now=now,
+        )
+        record(
+            session,
+            username=username,
+            action="set_patient_range" if low is not None else "end_patient_range",
+            patient_key=patient_key,
+            at=now,
+            details={"analyte": analyte, "low": low, "high": high, "reason": reason},
+        )
+        session.flush()
+        refresh_patient_status(session, [patient_key], now=now, timezone=timezone)

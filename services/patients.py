@@ -1,0 +1,186 @@
+"""One patient: what the patient pages and the command line show of them, and the audit of each look.
+
+``patient_view`` reads everything the Patient timeline and Treatment cycles pages show in one go and
+computes what is derived from it (marks on each result, episodes, cycles); ``record_view`` writes the
+audit row of a patient opened or shown. Every read checks that the viewer may see the patient (a patient
+outside their teams is "not found"). The actions on a patient are in ``services.patient_actions``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+from sqlalchemy.orm import Session, sessionmaker
+
+from db import queries
+from db.accounts import Viewer
+from db.queries import PatientNotFound
+from db.settings import site_rules
+from monitor.analysis.cycles import (
+    CycleRules,
+    before_after,
+    cycle_days,
+    cycle_table,
+    cycle_trend,
+    treatment_cycles,
+)
+from monitor.analysis.timeline import low_episodes, marked_results
+
+__all__ = [
+    "CycleView",
+    "PatientNotFound",
+    "PatientView",
+    "around_event",
+    "find_patient",
+    "patient_cycles",
+    "patient_results",
+    "patient_view",
+    "record_view",
+]
+
+# What cycles are computed from, and what the cycle overlay and the before/after comparison show.
+CYCLE_ANALYTES = ("wbc", "anc", "plt")
+OVERLAY_ANALYTES = ("wbc", "anc", "alc", "plt")
+COMPARED_ANALYTES = ("wbc", "anc", "alc", "hgb", "plt")
+
+
+@dataclass(frozen=True, slots=True)
+class CycleView:
+    """A patient's chemotherapy cycles under the site's rules.
+
+    ``cycles``: ``analysis.cycles.treatment_cycles``; ``table``: the same for people (``cycle_table``,
+    dates in the site's zone); ``trend``: the sentences on nadir and recovery across cycles (none when
+    there is nothing to say); ``placed``: the WBC, ANC, ALC and platelet results inside a cycle with their
+    day since its start (``cycle_days``), for the overlay; ``rules``: the rules they were computed under.
+    """
+
+    cycles: pd.DataFrame
+    table: pd.DataFrame
+    trend: tuple[str, ...]
+    placed: pd.DataFrame
+    rules: CycleRules
+
+
+@dataclass(frozen=True, slots=True)
+class PatientView:
+    """Everything the patient pages show of one patient, read and computed at one moment.
+
+    ``status``: the patient's row of the patient list (latest counts, grades, flags with their sentences,
+    pattern, cycle now, acknowledgement); ``results``: current results with the limit that applies and the
+    timeline's marks (``analysis.timeline.marked_results``), oldest first; ``history``: every version,
+    superseded ones included; ``events``: clinical events, oldest first; ``cycles``: see ``CycleView``;
+    ``episodes``: WBC and ANC runs below the limit, newest first; ``ranges``: patient-specific ranges,
+    active first; ``acknowledgements``: newest first; ``timezone``: the site's, in which days are counted.
+    """
+
+    patient_key: int
+    status: pd.Series
+    results: pd.DataFrame
+    history: pd.DataFrame
+    events: pd.DataFrame
+    cycles: CycleView
+    episodes: pd.DataFrame
+    ranges: pd.DataFrame
+    acknowledgements: pd.DataFrame
+    timezone: str
+
+
+def find_patient(
+    store: sessionmaker[Session], *, viewer: Viewer, patient_id: str, authority: str | None = None
+) -> int:
+    """The key of the patient with this identifier (and authority) among those ``viewer`` may see.
+
+    Raises ``PatientNotFound`` when there is none, or several and no authority tells them apart.
+    """
+    with store() as session:
+        return queries.find_patient(session, patient_id, viewer=viewer, authority=authority).id
+
+
+def record_view(
+    store: sessionmaker[Session], *, viewer: Viewer, patient_key: int, what: str, now: datetime
+) -> None:
+    """Record in the audit trail that ``viewer`` looked at this patient (a page opened, a command run)."""
+    with store.begin() as session:
+        queries.audit_view(session, viewer, patient_key, what, now=now)
+
+
+def patient_results(
+    store: sessionmaker[Session], *, viewer: Viewer, patient_key: int, history: bool = False
+) -> pd.DataFrame:
+    """The patient's results with the limit that applies to each, oldest first; ``history`` adds the
+    superseded versions of corrected results."""
+    with store() as session:
+        return queries.patient_results(session, patient_key, viewer=viewer, history=history)
+
+
+def patient_cycles(
+    store: sessionmaker[Session], *, viewer: Viewer, patient_key: int, timezone: str
+) -> CycleView:
+    """The patient's chemotherapy cycles under the site's rules, days counted in ``timezone``."""
+    with store() as session:
+        results = queries.patient_results(session, patient_key, viewer=viewer, analytes=OVERLAY_ANALYTES)
+        events = queries.patient_events(session, patient_key, viewer=viewer)
+        rules = site_rules(session).cycles
+    return _cycle_view(results, events, patient_key=patient_key, rules=rules, timezone=timezone)
+
+
+def patient_view(
+    store: sessionmaker[Session], *, viewer: Viewer, patient_key: int, timezone: str, now: datetime
+) -> PatientView:
+    """Everything the patient pages show of this patient as of ``now``, days counted in ``timezone``."""
+    with store() as session:
+        queries.check_access(session, patient_key, viewer)
+        today = now.astimezone(ZoneInfo(timezone)).date()
+        listed = queries.patient_list(
+            session, viewer=viewer, timezone=timezone, today=today, patient_key=patient_key
+        )
+        if listed.empty:
+            raise PatientNotFound("no such patient among those you may see")
+        results = queries.patient_results(session, patient_key, viewer=viewer)
+        history = queries.patient_results(session, patient_key, viewer=viewer, history=True)
+        events = queries.patient_events(session, patient_key, viewer=viewer)
+        ranges = queries.patient_ranges(session, patient_key, viewer=viewer)
+        acknowledgements = queries.acknowledgements(session, patient_key, viewer=viewer)
+        rules = site_rules(session)
+    overlaid = results[results["analyte"].isin(OVERLAY_ANALYTES).to_numpy(dtype=bool)]
+    return PatientView(
+        patient_key=patient_key,
+        # As plain Python values, so that a page's ``status["acknowledged"] is True`` means what it says.
+        status=listed.astype(object).iloc[0],
+        results=marked_results(results, rules=rules.grading),
+        history=history,
+        events=events.reset_index(drop=True),
+        cycles=_cycle_view(overlaid, events, patient_key=patient_key, rules=rules.cycles, timezone=timezone),
+        episodes=low_episodes(results),
+        ranges=ranges,
+        acknowledgements=acknowledgements,
+        timezone=timezone,
+    )
+
+
+def around_event(view: PatientView, *, event: int, window_days: int) -> pd.DataFrame:
+    """The WBC, differential, haemoglobin and platelet results ``window_days`` before and after one of the
+    view's events (its position in ``view.events``): count, median and range on each side."""
+    chosen = view.events.loc[[event]].assign(event_key=event, patient_key=view.patient_key)
+    compared = before_after(view.results, chosen, window_days=window_days)
+    return compared[compared["analyte"].isin(COMPARED_ANALYTES).to_numpy(dtype=bool)]
+
+
+def _cycle_view(
+    results: pd.DataFrame, events: pd.DataFrame, *, patient_key: int, rules: CycleRules, timezone: str
+) -> CycleView:
+    keyed = {"patient_key": patient_key}
+    results, events = results.assign(**keyed), events.assign(**keyed)
+    counted = results[results["analyte"].isin(CYCLE_ANALYTES).to_numpy(dtype=bool)]
+    cycles = treatment_cycles(counted, events, rules=rules, timezone=timezone)
+    trend = cycle_trend(cycles, rules=rules)["trend"] if not cycles.empty else pd.Series(dtype="string")
+    return CycleView(
+        cycles=cycles,
+        table=cycle_table(cycles, timezone=timezone),
+        trend=tuple(str(sentence) for sentence in trend if sentence),
+        placed=cycle_days(results, events, rules=rules, timezone=timezone),
+        rules=rules,
+    )
