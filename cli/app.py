@@ -11,7 +11,6 @@ import getpass
 import json
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -156,15 +155,6 @@ def cli() -> None:
       python -m monitor demo
       python -m monitor patients --format json
     """
-
-
-def _audit_view(store: sessionmaker[Session], viewer: Viewer, patient_key: int, what: str) -> None:
-    """A patient shown on the terminal is a view like any other: audited (in its own transaction)."""
-    from services.audit import record_view
-
-    record_view(
-        store, viewer=viewer, patient_key=patient_key, what=f"command line: {what}", now=datetime.now(UTC)
-    )
 
 
 def _one_line(error: BaseException) -> str:

@@ -97,7 +97,8 @@ def results(
     Example:
       python -m monitor results DEMO-0001 --format csv --history
     """
-    from services.patients import find_patient, patient_results, record_view
+    from services.audit import record_view
+    from services.patients import find_patient, patient_results
 
     store = open_store(_config(database))
     viewer = _viewer(store, user)
@@ -128,7 +129,8 @@ def cycles(database: str | None, patient_id: str, authority: str | None, fmt: st
     Example:
       python -m monitor cycles DEMO-0003 --format json
     """
-    from services.patients import find_patient, patient_cycles, record_view
+    from services.audit import record_view
+    from services.patients import find_patient, patient_cycles
 
     config = _config(database)
     store = open_store(config)

@@ -1,9 +1,9 @@
 """One patient: what the patient pages and the command line show of them, and the audit of each look.
 
 ``patient_view`` reads everything the Patient timeline and Treatment cycles pages show in one go and
-computes what is derived from it (marks on each result, episodes, cycles); ``record_view`` writes the
-audit row of a patient opened or shown. Every read checks that the viewer may see the patient (a patient
-outside their teams is "not found"). The actions on a patient are in ``services.patient_actions``.
+computes what is derived from it (marks on each result, episodes, cycles); ``services.audit.record_view``
+writes the audit row of a patient opened or shown. Every read checks that the viewer may see the patient
+(a patient outside their teams is "not found"). The actions on a patient are in ``services.patient_actions``.
 """
 
 from __future__ import annotations
@@ -38,7 +38,6 @@ __all__ = [
     "patient_cycles",
     "patient_results",
     "patient_view",
-    "record_view",
 ]
 
 # What cycles are computed from, and what the cycle overlay and the before/after comparison show.
@@ -97,14 +96,6 @@ def find_patient(
     """
     with store() as session:
         return queries.find_patient(session, patient_id, viewer=viewer, authority=authority).id
-
-
-def record_view(
-    store: sessionmaker[Session], *, viewer: Viewer, patient_key: int, what: str, now: datetime
-) -> None:
-    """Record in the audit trail that ``viewer`` looked at this patient (a page opened, a command run)."""
-    with store.begin() as session:
-        queries.audit_view(session, viewer, patient_key, what, now=now)
 
 
 def patient_results(

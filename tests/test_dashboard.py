@@ -428,7 +428,7 @@ def test_audit_page_filters_by_every_action_and_finds_a_person_under_each_spelli
     from db.audit import record
     from db.models import AUDIT_ACTIONS
 
-    with open_store(imported_store).begin() as session:
+    with open_store(imported_store, timezone="UTC").begin() as session:
         for name in ("alice", "cli:alice", "alice (command line)", "bob"):
             record(session, at=datetime.now(UTC), username=name, action="lab_range")
     at = _app().run()
@@ -446,7 +446,7 @@ def test_a_download_is_recorded_in_the_trail_under_the_viewer(imported_store) ->
     from ui import downloads
 
     downloads._record_download(ADMIN, "worklist CSV (1 rows)", None)
-    with open_store(imported_store)() as session:
+    with open_store(imported_store, timezone="UTC")() as session:
         exported = session.execute(
             text("SELECT username, details FROM audit_log WHERE action = 'export'")
         ).all()

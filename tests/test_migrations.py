@@ -98,7 +98,7 @@ def _store_at_0012(engine: Engine) -> None:
 
     from db.models import AUDIT_ACTIONS
 
-    upgrade(engine, BEFORE_JSON)
+    upgrade(engine, BEFORE_JSON, timezone="UTC")
     with engine.begin() as connection:
         connection.execute(
             text(

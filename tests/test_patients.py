@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from db.importer import import_path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import Acknowledgement, AuditLog
 from services.accounts import SYSTEM, Viewer
+from services.audit import record_view
+from services.imports import ImportOptions, import_path
 from services.patient_actions import acknowledge, add_event, set_patient_range
 from services.patients import (
     PatientNotFound,
@@ -20,7 +21,6 @@ from services.patients import (
     find_patient,
     patient_cycles,
     patient_view,
-    record_view,
 )
 from services.worklist import alerts, patient_list, treated_patients, worklist
 from tests.conftest import DATA
@@ -32,14 +32,14 @@ CLINICIAN = Viewer("doc", "clinician", None)
 @pytest.fixture
 def treated(store: sessionmaker[Session], tmp_path: Path) -> sessionmaker[Session]:
     """MRN1001 with two docetaxel cycles (24 February, 17 March) around its results; MRN2002 untreated."""
-    import_path(store, DATA / "canonical-good.csv", imported_by="test")
+    import_path(store, DATA / "canonical-good.csv", options=ImportOptions(imported_by="test"))
     events = tmp_path / "events.csv"
     events.write_text(
         "patient_id,kind,start,end,label,details\n"
         "MRN1001,chemotherapy,2026-02-24,,Docetaxel cycle 1,docetaxel\n"
         "MRN1001,chemotherapy,2026-03-17,,Docetaxel cycle 2,docetaxel\n"
     )
-    import_path(store, events, imported_by="test")
+    import_path(store, events, options=ImportOptions(imported_by="test"))
     return store
 
 
@@ -142,7 +142,14 @@ def test_a_refused_acknowledgement_writes_nothing(treated, viewer, fields, error
 
 def test_a_chemotherapy_added_starts_a_cycle_and_a_bad_one_is_refused(treated) -> None:
     key = find_patient(treated, viewer=SYSTEM, patient_id="MRN2002")
-    event = {"kind": "chemotherapy", "start": NOW - timedelta(days=2), "end": None, "details": "", "now": NOW}
+    event = {
+        "kind": "chemotherapy",
+        "start": NOW - timedelta(days=2),
+        "end": None,
+        "details": "",
+        "now": NOW,
+        "timezone": "UTC",
+    }
     with pytest.raises(ValueError, match="label of 1 to"):
         add_event(treated, viewer=CLINICIAN, patient_key=key, label="  ", **event)
     with pytest.raises(ValueError, match="cannot end before it starts"):
@@ -163,7 +170,13 @@ def test_a_chemotherapy_added_starts_a_cycle_and_a_bad_one_is_refused(treated) -
 
 def test_a_patient_range_recomputes_the_limit_and_ending_it_keeps_the_record(treated) -> None:
     key = find_patient(treated, viewer=SYSTEM, patient_id="MRN1001")
-    range_of = {"analyte": "wbc", "high": 9.66, "reason": "Duffy-null phenotype confirmed", "now": NOW}
+    range_of = {
+        "analyte": "wbc",
+        "high": 9.66,
+        "reason": "Duffy-null phenotype confirmed",
+        "now": NOW,
+        "timezone": "UTC",
+    }
     with pytest.raises(ValueError, match="needs a reason"):
         set_patient_range(treated, viewer=CLINICIAN, patient_key=key, low=3.0, **{**range_of, "reason": " "})
     set_patient_range(treated, viewer=CLINICIAN, patient_key=key, low=3.0, **range_of)

@@ -9,6 +9,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from sqlalchemy.orm import Session, sessionmaker
 
+import services.audit
 import services.patients
 import services.worklist
 from monitor.analysis.rules import SiteRules
@@ -72,7 +73,7 @@ def patient_view(patient_key: int, viewer: Viewer, timezone: str) -> PatientView
 
 def record_view(patient_key: int, viewer: Viewer, what: str) -> None:
     """Record in the audit trail that ``viewer`` opened this patient's page."""
-    services.patients.record_view(
+    services.audit.record_view(
         store(), viewer=viewer, patient_key=patient_key, what=what, now=datetime.now(UTC)
     )
 
