@@ -47,12 +47,12 @@ def pytest_report_header(config: pytest.Config) -> str:
     if not admin_url:
         return f"PostgreSQL: not configured ({POSTGRES_ENV} unset): [postgresql] tests will be skipped"
     shown = make_url(admin_url)
-    return f"PostgreSQL: fresh databases per run on {shown.host}:{shown.port}: [postgresql] tests will run"
+    return f"PostgreSQL: a fresh database per test on {shown.host}:{shown.port}: [postgresql] tests will run"
 
 
 class Databases:
-    """The run's databases: empty ones and copies of templates, each made for one test and dropped
-    after it; the templates are built on first use and kept for the run."""
+    """The run's databases: empty ones and copies of templates, each made for a test (or the run) and
+    dropped after it; the templates are built on first use and kept for the run."""
 
     def __init__(self, folder: Path, admin_url: str | None) -> None:
         self.folder = folder
