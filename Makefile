@@ -31,8 +31,12 @@ chromium:
 	fi
 
 ## Run every test: SQLite always; PostgreSQL too when MONITOR_TEST_POSTGRES_URL is set.
+## The tests run in parallel, one worker per CPU (pytest-xdist), each test file on one worker so that a
+## file's shared fixtures (a dashboard server, a browser) start once; `make test WORKERS=0` runs them in
+## this process alone.
+WORKERS ?= auto
 test: $(STAMP) chromium
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(WORKERS) --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,14 +1,21 @@
 """Fixtures: every store test runs on SQLite and, when MONITOR_TEST_POSTGRES_URL is set, on PostgreSQL.
 
-The PostgreSQL database is created fresh for the run and dropped after; each test starts from an empty
-schema in it.
+Each test gets a database of its own: a SQLite file in its ``tmp_path``, or a PostgreSQL database created
+for it and dropped after. Migrating a store takes far longer than copying one, so the schema is migrated
+once per run into a template (a SQLite file, a PostgreSQL template database) and a test that asks for a
+migrated store (``store``, ``upgraded``) gets a copy of it; a test that asks only for ``db_url`` or
+``engine`` gets an empty database. Under pytest-xdist each worker keeps its own templates.
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
+import shutil
+import sqlite3
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +29,10 @@ from db.session import make_engine, make_session_factory
 POSTGRES_ENV = "MONITOR_TEST_POSTGRES_URL"
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "data"
+KINDS = ("sqlite", "postgresql")
+
+# Builds a template store: given the URL of an empty database and a folder for its files, fills it.
+Build = Callable[[str, Path], None]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -36,58 +47,203 @@ def pytest_report_header(config: pytest.Config) -> str:
     if not admin_url:
         return f"PostgreSQL: not configured ({POSTGRES_ENV} unset): [postgresql] tests will be skipped"
     shown = make_url(admin_url)
-    return f"PostgreSQL: a fresh database per run on {shown.host}:{shown.port}: [postgresql] tests will run"
+    return f"PostgreSQL: a fresh database per test on {shown.host}:{shown.port}: [postgresql] tests will run"
+
+
+class Databases:
+    """The run's databases: empty ones and copies of templates, each made for a test (or the run) and
+    dropped after it; the templates are built on first use and kept for the run."""
+
+    def __init__(self, folder: Path, admin_url: str | None) -> None:
+        self.folder = folder
+        self.admin_url = admin_url
+        self.prefix = f"monitor_test_{uuid.uuid4().hex[:12]}"
+        self._admin: Engine | None = None
+        self._numbers = itertools.count(1)
+        self._templates: dict[tuple[str, str], str] = {}
+        self._made: list[str] = []
+        self.migrated_copies: set[str] = set()
+
+    # --- PostgreSQL through the administrator's connection (CREATE and DROP DATABASE run outside a
+    # transaction) ---
+
+    def require_postgres(self) -> None:
+        """Skip the test unless PostgreSQL is configured."""
+        if self.admin_url is None:
+            pytest.skip(
+                f"PostgreSQL tests skipped: set {POSTGRES_ENV} "
+                "(e.g. postgresql+psycopg://postgres@127.0.0.1:5432/postgres)"
+            )
+
+    def _execute(self, statement: str) -> None:
+        self.require_postgres()
+        assert self.admin_url is not None
+        if self._admin is None:
+            self._admin = create_engine(self.admin_url, isolation_level="AUTOCOMMIT")
+        with self._admin.connect() as connection:
+            connection.execute(text(statement))
+
+    def _postgres(self, name: str) -> str:
+        assert self.admin_url is not None
+        return make_url(self.admin_url).set(database=name).render_as_string(hide_password=False)
+
+    def new_postgres(self, template: str | None = None) -> str:
+        """A new PostgreSQL database (a copy of ``template`` if given), dropped by `close`."""
+        name = f"{self.prefix}_{next(self._numbers)}"
+        self._execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
+        self._made.append(name)
+        return self._postgres(name)
+
+    def drop(self, url: str) -> None:
+        """Drop a database made here (a SQLite file is left to its temporary folder)."""
+        self.migrated_copies.discard(url)
+        parsed = make_url(url)
+        if parsed.get_backend_name() == "postgresql" and parsed.database in self._made:
+            # FORCE: a test may leave an engine with open connections behind.
+            self._execute(f'DROP DATABASE IF EXISTS "{parsed.database}" WITH (FORCE)')
+            self._made.remove(parsed.database)
+
+    def close(self) -> None:
+        for name in reversed(self._made):
+            self._execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        self._made.clear()
+        if self._admin is not None:
+            self._admin.dispose()
+
+    # --- templates ---
+
+    def template(self, kind: str, name: str, build: Build) -> str:
+        """The template ``name`` of ``kind`` (a SQLite file's path, a PostgreSQL database's name): an
+        empty database filled by ``build`` the first time it is asked for."""
+        key = (kind, name)
+        if key not in self._templates:
+            folder = self.folder / f"{kind}-{name}"
+            folder.mkdir()
+            if kind == "sqlite":
+                path = folder / "template.db"
+                build(f"sqlite:///{path}", folder)
+                # Fold the write-ahead log into the file and close it, so that copying the file alone
+                # copies the whole store.
+                with contextlib.closing(sqlite3.connect(path)) as connection:
+                    connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                for leftover in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+                    assert not leftover.exists(), f"{leftover} is still there: the template is not whole"
+                self._templates[key] = str(path)
+            else:
+                url = self.new_postgres()
+                build(url, folder)
+                database = make_url(url).database
+                assert database is not None
+                # CREATE DATABASE ... TEMPLATE refuses a template anyone is connected to.
+                self._execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    f"WHERE datname = '{database}' AND pid <> pg_backend_pid()"
+                )
+                self._templates[key] = database
+        return self._templates[key]
+
+    def copy(self, kind: str, template: str, path: Path) -> str:
+        """A new database holding what ``template`` holds (for SQLite, the file at ``path``)."""
+        if kind == "sqlite":
+            shutil.copyfile(template, path)
+            return f"sqlite:///{path}"
+        return self.new_postgres(template)
+
+    def migrated(self, kind: str) -> str:
+        """The template of an empty store migrated to the head revision."""
+        return self.template(kind, "migrated", _migrate)
+
+
+def _migrate(url: str, folder: Path) -> None:
+    engine = make_engine(url)
+    try:
+        upgrade(engine, timezone="UTC")
+    finally:
+        engine.dispose()
 
 
 @pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for this test run, dropped at the end."""
-    admin_url = os.environ.get(POSTGRES_ENV, "").strip()
-    if not admin_url:
-        pytest.skip(
-            f"PostgreSQL tests skipped: set {POSTGRES_ENV} (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/postgres)"
-        )
-    name = f"monitor_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
+def databases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Databases]:
+    """This run's databases and templates (PostgreSQL ones are dropped at the end)."""
+    made = Databases(tmp_path_factory.mktemp("templates"), os.environ.get(POSTGRES_ENV, "").strip() or None)
     try:
-        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+        yield made
     finally:
-        with admin.connect() as connection:
-            connection.execute(
-                text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :name"),
-                {"name": name},
-            )
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
+        made.close()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """An empty database on each engine (no schema yet)."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'monitor.db'}"
-        return
-    url = request.getfixturevalue("postgres_url")
-    engine = create_engine(url)
-    with engine.begin() as connection:
-        connection.execute(text("DROP SCHEMA public CASCADE"))
-        connection.execute(text("CREATE SCHEMA public"))
-    engine.dispose()
+@pytest.fixture(scope="session")
+def postgres_url(databases: Databases) -> str:
+    """A fresh PostgreSQL database for this test run (for this worker, under pytest-xdist), dropped at
+    the end."""
+    return databases.new_postgres()
+
+
+@pytest.fixture(params=KINDS)
+def db_kind(request: pytest.FixtureRequest, databases: Databases) -> str:
+    """Each kind of database, SQLite and PostgreSQL (skipped when MONITOR_TEST_POSTGRES_URL is unset)."""
+    if request.param == "postgresql":
+        databases.require_postgres()
+    return str(request.param)
+
+
+@pytest.fixture
+def _migrated() -> None:
+    """Asks ``db_url`` for a store migrated to head instead of an empty database (see `store`)."""
+
+
+@pytest.fixture
+def db_url(
+    db_kind: str, databases: Databases, request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[str]:
+    """An empty database on each engine (no schema yet); the same database, migrated, when the test also
+    asks for ``store`` or ``upgraded``."""
+    path = tmp_path / "monitor.db"
+    if "_migrated" in request.fixturenames:
+        url = databases.copy(db_kind, databases.migrated(db_kind), path)
+        databases.migrated_copies.add(url)
+    elif db_kind == "sqlite":
+        url = f"sqlite:///{path}"
+    else:
+        url = databases.new_postgres()
     yield url
+    databases.drop(url)
 
 
 @pytest.fixture
 def engine(db_url: str) -> Iterator[Engine]:
-    """An engine on an empty database of each kind."""
+    """An engine on an empty database of each kind (migrated when the test also asks for ``store``)."""
     made = make_engine(db_url)
     yield made
     made.dispose()
 
 
 @pytest.fixture
-def store(engine: Engine) -> sessionmaker[Session]:
-    """A migrated, empty store of each kind."""
-    upgrade(engine, timezone="UTC")
+def store(engine: Engine, db_url: str, databases: Databases, _migrated: None) -> sessionmaker[Session]:
+    """A migrated, empty store of each kind (on the database of ``db_url`` and ``engine``)."""
+    if db_url not in databases.migrated_copies:  # asked for only once the test had begun
+        upgrade(engine, timezone="UTC")
     return make_session_factory(engine)
+
+
+@pytest.fixture
+def upgraded(db_url: str, _migrated: None) -> str:
+    """The URL of a store an administrator has upgraded to head, empty (PostgreSQL is never upgraded
+    implicitly); the same database as ``db_url``'s."""
+    return db_url
+
+
+@pytest.fixture
+def store_copy(db_kind: str, databases: Databases, tmp_path: Path) -> Iterator[Callable[[str, Build], str]]:
+    """``store_copy(name, build)``: the URL of a new database of each kind holding what ``build`` put
+    into an empty one. ``build`` runs once per run and kind; each test gets its own copy, dropped after."""
+    made: list[str] = []
+
+    def copy(name: str, build: Build) -> str:
+        template = databases.template(db_kind, name, build)
+        made.append(databases.copy(db_kind, template, tmp_path / f"{name}.db"))
+        return made[-1]
+
+    yield copy
+    for url in made:
+        databases.drop(url)

@@ -26,13 +26,6 @@ def monitor(*args: str, url: str, zone: str = "UTC") -> subprocess.CompletedProc
     )
 
 
-@pytest.fixture
-def upgraded(db_url: str) -> str:
-    """A store an administrator has upgraded (PostgreSQL is never upgraded implicitly)."""
-    assert monitor("db", "upgrade", url=db_url).returncode == 0
-    return db_url
-
-
 def test_a_shared_store_behind_the_code_is_refused_until_upgraded(db_url: str) -> None:
     listed = monitor("patients", url=db_url)
     if db_url.startswith("sqlite"):

@@ -39,15 +39,19 @@ ONC-1,chemotherapy,2026-04-13T10:00:00Z,,"Docetaxel, cycle 3",docetaxel q21d
 """
 
 
-@pytest.fixture
-def store(db_url: str, tmp_path: Path) -> str:
-    assert monitor("db", "upgrade", url=db_url).returncode == 0
-    (tmp_path / "results.csv").write_text(RESULTS)
-    (tmp_path / "events.csv").write_text(EVENTS)
+def _upgrade_and_import(url: str, folder: Path) -> None:
+    assert monitor("db", "upgrade", url=url).returncode == 0
+    (folder / "results.csv").write_text(RESULTS)
+    (folder / "events.csv").write_text(EVENTS)
     for name in ("results.csv", "events.csv"):
-        done = monitor("import", str(tmp_path / name), url=db_url)
+        done = monitor("import", str(folder / name), url=url)
         assert done.returncode == 0, done.stderr
-    return db_url
+
+
+@pytest.fixture
+def store(store_copy) -> str:
+    """A copy of a store the command line upgraded and imported RESULTS and EVENTS into (once per run)."""
+    return store_copy("cli-analysis", _upgrade_and_import)
 
 
 def patients(url: str) -> dict[str, dict]:
