@@ -38,8 +38,13 @@ WORKERS ?= auto
 test: $(STAMP) chromium
 	$(BIN)/python -m pytest -n $(WORKERS) --dist loadfile
 
+## The checks CI runs beside the tests: lint, formatting, the layer contracts, and strict types for the
+## pure domain and the application layer.
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-logo
+	$(BIN)/mypy monitor services
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .import_linter_cache

@@ -23,6 +23,7 @@ if treated.empty:
     st.stop()
 
 chosen = choose_patient(treated, "Patient (with chemotherapy)", key="cycles_patient")
+data.record_view(chosen, viewer, "treatment cycles")
 found = data.patient_view(chosen, viewer, timezone).cycles
 cycles, rules = found.cycles, found.rules
 

@@ -29,9 +29,7 @@ if patients.empty:
     st.stop()
 
 chosen = choose_patient(patients, "Patient", key="patient_select")
-if st.session_state.get("audited_view") != (viewer.username, chosen):  # once per patient opened
-    data.record_view(chosen, viewer, "patient timeline")
-    st.session_state["audited_view"] = (viewer.username, chosen)
+data.record_view(chosen, viewer, "patient timeline")
 view = data.patient_view(chosen, viewer, timezone)
 patient, events = view.status, view.events
 

@@ -20,7 +20,19 @@ from cli.app import (
     output_format,
     store_options,
 )
-from services.accounts import SYSTEM, Viewer
+from monitor.analysis.rules import setting_rows
+from services.accounts import (
+    SYSTEM,
+    AccountError,
+    Viewer,
+    add_user,
+    assign_patient,
+    disable_user,
+    list_teams,
+    list_users,
+)
+from services.admin import recompute_all, seed_demo, upgrade_schema
+from services.rules import lab_range_list, set_lab_range, set_setting, site_rules
 from services.store import open_store
 
 
@@ -38,8 +50,6 @@ def db_upgrade(database: str | None) -> None:
     Example:
       MONITOR_DATABASE_URL=postgresql+psycopg://monitor@db/monitor python -m monitor db upgrade
     """
-    from services.admin import upgrade_schema
-
     done = upgrade_schema(_config(database))
     click.echo(
         f"schema at {done.after}"
@@ -65,8 +75,6 @@ def demo(database: str | None, n_patients: int, seed: int) -> None:
     Example:
       python -m monitor demo --patients 120 --seed 7
     """
-    from services.admin import seed_demo
-
     config = _config(database)
     summary = seed_demo(
         open_store(config), patients=n_patients, seed=seed, now=datetime.now(UTC), timezone=config.timezone
@@ -94,8 +102,6 @@ def recompute(database: str | None) -> None:
     Example:
       python -m monitor recompute
     """
-    from services.admin import recompute_all
-
     config = _config(database)
     count = recompute_all(open_store(config), now=datetime.now(UTC), timezone=config.timezone)
     click.echo(f"recomputed the status of {count} patients")
@@ -122,9 +128,6 @@ def settings_show(database: str | None, fmt: str) -> None:
     Example:
       python -m monitor settings show
     """
-    from monitor.analysis.rules import setting_rows
-    from services.rules import site_rules
-
     rows = setting_rows(site_rules(_factory(database)))
     frame = pd.DataFrame(rows)
     for column in ("value", "default"):
@@ -149,9 +152,6 @@ def settings_set(database: str | None, key: str, value: str, by: str | None) -> 
       python -m monitor settings set grading.ctcae_version '"5.0"'
       python -m monitor settings set flags.persistent_min_days default
     """
-    from monitor.analysis.rules import setting_rows
-    from services.rules import set_setting
-
     try:
         parsed = None if value == "default" else json.loads(value)
     except json.JSONDecodeError:
@@ -179,8 +179,6 @@ def lab_ranges() -> None:
 @store_options
 def lab_ranges_list(database: str | None, fmt: str) -> None:
     """The configured lab ranges."""
-    from services.rules import lab_range_list
-
     _emit(lab_range_list(_factory(database)), fmt)
 
 
@@ -218,8 +216,6 @@ def lab_ranges_set(
     Example:
       python -m monitor lab-ranges set CITYLAB wbc 3.8 10.4 --source "City lab handbook 2026"
     """
-    from services.rules import set_lab_range
-
     if low is None and not remove:
         raise click.BadParameter("give LOW (and HIGH), or --remove", param_hint="LOW")
     config = _config(database)
@@ -268,9 +264,6 @@ def users_add(database: str | None, name: str, role: str, teams: tuple[str, ...]
       python -m monitor users add jsmith --role clinician --team oncology
       printf '%s\\n' "$PASSWORD" | python -m monitor users add jsmith --role viewer --team oncology
     """
-    from datetime import UTC, datetime
-
-    from services.accounts import AccountError, add_user
 
     if sys.stdin.isatty():
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
@@ -300,8 +293,6 @@ def users_add(database: str | None, name: str, role: str, teams: tuple[str, ...]
 @store_options
 def users_list(database: str | None, fmt: str) -> None:
     """Every account with its role, teams and state (never a password or its hash)."""
-    from services.accounts import list_users
-
     store = _factory(database)
     _emit(list_users(store, viewer=_viewer(store, None)), fmt)
 
@@ -311,9 +302,6 @@ def users_list(database: str | None, fmt: str) -> None:
 @store_options
 def users_disable(database: str | None, name: str) -> None:
     """Disable an account: it can no longer sign in (its audit trail stays)."""
-    from datetime import UTC, datetime
-
-    from services.accounts import AccountError, disable_user
 
     store = _factory(database)
     try:
@@ -328,8 +316,6 @@ def users_disable(database: str | None, name: str) -> None:
 @store_options
 def teams(database: str | None, fmt: str) -> None:
     """The care teams with their numbers of patients and users."""
-    from services.accounts import list_teams
-
     _emit(list_teams(_factory(database)), fmt)
 
 
@@ -340,9 +326,6 @@ def teams(database: str | None, fmt: str) -> None:
 @store_options
 def assign(database: str | None, patient_id: str, team: str, authority: str | None) -> None:
     """Put a patient in a care team (created when new): its members may then see the patient."""
-    from datetime import UTC, datetime
-
-    from services.accounts import assign_patient
 
     store = _factory(database)
     added = assign_patient(

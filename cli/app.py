@@ -7,6 +7,7 @@ Errors are one line on stderr; ``--debug`` shows the traceback.
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import json
 import sys
@@ -17,8 +18,13 @@ import click
 import pandas as pd
 from sqlalchemy.orm import Session, sessionmaker
 
+from monitor.exports import spreadsheet_safe
+from services.accounts import SYSTEM, AccountError, viewer_named
+from services.admin import DemoConflict
+from services.audit import command_line_actor
 from services.config import Config, ConfigError
-from services.store import open_store
+from services.patients import PatientNotFound
+from services.store import STORE_ERRORS, open_store
 
 if TYPE_CHECKING:
     from services.accounts import Viewer
@@ -85,17 +91,12 @@ def output_format(*choices: str) -> Callable[[F], F]:
 def _cli_user() -> str:
     """Who ran a command, as the audit trail, the import batches and every change name them: ``cli:`` and
     the login (a ``--by`` given to a command is recorded as given)."""
-    from services.audit import command_line_actor
-
     return command_line_actor(getpass.getuser())
 
 
 def _viewer(store: sessionmaker[Session], user: str | None) -> Viewer:
     """The ``Viewer`` for ``--user``; without it the system itself (shell access to the store is admin),
     named in the audit trail by the login that ran the command, as imports are."""
-    import dataclasses
-
-    from services.accounts import SYSTEM, AccountError, viewer_named
 
     if user is None:
         return dataclasses.replace(SYSTEM, username=_cli_user())
@@ -128,8 +129,6 @@ def _emit(frame: pd.DataFrame, fmt: str, *, utc_columns: tuple[str, ...] = ()) -
     for column in utc_columns:
         out[column] = out[column].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
     if fmt == "csv":
-        from monitor.exports import spreadsheet_safe
-
         click.echo(spreadsheet_safe(out).to_csv(index=False), nl=False)
     elif out.empty:
         click.echo("(none)")
@@ -165,10 +164,6 @@ def _one_line(error: BaseException) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     """Run the command line; errors become one line on stderr and an exit status."""
-    from services.admin import DemoConflict
-    from services.patients import PatientNotFound
-    from services.store import STORE_ERRORS
-
     try:
         cli.main(args=argv, prog_name="python -m monitor", standalone_mode=False)
     except click.exceptions.Exit as done:

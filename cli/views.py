@@ -11,7 +11,11 @@ from cli.app import _config, _emit, _viewer, cli, output_format, store_options, 
 from monitor.analysis.changes import GRADED
 from monitor.analysis.cycles import CYCLE_COLUMNS
 from monitor.analysis.status import LATEST_COLUMNS, latest_column
+from services.audit import record_view
+from services.patients import find_patient, patient_cycles, patient_results
 from services.store import open_store
+from services.worklist import alerts as find_alerts
+from services.worklist import patient_list
 
 PATIENT_COLUMNS = [
     "patient_id",
@@ -46,8 +50,6 @@ def patients(database: str | None, fmt: str, user: str | None) -> None:
     Example:
       python -m monitor patients --format json
     """
-    from services.worklist import patient_list
-
     config = _config(database)
     store = open_store(config)
     frame = patient_list(store, viewer=_viewer(store, user), timezone=config.timezone, now=datetime.now(UTC))
@@ -97,9 +99,6 @@ def results(
     Example:
       python -m monitor results DEMO-0001 --format csv --history
     """
-    from services.audit import record_view
-    from services.patients import find_patient, patient_results
-
     store = open_store(_config(database))
     viewer = _viewer(store, user)
     key = find_patient(store, viewer=viewer, patient_id=patient_id, authority=authority)
@@ -129,9 +128,6 @@ def cycles(database: str | None, patient_id: str, authority: str | None, fmt: st
     Example:
       python -m monitor cycles DEMO-0003 --format json
     """
-    from services.audit import record_view
-    from services.patients import find_patient, patient_cycles
-
     config = _config(database)
     store = open_store(config)
     viewer = _viewer(store, user)
@@ -165,8 +161,6 @@ def alerts(database: str | None, since: str | None, fmt: str, user: str | None) 
       python -m monitor alerts
       python -m monitor alerts --since 2026-11-27T08:00:00Z --format json
     """
-    from services.worklist import alerts as find_alerts
-
     now = datetime.now(UTC)
     if since is None:
         start = now - timedelta(hours=24)

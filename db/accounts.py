@@ -7,6 +7,7 @@ patient query takes: administrators see every patient, everyone else only the pa
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,8 +28,14 @@ LOCKOUT_MINUTES = 15
 PASSWORD_MIN_LENGTH = 12
 IDLE_MINUTES = 30
 _HASHER = PasswordHasher()
-# Verified against when the username is unknown, so a wrong name costs as long as a wrong password.
-_DUMMY_HASH = _HASHER.hash("not a password of anyone")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified against when the username is unknown, so a wrong name costs as long as a wrong password;
+    made on the first sign-in rather than at import, which every command would pay for."""
+    return _HASHER.hash("not a password of anyone")
+
 
 DEMO_PASSWORD = "demo"
 # Created only with the demo cohort (python -m monitor demo, or the dashboard's first start).
@@ -149,7 +156,7 @@ def authenticate(session: Session, username: str, password: str, *, now: datetim
     for an unknown name and a wrong password). Failures count towards the lockout; both are audited."""
     user = session.scalar(select(AppUser).where(AppUser.username == username.strip()))
     if user is None or not user.password_hash:
-        _verify(_DUMMY_HASH, password)
+        _verify(_dummy_hash(), password)
         _audit(session, now, username.strip()[:100], "sign_in_failed", "unknown user")
         return "wrong username or password"
     if not user.is_active:

@@ -278,6 +278,19 @@ def test_cycles_page_overlays_counts_by_cycle_and_tables_them(treated_store) -> 
     assert table.loc[0, "nadir ANC"].startswith("0.9") and table.loc[0, "on"] == "D21"
 
 
+def test_opening_a_patients_cycles_is_audited_once_not_at_every_rerun(treated_store) -> None:
+    at = _app().run()
+    at.switch_page("app_pages/cycles.py").run()
+    at.segmented_control(key="cycles_analyte").set_value("wbc").run()  # a rerun of the same patient
+    assert not at.exception
+    with open_store(treated_store, timezone="UTC")() as session:
+        views = session.execute(
+            text("SELECT username, details FROM audit_log WHERE action = 'view' ORDER BY id")
+        ).all()
+    cycles = [row for row in views if "treatment cycles" in (row[1] or "")]
+    assert [row[0] for row in cycles] == ["admin"]
+
+
 def test_settings_page_saves_a_regimen_rule_and_recomputes(imported_store) -> None:
     at = _app().run()
     at.switch_page("app_pages/settings.py").run()

@@ -72,10 +72,15 @@ def patient_view(patient_key: int, viewer: Viewer, timezone: str) -> PatientView
 
 
 def record_view(patient_key: int, viewer: Viewer, what: str) -> None:
-    """Record in the audit trail that ``viewer`` opened this patient's page."""
+    """Record in the audit trail that ``viewer`` opened this patient on the page ``what``: once per patient
+    opened, not at every rerun a widget causes (the session remembers the last patient audited per page)."""
+    seen = (viewer.username, patient_key)
+    if st.session_state.get(f"audited_view:{what}") == seen:
+        return
     services.audit.record_view(
         store(), viewer=viewer, patient_key=patient_key, what=what, now=datetime.now(UTC)
     )
+    st.session_state[f"audited_view:{what}"] = seen
 
 
 @st.cache_data(ttl=CACHE_SECONDS, show_spinner=False, max_entries=200)
