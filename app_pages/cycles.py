@@ -49,12 +49,14 @@ st.dataframe(found.table, hide_index=True, width="stretch")
 readiness = rules.readiness.describe()
 st.caption(
     "Days in the D# notation (D1 = the day chemotherapy started). Nadir: the lowest ANC of the cycle "
-    "(marked when no ANC was measured on D8-D15, reference §7.1). Days G3+: confirmed-possible days at "
+    "(marked when no ANC was measured on D8-D15, the usual nadir days; "
+    "docs/clinical-rules.md, Nadir timing). Days G3+: confirmed-possible days at "
     "CTCAE grade 3 or worse, as sampled. Recovered: between the two counts around the first ANC >= "
     f"{rules.recovery_anc:g}. FN: febrile neutropenia (CTCAE v5.0: ANC < 1.0 and a single temperature "
     "> 38.3 C), '-' when no fever was recorded. Ready at next: the last ANC and platelets in the "
-    f"{rules.readiness_window_days} days before the next start against {readiness} (reference §7.3; per "
-    "regimen in Settings)."
+    f"{rules.readiness_window_days} days before the next start against {readiness} (paclitaxel and "
+    "docetaxel prescribing information; docs/clinical-rules.md, Readiness thresholds; per regimen in "
+    "Settings)."
 )
 with st.expander("Readiness and fevers in words"):
     for row in cycles.itertuples(index=False):  # one line per cycle: a handful

@@ -73,8 +73,9 @@ with regimen_tab:
             hide_index=True,
         )
     st.caption(
-        f"Default for every other regimen: {rules.cycles.readiness.describe()} (reference §7.3). A regimen "
-        "is matched by the details of its chemotherapy events, ignoring case."
+        f"Default for every other regimen: {rules.cycles.readiness.describe()} (paclitaxel and docetaxel "
+        "prescribing information; docs/clinical-rules.md, Readiness thresholds). A regimen is matched by the "
+        "details of its chemotherapy events, ignoring case."
     )
     with st.form("regimen_form", clear_on_submit=True):
         name = st.text_input("Regimen (as in the chemotherapy events' details)", key="regimen_name")

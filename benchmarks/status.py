@@ -104,7 +104,7 @@ def analysis(results: int) -> dict[str, float]:
     }
 
 
-# The same figures the status needs, as one DuckDB query (the baseline of issue 7): per patient and lineage,
+# The same figures the status needs, as one DuckDB query (the recompute baseline): per patient and lineage,
 # the latest value, the length of the current run below the limit, and the 28-day least-squares slope.
 DUCKDB_STATUS = """
 WITH ordered AS (

@@ -53,7 +53,7 @@ def patients(database: str | None, fmt: str, user: str | None) -> None:
     config = _config(database)
     store = open_store(config)
     frame = patient_list(store, viewer=_viewer(store, user), timezone=config.timezone, now=datetime.now(UTC))
-    # The issue-4 contract: grades as wbc_grade/anc_grade/alc_grade, explanations as flag -> sentence.
+    # The JSON contract: grades as wbc_grade/anc_grade/alc_grade, explanations as flag -> sentence.
     for analyte in ("wbc", "anc", "alc"):
         frame[f"{analyte}_grade"] = frame[f"latest_{analyte}_grade"]
     frame["explanations"] = [

@@ -33,7 +33,8 @@ from monitor.analysis.changes import GRADED
 from monitor.analysis.status import LATEST_FIELDS, latest_column
 from monitor.formats.events import EVENT_KINDS
 
-# Result status vocabulary (HL7 v2 table 0085 / FHIR observation-status, reference §8.2).
+# Result status vocabulary (HL7 v2 table 0085 / FHIR observation-status; docs/clinical-rules.md, Result
+# status).
 RESULT_STATUSES = ("preliminary", "final", "corrected", "cancelled", "entered-in-error")
 STATUS_CHANGES = ("appeared", "worsened", "cleared")
 ROLES = ("viewer", "clinician", "admin")
@@ -92,8 +93,9 @@ class Lab(Base):
 class LabRange(Base):
     """A reference range a laboratory publishes for an analyte, set by an administrator.
 
-    Used when a result arrives without its own range (reference §2: each lab has its own range); an age
-    band in completed months (``min_months`` inclusive, ``max_months`` exclusive) and a sex narrow it.
+    Used when a result arrives without its own range (each lab has its own; docs/clinical-rules.md, Which
+    range applies); an age band in completed months (``min_months`` inclusive, ``max_months`` exclusive) and
+    a sex narrow it.
     """
 
     __tablename__ = "lab_range"
@@ -287,7 +289,10 @@ class ClinicalEvent(Base):
 
 
 class ReferenceOverride(Base):
-    """A patient-specific reference range set by a clinician, e.g. a Duffy-null ANC range (reference §2.2)."""
+    """A patient-specific reference range set by a clinician, e.g. a Duffy-null ANC range (Hibbs et al. 2025).
+
+    The ranges and their sources: docs/clinical-rules.md, Duffy-null reference intervals.
+    """
 
     __tablename__ = "reference_override"
     __table_args__ = (Index("ix_reference_override_patient", "patient_id", "analyte"),)

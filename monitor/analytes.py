@@ -1,15 +1,16 @@
 """The CBC analytes the product knows, their canonical units, LOINC codes and plausibility limits.
 
-LOINC meanings are from the project's clinical reference (shared/clinical-reference.md §4: eCQM, CIBMTR,
-mCODE, US Core and NIST sources). Codes are matched exactly; display text is never used to identify a
-result (LOINC renamed "/100 leukocytes" to "/Leukocytes" in long names, §4).
+LOINC meanings (Regenstrief Institute, https://loinc.org) were checked in VSAC, CIBMTR, mCODE, US Core
+and NIST publications of LOINC content: docs/clinical-rules.md, LOINC codes. Codes are matched exactly;
+display text is never used to identify a result (LOINC renamed "/100 leukocytes" to "/Leukocytes" in long
+names).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-COUNT_UNIT = "10^9/L"  # CTCAE prints counts as "x 10e9 /L" (reference §1.1)
+COUNT_UNIT = "10^9/L"  # CTCAE v5.0 prints counts as "x 10e9 /L"
 HGB_UNIT = "g/dL"
 PERCENT_UNIT = "%"
 
@@ -26,9 +27,9 @@ class Analyte:
     plausible_min: float = 0.0
 
 
-# Plausibility limits are project defaults: wide enough for hyperleukocytosis and CLL lymphocytosis,
-# narrow enough to catch a count sent in cells/uL but labelled 10^3/uL (a factor of 1,000; reference
-# §5.2 "Magnitude/unit plausibility", which names ANC > 100 x10^9/L as implausible).
+# Plausibility limits are product defaults: wide enough for hyperleukocytosis and CLL lymphocytosis,
+# narrow enough to catch a count sent in cells/uL but labelled 10^3/uL (a factor of 1,000; public FHIR
+# examples carry such errors: docs/clinical-rules.md, Plausibility limits).
 ANALYTES: dict[str, Analyte] = {
     a.code: a
     for a in (
@@ -55,17 +56,17 @@ ANALYTES: dict[str, Analyte] = {
 # The absolute counts, in the order a differential is read.
 DIFFERENTIAL = ("anc", "alc", "amc", "aec", "abc")
 
-# LOINC code -> canonical analyte (reference §4.1 to §4.4). Automated, method-less and manual codes map to
-# the same analyte: the dashboard follows the measurand, and keeps the code it came with.
+# LOINC code -> canonical analyte (docs/clinical-rules.md, LOINC codes). Automated, method-less and manual
+# codes map to the same analyte: the dashboard follows the measurand, and keeps the code it came with.
 LOINC: dict[str, str] = {
-    # Leukocytes [#/volume] (§4.1)
+    # Leukocytes [#/volume]
     "6690-2": "wbc",
     "26464-8": "wbc",
     "33256-9": "wbc",
     "12227-5": "wbc",
     "804-5": "wbc",
     "49498-9": "wbc",
-    # Absolute differential (§4.2)
+    # Absolute differential
     "751-8": "anc",
     "26499-4": "anc",
     "30229-9": "bands",
@@ -80,7 +81,7 @@ LOINC: dict[str, str] = {
     "26449-9": "aec",
     "704-7": "abc",
     "26444-0": "abc",
-    # Differential percentages (§4.3)
+    # Differential percentages
     "770-8": "neut_pct",
     "26511-6": "neut_pct",
     "23761-0": "neut_pct",
@@ -97,7 +98,7 @@ LOINC: dict[str, str] = {
     "26450-7": "eos_pct",
     "706-2": "baso_pct",
     "30180-4": "baso_pct",
-    # Haemoglobin and platelets (§4.4)
+    # Haemoglobin and platelets
     "718-7": "hgb",
     "777-3": "plt",
     "26515-7": "plt",

@@ -15,7 +15,8 @@ from zoneinfo import available_timezones
 import numpy as np
 import pandas as pd
 
-# HL7 v2 TS/DTM: YYYY[MM[DD[HH[MM[SS[.S+]]]]]][+/-ZZZZ] (reference §8.2 fields OBR-7, OBX-14, PID-7).
+# HL7 v2 TS/DTM: YYYY[MM[DD[HH[MM[SS[.S+]]]]]][+/-ZZZZ] (OBR-7, OBX-14, PID-7; docs/clinical-rules.md,
+# HL7 v2 fields read).
 _HL7_TS = (
     r"^(?P<y>\d{4})(?P<mo>\d{2})?(?P<d>\d{2})?(?P<h>\d{2})?(?P<mi>\d{2})?(?P<s>\d{2})?"
     r"(?:\.(?P<f>\d{1,6}))?(?P<tz>[+-]\d{4})?$"

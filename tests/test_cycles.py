@@ -130,7 +130,7 @@ def test_an_unfinished_severe_spell_and_an_unsampled_nadir_are_not_reported_as_k
 @pytest.mark.parametrize(
     ("anc", "plt", "ready"),
     [
-        (1.5, 100.0, True),  # at the thresholds: ready (>=, reference §7.3 default)
+        (1.5, 100.0, True),  # at the thresholds: ready (>=, the default of docs/clinical-rules.md)
         (1.49, 250.0, False),
         (3.0, 99.0, False),
         (None, 250.0, None),  # no ANC in the window: unknown
@@ -313,7 +313,12 @@ def test_site_rules_validate_and_list_every_setting_with_its_default_and_source(
     assert rules.cycles.readiness.anc_min == 1.0 and rules.flags.persistent_min_days == 21
     rows = {row["key"]: row for row in setting_rows(rules)}
     assert rows["flags.persistent_min_days"]["changed"] and rows["flags.persistent_min_days"]["default"] == 14
-    assert "reference §7.3" in rows["cycles.readiness.anc_min"]["source"]
+    anc_source = rows["cycles.readiness.anc_min"]["source"]
+    assert "paclitaxel and docetaxel prescribing information" in anc_source
+    assert anc_source.endswith("see docs/clinical-rules.md, Readiness thresholds")
+    assert "Dale & Bolyard" in rows["flags.chronic_min_days"]["source"]
+    assert "Statland et al. 1978" in rows["grading.rcv_inputs.anc.cv_within"]["source"]
+    assert "NCI CTCAE v5.0 (2017)" in rows["grading.ctcae_version"]["source"]
     assert not rows["grading.ctcae_version"]["changed"]
     with pytest.raises(ValueError, match="persistent_days"):
         SiteRules.from_mapping({"flags": {"persistent_days": 3}})

@@ -61,7 +61,7 @@ def assert_contract(parsed: Parsed) -> None:
         assert not frame.isna().any().any()
 
 
-# The real US Core example (reference §9.2)
+# The real US Core example (HL7 US Core STU7 Observation/cbc-leukocytes)
 
 
 def test_us_core_leukocytes_example_is_one_wbc_record_for_patient_example() -> None:

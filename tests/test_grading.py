@@ -37,7 +37,7 @@ def grade_one(
     return ctcae_grade(results, **kw).iloc[0]  # type: ignore[arg-type]
 
 
-# --- CTCAE v5.0 exact boundaries (reference §1.2: "<A - B" means A > x >= B) ---
+# --- CTCAE v5.0 exact boundaries ("<A - B" means A > x >= B; docs/clinical-rules.md) ---
 
 
 @pytest.mark.parametrize(
@@ -147,7 +147,7 @@ def test_unknown_comparator_is_refused():
         grade_one("anc", 0.1, 1.8, "~")
 
 
-# --- CTCAE v6.0 (UNVERIFIED transcription, reference §1.4) ---
+# --- CTCAE v6.0 (UNVERIFIED transcription; docs/clinical-rules.md) ---
 
 
 @pytest.mark.parametrize(
@@ -195,7 +195,7 @@ def test_version_comes_from_the_rules_unless_given():
         ctcae_grade(results, version="4.03")
 
 
-# --- Neutropenia severity (reference §3, half-open) ---
+# --- Neutropenia severity (half-open; docs/clinical-rules.md, Severity bands) ---
 
 
 @pytest.mark.parametrize(
@@ -363,7 +363,7 @@ def test_resolved_lln_feeds_grading():
     assert ctcae_grade(results.assign(lln=resolved["lln"])).tolist() == [1, 0]
 
 
-# --- Reference change value (reference §6.2, worked values §6.3) ---
+# --- Reference change value (log-normal; docs/clinical-rules.md, Reference change values) ---
 
 
 @pytest.mark.parametrize(
@@ -477,7 +477,7 @@ def test_functions_do_not_modify_their_inputs():
 
 def test_unknown_age_gets_the_lowest_default_of_any_age_for_white_counts_only():
     """No birth date, no range sent: WBC 4.0, ANC 1.5, ALC 1.0 (the adult limits, below every paediatric
-    one, reference §2.1/§2.3); haemoglobin has adult defaults only, so none."""
+    one, docs/clinical-rules.md, Paediatric defaults); haemoglobin has adult defaults only, so none."""
     results = pd.DataFrame(
         {
             "patient_key": [9, 9, 9, 9, 1],

@@ -33,7 +33,8 @@ from ui.figures import (
 
 DIFFERENTIAL = ("anc", "alc", "amc", "aec", "abc")
 LINEAGE_COLOURS = {"anc": BLUE, "alc": ORANGE, "amc": GREEN, "aec": PURPLE, "abc": GREY}
-# CTCAE v5.0 "White blood cell decreased" zones in 10^9/L (reference §1.2), most severe last.
+# CTCAE v5.0 "White blood cell decreased" zones in 10^9/L (NCI 2017; docs/clinical-rules.md, CTCAE v5.0
+# grading), most severe last.
 WBC_GRADE_ZONES = ((3.0, 2.0, "G2", 0.10), (2.0, 1.0, "G3", 0.17), (1.0, 0.0, "G4", 0.25))
 GRADE_COLOURS = {0: BLUE, 1: SKY, 2: ORANGE, 3: VERMILLION, 4: "#000000"}
 STATUS_SYMBOLS = {"final": "circle", "preliminary": "circle-open", "corrected": "diamond"}
@@ -234,7 +235,10 @@ def _graded_points(figure: go.Figure, rows: pd.DataFrame, earlier: pd.Series, ti
 
 
 def _significant(figure: go.Figure, wbc: pd.DataFrame, timezone: str) -> None:
-    """Changes beyond the reference change value from the previous WBC (reference §6), circled."""
+    """Changes beyond the reference change value from the previous WBC, circled.
+
+    The reference change value and its sources: docs/clinical-rules.md, Reference change values.
+    """
     for column, name, symbol in (
         ("significant_fall", "Significant fall (beyond the RCV)", "triangle-down-open"),
         ("significant_rise", "Significant rise (beyond the RCV)", "triangle-up-open"),
@@ -335,8 +339,9 @@ def _events(figure: go.Figure, events: pd.DataFrame, top: float, timezone: str) 
 def cycle_overlay_figure(placed: pd.DataFrame, analyte: str = "anc") -> go.Figure:
     """One line per cycle of ``analyte`` against the day since the cycle's start (D# on hover).
 
-    ``placed`` is ``analysis.cycles.cycle_days`` output. The nadir window (days 7-14, reference §7.1) is
-    shaded, and for the ANC the readiness (1.5) and grade-4 (0.5) levels are drawn.
+    ``placed`` is ``analysis.cycles.cycle_days`` output. The nadir window (days 7-14; docs/clinical-rules.md,
+    Nadir timing) is shaded, and for the ANC the readiness (1.5, paclitaxel and docetaxel prescribing
+    information) and CTCAE grade-4 (0.5) levels are drawn.
     """
     meta = ANALYTES[analyte]
     rows = placed[(placed["analyte"] == analyte).to_numpy()].sort_values(["cycle", "day"])

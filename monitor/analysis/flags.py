@@ -1,4 +1,4 @@
-"""Per patient, now: which flags apply, why, the current WBC run below its limit, and episodes (issue 4).
+"""Per patient, now: which flags apply, why, the current WBC run below its limit, and episodes.
 
 A result is below its limit when its value is below the ``lln`` that applies to it (already resolved by
 ``analysis.ranges_default``). As in ``analysis.grading``, values and limits are compared rounded to
@@ -77,12 +77,15 @@ class FlagRules:
     """Site-configurable flag rules; the defaults and their sources.
 
     * ``persistent_min_results`` = 2, ``persistent_min_days`` = 14: a run below the limit confirmed by a
-      repeat count at least two weeks later (project issue 4; pending clinical sign-off).
-    * ``chronic_min_days`` = 90: chronic neutropenia lasts "at least 3 months" (Dale DC, PMC5380401,
-      reference §3), applied to every lineage.
+      repeat count at least two weeks later (product default, pending clinical sign-off;
+      docs/clinical-rules.md, Flag defaults).
+    * ``chronic_min_days`` = 90: chronic neutropenia lasts "at least 3 months" (Dale DC & Bolyard AA, Curr
+      Opin Hematol 2017, PMC5380401; docs/clinical-rules.md, Chronic neutropenia), applied to every lineage.
     * ``slope_window_days`` = 28, ``slope_min_results`` = 3: Theil-Sen trend over the four weeks before the
-      latest result (longer than a 21-day cycle's nadir window, reference §7.1; project issue 4).
-    * ``grading``: CTCAE version, RCV Z (1.645, one-sided 95 %, §6.2) and CVs (§6.1), ``GradingRules``.
+      latest result (product default, longer than a 21-day cycle's nadir window: docs/clinical-rules.md,
+      Nadir timing).
+    * ``grading``: CTCAE version, RCV Z (1.645, one-sided 95 %) and CVs, ``GradingRules``
+      (docs/clinical-rules.md, Reference change values).
     """
 
     persistent_min_results: int = 2

@@ -1,7 +1,8 @@
 """Grade cytopenias (CTCAE), name neutropenia severity, and flag significant changes (RCV).
 
-Clinical rules from shared/clinical-reference.md: CTCAE v5.0 and v6.0 thresholds (§1), neutropenia
-severity (§3), biological variation and reference change values (§6). Values are in canonical units
+The rules and their primary sources are in docs/clinical-rules.md: CTCAE v5.0 and v6.0 thresholds (NCI
+CTCAE v5.0, 2017), neutropenia severity, and reference change values from biological variation (Statland et
+al. 1978, Dot et al. 1992, Fokkema et al. 2006). Values are in canonical units
 (``monitor.analytes``: counts in 10^9/L, haemoglobin in g/dL). Reference ranges: ``analysis.ranges_default``.
 
 Comparisons use the value as stored, rounded to ``COMPARE_DECIMALS`` places only to absorb floating-point
@@ -54,9 +55,10 @@ COMPARATOR_SPELLINGS: dict[str, str | pd.api.typing.NAType] = {"": pd.NA, "≤":
 class CtcaeTerm:
     """One CTCAE "decreased" term as absolute thresholds, in the analyte's canonical unit.
 
-    ``bounds`` descend; CTCAE's "<A - B" means A > x >= B (reference §1.2), so a value below ``bounds[i]``
-    is at least grade ``first_absolute_grade + i``. When ``grade1_below_lln``, a value at or above
-    ``bounds[0]`` is grade 1 below the result's LLN, 0 at or above it, and undeterminable without it (§1.3).
+    ``bounds`` descend; CTCAE's "<A - B" means A > x >= B (docs/clinical-rules.md, Boundaries and censored
+    values), so a value below ``bounds[i]`` is at least grade ``first_absolute_grade + i``. When
+    ``grade1_below_lln``, a value at or above ``bounds[0]`` is grade 1 below the result's LLN, 0 at or above
+    it, and undeterminable without it (docs/clinical-rules.md, Grade 1 and the lower limit of normal).
     """
 
     analyte: str
@@ -72,10 +74,10 @@ class CtcaeCriteria:
     """A CTCAE version's laboratory-gradable haematology terms.
 
     v5.0: NCI CTCAE v5.0 (27 Nov 2017) as transcribed in pharmaverse/admiral
-    ``data-raw/adlb_grading/ncictcaev5.json`` (reference §1.1-1.2); the NCI PDF itself was not opened.
-    Anemia is converted from g/L to g/dL (100 g/L = 10.0 g/dL, 80 g/L = 8.0 g/dL); its grade 4 is clinical,
-    not lab-derivable. v6.0: admiral ``ncictcaev6.json`` (reference §1.4), UNVERIFIED against the NCI
-    v6.0 document. Reviewer: pending clinical sign-off.
+    ``data-raw/adlb_grading/ncictcaev5.json``; the NCI PDF itself was not opened. Anemia is converted from
+    g/L to g/dL (100 g/L = 10.0 g/dL, 80 g/L = 8.0 g/dL); its grade 4 is clinical, not lab-derivable.
+    v6.0: admiral ``ncictcaev6.json``, UNVERIFIED against the NCI v6.0 document (2025). Sources and links:
+    docs/clinical-rules.md, CTCAE v5.0 grading. Reviewer: pending clinical sign-off.
     """
 
     version: str
@@ -92,7 +94,7 @@ _WBC = CtcaeTerm("wbc", "White blood cell decreased", "10^9/L", (3.0, 2.0, 1.0))
 _ANEMIA = CtcaeTerm("hgb", "Anemia", "g/dL", (10.0, 8.0))
 CTCAE_V5 = CtcaeCriteria(
     "5.0",
-    "NCI CTCAE v5.0 via pharmaverse/admiral ncictcaev5.json (reference §1.1-1.2)",
+    "NCI CTCAE v5.0 (2017) via pharmaverse/admiral ncictcaev5.json",
     True,
     (
         _WBC,
@@ -103,10 +105,11 @@ CTCAE_V5 = CtcaeCriteria(
     ),
 )
 # v6.0: neutrophil grade 1 no longer refers to the LLN; "Thrombocytopenia" replaces "Platelet count
-# decreased" with grade 4 below 10; WBC and Anemia unchanged; no "Lymphocyte count decreased" (§1.4).
+# decreased" with grade 4 below 10; WBC and Anemia unchanged; no "Lymphocyte count decreased"
+# (docs/clinical-rules.md, CTCAE v6.0 (unverified transcription)).
 CTCAE_V6 = CtcaeCriteria(
     "6.0",
-    "CTCAE v6.0 via pharmaverse/admiral ncictcaev6.json (reference §1.4), UNVERIFIED",
+    "NCI CTCAE v6.0 (2025) via pharmaverse/admiral ncictcaev6.json, UNVERIFIED",
     False,
     (
         _WBC,
@@ -120,10 +123,11 @@ CTCAE = {criteria.version: criteria for criteria in (CTCAE_V5, CTCAE_V6)}
 
 @dataclass(frozen=True, slots=True)
 class SeverityBands:
-    """Neutropenia severity by ANC, half-open like CTCAE (lower bound inclusive, reference §3).
+    """Neutropenia severity by ANC, half-open like CTCAE (lower bound inclusive).
 
     Mild [1.0, 1.5), moderate [0.5, 1.0), severe < 0.5 (ASCO/IDSA 2018, Taplitz RA et al., J Clin Oncol
-    2018;36:3043-54), profound < 0.1 x10^9/L (IDSA-derived pathway). Reviewer: pending clinical sign-off.
+    2018;36:3043-54), profound < 0.1 x10^9/L (IDSA-derived pathway); docs/clinical-rules.md, Severity
+    bands. Reviewer: pending clinical sign-off.
     """
 
     bounds: tuple[float, ...] = (1.5, 1.0, 0.5, 0.1)
@@ -141,7 +145,10 @@ def _check_cvs(cv_analytical: float, cv_within: float) -> None:
 
 @dataclass(frozen=True, slots=True)
 class RcvInput:
-    """Analytical (CVA) and within-subject (CVI) coefficients of variation, as fractions (reference §6.1)."""
+    """Analytical (CVA) and within-subject (CVI) coefficients of variation, as fractions.
+
+    Sources: docs/clinical-rules.md, Reference change values.
+    """
 
     analyte: str
     cv_analytical: float
@@ -152,12 +159,18 @@ class RcvInput:
         _check_cvs(self.cv_analytical, self.cv_within)
 
 
+def _cv_source(analytical: str, within: str) -> str:
+    """Where a default pair of CVs comes from, as the Settings page shows it."""
+    return f"CVA {analytical}; CVI {within}; see docs/clinical-rules.md, Reference change values"
+
+
+_STATLAND = "Statland et al. 1978, week-to-week"
 RCV_INPUTS: tuple[RcvInput, ...] = (
     # CVI 10.8 % is for men (women 15.7 %): the smaller CVI flags more changes.
-    RcvInput("wbc", 0.015, 0.108, "CVA Sysmex XN-10 (§6.1); CVI Fuentes-Arderiu 1992, men"),
-    RcvInput("anc", 0.019, 0.260, "CVA Sysmex XN-10 (§6.1); CVI Statland 1978 week-to-week"),
-    RcvInput("alc", 0.020, 0.132, "CVA as in reference §6.3; CVI Statland 1978 week-to-week"),
-    RcvInput("amc", 0.050, 0.193, "CVA 5 % assumed (§6.3); CVI Statland 1978 week-to-week"),
+    RcvInput("wbc", 0.015, 0.108, _cv_source("Sysmex XN-10 (Pighi et al.)", "Dot et al. 1992, men")),
+    RcvInput("anc", 0.019, 0.260, _cv_source("Sysmex XN-10 (Pighi et al.)", _STATLAND)),
+    RcvInput("alc", 0.020, 0.132, _cv_source("2 % assumed", _STATLAND)),
+    RcvInput("amc", 0.050, 0.193, _cv_source("5 % assumed", _STATLAND)),
 )
 
 
@@ -165,10 +178,11 @@ RCV_INPUTS: tuple[RcvInput, ...] = (
 class GradingRules:
     """Site-configurable grading settings; the defaults and their sources.
 
-    * ``ctcae_version``: "5.0" (reference §10 item 2); "6.0" is an UNVERIFIED transcription (§1.4).
-      Never mix versions in one graded series.
-    * ``rcv_z``: 1.645, one-sided 95 %, "appropriate for 'significant fall'" (§6.2, §10 item 6).
-    * ``rcv_inputs``: CVs per analyte, ``RCV_INPUTS`` (§6.1, §6.3); use the lab's own QC CV when known.
+    * ``ctcae_version``: "5.0" (NCI CTCAE v5.0, 2017); "6.0" is an UNVERIFIED transcription. Never mix
+      versions in one graded series (docs/clinical-rules.md, CTCAE v5.0 grading).
+    * ``rcv_z``: 1.645, one-sided 95 %, for a significant fall (docs/clinical-rules.md, Reference change
+      values).
+    * ``rcv_inputs``: CVs per analyte, ``RCV_INPUTS``; use the lab's own QC CV when known.
     """
 
     ctcae_version: str = "5.0"
@@ -221,7 +235,7 @@ def ctcae_grade(
 ) -> pd.Series:
     """CTCAE grade of each result: 0 (not low), 1-4, or NA (no term, no value, or grade 1 without LLN).
 
-    Grades 2-4 are absolute; grade 1 needs the result's own LLN (reference §1.3), so a lab or Duffy-null
+    Grades 2-4 are absolute; grade 1 needs the result's own LLN (CTCAE v5.0), so a lab or Duffy-null
     LLN below the grade-2 bound leaves grade 1 empty and an ANC of 1.3 is grade 2 although "normal".
     A censored value gets the grade that is certain, the least severe one its bound allows: "<0.6" ANC is
     grade 3 (it could be 4), "<0.1" is grade 4, "<=B" is graded as B. A ">B" value is graded as B (which
@@ -276,7 +290,8 @@ def ctcae_grade(
 def neutropenia_severity(anc: pd.Series, *, comparator: pd.Series | None = None) -> pd.Series:
     """Neutropenia severity of each ANC (10^9/L): "profound", "severe", "moderate", "mild" or "".
 
-    Half-open bands (reference §3): mild [1.0, 1.5), moderate [0.5, 1.0), severe < 0.5, profound < 0.1.
+    Half-open bands (docs/clinical-rules.md, Severity bands): mild [1.0, 1.5), moderate [0.5, 1.0), severe
+    < 0.5, profound < 0.1.
     A censored "<B" value gets the least severe label its bound allows, as in ``ctcae_grade``.
 
     Parameters
@@ -304,10 +319,11 @@ def neutropenia_severity(anc: pd.Series, *, comparator: pd.Series | None = None)
 
 
 def rcv_bounds(cv_analytical: float, cv_within: float, *, z: float = 1.645) -> tuple[float, float]:
-    """Log-normal (asymmetric) reference change value as fractions ``(down, up)`` (reference §6.2).
+    """Log-normal (asymmetric) reference change value as fractions ``(down, up)``.
 
     sigma = sqrt(ln(CVA^2 + 1) + ln(CVI^2 + 1)); RCV = exp(+/- Z * sqrt(2) * sigma) - 1 (Fokkema MR et al.,
-    Clin Chem 2006;52:1602-3). Cell counts are right-skewed and cannot fall by more than 100 %.
+    Clin Chem 2006;52:1602-3; docs/clinical-rules.md, Reference change values). Cell counts are
+    right-skewed and cannot fall by more than 100 %.
 
     Parameters
     ----------

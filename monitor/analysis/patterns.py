@@ -1,9 +1,10 @@
-"""The pattern of a panel: which lineages are low together (issue 4).
+"""The pattern of a panel: which lineages are low together.
 
 A lineage is low when its count is certainly below the lower limit that applies to it (the same rule as
 ``analysis.flags``). White cells count as low when the WBC or the ANC is low; pancytopenia and bicytopenia are
-about the three lineages white cells, haemoglobin and platelets (the usual clinical meaning, e.g. "a
-reduction in all three", reference §3 context); within white cells the differential tells which is low.
+about the three lineages white cells, haemoglobin and platelets (the usual clinical meaning; no primary
+source is cited, docs/clinical-rules.md, Panel patterns); within white cells the differential tells which
+is low.
 A lineage the panel did not measure is not low: the pattern says what was seen, and its detail names the
 lineages that were not measured or had no limit to judge them by.
 """

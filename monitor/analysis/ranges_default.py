@@ -1,13 +1,13 @@
 """Which reference range applies to each result: patient override, reported, lab, or population default.
 
 The lower limit of normal (LLN) matters beyond flagging: CTCAE v5.0 grade 1 exists only below the LLN of
-the result (shared/clinical-reference.md §1.3). Ranges vary by lab, age, sex and ancestry (§2.1, §2.2), so
-the range the lab reported with the result is preferred to any configured or population default, and a
-patient-specific override (e.g. a Duffy-null ANC interval, §2.2) is preferred to all. A child of known age
-never gets adult cut-offs (§2.3): population defaults are age-banded, and a lab range configured without an
+the result. Ranges vary by lab, age, sex and ancestry, so the range the lab reported with the result is
+preferred to any configured or population default, and a patient-specific override (e.g. a Duffy-null ANC
+interval, Hibbs et al., Blood 2025) is preferred to all. A child of known age never gets adult cut-offs:
+population defaults are age-banded (Davis's Lab & Diagnostic Tests), and a lab range configured without an
 age band applies to adults only. A patient of unknown age gets, for WBC, ANC and ALC, the lowest default
 of any age band in this table (the adult one), so that a count below every band's limit is still judged
-low.
+low. The rules and their sources: docs/clinical-rules.md, Which range applies.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-ADULT_MONTHS = 132  # Davis's last band is "11 yr-older adult" (reference §2.3): from 11 years, adult defaults
+ADULT_MONTHS = 132  # Davis's last band is "11 yr-older adult": from 11 years, adult defaults
 RANGE_SOURCES = (
     "patient override",
     "reported",
@@ -33,17 +33,18 @@ RANGE_SOURCES = (
 class DefaultRange:
     """A population default range for one analyte, sex and age band, in canonical units.
 
-    Sources (shared/clinical-reference.md, compiled 2025; clinical sign-off pending):
+    Sources (docs/clinical-rules.md, Adult defaults and Paediatric defaults; clinical sign-off pending):
 
-    * adult WBC LLN 4.0 x10^9/L: §2.1 "Implement leukopenia as WBC < site LLN with 4.0 x10^9/L as a
-      default only"; ULN 11.0 (Merck Manual CBC table, US Core example);
-    * adult ANC LLN 1.5: the adult neutropenia definition ANC < 1.5 x10^9/L (§2.1, UpToDate); ULN 7.7
-      (Merck);
-    * adult ALC 1.0-4.8 and haemoglobin F 12-16 / M 14-17 g/dL (Merck Manual CBC table, §2.1);
-    * adult platelets 150-450 x10^9/L (US Core CBC DiagnosticReport example, §2.1);
-    * children: WBC, ANC and ALC by age band from Davis's Lab & Diagnostic Tests (§2.3). Davis's "Birth"
-      band is taken to cover the first month of life (our reading: the next band starts at 1 month).
-      There is no paediatric haemoglobin or platelet band in the reference, so children get none.
+    * adult WBC LLN 4.0 x10^9/L: leukopenia in adults is "in general" a count below 4,000/uL and its
+      definition varies between practices (Mayo Clinic), so 4.0 is a default only; ULN 11.0 (Merck Manual
+      CBC table, US Core example);
+    * adult ANC LLN 1.5: neutropenia is "usually defined" as ANC < 1.5 x10^9/L (Dale & Bolyard, Curr Opin
+      Hematol 2017); ULN 7.7 (Merck);
+    * adult ALC 1.0-4.8 and haemoglobin F 12-16 / M 14-17 g/dL (Merck Manual CBC table);
+    * adult platelets 150-450 x10^9/L (HL7 US Core CBC DiagnosticReport example);
+    * children: WBC, ANC and ALC by age band from Davis's Lab & Diagnostic Tests. Davis's "Birth" band is
+      taken to cover the first month of life (our reading: the next band starts at 1 month). Davis's
+      leukocyte table has no haemoglobin or platelet bands, so children get none.
     """
 
     analyte: str
@@ -56,16 +57,20 @@ class DefaultRange:
     source: str
 
 
-_MERCK = "Merck Manual CBC table (reference §2.1)"
-_DAVIS = "Davis's Lab & Diagnostic Tests (reference §2.3)"
+_MERCK = "Merck Manual CBC table"
+_DAVIS = "Davis's Lab & Diagnostic Tests"
 _ADULT = (ADULT_MONTHS, np.inf)
 _BANDS = {"birth": (0, 1), "1-23 months": (1, 24), "2-10 years": (24, ADULT_MONTHS)}
 
 DEFAULT_RANGES: tuple[DefaultRange, ...] = (
-    DefaultRange("wbc", 4.0, 11.0, "adult", *_ADULT, None, "§2.1 leukopenia default LLN; ULN " + _MERCK),
-    DefaultRange("anc", 1.5, 7.7, "adult", *_ADULT, None, "§2.1 adult neutropenia definition; ULN " + _MERCK),
+    DefaultRange(
+        "wbc", 4.0, 11.0, "adult", *_ADULT, None, "leukopenia default LLN (Mayo Clinic); ULN " + _MERCK
+    ),
+    DefaultRange(
+        "anc", 1.5, 7.7, "adult", *_ADULT, None, "neutropenia bound (Dale & Bolyard 2017); ULN " + _MERCK
+    ),
     DefaultRange("alc", 1.0, 4.8, "adult", *_ADULT, None, _MERCK),
-    DefaultRange("plt", 150.0, 450.0, "adult", *_ADULT, None, "US Core CBC example (reference §2.1)"),
+    DefaultRange("plt", 150.0, 450.0, "adult", *_ADULT, None, "HL7 US Core CBC example"),
     DefaultRange("hgb", 12.0, 16.0, "adult", *_ADULT, "F", _MERCK),
     DefaultRange("hgb", 14.0, 17.0, "adult", *_ADULT, "M", _MERCK),
     DefaultRange("wbc", 9.1, 30.1, "birth", *_BANDS["birth"], None, _DAVIS),
@@ -153,10 +158,11 @@ def _any_age(work: pd.DataFrame, defaults: tuple[DefaultRange, ...]) -> pd.DataF
     whose defaults (for either sex) cover every age from birth; no upper limit (NaN) and NaN elsewhere.
 
     With the defaults above that is the adult limit for WBC (4.0), ANC (1.5) and ALC (1.0), each below
-    every paediatric band's default (Davis, §2.3): a count under it is below the default limit of any age
-    band, so a lab export without ranges or birth dates still has its leukopenia flagged. (It is not a
-    definition of neutropenia at every age: §2.3 defines infant neutropenia as ANC < 1.0.) Haemoglobin
-    and platelets have adult defaults only, so a patient of unknown age gets none.
+    every paediatric band's default (Davis's Lab & Diagnostic Tests): a count under it is below the
+    default limit of any age band, so a lab export without ranges or birth dates still has its leukopenia
+    flagged. (It is not a definition of neutropenia at every age: infant neutropenia is ANC < 1.0,
+    docs/clinical-rules.md, Paediatric defaults.) Haemoglobin and platelets have adult defaults only, so a
+    patient of unknown age gets none.
     """
     floors: dict[str, float] = {}
     table = _frame(defaults)

@@ -21,23 +21,52 @@ __all__ = ["DEFAULT_SITE_RULES", "SECTIONS", "SiteRules", "set_value", "setting_
 
 SECTIONS = ("grading", "flags", "cycles")
 
+
+def _cited(source: str, section: str) -> str:
+    """A setting's source as clinicians read it: the source, then where docs/clinical-rules.md gives it."""
+    return f"{source}; see docs/clinical-rules.md, {section}"
+
+
+_PRODUCT_DEFAULT = "product default, pending clinical sign-off"
 # Where each default comes from (the dataclasses' docstrings say the same at more length).
 _SOURCES = {
-    "grading.ctcae_version": "CTCAE v5.0 (reference §1, §10 item 2); 6.0 is unverified (§1.4)",
-    "grading.rcv_z": "one-sided 95 % for a significant fall (reference §6.2)",
-    "flags.persistent_min_results": "project issue 4 (pending clinical sign-off)",
-    "flags.persistent_min_days": "project issue 4 (pending clinical sign-off)",
-    "flags.chronic_min_days": "chronic neutropenia: at least 3 months (Dale DC, reference §3)",
-    "flags.slope_window_days": "project issue 4; longer than a 21-day cycle's nadir window (reference §7.1)",
-    "flags.slope_min_results": "project issue 4",
-    "cycles.default_cycle_days": "project issue 4",
-    "cycles.recovery_anc": "adult neutropenia bound and readiness ANC (reference §2.1, §7.3)",
-    "cycles.readiness_window_days": "project issue 4",
-    "cycles.readiness.anc_min": "paclitaxel and docetaxel labels (reference §7.3)",
-    "cycles.readiness.plt_min": "paclitaxel label (reference §7.3)",
-    "cycles.readiness.inclusive": "labels differ on > and >= (reference §7.3)",
-    "cycles.trend_min_cycles": "project choice (pending clinical sign-off)",
-    "cycles.recovery_delay_days": "project choice (pending clinical sign-off)",
+    "grading.ctcae_version": _cited(
+        "NCI CTCAE v5.0 (2017); v6.0 is an unverified transcription", "CTCAE v5.0 grading"
+    ),
+    "grading.rcv_z": _cited(
+        "one-sided 95 % for a significant fall, log-normal reference change value (Fokkema et al., "
+        "Clin Chem 2006)",
+        "Reference change values",
+    ),
+    "flags.persistent_min_results": _cited(_PRODUCT_DEFAULT, "Flag defaults"),
+    "flags.persistent_min_days": _cited(_PRODUCT_DEFAULT, "Flag defaults"),
+    "flags.chronic_min_days": _cited(
+        "chronic neutropenia lasts at least 3 months (Dale & Bolyard, Curr Opin Hematol 2017)",
+        "Chronic neutropenia",
+    ),
+    "flags.slope_window_days": _cited(
+        _PRODUCT_DEFAULT + ", longer than a 21-day cycle's nadir window", "Flag defaults"
+    ),
+    "flags.slope_min_results": _cited(_PRODUCT_DEFAULT, "Flag defaults"),
+    "cycles.default_cycle_days": _cited(_PRODUCT_DEFAULT, "Cycle days"),
+    "cycles.recovery_anc": _cited(
+        "adult neutropenia bound (Dale & Bolyard 2017) and readiness ANC (paclitaxel and docetaxel "
+        "prescribing information)",
+        "Recovery and cross-cycle trend",
+    ),
+    "cycles.readiness_window_days": _cited(_PRODUCT_DEFAULT, "Readiness thresholds"),
+    "cycles.readiness.anc_min": _cited(
+        "paclitaxel and docetaxel prescribing information", "Readiness thresholds"
+    ),
+    "cycles.readiness.plt_min": _cited("paclitaxel prescribing information", "Readiness thresholds"),
+    "cycles.readiness.inclusive": _cited(
+        "the labels differ: paclitaxel writes >, docetaxel >=", "Readiness thresholds"
+    ),
+    "cycles.nadir_window_days": _cited(
+        "nadir usually 7 to 14 days after chemotherapy (teaching texts; no primary source)", "Nadir timing"
+    ),
+    "cycles.trend_min_cycles": _cited(_PRODUCT_DEFAULT, "Recovery and cross-cycle trend"),
+    "cycles.recovery_delay_days": _cited(_PRODUCT_DEFAULT, "Recovery and cross-cycle trend"),
 }
 
 
@@ -109,7 +138,7 @@ def setting_rows(rules: SiteRules) -> list[dict[str, Any]]:
         if key.startswith("grading.rcv_inputs."):
             source = cv_sources.get(key.split(".")[2], "")
         if key.startswith("cycles.regimens."):
-            source = "site configuration (per regimen, reference §7.3)"
+            source = _cited("site configuration, per regimen", "Readiness thresholds")
         rows.append(
             {"key": key, "value": value, "default": default, "changed": value != default, "source": source}
         )

@@ -6,7 +6,8 @@ import pandas as pd
 
 from monitor.analysis.changes import GRADED
 
-# Results that no longer count: kept in history, never summarised (reference §10 item 4).
+# Results that no longer count (HL7 v2 OBX-11 W, D, X; FHIR entered-in-error, cancelled): kept in history,
+# never summarised (docs/clinical-rules.md, Result status).
 EXCLUDED_STATUSES = ("cancelled", "entered-in-error")
 
 

@@ -1,9 +1,10 @@
 """Absolute differential counts derived from the WBC and a percentage of the same specimen.
 
 ANC = WBC x (segmented % + bands %) / 100, or WBC x neutrophil % / 100; metamyelocytes and younger forms
-are not counted (reference §3, "ANC calculation"). A count is derived only from the same panel, only
-when the lab did not report it, and is marked as derived; a reported count always wins (also in the store,
-see `db.ingest`). Percentages are never turned into counts without the same-specimen WBC (§5.1).
+are not counted (UpToDate, "Drug-induced neutropenia and agranulocytosis"; docs/clinical-rules.md, ANC
+derived from a differential). A count is derived only from the same panel, only when the lab did not report
+it, and is marked as derived; a reported count always wins (also in the store, see `db.ingest`).
+Percentages are never turned into counts without the same-specimen WBC.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def derive_absolute_counts(results: pd.DataFrame) -> pd.DataFrame:
     wide = {column: frame.reindex(columns=every) for column, frame in panels.items()}
     values = wide["value"]
     parts = [_derive(wide, count, values[percent], percent, "%") for percent, count in FROM_PERCENT.items()]
-    # Without a neutrophil %, neutrophils are segmented + bands (reference §3).
+    # Without a neutrophil %, neutrophils are segmented + bands (UpToDate's ANC formula).
     segs_and_bands = (values["segs_pct"] + values["bands_pct"].fillna(0.0)).where(values["neut_pct"].isna())
     parts.append(_derive(wide, "anc", segs_and_bands, "segs_pct", "% (segmented + bands)"))
     frame = (

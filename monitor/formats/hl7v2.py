@@ -1,14 +1,14 @@
 """HL7 v2.x ORU^R01 result messages, read with the `hl7` library.
 
 A file may hold one or many messages, with ``\\r``, ``\\n`` or ``\\r\\n`` between segments and MLLP framing
-characters around them. Fields read (reference §8.2): PID-3 (identifier, assigning authority, type MR
-preferred), PID-5/7/8, OBR-3 accession (OBR-2 when absent), OBR-7 collection time (OBX-14 when OBR-7 is
-empty), OBR-22 report time, OBX-2/3/5/6/7/8/11, MSH-4 (the lab; MSH-3 when absent), MSH-7's offset (the
-default for the message's times that carry none).
+characters around them. Fields read: PID-3 (identifier, assigning authority, type MR preferred),
+PID-5/7/8, OBR-3 accession (OBR-2 when absent), OBR-7 collection time (OBX-14 when OBR-7 is empty), OBR-22
+report time, OBX-2/3/5/6/7/8/11, MSH-4 (the lab; MSH-3 when absent), MSH-7's offset (the default for the
+message's times that carry none) (HL7 v2.5.1; docs/clinical-rules.md, HL7 v2 fields read).
 
-Result identity follows LOINC when the code system is LN (reference §4: "match on the code, never on display
-text"), so a misused LOINC code is not rescued by its text; local codes and names are matched in
-`monitor.analytes.LOCAL_ALIASES`.
+Result identity follows LOINC when the code system is LN (the code is matched, never the display text;
+docs/clinical-rules.md, LOINC codes), so a misused LOINC code is not rescued by its text; local codes and
+names are matched in `monitor.analytes.LOCAL_ALIASES`.
 """
 
 from __future__ import annotations
@@ -77,7 +77,11 @@ def _repetitions(segment: Any, field: int) -> int:
 
 
 def _unit(message: Any, segment: Any) -> str:
-    """OBX-6, re-joining a raw ``10^9/L`` that a conformant parser splits into ``10`` and ``9/L`` (§5.2)."""
+    """OBX-6, re-joining a raw ``10^9/L`` that a conformant parser splits into ``10`` and ``9/L``.
+
+    HL7 v2 escapes ``^`` in data as ``\\S\\``, but some analysers send it raw
+    (docs/clinical-rules.md, Units and UCUM).
+    """
     first, second = _get(segment, 6, 1), _get(segment, 6, 2)
     if first.isdigit() and second and second[0].isdigit():
         joined: str = message.unescape(f"{first}^{second}")

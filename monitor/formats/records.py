@@ -49,7 +49,8 @@ IDENTIFIER_LIMITS = {"patient_id": 64, "assigning_authority": 64, "lab": 64, "ac
 
 UNSPECIFIED_LAB = "unspecified"
 
-# Status spellings -> stored status (HL7 v2 table 0085 letters and FHIR codes, reference §8.2).
+# Status spellings -> stored status (HL7 v2 table 0085 letters and FHIR codes; docs/clinical-rules.md,
+# Result status).
 STATUS_ALIASES: dict[str, str] = {
     "": "final",
     "final": "final",

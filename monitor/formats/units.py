@@ -1,7 +1,8 @@
 """Unit normalisation: every spelling labs use, converted once to the canonical unit of its analyte.
 
-Conversion factors are exact by unit definition (reference §5.1): 1 x10^9/L = 1 x10^3/uL = 1,000 /uL =
-1,000 /mm3. Spellings are those of reference §5.1 (UCUM) and §5.2 (non-UCUM, seen in HL7 v2 feeds).
+Conversion factors are exact by unit definition (UCUM, Regenstrief Institute): 1 x10^9/L = 1 x10^3/uL =
+1,000 /uL = 1,000 /mm3. Spellings are UCUM codes and the non-UCUM ones seen in HL7 v2 feeds
+(docs/clinical-rules.md, Units and UCUM).
 An unknown spelling is never guessed: it has no factor and the record is rejected with the unit named.
 """
 
@@ -14,7 +15,7 @@ import pandas as pd
 # Keys are compared after `unit_key` (white space removed, micro sign folded to "u", HL7 \S\ un-escaped,
 # lower-cased). Spellings whose case carries meaning are in CASE_SENSITIVE instead.
 COUNT_FACTORS: dict[str, float] = {
-    # x10^9/L and its equivalents (reference §5.1 equivalent unit set, §5.2)
+    # x10^9/L and its equivalents (the HL7 mCODE equivalent-unit value set, and feeds' spellings)
     "10*9/l": 1.0,
     "10^9/l": 1.0,
     "x10^9/l": 1.0,
@@ -42,7 +43,7 @@ COUNT_FACTORS: dict[str, float] = {
     "/cumm": 0.001,
 }
 COUNT_CASE_SENSITIVE: dict[str, float] = {
-    # "G/L" (giga per litre, European usage, reference §5.2) is not "g/L" (grams per litre).
+    # "G/L" (giga per litre, European usage) is not "g/L" (grams per litre).
     "G/L": 1.0,
     "G/l": 1.0,
 }
@@ -55,7 +56,7 @@ HGB_FACTORS: dict[str, float] = {
     # Exact by definition (1 mL = 0.01 dL). Real haemoglobin is never sent so (0.125 g/mL), but a feed that
     # mislabels g/dL as g/mL (the NIST LRI sample) is then refused as implausible, naming both magnitudes.
     "g/ml": 100.0,
-    # CTCAE prints 10.0 g/dL = 6.2 mmol/L (reference §5.1: g/dL x 0.6206 = mmol/L, monomer)
+    # g/dL x 0.6206 = mmol/L (monomer), as CTCAE v5.0 prints 10.0 g/dL = 6.2 mmol/L
     "mmol/l": 1.0 / 0.6206,
 }
 PERCENT_FACTORS: dict[str, float] = {"%": 1.0, "percent": 1.0}

@@ -1,11 +1,12 @@
 """Friberg semi-mechanistic model of chemotherapy-induced neutropenia, for the synthetic demo cohort.
 
-The model is the one in reference §7.2 (Friberg LE et al., J Clin Oncol 2002;20:4713-21, as implemented
-in dcnorris/DTAT): a drug-sensitive proliferating compartment, three transit compartments and the
-circulating neutrophils, all with rate k_tr = 4 / MTT, and a feedback (Circ0 / Circ)^gamma on
-proliferation. It is integrated with a fixed step, vectorised across patients; only the loop over time
-steps is in Python. Dosing is decided inside that loop, because a cycle is postponed when the ANC has not
-recovered (reference §7.3). Nothing here is fitted to data: it makes demo trajectories look right.
+The model is Friberg LE et al., J Clin Oncol 2002;20:4713-21, as implemented in the DTAT R package: a
+drug-sensitive proliferating compartment, three transit compartments and the circulating neutrophils, all
+with rate k_tr = 4 / MTT, and a feedback (Circ0 / Circ)^gamma on proliferation (docs/clinical-rules.md,
+Friberg model for the synthetic cohort). It is integrated with a fixed step, vectorised across patients;
+only the loop over time steps is in Python. Dosing is decided inside that loop, because a cycle is
+postponed when the ANC has not recovered (docs/clinical-rules.md, Readiness thresholds). Nothing here is
+fitted to data: it makes demo trajectories look right.
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-CYCLE_H = 21 * 24.0  # 21-day cycles (reference §7.1: nadir window is stated for 21-day cycles)
+CYCLE_H = 21 * 24.0  # 21-day cycles, as docetaxel and paclitaxel are usually given (illustrative)
 DELAY_H = 7 * 24.0  # a postponed cycle is re-checked one week later (common practice; illustrative)
-READY_ANC = 1.5  # give the cycle only when ANC >= 1.5 x10^9/L (docetaxel label, reference §7.3)
+READY_ANC = 1.5  # give the cycle only when ANC >= 1.5 x10^9/L (docetaxel prescribing information)
 MAX_POSTPONED = 2  # after two postponements of one cycle the course stops (illustrative) ...
 MIN_CYCLES = 4  # ... but never before four cycles have been given (the demo promises 4 to 8)
-DRUG_HALF_LIFE_H = 12.0  # virtual exposure; tuned so the nadir falls on day 7-14 (reference §7.1)
+DRUG_HALF_LIFE_H = 12.0  # virtual exposure; tuned so the nadir falls on day 7-14 (see Nadir timing)
 INJURY_HALF_LIFE_H = 60 * 24.0  # cumulative marrow injury heals over months (illustrative)
 
 
@@ -27,11 +28,11 @@ INJURY_HALF_LIFE_H = 60 * 24.0  # cumulative marrow injury heals over months (il
 class ChemoPlan:
     """Planned treatment and model parameters; every field holds one entry per patient."""
 
-    circ0: np.ndarray  # the patient's own pre-treatment ANC, 10^9/L (reference §7.2 "Dashboard use")
-    mtt_h: np.ndarray  # mean transit time, typical 89.3 h (reference §7.2, Table 4 row 1)
-    gamma: np.ndarray  # feedback exponent, typical 0.163 (reference §7.2)
-    emax: np.ndarray  # Emax drug model, typical 83.9 (reference §7.2)
-    ec50: np.ndarray  # typical 7.17, in the same (virtual) unit as the exposure (reference §7.2)
+    circ0: np.ndarray  # the patient's own pre-treatment ANC, 10^9/L (the population typical is 5.05)
+    mtt_h: np.ndarray  # mean transit time, typical 89.3 h (Friberg et al. 2002, Table 4 row 1)
+    gamma: np.ndarray  # feedback exponent, typical 0.163 (Friberg et al. 2002)
+    emax: np.ndarray  # Emax drug model, typical 83.9 (Friberg et al. 2002)
+    ec50: np.ndarray  # typical 7.17, in the same (virtual) unit as the exposure (Friberg: 7.17 uM)
     exposure: np.ndarray  # peak virtual exposure after the first dose
     growth: np.ndarray  # exposure multiplier per further cycle: 1 = none, > 1 = deepening nadirs
     damage: np.ndarray  # fraction of proliferation lost per cycle given (marrow injury); 0 = none
@@ -83,17 +84,17 @@ def simulate(plan: ChemoPlan, *, horizon_h: float, dt_h: float = 1.0) -> ChemoRu
     True
     """
     n = plan.circ0.size
-    state = np.tile(plan.circ0, (5, 1))  # Prol, Tx1, Tx2, Tx3, Circ all start at Circ0 (reference §7.2)
+    state = np.tile(plan.circ0, (5, 1))  # Prol, Tx1, Tx2, Tx3, Circ all start at Circ0 (Friberg model)
     steps = int(np.ceil(horizon_h / dt_h))
     anc = np.empty((steps + 1, n))
     anc[0] = state[4]
     doses = _Doses(plan, n)
-    ktr_dt = 4.0 / plan.mtt_h * dt_h  # k_tr = 4 / MTT (reference §7.2)
+    ktr_dt = 4.0 / plan.mtt_h * dt_h  # k_tr = 4 / MTT: three transit compartments (Friberg model)
     decay, heal = 0.5 ** (dt_h / DRUG_HALF_LIFE_H), 0.5 ** (dt_h / INJURY_HALF_LIFE_H)
     for step in range(steps):
         t = step * dt_h
         doses.give_due(t, state[4])
-        drug = plan.emax * doses.exposure / (plan.ec50 + doses.exposure)  # Emax model (reference §7.2)
+        drug = plan.emax * doses.exposure / (plan.ec50 + doses.exposure)  # Emax model (as in DTAT)
         since = t - doses.last_h
         gcsf = (since >= plan.gcsf_on_h) & (since < plan.gcsf_off_h)
         kdt = np.where(gcsf, ktr_dt / plan.gcsf_mtt_factor, ktr_dt)
@@ -129,7 +130,7 @@ class _Doses:
         due = np.flatnonzero((t >= self.next_h) & (self.given < self.n_cycles))
         if due.size == 0:
             return
-        ready = anc[due] >= READY_ANC  # reference §7.3 readiness rule
+        ready = anc[due] >= READY_ANC  # the readiness rule (docetaxel prescribing information)
         wait, give = due[~ready], due[ready]
         self.postponed[wait, self.given[wait]] += 1
         self.next_h[wait] = t + DELAY_H

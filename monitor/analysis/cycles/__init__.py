@@ -1,13 +1,15 @@
-"""Treatment cycles (oncology): nadir, recovery, G-CSF and readiness per chemotherapy cycle (issue 4).
+"""Treatment cycles (oncology): nadir, recovery, G-CSF and readiness per chemotherapy cycle.
 
 A ``chemotherapy`` event starts a cycle, which runs to the next one or for ``CycleRules.default_cycle_days``
 (28) when none follows. Results are aligned to whole days since the cycle's start: the start is day 0, so
 ``C2D8`` (the dashboard's notation, D1 = day 0) is day 7 of cycle 2. Two chemotherapy events at the same
 time start one cycle. Everything is computed for every patient at once.
 
-Facts and sources: nadir timing and readiness thresholds, reference §7.1 and §7.3; G-CSF, §7.4; grades,
-``analysis.grading``. Defaults without a published source (the 28-day open cycle, the cross-cycle trend
-rules) are project choices awaiting clinical sign-off and are marked so on ``CycleRules``.
+Facts and sources: docs/clinical-rules.md, Chemotherapy cycles (nadir timing, readiness thresholds from
+the paclitaxel and docetaxel prescribing information, G-CSF as recorded, febrile neutropenia by CTCAE
+v5.0); grades, ``analysis.grading``. Defaults without a published source (the 28-day open cycle, the
+cross-cycle trend rules) are product defaults awaiting clinical sign-off and are marked so on
+``CycleRules``.
 
 Modules: ``rules`` (the site's settings), ``align`` (cycles from events; results on their cycle days),
 ``table`` (one row per cycle), ``fever`` (febrile neutropenia), ``readiness`` (before the next start),

@@ -14,8 +14,9 @@ from monitor.analysis.setting_values import a_boolean, a_number, a_whole_number
 class Readiness:
     """Counts needed before the next cycle (x10^9/L); ``inclusive`` means "at or above".
 
-    Default ANC >= 1.5 and platelets >= 100: the dashboard default of reference §7.3 (paclitaxel and
-    docetaxel labels; the paclitaxel label writes ">", hence ``inclusive``).
+    Default ANC >= 1.5 and platelets >= 100, from the paclitaxel and docetaxel prescribing information (the
+    paclitaxel label writes ">", docetaxel's ">=", hence ``inclusive``; docs/clinical-rules.md, Readiness
+    thresholds).
     """
 
     anc_min: float = 1.5
@@ -56,21 +57,23 @@ class CycleRules:
     """Site-configurable cycle rules; the defaults and their sources.
 
     * ``default_cycle_days`` = 28: a cycle with no following chemotherapy ends 28 days after its start
-      (project issue 4).
+      (product default, pending clinical sign-off; docs/clinical-rules.md, Cycle days).
     * ``recovery_anc`` = 1.5: recovery is the first ANC at or above 1.5 x10^9/L after the nadir (the adult
-      neutropenia bound and readiness ANC, reference §2.1 and §7.3).
+      neutropenia bound, Dale & Bolyard 2017, and the readiness ANC of the labels).
     * ``readiness_window_days`` = 3: readiness is judged on the last ANC and platelets in the 3 days before
-      the next start (project issue 4).
-    * ``readiness`` and ``regimens``: the default readiness rule (reference §7.3) and rules per regimen,
-      keyed by the regimen named in the chemotherapy event's details (case-insensitive).
+      the next start (product default, pending clinical sign-off).
+    * ``readiness`` and ``regimens``: the default readiness rule (paclitaxel and docetaxel prescribing
+      information; docs/clinical-rules.md, Readiness thresholds) and rules per regimen, keyed by the regimen
+      named in the chemotherapy event's details (case-insensitive).
     * ``nadir_window_days`` = (7, 14): a cycle's nadir is taken as sampled when an ANC was measured on days
-      7 to 14 (reference §7.1: "nadir window ≈ day 7-14 of a 21-day cycle for most regimens"; set it per
-      site for regimens with other timing). Only such cycles enter the cross-cycle trend.
+      7 to 14 (the nadir usually falls 7 to 14 days after cytotoxic chemotherapy; teaching texts, no primary
+      source: docs/clinical-rules.md, Nadir timing; set it per site for regimens with other timing). Only
+      such cycles enter the cross-cycle trend.
     * ``trend_min_cycles`` = 2 and ``recovery_delay_days`` = 3: the nadir ANC is "deepening" when, over
       the cycles whose nadir was sampled, the last nadir is below the first by more than the ANC reference
-      change value (reference §6) and the median change per cycle is a fall; recovery is "slower" when the
-      last observed recovery comes at least 3 days later in its cycle than the first observed one (project
-      choices, pending clinical sign-off).
+      change value and the median change per cycle is a fall; recovery is "slower" when the last observed
+      recovery comes at least 3 days later in its cycle than the first observed one (product defaults,
+      pending clinical sign-off; docs/clinical-rules.md, Recovery and cross-cycle trend).
     """
 
     default_cycle_days: int = 28

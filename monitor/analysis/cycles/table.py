@@ -86,8 +86,9 @@ def treatment_cycles(
         nadir was not below it, or no recovery was seen) and ``recovery_after_day`` the day of the count
         before it: recovery happened in between. ``fever`` describes recorded fevers of the cycle with the
         ANC nearest them (within a day); ``febrile_neutropenia`` is True when one meets CTCAE v5.0 grade 3
-        (ANC < 1.0 with a single temperature > 38.3 °C, reference §1.1, §7.5), NA when that cannot be told
-        (no temperature written, 38.0-38.3 °C whose duration is unknown, or no ANC within a day).
+        (ANC < 1.0 with a single temperature > 38.3 °C; docs/clinical-rules.md, Febrile neutropenia), NA
+        when that cannot be told (no temperature written, 38.0-38.3 °C whose duration is unknown, or no ANC
+        within a day).
         ``length_days`` is the time to the next start (a postponed cycle is longer than planned).
         ``ready_at_next`` is True or False from the last ANC and platelets in the window before the next
         start, NA when a count is missing or there is no next cycle; ``readiness`` says why.

@@ -28,10 +28,11 @@ class DemoCohort:
     overrides: pd.DataFrame
 
 
-# Reference ranges, canonical units. DEMO-CENTRAL: Merck Manual CBC table (reference §2.1; its PLT upper
-# limit 450 is marked UNVERIFIED there) except the WBC lower limit, the adult leukopenia default 4.0 x10^9/L
-# (§2.1). DEMO-ONCDAY: the US Core example ranges of §2.1 (WBC 4.5-11, neutrophils 37-67 %, PLT 150-450),
-# Davis's Hb ranges (§2.1), Merck for the rest.
+# Reference ranges, canonical units (docs/clinical-rules.md, Other figures of the synthetic cohort).
+# DEMO-CENTRAL: Merck Manual CBC table (its PLT upper limit 450 is UNVERIFIED: the excerpt read was
+# truncated) except the WBC lower limit, the adult leukopenia default 4.0 x10^9/L. DEMO-ONCDAY: the HL7 US
+# Core example ranges (WBC 4.5-11, neutrophils 37-67 %, PLT 150-450), Davis's adult Hb ranges, Merck for the
+# rest.
 _RANGE_TABLE = """
 analyte    DEMO-CENTRAL   DEMO-ONCDAY
 wbc         4.0   11.0     4.5   11.0
@@ -61,7 +62,8 @@ LABS = (  # code, name, accession prefix
     ("DEMO-ONCDAY", "Demo Oncology Day Unit Laboratory (synthetic)", "ONC"),
 )
 
-# Duffy-null reference interval, USA primary-care cohort: Hibbs et al., Blood 2025 (reference §2.2).
+# Duffy-null reference interval, USA primary-care cohort: Hibbs et al., Blood 2025 (docs/clinical-rules.md,
+# Duffy-null reference intervals).
 DUFFY_NULL_OVERRIDES = (("anc", 1.21, 5.39), ("wbc", 3.00, 9.66))
 DUFFY_NULL_REASON = (
     "Duffy-null reference interval, USA cohort (Hibbs SP et al., Blood 2025, doi:10.1182/blood.2025029359)"

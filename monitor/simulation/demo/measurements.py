@@ -12,11 +12,12 @@ from monitor.simulation.demo.stories import Patient, Story, pulse_sum, workday
 
 SIMULATED = (*DIFFERENTIAL, "hgb", "plt")  # simulated measurands; WBC and percentages are derived
 PANEL = ("wbc", *DIFFERENTIAL, "hgb", "plt", "neut_pct", "lymph_pct", "mono_pct", "eos_pct", "baso_pct")
-# Within-subject CVs of SIMULATED, reference §6.1 (Statland 1978): hour-to-hour where given (neutrophils
-# 12.9, lymphocytes 10.3, monocytes 18.6 %), else week-to-week (eosinophils 26.9, basophils 15.0, Hb 2.2,
-# platelets 6.6 %). The slower changes are what the scenarios simulate, so the short-term CV is the noise.
+# Within-subject CVs of SIMULATED (Statland et al., Am J Clin Pathol 1978): hour-to-hour where given
+# (neutrophils 12.9, lymphocytes 10.3, monocytes 18.6 %), else week-to-week (eosinophils 26.9, basophils
+# 15.0, Hb 2.2, platelets 6.6 %). The slower changes are what the scenarios simulate, so the short-term
+# CV is the noise.
 CV = np.array([0.129, 0.103, 0.186, 0.269, 0.150, 0.022, 0.066])
-SIGMA = np.sqrt(np.log1p(CV**2))  # log-normal sd for a CV, as in reference §6.2
+SIGMA = np.sqrt(np.log1p(CV**2))  # log-normal sd for a CV, as in the log-normal reference change value
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,8 +110,9 @@ def true_values(
 
 def measure(true: np.ndarray, z: np.ndarray, need: np.ndarray) -> np.ndarray:
     """Noisy values rounded as reported, in PANEL order; WBC is the sum of the five absolute counts."""
-    noisy = true * np.exp(SIGMA * z)  # multiplicative log-normal noise (reference §6.1, §6.2)
-    anc = noisy[:, 0]  # a CBC that decided a cycle shows an ANC on the side of 1.5 acted on (§7.3):
+    # Multiplicative log-normal noise (docs/clinical-rules.md, Other figures of the synthetic cohort).
+    noisy = true * np.exp(SIGMA * z)
+    anc = noisy[:, 0]  # a CBC that decided a cycle shows an ANC on the side of 1.5 acted on (readiness):
     wrong = ((need > 0) & (anc < 1.5)) | ((need < 0) & (anc >= 1.495))
     anc[wrong] = 1.5**2 / anc[wrong]  # mirror its noise about 1.5 (log scale), then clamp
     noisy[:, 0] = np.where(need > 0, np.maximum(anc, 1.5), np.where(need < 0, np.minimum(anc, 1.49), anc))

@@ -74,17 +74,17 @@ REGIMENS = (
     ("Carboplatin AUC 6 + paclitaxel 175 mg/m2", "Carboplatin-paclitaxel every 21 days; lung cancer"),
     ("Docetaxel 75 mg/m2 + cyclophosphamide 600 mg/m2", "TC every 21 days; early breast cancer"),
 )
-DRUGS = (  # name, indication, range of the lowest ANC reached (< 0.5 is agranulocytosis, reference §3)
+DRUGS = (  # name, indication, range of the lowest ANC reached (< 0.5 is agranulocytosis, Andrès & Maloisel)
     ("Methimazole 20 mg daily", "For Graves' hyperthyroidism", (0.1, 0.5)),
     ("Carbamazepine 200 mg twice daily", "For focal epilepsy", (0.5, 1.1)),
 )
-_GCSF_WHY = "Primary G-CSF prophylaxis: febrile-neutropenia risk >= 20 % (ASCO 2015)"  # reference §7.4
+_GCSF_WHY = "Primary G-CSF prophylaxis: febrile-neutropenia risk >= 20 % (ASCO 2015)"  # Smith et al. 2015
 # What clinicians read on the timeline: (label, details) of each event, filled in with str.format.
 TEXT = {
     "chemo": ("{drug}, cycle {n}", "{regimen}"),
     "postponed": (
         "Cycle {n} postponed one week: ANC below 1.5 x10^9/L",
-        "Readiness rule before each cycle: ANC >= 1.5 x10^9/L (reference §7.3)",
+        "Readiness rule before each cycle: ANC >= 1.5 x10^9/L (docetaxel prescribing information)",
     ),
     "stopped": (
         "Chemotherapy stopped after cycle {n}",

@@ -66,7 +66,7 @@ def draw_patient(seed: int, i: int, end_date: dt.date) -> Patient:
     last = end_date - dt.timedelta(days=weekdays[rng.integers(len(weekdays))])  # a weekday, last 14 days
     days = int(rng.integers(183, 543))
     days += (last - dt.timedelta(days=days)).weekday()  # 6 to 18 months, starting on a Monday
-    # Baselines inside the Merck adult intervals (reference §2.1): ANC, ALC, AMC, AEC, ABC, Hb, PLT.
+    # Baselines inside the Merck Manual adult intervals: ANC, ALC, AMC, AEC, ABC, Hb, PLT.
     base = np.array([3.8, 2.0, 0.5, 0.15, 0.04, 13.6 if female else 15.2, 250.0])
     base *= np.exp(rng.normal(0, [0.25, 0.25, 0.25, 0.5, 0.3, 0.05, 0.2]))
     floor = [2.2, 1.2, 0.25, 0.03, 0.01, 12.4 if female else 14.2, 160]
@@ -99,7 +99,7 @@ def _chemo(kind: str) -> Callable[[Generator, int, np.ndarray, bool], tuple[Para
 
     def draw(rng: Generator, days: int, base: np.ndarray, female: bool) -> tuple[Params, None]:
         first = workday(int(rng.integers(10, 41)))
-        base[0] = np.clip(4.0 * np.exp(rng.normal(0, 0.2)), 2.8, 7.0)  # fit to start (reference §7.3)
+        base[0] = np.clip(4.0 * np.exp(rng.normal(0, 0.2)), 2.8, 7.0)  # fit to start (ANC >= 1.5)
         p = {
             "first": first,
             "cycles": min(int(rng.integers(4, 9)), (days - first - 49) // 21),
@@ -109,7 +109,7 @@ def _chemo(kind: str) -> Callable[[Generator, int, np.ndarray, bool], tuple[Para
             "exposure": 0.32 * np.exp(rng.normal(0, 0.25)),
             "growth": 1.0,
             "damage": 0.0,
-            # typical MTT and gamma, with the IIV (log-normal sd) DTAT uses (reference §7.2)
+            # typical MTT and gamma (Friberg et al. 2002), with the IIV (log-normal sd) DTAT uses
             "mtt": 89.3 * np.exp(rng.normal(0, 0.16)),
             "gamma": 0.163 * np.exp(rng.normal(0, 0.039)),
             "gcsf": 0,
@@ -124,7 +124,8 @@ def _chemo(kind: str) -> Callable[[Generator, int, np.ndarray, bool], tuple[Para
                 "damage": rng.uniform(0.045, 0.07),
                 "nadir_check": 1.0,
             }
-        if kind == "gcsf":  # primary prophylaxis (reference §7.4); same exposure, so G-CSF is the difference
+        # Primary prophylaxis (Smith et al. 2015); same exposure, so G-CSF is the difference.
+        if kind == "gcsf":
             p |= {
                 "gcsf": int(rng.integers(1, 3)),
                 "boost": rng.uniform(0.1, 0.16),
@@ -141,7 +142,7 @@ def _chemo(kind: str) -> Callable[[Generator, int, np.ndarray, bool], tuple[Para
 
 
 def run_chemo(people: list[Patient]) -> tuple[friberg.ChemoRun | None, dict[int, int]]:
-    """Integrate the Friberg model for all chemotherapy patients at once (reference §7.2)."""
+    """Integrate the Friberg model for all chemotherapy patients at once (Friberg et al. 2002)."""
     chemo = [p for p in people if p.story is None]
     if not chemo:
         return None, {}
@@ -153,7 +154,7 @@ def run_chemo(people: list[Patient]) -> tuple[friberg.ChemoRun | None, dict[int,
         mtt_h=q["mtt"],
         gamma=q["gamma"],
         emax=np.full(len(chemo), 83.9),
-        ec50=np.full(len(chemo), 7.17),  # typical values, reference §7.2
+        ec50=np.full(len(chemo), 7.17),  # typical values (Friberg et al. 2002, as DTAT transcribes them)
         exposure=q["exposure"],
         growth=q["growth"],
         damage=q["damage"],
@@ -190,7 +191,8 @@ def chemo_story(p: Patient, run: friberg.ChemoRun, col: int) -> Story:
         elif q["gcsf"] == 2:
             events.append(event("gcsf", h / 24 + 2, "filgrastim", h / 24 + 9, n=k + 1))
         severe_days = np.count_nonzero(cycle_anc < 0.5) * step / 24  # fever risk grows with ANC < 0.5 time
-        if rng.random() < 0.03 * severe_days:  # fever at the nadir (definitions: reference §7.5)
+        # Fever at the nadir (docs/clinical-rules.md, Febrile neutropenia).
+        if rng.random() < 0.03 * severe_days:
             fixed.append((fever := d + int(np.argmin(cycle_anc) * step // 24), False, 0))
             events.append(event("fever", fever + 17 / 24, "nadir_fever"))
     last, pending = (int(dose_h[-1] // 24) if dose_h.size else int(q["first"])), dose_h.size
@@ -279,7 +281,7 @@ def _lupus(rng: Generator, days: int, base: np.ndarray, female: bool) -> tuple[P
 
 
 def _duffy_null(rng: Generator, days: int, base: np.ndarray, female: bool) -> tuple[Params, Story]:
-    base[0] = rng.uniform(1.1, 1.3)  # lower tail of Duffy-null ANC, inside the USA interval (reference §2.2)
+    base[0] = rng.uniform(1.1, 1.3)  # lower tail of Duffy-null ANC (the USA interval's LLN is 1.21)
     return {}, Story(routine(rng, (56, 84), 0, days), [event("note", 0.4, "duffy")])
 
 
@@ -298,7 +300,7 @@ def _marrow_failure(rng: Generator, days: int, base: np.ndarray, female: bool) -
     given: list[float] = []
     for d in visits:  # sequential on purpose: each transfusion changes the next decision
         lift = params["hgb_amp"] * pulse_sum(np.array([d]), np.array([given]), params["hgb_tau"])[0]
-        if base[5] - params["hgb_fall"] * d / days + lift < 8.0:  # CTCAE grade 3: transfuse (reference §1.1)
+        if base[5] - params["hgb_fall"] * d / days + lift < 8.0:  # CTCAE v5.0 Anemia grade 3: transfuse
             given.append(d + 1 + 10 / 24)
             events.append(event("transfusion", given[-1], "transfusion", given[-1] + 0.125))
     return params, Story(visits, events, given)
