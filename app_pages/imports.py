@@ -6,7 +6,6 @@ import pandas as pd
 import streamlit as st
 
 from monitor.timestamps import is_timezone
-from services.config import Config
 from services.imports import FORMAT_NAMES, ImportOptions, ImportSummary, import_content
 from ui import data
 from ui.identity import current_user, current_viewer
@@ -26,7 +25,7 @@ uploads = st.file_uploader("Files", accept_multiple_files=True, key="import_file
 options = st.columns([1, 1, 2])
 fmt = options[0].selectbox("Format", ["auto", *FORMAT_NAMES], key="import_format")
 # The site's zone, checked when the dashboard started: the default for times without an offset.
-site_timezone = Config.from_environment().timezone
+site_timezone = data.config().timezone
 timezone = (
     options[1]
     .text_input("Time zone for times without an offset", value=site_timezone, key="import_timezone")

@@ -14,6 +14,8 @@ st.title("Worklist")
 viewer = current_viewer()
 timezone = data.config().timezone
 patients = data.worklist(viewer, timezone)
+# The list shows names and counts of every patient the viewer may see: a view, audited once per session.
+data.record_view(None, viewer, "worklist", f" ({len(patients)} patients)")
 if patients.empty:
     st.info(
         "No patients to show yet: results appear here once they are imported (the Import page, or "

@@ -12,19 +12,19 @@ import getpass
 import json
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 import pandas as pd
-from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.exports import spreadsheet_safe
 from services.accounts import SYSTEM, AccountError, viewer_named
 from services.admin import DemoConflict
-from services.audit import command_line_actor
+from services.audit import command_line_actor, record_view
 from services.config import Config, ConfigError
 from services.patients import PatientNotFound
-from services.store import STORE_ERRORS, open_store
+from services.store import STORE_ERRORS, Store, open_store
 
 if TYPE_CHECKING:
     from services.accounts import Viewer
@@ -94,7 +94,7 @@ def _cli_user() -> str:
     return command_line_actor(getpass.getuser())
 
 
-def _viewer(store: sessionmaker[Session], user: str | None) -> Viewer:
+def _viewer(store: Store, user: str | None) -> Viewer:
     """The ``Viewer`` for ``--user``; without it the system itself (shell access to the store is admin),
     named in the audit trail by the login that ran the command, as imports are."""
 
@@ -106,6 +106,14 @@ def _viewer(store: sessionmaker[Session], user: str | None) -> Viewer:
         raise click.BadParameter(str(error), param_hint="--user") from error
 
 
+def _record_view(store: Store, viewer: Viewer, user: str | None, patient_key: int | None, what: str) -> None:
+    """Audit what a command showed, always under the login that ran it (``cli:LOGIN``): with ``--user`` the
+    command answers as that account would see it, and the trail says so, but the account did not look."""
+    actor = dataclasses.replace(viewer, username=_cli_user())
+    shown = f"command line: {what}" + (f" (as {user})" if user else "")
+    record_view(store, viewer=actor, patient_key=patient_key, what=shown, now=datetime.now(UTC))
+
+
 def _config(database: str | None) -> Config:
     """The site's configuration for this command (``--database`` wins over ``MONITOR_DATABASE_URL``); a
     setting that cannot be used is a usage error naming it, before anything is read or written."""
@@ -115,7 +123,7 @@ def _config(database: str | None) -> Config:
         raise click.UsageError(str(error)) from None
 
 
-def _factory(database: str | None) -> sessionmaker[Session]:
+def _factory(database: str | None) -> Store:
     return open_store(_config(database))
 
 

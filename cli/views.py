@@ -7,11 +7,10 @@ from datetime import UTC, datetime, timedelta
 import click
 import pandas as pd
 
-from cli.app import _config, _emit, _viewer, cli, output_format, store_options, user_option
+from cli.app import _config, _emit, _record_view, _viewer, cli, output_format, store_options, user_option
 from monitor.analysis.changes import GRADED
 from monitor.analysis.cycles import CYCLE_COLUMNS
 from monitor.analysis.status import LATEST_COLUMNS, latest_column
-from services.audit import record_view
 from services.patients import find_patient, patient_cycles, patient_results
 from services.store import open_store
 from services.worklist import alerts as find_alerts
@@ -52,7 +51,9 @@ def patients(database: str | None, fmt: str, user: str | None) -> None:
     """
     config = _config(database)
     store = open_store(config)
-    frame = patient_list(store, viewer=_viewer(store, user), timezone=config.timezone, now=datetime.now(UTC))
+    viewer = _viewer(store, user)
+    frame = patient_list(store, viewer=viewer, timezone=config.timezone, now=datetime.now(UTC))
+    _record_view(store, viewer, user, None, f"patient list ({len(frame)} patients)")
     # The JSON contract: grades as wbc_grade/anc_grade/alc_grade, explanations as flag -> sentence.
     for analyte in ("wbc", "anc", "alc"):
         frame[f"{analyte}_grade"] = frame[f"latest_{analyte}_grade"]
@@ -103,7 +104,7 @@ def results(
     viewer = _viewer(store, user)
     key = find_patient(store, viewer=viewer, patient_id=patient_id, authority=authority)
     frame = patient_results(store, viewer=viewer, patient_key=key, history=history)
-    record_view(store, viewer=viewer, patient_key=key, what="command line: results", now=datetime.now(UTC))
+    _record_view(store, viewer, user, key, "results")
     columns = RESULT_COLUMNS + (HISTORY_COLUMNS if history else [])
     _emit(frame[columns], fmt, utc_columns=("collected_at",) + (("superseded_at",) if history else ()))
 
@@ -133,7 +134,7 @@ def cycles(database: str | None, patient_id: str, authority: str | None, fmt: st
     viewer = _viewer(store, user)
     key = find_patient(store, viewer=viewer, patient_id=patient_id, authority=authority)
     found = patient_cycles(store, viewer=viewer, patient_key=key, timezone=config.timezone)
-    record_view(store, viewer=viewer, patient_key=key, what="command line: cycles", now=datetime.now(UTC))
+    _record_view(store, viewer, user, key, "cycles")
     if fmt != "table":
         _emit(found.cycles[CYCLE_OUTPUT], fmt, utc_columns=("start", "next_start"))
         return
@@ -176,7 +177,9 @@ def alerts(database: str | None, since: str | None, fmt: str, user: str | None) 
         ).to_pydatetime()
     config = _config(database)
     store = open_store(config)
-    frame = find_alerts(store, viewer=_viewer(store, user), since=start, timezone=config.timezone, now=now)
+    viewer = _viewer(store, user)
+    frame = find_alerts(store, viewer=viewer, since=start, timezone=config.timezone, now=now)
+    _record_view(store, viewer, user, None, f"alerts since {start:%Y-%m-%dT%H:%M}Z ({len(frame)} patients)")
     if fmt == "json":
         _emit(frame, fmt)
         return

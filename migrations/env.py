@@ -1,17 +1,26 @@
-"""Alembic environment: the engine the caller passes (``db.migrate``), else one on the URL the site's
-configuration names (``alembic`` run by hand); the models' metadata as the target."""
+"""Alembic environment: the engine the caller passes (``db.migrate``), else, for ``alembic`` run by hand
+(an entry point of its own), one on ``MONITOR_DATABASE_URL`` or the embedded store's file; the models'
+metadata as the target."""
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 from alembic import context
 from sqlalchemy import Connection
 
 from db.models import Base
 from db.session import make_engine
-from services.config import Config as SiteConfig
 
 config = context.config
 target_metadata = Base.metadata
+
+
+def _url() -> str:
+    """The store ``alembic`` is run against by hand: as the dashboard and the command line find it."""
+    named = os.environ.get("MONITOR_DATABASE_URL", "").strip()
+    return named or f"sqlite:///{Path(__file__).resolve().parents[1] / 'data' / 'monitor.db'}"
 
 
 def _run(connection: Connection) -> None:
@@ -27,7 +36,7 @@ def _run(connection: Connection) -> None:
 
 def run_migrations_offline() -> None:
     context.configure(
-        url=SiteConfig.from_environment().database_url,
+        url=_url(),
         target_metadata=target_metadata,
         literal_binds=True,
         compare_type=True,
@@ -37,7 +46,7 @@ def run_migrations_offline() -> None:
 
 
 def run_migrations_online() -> None:
-    engine = config.attributes.get("engine") or make_engine(SiteConfig.from_environment().database_url)
+    engine = config.attributes.get("engine") or make_engine(_url())
     with engine.connect() as connection:
         _run(connection)
         connection.commit()

@@ -1,6 +1,6 @@
 """``python -m monitor``: the documented way to run the command line: a shim to the ``cli`` package."""
 
-from cli import main
-
 if __name__ == "__main__":
+    from cli import main  # imported only when run: monitor itself never reaches above its layer
+
     main()

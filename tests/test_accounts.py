@@ -211,6 +211,17 @@ def test_users_and_teams_on_the_command_line(db_url: str) -> None:
         ("lab_range", login),
     }
     assert ("lab_range", "j.smith") in set(actors)
+    # What a command showed is audited under the login that ran it, even when it answered as another account.
+    engine = create_engine(db_url)
+    with engine.connect() as connection:
+        views = connection.execute(
+            select(AuditLog.username, AuditLog.details).where(AuditLog.action == "view").order_by(AuditLog.id)
+        ).all()
+    engine.dispose()
+    assert {name for name, _ in views} == {login}
+    shown = [str(details) for _, details in views]
+    assert any("patient list" in text and "(as medicine)" in text for text in shown)
+    assert any("results (as medicine)" in text for text in shown)
 
 
 def monitor_with_input(db_url: str, text: str, *args: str):

@@ -196,9 +196,10 @@ def test_acknowledging_clears_the_worklist_state_and_is_audited(imported_store) 
     with open_store(imported_store, timezone="UTC")() as session:
         audited = session.execute(text("SELECT action, username, details FROM audit_log ORDER BY id")).all()
     actions = [row[0] for row in audited]
-    # The import, the view of the patient's page, then the acknowledgement with its comment.
-    assert actions == ["import", "view", "acknowledge"]
-    assert audited[2][1] == "admin" and "repeat CBC in a week" in audited[2][2]
+    # The import, the views of the worklist and the patient's page, then the acknowledgement with its comment.
+    assert actions == ["import", "view", "view", "acknowledge"]
+    assert "worklist" in audited[1][2] and "patient timeline" in audited[2][2]
+    assert audited[3][1] == "admin" and "repeat CBC in a week" in audited[3][2]
 
 
 def test_a_patient_range_recomputes_the_grade_and_the_flags(imported_store) -> None:
@@ -278,6 +279,19 @@ def test_cycles_page_overlays_counts_by_cycle_and_tables_them(treated_store) -> 
     assert table.loc[0, "nadir ANC"].startswith("0.9") and table.loc[0, "on"] == "D21"
 
 
+def test_the_worklist_is_audited_once_per_session_as_a_view_of_a_list(imported_store) -> None:
+    at = _app().run()
+    at.text_input(key="worklist_search").input("2002").run()  # a rerun of the same list
+    assert not at.exception
+    with open_store(imported_store, timezone="UTC")() as session:
+        views = session.execute(
+            text("SELECT username, patient_id, details FROM audit_log WHERE action = 'view' ORDER BY id")
+        ).all()
+    listed = [row for row in views if "worklist" in (row[2] or "")]
+    assert [(row[0], row[1]) for row in listed] == [("admin", None)]
+    assert "patients)" in listed[0][2]
+
+
 def test_opening_a_patients_cycles_is_audited_once_not_at_every_rerun(treated_store) -> None:
     at = _app().run()
     at.switch_page("app_pages/cycles.py").run()
@@ -341,7 +355,8 @@ def test_import_page_lists_past_imports_and_their_refusals(tmp_path, monkeypatch
     at.run()
     with store() as session:
         views = session.execute(text("SELECT details FROM audit_log WHERE action = 'view'")).scalars().all()
-    assert len(views) == 1 and "refused records of import" in views[0]
+    refused = [view for view in views if "worklist" not in view]  # the landing page's own view aside
+    assert len(refused) == 1 and "refused records of import" in refused[0]
 
 
 def test_a_misspelt_import_time_zone_is_named_and_blocks_the_import(tmp_path, monkeypatch) -> None:
@@ -414,12 +429,14 @@ def test_a_session_idle_for_too_long_is_signed_out(imported_store) -> None:
     assert f"after {IDLE_MINUTES} minutes without activity" in at.info[0].value
 
 
-def test_a_read_only_store_still_lists_but_refuses_what_it_cannot_audit(imported_store, monkeypatch) -> None:
-    """Opening a patient writes an audit row: on a read-only store the page says so instead of showing it."""
+def test_a_read_only_store_shows_no_patient_data_it_cannot_audit(imported_store, monkeypatch) -> None:
+    """Opening the worklist or a patient writes an audit row: on a read-only store each page says so
+    instead of showing patients unaudited."""
     path = imported_store.removeprefix("sqlite:///")
     monkeypatch.setenv("MONITOR_DATABASE_URL", f"sqlite:///file:{path}?mode=ro&uri=true")
     at = _app().run()
-    assert not at.exception and at.dataframe  # the worklist reads only
+    assert not at.exception and not at.dataframe
+    assert "cannot be used just now" in at.error[0].value
     at.switch_page("app_pages/patient.py").run()
     assert not at.exception
     assert "cannot be used just now" in at.error[0].value

@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
-from sqlalchemy.orm import Session, sessionmaker
 
 import services.audit
 import services.patients
@@ -19,7 +18,7 @@ from services.accounts import Viewer
 from services.admin import seed_demo_if_empty, synthetic_data_present
 from services.config import DEFAULT_CACHE_SECONDS, Config, ConfigError
 from services.patients import PatientView
-from services.store import open_store
+from services.store import Store, open_store
 from ui import timeline
 
 
@@ -39,7 +38,7 @@ except ConfigError:  # dashboard.py reads the configuration again and refuses to
 
 
 @st.cache_resource(show_spinner="Opening the store (first start: creating it and the demo cohort)...")
-def store() -> sessionmaker[Session]:
+def store() -> Store:
     """The session factory; an empty store is migrated and, where allowed, seeded with the demo cohort."""
     factory = open_store(config())
     seed_demo_if_empty(factory, config=config(), now=datetime.now(UTC))
@@ -71,16 +70,17 @@ def patient_view(patient_key: int, viewer: Viewer, timezone: str) -> PatientView
     )
 
 
-def record_view(patient_key: int, viewer: Viewer, what: str) -> None:
-    """Record in the audit trail that ``viewer`` opened this patient on the page ``what``: once per patient
-    opened, not at every rerun a widget causes (the session remembers the last patient audited per page)."""
+def record_view(patient_key: int | None, viewer: Viewer, page: str, detail: str = "") -> None:
+    """Record in the audit trail that ``viewer`` opened this patient (``None``: a list of patients) on
+    ``page`` (``detail`` added to the row): once per patient opened, not at every rerun a widget causes
+    (the session remembers the last patient audited per page)."""
     seen = (viewer.username, patient_key)
-    if st.session_state.get(f"audited_view:{what}") == seen:
+    if st.session_state.get(f"audited_view:{page}") == seen:
         return
     services.audit.record_view(
-        store(), viewer=viewer, patient_key=patient_key, what=what, now=datetime.now(UTC)
+        store(), viewer=viewer, patient_key=patient_key, what=page + detail, now=datetime.now(UTC)
     )
-    st.session_state[f"audited_view:{what}"] = seen
+    st.session_state[f"audited_view:{page}"] = seen
 
 
 @st.cache_data(ttl=CACHE_SECONDS, show_spinner=False, max_entries=200)
