@@ -38,7 +38,12 @@ from services.store import open_store
 
 @cli.group()
 def db() -> None:
-    """Manage the database schema."""
+    """Manage the database schema.
+
+    \b
+    Example:
+      python -m monitor db upgrade
+    """
 
 
 @db.command("upgrade")
@@ -109,7 +114,12 @@ def recompute(database: str | None) -> None:
 
 @cli.group()
 def settings() -> None:
-    """The site's rules: grading, flags and cycles, with defaults and sources."""
+    """The site's rules: grading, flags and cycles, with defaults and sources.
+
+    \b
+    Example:
+      python -m monitor settings show --format json
+    """
 
 
 def _administrator(by: str | None) -> Viewer:
@@ -171,14 +181,24 @@ def settings_set(database: str | None, key: str, value: str, by: str | None) -> 
 
 @cli.group("lab-ranges")
 def lab_ranges() -> None:
-    """Reference ranges a lab publishes, used when a result comes without its own."""
+    """Reference ranges a lab publishes, used when a result comes without its own.
+
+    \b
+    Example:
+      python -m monitor lab-ranges list
+    """
 
 
 @lab_ranges.command("list")
 @output_format()
 @store_options
 def lab_ranges_list(database: str | None, fmt: str) -> None:
-    """The configured lab ranges."""
+    """The configured lab ranges.
+
+    \b
+    Example:
+      python -m monitor lab-ranges list --format csv
+    """
     _emit(lab_range_list(_factory(database)), fmt)
 
 
@@ -247,7 +267,12 @@ def lab_ranges_set(
 
 @cli.group()
 def users() -> None:
-    """Accounts that sign in to the dashboard: viewer, clinician or admin, in care teams."""
+    """Accounts that sign in to the dashboard: viewer, clinician or admin, in care teams.
+
+    \b
+    Example:
+      python -m monitor users add j.smith@example.org --role clinician --team oncology
+    """
 
 
 @users.command("add")
@@ -292,7 +317,12 @@ def users_add(database: str | None, name: str, role: str, teams: tuple[str, ...]
 @output_format()
 @store_options
 def users_list(database: str | None, fmt: str) -> None:
-    """Every account with its role, teams and state (never a password or its hash)."""
+    """Every account with its role, teams and state (never a password or its hash).
+
+    \b
+    Example:
+      python -m monitor users list --format json
+    """
     store = _factory(database)
     _emit(list_users(store, viewer=_viewer(store, None)), fmt)
 
@@ -301,8 +331,12 @@ def users_list(database: str | None, fmt: str) -> None:
 @click.argument("name")
 @store_options
 def users_disable(database: str | None, name: str) -> None:
-    """Disable an account: it can no longer sign in (its audit trail stays)."""
+    """Disable an account: it can no longer sign in (its audit trail stays).
 
+    \b
+    Example:
+      python -m monitor users disable nurse1
+    """
     store = _factory(database)
     try:
         disable_user(store, viewer=_viewer(store, None), username=name, now=datetime.now(UTC))
@@ -315,7 +349,12 @@ def users_disable(database: str | None, name: str) -> None:
 @output_format()
 @store_options
 def teams(database: str | None, fmt: str) -> None:
-    """The care teams with their numbers of patients and users."""
+    """The care teams with their numbers of patients and users.
+
+    \b
+    Example:
+      python -m monitor teams --format csv
+    """
     _emit(list_teams(_factory(database)), fmt)
 
 
@@ -325,8 +364,12 @@ def teams(database: str | None, fmt: str) -> None:
 @click.option("--authority", default=None, help="Assigning authority, when an MRN is used by several.")
 @store_options
 def assign(database: str | None, patient_id: str, team: str, authority: str | None) -> None:
-    """Put a patient in a care team (created when new): its members may then see the patient."""
+    """Put a patient in a care team (created when new): its members may then see the patient.
 
+    \b
+    Example:
+      python -m monitor assign MRN1001 oncology
+    """
     store = _factory(database)
     added = assign_patient(
         store,

@@ -8,7 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+import click
+from click.testing import CliRunner
 
 from tests.conftest import DATA, ROOT
 
@@ -172,13 +173,31 @@ def test_results_history_shows_superseded_versions(upgraded: str, tmp_path: Path
     assert wbc == [(5.6, "final", False), (5.9, "corrected", True)]
 
 
-@pytest.mark.parametrize(
-    "args", [("db", "upgrade"), ("demo",), ("import",), ("imports",), ("patients",), ("results",)]
-)
-def test_every_command_documents_an_example_and_the_database_option(args, tmp_path: Path) -> None:
-    out = monitor(*args, "--help", url=f"sqlite:///{tmp_path / 'x.db'}")
-    assert out.returncode == 0
-    assert "Example:" in out.stdout and "--database URL" in out.stdout
+def _commands(group: click.Group, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every command and group of the command line, as the words that name it."""
+    found = []
+    for name, command in group.commands.items():
+        found.append((*path, name))
+        if isinstance(command, click.Group):
+            found += _commands(command, (*path, name))
+    return found
+
+
+def test_every_command_and_group_documents_an_example_and_every_command_the_database_option() -> None:
+    from cli import cli
+
+    runner = CliRunner()
+    commands = _commands(cli)
+    assert ("db", "upgrade") in commands and ("users", "disable") in commands
+    for words in commands:
+        shown = runner.invoke(cli, [*words, "--help"])
+        assert shown.exit_code == 0, words
+        assert "Example" in shown.output, f"{' '.join(words)} --help has no example"
+        command = cli
+        for word in words:
+            command = command.commands[word]
+        if not isinstance(command, click.Group):
+            assert "--database URL" in shown.output, words
 
 
 def test_errors_are_one_line_without_a_traceback(tmp_path: Path) -> None:
