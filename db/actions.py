@@ -1,7 +1,7 @@
 """The rows clinicians' actions on a patient write: an acknowledgement, an event or note, a patient range.
 
 Each is written in the caller's transaction and never commits; who may act, the audit row and the status
-refresh are the caller's (``services.patients``).
+refresh are the caller's (``services.patient_actions``).
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """The audit trail: who saw or changed what, which patient, when. Rows are only ever added (the store
-refuses changes); details carry identifiers of what was done, never a password or a clinical value.
+refuses changes); details carry identifiers of what was done and what a user typed (a comment, a
+patient range and its reason), never a password or a patient's result.
 
 What is recorded is one of ``db.models.AUDIT_ACTIONS``; who did it is a signed-in username, or for the
 command line ``cli:`` and the login that ran it (``command_line_actor``).
