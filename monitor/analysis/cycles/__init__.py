@@ -14,6 +14,8 @@ cross-cycle trend rules) are product defaults awaiting clinical sign-off and are
 Modules: ``rules`` (the site's settings), ``align`` (cycles from events; results on their cycle days),
 ``table`` (one row per cycle), ``fever`` (febrile neutropenia), ``readiness`` (before the next start),
 ``trend`` (across cycles), ``compare`` (before and after an event), ``display`` (for people).
+
+Pure pandas; imports only from ``monitor``.
 """
 
 from __future__ import annotations

@@ -7,6 +7,8 @@ visits with multiplicative log-normal noise and rounded as a lab reports them. P
 
 Modules: ``scenarios`` (the stories and their words), ``stories`` (one patient drawn), ``measurements``
 (visits, model values and noise), ``cohort`` (the tables).
+
+Pure; imports only from ``monitor``.
 """
 
 from __future__ import annotations
