@@ -156,7 +156,7 @@ if commit:
     data.refresh()
 
 st.subheader("Past imports")
-batches = data.import_batches()
+batches = data.import_batches(current_viewer())
 if batches.empty:
     st.info("Nothing imported yet.")
 else:

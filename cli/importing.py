@@ -169,12 +169,12 @@ def imports(database: str | None, batch: int | None, limit: int, fmt: str) -> No
       python -m monitor imports --refused 12 --format csv > refused-12.csv
     """
     factory = _factory(database)
+    # Shell access to the store is the system's own, named by the login that looked (as imports are).
+    viewer = dataclasses.replace(SYSTEM, username=_cli_user())
     if batch is None:
-        _emit(import_history(factory, limit=limit), fmt, utc_columns=("imported_at",))
+        _emit(import_history(factory, viewer=viewer, limit=limit), fmt, utc_columns=("imported_at",))
         return
     try:
-        # Shell access to the store is the system's own, named by the login that looked (as imports are).
-        viewer = dataclasses.replace(SYSTEM, username=_cli_user())
         refused = refused_records(factory, batch, viewer=viewer, now=datetime.now(UTC), where="command line")
     except NoSuchImport as error:
         raise click.BadParameter(

@@ -1,5 +1,5 @@
-"""The store's side of an import: earlier imports of the same content and what they refused, the batch's
-counts, an unusable file kept for review, the patients a file names put in teams, and whether a failed
+"""The store's side of an import: earlier imports of the same content and where they refused records, the
+batch's counts, an unusable file kept for review, the patients a file names put in teams, and whether a failed
 write collided with a concurrent import. Every function takes the caller's session and never commits.
 """
 
@@ -17,7 +17,6 @@ from db.accounts import assign_patients, without_team
 from db.frames import read_frame_in
 from db.ingest import keep_rejected, new_batch
 from db.models import ImportBatch, Patient, RejectedRecord, Team
-from monitor.formats.parsed import REJECT_COLUMNS
 
 # PostgreSQL: unique violation, deadlock, serialization failure (SQLSTATE).
 _CONTENTION_STATES = {"23505", "40P01", "40001"}
@@ -55,16 +54,6 @@ def latest_import_of(session: Session, sha256: str) -> EarlierImport | None:
 def import_exists(session: Session, batch_id: int) -> bool:
     """Whether there is an import numbered ``batch_id``."""
     return session.get(ImportBatch, batch_id) is not None
-
-
-def refused_records(session: Session, batch_id: int) -> pd.DataFrame:
-    """The records an import refused (``location``, ``raw_text``, ``reason``), in the order kept."""
-    rows = session.execute(
-        select(RejectedRecord.location, RejectedRecord.raw_text, RejectedRecord.reason)
-        .where(RejectedRecord.batch_id == batch_id)
-        .order_by(RejectedRecord.id)
-    ).all()
-    return pd.DataFrame(rows, columns=list(REJECT_COLUMNS))
 
 
 def refused_locations(session: Session, batch_id: int) -> frozenset[str]:

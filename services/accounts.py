@@ -26,19 +26,21 @@ __all__ = [
     "Viewer",
     "add_user",
     "assign_patient",
-    "assign_patients",
     "disable_user",
     "list_teams",
     "list_users",
+    "require_administrator",
     "sign_in",
     "sign_in_with_identity",
     "viewer_named",
 ]
 
 
-def _administer(viewer: Viewer) -> None:
+def require_administrator(viewer: Viewer, what: str) -> None:
+    """Raise ``PermissionError`` unless ``viewer`` may administer; ``what`` says what was refused them
+    ("change accounts or teams")."""
     if not viewer.may("administer"):
-        raise PermissionError(f"{viewer.role} accounts cannot change accounts or teams; an administrator can")
+        raise PermissionError(f"{viewer.role} accounts cannot {what}; an administrator can")
 
 
 def sign_in(store: sessionmaker[Session], *, username: str, password: str, now: datetime) -> Viewer | str:
@@ -72,7 +74,7 @@ def add_user(
 ) -> None:
     """A new active account in ``teams`` (team codes, created when new). Raises ``AccountError`` (a taken
     name, an unknown role, a password the policy refuses)."""
-    _administer(viewer)
+    require_administrator(viewer, "change accounts or teams")
     with store.begin() as session:
         accounts.create_user(
             session,
@@ -88,14 +90,14 @@ def add_user(
 
 def list_users(store: sessionmaker[Session], *, viewer: Viewer) -> pd.DataFrame:
     """Every account with its role, teams and state (never a password or its hash)."""
-    _administer(viewer)
+    require_administrator(viewer, "change accounts or teams")
     with store() as session:
         return accounts.user_list(session)
 
 
 def disable_user(store: sessionmaker[Session], *, viewer: Viewer, username: str, now: datetime) -> None:
     """Disable an account: it can no longer sign in; its trail stays. Raises ``AccountError``."""
-    _administer(viewer)
+    require_administrator(viewer, "change accounts or teams")
     with store.begin() as session:
         accounts.disable_user(session, username, now=now, by=viewer.username)
 
@@ -119,17 +121,7 @@ def assign_patient(
 
     Raises ``db.queries.PatientNotFound`` when no patient (or several) answers to the identifier.
     """
-    _administer(viewer)
+    require_administrator(viewer, "change accounts or teams")
     with store.begin() as session:
         patient = find_patient(session, patient_id, viewer=viewer, authority=authority)
         return accounts.assign_patient(session, patient.id, team, now=now, by=viewer.username)
-
-
-def assign_patients(
-    store: sessionmaker[Session], *, viewer: Viewer, patient_keys: Sequence[int], team: str, now: datetime
-) -> int:
-    """Put patients in an existing team (``team``: its code); how many were not in it yet. Raises
-    ``AccountError`` for an unknown team (a mistyped code must not become a team nobody belongs to)."""
-    _administer(viewer)
-    with store.begin() as session:
-        return accounts.assign_patients(session, patient_keys, team, now=now, by=viewer.username)

@@ -15,6 +15,8 @@ from db import audit
 from db.accounts import Viewer
 from db.audit import command_line_actor
 from db.models import AUDIT_ACTIONS
+from db.queries import check_access
+from services.accounts import require_administrator
 
 __all__ = ["AUDIT_ACTIONS", "command_line_actor", "read_trail", "record_export", "record_view"]
 
@@ -23,8 +25,14 @@ def record_view(
     store: sessionmaker[Session], *, viewer: Viewer, patient_key: int | None, what: str, now: datetime
 ) -> None:
     """Record that ``viewer`` looked at a patient (``what``: the page or command), or, with no
-    ``patient_key``, at records holding several patients' data (an import's refused records)."""
+    ``patient_key``, at records holding several patients' data (an import's refused records).
+
+    Raises ``PatientNotFound`` (and records nothing) when the patient is not one ``viewer`` may see.
+    """
     with store.begin() as session:
+        if patient_key is not None:
+            # Checked here, not left to the caller: a page may record the view before it reads the patient.
+            check_access(session, patient_key, viewer)
         audit.audit_view(session, viewer, patient_key, what, now=now)
 
 
@@ -52,8 +60,7 @@ def read_trail(
 ) -> pd.DataFrame:
     """The trail for the Audit page, newest first (administrators only): since a time, of one person under
     every name the trail has held for them, of one action (``AUDIT_ACTIONS``), about one patient."""
-    if not viewer.may("administer"):
-        raise PermissionError("the audit trail is for administrators")
+    require_administrator(viewer, "read the audit trail")
     with store() as session:
         return audit.audit_trail(
             session, since=since, username=username, action=action, patient_id=patient_id

@@ -26,8 +26,8 @@ from db.imports import (
     refused_locations,
     unknown_teams,
 )
-from db.imports import refused_records as stored_refusals
 from db.ingest import WriteCounts, keep_rejected, new_batch, write_generations, write_others
+from db.queries import batch_rejections
 from db.status import BatchResults, refresh_patient_status
 from monitor.formats.batch import identifiers, in_file_order, panel_chunks, refuse_mostly_broken, retried
 from monitor.formats.parsed import REJECT_COLUMNS
@@ -237,7 +237,7 @@ def _imported_before(
         0,
         earlier.records,
         0,
-        stored_refusals(session, earlier.id),
+        batch_rejections(session, earlier.id)[list(REJECT_COLUMNS)],
         identical_to=earlier,
         dry_run=options.dry_run,
     )

@@ -27,6 +27,7 @@ from db.queries import batch_rejections, import_batches
 from monitor.formats.csv_long import UnusableFile
 from monitor.formats.parsed import RAW_TEXT_LIMIT
 from monitor.formats.registry import FORMAT_NAMES
+from services.accounts import require_administrator
 from services.import_file import (
     FileContent,
     ImportOptions,
@@ -94,8 +95,9 @@ def import_content(
     return _import(store, Upload(name, data), options, progress, now)
 
 
-def import_history(store: sessionmaker[Session], *, limit: int = 200) -> pd.DataFrame:
-    """The most recent imports, newest first, with what became of their records."""
+def import_history(store: sessionmaker[Session], *, viewer: Viewer, limit: int = 200) -> pd.DataFrame:
+    """The most recent imports, newest first, with what became of their records (administrators only)."""
+    require_administrator(viewer, "see past imports")
     with store() as session:
         return import_batches(session, limit=limit)
 
@@ -110,14 +112,18 @@ def refused_records(
     store: sessionmaker[Session], batch_id: int, *, viewer: Viewer, now: datetime, where: str = ""
 ) -> pd.DataFrame:
     """The records import ``batch_id`` refused, verbatim with their reasons (``location``, ``reason``,
-    ``raw_text``). They hold patient data, so the view is audited in the same transaction; ``where`` names
-    the place it was seen from in the trail ("command line").
+    ``raw_text``), for administrators. They hold patient data of every patient in the file, whatever their
+    team, so the view is audited in the same transaction; ``where`` names the place it was seen from in the
+    trail ("command line").
 
     Raises
     ------
+    PermissionError
+        When ``viewer`` is not an administrator (nothing is read or audited).
     NoSuchImport
         When there is no such import (nothing is audited).
     """
+    require_administrator(viewer, "see an import's refused records")
     what = f"refused records of import {batch_id}"
     with store.begin() as session:
         if not import_exists(session, batch_id):

@@ -15,14 +15,7 @@ from db import queries, settings
 from db.audit import record
 from db.status import refresh_all_status
 from monitor.analysis.rules import SiteRules, set_value
-from services.accounts import Viewer
-
-
-def _administrator(viewer: Viewer) -> str:
-    """The name the change is recorded under, if ``viewer`` may change the site's settings."""
-    if not viewer.may("administer"):
-        raise PermissionError(f"{viewer.role} accounts cannot change the site's settings; an admin can")
-    return viewer.username
+from services.accounts import Viewer, require_administrator
 
 
 def site_rules(store: sessionmaker[Session]) -> SiteRules:
@@ -44,9 +37,9 @@ def save_site_rules(
 
     Raises ``ValueError`` or ``TypeError``, naming the setting, before anything is written.
     """
-    by = _administrator(viewer)
+    require_administrator(viewer, "change the site's settings")
     with store.begin() as session:
-        return _save(session, overrides, by=by, now=now, timezone=timezone)
+        return _save(session, overrides, by=viewer.username, now=now, timezone=timezone)
 
 
 def set_setting(
@@ -54,10 +47,10 @@ def set_setting(
 ) -> SiteRules:
     """Set one setting (``section.name``, e.g. ``flags.persistent_min_days``; ``value`` None restores its
     default) over the stored overrides, then recompute every patient's status as ``save_site_rules`` does."""
-    by = _administrator(viewer)
+    require_administrator(viewer, "change the site's settings")
     with store.begin() as session:
         overrides = set_value(settings.site_rules(session).overrides, key, value)
-        return _save(session, overrides, by=by, now=now, timezone=timezone)
+        return _save(session, overrides, by=viewer.username, now=now, timezone=timezone)
 
 
 def _save(
@@ -102,7 +95,7 @@ def set_lab_range(
     Raises ``ValueError``, saying what is wrong (an unknown lab or analyte, a range or band the wrong way
     round), before anything is written.
     """
-    by = _administrator(viewer)
+    require_administrator(viewer, "change the site's settings")
     with store.begin() as session:
         settings.set_lab_range(
             session,
@@ -114,10 +107,10 @@ def set_lab_range(
             min_months=min_months,
             max_months=max_months,
             source=source,
-            by=by,
+            by=viewer.username,
             now=now,
         )
         details: dict[str, Any] = {"lab": lab, "analyte": analyte, "low": low, "high": high, "sex": sex}
         details["band_months"] = [min_months, max_months]
-        record(session, at=now, username=by, action="lab_range", details=details)
+        record(session, at=now, username=viewer.username, action="lab_range", details=details)
         refresh_all_status(session, now=now, timezone=timezone)

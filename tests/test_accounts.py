@@ -15,6 +15,7 @@ from db.accounts import (
     AccountError,
     Viewer,
     assign_patient,
+    assign_patients,
     authenticate,
     create_user,
     disable_user,
@@ -385,10 +386,16 @@ def test_account_use_cases_run_in_their_own_transactions_and_are_audited_under_t
     assert not accounts.assign_patient(demo, viewer=admin, patient_id=onco_only, team="haematology", now=NOW)
     with pytest.raises(NotFound):
         accounts.assign_patient(demo, viewer=admin, patient_id="NOBODY", team="haematology", now=NOW)
+    first = everyone["patient_id"].head(3).tolist()
+    added = [
+        accounts.assign_patient(demo, viewer=admin, patient_id=one, team="haematology", now=NOW)
+        for one in first
+    ]
+    assert sum(added) >= 2
+    # Several patients at once go only into a team that exists (an import's --team, checked before it reads).
     keys = everyone["patient_key"].head(3).map(int).tolist()
-    assert accounts.assign_patients(demo, viewer=admin, patient_keys=keys, team="haematology", now=NOW) >= 2
-    with pytest.raises(AccountError, match="no team 'haematolgy'"):
-        accounts.assign_patients(demo, viewer=admin, patient_keys=keys, team="haematolgy", now=NOW)
+    with pytest.raises(AccountError, match="no team 'haematolgy'"), demo.begin() as session:
+        assign_patients(session, keys, "haematolgy", now=NOW, by="admin")
     teams = accounts.list_teams(demo).set_index("code")
     assert teams.loc["haematology", "patients"] == 3
     accounts.disable_user(demo, viewer=admin, username="nurse2", now=NOW)
@@ -433,8 +440,29 @@ def test_the_trail_finds_a_person_under_every_name_it_has_held_for_them(store) -
         ), typed
     assert read_trail(store, viewer=alice, since=since, action="export")["username"].tolist() == ["alice"]
     assert len(read_trail(store, viewer=alice, since=since)) == 8
-    with pytest.raises(PermissionError):
+    with pytest.raises(PermissionError, match="clinician accounts cannot read the audit trail"):
         read_trail(store, viewer=Viewer("alice", "clinician", (1,)), since=since)
+
+
+def test_a_view_is_recorded_only_of_a_patient_the_viewer_may_see(demo) -> None:
+    from services.audit import record_view
+
+    with demo() as session:
+        medicine = viewer_named(session, "medicine")
+        everyone = patient_list(session, viewer=SYSTEM).set_index("patient_id")
+        mine = patient_list(session, viewer=medicine)
+    onco_only = int(everyone[everyone["teams"] == "Oncology"]["patient_key"].iloc[0])
+    with pytest.raises(PatientNotFound):
+        record_view(demo, viewer=medicine, patient_key=onco_only, what="patient timeline", now=NOW)
+    with pytest.raises(PatientNotFound):  # nor of a patient that does not exist
+        record_view(demo, viewer=medicine, patient_key=10**6, what="patient timeline", now=NOW)
+    seen = int(mine["patient_key"].iloc[0])
+    record_view(demo, viewer=medicine, patient_key=seen, what="patient timeline", now=NOW)
+    with demo() as session:
+        views = session.execute(
+            select(AuditLog.username, AuditLog.patient_id).where(AuditLog.action == "view")
+        ).all()
+    assert [tuple(view) for view in views] == [("medicine", seen)]
 
 
 def test_an_action_outside_the_vocabulary_is_refused_by_the_code_and_by_the_store(store) -> None:

@@ -498,6 +498,7 @@ def test_viewing_an_imports_refused_records_is_audited_and_an_unknown_import_is_
     looker = dataclasses.replace(SYSTEM, username="reviewer")
     at = datetime(2026, 3, 20, 9, 0, tzinfo=UTC)
     refused = refused_records(store, bad.batch_id, viewer=looker, now=at, where="command line")
+    assert list(refused.columns) == ["location", "reason", "raw_text"]  # as the page and command line show
     assert refused[["location", "reason"]].values.tolist() == [["line 4", "unknown unit 'furlongs' for WBC"]]
     assert refused["raw_text"].str.startswith("MRN3003,").all()
     with pytest.raises(NoSuchImport, match="there is no import #999"):
@@ -508,6 +509,38 @@ def test_viewing_an_imports_refused_records_is_audited_and_an_unknown_import_is_
         ).all()
     assert len(views) == 1 and views[0].username == "reviewer"
     assert f"command line: refused records of import {bad.batch_id}" in str(views[0].details)
+
+
+def test_past_imports_and_their_refused_records_are_for_administrators_only(store) -> None:
+    """Refused records hold every patient of the file verbatim, whatever their team: a clinician, even one
+    following those patients, reads neither them nor the list of imports, and nothing is audited."""
+    from datetime import UTC, datetime
+
+    from db.accounts import Viewer
+    from services.imports import import_history, refused_records
+
+    bad = import_path(store, DATA / "canonical-bad-row.csv", options=BY_TEST)
+    at = datetime(2026, 3, 20, 9, 0, tzinfo=UTC)
+    for role in ("clinician", "viewer"):
+        refused = Viewer("someone", role, (1,))
+        with pytest.raises(PermissionError, match=f"{role} accounts cannot see an import's refused records"):
+            refused_records(store, bad.batch_id, viewer=refused, now=at)
+        with pytest.raises(PermissionError, match=f"{role} accounts cannot see past imports"):
+            import_history(store, viewer=refused)
+    with store() as session:
+        assert session.scalar(select(func.count()).where(AuditLog.action == "view")) == 0
+    history = import_history(store, viewer=SYSTEM)
+    assert history[["file_name", "rejected"]].values.tolist() == [["canonical-bad-row.csv", 1]]
+
+
+def test_an_identical_file_reports_its_earlier_refusals_in_the_parsers_columns(store) -> None:
+    from monitor.formats.parsed import REJECT_COLUMNS
+
+    first = import_path(store, DATA / "canonical-bad-row.csv", options=BY_TEST)
+    again = import_path(store, DATA / "canonical-bad-row.csv", options=BY_TEST)
+    assert again.identical_to is not None and again.identical_to.id == first.batch_id
+    assert list(again.rejected.columns) == list(first.rejected.columns) == list(REJECT_COLUMNS)
+    assert again.rejected["reason"].tolist() == ["unknown unit 'furlongs' for WBC"]
 
 
 def test_the_site_zone_comes_with_the_options_not_from_the_environment(store, monkeypatch) -> None:

@@ -134,8 +134,9 @@ def lab_codes() -> list[str]:
 
 
 @st.cache_data(ttl=30, show_spinner=False)
-def import_batches() -> pd.DataFrame:
-    return imports.import_history(store())
+def import_batches(viewer: Viewer) -> pd.DataFrame:
+    """The most recent imports, for an administrator (``services.imports.import_history``)."""
+    return imports.import_history(store(), viewer=viewer)
 
 
 @st.cache_data(ttl=30, show_spinner=False)
