@@ -11,9 +11,9 @@ from datetime import UTC, datetime
 import pandas as pd
 import streamlit as st
 
-from monitor.analysis.rules import set_value, setting_rows
+from monitor.analysis.rules import setting_rows
 from monitor.analytes import ANALYTES
-from services.rules import save_site_rules, set_lab_range
+from services.rules import change_settings, set_lab_range
 from ui import data
 from ui.identity import current_viewer
 
@@ -48,13 +48,14 @@ with rules_tab:
     changes = edited[edited["value"] != shown["value"]]
     if st.button("Save changes and recompute", disabled=changes.empty, type="primary", key="settings_save"):
         try:
-            overrides = dict(rules.overrides)
+            asked = {}
             for key, text in zip(changes["key"].astype(str), changes["value"].astype(str), strict=True):
                 value = json.loads(text)
                 same_as_default = value == rows.loc[rows["key"] == key, "default"].iloc[0]
-                overrides = set_value(overrides, key, None if same_as_default else value)
-            save_site_rules(
-                data.store(), overrides, viewer=viewer, now=datetime.now(UTC), timezone=data.config().timezone
+                asked[key] = None if same_as_default else value
+            # Only the settings changed here, over what is stored now (not over this page's cached copy).
+            change_settings(
+                data.store(), asked, viewer=viewer, now=datetime.now(UTC), timezone=data.config().timezone
             )
         except (ValueError, TypeError) as error:  # json.JSONDecodeError is a ValueError
             st.error(f"Not saved: {error}")
@@ -88,10 +89,9 @@ with regimen_tab:
             key = f"cycles.regimens.{name.strip().lower()}"
             rule = None if remove else {"anc_min": anc_min, "plt_min": plt_min, "inclusive": inclusive}
             try:
-                overrides = set_value(rules.overrides, key, rule)
-                save_site_rules(
+                change_settings(
                     data.store(),
-                    overrides,
+                    {key: rule},
                     viewer=viewer,
                     now=datetime.now(UTC),
                     timezone=data.config().timezone,

@@ -47,9 +47,20 @@ def set_setting(
 ) -> SiteRules:
     """Set one setting (``section.name``, e.g. ``flags.persistent_min_days``; ``value`` None restores its
     default) over the stored overrides, then recompute every patient's status as ``save_site_rules`` does."""
+    return change_settings(store, {key: value}, viewer=viewer, now=now, timezone=timezone)
+
+
+def change_settings(
+    store: sessionmaker[Session], changes: Mapping[str, Any], *, viewer: Viewer, now: datetime, timezone: str
+) -> SiteRules:
+    """Set the settings named in ``changes`` (a value of None restores that default) over the overrides
+    stored when the transaction reads them, so a change saved meanwhile elsewhere (another instance, the
+    command line) to another setting is kept, not reverted; then recompute every patient's status."""
     require_administrator(viewer, "change the site's settings")
     with store.begin() as session:
-        overrides = set_value(settings.site_rules(session).overrides, key, value)
+        overrides = settings.site_rules(session).overrides
+        for key, value in changes.items():
+            overrides = set_value(overrides, key, value)
         return _save(session, overrides, by=viewer.username, now=now, timezone=timezone)
 
 

@@ -104,3 +104,19 @@ def test_a_lab_range_is_set_audited_and_removed(store: sessionmaker[Session]) ->
     with store() as session:
         actions = session.scalars(select(AuditLog.action).where(AuditLog.action == "lab_range")).all()
     assert len(actions) == 2
+
+
+def test_settings_changed_on_a_page_keep_a_change_saved_meanwhile_elsewhere(
+    store: sessionmaker[Session],
+) -> None:
+    """The Settings page sends only what it changed: a change another instance or the command line saved
+    after the page read the rules is kept, not reverted to the page's cached copy."""
+    from services.rules import change_settings
+
+    page_read = site_rules(store)  # the page's (cached) copy
+    set_setting(store, "flags.persistent_min_days", 21, viewer=ADMIN, now=NOW, timezone="UTC")  # elsewhere
+    assert page_read.flags.persistent_min_days != 21
+    rules = change_settings(store, {"grading.rcv_z": 2.0}, viewer=ADMIN, now=NOW, timezone="UTC")
+    assert rules.grading.rcv_z == 2.0 and rules.flags.persistent_min_days == 21
+    restored = change_settings(store, {"grading.rcv_z": None}, viewer=ADMIN, now=NOW, timezone="UTC")
+    assert restored.overrides == {"flags": {"persistent_min_days": 21}}
