@@ -156,11 +156,13 @@ def step_import(work: Path, url: str) -> dict[str, float]:
 
     factory = open_store(url, timezone="UTC")
     started = time.perf_counter()
-    summary = import_path(factory, work / "cohort.csv", options=ImportOptions(imported_by="benchmark"))
+    summary = import_path(
+        factory, work / "cohort.csv", options=ImportOptions(imported_by="benchmark", site_timezone="UTC")
+    )
     seconds = time.perf_counter() - started
     assert summary.error is None and not len(summary.rejected), summary
     events = import_path(
-        factory, work / "events.csv", options=ImportOptions(imported_by="benchmark")
+        factory, work / "events.csv", options=ImportOptions(imported_by="benchmark", site_timezone="UTC")
     )  # for the status step
     assert events.error is None and not len(events.rejected), events
     return {"seconds": seconds, "peak_mb": peak_rss_mb(), "accepted": summary.accepted}

@@ -167,7 +167,7 @@ def project_import(path: Path, database: Path) -> dict[str, float]:
 
     factory = open_store(f"sqlite:///{database}", timezone="UTC")
     started = time.perf_counter()
-    summary = import_path(factory, path, options=ImportOptions(imported_by="benchmark"))
+    summary = import_path(factory, path, options=ImportOptions(imported_by="benchmark", site_timezone="UTC"))
     seconds = time.perf_counter() - started
     assert summary.error is None and not len(summary.rejected), summary
     return {"seconds": seconds, "peak_mb": peak_rss_mb(), "accepted": summary.accepted}

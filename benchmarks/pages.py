@@ -108,7 +108,9 @@ def main() -> None:
         url = f"sqlite:///{Path(folder) / 'bench.db'}"
         started = time.perf_counter()
         summary = import_path(
-            open_store(url, timezone="UTC"), path, options=ImportOptions(imported_by="benchmark")
+            open_store(url, timezone="UTC"),
+            path,
+            options=ImportOptions(imported_by="benchmark", site_timezone="UTC"),
         )
         assert summary.error is None, summary.error
         print(

@@ -156,7 +156,9 @@ def store(results: int) -> dict[str, float]:
         path = Path(folder) / "results.csv"
         generate(path, results)
         factory = open_store(f"sqlite:///{Path(folder) / 'bench.db'}", timezone="UTC")
-        summary = import_path(factory, path, options=ImportOptions(imported_by="benchmark"))
+        summary = import_path(
+            factory, path, options=ImportOptions(imported_by="benchmark", site_timezone="UTC")
+        )
         assert summary.error is None, summary.error
         imported_mb = peak_rss_mb()
         started = time.perf_counter()

@@ -33,6 +33,7 @@ from monitor.formats.batch import identifiers, in_file_order, panel_chunks, refu
 from monitor.formats.parsed import REJECT_COLUMNS
 from monitor.formats.records import normalise_results
 from monitor.formats.registry import FORMAT_NAMES, FORMATS, Format, format_named, read_text
+from monitor.timestamps import is_timezone
 
 # Results normalised and written at a time: bounds memory for any file size (benchmarks/import_csv.py).
 # (CSV and HL7 arrive in pieces of about this many already, see monitor.formats.pieces; this splits FHIR.)
@@ -65,19 +66,24 @@ class ImportOptions:
     teams
         Codes of existing care teams that receive every patient the file names.
     site_timezone
-        The site's zone (``services.config.Config.timezone``).
+        The site's zone (``services.config.Config.timezone``), required: a default would read a caller's
+        offset-less times in a zone it never chose.
     """
 
     imported_by: str
+    site_timezone: str
     format: str | None = None
     timezone: str | None = None
     column_map: Mapping[str, str] = field(default_factory=dict)
     dry_run: bool = False
     again: bool = False
     teams: tuple[str, ...] = ()
-    site_timezone: str = "UTC"
 
     def __post_init__(self) -> None:
+        # Checked here, so that no caller can read a feed's times in a zone that does not exist.
+        for name, zone in (("site_timezone", self.site_timezone), ("timezone", self.timezone)):
+            if zone is not None and not is_timezone(zone):
+                raise ValueError(f"{name} {zone!r} is not an IANA time zone (e.g. Europe/London)")
         if self.format is not None and self.format not in FORMAT_NAMES:
             raise ValueError(f"no format {self.format!r} (one of {', '.join(FORMAT_NAMES)})")
 

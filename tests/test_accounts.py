@@ -269,7 +269,9 @@ def test_every_kind_of_action_leaves_an_audit_row(store, tmp_path) -> None:
     from services.rules import save_site_rules, set_lab_range
     from tests.conftest import DATA
 
-    import_path(store, DATA / "canonical-good.csv", options=ImportOptions(imported_by="importer"))
+    import_path(
+        store, DATA / "canonical-good.csv", options=ImportOptions(imported_by="importer", site_timezone="UTC")
+    )
     with store.begin() as session:
         create_user(
             session, username="doc", role="clinician", teams=["ward"], password="Ward 9 night shift", now=NOW

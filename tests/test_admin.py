@@ -29,13 +29,17 @@ def _patients(store: sessionmaker[Session]) -> int:
 def test_recompute_counts_a_cycles_days_in_the_sites_zone(
     store: sessionmaker[Session], tmp_path: Path
 ) -> None:
-    import_path(store, DATA / "canonical-good.csv", options=ImportOptions(imported_by="test"))
+    import_path(
+        store, DATA / "canonical-good.csv", options=ImportOptions(imported_by="test", site_timezone="UTC")
+    )
     events = tmp_path / "events.csv"
     events.write_text(  # an evening dose in New York: already the next day in UTC
         "patient_id,kind,start,end,label,details\n"
         "MRN1001,chemotherapy,2026-02-24T20:00:00-05:00,,Docetaxel cycle 1,docetaxel\n"
     )
-    assert import_path(store, events, options=ImportOptions(imported_by="test")).events == 1
+    assert (
+        import_path(store, events, options=ImportOptions(imported_by="test", site_timezone="UTC")).events == 1
+    )
     noon_in_new_york = datetime(2026, 2, 24, 17, 0, tzinfo=UTC)
 
     def cycle_now(zone: str) -> object:

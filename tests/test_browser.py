@@ -96,10 +96,17 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     url = f"sqlite:///{folder / 'monitor.db'}"
     store = open_store(url, timezone="UTC")
     seed_demo(store, patients=60, seed=7, now=datetime.now(UTC), timezone="UTC")
-    summary = import_path(store, DATA / "canonical-good.csv", options=ImportOptions(imported_by="test"))
+    summary = import_path(
+        store, DATA / "canonical-good.csv", options=ImportOptions(imported_by="test", site_timezone="UTC")
+    )
     assert summary.error is None and summary.accepted > 0, summary
     (folder / "events.csv").write_text(EVENTS)
-    assert import_path(store, folder / "events.csv", options=ImportOptions(imported_by="test")).error is None
+    assert (
+        import_path(
+            store, folder / "events.csv", options=ImportOptions(imported_by="test", site_timezone="UTC")
+        ).error
+        is None
+    )
     env = {**os.environ, "MONITOR_DATABASE_URL": url, "MONITOR_SEED_DEMO": "0"}
     log_path = folder / "streamlit.log"
     SERVER_LOGS["dashboard"] = log_path

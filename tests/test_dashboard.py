@@ -36,7 +36,7 @@ def imported_store(tmp_path: Path, monkeypatch) -> str:
     import_path(
         open_store(url, timezone="UTC"),
         DATA / "canonical-good.csv",
-        options=ImportOptions(imported_by="test"),
+        options=ImportOptions(imported_by="test", site_timezone="UTC"),
     )
     monkeypatch.setenv("MONITOR_DATABASE_URL", url)
     return url
@@ -160,7 +160,11 @@ def test_every_patient_of_the_real_sample_files_opens_without_an_error(tmp_path,
         "external/nist-lri-cbc.hl7",
         "external/us-core-observation-cbc-leukocytes.json",
     ):
-        import_path(open_store(url, timezone="UTC"), DATA / name, options=ImportOptions(imported_by="test"))
+        import_path(
+            open_store(url, timezone="UTC"),
+            DATA / name,
+            options=ImportOptions(imported_by="test", site_timezone="UTC"),
+        )
     monkeypatch.setenv("MONITOR_DATABASE_URL", url)
     at = _app().run()
     at.switch_page("app_pages/patient.py").run()
@@ -224,14 +228,16 @@ def treated_store(tmp_path: Path, monkeypatch) -> str:
     """MRN1001 with two docetaxel cycles (24 February, 17 March) around its results."""
     url = f"sqlite:///{tmp_path / 'monitor.db'}"
     store = open_store(url, timezone="UTC")
-    import_path(store, DATA / "canonical-good.csv", options=ImportOptions(imported_by="test"))
+    import_path(
+        store, DATA / "canonical-good.csv", options=ImportOptions(imported_by="test", site_timezone="UTC")
+    )
     events = tmp_path / "events.csv"
     events.write_text(
         "patient_id,kind,start,end,label,details\n"
         "MRN1001,chemotherapy,2026-02-24,,Docetaxel cycle 1,docetaxel\n"
         "MRN1001,chemotherapy,2026-03-17,,Docetaxel cycle 2,docetaxel\n"
     )
-    import_path(store, events, options=ImportOptions(imported_by="test"))
+    import_path(store, events, options=ImportOptions(imported_by="test", site_timezone="UTC"))
     monkeypatch.setenv("MONITOR_DATABASE_URL", url)
     return url
 
@@ -340,8 +346,12 @@ def test_settings_page_sets_a_lab_range_under_the_signed_in_admins_name(imported
 def test_import_page_lists_past_imports_and_their_refusals(tmp_path, monkeypatch) -> None:
     url = f"sqlite:///{tmp_path / 'monitor.db'}"
     store = open_store(url, timezone="UTC")
-    import_path(store, DATA / "canonical-good.csv", options=ImportOptions(imported_by="test"))
-    import_path(store, DATA / "canonical-bad-row.csv", options=ImportOptions(imported_by="test"))
+    import_path(
+        store, DATA / "canonical-good.csv", options=ImportOptions(imported_by="test", site_timezone="UTC")
+    )
+    import_path(
+        store, DATA / "canonical-bad-row.csv", options=ImportOptions(imported_by="test", site_timezone="UTC")
+    )
     monkeypatch.setenv("MONITOR_DATABASE_URL", url)
     at = _app().run()
     at.switch_page("app_pages/imports.py").run()

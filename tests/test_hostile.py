@@ -29,7 +29,9 @@ HEADER = b"patient_id,collected_at,analyte,value,unit\n"
     ids=["deep-json", "binary", "latin-1", "nul", "empty"],
 )
 def test_a_hostile_file_is_refused_with_a_reason_and_nothing_lands(store, content, fmt, reason) -> None:
-    summary = import_content(store, "hostile", content, options=ImportOptions(imported_by="test", format=fmt))
+    summary = import_content(
+        store, "hostile", content, options=ImportOptions(imported_by="test", site_timezone="UTC", format=fmt)
+    )
     assert summary.error is not None and reason in summary.error
     with store() as session:
         assert session.scalar(select(func.count()).select_from(Result)) == 0
@@ -37,18 +39,25 @@ def test_a_hostile_file_is_refused_with_a_reason_and_nothing_lands(store, conten
 
 def test_an_identifier_longer_than_the_store_keeps_is_refused_not_cut(store) -> None:
     content = HEADER + b"A" * 1_000_000 + b",2026-01-01T08:00:00Z,wbc,4,10^9/L\n"
-    summary = import_content(store, "long.csv", content, options=ImportOptions(imported_by="test"))
+    summary = import_content(
+        store, "long.csv", content, options=ImportOptions(imported_by="test", site_timezone="UTC")
+    )
     assert summary.accepted == 0
     assert summary.rejected["reason"].tolist() == ["patient_id is longer than 64 characters"]
     quoted = HEADER + b'"' + b"A" * 200_000 + b'",2026-01-01T08:00:00Z,wbc,4,10^9/L\n'
-    summary = import_content(store, "quoted.csv", quoted, options=ImportOptions(imported_by="test"))
+    summary = import_content(
+        store, "quoted.csv", quoted, options=ImportOptions(imported_by="test", site_timezone="UTC")
+    )
     assert summary.error is not None and "line 2: cannot be read as CSV" in summary.error
 
 
 def test_a_utf16_export_with_its_byte_order_mark_is_read(store) -> None:
     text = "patient_id,collected_at,analyte,value,unit\nA1,2026-01-01T08:00:00Z,wbc,4.2,10^9/L\n"
     summary = import_content(
-        store, "utf16.csv", text.encode("utf-16"), options=ImportOptions(imported_by="test")
+        store,
+        "utf16.csv",
+        text.encode("utf-16"),
+        options=ImportOptions(imported_by="test", site_timezone="UTC"),
     )
     assert summary.error is None and summary.accepted == 1
 
@@ -66,7 +75,8 @@ row = b"X," * 5 + b"\\n"
 content = b"patient_id,collected_at,analyte,value,unit\\n" + row * (100_000_000 // len(row))
 with open("/proc/self/statm") as statm:  # resident now (the peak so far counts the file's making twice)
     resident = int(statm.read().split()[1]) * resource.getpagesize()
-summary = import_content(store, "junk.csv", content, options=ImportOptions(imported_by="test"))
+options = ImportOptions(imported_by="test", site_timezone="UTC")
+summary = import_content(store, "junk.csv", content, options=options)
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
 print(json.dumps({"error": summary.error, "grown_mb": (peak - resident) / 2**20}))
 """

@@ -16,7 +16,7 @@ from db.queries import find_patient, patient_list, patient_results
 from services.imports import ImportOptions, import_path
 from tests.conftest import DATA
 
-BY_TEST = ImportOptions(imported_by="test")
+BY_TEST = ImportOptions(imported_by="test", site_timezone="UTC")
 
 
 def _counts(store: sessionmaker[Session]) -> dict[str, int]:
@@ -80,13 +80,15 @@ def test_read_again_events_refused_before_their_patients_were_stored_land(store)
     import_path(store, DATA / "canonical-good.csv", options=BY_TEST)
     same = import_path(store, events, options=BY_TEST)  # the same content: not read, still refused
     assert same.identical_to is not None and same.events == 0 and len(same.rejected) == len(first.rejected)
-    again = import_path(store, events, options=ImportOptions(imported_by="test", again=True))
+    again = import_path(
+        store, events, options=ImportOptions(imported_by="test", site_timezone="UTC", again=True)
+    )
     assert again.identical_to is None and again.events == 3
     # What is wrong in the file itself is refused again, for the same reasons.
     assert again.rejected["reason"].tolist() == first.rejected.loc[~waiting, "reason"].tolist()
     before = _counts(store)
     third = import_path(
-        store, events, options=ImportOptions(imported_by="test", again=True)
+        store, events, options=ImportOptions(imported_by="test", site_timezone="UTC", again=True)
     )  # nothing left to land
     assert (third.events, third.unchanged) == (0, 3)
     after = _counts(store)
@@ -102,12 +104,16 @@ def test_read_again_a_csv_needing_a_zone_lands_only_what_was_refused(store, tmp_
     assert first.exit_code == 1 and first.accepted == 9 - len(first.rejected) > 0
     assert (
         import_path(
-            store, naive, options=ImportOptions(imported_by="test", timezone="Europe/Paris")
+            store,
+            naive,
+            options=ImportOptions(imported_by="test", site_timezone="UTC", timezone="Europe/Paris"),
         ).identical_to
         is not None
     )
     again = import_path(
-        store, naive, options=ImportOptions(imported_by="test", timezone="Europe/Paris", again=True)
+        store,
+        naive,
+        options=ImportOptions(imported_by="test", site_timezone="UTC", timezone="Europe/Paris", again=True),
     )
     assert (again.accepted, again.unchanged, again.exit_code) == (len(first.rejected), first.accepted, 0)
     results = _results(store, "MRN1001")
@@ -119,13 +125,17 @@ def test_read_again_only_in_the_zone_it_was_first_read_in(store) -> None:
     import_path(store, feed, options=BY_TEST)
     before = _counts(store)
     elsewhere = import_path(
-        store, feed, options=ImportOptions(imported_by="test", timezone="Europe/Paris", again=True)
+        store,
+        feed,
+        options=ImportOptions(imported_by="test", site_timezone="UTC", timezone="Europe/Paris", again=True),
     )
     assert elsewhere.exit_code == 2 and elsewhere.batch_id is None
     assert "read this content's times without an offset in UTC" in elsewhere.error
     assert "--timezone UTC" in elsewhere.error
     assert _counts(store) == before  # nothing stored, not even a batch
-    same = import_path(store, feed, options=ImportOptions(imported_by="test", again=True))
+    same = import_path(
+        store, feed, options=ImportOptions(imported_by="test", site_timezone="UTC", again=True)
+    )
     assert (same.accepted, same.superseded, same.exit_code) == (0, 0, 0) and same.unchanged > 0
     assert _counts(store)["result"] == before["result"]
 
@@ -139,7 +149,9 @@ def test_read_again_never_undoes_a_later_correction_or_withdrawal(store, tmp_pat
     for value, status in (("7.7", "corrected"), ("", "entered-in-error")):
         later = _write(tmp_path, f"{status}.csv", header + row.format(value=value, status=status))
         assert import_path(store, later, options=BY_TEST).superseded == 1
-        again = import_path(store, first, options=ImportOptions(imported_by="test", again=True))
+        again = import_path(
+            store, first, options=ImportOptions(imported_by="test", site_timezone="UTC", again=True)
+        )
         # Only the refused ANC is read again (and refused again); the WBC line is left as stored.
         assert (again.accepted, again.superseded, again.unchanged, len(again.rejected)) == (0, 0, 1, 1)
         with store() as session:
@@ -158,7 +170,9 @@ def test_read_again_an_import_from_before_zones_were_recorded_stores_nothing_twi
         session.execute(update(ImportBatch).values(timezone=None))
     before = _counts(store)
     again = import_path(
-        store, feed, options=ImportOptions(imported_by="test", timezone="Europe/Paris", again=True)
+        store,
+        feed,
+        options=ImportOptions(imported_by="test", site_timezone="UTC", timezone="Europe/Paris", again=True),
     )
     assert again.exit_code == 0 and again.accepted == 0 and again.unchanged > 0
     after = _counts(store)
@@ -180,19 +194,25 @@ def test_an_import_puts_its_patients_in_the_teams_asked_for(store) -> None:
             now=datetime.now(UTC),
         )
     unknown = import_path(
-        store, DATA / "canonical-good.csv", options=ImportOptions(imported_by="test", teams=("oncolgy",))
+        store,
+        DATA / "canonical-good.csv",
+        options=ImportOptions(imported_by="test", site_timezone="UTC", teams=("oncolgy",)),
     )
     assert unknown.exit_code == 2 and unknown.error.startswith("no team 'oncolgy'")
     assert _counts(store)["result"] == 0  # refused before anything was read
     alone = import_path(store, DATA / "canonical-bad-row.csv", options=BY_TEST)  # MRN3003
     assert (alone.assigned, alone.teamless) == (0, 1)  # seen by administrators only: said
     summary = import_path(
-        store, DATA / "canonical-good.csv", options=ImportOptions(imported_by="test", teams=("oncology",))
+        store,
+        DATA / "canonical-good.csv",
+        options=ImportOptions(imported_by="test", site_timezone="UTC", teams=("oncology",)),
     )
     assert (summary.assigned, summary.teamless) == (2, 0)  # MRN1001, MRN2002
     # A file imported before: its patients join the team without it being read again.
     later = import_path(
-        store, DATA / "canonical-bad-row.csv", options=ImportOptions(imported_by="test", teams=("oncology",))
+        store,
+        DATA / "canonical-bad-row.csv",
+        options=ImportOptions(imported_by="test", site_timezone="UTC", teams=("oncology",)),
     )
     assert later.identical_to is not None and (later.assigned, later.teamless) == (1, 0)
     with store() as session:
@@ -225,10 +245,14 @@ def test_a_file_imported_before_puts_all_its_patients_in_a_team(store, tmp_path:
     bigger = _write(tmp_path, "bigger.csv", more)
     first = import_path(store, bigger, options=BY_TEST)
     assert (first.accepted, first.teamless) == (1, 3)
-    again = import_path(store, bigger, options=ImportOptions(imported_by="test", teams=("haematology",)))
+    again = import_path(
+        store, bigger, options=ImportOptions(imported_by="test", site_timezone="UTC", teams=("haematology",))
+    )
     assert again.identical_to is not None and (again.assigned, again.teamless) == (3, 0)
     events = import_path(
-        store, DATA / "csv" / "events.csv", options=ImportOptions(imported_by="test", teams=("haematology",))
+        store,
+        DATA / "csv" / "events.csv",
+        options=ImportOptions(imported_by="test", site_timezone="UTC", teams=("haematology",)),
     )
     assert events.format == "events" and events.teamless == 0  # MRN1001 named, in the team already
 
@@ -565,7 +589,7 @@ def test_an_import_is_recorded_at_the_time_given(store) -> None:
 
 def test_options_name_only_formats_the_registry_knows() -> None:
     with pytest.raises(ValueError, match="no format 'xml'"):
-        ImportOptions(imported_by="test", format="xml")
+        ImportOptions(imported_by="test", site_timezone="UTC", format="xml")
 
 
 def test_an_upload_and_the_same_file_on_disk_import_alike(store, tmp_path: Path) -> None:
@@ -588,3 +612,12 @@ def test_an_upload_and_the_same_file_on_disk_import_alike(store, tmp_path: Path)
         progress=lambda done, total: read.append((done, total)),
     )
     assert read and read[-1] == (len(data), len(data))
+
+
+def test_import_options_refuse_a_zone_that_does_not_exist_and_require_the_sites_zone() -> None:
+    with pytest.raises(ValueError, match="site_timezone 'Europe' is not an IANA time zone"):
+        ImportOptions(imported_by="test", site_timezone="Europe")
+    with pytest.raises(ValueError, match="timezone 'Europe/Lndon' is not an IANA time zone"):
+        ImportOptions(imported_by="test", site_timezone="UTC", timezone="Europe/Lndon")
+    with pytest.raises(TypeError):
+        ImportOptions(imported_by="test")  # type: ignore[call-arg]  # no default zone to fall into

@@ -184,7 +184,7 @@ def test_a_lab_export_with_other_column_names_is_read_through_a_column_map(store
     summary = import_path(
         store,
         CSV / "export-with-other-names.csv",
-        options=ImportOptions(imported_by="test", column_map=mapping),
+        options=ImportOptions(imported_by="test", site_timezone="UTC", column_map=mapping),
     )
     assert summary.accepted == 2
     assert _current(store, "X-9")["value"].tolist() == [1.2, 3.6]
@@ -193,7 +193,9 @@ def test_a_lab_export_with_other_column_names_is_read_through_a_column_map(store
 def test_events_land_once_and_bad_ones_are_refused_with_reasons(store) -> None:
     import_path(store, DATA / "canonical-good.csv", options=BY_TEST)
     summary = import_path(
-        store, CSV / "events.csv", options=ImportOptions(imported_by="test", timezone="Europe/Paris")
+        store,
+        CSV / "events.csv",
+        options=ImportOptions(imported_by="test", site_timezone="UTC", timezone="Europe/Paris"),
     )
     assert summary.format == "events" and summary.events == 3
     reasons = dict(zip(summary.rejected["location"], summary.rejected["reason"], strict=True))
@@ -210,7 +212,9 @@ def test_events_land_once_and_bad_ones_are_refused_with_reasons(store) -> None:
 def test_a_dry_run_reports_everything_and_stores_nothing(store) -> None:
     before = _counts(store)
     summary = import_path(
-        store, EXTERNAL / "nist-lri-cbc.hl7", options=ImportOptions(imported_by="test", dry_run=True)
+        store,
+        EXTERNAL / "nist-lri-cbc.hl7",
+        options=ImportOptions(imported_by="test", site_timezone="UTC", dry_run=True),
     )
     assert summary.dry_run and summary.accepted == 12 and len(summary.rejected) == 1
     assert _counts(store) == before

@@ -43,7 +43,8 @@ def report(done, total):
 
 
 store = open_store(url, timezone="UTC")
-import_path(store, Path(path), options=ImportOptions(imported_by="test"), progress=report)
+options = ImportOptions(imported_by="test", site_timezone="UTC")
+import_path(store, Path(path), options=options, progress=report)
 sys.exit("the import finished without reporting a piece")
 """
 
@@ -60,7 +61,9 @@ def _everything(store) -> dict[str, list[tuple]]:
 def test_killing_an_import_midway_leaves_the_store_as_it_was(db_url: str, store, tmp_path: Path) -> None:
     env = {**os.environ, "MONITOR_DATABASE_URL": db_url, "PYTHONPATH": str(ROOT)}
     assert (
-        import_path(store, DATA / "canonical-good.csv", options=ImportOptions(imported_by="test")).accepted
+        import_path(
+            store, DATA / "canonical-good.csv", options=ImportOptions(imported_by="test", site_timezone="UTC")
+        ).accepted
         > 0
     )
     before = _everything(store)

@@ -65,7 +65,9 @@ def test_an_upgrade_recomputes_the_status_a_migration_adds_to(store, engine: Eng
     from services.imports import ImportOptions, import_path
     from tests.conftest import DATA
 
-    import_path(store, DATA / "canonical-good.csv", options=ImportOptions(imported_by="test"))
+    import_path(
+        store, DATA / "canonical-good.csv", options=ImportOptions(imported_by="test", site_timezone="UTC")
+    )
     downgrade(engine, "0004_censored_results")  # as if the store came from before grades existed
     upgrade(engine, timezone="UTC")
     with store() as session:

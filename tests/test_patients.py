@@ -32,14 +32,16 @@ CLINICIAN = Viewer("doc", "clinician", None)
 @pytest.fixture
 def treated(store: sessionmaker[Session], tmp_path: Path) -> sessionmaker[Session]:
     """MRN1001 with two docetaxel cycles (24 February, 17 March) around its results; MRN2002 untreated."""
-    import_path(store, DATA / "canonical-good.csv", options=ImportOptions(imported_by="test"))
+    import_path(
+        store, DATA / "canonical-good.csv", options=ImportOptions(imported_by="test", site_timezone="UTC")
+    )
     events = tmp_path / "events.csv"
     events.write_text(
         "patient_id,kind,start,end,label,details\n"
         "MRN1001,chemotherapy,2026-02-24,,Docetaxel cycle 1,docetaxel\n"
         "MRN1001,chemotherapy,2026-03-17,,Docetaxel cycle 2,docetaxel\n"
     )
-    import_path(store, events, options=ImportOptions(imported_by="test"))
+    import_path(store, events, options=ImportOptions(imported_by="test", site_timezone="UTC"))
     return store
 
 

@@ -86,7 +86,9 @@ def test_read_paths_search_the_large_tables_by_index(store: sessionmaker[Session
 
     def reads() -> None:
         for name in FEEDS:
-            summary = import_path(store, DATA / name, options=ImportOptions(imported_by="test"))
+            summary = import_path(
+                store, DATA / name, options=ImportOptions(imported_by="test", site_timezone="UTC")
+            )
             assert summary.error is None, summary.error
         with store.begin() as session:
             key = find_patient(session, "DEMO-0003", viewer=SYSTEM).id

@@ -31,7 +31,9 @@ def _flags(store: sessionmaker[Session], patient: str) -> str:
 
 
 def test_a_changed_rule_is_stored_audited_and_every_status_follows_it(store: sessionmaker[Session]) -> None:
-    import_path(store, DATA / "canonical-good.csv", options=ImportOptions(imported_by="test"))
+    import_path(
+        store, DATA / "canonical-good.csv", options=ImportOptions(imported_by="test", site_timezone="UTC")
+    )
     assert "significant_drop" in _flags(store, "MRN1001")
     before = _audited(store)
     # A drop is significant beyond the reference change value: with z = 10 none of these is.
@@ -47,7 +49,9 @@ def test_a_changed_rule_is_stored_audited_and_every_status_follows_it(store: ses
 def test_only_an_administrator_changes_settings_and_nothing_is_written_otherwise(
     store: sessionmaker[Session],
 ) -> None:
-    import_path(store, DATA / "canonical-good.csv", options=ImportOptions(imported_by="test"))
+    import_path(
+        store, DATA / "canonical-good.csv", options=ImportOptions(imported_by="test", site_timezone="UTC")
+    )
     before = _audited(store)
     with pytest.raises(PermissionError, match="clinician accounts cannot change the site's settings"):
         set_setting(store, "flags.persistent_min_days", 21, viewer=CLINICIAN, now=NOW, timezone="UTC")
@@ -73,7 +77,9 @@ def test_only_an_administrator_changes_settings_and_nothing_is_written_otherwise
 
 
 def test_a_lab_range_is_set_audited_and_removed(store: sessionmaker[Session]) -> None:
-    import_path(store, DATA / "canonical-good.csv", options=ImportOptions(imported_by="test"))
+    import_path(
+        store, DATA / "canonical-good.csv", options=ImportOptions(imported_by="test", site_timezone="UTC")
+    )
     assert lab_range_list(store).empty
     set_lab_range(
         store,
