@@ -261,7 +261,12 @@ def lab_ranges_set(
     if min_months is None and max_months is None:
         band = "adults (11 years or more; --min-months 0 for every age)"
     else:
-        band = f"ages {min_months or 0:g} to {'' if max_months is None else f'{max_months:g}'} months"
+        start = min_months or 0
+        band = (
+            f"ages from {start:g} months"
+            if max_months is None
+            else f"ages {start:g} to {max_months:g} months"
+        )
     click.echo(f"{lab} {analyte} for {band}{' ' + sex if sex else ''}: {what}; patient status recomputed")
 
 
