@@ -92,6 +92,48 @@ def test_cycles_json_contract(store: str) -> None:
     assert third["ready_at_next"] is None and third["nadir_anc"] is None
 
 
+# Two docetaxel cycles with G-CSF, doses at 10:00; each pre-treatment count is drawn at 08:00 that morning.
+PRE_DOSE_RESULTS = """patient_id,collected_at,analyte,value,unit,ref_low,ref_high,lab,accession,status
+ONC-2,2026-03-02T08:00:00Z,anc,2.0,10^9/L,1.8,7.7,CITY,P1,final
+ONC-2,2026-03-10T08:00:00Z,anc,3.5,10^9/L,1.8,7.7,CITY,P2,final
+ONC-2,2026-03-23T08:00:00Z,anc,2.4,10^9/L,1.8,7.7,CITY,P3,final
+ONC-2,2026-03-23T08:00:00Z,plt,210,10^9/L,150,450,CITY,P3,final
+ONC-2,2026-03-30T08:00:00Z,anc,0.6,10^9/L,1.8,7.7,CITY,P4,final
+ONC-2,2026-04-13T08:00:00Z,anc,1.7,10^9/L,1.8,7.7,CITY,P5,final
+ONC-2,2026-04-13T08:00:00Z,plt,190,10^9/L,150,450,CITY,P5,final
+"""
+PRE_DOSE_EVENTS = """patient_id,kind,start,end,label,details
+ONC-2,chemotherapy,2026-03-02T10:00:00Z,,"Docetaxel, cycle 1",docetaxel q21d
+ONC-2,gcsf,2026-03-03T10:00:00Z,,Pegfilgrastim 6 mg,
+ONC-2,chemotherapy,2026-03-23T10:00:00Z,,"Docetaxel, cycle 2",docetaxel q21d
+ONC-2,chemotherapy,2026-04-13T10:00:00Z,,"Docetaxel, cycle 3",docetaxel q21d
+"""
+
+
+def test_the_pre_dose_count_closes_its_cycle_and_no_nadir_is_the_pre_treatment_count(
+    store: str, tmp_path: Path
+) -> None:
+    for name, text in (("results.csv", PRE_DOSE_RESULTS), ("events.csv", PRE_DOSE_EVENTS)):
+        (tmp_path / name).write_text(text)
+        done = monitor("import", str(tmp_path / name), url=store)
+        assert done.returncode == 0, done.stderr
+    listed = monitor("cycles", "ONC-2", "--format", "json", url=store)
+    assert listed.returncode == 0, listed.stderr
+    first, second, third = json.loads(listed.stdout)
+    # Cycle 1 with G-CSF: the nadir is ANC 3.5 on 10 March (D9), not the 2.0 drawn before the dose.
+    assert (first["nadir_anc"], first["nadir_day"], first["recovery_day"]) == (3.5, 8, None)
+    # Cycle 2: ANC 0.6 on 30 March (D8, grade 3), then 1.7 at 08:00 on 13 April before cycle 3's dose:
+    # recovered by that morning (D22), at grade 3+ at most until then, and ready for cycle 3.
+    assert (second["nadir_anc"], second["nadir_day"]) == (0.6, 7)
+    assert (second["recovery_after_day"], second["recovery_day"]) == (7, 21)
+    assert (second["days_grade3_plus_min"], second["days_grade3_plus_max"]) == (0, 14)
+    assert second["ready_anc"] == 1.7 and second["ready_at_next"] is True
+    # Cycle 3 has only its pre-treatment count: its nadir was not sampled.
+    assert third["nadir_anc"] is None and third["nadir_sampled"] is False
+    shown = monitor("cycles", "ONC-2", url=store)
+    assert shown.returncode == 0 and "after D8, by D22" in shown.stdout and "not sampled" in shown.stdout
+
+
 def test_cycles_table_states_the_trend_and_unknown_patients_exit_2(store: str) -> None:
     shown = monitor("cycles", "ONC-1", url=store)
     assert shown.returncode == 0 and "ready at next" in shown.stdout

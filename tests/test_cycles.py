@@ -10,6 +10,7 @@ from monitor.analysis.cycles import (
     before_after,
     cycle_days,
     cycle_notation,
+    cycle_table,
     cycle_trend,
     treatment_cycles,
 )
@@ -125,6 +126,60 @@ def test_an_unfinished_severe_spell_and_an_unsampled_nadir_are_not_reported_as_k
     assert cycles.loc[0, "nadir_sampled"]
     only_late = treatment_cycles(counts(1, "anc", {20: 3.5}), events)
     assert not only_late.loc[0, "nadir_sampled"] and only_late.loc[0, "anc_results"] == 1
+
+
+@pytest.mark.parametrize("drawn", [20 - 2 / 24, 21 - 2 / 24])  # 07:00 the day before, or that morning
+def test_the_pre_dose_count_closes_the_cycle_it_ends_and_is_the_next_one_s_baseline(drawn: float) -> None:
+    """Doses at 09:00; the count before cycle 2 is drawn at 07:00, the day before or that morning."""
+    events = chemo(1, 0, 21)
+    anc = counts(1, "anc", {0: 4.0, 7: 0.9, 10: 0.4, drawn: 2.0, 29: 1.1})
+    results = pd.concat([anc, counts(1, "plt", {drawn: 180.0}, lln=150)])
+    cycles = treatment_cycles(results, events)
+    first, second = cycles.iloc[0], cycles.iloc[1]
+    last_day = round(drawn)  # day 20 (D21) the day before, day 21 (D22) on the morning of cycle 2
+    assert (first["nadir_anc"], first["nadir_day"]) == (0.4, 10)
+    assert (first["recovery_after_day"], first["recovery_day"]) == (10, last_day)
+    # At grade 3+ from day 7 to day 10 for certain, at most until the count before the next dose.
+    assert (first["days_grade3_plus_min"], first["days_grade3_plus_max"]) == (3, round(drawn - 7))
+    assert (first["ready_anc"], first["ready_at_next"]) == (2.0, True)
+    # Cycle 2's nadir is a low after its dose (day 8), never the pre-treatment count.
+    assert (second["nadir_anc"], second["nadir_day"]) == (1.1, 8)
+    shown = cycle_table(cycles).iloc[0]
+    assert shown["recovered"] == f"after D11, by D{last_day + 1}"
+    assert shown["days G3+"] == f"3-{round(drawn - 7)}"
+
+
+def test_a_cycle_still_low_before_the_next_dose_says_so() -> None:
+    events = chemo(1, 0, 21)
+    cycles = treatment_cycles(counts(1, "anc", {10: 0.4, 21 - 2 / 24: 1.2}), events)
+    assert pd.isna(cycles.loc[0, "recovery_day"]) and cycles.loc[0, "days_grade3_plus_max"] == 11
+    assert cycle_table(cycles).loc[0, "recovered"] == "not recovered before the next dose"
+
+
+def test_the_nadir_is_a_low_after_the_dose_never_the_pre_treatment_count() -> None:
+    """With G-CSF the counts after the dose stay above the day-1 (pre-dose) count."""
+    events = pd.concat(
+        [chemo(1, 0, 21), pd.DataFrame({"patient_key": [1], "kind": ["gcsf"], "start_at": [day(1)]})]
+    )
+    anc = counts(1, "anc", {-2 / 24: 2.0, 8: 3.5, 12: 5.0, 21 - 2 / 24: 2.2})
+    wbc = counts(1, "wbc", {-2 / 24: 4.1, 8: 6.0, 21 - 2 / 24: 4.3}, lln=4.0)
+    first = treatment_cycles(pd.concat([anc, wbc]), events).iloc[0]
+    assert (first["nadir_anc"], first["nadir_day"], first["nadir_wbc"], first["nadir_wbc_day"]) == (
+        3.5,
+        8,
+        6.0,
+        8,
+    )
+    assert first["nadir_sampled"]
+    # No count between the dose and the next one: the nadir was not sampled, and no other count stands in.
+    baseline_only = treatment_cycles(counts(1, "anc", {-2 / 24: 2.0, 21 - 2 / 24: 2.2}), events)
+    assert pd.isna(baseline_only.loc[0, "nadir_anc"]) and not baseline_only.loc[0, "nadir_sampled"]
+    assert pd.isna(baseline_only.loc[0, "nadir_day"])
+    shown = cycle_table(baseline_only).iloc[0]
+    assert (shown["nadir ANC"], shown["on"], shown["recovered"]) == ("not sampled", "", "")
+    # A window a site starts on day 0 still needs a count after the dose.
+    early = CycleRules(nadir_window_days=(0, 14))
+    assert not treatment_cycles(counts(1, "anc", {0: 2.0}), chemo(1, 0), rules=early).loc[0, "nadir_sampled"]
 
 
 @pytest.mark.parametrize(

@@ -141,3 +141,35 @@ def in_cycles(work: pd.DataFrame, cycles: pd.DataFrame, timezone: str) -> pd.Dat
     placed["cycle"] = placed["cycle"].astype("int64")
     placed["day"] = calendar_days(placed["cycle_start"], placed["collected_at"], timezone).astype("int64")
     return placed.sort_values(["patient_key", "cycle", "collected_at"], kind="stable").reset_index(drop=True)
+
+
+def on_next_dosing_day(work: pd.DataFrame, cycles: pd.DataFrame, timezone: str) -> pd.DataFrame:
+    """Results drawn on the calendar day of a cycle's next start, placed in that earlier cycle too.
+
+    The pre-treatment count of a dosing day is the next cycle's day 0 (``in_cycles``) and also the last
+    count of the cycle it closes: its day there is the cycle's length. The columns of ``in_cycles`` and
+    ``closing`` (True).
+
+    >>> start = pd.Timestamp("2026-03-02 10:00", tz="UTC")
+    >>> events = pd.DataFrame({"patient_key": 1, "kind": "chemotherapy",
+    ...     "start_at": [start, start + pd.Timedelta(days=21)]})
+    >>> cycles = cycles_from_events(events, DEFAULT_CYCLE_RULES, "UTC")
+    >>> results = pd.DataFrame({"patient_key": 1, "analyte": "anc", "value": [0.9, 2.0],
+    ...     "collected_at": [start + pd.Timedelta(days=10), start + pd.Timedelta(days=20.9)]})
+    >>> on_next_dosing_day(usable_results(results), cycles, "UTC")[["cycle", "day", "value"]].values.tolist()
+    [[1.0, 21.0, 2.0]]
+    """
+    closing = cycles[cycles["next_start"].notna().to_numpy(dtype=bool)]
+    # Placed as if each cycle began on its next start's day (day 0, the only day kept; a day may be 25 hours).
+    shifted = closing.assign(
+        start=closing["next_start"], day_start=closing["end"], end=closing["end"] + pd.Timedelta(days=2)
+    )
+    placed = in_cycles(work, shifted, timezone)
+    placed = placed[placed["day"].eq(0).to_numpy(dtype=bool)]
+    if placed.empty:
+        return placed.assign(closing=pd.Series(dtype=bool))
+    starts = closing.set_index(["patient_key", "cycle"])["start"]
+    cycle_start = starts.reindex(pd.MultiIndex.from_frame(placed[["patient_key", "cycle"]])).to_numpy()
+    placed = placed.assign(cycle_start=cycle_start, closing=True)
+    placed["day"] = calendar_days(placed["cycle_start"], placed["collected_at"], timezone).astype("int64")
+    return placed.reset_index(drop=True)

@@ -5,6 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from monitor.analysis.cycles.rules import DEFAULT_CYCLE_RULES
+from monitor.analysis.grading import COMPARE_DECIMALS
+
 
 def cycle_notation(day: int | float | None) -> str:
     """``day`` since the cycle start in the D# notation, where D1 is the start day.
@@ -20,11 +23,19 @@ def count_text(value: float) -> str:
     return "?" if pd.isna(value) else f"{value:g}"
 
 
-def cycle_table(frame: pd.DataFrame, *, timezone: str = "UTC") -> pd.DataFrame:
+def cycle_table(
+    frame: pd.DataFrame,
+    *,
+    timezone: str = "UTC",
+    recovery_anc: float = DEFAULT_CYCLE_RULES.recovery_anc,
+) -> pd.DataFrame:
     """The cycles for people (terminal and dashboard): one narrow line each, days in the D# notation.
 
-    Days are in the D# notation (D1 = the start day); a nadir from counts outside days 7-14 is marked.
-    Start dates are calendar dates in ``timezone`` (the site's).
+    Days are in the D# notation (D1 = the start day); a nadir from counts outside days 7-14 is marked, and
+    a cycle without an ANC after the dose says its nadir was not sampled. Recovery is its days, or "not
+    recovered before the next dose" when the nadir was below ``recovery_anc`` (the site's
+    ``CycleRules.recovery_anc``) and no later count of the cycle reached it, or "not seen below" it. Start
+    dates are calendar dates in ``timezone`` (the site's).
     """
 
     def number(prefix: str) -> pd.Series:
@@ -39,10 +50,15 @@ def cycle_table(frame: pd.DataFrame, *, timezone: str = "UTC") -> pd.DataFrame:
         return text.where((low != high).fillna(True), low.astype("string")).fillna("")
 
     nadir = number("nadir_anc") + np.where(frame["nadir_sampled"], "", " (not sampled D8-D15)")
+    below = frame["nadir_anc"].astype("float64").round(COMPARE_DECIMALS) < recovery_anc
     recovered = np.where(
         frame["recovery_day"].notna(),
         days("recovery_after_day").str.replace("D", "after D") + ", by " + days("recovery_day"),
-        "",
+        np.select(
+            [below & frame["next_start"].notna(), frame["nadir_anc"].notna() & ~below],
+            ["not recovered before the next dose", f"not seen below {recovery_anc:g}"],
+            "",
+        ),
     )
     ready = frame["ready_at_next"].map({True: "yes", False: "NO"}, na_action="ignore").fillna("unknown")
     return pd.DataFrame(
@@ -50,7 +66,7 @@ def cycle_table(frame: pd.DataFrame, *, timezone: str = "UTC") -> pd.DataFrame:
             "cycle": frame["cycle"],
             # (as times even when there are no cycles: an empty column arrives untyped)
             "start": pd.to_datetime(frame["start"], utc=True).dt.tz_convert(timezone).dt.strftime("%Y-%m-%d"),
-            "nadir ANC": nadir.where(frame["nadir_anc"].notna(), ""),
+            "nadir ANC": nadir.where(frame["nadir_anc"].notna(), "not sampled"),
             "on": days("nadir_day"),
             "grade": frame["nadir_anc_grade"],
             "nadir WBC": number("nadir_wbc"),

@@ -66,9 +66,9 @@ class CycleRules:
       information; docs/clinical-rules.md, Readiness thresholds) and rules per regimen, keyed by the regimen
       named in the chemotherapy event's details (case-insensitive).
     * ``nadir_window_days`` = (7, 14): a cycle's nadir is taken as sampled when an ANC was measured on days
-      7 to 14 (the nadir usually falls 7 to 14 days after cytotoxic chemotherapy; teaching texts, no primary
-      source: docs/clinical-rules.md, Nadir timing; set it per site for regimens with other timing). Only
-      such cycles enter the cross-cycle trend.
+      7 to 14, after the dose (the nadir usually falls 7 to 14 days after cytotoxic chemotherapy; teaching
+      texts, no primary source: docs/clinical-rules.md, Nadir timing; set it per site for regimens with other
+      timing). Only such cycles enter the cross-cycle trend.
     * ``trend_min_cycles`` = 2 and ``recovery_delay_days`` = 3: the nadir ANC is "deepening" when, over
       the cycles whose nadir was sampled, the last nadir is below the first by more than the ANC reference
       change value and the median change per cycle is a fall; recovery is "slower" when the last observed

@@ -9,6 +9,7 @@ from monitor.analysis.cycles.align import (
     calendar_days,
     cycles_from_events,
     in_cycles,
+    on_next_dosing_day,
     usable_results,
     with_utc_starts,
 )
@@ -78,10 +79,16 @@ def treatment_cycles(
     -------
     pd.DataFrame
         Columns ``CYCLE_COLUMNS``, sorted by patient and cycle (1-based). Days are calendar days since the
-        start's day (day 0). Counts are samples, so durations are bounds: ``days_grade3_plus_min`` is the time
-        confirmed at CTCAE grade 3 or worse (from the first to the last of each run of such ANCs; 0 for a
-        single one) and ``days_grade3_plus_max`` the time until the ANC was next seen better (NA when the
-        cycle's last ANC is still at grade 3 or worse); both 0 when no ANC reached grade 3.
+        start's day (day 0). Counts drawn on the next start's day (the pre-treatment count drawn before the
+        dose) are the cycle's last day as well as the next cycle's day 0 (docs/clinical-rules.md, Cycle
+        days). The nadir is the lowest count after the dose, from day 1 to the day before the next start's
+        (never a pre-treatment count; NA when none was drawn then; docs/clinical-rules.md, Nadir timing);
+        ``nadir_sampled`` says whether an ANC of those days fell in ``nadir_window_days`` and
+        ``anc_results`` counts the cycle's ANCs, its last day's included. Counts are samples, so durations are
+        bounds: ``days_grade3_plus_min`` is the time confirmed at CTCAE grade 3 or worse (from the first to
+        the last of each run of such ANCs; 0 for a single one) and ``days_grade3_plus_max`` the time until the
+        ANC was next seen better (NA when the cycle's last ANC is still at grade 3 or worse); both 0 when no
+        ANC reached grade 3.
         ``recovery_day`` is the first ANC at or above ``recovery_anc`` after a nadir below it (NA when the
         nadir was not below it, or no recovery was seen) and ``recovery_after_day`` the day of the count
         before it: recovery happened in between. ``fever`` describes recorded fevers of the cycle with the
@@ -117,13 +124,20 @@ def treatment_cycles(
     if cycles.empty:
         return pd.DataFrame(columns=list(CYCLE_COLUMNS))
     work = usable_results(results)
-    inside = in_cycles(work, cycles, timezone)
+    placed = in_cycles(work, cycles, timezone)
+    # The next dosing day's pre-treatment counts close the cycle too: its last spell, recovery, readiness.
+    inside = pd.concat([placed.assign(closing=False), on_next_dosing_day(work, cycles, timezone)])
+    inside = inside.sort_values(["patient_key", "cycle", "collected_at"], kind="stable")
+    inside = inside.reset_index(drop=True)
     grading = rules.grading
     inside = inside.assign(grade=ctcae_grade(inside, rules=grading).astype("float64"))
     keys = ["patient_key", "cycle"]
     out = cycles.set_index(keys)
+    # The nadir is a low after the dose and before the next: pre-treatment counts (day 0, and the next
+    # dosing day's) are not one (docs/clinical-rules.md, Nadir timing).
+    after_dose = inside[(inside["day"].ge(1) & inside["closing"].eq(False)).to_numpy(dtype=bool)]
     for analyte, prefix in (("anc", "nadir_anc"), ("wbc", "nadir_wbc")):
-        nadir = _nadir(inside[inside["analyte"].eq(analyte).to_numpy()], keys)
+        nadir = _nadir(after_dose[after_dose["analyte"].eq(analyte).to_numpy()], keys)
         out[prefix] = nadir["value"]
         out[f"{prefix}_comparator"] = nadir["comparator"]
         out["nadir_day" if analyte == "anc" else "nadir_wbc_day"] = nadir["day"]
@@ -137,7 +151,8 @@ def treatment_cycles(
     out["recovery_day"], out["recovery_after_day"] = recovery["day"], recovery["after_day"]
     out["anc_results"] = anc.groupby(keys).size()
     first, last = rules.nadir_window_days
-    in_window = anc[anc["day"].between(first, last).to_numpy(dtype=bool)]
+    nadir_counts = after_dose[after_dose["analyte"].eq("anc").to_numpy(dtype=bool)]
+    in_window = nadir_counts[nadir_counts["day"].between(first, last).to_numpy(dtype=bool)]
     out["nadir_sampled"] = in_window.groupby(keys).size().gt(0)
     out["gcsf"] = gcsf_cycles(events, cycles).reindex(out.index).fillna(False).astype(bool)
     out = out.join(cycle_fevers(events, cycles, anc, keys, timezone))
