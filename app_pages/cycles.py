@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from monitor.analysis.cycles import cycle_notation
 from monitor.analytes import ANALYTES
 from ui import data, timeline
 from ui.identity import current_viewer
@@ -42,14 +43,17 @@ analyte = (
     )
     or "anc"
 )
-st.plotly_chart(timeline.cycle_overlay_figure(found.placed, analyte), key="cycles_chart")
+st.plotly_chart(
+    timeline.cycle_overlay_figure(found.placed, analyte, window=rules.nadir_window_days), key="cycles_chart"
+)
 
 st.markdown("**Per cycle**")
 st.dataframe(found.table, hide_index=True, width="stretch")
 readiness = rules.readiness.describe()
 st.caption(
     "Days in the D# notation (D1 = the day chemotherapy started). Nadir: the lowest ANC of the cycle "
-    "(marked when no ANC was measured on D8-D15, the usual nadir days; "
+    f"(marked when no ANC was measured on {cycle_notation(rules.nadir_window_days[0])}-"
+    f"{cycle_notation(rules.nadir_window_days[1])}, the site's nadir window; "
     "docs/clinical-rules.md, Nadir timing). Days G3+: confirmed-possible days at "
     "CTCAE grade 3 or worse, as sampled. Recovered: between the two counts around the first ANC >= "
     f"{rules.recovery_anc:g}. FN: febrile neutropenia (CTCAE v5.0: ANC < 1.0 and a single temperature "

@@ -170,7 +170,7 @@ def _cycle_view(
     trend = cycle_trend(cycles, rules=rules)["trend"] if not cycles.empty else pd.Series(dtype="string")
     return CycleView(
         cycles=cycles,
-        table=cycle_table(cycles, timezone=timezone, recovery_anc=rules.recovery_anc),
+        table=cycle_table(cycles, timezone=timezone, rules=rules),
         trend=tuple(str(sentence) for sentence in trend if sentence),
         placed=cycle_days(results, events, rules=rules, timezone=timezone),
         rules=rules,

@@ -405,3 +405,14 @@ def test_a_trend_needs_sampled_nadirs_and_says_nothing_without_them() -> None:
     )
     trend = cycle_trend(cycles)
     assert trend.loc[0, "trend"] == "" and not trend.loc[0, "deepening_nadir"]
+
+
+def test_an_unsampled_nadir_names_the_sites_own_window_not_the_default_days() -> None:
+    """A site that moved the nadir window (e.g. to days 10-17 for a regimen whose nadir comes later) reads
+    its own days in the table, not the default D8-D15."""
+    events = chemo(1, 0, 21)
+    late = CycleRules(nadir_window_days=(10, 17))
+    cycles = treatment_cycles(counts(1, "anc", {5: 1.1, 20: 2.0}), events, rules=late)  # none on 10-17
+    assert not cycles.loc[0, "nadir_sampled"]
+    assert cycle_table(cycles, rules=late).loc[0, "nadir ANC"] == "1.1 (not sampled D11-D18)"
+    assert cycle_table(cycles).loc[0, "nadir ANC"] == "1.1 (not sampled D8-D15)"

@@ -336,19 +336,21 @@ def _events(figure: go.Figure, events: pd.DataFrame, top: float, timezone: str) 
         )
 
 
-def cycle_overlay_figure(placed: pd.DataFrame, analyte: str = "anc") -> go.Figure:
+def cycle_overlay_figure(
+    placed: pd.DataFrame, analyte: str = "anc", *, window: tuple[int, int] = (7, 14)
+) -> go.Figure:
     """One line per cycle of ``analyte`` against the day since the cycle's start (D# on hover).
 
-    ``placed`` is ``analysis.cycles.cycle_days`` output. The nadir window (days 7-14; docs/clinical-rules.md,
-    Nadir timing) is shaded, and for the ANC the readiness (1.5, paclitaxel and docetaxel prescribing
-    information) and CTCAE grade-4 (0.5) levels are drawn.
+    ``placed`` is ``analysis.cycles.cycle_days`` output. The site's nadir ``window`` (days 7-14 by default;
+    docs/clinical-rules.md, Nadir timing) is shaded, and for the ANC the readiness (1.5, paclitaxel and
+    docetaxel prescribing information) and CTCAE grade-4 (0.5) levels are drawn.
     """
     meta = ANALYTES[analyte]
     rows = placed[(placed["analyte"] == analyte).to_numpy()].sort_values(["cycle", "day"])
     figure = go.Figure()
     figure.add_vrect(
-        x0=7,
-        x1=14,
+        x0=window[0],
+        x1=window[1],
         fillcolor=_tint(GREY, 0.12),
         line_width=0,
         layer="below",

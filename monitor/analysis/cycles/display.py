@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from monitor.analysis.cycles.rules import DEFAULT_CYCLE_RULES
+from monitor.analysis.cycles.rules import DEFAULT_CYCLE_RULES, CycleRules
 from monitor.analysis.grading import COMPARE_DECIMALS
 
 
@@ -27,14 +27,15 @@ def cycle_table(
     frame: pd.DataFrame,
     *,
     timezone: str = "UTC",
-    recovery_anc: float = DEFAULT_CYCLE_RULES.recovery_anc,
+    rules: CycleRules = DEFAULT_CYCLE_RULES,
 ) -> pd.DataFrame:
     """The cycles for people (terminal and dashboard): one narrow line each, days in the D# notation.
 
-    Days are in the D# notation (D1 = the start day); a nadir from counts outside days 7-14 is marked, and
-    a cycle without an ANC after the dose says its nadir was not sampled. Recovery is its days, or "not
-    recovered before the next dose" when the nadir was below ``recovery_anc`` (the site's
-    ``CycleRules.recovery_anc``) and no later count of the cycle reached it, or "not seen below" it. Start
+    Days are in the D# notation (D1 = the start day); a nadir from counts outside the site's nadir window
+    (``rules.nadir_window_days``, days 7-14 by default: D8-D15) is marked, and a cycle without an ANC after
+    the dose says its nadir was not sampled. Recovery is its days, or "not recovered before the next dose"
+    when the nadir was below ``rules.recovery_anc`` and no later count of the cycle reached it, or "not
+    seen below" it. Start
     dates are calendar dates in ``timezone`` (the site's).
     """
 
@@ -49,7 +50,10 @@ def cycle_table(
         text = low.astype("string") + "-" + high.astype("string").fillna("?")
         return text.where((low != high).fillna(True), low.astype("string")).fillna("")
 
-    nadir = number("nadir_anc") + np.where(frame["nadir_sampled"], "", " (not sampled D8-D15)")
+    first, last = rules.nadir_window_days
+    window = f"{cycle_notation(first)}-{cycle_notation(last)}"
+    nadir = number("nadir_anc") + np.where(frame["nadir_sampled"], "", f" (not sampled {window})")
+    recovery_anc = rules.recovery_anc
     below = frame["nadir_anc"].astype("float64").round(COMPARE_DECIMALS) < recovery_anc
     recovered = np.where(
         frame["recovery_day"].notna(),
