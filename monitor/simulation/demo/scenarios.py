@@ -46,7 +46,7 @@ LABELS = {
     "b12_deficiency": "vitamin B12 deficiency: low white count and anaemia, recovering after B12 is given.",
     "viral_dip": "transient fall in neutrophils and lymphocytes during a viral infection.",
     "autoimmune_lymphopenia": "lupus (SLE) with persistent lymphopenia, ALC 0.4-0.9 x10^9/L.",
-    "duffy_null": "Duffy-null associated neutrophil count: ANC 1.0-1.5 x10^9/L is normal for them.",
+    "duffy_null": "Duffy-null associated neutrophil count: ANC 1.2-1.6 x10^9/L, inside their own interval.",
     "marrow_failure": "myelodysplastic syndrome: progressive pancytopenia needing red cell transfusions.",
     "healthy": "healthy control with normal, stable counts.",
 }
@@ -110,8 +110,8 @@ TEXT = {
     ),
     "duffy": (
         "Duffy-null phenotype Fy(a-b-) confirmed",
-        "ANC 1.0-1.5 x10^9/L is normal for this patient; Duffy-null reference interval applied (Hibbs et "
-        "al., Blood 2025)",
+        "ANC from 1.21 x10^9/L is normal for this patient: Duffy-null reference interval applied, ANC "
+        "1.21-5.39, WBC 3.00-9.66 x10^9/L (Hibbs et al., Blood 2025)",
     ),
     "biopsy": ("Bone marrow biopsy: myelodysplastic syndrome", "Progressive pancytopenia; supportive care"),
     "transfusion": ("Red cell transfusion, 2 units", "Haemoglobin below 8.0 g/dL"),
