@@ -416,3 +416,35 @@ def test_an_unsampled_nadir_names_the_sites_own_window_not_the_default_days() ->
     assert not cycles.loc[0, "nadir_sampled"]
     assert cycle_table(cycles, rules=late).loc[0, "nadir ANC"] == "1.1 (not sampled D11-D18)"
     assert cycle_table(cycles).loc[0, "nadir ANC"] == "1.1 (not sampled D8-D15)"
+
+
+def test_a_count_drawn_after_the_next_dose_neither_closes_the_cycle_nor_judges_readiness() -> None:
+    """Dose at 09:00 on day 21: the 08:00 count (ANC 1.2) is the pre-dose one; a 15:00 count (1.9, after
+    the dose and its premedication) must not make the dose look ready nor the cycle recovered."""
+    events = chemo(1, 0, 21)  # 09:00 UTC both
+    anc = counts(1, "anc", {10: 0.4, 21 - 1 / 24: 1.2, 21 + 6 / 24: 1.9})
+    plt = counts(1, "plt", {21 - 1 / 24: 150.0, 21 + 6 / 24: 160.0}, lln=150)
+    first = treatment_cycles(pd.concat([anc, plt], ignore_index=True), events).iloc[0]
+    assert (first["ready_anc"], first["ready_at_next"]) == (1.2, False)
+    assert pd.isna(first["recovery_day"])
+    assert (
+        cycle_table(treatment_cycles(anc, events)).loc[0, "recovered"] == "not recovered before the next dose"
+    )
+    # Only a post-dose count on the dosing day: readiness cannot be judged from it.
+    late_only = counts(1, "anc", {10: 0.4, 21 + 6 / 24: 1.9})
+    assert pd.isna(treatment_cycles(late_only, events).loc[0, "ready_anc"])
+
+
+def test_a_dose_recorded_without_a_time_takes_its_days_counts_as_drawn_before_it() -> None:
+    """A date alone (midnight in the site's zone) cannot be ordered against the day's draws: the morning
+    count of that day still closes the cycle and judges readiness."""
+    midnight = pd.Timestamp("2026-03-23 00:00", tz="UTC")
+    events = pd.concat(
+        [chemo(1, 0), chemo(1, 0).assign(start_at=[midnight], label="cycle 2")], ignore_index=True
+    )
+    morning = (midnight - START) / pd.Timedelta(days=1) + 8 / 24
+    anc = counts(1, "anc", {10: 0.4, morning: 1.8})
+    plt = counts(1, "plt", {morning: 150.0}, lln=150)
+    first = treatment_cycles(pd.concat([anc, plt], ignore_index=True), events).iloc[0]
+    assert (first["ready_anc"], first["ready_at_next"]) == (1.8, True)
+    assert pd.notna(first["recovery_day"])

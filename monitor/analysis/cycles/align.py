@@ -143,12 +143,29 @@ def in_cycles(work: pd.DataFrame, cycles: pd.DataFrame, timezone: str) -> pd.Dat
     return placed.sort_values(["patient_key", "cycle", "collected_at"], kind="stable").reset_index(drop=True)
 
 
+def before_the_dose(collected_at: pd.Series, dose_at: pd.Series, timezone: str) -> pd.Series:
+    """Whether each count was drawn before its dose: earlier than the dose's time, or on the day of a dose
+    recorded without a time of day (midnight in the site's zone: a date alone cannot be ordered against the
+    day's draws, and a dosing day's counts are drawn before the dose as a rule).
+
+    >>> dose = pd.Series(pd.to_datetime(["2026-03-23 09:00", "2026-03-23 00:00"], utc=True))
+    >>> drawn = pd.Series(pd.to_datetime(["2026-03-23 15:00", "2026-03-23 15:00"], utc=True))
+    >>> before_the_dose(drawn, dose, "UTC").tolist()
+    [False, True]
+    """
+    dose = pd.to_datetime(dose_at, utc=True)  # (a merge can hand the times over as plain datetime64)
+    local = dose.dt.tz_convert(timezone)
+    untimed = (local.dt.hour == 0) & (local.dt.minute == 0) & (local.dt.second == 0)
+    return ((pd.to_datetime(collected_at, utc=True) < dose) | untimed).astype(bool)
+
+
 def on_next_dosing_day(work: pd.DataFrame, cycles: pd.DataFrame, timezone: str) -> pd.DataFrame:
     """Results drawn on the calendar day of a cycle's next start, placed in that earlier cycle too.
 
     The pre-treatment count of a dosing day is the next cycle's day 0 (``in_cycles``) and also the last
-    count of the cycle it closes: its day there is the cycle's length. The columns of ``in_cycles`` and
-    ``closing`` (True).
+    count of the cycle it closes: its day there is the cycle's length. A count drawn after that dose (its
+    time is later than the dose's) belongs to the new cycle only (``before_the_dose``). The columns of
+    ``in_cycles`` and ``closing`` (True).
 
     >>> start = pd.Timestamp("2026-03-02 10:00", tz="UTC")
     >>> events = pd.DataFrame({"patient_key": 1, "kind": "chemotherapy",
@@ -166,6 +183,8 @@ def on_next_dosing_day(work: pd.DataFrame, cycles: pd.DataFrame, timezone: str) 
     )
     placed = in_cycles(work, shifted, timezone)
     placed = placed[placed["day"].eq(0).to_numpy(dtype=bool)]
+    # (here ``cycle_start`` is still the next start: the dose this count was drawn for)
+    placed = placed[before_the_dose(placed["collected_at"], placed["cycle_start"], timezone).to_numpy()]
     if placed.empty:
         return placed.assign(closing=pd.Series(dtype=bool))
     starts = closing.set_index(["patient_key", "cycle"])["start"]

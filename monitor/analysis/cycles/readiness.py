@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from monitor.analysis.cycles.align import calendar_days, cycles_from_events, usable_results
+from monitor.analysis.cycles.align import before_the_dose, calendar_days, cycles_from_events, usable_results
 from monitor.analysis.cycles.display import count_text
 from monitor.analysis.cycles.rules import DEFAULT_CYCLE_RULES, CycleRules
 from monitor.analysis.grading import COMPARE_DECIMALS
@@ -76,7 +76,10 @@ def judge_readiness(
     ]
     near = counts.merge(nexts[[*keys, "next_start"]], on="patient_key")
     days_before = calendar_days(near["collected_at"], near["next_start"], timezone)
-    near = near[days_before.between(0, rules.readiness_window_days).to_numpy(dtype=bool)]
+    # Only counts drawn before the dose judge it: a count drawn after it that day says nothing of readiness.
+    in_window = days_before.between(0, rules.readiness_window_days)
+    pre_dose = before_the_dose(near["collected_at"], near["next_start"], timezone)
+    near = near[(in_window & pre_dose).to_numpy(dtype=bool)]
     last = near.sort_values("collected_at", kind="stable").groupby([*keys, "analyte"]).tail(1)
     wide = last.pivot_table(index=keys, columns="analyte", values="value", aggfunc="first")
     comparators = last.set_index([*keys, "analyte"])["comparator"].unstack("analyte")
