@@ -200,7 +200,7 @@ def test_neutropenia_explanation_tells_anc_persistence_and_worsening_without_bar
     )
     assert row["flags"] == ("neutropenia",)
     assert row["explanations"] == (
-        "ANC 0.9 below 1.8 (CTCAE grade 3); "
+        "ANC 0.9 below 1.8 (CTCAE grade 3; moderate neutropenia); "
         "ANC below 1.8 on 3 consecutive results over 21 days (1.6 -> 0.9); "
         "ANC worsening: grade 2 -> 3, 28-day trend -58.3% (Theil-Sen over 3 results)",
     )
@@ -218,11 +218,11 @@ def test_lymphopenia_explanation_tells_alc_chronic_and_recovering() -> None:
     )
 
 
-def test_censored_anc_below_0_1_is_grade_4_and_a_certain_fall() -> None:
+def test_censored_anc_below_0_1_is_grade_4_profound_and_a_certain_fall() -> None:
     anc = make_series([0.6, 0.1], [0, 7], analyte="anc", comparator=[None, "<"])
     text = explained(flags_of(anc))
     assert text["neutropenia"] == (
-        "ANC <0.1 below 1.8 (CTCAE grade 4); "
+        "ANC <0.1 below 1.8 (CTCAE grade 4; profound neutropenia); "
         "ANC worsening: grade 3 -> 4, fell at least 83.3% from 0.6 to <0.1 (reference change value -44.9%)"
     )
 
@@ -389,3 +389,20 @@ def test_the_pairwise_median_slope_matches_every_pair_taken_one_by_one() -> None
                 expected[key] = float(np.median(slopes))
         found = _median_pairwise_slope(window)
         assert found.dropna().to_dict() == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        (1.49, "(CTCAE grade 2; mild neutropenia)"),
+        (1.0, "(CTCAE grade 2; mild neutropenia)"),
+        (0.99, "(CTCAE grade 3; moderate neutropenia)"),
+        (0.5, "(CTCAE grade 3; moderate neutropenia)"),
+        (0.49, "(CTCAE grade 4; severe neutropenia)"),
+        (0.09, "(CTCAE grade 4; profound neutropenia)"),
+        (1.6, "(CTCAE grade 1)"),  # below the limit (1.8) but not neutropenia in the severity bands' sense
+    ],
+)
+def test_the_neutropenia_sentence_names_its_severity_in_clinicians_words(value: float, words: str) -> None:
+    text = explained(flags_of(make_series([value], [0], analyte="anc")))
+    assert text["neutropenia"] == f"ANC {value} below 1.8 {words}"

@@ -27,6 +27,7 @@ from monitor.analysis.grading import (
     DEFAULT_RULES,
     GradingRules,
     ctcae_grade,
+    neutropenia_severity,
     rcv_bounds,
 )
 from monitor.analysis.setting_values import a_whole_number
@@ -403,7 +404,6 @@ def _sentences(state: pd.DataFrame, rules: FlagRules) -> pd.DataFrame:
     before = _number(state["previous_value"], previous)
     run_first = _number(state["run_first"], state["run_first_comparator"])
     value_grade = _number(state["grade"], digits=0)
-    grade = _concat(" (CTCAE grade ", value_grade, ")")
     is_below = name + " " + value + " below " + lln
     # A certain change involving a censored value is a bound: the change is at least that large.
     at_least = pd.Series("", index=state.index, dtype="string").where(
@@ -427,7 +427,12 @@ def _sentences(state: pd.DataFrame, rules: FlagRules) -> pd.DataFrame:
     n_results, n_days = _number(state["run_results"], digits=0), _number(state["run_days"], digits=0)
     since = state["run_start"].dt.strftime("%Y-%m-%d").astype("string")
     text = pd.DataFrame(index=state.index)
-    text["below"] = (is_below + grade.where(state["grade"] >= 1, "")).where(below)
+    # The ANC's severity in the words clinicians use (docs/clinical-rules.md, Severity bands): "severe
+    # neutropenia", and "profound" below 0.1; none for a count not below 1.5 (a Duffy-null or child's LLN).
+    severity = neutropenia_severity(state["value"], comparator=current).where(analyte.eq("anc"), "")
+    severity_text = ("; " + severity.fillna("") + " neutropenia").where(severity.fillna("").ne(""), "")
+    graded = ("(CTCAE grade " + value_grade.fillna("") + severity_text + ")").where(state["grade"] >= 1, "")
+    text["below"] = (is_below + (" " + graded).where(graded.ne(""), "")).where(below)
     text["new_onset"] = (
         _concat(is_below, ", previous result ", before, " was not")
         .fillna(_concat(is_below, " on the first ", name, " result"))
