@@ -175,8 +175,15 @@ def test_the_nadir_is_a_low_after_the_dose_never_the_pre_treatment_count() -> No
     baseline_only = treatment_cycles(counts(1, "anc", {-2 / 24: 2.0, 21 - 2 / 24: 2.2}), events)
     assert pd.isna(baseline_only.loc[0, "nadir_anc"]) and not baseline_only.loc[0, "nadir_sampled"]
     assert pd.isna(baseline_only.loc[0, "nadir_day"])
+    # Nothing was seen after the dose: the days at grade 3+ are unknown, not 0.
+    assert baseline_only.loc[0, ["days_grade3_plus_min", "days_grade3_plus_max"]].isna().all()
     shown = cycle_table(baseline_only).iloc[0]
-    assert (shown["nadir ANC"], shown["on"], shown["recovered"]) == ("not sampled", "", "")
+    assert (shown["nadir ANC"], shown["on"], shown["recovered"], shown["days G3+"]) == (
+        "not sampled",
+        "",
+        "",
+        "",
+    )
     # A window a site starts on day 0 still needs a count after the dose.
     early = CycleRules(nadir_window_days=(0, 14))
     assert not treatment_cycles(counts(1, "anc", {0: 2.0}), chemo(1, 0), rules=early).loc[0, "nadir_sampled"]

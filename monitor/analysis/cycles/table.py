@@ -162,10 +162,13 @@ def treatment_cycles(
     days = ("nadir_day", "nadir_wbc_day", "recovery_day", "recovery_after_day", "length_days")
     for name in (*days, "nadir_anc_grade", "nadir_wbc_grade"):
         out[name] = out[name].astype("Float64").apply(np.floor).astype("Int64")
-    # 0 for a cycle without a count at grade 3+; the maximum is NA while the last count is still there.
+    # 0 for a cycle whose counts after the dose never reached grade 3; unknown (NA) for one without any
+    # ANC after the dose (nothing was seen); the maximum is NA while the last count is still there.
     had_severe = pd.MultiIndex.from_frame(out[keys]).isin(severe.index)
+    seen_after_dose = out["nadir_anc"].notna().to_numpy()
     for name in ("days_grade3_plus_min", "days_grade3_plus_max"):
-        out[name] = out[name].where(had_severe, 0).round().astype("Int64")
+        counted = out[name].where(had_severe, 0).where(had_severe | seen_after_dose)
+        out[name] = counted.round().astype("Int64")
     out["fever"] = out["fever"].fillna("")
     out["febrile_neutropenia"] = (
         out["febrile_neutropenia"].astype("boolean").where(out["fever"].ne(""), False)
