@@ -455,3 +455,10 @@ def test_a_dose_recorded_without_a_time_takes_its_days_counts_as_drawn_before_it
     first = treatment_cycles(pd.concat([anc, plt], ignore_index=True), events).iloc[0]
     assert (first["ready_anc"], first["ready_at_next"]) == (1.8, True)
     assert pd.notna(first["recovery_day"])
+
+
+def test_the_last_cycle_still_low_says_it_has_not_recovered_by_the_last_count() -> None:
+    """No next dose yet, nadir 0.4 on day 10, 1.2 on day 20: the table says so rather than a blank."""
+    cycles = treatment_cycles(counts(1, "anc", {10: 0.4, 20: 1.2}), chemo(1, 0))
+    assert pd.isna(cycles.loc[0, "next_start"]) and pd.isna(cycles.loc[0, "recovery_day"])
+    assert cycle_table(cycles).loc[0, "recovered"] == "not recovered by the last count"

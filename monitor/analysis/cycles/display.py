@@ -34,8 +34,8 @@ def cycle_table(
     Days are in the D# notation (D1 = the start day); a nadir from counts outside the site's nadir window
     (``rules.nadir_window_days``, days 7-14 by default: D8-D15) is marked, and a cycle without an ANC after
     the dose says its nadir was not sampled. Recovery is its days, or "not recovered before the next dose"
-    when the nadir was below ``rules.recovery_anc`` and no later count of the cycle reached it, or "not
-    seen below" it. Start
+    when the nadir was below ``rules.recovery_anc`` and no later count of the cycle reached it ("not
+    recovered by the last count" in a cycle no dose has followed yet), or "not seen below" it. Start
     dates are calendar dates in ``timezone`` (the site's).
     """
 
@@ -59,8 +59,16 @@ def cycle_table(
         frame["recovery_day"].notna(),
         days("recovery_after_day").str.replace("D", "after D") + ", by " + days("recovery_day"),
         np.select(
-            [below & frame["next_start"].notna(), frame["nadir_anc"].notna() & ~below],
-            ["not recovered before the next dose", f"not seen below {recovery_anc:g}"],
+            [
+                below & frame["next_start"].notna(),
+                below & frame["next_start"].isna(),
+                frame["nadir_anc"].notna() & ~below,
+            ],
+            [
+                "not recovered before the next dose",
+                "not recovered by the last count",
+                f"not seen below {recovery_anc:g}",
+            ],
             "",
         ),
     )
