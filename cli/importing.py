@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,12 +14,12 @@ from cli.app import (
     _config,
     _emit,
     _factory,
+    _viewer,
     cli,
     output_format,
     store_options,
 )
 from monitor.timestamps import is_timezone
-from services.accounts import SYSTEM
 from services.imports import (
     FORMAT_NAMES,
     ImportOptions,
@@ -169,8 +168,7 @@ def imports(database: str | None, batch: int | None, limit: int, fmt: str) -> No
       python -m monitor imports --refused 12 --format csv > refused-12.csv
     """
     factory = _factory(database)
-    # Shell access to the store is the system's own, named by the login that looked (as imports are).
-    viewer = dataclasses.replace(SYSTEM, username=_cli_user())
+    viewer = _viewer(factory, None)  # the system itself, named by the login that looked
     if batch is None:
         _emit(import_history(factory, viewer=viewer, limit=limit), fmt, utc_columns=("imported_at",))
         return

@@ -24,29 +24,11 @@ def site_rules(store: sessionmaker[Session]) -> SiteRules:
         return settings.site_rules(session)
 
 
-def save_site_rules(
-    store: sessionmaker[Session],
-    overrides: Mapping[str, Any],
-    *,
-    viewer: Viewer,
-    now: datetime,
-    timezone: str,
-) -> SiteRules:
-    """Store the site's ``overrides`` (all of them: what is not given is the default), then recompute every
-    patient's status under them, its cycle days counted in the site's ``timezone``.
-
-    Raises ``ValueError`` or ``TypeError``, naming the setting, before anything is written.
-    """
-    require_administrator(viewer, "change the site's settings")
-    with store.begin() as session:
-        return _save(session, overrides, by=viewer.username, now=now, timezone=timezone)
-
-
 def set_setting(
     store: sessionmaker[Session], key: str, value: Any, *, viewer: Viewer, now: datetime, timezone: str
 ) -> SiteRules:
     """Set one setting (``section.name``, e.g. ``flags.persistent_min_days``; ``value`` None restores its
-    default) over the stored overrides, then recompute every patient's status as ``save_site_rules`` does."""
+    default) over the stored overrides, then recompute every patient's status (``change_settings``)."""
     return change_settings(store, {key: value}, viewer=viewer, now=now, timezone=timezone)
 
 
@@ -55,7 +37,11 @@ def change_settings(
 ) -> SiteRules:
     """Set the settings named in ``changes`` (a value of None restores that default) over the overrides
     stored when the transaction reads them, so a change saved meanwhile elsewhere (another instance, the
-    command line) to another setting is kept, not reverted; then recompute every patient's status."""
+    command line) to another setting is kept, not reverted; then recompute every patient's status, its
+    cycle days counted in the site's ``timezone``.
+
+    Raises ``ValueError`` or ``TypeError``, naming the setting, before anything is written.
+    """
     require_administrator(viewer, "change the site's settings")
     with store.begin() as session:
         overrides = settings.site_rules(session).overrides

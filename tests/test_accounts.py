@@ -266,7 +266,7 @@ def test_every_kind_of_action_leaves_an_audit_row(store, tmp_path) -> None:
     from db.audit import audit_export, audit_view
     from services.imports import ImportOptions, import_path
     from services.patient_actions import acknowledge, set_patient_range
-    from services.rules import save_site_rules, set_lab_range
+    from services.rules import change_settings, set_lab_range
     from tests.conftest import DATA
 
     import_path(
@@ -310,7 +310,7 @@ def test_every_kind_of_action_leaves_an_audit_row(store, tmp_path) -> None:
         authenticate(session, "doc", "Ward 9 night shift", now=NOW)
         disable_user(session, "doc", now=NOW, by="admin")
     admin = Viewer("admin", "admin", None)
-    save_site_rules(store, {"flags": {"chronic_min_days": 120}}, viewer=admin, now=NOW, timezone="UTC")
+    change_settings(store, {"flags.chronic_min_days": 120}, viewer=admin, now=NOW, timezone="UTC")
     set_lab_range(
         store, lab="CENTRAL", analyte="wbc", low=3.9, source="handbook", viewer=admin, now=NOW, timezone="UTC"
     )

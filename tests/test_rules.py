@@ -12,7 +12,7 @@ from db.accounts import SYSTEM, Viewer
 from db.models import AuditLog
 from db.queries import patient_list
 from services.imports import ImportOptions, import_path
-from services.rules import lab_range_list, save_site_rules, set_lab_range, set_setting, site_rules
+from services.rules import change_settings, lab_range_list, set_lab_range, set_setting, site_rules
 from tests.conftest import DATA
 
 NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
@@ -41,7 +41,7 @@ def test_a_changed_rule_is_stored_audited_and_every_status_follows_it(store: ses
     assert rules.grading.rcv_z == 10.0 and site_rules(store) == rules
     assert _audited(store) == before + 1
     assert "significant_drop" not in _flags(store, "MRN1001")
-    restored = save_site_rules(store, {}, viewer=ADMIN, now=NOW, timezone="UTC")
+    restored = change_settings(store, {"grading.rcv_z": None}, viewer=ADMIN, now=NOW, timezone="UTC")
     assert restored.overrides == {} and site_rules(store).grading.rcv_z == 1.645
     assert "significant_drop" in _flags(store, "MRN1001")
 
@@ -117,8 +117,6 @@ def test_settings_changed_on_a_page_keep_a_change_saved_meanwhile_elsewhere(
 ) -> None:
     """The Settings page sends only what it changed: a change another instance or the command line saved
     after the page read the rules is kept, not reverted to the page's cached copy."""
-    from services.rules import change_settings
-
     page_read = site_rules(store)  # the page's (cached) copy
     set_setting(store, "flags.persistent_min_days", 21, viewer=ADMIN, now=NOW, timezone="UTC")  # elsewhere
     assert page_read.flags.persistent_min_days != 21
