@@ -48,8 +48,10 @@ for column, (label, value) in zip(st.columns(6), triage.headline(shown).items(),
 
 table = worklist.worklist_table(shown, timezone)
 st.caption(
-    f"{len(table)} of {len(patients)} patients, most urgent first: grade 3 or worse, then new or worsening, "
-    "then persistent. Grade: the highest current CTCAE v5.0 grade of WBC, ANC and ALC, each against the "
+    f"{len(table)} of {len(patients)} patients, most urgent first: ANC grade 4 or febrile neutropenia, then "
+    "ANC grade 3, then new or worsening neutropenia, then WBC or ALC grade 3-4, then new or worsening "
+    "leukopenia or lymphopenia, then persistent findings, then other flags; Why names the finding. "
+    "Grade: the highest current CTCAE v5.0 grade of WBC, ANC and ALC, each against the "
     "lower limit that applies to it. Cycle: C#D# (D1 = the day chemotherapy started) and readiness if the "
     "next cycle were given now. Select a row to open the patient."
 )
@@ -61,7 +63,8 @@ selection = st.dataframe(
     selection_mode="single-row",
     key="worklist_table",
     column_config={
-        "Priority": st.column_config.TextColumn(width="small"),
+        "Priority": st.column_config.NumberColumn(help=worklist.PRIORITY_HELP, width="small"),
+        "Why": st.column_config.TextColumn(help="The finding that sets the priority", width="medium"),
         "Name": st.column_config.TextColumn(width="small"),
         "Flags": st.column_config.ListColumn(
             "Flags", help="Each flag explains itself on the patient's page", width="large"

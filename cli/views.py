@@ -14,10 +14,12 @@ from monitor.analysis.status import LATEST_COLUMNS, latest_column
 from services.patients import find_patient, patient_cycles, patient_results
 from services.store import open_store
 from services.worklist import alerts as find_alerts
-from services.worklist import patient_list
+from services.worklist import worklist
 
 PATIENT_COLUMNS = [
     "patient_id",
+    "priority",
+    "priority_reason",
     "assigning_authority",
     "name",
     "age",
@@ -43,7 +45,10 @@ PATIENT_COLUMNS = [
 @user_option
 @store_options
 def patients(database: str | None, fmt: str, user: str | None) -> None:
-    """List patients with their latest WBC and ANC and last CBC.
+    """List patients most urgent first (the worklist's order) with their latest WBC and ANC and last CBC.
+
+    priority is the tier (1 = most urgent: ANC grade 4 or febrile neutropenia) and priority_reason the
+    finding that put the patient there (docs/clinical-rules.md, Worklist priority).
 
     \b
     Example:
@@ -52,8 +57,9 @@ def patients(database: str | None, fmt: str, user: str | None) -> None:
     config = _config(database)
     store = open_store(config)
     viewer = _viewer(store, user)
-    frame = patient_list(store, viewer=viewer, timezone=config.timezone, now=datetime.now(UTC))
+    frame = worklist(store, viewer=viewer, timezone=config.timezone, now=datetime.now(UTC))
     _record_view(store, viewer, user, None, f"patient list ({len(frame)} patients)")
+    frame["priority"] = frame["tier"]
     # The JSON contract: grades as wbc_grade/anc_grade/alc_grade, explanations as flag -> sentence.
     for analyte in ("wbc", "anc", "alc"):
         frame[f"{analyte}_grade"] = frame[f"latest_{analyte}_grade"]
@@ -153,7 +159,9 @@ def cycles(database: str | None, patient_id: str, authority: str | None, fmt: st
 @user_option
 @store_options
 def alerts(database: str | None, since: str | None, fmt: str, user: str | None) -> None:
-    """Patients whose flags appeared or whose grades rose since a time, most severe first.
+    """Patients whose flags appeared or whose grades rose since a time, most urgent first.
+
+    Patients come in the worklist's order (priority tier, then grades), then the most recent change.
 
     Only changes that still hold are listed (a flag that came and went is not an alert).
 

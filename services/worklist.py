@@ -29,8 +29,8 @@ def patient_list(
 
 
 def worklist(store: sessionmaker[Session], *, viewer: Viewer, timezone: str, now: datetime) -> pd.DataFrame:
-    """The patient list in priority order, with each patient's ``tier`` and ``grade``
-    (``analysis.triage.prioritised``)."""
+    """The patient list in priority order (most urgent clinical risk first), with each patient's ``tier``,
+    ``priority_reason`` and ``grade`` (``analysis.triage.prioritised``)."""
     return prioritised(patient_list(store, viewer=viewer, timezone=timezone, now=now))
 
 
@@ -43,8 +43,8 @@ def treated_patients(store: sessionmaker[Session], *, viewer: Viewer) -> list[in
 def alerts(
     store: sessionmaker[Session], *, viewer: Viewer, since: datetime, timezone: str, now: datetime
 ) -> pd.DataFrame:
-    """Patients whose flags appeared or whose grades rose since ``since`` and still hold, most severe first
-    (``analysis.alerts.current_alerts``)."""
+    """Patients whose flags appeared or whose grades rose since ``since`` and still hold, in the worklist's
+    order, then the most recent change first (``analysis.alerts.current_alerts``)."""
     with store() as session:
         changes = queries.status_changes_since(session, since=since, viewer=viewer)
         if changes.empty:

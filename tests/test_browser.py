@@ -269,15 +269,16 @@ def test_the_worklist_puts_the_most_urgent_first_with_the_reason(
     _sign_in(page, dashboard)
     expect(page.get_by_role("heading", name="Worklist", level=1)).to_be_visible()
     expect(page.locator('[data-testid="stAlertContentWarning"]').first).to_contain_text("Synthetic demo data")
-    priorities = _grid_column(page, 1)
-    expect(priorities.first).to_have_text("grade 3 or worse")
+    priorities, reasons = _grid_column(page, 1), _grid_column(page, 2)
+    expect(priorities.first).to_have_text("1")  # the demo has an ANC grade 4
+    expect(reasons.first).to_contain_text("ANC grade 4")
     expect(page.get_by_role("button", name="Download this list (CSV)")).to_be_visible()
     expect(page.locator('[data-testid="stMetric"]').first).to_contain_text("Patients")
     expect(page.locator('[data-testid="stException"]')).to_have_count(0)
     _screenshot(page, "worklist", tmp_path)
     page.get_by_label("Search identifier or name").fill("MRN1001")
     page.keyboard.press("Enter")
-    expect(_grid_column(page, 2)).to_have_text(["MRN1001"])
+    expect(_grid_column(page, 3)).to_have_text(["MRN1001"])
     # Selecting the row (its checkbox, drawn on the grid's canvas) opens the patient.
     grid = page.locator('[data-testid="stDataFrame"]').first
     box = grid.bounding_box()
@@ -533,7 +534,7 @@ def test_the_server_log_names_no_patient(dashboard: str, page: Page) -> None:
     _sign_in(page, dashboard)
     page.get_by_label("Search identifier or name").fill("MRN1001")
     page.keyboard.press("Enter")
-    expect(_grid_column(page, 2)).to_have_text(["MRN1001"])
+    expect(_grid_column(page, 3)).to_have_text(["MRN1001"])
     page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name="Patient timeline").click()
     expect(page.get_by_role("heading", name="Patient timeline", level=1)).to_be_visible()
     expect(page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot .main-svg').first).to_be_visible()

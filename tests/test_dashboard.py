@@ -106,13 +106,13 @@ def test_worklist_shows_latest_counts_grade_flags_and_trend_most_urgent_first(im
     # MRN1001's ANC 0.9 is grade 3 (< 1.0, >= 0.5): first, whatever its last CBC date.
     assert table["Patient ID"].iloc[0] == "MRN1001"
     first = table.set_index("Patient ID").loc["MRN1001"]
-    assert (first["Priority"], first["Grade"]) == ("grade 3 or worse", 3)
+    assert (first["Priority"], first["Why"], first["Grade"]) == (2, "ANC grade 3 (0.9 x10^9/L)", 3)
     assert (first["WBC (10^9/L)"], first["ANC (10^9/L)"]) == ("3.10", "0.90")
     assert list(first["Flags"])[:2] == ["leukopenia", "neutropenia"]
     assert list(first["WBC trend"]) == [5.6, 3.1]
     assert first["Acknowledged"] == "no"
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Grade 3 or worse"] == "1" and metrics["Not acknowledged"] == metrics["Patients"] != "0"
+    assert metrics["ANC grade 3-4 or febrile"] == "1" and metrics["Not acknowledged"] == metrics["Patients"] != "0"
 
 
 def test_search_and_grade_filters_narrow_the_worklist(imported_store) -> None:

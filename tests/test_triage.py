@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from monitor.analysis.alerts import ALERT_COLUMNS, current_alerts
-from monitor.analysis.triage import filtered, headline, max_grade, prioritised, priority
+from monitor.analysis.triage import filtered, headline, max_grade, prioritised, priority, priority_reason
 
 AT = pd.Timestamp("2026-03-16T08:00Z")
 
@@ -35,21 +35,119 @@ def make_patients(**columns: list) -> pd.DataFrame:
     return frame
 
 
+# The haematologist's review cases (issue 15, item 6), one patient each, in the order they must come:
+# A: ANC 0.4 (grade 4) with a normal-ish WBC; C: ANC 0.8 (grade 3); E: ANC newly below its limit, 1.2
+# (grade 2); D: WBC 1.8 (grade 3) alone; B: ALC 0.4 (grade 3) alone; F: WBC 3.6 below its limit for weeks
+# (grade 1).
+REVIEW_CASES = {
+    "A": dict(flags=["neutropenia"], wbc=(4.2, 0), anc=(0.4, 4)),
+    "C": dict(flags=["leukopenia", "neutropenia"], wbc=(2.6, 2), anc=(0.8, 3)),
+    "E": dict(flags=["neutropenia", "anc_new_onset"], wbc=(4.5, 0), anc=(1.2, 2)),
+    "D": dict(flags=["leukopenia"], wbc=(1.8, 3), anc=(1.6, 0)),
+    "B": dict(flags=["lymphopenia"], wbc=(4.4, 0), anc=(2.5, 0), alc=(0.4, 3)),
+    "F": dict(flags=["leukopenia", "persistent"], wbc=(3.6, 1), anc=(2.0, 0)),
+}
+REVIEW_ORDER = [
+    ("A", 1, "ANC grade 4 (0.4 x10^9/L)"),
+    ("C", 2, "ANC grade 3 (0.8 x10^9/L)"),
+    ("E", 3, "new neutropenia: ANC grade 2 (1.2 x10^9/L)"),
+    ("D", 4, "WBC grade 3 (1.8 x10^9/L)"),
+    ("B", 4, "ALC grade 3 (0.4 x10^9/L)"),
+    ("F", 6, "persistent leukopenia"),
+]
+
+
+def review_patients(names: list[str] | None = None) -> pd.DataFrame:
+    """The review's patients, in the order given (default: the reverse of the expected order)."""
+    names = names or list(reversed(REVIEW_CASES))
+    cases = [REVIEW_CASES[name] for name in names]
+    columns: dict[str, list] = {"patient_id": names, "flags": [case["flags"] for case in cases]}
+    for analyte in ("wbc", "anc", "alc"):
+        value = [case.get(analyte, (None, None)) for case in cases]
+        columns[f"latest_{analyte}"] = [v for v, _ in value]
+        columns[f"latest_{analyte}_comparator"] = [None] * len(names)
+        columns[f"latest_{analyte}_grade"] = [g for _, g in value]
+    return make_patients(**columns)
+
+
+def test_the_worklist_ranks_the_review_cases_by_the_most_dangerous_finding() -> None:
+    patients = review_patients()
+    before = patients.copy()
+    ordered = prioritised(patients)
+    assert list(zip(ordered["patient_id"], ordered["tier"], ordered["priority_reason"], strict=True)) == (
+        REVIEW_ORDER
+    )
+    pd.testing.assert_frame_equal(patients, before)  # the list given is not changed
+
+
 @pytest.mark.parametrize(
-    ("flags", "anc_grade", "tier"),
+    ("flags", "grades", "tier"),
     [
-        ([], None, 5),
-        (["leukopenia"], 1, 4),
-        (["leukopenia", "persistent"], 1, 3),
-        (["neutropenia", "new_onset"], 2, 2),
-        (["neutropenia", "worsening", "persistent"], 2, 2),
-        (["neutropenia"], 3, 1),
-        ([], 4, 1),  # grade 3 or worse comes first even without a flag
+        ([], {}, 8),
+        (["leukopenia"], {"wbc": 1}, 7),
+        (["neutropenia", "anc_significant_drop"], {"anc": 1}, 7),
+        (["leukopenia", "persistent"], {"wbc": 1}, 6),
+        (["lymphopenia", "alc_persistent"], {"alc": 2}, 6),
+        (["neutropenia", "anc_persistent"], {"anc": 2}, 6),
+        (["leukopenia", "new_onset"], {"wbc": 2}, 5),  # WBC alone, newly low: below new neutropenia
+        (["lymphopenia", "alc_worsening"], {"alc": 2}, 5),
+        (["lymphopenia"], {"alc": 4}, 4),  # a lymphocyte grade 4 is not ranked with the ANC grades
+        (["leukopenia", "worsening"], {"wbc": 3}, 4),
+        (["neutropenia", "anc_worsening", "anc_persistent"], {"anc": 2}, 3),
+        (["neutropenia", "anc_new_onset"], {"anc": 1}, 3),
+        (["neutropenia"], {"anc": 3, "alc": 4}, 2),
+        ([], {"anc": 4}, 1),  # grade 4 comes first even without a flag
     ],
 )
-def test_each_patient_falls_in_the_first_tier_that_applies(flags, anc_grade, tier) -> None:
-    patients = make_patients(patient_id=["A"], flags=[flags], latest_anc_grade=[anc_grade])
+def test_each_patient_falls_in_the_first_tier_that_applies(flags, grades, tier) -> None:
+    patients = make_patients(
+        patient_id=["A"], flags=[flags], **{f"latest_{a}_grade": [g] for a, g in grades.items()}
+    )
     assert priority(patients).tolist() == [tier]
+
+
+def test_febrile_neutropenia_ranks_first_and_an_unknown_or_absent_finding_does_not() -> None:
+    patients = make_patients(
+        patient_id=["fever", "unknown", "grade4"],
+        flags=[["neutropenia"]] * 3,
+        latest_anc=[0.8, 0.8, 0.3],
+        latest_anc_grade=[3, 3, 4],
+        febrile_neutropenia=pd.array([True, pd.NA, False], dtype="boolean"),
+    )
+    ordered = prioritised(patients)
+    assert ordered["patient_id"].tolist() == ["grade4", "fever", "unknown"]
+    assert ordered["tier"].tolist() == [1, 1, 2]
+    assert ordered["priority_reason"].tolist()[1] == "febrile neutropenia, ANC grade 3 (0.8 x10^9/L)"
+    assert priority(patients.drop(columns="febrile_neutropenia")).tolist() == [2, 2, 1]
+
+
+def test_the_reason_names_every_finding_of_its_tier_with_counts_as_reported() -> None:
+    patients = make_patients(
+        patient_id=["both", "censored", "worse", "changes", "chronic", "other"],
+        flags=[
+            ["leukopenia", "lymphopenia"],
+            ["neutropenia"],
+            ["neutropenia", "anc_worsening"],
+            ["leukopenia", "lymphopenia", "new_onset", "alc_worsening"],
+            ["leukopenia", "neutropenia", "persistent", "chronic", "anc_persistent"],
+            ["neutropenia", "anc_significant_drop"],
+        ],
+        latest_wbc=[1.9, None, None, None, None, None],
+        latest_alc=[0.1, None, None, None, None, None],
+        latest_anc=[None, 0.1, 1.3, None, None, None],
+        latest_anc_comparator=[None, "<", None, None, None, None],
+        latest_wbc_grade=[3, None, None, 2, 1, None],
+        latest_anc_grade=[None, 4, 2, None, 2, 1],
+        latest_alc_grade=[4, None, None, 2, None, None],
+    )
+    assert priority_reason(patients).tolist() == [
+        "WBC grade 3 (1.9 x10^9/L), ALC grade 4 (0.1 x10^9/L)",
+        "ANC grade 4 (<0.1 x10^9/L)",
+        "worsening neutropenia: ANC grade 2 (1.3 x10^9/L)",
+        "new leukopenia, worsening lymphopenia",
+        "persistent neutropenia, chronic leukopenia",
+        "neutropenia, ANC significant drop",
+    ]
 
 
 def test_the_highest_grade_of_wbc_anc_and_alc_counts_and_none_graded_is_na() -> None:
@@ -62,18 +160,18 @@ def test_the_highest_grade_of_wbc_anc_and_alc_counts_and_none_graded_is_na() -> 
     assert max_grade(patients).tolist() == [3, pd.NA]
 
 
-def test_the_worklist_puts_the_worst_first_then_the_higher_grade_then_the_latest_cbc() -> None:
+def test_within_a_tier_the_higher_anc_grade_then_the_latest_cbc_comes_first() -> None:
     patients = make_patients(
-        patient_id=["quiet", "older_g3", "newer_g3", "g4", "new"],
-        flags=[[], ["neutropenia"], ["neutropenia"], ["neutropenia"], ["leukopenia", "new_onset"]],
-        latest_anc_grade=[None, 3, 3, 4, 1],
-        last_collected_at=[AT, AT - pd.Timedelta(days=3), AT, AT - pd.Timedelta(days=9), AT],
+        patient_id=["quiet", "older_g3", "newer_g3", "g3_alc4", "g4"],
+        flags=[[], ["neutropenia"], ["neutropenia"], ["neutropenia", "lymphopenia"], ["neutropenia"]],
+        latest_anc_grade=[None, 3, 3, 3, 4],
+        latest_alc_grade=[None, None, None, 4, None],
+        last_collected_at=[AT, AT - pd.Timedelta(days=3), AT, AT - pd.Timedelta(days=5), AT],
     )
-    before = patients.copy()
     ordered = prioritised(patients)
-    assert ordered["patient_id"].tolist() == ["g4", "newer_g3", "older_g3", "new", "quiet"]
-    assert ordered["tier"].tolist() == [1, 1, 1, 2, 5] and ordered["grade"].tolist()[:2] == [4, 3]
-    pd.testing.assert_frame_equal(patients, before)  # the list given is not changed
+    # Same ANC grade and WBC grade: the ALC grade 4 breaks the tie before the date of the CBC.
+    assert ordered["patient_id"].tolist() == ["g4", "g3_alc4", "newer_g3", "older_g3", "quiet"]
+    assert ordered["tier"].tolist() == [1, 2, 2, 2, 8] and ordered["grade"].tolist()[:2] == [4, 4]
 
 
 def test_filters_keep_the_rows_matching_every_one_given() -> None:
@@ -99,16 +197,16 @@ def test_the_headline_counts_the_list_it_is_given() -> None:
     patients = prioritised(
         make_patients(
             patient_id=["A", "B", "C", "D"],
-            flags=[["neutropenia"], ["leukopenia", "worsening"], ["leukopenia", "persistent"], []],
-            latest_anc_grade=[3, 1, 1, None],
+            flags=[["neutropenia"], ["neutropenia", "anc_worsening"], ["leukopenia", "persistent"], []],
+            latest_anc_grade=[3, 2, 1, None],
             acknowledged=[False, False, True, pd.NA],
             days_since_cbc=[1, 30, 45, None],
         )
     )
     assert headline(patients) == {
         "Patients": 4,
-        "Grade 3 or worse": 1,
-        "New or worsening": 1,
+        "ANC grade 3-4 or febrile": 1,
+        "New or worsening neutropenia": 1,
         "Persistent": 1,
         "Not acknowledged": 2,
         "No CBC for 30 days": 2,
@@ -152,18 +250,39 @@ def test_an_alert_is_a_change_that_still_holds_worded_as_it_reads_now() -> None:
     )
 
 
-def test_alerts_come_most_severe_first_then_worsening_then_new_onset() -> None:
-    patients = make_patients(
-        patient_id=["plain", "worse", "grade4", "new"],
-        flags=[["leukopenia"], ["leukopenia", "worsening"], ["neutropenia"], ["leukopenia", "new_onset"]],
-        explanations=[["a"], ["b", "c"], ["d"], ["e", "f"]],
-        latest_wbc_grade=[1, 1, None, 1],
-        latest_anc_grade=[None, None, 4, None],
+def test_alerts_come_in_the_worklists_order_of_the_review_cases() -> None:
+    patients = review_patients().assign(
+        patient_key=lambda frame: range(1, len(frame) + 1),
+        explanations=lambda frame: frame["flags"].map(lambda flags: [f"{flag} now" for flag in flags]),
     )
+    # Each patient's first flag appeared, an hour apart: the worst (A) the longest ago.
     changes = _changes(
-        [(key, "leukopenia" if key != 3 else "neutropenia", None, None, None) for key in (1, 2, 3, 4)]
+        [
+            (int(key), flags[0], None, None, None)
+            for key, flags in zip(patients["patient_key"], patients["flags"], strict=True)
+        ]
     )
-    assert current_alerts(changes, patients)["patient_id"].tolist() == ["grade4", "worse", "new", "plain"]
+    found = current_alerts(changes, patients)
+    assert found["patient_id"].tolist() == [name for name, _, _ in REVIEW_ORDER]
+
+
+def test_alerts_of_equal_priority_come_most_recent_first() -> None:
+    patients = make_patients(
+        patient_id=["earlier", "later", "grade3"],
+        flags=[["leukopenia", "worsening"], ["leukopenia", "new_onset"], ["neutropenia"]],
+        explanations=[["a", "b"], ["c", "d"], ["e"]],
+        latest_wbc_grade=[2, 2, None],
+        latest_anc_grade=[None, None, 3],
+    )
+    changes = _changes([(3, "neutropenia", None, None, None), (1, "worsening", None, None, None)])
+    changes = pd.concat(
+        [
+            changes,
+            _changes([(2, "new_onset", None, None, None)]).assign(recorded_at=AT + pd.Timedelta(hours=5)),
+        ],
+        ignore_index=True,
+    )
+    assert current_alerts(changes, patients)["patient_id"].tolist() == ["grade3", "later", "earlier"]
 
 
 def test_no_change_or_none_that_holds_is_an_empty_list_of_alerts() -> None:

@@ -9,6 +9,9 @@ import pandas as pd
 
 from monitor.analysis.triage import TIERS
 
+# The Priority column's help: every tier in order (docs/clinical-rules.md, Worklist priority).
+PRIORITY_HELP = "1 = most urgent. " + "; ".join(f"{tier}: {label}" for tier, label in TIERS.items())
+
 
 def cycle_text(patients: pd.DataFrame) -> pd.Series:
     """ "C5D15 · ready" style text for patients in a cycle ("" otherwise); D1 is the cycle's start day."""
@@ -40,7 +43,8 @@ def worklist_table(shown: pd.DataFrame, timezone: str) -> pd.DataFrame:
     acknowledged = shown["acknowledged"].map({True: "yes", False: "no"}, na_action="ignore").fillna("—")
     return pd.DataFrame(
         {
-            "Priority": shown["tier"].map(TIERS),
+            "Priority": shown["tier"],
+            "Why": shown["priority_reason"],
             "Patient ID": shown["patient_id"],
             "Name": shown["name"].fillna(""),  # blank, not "None"
             "Grade": shown["grade"],

