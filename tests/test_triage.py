@@ -40,12 +40,12 @@ def make_patients(**columns: list) -> pd.DataFrame:
 # (grade 2); D: WBC 1.8 (grade 3) alone; B: ALC 0.4 (grade 3) alone; F: WBC 3.6 below its limit for weeks
 # (grade 1).
 REVIEW_CASES = {
-    "A": dict(flags=["neutropenia"], wbc=(4.2, 0), anc=(0.4, 4)),
-    "C": dict(flags=["leukopenia", "neutropenia"], wbc=(2.6, 2), anc=(0.8, 3)),
-    "E": dict(flags=["neutropenia", "anc_new_onset"], wbc=(4.5, 0), anc=(1.2, 2)),
-    "D": dict(flags=["leukopenia"], wbc=(1.8, 3), anc=(1.6, 0)),
-    "B": dict(flags=["lymphopenia"], wbc=(4.4, 0), anc=(2.5, 0), alc=(0.4, 3)),
-    "F": dict(flags=["leukopenia", "persistent"], wbc=(3.6, 1), anc=(2.0, 0)),
+    "A": {"flags": ["neutropenia"], "wbc": (4.2, 0), "anc": (0.4, 4)},
+    "C": {"flags": ["leukopenia", "neutropenia"], "wbc": (2.6, 2), "anc": (0.8, 3)},
+    "E": {"flags": ["neutropenia", "anc_new_onset"], "wbc": (4.5, 0), "anc": (1.2, 2)},
+    "D": {"flags": ["leukopenia"], "wbc": (1.8, 3), "anc": (1.6, 0)},
+    "B": {"flags": ["lymphopenia"], "wbc": (4.4, 0), "anc": (2.5, 0), "alc": (0.4, 3)},
+    "F": {"flags": ["leukopenia", "persistent"], "wbc": (3.6, 1), "anc": (2.0, 0)},
 }
 REVIEW_ORDER = [
     ("A", 1, "ANC grade 4 (0.4 x10^9/L)"),

@@ -25,6 +25,8 @@ optionally ``febrile_neutropenia``: a patient-level boolean, NA or absent when u
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 
@@ -148,7 +150,7 @@ def _graded(patients: pd.DataFrame, analyte: str) -> pd.Series:
     return text.where(count.eq(""), text + " (" + count + " x10^9/L)")
 
 
-def _joined(parts: list[tuple[pd.Series, pd.Series | str]], index: pd.Index) -> pd.Series:
+def _joined(parts: Sequence[tuple[pd.Series, pd.Series | str]], index: pd.Index) -> pd.Series:
     """Per row, the texts whose mask is true, joined with ", " in the order given."""
     out = pd.Series("", index=index, dtype="string")
     for mask, text in parts:
