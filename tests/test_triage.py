@@ -108,17 +108,20 @@ def test_each_patient_falls_in_the_first_tier_that_applies(flags, grades, tier) 
 
 def test_febrile_neutropenia_ranks_first_and_an_unknown_or_absent_finding_does_not() -> None:
     patients = make_patients(
-        patient_id=["fever", "unknown", "grade4"],
-        flags=[["neutropenia"]] * 3,
-        latest_anc=[0.8, 0.8, 0.3],
-        latest_anc_grade=[3, 3, 4],
-        febrile_neutropenia=pd.array([True, pd.NA, False], dtype="boolean"),
+        patient_id=["fever", "unknown", "grade4", "no_anc"],
+        flags=[["neutropenia"]] * 3 + [[]],
+        latest_anc=[0.8, 0.8, 0.3, None],
+        latest_anc_grade=[3, 3, 4, None],
+        febrile_neutropenia=pd.array([True, pd.NA, False, True], dtype="boolean"),
     )
     ordered = prioritised(patients)
-    assert ordered["patient_id"].tolist() == ["grade4", "fever", "unknown"]
-    assert ordered["tier"].tolist() == [1, 1, 2]
-    assert ordered["priority_reason"].tolist()[1] == "febrile neutropenia, ANC grade 3 (0.8 x10^9/L)"
-    assert priority(patients.drop(columns="febrile_neutropenia")).tolist() == [2, 2, 1]
+    assert ordered["patient_id"].tolist() == ["grade4", "fever", "no_anc", "unknown"]
+    assert ordered["tier"].tolist() == [1, 1, 1, 2]
+    assert ordered["priority_reason"].tolist()[1:3] == [
+        "febrile neutropenia, ANC grade 3 (0.8 x10^9/L)",
+        "febrile neutropenia",
+    ]
+    assert priority(patients.drop(columns="febrile_neutropenia")).tolist() == [2, 2, 1, 8]
 
 
 def test_the_reason_names_every_finding_of_its_tier_with_counts_as_reported() -> None:

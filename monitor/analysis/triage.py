@@ -179,6 +179,9 @@ def priority_reason(patients: pd.DataFrame, tiers: pd.Series | None = None) -> p
     neutropenia = pd.Series("worsening neutropenia: ", index=index, dtype="string").where(
         ~new, "new neutropenia: "
     )
+    febrile = ("febrile neutropenia, " + anc_text).where(
+        patients["latest_anc_grade"].notna().to_numpy(dtype=bool), "febrile neutropenia"
+    )
     chronic = _has(patients, "chronic")
     persistent = [
         (_has(patients, "anc_persistent"), _WORDS["anc_persistent"]),
@@ -190,7 +193,7 @@ def priority_reason(patients: pd.DataFrame, tiers: pd.Series | None = None) -> p
         lambda listed: ", ".join(_WORDS.get(flag, flag.replace("_", " ")) for flag in listed)
     )
     by_tier = {
-        1: anc_text.where(~_febrile_neutropenia(patients), "febrile neutropenia, " + anc_text),
+        1: anc_text.where(~_febrile_neutropenia(patients), febrile),
         2: anc_text,
         3: neutropenia + anc_text,
         4: _joined([(wbc >= 3, _graded(patients, "wbc")), (alc >= 3, _graded(patients, "alc"))], index),
