@@ -704,5 +704,9 @@ def test_haemoglobin_in_mmol_per_litre_is_graded_and_printed_in_mmol_per_litre(s
     assert "Hb 4.9 mmol/L < 7.5 mmol/L (grade 2)" in listed.loc["HB2", "pattern_detail"]
     from monitor.analysis.timeline import marked_results
 
-    marked = marked_results(graded).set_index("analyte")
-    assert marked.loc["hgb", "grade"] == 1
+    marked = marked_results(graded)
+    assert marked.set_index("analyte").loc["hgb", "grade"] == 1
+    from ui.timeline import flowsheet
+
+    text, _ = flowsheet(marked, "UTC")
+    assert "9.99 ↓" in text.to_numpy().ravel().tolist()  # in g/dL, rounded as labs print: not "9.99033"

@@ -23,7 +23,7 @@ import pandas as pd
 from monitor.analysis.flags import below_limit
 from monitor.analysis.grading import ctcae_grade
 from monitor.analytes import ANALYTES
-from monitor.formats.units import conversion_factors
+from monitor.formats.units import conversion_factors, printed
 
 __all__ = ["PATTERNS", "panel_pattern"]
 
@@ -40,9 +40,6 @@ PATTERNS: dict[str, str] = {
     "none": "no count below its limit",
 }
 _NAMES = {"wbc": "WBC", "anc": "ANC", "alc": "ALC", "hgb": "Hb", "plt": "platelets"}
-# Decimals a value in the canonical unit is shown with when the lab's own text is not at hand (labs print
-# counts to at most 3 decimals in 10^9/L, haemoglobin to 1 in g/dL): never a conversion's "9.99033".
-_DECIMALS = {"wbc": 3, "anc": 3, "alc": 3, "hgb": 2, "plt": 1}
 
 
 def panel_pattern(panel: pd.DataFrame) -> pd.DataFrame:
@@ -154,13 +151,12 @@ def _printed(rows: pd.DataFrame, limit: pd.Series) -> tuple[pd.Series, pd.Series
 
     A value reported in another unit than the canonical one (``unit_raw`` with a factor other than 1) is
     the lab's own text (``value_raw``) and unit, and the limit is converted to that unit, to one decimal
-    more than the lab printed; otherwise the canonical value (with its comparator), to at most
-    ``_DECIMALS`` places.
+    more than the lab printed; otherwise the canonical value (with its comparator), as ``units.printed``
+    rounds it.
     """
     comparator = rows["comparator"].astype("string").fillna("") if "comparator" in rows else ""
-    decimals = rows["analyte"].map(_DECIMALS).fillna(3).astype(int)
-    value = comparator + _rounded_text(rows["value"], decimals)
-    shown_limit = _rounded_text(limit, decimals)
+    value = comparator + printed(rows["value"], rows["analyte"])
+    shown_limit = printed(limit, rows["analyte"])
     if "unit_raw" not in rows or "value_raw" not in rows:
         return value, shown_limit
     unit = rows["unit_raw"].astype("string").fillna("").str.strip()
