@@ -77,10 +77,22 @@ st.markdown(
 facts = st.columns(4)
 for column, analyte in zip(facts[:3], ("wbc", "anc", "alc"), strict=True):
     grade = _grade(patient[f"latest_{analyte}_grade"])
+    value, lln = patient[f"latest_{analyte}"], patient[f"latest_{analyte}_lln"]
+    # A child's ANC below the interval for age but above the neutropenia cut-off raises no flag
+    # (docs/clinical-rules.md, Paediatric neutropenia).
+    for_age = (
+        analyte == "anc"
+        and pd.notna(value)
+        and pd.notna(lln)
+        and pd.isna(patient["latest_anc_comparator"])
+        and value < lln
+        and "neutropenia" not in patient["flags"]
+    )
     column.metric(
         f"Latest {analyte.upper()} (10^9/L)",
         _count(patient[f"latest_{analyte}"], patient[f"latest_{analyte}_comparator"])
-        + (f" · {grade}" if grade else ""),
+        + (f" · {grade}" if grade else "")
+        + (" · below the reference interval for age, not neutropenia" if for_age else ""),
         help=_limit(
             analyte,
             patient[f"latest_{analyte}"],
