@@ -57,7 +57,19 @@ def _limit(analyte: str, value: float, lln: float, source) -> str:
     return f"Lower limit {float(lln)} ({_said(source, 'source not recorded')}); CTCAE v5.0 grade against it"
 
 
-age = "age unknown" if pd.isna(patient["age"]) else f"{int(patient['age'])} y"
+def _age(years, born) -> str:
+    """Age in years; in months under 2 years, where the reference intervals and neutropenia cut-offs change
+    by month (docs/clinical-rules.md, Paediatric neutropenia)."""
+    if pd.isna(years):
+        return "age unknown"
+    if years >= 2 or pd.isna(born):
+        return f"{int(years)} y"
+    today, born = datetime.now(ZoneInfo(timezone)).date(), pd.Timestamp(born).date()
+    months = (today.year - born.year) * 12 + today.month - born.month - (today.day < born.day)
+    return f"{months} mo" if months >= 1 else f"{(today - born).days} d"
+
+
+age = _age(patient["age"], patient["birth_date"])
 st.markdown(
     f"**{patient['patient_id']}** · {_said(patient['name'], '(no name)')} · {age}"
     f" · {_said(patient['sex'], 'sex unknown')} · teams: {_said(patient['teams'], 'none')}"
@@ -65,10 +77,22 @@ st.markdown(
 facts = st.columns(4)
 for column, analyte in zip(facts[:3], ("wbc", "anc", "alc"), strict=True):
     grade = _grade(patient[f"latest_{analyte}_grade"])
+    value, lln = patient[f"latest_{analyte}"], patient[f"latest_{analyte}_lln"]
+    # A child's ANC below the interval for age but above the neutropenia cut-off raises no flag
+    # (docs/clinical-rules.md, Paediatric neutropenia).
+    for_age = (
+        analyte == "anc"
+        and pd.notna(value)
+        and pd.notna(lln)
+        and pd.isna(patient["latest_anc_comparator"])
+        and value < lln
+        and "neutropenia" not in patient["flags"]
+    )
     column.metric(
         f"Latest {analyte.upper()} (10^9/L)",
         _count(patient[f"latest_{analyte}"], patient[f"latest_{analyte}_comparator"])
-        + (f" · {grade}" if grade else ""),
+        + (f" · {grade}" if grade else "")
+        + (" · below the reference interval for age, not neutropenia" if for_age else ""),
         help=_limit(
             analyte,
             patient[f"latest_{analyte}"],

@@ -295,7 +295,9 @@ def patient_context(session: Session, patient_keys: list[int]) -> Context:
 
 
 def with_limits(results: pd.DataFrame, context: Context) -> pd.DataFrame:
-    """``results`` with ``lln`` and ``range_source``: the lower limit that applies to each, and whose.
+    """``results`` with ``lln`` and ``range_source``: the lower limit that applies to each, and whose; and
+    ``flag_limit``, the limit the low-count flags apply (a child's ANC: the paediatric neutropenia cut-off
+    where it is below the interval's LLN; docs/clinical-rules.md, Paediatric neutropenia).
 
     ``results`` has ``lab_id`` when the labs' configured ranges are to be used.
     """
@@ -306,7 +308,9 @@ def with_limits(results: pd.DataFrame, context: Context) -> pd.DataFrame:
         lab_ranges=context.lab_ranges if lab is not None else None,
         birth_dates=context.people,
     )
-    return results.assign(lln=resolved["lln"], range_source=resolved["range_source"])
+    return results.assign(
+        lln=resolved["lln"], range_source=resolved["range_source"], flag_limit=resolved["flag_limit"]
+    )
 
 
 def _result_rows() -> Select[Any]:
@@ -383,7 +387,7 @@ def _pattern(
     """The pattern of each patient's latest panel with a WBC (``monitor.analysis.patterns``).
 
     The white-cell counts of that panel are in ``history`` already; only its haemoglobin and platelets are
-    read, by panel.
+    read, by panel, with the value and unit as the lab printed them (graded and shown in that unit).
     """
     empty = pd.DataFrame(columns=["pattern", "pattern_detail"], index=pd.Index([], name="patient_key"))
     panels = latest.loc[latest["analyte"].eq("wbc").to_numpy(dtype=bool), ["patient_key", "panel_id"]]
@@ -391,7 +395,11 @@ def _pattern(
         return empty
     others = read_frame_in(
         session,
-        lambda part: _result_rows().where(Panel.id.in_(part), Result.analyte.in_(("hgb", "plt")), *USABLE),
+        lambda part: (
+            _result_rows()
+            .add_columns(Result.value_raw, Result.unit_raw)
+            .where(Panel.id.in_(part), Result.analyte.in_(("hgb", "plt")), *USABLE)
+        ),
         [int(key) for key in panels["panel_id"]],
     )
     white = history[history["panel_id"].isin(panels["panel_id"]).to_numpy(dtype=bool)]

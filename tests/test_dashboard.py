@@ -496,3 +496,39 @@ def test_a_download_is_recorded_in_the_trail_under_the_viewer(imported_store) ->
     assert [(who, json.loads(details)["what"]) for who, details in exported] == [
         ("admin", "worklist CSV (1 rows)")
     ]
+
+
+def test_a_childs_page_shows_age_in_months_and_an_anc_below_the_interval_for_age(
+    tmp_path, monkeypatch
+) -> None:
+    from datetime import UTC, date, datetime, timedelta
+
+    url = f"sqlite:///{tmp_path / 'monitor.db'}"
+    today = datetime.now(UTC).date()
+    back = today.year * 12 + today.month - 1 - 6  # the first of the month six months ago
+    born = date(back // 12, back % 12 + 1, 1)
+    taken = (datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%dT08:00:00Z")
+    kid = date(today.year - 5, 1, 10)
+    text = (
+        "patient_id,collected_at,analyte,value,unit,ref_low,ref_high,lab,accession,status,birth_date\n"
+        f"KID5,{taken},anc,2.0,10^9/L,,,NORTH,K-1,final,{kid}\n"
+        f"BABY,{taken},anc,1.2,10^9/L,,,NORTH,B-1,final,{born}\n"
+    )
+    path = tmp_path / "children.csv"
+    path.write_text(text, encoding="utf-8")
+    import_path(
+        open_store(url, timezone="UTC"), path, options=ImportOptions(imported_by="test", site_timezone="UTC")
+    )
+    monkeypatch.setenv("MONITOR_DATABASE_URL", url)
+    at = _open_patient(_app().run(), "KID5 · (no name)")
+    assert not at.exception
+    anc = next(m for m in at.metric if m.label.startswith("Latest ANC"))
+    assert anc.value == "2.00 · G1 · below the reference interval for age, not neutropenia"
+    assert any(" · 5 y · " in m.value for m in at.markdown)
+    at = _open_patient(at, "BABY · (no name)")
+    months = (today.year - born.year) * 12 + today.month - born.month
+    assert any(f" · {months} mo · " in m.value for m in at.markdown)
+    assert (
+        "below the reference interval for age"
+        in next(m for m in at.metric if m.label.startswith("Latest ANC")).value
+    )

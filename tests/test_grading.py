@@ -250,6 +250,7 @@ def test_range_priority_is_override_then_reported_then_lab_then_default():
                 ["patient override", "reported", "lab", "default adult", "default adult", "none"],
                 dtype="string",
             ),
+            "flag_limit": [1.21, 2.0, 1.8, 4.0, 150.0, np.nan],
         }
     )
     pd.testing.assert_frame_equal(resolved, expected)
@@ -496,3 +497,142 @@ def test_unknown_age_gets_the_lowest_default_of_any_age_for_white_counts_only():
         "default age band",  # a known age keeps its own band (patient 1 is a child)
     ]
     assert resolved["uln"].iloc[:3].isna().all()  # no single upper limit fits every age
+
+
+# --- Grading in the unit the lab reported (docs/clinical-rules.md, Grading in the reported unit) ---
+
+
+def _hb_as_imported(value: float, unit: str) -> pd.DataFrame:
+    """One haemoglobin result as the importer stores it: converted to g/dL, the lab's unit kept."""
+    from monitor.formats.units import HGB_FACTORS, to_canonical, unit_key
+
+    factor = HGB_FACTORS[unit_key(pd.Series([unit])).iloc[0]]
+    canonical = to_canonical(pd.Series([value]), pd.Series([factor])).iloc[0]
+    return make_results(analyte="hgb", value=[canonical], lln=[12.0], unit_raw=[unit])
+
+
+@pytest.mark.parametrize(
+    ("value", "unit", "expected"),
+    [
+        # CTCAE v5.0 Anemia, mmol/L column: grade 1 < LLN - 6.2; grade 2 < 6.2 - 4.9; grade 3 < 4.9.
+        (6.2, "mmol/L", 1),
+        (6.1, "mmol/L", 2),
+        (4.9, "mmol/L", 2),
+        (4.8, "mmol/L", 3),
+        # g/L column: grade 1 < LLN - 100; grade 2 < 100 - 80; grade 3 < 80.
+        (100.0, "g/L", 1),
+        (99.0, "g/L", 2),
+        (80.0, "g/L", 2),
+        (79.0, "g/L", 3),
+        (10.0, "g/dL", 1),
+        (9.9, "g/dL", 2),
+    ],
+)
+def test_haemoglobin_is_graded_in_the_ctcae_column_of_the_unit_the_lab_reported(value, unit, expected):
+    assert ctcae_grade(_hb_as_imported(value, unit)).iloc[0] == expected
+
+
+@pytest.mark.parametrize(
+    ("analyte", "value", "unit", "expected"),
+    [
+        # /mm3 (= cells/uL) and x10^9/L columns convert exactly: no drift at the printed boundaries.
+        ("anc", 1500, "/mm3", 1),
+        ("anc", 1499, "/mm3", 2),
+        ("anc", 1000, "cells/uL", 2),
+        ("anc", 500, "/uL", 3),
+        ("wbc", 3000, "/mm3", 1),
+        ("wbc", 2000, "/mm3", 2),
+        ("alc", 800, "/mm3", 1),
+        ("alc", 200, "/mm3", 3),
+        ("plt", 75000, "/mm3", 1),
+        ("plt", 74999, "/mm3", 2),
+        ("plt", 25000, "cells/uL", 3),
+    ],
+)
+def test_counts_per_mm3_grade_exactly_at_ctcae_printed_boundaries(analyte, value, unit, expected):
+    from monitor.formats.units import COUNT_FACTORS, to_canonical, unit_key
+
+    factor = COUNT_FACTORS[unit_key(pd.Series([unit])).iloc[0]]
+    canonical = to_canonical(pd.Series([float(value)]), pd.Series([factor])).iloc[0]
+    lln = {"anc": 1.8, "wbc": 4.0, "alc": 1.0, "plt": 150.0}[analyte]
+    results = make_results(analyte=analyte, value=[canonical], lln=[lln], unit_raw=[unit])
+    assert ctcae_grade(results).iloc[0] == expected
+
+
+def test_the_pattern_prints_haemoglobin_as_the_lab_printed_it_with_its_grade_in_that_unit():
+    from monitor.analysis.patterns import panel_pattern
+
+    hb = _hb_as_imported(6.2, "mmol/L").assign(value_raw=["6.2"])
+    # The lab's own range 7.5-10.0 mmol/L, stored in g/dL as the importer converts it.
+    hb["lln"] = round(7.5 / 0.6206, 6)
+    panel = pd.concat(
+        [hb, make_results(analyte=["wbc", "plt"], value=[5.0, 210.0], lln=[4.0, 150.0])], ignore_index=True
+    )
+    detail = panel_pattern(panel).loc[1, "pattern_detail"]
+    assert detail.startswith("Hb 6.2 mmol/L < 7.5 mmol/L (grade 1);")
+
+
+# --- Paediatric neutropenia (docs/clinical-rules.md, Paediatric neutropenia) ---
+
+
+def _child_anc(value: float, born: str, taken: str = "2026-03-05") -> pd.DataFrame:
+    results = pd.DataFrame(
+        {
+            "patient_key": [1],
+            "analyte": ["anc"],
+            "value": [value],
+            "collected_at": pd.to_datetime([f"{taken}T08:00:00Z"]),
+        }
+    )
+    people = pd.DataFrame({"patient_key": [1], "birth_date": [pd.Timestamp(born).date()], "sex": ["F"]})
+    limits = resolve_lower_limit(results, overrides=None, lab_ranges=None, birth_dates=people)
+    return results.join(limits)
+
+
+@pytest.mark.parametrize(
+    ("value", "born", "neutropenic", "lln", "flag_limit"),
+    [
+        (2.0, "2021-01-10", False, 2.4, 1.5),  # 5 years: below the 2-10 year interval, not neutropenic
+        (1.4, "2021-01-10", True, 2.4, 1.5),
+        (1.2, "2025-09-01", False, 1.9, 1.0),  # 6 months: infant cut-off 1.0
+        (0.9, "2025-09-01", True, 1.9, 1.0),
+        (1.6, "1980-01-01", False, 1.5, 1.5),  # adult: unchanged
+        (1.4, "1980-01-01", True, 1.5, 1.5),
+    ],
+)
+def test_a_childs_neutropenia_flag_applies_the_age_cut_off_not_the_reference_interval(
+    value, born, neutropenic, lln, flag_limit
+):
+    from monitor.analysis.flags import below_limit
+
+    results = _child_anc(value, born)
+    assert (results.loc[0, "lln"], results.loc[0, "flag_limit"]) == (lln, flag_limit)
+    assert bool(below_limit(results).iloc[0]) is neutropenic
+
+
+def test_a_child_below_the_interval_for_age_keeps_ctcae_grade_1_against_the_intervals_lln():
+    results = _child_anc(2.0, "2021-01-10")
+    assert ctcae_grade(results).iloc[0] == 1
+
+
+def test_a_newborn_in_the_first_week_is_neutropenic_below_5_0():
+    from monitor.analysis.flags import below_limit
+
+    results = _child_anc(4.8, "2026-03-02")
+    assert (results.loc[0, "lln"], results.loc[0, "flag_limit"]) == (5.5, 5.0)
+    assert bool(below_limit(results).iloc[0]) is True
+    assert bool(below_limit(_child_anc(5.2, "2026-03-02")).iloc[0]) is False
+
+
+def test_a_five_year_olds_anc_of_2_is_not_neutropenia_but_below_the_interval_for_age():
+    from monitor.analysis.flags import patient_flags
+    from monitor.analysis.patterns import panel_pattern
+
+    results = _child_anc(2.0, "2021-01-10")
+    flagged = patient_flags(results, as_of=pd.Timestamp("2026-03-06", tz="UTC"))
+    assert "neutropenia" not in flagged.loc[0, "flags"]
+    detail = panel_pattern(results).loc[1, "pattern_detail"]
+    assert detail == "ANC 2 below the reference interval for age (2.4), not neutropenia (< 1.5 for age)"
+    neutropenic = patient_flags(_child_anc(1.4, "2021-01-10"), as_of=pd.Timestamp("2026-03-06", tz="UTC"))
+    explained = dict(zip(neutropenic.loc[0, "flags"], neutropenic.loc[0, "explanations"], strict=True))
+    assert explained["neutropenia"].startswith("ANC 1.4 below 1.5 (CTCAE grade 2")

@@ -621,3 +621,92 @@ def test_import_options_refuse_a_zone_that_does_not_exist_and_require_the_sites_
         ImportOptions(imported_by="test", site_timezone="UTC", timezone="Europe/Lndon")
     with pytest.raises(TypeError):
         ImportOptions(imported_by="test")  # type: ignore[call-arg]  # no default zone to fall into
+
+
+# --- Birth dates in the canonical CSV; paediatric neutropenia; haemoglobin graded in the lab's unit ---
+
+PAEDIATRIC_HEADER = (
+    "patient_id,collected_at,analyte,value,unit,ref_low,ref_high,lab,accession,status,birth_date\n"
+)
+
+
+def test_a_birth_date_in_the_csv_makes_a_five_year_olds_anc_of_2_below_the_interval_not_neutropenia(
+    store, tmp_path: Path
+) -> None:
+    rows = [
+        ("KID5", "2026-03-05", "anc", "2.0", "2021-01-10"),
+        ("KID5", "2026-03-05", "wbc", "6.0", "2021-01-10"),
+        ("KID5B", "2026-03-05", "anc", "1.4", "2021-01-10"),
+        ("BABY6", "2026-03-05", "anc", "1.2", "2025-09-01"),
+        ("BABY6B", "2026-03-05", "anc", "0.9", "2025-09-01"),
+    ]
+    text = PAEDIATRIC_HEADER + "".join(
+        f"{mrn},{day}T08:00:00Z,{analyte},{value},10^9/L,,,NORTH,{mrn}-1,final,{born}\n"
+        for mrn, day, analyte, value, born in rows
+    )
+    summary = import_path(store, _write(tmp_path, "children.csv", text), options=BY_TEST)
+    assert (summary.accepted, len(summary.rejected)) == (5, 0)
+    with store() as session:
+        listed = patient_list(session, viewer=SYSTEM).set_index("patient_id")
+        stored = session.scalar(select(Patient.birth_date).where(Patient.mrn == "KID5"))
+    assert str(stored) == "2021-01-10"
+    neutropenic = {
+        mrn: "neutropenia" in listed.loc[mrn, "flags"] for mrn in ("KID5", "KID5B", "BABY6", "BABY6B")
+    }
+    assert neutropenic == {"KID5": False, "KID5B": True, "BABY6": False, "BABY6B": True}
+    kid = listed.loc["KID5"]
+    # CTCAE grade 1 is below the interval's LLN (2-10 years: 2.4), not the neutropenia cut-off.
+    assert (kid["latest_anc_lln"], kid["latest_anc_grade"], kid["age"]) == (2.4, 1, 5)
+    assert (
+        "ANC 2 below the reference interval for age (2.4), not neutropenia (< 1.5 for age)"
+        in kid["pattern_detail"]
+    )
+    explained = dict(zip(listed.loc["KID5B", "flags"], listed.loc["KID5B", "explanations"], strict=True))
+    assert explained["neutropenia"].startswith("ANC 1.4 below 1.5 (CTCAE grade 2")
+
+
+def test_a_bad_birth_date_is_refused_with_its_line_and_reason_and_a_stored_one_is_kept(
+    store, tmp_path: Path
+) -> None:
+    text = PAEDIATRIC_HEADER + (
+        "KID7,2026-03-05T08:00:00Z,anc,2.0,10^9/L,,,NORTH,K-1,final,2021-01-10\n"
+        "KID8,2026-03-05T08:00:00Z,anc,2.0,10^9/L,,,NORTH,K-2,final,10/01/2021\n"
+        "KID9,2026-03-05T08:00:00Z,anc,2.0,10^9/L,,,NORTH,K-3,final,2026-04-01\n"
+    )
+    summary = import_path(store, _write(tmp_path, "born.csv", text), options=BY_TEST)
+    refused = summary.rejected.set_index("location")["reason"].to_dict()
+    assert refused == {
+        "line 3": "birth_date '10/01/2021' is not an ISO date (YYYY-MM-DD)",
+        "line 4": "birth_date '2026-04-01' is after collected_at '2026-03-05T08:00:00Z'",
+    }
+    later = PAEDIATRIC_HEADER + "KID7,2026-03-12T08:00:00Z,anc,2.1,10^9/L,,,NORTH,K-4,final,2020-01-10\n"
+    import_path(store, _write(tmp_path, "born-again.csv", later), options=BY_TEST)
+    with store() as session:
+        assert str(session.scalar(select(Patient.birth_date).where(Patient.mrn == "KID7"))) == "2021-01-10"
+
+
+def test_haemoglobin_in_mmol_per_litre_is_graded_and_printed_in_mmol_per_litre(store, tmp_path: Path) -> None:
+    header = "patient_id,collected_at,analyte,value,unit,ref_low,ref_high,lab,accession,status\n"
+    text = header + (
+        "HB1,2026-03-05T08:00:00Z,wbc,2.0,10^9/L,4.0,11.0,NORTH,H-1,final\n"
+        "HB1,2026-03-05T08:00:00Z,hgb,6.2,mmol/L,7.5,10.0,NORTH,H-1,final\n"
+        "HB2,2026-03-05T08:00:00Z,wbc,2.0,10^9/L,4.0,11.0,NORTH,H-2,final\n"
+        "HB2,2026-03-05T08:00:00Z,hgb,4.9,mmol/L,7.5,10.0,NORTH,H-2,final\n"
+    )
+    import_path(store, _write(tmp_path, "hb.csv", text), options=BY_TEST)
+    with store() as session:
+        listed = patient_list(session, viewer=SYSTEM).set_index("patient_id")
+        graded = _results(store, "HB1")
+    assert (
+        listed.loc["HB1", "pattern_detail"]
+        == "WBC 2 < 4, Hb 6.2 mmol/L < 7.5 mmol/L (grade 1); not measured: ANC, ALC, platelets"
+    )
+    assert "Hb 4.9 mmol/L < 7.5 mmol/L (grade 2)" in listed.loc["HB2", "pattern_detail"]
+    from monitor.analysis.timeline import marked_results
+
+    marked = marked_results(graded)
+    assert marked.set_index("analyte").loc["hgb", "grade"] == 1
+    from ui.timeline import flowsheet
+
+    text, _ = flowsheet(marked, "UTC")
+    assert "9.99 ↓" in text.to_numpy().ravel().tolist()  # in g/dL, rounded as labs print: not "9.99033"

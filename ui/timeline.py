@@ -18,6 +18,7 @@ from plotly.subplots import make_subplots
 from monitor.analysis.cycles import cycle_notation
 from monitor.analysis.status import EXCLUDED_STATUSES
 from monitor.analytes import ANALYTES
+from monitor.formats.units import printed
 from ui.figures import (
     BAND_FILL,
     BLUE,
@@ -398,7 +399,8 @@ def flowsheet(results: pd.DataFrame, timezone: str) -> tuple[pd.DataFrame, pd.Da
         return pd.DataFrame(), pd.DataFrame()
     low, high = shown["below_limit"].to_numpy(dtype=bool), shown["above_range"].to_numpy(dtype=bool)
     mark = np.where(low, " ↓", np.where(high, " ↑", ""))
-    text = shown["comparator"].fillna("") + shown["value"].map("{:g}".format) + mark
+    # Rounded as labs print (a haemoglobin converted from mmol/L is 9.99, never "9.99033").
+    text = shown["comparator"].fillna("") + printed(shown["value"], shown["analyte"]) + mark
     state = np.where(low, "low", np.where(high, "high", ""))
     when = _local(shown["collected_at"], timezone).dt.strftime("%Y-%m-%d %H:%M")
     frame = shown.assign(when=when.to_numpy(), text=text.to_numpy(), state=state)

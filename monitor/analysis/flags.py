@@ -256,7 +256,7 @@ def _usable(results: pd.DataFrame, *, as_of: pd.Timestamp | None = None) -> pd.D
         keep &= ~results["status"].isin(EXCLUDED_STATUSES)
     if as_of is not None:
         keep &= results["collected_at"] <= as_of
-    columns = [*required, "comparator"] if "comparator" in results else required
+    columns = [*required, *(c for c in ("comparator", "flag_limit") if c in results)]
     work = results.loc[keep.to_numpy(dtype=bool), columns].reset_index(drop=True)
     comparator = (
         work["comparator"].astype("string").str.strip().replace(COMPARATOR_SPELLINGS)
@@ -266,6 +266,8 @@ def _usable(results: pd.DataFrame, *, as_of: pd.Timestamp | None = None) -> pd.D
     work = work.assign(
         value=work["value"].astype("float64"), lln=work["lln"].astype("float64"), comparator=comparator
     )
+    if "flag_limit" in work:
+        work["flag_limit"] = work["flag_limit"].astype("float64")
     return work.sort_values(["patient_key", "analyte", "collected_at"], kind="stable").reset_index(drop=True)
 
 
@@ -289,13 +291,19 @@ def below_limit(results: pd.DataFrame) -> pd.Series:
         },
         index=results.index,
     )
+    if "flag_limit" in results:
+        work["flag_limit"] = results["flag_limit"].astype("float64")
     return _below(work).fillna(False).astype(bool)
 
 
 def _below(work: pd.DataFrame) -> pd.Series:
-    """Whether each result is certainly below its LLN (False when the LLN is unknown)."""
+    """Whether each result is certainly below its limit (False when the limit is unknown).
+
+    The limit is ``flag_limit`` when given (a child's neutropenia cut-off, ``analysis.ranges_default``),
+    else the ``lln``.
+    """
     value = work["value"].round(COMPARE_DECIMALS)
-    lln = work["lln"].round(COMPARE_DECIMALS)
+    lln = (work["flag_limit"] if "flag_limit" in work else work["lln"]).round(COMPARE_DECIMALS)
     comparator = work["comparator"]
     strict = comparator.eq("<").fillna(False).to_numpy(dtype=bool)
     below = pd.Series(np.where(strict, value <= lln, value < lln), index=work.index)
@@ -400,7 +408,7 @@ def _sentences(state: pd.DataFrame, rules: FlagRules) -> pd.DataFrame:
 
     name = analyte.str.upper()
     value = _number(state["value"], current)
-    lln = _number(state["lln"])
+    lln = _number(state["flag_limit"] if "flag_limit" in state else state["lln"])
     before = _number(state["previous_value"], previous)
     run_first = _number(state["run_first"], state["run_first_comparator"])
     value_grade = _number(state["grade"], digits=0)

@@ -22,6 +22,7 @@ import pandas as pd
 from monitor.analysis.ranges_default import DEFAULT_RANGES, RANGE_SOURCES, DefaultRange, resolve_lower_limit
 from monitor.analysis.setting_values import a_number
 from monitor.analysis.status import EXCLUDED_STATUSES
+from monitor.formats.units import HGB_FACTORS, unit_key
 
 __all__ = [
     "CTCAE",
@@ -36,6 +37,7 @@ __all__ = [
     "CtcaeTerm",
     "DefaultRange",
     "GradingRules",
+    "PrintedColumn",
     "RcvInput",
     "SeverityBands",
     "ctcae_grade",
@@ -67,6 +69,23 @@ class CtcaeTerm:
     bounds: tuple[float, ...]
     first_absolute_grade: int = 2
     grade1_below_lln: bool = True
+    printed: tuple[PrintedColumn, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PrintedColumn:
+    """A CTCAE column printed in another unit than the canonical one, whose numbers are not an exact
+    conversion of the canonical column's (Anemia: 10.0 g/dL is printed as 6.2 mmol/L, which is 9.990 g/dL).
+
+    A result the lab reported in one of ``spellings`` (compared as ``units.unit_key`` gives them) is graded
+    against ``bounds`` in that unit, its value converted back with the factor ``units`` used at import
+    (docs/clinical-rules.md, Grading in the reported unit).
+    """
+
+    unit: str
+    spellings: tuple[str, ...]
+    factor: float
+    bounds: tuple[float, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +110,20 @@ class CtcaeCriteria:
 
 
 _WBC = CtcaeTerm("wbc", "White blood cell decreased", "10^9/L", (3.0, 2.0, 1.0))
-_ANEMIA = CtcaeTerm("hgb", "Anemia", "g/dL", (10.0, 8.0))
+# CTCAE v5.0 Anemia as printed: grade 1 < LLN - 10.0 g/dL; < LLN - 6.2 mmol/L; < LLN - 100 g/L; grade 2
+# < 10.0 - 8.0 g/dL; < 6.2 - 4.9 mmol/L; < 100 - 80 g/L; grade 3 < 8.0 g/dL; < 4.9 mmol/L; < 80 g/L. The
+# g/L column is exactly 10 x the g/dL one; the mmol/L column is not (6.2 mmol/L is 9.99 g/dL), so a result
+# reported in mmol/L is graded against the mmol/L column.
+_ANEMIA = CtcaeTerm(
+    "hgb",
+    "Anemia",
+    "g/dL",
+    (10.0, 8.0),
+    printed=(
+        PrintedColumn("mmol/L", ("mmol/l",), HGB_FACTORS["mmol/l"], (6.2, 4.9)),
+        PrintedColumn("g/L", ("g/l",), HGB_FACTORS["g/l"], (100.0, 80.0)),
+    ),
+)
 CTCAE_V5 = CtcaeCriteria(
     "5.0",
     "NCI CTCAE v5.0 (2017) via pharmaverse/admiral ncictcaev5.json",
@@ -245,7 +277,9 @@ def ctcae_grade(
     ----------
     results : pd.DataFrame
         ``analyte``, ``value``, ``lln`` (NaN when unknown), optionally ``comparator`` ("<", "<=", ">",
-        ">=" or NA) and ``unit`` (checked against the canonical unit when present).
+        ">=" or NA), ``unit`` (checked against the canonical unit when present) and ``unit_raw`` (the
+        unit the lab reported: a haemoglobin reported in mmol/L or g/L is graded against CTCAE's column
+        for that unit, so 6.2 mmol/L is grade 1 although it is 9.99 g/dL).
     version : str, optional
         "5.0" or "6.0"; ``rules.ctcae_version`` when not given.
     rules : GradingRules
@@ -262,6 +296,10 @@ def ctcae_grade(
     ...     "lln": [4.0, None, 1.21, None]})
     >>> ctcae_grade(results).tolist()
     [1, 2, 2, <NA>]
+    >>> hb = pd.DataFrame({"analyte": "hgb", "value": [9.990332, 7.895585], "lln": 12.0,
+    ...     "unit_raw": "mmol/L"})
+    >>> ctcae_grade(hb).tolist()
+    [1, 2]
     """
     criteria = CTCAE[_known_version(version or rules.ctcae_version)]
     _require(results, ("analyte", "value", "lln"), "ctcae_grade")
@@ -277,6 +315,12 @@ def ctcae_grade(
                 wrong = sorted(units[units.ne(term.unit)].dropna().unique())
                 raise ValueError(f"{term.analyte} must be in {term.unit} to grade, not {wrong}")
         level = _level(value[rows], strict[rows], term.bounds)
+        if term.printed and "unit_raw" in results:
+            reported = unit_key(results["unit_raw"][rows]).to_numpy()
+            for column in term.printed:
+                mine = np.isin(reported, column.spellings)
+                in_unit = np.round(value[rows][mine] / column.factor, COMPARE_DECIMALS)
+                level[mine] = _level(in_unit, strict[rows][mine], column.bounds)
         absolute = np.where(level > 0, term.first_absolute_grade - 1 + level, 0).astype(float)
         if term.grade1_below_lln:
             # "<B" is certainly below the LLN only when B <= LLN.

@@ -7,6 +7,12 @@ source is cited, docs/clinical-rules.md, Panel patterns); within white cells the
 is low.
 A lineage the panel did not measure is not low: the pattern says what was seen, and its detail names the
 lineages that were not measured or had no limit to judge them by.
+
+Values are printed as the lab printed them: a result reported in another unit than the canonical one
+(haemoglobin in mmol/L, a count per uL) is shown with the lab's own text and unit, and its limit in that
+unit ("Hb 6.2 mmol/L < 7.45 mmol/L (grade 1)"), never a converted "9.99033". A child's ANC below the
+reference interval for age but not below the paediatric neutropenia cut-off (``flag_limit``) is not low,
+and the detail says it is below the interval for age (docs/clinical-rules.md, Paediatric neutropenia).
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ import pandas as pd
 
 from monitor.analysis.flags import below_limit
 from monitor.analysis.grading import ctcae_grade
+from monitor.analytes import ANALYTES
+from monitor.formats.units import conversion_factors, printed
 
 __all__ = ["PATTERNS", "panel_pattern"]
 
@@ -40,8 +48,10 @@ def panel_pattern(panel: pd.DataFrame) -> pd.DataFrame:
     Parameters
     ----------
     panel : pd.DataFrame
-        ``patient_key``, ``analyte``, ``value``, ``lln``, optionally ``comparator``: the latest panel's
-        WBC, ANC, ALC, haemoglobin and platelets (other analytes are ignored).
+        ``patient_key``, ``analyte``, ``value``, ``lln``, optionally ``comparator``, ``flag_limit`` (the
+        limit a count is low below, ``lln`` when absent), ``value_raw`` and ``unit_raw`` (the value and
+        unit as the lab printed them): the latest panel's WBC, ANC, ALC, haemoglobin and platelets (other
+        analytes are ignored).
 
     Returns
     -------
@@ -84,26 +94,90 @@ def panel_pattern(panel: pd.DataFrame) -> pd.DataFrame:
     between = pd.Series(np.where(absent.ne("") & unjudged.ne(""), "; ", ""), index=low.index)
     not_measured = (absent + between + unjudged).replace("", None)
     shown = rows[rows["low"].to_numpy(dtype=bool)].copy()
+    for_age = _below_interval_for_age(rows).reindex(out.index)
     if shown.empty:
-        out["pattern_detail"] = not_measured.where(out["pattern"] != "none").fillna("")
+        detail = not_measured.where(out["pattern"] != "none")
+        out["pattern_detail"] = _joined_parts(for_age, detail)
         return out
     shown["order"] = shown["analyte"].map(list(_NAMES).index)
-    comparator = shown["comparator"].astype("string").fillna("") if "comparator" in shown else ""
-    # CTCAE grades of haemoglobin and platelets, which have no column of their own in the status.
-    graded = ctcae_grade(shown[["analyte", "value", "lln"]].assign(comparator=shown.get("comparator")))
+    value, limit = _printed(shown, shown["lln"] if "flag_limit" not in shown else shown["flag_limit"])
+    # CTCAE grades of haemoglobin and platelets, which have no column of their own in the status; graded
+    # in the unit the lab reported (CTCAE's mmol/L column for haemoglobin in mmol/L).
+    graded = ctcae_grade(
+        shown[["analyte", "value", "lln"]].assign(
+            comparator=shown.get("comparator"), unit_raw=shown.get("unit_raw")
+        )
+    )
     grade = (
         (" (grade " + graded.astype("string") + ")")
         .where(shown["analyte"].isin(["hgb", "plt"]) & graded.ge(1).fillna(False), "")
         .fillna("")
     )
-    shown["text"] = (
-        shown["analyte"].map(_NAMES) + " " + comparator + shown["value"].map("{:g}".format)
-        + " < " + shown["lln"].map("{:g}".format) + grade
-    )  # fmt: skip
+    shown["text"] = shown["analyte"].map(_NAMES) + " " + value + " < " + limit + grade
     detail = shown.sort_values(["patient_key", "order"]).groupby("patient_key")["text"].agg(", ".join)
     detail = detail.reindex(out.index)
-    out["pattern_detail"] = (detail + ("; " + not_measured).fillna("")).fillna("")
+    out["pattern_detail"] = _joined_parts(detail, for_age, not_measured)
     return out
+
+
+def _joined_parts(*parts: pd.Series) -> pd.Series:
+    """Per patient, the parts that are present joined by "; " ("" when none)."""
+    frame = pd.concat([part.astype("string") for part in parts], axis=1)
+    present = frame.apply(lambda column: ("; " + column).fillna(""))
+    joined: pd.Series = present.sum(axis=1).str[2:].astype(object)
+    return joined
+
+
+def _below_interval_for_age(rows: pd.DataFrame) -> pd.Series:
+    """Per patient, the counts below their reference interval for age but not below the lower cut-off the
+    flags apply (a child's ANC above the paediatric neutropenia cut-off), as a sentence (NA when none)."""
+    if "flag_limit" not in rows:
+        return pd.Series(dtype="string", index=pd.Index([], name="patient_key"))
+    below_interval = below_limit(rows.drop(columns=["flag_limit"]))
+    mine = rows[(below_interval & ~rows["low"].astype(bool)).to_numpy(dtype=bool)]
+    if mine.empty:
+        return pd.Series(dtype="string", index=pd.Index([], name="patient_key"))
+    value, interval = _printed(mine, mine["lln"])
+    _, cutoff = _printed(mine, mine["flag_limit"])
+    text = (
+        mine["analyte"].map(_NAMES) + " " + value + " below the reference interval for age (" + interval
+        + "), not neutropenia (< " + cutoff + " for age)"
+    )  # fmt: skip
+    return text.groupby(mine["patient_key"]).agg(", ".join).astype("string")
+
+
+def _printed(rows: pd.DataFrame, limit: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Each row's value and ``limit`` as text, as the lab printed the value.
+
+    A value reported in another unit than the canonical one (``unit_raw`` with a factor other than 1) is
+    the lab's own text (``value_raw``) and unit, and the limit is converted to that unit, to one decimal
+    more than the lab printed; otherwise the canonical value (with its comparator), as ``units.printed``
+    rounds it.
+    """
+    comparator = rows["comparator"].astype("string").fillna("") if "comparator" in rows else ""
+    value = comparator + printed(rows["value"], rows["analyte"])
+    shown_limit = printed(limit, rows["analyte"])
+    if "unit_raw" not in rows or "value_raw" not in rows:
+        return value, shown_limit
+    unit = rows["unit_raw"].astype("string").fillna("").str.strip()
+    kinds = rows["analyte"].map({code: a.kind for code, a in ANALYTES.items()})
+    factor = conversion_factors(unit.astype(object), kinds)
+    raw = rows["value_raw"].astype("string").fillna("").str.strip()
+    other = (factor.notna() & factor.ne(1.0) & raw.ne("") & unit.ne("")).to_numpy(dtype=bool)
+    if not other.any():
+        return value, shown_limit
+    places = raw.str.extract(r"\.(\d+)", expand=False).str.len().fillna(0).astype(int) + 1
+    in_unit = _rounded_text(limit / factor, places)
+    value = value.where(~other, raw + " " + unit)
+    shown_limit = shown_limit.where(~other, in_unit + " " + unit)
+    return value, shown_limit
+
+
+def _rounded_text(values: pd.Series, decimals: pd.Series) -> pd.Series:
+    """``values`` rounded to ``decimals`` places each, printed without trailing zeros ("12", "0.05")."""
+    scale = 10.0 ** decimals.to_numpy(dtype="float64")
+    rounded = np.round(values.to_numpy(dtype="float64") * scale) / scale
+    return pd.Series(rounded, index=values.index, dtype="float64").map("{:g}".format, na_action="ignore")
 
 
 def _listed(heading: str, which: pd.DataFrame) -> pd.Series:

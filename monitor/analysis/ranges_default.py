@@ -8,6 +8,10 @@ population defaults are age-banded (Davis's Lab & Diagnostic Tests), and a lab r
 age band applies to adults only. A patient of unknown age gets, for WBC, ANC and ALC, the lowest default
 of any age band in this table (the adult one), so that a count below every band's limit is still judged
 low. The rules and their sources: docs/clinical-rules.md, Which range applies.
+
+Below the reference interval is not the same as neutropenia in children: ``flag_limit`` is the limit the
+neutropenia flag applies, the paediatric definition of neutropenia (``NEUTROPENIA_CUTOFFS``) where it is
+lower than the interval's LLN (docs/clinical-rules.md, Paediatric neutropenia).
 """
 
 from __future__ import annotations
@@ -85,6 +89,47 @@ DEFAULT_RANGES: tuple[DefaultRange, ...] = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class NeutropeniaCutoff:
+    """The ANC below which a child of this age is neutropenic (x10^9/L), from ``min_days`` of age
+    (inclusive) to ``max_days`` (exclusive) and ``max_months`` completed months (exclusive).
+
+    Sources (docs/clinical-rules.md, Paediatric neutropenia; clinical sign-off pending): 5-Minute Pediatric
+    Consult, "Neutropenia": ANC < 1,500/uL for > 1 year of age, < 1,000/uL for < 1 year, < 5,000/uL in the
+    first week of life; Pediatrics in Review, "Clinical Disorders of Neutropenia": the lower limit is
+    1000/mm3 in infants between 2 weeks and 1 year of age, 1500/mm3 after infancy.
+    """
+
+    cutoff: float
+    min_days: float
+    max_days: float
+    max_months: float
+    label: str
+
+
+NEUTROPENIA_CUTOFFS: tuple[NeutropeniaCutoff, ...] = (
+    NeutropeniaCutoff(5.0, 0, 7, 1, "first week of life"),
+    NeutropeniaCutoff(1.0, 7, np.inf, 12, "under 1 year"),
+    NeutropeniaCutoff(1.5, 0, np.inf, ADULT_MONTHS, "1 year or older"),
+)
+
+
+def neutropenia_cutoff(age_days: pd.Series, age_months: pd.Series) -> pd.Series:
+    """The paediatric neutropenia cut-off for each age (NaN for adults and unknown ages).
+
+    The first fitting row of ``NEUTROPENIA_CUTOFFS`` wins: the first week of life (< 7 days) 5.0, then up
+    to 12 completed months 1.0, then up to the adult defaults (11 years) 1.5 x10^9/L.
+
+    >>> neutropenia_cutoff(pd.Series([3.0, 200.0, 1900.0, 5000.0, None]),
+    ...     pd.Series([0.0, 6.0, 62.0, 164.0, None])).tolist()
+    [5.0, 1.0, 1.5, nan, nan]
+    """
+    days, months = age_days.to_numpy(dtype="float64"), age_months.to_numpy(dtype="float64")
+    fits = [(days >= c.min_days) & (days < c.max_days) & (months < c.max_months) for c in NEUTROPENIA_CUTOFFS]
+    cutoff = np.select(fits, [c.cutoff for c in NEUTROPENIA_CUTOFFS], np.nan)
+    return pd.Series(cutoff, index=age_days.index, dtype="float64")
+
+
 def resolve_lower_limit(
     results: pd.DataFrame,
     *,
@@ -121,13 +166,18 @@ def resolve_lower_limit(
     Returns
     -------
     pd.DataFrame
-        ``lln``, ``uln`` (float, NaN when unknown) and ``range_source`` (one of ``RANGE_SOURCES``),
-        aligned to ``results.index``.
+        ``lln``, ``uln`` (float, NaN when unknown), ``range_source`` (one of ``RANGE_SOURCES``) and
+        ``flag_limit``, aligned to ``results.index``. ``flag_limit`` is the limit below which a count is
+        flagged low (leukopenia, neutropenia, lymphopenia): the ``lln``, except for the ANC of a child of
+        known age, where it is the lower of the paediatric neutropenia cut-off (``neutropenia_cutoff``)
+        and the ``lln``: an ANC below the interval but not below the cut-off is below the reference
+        interval for age, not neutropenia. CTCAE grade 1 still uses the ``lln``.
 
     Examples
     --------
     >>> results = pd.DataFrame({"patient_key": [1, 2], "analyte": ["wbc", "wbc"], "ref_low": [3.5, None]})
-    >>> resolve_lower_limit(results, overrides=None, lab_ranges=None).to_dict("list")
+    >>> resolved = resolve_lower_limit(results, overrides=None, lab_ranges=None)
+    >>> resolved[["lln", "uln", "range_source"]].to_dict("list")
     {'lln': [3.5, 4.0], 'uln': [nan, 11.0], 'range_source': ['reported', 'default adult']}
     """
     work = pd.DataFrame(
@@ -150,6 +200,8 @@ def resolve_lower_limit(
             "range_source": pd.array(np.select(chosen, labels, "none"), dtype="string"),
         }
     )
+    cutoff = neutropenia_cutoff(work["age_days"], work["age_months"]).where(work["analyte"].eq("anc"))
+    resolved["flag_limit"] = np.fmin(resolved["lln"].to_numpy(), cutoff.to_numpy())
     return resolved.set_axis(results.index)
 
 
@@ -192,7 +244,12 @@ def _age_and_sex(results: pd.DataFrame, birth_dates: pd.DataFrame | None) -> pd.
         raise ValueError("resolve_lower_limit needs results['collected_at'] to use birth_dates")
     if birth_dates is None:
         return pd.DataFrame(
-            {"age_months": float(ADULT_MONTHS), "sex": pd.array([pd.NA] * len(results), dtype="string")}
+            {
+                "age_months": float(ADULT_MONTHS),
+                "age_days": np.inf,
+                "sex": pd.array([pd.NA] * len(results), dtype="string"),
+            },
+            index=range(len(results)),
         )
     people = birth_dates[["patient_key", "birth_date", "sex"]]
     known = pd.DataFrame({"patient_key": results["patient_key"].to_numpy()}).merge(
@@ -206,8 +263,15 @@ def _age_and_sex(results: pd.DataFrame, birth_dates: pd.DataFrame | None) -> pd.
         + (taken.dt.month - born.dt.month)
         - (taken.dt.day < born.dt.day).astype(int)
     ).astype("float64")
+    days = (taken.dt.tz_localize(None).dt.normalize() - born).dt.days.astype("float64")
     sex = known["sex"].astype("string").str.strip().str.upper().str[0]
-    return pd.DataFrame({"age_months": months.where(months >= 0), "sex": sex.where(sex.isin(["F", "M"]))})
+    return pd.DataFrame(
+        {
+            "age_months": months.where(months >= 0),
+            "age_days": days.where(months >= 0),
+            "sex": sex.where(sex.isin(["F", "M"])),
+        }
+    )
 
 
 def _lookup(work: pd.DataFrame, table: pd.DataFrame | None, keys: list[str]) -> pd.DataFrame:

@@ -45,8 +45,9 @@ def marked_results(results: pd.DataFrame, *, rules: GradingRules = DEFAULT_RULES
     >>> marked["grade"].tolist(), marked["below_limit"].tolist(), marked["significant_fall"].tolist()
     ([0, 1], [False, True], [<NA>, True])
     """
-    graded = ["analyte", "value", "lln", *(["comparator"] if "comparator" in results else [])]
-    # Graded without the unit column: stored results are in canonical units already.
+    graded = ["analyte", "value", "lln", *(c for c in ("comparator", "unit_raw") if c in results)]
+    # Graded without the unit column: stored results are in canonical units already; the unit the lab
+    # reported picks CTCAE's column (haemoglobin in mmol/L).
     grade = ctcae_grade(results[graded], rules=rules)
     comparator = results["comparator"] if "comparator" in results else pd.Series(None, index=results.index)
     above = (results["value"] > results["ref_high"]).fillna(False) & ~comparator.isin(["<", "<="]).fillna(

@@ -5,6 +5,12 @@
 ``ref_low``, ``ref_high``, ``lab``, ``accession`` and ``status`` may be absent or empty; an
 ``assigning_authority`` column is also understood. ``analyte`` is a canonical name (``wbc``, ``anc``, ...)
 or a LOINC code; ``collected_at`` is ISO 8601 with an offset or ``Z``.
+
+An optional ``birth_date`` column (ISO date, ``YYYY-MM-DD``) gives the patient's birth date, so that the
+age-banded reference intervals and paediatric neutropenia cut-offs apply (docs/clinical-rules.md,
+Paediatric neutropenia). It describes new patients only, as names and sex do in HL7 and FHIR (a stored
+patient's birth date is kept). A row whose birth date is not an ISO date, is after its collection, or
+differs from the one an earlier row of the file gave that patient is refused with its line and reason.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pa_compute
 import pyarrow.csv as pa_csv
 
-from monitor.formats.parsed import RAW_COLUMNS, Parsed
+from monitor.formats.parsed import PATIENT_COLUMNS, RAW_COLUMNS, Parsed
 from monitor.timestamps import localise_iso
 
 HEADER = (
@@ -36,7 +42,7 @@ HEADER = (
     "status",
 )
 REQUIRED = ("patient_id", "collected_at", "analyte", "value", "unit")
-KNOWN = (*HEADER, "assigning_authority")
+KNOWN = (*HEADER, "assigning_authority", "birth_date")
 
 
 class UnusableFile(ValueError):
@@ -201,7 +207,86 @@ def parse_canonical_csv(text: str, *, timezone: str | None = None, lines_before:
         given = frame["collected_at"].str.strip()
         localised = localise_iso(given, timezone)
         frame["collected_at"] = localised.where(localised != "", given)  # unreadable: refused downstream
+    frame, refused, patients = _birth_dates(frame)
+    if len(refused):
+        broken = pd.concat([broken, refused], ignore_index=True)
     records = frame.reindex(columns=[c for c in RAW_COLUMNS if c in KNOWN], fill_value="")
     records["location"] = "line " + frame["line"].astype(str)
     records["raw_text"] = frame["raw_text"]
-    return Parsed(records=records.reindex(columns=list(RAW_COLUMNS), fill_value=""), rejected=broken)
+    return Parsed(
+        records=records.reindex(columns=list(RAW_COLUMNS), fill_value=""), rejected=broken, patients=patients
+    )
+
+
+def _birth_dates(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The rows with a usable (or no) birth date, the refused ones, and the patients with their birth date.
+
+    A birth date must be an ISO date, not after the row's collection, and the same as the first one the
+    file gave that patient.
+    """
+    patients = pd.DataFrame({name: pd.Series(dtype="str") for name in PATIENT_COLUMNS})
+    none = pd.DataFrame({name: pd.Series(dtype="str") for name in ("location", "raw_text", "reason")})
+    if "birth_date" not in frame:
+        return frame, none, patients
+    given = frame["birth_date"].astype(str).str.strip()
+    born = pd.to_datetime(given, format="%Y-%m-%d", errors="coerce")
+    # The collection's own (local) calendar date, as written: a birth that day is not after it.
+    taken = pd.to_datetime(
+        frame["collected_at"].astype(str).str.strip().str[:10], format="%Y-%m-%d", errors="coerce"
+    )
+    authority = (
+        frame["assigning_authority"] if "assigning_authority" in frame else pd.Series("", index=frame.index)
+    )
+    who = pd.DataFrame({"patient_id": frame["patient_id"].astype(str).str.strip(), "authority": authority})
+    first = given.where(born.notna()).groupby([who["patient_id"], who["authority"]]).transform("first")
+    unreadable = given.ne("") & born.isna()
+    after = born.notna() & taken.notna() & (born > taken)
+    differs = born.notna() & first.notna() & given.ne(first)
+    reason = pd.Series(
+        np.select(
+            [unreadable, after, differs],
+            [
+                "birth_date '" + given + "' is not an ISO date (YYYY-MM-DD)",
+                "birth_date '"
+                + given
+                + "' is after collected_at '"
+                + frame["collected_at"].astype(str)
+                + "'",
+                "birth_date '"
+                + given
+                + "' differs from "
+                + first.fillna("")
+                + " given for this patient above",
+            ],
+            "",
+        ),
+        index=frame.index,
+    )
+    bad = reason.ne("").to_numpy(dtype=bool)
+    refused = pd.DataFrame(
+        {
+            "location": "line " + frame["line"][bad].astype(str),
+            "raw_text": frame["raw_text"][bad],
+            "reason": reason[bad],
+        }
+    )
+    kept = frame[~bad].reset_index(drop=True)
+    known = kept[given[~bad].ne("").to_numpy(dtype=bool)]
+    patients = (
+        pd.DataFrame(
+            {
+                "patient_id": known["patient_id"].astype(str).str.strip(),
+                "assigning_authority": (
+                    known["assigning_authority"].astype(str).str.strip()
+                    if "assigning_authority" in known
+                    else ""
+                ),
+                "name": "",
+                "birth_date": known["birth_date"].astype(str).str.strip(),
+                "sex": "",
+            }
+        )
+        .drop_duplicates(["patient_id", "assigning_authority"])
+        .reset_index(drop=True)
+    )
+    return kept, refused.reset_index(drop=True), patients.reindex(columns=list(PATIENT_COLUMNS))

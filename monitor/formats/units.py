@@ -109,3 +109,23 @@ def conversion_factors(units: pd.Series, kinds: pd.Series) -> pd.Series:
 def to_canonical(values: pd.Series, factors: pd.Series) -> pd.Series:
     """Values multiplied by their factors, rounded to remove binary noise (e.g. 1500 x 0.001 -> 1.5)."""
     return (values * factors).round(CANONICAL_DECIMALS)
+
+
+# Decimals a value in the canonical unit is printed with when the lab's own text is not at hand: labs print
+# counts in 10^9/L to at most 3 decimals (a count per uL converts exactly into 3) and haemoglobin in g/dL to
+# 1, so these never cut a printed digit, and a converted value (6.2 mmol/L is 9.990332 g/dL) prints as
+# 9.99, never "9.99033".
+PRINTED_DECIMALS = {"hgb": 2}
+COUNT_PRINTED_DECIMALS = 3
+
+
+def printed(values: pd.Series, analytes: pd.Series) -> pd.Series:
+    """Canonical values as text, rounded to ``PRINTED_DECIMALS`` for their analyte, without trailing zeros.
+
+    >>> printed(pd.Series([9.990332, 2.0, 0.05, 74.999]), pd.Series(["hgb", "wbc", "anc", "plt"])).tolist()
+    ['9.99', '2', '0.05', '74.999']
+    """
+    decimals = analytes.map(PRINTED_DECIMALS).fillna(COUNT_PRINTED_DECIMALS).to_numpy(dtype="float64")
+    scale = 10.0**decimals
+    rounded = np.round(values.to_numpy(dtype="float64") * scale) / scale
+    return pd.Series(rounded, index=values.index, dtype="float64").map("{:g}".format, na_action="ignore")
