@@ -45,6 +45,10 @@ PATIENT_COLUMNS = [
 def patients(database: str | None, fmt: str, user: str | None) -> None:
     """List patients with their latest WBC and ANC and last CBC.
 
+    Flags: leukopenia, neutropenia, lymphopenia; for the WBC new_onset, persistent, chronic, worsening,
+    significant_drop, recovering; for the ANC and ALC anc_new_onset, anc_persistent, anc_worsening,
+    anc_significant_drop and the same with alc_. Each comes with its sentence in explanations.
+
     \b
     Example:
       python -m monitor patients --format json
