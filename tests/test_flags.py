@@ -271,11 +271,18 @@ def test_the_trend_after_chemotherapy_uses_the_counts_after_the_last_cycle() -> 
     )
 
 
-def test_no_sentence_gives_a_percentage_beyond_100() -> None:
-    row = flags_of(make_series([3.9, 1.0, 0.2, 0.1], [0, 7, 14, 21]))
+@pytest.mark.parametrize(
+    "values",
+    [
+        [3.9, 1.0, 0.2, 0.1],  # the old 28-day projection said "-100% or more"
+        [0.9, 0.5, 0.07, 0.55],  # a recovery from 0.07 to 0.55 is a rise of 686 %
+    ],
+)
+def test_no_sentence_gives_a_percentage_beyond_100(values) -> None:
+    row = flags_of(make_series(values, [0, 7, 14, 21], analyte="anc"))
     percentages = [float(p) for text in row["explanations"] for p in re.findall(r"(-?[0-9.]+)%", text)]
     assert percentages and max(abs(p) for p in percentages) <= 100
-    assert "per month" in explained(row)["worsening"]
+    assert "100% or more" not in " ".join(row["explanations"])
 
 
 def test_no_trend_from_two_results_or_from_results_older_than_the_window() -> None:
@@ -297,7 +304,7 @@ def test_recovering_when_below_but_rising_beyond_the_rcv_and_not_worsening() -> 
     row = flags_of(make_series([3.0, 2.0, 1.0, 1.5], [0, 7, 14, 21]))  # the trend still falls
     assert row["flags"] == ("leukopenia", "persistent", "recovering")
     assert explained(row)["recovering"] == (
-        "WBC rose 50.0% from 1.0 to 1.5, beyond the reference change value of +28.8%, still below 4.0"
+        "WBC rose from 1.0 to 1.5 x10^9/L in 7 days, beyond the reference change value of +28.8%, still below 4.0"
     )
 
 
@@ -351,7 +358,8 @@ def test_lymphopenia_explanation_tells_alc_chronic_and_recovering() -> None:
     assert row["explanations"] == (
         "ALC 0.5 below 1.0 (CTCAE grade 2); "
         "ALC below 1.0 for 100 days since 2026-01-01 (chronic: 90 days or more); "
-        "ALC rose 66.7% from 0.3 to 0.5, beyond the reference change value of +36.2%, still below 1.0",
+        "ALC rose from 0.3 to 0.5 x10^9/L in 7 days, beyond the reference change value of +36.2%, "
+        "still below 1.0",
         "ALC below 1.0 on 4 consecutive results over 100 days (0.7 -> 0.5)",
     )
 

@@ -581,7 +581,8 @@ def _sentences(state: pd.DataFrame, rules: FlagRules) -> pd.DataFrame:
     text["significant_drop"] = (
         name + " " + fell + ", beyond the reference change value of " + rcv_down + grade_note
     ).where(dropped)
-    rose = _concat(" rose ", at_least, _number(100 * change, digits=1), "% from ", before, " to ", value)
+    # A rise is told by its values, not as a percentage: a count recovering from 0.07 to 0.55 rose 686 %.
+    rose = _concat(" rose from ", before, " to ", value, " ", _UNIT, within)
     rcv_up = _concat(", beyond the reference change value of +", _number(100 * up, digits=1), "%")
     text["recovering"] = _concat(name, rose, rcv_up, ", still below ", lln).where(recovering)
     # ANC and ALC chronicity and recovery have no flags of their own (``patient_flags`` keeps only the
