@@ -271,6 +271,13 @@ def test_the_trend_after_chemotherapy_uses_the_counts_after_the_last_cycle() -> 
     )
 
 
+def test_a_recovery_after_chemotherapy_is_not_a_trend_from_the_pre_treatment_counts() -> None:
+    # Counts of 7.0 before two cycles (days 0 and 21; the last ends on day 49), then 3.0 -> 3.8 rising.
+    counts = make_series([7.0, 6.8, 6.9, 3.0, 3.4, 3.8], [-90, -60, -30, 56, 70, 84])
+    assert "Theil-Sen" in explained(flags_of(counts, as_of_day=85))["worsening"]
+    assert "worsening" not in flags_of(counts, as_of_day=85, events=chemotherapy([0, 21]))["flags"]
+
+
 @pytest.mark.parametrize(
     "values",
     [
@@ -304,7 +311,8 @@ def test_recovering_when_below_but_rising_beyond_the_rcv_and_not_worsening() -> 
     row = flags_of(make_series([3.0, 2.0, 1.0, 1.5], [0, 7, 14, 21]))  # the trend still falls
     assert row["flags"] == ("leukopenia", "persistent", "recovering")
     assert explained(row)["recovering"] == (
-        "WBC rose from 1.0 to 1.5 x10^9/L in 7 days, beyond the reference change value of +28.8%, still below 4.0"
+        "WBC rose from 1.0 to 1.5 x10^9/L in 7 days, beyond the reference change value of +28.8%, "
+        "still below 4.0"
     )
 
 

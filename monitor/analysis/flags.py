@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from monitor.analysis.cycles.align import as_utc, cycles_from_events, in_cycles
+from monitor.analysis.cycles.align import as_utc, cycles_from_events
 from monitor.analysis.cycles.rules import DEFAULT_CYCLE_RULES, CycleRules
 from monitor.analysis.grading import (
     COMPARATOR_SPELLINGS,
@@ -213,7 +213,7 @@ def patient_flags(
     if as_of.tzinfo is None:
         raise ValueError("as_of must be timezone-aware, e.g. pd.Timestamp('2026-01-25', tz='UTC')")
     work = _usable(results, as_of=as_of)
-    work = work.assign(in_cycle=_in_chemotherapy_cycle(work, events, cycle_rules, timezone))
+    work = work.join(_chemotherapy_cycles(work, events, cycle_rules, timezone))
     state = _lineage_state(work, rules, timezone)
     text = _sentences(state, rules)
     patients = pd.Index(work["patient_key"].drop_duplicates().sort_values(), name="patient_key")
@@ -246,28 +246,46 @@ def patient_flags(
     return out.reset_index()
 
 
-def _in_chemotherapy_cycle(
+def _chemotherapy_cycles(
     work: pd.DataFrame, events: pd.DataFrame | None, rules: CycleRules, timezone: str
-) -> np.ndarray:
-    """Whether each result lies inside a chemotherapy cycle: from the start of a dosing day (its
-    pre-treatment count included) to the start of the next dosing day, or ``default_cycle_days``."""
-    inside = np.zeros(len(work), dtype=bool)
+) -> pd.DataFrame:
+    """Per result, ``in_cycle`` (inside a chemotherapy cycle: from the start of a dosing day, its
+    pre-treatment count included, to the start of the next dosing day or ``default_cycle_days``) and
+    ``cycle_end`` (the end of the latest cycle that began before it; NaT when none did)."""
+    out = pd.DataFrame(
+        {"in_cycle": False, "cycle_end": pd.Series(pd.NaT, index=work.index, dtype="datetime64[us, UTC]")}
+    )
     if events is None or events.empty or work.empty:
-        return inside
+        return out
     cycles = cycles_from_events(events, rules, timezone)
     if cycles.empty:
-        return inside
-    cycles = cycles.assign(patient_key=cycles["patient_key"].astype("int64"))
+        return out
+    starts = pd.DataFrame(
+        {
+            "patient_key": cycles["patient_key"].astype("int64"),
+            "day_start": as_utc(cycles["day_start"]),
+            "cycle_end": as_utc(cycles["end"]),
+        }
+    ).sort_values("day_start")
     rows = pd.DataFrame(
         {
             "patient_key": work["patient_key"].astype("int64"),
             "collected_at": as_utc(work["collected_at"]),
             "row": np.arange(len(work)),
         }
+    ).sort_values("collected_at")
+    placed = pd.merge_asof(
+        rows, starts, left_on="collected_at", right_on="day_start", by="patient_key", direction="backward"
+    ).sort_values("row")
+    cycle_end = pd.Series(placed["cycle_end"].to_numpy(), index=work.index)
+    return pd.DataFrame(
+        {
+            "in_cycle": (
+                pd.Series(placed["collected_at"].to_numpy(), index=work.index) < cycle_end
+            ).to_numpy(),
+            "cycle_end": cycle_end,
+        }
     )
-    placed = in_cycles(rows, cycles, timezone)
-    inside[placed["row"].to_numpy(dtype="int64")] = True
-    return inside
 
 
 def episodes(results: pd.DataFrame, *, analyte: str = "wbc") -> pd.DataFrame:
@@ -407,14 +425,17 @@ def _trend(lineage: pd.DataFrame, rules: FlagRules, timezone: str) -> pd.DataFra
     """The Theil-Sen line through the results outside chemotherapy cycles in the ``slope_window_days``
     before each patient's latest result: its slope per month and its relative change across the results.
 
-    Censored results are left out; so is the whole trend while the latest result is inside a cycle (the
-    cycle table tells a treated course). ``trend_change`` is the line's value at the last result used
-    over its value at the first, minus one: the fall the line shows over the days it was measured,
-    never extrapolated beyond them.
+    Censored results are left out, and so are those before the end of the last chemotherapy cycle; no
+    trend is judged while the latest result is inside a cycle (the cycle table tells a treated course).
+    ``trend_change`` is the line's value at the last result used over its value at the first, minus one:
+    the fall the line shows over the days it was measured, never extrapolated beyond them.
     """
     latest = lineage.groupby(_KEYS)["collected_at"].transform("max")
     days = days_between(latest, lineage["collected_at"])
     inside = (days >= -rules.slope_window_days) & lineage["comparator"].isna() & ~lineage["in_cycle"]
+    # Only since the last cycle ended: a line across a course compares the marrow before and after it.
+    treated_until = lineage.groupby(_KEYS)["cycle_end"].transform("last")
+    inside &= treated_until.isna() | (as_utc(lineage["collected_at"]) >= treated_until)
     window = lineage.loc[inside.to_numpy(dtype=bool), [*_KEYS, "value", "collected_at"]]
     window = window.assign(t=days[inside])
     stats = window.groupby(_KEYS).agg(
