@@ -188,7 +188,7 @@ def patient_flags(
         Site rules.
     events : pd.DataFrame, optional
         Clinical events (``patient_key``, ``kind``, ``start_at``): results inside a chemotherapy cycle
-        (``analysis.cycles``) are left out of the trend.
+        (``analysis.cycles``), or before the last cycle ended, are left out of the trend.
     cycle_rules : CycleRules
         How long a cycle that no dose follows lasts (``default_cycle_days``).
 
