@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 import streamlit as st
 
+from monitor.analysis.flags import flag_label
 from monitor.analysis.patterns import PATTERNS
 from monitor.analytes import ANALYTES
 from monitor.formats.events import EVENT_KINDS
@@ -109,7 +110,7 @@ with summary[0].container(border=True):
     st.markdown("**Flags** (decision support: each says why it is raised)")
     if patient["flags"]:
         for flag, sentence in zip(patient["flags"], patient["explanations"], strict=False):
-            st.markdown(f"- **{flag.replace('_', ' ')}**: {sentence}")
+            st.markdown(f"- **{flag_label(flag)}**: {sentence}")
     else:
         unjudged = [
             analyte.upper()

@@ -86,7 +86,7 @@ def analysis(results: int) -> dict[str, float]:
     data = data.assign(lln=limits["lln"])
     data["grade"] = ctcae_grade(data)
     lineages = data[data["analyte"].isin(list(LINEAGES)).to_numpy()]
-    flags = patient_flags(lineages, as_of=pd.Timestamp("2026-01-01", tz="UTC"))
+    flags = patient_flags(lineages, as_of=pd.Timestamp("2026-01-01", tz="UTC"), timezone="UTC")
     last_panel = data.groupby("patient_key")["panel_id"].transform("max")
     pattern = panel_pattern(data[(data["panel_id"] == last_panel).to_numpy()])
     status_seconds = time.perf_counter() - started

@@ -50,6 +50,10 @@ def patients(database: str | None, fmt: str, user: str | None) -> None:
     priority is the tier (1 = most urgent: ANC grade 4 or febrile neutropenia) and priority_reason the
     finding that put the patient there (docs/clinical-rules.md, Worklist priority).
 
+    Flags: leukopenia, neutropenia, lymphopenia; for the WBC new_onset, persistent, chronic, worsening,
+    significant_drop, recovering; for the ANC and ALC anc_new_onset, anc_persistent, anc_worsening,
+    anc_significant_drop and the same with alc_. Each comes with its sentence in explanations.
+
     \b
     Example:
       python -m monitor patients --format json

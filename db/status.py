@@ -167,7 +167,8 @@ def _refresh(
     latest = history.sort_values(["patient_key", "analyte", "collected_at", "panel_id"], kind="stable")
     latest = latest.groupby(["patient_key", "analyte"]).tail(1)
     summary = counts.set_index("patient_key").join(latest_values(latest))
-    summary = summary.join(_graded(latest, context)).join(_flagged(history, context, now))
+    flagged = _flagged(history, context, now, timezone, _chemotherapy(session, list(patient_keys)))
+    summary = summary.join(_graded(latest, context)).join(flagged)
     summary = summary.join(_pattern(session, history, latest, context))
     summary = summary.join(_recent_wbc(history)).join(_cycle_now(session, history, context, now, timezone))
     summary = summary.reindex(list(patient_keys))
@@ -340,11 +341,34 @@ def _history(session: Session, patient_keys: list[int], usable: tuple[Any, ...])
     )
 
 
-def _flagged(history: pd.DataFrame, context: Context, now: datetime) -> pd.DataFrame:
-    """Flags and their explanations from each patient's WBC, ANC and ALC history (monitor.analysis.flags)."""
+def _chemotherapy(session: Session, patient_keys: list[int]) -> pd.DataFrame:
+    """The chemotherapy events of these patients (``start_at`` UTC): the flags' trend leaves their cycles
+    out."""
+    return read_frame_in(
+        session,
+        lambda part: select(
+            ClinicalEvent.patient_id.label("patient_key"), ClinicalEvent.kind, ClinicalEvent.start_at
+        ).where(ClinicalEvent.patient_id.in_(part), ClinicalEvent.kind == "chemotherapy"),
+        patient_keys,
+        utc=["start_at"],
+    )
+
+
+def _flagged(
+    history: pd.DataFrame, context: Context, now: datetime, timezone: str, events: pd.DataFrame
+) -> pd.DataFrame:
+    """Flags and their explanations from each patient's WBC, ANC and ALC history (monitor.analysis.flags):
+    days counted in the site's ``timezone``, the trend outside the chemotherapy cycles of ``events``."""
     if history.empty:
         return pd.DataFrame(columns=["flags", "explanations"], index=pd.Index([], name="patient_key"))
-    flagged = patient_flags(with_limits(history, context), as_of=pd.Timestamp(now), rules=context.rules.flags)
+    flagged = patient_flags(
+        with_limits(history, context),
+        as_of=pd.Timestamp(now),
+        timezone=timezone,
+        rules=context.rules.flags,
+        events=events,
+        cycle_rules=context.rules.cycles,
+    )
     return pd.DataFrame(
         {
             "flags": [list(flags) for flags in flagged["flags"]],

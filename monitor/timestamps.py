@@ -138,3 +138,23 @@ def whole_days_between(
     [1.0, nan]
     """
     return (end - start) // DAY
+
+
+def calendar_days_between(
+    start: pd.Series[pd.Timestamp], end: pd.Timestamp | pd.Series[pd.Timestamp], timezone: str
+) -> pd.Series[float]:
+    """Calendar days from ``start``'s day to ``end``'s day in ``timezone``, as a clinician counts them
+    (NaN where either is missing): 13 days 23 hours from a morning to the next-but-13 day's early morning
+    is 14 days, and a day the clocks change on is one day.
+
+    >>> start = pd.Series(pd.to_datetime(["2026-01-01 08:00", None], utc=True))
+    >>> calendar_days_between(start, pd.Timestamp("2026-01-15 07:00", tz="UTC"), "UTC").tolist()
+    [14.0, nan]
+    >>> calendar_days_between(start, pd.Timestamp("2026-01-01 23:30", tz="UTC"), "Europe/Paris").tolist()
+    [1.0, nan]
+    """
+    if isinstance(end, pd.Series):
+        end_day: pd.Timestamp | pd.Series[pd.Timestamp] = local_days(end, timezone)
+    else:
+        end_day = pd.Timestamp(end).tz_convert(timezone).tz_localize(None).normalize()
+    return ((end_day - local_days(start, timezone)) / DAY).astype("float64")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from monitor.analysis.flags import flag_label
 from monitor.analysis.triage import TIERS
 
 # The Priority column's help: every tier in order (docs/clinical-rules.md, Worklist priority).
@@ -48,7 +49,7 @@ def worklist_table(shown: pd.DataFrame, timezone: str) -> pd.DataFrame:
             "Patient ID": shown["patient_id"],
             "Name": shown["name"].fillna(""),  # blank, not "None"
             "Grade": shown["grade"],
-            "Flags": shown["flags"].map(lambda listed: [flag.replace("_", " ") for flag in listed]),
+            "Flags": shown["flags"].map(lambda listed: [flag_label(flag) for flag in listed]),
             "WBC trend": shown["wbc_recent"],
             "WBC (10^9/L)": _reported(shown["latest_wbc"], shown["latest_wbc_comparator"]),
             "ANC (10^9/L)": _reported(shown["latest_anc"], shown["latest_anc_comparator"]),

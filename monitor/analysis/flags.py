@@ -5,9 +5,17 @@ A result is below its limit when its value is below the ``lln`` that applies to 
 ``COMPARE_DECIMALS``; a censored "<B" is below when B <= LLN, "<=B" when B < LLN, and ">B" or ">=B" is never
 counted as below. A result without an LLN cannot be judged: it is not below, so it ends a run.
 
-Day counts are elapsed time floored to whole days (13 days 23 hours is 13 days), so they do not depend on
-the site's time zone. Withdrawn results (``EXCLUDED_STATUSES``), results without a value or time, and (in
-``patient_flags``) results collected after ``as_of`` are ignored.
+The run-length rules (``persistent_min_days``, ``chronic_min_days``, ``run_days``) and ``days_since_cbc``
+count calendar days in the site's time zone, as a clinician counts them: a count on 1 January at 08:00
+and one on 15 January at 07:00 are 14 days apart, though 13 days 23 hours have elapsed
+(docs/clinical-rules.md, Calendar days). ``episodes`` still gives elapsed whole days. Withdrawn results
+(``EXCLUDED_STATUSES``), results without a value or time, and (in ``patient_flags``) results collected
+after ``as_of`` are ignored.
+
+The change flags exist per lineage: the bare ``new_onset``, ``persistent``, ``worsening`` and
+``significant_drop`` (and ``chronic``, ``recovering``) judge the WBC; ``anc_*`` and ``alc_*`` judge the
+neutrophils and lymphocytes with the same rules. Chronicity and recovery of the ANC and ALC are told in
+the neutropenia and lymphopenia sentences.
 """
 
 from __future__ import annotations
@@ -21,6 +29,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from monitor.analysis.cycles.align import as_utc, cycles_from_events
+from monitor.analysis.cycles.rules import DEFAULT_CYCLE_RULES, CycleRules
 from monitor.analysis.grading import (
     COMPARATOR_SPELLINGS,
     COMPARE_DECIMALS,
@@ -32,7 +42,7 @@ from monitor.analysis.grading import (
 )
 from monitor.analysis.setting_values import a_whole_number
 from monitor.analysis.status import EXCLUDED_STATUSES
-from monitor.timestamps import days_between, whole_days_between
+from monitor.timestamps import calendar_days_between, days_between, whole_days_between
 
 __all__ = [
     "DEFAULT_FLAG_RULES",
@@ -46,17 +56,26 @@ __all__ = [
     "patient_flags",
 ]
 
-# Display and priority order. The bare run/trend flags (new_onset ... recovering) refer to WBC; for ANC
-# and ALC persistence, chronicity, worsening and recovery are told in the neutropenia/lymphopenia sentence.
+# Display order: the low counts, then each kind of change for WBC (the bare names, as exported before the
+# lineages had their own), ANC and ALC. ANC and ALC chronicity and recovery are told in the neutropenia
+# and lymphopenia sentences.
 FLAGS: tuple[str, ...] = (
     "leukopenia",
     "neutropenia",
     "lymphopenia",
     "new_onset",
+    "anc_new_onset",
+    "alc_new_onset",
     "persistent",
+    "anc_persistent",
+    "alc_persistent",
     "chronic",
     "worsening",
+    "anc_worsening",
+    "alc_worsening",
     "significant_drop",
+    "anc_significant_drop",
+    "alc_significant_drop",
     "recovering",
 )
 LINEAGES = {"wbc": "leukopenia", "anc": "neutropenia", "alc": "lymphopenia"}
@@ -71,6 +90,22 @@ FLAG_COLUMNS = (
 )
 EPISODE_COLUMNS = ("patient_key", "start", "end", "ongoing", "nadir", "nadir_at", "n_results", "days")
 _KEYS = ["patient_key", "analyte"]
+# Counts are in 10^9/L (``monitor.analytes.COUNT_UNIT``), written as clinicians do.
+_UNIT = "x10^9/L"
+# A month of a trend: the mean calendar month.
+MONTH_DAYS = 365.25 / 12
+
+
+def flag_label(flag: str) -> str:
+    """A flag as people read it: "anc_new_onset" -> "ANC new onset", "new_onset" -> "new onset".
+
+    >>> [flag_label(f) for f in ("significant_drop", "alc_worsening", "neutropenia")]
+    ['significant drop', 'ALC worsening', 'neutropenia']
+    """
+    lineage, _, rest = flag.partition("_")
+    if lineage in LINEAGES and rest:
+        return f"{lineage.upper()} {rest.replace('_', ' ')}"
+    return flag.replace("_", " ")
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,13 +113,13 @@ class FlagRules:
     """Site-configurable flag rules; the defaults and their sources.
 
     * ``persistent_min_results`` = 2, ``persistent_min_days`` = 14: a run below the limit confirmed by a
-      repeat count at least two weeks later (product default, pending clinical sign-off;
+      repeat count at least two weeks (calendar days) later (product default, pending clinical sign-off;
       docs/clinical-rules.md, Flag defaults).
     * ``chronic_min_days`` = 90: chronic neutropenia lasts "at least 3 months" (Dale DC & Bolyard AA, Curr
       Opin Hematol 2017, PMC5380401; docs/clinical-rules.md, Chronic neutropenia), applied to every lineage.
-    * ``slope_window_days`` = 28, ``slope_min_results`` = 3: Theil-Sen trend over the four weeks before the
-      latest result (product default, longer than a 21-day cycle's nadir window: docs/clinical-rules.md,
-      Nadir timing).
+    * ``slope_window_days`` = 180, ``slope_min_results`` = 3: Theil-Sen trend through the results outside
+      chemotherapy cycles in the 180 days before the latest result, long enough to see a slow marrow
+      failure (no source: site decision; docs/clinical-rules.md, Trend).
     * ``grading``: CTCAE version, RCV Z (1.645, one-sided 95 %) and CVs, ``GradingRules``
       (docs/clinical-rules.md, Reference change values).
     """
@@ -92,7 +127,7 @@ class FlagRules:
     persistent_min_results: int = 2
     persistent_min_days: int = 14
     chronic_min_days: int = 90
-    slope_window_days: int = 28
+    slope_window_days: int = 180
     slope_min_results: int = 3
     grading: GradingRules = DEFAULT_RULES
 
@@ -130,7 +165,13 @@ DEFAULT_FLAG_RULES = FlagRules()
 
 
 def patient_flags(
-    results: pd.DataFrame, *, as_of: pd.Timestamp, rules: FlagRules = DEFAULT_FLAG_RULES
+    results: pd.DataFrame,
+    *,
+    as_of: pd.Timestamp,
+    timezone: str,
+    rules: FlagRules = DEFAULT_FLAG_RULES,
+    events: pd.DataFrame | None = None,
+    cycle_rules: CycleRules = DEFAULT_CYCLE_RULES,
 ) -> pd.DataFrame:
     """Flags, their explanations, the current WBC run below the limit and days since the last CBC.
 
@@ -141,8 +182,15 @@ def patient_flags(
         ``comparator`` and ``status``.
     as_of : pd.Timestamp
         Now (tz-aware); later results are ignored.
+    timezone : str
+        The site's time zone (IANA name), in which days are counted.
     rules : FlagRules
         Site rules.
+    events : pd.DataFrame, optional
+        Clinical events (``patient_key``, ``kind``, ``start_at``): results inside a chemotherapy cycle
+        (``analysis.cycles``), or before the last cycle ended, are left out of the trend.
+    cycle_rules : CycleRules
+        How long a cycle that no dose follows lasts (``default_cycle_days``).
 
     Returns
     -------
@@ -155,7 +203,7 @@ def patient_flags(
     --------
     >>> results = pd.DataFrame({"patient_key": 1, "analyte": "wbc", "value": [5.0, 3.8, 2.6], "lln": 4.0,
     ...     "collected_at": pd.to_datetime(["2026-01-01", "2026-01-08", "2026-01-22"], utc=True)})
-    >>> flags = patient_flags(results, as_of=pd.Timestamp("2026-01-25", tz="UTC"))
+    >>> flags = patient_flags(results, as_of=pd.Timestamp("2026-01-25", tz="UTC"), timezone="UTC")
     >>> flags.loc[0, "flags"]
     ('leukopenia', 'persistent', 'worsening', 'significant_drop')
     >>> flags[["run_results", "run_days", "days_since_cbc"]].to_dict("records")
@@ -165,20 +213,22 @@ def patient_flags(
     if as_of.tzinfo is None:
         raise ValueError("as_of must be timezone-aware, e.g. pd.Timestamp('2026-01-25', tz='UTC')")
     work = _usable(results, as_of=as_of)
-    state = _lineage_state(work, rules)
+    work = work.join(_chemotherapy_cycles(work, events, cycle_rules, timezone))
+    state = _lineage_state(work, rules, timezone)
     text = _sentences(state, rules)
     patients = pd.Index(work["patient_key"].drop_duplicates().sort_values(), name="patient_key")
-    wide = pd.concat(
-        [
-            text["below"].unstack("analyte").rename(columns=LINEAGES),
-            _wbc(text).drop(columns="below"),
-        ],
-        axis=1,
-    ).reindex(index=patients, columns=list(FLAGS))
-    stacked = wide.stack().dropna()
-    owner = stacked.index.get_level_values(0)
-    flags = _tuples(pd.Series(stacked.index.get_level_values(1), index=owner), patients)
-    explanations = _tuples(pd.Series(stacked.to_numpy(dtype=object), index=owner), patients)
+    named = text.reset_index().melt(id_vars=_KEYS, var_name="kind", value_name="text").dropna(subset="text")
+    lineage = named["analyte"].astype(str)
+    named["flag"] = np.where(
+        named["kind"].eq("below"),
+        lineage.map(LINEAGES),
+        np.where(lineage.eq("wbc"), named["kind"], lineage + "_" + named["kind"]),
+    )
+    order = {flag: position for position, flag in enumerate(FLAGS)}
+    named = named.assign(order=named["flag"].map(order)).dropna(subset="order")
+    named = named.sort_values(["patient_key", "order"], kind="stable").set_index("patient_key")
+    flags = _tuples(named["flag"].astype(object), patients)
+    explanations = _tuples(named["text"].astype(object), patients)
     wbc = _wbc(state).reindex(patients)
     below = wbc["below"].fillna(False).astype(bool)
     last = work.groupby("patient_key")["collected_at"].max().reindex(patients)
@@ -189,11 +239,53 @@ def patient_flags(
             "run_start": wbc["run_start"].where(below),
             "run_results": wbc["run_results"].where(below, 0).astype("int64"),
             "run_days": wbc["run_days"].where(below, 0).astype("int64"),
-            "days_since_cbc": whole_days_between(last, as_of).astype("int64"),
+            "days_since_cbc": calendar_days_between(last, as_of, timezone).astype("int64"),
         },
         index=patients,
     )
     return out.reset_index()
+
+
+def _chemotherapy_cycles(
+    work: pd.DataFrame, events: pd.DataFrame | None, rules: CycleRules, timezone: str
+) -> pd.DataFrame:
+    """Per result, ``in_cycle`` (inside a chemotherapy cycle: from the start of a dosing day, its
+    pre-treatment count included, to the start of the next dosing day or ``default_cycle_days``) and
+    ``cycle_end`` (the end of the latest cycle that began before it; NaT when none did)."""
+    out = pd.DataFrame(
+        {"in_cycle": False, "cycle_end": pd.Series(pd.NaT, index=work.index, dtype="datetime64[us, UTC]")}
+    )
+    if events is None or events.empty or work.empty:
+        return out
+    cycles = cycles_from_events(events, rules, timezone)
+    if cycles.empty:
+        return out
+    starts = pd.DataFrame(
+        {
+            "patient_key": cycles["patient_key"].astype("int64"),
+            "day_start": as_utc(cycles["day_start"]),
+            "cycle_end": as_utc(cycles["end"]),
+        }
+    ).sort_values("day_start")
+    rows = pd.DataFrame(
+        {
+            "patient_key": work["patient_key"].astype("int64"),
+            "collected_at": as_utc(work["collected_at"]),
+            "row": np.arange(len(work)),
+        }
+    ).sort_values("collected_at")
+    placed = pd.merge_asof(
+        rows, starts, left_on="collected_at", right_on="day_start", by="patient_key", direction="backward"
+    ).sort_values("row")
+    cycle_end = pd.Series(placed["cycle_end"].to_numpy(), index=work.index)
+    return pd.DataFrame(
+        {
+            "in_cycle": (
+                pd.Series(placed["collected_at"].to_numpy(), index=work.index) < cycle_end
+            ).to_numpy(),
+            "cycle_end": cycle_end,
+        }
+    )
 
 
 def episodes(results: pd.DataFrame, *, analyte: str = "wbc") -> pd.DataFrame:
@@ -310,7 +402,7 @@ def _below(work: pd.DataFrame) -> pd.Series:
     return below & ~comparator.isin([">", ">="]).fillna(False)
 
 
-def _lineage_state(work: pd.DataFrame, rules: FlagRules) -> pd.DataFrame:
+def _lineage_state(work: pd.DataFrame, rules: FlagRules, timezone: str) -> pd.DataFrame:
     """One row per patient and lineage: the latest result, its predecessor, its run, change and trend."""
     lineage = work[work["analyte"].isin(list(LINEAGES)).to_numpy(dtype=bool)]
     grade = ctcae_grade(lineage, rules=rules.grading).astype("float64")
@@ -325,33 +417,60 @@ def _lineage_state(work: pd.DataFrame, rules: FlagRules) -> pd.DataFrame:
         previous_comparator=grouped["comparator"].shift(),
         previous_below=grouped["below"].shift(fill_value=False).astype(bool),
         previous_grade=grouped["grade"].shift(),
+        previous_at=grouped["collected_at"].shift(),
         run_start=in_run["collected_at"].transform("first"),
         run_first=in_run["value"].transform("first"),
         run_first_comparator=in_run["comparator"].transform("first", skipna=False),
         run_results=in_run.cumcount() + 1,
     )
     state = lineage.groupby(_KEYS, sort=True).tail(1).set_index(_KEYS)
-    state["run_days"] = whole_days_between(state["run_start"], state["collected_at"])
-    return state.join(_trend(lineage, rules))
+    state["run_days"] = calendar_days_between(state["run_start"], state["collected_at"], timezone)
+    state["change_days"] = calendar_days_between(state["previous_at"], state["collected_at"], timezone)
+    return state.join(_trend(lineage, rules, timezone))
 
 
-def _trend(lineage: pd.DataFrame, rules: FlagRules) -> pd.DataFrame:
-    """Theil-Sen change over ``slope_window_days`` as a fraction of the window's first value.
+def _trend(lineage: pd.DataFrame, rules: FlagRules, timezone: str) -> pd.DataFrame:
+    """The Theil-Sen line through the results outside chemotherapy cycles in the ``slope_window_days``
+    before each patient's latest result: its slope per month and its relative change across the results.
 
-    Uncensored results within the window before each patient's latest result are paired with every later
-    one (a self-merge: windows hold a handful of results); the median pairwise slope (per day) times the
-    window length, relative to the first value, is compared with the RCV like a single change.
+    Censored results are left out, and so are those before the end of the last chemotherapy cycle; no
+    trend is judged while the latest result is inside a cycle (the cycle table tells a treated course).
+    ``trend_change`` is the line's value at the last result used over its value at the first, minus one:
+    the fall the line shows over the days it was measured, never extrapolated beyond them.
     """
     latest = lineage.groupby(_KEYS)["collected_at"].transform("max")
     days = days_between(latest, lineage["collected_at"])
-    inside = (days >= -rules.slope_window_days) & lineage["comparator"].isna()
-    window = lineage.loc[inside.to_numpy(dtype=bool), _KEYS + ["value"]].assign(t=days[inside])
-    stats = window.groupby(_KEYS).agg(trend_results=("value", "size"), trend_first=("value", "first"))
-    slope = _median_pairwise_slope(window).reindex(stats.index)
-    enough = (stats["trend_results"] >= rules.slope_min_results) & (stats["trend_first"] > 0)
-    # A projected fall cannot exceed 100 %.
-    stats["trend"] = (slope * rules.slope_window_days / stats["trend_first"]).clip(lower=-1).where(enough)
-    return stats[["trend", "trend_results"]]
+    inside = (days >= -rules.slope_window_days) & lineage["comparator"].isna() & ~lineage["in_cycle"]
+    # Only since the last cycle ended: a line across a course compares the marrow before and after it.
+    treated_until = lineage.groupby(_KEYS)["cycle_end"].transform("last")
+    inside &= treated_until.isna() | (as_utc(lineage["collected_at"]) >= treated_until)
+    window = lineage.loc[inside.to_numpy(dtype=bool), [*_KEYS, "value", "collected_at"]]
+    window = window.assign(t=days[inside])
+    stats = window.groupby(_KEYS).agg(
+        trend_results=("value", "size"),
+        t_first=("t", "min"),
+        t_last=("t", "max"),
+        first_at=("collected_at", "min"),
+        last_at=("collected_at", "max"),
+    )
+    slope = _median_pairwise_slope(window[[*_KEYS, "value", "t"]]).reindex(stats.index)
+    own_slope = slope.reindex(pd.MultiIndex.from_frame(window[_KEYS])).to_numpy(dtype=float)
+    offset = pd.Series(window["value"].to_numpy() - own_slope * window["t"].to_numpy(), index=window.index)
+    intercept = offset.groupby([window["patient_key"], window["analyte"]]).median().reindex(stats.index)
+    start = intercept + slope * stats["t_first"]
+    end = intercept + slope * stats["t_last"]
+    latest_in_cycle = lineage.groupby(_KEYS)["in_cycle"].last().reindex(stats.index).astype(bool)
+    enough = (stats["trend_results"] >= rules.slope_min_results) & (stats["t_last"] > stats["t_first"])
+    enough &= (start > 0) & ~latest_in_cycle
+    return pd.DataFrame(
+        {
+            "trend_change": (end / start - 1).where(enough),
+            "trend_per_month": (slope * MONTH_DAYS).where(enough),
+            "trend_results": stats["trend_results"],
+            "trend_days": calendar_days_between(stats["first_at"], stats["last_at"], timezone),
+        },
+        index=stats.index,
+    )
 
 
 def _median_pairwise_slope(window: pd.DataFrame) -> pd.Series:
@@ -395,12 +514,20 @@ def _sentences(state: pd.DataFrame, rules: FlagRules) -> pd.DataFrame:
     fall = (change <= down) & fall_sure.fillna(False)
     rise = (change >= up) & rise_sure.fillna(False)
     below = state["below"].astype(bool)
-    grade_up = state["grade"] > state["previous_grade"]
-    # A falling trend counts only while the latest result is not above the one before: once it rises
-    # (let alone significantly), the nadir has passed and the trend describes the past.
-    turned_up = (change > 0).fillna(False)
-    trend_fall = (state["trend"] <= down) & ~rise & ~turned_up
-    worsening = below & (grade_up | fall | trend_fall)
+    grade_up = (state["grade"] > state["previous_grade"]).fillna(False)
+    # A one-grade step alone is within analytical and biological variation (3.05 -> 2.95 is grade 1 -> 2):
+    # it is worsening with a fall beyond the RCV, a rise of two grades or more, or a step into grade 3-4
+    # (docs/clinical-rules.md, Worsening).
+    grade_worse = (state["grade"] - state["previous_grade"] >= 2) | (
+        (state["grade"] >= 3) & (state["previous_grade"] < 3)
+    )
+    grade_worse = grade_worse.fillna(False)
+    # The trend: the Theil-Sen line's fall across its results beyond the RCV; a significant rise since
+    # the previous result (recovery) overrides it (docs/clinical-rules.md, Trend).
+    trend_fall = (state["trend_change"] <= down).fillna(False) & ~rise
+    worsening = below & (grade_worse | fall | trend_fall)
+    # Between two results both inside the reference range a fall is no flag (the chart still marks it).
+    dropped = fall & (below | state["previous_below"].astype(bool))
     persistent = below & (state["run_results"] >= rules.persistent_min_results)
     persistent &= state["run_days"] >= rules.persistent_min_days
     chronic = below & (state["run_days"] >= rules.chronic_min_days)
@@ -417,18 +544,40 @@ def _sentences(state: pd.DataFrame, rules: FlagRules) -> pd.DataFrame:
     at_least = pd.Series("", index=state.index, dtype="string").where(
         current.isna() & previous.isna(), "at least "
     )
-    fell = _concat("fell ", at_least, _number(-100 * change, digits=1), "% from ", before, " to ", value)
+    change_days = state["change_days"]
+    within = _concat(" in ", _number(change_days, digits=0), " days").where(change_days != 1, " in 1 day")
+    within = within.where(change_days != 0, " the same day")
+    fell = _concat(
+        "fell ",
+        at_least,
+        _number(-100 * change, digits=1),
+        "% from ",
+        before,
+        " to ",
+        value,
+        " ",
+        _UNIT,
+        within,
+    )
     rcv_down = _number(100 * down, digits=1) + "%"
     grade_change = _concat("grade ", _number(state["previous_grade"], digits=0), " -> ", value_grade)
-    # The projection is clipped at -100 %: say so rather than print a measured-looking -100.0 %.
-    trend = (_number(100 * state["trend"], digits=1) + "%").where(state["trend"] > -1, "-100% or more")
-    window = f"{rules.slope_window_days}-day trend "
-    trend_text = _concat(window, trend, " (Theil-Sen over ", _number(state["trend_results"], digits=0))
+    per_month = _number(-state["trend_per_month"], digits=2)
+    trend_text = _concat(
+        "falling by ",
+        per_month,
+        f" {_UNIT} per month over ",
+        _number(state["trend_days"], digits=0),
+        " days (Theil-Sen line through ",
+        _number(state["trend_results"], digits=0),
+        " results outside chemotherapy cycles, a fall beyond the reference change value of ",
+        rcv_down,
+        ")",
+    )
     reasons = pd.concat(
         [
             grade_change.where(grade_up),
             _concat(fell, " (reference change value ", rcv_down, ")").where(fall),
-            (trend_text + " results)").where(trend_fall),
+            trend_text.where(trend_fall),
         ],
         axis=1,
     )
@@ -452,14 +601,22 @@ def _sentences(state: pd.DataFrame, rules: FlagRules) -> pd.DataFrame:
     chronic_note = f" (chronic: {rules.chronic_min_days} days or more)"
     text["chronic"] = _concat(below_lln, " for ", n_days, " days since ", since, chronic_note).where(chronic)
     text["worsening"] = (name + " worsening: " + _joined(reasons)).where(worsening)
+    new_grade = pd.Series("", index=state.index, dtype="string").where(~grade_up, "new ")
+    grade_note = (
+        (" (" + new_grade + "CTCAE grade " + value_grade.fillna("") + severity_text + ")")
+        .where(state["grade"] >= 1, "")
+        .fillna("")
+    )
     text["significant_drop"] = (
-        name + " " + fell + ", beyond the reference change value of " + rcv_down
-    ).where(fall)
-    rose = _concat(" rose ", at_least, _number(100 * change, digits=1), "% from ", before, " to ", value)
+        name + " " + fell + ", beyond the reference change value of " + rcv_down + grade_note
+    ).where(dropped)
+    # A rise is told by its values, not as a percentage: a count recovering from 0.07 to 0.55 rose 686 %.
+    rose = _concat(" rose from ", before, " to ", value, " ", _UNIT, within)
     rcv_up = _concat(", beyond the reference change value of +", _number(100 * up, digits=1), "%")
     text["recovering"] = _concat(name, rose, rcv_up, ", still below ", lln).where(recovering)
-    # ANC and ALC have no bare run/trend flags: their neutropenia/lymphopenia sentence tells them.
-    lineage_detail = _joined(text[["persistent", "chronic", "worsening", "recovering"]], sep="; ")
+    # ANC and ALC chronicity and recovery have no flags of their own (``patient_flags`` keeps only the
+    # names in FLAGS): their neutropenia/lymphopenia sentence tells them.
+    lineage_detail = _joined(text[["chronic", "recovering"]], sep="; ")
     text["below"] = text["below"] + ("; " + lineage_detail).fillna("").where(analyte.ne("wbc"), "")
     return text
 

@@ -39,15 +39,17 @@ _SOURCES = {
         "Reference change values",
     ),
     "flags.persistent_min_results": _cited(_PRODUCT_DEFAULT, "Flag defaults"),
-    "flags.persistent_min_days": _cited(_PRODUCT_DEFAULT, "Flag defaults"),
+    "flags.persistent_min_days": _cited(_PRODUCT_DEFAULT + ", in calendar days", "Calendar days"),
     "flags.chronic_min_days": _cited(
         "chronic neutropenia lasts at least 3 months (Dale & Bolyard, Curr Opin Hematol 2017)",
         "Chronic neutropenia",
     ),
     "flags.slope_window_days": _cited(
-        _PRODUCT_DEFAULT + ", longer than a 21-day cycle's nadir window", "Flag defaults"
+        "no source: site decision (180 days, long enough to see a slow marrow failure; results in "
+        "chemotherapy cycles left out)",
+        "Trend",
     ),
-    "flags.slope_min_results": _cited(_PRODUCT_DEFAULT, "Flag defaults"),
+    "flags.slope_min_results": _cited("no source: site decision", "Trend"),
     "cycles.default_cycle_days": _cited(_PRODUCT_DEFAULT, "Cycle days"),
     "cycles.recovery_anc": _cited(
         "adult neutropenia bound (Dale & Bolyard 2017) and readiness ANC (paclitaxel and docetaxel "
