@@ -65,10 +65,13 @@ st.markdown(
 facts = st.columns(4)
 for column, analyte in zip(facts[:3], ("wbc", "anc", "alc"), strict=True):
     grade = _grade(patient[f"latest_{analyte}_grade"])
+    # A value and grade resting on a preliminary result say so (docs/clinical-rules.md, Preliminary results).
+    preliminary = analyte in patient["preliminary"]
     column.metric(
         f"Latest {analyte.upper()} (10^9/L)",
         _count(patient[f"latest_{analyte}"], patient[f"latest_{analyte}_comparator"])
-        + (f" · {grade}" if grade else ""),
+        + (f" · {grade}" if grade else "")
+        + (" (preliminary)" if preliminary else ""),
         help=_limit(
             analyte,
             patient[f"latest_{analyte}"],

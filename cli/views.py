@@ -27,6 +27,7 @@ PATIENT_COLUMNS = [
     "wbc_grade",
     "anc_grade",
     "alc_grade",
+    "preliminary",
     "pattern",
     "pattern_detail",
     "last_collected_at",
@@ -155,7 +156,9 @@ def cycles(database: str | None, patient_id: str, authority: str | None, fmt: st
 def alerts(database: str | None, since: str | None, fmt: str, user: str | None) -> None:
     """Patients whose flags appeared or whose grades rose since a time, most severe first.
 
-    Only changes that still hold are listed (a flag that came and went is not an alert).
+    Only changes that still hold are listed (a flag that came and went is not an alert). A flag the lab
+    took back by correcting or withdrawing a result is listed too ("leukopenia withdrawn: WBC 2.5 corrected
+    to 5.0 by the lab on DATE"), and so is a preliminary result made final.
 
     \b
     Examples:
