@@ -232,6 +232,7 @@ def _record_changes(
             PatientStatus.computed_at,
             *(getattr(PatientStatus, f"latest_{a}_grade") for a in GRADED),
             *(getattr(PatientStatus, column) for column in latest_at),
+            *(getattr(PatientStatus, latest_column(a, "status")) for a in GRADED),
         ).where(PatientStatus.patient_id.in_(part)),
         patient_keys,
         utc=["flags_changed_at", "acknowledged_at", "computed_at", *latest_at],
@@ -267,7 +268,8 @@ def _record_changes(
 
 
 def _comparable(status: pd.DataFrame) -> pd.DataFrame:
-    """Status rows as ``analysis.changes`` takes them: flags and explanations as tuples, grades named."""
+    """Status rows as ``analysis.changes`` takes them: flags and explanations as tuples, grades, the latest
+    results' collection times and statuses named."""
     return pd.DataFrame(
         {
             "patient_key": status["patient_id"].to_numpy(),
@@ -277,6 +279,7 @@ def _comparable(status: pd.DataFrame) -> pd.DataFrame:
             **{
                 f"{a}_at": pd.to_datetime(status[latest_column(a, "at")], utc=True).to_numpy() for a in GRADED
             },
+            **{f"{a}_status": status[latest_column(a, "status")].to_numpy() for a in GRADED},
         }
     )
 

@@ -180,7 +180,7 @@ def _withdrawn(
     if all(column in before and column in after for column in at):
         was = before.set_index("patient_key")[at].reindex(rows["patient_key"])
         now = after.set_index("patient_key")[at].reindex(rows["patient_key"])
-        pick = np.array([at.index(f"{a}_at") for a in rows["analyte"]], dtype=int)
+        pick = rows["analyte"].map({a: i for i, a in enumerate(GRADED)}).to_numpy(dtype=int)
         seen = pd.to_datetime(pd.Series(was.to_numpy()[np.arange(len(rows)), pick]), utc=True)
         latest = pd.to_datetime(pd.Series(now.to_numpy()[np.arange(len(rows)), pick]), utc=True)
         newer = (latest > seen).fillna(False).to_numpy(dtype=bool)
@@ -211,6 +211,7 @@ def _finals(
     keys = done["patient_key"]
     grade_before = pd.Series(pd.NA, index=done.index, dtype="Float64")
     grade_after = pd.Series(pd.NA, index=done.index, dtype="Float64")
+    shown = np.ones(len(done), dtype=bool)
     for analyte in GRADED:
         mine = done["analyte"].eq(analyte).to_numpy(dtype=bool)
         for frame, target in ((before, grade_before), (after, grade_after)):
@@ -224,6 +225,15 @@ def _finals(
             )
             grade = row[f"{analyte}_grade"].astype("Float64").to_numpy()
             target[mine & same] = grade[mine & same]
+            if frame is before and f"{analyte}_status" in indexed:
+                # Only a result the status showed as preliminary (the latest of its analyte) is news: a
+                # preliminary and its final in one import, or a preliminary behind a newer count, is not.
+                was_shown = same & row[f"{analyte}_status"].eq("preliminary").fillna(False).to_numpy(bool)
+                shown[mine] = was_shown[mine]
+    done, grade_before, grade_after = done[shown], grade_before[shown], grade_after[shown]
+    keys = done["patient_key"]
+    if done.empty:
+        return pd.DataFrame(columns=list(CHANGE_COLUMNS))
     known = grade_before.notna() & grade_after.notna()
     verdict = np.where(
         grade_before.eq(grade_after).fillna(False),
