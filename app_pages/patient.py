@@ -89,11 +89,14 @@ for column, analyte in zip(facts[:3], ("wbc", "anc", "alc"), strict=True):
         and value < lln
         and "neutropenia" not in patient["flags"]
     )
+    # A value and grade resting on a preliminary result say so (docs/clinical-rules.md, Preliminary results).
+    preliminary = analyte in patient["preliminary"]
     column.metric(
         f"Latest {analyte.upper()} (10^9/L)",
         _count(patient[f"latest_{analyte}"], patient[f"latest_{analyte}_comparator"])
         + (f" · {grade}" if grade else "")
-        + (" · below the reference interval for age, not neutropenia" if for_age else ""),
+        + (" · below the reference interval for age, not neutropenia" if for_age else "")
+        + (" (preliminary)" if preliminary else ""),
         help=_limit(
             analyte,
             patient[f"latest_{analyte}"],

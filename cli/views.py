@@ -29,6 +29,7 @@ PATIENT_COLUMNS = [
     "wbc_grade",
     "anc_grade",
     "alc_grade",
+    "preliminary",
     "pattern",
     "pattern_detail",
     "last_collected_at",
@@ -167,7 +168,9 @@ def alerts(database: str | None, since: str | None, fmt: str, user: str | None) 
 
     Patients come in the worklist's order (priority tier, then grades), then the most recent change.
 
-    Only changes that still hold are listed (a flag that came and went is not an alert).
+    Only changes that still hold are listed (a flag that came and went is not an alert). A flag the lab
+    took back by correcting or withdrawing a result is listed too ("leukopenia withdrawn: WBC 2.5 corrected
+    to 5.0 by the lab on DATE"), and so is a preliminary result made final.
 
     \b
     Examples:

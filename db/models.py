@@ -36,7 +36,9 @@ from monitor.formats.events import EVENT_KINDS
 # Result status vocabulary (HL7 v2 table 0085 / FHIR observation-status; docs/clinical-rules.md, Result
 # status).
 RESULT_STATUSES = ("preliminary", "final", "corrected", "cancelled", "entered-in-error")
-STATUS_CHANGES = ("appeared", "worsened", "cleared")
+# "withdrawn": a flag cleared by the lab's correction or withdrawal of a result; "final": a preliminary
+# result made final (docs/clinical-rules.md, Preliminary results; Corrections that clear a flag).
+STATUS_CHANGES = ("appeared", "worsened", "cleared", "withdrawn", "final")
 ROLES = ("viewer", "clinician", "admin")
 # What the audit trail records. A new action is added here and to the CHECK on audit_log (a migration):
 # the store refuses any other, and the Audit page offers these as its filter.
@@ -342,8 +344,8 @@ class PatientStatus(Base):
 
     Besides the columns below, one column per graded analyte and field of
     ``monitor.analysis.status.LATEST_FIELDS`` (``latest_wbc``, ``latest_wbc_comparator``, ``latest_wbc_at``,
-    ``latest_wbc_lln``, ``latest_wbc_range_source``, ``latest_wbc_grade``, then ANC's and ALC's), added
-    after the class from that one list.
+    ``latest_wbc_lln``, ``latest_wbc_range_source``, ``latest_wbc_grade``, ``latest_wbc_status``, then
+    ANC's and ALC's), added after the class from that one list.
     """
 
     __tablename__ = "patient_status"
@@ -381,6 +383,7 @@ _LATEST_TYPES: dict[str, Callable[[], TypeEngine[Any]]] = {
     "lln": Float,
     "range_source": lambda: String(20),
     "grade": Integer,
+    "status": lambda: String(20),
 }
 
 
@@ -412,7 +415,8 @@ class StatusChange(Base):
     patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id"))
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
     change: Mapped[str] = mapped_column(String(10))
-    # A flag of monitor.analysis.flags.FLAGS, or "grade" for a rise in an analyte's CTCAE grade.
+    # A flag of monitor.analysis.flags.FLAGS, "grade" for a rise in an analyte's CTCAE grade, or "result"
+    # for a preliminary result made final.
     flag: Mapped[str] = mapped_column(String(40))
     analyte: Mapped[str | None] = mapped_column(String(32))
     grade_before: Mapped[int | None] = mapped_column(Integer)

@@ -29,7 +29,7 @@ from db.models import (
 )
 from db.status import patient_context, with_limits
 from monitor.analysis.changes import GRADED
-from monitor.analysis.status import LATEST_COLUMNS, latest_column
+from monitor.analysis.status import LATEST_COLUMNS, latest_column, preliminary_analytes
 from monitor.timestamps import local_days
 
 
@@ -120,6 +120,8 @@ def patient_list(
     frame["teams"] = frame["teams"].fillna("")
     for analyte in ("wbc", "anc", "alc"):
         frame[f"latest_{analyte}_grade"] = frame[f"latest_{analyte}_grade"].astype("Int64")
+    # The analytes whose latest result is preliminary (docs/clinical-rules.md, Preliminary results).
+    frame["preliminary"] = preliminary_analytes(frame)
     frame["age"] = age_in_years(frame["birth_date"], today)
     frame["days_since_cbc"] = (pd.Timestamp(today) - local_days(frame["last_collected_at"], zone)).dt.days
     frame["days_since_cbc"] = frame["days_since_cbc"].astype("Int64")
@@ -230,8 +232,9 @@ def patient_events(session: Session, patient_key: int, *, viewer: Viewer) -> pd.
 
 
 def status_changes_since(session: Session, *, since: datetime, viewer: Viewer) -> pd.DataFrame:
-    """Flags that appeared and grades that rose since ``since``, of the patients ``viewer`` may see, oldest
-    first (``analysis.alerts.current_alerts`` keeps those that still hold)."""
+    """Flags that appeared, grades that rose, flags the lab withdrew and preliminary results made final
+    since ``since``, of the patients ``viewer`` may see, oldest first (``analysis.alerts.current_alerts``
+    keeps those that still hold)."""
     return read_frame(
         session,
         select(
@@ -245,7 +248,7 @@ def status_changes_since(session: Session, *, since: datetime, viewer: Viewer) -
         )
         .where(
             StatusChange.recorded_at >= since,
-            StatusChange.change.in_(("appeared", "worsened")),
+            StatusChange.change.in_(("appeared", "worsened", "withdrawn", "final")),
             visible(StatusChange.patient_id, viewer),
         )
         .order_by(StatusChange.recorded_at, StatusChange.id),

@@ -11,18 +11,24 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 from sqlalchemy import Select, delete, distinct, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from db.frames import CHUNK, bulk_insert, chunks, read_frame_in
 from db.models import ClinicalEvent, Panel, Patient, PatientStatus, ReferenceOverride, Result, StatusChange
 from db.settings import lab_ranges, site_rules
-from monitor.analysis.changes import GRADED, status_changes
+from monitor.analysis.changes import GRADED, REVISION_COLUMNS, status_changes
 from monitor.analysis.cycles import readiness_now
 from monitor.analysis.flags import LINEAGES, patient_flags
 from monitor.analysis.grading import ctcae_grade, resolve_lower_limit
 from monitor.analysis.patterns import panel_pattern
 from monitor.analysis.rules import SiteRules
-from monitor.analysis.status import EXCLUDED_STATUSES, latest_values
+from monitor.analysis.status import (
+    EXCLUDED_STATUSES,
+    latest_column,
+    latest_values,
+    mark_preliminary,
+    preliminary_analytes,
+)
 
 # Patients recomputed at a time: as many as hold about PANELS_PER_PASS panels (as the stored status last
 # counted them; a patient new to the store counts one), at most CHUNK (one IN list per read). This bounds
@@ -169,6 +175,11 @@ def _refresh(
     summary = counts.set_index("patient_key").join(latest_values(latest))
     flagged = _flagged(history, context, now, timezone, _chemotherapy(session, list(patient_keys)))
     summary = summary.join(_graded(latest, context)).join(flagged)
+    # A flag whose lineage's latest result is preliminary says so (docs/clinical-rules.md, Preliminary
+    # results); done here, outside monitor.analysis.flags, on the sentences it wrote.
+    summary[["flags", "explanations"]] = mark_preliminary(
+        summary[["flags", "explanations"]], preliminary_analytes(summary)
+    )[["flags", "explanations"]]
     summary = summary.join(_pattern(session, history, latest, context))
     summary = summary.join(_recent_wbc(history)).join(_cycle_now(session, history, context, now, timezone))
     summary = summary.reindex(list(patient_keys))
@@ -183,7 +194,7 @@ def _refresh(
         summary[column] = summary[column].astype(object).fillna(empty)
     summary["n_panels"] = summary["n_panels"].fillna(0).astype("int64")
     rows = summary.rename_axis("patient_id").reset_index().assign(computed_at=now)
-    rows = _record_changes(session, patient_keys, rows, now=now)
+    rows = _record_changes(session, patient_keys, rows, now=now, timezone=timezone)
     rows = rows[[column.name for column in PatientStatus.__table__.columns]]
     for part in chunks(list(patient_keys)):
         session.execute(delete(PatientStatus).where(PatientStatus.patient_id.in_(part)))
@@ -205,10 +216,12 @@ def _with_held_panels(counts: pd.DataFrame, held: pd.DataFrame) -> pd.DataFrame:
 
 
 def _record_changes(
-    session: Session, patient_keys: list[int], rows: pd.DataFrame, *, now: datetime
+    session: Session, patient_keys: list[int], rows: pd.DataFrame, *, now: datetime, timezone: str
 ) -> pd.DataFrame:
-    """Append what changed against the stored status (flags appeared or cleared, grades up) for alerts;
-    return ``rows`` with ``flags_changed_at`` and ``acknowledged_at`` carried forward or updated."""
+    """Append what changed against the stored status (flags appeared, cleared or withdrawn by the lab,
+    grades up, preliminary results made final) for alerts; return ``rows`` with ``flags_changed_at`` and
+    ``acknowledged_at`` carried forward or updated."""
+    latest_at = [latest_column(a, "at") for a in GRADED]
     stored = read_frame_in(
         session,
         lambda part: select(
@@ -217,12 +230,17 @@ def _record_changes(
             PatientStatus.explanations,
             PatientStatus.flags_changed_at,
             PatientStatus.acknowledged_at,
+            PatientStatus.computed_at,
             *(getattr(PatientStatus, f"latest_{a}_grade") for a in GRADED),
+            *(getattr(PatientStatus, column) for column in latest_at),
+            *(getattr(PatientStatus, latest_column(a, "status")) for a in GRADED),
         ).where(PatientStatus.patient_id.in_(part)),
         patient_keys,
-        utc=["flags_changed_at", "acknowledged_at"],
+        utc=["flags_changed_at", "acknowledged_at", "computed_at", *latest_at],
     )
-    changes = status_changes(_comparable(stored), _comparable(rows))
+    changes = status_changes(
+        _comparable(stored), _comparable(rows), _revisions(session, stored), timezone=timezone
+    )
     kept = stored.set_index("patient_id")
     worse = changes.loc[changes["change"].isin(["appeared", "worsened"]).to_numpy(), "patient_key"].unique()
 
@@ -251,15 +269,68 @@ def _record_changes(
 
 
 def _comparable(status: pd.DataFrame) -> pd.DataFrame:
-    """Status rows as ``analysis.changes`` takes them: flags and explanations as tuples, grades named."""
+    """Status rows as ``analysis.changes`` takes them: flags and explanations as tuples, grades, the latest
+    results' collection times and statuses named."""
     return pd.DataFrame(
         {
             "patient_key": status["patient_id"].to_numpy(),
             "flags": status["flags"].astype(object).map(tuple).to_numpy(),
             "explanations": status["explanations"].astype(object).map(tuple).to_numpy(),
             **{f"{a}_grade": status[f"latest_{a}_grade"].to_numpy() for a in GRADED},
+            **{
+                f"{a}_at": pd.to_datetime(status[latest_column(a, "at")], utc=True).to_numpy() for a in GRADED
+            },
+            **{f"{a}_status": status[latest_column(a, "status")].to_numpy() for a in GRADED},
         }
     )
+
+
+def _revisions(session: Session, stored: pd.DataFrame) -> pd.DataFrame:
+    """The WBC, ANC and ALC results revised (a newer version of the same panel and analyte stored) since
+    each patient's status was last computed, with the version each replaced (``REVISION_COLUMNS``)."""
+    known = stored.dropna(subset=["computed_at"])
+    if known.empty:
+        return pd.DataFrame(columns=list(REVISION_COLUMNS))
+    since = known["computed_at"].min().to_pydatetime()
+    now_, was = aliased(Result), aliased(Result)
+    found = read_frame_in(
+        session,
+        lambda part: (
+            select(
+                Panel.patient_id.label("patient_key"),
+                now_.analyte,
+                Panel.collected_at,
+                now_.created_at.label("revised_at"),
+                now_.status,
+                now_.value,
+                now_.comparator,
+                was.status.label("status_before"),
+                was.value.label("value_before"),
+                was.comparator.label("comparator_before"),
+            )
+            .join(now_, now_.panel_id == Panel.id)
+            .join(
+                was,
+                (was.panel_id == now_.panel_id)
+                & (was.analyte == now_.analyte)
+                & (was.version == now_.version - 1),
+            )
+            .where(
+                Panel.patient_id.in_(part),
+                now_.is_current.is_(True),
+                now_.version > 1,
+                now_.analyte.in_(GRADED),
+                now_.created_at > since,
+            )
+        ),
+        [int(key) for key in known["patient_id"]],
+        utc=["collected_at", "revised_at"],
+    )
+    if found.empty:
+        return pd.DataFrame(columns=list(REVISION_COLUMNS))
+    # Only what arrived after this patient's own last computation (the read used the earliest of them).
+    computed = found["patient_key"].map(known.set_index("patient_id")["computed_at"])
+    return found[(found["revised_at"] > computed).to_numpy(dtype=bool)].reset_index(drop=True)
 
 
 class Context(NamedTuple):

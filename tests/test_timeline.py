@@ -1,4 +1,5 @@
-"""What the patient timeline shows of each result (analysis.timeline): marks, episodes below the limit."""
+"""What the patient timeline shows of each result (analysis.timeline): marks, episodes below the limit,
+and how the chart draws a preliminary one (ui.timeline)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import pandas as pd
 
 from monitor.analysis.grading import GradingRules
 from monitor.analysis.timeline import LOW_EPISODE_COLUMNS, MARK_COLUMNS, low_episodes, marked_results
+from ui.timeline import timeline_figure
 
 START = pd.Timestamp("2026-03-02T08:00Z")
 
@@ -81,3 +83,14 @@ def test_episodes_of_wbc_and_anc_are_listed_newest_first_and_named() -> None:
         ["WBC", 1, 3.5, False],
     ]
     assert low_episodes(results.iloc[0:0]).empty
+
+
+def test_a_preliminary_low_wbc_is_a_hollow_down_triangle_whose_hover_says_the_final_is_awaited() -> None:
+    results = make_results("wbc", [5.6, 2.1], lln=4.0, status=["final", "preliminary"]).assign(
+        ref_low=4.0, lab="CITY", accession=["A1", "A2"], panel_id=[1, 2]
+    )
+    figure = timeline_figure(marked_results(results))
+    wbc = next(trace for trace in figure.data if trace.name.startswith("WBC (marker"))
+    assert list(wbc.marker.symbol) == ["circle", "triangle-down-open"]
+    assert wbc.customdata[1][3] == "preliminary result; final awaited"
+    assert wbc.customdata[0][3] == "final"

@@ -39,6 +39,22 @@ LINEAGE_COLOURS = {"anc": BLUE, "alc": ORANGE, "amc": GREEN, "aec": PURPLE, "abc
 WBC_GRADE_ZONES = ((3.0, 2.0, "G2", 0.10), (2.0, 1.0, "G3", 0.17), (1.0, 0.0, "G4", 0.25))
 GRADE_COLOURS = {0: BLUE, 1: SKY, 2: ORANGE, 3: VERMILLION, 4: "#000000"}
 STATUS_SYMBOLS = {"final": "circle", "preliminary": "circle-open", "corrected": "diamond"}
+# What the hover says of a result's status: a preliminary one is not yet the lab's last word
+# (docs/clinical-rules.md, Preliminary results).
+STATUS_WORDS = {"preliminary": "preliminary result; final awaited"}
+
+
+def _symbols(rows: pd.DataFrame, low: np.ndarray) -> np.ndarray:
+    """Marker shapes: by status, a low result as a down-triangle, hollow while it is preliminary."""
+    by_status = rows["status"].map(STATUS_SYMBOLS).fillna("circle").to_numpy()
+    preliminary = rows["status"].eq("preliminary").to_numpy(dtype=bool)
+    return np.select(
+        [low & preliminary, low & (by_status == "circle")],
+        ["triangle-down-open", "triangle-down"],
+        by_status,
+    )
+
+
 ROW_TITLES = ("WBC", "Differential", "Haemoglobin", "Platelets")
 
 
@@ -188,7 +204,7 @@ def _hover(rows: pd.DataFrame, earlier: pd.Series, unit: str, *, graded: bool) -
             "grade": rows["grade"].map(lambda g: "" if pd.isna(g) else f" · CTCAE grade {int(g)}")
             if graded
             else "",
-            "status": rows["status"],
+            "status": rows["status"].map(lambda status: STATUS_WORDS.get(status, status)),
             "lab": rows["lab"].fillna("?") if "lab" in rows else "?",
             "accession": rows["accession"].fillna("?") if "accession" in rows else "?",
             "history": ("<br>corrected; earlier: " + corrected.astype("string")).fillna("")
@@ -210,8 +226,7 @@ def _graded_points(figure: go.Figure, rows: pd.DataFrame, earlier: pd.Series, ti
     if rows.empty:
         return
     low = rows["below_limit"].to_numpy(dtype=bool)
-    status_symbol = rows["status"].map(STATUS_SYMBOLS).fillna("circle").to_numpy()
-    symbol = np.where(low & (status_symbol == "circle"), "triangle-down", status_symbol)
+    symbol = _symbols(rows, low)
     grade = rows["grade"].fillna(0).astype(int)
     custom, template = _hover(rows, earlier, ANALYTES["wbc"].unit, graded=True)
     figure.add_trace(
@@ -219,7 +234,7 @@ def _graded_points(figure: go.Figure, rows: pd.DataFrame, earlier: pd.Series, ti
             x=_local(rows["collected_at"], timezone),
             y=rows["value"],
             mode="lines+markers",
-            name="WBC (marker: grade colour; ▽ below limit; ○ preliminary; ◇ corrected)",
+            name="WBC (marker: grade colour; ▼ below limit; hollow: preliminary; ◇ corrected)",
             line={"color": GREY, "width": 1.5},
             marker={
                 "size": np.where(low, 11, 8),
@@ -281,7 +296,7 @@ def _line(
             line={"color": colour, "width": 2},
             marker={
                 "size": np.where(low, 10, 6),
-                "symbol": np.where(low, "triangle-down", rows["status"].map(STATUS_SYMBOLS).fillna("circle")),
+                "symbol": _symbols(rows, low),
                 "color": colour,
             },
             customdata=custom,

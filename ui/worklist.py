@@ -33,10 +33,15 @@ def cycle_text(patients: pd.DataFrame) -> pd.Series:
     return text.where(in_cycle, "").fillna("")
 
 
-def _reported(values: pd.Series, comparators: pd.Series) -> pd.Series:
-    """Counts as the lab reported them: "<0.10" for a censored result, "" when there is none."""
-    text = values.map("{:.2f}".format, na_action="ignore").fillna("")
-    return comparators.fillna("") + text
+def _reported(values: pd.Series, comparators: pd.Series, statuses: pd.Series | None = None) -> pd.Series:
+    """Counts as the lab reported them: "<0.10" for a censored result, "" when there is none, and
+    "2.10 (preliminary)" for a preliminary one (docs/clinical-rules.md, Preliminary results)."""
+    printed = values.map("{:.2f}".format, na_action="ignore").astype(object).where(values.notna(), "")
+    text = comparators.fillna("") + printed
+    if statuses is None:
+        return text
+    preliminary = statuses.eq("preliminary").fillna(False).astype(bool) & values.notna()
+    return text.where(~preliminary, text + " (preliminary)")
 
 
 def worklist_table(shown: pd.DataFrame, timezone: str) -> pd.DataFrame:
@@ -51,8 +56,12 @@ def worklist_table(shown: pd.DataFrame, timezone: str) -> pd.DataFrame:
             "Grade": shown["grade"],
             "Flags": shown["flags"].map(lambda listed: [flag_label(flag) for flag in listed]),
             "WBC trend": shown["wbc_recent"],
-            "WBC (10^9/L)": _reported(shown["latest_wbc"], shown["latest_wbc_comparator"]),
-            "ANC (10^9/L)": _reported(shown["latest_anc"], shown["latest_anc_comparator"]),
+            "WBC (10^9/L)": _reported(
+                shown["latest_wbc"], shown["latest_wbc_comparator"], shown.get("latest_wbc_status")
+            ),
+            "ANC (10^9/L)": _reported(
+                shown["latest_anc"], shown["latest_anc_comparator"], shown.get("latest_anc_status")
+            ),
             "Last CBC": shown["last_collected_at"].dt.tz_convert(timezone).dt.tz_localize(None),
             "Days since CBC": shown["days_since_cbc"],
             "Cycle": cycle_text(shown),

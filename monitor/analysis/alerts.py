@@ -1,4 +1,5 @@
-"""Alerts: the flags that appeared and the grades that rose since a time and still hold, most urgent first."""
+"""Alerts: the flags that appeared, the grades that rose, the flags the lab took back and the preliminary
+results made final since a time, that still hold, most severe first."""
 
 from __future__ import annotations
 
@@ -29,9 +30,10 @@ def current_alerts(changes: pd.DataFrame, patients: pd.DataFrame) -> pd.DataFram
     Parameters
     ----------
     changes : pd.DataFrame
-        Recorded status changes of kind "appeared" or "worsened", oldest first: ``patient_key``,
-        ``recorded_at``, ``flag`` ("grade" for a grade that rose), ``analyte``, ``grade_after`` and
-        ``explanation`` (the grade change's sentence).
+        Recorded status changes of kind "appeared", "worsened", "withdrawn" or "final", oldest first:
+        ``patient_key``, ``recorded_at``, ``change``, ``flag`` ("grade" for a grade that rose, "result" for
+        a preliminary result made final), ``analyte``, ``grade_after`` and ``explanation`` (the sentence
+        of a grade change, a withdrawal or a final result).
     patients : pd.DataFrame
         The patient list as it stands now (``patient_key``, ``patient_id``, ``assigning_authority``,
         ``name``, ``flags`` and ``explanations`` as lists, ``latest_{wbc,anc,alc}_grade``,
@@ -41,7 +43,11 @@ def current_alerts(changes: pd.DataFrame, patients: pd.DataFrame) -> pd.DataFram
     -------
     pd.DataFrame
         Columns ``ALERT_COLUMNS``. A flag holds while the patient still has it; a grade change holds while
-        the grade is at least what it rose to. ``changes`` are sentences ("neutropenia appeared: ANC 0.9
+        the grade is at least what it rose to; a flag withdrawn by the lab holds while the patient does not
+        have it again ("leukopenia withdrawn: WBC 2.5 corrected to 5.0 by the lab on 2026-03-02"); a final
+        result holds while its analyte's grade is still the one it was made final at (always, when that
+        grade was not known: "WBC 2.1 preliminary -> 2.0 final on 2026-03-02; grade unchanged").
+        ``changes`` are sentences ("neutropenia appeared: ANC 0.9
         below 1.5 ...", "ANC CTCAE grade 2 -> 3"), each flag's as it reads now (its limit or run may have
         changed since it appeared). Order: the patient's priority on the worklist
         (``analysis.triage.in_priority_order``: tier, then ANC, WBC and ALC grade), then the most recent
@@ -60,16 +66,24 @@ def current_alerts(changes: pd.DataFrame, patients: pd.DataFrame) -> pd.DataFram
     flagged = now[["flags", "explanations"]].explode(["flags", "explanations"]).dropna(subset=["flags"])
     flagged = flagged.reset_index().rename(columns={"flags": "flag", "explanations": "explained_now"})
     changes = changes.merge(flagged, on=["patient_key", "flag"], how="left")
-    holds = np.where(
-        changes["flag"].eq("grade"),
-        grade_now.to_numpy() >= changes["grade_after"],
-        changes["explained_now"].notna(),
+    if "change" not in changes:  # "appeared" or "worsened" alike below
+        changes = changes.assign(change="appeared")
+    kind = changes["change"]
+    after = changes["grade_after"].astype("Float64").to_numpy(dtype=float, na_value=np.nan)
+    flagged_now = changes["explained_now"].notna().to_numpy(dtype=bool)
+    holds = np.select(
+        [kind.eq("withdrawn").to_numpy(dtype=bool), kind.eq("final").to_numpy(dtype=bool)],
+        [~flagged_now, np.isnan(after) | (grade_now.to_numpy(dtype=float) == after)],
+        np.where(changes["flag"].eq("grade"), grade_now.to_numpy(dtype=float) >= after, flagged_now),
     )
     changes = changes[holds.astype(bool)]
     if changes.empty:
         return pd.DataFrame(columns=ALERT_COLUMNS)
+    told = changes["flag"].eq("grade").to_numpy(dtype=bool) | changes["change"].isin(
+        ("withdrawn", "final")
+    ).to_numpy(dtype=bool)
     sentence = np.where(
-        changes["flag"].eq("grade"),
+        told,
         changes["explanation"],
         changes["flag"] + " appeared: " + changes["explained_now"].astype("string"),
     )

@@ -1,25 +1,71 @@
 """What changed in a patient's status between two computations: flags that appeared or cleared, grades
-that rose. The materialised status keeps only "now"; these changes are what ``alerts`` reports."""
+that rose, flags the lab took back by correcting or withdrawing a result ("withdrawn"), and preliminary
+results the lab made final ("final"). The materialised status keeps only "now"; these changes are what
+``alerts`` reports (docs/clinical-rules.md, Preliminary results and Corrections that clear a flag)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["CHANGE_COLUMNS", "GRADED", "status_changes"]
+__all__ = ["CHANGE_COLUMNS", "GRADED", "REVISION_COLUMNS", "flag_lineage", "status_changes"]
 
 # The analytes whose latest value, limit and grade the status keeps (and whose grade rises are changes).
 GRADED = ("wbc", "anc", "alc")
 CHANGE_COLUMNS = ("patient_key", "change", "flag", "analyte", "grade_before", "grade_after", "explanation")
 _NAMES = {"wbc": "WBC", "anc": "ANC", "alc": "ALC"}
+# A result revised since the status was last computed: its new version (status, value, when it arrived)
+# and the version it replaced (``*_before``), of the same panel and analyte.
+REVISION_COLUMNS = (
+    "patient_key",
+    "analyte",
+    "collected_at",
+    "revised_at",
+    "status",
+    "value",
+    "comparator",
+    "status_before",
+    "value_before",
+    "comparator_before",
+)
+# Statuses by which the lab takes a result back: a correction replaces its value, the others withdraw it.
+TAKEN_BACK = {"corrected": "corrected to", "cancelled": "cancelled", "entered-in-error": "entered in error"}
 
 
-def status_changes(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
+def flag_lineage(flag: str) -> str:
+    """The lineage whose results decide ``flag``: ANC for ``neutropenia`` and ``anc_*`` flags, ALC for
+    ``lymphopenia`` and ``alc_*``, WBC for the others (the bare run and trend flags refer to WBC).
+
+    >>> [flag_lineage(f) for f in ("leukopenia", "neutropenia", "anc_persistent", "alc_new_onset", "chronic")]
+    ['wbc', 'anc', 'anc', 'alc', 'wbc']
+    """
+    if flag == "neutropenia" or flag.startswith("anc_"):
+        return "anc"
+    if flag == "lymphopenia" or flag.startswith("alc_"):
+        return "alc"
+    return "wbc"
+
+
+def status_changes(
+    before: pd.DataFrame,
+    after: pd.DataFrame,
+    revisions: pd.DataFrame | None = None,
+    *,
+    timezone: str = "UTC",
+) -> pd.DataFrame:
     """Changes from ``before`` to ``after`` (a row per patient each; one missing from ``before`` is new).
 
     Both frames have ``patient_key``, ``flags`` and ``explanations`` (aligned sequences) and
-    ``wbc_grade``/``anc_grade``/``alc_grade`` (nullable). A grade rise counts from a known grade, or from
+    ``wbc_grade``/``anc_grade``/``alc_grade`` (nullable); with ``revisions``, also ``wbc_at``/``anc_at``/
+    ``alc_at`` (when the latest result was collected). A grade rise counts from a known grade, or from
     none to grade 1 or worse.
+
+    ``revisions`` (``REVISION_COLUMNS``): results the lab revised since ``before`` was computed. A flag
+    that cleared is "withdrawn", not "cleared", when the lab corrected or withdrew a result of its lineage
+    (``flag_lineage``) and no newer result of that lineage arrived: "leukopenia withdrawn: WBC 2.5
+    corrected to 5.0 by the lab on 2026-03-02". A preliminary result made final (or corrected) is a
+    "final" change: "WBC 2.1 preliminary -> 2.0 final on 2026-03-02; grade unchanged". Dates are the day
+    the revision arrived, in ``timezone``.
 
     >>> before = pd.DataFrame({"patient_key": [1], "flags": [("leukopenia",)], "explanations": [("a",)],
     ...     "wbc_grade": [1], "anc_grade": [0], "alc_grade": [None]})
@@ -37,10 +83,15 @@ def status_changes(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
     # Only patients still present can clear a flag; a patient dropped from ``after`` is not judged.
     cleared = pair[pair["_merge"].eq("left_only").to_numpy() & pair["patient_key"].isin(after["patient_key"])]
     cleared = cleared.assign(change="cleared", explanation="no longer: " + cleared["explanation_old"])
+    if revisions is not None and not revisions.empty and not cleared.empty:
+        cleared = _withdrawn(cleared, before, after, revisions, timezone)
     flags = pd.concat([appeared, cleared], ignore_index=True).assign(analyte=None)
     flags = flags.assign(grade_before=None, grade_after=None)
-    grades = _grades(before, after)
-    out = pd.concat([flags.reindex(columns=list(CHANGE_COLUMNS)), grades], ignore_index=True)
+    parts = [flags.reindex(columns=list(CHANGE_COLUMNS)), _grades(before, after)]
+    if revisions is not None and not revisions.empty:
+        parts.append(_finals(before, after, revisions, timezone))
+    out = pd.concat([part for part in parts if not part.empty] or parts[:1], ignore_index=True)
+    out = out.reindex(columns=list(CHANGE_COLUMNS))
     out["grade_before"] = out["grade_before"].astype("Int64")
     out["grade_after"] = out["grade_after"].astype("Int64")
     out["explanation"] = out["explanation"].fillna("").astype(str)
@@ -84,3 +135,126 @@ def _grades(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
             )
         )
     return pd.concat(parts, ignore_index=True)
+
+
+def _value(values: pd.Series, comparators: pd.Series) -> pd.Series:
+    """Values as the lab printed them, with a censored result's comparator ("<0.1")."""
+    return comparators.fillna("").astype(str) + values.map(_printed, na_action="ignore").fillna("?")
+
+
+def _printed(value: float) -> str:
+    """A count with at least one decimal, as labs print them ("5.0", "2.05"), never "5"."""
+    text = f"{value:g}"
+    return text if "." in text or "e" in text else f"{value:.1f}"
+
+
+def _day(times: pd.Series, timezone: str) -> pd.Series:
+    return pd.to_datetime(times, utc=True).dt.tz_convert(timezone).dt.strftime("%Y-%m-%d")
+
+
+def _withdrawn(
+    cleared: pd.DataFrame,
+    before: pd.DataFrame,
+    after: pd.DataFrame,
+    revisions: pd.DataFrame,
+    timezone: str,
+) -> pd.DataFrame:
+    """``cleared`` with the flags the lab took back (see ``status_changes``) as "withdrawn"."""
+    taken = revisions[revisions["status"].isin(tuple(TAKEN_BACK)).to_numpy(dtype=bool)]
+    taken = taken.sort_values(["patient_key", "analyte", "collected_at", "revised_at"], kind="stable")
+    # The latest result taken back per patient and lineage is the one the sentence names.
+    taken = taken.groupby(["patient_key", "analyte"]).tail(1)
+    if taken.empty:
+        return cleared
+    words = taken["status"].map(TAKEN_BACK)
+    value = _value(taken["value"], taken["comparator"])
+    taken = taken.assign(
+        said=_named(taken["analyte"]) + " " + _value(taken["value_before"], taken["comparator_before"])
+        + " " + words + np.where(taken["status"].eq("corrected"), " " + value, "")
+        + " by the lab on " + _day(taken["revised_at"], timezone)
+    )  # fmt: skip
+    rows = cleared.assign(analyte=cleared["flag"].map(flag_lineage)).reset_index(drop=True)
+    rows = rows.merge(taken[["patient_key", "analyte", "said"]], on=["patient_key", "analyte"], how="left")
+    # A newer result of the lineage than the status had seen: the flag may have cleared on it instead.
+    at = [f"{a}_at" for a in GRADED]
+    if all(column in before and column in after for column in at):
+        was = before.set_index("patient_key")[at].reindex(rows["patient_key"])
+        now = after.set_index("patient_key")[at].reindex(rows["patient_key"])
+        pick = rows["analyte"].map({a: i for i, a in enumerate(GRADED)}).to_numpy(dtype=int)
+        seen = pd.to_datetime(pd.Series(was.to_numpy()[np.arange(len(rows)), pick]), utc=True)
+        latest = pd.to_datetime(pd.Series(now.to_numpy()[np.arange(len(rows)), pick]), utc=True)
+        newer = (latest > seen).fillna(False).to_numpy(dtype=bool)
+    else:
+        newer = np.zeros(len(rows), dtype=bool)
+    took_back = rows["said"].notna().to_numpy(dtype=bool) & ~newer
+    rows.loc[took_back, "change"] = "withdrawn"
+    rows.loc[took_back, "explanation"] = rows["flag"] + " withdrawn: " + rows["said"]
+    return rows.drop(columns=["said", "analyte"])
+
+
+def _named(analytes: pd.Series) -> pd.Series:
+    return analytes.map(_NAMES).fillna(analytes.str.upper())
+
+
+def _finals(
+    before: pd.DataFrame, after: pd.DataFrame, revisions: pd.DataFrame, timezone: str
+) -> pd.DataFrame:
+    """A "final" change per preliminary result the lab made final or corrected, with the grade it now has
+    when it is still the latest of its analyte."""
+    done = revisions[
+        revisions["status_before"].eq("preliminary").to_numpy(dtype=bool)
+        & revisions["status"].isin(("final", "corrected")).to_numpy(dtype=bool)
+        & revisions["analyte"].isin(GRADED).to_numpy(dtype=bool)
+    ].reset_index(drop=True)
+    if done.empty:
+        return pd.DataFrame(columns=list(CHANGE_COLUMNS))
+    keys = done["patient_key"]
+    grade_before = pd.Series(pd.NA, index=done.index, dtype="Float64")
+    grade_after = pd.Series(pd.NA, index=done.index, dtype="Float64")
+    shown = np.ones(len(done), dtype=bool)
+    for analyte in GRADED:
+        mine = done["analyte"].eq(analyte).to_numpy(dtype=bool)
+        for frame, target in ((before, grade_before), (after, grade_after)):
+            indexed = frame.set_index("patient_key")
+            if f"{analyte}_at" not in indexed:
+                continue
+            row = indexed.reindex(keys)
+            # The grade is this result's only while it is the latest of its analyte.
+            same = (
+                pd.to_datetime(row[f"{analyte}_at"], utc=True).to_numpy() == done["collected_at"].to_numpy()
+            )
+            grade = row[f"{analyte}_grade"].astype("Float64").to_numpy()
+            target[mine & same] = grade[mine & same]
+            if frame is before and f"{analyte}_status" in indexed:
+                # Only a result the status showed as preliminary (the latest of its analyte) is news: a
+                # preliminary and its final in one import, or a preliminary behind a newer count, is not.
+                was_shown = same & row[f"{analyte}_status"].eq("preliminary").fillna(False).to_numpy(bool)
+                shown[mine] = was_shown[mine]
+    done, grade_before, grade_after = done[shown], grade_before[shown], grade_after[shown]
+    keys = done["patient_key"]
+    if done.empty:
+        return pd.DataFrame(columns=list(CHANGE_COLUMNS))
+    known = grade_before.notna() & grade_after.notna()
+    verdict = np.where(
+        grade_before.eq(grade_after).fillna(False),
+        "; grade unchanged",
+        "; grade changed " + grade_before.astype("Int64").astype("string") + " -> "
+        + grade_after.astype("Int64").astype("string"),
+    )  # fmt: skip
+    text = (
+        _named(done["analyte"]) + " " + _value(done["value_before"], done["comparator_before"])
+        + " preliminary -> " + _value(done["value"], done["comparator"]) + " " + done["status"]
+        + " on " + _day(done["revised_at"], timezone)
+        + pd.Series(np.where(known.to_numpy(dtype=bool), verdict, ""), index=done.index)
+    )  # fmt: skip
+    return pd.DataFrame(
+        {
+            "patient_key": keys.to_numpy(),
+            "change": "final",
+            "flag": "result",
+            "analyte": done["analyte"].to_numpy(),
+            "grade_before": grade_before.astype("Int64").to_numpy(),
+            "grade_after": grade_after.astype("Int64").to_numpy(),
+            "explanation": text.to_numpy(),
+        }
+    )

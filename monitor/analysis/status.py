@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
-from monitor.analysis.changes import GRADED
+from monitor.analysis.changes import GRADED, flag_lineage
 
 # Results that no longer count (HL7 v2 OBX-11 W, D, X; FHIR entered-in-error, cancelled): kept in history,
 # never summarised (docs/clinical-rules.md, Result status).
@@ -18,8 +19,9 @@ def usable_results(results: pd.DataFrame) -> pd.DataFrame:
 
 # What the status keeps of each graded analyte's latest usable result, in this order: the value with its
 # comparator (a censored "<0.1") and collection time, the lower limit that applies with whose limit it is
-# (a patient's own range, the one reported, the lab's, a population default), and the CTCAE grade.
-LATEST_FIELDS = ("", "comparator", "at", "lln", "range_source", "grade")
+# (a patient's own range, the one reported, the lab's, a population default), the CTCAE grade, and the
+# result's status (preliminary, final, corrected: docs/clinical-rules.md, Preliminary results).
+LATEST_FIELDS = ("", "comparator", "at", "lln", "range_source", "grade", "status")
 
 
 def latest_column(analyte: str, field: str = "") -> str:
@@ -50,4 +52,59 @@ def latest_values(results: pd.DataFrame) -> pd.DataFrame:
         latest[latest_column(analyte)] = last["value"]
         latest[latest_column(analyte, "comparator")] = last["comparator"] if "comparator" in last else None
         latest[latest_column(analyte, "at")] = last["collected_at"]
+        latest[latest_column(analyte, "status")] = last["status"]
     return latest
+
+
+# What a sentence resting on a preliminary result ends with (docs/clinical-rules.md, Preliminary results).
+PRELIMINARY_NOTE = " (preliminary result; final awaited)"
+
+
+def preliminary_analytes(status: pd.DataFrame) -> pd.Series:
+    """Per status row, the graded analytes whose latest result is preliminary, as a list (WBC, ANC, ALC
+    order): what the grades and flags resting on them are marked with.
+
+    >>> status = pd.DataFrame({"latest_wbc_status": ["preliminary", "final"],
+    ...     "latest_anc_status": ["preliminary", None], "latest_alc_status": [None, None]})
+    >>> preliminary_analytes(status).tolist()
+    [['wbc', 'anc'], []]
+    """
+    marked = pd.DataFrame(
+        {
+            analyte: status[latest_column(analyte, "status")].eq("preliminary").fillna(False).to_numpy(bool)
+            for analyte in GRADED
+        },
+        index=status.index,
+    )
+    names = np.array(GRADED, dtype=object)
+    return pd.Series([list(names[row]) for row in marked.to_numpy()], index=status.index, dtype=object)
+
+
+def mark_preliminary(flagged: pd.DataFrame, preliminary: pd.Series) -> pd.DataFrame:
+    """``flagged`` (``flags`` and ``explanations`` as lists, indexed by patient) with each sentence of a
+    flag that rests on a preliminary result ending in ``PRELIMINARY_NOTE``.
+
+    A flag rests on the latest result of its lineage (``flag_lineage``): that result decides whether it
+    holds now. ``preliminary``: per patient (same index), the lineages whose latest result is preliminary.
+
+    >>> flagged = pd.DataFrame({"flags": [["leukopenia", "neutropenia"]],
+    ...     "explanations": [["WBC 2.1 below 4.0", "ANC 1.2 below 1.5"]]}, index=[7])
+    >>> mark_preliminary(flagged, pd.Series([["wbc"]], index=[7]))["explanations"].tolist()
+    [['WBC 2.1 below 4.0 (preliminary result; final awaited)', 'ANC 1.2 below 1.5']]
+    """
+    rows = flagged[["flags", "explanations"]].explode(["flags", "explanations"])
+    rows = rows[rows["flags"].notna().to_numpy()]
+    if rows.empty:
+        return flagged.copy()
+    pairs = pd.DataFrame({"key": rows.index, "lineage": rows["flags"].map(flag_lineage).to_numpy()}).merge(
+        preliminary.rename("lineage").explode().dropna().rename_axis("key").reset_index().assign(mark=True),
+        on=["key", "lineage"],
+        how="left",
+    )
+    marked = pairs["mark"].eq(True).to_numpy(dtype=bool)
+    sentences = rows["explanations"].astype(str).to_numpy(dtype=object)
+    sentences[marked] = sentences[marked] + PRELIMINARY_NOTE
+    out = flagged.copy()
+    out["explanations"] = pd.Series(sentences, index=rows.index).groupby(level=0, sort=False).agg(list)
+    out["explanations"] = [value if isinstance(value, list) else [] for value in out["explanations"]]
+    return out
