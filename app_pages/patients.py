@@ -50,8 +50,9 @@ table = worklist.worklist_table(shown, timezone)
 st.caption(
     f"{len(table)} of {len(patients)} patients, most urgent first: grade 3 or worse, then new or worsening, "
     "then persistent. Grade: the highest current CTCAE v5.0 grade of WBC, ANC and ALC, each against the "
-    "lower limit that applies to it. Cycle: C#D# (D1 = the day chemotherapy started) and readiness if the "
-    "next cycle were given now. Select a row to open the patient."
+    "lower limit that applies to it. Cycle: C#D# (D1 = the day chemotherapy started) and the day the next "
+    "dose is expected; readiness for it only from the readiness window before that day (or once it has "
+    "passed). Select a row to open the patient."
 )
 selection = st.dataframe(
     table,

@@ -31,6 +31,14 @@ PATIENT_COLUMNS = [
     "pattern_detail",
     "last_collected_at",
     "days_since_cbc",
+    # The chemotherapy cycle now (day 0 = D1), when the next dose is expected and readiness for it (a
+    # verdict only from readiness_from_day; analysis.cycles.readiness_as_of).
+    "cycle",
+    "cycle_day",
+    "next_dose_day",
+    "readiness_from_day",
+    "ready_now",
+    "readiness",
     "n_panels",
     "flags",
     "explanations",
