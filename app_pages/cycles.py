@@ -28,9 +28,8 @@ data.record_view(chosen, viewer, "treatment cycles")
 view = data.patient_view(chosen, viewer, timezone)
 found = view.cycles
 cycles, rules = found.cycles, found.rules
-status = view.status
-if not pd.isna(status["cycle"]):
-    st.markdown(f"**Cycle now:** C{status['cycle']}D{status['cycle_day'] + 1}. {status['readiness']}")
+if found.now:
+    st.markdown(f"**Cycle now:** {found.now}")
 
 if found.trend:
     st.warning(found.trend[0], icon=":material/trending_down:")

@@ -107,6 +107,7 @@ def test_the_worklist_and_patient_list_show_readiness_only_from_the_window(store
     from db.queries import find_patient, patient_list
     from db.status import refresh_patient_status
     from services.imports import import_path
+    from services.patients import patient_cycles
     from tests.test_import import BY_TEST
     from ui.worklist import cycle_text
 
@@ -127,3 +128,8 @@ def test_the_worklist_and_patient_list_show_readiness_only_from_the_window(store
     )
     shown = cycle_text(pd.DataFrame([mid, late]), "UTC").tolist()
     assert shown == ["C1D10 · next dose D22 (2026-03-23)", "C1D20 · readiness unknown"]
+    # The cycles view (the Treatment cycles page and `cycles`) says the same on the day it is read.
+    cycles_now = patient_cycles(
+        store, viewer=SYSTEM, patient_key=key, timezone="UTC", now=datetime(2026, 3, 11, 15, tzinfo=UTC)
+    ).now
+    assert cycles_now == "C1D10. next dose expected on D22 (2026-03-23); readiness judged from D19"
