@@ -133,3 +133,10 @@ def test_the_worklist_and_patient_list_show_readiness_only_from_the_window(store
         store, viewer=SYSTEM, patient_key=key, timezone="UTC", now=datetime(2026, 3, 11, 15, tzinfo=UTC)
     ).now
     assert cycles_now == "C1D10. next dose expected on D22 (2026-03-23); readiness judged from D19"
+
+
+def test_a_next_dose_recorded_ahead_is_the_expected_day() -> None:
+    """Cycle 2 booked for D25 (a 24-day gap, e.g. around a holiday): on D20 readiness waits for D22."""
+    now = readiness_now(_counts(19, 2.0), _chemo(0, 24), as_of=_at(19.5))
+    assert (now.loc[0, "next_dose_day"], now.loc[0, "readiness_from_day"]) == (24, 21)
+    assert now.loc[0, "readiness"] == "next dose expected on D25 (2026-03-26); readiness judged from D22"

@@ -43,7 +43,8 @@ def readiness_now(
     expected, and readiness for it once its window has opened.
 
     The next dose is expected on day ``next_dose_day`` (``schedule.planned_lengths``: the regimen's cycle
-    length, else the median of the previous cycles', else the site default) and readiness is judged from
+    length, else the median of the previous cycles', else the site default; a next start recorded ahead
+    of ``as_of`` is the expected day itself) and readiness is judged from
     ``readiness_from_day`` (``readiness_window_days`` before). Before that day there is no verdict
     (``ready_now`` NA; "next dose expected on D22 (date); readiness judged from D19"); from it, the last ANC
     and platelets drawn since then are judged against the regimen's rule; past the expected day without a
@@ -87,6 +88,7 @@ def readiness_now(
         current["start"], current["next_start"], timezone
     )[scheduled].astype("int64")
     current.loc[scheduled, "planned_basis"] = "scheduled"
+    current["readiness_from_day"] = (current["next_dose_day"] - rules.readiness_window_days).clip(lower=0)
     expected_at = expected_at[current.index].where(~scheduled, current["next_start"])
     as_of_column = pd.Series(as_of, index=current.index).dt.as_unit("us")
     current["cycle_day"] = calendar_days(current["start"], as_of_column, timezone).astype("int64")
