@@ -25,8 +25,11 @@ if treated.empty:
 
 chosen = choose_patient(treated, "Patient (with chemotherapy)", key="cycles_patient")
 data.record_view(chosen, viewer, "treatment cycles")
-found = data.patient_view(chosen, viewer, timezone).cycles
+view = data.patient_view(chosen, viewer, timezone)
+found = view.cycles
 cycles, rules = found.cycles, found.rules
+if found.now:
+    st.markdown(f"**Cycle now:** {found.now}")
 
 if found.trend:
     st.warning(found.trend[0], icon=":material/trending_down:")
@@ -55,7 +58,9 @@ st.caption(
     f"(marked when no ANC was measured on {cycle_notation(rules.nadir_window_days[0])}-"
     f"{cycle_notation(rules.nadir_window_days[1])}, the site's nadir window; "
     "docs/clinical-rules.md, Nadir timing). Days G3+: confirmed-possible days at "
-    "CTCAE grade 3 or worse, as sampled. Recovered: between the two counts around the first ANC >= "
+    "CTCAE grade 3 or worse, as sampled. Days ANC<0.5: the same for ANC < 0.5, the duration the "
+    "paclitaxel and docetaxel labels act on (docs/clinical-rules.md, Severe neutropenia duration). "
+    "Recovered: between the two counts around the first ANC >= "
     f"{rules.recovery_anc:g}. FN: febrile neutropenia (CTCAE v5.0: ANC < 1.0 and a single temperature "
     "> 38.3 C), '-' when no fever was recorded. Ready at next: the last ANC and platelets in the "
     f"{rules.readiness_window_days} days before the next start against {readiness} (paclitaxel and "

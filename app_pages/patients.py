@@ -50,8 +50,9 @@ st.caption(
     "ANC grade 3, then new or worsening neutropenia, then WBC or ALC grade 3-4, then new or worsening "
     "leukopenia or lymphopenia, then persistent findings, then other flags; Why names the finding. "
     "Grade: the highest current CTCAE v5.0 grade of WBC, ANC and ALC, each against the "
-    "lower limit that applies to it. Cycle: C#D# (D1 = the day chemotherapy started) and readiness if the "
-    "next cycle were given now. Select a row to open the patient."
+    "lower limit that applies to it. Cycle: C#D# (D1 = the day chemotherapy started) and the day the next "
+    "dose is expected; readiness for it only from the readiness window before that day (or once it has "
+    "passed). Select a row to open the patient."
 )
 selection = st.dataframe(
     table,

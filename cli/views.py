@@ -34,6 +34,14 @@ PATIENT_COLUMNS = [
     "pattern_detail",
     "last_collected_at",
     "days_since_cbc",
+    # The chemotherapy cycle now (day 0 = D1), when the next dose is expected and readiness for it (a
+    # verdict only from readiness_from_day; analysis.cycles.readiness_as_of).
+    "cycle",
+    "cycle_day",
+    "next_dose_day",
+    "readiness_from_day",
+    "ready_now",
+    "readiness",
     "n_panels",
     "flags",
     "explanations",
@@ -134,7 +142,8 @@ def cycles(database: str | None, patient_id: str, authority: str | None, fmt: st
     """A patient's chemotherapy cycles: nadir, recovery, G-CSF and readiness at the next start.
 
     Days are calendar days in the site's zone from the start's date (day 0; D1 in the C#D# notation).
-    The trend across cycles is printed after the table (not in csv or json).
+    The trend across cycles, and the cycle now with readiness for the planned next dose, are printed
+    after the table (not in csv or json; `patients --format json` has the cycle now).
 
     \b
     Example:
@@ -144,7 +153,9 @@ def cycles(database: str | None, patient_id: str, authority: str | None, fmt: st
     store = open_store(config)
     viewer = _viewer(store, user)
     key = find_patient(store, viewer=viewer, patient_id=patient_id, authority=authority)
-    found = patient_cycles(store, viewer=viewer, patient_key=key, timezone=config.timezone)
+    found = patient_cycles(
+        store, viewer=viewer, patient_key=key, timezone=config.timezone, now=datetime.now(UTC)
+    )
     _record_view(store, viewer, user, key, "cycles")
     if fmt != "table":
         _emit(found.cycles[CYCLE_OUTPUT], fmt, utc_columns=("start", "next_start"))
@@ -152,6 +163,8 @@ def cycles(database: str | None, patient_id: str, authority: str | None, fmt: st
     _emit(found.table, fmt)
     for sentence in found.trend:
         click.echo(sentence)
+    if found.now:
+        click.echo(f"Now: {found.now}")
 
 
 @cli.command()

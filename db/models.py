@@ -357,10 +357,13 @@ class PatientStatus(Base):
     pattern_detail: Mapped[str] = mapped_column(String(200), default="", server_default="")
     # The recent WBC series (JSON list, oldest first) for the worklist's sparkline.
     wbc_recent: Mapped[str] = mapped_column(Text, default="[]", server_default="[]")
-    # In a chemotherapy cycle when computed: which and when it started (its day is counted when shown),
-    # and readiness if the next cycle began then.
+    # In a chemotherapy cycle when computed: which and when it started (its day is counted when shown), the
+    # cycle days the next dose is expected on and readiness is judged from, and the readiness verdict judged
+    # then (none before that day; the sentence is made when shown: analysis.cycles.readiness_as_of).
     cycle: Mapped[int | None] = mapped_column(Integer)
     cycle_start: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    next_dose_day: Mapped[int | None] = mapped_column(Integer)
+    readiness_from_day: Mapped[int | None] = mapped_column(Integer)
     ready_now: Mapped[bool | None] = mapped_column(Boolean)
     readiness: Mapped[str] = mapped_column(String(200), default="", server_default="")
     # When a flag last appeared or a grade last rose, and when the flags were last acknowledged: the

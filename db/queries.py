@@ -29,6 +29,7 @@ from db.models import (
 )
 from db.status import patient_context, with_limits
 from monitor.analysis.changes import GRADED
+from monitor.analysis.cycles import readiness_as_of
 from monitor.analysis.status import LATEST_COLUMNS, latest_column, preliminary_analytes
 from monitor.timestamps import local_days
 
@@ -87,8 +88,11 @@ def patient_list(
             PatientStatus.wbc_recent,
             PatientStatus.cycle,
             PatientStatus.cycle_start,
+            PatientStatus.next_dose_day,
+            PatientStatus.readiness_from_day,
             PatientStatus.ready_now,
             PatientStatus.readiness,
+            PatientStatus.computed_at,
             PatientStatus.last_collected_at,
             PatientStatus.flags_changed_at,
             PatientStatus.acknowledged_at,
@@ -108,6 +112,7 @@ def patient_list(
         utc=[
             *(latest_column(analyte, "at") for analyte in GRADED),
             "cycle_start",
+            "computed_at",
             "last_collected_at",
             "flags_changed_at",
             "acknowledged_at",
@@ -130,8 +135,16 @@ def patient_list(
         "Int64"
     )
     frame["cycle"] = frame["cycle"].astype("Int64")
-    frame["ready_now"] = frame["ready_now"].astype("boolean")
-    frame["readiness"] = frame["readiness"].fillna("")
+    # Readiness as it stands today: judged when the status was computed, shown only from its window.
+    for day in ("next_dose_day", "readiness_from_day"):
+        frame[day] = frame[day].astype("Int64")
+    judged_day = (local_days(frame["computed_at"], zone) - local_days(frame["cycle_start"], zone)).dt.days
+    shown = readiness_as_of(
+        frame.assign(judged_day=judged_day.astype("Int64"), verdict=frame["readiness"].fillna("")),
+        timezone=zone,
+    )
+    frame["ready_now"], frame["readiness"] = shown["ready_now"], shown["readiness"]
+    frame = frame.drop(columns=["computed_at"])
     # Acknowledged: the last acknowledgement is not older than the last flag that appeared or grade that
     # rose (both materialised in the status); nothing to acknowledge while no flag is raised.
     changed, acked = frame["flags_changed_at"], frame["acknowledged_at"]

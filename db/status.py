@@ -517,9 +517,11 @@ def _recent_wbc(history: pd.DataFrame) -> pd.DataFrame:
 def _cycle_now(
     session: Session, history: pd.DataFrame, context: Context, now: datetime, timezone: str
 ) -> pd.DataFrame:
-    """For patients in a chemotherapy cycle now: the cycle, its day (in the site's zone) and readiness if it
-    restarted now."""
-    columns = ["cycle", "cycle_start", "ready_now", "readiness"]
+    """For patients in a chemotherapy cycle now: the cycle, its start, when the next dose is expected (its
+    day and the day readiness is judged from, in the site's zone) and the verdict judged now (none before
+    that window: ``analysis.cycles.readiness_now``). ``readiness`` keeps the verdict alone; the sentence is
+    made when shown, on the day shown (``analysis.cycles.readiness_as_of``)."""
+    columns = ["cycle", "cycle_start", "next_dose_day", "readiness_from_day", "ready_now", "readiness"]
     empty = pd.DataFrame(columns=columns, index=pd.Index([], name="patient_key"))
     keys = [int(key) for key in history["patient_key"].unique()]
     events = read_frame_in(
@@ -564,7 +566,7 @@ def _cycle_now(
     found = readiness_now(counts, events, as_of=pd.Timestamp(now), rules=rules, timezone=timezone)
     if found.empty:
         return empty
-    return found.set_index("patient_key")[columns]
+    return found.assign(readiness=found["verdict"]).set_index("patient_key")[columns]
 
 
 def refresh_all_status(session: Session, *, now: datetime, timezone: str) -> int:

@@ -8,7 +8,7 @@ writes the audit row of a patient opened or shown. Every read checks that the vi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -53,7 +53,9 @@ class CycleView:
     ``cycles``: ``analysis.cycles.treatment_cycles``; ``table``: the same for people (``cycle_table``,
     dates in the site's zone); ``trend``: the sentences on nadir and recovery across cycles (none when
     there is nothing to say); ``placed``: the WBC, ANC, ALC and platelet results inside a cycle with their
-    day since its start (``cycle_days``), for the overlay; ``rules``: the rules they were computed under.
+    day since its start (``cycle_days``), for the overlay; ``rules``: the rules they were computed under;
+    ``now``: the cycle now and readiness for the planned next dose, as the patient list says it on the day
+    read ("C5D13. next dose expected on D22 (2026-12-11); readiness judged from D19"; "" outside a cycle).
     """
 
     cycles: pd.DataFrame
@@ -61,6 +63,7 @@ class CycleView:
     trend: tuple[str, ...]
     placed: pd.DataFrame
     rules: CycleRules
+    now: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,14 +111,33 @@ def patient_results(
 
 
 def patient_cycles(
-    store: sessionmaker[Session], *, viewer: Viewer, patient_key: int, timezone: str
+    store: sessionmaker[Session],
+    *,
+    viewer: Viewer,
+    patient_key: int,
+    timezone: str,
+    now: datetime | None = None,
 ) -> CycleView:
-    """The patient's chemotherapy cycles under the site's rules, days counted in ``timezone``."""
+    """The patient's chemotherapy cycles under the site's rules, days counted in ``timezone``; the cycle
+    now as of ``now`` (the current time unless given)."""
+    today = (now or datetime.now(ZoneInfo(timezone))).astimezone(ZoneInfo(timezone)).date()
     with store() as session:
         results = queries.patient_results(session, patient_key, viewer=viewer, analytes=OVERLAY_ANALYTES)
         events = queries.patient_events(session, patient_key, viewer=viewer)
         rules = site_rules(session).cycles
-    return _cycle_view(results, events, patient_key=patient_key, rules=rules, timezone=timezone)
+        listed = queries.patient_list(
+            session, viewer=viewer, timezone=timezone, today=today, patient_key=patient_key
+        )
+    found = _cycle_view(results, events, patient_key=patient_key, rules=rules, timezone=timezone)
+    return replace(found, now=_cycle_now_text(listed))
+
+
+def _cycle_now_text(listed: pd.DataFrame) -> str:
+    """ "C5D13. <readiness>" from a patient-list row ("" without one, or outside a cycle)."""
+    if listed.empty or pd.isna(listed["cycle"].iloc[0]):
+        return ""
+    row = listed.iloc[0]
+    return f"C{row['cycle']}D{row['cycle_day'] + 1}. {row['readiness']}"
 
 
 def patient_view(
@@ -144,7 +166,10 @@ def patient_view(
         results=marked_results(results, rules=rules.grading),
         history=history,
         events=events.reset_index(drop=True),
-        cycles=_cycle_view(overlaid, events, patient_key=patient_key, rules=rules.cycles, timezone=timezone),
+        cycles=replace(
+            _cycle_view(overlaid, events, patient_key=patient_key, rules=rules.cycles, timezone=timezone),
+            now=_cycle_now_text(listed),
+        ),
         episodes=low_episodes(results),
         ranges=ranges,
         acknowledgements=acknowledgements,

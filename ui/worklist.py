@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from monitor.analysis.cycles.schedule import day_date
 from monitor.analysis.flags import flag_label
 from monitor.analysis.triage import TIERS
 
@@ -14,23 +15,28 @@ from monitor.analysis.triage import TIERS
 PRIORITY_HELP = "1 = most urgent. " + "; ".join(f"{tier}: {label}" for tier, label in TIERS.items())
 
 
-def cycle_text(patients: pd.DataFrame) -> pd.Series:
-    """ "C5D15 · ready" style text for patients in a cycle ("" otherwise); D1 is the cycle's start day."""
+def cycle_text(patients: pd.DataFrame, timezone: str = "UTC") -> pd.Series:
+    """ "C5D15 · next dose D22 (2026-03-23)" style text for patients in a cycle ("" otherwise); D1 is the
+    cycle's start day. Readiness ("ready", "NOT ready", "readiness unknown") only from its window before the
+    expected next dose; past that day without a new dose, "dose was due D22" is added."""
     in_cycle = patients["cycle"].notna()
+    day = patients["cycle_day"].astype("Float64")
+    next_day = patients["next_dose_day"].astype("Float64")
+    waiting = (day < patients["readiness_from_day"].astype("Float64")).fillna(False)
+    overdue = (day > next_day).fillna(False)
+    expected = "D" + (next_day + 1).astype("Int64").astype("string")
     ready = (
         patients["ready_now"]
         .map({True: "ready", False: "NOT ready"}, na_action="ignore")
         .fillna("readiness unknown")
+        .astype("string")
     )
-    text = (
-        "C"
-        + patients["cycle"].astype("string")
-        + "D"
-        + (patients["cycle_day"] + 1).astype("string")
-        + " · "
-        + ready
+    when = ready.where(
+        ~waiting, "next dose " + expected + " (" + day_date(patients["cycle_start"], next_day, timezone) + ")"
     )
-    return text.where(in_cycle, "").fillna("")
+    when = when.where(~overdue, "dose was due " + expected + " · " + ready)
+    text = "C" + patients["cycle"].astype("string") + "D" + (patients["cycle_day"] + 1).astype("string")
+    return (text + " · " + when).where(in_cycle, "").fillna("")
 
 
 def _reported(values: pd.Series, comparators: pd.Series, statuses: pd.Series | None = None) -> pd.Series:
@@ -64,7 +70,7 @@ def worklist_table(shown: pd.DataFrame, timezone: str) -> pd.DataFrame:
             ),
             "Last CBC": shown["last_collected_at"].dt.tz_convert(timezone).dt.tz_localize(None),
             "Days since CBC": shown["days_since_cbc"],
-            "Cycle": cycle_text(shown),
+            "Cycle": cycle_text(shown, timezone),
             "Acknowledged": acknowledged,
             "Age": shown["age"],
             "Sex": shown["sex"].fillna(""),

@@ -56,7 +56,9 @@ _SOURCES = {
         "prescribing information)",
         "Recovery and cross-cycle trend",
     ),
-    "cycles.readiness_window_days": _cited(_PRODUCT_DEFAULT, "Readiness thresholds"),
+    "cycles.readiness_window_days": _cited(
+        "no source: site decision (when the pre-cycle count is drawn)", "Readiness for the planned next dose"
+    ),
     "cycles.readiness.anc_min": _cited(
         "paclitaxel and docetaxel prescribing information", "Readiness thresholds"
     ),

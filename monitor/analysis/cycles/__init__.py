@@ -14,7 +14,9 @@ cross-cycle trend rules) are product defaults awaiting clinical sign-off and are
 ``CycleRules``.
 
 Modules: ``rules`` (the site's settings), ``align`` (cycles from events; results on their cycle days),
-``table`` (one row per cycle), ``fever`` (febrile neutropenia), ``readiness`` (before the next start),
+``table`` (one row per cycle), ``fever`` (febrile neutropenia), ``schedule`` (when the next dose is
+expected: the regimen's cycle length, else the previous cycles', else the site default), ``readiness``
+(before the next start; for the current cycle only from its window before the expected next dose),
 ``trend`` (across cycles), ``compare`` (before and after an event), ``display`` (for people).
 
 Pure pandas; imports only from ``monitor``.
@@ -25,8 +27,9 @@ from __future__ import annotations
 from monitor.analysis.cycles.align import cycle_days
 from monitor.analysis.cycles.compare import COMPARISON_COLUMNS, before_after
 from monitor.analysis.cycles.display import cycle_notation, cycle_table
-from monitor.analysis.cycles.readiness import readiness_now
+from monitor.analysis.cycles.readiness import NOW_COLUMNS, readiness_as_of, readiness_now
 from monitor.analysis.cycles.rules import DEFAULT_CYCLE_RULES, CycleRules, Readiness
+from monitor.analysis.cycles.schedule import planned_lengths, regimen_cycle_days
 from monitor.analysis.cycles.table import CYCLE_COLUMNS, treatment_cycles
 from monitor.analysis.cycles.trend import cycle_trend
 
@@ -34,6 +37,7 @@ __all__ = [
     "COMPARISON_COLUMNS",
     "CYCLE_COLUMNS",
     "DEFAULT_CYCLE_RULES",
+    "NOW_COLUMNS",
     "CycleRules",
     "Readiness",
     "before_after",
@@ -41,6 +45,9 @@ __all__ = [
     "cycle_notation",
     "cycle_table",
     "cycle_trend",
+    "planned_lengths",
+    "readiness_as_of",
     "readiness_now",
+    "regimen_cycle_days",
     "treatment_cycles",
 ]

@@ -5,10 +5,30 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from monitor.analysis.cycles.align import before_the_dose, calendar_days, cycles_from_events, usable_results
+from monitor.analysis.cycles.align import (
+    before_the_dose,
+    calendar_days,
+    cycles_from_events,
+    day_start,
+    usable_results,
+)
 from monitor.analysis.cycles.display import count_text
 from monitor.analysis.cycles.rules import DEFAULT_CYCLE_RULES, CycleRules
+from monitor.analysis.cycles.schedule import day_date, planned_lengths
 from monitor.analysis.grading import COMPARE_DECIMALS
+
+NOW_COLUMNS = (
+    "patient_key",
+    "cycle",
+    "cycle_start",
+    "cycle_day",
+    "next_dose_day",
+    "readiness_from_day",
+    "planned_basis",
+    "ready_now",
+    "readiness",
+    "verdict",
+)
 
 
 def readiness_now(
@@ -19,41 +39,136 @@ def readiness_now(
     rules: CycleRules = DEFAULT_CYCLE_RULES,
     timezone: str = "UTC",
 ) -> pd.DataFrame:
-    """For patients in a chemotherapy cycle at ``as_of``: the cycle, its day and readiness if given now.
+    """For patients in a chemotherapy cycle at ``as_of``: the cycle, its day, when the next dose is
+    expected, and readiness for it once its window has opened.
 
-    Readiness is judged as at a next start at ``as_of`` under the same regimen: the last ANC and platelets
-    of the ``readiness_window_days`` calendar days before it and of its own day (``treatment_cycles``).
-    Returns columns ``patient_key``, ``cycle``, ``cycle_start``, ``cycle_day``, ``ready_now`` (True, False
-    or NA) and ``readiness``.
+    The next dose is expected on day ``next_dose_day`` (``schedule.planned_lengths``: the regimen's cycle
+    length, else the median of the previous cycles', else the site default; a next start recorded ahead
+    of ``as_of`` is the expected day itself) and readiness is judged from
+    ``readiness_from_day`` (``readiness_window_days`` before). Before that day there is no verdict
+    (``ready_now`` NA; "next dose expected on D22 (date); readiness judged from D19"); from it, the last ANC
+    and platelets drawn since then are judged against the regimen's rule; past the expected day without a
+    new dose, readiness applies now ("next dose was expected on D22 (date)"), on the last counts of the
+    ``readiness_window_days`` before ``as_of``. A cycle no dose has followed stays current until its
+    ``default_cycle_days`` end or ``readiness_window_days`` past the expected day, whichever is later.
+    Returns ``NOW_COLUMNS``: ``verdict`` is the verdict alone ("" before the window), ``readiness`` the
+    sentence (``readiness_as_of``).
 
-    >>> start = pd.Timestamp("2026-03-02", tz="UTC")
-    >>> events = pd.DataFrame({"patient_key": 1, "kind": ["chemotherapy"], "start_at": [start]})
+    >>> start = pd.Timestamp("2026-03-02 10:00", tz="UTC")
+    >>> events = pd.DataFrame({"patient_key": 1, "kind": ["chemotherapy"], "start_at": [start],
+    ...     "details": "every 21 days"})
     >>> results = pd.DataFrame({"patient_key": 1, "analyte": ["anc", "plt"], "value": [1.2, 150.0],
     ...     "collected_at": start + pd.Timedelta(days=19)})
+    >>> readiness_now(results, events, as_of=start + pd.Timedelta(days=9)).loc[0, "readiness"]
+    'next dose expected on D22 (2026-03-23); readiness judged from D19'
     >>> now = readiness_now(results, events, as_of=start + pd.Timedelta(days=20))
-    >>> now[["cycle", "cycle_day", "ready_now"]].to_dict("records")
-    [{'cycle': 1, 'cycle_day': 20, 'ready_now': False}]
+    >>> now[["cycle", "cycle_day", "next_dose_day", "ready_now"]].to_dict("records")
+    [{'cycle': 1, 'cycle_day': 20, 'next_dose_day': 21, 'ready_now': False}]
     """
-    columns = ["patient_key", "cycle", "cycle_start", "cycle_day", "ready_now", "readiness"]
+    columns = list(NOW_COLUMNS)
     as_of = pd.Timestamp(as_of).tz_convert("UTC")
     cycles = cycles_from_events(events, rules, timezone)
-    current = cycles[((cycles["day_start"] <= as_of) & (cycles["end"] > as_of)).to_numpy(dtype=bool)].copy()
+    if cycles.empty:
+        return pd.DataFrame(columns=columns)
+    cycles = cycles.join(planned_lengths(cycles, rules, timezone))
+    # The expected day's first instant in the site's zone (midday first, so a clock change cannot shift it).
+    expected_at = day_start(
+        cycles["day_start"] + pd.to_timedelta(cycles["next_dose_day"], unit="D") + pd.Timedelta(hours=12),
+        timezone,
+    )
+    last = cycles["next_start"].isna()
+    stays = expected_at + pd.Timedelta(days=rules.readiness_window_days + 1)
+    until = cycles["end"].where(~last, np.maximum(cycles["end"], stays))
+    current = cycles[((cycles["day_start"] <= as_of) & (until > as_of)).to_numpy(dtype=bool)].copy()
     if current.empty:
         return pd.DataFrame(columns=columns)
-    current["next_start"] = as_of
+    # A scheduled next start (recorded ahead) is the expected day.
+    scheduled = current["next_start"].notna()
+    current.loc[scheduled, "next_dose_day"] = calendar_days(
+        current["start"], current["next_start"], timezone
+    )[scheduled].astype("int64")
+    current.loc[scheduled, "planned_basis"] = "scheduled"
+    current["readiness_from_day"] = (current["next_dose_day"] - rules.readiness_window_days).clip(lower=0)
+    expected_at = expected_at[current.index].where(~scheduled, current["next_start"])
+    as_of_column = pd.Series(as_of, index=current.index).dt.as_unit("us")
+    current["cycle_day"] = calendar_days(current["start"], as_of_column, timezone).astype("int64")
+    # Judged for the expected day on the counts of its window so far, or, once it has passed, now.
+    current["next_start"] = expected_at.where(expected_at > as_of, as_of_column)
     current["next_regimen"] = current["regimen"]
     work = usable_results(results)
     judged = judge_readiness(
         work[(work["collected_at"] <= as_of).to_numpy(dtype=bool)], current, rules, timezone
-    )
-    judged = judged.reset_index()
-    out = current[["patient_key", "cycle", "start"]].merge(judged, on=["patient_key", "cycle"])
-    as_of_column = pd.Series(as_of, index=out.index).dt.as_unit("us")
-    out["cycle_day"] = calendar_days(out["start"], as_of_column, timezone).astype("int64")
+    ).reset_index()
+    out = current.merge(judged, on=["patient_key", "cycle"])
+    opened = out["cycle_day"] >= out["readiness_from_day"]
     window = f"in the {rules.readiness_window_days} days before the next start"
-    last_days = f"in the last {rules.readiness_window_days} days (a pre-cycle CBC is needed)"
-    out["readiness"] = out["readiness"].str.replace(window, last_days, regex=False)
-    return out.rename(columns={"ready_at_next": "ready_now", "start": "cycle_start"})[columns]
+    since = "since D" + (out["readiness_from_day"] + 1).astype(str) + " (a pre-cycle CBC is needed)"
+    recent = f"in the last {rules.readiness_window_days} days (a pre-cycle CBC is needed)"
+    due = out["cycle_day"] <= out["next_dose_day"]
+    # "unknown: no ANC in the 3 days before the next start": the window named as it stands today.
+    reason = out["readiness"].astype(str)
+    names_window = reason.str.endswith(window)
+    bare = reason.str.slice(0, -len(window))
+    verdict = reason.where(~names_window, bare + np.where(due, since, recent))
+    out["verdict"] = verdict.where(opened, "")
+    out["ready_now"] = out["ready_at_next"].astype("boolean").mask(~opened)
+    out = out.rename(columns={"start": "cycle_start"})
+    out["judged_day"] = out["cycle_day"]
+    shown = readiness_as_of(out, timezone=timezone)
+    out["ready_now"], out["readiness"] = shown["ready_now"], shown["readiness"]
+    return out[columns].reset_index(drop=True)
+
+
+def readiness_as_of(patients: pd.DataFrame, *, timezone: str) -> pd.DataFrame:
+    """Readiness as shown on a day, from what was judged on an earlier one (the materialised status).
+
+    ``patients`` has ``cycle_start``, ``cycle_day`` (the day shown), ``next_dose_day``,
+    ``readiness_from_day``, ``judged_day`` (the cycle day the verdict was judged on, NA when never),
+    ``ready_now`` and ``verdict``. Before the readiness window: no verdict, "next dose expected on D22
+    (2026-03-23); readiness judged from D19"; in it: "next dose expected on D22 (2026-03-23): " and the
+    verdict; past the expected day: "next dose was expected on D22 (2026-03-23); readiness now: " and the
+    verdict. A verdict judged before the window opened does not count: unknown until a count is drawn.
+    Returns ``ready_now`` (boolean) and ``readiness`` (text), index as ``patients``; "" and NA outside a
+    cycle.
+
+    >>> row = pd.DataFrame({"cycle_start": [pd.Timestamp("2026-03-02 10:00", tz="UTC")], "cycle_day": [19],
+    ...     "next_dose_day": [21], "readiness_from_day": [18], "judged_day": [9], "ready_now": [pd.NA],
+    ...     "verdict": [""]})
+    >>> readiness_as_of(row, timezone="UTC").loc[0, "readiness"][:60]
+    'next dose expected on D22 (2026-03-23): unknown: no ANC or p'
+    """
+    next_day = patients["next_dose_day"].astype("Float64")
+    from_day = patients["readiness_from_day"].astype("Float64")
+    today = patients["cycle_day"].astype("Float64")
+    judged = patients["judged_day"].astype("Float64")
+    in_cycle = next_day.notna() & today.notna()
+    waiting = (today < from_day).fillna(False)
+    overdue = (today > next_day).fillna(False)
+    fresh = (judged >= from_day).fillna(False)
+    expected = "D" + (next_day + 1).astype("Int64").astype("string")
+    when = expected + " (" + day_date(patients["cycle_start"], next_day, timezone) + ")"
+    since = "D" + (from_day + 1).astype("Int64").astype("string")
+    stale = "unknown: no ANC or platelets since " + since + " (a pre-cycle CBC is needed)"
+    verdict = patients["verdict"].astype("string").fillna("").where(fresh, stale)
+    text = pd.Series(
+        np.select(
+            [waiting.to_numpy(), overdue.to_numpy()],
+            [
+                ("next dose expected on " + when + "; readiness judged from " + since).to_numpy(),
+                ("next dose was expected on " + when + "; readiness now: " + verdict).to_numpy(),
+            ],
+            ("next dose expected on " + when + ": " + verdict).to_numpy(),
+        ),
+        index=patients.index,
+        dtype="string",
+    )
+    ready = patients["ready_now"].astype("boolean").mask(~(fresh & ~waiting))
+    return pd.DataFrame(
+        {
+            "ready_now": ready.mask(~in_cycle),
+            "readiness": text.where(in_cycle, "").fillna("").astype(str),
+        }
+    )
 
 
 def judge_readiness(

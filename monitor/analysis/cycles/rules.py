@@ -56,12 +56,14 @@ class Readiness:
 class CycleRules:
     """Site-configurable cycle rules; the defaults and their sources.
 
-    * ``default_cycle_days`` = 28: a cycle with no following chemotherapy ends 28 days after its start
+    * ``default_cycle_days`` = 28: a cycle with no following chemotherapy ends 28 days after its start,
+      and the next dose is expected then when neither the regimen nor previous cycles give a length
       (product default, pending clinical sign-off; docs/clinical-rules.md, Cycle days).
     * ``recovery_anc`` = 1.5: recovery is the first ANC at or above 1.5 x10^9/L after the nadir (the adult
       neutropenia bound, Dale & Bolyard 2017, and the readiness ANC of the labels).
     * ``readiness_window_days`` = 3: readiness is judged on the last ANC and platelets in the 3 days before
-      the next start (product default, pending clinical sign-off).
+      the next start, and shown for the current cycle only from 3 days before the expected next dose
+      (no source: site decision; docs/clinical-rules.md, Readiness for the planned next dose).
     * ``readiness`` and ``regimens``: the default readiness rule (paclitaxel and docetaxel prescribing
       information; docs/clinical-rules.md, Readiness thresholds) and rules per regimen, keyed by the regimen
       named in the chemotherapy event's details (case-insensitive).

@@ -17,7 +17,10 @@ from monitor.analysis.cycles.fever import cycle_fevers
 from monitor.analysis.cycles.readiness import judge_readiness
 from monitor.analysis.cycles.rules import DEFAULT_CYCLE_RULES, CycleRules
 from monitor.analysis.grading import COMPARE_DECIMALS, ctcae_grade
-from monitor.timestamps import days_between
+
+# The ANC below which the paclitaxel and docetaxel labels count the days of severe neutropenia ("<500
+# cells/mm3 for seven days or more"; docs/clinical-rules.md, Severe neutropenia duration).
+SEVERE_ANC = 0.5
 
 CYCLE_COLUMNS = (
     "patient_key",
@@ -36,6 +39,8 @@ CYCLE_COLUMNS = (
     "nadir_wbc_grade",
     "days_grade3_plus_min",
     "days_grade3_plus_max",
+    "days_anc_below_0_5_min",
+    "days_anc_below_0_5_max",
     "recovery_day",
     "recovery_after_day",
     "anc_results",
@@ -85,10 +90,14 @@ def treatment_cycles(
         (never a pre-treatment count; NA when none was drawn then; docs/clinical-rules.md, Nadir timing);
         ``nadir_sampled`` says whether an ANC of those days fell in ``nadir_window_days`` and
         ``anc_results`` counts the cycle's ANCs, its last day's included. Counts are samples, so durations are
-        bounds: ``days_grade3_plus_min`` is the time confirmed at CTCAE grade 3 or worse (from the first to
-        the last of each run of such ANCs; 0 for a single one) and ``days_grade3_plus_max`` the time until the
-        ANC was next seen better (NA when the cycle's last ANC is still at grade 3 or worse); both 0 when no
-        ANC reached grade 3.
+        bounds in calendar days (the cycle days): ``days_grade3_plus_min`` is the time confirmed at CTCAE
+        grade 3 or worse (from the day of the first to the day of the last of each run of such ANCs; 0 for a
+        single one) and ``days_grade3_plus_max`` the time between the counts seen better on either side (the
+        cycle's start when none came before; its end, the next start's day, when none came after; NA when
+        the last ANC of a cycle no dose has followed yet is still there); both 0 when no ANC after the dose
+        reached grade 3, NA when there was none. ``days_anc_below_0_5_min`` and ``_max`` are the same
+        bounds for ANC < 0.5 x10^9/L, the duration the paclitaxel and docetaxel labels act on (7 days or
+        more; docs/clinical-rules.md, Severe neutropenia duration).
         ``recovery_day`` is the first ANC at or above ``recovery_anc`` after a nadir below it (NA when the
         nadir was not below it, or no recovery was seen) and ``recovery_after_day`` the day of the count
         before it: recovery happened in between. ``fever`` describes recorded fevers of the cycle with the
@@ -115,7 +124,9 @@ def treatment_cycles(
      {'cycle': 2, 'nadir_anc': nan, 'nadir_day': None, 'nadir_anc_grade': None}]
     >>> spells = ["days_grade3_plus_min", "days_grade3_plus_max", "recovery_after_day", "recovery_day"]
     >>> cycles[spells].iloc[0].tolist()
-    [3, 7, 10, 14]
+    [3, 14, 10, 14]
+    >>> cycles[["days_anc_below_0_5_min", "days_anc_below_0_5_max"]].iloc[0].tolist()
+    [0, 7]
     >>> cycles[["gcsf", "length_days", "ready_at_next"]].to_dict("records")
     [{'gcsf': True, 'length_days': 21, 'ready_at_next': True},
      {'gcsf': False, 'length_days': None, 'ready_at_next': None}]
@@ -145,8 +156,16 @@ def treatment_cycles(
         if analyte == "anc":
             out["nadir_at"] = nadir["collected_at"]
     anc = inside[inside["analyte"].eq("anc").to_numpy()]
-    severe = _grade3_plus_spells(anc, keys)
+    # Both durations are calendar days in the site's zone, as the cycle days are.
+    ends = calendar_days(out["start"], out["next_start"], timezone)
+    grade3 = anc["grade"].ge(3).fillna(False)
+    severe = _spells(anc, grade3, ends, keys)
     out["days_grade3_plus_min"], out["days_grade3_plus_max"] = severe["min"], severe["max"]
+    value = anc["value"].round(COMPARE_DECIMALS)
+    censored_below = anc["comparator"].isin(["<", "<="]).fillna(False) & value.le(SEVERE_ANC)
+    below = (value.lt(SEVERE_ANC) | censored_below).fillna(False)
+    under = _spells(anc, below, ends, keys)
+    out["days_anc_below_0_5_min"], out["days_anc_below_0_5_max"] = under["min"], under["max"]
     recovery = _recovery(anc, out, keys, rules.recovery_anc)
     out["recovery_day"], out["recovery_after_day"] = recovery["day"], recovery["after_day"]
     out["anc_results"] = anc.groupby(keys).size()
@@ -164,11 +183,12 @@ def treatment_cycles(
         out[name] = out[name].astype("Float64").apply(np.floor).astype("Int64")
     # 0 for a cycle whose counts after the dose never reached grade 3; unknown (NA) for one without any
     # ANC after the dose (nothing was seen); the maximum is NA while the last count is still there.
-    had_severe = pd.MultiIndex.from_frame(out[keys]).isin(severe.index)
     seen_after_dose = out["nadir_anc"].notna().to_numpy()
-    for name in ("days_grade3_plus_min", "days_grade3_plus_max"):
-        counted = out[name].where(had_severe, 0).where(had_severe | seen_after_dose)
-        out[name] = counted.round().astype("Int64")
+    for prefix, spells in (("days_grade3_plus", severe), ("days_anc_below_0_5", under)):
+        had = pd.MultiIndex.from_frame(out[keys]).isin(spells.index)
+        for name in (f"{prefix}_min", f"{prefix}_max"):
+            counted = out[name].astype("float64").where(had, 0).where(had | seen_after_dose)
+            out[name] = counted.round().astype("Int64")
     out["fever"] = out["fever"].fillna("")
     out["febrile_neutropenia"] = (
         out["febrile_neutropenia"].astype("boolean").where(out["fever"].ne(""), False)
@@ -186,28 +206,52 @@ def _nadir(rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return lowest.set_index(keys)[["value", "comparator", "day", "grade", "collected_at"]]
 
 
-def _grade3_plus_spells(anc: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """Per cycle with an ANC at grade 3 or worse: confirmed (``min``) and possible (``max``) days there.
+def _spells(anc: pd.DataFrame, marked: pd.Series, ends: pd.Series, keys: list[str]) -> pd.DataFrame:
+    """Per cycle with a ``marked`` ANC (e.g. grade 3 or worse): confirmed (``min``) and possible (``max``)
+    calendar days in that state, from the counts' cycle days.
 
-    ``min`` sums, over each run of consecutive such counts, the time from its first to its last count;
-    ``max`` sums the time from each such count to the next count of the cycle, NaN when the cycle's last
-    count is still at grade 3 or worse.
+    ``min`` sums, over each run of consecutive marked counts, the days from its first to its last count;
+    ``max`` the days between the unmarked counts around each run: the cycle's start (day 0) when none came
+    before, its end (``ends``, the next start's cycle day) when none came after, NaN when the cycle has no
+    end yet. Runs cannot overlap, so the sums are durations.
     """
-    if anc.empty:
-        return pd.DataFrame(columns=["min", "max"], index=pd.MultiIndex.from_tuples([], names=keys))
+    empty = pd.DataFrame(columns=["min", "max"], index=pd.MultiIndex.from_tuples([], names=keys))
+    marked = marked.fillna(False).astype(bool)
+    if anc.empty or not marked.any():
+        return empty
     cycle = [anc[k] for k in keys]
-    severe = anc["grade"].ge(3).fillna(False)
-    gap = days_between(anc["collected_at"], anc.groupby(keys)["collected_at"].shift(-1))
-    run = (~severe).groupby(cycle).cumsum()
-    rows = anc[severe.to_numpy(dtype=bool)]
-    if rows.empty:
-        return pd.DataFrame(columns=["min", "max"], index=pd.MultiIndex.from_tuples([], names=keys))
-    spans = rows.groupby([*[rows[k] for k in keys], run[rows.index]])["collected_at"].agg(["first", "last"])
-    confirmed = days_between(spans["first"], spans["last"]).groupby(level=keys).sum()
-    possible = gap[rows.index].fillna(0).groupby([rows[k] for k in keys]).sum()
-    still_severe = anc.groupby(keys)["grade"].last().ge(3).fillna(False)
-    possible = possible.where(~still_severe.reindex(possible.index).fillna(False).astype(bool))
-    return pd.DataFrame({"min": confirmed.round(), "max": possible.round()})
+    day = anc["day"].astype("float64")
+    previous = day.groupby(cycle).shift(1)
+    following = day.groupby(cycle).shift(-1)
+    run = (~marked).groupby(cycle).cumsum()
+    spans = pd.DataFrame(
+        {
+            **{k: anc[k] for k in keys},
+            "run": run,
+            "first": day,
+            "last": day,
+            "before": previous.fillna(0.0),
+            "after": following,
+        }
+    )[marked.to_numpy()]
+    groups = [*keys, "run"]
+    # (head and tail, not first and last: those would skip a missing neighbour)
+    opening = spans.groupby(groups).head(1).set_index(groups)
+    closing = spans.groupby(groups).tail(1).set_index(groups)
+    runs = pd.DataFrame(
+        {
+            "first": opening["first"],
+            "before": opening["before"],
+            "last": closing["last"],
+            "after": closing["after"],
+        }
+    )
+    end = ends.reindex(pd.MultiIndex.from_frame(runs.index.to_frame()[keys])).to_numpy()
+    runs["after"] = runs["after"].fillna(pd.Series(end, index=runs.index))
+    confirmed = (runs["last"] - runs["first"]).groupby(level=keys).sum()
+    possible = (runs["after"] - runs["before"]).groupby(level=keys).sum()
+    possible = possible.where(runs["after"].notna().groupby(level=keys).all())
+    return pd.DataFrame({"min": confirmed, "max": possible})
 
 
 def _recovery(anc: pd.DataFrame, cycles: pd.DataFrame, keys: list[str], threshold: float) -> pd.DataFrame:

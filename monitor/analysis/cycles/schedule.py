@@ -1,0 +1,80 @@
+"""When the next dose is expected: the planned cycle length of each cycle, and the readiness window before it.
+
+The planned length is the regimen's, when the chemotherapy event's details name one ("every 21 days",
+"q3w", "21-day cycle"), else the median length of the patient's previous cycles, else the site's
+``default_cycle_days``. The next dose is expected on the start's calendar day plus that length (day
+``next_dose_day``, D22 for 21 days), and readiness is judged from ``readiness_window_days`` before it
+(``readiness_from_day``, D19). No primary source gives when the pre-cycle count is drawn: the window is a
+site decision (docs/clinical-rules.md, Readiness for the planned next dose).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from monitor.analysis.cycles.align import calendar_days
+from monitor.analysis.cycles.rules import CycleRules
+from monitor.timestamps import local_days
+
+# A cycle length as regimens write it; weeks are 7 days. (Longer than 12 weeks is not a cycle length.)
+_DAYS = r"(?:every|q)\s*(?P<d>\d{1,2})\s*-?\s*d(?:ays?)?\b|(?P<n>\d{1,2})\s*-?\s*days?\s+cycles?\b"
+_WEEKS = r"(?:every|q)\s*(?P<w>\d{1,2})\s*-?\s*w(?:ee)?k?s?\b|(?P<weekly>\bweekly\b|\bevery\s+week\b)"
+MAX_PLANNED_DAYS = 84
+
+
+def regimen_cycle_days(regimen: pd.Series) -> pd.Series:
+    """The cycle length a regimen's text states, in days (NaN when it states none).
+
+    >>> regimen_cycle_days(pd.Series(["Carboplatin-paclitaxel every 21 days; lung", "AC q2w", "FOLFOX",
+    ...     "docetaxel 75 mg/m2, 21-day cycles", "paclitaxel weekly"])).tolist()
+    [21.0, 14.0, nan, 21.0, 7.0]
+    """
+    text = regimen.fillna("").astype(str).str.lower()
+    days = text.str.extract(_DAYS)
+    weeks = text.str.extract(_WEEKS)
+    found = pd.to_numeric(days["d"].fillna(days["n"]), errors="coerce")
+    found = found.fillna(pd.to_numeric(weeks["w"], errors="coerce") * 7)
+    found = found.fillna(weeks["weekly"].notna().map({True: 7.0, False: np.nan}))
+    return found.where(found.between(1, MAX_PLANNED_DAYS)).astype("float64")
+
+
+def planned_lengths(cycles: pd.DataFrame, rules: CycleRules, timezone: str) -> pd.DataFrame:
+    """Per cycle (``cycles_from_events``): ``planned_days``, the length expected at its start, and
+    ``planned_basis`` ("regimen", "previous cycles", "site default"); ``next_dose_day`` (the planned
+    length: the day the next dose is expected, D# = day + 1) and ``readiness_from_day`` (that day less
+    ``readiness_window_days``, not before day 0). Index as ``cycles``.
+    """
+    from_regimen = regimen_cycle_days(cycles["regimen"])
+    lengths = calendar_days(cycles["start"], cycles["next_start"], timezone)
+    # The median of the cycles before this one (all complete: each was followed by the next).
+    patient = cycles["patient_key"]
+    running = lengths.groupby(patient).expanding().median().droplevel(0).reindex(cycles.index)
+    earlier = running.groupby(patient).shift(1).astype("float64")
+    previous = (earlier + 0.5).apply(np.floor)  # a median of 21.5 days: 22
+    planned = from_regimen.fillna(previous).fillna(float(rules.default_cycle_days))
+    basis = pd.Series("site default", index=cycles.index, dtype=object)
+    basis = basis.where(previous.isna(), "previous cycles").where(from_regimen.isna(), "regimen")
+    next_day = planned.astype("int64")
+    return pd.DataFrame(
+        {
+            "planned_days": next_day,
+            "planned_basis": basis,
+            "next_dose_day": next_day,
+            "readiness_from_day": (next_day - rules.readiness_window_days).clip(lower=0),
+        },
+        index=cycles.index,
+    )
+
+
+def day_date(cycle_start: pd.Series, day: pd.Series, timezone: str) -> pd.Series:
+    """The calendar date in ``timezone`` of ``day`` of each cycle, as YYYY-MM-DD ("" where unknown).
+
+    >>> start = pd.Series(pd.to_datetime(["2026-03-02 10:00"], utc=True))
+    >>> day_date(start, pd.Series([21]), "UTC").tolist()
+    ['2026-03-23']
+    """
+    dates = local_days(pd.to_datetime(cycle_start, utc=True), timezone) + pd.to_timedelta(
+        day.astype("float64"), unit="D"
+    )
+    return dates.dt.strftime("%Y-%m-%d").fillna("")
