@@ -633,6 +633,8 @@ def test_a_five_year_olds_anc_of_2_is_not_neutropenia_but_below_the_interval_for
     assert "neutropenia" not in flagged.loc[0, "flags"]
     detail = panel_pattern(results).loc[1, "pattern_detail"]
     assert detail == "ANC 2 below the reference interval for age (2.4), not neutropenia (< 1.5 for age)"
-    neutropenic = patient_flags(_child_anc(1.4, "2021-01-10"), as_of=pd.Timestamp("2026-03-06", tz="UTC"), timezone="UTC")
+    neutropenic = patient_flags(
+        _child_anc(1.4, "2021-01-10"), as_of=pd.Timestamp("2026-03-06", tz="UTC"), timezone="UTC"
+    )
     explained = dict(zip(neutropenic.loc[0, "flags"], neutropenic.loc[0, "explanations"], strict=True))
     assert explained["neutropenia"].startswith("ANC 1.4 below 1.5 (CTCAE grade 2")

@@ -1,7 +1,7 @@
 """keep the latest results' status; record flags withdrawn by a correction and preliminary results made final
 
-Revision ID: 0016_preliminary_corrections
-Revises: 0013_status_json_audit_actions
+Revision ID: 0015_preliminary_corrections
+Revises: 0014_cycle_next_dose
 Create Date: 2026-12-02 13:00:00+00:00
 
 ``patient_status`` gains ``latest_wbc_status``, ``latest_anc_status`` and ``latest_alc_status`` (the status of
@@ -18,8 +18,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0016_preliminary_corrections"
-down_revision: str | None = "0013_status_json_audit_actions"
+revision: str = "0015_preliminary_corrections"
+down_revision: str | None = "0014_cycle_next_dose"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
