@@ -167,6 +167,9 @@ def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
         "XDG_CONFIG_HOME": str(home / ".config"),
         "XDG_CACHE_HOME": str(home / ".cache"),
     }
+    # Assertions wait as long as actions do: on a busy 2-core machine a page can take more than the
+    # assertions' own 5 s default to draw; a wait that succeeds early costs nothing.
+    sync_api.expect.set_options(timeout=PAGE_TIMEOUT_MS)
     playwright = sync_api.sync_playwright().start()
     try:
         browser = playwright.chromium.launch(

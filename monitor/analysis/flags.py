@@ -277,12 +277,13 @@ def _chemotherapy_cycles(
     placed = pd.merge_asof(
         rows, starts, left_on="collected_at", right_on="day_start", by="patient_key", direction="backward"
     ).sort_values("row")
-    cycle_end = pd.Series(placed["cycle_end"].to_numpy(), index=work.index)
+    # A result before every cycle matches none: its end is NaT, which the merge may leave without a zone.
+    ends = pd.to_datetime(placed["cycle_end"], utc=True).dt.as_unit("us")
+    cycle_end = pd.Series(ends.to_numpy(), index=work.index, dtype="datetime64[us, UTC]")
+    collected = pd.Series(as_utc(placed["collected_at"]).to_numpy(), index=work.index)
     return pd.DataFrame(
         {
-            "in_cycle": (
-                pd.Series(placed["collected_at"].to_numpy(), index=work.index) < cycle_end
-            ).to_numpy(),
+            "in_cycle": (collected < cycle_end).fillna(False).to_numpy(dtype=bool),
             "cycle_end": cycle_end,
         }
     )
