@@ -228,3 +228,36 @@ def test_the_worklist_shows_the_preliminary_wbc_as_preliminary(store) -> None:
     shown = worklist(store, viewer=SYSTEM, timezone="UTC", now=T0)
     row = worklist_table(shown, "UTC").set_index("Patient ID").loc["P15"]
     assert row["WBC (10^9/L)"] == "2.10 (preliminary)" and row["ANC (10^9/L)"] == ""
+
+
+def test_the_worklist_page_lists_the_withdrawn_flag_among_the_last_days_changes(
+    store, db_url, monkeypatch
+) -> None:
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    from db.accounts import Viewer
+    from tests.conftest import ROOT
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    drawn = (now - timedelta(days=1)).strftime("%Y%m%d%H%M")
+    _import(store, "f.hl7", _message("M1", 2.5, "F", drawn=drawn), now - timedelta(hours=2))
+    _import(store, "c.hl7", _message("M2", 5.0, "C", drawn=drawn), now - timedelta(hours=1))
+    monkeypatch.setenv("MONITOR_DATABASE_URL", db_url)
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    at = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=60)
+    at.session_state["viewer"] = Viewer("admin", "admin", None)
+    at.run()
+    assert not at.exception
+    panel = next(e for e in at.expander if e.label.startswith("Changes in the last 24 hours"))
+    assert panel.label == "Changes in the last 24 hours (1 patient)"
+    changed = panel.dataframe[0].value
+    assert changed["Patient ID"].tolist() == ["P15"]
+    assert (
+        changed["What changed"]
+        .iloc[0]
+        .startswith("leukopenia withdrawn: WBC 2.5 corrected to 5.0 by the lab")
+    )
+    st.cache_data.clear()
+    st.cache_resource.clear()

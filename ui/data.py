@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -54,6 +54,19 @@ def synthetic_present() -> bool:
 def worklist(viewer: Viewer, timezone: str) -> pd.DataFrame:
     """The patients ``viewer`` may see in priority order (``services.worklist.worklist``)."""
     return services.worklist.worklist(store(), viewer=viewer, timezone=timezone, now=datetime.now(UTC))
+
+
+# The worklist's "what changed" panel looks back as far as `python -m monitor alerts` does by default.
+ALERT_HOURS = 24
+
+
+@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
+def alerts(viewer: Viewer, timezone: str) -> pd.DataFrame:
+    """The alerts of the last ``ALERT_HOURS`` hours that still hold, in the worklist's order
+    (``services.worklist.alerts``): flags that appeared, grades that rose, flags the lab took back."""
+    now = datetime.now(UTC)
+    since = now - timedelta(hours=ALERT_HOURS)
+    return services.worklist.alerts(store(), viewer=viewer, since=since, timezone=timezone, now=now)
 
 
 @st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
