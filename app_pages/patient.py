@@ -197,7 +197,10 @@ with sheet:
         }
         styled = values.style.apply(lambda _: states.map(lambda s: colours.get(s, "")), axis=None)
         st.dataframe(styled, width="stretch")
-        st.caption("↓ below the lower limit that applies; ↑ above the reported upper limit. Newest first.")
+        st.caption(
+            "↓ below the lower limit that applies; ↑ above the reported upper limit; (prelim.) a preliminary "
+            "result, final awaited. Newest first."
+        )
         audited_csv_download(
             "Download the flowsheet (CSV)",
             values.reset_index(),

@@ -110,3 +110,10 @@ def test_the_flowsheet_marks_low_and_high_results_newest_first() -> None:
     values, states = flowsheet(marked_results(results), "UTC")
     assert values["WBC (10^9/L)"].tolist() == ["11.5 ↑", "3.1 ↓", "5.2"]
     assert states["WBC (10^9/L)"].tolist() == ["high", "low", ""]
+
+
+def test_the_flowsheet_marks_a_preliminary_result_until_its_final_arrives() -> None:
+    results = _unmarked()
+    results.loc[1, "status"] = "preliminary"
+    values, _ = flowsheet(marked_results(results), "UTC")
+    assert values["WBC (10^9/L)"].tolist() == ["4.8", "3.1 ↓ (prelim.)", "5.2"]

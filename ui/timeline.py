@@ -406,16 +406,19 @@ def cycle_overlay_figure(
 
 
 def flowsheet(results: pd.DataFrame, timezone: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Dates x analytes: values as text (↓ below the limit that applies, ↑ above the reported upper limit)
-    and a frame of the same shape saying "low", "high" or "" for styling; ``results`` are marked
-    (``analysis.timeline.marked_results``)."""
+    """Dates x analytes: values as text (↓ below the limit that applies, ↑ above the reported upper limit,
+    "(prelim.)" while the result is preliminary) and a frame of the same shape saying "low", "high" or ""
+    for styling; ``results`` are marked (``analysis.timeline.marked_results``)."""
     shown = results[~results["status"].isin(EXCLUDED_STATUSES)].dropna(subset=["value"])
     if shown.empty:
         return pd.DataFrame(), pd.DataFrame()
     low, high = shown["below_limit"].to_numpy(dtype=bool), shown["above_range"].to_numpy(dtype=bool)
     mark = np.where(low, " ↓", np.where(high, " ↑", ""))
     # Rounded as labs print (a haemoglobin converted from mmol/L is 9.99, never "9.99033").
-    text = shown["comparator"].fillna("") + printed(shown["value"], shown["analyte"]) + mark
+    # A preliminary result is not yet the lab's last word: its cell says so (docs/clinical-rules.md,
+    # Preliminary results).
+    pending = np.where(shown["status"].eq("preliminary").to_numpy(dtype=bool), " (prelim.)", "")
+    text = shown["comparator"].fillna("") + printed(shown["value"], shown["analyte"]) + mark + pending
     state = np.where(low, "low", np.where(high, "high", ""))
     when = _local(shown["collected_at"], timezone).dt.strftime("%Y-%m-%d %H:%M")
     frame = shown.assign(when=when.to_numpy(), text=text.to_numpy(), state=state)
