@@ -170,7 +170,7 @@ def patient_view(
             _cycle_view(overlaid, events, patient_key=patient_key, rules=rules.cycles, timezone=timezone),
             now=_cycle_now_text(listed),
         ),
-        episodes=low_episodes(results),
+        episodes=low_episodes(results, timezone=timezone),
         ranges=ranges,
         acknowledgements=acknowledgements,
         timezone=timezone,

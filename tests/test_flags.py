@@ -478,8 +478,22 @@ def test_episodes_split_at_a_recovery_in_the_middle() -> None:
     ).astype(
         {"start": "datetime64[us, UTC]", "end": "datetime64[us, UTC]", "nadir_at": "datetime64[us, UTC]"}
     )
-    pd.testing.assert_frame_equal(episodes(results), expected)
-    assert episodes(results, analyte="anc")["n_results"].tolist() == [1]
+    pd.testing.assert_frame_equal(episodes(results, timezone="UTC"), expected)
+    assert episodes(results, timezone="UTC", analyte="anc")["n_results"].tolist() == [1]
+
+
+def test_an_episodes_days_are_calendar_days_in_the_sites_zone() -> None:
+    # From 08:00 on 1 March to 07:00 on 15 March is 13 days 23 hours: a clinician counts 14 days.
+    results = pd.DataFrame(
+        {
+            "patient_key": 1,
+            "analyte": "wbc",
+            "value": [3.1, 2.9],
+            "lln": 4.0,
+            "collected_at": pd.to_datetime(["2026-03-01 08:00", "2026-03-15 07:00"], utc=True),
+        }
+    )
+    assert episodes(results, timezone="UTC")["days"].tolist() == [14]
 
 
 def test_episodes_of_several_patients_ignore_withdrawn_results() -> None:
@@ -489,7 +503,7 @@ def test_episodes_of_several_patients_ignore_withdrawn_results() -> None:
             make_series([5.0], [0], patient_key=1),
         ]
     )
-    out = episodes(results)
+    out = episodes(results, timezone="UTC")
     assert out[["patient_key", "nadir", "n_results", "ongoing"]].to_dict("records") == [
         {"patient_key": 2, "nadir": 3.0, "n_results": 2, "ongoing": True}
     ]
@@ -507,7 +521,7 @@ def test_inputs_are_not_modified() -> None:
     ).set_index(pd.Index([10, 11, 12, 13]))
     before = results.copy()
     patient_flags(results, as_of=START + pd.Timedelta(days=20), timezone="UTC")
-    episodes(results)
+    episodes(results, timezone="UTC")
     pd.testing.assert_frame_equal(results, before)
 
 
@@ -515,7 +529,8 @@ def test_empty_results_give_empty_frames() -> None:
     empty = make_series([], [])
     out = patient_flags(empty, as_of=START, timezone="UTC")
     assert out.empty and list(out.columns) == list(FLAG_COLUMNS)
-    assert episodes(empty).empty and list(episodes(empty).columns) == list(EPISODE_COLUMNS)
+    none = episodes(empty, timezone="UTC")
+    assert none.empty and list(none.columns) == list(EPISODE_COLUMNS)
 
 
 def test_the_pairwise_median_slope_matches_every_pair_taken_one_by_one() -> None:

@@ -75,14 +75,14 @@ def test_episodes_of_wbc_and_anc_are_listed_newest_first_and_named() -> None:
         [make_results("wbc", [3.5, 4.6, 3.0], lln=4.0), make_results("anc", [1.9, 1.2, 1.1], lln=1.8)],
         ignore_index=True,
     )
-    found = low_episodes(results)
+    found = low_episodes(results, timezone="UTC")
     assert found.columns.tolist() == list(LOW_EPISODE_COLUMNS)
     assert found[["count", "n_results", "nadir", "ongoing"]].values.tolist() == [
         ["WBC", 1, 3.0, True],
         ["ANC", 2, 1.1, True],
         ["WBC", 1, 3.5, False],
     ]
-    assert low_episodes(results.iloc[0:0]).empty
+    assert low_episodes(results.iloc[0:0], timezone="UTC").empty
 
 
 def test_a_preliminary_low_wbc_is_a_hollow_down_triangle_whose_hover_says_the_final_is_awaited() -> None:

@@ -42,7 +42,7 @@ from monitor.analysis.grading import (
 )
 from monitor.analysis.setting_values import a_whole_number
 from monitor.analysis.status import EXCLUDED_STATUSES
-from monitor.timestamps import calendar_days_between, days_between, whole_days_between
+from monitor.timestamps import calendar_days_between, days_between
 
 __all__ = [
     "DEFAULT_FLAG_RULES",
@@ -289,13 +289,15 @@ def _chemotherapy_cycles(
     )
 
 
-def episodes(results: pd.DataFrame, *, analyte: str = "wbc") -> pd.DataFrame:
+def episodes(results: pd.DataFrame, *, timezone: str, analyte: str = "wbc") -> pd.DataFrame:
     """Every unbroken run of ``analyte`` results below their limit, per patient.
 
     Parameters
     ----------
     results : pd.DataFrame
         As for ``patient_flags``.
+    timezone : str
+        The site's zone: ``days`` are calendar days in it, as the run-length flags count them.
     analyte : str
         The analyte whose runs are wanted.
 
@@ -304,14 +306,15 @@ def episodes(results: pd.DataFrame, *, analyte: str = "wbc") -> pd.DataFrame:
     pd.DataFrame
         Columns ``EPISODE_COLUMNS``, sorted by patient and start: ``start`` and ``end`` (first and last
         result below), ``ongoing`` (the patient's latest result is in it), ``nadir`` (the lowest value as
-        stored, so "<0.1" is 0.1) and ``nadir_at`` (its first time), ``n_results`` and ``days`` (end - start).
+        stored, so "<0.1" is 0.1) and ``nadir_at`` (its first time), ``n_results`` and ``days`` (calendar days from start to end in
+        ``timezone``).
 
     Examples
     --------
     >>> days = pd.to_datetime(["2026-01-01", "2026-01-08", "2026-01-15", "2026-01-22"], utc=True)
     >>> results = pd.DataFrame({"patient_key": 1, "analyte": "wbc", "value": [3.5, 2.9, 4.6, 3.1],
     ...     "lln": 4.0, "collected_at": days})
-    >>> episodes(results)[["nadir", "n_results", "days", "ongoing"]].to_dict("records")
+    >>> episodes(results, timezone="UTC")[["nadir", "n_results", "days", "ongoing"]].to_dict("records")
     [{'nadir': 2.9, 'n_results': 2, 'days': 7, 'ongoing': False},
      {'nadir': 3.1, 'n_results': 1, 'days': 0, 'ongoing': True}]
     """
@@ -333,7 +336,7 @@ def episodes(results: pd.DataFrame, *, analyte: str = "wbc") -> pd.DataFrame:
     lowest = runs.loc[grouped["value"].idxmin().to_numpy()]
     out["nadir"] = lowest["value"].to_numpy()
     out["nadir_at"] = lowest["collected_at"].to_numpy()
-    out["days"] = whole_days_between(out["start"], out["end"]).astype("int64")
+    out["days"] = calendar_days_between(out["start"], out["end"], timezone).astype("int64")
     out["n_results"] = out["n_results"].astype("int64")
     return out.reset_index().reindex(columns=list(EPISODE_COLUMNS))
 

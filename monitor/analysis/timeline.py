@@ -65,16 +65,21 @@ def marked_results(results: pd.DataFrame, *, rules: GradingRules = DEFAULT_RULES
     )
 
 
-def low_episodes(results: pd.DataFrame, *, analytes: Sequence[str] = ("wbc", "anc")) -> pd.DataFrame:
+def low_episodes(
+    results: pd.DataFrame, *, timezone: str, analytes: Sequence[str] = ("wbc", "anc")
+) -> pd.DataFrame:
     """Every run of ``analytes`` below their limit (``flags.episodes``), newest first, with ``count``
-    naming the analyte ("WBC", "ANC").
+    naming the analyte ("WBC", "ANC"); days are calendar days in ``timezone``.
 
     >>> days = pd.to_datetime(["2026-01-01", "2026-01-08", "2026-01-15"], utc=True)
     >>> results = pd.DataFrame({"patient_key": 1, "analyte": ["wbc", "anc", "wbc"],
     ...     "value": [3.5, 1.0, 4.6], "lln": [4.0, 1.5, 4.0], "collected_at": days})
-    >>> low_episodes(results)[["count", "nadir", "ongoing"]].to_dict("records")
+    >>> low_episodes(results, timezone="UTC")[["count", "nadir", "ongoing"]].to_dict("records")
     [{'count': 'ANC', 'nadir': 1.0, 'ongoing': True}, {'count': 'WBC', 'nadir': 3.5, 'ongoing': False}]
     """
-    parts = [episodes(results, analyte=analyte).assign(count=analyte.upper()) for analyte in analytes]
+    parts = [
+        episodes(results, timezone=timezone, analyte=analyte).assign(count=analyte.upper())
+        for analyte in analytes
+    ]
     found = pd.concat(parts, ignore_index=True).sort_values("start", ascending=False)
     return found.reindex(columns=list(LOW_EPISODE_COLUMNS))
