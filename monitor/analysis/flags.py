@@ -306,8 +306,8 @@ def episodes(results: pd.DataFrame, *, timezone: str, analyte: str = "wbc") -> p
     pd.DataFrame
         Columns ``EPISODE_COLUMNS``, sorted by patient and start: ``start`` and ``end`` (first and last
         result below), ``ongoing`` (the patient's latest result is in it), ``nadir`` (the lowest value as
-        stored, so "<0.1" is 0.1) and ``nadir_at`` (its first time), ``n_results`` and ``days`` (calendar days from start to end in
-        ``timezone``).
+        stored, so "<0.1" is 0.1) and ``nadir_at`` (its first time), ``n_results`` and ``days`` (calendar
+        days from start to end in ``timezone``).
 
     Examples
     --------
