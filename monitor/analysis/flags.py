@@ -8,7 +8,7 @@ counted as below. A result without an LLN cannot be judged: it is not below, so 
 The run-length rules (``persistent_min_days``, ``chronic_min_days``, ``run_days``) and ``days_since_cbc``
 count calendar days in the site's time zone, as a clinician counts them: a count on 1 January at 08:00
 and one on 15 January at 07:00 are 14 days apart, though 13 days 23 hours have elapsed
-(docs/clinical-rules.md, Calendar days). ``episodes`` still gives elapsed whole days. Withdrawn results
+(docs/clinical-rules.md, Calendar days); so do ``episodes``. Withdrawn results
 (``EXCLUDED_STATUSES``), results without a value or time, and (in ``patient_flags``) results collected
 after ``as_of`` are ignored.
 
