@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from db.audit import record
@@ -119,8 +119,10 @@ def ensure_labs(session: Session, labs: pd.DataFrame) -> dict[str, int]:
 def ensure_patients(session: Session, patients: pd.DataFrame, *, now: datetime) -> pd.DataFrame:
     """Patient keys for (assigning_authority, patient_id) pairs, adding patients not yet known.
 
-    ``patients`` may carry ``name``, ``birth_date``, ``sex``, ``is_synthetic`` for new patients; a known
-    patient's demographics are not changed here.
+    ``patients`` may carry ``name``, ``birth_date``, ``sex``, ``is_synthetic`` for new patients. A known
+    patient's demographics are never changed, only completed: a birth date or sex the store lacks is taken
+    from the file (so that age-specific rules, e.g. paediatric neutropenia, can apply to a patient first
+    seen without one).
     """
     pairs = patients.drop_duplicates(["assigning_authority", "patient_id"])
 
@@ -138,6 +140,7 @@ def ensure_patients(session: Session, patients: pd.DataFrame, *, now: datetime) 
         )
 
     keyed = lookup()
+    _complete_demographics(session, pairs, keyed)
     missing = pairs[keyed["patient_key"].isna().to_numpy()]
     if not missing.empty:
         defaults = {"name": None, "birth_date": None, "sex": None, "is_synthetic": False}
@@ -151,6 +154,32 @@ def ensure_patients(session: Session, patients: pd.DataFrame, *, now: datetime) 
         keyed = lookup()
     keyed["patient_key"] = keyed["patient_key"].astype("int64")
     return keyed
+
+
+def _complete_demographics(session: Session, pairs: pd.DataFrame, keyed: pd.DataFrame) -> None:
+    """Fill a known patient's missing birth date and sex from the file; never overwrite a stored one."""
+    known = keyed["patient_key"].notna().to_numpy()
+    if not known.any():
+        return
+    given = pairs[known].assign(patient_key=keyed.loc[known, "patient_key"].astype("int64").to_numpy())
+    if "birth_date" in given:
+        born = pd.to_datetime(given["birth_date"].replace("", None), errors="coerce", format="mixed")
+        given = given.assign(birth_date=born.dt.date.where(born.notna(), None))
+    for column, valid in (("birth_date", None), ("sex", ("F", "M", "O", "U"))):
+        if column not in given:
+            continue
+        values = given[column]
+        usable = values.notna() & (values.isin(valid) if valid else True)
+        rows = given.loc[usable.to_numpy(dtype=bool), ["patient_key", column]]
+        if rows.empty:
+            continue
+        table = Patient.__table__
+        session.execute(
+            update(table)
+            .where(table.c.id == bindparam("key"), table.c[column].is_(None))
+            .values({column: bindparam("value")}),
+            [{"key": int(k), "value": v} for k, v in zip(rows["patient_key"], rows[column], strict=True)],
+        )
 
 
 def _stored_panels(session: Session, patient_keys: list[int], *conditions: Any) -> pd.DataFrame:

@@ -685,6 +685,23 @@ def test_a_bad_birth_date_is_refused_with_its_line_and_reason_and_a_stored_one_i
         assert str(session.scalar(select(Patient.birth_date).where(Patient.mrn == "KID7"))) == "2021-01-10"
 
 
+def test_a_birth_date_sent_later_completes_a_patient_first_seen_without_one(store, tmp_path: Path) -> None:
+    # KID10's first count came without a birth date, so no age-specific rule could apply; a later file
+    # gives it: the stored patient is completed (never overwritten) and the child's rules apply.
+    header = "patient_id,collected_at,analyte,value,unit,ref_low,ref_high,lab,accession,status\n"
+    first = header + "KID10,2026-03-05T08:00:00Z,anc,2.0,10^9/L,,,NORTH,K-10,final\n"
+    import_path(store, _write(tmp_path, "first.csv", first), options=BY_TEST)
+    with store() as session:
+        assert session.scalar(select(Patient.birth_date).where(Patient.mrn == "KID10")) is None
+    later = PAEDIATRIC_HEADER + "KID10,2026-03-12T08:00:00Z,anc,2.0,10^9/L,,,NORTH,K-11,final,2021-01-10\n"
+    import_path(store, _write(tmp_path, "later.csv", later), options=BY_TEST)
+    with store() as session:
+        assert str(session.scalar(select(Patient.birth_date).where(Patient.mrn == "KID10"))) == "2021-01-10"
+        kid = patient_list(session, viewer=SYSTEM).set_index("patient_id").loc["KID10"]
+    assert (kid["age"], kid["latest_anc_lln"], kid["latest_anc_grade"]) == (5, 2.4, 1)
+    assert "neutropenia" not in kid["flags"]
+
+
 def test_haemoglobin_in_mmol_per_litre_is_graded_and_printed_in_mmol_per_litre(store, tmp_path: Path) -> None:
     header = "patient_id,collected_at,analyte,value,unit,ref_low,ref_high,lab,accession,status\n"
     text = header + (
