@@ -16,14 +16,15 @@ EVENT_KEY = ["patient_key", "kind", "start_at", "label"]
 
 def write_events(
     session: Session, events: pd.DataFrame, *, batch_id: int | None, imported_by: str, now: datetime
-) -> tuple[int, pd.DataFrame]:
-    """Store new events; return how many were added and the rows refused for an unknown patient.
+) -> tuple[int, pd.DataFrame, list[int]]:
+    """Store new events; return how many were added, the rows refused for an unknown patient, and the keys
+    of the patients that gained an event (whose status the caller recomputes).
 
     An event names a patient already in the store: a mistyped identifier must not create a patient.
     """
     refused = pd.DataFrame(columns=["location", "raw_text", "reason"])
     if events.empty:
-        return 0, refused
+        return 0, refused, []
     known = read_frame_in(
         session,
         lambda part: select(
@@ -58,4 +59,4 @@ def write_events(
             insert(ClinicalEvent),
             to_records(rows.assign(created_by=imported_by, batch_id=batch_id, created_at=now)),
         )
-    return len(new), refused
+    return len(new), refused, sorted(int(key) for key in new["patient_key"].unique())

@@ -348,6 +348,7 @@ def _write_events(
     refused: list[pd.DataFrame] = []
     naming: list[pd.DataFrame] = []
     added = unchanged = 0
+    touched: set[int] = set()
     for text, before in pieces:
         parsed = reading.fmt.parse(text, reading.zone, before)
         events, rejected = parsed.events, parsed.rejected
@@ -356,7 +357,7 @@ def _write_events(
             events, left = retried(events, reading.retry)
             rejected = rejected[rejected["location"].isin(reading.retry).to_numpy()]
             unchanged += left
-        new, unknown = write_events(
+        new, unknown, keys = write_events(
             session,
             events,
             batch_id=reading.batch_id,
@@ -364,9 +365,13 @@ def _write_events(
             now=reading.now,
         )
         added, unchanged = added + new, unchanged + len(events) - new - len(unknown)
+        touched.update(keys)
         refused += [rejected, unknown]
         if report is not None:
             report()
+    # A chemotherapy, G-CSF or fever event changes its patient's cycles, readiness, trend and priority: their
+    # status is recomputed in the same transaction, as an import of results does.
+    refresh_patient_status(session, sorted(touched), now=reading.now, timezone=reading.options.site_timezone)
     assigned, teamless = _to_teams(session, reading, naming)
     rejected = _keep_refused(session, reading, refused)
     finish_batch(

@@ -288,3 +288,24 @@ def test_an_evening_dose_in_new_york_is_counted_on_its_own_date(store, tmp_path:
         listed = patient_list(session, viewer=SYSTEM, timezone="America/New_York", today=date(2026, 3, 2))
         listed = listed.set_index("patient_id")
     assert (listed.loc["MRN1001", "cycle"], listed.loc["MRN1001", "cycle_day"]) == (1, 6)  # C1D7
+
+
+def test_an_events_file_recomputes_the_status_of_the_patients_it_names(store) -> None:
+    # Results first, then the chemotherapy they followed: the worklist must show the cycle at once, not
+    # after the next result or a recompute.
+    results = (
+        "patient_id,collected_at,analyte,value,unit,ref_low,ref_high,lab,accession,status\n"
+        "EV1,2026-03-02T08:00:00Z,anc,3.0,10^9/L,1.8,7.7,NORTH,E-1,final\n"
+        "EV1,2026-03-09T08:00:00Z,anc,0.9,10^9/L,1.8,7.7,NORTH,E-2,final\n"
+    )
+    now = pd.Timestamp("2026-03-10T12:00:00Z").to_pydatetime()
+    import_content(store, "results.csv", results.encode(), options=BY_TEST, now=now)
+    events = (
+        "patient_id,kind,start,end,label,details\n"
+        "EV1,chemotherapy,2026-03-02T10:00:00Z,,Docetaxel 75 mg/m2 cycle 1,docetaxel every 21 days\n"
+    )
+    summary = import_content(store, "events.csv", events.encode(), options=BY_TEST, now=now)
+    assert summary.events == 1
+    with store() as session:
+        patient = patient_list(session, viewer=SYSTEM).set_index("patient_id").loc["EV1"]
+    assert patient["cycle"] == 1 and "next dose was expected on D22 (2026-03-23)" in patient["readiness"]
