@@ -216,6 +216,7 @@ def alerts(database: str | None, since: str | None, fmt: str, user: str | None) 
         return
     for row in frame.itertuples(index=False):  # one block per patient (a short list)
         grade = "no grade" if pd.isna(row.grade) else f"grade {row.grade}"
-        click.echo(f"{row.patient_id}  {row.name or ''}  ({grade}; flags: {', '.join(row.flags) or 'none'})")
+        name = "" if pd.isna(row.name) else f"  {row.name}"  # a patient sent without a name has none
+        click.echo(f"{row.patient_id}{name}  ({grade}; flags: {', '.join(row.flags) or 'none'})")
         for sentence in row.changes:
             click.echo(f"  - {sentence}")
