@@ -575,13 +575,16 @@ def test_the_pattern_prints_haemoglobin_as_the_lab_printed_it_with_its_grade_in_
 # --- Paediatric neutropenia (docs/clinical-rules.md, Paediatric neutropenia) ---
 
 
-def _child_anc(value: float, born: str, taken: str = "2026-03-05") -> pd.DataFrame:
+def _child_anc(
+    value: float, born: str, taken: str = "2026-03-05", ref_low: float | None = None
+) -> pd.DataFrame:
     results = pd.DataFrame(
         {
             "patient_key": [1],
             "analyte": ["anc"],
             "value": [value],
             "collected_at": pd.to_datetime([f"{taken}T08:00:00Z"]),
+            "ref_low": [ref_low],
         }
     )
     people = pd.DataFrame({"patient_key": [1], "birth_date": [pd.Timestamp(born).date()], "sex": ["F"]})
@@ -610,6 +613,23 @@ def test_a_childs_neutropenia_flag_applies_the_age_cut_off_not_the_reference_int
     assert bool(below_limit(results).iloc[0]) is neutropenic
 
 
+def test_a_labs_printed_range_neither_lowers_nor_raises_a_childs_neutropenia_cut_off():
+    from monitor.analysis.flags import below_limit
+    from monitor.analysis.patterns import panel_pattern
+
+    # A 5-year-old whose lab prints 1.0 as its lower limit: ANC 1.2 is still neutropenia (< 1.5 for age).
+    low_lab = _child_anc(1.2, "2021-01-10", ref_low=1.0)
+    assert (low_lab.loc[0, "range_source"], low_lab.loc[0, "flag_limit"]) == ("reported", 1.5)
+    assert bool(below_limit(low_lab).iloc[0]) is True
+    # An 11-month-old whose lab prints the adult 1.8: ANC 1.2 is below the lab's range, not neutropenia
+    # (< 1.0 for an infant), and the sentence does not call the adult range the interval for age.
+    adult_lab = _child_anc(1.2, "2025-04-01", ref_low=1.8)
+    assert (adult_lab.loc[0, "lln"], adult_lab.loc[0, "flag_limit"]) == (1.8, 1.0)
+    assert bool(below_limit(adult_lab).iloc[0]) is False
+    detail = panel_pattern(adult_lab).loc[1, "pattern_detail"]
+    assert detail == "ANC 1.2 below the lab's reference range (1.8), not neutropenia (< 1 x10^9/L for age)"
+
+
 def test_a_child_below_the_interval_for_age_keeps_ctcae_grade_1_against_the_intervals_lln():
     results = _child_anc(2.0, "2021-01-10")
     assert ctcae_grade(results).iloc[0] == 1
@@ -632,7 +652,8 @@ def test_a_five_year_olds_anc_of_2_is_not_neutropenia_but_below_the_interval_for
     flagged = patient_flags(results, as_of=pd.Timestamp("2026-03-06", tz="UTC"), timezone="UTC")
     assert "neutropenia" not in flagged.loc[0, "flags"]
     detail = panel_pattern(results).loc[1, "pattern_detail"]
-    assert detail == "ANC 2 below the reference interval for age (2.4), not neutropenia (< 1.5 for age)"
+    expected = "ANC 2 below the reference interval for age (2.4), not neutropenia (< 1.5 x10^9/L for age)"
+    assert detail == expected
     neutropenic = patient_flags(
         _child_anc(1.4, "2021-01-10"), as_of=pd.Timestamp("2026-03-06", tz="UTC"), timezone="UTC"
     )

@@ -658,7 +658,7 @@ def test_a_birth_date_in_the_csv_makes_a_five_year_olds_anc_of_2_below_the_inter
     # CTCAE grade 1 is below the interval's LLN (2-10 years: 2.4), not the neutropenia cut-off.
     assert (kid["latest_anc_lln"], kid["latest_anc_grade"], kid["age"]) == (2.4, 1, 5)
     assert (
-        "ANC 2 below the reference interval for age (2.4), not neutropenia (< 1.5 for age)"
+        "ANC 2 below the reference interval for age (2.4), not neutropenia (< 1.5 x10^9/L for age)"
         in kid["pattern_detail"]
     )
     explained = dict(zip(listed.loc["KID5B", "flags"], listed.loc["KID5B", "explanations"], strict=True))

@@ -139,9 +139,16 @@ def _below_interval_for_age(rows: pd.DataFrame) -> pd.Series:
         return pd.Series(dtype="string", index=pd.Index([], name="patient_key"))
     value, interval = _printed(mine, mine["lln"])
     _, cutoff = _printed(mine, mine["flag_limit"])
+    # The interval is the age's when it is a default; a lab's printed range is the lab's (often an adult's).
+    source = mine["range_source"] if "range_source" in mine else pd.Series("", index=mine.index)
+    whose = np.where(
+        source.isin(("reported", "lab")).to_numpy(dtype=bool),
+        " below the lab's reference range (",
+        " below the reference interval for age (",
+    )
     text = (
-        mine["analyte"].map(_NAMES) + " " + value + " below the reference interval for age (" + interval
-        + "), not neutropenia (< " + cutoff + " for age)"
+        mine["analyte"].map(_NAMES) + " " + value + whose + interval
+        + "), not neutropenia (< " + cutoff + " x10^9/L for age)"
     )  # fmt: skip
     return text.groupby(mine["patient_key"]).agg(", ".join).astype("string")
 

@@ -10,8 +10,8 @@ of any age band in this table (the adult one), so that a count below every band'
 low. The rules and their sources: docs/clinical-rules.md, Which range applies.
 
 Below the reference interval is not the same as neutropenia in children: ``flag_limit`` is the limit the
-neutropenia flag applies, the paediatric definition of neutropenia (``NEUTROPENIA_CUTOFFS``) where it is
-lower than the interval's LLN (docs/clinical-rules.md, Paediatric neutropenia).
+neutropenia flag applies: for a child, the paediatric definition of neutropenia (``NEUTROPENIA_CUTOFFS``),
+lowered only by a patient override (docs/clinical-rules.md, Paediatric neutropenia).
 """
 
 from __future__ import annotations
@@ -169,9 +169,10 @@ def resolve_lower_limit(
         ``lln``, ``uln`` (float, NaN when unknown), ``range_source`` (one of ``RANGE_SOURCES``) and
         ``flag_limit``, aligned to ``results.index``. ``flag_limit`` is the limit below which a count is
         flagged low (leukopenia, neutropenia, lymphopenia): the ``lln``, except for the ANC of a child of
-        known age, where it is the lower of the paediatric neutropenia cut-off (``neutropenia_cutoff``)
-        and the ``lln``: an ANC below the interval but not below the cut-off is below the reference
-        interval for age, not neutropenia. CTCAE grade 1 still uses the ``lln``.
+        known age, where it is the paediatric neutropenia cut-off (``neutropenia_cutoff``), whatever range
+        the lab printed, or the lower of the cut-off and a patient override: an ANC below the interval but
+        not below the cut-off is below the reference interval, not neutropenia. CTCAE grade 1 still uses
+        the ``lln``.
 
     Examples
     --------
@@ -201,7 +202,13 @@ def resolve_lower_limit(
         }
     )
     cutoff = neutropenia_cutoff(work["age_days"], work["age_months"]).where(work["analyte"].eq("anc"))
-    resolved["flag_limit"] = np.fmin(resolved["lln"].to_numpy(), cutoff.to_numpy())
+    # A child's neutropenia is the age's cut-off whatever range the lab printed (a lab's adult or lower
+    # range neither raises nor lowers it); only a clinician's range for this patient (e.g. Duffy-null)
+    # may lower it.
+    lln, limit = resolved["lln"].to_numpy(), cutoff.to_numpy()
+    override = resolved["range_source"].eq("patient override").to_numpy(dtype=bool)
+    child = ~np.isnan(limit)
+    resolved["flag_limit"] = np.where(child & ~override, limit, np.fmin(lln, limit))
     return resolved.set_axis(results.index)
 
 
