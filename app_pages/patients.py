@@ -45,29 +45,6 @@ shown = triage.filtered(
 for column, (label, value) in zip(st.columns(6), triage.headline(shown).items(), strict=True):
     column.metric(label, value)
 
-# What changed: the alerts that still hold (a flag the lab took back among them), so that no one acts on a
-# flag that was withdrawn or misses one that appeared since the last look.
-changed = data.alerts(viewer, timezone)
-changed = changed[changed["patient_id"].isin(shown["patient_id"]).to_numpy(dtype=bool)]
-counted = f"{len(changed)} patient" + ("" if len(changed) == 1 else "s")
-with st.expander(f"Changes in the last {data.ALERT_HOURS} hours ({counted})", expanded=False):
-    if changed.empty:
-        st.caption("No flag appeared, no grade rose and no flag was withdrawn by the lab in this time.")
-    else:
-        st.dataframe(
-            pd.DataFrame(
-                {
-                    "Patient ID": changed["patient_id"],
-                    "Name": changed["name"],
-                    "What changed": changed["changes"].map("; ".join),
-                    "Noticed": pd.to_datetime(changed["last_noticed_at"], utc=True).dt.tz_convert(timezone),
-                }
-            ),
-            hide_index=True,
-            width="stretch",
-            column_config={"Noticed": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")},
-        )
-
 table = worklist.worklist_table(shown, timezone)
 st.caption(
     f"{len(table)} of {len(patients)} patients, most urgent first: ANC grade 4 or febrile neutropenia, then "
@@ -109,6 +86,29 @@ audited_csv_download(
     viewer=viewer,
     what=f"worklist CSV ({len(export)} patients)",
 )
+
+# What changed: the alerts that still hold (a flag the lab took back among them), so that no one acts on a
+# flag that was withdrawn or misses one that appeared since the last look.
+changed = data.alerts(viewer, timezone)
+changed = changed[changed["patient_id"].isin(shown["patient_id"]).to_numpy(dtype=bool)]
+counted = f"{len(changed)} patient" + ("" if len(changed) == 1 else "s")
+with st.expander(f"Changes in the last {data.ALERT_HOURS} hours ({counted})", expanded=False):
+    if changed.empty:
+        st.caption("No flag appeared, no grade rose and no flag was withdrawn by the lab in this time.")
+    else:
+        st.dataframe(
+            pd.DataFrame(
+                {
+                    "Patient ID": changed["patient_id"],
+                    "Name": changed["name"],
+                    "What changed": changed["changes"].map("; ".join),
+                    "Noticed": pd.to_datetime(changed["last_noticed_at"], utc=True).dt.tz_convert(timezone),
+                }
+            ),
+            hide_index=True,
+            width="stretch",
+            column_config={"Noticed": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")},
+        )
 
 rows = selection.selection.rows if selection else []
 if rows:
