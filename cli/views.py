@@ -11,6 +11,7 @@ from cli.app import _config, _emit, _record_view, _viewer, cli, output_format, s
 from monitor.analysis.changes import GRADED
 from monitor.analysis.cycles import CYCLE_COLUMNS
 from monitor.analysis.status import LATEST_COLUMNS, latest_column
+from monitor.formats.units import printed
 from services.patients import find_patient, patient_cycles, patient_results
 from services.store import open_store
 from services.worklist import alerts as find_alerts
@@ -125,7 +126,23 @@ def results(
     frame = patient_results(store, viewer=viewer, patient_key=key, history=history)
     _record_view(store, viewer, user, key, "results")
     columns = RESULT_COLUMNS + (HISTORY_COLUMNS if history else [])
+    if fmt == "table":  # for people: values rounded as labs print them, and as the lab sent them
+        frame = _as_printed(frame)
+        columns += [] if history else ["reported"]
     _emit(frame[columns], fmt, utc_columns=("collected_at",) + (("superseded_at",) if history else ()))
+
+
+def _as_printed(frame: pd.DataFrame) -> pd.DataFrame:
+    """Values as sent ("<0.1" for a censored one) and limits, rounded as labs print them (a haemoglobin
+    converted from mmol/L is 9.99, never 9.990332), and ``reported``: the value and unit as the lab sent them, where the unit was converted."""
+    converted = frame["unit_raw"].notna() & frame["unit_raw"].ne(frame["unit"])
+    sent = frame["value_raw"].astype("string") + " " + frame["unit_raw"].astype("string")
+    return frame.assign(
+        value=frame["comparator"].fillna("").astype("string") + printed(frame["value"], frame["analyte"]),
+        ref_low=printed(frame["ref_low"], frame["analyte"]),
+        ref_high=printed(frame["ref_high"], frame["analyte"]),
+        reported=sent.where(converted.to_numpy(dtype=bool), ""),
+    )
 
 
 # Every column of monitor.analysis.cycles.treatment_cycles but the internal key and the computed end.

@@ -223,3 +223,20 @@ def test_debug_shows_the_traceback(tmp_path: Path) -> None:
         url=f"sqlite:///{tmp_path / 'x.db'}",
     )
     assert out.returncode != 0 and "Traceback" in out.stderr
+
+
+def test_results_as_a_table_print_values_as_the_lab_printed_them(upgraded: str, tmp_path: Path) -> None:
+    feed = tmp_path / "hb.csv"
+    feed.write_text(
+        "patient_id,collected_at,analyte,value,unit,ref_low,ref_high,lab,accession,status\n"
+        "HB9,2026-03-05T08:00:00Z,hgb,6.2,mmol/L,7.4,9.9,NORTH,H-9,final\n"
+        "HB9,2026-03-05T08:00:00Z,anc,<0.1,10^9/L,1.8,7.7,NORTH,H-9,final\n"
+    )
+    assert monitor("import", str(feed), url=upgraded).returncode == 0
+    shown = monitor("results", "HB9", url=upgraded)
+    assert shown.returncode == 0, shown.stderr
+    hgb = next(line for line in shown.stdout.splitlines() if " hgb " in line).split()
+    # 6.2 mmol/L is 9.99 g/dL (never 9.990332), its limits 11.92-15.95, and the lab's own words beside it.
+    assert hgb[2:3] + hgb[4:7] == ["9.99", "g/dL", "11.92", "15.95"] and hgb[-2:] == ["6.2", "mmol/L"]
+    anc = next(line for line in shown.stdout.splitlines() if " anc " in line).split()
+    assert anc[2] == "<0.1"
