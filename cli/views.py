@@ -134,7 +134,8 @@ def results(
 
 def _as_printed(frame: pd.DataFrame) -> pd.DataFrame:
     """Values as sent ("<0.1" for a censored one) and limits, rounded as labs print them (a haemoglobin
-    converted from mmol/L is 9.99, never 9.990332), and ``reported``: the value and unit as the lab sent them, where the unit was converted."""
+    converted from mmol/L is 9.99, never 9.990332), and ``reported``: the value and unit as the lab sent
+    them, where the unit was converted."""
     converted = frame["unit_raw"].notna() & frame["unit_raw"].ne(frame["unit"])
     sent = frame["value_raw"].astype("string") + " " + frame["unit_raw"].astype("string")
     return frame.assign(
