@@ -88,6 +88,29 @@ def test_regimen_texts_name_their_cycle_length() -> None:
     assert found.tolist()[:4] == [21.0, 21.0, 28.0, 7.0] and pd.isna(found.iloc[4])
 
 
+@pytest.mark.parametrize(
+    ("regimen", "days"),
+    [
+        ("docetaxel 75 mg/m2 3-weekly", 21),
+        ("4-weekly", 28),
+        ("three-weekly", 21),
+        ("tri-weekly", 21),
+        ("every three weeks", 21),
+        ("q21", 21),
+        ("fortnightly", 14),
+        ("biweekly", 14),  # every two weeks, as oncology uses it
+        ("R-CHOP-14", 14),
+        ("6 cycles of 21 days", 21),
+        ("2-weekly", 14),
+        ("q2w", 14),
+        ("paclitaxel 80 mg/m2 weekly", 7),  # "m2" is not "2-weekly"
+    ],
+)
+def test_regimen_texts_as_oncologists_write_them_name_their_cycle_length(regimen: str, days: int) -> None:
+    """A haematologist's review: "3-weekly" was read as 7 days and "fortnightly" not at all (28)."""
+    assert regimen_cycle_days(pd.Series([regimen, "FOLFOX"])).tolist()[0] == days
+
+
 RESULTS = """patient_id,collected_at,analyte,value,unit,ref_low,ref_high,lab,accession,status
 ONC-15,2026-03-02T08:00:00Z,anc,4.0,10^9/L,1.8,7.7,CITY,A1,final
 ONC-15,2026-03-02T08:00:00Z,plt,250,10^9/L,150,450,CITY,A1,final
