@@ -66,7 +66,8 @@ def regimen_cycle_days(regimen: pd.Series) -> pd.Series:
     days = words.str.extract(_DAYS)
     weeks = words.str.extract(_WEEKS)
     found = pd.to_numeric(
-        days["d"].fillna(days["q"]).fillna(days["n"]).fillna(days["of"]).fillna(days["named"]), errors="coerce"
+        days["d"].fillna(days["q"]).fillna(days["n"]).fillna(days["of"]).fillna(days["named"]),
+        errors="coerce",
     )
     found = found.fillna(pd.to_numeric(weeks["w"].fillna(weeks["nw"]), errors="coerce") * 7)
     found = found.fillna(weeks["weekly"].notna().map({True: 7.0, False: np.nan}))
