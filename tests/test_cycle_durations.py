@@ -68,7 +68,8 @@ def test_still_below_0_5_at_the_next_dose_extends_to_the_cycle_end_and_open_in_t
 
 def test_days_at_grade_3_are_calendar_days_not_elapsed_hours() -> None:
     """Grade 3 at 23:00 on D9 and 07:00 on D13 (3 days 8 hours apart): D9 to D13 are 5 calendar days, the
-    convention of the cycle days; neighbours seen better on D7 and at 06:00 on D15 close the most at D8-D14."""
+    convention of the cycle days; neighbours seen better on D7 and at 06:00 on D15 close the most at
+    D8-D14."""
     events = _chemo(START, START + pd.Timedelta(days=21))
     results = _anc({_day(6, 9): 1.6, _day(8, 23): 0.8, _day(12, 7): 0.9, _day(14, 6): 1.2, _day(20): 2.0})
     cycle = treatment_cycles(results, events).iloc[0]

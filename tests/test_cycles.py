@@ -84,13 +84,17 @@ def test_days_are_calendar_days_in_the_site_zone_across_a_clock_change() -> None
     assert cycle_days(results, events)["day"].tolist() == [7, 9, 0]
 
 
-def test_the_last_cycle_ends_28_days_after_its_start_unless_configured() -> None:
+def test_the_last_cycle_ends_with_its_overdue_period_unless_configured() -> None:
+    """No length in the regimen: the next dose is expected on day 28 (the site default) and the cycle
+    stays open two cycle lengths more, to day 84."""
     events = chemo(1, 0)
-    results = counts(1, "anc", {10: 0.9, 27.9: 1.0, 28: 0.2})
+    results = counts(1, "anc", {10: 0.9, 83.9: 1.0, 84: 0.2})
     cycles = treatment_cycles(results, events)
-    assert cycles.loc[0, "nadir_anc"] == 0.9  # the 0.2 on day 28 is after the cycle
+    assert cycles.loc[0, "nadir_anc"] == 0.9  # the 0.2 on day 84 is after the cycle
     longer = treatment_cycles(results, events, rules=CycleRules(default_cycle_days=35))
     assert longer.loc[0, "nadir_anc"] == 0.2
+    later = treatment_cycles(results, events, rules=CycleRules(overdue_cycle_lengths=3))
+    assert later.loc[0, "nadir_anc"] == 0.2
 
 
 def test_nadir_grade_days_at_grade_3_recovery_and_gcsf_per_cycle() -> None:

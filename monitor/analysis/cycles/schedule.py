@@ -13,9 +13,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from monitor.analysis.cycles.align import calendar_days
 from monitor.analysis.cycles.rules import CycleRules
-from monitor.timestamps import local_days
+from monitor.timestamps import DAY, local_days
 
 # A cycle length as regimens write it; weeks are 7 days. (Longer than 12 weeks is not a cycle length.)
 # Words first: "three-weekly" and "tri-weekly" are "3-weekly"; "fortnightly" and "biweekly" are "2-weekly"
@@ -82,7 +81,9 @@ def planned_lengths(cycles: pd.DataFrame, rules: CycleRules, timezone: str) -> p
     ``readiness_window_days``, not before day 0). Index as ``cycles``.
     """
     from_regimen = regimen_cycle_days(cycles["regimen"])
-    lengths = calendar_days(cycles["start"], cycles["next_start"], timezone)
+    # (calendar days in ``timezone``, as ``align.calendar_days``; align builds the cycles with this module)
+    lengths = (local_days(cycles["next_start"], timezone) - local_days(cycles["start"], timezone)) / DAY
+    lengths = lengths.astype("float64")
     # The median of the cycles before this one (all complete: each was followed by the next).
     patient = cycles["patient_key"]
     running = lengths.groupby(patient).expanding().median().droplevel(0).reindex(cycles.index)

@@ -95,10 +95,10 @@ def treatment_cycles(
         to the day of the last of each run of such ANCs, both counted: D8 and D14 are 7 days; 1 for a single
         one) and ``days_grade3_plus_max`` the days strictly between the counts seen better on either side
         (D7 and D15: 7 days; the dose's day stands in when none came before, the next dose's day when none
-        came after; NA when the last ANC of a cycle no dose has followed yet is still there); both 0 when no ANC after the dose
-        reached grade 3, NA when there was none. ``days_anc_below_0_5_min`` and ``_max`` are the same
-        bounds for ANC < 0.5 x10^9/L, the duration the paclitaxel and docetaxel labels act on (7 days or
-        more; docs/clinical-rules.md, Severe neutropenia duration).
+        came after; NA when the last ANC of a cycle no dose has followed yet is still there); both 0 when
+        no ANC after the dose reached grade 3, NA when there was none. ``days_anc_below_0_5_min`` and
+        ``_max`` are the same bounds for ANC < 0.5 x10^9/L, the duration the paclitaxel and docetaxel
+        labels act on (7 days or more; docs/clinical-rules.md, Severe neutropenia duration).
         ``recovery_day`` is the first ANC at or above ``recovery_anc`` after a nadir below it (NA when the
         nadir was not below it, or no recovery was seen) and ``recovery_after_day`` the day of the count
         before it: recovery happened in between. ``fever`` describes recorded fevers of the cycle with the
@@ -132,7 +132,7 @@ def treatment_cycles(
     [{'gcsf': True, 'length_days': 21, 'ready_at_next': True},
      {'gcsf': False, 'length_days': None, 'ready_at_next': None}]
     """
-    cycles = cycles_from_events(events, rules, timezone)
+    cycles = cycles_from_events(events, rules, timezone, overdue=True)
     if cycles.empty:
         return pd.DataFrame(columns=list(CYCLE_COLUMNS))
     work = usable_results(results)
@@ -235,7 +235,7 @@ def _spells(anc: pd.DataFrame, marked: pd.Series, ends: pd.Series, keys: list[st
             "first": day,
             "last": day,
             # The dose stands in for a neighbour not below (day 0; day -1 when day 0's count is marked).
-            "before": previous.fillna(np.minimum(0.0, day - 1)),
+            "before": previous.fillna((day - 1).clip(upper=0.0)),
             "after": following,
         }
     )[marked.to_numpy()]
@@ -253,8 +253,8 @@ def _spells(anc: pd.DataFrame, marked: pd.Series, ends: pd.Series, keys: list[st
     )
     end = ends.reindex(pd.MultiIndex.from_frame(runs.index.to_frame()[keys])).to_numpy()
     # The next dose's day stands in for a neighbour not below, unless its pre-treatment count is marked.
-    end = np.maximum(end, runs["last"].to_numpy() + 1)
-    runs["after"] = runs["after"].fillna(pd.Series(end, index=runs.index))
+    reached = pd.Series(np.maximum(end, runs["last"].to_numpy() + 1), index=runs.index)
+    runs["after"] = runs["after"].fillna(reached)
     confirmed = (runs["last"] - runs["first"] + 1).groupby(level=keys).sum()
     possible = (runs["after"] - runs["before"] - 1).groupby(level=keys).sum()
     possible = possible.where(runs["after"].notna().groupby(level=keys).all())
