@@ -17,7 +17,7 @@ from db.frames import CHUNK, bulk_insert, chunks, read_frame_in
 from db.models import ClinicalEvent, Panel, Patient, PatientStatus, ReferenceOverride, Result, StatusChange
 from db.settings import lab_ranges, site_rules
 from monitor.analysis.changes import GRADED, REVISION_COLUMNS, status_changes
-from monitor.analysis.cycles import readiness_now
+from monitor.analysis.cycles import readiness_now, stored_readiness
 from monitor.analysis.flags import LINEAGES, patient_flags
 from monitor.analysis.grading import ctcae_grade, resolve_lower_limit
 from monitor.analysis.patterns import panel_pattern
@@ -519,8 +519,9 @@ def _cycle_now(
 ) -> pd.DataFrame:
     """For patients in a chemotherapy cycle now: the cycle, its start, when the next dose is expected (its
     day and the day readiness is judged from, in the site's zone) and the verdict judged now (none before
-    that window: ``analysis.cycles.readiness_now``). ``readiness`` keeps the verdict alone; the sentence is
-    made when shown, on the day shown (``analysis.cycles.readiness_as_of``)."""
+    that window: ``analysis.cycles.readiness_now``). ``readiness`` keeps the verdict, with what the
+    expected day rests on in front when not the regimen (``analysis.cycles.stored_readiness``); the
+    sentence is made when shown, on the day shown (``analysis.cycles.readiness_as_of``)."""
     columns = ["cycle", "cycle_start", "next_dose_day", "readiness_from_day", "ready_now", "readiness"]
     empty = pd.DataFrame(columns=columns, index=pd.Index([], name="patient_key"))
     keys = [int(key) for key in history["patient_key"].unique()]
@@ -566,7 +567,8 @@ def _cycle_now(
     found = readiness_now(counts, events, as_of=pd.Timestamp(now), rules=rules, timezone=timezone)
     if found.empty:
         return empty
-    return found.assign(readiness=found["verdict"]).set_index("patient_key")[columns]
+    stored = stored_readiness(found["planned_note"], found["verdict"])
+    return found.assign(readiness=stored).set_index("patient_key")[columns]
 
 
 def refresh_all_status(session: Session, *, now: datetime, timezone: str) -> int:

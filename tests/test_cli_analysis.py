@@ -126,8 +126,8 @@ def test_the_pre_dose_count_closes_its_cycle_and_no_nadir_is_the_pre_treatment_c
     # recovered by that morning (D22), at grade 3+ at most until then, and ready for cycle 3.
     assert (second["nadir_anc"], second["nadir_day"]) == (0.6, 7)
     assert (second["recovery_after_day"], second["recovery_day"]) == (7, 21)
-    # (at grade 3+ at most between the counts seen better around it: day 0 and that morning, 21 days)
-    assert (second["days_grade3_plus_min"], second["days_grade3_plus_max"]) == (0, 21)
+    # (at grade 3+ on D8 for certain, at most on the days strictly between the dose and that morning: 20)
+    assert (second["days_grade3_plus_min"], second["days_grade3_plus_max"]) == (1, 20)
     assert second["ready_anc"] == 1.7 and second["ready_at_next"] is True
     # Cycle 3 has only its pre-treatment count: its nadir was not sampled.
     assert third["nadir_anc"] is None and third["nadir_sampled"] is False

@@ -36,14 +36,14 @@ def _day(n: int, hour: int = 8) -> pd.Timestamp:
     return START.normalize() + pd.Timedelta(days=n, hours=hour)
 
 
-def test_a_21_day_cycle_below_0_5_on_d8_and_d12_reports_4_to_9_days_between_its_neighbours() -> None:
-    """ANC 0.6 on D6, 0.4 on D8 and D12, 0.6 on D15: below 0.5 for 4 days for certain (D8 to D12), at most
-    9 (D6 to D15, the counts seen at or above 0.5 on either side)."""
+def test_a_21_day_cycle_below_0_5_on_d8_and_d12_reports_5_to_8_days_between_its_neighbours() -> None:
+    """ANC 0.6 on D6, 0.4 on D8 and D12, 0.6 on D15: below 0.5 for 5 days for certain (D8 to D12, both
+    counted), at most 8 (D7 to D14, strictly between the counts seen at or above 0.5 on either side)."""
     events = _chemo(START, START + pd.Timedelta(days=21))
     results = _anc({_day(0): 3.9, _day(5): 0.6, _day(7): 0.4, _day(11): 0.4, _day(14): 0.6, _day(20): 2.1})
     cycle = treatment_cycles(results, events).iloc[0]
-    assert (cycle["days_anc_below_0_5_min"], cycle["days_anc_below_0_5_max"]) == (4, 9)
-    assert cycle_table(treatment_cycles(results, events)).loc[0, "days ANC<0.5"] == "4-9"
+    assert (cycle["days_anc_below_0_5_min"], cycle["days_anc_below_0_5_max"]) == (5, 8)
+    assert cycle_table(treatment_cycles(results, events)).loc[0, "days ANC<0.5"] == "5-8"
 
 
 def test_counts_not_below_0_5_give_0_days_and_no_count_after_the_dose_gives_unknown() -> None:
@@ -59,20 +59,21 @@ def test_still_below_0_5_at_the_next_dose_extends_to_the_cycle_end_and_open_in_t
     closed = treatment_cycles(
         _anc({_day(9): 0.3, _day(12): 0.2}), _chemo(START, START + pd.Timedelta(days=21))
     )
-    # Below from D10 to D13 for certain; at most from the dose (day 0) to the next dose's day (day 21).
-    assert (closed.loc[0, "days_anc_below_0_5_min"], closed.loc[0, "days_anc_below_0_5_max"]) == (3, 21)
+    # Below on D10 to D13 for certain; at most on D2 to D21, strictly between the doses (days 0 and 21).
+    assert (closed.loc[0, "days_anc_below_0_5_min"], closed.loc[0, "days_anc_below_0_5_max"]) == (4, 20)
     still = treatment_cycles(_anc({_day(5): 1.1, _day(9): 0.3, _day(12): 0.2}), _chemo(START))
-    assert still.loc[0, "days_anc_below_0_5_min"] == 3 and pd.isna(still.loc[0, "days_anc_below_0_5_max"])
-    assert cycle_table(still).loc[0, "days ANC<0.5"] == "3-?"
+    assert still.loc[0, "days_anc_below_0_5_min"] == 4 and pd.isna(still.loc[0, "days_anc_below_0_5_max"])
+    assert cycle_table(still).loc[0, "days ANC<0.5"] == "4-?"
 
 
 def test_days_at_grade_3_are_calendar_days_not_elapsed_hours() -> None:
-    """Grade 3 at 23:00 on D8 and 07:00 on D12 (3 days 8 hours apart): D9 to D12 are 4 calendar days apart,
-    the convention of the cycle days; a neighbour seen better at 06:00 on D14 closes the most at D7-D14."""
+    """Grade 3 at 23:00 on D9 and 07:00 on D13 (3 days 8 hours apart): D9 to D13 are 5 calendar days, the
+    convention of the cycle days; neighbours seen better on D7 and at 06:00 on D15 close the most at
+    D8-D14."""
     events = _chemo(START, START + pd.Timedelta(days=21))
     results = _anc({_day(6, 9): 1.6, _day(8, 23): 0.8, _day(12, 7): 0.9, _day(14, 6): 1.2, _day(20): 2.0})
     cycle = treatment_cycles(results, events).iloc[0]
-    assert (cycle["days_grade3_plus_min"], cycle["days_grade3_plus_max"]) == (4, 8)
+    assert (cycle["days_grade3_plus_min"], cycle["days_grade3_plus_max"]) == (5, 7)
 
 
 def test_calendar_days_of_a_duration_are_counted_in_the_site_zone() -> None:
@@ -89,4 +90,24 @@ def test_calendar_days_of_a_duration_are_counted_in_the_site_zone() -> None:
         }
     )
     cycle = treatment_cycles(results, events, timezone=zone).iloc[0]
-    assert (cycle["days_anc_below_0_5_min"], cycle["days_anc_below_0_5_max"]) == (4, 9)
+    assert (cycle["days_anc_below_0_5_min"], cycle["days_anc_below_0_5_max"]) == (5, 8)
+
+
+def test_days_below_0_5_are_counted_inclusively_as_a_clinician_counts_them() -> None:
+    """ANC < 0.5 on D8 and D14, >= 0.5 on D7 and D15: 7 days (D8 to D14), the label's "7 days or more";
+    with the neighbours on D5 and D18 it may have lasted D6 to D17, 12 days. Days at grade 3+ agree."""
+    events = _chemo(START, START + pd.Timedelta(days=21))
+    tight = treatment_cycles(_anc({_day(6): 1.1, _day(7): 0.4, _day(13): 0.3, _day(14): 1.2}), events)
+    assert tight.loc[0, ["days_anc_below_0_5_min", "days_anc_below_0_5_max"]].tolist() == [7, 7]
+    assert tight.loc[0, ["days_grade3_plus_min", "days_grade3_plus_max"]].tolist() == [7, 7]
+    assert cycle_table(tight).loc[0, "days ANC<0.5"] == "7"
+    loose = treatment_cycles(_anc({_day(4): 1.6, _day(7): 0.4, _day(13): 0.3, _day(17): 1.6}), events)
+    assert loose.loc[0, ["days_anc_below_0_5_min", "days_anc_below_0_5_max"]].tolist() == [7, 12]
+    assert loose.loc[0, ["days_grade3_plus_min", "days_grade3_plus_max"]].tolist() == [7, 12]
+
+
+def test_a_single_count_below_0_5_is_one_day_never_0() -> None:
+    events = _chemo(START, START + pd.Timedelta(days=21))
+    once = treatment_cycles(_anc({_day(0): 3.9, _day(8): 0.7, _day(9): 0.4, _day(11): 0.8}), events)
+    assert once.loc[0, ["days_anc_below_0_5_min", "days_anc_below_0_5_max"]].tolist() == [1, 2]
+    assert cycle_table(once).loc[0, "days ANC<0.5"] == "1-2"

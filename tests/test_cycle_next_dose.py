@@ -8,7 +8,15 @@ from datetime import UTC, date, datetime
 import pandas as pd
 import pytest
 
-from monitor.analysis.cycles import CycleRules, readiness_now, regimen_cycle_days
+from monitor.analysis.cycles import (
+    CycleRules,
+    cycle_table,
+    readiness_as_of,
+    readiness_now,
+    regimen_cycle_days,
+    stored_readiness,
+    treatment_cycles,
+)
 
 START = pd.Timestamp("2026-03-02 10:00", tz="UTC")
 
@@ -33,7 +41,7 @@ def test_mid_cycle_on_d10_there_is_no_verdict_only_the_expected_dose_and_window(
     """ANC 1.1 on D10 (the nadir) is no reason to call the patient 'NOT ready' for a dose due on D22."""
     now = readiness_now(_counts(9 - 2 / 24, 1.1), _chemo(0), as_of=_at(9))
     assert now.loc[0, "cycle_day"] == 9 and pd.isna(now.loc[0, "ready_now"])
-    assert now.loc[0, "readiness"] == "next dose expected on D22 (2026-03-23); readiness judged from D19"
+    assert now.loc[0, "readiness"] == "Next dose expected on D22 (2026-03-23); readiness judged from D19"
     assert (now.loc[0, "next_dose_day"], now.loc[0, "readiness_from_day"]) == (21, 18)
 
 
@@ -41,12 +49,12 @@ def test_on_d20_readiness_is_judged_on_the_counts_drawn_since_d19() -> None:
     results = pd.concat([_counts(9, 0.6), _counts(19 - 2 / 24, 2.1)])  # D10 nadir; D20 pre-cycle CBC
     now = readiness_now(results, _chemo(0), as_of=_at(19))
     assert now.loc[0, "ready_now"]
-    assert now.loc[0, "readiness"].startswith("next dose expected on D22 (2026-03-23): ready: ANC 2.1")
+    assert now.loc[0, "readiness"].startswith("Next dose expected on D22 (2026-03-23): ready: ANC 2.1")
     # In the window but no count since D19 yet: unknown, and said so.
     early = readiness_now(_counts(9, 0.6), _chemo(0), as_of=_at(18))
     assert pd.isna(early.loc[0, "ready_now"])
     assert early.loc[0, "readiness"].endswith(
-        "unknown: no ANC or platelets since D19 (a pre-cycle CBC is needed)"
+        ": readiness unknown: no ANC or platelets since D19 (a pre-cycle CBC is needed)"
     )
 
 
@@ -56,7 +64,7 @@ def test_past_the_expected_day_without_a_new_dose_readiness_applies_now() -> Non
     now = readiness_now(results, _chemo(0), as_of=_at(24))
     assert now.loc[0, "ready_now"]
     assert now.loc[0, "readiness"].startswith(
-        "next dose was expected on D22 (2026-03-23); readiness now: ready: ANC 1.7"
+        "Next dose was expected on D22 (2026-03-23); readiness now: ready: ANC 1.7"
     )
 
 
@@ -86,6 +94,29 @@ def test_the_readiness_window_is_a_site_setting() -> None:
 def test_regimen_texts_name_their_cycle_length() -> None:
     found = regimen_cycle_days(pd.Series(["every 3 weeks", "q21d", "28-day cycle", "weekly", "FOLFOX"]))
     assert found.tolist()[:4] == [21.0, 21.0, 28.0, 7.0] and pd.isna(found.iloc[4])
+
+
+@pytest.mark.parametrize(
+    ("regimen", "days"),
+    [
+        ("docetaxel 75 mg/m2 3-weekly", 21),
+        ("4-weekly", 28),
+        ("three-weekly", 21),
+        ("tri-weekly", 21),
+        ("every three weeks", 21),
+        ("q21", 21),
+        ("fortnightly", 14),
+        ("biweekly", 14),  # every two weeks, as oncology uses it
+        ("R-CHOP-14", 14),
+        ("6 cycles of 21 days", 21),
+        ("2-weekly", 14),
+        ("q2w", 14),
+        ("paclitaxel 80 mg/m2 weekly", 7),  # "m2" is not "2-weekly"
+    ],
+)
+def test_regimen_texts_as_oncologists_write_them_name_their_cycle_length(regimen: str, days: int) -> None:
+    """A haematologist's review: "3-weekly" was read as 7 days and "fortnightly" not at all (28)."""
+    assert regimen_cycle_days(pd.Series([regimen, "FOLFOX"])).tolist()[0] == days
 
 
 RESULTS = """patient_id,collected_at,analyte,value,unit,ref_low,ref_high,lab,accession,status
@@ -120,11 +151,11 @@ def test_the_worklist_and_patient_list_show_readiness_only_from_the_window(store
     with store() as session:
         mid = patient_list(session, viewer=SYSTEM, timezone="UTC", today=date(2026, 3, 11)).iloc[0]
         late = patient_list(session, viewer=SYSTEM, timezone="UTC", today=date(2026, 3, 21)).iloc[0]
-    assert mid["readiness"] == "next dose expected on D22 (2026-03-23); readiness judged from D19"
+    assert mid["readiness"] == "Next dose expected on D22 (2026-03-23); readiness judged from D19"
     assert pd.isna(mid["ready_now"])
     assert pd.isna(late["ready_now"]) and late["readiness"] == (
-        "next dose expected on D22 (2026-03-23): unknown: no ANC or platelets since D19 (a pre-cycle CBC is "
-        "needed)"
+        "Next dose expected on D22 (2026-03-23): readiness unknown: no ANC or platelets since D19 (a "
+        "pre-cycle CBC is needed)"
     )
     shown = cycle_text(pd.DataFrame([mid, late]), "UTC").tolist()
     assert shown == ["C1D10 · next dose D22 (2026-03-23)", "C1D20 · readiness unknown"]
@@ -132,11 +163,79 @@ def test_the_worklist_and_patient_list_show_readiness_only_from_the_window(store
     cycles_now = patient_cycles(
         store, viewer=SYSTEM, patient_key=key, timezone="UTC", now=datetime(2026, 3, 11, 15, tzinfo=UTC)
     ).now
-    assert cycles_now == "C1D10. next dose expected on D22 (2026-03-23); readiness judged from D19"
+    assert cycles_now == "C1D10. Next dose expected on D22 (2026-03-23); readiness judged from D19"
 
 
 def test_a_next_dose_recorded_ahead_is_the_expected_day() -> None:
     """Cycle 2 booked for D25 (a 24-day gap, e.g. around a holiday): on D20 readiness waits for D22."""
     now = readiness_now(_counts(19, 2.0), _chemo(0, 24), as_of=_at(19.5))
     assert (now.loc[0, "next_dose_day"], now.loc[0, "readiness_from_day"]) == (24, 21)
-    assert now.loc[0, "readiness"] == "next dose expected on D25 (2026-03-26); readiness judged from D22"
+    assert now.loc[0, "readiness"] == "Next dose expected on D25 (2026-03-26); readiness judged from D22"
+
+
+def test_an_expected_day_from_the_site_default_or_previous_cycles_says_so() -> None:
+    """No length in the regimen: D29 rests on the site's 28 days, not on a plan; after two 21-day cycles
+    it rests on their median."""
+    first = readiness_now(_counts(3, 2.0), _chemo(0, regimen=""), as_of=_at(9))
+    assert first.loc[0, "readiness"] == (
+        "Next dose expected on D29 (2026-03-30; no length in the regimen: site default 28 days); readiness "
+        "judged from D26"
+    )
+    third = readiness_now(_counts(45, 2.0), _chemo(0, 21, 42, regimen=""), as_of=_at(47))
+    assert third.loc[0, "readiness"] == (
+        "Next dose expected on D22 (2026-05-04; from the previous cycles' median, 21 days); readiness "
+        "judged from D19"
+    )
+    # The materialised status keeps the note with the verdict, and the list says the same when read.
+    stored = first.assign(
+        verdict=stored_readiness(first["planned_note"], first["verdict"]), judged_day=first["cycle_day"]
+    ).drop(columns="planned_note")
+    assert readiness_as_of(stored, timezone="UTC").loc[0, "readiness"] == first.loc[0, "readiness"]
+
+
+def test_a_late_dose_keeps_the_patient_in_the_cycle_with_readiness_now() -> None:
+    """Docetaxel q21d on 26 October (next dose expected 16 November, D22), not given; ANC 1.1, 1.3 and
+    1.4 since. On D38 (2 December) the patient is still in cycle 1 and not ready; two cycle lengths past
+    the expected day (28 December) the patient is no longer shown as in a cycle."""
+    start = pd.Timestamp("2026-10-26 10:00", tz="UTC")
+    events = pd.DataFrame(
+        {
+            "patient_key": 1,
+            "kind": ["chemotherapy"],
+            "start_at": [start],
+            "details": "docetaxel 75 mg/m2 q21d",
+        }
+    )
+    drawn = {21: 1.1, 28: 1.3, 35: 1.4}
+    results = pd.concat(
+        [
+            pd.DataFrame(
+                {"patient_key": 1, "analyte": ["anc", "plt"], "value": [anc, 180.0]}
+                | {"collected_at": start + pd.Timedelta(days=day, hours=-2)}
+            )
+            for day, anc in drawn.items()
+        ]
+    )
+    now = readiness_now(results, events, as_of=start + pd.Timedelta(days=37))
+    assert (now.loc[0, "cycle"], now.loc[0, "cycle_day"], now.loc[0, "ready_now"]) == (1, 37, False)
+    assert now.loc[0, "readiness"] == (
+        "Next dose was expected on D22 (2026-11-16); readiness now: not ready: ANC 1.4, platelets 180 "
+        "against ANC >= 1.5 and platelets >= 100"
+    )
+    assert len(readiness_now(results, events, as_of=start + pd.Timedelta(days=62))) == 1
+    assert readiness_now(results, events, as_of=start + pd.Timedelta(days=63)).empty
+    # A shorter overdue period is a site setting: one cycle length, to D43.
+    one = CycleRules(overdue_cycle_lengths=1)
+    assert readiness_now(results, events, as_of=start + pd.Timedelta(days=42), rules=one).empty
+
+
+def test_the_last_cycle_s_recovery_counts_the_counts_of_its_overdue_period() -> None:
+    """Nadir ANC 0.4 on D11, 1.4 on D29 and 1.81 on D36 with the next dose still not given: recovered by
+    D36, not "not recovered by the last count" (the counts after D28 were cut off)."""
+    anc = pd.DataFrame(
+        {"patient_key": 1, "analyte": "anc", "value": [0.4, 1.4, 1.81], "lln": 1.5}
+        | {"collected_at": [_at(10), _at(28), _at(35)]}
+    )
+    cycle = treatment_cycles(anc, _chemo(0)).iloc[0]
+    assert (cycle["recovery_after_day"], cycle["recovery_day"]) == (28, 35)
+    assert cycle_table(treatment_cycles(anc, _chemo(0))).loc[0, "recovered"] == "after D29, by D36"

@@ -84,13 +84,17 @@ def test_days_are_calendar_days_in_the_site_zone_across_a_clock_change() -> None
     assert cycle_days(results, events)["day"].tolist() == [7, 9, 0]
 
 
-def test_the_last_cycle_ends_28_days_after_its_start_unless_configured() -> None:
+def test_the_last_cycle_ends_with_its_overdue_period_unless_configured() -> None:
+    """No length in the regimen: the next dose is expected on day 28 (the site default) and the cycle
+    stays open two cycle lengths more, to day 84."""
     events = chemo(1, 0)
-    results = counts(1, "anc", {10: 0.9, 27.9: 1.0, 28: 0.2})
+    results = counts(1, "anc", {10: 0.9, 83.9: 1.0, 84: 0.2})
     cycles = treatment_cycles(results, events)
-    assert cycles.loc[0, "nadir_anc"] == 0.9  # the 0.2 on day 28 is after the cycle
+    assert cycles.loc[0, "nadir_anc"] == 0.9  # the 0.2 on day 84 is after the cycle
     longer = treatment_cycles(results, events, rules=CycleRules(default_cycle_days=35))
     assert longer.loc[0, "nadir_anc"] == 0.2
+    later = treatment_cycles(results, events, rules=CycleRules(overdue_cycle_lengths=3))
+    assert later.loc[0, "nadir_anc"] == 0.2
 
 
 def test_nadir_grade_days_at_grade_3_recovery_and_gcsf_per_cycle() -> None:
@@ -107,9 +111,9 @@ def test_nadir_grade_days_at_grade_3_recovery_and_gcsf_per_cycle() -> None:
     assert (first["nadir_anc"], first["nadir_day"], first["nadir_anc_grade"]) == (0.45, 10, 4)
     assert (first["nadir_wbc"], first["nadir_wbc_day"], first["nadir_wbc_grade"]) == (1.6, 10, 3)
     # ANC 4.2 (day 0) -> 0.9 (day 7, grade 3) -> 0.45 (day 10, grade 4) -> 0.8 (day 12, grade 3) -> 1.2
-    # (day 14, grade 2): at grade 3+ for certain from day 7 to 12, at most from day 0 to day 14 (between the
-    # counts seen better on either side).
-    assert (first["days_grade3_plus_min"], first["days_grade3_plus_max"]) == (5, 14)
+    # (day 14, grade 2): at grade 3+ for certain on days 7 to 12 (6 days, both counted), at most on days 1
+    # to 13 (strictly between the counts seen better on either side).
+    assert (first["days_grade3_plus_min"], first["days_grade3_plus_max"]) == (6, 13)
     # 1.5 on day 17 is the first count at or above 1.5 after the nadir; 1.2 on day 14 was not yet.
     assert (first["recovery_after_day"], first["recovery_day"]) == (14, 17)
     assert not first["gcsf"] and second["gcsf"]
@@ -121,8 +125,8 @@ def test_nadir_grade_days_at_grade_3_recovery_and_gcsf_per_cycle() -> None:
 def test_an_unfinished_severe_spell_and_an_unsampled_nadir_are_not_reported_as_known() -> None:
     events = chemo(1, 0)
     cycles = treatment_cycles(counts(1, "anc", {2: 3.0, 10: 0.4}), events)
-    # Still grade 4 at the last count: a single count confirms 0 days, the most is unknown.
-    assert cycles.loc[0, "days_grade3_plus_min"] == 0 and pd.isna(cycles.loc[0, "days_grade3_plus_max"])
+    # Still grade 4 at the last count: a single count confirms 1 day, the most is unknown.
+    assert cycles.loc[0, "days_grade3_plus_min"] == 1 and pd.isna(cycles.loc[0, "days_grade3_plus_max"])
     assert pd.isna(cycles.loc[0, "recovery_day"])
     assert cycles.loc[0, "nadir_sampled"]
     only_late = treatment_cycles(counts(1, "anc", {20: 3.5}), events)
@@ -140,22 +144,23 @@ def test_the_pre_dose_count_closes_the_cycle_it_ends_and_is_the_next_one_s_basel
     last_day = round(drawn)  # day 20 (D21) the day before, day 21 (D22) on the morning of cycle 2
     assert (first["nadir_anc"], first["nadir_day"]) == (0.4, 10)
     assert (first["recovery_after_day"], first["recovery_day"]) == (10, last_day)
-    # At grade 3+ from day 7 to day 10 for certain, at most from the dose's day-0 count to the count before
-    # the next dose.
-    assert (first["days_grade3_plus_min"], first["days_grade3_plus_max"]) == (3, last_day)
+    # At grade 3+ on days 7 to 10 for certain (4 days), at most on the days strictly between the dose's
+    # day-0 count and the count before the next dose.
+    assert (first["days_grade3_plus_min"], first["days_grade3_plus_max"]) == (4, last_day - 1)
     assert (first["ready_anc"], first["ready_at_next"]) == (2.0, True)
     # Cycle 2's nadir is a low after its dose (day 8), never the pre-treatment count.
     assert (second["nadir_anc"], second["nadir_day"]) == (1.1, 8)
     shown = cycle_table(cycles).iloc[0]
     assert shown["recovered"] == f"after D11, by D{last_day + 1}"
-    assert shown["days G3+"] == f"3-{last_day}"
+    assert shown["days G3+"] == f"4-{last_day - 1}"
 
 
 def test_a_cycle_still_low_before_the_next_dose_says_so() -> None:
     events = chemo(1, 0, 21)
     cycles = treatment_cycles(counts(1, "anc", {10: 0.4, 21 - 2 / 24: 1.2}), events)
-    # No count before day 10's: at grade 3+ at most from the dose (day 0) to the pre-dose count on day 21.
-    assert pd.isna(cycles.loc[0, "recovery_day"]) and cycles.loc[0, "days_grade3_plus_max"] == 21
+    # No count before day 10's: at grade 3+ at most on the days strictly between the dose (day 0) and the
+    # pre-dose count on day 21 (days 1 to 20).
+    assert pd.isna(cycles.loc[0, "recovery_day"]) and cycles.loc[0, "days_grade3_plus_max"] == 20
     assert cycle_table(cycles).loc[0, "recovered"] == "not recovered before the next dose"
 
 

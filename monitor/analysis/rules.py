@@ -59,6 +59,7 @@ _SOURCES = {
     "cycles.readiness_window_days": _cited(
         "no source: site decision (when the pre-cycle count is drawn)", "Readiness for the planned next dose"
     ),
+    "cycles.overdue_cycle_lengths": _cited("no source: site decision", "Readiness for the planned next dose"),
     "cycles.readiness.anc_min": _cited(
         "paclitaxel and docetaxel prescribing information", "Readiness thresholds"
     ),

@@ -1,7 +1,8 @@
 """Treatment cycles (oncology): nadir, recovery, G-CSF and readiness per chemotherapy cycle.
 
-A ``chemotherapy`` event starts a cycle, which runs to the next one or for ``CycleRules.default_cycle_days``
-(28) when none follows. Results are aligned to whole days since the cycle's start: the start is day 0, so
+A ``chemotherapy`` event starts a cycle, which runs to the next one or, when none follows, to the end of
+its overdue period (``CycleRules.overdue_cycle_lengths`` planned lengths past the expected next dose).
+Results are aligned to whole days since the cycle's start: the start is day 0, so
 ``C2D8`` (the dashboard's notation, D1 = day 0) is day 7 of cycle 2. Two chemotherapy events at the same
 time start one cycle. A dosing day's counts (the pre-treatment count) are the new cycle's baseline and the
 last day of the cycle they close; the nadir is a low after the dose, never a pre-treatment count. Everything
@@ -27,7 +28,13 @@ from __future__ import annotations
 from monitor.analysis.cycles.align import cycle_days
 from monitor.analysis.cycles.compare import COMPARISON_COLUMNS, before_after
 from monitor.analysis.cycles.display import cycle_notation, cycle_table
-from monitor.analysis.cycles.readiness import NOW_COLUMNS, readiness_as_of, readiness_now
+from monitor.analysis.cycles.readiness import (
+    NOW_COLUMNS,
+    planned_note,
+    readiness_as_of,
+    readiness_now,
+    stored_readiness,
+)
 from monitor.analysis.cycles.rules import DEFAULT_CYCLE_RULES, CycleRules, Readiness
 from monitor.analysis.cycles.schedule import planned_lengths, regimen_cycle_days
 from monitor.analysis.cycles.table import CYCLE_COLUMNS, treatment_cycles
@@ -46,8 +53,10 @@ __all__ = [
     "cycle_table",
     "cycle_trend",
     "planned_lengths",
+    "planned_note",
     "readiness_as_of",
     "readiness_now",
     "regimen_cycle_days",
+    "stored_readiness",
     "treatment_cycles",
 ]

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from monitor.analysis.cycles.rules import DEFAULT_CYCLE_RULES, CycleRules
+from monitor.analysis.cycles.schedule import planned_lengths
 from monitor.analysis.status import EXCLUDED_STATUSES
 from monitor.timestamps import DAY, local_days, localize
 
@@ -22,7 +23,7 @@ def cycle_days(
 
     For overlaying the counts of several cycles on one axis. Columns of ``results`` are kept.
     """
-    cycles = cycles_from_events(events, rules, timezone)
+    cycles = cycles_from_events(events, rules, timezone, overdue=True)
     return in_cycles(usable_results(results), cycles, timezone)
 
 
@@ -47,12 +48,17 @@ def day_start(times: pd.Series[pd.Timestamp], timezone: str) -> pd.Series[pd.Tim
     return starts.dt.tz_convert("UTC").dt.as_unit("us")
 
 
-def cycles_from_events(events: pd.DataFrame, rules: CycleRules, timezone: str) -> pd.DataFrame:
+def cycles_from_events(
+    events: pd.DataFrame, rules: CycleRules, timezone: str, *, overdue: bool = False
+) -> pd.DataFrame:
     """Cycles from the chemotherapy events: one per patient and calendar day of a start in ``timezone``.
 
     A cycle runs from the start of its dosing day (``day_start``: counts drawn that day are its D1, and
-    their time before or after the dose cannot shift them) to the start of the next dosing day, or for
-    ``default_cycle_days``. ``start`` keeps the event's own time.
+    their time before or after the dose cannot shift them) to the start of the next dosing day; the last
+    one, which no dose has followed yet, for ``default_cycle_days`` or, with ``overdue`` (the cycles'
+    own views: table, readiness, overlay), to the end of its overdue period: its expected next dose day
+    (``schedule.planned_lengths``) and ``overdue_cycle_lengths`` planned lengths more (D22 + 42 days for
+    21 days), when it is no longer current. ``start`` keeps the event's own time.
     """
     events = with_utc_starts(events)
     chemo = events[events["kind"].eq("chemotherapy").to_numpy(dtype=bool)]
@@ -79,6 +85,13 @@ def cycles_from_events(events: pd.DataFrame, rules: CycleRules, timezone: str) -
             "regimen": chemo["regimen"].astype(str).str.strip(),
         }
     ).reset_index(drop=True)
+    if overdue:
+        # The last cycle's end: the expected day plus the overdue period (midday first, so a clock change
+        # cannot shift the day).
+        planned = planned_lengths(cycles, rules, timezone)["planned_days"]
+        open_days = pd.to_timedelta(planned * (1 + rules.overdue_cycle_lengths), unit="D")
+        open_end = day_start(cycles["day_start"] + open_days + pd.Timedelta(hours=12), timezone)
+        cycles["end"] = cycles["end"].where(cycles["next_start"].notna(), open_end)
     # The next start's regimen decides the readiness rule for it.
     cycles["next_regimen"] = cycles.groupby("patient_key")["regimen"].shift(-1)
     return cycles

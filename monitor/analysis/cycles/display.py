@@ -34,8 +34,9 @@ def cycle_table(
     Days are in the D# notation (D1 = the start day); a nadir from counts outside the site's nadir window
     (``rules.nadir_window_days``, days 7-14 by default: D8-D15) is marked, and a cycle without an ANC after
     the dose says its nadir was not sampled. Days at grade 3+ and days with ANC < 0.5 are "min-max" calendar
-    days as sampled ("4-9"; "4-?" while the last count is still there; "unknown" without an ANC after the
-    dose). Recovery is its days, or "not recovered before the next dose"
+    days as sampled, counted inclusively ("7-12": D8 to D14 for certain, D6 to D17 at most; "7" when both
+    agree; "7-?" while the last count is still there; "unknown" without an ANC after the dose). Recovery is
+    its days, or "not recovered before the next dose"
     when the nadir was below ``rules.recovery_anc`` and no later count of the cycle reached it ("not
     recovered by the last count" in a cycle no dose has followed yet), or "not seen below" it. Start
     dates are calendar dates in ``timezone`` (the site's).
@@ -49,7 +50,7 @@ def cycle_table(
         return frame[column].map(cycle_notation)
 
     def span(low: pd.Series, high: pd.Series) -> pd.Series:
-        # "4-9": seen there for 4 days, possibly 9; "4-?" while the last count is still there; unknown
+        # "7-12": seen there for 7 days, possibly 12; "7-?" while the last count is still there; unknown
         # (not 0) when no ANC was drawn after the dose.
         text = low.astype("string") + "-" + high.astype("string").fillna("?")
         return text.where((low != high).fillna(True), low.astype("string")).fillna("unknown")

@@ -25,6 +25,7 @@ NOW_COLUMNS = (
     "next_dose_day",
     "readiness_from_day",
     "planned_basis",
+    "planned_note",
     "ready_now",
     "readiness",
     "verdict",
@@ -49,10 +50,11 @@ def readiness_now(
     (``ready_now`` NA; "next dose expected on D22 (date); readiness judged from D19"); from it, the last ANC
     and platelets drawn since then are judged against the regimen's rule; past the expected day without a
     new dose, readiness applies now ("next dose was expected on D22 (date)"), on the last counts of the
-    ``readiness_window_days`` before ``as_of``. A cycle no dose has followed stays current until its
-    ``default_cycle_days`` end or ``readiness_window_days`` past the expected day, whichever is later.
-    Returns ``NOW_COLUMNS``: ``verdict`` is the verdict alone ("" before the window), ``readiness`` the
-    sentence (``readiness_as_of``).
+    ``readiness_window_days`` before ``as_of``. A cycle no dose has followed stays current for
+    ``overdue_cycle_lengths`` planned lengths past the expected day (its end, ``align.cycles_from_events``);
+    after that the patient is no longer in a cycle. Returns ``NOW_COLUMNS``: ``verdict`` is the verdict
+    alone ("" before the window), ``planned_note`` what an expected day rests on when not the regimen or a
+    recorded dose (``planned_note``), ``readiness`` the sentence (``readiness_as_of``).
 
     >>> start = pd.Timestamp("2026-03-02 10:00", tz="UTC")
     >>> events = pd.DataFrame({"patient_key": 1, "kind": ["chemotherapy"], "start_at": [start],
@@ -60,14 +62,14 @@ def readiness_now(
     >>> results = pd.DataFrame({"patient_key": 1, "analyte": ["anc", "plt"], "value": [1.2, 150.0],
     ...     "collected_at": start + pd.Timedelta(days=19)})
     >>> readiness_now(results, events, as_of=start + pd.Timedelta(days=9)).loc[0, "readiness"]
-    'next dose expected on D22 (2026-03-23); readiness judged from D19'
+    'Next dose expected on D22 (2026-03-23); readiness judged from D19'
     >>> now = readiness_now(results, events, as_of=start + pd.Timedelta(days=20))
     >>> now[["cycle", "cycle_day", "next_dose_day", "ready_now"]].to_dict("records")
     [{'cycle': 1, 'cycle_day': 20, 'next_dose_day': 21, 'ready_now': False}]
     """
     columns = list(NOW_COLUMNS)
     as_of = pd.Timestamp(as_of).tz_convert("UTC")
-    cycles = cycles_from_events(events, rules, timezone)
+    cycles = cycles_from_events(events, rules, timezone, overdue=True)
     if cycles.empty:
         return pd.DataFrame(columns=columns)
     cycles = cycles.join(planned_lengths(cycles, rules, timezone))
@@ -88,6 +90,7 @@ def readiness_now(
         current["start"], current["next_start"], timezone
     )[scheduled].astype("int64")
     current.loc[scheduled, "planned_basis"] = "scheduled"
+    current["planned_note"] = planned_note(current["planned_basis"], current["next_dose_day"])
     current["readiness_from_day"] = (current["next_dose_day"] - rules.readiness_window_days).clip(lower=0)
     expected_at = expected_at[current.index].where(~scheduled, current["next_start"])
     as_of_column = pd.Series(as_of, index=current.index).dt.as_unit("us")
@@ -119,23 +122,64 @@ def readiness_now(
     return out[columns].reset_index(drop=True)
 
 
+def planned_note(basis: pd.Series, days: pd.Series) -> pd.Series:
+    """What an expected day rests on when it is not the regimen's length or a recorded dose ("" then).
+
+    >>> basis = pd.Series(["site default", "previous cycles", "regimen"])
+    >>> planned_note(basis, pd.Series([28, 21, 21])).tolist()
+    ['no length in the regimen: site default 28 days', "from the previous cycles' median, 21 days", '']
+    """
+    length = days.astype("Float64").astype("Int64").astype("string").fillna("?")
+    return pd.Series(
+        np.select(
+            [basis.eq("site default").to_numpy(), basis.eq("previous cycles").to_numpy()],
+            [
+                ("no length in the regimen: site default " + length + " days").to_numpy(),
+                ("from the previous cycles' median, " + length + " days").to_numpy(),
+            ],
+            "",
+        ),
+        index=basis.index,
+        dtype=object,
+    ).astype(str)
+
+
+_STORED = r"^\[(?P<note>[^\]]*)\] ?(?P<verdict>.*)$"
+
+
+def stored_readiness(note: pd.Series, verdict: pd.Series) -> pd.Series:
+    """The verdict as the materialised status keeps it, with what the expected day rests on in front
+    ("[no length in the regimen: site default 28 days] not ready: ..."); ``readiness_as_of`` reads it.
+
+    >>> note = pd.Series(["from the previous cycles' median, 21 days", ""])
+    >>> stored_readiness(note, pd.Series(["", "x"])).tolist()
+    ["[from the previous cycles' median, 21 days] ", 'x']
+    """
+    note = note.fillna("").astype(str)
+    verdict = verdict.fillna("").astype(str)
+    return verdict.where(note.eq(""), "[" + note + "] " + verdict)
+
+
 def readiness_as_of(patients: pd.DataFrame, *, timezone: str) -> pd.DataFrame:
     """Readiness as shown on a day, from what was judged on an earlier one (the materialised status).
 
     ``patients`` has ``cycle_start``, ``cycle_day`` (the day shown), ``next_dose_day``,
     ``readiness_from_day``, ``judged_day`` (the cycle day the verdict was judged on, NA when never),
-    ``ready_now`` and ``verdict``. Before the readiness window: no verdict, "next dose expected on D22
-    (2026-03-23); readiness judged from D19"; in it: "next dose expected on D22 (2026-03-23): " and the
-    verdict; past the expected day: "next dose was expected on D22 (2026-03-23); readiness now: " and the
-    verdict. A verdict judged before the window opened does not count: unknown until a count is drawn.
-    Returns ``ready_now`` (boolean) and ``readiness`` (text), index as ``patients``; "" and NA outside a
-    cycle.
+    ``ready_now`` and ``verdict`` (optionally with its ``planned_note`` in front, ``stored_readiness``; or
+    a ``planned_note`` column). Before the readiness window: no verdict, "Next dose expected on D22
+    (2026-03-23); readiness judged from D19"; in it: "Next dose expected on D22 (2026-03-23): " and the
+    verdict ("readiness unknown: ..." when unknown); past the expected day: "Next dose was expected on D22
+    (2026-03-23); readiness now: " and the verdict ("readiness now unknown: ..."). An expected day that
+    rests on the site default or the previous cycles says so in its brackets: "D29 (2026-03-30; no length
+    in the regimen: site default 28 days)". A verdict judged before the window opened does not count:
+    unknown until a count is drawn. Returns ``ready_now`` (boolean) and ``readiness`` (text), index as
+    ``patients``; "" and NA outside a cycle.
 
     >>> row = pd.DataFrame({"cycle_start": [pd.Timestamp("2026-03-02 10:00", tz="UTC")], "cycle_day": [19],
     ...     "next_dose_day": [21], "readiness_from_day": [18], "judged_day": [9], "ready_now": [pd.NA],
     ...     "verdict": [""]})
-    >>> readiness_as_of(row, timezone="UTC").loc[0, "readiness"][:60]
-    'next dose expected on D22 (2026-03-23): unknown: no ANC or p'
+    >>> readiness_as_of(row, timezone="UTC").loc[0, "readiness"][:70]
+    'Next dose expected on D22 (2026-03-23): readiness unknown: no ANC or p'
     """
     next_day = patients["next_dose_day"].astype("Float64")
     from_day = patients["readiness_from_day"].astype("Float64")
@@ -145,19 +189,30 @@ def readiness_as_of(patients: pd.DataFrame, *, timezone: str) -> pd.DataFrame:
     waiting = (today < from_day).fillna(False)
     overdue = (today > next_day).fillna(False)
     fresh = (judged >= from_day).fillna(False)
+    stored = patients["verdict"].astype("string").fillna("").str.extract(_STORED)
+    verdict = stored["verdict"].fillna(patients["verdict"].astype("string").fillna(""))
+    if "planned_note" in patients:
+        note = patients["planned_note"].astype("string").fillna("")
+    else:
+        note = stored["note"].astype("string").fillna("")
     expected = "D" + (next_day + 1).astype("Int64").astype("string")
-    when = expected + " (" + day_date(patients["cycle_start"], next_day, timezone) + ")"
+    dated = day_date(patients["cycle_start"], next_day, timezone).astype("string")
+    when = expected + " (" + dated + ("; " + note).where(note.ne(""), "") + ")"
     since = "D" + (from_day + 1).astype("Int64").astype("string")
     stale = "unknown: no ANC or platelets since " + since + " (a pre-cycle CBC is needed)"
-    verdict = patients["verdict"].astype("string").fillna("").where(fresh, stale)
+    verdict = verdict.where(fresh, stale)
+    unknown = verdict.str.startswith("unknown: ").fillna(False)
+    rest = verdict.str.slice(len("unknown: "))
+    in_window = verdict.where(~unknown, "readiness unknown: " + rest)
+    now = ("readiness now: " + verdict).where(~unknown, "readiness now unknown: " + rest)
     text = pd.Series(
         np.select(
             [waiting.to_numpy(), overdue.to_numpy()],
             [
-                ("next dose expected on " + when + "; readiness judged from " + since).to_numpy(),
-                ("next dose was expected on " + when + "; readiness now: " + verdict).to_numpy(),
+                ("Next dose expected on " + when + "; readiness judged from " + since).to_numpy(),
+                ("Next dose was expected on " + when + "; " + now).to_numpy(),
             ],
-            ("next dose expected on " + when + ": " + verdict).to_numpy(),
+            ("Next dose expected on " + when + ": " + in_window).to_numpy(),
         ),
         index=patients.index,
         dtype="string",

@@ -56,14 +56,19 @@ class Readiness:
 class CycleRules:
     """Site-configurable cycle rules; the defaults and their sources.
 
-    * ``default_cycle_days`` = 28: a cycle with no following chemotherapy ends 28 days after its start,
-      and the next dose is expected then when neither the regimen nor previous cycles give a length
-      (product default, pending clinical sign-off; docs/clinical-rules.md, Cycle days).
+    * ``default_cycle_days`` = 28: the next dose is expected 28 days after a start when neither the
+      regimen nor previous cycles give a length, and a cycle with no following chemotherapy ends 28 days
+      after its start for the WBC trend (``analysis.flags``; the cycles' own views keep it open for its
+      overdue period) (product default, pending clinical sign-off; docs/clinical-rules.md, Cycle days).
     * ``recovery_anc`` = 1.5: recovery is the first ANC at or above 1.5 x10^9/L after the nadir (the adult
       neutropenia bound, Dale & Bolyard 2017, and the readiness ANC of the labels).
     * ``readiness_window_days`` = 3: readiness is judged on the last ANC and platelets in the 3 days before
       the next start, and shown for the current cycle only from 3 days before the expected next dose
       (no source: site decision; docs/clinical-rules.md, Readiness for the planned next dose).
+    * ``overdue_cycle_lengths`` = 2: a last cycle whose next dose has not been given stays current (and
+      its counts stay in it) for 2 planned cycle lengths past the expected day, readiness applying now;
+      after that the patient is no longer shown as in a cycle (no source: site decision;
+      docs/clinical-rules.md, Readiness for the planned next dose).
     * ``readiness`` and ``regimens``: the default readiness rule (paclitaxel and docetaxel prescribing
       information; docs/clinical-rules.md, Readiness thresholds) and rules per regimen, keyed by the regimen
       named in the chemotherapy event's details (case-insensitive).
@@ -81,6 +86,7 @@ class CycleRules:
     default_cycle_days: int = 28
     recovery_anc: float = 1.5
     readiness_window_days: int = 3
+    overdue_cycle_lengths: int = 2
     readiness: Readiness = Readiness()
     regimens: Mapping[str, Readiness] = field(default_factory=dict)
     nadir_window_days: tuple[int, int] = (7, 14)
@@ -92,6 +98,7 @@ class CycleRules:
         for name in (
             "default_cycle_days",
             "readiness_window_days",
+            "overdue_cycle_lengths",
             "trend_min_cycles",
             "recovery_delay_days",
         ):
@@ -122,6 +129,7 @@ class CycleRules:
         for name in (
             "default_cycle_days",
             "readiness_window_days",
+            "overdue_cycle_lengths",
             "trend_min_cycles",
             "recovery_delay_days",
         ):

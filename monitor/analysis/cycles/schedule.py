@@ -13,30 +13,65 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from monitor.analysis.cycles.align import calendar_days
 from monitor.analysis.cycles.rules import CycleRules
-from monitor.timestamps import local_days
+from monitor.timestamps import DAY, local_days
 
 # A cycle length as regimens write it; weeks are 7 days. (Longer than 12 weeks is not a cycle length.)
-_DAYS = r"(?:every|q)\s*(?P<d>\d{1,2})\s*-?\s*d(?:ays?)?\b|(?P<n>\d{1,2})\s*-?\s*days?\s+cycles?\b"
-_WEEKS = r"(?:every|q)\s*(?P<w>\d{1,2})\s*-?\s*w(?:ee)?k?s?\b|(?P<weekly>\bweekly\b|\bevery\s+week\b)"
+# Words first: "three-weekly" and "tri-weekly" are "3-weekly"; "fortnightly" and "biweekly" are "2-weekly"
+# ("biweekly" also means twice a week in general English; in oncology regimens it is every two weeks).
+_WORDS = {
+    r"\bone\b": "1",
+    r"\btwo\b": "2",
+    r"\bthree\b": "3",
+    r"\bfour\b": "4",
+    r"\bfive\b": "5",
+    r"\bsix\b": "6",
+    r"\bseven\b": "7",
+    r"\beight\b": "8",
+    r"\btri\s*-?\s*(?=weekly)": "3-",
+    r"\bbi\s*-?\s*weekly\b": "2-weekly",
+    r"\bfortnightly\b": "2-weekly",
+}
+# Days: "every 21 days", "q21d", "q21", "21-day cycles", "6 cycles of 21 days", "R-CHOP-14".
+_DAYS = (
+    r"\b(?:every|q)\s*(?P<d>\d{1,2})\s*-?\s*d(?:ays?)?\b|\bq(?P<q>\d{1,2})\b(?!\s*-?\s*w)"
+    r"|(?<![\w/.])(?P<n>\d{1,2})\s*-?\s*days?\s+cycles?\b"
+    r"|cycles?\s+of\s+(?P<of>\d{1,2})\s*-?\s*days?\b"
+    r"|\b[a-z]{2,}-(?P<named>1[0-9]|2[0-9]|3[0-5])\b(?!\s*-?\s*(?:d(?:ays?)?|w(?:ee)?ks?|weekly)\b)"
+)
+# Weeks: "every 3 weeks", "q3w", "3-weekly"; "weekly" and "every week" alone are 7 days.
+_WEEKS = (
+    r"\b(?:every|q)\s*(?P<w>\d{1,2})\s*-?\s*w(?:ee)?k?s?\b|(?<![\w/.])(?P<nw>\d{1,2})\s*-?\s*weekly\b"
+    r"|(?P<weekly>(?<![\w-])weekly\b|\bevery\s+week\b)"
+)
 MAX_PLANNED_DAYS = 84
 
 
 def regimen_cycle_days(regimen: pd.Series) -> pd.Series:
     """The cycle length a regimen's text states, in days (NaN when it states none).
 
+    Each distinct text is read once (a cohort's events repeat a few regimens).
+
     >>> regimen_cycle_days(pd.Series(["Carboplatin-paclitaxel every 21 days; lung", "AC q2w", "FOLFOX",
-    ...     "docetaxel 75 mg/m2, 21-day cycles", "paclitaxel weekly"])).tolist()
-    [21.0, 14.0, nan, 21.0, 7.0]
+    ...     "docetaxel 75 mg/m2, 21-day cycles", "paclitaxel weekly", "3-weekly", "R-CHOP-14",
+    ...     "every three weeks", "fortnightly", "q21", "6 cycles of 21 days"])).tolist()
+    [21.0, 14.0, nan, 21.0, 7.0, 21.0, 14.0, 21.0, 14.0, 21.0, 21.0]
     """
     text = regimen.fillna("").astype(str).str.lower()
-    days = text.str.extract(_DAYS)
-    weeks = text.str.extract(_WEEKS)
-    found = pd.to_numeric(days["d"].fillna(days["n"]), errors="coerce")
-    found = found.fillna(pd.to_numeric(weeks["w"], errors="coerce") * 7)
+    unique = pd.Series(text.unique())
+    words = unique
+    for pattern, digits in _WORDS.items():
+        words = words.str.replace(pattern, digits, regex=True)
+    days = words.str.extract(_DAYS)
+    weeks = words.str.extract(_WEEKS)
+    found = pd.to_numeric(
+        days["d"].fillna(days["q"]).fillna(days["n"]).fillna(days["of"]).fillna(days["named"]),
+        errors="coerce",
+    )
+    found = found.fillna(pd.to_numeric(weeks["w"].fillna(weeks["nw"]), errors="coerce") * 7)
     found = found.fillna(weeks["weekly"].notna().map({True: 7.0, False: np.nan}))
-    return found.where(found.between(1, MAX_PLANNED_DAYS)).astype("float64")
+    found = found.where(found.between(1, MAX_PLANNED_DAYS)).astype("float64")
+    return text.map(pd.Series(found.to_numpy(), index=unique.to_numpy())).astype("float64")
 
 
 def planned_lengths(cycles: pd.DataFrame, rules: CycleRules, timezone: str) -> pd.DataFrame:
@@ -46,7 +81,9 @@ def planned_lengths(cycles: pd.DataFrame, rules: CycleRules, timezone: str) -> p
     ``readiness_window_days``, not before day 0). Index as ``cycles``.
     """
     from_regimen = regimen_cycle_days(cycles["regimen"])
-    lengths = calendar_days(cycles["start"], cycles["next_start"], timezone)
+    # (calendar days in ``timezone``, as ``align.calendar_days``; align builds the cycles with this module)
+    lengths = (local_days(cycles["next_start"], timezone) - local_days(cycles["start"], timezone)) / DAY
+    lengths = lengths.astype("float64")
     # The median of the cycles before this one (all complete: each was followed by the next).
     patient = cycles["patient_key"]
     running = lengths.groupby(patient).expanding().median().droplevel(0).reindex(cycles.index)

@@ -90,14 +90,15 @@ def treatment_cycles(
         (never a pre-treatment count; NA when none was drawn then; docs/clinical-rules.md, Nadir timing);
         ``nadir_sampled`` says whether an ANC of those days fell in ``nadir_window_days`` and
         ``anc_results`` counts the cycle's ANCs, its last day's included. Counts are samples, so durations are
-        bounds in calendar days (the cycle days): ``days_grade3_plus_min`` is the time confirmed at CTCAE
-        grade 3 or worse (from the day of the first to the day of the last of each run of such ANCs; 0 for a
-        single one) and ``days_grade3_plus_max`` the time between the counts seen better on either side (the
-        cycle's start when none came before; its end, the next start's day, when none came after; NA when
-        the last ANC of a cycle no dose has followed yet is still there); both 0 when no ANC after the dose
-        reached grade 3, NA when there was none. ``days_anc_below_0_5_min`` and ``_max`` are the same
-        bounds for ANC < 0.5 x10^9/L, the duration the paclitaxel and docetaxel labels act on (7 days or
-        more; docs/clinical-rules.md, Severe neutropenia duration).
+        bounds in calendar days (the cycle days), counted inclusively as clinicians count them:
+        ``days_grade3_plus_min`` is the days confirmed at CTCAE grade 3 or worse (from the day of the first
+        to the day of the last of each run of such ANCs, both counted: D8 and D14 are 7 days; 1 for a single
+        one) and ``days_grade3_plus_max`` the days strictly between the counts seen better on either side
+        (D7 and D15: 7 days; the dose's day stands in when none came before, the next dose's day when none
+        came after; NA when the last ANC of a cycle no dose has followed yet is still there); both 0 when
+        no ANC after the dose reached grade 3, NA when there was none. ``days_anc_below_0_5_min`` and
+        ``_max`` are the same bounds for ANC < 0.5 x10^9/L, the duration the paclitaxel and docetaxel
+        labels act on (7 days or more; docs/clinical-rules.md, Severe neutropenia duration).
         ``recovery_day`` is the first ANC at or above ``recovery_anc`` after a nadir below it (NA when the
         nadir was not below it, or no recovery was seen) and ``recovery_after_day`` the day of the count
         before it: recovery happened in between. ``fever`` describes recorded fevers of the cycle with the
@@ -124,14 +125,14 @@ def treatment_cycles(
      {'cycle': 2, 'nadir_anc': nan, 'nadir_day': None, 'nadir_anc_grade': None}]
     >>> spells = ["days_grade3_plus_min", "days_grade3_plus_max", "recovery_after_day", "recovery_day"]
     >>> cycles[spells].iloc[0].tolist()
-    [3, 14, 10, 14]
+    [4, 13, 10, 14]
     >>> cycles[["days_anc_below_0_5_min", "days_anc_below_0_5_max"]].iloc[0].tolist()
-    [0, 7]
+    [1, 6]
     >>> cycles[["gcsf", "length_days", "ready_at_next"]].to_dict("records")
     [{'gcsf': True, 'length_days': 21, 'ready_at_next': True},
      {'gcsf': False, 'length_days': None, 'ready_at_next': None}]
     """
-    cycles = cycles_from_events(events, rules, timezone)
+    cycles = cycles_from_events(events, rules, timezone, overdue=True)
     if cycles.empty:
         return pd.DataFrame(columns=list(CYCLE_COLUMNS))
     work = usable_results(results)
@@ -208,12 +209,15 @@ def _nadir(rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 
 def _spells(anc: pd.DataFrame, marked: pd.Series, ends: pd.Series, keys: list[str]) -> pd.DataFrame:
     """Per cycle with a ``marked`` ANC (e.g. grade 3 or worse): confirmed (``min``) and possible (``max``)
-    calendar days in that state, from the counts' cycle days.
+    calendar days in that state, from the counts' cycle days, counted inclusively as clinicians count them.
 
-    ``min`` sums, over each run of consecutive marked counts, the days from its first to its last count;
-    ``max`` the days between the unmarked counts around each run: the cycle's start (day 0) when none came
-    before, its end (``ends``, the next start's cycle day) when none came after, NaN when the cycle has no
-    end yet. Runs cannot overlap, so the sums are durations.
+    ``min`` sums, over each run of consecutive marked counts, the days from its first to its last count,
+    both counted (D8 and D14: 7 days; a single count: 1); ``max`` the days strictly between the unmarked
+    counts around each run (D7 and D15 around it: D8 to D14, 7 days; D5 and D18: D6 to D17, 12). Without
+    an unmarked count before, the dose stands in for it (day 0: from D2; from D1 when day 0's own count is
+    marked); without one after, the next dose's day (``ends``; the run reaches it when that day's
+    pre-treatment count is marked); NaN when the cycle has no end yet. Runs cannot overlap, so the sums
+    are durations.
     """
     empty = pd.DataFrame(columns=["min", "max"], index=pd.MultiIndex.from_tuples([], names=keys))
     marked = marked.fillna(False).astype(bool)
@@ -230,7 +234,8 @@ def _spells(anc: pd.DataFrame, marked: pd.Series, ends: pd.Series, keys: list[st
             "run": run,
             "first": day,
             "last": day,
-            "before": previous.fillna(0.0),
+            # The dose stands in for a neighbour not below (day 0; day -1 when day 0's count is marked).
+            "before": previous.fillna((day - 1).clip(upper=0.0)),
             "after": following,
         }
     )[marked.to_numpy()]
@@ -247,9 +252,11 @@ def _spells(anc: pd.DataFrame, marked: pd.Series, ends: pd.Series, keys: list[st
         }
     )
     end = ends.reindex(pd.MultiIndex.from_frame(runs.index.to_frame()[keys])).to_numpy()
-    runs["after"] = runs["after"].fillna(pd.Series(end, index=runs.index))
-    confirmed = (runs["last"] - runs["first"]).groupby(level=keys).sum()
-    possible = (runs["after"] - runs["before"]).groupby(level=keys).sum()
+    # The next dose's day stands in for a neighbour not below, unless its pre-treatment count is marked.
+    reached = pd.Series(np.maximum(end, runs["last"].to_numpy() + 1), index=runs.index)
+    runs["after"] = runs["after"].fillna(reached)
+    confirmed = (runs["last"] - runs["first"] + 1).groupby(level=keys).sum()
+    possible = (runs["after"] - runs["before"] - 1).groupby(level=keys).sum()
     possible = possible.where(runs["after"].notna().groupby(level=keys).all())
     return pd.DataFrame({"min": confirmed, "max": possible})
 
