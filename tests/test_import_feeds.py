@@ -308,4 +308,4 @@ def test_an_events_file_recomputes_the_status_of_the_patients_it_names(store) ->
     assert summary.events == 1
     with store() as session:
         patient = patient_list(session, viewer=SYSTEM).set_index("patient_id").loc["EV1"]
-    assert patient["cycle"] == 1 and "next dose was expected on D22 (2026-03-23)" in patient["readiness"]
+    assert patient["cycle"] == 1 and "expected on D22 (2026-03-23" in patient["readiness"]
