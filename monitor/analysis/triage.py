@@ -55,9 +55,9 @@ __all__ = [
 TIERS = {
     1: "ANC grade 4 or febrile neutropenia",
     2: "ANC grade 3",
-    3: "new or worsening neutropenia",
+    3: "new neutropenia at grade 2-4 or with a significant fall, or worsening neutropenia",
     4: "WBC or ALC grade 3-4",
-    5: "new or worsening leukopenia or lymphopenia",
+    5: "new or worsening leukopenia or lymphopenia, new grade-1 neutropenia",
     6: "persistent",
     7: "other flags",
     8: "no flag",
