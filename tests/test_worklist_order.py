@@ -133,10 +133,12 @@ def test_febrile_neutropenia_in_the_current_cycle_ranks_first_in_patients_and_th
 ) -> None:
     # FN: chemotherapy 8 days ago, a fever of 38.9 C yesterday with ANC 0.8 the same day (grade 3);
     # G4: ANC 0.3 (grade 4) without a fever. The cycle table says FN; the worklist must rank it tier 1.
+    # OLD: febrile neutropenia in a cycle that ended weeks ago, ANC 0.8 now: ranked by its ANC (tier 2).
     url = f"sqlite:///{tmp_path / 'fn.db'}"
     assert monitor("db", "upgrade", url=url).returncode == 0
     now = datetime.now(UTC).replace(microsecond=0)
     dosed, febrile = now - timedelta(days=8), now - timedelta(days=1)
+    long_ago = now - timedelta(days=60)
 
     def at(moment: datetime) -> str:
         return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -145,17 +147,22 @@ def test_febrile_neutropenia_in_the_current_cycle_ranks_first_in_patients_and_th
     before = [
         f"FN,{at(dosed)},wbc,5.0,10^9/L,4.0,11.0,CITY,FN1,final",
         f"FN,{at(dosed)},anc,3.0,10^9/L,1.5,7.7,CITY,FN1,final",
+        f"OLD,{at(long_ago)},anc,3.0,10^9/L,1.5,7.7,CITY,OLD1,final",
+        f"OLD,{at(long_ago + timedelta(days=8))},anc,0.8,10^9/L,1.5,7.7,CITY,OLD2,final",
     ]
     after = [
         f"FN,{at(febrile)},wbc,1.9,10^9/L,4.0,11.0,CITY,FN2,final",
         f"FN,{at(febrile)},anc,0.8,10^9/L,1.5,7.7,CITY,FN2,final",
         f"G4,{at(febrile)},wbc,3.0,10^9/L,4.0,11.0,CITY,G41,final",
         f"G4,{at(febrile)},anc,0.3,10^9/L,1.5,7.7,CITY,G41,final",
+        f"OLD,{at(febrile)},anc,0.8,10^9/L,1.5,7.7,CITY,OLD3,final",
     ]
     events = (
         "patient_id,kind,start,end,label\n"
         f"FN,chemotherapy,{at(dosed - timedelta(hours=1))},,paclitaxel\n"
         f"FN,fever,{at(febrile + timedelta(hours=2))},,fever 38.9 C\n"
+        f"OLD,chemotherapy,{at(long_ago - timedelta(hours=1))},,paclitaxel\n"
+        f"OLD,fever,{at(long_ago + timedelta(days=8, hours=2))},,fever 39.1 C\n"
     )
     # The patient is stored first (events name stored patients); the counts that follow recompute it.
     for name, text, options in (
@@ -168,11 +175,12 @@ def test_febrile_neutropenia_in_the_current_cycle_ranks_first_in_patients_and_th
         assert done.returncode == 0, done.stderr
     listed = json.loads(monitor("patients", "--format", "json", url=url).stdout)
     found = {p["patient_id"]: p for p in listed}
-    assert [p["patient_id"] for p in listed] == ["G4", "FN"]
+    assert [p["patient_id"] for p in listed] == ["G4", "FN", "OLD"]
     assert found["FN"]["febrile_neutropenia"] is True and found["G4"]["febrile_neutropenia"] is None
+    assert found["OLD"]["febrile_neutropenia"] is None and found["OLD"]["priority"] == 2
     assert found["FN"]["priority"] == 1
     assert found["FN"]["priority_reason"].startswith("febrile neutropenia (fever 38.9 C")
     assert "ANC 0.8" in found["FN"]["priority_reason"]
     store = open_store(url, timezone="UTC")
     ordered = worklist(store, viewer=Viewer("admin", "admin", None), timezone="UTC", now=now)
-    assert headline(ordered)["ANC grade 3-4 or febrile"] == 2
+    assert headline(ordered)["ANC grade 3-4 or febrile"] == 3
