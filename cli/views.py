@@ -43,6 +43,9 @@ PATIENT_COLUMNS = [
     "readiness_from_day",
     "ready_now",
     "readiness",
+    # Febrile neutropenia in the current cycle (null when unknown or not in a cycle) and its fevers.
+    "febrile_neutropenia",
+    "febrile_detail",
     "n_panels",
     "flags",
     "explanations",

@@ -92,6 +92,8 @@ def patient_list(
             PatientStatus.readiness_from_day,
             PatientStatus.ready_now,
             PatientStatus.readiness,
+            PatientStatus.febrile_neutropenia,
+            PatientStatus.febrile_detail,
             PatientStatus.computed_at,
             PatientStatus.last_collected_at,
             PatientStatus.flags_changed_at,
@@ -127,6 +129,15 @@ def patient_list(
         frame[f"latest_{analyte}_grade"] = frame[f"latest_{analyte}_grade"].astype("Int64")
     # The analytes whose latest result is preliminary (docs/clinical-rules.md, Preliminary results).
     frame["preliminary"] = preliminary_analytes(frame)
+    # Each latest count's day in the site's zone and its age in calendar days: the worklist's reason dates a
+    # count older than a week (docs/clinical-rules.md, Worklist priority).
+    for analyte in GRADED:
+        day = local_days(frame[latest_column(analyte, "at")], zone)
+        frame[f"latest_{analyte}_day"] = day
+        frame[f"latest_{analyte}_age_days"] = (pd.Timestamp(today) - day).dt.days.astype("Int64")
+    # Febrile neutropenia in the current cycle: true, false, or unknown (NA; also when not in a cycle).
+    frame["febrile_neutropenia"] = frame["febrile_neutropenia"].astype("boolean")
+    frame["febrile_detail"] = frame["febrile_detail"].fillna("")
     frame["age"] = age_in_years(frame["birth_date"], today)
     frame["days_since_cbc"] = (pd.Timestamp(today) - local_days(frame["last_collected_at"], zone)).dt.days
     frame["days_since_cbc"] = frame["days_since_cbc"].astype("Int64")

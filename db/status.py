@@ -17,7 +17,8 @@ from db.frames import CHUNK, bulk_insert, chunks, read_frame_in
 from db.models import ClinicalEvent, Panel, Patient, PatientStatus, ReferenceOverride, Result, StatusChange
 from db.settings import lab_ranges, site_rules
 from monitor.analysis.changes import GRADED, REVISION_COLUMNS, status_changes
-from monitor.analysis.cycles import readiness_now, stored_readiness
+from monitor.analysis.cycles import readiness_now, stored_readiness, treatment_cycles
+from monitor.analysis.cycles.align import as_utc, cycles_from_events
 from monitor.analysis.flags import LINEAGES, patient_flags
 from monitor.analysis.grading import ctcae_grade, resolve_lower_limit
 from monitor.analysis.patterns import panel_pattern
@@ -182,6 +183,7 @@ def _refresh(
     )[["flags", "explanations"]]
     summary = summary.join(_pattern(session, history, latest, context))
     summary = summary.join(_recent_wbc(history)).join(_cycle_now(session, history, context, now, timezone))
+    summary = summary.join(_febrile_now(session, history, context, now, timezone))
     summary = summary.reindex(list(patient_keys))
     # A column that no patient of this pass filled arrives as all-NaN floats: filled as text, or lists.
     for column in ("flags", "explanations"):
@@ -190,6 +192,7 @@ def _refresh(
         ("pattern_detail", ""),
         ("wbc_recent", "[]"),
         ("readiness", ""),
+        ("febrile_detail", ""),
     ):
         summary[column] = summary[column].astype(object).fillna(empty)
     summary["n_panels"] = summary["n_panels"].fillna(0).astype("int64")
@@ -569,6 +572,55 @@ def _cycle_now(
         return empty
     stored = stored_readiness(found["planned_note"], found["verdict"])
     return found.assign(readiness=stored).set_index("patient_key")[columns]
+
+
+def _febrile_now(
+    session: Session, history: pd.DataFrame, context: Context, now: datetime, timezone: str
+) -> pd.DataFrame:
+    """For patients in a chemotherapy cycle now (their latest, not yet ended): whether it is febrile
+    neutropenia, as the cycle table judges it (``analysis.cycles.treatment_cycles``: a recorded fever above
+    38.3 °C with an ANC below 1.0 within a day; NA when that cannot be told), and its fevers in words.
+
+    Read only for patients with a recorded fever; a fever outside every cycle is not judged (the cycle
+    table places fevers in cycles; docs/clinical-rules.md, Worklist priority)."""
+    columns = ["febrile_neutropenia", "febrile_detail"]
+    empty = pd.DataFrame(columns=columns, index=pd.Index([], name="patient_key"))
+    keys = [int(key) for key in history["patient_key"].unique()]
+    events = read_frame_in(
+        session,
+        lambda part: select(
+            ClinicalEvent.patient_id.label("patient_key"),
+            ClinicalEvent.kind,
+            ClinicalEvent.start_at,
+            ClinicalEvent.label,
+            ClinicalEvent.details,
+        ).where(ClinicalEvent.patient_id.in_(part), ClinicalEvent.kind.in_(("chemotherapy", "fever"))),
+        keys,
+        utc=["start_at"],
+    )
+    febrile = events.loc[events["kind"].eq("fever").to_numpy(dtype=bool), "patient_key"].unique()
+    events = events[events["patient_key"].isin(febrile).to_numpy(dtype=bool)]
+    if not events["kind"].eq("chemotherapy").any():
+        return empty
+    anc = history[history["analyte"].eq("anc").to_numpy(dtype=bool) & history["patient_key"].isin(febrile)]
+    cycles = treatment_cycles(
+        with_limits(anc, context), events, rules=context.rules.cycles, timezone=timezone
+    )
+    if cycles.empty:
+        return empty
+    latest = cycles.sort_values(["patient_key", "cycle"]).groupby("patient_key").tail(1)
+    # The latest cycle is current until the next dosing day, or for ``default_cycle_days`` when none is
+    # recorded (its end as ``analysis.cycles`` counts it).
+    ends = cycles_from_events(events, context.rules.cycles, timezone).set_index(["patient_key", "cycle"])
+    end = as_utc(ends["end"]).reindex(pd.MultiIndex.from_frame(latest[["patient_key", "cycle"]]))
+    current = latest[(end > pd.Timestamp(now)).fillna(False).to_numpy(dtype=bool)]
+    return pd.DataFrame(
+        {
+            "febrile_neutropenia": current["febrile_neutropenia"].astype("boolean").to_numpy(),
+            "febrile_detail": current["fever"].fillna("").astype(str).to_numpy(),
+        },
+        index=pd.Index(current["patient_key"].astype("int64"), name="patient_key"),
+    )
 
 
 def refresh_all_status(session: Session, *, now: datetime, timezone: str) -> int:

@@ -215,7 +215,10 @@ def test_alerts_list_new_and_worsened_flags_since_a_time_most_severe_first(
     assert [a["patient_id"] for a in recent] == ["PER-1"]
     assert recent[0]["grade"] == 2
     assert "WBC CTCAE grade 1 -> 2" in recent[0]["changes"]
-    assert any(c.startswith("worsening appeared: WBC worsening: grade 1 -> 2") for c in recent[0]["changes"])
+    assert any(
+        c.startswith("worsening appeared: WBC worsening: fell") and "into CTCAE grade 2 (was grade 1)" in c
+        for c in recent[0]["changes"]
+    )
     text = monitor("alerts", "--since", since, url=store).stdout
     # PER-1 was sent without a name: none is printed (never "nan").
     assert text.splitlines()[0].startswith("PER-1  (grade 2;") and "  - WBC CTCAE grade 1 -> 2" in text

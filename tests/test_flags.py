@@ -129,9 +129,9 @@ def test_persistent_explanation_reads_like_a_clinician_wrote_it() -> None:
     assert row["explanations"] == (
         "WBC 1.8 below 4.0 (CTCAE grade 3)",
         "WBC below 4.0 on 4 consecutive results over 21 days (3.8 -> 1.8)",
-        "WBC worsening: grade 2 -> 3, fell 25.0% from 2.4 to 1.8 x10^9/L in 7 days (reference change value "
-        "-22.3%), falling by 2.75 x10^9/L per month over 21 days (Theil-Sen line through 4 results outside "
-        "chemotherapy cycles, a fall beyond the reference change value of -22.3%)",
+        "WBC worsening: fell 25.0% from 2.4 to 1.8 x10^9/L in 7 days (reference change value -22.3%), into "
+        "CTCAE grade 3 (was grade 2); falling by 2.75 x10^9/L per month over 21 days (Theil-Sen line through "
+        "4 results outside chemotherapy cycles, a fall beyond the reference change value of -22.3%)",
         "WBC fell 25.0% from 2.4 to 1.8 x10^9/L in 7 days, beyond the reference change value of -22.3% "
         "(new CTCAE grade 3)",
     )
@@ -204,12 +204,41 @@ def test_a_rise_of_two_grades_within_the_rcv_is_worsening() -> None:
     # ANC 1.9 (grade 0) -> 1.4 (grade 2) is -26 %, within the ANC RCV of -44.9 %.
     row = flags_of(make_series([1.9, 1.4], [0, 7], analyte="anc"))
     assert "anc_worsening" in row["flags"] and "anc_significant_drop" not in row["flags"]
-    assert explained(row)["anc_worsening"] == "ANC worsening: grade 0 -> 2"
+    assert explained(row)["anc_worsening"] == (
+        "ANC worsening: fell from 1.9 to 1.4 x10^9/L in 7 days, into CTCAE grade 2 (mild neutropenia; "
+        "was grade 0)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("analyte", "values", "lln"),
+    [
+        ("anc", [1.6, 1.45], 1.5),  # grade 0 -> 2, -9.4 %: the grade-1 band [1.5, 1.5) is empty
+        ("anc", [1.6, 1.1], 1.5),  # grade 0 -> 2, -31 %: one boundary (1.5) crossed, within the RCV
+        ("wbc", [3.2, 2.9], 3.0),  # grade 0 -> 2, -9.4 %
+        ("alc", [0.85, 0.78], 0.8),  # grade 0 -> 2, -8.2 %
+    ],
+)
+def test_a_new_low_count_is_not_worsening_when_the_lln_leaves_grade_1_empty(analyte, values, lln) -> None:
+    # With the LLN at the grade-2 threshold, every new low count is "grade 0 -> 2", yet the fall crossed one
+    # boundary only; with an LLN of 1.8 the same ANC fall is grade 1 -> 2 and no worsening either.
+    row = flags_of(make_series(values, [0, 14], analyte=analyte, lln=lln))
+    worsening = "worsening" if analyte == "wbc" else f"{analyte}_worsening"
+    assert worsening not in row["flags"]
+
+
+def test_a_fall_across_grade_1_and_2_is_still_worsening_with_an_lln_of_1_8() -> None:
+    row = flags_of(make_series([1.9, 1.4], [0, 14], analyte="anc", lln=1.8))  # grade 0 -> 2: two bands
+    assert "anc_worsening" in row["flags"]
 
 
 def test_a_step_into_grade_3_within_the_rcv_is_worsening() -> None:
     row = flags_of(make_series([1.05, 0.95], [0, 7], analyte="anc"))  # grade 2 -> 3, -9.5 %
-    assert explained(row)["anc_worsening"] == "ANC worsening: grade 2 -> 3"
+    # The sentence gives the values and the interval, not only the grades.
+    assert explained(row)["anc_worsening"] == (
+        "ANC worsening: fell from 1.05 to 0.95 x10^9/L in 7 days, into CTCAE grade 3 (moderate neutropenia; "
+        "was grade 2)"
+    )
 
 
 def test_worsening_and_significant_drop_by_a_fall_beyond_the_rcv() -> None:
@@ -220,8 +249,8 @@ def test_worsening_and_significant_drop_by_a_fall_beyond_the_rcv() -> None:
         "(new CTCAE grade 2)"
     )
     assert text["worsening"] == (
-        "WBC worsening: grade 1 -> 2, fell 31.6% from 3.8 to 2.6 x10^9/L in 7 days "
-        "(reference change value -22.3%)"
+        "WBC worsening: fell 31.6% from 3.8 to 2.6 x10^9/L in 7 days (reference change value -22.3%), "
+        "into CTCAE grade 2 (was grade 1)"
     )
 
 
@@ -255,7 +284,7 @@ def test_results_in_a_chemotherapy_cycle_are_left_out_of_the_trend() -> None:
     untreated = explained(flags_of(saw, as_of_day=53))["worsening"]
     treated = explained(flags_of(saw, as_of_day=53, events=chemotherapy([0, 21, 42])))["worsening"]
     assert "Theil-Sen" in untreated and "Theil-Sen" not in treated
-    assert treated.startswith("WBC worsening: grade 0 -> 4, fell 78.6% from 4.2 to 0.9 x10^9/L in 10 days")
+    assert treated.startswith("WBC worsening: fell 78.6% from 4.2 to 0.9 x10^9/L in 10 days")
 
 
 def test_the_trend_after_chemotherapy_uses_the_counts_after_the_last_cycle() -> None:
@@ -333,8 +362,8 @@ def test_an_anc_fall_into_neutropenia_with_a_normal_wbc_has_its_own_change_flags
         "(new CTCAE grade 2; mild neutropenia)"
     )
     assert text["anc_worsening"] == (
-        "ANC worsening: grade 0 -> 2, fell 60.0% from 3.0 to 1.2 x10^9/L in 14 days "
-        "(reference change value -44.9%)"
+        "ANC worsening: fell 60.0% from 3.0 to 1.2 x10^9/L in 14 days (reference change value -44.9%), "
+        "into CTCAE grade 2 (mild neutropenia; was grade 0)"
     )
 
 
@@ -346,7 +375,8 @@ def test_a_persistent_worsening_neutropenia_is_told_by_the_anc_flags() -> None:
     assert row["explanations"] == (
         "ANC 0.9 below 1.8 (CTCAE grade 3; moderate neutropenia)",
         "ANC below 1.8 on 3 consecutive results over 21 days (1.6 -> 0.9)",
-        "ANC worsening: grade 2 -> 3",
+        "ANC worsening: fell from 1.4 to 0.9 x10^9/L in 14 days, into CTCAE grade 3 (moderate neutropenia; "
+        "was grade 2)",
     )
 
 
@@ -377,8 +407,8 @@ def test_censored_anc_below_0_1_is_grade_4_profound_and_a_certain_fall() -> None
     text = explained(flags_of(anc))
     assert text["neutropenia"] == "ANC <0.1 below 1.8 (CTCAE grade 4; profound neutropenia)"
     assert text["anc_worsening"] == (
-        "ANC worsening: grade 3 -> 4, fell at least 83.3% from 0.6 to <0.1 x10^9/L in 7 days "
-        "(reference change value -44.9%)"
+        "ANC worsening: fell at least 83.3% from 0.6 to <0.1 x10^9/L in 7 days (reference change value "
+        "-44.9%), into CTCAE grade 4 (profound neutropenia; was grade 3)"
     )
 
 

@@ -94,7 +94,11 @@ def test_the_worklist_ranks_the_review_cases_by_the_most_dangerous_finding() -> 
         (["lymphopenia"], {"alc": 4}, 4),  # a lymphocyte grade 4 is not ranked with the ANC grades
         (["leukopenia", "worsening"], {"wbc": 3}, 4),
         (["neutropenia", "anc_worsening", "anc_persistent"], {"anc": 2}, 3),
-        (["neutropenia", "anc_new_onset"], {"anc": 1}, 3),
+        # A grade-1 new neutropenia within the reference change value goes with the other new findings
+        # (DEMO-0043: ANC 2.27 -> 1.74, LLN 1.8); grade 2, or a fall beyond the RCV, is tier 3.
+        (["neutropenia", "anc_new_onset"], {"anc": 1}, 5),
+        (["neutropenia", "anc_new_onset", "anc_significant_drop"], {"anc": 1}, 3),
+        (["neutropenia", "anc_new_onset"], {"anc": 2}, 3),
         (["neutropenia"], {"anc": 3, "alc": 4}, 2),
         ([], {"anc": 4}, 1),  # grade 4 comes first even without a flag
     ],
@@ -293,3 +297,78 @@ def test_no_change_or_none_that_holds_is_an_empty_list_of_alerts() -> None:
     assert current_alerts(_changes([]), patients).columns.tolist() == ALERT_COLUMNS
     gone = current_alerts(_changes([(1, "leukopenia", "wbc", None, None)]), patients)
     assert gone.empty and gone.columns.tolist() == ALERT_COLUMNS
+
+
+def test_a_grade_1_new_neutropenia_ranks_with_the_new_findings_after_a_wbc_grade_3() -> None:
+    patients = make_patients(
+        patient_id=["DEMO-0043", "wbc3"],
+        flags=[["neutropenia", "anc_new_onset"], ["leukopenia"]],
+        latest_anc=[1.74, 2.0],
+        latest_anc_comparator=[None, None],
+        latest_anc_grade=[1, 0],
+        latest_wbc_grade=[0, 3],
+    )
+    ordered = prioritised(patients)
+    assert ordered["patient_id"].tolist() == ["wbc3", "DEMO-0043"]
+    assert ordered["tier"].tolist() == [4, 5]
+    assert ordered["priority_reason"].tolist()[1] == "new neutropenia: ANC grade 1 (1.74 x10^9/L)"
+
+
+def test_a_wbc_below_1_without_a_differential_ranks_as_anc_grade_3_or_4() -> None:
+    drawn = pd.Timestamp("2026-03-15T08:00Z")
+    patients = make_patients(
+        patient_id=["wbc0.8", "wbc0.4", "old_anc", "anc1.2"],
+        flags=[["leukopenia"], ["leukopenia"], ["leukopenia", "neutropenia"], ["neutropenia"]],
+        latest_wbc=[0.8, 0.4, 0.9, 3.0],
+        latest_wbc_comparator=[None] * 4,
+        latest_wbc_grade=[4, 4, 4, 2],
+        latest_wbc_at=[drawn] * 4,
+        latest_anc=[None, None, 2.0, 1.2],
+        latest_anc_comparator=[None] * 4,
+        latest_anc_grade=[None, None, 0, 2],
+        # The third patient's ANC is from an earlier panel than its WBC: the WBC bounds it now.
+        latest_anc_at=[pd.NaT, pd.NaT, drawn - pd.Timedelta(days=3), drawn],
+    )
+    ordered = prioritised(patients)
+    assert list(zip(ordered["patient_id"], ordered["tier"], ordered["priority_reason"], strict=True)) == [
+        ("wbc0.4", 1, "ANC not measured; WBC 0.4 x10^9/L (ANC at most 0.4)"),
+        ("wbc0.8", 2, "ANC not measured; WBC 0.8 x10^9/L (ANC at most 0.8)"),
+        ("old_anc", 2, "ANC not measured; WBC 0.9 x10^9/L (ANC at most 0.9)"),
+        ("anc1.2", 7, "neutropenia"),
+    ]
+    assert headline(ordered)["ANC grade 3-4 or febrile"] == 3
+
+
+def test_the_reason_says_a_count_is_preliminary_and_dates_one_older_than_a_week() -> None:
+    patients = make_patients(
+        patient_id=["prelim", "old", "recent"],
+        flags=[["neutropenia"]] * 3,
+        latest_anc=[0.3, 0.3, 0.3],
+        latest_anc_comparator=[None] * 3,
+        latest_anc_grade=[4, 4, 4],
+        latest_anc_status=["preliminary", "final", "final"],
+        latest_anc_age_days=[0, 9, 7],
+        latest_anc_day=pd.to_datetime(["2026-05-10", "2026-05-01", "2026-05-03"]),
+    )
+    assert prioritised(patients).set_index("patient_id")["priority_reason"].to_dict() == {
+        "prelim": "ANC grade 4 (0.3 x10^9/L, preliminary)",
+        "old": "ANC grade 4 (0.3 x10^9/L on 2026-05-01)",
+        "recent": "ANC grade 4 (0.3 x10^9/L)",
+    }
+
+
+def test_febrile_neutropenia_is_named_with_its_fever_and_count_and_counted_in_the_headline() -> None:
+    patients = make_patients(
+        patient_id=["fn", "anc3"],
+        flags=[["neutropenia"]] * 2,
+        latest_anc=[0.8, 0.8],
+        latest_anc_comparator=[None] * 2,
+        latest_anc_grade=[3, 3],
+        febrile_neutropenia=pd.array([True, False], dtype="boolean"),
+        febrile_detail=["fever 38.9 °C, ANC 0.8 x10^9/L", None],
+    )
+    ordered = prioritised(patients)
+    assert ordered["patient_id"].tolist() == ["fn", "anc3"]
+    assert ordered["tier"].tolist() == [1, 2]
+    assert ordered["priority_reason"].iloc[0] == "febrile neutropenia (fever 38.9 °C, ANC 0.8 x10^9/L)"
+    assert headline(ordered)["ANC grade 3-4 or febrile"] == 2

@@ -4,7 +4,7 @@ item 6), over a store holding the haematologist's review cases."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -16,6 +16,7 @@ from db.accounts import Viewer
 from db.models import Patient, PatientStatus
 from db.session import make_engine, make_session_factory
 from db.store import open_store
+from monitor.analysis.triage import headline
 from services.worklist import worklist
 from tests.conftest import ROOT
 from tests.test_cli import monitor
@@ -42,12 +43,13 @@ F,2026-05-01T08:00:00Z,anc,2.0,10^9/L,1.5,7.7,CITY,F1,final
 F,2026-05-20T08:00:00Z,wbc,3.6,10^9/L,4.0,11.0,CITY,F2,final
 F,2026-05-20T08:00:00Z,anc,2.0,10^9/L,1.5,7.7,CITY,F2,final
 """
+# The counts are older than a week whenever the tests run: each reason dates its count.
 ORDER = [
-    ("A", 1, "ANC grade 4 (0.4 x10^9/L)"),
-    ("C", 2, "ANC grade 3 (0.8 x10^9/L)"),
-    ("E", 3, "new neutropenia: ANC grade 2 (1.2 x10^9/L)"),
-    ("D", 4, "WBC grade 3 (1.8 x10^9/L)"),
-    ("B", 4, "ALC grade 3 (0.4 x10^9/L)"),
+    ("A", 1, "ANC grade 4 (0.4 x10^9/L on 2026-05-20)"),
+    ("C", 2, "ANC grade 3 (0.8 x10^9/L on 2026-05-20)"),
+    ("E", 3, "new neutropenia: ANC grade 2 (1.2 x10^9/L on 2026-05-20)"),
+    ("D", 4, "WBC grade 3 (1.8 x10^9/L on 2026-05-20)"),
+    ("B", 4, "ALC grade 3 (0.4 x10^9/L on 2026-05-20)"),
     ("F", 6, "persistent leukopenia"),
 ]
 
@@ -90,7 +92,7 @@ def test_the_patients_table_is_in_the_same_order_and_says_why(review_store: str)
     lines = monitor("patients", url=review_store).stdout.splitlines()
     assert lines[0].split()[:3] == ["patient_id", "priority", "priority_reason"]
     assert [line.split()[0] for line in lines[1:]] == [name for name, _, _ in ORDER]
-    assert "new neutropenia: ANC grade 2 (1.2 x10^9/L)" in lines[3]
+    assert "new neutropenia: ANC grade 2 (1.2 x10^9/L on 2026-05-20)" in lines[3]
 
 
 def test_alerts_come_in_the_worklists_order(review_store: str) -> None:
@@ -107,7 +109,9 @@ def test_the_worklist_service_and_page_show_the_same_order(review_store: str, mo
     now = datetime(2026, 5, 21, 9, 0, tzinfo=UTC)
     store = open_store(review_store, timezone="UTC")
     listed = worklist(store, viewer=Viewer("admin", "admin", None), timezone="UTC", now=now)
-    assert list(zip(listed["patient_id"], listed["tier"], listed["priority_reason"], strict=True)) == ORDER
+    # The day after the counts, they are not dated; today (the page) they are.
+    undated = [(name, tier, reason.replace(" on 2026-05-20", "")) for name, tier, reason in ORDER]
+    assert list(zip(listed["patient_id"], listed["tier"], listed["priority_reason"], strict=True)) == undated
     monkeypatch.setenv("MONITOR_DATABASE_URL", review_store)
     st.cache_data.clear()
     st.cache_resource.clear()
@@ -122,3 +126,61 @@ def test_the_worklist_service_and_page_show_the_same_order(review_store: str, mo
     assert (metrics["ANC grade 3-4 or febrile"], metrics["New or worsening neutropenia"]) == ("2", "3")
     st.cache_data.clear()
     st.cache_resource.clear()
+
+
+def test_febrile_neutropenia_in_the_current_cycle_ranks_first_in_patients_and_the_headline(
+    tmp_path: Path,
+) -> None:
+    # FN: chemotherapy 8 days ago, a fever of 38.9 C yesterday with ANC 0.8 the same day (grade 3);
+    # G4: ANC 0.3 (grade 4) without a fever. The cycle table says FN; the worklist must rank it tier 1.
+    # OLD: febrile neutropenia in a cycle that ended weeks ago, ANC 0.8 now: ranked by its ANC (tier 2).
+    url = f"sqlite:///{tmp_path / 'fn.db'}"
+    assert monitor("db", "upgrade", url=url).returncode == 0
+    now = datetime.now(UTC).replace(microsecond=0)
+    dosed, febrile = now - timedelta(days=8), now - timedelta(days=1)
+    long_ago = now - timedelta(days=60)
+
+    def at(moment: datetime) -> str:
+        return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    header = "patient_id,collected_at,analyte,value,unit,ref_low,ref_high,lab,accession,status\n"
+    before = [
+        f"FN,{at(dosed)},wbc,5.0,10^9/L,4.0,11.0,CITY,FN1,final",
+        f"FN,{at(dosed)},anc,3.0,10^9/L,1.5,7.7,CITY,FN1,final",
+        f"OLD,{at(long_ago)},anc,3.0,10^9/L,1.5,7.7,CITY,OLD1,final",
+        f"OLD,{at(long_ago + timedelta(days=8))},anc,0.8,10^9/L,1.5,7.7,CITY,OLD2,final",
+    ]
+    after = [
+        f"FN,{at(febrile)},wbc,1.9,10^9/L,4.0,11.0,CITY,FN2,final",
+        f"FN,{at(febrile)},anc,0.8,10^9/L,1.5,7.7,CITY,FN2,final",
+        f"G4,{at(febrile)},wbc,3.0,10^9/L,4.0,11.0,CITY,G41,final",
+        f"G4,{at(febrile)},anc,0.3,10^9/L,1.5,7.7,CITY,G41,final",
+        f"OLD,{at(febrile)},anc,0.8,10^9/L,1.5,7.7,CITY,OLD3,final",
+    ]
+    events = (
+        "patient_id,kind,start,end,label\n"
+        f"FN,chemotherapy,{at(dosed - timedelta(hours=1))},,paclitaxel\n"
+        f"FN,fever,{at(febrile + timedelta(hours=2))},,fever 38.9 C\n"
+        f"OLD,chemotherapy,{at(long_ago - timedelta(hours=1))},,paclitaxel\n"
+        f"OLD,fever,{at(long_ago + timedelta(days=8, hours=2))},,fever 39.1 C\n"
+    )
+    # The patient is stored first (events name stored patients); the counts that follow recompute it.
+    for name, text, options in (
+        ("before.csv", header + "\n".join(before) + "\n", ()),
+        ("events.csv", events, ("--format", "events")),
+        ("after.csv", header + "\n".join(after) + "\n", ()),
+    ):
+        (tmp_path / name).write_text(text)
+        done = monitor("import", str(tmp_path / name), *options, url=url)
+        assert done.returncode == 0, done.stderr
+    listed = json.loads(monitor("patients", "--format", "json", url=url).stdout)
+    found = {p["patient_id"]: p for p in listed}
+    assert [p["patient_id"] for p in listed] == ["G4", "FN", "OLD"]
+    assert found["FN"]["febrile_neutropenia"] is True and found["G4"]["febrile_neutropenia"] is None
+    assert found["OLD"]["febrile_neutropenia"] is None and found["OLD"]["priority"] == 2
+    assert found["FN"]["priority"] == 1
+    assert found["FN"]["priority_reason"].startswith("febrile neutropenia (fever 38.9 C")
+    assert "ANC 0.8" in found["FN"]["priority_reason"]
+    store = open_store(url, timezone="UTC")
+    ordered = worklist(store, viewer=Viewer("admin", "admin", None), timezone="UTC", now=now)
+    assert headline(ordered)["ANC grade 3-4 or febrile"] == 3

@@ -9,6 +9,9 @@ the latest result its grade rests on: preliminary, final, corrected), empty unti
 (``python -m monitor recompute``; every import recomputes the patients it touched). ``status_change.change``
 accepts ``withdrawn`` (a flag the lab took back by correcting or withdrawing a result) and ``final`` (a
 preliminary result made final); a downgrade refuses while such changes are stored rather than drop them.
+
+``patient_status`` also gains ``febrile_neutropenia`` (the current chemotherapy cycle's verdict, null when
+unknown or not in a cycle) and ``febrile_detail`` (its fevers in words), which the worklist ranks first.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ def upgrade() -> None:
     with op.batch_alter_table("patient_status", schema=None) as batch_op:
         for analyte in ANALYTES:
             batch_op.add_column(sa.Column(f"latest_{analyte}_status", sa.String(length=20), nullable=True))
+        batch_op.add_column(sa.Column("febrile_neutropenia", sa.Boolean(), nullable=True))
+        batch_op.add_column(sa.Column("febrile_detail", sa.Text(), server_default="", nullable=False))
     with op.batch_alter_table("status_change", schema=None) as batch_op:
         batch_op.drop_constraint(op.f("ck_status_change_change"), type_="check")
         batch_op.create_check_constraint(op.f("ck_status_change_change"), _check(AFTER))
@@ -56,5 +61,7 @@ def downgrade() -> None:
         batch_op.drop_constraint(op.f("ck_status_change_change"), type_="check")
         batch_op.create_check_constraint(op.f("ck_status_change_change"), _check(BEFORE))
     with op.batch_alter_table("patient_status", schema=None) as batch_op:
+        batch_op.drop_column("febrile_detail")
+        batch_op.drop_column("febrile_neutropenia")
         for analyte in reversed(ANALYTES):
             batch_op.drop_column(f"latest_{analyte}_status")

@@ -34,6 +34,7 @@ from monitor.analysis.cycles.rules import DEFAULT_CYCLE_RULES, CycleRules
 from monitor.analysis.grading import (
     COMPARATOR_SPELLINGS,
     COMPARE_DECIMALS,
+    CTCAE,
     DEFAULT_RULES,
     GradingRules,
     ctcae_grade,
@@ -521,10 +522,13 @@ def _sentences(state: pd.DataFrame, rules: FlagRules) -> pd.DataFrame:
     grade_up = (state["grade"] > state["previous_grade"]).fillna(False)
     # A one-grade step alone is within analytical and biological variation (3.05 -> 2.95 is grade 1 -> 2):
     # it is worsening with a fall beyond the RCV, a rise of two grades or more, or a step into grade 3-4
-    # (docs/clinical-rules.md, Worsening).
-    grade_worse = (state["grade"] - state["previous_grade"] >= 2) | (
-        (state["grade"] >= 3) & (state["previous_grade"] < 3)
-    )
+    # (docs/clinical-rules.md, Worsening). Only the grade bands the fall crossed count: with an LLN at or
+    # below the grade-2 threshold (ANC 1.5, WBC 3.0, ALC 0.8) grade 1 is empty, and 0 -> 2 is one step.
+    crossed = state["grade"] - state["previous_grade"]
+    crossed -= (
+        _empty_grade_1(state, analyte, rules) & (state["previous_grade"] < 1) & (state["grade"] >= 2)
+    ).astype("float64")
+    grade_worse = (crossed >= 2) | ((state["grade"] >= 3) & (state["previous_grade"] < 3))
     grade_worse = grade_worse.fillna(False)
     # The trend: the Theil-Sen line's fall across its results beyond the RCV; a significant rise since
     # the previous result (recovery) overrides it (docs/clinical-rules.md, Trend).
@@ -563,8 +567,26 @@ def _sentences(state: pd.DataFrame, rules: FlagRules) -> pd.DataFrame:
         _UNIT,
         within,
     )
+    # The ANC's severity in the words clinicians use (docs/clinical-rules.md, Severity bands): "severe
+    # neutropenia", and "profound" below 0.1; none for a count not below 1.5 (a Duffy-null or child's LLN).
+    severity = neutropenia_severity(state["value"], comparator=current).where(analyte.eq("anc"), "")
     rcv_down = _number(100 * down, digits=1) + "%"
-    grade_change = _concat("grade ", _number(state["previous_grade"], digits=0), " -> ", value_grade)
+    # The change since the previous result, by its values: with its percentage when beyond the RCV, and the
+    # grade it reached when the grade rose ("fell from 1.05 to 0.95 x10^9/L in 7 days, into CTCAE grade 3
+    # (moderate neutropenia; was grade 2)").
+    fell_plain = _concat("fell from ", before, " to ", value, " ", _UNIT, within)
+    fell_text = _concat(fell, " (reference change value ", rcv_down, ")").where(fall, fell_plain)
+    severity_words = (severity.fillna("") + " neutropenia; ").where(severity.fillna("").ne(""), "")
+    into_grade = _concat(
+        ", into CTCAE grade ",
+        value_grade,
+        " (",
+        severity_words,
+        "was grade ",
+        _number(state["previous_grade"], digits=0),
+        ")",
+    )
+    change_text = fell_text + into_grade.where(grade_up, "").fillna("")
     per_month = _number(-state["trend_per_month"], digits=2)
     trend_text = _concat(
         "falling by ",
@@ -578,19 +600,12 @@ def _sentences(state: pd.DataFrame, rules: FlagRules) -> pd.DataFrame:
         ")",
     )
     reasons = pd.concat(
-        [
-            grade_change.where(grade_up),
-            _concat(fell, " (reference change value ", rcv_down, ")").where(fall),
-            trend_text.where(trend_fall),
-        ],
+        [change_text.where(fall | grade_up), trend_text.where(trend_fall)],
         axis=1,
     )
     n_results, n_days = _number(state["run_results"], digits=0), _number(state["run_days"], digits=0)
     since = state["run_start"].dt.strftime("%Y-%m-%d").astype("string")
     text = pd.DataFrame(index=state.index)
-    # The ANC's severity in the words clinicians use (docs/clinical-rules.md, Severity bands): "severe
-    # neutropenia", and "profound" below 0.1; none for a count not below 1.5 (a Duffy-null or child's LLN).
-    severity = neutropenia_severity(state["value"], comparator=current).where(analyte.eq("anc"), "")
     severity_text = ("; " + severity.fillna("") + " neutropenia").where(severity.fillna("").ne(""), "")
     graded = ("(CTCAE grade " + value_grade.fillna("") + severity_text + ")").where(state["grade"] >= 1, "")
     text["below"] = (is_below + (" " + graded).where(graded.ne(""), "")).where(below)
@@ -604,7 +619,7 @@ def _sentences(state: pd.DataFrame, rules: FlagRules) -> pd.DataFrame:
     text["persistent"] = _concat(below_lln, " on ", n_results, over).where(persistent)
     chronic_note = f" (chronic: {rules.chronic_min_days} days or more)"
     text["chronic"] = _concat(below_lln, " for ", n_days, " days since ", since, chronic_note).where(chronic)
-    text["worsening"] = (name + " worsening: " + _joined(reasons)).where(worsening)
+    text["worsening"] = (name + " worsening: " + _joined(reasons, sep="; ")).where(worsening)
     new_grade = pd.Series("", index=state.index, dtype="string").where(~grade_up, "new ")
     grade_note = (
         (" (" + new_grade + "CTCAE grade " + value_grade.fillna("") + severity_text + ")")
@@ -623,6 +638,17 @@ def _sentences(state: pd.DataFrame, rules: FlagRules) -> pd.DataFrame:
     lineage_detail = _joined(text[["chronic", "recovering"]], sep="; ")
     text["below"] = text["below"] + ("; " + lineage_detail).fillna("").where(analyte.ne("wbc"), "")
     return text
+
+
+def _empty_grade_1(state: pd.DataFrame, analyte: pd.Series, rules: FlagRules) -> pd.Series:
+    """Whether the CTCAE grade-1 band [grade-2 threshold, LLN) of each row's lineage is empty: its LLN is
+    at or below the grade-2 threshold (``analysis.grading``'s CTCAE terms whose grade 1 is "< LLN")."""
+    criteria = CTCAE.get(rules.grading.ctcae_version)
+    terms = criteria.terms if criteria is not None else ()
+    threshold = {t.analyte: t.bounds[0] for t in terms if t.grade1_below_lln and t.first_absolute_grade == 2}
+    grade_2_below = analyte.map(threshold).astype("float64").round(COMPARE_DECIMALS)
+    lln = state["lln"].astype("float64").round(COMPARE_DECIMALS)
+    return (lln <= grade_2_below).fillna(False).astype(bool)
 
 
 def _concat(*parts: pd.Series | str) -> pd.Series:

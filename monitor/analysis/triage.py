@@ -7,12 +7,17 @@ infection (Bodey et al. 1966; the febrile-neutropenia guidelines of IDSA 2010 an
 
 1. ANC grade 4, or febrile neutropenia;
 2. ANC grade 3;
-3. new or worsening neutropenia (``anc_new_onset``, ``anc_worsening``);
+3. new or worsening neutropenia (``anc_worsening``; ``anc_new_onset`` when the ANC is grade 2 or worse
+   or fell beyond the reference change value, ``anc_significant_drop``);
 4. WBC or ALC grade 3 or 4 (a lymphocyte grade 3 is not ranked with a neutrophil grade 3);
 5. new or worsening leukopenia or lymphopenia (the bare ``new_onset``/``worsening`` are WBC's;
-   ``alc_new_onset``, ``alc_worsening``);
+   ``alc_new_onset``, ``alc_worsening``), and a new grade-1 neutropenia without such a fall;
 6. persistent findings (``persistent``, ``chronic``, ``anc_persistent``, ``alc_persistent``);
 7. any other flag; 8. no flag.
+
+The ANC grade ranked is the measured one, or the bound the WBC sets when the latest panel has no ANC
+(or the latest ANC is older than the latest WBC): the ANC cannot exceed the WBC, so a WBC below 1.0 is
+an ANC of grade 3 at least, below 0.5 of grade 4.
 
 Within a tier: the higher ANC grade, then WBC grade, then ALC grade, then the most recent CBC first. Tiers
 3 to 8 and the order within a tier are a product default pending clinical sign-off.
@@ -20,7 +25,11 @@ Within a tier: the higher ANC grade, then WBC grade, then ALC grade, then the mo
 Pure functions of the patient list (one row per patient with ``latest_{wbc,anc,alc}_grade``, optionally
 ``latest_{wbc,anc,alc}`` and their ``_comparator`` for the reason's counts, ``flags`` as lists,
 ``acknowledged``, ``days_since_cbc``, ``teams``, ``patient_id``, ``name``, ``last_collected_at``, and
-optionally ``febrile_neutropenia``: a patient-level boolean, NA or absent when unknown).
+optionally ``febrile_neutropenia`` (a patient-level boolean, NA or absent when unknown) with
+``febrile_detail`` (its words), ``latest_{wbc,anc,alc}_at`` (when each latest count was drawn),
+``latest_{wbc,anc,alc}_status`` (a preliminary count is said so in the reason) and
+``latest_{wbc,anc,alc}_age_days`` with ``latest_{wbc,anc,alc}_day`` (calendar days since the count and its
+day in the site's zone: a count older than ``STALE_DAYS`` is dated in the reason).
 """
 
 from __future__ import annotations
@@ -46,9 +55,9 @@ __all__ = [
 TIERS = {
     1: "ANC grade 4 or febrile neutropenia",
     2: "ANC grade 3",
-    3: "new or worsening neutropenia",
+    3: "new neutropenia at grade 2-4 or with a significant fall, or worsening neutropenia",
     4: "WBC or ALC grade 3-4",
-    5: "new or worsening leukopenia or lymphopenia",
+    5: "new or worsening leukopenia or lymphopenia, new grade-1 neutropenia",
     6: "persistent",
     7: "other flags",
     8: "no flag",
@@ -56,11 +65,17 @@ TIERS = {
 # A patient-level febrile-neutropenia finding, when the status carries one (True ranks in tier 1).
 FEBRILE_NEUTROPENIA = "febrile_neutropenia"
 NEW_NEUTROPENIA = ("anc_new_onset", "anc_worsening")
+# A count older than this many days is dated in the reason ("ANC grade 4 (0.3 x10^9/L on 2026-05-01)").
+STALE_DAYS = 7
+# The ANC cannot exceed the WBC: a WBC below these (x10^9/L) bounds the ANC's CTCAE grade (v5.0: grade 3
+# below 1.0, grade 4 below 0.5) when no ANC of the same panel or later was measured.
+_WBC_BOUNDS_ANC = ((0.5, 4), (1.0, 3))
 NEW_WBC_OR_ALC = ("new_onset", "worsening", "alc_new_onset", "alc_worsening")
 PERSISTENT = ("persistent", "chronic", "anc_persistent", "alc_persistent")
 _NAMES = {"wbc": "WBC", "anc": "ANC", "alc": "ALC"}
 # Words for the reason of tiers 5 to 7; a flag not named here is spelt with spaces.
 _WORDS = {
+    "anc_new_onset": "new neutropenia",
     "new_onset": "new leukopenia",
     "worsening": "worsening leukopenia",
     "alc_new_onset": "new lymphopenia",
@@ -101,6 +116,38 @@ def _grade(patients: pd.DataFrame, analyte: str) -> pd.Series:
     return patients[f"latest_{analyte}_grade"].astype("Float64").fillna(0)
 
 
+def _anc_unmeasured(patients: pd.DataFrame) -> pd.Series:
+    """Whether the latest WBC has no ANC beside it: none measured, or the latest ANC is older."""
+    wbc_at, anc_at = patients.get("latest_wbc_at"), patients.get("latest_anc_at")
+    if wbc_at is None or anc_at is None:
+        # Without the times, only a patient with no ANC at all is known to lack one.
+        count = patients.get("latest_anc", patients["latest_anc_grade"])
+        return pd.Series(count.isna().to_numpy(dtype=bool), index=patients.index)
+    wbc_at, anc_at = pd.to_datetime(wbc_at, utc=True), pd.to_datetime(anc_at, utc=True)
+    return (wbc_at.notna() & (anc_at.isna() | (anc_at < wbc_at))).fillna(False).astype(bool)
+
+
+def _anc_bound_grade(patients: pd.DataFrame) -> pd.Series:
+    """The ANC grade the WBC implies where no ANC was measured beside it (0 where none is implied)."""
+    bound = pd.Series(0.0, index=patients.index, dtype="Float64")
+    if "latest_wbc" not in patients:
+        return bound
+    value = patients["latest_wbc"].astype("float64").round(2)
+    comparator = patients.get("latest_wbc_comparator", pd.Series(pd.NA, index=patients.index))
+    comparator = comparator.astype("string")
+    unmeasured = _anc_unmeasured(patients)
+    for limit, grade in reversed(_WBC_BOUNDS_ANC):
+        below = (value < limit) | (comparator.isin(["<", "<="]).fillna(False) & (value <= limit))
+        below &= ~comparator.isin([">", ">="]).fillna(False)
+        bound = bound.mask((below.fillna(False) & unmeasured).to_numpy(dtype=bool), float(grade))
+    return bound
+
+
+def _anc_grade(patients: pd.DataFrame) -> pd.Series:
+    """The ANC grade ranked: the measured one, or the WBC's bound when that is higher (0 when unknown)."""
+    return pd.concat([_grade(patients, "anc"), _anc_bound_grade(patients)], axis=1).max(axis=1)
+
+
 def _febrile_neutropenia(patients: pd.DataFrame) -> pd.Series:
     """True where the status says febrile neutropenia; False when unknown (NA) or not carried at all."""
     if FEBRILE_NEUTROPENIA not in patients:
@@ -118,13 +165,14 @@ def priority(patients: pd.DataFrame) -> pd.Series:
     >>> priority(patients).tolist()
     [7, 6, 4, 3]
     """
-    anc, wbc, alc = (_grade(patients, analyte) for analyte in ("anc", "wbc", "alc"))
+    anc, wbc, alc = _anc_grade(patients), _grade(patients, "wbc"), _grade(patients, "alc")
+    new_anc = _has(patients, "anc_new_onset") & ((anc >= 2) | _has(patients, "anc_significant_drop"))
     conditions = [
         (anc >= 4) | _febrile_neutropenia(patients),
         anc >= 3,
-        _has(patients, *NEW_NEUTROPENIA),
+        new_anc | _has(patients, "anc_worsening"),
         (wbc >= 3) | (alc >= 3),
-        _has(patients, *NEW_WBC_OR_ALC),
+        _has(patients, *NEW_WBC_OR_ALC, "anc_new_onset"),
         _has(patients, *PERSISTENT),
         patients["flags"].map(len).astype("int64") > 0,
     ]
@@ -142,12 +190,37 @@ def _count(patients: pd.DataFrame, analyte: str) -> pd.Series:
     return (comparator.astype("string").fillna("") + value.astype("string")).fillna("")
 
 
-def _graded(patients: pd.DataFrame, analyte: str) -> pd.Series:
-    """ "ANC grade 4 (0.3 x10^9/L)": the analyte's grade and count as reported."""
+def _count_note(patients: pd.DataFrame, analyte: str) -> pd.Series:
+    """ "0.3 x10^9/L", with ", preliminary" for a preliminary count and " on 2026-05-01" for one older than
+    ``STALE_DAYS`` ("" when the list does not carry the count)."""
     count = _count(patients, analyte)
+    index = patients.index
+    status = patients.get(f"latest_{analyte}_status", pd.Series(pd.NA, index=index)).astype("string")
+    preliminary = status.eq("preliminary").fillna(False)
+    age = patients.get(f"latest_{analyte}_age_days", pd.Series(pd.NA, index=index)).astype("Float64")
+    day = pd.to_datetime(patients.get(f"latest_{analyte}_day", pd.Series(pd.NaT, index=index)))
+    on = (" on " + day.dt.strftime("%Y-%m-%d").astype("string")).fillna("")
+    text = count + " x10^9/L" + on.where((age > STALE_DAYS).fillna(False), "")
+    text = text.where(~preliminary, text + ", preliminary")
+    return text.where(count.ne(""), "")
+
+
+def _graded(patients: pd.DataFrame, analyte: str) -> pd.Series:
+    """ "ANC grade 4 (0.3 x10^9/L)": the analyte's grade and count as reported, marked preliminary and
+    dated when old (``_count_note``)."""
+    note = _count_note(patients, analyte)
     grade = patients[f"latest_{analyte}_grade"].astype("Int64").astype("string").fillna("unknown")
     text = _NAMES[analyte] + " grade " + grade
-    return text.where(count.eq(""), text + " (" + count + " x10^9/L)")
+    return text.where(note.eq(""), text + " (" + note + ")")
+
+
+def _anc_text(patients: pd.DataFrame) -> pd.Series:
+    """The ANC's words: its grade and count, or, where the WBC's bound ranks it, "ANC not measured; WBC
+    0.8 x10^9/L (ANC at most 0.8)"."""
+    bounded = _anc_bound_grade(patients) > _grade(patients, "anc")
+    wbc = _count(patients, "wbc")
+    unmeasured = "ANC not measured; WBC " + _count_note(patients, "wbc") + " (ANC at most " + wbc + ")"
+    return _graded(patients, "anc").where(~bounded.to_numpy(dtype=bool), unmeasured)
 
 
 def _joined(parts: Sequence[tuple[pd.Series, pd.Series | str]], index: pd.Index) -> pd.Series:
@@ -174,13 +247,17 @@ def priority_reason(patients: pd.DataFrame, tiers: pd.Series | None = None) -> p
     index = patients.index
     tiers = priority(patients) if tiers is None else tiers
     wbc, alc = _grade(patients, "wbc"), _grade(patients, "alc")
-    anc_text = _graded(patients, "anc")
+    anc_text = _anc_text(patients)
     new = _has(patients, "anc_new_onset")
     neutropenia = pd.Series("worsening neutropenia: ", index=index, dtype="string").where(
         ~new, "new neutropenia: "
     )
-    febrile = ("febrile neutropenia, " + anc_text).where(
-        patients["latest_anc_grade"].notna().to_numpy(dtype=bool), "febrile neutropenia"
+    detail = patients.get("febrile_detail", pd.Series(pd.NA, index=index)).astype("string")
+    detail = detail.mask(detail.eq("").fillna(False).to_numpy(dtype=bool))
+    febrile = ("febrile neutropenia (" + detail + ")").fillna(
+        ("febrile neutropenia, " + anc_text).where(
+            patients["latest_anc_grade"].notna().to_numpy(dtype=bool), "febrile neutropenia"
+        )
     )
     chronic = _has(patients, "chronic")
     persistent = [
@@ -197,7 +274,13 @@ def priority_reason(patients: pd.DataFrame, tiers: pd.Series | None = None) -> p
         2: anc_text,
         3: neutropenia + anc_text,
         4: _joined([(wbc >= 3, _graded(patients, "wbc")), (alc >= 3, _graded(patients, "alc"))], index),
-        5: _joined([(_has(patients, flag), _WORDS[flag]) for flag in NEW_WBC_OR_ALC], index),
+        5: _joined(
+            [
+                (_has(patients, "anc_new_onset"), "new neutropenia: " + anc_text),
+                *((_has(patients, flag), _WORDS[flag]) for flag in NEW_WBC_OR_ALC),
+            ],
+            index,
+        ),
         6: _joined(persistent, index),
         7: flag_words.astype("string"),
         8: pd.Series(TIERS[8], index=index, dtype="string"),
@@ -212,7 +295,7 @@ def in_priority_order(frame: pd.DataFrame, *, then: str) -> pd.DataFrame:
     """``frame`` (patients' status columns) sorted by tier, then ANC, WBC and ALC grade (highest first),
     then ``then`` (a time: the most recent first); a new frame, ``tier`` added."""
     # An ungraded count sorts as grade 0, so that a measured normal ANC does not outrank a WBC grade 3.
-    grades = {f"_{a}": _grade(frame, a) for a in ("anc", "wbc", "alc")}
+    grades = {"_anc": _anc_grade(frame), **{f"_{a}": _grade(frame, a) for a in ("wbc", "alc")}}
     out = frame.assign(tier=priority(frame))
     order = (
         out.assign(**grades)
