@@ -47,9 +47,9 @@ for column, (label, value) in zip(st.columns(6), triage.headline(shown).items(),
 
 table = worklist.worklist_table(shown, timezone)
 st.caption(
-    f"{len(table)} of {len(patients)} patients, most urgent first: ANC grade 4 or febrile neutropenia, then "
-    "ANC grade 3, then new or worsening neutropenia, then WBC or ALC grade 3-4, then new or worsening "
-    "leukopenia or lymphopenia, then persistent findings, then other flags; Why names the finding. "
+    f"{len(table)} of {len(patients)} patients, most urgent first (Priority): "
+    + "; ".join(f"{tier} {words}" for tier, words in triage.TIERS.items())
+    + ". Why names the finding. "
     "Grade: the highest current CTCAE v5.0 grade of WBC, ANC and ALC, each against the "
     "lower limit that applies to it. Cycle: C#D# (D1 = the day chemotherapy started) and the day the next "
     "dose is expected; readiness for it only from the readiness window before that day (or once it has "
