@@ -99,8 +99,8 @@ def test_a_correction_that_clears_leukopenia_is_an_alert_that_it_was_withdrawn(s
     assert "leukopenia" not in _patient(store, T1)["flags"]
     # Every flag that rested on the corrected count is withdrawn, each in its own words.
     assert sorted(_alerts(store, T1 - timedelta(minutes=1), T1)) == [
+        "WBC new onset withdrawn: WBC 2.5 corrected to 5.0 by the lab on 2026-03-03",
         "leukopenia withdrawn: WBC 2.5 corrected to 5.0 by the lab on 2026-03-03",
-        "new_onset withdrawn: WBC 2.5 corrected to 5.0 by the lab on 2026-03-03",
     ]
 
 

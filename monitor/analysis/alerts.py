@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from monitor.analysis.changes import GRADED
+from monitor.analysis.changes import GRADED, spoken_flag
 from monitor.analysis.triage import in_priority_order, max_grade
 
 __all__ = ["ALERT_COLUMNS", "current_alerts"]
@@ -85,7 +85,7 @@ def current_alerts(changes: pd.DataFrame, patients: pd.DataFrame) -> pd.DataFram
     sentence = np.where(
         told,
         changes["explanation"],
-        changes["flag"] + " appeared: " + changes["explained_now"].astype("string"),
+        spoken_flag(changes["flag"]) + " appeared: " + changes["explained_now"].astype("string"),
     )
     grouped = changes.assign(sentence=sentence).groupby("patient_key")
     out = pd.DataFrame(

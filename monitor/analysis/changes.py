@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["CHANGE_COLUMNS", "GRADED", "REVISION_COLUMNS", "flag_lineage", "status_changes"]
+__all__ = ["CHANGE_COLUMNS", "GRADED", "REVISION_COLUMNS", "flag_lineage", "spoken_flag", "status_changes"]
 
 # The analytes whose latest value, limit and grade the status keeps (and whose grade rises are changes).
 GRADED = ("wbc", "anc", "alc")
@@ -44,6 +44,28 @@ def flag_lineage(flag: str) -> str:
     if flag == "lymphopenia" or flag.startswith("alc_"):
         return "alc"
     return "wbc"
+
+
+_BELOW = ("leukopenia", "neutropenia", "lymphopenia")
+
+
+def spoken_flag(flags: pd.Series) -> pd.Series:
+    """Flags named in a sentence, with the count they judge (the bare change flags are the WBC's), as
+    ``analysis.flags.flag_label`` names them on the pages.
+
+    >>> spoken_flag(pd.Series(["new_onset", "anc_new_onset", "neutropenia", "significant_drop"])).tolist()
+    ['WBC new onset', 'ANC new onset', 'neutropenia', 'WBC significant drop']
+    """
+    words = {}
+    for flag in flags.dropna().unique():  # a handful of distinct names
+        lineage, _, rest = str(flag).partition("_")
+        if flag in _BELOW:
+            words[flag] = flag
+        elif lineage in GRADED and rest:
+            words[flag] = f"{lineage.upper()} {rest.replace('_', ' ')}"
+        else:
+            words[flag] = "WBC " + str(flag).replace("_", " ")
+    return flags.map(words)
 
 
 def status_changes(
@@ -188,7 +210,7 @@ def _withdrawn(
         newer = np.zeros(len(rows), dtype=bool)
     took_back = rows["said"].notna().to_numpy(dtype=bool) & ~newer
     rows.loc[took_back, "change"] = "withdrawn"
-    rows.loc[took_back, "explanation"] = rows["flag"] + " withdrawn: " + rows["said"]
+    rows.loc[took_back, "explanation"] = spoken_flag(rows["flag"]) + " withdrawn: " + rows["said"]
     return rows.drop(columns=["said", "analyte"])
 
 

@@ -54,6 +54,7 @@ __all__ = [
     "FlagRules",
     "below_limit",
     "episodes",
+    "flag_label",
     "patient_flags",
 ]
 
