@@ -216,7 +216,8 @@ def test_alerts_list_new_and_worsened_flags_since_a_time_most_severe_first(
     assert recent[0]["grade"] == 2
     assert "WBC CTCAE grade 1 -> 2" in recent[0]["changes"]
     assert any(
-        c.startswith("WBC worsening appeared: WBC worsening: fell") and "into CTCAE grade 2 (was grade 1)" in c
+        c.startswith("WBC worsening appeared: WBC worsening: fell")
+        and "into CTCAE grade 2 (was grade 1)" in c
         for c in recent[0]["changes"]
     )
     text = monitor("alerts", "--since", since, url=store).stdout
