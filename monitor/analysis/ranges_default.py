@@ -206,9 +206,9 @@ def resolve_lower_limit(
     # range neither raises nor lowers it); only a clinician's range for this patient (e.g. Duffy-null)
     # may lower it.
     lln, limit = resolved["lln"].to_numpy(), cutoff.to_numpy()
-    override = resolved["range_source"].eq("patient override").to_numpy(dtype=bool)
+    by_clinician = resolved["range_source"].eq("patient override").to_numpy(dtype=bool)
     child = ~np.isnan(limit)
-    resolved["flag_limit"] = np.where(child & ~override, limit, np.fmin(lln, limit))
+    resolved["flag_limit"] = np.where(child & ~by_clinician, limit, np.fmin(lln, limit))
     return resolved.set_axis(results.index)
 
 
