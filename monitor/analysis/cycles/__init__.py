@@ -4,9 +4,10 @@ A ``chemotherapy`` event starts a cycle, which runs to the next one or, when non
 its overdue period (``CycleRules.overdue_cycle_lengths`` planned lengths past the expected next dose).
 Results are aligned to whole days since the cycle's start: the start is day 0, so
 ``C2D8`` (the dashboard's notation, D1 = day 0) is day 7 of cycle 2. Two chemotherapy events at the same
-time start one cycle. A dosing day's counts (the pre-treatment count) are the new cycle's baseline and the
-last day of the cycle they close; the nadir is a low after the dose, never a pre-treatment count. Everything
-is computed for every patient at once.
+time start one cycle; a dose on a later dose day its regimen names ("D1 and D8 every 21 days") starts none
+(``align.in_cycle_doses``). A dosing day's counts (the pre-treatment count) are the new cycle's baseline
+and the last day of the cycle they close; the nadir is a low after the dose, never a pre-treatment count.
+Everything is computed for every patient at once.
 
 Facts and sources: docs/clinical-rules.md, Chemotherapy cycles (nadir timing, readiness thresholds from
 the paclitaxel and docetaxel prescribing information, G-CSF as recorded, febrile neutropenia by CTCAE

@@ -6,7 +6,12 @@ import numpy as np
 import pandas as pd
 
 from monitor.analysis.cycles.rules import DEFAULT_CYCLE_RULES, CycleRules
-from monitor.analysis.cycles.schedule import planned_lengths
+from monitor.analysis.cycles.schedule import (
+    IN_CYCLE_TOLERANCE_DAYS,
+    planned_lengths,
+    regimen_cycle_days,
+    regimen_dose_days,
+)
 from monitor.analysis.status import EXCLUDED_STATUSES
 from monitor.timestamps import DAY, local_days, localize
 
@@ -59,6 +64,9 @@ def cycles_from_events(
     own views: table, readiness, overlay), to the end of its overdue period: its expected next dose day
     (``schedule.planned_lengths``) and ``overdue_cycle_lengths`` planned lengths more (D22 + 42 days for
     21 days), when it is no longer current. ``start`` keeps the event's own time.
+
+    A dose on a later dose day its cycle's regimen names (``in_cycle_doses``: gemcitabine "D1 and D8 every
+    21 days") belongs to that cycle and starts none; ``doses`` lists each cycle's doses ("D1, D8").
     """
     events = with_utc_starts(events)
     chemo = events[events["kind"].eq("chemotherapy").to_numpy(dtype=bool)]
@@ -69,6 +77,11 @@ def cycles_from_events(
     )
     chemo = chemo.sort_values(["patient_key", "start_at"], kind="stable")
     chemo = chemo.drop_duplicates(["patient_key", "day_start"])  # two drugs on one day: one cycle
+    chemo = in_cycle_doses(chemo, timezone)
+    doses = chemo.groupby(["patient_key", "cycle_of_dose"], sort=False)["dose_day"].agg(
+        lambda days: ", ".join(f"D{int(d) + 1}" for d in days)
+    )
+    chemo = chemo[chemo["dose_day"].eq(0).to_numpy(dtype=bool)]
     grouped = chemo.groupby("patient_key", sort=False)
     next_start = grouped["start_at"].shift(-1)
     next_day = grouped["day_start"].shift(-1)
@@ -83,6 +96,9 @@ def cycles_from_events(
             "next_start": next_start,
             "label": chemo["label"],
             "regimen": chemo["regimen"].astype(str).str.strip(),
+            "doses": doses.reindex(
+                pd.MultiIndex.from_frame(chemo[["patient_key", "cycle_of_dose"]])
+            ).to_numpy(),
         }
     ).reset_index(drop=True)
     if overdue:
@@ -95,6 +111,61 @@ def cycles_from_events(
     # The next start's regimen decides the readiness rule for it.
     cycles["next_regimen"] = cycles.groupby("patient_key")["regimen"].shift(-1)
     return cycles
+
+
+def in_cycle_doses(chemo: pd.DataFrame, timezone: str) -> pd.DataFrame:
+    """``chemo`` (one dosing day per row, sorted by patient and time) with ``cycle_of_dose`` (the cycle each
+    dose belongs to, 1-based) and ``dose_day`` (its calendar day since that cycle's D1: 0 for a cycle's
+    first dose).
+
+    A dose is given inside the current cycle, and starts no new one, when the regimen text of the cycle's
+    first dose (``regimen``, else ``label``) states a cycle length L (``schedule.regimen_cycle_days``) and
+    names later dose days (``schedule.regimen_dose_days``: "D1 and D8"), and the dose's calendar day since
+    D1 is one of them within ``IN_CYCLE_TOLERANCE_DAYS`` (D8 given on D6 to D10), before the tolerance
+    around the next D1 (day L). Otherwise every dose starts a cycle (nothing is guessed). Doses are taken
+    in order, the n-th dose of every patient at once (a patient has few).
+
+    >>> start = pd.Timestamp("2026-10-01 09:00", tz="UTC")
+    >>> chemo = pd.DataFrame({"patient_key": 1, "regimen": "gemcitabine D1 and D8 every 21 days",
+    ...     "start_at": [start + pd.Timedelta(days=d) for d in (0, 7, 21, 29)]})
+    >>> chemo = chemo.assign(day_start=day_start(chemo["start_at"], "UTC"))
+    >>> in_cycle_doses(chemo, "UTC")[["cycle_of_dose", "dose_day"]].values.tolist()
+    [[1, 0], [1, 7], [2, 0], [2, 8]]
+    """
+    chemo = chemo.reset_index(drop=True)  # (events of several sources may repeat index labels)
+    text = chemo["regimen"].fillna("").astype(str)
+    if "label" in chemo:
+        text = text.where(text.str.strip().ne(""), chemo["label"].fillna("").astype(str))
+    length = regimen_cycle_days(text)
+    named = regimen_dose_days(text)
+    local = local_days(chemo["start_at"], timezone)
+    day = ((local - local.min()) / DAY).round().astype("int64")  # calendar day numbers in the site's zone
+    rank = chemo.groupby("patient_key", sort=False).cumcount()
+    patients = chemo["patient_key"]
+    dose_day = pd.Series(0, index=chemo.index, dtype="int64")
+    # The current cycle's D1 per patient: its day, length and named days (from the cycle's first dose).
+    first = chemo.index[rank.eq(0).to_numpy()]
+    current = pd.DataFrame(
+        {"d1": day[first].to_numpy(), "length": length[first].to_numpy(), "named": named[first].to_numpy()},
+        index=patients[first].to_numpy(),
+    )
+    for n in range(1, int(rank.max()) + 1 if len(rank) else 0):
+        rows = chemo.index[rank.eq(n).to_numpy()]
+        state = current.loc[patients[rows].to_numpy()].set_axis(rows)
+        since = (day[rows] - state["d1"].astype("int64")).astype("int64")
+        options = pd.DataFrame({"since": since, "length": state["length"], "named": state["named"]})
+        options = options.explode("named").dropna(subset=["named"])
+        near = (options["since"] - options["named"].astype("int64")).abs().le(IN_CYCLE_TOLERANCE_DAYS)
+        near &= options["since"].lt(options["length"] - IN_CYCLE_TOLERANCE_DAYS)
+        inside = near.groupby(level=0).any().reindex(rows, fill_value=False).astype(bool)
+        dose_day[rows] = since.where(inside, 0)
+        starts = rows[~inside.to_numpy()]
+        restarted = patients[starts].to_numpy()
+        current.loc[restarted, "d1"] = day[starts].to_numpy()
+        current.loc[restarted, "length"] = length[starts].to_numpy()
+        current.loc[restarted, "named"] = named[starts].to_numpy()
+    cycle = dose_day.eq(0).groupby(patients).cumsum()
+    return chemo.assign(cycle_of_dose=cycle.astype("int64"), dose_day=dose_day)
 
 
 def usable_results(results: pd.DataFrame) -> pd.DataFrame:

@@ -83,6 +83,8 @@ def cycle_table(
             "cycle": frame["cycle"],
             # (as times even when there are no cycles: an empty column arrives untyped)
             "start": pd.to_datetime(frame["start"], utc=True).dt.tz_convert(timezone).dt.strftime("%Y-%m-%d"),
+            # The cycle's doses by day ("D1, D8" when the regimen gives doses inside the cycle).
+            "doses": frame["doses"].fillna("D1") if "doses" in frame else "D1",
             "nadir ANC": nadir.where(frame["nadir_anc"].notna(), "not sampled"),
             "on": days("nadir_day"),
             "grade": frame["nadir_anc_grade"],

@@ -45,6 +45,15 @@ _WEEKS = (
     r"|(?P<weekly>(?<![\w-])weekly\b|\bevery\s+week\b)"
 )
 MAX_PLANNED_DAYS = 84
+# Dose days named inside a cycle, D1 first: "D1 and D8", "D1,8", "days 1 and 8", "D1+D15", "d1, d8, d15",
+# "days 1, 8 and 15", "day 1 and day 8". A range ("D1-3") is not a list of dose days and is not read.
+_DOSE_DAYS = (
+    r"\b(?:days?\s*|d)0?1(?P<rest>(?:\s*(?:,|\+|&|/|\band\b)\s*(?:days?\s*|d)?\d{1,2}\b"
+    r"(?!\s*-?\s*(?:mg|g\b|%|cycles?|courses?|weeks?|w\b|days?\b|x\b)))+)"
+)
+# A dose within this many calendar days of a named in-cycle day is that day's dose (scheduling moves doses
+# by a day or two). No source: site decision (docs/clinical-rules.md, Cycle days).
+IN_CYCLE_TOLERANCE_DAYS = 2
 
 
 def regimen_cycle_days(regimen: pd.Series) -> pd.Series:
@@ -72,6 +81,23 @@ def regimen_cycle_days(regimen: pd.Series) -> pd.Series:
     found = found.fillna(weeks["weekly"].notna().map({True: 7.0, False: np.nan}))
     found = found.where(found.between(1, MAX_PLANNED_DAYS)).astype("float64")
     return text.map(pd.Series(found.to_numpy(), index=unique.to_numpy())).astype("float64")
+
+
+def regimen_dose_days(regimen: pd.Series) -> pd.Series:
+    """The later dose days a regimen's text names inside its cycle, as cycle days since D1 (day 0): a tuple
+    per text, empty when it names none (D1 alone, or no days at all).
+
+    >>> regimen_dose_days(pd.Series(["gemcitabine 1000 mg/m2 D1 and D8 every 21 days", "ABVD D1+D15 q28d",
+    ...     "paclitaxel d1, d8, d15; carboplatin d1 q21d", "days 1, 8 and 15 every 28 days", "D1,8 q21",
+    ...     "docetaxel q21d", "etoposide D1-3 q21d"])).tolist()
+    [(7,), (14,), (7, 14), (7, 14), (7,), (), ()]
+    """
+    text = regimen.fillna("").astype(str).str.lower()
+    unique = pd.Series(text.unique())
+    rest = unique.str.extract(_DOSE_DAYS)["rest"].fillna("")
+    numbers = rest.str.findall(r"\d{1,2}")
+    named = numbers.map(lambda found: tuple(sorted({int(n) - 1 for n in found if int(n) > 1})))
+    return text.map(pd.Series(named.to_numpy(), index=unique.to_numpy()))
 
 
 def planned_lengths(cycles: pd.DataFrame, rules: CycleRules, timezone: str) -> pd.DataFrame:

@@ -29,6 +29,7 @@ CYCLE_COLUMNS = (
     "end",
     "label",
     "regimen",
+    "doses",
     "nadir_anc",
     "nadir_anc_comparator",
     "nadir_day",
@@ -106,6 +107,8 @@ def treatment_cycles(
         (ANC < 1.0 with a single temperature > 38.3 °C; docs/clinical-rules.md, Febrile neutropenia), NA
         when that cannot be told (no temperature written, 38.0-38.3 °C whose duration is unknown, or no ANC
         within a day).
+        ``doses`` lists the cycle's doses by cycle day ("D1, D8": a dose on a later dose day the regimen
+        names is given inside the cycle and starts none; ``align.in_cycle_doses``).
         ``length_days`` is the time to the next start (a postponed cycle is longer than planned).
         ``ready_at_next`` is True or False from the last ANC and platelets in the window before the next
         start, NA when a count is missing or there is no next cycle; ``readiness`` says why.
