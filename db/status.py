@@ -174,7 +174,8 @@ def _refresh(
     latest = history.sort_values(["patient_key", "analyte", "collected_at", "panel_id"], kind="stable")
     latest = latest.groupby(["patient_key", "analyte"]).tail(1)
     summary = counts.set_index("patient_key").join(latest_values(latest))
-    flagged = _flagged(history, context, now, timezone, _chemotherapy(session, list(patient_keys)))
+    events = _treatment_events(session, list(patient_keys))
+    flagged = _flagged(history, context, now, timezone, _chemotherapy(events))
     summary = summary.join(_graded(latest, context)).join(flagged)
     # A flag whose lineage's latest result is preliminary says so (docs/clinical-rules.md, Preliminary
     # results); done here, outside monitor.analysis.flags, on the sentences it wrote.
@@ -182,8 +183,9 @@ def _refresh(
         summary[["flags", "explanations"]], preliminary_analytes(summary)
     )[["flags", "explanations"]]
     summary = summary.join(_pattern(session, history, latest, context))
-    summary = summary.join(_recent_wbc(history)).join(_cycle_now(session, history, context, now, timezone))
-    summary = summary.join(_febrile_now(session, history, context, now, timezone))
+    summary = summary.join(_recent_wbc(history))
+    summary = summary.join(_cycle_now(session, history, _chemotherapy(events), context, now, timezone))
+    summary = summary.join(_febrile_now(history, events, context, now, timezone))
     summary = summary.reindex(list(patient_keys))
     # A column that no patient of this pass filled arrives as all-NaN floats: filled as text, or lists.
     for column in ("flags", "explanations"):
@@ -415,17 +417,27 @@ def _history(session: Session, patient_keys: list[int], usable: tuple[Any, ...])
     )
 
 
-def _chemotherapy(session: Session, patient_keys: list[int]) -> pd.DataFrame:
-    """The chemotherapy events of these patients (``start_at`` UTC): the flags' trend leaves their cycles
-    out."""
+def _treatment_events(session: Session, patient_keys: list[int]) -> pd.DataFrame:
+    """The chemotherapy and fever events of these patients (``start_at`` UTC), read once per pass: the flags'
+    trend leaves the cycles out, the cycle now is judged from them, and a fever in the current cycle is
+    febrile neutropenia when the ANC was low."""
     return read_frame_in(
         session,
         lambda part: select(
-            ClinicalEvent.patient_id.label("patient_key"), ClinicalEvent.kind, ClinicalEvent.start_at
-        ).where(ClinicalEvent.patient_id.in_(part), ClinicalEvent.kind == "chemotherapy"),
+            ClinicalEvent.patient_id.label("patient_key"),
+            ClinicalEvent.kind,
+            ClinicalEvent.start_at,
+            ClinicalEvent.label,
+            ClinicalEvent.details,
+        ).where(ClinicalEvent.patient_id.in_(part), ClinicalEvent.kind.in_(("chemotherapy", "fever"))),
         patient_keys,
         utc=["start_at"],
     )
+
+
+def _chemotherapy(events: pd.DataFrame) -> pd.DataFrame:
+    """The chemotherapy events among ``events``."""
+    return events[events["kind"].eq("chemotherapy").to_numpy(dtype=bool)]
 
 
 def _flagged(
@@ -518,7 +530,12 @@ def _recent_wbc(history: pd.DataFrame) -> pd.DataFrame:
 
 
 def _cycle_now(
-    session: Session, history: pd.DataFrame, context: Context, now: datetime, timezone: str
+    session: Session,
+    history: pd.DataFrame,
+    events: pd.DataFrame,
+    context: Context,
+    now: datetime,
+    timezone: str,
 ) -> pd.DataFrame:
     """For patients in a chemotherapy cycle now: the cycle, its start, when the next dose is expected (its
     day and the day readiness is judged from, in the site's zone) and the verdict judged now (none before
@@ -527,18 +544,6 @@ def _cycle_now(
     sentence is made when shown, on the day shown (``analysis.cycles.readiness_as_of``)."""
     columns = ["cycle", "cycle_start", "next_dose_day", "readiness_from_day", "ready_now", "readiness"]
     empty = pd.DataFrame(columns=columns, index=pd.Index([], name="patient_key"))
-    keys = [int(key) for key in history["patient_key"].unique()]
-    events = read_frame_in(
-        session,
-        lambda part: select(
-            ClinicalEvent.patient_id.label("patient_key"),
-            ClinicalEvent.kind,
-            ClinicalEvent.start_at,
-            ClinicalEvent.label,
-            ClinicalEvent.details,
-        ).where(ClinicalEvent.patient_id.in_(part), ClinicalEvent.kind == "chemotherapy"),
-        keys,
-    )
     if events.empty:
         return empty
     rules = context.rules.cycles
@@ -575,7 +580,7 @@ def _cycle_now(
 
 
 def _febrile_now(
-    session: Session, history: pd.DataFrame, context: Context, now: datetime, timezone: str
+    history: pd.DataFrame, events: pd.DataFrame, context: Context, now: datetime, timezone: str
 ) -> pd.DataFrame:
     """For patients in a chemotherapy cycle now (their latest, not yet ended): whether it is febrile
     neutropenia, as the cycle table judges it (``analysis.cycles.treatment_cycles``: a recorded fever above
@@ -585,19 +590,6 @@ def _febrile_now(
     table places fevers in cycles; docs/clinical-rules.md, Worklist priority)."""
     columns = ["febrile_neutropenia", "febrile_detail"]
     empty = pd.DataFrame(columns=columns, index=pd.Index([], name="patient_key"))
-    keys = [int(key) for key in history["patient_key"].unique()]
-    events = read_frame_in(
-        session,
-        lambda part: select(
-            ClinicalEvent.patient_id.label("patient_key"),
-            ClinicalEvent.kind,
-            ClinicalEvent.start_at,
-            ClinicalEvent.label,
-            ClinicalEvent.details,
-        ).where(ClinicalEvent.patient_id.in_(part), ClinicalEvent.kind.in_(("chemotherapy", "fever"))),
-        keys,
-        utc=["start_at"],
-    )
     febrile = events.loc[events["kind"].eq("fever").to_numpy(dtype=bool), "patient_key"].unique()
     events = events[events["patient_key"].isin(febrile).to_numpy(dtype=bool)]
     if not events["kind"].eq("chemotherapy").any():
