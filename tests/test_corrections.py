@@ -234,10 +234,8 @@ def test_the_worklist_page_lists_the_withdrawn_flag_among_the_last_days_changes(
     store, db_url, monkeypatch
 ) -> None:
     import streamlit as st
-    from streamlit.testing.v1 import AppTest
 
-    from db.accounts import Viewer
-    from tests.conftest import ROOT
+    from tests.test_dashboard import _app
 
     now = datetime.now(UTC).replace(microsecond=0)
     drawn = (now - timedelta(days=1)).strftime("%Y%m%d%H%M")
@@ -246,9 +244,7 @@ def test_the_worklist_page_lists_the_withdrawn_flag_among_the_last_days_changes(
     monkeypatch.setenv("MONITOR_DATABASE_URL", db_url)
     st.cache_data.clear()
     st.cache_resource.clear()
-    at = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=60)
-    at.session_state["viewer"] = Viewer("admin", "admin", None)
-    at.run()
+    at = _app().run()
     assert not at.exception
     panel = next(e for e in at.expander if e.label.startswith("Changes in the last 24 hours"))
     assert panel.label == "Changes in the last 24 hours (1 patient)"

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import streamlit as st
 from sqlalchemy import select
-from streamlit.testing.v1 import AppTest
 
 from db.accounts import Viewer
 from db.models import Patient, PatientStatus
@@ -18,8 +17,8 @@ from db.session import make_engine, make_session_factory
 from db.store import open_store
 from monitor.analysis.triage import headline
 from services.worklist import worklist
-from tests.conftest import ROOT
 from tests.test_cli import monitor
+from tests.test_dashboard import _app
 
 # A: ANC 0.4 (grade 4) with a normal WBC; B: ALC 0.4 (grade 3) alone; C: ANC 0.8 (grade 3); D: WBC 1.8
 # (grade 3) alone; E: ANC 3.0 -> 1.2 (newly below its limit, grade 2) with a normal WBC; F: WBC below its
@@ -115,9 +114,7 @@ def test_the_worklist_service_and_page_show_the_same_order(review_store: str, mo
     monkeypatch.setenv("MONITOR_DATABASE_URL", review_store)
     st.cache_data.clear()
     st.cache_resource.clear()
-    at = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=60)
-    at.session_state["viewer"] = Viewer("admin", "admin", None)
-    at.run()
+    at = _app().run()
     assert not at.exception
     table = at.dataframe[0].value
     assert list(zip(table["Patient ID"], table["Priority"], table["Why"], strict=True)) == ORDER
