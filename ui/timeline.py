@@ -204,7 +204,7 @@ def _hover(rows: pd.DataFrame, earlier: pd.Series, unit: str, *, graded: bool) -
             "grade": rows["grade"].map(lambda g: "" if pd.isna(g) else f" · CTCAE grade {int(g)}")
             if graded
             else "",
-            "status": rows["status"].map(lambda status: STATUS_WORDS.get(status, status)),
+            "status": rows["status"].map(STATUS_WORDS).fillna(rows["status"]),
             "lab": rows["lab"].fillna("?") if "lab" in rows else "?",
             "accession": rows["accession"].fillna("?") if "accession" in rows else "?",
             "history": ("<br>corrected; earlier: " + corrected.astype("string")).fillna("")
