@@ -240,3 +240,38 @@ def test_results_as_a_table_print_values_as_the_lab_printed_them(upgraded: str, 
     assert hgb[2:3] + hgb[4:7] == ["9.99", "g/dL", "11.92", "15.95"] and hgb[-2:] == ["6.2", "mmol/L"]
     anc = next(line for line in shown.stdout.splitlines() if " anc " in line).split()
     assert anc[2] == "<0.1"
+
+
+def test_patients_and_alerts_audit_a_view_of_every_patient_they_list(upgraded: str) -> None:
+    """A list printed on the command line is a view of each patient in it, as the worklist is."""
+    from sqlalchemy import create_engine, text
+
+    from cli import cli
+    from db.store import open_store
+    from services.imports import ImportOptions, import_path
+
+    import_path(
+        open_store(upgraded, timezone="UTC"),
+        DATA / "canonical-good.csv",
+        options=ImportOptions(imported_by="test", site_timezone="UTC"),
+    )
+    runner = CliRunner()
+    listed = runner.invoke(cli, ["patients", "--format", "json", "--database", upgraded])
+    alerted = runner.invoke(cli, ["alerts", "--format", "json", "--database", upgraded])
+    assert listed.exit_code == 0 and alerted.exit_code == 0, (listed.output, alerted.output)
+    patients = {row["patient_id"] for row in json.loads(listed.output)}
+    alerts = {row["patient_id"] for row in json.loads(alerted.output)}
+    assert len(patients) >= 2 and alerts and "patient_key" not in json.loads(alerted.output)[0]
+    engine = create_engine(upgraded)
+    with engine.connect() as connection:
+        views = connection.execute(
+            text(
+                "SELECT a.username, p.mrn, a.details FROM audit_log a "
+                "LEFT JOIN patient p ON p.id = a.patient_id "
+                "WHERE a.action = 'view'"
+            )
+        ).all()
+    engine.dispose()
+    assert all(who.startswith("cli:") for who, _, _ in views)
+    assert {mrn for _, mrn, details in views if "patient list" in details} == patients
+    assert {mrn for _, mrn, details in views if "alerts since" in details} == alerts

@@ -203,10 +203,13 @@ def test_acknowledging_clears_the_worklist_state_and_is_audited(imported_store) 
     with open_store(imported_store, timezone="UTC")() as session:
         audited = session.execute(text("SELECT action, username, details FROM audit_log ORDER BY id")).all()
     actions = [row[0] for row in audited]
-    # The import, the views of the worklist and the patient's page, then the acknowledgement with its comment.
-    assert actions == ["import", "view", "view", "acknowledge"]
-    assert "worklist" in audited[1][2] and "patient timeline" in audited[2][2]
-    assert audited[3][1] == "admin" and "repeat CBC in a week" in audited[3][2]
+    # The import, the worklist's view of each patient listed (the timeline's selector lists the same ones:
+    # not again), the patient's page, then the acknowledgement with its comment.
+    listed = len(at.dataframe[0].value)
+    assert actions == ["import", *["view"] * listed, "view", "acknowledge"]
+    assert all("worklist" in row[2] for row in audited[1 : listed + 1])
+    assert "patient timeline" in audited[-2][2]
+    assert audited[-1][1] == "admin" and "repeat CBC in a week" in audited[-1][2]
 
 
 def test_a_patient_range_recomputes_the_grade_and_the_flags(imported_store) -> None:
@@ -288,17 +291,24 @@ def test_cycles_page_overlays_counts_by_cycle_and_tables_them(treated_store) -> 
     assert table.loc[0, "nadir ANC"].startswith("0.9") and table.loc[0, "on"] == "D21"
 
 
-def test_the_worklist_is_audited_once_per_session_as_a_view_of_a_list(imported_store) -> None:
+def test_the_worklist_is_audited_once_per_session_as_a_view_of_each_patient_listed(imported_store) -> None:
     at = _app().run()
-    at.text_input(key="worklist_search").input("2002").run()  # a rerun of the same list
+    shown = at.dataframe[0].value["Patient ID"].tolist()
+    at.text_input(key="worklist_search").input("2002").run()  # a rerun of the same list, narrowed
     assert not at.exception
     with open_store(imported_store, timezone="UTC")() as session:
         views = session.execute(
-            text("SELECT username, patient_id, details FROM audit_log WHERE action = 'view' ORDER BY id")
+            text(
+                "SELECT a.username, p.mrn, a.details FROM audit_log a "
+                "LEFT JOIN patient p ON p.id = a.patient_id "
+                "WHERE a.action = 'view' ORDER BY a.id"
+            )
         ).all()
     listed = [row for row in views if "worklist" in (row[2] or "")]
-    assert [(row[0], row[1]) for row in listed] == [("admin", None)]
-    assert "patients)" in listed[0][2]
+    # Every patient whose name and counts the list showed, once each, under the viewer.
+    assert sorted(row[1] for row in listed) == sorted(shown) and len(shown) >= 2
+    assert {row[0] for row in listed} == {"admin"}
+    assert all(f"({len(shown)} patients)" in row[2] for row in listed)
 
 
 def test_opening_a_patients_cycles_is_audited_once_not_at_every_rerun(treated_store) -> None:
@@ -487,17 +497,45 @@ def test_audit_page_filters_by_every_action_and_finds_a_person_under_each_spelli
     assert at.dataframe[0].value["action"].tolist() == ["import"]
 
 
-def test_a_download_is_recorded_in_the_trail_under_the_viewer(imported_store) -> None:
-    from ui import downloads
+@pytest.fixture
+def offered_downloads(monkeypatch) -> dict[str, object]:
+    """What each page's download buttons would serve, by label: the callable Streamlit runs when the file
+    is asked for (a click, or a request sent without one), captured as the page draws the button."""
+    offered: dict[str, object] = {}
+    real = st.download_button
 
-    downloads._record_download(ADMIN, "worklist CSV (1 rows)", None)
-    with open_store(imported_store, timezone="UTC")() as session:
-        exported = session.execute(
-            text("SELECT username, details FROM audit_log WHERE action = 'export'")
+    def capture(label, data, *args, **kwargs):
+        offered[label] = data
+        return real(label, data, *args, **kwargs)
+
+    monkeypatch.setattr(st, "download_button", capture)
+    return offered
+
+
+def _exports(url: str) -> list[tuple[str, str]]:
+    with open_store(url, timezone="UTC")() as session:
+        rows = session.execute(
+            text("SELECT username, details FROM audit_log WHERE action = 'export' ORDER BY id")
         ).all()
-    assert [(who, json.loads(details)["what"]) for who, details in exported] == [
-        ("admin", "worklist CSV (1 rows)")
-    ]
+    return [(who, json.loads(details)["what"]) for who, details in rows]
+
+
+def test_a_download_is_audited_when_the_file_is_made_and_refused_once_signed_out(
+    imported_store, offered_downloads
+) -> None:
+    at = _app().run()
+    assert not at.exception
+    make = offered_downloads["Download this list (CSV)"]
+    assert callable(make) and _exports(imported_store) == []  # drawing the button exports nothing
+    made = make()  # what Streamlit runs when the file is asked for, with or without the button's click
+    made = made.decode() if isinstance(made, bytes) else made
+    assert made.startswith("Priority,Why,Patient ID,") and "MRN1001" in made
+    assert _exports(imported_store) == [("admin", f"worklist CSV ({len(made.splitlines()) - 1} patients)")]
+    at.button(key="sign_out").click().run()
+    assert at.title[0].value == "Sign in"
+    with pytest.raises(PermissionError):  # the file asked for after signing out: nothing made
+        make()
+    assert len(_exports(imported_store)) == 1
 
 
 def test_a_childs_page_shows_age_in_months_and_an_anc_below_the_interval_for_age(
