@@ -39,7 +39,8 @@ trail = read_trail(
 # The trail names patients and who looked at them: reading it is a view, audited once per filter shown.
 shown = {"user": username.strip(), "action": action, "patient": patient_id.strip()}
 filtered = "".join(f", {name} {value!r}" for name, value in shown.items() if value)
-data.record_view(None, viewer, "audit trail", f" ({len(trail)} rows, last {days} days{filtered})")
+filters = f"last {days} days{filtered}"
+data.record_view(None, viewer, "audit trail", f" ({len(trail)} rows, {filters})", distinct=filters)
 st.dataframe(
     trail.assign(at=trail["at"].dt.strftime("%Y-%m-%d %H:%M:%S")).rename(columns={"at": "at (UTC)"}),
     hide_index=True,

@@ -572,3 +572,110 @@ def test_a_childs_page_shows_age_in_months_and_an_anc_below_the_interval_for_age
         "below the reference interval for age"
         in next(m for m in at.metric if m.label.startswith("Latest ANC")).value
     )
+
+
+def _views(url: str) -> list[tuple[str, str | None, str]]:
+    """The trail's views: who, which patient (identifier, or None for a view of no one patient), what."""
+    with open_store(url, timezone="UTC")() as session:
+        rows = session.execute(
+            text(
+                "SELECT a.username, p.mrn, a.details FROM audit_log a "
+                "LEFT JOIN patient p ON p.id = a.patient_id WHERE a.action = 'view' ORDER BY a.id"
+            )
+        ).all()
+    return [(who, mrn, json.loads(details)["what"]) for who, mrn, details in rows]
+
+
+def test_the_cycles_pages_list_of_treated_patients_is_audited_as_a_view_of_each(
+    treated_store, tmp_path, monkeypatch
+) -> None:
+    """A clinician who opens Treatment cycles first sees the treated patients' names in its selector."""
+    at = _app().run()
+    at.switch_page("app_pages/cycles.py").run()
+    assert not at.exception
+    offered = at.selectbox(key="cycles_patient").options
+    at.segmented_control(key="cycles_analyte").set_value("wbc").run()  # a rerun: no new rows
+    listed = [(who, mrn) for who, mrn, what in _views(treated_store) if what.startswith("patient list on")]
+    assert [mrn for _, mrn in listed] == ["MRN1001"] and offered == ["MRN1001 · (no name)"]
+
+
+def test_reading_the_audit_trail_is_audited_once_per_filter(imported_store) -> None:
+    at = _app().run()
+    at.switch_page("app_pages/audit.py").run()
+    at.text_input(key="audit_user").input("admin").run()
+    at.run()  # a rerun of the same filter
+    assert not at.exception
+    trail = [what for who, _, what in _views(imported_store) if "audit trail" in what and who == "admin"]
+    assert len(trail) == 2 and "user 'admin'" in trail[1] and "rows, last 7 days" in trail[0]
+
+
+# Markdown and HTML a feed or a form could carry: an image (the browser would fetch it), a link, a coloured
+# directive passing for clinical text, HTML tags, LaTeX and a table's pipes.
+PAYLOAD = "![i](http://e.x/i)[l](http://e.x):red[STOP]<b>h</b>$\\pi$|a|b|"
+
+
+def _texts(at: AppTest) -> list[str]:
+    """What a page shows as markdown: text elements, alerts and the metrics' help."""
+    assert not at.exception
+    shown = []
+    for kind in ("markdown", "caption", "error", "warning", "info", "success", "subheader", "title"):
+        shown += [element.value for element in at.get(kind)]
+    return shown + [metric.help or "" for metric in at.metric]
+
+
+def test_text_from_feeds_and_forms_is_shown_as_typed_never_as_markdown_or_html(tmp_path, monkeypatch) -> None:
+    """The payload as a patient identifier, name and team name, a lab, an event's label and details,
+    and an acknowledgement's comment: every page shows it escaped, as text, and plotly's hover too."""
+    from ui.text import plain
+
+    url = f"sqlite:///{tmp_path / 'monitor.db'}"
+    store = open_store(url, timezone="UTC")
+    results = tmp_path / "results.csv"
+    results.write_text(
+        "patient_id,collected_at,analyte,value,unit,ref_low,ref_high,lab,accession,status\n"
+        f"{PAYLOAD},2026-03-02T08:15:00Z,wbc,5.6,10^9/L,4.0,11.0,{PAYLOAD},{PAYLOAD},final\n"
+        f"{PAYLOAD},2026-03-16T08:15:00Z,wbc,2.1,10^9/L,4.0,11.0,{PAYLOAD},A-2,final\n"
+        f"{PAYLOAD},2026-03-16T08:15:00Z,anc,0.9,10^9/L,1.8,7.7,{PAYLOAD},A-2,final\n"
+    )
+    events = tmp_path / "events.csv"
+    events.write_text(
+        "patient_id,kind,start,end,label,details\n"
+        f"{PAYLOAD},chemotherapy,2026-02-24,,{PAYLOAD},{PAYLOAD}\n"
+        f"{PAYLOAD},note,2026-03-10,,{PAYLOAD},{PAYLOAD}\n"
+    )
+    for path in (results, events):
+        summary = import_path(store, path, options=ImportOptions(imported_by="test", site_timezone="UTC"))
+        assert summary.error is None and not len(summary.rejected), summary
+    with store.begin() as session:  # as an HL7 or FHIR feed names them, and an administrator a team
+        session.execute(text("UPDATE patient SET name = :p"), {"p": PAYLOAD})
+        session.execute(text("INSERT INTO team (code, name) VALUES ('evil', :p)"), {"p": PAYLOAD})
+        session.execute(
+            text("INSERT INTO patient_team (patient_id, team_id) SELECT p.id, t.id FROM patient p, team t")
+        )
+    monkeypatch.setenv("MONITOR_DATABASE_URL", url)
+    at = _app().run()
+    at.switch_page("app_pages/patient.py").run()
+    at.text_area(key="acknowledge_comment").input(PAYLOAD)
+    at.button(key="FormSubmitter:acknowledge_form-Acknowledge").click().run()
+    shown = _texts(at)
+    header = next(text for text in shown if text.startswith("**"))
+    assert header.count(plain(PAYLOAD)) == 3, header  # identifier, name, team
+    shown += _texts(at.switch_page("app_pages/cycles.py").run())
+    shown += _texts(at.switch_page("app_pages/patients.py").run())
+    # Once every escaped payload is taken out, no piece of one is left: nothing was shown unescaped.
+    left = [text.replace(plain(PAYLOAD), "") for text in shown]
+    raw = [text for text in left if any(piece in text for piece in ("![", "](", ":red[", "<b>", "$\\pi$"))]
+    assert not raw, raw
+    # Plotly renders a subset of HTML in hover: the lab, the accession and the events' labels as text.
+    at = _app().run()
+    at.switch_page("app_pages/patient.py").run()
+    traces = json.loads(at.get("plotly_chart")[0].proto.spec)["data"]
+    strings = [
+        str(value)
+        for trace in traces
+        for field in ("customdata", "text")
+        for value in np.ravel(np.array(trace.get(field, []), dtype=object))
+    ]
+    assert not [value for value in strings if "<b>h</b>" in value]
+    hovered = [value for value in strings if "&lt;b&gt;h&lt;/b&gt;" in value]
+    assert len(hovered) >= 4  # the lab and accession of a result, and the events' labels

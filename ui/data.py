@@ -83,11 +83,14 @@ def patient_view(patient_key: int, viewer: Viewer, timezone: str) -> PatientView
     )
 
 
-def record_view(patient_key: int | None, viewer: Viewer, page: str, detail: str = "") -> None:
+def record_view(
+    patient_key: int | None, viewer: Viewer, page: str, detail: str = "", *, distinct: str | None = None
+) -> None:
     """Record in the audit trail that ``viewer`` opened this patient (``None``: a list of patients) on
-    ``page`` (``detail`` added to the row): once per patient opened (or, for a list, per ``detail``), not at
-    every rerun a widget causes (the session remembers the last view audited per page)."""
-    seen = (viewer.username, patient_key, detail)
+    ``page`` (``detail`` added to the row): once per patient opened (and per ``distinct``, what tells one
+    view of the page from another, e.g. its filters), not at every rerun a widget causes (the session
+    remembers the last view audited per page)."""
+    seen = (viewer.username, patient_key, distinct)
     if st.session_state.get(f"audited_view:{page}") == seen:
         return
     services.audit.record_view(
