@@ -111,7 +111,7 @@ with st.expander(f"Changes in the last {data.ALERT_HOURS} hours ({counted})", ex
             column_config={"Noticed": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")},
         )
 
-rows = selection.selection.rows if selection else []
-if rows:
-    st.session_state["patient_key"] = int(shown["patient_key"].iloc[rows[0]])
+picked = worklist.selected_patient(shown, selection.selection.rows if selection else [])
+if picked is not None:
+    st.session_state["patient_key"] = picked
     st.switch_page("app_pages/patient.py")

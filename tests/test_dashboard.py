@@ -679,3 +679,33 @@ def test_text_from_feeds_and_forms_is_shown_as_typed_never_as_markdown_or_html(t
     assert not [value for value in strings if "<b>h</b>" in value]
     hovered = [value for value in strings if "&lt;b&gt;h&lt;/b&gt;" in value]
     assert len(hovered) >= 4  # the lab and accession of a result, and the events' labels
+
+
+@pytest.mark.parametrize("rows", [[99], [-1], ["0"], [True], [0, 1], None, {"0": 0}])
+def test_a_tampered_worklist_selection_opens_no_patient_rather_than_failing(rows) -> None:
+    """The table's selection arrives from the browser as JSON: only one row number of the list shown opens
+    a patient."""
+    import pandas as pd
+
+    from ui.worklist import selected_patient
+
+    shown = pd.DataFrame({"patient_key": [7, 9]})
+    assert selected_patient(shown, rows) is None
+    assert selected_patient(shown, [1]) == 9
+
+
+def test_an_unexpected_error_shows_no_details_in_the_browser(imported_store, monkeypatch) -> None:
+    """A bug's exception reaches the page as a generic message: never its text (SQL, a host, a port) nor a
+    traceback (client.showErrorDetails, .streamlit/config.toml); the server's log keeps them."""
+    import services.worklist
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("SELECT mrn FROM patient on db.internal.example:5432 failed")
+
+    monkeypatch.setattr(services.worklist, "worklist", broken)
+    at = _app().run()
+    assert at.exception and not at.dataframe
+    shown = " ".join(f"{error.message} {' '.join(error.stack_trace)}" for error in at.exception)
+    assert not [word for word in ("SELECT", "db.internal", "5432", "RuntimeError", ".py") if word in shown], (
+        shown
+    )
