@@ -709,3 +709,28 @@ def test_an_unexpected_error_shows_no_details_in_the_browser(imported_store, mon
     assert not [word for word in ("SELECT", "db.internal", "5432", "RuntimeError", ".py") if word in shown], (
         shown
     )
+
+
+def test_a_store_error_at_sign_in_shows_no_details(imported_store, monkeypatch) -> None:
+    """The store failing as someone signs in: the page says nothing of the driver's message (a host, a
+    port, SQL)."""
+    from sqlalchemy.exc import OperationalError
+
+    from ui import identity
+
+    def unreachable(*_args, **_kwargs):
+        raise OperationalError(
+            "SELECT password_hash FROM app_user", {}, ConnectionError("db.internal.example:5432 refused")
+        )
+
+    monkeypatch.setattr(identity, "sign_in", unreachable)
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.text_input(key="sign_in_username").input("admin")
+    at.text_input(key="sign_in_password").input("demo")
+    at.button(key="FormSubmitter:sign_in_form-Sign in").click().run()
+    shown = [error.value for error in at.error] + [
+        f"{error.message} {' '.join(error.stack_trace)}" for error in at.exception
+    ]
+    assert shown and at.title[0].value == "Sign in"
+    leaked = [text for text in shown if any(word in text for word in ("db.internal", "5432", "SELECT"))]
+    assert not leaked, leaked
