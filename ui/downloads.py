@@ -49,9 +49,9 @@ def audited_csv_download(
         csv_export(frame, viewer=viewer, what=what, patient_key=patient_key, session=_session()),
         file_name=_safe_file_name(file_name),
         mime="text/csv",
-        # The rerun a click causes is one of the two runs after which Streamlit forgets the file it served
-        # (docs/deployment.md, Downloads); the audit row is written as the file is made, not by the rerun.
-        on_click="rerun",
+        # No rerun on a click: the audit row is written as the file is made, and a rerun racing the request
+        # for the file would replace the button, and the file's callable, before the file is made.
+        on_click="ignore",
     )
 
 
