@@ -18,7 +18,7 @@ from tests.conftest import DATA, ROOT
 def monitor(
     *args: str, url: str, zone: str = "UTC", input: str | None = None, in_process: bool = True
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m monitor ARGS`` against the store at ``url`` : what it printed, and its exit code.
+    """Run ``python -m monitor ARGS`` against the store at ``url``: what it printed, and its exit code.
 
     In this process by default (the command line's own ``main``, with its environment, streams and exit
     status, as the shim calls it): starting a new interpreter per command cost more than the commands
