@@ -91,7 +91,8 @@ def demo(database: str | None, n_patients: int, seed: int, remove: bool) -> None
 
     The demo comes with accounts whose password, 'demo', is published: remove the cohort and them before
     the store holds real patients. The removal keeps the audit trail whole; the demo accounts stay as
-    disabled names without a password, so that nobody can take over their place in the trail.
+    disabled names without a password, so that nobody can take over their place in the trail (seeding the
+    demo again does not enable them).
 
     \b
     Examples:

@@ -9,6 +9,7 @@ on a later day adds nothing. Simulating it and recomputing the patients' status 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -263,17 +264,18 @@ def _demo_accounts(session: Session) -> list[AppUser]:
 
 
 def accounts_with_published_password(session: Session) -> list[str]:
-    """The enabled demo accounts whose password is still the published ``demo`` (none when the first one
-    checked has another: each check costs an Argon2 verification)."""
-    hasher = PasswordHasher()
-    found = []
-    for user in _demo_accounts(session):
-        try:
-            if user.password_hash and hasher.verify(user.password_hash, DEMO_PASSWORD):
-                found.append(user.username)
-        except (VerificationError, InvalidHashError):
-            continue
-    return found
+    """The enabled demo accounts whose password is still the published ``demo``."""
+    return [user.username for user in _demo_accounts(session) if _published(user.password_hash or "")]
+
+
+@functools.lru_cache(maxsize=16)
+def _published(password_hash: str) -> bool:
+    """Whether this Argon2 hash is of ``DEMO_PASSWORD``: checked once per hash and process (a check costs
+    tens of milliseconds, and every import asks)."""
+    try:
+        return bool(password_hash) and PasswordHasher().verify(password_hash, DEMO_PASSWORD)
+    except (VerificationError, InvalidHashError):
+        return False
 
 
 def remove_cohort(session: Session, *, now: datetime, by: str) -> RemovedCohort:
