@@ -29,7 +29,7 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -201,10 +201,10 @@ def _request(
     return response
 
 
-def _refused(call: object) -> str:
+def _refused(call: Callable[[], object]) -> str:
     """How a request was refused: the connection closed without an answer, or a refusing status."""
     try:
-        status = call()  # type: ignore[operator]
+        status = call()
     except (http.client.RemoteDisconnected, ConnectionResetError, ssl.SSLError, InvalidHandshake) as error:
         if isinstance(error, InvalidStatus):
             status = error.response.status_code
