@@ -132,6 +132,8 @@ def _show(summaries: list[ImportSummary], dry_run: bool, teams: list[str]) -> No
             with st.expander(f"{file_name}: {len(summary.rejected)} refused, with reasons"):
                 listed = summary.rejected[["location", "reason", "raw_text"]]  # as in Past imports
                 st.dataframe(listed, hide_index=True, width="stretch")
+    for warning in dict.fromkeys(warning for summary in summaries for warning in summary.warnings):
+        st.warning(warning, icon=":material/key:")
 
 
 teams = st.multiselect(
