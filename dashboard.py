@@ -24,6 +24,15 @@ if viewer is None:
     identity.sign_in_page()
     st.stop()
 
+
+@st.fragment(run_every=identity.IDLE_CHECK_SECONDS)
+def _idle_timer() -> None:
+    """Signs an idle session out while its page stays open (its runs are not activity)."""
+    identity.idle_watch()
+
+
+_idle_timer()
+
 if "patient_key" not in st.session_state:
     st.session_state["patient_key"] = None
 
