@@ -17,6 +17,7 @@ from sqlalchemy import select
 from cli import cli
 from db.accounts import ACCOUNT_THROTTLE, CLIENT_THROTTLE, REFUSED, Viewer, create_user
 from db.models import AuditLog, SignInThrottle
+from db.session import make_session_factory
 from db.store import open_store
 from services import accounts
 from tests.test_dashboard import _app, _clear_caches  # noqa: F401 - _clear_caches: an autouse fixture
@@ -230,3 +231,69 @@ def test_the_sign_out_button_is_audited(dashboard_store) -> None:
     at.sidebar.button(key="sign_out").click().run()
     assert at.title[0].value == "Sign in"
     assert _sign_outs(dashboard_store) == ["signed out"]
+
+
+def _timer_script() -> None:
+    """The idle timer's body in a page of its own: a run after the first is the full-app run it asked for,
+    which (as dashboard.py's does) signs the session out."""
+    import streamlit as st
+
+    from ui import identity
+
+    st.session_state["runs"] = st.session_state.get("runs", 0) + 1
+    if st.session_state["runs"] > 1:
+        st.session_state.pop("viewer", None)
+    identity.idle_watch()
+
+
+def _timer(last_active: float):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_function(_timer_script, default_timeout=60)
+    at.session_state["viewer"] = Viewer("jsmith", "clinician", (1, 2))
+    at.session_state["viewer_last_active"] = last_active
+    return at.run()
+
+
+def test_the_idle_timer_asks_for_a_full_run_once_idle_and_its_runs_are_not_activity(dashboard_store) -> None:
+    active = time.monotonic() - 60
+    at = _timer(active)
+    assert not at.exception and at.session_state["runs"] == 1  # active a minute ago: nothing to do
+    assert at.session_state["viewer_last_active"] == active  # and the timer's run did not restart it
+    idle = time.monotonic() - 31 * 60
+    at = _timer(idle)
+    assert not at.exception and at.session_state["runs"] == 2  # the full run that signs out
+    assert at.session_state["viewer_last_active"] == idle
+
+
+def test_the_idle_timer_notices_a_disabled_account_between_clicks(dashboard_store) -> None:
+    accounts.disable_user(dashboard_store, viewer=accounts.SYSTEM, username="jsmith", now=NOW)
+    at = _timer(time.monotonic())
+    assert not at.exception and at.session_state["runs"] == 2
+
+
+def test_0016_keeps_accounts_and_teams_and_a_downgrade_keeps_the_trail(engine) -> None:
+    """Accounts in teams (rows that refer to app_user) survive dropping the lock's columns; a downgrade
+    refuses while the trail holds a sign-out, which the earlier schema cannot hold."""
+    from sqlalchemy import text
+
+    from db.migrate import current_revision, downgrade, upgrade
+
+    upgrade(engine, "0015_preliminary_corrections", timezone="UTC")
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO app_user (id, username, display_name, role, password_hash, is_active, "
+                "failed_attempts, locked_until, created_at) VALUES (1, 'jsmith', 'J', 'clinician', NULL, "
+                "true, 5, '2026-12-02 09:15:00', '2026-12-02 09:00:00')"
+            )
+        )
+        connection.execute(text("INSERT INTO team (id, code, name) VALUES (1, 'oncology', 'Oncology')"))
+        connection.execute(text("INSERT INTO user_team (user_id, team_id) VALUES (1, 1)"))
+    upgrade(engine, timezone="UTC")
+    store = make_session_factory(engine)
+    assert accounts.account_now(store, username="jsmith") == Viewer("jsmith", "clinician", (1,))
+    accounts.record_sign_out(store, username="jsmith", reason="idle", now=NOW)
+    with pytest.raises(RuntimeError, match="sign-outs or account changes"):
+        downgrade(engine, "0015_preliminary_corrections")
+    assert current_revision(engine) == "0016"

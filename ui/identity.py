@@ -31,6 +31,7 @@ from ui import data
 _VIEWER = "viewer"
 _LAST_ACTIVE = "viewer_last_active"
 _SESSION = "viewer_session"
+_CHECKED = "viewer_checked"  # when the account was last read (time.monotonic())
 # How often the idle timer looks at the clock: a session ends at most this long after its idle time.
 IDLE_CHECK_SECONDS = 30
 
@@ -86,10 +87,19 @@ def session_check() -> Callable[[], bool]:
 
 def idle_watch() -> None:
     """The idle timer's body (dashboard.py runs it every ``IDLE_CHECK_SECONDS`` as a fragment): once the
-    session has been idle for too long, the whole app runs again, which signs out and shows the sign-in
-    page. Its own runs are not activity: they leave the idle time as it is."""
-    if st.session_state.get(_VIEWER) is not None and _idle():
+    session has been idle for too long, or its account was disabled or changed, the whole app runs again,
+    which signs out (or applies the change). Its own runs are not activity: they leave the idle time as
+    it is."""
+    viewer = st.session_state.get(_VIEWER)
+    if viewer is None:
+        return
+    if _idle():
         st.rerun(scope="app")
+    # The account is read again only when no run of the page has just done so (one query, not two, a run).
+    if time.monotonic() - st.session_state.get(_CHECKED, 0.0) >= IDLE_CHECK_SECONDS / 2:
+        st.session_state[_CHECKED] = time.monotonic()
+        if account_now(data.store(), username=viewer.username) != viewer:
+            st.rerun(scope="app")
 
 
 def current_viewer() -> Viewer:
@@ -110,6 +120,7 @@ def sign_out(reason: str = "signed out") -> None:
     viewer = st.session_state.pop(_VIEWER, None)
     held = st.session_state.pop(_SESSION, None)
     st.session_state.pop(_LAST_ACTIVE, None)
+    st.session_state.pop(_CHECKED, None)
     if held is not None:
         held.ended = True
     if viewer is not None:
@@ -128,6 +139,7 @@ def _start(viewer: Viewer) -> None:
     now = time.monotonic()
     st.session_state[_VIEWER] = viewer
     st.session_state[_LAST_ACTIVE] = now
+    st.session_state[_CHECKED] = now
     held = st.session_state.get(_SESSION)
     if held is None or held.username != viewer.username or held.ended:
         st.session_state[_SESSION] = _Session(viewer.username, now)
@@ -162,9 +174,10 @@ def _viewer_from_identity_provider() -> Viewer | None:
 def _client_address() -> str | None:
     """The address the browser connects from, as Streamlit sees it (None on localhost, or when unknown)."""
     try:
-        return st.context.ip_address
+        address = st.context.ip_address
     except Exception:  # noqa: BLE001 - no address is a client like any other without one
         return None
+    return address if isinstance(address, str) and address else None
 
 
 def sign_in_page() -> None:
