@@ -192,8 +192,9 @@ def begin_sign_in(session: Session, username: str, *, client: str | None, now: d
     """Count an attempt at signing in to ``username`` from ``client`` (an address; None when unknown) as a
     failure, atomically, and say whether the throttle already refuses it.
 
-    Counting before the password is checked, one ``UPDATE ... RETURNING`` per count, means that parallel
-    attempts each get a count of their own: none can slip through between another's check and its write.
+    Counting before the password is checked, one ``INSERT ... ON CONFLICT DO UPDATE ... RETURNING`` per
+    count, means that parallel attempts each get a count of their own: none can slip through between
+    another's check and its write.
     A name without an account is not counted (there is nothing to protect; its refusal looks the same).
     """
     name = username.strip()[:100]

@@ -234,15 +234,15 @@ def test_the_sign_out_button_is_audited(dashboard_store) -> None:
 
 
 def _timer_script() -> None:
-    """The idle timer's body in a page of its own: a run after the first is the full-app run it asked for,
-    which (as dashboard.py's does) signs the session out."""
+    """The idle timer's body in a page of its own; a run after the first is the full-app run it asked for,
+    which reads the session as dashboard.py's does."""
     import streamlit as st
 
     from ui import identity
 
     st.session_state["runs"] = st.session_state.get("runs", 0) + 1
     if st.session_state["runs"] > 1:
-        st.session_state.pop("viewer", None)
+        identity.signed_in()
     identity.idle_watch()
 
 
@@ -255,21 +255,32 @@ def _timer(last_active: float):
     return at.run()
 
 
-def test_the_idle_timer_asks_for_a_full_run_once_idle_and_its_runs_are_not_activity(dashboard_store) -> None:
+def _signed_out(at) -> bool:
+    return "viewer" not in at.session_state or at.session_state["viewer"] is None
+
+
+def test_the_idle_timer_signs_an_idle_session_out_and_its_runs_are_not_activity(dashboard_store) -> None:
     active = time.monotonic() - 60
     at = _timer(active)
     assert not at.exception and at.session_state["runs"] == 1  # active a minute ago: nothing to do
     assert at.session_state["viewer_last_active"] == active  # and the timer's run did not restart it
-    idle = time.monotonic() - 31 * 60
-    at = _timer(idle)
-    assert not at.exception and at.session_state["runs"] == 2  # the full run that signs out
-    assert at.session_state["viewer_last_active"] == idle
+    at = _timer(time.monotonic() - 31 * 60)
+    assert not at.exception and at.session_state["runs"] == 2 and _signed_out(at)
+    assert _sign_outs(dashboard_store) == ["idle"]
 
 
-def test_the_idle_timer_notices_a_disabled_account_between_clicks(dashboard_store) -> None:
+def test_the_idle_timer_applies_account_changes_between_clicks_without_restarting_the_idle_time(
+    dashboard_store,
+) -> None:
+    accounts.remove_team(dashboard_store, viewer=accounts.SYSTEM, username="jsmith", team="oncology", now=NOW)
+    ten_minutes_ago = time.monotonic() - 10 * 60
+    at = _timer(ten_minutes_ago)
+    assert not at.exception and at.session_state["runs"] == 2
+    assert at.session_state["viewer"].team_ids == (2,)
+    assert at.session_state["viewer_last_active"] == ten_minutes_ago
     accounts.disable_user(dashboard_store, viewer=accounts.SYSTEM, username="jsmith", now=NOW)
     at = _timer(time.monotonic())
-    assert not at.exception and at.session_state["runs"] == 2
+    assert not at.exception and at.session_state["runs"] == 2 and _signed_out(at)
 
 
 def test_0016_keeps_accounts_and_teams_and_a_downgrade_keeps_the_trail(engine) -> None:
@@ -297,3 +308,34 @@ def test_0016_keeps_accounts_and_teams_and_a_downgrade_keeps_the_trail(engine) -
     with pytest.raises(RuntimeError, match="sign-outs or account changes"):
         downgrade(engine, "0015_preliminary_corrections")
     assert current_revision(engine) == "0016"
+
+
+def _checks_script() -> None:
+    """What a download or a recorded action asks: in the page (`still_signed_in`), and later, outside
+    it, through a check made while the page ran (`session_check`)."""
+    import streamlit as st
+
+    from ui import identity
+
+    if "check" not in st.session_state:
+        identity.signed_in()
+        st.session_state["check"] = identity.session_check()
+    st.session_state["still"] = identity.still_signed_in()
+    if st.session_state.get("sign_out_now"):
+        identity.sign_out()
+
+
+def test_downloads_and_actions_can_ask_whether_the_session_still_holds(dashboard_store) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_function(_checks_script, default_timeout=60)
+    at.session_state["viewer"] = Viewer("jsmith", "clinician", (1, 2))
+    at.run()
+    check = at.session_state["check"]
+    assert at.session_state["still"] and check()
+    at.session_state["viewer_last_active"] = time.monotonic() - 31 * 60
+    at.run()
+    assert not at.session_state["still"]  # idle for too long: nothing more is handed over
+    at.session_state["sign_out_now"] = True
+    at.run()
+    assert not check()  # the check made earlier, called after the sign-out (as a deferred download is)

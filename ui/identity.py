@@ -32,6 +32,7 @@ _VIEWER = "viewer"
 _LAST_ACTIVE = "viewer_last_active"
 _SESSION = "viewer_session"
 _CHECKED = "viewer_checked"  # when the account was last read (time.monotonic())
+_TIMER_RUN = "viewer_timer_run"  # the next run of the page is the idle timer's, not a click
 # How often the idle timer looks at the clock: a session ends at most this long after its idle time.
 IDLE_CHECK_SECONDS = 30
 
@@ -65,7 +66,7 @@ def signed_in() -> Viewer | None:
         sign_out(reason="account disabled")
         st.session_state["sign_in_notice"] = "Signed out: this account can no longer sign in."
         return None
-    _start(now)
+    _start(now, active=not st.session_state.pop(_TIMER_RUN, False))
     return now
 
 
@@ -94,11 +95,13 @@ def idle_watch() -> None:
     if viewer is None:
         return
     if _idle():
+        st.session_state[_TIMER_RUN] = True
         st.rerun(scope="app")
     # The account is read again only when no run of the page has just done so (one query, not two, a run).
     if time.monotonic() - st.session_state.get(_CHECKED, 0.0) >= IDLE_CHECK_SECONDS / 2:
         st.session_state[_CHECKED] = time.monotonic()
         if account_now(data.store(), username=viewer.username) != viewer:
+            st.session_state[_TIMER_RUN] = True  # the run it asks for is not the user's activity
             st.rerun(scope="app")
 
 
@@ -121,6 +124,7 @@ def sign_out(reason: str = "signed out") -> None:
     held = st.session_state.pop(_SESSION, None)
     st.session_state.pop(_LAST_ACTIVE, None)
     st.session_state.pop(_CHECKED, None)
+    st.session_state.pop(_TIMER_RUN, None)
     if held is not None:
         held.ended = True
     if viewer is not None:
@@ -134,17 +138,20 @@ def _idle() -> bool:
     return last is not None and time.monotonic() - last > IDLE_MINUTES * 60
 
 
-def _start(viewer: Viewer) -> None:
-    """Hold ``viewer`` as the session's, active now."""
+def _start(viewer: Viewer, *, active: bool = True) -> None:
+    """Hold ``viewer`` as the session's (its account just read); ``active``: the user did something now
+    (the idle time starts again)."""
     now = time.monotonic()
     st.session_state[_VIEWER] = viewer
-    st.session_state[_LAST_ACTIVE] = now
     st.session_state[_CHECKED] = now
+    if active or _LAST_ACTIVE not in st.session_state:
+        st.session_state[_LAST_ACTIVE] = now
+    last = st.session_state[_LAST_ACTIVE]
     held = st.session_state.get(_SESSION)
     if held is None or held.username != viewer.username or held.ended:
-        st.session_state[_SESSION] = _Session(viewer.username, now)
+        st.session_state[_SESSION] = _Session(viewer.username, last)
     else:
-        held.last_active = now
+        held.last_active = last
 
 
 def _single_sign_on() -> bool:
