@@ -1,8 +1,10 @@
 """Who is asking, and the accounts behind it: sign-in, users, teams and which patients a team follows.
 
 Each use case runs in its own transaction and is audited as the store's account functions audit it (sign-ins
-and their failures, accounts added or disabled, patients put in a team). Changing accounts or teams is for
-administrators (``Viewer.may("administer")``); the command line acts as the system, an administrator.
+and their failures, sign-outs, accounts added, disabled, unlocked, given a password or taken out of a team,
+patients put in a team); a sign-in runs in two, its attempt counted before its password is checked.
+Changing accounts or teams is for administrators (``Viewer.may("administer")``); the command line acts as
+the system, an administrator.
 """
 
 from __future__ import annotations
