@@ -6,6 +6,7 @@ import streamlit as st
 
 from services.store import STORE_ERRORS
 from ui import data, identity
+from ui.text import plain
 
 st.set_page_config(page_title="Leukopenia monitor", page_icon="🩸", layout="wide")
 
@@ -59,7 +60,7 @@ if data.synthetic_present():
     )
 
 with st.sidebar:
-    st.markdown(f"Signed in as **{viewer.username}** ({viewer.role})")
+    st.markdown(f"Signed in as **{plain(viewer.username)}** ({viewer.role})")
     if st.button("Sign out", key="sign_out"):
         identity.sign_out()
         st.rerun()

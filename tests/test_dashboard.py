@@ -779,3 +779,22 @@ def test_a_store_error_at_sign_in_shows_no_details(imported_store, monkeypatch) 
     assert shown and at.title[0].value == "Sign in"
     leaked = [text for text in shown if any(word in text for word in ("db.internal", "5432", "SELECT"))]
     assert not leaked, leaked
+    assert [error.value for error in at.error] == [identity.STORE_UNAVAILABLE] and not at.exception
+
+
+def test_the_sign_in_page_says_how_to_create_an_administrator_when_there_is_none(
+    imported_store, monkeypatch
+) -> None:
+    """A store whose administrators are all disabled (as after the demo and its accounts are removed):
+    whoever opens the dashboard learns what to run."""
+    from services.accounts import SYSTEM, add_user, disable_user
+
+    store, now = open_store(imported_store, timezone="UTC"), datetime.now(UTC)
+    add_user(
+        store, viewer=SYSTEM, username="chief", role="admin", teams=[], password="a long passphrase", now=now
+    )
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert at.title[0].value == "Sign in" and not any("administrator" in info.value for info in at.info)
+    disable_user(store, viewer=SYSTEM, username="chief", now=now)
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert any("python -m monitor users add NAME --role admin" in info.value for info in at.info)

@@ -8,22 +8,16 @@ Streamlit's own table toolbar download is switched off (``client.disableDataExpo
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pandas as pd
 import streamlit as st
-from streamlit.runtime.scriptrunner import get_script_run_ctx
-from streamlit.runtime.state import SafeSessionState
 
 from monitor.exports import spreadsheet_safe
-from services.accounts import IDLE_MINUTES, Viewer
+from services.accounts import Viewer
 from services.audit import record_export
-from ui import data
-
-# The session-state keys ui.identity keeps the signed-in Viewer and its last activity under.
-_VIEWER, _LAST_ACTIVE = "viewer", "viewer_last_active"
+from ui import data, identity
 
 
 class SignedOut(PermissionError):
@@ -46,7 +40,7 @@ def audited_csv_download(
     """
     st.download_button(
         label,
-        csv_export(frame, viewer=viewer, what=what, patient_key=patient_key, session=_session()),
+        csv_export(frame, viewer=viewer, what=what, patient_key=patient_key, check=identity.session_check()),
         file_name=_safe_file_name(file_name),
         mime="text/csv",
         # No rerun on a click: the audit row is written as the file is made, and a rerun racing the request
@@ -61,35 +55,19 @@ def csv_export(
     viewer: Viewer,
     what: str,
     patient_key: int | None,
-    session: SafeSessionState | None,
+    check: Callable[[], bool],
 ) -> Callable[[], bytes]:
-    """What Streamlit calls to make the file (off the page's script, in a server thread): it refuses
-    a session no longer signed in as ``viewer``, records the export, then writes the CSV."""
+    """What Streamlit calls to make the file (off the page's script, in a server thread): it refuses once
+    ``check`` (``ui.identity.session_check``, made while the page ran) says the session has ended or been
+    idle too long, else records the export and writes the CSV."""
 
     def export() -> bytes:
-        if not _still_signed_in(session, viewer):
+        if not check():
             raise SignedOut("signed out: nothing exported")
         record_export(data.store(), viewer=viewer, what=what, patient_key=patient_key, now=datetime.now(UTC))
         return spreadsheet_safe(frame).to_csv(index=False).encode("utf-8")
 
     return export
-
-
-def _still_signed_in(session: SafeSessionState | None, viewer: Viewer) -> bool:
-    """Whether the session the button was drawn for still holds ``viewer``: not signed out, nobody else
-    signed in since, and not idle for longer than a page would allow (ui.identity signs such a session out
-    at its next rerun; a file asked for without one must not outlive that)."""
-    if session is None or _VIEWER not in session or session[_VIEWER] != viewer:
-        return False
-    last = session[_LAST_ACTIVE] if _LAST_ACTIVE in session else None
-    return last is not None and time.monotonic() - last <= IDLE_MINUTES * 60
-
-
-def _session() -> SafeSessionState | None:
-    """This browser session's state, held by the export: Streamlit makes the file in a server thread where
-    ``st.session_state`` (which looks up the running script) does not name the session."""
-    context = get_script_run_ctx()
-    return None if context is None else context.session_state
 
 
 def _safe_file_name(name: str) -> str:

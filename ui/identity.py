@@ -26,7 +26,11 @@ from services.accounts import (
     sign_in,
     sign_in_with_identity,
 )
+from services.admin import NO_ADMIN_HINT, has_active_admin
+from services.store import STORE_ERRORS
 from ui import data
+
+STORE_UNAVAILABLE = "The store is unavailable, so sign-in cannot be checked now: try again in a moment."
 
 _VIEWER = "viewer"
 _LAST_ACTIVE = "viewer_last_active"
@@ -198,19 +202,28 @@ def sign_in_page() -> None:
         password = st.text_input("Password", type="password", key="sign_in_password")
         submitted = st.form_submit_button("Sign in", type="primary")
     if submitted:
-        outcome = sign_in(
-            data.store(),
-            username=username,
-            password=password,
-            now=datetime.now(UTC),
-            client=_client_address(),
-        )
+        try:
+            outcome = sign_in(
+                data.store(),
+                username=username,
+                password=password,
+                now=datetime.now(UTC),
+                client=_client_address(),
+            )
+        except STORE_ERRORS:  # the words a visitor sees; the cause is for the server's administrator
+            outcome = STORE_UNAVAILABLE
         if isinstance(outcome, Viewer):
             _start(outcome)
             st.rerun()
         st.error(outcome)
     if _single_sign_on() and st.button("Sign in with single sign-on", key="sign_in_sso"):
         st.login()
+    try:
+        if not has_active_admin(data.store()):
+            st.info(f"This dashboard has {NO_ADMIN_HINT}.")
+    except STORE_ERRORS:
+        st.error(STORE_UNAVAILABLE)
+        return
     if data.synthetic_present():
         names = ", ".join(
             f"`{name}` ({role}{', ' + teams[0] if teams else ''})" for name, _, role, teams in DEMO_ACCOUNTS
