@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from sqlalchemy import Connection, func, literal_column, select, text
+from sqlalchemy import Connection, event, func, literal_column, select, text
 from sqlalchemy.orm import Session
 
 from db.frames import bulk_insert, read_frame
@@ -146,14 +146,26 @@ def _take_the_chain(connection: Connection, count: int) -> tuple[list[int], date
     return list(range(first, first + count)), now, previous or GENESIS
 
 
-def _append(
-    session: Session, *, username: str, action: str, patient_keys: Sequence[int | None], details: str
-) -> None:
-    """Chain and insert one row per patient key (in one pass, in bulk)."""
-    ids, now, previous = _take_the_chain(session.connection(), len(patient_keys))
+# A row waiting for its transaction's commit: who, what, which patient, details as JSON.
+Pending = tuple[str, str, int | None, str]
+_PENDING = "audit_pending"
+
+
+def _queue(session: Session, rows: list[Pending]) -> None:
+    session.info.setdefault(_PENDING, []).extend(rows)
+
+
+def _write_pending(session: Session) -> None:
+    """Chain and insert the rows the transaction recorded, in one pass, just before it commits: the trail's
+    lock is then held for the moment of the commit, not for the whole transaction (an import of a
+    million results must not keep every page view waiting for it)."""
+    rows: list[Pending] = session.info.pop(_PENDING, [])
+    if not rows:
+        return
+    ids, now, previous = _take_the_chain(session.connection(), len(rows))
     at = canonical_time(now)
     hashes = []
-    for row_id, patient_key in zip(ids, patient_keys, strict=True):
+    for row_id, (username, action, patient_key, details) in zip(ids, rows, strict=True):
         previous = chain_hash(
             previous,
             id=row_id,
@@ -164,25 +176,28 @@ def _append(
             details=details,
         )
         hashes.append(previous)
-    if len(ids) < BULK_FROM:
-        rows = [
-            {
-                "id": row_id,
-                "at": now,
-                "username": username,
-                "action": action,
-                "patient_id": key,
-                "details": details,
-                "row_hash": row_hash,
-            }
-            for row_id, key, row_hash in zip(ids, patient_keys, hashes, strict=True)
+    names = ("username", "action", "patient_id", "details")
+    if len(rows) < BULK_FROM:
+        records = [
+            {"id": row_id, "at": now, "row_hash": row_hash, **dict(zip(names, row, strict=True))}
+            for row_id, row, row_hash in zip(ids, rows, hashes, strict=True)
         ]
-        session.connection().execute(AuditLog.__table__.insert(), rows)
+        session.connection().execute(AuditLog.__table__.insert(), records)
         return
-    frame = pd.DataFrame({"id": ids, "patient_id": pd.array(list(patient_keys), dtype="Int64")}).assign(
-        at=now, username=username, action=action, details=details, row_hash=hashes
+    frame = pd.DataFrame.from_records(rows, columns=list(names))
+    frame = frame.assign(
+        id=ids, at=now, row_hash=hashes, patient_id=pd.array(frame["patient_id"].tolist(), dtype="Int64")
     )
     bulk_insert(session, AuditLog.__table__, frame)
+
+
+def _forget_pending(session: Session, *_: Any) -> None:
+    session.info.pop(_PENDING, None)
+
+
+# Every session writes what it recorded as it commits, and forgets it if it rolls back.
+event.listen(Session, "before_commit", _write_pending)
+event.listen(Session, "after_rollback", _forget_pending)
 
 
 def record(
@@ -194,18 +209,13 @@ def record(
     patient_key: int | None = None,
     details: dict[str, Any] | None = None,
 ) -> None:
-    """Append one row to the audit trail in the caller's transaction, at once.
+    """Append one row to the audit trail in the caller's transaction: written, chained, as it commits.
 
-    The row's time is the store's clock, not ``at`` (the caller's, accepted and not used). Details longer
-    than ``AUDIT_DETAILS_LIMIT`` as JSON are refused (``ValueError``).
+    The row's time is the store's clock at the transaction's commit (PostgreSQL: its start), not ``at``
+    (the caller's, accepted and not used). Details longer than ``AUDIT_DETAILS_LIMIT`` as JSON are refused
+    here (``ValueError``), before anything is written.
     """
-    _append(
-        session,
-        username=username,
-        action=_checked(action),
-        patient_keys=[patient_key],
-        details=_details_text(details),
-    )
+    _queue(session, [(username, _checked(action), patient_key, _details_text(details))])
 
 
 def record_for_patients(
@@ -217,17 +227,12 @@ def record_for_patients(
     patient_keys: Sequence[int],
     details: dict[str, Any] | None = None,
 ) -> None:
-    """Append one row per patient to the audit trail, written in bulk, in the caller's transaction (the
-    time is the store's clock, as for ``record``)."""
+    """Append one row per patient to the audit trail, written in bulk as the caller's transaction commits
+    (the time is the store's clock, as for ``record``)."""
     if not len(patient_keys):
         return
-    _append(
-        session,
-        username=username,
-        action=_checked(action),
-        patient_keys=list(patient_keys),
-        details=_details_text(details),
-    )
+    action, text_ = _checked(action), _details_text(details)
+    _queue(session, [(username, action, int(key), text_) for key in patient_keys])
 
 
 def audit_view(
