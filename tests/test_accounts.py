@@ -191,9 +191,9 @@ def test_users_and_teams_on_the_command_line(db_url: str) -> None:
     assert monitor("lab-ranges", "set", "DEMO-CENTRAL", "wbc", "3.8", "10.4", url=db_url).returncode == 0
     # No command lets its caller write another name into the trail.
     named = monitor("lab-ranges", "set", "DEMO-CENTRAL", "anc", "1.8", "--by", "j.smith", url=db_url)
-    assert named.returncode == 2 and "No such option: --by" in named.stderr
+    assert named.returncode == 2 and "No such option '--by'" in named.stderr
     named = monitor("settings", "set", "flags.persistent_min_days", "21", "--by", "j.smith", url=db_url)
-    assert named.returncode == 2 and "No such option: --by" in named.stderr
+    assert named.returncode == 2 and "No such option '--by'" in named.stderr
     # One spelling for whoever ran a command: cli: and the login.
     engine = create_engine(db_url)
     with engine.connect() as connection:
