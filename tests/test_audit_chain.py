@@ -252,8 +252,20 @@ def test_over_long_text_is_refused_with_its_limit_and_nothing_is_written(
         assert session.scalar(select(ReferenceOverride.reason)) == "y" * REASON_LIMIT
 
 
+@pytest.fixture
+def _fresh_caches() -> Iterator[None]:
+    """The dashboard's cached store and reads, emptied before and after (they outlive an AppTest run)."""
+    import streamlit as st
+
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    yield
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
 def test_the_audit_page_shows_the_chain_intact_or_its_first_broken_row(
-    store: sessionmaker[Session], engine: Engine, db_url: str, monkeypatch
+    store: sessionmaker[Session], engine: Engine, db_url: str, monkeypatch, _fresh_caches: None
 ) -> None:
     from streamlit.testing.v1 import AppTest
 
