@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test chromium lint clean
+.PHONY: run test chromium nginx lint clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -30,12 +30,24 @@ chromium:
 	  fi; \
 	fi
 
+## Debian's nginx for the reverse-proxy test (tests/test_deployment.py runs docs/nginx/monitor.conf in front of
+## the dashboard; installed when missing and this runs as root with apt-get).
+nginx:
+	@if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian's nginx for the reverse-proxy test"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; \
+	  else \
+	    echo "note: nginx is missing: the reverse-proxy test will be skipped (apt-get install nginx)"; \
+	  fi; \
+	fi
+
 ## Run every test: SQLite always; PostgreSQL too when MONITOR_TEST_POSTGRES_URL is set.
 ## The tests run in parallel, one worker per CPU (pytest-xdist), each test file on one worker so that a
 ## file's shared fixtures (a dashboard server, a browser) start once; `make test WORKERS=0` runs them in
 ## this process alone.
 WORKERS ?= auto
-test: $(STAMP) chromium
+test: $(STAMP) chromium nginx
 	$(BIN)/python -m pytest -n $(WORKERS) --dist loadfile
 
 ## The checks CI runs beside the tests: lint, formatting, the layer contracts, and strict types for the

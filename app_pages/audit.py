@@ -56,6 +56,11 @@ trail = read_trail(
     action=action or None,
     patient_id=patient_id.strip() or None,
 )
+# The trail names patients and who looked at them: reading it is a view, audited once per filter shown.
+shown = {"user": username.strip(), "action": action, "patient": patient_id.strip()}
+filtered = "".join(f", {name} {value!r}" for name, value in shown.items() if value)
+filters = f"last {days} days{filtered}"
+data.record_view(None, viewer, "audit trail", f" ({len(trail)} rows, {filters})", distinct=filters)
 st.dataframe(
     trail.assign(at=trail["at"].dt.strftime("%Y-%m-%d %H:%M:%S")).rename(columns={"at": "at (UTC)"}),
     hide_index=True,

@@ -10,6 +10,7 @@ from monitor.analytes import ANALYTES
 from ui import data, timeline
 from ui.identity import current_viewer
 from ui.pickers import choose_patient
+from ui.text import plain
 
 st.title("Treatment cycles")
 viewer = current_viewer()
@@ -23,16 +24,20 @@ if treated.empty:
     )
     st.stop()
 
+# The selector lists the treated patients' identifiers and names: a view of each, as the worklist is.
+data.record_list_view(
+    treated["patient_key"], viewer, "patient list on the cycles page", f" ({len(treated)} patients)"
+)
 chosen = choose_patient(treated, "Patient (with chemotherapy)", key="cycles_patient")
 data.record_view(chosen, viewer, "treatment cycles")
 view = data.patient_view(chosen, viewer, timezone)
 found = view.cycles
 cycles, rules = found.cycles, found.rules
 if found.now:
-    st.markdown(f"**Cycle now:** {found.now}")
+    st.markdown(f"**Cycle now:** {plain(found.now)}")
 
 if found.trend:
-    st.warning(found.trend[0], icon=":material/trending_down:")
+    st.warning(plain(found.trend[0]), icon=":material/trending_down:")
 else:
     st.caption("Across cycles: no deepening nadir or slower recovery (as sampled).")
 
@@ -71,5 +76,6 @@ with st.expander("Readiness and fevers in words"):
     for row in cycles.itertuples(index=False):  # one line per cycle: a handful
         start = pd.Timestamp(row.start).strftime("%Y-%m-%d")
         st.markdown(
-            f"- **Cycle {row.cycle}** ({start}): {row.readiness}" + (f"; {row.fever}" if row.fever else "")
+            f"- **Cycle {row.cycle}** ({start}): {plain(row.readiness)}"
+            + (f"; {plain(row.fever)}" if row.fever else "")
         )

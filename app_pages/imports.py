@@ -9,6 +9,7 @@ from monitor.timestamps import is_timezone
 from services.imports import FORMAT_NAMES, ImportOptions, ImportSummary, import_content
 from ui import data
 from ui.identity import current_user, current_viewer
+from ui.text import plain
 
 if not current_viewer().may("administer"):
     st.error("This page is for administrators.")
@@ -33,7 +34,9 @@ timezone = (
 )
 unknown_zone = bool(timezone) and not is_timezone(timezone)
 if unknown_zone:
-    options[1].error(f"{timezone!r} is not an IANA time zone (e.g. Europe/London): correct it to import.")
+    options[1].error(
+        f"{plain(repr(timezone))} is not an IANA time zone (e.g. Europe/London): correct it to import."
+    )
 mapping_text = options[2].text_area(
     "Rename CSV columns (one SOURCE=TARGET per line)",
     key="import_map",
@@ -99,8 +102,9 @@ def _show(summaries: list[ImportSummary], dry_run: bool, teams: list[str]) -> No
     st.subheader("What would be imported (dry run: nothing stored)" if dry_run else "What was imported")
     st.dataframe(table, hide_index=True, width="stretch")
     for summary in summaries:
+        file_name = plain(summary.file_name)
         if summary.error:
-            st.error(f"{summary.file_name} was not imported: {summary.error}")
+            st.error(f"{file_name} was not imported: {plain(summary.error)}")
         elif summary.identical_to is not None:
             earlier = summary.identical_to
             refused = (
@@ -110,24 +114,26 @@ def _show(summaries: list[ImportSummary], dry_run: bool, teams: list[str]) -> No
                 else ""
             )
             st.info(
-                f"{summary.file_name}: the same content as import #{earlier.id} ({earlier.file_name}, "
+                f"{file_name}: the same content as import #{earlier.id} ({plain(earlier.file_name)}, "
                 f"{earlier.imported_at:%Y-%m-%d %H:%M} UTC); nothing new.{refused}"
             )
         if summary.assigned:
             st.success(
-                f"{summary.file_name}: {summary.assigned} patient memberships "
-                f"{'would be added' if dry_run else 'added'} to {', '.join(teams)}."
+                f"{file_name}: {summary.assigned} patient memberships "
+                f"{'would be added' if dry_run else 'added'} to {plain(', '.join(teams))}."
             )
         if summary.teamless:
             st.warning(
-                f"{summary.file_name}: {summary.teamless} of its patients "
+                f"{file_name}: {summary.teamless} of its patients "
                 f"{'is' if summary.teamless == 1 else 'are'} in no care team, so only "
                 "administrators see them: choose teams above and import again, or assign them."
             )
         if len(summary.rejected):
-            with st.expander(f"{summary.file_name}: {len(summary.rejected)} refused, with reasons"):
+            with st.expander(f"{file_name}: {len(summary.rejected)} refused, with reasons"):
                 listed = summary.rejected[["location", "reason", "raw_text"]]  # as in Past imports
                 st.dataframe(listed, hide_index=True, width="stretch")
+    for warning in dict.fromkeys(warning for summary in summaries for warning in summary.warnings):
+        st.warning(warning, icon=":material/key:")
 
 
 teams = st.multiselect(

@@ -18,6 +18,7 @@ from ui import data, timeline
 from ui.downloads import audited_csv_download
 from ui.identity import current_viewer
 from ui.pickers import choose_patient
+from ui.text import plain
 
 WINDOWS = {"3 months": 91, "6 months": 182, "1 year": 365, "All": None}
 
@@ -29,6 +30,10 @@ if patients.empty:
     st.info("No patients yet. Import results on the Import page or with `python -m monitor import FILE`.")
     st.stop()
 
+# The selector lists every patient's identifier and name: a view of each, as the worklist is.
+data.record_list_view(
+    patients["patient_key"], viewer, "patient list on the timeline page", f" ({len(patients)} patients)"
+)
 chosen = choose_patient(patients, "Patient", key="patient_select")
 data.record_view(chosen, viewer, "patient timeline")
 view = data.patient_view(chosen, viewer, timezone)
@@ -55,7 +60,8 @@ def _limit(analyte: str, value: float, lln: float, source) -> str:
         return (
             "No lower limit known for the latest result: only CTCAE v5.0 grades 2-4 (fixed thresholds) apply"
         )
-    return f"Lower limit {float(lln)} ({_said(source, 'source not recorded')}); CTCAE v5.0 grade against it"
+    said = plain(_said(source, "source not recorded"))
+    return f"Lower limit {float(lln)} ({said}); CTCAE v5.0 grade against it"
 
 
 def _age(years, born) -> str:
@@ -72,8 +78,8 @@ def _age(years, born) -> str:
 
 age = _age(patient["age"], patient["birth_date"])
 st.markdown(
-    f"**{patient['patient_id']}** · {_said(patient['name'], '(no name)')} · {age}"
-    f" · {_said(patient['sex'], 'sex unknown')} · teams: {_said(patient['teams'], 'none')}"
+    f"**{plain(patient['patient_id'])}** · {plain(_said(patient['name'], '(no name)'))} · {age}"
+    f" · {plain(_said(patient['sex'], 'sex unknown'))} · teams: {plain(_said(patient['teams'], 'none'))}"
 )
 facts = st.columns(4)
 for column, analyte in zip(facts[:3], ("wbc", "anc", "alc"), strict=True):
@@ -113,7 +119,7 @@ with summary[0].container(border=True):
     st.markdown("**Flags** (decision support: each says why it is raised)")
     if patient["flags"]:
         for flag, sentence in zip(patient["flags"], patient["explanations"], strict=False):
-            st.markdown(f"- **{flag_label(flag)}**: {sentence}")
+            st.markdown(f"- **{plain(flag_label(flag))}**: {plain(sentence)}")
     else:
         unjudged = [
             analyte.upper()
@@ -130,7 +136,7 @@ with summary[0].container(border=True):
     pattern = patient["pattern"]
     if isinstance(pattern, str) and pattern != "none":
         name = pattern.replace("_", " ")
-        st.markdown(f"**Latest panel:** {name} ({PATTERNS[pattern]}): {patient['pattern_detail']}")
+        st.markdown(f"**Latest panel:** {name} ({PATTERNS[pattern]}): {plain(patient['pattern_detail'])}")
     acknowledged = patient["acknowledged"]
     if acknowledged is True:
         st.caption(f"Acknowledged {patient['acknowledged_at']:%Y-%m-%d %H:%M} UTC.")
@@ -158,7 +164,8 @@ with summary[1].container(border=True):
             hide_index=True,
         )
     if patient["cycle"] is not pd.NA and not pd.isna(patient["cycle"]):
-        st.markdown(f"**Cycle now:** C{patient['cycle']}D{patient['cycle_day'] + 1}. {patient['readiness']}")
+        cycle_now = f"C{patient['cycle']}D{patient['cycle_day'] + 1}. {patient['readiness']}"
+        st.markdown(f"**Cycle now:** {plain(cycle_now)}")
 
 controls = st.columns([2, 3, 1], vertical_alignment="bottom")
 window = (
@@ -289,7 +296,7 @@ def _record(action, done: str, **fields) -> None:
     try:
         action(data.store(), viewer=viewer, patient_key=chosen, now=datetime.now(UTC), **fields)
     except (ValueError, PermissionError) as error:
-        st.error(str(error))
+        st.error(plain(error))
     else:
         data.refresh()
         st.toast(done)

@@ -15,8 +15,9 @@ st.title("Worklist")
 viewer = current_viewer()
 timezone = data.config().timezone
 patients = data.worklist(viewer, timezone)
-# The list shows names and counts of every patient the viewer may see: a view, audited once per session.
-data.record_view(None, viewer, "worklist", f" ({len(patients)} patients)")
+# The list shows names and counts of every patient the viewer may see (filters only narrow it): a view of
+# each of them, audited once per distinct list in the session.
+data.record_list_view(patients["patient_key"], viewer, "worklist", f" ({len(patients)} patients)")
 if patients.empty:
     st.info(
         "No patients to show yet: results appear here once they are imported (the Import page, or "
@@ -110,7 +111,7 @@ with st.expander(f"Changes in the last {data.ALERT_HOURS} hours ({counted})", ex
             column_config={"Noticed": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")},
         )
 
-rows = selection.selection.rows if selection else []
-if rows:
-    st.session_state["patient_key"] = int(shown["patient_key"].iloc[rows[0]])
+picked = worklist.selected_patient(shown, selection.selection.rows if selection else [])
+if picked is not None:
+    st.session_state["patient_key"] = picked
     st.switch_page("app_pages/patient.py")

@@ -16,6 +16,7 @@ from monitor.analytes import ANALYTES
 from services.rules import change_settings, set_lab_range
 from ui import data
 from ui.identity import current_viewer
+from ui.text import plain
 
 viewer = current_viewer()
 if not viewer.may("administer"):
@@ -58,7 +59,7 @@ with rules_tab:
                 data.store(), asked, viewer=viewer, now=datetime.now(UTC), timezone=data.config().timezone
             )
         except (ValueError, TypeError) as error:  # json.JSONDecodeError is a ValueError
-            st.error(f"Not saved: {error}")
+            st.error(f"Not saved: {plain(error)}")
         else:
             data.refresh()
             st.toast(f"Saved {len(changes)} setting(s); status recomputed.")
@@ -97,7 +98,7 @@ with regimen_tab:
                     timezone=data.config().timezone,
                 )
             except ValueError as error:
-                st.error(f"Not saved: {error}")
+                st.error(f"Not saved: {plain(error)}")
             else:
                 data.refresh()
                 st.rerun()
@@ -146,7 +147,7 @@ with lab_tab:
                     timezone=data.config().timezone,
                 )
             except ValueError as error:
-                st.error(f"Not saved: {error}")
+                st.error(f"Not saved: {plain(error)}")
             else:
                 data.refresh()
                 st.rerun()

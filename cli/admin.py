@@ -31,7 +31,15 @@ from services.accounts import (
     list_teams,
     list_users,
 )
-from services.admin import recompute_all, seed_demo, upgrade_schema
+from services.admin import (
+    NO_ADMIN_HINT,
+    has_active_admin,
+    recompute_all,
+    remove_demo,
+    seed_demo,
+    upgrade_schema,
+)
+from services.config import Config
 from services.rules import lab_range_list, set_lab_range, set_setting, site_rules
 from services.store import open_store
 
@@ -72,15 +80,29 @@ def db_upgrade(database: str | None) -> None:
     help="How many synthetic patients.",
 )
 @click.option("--seed", default=7, show_default=True, type=int, help="Random seed (same seed, same cohort).")
+@click.option(
+    "--remove",
+    is_flag=True,
+    help="Remove the synthetic cohort with all its rows, and disable the demo accounts (before real use).",
+)
 @store_options
-def demo(database: str | None, n_patients: int, seed: int) -> None:
-    """Seed the synthetic demo cohort (idempotent: seeding again adds nothing).
+def demo(database: str | None, n_patients: int, seed: int, remove: bool) -> None:
+    """Seed the synthetic demo cohort (idempotent: seeding again adds nothing), or remove it.
+
+    The demo comes with accounts whose password, 'demo', is published: remove the cohort and them before
+    the store holds real patients. The removal keeps the audit trail whole; the demo accounts stay as
+    disabled names without a password, so that nobody can take over their place in the trail (seeding the
+    demo again does not enable them).
 
     \b
-    Example:
+    Examples:
       python -m monitor demo --patients 120 --seed 7
+      python -m monitor demo --remove
     """
     config = _config(database)
+    if remove:
+        _remove_demo(config)
+        return
     summary = seed_demo(
         open_store(config), patients=n_patients, seed=seed, now=datetime.now(UTC), timezone=config.timezone
     )
@@ -93,6 +115,19 @@ def demo(database: str | None, n_patients: int, seed: int) -> None:
             f"synthetic demo cohort of {summary.patients} patients (simulated up to {summary.anchor}): "
             f"{summary.results_added} results and {summary.events_added} events added"
         )
+
+
+def _remove_demo(config: Config) -> None:
+    store = open_store(config)
+    removed = remove_demo(store, now=datetime.now(UTC), by=_cli_user())
+    click.echo(
+        f"synthetic demo cohort removed: {removed.patients} patients, {removed.results} results and "
+        f"{removed.events} events"
+    )
+    if removed.accounts:
+        click.echo(f"demo accounts disabled, their passwords cleared: {', '.join(removed.accounts)}")
+    if not has_active_admin(store):
+        click.echo(f"note: {NO_ADMIN_HINT}", err=True)
 
 
 @cli.command()

@@ -143,6 +143,8 @@ def import_(
     for summary in summaries:
         worst = max(worst, summary.exit_code)
         _print_summary(summary)
+    for warning in dict.fromkeys(warning for summary in summaries for warning in summary.warnings):
+        click.echo(f"warning: {warning}", err=True)
     sys.exit(worst)
 
 

@@ -2,20 +2,41 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import click
 import pandas as pd
 
-from cli.app import _config, _emit, _record_view, _viewer, cli, output_format, store_options, user_option
+from cli.app import (
+    _cli_user,
+    _config,
+    _emit,
+    _record_view,
+    _viewer,
+    cli,
+    output_format,
+    store_options,
+    user_option,
+)
 from monitor.analysis.changes import GRADED
 from monitor.analysis.cycles import CYCLE_COLUMNS
 from monitor.analysis.status import LATEST_COLUMNS, latest_column
 from monitor.formats.units import printed
+from services.accounts import Viewer
 from services.patients import find_patient, patient_cycles, patient_results
-from services.store import open_store
+from services.store import Store, open_store
 from services.worklist import alerts as find_alerts
-from services.worklist import worklist
+from services.worklist import record_list_view, worklist
+
+
+def _record_list_view(store: Store, viewer: Viewer, user: str | None, keys: pd.Series, what: str) -> None:
+    """Audit a list a command printed, one row per patient listed, under the login that ran it
+    (``cli:LOGIN``), as ``_record_view`` does for one patient."""
+    actor = dataclasses.replace(viewer, username=_cli_user())
+    shown = f"command line: {what}" + (f" (as {user})" if user else "")
+    record_list_view(store, viewer=actor, patient_keys=keys, what=shown, now=datetime.now(UTC))
+
 
 PATIENT_COLUMNS = [
     "patient_id",
@@ -75,7 +96,7 @@ def patients(database: str | None, fmt: str, user: str | None) -> None:
     store = open_store(config)
     viewer = _viewer(store, user)
     frame = worklist(store, viewer=viewer, timezone=config.timezone, now=datetime.now(UTC))
-    _record_view(store, viewer, user, None, f"patient list ({len(frame)} patients)")
+    _record_list_view(store, viewer, user, frame["patient_key"], f"patient list ({len(frame)} patients)")
     frame["priority"] = frame["tier"]
     # The JSON contract: grades as wbc_grade/anc_grade/alc_grade, explanations as flag -> sentence.
     for analyte in ("wbc", "anc", "alc"):
@@ -228,7 +249,9 @@ def alerts(database: str | None, since: str | None, fmt: str, user: str | None) 
     store = open_store(config)
     viewer = _viewer(store, user)
     frame = find_alerts(store, viewer=viewer, since=start, timezone=config.timezone, now=now)
-    _record_view(store, viewer, user, None, f"alerts since {start:%Y-%m-%dT%H:%M}Z ({len(frame)} patients)")
+    listed = f"alerts since {start:%Y-%m-%dT%H:%M}Z ({len(frame)} patients)"
+    _record_list_view(store, viewer, user, frame["patient_key"], listed)
+    frame = frame.drop(columns="patient_key")
     if fmt == "json":
         _emit(frame, fmt)
         return

@@ -1,13 +1,15 @@
-"""Store the synthetic demo cohort (monitor.simulation.demo), idempotently and in bulk.
+"""Store the synthetic demo cohort (monitor.simulation.demo), idempotently and in bulk, and take it out again.
 
 Everything written here is marked synthetic: patients (``is_synthetic``, authority ``DEMO``), labs, and the
-import batch. The cohort is simulated up to an anchor date fixed at the first seeding and kept as a
-setting, so seeding again on a later day adds nothing. Simulating it and recomputing the patients' status
-is the caller's part (``services.admin``).
+import batch (format ``demo``); ``remove_cohort`` removes all of it, and disables the demo accounts. The
+cohort is simulated up to an anchor date fixed at the first seeding and kept as a setting, so seeding again
+on a later day adds nothing. Simulating it and recomputing the patients' status is the caller's part
+(``services.admin``).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -15,13 +17,35 @@ from datetime import UTC, date, datetime
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import insert, select
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import and_, delete, func, insert, or_, select
 from sqlalchemy.orm import Session
 
-from db.accounts import ensure_demo_accounts
+from db.accounts import DEMO_ACCOUNTS, DEMO_PASSWORD, ensure_demo_accounts
+from db.audit import record
 from db.frames import read_frame, read_frame_in, to_records
 from db.ingest import ensure_patients, new_batch, write_results
-from db.models import ClinicalEvent, ImportBatch, PatientTeam, ReferenceOverride, Setting, Team
+from db.models import (
+    Acknowledgement,
+    AppUser,
+    ClinicalEvent,
+    ImportBatch,
+    Lab,
+    LabRange,
+    OtherObservation,
+    Panel,
+    Patient,
+    PatientStatus,
+    PatientTeam,
+    ReferenceOverride,
+    RejectedRecord,
+    Result,
+    Setting,
+    StatusChange,
+    Team,
+    UserTeam,
+)
 from monitor.analytes import PREFERRED_LOINC
 from monitor.simulation.demo import DemoCohort
 
@@ -29,6 +53,9 @@ DEMO_AUTHORITY = "DEMO"
 DEMO_USER = "demo-seed"
 ANCHOR_SETTING = "demo.anchor_date"
 SEED_SETTING = "demo.seed"
+# When the cohort was removed (``remove_cohort``): a store the demo was taken out of is not seeded again
+# on the dashboard's next start.
+REMOVED_SETTING = "demo.removed"
 TEAMS = {"oncology": "Oncology", "internal-medicine": "Internal medicine"}
 
 
@@ -210,3 +237,109 @@ def store_care(session: Session, cohort: DemoCohort, stored: StoredResults, *, n
     )
     _add_missing(session, ReferenceOverride, overrides, ["patient_id", "analyte"])
     return added
+
+
+@dataclass(frozen=True, slots=True)
+class RemovedCohort:
+    """What removing the demo cohort took out of the store (``accounts``: the demo accounts disabled)."""
+
+    patients: int
+    results: int
+    events: int
+    accounts: tuple[str, ...]
+
+
+def _demo_accounts(session: Session) -> list[AppUser]:
+    """The demo accounts still enabled: named and described as ``ensure_demo_accounts`` made them (a site's
+    own account that happens to be called ``admin`` has its own display name and is left alone)."""
+    made = or_(
+        *(
+            and_(AppUser.username == username, AppUser.display_name == display)
+            for username, display, _role, _teams in DEMO_ACCOUNTS
+        )
+    )
+    return list(
+        session.scalars(select(AppUser).where(AppUser.is_active.is_(True), made).order_by(AppUser.id))
+    )
+
+
+def accounts_with_published_password(session: Session) -> list[str]:
+    """The enabled demo accounts whose password is still the published ``demo``."""
+    return [user.username for user in _demo_accounts(session) if _published(user.password_hash or "")]
+
+
+@functools.lru_cache(maxsize=16)
+def _published(password_hash: str) -> bool:
+    """Whether this Argon2 hash is of ``DEMO_PASSWORD``: checked once per hash and process (a check costs
+    tens of milliseconds, and every import asks)."""
+    try:
+        return bool(password_hash) and PasswordHasher().verify(password_hash, DEMO_PASSWORD)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def remove_cohort(session: Session, *, now: datetime, by: str) -> RemovedCohort:
+    """Take the synthetic cohort out of the store: its patients (``is_synthetic``) with all their rows
+    (results and panels, other observations, statuses and status changes, events, patient ranges,
+    acknowledgements, team memberships), the demo's import batches and settings, the synthetic labs no
+    panel or lab range still uses; and disable the demo accounts.
+
+    The audit trail is append-only and keeps every row that names them. For the same reason a demo account
+    is disabled, its password hash cleared and its teams taken away rather than deleted: the trail, the
+    events and the acknowledgements name it by its username, which a new account could otherwise take over.
+    Both are audited; a store the demo was removed from is not seeded again on the dashboard's start.
+    """
+    patients = select(Patient.id).where(Patient.is_synthetic.is_(True))
+    panels = select(Panel.id).where(Panel.patient_id.in_(patients))
+    batches = select(ImportBatch.id).where(ImportBatch.format == "demo")
+    n_patients = int(session.scalar(select(func.count()).select_from(patients.subquery())) or 0)
+    n_results = session.execute(delete(Result).where(Result.panel_id.in_(panels))).rowcount
+    session.execute(delete(OtherObservation).where(OtherObservation.panel_id.in_(panels)))
+    session.execute(delete(Panel).where(Panel.patient_id.in_(patients)))
+    n_events = session.execute(delete(ClinicalEvent).where(ClinicalEvent.patient_id.in_(patients))).rowcount
+    for model in (ReferenceOverride, PatientStatus, StatusChange, Acknowledgement, PatientTeam):
+        session.execute(delete(model).where(model.patient_id.in_(patients)))  # type: ignore[attr-defined]
+    session.execute(delete(Patient).where(Patient.is_synthetic.is_(True)))
+    removed_batches = [int(b) for b in session.scalars(batches)]
+    session.execute(delete(RejectedRecord).where(RejectedRecord.batch_id.in_(removed_batches)))
+    session.execute(delete(ImportBatch).where(ImportBatch.id.in_(removed_batches)))
+    in_use = select(Panel.lab_id).union(select(LabRange.lab_id))
+    session.execute(delete(Lab).where(Lab.is_synthetic.is_(True), Lab.id.not_in(in_use)))
+    session.execute(delete(Setting).where(Setting.key.in_((ANCHOR_SETTING, SEED_SETTING, REMOVED_SETTING))))
+    session.add(
+        Setting(key=REMOVED_SETTING, value=json.dumps(now.isoformat()), updated_by=by, updated_at=now)
+    )
+    details = {
+        "removed": "synthetic demo cohort",
+        "patients": n_patients,
+        "results": n_results,
+        "events": n_events,
+        "batches": removed_batches,
+    }
+    record(session, at=now, username=by, action="import", details=details)
+
+    accounts = _demo_accounts(session)
+    for user in accounts:
+        user.is_active, user.password_hash, user.failed_attempts, user.locked_until = False, None, 0, None
+        reason = "demo account, removed with the synthetic cohort: disabled and its password cleared"
+        record(
+            session,
+            at=now,
+            username=by,
+            action="user_disable",
+            details={"user": user.username, "reason": reason},
+        )
+    session.execute(delete(UserTeam).where(UserTeam.user_id.in_([user.id for user in accounts])))
+    session.flush()
+    return RemovedCohort(n_patients, n_results, n_events, tuple(user.username for user in accounts))
+
+
+def was_removed(session: Session) -> bool:
+    """Whether the demo cohort was removed from this store (``remove_cohort``)."""
+    return session.get(Setting, REMOVED_SETTING) is not None
+
+
+def has_active_admin(session: Session) -> bool:
+    """Whether any enabled account is an administrator."""
+    found = select(AppUser.id).where(AppUser.is_active.is_(True), AppUser.role == "admin").limit(1)
+    return session.scalar(found) is not None

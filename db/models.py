@@ -64,7 +64,7 @@ AuditAction = Literal[
 ]
 AUDIT_ACTIONS: tuple[str, ...] = get_args(AuditAction)
 
-# How much free text a person may write into the store (docs/deployment.md, 6. The audit trail); longer input
+# How much free text a person may write into the store (docs/deployment.md, "The audit trail"); longer input
 # is refused with a message saying so, never cut short.
 REASON_LIMIT = 2_000  # characters: an acknowledgement's comment, a patient range's reason
 EVENT_DETAILS_LIMIT = 16_000  # characters: the details of a clinical event or note

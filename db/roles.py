@@ -3,7 +3,7 @@
 The schema belongs to an owner role that runs the migrations (``python -m monitor db upgrade``); the
 dashboards and commands connect as another role, granted here: every right on the data they change, and on
 ``audit_log`` only SELECT and INSERT. Such a role cannot UPDATE, DELETE or TRUNCATE the trail, nor set its
-triggers aside (only a table's owner may ALTER it). docs/deployment.md, 1. The store.
+triggers aside (only a table's owner may ALTER it). docs/deployment.md, "The store".
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""Looking after the store: its schema brought up to date, the synthetic demo cohort seeded, and every
-patient's status recomputed."""
+"""Looking after the store: its schema brought up to date, the synthetic demo cohort seeded and removed,
+and every patient's status recomputed."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db import demo, queries
 from db.accounts import ensure_demo_accounts
-from db.demo import DemoConflict
+from db.demo import DemoConflict, RemovedCohort
 from db.migrate import StoreOutOfDate, current_revision, upgrade
 from db.session import make_engine
 from db.status import refresh_all_status, refresh_patient_status
@@ -18,13 +18,19 @@ from monitor.simulation.demo import simulate_cohort
 from services.config import Config
 
 __all__ = [
+    "DEMO_ACCOUNTS_WARNING",
     "DEMO_PATIENTS",
     "DEMO_SEED",
     "DemoConflict",
+    "NO_ADMIN_HINT",
     "DemoSummary",
+    "RemovedCohort",
     "SchemaUpgrade",
     "StoreOutOfDate",
+    "demo_account_warnings",
+    "has_active_admin",
     "recompute_all",
+    "remove_demo",
     "seed_demo",
     "seed_demo_if_empty",
     "upgrade_schema",
@@ -33,6 +39,16 @@ __all__ = [
 # The demo cohort the command line seeds by default and the dashboard seeds into an empty store.
 DEMO_PATIENTS = 60
 DEMO_SEED = 7
+# What an import says while the demo accounts can still sign in with their published password.
+DEMO_ACCOUNTS_WARNING = (
+    "this store still has the demo accounts with the published password 'demo': remove them with "
+    "`python -m monitor demo --remove` before real use"
+)
+# What to do when no enabled administrator is left (after the demo's removal, say).
+NO_ADMIN_HINT = (
+    "no enabled administrator: create one with `python -m monitor users add NAME --role admin` "
+    "(the password is asked for)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,11 +106,11 @@ def seed_demo(
 
 def seed_demo_if_empty(store: sessionmaker[Session], *, config: Config, now: datetime) -> DemoSummary | None:
     """Seed the demo cohort into a store without patients when the site allows it (``config.seed_demo``,
-    the dashboard's first start); None when nothing was seeded."""
+    the dashboard's first start) and the demo was never removed from it; None when nothing was seeded."""
     if not config.seed_demo:
         return None
     with store.begin() as session:
-        if queries.patient_count(session):
+        if queries.patient_count(session) or demo.was_removed(session):
             return None
         return _seed(session, patients=DEMO_PATIENTS, seed=DEMO_SEED, now=now, timezone=config.timezone)
 
@@ -113,6 +129,26 @@ def _seed(session: Session, *, patients: int, seed: int, now: datetime, timezone
     # The patient-specific ranges change which limit applies, and the events place results in cycles.
     refresh_patient_status(session, stored.patients, now=now, timezone=timezone)
     return DemoSummary(len(cohort.patients), stored.results_added, events_added, False, anchor)
+
+
+def remove_demo(store: sessionmaker[Session], *, now: datetime, by: str) -> RemovedCohort:
+    """Remove the synthetic cohort with all its rows and disable the demo accounts, audited under ``by``
+    (``db.demo.remove_cohort``); the dashboard does not seed it again."""
+    with store.begin() as session:
+        return demo.remove_cohort(session, now=now, by=by)
+
+
+def has_active_admin(store: sessionmaker[Session]) -> bool:
+    """Whether any enabled account is an administrator: without one, nobody can administer the dashboard
+    (``NO_ADMIN_HINT`` says how to create one)."""
+    with store() as session:
+        return demo.has_active_admin(session)
+
+
+def demo_account_warnings(session: Session) -> tuple[str, ...]:
+    """``DEMO_ACCOUNTS_WARNING`` while any demo account can still sign in with the published password, in
+    the caller's transaction (an import's)."""
+    return (DEMO_ACCOUNTS_WARNING,) if demo.accounts_with_published_password(session) else ()
 
 
 def recompute_all(store: sessionmaker[Session], *, now: datetime, timezone: str) -> int:

@@ -143,6 +143,8 @@ class ImportSummary:
     # Patients of the file's results newly put in the teams asked for, and those left in no team.
     assigned: int = 0
     teamless: int = 0
+    # What the importer should know about the store itself (its demo accounts still open, say).
+    warnings: tuple[str, ...] = ()
 
     @classmethod
     def not_imported(

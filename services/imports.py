@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import random
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from monitor.formats.csv_long import UnusableFile
 from monitor.formats.parsed import RAW_TEXT_LIMIT
 from monitor.formats.registry import FORMAT_NAMES
 from services.accounts import require_administrator
+from services.admin import demo_account_warnings
 from services.import_file import (
     FileContent,
     ImportOptions,
@@ -149,7 +151,9 @@ def _import(
 
     def within(session: Session) -> ImportSummary:
         stamp = now or _clock()
-        return import_file(session, content, sha256=sha256, options=options, progress=progress, now=stamp)
+        summary = import_file(session, content, sha256=sha256, options=options, progress=progress, now=stamp)
+        # Real data going into a store whose demo accounts still open with the published password.
+        return summary if summary.error else replace(summary, warnings=demo_account_warnings(session))
 
     try:
         for attempt in range(1, CONCURRENT_ATTEMPTS + 1):

@@ -1,20 +1,22 @@
 """The patients a viewer may see, as lists: the patient list, the worklist in priority order, the treated
-patients, and the alerts since a time."""
+patients, and the alerts since a time; and the audit of a list seen."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pandas as pd
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from db import queries
+from db import audit, queries
 from db.accounts import Viewer
 from monitor.analysis.alerts import ALERT_COLUMNS, current_alerts
 from monitor.analysis.triage import prioritised
 
-__all__ = ["alerts", "patient_list", "treated_patients", "worklist"]
+__all__ = ["alerts", "patient_list", "record_list_view", "treated_patients", "worklist"]
 
 
 def patient_list(
@@ -44,12 +46,38 @@ def alerts(
     store: sessionmaker[Session], *, viewer: Viewer, since: datetime, timezone: str, now: datetime
 ) -> pd.DataFrame:
     """Patients whose flags appeared or whose grades rose since ``since`` and still hold, in the worklist's
-    order, then the most recent change first (``analysis.alerts.current_alerts``)."""
+    order, then the most recent change first (``analysis.alerts.current_alerts``), each with its
+    ``patient_key`` last (for the audit of who was listed)."""
     with store() as session:
         changes = queries.status_changes_since(session, since=since, viewer=viewer)
         if changes.empty:
-            return pd.DataFrame(columns=ALERT_COLUMNS)
+            return pd.DataFrame(columns=[*ALERT_COLUMNS, "patient_key"])
         patients = queries.patient_list(
             session, viewer=viewer, timezone=timezone, today=now.astimezone(ZoneInfo(timezone)).date()
         )
-    return current_alerts(changes, patients)
+    found = current_alerts(changes, patients)
+    identity = ["patient_id", "assigning_authority"]
+    keys = patients[[*identity, "patient_key"]]
+    return found.merge(keys, on=identity, how="left", validate="many_to_one")
+
+
+def record_list_view(
+    store: sessionmaker[Session], *, viewer: Viewer, patient_keys: Iterable[int], what: str, now: datetime
+) -> None:
+    """Record in the audit trail that ``viewer`` saw a list of patients (``what``: the page or command and
+    the list's size): one ``view`` row per patient listed, so that the trail of a patient names every list
+    that showed them. An empty list showed no patient: nothing is recorded."""
+    listed = sorted({int(key) for key in patient_keys})
+    with store.begin() as session:
+        driver_error = session.get_bind().dialect.loaded_dbapi.Error
+        try:
+            audit.record_for_patients(
+                session,
+                at=now,
+                username=viewer.username,
+                action="view",
+                patient_keys=listed,
+                details={"what": what},
+            )
+        except driver_error as error:  # written through the driver in bulk: a store error like any other
+            raise OperationalError("INSERT INTO audit_log", None, error) from error

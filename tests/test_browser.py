@@ -553,3 +553,44 @@ def test_the_server_log_names_no_patient(dashboard: str, page: Page) -> None:
     leaked = sorted(secret for secret in secrets if secret in log)
     assert not leaked, f"the server log names {leaked[:5]}"
     print(f"server log: {len(log):,} characters, none of {len(secrets):,} identifiers, names, birth dates")
+
+
+def test_tables_offer_no_export_of_their_own_only_the_audited_download(dashboard: str, page: Page) -> None:
+    """Streamlit's table toolbar would download any table as CSV, unaudited and with formulas kept raw: it
+    offers no download (client.disableDataExport); the page's own button is the way to export."""
+    from playwright.sync_api import expect
+
+    _sign_in(page, dashboard)
+    table = page.locator('[data-testid="stDataFrame"]').first
+    expect(table).to_be_visible()
+    table.hover()
+    toolbar = page.locator('[data-testid="stElementToolbar"]').first
+    expect(toolbar.get_by_role("button", name="Fullscreen")).to_be_visible()  # the toolbar is drawn
+    expect(toolbar.get_by_role("button", name="Download as CSV")).to_have_count(0)
+    expect(page.get_by_role("button", name="Download this list (CSV)")).to_be_visible()
+
+
+def test_a_downloaded_file_is_served_without_a_session_only_until_pages_run_twice_more(
+    dashboard: str, page: Page, chromium: Browser
+) -> None:
+    """The residual risk docs/deployment.md describes: Streamlit serves a file made for a download at an
+    unguessable /media/ address to any client that has the address (no session needed) until pages have
+    run twice more, then forgets it."""
+    from playwright.sync_api import expect
+
+    _sign_in(page, dashboard)
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download this list (CSV)").click()
+    address = download.value.url
+    assert re.fullmatch(r"/media/[0-9a-f]{32}\.csv", urlsplit(address).path), address  # a 128-bit hash
+    stranger = chromium.new_context()  # no cookie, no session
+    try:
+        assert stranger.request.get(address).status == 200
+        search = page.get_by_label("Search identifier or name")
+        for typed in ("MRN1001", "MRN2002"):  # two runs of the page (each waited for: its list drawn)
+            search.fill(typed)
+            search.press("Enter")
+            expect(_grid_column(page, 3).first).to_have_text(typed)
+        assert stranger.request.get(address).status == 404
+    finally:
+        stranger.close()

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 from click.testing import CliRunner
@@ -14,17 +15,51 @@ from click.testing import CliRunner
 from tests.conftest import DATA, ROOT
 
 
-def monitor(*args: str, url: str, zone: str = "UTC") -> subprocess.CompletedProcess[str]:
+def monitor(
+    *args: str, url: str, zone: str = "UTC", input: str | None = None, in_process: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m monitor ARGS`` against the store at ``url``: what it printed, and its exit code.
+
+    In this process by default (the command line's own ``main``, with its environment, streams and exit
+    status, as the shim calls it): starting a new interpreter per command cost more than the commands
+    themselves. ``in_process=False`` runs the real ``python -m monitor`` in a child process.
+    """
     # The site's zone is pinned: days and dates in the expected outputs are counted in it.
-    env = {**os.environ, "MONITOR_DATABASE_URL": url, "PYTHONPATH": str(ROOT), "MONITOR_TIMEZONE": zone}
-    return subprocess.run(
-        [sys.executable, "-m", "monitor", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=300,
-    )
+    env = {"MONITOR_DATABASE_URL": url, "MONITOR_TIMEZONE": zone}
+    if not in_process:
+        return subprocess.run(
+            [sys.executable, "-m", "monitor", *args],
+            capture_output=True,
+            text=True,
+            input=input,
+            env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
+            cwd=ROOT,
+            timeout=300,
+        )
+    import db.session
+    from cli import app, main
+
+    engines: list[Any] = []  # closed after the command, as the end of its process would close them
+
+    def tracked(*options: Any, **settings: Any) -> Any:
+        engines.append(made := create_engine(*options, **settings))
+        return made
+
+    runner, code = CliRunner(), 0
+    create_engine, db.session.create_engine = db.session.create_engine, tracked
+    try:
+        with runner.isolation(input=input, env=env) as (out, err, _):
+            app._debug["on"] = False  # the --debug flag is remembered per process
+            try:
+                main(list(args))
+            except SystemExit as done:
+                code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+            stdout, stderr = out.getvalue().decode(), err.getvalue().decode()
+    finally:
+        db.session.create_engine = create_engine
+        for engine in engines:
+            engine.dispose()
+    return subprocess.CompletedProcess(["python", "-m", "monitor", *args], code, stdout, stderr)
 
 
 def test_a_shared_store_behind_the_code_is_refused_until_upgraded(db_url: str) -> None:
@@ -221,6 +256,7 @@ def test_debug_shows_the_traceback(tmp_path: Path) -> None:
         "--database",
         "postgresql+psycopg://nobody@127.0.0.1:9/none",
         url=f"sqlite:///{tmp_path / 'x.db'}",
+        in_process=False,  # the traceback is the interpreter's, printed as the process ends
     )
     assert out.returncode != 0 and "Traceback" in out.stderr
 
@@ -240,3 +276,38 @@ def test_results_as_a_table_print_values_as_the_lab_printed_them(upgraded: str, 
     assert hgb[2:3] + hgb[4:7] == ["9.99", "g/dL", "11.92", "15.95"] and hgb[-2:] == ["6.2", "mmol/L"]
     anc = next(line for line in shown.stdout.splitlines() if " anc " in line).split()
     assert anc[2] == "<0.1"
+
+
+def test_patients_and_alerts_audit_a_view_of_every_patient_they_list(upgraded: str) -> None:
+    """A list printed on the command line is a view of each patient in it, as the worklist is."""
+    from sqlalchemy import create_engine, text
+
+    from cli import cli
+    from db.store import open_store
+    from services.imports import ImportOptions, import_path
+
+    import_path(
+        open_store(upgraded, timezone="UTC"),
+        DATA / "canonical-good.csv",
+        options=ImportOptions(imported_by="test", site_timezone="UTC"),
+    )
+    runner = CliRunner()
+    listed = runner.invoke(cli, ["patients", "--format", "json", "--database", upgraded])
+    alerted = runner.invoke(cli, ["alerts", "--format", "json", "--database", upgraded])
+    assert listed.exit_code == 0 and alerted.exit_code == 0, (listed.output, alerted.output)
+    patients = {row["patient_id"] for row in json.loads(listed.output)}
+    alerts = {row["patient_id"] for row in json.loads(alerted.output)}
+    assert len(patients) >= 2 and alerts and "patient_key" not in json.loads(alerted.output)[0]
+    engine = create_engine(upgraded)
+    with engine.connect() as connection:
+        views = connection.execute(
+            text(
+                "SELECT a.username, p.mrn, a.details FROM audit_log a "
+                "LEFT JOIN patient p ON p.id = a.patient_id "
+                "WHERE a.action = 'view'"
+            )
+        ).all()
+    engine.dispose()
+    assert all(who.startswith("cli:") for who, _, _ in views)
+    assert {mrn for _, mrn, details in views if "patient list" in details} == patients
+    assert {mrn for _, mrn, details in views if "alerts since" in details} == alerts

@@ -203,10 +203,13 @@ def test_acknowledging_clears_the_worklist_state_and_is_audited(imported_store) 
     with open_store(imported_store, timezone="UTC")() as session:
         audited = session.execute(text("SELECT action, username, details FROM audit_log ORDER BY id")).all()
     actions = [row[0] for row in audited]
-    # The import, the views of the worklist and the patient's page, then the acknowledgement with its comment.
-    assert actions == ["import", "view", "view", "acknowledge"]
-    assert "worklist" in audited[1][2] and "patient timeline" in audited[2][2]
-    assert audited[3][1] == "admin" and "repeat CBC in a week" in audited[3][2]
+    # The import, the worklist's view of each patient listed (the timeline's selector lists the same ones:
+    # not again), the patient's page, then the acknowledgement with its comment.
+    listed = len(at.dataframe[0].value)
+    assert actions == ["import", *["view"] * listed, "view", "acknowledge"]
+    assert all("worklist" in row[2] for row in audited[1 : listed + 1])
+    assert "patient timeline" in audited[-2][2]
+    assert audited[-1][1] == "admin" and "repeat CBC in a week" in audited[-1][2]
 
 
 def test_a_patient_range_recomputes_the_grade_and_the_flags(imported_store) -> None:
@@ -288,17 +291,24 @@ def test_cycles_page_overlays_counts_by_cycle_and_tables_them(treated_store) -> 
     assert table.loc[0, "nadir ANC"].startswith("0.9") and table.loc[0, "on"] == "D21"
 
 
-def test_the_worklist_is_audited_once_per_session_as_a_view_of_a_list(imported_store) -> None:
+def test_the_worklist_is_audited_once_per_session_as_a_view_of_each_patient_listed(imported_store) -> None:
     at = _app().run()
-    at.text_input(key="worklist_search").input("2002").run()  # a rerun of the same list
+    shown = at.dataframe[0].value["Patient ID"].tolist()
+    at.text_input(key="worklist_search").input("2002").run()  # a rerun of the same list, narrowed
     assert not at.exception
     with open_store(imported_store, timezone="UTC")() as session:
         views = session.execute(
-            text("SELECT username, patient_id, details FROM audit_log WHERE action = 'view' ORDER BY id")
+            text(
+                "SELECT a.username, p.mrn, a.details FROM audit_log a "
+                "LEFT JOIN patient p ON p.id = a.patient_id "
+                "WHERE a.action = 'view' ORDER BY a.id"
+            )
         ).all()
     listed = [row for row in views if "worklist" in (row[2] or "")]
-    assert [(row[0], row[1]) for row in listed] == [("admin", None)]
-    assert "patients)" in listed[0][2]
+    # Every patient whose name and counts the list showed, once each, under the viewer.
+    assert sorted(row[1] for row in listed) == sorted(shown) and len(shown) >= 2
+    assert {row[0] for row in listed} == {"admin"}
+    assert all(f"({len(shown)} patients)" in row[2] for row in listed)
 
 
 def test_opening_a_patients_cycles_is_audited_once_not_at_every_rerun(treated_store) -> None:
@@ -487,17 +497,45 @@ def test_audit_page_filters_by_every_action_and_finds_a_person_under_each_spelli
     assert at.dataframe[0].value["action"].tolist() == ["import"]
 
 
-def test_a_download_is_recorded_in_the_trail_under_the_viewer(imported_store) -> None:
-    from ui import downloads
+@pytest.fixture
+def offered_downloads(monkeypatch) -> dict[str, object]:
+    """What each page's download buttons would serve, by label: the callable Streamlit runs when the file
+    is asked for (a click, or a request sent without one), captured as the page draws the button."""
+    offered: dict[str, object] = {}
+    real = st.download_button
 
-    downloads._record_download(ADMIN, "worklist CSV (1 rows)", None)
-    with open_store(imported_store, timezone="UTC")() as session:
-        exported = session.execute(
-            text("SELECT username, details FROM audit_log WHERE action = 'export'")
+    def capture(label, data, *args, **kwargs):
+        offered[label] = data
+        return real(label, data, *args, **kwargs)
+
+    monkeypatch.setattr(st, "download_button", capture)
+    return offered
+
+
+def _exports(url: str) -> list[tuple[str, str]]:
+    with open_store(url, timezone="UTC")() as session:
+        rows = session.execute(
+            text("SELECT username, details FROM audit_log WHERE action = 'export' ORDER BY id")
         ).all()
-    assert [(who, json.loads(details)["what"]) for who, details in exported] == [
-        ("admin", "worklist CSV (1 rows)")
-    ]
+    return [(who, json.loads(details)["what"]) for who, details in rows]
+
+
+def test_a_download_is_audited_when_the_file_is_made_and_refused_once_signed_out(
+    imported_store, offered_downloads
+) -> None:
+    at = _app().run()
+    assert not at.exception
+    make = offered_downloads["Download this list (CSV)"]
+    assert callable(make) and _exports(imported_store) == []  # drawing the button exports nothing
+    made = make()  # what Streamlit runs when the file is asked for, with or without the button's click
+    made = made.decode() if isinstance(made, bytes) else made
+    assert made.startswith("Priority,Why,Patient ID,") and "MRN1001" in made
+    assert _exports(imported_store) == [("admin", f"worklist CSV ({len(made.splitlines()) - 1} patients)")]
+    at.button(key="sign_out").click().run()
+    assert at.title[0].value == "Sign in"
+    with pytest.raises(PermissionError):  # the file asked for after signing out: nothing made
+        make()
+    assert len(_exports(imported_store)) == 1
 
 
 def test_a_childs_page_shows_age_in_months_and_an_anc_below_the_interval_for_age(
@@ -534,3 +572,165 @@ def test_a_childs_page_shows_age_in_months_and_an_anc_below_the_interval_for_age
         "below the reference interval for age"
         in next(m for m in at.metric if m.label.startswith("Latest ANC")).value
     )
+
+
+def _views(url: str) -> list[tuple[str, str | None, str]]:
+    """The trail's views: who, which patient (identifier, or None for a view of no one patient), what."""
+    with open_store(url, timezone="UTC")() as session:
+        rows = session.execute(
+            text(
+                "SELECT a.username, p.mrn, a.details FROM audit_log a "
+                "LEFT JOIN patient p ON p.id = a.patient_id WHERE a.action = 'view' ORDER BY a.id"
+            )
+        ).all()
+    return [(who, mrn, json.loads(details)["what"]) for who, mrn, details in rows]
+
+
+def test_the_cycles_pages_list_of_treated_patients_is_audited_as_a_view_of_each(
+    treated_store, tmp_path, monkeypatch
+) -> None:
+    """A clinician who opens Treatment cycles first sees the treated patients' names in its selector."""
+    at = _app().run()
+    at.switch_page("app_pages/cycles.py").run()
+    assert not at.exception
+    offered = at.selectbox(key="cycles_patient").options
+    at.segmented_control(key="cycles_analyte").set_value("wbc").run()  # a rerun: no new rows
+    listed = [(who, mrn) for who, mrn, what in _views(treated_store) if what.startswith("patient list on")]
+    assert [mrn for _, mrn in listed] == ["MRN1001"] and offered == ["MRN1001 · (no name)"]
+
+
+def test_reading_the_audit_trail_is_audited_once_per_filter(imported_store) -> None:
+    at = _app().run()
+    at.switch_page("app_pages/audit.py").run()
+    at.text_input(key="audit_user").input("admin").run()
+    at.run()  # a rerun of the same filter
+    assert not at.exception
+    trail = [what for who, _, what in _views(imported_store) if "audit trail" in what and who == "admin"]
+    assert len(trail) == 2 and "user 'admin'" in trail[1] and "rows, last 7 days" in trail[0]
+
+
+# Markdown and HTML a feed or a form could carry: an image (the browser would fetch it), a link, a coloured
+# directive passing for clinical text, HTML tags, LaTeX and a table's pipes.
+PAYLOAD = "![i](http://e.x/i)[l](http://e.x):red[STOP]<b>h</b>$\\pi$|a|b|"
+
+
+def _texts(at: AppTest) -> list[str]:
+    """What a page shows as markdown: text elements, alerts and the metrics' help."""
+    assert not at.exception
+    shown = []
+    for kind in ("markdown", "caption", "error", "warning", "info", "success", "subheader", "title"):
+        shown += [element.value for element in at.get(kind)]
+    return shown + [metric.help or "" for metric in at.metric]
+
+
+def test_text_from_feeds_and_forms_is_shown_as_typed_never_as_markdown_or_html(tmp_path, monkeypatch) -> None:
+    """The payload as a patient identifier, name and team name, a lab, an event's label and details,
+    and an acknowledgement's comment: every page shows it escaped, as text, and plotly's hover too."""
+    from ui.text import plain
+
+    url = f"sqlite:///{tmp_path / 'monitor.db'}"
+    store = open_store(url, timezone="UTC")
+    results = tmp_path / "results.csv"
+    results.write_text(
+        "patient_id,collected_at,analyte,value,unit,ref_low,ref_high,lab,accession,status\n"
+        f"{PAYLOAD},2026-03-02T08:15:00Z,wbc,5.6,10^9/L,4.0,11.0,{PAYLOAD},{PAYLOAD},final\n"
+        f"{PAYLOAD},2026-03-16T08:15:00Z,wbc,2.1,10^9/L,4.0,11.0,{PAYLOAD},A-2,final\n"
+        f"{PAYLOAD},2026-03-16T08:15:00Z,anc,0.9,10^9/L,1.8,7.7,{PAYLOAD},A-2,final\n"
+    )
+    events = tmp_path / "events.csv"
+    events.write_text(
+        "patient_id,kind,start,end,label,details\n"
+        f"{PAYLOAD},chemotherapy,2026-02-24,,{PAYLOAD},{PAYLOAD}\n"
+        f"{PAYLOAD},note,2026-03-10,,{PAYLOAD},{PAYLOAD}\n"
+    )
+    for path in (results, events):
+        summary = import_path(store, path, options=ImportOptions(imported_by="test", site_timezone="UTC"))
+        assert summary.error is None and not len(summary.rejected), summary
+    with store.begin() as session:  # as an HL7 or FHIR feed names them, and an administrator a team
+        session.execute(text("UPDATE patient SET name = :p"), {"p": PAYLOAD})
+        session.execute(text("INSERT INTO team (code, name) VALUES ('evil', :p)"), {"p": PAYLOAD})
+        session.execute(
+            text("INSERT INTO patient_team (patient_id, team_id) SELECT p.id, t.id FROM patient p, team t")
+        )
+    monkeypatch.setenv("MONITOR_DATABASE_URL", url)
+    at = _app().run()
+    at.switch_page("app_pages/patient.py").run()
+    at.text_area(key="acknowledge_comment").input(PAYLOAD)
+    at.button(key="FormSubmitter:acknowledge_form-Acknowledge").click().run()
+    shown = _texts(at)
+    header = next(text for text in shown if text.startswith("**"))
+    assert header.count(plain(PAYLOAD)) == 3, header  # identifier, name, team
+    shown += _texts(at.switch_page("app_pages/cycles.py").run())
+    shown += _texts(at.switch_page("app_pages/patients.py").run())
+    # Once every escaped payload is taken out, no piece of one is left: nothing was shown unescaped.
+    left = [text.replace(plain(PAYLOAD), "") for text in shown]
+    raw = [text for text in left if any(piece in text for piece in ("![", "](", ":red[", "<b>", "$\\pi$"))]
+    assert not raw, raw
+    # Plotly renders a subset of HTML in hover: the lab, the accession and the events' labels as text.
+    at = _app().run()
+    at.switch_page("app_pages/patient.py").run()
+    traces = json.loads(at.get("plotly_chart")[0].proto.spec)["data"]
+    strings = [
+        str(value)
+        for trace in traces
+        for field in ("customdata", "text")
+        for value in np.ravel(np.array(trace.get(field, []), dtype=object))
+    ]
+    assert not [value for value in strings if "<b>h</b>" in value]
+    hovered = [value for value in strings if "&lt;b&gt;h&lt;/b&gt;" in value]
+    assert len(hovered) >= 4  # the lab and accession of a result, and the events' labels
+
+
+@pytest.mark.parametrize("rows", [[99], [-1], ["0"], [True], [0, 1], None, {"0": 0}])
+def test_a_tampered_worklist_selection_opens_no_patient_rather_than_failing(rows) -> None:
+    """The table's selection arrives from the browser as JSON: only one row number of the list shown opens
+    a patient."""
+    import pandas as pd
+
+    from ui.worklist import selected_patient
+
+    shown = pd.DataFrame({"patient_key": [7, 9]})
+    assert selected_patient(shown, rows) is None
+    assert selected_patient(shown, [1]) == 9
+
+
+def test_an_unexpected_error_shows_no_details_in_the_browser(imported_store, monkeypatch) -> None:
+    """A bug's exception reaches the page as a generic message: never its text (SQL, a host, a port) nor a
+    traceback (client.showErrorDetails, .streamlit/config.toml); the server's log keeps them."""
+    import services.worklist
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("SELECT mrn FROM patient on db.internal.example:5432 failed")
+
+    monkeypatch.setattr(services.worklist, "worklist", broken)
+    at = _app().run()
+    assert at.exception and not at.dataframe
+    shown = " ".join(f"{error.message} {' '.join(error.stack_trace)}" for error in at.exception)
+    assert not [word for word in ("SELECT", "db.internal", "5432", "RuntimeError", ".py") if word in shown], (
+        shown
+    )
+
+
+def test_a_store_error_at_sign_in_shows_no_details(imported_store, monkeypatch) -> None:
+    """The store failing as someone signs in: the page says nothing of the driver's message (a host, a
+    port, SQL)."""
+    from sqlalchemy.exc import OperationalError
+
+    from ui import identity
+
+    def unreachable(*_args, **_kwargs):
+        raise OperationalError(
+            "SELECT password_hash FROM app_user", {}, ConnectionError("db.internal.example:5432 refused")
+        )
+
+    monkeypatch.setattr(identity, "sign_in", unreachable)
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.text_input(key="sign_in_username").input("admin")
+    at.text_input(key="sign_in_password").input("demo")
+    at.button(key="FormSubmitter:sign_in_form-Sign in").click().run()
+    shown = [error.value for error in at.error] + [
+        f"{error.message} {' '.join(error.stack_trace)}" for error in at.exception
+    ]
+    assert shown and at.title[0].value == "Sign in"
+    leaked = [text for text in shown if any(word in text for word in ("db.internal", "5432", "SELECT"))]
+    assert not leaked, leaked

@@ -1,16 +1,47 @@
-"""The synthetic demo cohort behaves the way a clinician reading the dashboard would expect."""
+"""The synthetic demo cohort behaves the way a clinician reading the dashboard would expect, and comes out
+of a store, with its published accounts, before real use."""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from click.testing import CliRunner
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
 
+from cli import cli
+from db.migrate import upgrade
+from db.models import (
+    Acknowledgement,
+    AppUser,
+    AuditLog,
+    ClinicalEvent,
+    ImportBatch,
+    Lab,
+    Panel,
+    Patient,
+    PatientStatus,
+    PatientTeam,
+    ReferenceOverride,
+    Result,
+    StatusChange,
+    UserTeam,
+)
+from db.session import make_engine, make_session_factory
 from monitor.analytes import ANALYTES, DIFFERENTIAL
 from monitor.formats.events import EVENT_KINDS
 from monitor.simulation.demo import LOCAL_TZ, SCENARIOS, DemoCohort, simulate_cohort
+from services.accounts import SYSTEM, add_user, sign_in
+from services.admin import DEMO_ACCOUNTS_WARNING, has_active_admin, seed_demo, seed_demo_if_empty
+from services.config import Config
+from services.imports import ImportOptions, import_path
+from services.patient_actions import acknowledge, add_event, set_patient_range
+from tests.conftest import DATA
 
 END = dt.date(2025, 6, 30)
 FRAMES = ("patients", "memberships", "labs", "results", "events", "overrides")
@@ -332,3 +363,206 @@ def test_events_use_the_vocabulary_and_read_clearly(cohort: DemoCohort) -> None:
     ended = events.dropna(subset=["end"])
     assert (ended["end"] >= ended["start"]).all()
     assert set(events["patient_id"]) <= set(cohort.patients["patient_id"])
+
+
+# --- The demo in a store, and taken out of it before real use ---
+
+NOW = dt.datetime(2026, 11, 30, 9, 0, tzinfo=dt.UTC)
+LATER = NOW + dt.timedelta(days=1)
+# Every table that holds a patient's rows, by the column naming the patient.
+PATIENT_ROWS = (
+    Panel,
+    ClinicalEvent,
+    ReferenceOverride,
+    PatientStatus,
+    StatusChange,
+    Acknowledgement,
+    PatientTeam,
+)
+
+
+def _demo_with_a_real_patient(url: str, _folder: Path) -> None:
+    """A migrated store with a small demo cohort (an acknowledgement, a note and a patient range on one of
+    its patients) and a real patient imported beside it with the same kinds of rows."""
+    engine = make_engine(url)
+    try:
+        upgrade(engine, timezone="UTC")
+        store = make_session_factory(engine)
+        seed_demo(store, patients=3, seed=7, now=NOW, timezone="UTC")
+        options = ImportOptions(imported_by="test", site_timezone="UTC", teams=("oncology",))
+        assert import_path(store, DATA / "canonical-good.csv", options=options, now=NOW).accepted
+        with store() as session:
+            demo_key, real_key = (
+                session.scalar(select(Patient.id).where(Patient.mrn == mrn))
+                for mrn in ("DEMO-0001", "MRN1001")
+            )
+        for key in (demo_key, real_key):
+            assert key is not None
+            acknowledge(store, viewer=SYSTEM, patient_key=key, comment="seen", now=NOW)
+            add_event(
+                store,
+                viewer=SYSTEM,
+                patient_key=key,
+                kind="note",
+                start=NOW,
+                end=None,
+                label="Phoned the patient",
+                details="",
+                now=NOW,
+                timezone="UTC",
+            )
+            set_patient_range(
+                store,
+                viewer=SYSTEM,
+                patient_key=key,
+                analyte="anc",
+                low=1.2,
+                high=None,
+                reason="Duffy-null",
+                now=NOW,
+                timezone="UTC",
+            )
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def demo_store(store_copy: Callable[[str, Callable[[str, Path], None]], str]) -> sessionmaker[Session]:
+    engine = make_engine(store_copy("demo-with-a-real-patient", _demo_with_a_real_patient))
+    yield make_session_factory(engine)
+    engine.dispose()
+
+
+def _rows(store: sessionmaker[Session], *, synthetic: bool) -> dict[str, int]:
+    """How many rows each patient table (and the results) holds for synthetic or for real patients."""
+    with store() as session:
+        patients = select(Patient.id).where(Patient.is_synthetic.is_(synthetic))
+        counts = {
+            model.__tablename__: session.scalar(
+                select(func.count()).where(model.patient_id.in_(patients))  # type: ignore[attr-defined]
+            )
+            for model in PATIENT_ROWS
+        }
+        panels = select(Panel.id).where(Panel.patient_id.in_(patients))
+        counts["result"] = session.scalar(select(func.count()).where(Result.panel_id.in_(panels)))
+        counts["patient"] = session.scalar(select(func.count()).select_from(patients.subquery()))
+        return {table: int(n or 0) for table, n in counts.items()}
+
+
+def _demo(store: sessionmaker[Session], *args: str) -> tuple[int, str, str]:
+    url = store.kw["bind"].url.render_as_string(hide_password=False)
+    done = CliRunner().invoke(cli, ["demo", *args, "--database", url], catch_exceptions=False)
+    return done.exit_code, done.stdout, done.stderr
+
+
+def test_an_import_into_a_store_with_the_demo_accounts_warns_until_they_are_removed(
+    demo_store: sessionmaker[Session], tmp_path: Path
+) -> None:
+    options = ImportOptions(imported_by="test", site_timezone="UTC")
+    before = import_path(demo_store, DATA / "canonical-good.csv", options=options, now=LATER)
+    assert before.warnings == (DEMO_ACCOUNTS_WARNING,)
+    assert "published password 'demo'" in DEMO_ACCOUNTS_WARNING
+    assert "`python -m monitor demo --remove`" in DEMO_ACCOUNTS_WARNING
+    url = demo_store.kw["bind"].url.render_as_string(hide_password=False)
+    printed = CliRunner().invoke(cli, ["import", str(DATA / "canonical-good.csv"), "--database", url])
+    assert f"warning: {DEMO_ACCOUNTS_WARNING}" in printed.stderr
+
+    assert _demo(demo_store, "--remove")[0] == 0
+    after = import_path(demo_store, DATA / "canonical-good.csv", options=options, now=LATER)
+    assert after.warnings == ()
+    printed = CliRunner().invoke(cli, ["import", str(DATA / "canonical-good.csv"), "--database", url])
+    assert "warning" not in printed.stderr
+
+
+def test_removing_the_demo_takes_out_every_row_of_its_patients_and_leaves_real_ones_and_the_trail(
+    demo_store: sessionmaker[Session],
+) -> None:
+    real = _rows(demo_store, synthetic=False)
+    synthetic = _rows(demo_store, synthetic=True)
+    assert all(synthetic.values()) and all(real.values())  # every kind of row is there to remove
+    with demo_store() as session:
+        trail = session.scalar(select(func.count()).select_from(AuditLog))
+
+    code, out, _ = _demo(demo_store, "--remove")
+
+    assert code == 0
+    assert f"synthetic demo cohort removed: 3 patients, {synthetic['result']} results" in out
+    assert _rows(demo_store, synthetic=True) == dict.fromkeys(synthetic, 0)
+    assert _rows(demo_store, synthetic=False) == real
+    with demo_store() as session:
+        assert session.scalar(select(func.count()).where(Lab.is_synthetic.is_(True))) == 0
+        assert session.scalar(select(func.count()).where(ImportBatch.format == "demo")) == 0
+        audit = session.execute(select(AuditLog.action, AuditLog.details).order_by(AuditLog.id)).all()
+    assert len(audit) > trail  # nothing taken from the trail, the removal added to it
+    added = audit[trail:]
+    assert any('"removed": "synthetic demo cohort"' in details for _, details in added)
+    assert sorted(details for action, details in added if action == "user_disable") == sorted(
+        d for d in (details for _, details in added) if '"user": ' in d
+    )
+    assert {action for action, _ in added} == {"import", "user_disable"}
+    # Seeding again (deliberately) brings the same cohort back.
+    assert _demo(demo_store, "--patients", "3")[1].startswith("synthetic demo cohort of 3 patients")
+
+
+def test_the_demo_accounts_cannot_sign_in_once_removed_and_their_names_stay_taken(
+    demo_store: sessionmaker[Session],
+) -> None:
+    assert not isinstance(sign_in(demo_store, username="admin", password="demo", now=NOW), str)
+
+    code, out, _ = _demo(demo_store, "--remove")
+
+    assert code == 0 and "demo accounts disabled, their passwords cleared: admin, oncology, medicine" in out
+    for name in ("admin", "oncology", "medicine"):
+        assert isinstance(sign_in(demo_store, username=name, password="demo", now=LATER), str)
+    with demo_store() as session:
+        users = session.execute(select(AppUser.username, AppUser.is_active, AppUser.password_hash)).all()
+        assert session.scalar(select(func.count()).select_from(UserTeam)) == 0
+    assert sorted(users) == [("admin", False, None), ("medicine", False, None), ("oncology", False, None)]
+    with pytest.raises(ValueError, match="exists already"):  # nobody inherits the demo admin's trail
+        add_user(
+            demo_store,
+            viewer=SYSTEM,
+            username="admin",
+            role="admin",
+            teams=(),
+            password="a long real password",
+            now=LATER,
+        )
+
+
+def test_a_store_left_without_an_administrator_says_how_to_create_one(
+    demo_store: sessionmaker[Session],
+) -> None:
+    assert has_active_admin(demo_store)
+    code, _, err = _demo(demo_store, "--remove")
+    assert code == 0 and not has_active_admin(demo_store)
+    assert "python -m monitor users add NAME --role admin" in err
+
+    add_user(
+        demo_store,
+        viewer=SYSTEM,
+        username="j.smith",
+        role="admin",
+        teams=(),
+        password="a long real password",
+        display_name="Demo administrator",  # as the demo's, under another name: left alone
+        now=LATER,
+    )
+    assert has_active_admin(demo_store)
+    code, out, err = _demo(demo_store, "--remove")
+    assert code == 0 and "disabled" not in out and "users add" not in err
+    assert has_active_admin(demo_store)
+
+
+def test_the_dashboard_does_not_seed_the_demo_again_into_a_store_it_was_removed_from(
+    store: sessionmaker[Session],
+) -> None:
+    _demo(store, "--patients", "2")
+    _demo(store, "--remove")
+    url = store.kw["bind"].url.render_as_string(hide_password=False)
+    assert seed_demo_if_empty(store, config=Config(database_url=url, seed_demo=True), now=LATER) is None
+    assert _rows(store, synthetic=True)["patient"] == 0
+    with store() as session:
+        assert (
+            session.scalar(select(func.count()).select_from(AppUser).where(AppUser.is_active.is_(True))) == 0
+        )

@@ -83,17 +83,36 @@ def patient_view(patient_key: int, viewer: Viewer, timezone: str) -> PatientView
     )
 
 
-def record_view(patient_key: int | None, viewer: Viewer, page: str, detail: str = "") -> None:
+def record_view(
+    patient_key: int | None, viewer: Viewer, page: str, detail: str = "", *, distinct: str | None = None
+) -> None:
     """Record in the audit trail that ``viewer`` opened this patient (``None``: a list of patients) on
-    ``page`` (``detail`` added to the row): once per patient opened, not at every rerun a widget causes
-    (the session remembers the last patient audited per page)."""
-    seen = (viewer.username, patient_key)
+    ``page`` (``detail`` added to the row): once per patient opened (and per ``distinct``, what tells one
+    view of the page from another, e.g. its filters), not at every rerun a widget causes (the session
+    remembers the last view audited per page)."""
+    seen = (viewer.username, patient_key, distinct)
     if st.session_state.get(f"audited_view:{page}") == seen:
         return
     services.audit.record_view(
         store(), viewer=viewer, patient_key=patient_key, what=page + detail, now=datetime.now(UTC)
     )
     st.session_state[f"audited_view:{page}"] = seen
+
+
+def record_list_view(
+    patient_keys: pd.Series | list[int], viewer: Viewer, page: str, detail: str = ""
+) -> None:
+    """Record in the audit trail that ``viewer`` saw these patients listed on ``page`` (names, identifiers,
+    counts): one row per patient, once per distinct list in this session, not at every rerun nor again on
+    another page showing the same list (``services.worklist.record_list_view``)."""
+    keys = tuple(sorted({int(key) for key in patient_keys}))
+    audited: set[tuple[str, tuple[int, ...]]] = st.session_state.setdefault("audited_lists", set())
+    if (viewer.username, keys) in audited:
+        return
+    services.worklist.record_list_view(
+        store(), viewer=viewer, patient_keys=keys, what=page + detail, now=datetime.now(UTC)
+    )
+    audited.add((viewer.username, keys))
 
 
 @st.cache_data(ttl=CACHE_SECONDS, show_spinner=False, max_entries=200)

@@ -31,6 +31,7 @@ from ui.figures import (
     SKY,
     VERMILLION,
 )
+from ui.text import plain_html, plain_html_series
 
 DIFFERENTIAL = ("anc", "alc", "amc", "aec", "abc")
 LINEAGE_COLOURS = {"anc": BLUE, "alc": ORANGE, "amc": GREEN, "aec": PURPLE, "abc": GREY}
@@ -197,17 +198,18 @@ def _hover(rows: pd.DataFrame, earlier: pd.Series, unit: str, *, graded: bool) -
     )
     custom = pd.DataFrame(
         {
-            "comparator": rows["comparator"].fillna("") if "comparator" in rows else "",
+            "comparator": plain_html_series(rows["comparator"].fillna("")) if "comparator" in rows else "",
             "range": rows["ref_low"].map(lambda v: "?" if pd.isna(v) else f"{v:g}")
             + "–"
             + rows["ref_high"].map(lambda v: "?" if pd.isna(v) else f"{v:g}"),
             "grade": rows["grade"].map(lambda g: "" if pd.isna(g) else f" · CTCAE grade {int(g)}")
             if graded
             else "",
-            "status": rows["status"].map(STATUS_WORDS).fillna(rows["status"]),
-            "lab": rows["lab"].fillna("?") if "lab" in rows else "?",
-            "accession": rows["accession"].fillna("?") if "accession" in rows else "?",
-            "history": ("<br>corrected; earlier: " + corrected.astype("string")).fillna("")
+            # What a feed sent is shown as text: plotly renders a subset of HTML in hover labels.
+            "status": plain_html_series(rows["status"].map(STATUS_WORDS).fillna(rows["status"])),
+            "lab": plain_html_series(rows["lab"].fillna("?")) if "lab" in rows else "?",
+            "accession": plain_html_series(rows["accession"].fillna("?")) if "accession" in rows else "?",
+            "history": ("<br>corrected; earlier: " + plain_html_series(corrected.astype("string"))).fillna("")
             if corrected is not None
             else "",
         },
@@ -336,14 +338,14 @@ def _cycle_spans(figure: go.Figure, cycles: pd.DataFrame, timezone: str) -> None
 def _events(figure: go.Figure, events: pd.DataFrame, top: float, timezone: str) -> None:
     """Events as labelled markers along the top of the WBC row, one trace per kind (toggle in legend)."""
     for kind, group in events.groupby("kind", sort=True):
-        name = EVENT_NAMES.get(str(kind), str(kind).capitalize())
+        name = plain_html(EVENT_NAMES.get(str(kind), str(kind).capitalize()))
         figure.add_trace(
             go.Scatter(
                 x=_local(group["start_at"], timezone),
                 y=[top * 1.12] * len(group),
                 mode="markers",
                 name=name,
-                text=group["label"],
+                text=plain_html_series(group["label"].fillna("")),
                 marker={"symbol": "diamond", "size": 10, "color": EVENT_COLOURS.get(str(kind), GREY)},
                 hovertemplate="%{x|%d %b %Y}<br>" + name + ": %{text}<extra></extra>",
             ),

@@ -77,3 +77,15 @@ def worklist_table(shown: pd.DataFrame, timezone: str) -> pd.DataFrame:
             "Teams": shown["teams"].fillna(""),
         }
     )
+
+
+def selected_patient(shown: pd.DataFrame, rows: object) -> int | None:
+    """The key of the patient in the row the table reports selected, or None: the selection comes from the
+    browser as JSON, so anything but one row number of the table shown (a number past its end, negative, not
+    a number) selects nobody rather than failing the page or picking another row."""
+    if not isinstance(rows, list) or len(rows) != 1:
+        return None
+    row = rows[0]
+    if isinstance(row, bool) or not isinstance(row, int) or not 0 <= row < len(shown):
+        return None
+    return int(shown["patient_key"].iloc[row])
