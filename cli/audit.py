@@ -20,7 +20,7 @@ CHAIN_BROKEN = 5
 def audit() -> None:
     """The audit trail: who saw or changed what, when.
 
-    \\b
+    \b
     Example:
       python -m monitor audit verify
     """
@@ -35,7 +35,7 @@ def audit_verify(database: str | None) -> None:
     cannot be read). Note the last line's hash somewhere else (a ticket, the operations log): a later run
     that no longer reaches it shows that rows were removed from the end or the trail rewritten whole.
 
-    \\b
+    \b
     Example:
       python -m monitor audit verify
     """
@@ -70,7 +70,7 @@ def db_grant_app_role(database: str | None, role: str) -> None:
     the data, and on the audit trail only SELECT and INSERT. Run as the schema's owner (the role that runs
     db upgrade), once, and again after each upgrade.
 
-    \\b
+    \b
     Example:
       python -m monitor db grant-app-role monitor_app --database postgresql+psycopg://monitor_owner@db/monitor
     """

@@ -191,6 +191,25 @@ def test_many_rows_at_once_and_writers_at_the_same_time_keep_one_chain(
         assert verify_chain(session, after=state).rows == state.rows + 1
 
 
+def test_a_long_transaction_does_not_hold_the_trail_for_others_until_it_commits(
+    store: sessionmaker[Session], engine: Engine
+) -> None:
+    """An import records itself when it starts and commits minutes later: the trail's lock is taken only as
+    a transaction commits, so views recorded meanwhile do not wait for it (PostgreSQL; SQLite has a
+    single writer anyway)."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite lets one transaction write at a time")
+    with store.begin() as long:
+        record(long, username="importer", action="import", details={"batch": 1})
+        long.execute(select(func.count()).select_from(Patient))
+        with store.begin() as meanwhile:
+            meanwhile.execute(text("SET LOCAL lock_timeout = '20s'"))  # a wait would fail, not hang
+            record(meanwhile, username="alice", action="view")
+    with store() as session:
+        assert session.scalars(select(AuditLog.username).order_by(AuditLog.id)).all() == ["alice", "importer"]
+        assert verify_chain(session).intact
+
+
 def test_an_upgraded_store_s_trail_is_chained_by_the_migration(db_url: str) -> None:
     engine = make_engine(db_url)
     try:
