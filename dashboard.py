@@ -19,10 +19,34 @@ except Exception as error:  # noqa: BLE001 - the page must say what is wrong, no
     )
     st.stop()
 
-viewer = identity.signed_in()
+
+def _store_unavailable(error: Exception) -> None:
+    """The store went away (network, server restart, disk): say so plainly, and show nothing stale."""
+    data.refresh()
+    st.error(
+        "The patient store cannot be used just now, so nothing is shown rather than something stale "
+        f"({type(getattr(error, 'orig', None) or error).__name__}). Reload the page to try again.",
+        icon=":material/cloud_off:",
+    )
+
+
+try:
+    viewer = identity.signed_in()  # the account as it stands now: one small query
+except STORE_ERRORS as error:
+    _store_unavailable(error)
+    st.stop()
 if viewer is None:
     identity.sign_in_page()
     st.stop()
+
+
+@st.fragment(run_every=identity.IDLE_CHECK_SECONDS)
+def _idle_timer() -> None:
+    """Signs an idle session out while its page stays open (its runs are not activity)."""
+    identity.idle_watch()
+
+
+_idle_timer()
 
 if "patient_key" not in st.session_state:
     st.session_state["patient_key"] = None
@@ -58,10 +82,5 @@ if viewer.may("administer"):  # the other pages are not even served to other rol
     ]
 try:
     st.navigation(pages).run()
-except STORE_ERRORS as error:  # the store went away (network, server restart, disk): say so plainly
-    data.refresh()
-    st.error(
-        "The patient store cannot be used just now, so nothing is shown rather than something stale "
-        f"({type(getattr(error, 'orig', None) or error).__name__}). Reload the page to try again.",
-        icon=":material/cloud_off:",
-    )
+except STORE_ERRORS as error:
+    _store_unavailable(error)

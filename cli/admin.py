@@ -30,6 +30,9 @@ from services.accounts import (
     disable_user,
     list_teams,
     list_users,
+    remove_team,
+    set_password,
+    unlock_user,
 )
 from services.admin import (
     NO_ADMIN_HINT,
@@ -380,6 +383,70 @@ def users_disable(database: str | None, name: str) -> None:
     except AccountError as error:
         raise click.BadParameter(str(error)) from error
     click.echo(f"user {name} disabled")
+
+
+@users.command("unlock")
+@click.argument("name")
+@store_options
+def users_unlock(database: str | None, name: str) -> None:
+    """Forget an account's recent failed sign-ins, so that nothing delays its next one (audited).
+
+    \b
+    Example:
+      python -m monitor users unlock nurse1
+    """
+    store = _factory(database)
+    try:
+        cleared = unlock_user(store, viewer=_viewer(store, None), username=name, now=datetime.now(UTC))
+    except AccountError as error:
+        raise click.BadParameter(str(error)) from error
+    click.echo(f"user {name}: {cleared} recent failed sign-ins forgotten")
+
+
+@users.command("set-password")
+@click.argument("name")
+@store_options
+def users_set_password(database: str | None, name: str) -> None:
+    """Give an account a new password, asked for twice without showing it (or read from standard input);
+    the password policy applies and the account's failed sign-ins are forgotten (audited, never the
+    password).
+
+    \b
+    Example:
+      python -m monitor users set-password nurse1
+    """
+    if sys.stdin.isatty():
+        password = click.prompt("New password", hide_input=True, confirmation_prompt=True)
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    store = _factory(database)
+    try:
+        set_password(
+            store, viewer=_viewer(store, None), username=name, password=password, now=datetime.now(UTC)
+        )
+    except AccountError as error:
+        raise click.BadParameter(str(error)) from error
+    click.echo(f"user {name}: password changed")
+
+
+@users.command("remove-team")
+@click.argument("name")
+@click.argument("team")
+@store_options
+def users_remove_team(database: str | None, name: str, team: str) -> None:
+    """Take an account out of a team: it no longer sees that team's patients, in an open dashboard too
+    (audited).
+
+    \b
+    Example:
+      python -m monitor users remove-team nurse1 oncology
+    """
+    store = _factory(database)
+    try:
+        remove_team(store, viewer=_viewer(store, None), username=name, team=team, now=datetime.now(UTC))
+    except AccountError as error:
+        raise click.BadParameter(str(error)) from error
+    click.echo(f"user {name} removed from team {team}")
 
 
 @cli.command()

@@ -1,8 +1,9 @@
 """Accounts, sign-in and who may see which patient.
 
-Passwords are hashed with Argon2id (argon2-cffi); a password is never stored, logged or audited. After
-``LOCKOUT_AFTER`` failed sign-ins an account is locked for ``LOCKOUT_MINUTES``. A ``Viewer`` is what every
-patient query takes: administrators see every patient, everyone else only the patients of their teams.
+Passwords are hashed with Argon2id (argon2-cffi); a password is never stored, logged or audited. Failed
+sign-ins slow further attempts down (``CLIENT_THROTTLE``, ``ACCOUNT_THROTTLE``) rather than lock the account,
+which anyone could do to anyone. A ``Viewer`` is what every patient query takes: administrators see every
+patient, everyone else only the patients of their teams.
 """
 
 from __future__ import annotations
@@ -16,15 +17,15 @@ from typing import Any
 import pandas as pd
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy import ColumnElement, case, delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from db.audit import record, record_for_patients
 from db.frames import bulk_insert, read_frame, read_frame_in
-from db.models import ROLES, AppUser, AuditAction, PatientTeam, Team, UserTeam
+from db.models import ROLES, AppUser, AuditAction, PatientTeam, SignInThrottle, Team, UserTeam
 
-LOCKOUT_AFTER = 5
-LOCKOUT_MINUTES = 15
 PASSWORD_MIN_LENGTH = 12
 IDLE_MINUTES = 30
 _HASHER = PasswordHasher()
@@ -123,7 +124,6 @@ def create_user(
         role=role,
         password_hash=_HASHER.hash(password),
         is_active=True,
-        failed_attempts=0,
         created_at=now,
     )
     session.add(user)
@@ -151,30 +151,148 @@ def ensure_teams(session: Session, codes: Iterable[str]) -> list[int]:
     return ids
 
 
-def authenticate(session: Session, username: str, password: str, *, now: datetime) -> Viewer | str:
-    """The ``Viewer`` for a right name and password, or the reason the sign-in is refused (one message
-    for an unknown name and a wrong password). Failures count towards the lockout; both are audited."""
-    user = session.scalar(select(AppUser).where(AppUser.username == username.strip()))
+@dataclass(frozen=True, slots=True)
+class Throttle:
+    """Progressive delays after failed sign-ins: after ``free`` recent failures, each further attempt waits
+    ``first`` seconds after the failure before it, doubling with each failure up to ``cap`` seconds. A
+    failure is forgotten ``forget`` seconds after the last one."""
+
+    free: int
+    first: float
+    cap: float
+    forget: float = 24 * 3600
+
+    def wait_after(self, failures: int) -> timedelta:
+        """How long an attempt waits after the last of ``failures`` recent failures."""
+        if failures < self.free:
+            return timedelta(0)
+        return timedelta(seconds=min(self.first * 2 ** min(failures - self.free, 32), self.cap))
+
+
+# One person at one address (strict; a success clears it), and one account from any address that has
+# itself failed on it recently (looser; an address without recent failures is never held back by it, so
+# that no one can keep an account's owner out). docs/deployment.md, Sign-in throttling and sessions.
+CLIENT_THROTTLE = Throttle(free=5, first=2, cap=5 * 60)
+ACCOUNT_THROTTLE = Throttle(free=20, first=2, cap=15 * 60)
+ANY_CLIENT = "*"
+REFUSED = "wrong username or password, or too many recent attempts: wait a moment and try again"
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """A sign-in attempt counted (as a failure until it succeeds) before its password is checked."""
+
+    username: str
+    client: str
+    password_hash: str | None
+    refusal: str  # why it will be refused whatever the password ('' if only the password decides)
+
+
+def begin_sign_in(session: Session, username: str, *, client: str | None, now: datetime) -> Attempt:
+    """Count an attempt at signing in to ``username`` from ``client`` (an address; None when unknown) as a
+    failure, atomically, and say whether the throttle already refuses it.
+
+    Counting before the password is checked, one ``INSERT ... ON CONFLICT DO UPDATE ... RETURNING`` per
+    count, means that parallel attempts each get a count of their own: none can slip through between
+    another's check and its write.
+    A name without an account is not counted (there is nothing to protect; its refusal looks the same).
+    """
+    name = username.strip()[:100]
+    address = (client or "")[:64]
+    user = session.execute(
+        select(AppUser.password_hash, AppUser.is_active).where(AppUser.username == name)
+    ).one_or_none()
     if user is None or not user.password_hash:
-        _verify(_dummy_hash(), password)
-        _audit(session, now, username.strip()[:100], "sign_in_failed", "unknown user")
-        return "wrong username or password"
+        return Attempt(name, address, None, "unknown user")
+    mine = _count_failure(session, name, address, CLIENT_THROTTLE, now)
+    anyone = _count_failure(session, name, ANY_CLIENT, ACCOUNT_THROTTLE, now)
+    earlier_here = mine[1] is not None  # this address failed on this account recently
     if not user.is_active:
-        _audit(session, now, user.username, "sign_in_failed", "account disabled")
-        return "this account is disabled"
-    if user.locked_until is not None and user.locked_until > now:
-        _audit(session, now, user.username, "sign_in_failed", "account locked")
-        return f"too many failed attempts: locked until {user.locked_until:%H:%M} UTC"
-    if not _verify(user.password_hash, password):
-        user.failed_attempts = (user.failed_attempts or 0) + 1
-        if user.failed_attempts >= LOCKOUT_AFTER:
-            user.locked_until = now + timedelta(minutes=LOCKOUT_MINUTES)
-            user.failed_attempts = 0
-        _audit(session, now, user.username, "sign_in_failed", "wrong password")
-        return "wrong username or password"
-    user.failed_attempts, user.locked_until = 0, None
-    _audit(session, now, user.username, "sign_in", "")
+        refusal = "account disabled"
+    elif _held(mine, CLIENT_THROTTLE, now) or (earlier_here and _held(anyone, ACCOUNT_THROTTLE, now)):
+        refusal = "throttled"
+    else:
+        refusal = ""
+    return Attempt(name, address, user.password_hash, refusal)
+
+
+def password_matches(attempt: Attempt, password: str) -> bool:
+    """Whether ``password`` is the account's; one hash verification whatever the attempt (the dummy hash for
+    an unknown name), so that every refusal takes as long as a wrong password."""
+    return _verify(attempt.password_hash or _dummy_hash(), password) and not attempt.refusal
+
+
+def finish_sign_in(session: Session, attempt: Attempt, matched: bool, *, now: datetime) -> Viewer | str:
+    """The ``Viewer`` when the password matched (the attempt's count taken back, this address's failures
+    on the account forgotten), else the one refusal for every cause; both audited, the cause in the trail."""
+    details: dict[str, Any] = {"client": attempt.client} if attempt.client else {}
+    user = session.scalar(select(AppUser).where(AppUser.username == attempt.username))
+    if not matched or user is None or not user.is_active:
+        if attempt.refusal:
+            details["reason"] = attempt.refusal
+        elif user is None:
+            details["reason"] = "unknown user"
+        else:
+            details["reason"] = "wrong password" if user.is_active else "account disabled"
+        record(session, at=now, username=attempt.username, action="sign_in_failed", details=details)
+        return REFUSED
+    session.execute(
+        delete(SignInThrottle).where(
+            SignInThrottle.username == attempt.username, SignInThrottle.client == attempt.client
+        )
+    )
+    session.execute(
+        update(SignInThrottle)
+        .where(
+            SignInThrottle.username == attempt.username,
+            SignInThrottle.client == ANY_CLIENT,
+            SignInThrottle.failures > 0,
+        )
+        .values(failures=SignInThrottle.failures - 1)
+    )
+    record(session, at=now, username=user.username, action="sign_in", details=details)
     return viewer_of(session, user)
+
+
+def authenticate(
+    session: Session, username: str, password: str, *, now: datetime, client: str | None = None
+) -> Viewer | str:
+    """The ``Viewer`` for a right name and password, or the one refusal (`REFUSED`) for a wrong password,
+    an unknown name, a disabled account and a throttled attempt, all in one transaction; both audited.
+    (``services.accounts.sign_in`` checks the password between two transactions instead.)"""
+    attempt = begin_sign_in(session, username, client=client, now=now)
+    return finish_sign_in(session, attempt, password_matches(attempt, password), now=now)
+
+
+def _count_failure(
+    session: Session, username: str, client: str, throttle: Throttle, now: datetime
+) -> tuple[int, datetime | None]:
+    """One more failure for (username, client), in one statement: (recent failures now, the time of the
+    one before this), the count starting again once the last is older than ``throttle.forget``."""
+    table = SignInThrottle.__table__
+    insert = sqlite_insert if session.get_bind().dialect.name == "sqlite" else postgresql_insert
+    stale = table.c.last_failure_at < now - timedelta(seconds=throttle.forget)
+    statement = (
+        insert(table)
+        .values(username=username, client=client, failures=1, last_failure_at=now, previous_failure_at=None)
+        .on_conflict_do_update(
+            index_elements=[table.c.username, table.c.client],
+            set_={
+                "failures": case((stale, 1), else_=table.c.failures + 1),
+                "previous_failure_at": case((stale, None), else_=table.c.last_failure_at),
+                "last_failure_at": now,
+            },
+        )
+        .returning(table.c.failures, table.c.previous_failure_at)
+    )
+    failures, previous = session.execute(statement).one()
+    return int(failures), previous
+
+
+def _held(counted: tuple[int, datetime | None], throttle: Throttle, now: datetime) -> bool:
+    """Whether an attempt counted as ``counted`` comes too soon after the failure before it."""
+    failures, previous = counted
+    return previous is not None and now < previous + throttle.wait_after(failures - 1)
 
 
 def sign_in_by_identity(session: Session, username: str, *, now: datetime) -> Viewer | str:
@@ -212,6 +330,77 @@ def disable_user(session: Session, username: str, *, now: datetime, by: str = "s
     _audit(session, now, by, "user_disable", f"disabled {username}")
 
 
+def account_now(session: Session, username: str) -> Viewer | None:
+    """The account's ``Viewer`` as it stands now (role and teams), None when it is disabled or gone: one
+    small query, made on every page run so that a change applies at once."""
+    rows = session.execute(
+        select(AppUser.role, UserTeam.team_id)
+        .outerjoin(UserTeam, UserTeam.user_id == AppUser.id)
+        .where(AppUser.username == username, AppUser.is_active.is_(True))
+        .order_by(UserTeam.team_id)
+    ).all()
+    if not rows:
+        return None
+    role = rows[0].role
+    if role == "admin":
+        return Viewer(username, role, None)
+    return Viewer(username, role, tuple(int(row.team_id) for row in rows if row.team_id is not None))
+
+
+def unlock_user(session: Session, username: str, *, now: datetime, by: str = "system") -> int:
+    """Forget the account's recent failed sign-ins (from every address); how many were counted. Audited."""
+    _existing(session, username)
+    cleared = session.execute(
+        select(func.coalesce(func.sum(SignInThrottle.failures), 0)).where(
+            SignInThrottle.username == username, SignInThrottle.client == ANY_CLIENT
+        )
+    ).scalar_one()
+    session.execute(delete(SignInThrottle).where(SignInThrottle.username == username))
+    record(session, at=now, username=by, action="user_unlock", details={"user": username})
+    return int(cleared)
+
+
+def set_password(
+    session: Session, username: str, password: str, *, now: datetime, by: str = "system"
+) -> None:
+    """Give the account a new password (checked against the policy); its throttle is cleared. Audited
+    (never the password). Raises ``AccountError``."""
+    _existing(session, username)
+    if problem := password_problem(username, password):
+        raise AccountError(problem)
+    session.execute(
+        update(AppUser).where(AppUser.username == username).values(password_hash=_HASHER.hash(password))
+    )
+    session.execute(delete(SignInThrottle).where(SignInThrottle.username == username))
+    record(session, at=now, username=by, action="user_set_password", details={"user": username})
+
+
+def remove_team(session: Session, username: str, team: str, *, now: datetime, by: str = "system") -> None:
+    """Take the account out of a team: it no longer sees that team's patients. Audited. Raises
+    ``AccountError`` when the account, the team or the membership does not exist."""
+    user_id = _existing(session, username)
+    team_id = session.scalar(select(Team.id).where(Team.code == team.strip()))
+    if team_id is None:
+        raise AccountError(f"no team {team!r} (python -m monitor teams lists them)")
+    done = session.execute(delete(UserTeam).where(UserTeam.user_id == user_id, UserTeam.team_id == team_id))
+    if not done.rowcount:
+        raise AccountError(f"user {username!r} is not in team {team!r}")
+    details = {"user": username, "team": team.strip()}
+    record(session, at=now, username=by, action="user_remove_team", details=details)
+
+
+def record_sign_out(session: Session, username: str, *, now: datetime, reason: str) -> None:
+    """Audit a sign-out (``reason``: 'signed out', 'idle')."""
+    _audit(session, now, username, "sign_out", reason)
+
+
+def _existing(session: Session, username: str) -> int:
+    user_id = session.scalar(select(AppUser.id).where(AppUser.username == username))
+    if user_id is None:
+        raise AccountError(f"no user {username!r}")
+    return int(user_id)
+
+
 def user_list(session: Session) -> pd.DataFrame:
     """Accounts with role, teams and state; no password material."""
     users = read_frame(
@@ -222,9 +411,7 @@ def user_list(session: Session) -> pd.DataFrame:
             AppUser.display_name,
             AppUser.role,
             AppUser.is_active,
-            AppUser.locked_until,
         ).order_by(AppUser.username),
-        utc=["locked_until"],
     )
     memberships = read_frame(
         session,

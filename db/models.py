@@ -58,8 +58,12 @@ AuditAction = Literal[
     # Accounts and access.
     "sign_in",
     "sign_in_failed",
+    "sign_out",
     "user_add",
     "user_disable",
+    "user_unlock",
+    "user_set_password",
+    "user_remove_team",
     "assign_team",
 ]
 AUDIT_ACTIONS: tuple[str, ...] = get_args(AuditAction)
@@ -173,9 +177,22 @@ class AppUser(Base):
     role: Mapped[str] = mapped_column(String(16))
     password_hash: Mapped[str | None] = mapped_column(String(255))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
-    failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
-    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class SignInThrottle(Base):
+    """Recent failed sign-ins, counted per account and client, per account (``client`` '*') and per client
+    (``username`` '*'); '' is a client whose address is unknown. Each failure is counted by one statement,
+    so parallel attempts cannot lose a count (docs/deployment.md, Sign-in throttling and sessions)."""
+
+    __tablename__ = "sign_in_throttle"
+
+    username: Mapped[str] = mapped_column(String(100), primary_key=True)
+    client: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    last_failure_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # The failure before the last: the delay an attempt waits is counted from it.
+    previous_failure_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class UserTeam(Base):

@@ -1,4 +1,4 @@
-"""Who may see what: accounts, sign-in, lockout, and the team scope of every patient query, on both stores."""
+"""Who may see what: accounts, sign-in and its throttle, the team scope of each patient query, both stores."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import pytest
 from sqlalchemy import create_engine, func, select
 
 from db.accounts import (
-    LOCKOUT_AFTER,
+    CLIENT_THROTTLE,
+    REFUSED,
     SYSTEM,
     AccountError,
     Viewer,
@@ -118,7 +119,7 @@ def test_a_viewer_cannot_add_events_and_a_clinician_cannot_outside_their_teams(d
     add_event(demo, viewer=oncology, **event)
 
 
-def test_lockout_after_repeated_failures_and_a_disabled_account(store) -> None:
+def test_repeated_failures_slow_sign_in_down_and_a_disabled_account_is_refused(store) -> None:
     with store.begin() as session:
         create_user(
             session,
@@ -128,24 +129,23 @@ def test_lockout_after_repeated_failures_and_a_disabled_account(store) -> None:
             password="Ward 7 rounds!",
             now=NOW,
         )
-    for _ in range(LOCKOUT_AFTER):
+    for _ in range(CLIENT_THROTTLE.free):
         with store.begin() as session:
-            assert authenticate(session, "jsmith", "wrong", now=NOW) == "wrong username or password"
-    with store.begin() as session:
-        refused = authenticate(session, "jsmith", "Ward 7 rounds!", now=NOW + timedelta(minutes=1))
-        assert isinstance(refused, str) and refused.startswith("too many failed attempts")
-    with store.begin() as session:  # the lock lapses
-        signed = authenticate(session, "jsmith", "Ward 7 rounds!", now=NOW + timedelta(minutes=20))
+            assert authenticate(session, "jsmith", "wrong", now=NOW) == REFUSED
+    with store.begin() as session:  # too soon after them: refused, the right password or not
+        assert authenticate(session, "jsmith", "Ward 7 rounds!", now=NOW) == REFUSED
+    with store.begin() as session:  # the delay passes; nothing is locked
+        signed = authenticate(session, "jsmith", "Ward 7 rounds!", now=NOW + timedelta(minutes=1))
         assert isinstance(signed, Viewer) and signed.role == "clinician"
         disable_user(session, "jsmith", now=NOW)
     with store.begin() as session:
-        assert authenticate(session, "jsmith", "Ward 7 rounds!", now=NOW) == "this account is disabled"
-        assert authenticate(session, "nobody", "x", now=NOW) == "wrong username or password"
+        assert authenticate(session, "jsmith", "Ward 7 rounds!", now=NOW) == REFUSED
+        assert authenticate(session, "nobody", "x", now=NOW) == REFUSED
     with store() as session:
         actions = session.scalars(select(AuditLog.action).order_by(AuditLog.id)).all()
         stored = session.scalar(select(AppUser.password_hash).where(AppUser.username == "jsmith"))
         details = " ".join(session.scalars(select(AuditLog.details)).all())
-    assert actions.count("sign_in_failed") == LOCKOUT_AFTER + 3 and "sign_in" in actions
+    assert actions.count("sign_in_failed") == CLIENT_THROTTLE.free + 3 and "sign_in" in actions
     assert stored.startswith("$argon2id$") and "Ward 7" not in stored and "Ward 7" not in details
 
 
@@ -377,9 +377,7 @@ def test_account_use_cases_run_in_their_own_transactions_and_are_audited_under_t
     assert users.loc["nurse2", "teams"] == "oncology" and "password_hash" not in users.columns
     signed = accounts.sign_in(demo, username="nurse2", password="A long passphrase 2", now=NOW)
     assert isinstance(signed, Viewer) and signed.role == "viewer"
-    assert (
-        accounts.sign_in(demo, username="nurse2", password="wrong", now=NOW) == "wrong username or password"
-    )
+    assert accounts.sign_in(demo, username="nurse2", password="wrong", now=NOW) == accounts.REFUSED
     assert isinstance(accounts.sign_in_with_identity(demo, username="nurse2", now=NOW), Viewer)
     with pytest.raises(PermissionError, match="an administrator can"):
         accounts.disable_user(demo, viewer=signed, username="admin", now=NOW)
@@ -405,7 +403,7 @@ def test_account_use_cases_run_in_their_own_transactions_and_are_audited_under_t
     assert teams.loc["haematology", "patients"] == 3
     accounts.disable_user(demo, viewer=admin, username="nurse2", now=NOW)
     assert accounts.sign_in(demo, username="nurse2", password="A long passphrase 2", now=NOW) == (
-        "this account is disabled"
+        accounts.REFUSED
     )
     with demo() as session:
         trail = session.execute(

@@ -55,9 +55,11 @@ def _serve_meanwhile(
     from streamlit.testing.v1 import AppTest
 
     from db.accounts import Viewer
+    from tests.test_dashboard import _account
 
     monkeypatch.setenv("MONITOR_DATABASE_URL", db_url)
     monkeypatch.setenv("MONITOR_SEED_DEMO", "0")
+    _account(Viewer("admin", "admin", None))  # the dashboard reads the account on every run
     served = []
     while True:
         running = any(p.poll() is None for p in processes)

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
 import streamlit as st
-from sqlalchemy import text
+from sqlalchemy import select, text
 from streamlit.testing.v1 import AppTest
 
-from db.accounts import Viewer
+from db.accounts import Viewer, ensure_teams
+from db.models import AppUser, Patient, PatientTeam, Team, UserTeam
 from db.store import open_store
 from services.imports import ImportOptions, import_path
 from tests.conftest import DATA, ROOT
@@ -46,10 +49,41 @@ ADMIN = Viewer("admin", "admin", None)
 
 
 def _app(viewer: Viewer = ADMIN, timeout: int = 60) -> AppTest:
-    """The dashboard with ``viewer`` signed in (the sign-in page itself is tested on its own)."""
+    """The dashboard with ``viewer`` signed in (the sign-in page itself is tested on its own); its account
+    is made in the store of ``MONITOR_DATABASE_URL`` if missing, as the dashboard reads it on every run."""
+    _account(viewer)
     at = AppTest.from_file(APP, default_timeout=timeout)
     at.session_state["viewer"] = viewer
     return at
+
+
+def _account(viewer: Viewer) -> None:
+    """An active account for ``viewer``, unaudited (the tests count the trail's rows): its role, in the
+    teams of its team ids; a non-administrator who sees every patient is put in a team every patient is in."""
+    store = open_store(os.environ["MONITOR_DATABASE_URL"], timezone="UTC")
+    with store.begin() as session:
+        if session.scalar(select(AppUser.id).where(AppUser.username == viewer.username)) is not None:
+            return
+        user = AppUser(
+            username=viewer.username,
+            display_name=viewer.username,
+            role=viewer.role,
+            password_hash=None,
+            is_active=True,
+            created_at=datetime.now(UTC),
+        )
+        session.add(user)
+        session.flush()
+        if viewer.role == "admin":
+            teams: list[int] = []
+        elif viewer.team_ids is None:
+            teams = ensure_teams(session, ["everyone"])
+            session.add_all(
+                PatientTeam(patient_id=key, team_id=teams[0]) for key in session.scalars(select(Patient.id))
+            )
+        else:
+            teams = list(session.scalars(select(Team.id).where(Team.id.in_(viewer.team_ids))))
+        session.add_all(UserTeam(user_id=user.id, team_id=team) for team in teams)
 
 
 def _array(encoded) -> list:
@@ -77,18 +111,28 @@ def test_first_start_creates_the_store_seeds_the_demo_and_asks_to_sign_in(tmp_pa
     assert table["Teams"].str.contains("Internal medicine").all()
 
 
-def test_a_wrong_password_is_refused_and_five_lock_the_account(tmp_path, monkeypatch) -> None:
+def test_wrong_passwords_slow_further_attempts_down_and_never_lock_the_account(tmp_path, monkeypatch) -> None:
+    import time_machine
+
+    from db.accounts import CLIENT_THROTTLE, REFUSED
+
     monkeypatch.setenv("MONITOR_DATABASE_URL", f"sqlite:///{tmp_path / 'monitor.db'}")
     at = AppTest.from_file(APP, default_timeout=120).run()
-    for _ in range(5):
+
+    def attempt(password: str) -> None:
         at.text_input(key="sign_in_username").input("oncology")
-        at.text_input(key="sign_in_password").input("wrong")
+        at.text_input(key="sign_in_password").input(password)
         at.button(key="FormSubmitter:sign_in_form-Sign in").click().run()
-        assert at.error[0].value == "wrong username or password"
-    at.text_input(key="sign_in_username").input("oncology")
-    at.text_input(key="sign_in_password").input("demo")
-    at.button(key="FormSubmitter:sign_in_form-Sign in").click().run()
-    assert "locked until" in at.error[0].value and at.title[0].value == "Sign in"
+
+    with time_machine.travel(datetime.now(UTC), tick=False) as clock:
+        for _ in range(CLIENT_THROTTLE.free):
+            attempt("wrong")
+            assert at.error[0].value == REFUSED
+        attempt("demo")  # too soon: the same words as a wrong password, and still the sign-in page
+        assert at.error[0].value == REFUSED and at.title[0].value == "Sign in"
+        clock.shift(CLIENT_THROTTLE.wait_after(CLIENT_THROTTLE.free + 1) * 2)
+        attempt("demo")
+    assert not at.error and "Synthetic demo data" in at.warning[0].value
 
 
 def test_a_viewer_reads_but_cannot_record(imported_store) -> None:
@@ -456,6 +500,7 @@ def test_a_read_only_store_shows_no_patient_data_it_cannot_audit(imported_store,
     """Opening the worklist or a patient writes an audit row: on a read-only store each page says so
     instead of showing patients unaudited."""
     path = imported_store.removeprefix("sqlite:///")
+    _account(ADMIN)  # while the store can still be written
     monkeypatch.setenv("MONITOR_DATABASE_URL", f"sqlite:///file:{path}?mode=ro&uri=true")
     at = _app().run()
     assert not at.exception and not at.dataframe

@@ -1,7 +1,7 @@
 """chain the audit trail's rows by hash and take their time from the store's clock
 
-Revision ID: 0017_audit_chain
-Revises: 0015_preliminary_corrections
+Revision ID: 0017
+Revises: 0016
 Create Date: 2026-12-02 16:00:00+00:00
 
 ``audit_log`` gains ``row_hash``: the SHA-256 of the previous row's hash and the row's own content (id,
@@ -28,8 +28,8 @@ from datetime import UTC
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0017_audit_chain"
-down_revision: str | None = "0015_preliminary_corrections"
+revision: str = "0017"
+down_revision: str | None = "0016"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
