@@ -288,17 +288,14 @@ def test_the_audit_page_shows_the_chain_intact_or_its_first_broken_row(
 ) -> None:
     from streamlit.testing.v1 import AppTest
 
-    from db.accounts import Viewer
-    from tests.conftest import ROOT
+    from tests.test_dashboard import _app
 
     monkeypatch.setenv("MONITOR_DATABASE_URL", db_url)
     monkeypatch.setenv("MONITOR_SEED_DEMO", "0")
     _record(store, "alice", "bob", "carol")
 
     def audit_page() -> AppTest:
-        at = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=60)
-        at.session_state["viewer"] = Viewer("admin", "admin", None)
-        at.run()
+        at = _app().run()
         at.switch_page("app_pages/audit.py").run()
         assert not at.exception
         return at
