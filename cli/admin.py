@@ -160,10 +160,10 @@ def settings() -> None:
     """
 
 
-def _administrator(by: str | None) -> Viewer:
+def _administrator() -> Viewer:
     """The command line's user as the one changing the site's settings: the system itself (shell access to
-    the store is admin), named ``--by`` or by the login name."""
-    return dataclasses.replace(SYSTEM, username=by or _cli_user())
+    the store is admin), named by the login that ran the command (``cli:LOGIN``)."""
+    return dataclasses.replace(SYSTEM, username=_cli_user())
 
 
 @settings.command("show")
@@ -186,9 +186,8 @@ def settings_show(database: str | None, fmt: str) -> None:
 @settings.command("set")
 @click.argument("key")
 @click.argument("value")
-@click.option("--by", default=None, help="Who makes the change (default: cli: and the login name).")
 @store_options
-def settings_set(database: str | None, key: str, value: str, by: str | None) -> None:
+def settings_set(database: str | None, key: str, value: str) -> None:
     """Set KEY (section.name, e.g. flags.persistent_min_days) to VALUE (JSON; 'default' restores it).
 
     The status of every patient is recomputed under the new rules in the same transaction.
@@ -208,7 +207,7 @@ def settings_set(database: str | None, key: str, value: str, by: str | None) -> 
     store = open_store(config)
     try:
         rules = set_setting(
-            store, key, parsed, viewer=_administrator(by), now=datetime.now(UTC), timezone=config.timezone
+            store, key, parsed, viewer=_administrator(), now=datetime.now(UTC), timezone=config.timezone
         )
     except (ValueError, TypeError) as error:
         raise click.BadParameter(str(error), param_hint="KEY/VALUE") from error
@@ -250,7 +249,6 @@ def lab_ranges_list(database: str | None, fmt: str) -> None:
 @click.option("--max-months", type=float, default=None, help="Age band end (exclusive).")
 @click.option("--source", default="site configuration", show_default=True, help="Where the range is from.")
 @click.option("--remove", is_flag=True, help="Remove the range for this lab, analyte, sex and band.")
-@click.option("--by", default=None, help="Who makes the change (default: cli: and the login name).")
 @store_options
 def lab_ranges_set(
     database: str | None,
@@ -263,7 +261,6 @@ def lab_ranges_set(
     max_months: float | None,
     source: str,
     remove: bool,
-    by: str | None,
 ) -> None:
     """Set LAB's range for ANALYTE to LOW-HIGH in canonical units (counts 10^9/L, haemoglobin g/dL).
 
@@ -289,7 +286,7 @@ def lab_ranges_set(
             min_months=min_months,
             max_months=max_months,
             source=source,
-            viewer=_administrator(by),
+            viewer=_administrator(),
             now=datetime.now(UTC),
             timezone=config.timezone,
         )

@@ -1,7 +1,8 @@
 """The command line, a contract other tools script against: ``python -m monitor COMMAND``.
 
 Exit codes: 0 success; 1 an import refused some records (the rest landed); 2 unusable input or usage;
-3 the store could not be used (unreachable, out of date); 4 an internal error (a bug: please report it).
+3 the store could not be used (unreachable, out of date); 4 an internal error (a bug: please report it);
+5 the audit trail's hash chain is broken (``audit verify``).
 Errors are one line on stderr; ``--debug`` shows the traceback.
 """
 
@@ -90,7 +91,7 @@ def output_format(*choices: str) -> Callable[[F], F]:
 
 def _cli_user() -> str:
     """Who ran a command, as the audit trail, the import batches and every change name them: ``cli:`` and
-    the login (a ``--by`` given to a command is recorded as given)."""
+    the login that ran it (no command lets its caller name someone else)."""
     return command_line_actor(getpass.getuser())
 
 

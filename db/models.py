@@ -68,6 +68,12 @@ AuditAction = Literal[
 ]
 AUDIT_ACTIONS: tuple[str, ...] = get_args(AuditAction)
 
+# How much free text a person may write into the store (docs/deployment.md, "The audit trail"); longer input
+# is refused with a message saying so, never cut short.
+REASON_LIMIT = 2_000  # characters: an acknowledgement's comment, a patient range's reason
+EVENT_DETAILS_LIMIT = 16_000  # characters: the details of a clinical event or note
+AUDIT_DETAILS_LIMIT = 16_384  # bytes (UTF-8) of an audit row's details, as JSON
+
 
 def _in(column: str, values: tuple[str, ...]) -> str:
     return f"{column} IN ({', '.join(repr(v) for v in values)})"
@@ -328,7 +334,12 @@ class ReferenceOverride(Base):
 
 
 class AuditLog(Base):
-    """Who saw or changed what, when. Rows are only ever added."""
+    """Who saw or changed what, when. Rows are only ever added, each chained to the one before.
+
+    ``at`` is the store's clock when the row was written; ``row_hash`` is the SHA-256 of the previous row's
+    hash and this row's content (``db.audit.chain_hash``), so that a row changed, removed or slipped in
+    afterwards breaks the chain (``python -m monitor audit verify``).
+    """
 
     __tablename__ = "audit_log"
     __table_args__ = (
@@ -343,6 +354,8 @@ class AuditLog(Base):
     # No foreign key: the trail must outlive anything it mentions.
     patient_id: Mapped[int | None] = mapped_column(Integer)
     details: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # Null only in a row written around the application (which the chain then names as broken).
+    row_hash: Mapped[str | None] = mapped_column(String(64))
 
 
 class Setting(Base):

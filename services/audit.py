@@ -11,14 +11,26 @@ from datetime import datetime
 import pandas as pd
 from sqlalchemy.orm import Session, sessionmaker
 
-from db import audit
+from db import audit, roles
 from db.accounts import Viewer
-from db.audit import command_line_actor
+from db.audit import ChainBreak, ChainState, command_line_actor
 from db.models import AUDIT_ACTIONS
 from db.queries import check_access
+from db.roles import RoleError
 from services.accounts import require_administrator
 
-__all__ = ["AUDIT_ACTIONS", "command_line_actor", "read_trail", "record_export", "record_view"]
+__all__ = [
+    "AUDIT_ACTIONS",
+    "ChainBreak",
+    "ChainState",
+    "RoleError",
+    "command_line_actor",
+    "grant_app_role",
+    "read_trail",
+    "record_export",
+    "record_view",
+    "verify_trail",
+]
 
 
 def record_view(
@@ -65,3 +77,20 @@ def read_trail(
         return audit.audit_trail(
             session, since=since, username=username, action=action, patient_id=patient_id
         )
+
+
+def verify_trail(
+    store: sessionmaker[Session], *, viewer: Viewer, after: ChainState | None = None
+) -> ChainState:
+    """Recompute the trail's hash chain (administrators only): intact, or the rows that break it; with
+    ``after`` (an earlier result) only the rows added since, once the last row it verified is unchanged."""
+    require_administrator(viewer, "verify the audit trail")
+    with store() as session:
+        return audit.verify_chain(session, after=after)
+
+
+def grant_app_role(store: sessionmaker[Session], role: str) -> list[str]:
+    """Make ``role`` the application's PostgreSQL role: its data, and the trail only to read and add to.
+    Run on the owner's connection; returns the statements run (``RoleError`` if the role cannot be)."""
+    with store.begin() as session:
+        return roles.grant_app_role(session.connection(), role)

@@ -15,13 +15,21 @@ from sqlalchemy.orm import Session, sessionmaker
 from db import actions, queries
 from db.accounts import Viewer
 from db.audit import record
+from db.models import EVENT_DETAILS_LIMIT, REASON_LIMIT
 from db.status import refresh_patient_status
 from monitor.analytes import ANALYTES
 from monitor.formats.events import EVENT_KINDS, LABEL_LIMIT
 
-__all__ = ["COMMENT_LIMIT", "acknowledge", "add_event", "set_patient_range"]
+__all__ = [
+    "COMMENT_LIMIT",
+    "EVENT_DETAILS_LIMIT",
+    "REASON_LIMIT",
+    "acknowledge",
+    "add_event",
+    "set_patient_range",
+]
 
-COMMENT_LIMIT = 2000
+COMMENT_LIMIT = REASON_LIMIT
 
 
 def _may_record(session: Session, patient_key: int, viewer: Viewer) -> str:
@@ -40,7 +48,9 @@ def acknowledge(
     with store.begin() as session:
         username = _may_record(session, patient_key, viewer)
         if len(comment) > COMMENT_LIMIT:
-            raise ValueError(f"a comment is at most {COMMENT_LIMIT} characters")
+            raise ValueError(
+                f"a comment is at most {COMMENT_LIMIT:,} characters (this one has {len(comment):,})"
+            )
         flags = actions.acknowledge(session, patient_key, username=username, comment=comment, now=now)
         record(
             session,
@@ -76,6 +86,11 @@ def add_event(
             raise ValueError(f"an event needs a label of 1 to {LABEL_LIMIT} characters")
         if end is not None and end < start:
             raise ValueError("an event cannot end before it starts")
+        if len(details.strip()) > EVENT_DETAILS_LIMIT:
+            raise ValueError(
+                f"an event's details are at most {EVENT_DETAILS_LIMIT:,} characters "
+                f"(these have {len(details.strip()):,})"
+            )
         actions.add_event(
             session,
             patient_key,
@@ -121,6 +136,10 @@ def set_patient_range(
         if not reason:
             raise ValueError(
                 "a patient-specific range needs a reason (e.g. 'Duffy-null phenotype confirmed')"
+            )
+        if len(reason) > REASON_LIMIT:
+            raise ValueError(
+                f"a reason is at most {REASON_LIMIT:,} characters (this one has {len(reason):,})"
             )
         if low is not None and (low < 0 or (high is not None and high < low)):
             raise ValueError(f"a range needs 0 <= low <= high, not {low} - {high}")

@@ -147,7 +147,7 @@ def test_cycles_table_states_the_trend_and_unknown_patients_exit_2(store: str) -
 def test_a_changed_rule_recomputes_the_status(store: str) -> None:
     # PER-1's WBC 3.7 -> 3.6 over 19 days: persistent under the default 14 days, not under 21.
     assert "persistent" in patients(store)["PER-1"]["flags"]
-    changed = monitor("settings", "set", "flags.persistent_min_days", "21", "--by", "test", url=store)
+    changed = monitor("settings", "set", "flags.persistent_min_days", "21", url=store)
     assert changed.returncode == 0, changed.stderr
     assert "persistent" not in patients(store)["PER-1"]["flags"]
     shown = json.loads(monitor("settings", "show", "--format", "json", url=store).stdout)

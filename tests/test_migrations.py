@@ -228,8 +228,9 @@ def test_from_0013_the_store_refuses_an_action_outside_the_vocabulary(engine: En
     from sqlalchemy import text
     from sqlalchemy.exc import IntegrityError
 
+    # At the store's own time: from 0017 SQLite refuses an audit row written at another.
     insert = text(
-        "INSERT INTO audit_log (at, username, action, details) VALUES ('2026-01-05 08:00:00', 'a', :a, '')"
+        "INSERT INTO audit_log (at, username, action, details) VALUES (CURRENT_TIMESTAMP, 'a', :a, '')"
     )
     _store_at_0012(engine)
     _alembic(engine, "upgrade", "head")
