@@ -70,7 +70,8 @@ def _not_found(session: Session, events: pd.DataFrame, known: pd.DataFrame) -> p
         .groupby("patient_id")["assigning_authority"]
         .agg(lambda names: " and ".join(f"authority {name!r}" if name else "no authority" for name in names))
     )
-    theirs = events["patient_id"].map(authorities)
+    found = events["patient_id"].isin(authorities.index)
+    theirs = events["patient_id"].map(authorities).astype("str").where(found, "")
     given = events["assigning_authority"].fillna("").astype(str)
     patient = "patient '" + events["patient_id"].astype(str) + "'"
     missing = patient + " is not in the store (import results first)"
@@ -95,4 +96,4 @@ def _not_found(session: Session, events: pd.DataFrame, known: pd.DataFrame) -> p
         given.eq(""),
         patient + " is not in the store under authority '" + given + "': it is known under " + theirs,
     )
-    return elsewhere.where(theirs.notna(), missing)
+    return elsewhere.where(found, missing)
