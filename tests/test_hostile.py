@@ -324,3 +324,18 @@ def test_an_events_file_without_authorities_says_the_patient_is_known_under_one(
     assert summary.rejected["reason"].tolist() == [
         "patient 'P1' is not in the store under authority 'TOWN': it is known under authority 'CITY'"
     ]
+
+
+def test_a_time_whose_offset_the_pattern_misses_is_refused_not_an_internal_error(store) -> None:
+    """An hour of one digit with an offset (``T8:15:00Z``): not read as a local time (found by fuzzing)."""
+    content = (
+        HEADER.decode() + "A,2026-03-02T8:15:00Z,wbc,4,10^9/L\nB,2026-03-02T08:15:00,wbc,4,10^9/L\n"
+    ).encode()
+    for zone in (None, "Europe/Paris"):
+        options = ImportOptions(imported_by="test", site_timezone="UTC", timezone=zone, again=True)
+        summary = import_content(store, "times.csv", content, options=options)
+        assert summary.error is None
+        assert summary.rejected["reason"].iloc[0] == (
+            "collected_at '2026-03-02T8:15:00Z' is not an ISO 8601 date-time (e.g. 2026-03-16T09:40:00+01:00)"
+        )
+    assert summary.accepted == 1  # read again in a zone: B's local time lands

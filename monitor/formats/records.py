@@ -17,7 +17,7 @@ import pandas as pd
 from monitor.analytes import ANALYTES, LOINC
 from monitor.formats.parsed import RAW_COLUMNS
 from monitor.formats.units import conversion_factors, to_canonical
-from monitor.timestamps import ISO_WITH_OFFSET
+from monitor.timestamps import ISO_WITH_OFFSET, naive_iso
 
 RESULT_COLUMNS = (
     "patient_id",
@@ -150,7 +150,7 @@ def _utc_instant(text: pd.Series) -> pd.Series:
 def _iso_without_offset(text: pd.Series) -> pd.Series:
     """Whether each value is an ISO 8601 date-time that only lacks its offset (so that is the reason)."""
     bare = text.where(~text.str.contains(ISO_WITH_OFFSET, regex=True))
-    return pd.to_datetime(bare, format="ISO8601", errors="coerce").notna()
+    return naive_iso(bare).notna()
 
 
 def _factor_of_pair(pairs: pd.Series) -> pd.Series:
