@@ -70,12 +70,10 @@ def unstorable(rows: pd.DataFrame, limits: Mapping[str, int], *, skip: tuple[str
         text = rows[name].fillna("").astype(str)
         checks = [(text.str.contains(NUL, regex=False), f"{name} contains a NUL character")]
         if name in limits:
-            checks.append(
-                (
-                    text.str.strip().str.len() > limits[name],
-                    f"{name} is longer than {limits[name]} characters",
-                )
-            )
+            long = text.str.len() > limits[name]
+            if long.any():  # stripped as read: only the long ones need it
+                long[long] = text[long].str.strip().str.len() > limits[name]
+            checks.append((long, f"{name} is longer than {limits[name]} characters"))
         for mask, message in checks:
             reason = reason.mask(reason.isna() & mask.to_numpy(dtype=bool), message)
     return reason
