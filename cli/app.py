@@ -1,8 +1,9 @@
 """The command line, a contract other tools script against: ``python -m monitor COMMAND``.
 
 Exit codes: 0 success; 1 an import refused some records (the rest landed); 2 unusable input or usage;
-3 the store could not be used (unreachable, out of date); 4 an internal error (a bug: please report it);
-5 the audit trail's hash chain is broken (``audit verify``).
+3 the store could not be used (unreachable, out of date, an empty or damaged file, a schema newer than the
+code); 4 an internal error (a bug: please report it); 5 the audit trail's hash chain is broken
+(``audit verify``).
 Errors are one line on stderr; ``--debug`` shows the traceback.
 """
 
@@ -25,7 +26,7 @@ from services.admin import DemoConflict
 from services.audit import command_line_actor, record_view
 from services.config import Config, ConfigError
 from services.patients import PatientNotFound
-from services.store import STORE_ERRORS, Store, open_store
+from services.store import STORE_ERRORS, Store, StoreUnusable, open_store
 
 if TYPE_CHECKING:
     from services.accounts import Viewer
@@ -186,6 +187,11 @@ def main(argv: list[str] | None = None) -> None:
     except (PatientNotFound, DemoConflict) as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(2)
+    except StoreUnusable as error:  # its message names the store, what is wrong and what to do: shown whole
+        if _debug["on"]:
+            raise
+        click.echo(f"error: the store could not be used: {error}", err=True)
+        sys.exit(3)
     except (*STORE_ERRORS, OSError) as error:
         if _debug["on"]:
             raise

@@ -13,16 +13,26 @@ from datetime import datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import String, bindparam, func, insert, inspect, select, update
 from sqlalchemy.orm import Session
 
 from db.audit import record
 from db.frames import bulk_insert, read_frame_in, to_records
-from db.models import ImportBatch, Lab, OtherObservation, Panel, Patient, RejectedRecord, Result
+from db.models import (
+    ClinicalEvent,
+    ImportBatch,
+    Lab,
+    OtherObservation,
+    Panel,
+    Patient,
+    RejectedRecord,
+    Result,
+)
 from db.status import BatchResults
 from monitor.formats.derive import derive_absolute_counts
-from monitor.formats.parsed import OTHER_FIELDS
+from monitor.formats.parsed import OTHER_FIELDS, cut_raw
 from monitor.formats.records import RESULT_CONTENT, STATUS_RANK
+from monitor.formats.storable import NUL, Limits, fit
 
 PANEL_KEY = ["patient_key", "collected_at", "lab_id", "accession"]
 # Content that, when it differs from the stored current version, makes a new version.
@@ -52,6 +62,60 @@ class WriteCounts:
         self.patient_keys = sorted(set(self.patient_keys) | set(other.patient_keys))
 
 
+def _length(model: type[object], name: str) -> int | None:
+    """The longest text a column keeps (None: any length)."""
+    kind = inspect(model).columns[name].type
+    return kind.length if isinstance(kind, String) else None
+
+
+def _lengths(fields: dict[str, tuple[type[object], str]]) -> dict[str, int]:
+    found = {name: _length(model, column) for name, (model, column) in fields.items()}
+    return {name: length for name, length in found.items() if length is not None}
+
+
+# Where each field of a file's records is kept: its longest value is that column's (db.models), and
+# a longer one is refused with the record (monitor.formats.storable).
+_IDENTIFIERS: dict[str, tuple[type[object], str]] = {
+    "patient_id": (Patient, "mrn"),
+    "assigning_authority": (Patient, "assigning_authority"),
+}
+_SPECIMEN: dict[str, tuple[type[object], str]] = {
+    **_IDENTIFIERS,
+    "lab": (Lab, "code"),
+    "accession": (Panel, "accession"),
+}
+_RESULT_FIELDS: dict[str, tuple[type[object], str]] = {
+    **_SPECIMEN,
+    "loinc": (Result, "loinc"),
+    "value": (Result, "value_raw"),
+    "unit": (Result, "unit_raw"),
+    "ref_raw": (Result, "ref_raw"),
+    "abnormal_flag": (Result, "abnormal_flag"),
+}
+_OTHER_FIELDS: dict[str, tuple[type[object], str]] = {
+    **_SPECIMEN,
+    **{name: (OtherObservation, name) for name in OTHER_FIELDS if name not in ("value", "unit", "name")},
+    "value": (OtherObservation, "value_raw"),
+    "unit": (OtherObservation, "unit_raw"),
+}
+_PATIENT_FIELDS: dict[str, tuple[type[object], str]] = {**_IDENTIFIERS, "name": (Patient, "name")}
+_EVENT_FIELDS: dict[str, tuple[type[object], str]] = {**_IDENTIFIERS, "label": (ClinicalEvent, "label")}
+
+
+def field_limits() -> Limits:
+    """The longest value the store keeps of each field of a file's records, read from its columns.
+
+    (An observation's name outside the CBC is cut to fit where it is written, as it always was.)
+    """
+    return Limits(
+        records=_lengths(_RESULT_FIELDS),
+        others=_lengths(_OTHER_FIELDS),
+        patients=_lengths(_PATIENT_FIELDS),
+        events=_lengths(_EVENT_FIELDS),
+        location=_length(RejectedRecord, "location"),
+    )
+
+
 def new_batch(
     session: Session,
     *,
@@ -62,6 +126,8 @@ def new_batch(
     now: datetime,
     timezone: str | None = None,
 ) -> ImportBatch:
+    # An upload's name is the browser's: kept whole when it fits, else cut; never a NUL in it.
+    file_name = fit(pd.Series([file_name.replace(NUL, "\ufffd")]), _length(ImportBatch, "file_name")).iloc[0]
     batch = ImportBatch(
         file_name=file_name,
         content_sha256=sha256,
@@ -83,12 +149,16 @@ def new_batch(
 
 
 def keep_rejected(session: Session, batch_id: int, rejected: pd.DataFrame) -> None:
-    """Store refused records verbatim with their reasons, for review."""
+    """Store refused records verbatim with their reasons, for review: the text as received cut to
+    ``RAW_TEXT_LIMIT`` characters with a note saying so, the location to what its column keeps."""
     if rejected.empty:
         return
     rows = rejected.reindex(columns=["location", "raw_text", "reason"]).fillna("").astype(str)
     # PostgreSQL text cannot hold NUL: keep it visible as an escape instead.
-    rows = rows.apply(lambda column: column.str.replace("\x00", "\\x00", regex=False))
+    rows = rows.apply(lambda column: column.str.replace(NUL, "\\x00", regex=False))
+    rows["raw_text"] = rows["raw_text"].map(cut_raw)
+    rows["reason"] = rows["reason"].map(cut_raw)
+    rows["location"] = fit(rows["location"], _length(RejectedRecord, "location"))
     bulk_insert(session, RejectedRecord.__table__, rows.assign(batch_id=batch_id))
 
 
@@ -423,6 +493,6 @@ def write_others(session: Session, others: pd.DataFrame, *, batch_id: int | None
     rows = new[["panel_id", *OTHER_CONTENT, "content_hash"]].rename(
         columns={"value": "value_raw", "unit": "unit_raw"}
     )
-    rows["name"] = rows["name"].str.slice(0, 200)
+    rows["name"] = rows["name"].str.slice(0, _length(OtherObservation, "name"))
     bulk_insert(session, OtherObservation.__table__, rows.assign(batch_id=batch_id, created_at=now))
     return len(rows)

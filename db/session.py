@@ -6,10 +6,21 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+
+class StoreUnusable(RuntimeError):
+    """The store cannot be used as it is; the message names the store, what is wrong and what to do."""
+
+
+def store_name(url: URL) -> str:
+    """How messages name a store: a SQLite file's path, else its URL without the password."""
+    if url.get_backend_name() == "sqlite":
+        return f"store {url.database or ':memory:'}"
+    return f"store {url.render_as_string(hide_password=True)}"
 
 
 def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
@@ -24,7 +35,13 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
 
 def make_engine(url: str) -> Engine:
     """An Engine for ``url``; for a SQLite file, its folder is created (inside an existing one) and WAL is
-    switched on."""
+    switched on.
+
+    Raises
+    ------
+    StoreUnusable
+        When the SQLite file is there but empty (see `_refuse_empty`).
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         return create_engine(url, pool_pre_ping=True)
@@ -34,9 +51,24 @@ def make_engine(url: str) -> Engine:
             # A mistyped path must not grow a tree of folders: only the store's own folder is made.
             raise FileNotFoundError(f"no folder {folder.parent} to create the SQLite store's folder in")
         folder.mkdir(exist_ok=True)
+        _refuse_empty(Path(parsed.database), parsed)
     engine = create_engine(url)
     event.listen(engine, "connect", _configure_sqlite)
     return engine
+
+
+def _refuse_empty(path: Path, url: URL) -> None:
+    """An empty file where the store should be is a store whose content was lost, not a new one: made
+    again, its data (and its users) would be gone unnoticed, and demo accounts seeded in their place.
+
+    (A new store is never left empty: switching it to WAL on its first connection writes its header.)
+    """
+    if path.is_file() and path.stat().st_size == 0:
+        log = path.with_name(path.name + "-wal")
+        if not (log.is_file() and log.stat().st_size > 0):
+            raise StoreUnusable(
+                f"{store_name(url)}: the file is empty: move it away or delete it to start a new store"
+            )
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

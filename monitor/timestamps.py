@@ -69,6 +69,29 @@ def hl7_to_iso(values: pd.Series, timezone: str) -> pd.Series:
     return localise_iso(text, timezone)
 
 
+def naive_iso(text: pd.Series) -> pd.Series:
+    """ISO 8601 date-times without an offset, as naive timestamps; NaT for any other value, including one
+    whose offset `ISO_WITH_OFFSET` does not recognise but the parser does (``T8:15Z``, an hour of one digit).
+
+    >>> naive_iso(pd.Series(["2026-03-02T08:15:00", "2026-03-02T8:15:00Z", "?"])).tolist()
+    [Timestamp('2026-03-02 08:15:00'), NaT, NaT]
+    """
+    try:
+        parsed = pd.to_datetime(text, format="ISO8601", errors="coerce")
+    except ValueError:  # naive values among some with an offset: told apart one by one (rare)
+        parsed = None
+    if parsed is not None and not isinstance(parsed.dtype, pd.DatetimeTZDtype):
+        return parsed
+
+    def one(value: object) -> pd.Timestamp | None:
+        moment = (
+            pd.to_datetime(value, format="ISO8601", errors="coerce") if isinstance(value, str) else pd.NaT
+        )
+        return None if pd.isna(moment) or moment.tzinfo is not None else moment
+
+    return pd.to_datetime(text.map(one), errors="coerce")
+
+
 def localise_iso(values: pd.Series, timezone: str) -> pd.Series:
     """ISO 8601 strings, those without an offset read in ``timezone``; returned in UTC ('' if unreadable).
 
@@ -85,7 +108,7 @@ def localise_iso(values: pd.Series, timezone: str) -> pd.Series:
     text = values.fillna("").astype(str).str.strip()
     has_offset = text.str.contains(ISO_WITH_OFFSET, regex=True)
     aware = pd.to_datetime(text.where(has_offset), utc=True, format="ISO8601", errors="coerce")
-    naive = pd.to_datetime(text.where(~has_offset & (text != "")), format="ISO8601", errors="coerce")
+    naive = naive_iso(text.where(~has_offset & (text != "")))
     # Outside these years a laboratory time is a typing error; time-zone rules also end there.
     plausible = (naive.dt.year >= PLAUSIBLE_YEARS[0]) & (naive.dt.year <= PLAUSIBLE_YEARS[1])
     naive = naive.where(plausible)

@@ -26,19 +26,22 @@ from db.imports import (
     refused_locations,
     unknown_teams,
 )
-from db.ingest import WriteCounts, keep_rejected, new_batch, write_generations, write_others
+from db.ingest import WriteCounts, field_limits, keep_rejected, new_batch, write_generations, write_others
 from db.queries import batch_rejections
 from db.status import BatchResults, refresh_patient_status
 from monitor.formats.batch import identifiers, in_file_order, panel_chunks, refuse_mostly_broken, retried
 from monitor.formats.parsed import REJECT_COLUMNS
 from monitor.formats.records import normalise_results
 from monitor.formats.registry import FORMAT_NAMES, FORMATS, Format, format_named, read_text
+from monitor.formats.storable import storable
 from monitor.timestamps import is_timezone
 
 # Results normalised and written at a time: bounds memory for any file size (benchmarks/import_csv.py).
 # (CSV and HL7 arrive in pieces of about this many already, see monitor.formats.pieces; this splits FHIR.)
 CHUNK_RESULTS = 200_000
 _EVENT_FORMATS = frozenset(known.name for known in FORMATS if known.yields == "events")
+# What the store keeps of each field: a record it cannot keep is refused before anything is looked up.
+_LIMITS = field_limits()
 
 # Called with the bytes read so far and the file's size.
 Progress = Callable[[int, int], None]
@@ -258,7 +261,7 @@ def _imported_before(
         naming = [
             identifiers(frame)
             for piece, before in fmt.pieces(text)
-            for parsed in (fmt.parse(piece, zone, before),)
+            for parsed in (storable(fmt.parse(piece, zone, before), _LIMITS),)
             for frame in (parsed.records, parsed.others, parsed.events)
         ]
     assigned, teamless = add_to_teams(session, naming, options.teams, now=now, by=options.imported_by)
@@ -280,7 +283,7 @@ def _write_results(
     first_broken: pd.Series | None = None
     naming: list[pd.DataFrame] = []
     for text, before in pieces:
-        parsed = reading.fmt.parse(text, reading.zone, before)
+        parsed = storable(reading.fmt.parse(text, reading.zone, before), _LIMITS)
         records, rejected, other = parsed.records, parsed.rejected, parsed.others
         if first_broken is None and len(rejected):
             first_broken = rejected.iloc[0]
@@ -352,7 +355,7 @@ def _write_events(
     added = unchanged = 0
     touched: set[int] = set()
     for text, before in pieces:
-        parsed = reading.fmt.parse(text, reading.zone, before)
+        parsed = storable(reading.fmt.parse(text, reading.zone, before), _LIMITS)
         events, rejected = parsed.events, parsed.rejected
         naming.append(identifiers(events))
         if reading.retry is not None:  # read again: only the events refused last time

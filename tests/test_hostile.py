@@ -8,11 +8,15 @@ import subprocess
 import sys
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
-from db.models import Result
+from db.migrate import head_revision
+from db.models import RejectedRecord, Result
+from db.session import make_engine
+from services.config import Config
 from services.imports import ImportOptions, import_content
-from tests.conftest import ROOT
+from services.store import StoreUnusable, open_store
+from tests.conftest import DATA, ROOT
 
 HEADER = b"patient_id,collected_at,analyte,value,unit\n"
 
@@ -99,3 +103,239 @@ def test_a_100_mb_csv_of_junk_lines_keeps_memory_bounded(db_url: str, store) -> 
     assert "line 2: expected 5 fields as in the header, found 6" in error
     assert grown_mb < 800, f"peak memory grew by {grown_mb:.0f} MB"
     print(f"peak memory grew by {grown_mb:.0f} MB")
+
+
+# --- Values the store cannot keep: refused with their record on every store alike (SQLite would keep any
+# length, PostgreSQL failed the whole import) ---
+
+OPTIONS = ImportOptions(imported_by="test", site_timezone="UTC")
+
+
+def _hl7(control: str, patient: str, name: str, value: str) -> str:
+    return (
+        f"MSH|^~\\&|LIS|LAB|EHR|WARD|20260310081500+0000||ORU^R01|{control}|P|2.5.1\r"
+        f"PID|1||{patient}^^^CITY^MR||{name}^Anna\r"
+        "OBR|1||ACC-1|CBC|||20260310073000+0000\r"
+        f"OBX|1|NM|6690-2^WBC^LN||{value}|10*9/L|4.0-11.0||||F\r"
+    )
+
+
+def _fhir(patient: str, code: str = "6690-2") -> str:
+    return json.dumps(
+        {
+            "resourceType": "Observation",
+            "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
+            "subject": {"identifier": {"value": patient}},
+            "effectiveDateTime": "2026-03-10T07:30:00Z",
+            "valueQuantity": {"value": 4.2, "unit": "10*9/L"},
+        }
+    )
+
+
+CSV_GOOD = "P1,2026-03-10T07:30:00Z,wbc,4.2,10^9/L\n"
+UNSTORABLE = {
+    "hl7-long-name": (
+        _hl7("M1", "P1", "Smith", "4.2") + _hl7("M2", "P2", "N" * 201, "4.2"),
+        "patient name is longer than 200 characters",
+    ),
+    "hl7-nul-escape": (
+        _hl7("M1", "P1", "Smith", "4.2") + _hl7("M2", "P2", "Jones", "4\\X00\\.2"),
+        "value contains a NUL character",
+    ),
+    "csv-long-number": (
+        HEADER.decode() + CSV_GOOD + "P2,2026-03-10T07:30:00Z,wbc," + "0" * 100 + "4.2,10^9/L\n",
+        "value is longer than 100 characters",
+    ),
+    "csv-long-range": (
+        HEADER.decode().replace("unit", "unit,ref_low,ref_high")
+        + CSV_GOOD.replace("\n", ",4,11\n")
+        + "P2,2026-03-10T07:30:00Z,wbc,4.2,10^9/L,"
+        + "0" * 60
+        + "4,"
+        + "0" * 60
+        + "11\n",
+        "ref_raw is longer than 100 characters",
+    ),
+    "fhir-nul-patient": (
+        _fhir("P1") + "\n" + _fhir("P\x002") + "\n",
+        "patient_id contains a NUL character",
+    ),
+    "fhir-nul-other-code": (
+        _fhir("P1") + "\n" + _fhir("P2", code="2345\x00-7") + "\n",
+        "code contains a NUL character",
+    ),
+    "events-long-identifier": (
+        "patient_id,kind,start,label\nP1,fever,2026-03-10,38.5\n" + "P" * 65 + ",fever,2026-03-10,38.5\n",
+        "patient_id is longer than 64 characters",
+    ),
+}
+
+
+@pytest.mark.parametrize(("content", "reason"), UNSTORABLE.values(), ids=UNSTORABLE.keys())
+def test_a_value_the_store_cannot_keep_refuses_its_record_and_the_good_ones_land(
+    store, content, reason
+) -> None:
+    if content.startswith("patient_id,kind"):  # events name patients already stored
+        import_content(store, "p1.csv", (HEADER.decode() + CSV_GOOD).encode(), options=OPTIONS)
+    summary = import_content(store, "mixed", content.encode(), options=OPTIONS)
+    assert summary.error is None
+    assert summary.rejected["reason"].tolist() == [reason]
+    assert summary.accepted + summary.others >= 1  # the good record landed
+    with store() as session:
+        kept = session.scalars(
+            select(RejectedRecord.reason).where(RejectedRecord.batch_id == summary.batch_id)
+        )
+        assert kept.all() == [reason]
+
+
+def test_a_refused_records_location_and_text_are_cut_to_what_the_store_keeps(store) -> None:
+    # A wide export whose column name makes the place of its cells longer than the store keeps, and a line
+    # longer than the text kept of a refused record.
+    column = "WBC (" + "x" * 150 + ")"
+    content = f"patient_id,collected_at,{column},Comment\nW-1,2026-05-04T08:00:00Z,3.2,{'c' * 3000}\n"
+    summary = import_content(store, "wide.csv", content.encode(), options=OPTIONS)
+    assert summary.error is None
+    assert summary.rejected["reason"].tolist() == ["unit is longer than 50 characters"]
+    with store() as session:
+        kept = session.execute(
+            select(RejectedRecord.location, RejectedRecord.raw_text).where(
+                RejectedRecord.batch_id == summary.batch_id
+            )
+        ).one()
+    assert len(kept.location) == 100 and kept.location.startswith("line 2, column WBC (xxx")
+    assert kept.location.endswith("…")
+    assert kept.raw_text.endswith("... (cut at 2,000 characters)") and kept.raw_text.startswith("W-1,")
+
+
+@pytest.mark.parametrize(
+    ("header", "problem"),
+    [
+        ("patient_id,collected_at,analyte,value,unit,Unit", "names column 'Unit' twice (columns 5 and 6)"),
+        (
+            "patient_id,collected_at,analyte,value,unit,,",
+            "names a column without a name twice (columns 6 and 7)",
+        ),
+        (
+            "patient_id,collected_at,analyte,value,unit,x\ry",
+            "holds a line break (a carriage return) inside it",
+        ),
+    ],
+    ids=["duplicate", "two-unnamed", "cr"],
+)
+def test_a_csv_header_that_cannot_be_read_refuses_the_file_naming_the_problem(store, header, problem) -> None:
+    content = f"{header}\nP1,2026-03-10T07:30:00Z,wbc,4.2,10^9/L,x,y\n"
+    summary = import_content(store, "header.csv", content.encode(), options=OPTIONS)
+    assert summary.error is not None and summary.error.startswith(f"line 1 (the header) {problem}"[:40])
+    assert problem in summary.error
+    assert summary.exit_code == 2
+
+
+def test_the_command_line_names_the_file_and_its_header_problem_exit_2(tmp_path, upgraded: str) -> None:
+    path = tmp_path / "dup.csv"
+    path.write_text(
+        "patient_id,collected_at,analyte,value,unit,unit\nP1,2026-03-10T07:30:00Z,wbc,4,10^9/L,x\n"
+    )
+    run = _monitor("import", str(path), url=upgraded)
+    assert run.returncode == 2, run.stderr
+    assert "dup.csv: not imported: line 1 (the header) names column 'unit' twice" in run.stderr
+
+
+# --- A store that cannot be used as it is: named, with what is wrong, exit 3 (never re-created) ---
+
+
+def _monitor(*args: str, url: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "MONITOR_DATABASE_URL": url, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "monitor", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=300,
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (b"", "the file is empty: move it away or delete it to start a new store"),
+        (
+            b"patient_id,collected_at\n" * 200,
+            "not a SQLite database: restore the store from a backup, or move the file away to start a new "
+            "store",
+        ),
+    ],
+    ids=["empty", "not-sqlite"],
+)
+def test_an_unusable_sqlite_file_is_named_and_left_as_it_is(tmp_path, content, problem) -> None:
+    path = tmp_path / "monitor.db"
+    path.write_bytes(content)
+    for command in (("patients",), ("db", "upgrade"), ("import", str(DATA / "canonical-good.csv"))):
+        run = _monitor(*command, url=f"sqlite:///{path}")
+        assert run.returncode == 3, (command, run.stderr)
+        assert run.stderr.strip() == f"error: the store could not be used: store {path}: {problem}"
+        assert "Traceback" not in run.stderr
+    assert path.read_bytes() == content  # not re-created, nor seeded with demo accounts
+
+
+def test_the_dashboard_gets_an_error_naming_an_empty_store(tmp_path) -> None:
+    path = tmp_path / "monitor.db"
+    path.touch()
+    config = Config.from_environment(database=f"sqlite:///{path}")
+    with pytest.raises(StoreUnusable, match="the file is empty"):
+        open_store(config)
+    assert path.stat().st_size == 0
+
+
+def test_a_schema_newer_than_the_code_is_refused_exit_3(upgraded: str) -> None:
+    engine = make_engine(upgraded)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text("UPDATE alembic_version SET version_num = '9999_from_the_future'"))
+    finally:
+        engine.dispose()
+    for command in (("patients",), ("db", "upgrade")):
+        run = _monitor(*command, url=upgraded)
+        assert run.returncode == 3, run.stderr
+        newer = f"schema revision 9999_from_the_future is newer than this code's {head_revision()}"
+        assert f"{newer}: upgrade the code" in run.stderr
+
+
+# --- Events naming a patient the store knows under an assigning authority the file does not give ---
+
+
+def test_an_events_file_without_authorities_says_the_patient_is_known_under_one(store) -> None:
+    results = (
+        "patient_id,assigning_authority,collected_at,analyte,value,unit\n"
+        "P1,CITY,2026-03-10T07:30:00Z,wbc,4,10^9/L\n"
+    )
+    import_content(store, "results.csv", results.encode(), options=OPTIONS)
+    events = "patient_id,kind,start,label\nP1,fever,2026-03-10,38.5\nP9,fever,2026-03-10,38.5\n"
+    summary = import_content(store, "events.csv", events.encode(), options=OPTIONS)
+    assert summary.rejected["reason"].tolist() == [
+        "no assigning_authority given: patient 'P1' is known under authority 'CITY' (add an "
+        "assigning_authority column, or fill it in)",
+        "patient 'P9' is not in the store, and no assigning_authority is given while every stored patient "
+        "has one (add an assigning_authority column)",
+    ]
+    with_authority = "patient_id,assigning_authority,kind,start,label\nP1,TOWN,fever,2026-03-10,38.5\n"
+    summary = import_content(store, "events2.csv", with_authority.encode(), options=OPTIONS)
+    assert summary.rejected["reason"].tolist() == [
+        "patient 'P1' is not in the store under authority 'TOWN': it is known under authority 'CITY'"
+    ]
+
+
+def test_a_time_whose_offset_the_pattern_misses_is_refused_not_an_internal_error(store) -> None:
+    """An hour of one digit with an offset (``T8:15:00Z``): not read as a local time (found by fuzzing)."""
+    content = (
+        HEADER.decode() + "A,2026-03-02T8:15:00Z,wbc,4,10^9/L\nB,2026-03-02T08:15:00,wbc,4,10^9/L\n"
+    ).encode()
+    for zone in (None, "Europe/Paris"):
+        options = ImportOptions(imported_by="test", site_timezone="UTC", timezone=zone, again=True)
+        summary = import_content(store, "times.csv", content, options=options)
+        assert summary.error is None
+        assert summary.rejected["reason"].iloc[0] == (
+            "collected_at '2026-03-02T8:15:00Z' is not an ISO 8601 date-time (e.g. 2026-03-16T09:40:00+01:00)"
+        )
+    assert summary.accepted == 1  # read again in a zone: B's local time lands

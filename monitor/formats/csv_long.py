@@ -56,6 +56,41 @@ def looks_like_canonical_csv(text: str) -> bool:
     return set(REQUIRED) <= names
 
 
+def header_names(line: str) -> list[str]:
+    """The column names of a CSV header line (its line end excluded), stripped.
+
+    >>> header_names("patient_id, collected_at,analyte")
+    ['patient_id', 'collected_at', 'analyte']
+
+    Raises
+    ------
+    UnusableFile
+        When the header cannot be read, holds a carriage return, or names a column twice (whatever its
+        case): which of the two columns a record's value is in could not be told.
+    """
+    line = line.lstrip("\ufeff").rstrip("\r\n")
+    if "\r" in line or "\n" in line:
+        raise UnusableFile(
+            "line 1 (the header) holds a line break (a carriage return) inside it: lines must end with LF "
+            "or CR LF, and a column name cannot hold one"
+        )
+    try:
+        names = [name.strip() for name in next(csv.reader([line]), [])]
+    except csv.Error as error:
+        raise UnusableFile(f"line 1 (the header) cannot be read as CSV ({error})") from None
+    seen: dict[str, int] = {}
+    for number, name in enumerate(names, start=1):
+        key = name.lower()
+        if key in seen:
+            shown = f"column {name!r}" if name else "a column without a name"
+            raise UnusableFile(
+                f"line 1 (the header) names {shown} twice (columns {seen[key]} and {number}): which one a "
+                "record's value is in cannot be told; remove or rename one"
+            )
+        seen[key] = number
+    return names
+
+
 def read_rows(text: str, *, lines_before: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every data row as text under its header name, with ``line`` and ``raw_text``; and broken rows.
 
@@ -68,11 +103,12 @@ def read_rows(text: str, *, lines_before: int = 0) -> tuple[pd.DataFrame, pd.Dat
     Raises
     ------
     UnusableFile
-        When the file is empty.
+        When the file is empty, or its header cannot be read (``header_names``).
     """
     text = text.lstrip("\ufeff")
     if not text.strip():
         raise UnusableFile("the file is empty")
+    header_names(text.split("\n", 1)[0])
     fast = _read_plain_rows(text, lines_before) if '"' not in text else None
     return fast if fast is not None else _read_rows_exactly(text, lines_before)
 

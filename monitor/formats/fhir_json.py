@@ -14,7 +14,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from monitor.formats.csv_long import UnusableFile
-from monitor.formats.parsed import RAW_TEXT_LIMIT
+from monitor.formats.parsed import cut_raw
 
 READ_TYPES = ("Bundle", "Observation", "DiagnosticReport", "Patient")
 MAX_BUNDLE_DEPTH = 5
@@ -59,12 +59,12 @@ def _plain(value: Any) -> Any:
 
 
 def compact(value: Any) -> str:
-    """The JSON text of a value, compact and cut to RAW_TEXT_LIMIT characters."""
+    """The JSON text of a value, compact and cut as a record's text is kept (``cut_raw``)."""
     try:
         text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=_plain)
     except (ValueError, TypeError, RecursionError):
         text = "(not shown: cannot be written back as JSON)"
-    return text[:RAW_TEXT_LIMIT]
+    return cut_raw(text)
 
 
 def as_text(value: Any) -> str:
@@ -128,7 +128,7 @@ def _ndjson(body: str, error: Exception) -> list[Item]:
         raise UnusableFile(f"not valid JSON: {_describe(error)}") from None
     items: list[Item] = []
     for (number, line), (document, wrong) in zip(lines, parsed, strict=True):
-        raw = line[:RAW_TEXT_LIMIT]
+        raw = cut_raw(line)
         if wrong:
             wrong = re.sub(r"^line 1 column", "column", wrong)
             items.append(Item(f"line {number}", raw, problem=f"line {number} is not valid JSON ({wrong})"))

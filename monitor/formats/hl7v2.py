@@ -24,9 +24,9 @@ from monitor.formats.parsed import (
     OTHER_COLUMNS,
     PATIENT_COLUMNS,
     RAW_COLUMNS,
-    RAW_TEXT_LIMIT,
     REJECT_COLUMNS,
     Parsed,
+    cut_raw,
 )
 from monitor.formats.ranges import split_range
 from monitor.timestamps import hl7_to_iso
@@ -154,7 +154,7 @@ def _observation(message: _Message, obr: Any, obx: Any, where: str) -> dict[str,
         "lab": unescape(message.lab),
         "message_offset": message.offset,
         "location": where,
-        "raw_text": str(obx)[:RAW_TEXT_LIMIT],
+        "raw_text": cut_raw(str(obx)),
     }
 
 
@@ -233,7 +233,7 @@ def _observations(
 
 
 def _problem(location: str, raw: str, reason: str) -> dict[str, str]:
-    return {"location": location, "raw_text": raw[:RAW_TEXT_LIMIT], "reason": reason}
+    return {"location": location, "raw_text": cut_raw(raw), "reason": reason}
 
 
 def parse_hl7(text: str, *, timezone: str = "UTC", messages_before: int = 0) -> Parsed:

@@ -57,6 +57,7 @@ OTHER_COLUMNS = (
     "accession",
     *OTHER_FIELDS,
     "location",
+    "raw_text",
 )
 # Clinical events (``monitor.formats.events``): ``start_at`` and ``end_at`` are UTC timestamps.
 EVENT_COLUMNS = (
@@ -72,6 +73,15 @@ EVENT_COLUMNS = (
 )
 # How much of a refused record or unreadable file is kept for review.
 RAW_TEXT_LIMIT = 2_000
+
+
+def cut_raw(text: str, limit: int = RAW_TEXT_LIMIT) -> str:
+    """A record's text as kept for review: whole, or its first ``limit`` characters and a note saying so.
+
+    >>> cut_raw("OBX|1|NM|" + "9" * 30, limit=12)
+    'OBX|1|NM|999... (cut at 12 characters)'
+    """
+    return text if len(text) <= limit else f"{text[:limit]}... (cut at {limit:,} characters)"
 
 
 def empty(columns: tuple[str, ...]) -> pd.DataFrame:

@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import BinaryIO
 
-from monitor.formats.csv_long import UnusableFile
+from monitor.formats.csv_long import UnusableFile, header_names
 from monitor.formats.derive import PANEL
 
 # Bytes decoded at a time.
@@ -89,7 +89,7 @@ def csv_pieces(text: Iterable[str], size: int | None = None) -> Iterator[tuple[s
         _refuse_uncut(buffer, size, "line 1 (the header)")
     header, newline, buffer = buffer.partition("\n")
     header += newline
-    names = [name.strip().lower() for name in next(csv.reader([header.lstrip("\ufeff").rstrip("\r\n")]), [])]
+    names = [name.lower() for name in header_names(header)]
     key_at = [names.index(field) for field in PANEL if field in names]  # those of a panel's key present
     offset = 0
     for block in itertools.chain([""], blocks):

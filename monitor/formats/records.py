@@ -17,7 +17,7 @@ import pandas as pd
 from monitor.analytes import ANALYTES, LOINC
 from monitor.formats.parsed import RAW_COLUMNS
 from monitor.formats.units import conversion_factors, to_canonical
-from monitor.timestamps import ISO_WITH_OFFSET
+from monitor.timestamps import ISO_WITH_OFFSET, naive_iso
 
 RESULT_COLUMNS = (
     "patient_id",
@@ -43,9 +43,6 @@ RESULT_COLUMNS = (
     "reported_at",
 )
 REJECT_COLUMNS = ("location", "raw_text", "reason")
-# Identifiers longer than the store keeps (db.models: patient.mrn, assigning_authority, lab.code,
-# panel.accession) are refused, not cut: a cut identifier could name another patient or specimen.
-IDENTIFIER_LIMITS = {"patient_id": 64, "assigning_authority": 64, "lab": 64, "accession": 100}
 
 UNSPECIFIED_LAB = "unspecified"
 
@@ -153,7 +150,7 @@ def _utc_instant(text: pd.Series) -> pd.Series:
 def _iso_without_offset(text: pd.Series) -> pd.Series:
     """Whether each value is an ISO 8601 date-time that only lacks its offset (so that is the reason)."""
     bare = text.where(~text.str.contains(ISO_WITH_OFFSET, regex=True))
-    return pd.to_datetime(bare, format="ISO8601", errors="coerce").notna()
+    return naive_iso(bare).notna()
 
 
 def _factor_of_pair(pairs: pd.Series) -> pd.Series:
@@ -288,11 +285,6 @@ def normalise_results(raw: pd.DataFrame) -> Normalised:
         fields,
         [
             (text["patient_id"] == "", "patient_id is empty"),
-            *(
-                (text[name].str.len() > limit, f"{name} is longer than {limit} characters")
-                for name, limit in IDENTIFIER_LIMITS.items()
-                if name in text
-            ),
             (text["collected_at"] == "", "collected_at is empty"),
             (
                 only_offset_missing,
@@ -335,9 +327,7 @@ def normalise_results(raw: pd.DataFrame) -> Normalised:
             "unit": each_distinct(analyte, lambda v: v.map({code: a.unit for code, a in ANALYTES.items()})),
             "ref_low": ref_low,
             "ref_high": ref_high,
-            "ref_raw": text["ref_raw"].where(
-                text["ref_raw"] != "", _ref_raw(text["ref_low"], text["ref_high"])
-            ),
+            "ref_raw": reference_text(text["ref_raw"], text["ref_low"], text["ref_high"]),
             "abnormal_flag": text["abnormal_flag"].where(text["abnormal_flag"] != ""),
             "status": status,
             "derived": False,
@@ -354,9 +344,14 @@ def normalise_results(raw: pd.DataFrame) -> Normalised:
     return _reject_conflicts(results.reset_index(drop=True), rejected.reset_index(drop=True))
 
 
-def _ref_raw(low: pd.Series, high: pd.Series) -> pd.Series:
-    joined = low + "-" + high
-    return joined.where((low != "") | (high != ""))
+def reference_text(given: pd.Series, low: pd.Series, high: pd.Series) -> pd.Series:
+    """The reference range as the store keeps it: as given, else its limits joined (NA when neither).
+
+    >>> reference_text(pd.Series(["4-10", ""]), pd.Series(["", "1.5"]), pd.Series(["", ""])).tolist()
+    ['4-10', '1.5-']
+    """
+    joined = (low + "-" + high).where((low != "") | (high != ""))
+    return given.where(given != "", joined)
 
 
 NATURAL_KEY = ("assigning_authority", "patient_id", "collected_at", "lab", "accession", "analyte")
