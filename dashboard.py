@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from services.store import STORE_ERRORS
+from services.store import STORE_ERRORS, StoreUnusable
 from ui import data, identity
 from ui.text import plain
 
@@ -13,6 +13,14 @@ st.set_page_config(page_title="Leukopenia monitor", page_icon="🩸", layout="wi
 try:
     data.config()  # the site's configuration, built once per process: a setting that cannot be used is named
     data.store()
+except (
+    StoreUnusable
+) as error:  # an empty or damaged file, a schema newer than the code: named, with what to do
+    st.error(
+        f"The dashboard cannot start: its store cannot be used: {error.problem}.",
+        icon=":material/database_off:",
+    )
+    st.stop()
 except Exception as error:  # noqa: BLE001 - the page must say what is wrong, not show a traceback
     cause = getattr(error, "orig", None) or error
     st.error(

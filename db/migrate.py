@@ -67,8 +67,8 @@ def current_revision(engine: Engine) -> str | None:
                 else f"a damaged SQLite database ({cause})"
             )
             raise StoreUnusable(
-                f"{store_name(engine.url)}: {what}: restore the store from a backup, or move the file away "
-                "to start a new store"
+                store_name(engine.url),
+                f"{what}: restore the store from a backup, or move the file away to start a new store",
             ) from error
         raise
 
@@ -90,8 +90,9 @@ def checked_revision(engine: Engine) -> str | None:
     known = {revision.revision for revision in script.walk_revisions()}
     if current is not None and current not in known:
         raise StoreUnusable(
-            f"{store_name(engine.url)}: schema revision {current} is newer than this code's "
-            f"{script.get_current_head()}: upgrade the code"
+            store_name(engine.url),
+            f"schema revision {current} is newer than this code's {script.get_current_head()}: "
+            "upgrade the code",
         )
     return current
 

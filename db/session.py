@@ -13,7 +13,12 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 
 
 class StoreUnusable(RuntimeError):
-    """The store cannot be used as it is; the message names the store, what is wrong and what to do."""
+    """The store cannot be used as it is; the message names the store (``store``), then what is wrong and
+    what to do (``problem``: all a browser is shown, without the store's path or host)."""
+
+    def __init__(self, store: str, problem: str) -> None:
+        super().__init__(f"{store}: {problem}")
+        self.store, self.problem = store, problem
 
 
 def store_name(url: URL) -> str:
@@ -67,7 +72,7 @@ def _refuse_empty(path: Path, url: URL) -> None:
         log = path.with_name(path.name + "-wal")
         if not (log.is_file() and log.stat().st_size > 0):
             raise StoreUnusable(
-                f"{store_name(url)}: the file is empty: move it away or delete it to start a new store"
+                store_name(url), "the file is empty: move it away or delete it to start a new store"
             )
 
 

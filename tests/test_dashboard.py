@@ -798,3 +798,16 @@ def test_the_sign_in_page_says_how_to_create_an_administrator_when_there_is_none
     disable_user(store, viewer=SYSTEM, username="chief", now=now)
     at = AppTest.from_file(APP, default_timeout=60).run()
     assert any("python -m monitor users add NAME --role admin" in info.value for info in at.info)
+
+
+def test_a_store_the_dashboard_cannot_use_is_named_without_its_path(tmp_path, monkeypatch) -> None:
+    """An empty store file (a failed copy, a full disk) is not silently made a new store: the page says
+    what is wrong and what to do, and shows no path of the server."""
+    empty = tmp_path / "monitor.db"
+    empty.write_bytes(b"")
+    monkeypatch.setenv("MONITOR_DATABASE_URL", f"sqlite:///{empty}")
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.exception
+    [error] = [error.value for error in at.error]
+    assert "the file is empty: move it away or delete it to start a new store" in error
+    assert str(tmp_path) not in error and empty.stat().st_size == 0

@@ -37,7 +37,7 @@ except ConfigError:  # dashboard.py reads the configuration again and refuses to
     CACHE_SECONDS = DEFAULT_CACHE_SECONDS
 
 
-@st.cache_resource(show_spinner="Opening the store (first start: creating it and the demo cohort)...")
+@st.cache_resource(show_spinner="Opening the store (on a first start, creating it and the demo cohort)...")
 def store() -> Store:
     """The session factory; an empty store is migrated and, where allowed, seeded with the demo cohort."""
     factory = open_store(config())
