@@ -66,8 +66,23 @@ def timed_pages(url: str) -> list[tuple[str, float]]:
     os.environ["MONITOR_DATABASE_URL"] = url
     os.environ["MONITOR_SEED_DEMO"] = "0"
     figures = []
-    from db.accounts import Viewer
+    import secrets
+    from datetime import UTC, datetime
 
+    from db.accounts import Viewer
+    from db.store import open_store
+    from services.accounts import SYSTEM, add_user
+
+    # The dashboard reads the signed-in account on every run: the benchmark's administrator must exist.
+    add_user(
+        open_store(url, timezone="UTC"),
+        viewer=SYSTEM,
+        username="benchmark",
+        role="admin",
+        teams=[],
+        password=secrets.token_urlsafe(24),
+        now=datetime.now(UTC),
+    )
     app = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=600)
     app.session_state["viewer"] = Viewer("benchmark", "admin", None)  # signed in: every patient
     started = time.perf_counter()

@@ -122,7 +122,9 @@ def _details_text(details: dict[str, Any] | None) -> str:
 def _take_the_chain(connection: Connection, count: int) -> tuple[list[int], datetime, str]:
     """Ids for ``count`` new rows, the store's clock and the last row's hash, read while holding the
     trail's write lock (so no other transaction can chain to the same row until this one ends)."""
-    last = select(AuditLog.row_hash).order_by(AuditLog.id.desc()).limit(1).scalar_subquery()
+    # The row of the greatest id, found through the primary key (not a scan ordered backwards).
+    newest = select(func.max(AuditLog.id)).scalar_subquery()
+    last = select(AuditLog.row_hash).where(AuditLog.id == newest).scalar_subquery()
     if connection.dialect.name == "postgresql":
         # The lock first, in a statement of its own: the next one then sees every row committed before it.
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CHAIN_LOCK})

@@ -126,5 +126,5 @@ def ensure_current(engine: Engine, *, timezone: str) -> None:
         upgrade(engine, timezone=timezone)
         return
     raise StoreOutOfDate(
-        f"{store_name(engine.url)}: the database schema is not up to date; run: python -m monitor db upgrade"
+        store_name(engine.url), "the database schema is not up to date; run: python -m monitor db upgrade"
     )
