@@ -2,29 +2,41 @@
 
 from __future__ import annotations
 
+import logging
+
 import streamlit as st
 
+from services.config import ConfigError
 from services.store import STORE_ERRORS, StoreUnusable
 from ui import data, identity
 from ui.text import plain
 
 st.set_page_config(page_title="Leukopenia monitor", page_icon="🩸", layout="wide")
 
+_LOG = logging.getLogger("monitor.dashboard")
+
 try:
     data.config()  # the site's configuration, built once per process: a setting that cannot be used is named
     data.store()
-except (
-    StoreUnusable
-) as error:  # an empty or damaged file, a schema newer than the code: named, with what to do
+except ConfigError as error:  # names the environment variable and the fix, never a value of the store's URL
+    st.error(f"The dashboard cannot start: {error}", icon=":material/settings:")
+    st.stop()
+except StoreUnusable as error:  # an empty or damaged file, a schema newer than the code: what to do
     st.error(
         f"The dashboard cannot start: its store cannot be used: {error.problem}.",
         icon=":material/database_off:",
     )
     st.stop()
 except Exception as error:  # noqa: BLE001 - the page must say what is wrong, not show a traceback
+    # The cause (a host, a port, a path) is for the server's administrator, not for whoever opened the page.
+    # The driver's first line only: no SQL, no parameters, no DETAIL line that could quote a record.
     cause = getattr(error, "orig", None) or error
+    first_line = (str(cause).strip().splitlines() or [""])[0][:300]
+    _LOG.error("the dashboard cannot start: %s: %s", type(cause).__name__, first_line)
     st.error(
-        f"The dashboard cannot start: {' '.join(str(cause).split())[:300]}. Reload the page to try again."
+        "The dashboard cannot start: its store cannot be reached or opened. The server's log names the "
+        "cause; reload the page to try again.",
+        icon=":material/cloud_off:",
     )
     st.stop()
 

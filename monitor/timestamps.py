@@ -29,6 +29,19 @@ PLAUSIBLE_YEARS = (1900, 2999)
 DAY = pd.Timedelta(days=1)
 
 
+def implausible(moments: pd.Series) -> pd.Series:
+    """Whether each instant (UTC) falls outside ``PLAUSIBLE_YEARS``: a typing error, or a date at the edge
+    of the calendar that an offset pushes beyond it (0001-01-01T00:00+14:00 is in year 0).
+
+    >>> implausible(pd.to_datetime(pd.Series(["1899-12-31T23:00Z", "2026-01-05T08:00Z", None]),
+    ...                             utc=True)).tolist()
+    [True, False, False]
+    """
+    years = moments.dt.year
+    outside: pd.Series = moments.notna() & ((years < PLAUSIBLE_YEARS[0]) | (years > PLAUSIBLE_YEARS[1]))
+    return outside
+
+
 @functools.cache
 def _zone_names() -> frozenset[str]:
     return frozenset(available_timezones() | {"UTC"})
@@ -113,6 +126,7 @@ def localise_iso(values: pd.Series, timezone: str) -> pd.Series:
     plausible = (naive.dt.year >= PLAUSIBLE_YEARS[0]) & (naive.dt.year <= PLAUSIBLE_YEARS[1])
     naive = naive.where(plausible)
     moment = aware.where(has_offset, localize(naive, timezone).dt.tz_convert("UTC"))
+    moment = moment.where(~implausible(moment))
     return moment.dt.strftime("%Y-%m-%dT%H:%M:%S+00:00").where(moment.notna(), "")
 
 

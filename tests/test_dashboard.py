@@ -811,3 +811,18 @@ def test_a_store_the_dashboard_cannot_use_is_named_without_its_path(tmp_path, mo
     [error] = [error.value for error in at.error]
     assert "the file is empty: move it away or delete it to start a new store" in error
     assert str(tmp_path) not in error and empty.stat().st_size == 0
+
+
+def test_a_store_that_cannot_be_reached_at_start_shows_no_host_port_or_path(tmp_path, monkeypatch) -> None:
+    """The cause of a failed start (a host and port refusing, a folder missing) goes to the server's log;
+    the page says what kind of thing is wrong in fixed words."""
+    for url, secret in (
+        ("postgresql+psycopg://monitor:pw@127.0.0.1:9/nowhere", "127.0.0.1"),
+        (f"sqlite:///{tmp_path}/no-folder/deeper/monitor.db", str(tmp_path)),
+    ):
+        monkeypatch.setenv("MONITOR_DATABASE_URL", url)
+        at = AppTest.from_file(APP, default_timeout=60).run()
+        assert not at.exception
+        [error] = [error.value for error in at.error]
+        assert error.startswith("The dashboard cannot start: its store cannot be reached or opened.")
+        assert secret not in error and ":9" not in error and "pw" not in error

@@ -339,3 +339,40 @@ def test_a_time_whose_offset_the_pattern_misses_is_refused_not_an_internal_error
             "collected_at '2026-03-02T8:15:00Z' is not an ISO 8601 date-time (e.g. 2026-03-16T09:40:00+01:00)"
         )
     assert summary.accepted == 1  # read again in a zone: B's local time lands
+
+
+def test_a_time_at_the_calendars_edge_is_refused_in_every_format_and_the_good_records_land(store) -> None:
+    """0001-01-01 with a positive offset is in year 0 and 9999-12-31 with a negative one in year 10000:
+    beyond what a date can hold (an internal error before); any time outside 1900-2999 is a typing error."""
+    csv = (
+        HEADER.decode() + "Y0,0001-01-01T00:00:00+14:00,wbc,5.6,10^9/L\n"
+        "Y1,9999-12-31T23:59:59-12:00,wbc,5.6,10^9/L\nY2,1899-12-31T23:00:00Z,wbc,5.6,10^9/L\n"
+        "OK,2026-11-30T08:00:00Z,wbc,5.6,10^9/L\n"
+    ).encode()
+    options = ImportOptions(imported_by="test", site_timezone="UTC")
+    summary = import_content(store, "edges.csv", csv, options=options)
+    assert summary.error is None and summary.accepted == 1
+    assert summary.rejected["reason"].tolist() == [
+        f"collected_at '{when}' is outside the years 1900-2999 (in UTC)"
+        for when in ("0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-12:00", "1899-12-31T23:00:00Z")
+    ]
+    fhir = json.dumps(
+        {
+            "resourceType": "Observation",
+            "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "6690-2"}]},
+            "subject": {"reference": "Patient/P1"},
+            "effectiveDateTime": "0001-01-01T00:00:00+05:00",
+            "valueQuantity": {"value": 5.6, "unit": "10*3/uL", "system": "http://unitsofmeasure.org"},
+        }
+    ).encode()
+    summary = import_content(store, "edge.json", fhir, options=options)
+    assert summary.error is None and summary.accepted == 0 and len(summary.rejected) == 1
+    events = b"patient_id,kind,start,label\nOK,chemotherapy,0001-01-01T00:00:00+05:00,x\n"
+    summary = import_content(store, "edge-events.csv", events, options=options)
+    assert summary.error is None
+    assert summary.rejected["reason"].tolist() == [
+        "start '0001-01-01T00:00:00+05:00' is not an ISO 8601 date or date-time in the years 1900-2999"
+    ]
+    with store() as session:
+        assert session.scalar(select(func.count()).select_from(Result)) == 1

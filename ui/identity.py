@@ -9,6 +9,7 @@ runs outside the page's run (a download's deferred data), calls a `session_check
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from services.admin import NO_ADMIN_HINT, has_active_admin
 from services.store import STORE_ERRORS
 from ui import data
 
+_LOG = logging.getLogger("monitor.dashboard")
 STORE_UNAVAILABLE = "The store is unavailable, so sign-in cannot be checked now: try again in a moment."
 
 _VIEWER = "viewer"
@@ -210,7 +212,8 @@ def sign_in_page() -> None:
                 now=datetime.now(UTC),
                 client=_client_address(),
             )
-        except STORE_ERRORS:  # the words a visitor sees; the cause is for the server's administrator
+        except STORE_ERRORS as error:  # the words a visitor sees; the cause is for the server's log
+            _LOG.error("sign-in could not use the store: %s", type(error).__name__)
             outcome = STORE_UNAVAILABLE
         if isinstance(outcome, Viewer):
             _start(outcome)

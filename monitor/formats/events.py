@@ -13,7 +13,7 @@ import pandas as pd
 
 from monitor.formats.csv_long import UnusableFile, read_rows
 from monitor.formats.parsed import EVENT_COLUMNS, RAW_COLUMNS, REJECT_COLUMNS, Parsed, empty
-from monitor.timestamps import localise_iso
+from monitor.timestamps import PLAUSIBLE_YEARS, localise_iso
 
 EVENT_KINDS = (
     "chemotherapy",
@@ -41,6 +41,10 @@ def parse_piece(text: str, zone: str, before: int) -> Parsed:
     return Parsed(records=empty(RAW_COLUMNS), rejected=rejected, events=events)
 
 
+# Times outside these years are refused as unreadable (monitor.timestamps.PLAUSIBLE_YEARS).
+_YEARS = f" in the years {PLAUSIBLE_YEARS[0]}-{PLAUSIBLE_YEARS[1]}"
+
+
 def parse_events(text: str, *, timezone: str = "UTC") -> tuple[pd.DataFrame, pd.DataFrame]:
     """Events (``patient_id``, ``assigning_authority``, ``kind``, ``start``, ``end`` as UTC timestamps,
     ``label``, ``details``, ``location``) and refused rows with reasons."""
@@ -57,10 +61,10 @@ def parse_events(text: str, *, timezone: str = "UTC") -> tuple[pd.DataFrame, pd.
     checks = [
         (text_of["patient_id"] == "", "patient_id is empty"),
         (~kind.isin(EVENT_KINDS), "kind '" + text_of["kind"] + "' is not one of " + ", ".join(EVENT_KINDS)),
-        (start.isna(), "start '" + text_of["start"] + "' is not an ISO 8601 date or date-time"),
+        (start.isna(), "start '" + text_of["start"] + f"' is not an ISO 8601 date or date-time{_YEARS}"),
         (
             (text_of["end"] != "") & end.isna(),
-            "end '" + text_of["end"] + "' is not an ISO 8601 date or date-time",
+            "end '" + text_of["end"] + f"' is not an ISO 8601 date or date-time{_YEARS}",
         ),
         (end < start, "end " + text_of["end"] + " is before start " + text_of["start"]),
         (text_of["label"] == "", "label is empty"),

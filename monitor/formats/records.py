@@ -17,7 +17,7 @@ import pandas as pd
 from monitor.analytes import ANALYTES, LOINC
 from monitor.formats.parsed import RAW_COLUMNS
 from monitor.formats.units import conversion_factors, to_canonical
-from monitor.timestamps import ISO_WITH_OFFSET, naive_iso
+from monitor.timestamps import ISO_WITH_OFFSET, PLAUSIBLE_YEARS, implausible, naive_iso
 
 RESULT_COLUMNS = (
     "patient_id",
@@ -233,6 +233,9 @@ def normalise_results(raw: pd.DataFrame) -> Normalised:
 
     # ISO 8601 with an explicit offset or Z: a time without one is ambiguous and is refused.
     collected_at = each_distinct(text["collected_at"], _utc_instant).astype("datetime64[us, UTC]")
+    # Outside these years a collection time is a typing error (and beyond the calendar, with its offset).
+    out_of_years = implausible(collected_at)
+    collected_at = collected_at.where(~out_of_years)
     # Judged only where the time could not be read (few rows, if any): which reason to give.
     unread = collected_at.isna().to_numpy()
     only_offset_missing = pd.Series(False, index=collected_at.index)
@@ -257,6 +260,7 @@ def normalise_results(raw: pd.DataFrame) -> Normalised:
         format="ISO8601",
         errors="coerce",
     ).astype("datetime64[us, UTC]")
+    reported_at = reported_at.where(~implausible(reported_at))
 
     maximum = each_distinct(analyte, lambda v: v.map({c: a.plausible_max for c, a in ANALYTES.items()}))
     minimum = each_distinct(analyte, lambda v: v.map({c: a.plausible_min for c, a in ANALYTES.items()}))
@@ -290,6 +294,11 @@ def normalise_results(raw: pd.DataFrame) -> Normalised:
                 only_offset_missing,
                 "collected_at '{collected_at}' has no time zone offset (add Z or +hh:mm, or give the zone it "
                 "is in: --timezone, or the Import page's time zone)",
+            ),
+            (
+                out_of_years,
+                "collected_at '{collected_at}' is outside the years "
+                f"{PLAUSIBLE_YEARS[0]}-{PLAUSIBLE_YEARS[1]} (in UTC)",
             ),
             (
                 collected_at.isna(),
