@@ -376,3 +376,20 @@ def test_a_time_at_the_calendars_edge_is_refused_in_every_format_and_the_good_re
     ]
     with store() as session:
         assert session.scalar(select(func.count()).select_from(Result)) == 1
+
+
+def test_an_identifier_with_an_invisible_or_reordering_character_is_refused_naming_it(store) -> None:
+    """A right-to-left override or a zero-width space would make two identifiers look alike on a page."""
+    content = (
+        HEADER.decode() + "MRN\u202e1001,2026-03-02T08:15:00Z,wbc,4,10^9/L\n"
+        "MRN\u200b1001,2026-03-02T08:15:00Z,wbc,4,10^9/L\n"
+        "MRN1001\t,2026-03-02T08:15:00Z,wbc,4,10^9/L\n"
+    ).encode()
+    summary = import_content(
+        store, "ids.csv", content, options=ImportOptions(imported_by="test", site_timezone="UTC")
+    )
+    assert summary.error is None and summary.accepted == 1
+    assert summary.rejected["reason"].tolist() == [
+        "patient_id contains an invisible or control character (U+202E)",
+        "patient_id contains an invisible or control character (U+200B)",
+    ]

@@ -1,6 +1,7 @@
 """What a store can keep of a file's records, judged before anything is written or looked up.
 
 A value longer than the column that keeps it, or holding a NUL character (PostgreSQL text cannot hold one),
+or an identifier holding a character that cannot be seen (a control, a zero-width or bidirectional mark),
 makes its record refused with the field named, on every store alike: SQLite would keep a value of any
 length, PostgreSQL would fail the whole import. The lengths are the store's (``db.ingest.field_limits``,
 read from its column types) and are passed in, so that they are written down once.
@@ -20,6 +21,12 @@ from monitor.formats.parsed import REJECT_COLUMNS, Parsed
 from monitor.formats.records import reference_text
 
 NUL = "\x00"
+# Identifiers are matched and shown as sent, so a character that cannot be seen, or that reorders what
+# follows it, would let two different identifiers look alike on a page or a printout: C0 and C1 controls,
+# zero-width characters, bidirectional embeddings, overrides and isolates, the byte-order mark (Unicode
+# Standard Annex 9, The Bidirectional Algorithm; Unicode Technical Report 36, Security Considerations).
+IDENTIFIERS = ("patient_id", "assigning_authority", "accession")
+_INVISIBLE = "[\x01-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]"
 # Where a location was cut to fit.
 CUT_MARK = "…"
 
@@ -62,6 +69,11 @@ def unstorable(rows: pd.DataFrame, limits: Mapping[str, int], *, skip: tuple[str
     >>> rows = pd.DataFrame({"patient_id": ["P1", "P\\x002", "P" * 70], "value": ["4", "4", "4"]})
     >>> unstorable(rows, {"patient_id": 64}).tolist()
     [<NA>, 'patient_id contains a NUL character', 'patient_id is longer than 64 characters']
+
+    An identifier (``IDENTIFIERS``) holding a character that cannot be seen, or that reorders the text:
+
+    >>> unstorable(pd.DataFrame({"patient_id": ["MRN\u202e1001", "MRN1001"]}), {}).tolist()
+    ['patient_id contains an invisible or control character (U+202E)', <NA>]
     """
     reason = pd.Series(pd.NA, index=rows.index, dtype="object")
     for name in rows.columns:
@@ -69,6 +81,14 @@ def unstorable(rows: pd.DataFrame, limits: Mapping[str, int], *, skip: tuple[str
             continue
         text = rows[name].fillna("").astype(str)
         checks = [(text.str.contains(NUL, regex=False), f"{name} contains a NUL character")]
+        if name in IDENTIFIERS:
+            # Stripped first, as the identifier is stored: a tab or line end around it is not part of it.
+            hidden = text.str.strip().str.contains(_INVISIBLE, regex=True)
+            if hidden.any():
+                first = text[hidden].str.strip().str.extract(f"({_INVISIBLE})", expand=False)
+                code = first.map(lambda character: f"U+{ord(character):04X}")
+                said = f"{name} contains an invisible or control character (" + code + ")"
+                reason = reason.mask(reason.isna() & hidden.to_numpy(dtype=bool), said.reindex(text.index))
         if name in limits:
             long = text.str.len() > limits[name]
             if long.any():  # stripped as read: only the long ones need it
