@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 import numpy as np
 import pandas as pd
 from sqlalchemy import JSON, Boolean, Column, Float, Integer, Select, String, Table
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from db.types import UTCDateTime
@@ -155,14 +156,20 @@ def bulk_insert(session: Session, table: Table, frame: pd.DataFrame) -> None:
     values = [_column_values(frame[name], table.c[name], dialect) for name in names]
     rows = zip(*values, strict=True)
     cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    if dialect == "postgresql":
+        statement = f"COPY {table.name} ({', '.join(names)}) FROM STDIN"
+    else:
+        statement = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)})"
     try:
         if dialect == "postgresql":
-            columns = ", ".join(names)
-            with cursor.copy(f"COPY {table.name} ({columns}) FROM STDIN") as copy:
+            with cursor.copy(statement) as copy:
                 for row in rows:
                     copy.write_row(row)
         else:
-            placeholders = ", ".join("?" for _ in names)
-            cursor.executemany(f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({placeholders})", rows)
+            cursor.executemany(statement, rows)
+    except connection.dialect.loaded_dbapi.Error as error:
+        # Written past SQLAlchemy, so its errors arrive raw: wrapped as SQLAlchemy's own (a store error
+        # like any other to the entry points), with the statement but never the rows.
+        raise DBAPIError.instance(statement, None, error, connection.dialect.loaded_dbapi.Error) from error
     finally:
         cursor.close()

@@ -8,7 +8,6 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pandas as pd
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from db import audit, queries
@@ -69,15 +68,11 @@ def record_list_view(
     that showed them. An empty list showed no patient: nothing is recorded."""
     listed = sorted({int(key) for key in patient_keys})
     with store.begin() as session:
-        driver_error = session.get_bind().dialect.loaded_dbapi.Error
-        try:
-            audit.record_for_patients(
-                session,
-                at=now,
-                username=viewer.username,
-                action="view",
-                patient_keys=listed,
-                details={"what": what},
-            )
-        except driver_error as error:  # written through the driver in bulk: a store error like any other
-            raise OperationalError("INSERT INTO audit_log", None, error) from error
+        audit.record_for_patients(
+            session,
+            at=now,
+            username=viewer.username,
+            action="view",
+            patient_keys=listed,
+            details={"what": what},
+        )
