@@ -258,6 +258,17 @@ def _sign_in(page: Page, dashboard: str, username: str = "admin", password: str 
     expect(page.get_by_role("heading", name="Sign in")).to_have_count(0)
 
 
+def _settled(page: Page) -> None:
+    """Wait until the script run a widget change started has finished.
+
+    A text typed into an input while the page is still rerunning can be overwritten when that run's
+    elements arrive, so an edit that follows another one waits for the page to settle first.
+    """
+    from playwright.sync_api import expect
+
+    expect(page.locator('[data-testid="stApp"]')).to_have_attribute("data-test-script-state", "notRunning")
+
+
 def _grid_column(page: Page, index: int):
     """The cells of one column of the first table (drawn on a canvas; its accessible table has the text)."""
     grid = page.locator('[data-testid="stDataFrame"] table[role="grid"]').first
@@ -345,6 +356,7 @@ def test_importing_a_shared_file_from_the_import_page(dashboard: str, page: Page
     expect(page.get_by_text("'Europe/Lndon' is not an IANA time zone")).to_be_visible()
     expect(page.get_by_role("button", name="Import", exact=True)).to_be_disabled()
     expect(page.get_by_role("button", name="Check (dry run)")).to_be_disabled()
+    _settled(page)
     zone.fill("UTC")
     zone.press("Enter")
     expect(page.get_by_role("button", name="Import", exact=True)).to_be_enabled()
