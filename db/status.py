@@ -30,6 +30,7 @@ from monitor.analysis.status import (
     mark_preliminary,
     preliminary_analytes,
 )
+from monitor.analytes import CBC_ANALYTES
 
 # Patients recomputed at a time: as many as hold about PANELS_PER_PASS panels (as the stored status last
 # counted them; a patient new to the store counts one), at most CHUNK (one IN list per read). This bounds
@@ -159,7 +160,7 @@ def _refresh(
                 func.count(distinct(Panel.id)).label("n_panels"),
             )
             .join(Result, Result.panel_id == Panel.id)
-            .where(Panel.patient_id.in_(part), *usable)
+            .where(Panel.patient_id.in_(part), Result.analyte.in_(CBC_ANALYTES), *usable)
             .group_by(Panel.patient_id)
         ),
         list(patient_keys),
@@ -167,7 +168,7 @@ def _refresh(
     # One read of the WBC, ANC and ALC history serves the latest values, their grades and the flags.
     history = _history(session, list(patient_keys), usable)
     if not mine.empty:
-        counts = _with_held_panels(counts, mine)
+        counts = _with_held_panels(counts, mine[mine["analyte"].isin(CBC_ANALYTES).to_numpy()])
         lineages = mine[mine["analyte"].isin(tuple(LINEAGES)).to_numpy()]
         history = pd.concat([history, lineages.astype(history.dtypes.to_dict())], ignore_index=True)
     context = patient_context(session, list(patient_keys))

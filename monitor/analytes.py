@@ -13,6 +13,7 @@ from dataclasses import dataclass
 COUNT_UNIT = "10^9/L"  # CTCAE v5.0 prints counts as "x 10e9 /L"
 HGB_UNIT = "g/dL"
 PERCENT_UNIT = "%"
+TEMPERATURE_UNIT = "Cel"  # UCUM's degree Celsius
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,7 +23,7 @@ class Analyte:
     code: str  # canonical name used in the store and in files
     label: str  # what a clinician reads on screen
     unit: str  # canonical unit every value is converted to at ingest
-    kind: str  # "count", "hgb" or "percent": which unit table applies
+    kind: str  # "count", "hgb", "percent" or "temperature": which unit table applies
     plausible_max: float  # above this, after conversion, a value is a unit error, not biology
     plausible_min: float = 0.0
 
@@ -50,8 +51,15 @@ ANALYTES: dict[str, Analyte] = {
         Analyte("baso_pct", "Basophils %", PERCENT_UNIT, "percent", 100.0),
         Analyte("bands_pct", "Band neutrophils %", PERCENT_UNIT, "percent", 100.0),
         Analyte("segs_pct", "Segmented neutrophils %", PERCENT_UNIT, "percent", 100.0),
+        # Body temperature: not part of the CBC, but what makes a low neutrophil count an emergency
+        # (febrile neutropenia). Outside 25-45 °C a reading is a unit or typing error, not a patient
+        # (docs/clinical-rules.md, Temperatures).
+        Analyte("temp", "Temperature", TEMPERATURE_UNIT, "temperature", 45.0, plausible_min=25.0),
     )
 }
+
+# The complete blood count's analytes: everything but the vital signs that travel with them.
+CBC_ANALYTES: tuple[str, ...] = tuple(code for code, a in ANALYTES.items() if a.kind != "temperature")
 
 # The absolute counts, in the order a differential is read.
 DIFFERENTIAL = ("anc", "alc", "amc", "aec", "abc")
@@ -102,6 +110,25 @@ LOINC: dict[str, str] = {
     "718-7": "hgb",
     "777-3": "plt",
     "26515-7": "plt",
+    # Body temperature, any site or by site (LOINC component "Body temperature", property Temp, timing Pt):
+    # the site is kept with the code. Timed maxima ("Body temperature 1 hour maximum", 8311-3) are not
+    # single readings and are not taken.
+    "8310-5": "temp",  # Body temperature
+    "8331-1": "temp",  # Oral temperature
+    "8328-7": "temp",  # Axillary temperature
+    "8333-7": "temp",  # Tympanic membrane temperature
+    "8332-9": "temp",  # Rectal temperature
+    "8329-5": "temp",  # Body temperature - Core
+}
+
+# Where each temperature code says the reading was taken.
+TEMPERATURE_SITES: dict[str, str] = {
+    "8310-5": "",
+    "8331-1": "oral",
+    "8328-7": "axillary",
+    "8333-7": "tympanic",
+    "8332-9": "rectal",
+    "8329-5": "core",
 }
 
 # The LOINC code written for each analyte when the product itself produces a result (demo cohort,
@@ -124,6 +151,7 @@ PREFERRED_LOINC: dict[str, str] = {
     "baso_pct": "706-2",
     "bands_pct": "35332-6",
     "segs_pct": "26505-8",
+    "temp": "8310-5",
 }
 
 
@@ -171,6 +199,20 @@ LOCAL_ALIASES: dict[str, str] = {
     **dict.fromkeys(["seg%", "segs %", "segs", "segmented neutrophils %"], "segs_pct"),
     **dict.fromkeys(["hgb", "hb", "hemoglobin", "haemoglobin"], "hgb"),
     **dict.fromkeys(["plt", "platelets", "platelet count", "plt count"], "plt"),
+    **dict.fromkeys(
+        [
+            "temp",
+            "temperature",
+            "body temperature",
+            "body temp",
+            "oral temperature",
+            "axillary temperature",
+            "tympanic temperature",
+            "rectal temperature",
+            "core temperature",
+        ],
+        "temp",
+    ),
 }
 
 

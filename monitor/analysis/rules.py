@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from monitor.analysis.cycles import DEFAULT_CYCLE_RULES, CycleRules, Readiness
+from monitor.analysis.cycles.rules import Regimen
 from monitor.analysis.flags import DEFAULT_FLAG_RULES, FlagRules
 from monitor.analysis.grading import DEFAULT_RULES, GradingRules
 
@@ -168,13 +169,25 @@ def _as_mapping(rules: SiteRules) -> dict[str, Any]:
         if f.name == "readiness":
             value = _readiness(value)
         elif f.name == "regimens":
-            value = {name: _readiness(rule) for name, rule in value.items()}
+            value = {name: _regimen(rule) for name, rule in value.items()}
         cycles[f.name] = value
     return {"grading": grading, "flags": flags, "cycles": cycles}
 
 
 def _readiness(rule: Readiness) -> dict[str, float | bool]:
     return {"anc_min": rule.anc_min, "plt_min": rule.plt_min, "inclusive": rule.inclusive}
+
+
+def _regimen(rule: Regimen) -> dict[str, Any]:
+    """A regimen's settings: its readiness rule, and what else the site set for it."""
+    out: dict[str, Any] = _readiness(rule)
+    if rule.nadir_window_days is not None:
+        out["nadir_window_days"] = list(rule.nadir_window_days)
+    if rule.fn_risk is not None:
+        out["fn_risk"] = rule.fn_risk
+    if rule.fn_risk_source:
+        out["fn_risk_source"] = rule.fn_risk_source
+    return out
 
 
 def _flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

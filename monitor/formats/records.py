@@ -16,7 +16,7 @@ import pandas as pd
 
 from monitor.analytes import ANALYTES, LOINC
 from monitor.formats.parsed import RAW_COLUMNS
-from monitor.formats.units import conversion_factors, to_canonical
+from monitor.formats.units import conversion_factors, conversion_offsets, to_canonical
 from monitor.timestamps import ISO_WITH_OFFSET, PLAUSIBLE_YEARS, implausible, naive_iso
 
 RESULT_COLUMNS = (
@@ -153,12 +153,18 @@ def _iso_without_offset(text: pd.Series) -> pd.Series:
     return naive_iso(bare).notna()
 
 
+def _split_pairs(pairs: pd.Series) -> tuple[pd.Series, pd.Series]:
+    parts = pairs.str.split(UNIT_KIND_SEPARATOR, n=1, regex=False)
+    return parts.str[0], parts.str[1].replace("", None)
+
+
 def _factor_of_pair(pairs: pd.Series) -> pd.Series:
-    unit, kind = (
-        pairs.str.split(UNIT_KIND_SEPARATOR, n=1, regex=False).str[0],
-        pairs.str.split(UNIT_KIND_SEPARATOR, n=1, regex=False).str[1],
-    )
-    return conversion_factors(unit, kind.replace("", None))
+    return conversion_factors(*_split_pairs(pairs))
+
+
+def _offset_of_pair(pairs: pd.Series) -> pd.Series:
+    unit, kind = _split_pairs(pairs)
+    return conversion_offsets(unit, kind.fillna(""))
 
 
 _CENSORED = r"^(?P<comparator><=|>=|<|>|≤|≥)\s*(?P<number>.*)$"
@@ -248,10 +254,17 @@ def normalise_results(raw: pd.DataFrame) -> Normalised:
     value_in, value_not_number = _number_or_blank(each_distinct(text["value"], _number_part))
     low_in, low_not_number = _number_or_blank(text["ref_low"])
     high_in, high_not_number = _number_or_blank(text["ref_high"])
-    factors = each_distinct(text["unit"] + UNIT_KIND_SEPARATOR + kinds.fillna(""), _factor_of_pair)
-    value = to_canonical(value_in, factors)
-    ref_low = to_canonical(low_in, factors)
-    ref_high = to_canonical(high_in, factors)
+    unit_kind = text["unit"] + UNIT_KIND_SEPARATOR + kinds.fillna("")
+    factors = each_distinct(unit_kind, _factor_of_pair)
+    offsets = each_distinct(unit_kind, _offset_of_pair).astype("float64")
+    value = to_canonical(value_in, factors, offsets)
+    ref_low = to_canonical(low_in, factors, offsets)
+    ref_high = to_canonical(high_in, factors, offsets)
+    # A body temperature in Celsius between 77 and 113 is a Fahrenheit reading (25-45 °C) sent with the
+    # wrong unit: refused as such, never converted on a guess (docs/clinical-rules.md, Temperatures).
+    fahrenheit_as_celsius = (kinds.eq("temperature") & offsets.eq(0.0) & value.between(77.0, 113.0)).fillna(
+        False
+    )
     status = each_distinct(text["status"], lambda v: v.str.lower().map(STATUS_ALIASES))
     withdrawn = status.isin(WITHDRAWN)
     reported_at = pd.to_datetime(
@@ -315,6 +328,11 @@ def normalise_results(raw: pd.DataFrame) -> Normalised:
             (
                 status.isna(),
                 "status '{status}' is not one of " + ", ".join(sorted(set(STATUS_ALIASES.values()))),
+            ),
+            (
+                fahrenheit_as_celsius,
+                "{label} {value} {unit} is a Fahrenheit reading (25-45 °C is 77-113 °F) sent as Celsius: "
+                "check the unit",
             ),
             (value > maximum, PLAUSIBILITY.format(side="above", limit="{maximum}")),
             (value < minimum, PLAUSIBILITY.format(side="below", limit="{minimum}")),

@@ -60,11 +60,21 @@ HGB_FACTORS: dict[str, float] = {
     "mmol/l": 1.0 / 0.6206,
 }
 PERCENT_FACTORS: dict[str, float] = {"%": 1.0, "percent": 1.0}
+# Temperatures: degrees Celsius as UCUM ("Cel") and as feeds write them, and degrees Fahrenheit, which need
+# an offset as well as a factor: °C = (°F - 32) x 5/9 (exact by definition of the Fahrenheit scale).
+FAHRENHEIT = ("[degf]", "degf", "°f", "degreesf")
+TEMPERATURE_FACTORS: dict[str, float] = {
+    **dict.fromkeys(("cel", "degc", "°c", "degreesc", "[degc]"), 1.0),
+    **dict.fromkeys(FAHRENHEIT, 5.0 / 9.0),
+}
+# Added after the factor: -32 x 5/9 for Fahrenheit, 0 for every other unit.
+TEMPERATURE_OFFSETS: dict[str, float] = dict.fromkeys(FAHRENHEIT, -32.0 * 5.0 / 9.0)
 
 FACTORS_BY_KIND: dict[str, tuple[dict[str, float], dict[str, float]]] = {
     "count": (COUNT_FACTORS, COUNT_CASE_SENSITIVE),
     "hgb": (HGB_FACTORS, {}),
     "percent": (PERCENT_FACTORS, {}),
+    "temperature": (TEMPERATURE_FACTORS, {}),
 }
 
 # Values are rounded after conversion so that a boundary such as 1500 /uL compares as exactly 1.5.
@@ -106,16 +116,28 @@ def conversion_factors(units: pd.Series, kinds: pd.Series) -> pd.Series:
     return factors.astype("float64")
 
 
-def to_canonical(values: pd.Series, factors: pd.Series) -> pd.Series:
-    """Values multiplied by their factors, rounded to remove binary noise (e.g. 1500 x 0.001 -> 1.5)."""
-    return (values * factors).round(CANONICAL_DECIMALS)
+def conversion_offsets(units: pd.Series, kinds: pd.Series) -> pd.Series:
+    """What is added after the factor for each (unit, analyte kind): only Fahrenheit has an offset.
+
+    >>> kinds = pd.Series(["temperature", "temperature", "count"])
+    >>> conversion_offsets(pd.Series(["[degF]", "Cel", "/uL"]), kinds).round(4).tolist()
+    [-17.7778, 0.0, 0.0]
+    """
+    offsets = unit_key(units).map(TEMPERATURE_OFFSETS).fillna(0.0).astype("float64")
+    return offsets.where(kinds.eq("temperature").to_numpy(dtype=bool), 0.0)
+
+
+def to_canonical(values: pd.Series, factors: pd.Series, offsets: pd.Series | float = 0.0) -> pd.Series:
+    """Values multiplied by their factors (plus the offset of an interval scale such as °F), rounded to
+    remove binary noise (e.g. 1500 x 0.001 -> 1.5; 100.4 °F -> 38.0 °C)."""
+    return (values * factors + offsets).round(CANONICAL_DECIMALS)
 
 
 # Decimals a value in the canonical unit is printed with when the lab's own text is not at hand: labs print
 # counts in 10^9/L to at most 3 decimals (a count per uL converts exactly into 3) and haemoglobin in g/dL to
 # 1, so these never cut a printed digit, and a converted value (6.2 mmol/L is 9.990332 g/dL) prints as
 # 9.99, never "9.99033".
-PRINTED_DECIMALS = {"hgb": 2}
+PRINTED_DECIMALS = {"hgb": 2, "temp": 2}
 COUNT_PRINTED_DECIMALS = 3
 
 

@@ -52,6 +52,69 @@ class Readiness:
         return f"ANC {sign} {self.anc_min:g} and platelets {sign} {self.plt_min:g}"
 
 
+FN_RISKS = ("high", "intermediate", "low")
+
+
+@dataclass(frozen=True, slots=True)
+class Regimen(Readiness):
+    """What a site sets for one regimen: its readiness rule, and optionally its nadir window and its risk
+    of febrile neutropenia.
+
+    * ``nadir_window_days``: the days after the dose when this regimen's nadir falls (the site default,
+      ``CycleRules.nadir_window_days``, when unset).
+    * ``fn_risk``: the regimen's febrile-neutropenia risk category, "high" (20 % or more), "intermediate"
+      (10-20 %) or "low" (under 10 %), as ASCO 2015, EORTC and NCCN group regimens for G-CSF prophylaxis
+      (docs/clinical-rules.md, G-CSF); ``fn_risk_source`` names where the site took it from.
+    """
+
+    nadir_window_days: tuple[int, int] | None = None
+    fn_risk: str | None = None
+    fn_risk_source: str = ""
+
+    def __post_init__(self) -> None:
+        Readiness.__post_init__(self)
+        if self.nadir_window_days is not None:
+            first, last = self.nadir_window_days
+            if not 0 <= first <= last:
+                raise ValueError(
+                    "a regimen's nadir_window_days must be two days, first <= last, "
+                    f"not {self.nadir_window_days}"
+                )
+        if self.fn_risk is not None and self.fn_risk not in FN_RISKS:
+            raise ValueError(f"fn_risk must be one of {', '.join(FN_RISKS)}, not {self.fn_risk!r}")
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, Any]) -> Regimen:
+        """A regimen from site configuration; unset keys keep their defaults, unknown keys are errors.
+
+        >>> r = Regimen.from_mapping({"anc_min": 1.0, "fn_risk": "High", "nadir_window_days": [10, 14]})
+        >>> r.describe(), r.fn_risk, r.nadir_window_days
+        ('ANC >= 1 and platelets >= 100', 'high', (10, 14))
+        """
+        own = {"nadir_window_days", "fn_risk", "fn_risk_source"}
+        unknown = set(mapping) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown regimen settings: {sorted(unknown)}")
+        readiness = Readiness.from_mapping({k: v for k, v in mapping.items() if k not in own})
+        window = mapping.get("nadir_window_days")
+        risk = mapping.get("fn_risk")
+        return cls(
+            anc_min=readiness.anc_min,
+            plt_min=readiness.plt_min,
+            inclusive=readiness.inclusive,
+            nadir_window_days=None if window is None else _two_days("nadir_window_days", window),
+            fn_risk=None if risk is None else str(risk).strip().lower(),
+            fn_risk_source=str(mapping.get("fn_risk_source") or ""),
+        )
+
+
+def _two_days(name: str, window: Any) -> tuple[int, int]:
+    if not isinstance(window, list | tuple) or len(window) != 2:
+        raise ValueError(f"{name} is two days, e.g. [7, 14], not {window!r}")
+    first, last = (a_whole_number(name, day) for day in window)
+    return first, last
+
+
 @dataclass(frozen=True, slots=True)
 class CycleRules:
     """Site-configurable cycle rules; the defaults and their sources.
@@ -88,7 +151,7 @@ class CycleRules:
     readiness_window_days: int = 3
     overdue_cycle_lengths: int = 2
     readiness: Readiness = Readiness()
-    regimens: Mapping[str, Readiness] = field(default_factory=dict)
+    regimens: Mapping[str, Regimen] = field(default_factory=dict)
     nadir_window_days: tuple[int, int] = (7, 14)
     trend_min_cycles: int = 2
     recovery_delay_days: int = 3
@@ -138,20 +201,28 @@ class CycleRules:
         if "recovery_anc" in mapping:
             settings["recovery_anc"] = a_number("recovery_anc", mapping["recovery_anc"])
         if "nadir_window_days" in mapping:
-            window = mapping["nadir_window_days"]
-            if not isinstance(window, list | tuple) or len(window) != 2:
-                raise ValueError(f"nadir_window_days is two days, e.g. [7, 14], not {window!r}")
-            settings["nadir_window_days"] = tuple(a_whole_number("nadir_window_days", day) for day in window)
+            settings["nadir_window_days"] = _two_days("nadir_window_days", mapping["nadir_window_days"])
         if "readiness" in mapping:
             settings["readiness"] = Readiness.from_mapping(mapping["readiness"] or {})
         if "regimens" in mapping:
             settings["regimens"] = {
-                str(name).strip().lower(): Readiness.from_mapping(rule or {})
+                str(name).strip().lower(): Regimen.from_mapping(rule or {})
                 for name, rule in (mapping["regimens"] or {}).items()
             }
         if "grading" in mapping:
             settings["grading"] = GradingRules.from_mapping(mapping["grading"] or {})
         return cls(**settings)
+
+    def regimen(self, name: str | None) -> Regimen | None:
+        """The site's rule for a regimen named in a chemotherapy event's details (case-insensitive)."""
+        return self.regimens.get(str(name or "").strip().lower())
+
+    def nadir_window(self, regimen: str | None) -> tuple[int, int]:
+        """The nadir window of a regimen: its own when the site set one, else the site default."""
+        rule = self.regimen(regimen)
+        if rule is not None and rule.nadir_window_days is not None:
+            return rule.nadir_window_days
+        return self.nadir_window_days
 
 
 DEFAULT_CYCLE_RULES = CycleRules()
