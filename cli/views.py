@@ -67,6 +67,10 @@ PATIENT_COLUMNS = [
     # Febrile neutropenia in the current cycle (null when unknown or not in a cycle) and its fevers.
     "febrile_neutropenia",
     "febrile_detail",
+    # A CBC due now (a nadir window opening within cycles.due_lead_hours or missed, or grade 3-4 without a
+    # recent count; analysis.due) and why.
+    "cbc_due",
+    "cbc_due_reason",
     "n_panels",
     "flags",
     "explanations",
@@ -225,7 +229,10 @@ def alerts(database: str | None, since: str | None, fmt: str, user: str | None) 
 
     Only changes that still hold are listed (a flag that came and went is not an alert). A flag the lab
     took back by correcting or withdrawing a result is listed too ("leukopenia withdrawn: WBC 2.5 corrected
-    to 5.0 by the lab on DATE"), and so is a preliminary result made final.
+    to 5.0 by the lab on DATE"), and so is a preliminary result made final. Monitoring gaps
+    (monitoring_gap) are listed when raised since the time: "CBC due: C3 nadir window D8-D15 opens DATE; no
+    count since DATE" from cycles.due_lead_hours before a window with no count in it opens, and "nadir window
+    missed" when it closed without one (see `python -m monitor due`).
 
     \b
     Examples:
@@ -262,5 +269,5 @@ def alerts(database: str | None, since: str | None, fmt: str, user: str | None) 
         grade = "no grade" if pd.isna(row.grade) else f"grade {row.grade}"
         name = "" if pd.isna(row.name) else f"  {row.name}"  # a patient sent without a name has none
         click.echo(f"{row.patient_id}{name}  ({grade}; flags: {', '.join(row.flags) or 'none'})")
-        for sentence in row.changes:
+        for sentence in [*row.changes, *row.monitoring_gap]:
             click.echo(f"  - {sentence}")

@@ -400,6 +400,20 @@ class PatientStatus(Base):
     # or none when unknown or not in a cycle), and the cycle's fevers in words; the worklist ranks it first.
     febrile_neutropenia: Mapped[bool | None] = mapped_column(Boolean)
     febrile_detail: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # CBCs due (analysis.due.nadir_status): the latest chemotherapy cycle's nadir window ("D8-D15"), when it
+    # opens and closes (the site zone's day starts, in UTC), whether a WBC or ANC was drawn in it, and until
+    # when the cycle is current; the previous cycle's window when it closed without a count. What is due is
+    # judged when a list is read, as of its time (analysis.due.due_items).
+    nadir_cycle: Mapped[int | None] = mapped_column(Integer)
+    nadir_window: Mapped[str | None] = mapped_column(String(20))
+    nadir_opens_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    nadir_closes_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    nadir_sampled: Mapped[bool | None] = mapped_column(Boolean)
+    nadir_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    missed_cycle: Mapped[int | None] = mapped_column(Integer)
+    missed_window: Mapped[str | None] = mapped_column(String(20))
+    missed_opens_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    missed_closes_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # When a flag last appeared or a grade last rose, and when the flags were last acknowledged: the
     # worklist's "acknowledged" without reading the whole change and acknowledgement history.
     flags_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -30,6 +30,7 @@ from db.models import (
 from db.status import patient_context, with_limits
 from monitor.analysis.changes import GRADED
 from monitor.analysis.cycles import readiness_as_of
+from monitor.analysis.due import STATUS_COLUMNS as NADIR_COLUMNS
 from monitor.analysis.status import LATEST_COLUMNS, latest_column, preliminary_analytes
 from monitor.timestamps import local_days
 
@@ -94,6 +95,7 @@ def patient_list(
             PatientStatus.readiness,
             PatientStatus.febrile_neutropenia,
             PatientStatus.febrile_detail,
+            *(PatientStatus.__table__.c[name] for name in NADIR_COLUMNS),
             PatientStatus.computed_at,
             PatientStatus.last_collected_at,
             PatientStatus.flags_changed_at,
@@ -114,6 +116,7 @@ def patient_list(
         utc=[
             *(latest_column(analyte, "at") for analyte in GRADED),
             "cycle_start",
+            *(name for name in NADIR_COLUMNS if name.endswith(("_at", "_until"))),
             "computed_at",
             "last_collected_at",
             "flags_changed_at",

@@ -19,6 +19,7 @@ from db.settings import lab_ranges, site_rules
 from monitor.analysis.changes import GRADED, REVISION_COLUMNS, status_changes
 from monitor.analysis.cycles import readiness_now, stored_readiness, treatment_cycles
 from monitor.analysis.cycles.align import as_utc, cycles_from_events
+from monitor.analysis.due import nadir_status
 from monitor.analysis.flags import LINEAGES, patient_flags
 from monitor.analysis.grading import ctcae_grade, resolve_lower_limit
 from monitor.analysis.patterns import panel_pattern
@@ -187,6 +188,8 @@ def _refresh(
     summary = summary.join(_recent_wbc(history))
     summary = summary.join(_cycle_now(session, history, _chemotherapy(events), context, now, timezone))
     summary = summary.join(_febrile_now(history, events, context, now, timezone))
+    # Each patient's latest nadir window and whether a count was drawn in it (analysis.due: CBCs due).
+    summary = summary.join(nadir_status(events, history, rules=context.rules.cycles, timezone=timezone))
     summary = summary.reindex(list(patient_keys))
     # A column that no patient of this pass filled arrives as all-NaN floats: filled as text, or lists.
     for column in ("flags", "explanations"):

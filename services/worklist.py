@@ -12,7 +12,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db import audit, queries
 from db.accounts import Viewer
+from db.settings import site_rules
 from monitor.analysis.alerts import ALERT_COLUMNS, current_alerts
+from monitor.analysis.due import due_flags, with_monitoring_gaps
 from monitor.analysis.triage import prioritised
 
 __all__ = ["alerts", "patient_list", "record_list_view", "treated_patients", "worklist"]
@@ -22,11 +24,14 @@ def patient_list(
     store: sessionmaker[Session], *, viewer: Viewer, timezone: str, now: datetime
 ) -> pd.DataFrame:
     """One row per patient ``viewer`` may see (their status as materialised), most recent CBC first; days
-    since the last CBC and of the current cycle are calendar days in ``timezone`` as of ``now``."""
+    since the last CBC and of the current cycle are calendar days in ``timezone`` as of ``now``;
+    ``cbc_due`` and ``cbc_due_reason`` as of ``now`` (``analysis.due.due_flags``)."""
     with store() as session:
-        return queries.patient_list(
+        listed = queries.patient_list(
             session, viewer=viewer, timezone=timezone, today=now.astimezone(ZoneInfo(timezone)).date()
         )
+        rules = site_rules(session).cycles
+    return listed.join(due_flags(listed, as_of=pd.Timestamp(now), rules=rules, timezone=timezone))
 
 
 def worklist(store: sessionmaker[Session], *, viewer: Viewer, timezone: str, now: datetime) -> pd.DataFrame:
@@ -45,16 +50,22 @@ def alerts(
     store: sessionmaker[Session], *, viewer: Viewer, since: datetime, timezone: str, now: datetime
 ) -> pd.DataFrame:
     """Patients whose flags appeared or whose grades rose since ``since`` and still hold, in the worklist's
-    order, then the most recent change first (``analysis.alerts.current_alerts``), each with its
-    ``patient_key`` last (for the audit of who was listed)."""
+    order, then the most recent change first (``analysis.alerts.current_alerts``), with the monitoring gaps
+    raised since ``since`` that still hold (``monitoring_gap``: CBCs due and nadir windows missed,
+    ``analysis.due.with_monitoring_gaps``), each with its ``patient_key`` last (for the audit of who was
+    listed)."""
     with store() as session:
         changes = queries.status_changes_since(session, since=since, viewer=viewer)
-        if changes.empty:
-            return pd.DataFrame(columns=[*ALERT_COLUMNS, "patient_key"])
         patients = queries.patient_list(
             session, viewer=viewer, timezone=timezone, today=now.astimezone(ZoneInfo(timezone)).date()
         )
-    found = current_alerts(changes, patients)
+        rules = site_rules(session).cycles
+    found = current_alerts(changes, patients) if not changes.empty else pd.DataFrame(columns=ALERT_COLUMNS)
+    found = with_monitoring_gaps(
+        found, patients, since=pd.Timestamp(since), as_of=pd.Timestamp(now), rules=rules, timezone=timezone
+    )
+    if found.empty:
+        return pd.DataFrame(columns=[*ALERT_COLUMNS, "monitoring_gap", "patient_key"])
     identity = ["patient_id", "assigning_authority"]
     keys = patients[[*identity, "patient_key"]]
     return found.merge(keys, on=identity, how="left", validate="many_to_one")

@@ -73,6 +73,8 @@ _SOURCES = {
     ),
     "cycles.trend_min_cycles": _cited(_PRODUCT_DEFAULT, "Recovery and cross-cycle trend"),
     "cycles.recovery_delay_days": _cited(_PRODUCT_DEFAULT, "Recovery and cross-cycle trend"),
+    "cycles.due_lead_hours": _cited("no source: site decision", "CBCs due"),
+    "cycles.due_severe_days": _cited("no source: site decision", "CBCs due"),
 }
 
 

@@ -144,6 +144,11 @@ class CycleRules:
       change value and the median change per cycle is a fall; recovery is "slower" when the last observed
       recovery comes at least 3 days later in its cycle than the first observed one (product defaults,
       pending clinical sign-off; docs/clinical-rules.md, Recovery and cross-cycle trend).
+    * ``due_lead_hours`` = 48: a cycle's nadir window with no CBC in it yet raises a monitoring-gap alert
+      this many hours before it opens (no source: site decision; docs/clinical-rules.md, CBCs due).
+    * ``due_severe_days`` = 7: outside chemotherapy, a patient whose latest WBC, ANC or ALC is CTCAE grade
+      3 or 4 is due a CBC when none was drawn for more than this many calendar days (no source: site
+      decision; docs/clinical-rules.md, CBCs due).
     """
 
     default_cycle_days: int = 28
@@ -155,6 +160,8 @@ class CycleRules:
     nadir_window_days: tuple[int, int] = (7, 14)
     trend_min_cycles: int = 2
     recovery_delay_days: int = 3
+    due_lead_hours: int = 48
+    due_severe_days: int = 7
     grading: GradingRules = DEFAULT_RULES
 
     def __post_init__(self) -> None:
@@ -164,6 +171,8 @@ class CycleRules:
             "overdue_cycle_lengths",
             "trend_min_cycles",
             "recovery_delay_days",
+            "due_lead_hours",
+            "due_severe_days",
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -195,6 +204,8 @@ class CycleRules:
             "overdue_cycle_lengths",
             "trend_min_cycles",
             "recovery_delay_days",
+            "due_lead_hours",
+            "due_severe_days",
         ):
             if name in mapping:
                 settings[name] = a_whole_number(name, mapping[name])
