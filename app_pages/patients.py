@@ -28,12 +28,17 @@ if patients.empty:
     st.stop()
 
 teams = sorted({team for listed in patients["teams"] for team in listed.split(", ") if team})
-filters = st.columns([2, 3, 1.3, 2.5, 1.6], vertical_alignment="bottom")
+filters = st.columns([2, 3, 1.3, 2.5, 1.6, 1.2], vertical_alignment="bottom")
 team = filters[0].selectbox("Team", ["All teams", *teams], key="worklist_team")
 flags = filters[1].multiselect("Flags", list(FLAGS), format_func=flag_label, key="worklist_flags")
 min_grade = filters[2].selectbox("Grade at least", [0, 1, 2, 3, 4], key="worklist_grade")
 search = filters[3].text_input("Search identifier or name", key="worklist_search")
 unacknowledged = filters[4].toggle("Not yet acknowledged", key="worklist_unacknowledged")
+cbc_due = filters[5].toggle(
+    "CBC due",
+    key="worklist_cbc_due",
+    help="A nadir window opening soon or missed without a count, or grade 3-4 without a recent count",
+)
 
 shown = triage.filtered(
     patients,
@@ -42,6 +47,7 @@ shown = triage.filtered(
     min_grade=min_grade,
     text=search,
     unacknowledged_only=unacknowledged,
+    cbc_due_only=cbc_due,
 )
 for column, (label, value) in zip(st.columns(6), triage.headline(shown).items(), strict=True):
     column.metric(label, value)
@@ -54,7 +60,8 @@ st.caption(
     "Grade: the highest current CTCAE v5.0 grade of WBC, ANC and ALC, each against the "
     "lower limit that applies to it. Cycle: C#D# (D1 = the day chemotherapy started) and the day the next "
     "dose is expected; readiness for it only from the readiness window before that day (or once it has "
-    "passed). Select a row to open the patient."
+    "passed). CBC due: a nadir window opening soon or missed with no count in it, or grade 3-4 without a "
+    "recent count (docs/clinical-rules.md, CBCs due). Select a row to open the patient."
 )
 selection = st.dataframe(
     table,
@@ -76,6 +83,10 @@ selection = st.dataframe(
         "Last CBC": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
         "Grade": st.column_config.NumberColumn(
             help="Highest current CTCAE grade of WBC, ANC and ALC", width="small"
+        ),
+        "CBC due": st.column_config.TextColumn(
+            help="Why a CBC is due: the nadir window and the last count, or the grade 3-4 rule",
+            width="medium",
         ),
     },
 )
@@ -102,7 +113,10 @@ with st.expander(f"Changes in the last {data.ALERT_HOURS} hours ({counted})", ex
                 {
                     "Patient ID": changed["patient_id"],
                     "Name": changed["name"],
-                    "What changed": changed["changes"].map("; ".join),
+                    "What changed": [
+                        "; ".join([*found, *gaps])
+                        for found, gaps in zip(changed["changes"], changed["monitoring_gap"], strict=True)
+                    ],
                     "Noticed": pd.to_datetime(changed["last_noticed_at"], utc=True).dt.tz_convert(timezone),
                 }
             ),

@@ -50,6 +50,27 @@ def _reported(values: pd.Series, comparators: pd.Series, statuses: pd.Series | N
     return text.where(~preliminary, text + " (preliminary)")
 
 
+# Chips beside the flags: findings the status carries that are not flags of monitor.analysis.flags.
+CBC_DUE_CHIP = "CBC due"
+FEBRILE_CHIP = "Febrile neutropenia"
+
+
+def chips(shown: pd.DataFrame) -> pd.Series:
+    """Each patient's flag labels, after a "Febrile neutropenia" chip (the status's current verdict) and
+    before a "CBC due" chip (``cbc_due``: analysis.due), where they hold."""
+    febrile = shown.get("febrile_neutropenia", pd.Series(False, index=shown.index))
+    febrile = febrile.astype("boolean").fillna(False).astype(bool)
+    due = shown.get("cbc_due", pd.Series(False, index=shown.index)).astype("boolean").fillna(False)
+    return pd.Series(
+        [
+            [*([FEBRILE_CHIP] if hot else []), *map(flag_label, listed), *([CBC_DUE_CHIP] if late else [])]
+            for hot, late, listed in zip(febrile, due.astype(bool), shown["flags"], strict=True)
+        ],
+        index=shown.index,
+        dtype=object,
+    )
+
+
 def worklist_table(shown: pd.DataFrame, timezone: str) -> pd.DataFrame:
     """The worklist's columns for people, of a prioritised list (``triage.prioritised``)."""
     acknowledged = shown["acknowledged"].map({True: "yes", False: "no"}, na_action="ignore").fillna("—")
@@ -60,7 +81,7 @@ def worklist_table(shown: pd.DataFrame, timezone: str) -> pd.DataFrame:
             "Patient ID": shown["patient_id"],
             "Name": shown["name"].fillna(""),  # blank, not "None"
             "Grade": shown["grade"],
-            "Flags": shown["flags"].map(lambda listed: [flag_label(flag) for flag in listed]),
+            "Flags": chips(shown),
             "WBC trend": shown["wbc_recent"],
             "WBC (10^9/L)": _reported(
                 shown["latest_wbc"], shown["latest_wbc_comparator"], shown.get("latest_wbc_status")
@@ -71,6 +92,7 @@ def worklist_table(shown: pd.DataFrame, timezone: str) -> pd.DataFrame:
             "Last CBC": shown["last_collected_at"].dt.tz_convert(timezone).dt.tz_localize(None),
             "Days since CBC": shown["days_since_cbc"],
             "Cycle": cycle_text(shown, timezone),
+            "CBC due": shown.get("cbc_due_reason", pd.Series("", index=shown.index)).fillna(""),
             "Acknowledged": acknowledged,
             "Age": shown["age"],
             "Sex": shown["sex"].fillna(""),

@@ -408,7 +408,8 @@ def due_flags(
     missed, or the grade 3-4 rule, with the sentences joined by "; " ("" when nothing is due)."""
     items = due_items(patients, as_of=as_of, rules=rules, timezone=timezone)
     reasons = items.groupby("patient_key")["reason"].agg("; ".join)
-    reason = patients["patient_key"].map(reasons).fillna("").astype(str)
+    mapped = patients["patient_key"].map(reasons)
+    reason = mapped.astype(object).where(mapped.notna(), "").astype(str)
     return pd.DataFrame({"cbc_due": reason.ne(""), "cbc_due_reason": reason}, index=patients.index)
 
 

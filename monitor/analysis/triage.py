@@ -325,8 +325,10 @@ def filtered(
     min_grade: int = 0,
     text: str = "",
     unacknowledged_only: bool = False,
+    cbc_due_only: bool = False,
 ) -> pd.DataFrame:
-    """The rows matching every filter given (flags: any of them)."""
+    """The rows matching every filter given (flags: any of them; ``cbc_due_only``: a CBC due now, the list's
+    ``cbc_due`` column from analysis.due)."""
     keep = pd.Series(True, index=patients.index)
     if team:
         keep &= patients["teams"].fillna("").map(lambda teams: team in teams.split(", "))
@@ -341,6 +343,8 @@ def filtered(
         ].fillna("").str.lower().str.contains(needle, regex=False)
     if unacknowledged_only:
         keep &= patients["acknowledged"].eq(False).fillna(False)
+    if cbc_due_only:
+        keep &= patients["cbc_due"].astype("boolean").fillna(False)
     return patients[keep.to_numpy(dtype=bool)]
 
 
