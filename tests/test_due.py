@@ -100,9 +100,9 @@ def test_a_window_that_closed_without_a_count_is_missed_and_alerted_when_it_clos
     _import(store, tmp_path, _counts("ONC-1", "2026-12-01T08:00:00+01:00"), _dose("ONC-1"))
     now = CLOSES + pd.Timedelta(hours=10)
     missed = _due(store, now)
-    assert missed[["patient_id", "kind", "cycle", "window", "window_start", "window_end"]].values.tolist() == [
-        ["ONC-1", "missed", 1, "D8-D15", "2026-12-08", "2026-12-15"]
-    ]
+    assert missed[
+        ["patient_id", "kind", "cycle", "window", "window_start", "window_end"]
+    ].values.tolist() == [["ONC-1", "missed", 1, "D8-D15", "2026-12-08", "2026-12-15"]]
     sentence = (
         "nadir window missed: C1 D8-D15 (2026-12-08 to 2026-12-15) closed without a count; "
         "no count since 2026-12-01"
@@ -183,4 +183,24 @@ def test_the_settings_list_the_lead_time_and_the_grade_3_interval_with_their_sou
     assert rows["cycles.due_lead_hours"]["value"] == 48
     assert rows["cycles.due_severe_days"]["value"] == 7
     for key in ("cycles.due_lead_hours", "cycles.due_severe_days"):
-        assert rows[key]["source"].startswith("no source: site decision; see docs/clinical-rules.md, CBCs due")
+        assert rows[key]["source"].startswith(
+            "no source: site decision; see docs/clinical-rules.md, CBCs due"
+        )
+
+
+def test_db_upgrade_fills_the_nadir_windows_of_a_store_from_before_them(
+    store, engine, tmp_path: Path
+) -> None:
+    from sqlalchemy import text
+
+    from db.migrate import downgrade, upgrade
+
+    _import(store, tmp_path, _counts("ONC-1", "2026-12-01T08:00:00+01:00"), _dose("ONC-1"))
+    downgrade(engine, "0017")  # as if the store came from before CBCs due
+    upgrade(engine, timezone=ZONE)
+    with engine.connect() as connection:
+        row = connection.execute(
+            text("SELECT nadir_cycle, nadir_window, nadir_sampled FROM patient_status")
+        ).one()
+    assert tuple(row) == (1, "D8-D15", False)
+    assert _due(store, pd.Timestamp("2026-12-09T12:00:00+01:00"))["kind"].tolist() == ["due"]

@@ -208,9 +208,7 @@ def nadir_status(
     windows = windows.sort_values(["patient_key", "cycle"], kind="stable")
     latest = windows.groupby("patient_key").tail(1).set_index("patient_key")
     # The cycle just before the latest, when its window closed without a count.
-    previous = windows.assign(
-        latest=windows["patient_key"].map(latest["cycle"]).astype("int64")
-    )
+    previous = windows.assign(latest=windows["patient_key"].map(latest["cycle"]).astype("int64"))
     previous = previous[
         (previous["cycle"].eq(previous["latest"] - 1) & ~previous["sampled"]).to_numpy(dtype=bool)
     ].set_index("patient_key")
@@ -249,7 +247,12 @@ def _since(patients: pd.DataFrame, timezone: str) -> pd.Series:
 
 
 def _window_items(
-    patients: pd.DataFrame, prefix: str, *, as_of: pd.Timestamp, horizon: pd.Timestamp, rules: CycleRules,
+    patients: pd.DataFrame,
+    prefix: str,
+    *,
+    as_of: pd.Timestamp,
+    horizon: pd.Timestamp,
+    rules: CycleRules,
     timezone: str,
 ) -> pd.DataFrame:
     """The due and missed items of one stored window (``nadir`` or ``missed``)."""
@@ -271,7 +274,7 @@ def _window_items(
     start, end = _date(opens, timezone), _last_day(closes, timezone)
     label = "C" + cycle.astype("string") + " nadir window " + window
     opened = (opens <= as_of).fillna(False).to_numpy(dtype=bool)
-    when = pd.Series(np.where(opened, " open until " + end, " opens " + start), index=patients.index)
+    when = (" opens " + start).where(~opened, " open until " + end)
     lead = pd.Timedelta(hours=rules.due_lead_hours)
     items = pd.DataFrame(
         {
@@ -285,7 +288,15 @@ def _window_items(
             "reason": np.where(
                 due,
                 "CBC due: " + label + when + "; " + _since(patients, timezone),
-                "nadir window missed: C" + cycle.astype("string") + " " + window + " (" + start + " to " + end + ") closed without a count; "
+                "nadir window missed: C"
+                + cycle.astype("string")
+                + " "
+                + window
+                + " ("
+                + start
+                + " to "
+                + end
+                + ") closed without a count; "
                 + _since(patients, timezone),
             ),
         },
@@ -299,9 +310,7 @@ def _severe_items(
 ) -> pd.DataFrame:
     """Outside chemotherapy: a latest WBC, ANC or ALC of CTCAE grade 3-4 and no CBC for more than
     ``due_severe_days`` calendar days (the worst grade named, the ANC first among equals)."""
-    grades = pd.DataFrame(
-        {lineage: patients[f"latest_{a}_grade"].astype("Float64") for a, lineage in _ORDER}
-    )
+    grades = pd.DataFrame({lineage: patients[f"latest_{a}_grade"].astype("Float64") for a, lineage in _ORDER})
     worst = grades.max(axis=1)
     finding = grades.fillna(-1).idxmax(axis=1).where(worst.notna(), "")
     last = local_days(as_utc(patients["last_collected_at"]), timezone)
@@ -332,8 +341,8 @@ def _severe_items(
     return items[met]
 
 
-_ORDER = (("anc", "neutropenia"), ("wbc", "leukopenia"), ("alc", "lymphopenia"))
-assert {a for a, _ in _ORDER} == set(LINEAGES)
+# The findings the grade 3-4 rule names, the ANC first (it is what predicts infection; analysis.triage).
+_ORDER = tuple((analyte, LINEAGES[analyte]) for analyte in ("anc", "wbc", "alc"))
 
 
 def _naive_day_start(days: pd.Series, timezone: str) -> pd.Series:
@@ -387,12 +396,10 @@ def due_items(
             microseconds=1
         )
     patients = patients.reset_index(drop=True)
-    kw = {"as_of": as_of, "horizon": horizon, "rules": rules, "timezone": timezone}
     parts = [
-        _window_items(patients, "missed", **kw),
-        _window_items(patients, "nadir", **kw),
-        _severe_items(patients, as_of=as_of, rules=rules, timezone=timezone),
-    ]
+        _window_items(patients, prefix, as_of=as_of, horizon=horizon, rules=rules, timezone=timezone)
+        for prefix in ("missed", "nadir")
+    ] + [_severe_items(patients, as_of=as_of, rules=rules, timezone=timezone)]
     found = pd.concat([p for p in parts if not p.empty] or [parts[0]])
     order = {"missed": 0, "due": 1, "severe": 2}
     found = found.assign(_row=found.index, _kind=found["kind"].map(order))
@@ -445,14 +452,19 @@ def with_monitoring_gaps(
     if not len(new) and out.empty:
         return pd.DataFrame(columns=columns)
     extra = keyed.loc[new].assign(
-        changes=[[] for _ in new],
+        changes=pd.Series([[] for _ in new], index=new, dtype=object),
         first_noticed_at=gaps.loc[new, "first_gap"],
         last_noticed_at=gaps.loc[new, "last_gap"],
     )
     merged = pd.concat([out, extra[[c for c in out.columns if c in extra.columns]]])
-    merged["monitoring_gap"] = [
-        list(found) if isinstance(found, list) else [] for found in gaps["monitoring_gap"].reindex(merged.index)
-    ]
+    merged["monitoring_gap"] = pd.Series(
+        [
+            list(found) if isinstance(found, list) else []
+            for found in gaps["monitoring_gap"].reindex(merged.index)
+        ],
+        index=merged.index,
+        dtype=object,
+    )
     if "grade" in merged:
         merged["grade"] = merged["grade"].astype("Int64").fillna(max_grade(keyed.loc[merged.index]))
     noticed = pd.concat(
