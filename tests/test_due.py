@@ -204,3 +204,50 @@ def test_db_upgrade_fills_the_nadir_windows_of_a_store_from_before_them(
         ).one()
     assert tuple(row) == (1, "D8-D15", False)
     assert _due(store, pd.Timestamp("2026-12-09T12:00:00+01:00"))["kind"].tolist() == ["due"]
+
+
+def _chemo(*starts: str, details: str = "") -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "patient_key": 1,
+            "kind": "chemotherapy",
+            "details": details,
+            "start_at": pd.to_datetime(list(starts), utc=True),
+        }
+    )
+
+
+def test_a_window_across_a_clock_change_keeps_whole_local_days_and_the_inputs_unchanged() -> None:
+    from monitor.analysis.cycles import CycleRules
+    from monitor.analysis.due import nadir_windows
+
+    # London's clocks go forward on 29 March 2026: D8 is 27 March (GMT), D15 3 April (BST).
+    events = _chemo("2026-03-20T12:00:00Z")
+    counts = pd.DataFrame(
+        {"patient_key": [1], "analyte": ["anc"], "collected_at": pd.to_datetime(["2026-04-03T22:30:00Z"])}
+    )
+    before = (events.copy(), counts.copy())
+    found = nadir_windows(events, counts, rules=CycleRules(), timezone="Europe/London").iloc[0]
+    assert (found["opens_at"], found["closes_at"]) == (
+        pd.Timestamp("2026-03-27T00:00:00Z"),
+        pd.Timestamp("2026-04-03T23:00:00Z"),  # midnight BST
+    )
+    assert found["sampled"]  # 22:30 UTC on 3 April is 23:30 BST: D15's last hour
+    pd.testing.assert_frame_equal(events, before[0])
+    pd.testing.assert_frame_equal(counts, before[1])
+
+
+def test_a_dose_on_a_day_the_regimen_names_does_not_cut_the_window() -> None:
+    from monitor.analysis.cycles import CycleRules
+    from monitor.analysis.due import nadir_windows
+
+    events = _chemo(
+        "2026-10-01T09:00:00Z", "2026-10-08T09:00:00Z", details="gemcitabine D1 and D8 every 21 days"
+    )
+    found = nadir_windows(
+        events,
+        events.iloc[:0].assign(analyte="", collected_at=events["start_at"].iloc[:0]),
+        rules=CycleRules(),
+        timezone="UTC",
+    )
+    assert found[["cycle", "window", "cut"]].values.tolist() == [[1, "D8-D15", False]]
