@@ -88,7 +88,11 @@ def test_due_lists_the_windows_opening_soon_and_grade_3_without_a_recent_count_a
     listed = monitor("due", "--format", "json", url=due_store)
     assert listed.returncode == 0, listed.stderr
     rows = json.loads(listed.stdout)
-    assert [(r["patient_id"], r["kind"]) for r in rows] == [("ONC-1", "due"), ("ONC-2", "due"), ("HEM-1", "severe")]
+    assert [(r["patient_id"], r["kind"]) for r in rows] == [
+        ("ONC-1", "due"),
+        ("ONC-2", "due"),
+        ("HEM-1", "severe"),
+    ]
     first = rows[0]
     assert set(first) == {
         "patient_id",
@@ -117,9 +121,7 @@ def test_due_lists_the_windows_opening_soon_and_grade_3_without_a_recent_count_a
 
 def _views(url: str) -> list[tuple[str, str]]:
     with open_store(url, timezone="UTC")() as session:
-        rows = session.execute(
-            text("SELECT details FROM audit_log WHERE action = 'view' ORDER BY id")
-        ).all()
+        rows = session.execute(text("SELECT details FROM audit_log WHERE action = 'view' ORDER BY id")).all()
     return [json.loads(details)["what"] for (details,) in rows]
 
 
@@ -182,3 +184,16 @@ def test_the_worklist_shows_a_cbc_due_chip_and_reason_and_filters_on_it(app_stor
     exported = pd.read_csv(io.BytesIO(made if isinstance(made, bytes) else made.encode()))
     assert exported.set_index("Patient ID").loc["HEM-1", "CBC due"] == SEVERE
     assert "CBC due" in exported.set_index("Patient ID").loc["ONC-1", "Flags"]
+
+
+def test_the_febrile_neutropenia_chip_comes_first_and_the_cbc_due_chip_after_the_flags() -> None:
+    from ui.worklist import chips
+
+    shown = pd.DataFrame(
+        {
+            "flags": [["leukopenia", "anc_persistent"], []],
+            "febrile_neutropenia": pd.array([True, pd.NA], dtype="boolean"),
+            "cbc_due": [True, False],
+        }
+    )
+    assert chips(shown).tolist() == [["Febrile neutropenia", "leukopenia", "ANC persistent", "CBC due"], []]
