@@ -113,10 +113,7 @@ with st.expander(f"Changes in the last {data.ALERT_HOURS} hours ({counted})", ex
                 {
                     "Patient ID": changed["patient_id"],
                     "Name": changed["name"],
-                    "What changed": [
-                        "; ".join([*found, *gaps])
-                        for found, gaps in zip(changed["changes"], changed["monitoring_gap"], strict=True)
-                    ],
+                    "What changed": worklist.what_changed(changed),
                     "Noticed": pd.to_datetime(changed["last_noticed_at"], utc=True).dt.tz_convert(timezone),
                 }
             ),

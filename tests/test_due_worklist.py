@@ -197,3 +197,10 @@ def test_the_febrile_neutropenia_chip_comes_first_and_the_cbc_due_chip_after_the
         }
     )
     assert chips(shown).tolist() == [["Febrile neutropenia", "leukopenia", "ANC persistent", "CBC due"], []]
+
+
+def test_the_worklists_changes_list_the_monitoring_gaps_after_the_changes() -> None:
+    from ui.worklist import what_changed
+
+    changed = pd.DataFrame({"changes": [["ANC CTCAE grade 2 -> 3"], []], "monitoring_gap": [[], [SEVERE]]})
+    assert what_changed(changed).tolist() == ["ANC CTCAE grade 2 -> 3", SEVERE]

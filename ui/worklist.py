@@ -71,6 +71,16 @@ def chips(shown: pd.DataFrame) -> pd.Series:
     )
 
 
+def what_changed(alerts: pd.DataFrame) -> pd.Series:
+    """Each alert's sentences in one line: its changes, then its monitoring gaps (CBCs due, missed)."""
+    gaps = alerts.get("monitoring_gap", pd.Series([[]] * len(alerts), index=alerts.index, dtype=object))
+    return pd.Series(
+        ["; ".join([*found, *gap]) for found, gap in zip(alerts["changes"], gaps, strict=True)],
+        index=alerts.index,
+        dtype=object,
+    )
+
+
 def worklist_table(shown: pd.DataFrame, timezone: str) -> pd.DataFrame:
     """The worklist's columns for people, of a prioritised list (``triage.prioritised``)."""
     acknowledged = shown["acknowledged"].map({True: "yes", False: "no"}, na_action="ignore").fillna("—")
