@@ -40,6 +40,8 @@ __all__ = [
     "febrile_episodes",
     "febrile_now",
     "fever_pairs",
+    "on_day",
+    "on_day_text",
 ]
 
 # The definitions' own thresholds (°C and 10^9/L): fixed by their sources, never site settings.
@@ -357,7 +359,7 @@ def febrile_episodes(
     """Episodes of febrile neutropenia per patient, from the first qualifying pair to recovery.
 
     Parameters are those of ``fever_pairs``; ``timezone`` (the site's) is the zone the sentences give
-    times in, without the date for a time on ``as_of``'s day there.
+    times in, with their dates ("2026-03-10 08:10"; ``on_day`` leaves out a given day's date when shown).
 
     Returns
     -------
@@ -375,7 +377,7 @@ def febrile_episodes(
     >>> results = pd.DataFrame({"patient_key": 1, "analyte": ["anc", "temp", "anc"],
     ...     "value": [0.4, 38.6, 0.7], "collected_at": at})
     >>> found = febrile_episodes(results, as_of=pd.Timestamp("2026-03-10 12:00", tz="UTC"))
-    >>> found.loc[0, "sentence"], bool(found.loc[0, "ongoing"])
+    >>> on_day(found["sentence"], "2026-03-10").iloc[0], bool(found.loc[0, "ongoing"])
     ('ANC 0.40 at 08:10 and temperature 38.6 °C at 11:30 (IDSA 2010 and CTCAE v5.0)', True)
     >>> febrile_episodes(results).loc[0, "end"]
     Timestamp('2026-03-12 09:00:00+0000', tz='UTC')
@@ -402,7 +404,6 @@ def febrile_episodes(
     found = found.assign(episode=opens.astype("int64").groupby(found["patient_key"]).cumsum())
     keys = ["patient_key", "episode"]
     grouped = found.groupby(keys)
-    today = None if as_of is None else as_of.tz_convert(timezone).date()
     chosen = pd.concat(
         [
             found[found["idsa"].to_numpy()].groupby(keys).head(1),
@@ -410,7 +411,7 @@ def febrile_episodes(
         ]
     )
     chosen = chosen[~chosen.index.duplicated()].sort_values(["patient_key", "at"], kind="stable")
-    chosen = chosen.assign(clause=_clauses(chosen, timezone, today))
+    chosen = chosen.assign(clause=_clauses(chosen, timezone))
     told = chosen.groupby(keys)
     out = pd.DataFrame(
         {
@@ -464,14 +465,25 @@ def _recovery_times(
     return in_force.loc[ok.to_numpy(dtype=bool), ["patient_key", "at"]].rename(columns={"at": "end"})
 
 
-def _when(times: pd.Series, timezone: str, today: Any) -> pd.Series:
-    """Times in the site's zone: "08:10" on ``today``, "2026-03-09 08:10" on another day or without one."""
+def _when(times: pd.Series, timezone: str) -> pd.Series:
+    """Times in the site's zone with their date, "2026-03-09 08:10" (``on_day`` shortens today's)."""
     local = pd.to_datetime(times, utc=True).dt.tz_convert(timezone)
-    dated = local.dt.strftime("%Y-%m-%d %H:%M").astype("string")
-    if today is None:
-        return dated
-    clock = local.dt.strftime("%H:%M").astype("string")
-    return clock.where((local.dt.date == today).to_numpy(dtype=bool), dated)
+    return local.dt.strftime("%Y-%m-%d %H:%M").astype("string")
+
+
+def on_day(sentences: pd.Series, day: Any) -> pd.Series:
+    """Sentences as read on ``day`` (a date in the site's zone): its times without their date, "at 08:10",
+    others' dated, "at 2026-03-09 08:10". The status stores them dated, for whichever day they are read.
+
+    >>> on_day(pd.Series(["ANC 0.40 at 2026-03-10 08:10 and fever at 2026-03-09 22:00"]), "2026-03-10")[0]
+    'ANC 0.40 at 08:10 and fever at 2026-03-09 22:00'
+    """
+    return sentences.astype("string").str.replace(f" at {day} ", " at ", regex=False)
+
+
+def on_day_text(sentence: str, day: str) -> str:
+    """One sentence as read on ``day`` (``on_day``)."""
+    return sentence.replace(f" at {day} ", " at ")
 
 
 def _fixed(values: pd.Series, decimals: int) -> pd.Series:
@@ -481,19 +493,17 @@ def _fixed(values: pd.Series, decimals: int) -> pd.Series:
     return pd.Series(text, index=values.index, dtype="string").where(~np.isnan(numbers))
 
 
-def _clauses(pairs: pd.DataFrame, timezone: str, today: Any) -> pd.Series:
+def _clauses(pairs: pd.DataFrame, timezone: str) -> pd.Series:
     """Each pair in words: "ANC 0.40 at 08:10 and temperature 38.6 °C at 11:30 (IDSA 2010 and CTCAE v5.0)"."""
     anc = "ANC " + pairs["anc_comparator"].astype("string").fillna("") + _fixed(pairs["anc"], 2)
-    anc = anc + " at " + _when(pairs["anc_at"], timezone, today)
-    falling = (
-        ", falling from " + _fixed(pairs["before"], 2) + " at " + _when(pairs["before_at"], timezone, today)
-    )
+    anc = anc + " at " + _when(pairs["anc_at"], timezone)
+    falling = ", falling from " + _fixed(pairs["before"], 2) + " at " + _when(pairs["before_at"], timezone)
     anc = anc + falling.where(pairs["falling"].to_numpy(dtype=bool), "").fillna("")
-    at = _when(pairs["at"], timezone, today)
+    at = _when(pairs["at"], timezone)
     celsius = _fixed(pairs["celsius"], 1) + " °C"
     measured = "temperature " + celsius + " at " + at
     sustained = "temperature " + _fixed(pairs["since_celsius"], 1) + " °C at "
-    sustained = sustained + _when(pairs["since"], timezone, today) + " to " + celsius + " at " + at
+    sustained = sustained + _when(pairs["since"], timezone) + " to " + celsius + " at " + at
     written = "fever " + (celsius + " ").fillna("") + "at " + at + " (free text)"
     fever = np.select(
         [pairs["free_text"].to_numpy(dtype=bool), pairs["sustained_only"].to_numpy(dtype=bool)],
