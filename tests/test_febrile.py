@@ -112,7 +112,8 @@ def test_an_anc_below_1_0_falling_to_below_0_5_within_48_hours_meets_idsa() -> N
     assert met(falling) == [(True, True)] and falling["falling"].tolist() == [True]
     sentence = febrile_episodes(results(("anc", 1.2, -600), ("anc", 0.8, 0), ("temp", 38.4, 10)))["sentence"]
     assert on_day(sentence, "2026-03-10")[0] == (
-        "ANC 0.80 at 12:00, falling from 1.20 at 02:00 and temperature 38.4 °C at 12:10 (IDSA 2010 and CTCAE v5.0)"
+        "ANC 0.80 at 12:00, falling from 1.20 at 02:00 and temperature 38.4 °C at 12:10"
+        " (IDSA 2010 and CTCAE v5.0)"
     )
     # 0.85 then 0.8 in 24 h: at 48 h the line is at 0.7, not below 0.5.
     slow = fever_pairs(results(("anc", 0.85, -1440), ("anc", 0.8, 0), ("temp", 38.4, 10)))
