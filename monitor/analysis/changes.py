@@ -106,6 +106,8 @@ def status_changes(
     old, new = _flags(before), _flags(after)
     pair = old.merge(new, on=["patient_key", "flag"], how="outer", suffixes=("_old", "_new"), indicator=True)
     appeared = pair[pair["_merge"].eq("right_only").to_numpy()].assign(change="appeared")
+    # Febrile neutropenia, an emergency, is told first among a patient's new flags (as in the flags' order).
+    appeared = appeared.iloc[np.argsort(appeared["flag"].ne(FEBRILE).to_numpy(), kind="stable")]
     appeared["explanation"] = appeared["explanation_new"]
     # Only patients still present can clear a flag; a patient dropped from ``after`` is not judged.
     cleared = pair[pair["_merge"].eq("left_only").to_numpy() & pair["patient_key"].isin(after["patient_key"])]
