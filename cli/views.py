@@ -64,7 +64,7 @@ PATIENT_COLUMNS = [
     "readiness_from_day",
     "ready_now",
     "readiness",
-    # Febrile neutropenia in the current cycle (null when unknown or not in a cycle) and its fevers.
+    # Febrile neutropenia now, any patient (null without a temperature or fever recorded), and its sentence.
     "febrile_neutropenia",
     "febrile_detail",
     # A CBC due now (a nadir window opening within cycles.due_lead_hours or missed, or grade 3-4 without a

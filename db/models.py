@@ -396,8 +396,9 @@ class PatientStatus(Base):
     readiness_from_day: Mapped[int | None] = mapped_column(Integer)
     ready_now: Mapped[bool | None] = mapped_column(Boolean)
     readiness: Mapped[str] = mapped_column(String(200), default="", server_default="")
-    # Febrile neutropenia in the current chemotherapy cycle (analysis.cycles' per-cycle verdict: true, false,
-    # or none when unknown or not in a cycle), and the cycle's fevers in words; the worklist ranks it first.
+    # Febrile neutropenia now, for any patient (analysis.febrile: true while an episode is open, false with a
+    # temperature or fever recorded and none open, none with neither), and the episode's sentence (its times
+    # dated); the worklist ranks it first.
     febrile_neutropenia: Mapped[bool | None] = mapped_column(Boolean)
     febrile_detail: Mapped[str] = mapped_column(Text, default="", server_default="")
     # CBCs due (analysis.due.nadir_status): the latest chemotherapy cycle's nadir window ("D8-D15"), when it

@@ -28,9 +28,10 @@ from db.models import (
     Team,
 )
 from db.status import patient_context, with_limits
-from monitor.analysis.changes import GRADED
+from monitor.analysis.changes import FEBRILE, GRADED
 from monitor.analysis.cycles import readiness_as_of
 from monitor.analysis.due import STATUS_COLUMNS as NADIR_COLUMNS
+from monitor.analysis.febrile import on_day, on_day_text
 from monitor.analysis.status import LATEST_COLUMNS, latest_column, preliminary_analytes
 from monitor.timestamps import local_days
 
@@ -138,9 +139,26 @@ def patient_list(
         day = local_days(frame[latest_column(analyte, "at")], zone)
         frame[f"latest_{analyte}_day"] = day
         frame[f"latest_{analyte}_age_days"] = (pd.Timestamp(today) - day).dt.days.astype("Int64")
-    # Febrile neutropenia in the current cycle: true, false, or unknown (NA; also when not in a cycle).
+    # Febrile neutropenia now (an open episode): true, false, or null without a temperature or fever recorded.
     frame["febrile_neutropenia"] = frame["febrile_neutropenia"].astype("boolean")
     frame["febrile_detail"] = frame["febrile_detail"].fillna("")
+    # Febrile neutropenia's times are stored dated: read today, today's are told by the clock alone.
+    day = today.isoformat()
+    frame["febrile_detail"] = on_day(frame["febrile_detail"], day).astype(object)
+    febrile = frame["febrile_neutropenia"].fillna(False).to_numpy(dtype=bool)
+    frame.loc[febrile, "explanations"] = pd.Series(
+        [
+            [
+                on_day_text(said, day) if flag == FEBRILE else said
+                for flag, said in zip(flags, told, strict=False)
+            ]
+            for flags, told in zip(
+                frame.loc[febrile, "flags"], frame.loc[febrile, "explanations"], strict=True
+            )
+        ],
+        index=frame.index[febrile],
+        dtype=object,
+    )
     frame["age"] = age_in_years(frame["birth_date"], today)
     frame["days_since_cbc"] = (pd.Timestamp(today) - local_days(frame["last_collected_at"], zone)).dt.days
     frame["days_since_cbc"] = frame["days_since_cbc"].astype("Int64")

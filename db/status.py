@@ -16,10 +16,10 @@ from sqlalchemy.orm import Session, aliased
 from db.frames import CHUNK, bulk_insert, chunks, read_frame_in
 from db.models import ClinicalEvent, Panel, Patient, PatientStatus, ReferenceOverride, Result, StatusChange
 from db.settings import lab_ranges, site_rules
-from monitor.analysis.changes import GRADED, REVISION_COLUMNS, status_changes
-from monitor.analysis.cycles import readiness_now, stored_readiness, treatment_cycles
-from monitor.analysis.cycles.align import as_utc, cycles_from_events
+from monitor.analysis.changes import FEBRILE, GRADED, REVISION_COLUMNS, status_changes
+from monitor.analysis.cycles import readiness_now, stored_readiness
 from monitor.analysis.due import nadir_status
+from monitor.analysis.febrile import febrile_episodes, febrile_now
 from monitor.analysis.flags import LINEAGES, patient_flags
 from monitor.analysis.grading import ctcae_grade, resolve_lower_limit
 from monitor.analysis.patterns import panel_pattern
@@ -177,7 +177,13 @@ def _refresh(
     latest = latest.groupby(["patient_key", "analyte"]).tail(1)
     summary = counts.set_index("patient_key").join(latest_values(latest))
     events = _treatment_events(session, list(patient_keys))
-    flagged = _flagged(history, context, now, timezone, _chemotherapy(events))
+    temperatures = _temperatures(session, list(patient_keys), usable)
+    if not mine.empty:
+        held_temperatures = mine[mine["analyte"].eq("temp").to_numpy(dtype=bool)]
+        if not held_temperatures.empty:
+            temperatures = pd.concat([temperatures, held_temperatures], ignore_index=True)
+    febrile = _febrile_now(history, temperatures, events, context, now, timezone)
+    flagged = _with_febrile_flag(_flagged(history, context, now, timezone, _chemotherapy(events)), febrile)
     summary = summary.join(_graded(latest, context)).join(flagged)
     # A flag whose lineage's latest result is preliminary says so (docs/clinical-rules.md, Preliminary
     # results); done here, outside monitor.analysis.flags, on the sentences it wrote.
@@ -187,7 +193,7 @@ def _refresh(
     summary = summary.join(_pattern(session, history, latest, context))
     summary = summary.join(_recent_wbc(history))
     summary = summary.join(_cycle_now(session, history, _chemotherapy(events), context, now, timezone))
-    summary = summary.join(_febrile_now(history, events, context, now, timezone))
+    summary = summary.join(febrile)
     # Each patient's latest nadir window and whether a count was drawn in it (analysis.due: CBCs due).
     summary = summary.join(nadir_status(events, history, rules=context.rules.cycles, timezone=timezone))
     summary = summary.reindex(list(patient_keys))
@@ -423,8 +429,8 @@ def _history(session: Session, patient_keys: list[int], usable: tuple[Any, ...])
 
 def _treatment_events(session: Session, patient_keys: list[int]) -> pd.DataFrame:
     """The chemotherapy and fever events of these patients (``start_at`` UTC), read once per pass: the flags'
-    trend leaves the cycles out, the cycle now is judged from them, and a fever in the current cycle is
-    febrile neutropenia when the ANC was low."""
+    trend leaves the cycles out, the cycle now is judged from them, and a fever written in an event counts
+    for febrile neutropenia where no temperature was measured near it (``analysis.febrile``)."""
     return read_frame_in(
         session,
         lambda part: select(
@@ -583,40 +589,66 @@ def _cycle_now(
     return found.assign(readiness=stored).set_index("patient_key")[columns]
 
 
-def _febrile_now(
-    history: pd.DataFrame, events: pd.DataFrame, context: Context, now: datetime, timezone: str
-) -> pd.DataFrame:
-    """For patients in a chemotherapy cycle now (their latest, not yet ended): whether it is febrile
-    neutropenia, as the cycle table judges it (``analysis.cycles.treatment_cycles``: a recorded fever above
-    38.3 °C with an ANC below 1.0 within a day; NA when that cannot be told), and its fevers in words.
+def _temperatures(session: Session, patient_keys: list[int], usable: tuple[Any, ...]) -> pd.DataFrame:
+    """The usable current temperatures (°C) of these patients: what febrile neutropenia is judged from."""
+    return read_frame_in(
+        session,
+        lambda part: _result_rows().where(Panel.patient_id.in_(part), Result.analyte == "temp", *usable),
+        patient_keys,
+    )
 
-    Read only for patients with a recorded fever; a fever outside every cycle is not judged (the cycle
-    table places fevers in cycles; docs/clinical-rules.md, Worklist priority)."""
+
+def _febrile_now(
+    history: pd.DataFrame,
+    temperatures: pd.DataFrame,
+    events: pd.DataFrame,
+    context: Context,
+    now: datetime,
+    timezone: str,
+) -> pd.DataFrame:
+    """Per patient, febrile neutropenia now (``analysis.febrile``, IDSA 2010 and CTCAE v5.0, any patient,
+    in a chemotherapy cycle or not): True during an episode, with its sentence in ``febrile_detail``;
+    False for a patient with a temperature or fever event recorded and no episode now; absent (null)
+    for one with neither (docs/clinical-rules.md, Febrile neutropenia)."""
     columns = ["febrile_neutropenia", "febrile_detail"]
-    empty = pd.DataFrame(columns=columns, index=pd.Index([], name="patient_key"))
-    febrile = events.loc[events["kind"].eq("fever").to_numpy(dtype=bool), "patient_key"].unique()
-    events = events[events["patient_key"].isin(febrile).to_numpy(dtype=bool)]
-    if not events["kind"].eq("chemotherapy").any():
-        return empty
-    anc = history[history["analyte"].eq("anc").to_numpy(dtype=bool) & history["patient_key"].isin(febrile)]
-    cycles = treatment_cycles(
-        with_limits(anc, context), events, rules=context.rules.cycles, timezone=timezone
+    fevers = events[events["kind"].eq("fever").to_numpy(dtype=bool)]
+    judged = pd.Index(pd.concat([temperatures["patient_key"], fevers["patient_key"]]).unique())
+    if judged.empty:
+        return pd.DataFrame(columns=columns, index=pd.Index([], name="patient_key"))
+    anc = history[history["analyte"].eq("anc").to_numpy(dtype=bool) & history["patient_key"].isin(judged)]
+    results = pd.concat([anc, temperatures], ignore_index=True) if not temperatures.empty else anc
+    found = febrile_now(
+        febrile_episodes(
+            results, fevers, rules=context.rules.febrile, timezone=timezone, as_of=pd.Timestamp(now)
+        )
     )
-    if cycles.empty:
-        return empty
-    latest = cycles.sort_values(["patient_key", "cycle"]).groupby("patient_key").tail(1)
-    # The latest cycle is current until the next dosing day, or for ``default_cycle_days`` when none is
-    # recorded (its end as ``analysis.cycles`` counts it).
-    ends = cycles_from_events(events, context.rules.cycles, timezone).set_index(["patient_key", "cycle"])
-    end = as_utc(ends["end"]).reindex(pd.MultiIndex.from_frame(latest[["patient_key", "cycle"]]))
-    current = latest[(end > pd.Timestamp(now)).fillna(False).to_numpy(dtype=bool)]
-    return pd.DataFrame(
-        {
-            "febrile_neutropenia": current["febrile_neutropenia"].astype("boolean").to_numpy(),
-            "febrile_detail": current["fever"].fillna("").astype(str).to_numpy(),
-        },
-        index=pd.Index(current["patient_key"].astype("int64"), name="patient_key"),
+    current = found[found["current"].astype(bool).to_numpy()]
+    out = pd.DataFrame(
+        {"febrile_neutropenia": False, "febrile_detail": ""},
+        index=pd.Index(judged.astype("int64"), name="patient_key"),
     )
+    out.loc[current.index, "febrile_neutropenia"] = True
+    out.loc[current.index, "febrile_detail"] = current["sentence"].astype(str).to_numpy()
+    return out[columns]
+
+
+def _with_febrile_flag(flagged: pd.DataFrame, febrile: pd.DataFrame) -> pd.DataFrame:
+    """``flagged`` with ``febrile_neutropenia`` first among the flags of the patients in an episode now,
+    its sentence first among the explanations (``analysis.flags.FLAGS`` order)."""
+    current = febrile[febrile["febrile_neutropenia"].eq(True).to_numpy(dtype=bool)]
+    if current.empty:
+        return flagged
+    out = flagged.reindex(flagged.index.union(current.index))
+    for column, first in (
+        ("flags", pd.Series(FEBRILE, index=current.index)),
+        ("explanations", current["febrile_detail"]),
+    ):
+        lists = [value if isinstance(value, list) else [] for value in out[column]]
+        heads = first.reindex(out.index)
+        out[column] = [
+            [head, *rest] if isinstance(head, str) else rest for head, rest in zip(heads, lists, strict=True)
+        ]
+    return out.rename_axis("patient_key")
 
 
 def refresh_all_status(session: Session, *, now: datetime, timezone: str) -> int:

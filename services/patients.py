@@ -27,6 +27,7 @@ from monitor.analysis.cycles import (
     cycle_trend,
     treatment_cycles,
 )
+from monitor.analysis.febrile import FebrileRules
 from monitor.analysis.timeline import low_episodes, marked_results
 
 __all__ = [
@@ -41,7 +42,8 @@ __all__ = [
 ]
 
 # What cycles are computed from, and what the cycle overlay and the before/after comparison show.
-CYCLE_ANALYTES = ("wbc", "anc", "plt")
+# The counts of the cycle table, and the temperatures its febrile-neutropenia column is judged from.
+CYCLE_ANALYTES = ("wbc", "anc", "plt", "temp")
 OVERLAY_ANALYTES = ("wbc", "anc", "alc", "plt")
 COMPARED_ANALYTES = ("wbc", "anc", "alc", "hgb", "plt")
 
@@ -122,13 +124,17 @@ def patient_cycles(
     now as of ``now`` (the current time unless given)."""
     today = (now or datetime.now(ZoneInfo(timezone))).astimezone(ZoneInfo(timezone)).date()
     with store() as session:
-        results = queries.patient_results(session, patient_key, viewer=viewer, analytes=OVERLAY_ANALYTES)
+        results = queries.patient_results(
+            session, patient_key, viewer=viewer, analytes=(*OVERLAY_ANALYTES, "temp")
+        )
         events = queries.patient_events(session, patient_key, viewer=viewer)
-        rules = site_rules(session).cycles
+        rules = site_rules(session)
         listed = queries.patient_list(
             session, viewer=viewer, timezone=timezone, today=today, patient_key=patient_key
         )
-    found = _cycle_view(results, events, patient_key=patient_key, rules=rules, timezone=timezone)
+    found = _cycle_view(
+        results, events, patient_key=patient_key, rules=rules.cycles, febrile=rules.febrile, timezone=timezone
+    )
     return replace(found, now=_cycle_now_text(listed))
 
 
@@ -158,7 +164,7 @@ def patient_view(
         ranges = queries.patient_ranges(session, patient_key, viewer=viewer)
         acknowledgements = queries.acknowledgements(session, patient_key, viewer=viewer)
         rules = site_rules(session)
-    overlaid = results[results["analyte"].isin(OVERLAY_ANALYTES).to_numpy(dtype=bool)]
+    overlaid = results[results["analyte"].isin((*OVERLAY_ANALYTES, "temp")).to_numpy(dtype=bool)]
     return PatientView(
         patient_key=patient_key,
         # As plain Python values, so that a page's ``status["acknowledged"] is True`` means what it says.
@@ -167,7 +173,14 @@ def patient_view(
         history=history,
         events=events.reset_index(drop=True),
         cycles=replace(
-            _cycle_view(overlaid, events, patient_key=patient_key, rules=rules.cycles, timezone=timezone),
+            _cycle_view(
+                overlaid,
+                events,
+                patient_key=patient_key,
+                rules=rules.cycles,
+                febrile=rules.febrile,
+                timezone=timezone,
+            ),
             now=_cycle_now_text(listed),
         ),
         episodes=low_episodes(results, timezone=timezone),
@@ -186,12 +199,20 @@ def around_event(view: PatientView, *, event: int, window_days: int) -> pd.DataF
 
 
 def _cycle_view(
-    results: pd.DataFrame, events: pd.DataFrame, *, patient_key: int, rules: CycleRules, timezone: str
+    results: pd.DataFrame,
+    events: pd.DataFrame,
+    *,
+    patient_key: int,
+    rules: CycleRules,
+    febrile: FebrileRules,
+    timezone: str,
 ) -> CycleView:
     keyed = {"patient_key": patient_key}
     results, events = results.assign(**keyed), events.assign(**keyed)
     counted = results[results["analyte"].isin(CYCLE_ANALYTES).to_numpy(dtype=bool)]
-    cycles = treatment_cycles(counted, events, rules=rules, timezone=timezone)
+    cycles = treatment_cycles(counted, events, rules=rules, timezone=timezone, febrile=febrile)
+    # (the overlay shows the counts: temperatures are read only for febrile neutropenia)
+    results = results[results["analyte"].ne("temp").to_numpy(dtype=bool)]
     trend = cycle_trend(cycles, rules=rules)["trend"] if not cycles.empty else pd.Series(dtype="string")
     return CycleView(
         cycles=cycles,

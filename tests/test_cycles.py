@@ -225,9 +225,10 @@ def test_readiness_at_the_next_start_uses_the_last_counts_of_the_3_days_before_i
     [
         ("Fever 38.6 C (oral)", 0.4, True),  # CTCAE v5.0: ANC < 1.0 and a single temperature > 38.3
         ("Fever 38.6 C", 1.2, False),
-        ("Fever 38.3 C", 0.4, None),  # not > 38.3; sustained >= 38.0 for an hour cannot be told
+        ("Fever 38.3 C", 0.4, True),  # IDSA 2010: a single temperature >= 38.3 with ANC < 0.5
+        ("Fever 38.2 C", 0.4, None),  # whether >= 38.0 lasted an hour is not written
         ("Fever", 0.4, None),  # no temperature written
-        ("Fever 39.0 C", None, None),  # no ANC within a day
+        ("Fever 39.0 C", None, None),  # no ANC from 24 h before to 12 h after
     ],
 )
 def test_febrile_neutropenia_needs_a_temperature_and_an_anc_within_a_day(

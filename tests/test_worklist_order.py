@@ -174,10 +174,11 @@ def test_febrile_neutropenia_in_the_current_cycle_ranks_first_in_patients_and_th
     found = {p["patient_id"]: p for p in listed}
     assert [p["patient_id"] for p in listed] == ["G4", "FN", "OLD"]
     assert found["FN"]["febrile_neutropenia"] is True and found["G4"]["febrile_neutropenia"] is None
-    assert found["OLD"]["febrile_neutropenia"] is None and found["OLD"]["priority"] == 2
+    # OLD's episode ended (ANC >= 0.5 and no fever for 24 h): judged, not febrile now.
+    assert found["OLD"]["febrile_neutropenia"] is False and found["OLD"]["priority"] == 2
     assert found["FN"]["priority"] == 1
-    assert found["FN"]["priority_reason"].startswith("febrile neutropenia (fever 38.9 C")
-    assert "ANC 0.8" in found["FN"]["priority_reason"]
+    assert found["FN"]["priority_reason"].startswith("febrile neutropenia (ANC 0.80 at ")
+    assert "fever 38.9 °C at " in found["FN"]["priority_reason"]
     store = open_store(url, timezone="UTC")
     ordered = worklist(store, viewer=Viewer("admin", "admin", None), timezone="UTC", now=now)
     assert headline(ordered)["ANC grade 3-4 or febrile"] == 3

@@ -12,6 +12,8 @@ __all__ = ["CHANGE_COLUMNS", "GRADED", "REVISION_COLUMNS", "flag_lineage", "spok
 
 # The analytes whose latest value, limit and grade the status keeps (and whose grade rises are changes).
 GRADED = ("wbc", "anc", "alc")
+# Febrile neutropenia rests on temperatures and the ANC (``analysis.febrile``); its lineage is the ANC's.
+FEBRILE = "febrile_neutropenia"
 CHANGE_COLUMNS = ("patient_key", "change", "flag", "analyte", "grade_before", "grade_after", "explanation")
 _NAMES = {"wbc": "WBC", "anc": "ANC", "alc": "ALC"}
 # A result revised since the status was last computed: its new version (status, value, when it arrived)
@@ -33,13 +35,14 @@ TAKEN_BACK = {"corrected": "corrected to", "cancelled": "cancelled", "entered-in
 
 
 def flag_lineage(flag: str) -> str:
-    """The lineage whose results decide ``flag``: ANC for ``neutropenia`` and ``anc_*`` flags, ALC for
-    ``lymphopenia`` and ``alc_*``, WBC for the others (the bare run and trend flags refer to WBC).
+    """The lineage whose results decide ``flag``: ANC for ``neutropenia``, ``febrile_neutropenia`` and
+    ``anc_*`` flags, ALC for ``lymphopenia`` and ``alc_*``, WBC for the others (the bare run and trend
+    flags refer to WBC).
 
     >>> [flag_lineage(f) for f in ("leukopenia", "neutropenia", "anc_persistent", "alc_new_onset", "chronic")]
     ['wbc', 'anc', 'anc', 'alc', 'wbc']
     """
-    if flag == "neutropenia" or flag.startswith("anc_"):
+    if flag in ("neutropenia", FEBRILE) or flag.startswith("anc_"):
         return "anc"
     if flag == "lymphopenia" or flag.startswith("alc_"):
         return "alc"
@@ -61,6 +64,8 @@ def spoken_flag(flags: pd.Series) -> pd.Series:
         lineage, _, rest = str(flag).partition("_")
         if flag in _BELOW:
             words[flag] = flag
+        elif flag == FEBRILE:
+            words[flag] = "febrile neutropenia"
         elif lineage in GRADED and rest:
             words[flag] = f"{lineage.upper()} {rest.replace('_', ' ')}"
         else:
@@ -101,10 +106,19 @@ def status_changes(
     old, new = _flags(before), _flags(after)
     pair = old.merge(new, on=["patient_key", "flag"], how="outer", suffixes=("_old", "_new"), indicator=True)
     appeared = pair[pair["_merge"].eq("right_only").to_numpy()].assign(change="appeared")
+    # Febrile neutropenia, an emergency, is told first among a patient's new flags (as in the flags' order).
+    appeared = appeared.iloc[np.argsort(appeared["flag"].ne(FEBRILE).to_numpy(), kind="stable")]
     appeared["explanation"] = appeared["explanation_new"]
     # Only patients still present can clear a flag; a patient dropped from ``after`` is not judged.
     cleared = pair[pair["_merge"].eq("left_only").to_numpy() & pair["patient_key"].isin(after["patient_key"])]
     cleared = cleared.assign(change="cleared", explanation="no longer: " + cleared["explanation_old"])
+    # The end of a febrile-neutropenia episode is a recovery (docs/clinical-rules.md, Febrile neutropenia).
+    recovered = cleared["flag"].eq(FEBRILE).to_numpy(dtype=bool)
+    cleared.loc[recovered, "explanation"] = (
+        "recovered from febrile neutropenia (was: "
+        + cleared.loc[recovered, "explanation_old"].astype(str)
+        + ")"
+    )
     if revisions is not None and not revisions.empty and not cleared.empty:
         cleared = _withdrawn(cleared, before, after, revisions, timezone)
     flags = pd.concat([appeared, cleared], ignore_index=True).assign(analyte=None)

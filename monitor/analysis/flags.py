@@ -58,10 +58,12 @@ __all__ = [
     "patient_flags",
 ]
 
-# Display order: the low counts, then each kind of change for WBC (the bare names, as exported before the
-# lineages had their own), ANC and ALC. ANC and ALC chronicity and recovery are told in the neutropenia
-# and lymphopenia sentences.
+# Display order: febrile neutropenia (an emergency; judged from temperatures and ANCs by
+# ``analysis.febrile``, not here, and put first by the status), the low counts, then each kind of change
+# for WBC (the bare names, as exported before the lineages had their own), ANC and ALC. ANC and ALC
+# chronicity and recovery are told in the neutropenia and lymphopenia sentences.
 FLAGS: tuple[str, ...] = (
+    "febrile_neutropenia",
     "leukopenia",
     "neutropenia",
     "lymphopenia",

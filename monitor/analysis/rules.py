@@ -1,9 +1,9 @@
 """The site's rules in one configuration: grading, flags and treatment cycles, with defaults and sources.
 
 A site changes a rule without code: the store keeps only what differs from the defaults (a JSON mapping,
-``{"grading": {...}, "flags": {...}, "cycles": {...}}``), ``SiteRules.from_mapping`` validates it, and
-``setting_rows`` lists every setting with its value, default and source for the Settings page and the
-``settings`` command.
+``{"grading": {...}, "flags": {...}, "cycles": {...}, "febrile": {...}}``), ``SiteRules.from_mapping``
+validates it, and ``setting_rows`` lists every setting with its value, default and source for the Settings
+page and the ``settings`` command.
 """
 
 from __future__ import annotations
@@ -15,12 +15,13 @@ from typing import Any
 
 from monitor.analysis.cycles import DEFAULT_CYCLE_RULES, CycleRules, Readiness
 from monitor.analysis.cycles.rules import Regimen
+from monitor.analysis.febrile import DEFAULT_FEBRILE_RULES, FebrileRules
 from monitor.analysis.flags import DEFAULT_FLAG_RULES, FlagRules
 from monitor.analysis.grading import DEFAULT_RULES, GradingRules
 
 __all__ = ["DEFAULT_SITE_RULES", "SECTIONS", "SiteRules", "set_value", "setting_rows"]
 
-SECTIONS = ("grading", "flags", "cycles")
+SECTIONS = ("grading", "flags", "cycles", "febrile")
 
 
 def _cited(source: str, section: str) -> str:
@@ -75,6 +76,22 @@ _SOURCES = {
     "cycles.recovery_delay_days": _cited(_PRODUCT_DEFAULT, "Recovery and cross-cycle trend"),
     "cycles.due_lead_hours": _cited("no source: site decision", "CBCs due"),
     "cycles.due_severe_days": _cited("no source: site decision", "CBCs due"),
+    "febrile.anc_before_hours": _cited("no source: site default", "Febrile neutropenia"),
+    "febrile.anc_after_hours": _cited("no source: site default", "Febrile neutropenia"),
+    "febrile.sustained_minutes": _cited(
+        "IDSA 2010 (Freifeld et al., Clin Infect Dis 2011) 'over a 1-h period', CTCAE v5.0 'for more than "
+        "one hour'",
+        "Febrile neutropenia",
+    ),
+    "febrile.falling_hours": _cited(
+        "IDSA 2010 (Freifeld et al., Clin Infect Dis 2011): ANC expected to fall below 0.5 during the "
+        "next 48 h",
+        "Febrile neutropenia",
+    ),
+    "febrile.falling_lookback_hours": _cited("no source: site decision", "Febrile neutropenia"),
+    "febrile.end_anc": _cited("no source: site decision", "Febrile neutropenia"),
+    "febrile.afebrile_hours": _cited("no source: site decision", "Febrile neutropenia"),
+    "febrile.free_text_window_hours": _cited("no source: site decision", "Febrile neutropenia"),
 }
 
 
@@ -85,6 +102,7 @@ class SiteRules:
     grading: GradingRules = DEFAULT_RULES
     flags: FlagRules = DEFAULT_FLAG_RULES
     cycles: CycleRules = DEFAULT_CYCLE_RULES
+    febrile: FebrileRules = DEFAULT_FEBRILE_RULES
     overrides: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -102,7 +120,8 @@ class SiteRules:
         grading = GradingRules.from_mapping(mapping.get("grading") or {})
         flags = replace(FlagRules.from_mapping(_without_grading(mapping.get("flags"))), grading=grading)
         cycles = replace(CycleRules.from_mapping(_without_grading(mapping.get("cycles"))), grading=grading)
-        return cls(grading=grading, flags=flags, cycles=cycles, overrides=mapping)
+        febrile = FebrileRules.from_mapping(mapping.get("febrile") or {})
+        return cls(grading=grading, flags=flags, cycles=cycles, febrile=febrile, overrides=mapping)
 
     def to_json(self) -> str:
         return json.dumps(self.overrides, sort_keys=True)
@@ -173,7 +192,8 @@ def _as_mapping(rules: SiteRules) -> dict[str, Any]:
         elif f.name == "regimens":
             value = {name: _regimen(rule) for name, rule in value.items()}
         cycles[f.name] = value
-    return {"grading": grading, "flags": flags, "cycles": cycles}
+    febrile = {f.name: getattr(rules.febrile, f.name) for f in fields(FebrileRules)}
+    return {"grading": grading, "flags": flags, "cycles": cycles, "febrile": febrile}
 
 
 def _readiness(rule: Readiness) -> dict[str, float | bool]:

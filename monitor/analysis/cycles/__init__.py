@@ -10,10 +10,10 @@ and the last day of the cycle they close; the nadir is a low after the dose, nev
 Everything is computed for every patient at once.
 
 Facts and sources: docs/clinical-rules.md, Chemotherapy cycles (nadir timing, readiness thresholds from
-the paclitaxel and docetaxel prescribing information, G-CSF as recorded, febrile neutropenia by CTCAE
-v5.0); grades, ``analysis.grading``. Defaults without a published source (the 28-day open cycle, the
-cross-cycle trend rules) are product defaults awaiting clinical sign-off and are marked so on
-``CycleRules``.
+the paclitaxel and docetaxel prescribing information, G-CSF as recorded, febrile neutropenia by IDSA
+2010 and CTCAE v5.0 as ``analysis.febrile`` judges it); grades, ``analysis.grading``. Defaults without
+a published source (the 28-day open cycle, the cross-cycle trend rules) are product defaults awaiting
+clinical sign-off and are marked so on ``CycleRules``.
 
 Modules: ``rules`` (the site's settings), ``align`` (cycles from events; results on their cycle days),
 ``table`` (one row per cycle), ``fever`` (febrile neutropenia), ``schedule`` (when the next dose is

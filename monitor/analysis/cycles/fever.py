@@ -1,70 +1,78 @@
-"""Recorded fevers of each cycle, with the ANC nearest them: febrile neutropenia (CTCAE v5.0)."""
+"""The fevers of each cycle and whether it had febrile neutropenia, by the rule the patient's flag uses
+(``analysis.febrile``: IDSA 2010 and CTCAE v5.0, an episode whose start falls in the cycle)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from monitor.analysis.cycles.align import in_cycles, with_utc_starts
-from monitor.analysis.cycles.display import count_text, cycle_notation
-from monitor.analysis.grading import COMPARE_DECIMALS
-from monitor.timestamps import DAY
-
-# A temperature written in an event's label or details, e.g. "Fever 38.6 C (oral)" or "38.4°C".
-_TEMPERATURE = r"(?P<celsius>\d{2}(?:[.,]\d)?)\s*°?\s*C\b"
+from monitor.analysis.cycles.align import in_cycles
+from monitor.analysis.cycles.display import cycle_notation
+from monitor.analysis.febrile import (
+    DEFAULT_FEBRILE_RULES,
+    FebrileRules,
+    febrile_episodes,
+    fever_pairs,
+)
 
 
 def cycle_fevers(
-    events: pd.DataFrame, cycles: pd.DataFrame, anc: pd.DataFrame, keys: list[str], timezone: str
+    events: pd.DataFrame,
+    cycles: pd.DataFrame,
+    results: pd.DataFrame,
+    keys: list[str],
+    timezone: str,
+    rules: FebrileRules = DEFAULT_FEBRILE_RULES,
 ) -> pd.DataFrame:
-    """Per cycle with a recorded fever: a description and whether it is febrile neutropenia (CTCAE v5.0)."""
+    """Per cycle with a fever (a temperature >= 38.0 °C, or a fever event where none was measured): its
+    hottest fever with the ANC in force, and ``febrile_neutropenia``: True when an episode of febrile
+    neutropenia started in the cycle, NA when none did but a fever could not be judged (a free-text fever
+    without a temperature, or no ANC in force), False otherwise.
+
+    ``results``: the patients' ANCs and temperatures (``analyte`` ``anc`` and ``temp``), all of them: the
+    ANC in force for a fever early in a cycle may be drawn before it.
+    """
     empty = pd.DataFrame(
         columns=["fever", "febrile_neutropenia"], index=pd.MultiIndex.from_tuples([], names=keys)
     )
-    events = with_utc_starts(events)
-    fevers = events[events["kind"].eq("fever").to_numpy(dtype=bool)]
-    if fevers.empty:
+    pairs = fever_pairs(results, events, rules=rules)
+    if pairs.empty:
         return empty
-    text = (
-        fevers.get("label", pd.Series("", index=fevers.index)).fillna("").astype(str)
-        + " "
-        + fevers.get("details", pd.Series("", index=fevers.index)).fillna("").astype(str)
-    )
-    celsius = text.str.extract(_TEMPERATURE)["celsius"].str.replace(",", ".").astype("float64")
-    fevers = fevers.assign(celsius=celsius.to_numpy())[["patient_key", "start_at", "celsius"]]
-    as_results = fevers.rename(columns={"start_at": "collected_at"}).assign(value=0.0)
-    placed = in_cycles(as_results, cycles, timezone).rename(columns={"collected_at": "at"})
+    placed = in_cycles(
+        pairs.rename(columns={"at": "collected_at"}).assign(value=pairs["celsius"]), cycles, timezone
+    ).rename(columns={"collected_at": "at"})
     if placed.empty:
         return empty
-    counts = anc[["patient_key", "collected_at", "value", "comparator"]].sort_values("collected_at")
-    near = pd.merge_asof(
-        placed.drop(columns="value").sort_values("at"),
-        counts.rename(columns={"collected_at": "anc_at", "value": "anc"}),
-        left_on="at",
-        right_on="anc_at",
-        by="patient_key",
-        direction="nearest",
-        tolerance=DAY,
+    by = [placed[k] for k in keys]
+    hottest = placed.sort_values(["celsius", "at"], ascending=[False, True], na_position="last")
+    hottest = hottest.groupby(keys).head(1).set_index(keys)
+    readings = placed.groupby(by).size().reindex(hottest.index)
+    celsius = hottest["celsius"].map(lambda c: "" if pd.isna(c) else f" {c:.1f} °C")
+    anc = hottest["anc_comparator"].astype("string").fillna("") + hottest["anc"].map(
+        lambda v: "" if pd.isna(v) else f"{v:g}"
     )
-    anc_low = near["anc"].round(COMPARE_DECIMALS) < 1.0
-    anc_low &= ~near["comparator"].isin([">", ">="]).fillna(False)
-    hot = near["celsius"] > 38.3
-    unsure = near["celsius"].isna() | near["celsius"].between(38.0, 38.3) | near["anc"].isna()
-    fn = pd.Series(np.where(hot & anc_low, True, False), index=near.index).astype("boolean")
-    fn = fn.mask(unsure & ~(hot & anc_low) & ~(near["anc"] >= 1.0), pd.NA)
     described = (
-        near["celsius"].map(lambda c: "fever" if pd.isna(c) else f"fever {c:g} C")
+        "fever"
+        + celsius
         + " on "
-        + near["day"].map(cycle_notation)
-        + np.where(near["anc"].isna(), " (no ANC within a day)", " with ANC " + near["anc"].map(count_text))
+        + hottest["day"].map(cycle_notation)
+        + np.where(hottest["free_text"].astype(bool), " (free text)", "")
+        + np.where(readings > 1, " (" + readings.astype(str) + " fevers)", "")
+        + np.where(hottest["anc"].isna(), " (no ANC from 24 h before to 12 h after)", " with ANC " + anc)
     )
-    by = [near[k] for k in keys]
-    # A cycle is febrile neutropenia when one of its fevers is; unknown when none is and one is unknown.
-    certain = fn.eq(True).fillna(False).groupby(by).any()
-    unknown = fn.isna().groupby(by).any()
-    return pd.DataFrame(
-        {
-            "fever": described.groupby(by).agg("; ".join),
-            "febrile_neutropenia": certain.astype("boolean").mask(~certain & unknown, pd.NA),
-        }
-    )
+    episodes = febrile_episodes(results, events, rules=rules, timezone=timezone)
+    started = in_cycles(
+        episodes[["patient_key", "start", "sentence"]]
+        .rename(columns={"start": "collected_at"})
+        .assign(value=0.0),
+        cycles,
+        timezone,
+    ).set_index(keys)
+    started = started[~started.index.duplicated()]
+    fn = pd.Series(False, index=hottest.index, dtype="boolean")
+    fn = fn.mask(placed["unknown"].groupby(by).any().reindex(hottest.index).fillna(False), pd.NA)
+    fn = fn.reindex(hottest.index.union(started.index))
+    fn.loc[started.index] = True
+    described = described.reindex(fn.index).fillna("fever")
+    said = ("; febrile neutropenia: " + started["sentence"]).reindex(fn.index).fillna("")
+    return pd.DataFrame({"fever": described + said, "febrile_neutropenia": fn.astype("boolean")})

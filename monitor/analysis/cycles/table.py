@@ -16,6 +16,7 @@ from monitor.analysis.cycles.align import (
 from monitor.analysis.cycles.fever import cycle_fevers
 from monitor.analysis.cycles.readiness import judge_readiness
 from monitor.analysis.cycles.rules import DEFAULT_CYCLE_RULES, CycleRules
+from monitor.analysis.febrile import DEFAULT_FEBRILE_RULES, FebrileRules
 from monitor.analysis.grading import COMPARE_DECIMALS, ctcae_grade
 
 # The ANC below which the paclitaxel and docetaxel labels count the days of severe neutropenia ("<500
@@ -64,6 +65,7 @@ def treatment_cycles(
     *,
     rules: CycleRules = DEFAULT_CYCLE_RULES,
     timezone: str = "UTC",
+    febrile: FebrileRules = DEFAULT_FEBRILE_RULES,
 ) -> pd.DataFrame:
     """One row per chemotherapy cycle of every patient: nadir, recovery, G-CSF, readiness at the next start.
 
@@ -71,7 +73,8 @@ def treatment_cycles(
     ----------
     results : pd.DataFrame
         ``patient_key``, ``collected_at`` (tz-aware), ``analyte``, ``value``; optionally ``lln``,
-        ``comparator`` and ``status`` (withdrawn results are ignored).
+        ``comparator`` and ``status`` (withdrawn results are ignored). Temperatures (``temp``, °C) are
+        read for febrile neutropenia only.
     events : pd.DataFrame
         ``patient_key``, ``kind``, ``start_at`` (tz-aware); optionally ``label`` and ``details`` (the
         regimen, for per-regimen readiness rules).
@@ -80,6 +83,8 @@ def treatment_cycles(
     timezone : str
         The site's time zone: days are calendar days there (a count drawn at 08:00 a week after a
         chemotherapy given at noon is on day 7, D8; a day when the clocks change is still one day).
+    febrile : FebrileRules
+        Site settings of febrile neutropenia (``analysis.febrile``).
 
     Returns
     -------
@@ -102,11 +107,12 @@ def treatment_cycles(
         labels act on (7 days or more; docs/clinical-rules.md, Severe neutropenia duration).
         ``recovery_day`` is the first ANC at or above ``recovery_anc`` after a nadir below it (NA when the
         nadir was not below it, or no recovery was seen) and ``recovery_after_day`` the day of the count
-        before it: recovery happened in between. ``fever`` describes recorded fevers of the cycle with the
-        ANC nearest them (within a day); ``febrile_neutropenia`` is True when one meets CTCAE v5.0 grade 3
-        (ANC < 1.0 with a single temperature > 38.3 °C; docs/clinical-rules.md, Febrile neutropenia), NA
-        when that cannot be told (no temperature written, 38.0-38.3 °C whose duration is unknown, or no ANC
-        within a day).
+        before it: recovery happened in between. ``fever`` describes the cycle's hottest fever with the ANC in
+        force (``fever.cycle_fevers``); ``febrile_neutropenia`` is True when an episode of febrile
+        neutropenia (IDSA 2010 or CTCAE v5.0, the rule of the patient's flag: ``analysis.febrile``;
+        docs/clinical-rules.md, Febrile neutropenia) started in the cycle, NA when none did but a fever
+        could not be judged (a free-text fever without a temperature or between 38.0 and 38.3 °C, or no
+        ANC in force).
         ``doses`` lists the cycle's doses by cycle day ("D1, D8": a dose on a later dose day the regimen
         names is given inside the cycle and starts none; ``align.in_cycle_doses``).
         ``length_days`` is the time to the next start (a postponed cycle is longer than planned).
@@ -139,6 +145,9 @@ def treatment_cycles(
     if cycles.empty:
         return pd.DataFrame(columns=list(CYCLE_COLUMNS))
     work = usable_results(results)
+    # Temperatures and the ANCs, all of them (the ANC in force may precede the cycle): febrile neutropenia.
+    febrile_counts = work[work["analyte"].isin(["anc", "temp"]).to_numpy(dtype=bool)]
+    work = work[work["analyte"].ne("temp").to_numpy(dtype=bool)]
     placed = in_cycles(work, cycles, timezone)
     # The next dosing day's pre-treatment counts close the cycle too: its last spell, recovery, readiness.
     inside = pd.concat([placed.assign(closing=False), on_next_dosing_day(work, cycles, timezone)])
@@ -178,7 +187,7 @@ def treatment_cycles(
     in_window = nadir_counts[nadir_counts["day"].between(first, last).to_numpy(dtype=bool)]
     out["nadir_sampled"] = in_window.groupby(keys).size().gt(0)
     out["gcsf"] = gcsf_cycles(events, cycles).reindex(out.index).fillna(False).astype(bool)
-    out = out.join(cycle_fevers(events, cycles, anc, keys, timezone))
+    out = out.join(cycle_fevers(events, cycles, febrile_counts, keys, timezone, febrile))
     out["length_days"] = calendar_days(out["start"], out["next_start"], timezone)
     out = out.join(judge_readiness(work, cycles, rules, timezone))
     out = out.reset_index()
