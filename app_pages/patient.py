@@ -19,7 +19,7 @@ from ui.downloads import audited_csv_download
 from ui.figures import FEVER_FROM_EVENT
 from ui.identity import current_viewer
 from ui.pickers import choose_patient
-from ui.temperatures import TEMPERATURE_CAPTION
+from ui.temperatures import TEMPERATURE_CAPTION, usable_temperatures
 from ui.text import plain
 
 WINDOWS = {"3 months": 91, "6 months": 182, "1 year": 365, "All": None}
@@ -190,7 +190,7 @@ st.caption(
     "changed). G2-G4: CTCAE v5.0 WBC grade zones; grade 1 is below the lower limit down to 3.0. Large open "
     "triangles: a change from the previous WBC beyond the reference change value. Purple spans: treatment "
     "cycles (C1, C2, ...). Hover a point for its unit, range, grade, lab, accession and any correction."
-    + (TEMPERATURE_CAPTION if view.results["analyte"].eq("temp").any() else "")
+    + (TEMPERATURE_CAPTION if len(usable_temperatures(view.results)) else "")
 )
 
 sheet, event_tab, compare_tab, record_tab = st.tabs(
