@@ -16,8 +16,10 @@ from services.patient_actions import acknowledge, add_event, set_patient_range
 from services.patients import around_event
 from ui import data, timeline
 from ui.downloads import audited_csv_download
+from ui.figures import FEVER_FROM_EVENT
 from ui.identity import current_viewer
 from ui.pickers import choose_patient
+from ui.temperatures import TEMPERATURE_CAPTION, usable_temperatures
 from ui.text import plain
 
 WINDOWS = {"3 months": 91, "6 months": 182, "1 year": 365, "All": None}
@@ -188,6 +190,7 @@ st.caption(
     "changed). G2-G4: CTCAE v5.0 WBC grade zones; grade 1 is below the lower limit down to 3.0. Large open "
     "triangles: a change from the previous WBC beyond the reference change value. Purple spans: treatment "
     "cycles (C1, C2, ...). Hover a point for its unit, range, grade, lab, accession and any correction."
+    + (TEMPERATURE_CAPTION if len(usable_temperatures(view.results)) else "")
 )
 
 sheet, event_tab, compare_tab, record_tab = st.tabs(
@@ -236,7 +239,7 @@ with event_tab:
         st.dataframe(
             pd.DataFrame(
                 {
-                    "Kind": events["kind"].str.replace("_", " "),
+                    "Kind": events["kind"].str.replace("_", " ").replace({"fever": FEVER_FROM_EVENT}),
                     "Start": _local_time(events["start_at"]),
                     "End": _local_time(events["end_at"]),
                     "Label": events["label"],

@@ -115,8 +115,9 @@ def demo(database: str | None, n_patients: int, seed: int, remove: bool) -> None
         )
     else:
         click.echo(
-            f"synthetic demo cohort of {summary.patients} patients (simulated up to {summary.anchor}): "
-            f"{summary.results_added} results and {summary.events_added} events added"
+            f"synthetic demo cohort of {summary.patients} patients (simulated up to {summary.anchor}) and "
+            f"{summary.showcase} showcase patients: {summary.results_added} results and "
+            f"{summary.events_added} events added"
         )
 
 

@@ -128,7 +128,10 @@ def _canonical_results(cohort: DemoCohort) -> pd.DataFrame:
             "assigning_authority": DEMO_AUTHORITY,
             "collected_at": results["collected_at"],
             "analyte": results["analyte"],
-            "loinc": results["analyte"].map(PREFERRED_LOINC),
+            # The code a result came with (a showcase temperature's site), else the analyte's own.
+            "loinc": (
+                results["loinc"] if "loinc" in results else pd.Series(None, index=results.index)
+            ).fillna(results["analyte"].map(PREFERRED_LOINC)),
             "value_raw": value_text,
             "unit_raw": results["unit"],
             "value": results["value"],
@@ -136,7 +139,10 @@ def _canonical_results(cohort: DemoCohort) -> pd.DataFrame:
             "unit": results["unit"],
             "ref_low": results["ref_low"],
             "ref_high": results["ref_high"],
-            "ref_raw": results["ref_low"].map("{:g}".format) + "-" + results["ref_high"].map("{:g}".format),
+            # None where no range comes with the result (a temperature).
+            "ref_raw": (
+                results["ref_low"].map("{:g}".format) + "-" + results["ref_high"].map("{:g}".format)
+            ).where(results["ref_low"].notna() & results["ref_high"].notna(), None),
             "abnormal_flag": flag,
             "status": results["status"],
             "derived": False,
@@ -178,10 +184,10 @@ def _add_missing(
 
 
 def store_results(
-    session: Session, cohort: DemoCohort, *, seed: int, anchor: date, now: datetime
+    session: Session, cohort: DemoCohort, *, patients: int, seed: int, anchor: date, now: datetime
 ) -> StoredResults:
-    """Store the simulated ``cohort``'s patients, labs and results as one synthetic import batch."""
-    patients = len(cohort.patients)
+    """Store the ``cohort``'s patients, labs and results as one synthetic import batch; ``patients``,
+    ``seed`` and ``anchor`` are what it was simulated with (``patients`` simulated, the showcase after)."""
     batch = new_batch(
         session,
         file_name=f"synthetic demo cohort ({patients} patients, seed {seed}, to {anchor})",

@@ -3,18 +3,23 @@ and every patient's status recomputed."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from db import demo, queries
-from db.accounts import ensure_demo_accounts
+from db import demo, queries, settings
+from db.accounts import SYSTEM, ensure_demo_accounts
+from db.audit import record
 from db.demo import DemoConflict, RemovedCohort
 from db.migrate import StoreOutOfDate, current_revision, upgrade
 from db.session import make_engine
 from db.status import refresh_all_status, refresh_patient_status
+from monitor.analysis.rules import set_value
 from monitor.simulation.demo import simulate_cohort
+from monitor.simulation.demo.showcase import SHOWCASES, TAC, TAC_SETTING, with_showcase
 from services.config import Config
 
 __all__ = [
@@ -72,6 +77,7 @@ class DemoSummary:
     events_added: int
     already_seeded: bool
     anchor: date
+    showcase: int = 0  # showcase patients stored after the ``patients`` simulated ones
 
 
 def upgrade_schema(config: Config) -> SchemaUpgrade:
@@ -121,21 +127,57 @@ def _seed(session: Session, *, patients: int, seed: int, now: datetime, timezone
     if demo.already_seeded(session, patients=patients, seed=seed, anchor=anchor):
         ensure_demo_accounts(session, now=now)  # a store seeded before accounts existed
         return DemoSummary(patients, 0, 0, True, anchor)
-    cohort = simulate_cohort(patients, seed=seed, end_date=anchor)
-    stored = demo.store_results(session, cohort, seed=seed, anchor=anchor, now=now)
+    # The showcase patients follow the simulated ones (``monitor.simulation.demo.showcase``).
+    cohort = with_showcase(simulate_cohort(patients, seed=seed, end_date=anchor), end_date=anchor)
+    stored = demo.store_results(session, cohort, patients=patients, seed=seed, anchor=anchor, now=now)
+    rules_changed = _showcase_settings(session, now=now)
     # As after any import: the status of the patients whose results were written.
     refresh_patient_status(session, stored.written, now=now, timezone=timezone)
     events_added = demo.store_care(session, cohort, stored, now=now)
-    # The patient-specific ranges change which limit applies, and the events place results in cycles.
-    refresh_patient_status(session, stored.patients, now=now, timezone=timezone)
-    return DemoSummary(len(cohort.patients), stored.results_added, events_added, False, anchor)
+    # The patient-specific ranges change which limit applies, and the events place results in cycles; a
+    # changed setting may concern any patient.
+    if rules_changed:
+        refresh_all_status(session, now=now, timezone=timezone)
+    else:
+        refresh_patient_status(session, stored.patients, now=now, timezone=timezone)
+    return DemoSummary(patients, stored.results_added, events_added, False, anchor, len(SHOWCASES))
+
+
+def _showcase_settings(session: Session, *, now: datetime) -> bool:
+    """The per-regimen setting a showcase patient needs (TAC's febrile-neutropenia risk), written by the
+    system and audited as any change of settings is, unless the site set that regimen's risk itself."""
+    rules = settings.site_rules(session)
+    regimen = rules.cycles.regimen(TAC[1])
+    if regimen is not None and regimen.fn_risk is not None:
+        return False
+    overrides = rules.overrides
+    for name, value in TAC_SETTING.items():
+        overrides = set_value(overrides, f"cycles.regimens.{TAC[1].lower()}.{name}", value)
+    _save_as_system(session, overrides, now=now)
+    return True
+
+
+def _remove_showcase_settings(session: Session, *, now: datetime) -> None:
+    """Take the demo's own per-regimen setting out with the cohort (a site's own is left alone)."""
+    rules = settings.site_rules(session)
+    regimen = rules.cycles.regimen(TAC[1])
+    if regimen is None or regimen.fn_risk_source != TAC_SETTING["fn_risk_source"]:
+        return
+    _save_as_system(session, set_value(rules.overrides, f"cycles.regimens.{TAC[1].lower()}", None), now=now)
+
+
+def _save_as_system(session: Session, overrides: Mapping[str, Any], *, now: datetime) -> None:
+    saved = settings.save_site_rules(session, overrides, by=SYSTEM.username, now=now)
+    record(session, at=now, username=SYSTEM.username, action="settings", details=dict(saved.overrides))
 
 
 def remove_demo(store: sessionmaker[Session], *, now: datetime, by: str) -> RemovedCohort:
     """Remove the synthetic cohort with all its rows and disable the demo accounts, audited under ``by``
     (``db.demo.remove_cohort``); the dashboard does not seed it again."""
     with store.begin() as session:
-        return demo.remove_cohort(session, now=now, by=by)
+        removed = demo.remove_cohort(session, now=now, by=by)
+        _remove_showcase_settings(session, now=now)
+        return removed
 
 
 def has_active_admin(store: sessionmaker[Session]) -> bool:

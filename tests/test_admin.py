@@ -67,7 +67,7 @@ def test_the_demo_is_seeded_into_an_empty_store_the_site_allows_once_and_with_on
     assert again.already_seeded and again.anchor == NOW.date() and again.results_added == 0
     with pytest.raises(DemoConflict, match="simulated with seed 7"):
         seed_demo(store, seed=8, now=NOW, timezone="UTC")
-    assert _patients(store) == 60
+    assert _patients(store) == 60 + seeded.showcase  # the showcase patients follow the simulated ones
 
 
 def test_upgrade_creates_the_store_then_finds_it_current(engine: Engine) -> None:

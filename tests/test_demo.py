@@ -486,7 +486,8 @@ def test_removing_the_demo_takes_out_every_row_of_its_patients_and_leaves_real_o
     code, out, _ = _demo(demo_store, "--remove")
 
     assert code == 0
-    assert f"synthetic demo cohort removed: 3 patients, {synthetic['result']} results" in out
+    removed = f"synthetic demo cohort removed: {synthetic['patient']} patients, {synthetic['result']} results"
+    assert removed in out
     assert _rows(demo_store, synthetic=True) == dict.fromkeys(synthetic, 0)
     assert _rows(demo_store, synthetic=False) == real
     with demo_store() as session:
@@ -499,7 +500,8 @@ def test_removing_the_demo_takes_out_every_row_of_its_patients_and_leaves_real_o
     assert sorted(details for action, details in added if action == "user_disable") == sorted(
         d for d in (details for _, details in added) if '"user": ' in d
     )
-    assert {action for action, _ in added} == {"import", "user_disable"}
+    # and the demo's own regimen setting (the showcase's TAC risk) is taken out, audited as a settings change
+    assert {action for action, _ in added} == {"import", "user_disable", "settings"}
     # Seeding again (deliberately) brings the same cohort back.
     assert _demo(demo_store, "--patients", "3")[1].startswith("synthetic demo cohort of 3 patients")
 

@@ -24,4 +24,7 @@ EVENT_COLOURS = {
     "transfusion": BLUE,
     "note": GREY,
 }
-EVENT_NAMES = {"gcsf": "G-CSF"}
+# A fever written in an event's free text is not a recorded temperature: it says so wherever it shows
+# (recorded temperatures have their own row on the timeline and are what the product judges).
+FEVER_FROM_EVENT = "fever (free text, from an event)"
+EVENT_NAMES = {"gcsf": "G-CSF", "fever": FEVER_FROM_EVENT.capitalize()}

@@ -31,6 +31,7 @@ from ui.figures import (
     SKY,
     VERMILLION,
 )
+from ui.temperatures import TEMPERATURE_TITLE, add_temperature_row, usable_temperatures
 from ui.text import plain_html, plain_html_series
 
 DIFFERENTIAL = ("anc", "alc", "amc", "aec", "abc")
@@ -57,6 +58,8 @@ def _symbols(rows: pd.DataFrame, low: np.ndarray) -> np.ndarray:
 
 
 ROW_TITLES = ("WBC", "Differential", "Haemoglobin", "Platelets")
+# Flowsheet headings other than "label (unit)": a temperature's is short, it sits among the counts.
+FLOWSHEET_HEADINGS = {"temp": "Temp °C"}
 
 
 def _local(times: pd.Series, timezone: str) -> pd.Series:
@@ -101,13 +104,16 @@ def timeline_figure(
     versions for the hover of corrected results; ``cycles`` (``analysis.cycles.treatment_cycles``) shade
     each cycle; ``start`` limits the visible window (all when None).
     """
+    # Temperatures get a small row of their own under the counts, only when the patient has any.
+    temperatures = usable_temperatures(results)
+    n_rows = 5 if len(temperatures) else 4
     figure = make_subplots(
-        rows=4,
+        rows=n_rows,
         cols=1,
         shared_xaxes=True,
         vertical_spacing=0.04,
-        row_heights=[0.42, 0.26, 0.16, 0.16],
-        subplot_titles=ROW_TITLES,
+        row_heights=[0.42, 0.26, 0.16, 0.16, 0.14][:n_rows],
+        subplot_titles=(*ROW_TITLES, TEMPERATURE_TITLE)[:n_rows],
     )
     earlier = correction_history(history)
     wbc = _usable(results, "wbc")
@@ -138,12 +144,14 @@ def timeline_figure(
         title = f"{'WBC' if row == 1 else 'Counts' if row == 2 else meta.label} ({meta.unit})"
         kind = "log" if log and analyte != "hgb" else "linear"
         figure.update_yaxes(title_text=title, type=kind, rangemode="tozero", row=row, col=1)
-    figure.update_xaxes(title_text=f"Collection date ({timezone})", row=4, col=1)
+    if len(temperatures):
+        add_temperature_row(figure, temperatures, row=5, timezone=timezone)
+    figure.update_xaxes(title_text=f"Collection date ({timezone})", row=n_rows, col=1)
     if start is not None:
         last = results["collected_at"].max() if len(results) else pd.Timestamp.now(tz="UTC")
         figure.update_xaxes(range=_local(pd.Series([start, last]), timezone).tolist())
     figure.update_layout(
-        height=900,
+        height=900 if n_rows == 4 else 1040,
         margin={"l": 10, "r": 10, "t": 40, "b": 10},
         hovermode="closest",
         legend={"orientation": "h", "y": 1.03, "yanchor": "bottom", "x": 0},
@@ -427,7 +435,7 @@ def flowsheet(results: pd.DataFrame, timezone: str) -> tuple[pd.DataFrame, pd.Da
     order = [a for a in ANALYTES if a in set(frame["analyte"])]
     values = frame.pivot_table(index="when", columns="analyte", values="text", aggfunc="last")
     states = frame.pivot_table(index="when", columns="analyte", values="state", aggfunc="last")
-    labels = {a: f"{ANALYTES[a].label} ({ANALYTES[a].unit})" for a in order}
+    labels = {a: FLOWSHEET_HEADINGS.get(a, f"{ANALYTES[a].label} ({ANALYTES[a].unit})") for a in order}
     values = values.reindex(columns=order).rename(columns=labels).fillna("")
     states = states.reindex(columns=order).rename(columns=labels).fillna("")
     return values.sort_index(ascending=False), states.sort_index(ascending=False)

@@ -82,6 +82,13 @@ PLAUSIBILITY = (
     "{{label}} {{value}} {{unit}} is {{converted}} {{canonical}} after conversion, {side} the plausible "
     "limit {limit} {{canonical}}: check the unit"
 )
+# The same refusal for a value the conversion left as it was (sent in the canonical unit or one equal to
+# it): saying "38.6 Cel is 38.6 Cel after conversion" would only repeat the number.
+PLAUSIBILITY_AS_SENT = (
+    "{{label}} {{value}} {{unit}} is {side} the plausible limit {limit} {{canonical}}: check the unit"
+)
+# How a canonical unit reads in a message: UCUM's "Cel" is printed as people write it.
+UNIT_SHOWN = {"Cel": "°C"}
 
 
 def _first_reason(
@@ -265,6 +272,7 @@ def normalise_results(raw: pd.DataFrame) -> Normalised:
     fahrenheit_as_celsius = (kinds.eq("temperature") & offsets.eq(0.0) & value.between(77.0, 113.0)).fillna(
         False
     )
+    as_sent = value.eq(value_in).fillna(False)
     status = each_distinct(text["status"], lambda v: v.str.lower().map(STATUS_ALIASES))
     withdrawn = status.isin(WITHDRAWN)
     reported_at = pd.to_datetime(
@@ -292,7 +300,7 @@ def normalise_results(raw: pd.DataFrame) -> Normalised:
                 "status": text["status"][rows],
                 "label": _label(known.fillna("")),
                 "converted": value[rows].map("{:g}".format, na_action="ignore"),
-                "canonical": known.map({code: a.unit for code, a in meta.items()}),
+                "canonical": known.map({code: UNIT_SHOWN.get(a.unit, a.unit) for code, a in meta.items()}),
                 "maximum": known.map({code: f"{a.plausible_max:g}" for code, a in meta.items()}),
                 "minimum": known.map({code: f"{a.plausible_min:g}" for code, a in meta.items()}),
             }
@@ -334,6 +342,8 @@ def normalise_results(raw: pd.DataFrame) -> Normalised:
                 "{label} {value} {unit} is a Fahrenheit reading (25-45 °C is 77-113 °F) sent as Celsius: "
                 "check the unit",
             ),
+            ((value > maximum) & as_sent, PLAUSIBILITY_AS_SENT.format(side="above", limit="{maximum}")),
+            ((value < minimum) & as_sent, PLAUSIBILITY_AS_SENT.format(side="below", limit="{minimum}")),
             (value > maximum, PLAUSIBILITY.format(side="above", limit="{maximum}")),
             (value < minimum, PLAUSIBILITY.format(side="below", limit="{minimum}")),
         ],

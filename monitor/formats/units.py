@@ -139,6 +139,7 @@ def to_canonical(values: pd.Series, factors: pd.Series, offsets: pd.Series | flo
 # 9.99, never "9.99033".
 PRINTED_DECIMALS = {"hgb": 2, "temp": 2}
 COUNT_PRINTED_DECIMALS = 3
+ONE_DECIMAL_AT_LEAST = ("temp",)
 
 
 def printed(values: pd.Series, analytes: pd.Series) -> pd.Series:
@@ -146,8 +147,14 @@ def printed(values: pd.Series, analytes: pd.Series) -> pd.Series:
 
     >>> printed(pd.Series([9.990332, 2.0, 0.05, 74.999]), pd.Series(["hgb", "wbc", "anc", "plt"])).tolist()
     ['9.99', '2', '0.05', '74.999']
+    >>> printed(pd.Series([38.0, 37.8333]), pd.Series(["temp", "temp"])).tolist()
+    ['38.0', '37.83']
     """
     decimals = analytes.map(PRINTED_DECIMALS).fillna(COUNT_PRINTED_DECIMALS).to_numpy(dtype="float64")
     scale = 10.0**decimals
     rounded = np.round(values.to_numpy(dtype="float64") * scale) / scale
-    return pd.Series(rounded, index=values.index, dtype="float64").map("{:g}".format, na_action="ignore")
+    text = pd.Series(rounded, index=values.index, dtype="float64").map("{:g}".format, na_action="ignore")
+    # A temperature is read with its tenths, as thermometers print it: 38.0, never "38".
+    has_point = text.str.contains(".", regex=False, na=True).to_numpy(dtype=bool)
+    whole = analytes.isin(ONE_DECIMAL_AT_LEAST).to_numpy(dtype=bool) & ~has_point
+    return text.where(~whole, text + ".0")
