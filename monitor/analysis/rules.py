@@ -73,6 +73,19 @@ _SOURCES = {
     ),
     "cycles.trend_min_cycles": _cited(_PRODUCT_DEFAULT, "Recovery and cross-cycle trend"),
     "cycles.recovery_delay_days": _cited(_PRODUCT_DEFAULT, "Recovery and cross-cycle trend"),
+    "cycles.gcsf_prophylaxis_days": _cited(
+        "pegfilgrastim 24-72 hours after chemotherapy (ASCO 2015, Smith et al.; common practice); D1 = the "
+        "dose day",
+        "G-CSF prophylaxis",
+    ),
+    "cycles.gcsf_risk_age": _cited(
+        "age 65 or more, a patient risk factor for febrile neutropenia (ASCO 2015; EORTC 2010, Aapro et al.)",
+        "G-CSF prophylaxis",
+    ),
+    "cycles.dose_limiting_days": _cited(
+        "ANC < 0.5 for 7 days or more (paclitaxel prescribing information; docetaxel: more than one week)",
+        "Dose modification",
+    ),
 }
 
 
