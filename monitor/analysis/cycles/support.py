@@ -37,6 +37,7 @@ from monitor.analysis.cycles.display import count_text
 from monitor.analysis.cycles.readiness import _meets
 from monitor.analysis.cycles.rules import CycleRules
 from monitor.analysis.cycles.schedule import IN_CYCLE_TOLERANCE_DAYS, planned_lengths
+from monitor.analysis.support_flags import SUPPORT_FLAGS
 from monitor.timestamps import DAY, local_days
 
 __all__ = [
@@ -46,15 +47,10 @@ __all__ = [
     "current_support",
     "cycle_support",
     "gcsf_events",
+    "support_now",
     "with_support",
 ]
 
-# The flags this module raises, as people read them.
-SUPPORT_FLAGS = {
-    "gcsf_primary_prophylaxis": "G-CSF primary prophylaxis recommended",
-    "gcsf_consider": "consider G-CSF prophylaxis",
-    "secondary_prophylaxis": "secondary prophylaxis or dose reduction",
-}
 # Columns ``with_support`` adds to the cycle table.
 SUPPORT_COLUMNS = ("gcsf_days", "delay_days", "delay", "support_flags", "support")
 # G-CSF (and pegylated G-CSF) by international non-proprietary and brand names a hospital may send.
@@ -388,3 +384,34 @@ def current_support(support: pd.DataFrame, cycles: pd.DataFrame, *, as_of: pd.Ti
     upcoming = found["cycle"].eq(found["now"] + 1) & found["flag"].eq("secondary_prophylaxis")
     found = found[(own | upcoming).to_numpy(dtype=bool)].sort_values(["patient_key", "cycle"], kind="stable")
     return found.drop_duplicates(["patient_key", "flag"])[columns].reset_index(drop=True)
+
+
+def support_now(
+    cycles: pd.DataFrame,
+    *,
+    as_of: pd.Timestamp,
+    rules: CycleRules,
+    timezone: str,
+    birth_dates: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """The support that applies at ``as_of`` (``current_support``) from a cycle table
+    (``table.treatment_cycles``, whose ``gcsf_days`` gives the G-CSF days): ``patient_key``, ``flag``,
+    ``sentence``.
+
+    >>> start = pd.Timestamp("2026-03-02 10:00", tz="UTC")
+    >>> events = pd.DataFrame({"patient_key": 1, "kind": "chemotherapy", "start_at": [start],
+    ...     "details": "AC every 21 days"})
+    >>> from monitor.analysis.cycles.rules import Regimen
+    >>> from monitor.analysis.cycles.table import treatment_cycles
+    >>> rules = CycleRules(regimens={"ac every 21 days": Regimen(fn_risk="high")})
+    >>> cycles = treatment_cycles(events.iloc[0:0].assign(analyte="anc", value=1.0, collected_at=start),
+    ...     events, rules=rules)
+    >>> support_now(cycles, as_of=start, rules=rules, timezone="UTC")["flag"].tolist()
+    ['gcsf_primary_prophylaxis']
+    """
+    if cycles.empty:
+        return pd.DataFrame(columns=["patient_key", "flag", "sentence"])
+    days = cycles["gcsf_days"].fillna("").astype(str).str.findall(r"D(\d+)")
+    listed = cycles.assign(gcsf_day_list=days.map(lambda found: tuple(int(d) - 1 for d in found)))
+    support = cycle_support(listed, rules=rules, timezone=timezone, birth_dates=birth_dates)
+    return current_support(support, cycles, as_of=as_of)
