@@ -202,7 +202,11 @@ def cycles(database: str | None, patient_id: str, authority: str | None, fmt: st
     if fmt != "table":
         _emit(found.cycles[CYCLE_OUTPUT], fmt, utc_columns=("start", "next_start"))
         return
-    _emit(found.table, fmt)
+    # The delays and the decision support are sentences: printed under the table, one per line.
+    _emit(found.table.drop(columns=["delay", "support"], errors="ignore"), fmt)
+    for said in (*found.table.get("delay", ()), *found.table.get("support", ())):
+        for sentence in str(said).split(" | ") if said else ():
+            click.echo(sentence)
     for sentence in found.trend:
         click.echo(sentence)
     if found.now:
