@@ -128,8 +128,15 @@ def patient_cycles(
         listed = queries.patient_list(
             session, viewer=viewer, timezone=timezone, today=today, patient_key=patient_key
         )
-    found = _cycle_view(results, events, patient_key=patient_key, rules=rules, timezone=timezone)
+    found = _cycle_view(
+        results, events, patient_key=patient_key, rules=rules, timezone=timezone, born=_born(listed)
+    )
     return replace(found, now=_cycle_now_text(listed))
+
+
+def _born(listed: pd.DataFrame) -> object:
+    """The patient's birth date from a patient-list row (None when unknown): age is a G-CSF risk factor."""
+    return None if listed.empty else listed["birth_date"].iloc[0]
 
 
 def _cycle_now_text(listed: pd.DataFrame) -> str:
@@ -167,7 +174,14 @@ def patient_view(
         history=history,
         events=events.reset_index(drop=True),
         cycles=replace(
-            _cycle_view(overlaid, events, patient_key=patient_key, rules=rules.cycles, timezone=timezone),
+            _cycle_view(
+                overlaid,
+                events,
+                patient_key=patient_key,
+                rules=rules.cycles,
+                timezone=timezone,
+                born=_born(listed),
+            ),
             now=_cycle_now_text(listed),
         ),
         episodes=low_episodes(results, timezone=timezone),
@@ -186,12 +200,19 @@ def around_event(view: PatientView, *, event: int, window_days: int) -> pd.DataF
 
 
 def _cycle_view(
-    results: pd.DataFrame, events: pd.DataFrame, *, patient_key: int, rules: CycleRules, timezone: str
+    results: pd.DataFrame,
+    events: pd.DataFrame,
+    *,
+    patient_key: int,
+    rules: CycleRules,
+    timezone: str,
+    born: object = None,
 ) -> CycleView:
     keyed = {"patient_key": patient_key}
     results, events = results.assign(**keyed), events.assign(**keyed)
     counted = results[results["analyte"].isin(CYCLE_ANALYTES).to_numpy(dtype=bool)]
-    cycles = treatment_cycles(counted, events, rules=rules, timezone=timezone)
+    birth_dates = pd.DataFrame({"patient_key": [patient_key], "birth_date": [born]})
+    cycles = treatment_cycles(counted, events, rules=rules, timezone=timezone, birth_dates=birth_dates)
     trend = cycle_trend(cycles, rules=rules)["trend"] if not cycles.empty else pd.Series(dtype="string")
     return CycleView(
         cycles=cycles,

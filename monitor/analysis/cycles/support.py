@@ -346,25 +346,34 @@ def _delay_sentences(
             .fillna(False)
             .to_numpy(dtype=bool)
         )
-        when = np.where(
-            mine["before"].eq(0),
-            " on the planned day",
-            " " + mine["before"].astype("Int64").astype(str) + " days before it",
+        # (as NumPy text: the frame's columns may be of any text dtype, or none when nothing was found)
+        days = mine["before"].astype("Float64")
+        before = np.asarray([f" {d:.0f} days before it" if pd.notna(d) else "" for d in days], dtype=str)
+        when = np.where(days.eq(0).fillna(False).to_numpy(dtype=bool), " on the planned day", before)
+        comparator = np.asarray(
+            mine["comparator"].astype(object).where(mine["comparator"].notna(), ""), dtype=str
         )
-        text = name + " " + mine["comparator"].fillna("").astype(str) + mine["value"].map(count_text) + when
-        said[low] = np.where(said[low].eq(""), text[low], said[low] + " and " + text[low])
-    note = rows["basis"].map({"site default": "; planned on the site default length", "previous cycles":
-                              "; planned on the previous cycles' median length"}).fillna("")  # fmt: skip
-    head = "C" + rows["cycle"].astype(str) + " delayed " + rows["late"].astype("int64").astype(str) + " days"
-    head = head + " (planned " + on + note + ")"
-    explained = said.ne("")
+        value = np.asarray([count_text(v) for v in mine["value"].astype("float64")], dtype=str)
+        text = pd.Series(
+            np.char.add(np.char.add(f"{name} ", np.char.add(comparator, value)), when), index=rows.index
+        )
+        said[low] = [t if not was else f"{was} and {t}" for was, t in zip(said[low], text[low], strict=True)]
+    notes = {
+        "site default": "; planned on the site default length",
+        "previous cycles": "; planned on the previous cycles' median length",
+    }
+    head = [
+        f"C{c} delayed {late:.0f} days (planned {day}{notes.get(basis, '')})"
+        for c, late, day, basis in zip(rows["cycle"], rows["late"], on, rows["basis"], strict=True)
+    ]
+    against = [rule_.describe() for rule_ in rule]
     return pd.Series(
-        np.where(
-            explained,
-            head + ": " + said + ", against " + rule.map(lambda r: r.describe()),
-            head + ": reason not in the store",
-        ),
+        [
+            f"{h}: {why}, against {a}" if why else f"{h}: reason not in the store"
+            for h, why, a in zip(head, said, against, strict=True)
+        ],
         index=rows.index,
+        dtype=object,
     )
 
 
