@@ -101,10 +101,10 @@ def cycle_table(
             "G-CSF": frame["gcsf"].map({True: "yes", False: "no"}),
             # G-CSF days, cycle delays and decision support (``support.with_support``; docs/clinical-rules.md,
             # G-CSF prophylaxis, Dose modification and Cycle delays).
-            "G-CSF on": _column(frame, "gcsf_days", ""),
-            "delay days": _column(frame, "delay_days", pd.NA).astype("Int64").astype("string").fillna(""),
-            "delay": _column(frame, "delay", ""),
-            "support": _column(frame, "support", ""),
+            "G-CSF on": _column(frame, "gcsf_days"),
+            "delay days": _column(frame, "delay_days").map(lambda d: "" if d == "" else f"{int(d)}"),
+            "delay": _column(frame, "delay"),
+            "support": _column(frame, "support"),
             # The last cycle's length is not known until the next one starts: left blank.
             "length": frame["length_days"]
             .astype("Float64")
@@ -117,8 +117,8 @@ def cycle_table(
     )
 
 
-def _column(frame: pd.DataFrame, name: str, empty: object) -> pd.Series:
-    """``frame[name]``, or ``empty`` on every row for a frame made without it."""
+def _column(frame: pd.DataFrame, name: str) -> pd.Series:
+    """``frame[name]`` as text ("" where missing), or "" on every row for a frame made without it."""
     if name in frame:
-        return frame[name].fillna(empty) if empty is not pd.NA else frame[name]
-    return pd.Series(empty, index=frame.index, dtype=object)
+        return frame[name].astype(object).where(frame[name].notna(), "")
+    return pd.Series("", index=frame.index, dtype=object)

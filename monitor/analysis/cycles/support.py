@@ -261,7 +261,7 @@ def _secondary(table: pd.DataFrame, covered: pd.Series, text: pd.Series, rules: 
             below.to_numpy(dtype=object),
         ),
         index=rows.index,
-    )
+    ).astype(str)
     after = (
         "; C" + (rows["cycle"] + 1).astype(str) + " follows " + reason + " in C" + rows["cycle"].astype(str)
     )
@@ -348,8 +348,8 @@ def _delay_sentences(
         )
         # (as NumPy text: the frame's columns may be of any text dtype, or none when nothing was found)
         days = mine["before"].astype("Float64")
-        before = np.asarray([f" {d:.0f} days before it" if pd.notna(d) else "" for d in days], dtype=str)
-        when = np.where(days.eq(0).fillna(False).to_numpy(dtype=bool), " on the planned day", before)
+        earlier = np.asarray([f" {d:.0f} days before it" if pd.notna(d) else "" for d in days], dtype=str)
+        when = np.where(days.eq(0).fillna(False).to_numpy(dtype=bool), " on the planned day", earlier)
         comparator = np.asarray(
             mine["comparator"].astype(object).where(mine["comparator"].notna(), ""), dtype=str
         )
@@ -357,7 +357,14 @@ def _delay_sentences(
         text = pd.Series(
             np.char.add(np.char.add(f"{name} ", np.char.add(comparator, value)), when), index=rows.index
         )
-        said[low] = [t if not was else f"{was} and {t}" for was, t in zip(said[low], text[low], strict=True)]
+        said = pd.Series(
+            [
+                (f"{was} and {t}" if was else t) if short else was
+                for was, t, short in zip(said, text, low, strict=True)
+            ],
+            index=rows.index,
+            dtype=object,
+        )
     notes = {
         "site default": "; planned on the site default length",
         "previous cycles": "; planned on the previous cycles' median length",
