@@ -297,3 +297,48 @@ def test_the_settings_form_saves_a_regimens_fn_risk_and_the_change_is_audited(
     rule = json.loads(stored)["cycles"]["regimens"]["ac every 14 days"]
     assert (rule["fn_risk"], rule["fn_risk_source"]) == ("high", "NCCN, dose-dense AC")
     assert audited[-1][0] == "admin" and '"fn_risk": "high"' in audited[-1][1]
+
+
+def _pure_cycles(
+    regimen: str, doses: tuple[int, ...], anc: dict[int, float], extra: list[dict] | None = None
+):
+    from monitor.analysis.cycles import CycleRules, treatment_cycles
+    from monitor.analysis.cycles.rules import Regimen
+
+    events = pd.DataFrame(
+        [{"patient_key": 1, "kind": "chemotherapy", "start_at": START + pd.Timedelta(days=d),
+          "details": regimen, "label": "Chemotherapy"} for d in doses] + (extra or [])
+    )  # fmt: skip
+    results = pd.DataFrame(
+        {"patient_key": 1, "analyte": "anc", "value": list(anc.values()),
+         "collected_at": [START + pd.Timedelta(days=d, hours=-2) for d in anc]}
+    )  # fmt: skip
+    rules = CycleRules(regimens={"ac every 21 days": Regimen(fn_risk="high")})
+    return events, results, rules, treatment_cycles(results, events, rules=rules)
+
+
+def test_the_support_leaves_its_inputs_unchanged_and_reads_g_csf_by_drug_name() -> None:
+    from monitor.analysis.cycles.support import gcsf_events
+
+    peg = {"patient_key": 1, "kind": "medication", "start_at": START + pd.Timedelta(days=1),
+           "details": "", "label": "Lipegfilgrastim (Lonquex) 6 mg"}  # fmt: skip
+    events, results, _, cycles = _pure_cycles("AC every 21 days", (0,), {0: 4.0}, [peg])
+    before = (events.copy(), results.copy())
+    assert cycles.loc[0, "gcsf_days"] == "D2" and cycles.loc[0, "support"] == ""
+    pd.testing.assert_frame_equal(events, before[0])
+    pd.testing.assert_frame_equal(results, before[1])
+    names = ["Zarxio 480 mcg", "tbo-filgrastim", "Ondansetron 8 mg", "nab-paclitaxel"]
+    medications = pd.DataFrame({"patient_key": 1, "kind": "medication", "label": names, "start_at": START})
+    assert gcsf_events(medications)["label"].tolist() == ["Zarxio 480 mcg", "tbo-filgrastim"]
+
+
+def test_a_cycle_with_no_events_or_counts_has_no_support_and_no_delay() -> None:
+    from monitor.analysis.cycles import treatment_cycles
+
+    empty = treatment_cycles(
+        pd.DataFrame(columns=["patient_key", "analyte", "value", "collected_at"]),
+        pd.DataFrame(columns=["patient_key", "kind", "start_at"]),
+    )
+    assert empty.empty and {"delay_days", "support"} <= set(empty.columns)
+    _, _, _, low = _pure_cycles("FOLFOX", (0, 14), {0: 4.0})
+    assert low["support"].tolist() == ["", ""] and low["delay"].tolist() == ["", ""]
