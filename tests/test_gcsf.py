@@ -342,3 +342,32 @@ def test_a_cycle_with_no_events_or_counts_has_no_support_and_no_delay() -> None:
     assert empty.empty and {"delay_days", "support"} <= set(empty.columns)
     _, _, _, low = _pure_cycles("FOLFOX", (0, 14), {0: 4.0})
     assert low["support"].tolist() == ["", ""] and low["delay"].tolist() == ["", ""]
+
+
+def test_a_support_flag_is_acknowledged_like_any_flag_and_a_new_one_asks_again(store, tmp_path) -> None:
+    """Acknowledged on D3 with the primary-prophylaxis support shown; ANC < 0.5 on D8 and D14 without G-CSF
+    then adds the secondary support: the patient is no longer acknowledged."""
+    from db.queries import patient_list
+    from services.patient_actions import acknowledge
+
+    counts = _counts({0: 4.0, 6: 1.1, 7: 0.4, 13: 0.3, 14: 1.2})
+    key = _load(store, tmp_path, _counts({0: 4.0}), _events("AC every 21 days"))
+    assert "gcsf_primary_prophylaxis" in _flags(store, key, 3)
+    said = acknowledge(
+        store, viewer=SYSTEM, patient_key=key, comment="G-CSF declined", now=(START + pd.Timedelta(days=3))
+    )
+    assert said == "gcsf_primary_prophylaxis"
+
+    def acknowledged(day: float) -> bool:
+        with store() as session:
+            today = (START + pd.Timedelta(days=day)).date()
+            return bool(
+                patient_list(session, viewer=SYSTEM, timezone="UTC", today=today).iloc[0]["acknowledged"]
+            )
+
+    _flags(store, key, 3.5)
+    assert acknowledged(3.5)
+    (tmp_path / "later").mkdir()
+    _load(store, tmp_path / "later", counts, _events("AC every 21 days"))
+    assert set(_flags(store, key, 16)) >= {"gcsf_primary_prophylaxis", "secondary_prophylaxis"}
+    assert not acknowledged(16)
