@@ -371,3 +371,23 @@ def test_a_support_flag_is_acknowledged_like_any_flag_and_a_new_one_asks_again(s
     _load(store, tmp_path / "later", counts, _events("AC every 21 days"))
     assert set(_flags(store, key, 16)) >= {"gcsf_primary_prophylaxis", "secondary_prophylaxis"}
     assert not acknowledged(16)
+
+
+def test_the_cycles_command_gives_the_columns_and_prints_the_sentences_under_its_table(
+    store, db_url, tmp_path, monkeypatch
+) -> None:
+    from tests.test_golden import run_monitor
+
+    monkeypatch.setenv("MONITOR_DATABASE_URL", db_url)  # (run_monitor sets it; restored after the test)
+
+    counts = _counts({0: 4.0, 21: 1.1, 28: 1.9}, plt={21: 180, 28: 190})
+    _load(store, tmp_path, counts, _events("AC every 21 days", (0, 28)))
+    answer = run_monitor("cycles", "P1", "--format", "json", database=db_url)
+    rows = json.loads(answer.split("--- stdout\n", 1)[1].split("--- stderr", 1)[0])
+    assert [row["delay_days"] for row in rows] == [None, 7]
+    assert rows[0]["support_flags"] == "gcsf_primary_prophylaxis" and rows[1]["gcsf_days"] == ""
+    table = run_monitor("cycles", "P1", database=db_url)
+    assert "\nC2 delayed 7 days (planned 2026-03-23): ANC 1.1 on the planned day, against ANC >= 1.5" in table
+    assert "\nprimary G-CSF prophylaxis is recommended at FN risk >= 20 %" in table
+    csv = run_monitor("cycles", "P1", "--format", "csv", database=db_url)
+    assert "delay_days" in csv.splitlines()[3] and "support" in csv.splitlines()[3]
