@@ -81,3 +81,22 @@ with st.expander("Readiness and fevers in words"):
             f"- **Cycle {row.cycle}** ({start}): {plain(row.readiness)}"
             + (f"; {plain(row.fever)}" if row.fever else "")
         )
+
+# Decision support, never an order: each sentence names its rule and source.
+supported = cycles[(cycles["support"].ne("") | cycles["delay"].ne("")).to_numpy(dtype=bool)]
+if not supported.empty:
+    st.markdown("**G-CSF, dose modification and delays** (decision support)")
+    for row in supported.itertuples(index=False):  # a handful of cycles
+        for sentence in [row.delay, *str(row.support).split(" | ")]:
+            if sentence:
+                st.markdown(f"- **Cycle {row.cycle}**: {plain(sentence)}")
+st.caption(
+    "G-CSF on: the D days a G-CSF event started. Delay days: how much later than the previous cycle's "
+    "planned length this cycle started (0 within 2 days; docs/clinical-rules.md, Cycle delays). Support: "
+    f"primary G-CSF prophylaxis for a high-risk regimen with no G-CSF on D{rules.gcsf_prophylaxis_days[0]}-"
+    f"D{rules.gcsf_prophylaxis_days[1]}, consider it at intermediate risk with age >= {rules.gcsf_risk_age} "
+    "or earlier febrile neutropenia (ASCO 2015, EORTC, NCCN; the regimen's risk in Settings), and "
+    "secondary prophylaxis or dose reduction after febrile neutropenia or ANC < 0.5 for "
+    f"{rules.dose_limiting_days} days or more as sampled (paclitaxel and docetaxel labels; "
+    "docs/clinical-rules.md, G-CSF prophylaxis and Dose modification)."
+)

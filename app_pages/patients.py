@@ -7,6 +7,7 @@ import streamlit as st
 
 from monitor.analysis import triage
 from monitor.analysis.flags import FLAGS, flag_label
+from monitor.analysis.support_flags import SUPPORT_FLAGS
 from ui import data, worklist
 from ui.downloads import audited_csv_download
 from ui.identity import current_viewer
@@ -30,7 +31,9 @@ if patients.empty:
 teams = sorted({team for listed in patients["teams"] for team in listed.split(", ") if team})
 filters = st.columns([2, 3, 1.3, 2.5, 1.6, 1.2], vertical_alignment="bottom")
 team = filters[0].selectbox("Team", ["All teams", *teams], key="worklist_team")
-flags = filters[1].multiselect("Flags", list(FLAGS), format_func=flag_label, key="worklist_flags")
+flags = filters[1].multiselect(
+    "Flags", [*FLAGS, *SUPPORT_FLAGS], format_func=flag_label, key="worklist_flags"
+)
 min_grade = filters[2].selectbox("Grade at least", [0, 1, 2, 3, 4], key="worklist_grade")
 search = filters[3].text_input("Search identifier or name", key="worklist_search")
 unacknowledged = filters[4].toggle("Not yet acknowledged", key="worklist_unacknowledged")

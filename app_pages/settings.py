@@ -70,7 +70,16 @@ with regimen_tab:
     if regimens:
         st.dataframe(
             pd.DataFrame(
-                [{"regimen": name, "rule": rule.describe()} for name, rule in sorted(regimens.items())]
+                [
+                    {
+                        "regimen": name,
+                        "rule": rule.describe(),
+                        "FN risk": rule.fn_risk or "",
+                        "risk source": rule.fn_risk_source,
+                        "nadir window (days)": "-".join(map(str, rule.nadir_window_days or ())),
+                    }
+                    for name, rule in sorted(regimens.items())
+                ]
             ),
             hide_index=True,
         )
@@ -85,10 +94,30 @@ with regimen_tab:
         anc_min = columns[0].number_input("ANC at least (10^9/L)", value=1.5, min_value=0.1, step=0.1)
         plt_min = columns[1].number_input("Platelets at least (10^9/L)", value=100.0, min_value=1.0, step=5.0)
         inclusive = columns[2].checkbox("At the threshold counts as ready (>=)", value=True)
+        # The regimen's febrile-neutropenia risk (ASCO 2015, EORTC, NCCN categories) drives the G-CSF
+        # support; its nadir window the nadir and CBC-due checks (docs/clinical-rules.md, G-CSF prophylaxis).
+        risk_columns = st.columns(2)
+        fn_risk = risk_columns[0].selectbox(
+            "Febrile-neutropenia risk",
+            ["not set", "high", "intermediate", "low"],
+            help="high: 20 % or more; intermediate: 10-20 %; low: under 10 % (ASCO 2015, EORTC, NCCN).",
+            key="regimen_fn_risk",
+        )
+        fn_risk_source = risk_columns[1].text_input(
+            "Source of the risk (e.g. NCCN table, trial)", key="regimen_fn_risk_source"
+        )
+        window = st.columns(3)
+        own_window = window[0].checkbox("Own nadir window", key="regimen_own_window")
+        first_day = window[1].number_input("Nadir from day (after the dose)", value=7, min_value=0, step=1)
+        last_day = window[2].number_input("Nadir to day", value=14, min_value=0, step=1)
         remove = st.checkbox("Remove this regimen's rule instead")
         if st.form_submit_button("Save regimen rule"):
             key = f"cycles.regimens.{name.strip().lower()}"
             rule = None if remove else {"anc_min": anc_min, "plt_min": plt_min, "inclusive": inclusive}
+            if rule is not None and fn_risk != "not set":
+                rule |= {"fn_risk": fn_risk, "fn_risk_source": fn_risk_source.strip()}
+            if rule is not None and own_window:
+                rule["nadir_window_days"] = [int(first_day), int(last_day)]
             try:
                 change_settings(
                     data.store(),

@@ -187,6 +187,9 @@ CYCLE_OUTPUT = [column for column in CYCLE_COLUMNS if column not in ("patient_ke
 def cycles(database: str | None, patient_id: str, authority: str | None, fmt: str, user: str | None) -> None:
     """A patient's chemotherapy cycles: nadir, recovery, G-CSF and readiness at the next start.
 
+    Each cycle's delay and the G-CSF and dose-modification support (decision support naming its rule and
+    source) are columns in json and csv, and sentences under the table.
+
     Days are calendar days in the site's zone from the start's date (day 0; D1 in the C#D# notation).
     The trend across cycles, and the cycle now with readiness for the planned next dose, are printed
     after the table (not in csv or json; `patients --format json` has the cycle now).
@@ -206,7 +209,11 @@ def cycles(database: str | None, patient_id: str, authority: str | None, fmt: st
     if fmt != "table":
         _emit(found.cycles[CYCLE_OUTPUT], fmt, utc_columns=("start", "next_start"))
         return
-    _emit(found.table, fmt)
+    # The delays and the decision support are sentences: printed under the table, one per line.
+    _emit(found.table.drop(columns=["delay", "support"], errors="ignore"), fmt)
+    for said in (*found.table.get("delay", ()), *found.table.get("support", ())):
+        for sentence in str(said).split(" | ") if said else ():
+            click.echo(sentence)
     for sentence in found.trend:
         click.echo(sentence)
     if found.now:

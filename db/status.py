@@ -17,7 +17,8 @@ from db.frames import CHUNK, bulk_insert, chunks, read_frame_in
 from db.models import ClinicalEvent, Panel, Patient, PatientStatus, ReferenceOverride, Result, StatusChange
 from db.settings import lab_ranges, site_rules
 from monitor.analysis.changes import FEBRILE, GRADED, REVISION_COLUMNS, status_changes
-from monitor.analysis.cycles import readiness_now, stored_readiness
+from monitor.analysis.cycles import readiness_now, stored_readiness, treatment_cycles
+from monitor.analysis.cycles.support import support_now
 from monitor.analysis.due import nadir_status
 from monitor.analysis.febrile import febrile_episodes, febrile_now
 from monitor.analysis.flags import LINEAGES, patient_flags
@@ -207,6 +208,7 @@ def _refresh(
         ("febrile_detail", ""),
     ):
         summary[column] = summary[column].astype(object).fillna(empty)
+    summary = _with_support(summary, history, temperatures, events, context, now, timezone)
     summary["n_panels"] = summary["n_panels"].fillna(0).astype("int64")
     rows = summary.rename_axis("patient_id").reset_index().assign(computed_at=now)
     rows = _record_changes(session, patient_keys, rows, now=now, timezone=timezone)
@@ -428,9 +430,11 @@ def _history(session: Session, patient_keys: list[int], usable: tuple[Any, ...])
 
 
 def _treatment_events(session: Session, patient_keys: list[int]) -> pd.DataFrame:
-    """The chemotherapy and fever events of these patients (``start_at`` UTC), read once per pass: the flags'
-    trend leaves the cycles out, the cycle now is judged from them, and a fever written in an event counts
-    for febrile neutropenia where no temperature was measured near it (``analysis.febrile``)."""
+    """The chemotherapy, fever, G-CSF and medication events of these patients (``start_at`` UTC), read once
+    per pass: the flags' trend leaves the cycles out, the cycle now is judged from them, a fever written in
+    an event counts for febrile neutropenia where no temperature was measured near it (``analysis.febrile``),
+    and G-CSF (kind gcsf, or a medication naming one) decides the prophylaxis support
+    (``analysis.cycles.support``)."""
     return read_frame_in(
         session,
         lambda part: select(
@@ -439,7 +443,10 @@ def _treatment_events(session: Session, patient_keys: list[int]) -> pd.DataFrame
             ClinicalEvent.start_at,
             ClinicalEvent.label,
             ClinicalEvent.details,
-        ).where(ClinicalEvent.patient_id.in_(part), ClinicalEvent.kind.in_(("chemotherapy", "fever"))),
+        ).where(
+            ClinicalEvent.patient_id.in_(part),
+            ClinicalEvent.kind.in_(("chemotherapy", "fever", "gcsf", "medication")),
+        ),
         patient_keys,
         utc=["start_at"],
     )
@@ -649,6 +656,52 @@ def _with_febrile_flag(flagged: pd.DataFrame, febrile: pd.DataFrame) -> pd.DataF
             [head, *rest] if isinstance(head, str) else rest for head, rest in zip(heads, lists, strict=True)
         ]
     return out.rename_axis("patient_key")
+
+
+def _with_support(
+    summary: pd.DataFrame,
+    history: pd.DataFrame,
+    temperatures: pd.DataFrame,
+    events: pd.DataFrame,
+    context: Context,
+    now: datetime,
+    timezone: str,
+) -> pd.DataFrame:
+    """``summary`` with the cycle decision support that applies now appended to each patient's flags and
+    explanations (``analysis.cycles.support.support_now``: G-CSF prophylaxis for the current cycle,
+    secondary prophylaxis or dose reduction for it or the next), so they appear, clear, alert and are
+    acknowledged as the other flags are."""
+    treated = events.loc[events["kind"].eq("chemotherapy").to_numpy(dtype=bool), "patient_key"].unique()
+    if len(treated) == 0:
+        return summary
+    mine = events[events["patient_key"].isin(treated).to_numpy(dtype=bool)]
+    anc = history[history["analyte"].eq("anc").to_numpy(dtype=bool) & history["patient_key"].isin(treated)]
+    # The cycles' febrile neutropenia from the temperatures as well (secondary prophylaxis follows it).
+    temps = temperatures[temperatures["patient_key"].isin(treated).to_numpy(dtype=bool)]
+    counted = with_limits(anc, context)
+    if not temps.empty:
+        counted = pd.concat([counted, temps], ignore_index=True)
+    rules = context.rules.cycles
+    people = context.people[["patient_key", "birth_date"]]
+    cycles = treatment_cycles(
+        counted,
+        mine,
+        rules=rules,
+        timezone=timezone,
+        febrile=context.rules.febrile,
+        birth_dates=people,
+    )
+    found = support_now(cycles, as_of=pd.Timestamp(now), rules=rules, timezone=timezone, birth_dates=people)
+    if found.empty:
+        return summary
+    grouped = found.groupby("patient_key")
+    flags, sentences = grouped["flag"].agg(list), grouped["sentence"].agg(list)
+    keys = summary.index
+    summary["flags"] = [list(f) + flags.get(k, []) for k, f in zip(keys, summary["flags"], strict=True)]
+    summary["explanations"] = [
+        list(e) + sentences.get(k, []) for k, e in zip(keys, summary["explanations"], strict=True)
+    ]
+    return summary
 
 
 def refresh_all_status(session: Session, *, now: datetime, timezone: str) -> int:

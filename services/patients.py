@@ -133,9 +133,20 @@ def patient_cycles(
             session, viewer=viewer, timezone=timezone, today=today, patient_key=patient_key
         )
     found = _cycle_view(
-        results, events, patient_key=patient_key, rules=rules.cycles, febrile=rules.febrile, timezone=timezone
+        results,
+        events,
+        patient_key=patient_key,
+        rules=rules.cycles,
+        febrile=rules.febrile,
+        timezone=timezone,
+        born=_born(listed),
     )
     return replace(found, now=_cycle_now_text(listed))
+
+
+def _born(listed: pd.DataFrame) -> object:
+    """The patient's birth date from a patient-list row (None when unknown): age is a G-CSF risk factor."""
+    return None if listed.empty else listed["birth_date"].iloc[0]
 
 
 def _cycle_now_text(listed: pd.DataFrame) -> str:
@@ -180,6 +191,7 @@ def patient_view(
                 rules=rules.cycles,
                 febrile=rules.febrile,
                 timezone=timezone,
+                born=_born(listed),
             ),
             now=_cycle_now_text(listed),
         ),
@@ -206,11 +218,15 @@ def _cycle_view(
     rules: CycleRules,
     febrile: FebrileRules,
     timezone: str,
+    born: object = None,
 ) -> CycleView:
     keyed = {"patient_key": patient_key}
     results, events = results.assign(**keyed), events.assign(**keyed)
     counted = results[results["analyte"].isin(CYCLE_ANALYTES).to_numpy(dtype=bool)]
-    cycles = treatment_cycles(counted, events, rules=rules, timezone=timezone, febrile=febrile)
+    birth_dates = pd.DataFrame({"patient_key": [patient_key], "birth_date": [born]})
+    cycles = treatment_cycles(
+        counted, events, rules=rules, timezone=timezone, febrile=febrile, birth_dates=birth_dates
+    )
     # (the overlay shows the counts: temperatures are read only for febrile neutropenia)
     results = results[results["analyte"].ne("temp").to_numpy(dtype=bool)]
     trend = cycle_trend(cycles, rules=rules)["trend"] if not cycles.empty else pd.Series(dtype="string")

@@ -8,6 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from monitor.analysis.support_flags import SUPPORT_FLAGS
+
 __all__ = ["CHANGE_COLUMNS", "GRADED", "REVISION_COLUMNS", "flag_lineage", "spoken_flag", "status_changes"]
 
 # The analytes whose latest value, limit and grade the status keeps (and whose grade rises are changes).
@@ -66,6 +68,8 @@ def spoken_flag(flags: pd.Series) -> pd.Series:
             words[flag] = flag
         elif flag == FEBRILE:
             words[flag] = "febrile neutropenia"
+        elif flag in SUPPORT_FLAGS:  # the cycle decision support, as the pages name it
+            words[flag] = SUPPORT_FLAGS[flag]
         elif lineage in GRADED and rest:
             words[flag] = f"{lineage.upper()} {rest.replace('_', ' ')}"
         else:

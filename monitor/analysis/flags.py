@@ -43,6 +43,7 @@ from monitor.analysis.grading import (
 )
 from monitor.analysis.setting_values import a_whole_number
 from monitor.analysis.status import EXCLUDED_STATUSES
+from monitor.analysis.support_flags import SUPPORT_FLAGS
 from monitor.timestamps import calendar_days_between, days_between
 
 __all__ = [
@@ -101,11 +102,14 @@ MONTH_DAYS = 365.25 / 12
 
 
 def flag_label(flag: str) -> str:
-    """A flag as people read it: "anc_new_onset" -> "ANC new onset", "new_onset" -> "new onset".
+    """A flag as people read it: "anc_new_onset" -> "ANC new onset", "new_onset" -> "new onset"; the cycle
+    decision support by its words (``analysis.cycles.support.SUPPORT_FLAGS``).
 
-    >>> [flag_label(f) for f in ("significant_drop", "alc_worsening", "neutropenia")]
-    ['significant drop', 'ALC worsening', 'neutropenia']
+    >>> [flag_label(f) for f in ("significant_drop", "alc_worsening", "neutropenia", "gcsf_consider")]
+    ['significant drop', 'ALC worsening', 'neutropenia', 'consider G-CSF prophylaxis']
     """
+    if flag in SUPPORT_FLAGS:
+        return SUPPORT_FLAGS[flag]
     lineage, _, rest = flag.partition("_")
     if lineage in LINEAGES and rest:
         return f"{lineage.upper()} {rest.replace('_', ' ')}"

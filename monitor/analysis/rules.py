@@ -92,6 +92,19 @@ _SOURCES = {
     "febrile.end_anc": _cited("no source: site decision", "Febrile neutropenia"),
     "febrile.afebrile_hours": _cited("no source: site decision", "Febrile neutropenia"),
     "febrile.free_text_window_hours": _cited("no source: site decision", "Febrile neutropenia"),
+    "cycles.gcsf_prophylaxis_days": _cited(
+        "pegfilgrastim 24-72 hours after chemotherapy (ASCO 2015, Smith et al.; common practice); D1 = the "
+        "dose day",
+        "G-CSF prophylaxis",
+    ),
+    "cycles.gcsf_risk_age": _cited(
+        "age 65 or more, a patient risk factor for febrile neutropenia (ASCO 2015; EORTC 2010, Aapro et al.)",
+        "G-CSF prophylaxis",
+    ),
+    "cycles.dose_limiting_days": _cited(
+        "ANC < 0.5 for 7 days or more (paclitaxel prescribing information; docetaxel: more than one week)",
+        "Dose modification",
+    ),
 }
 
 

@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from monitor.analysis.changes import GRADED
+from monitor.analysis.support_flags import SUPPORT_FLAGS
 
 __all__ = [
     "TIERS",
@@ -88,6 +89,8 @@ _WORDS = {
     "anc_significant_drop": "ANC significant drop",
     "alc_significant_drop": "ALC significant drop",
     "recovering": "WBC recovering",
+    # The cycle decision support (G-CSF prophylaxis, dose modification): tier 7, other flags.
+    **SUPPORT_FLAGS,
 }
 
 

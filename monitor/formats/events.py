@@ -57,7 +57,21 @@ def parse_events(text: str, *, timezone: str = "UTC") -> tuple[pd.DataFrame, pd.
     text_of = {c: frame[c].fillna("").astype(str).str.strip() for c in (*REQUIRED, *OPTIONAL)}
     start = pd.to_datetime(localise_iso(text_of["start"], timezone).replace("", None), utc=True)
     end = pd.to_datetime(localise_iso(text_of["end"], timezone).replace("", None), utc=True)
-    kind = text_of["kind"].str.lower().replace({"g-csf": "gcsf", "chemo": "chemotherapy"})
+    # Names hospitals send for these kinds (G-CSF as a drug name in a medication's label is read by
+    # analysis.cycles.support.gcsf_events).
+    kind = (
+        text_of["kind"]
+        .str.lower()
+        .replace(
+            {
+                "g-csf": "gcsf",
+                "g_csf": "gcsf",
+                "growth_factor": "gcsf",
+                "growth factor": "gcsf",
+                "chemo": "chemotherapy",
+            }
+        )
+    )
     checks = [
         (text_of["patient_id"] == "", "patient_id is empty"),
         (~kind.isin(EVENT_KINDS), "kind '" + text_of["kind"] + "' is not one of " + ", ".join(EVENT_KINDS)),

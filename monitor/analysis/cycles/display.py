@@ -99,6 +99,12 @@ def cycle_table(
             .fillna("?")
             .where(frame["fever"].ne(""), "-"),
             "G-CSF": frame["gcsf"].map({True: "yes", False: "no"}),
+            # G-CSF days, cycle delays and decision support (``support.with_support``; docs/clinical-rules.md,
+            # G-CSF prophylaxis, Dose modification and Cycle delays).
+            "G-CSF on": _column(frame, "gcsf_days"),
+            "delay days": _column(frame, "delay_days").map(lambda d: "" if d == "" else f"{int(d)}"),
+            "delay": _column(frame, "delay"),
+            "support": _column(frame, "support"),
             # The last cycle's length is not known until the next one starts: left blank.
             "length": frame["length_days"]
             .astype("Float64")
@@ -109,3 +115,10 @@ def cycle_table(
             "ready at next": ready.where(frame["next_start"].notna(), "no next cycle"),
         }
     )
+
+
+def _column(frame: pd.DataFrame, name: str) -> pd.Series:
+    """``frame[name]`` as text ("" where missing), or "" on every row for a frame made without it."""
+    if name in frame:
+        return frame[name].astype(object).where(frame[name].notna(), "")
+    return pd.Series("", index=frame.index, dtype=object)

@@ -149,6 +149,12 @@ class CycleRules:
     * ``due_severe_days`` = 7: outside chemotherapy, a patient whose latest WBC, ANC or ALC is CTCAE grade
       3 or 4 is due a CBC when none was drawn for more than this many calendar days (no source: site
       decision; docs/clinical-rules.md, CBCs due).
+    * ``gcsf_prophylaxis_days`` = (1, 5), ``gcsf_risk_age`` = 65 and ``dose_limiting_days`` = 7: G-CSF
+      given on D1 to D5 of a cycle (D notation: D1 is the dose day; pegfilgrastim is given 24-72 hours
+      after chemotherapy) counts as primary or secondary prophylaxis for it; age 65 or more at the dose is
+      a patient risk factor for febrile neutropenia; ANC < 0.5 for 7 days or more, as sampled, is a
+      dose-limiting neutropenia (ASCO 2015, EORTC 2010, NCCN; the paclitaxel label; docs/clinical-rules.md,
+      G-CSF prophylaxis and Dose modification). ``analysis.cycles.support``.
     """
 
     default_cycle_days: int = 28
@@ -163,6 +169,9 @@ class CycleRules:
     due_lead_hours: int = 48
     due_severe_days: int = 7
     grading: GradingRules = DEFAULT_RULES
+    gcsf_prophylaxis_days: tuple[int, int] = (1, 5)
+    gcsf_risk_age: int = 65
+    dose_limiting_days: int = 7
 
     def __post_init__(self) -> None:
         for name in (
@@ -173,6 +182,8 @@ class CycleRules:
             "recovery_delay_days",
             "due_lead_hours",
             "due_severe_days",
+            "gcsf_risk_age",
+            "dose_limiting_days",
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -183,6 +194,12 @@ class CycleRules:
         if not 0 <= first <= last:
             raise ValueError(
                 f"nadir_window_days must be two days, first <= last, not {self.nadir_window_days}"
+            )
+        first, last = self.gcsf_prophylaxis_days
+        if not 1 <= first <= last:
+            raise ValueError(
+                "gcsf_prophylaxis_days must be two D days (D1 = the dose day), 1 <= first <= last, "
+                f"not {self.gcsf_prophylaxis_days}"
             )
 
     @classmethod
@@ -206,6 +223,8 @@ class CycleRules:
             "recovery_delay_days",
             "due_lead_hours",
             "due_severe_days",
+            "gcsf_risk_age",
+            "dose_limiting_days",
         ):
             if name in mapping:
                 settings[name] = a_whole_number(name, mapping[name])
@@ -213,6 +232,9 @@ class CycleRules:
             settings["recovery_anc"] = a_number("recovery_anc", mapping["recovery_anc"])
         if "nadir_window_days" in mapping:
             settings["nadir_window_days"] = _two_days("nadir_window_days", mapping["nadir_window_days"])
+        if "gcsf_prophylaxis_days" in mapping:
+            days = mapping["gcsf_prophylaxis_days"]
+            settings["gcsf_prophylaxis_days"] = _two_days("gcsf_prophylaxis_days", days)
         if "readiness" in mapping:
             settings["readiness"] = Readiness.from_mapping(mapping["readiness"] or {})
         if "regimens" in mapping:

@@ -11,11 +11,11 @@ from monitor.analysis.cycles.align import (
     in_cycles,
     on_next_dosing_day,
     usable_results,
-    with_utc_starts,
 )
 from monitor.analysis.cycles.fever import cycle_fevers
 from monitor.analysis.cycles.readiness import judge_readiness
 from monitor.analysis.cycles.rules import DEFAULT_CYCLE_RULES, CycleRules
+from monitor.analysis.cycles.support import SUPPORT_COLUMNS, gcsf_events, with_support
 from monitor.analysis.febrile import DEFAULT_FEBRILE_RULES, FebrileRules
 from monitor.analysis.grading import COMPARE_DECIMALS, ctcae_grade
 
@@ -56,6 +56,7 @@ CYCLE_COLUMNS = (
     "ready_plt",
     "ready_at_next",
     "readiness",
+    *SUPPORT_COLUMNS,
 )
 
 
@@ -66,6 +67,7 @@ def treatment_cycles(
     rules: CycleRules = DEFAULT_CYCLE_RULES,
     timezone: str = "UTC",
     febrile: FebrileRules = DEFAULT_FEBRILE_RULES,
+    birth_dates: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """One row per chemotherapy cycle of every patient: nadir, recovery, G-CSF, readiness at the next start.
 
@@ -85,6 +87,8 @@ def treatment_cycles(
         chemotherapy given at noon is on day 7, D8; a day when the clocks change is still one day).
     febrile : FebrileRules
         Site settings of febrile neutropenia (``analysis.febrile``).
+    birth_dates : pd.DataFrame, optional
+        ``patient_key`` and ``birth_date``: age at the dose as a risk factor for febrile neutropenia.
 
     Returns
     -------
@@ -118,6 +122,8 @@ def treatment_cycles(
         ``length_days`` is the time to the next start (a postponed cycle is longer than planned).
         ``ready_at_next`` is True or False from the last ANC and platelets in the window before the next
         start, NA when a count is missing or there is no next cycle; ``readiness`` says why.
+        ``gcsf_days``, ``delay_days``, ``delay``, ``support_flags`` and ``support``: G-CSF days, cycle
+        delays and decision support on G-CSF prophylaxis and dose modification (``support.with_support``).
 
     Examples
     --------
@@ -208,6 +214,7 @@ def treatment_cycles(
     )
     out["anc_results"] = out["anc_results"].fillna(0).astype("int64")
     out["nadir_sampled"] = out["nadir_sampled"].astype("boolean").fillna(False).astype(bool)
+    out = with_support(out, events, work, rules=rules, timezone=timezone, birth_dates=birth_dates)
     return out.reindex(columns=list(CYCLE_COLUMNS))
 
 
@@ -292,9 +299,9 @@ def _recovery(anc: pd.DataFrame, cycles: pd.DataFrame, keys: list[str], threshol
 
 
 def gcsf_cycles(events: pd.DataFrame, cycles: pd.DataFrame) -> pd.Series:
-    """True for cycles in which a G-CSF event starts."""
-    events = with_utc_starts(events)
-    given = events[events["kind"].eq("gcsf").to_numpy(dtype=bool)][["patient_key", "start_at"]]
+    """True for cycles in which a G-CSF event starts (``support.gcsf_events``: kind gcsf, or a medication
+    naming a G-CSF)."""
+    given = gcsf_events(events)[["patient_key", "start_at"]]
     if given.empty:
         return pd.Series(dtype=bool)
     spans = given.merge(cycles[["patient_key", "cycle", "day_start", "end"]], on="patient_key")
