@@ -197,6 +197,17 @@ def test_the_nadir_is_a_low_after_the_dose_never_the_pre_treatment_count() -> No
     assert not treatment_cycles(counts(1, "anc", {0: 2.0}), chemo(1, 0), rules=early).loc[0, "nadir_sampled"]
 
 
+def test_a_regimen_s_own_nadir_window_decides_whether_its_nadir_was_sampled() -> None:
+    # A count on day 8 (D9) samples the site's days 7-14 but not a regimen's days 10-14 (D11-D15).
+    events = pd.concat([chemo(1, 0, regimen="Nitro late nadir"), chemo(2, 0)])
+    results = pd.concat([counts(1, "anc", {8: 1.0}), counts(2, "anc", {8: 1.0})])
+    rules = CycleRules.from_mapping({"regimens": {"nitro late nadir": {"nadir_window_days": [10, 14]}}})
+    cycles = treatment_cycles(results, events, rules=rules).set_index("patient_key")
+    assert cycles["nadir_sampled"].to_dict() == {1: False, 2: True}
+    shown = cycle_table(cycles.reset_index(), rules=rules)
+    assert shown["nadir ANC"].tolist() == ["1 (not sampled D11-D15)", "1"]
+
+
 @pytest.mark.parametrize(
     ("anc", "plt", "ready"),
     [

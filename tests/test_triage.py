@@ -119,9 +119,10 @@ def test_febrile_neutropenia_ranks_first_and_an_unknown_or_absent_finding_does_n
         febrile_neutropenia=pd.array([True, pd.NA, False, True], dtype="boolean"),
     )
     ordered = prioritised(patients)
-    assert ordered["patient_id"].tolist() == ["grade4", "fever", "no_anc", "unknown"]
+    # Within tier 1, febrile neutropenia before an afebrile grade 4 (an emergency whatever its grade).
+    assert ordered["patient_id"].tolist() == ["fever", "no_anc", "grade4", "unknown"]
     assert ordered["tier"].tolist() == [1, 1, 1, 2]
-    assert ordered["priority_reason"].tolist()[1:3] == [
+    assert ordered["priority_reason"].tolist()[0:2] == [
         "febrile neutropenia, ANC grade 3 (0.8 x10^9/L)",
         "febrile neutropenia",
     ]
@@ -372,3 +373,22 @@ def test_febrile_neutropenia_is_named_with_its_fever_and_count_and_counted_in_th
     assert ordered["tier"].tolist() == [1, 2]
     assert ordered["priority_reason"].iloc[0] == "febrile neutropenia (fever 38.9 °C, ANC 0.8 x10^9/L)"
     assert headline(ordered)["ANC grade 3-4 or febrile"] == 2
+
+
+def test_a_cbc_due_without_a_flag_ranks_with_the_other_flags_and_says_why() -> None:
+    reason = "nadir window missed: C1 D8-D15 (2026-11-20 to 2026-11-27) closed without a count"
+    patients = make_patients(
+        patient_id=["quiet", "due", "flagged_due"],
+        flags=[[], [], ["leukopenia"]],
+        latest_wbc_grade=[0, 0, 1],
+        cbc_due=pd.array([False, True, True], dtype="boolean"),
+        cbc_due_reason=["", reason, "CBC due: C2 nadir window D8-D15 opens 2026-12-04"],
+    )
+    ordered = prioritised(patients)
+    assert ordered["patient_id"].tolist() == ["flagged_due", "due", "quiet"]
+    assert ordered["tier"].tolist() == [7, 7, 8]
+    assert ordered["priority_reason"].tolist() == [
+        "leukopenia, CBC due: C2 nadir window D8-D15 opens 2026-12-04",
+        reason,
+        "no flag",
+    ]

@@ -172,7 +172,7 @@ def test_febrile_neutropenia_in_the_current_cycle_ranks_first_in_patients_and_th
         assert done.returncode == 0, done.stderr
     listed = json.loads(monitor("patients", "--format", "json", url=url).stdout)
     found = {p["patient_id"]: p for p in listed}
-    assert [p["patient_id"] for p in listed] == ["G4", "FN", "OLD"]
+    assert [p["patient_id"] for p in listed] == ["FN", "G4", "OLD"]  # febrile neutropenia first in tier 1
     assert found["FN"]["febrile_neutropenia"] is True and found["G4"]["febrile_neutropenia"] is None
     # OLD's episode ended (ANC >= 0.5 and no fever for 24 h): judged, not febrile now.
     assert found["OLD"]["febrile_neutropenia"] is False and found["OLD"]["priority"] == 2

@@ -13,14 +13,16 @@ infection (Bodey et al. 1966; the febrile-neutropenia guidelines of IDSA 2010 an
 5. new or worsening leukopenia or lymphopenia (the bare ``new_onset``/``worsening`` are WBC's;
    ``alc_new_onset``, ``alc_worsening``), and a new grade-1 neutropenia without such a fall;
 6. persistent findings (``persistent``, ``chronic``, ``anc_persistent``, ``alc_persistent``);
-7. any other flag; 8. no flag.
+7. any other flag, or a CBC due (``cbc_due``: a nadir window about to open or missed without a count, or
+   a grade 3-4 finding without a recent count; ``analysis.due``); 8. no flag.
 
 The ANC grade ranked is the measured one, or the bound the WBC sets when the latest panel has no ANC
 (or the latest ANC is older than the latest WBC): the ANC cannot exceed the WBC, so a WBC below 1.0 is
 an ANC of grade 3 at least, below 0.5 of grade 4.
 
-Within a tier: the higher ANC grade, then WBC grade, then ALC grade, then the most recent CBC first. Tiers
-3 to 8 and the order within a tier are a product default pending clinical sign-off.
+Within a tier: febrile neutropenia first (an emergency, whatever its ANC grade), then the higher ANC
+grade, then WBC grade, then ALC grade, then the most recent CBC first. Tiers 3 to 8 and the order within
+a tier are a product default pending clinical sign-off.
 
 Pure functions of the patient list (one row per patient with ``latest_{wbc,anc,alc}_grade``, optionally
 ``latest_{wbc,anc,alc}`` and their ``_comparator`` for the reason's counts, ``flags`` as lists,
@@ -60,7 +62,7 @@ TIERS = {
     4: "WBC or ALC grade 3-4",
     5: "new or worsening leukopenia or lymphopenia, new grade-1 neutropenia",
     6: "persistent",
-    7: "other flags",
+    7: "other flags, or a CBC due",
     8: "no flag",
 }
 # A patient-level febrile-neutropenia finding, when the status carries one (True ranks in tier 1).
@@ -158,6 +160,13 @@ def _febrile_neutropenia(patients: pd.DataFrame) -> pd.Series:
     return patients[FEBRILE_NEUTROPENIA].astype("boolean").fillna(False).astype(bool)
 
 
+def _cbc_due(patients: pd.DataFrame) -> pd.Series:
+    """True where the list says a CBC is due now (``cbc_due``); False when unknown or not carried."""
+    if "cbc_due" not in patients:
+        return pd.Series(False, index=patients.index)
+    return patients["cbc_due"].astype("boolean").fillna(False).astype(bool)
+
+
 def priority(patients: pd.DataFrame) -> pd.Series:
     """The tier of each patient (1 = first), a key of ``TIERS``.
 
@@ -177,7 +186,7 @@ def priority(patients: pd.DataFrame) -> pd.Series:
         (wbc >= 3) | (alc >= 3),
         _has(patients, *NEW_WBC_OR_ALC, "anc_new_onset"),
         _has(patients, *PERSISTENT),
-        patients["flags"].map(len).astype("int64") > 0,
+        (patients["flags"].map(len).astype("int64") > 0) | _cbc_due(patients),
     ]
     tiers = np.select([c.to_numpy(dtype=bool) for c in conditions], list(TIERS)[:-1], default=8)
     return pd.Series(tiers, index=patients.index, dtype="int64")
@@ -285,7 +294,16 @@ def priority_reason(patients: pd.DataFrame, tiers: pd.Series | None = None) -> p
             index,
         ),
         6: _joined(persistent, index),
-        7: flag_words.astype("string"),
+        7: _joined(
+            [
+                (patients["flags"].map(len).astype("int64").gt(0), flag_words.astype("string")),
+                (
+                    _cbc_due(patients),
+                    patients.get("cbc_due_reason", pd.Series("CBC due", index=index)).astype("string"),
+                ),
+            ],
+            index,
+        ),
         8: pd.Series(TIERS[8], index=index, dtype="string"),
     }
     reason = pd.Series(pd.NA, index=index, dtype="string")
@@ -301,11 +319,11 @@ def in_priority_order(frame: pd.DataFrame, *, then: str) -> pd.DataFrame:
     grades = {"_anc": _anc_grade(frame), **{f"_{a}": _grade(frame, a) for a in ("wbc", "alc")}}
     out = frame.assign(tier=priority(frame))
     order = (
-        out.assign(**grades)
+        out.assign(_febrile=_febrile_neutropenia(frame), **grades)
         .reset_index(drop=True)
         .sort_values(
-            ["tier", *grades, then],
-            ascending=[True, False, False, False, False],
+            ["tier", "_febrile", *grades, then],
+            ascending=[True, False, False, False, False, False],
             na_position="last",
             kind="stable",
         )

@@ -55,9 +55,13 @@ def cycle_table(
         text = low.astype("string") + "-" + high.astype("string").fillna("?")
         return text.where((low != high).fillna(True), low.astype("string")).fillna("unknown")
 
-    first, last = rules.nadir_window_days
-    window = f"{cycle_notation(first)}-{cycle_notation(last)}"
-    nadir = number("nadir_anc") + np.where(frame["nadir_sampled"], "", f" (not sampled {window})")
+    windows = nadir_windows(frame["regimen"], rules)
+    window = (
+        windows["window_first"].map(cycle_notation).astype("string")
+        + "-"
+        + windows["window_last"].map(cycle_notation).astype("string")
+    )
+    nadir = number("nadir_anc") + np.where(frame["nadir_sampled"], "", " (not sampled " + window + ")")
     recovery_anc = rules.recovery_anc
     below = frame["nadir_anc"].astype("float64").round(COMPARE_DECIMALS) < recovery_anc
     recovered = np.where(
@@ -122,3 +126,18 @@ def _column(frame: pd.DataFrame, name: str) -> pd.Series:
     if name in frame:
         return frame[name].astype(object).where(frame[name].notna(), "")
     return pd.Series("", index=frame.index, dtype=object)
+
+
+def nadir_windows(regimens: pd.Series, rules: CycleRules) -> pd.DataFrame:
+    """``window_first`` and ``window_last`` (days after the dose) of each cycle's nadir window, indexed as
+    ``regimens`` (each cycle's regimen text): the regimen's own window when the site set one, else
+    ``rules.nadir_window_days`` (``CycleRules.nadir_window``; one look-up per distinct regimen)."""
+    texts = regimens.astype("string").fillna("")
+    known = {text: rules.nadir_window(text or None) for text in texts.unique()}
+    return pd.DataFrame(
+        {
+            "window_first": texts.map({text: days[0] for text, days in known.items()}).astype("int64"),
+            "window_last": texts.map({text: days[1] for text, days in known.items()}).astype("int64"),
+        },
+        index=regimens.index,
+    )

@@ -12,6 +12,7 @@ from monitor.analysis.cycles.align import (
     on_next_dosing_day,
     usable_results,
 )
+from monitor.analysis.cycles.display import nadir_windows
 from monitor.analysis.cycles.fever import cycle_fevers
 from monitor.analysis.cycles.readiness import judge_readiness
 from monitor.analysis.cycles.rules import DEFAULT_CYCLE_RULES, CycleRules
@@ -188,9 +189,15 @@ def treatment_cycles(
     recovery = _recovery(anc, out, keys, rules.recovery_anc)
     out["recovery_day"], out["recovery_after_day"] = recovery["day"], recovery["after_day"]
     out["anc_results"] = anc.groupby(keys).size()
-    first, last = rules.nadir_window_days
+    # Each cycle's nadir window: its regimen's when the site set one, else the site default.
+    window = nadir_windows(out["regimen"], rules)
     nadir_counts = after_dose[after_dose["analyte"].eq("anc").to_numpy(dtype=bool)]
-    in_window = nadir_counts[nadir_counts["day"].between(first, last).to_numpy(dtype=bool)]
+    nadir_counts = nadir_counts.join(window, on=keys)
+    in_window = nadir_counts[
+        nadir_counts["day"]
+        .between(nadir_counts["window_first"], nadir_counts["window_last"])
+        .to_numpy(dtype=bool)
+    ]
     out["nadir_sampled"] = in_window.groupby(keys).size().gt(0)
     out["gcsf"] = gcsf_cycles(events, cycles).reindex(out.index).fillna(False).astype(bool)
     out = out.join(cycle_fevers(events, cycles, febrile_counts, keys, timezone, febrile))
