@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from monitor.analysis.cycles.align import as_utc, cycles_from_events, day_start
+from monitor.analysis.cycles.display import regimen_nadir_days
 from monitor.analysis.cycles.rules import CycleRules
 from monitor.analysis.flags import LINEAGES
 from monitor.analysis.triage import in_priority_order, max_grade
@@ -124,10 +125,8 @@ def nadir_windows(
     if not events["kind"].eq("chemotherapy").any():
         return pd.DataFrame(columns=WINDOW_COLUMNS)
     cycles = cycles_from_events(events, rules, timezone, overdue=True)
-    regimens = cycles["regimen"].fillna("").astype(str)
-    chosen = {text: rules.nadir_window(text) for text in regimens.unique()}
-    first = regimens.map(lambda text: chosen[text][0]).astype("int64")
-    last = regimens.map(lambda text: chosen[text][1]).astype("int64")
+    days = regimen_nadir_days(cycles["regimen"], rules)
+    first, last = days["window_first"], days["window_last"]
     opens = _local_day(cycles["day_start"], first, timezone)
     closes = _local_day(cycles["day_start"], last + 1, timezone)
     next_day = as_utc(cycles["end"]).where(cycles["next_start"].notna())

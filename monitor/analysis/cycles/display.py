@@ -55,7 +55,7 @@ def cycle_table(
         text = low.astype("string") + "-" + high.astype("string").fillna("?")
         return text.where((low != high).fillna(True), low.astype("string")).fillna("unknown")
 
-    windows = nadir_windows(frame["regimen"], rules)
+    windows = regimen_nadir_days(frame["regimen"], rules)
     window = (
         windows["window_first"].map(cycle_notation).astype("string")
         + "-"
@@ -128,7 +128,7 @@ def _column(frame: pd.DataFrame, name: str) -> pd.Series:
     return pd.Series("", index=frame.index, dtype=object)
 
 
-def nadir_windows(regimens: pd.Series, rules: CycleRules) -> pd.DataFrame:
+def regimen_nadir_days(regimens: pd.Series, rules: CycleRules) -> pd.DataFrame:
     """``window_first`` and ``window_last`` (days after the dose) of each cycle's nadir window, indexed as
     ``regimens`` (each cycle's regimen text): the regimen's own window when the site set one, else
     ``rules.nadir_window_days`` (``CycleRules.nadir_window``; one look-up per distinct regimen)."""

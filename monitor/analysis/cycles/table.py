@@ -12,7 +12,7 @@ from monitor.analysis.cycles.align import (
     on_next_dosing_day,
     usable_results,
 )
-from monitor.analysis.cycles.display import nadir_windows
+from monitor.analysis.cycles.display import regimen_nadir_days
 from monitor.analysis.cycles.fever import cycle_fevers
 from monitor.analysis.cycles.readiness import judge_readiness
 from monitor.analysis.cycles.rules import DEFAULT_CYCLE_RULES, CycleRules
@@ -190,7 +190,7 @@ def treatment_cycles(
     out["recovery_day"], out["recovery_after_day"] = recovery["day"], recovery["after_day"]
     out["anc_results"] = anc.groupby(keys).size()
     # Each cycle's nadir window: its regimen's when the site set one, else the site default.
-    window = nadir_windows(out["regimen"], rules)
+    window = regimen_nadir_days(out["regimen"], rules)
     nadir_counts = after_dose[after_dose["analyte"].eq("anc").to_numpy(dtype=bool)]
     nadir_counts = nadir_counts.join(window, on=keys)
     in_window = nadir_counts[
