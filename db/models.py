@@ -401,6 +401,10 @@ class PatientStatus(Base):
     # dated); the worklist ranks it first.
     febrile_neutropenia: Mapped[bool | None] = mapped_column(Boolean)
     febrile_detail: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # When the open episode ends if no fever and no lower ANC arrive first (the ANC in force is already >= 0.5
+    # and the last fever's 24 hours run out then): a list read after it shows the episode ended without
+    # waiting for the next recompute.
+    febrile_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # CBCs due (analysis.due.nadir_status): the latest chemotherapy cycle's nadir window ("D8-D15"), when it
     # opens and closes (the site zone's day starts, in UTC), whether a WBC or ANC was drawn in it, and until
     # when the cycle is current; the previous cycle's window when it closed without a count. What is due is

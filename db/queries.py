@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 import pandas as pd
@@ -67,14 +67,18 @@ def patient_list(
     timezone: str = "UTC",
     today: date | None = None,
     patient_key: int | None = None,
+    now: datetime | None = None,
 ) -> pd.DataFrame:
     """One row per patient ``viewer`` may see, from the materialised status, most recent CBC first.
 
     Days (since the last CBC, of the current cycle) are calendar days in ``timezone`` (the site's);
-    ``today`` is the date there unless given. ``patient_key``: that patient's row only.
+    ``today`` is the date there unless given. ``patient_key``: that patient's row only. ``now`` (the
+    current time unless given): an episode of febrile neutropenia whose quiet end (``febrile_until``) has
+    passed is read as ended, before the next recompute records it.
     """
     zone = timezone
-    today = today or datetime.now(ZoneInfo(zone)).date()
+    now = now or datetime.now(UTC)
+    today = today or now.astimezone(ZoneInfo(zone)).date()
     statement = (
         select(
             Patient.id.label("patient_key"),
@@ -96,6 +100,7 @@ def patient_list(
             PatientStatus.readiness,
             PatientStatus.febrile_neutropenia,
             PatientStatus.febrile_detail,
+            PatientStatus.febrile_until,
             *(PatientStatus.__table__.c[name] for name in NADIR_COLUMNS),
             PatientStatus.computed_at,
             PatientStatus.last_collected_at,
@@ -142,6 +147,23 @@ def patient_list(
     # Febrile neutropenia now (an open episode): true, false, or null without a temperature or fever recorded.
     frame["febrile_neutropenia"] = frame["febrile_neutropenia"].astype("boolean")
     frame["febrile_detail"] = frame["febrile_detail"].fillna("")
+    # An episode whose quiet end has passed (ANC >= 0.5 already, no fever since for 24 hours) has ended.
+    ended = frame["febrile_neutropenia"].fillna(False).to_numpy(dtype=bool) & (
+        pd.to_datetime(frame["febrile_until"], utc=True) <= pd.Timestamp(now)
+    ).to_numpy(dtype=bool)
+    if ended.any():
+        frame.loc[ended, "febrile_neutropenia"] = False
+        frame.loc[ended, "febrile_detail"] = ""
+        kept = [
+            [(flag, said) for flag, said in zip(flags, told, strict=False) if flag != FEBRILE]
+            for flags, told in zip(frame.loc[ended, "flags"], frame.loc[ended, "explanations"], strict=True)
+        ]
+        frame.loc[ended, "flags"] = pd.Series(
+            [[flag for flag, _ in pairs] for pairs in kept], index=frame.index[ended], dtype=object
+        )
+        frame.loc[ended, "explanations"] = pd.Series(
+            [[said for _, said in pairs] for pairs in kept], index=frame.index[ended], dtype=object
+        )
     # Febrile neutropenia's times are stored dated: read today, today's are told by the clock alone.
     day = today.isoformat()
     frame["febrile_detail"] = on_day(frame["febrile_detail"], day).astype(object)

@@ -617,7 +617,7 @@ def _febrile_now(
     in a chemotherapy cycle or not): True during an episode, with its sentence in ``febrile_detail``;
     False for a patient with a temperature or fever event recorded and no episode now; absent (null)
     for one with neither (docs/clinical-rules.md, Febrile neutropenia)."""
-    columns = ["febrile_neutropenia", "febrile_detail"]
+    columns = ["febrile_neutropenia", "febrile_detail", "febrile_until"]
     fevers = events[events["kind"].eq("fever").to_numpy(dtype=bool)]
     judged = pd.Index(pd.concat([temperatures["patient_key"], fevers["patient_key"]]).unique())
     if judged.empty:
@@ -631,11 +631,13 @@ def _febrile_now(
     )
     current = found[found["current"].astype(bool).to_numpy()]
     out = pd.DataFrame(
-        {"febrile_neutropenia": False, "febrile_detail": ""},
+        {"febrile_neutropenia": False, "febrile_detail": "", "febrile_until": pd.NaT},
         index=pd.Index(judged.astype("int64"), name="patient_key"),
     )
+    out["febrile_until"] = pd.to_datetime(out["febrile_until"], utc=True)
     out.loc[current.index, "febrile_neutropenia"] = True
     out.loc[current.index, "febrile_detail"] = current["sentence"].astype(str).to_numpy()
+    out.loc[current.index, "febrile_until"] = pd.to_datetime(current["until"], utc=True).to_numpy()
     return out[columns]
 
 

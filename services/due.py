@@ -44,7 +44,11 @@ def cbcs_due(
     first and last days in ``timezone``, ``last_collected_at`` the last CBC (UTC)."""
     with store() as session:
         listed = queries.patient_list(
-            session, viewer=viewer, timezone=timezone, today=now.astimezone(ZoneInfo(timezone)).date()
+            session,
+            viewer=viewer,
+            timezone=timezone,
+            today=now.astimezone(ZoneInfo(timezone)).date(),
+            now=now,
         )
         rules = site_rules(session).cycles
     items = due_items(listed, as_of=pd.Timestamp(now), rules=rules, timezone=timezone, days=days)

@@ -130,7 +130,7 @@ def patient_cycles(
         events = queries.patient_events(session, patient_key, viewer=viewer)
         rules = site_rules(session)
         listed = queries.patient_list(
-            session, viewer=viewer, timezone=timezone, today=today, patient_key=patient_key
+            session, viewer=viewer, timezone=timezone, today=today, patient_key=patient_key, now=now
         )
     found = _cycle_view(
         results,
@@ -165,7 +165,7 @@ def patient_view(
         queries.check_access(session, patient_key, viewer)
         today = now.astimezone(ZoneInfo(timezone)).date()
         listed = queries.patient_list(
-            session, viewer=viewer, timezone=timezone, today=today, patient_key=patient_key
+            session, viewer=viewer, timezone=timezone, today=today, patient_key=patient_key, now=now
         )
         if listed.empty:
             raise PatientNotFound("no such patient among those you may see")

@@ -28,7 +28,11 @@ def patient_list(
     ``cbc_due`` and ``cbc_due_reason`` as of ``now`` (``analysis.due.due_flags``)."""
     with store() as session:
         listed = queries.patient_list(
-            session, viewer=viewer, timezone=timezone, today=now.astimezone(ZoneInfo(timezone)).date()
+            session,
+            viewer=viewer,
+            timezone=timezone,
+            today=now.astimezone(ZoneInfo(timezone)).date(),
+            now=now,
         )
         rules = site_rules(session).cycles
     return listed.join(due_flags(listed, as_of=pd.Timestamp(now), rules=rules, timezone=timezone))
@@ -57,7 +61,11 @@ def alerts(
     with store() as session:
         changes = queries.status_changes_since(session, since=since, viewer=viewer)
         patients = queries.patient_list(
-            session, viewer=viewer, timezone=timezone, today=now.astimezone(ZoneInfo(timezone)).date()
+            session,
+            viewer=viewer,
+            timezone=timezone,
+            today=now.astimezone(ZoneInfo(timezone)).date(),
+            now=now,
         )
         rules = site_rules(session).cycles
     found = current_alerts(changes, patients) if not changes.empty else pd.DataFrame(columns=ALERT_COLUMNS)

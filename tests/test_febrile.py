@@ -331,6 +331,37 @@ def test_recovery_ends_the_flag_and_is_told_as_recovered_in_the_history(
     assert changes[1][1].startswith("recovered from febrile neutropenia (was: ANC 0.30 at ")
 
 
+def test_an_episode_whose_quiet_end_passes_is_read_as_ended_before_the_next_recompute(
+    upgraded: str, tmp_path: Path
+) -> None:
+    # Fever 38.9 with ANC 0.3, then ANC 0.7 an hour later (a count >= 0.5 while the fever is recent): the
+    # episode ends 24 h after the fever if nothing new arrives. No import or recompute comes after.
+    fever = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=3)
+    _import(
+        upgraded,
+        tmp_path,
+        "episode.csv",
+        [
+            f"P1,{_at(fever - timedelta(hours=1))},anc,0.3,10^9/L,1.5,7.7,CITY,A1,final",
+            f"P1,{_at(fever)},temp,38.9,Cel,,,CITY,T1,final",
+            f"P1,{_at(fever + timedelta(hours=1))},anc,0.7,10^9/L,1.5,7.7,CITY,A2,final",
+        ],
+    )
+    store = open_store(upgraded, timezone="UTC")
+
+    def listed(at: datetime) -> dict:
+        ordered = worklist(store, viewer=SYSTEM, timezone="UTC", now=at)
+        return ordered.set_index("patient_id").loc["P1"].to_dict()
+
+    almost = listed(fever + timedelta(hours=23, minutes=59))
+    assert almost["febrile_neutropenia"] is True and almost["flags"][0] == "febrile_neutropenia"
+    assert almost["tier"] == 1
+    ended = listed(fever + timedelta(hours=24))
+    assert ended["febrile_neutropenia"] is False and "febrile_neutropenia" not in ended["flags"]
+    assert len(ended["flags"]) == len(ended["explanations"]) and ended["tier"] != 1
+    assert not ended["priority_reason"].startswith("febrile")
+
+
 def test_the_cycle_tables_fn_agrees_with_the_flag(upgraded: str, tmp_path: Path) -> None:
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     dosed = now - timedelta(days=9)

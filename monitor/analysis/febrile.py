@@ -59,6 +59,7 @@ EPISODE_COLUMNS = (
     "start",
     "end",
     "ongoing",
+    "until",
     "idsa",
     "ctcae",
     "free_text",
@@ -366,7 +367,9 @@ def febrile_episodes(
     pd.DataFrame
         Columns ``EPISODE_COLUMNS``, by patient and start: ``episode`` (1-based), ``start`` (the time of
         the first qualifying fever), ``end`` (the first time the ANC in force was >= ``end_anc`` with no
-        fever for ``afebrile_hours``; NaT while ``ongoing``), ``idsa`` and ``ctcae`` (met by one of its
+        fever for ``afebrile_hours``; NaT while ``ongoing``), ``until`` (an ongoing episode's end if no
+        fever and no lower ANC arrive first: the ANC in force is already >= ``end_anc`` and the last
+        fever's ``afebrile_hours`` run out then; NaT otherwise), ``idsa`` and ``ctcae`` (met by one of its
         pairs), ``free_text`` (the sentence rests on a free-text fever) and ``sentence``: the first pair
         meeting each definition, "ANC 0.40 at 08:10 and temperature 38.6 °C at 11:30 (IDSA 2010 and
         CTCAE v5.0)".
@@ -387,7 +390,7 @@ def febrile_episodes(
     qualifying = pairs[(pairs["idsa"] | pairs["ctcae"]).to_numpy(dtype=bool)]
     if qualifying.empty:
         return pd.DataFrame(columns=list(EPISODE_COLUMNS))
-    recovered = _recovery_times(pairs, _usable(results, "anc", as_of), rules, as_of)
+    recovered = _recovery_times(pairs, _usable(results, "anc", as_of), rules)
     found = pd.merge_asof(
         qualifying.sort_values("at"),
         recovered,
@@ -423,13 +426,15 @@ def febrile_episodes(
             "sentence": told["clause"].agg("; ".join),
         }
     )
-    out["ongoing"] = out["end"].isna()
+    ahead = out["end"].notna() & (out["end"] > as_of if as_of is not None else False)
+    out["ongoing"] = out["end"].isna() | ahead
+    # An ongoing episode ends at ``until`` if no fever and no ANC below ``end_anc`` arrive before it.
+    out["until"] = out["end"].where(ahead)
+    out["end"] = out["end"].where(~out["ongoing"])
     return out.reset_index().reindex(columns=list(EPISODE_COLUMNS))
 
 
-def _recovery_times(
-    pairs: pd.DataFrame, anc: pd.DataFrame, rules: FebrileRules, as_of: pd.Timestamp | None
-) -> pd.DataFrame:
+def _recovery_times(pairs: pd.DataFrame, anc: pd.DataFrame, rules: FebrileRules) -> pd.DataFrame:
     """Per patient, the times at which the ANC in force is >= ``end_anc`` and no fever was recorded in the
     ``afebrile_hours`` before: an ANC that high arriving, or that many hours passing since a fever."""
     afebrile = pd.Timedelta(hours=rules.afebrile_hours)
@@ -446,8 +451,8 @@ def _recovery_times(
         ],
         ignore_index=True,
     )
-    if as_of is not None:
-        candidates = candidates[(candidates["at"] <= as_of).to_numpy(dtype=bool)]
+    # Not cut at ``as_of``: a quiet end still ahead (the last fever's hours running out) is the ongoing
+    # episode's ``until``.
     candidates = candidates.drop_duplicates().sort_values("at")
     in_force = pd.merge_asof(
         candidates,
@@ -519,11 +524,12 @@ def _clauses(pairs: pd.DataFrame, timezone: str) -> pd.Series:
 def febrile_now(episodes: pd.DataFrame) -> pd.DataFrame:
     """Per patient with an episode: the current one (or none), and the episodes before it.
 
-    Returns a frame indexed by ``patient_key``: ``current`` (an episode is ongoing), ``start``, ``idsa``,
+    Returns a frame indexed by ``patient_key``: ``current`` (an episode is ongoing), ``until`` (when it
+    ends if nothing new arrives: ``febrile_episodes``), ``start``, ``idsa``,
     ``ctcae`` and ``sentence`` of the current episode (of the latest when none is ongoing), ``free_text``,
     ``past`` (how many episodes have ended) and ``last_end`` (when the latest of them ended).
     """
-    columns = ["current", "start", "idsa", "ctcae", "free_text", "sentence", "past", "last_end"]
+    columns = ["current", "until", "start", "idsa", "ctcae", "free_text", "sentence", "past", "last_end"]
     if episodes.empty:
         return pd.DataFrame(columns=columns, index=pd.Index([], name="patient_key"))
     ordered = episodes.sort_values(["patient_key", "start"], kind="stable")
@@ -531,6 +537,7 @@ def febrile_now(episodes: pd.DataFrame) -> pd.DataFrame:
     ended = ordered[~ordered["ongoing"].astype(bool).to_numpy()].groupby("patient_key")
     return latest.assign(
         current=latest["ongoing"].astype(bool),
+        until=latest["until"].where(latest["ongoing"].astype(bool)),
         past=ended.size().reindex(latest.index).fillna(0).astype("int64"),
         last_end=ended["end"].max().reindex(latest.index),
     )[columns]
