@@ -29,7 +29,7 @@ if patients.empty:
     st.stop()
 
 teams = sorted({team for listed in patients["teams"] for team in listed.split(", ") if team})
-filters = st.columns([2, 3, 1.3, 2.5, 1.6, 1.2], vertical_alignment="bottom")
+filters = st.columns([1.8, 2.6, 1.1, 2.2, 1.9, 1.4], vertical_alignment="bottom")
 team = filters[0].selectbox("Team", ["All teams", *teams], key="worklist_team")
 flags = filters[1].multiselect(
     "Flags", [*FLAGS, *SUPPORT_FLAGS], format_func=flag_label, key="worklist_flags"

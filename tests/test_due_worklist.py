@@ -186,17 +186,17 @@ def test_the_worklist_shows_a_cbc_due_chip_and_reason_and_filters_on_it(app_stor
     assert "CBC due" in exported.set_index("Patient ID").loc["ONC-1", "Flags"]
 
 
-def test_the_febrile_neutropenia_chip_comes_first_and_the_cbc_due_chip_after_the_flags() -> None:
+def test_febrile_neutropenia_is_one_chip_first_and_the_cbc_due_chip_comes_after_the_flags() -> None:
     from ui.worklist import chips
 
     shown = pd.DataFrame(
         {
-            "flags": [["leukopenia", "anc_persistent"], []],
+            "flags": [["febrile_neutropenia", "leukopenia", "anc_persistent"], []],
             "febrile_neutropenia": pd.array([True, pd.NA], dtype="boolean"),
             "cbc_due": [True, False],
         }
     )
-    assert chips(shown).tolist() == [["Febrile neutropenia", "leukopenia", "ANC persistent", "CBC due"], []]
+    assert chips(shown).tolist() == [["febrile neutropenia", "leukopenia", "ANC persistent", "CBC due"], []]
 
 
 def test_the_worklists_changes_list_the_monitoring_gaps_after_the_changes() -> None:

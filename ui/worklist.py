@@ -50,21 +50,18 @@ def _reported(values: pd.Series, comparators: pd.Series, statuses: pd.Series | N
     return text.where(~preliminary, text + " (preliminary)")
 
 
-# Chips beside the flags: findings the status carries that are not flags of monitor.analysis.flags.
+# A chip after the flags: a finding the status carries that is not a flag of monitor.analysis.flags.
 CBC_DUE_CHIP = "CBC due"
-FEBRILE_CHIP = "Febrile neutropenia"
 
 
 def chips(shown: pd.DataFrame) -> pd.Series:
-    """Each patient's flag labels, after a "Febrile neutropenia" chip (the status's current verdict) and
-    before a "CBC due" chip (``cbc_due``: analysis.due), where they hold."""
-    febrile = shown.get("febrile_neutropenia", pd.Series(False, index=shown.index))
-    febrile = febrile.astype("boolean").fillna(False).astype(bool)
+    """Each patient's flag labels (febrile neutropenia, a flag, first), then a "CBC due" chip where one is
+    due (``cbc_due``: analysis.due)."""
     due = shown.get("cbc_due", pd.Series(False, index=shown.index)).astype("boolean").fillna(False)
     return pd.Series(
         [
-            [*([FEBRILE_CHIP] if hot else []), *map(flag_label, listed), *([CBC_DUE_CHIP] if late else [])]
-            for hot, late, listed in zip(febrile, due.astype(bool), shown["flags"], strict=True)
+            [*map(flag_label, listed), *([CBC_DUE_CHIP] if late else [])]
+            for late, listed in zip(due.astype(bool), shown["flags"], strict=True)
         ],
         index=shown.index,
         dtype=object,
