@@ -284,8 +284,9 @@ def test_the_worklist_puts_the_most_urgent_first_with_the_reason(
     expect(page.get_by_role("heading", name="Worklist", level=1)).to_be_visible()
     expect(page.locator('[data-testid="stAlertContentWarning"]').first).to_contain_text("Synthetic demo data")
     priorities, reasons = _grid_column(page, 1), _grid_column(page, 2)
-    expect(priorities.first).to_have_text("1")  # the demo has an ANC grade 4
-    expect(reasons.first).to_contain_text("ANC grade 4")
+    # The demo's showcase has febrile neutropenia, first in tier 1 (before an afebrile ANC grade 4).
+    expect(priorities.first).to_have_text("1")
+    expect(reasons.first).to_contain_text("febrile neutropenia (ANC 0.10")
     expect(page.get_by_role("button", name="Download this list (CSV)")).to_be_visible()
     expect(page.locator('[data-testid="stMetric"]').first).to_contain_text("Patients")
     expect(page.locator('[data-testid="stException"]')).to_have_count(0)
@@ -332,6 +333,12 @@ def test_the_cycles_page_overlays_each_cycle(dashboard: str, page: Page, tmp_pat
     _sign_in(page, dashboard)
     page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name="Treatment cycles").click()
     expect(page.get_by_role("heading", name="Treatment cycles", level=1)).to_be_visible()
+    # A demo patient with several cycles (the first listed may have only one, drawn without a legend).
+    chosen = page.get_by_label("Patient (with chemotherapy)")
+    chosen.click()
+    page.keyboard.type("DEMO-0002")
+    page.keyboard.press("Enter")
+    _settled(page)
     chart = page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot')
     expect(chart.locator(".scatterlayer .trace").first).to_be_visible()
     expect(chart.locator(".legendtext", has_text="Cycle 1").first).to_be_visible()
