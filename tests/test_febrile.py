@@ -101,9 +101,50 @@ def test_the_anc_in_force_is_drawn_24_hours_before_to_12_hours_after(minutes: in
     assert met(pairs) == [(paired, paired)] and pairs["unknown"].tolist() == [not paired]
 
 
-def test_the_latest_anc_in_the_window_is_the_one_in_force() -> None:
+def test_the_anc_in_force_is_the_lower_of_the_one_before_and_the_one_after() -> None:
+    # A higher count after the fever never replaces the one in force at it.
     pairs = fever_pairs(results(("anc", 0.3, -120), ("anc", 0.7, 60), ("temp", 38.6, 0)))
-    assert pairs["anc"].tolist() == [0.7] and met(pairs) == [(False, True)]
+    assert pairs["anc"].tolist() == [0.3] and met(pairs) == [(True, True)]
+    # A lower count after it is the one in force (the fever came as the count fell).
+    lower = fever_pairs(results(("anc", 1.2, -120), ("anc", 0.4, 60), ("temp", 38.6, 0)))
+    assert lower["anc"].tolist() == [0.4] and met(lower) == [(True, True)]
+    # Of several before it, the latest; of several after it, the first.
+    several = fever_pairs(
+        results(("anc", 0.2, -300), ("anc", 0.8, -60), ("anc", 0.9, 60), ("anc", 0.1, 120), ("temp", 38.6, 0))
+    )
+    assert several["anc"].tolist() == [0.8]
+    # Equal counts: the one before.
+    assert fever_pairs(results(("anc", 0.4, -60), ("anc", 0.4, 60), ("temp", 38.6, 0)))[
+        "anc_at"
+    ].tolist() == [T0 - pd.Timedelta(minutes=60)]
+
+
+def test_a_higher_anc_after_the_fever_keeps_the_episode_until_the_recovery_rule_ends_it() -> None:
+    # The reviewer's case: ANC 0.3 at 08:00, 38.9 °C at 10:00, ANC 1.2 at 21:00.
+    rows = results(("anc", 0.3, -4 * 60), ("temp", 38.9, -2 * 60), ("anc", 1.2, 9 * 60))
+    fever = T0 - pd.Timedelta(hours=2)
+    found = febrile_episodes(rows, as_of=T0 + pd.Timedelta(hours=10))
+    assert found["ongoing"].tolist() == [True]
+    assert on_day(found["sentence"], "2026-03-10").tolist() == [
+        "ANC 0.30 at 08:00 and temperature 38.9 °C at 10:00 (IDSA 2010 and CTCAE v5.0)"
+    ]
+    # It ends 24 h after the fever (ANC >= 0.5 and afebrile for 24 h), not when the higher count came.
+    assert found["until"].tolist() == [fever + pd.Timedelta(hours=24)]
+    ended = febrile_episodes(rows, as_of=fever + pd.Timedelta(hours=24))
+    assert ended["end"].tolist() == [fever + pd.Timedelta(hours=24)]
+    # ANC 0.4 at 08:00, 38.4 at 10:00, ANC 0.6 at 20:00: paired with 0.40, IDSA kept.
+    low = results(("anc", 0.4, -4 * 60), ("temp", 38.4, -2 * 60), ("anc", 0.6, 8 * 60))
+    assert on_day(febrile_episodes(low)["sentence"], "2026-03-10").tolist() == [
+        "ANC 0.40 at 08:00 and temperature 38.4 °C at 10:00 (IDSA 2010 and CTCAE v5.0)"
+    ]
+
+
+def test_the_falling_rule_reads_the_paired_anc_and_the_one_before_it() -> None:
+    # 1.2 at 02:00, 0.8 at 12:00, fever 38.4 at 12:10, then 1.5 at 20:00: 0.80 is in force, falling.
+    rows = results(("anc", 1.2, -600), ("anc", 0.8, 0), ("temp", 38.4, 10), ("anc", 1.5, 8 * 60))
+    pairs = fever_pairs(rows)
+    assert pairs["anc"].tolist() == [0.8] and pairs["falling"].tolist() == [True]
+    assert met(pairs) == [(True, True)]
 
 
 def test_an_anc_below_1_0_falling_to_below_0_5_within_48_hours_meets_idsa() -> None:
@@ -360,6 +401,58 @@ def test_an_episode_whose_quiet_end_passes_is_read_as_ended_before_the_next_reco
     assert ended["febrile_neutropenia"] is False and "febrile_neutropenia" not in ended["flags"]
     assert len(ended["flags"]) == len(ended["explanations"]) and ended["tier"] != 1
     assert not ended["priority_reason"].startswith("febrile")
+
+
+def test_a_higher_anc_after_the_fever_does_not_erase_the_episode_through_the_importer(
+    upgraded: str, tmp_path: Path
+) -> None:
+    # ANC 0.3, fever 38.9 two hours later, ANC 1.2 eleven hours after the fever (a second import).
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    fever = now - timedelta(hours=12)
+    dosed = now - timedelta(days=9)
+    _import(
+        upgraded,
+        tmp_path,
+        "first.csv",
+        [
+            f"P1,{_at(dosed - timedelta(hours=2))},anc,3.0,10^9/L,1.5,7.7,CITY,A0,final",
+            f"P1,{_at(fever - timedelta(hours=2))},anc,0.3,10^9/L,1.5,7.7,CITY,A1,final",
+            f"P1,{_at(fever)},temp,38.9,Cel,,,CITY,T1,final",
+        ],
+    )
+    _import(
+        upgraded,
+        tmp_path,
+        "events.csv",
+        ["patient_id,kind,start,end,label", f"P1,chemotherapy,{_at(dosed)},,paclitaxel"],
+        "--format",
+        "events",
+    )
+    sentence = (
+        f"ANC 0.30 at {_told(fever - timedelta(hours=2), 'UTC')} and temperature 38.9 °C at "
+        f"{_told(fever, 'UTC')} (IDSA 2010 and CTCAE v5.0)"
+    )
+    assert _patients(upgraded)["P1"]["febrile_detail"] == sentence
+    _import(
+        upgraded,
+        tmp_path,
+        "second.csv",
+        [f"P1,{_at(fever + timedelta(hours=11))},anc,1.2,10^9/L,1.5,7.7,CITY,A2,final"],
+    )
+    found = _patients(upgraded)["P1"]
+    assert found["febrile_neutropenia"] is True and found["febrile_detail"] == sentence
+    assert found["flags"][0] == "febrile_neutropenia" and found["priority"] == 1
+    cycles = json.loads(monitor("cycles", "P1", "--format", "json", url=upgraded).stdout)
+    assert [cycle["febrile_neutropenia"] for cycle in cycles] == [True]
+    engine = make_engine(upgraded)
+    try:
+        with make_session_factory(engine)() as session:
+            changes = session.scalars(
+                select(StatusChange.change).where(StatusChange.flag == "febrile_neutropenia")
+            ).all()
+    finally:
+        engine.dispose()
+    assert list(changes) == ["appeared"]  # not "recovered" when the higher count came
 
 
 def test_the_cycle_tables_fn_agrees_with_the_flag(upgraded: str, tmp_path: Path) -> None:

@@ -1,8 +1,10 @@
 """Febrile neutropenia from recorded temperatures and ANCs, for every patient, by IDSA 2010 and CTCAE v5.0.
 
 Each fever (a temperature >= 38.0 °C, or a fever event written in free text where no temperature was
-measured near it) is paired with the ANC in force: the latest ANC from ``anc_before_hours`` before it to
-``anc_after_hours`` after it (docs/clinical-rules.md, Febrile neutropenia). Both definitions are judged on
+measured near it) is paired with the ANC in force at it: the lower of the latest ANC at or before it (at
+most ``anc_before_hours`` earlier) and the first ANC after it (at most ``anc_after_hours`` later), either
+alone when only one exists; a higher count after the fever never withdraws an episode
+(docs/clinical-rules.md, Febrile neutropenia). Both definitions are judged on
 every pair; their thresholds are theirs, not settings:
 
 * IDSA 2010 (Freifeld AG et al., Clin Infect Dis 2011;52(4):e56-e93): a single temperature >= 38.3 °C, or
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -71,8 +73,9 @@ EPISODE_COLUMNS = (
 class FebrileRules:
     """The site's febrile-neutropenia settings (the definitions' thresholds are not among them).
 
-    * ``anc_before_hours`` = 24, ``anc_after_hours`` = 12: the ANC in force for a temperature is the latest
-      drawn from 24 h before it to 12 h after it (no source: site default).
+    * ``anc_before_hours`` = 24, ``anc_after_hours`` = 12: the ANC in force for a temperature is the lower
+      of the latest drawn up to 24 h before it and the first drawn up to 12 h after it (no source: site
+      default).
     * ``sustained_minutes`` = 60: "over an hour" (IDSA 2010: at least 60 minutes apart) and "for more than
       one hour" (CTCAE v5.0: more than 60 minutes).
     * ``falling_hours`` = 48: IDSA 2010, an ANC "expected to decrease to < 500 cells/mm3 during the next
@@ -276,10 +279,10 @@ def fever_pairs(
     pd.DataFrame
         One row per fever, by patient and time: ``at``, ``celsius`` (at 0.1 °C; NaN for a free-text fever
         without one), ``since``/``since_celsius`` (the first reading of its run >= 38.0), ``free_text``,
-        ``anc``, ``anc_comparator``, ``anc_at`` (NaN/NaT when none is in force), ``before``/``before_at``
-        (the earlier ANC of IDSA's line), ``falling``, ``idsa`` and ``ctcae`` (the definitions met) and
-        ``unknown`` (neither can be told: a free-text fever without a temperature or between 38.0 and 38.3
-        with a low ANC, or a fever with no ANC in force).
+        ``anc``, ``anc_comparator``, ``anc_at`` (the ANC in force: ``_paired``; NaN/NaT when none),
+        ``before``/``before_at`` (the earlier ANC of IDSA's line), ``falling``, ``idsa`` and ``ctcae`` (the
+        definitions met) and ``unknown`` (neither can be told: a free-text fever without a temperature or
+        between 38.0 and 38.3 with a low ANC, or a fever with no ANC in force).
 
     Examples
     --------
@@ -296,23 +299,7 @@ def fever_pairs(
     if fevers.empty:
         return pd.DataFrame(columns=_PAIR_COLUMNS)
     anc = _counts(_usable(results, "anc", as_of), rules)
-    after = pd.Timedelta(hours=rules.anc_after_hours)
-    window = pd.Timedelta(hours=rules.anc_before_hours) + after
-    # The latest ANC drawn at most ``after`` later: the one in force when it is no more than ``before``
-    # earlier (both edges included).
-    keyed = fevers.assign(key=fevers["at"] + after).sort_values("key")
-    counts = anc.rename(columns={"at": "anc_at", "value": "anc", "comparator": "anc_comparator"}).sort_values(
-        "anc_at"
-    )
-    paired = pd.merge_asof(
-        keyed,
-        counts,
-        left_on="key",
-        right_on="anc_at",
-        by="patient_key",
-        direction="backward",
-        tolerance=window,
-    ).drop(columns="key")
+    paired = _paired(fevers, anc, rules)
     known = paired["anc_at"].notna()
     idsa_n = paired["idsa_neutropenia"].astype("boolean").fillna(False).astype(bool)
     ctcae_n = paired["ctcae_neutropenia"].astype("boolean").fillna(False).astype(bool)
@@ -327,6 +314,49 @@ def fever_pairs(
     )
     out = out.sort_values(["patient_key", "at"], kind="stable").reset_index(drop=True)
     return out.reindex(columns=_PAIR_COLUMNS)
+
+
+def _paired(fevers: pd.DataFrame, anc: pd.DataFrame, rules: FebrileRules) -> pd.DataFrame:
+    """Each fever with the ANC in force at it: the lower of the latest ANC at or before it (at most
+    ``anc_before_hours`` earlier) and the first ANC after it (at most ``anc_after_hours`` later), either
+    alone when only one exists; both edges included, the one before on a tie. A higher count drawn after
+    the fever never replaces a lower one in force at it (both definitions judge the neutrophil count at the
+    time of the fever)."""
+    counts = anc.rename(columns={"at": "anc_at", "value": "anc", "comparator": "anc_comparator"})
+    counts = counts.sort_values("anc_at")
+    ordered = fevers.sort_values("at")
+    sides = []
+    directions: tuple[tuple[Literal["backward", "forward"], int, bool], ...] = (
+        ("backward", rules.anc_before_hours, True),
+        ("forward", rules.anc_after_hours, False),
+    )
+    for direction, hours, exact in directions:
+        sides.append(
+            pd.merge_asof(
+                ordered,
+                counts,
+                left_on="at",
+                right_on="anc_at",
+                by="patient_key",
+                direction=direction,
+                tolerance=pd.Timedelta(hours=hours),
+                allow_exact_matches=exact,
+            )
+        )
+    before, after = sides
+    # "<0.1" sorts below 0.1 and ">2.0" above 2.0; an exact tie keeps the ANC before.
+    shift = {"<": -1e-9, "<=": -1e-9, ">": 1e-9, ">=": 1e-9}
+    level = [
+        side["anc"].round(COMPARE_DECIMALS) + side["anc_comparator"].map(shift).astype("float64").fillna(0.0)
+        for side in sides
+    ]
+    use_after = (after["anc_at"].notna() & (before["anc_at"].isna() | (level[1] < level[0]))).to_numpy(
+        dtype=bool
+    )
+    chosen = before.copy()
+    for column in (c for c in counts.columns if c != "patient_key"):
+        chosen[column] = before[column].where(~use_after, after[column])
+    return chosen
 
 
 _PAIR_COLUMNS = [
