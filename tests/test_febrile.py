@@ -168,7 +168,7 @@ def test_an_anc_below_1_0_falling_to_below_0_5_within_48_hours_meets_idsa() -> N
     assert met(old) == [(False, True)]
 
 
-def test_a_free_text_fever_counts_only_where_no_temperature_was_measured_within_12_hours() -> None:
+def test_a_free_text_fever_is_set_aside_only_by_a_temperature_measured_within_an_hour() -> None:
     fever = pd.DataFrame(
         {"patient_key": [1], "kind": ["fever"], "start_at": [T0], "label": ["Fever 38.9 C"], "details": [""]}
     )
@@ -177,10 +177,46 @@ def test_a_free_text_fever_counts_only_where_no_temperature_was_measured_within_
         "ANC 0.30 at 11:00 and fever 38.9 °C at 12:00 (free text) (IDSA 2010 and CTCAE v5.0)"
     ]
     assert alone["free_text"].tolist() == [True]
-    measured = results(("anc", 0.3, -60), ("temp", 37.2, 12 * 60))
-    assert febrile_episodes(measured, fever).empty
-    later = results(("anc", 0.3, -60), ("temp", 37.2, 12 * 60 + 1))
-    assert len(febrile_episodes(later, fever)) == 1
+    # Measured within an hour, before or after: the same reading written twice; the measured one wins.
+    for minutes in (-60, 60):
+        measured = results(("anc", 0.3, -60), ("temp", 37.2, minutes))
+        assert febrile_episodes(measured, fever).empty, minutes
+    # A normal temperature measured later (or earlier) than that never sets the written fever aside.
+    for minutes in (-61, 61, 12 * 60):
+        later = results(("anc", 0.3, -60), ("temp", 37.2, minutes))
+        assert len(febrile_episodes(later, fever)) == 1, minutes
+    # The site may widen the window.
+    wide = FebrileRules.from_mapping({"free_text_window_hours": 12})
+    assert febrile_episodes(results(("anc", 0.3, -60), ("temp", 37.2, 12 * 60)), fever, rules=wide).empty
+
+
+@pytest.mark.parametrize(
+    ("written", "celsius", "expected"),
+    [
+        ("Fever 102 F", 38.9, (True, True)),
+        ("fever 101.3°F at home", 38.5, (True, True)),
+        ("Fever 101.0 °F", 38.3, (True, False)),  # 38.33 °C compares as 38.3: IDSA's >= 38.3 only
+        ("Fever 100.9 F", 38.3, (True, False)),  # 38.28 °C rounds to 38.3
+        ("Fever 38,6 C", 38.6, (True, True)),
+    ],
+)
+def test_a_free_text_fever_in_fahrenheit_is_converted_as_the_importer_converts_it(
+    written: str, celsius: float, expected
+) -> None:
+    fever = pd.DataFrame(
+        {"patient_key": [1], "kind": ["fever"], "start_at": [T0], "label": [written], "details": [""]}
+    )
+    pairs = fever_pairs(results(("anc", 0.3, -60)), fever)
+    assert pairs["celsius"].tolist() == [celsius] and met(pairs) == [expected]
+
+
+def test_a_written_temperature_out_of_the_plausible_range_is_not_read() -> None:
+    # "39 F" is 3.9 °C: not a temperature; the fever is written without one and cannot be judged.
+    fever = pd.DataFrame(
+        {"patient_key": [1], "kind": ["fever"], "start_at": [T0], "label": ["Fever 39 F"], "details": [""]}
+    )
+    pairs = fever_pairs(results(("anc", 0.3, -60)), fever)
+    assert pairs["celsius"].isna().tolist() == [True] and pairs["unknown"].tolist() == [True]
 
 
 def test_an_episode_ends_with_anc_0_5_or_more_and_24_hours_without_fever() -> None:
@@ -453,6 +489,36 @@ def test_a_higher_anc_after_the_fever_does_not_erase_the_episode_through_the_imp
     finally:
         engine.dispose()
     assert list(changes) == ["appeared"]  # not "recovered" when the higher count came
+
+
+def test_a_written_fever_stays_when_a_normal_temperature_is_measured_hours_later(
+    upgraded: str, tmp_path: Path
+) -> None:
+    # W: "Fever 38.9 C" written 3 h ago, ANC 0.3 4 h ago, 37.2 measured 1 h ago. F: "Fever 102 F".
+    # S: the written fever and a measured 37.2 within the hour (the same reading): set aside.
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    drawn, written = now - timedelta(hours=4), now - timedelta(hours=3)
+    rows = []
+    for patient in ("W", "F", "S"):
+        rows.append(f"{patient},{_at(drawn)},anc,0.3,10^9/L,1.5,7.7,CITY,{patient}A,final")
+    rows.append(f"W,{_at(now - timedelta(hours=1))},temp,37.2,Cel,,,CITY,WT,final")
+    rows.append(f"S,{_at(written + timedelta(minutes=30))},temp,37.2,Cel,,,CITY,ST,final")
+    _import(upgraded, tmp_path, "results.csv", rows)
+    events = [
+        "patient_id,kind,start,end,label",
+        f"W,fever,{_at(written)},,Fever 38.9 C",
+        f"F,fever,{_at(written)},,Fever 102 F",
+        f"S,fever,{_at(written)},,Fever 38.9 C",
+    ]
+    _import(upgraded, tmp_path, "events.csv", events, "--format", "events")
+    found = _patients(upgraded)
+    for patient, celsius in (("W", "38.9"), ("F", "38.9")):
+        assert found[patient]["febrile_neutropenia"] is True, patient
+        assert found[patient]["febrile_detail"] == (
+            f"ANC 0.30 at {_told(drawn, 'UTC')} and fever {celsius} °C at {_told(written, 'UTC')} (free text)"
+            " (IDSA 2010 and CTCAE v5.0)"
+        )
+    assert found["S"]["febrile_neutropenia"] is False
 
 
 def test_the_cycle_tables_fn_agrees_with_the_flag(upgraded: str, tmp_path: Path) -> None:

@@ -34,6 +34,8 @@ import pandas as pd
 from monitor.analysis.grading import COMPARE_DECIMALS
 from monitor.analysis.setting_values import a_number, a_whole_number
 from monitor.analysis.status import EXCLUDED_STATUSES
+from monitor.analytes import ANALYTES
+from monitor.formats.units import FAHRENHEIT, TEMPERATURE_FACTORS, TEMPERATURE_OFFSETS, to_canonical
 
 __all__ = [
     "DEFAULT_FEBRILE_RULES",
@@ -53,8 +55,9 @@ IDSA_ANC = 0.5
 CTCAE_ANC = 1.0
 IDSA = "IDSA 2010"
 CTCAE = "CTCAE v5.0"
-# A temperature written in a fever event's label or details, e.g. "Fever 38.6 C (oral)" or "38.4°C".
-TEMPERATURE_TEXT = r"(?P<celsius>\d{2}(?:[.,]\d)?)\s*°?\s*C\b"
+# A temperature written in a fever event's label or details, e.g. "Fever 38.6 C (oral)", "38.4°C",
+# "Fever 102 F" or "101.3°F" (Fahrenheit converted as the importer converts it).
+TEMPERATURE_TEXT = r"(?P<number>\d{2,3}(?:[.,]\d+)?)\s*°?\s*(?P<unit>[CF])\b"
 EPISODE_COLUMNS = (
     "patient_key",
     "episode",
@@ -83,8 +86,9 @@ class FebrileRules:
       site decision).
     * ``end_anc`` = 0.5, ``afebrile_hours`` = 24: an episode ends when the ANC in force is >= 0.5 and no
       fever has been recorded for 24 h (no source: site decision).
-    * ``free_text_window_hours`` = 12: a fever written in an event counts only when no temperature was
-      measured within 12 h of it (no source: site decision).
+    * ``free_text_window_hours`` = 1: a fever written in an event is set aside only when a temperature was
+      measured within 1 h of it, the same reading written twice; a reading further away, lower or not,
+      never sets it aside (no source: site decision).
     """
 
     anc_before_hours: int = 24
@@ -94,7 +98,7 @@ class FebrileRules:
     falling_lookback_hours: int = 48
     end_anc: float = 0.5
     afebrile_hours: int = 24
-    free_text_window_hours: int = 12
+    free_text_window_hours: int = 1
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -183,9 +187,10 @@ def _measured(temps: pd.DataFrame, rules: FebrileRules) -> pd.DataFrame:
 def _written(
     events: pd.DataFrame | None, temps: pd.DataFrame, rules: FebrileRules, as_of: Any
 ) -> pd.DataFrame:
-    """Fever events with no temperature measured within ``free_text_window_hours``, judged as a single
-    reading by the temperature written in them (unknown without one, or between 38.0 and 38.3: whether
-    it lasted an hour is not written)."""
+    """Fever events with no temperature measured within ``free_text_window_hours`` of them (that would be
+    the same reading written twice; a reading further away never sets one aside), judged as a single
+    reading by the temperature written in them, in °C or °F (unknown without one, or between 38.0 and
+    38.3: whether it lasted an hour is not written)."""
     if events is None or events.empty:
         return pd.DataFrame()
     fevers = events[events["kind"].eq("fever").to_numpy(dtype=bool)]
@@ -193,7 +198,7 @@ def _written(
     for column in ("label", "details"):
         if column in fevers:
             text = text + " " + fevers[column].fillna("").astype(str)
-    celsius = text.str.extract(TEMPERATURE_TEXT)["celsius"].str.replace(",", ".").astype("float64")
+    celsius = _written_celsius(text)
     written = pd.DataFrame(
         {
             "patient_key": fevers["patient_key"].astype("int64"),
@@ -226,6 +231,24 @@ def _written(
         sustained_only=False,
         fever_unknown=(written["celsius"].isna() | (written["celsius"] < SINGLE_C)).fillna(True),
     )
+
+
+def _written_celsius(text: pd.Series) -> pd.Series:
+    """The first temperature written in each text, in °C: °F converted as the importer converts it
+    (``monitor.formats.units``); NaN without one, or outside the importer's plausible range (25-45 °C).
+
+    >>> texts = pd.Series(["Fever 38.9 C", "Fever 102 F", "101.3°F", "fever", "Fever 39 F"])
+    >>> _written_celsius(texts).round(2).tolist()
+    [38.9, 38.89, 38.5, nan, nan]
+    """
+    found = text.str.extract(TEMPERATURE_TEXT)
+    number = found["number"].str.replace(",", ".").astype("float64")
+    unit = found["unit"].map({"C": "cel", "F": FAHRENHEIT[0]}).fillna("cel")
+    factors = unit.map(TEMPERATURE_FACTORS).astype("float64")
+    offsets = unit.map(TEMPERATURE_OFFSETS).astype("float64").fillna(0.0)
+    celsius = to_canonical(number, factors, offsets)
+    low, high = ANALYTES["temp"].plausible_min, ANALYTES["temp"].plausible_max
+    return celsius.where((celsius >= low) & (celsius <= high))
 
 
 def _counts(anc: pd.DataFrame, rules: FebrileRules) -> pd.DataFrame:
