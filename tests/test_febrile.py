@@ -16,7 +16,14 @@ from sqlalchemy import select
 from db.models import Patient, StatusChange
 from db.session import make_engine, make_session_factory
 from db.store import open_store
-from monitor.analysis.febrile import FebrileRules, febrile_episodes, febrile_now, fever_pairs, on_day
+from monitor.analysis.febrile import (
+    FebrileRules,
+    febrile_episodes,
+    febrile_now,
+    fever_pairs,
+    on_day,
+    unjudged_now,
+)
 from monitor.analysis.flags import FLAGS
 from monitor.analysis.rules import SiteRules, set_value, setting_rows
 from monitor.analysis.triage import headline
@@ -271,6 +278,7 @@ def test_the_febrile_settings_are_listed_with_their_sources() -> None:
         "end_anc",
         "afebrile_hours",
         "free_text_window_hours",
+        "unjudged_hours",
     ):
         assert rows[f"febrile.{key}"]["source"], key
     assert rows["febrile.anc_before_hours"]["source"].startswith("no source: site default")
@@ -555,3 +563,108 @@ def test_the_cycle_tables_fn_agrees_with_the_flag(upgraded: str, tmp_path: Path)
         assert cycles[0]["fever"].startswith("fever 3")
     table = monitor("cycles", "FN", url=upgraded).stdout
     assert "YES" in table.splitlines()[1]
+
+
+# --- A fever that cannot be judged ---
+
+
+def test_a_recent_fever_without_an_anc_in_its_window_cannot_be_judged_and_says_why() -> None:
+    now = T0 + pd.Timedelta(hours=2)
+    before = unjudged_now(results(("anc", 0.4, -25 * 60), ("temp", 38.6, 0)), as_of=now)
+    assert on_day(before["sentence"], "2026-03-10").tolist() == [
+        "temperature 38.6 °C at 12:00 cannot be judged: no ANC from 24 h before to 12 h after"
+        " (last ANC 0.40, 25 h before): a CBC would settle it (IDSA 2010, CTCAE v5.0)"
+    ]
+    assert before["anc_below"].tolist() == [True]
+    assert before["until"].tolist() == [T0 + pd.Timedelta(hours=48)]
+    after = unjudged_now(results(("temp", 38.6, 0), ("anc", 0.4, 13 * 60)), as_of=T0 + pd.Timedelta(hours=14))
+    assert on_day(after["sentence"], "2026-03-10").tolist() == [
+        "temperature 38.6 °C at 12:00 cannot be judged: no ANC from 24 h before to 12 h after"
+        " (first ANC after it 0.40, 13 h after): a CBC would settle it (IDSA 2010, CTCAE v5.0)"
+    ]
+    never = unjudged_now(results(("temp", 38.1, 0)), as_of=now)
+    assert never["sentence"].str.contains(r"\(no ANC on record\)").tolist() == [True]
+    assert never["anc_below"].tolist() == [False]
+    # With an ANC in the window it is judged (here: no febrile neutropenia), not unknown.
+    assert unjudged_now(results(("anc", 2.0, -24 * 60), ("temp", 38.6, 0)), as_of=now).empty
+    # The latest fever of the last 48 h decides; an older one no longer counts.
+    assert len(unjudged_now(results(("temp", 38.6, 0)), as_of=T0 + pd.Timedelta(hours=48))) == 1
+    assert unjudged_now(results(("temp", 38.6, 0)), as_of=T0 + pd.Timedelta(hours=48, minutes=1)).empty
+    judged_later = results(("temp", 38.6, 0), ("anc", 2.0, 20 * 60), ("temp", 38.4, 21 * 60))
+    assert unjudged_now(judged_later, as_of=T0 + pd.Timedelta(hours=22)).empty
+    # A written fever too.
+    fever = pd.DataFrame(
+        {"patient_key": [1], "kind": ["fever"], "start_at": [T0], "label": ["Fever 102 F"], "details": [""]}
+    )
+    written = unjudged_now(results(("anc", 0.7, -30 * 60)), fever, as_of=now)
+    assert on_day(written["sentence"], "2026-03-10").str.startswith(
+        "fever 38.9 °C at 12:00 (free text) cannot be judged"
+    ).tolist() == [True]
+    assert written["anc_below"].tolist() == [True]
+
+
+def test_an_unjudged_fever_is_unknown_flagged_told_and_ranked_through_the_importer(
+    upgraded: str, tmp_path: Path
+) -> None:
+    # U4: ANC 0.4 25 h before a 38.6 reading 2 h ago. U3: ANC 0.7 likewise (grade 3). UA: ANC 0.4 13 h
+    # after a 38.6 reading 15 h ago. UN: ANC 1.2 25 h before. G4: ANC 0.3, no fever. FN: febrile neutropenia.
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    hot = now - timedelta(hours=2)
+    early, late_hot = hot - timedelta(hours=25), now - timedelta(hours=15)
+    rows = [
+        f"U4,{_at(early)},anc,0.4,10^9/L,1.5,7.7,CITY,U4A,final",
+        f"U4,{_at(hot)},temp,38.6,Cel,,,CITY,U4T,final",
+        f"U3,{_at(early)},anc,0.7,10^9/L,1.5,7.7,CITY,U3A,final",
+        f"U3,{_at(hot)},temp,38.6,Cel,,,CITY,U3T,final",
+        f"UA,{_at(late_hot)},temp,38.6,Cel,,,CITY,UAT,final",
+        f"UA,{_at(late_hot + timedelta(hours=13))},anc,0.4,10^9/L,1.5,7.7,CITY,UAA,final",
+        f"UN,{_at(early)},anc,1.2,10^9/L,1.5,7.7,CITY,UNA,final",
+        f"UN,{_at(hot)},temp,38.6,Cel,,,CITY,UNT,final",
+        f"G4,{_at(hot)},anc,0.3,10^9/L,1.5,7.7,CITY,G4A,final",
+        f"FN,{_at(hot)},anc,0.6,10^9/L,1.5,7.7,CITY,FNA,final",
+        f"FN,{_at(hot)},temp,38.9,Cel,,,CITY,FNT,final",
+    ]
+    _import(upgraded, tmp_path, "results.csv", rows)
+    found = _patients(upgraded)
+    tail = "a CBC would settle it (IDSA 2010, CTCAE v5.0)"
+    expected = {
+        "U4": f"temperature 38.6 °C at {_told(hot, 'UTC')} cannot be judged: no ANC from 24 h before to 12 h"
+        f" after (last ANC 0.40, 25 h before): {tail}",
+        "UA": f"temperature 38.6 °C at {_told(late_hot, 'UTC')} cannot be judged: no ANC from 24 h before to"
+        f" 12 h after (first ANC after it 0.40, 13 h after): {tail}",
+    }
+    for patient, sentence in expected.items():
+        row = found[patient]
+        assert row["febrile_neutropenia"] is None and row["febrile_detail"] == sentence, patient
+        assert row["flags"][0] == "febrile_unjudged" and "febrile_neutropenia" not in row["flags"]
+        assert row["explanations"]["febrile_unjudged"] == sentence
+        assert row["priority"] == 1 and row["priority_reason"].endswith("; " + sentence)
+    # ANC 0.7 (grade 3): tier 1 with the fever; ANC 1.2: ranked by its counts, the sentence appended.
+    assert found["U3"]["priority"] == 1 and found["U3"]["priority_reason"].startswith("ANC grade 3")
+    assert found["UN"]["febrile_neutropenia"] is None and found["UN"]["priority"] != 1
+    assert found["UN"]["priority_reason"].endswith("; " + found["UN"]["febrile_detail"])
+    assert found["G4"]["febrile_neutropenia"] is None and found["G4"]["febrile_detail"] == ""
+    store = open_store(upgraded, timezone="UTC")
+    ordered = worklist(store, viewer=SYSTEM, timezone="UTC", now=now)
+    order = [p for p in ordered["patient_id"] if p != "UN"]
+    # After febrile neutropenia, before an afebrile grade 4 (then by ANC grade: U4 and UA before U3).
+    assert order[0] == "FN" and order[-1] == "G4" and set(order[1:4]) == {"U4", "UA", "U3"}
+    assert order[3] == "U3"
+    for patient in ("U4", "UA", "U3", "UN"):
+        row = ordered.set_index("patient_id").loc[patient]
+        assert len(row["flags"]) == len(row["explanations"])
+    # 48 h after the fever it no longer counts, read without a recompute.
+    later = worklist(store, viewer=SYSTEM, timezone="UTC", now=hot + timedelta(hours=48))
+    row = later.set_index("patient_id").loc["U4"]
+    assert pd.notna(row["febrile_neutropenia"]) and not row["febrile_neutropenia"]
+    assert "febrile_unjudged" not in row["flags"]
+    assert len(row["flags"]) == len(row["explanations"]) and "cannot be judged" not in row["priority_reason"]
+    # A count in the window settles it: here febrile neutropenia.
+    _import(
+        upgraded,
+        tmp_path,
+        "cbc.csv",
+        [f"U4,{_at(now - timedelta(hours=1))},anc,0.35,10^9/L,1.5,7.7,CITY,U4B,final"],
+    )
+    settled = _patients(upgraded)["U4"]
+    assert settled["febrile_neutropenia"] is True and "febrile_unjudged" not in settled["flags"]

@@ -46,6 +46,7 @@ __all__ = [
     "fever_pairs",
     "on_day",
     "on_day_text",
+    "unjudged_now",
 ]
 
 # The definitions' own thresholds (°C and 10^9/L): fixed by their sources, never site settings.
@@ -86,6 +87,9 @@ class FebrileRules:
       site decision).
     * ``end_anc`` = 0.5, ``afebrile_hours`` = 24: an episode ends when the ANC in force is >= 0.5 and no
       fever has been recorded for 24 h (no source: site decision).
+    * ``unjudged_hours`` = 48: the patient's latest fever within the last 48 h that has no ANC in its
+      pairing window (and no episode open) makes febrile neutropenia unknown, told with the counts
+      nearest to it (no source: site decision).
     * ``free_text_window_hours`` = 1: a fever written in an event is set aside only when a temperature was
       measured within 1 h of it, the same reading written twice; a reading further away, lower or not,
       never sets it aside (no source: site decision).
@@ -99,6 +103,7 @@ class FebrileRules:
     end_anc: float = 0.5
     afebrile_hours: int = 24
     free_text_window_hours: int = 1
+    unjudged_hours: int = 48
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -521,6 +526,109 @@ def _recovery_times(pairs: pd.DataFrame, anc: pd.DataFrame, rules: FebrileRules)
     quiet = in_force["fever_at"].isna() | ((in_force["at"] - in_force["fever_at"]) >= afebrile)
     ok = in_force["high"].astype("boolean").fillna(False).astype(bool) & quiet.to_numpy(dtype=bool)
     return in_force.loc[ok.to_numpy(dtype=bool), ["patient_key", "at"]].rename(columns={"at": "end"})
+
+
+def unjudged_now(
+    results: pd.DataFrame,
+    events: pd.DataFrame | None = None,
+    *,
+    rules: FebrileRules = DEFAULT_FEBRILE_RULES,
+    timezone: str = "UTC",
+    as_of: pd.Timestamp,
+) -> pd.DataFrame:
+    """Per patient whose latest fever of the last ``unjudged_hours`` has no ANC in its pairing window: the
+    fever cannot be judged by either definition, and a CBC would settle it.
+
+    Parameters are those of ``febrile_episodes``; whether an episode is open is the caller's to check (an
+    open episode wins). Returns a frame indexed by ``patient_key``: ``at`` (the fever), ``until`` (when it
+    leaves the last ``unjudged_hours``), ``anc_below`` (the nearest ANC before it, or after it when none
+    is before, is below 1.0: ``CTCAE_ANC``; for the lower of the two when both exist) and ``sentence``:
+    "temperature 38.6 °C at 10:00 cannot be judged: no ANC from 24 h before to 12 h after (last ANC 0.40,
+    25 h before): a CBC would settle it (IDSA 2010, CTCAE v5.0)", times dated as ``febrile_episodes``'.
+
+    >>> at = pd.to_datetime(["2026-03-09 09:00", "2026-03-10 10:00"], utc=True)
+    >>> results = pd.DataFrame({"patient_key": 1, "analyte": ["anc", "temp"], "value": [0.4, 38.6],
+    ...     "collected_at": at})
+    >>> found = unjudged_now(results, as_of=pd.Timestamp("2026-03-10 12:00", tz="UTC"))
+    >>> on_day(found["sentence"], "2026-03-10").iloc[0][:80]
+    'temperature 38.6 °C at 10:00 cannot be judged: no ANC from 24 h before to 12 h a'
+    >>> on_day(found["sentence"], "2026-03-10").iloc[0][80:]
+    'fter (last ANC 0.40, 25 h before): a CBC would settle it (IDSA 2010, CTCAE v5.0)'
+    """
+    columns = ["at", "until", "anc_below", "sentence"]
+    as_of = pd.Timestamp(as_of)
+    pairs = fever_pairs(results, events, rules=rules, as_of=as_of)
+    recent = pairs[(pairs["at"] >= as_of - pd.Timedelta(hours=rules.unjudged_hours)).to_numpy(dtype=bool)]
+    latest = recent.groupby("patient_key").tail(1)
+    open_ = latest[latest["anc_at"].isna().to_numpy(dtype=bool)][
+        ["patient_key", "at", "celsius", "free_text", "sustained_only", "since", "since_celsius"]
+    ]
+    if open_.empty:
+        return pd.DataFrame(columns=columns, index=pd.Index([], name="patient_key"))
+    anc = _usable(results, "anc", as_of).rename(columns={"at": "anc_at"}).sort_values("anc_at")
+    ordered = open_.sort_values("at")
+    near = {
+        side: pd.merge_asof(
+            ordered, anc, left_on="at", right_on="anc_at", by="patient_key", direction=side
+        ).set_index(ordered.index)
+        for side in ("backward", "forward")
+    }
+    before, after = near["backward"], near["forward"]
+    hours_before = (before["at"] - before["anc_at"]).dt.total_seconds() // 3600
+    hours_after = (after["anc_at"] - after["at"]).dt.total_seconds() // 3600
+    told_before = "last ANC " + _anc_words(before) + ", " + _span(hours_before) + " before"
+    told_after = "first ANC after it " + _anc_words(after) + ", " + _span(hours_after) + " after"
+    has_before, has_after = before["anc_at"].notna(), after["anc_at"].notna()
+    context = pd.Series("no ANC on record", index=ordered.index, dtype="string")
+    context = context.mask(has_after.to_numpy(dtype=bool), told_after)
+    context = context.mask(has_before.to_numpy(dtype=bool), told_before)
+    both = (has_before & has_after).to_numpy(dtype=bool)
+    context = context.mask(both, told_before + "; " + told_after)
+    lowest = pd.concat(
+        [
+            before["value"].where(has_before).round(COMPARE_DECIMALS),
+            after["value"].where(has_after).round(COMPARE_DECIMALS),
+        ],
+        axis=1,
+    ).min(axis=1)
+    fever = _fever_words(ordered, timezone)
+    window = f"no ANC from {rules.anc_before_hours} h before to {rules.anc_after_hours} h after"
+    sentence = (
+        fever + f" cannot be judged: {window} (" + context + f"): a CBC would settle it ({IDSA}, {CTCAE})"
+    )
+    out = pd.DataFrame(
+        {
+            "patient_key": ordered["patient_key"],
+            "at": ordered["at"],
+            "until": ordered["at"] + pd.Timedelta(hours=rules.unjudged_hours),
+            "anc_below": (lowest < CTCAE_ANC).fillna(False).astype(bool),
+            "sentence": sentence,
+        }
+    )
+    return out.set_index("patient_key")[columns]
+
+
+def _anc_words(found: pd.DataFrame) -> pd.Series:
+    """ "0.40" or "<0.10": an ANC as the sentences give it."""
+    comparator = found["comparator"].astype("string").fillna("")
+    return comparator + _fixed(found["value"], 2)
+
+
+def _span(hours: pd.Series) -> pd.Series:
+    """Whole hours, "25 h", or whole days from 48 h on, "3 days"."""
+    whole = hours.astype("float64").fillna(0).astype("int64")
+    days = (whole // 24).astype("string") + " days"
+    return (whole.astype("string") + " h").where(whole < 48, days)
+
+
+def _fever_words(fevers: pd.DataFrame, timezone: str) -> pd.Series:
+    """A fever as the sentences name it: "temperature 38.6 °C at 10:00", "fever 38.9 °C at 10:00 (free
+    text)", "fever at 10:00 (free text)"."""
+    at = _when(fevers["at"], timezone)
+    celsius = _fixed(fevers["celsius"], 1) + " °C"
+    measured = "temperature " + celsius + " at " + at
+    written = "fever " + (celsius + " ").fillna("") + "at " + at + " (free text)"
+    return written.where(fevers["free_text"].astype(bool).to_numpy(), measured)
 
 
 def _when(times: pd.Series, timezone: str) -> pd.Series:
