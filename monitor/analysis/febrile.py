@@ -541,8 +541,7 @@ def unjudged_now(
 
     Parameters are those of ``febrile_episodes``; whether an episode is open is the caller's to check (an
     open episode wins). Returns a frame indexed by ``patient_key``: ``at`` (the fever), ``until`` (when it
-    leaves the last ``unjudged_hours``), ``anc_below`` (the nearest ANC before it, or after it when none
-    is before, is below 1.0: ``CTCAE_ANC``; for the lower of the two when both exist) and ``sentence``:
+    leaves the last ``unjudged_hours``) and ``sentence``:
     "temperature 38.6 °C at 10:00 cannot be judged: no ANC from 24 h before to 12 h after (last ANC 0.40,
     25 h before): a CBC would settle it (IDSA 2010, CTCAE v5.0)", times dated as ``febrile_episodes``'.
 
@@ -555,7 +554,7 @@ def unjudged_now(
     >>> on_day(found["sentence"], "2026-03-10").iloc[0][80:]
     'fter (last ANC 0.40, 25 h before): a CBC would settle it (IDSA 2010, CTCAE v5.0)'
     """
-    columns = ["at", "until", "anc_below", "sentence"]
+    columns = ["at", "until", "sentence"]
     as_of = pd.Timestamp(as_of)
     pairs = fever_pairs(results, events, rules=rules, as_of=as_of)
     recent = pairs[(pairs["at"] >= as_of - pd.Timedelta(hours=rules.unjudged_hours)).to_numpy(dtype=bool)]
@@ -584,13 +583,6 @@ def unjudged_now(
     context = context.mask(has_before.to_numpy(dtype=bool), told_before)
     both = (has_before & has_after).to_numpy(dtype=bool)
     context = context.mask(both, told_before + "; " + told_after)
-    lowest = pd.concat(
-        [
-            before["value"].where(has_before).round(COMPARE_DECIMALS),
-            after["value"].where(has_after).round(COMPARE_DECIMALS),
-        ],
-        axis=1,
-    ).min(axis=1)
     fever = _fever_words(ordered, timezone)
     window = f"no ANC from {rules.anc_before_hours} h before to {rules.anc_after_hours} h after"
     sentence = (
@@ -601,7 +593,6 @@ def unjudged_now(
             "patient_key": ordered["patient_key"],
             "at": ordered["at"],
             "until": ordered["at"] + pd.Timedelta(hours=rules.unjudged_hours),
-            "anc_below": (lowest < CTCAE_ANC).fillna(False).astype(bool),
             "sentence": sentence,
         }
     )
