@@ -49,14 +49,14 @@ TAKEN_BACK = {"corrected": "corrected to", "cancelled": "cancelled", "entered-in
 
 
 def flag_lineage(flag: str) -> str:
-    """The lineage whose results decide ``flag``: ANC for ``neutropenia``, ``febrile_neutropenia`` and
-    ``anc_*`` flags, ALC for ``lymphopenia`` and ``alc_*``, WBC for the others (the bare run and trend
-    flags refer to WBC).
+    """The lineage whose results decide ``flag``: ANC for ``neutropenia``, ``febrile_neutropenia``,
+    ``febrile_unjudged`` and ``anc_*`` flags, ALC for ``lymphopenia`` and ``alc_*``, WBC for the others
+    (the bare run and trend flags refer to WBC).
 
     >>> [flag_lineage(f) for f in ("leukopenia", "neutropenia", "anc_persistent", "alc_new_onset", "chronic")]
     ['wbc', 'anc', 'anc', 'alc', 'wbc']
     """
-    if flag in ("neutropenia", FEBRILE) or flag.startswith("anc_"):
+    if flag in ("neutropenia", FEBRILE, FEBRILE_UNJUDGED) or flag.startswith("anc_"):
         return "anc"
     if flag == "lymphopenia" or flag.startswith("alc_"):
         return "alc"
