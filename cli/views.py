@@ -64,7 +64,8 @@ PATIENT_COLUMNS = [
     "readiness_from_day",
     "ready_now",
     "readiness",
-    # Febrile neutropenia now, any patient (null without a temperature or fever recorded), and its sentence.
+    # Febrile neutropenia now, any patient (null without a temperature or fever recorded, or when a recent
+    # fever cannot be judged for want of an ANC), and its sentence.
     "febrile_neutropenia",
     "febrile_detail",
     # A CBC due now (a nadir window opening within cycles.due_lead_hours or missed, or grade 3-4 without a

@@ -28,12 +28,15 @@ from db.models import (
     Team,
 )
 from db.status import patient_context, with_limits
-from monitor.analysis.changes import FEBRILE, GRADED
+from monitor.analysis.changes import FEBRILE, FEBRILE_UNJUDGED, GRADED
 from monitor.analysis.cycles import readiness_as_of
 from monitor.analysis.due import STATUS_COLUMNS as NADIR_COLUMNS
 from monitor.analysis.febrile import on_day, on_day_text
 from monitor.analysis.status import LATEST_COLUMNS, latest_column, preliminary_analytes
 from monitor.timestamps import local_days
+
+# The flags whose sentences are febrile_detail's (stored dated, read with today's times undated).
+FEBRILE_FLAGS = (FEBRILE, FEBRILE_UNJUDGED)
 
 
 class PatientNotFound(LookupError):
@@ -147,15 +150,17 @@ def patient_list(
     # Febrile neutropenia now (an open episode): true, false, or null without a temperature or fever recorded.
     frame["febrile_neutropenia"] = frame["febrile_neutropenia"].astype("boolean")
     frame["febrile_detail"] = frame["febrile_detail"].fillna("")
-    # An episode whose quiet end has passed (ANC >= 0.5 already, no fever since for 24 hours) has ended.
-    ended = frame["febrile_neutropenia"].fillna(False).to_numpy(dtype=bool) & (
+    # An episode whose quiet end has passed (ANC >= 0.5 already, no fever since for 24 hours) has ended; an
+    # unjudged fever (null with words) older than ``febrile.unjudged_hours`` no longer counts.
+    told = frame["febrile_neutropenia"].fillna(True).to_numpy(dtype=bool) & frame["febrile_detail"].ne("")
+    ended = told.to_numpy(dtype=bool) & (
         pd.to_datetime(frame["febrile_until"], utc=True) <= pd.Timestamp(now)
     ).to_numpy(dtype=bool)
     if ended.any():
         frame.loc[ended, "febrile_neutropenia"] = False
         frame.loc[ended, "febrile_detail"] = ""
         kept = [
-            [(flag, said) for flag, said in zip(flags, told, strict=False) if flag != FEBRILE]
+            [(flag, said) for flag, said in zip(flags, told, strict=False) if flag not in FEBRILE_FLAGS]
             for flags, told in zip(frame.loc[ended, "flags"], frame.loc[ended, "explanations"], strict=True)
         ]
         frame.loc[ended, "flags"] = pd.Series(
@@ -167,11 +172,11 @@ def patient_list(
     # Febrile neutropenia's times are stored dated: read today, today's are told by the clock alone.
     day = today.isoformat()
     frame["febrile_detail"] = on_day(frame["febrile_detail"], day).astype(object)
-    febrile = frame["febrile_neutropenia"].fillna(False).to_numpy(dtype=bool)
+    febrile = frame["febrile_detail"].ne("").to_numpy(dtype=bool)
     frame.loc[febrile, "explanations"] = pd.Series(
         [
             [
-                on_day_text(said, day) if flag == FEBRILE else said
+                on_day_text(said, day) if flag in FEBRILE_FLAGS else said
                 for flag, said in zip(flags, told, strict=False)
             ]
             for flags, told in zip(

@@ -16,11 +16,11 @@ from sqlalchemy.orm import Session, aliased
 from db.frames import CHUNK, bulk_insert, chunks, read_frame_in
 from db.models import ClinicalEvent, Panel, Patient, PatientStatus, ReferenceOverride, Result, StatusChange
 from db.settings import lab_ranges, site_rules
-from monitor.analysis.changes import FEBRILE, GRADED, REVISION_COLUMNS, status_changes
+from monitor.analysis.changes import FEBRILE, FEBRILE_UNJUDGED, GRADED, REVISION_COLUMNS, status_changes
 from monitor.analysis.cycles import readiness_now, stored_readiness, treatment_cycles
 from monitor.analysis.cycles.support import support_now
 from monitor.analysis.due import nadir_status
-from monitor.analysis.febrile import febrile_episodes, febrile_now
+from monitor.analysis.febrile import febrile_episodes, febrile_now, unjudged_now
 from monitor.analysis.flags import LINEAGES, patient_flags
 from monitor.analysis.grading import ctcae_grade, resolve_lower_limit
 from monitor.analysis.patterns import panel_pattern
@@ -615,8 +615,10 @@ def _febrile_now(
 ) -> pd.DataFrame:
     """Per patient, febrile neutropenia now (``analysis.febrile``, IDSA 2010 and CTCAE v5.0, any patient,
     in a chemotherapy cycle or not): True during an episode, with its sentence in ``febrile_detail``;
-    False for a patient with a temperature or fever event recorded and no episode now; absent (null)
-    for one with neither (docs/clinical-rules.md, Febrile neutropenia)."""
+    null with the words in ``febrile_detail`` and ``febrile_until`` when the latest recent fever cannot be
+    judged for want of an ANC (``analysis.febrile.unjudged_now``; it stops counting then); False for a
+    patient with a temperature or fever event recorded and neither; absent (null) for one with no
+    temperature or fever event (docs/clinical-rules.md, Febrile neutropenia)."""
     columns = ["febrile_neutropenia", "febrile_detail", "febrile_until"]
     fevers = events[events["kind"].eq("fever").to_numpy(dtype=bool)]
     judged = pd.Index(pd.concat([temperatures["patient_key"], fevers["patient_key"]]).unique())
@@ -624,17 +626,20 @@ def _febrile_now(
         return pd.DataFrame(columns=columns, index=pd.Index([], name="patient_key"))
     anc = history[history["analyte"].eq("anc").to_numpy(dtype=bool) & history["patient_key"].isin(judged)]
     results = pd.concat([anc, temperatures], ignore_index=True) if not temperatures.empty else anc
-    found = febrile_now(
-        febrile_episodes(
-            results, fevers, rules=context.rules.febrile, timezone=timezone, as_of=pd.Timestamp(now)
-        )
-    )
+    rules, as_of = context.rules.febrile, pd.Timestamp(now)
+    found = febrile_now(febrile_episodes(results, fevers, rules=rules, timezone=timezone, as_of=as_of))
     current = found[found["current"].astype(bool).to_numpy()]
+    unjudged = unjudged_now(results, fevers, rules=rules, timezone=timezone, as_of=as_of)
+    unjudged = unjudged[~unjudged.index.isin(current.index)]
     out = pd.DataFrame(
         {"febrile_neutropenia": False, "febrile_detail": "", "febrile_until": pd.NaT},
         index=pd.Index(judged.astype("int64"), name="patient_key"),
     )
     out["febrile_until"] = pd.to_datetime(out["febrile_until"], utc=True)
+    out["febrile_neutropenia"] = out["febrile_neutropenia"].astype(object)
+    out.loc[unjudged.index, "febrile_neutropenia"] = None
+    out.loc[unjudged.index, "febrile_detail"] = unjudged["sentence"].astype(str).to_numpy()
+    out.loc[unjudged.index, "febrile_until"] = pd.to_datetime(unjudged["until"], utc=True).to_numpy()
     out.loc[current.index, "febrile_neutropenia"] = True
     out.loc[current.index, "febrile_detail"] = current["sentence"].astype(str).to_numpy()
     out.loc[current.index, "febrile_until"] = pd.to_datetime(current["until"], utc=True).to_numpy()
@@ -642,14 +647,18 @@ def _febrile_now(
 
 
 def _with_febrile_flag(flagged: pd.DataFrame, febrile: pd.DataFrame) -> pd.DataFrame:
-    """``flagged`` with ``febrile_neutropenia`` first among the flags of the patients in an episode now,
-    its sentence first among the explanations (``analysis.flags.FLAGS`` order)."""
+    """``flagged`` with ``febrile_neutropenia`` first among the flags of the patients in an episode now
+    (``febrile_unjudged`` of those whose recent fever cannot be judged), its sentence first among the
+    explanations (``analysis.flags.FLAGS`` order)."""
     current = febrile[febrile["febrile_neutropenia"].eq(True).to_numpy(dtype=bool)]
+    unjudged = febrile["febrile_neutropenia"].isna() & febrile["febrile_detail"].ne("")
+    current = pd.concat([current, febrile[unjudged.to_numpy(dtype=bool)]])
     if current.empty:
         return flagged
+    names = np.where(current["febrile_neutropenia"].eq(True).to_numpy(dtype=bool), FEBRILE, FEBRILE_UNJUDGED)
     out = flagged.reindex(flagged.index.union(current.index))
     for column, first in (
-        ("flags", pd.Series(FEBRILE, index=current.index)),
+        ("flags", pd.Series(names, index=current.index)),
         ("explanations", current["febrile_detail"]),
     ):
         lists = [value if isinstance(value, list) else [] for value in out[column]]

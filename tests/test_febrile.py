@@ -16,7 +16,14 @@ from sqlalchemy import select
 from db.models import Patient, StatusChange
 from db.session import make_engine, make_session_factory
 from db.store import open_store
-from monitor.analysis.febrile import FebrileRules, febrile_episodes, febrile_now, fever_pairs, on_day
+from monitor.analysis.febrile import (
+    FebrileRules,
+    febrile_episodes,
+    febrile_now,
+    fever_pairs,
+    on_day,
+    unjudged_now,
+)
 from monitor.analysis.flags import FLAGS
 from monitor.analysis.rules import SiteRules, set_value, setting_rows
 from monitor.analysis.triage import headline
@@ -101,9 +108,50 @@ def test_the_anc_in_force_is_drawn_24_hours_before_to_12_hours_after(minutes: in
     assert met(pairs) == [(paired, paired)] and pairs["unknown"].tolist() == [not paired]
 
 
-def test_the_latest_anc_in_the_window_is_the_one_in_force() -> None:
+def test_the_anc_in_force_is_the_lower_of_the_one_before_and_the_one_after() -> None:
+    # A higher count after the fever never replaces the one in force at it.
     pairs = fever_pairs(results(("anc", 0.3, -120), ("anc", 0.7, 60), ("temp", 38.6, 0)))
-    assert pairs["anc"].tolist() == [0.7] and met(pairs) == [(False, True)]
+    assert pairs["anc"].tolist() == [0.3] and met(pairs) == [(True, True)]
+    # A lower count after it is the one in force (the fever came as the count fell).
+    lower = fever_pairs(results(("anc", 1.2, -120), ("anc", 0.4, 60), ("temp", 38.6, 0)))
+    assert lower["anc"].tolist() == [0.4] and met(lower) == [(True, True)]
+    # Of several before it, the latest; of several after it, the first.
+    several = fever_pairs(
+        results(("anc", 0.2, -300), ("anc", 0.8, -60), ("anc", 0.9, 60), ("anc", 0.1, 120), ("temp", 38.6, 0))
+    )
+    assert several["anc"].tolist() == [0.8]
+    # Equal counts: the one before.
+    assert fever_pairs(results(("anc", 0.4, -60), ("anc", 0.4, 60), ("temp", 38.6, 0)))[
+        "anc_at"
+    ].tolist() == [T0 - pd.Timedelta(minutes=60)]
+
+
+def test_a_higher_anc_after_the_fever_keeps_the_episode_until_the_recovery_rule_ends_it() -> None:
+    # The reviewer's case: ANC 0.3 at 08:00, 38.9 °C at 10:00, ANC 1.2 at 21:00.
+    rows = results(("anc", 0.3, -4 * 60), ("temp", 38.9, -2 * 60), ("anc", 1.2, 9 * 60))
+    fever = T0 - pd.Timedelta(hours=2)
+    found = febrile_episodes(rows, as_of=T0 + pd.Timedelta(hours=10))
+    assert found["ongoing"].tolist() == [True]
+    assert on_day(found["sentence"], "2026-03-10").tolist() == [
+        "ANC 0.30 at 08:00 and temperature 38.9 °C at 10:00 (IDSA 2010 and CTCAE v5.0)"
+    ]
+    # It ends 24 h after the fever (ANC >= 0.5 and afebrile for 24 h), not when the higher count came.
+    assert found["until"].tolist() == [fever + pd.Timedelta(hours=24)]
+    ended = febrile_episodes(rows, as_of=fever + pd.Timedelta(hours=24))
+    assert ended["end"].tolist() == [fever + pd.Timedelta(hours=24)]
+    # ANC 0.4 at 08:00, 38.4 at 10:00, ANC 0.6 at 20:00: paired with 0.40, IDSA kept.
+    low = results(("anc", 0.4, -4 * 60), ("temp", 38.4, -2 * 60), ("anc", 0.6, 8 * 60))
+    assert on_day(febrile_episodes(low)["sentence"], "2026-03-10").tolist() == [
+        "ANC 0.40 at 08:00 and temperature 38.4 °C at 10:00 (IDSA 2010 and CTCAE v5.0)"
+    ]
+
+
+def test_the_falling_rule_reads_the_paired_anc_and_the_one_before_it() -> None:
+    # 1.2 at 02:00, 0.8 at 12:00, fever 38.4 at 12:10, then 1.5 at 20:00: 0.80 is in force, falling.
+    rows = results(("anc", 1.2, -600), ("anc", 0.8, 0), ("temp", 38.4, 10), ("anc", 1.5, 8 * 60))
+    pairs = fever_pairs(rows)
+    assert pairs["anc"].tolist() == [0.8] and pairs["falling"].tolist() == [True]
+    assert met(pairs) == [(True, True)]
 
 
 def test_an_anc_below_1_0_falling_to_below_0_5_within_48_hours_meets_idsa() -> None:
@@ -127,7 +175,7 @@ def test_an_anc_below_1_0_falling_to_below_0_5_within_48_hours_meets_idsa() -> N
     assert met(old) == [(False, True)]
 
 
-def test_a_free_text_fever_counts_only_where_no_temperature_was_measured_within_12_hours() -> None:
+def test_a_free_text_fever_is_set_aside_only_by_a_temperature_measured_within_an_hour() -> None:
     fever = pd.DataFrame(
         {"patient_key": [1], "kind": ["fever"], "start_at": [T0], "label": ["Fever 38.9 C"], "details": [""]}
     )
@@ -136,10 +184,46 @@ def test_a_free_text_fever_counts_only_where_no_temperature_was_measured_within_
         "ANC 0.30 at 11:00 and fever 38.9 °C at 12:00 (free text) (IDSA 2010 and CTCAE v5.0)"
     ]
     assert alone["free_text"].tolist() == [True]
-    measured = results(("anc", 0.3, -60), ("temp", 37.2, 12 * 60))
-    assert febrile_episodes(measured, fever).empty
-    later = results(("anc", 0.3, -60), ("temp", 37.2, 12 * 60 + 1))
-    assert len(febrile_episodes(later, fever)) == 1
+    # Measured within an hour, before or after: the same reading written twice; the measured one wins.
+    for minutes in (-60, 60):
+        measured = results(("anc", 0.3, -60), ("temp", 37.2, minutes))
+        assert febrile_episodes(measured, fever).empty, minutes
+    # A normal temperature measured later (or earlier) than that never sets the written fever aside.
+    for minutes in (-61, 61, 12 * 60):
+        later = results(("anc", 0.3, -60), ("temp", 37.2, minutes))
+        assert len(febrile_episodes(later, fever)) == 1, minutes
+    # The site may widen the window.
+    wide = FebrileRules.from_mapping({"free_text_window_hours": 12})
+    assert febrile_episodes(results(("anc", 0.3, -60), ("temp", 37.2, 12 * 60)), fever, rules=wide).empty
+
+
+@pytest.mark.parametrize(
+    ("written", "celsius", "expected"),
+    [
+        ("Fever 102 F", 38.9, (True, True)),
+        ("fever 101.3°F at home", 38.5, (True, True)),
+        ("Fever 101.0 °F", 38.3, (True, False)),  # 38.33 °C compares as 38.3: IDSA's >= 38.3 only
+        ("Fever 100.9 F", 38.3, (True, False)),  # 38.28 °C rounds to 38.3
+        ("Fever 38,6 C", 38.6, (True, True)),
+    ],
+)
+def test_a_free_text_fever_in_fahrenheit_is_converted_as_the_importer_converts_it(
+    written: str, celsius: float, expected
+) -> None:
+    fever = pd.DataFrame(
+        {"patient_key": [1], "kind": ["fever"], "start_at": [T0], "label": [written], "details": [""]}
+    )
+    pairs = fever_pairs(results(("anc", 0.3, -60)), fever)
+    assert pairs["celsius"].tolist() == [celsius] and met(pairs) == [expected]
+
+
+def test_a_written_temperature_out_of_the_plausible_range_is_not_read() -> None:
+    # "39 F" is 3.9 °C: not a temperature; the fever is written without one and cannot be judged.
+    fever = pd.DataFrame(
+        {"patient_key": [1], "kind": ["fever"], "start_at": [T0], "label": ["Fever 39 F"], "details": [""]}
+    )
+    pairs = fever_pairs(results(("anc", 0.3, -60)), fever)
+    assert pairs["celsius"].isna().tolist() == [True] and pairs["unknown"].tolist() == [True]
 
 
 def test_an_episode_ends_with_anc_0_5_or_more_and_24_hours_without_fever() -> None:
@@ -194,6 +278,7 @@ def test_the_febrile_settings_are_listed_with_their_sources() -> None:
         "end_anc",
         "afebrile_hours",
         "free_text_window_hours",
+        "unjudged_hours",
     ):
         assert rows[f"febrile.{key}"]["source"], key
     assert rows["febrile.anc_before_hours"]["source"].startswith("no source: site default")
@@ -362,6 +447,88 @@ def test_an_episode_whose_quiet_end_passes_is_read_as_ended_before_the_next_reco
     assert not ended["priority_reason"].startswith("febrile")
 
 
+def test_a_higher_anc_after_the_fever_does_not_erase_the_episode_through_the_importer(
+    upgraded: str, tmp_path: Path
+) -> None:
+    # ANC 0.3, fever 38.9 two hours later, ANC 1.2 eleven hours after the fever (a second import).
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    fever = now - timedelta(hours=12)
+    dosed = now - timedelta(days=9)
+    _import(
+        upgraded,
+        tmp_path,
+        "first.csv",
+        [
+            f"P1,{_at(dosed - timedelta(hours=2))},anc,3.0,10^9/L,1.5,7.7,CITY,A0,final",
+            f"P1,{_at(fever - timedelta(hours=2))},anc,0.3,10^9/L,1.5,7.7,CITY,A1,final",
+            f"P1,{_at(fever)},temp,38.9,Cel,,,CITY,T1,final",
+        ],
+    )
+    _import(
+        upgraded,
+        tmp_path,
+        "events.csv",
+        ["patient_id,kind,start,end,label", f"P1,chemotherapy,{_at(dosed)},,paclitaxel"],
+        "--format",
+        "events",
+    )
+    sentence = (
+        f"ANC 0.30 at {_told(fever - timedelta(hours=2), 'UTC')} and temperature 38.9 °C at "
+        f"{_told(fever, 'UTC')} (IDSA 2010 and CTCAE v5.0)"
+    )
+    assert _patients(upgraded)["P1"]["febrile_detail"] == sentence
+    _import(
+        upgraded,
+        tmp_path,
+        "second.csv",
+        [f"P1,{_at(fever + timedelta(hours=11))},anc,1.2,10^9/L,1.5,7.7,CITY,A2,final"],
+    )
+    found = _patients(upgraded)["P1"]
+    assert found["febrile_neutropenia"] is True and found["febrile_detail"] == sentence
+    assert found["flags"][0] == "febrile_neutropenia" and found["priority"] == 1
+    cycles = json.loads(monitor("cycles", "P1", "--format", "json", url=upgraded).stdout)
+    assert [cycle["febrile_neutropenia"] for cycle in cycles] == [True]
+    engine = make_engine(upgraded)
+    try:
+        with make_session_factory(engine)() as session:
+            changes = session.scalars(
+                select(StatusChange.change).where(StatusChange.flag == "febrile_neutropenia")
+            ).all()
+    finally:
+        engine.dispose()
+    assert list(changes) == ["appeared"]  # not "recovered" when the higher count came
+
+
+def test_a_written_fever_stays_when_a_normal_temperature_is_measured_hours_later(
+    upgraded: str, tmp_path: Path
+) -> None:
+    # W: "Fever 38.9 C" written 3 h ago, ANC 0.3 4 h ago, 37.2 measured 1 h ago. F: "Fever 102 F".
+    # S: the written fever and a measured 37.2 within the hour (the same reading): set aside.
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    drawn, written = now - timedelta(hours=4), now - timedelta(hours=3)
+    rows = []
+    for patient in ("W", "F", "S"):
+        rows.append(f"{patient},{_at(drawn)},anc,0.3,10^9/L,1.5,7.7,CITY,{patient}A,final")
+    rows.append(f"W,{_at(now - timedelta(hours=1))},temp,37.2,Cel,,,CITY,WT,final")
+    rows.append(f"S,{_at(written + timedelta(minutes=30))},temp,37.2,Cel,,,CITY,ST,final")
+    _import(upgraded, tmp_path, "results.csv", rows)
+    events = [
+        "patient_id,kind,start,end,label",
+        f"W,fever,{_at(written)},,Fever 38.9 C",
+        f"F,fever,{_at(written)},,Fever 102 F",
+        f"S,fever,{_at(written)},,Fever 38.9 C",
+    ]
+    _import(upgraded, tmp_path, "events.csv", events, "--format", "events")
+    found = _patients(upgraded)
+    for patient, celsius in (("W", "38.9"), ("F", "38.9")):
+        assert found[patient]["febrile_neutropenia"] is True, patient
+        assert found[patient]["febrile_detail"] == (
+            f"ANC 0.30 at {_told(drawn, 'UTC')} and fever {celsius} °C at {_told(written, 'UTC')} (free text)"
+            " (IDSA 2010 and CTCAE v5.0)"
+        )
+    assert found["S"]["febrile_neutropenia"] is False
+
+
 def test_the_cycle_tables_fn_agrees_with_the_flag(upgraded: str, tmp_path: Path) -> None:
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     dosed = now - timedelta(days=9)
@@ -396,3 +563,105 @@ def test_the_cycle_tables_fn_agrees_with_the_flag(upgraded: str, tmp_path: Path)
         assert cycles[0]["fever"].startswith("fever 3")
     table = monitor("cycles", "FN", url=upgraded).stdout
     assert "YES" in table.splitlines()[1]
+
+
+# --- A fever that cannot be judged ---
+
+
+def test_a_recent_fever_without_an_anc_in_its_window_cannot_be_judged_and_says_why() -> None:
+    now = T0 + pd.Timedelta(hours=2)
+    before = unjudged_now(results(("anc", 0.4, -25 * 60), ("temp", 38.6, 0)), as_of=now)
+    assert on_day(before["sentence"], "2026-03-10").tolist() == [
+        "temperature 38.6 °C at 12:00 cannot be judged: no ANC from 24 h before to 12 h after"
+        " (last ANC 0.40, 25 h before): a CBC would settle it (IDSA 2010, CTCAE v5.0)"
+    ]
+    assert before["until"].tolist() == [T0 + pd.Timedelta(hours=48)]
+    after = unjudged_now(results(("temp", 38.6, 0), ("anc", 0.4, 13 * 60)), as_of=T0 + pd.Timedelta(hours=14))
+    assert on_day(after["sentence"], "2026-03-10").tolist() == [
+        "temperature 38.6 °C at 12:00 cannot be judged: no ANC from 24 h before to 12 h after"
+        " (first ANC after it 0.40, 13 h after): a CBC would settle it (IDSA 2010, CTCAE v5.0)"
+    ]
+    never = unjudged_now(results(("temp", 38.1, 0)), as_of=now)
+    assert never["sentence"].str.contains(r"\(no ANC on record\)").tolist() == [True]
+    # With an ANC in the window it is judged (here: no febrile neutropenia), not unknown.
+    assert unjudged_now(results(("anc", 2.0, -24 * 60), ("temp", 38.6, 0)), as_of=now).empty
+    # The latest fever of the last 48 h decides; an older one no longer counts.
+    assert len(unjudged_now(results(("temp", 38.6, 0)), as_of=T0 + pd.Timedelta(hours=48))) == 1
+    assert unjudged_now(results(("temp", 38.6, 0)), as_of=T0 + pd.Timedelta(hours=48, minutes=1)).empty
+    judged_later = results(("temp", 38.6, 0), ("anc", 2.0, 20 * 60), ("temp", 38.4, 21 * 60))
+    assert unjudged_now(judged_later, as_of=T0 + pd.Timedelta(hours=22)).empty
+    # A written fever too.
+    fever = pd.DataFrame(
+        {"patient_key": [1], "kind": ["fever"], "start_at": [T0], "label": ["Fever 102 F"], "details": [""]}
+    )
+    written = unjudged_now(results(("anc", 0.7, -30 * 60)), fever, as_of=now)
+    assert on_day(written["sentence"], "2026-03-10").str.startswith(
+        "fever 38.9 °C at 12:00 (free text) cannot be judged"
+    ).tolist() == [True]
+
+
+def test_an_unjudged_fever_is_unknown_flagged_told_and_ranked_through_the_importer(
+    upgraded: str, tmp_path: Path
+) -> None:
+    # U4: ANC 0.4 25 h before a 38.6 reading 2 h ago. U3: ANC 0.7 likewise (grade 3). UA: ANC 0.4 13 h
+    # after a 38.6 reading 15 h ago. UN: ANC 1.2 25 h before. G4: ANC 0.3, no fever. FN: febrile neutropenia.
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    hot = now - timedelta(hours=2)
+    early, late_hot = hot - timedelta(hours=25), now - timedelta(hours=15)
+    rows = [
+        f"U4,{_at(early)},anc,0.4,10^9/L,1.5,7.7,CITY,U4A,final",
+        f"U4,{_at(hot)},temp,38.6,Cel,,,CITY,U4T,final",
+        f"U3,{_at(early)},anc,0.7,10^9/L,1.5,7.7,CITY,U3A,final",
+        f"U3,{_at(hot)},temp,38.6,Cel,,,CITY,U3T,final",
+        f"UA,{_at(late_hot)},temp,38.6,Cel,,,CITY,UAT,final",
+        f"UA,{_at(late_hot + timedelta(hours=13))},anc,0.4,10^9/L,1.5,7.7,CITY,UAA,final",
+        f"UN,{_at(early)},anc,1.2,10^9/L,1.5,7.7,CITY,UNA,final",
+        f"UN,{_at(hot)},temp,38.6,Cel,,,CITY,UNT,final",
+        f"G4,{_at(hot)},anc,0.3,10^9/L,1.5,7.7,CITY,G4A,final",
+        f"FN,{_at(hot)},anc,0.6,10^9/L,1.5,7.7,CITY,FNA,final",
+        f"FN,{_at(hot)},temp,38.9,Cel,,,CITY,FNT,final",
+    ]
+    _import(upgraded, tmp_path, "results.csv", rows)
+    found = _patients(upgraded)
+    tail = "a CBC would settle it (IDSA 2010, CTCAE v5.0)"
+    expected = {
+        "U4": f"temperature 38.6 °C at {_told(hot, 'UTC')} cannot be judged: no ANC from 24 h before to 12 h"
+        f" after (last ANC 0.40, 25 h before): {tail}",
+        "UA": f"temperature 38.6 °C at {_told(late_hot, 'UTC')} cannot be judged: no ANC from 24 h before to"
+        f" 12 h after (first ANC after it 0.40, 13 h after): {tail}",
+    }
+    for patient, sentence in expected.items():
+        row = found[patient]
+        assert row["febrile_neutropenia"] is None and row["febrile_detail"] == sentence, patient
+        assert row["flags"][0] == "febrile_unjudged" and "febrile_neutropenia" not in row["flags"]
+        assert row["explanations"]["febrile_unjudged"] == sentence
+        assert row["priority"] == 1 and row["priority_reason"].endswith("; " + sentence)
+    # ANC 0.7 (grade 3): tier 1 with the fever; ANC 1.2: ranked by its counts, the sentence appended.
+    assert found["U3"]["priority"] == 1 and found["U3"]["priority_reason"].startswith("ANC grade 3")
+    assert found["UN"]["febrile_neutropenia"] is None and found["UN"]["priority"] != 1
+    assert found["UN"]["priority_reason"].endswith("; " + found["UN"]["febrile_detail"])
+    assert found["G4"]["febrile_neutropenia"] is None and found["G4"]["febrile_detail"] == ""
+    store = open_store(upgraded, timezone="UTC")
+    ordered = worklist(store, viewer=SYSTEM, timezone="UTC", now=now)
+    order = [p for p in ordered["patient_id"] if p != "UN"]
+    # After febrile neutropenia, before an afebrile grade 4 (then by ANC grade: U4 and UA before U3).
+    assert order[0] == "FN" and order[-1] == "G4" and set(order[1:4]) == {"U4", "UA", "U3"}
+    assert order[3] == "U3"
+    for patient in ("U4", "UA", "U3", "UN"):
+        row = ordered.set_index("patient_id").loc[patient]
+        assert len(row["flags"]) == len(row["explanations"])
+    # 48 h after the fever it no longer counts, read without a recompute.
+    later = worklist(store, viewer=SYSTEM, timezone="UTC", now=hot + timedelta(hours=48))
+    row = later.set_index("patient_id").loc["U4"]
+    assert pd.notna(row["febrile_neutropenia"]) and not row["febrile_neutropenia"]
+    assert "febrile_unjudged" not in row["flags"]
+    assert len(row["flags"]) == len(row["explanations"]) and "cannot be judged" not in row["priority_reason"]
+    # A count in the window settles it: here febrile neutropenia.
+    _import(
+        upgraded,
+        tmp_path,
+        "cbc.csv",
+        [f"U4,{_at(now - timedelta(hours=1))},anc,0.35,10^9/L,1.5,7.7,CITY,U4B,final"],
+    )
+    settled = _patients(upgraded)["U4"]
+    assert settled["febrile_neutropenia"] is True and "febrile_unjudged" not in settled["flags"]

@@ -10,12 +10,24 @@ import pandas as pd
 
 from monitor.analysis.support_flags import SUPPORT_FLAGS
 
-__all__ = ["CHANGE_COLUMNS", "GRADED", "REVISION_COLUMNS", "flag_lineage", "spoken_flag", "status_changes"]
+__all__ = [
+    "CHANGE_COLUMNS",
+    "FEBRILE_UNJUDGED",
+    "FEBRILE_UNJUDGED_WORDS",
+    "GRADED",
+    "REVISION_COLUMNS",
+    "flag_lineage",
+    "spoken_flag",
+    "status_changes",
+]
 
 # The analytes whose latest value, limit and grade the status keeps (and whose grade rises are changes).
 GRADED = ("wbc", "anc", "alc")
 # Febrile neutropenia rests on temperatures and the ANC (``analysis.febrile``); its lineage is the ANC's.
 FEBRILE = "febrile_neutropenia"
+# A recent fever with no ANC to judge it by (febrile neutropenia unknown): its flag and words.
+FEBRILE_UNJUDGED = "febrile_unjudged"
+FEBRILE_UNJUDGED_WORDS = "fever not judged (no ANC)"
 CHANGE_COLUMNS = ("patient_key", "change", "flag", "analyte", "grade_before", "grade_after", "explanation")
 _NAMES = {"wbc": "WBC", "anc": "ANC", "alc": "ALC"}
 # A result revised since the status was last computed: its new version (status, value, when it arrived)
@@ -37,14 +49,14 @@ TAKEN_BACK = {"corrected": "corrected to", "cancelled": "cancelled", "entered-in
 
 
 def flag_lineage(flag: str) -> str:
-    """The lineage whose results decide ``flag``: ANC for ``neutropenia``, ``febrile_neutropenia`` and
-    ``anc_*`` flags, ALC for ``lymphopenia`` and ``alc_*``, WBC for the others (the bare run and trend
-    flags refer to WBC).
+    """The lineage whose results decide ``flag``: ANC for ``neutropenia``, ``febrile_neutropenia``,
+    ``febrile_unjudged`` and ``anc_*`` flags, ALC for ``lymphopenia`` and ``alc_*``, WBC for the others
+    (the bare run and trend flags refer to WBC).
 
     >>> [flag_lineage(f) for f in ("leukopenia", "neutropenia", "anc_persistent", "alc_new_onset", "chronic")]
     ['wbc', 'anc', 'anc', 'alc', 'wbc']
     """
-    if flag in ("neutropenia", FEBRILE) or flag.startswith("anc_"):
+    if flag in ("neutropenia", FEBRILE, FEBRILE_UNJUDGED) or flag.startswith("anc_"):
         return "anc"
     if flag == "lymphopenia" or flag.startswith("alc_"):
         return "alc"
@@ -68,6 +80,8 @@ def spoken_flag(flags: pd.Series) -> pd.Series:
             words[flag] = flag
         elif flag == FEBRILE:
             words[flag] = "febrile neutropenia"
+        elif flag == FEBRILE_UNJUDGED:
+            words[flag] = FEBRILE_UNJUDGED_WORDS
         elif flag in SUPPORT_FLAGS:  # the cycle decision support, as the pages name it
             words[flag] = SUPPORT_FLAGS[flag]
         elif lineage in GRADED and rest:

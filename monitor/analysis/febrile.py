@@ -1,8 +1,10 @@
 """Febrile neutropenia from recorded temperatures and ANCs, for every patient, by IDSA 2010 and CTCAE v5.0.
 
 Each fever (a temperature >= 38.0 °C, or a fever event written in free text where no temperature was
-measured near it) is paired with the ANC in force: the latest ANC from ``anc_before_hours`` before it to
-``anc_after_hours`` after it (docs/clinical-rules.md, Febrile neutropenia). Both definitions are judged on
+measured near it) is paired with the ANC in force at it: the lower of the latest ANC at or before it (at
+most ``anc_before_hours`` earlier) and the first ANC after it (at most ``anc_after_hours`` later), either
+alone when only one exists; a higher count after the fever never withdraws an episode
+(docs/clinical-rules.md, Febrile neutropenia). Both definitions are judged on
 every pair; their thresholds are theirs, not settings:
 
 * IDSA 2010 (Freifeld AG et al., Clin Infect Dis 2011;52(4):e56-e93): a single temperature >= 38.3 °C, or
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -32,6 +34,8 @@ import pandas as pd
 from monitor.analysis.grading import COMPARE_DECIMALS
 from monitor.analysis.setting_values import a_number, a_whole_number
 from monitor.analysis.status import EXCLUDED_STATUSES
+from monitor.analytes import ANALYTES
+from monitor.formats.units import FAHRENHEIT, TEMPERATURE_FACTORS, TEMPERATURE_OFFSETS, to_canonical
 
 __all__ = [
     "DEFAULT_FEBRILE_RULES",
@@ -42,6 +46,7 @@ __all__ = [
     "fever_pairs",
     "on_day",
     "on_day_text",
+    "unjudged_now",
 ]
 
 # The definitions' own thresholds (°C and 10^9/L): fixed by their sources, never site settings.
@@ -51,8 +56,9 @@ IDSA_ANC = 0.5
 CTCAE_ANC = 1.0
 IDSA = "IDSA 2010"
 CTCAE = "CTCAE v5.0"
-# A temperature written in a fever event's label or details, e.g. "Fever 38.6 C (oral)" or "38.4°C".
-TEMPERATURE_TEXT = r"(?P<celsius>\d{2}(?:[.,]\d)?)\s*°?\s*C\b"
+# A temperature written in a fever event's label or details, e.g. "Fever 38.6 C (oral)", "38.4°C",
+# "Fever 102 F" or "101.3°F" (Fahrenheit converted as the importer converts it).
+TEMPERATURE_TEXT = r"(?P<number>\d{2,3}(?:[.,]\d+)?)\s*°?\s*(?P<unit>[CF])\b"
 EPISODE_COLUMNS = (
     "patient_key",
     "episode",
@@ -71,8 +77,9 @@ EPISODE_COLUMNS = (
 class FebrileRules:
     """The site's febrile-neutropenia settings (the definitions' thresholds are not among them).
 
-    * ``anc_before_hours`` = 24, ``anc_after_hours`` = 12: the ANC in force for a temperature is the latest
-      drawn from 24 h before it to 12 h after it (no source: site default).
+    * ``anc_before_hours`` = 24, ``anc_after_hours`` = 12: the ANC in force for a temperature is the lower
+      of the latest drawn up to 24 h before it and the first drawn up to 12 h after it (no source: site
+      default).
     * ``sustained_minutes`` = 60: "over an hour" (IDSA 2010: at least 60 minutes apart) and "for more than
       one hour" (CTCAE v5.0: more than 60 minutes).
     * ``falling_hours`` = 48: IDSA 2010, an ANC "expected to decrease to < 500 cells/mm3 during the next
@@ -80,8 +87,12 @@ class FebrileRules:
       site decision).
     * ``end_anc`` = 0.5, ``afebrile_hours`` = 24: an episode ends when the ANC in force is >= 0.5 and no
       fever has been recorded for 24 h (no source: site decision).
-    * ``free_text_window_hours`` = 12: a fever written in an event counts only when no temperature was
-      measured within 12 h of it (no source: site decision).
+    * ``unjudged_hours`` = 48: the patient's latest fever within the last 48 h that has no ANC in its
+      pairing window (and no episode open) makes febrile neutropenia unknown, told with the counts
+      nearest to it (no source: site decision).
+    * ``free_text_window_hours`` = 1: a fever written in an event is set aside only when a temperature was
+      measured within 1 h of it, the same reading written twice; a reading further away, lower or not,
+      never sets it aside (no source: site decision).
     """
 
     anc_before_hours: int = 24
@@ -91,7 +102,8 @@ class FebrileRules:
     falling_lookback_hours: int = 48
     end_anc: float = 0.5
     afebrile_hours: int = 24
-    free_text_window_hours: int = 12
+    free_text_window_hours: int = 1
+    unjudged_hours: int = 48
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -180,9 +192,10 @@ def _measured(temps: pd.DataFrame, rules: FebrileRules) -> pd.DataFrame:
 def _written(
     events: pd.DataFrame | None, temps: pd.DataFrame, rules: FebrileRules, as_of: Any
 ) -> pd.DataFrame:
-    """Fever events with no temperature measured within ``free_text_window_hours``, judged as a single
-    reading by the temperature written in them (unknown without one, or between 38.0 and 38.3: whether
-    it lasted an hour is not written)."""
+    """Fever events with no temperature measured within ``free_text_window_hours`` of them (that would be
+    the same reading written twice; a reading further away never sets one aside), judged as a single
+    reading by the temperature written in them, in °C or °F (unknown without one, or between 38.0 and
+    38.3: whether it lasted an hour is not written)."""
     if events is None or events.empty:
         return pd.DataFrame()
     fevers = events[events["kind"].eq("fever").to_numpy(dtype=bool)]
@@ -190,7 +203,7 @@ def _written(
     for column in ("label", "details"):
         if column in fevers:
             text = text + " " + fevers[column].fillna("").astype(str)
-    celsius = text.str.extract(TEMPERATURE_TEXT)["celsius"].str.replace(",", ".").astype("float64")
+    celsius = _written_celsius(text)
     written = pd.DataFrame(
         {
             "patient_key": fevers["patient_key"].astype("int64"),
@@ -223,6 +236,24 @@ def _written(
         sustained_only=False,
         fever_unknown=(written["celsius"].isna() | (written["celsius"] < SINGLE_C)).fillna(True),
     )
+
+
+def _written_celsius(text: pd.Series) -> pd.Series:
+    """The first temperature written in each text, in °C: °F converted as the importer converts it
+    (``monitor.formats.units``); NaN without one, or outside the importer's plausible range (25-45 °C).
+
+    >>> texts = pd.Series(["Fever 38.9 C", "Fever 102 F", "101.3°F", "fever", "Fever 39 F"])
+    >>> _written_celsius(texts).round(2).tolist()
+    [38.9, 38.89, 38.5, nan, nan]
+    """
+    found = text.str.extract(TEMPERATURE_TEXT)
+    number = found["number"].str.replace(",", ".").astype("float64")
+    unit = found["unit"].map({"C": "cel", "F": FAHRENHEIT[0]}).fillna("cel")
+    factors = unit.map(TEMPERATURE_FACTORS).astype("float64")
+    offsets = unit.map(TEMPERATURE_OFFSETS).astype("float64").fillna(0.0)
+    celsius = to_canonical(number, factors, offsets)
+    low, high = ANALYTES["temp"].plausible_min, ANALYTES["temp"].plausible_max
+    return celsius.where((celsius >= low) & (celsius <= high))
 
 
 def _counts(anc: pd.DataFrame, rules: FebrileRules) -> pd.DataFrame:
@@ -276,10 +307,10 @@ def fever_pairs(
     pd.DataFrame
         One row per fever, by patient and time: ``at``, ``celsius`` (at 0.1 °C; NaN for a free-text fever
         without one), ``since``/``since_celsius`` (the first reading of its run >= 38.0), ``free_text``,
-        ``anc``, ``anc_comparator``, ``anc_at`` (NaN/NaT when none is in force), ``before``/``before_at``
-        (the earlier ANC of IDSA's line), ``falling``, ``idsa`` and ``ctcae`` (the definitions met) and
-        ``unknown`` (neither can be told: a free-text fever without a temperature or between 38.0 and 38.3
-        with a low ANC, or a fever with no ANC in force).
+        ``anc``, ``anc_comparator``, ``anc_at`` (the ANC in force: ``_paired``; NaN/NaT when none),
+        ``before``/``before_at`` (the earlier ANC of IDSA's line), ``falling``, ``idsa`` and ``ctcae`` (the
+        definitions met) and ``unknown`` (neither can be told: a free-text fever without a temperature or
+        between 38.0 and 38.3 with a low ANC, or a fever with no ANC in force).
 
     Examples
     --------
@@ -296,23 +327,7 @@ def fever_pairs(
     if fevers.empty:
         return pd.DataFrame(columns=_PAIR_COLUMNS)
     anc = _counts(_usable(results, "anc", as_of), rules)
-    after = pd.Timedelta(hours=rules.anc_after_hours)
-    window = pd.Timedelta(hours=rules.anc_before_hours) + after
-    # The latest ANC drawn at most ``after`` later: the one in force when it is no more than ``before``
-    # earlier (both edges included).
-    keyed = fevers.assign(key=fevers["at"] + after).sort_values("key")
-    counts = anc.rename(columns={"at": "anc_at", "value": "anc", "comparator": "anc_comparator"}).sort_values(
-        "anc_at"
-    )
-    paired = pd.merge_asof(
-        keyed,
-        counts,
-        left_on="key",
-        right_on="anc_at",
-        by="patient_key",
-        direction="backward",
-        tolerance=window,
-    ).drop(columns="key")
+    paired = _paired(fevers, anc, rules)
     known = paired["anc_at"].notna()
     idsa_n = paired["idsa_neutropenia"].astype("boolean").fillna(False).astype(bool)
     ctcae_n = paired["ctcae_neutropenia"].astype("boolean").fillna(False).astype(bool)
@@ -327,6 +342,49 @@ def fever_pairs(
     )
     out = out.sort_values(["patient_key", "at"], kind="stable").reset_index(drop=True)
     return out.reindex(columns=_PAIR_COLUMNS)
+
+
+def _paired(fevers: pd.DataFrame, anc: pd.DataFrame, rules: FebrileRules) -> pd.DataFrame:
+    """Each fever with the ANC in force at it: the lower of the latest ANC at or before it (at most
+    ``anc_before_hours`` earlier) and the first ANC after it (at most ``anc_after_hours`` later), either
+    alone when only one exists; both edges included, the one before on a tie. A higher count drawn after
+    the fever never replaces a lower one in force at it (both definitions judge the neutrophil count at the
+    time of the fever)."""
+    counts = anc.rename(columns={"at": "anc_at", "value": "anc", "comparator": "anc_comparator"})
+    counts = counts.sort_values("anc_at")
+    ordered = fevers.sort_values("at")
+    sides = []
+    directions: tuple[tuple[Literal["backward", "forward"], int, bool], ...] = (
+        ("backward", rules.anc_before_hours, True),
+        ("forward", rules.anc_after_hours, False),
+    )
+    for direction, hours, exact in directions:
+        sides.append(
+            pd.merge_asof(
+                ordered,
+                counts,
+                left_on="at",
+                right_on="anc_at",
+                by="patient_key",
+                direction=direction,
+                tolerance=pd.Timedelta(hours=hours),
+                allow_exact_matches=exact,
+            )
+        )
+    before, after = sides
+    # "<0.1" sorts below 0.1 and ">2.0" above 2.0; an exact tie keeps the ANC before.
+    shift = {"<": -1e-9, "<=": -1e-9, ">": 1e-9, ">=": 1e-9}
+    level = [
+        side["anc"].round(COMPARE_DECIMALS) + side["anc_comparator"].map(shift).astype("float64").fillna(0.0)
+        for side in sides
+    ]
+    use_after = (after["anc_at"].notna() & (before["anc_at"].isna() | (level[1] < level[0]))).to_numpy(
+        dtype=bool
+    )
+    chosen = before.copy()
+    for column in (c for c in counts.columns if c != "patient_key"):
+        chosen[column] = before[column].where(~use_after, after[column])
+    return chosen
 
 
 _PAIR_COLUMNS = [
@@ -468,6 +526,100 @@ def _recovery_times(pairs: pd.DataFrame, anc: pd.DataFrame, rules: FebrileRules)
     quiet = in_force["fever_at"].isna() | ((in_force["at"] - in_force["fever_at"]) >= afebrile)
     ok = in_force["high"].astype("boolean").fillna(False).astype(bool) & quiet.to_numpy(dtype=bool)
     return in_force.loc[ok.to_numpy(dtype=bool), ["patient_key", "at"]].rename(columns={"at": "end"})
+
+
+def unjudged_now(
+    results: pd.DataFrame,
+    events: pd.DataFrame | None = None,
+    *,
+    rules: FebrileRules = DEFAULT_FEBRILE_RULES,
+    timezone: str = "UTC",
+    as_of: pd.Timestamp,
+) -> pd.DataFrame:
+    """Per patient whose latest fever of the last ``unjudged_hours`` has no ANC in its pairing window: the
+    fever cannot be judged by either definition, and a CBC would settle it.
+
+    Parameters are those of ``febrile_episodes``; whether an episode is open is the caller's to check (an
+    open episode wins). Returns a frame indexed by ``patient_key``: ``at`` (the fever), ``until`` (when it
+    leaves the last ``unjudged_hours``) and ``sentence``:
+    "temperature 38.6 °C at 10:00 cannot be judged: no ANC from 24 h before to 12 h after (last ANC 0.40,
+    25 h before): a CBC would settle it (IDSA 2010, CTCAE v5.0)", times dated as ``febrile_episodes``'.
+
+    >>> at = pd.to_datetime(["2026-03-09 09:00", "2026-03-10 10:00"], utc=True)
+    >>> results = pd.DataFrame({"patient_key": 1, "analyte": ["anc", "temp"], "value": [0.4, 38.6],
+    ...     "collected_at": at})
+    >>> found = unjudged_now(results, as_of=pd.Timestamp("2026-03-10 12:00", tz="UTC"))
+    >>> on_day(found["sentence"], "2026-03-10").iloc[0][:80]
+    'temperature 38.6 °C at 10:00 cannot be judged: no ANC from 24 h before to 12 h a'
+    >>> on_day(found["sentence"], "2026-03-10").iloc[0][80:]
+    'fter (last ANC 0.40, 25 h before): a CBC would settle it (IDSA 2010, CTCAE v5.0)'
+    """
+    columns = ["at", "until", "sentence"]
+    as_of = pd.Timestamp(as_of)
+    pairs = fever_pairs(results, events, rules=rules, as_of=as_of)
+    recent = pairs[(pairs["at"] >= as_of - pd.Timedelta(hours=rules.unjudged_hours)).to_numpy(dtype=bool)]
+    latest = recent.groupby("patient_key").tail(1)
+    open_ = latest[latest["anc_at"].isna().to_numpy(dtype=bool)][
+        ["patient_key", "at", "celsius", "free_text", "sustained_only", "since", "since_celsius"]
+    ]
+    if open_.empty:
+        return pd.DataFrame(columns=columns, index=pd.Index([], name="patient_key"))
+    anc = _usable(results, "anc", as_of).rename(columns={"at": "anc_at"}).sort_values("anc_at")
+    ordered = open_.sort_values("at")
+    near = {
+        side: pd.merge_asof(
+            ordered, anc, left_on="at", right_on="anc_at", by="patient_key", direction=side
+        ).set_index(ordered.index)
+        for side in ("backward", "forward")
+    }
+    before, after = near["backward"], near["forward"]
+    hours_before = (before["at"] - before["anc_at"]).dt.total_seconds() // 3600
+    hours_after = (after["anc_at"] - after["at"]).dt.total_seconds() // 3600
+    told_before = "last ANC " + _anc_words(before) + ", " + _span(hours_before) + " before"
+    told_after = "first ANC after it " + _anc_words(after) + ", " + _span(hours_after) + " after"
+    has_before, has_after = before["anc_at"].notna(), after["anc_at"].notna()
+    context = pd.Series("no ANC on record", index=ordered.index, dtype="string")
+    context = context.mask(has_after.to_numpy(dtype=bool), told_after)
+    context = context.mask(has_before.to_numpy(dtype=bool), told_before)
+    both = (has_before & has_after).to_numpy(dtype=bool)
+    context = context.mask(both, told_before + "; " + told_after)
+    fever = _fever_words(ordered, timezone)
+    window = f"no ANC from {rules.anc_before_hours} h before to {rules.anc_after_hours} h after"
+    sentence = (
+        fever + f" cannot be judged: {window} (" + context + f"): a CBC would settle it ({IDSA}, {CTCAE})"
+    )
+    out = pd.DataFrame(
+        {
+            "patient_key": ordered["patient_key"],
+            "at": ordered["at"],
+            "until": ordered["at"] + pd.Timedelta(hours=rules.unjudged_hours),
+            "sentence": sentence,
+        }
+    )
+    return out.set_index("patient_key")[columns]
+
+
+def _anc_words(found: pd.DataFrame) -> pd.Series:
+    """ "0.40" or "<0.10": an ANC as the sentences give it."""
+    comparator = found["comparator"].astype("string").fillna("")
+    return comparator + _fixed(found["value"], 2)
+
+
+def _span(hours: pd.Series) -> pd.Series:
+    """Whole hours, "25 h", or whole days from 48 h on, "3 days"."""
+    whole = hours.astype("float64").fillna(0).astype("int64")
+    days = (whole // 24).astype("string") + " days"
+    return (whole.astype("string") + " h").where(whole < 48, days)
+
+
+def _fever_words(fevers: pd.DataFrame, timezone: str) -> pd.Series:
+    """A fever as the sentences name it: "temperature 38.6 °C at 10:00", "fever 38.9 °C at 10:00 (free
+    text)", "fever at 10:00 (free text)"."""
+    at = _when(fevers["at"], timezone)
+    celsius = _fixed(fevers["celsius"], 1) + " °C"
+    measured = "temperature " + celsius + " at " + at
+    written = "fever " + (celsius + " ").fillna("") + "at " + at + " (free text)"
+    return written.where(fevers["free_text"].astype(bool).to_numpy(), measured)
 
 
 def _when(times: pd.Series, timezone: str) -> pd.Series:

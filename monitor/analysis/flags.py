@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from monitor.analysis.changes import FEBRILE_UNJUDGED, FEBRILE_UNJUDGED_WORDS
 from monitor.analysis.cycles.align import as_utc, cycles_from_events
 from monitor.analysis.cycles.rules import DEFAULT_CYCLE_RULES, CycleRules
 from monitor.analysis.grading import (
@@ -65,6 +66,8 @@ __all__ = [
 # chronicity and recovery are told in the neutropenia and lymphopenia sentences.
 FLAGS: tuple[str, ...] = (
     "febrile_neutropenia",
+    # A recent fever with no ANC to judge it by (``analysis.febrile.unjudged_now``), put first by the status.
+    FEBRILE_UNJUDGED,
     "leukopenia",
     "neutropenia",
     "lymphopenia",
@@ -110,6 +113,8 @@ def flag_label(flag: str) -> str:
     """
     if flag in SUPPORT_FLAGS:
         return SUPPORT_FLAGS[flag]
+    if flag == FEBRILE_UNJUDGED:
+        return FEBRILE_UNJUDGED_WORDS
     lineage, _, rest = flag.partition("_")
     if lineage in LINEAGES and rest:
         return f"{lineage.upper()} {rest.replace('_', ' ')}"

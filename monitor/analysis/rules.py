@@ -92,6 +92,7 @@ _SOURCES = {
     "febrile.end_anc": _cited("no source: site decision", "Febrile neutropenia"),
     "febrile.afebrile_hours": _cited("no source: site decision", "Febrile neutropenia"),
     "febrile.free_text_window_hours": _cited("no source: site decision", "Febrile neutropenia"),
+    "febrile.unjudged_hours": _cited("no source: site decision", "Febrile neutropenia"),
     "cycles.gcsf_prophylaxis_days": _cited(
         "pegfilgrastim 24-72 hours after chemotherapy (ASCO 2015, Smith et al.; common practice); D1 = the "
         "dose day",

@@ -5,7 +5,8 @@ The one ranking of patients by clinical risk, used by the worklist, ``patients``
 dangerous finding in their current status; the neutrophil count comes first because it is what predicts
 infection (Bodey et al. 1966; the febrile-neutropenia guidelines of IDSA 2010 and ASCO/IDSA 2018 act on it):
 
-1. ANC grade 4, or febrile neutropenia;
+1. ANC grade 4, or febrile neutropenia, or a recent fever that cannot be judged for want of an ANC
+   (``febrile_unjudged``) with the latest ANC below 1.0 (grade 3 or 4, measured or bounded by the WBC);
 2. ANC grade 3;
 3. new or worsening neutropenia (``anc_worsening``; ``anc_new_onset`` when the ANC is grade 2 or worse
    or fell beyond the reference change value, ``anc_significant_drop``);
@@ -20,9 +21,10 @@ The ANC grade ranked is the measured one, or the bound the WBC sets when the lat
 (or the latest ANC is older than the latest WBC): the ANC cannot exceed the WBC, so a WBC below 1.0 is
 an ANC of grade 3 at least, below 0.5 of grade 4.
 
-Within a tier: febrile neutropenia first (an emergency, whatever its ANC grade), then the higher ANC
-grade, then WBC grade, then ALC grade, then the most recent CBC first. Tiers 3 to 8 and the order within
-a tier are a product default pending clinical sign-off.
+Within a tier: febrile neutropenia first (an emergency, whatever its ANC grade), then a fever that cannot
+be judged (``febrile_unjudged``; its sentence is appended to the reason in whichever tier), then the
+higher ANC grade, then WBC grade, then ALC grade, then the most recent CBC first. Tiers 3 to 8 and the
+order within a tier are a product default pending clinical sign-off.
 
 Pure functions of the patient list (one row per patient with ``latest_{wbc,anc,alc}_grade``, optionally
 ``latest_{wbc,anc,alc}`` and their ``_comparator`` for the reason's counts, ``flags`` as lists,
@@ -41,7 +43,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from monitor.analysis.changes import GRADED
+from monitor.analysis.changes import FEBRILE_UNJUDGED, FEBRILE_UNJUDGED_WORDS, GRADED
 from monitor.analysis.support_flags import SUPPORT_FLAGS
 
 __all__ = [
@@ -91,6 +93,7 @@ _WORDS = {
     "anc_significant_drop": "ANC significant drop",
     "alc_significant_drop": "ALC significant drop",
     "recovering": "WBC recovering",
+    FEBRILE_UNJUDGED: FEBRILE_UNJUDGED_WORDS,
     # The cycle decision support (G-CSF prophylaxis, dose modification): tier 7, other flags.
     **SUPPORT_FLAGS,
 }
@@ -160,6 +163,11 @@ def _febrile_neutropenia(patients: pd.DataFrame) -> pd.Series:
     return patients[FEBRILE_NEUTROPENIA].astype("boolean").fillna(False).astype(bool)
 
 
+def _febrile_unjudged(patients: pd.DataFrame) -> pd.Series:
+    """True where a recent fever cannot be judged for want of an ANC (the ``febrile_unjudged`` flag)."""
+    return _has(patients, FEBRILE_UNJUDGED)
+
+
 def _cbc_due(patients: pd.DataFrame) -> pd.Series:
     """True where the list says a CBC is due now (``cbc_due``); False when unknown or not carried."""
     if "cbc_due" not in patients:
@@ -180,7 +188,7 @@ def priority(patients: pd.DataFrame) -> pd.Series:
     anc, wbc, alc = _anc_grade(patients), _grade(patients, "wbc"), _grade(patients, "alc")
     new_anc = _has(patients, "anc_new_onset") & ((anc >= 2) | _has(patients, "anc_significant_drop"))
     conditions = [
-        (anc >= 4) | _febrile_neutropenia(patients),
+        (anc >= 4) | _febrile_neutropenia(patients) | (_febrile_unjudged(patients) & (anc >= 3)),
         anc >= 3,
         new_anc | _has(patients, "anc_worsening"),
         (wbc >= 3) | (alc >= 3),
@@ -309,7 +317,10 @@ def priority_reason(patients: pd.DataFrame, tiers: pd.Series | None = None) -> p
     reason = pd.Series(pd.NA, index=index, dtype="string")
     for tier, text in by_tier.items():
         reason = reason.mask(tiers.eq(tier).to_numpy(dtype=bool), text)
-    return reason
+    # A fever that cannot be judged is told after the reason, in whichever tier: "...; temperature 38.6 °C
+    # at 10:00 cannot be judged: ...".
+    unjudged = _febrile_unjudged(patients) & detail.notna()
+    return reason.mask(unjudged.to_numpy(dtype=bool), reason + "; " + detail)
 
 
 def in_priority_order(frame: pd.DataFrame, *, then: str) -> pd.DataFrame:
@@ -319,11 +330,11 @@ def in_priority_order(frame: pd.DataFrame, *, then: str) -> pd.DataFrame:
     grades = {"_anc": _anc_grade(frame), **{f"_{a}": _grade(frame, a) for a in ("wbc", "alc")}}
     out = frame.assign(tier=priority(frame))
     order = (
-        out.assign(_febrile=_febrile_neutropenia(frame), **grades)
+        out.assign(_febrile=_febrile_neutropenia(frame), _unjudged=_febrile_unjudged(frame), **grades)
         .reset_index(drop=True)
         .sort_values(
-            ["tier", "_febrile", *grades, then],
-            ascending=[True, False, False, False, False, False],
+            ["tier", "_febrile", "_unjudged", *grades, then],
+            ascending=[True, False, False, False, False, False, False],
             na_position="last",
             kind="stable",
         )
