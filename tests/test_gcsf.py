@@ -391,3 +391,80 @@ def test_the_cycles_command_gives_the_columns_and_prints_the_sentences_under_its
     assert "\nprimary G-CSF prophylaxis is recommended at FN risk >= 20 %" in table
     csv = run_monitor("cycles", "P1", "--format", "csv", database=db_url)
     assert "delay_days" in csv.splitlines()[3] and "support" in csv.splitlines()[3]
+
+
+def _settings_set(db_url: str, key: str, value: str) -> tuple[str, str]:
+    """``python -m monitor settings set KEY VALUE``: its standard output and error."""
+    from tests.test_golden import run_monitor
+
+    answer = run_monitor("settings", "set", key, value, database=db_url)
+    assert "\nexit 0\n" in answer, answer
+    out, err = answer.split("--- stdout\n", 1)[1].split("--- stderr\n", 1)
+    return out, err
+
+
+@pytest.mark.parametrize(
+    ("key", "flagged"),
+    [
+        ("TAC", True),  # a whole word of "regimen TAC q21d"
+        ("regimen tac q21d", True),  # the whole text, as before
+        ("tac q21d", True),
+        ("ta", False),  # part of a word
+        ("TAC q14d", False),
+    ],
+)
+def test_a_regimen_setting_applies_to_an_event_whose_details_name_it_as_whole_words(
+    store, db_url, tmp_path, monkeypatch, key: str, flagged: bool
+) -> None:
+    """The setting is written with the command line, as a site would: ``settings set
+    cycles.regimens.TAC.fn_risk '"high"'`` for events whose details say "regimen TAC q21d"."""
+    monkeypatch.setenv("MONITOR_DATABASE_URL", db_url)
+    events = EVENTS_HEADER + f"P1,chemotherapy,{_at(0, 10)},,TAC cycle 1,regimen TAC q21d\n"
+    key_ = _load(store, tmp_path, _counts({0: 4.0}), events)
+    _, warned = _settings_set(db_url, f"cycles.regimens.{key}.fn_risk", '"high"')
+    flags = _flags(store, key_, 9)
+    assert ("gcsf_primary_prophylaxis" in flags) is flagged
+    if flagged:
+        assert flags["gcsf_primary_prophylaxis"].startswith(
+            "primary G-CSF prophylaxis is recommended at FN risk >= 20 % (ASCO 2015, EORTC, NCCN): "
+            "regimen TAC q21d is a high-risk regimen (site setting)"
+        )
+        assert warned == ""
+    else:
+        assert warned == (
+            f"warning: no chemotherapy event in the store names the regimen {key!r} in its details (as whole "
+            "words, case-insensitive), so this setting applies to no cycle yet\n"
+        )
+
+
+def test_a_regimen_key_is_not_found_inside_another_word_and_the_longest_key_wins() -> None:
+    from monitor.analysis.cycles.rules import CycleRules, Regimen, regimen_key
+
+    rules = CycleRules.from_mapping(
+        {
+            "regimens": {
+                "TAC": {"fn_risk": "high"},
+                "AC": {"fn_risk": "intermediate"},
+                "tac q21d": {"anc_min": 1.0},
+            }
+        }
+    )
+    assert rules.regimen("tacrolimus 2 mg") is None and rules.regimen("ATAC trial") is None
+    assert rules.regimen("Regimen TAC, cycle 2") == Regimen(fn_risk="high")
+    assert rules.regimen("regimen  TAC   Q21D") == Regimen(anc_min=1.0)  # longest: "tac q21d"
+    assert rules.regimen("AC then TAC") == Regimen(fn_risk="high")  # "tac" (3) over "ac" (2)
+    # Same length: the first in alphabetical order, whatever the order of the settings.
+    assert regimen_key("AC or EC", ["ec", "ac"]) == regimen_key("AC or EC", ["ac", "ec"]) == "ac"
+    assert rules.nadir_window("regimen TAC q21d") == (7, 14)
+
+
+def test_the_sources_of_a_regimens_fn_risk_and_nadir_window_point_to_their_sections() -> None:
+    from monitor.analysis.rules import SiteRules, setting_rows
+
+    rules = SiteRules.from_mapping(
+        {"cycles": {"regimens": {"tac": {"fn_risk": "high", "nadir_window_days": [8, 12]}}}}
+    )
+    sources = {row["key"]: row["source"] for row in setting_rows(rules)}
+    assert sources["cycles.regimens.tac.fn_risk"].endswith("docs/clinical-rules.md, G-CSF prophylaxis")
+    assert sources["cycles.regimens.tac.nadir_window_days"].endswith("docs/clinical-rules.md, CBCs due")
+    assert sources["cycles.regimens.tac.anc_min"].endswith("docs/clinical-rules.md, Readiness thresholds")
