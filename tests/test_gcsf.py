@@ -468,3 +468,70 @@ def test_the_sources_of_a_regimens_fn_risk_and_nadir_window_point_to_their_secti
     assert sources["cycles.regimens.tac.fn_risk"].endswith("docs/clinical-rules.md, G-CSF prophylaxis")
     assert sources["cycles.regimens.tac.nadir_window_days"].endswith("docs/clinical-rules.md, CBCs due")
     assert sources["cycles.regimens.tac.anc_min"].endswith("docs/clinical-rules.md, Readiness thresholds")
+
+
+@pytest.mark.parametrize(
+    ("regimen", "said"),
+    [
+        (
+            "docetaxel every 21 days",
+            "dose reduction: the label of DOCETAXEL says reduce the dose after febrile neutropenia or "
+            '"neutrophils <500 cells/mm3 for more than one week" (TAXOTERE (docetaxel) US prescribing '
+            "information, https://www.accessdata.fda.gov/scripts/cder/daf/index.cfm?event=overview.process&"
+            "ApplNo=020449); febrile neutropenia in C1 despite G-CSF",
+        ),
+        (
+            # The paclitaxel label's rule is for ANC < 0.5 for 7 days or more, not febrile neutropenia alone.
+            "paclitaxel every 21 days",
+            "febrile neutropenia despite G-CSF in C1: dose reduction or a change of treatment to consider "
+            "(ASCO 2015)",
+        ),
+        (
+            "AC every 21 days",
+            "febrile neutropenia despite G-CSF in C1: dose reduction or a change of treatment to consider "
+            "(ASCO 2015)",
+        ),
+    ],
+)
+def test_febrile_neutropenia_despite_g_csf_calls_for_dose_reduction_in_the_next_cycle(
+    store, tmp_path, regimen: str, said: str
+) -> None:
+    """Pegfilgrastim on D2 of C1, then ANC 0.4 with 38.9 °C on D9: C2 gets dose reduction, not secondary
+    prophylaxis (G-CSF was given), and G-CSF in C2 does not answer it."""
+    peg = f"P1,gcsf,{_at(1, 12)},,Pegfilgrastim 6 mg,"
+    peg2 = f"P1,gcsf,{_at(22, 12)},,Pegfilgrastim 6 mg,"
+    fever = f"P1,fever,{_at(8, 14)},,Fever 38.9 C,"
+    counts = _counts({0: 4.0, 8: 0.4, 20: 2.0, 21 + 3: 3.0}, plt={20: 200})
+    key = _load(store, tmp_path, counts, _events(regimen, (0, 21), (peg, fever, peg2)))
+    cycles = _cycles(store, key)
+    assert cycles["febrile_neutropenia"].tolist() == [True, False]
+    assert cycles["gcsf_days"].tolist() == ["D2", "D2"]
+    assert cycles.loc[1, "support_flags"] == "dose_reduction" and cycles.loc[1, "support"] == said
+    # Before C2, on C1's last days, the support is for the cycle ahead.
+    before = _flags(store, key, 18)
+    assert before["dose_reduction"] == said and "secondary_prophylaxis" not in before
+    assert _flags(store, key, 24)["dose_reduction"] == said
+
+
+def test_dose_limiting_neutropenia_despite_g_csf_on_paclitaxel_quotes_the_label(
+    store, db_url, tmp_path, monkeypatch
+) -> None:
+    """ANC < 0.5 on D8 and D14 (7 days as sampled) with filgrastim on D3: the paclitaxel label's rule, on
+    the worklist and in ``python -m monitor cycles``."""
+    from monitor.analysis.flags import flag_label
+    from tests.test_golden import run_monitor
+
+    monkeypatch.setenv("MONITOR_DATABASE_URL", db_url)
+
+    counts = _counts({0: 4.0, 6: 1.1, 7: 0.4, 13: 0.3, 14: 1.2})
+    fil = f"P1,gcsf,{_at(2, 12)},,Filgrastim,"
+    key = _load(store, tmp_path, counts, _events("paclitaxel every 21 days", extra=(fil,)))
+    flags = _flags(store, key, 16)
+    assert flags["dose_reduction"].startswith("dose reduction: the label of PACLITAXEL says ")
+    assert flags["dose_reduction"].endswith("; ANC < 0.5 for 7 days as sampled in C1 despite G-CSF")
+    assert "secondary_prophylaxis" not in flags
+    assert flag_label("dose_reduction") == "dose reduction to consider (neutropenia despite G-CSF)"
+    answer = run_monitor("cycles", "P1", "--format", "json", database=db_url)
+    rows = json.loads(answer.split("--- stdout\n", 1)[1].split("--- stderr", 1)[0])
+    assert rows[0]["support_flags"] == "dose_reduction"
+    assert rows[0]["support"] == "before C2: " + flags["dose_reduction"]

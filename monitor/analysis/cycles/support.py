@@ -16,6 +16,10 @@ Every sentence is support for the care team, never an order: it names its rule a
   unless it has G-CSF on D1 to D5; with the paclitaxel or docetaxel label's own rule when the regimen
   names the drug and that rule is met (paclitaxel: "<500 cells/mm3 for seven days or more"; docetaxel:
   febrile neutropenia or "<500 cells/mm3 for more than one week", i.e. 8 days or more).
+* Dose reduction: after febrile neutropenia or a dose-limiting neutropenia in a cycle WITH G-CSF, the
+  next cycle is ``dose_reduction`` (G-CSF did not prevent it, so G-CSF in the next cycle does not answer
+  it): the paclitaxel or docetaxel label's dose-reduction sentence when the regimen names the drug and the
+  label's rule is met, else "dose reduction or a change of treatment to consider" (ASCO 2015).
 * Delays: a cycle started later than the previous one's planned length (``schedule.planned_lengths``:
   the regimen's, else the patient's median, else the site default) by more than the scheduling tolerance
   (``schedule.IN_CYCLE_TOLERANCE_DAYS``, 2 days) is delayed by the difference, with the counts on the
@@ -205,6 +209,7 @@ def cycle_support(
             flag="gcsf_consider", sentence=considered[consider]
         ),
         _secondary(table, covered, text, rules),
+        _despite(table, text, rules),
     ]
     out = pd.concat([p for p in parts if not p.empty] or [pd.DataFrame(columns=columns)], ignore_index=True)
     return out[columns].sort_values(["patient_key", "cycle", "flag"], kind="stable").reset_index(drop=True)
@@ -237,9 +242,7 @@ def _risk_factors(
 def _secondary(table: pd.DataFrame, covered: pd.Series, text: pd.Series, rules: CycleRules) -> pd.DataFrame:
     """Secondary prophylaxis or dose reduction for the cycle after one with febrile neutropenia or a
     dose-limiting neutropenia without G-CSF (unless that next cycle has G-CSF in the prophylaxis days)."""
-    febrile = table["febrile_neutropenia"].astype("boolean").fillna(False).astype(bool)
-    days = table["days_anc_below_0_5_min"].astype("Float64")
-    limiting = (days >= rules.dose_limiting_days).fillna(False).astype(bool)
+    febrile, limiting, sampled_all, reason_all = _neutropenia(table, rules)
     trigger = (febrile | limiting) & ~table["gcsf"].astype(bool)
     rows = table[trigger.to_numpy(dtype=bool)]
     if rows.empty:
@@ -252,16 +255,7 @@ def _secondary(table: pd.DataFrame, covered: pd.Series, text: pd.Series, rules: 
     rows = rows[~next_covered.to_numpy(dtype=bool)]
     if rows.empty:
         return pd.DataFrame(columns=["patient_key", "cycle", "flag", "sentence"])
-    fn, sampled = febrile[rows.index], days[rows.index].astype("Int64")
-    below = "ANC < 0.5 for " + sampled.astype("string").fillna("?") + " days as sampled"
-    reason = pd.Series(
-        np.select(
-            [(fn & limiting[rows.index]).to_numpy(), fn.to_numpy()],
-            [("febrile neutropenia and " + below).to_numpy(), np.full(len(rows), "febrile neutropenia")],
-            below.to_numpy(dtype=object),
-        ),
-        index=rows.index,
-    ).astype(str)
+    fn, sampled, reason = febrile[rows.index], sampled_all[rows.index], reason_all[rows.index]
     after = (
         "; C" + (rows["cycle"] + 1).astype(str) + " follows " + reason + " in C" + rows["cycle"].astype(str)
     )
@@ -287,6 +281,63 @@ def _secondary(table: pd.DataFrame, covered: pd.Series, text: pd.Series, rules: 
             "cycle": (rows["cycle"] + 1).to_numpy(),
             "flag": "secondary_prophylaxis",
             "sentence": (sentence + after).to_numpy(),
+        }
+    )
+
+
+def _neutropenia(table: pd.DataFrame, rules: CycleRules) -> tuple[pd.Series, pd.Series, pd.Series, pd.Series]:
+    """Per cycle: febrile neutropenia, ANC < 0.5 for ``dose_limiting_days`` or more as sampled, the days
+    as sampled, and the reason in words ("febrile neutropenia and ANC < 0.5 for 8 days as sampled")."""
+    febrile = table["febrile_neutropenia"].astype("boolean").fillna(False).astype(bool)
+    days = table["days_anc_below_0_5_min"].astype("Float64")
+    limiting = (days >= rules.dose_limiting_days).fillna(False).astype(bool)
+    sampled = days.astype("Int64")
+    below = "ANC < 0.5 for " + sampled.astype("string").fillna("?") + " days as sampled"
+    reason = pd.Series(
+        np.select(
+            [(febrile & limiting).to_numpy(), febrile.to_numpy()],
+            [("febrile neutropenia and " + below).to_numpy(), np.full(len(table), "febrile neutropenia")],
+            below.to_numpy(dtype=object),
+        ),
+        index=table.index,
+    ).astype(str)
+    return febrile, limiting, sampled, reason
+
+
+def _despite(table: pd.DataFrame, text: pd.Series, rules: CycleRules) -> pd.DataFrame:
+    """Dose reduction for the cycle after one with febrile neutropenia or a dose-limiting neutropenia
+    despite G-CSF in it (``dose_reduction``): the paclitaxel or docetaxel label's sentence when the regimen
+    names the drug and its rule is met, else ASCO 2015's dose reduction or change of treatment. G-CSF in
+    the next cycle does not answer it (G-CSF did not prevent it)."""
+    columns = ["patient_key", "cycle", "flag", "sentence"]
+    febrile, limiting, sampled, reason = _neutropenia(table, rules)
+    trigger = (febrile | limiting) & table["gcsf"].astype(bool)
+    rows = table[trigger.to_numpy(dtype=bool)]
+    if rows.empty:
+        return pd.DataFrame(columns=columns)
+    fn, days, why = febrile[rows.index], sampled[rows.index], reason[rows.index]
+    cycle = "C" + rows["cycle"].astype(str)
+    sentence = (
+        why
+        + " despite G-CSF in "
+        + cycle
+        + ": dose reduction or a change of treatment to consider (ASCO 2015)"
+    ).astype(object)
+    lowered = text[rows.index].str.lower()
+    for drug, (min_days, said, source, _) in reversed(_LABELS.items()):
+        named = lowered.str.contains(_DRUGS[drug], regex=True).to_numpy(dtype=bool)
+        met = (days >= min_days).fillna(False).to_numpy(dtype=bool)
+        if drug == "docetaxel":
+            met |= fn.to_numpy(dtype=bool)
+        labelled = f"dose reduction: the label of {drug.upper()} says {said} ({source}); " + why + " in "
+        labelled = labelled + cycle + " despite G-CSF"
+        sentence = sentence.mask(named & met, labelled)
+    return pd.DataFrame(
+        {
+            "patient_key": rows["patient_key"].to_numpy(),
+            "cycle": (rows["cycle"] + 1).to_numpy(),
+            "flag": "dose_reduction",
+            "sentence": sentence.to_numpy(),
         }
     )
 
@@ -386,7 +437,7 @@ def _delay_sentences(
 
 def current_support(support: pd.DataFrame, cycles: pd.DataFrame, *, as_of: pd.Timestamp) -> pd.DataFrame:
     """The support that applies at ``as_of``: for each patient's current cycle (started, not yet ended:
-    ``end``), its own sentences and a secondary prophylaxis for the cycle after it. Columns
+    ``end``), its own sentences and a secondary prophylaxis or dose reduction for the cycle after it. Columns
     ``patient_key``, ``flag``, ``sentence``, one row per flag (the first when two cycles give one)."""
     columns = ["patient_key", "flag", "sentence"]
     if support.empty or cycles.empty:
@@ -397,7 +448,9 @@ def current_support(support: pd.DataFrame, cycles: pd.DataFrame, *, as_of: pd.Ti
     current = current.sort_values("cycle").groupby("patient_key").tail(1)[["patient_key", "cycle"]]
     found = support.merge(current.rename(columns={"cycle": "now"}), on="patient_key")
     own = found["cycle"].eq(found["now"])
-    upcoming = found["cycle"].eq(found["now"] + 1) & found["flag"].eq("secondary_prophylaxis")
+    upcoming = found["cycle"].eq(found["now"] + 1) & found["flag"].isin(
+        ["secondary_prophylaxis", "dose_reduction"]
+    )
     found = found[(own | upcoming).to_numpy(dtype=bool)].sort_values(["patient_key", "cycle"], kind="stable")
     return found.drop_duplicates(["patient_key", "flag"])[columns].reset_index(drop=True)
 
