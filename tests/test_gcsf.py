@@ -99,10 +99,10 @@ def test_a_high_risk_regimen_without_g_csf_on_d1_to_d5_gets_primary_prophylaxis_
     assert ("gcsf_primary_prophylaxis" in flags) is flagged
     assert (cycle["support_flags"] == "gcsf_primary_prophylaxis") is flagged
     if flagged:
+        given = "G-CSF recorded on D6, outside D1-D5" if gcsf else "no G-CSF recorded on D1-D5 of C1"
         assert flags["gcsf_primary_prophylaxis"] == (
             "primary G-CSF prophylaxis is recommended at FN risk >= 20 % (ASCO 2015, EORTC, NCCN): AC every "
-            "21 days is a high-risk regimen (site setting; NCCN, dose-dense AC); no G-CSF recorded on D1-D5 "
-            "of C1"
+            "21 days is a high-risk regimen (site setting; NCCN, dose-dense AC); " + given
         )
         assert cycle["support"] == flags["gcsf_primary_prophylaxis"]
     else:
@@ -121,7 +121,7 @@ def test_an_intermediate_risk_regimen_is_considered_from_age_65_at_the_dose(
         assert flags["gcsf_consider"].startswith(
             "consider primary G-CSF prophylaxis: FN risk 10-20 % and age 65 at the dose (ASCO 2015, EORTC, "
             "NCCN: patient risk factors; docetaxel every 21 days is an intermediate-risk regimen, site "
-            "setting; NCCN, docetaxel); no G-CSF recorded on D1-D5 of C1"
+            "setting; NCCN, docetaxel); no G-CSF recorded yet; window D1-D5, until 2026-03-06"
         )
 
 
@@ -535,3 +535,58 @@ def test_dose_limiting_neutropenia_despite_g_csf_on_paclitaxel_quotes_the_label(
     rows = json.loads(answer.split("--- stdout\n", 1)[1].split("--- stderr", 1)[0])
     assert rows[0]["support_flags"] == "dose_reduction"
     assert rows[0]["support"] == "before C2: " + flags["dose_reduction"]
+
+
+@pytest.mark.parametrize(
+    ("zone", "now", "said"),
+    [
+        # D5 is Friday 6 March in the site zone: a reminder until its end, then the window has passed.
+        ("UTC", "2026-03-02T10:00:00Z", "no G-CSF recorded yet; window D1-D5, until 2026-03-06"),
+        ("UTC", "2026-03-06T23:59:00Z", "no G-CSF recorded yet; window D1-D5, until 2026-03-06"),
+        ("UTC", "2026-03-07T00:00:00Z", "no G-CSF recorded on D1-D5 of C1"),
+        # 23:30 UTC on 6 March is already 7 March in Berlin (UTC+1).
+        ("Europe/Berlin", "2026-03-06T22:59:00Z", "no G-CSF recorded yet; window D1-D5, until 2026-03-06"),
+        ("Europe/Berlin", "2026-03-06T23:30:00Z", "no G-CSF recorded on D1-D5 of C1"),
+    ],
+)
+def test_primary_prophylaxis_is_a_reminder_until_the_g_csf_window_has_passed_in_the_site_zone(
+    store, tmp_path, zone: str, now: str, said: str
+) -> None:
+    from db.queries import patient_list
+    from db.status import refresh_patient_status
+
+    key = _load(store, tmp_path, _counts({0: 4.0}), _events("AC every 21 days"))
+    moment = datetime.fromisoformat(now)
+    with store.begin() as session:
+        refresh_patient_status(session, [key], now=moment, timezone=zone)
+    with store() as session:
+        row = patient_list(session, viewer=SYSTEM, timezone=zone, today=moment.date()).iloc[0]
+    flags = dict(zip(row["flags"], row["explanations"], strict=True))
+    assert flags["gcsf_primary_prophylaxis"] == (
+        "primary G-CSF prophylaxis is recommended at FN risk >= 20 % (ASCO 2015, EORTC, NCCN): AC every 21 "
+        "days is a high-risk regimen (site setting; NCCN, dose-dense AC); " + said
+    )
+
+
+@pytest.mark.parametrize(
+    ("now", "said"),
+    [
+        ("2026-03-03 12:00", "no G-CSF recorded yet; window D1-D5, until 2026-03-06"),
+        ("2026-03-09 12:00", "no G-CSF recorded on D1-D5 of C1"),
+    ],
+)
+def test_the_cycles_command_words_the_g_csf_window_as_of_now(
+    store, db_url, tmp_path, monkeypatch, now: str, said: str
+) -> None:
+    import time_machine
+
+    from tests.test_golden import run_monitor
+
+    monkeypatch.setenv("MONITOR_DATABASE_URL", db_url)
+    monkeypatch.setenv("MONITOR_TIMEZONE", "UTC")
+    _load(store, tmp_path, _counts({0: 4.0}), _events("AC every 21 days"))
+    with time_machine.travel(pd.Timestamp(now, tz="UTC").to_pydatetime(), tick=False):
+        answer = run_monitor("cycles", "P1", "--format", "json", database=db_url)
+    rows = json.loads(answer.split("--- stdout\n", 1)[1].split("--- stderr", 1)[0])
+    assert rows[0]["support_flags"] == "gcsf_primary_prophylaxis"
+    assert rows[0]["support"].endswith("(site setting; NCCN, dose-dense AC); " + said)

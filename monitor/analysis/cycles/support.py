@@ -132,6 +132,7 @@ def with_support(
     rules: CycleRules,
     timezone: str,
     birth_dates: pd.DataFrame | None = None,
+    as_of: pd.Timestamp | None = None,
 ) -> pd.DataFrame:
     """``table`` (one row per cycle, as ``table.treatment_cycles`` builds it) with ``SUPPORT_COLUMNS``.
 
@@ -139,7 +140,8 @@ def with_support(
     cycle, 0 within the tolerance) and ``delay`` (the sentence); ``support_flags`` and ``support``: the
     flags and sentences of ``cycle_support`` for the cycle (a secondary prophylaxis for a cycle not yet
     started is on the last cycle's row, "before C3: ..."). ``results``: usable results (ANC and platelets
-    for the delays); ``birth_dates``: ``patient_key`` and ``birth_date``, for age as a risk factor.
+    for the delays); ``birth_dates``: ``patient_key`` and ``birth_date``, for age as a risk factor;
+    ``as_of``: the time the table is for (a G-CSF window not yet passed is worded as a reminder).
     """
     keys = ["patient_key", "cycle"]
     days = _gcsf_days(events, table, timezone).reindex(pd.MultiIndex.from_frame(table[keys]))
@@ -147,7 +149,7 @@ def with_support(
     table = table.assign(gcsf_days=given.map(lambda d: ", ".join(f"D{n + 1}" for n in d)))
     table = table.join(_delays(table, results, rules=rules, timezone=timezone))
     support = cycle_support(table.assign(gcsf_day_list=given), rules=rules, timezone=timezone,
-                            birth_dates=birth_dates)  # fmt: skip
+                            birth_dates=birth_dates, as_of=as_of)  # fmt: skip
     last = table.groupby("patient_key")["cycle"].max()
     row = support["cycle"].clip(upper=support["patient_key"].map(last))
     ahead = support["cycle"].gt(row)
@@ -167,6 +169,7 @@ def cycle_support(
     rules: CycleRules,
     timezone: str,
     birth_dates: pd.DataFrame | None = None,
+    as_of: pd.Timestamp | None = None,
 ) -> pd.DataFrame:
     """The support sentences per cycle: ``patient_key``, ``cycle`` (the cycle it is for: a secondary
     prophylaxis is for the cycle after the one that had the neutropenia, which may not have started
@@ -174,7 +177,9 @@ def cycle_support(
 
     ``table`` has ``patient_key``, ``cycle``, ``start``, ``regimen``, ``label``, ``gcsf`` (any G-CSF in
     the cycle), ``gcsf_day_list`` (tuples of cycle days, day 0 = D1), ``febrile_neutropenia`` and
-    ``days_anc_below_0_5_min``.
+    ``days_anc_below_0_5_min``. ``as_of``: the time the support is for; while a cycle's G-CSF window has
+    not passed then (in the site zone), its prophylaxis sentence is a reminder ("no G-CSF recorded yet";
+    ``_gcsf_missing``); None judges every window as passed.
     """
     columns = ["patient_key", "cycle", "flag", "sentence"]
     if table.empty:
@@ -187,8 +192,7 @@ def cycle_support(
     rule = table["regimen"].map(rules.regimen)
     risk = rule.map(lambda r: None if r is None else r.fn_risk)
     source = rule.map(lambda r: "" if r is None or not r.fn_risk_source else f"; {r.fn_risk_source}")
-    cycle = "C" + table["cycle"].astype(str)
-    missing = "; no G-CSF recorded on " + window + " of " + cycle
+    missing = _gcsf_missing(table, rules, timezone, as_of, window)
     high = risk.eq("high").to_numpy(dtype=bool) & ~covered.to_numpy()
     primary = (
         f"primary G-CSF prophylaxis is recommended at FN risk >= 20 % ({_SOURCES}): " + text
@@ -213,6 +217,34 @@ def cycle_support(
     ]
     out = pd.concat([p for p in parts if not p.empty] or [pd.DataFrame(columns=columns)], ignore_index=True)
     return out[columns].sort_values(["patient_key", "cycle", "flag"], kind="stable").reset_index(drop=True)
+
+
+def _gcsf_missing(
+    table: pd.DataFrame, rules: CycleRules, timezone: str, as_of: pd.Timestamp | None, window: str
+) -> pd.Series:
+    """What the prophylaxis sentences say of a cycle's G-CSF (``covered`` cycles get none): while the
+    window's last day (in the site zone) has not passed at ``as_of``, a reminder "; no G-CSF recorded yet;
+    window D1-D5, until 2026-03-06"; after it "; no G-CSF recorded on D1-D5 of C1", or "; G-CSF recorded on
+    D6, outside D1-D5" when G-CSF was recorded only outside the window. ``as_of`` None: judged as passed."""
+    first, last = rules.gcsf_prophylaxis_days
+    cycle = "C" + table["cycle"].astype(str)
+    outside = table["gcsf_day_list"].map(lambda d: ", ".join(f"D{n + 1}" for n in d))
+    said = pd.Series(
+        np.where(
+            outside.ne("").to_numpy(dtype=bool),
+            ("; G-CSF recorded on " + outside + ", outside " + window).to_numpy(dtype=object),
+            ("; no G-CSF recorded on " + window + " of " + cycle).to_numpy(dtype=object),
+        ),
+        index=table.index,
+        dtype=object,
+    )
+    if as_of is None or table.empty:
+        return said.astype(str)
+    until = local_days(as_utc(table["start"]), timezone) + pd.Timedelta(days=last - 1)
+    today = local_days(pd.Series([pd.Timestamp(as_of)]), timezone).iloc[0]
+    ahead = (until >= today).fillna(False).to_numpy(dtype=bool)
+    reminder = "; no G-CSF recorded yet; window " + window + ", until " + until.dt.strftime("%Y-%m-%d")
+    return said.mask(ahead, reminder).astype(str)
 
 
 def _risk_factors(
@@ -482,5 +514,5 @@ def support_now(
         return pd.DataFrame(columns=["patient_key", "flag", "sentence"])
     days = cycles["gcsf_days"].fillna("").astype(str).str.findall(r"D(\d+)")
     listed = cycles.assign(gcsf_day_list=days.map(lambda found: tuple(int(d) - 1 for d in found)))
-    support = cycle_support(listed, rules=rules, timezone=timezone, birth_dates=birth_dates)
+    support = cycle_support(listed, rules=rules, timezone=timezone, birth_dates=birth_dates, as_of=as_of)
     return current_support(support, cycles, as_of=as_of)
