@@ -189,7 +189,10 @@ def cycle_support(
     covered = table["gcsf_day_list"].map(lambda d: any(first - 1 <= n <= last - 1 for n in d)).astype(bool)
     text = table["regimen"].fillna("").astype(str)
     text = text.where(text.str.strip().ne(""), table["label"].fillna("").astype(str))
-    rule = table["regimen"].map(rules.regimen)
+    # One look-up per distinct regimen text (``CycleRules.regimen`` reads the configured names in it).
+    regimen = table["regimen"].fillna("").astype(str)
+    found = {name: rules.regimen(name) for name in regimen.unique()}
+    rule = regimen.map(lambda name: found[name])
     risk = rule.map(lambda r: None if r is None else r.fn_risk)
     source = rule.map(lambda r: "" if r is None or not r.fn_risk_source else f"; {r.fn_risk_source}")
     missing = _gcsf_missing(table, rules, timezone, as_of, window)
