@@ -297,6 +297,11 @@ def test_the_settings_form_saves_a_regimens_fn_risk_and_the_change_is_audited(
     rule = json.loads(stored)["cycles"]["regimens"]["ac every 14 days"]
     assert (rule["fn_risk"], rule["fn_risk_source"]) == ("high", "NCCN, dose-dense AC")
     assert audited[-1][0] == "admin" and '"fn_risk": "high"' in audited[-1][1]
+    # No chemotherapy event names "AC every 14 days": saved, with a warning that it applies to no cycle yet.
+    assert [w.value for w in at.warning] == [
+        "Saved; no chemotherapy event in the store names the regimen 'ac every 14 days' in its details (as "
+        "whole words, case-insensitive), so this setting applies to no cycle yet."
+    ]
 
 
 def _pure_cycles(
