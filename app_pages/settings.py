@@ -13,7 +13,7 @@ import streamlit as st
 
 from monitor.analysis.rules import setting_rows
 from monitor.analytes import ANALYTES
-from services.rules import change_settings, set_lab_range
+from services.rules import change_settings, regimen_setting_warning, set_lab_range
 from ui import data
 from ui.identity import current_viewer
 from ui.text import plain
@@ -85,9 +85,12 @@ with regimen_tab:
         )
     st.caption(
         f"Default for every other regimen: {rules.cycles.readiness.describe()} (paclitaxel and docetaxel "
-        "prescribing information; docs/clinical-rules.md, Readiness thresholds). A regimen is matched by the "
-        "details of its chemotherapy events, ignoring case."
+        "prescribing information; docs/clinical-rules.md, Readiness thresholds). A regimen's rule applies to "
+        "the chemotherapy events whose details contain its name as whole words, ignoring case; the longest "
+        "name wins (docs/clinical-rules.md, Per-regimen settings)."
     )
+    if "regimen_warning" in st.session_state:
+        st.warning(st.session_state.pop("regimen_warning"))
     with st.form("regimen_form", clear_on_submit=True):
         name = st.text_input("Regimen (as in the chemotherapy events' details)", key="regimen_name")
         columns = st.columns(3)
@@ -129,6 +132,9 @@ with regimen_tab:
             except ValueError as error:
                 st.error(f"Not saved: {plain(error)}")
             else:
+                warning = None if remove else regimen_setting_warning(data.store(), key)
+                if warning:
+                    st.session_state["regimen_warning"] = f"Saved; {warning}."
                 data.refresh()
                 st.rerun()
 

@@ -43,7 +43,7 @@ from services.admin import (
     upgrade_schema,
 )
 from services.config import Config
-from services.rules import lab_range_list, set_lab_range, set_setting, site_rules
+from services.rules import lab_range_list, regimen_setting_warning, set_lab_range, set_setting, site_rules
 from services.store import open_store
 
 
@@ -212,9 +212,12 @@ def settings_set(database: str | None, key: str, value: str) -> None:
         )
     except (ValueError, TypeError) as error:
         raise click.BadParameter(str(error), param_hint="KEY/VALUE") from error
-    now_in_force = {row["key"]: row["value"] for row in setting_rows(rules)}
-    shown = json.dumps(now_in_force[key]) if key in now_in_force else "(a group)"
+    now_in_force = {row["key"].lower(): row["value"] for row in setting_rows(rules)}
+    shown = json.dumps(now_in_force[key.lower()]) if key.lower() in now_in_force else "(a group)"
     click.echo(f"{key} = {shown}; patient status recomputed")
+    warning = regimen_setting_warning(store, key) if parsed is not None else None
+    if warning:
+        click.echo(f"warning: {warning}", err=True)
 
 
 @cli.group("lab-ranges")

@@ -32,8 +32,9 @@ def due(database: str | None, days: int, fmt: str, user: str | None) -> None:
     A chemotherapy cycle's nadir window is the regimen's (cycles.regimens.NAME.nadir_window_days) or the
     site default, days 7 to 14 after the dose: D8 to D15, D1 being the dosing day; it ends at the next dose
     when that comes first. A CBC is a panel with a WBC or an ANC. Window dates are calendar days in the
-    site's zone; last_collected_at is the last CBC, in UTC. Missed windows come first, then windows due by
-    their first day, then the grade 3-4 patients (docs/clinical-rules.md, CBCs due). Decision support:
+    site's zone; last_collected_at is the last CBC, in UTC. Grade 4 patients without a recent count come
+    first, then missed windows, then windows due by their first day, then the grade 3 patients
+    (docs/clinical-rules.md, CBCs due). Decision support:
     each line names its rule, never an order.
 
     \b

@@ -16,7 +16,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from db.frames import read_frame
-from db.models import Lab, LabRange, Setting
+from db.models import ClinicalEvent, Lab, LabRange, Setting
 from monitor.analysis.rules import SiteRules
 from monitor.analytes import ANALYTES
 
@@ -41,6 +41,13 @@ def save_site_rules(session: Session, overrides: Mapping[str, Any], *, by: str, 
         stored.value, stored.updated_by, stored.updated_at = rules.to_json(), by, now
     session.flush()
     return rules
+
+
+def chemotherapy_regimens(session: Session) -> list[str]:
+    """The distinct details texts of the stored chemotherapy events (the regimens per-regimen settings
+    match against)."""
+    query = select(ClinicalEvent.details).where(ClinicalEvent.kind == "chemotherapy").distinct()
+    return [str(text) for text in session.scalars(query) if text]
 
 
 def lab_ranges(session: Session) -> pd.DataFrame:

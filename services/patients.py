@@ -140,6 +140,7 @@ def patient_cycles(
         febrile=rules.febrile,
         timezone=timezone,
         born=_born(listed),
+        now=now or datetime.now(ZoneInfo(timezone)),
     )
     return replace(found, now=_cycle_now_text(listed))
 
@@ -192,6 +193,7 @@ def patient_view(
                 febrile=rules.febrile,
                 timezone=timezone,
                 born=_born(listed),
+                now=now,
             ),
             now=_cycle_now_text(listed),
         ),
@@ -219,13 +221,15 @@ def _cycle_view(
     febrile: FebrileRules,
     timezone: str,
     born: object = None,
+    now: datetime | None = None,
 ) -> CycleView:
     keyed = {"patient_key": patient_key}
     results, events = results.assign(**keyed), events.assign(**keyed)
     counted = results[results["analyte"].isin(CYCLE_ANALYTES).to_numpy(dtype=bool)]
     birth_dates = pd.DataFrame({"patient_key": [patient_key], "birth_date": [born]})
+    as_of = None if now is None else pd.Timestamp(now)
     cycles = treatment_cycles(
-        counted, events, rules=rules, timezone=timezone, febrile=febrile, birth_dates=birth_dates
+        counted, events, rules=rules, timezone=timezone, febrile=febrile, birth_dates=birth_dates, as_of=as_of
     )
     # (the overlay shows the counts: temperatures are read only for febrile neutropenia)
     results = results[results["analyte"].ne("temp").to_numpy(dtype=bool)]

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from db import queries, settings
 from db.audit import record
 from db.status import refresh_all_status
+from monitor.analysis.cycles.rules import regimen_key
 from monitor.analysis.rules import SiteRules, set_value
 from services.accounts import Viewer, require_administrator
 
@@ -30,6 +31,27 @@ def set_setting(
     """Set one setting (``section.name``, e.g. ``flags.persistent_min_days``; ``value`` None restores its
     default) over the stored overrides, then recompute every patient's status (``change_settings``)."""
     return change_settings(store, {key: value}, viewer=viewer, now=now, timezone=timezone)
+
+
+def regimen_setting_warning(store: sessionmaker[Session], key: str) -> str | None:
+    """For a per-regimen setting (``cycles.regimens.NAME...``): a warning when NAME matches no stored
+    chemotherapy event's regimen (``cycles.rules.regimen_key``: NAME as whole words of the event's
+    details), since the setting then changes nothing yet; None when it matches one, or for another key.
+
+    Only a warning: a site may set up a regimen before its first patient is imported.
+    """
+    parts = key.split(".")
+    if len(parts) < 3 or parts[:2] != ["cycles", "regimens"]:
+        return None
+    name = parts[2]
+    with store() as session:
+        texts = settings.chemotherapy_regimens(session)
+    if any(regimen_key(text, [name]) is not None for text in texts):
+        return None
+    return (
+        f"no chemotherapy event in the store names the regimen {name!r} in its details (as whole words, "
+        "case-insensitive), so this setting applies to no cycle yet"
+    )
 
 
 def change_settings(

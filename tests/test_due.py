@@ -251,3 +251,34 @@ def test_a_dose_on_a_day_the_regimen_names_does_not_cut_the_window() -> None:
         timezone="UTC",
     )
     assert found[["cycle", "window", "cut"]].values.tolist() == [[1, "D8-D15", False]]
+
+
+def test_grade_4_without_a_recent_count_comes_first_then_missed_then_due_then_grade_3(
+    store, db_url, tmp_path: Path, monkeypatch
+) -> None:
+    """The service and ``python -m monitor due`` give the same order (docs/clinical-rules.md, CBCs due)."""
+    import json
+
+    import time_machine
+
+    from tests.test_golden import run_monitor
+
+    results = (
+        _counts("ONC-M", "2026-12-01T08:00:00+01:00")  # pre-dose; its window D8-D15 closed unsampled
+        + _counts("ONC-D", "2026-12-14T08:00:00+01:00")  # pre-dose; its window opens on 21 December
+        + _counts("HEM-3", "2026-12-05T08:00:00+01:00", anc=0.8)  # grade 3, 15 days ago
+        + _counts("HEM-4", "2026-12-10T08:00:00+01:00", anc=0.3)  # grade 4, 10 days ago
+    )
+    doses = _dose("ONC-M") + _dose("ONC-D", at="2026-12-14T10:00:00+01:00")
+    _import(store, tmp_path, results, doses)
+    now = pd.Timestamp("2026-12-20T12:00:00+01:00")
+    expected = [("HEM-4", "severe"), ("ONC-M", "missed"), ("ONC-D", "due"), ("HEM-3", "severe")]
+    found = _due(store, now)
+    assert list(zip(found["patient_id"], found["kind"], strict=True)) == expected
+    assert found["reason"].iloc[0] == "grade 4 neutropenia, last count 10 days ago"
+    monkeypatch.setenv("MONITOR_TIMEZONE", ZONE)
+    monkeypatch.setenv("MONITOR_DATABASE_URL", db_url)
+    with time_machine.travel(now.to_pydatetime(), tick=False):
+        answer = run_monitor("due", "--format", "json", database=db_url)
+    rows = json.loads(answer.split("--- stdout\n", 1)[1].split("--- stderr", 1)[0])
+    assert [(r["patient_id"], r["kind"]) for r in rows] == expected

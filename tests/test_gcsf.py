@@ -99,10 +99,10 @@ def test_a_high_risk_regimen_without_g_csf_on_d1_to_d5_gets_primary_prophylaxis_
     assert ("gcsf_primary_prophylaxis" in flags) is flagged
     assert (cycle["support_flags"] == "gcsf_primary_prophylaxis") is flagged
     if flagged:
+        given = "G-CSF recorded on D6, outside D1-D5" if gcsf else "no G-CSF recorded on D1-D5 of C1"
         assert flags["gcsf_primary_prophylaxis"] == (
             "primary G-CSF prophylaxis is recommended at FN risk >= 20 % (ASCO 2015, EORTC, NCCN): AC every "
-            "21 days is a high-risk regimen (site setting; NCCN, dose-dense AC); no G-CSF recorded on D1-D5 "
-            "of C1"
+            "21 days is a high-risk regimen (site setting; NCCN, dose-dense AC); " + given
         )
         assert cycle["support"] == flags["gcsf_primary_prophylaxis"]
     else:
@@ -121,7 +121,7 @@ def test_an_intermediate_risk_regimen_is_considered_from_age_65_at_the_dose(
         assert flags["gcsf_consider"].startswith(
             "consider primary G-CSF prophylaxis: FN risk 10-20 % and age 65 at the dose (ASCO 2015, EORTC, "
             "NCCN: patient risk factors; docetaxel every 21 days is an intermediate-risk regimen, site "
-            "setting; NCCN, docetaxel); no G-CSF recorded on D1-D5 of C1"
+            "setting; NCCN, docetaxel); no G-CSF recorded yet; window D1-D5, until 2026-03-06"
         )
 
 
@@ -297,6 +297,11 @@ def test_the_settings_form_saves_a_regimens_fn_risk_and_the_change_is_audited(
     rule = json.loads(stored)["cycles"]["regimens"]["ac every 14 days"]
     assert (rule["fn_risk"], rule["fn_risk_source"]) == ("high", "NCCN, dose-dense AC")
     assert audited[-1][0] == "admin" and '"fn_risk": "high"' in audited[-1][1]
+    # No chemotherapy event names "AC every 14 days": saved, with a warning that it applies to no cycle yet.
+    assert [w.value for w in at.warning] == [
+        "Saved; no chemotherapy event in the store names the regimen 'ac every 14 days' in its details (as "
+        "whole words, case-insensitive), so this setting applies to no cycle yet."
+    ]
 
 
 def _pure_cycles(
@@ -391,3 +396,202 @@ def test_the_cycles_command_gives_the_columns_and_prints_the_sentences_under_its
     assert "\nprimary G-CSF prophylaxis is recommended at FN risk >= 20 %" in table
     csv = run_monitor("cycles", "P1", "--format", "csv", database=db_url)
     assert "delay_days" in csv.splitlines()[3] and "support" in csv.splitlines()[3]
+
+
+def _settings_set(db_url: str, key: str, value: str) -> tuple[str, str]:
+    """``python -m monitor settings set KEY VALUE``: its standard output and error."""
+    from tests.test_golden import run_monitor
+
+    answer = run_monitor("settings", "set", key, value, database=db_url)
+    assert "\nexit 0\n" in answer, answer
+    out, err = answer.split("--- stdout\n", 1)[1].split("--- stderr\n", 1)
+    return out, err
+
+
+@pytest.mark.parametrize(
+    ("key", "flagged"),
+    [
+        ("TAC", True),  # a whole word of "regimen TAC q21d"
+        ("regimen tac q21d", True),  # the whole text, as before
+        ("tac q21d", True),
+        ("ta", False),  # part of a word
+        ("TAC q14d", False),
+    ],
+)
+def test_a_regimen_setting_applies_to_an_event_whose_details_name_it_as_whole_words(
+    store, db_url, tmp_path, monkeypatch, key: str, flagged: bool
+) -> None:
+    """The setting is written with the command line, as a site would: ``settings set
+    cycles.regimens.TAC.fn_risk '"high"'`` for events whose details say "regimen TAC q21d"."""
+    monkeypatch.setenv("MONITOR_DATABASE_URL", db_url)
+    events = EVENTS_HEADER + f"P1,chemotherapy,{_at(0, 10)},,TAC cycle 1,regimen TAC q21d\n"
+    key_ = _load(store, tmp_path, _counts({0: 4.0}), events)
+    _, warned = _settings_set(db_url, f"cycles.regimens.{key}.fn_risk", '"high"')
+    flags = _flags(store, key_, 9)
+    assert ("gcsf_primary_prophylaxis" in flags) is flagged
+    if flagged:
+        assert flags["gcsf_primary_prophylaxis"].startswith(
+            "primary G-CSF prophylaxis is recommended at FN risk >= 20 % (ASCO 2015, EORTC, NCCN): "
+            "regimen TAC q21d is a high-risk regimen (site setting)"
+        )
+        assert warned == ""
+    else:
+        assert warned == (
+            f"warning: no chemotherapy event in the store names the regimen {key!r} in its details (as whole "
+            "words, case-insensitive), so this setting applies to no cycle yet\n"
+        )
+
+
+def test_a_regimen_key_is_not_found_inside_another_word_and_the_longest_key_wins() -> None:
+    from monitor.analysis.cycles.rules import CycleRules, Regimen, regimen_key
+
+    rules = CycleRules.from_mapping(
+        {
+            "regimens": {
+                "TAC": {"fn_risk": "high"},
+                "AC": {"fn_risk": "intermediate"},
+                "tac q21d": {"anc_min": 1.0},
+            }
+        }
+    )
+    assert rules.regimen("tacrolimus 2 mg") is None and rules.regimen("ATAC trial") is None
+    assert rules.regimen("Regimen TAC, cycle 2") == Regimen(fn_risk="high")
+    assert rules.regimen("regimen  TAC   Q21D") == Regimen(anc_min=1.0)  # longest: "tac q21d"
+    assert rules.regimen("AC then TAC") == Regimen(fn_risk="high")  # "tac" (3) over "ac" (2)
+    # Same length: the first in alphabetical order, whatever the order of the settings.
+    assert regimen_key("AC or EC", ["ec", "ac"]) == regimen_key("AC or EC", ["ac", "ec"]) == "ac"
+    assert rules.nadir_window("regimen TAC q21d") == (7, 14)
+
+
+def test_the_sources_of_a_regimens_fn_risk_and_nadir_window_point_to_their_sections() -> None:
+    from monitor.analysis.rules import SiteRules, setting_rows
+
+    rules = SiteRules.from_mapping(
+        {"cycles": {"regimens": {"tac": {"fn_risk": "high", "nadir_window_days": [8, 12]}}}}
+    )
+    sources = {row["key"]: row["source"] for row in setting_rows(rules)}
+    assert sources["cycles.regimens.tac.fn_risk"].endswith("docs/clinical-rules.md, G-CSF prophylaxis")
+    assert sources["cycles.regimens.tac.nadir_window_days"].endswith("docs/clinical-rules.md, CBCs due")
+    assert sources["cycles.regimens.tac.anc_min"].endswith("docs/clinical-rules.md, Readiness thresholds")
+
+
+@pytest.mark.parametrize(
+    ("regimen", "said"),
+    [
+        (
+            "docetaxel every 21 days",
+            "dose reduction: the label of DOCETAXEL says reduce the dose after febrile neutropenia or "
+            '"neutrophils <500 cells/mm3 for more than one week" (TAXOTERE (docetaxel) US prescribing '
+            "information, https://www.accessdata.fda.gov/scripts/cder/daf/index.cfm?event=overview.process&"
+            "ApplNo=020449); febrile neutropenia in C1 despite G-CSF",
+        ),
+        (
+            # The paclitaxel label's rule is for ANC < 0.5 for 7 days or more, not febrile neutropenia alone.
+            "paclitaxel every 21 days",
+            "febrile neutropenia despite G-CSF in C1: dose reduction or a change of treatment to consider "
+            "(ASCO 2015)",
+        ),
+        (
+            "AC every 21 days",
+            "febrile neutropenia despite G-CSF in C1: dose reduction or a change of treatment to consider "
+            "(ASCO 2015)",
+        ),
+    ],
+)
+def test_febrile_neutropenia_despite_g_csf_calls_for_dose_reduction_in_the_next_cycle(
+    store, tmp_path, regimen: str, said: str
+) -> None:
+    """Pegfilgrastim on D2 of C1, then ANC 0.4 with 38.9 °C on D9: C2 gets dose reduction, not secondary
+    prophylaxis (G-CSF was given), and G-CSF in C2 does not answer it."""
+    peg = f"P1,gcsf,{_at(1, 12)},,Pegfilgrastim 6 mg,"
+    peg2 = f"P1,gcsf,{_at(22, 12)},,Pegfilgrastim 6 mg,"
+    fever = f"P1,fever,{_at(8, 14)},,Fever 38.9 C,"
+    counts = _counts({0: 4.0, 8: 0.4, 20: 2.0, 21 + 3: 3.0}, plt={20: 200})
+    key = _load(store, tmp_path, counts, _events(regimen, (0, 21), (peg, fever, peg2)))
+    cycles = _cycles(store, key)
+    assert cycles["febrile_neutropenia"].tolist() == [True, False]
+    assert cycles["gcsf_days"].tolist() == ["D2", "D2"]
+    assert cycles.loc[1, "support_flags"] == "dose_reduction" and cycles.loc[1, "support"] == said
+    # Before C2, on C1's last days, the support is for the cycle ahead.
+    before = _flags(store, key, 18)
+    assert before["dose_reduction"] == said and "secondary_prophylaxis" not in before
+    assert _flags(store, key, 24)["dose_reduction"] == said
+
+
+def test_dose_limiting_neutropenia_despite_g_csf_on_paclitaxel_quotes_the_label(
+    store, db_url, tmp_path, monkeypatch
+) -> None:
+    """ANC < 0.5 on D8 and D14 (7 days as sampled) with filgrastim on D3: the paclitaxel label's rule, on
+    the worklist and in ``python -m monitor cycles``."""
+    from monitor.analysis.flags import flag_label
+    from tests.test_golden import run_monitor
+
+    monkeypatch.setenv("MONITOR_DATABASE_URL", db_url)
+
+    counts = _counts({0: 4.0, 6: 1.1, 7: 0.4, 13: 0.3, 14: 1.2})
+    fil = f"P1,gcsf,{_at(2, 12)},,Filgrastim,"
+    key = _load(store, tmp_path, counts, _events("paclitaxel every 21 days", extra=(fil,)))
+    flags = _flags(store, key, 16)
+    assert flags["dose_reduction"].startswith("dose reduction: the label of PACLITAXEL says ")
+    assert flags["dose_reduction"].endswith("; ANC < 0.5 for 7 days as sampled in C1 despite G-CSF")
+    assert "secondary_prophylaxis" not in flags
+    assert flag_label("dose_reduction") == "dose reduction to consider (neutropenia despite G-CSF)"
+    answer = run_monitor("cycles", "P1", "--format", "json", database=db_url)
+    rows = json.loads(answer.split("--- stdout\n", 1)[1].split("--- stderr", 1)[0])
+    assert rows[0]["support_flags"] == "dose_reduction"
+    assert rows[0]["support"] == "before C2: " + flags["dose_reduction"]
+
+
+@pytest.mark.parametrize(
+    ("zone", "now", "said"),
+    [
+        # D5 is Friday 6 March in the site zone: a reminder until its end, then the window has passed.
+        ("UTC", "2026-03-02T10:00:00Z", "no G-CSF recorded yet; window D1-D5, until 2026-03-06"),
+        ("UTC", "2026-03-06T23:59:00Z", "no G-CSF recorded yet; window D1-D5, until 2026-03-06"),
+        ("UTC", "2026-03-07T00:00:00Z", "no G-CSF recorded on D1-D5 of C1"),
+        # 23:30 UTC on 6 March is already 7 March in Berlin (UTC+1).
+        ("Europe/Berlin", "2026-03-06T22:59:00Z", "no G-CSF recorded yet; window D1-D5, until 2026-03-06"),
+        ("Europe/Berlin", "2026-03-06T23:30:00Z", "no G-CSF recorded on D1-D5 of C1"),
+    ],
+)
+def test_primary_prophylaxis_is_a_reminder_until_the_g_csf_window_has_passed_in_the_site_zone(
+    store, tmp_path, zone: str, now: str, said: str
+) -> None:
+    from db.queries import patient_list
+    from db.status import refresh_patient_status
+
+    key = _load(store, tmp_path, _counts({0: 4.0}), _events("AC every 21 days"))
+    moment = datetime.fromisoformat(now)
+    with store.begin() as session:
+        refresh_patient_status(session, [key], now=moment, timezone=zone)
+    with store() as session:
+        row = patient_list(session, viewer=SYSTEM, timezone=zone, today=moment.date()).iloc[0]
+    flags = dict(zip(row["flags"], row["explanations"], strict=True))
+    assert flags["gcsf_primary_prophylaxis"] == (
+        "primary G-CSF prophylaxis is recommended at FN risk >= 20 % (ASCO 2015, EORTC, NCCN): AC every 21 "
+        "days is a high-risk regimen (site setting; NCCN, dose-dense AC); " + said
+    )
+
+
+@pytest.mark.parametrize(
+    ("now", "said"),
+    [
+        ("2026-03-03 12:00", "no G-CSF recorded yet; window D1-D5, until 2026-03-06"),
+        ("2026-03-09 12:00", "no G-CSF recorded on D1-D5 of C1"),
+    ],
+)
+def test_the_cycles_command_words_the_g_csf_window_as_of_now(
+    store, db_url, tmp_path, monkeypatch, now: str, said: str
+) -> None:
+    import time_machine
+
+    from tests.test_golden import run_monitor
+
+    monkeypatch.setenv("MONITOR_DATABASE_URL", db_url)
+    monkeypatch.setenv("MONITOR_TIMEZONE", "UTC")
+    _load(store, tmp_path, _counts({0: 4.0}), _events("AC every 21 days"))
+    with time_machine.travel(pd.Timestamp(now, tz="UTC").to_pydatetime(), tick=False):
+        answer = run_monitor("cycles", "P1", "--format", "json", database=db_url)
+    rows = json.loads(answer.split("--- stdout\n", 1)[1].split("--- stderr", 1)[0])
+    assert rows[0]["support_flags"] == "gcsf_primary_prophylaxis"
+    assert rows[0]["support"].endswith("(site setting; NCCN, dose-dense AC); " + said)

@@ -168,6 +168,14 @@ def set_value(overrides: Mapping[str, Any], key: str, value: Any) -> dict[str, A
     return _pruned(out)
 
 
+# Where docs/clinical-rules.md describes a per-regimen setting other than its readiness rule.
+_REGIMEN_SECTIONS = {
+    "fn_risk": "G-CSF prophylaxis",
+    "fn_risk_source": "G-CSF prophylaxis",
+    "nadir_window_days": "CBCs due",
+}
+
+
 def setting_rows(rules: SiteRules) -> list[dict[str, Any]]:
     """Every scalar setting: ``key``, ``value``, ``default``, ``changed`` and ``source``."""
     defaults = _flatten(_as_mapping(DEFAULT_SITE_RULES))
@@ -179,7 +187,8 @@ def setting_rows(rules: SiteRules) -> list[dict[str, Any]]:
         if key.startswith("grading.rcv_inputs."):
             source = cv_sources.get(key.split(".")[2], "")
         if key.startswith("cycles.regimens."):
-            source = _cited("site configuration, per regimen", "Readiness thresholds")
+            section = _REGIMEN_SECTIONS.get(key.split(".")[-1], "Readiness thresholds")
+            source = _cited("site configuration, per regimen", section)
         rows.append(
             {"key": key, "value": value, "default": default, "changed": value != default, "source": source}
         )

@@ -11,4 +11,5 @@ SUPPORT_FLAGS = {
     "gcsf_primary_prophylaxis": "G-CSF primary prophylaxis recommended",
     "gcsf_consider": "consider G-CSF prophylaxis",
     "secondary_prophylaxis": "secondary prophylaxis or dose reduction",
+    "dose_reduction": "dose reduction to consider (neutropenia despite G-CSF)",
 }

@@ -253,12 +253,13 @@ def judge_readiness(
     last = near.sort_values("collected_at", kind="stable").groupby([*keys, "analyte"]).tail(1)
     wide = last.pivot_table(index=keys, columns="analyte", values="value", aggfunc="first")
     comparators = last.set_index([*keys, "analyte"])["comparator"].unstack("analyte")
-    rule_of = dict(rules.regimens)
     regimen = nexts.set_index(keys)["next_regimen"].fillna("").str.strip().str.lower()
-    anc_min = regimen.map(lambda r: rule_of.get(r, rules.readiness).anc_min)
-    plt_min = regimen.map(lambda r: rule_of.get(r, rules.readiness).plt_min)
-    inclusive = regimen.map(lambda r: rule_of.get(r, rules.readiness).inclusive).astype(bool)
-    describe = regimen.map(lambda r: rule_of.get(r, rules.readiness).describe())
+    # One look-up per distinct regimen text (``CycleRules.regimen``: a configured name in it as words).
+    rule_of = {text: rules.regimen(text) or rules.readiness for text in regimen.unique()}
+    anc_min = regimen.map(lambda r: rule_of[r].anc_min)
+    plt_min = regimen.map(lambda r: rule_of[r].plt_min)
+    inclusive = regimen.map(lambda r: rule_of[r].inclusive).astype(bool)
+    describe = regimen.map(lambda r: rule_of[r].describe())
     anc = wide["anc"].reindex(regimen.index) if "anc" in wide else pd.Series(np.nan, index=regimen.index)
     plt = wide["plt"].reindex(regimen.index) if "plt" in wide else pd.Series(np.nan, index=regimen.index)
     anc_cmp = _comparator(comparators, "anc", regimen.index)

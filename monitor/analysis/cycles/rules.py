@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -133,8 +134,8 @@ class CycleRules:
       after that the patient is no longer shown as in a cycle (no source: site decision;
       docs/clinical-rules.md, Readiness for the planned next dose).
     * ``readiness`` and ``regimens``: the default readiness rule (paclitaxel and docetaxel prescribing
-      information; docs/clinical-rules.md, Readiness thresholds) and rules per regimen, keyed by the regimen
-      named in the chemotherapy event's details (case-insensitive).
+      information; docs/clinical-rules.md, Readiness thresholds) and rules per regimen, keyed by a regimen
+      name the chemotherapy event's details contain as whole words (case-insensitive; ``regimen_key``).
     * ``nadir_window_days`` = (7, 14): a cycle's nadir is taken as sampled when an ANC was measured on days
       7 to 14, after the dose (the nadir usually falls 7 to 14 days after cytotoxic chemotherapy; teaching
       texts, no primary source: docs/clinical-rules.md, Nadir timing; set it per site for regimens with other
@@ -247,8 +248,14 @@ class CycleRules:
         return cls(**settings)
 
     def regimen(self, name: str | None) -> Regimen | None:
-        """The site's rule for a regimen named in a chemotherapy event's details (case-insensitive)."""
-        return self.regimens.get(str(name or "").strip().lower())
+        """The site's rule for the regimen named in a chemotherapy event's details (``regimen_key``).
+
+        >>> rules = CycleRules(regimens={"tac": Regimen(fn_risk="high")})
+        >>> rules.regimen("regimen TAC q21d").fn_risk, rules.regimen("tacrolimus 1 mg") is None
+        ('high', True)
+        """
+        key = regimen_key(name, self.regimens)
+        return None if key is None else self.regimens[key]
 
     def nadir_window(self, regimen: str | None) -> tuple[int, int]:
         """The nadir window of a regimen: its own when the site set one, else the site default."""
@@ -256,6 +263,34 @@ class CycleRules:
         if rule is not None and rule.nadir_window_days is not None:
             return rule.nadir_window_days
         return self.nadir_window_days
+
+
+def regimen_key(text: str | None, keys: Iterable[str]) -> str | None:
+    """The configured regimen key a chemotherapy event's details ``text`` names, or None.
+
+    A key matches when it equals the text or appears in it as whole words, case-insensitive (spaces
+    and other runs of white space count as one): "tac" matches "regimen TAC q21d" and "TAC, cycle 2"
+    but not "tacrolimus" nor "ATAC" (a hyphen separates words: "tac" matches "TAC-T" unless a key "tac-t"
+    is set). When several keys match, the longest wins
+    ("ac-t" over "ac" in "AC-T q14d"); between keys of the same length, the one first in alphabetical
+    order, so the choice never depends on the order the settings were written in.
+
+    >>> regimen_key("AC-T dose-dense q14d", ["ac", "ac-t", "t"])
+    'ac-t'
+    >>> regimen_key("Tacrolimus", ["tac"]) is None
+    True
+    """
+    words = " ".join(str(text or "").lower().split())
+    if not words:
+        return None
+    found = []
+    for key in keys:
+        wanted = " ".join(str(key).lower().split())
+        if wanted and (wanted == words or re.search(rf"(?<!\w){re.escape(wanted)}(?!\w)", words) is not None):
+            found.append(str(key))
+    if not found:
+        return None
+    return min(found, key=lambda k: (-len(" ".join(k.lower().split())), k))
 
 
 DEFAULT_CYCLE_RULES = CycleRules()

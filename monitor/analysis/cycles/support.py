@@ -16,6 +16,10 @@ Every sentence is support for the care team, never an order: it names its rule a
   unless it has G-CSF on D1 to D5; with the paclitaxel or docetaxel label's own rule when the regimen
   names the drug and that rule is met (paclitaxel: "<500 cells/mm3 for seven days or more"; docetaxel:
   febrile neutropenia or "<500 cells/mm3 for more than one week", i.e. 8 days or more).
+* Dose reduction: after febrile neutropenia or a dose-limiting neutropenia in a cycle WITH G-CSF, the
+  next cycle is ``dose_reduction`` (G-CSF did not prevent it, so G-CSF in the next cycle does not answer
+  it): the paclitaxel or docetaxel label's dose-reduction sentence when the regimen names the drug and the
+  label's rule is met, else "dose reduction or a change of treatment to consider" (ASCO 2015).
 * Delays: a cycle started later than the previous one's planned length (``schedule.planned_lengths``:
   the regimen's, else the patient's median, else the site default) by more than the scheduling tolerance
   (``schedule.IN_CYCLE_TOLERANCE_DAYS``, 2 days) is delayed by the difference, with the counts on the
@@ -128,6 +132,7 @@ def with_support(
     rules: CycleRules,
     timezone: str,
     birth_dates: pd.DataFrame | None = None,
+    as_of: pd.Timestamp | None = None,
 ) -> pd.DataFrame:
     """``table`` (one row per cycle, as ``table.treatment_cycles`` builds it) with ``SUPPORT_COLUMNS``.
 
@@ -135,7 +140,8 @@ def with_support(
     cycle, 0 within the tolerance) and ``delay`` (the sentence); ``support_flags`` and ``support``: the
     flags and sentences of ``cycle_support`` for the cycle (a secondary prophylaxis for a cycle not yet
     started is on the last cycle's row, "before C3: ..."). ``results``: usable results (ANC and platelets
-    for the delays); ``birth_dates``: ``patient_key`` and ``birth_date``, for age as a risk factor.
+    for the delays); ``birth_dates``: ``patient_key`` and ``birth_date``, for age as a risk factor;
+    ``as_of``: the time the table is for (a G-CSF window not yet passed is worded as a reminder).
     """
     keys = ["patient_key", "cycle"]
     days = _gcsf_days(events, table, timezone).reindex(pd.MultiIndex.from_frame(table[keys]))
@@ -143,7 +149,7 @@ def with_support(
     table = table.assign(gcsf_days=given.map(lambda d: ", ".join(f"D{n + 1}" for n in d)))
     table = table.join(_delays(table, results, rules=rules, timezone=timezone))
     support = cycle_support(table.assign(gcsf_day_list=given), rules=rules, timezone=timezone,
-                            birth_dates=birth_dates)  # fmt: skip
+                            birth_dates=birth_dates, as_of=as_of)  # fmt: skip
     last = table.groupby("patient_key")["cycle"].max()
     row = support["cycle"].clip(upper=support["patient_key"].map(last))
     ahead = support["cycle"].gt(row)
@@ -163,6 +169,7 @@ def cycle_support(
     rules: CycleRules,
     timezone: str,
     birth_dates: pd.DataFrame | None = None,
+    as_of: pd.Timestamp | None = None,
 ) -> pd.DataFrame:
     """The support sentences per cycle: ``patient_key``, ``cycle`` (the cycle it is for: a secondary
     prophylaxis is for the cycle after the one that had the neutropenia, which may not have started
@@ -170,7 +177,9 @@ def cycle_support(
 
     ``table`` has ``patient_key``, ``cycle``, ``start``, ``regimen``, ``label``, ``gcsf`` (any G-CSF in
     the cycle), ``gcsf_day_list`` (tuples of cycle days, day 0 = D1), ``febrile_neutropenia`` and
-    ``days_anc_below_0_5_min``.
+    ``days_anc_below_0_5_min``. ``as_of``: the time the support is for; while a cycle's G-CSF window has
+    not passed then (in the site zone), its prophylaxis sentence is a reminder ("no G-CSF recorded yet";
+    ``_gcsf_missing``); None judges every window as passed.
     """
     columns = ["patient_key", "cycle", "flag", "sentence"]
     if table.empty:
@@ -180,11 +189,13 @@ def cycle_support(
     covered = table["gcsf_day_list"].map(lambda d: any(first - 1 <= n <= last - 1 for n in d)).astype(bool)
     text = table["regimen"].fillna("").astype(str)
     text = text.where(text.str.strip().ne(""), table["label"].fillna("").astype(str))
-    rule = table["regimen"].map(rules.regimen)
+    # One look-up per distinct regimen text (``CycleRules.regimen`` reads the configured names in it).
+    regimen = table["regimen"].fillna("").astype(str)
+    found = {name: rules.regimen(name) for name in regimen.unique()}
+    rule = regimen.map(lambda name: found[name])
     risk = rule.map(lambda r: None if r is None else r.fn_risk)
     source = rule.map(lambda r: "" if r is None or not r.fn_risk_source else f"; {r.fn_risk_source}")
-    cycle = "C" + table["cycle"].astype(str)
-    missing = "; no G-CSF recorded on " + window + " of " + cycle
+    missing = _gcsf_missing(table, rules, timezone, as_of, window)
     high = risk.eq("high").to_numpy(dtype=bool) & ~covered.to_numpy()
     primary = (
         f"primary G-CSF prophylaxis is recommended at FN risk >= 20 % ({_SOURCES}): " + text
@@ -205,9 +216,38 @@ def cycle_support(
             flag="gcsf_consider", sentence=considered[consider]
         ),
         _secondary(table, covered, text, rules),
+        _despite(table, text, rules),
     ]
     out = pd.concat([p for p in parts if not p.empty] or [pd.DataFrame(columns=columns)], ignore_index=True)
     return out[columns].sort_values(["patient_key", "cycle", "flag"], kind="stable").reset_index(drop=True)
+
+
+def _gcsf_missing(
+    table: pd.DataFrame, rules: CycleRules, timezone: str, as_of: pd.Timestamp | None, window: str
+) -> pd.Series:
+    """What the prophylaxis sentences say of a cycle's G-CSF (``covered`` cycles get none): while the
+    window's last day (in the site zone) has not passed at ``as_of``, a reminder "; no G-CSF recorded yet;
+    window D1-D5, until 2026-03-06"; after it "; no G-CSF recorded on D1-D5 of C1", or "; G-CSF recorded on
+    D6, outside D1-D5" when G-CSF was recorded only outside the window. ``as_of`` None: judged as passed."""
+    first, last = rules.gcsf_prophylaxis_days
+    cycle = "C" + table["cycle"].astype(str)
+    outside = table["gcsf_day_list"].map(lambda d: ", ".join(f"D{n + 1}" for n in d))
+    said = pd.Series(
+        np.where(
+            outside.ne("").to_numpy(dtype=bool),
+            ("; G-CSF recorded on " + outside + ", outside " + window).to_numpy(dtype=object),
+            ("; no G-CSF recorded on " + window + " of " + cycle).to_numpy(dtype=object),
+        ),
+        index=table.index,
+        dtype=object,
+    )
+    if as_of is None or table.empty:
+        return said.astype(str)
+    until = local_days(as_utc(table["start"]), timezone) + pd.Timedelta(days=last - 1)
+    today = local_days(pd.Series([pd.Timestamp(as_of)]), timezone).iloc[0]
+    ahead = (until >= today).fillna(False).to_numpy(dtype=bool)
+    reminder = "; no G-CSF recorded yet; window " + window + ", until " + until.dt.strftime("%Y-%m-%d")
+    return said.mask(ahead, reminder).astype(str)
 
 
 def _risk_factors(
@@ -237,9 +277,7 @@ def _risk_factors(
 def _secondary(table: pd.DataFrame, covered: pd.Series, text: pd.Series, rules: CycleRules) -> pd.DataFrame:
     """Secondary prophylaxis or dose reduction for the cycle after one with febrile neutropenia or a
     dose-limiting neutropenia without G-CSF (unless that next cycle has G-CSF in the prophylaxis days)."""
-    febrile = table["febrile_neutropenia"].astype("boolean").fillna(False).astype(bool)
-    days = table["days_anc_below_0_5_min"].astype("Float64")
-    limiting = (days >= rules.dose_limiting_days).fillna(False).astype(bool)
+    febrile, limiting, sampled_all, reason_all = _neutropenia(table, rules)
     trigger = (febrile | limiting) & ~table["gcsf"].astype(bool)
     rows = table[trigger.to_numpy(dtype=bool)]
     if rows.empty:
@@ -252,16 +290,7 @@ def _secondary(table: pd.DataFrame, covered: pd.Series, text: pd.Series, rules: 
     rows = rows[~next_covered.to_numpy(dtype=bool)]
     if rows.empty:
         return pd.DataFrame(columns=["patient_key", "cycle", "flag", "sentence"])
-    fn, sampled = febrile[rows.index], days[rows.index].astype("Int64")
-    below = "ANC < 0.5 for " + sampled.astype("string").fillna("?") + " days as sampled"
-    reason = pd.Series(
-        np.select(
-            [(fn & limiting[rows.index]).to_numpy(), fn.to_numpy()],
-            [("febrile neutropenia and " + below).to_numpy(), np.full(len(rows), "febrile neutropenia")],
-            below.to_numpy(dtype=object),
-        ),
-        index=rows.index,
-    ).astype(str)
+    fn, sampled, reason = febrile[rows.index], sampled_all[rows.index], reason_all[rows.index]
     after = (
         "; C" + (rows["cycle"] + 1).astype(str) + " follows " + reason + " in C" + rows["cycle"].astype(str)
     )
@@ -287,6 +316,63 @@ def _secondary(table: pd.DataFrame, covered: pd.Series, text: pd.Series, rules: 
             "cycle": (rows["cycle"] + 1).to_numpy(),
             "flag": "secondary_prophylaxis",
             "sentence": (sentence + after).to_numpy(),
+        }
+    )
+
+
+def _neutropenia(table: pd.DataFrame, rules: CycleRules) -> tuple[pd.Series, pd.Series, pd.Series, pd.Series]:
+    """Per cycle: febrile neutropenia, ANC < 0.5 for ``dose_limiting_days`` or more as sampled, the days
+    as sampled, and the reason in words ("febrile neutropenia and ANC < 0.5 for 8 days as sampled")."""
+    febrile = table["febrile_neutropenia"].astype("boolean").fillna(False).astype(bool)
+    days = table["days_anc_below_0_5_min"].astype("Float64")
+    limiting = (days >= rules.dose_limiting_days).fillna(False).astype(bool)
+    sampled = days.astype("Int64")
+    below = "ANC < 0.5 for " + sampled.astype("string").fillna("?") + " days as sampled"
+    reason = pd.Series(
+        np.select(
+            [(febrile & limiting).to_numpy(), febrile.to_numpy()],
+            [("febrile neutropenia and " + below).to_numpy(), np.full(len(table), "febrile neutropenia")],
+            below.to_numpy(dtype=object),
+        ),
+        index=table.index,
+    ).astype(str)
+    return febrile, limiting, sampled, reason
+
+
+def _despite(table: pd.DataFrame, text: pd.Series, rules: CycleRules) -> pd.DataFrame:
+    """Dose reduction for the cycle after one with febrile neutropenia or a dose-limiting neutropenia
+    despite G-CSF in it (``dose_reduction``): the paclitaxel or docetaxel label's sentence when the regimen
+    names the drug and its rule is met, else ASCO 2015's dose reduction or change of treatment. G-CSF in
+    the next cycle does not answer it (G-CSF did not prevent it)."""
+    columns = ["patient_key", "cycle", "flag", "sentence"]
+    febrile, limiting, sampled, reason = _neutropenia(table, rules)
+    trigger = (febrile | limiting) & table["gcsf"].astype(bool)
+    rows = table[trigger.to_numpy(dtype=bool)]
+    if rows.empty:
+        return pd.DataFrame(columns=columns)
+    fn, days, why = febrile[rows.index], sampled[rows.index], reason[rows.index]
+    cycle = "C" + rows["cycle"].astype(str)
+    sentence = (
+        why
+        + " despite G-CSF in "
+        + cycle
+        + ": dose reduction or a change of treatment to consider (ASCO 2015)"
+    ).astype(object)
+    lowered = text[rows.index].str.lower()
+    for drug, (min_days, said, source, _) in reversed(_LABELS.items()):
+        named = lowered.str.contains(_DRUGS[drug], regex=True).to_numpy(dtype=bool)
+        met = (days >= min_days).fillna(False).to_numpy(dtype=bool)
+        if drug == "docetaxel":
+            met |= fn.to_numpy(dtype=bool)
+        labelled = f"dose reduction: the label of {drug.upper()} says {said} ({source}); " + why + " in "
+        labelled = labelled + cycle + " despite G-CSF"
+        sentence = sentence.mask(named & met, labelled)
+    return pd.DataFrame(
+        {
+            "patient_key": rows["patient_key"].to_numpy(),
+            "cycle": (rows["cycle"] + 1).to_numpy(),
+            "flag": "dose_reduction",
+            "sentence": sentence.to_numpy(),
         }
     )
 
@@ -386,7 +472,7 @@ def _delay_sentences(
 
 def current_support(support: pd.DataFrame, cycles: pd.DataFrame, *, as_of: pd.Timestamp) -> pd.DataFrame:
     """The support that applies at ``as_of``: for each patient's current cycle (started, not yet ended:
-    ``end``), its own sentences and a secondary prophylaxis for the cycle after it. Columns
+    ``end``), its own sentences and a secondary prophylaxis or dose reduction for the cycle after it. Columns
     ``patient_key``, ``flag``, ``sentence``, one row per flag (the first when two cycles give one)."""
     columns = ["patient_key", "flag", "sentence"]
     if support.empty or cycles.empty:
@@ -397,7 +483,9 @@ def current_support(support: pd.DataFrame, cycles: pd.DataFrame, *, as_of: pd.Ti
     current = current.sort_values("cycle").groupby("patient_key").tail(1)[["patient_key", "cycle"]]
     found = support.merge(current.rename(columns={"cycle": "now"}), on="patient_key")
     own = found["cycle"].eq(found["now"])
-    upcoming = found["cycle"].eq(found["now"] + 1) & found["flag"].eq("secondary_prophylaxis")
+    upcoming = found["cycle"].eq(found["now"] + 1) & found["flag"].isin(
+        ["secondary_prophylaxis", "dose_reduction"]
+    )
     found = found[(own | upcoming).to_numpy(dtype=bool)].sort_values(["patient_key", "cycle"], kind="stable")
     return found.drop_duplicates(["patient_key", "flag"])[columns].reset_index(drop=True)
 
@@ -429,5 +517,5 @@ def support_now(
         return pd.DataFrame(columns=["patient_key", "flag", "sentence"])
     days = cycles["gcsf_days"].fillna("").astype(str).str.findall(r"D(\d+)")
     listed = cycles.assign(gcsf_day_list=days.map(lambda found: tuple(int(d) - 1 for d in found)))
-    support = cycle_support(listed, rules=rules, timezone=timezone, birth_dates=birth_dates)
+    support = cycle_support(listed, rules=rules, timezone=timezone, birth_dates=birth_dates, as_of=as_of)
     return current_support(support, cycles, as_of=as_of)

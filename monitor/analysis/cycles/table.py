@@ -69,6 +69,7 @@ def treatment_cycles(
     timezone: str = "UTC",
     febrile: FebrileRules = DEFAULT_FEBRILE_RULES,
     birth_dates: pd.DataFrame | None = None,
+    as_of: pd.Timestamp | None = None,
 ) -> pd.DataFrame:
     """One row per chemotherapy cycle of every patient: nadir, recovery, G-CSF, readiness at the next start.
 
@@ -90,6 +91,9 @@ def treatment_cycles(
         Site settings of febrile neutropenia (``analysis.febrile``).
     birth_dates : pd.DataFrame, optional
         ``patient_key`` and ``birth_date``: age at the dose as a risk factor for febrile neutropenia.
+    as_of : pd.Timestamp, optional
+        The time the table is for: a G-CSF window not yet passed then is worded as a reminder
+        (``support.with_support``); None judges every window as passed.
 
     Returns
     -------
@@ -221,7 +225,9 @@ def treatment_cycles(
     )
     out["anc_results"] = out["anc_results"].fillna(0).astype("int64")
     out["nadir_sampled"] = out["nadir_sampled"].astype("boolean").fillna(False).astype(bool)
-    out = with_support(out, events, work, rules=rules, timezone=timezone, birth_dates=birth_dates)
+    out = with_support(
+        out, events, work, rules=rules, timezone=timezone, birth_dates=birth_dates, as_of=as_of
+    )
     return out.reindex(columns=list(CYCLE_COLUMNS))
 
 
