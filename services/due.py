@@ -4,7 +4,6 @@ recent count, among the patients a viewer may see (``monitor.analysis.due``)."""
 from __future__ import annotations
 
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 import pandas as pd
 from sqlalchemy.orm import Session, sessionmaker
@@ -47,13 +46,7 @@ def cbcs_due(
     first day), grade 3 "severe" (``_KIND_ORDER``). Columns ``DUE_LIST_COLUMNS``; window dates are the
     first and last days in ``timezone``, ``last_collected_at`` the last CBC (UTC)."""
     with store() as session:
-        listed = queries.patient_list(
-            session,
-            viewer=viewer,
-            timezone=timezone,
-            today=now.astimezone(ZoneInfo(timezone)).date(),
-            now=now,
-        )
+        listed = queries.patient_list(session, viewer=viewer, timezone=timezone, now=now)
         rules = site_rules(session).cycles
     items = due_items(listed, as_of=pd.Timestamp(now), rules=rules, timezone=timezone, days=days)
     if items.empty:

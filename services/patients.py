@@ -8,9 +8,8 @@ writes the audit row of a patient opened or shown. Every read checks that the vi
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from datetime import datetime
-from zoneinfo import ZoneInfo
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import pandas as pd
 from sqlalchemy.orm import Session, sessionmaker
@@ -27,7 +26,7 @@ from monitor.analysis.cycles import (
     cycle_trend,
     treatment_cycles,
 )
-from monitor.analysis.febrile import FebrileRules
+from monitor.analysis.rules import SiteRules
 from monitor.analysis.timeline import low_episodes, marked_results
 
 __all__ = [
@@ -122,7 +121,7 @@ def patient_cycles(
 ) -> CycleView:
     """The patient's chemotherapy cycles under the site's rules, days counted in ``timezone``; the cycle
     now as of ``now`` (the current time unless given)."""
-    today = (now or datetime.now(ZoneInfo(timezone))).astimezone(ZoneInfo(timezone)).date()
+    now = now or datetime.now(UTC)
     with store() as session:
         results = queries.patient_results(
             session, patient_key, viewer=viewer, analytes=(*OVERLAY_ANALYTES, "temp")
@@ -130,24 +129,17 @@ def patient_cycles(
         events = queries.patient_events(session, patient_key, viewer=viewer)
         rules = site_rules(session)
         listed = queries.patient_list(
-            session, viewer=viewer, timezone=timezone, today=today, patient_key=patient_key, now=now
+            session, viewer=viewer, timezone=timezone, patient_key=patient_key, now=now
         )
-    found = _cycle_view(
+    return _cycle_view(
         results,
         events,
         patient_key=patient_key,
-        rules=rules.cycles,
-        febrile=rules.febrile,
+        listed=listed,
+        rules=rules,
         timezone=timezone,
-        born=_born(listed),
-        now=now or datetime.now(ZoneInfo(timezone)),
+        now=now,
     )
-    return replace(found, now=_cycle_now_text(listed))
-
-
-def _born(listed: pd.DataFrame) -> object:
-    """The patient's birth date from a patient-list row (None when unknown): age is a G-CSF risk factor."""
-    return None if listed.empty else listed["birth_date"].iloc[0]
 
 
 def _cycle_now_text(listed: pd.DataFrame) -> str:
@@ -164,9 +156,8 @@ def patient_view(
     """Everything the patient pages show of this patient as of ``now``, days counted in ``timezone``."""
     with store() as session:
         queries.check_access(session, patient_key, viewer)
-        today = now.astimezone(ZoneInfo(timezone)).date()
         listed = queries.patient_list(
-            session, viewer=viewer, timezone=timezone, today=today, patient_key=patient_key, now=now
+            session, viewer=viewer, timezone=timezone, patient_key=patient_key, now=now
         )
         if listed.empty:
             raise PatientNotFound("no such patient among those you may see")
@@ -184,18 +175,8 @@ def patient_view(
         results=marked_results(results, rules=rules.grading),
         history=history,
         events=events.reset_index(drop=True),
-        cycles=replace(
-            _cycle_view(
-                overlaid,
-                events,
-                patient_key=patient_key,
-                rules=rules.cycles,
-                febrile=rules.febrile,
-                timezone=timezone,
-                born=_born(listed),
-                now=now,
-            ),
-            now=_cycle_now_text(listed),
+        cycles=_cycle_view(
+            overlaid, events, patient_key=patient_key, listed=listed, rules=rules, timezone=timezone, now=now
         ),
         episodes=low_episodes(results, timezone=timezone),
         ranges=ranges,
@@ -217,27 +198,36 @@ def _cycle_view(
     events: pd.DataFrame,
     *,
     patient_key: int,
-    rules: CycleRules,
-    febrile: FebrileRules,
+    listed: pd.DataFrame,
+    rules: SiteRules,
     timezone: str,
-    born: object = None,
-    now: datetime | None = None,
+    now: datetime,
 ) -> CycleView:
+    """The patient's cycles under the site's ``rules`` as of ``now``, with their cycle now from the
+    patient-list row ``listed`` (its birth date: age is a G-CSF risk factor)."""
     keyed = {"patient_key": patient_key}
     results, events = results.assign(**keyed), events.assign(**keyed)
     counted = results[results["analyte"].isin(CYCLE_ANALYTES).to_numpy(dtype=bool)]
+    born = None if listed.empty else listed["birth_date"].iloc[0]
     birth_dates = pd.DataFrame({"patient_key": [patient_key], "birth_date": [born]})
-    as_of = None if now is None else pd.Timestamp(now)
+    cycle_rules = rules.cycles
     cycles = treatment_cycles(
-        counted, events, rules=rules, timezone=timezone, febrile=febrile, birth_dates=birth_dates, as_of=as_of
+        counted,
+        events,
+        rules=cycle_rules,
+        timezone=timezone,
+        febrile=rules.febrile,
+        birth_dates=birth_dates,
+        as_of=pd.Timestamp(now),
     )
     # (the overlay shows the counts: temperatures are read only for febrile neutropenia)
     results = results[results["analyte"].ne("temp").to_numpy(dtype=bool)]
-    trend = cycle_trend(cycles, rules=rules)["trend"] if not cycles.empty else pd.Series(dtype="string")
+    trend = cycle_trend(cycles, rules=cycle_rules)["trend"] if not cycles.empty else pd.Series(dtype="string")
     return CycleView(
         cycles=cycles,
-        table=cycle_table(cycles, timezone=timezone, rules=rules),
+        table=cycle_table(cycles, timezone=timezone, rules=cycle_rules),
         trend=tuple(str(sentence) for sentence in trend if sentence),
-        placed=cycle_days(results, events, rules=rules, timezone=timezone),
-        rules=rules,
+        placed=cycle_days(results, events, rules=cycle_rules, timezone=timezone),
+        rules=cycle_rules,
+        now=_cycle_now_text(listed),
     )

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 import pandas as pd
 from sqlalchemy.orm import Session, sessionmaker
@@ -27,13 +26,7 @@ def patient_list(
     since the last CBC and of the current cycle are calendar days in ``timezone`` as of ``now``;
     ``cbc_due`` and ``cbc_due_reason`` as of ``now`` (``analysis.due.due_flags``)."""
     with store() as session:
-        listed = queries.patient_list(
-            session,
-            viewer=viewer,
-            timezone=timezone,
-            today=now.astimezone(ZoneInfo(timezone)).date(),
-            now=now,
-        )
+        listed = queries.patient_list(session, viewer=viewer, timezone=timezone, now=now)
         rules = site_rules(session).cycles
     return listed.join(due_flags(listed, as_of=pd.Timestamp(now), rules=rules, timezone=timezone))
 
@@ -60,13 +53,7 @@ def alerts(
     listed)."""
     with store() as session:
         changes = queries.status_changes_since(session, since=since, viewer=viewer)
-        patients = queries.patient_list(
-            session,
-            viewer=viewer,
-            timezone=timezone,
-            today=now.astimezone(ZoneInfo(timezone)).date(),
-            now=now,
-        )
+        patients = queries.patient_list(session, viewer=viewer, timezone=timezone, now=now)
         rules = site_rules(session).cycles
     found = current_alerts(changes, patients) if not changes.empty else pd.DataFrame(columns=ALERT_COLUMNS)
     found = with_monitoring_gaps(
