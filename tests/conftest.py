@@ -247,3 +247,20 @@ def store_copy(db_kind: str, databases: Databases, tmp_path: Path) -> Iterator[C
     yield copy
     for url in made:
         databases.drop(url)
+
+
+@pytest.fixture
+def offered_downloads(monkeypatch) -> dict[str, object]:
+    """What each page's download buttons would serve, by label: the callable Streamlit runs when the file
+    is asked for (a click, or a request sent without one), captured as the page draws the button."""
+    offered: dict[str, object] = {}
+    import streamlit as st
+
+    real = st.download_button
+
+    def capture(label, data, *args, **kwargs):
+        offered[label] = data
+        return real(label, data, *args, **kwargs)
+
+    monkeypatch.setattr(st, "download_button", capture)
+    return offered

@@ -542,21 +542,6 @@ def test_audit_page_filters_by_every_action_and_finds_a_person_under_each_spelli
     assert at.dataframe[0].value["action"].tolist() == ["import"]
 
 
-@pytest.fixture
-def offered_downloads(monkeypatch) -> dict[str, object]:
-    """What each page's download buttons would serve, by label: the callable Streamlit runs when the file
-    is asked for (a click, or a request sent without one), captured as the page draws the button."""
-    offered: dict[str, object] = {}
-    real = st.download_button
-
-    def capture(label, data, *args, **kwargs):
-        offered[label] = data
-        return real(label, data, *args, **kwargs)
-
-    monkeypatch.setattr(st, "download_button", capture)
-    return offered
-
-
 def _exports(url: str) -> list[tuple[str, str]]:
     with open_store(url, timezone="UTC")() as session:
         rows = session.execute(

@@ -161,17 +161,12 @@ def app_store(due_store: str, monkeypatch) -> str:
     st.cache_resource.clear()
 
 
-def test_the_worklist_shows_a_cbc_due_chip_and_reason_and_filters_on_it(app_store: str, monkeypatch) -> None:
+def test_the_worklist_shows_a_cbc_due_chip_and_reason_and_filters_on_it(
+    app_store: str, offered_downloads: dict[str, object]
+) -> None:
     from tests.test_dashboard import _app
 
-    offered: dict[str, object] = {}
-    real = st.download_button
-
-    def capture(label, data, *args, **kwargs):
-        offered[label] = data
-        return real(label, data, *args, **kwargs)
-
-    monkeypatch.setattr(st, "download_button", capture)
+    offered = offered_downloads
     at = _app(Viewer("admin", "admin", None)).run()
     assert not at.exception
     table = at.dataframe[0].value.set_index("Patient ID")
