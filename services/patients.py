@@ -26,7 +26,9 @@ from monitor.analysis.cycles import (
     cycle_trend,
     treatment_cycles,
 )
+from monitor.analysis.forecast import Forecast, forecast_patient
 from monitor.analysis.rules import SiteRules
+from monitor.analysis.status import EXCLUDED_STATUSES
 from monitor.analysis.timeline import low_episodes, marked_results
 
 __all__ = [
@@ -56,7 +58,9 @@ class CycleView:
     there is nothing to say); ``placed``: the WBC, ANC, ALC and platelet results inside a cycle with their
     day since its start (``cycle_days``), for the overlay; ``rules``: the rules they were computed under;
     ``now``: the cycle now and readiness for the planned next dose, as the patient list says it on the day
-    read ("C5D13. next dose expected on D22 (2026-12-11); readiness judged from D19"; "" outside a cycle).
+    read ("C5D13. next dose expected on D22 (2026-12-11); readiness judged from D19"; "" outside a cycle);
+    ``forecast``: the nadir forecast of the latest cycle as of that day (``analysis.forecast``; None
+    without chemotherapy).
     """
 
     cycles: pd.DataFrame
@@ -65,6 +69,7 @@ class CycleView:
     placed: pd.DataFrame
     rules: CycleRules
     now: str = ""
+    forecast: Forecast | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,4 +235,19 @@ def _cycle_view(
         placed=cycle_days(results, events, rules=cycle_rules, timezone=timezone),
         rules=cycle_rules,
         now=_cycle_now_text(listed),
+        forecast=_forecast(counted, events, rules=cycle_rules, timezone=timezone, now=now),
     )
+
+
+def _forecast(
+    results: pd.DataFrame, events: pd.DataFrame, *, rules: CycleRules, timezone: str, now: datetime
+) -> Forecast | None:
+    """The nadir forecast of the patient's latest cycle started by ``now`` from the ANC results collected
+    before it (usable ones: a value, not withdrawn); None without a chemotherapy event."""
+    if not events["kind"].eq("chemotherapy").any():
+        return None
+    usable = results["analyte"].eq("anc") & results["value"].notna()
+    if "status" in results:
+        usable &= ~results["status"].isin(EXCLUDED_STATUSES)
+    anc = results[usable.to_numpy(dtype=bool)][["collected_at", "value"]]
+    return forecast_patient(anc, events, as_of=pd.Timestamp(now), rules=rules, timezone=timezone)

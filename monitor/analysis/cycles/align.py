@@ -68,16 +68,7 @@ def cycles_from_events(
     A dose on a later dose day its cycle's regimen names (``in_cycle_doses``: gemcitabine "D1 and D8 every
     21 days") belongs to that cycle and starts none; ``doses`` lists each cycle's doses ("D1, D8").
     """
-    events = with_utc_starts(events)
-    chemo = events[events["kind"].eq("chemotherapy").to_numpy(dtype=bool)]
-    chemo = chemo.assign(
-        label=chemo["label"] if "label" in chemo else "",
-        regimen=(chemo["details"] if "details" in chemo else pd.Series("", index=chemo.index)).fillna(""),
-        day_start=day_start(chemo["start_at"], timezone),
-    )
-    chemo = chemo.sort_values(["patient_key", "start_at"], kind="stable")
-    chemo = chemo.drop_duplicates(["patient_key", "day_start"])  # two drugs on one day: one cycle
-    chemo = in_cycle_doses(chemo, timezone)
+    chemo = dosing_days(events, timezone)
     doses = chemo.groupby(["patient_key", "cycle_of_dose"], sort=False)["dose_day"].agg(
         lambda days: ", ".join(f"D{int(d) + 1}" for d in days)
     )
@@ -111,6 +102,21 @@ def cycles_from_events(
     # The next start's regimen decides the readiness rule for it.
     cycles["next_regimen"] = cycles.groupby("patient_key")["regimen"].shift(-1)
     return cycles
+
+
+def dosing_days(events: pd.DataFrame, timezone: str) -> pd.DataFrame:
+    """The chemotherapy events as dosing days (two drugs on one calendar day are one), sorted by patient and
+    time, with ``regimen``, ``day_start`` and the cycle each belongs to (``in_cycle_doses``)."""
+    events = with_utc_starts(events)
+    chemo = events[events["kind"].eq("chemotherapy").to_numpy(dtype=bool)]
+    chemo = chemo.assign(
+        label=chemo["label"] if "label" in chemo else "",
+        regimen=(chemo["details"] if "details" in chemo else pd.Series("", index=chemo.index)).fillna(""),
+        day_start=day_start(chemo["start_at"], timezone),
+    )
+    chemo = chemo.sort_values(["patient_key", "start_at"], kind="stable")
+    chemo = chemo.drop_duplicates(["patient_key", "day_start"])  # two drugs on one day: one cycle
+    return in_cycle_doses(chemo, timezone)
 
 
 def in_cycle_doses(chemo: pd.DataFrame, timezone: str) -> pd.DataFrame:
