@@ -173,7 +173,7 @@ def forecast_patient(
     if not support.empty:
         at = counts["collected_at"].to_numpy()
         hit = (at[:, None] >= support["start"].to_numpy()) & (at[:, None] < support["end"].to_numpy())
-        counts = counts.loc[~hit.any(axis=1)]
+        counts = counts[pd.Series(~hit.any(axis=1), index=counts.index)]
     before = counts["collected_at"].lt(first)
     if not before.any():
         reason = f"not enough data: no ANC in the {PRE_TREATMENT_DAYS} days before the first recorded dose"
