@@ -198,7 +198,7 @@ def forecast_patient(
         return Forecast(
             cycle, start, reason="the model could not be fitted to these counts", n_anc_used=len(values)
         )
-    return _summary(draws, fit.sigma, priors, grid_h - start_h, start, cycle, horizon, len(values))
+    return _summary(draws, fit.sigma, fit.dof, priors, grid_h - start_h, start, cycle, horizon, len(values))
 
 
 def _gcsf_windows(events: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
@@ -216,6 +216,7 @@ def _gcsf_windows(events: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
 def _summary(
     draws: np.ndarray,
     sigma: float,
+    dof: float,
     priors: Priors,
     grid_h: np.ndarray,
     start: pd.Timestamp,
@@ -229,7 +230,10 @@ def _summary(
     lowest = draws[:, after].min(axis=1)
     median = np.median(draws, axis=0)
     rng = np.random.default_rng(1)
-    noisy = (draws + priors.offset) * np.exp(sigma * rng.standard_normal(draws.shape)) - priors.offset
+    # A count drawn then: the draw's curve with the residual error, Student t on sigma's own degrees of
+    # freedom (sigma is estimated from few counts), on the log(ANC + offset) scale.
+    noise = sigma * rng.standard_t(dof, size=draws.shape)
+    noisy = (draws + priors.offset) * np.exp(noise) - priors.offset
     low, high = np.quantile(np.clip(noisy, 0.0, None), [0.1, 0.9], axis=0)
     at = int(np.flatnonzero(after)[np.argmin(median[after])])
     floor = median[at]

@@ -76,6 +76,7 @@ class Fit:
     mean: np.ndarray
     cov: np.ndarray
     sigma: float
+    dof: float  # degrees of freedom of sigma's posterior: the band's Student t
     dose_h: np.ndarray
     dose_cycle: np.ndarray  # index of each dose's cycle factor in the parameter vector (0-based cycle)
     priors: Priors
@@ -85,7 +86,9 @@ class Fit:
 def _curves(theta: np.ndarray, dose_h: np.ndarray, dose_cycle: np.ndarray, times_h: np.ndarray) -> np.ndarray:
     """The model ANC at ``times_h`` for each row of ``theta`` (log parameters)."""
     slopes = np.exp(theta[:, 3][:, None] + theta[:, 4 + dose_cycle])
-    return simulate(np.exp(theta[:, 0]), np.exp(theta[:, 1]), np.exp(theta[:, 2]), slopes, dose_h, times_h)
+    curves = simulate(np.exp(theta[:, 0]), np.exp(theta[:, 1]), np.exp(theta[:, 2]), slopes, dose_h, times_h)
+    floor: np.ndarray = np.maximum(curves, 0.0)  # (the solver may overshoot zero when a count is near it)
+    return floor
 
 
 def fit_patient(
@@ -140,9 +143,18 @@ def fit_patient(
         sigma = math.sqrt((weight * priors.sigma**2 + data.sum()) / (weight + anc.size + 2.0))
         if abs(sigma - fixed) < 0.01 * fixed:
             break
+    # Sigma for prediction: the fitted residuals are smaller than the errors by what the parameters
+    # absorbed, so the degrees of freedom lose the fit's effective number of parameters (the data rows'
+    # leverage, the trace of the hat matrix), as restricted maximum likelihood does.
+    residual, jac = evaluate(x, sigma)
+    leverage = float(np.trace(jac[: anc.size] @ np.linalg.pinv(jac.T @ jac) @ jac[: anc.size].T))
+    dof = max(priors.sigma_weight + anc.size - leverage, 1.0)
+    sigma = math.sqrt(
+        (priors.sigma_weight * priors.sigma**2 + ((residual[: anc.size] * sigma) ** 2).sum()) / dof
+    )
     _residual, jac = evaluate(x, sigma)
     cov = np.linalg.pinv(jac.T @ jac)
-    return Fit(x, cov, sigma, dose_h, dose_cycle, priors, converged)
+    return Fit(x, cov, sigma, dof, dose_h, dose_cycle, priors, converged)
 
 
 def posterior_draws(fit: Fit, times_h: np.ndarray, *, draws: int = 400, seed: int = 0) -> np.ndarray:

@@ -57,7 +57,7 @@ def simulate(
     dose_h : np.ndarray
         Shape (D,): dose times in hours, increasing, the first at 0.
     times_h : np.ndarray
-        Shape (T,): times wanted, sorted; those before 0 are at baseline (Circ0).
+        Shape (T,): times wanted, in any order; those before 0 are at baseline (Circ0).
 
     Returns
     -------
@@ -75,7 +75,8 @@ def simulate(
     k = circ0.size
     ktr = 4.0 / np.asarray(mtt_h, dtype=float)  # three transit compartments: MTT = 4 / k_tr (Friberg 2002)
     gamma = np.asarray(gamma, dtype=float)
-    times_h = np.asarray(times_h, dtype=float)
+    wanted_h = np.asarray(times_h, dtype=float)
+    times_h, back = np.unique(wanted_h, return_inverse=True)  # sorted, once each; any order asked
     out = np.empty((k, times_h.size))
     before = times_h < 0.0
     out[:, before] = circ0[:, None]
@@ -113,7 +114,7 @@ def simulate(
         values = solution.y[4 * k :, :]
         out[:, np.flatnonzero(wanted)] = values if final else values[:, :-1]
         state = solution.y[:, -1]
-    return out
+    return out[:, back]
 
 
 def _rhs(
