@@ -144,6 +144,9 @@ def in_cycle_doses(chemo: pd.DataFrame, timezone: str) -> pd.DataFrame:
         text = text.where(text.str.strip().ne(""), chemo["label"].fillna("").astype(str))
     length = regimen_cycle_days(text)
     named = regimen_dose_days(text)
+    if not named.map(len).any():  # no regimen names a later dose day: every dose starts a cycle
+        first_doses = chemo.groupby("patient_key", sort=False).cumcount() + 1
+        return chemo.assign(cycle_of_dose=first_doses.astype("int64"), dose_day=0)
     local = local_days(chemo["start_at"], timezone)
     day = ((local - local.min()) / DAY).round().astype("int64")  # calendar day numbers in the site's zone
     rank = chemo.groupby("patient_key", sort=False).cumcount()
