@@ -26,8 +26,10 @@ import json
 import math
 import platform
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +39,7 @@ from monitor.analysis.cycles.rules import CycleRules
 from monitor.analysis.forecast import GRADE4_BELOW, RECOVERED_AT, forecast_patient
 from monitor.analysis.forecast.fit import DEFAULT_PRIORS
 from monitor.analysis.forecast.model import simulate
+from monitor.simulation import friberg
 
 CYCLE_DAYS = 21
 FORECAST_DAY = 4
@@ -63,21 +66,74 @@ class Case:
     previous: pd.DataFrame  # the previous cycle's counts (day, value)
 
 
-def simulate_case(seed: int) -> Case:
-    """A patient drawn from the priors, its sparse noisy counts and the truth of its held-out cycle."""
-    rng = np.random.default_rng(seed)
+def _own_model(
+    rng: np.random.Generator, cycles: int
+) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
+    """Dose days and the true curve of a patient of the forecast's own model, drawn from its priors."""
     p = DEFAULT_PRIORS
     circ0 = p.circ0 * math.exp(rng.normal(0, p.circ0_sd))
     mtt = p.mtt_h * math.exp(rng.normal(0, p.mtt_sd))
     gamma = p.gamma * math.exp(rng.normal(0, p.gamma_sd))
     slope = p.slope * math.exp(rng.normal(0, p.slope_sd))
-    sigma = p.sigma * math.exp(rng.normal(0, 0.25))
-    cycles = int(rng.integers(4, 6))
-    held_out = int(rng.integers(3, cycles + 1))
     gaps = CYCLE_DAYS + 7 * (rng.random(cycles - 1) < 0.15)  # a cycle postponed a week now and then
     dose_day = np.concatenate([[0.0], np.cumsum(gaps)]).astype(float)
-    dose_h = dose_day * 24.0
     slopes = slope * np.exp(rng.normal(0, p.cycle_sd, cycles))
+
+    def curve(hours: np.ndarray) -> np.ndarray:
+        args = (np.array([circ0]), np.array([mtt]), np.array([gamma]), slopes[None, :], dose_day * 24.0)
+        return simulate(*args, hours, rtol=1e-8)[0]
+
+    return dose_day, curve
+
+
+def _other_model(
+    rng: np.random.Generator, cycles: int
+) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
+    """Dose days and the true curve of a patient of another model: the synthetic cohort's simulator (an
+    Emax drug effect on a decaying exposure, nadirs deepening from cycle to cycle with cumulative marrow
+    injury, a cycle postponed a week while ANC < 1.5, fixed one-hour steps; monitor.simulation.friberg)."""
+    one = lambda value: np.array([value], dtype=float)  # noqa: E731
+    deepening = rng.random() < 0.5
+    plan = friberg.ChemoPlan(
+        circ0=one(DEFAULT_PRIORS.circ0 * math.exp(rng.normal(0, DEFAULT_PRIORS.circ0_sd))),
+        mtt_h=one(89.3 * math.exp(rng.normal(0, 0.16))),
+        gamma=one(0.163 * math.exp(rng.normal(0, 0.039))),
+        emax=one(83.9),
+        ec50=one(7.17),
+        exposure=one(0.3 * math.exp(rng.normal(0, 0.45))),
+        growth=one(rng.uniform(1.05, 1.15) if deepening else 1.0),
+        damage=one(rng.uniform(0.02, 0.06) if deepening else 0.0),
+        first_dose_h=one(0.0),
+        n_cycles=np.array([cycles]),
+        gcsf_on_h=one(np.nan),
+        gcsf_off_h=one(np.nan),
+        gcsf_boost=one(0.0),
+        gcsf_mtt_factor=one(1.0),
+    )
+    run = friberg.simulate(plan, horizon_h=cycles * (CYCLE_DAYS + 21) * 24.0)
+    given = run.dose_h[0][~np.isnan(run.dose_h[0])]
+    path = run.anc[:, 0]
+    hours = np.arange(path.size) * run.dt_h
+
+    def curve(wanted: np.ndarray) -> np.ndarray:
+        return np.where(wanted < 0, path[0], np.interp(wanted, hours, path))
+
+    return given / 24.0, curve
+
+
+TRUTHS = {"model": _own_model, "other": _other_model}
+
+
+def simulate_case(seed: int, truth: str = "model") -> Case:
+    """A patient drawn from the priors (or from another model), its sparse noisy counts and the truth of
+    its held-out cycle."""
+    rng = np.random.default_rng(seed)
+    p = DEFAULT_PRIORS
+    sigma = p.sigma * math.exp(rng.normal(0, 0.25))
+    dose_day, true_curve = TRUTHS[truth](rng, int(rng.integers(4, 6)))
+    cycles = dose_day.size
+    held_out = int(rng.integers(3, cycles + 1))
+    dose_h = dose_day * 24.0
     # Sampling: 1-2 counts in the week before treatment, a pre-dose count on most dosing days, 2-3 counts on
     # days 5-15 of each cycle (each missed one time in five); clinic hours.
     times: list[float] = list(
@@ -92,18 +148,7 @@ def simulate_case(seed: int) -> Case:
     times_h = np.array(sorted(times))
     end_h = (dose_day[held_out - 1] + CYCLE_DAYS) * 24.0
     grid = np.arange(dose_day[held_out - 1] * 24.0, end_h + 0.5, 1.0)
-    wanted = np.concatenate([times_h[times_h <= end_h], grid])
-    order = np.argsort(wanted, kind="stable")
-    curve = np.empty_like(wanted)
-    curve[order] = simulate(
-        np.array([circ0]),
-        np.array([mtt]),
-        np.array([gamma]),
-        slopes[None, :],
-        dose_h,
-        wanted[order],
-        rtol=1e-8,
-    )[0]
+    curve = true_curve(np.concatenate([times_h[times_h <= end_h], grid]))
     observed_true, truth = curve[: (times_h <= end_h).sum()], curve[(times_h <= end_h).sum() :]
     noisy = (observed_true + p.offset) * np.exp(sigma * rng.standard_normal(observed_true.size)) - p.offset
     values = np.round(np.clip(noisy, 0.0, None), 2)
@@ -147,9 +192,9 @@ def simulate_case(seed: int) -> Case:
     )
 
 
-def evaluate(seed: int) -> dict[str, float | int | bool | None]:
+def evaluate(seed: int, truth: str = "model") -> dict[str, float | int | bool | None]:
     """Forecast one simulated patient's held-out cycle and compare it with the truth."""
-    case = simulate_case(seed)
+    case = simulate_case(seed, truth)
     started = time.perf_counter()
     found = forecast_patient(case.anc, case.events, as_of=case.as_of, rules=CycleRules(), timezone="UTC")
     seconds = time.perf_counter() - started
@@ -331,11 +376,18 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--plot", type=Path, help="write the calibration figure here (PNG)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument(
+        "--truth",
+        choices=sorted(TRUTHS),
+        default="model",
+        help="simulate patients of the forecast's own model (default) or of another one (the synthetic "
+        "cohort's simulator: Emax drug effect, cumulative marrow injury, postponed cycles)",
+    )
     args = parser.parse_args()
     seeds = [args.seed * 100_000 + i for i in range(args.patients)]
     started = time.perf_counter()
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
-        rows = pd.DataFrame(list(pool.map(evaluate, seeds, chunksize=4)))
+        rows = pd.DataFrame(list(pool.map(partial(evaluate, truth=args.truth), seeds, chunksize=4)))
     figures = summarise(rows, THRESHOLD) | {"wall_seconds": time.perf_counter() - started}
     if args.plot:
         plot(rows, args.plot)
@@ -343,6 +395,7 @@ def main() -> None:
         print(json.dumps(figures, indent=1))
         return
     print(f"machine: {platform.machine()}, Python {platform.python_version()}, {args.workers} workers")
+    print(f"truth: {args.truth}, {args.patients} patients, seed {args.seed}")
     targets = {
         "coverage_80": "0.75-0.85",
         "sensitivity_g4": ">= 0.90 (at specificity >= 0.70)",
