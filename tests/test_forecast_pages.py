@@ -88,7 +88,11 @@ def _chart(at: AppTest) -> dict:
 
 
 def _forecast_traces(spec: dict) -> dict[str, dict]:
-    return {trace["name"]: trace for trace in spec["data"] if trace.get("legendgroup") == "forecast"}
+    return {
+        trace["name"]: trace
+        for trace in spec["data"]
+        if trace.get("legendgroup") in ("forecast", "forecast band")
+    }
 
 
 @pytest.mark.parametrize(

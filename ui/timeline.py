@@ -484,11 +484,18 @@ def add_forecast(
     if ahead.empty:
         return
     where = {"row": row, "col": 1} if row is not None else {}
-    group = {"legendgroup": "forecast", "mode": "lines", "line": {"width": 0}, "hoverinfo": "skip"}
-    figure.add_trace(go.Scatter(x=x, y=ahead["high"], showlegend=False, name="80 % band", **group), **where)
+    # The band is hatched: the ANC's reference range is a plain tint of the same blue.
+    band = {"legendgroup": "forecast band", "mode": "lines", "line": {"width": 0}, "hoverinfo": "skip"}
+    figure.add_trace(go.Scatter(x=x, y=ahead["high"], showlegend=False, name="80 % band", **band), **where)
     figure.add_trace(
         go.Scatter(
-            x=x, y=ahead["low"], fill="tonexty", fillcolor=_tint(BLUE, 0.13), name="80 % band", **group
+            x=x,
+            y=ahead["low"],
+            fill="tonexty",
+            fillcolor=_tint(BLUE, 0.08),
+            fillpattern={"shape": "/", "fgcolor": BLUE, "fgopacity": 0.35, "size": 7, "solidity": 0.15},
+            name="80 % band",
+            **band,
         ),
         **where,
     )
