@@ -7,7 +7,7 @@ import streamlit as st
 
 from monitor.analysis.cycles import cycle_notation
 from monitor.analytes import ANALYTES
-from ui import data, timeline
+from ui import data, forecast, timeline
 from ui.identity import current_viewer
 from ui.pickers import choose_patient
 from ui.text import plain
@@ -52,8 +52,12 @@ analyte = (
     or "anc"
 )
 st.plotly_chart(
-    timeline.cycle_overlay_figure(found.placed, analyte, window=rules.nadir_window_days), key="cycles_chart"
+    timeline.cycle_overlay_figure(
+        found.placed, analyte, window=rules.nadir_window_days, forecast=found.forecast, timezone=timezone
+    ),
+    key="cycles_chart",
 )
+forecast.show(found.forecast, timezone)
 
 st.markdown("**Per cycle**")
 st.dataframe(found.table, hide_index=True, width="stretch")

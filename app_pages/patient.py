@@ -14,7 +14,7 @@ from monitor.analytes import ANALYTES
 from monitor.formats.events import EVENT_KINDS
 from services.patient_actions import acknowledge, add_event, set_patient_range
 from services.patients import around_event
-from ui import data, timeline
+from ui import data, forecast, timeline
 from ui.downloads import audited_csv_download
 from ui.figures import FEVER_FROM_EVENT
 from ui.identity import current_viewer
@@ -191,7 +191,9 @@ st.caption(
     "triangles: a change from the previous WBC beyond the reference change value. Purple spans: treatment "
     "cycles (C1, C2, ...). Hover a point for its unit, range, grade, lab, accession and any correction."
     + (TEMPERATURE_CAPTION if len(usable_temperatures(view.results)) else "")
+    + (forecast.CHART_CAPTION if forecast.forecast_made(view.cycles.forecast) else "")
 )
+forecast.show(view.cycles.forecast, timezone)
 
 sheet, event_tab, compare_tab, record_tab = st.tabs(
     ["Flowsheet", f"Events ({len(events)})", "Before / after an event", "Acknowledge, add, set a range"]

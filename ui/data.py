@@ -124,7 +124,8 @@ def timeline_figure(
     window_days: int | None,
     timezone: str,
 ) -> go.Figure:
-    """The patient's timeline figure (ui.timeline), built once per patient and view."""
+    """The patient's timeline figure (ui.timeline) with the nadir forecast ahead of the ANC, built once per
+    patient and view."""
     view = patient_view(patient_key, viewer, timezone)
     start = None
     if window_days is not None and not view.results.empty:
@@ -138,6 +139,7 @@ def timeline_figure(
         log=log,
         start=start,
         timezone=timezone,
+        forecast=view.cycles.forecast,
     )
 
 

@@ -16,6 +16,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from monitor.analysis.cycles import cycle_notation
+from monitor.analysis.cycles.align import day_start
+from monitor.analysis.forecast import Forecast
 from monitor.analysis.status import EXCLUDED_STATUSES
 from monitor.analytes import ANALYTES
 from monitor.formats.units import printed
@@ -96,13 +98,15 @@ def timeline_figure(
     log: bool = False,
     start: pd.Timestamp | None = None,
     timezone: str = "UTC",
+    forecast: Forecast | None = None,
 ) -> go.Figure:
     """The whole timeline: four rows sharing the time axis (see the module docstring).
 
     ``results`` are current results already marked (``analysis.timeline.marked_results``: grade, below
     the limit that applies, change beyond the reference change value); ``history`` adds superseded
     versions for the hover of corrected results; ``cycles`` (``analysis.cycles.treatment_cycles``) shade
-    each cycle; ``start`` limits the visible window (all when None).
+    each cycle; ``start`` limits the visible window (all when None); ``forecast`` (``analysis.forecast``) is
+    drawn on the differential's row with the ANC, ahead of the cycle's last ANC (``add_forecast``).
     """
     # Temperatures get a small row of their own under the counts, only when the patient has any.
     temperatures = usable_temperatures(results)
@@ -121,6 +125,12 @@ def timeline_figure(
     _grade_zones(figure, wbc)
     _graded_points(figure, wbc, earlier, timezone)
     _significant(figure, wbc, timezone)
+    ahead = pd.DataFrame()
+    if forecast is not None and "anc" in lineages:
+        # Drawn before the counts, so that its band never hides a point.
+        ahead = forecast_ahead(forecast, _usable(results, "anc")["collected_at"])
+        if len(ahead):
+            add_forecast(figure, forecast, ahead, _local(ahead["at"], timezone), timezone=timezone, row=2)
     for analyte in lineages:
         rows = _usable(results, analyte)
         if rows.empty:
@@ -149,6 +159,8 @@ def timeline_figure(
     figure.update_xaxes(title_text=f"Collection date ({timezone})", row=n_rows, col=1)
     if start is not None:
         last = results["collected_at"].max() if len(results) else pd.Timestamp.now(tz="UTC")
+        if len(ahead):
+            last = max(last, ahead["at"].max())  # the forecast ahead of the last count is in view
         figure.update_xaxes(range=_local(pd.Series([start, last]), timezone).tolist())
     figure.update_layout(
         height=900 if n_rows == 4 else 1040,
@@ -363,13 +375,20 @@ def _events(figure: go.Figure, events: pd.DataFrame, top: float, timezone: str) 
 
 
 def cycle_overlay_figure(
-    placed: pd.DataFrame, analyte: str = "anc", *, window: tuple[int, int] = (7, 14)
+    placed: pd.DataFrame,
+    analyte: str = "anc",
+    *,
+    window: tuple[int, int] = (7, 14),
+    forecast: Forecast | None = None,
+    timezone: str = "UTC",
 ) -> go.Figure:
     """One line per cycle of ``analyte`` against the day since the cycle's start (D# on hover).
 
     ``placed`` is ``analysis.cycles.cycle_days`` output. The site's nadir ``window`` (days 7-14 by default;
     docs/clinical-rules.md, Nadir timing) is shaded, and for the ANC the readiness (1.5, paclitaxel and
-    docetaxel prescribing information) and CTCAE grade-4 (0.5) levels are drawn.
+    docetaxel prescribing information) and CTCAE grade-4 (0.5) levels are drawn. The ANC's ``forecast``
+    (``analysis.forecast``) is drawn for its cycle ahead of that cycle's last ANC, with its nadir window
+    shaded; days count from the start of the dosing day in ``timezone``, as the counts' do.
     """
     meta = ANALYTES[analyte]
     rows = placed[(placed["analyte"] == analyte).to_numpy()].sort_values(["cycle", "day"])
@@ -397,6 +416,21 @@ def cycle_overlay_figure(
                 hovertemplate=f"Cycle {int(cycle)} %{{text}}<br>%{{y}} {meta.unit}<extra></extra>",
             )
         )
+    if forecast is not None and analyte == "anc" and len(ahead := _overlay_ahead(forecast, rows)):
+        day_zero = day_start(pd.Series([forecast.cycle_start]), timezone).iloc[0]
+        days = (ahead["at"] - day_zero) / pd.Timedelta(days=1)
+        if forecast.nadir_window is not None:
+            first, last = forecast.nadir_window
+            figure.add_vrect(
+                x0=first,
+                x1=last + 1,  # the whole of the window's last day
+                fillcolor=_tint(BLUE, 0.12),
+                line_width=0,
+                layer="below",
+                annotation_text=f"forecast nadir {cycle_notation(first)}-{cycle_notation(last)}",
+                annotation_position="bottom left",
+            )
+        add_forecast(figure, forecast, ahead, days, timezone=timezone, day_zero=day_zero)
     levels = (
         (1.5, "dash", GREEN, "readiness 1.5", "top right"),
         (0.5, "dot", VERMILLION, "grade 4 below 0.5", "bottom right"),
@@ -413,6 +447,112 @@ def cycle_overlay_figure(
         legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0},
     )
     return figure
+
+
+def _overlay_ahead(forecast: Forecast, anc: pd.DataFrame) -> pd.DataFrame:
+    """The forecast ahead of the last ANC of its cycle among the overlay's placed ANC results."""
+    return forecast_ahead(
+        forecast, anc.loc[anc["cycle"].eq(forecast.cycle).to_numpy(dtype=bool), "collected_at"]
+    )
+
+
+def forecast_ahead(forecast: Forecast, anc_times: pd.Series) -> pd.DataFrame:
+    """The forecast's ``curve`` from the last ANC counted in its cycle on (from the cycle's start when none
+    is): what is ahead, never drawn over past counts; empty when the cycle's curve ends before that count."""
+    curve = forecast.curve
+    if curve.empty or forecast.cycle_start is None:
+        return curve.iloc[0:0]
+    times = pd.to_datetime(anc_times, utc=True)
+    in_cycle = times[times.ge(forecast.cycle_start).to_numpy(dtype=bool)]
+    since = in_cycle.max() if len(in_cycle) else forecast.cycle_start
+    return curve[curve["at"].ge(since).to_numpy(dtype=bool)]
+
+
+def add_forecast(
+    figure: go.Figure,
+    forecast: Forecast,
+    ahead: pd.DataFrame,
+    x: pd.Series,
+    *,
+    timezone: str,
+    row: int | None = None,
+    day_zero: pd.Timestamp | None = None,
+) -> None:
+    """The forecast's median (dashed) and 80 % band (light) at ``x`` (the times of ``ahead``, on the figure's
+    axis), and its nadir as a marker with its 80 % interval as an error bar when it is still ahead.
+    ``day_zero`` (the overlay's): the nadir is placed at days since it, else at its time in ``timezone``."""
+    if ahead.empty:
+        return
+    where = {"row": row, "col": 1} if row is not None else {}
+    # The band is hatched: the ANC's reference range is a plain tint of the same blue.
+    band = {"legendgroup": "forecast band", "mode": "lines", "line": {"width": 0}, "hoverinfo": "skip"}
+    figure.add_trace(go.Scatter(x=x, y=ahead["high"], showlegend=False, name="80 % band", **band), **where)
+    figure.add_trace(
+        go.Scatter(
+            x=x,
+            y=ahead["low"],
+            fill="tonexty",
+            fillcolor=_tint(BLUE, 0.08),
+            fillpattern={"shape": "/", "fgcolor": BLUE, "fgopacity": 0.35, "size": 7, "solidity": 0.15},
+            name="80 % band",
+            **band,
+        ),
+        **where,
+    )
+    cycle = f"C{forecast.cycle}" if forecast.cycle is not None else ""
+    days = np.floor(ahead["day"].to_numpy(dtype=float)).astype(int)
+    custom = np.column_stack(
+        [ahead["low"].to_numpy(), ahead["high"].to_numpy(), [cycle + cycle_notation(d) for d in days]]
+    ).astype(object)
+    figure.add_trace(
+        go.Scatter(
+            x=x,
+            y=ahead["median"],
+            mode="lines",
+            name="forecast (median)",
+            legendgroup="forecast",
+            line={"color": BLUE, "width": 2, "dash": "dash"},
+            customdata=custom,
+            hovertemplate="%{customdata[2]}<br>forecast %{y:.2f} "
+            "(80 %: %{customdata[0]:.2f}-%{customdata[1]:.2f})"
+            f" {ANALYTES['anc'].unit}<extra></extra>",
+        ),
+        **where,
+    )
+    if forecast.nadir_day is None or forecast.nadir_anc is None or forecast.cycle_start is None:
+        return
+    nadir_at = forecast.cycle_start + pd.Timedelta(days=forecast.nadir_day)
+    if nadir_at < ahead["at"].min():
+        return  # the nadir is behind the last count: the counts tell it
+    nadir_x = (
+        (nadir_at - day_zero) / pd.Timedelta(days=1)
+        if day_zero is not None
+        else _local(pd.Series([nadir_at]), timezone).iloc[0]
+    )
+    low, high = forecast.nadir_anc_low or forecast.nadir_anc, forecast.nadir_anc_high or forecast.nadir_anc
+    figure.add_trace(
+        go.Scatter(
+            x=[nadir_x],
+            y=[forecast.nadir_anc],
+            mode="markers",
+            name="forecast nadir",
+            legendgroup="forecast",
+            showlegend=False,
+            marker={"symbol": "x-thin-open", "size": 12, "color": BLUE, "line": {"width": 2, "color": BLUE}},
+            error_y={
+                "type": "data",
+                "symmetric": False,
+                "array": [high - forecast.nadir_anc],
+                "arrayminus": [forecast.nadir_anc - low],
+                "color": BLUE,
+                "thickness": 1.5,
+                "width": 6,
+            },
+            hovertemplate=f"forecast nadir {forecast.nadir_anc:.2f} (80 %: {low:.2f}-{high:.2f}) "
+            f"{ANALYTES['anc'].unit}<br>{cycle}{cycle_notation(int(forecast.nadir_day))}<extra></extra>",
+        ),
+        **where,
+    )
 
 
 def flowsheet(results: pd.DataFrame, timezone: str) -> tuple[pd.DataFrame, pd.DataFrame]:
