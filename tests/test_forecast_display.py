@@ -28,6 +28,8 @@ VALIDATION = {
     "sensitivity_g4": 0.917,
     "specificity_g4": 0.74,
     "auc_g4": 0.9123,
+    "threshold_for_90_sensitivity": 0.287,
+    "specificity_at_90_sensitivity": 0.767,
     "nadir_anc_mae": 0.114,
     "naive_nadir_anc_mae": 0.262,
     "nadir_day_mae": 1.04,
@@ -126,8 +128,9 @@ def test_the_caption_says_decision_support_with_the_model_and_the_validation_fig
         "simulated patients only: "
     )
     assert validation_words(VALIDATION) == (
-        "240 simulated patients, run 2026-12-03: the 80 % interval held the true nadir in 81 %; grade 4 "
-        "sensitivity 92 %, specificity 74 %, AUC 0.91; nadir ANC median error 0.11 x10^9/L (previous "
+        "240 simulated patients, run 2026-12-03: the 80 % interval held the true nadir in 81 %; grade 4 AUC "
+        "0.91, sensitivity 92 % and specificity 74 % at a 50 % chance (90 % sensitivity at 77 % specificity "
+        "from a 29 % chance); nadir ANC median error 0.11 x10^9/L (previous "
         "cycle's nadir: 0.26 x10^9/L); nadir day median error 1.0 days"
     )
     assert caption.endswith(validation_words(VALIDATION) + ".")

@@ -110,8 +110,11 @@ def validation_words(validation: Mapping[str, float | int | str] = VALIDATION) -
     return (
         f"{validation.get('patients', 0)} simulated patients, run {validation.get('run_date', '?')}: "
         f"the 80 % interval held the true nadir in {_figure(validation, 'coverage_80', 'share')}; "
-        f"grade 4 sensitivity {_figure(validation, 'sensitivity_g4', 'share')}, specificity "
-        f"{_figure(validation, 'specificity_g4', 'share')}, AUC {_figure(validation, 'auc_g4', 'ratio')}; "
+        f"grade 4 AUC {_figure(validation, 'auc_g4', 'ratio')}, sensitivity "
+        f"{_figure(validation, 'sensitivity_g4', 'share')} and specificity "
+        f"{_figure(validation, 'specificity_g4', 'share')} at a 50 % chance (90 % sensitivity at "
+        f"{_figure(validation, 'specificity_at_90_sensitivity', 'share')} specificity from a "
+        f"{_figure(validation, 'threshold_for_90_sensitivity', 'share')} chance); "
         f"nadir ANC median error {_figure(validation, 'nadir_anc_mae', 'count')} (previous cycle's nadir: "
         f"{_figure(validation, 'naive_nadir_anc_mae', 'count')}); nadir day median error "
         f"{_figure(validation, 'nadir_day_mae', 'days')}"
