@@ -26,16 +26,15 @@ before the first recorded dose and an ANC after a dose.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from monitor.analysis.cycles.align import cycles_from_events, dosing_days
+from monitor.analysis.cycles.align import calendar_days, cycles_from_events, dosing_days
 from monitor.analysis.cycles.rules import CycleRules
 from monitor.analysis.cycles.schedule import planned_lengths
-from monitor.analysis.forecast.fit import DEFAULT_PRIORS, Priors, fit_patient, posterior_draws
+from monitor.analysis.forecast.fit import DEFAULT_PRIORS, Fit, Priors, fit_patient, posterior_draws
 
 __all__ = [
     "FORECAST_COLUMNS",
@@ -48,13 +47,21 @@ __all__ = [
     "forecast_patient",
 ]
 
-MODEL = "Friberg 2002 myelosuppression model, MAP fit with Laplace posterior, version 1"
+MODEL = "Friberg 2002 myelosuppression model, MAP fit with Laplace posterior, version 2"
 # ANC results up to this many days before the first recorded dose stand for the patient's baseline (the
 # model assumes a steady state before treatment; older counts say little about it). Product choice.
 PRE_TREATMENT_DAYS = 60
 GRADE4_BELOW = 0.5  # CTCAE v5.0 neutrophil count decreased, grade 4: < 0.5 x10^9/L
 RECOVERED_AT = 1.5  # back to >= 1.5 x10^9/L: the readiness threshold (docetaxel and paclitaxel labels)
 WINDOW_WITHIN = 1.25  # the nadir window: the median curve within 25 % of its lowest value
+# Cycles this short or shorter are not forecast: a weekly schedule's nadir builds over several doses, which
+# the validation does not cover. Product choice.
+SHORTEST_CYCLE_DAYS = 10
+# The first elapsed day after a dose on which a count tells how this patient's marrow answers (D5); the
+# minimum to forecast needs one. Product choice.
+INFORMATIVE_DAY = 4
+# A dose in a regimen's text: the drug's words, then the amount and its unit ("docetaxel 75 mg/m2").
+_DOSE = r"(?P<drug>[a-z][a-z\- ]*?)\s*(?P<amount>\d+(?:[.,]\d+)?)\s*(?P<unit>mg/m2|mg/m²|mg/kg|mg|auc)"
 # The model has no G-CSF: counts drawn while G-CSF acts are left out of the fit, from its start to this many
 # days after its end (or after its start when no end is recorded: pegfilgrastim is one injection), and a
 # cycle with G-CSF is not forecast. Product choices (docs/clinical-rules.md, Nadir forecast).
@@ -99,6 +106,10 @@ class Forecast:
     reason: str | None = None
     horizon_days: float | None = None
     sigma: float | None = None
+    observed_nadir_anc: float | None = None  # the lowest ANC measured in the cycle so far (from day 1)
+    observed_nadir_day: float | None = None  # and its day (elapsed days since the dose)
+    nadir_passed: bool = False  # the time asked is after the nadir window: the curve is fitted, not ahead
+    recovery_threshold: float = 1.5  # the ANC recovery is judged at (the site's ``cycles.recovery_anc``)
     curve: pd.DataFrame = field(
         default_factory=lambda: pd.DataFrame(columns=["day", "at", "median", "low", "high"])
     )
@@ -121,6 +132,9 @@ class Forecast:
             "n_anc_used": self.n_anc_used,
             "model": self.model,
             "reason": self.reason,
+            "observed_nadir_anc": self.observed_nadir_anc,
+            "observed_nadir_day": self.observed_nadir_day,
+            "nadir_passed": self.nadir_passed,
         }
 
 
@@ -147,7 +161,7 @@ def forecast_patient(
     rules, timezone : CycleRules, str
         The site's cycle rules (the cycle's planned length: the forecast's horizon) and zone.
     """
-    as_of = pd.Timestamp(as_of).tz_convert("UTC")
+    as_of = _utc(as_of)
     events = events.assign(start_at=pd.to_datetime(events["start_at"], utc=True))
     given = events[events["start_at"].le(as_of).to_numpy(dtype=bool)]
     if "patient_key" not in given:
@@ -158,7 +172,14 @@ def forecast_patient(
     cycles = cycles_from_events(given, rules, timezone)
     latest = cycles.iloc[-1]
     cycle, start = int(latest["cycle"]), pd.Timestamp(latest["start"])
-    horizon = float(planned_lengths(cycles.iloc[[-1]], rules, timezone)["planned_days"].iloc[0])
+    # The horizon: the cycle's planned length (its regimen's, else the previous cycles', else the site's).
+    horizon = float(planned_lengths(cycles, rules, timezone)["planned_days"].iloc[-1])
+    if horizon <= SHORTEST_CYCLE_DAYS:
+        reason = (
+            f"not forecast: cycles of {SHORTEST_CYCLE_DAYS:g} days or less (a weekly schedule's nadir builds "
+            "over several doses; the model is not validated for it)"
+        )
+        return Forecast(cycle, start, reason=reason, horizon_days=horizon)
     first = pd.Timestamp(doses["start_at"].iloc[0])
     counts = anc.assign(collected_at=pd.to_datetime(anc["collected_at"], utc=True))
     counts = counts[
@@ -167,38 +188,109 @@ def forecast_patient(
     counts = counts[counts["collected_at"].ge(first - pd.Timedelta(days=PRE_TREATMENT_DAYS)).to_numpy()]
     counts = counts.sort_values("collected_at", kind="stable")
     support = _gcsf_windows(events, as_of)
-    if (support["start"] >= start).any():
-        reason = "not forecast: G-CSF was given in this cycle (the model does not include its effect)"
-        return Forecast(cycle, start, reason=reason)
+    previous = cycles["start"].iloc[-2] if len(cycles) > 1 else start
+    if (support["end"] > start).any():
+        reason = "not forecast: G-CSF acts in this cycle (the model does not include its effect)"
+        return Forecast(cycle, start, reason=reason, horizon_days=horizon)
+    if ((support["start"] >= previous) & (support["start"] < start)).any():
+        reason = (
+            "not forecast: G-CSF was given in the previous cycle and is likely again in this one (the model "
+            "does not include its effect)"
+        )
+        return Forecast(cycle, start, reason=reason, horizon_days=horizon)
     if not support.empty:
         at = counts["collected_at"].to_numpy()
         hit = (at[:, None] >= support["start"].to_numpy()) & (at[:, None] < support["end"].to_numpy())
         counts = counts[pd.Series(~hit.any(axis=1), index=counts.index)]
-    before = counts["collected_at"].lt(first)
-    if not before.any():
-        reason = f"not enough data: no ANC in the {PRE_TREATMENT_DAYS} days before the first recorded dose"
-        return Forecast(cycle, start, reason=reason, n_anc_used=0)
-    if before.all():
-        return Forecast(cycle, start, reason="not enough data: no ANC after a dose yet", n_anc_used=0)
+    missing = _missing(counts, doses, first)
+    if missing:
+        return Forecast(cycle, start, reason=f"not enough data: {missing}", horizon_days=horizon)
     dose_h = ((doses["start_at"] - first) / _HOUR).to_numpy(dtype=float)
     dose_cycle = doses["cycle_of_dose"].to_numpy(dtype=int) - 1
     times_h = ((counts["collected_at"] - first) / _HOUR).to_numpy(dtype=float)
     values = counts["value"].to_numpy(dtype=float)
+    failed = Forecast(
+        cycle, start, reason="the model could not be fitted to these counts", n_anc_used=len(values)
+    )
     try:
-        fit = fit_patient(times_h, values, dose_h, dose_cycle, priors=priors)
-    except (ArithmeticError, np.linalg.LinAlgError, ValueError):
-        return Forecast(
-            cycle, start, reason="the model could not be fitted to these counts", n_anc_used=len(values)
+        fit = fit_patient(
+            times_h, values, dose_h, dose_cycle, dose_scale=dose_scale(doses["regimen"]), priors=priors
         )
-    start_h = (start - first) / _HOUR
-    grid_h = start_h + np.arange(0.0, horizon * 24.0 + _GRID_H / 2, _GRID_H)
-    try:
+        if not fit.converged:
+            return failed
+        start_h = (start - first) / _HOUR
+        grid_h = start_h + np.arange(0.0, horizon * 24.0 + _GRID_H / 2, _GRID_H)
         draws = posterior_draws(fit, grid_h, draws=_DRAWS)
     except (ArithmeticError, np.linalg.LinAlgError, ValueError):
-        return Forecast(
-            cycle, start, reason="the model could not be fitted to these counts", n_anc_used=len(values)
+        return failed
+    seen = counts[counts["collected_at"].ge(start + pd.Timedelta(days=1)).to_numpy()]
+    times = pd.Series(start + pd.to_timedelta(grid_h - start_h, unit="h"))
+    day = calendar_days(pd.Series(start, index=times.index), times, timezone)
+    return _summary(
+        draws,
+        fit,
+        grid_h - start_h,
+        day,
+        Cycle(cycle, start, horizon, rules.recovery_anc, as_of),
+        seen,
+        len(values),
+    )
+
+
+def _utc(time: pd.Timestamp) -> pd.Timestamp:
+    """A time as UTC; one without a zone is taken as UTC."""
+    time = pd.Timestamp(time)
+    return time.tz_localize("UTC") if time.tzinfo is None else time.tz_convert("UTC")
+
+
+def _missing(counts: pd.DataFrame, doses: pd.DataFrame, first: pd.Timestamp) -> str:
+    """What the minimum to forecast lacks ("" when nothing): an ANC in the ``PRE_TREATMENT_DAYS`` before the
+    first recorded dose, and an ANC from day ``INFORMATIVE_DAY`` after a dose (D5: before then a count says
+    little about how this patient's marrow answers, and the forecast would be the population's alone)."""
+    if not counts["collected_at"].lt(first).any():
+        return f"no ANC in the {PRE_TREATMENT_DAYS} days before the first recorded dose"
+    dose_at = doses["start_at"].sort_values().to_numpy()
+    at = counts["collected_at"].to_numpy()
+    last_dose = np.searchsorted(dose_at, at, side="right") - 1
+    since = at - dose_at[np.clip(last_dose, 0, None)]
+    informative = (last_dose >= 0) & (since >= np.timedelta64(INFORMATIVE_DAY, "D"))
+    if not informative.any():
+        return (
+            f"no ANC yet from D{INFORMATIVE_DAY + 1} of a cycle (before then a forecast would be the "
+            "population's alone, whatever this patient's marrow does)"
         )
-    return _summary(draws, fit.sigma, fit.dof, priors, grid_h - start_h, start, cycle, horizon, len(values))
+    return ""
+
+
+@dataclass(frozen=True, slots=True)
+class Cycle:
+    """The cycle forecast: its number, first dose, planned length (days), recovery threshold and the time
+    the forecast is made at."""
+
+    number: int
+    start: pd.Timestamp
+    horizon: float
+    recovered_at: float
+    as_of: pd.Timestamp
+
+
+def dose_scale(regimen: pd.Series) -> np.ndarray:
+    """Each dose relative to the first, when the regimen texts of both give a dose of the same drug in the
+    same unit ("docetaxel 75 mg/m2" then "docetaxel 60 mg/m2": 0.8); 1 otherwise.
+
+    >>> texts = ["Docetaxel 75 mg/m2 q21d", "docetaxel 60 mg/m2 q21d", "docetaxel q21d"]
+    >>> dose_scale(pd.Series(texts)).tolist()
+    [1.0, 0.8, 1.0]
+    """
+    found = regimen.fillna("").astype(str).str.lower().str.extract(_DOSE).fillna("")
+    amount = pd.to_numeric(found["amount"].str.replace(",", ".", regex=False), errors="coerce")
+    if amount.empty or not amount.iloc[0] > 0:
+        return np.ones(len(regimen))
+    drug, unit = found["drug"].str.strip(), found["unit"]
+    same = drug.eq(drug.iloc[0]) & unit.eq(unit.iloc[0]) & amount.gt(0)
+    ratio = (amount / amount.iloc[0]).where(same)
+    scale: np.ndarray = ratio.fillna(1.0).to_numpy(dtype=float)
+    return scale
 
 
 def _gcsf_windows(events: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
@@ -215,63 +307,76 @@ def _gcsf_windows(events: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
 
 def _summary(
     draws: np.ndarray,
-    sigma: float,
-    dof: float,
-    priors: Priors,
+    fit: Fit,
     grid_h: np.ndarray,
-    start: pd.Timestamp,
-    cycle: int,
-    horizon: float,
+    calendar: pd.Series,
+    cycle: Cycle,
+    seen: pd.DataFrame,
     used: int,
 ) -> Forecast:
-    """Nadir, window, recovery, grade-4 probability and the curve's band from the posterior draws."""
+    """Nadir, window, recovery, grade-4 probability and the curve's band from the posterior draws; what was
+    already measured in the cycle (from its day 1) overrides the model where it is certain."""
     days = grid_h / 24.0
-    after = days > 0  # the nadir is a low after the dose, never the pre-treatment value
+    after = days >= 1.0  # the nadir is a low from day 1 (D2), as the cycle table takes it, never the dose's
     lowest = draws[:, after].min(axis=1)
     median = np.median(draws, axis=0)
     rng = np.random.default_rng(1)
     # A count drawn then: the draw's curve with the residual error, Student t on sigma's own degrees of
     # freedom (sigma is estimated from few counts), on the log(ANC + offset) scale.
-    noise = sigma * rng.standard_t(dof, size=draws.shape)
-    noisy = (draws + priors.offset) * np.exp(noise) - priors.offset
-    low, high = np.quantile(np.clip(noisy, 0.0, None), [0.1, 0.9], axis=0)
+    offset = fit.priors.offset
+    noise = fit.sigma * rng.standard_t(fit.dof, size=draws.shape)
+    low, high = np.quantile(np.clip((draws + offset) * np.exp(noise) - offset, 0.0, None), [0.1, 0.9], axis=0)
     at = int(np.flatnonzero(after)[np.argmin(median[after])])
-    floor = median[at]
-    near = median <= WINDOW_WITHIN * floor
+    near = median <= WINDOW_WITHIN * median[at]
     first = at
     while first > 0 and near[first - 1] and after[first - 1]:
         first -= 1
     last = at
     while last < len(median) - 1 and near[last + 1]:
         last += 1
-    recovered = np.flatnonzero(median[at:] >= RECOVERED_AT)
+    recovered = np.flatnonzero(median[at:] >= cycle.recovered_at)
     recovery = None
-    if floor < RECOVERED_AT and recovered.size:
+    if median[at] < cycle.recovered_at and recovered.size:
         recovery = round(float(days[at + recovered[0]]), 1)
     curve = pd.DataFrame(
         {
             "day": days,
-            "at": start + pd.to_timedelta(grid_h, unit="h"),
+            "at": cycle.start + pd.to_timedelta(grid_h, unit="h"),
             "median": median,
             "low": low,
             "high": high,
         }
     )
     nadir_low, nadir_mid, nadir_high = np.quantile(lowest, [0.1, 0.5, 0.9])
+    p_grade4 = float(np.mean(lowest < GRADE4_BELOW))
+    observed = observed_day = None
+    if not seen.empty:
+        lowest_seen = int(np.argmin(seen["value"].to_numpy(dtype=float)))
+        observed = float(seen["value"].iloc[lowest_seen])
+        seen_at = pd.Timestamp(seen["collected_at"].iloc[lowest_seen])
+        observed_day = round((seen_at - cycle.start) / pd.Timedelta(days=1), 1)
+        if observed < GRADE4_BELOW:
+            p_grade4 = 1.0  # grade 4 was measured in this cycle: no longer a chance
+    window = (int(calendar.iloc[first]), int(calendar.iloc[last]))
+    window_end = cycle.start + pd.Timedelta(days=float(days[last]))
     return Forecast(
-        cycle,
-        start,
+        cycle.number,
+        cycle.start,
         nadir_anc=round(float(nadir_mid), 2),
         nadir_anc_low=round(float(nadir_low), 2),
         nadir_anc_high=round(float(nadir_high), 2),
         nadir_day=round(float(days[at]), 1),
-        nadir_window=(int(math.floor(days[first])), int(math.floor(days[last]))),
+        nadir_window=window,
         recovery_day=recovery,
-        p_grade4=round(float(np.mean(lowest < GRADE4_BELOW)), 3),
+        p_grade4=round(p_grade4, 3),
         n_anc_used=used,
-        horizon_days=horizon,
-        sigma=round(sigma, 3),
+        horizon_days=cycle.horizon,
+        sigma=round(fit.sigma, 3),
         curve=curve,
+        observed_nadir_anc=observed,
+        observed_nadir_day=observed_day,
+        nadir_passed=bool(cycle.as_of > window_end),
+        recovery_threshold=cycle.recovered_at,
     )
 
 

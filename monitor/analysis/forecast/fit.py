@@ -36,10 +36,12 @@ class Priors:
     Circ0, MTT and gamma with their variability are Friberg et al. 2002 (Table 4, docetaxel, as the DTAT
     package transcribes it). The drug slope has no concentration to scale it: its typical value is set so
     that the typical patient's nadir is about 0.6 x10^9/L on day 8 (a grade 3-4 nadir, as after docetaxel
-    75-100 mg/m2), with the variability of Friberg's drug potency (EC50, 0.50). The cycle-to-cycle
-    variability of the slope (0.25), the residual sigma (0.20 on the log scale: the within-subject
-    variation of neutrophils, 16 % (Ricos), plus analytical and model error), its weight (4 pseudo-counts)
-    and the additive part (0.1 x10^9/L) are product choices, checked in simulation (benchmarks.forecast).
+    75-100 mg/m2), with the variability of Friberg's drug potency (EC50, 0.50; van Hasselt 2013 found 54 %
+    for eribulin's slope). The slope's trend from cycle to cycle (SD 0.10 a cycle: nadirs that deepen with
+    cumulative marrow toxicity, or become shallower), its cycle-to-cycle variability (0.25), the residual
+    sigma (0.20 on the log scale: the within-subject variation of neutrophils, 12.9 % hour to hour in
+    Statland 1978, plus analytical and model error), its weight (4 pseudo-counts) and the additive part
+    (0.1 x10^9/L) are product choices, checked in simulation (benchmarks.forecast).
     """
 
     circ0: float = 5.05
@@ -50,23 +52,34 @@ class Priors:
     gamma_sd: float = 0.039
     slope: float = 3.5
     slope_sd: float = 0.5
+    trend_sd: float = 0.10
     cycle_sd: float = 0.25
     sigma: float = 0.20
     sigma_weight: float = 4.0
     offset: float = 0.1
 
     def means(self, cycles: int) -> np.ndarray:
-        """Prior means of the parameter vector (log Circ0, log MTT, log gamma, log slope, cycle factors)."""
-        typical = [math.log(self.circ0), math.log(self.mtt_h), math.log(self.gamma), math.log(self.slope)]
+        """Prior means of the parameter vector: log Circ0, log MTT, log gamma, log slope, the slope's trend
+        per cycle (log scale), then one factor per cycle (log scale)."""
+        typical = [
+            math.log(self.circ0),
+            math.log(self.mtt_h),
+            math.log(self.gamma),
+            math.log(self.slope),
+            0.0,
+        ]
         return np.array(typical + [0.0] * cycles)
 
     def sds(self, cycles: int) -> np.ndarray:
         """Prior standard deviations of the same vector."""
-        return np.array([self.circ0_sd, self.mtt_sd, self.gamma_sd, self.slope_sd] + [self.cycle_sd] * cycles)
+        spread = [self.circ0_sd, self.mtt_sd, self.gamma_sd, self.slope_sd, self.trend_sd]
+        return np.array(spread + [self.cycle_sd] * cycles)
 
 
 DEFAULT_PRIORS = Priors()
 _STEP = 1e-4  # finite-difference step on the log scale (the stacked sets share the solver's steps)
+_FIXED = 5  # parameters before the cycle factors
+_WITHIN = 6.0  # the model is evaluated with each parameter within this many prior SDs of its mean
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,18 +90,34 @@ class Fit:
     cov: np.ndarray
     sigma: float
     dof: float  # degrees of freedom of sigma's posterior: the band's Student t
-    dose_h: np.ndarray
-    dose_cycle: np.ndarray  # index of each dose's cycle factor in the parameter vector (0-based cycle)
+    design: Design
     priors: Priors
     converged: bool
 
 
-def _curves(theta: np.ndarray, dose_h: np.ndarray, dose_cycle: np.ndarray, times_h: np.ndarray) -> np.ndarray:
-    """The model ANC at ``times_h`` for each row of ``theta`` (log parameters)."""
-    slopes = np.exp(theta[:, 3][:, None] + theta[:, 4 + dose_cycle])
-    curves = simulate(np.exp(theta[:, 0]), np.exp(theta[:, 1]), np.exp(theta[:, 2]), slopes, dose_h, times_h)
-    floor: np.ndarray = np.maximum(curves, 0.0)  # (the solver may overshoot zero when a count is near it)
-    return floor
+def _curves(theta: np.ndarray, design: Design, times_h: np.ndarray) -> np.ndarray:
+    """The model ANC at ``times_h`` for each row of ``theta`` (log parameters), each parameter held within
+    ``_WITHIN`` prior SDs of its mean (far beyond any plausible patient; the solver is then never asked
+    for an absurd marrow)."""
+    theta = np.clip(theta, design.low, design.high)
+    cycle = design.dose_cycle
+    log_slopes = theta[:, 3][:, None] + theta[:, 4][:, None] * cycle + theta[:, _FIXED + cycle]
+    slopes = np.exp(log_slopes) * design.dose_scale
+    return simulate(
+        np.exp(theta[:, 0]), np.exp(theta[:, 1]), np.exp(theta[:, 2]), slopes, design.dose_h, times_h
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Design:
+    """The doses a fit knows: times (hours since the first dose), cycle of each (0-based), the dose relative
+    to the first one when the regimen text gives both (else 1), and the bounds of the parameters."""
+
+    dose_h: np.ndarray
+    dose_cycle: np.ndarray
+    dose_scale: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
 
 
 def fit_patient(
@@ -97,6 +126,7 @@ def fit_patient(
     dose_h: np.ndarray,
     dose_cycle: np.ndarray,
     *,
+    dose_scale: np.ndarray | None = None,
     priors: Priors = DEFAULT_PRIORS,
 ) -> Fit:
     """The MAP fit and its Laplace posterior for one patient.
@@ -107,9 +137,13 @@ def fit_patient(
         The patient's ANC results (x10^9/L) and their times in hours since the first dose.
     dose_h, dose_cycle : np.ndarray
         Dose times (hours since the first dose, increasing) and each dose's cycle (0-based).
+    dose_scale : np.ndarray, optional
+        Each dose relative to the first (a dose reduced to 80 % is 0.8); 1 when unknown.
     """
     cycles = int(dose_cycle.max()) + 1
     mu, sd = priors.means(cycles), priors.sds(cycles)
+    scale = np.ones(dose_h.size) if dose_scale is None else np.asarray(dose_scale, dtype=float)
+    design = Design(dose_h, dose_cycle, scale, mu - _WITHIN * sd, mu + _WITHIN * sd)
     observed = np.log(np.clip(anc, 0.0, None) + priors.offset)
     n = mu.size
     cache: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
@@ -119,7 +153,7 @@ def fit_patient(
         if key not in cache:
             cache.clear()
             sets = np.vstack([x, x + _STEP * np.eye(n)])
-            model = np.log(_curves(sets, dose_h, dose_cycle, times_h) + priors.offset)
+            model = np.log(_curves(sets, design, times_h) + priors.offset)
             residual = np.concatenate([(observed - model[0]) / sigma, (x - mu) / sd])
             data_jac = -(model[1:] - model[0]).T / _STEP / sigma
             cache[key] = residual, np.vstack([data_jac, np.diag(1.0 / sd)])
@@ -154,7 +188,7 @@ def fit_patient(
     )
     _residual, jac = evaluate(x, sigma)
     cov = np.linalg.pinv(jac.T @ jac)
-    return Fit(x, cov, sigma, dof, dose_h, dose_cycle, priors, converged)
+    return Fit(x, cov, sigma, dof, design, priors, converged)
 
 
 def posterior_draws(fit: Fit, times_h: np.ndarray, *, draws: int = 400, seed: int = 0) -> np.ndarray:
@@ -166,7 +200,7 @@ def posterior_draws(fit: Fit, times_h: np.ndarray, *, draws: int = 400, seed: in
     theta = rng.multivariate_normal(
         fit.mean, fit.cov, size=draws, method="cholesky" if _pd(fit.cov) else "eigh"
     )
-    return _curves(theta, fit.dose_h, fit.dose_cycle, times_h)
+    return _curves(theta, fit.design, times_h)
 
 
 def _pd(matrix: np.ndarray) -> bool:
