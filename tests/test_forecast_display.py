@@ -59,6 +59,7 @@ FORECAST = Forecast(
     nadir_day=10.0,
     nadir_window=(9, 11),
     recovery_day=15.2,
+    recovery_calendar_day=16,
     p_grade4=0.62,
     n_anc_used=14,
     horizon_days=21.0,
@@ -69,7 +70,7 @@ FORECAST = Forecast(
 def test_the_forecast_in_one_sentence_in_d_notation() -> None:
     assert forecast_sentence(FORECAST) == (
         "Nadir forecast 0.40 x10^9/L (80 % interval 0.20-0.80) on D10-D12; 62 % chance of grade 4 "
-        "(ANC < 0.5); back above 1.5 by D17"
+        "(ANC < 0.5); back above 1.5 on D17"
     )
 
 
@@ -95,24 +96,50 @@ def test_the_sentence_rounds_counts_to_two_places_and_never_says_certain(changes
 @pytest.mark.parametrize(
     ("changes", "expected"),
     [
-        ({"recovery_day": 15.2}, "back above 1.5 by D17"),  # 15.2 days after the dose is on D16
-        ({"recovery_day": 14.0}, "back above 1.5 by D15"),
+        # 15.2 days after an evening dose is the 16th calendar day after the dosing day: D17
+        ({"recovery_day": 15.2, "recovery_calendar_day": 16}, "back above 1.5 on D17"),
+        ({"recovery_day": 14.0, "recovery_calendar_day": 14}, "back above 1.5 on D15"),
         (
-            {"recovery_day": None, "nadir_anc": 2.1, "nadir_anc_low": 1.6, "nadir_anc_high": 2.6},
+            {"recovery_day": 15.0, "recovery_calendar_day": 15, "recovery_threshold": 1.0},
+            "back above 1 on D16",
+        ),
+        (
+            {
+                "recovery_day": None,
+                "recovery_calendar_day": None,
+                "nadir_anc": 2.1,
+                "nadir_anc_low": 1.6,
+                "nadir_anc_high": 2.6,
+            },
             "not expected to fall below 1.5",
         ),
         (
-            {"recovery_day": None, "nadir_anc": 1.7, "nadir_anc_low": 1.2, "nadir_anc_high": 2.2},
+            {
+                "recovery_day": None,
+                "recovery_calendar_day": None,
+                "nadir_anc": 1.7,
+                "nadir_anc_low": 1.2,
+                "nadir_anc_high": 2.2,
+            },
             "expected to stay above 1.5 (its 80 % interval reaches below)",
         ),
         (
-            {"recovery_day": None, "nadir_anc": 0.2, "nadir_anc_low": 0.1},
-            "not back above 1.5 within the cycle",
+            {"recovery_day": None, "recovery_calendar_day": None, "nadir_anc": 0.2, "nadir_anc_low": 0.1},
+            "not back above 1.5 within the cycle's planned 21 days",
         ),
     ],
 )
 def test_recovery_in_words(changes, expected) -> None:
     assert recovery_words(dataclasses.replace(FORECAST, **changes)) == expected
+
+
+def test_a_measured_grade_4_and_a_passed_window_are_said_as_such() -> None:
+    seen = dataclasses.replace(
+        FORECAST, p_grade4=1.0, observed_nadir_anc=0.35, observed_nadir_day=8.2, observed_nadir_calendar_day=8
+    )
+    assert "; grade 4 measured (0.35 on D9);" in forecast_sentence(seen)
+    passed = dataclasses.replace(seen, nadir_passed=True)
+    assert forecast_sentence(passed).startswith("Fitted nadir (its window has passed) 0.40 x10^9/L")
 
 
 def test_without_a_forecast_the_sentence_is_the_reason() -> None:

@@ -19,17 +19,21 @@ from monitor.analysis.forecast import GRADE4_BELOW, MODEL, Forecast
 from monitor.analysis.forecast.validation import VALIDATION
 from ui.text import plain
 
-RECOVERED_AT = 1.5  # the forecast's recovery level (monitor.analysis.forecast: the readiness threshold)
-
 ASSUMPTIONS = (
     "The Friberg 2002 myelosuppression model (proliferating cells, three transit compartments, circulating "
     "neutrophils, feedback) with population priors, fitted to this patient's own ANC counts (all cycles, the "
     "current one's so far).",
-    "Every chemotherapy event is taken as a dose of the same kind: a change of drug or dose is seen only as "
-    "cycle-to-cycle variability.",
-    "No G-CSF: a cycle with G-CSF is not forecast, and counts drawn while G-CSF acts are left out of the "
-    "fit.",
-    "ANC only: the WBC and the other counts are not used.",
+    "Every chemotherapy event is taken as a dose of the same kind, scaled only when its regimen text names "
+    'the dose ("docetaxel 60 mg/m2" after 75); otherwise a change of drug or dose is seen as cycle-to-cycle '
+    "variability, and nadirs deepening over cycles as a trend.",
+    "The typical patient's response is tuned to a docetaxel-like nadir: the patient's own counts from D5 of "
+    "a cycle are needed before any forecast, and early forecasts lean on that typical response.",
+    "No G-CSF: a cycle with G-CSF acting, or after a cycle with G-CSF, is not forecast, and counts drawn "
+    "while G-CSF acts are left out of the fit. Cycles of 10 days or less (weekly) are not forecast.",
+    "The marrow is taken as steady before the first dose (steroids, infection or recent chemotherapy break "
+    "that), and ANC only is used.",
+    "The nadir and its interval are the model's count, without a laboratory's own error; the band around "
+    "the curve is where a count drawn that day would fall.",
 )
 
 
@@ -61,32 +65,38 @@ def _days(window: tuple[int, int]) -> str:
 
 
 def recovery_words(forecast: Forecast) -> str:
-    """When the median forecast is back at 1.5, in D notation (the day it happens is counted whole: 15.2 days
-    after the dose is on D16, so "by D17", the first whole day back)."""
-    if forecast.recovery_day is not None:
-        return f"back above {RECOVERED_AT:g} by {cycle_notation(math.ceil(forecast.recovery_day))}"
-    if forecast.nadir_anc_low is not None and forecast.nadir_anc_low >= RECOVERED_AT:
-        return f"not expected to fall below {RECOVERED_AT:g}"
-    if forecast.nadir_anc is not None and forecast.nadir_anc >= RECOVERED_AT:
-        return f"expected to stay above {RECOVERED_AT:g} (its 80 % interval reaches below)"
-    return f"not back above {RECOVERED_AT:g} within the cycle"
+    """When the median forecast is back at the site's recovery ANC (1.5 by default), in D notation (the
+    calendar day in the site's zone it happens on)."""
+    level = forecast.recovery_threshold
+    if forecast.recovery_calendar_day is not None:
+        return f"back above {level:g} on {cycle_notation(forecast.recovery_calendar_day)}"
+    if forecast.nadir_anc_low is not None and forecast.nadir_anc_low >= level:
+        return f"not expected to fall below {level:g}"
+    if forecast.nadir_anc is not None and forecast.nadir_anc >= level:
+        return f"expected to stay above {level:g} (its 80 % interval reaches below)"
+    return f"not back above {level:g} within the cycle's planned {forecast.horizon_days:g} days"
 
 
 def forecast_sentence(forecast: Forecast) -> str:
     """The forecast in one sentence, or "No nadir forecast: REASON" when there is none.
 
-    >>> forecast_sentence(Forecast(2, None, reason="not enough data: no ANC after a dose yet"))
-    'No nadir forecast: not enough data: no ANC after a dose yet'
+    >>> forecast_sentence(Forecast(2, None, reason="not enough data: no ANC yet from D5 of a cycle"))
+    'No nadir forecast: not enough data: no ANC yet from D5 of a cycle'
     """
     if not forecast_made(forecast):
         return f"No nadir forecast: {forecast.reason or 'none computed'}"
     assert forecast.nadir_anc_low is not None and forecast.nadir_anc_high is not None
     assert forecast.nadir_window is not None and forecast.p_grade4 is not None
     low, high = _count(forecast.nadir_anc_low), _count(forecast.nadir_anc_high)
+    what = "Fitted nadir (its window has passed)" if forecast.nadir_passed else "Nadir forecast"
+    measured, on = forecast.observed_nadir_anc, forecast.observed_nadir_calendar_day
+    if measured is not None and measured < GRADE4_BELOW and on is not None:
+        chance = f"grade 4 measured ({_count(measured)} on {cycle_notation(on)})"
+    else:
+        chance = f"{_percent(forecast.p_grade4)} chance of grade 4 (ANC < {GRADE4_BELOW:g})"
     return (
-        f"Nadir forecast {_count(forecast.nadir_anc)} x10^9/L (80 % interval {low}-{high}) on "
-        f"{_days(forecast.nadir_window)}; {_percent(forecast.p_grade4)} chance of grade 4 "
-        f"(ANC < {GRADE4_BELOW:g}); {recovery_words(forecast)}"
+        f"{what} {_count(forecast.nadir_anc)} x10^9/L (80 % interval {low}-{high}) on "
+        f"{_days(forecast.nadir_window)}; {chance}; {recovery_words(forecast)}"
     )
 
 

@@ -108,8 +108,10 @@ class Forecast:
     sigma: float | None = None
     observed_nadir_anc: float | None = None  # the lowest ANC measured in the cycle so far (from day 1)
     observed_nadir_day: float | None = None  # and its day (elapsed days since the dose)
+    observed_nadir_calendar_day: int | None = None  # its calendar day since the dosing day (site zone)
     nadir_passed: bool = False  # the time asked is after the nadir window: the curve is fitted, not ahead
     recovery_threshold: float = 1.5  # the ANC recovery is judged at (the site's ``cycles.recovery_anc``)
+    recovery_calendar_day: int | None = None  # the calendar day of ``recovery_day`` since the dosing day
     curve: pd.DataFrame = field(
         default_factory=lambda: pd.DataFrame(columns=["day", "at", "median", "low", "high"])
     )
@@ -231,7 +233,7 @@ def forecast_patient(
         fit,
         grid_h - start_h,
         day,
-        Cycle(cycle, start, horizon, rules.recovery_anc, as_of),
+        Cycle(cycle, start, horizon, rules.recovery_anc, as_of, timezone),
         seen,
         len(values),
     )
@@ -272,6 +274,7 @@ class Cycle:
     horizon: float
     recovered_at: float
     as_of: pd.Timestamp
+    timezone: str
 
 
 def dose_scale(regimen: pd.Series) -> np.ndarray:
@@ -335,9 +338,10 @@ def _summary(
     while last < len(median) - 1 and near[last + 1]:
         last += 1
     recovered = np.flatnonzero(median[at:] >= cycle.recovered_at)
-    recovery = None
+    recovery = recovery_on = None
     if median[at] < cycle.recovered_at and recovered.size:
         recovery = round(float(days[at + recovered[0]]), 1)
+        recovery_on = int(calendar.iloc[at + recovered[0]])
     curve = pd.DataFrame(
         {
             "day": days,
@@ -349,12 +353,15 @@ def _summary(
     )
     nadir_low, nadir_mid, nadir_high = np.quantile(lowest, [0.1, 0.5, 0.9])
     p_grade4 = float(np.mean(lowest < GRADE4_BELOW))
-    observed = observed_day = None
+    observed = observed_day = observed_on = None
     if not seen.empty:
         lowest_seen = int(np.argmin(seen["value"].to_numpy(dtype=float)))
         observed = float(seen["value"].iloc[lowest_seen])
         seen_at = pd.Timestamp(seen["collected_at"].iloc[lowest_seen])
         observed_day = round((seen_at - cycle.start) / pd.Timedelta(days=1), 1)
+        observed_on = int(
+            calendar_days(pd.Series([cycle.start]), pd.Series([seen_at]), cycle.timezone).iloc[0]
+        )
         if observed < GRADE4_BELOW:
             p_grade4 = 1.0  # grade 4 was measured in this cycle: no longer a chance
     window = (int(calendar.iloc[first]), int(calendar.iloc[last]))
@@ -375,8 +382,10 @@ def _summary(
         curve=curve,
         observed_nadir_anc=observed,
         observed_nadir_day=observed_day,
+        observed_nadir_calendar_day=observed_on,
         nadir_passed=bool(cycle.as_of > window_end),
         recovery_threshold=cycle.recovered_at,
+        recovery_calendar_day=recovery_on,
     )
 
 
