@@ -64,7 +64,10 @@ st.caption(
     "lower limit that applies to it. Cycle: C#D# (D1 = the day chemotherapy started) and the day the next "
     "dose is expected; readiness for it only from the readiness window before that day (or once it has "
     "passed). CBC due: a nadir window opening soon or missed with no count in it, or grade 3-4 without a "
-    "recent count (docs/clinical-rules.md, CBCs due). Select a row to open the patient."
+    "recent count (docs/clinical-rules.md, CBCs due). Forecast grade 4: the nadir forecast of the cycle "
+    "now (a model fitted to the patient's own counts; decision support) gives at least the site's "
+    "cycles.forecast_grade4_threshold chance of a grade 4 nadir, with the figure (docs/clinical-rules.md, "
+    "Nadir forecast). Select a row to open the patient."
 )
 selection = st.dataframe(
     table,
@@ -78,7 +81,10 @@ selection = st.dataframe(
         "Why": st.column_config.TextColumn(help="The finding that sets the priority", width="medium"),
         "Name": st.column_config.TextColumn(width="small"),
         "Flags": st.column_config.ListColumn(
-            "Flags", help="Each flag explains itself on the patient's page", width="large"
+            "Flags",
+            help="Each flag explains itself on the patient's page; CBC due and forecast grade 4 (the nadir "
+            "forecast's chance of a grade 4 nadir) follow the flags",
+            width="large",
         ),
         "WBC trend": st.column_config.LineChartColumn(
             "WBC trend", help="The last 12 WBC results, oldest first"

@@ -163,6 +163,7 @@ def cli() -> None:
       python -m monitor db upgrade
       python -m monitor demo
       python -m monitor patients --format json
+      python -m monitor forecast DEMO-0013
     """
 
 

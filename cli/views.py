@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
 from datetime import UTC, datetime, timedelta
 
 import click
@@ -21,9 +23,11 @@ from cli.app import (
 )
 from monitor.analysis.changes import GRADED
 from monitor.analysis.cycles import CYCLE_COLUMNS
+from monitor.analysis.forecast import Forecast
 from monitor.analysis.status import LATEST_COLUMNS, latest_column
 from monitor.formats.units import printed
 from services.accounts import Viewer
+from services.forecast import patient_forecast
 from services.patients import find_patient, patient_cycles, patient_results
 from services.store import Store, open_store
 from services.worklist import alerts as find_alerts
@@ -72,6 +76,12 @@ PATIENT_COLUMNS = [
     # recent count; analysis.due) and why.
     "cbc_due",
     "cbc_due_reason",
+    # The nadir forecast of the cycle now (analysis.forecast; null outside a cycle or without a forecast):
+    # the chance of a grade 4 nadir, the median nadir ANC and the window [first, last] of days since the
+    # dose (the dose = day 0) a CBC best catches it, as the `forecast` command gives them.
+    "p_grade4",
+    "nadir_anc",
+    "nadir_window",
     "n_panels",
     "flags",
     "explanations",
@@ -93,6 +103,8 @@ def patients(database: str | None, fmt: str, user: str | None) -> None:
     significant_drop, recovering; for the ANC and ALC anc_new_onset, anc_persistent, anc_worsening,
     anc_significant_drop and the same with alc_. Each comes with its sentence in explanations.
 
+    p_grade4, nadir_anc and nadir_window: the nadir forecast of the cycle now (see `forecast`).
+
     \b
     Example:
       python -m monitor patients --format json
@@ -106,6 +118,10 @@ def patients(database: str | None, fmt: str, user: str | None) -> None:
     # The JSON contract: grades as wbc_grade/anc_grade/alc_grade, explanations as flag -> sentence.
     for analyte in ("wbc", "anc", "alc"):
         frame[f"{analyte}_grade"] = frame[f"latest_{analyte}_grade"]
+    frame["nadir_window"] = [
+        None if pd.isna(first) or pd.isna(last) else [int(first), int(last)]
+        for first, last in zip(frame["nadir_window_first"], frame["nadir_window_last"], strict=True)
+    ]
     frame["explanations"] = [
         dict(zip(flags, sentences, strict=True))
         for flags, sentences in zip(frame["flags"], frame["explanations"], strict=True)
@@ -221,6 +237,17 @@ def cycles(database: str | None, patient_id: str, authority: str | None, fmt: st
         click.echo(f"Now: {found.now}")
 
 
+def _utc_time(value: str, option: str) -> datetime:
+    """An option's ISO 8601 date or time as a UTC time (UTC unless it has an offset); a usage error else."""
+    try:
+        parsed = pd.Timestamp(value)
+    except ValueError as error:
+        raise click.BadParameter(f"not an ISO 8601 date or time: {value!r}", param_hint=option) from error
+    if pd.isna(parsed):
+        raise click.BadParameter(f"not an ISO 8601 date or time: {value!r}", param_hint=option)
+    return (parsed.tz_localize("UTC") if parsed.tzinfo is None else parsed.tz_convert("UTC")).to_pydatetime()
+
+
 @cli.command()
 @click.option(
     "--since",
@@ -248,18 +275,7 @@ def alerts(database: str | None, since: str | None, fmt: str, user: str | None) 
       python -m monitor alerts --since 2026-11-27T08:00:00Z --format json
     """
     now = datetime.now(UTC)
-    if since is None:
-        start = now - timedelta(hours=24)
-    else:
-        try:
-            parsed = pd.Timestamp(since)
-        except ValueError as error:
-            raise click.BadParameter(
-                f"not an ISO 8601 date or time: {since!r}", param_hint="--since"
-            ) from error
-        start = (
-            parsed.tz_localize("UTC") if parsed.tzinfo is None else parsed.tz_convert("UTC")
-        ).to_pydatetime()
+    start = now - timedelta(hours=24) if since is None else _utc_time(since, "--since")
     config = _config(database)
     store = open_store(config)
     viewer = _viewer(store, user)
@@ -279,3 +295,92 @@ def alerts(database: str | None, since: str | None, fmt: str, user: str | None) 
         click.echo(f"{row.patient_id}{name}  ({grade}; flags: {', '.join(row.flags) or 'none'})")
         for sentence in [*row.changes, *row.monitoring_gap]:
             click.echo(f"  - {sentence}")
+
+
+@cli.command()
+@click.argument("patient_id")
+@click.option("--authority", default=None, help="Assigning authority, when an MRN is used by several.")
+@click.option(
+    "--as-of",
+    "as_of",
+    default=None,
+    help="ISO 8601 date or time (UTC unless it has an offset): forecast as made then; default: now.",
+)
+@output_format("table", "json")
+@user_option
+@store_options
+def forecast(
+    database: str | None,
+    patient_id: str,
+    authority: str | None,
+    as_of: str | None,
+    fmt: str,
+    user: str | None,
+) -> None:
+    """The nadir forecast of a patient's latest chemotherapy cycle started at or before --as-of, from the
+    ANC results collected before it: the Friberg myelosuppression model fitted to the patient's own counts.
+
+    nadir_anc is the median forecast nadir (x10^9/L) and nadir_anc_low/nadir_anc_high its 80 % interval;
+    nadir_day the day of the nadir and recovery_day the first day the median forecast is back at 1.5 or
+    more (elapsed days since the cycle's dose, the dose being day 0, i.e. D1; null when not within the
+    cycle); nadir_window the first and last whole day a CBC best catches the nadir; p_grade4 the
+    probability that the nadir is below 0.5 (CTCAE grade 4). Without a forecast (not enough data, G-CSF in
+    the cycle, no chemotherapy) the figures are null and reason says why; the exit status is 0 either way.
+    Decision support, never an order (docs/clinical-rules.md, Nadir forecast).
+
+    \b
+    Examples:
+      python -m monitor forecast DEMO-0003 --format json
+      python -m monitor forecast DEMO-0003 --as-of 2026-11-20T08:00:00Z
+    """
+    when = datetime.now(UTC) if as_of is None else _utc_time(as_of, "--as-of")
+    config = _config(database)
+    store = open_store(config)
+    viewer = _viewer(store, user)
+    key = find_patient(store, viewer=viewer, patient_id=patient_id, authority=authority)
+    found = patient_forecast(store, viewer=viewer, patient_key=key, timezone=config.timezone, as_of=when)
+    _record_view(store, viewer, user, key, "nadir forecast")
+    if fmt == "json":
+        click.echo(json.dumps({"patient_id": patient_id, **found.as_dict()}, indent=1, ensure_ascii=False))
+        return
+    for line in forecast_lines(patient_id, found, config.timezone):
+        click.echo(line)
+
+
+def _d(day: float) -> str:
+    """An elapsed day (the dose = day 0) in the cycles' D notation: day 9.3 is on D10."""
+    return f"D{math.floor(day) + 1}"
+
+
+def forecast_lines(patient_id: str, found: Forecast, timezone: str) -> list[str]:
+    """The forecast in words for people: the cycle, the figures, the model and what it is."""
+    started = (
+        ""
+        if found.cycle_start is None
+        else f" started {found.cycle_start.tz_convert(timezone):%Y-%m-%d %H:%M} ({timezone})"
+    )
+    head = f"{patient_id}: C{found.cycle}{started}" if found.cycle is not None else patient_id
+    if found.reason is not None or found.nadir_anc is None or found.nadir_window is None:
+        return [
+            head,
+            f"No nadir forecast: {(found.reason or '').removeprefix('not forecast: ')}",
+            f"Model: {found.model}",
+        ]
+    first, last = found.nadir_window
+    said = (
+        f"Nadir forecast {found.nadir_anc:g} x10^9/L (80 % interval {found.nadir_anc_low:g}-"
+        f"{found.nadir_anc_high:g}) on {_d(found.nadir_day or 0.0)} (window {_d(first)}-{_d(last)}); "
+        f"{round(100 * (found.p_grade4 or 0.0)):d} % chance of grade 4"
+    )
+    if found.recovery_day is not None:
+        # Back above 1.5 by the end of the day it happens on: day 14.7 is during D15, "by D16" (ceil, + 1).
+        said += f"; back above 1.5 by D{math.ceil(found.recovery_day) + 1}"
+    elif found.nadir_anc < 1.5:
+        said += "; not back above 1.5 within the cycle"
+    return [
+        head,
+        said,
+        f"Model: {found.model}; {found.n_anc_used} ANC results used. Days: D1 is the dosing day.",
+        "Decision support, not an order: a model with population priors, validated in simulation only; "
+        "see docs/clinical-rules.md, Nadir forecast.",
+    ]

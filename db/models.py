@@ -419,6 +419,25 @@ class PatientStatus(Base):
     missed_window: Mapped[str | None] = mapped_column(String(20))
     missed_opens_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     missed_closes_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The latest cycle's nadir window is the nadir forecast's (analysis.due, from the columns below).
+    nadir_forecast: Mapped[bool | None] = mapped_column(Boolean)
+    # The nadir forecast of the chemotherapy cycle now (analysis.forecast, as of computed_at; none outside a
+    # cycle): the cycle, the median nadir ANC and its 80 % interval, its day and the window of whole days a
+    # CBC best catches it (days since the dose, the dose = day 0), the day back at 1.5, the probability of a
+    # grade 4 nadir, or the reason there is none; ``forecast_key`` fingerprints what it was fitted to (the
+    # doses and G-CSF, the ANC results, the model and the rules), so that a recompute with the same
+    # inputs copies it instead of fitting again.
+    forecast_cycle: Mapped[int | None] = mapped_column(Integer)
+    nadir_anc: Mapped[float | None] = mapped_column(Float)
+    nadir_anc_low: Mapped[float | None] = mapped_column(Float)
+    nadir_anc_high: Mapped[float | None] = mapped_column(Float)
+    nadir_day: Mapped[float | None] = mapped_column(Float)
+    nadir_window_first: Mapped[int | None] = mapped_column(Integer)
+    nadir_window_last: Mapped[int | None] = mapped_column(Integer)
+    recovery_day: Mapped[float | None] = mapped_column(Float)
+    p_grade4: Mapped[float | None] = mapped_column(Float)
+    forecast_reason: Mapped[str | None] = mapped_column(Text)
+    forecast_key: Mapped[str | None] = mapped_column(String(64))
     # When a flag last appeared or a grade last rose, and when the flags were last acknowledged: the
     # worklist's "acknowledged" without reading the whole change and acknowledgement history.
     flags_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from db.accounts import Viewer, visible
+from db.forecasts import FORECAST_STATUS
 from db.frames import read_frame
 from db.models import (
     Acknowledgement,
@@ -105,6 +106,7 @@ def patient_list(
             PatientStatus.febrile_detail,
             PatientStatus.febrile_until,
             *(PatientStatus.__table__.c[name] for name in NADIR_COLUMNS),
+            *(PatientStatus.__table__.c[name] for name in FORECAST_STATUS),
             PatientStatus.computed_at,
             PatientStatus.last_collected_at,
             PatientStatus.flags_changed_at,

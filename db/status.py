@@ -13,6 +13,7 @@ import pandas as pd
 from sqlalchemy import Select, delete, distinct, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
+from db.forecasts import status_forecasts
 from db.frames import CHUNK, bulk_insert, chunks, read_frame_in
 from db.models import ClinicalEvent, Panel, Patient, PatientStatus, ReferenceOverride, Result, StatusChange
 from db.settings import lab_ranges, site_rules
@@ -195,8 +196,16 @@ def _refresh(
     summary = summary.join(_recent_wbc(history))
     summary = summary.join(_cycle_now(session, history, _chemotherapy(events), context, now, timezone))
     summary = summary.join(febrile)
-    # Each patient's latest nadir window and whether a count was drawn in it (analysis.due: CBCs due).
-    summary = summary.join(nadir_status(events, history, rules=context.rules.cycles, timezone=timezone))
+    # The nadir forecast of the cycle now (copied from the stored row when its inputs did not change).
+    forecasts = status_forecasts(
+        session, summary["cycle"], history, events, rules=context.rules.cycles, now=now, timezone=timezone
+    )
+    summary = summary.join(forecasts)
+    # Each patient's latest nadir window (the forecast's when there is one) and whether a count was drawn in
+    # it (analysis.due: CBCs due).
+    summary = summary.join(
+        nadir_status(events, history, rules=context.rules.cycles, timezone=timezone, forecasts=forecasts)
+    )
     summary = summary.reindex(list(patient_keys))
     # A column that no patient of this pass filled arrives as all-NaN floats: filled as text, or lists.
     for column in ("flags", "explanations"):
@@ -441,6 +450,7 @@ def _treatment_events(session: Session, patient_keys: list[int]) -> pd.DataFrame
             ClinicalEvent.patient_id.label("patient_key"),
             ClinicalEvent.kind,
             ClinicalEvent.start_at,
+            ClinicalEvent.end_at,
             ClinicalEvent.label,
             ClinicalEvent.details,
         ).where(
@@ -448,7 +458,7 @@ def _treatment_events(session: Session, patient_keys: list[int]) -> pd.DataFrame
             ClinicalEvent.kind.in_(("chemotherapy", "fever", "gcsf", "medication")),
         ),
         patient_keys,
-        utc=["start_at"],
+        utc=["start_at", "end_at"],
     )
 
 

@@ -24,11 +24,16 @@ def patient_list(
 ) -> pd.DataFrame:
     """One row per patient ``viewer`` may see (their status as materialised), most recent CBC first; days
     since the last CBC and of the current cycle are calendar days in ``timezone`` as of ``now``;
-    ``cbc_due`` and ``cbc_due_reason`` as of ``now`` (``analysis.due.due_flags``)."""
+    ``cbc_due`` and ``cbc_due_reason`` as of ``now`` (``analysis.due.due_flags``); ``forecast_grade4`` where
+    the nadir forecast's ``p_grade4`` is at least ``cycles.forecast_grade4_threshold``."""
     with store() as session:
         listed = queries.patient_list(session, viewer=viewer, timezone=timezone, now=now)
         rules = site_rules(session).cycles
-    return listed.join(due_flags(listed, as_of=pd.Timestamp(now), rules=rules, timezone=timezone))
+    listed = listed.join(due_flags(listed, as_of=pd.Timestamp(now), rules=rules, timezone=timezone))
+    # The nadir forecast's chance of a grade 4 nadir at or above the site's threshold (analysis.forecast).
+    chance = pd.to_numeric(listed["p_grade4"], errors="coerce")
+    listed["forecast_grade4"] = chance.ge(rules.forecast_grade4_threshold).fillna(False).astype(bool)
+    return listed
 
 
 def worklist(store: sessionmaker[Session], *, viewer: Viewer, timezone: str, now: datetime) -> pd.DataFrame:

@@ -54,14 +54,32 @@ def _reported(values: pd.Series, comparators: pd.Series, statuses: pd.Series | N
 CBC_DUE_CHIP = "CBC due"
 
 
+# A chip where the nadir forecast's chance of a grade 4 nadir reaches the site's threshold, with the figure.
+FORECAST_CHIP = "forecast grade 4"
+
+
+def forecast_chip(chance: float) -> str:
+    """ "forecast grade 4: 62 %" for a probability of 0.62."""
+    return f"{FORECAST_CHIP}: {round(100 * chance):d} %"
+
+
 def chips(shown: pd.DataFrame) -> pd.Series:
     """Each patient's flag labels (febrile neutropenia, a flag, first), then a "CBC due" chip where one is
-    due (``cbc_due``: analysis.due)."""
+    due (``cbc_due``: analysis.due), then a "forecast grade 4: 62 %" chip where the nadir forecast's chance
+    of a grade 4 nadir reaches the site's threshold (``forecast_grade4``)."""
     due = shown.get("cbc_due", pd.Series(False, index=shown.index)).astype("boolean").fillna(False)
+    low = shown.get("forecast_grade4", pd.Series(False, index=shown.index)).astype("boolean").fillna(False)
+    chance = shown.get("p_grade4", pd.Series(None, index=shown.index, dtype=object))
     return pd.Series(
         [
-            [*map(flag_label, listed), *([CBC_DUE_CHIP] if late else [])]
-            for late, listed in zip(due.astype(bool), shown["flags"], strict=True)
+            [
+                *map(flag_label, listed),
+                *([CBC_DUE_CHIP] if late else []),
+                *([forecast_chip(float(p))] if grade4 else []),
+            ]
+            for late, grade4, p, listed in zip(
+                due.astype(bool), low.astype(bool), chance, shown["flags"], strict=True
+            )
         ],
         index=shown.index,
         dtype=object,

@@ -1,7 +1,9 @@
 """CBCs due: each chemotherapy cycle's nadir window, whether a count was drawn in it, and what is due now.
 
-A cycle's nadir window is the regimen's (``Regimen.nadir_window_days``) or the site default
-(``CycleRules.nadir_window_days``, days 7 to 14), in the cycles' own day numbers: day 0 is the dosing day,
+A cycle's nadir window is the nadir forecast's when the latest cycle has one (``analysis.forecast``: the
+days its median curve is within 25 % of its lowest value, passed in as ``forecasts``), else the regimen's
+(``Regimen.nadir_window_days``) or the site default (``CycleRules.nadir_window_days``, days 7 to 14), in
+the cycles' own day numbers: day 0 is the dosing day,
 D1 in the dashboard's notation, so days 7 to 14 are D8 to D15. The window runs from the start of its first
 day to the end of its last day, calendar days in the site's zone (a count at 23:30 on D7 is not in it),
 and is cut at the start of the next dosing day when the next dose came before it closed (that day's count
@@ -11,7 +13,8 @@ Two steps, so that lists need not recompute cycles:
 
 * ``nadir_status`` (at each status refresh): per patient, the latest cycle's window, when it opens and
   closes, whether a count was drawn in it and until when the cycle is current; and the previous cycle's
-  window when it closed without a count. Independent of the time it is computed at.
+  window when it closed without a count. Independent of the time it is computed at, but for the forecast
+  window, which is the forecast as of that time.
 * ``due_items`` (when a list is read, as of its time): a window due (opening within the horizon, or open,
   with no count in it yet), missed (closed without a count while its cycle, or the next cycle's window, is
   current), and, outside chemotherapy, a CTCAE grade 3-4 finding with no CBC for more than
@@ -58,6 +61,7 @@ WINDOW_COLUMNS = [
     "cut",
     "sampled",
     "until",
+    "forecast",
 ]
 # The columns the patient status keeps (db/status.py): the latest cycle's window, and the previous cycle's
 # when it was missed.
@@ -68,6 +72,7 @@ STATUS_COLUMNS = [
     "nadir_closes_at",
     "nadir_sampled",
     "nadir_until",
+    "nadir_forecast",
     "missed_cycle",
     "missed_window",
     "missed_opens_at",
@@ -87,7 +92,12 @@ DUE_COLUMNS = ["cbc_due", "cbc_due_reason"]
 
 
 def nadir_windows(
-    events: pd.DataFrame, counts: pd.DataFrame, *, rules: CycleRules, timezone: str
+    events: pd.DataFrame,
+    counts: pd.DataFrame,
+    *,
+    rules: CycleRules,
+    timezone: str,
+    forecasts: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Every chemotherapy cycle's nadir window and whether a CBC was drawn in it.
 
@@ -102,6 +112,12 @@ def nadir_windows(
         The site's rules (the nadir window per regimen, else the site default).
     timezone : str
         The site's zone, in which the window's days are calendar days.
+    forecasts : pd.DataFrame, optional
+        Nadir forecasts indexed by ``patient_key`` (``forecast_cycle``, ``nadir_window_first``,
+        ``nadir_window_last``: ``analysis.forecast.FORECAST_COLUMNS``): the forecast's window, in the same
+        day numbers (the forecast's whole days since the dose), replaces the regimen's or the default for
+        the cycle it forecasts (``forecast`` True); a count drawn in the window it replaced samples it too
+        (the forecast is made after the counts: a window is never missed in hindsight).
 
     Returns
     -------
@@ -127,11 +143,22 @@ def nadir_windows(
     cycles = cycles_from_events(events, rules, timezone, overdue=True)
     days = regimen_nadir_days(cycles["regimen"], rules)
     first, last = days["window_first"], days["window_last"]
+    usual_opens = _local_day(cycles["day_start"], first, timezone)
+    usual_closes = _local_day(cycles["day_start"], last + 1, timezone)
+    forecast = pd.Series(False, index=cycles.index)
+    if forecasts is not None and not forecasts.empty:
+        known = forecasts.dropna(subset=["forecast_cycle", "nadir_window_first", "nadir_window_last"])
+        keys = cycles["patient_key"].astype("int64")
+        known = known.set_axis(known.index.astype("int64"))
+        forecast = keys.map(known["forecast_cycle"]).eq(cycles["cycle"]).fillna(False).astype(bool)
+        first = first.where(~forecast, keys.map(known["nadir_window_first"])).astype("int64")
+        last = last.where(~forecast, keys.map(known["nadir_window_last"])).astype("int64")
     opens = _local_day(cycles["day_start"], first, timezone)
     closes = _local_day(cycles["day_start"], last + 1, timezone)
     next_day = as_utc(cycles["end"]).where(cycles["next_start"].notna())
     cut = (next_day < closes).fillna(False).astype(bool)
     closes = closes.where(~cut, next_day)
+    usual_closes = usual_closes.where(~(next_day < usual_closes).fillna(False).astype(bool), next_day)
     # The last day as a cycle day (day 0 = D1): the day before the one the window closes at.
     shown_last = last.where(~cut, _day_number(cycles["day_start"], next_day, timezone) - 1)
     out = pd.DataFrame(
@@ -143,10 +170,18 @@ def nadir_windows(
             "closes_at": closes,
             "cut": cut,
             "until": as_utc(cycles["end"]),
+            "forecast": forecast,
+            "_usual_opens": usual_opens,
+            "_usual_closes": usual_closes,
         }
     )
     out = out[(out["closes_at"] > out["opens_at"]).to_numpy(dtype=bool)].reset_index(drop=True)
     out["sampled"] = _sampled(out, counts)
+    if out["forecast"].any():
+        # A count drawn in the regimen's or the default window samples a forecast window too: the forecast is
+        # made as of the recompute, after the counts, and must not make a window missed in hindsight.
+        usual = out.assign(opens_at=out["_usual_opens"], closes_at=out["_usual_closes"])
+        out["sampled"] = out["sampled"] | (out["forecast"] & _sampled(usual, counts))
     return out[WINDOW_COLUMNS]
 
 
@@ -188,10 +223,16 @@ def _sampled(windows: pd.DataFrame, counts: pd.DataFrame) -> pd.Series:
 
 
 def nadir_status(
-    events: pd.DataFrame, counts: pd.DataFrame, *, rules: CycleRules, timezone: str
+    events: pd.DataFrame,
+    counts: pd.DataFrame,
+    *,
+    rules: CycleRules,
+    timezone: str,
+    forecasts: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Per patient with a nadir window (index ``patient_key``): ``STATUS_COLUMNS``, the latest cycle's window
-    (``nadir_*``) and the previous cycle's when it closed without a count (``missed_*``, else empty).
+    (``nadir_*``; ``nadir_forecast`` when it is the nadir forecast's, ``forecasts`` as ``nadir_windows``
+    takes them) and the previous cycle's when it closed without a count (``missed_*``, else empty).
 
     >>> events = pd.DataFrame({"patient_key": 7, "kind": "chemotherapy", "details": "",
     ...     "start_at": pd.to_datetime(["2026-03-02 10:00", "2026-03-12 10:00"], utc=True)})
@@ -200,7 +241,7 @@ def nadir_status(
     >>> row[["nadir_cycle", "nadir_window", "missed_cycle", "missed_window"]].astype(str).tolist()
     ['2', 'D8-D15', '1', 'D8-D10']
     """
-    windows = nadir_windows(events, counts, rules=rules, timezone=timezone)
+    windows = nadir_windows(events, counts, rules=rules, timezone=timezone, forecasts=forecasts)
     empty = pd.DataFrame(columns=STATUS_COLUMNS, index=pd.Index([], name="patient_key"))
     if windows.empty:
         return empty
@@ -219,6 +260,7 @@ def nadir_status(
             "nadir_closes_at": latest["closes_at"],
             "nadir_sampled": latest["sampled"].astype(bool),
             "nadir_until": latest["until"],
+            "nadir_forecast": latest["forecast"].astype(bool),
         },
         index=latest.index,
     )
@@ -271,7 +313,21 @@ def _window_items(
     due = known & still_open & (opens <= horizon).fillna(False).to_numpy(dtype=bool)
     missed = known & ~still_open
     start, end = _date(opens, timezone), _last_day(closes, timezone)
-    label = "C" + cycle.astype("string") + " nadir window " + window
+    # The latest cycle's window is the nadir forecast's when it has one, and the sentence says so.
+    forecast = (
+        patients["nadir_forecast"].astype("boolean").fillna(False).to_numpy(dtype=bool)
+        if prefix == "nadir" and "nadir_forecast" in patients
+        else np.zeros(len(patients), dtype=bool)
+    )
+    named = (
+        pd.Series(np.where(forecast, "nadir forecast ", ""), index=patients.index, dtype="string") + window
+    )
+    label = (
+        "C"
+        + cycle.astype("string")
+        + pd.Series(np.where(forecast, " ", " nadir window "), index=patients.index, dtype="string")
+        + named
+    )
     opened = (opens <= as_of).fillna(False).to_numpy(dtype=bool)
     when = (" opens " + start).where(~opened, " open until " + end)
     lead = pd.Timedelta(hours=rules.due_lead_hours)
@@ -290,7 +346,7 @@ def _window_items(
                 "nadir window missed: C"
                 + cycle.astype("string")
                 + " "
-                + window
+                + named
                 + " ("
                 + start
                 + " to "

@@ -76,6 +76,9 @@ _SOURCES = {
     "cycles.recovery_delay_days": _cited(_PRODUCT_DEFAULT, "Recovery and cross-cycle trend"),
     "cycles.due_lead_hours": _cited("no source: site decision", "CBCs due"),
     "cycles.due_severe_days": _cited("no source: site decision", "CBCs due"),
+    "cycles.forecast_grade4_threshold": _cited(
+        "no source: site decision (the probability of a grade 4 nadir the worklist marks)", "Nadir forecast"
+    ),
     "febrile.anc_before_hours": _cited("no source: site default", "Febrile neutropenia"),
     "febrile.anc_after_hours": _cited("no source: site default", "Febrile neutropenia"),
     "febrile.sustained_minutes": _cited(

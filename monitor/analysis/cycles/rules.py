@@ -156,6 +156,9 @@ class CycleRules:
       a patient risk factor for febrile neutropenia; ANC < 0.5 for 7 days or more, as sampled, is a
       dose-limiting neutropenia (ASCO 2015, EORTC 2010, NCCN; the paclitaxel label; docs/clinical-rules.md,
       G-CSF prophylaxis and Dose modification). ``analysis.cycles.support``.
+    * ``forecast_grade4_threshold`` = 0.5: the worklist shows a "forecast grade 4" chip when the nadir
+      forecast's probability of a grade 4 nadir (ANC < 0.5) is at least this (``analysis.forecast``; no
+      source: site decision; docs/clinical-rules.md, Nadir forecast).
     """
 
     default_cycle_days: int = 28
@@ -173,6 +176,7 @@ class CycleRules:
     gcsf_prophylaxis_days: tuple[int, int] = (1, 5)
     gcsf_risk_age: int = 65
     dose_limiting_days: int = 7
+    forecast_grade4_threshold: float = 0.5
 
     def __post_init__(self) -> None:
         for name in (
@@ -191,6 +195,11 @@ class CycleRules:
                 raise ValueError(f"{name} must be a whole number of at least 1, not {value!r}")
         if not self.recovery_anc > 0:
             raise ValueError(f"recovery_anc must be positive, not {self.recovery_anc!r}")
+        threshold = self.forecast_grade4_threshold
+        if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 < threshold <= 1:
+            raise ValueError(
+                f"forecast_grade4_threshold must be a probability above 0 and at most 1, not {threshold!r}"
+            )
         first, last = self.nadir_window_days
         if not 0 <= first <= last:
             raise ValueError(
@@ -231,6 +240,10 @@ class CycleRules:
                 settings[name] = a_whole_number(name, mapping[name])
         if "recovery_anc" in mapping:
             settings["recovery_anc"] = a_number("recovery_anc", mapping["recovery_anc"])
+        if "forecast_grade4_threshold" in mapping:
+            settings["forecast_grade4_threshold"] = a_number(
+                "forecast_grade4_threshold", mapping["forecast_grade4_threshold"]
+            )
         if "nadir_window_days" in mapping:
             settings["nadir_window_days"] = _two_days("nadir_window_days", mapping["nadir_window_days"])
         if "gcsf_prophylaxis_days" in mapping:

@@ -1,0 +1,43 @@
+"""One patient's nadir forecast as of a time: what the ``forecast`` command prints."""
+
+from __future__ import annotations
+
+import warnings
+from datetime import datetime
+
+import pandas as pd
+from sqlalchemy.orm import Session, sessionmaker
+
+from db import queries
+from db.accounts import Viewer
+from db.settings import site_rules
+from monitor.analysis.forecast import Forecast, forecast_patient
+from monitor.analysis.status import EXCLUDED_STATUSES
+
+__all__ = ["NO_CHEMOTHERAPY", "patient_forecast"]
+
+NO_CHEMOTHERAPY = "no chemotherapy recorded before this time"
+
+
+def patient_forecast(
+    store: sessionmaker[Session], *, viewer: Viewer, patient_key: int, timezone: str, as_of: datetime
+) -> Forecast:
+    """The forecast of the patient's latest cycle started at or before ``as_of`` from the usable ANC results
+    collected before it (``analysis.forecast.forecast_patient``), under the site's cycle rules; without
+    chemotherapy by then, a ``Forecast`` with only its reason."""
+    with store() as session:
+        results = queries.patient_results(session, patient_key, viewer=viewer, analytes=("anc",))
+        events = queries.patient_events(session, patient_key, viewer=viewer)
+        rules = site_rules(session).cycles
+    at = pd.Timestamp(as_of)
+    chemotherapy = events["kind"].eq("chemotherapy") & pd.to_datetime(events["start_at"], utc=True).le(at)
+    if not chemotherapy.any():
+        return Forecast(None, None, reason=NO_CHEMOTHERAPY)
+    usable = results["value"].notna() & ~results["status"].isin(EXCLUDED_STATUSES)
+    anc = results[usable.to_numpy(dtype=bool)][["collected_at", "value"]]
+    with warnings.catch_warnings():
+        # The solver overflows on some of the optimiser's trial parameters; the fit handles it (a reason).
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return forecast_patient(
+            anc, events.assign(patient_key=patient_key), as_of=at, rules=rules, timezone=timezone
+        )
