@@ -68,9 +68,10 @@ class Case:
 
 
 def _own_model(
-    rng: np.random.Generator, cycles: int
+    rng: np.random.Generator, cycles: int, trend_sd: float = 0.0
 ) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
-    """Dose days and the true curve of a patient of the forecast's own model, drawn from its priors."""
+    """Dose days and the true curve of a patient of the forecast's own model, drawn from its priors; the
+    drug effect's trend across cycles drawn with ``trend_sd`` (0: cycles vary around one level)."""
     p = DEFAULT_PRIORS
     circ0 = p.circ0 * math.exp(rng.normal(0, p.circ0_sd))
     mtt = p.mtt_h * math.exp(rng.normal(0, p.mtt_sd))
@@ -78,7 +79,7 @@ def _own_model(
     slope = p.slope * math.exp(rng.normal(0, p.slope_sd))
     gaps = CYCLE_DAYS + 7 * (rng.random(cycles - 1) < 0.15)  # a cycle postponed a week now and then
     dose_day = np.concatenate([[0.0], np.cumsum(gaps)]).astype(float)
-    trend = rng.normal(0, p.trend_sd)  # nadirs deepening (or easing) from cycle to cycle
+    trend = rng.normal(0, trend_sd) if trend_sd > 0 else 0.0  # nadirs deepening (or easing) cycle to cycle
     slopes = slope * np.exp(trend * np.arange(cycles) + rng.normal(0, p.cycle_sd, cycles))
 
     def curve(hours: np.ndarray) -> np.ndarray:
@@ -89,11 +90,12 @@ def _own_model(
 
 
 def _other_model(
-    rng: np.random.Generator, cycles: int
+    rng: np.random.Generator, cycles: int, trend_sd: float = 0.0
 ) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
     """Dose days and the true curve of a patient of another model: the synthetic cohort's simulator (an
     Emax drug effect on a decaying exposure, nadirs deepening from cycle to cycle with cumulative marrow
-    injury, a cycle postponed a week while ANC < 1.5, fixed one-hour steps; monitor.simulation.friberg)."""
+    injury, a cycle postponed a week while ANC < 1.5, fixed one-hour steps; monitor.simulation.friberg).
+    Its nadirs deepen by its own cumulative injury: ``trend_sd`` is not used."""
     one = lambda value: np.array([value], dtype=float)  # noqa: E731
     deepening = rng.random() < 0.5
     plan = friberg.ChemoPlan(
@@ -126,13 +128,13 @@ def _other_model(
 TRUTHS = {"model": _own_model, "other": _other_model}
 
 
-def simulate_case(seed: int, truth: str = "model") -> Case:
+def simulate_case(seed: int, truth: str = "model", trend_sd: float = 0.0) -> Case:
     """A patient drawn from the priors (or from another model), its sparse noisy counts and the truth of
     its held-out cycle."""
     rng = np.random.default_rng(seed)
     p = DEFAULT_PRIORS
     sigma = p.sigma * math.exp(rng.normal(0, 0.25))
-    dose_day, true_curve = TRUTHS[truth](rng, int(rng.integers(4, 6)))
+    dose_day, true_curve = TRUTHS[truth](rng, int(rng.integers(4, 6)), trend_sd)
     cycles = dose_day.size
     held_out = int(rng.integers(3, cycles + 1))
     dose_h = dose_day * 24.0
@@ -199,9 +201,9 @@ def simulate_case(seed: int, truth: str = "model") -> Case:
     )
 
 
-def evaluate(seed: int, truth: str = "model") -> dict[str, float | int | bool | None]:
+def evaluate(seed: int, truth: str = "model", trend_sd: float = 0.0) -> dict[str, float | int | bool | None]:
     """Forecast one simulated patient's held-out cycle and compare it with the truth."""
-    case = simulate_case(seed, truth)
+    case = simulate_case(seed, truth, trend_sd)
     started = time.perf_counter()
     found = forecast_patient(case.anc, case.events, as_of=case.as_of, rules=CycleRules(), timezone="UTC")
     seconds = time.perf_counter() - started
@@ -406,6 +408,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--plot", type=Path, help="write the calibration figure here (PNG)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument(
+        "--trend-sd",
+        type=float,
+        default=0.0,
+        help="own model only: SD of the drug effect's trend per cycle in the simulated patients (0: none)",
+    )
     parser.add_argument("--at", type=float, help="also report sensitivity and specificity at this threshold")
     parser.add_argument(
         "--truth",
@@ -418,7 +426,9 @@ def main() -> None:
     seeds = [args.seed * 100_000 + i for i in range(args.patients)]
     started = time.perf_counter()
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
-        rows = pd.DataFrame(list(pool.map(partial(evaluate, truth=args.truth), seeds, chunksize=4)))
+        rows = pd.DataFrame(
+            list(pool.map(partial(evaluate, truth=args.truth, trend_sd=args.trend_sd), seeds, chunksize=4))
+        )
     figures = summarise(rows, THRESHOLD, args.at) | {"wall_seconds": time.perf_counter() - started}
     if args.plot:
         plot(rows, args.plot)
@@ -426,7 +436,7 @@ def main() -> None:
         print(json.dumps(figures, indent=1))
         return
     print(f"machine: {platform.machine()}, Python {platform.python_version()}, {args.workers} workers")
-    print(f"truth: {args.truth}, {args.patients} patients, seed {args.seed}")
+    print(f"truth: {args.truth}, trend SD {args.trend_sd:g}, {args.patients} patients, seed {args.seed}")
     targets = {
         "coverage_80": "0.75-0.85",
         "sensitivity_g4": ">= 0.90 (at specificity >= 0.70)",

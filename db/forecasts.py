@@ -104,9 +104,8 @@ def _fitted(
     timezone: str,
 ) -> pd.DataFrame:
     """``FORECAST_STATUS`` of each of ``patient_keys`` from its own ANC results and events, fitted
-    (``analysis.forecast.forecast_patient``; one fit per patient). Each patient gets all of their events,
-    G-CSF with the doses (``forecast_cohort`` passes only the chemotherapy events, so it would forecast a
-    cycle with G-CSF and keep the counts G-CSF raised)."""
+    (``analysis.forecast.forecast_patient``; one fit per patient). Each patient gets all of their events:
+    G-CSF with the doses (G-CSF stops a forecast, and the counts it raised are left out)."""
     by_anc = dict(tuple(anc.groupby("patient_key", sort=False))) if not anc.empty else {}
     by_events = dict(tuple(events.groupby("patient_key", sort=False))) if not events.empty else {}
     rows = {}

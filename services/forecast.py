@@ -11,10 +11,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from db import queries
 from db.accounts import Viewer
 from db.settings import site_rules
+from monitor.analysis.cycles.rules import CycleRules
 from monitor.analysis.forecast import Forecast, forecast_patient
 from monitor.analysis.status import EXCLUDED_STATUSES
 
-__all__ = ["NO_CHEMOTHERAPY", "patient_forecast"]
+__all__ = ["NO_CHEMOTHERAPY", "forecast_from", "patient_forecast"]
 
 NO_CHEMOTHERAPY = "no chemotherapy recorded before this time"
 
@@ -29,14 +30,32 @@ def patient_forecast(
         results = queries.patient_results(session, patient_key, viewer=viewer, analytes=("anc",))
         events = queries.patient_events(session, patient_key, viewer=viewer)
         rules = site_rules(session).cycles
+    return forecast_from(
+        results, events, patient_key=patient_key, rules=rules, timezone=timezone, as_of=as_of
+    )
+
+
+def forecast_from(
+    results: pd.DataFrame,
+    events: pd.DataFrame,
+    *,
+    patient_key: int,
+    rules: CycleRules,
+    timezone: str,
+    as_of: datetime,
+) -> Forecast:
+    """The forecast from a patient's results (any analytes: the usable ANC ones are used) and events, as
+    the ``forecast`` command and the patient pages show it."""
     at = pd.Timestamp(as_of)
     chemotherapy = events["kind"].eq("chemotherapy") & pd.to_datetime(events["start_at"], utc=True).le(at)
     if not chemotherapy.any():
         return Forecast(None, None, reason=NO_CHEMOTHERAPY)
-    usable = results["value"].notna() & ~results["status"].isin(EXCLUDED_STATUSES)
+    usable = results["analyte"].eq("anc") & results["value"].notna()
+    if "status" in results:
+        usable &= ~results["status"].isin(EXCLUDED_STATUSES)
     anc = results[usable.to_numpy(dtype=bool)][["collected_at", "value"]]
     with warnings.catch_warnings():
-        # The solver overflows on some of the optimiser's trial parameters; the fit handles it (a reason).
+        # (the model is integrated as logarithms held within bounds; kept quiet for any trial parameters)
         warnings.simplefilter("ignore", RuntimeWarning)
         return forecast_patient(
             anc, events.assign(patient_key=patient_key), as_of=at, rules=rules, timezone=timezone

@@ -26,10 +26,10 @@ from monitor.analysis.cycles import (
     cycle_trend,
     treatment_cycles,
 )
-from monitor.analysis.forecast import Forecast, forecast_patient
+from monitor.analysis.forecast import Forecast
 from monitor.analysis.rules import SiteRules
-from monitor.analysis.status import EXCLUDED_STATUSES
 from monitor.analysis.timeline import low_episodes, marked_results
+from services.forecast import forecast_from
 
 __all__ = [
     "CycleView",
@@ -235,19 +235,11 @@ def _cycle_view(
         placed=cycle_days(results, events, rules=cycle_rules, timezone=timezone),
         rules=cycle_rules,
         now=_cycle_now_text(listed),
-        forecast=_forecast(counted, events, rules=cycle_rules, timezone=timezone, now=now),
+        forecast=(
+            forecast_from(
+                counted, events, patient_key=patient_key, rules=cycle_rules, timezone=timezone, as_of=now
+            )
+            if events["kind"].eq("chemotherapy").any()
+            else None
+        ),
     )
-
-
-def _forecast(
-    results: pd.DataFrame, events: pd.DataFrame, *, rules: CycleRules, timezone: str, now: datetime
-) -> Forecast | None:
-    """The nadir forecast of the patient's latest cycle started by ``now`` from the ANC results collected
-    before it (usable ones: a value, not withdrawn); None without a chemotherapy event."""
-    if not events["kind"].eq("chemotherapy").any():
-        return None
-    usable = results["analyte"].eq("anc") & results["value"].notna()
-    if "status" in results:
-        usable &= ~results["status"].isin(EXCLUDED_STATUSES)
-    anc = results[usable.to_numpy(dtype=bool)][["collected_at", "value"]]
-    return forecast_patient(anc, events, as_of=pd.Timestamp(now), rules=rules, timezone=timezone)

@@ -401,10 +401,11 @@ def forecast_cohort(
     """``FORECAST_COLUMNS`` for each patient with a chemotherapy event in ``events``, indexed by
     ``patient_key`` (a fit is one patient's own: the loop is over patients, each fit vectorised)."""
     rows = {}
-    chemo = events[events["kind"].eq("chemotherapy").to_numpy(dtype=bool)]
+    treated = events.loc[events["kind"].eq("chemotherapy").to_numpy(dtype=bool), "patient_key"].unique()
     by_patient = dict(tuple(anc.groupby("patient_key", sort=False))) if not anc.empty else {}
     empty = anc.iloc[0:0]
-    for key, own in chemo.groupby("patient_key", sort=False):
+    # Each patient's own events, all kinds: doses, and G-CSF (which stops a forecast).
+    for key, own in events[events["patient_key"].isin(treated).to_numpy()].groupby("patient_key", sort=False):
         found = forecast_patient(
             by_patient.get(key, empty), own, as_of=as_of, rules=rules, timezone=timezone, priors=priors
         )
