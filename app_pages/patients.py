@@ -66,8 +66,8 @@ st.caption(
     "passed). CBC due: a nadir window opening soon or missed with no count in it, or grade 3-4 without a "
     "recent count (docs/clinical-rules.md, CBCs due). Forecast grade 4: the nadir forecast of the cycle "
     "now (a model fitted to the patient's own counts; decision support) gives at least the site's "
-    "cycles.forecast_grade4_threshold chance of a grade 4 nadir, with the figure (docs/clinical-rules.md, "
-    "Nadir forecast). Select a row to open the patient."
+    "cycles.forecast_grade4_threshold chance of a grade 4 nadir, with the figure "
+    "(docs/clinical-rules.md, Nadir forecast). Select a row to open the patient."
 )
 selection = st.dataframe(
     table,

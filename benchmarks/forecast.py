@@ -414,6 +414,7 @@ def main() -> None:
         default=0.0,
         help="own model only: SD of the drug effect's trend per cycle in the simulated patients (0: none)",
     )
+    parser.add_argument("--rows", type=Path, help="write the per-patient rows here (CSV)")
     parser.add_argument("--at", type=float, help="also report sensitivity and specificity at this threshold")
     parser.add_argument(
         "--truth",
@@ -432,6 +433,8 @@ def main() -> None:
     figures = summarise(rows, THRESHOLD, args.at) | {"wall_seconds": time.perf_counter() - started}
     if args.plot:
         plot(rows, args.plot)
+    if args.rows:
+        rows.to_csv(args.rows, index=False)
     if args.json:
         print(json.dumps(figures, indent=1))
         return

@@ -25,6 +25,11 @@ from services.rules import set_setting
 from tests.forecast_data import CYCLE_2, import_cohort
 from tests.test_cli import monitor
 
+NOT_YET = (
+    "not enough data: no ANC yet from D5 of a cycle (before then a forecast would be the population's alone, "
+    "whatever this patient's marrow does)"
+)
+
 COLUMNS = [
     "forecast_cycle",
     "nadir_anc",
@@ -80,7 +85,7 @@ def test_an_import_fills_the_forecast_of_the_patients_in_a_cycle_now(store, tmp_
     waiting = status["FC-2"]
     assert (waiting["forecast_cycle"], waiting["forecast_reason"]) == (
         1,
-        "not enough data: no ANC after a dose yet",
+        NOT_YET,
     )
     assert waiting["p_grade4"] is None and waiting["nadir_window_first"] is None
     assert waiting["nadir_forecast"] is False  # the default window stands
@@ -91,7 +96,7 @@ def test_a_cycle_with_g_csf_is_not_forecast_in_the_status_as_on_the_command_line
     store, db_url: str, tmp_path: Path
 ) -> None:
     import_cohort(store, tmp_path, gcsf=True)
-    reason = "not forecast: G-CSF was given in this cycle (the model does not include its effect)"
+    reason = "not forecast: G-CSF acts in this cycle (the model does not include its effect)"
     status = _status(store)["FC-1"]
     assert (status["forecast_cycle"], status["forecast_reason"], status["p_grade4"]) == (2, reason, None)
     assert status["nadir_forecast"] is False
@@ -133,7 +138,7 @@ def test_db_upgrade_fills_the_forecasts_of_a_store_from_before_them(
     assert "0020_nadir_forecast" in upgraded.stdout
     status = _status(store)
     assert status["FC-1"]["forecast_cycle"] == 2 and status["FC-1"]["p_grade4"] is not None
-    assert status["FC-2"]["forecast_reason"] == "not enough data: no ANC after a dose yet"
+    assert status["FC-2"]["forecast_reason"] == NOT_YET
 
 
 def _chemo(*starts: str) -> pd.DataFrame:
