@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from datetime import UTC, datetime, timedelta
 
 import click
@@ -24,6 +23,7 @@ from cli.app import (
 from monitor.analysis.changes import GRADED
 from monitor.analysis.cycles import CYCLE_COLUMNS
 from monitor.analysis.forecast import Forecast
+from monitor.analysis.forecast.words import decision_support_caption, forecast_made, forecast_sentence
 from monitor.analysis.status import LATEST_COLUMNS, latest_column
 from monitor.formats.units import printed
 from services.accounts import Viewer
@@ -347,40 +347,20 @@ def forecast(
         click.echo(line)
 
 
-def _d(day: float) -> str:
-    """An elapsed day (the dose = day 0) in the cycles' D notation: day 9.3 is on D10."""
-    return f"D{math.floor(day) + 1}"
-
-
 def forecast_lines(patient_id: str, found: Forecast, timezone: str) -> list[str]:
-    """The forecast in words for people: the cycle, the figures, the model and what it is."""
+    """The forecast in words for people, as the pages say it (``analysis.forecast.words``): the cycle, the
+    sentence, the model and what it is."""
     started = (
         ""
         if found.cycle_start is None
         else f" started {found.cycle_start.tz_convert(timezone):%Y-%m-%d %H:%M} ({timezone})"
     )
     head = f"{patient_id}: C{found.cycle}{started}" if found.cycle is not None else patient_id
-    if found.reason is not None or found.nadir_anc is None or found.nadir_window is None:
-        return [
-            head,
-            f"No nadir forecast: {(found.reason or '').removeprefix('not forecast: ')}",
-            f"Model: {found.model}",
-        ]
-    first, last = found.nadir_window
-    said = (
-        f"Nadir forecast {found.nadir_anc:g} x10^9/L (80 % interval {found.nadir_anc_low:g}-"
-        f"{found.nadir_anc_high:g}) on {_d(found.nadir_day or 0.0)} (window {_d(first)}-{_d(last)}); "
-        f"{round(100 * (found.p_grade4 or 0.0)):d} % chance of grade 4"
-    )
-    if found.recovery_day is not None:
-        # Back above 1.5 by the end of the day it happens on: day 14.7 is during D15, "by D16" (ceil, + 1).
-        said += f"; back above 1.5 by D{math.ceil(found.recovery_day) + 1}"
-    elif found.nadir_anc < 1.5:
-        said += "; not back above 1.5 within the cycle"
+    if not forecast_made(found):
+        return [head, forecast_sentence(found), f"Model: {found.model}"]
     return [
         head,
-        said,
+        forecast_sentence(found),
         f"Model: {found.model}; {found.n_anc_used} ANC results used. Days: D1 is the dosing day.",
-        "Decision support, not an order: a model with population priors, validated in simulation only; "
-        "see docs/clinical-rules.md, Nadir forecast.",
+        decision_support_caption(),
     ]

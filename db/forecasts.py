@@ -36,6 +36,8 @@ FORECAST_STATUS = [
     "recovery_day",
     "p_grade4",
     "forecast_reason",
+    "nadir_window_ends_at",
+    "observed_nadir_anc",
 ]
 # What a forecast is fitted to, besides the ANC results: the doses and the G-CSF (analysis.forecast).
 _FORECAST_EVENTS = ("chemotherapy", "gcsf")
@@ -132,6 +134,8 @@ def _fitted(
                 found.recovery_day,
                 found.p_grade4,
                 found.reason,
+                found.nadir_window_ends_at,
+                found.observed_nadir_anc,
             )
     frame = pd.DataFrame.from_dict(rows, orient="index", columns=FORECAST_STATUS)
     return frame.reindex(patient_keys).rename_axis("patient_key")

@@ -437,6 +437,10 @@ class PatientStatus(Base):
     recovery_day: Mapped[float | None] = mapped_column(Float)
     p_grade4: Mapped[float | None] = mapped_column(Float)
     forecast_reason: Mapped[str | None] = mapped_column(Text)
+    # The end of the nadir window's last day (after it the forecast is of the past: no worklist chip) and
+    # the lowest ANC measured in the cycle from D2 (a grade 4 measured is no longer a forecast).
+    nadir_window_ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    observed_nadir_anc: Mapped[float | None] = mapped_column(Float)
     forecast_key: Mapped[str | None] = mapped_column(String(64))
     # When a flag last appeared or a grade last rose, and when the flags were last acknowledged: the
     # worklist's "acknowledged" without reading the whole change and acknowledgement history.

@@ -14,6 +14,7 @@ from db.accounts import Viewer
 from db.settings import site_rules
 from monitor.analysis.alerts import ALERT_COLUMNS, current_alerts
 from monitor.analysis.due import due_flags, with_monitoring_gaps
+from monitor.analysis.forecast import GRADE4_BELOW
 from monitor.analysis.triage import prioritised
 
 __all__ = ["alerts", "patient_list", "record_list_view", "treated_patients", "worklist"]
@@ -25,14 +26,21 @@ def patient_list(
     """One row per patient ``viewer`` may see (their status as materialised), most recent CBC first; days
     since the last CBC and of the current cycle are calendar days in ``timezone`` as of ``now``;
     ``cbc_due`` and ``cbc_due_reason`` as of ``now`` (``analysis.due.due_flags``); ``forecast_grade4`` where
-    the nadir forecast's ``p_grade4`` is at least ``cycles.forecast_grade4_threshold``."""
+    the nadir forecast's ``p_grade4`` is at least ``cycles.forecast_grade4_threshold`` while its nadir is
+    ahead (its window not passed, no grade 4 measured yet)."""
     with store() as session:
         listed = queries.patient_list(session, viewer=viewer, timezone=timezone, now=now)
         rules = site_rules(session).cycles
     listed = listed.join(due_flags(listed, as_of=pd.Timestamp(now), rules=rules, timezone=timezone))
-    # The nadir forecast's chance of a grade 4 nadir at or above the site's threshold (analysis.forecast).
+    # The nadir forecast's chance of a grade 4 nadir at or above the site's threshold (analysis.forecast),
+    # while the nadir is still ahead: not once its window has passed, nor once a grade 4 was measured (then
+    # the count itself ranks the patient).
     chance = pd.to_numeric(listed["p_grade4"], errors="coerce")
-    listed["forecast_grade4"] = chance.ge(rules.forecast_grade4_threshold).fillna(False).astype(bool)
+    ends = pd.to_datetime(listed["nadir_window_ends_at"], utc=True)
+    ahead = ends.isna() | ends.gt(pd.Timestamp(now))
+    measured = pd.to_numeric(listed["observed_nadir_anc"], errors="coerce").lt(GRADE4_BELOW)
+    forecast = chance.ge(rules.forecast_grade4_threshold) & ahead & ~measured
+    listed["forecast_grade4"] = forecast.fillna(False).astype(bool)
     return listed
 
 

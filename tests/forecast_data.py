@@ -1,6 +1,6 @@
 """A small treated cohort for the nadir forecast tests, placed relative to today (UTC), imported through the
-real importer: FC-1 in cycle 2 of a 21-day regimen with counts in both cycles, FC-2 dosed 3 days ago with
-only its pre-dose count, OK-1 never treated."""
+real importer: FC-1 on D6 of cycle 2 of a 21-day regimen with counts in both cycles, FC-2 dosed 3 days ago
+with only its pre-dose count, OK-1 never treated."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from services.imports import ImportOptions, import_path
 TODAY = datetime.now(UTC).date()
 HEADER = "patient_id,collected_at,analyte,value,unit,ref_low,ref_high,lab,accession,status\n"
 EVENTS = "patient_id,kind,start,end,label,details\n"
-# FC-1: cycle 1 given 35 days ago, cycle 2 14 days ago; ANC (day of the cycle, value).
-CYCLE_1, CYCLE_2 = -35, -14
+# FC-1: cycle 1 given 26 days ago, cycle 2 5 days ago (its nadir still ahead); ANC (day, value).
+CYCLE_1, CYCLE_2 = -26, -5
 FC1_COUNTS = (
     (CYCLE_1 - 2, 4.2),
     (CYCLE_1 + 5, 2.1),
@@ -22,7 +22,6 @@ FC1_COUNTS = (
     (CYCLE_1 + 16, 1.9),
     (CYCLE_2, 3.9),
     (CYCLE_2 + 4, 2.6),
-    (CYCLE_2 + 7, 1.2),
 )
 
 

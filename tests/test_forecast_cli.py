@@ -107,13 +107,16 @@ def test_the_table_says_the_forecast_in_words_with_the_model_and_decision_suppor
     table = monitor("forecast", "FC-1", url=cohort)
     assert table.returncode == 0, table.stderr
     first, last = found["nadir_window"]  # type: ignore[misc]
+    window = f"D{first + 1}" if first == last else f"D{first + 1}-D{last + 1}"
     said = (
-        f"Nadir forecast {found['nadir_anc']:g} x10^9/L (80 % interval {found['nadir_anc_low']:g}-"
-        f"{found['nadir_anc_high']:g}) on D{int(found['nadir_day']) + 1} (window D{first + 1}-D{last + 1}); "  # type: ignore[call-overload]
-        f"{round(100 * found['p_grade4']):d} % chance of grade 4"  # type: ignore[operator]
+        f"Nadir forecast {found['nadir_anc']:.2f} x10^9/L (80 % interval {found['nadir_anc_low']:.2f}-"
+        f"{found['nadir_anc_high']:.2f}) on {window}; "
+        f"{round(100 * found['p_grade4']):d} % chance of grade 4 (ANC < 0.5)"  # type: ignore[operator]
     )
-    assert said in table.stdout
-    assert "Model: Friberg" in table.stdout and "Decision support, not an order" in table.stdout
+    assert said in table.stdout, table.stdout
+    assert "Model: Friberg" in table.stdout
+    assert "Decision support, not a prediction to act on alone" in table.stdout
+    assert "validated on simulated patients only" in table.stdout
 
 
 def test_an_unknown_patient_is_refused_as_cycles_refuses_it(cohort: str) -> None:

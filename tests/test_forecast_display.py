@@ -35,6 +35,7 @@ VALIDATION = {
     "nadir_day_mae": 1.04,
     "run_date": "2026-12-03",
 }
+# (the recorded figures name the cycles held out: "cycle 3 or later, forecast at its day 4")
 
 
 def _curve(days: np.ndarray) -> pd.DataFrame:
@@ -155,7 +156,8 @@ def test_the_caption_says_decision_support_with_the_model_and_the_validation_fig
         "simulated patients only: "
     )
     assert validation_words(VALIDATION) == (
-        "240 simulated patients, run 2026-12-03: the 80 % interval held the true nadir in 81 %; grade 4 AUC "
+        "240 simulated patients, held-out cycles, run 2026-12-03: the 80 % interval held the true nadir in "
+        "81 %; grade 4 AUC "
         "0.91, sensitivity 92 % and specificity 74 % at a 50 % chance (90 % sensitivity at 77 % specificity "
         "from a 29 % chance); nadir ANC median error 0.11 x10^9/L (previous "
         "cycle's nadir: 0.26 x10^9/L); nadir day median error 1.0 days"

@@ -118,8 +118,8 @@ def test_a_recompute_with_unchanged_inputs_copies_the_forecasts_and_a_new_count_
         store, "cycles.forecast_grade4_threshold", 0.2, viewer=SYSTEM, now=datetime.now(UTC), timezone="UTC"
     )
     assert fits == [] and _status(store) == before
-    # A new count of FC-1 (D10 of cycle 2) refits FC-1 alone, from one more count.
-    import_cohort(store, tmp_path, extra=(("FC-1", CYCLE_2 + 10, 0.6),))
+    # A new count of FC-1 (D4 of cycle 2) refits FC-1 alone, from one more count.
+    import_cohort(store, tmp_path, extra=(("FC-1", CYCLE_2 + 3, 3.1),))
     assert fits == [_key(store, "FC-1")]
     after = _status(store)
     assert after["FC-1"]["forecast_key"] != before["FC-1"]["forecast_key"]

@@ -6,8 +6,8 @@ Create Date: 2026-12-03 14:00:00+00:00
 
 The nadir forecast of the chemotherapy cycle now (analysis.forecast; docs/clinical-rules.md, Nadir
 forecast): the cycle, the median nadir ANC and its 80 % interval, the nadir's day and window, the day back
-at 1.5, the probability of a grade 4 nadir, or the reason there is none, with the fingerprint of what it
-was fitted to (``forecast_key``); and ``nadir_forecast``, whether the latest cycle's nadir window (CBCs
+at 1.5, the probability of a grade 4 nadir, or the reason there is none, when the nadir window ends and the
+lowest ANC measured in the cycle so far, with the fingerprint of what it was fitted to (``forecast_key``); and ``nadir_forecast``, whether the latest cycle's nadir window (CBCs
 due) is the forecast's. Empty until the status is recomputed: `python -m monitor db upgrade` recomputes
 every patient's status after this revision.
 """
@@ -36,6 +36,8 @@ COLUMNS = (
     ("recovery_day", sa.Float()),
     ("p_grade4", sa.Float()),
     ("forecast_reason", sa.Text()),
+    ("nadir_window_ends_at", sa.DateTime(timezone=True)),
+    ("observed_nadir_anc", sa.Float()),
     ("forecast_key", sa.String(length=64)),
 )
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from monitor.analysis.cycles.align import calendar_days, cycles_from_events, dosing_days
+from monitor.analysis.cycles.align import calendar_days, cycles_from_events, day_start, dosing_days
 from monitor.analysis.cycles.rules import CycleRules
 from monitor.analysis.cycles.schedule import planned_lengths
 from monitor.analysis.forecast.fit import DEFAULT_PRIORS, Fit, Priors, fit_patient, posterior_draws
@@ -110,6 +110,7 @@ class Forecast:
     observed_nadir_day: float | None = None  # and its day (elapsed days since the dose)
     observed_nadir_calendar_day: int | None = None  # its calendar day since the dosing day (site zone)
     nadir_passed: bool = False  # the time asked is after the nadir window: the curve is fitted, not ahead
+    nadir_window_ends_at: pd.Timestamp | None = None  # the end of the window's last day (UTC)
     recovery_threshold: float = 1.5  # the ANC recovery is judged at (the site's ``cycles.recovery_anc``)
     recovery_calendar_day: int | None = None  # the calendar day of ``recovery_day`` since the dosing day
     curve: pd.DataFrame = field(
@@ -176,16 +177,19 @@ def forecast_patient(
     cycle, start = int(latest["cycle"]), pd.Timestamp(latest["start"])
     # The horizon: the cycle's planned length (its regimen's, else the previous cycles', else the site's).
     horizon = float(planned_lengths(cycles, rules, timezone)["planned_days"].iloc[-1])
-    if horizon <= SHORTEST_CYCLE_DAYS:
+    gap = (start - cycles["start"].iloc[-2]) / pd.Timedelta(days=1) if len(cycles) > 1 else horizon
+    if horizon <= SHORTEST_CYCLE_DAYS or gap <= SHORTEST_CYCLE_DAYS:
         reason = (
             f"not forecast: cycles of {SHORTEST_CYCLE_DAYS:g} days or less (a weekly schedule's nadir builds "
-            "over several doses; the model is not validated for it)"
+            "over several doses, and consecutive dosing days read as cycles; the model is not validated for "
+            "them)"
         )
         return Forecast(cycle, start, reason=reason, horizon_days=horizon)
     first = pd.Timestamp(doses["start_at"].iloc[0])
     counts = anc.assign(collected_at=pd.to_datetime(anc["collected_at"], utc=True))
     counts = counts[
-        counts["collected_at"].lt(as_of).to_numpy(dtype=bool) & counts["value"].notna().to_numpy()
+        counts["collected_at"].lt(as_of).to_numpy(dtype=bool)
+        & counts["value"].ge(0).to_numpy(dtype=bool)  # (a negative count is an error, not a zero)
     ]
     counts = counts[counts["collected_at"].ge(first - pd.Timedelta(days=PRE_TREATMENT_DAYS)).to_numpy()]
     counts = counts.sort_values("collected_at", kind="stable")
@@ -216,7 +220,7 @@ def forecast_patient(
     )
     try:
         fit = fit_patient(
-            times_h, values, dose_h, dose_cycle, dose_scale=dose_scale(doses["regimen"]), priors=priors
+            times_h, values, dose_h, dose_cycle, dose_scale=dose_scale(_dose_texts(doses)), priors=priors
         )
         if not fit.converged:
             return failed
@@ -275,6 +279,15 @@ class Cycle:
     recovered_at: float
     as_of: pd.Timestamp
     timezone: str
+
+
+def _dose_texts(doses: pd.DataFrame) -> pd.Series:
+    """Each dose's text naming its dose: the regimen (the event's details), else its label."""
+    regimen = doses["regimen"].fillna("").astype(str)
+    if "label" not in doses:
+        return regimen
+    named = regimen.str.contains(_DOSE, regex=True)
+    return regimen.where(named, doses["label"].fillna("").astype(str))
 
 
 def dose_scale(regimen: pd.Series) -> np.ndarray:
@@ -365,7 +378,10 @@ def _summary(
         if observed < GRADE4_BELOW:
             p_grade4 = 1.0  # grade 4 was measured in this cycle: no longer a chance
     window = (int(calendar.iloc[first]), int(calendar.iloc[last]))
-    window_end = cycle.start + pd.Timedelta(days=float(days[last]))
+    dosing_day = day_start(pd.Series([cycle.start]), cycle.timezone).iloc[0]
+    window_end = day_start(
+        pd.Series([dosing_day + pd.Timedelta(days=window[1] + 1, hours=12)]), cycle.timezone
+    ).iloc[0]
     return Forecast(
         cycle.number,
         cycle.start,
@@ -383,7 +399,8 @@ def _summary(
         observed_nadir_anc=observed,
         observed_nadir_day=observed_day,
         observed_nadir_calendar_day=observed_on,
-        nadir_passed=bool(cycle.as_of > window_end),
+        nadir_passed=bool(cycle.as_of >= window_end),
+        nadir_window_ends_at=window_end,
         recovery_threshold=cycle.recovered_at,
         recovery_calendar_day=recovery_on,
     )
