@@ -286,7 +286,7 @@ def _dose_texts(doses: pd.DataFrame) -> pd.Series:
     regimen = doses["regimen"].fillna("").astype(str)
     if "label" not in doses:
         return regimen
-    named = regimen.str.contains(_DOSE, regex=True)
+    named = regimen.str.lower().str.extract(_DOSE)["amount"].notna()
     return regimen.where(named, doses["label"].fillna("").astype(str))
 
 
