@@ -12,19 +12,19 @@ __all__ = ["VALIDATION"]
 
 VALIDATION: dict[str, float | int | str] = {
     "run_date": "2026-12-03, model version 2, seed 18",
-    "patients": 240,
-    "held_out": "cycle 3 or later, forecast at its day 4",
-    "coverage_80": 0.833,  # true nadir inside the 80 % interval
-    "band_coverage_80": 0.825,  # held-out counts inside the 80 % band
-    "sensitivity_g4": 0.778,  # at P(grade 4) >= 0.5
-    "specificity_g4": 0.830,
-    "auc_g4": 0.891,
-    "threshold_for_90_sensitivity": 0.297,
-    "specificity_at_90_sensitivity": 0.695,
-    "nadir_anc_mae": 0.228,  # x10^9/L, median absolute error
-    "naive_nadir_anc_mae": 0.404,
-    "nadir_day_mae": 0.450,  # days
+    "patients": 480,
+    "held_out": "cycle 3 or later forecast at its day 4",
+    "coverage_80": 0.821,  # true nadir inside the 80 % interval
+    "band_coverage_80": 0.832,  # held-out counts inside the 80 % band
+    "sensitivity_g4": 0.793,  # at P(grade 4) >= 0.5
+    "specificity_g4": 0.850,
+    "auc_g4": 0.908,
+    "threshold_for_90_sensitivity": 0.330,
+    "specificity_at_90_sensitivity": 0.742,
+    "nadir_anc_mae": 0.231,  # x10^9/L, median absolute error
+    "naive_nadir_anc_mae": 0.403,
+    "nadir_day_mae": 0.438,  # days
     "naive_nadir_day_mae": 1.744,
-    "recovery_day_mae": 0.792,
-    "naive_recovery_day_mae": 1.856,
+    "recovery_day_mae": 0.721,
+    "naive_recovery_day_mae": 1.846,
 }
