@@ -103,7 +103,8 @@ def patients(database: str | None, fmt: str, user: str | None) -> None:
     significant_drop, recovering; for the ANC and ALC anc_new_onset, anc_persistent, anc_worsening,
     anc_significant_drop and the same with alc_. Each comes with its sentence in explanations.
 
-    p_grade4, nadir_anc and nadir_window: the nadir forecast of the cycle now (see `forecast`).
+    p_grade4, nadir_anc and nadir_window: the nadir forecast of the cycle now (see `forecast`; nadir_window
+    in calendar days since the dosing day, [9, 11] being D10-D12).
 
     \b
     Example:
@@ -320,12 +321,14 @@ def forecast(
     """The nadir forecast of a patient's latest chemotherapy cycle started at or before --as-of, from the
     ANC results collected before it: the Friberg myelosuppression model fitted to the patient's own counts.
 
-    nadir_anc is the median forecast nadir (x10^9/L) and nadir_anc_low/nadir_anc_high its 80 % interval;
-    nadir_day the day of the nadir and recovery_day the first day the median forecast is back at 1.5 or
-    more (elapsed days since the cycle's dose, the dose being day 0, i.e. D1; null when not within the
-    cycle); nadir_window the first and last whole day a CBC best catches the nadir; p_grade4 the
-    probability that the nadir is below 0.5 (CTCAE grade 4). Without a forecast (not enough data, G-CSF in
-    the cycle, no chemotherapy) the figures are null and reason says why; the exit status is 0 either way.
+    nadir_anc is the median forecast nadir (x10^9/L) and nadir_anc_low/nadir_anc_high its 80 % interval
+    (the model's count, without the laboratory's own error); nadir_day the day of the nadir and
+    recovery_day the first day the median forecast is back at the site's recovery ANC (1.5) (elapsed days
+    since the cycle's dose, the dose being day 0; null when not within the cycle); nadir_window the first
+    and last calendar day (site zone) since the dosing day on which a CBC best catches the nadir ([9, 11]
+    is D10-D12); p_grade4 the probability that the nadir is below 0.5 (CTCAE grade 4; 1 once a grade 4
+    was measured in the cycle, observed_nadir_anc). Without a forecast (not enough data, G-CSF, weekly
+    cycles, no chemotherapy) the figures are null and reason says why; the exit status is 0 either way.
     Decision support, never an order (docs/clinical-rules.md, Nadir forecast).
 
     \b
