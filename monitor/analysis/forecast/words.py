@@ -85,7 +85,7 @@ def forecast_sentence(forecast: Forecast) -> str:
     'No nadir forecast: not enough data: no ANC yet from D5 of a cycle'
     """
     if not forecast_made(forecast):
-        return f"No nadir forecast: {forecast.reason or 'none computed'}"
+        return f"No nadir forecast: {(forecast.reason or 'none computed').removeprefix('not forecast: ')}"
     assert forecast.nadir_anc_low is not None and forecast.nadir_anc_high is not None
     assert forecast.nadir_window is not None and forecast.p_grade4 is not None
     assert forecast.nadir_anc is not None
