@@ -7,11 +7,16 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test chromium nginx lint clean
 
+# The first run installs for a couple of minutes: each step says what it does, and pip shows its progress.
 $(STAMP): requirements.txt requirements-dev.txt
+	@echo "==> creating the virtual environment in $(VENV) (first run only)"
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@echo "==> upgrading pip"
+	$(BIN)/python -m pip install --disable-pip-version-check --upgrade pip
+	@echo "==> installing the pinned requirements (requirements-dev.txt; a few minutes on a fresh machine)"
+	$(BIN)/python -m pip install --disable-pip-version-check -r requirements-dev.txt
 	touch $(STAMP)
+	@echo "==> installed: $(VENV) is ready"
 
 ## Run the dashboard on http://127.0.0.1:8501 (creates data/monitor.db with the synthetic demo cohort).
 ## `make run PORT=8600` serves it on another port.

@@ -11,7 +11,7 @@ from services.store import STORE_ERRORS, StoreUnusable
 from ui import data, identity
 from ui.text import plain
 
-st.set_page_config(page_title="Leukopenia monitor", page_icon="🩸", layout="wide")
+st.set_page_config(page_title=identity.PRODUCT, page_icon="🩸", layout="wide")
 
 _LOG = logging.getLogger("monitor.dashboard")
 

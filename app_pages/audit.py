@@ -8,6 +8,7 @@ import streamlit as st
 
 from services.audit import AUDIT_ACTIONS, read_trail, verify_trail
 from ui import data
+from ui.audit import readable_trail
 from ui.downloads import audited_csv_download
 from ui.identity import current_viewer
 
@@ -61,11 +62,8 @@ shown = {"user": username.strip(), "action": action, "patient": patient_id.strip
 filtered = "".join(f", {name} {value!r}" for name, value in shown.items() if value)
 filters = f"last {days} days{filtered}"
 data.record_view(None, viewer, "audit trail", f" ({len(trail)} rows, {filters})", distinct=filters)
-st.dataframe(
-    trail.assign(at=trail["at"].dt.strftime("%Y-%m-%d %H:%M:%S")).rename(columns={"at": "at (UTC)"}),
-    hide_index=True,
-    width="stretch",
-)
+# Details in words (the page, command or file viewed, then "key: value" pairs); the CSV keeps them as stored.
+st.dataframe(readable_trail(trail), hide_index=True, width="stretch")
 audited_csv_download(
     "Download (CSV)", trail, file_name="audit.csv", viewer=viewer, what=f"audit CSV ({len(trail)} rows)"
 )

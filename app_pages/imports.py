@@ -183,18 +183,21 @@ else:
     with_rejects = batches.loc[batches["rejected"] > 0, "id"].tolist()
     if with_rejects:
         names = batches.set_index("id")["file_name"]
-        batch = int(
-            st.selectbox(
-                "Refused records of import",
-                with_rejects,
-                format_func=lambda number: f"#{number}: {names[number]}",
-                key="import_batch_rejects",
-            )
+        # None chosen until someone asks: refused records hold patient data verbatim, and reading them is
+        # an audited view, so opening the page must neither read nor audit them.
+        chosen = st.selectbox(
+            "Refused records of import",
+            with_rejects,
+            index=None,
+            placeholder="Choose an import to see the records it refused (the view is audited)",
+            format_func=lambda number: f"#{number}: {names[number]}",
+            key="import_batch_rejects",
         )
-        viewer = current_viewer()
-        # Refused records hold patient data verbatim: they are read with their view audited, once per
-        # import shown (the page reruns on every click; what was read is kept for the reruns).
-        if st.session_state.get("import_refused_of") != (viewer.username, batch):
-            st.session_state["import_refused"] = data.batch_rejections(batch, viewer)
-            st.session_state["import_refused_of"] = (viewer.username, batch)
-        st.dataframe(st.session_state["import_refused"], hide_index=True, width="stretch")
+        if chosen is not None:
+            batch, viewer = int(chosen), current_viewer()
+            # Read with the view audited, once per import shown (the page reruns on every click; what
+            # was read is kept for the reruns).
+            if st.session_state.get("import_refused_of") != (viewer.username, batch):
+                st.session_state["import_refused"] = data.batch_rejections(batch, viewer)
+                st.session_state["import_refused_of"] = (viewer.username, batch)
+            st.dataframe(st.session_state["import_refused"], hide_index=True, width="stretch")

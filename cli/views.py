@@ -89,11 +89,85 @@ PATIENT_COLUMNS = [
 ]
 
 
+# The table a terminal shows by default: who, how urgent, the latest counts with their CTCAE grade, the
+# last CBC, the cycle day, the flags and the finding that sets the priority (``--wide``: every column).
+COMPACT_COLUMNS = [
+    "patient_id",
+    "name",
+    "priority",
+    "wbc",
+    "anc",
+    "alc",
+    "last_cbc",
+    "days",
+    "cycle",
+    "flags",
+    "priority_reason",
+]
+# The longest a compact table's text cell runs before it is cut short with "...": a row stays about 180
+# characters wide, whatever a flag list or a febrile neutropenia sentence holds.
+COMPACT_WIDTHS = {"name": 24, "flags": 36, "priority_reason": 60}
+
+
+def _cut(texts: pd.Series, width: int) -> pd.Series:
+    """Text longer than ``width`` cut to it, ending in "..."; missing values stay missing."""
+    text = texts.astype("string")
+    return text.where(text.str.len().fillna(0).le(width), text.str.slice(0, width - 3) + "...")
+
+
+def _count_and_grade(frame: pd.DataFrame, analyte: str) -> pd.Series:
+    """The latest count of ``analyte`` as printed, with its comparator and CTCAE grade: "<0.1 G4"."""
+    value = frame[latest_column(analyte)]
+    present = value.notna()
+    counts = pd.Series(pd.NA, index=frame.index, dtype="string")
+    if present.any():  # (printed needs at least one value)
+        counts[present] = printed(value[present], pd.Series(analyte, index=value[present].index))
+    text = frame[latest_column(analyte, "comparator")].fillna("").astype("string") + counts
+    grade = frame[latest_column(analyte, "grade")]
+    text = text.where(grade.isna(), text + " G" + grade.astype("Int64").astype("string"))
+    return text.where(value.notna())
+
+
+def _compact(frame: pd.DataFrame, timezone: str) -> pd.DataFrame:
+    """The worklist as a terminal shows it by default (``COMPACT_COLUMNS``); the last CBC's date in the
+    site's zone, the cycle day as C#D# (day 0 = D1)."""
+    day = frame["cycle_day"].astype("Int64") + 1
+    return pd.DataFrame(
+        {
+            "patient_id": frame["patient_id"],
+            "name": _cut(frame["name"], COMPACT_WIDTHS["name"]),
+            "priority": frame["priority"],
+            **{analyte: _count_and_grade(frame, analyte) for analyte in ("wbc", "anc", "alc")},
+            "last_cbc": frame["last_collected_at"].dt.tz_convert(timezone).dt.strftime("%Y-%m-%d"),
+            "days": frame["days_since_cbc"],
+            "cycle": "C" + frame["cycle"].astype("Int64").astype("string") + "D" + day.astype("string"),
+            "flags": _cut(frame["flags"].map(", ".join), COMPACT_WIDTHS["flags"]),
+            "priority_reason": _cut(frame["priority_reason"], COMPACT_WIDTHS["priority_reason"]),
+        },
+        index=frame.index,
+    )[COMPACT_COLUMNS]
+
+
+def _compact_text(table: pd.DataFrame) -> str:
+    """The compact table as text: its words left-aligned under left-aligned headers, "-" where empty."""
+    shown = table.astype(object).where(table.notna(), "-")
+    for column in ("name", "flags", "priority_reason"):
+        text = shown[column].astype(str)
+        shown[column] = text.str.ljust(max(int(text.str.len().max()), len(column)))
+    return "\n".join(line.rstrip() for line in shown.to_string(index=False, justify="left").splitlines())
+
+
 @cli.command()
 @output_format()
+@click.option(
+    "--wide",
+    is_flag=True,
+    help="Print every column in the table, in full (csv and json always carry every column); by default "
+    "the table has the columns that fit a terminal.",
+)
 @user_option
 @store_options
-def patients(database: str | None, fmt: str, user: str | None) -> None:
+def patients(database: str | None, fmt: str, wide: bool, user: str | None) -> None:
     """List patients most urgent first (the worklist's order) with their latest WBC and ANC and last CBC.
 
     priority is the tier (1 = most urgent: ANC grade 4 or febrile neutropenia) and priority_reason the
@@ -106,8 +180,15 @@ def patients(database: str | None, fmt: str, user: str | None) -> None:
     p_grade4, nadir_anc and nadir_window: the nadir forecast of the cycle now (see `forecast`; nadir_window
     in calendar days since the dosing day, [9, 11] being D10-D12).
 
+    The table shows, by default, the columns that fit a terminal: the latest WBC, ANC and ALC with their
+    CTCAE grade ("0.4 G4"), the last CBC's date in the site's zone and the days since, the cycle day
+    (C#D#), the flags and the priority reason (long text cut short with "..."); --wide prints every
+    column in full, as csv and json carry them.
+
     \b
-    Example:
+    Examples:
+      python -m monitor patients
+      python -m monitor patients --wide
       python -m monitor patients --format json
     """
     config = _config(database)
@@ -127,6 +208,9 @@ def patients(database: str | None, fmt: str, user: str | None) -> None:
         dict(zip(flags, sentences, strict=True))
         for flags, sentences in zip(frame["flags"], frame["explanations"], strict=True)
     ]
+    if fmt == "table" and not wide:
+        click.echo(_compact_text(_compact(frame, config.timezone)) if len(frame) else "(none)")
+        return
     _emit(
         frame[PATIENT_COLUMNS],
         fmt,

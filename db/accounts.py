@@ -44,6 +44,8 @@ DEMO_ACCOUNTS = (
     ("admin", "Demo administrator", "admin", ()),
     ("oncology", "Demo oncology clinician", "clinician", ("oncology",)),
     ("medicine", "Demo internal medicine clinician", "clinician", ("internal-medicine",)),
+    # The read-only role, to be tried on the whole cohort: it reads every demo patient, records nothing.
+    ("viewer", "Demo viewer (read-only)", "viewer", ("oncology", "internal-medicine")),
 )
 
 

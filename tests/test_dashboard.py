@@ -100,6 +100,7 @@ def test_first_start_creates_the_store_seeds_the_demo_and_asks_to_sign_in(tmp_pa
     assert not at.exception
     assert at.title[0].value == "Sign in" and not at.dataframe  # nothing else renders before sign-in
     assert "`oncology`" in at.caption[0].value and "password `demo`" in at.caption[0].value
+    assert "`viewer` (viewer, oncology, internal-medicine)" in at.caption[0].value  # the read-only role
     at.text_input(key="sign_in_username").input("medicine")
     at.text_input(key="sign_in_password").input("demo")
     at.button(key="FormSubmitter:sign_in_form-Sign in").click().run()
@@ -109,6 +110,13 @@ def test_first_start_creates_the_store_seeds_the_demo_and_asks_to_sign_in(tmp_pa
     assert len(table) >= 20 and table["Name"].str.contains("Synthetic").all()
     # The internal-medicine clinician sees only internal-medicine patients.
     assert table["Teams"].str.contains("Internal medicine").all()
+
+
+def test_the_sign_in_page_names_the_product(imported_store) -> None:
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.exception
+    assert at.title[0].value == "Sign in"
+    assert any(block.value.startswith("**Leukopenia monitor**") for block in at.markdown)
 
 
 def test_wrong_passwords_slow_further_attempts_down_and_never_lock_the_account(tmp_path, monkeypatch) -> None:
@@ -416,13 +424,22 @@ def test_import_page_lists_past_imports_and_their_refusals(tmp_path, monkeypatch
     batches = at.dataframe[0].value
     assert batches["File"].tolist() == ["canonical-bad-row.csv", "canonical-good.csv"]
     assert batches["Rejected"].tolist() == [1, 0]
+
+    def refused_views() -> list[str]:
+        with store() as session:
+            views = session.execute(text("SELECT details FROM audit_log WHERE action = 'view'")).scalars()
+            return [view for view in views if "worklist" not in view]  # the landing page's own view aside
+
+    # Opening the page reads no refused record and audits no view of them: nobody asked to see them.
+    assert len(at.dataframe) == 1 and at.selectbox(key="import_batch_rejects").value is None
+    assert refused_views() == []
+    at.selectbox(key="import_batch_rejects").select(batches["Import"].iloc[0]).run()
+    assert not at.exception
     refusals = at.dataframe[1].value
     assert refusals[["location", "reason"]].values.tolist() == [["line 4", "unknown unit 'furlongs' for WBC"]]
     # The refused records hold patient data verbatim: showing them is audited, once per import shown.
     at.run()
-    with store() as session:
-        views = session.execute(text("SELECT details FROM audit_log WHERE action = 'view'")).scalars().all()
-    refused = [view for view in views if "worklist" not in view]  # the landing page's own view aside
+    refused = refused_views()
     assert len(refused) == 1 and "refused records of import" in refused[0]
 
 
@@ -540,6 +557,39 @@ def test_audit_page_filters_by_every_action_and_finds_a_person_under_each_spelli
     at.text_input(key="audit_user").input("").run()
     at.selectbox(key="audit_action").select("import").run()
     assert at.dataframe[0].value["action"].tolist() == ["import"]
+
+
+def test_audit_page_shows_details_in_words_not_json(imported_store) -> None:
+    from db.audit import record
+
+    with open_store(imported_store, timezone="UTC").begin() as session:
+        key = session.scalar(select(Patient.id).limit(1))
+        record(
+            session,
+            at=datetime.now(UTC),
+            username="alice",
+            action="acknowledge",
+            patient_key=key,
+            details={"flags": ["neutropenia", "new_onset"], "comment": "repeat CBC {in a week}"},
+        )
+        record(
+            session,
+            at=datetime.now(UTC),
+            username="bob",
+            action="settings",
+            details={"cycles.regimens.TAC": {"fn_risk": "high"}},
+        )
+    at = _app().run()  # the worklist's view is audited: a row with {"what": ...}
+    at.switch_page("app_pages/audit.py").run()
+    assert not at.exception
+    shown = at.dataframe[0].value
+    cells = shown.astype(str).stack()
+    assert not cells.str.contains(r"^\s*[{\[].*[}\]]\s*$", regex=True).any(), "a cell shows raw JSON"
+    assert not cells.str.contains('":', regex=False).any()
+    by = shown.set_index("username")
+    assert by.loc["alice", "details"] == "comment: repeat CBC {in a week}; flags: neutropenia, new_onset"
+    assert by.loc["bob", "details"] == "cycles.regimens.TAC: fn_risk high"
+    assert shown.loc[shown["action"] == "view", "what"].str.startswith("worklist").any()
 
 
 def _exports(url: str) -> list[tuple[str, str]]:

@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from cli import cli
+from db.accounts import visible
 from db.migrate import upgrade
 from db.models import (
     Acknowledgement,
@@ -506,6 +507,38 @@ def test_removing_the_demo_takes_out_every_row_of_its_patients_and_leaves_real_o
     assert _demo(demo_store, "--patients", "3")[1].startswith("synthetic demo cohort of 3 patients")
 
 
+def test_the_viewer_demo_account_reads_every_demo_patient_and_cannot_change_anything(
+    demo_store: sessionmaker[Session],
+) -> None:
+    viewer = sign_in(demo_store, username="viewer", password="demo", now=NOW)
+
+    assert not isinstance(viewer, str), viewer
+    assert viewer.role == "viewer" and not viewer.may("record")
+    with demo_store() as session:
+        synthetic = set(session.scalars(select(Patient.id).where(Patient.is_synthetic.is_(True))))
+        seen = set(session.scalars(select(Patient.id).where(visible(Patient.id, viewer))))
+        acknowledged = session.scalar(select(func.count()).select_from(Acknowledgement))
+    assert synthetic and synthetic <= seen  # the demo patients of both teams, as the clinicians see theirs
+    key = min(synthetic)
+    with pytest.raises(PermissionError, match="viewer accounts cannot add or change records"):
+        acknowledge(demo_store, viewer=viewer, patient_key=key, comment="seen", now=LATER)
+    with pytest.raises(PermissionError):
+        add_event(
+            demo_store,
+            viewer=viewer,
+            patient_key=key,
+            kind="note",
+            start=LATER,
+            end=None,
+            label="a note",
+            details="",
+            now=LATER,
+            timezone="UTC",
+        )
+    with demo_store() as session:
+        assert session.scalar(select(func.count()).select_from(Acknowledgement)) == acknowledged
+
+
 def test_the_demo_accounts_cannot_sign_in_once_removed_and_their_names_stay_taken(
     demo_store: sessionmaker[Session],
 ) -> None:
@@ -513,13 +546,19 @@ def test_the_demo_accounts_cannot_sign_in_once_removed_and_their_names_stay_take
 
     code, out, _ = _demo(demo_store, "--remove")
 
-    assert code == 0 and "demo accounts disabled, their passwords cleared: admin, oncology, medicine" in out
-    for name in ("admin", "oncology", "medicine"):
+    disabled = "demo accounts disabled, their passwords cleared: admin, oncology, medicine, viewer"
+    assert code == 0 and disabled in out
+    for name in ("admin", "oncology", "medicine", "viewer"):
         assert isinstance(sign_in(demo_store, username=name, password="demo", now=LATER), str)
     with demo_store() as session:
         users = session.execute(select(AppUser.username, AppUser.is_active, AppUser.password_hash)).all()
         assert session.scalar(select(func.count()).select_from(UserTeam)) == 0
-    assert sorted(users) == [("admin", False, None), ("medicine", False, None), ("oncology", False, None)]
+    assert sorted(users) == [
+        ("admin", False, None),
+        ("medicine", False, None),
+        ("oncology", False, None),
+        ("viewer", False, None),
+    ]
     with pytest.raises(ValueError, match="exists already"):  # nobody inherits the demo admin's trail
         add_user(
             demo_store,

@@ -4,6 +4,7 @@ item 6), over a store holding the haematologist's review cases."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -89,9 +90,34 @@ def test_patients_json_lists_the_review_cases_in_worklist_order_with_priority_an
 
 def test_the_patients_table_is_in_the_same_order_and_says_why(review_store: str) -> None:
     lines = monitor("patients", url=review_store).stdout.splitlines()
-    assert lines[0].split()[:3] == ["patient_id", "priority", "priority_reason"]
+    assert lines[0].split()[:3] == ["patient_id", "name", "priority"]
     assert [line.split()[0] for line in lines[1:]] == [name for name, _, _ in ORDER]
     assert "new neutropenia: ANC grade 2 (1.2 x10^9/L on 2026-05-20)" in lines[3]
+
+
+def test_the_patients_table_fits_a_terminal_and_wide_prints_every_column(review_store: str) -> None:
+    from cli.views import PATIENT_COLUMNS
+
+    compact = monitor("patients", url=review_store)
+    assert compact.returncode == 0, compact.stderr
+    lines = compact.stdout.splitlines()
+    assert max(map(len, lines)) <= 200  # was thousands of characters: every column, sentences in full
+    assert lines[0].split() == [
+        *("patient_id", "name", "priority", "wbc", "anc", "alc"),
+        *("last_cbc", "days", "cycle", "flags", "priority_reason"),
+    ]
+    assert all(re.search(r" G[0-4] ", line) for line in lines[1:])  # the latest counts with their grade
+
+    wide = monitor("patients", "--wide", url=review_store)
+    assert wide.returncode == 0, wide.stderr
+    assert wide.stdout.splitlines()[0].split() == PATIENT_COLUMNS
+    assert len(wide.stdout.splitlines()) == len(lines)
+    # csv and json are for programs: every column whatever --wide says
+    listed = json.loads(monitor("patients", "--format", "json", url=review_store).stdout)
+    assert list(listed[0]) == PATIENT_COLUMNS
+    assert monitor("patients", "--format", "csv", url=review_store).stdout.splitlines()[0].split(",") == (
+        PATIENT_COLUMNS
+    )
 
 
 def test_alerts_come_in_the_worklists_order(review_store: str) -> None:

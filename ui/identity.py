@@ -32,6 +32,12 @@ from services.store import STORE_ERRORS
 from ui import data
 
 _LOG = logging.getLogger("monitor.dashboard")
+# The product's name (README's title), on the browser tab and the sign-in page.
+PRODUCT = "Leukopenia monitor"
+PRODUCT_LINE = (
+    f"**{PRODUCT}**: white-cell counts (CBC) followed over weeks and months for care teams and oncology "
+    "units. Decision support, not a diagnosis."
+)
 STORE_UNAVAILABLE = "The store is unavailable, so sign-in cannot be checked now: try again in a moment."
 
 _VIEWER = "viewer"
@@ -196,6 +202,7 @@ def _client_address() -> str | None:
 def sign_in_page() -> None:
     """The sign-in form; nothing else renders until it succeeds."""
     st.title("Sign in")
+    st.markdown(PRODUCT_LINE)
     notice = st.session_state.pop("sign_in_notice", None)
     if notice:
         st.info(notice)
@@ -228,9 +235,7 @@ def sign_in_page() -> None:
         st.error(STORE_UNAVAILABLE)
         return
     if data.synthetic_present():
-        names = ", ".join(
-            f"`{name}` ({role}{', ' + teams[0] if teams else ''})" for name, _, role, teams in DEMO_ACCOUNTS
-        )
+        names = ", ".join(f"`{name}` ({', '.join((role, *teams))})" for name, _, role, teams in DEMO_ACCOUNTS)
         st.caption(
             f"Demo accounts while the synthetic cohort is present: {names}; password `{DEMO_PASSWORD}`."
         )
