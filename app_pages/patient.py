@@ -20,7 +20,7 @@ from ui.figures import FEVER_FROM_EVENT
 from ui.identity import current_viewer
 from ui.pickers import choose_patient
 from ui.temperatures import TEMPERATURE_CAPTION, usable_temperatures
-from ui.text import plain
+from ui.text import plain, truth
 
 WINDOWS = {"3 months": 91, "6 months": 182, "1 year": 365, "All": None}
 
@@ -139,7 +139,7 @@ with summary[0].container(border=True):
     if isinstance(pattern, str) and pattern != "none":
         name = pattern.replace("_", " ")
         st.markdown(f"**Latest panel:** {name} ({PATTERNS[pattern]}): {plain(patient['pattern_detail'])}")
-    acknowledged = patient["acknowledged"]
+    acknowledged = truth(patient["acknowledged"])  # None: no flag to acknowledge
     if acknowledged is True:
         st.caption(f"Acknowledged {patient['acknowledged_at']:%Y-%m-%d %H:%M} UTC.")
     elif acknowledged is False:

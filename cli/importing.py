@@ -129,6 +129,7 @@ def import_(
         again=again,
         teams=teams,
         site_timezone=config.timezone,
+        future_tolerance=config.future_tolerance,
     )
     worst = 0
     summaries = []

@@ -25,8 +25,23 @@ _HL7_TS = (
 ISO_WITH_OFFSET = r"[T ]\d{2}(?::?\d{2}){0,2}(?:[.,]\d+)?(?:Z|z|[+-]\d{2}(?::?\d{2})?)$"
 
 
+# Outside these years a laboratory time is a typing error (docs/clinical-rules.md, Plausible collection
+# times); time-zone rules also end there.
 PLAUSIBLE_YEARS = (1900, 2999)
+OUTSIDE_YEARS = f" is outside the years {PLAUSIBLE_YEARS[0]}-{PLAUSIBLE_YEARS[1]} (in UTC)"
 DAY = pd.Timedelta(days=1)
+
+
+def year_outside(written: pd.Series) -> pd.Series:
+    """Whether each time as written (ISO 8601 or HL7, year first) begins with a year outside
+    ``PLAUSIBLE_YEARS``: why a time that could not be read was refused.
+
+    >>> year_outside(pd.Series(["18991231", "1899-12-31T23:00Z", "20260105", "x", ""])).tolist()
+    [True, True, False, False, False]
+    """
+    years = pd.to_numeric(written.astype(str).str.extract(r"^\s*(\d{4})", expand=False), errors="coerce")
+    outside: pd.Series = (years < PLAUSIBLE_YEARS[0]) | (years > PLAUSIBLE_YEARS[1])
+    return outside
 
 
 def implausible(moments: pd.Series) -> pd.Series:

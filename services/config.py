@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from monitor.timestamps import is_timezone
@@ -22,6 +23,8 @@ TIMEZONE_ENV = "MONITOR_TIMEZONE"
 SEED_DEMO_ENV = "MONITOR_SEED_DEMO"
 CACHE_SECONDS_ENV = "MONITOR_CACHE_SECONDS"
 DEFAULT_CACHE_SECONDS = 60
+FUTURE_TOLERANCE_ENV = "MONITOR_FUTURE_TOLERANCE_MINUTES"
+DEFAULT_FUTURE_TOLERANCE_MINUTES = 60  # monitor.formats.records.FUTURE_TOLERANCE
 
 
 class ConfigError(ValueError):
@@ -46,12 +49,17 @@ class Config:
     cache_seconds
         How long a dashboard process reuses what it read (``MONITOR_CACHE_SECONDS``, default 60): the
         longest a page can lag behind an import made by another process.
+    future_tolerance
+        How far after an import a result's collection time may be before the result is refused as in the
+        future (``MONITOR_FUTURE_TOLERANCE_MINUTES``, default 60; docs/clinical-rules.md, Plausible
+        collection times).
     """
 
     database_url: str
     timezone: str = "UTC"
     seed_demo: bool = False
     cache_seconds: int = DEFAULT_CACHE_SECONDS
+    future_tolerance: timedelta = timedelta(minutes=DEFAULT_FUTURE_TOLERANCE_MINUTES)
 
     @classmethod
     def from_environment(
@@ -85,6 +93,7 @@ class Config:
             timezone=_timezone(env.get(TIMEZONE_ENV, "")),
             seed_demo=_seed_demo(env.get(SEED_DEMO_ENV, ""), url),
             cache_seconds=_cache_seconds(env.get(CACHE_SECONDS_ENV, "")),
+            future_tolerance=_future_tolerance(env.get(FUTURE_TOLERANCE_ENV, "")),
         )
 
 
@@ -111,3 +120,10 @@ def _cache_seconds(text: str) -> int:
     if not value.isdigit() or int(value) < 1:
         raise ConfigError(f"{CACHE_SECONDS_ENV}={value!r} is not a whole number of seconds (at least 1)")
     return int(value)
+
+
+def _future_tolerance(text: str) -> timedelta:
+    value = text.strip() or str(DEFAULT_FUTURE_TOLERANCE_MINUTES)
+    if not value.isdigit():
+        raise ConfigError(f"{FUTURE_TOLERANCE_ENV}={value!r} is not a whole number of minutes (0 or more)")
+    return timedelta(minutes=int(value))

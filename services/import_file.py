@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -31,7 +31,7 @@ from db.queries import batch_rejections
 from db.status import BatchResults, refresh_patient_status
 from monitor.formats.batch import identifiers, in_file_order, panel_chunks, refuse_mostly_broken, retried
 from monitor.formats.parsed import REJECT_COLUMNS
-from monitor.formats.records import normalise_results
+from monitor.formats.records import FUTURE_TOLERANCE, normalise_results
 from monitor.formats.registry import FORMAT_NAMES, FORMATS, Format, format_named, read_text
 from monitor.formats.storable import storable
 from monitor.timestamps import is_timezone
@@ -71,6 +71,9 @@ class ImportOptions:
     site_timezone
         The site's zone (``services.config.Config.timezone``), required: a default would read a caller's
         offset-less times in a zone it never chose.
+    future_tolerance
+        How far after the import a collection time may be before its result is refused as in the future
+        (``services.config.Config.future_tolerance``; docs/clinical-rules.md, Plausible collection times).
     """
 
     imported_by: str
@@ -81,6 +84,7 @@ class ImportOptions:
     dry_run: bool = False
     again: bool = False
     teams: tuple[str, ...] = ()
+    future_tolerance: timedelta = FUTURE_TOLERANCE
 
     def __post_init__(self) -> None:
         # Checked here, so that no caller can read a feed's times in a zone that does not exist.
@@ -89,6 +93,8 @@ class ImportOptions:
                 raise ValueError(f"{name} {zone!r} is not an IANA time zone (e.g. Europe/London)")
         if self.format is not None and self.format not in FORMAT_NAMES:
             raise ValueError(f"no format {self.format!r} (one of {', '.join(FORMAT_NAMES)})")
+        if self.future_tolerance < timedelta(0):
+            raise ValueError(f"future_tolerance {self.future_tolerance} is negative")
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,7 +304,11 @@ def _write_results(
             counts.unchanged += left
         refused.append(rejected)
         for start, stop in panel_chunks(records, CHUNK_RESULTS):
-            normalised = normalise_results(records.iloc[start:stop])
+            normalised = normalise_results(
+                records.iloc[start:stop],
+                imported_at=reading.now,
+                future_tolerance=reading.options.future_tolerance,
+            )
             written = write_generations(
                 session,
                 normalised.results,

@@ -311,3 +311,39 @@ def test_patients_and_alerts_audit_a_view_of_every_patient_they_list(upgraded: s
     assert all(who.startswith("cli:") for who, _, _ in views)
     assert {mrn for _, mrn, details in views if "patient list" in details} == patients
     assert {mrn for _, mrn, details in views if "alerts since" in details} == alerts
+
+
+def test_a_csv_missing_a_required_column_is_named_with_the_format_detected_as_when_it_is_named(
+    tmp_path: Path, upgraded: str
+) -> None:
+    export = tmp_path / "no-unit.csv"
+    export.write_text("patient_id,collected_at,analyte,value\nP1,2026-03-02T08:15:00Z,wbc,5.6\n")
+    detected = monitor("import", str(export), url=upgraded)
+    named = monitor("import", str(export), "--format", "csv", url=upgraded)
+    assert detected.returncode == named.returncode == 2
+    lacks = (
+        "no-unit.csv: not imported: the header lacks unit "
+        "(expected patient_id,collected_at,analyte,value,unit,ref_low,ref_high,lab,accession,status)"
+    )
+    assert lacks in detected.stderr.splitlines() and lacks in named.stderr.splitlines()
+
+
+def test_the_future_tolerance_of_imports_comes_from_the_environment(
+    tmp_path: Path, upgraded: str, monkeypatch
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    ahead = (datetime.now(UTC) + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    export = tmp_path / "ahead.csv"
+    export.write_text(f"patient_id,collected_at,analyte,value,unit\nP1,{ahead},wbc,5.6,10^9/L\n")
+    refused = monitor("import", str(export), "--dry-run", url=upgraded)
+    assert refused.returncode == 1
+    assert f"ahead.csv:2: rejected: collected_at '{ahead}' is in the future (more than 1 hour after" in (
+        refused.stderr
+    )
+    monkeypatch.setenv("MONITOR_FUTURE_TOLERANCE_MINUTES", "180")
+    assert monitor("import", str(export), url=upgraded).returncode == 0
+    monkeypatch.setenv("MONITOR_FUTURE_TOLERANCE_MINUTES", "an hour")
+    wrong = monitor("import", str(export), url=upgraded)
+    assert wrong.returncode == 2
+    assert "MONITOR_FUTURE_TOLERANCE_MINUTES='an hour' is not a whole number of minutes" in wrong.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import os
 import re
@@ -19,6 +20,7 @@ from db.accounts import Viewer, ensure_teams
 from db.models import AppUser, Patient, PatientTeam, Team, UserTeam
 from db.store import open_store
 from services.imports import ImportOptions, import_path
+from services.patient_actions import acknowledge
 from tests.conftest import DATA, ROOT
 
 APP = str(ROOT / "dashboard.py")
@@ -861,3 +863,34 @@ def test_a_store_that_cannot_be_reached_at_start_shows_no_host_port_or_path(tmp_
         [error] = [error.value for error in at.error]
         assert error.startswith("The dashboard cannot start: its store cannot be reached or opened.")
         assert secret not in error and ":9" not in error and "pw" not in error
+
+
+def _numpy_booleans(view):
+    """The patient's status row as a frame's row holds it (numpy booleans, not Python's)."""
+    status = view.status.map(lambda value: np.bool_(value) if isinstance(value, bool) else value)
+    return dataclasses.replace(view, status=status)
+
+
+@pytest.mark.parametrize("status", ["as served", "numpy booleans"])
+def test_the_patient_page_says_whether_its_flags_are_acknowledged(
+    imported_store, monkeypatch, status
+) -> None:
+    import services.patients
+
+    store = open_store(imported_store, timezone="UTC")
+    key = services.patients.find_patient(store, viewer=ADMIN, patient_id="MRN1001")
+    clinician = Viewer("doc", "clinician", None)
+    _account(clinician)
+    acknowledge(store, viewer=clinician, patient_key=key, comment="Seen", now=datetime.now(UTC))
+    if status == "numpy booleans":
+        served = services.patients.patient_view
+        monkeypatch.setattr(
+            services.patients, "patient_view", lambda *a, **k: _numpy_booleans(served(*a, **k))
+        )
+    not_yet = "Not yet acknowledged since the flags last appeared or worsened."
+    at = _open_patient(_app().run())
+    captions = [caption.value for caption in at.caption]
+    assert any(caption.startswith("Acknowledged 20") for caption in captions) and not_yet not in captions
+    at = _open_patient(at, "MRN2002 · (no name)")
+    captions = [caption.value for caption in at.caption]
+    assert not_yet in captions and not any(caption.startswith("Acknowledged") for caption in captions)

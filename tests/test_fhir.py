@@ -309,7 +309,7 @@ def test_a_contained_patient_is_resolved() -> None:
 def test_a_year_beyond_9998_is_refused_rather_than_crashing() -> None:
     parsed = parse_one(observation(effectiveDateTime="9999-12-31"), timezone="America/New_York")
     assert parsed.rejected["reason"].tolist() == [
-        "effectiveDateTime '9999-12-31' is not a readable date-time"
+        "effectiveDateTime '9999-12-31' is outside the years 1900-2999 (in UTC)"
     ]
 
 

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select, text
@@ -392,4 +393,117 @@ def test_an_identifier_with_an_invisible_or_reordering_character_is_refused_nami
     assert summary.rejected["reason"].tolist() == [
         "patient_id contains an invisible or control character (U+202E)",
         "patient_id contains an invisible or control character (U+200B)",
+    ]
+
+
+# --- Collection times in the future (docs/clinical-rules.md, Plausible collection times) ---
+
+IMPORTED = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+AFTER_IMPORT = "more than 1 hour after the import at 2026-11-30T12:00:00Z"
+
+
+def _refused_in_store(store, batch_id: int) -> list[tuple[str, str]]:
+    with store() as session:
+        kept = session.execute(
+            select(RejectedRecord.location, RejectedRecord.reason)
+            .where(RejectedRecord.batch_id == batch_id)
+            .order_by(RejectedRecord.id)
+        )
+        return [tuple(row) for row in kept]
+
+
+def test_a_csv_row_collected_in_the_future_is_refused_with_its_line_and_the_good_row_lands(store) -> None:
+    content = (
+        HEADER.decode() + "P1,2099-01-01T00:00:00Z,wbc,9.9,10^9/L\nP1,2026-11-30T08:00:00Z,wbc,3.1,10^9/L\n"
+    )
+    summary = import_content(store, "future.csv", content.encode(), options=OPTIONS, now=IMPORTED)
+    reason = f"collected_at '2099-01-01T00:00:00Z' is in the future ({AFTER_IMPORT})"
+    assert summary.error is None and summary.accepted == 1
+    assert summary.rejected[["location", "reason"]].values.tolist() == [["line 2", reason]]
+    assert _refused_in_store(store, summary.batch_id) == [("line 2", reason)]
+    with store() as session:
+        assert session.scalars(select(Result.value)).all() == [3.1]
+
+
+def test_a_time_within_the_tolerance_lands_and_the_tolerance_is_an_import_option(store) -> None:
+    content = HEADER.decode() + "P1,2026-11-30T12:59:00Z,wbc,3.1,10^9/L\n"
+    assert import_content(store, "clock.csv", content.encode(), options=OPTIONS, now=IMPORTED).accepted == 1
+    strict = ImportOptions(imported_by="test", site_timezone="UTC", future_tolerance=timedelta(minutes=30))
+    content = content.replace("P1,", "P2,")  # other content: the same would be 'unchanged', not read
+    summary = import_content(store, "clock.csv", content.encode(), options=strict, now=IMPORTED)
+    assert summary.rejected["reason"].tolist() == [
+        "collected_at '2026-11-30T12:59:00Z' is in the future "
+        "(more than 30 minutes after the import at 2026-11-30T12:00:00Z)"
+    ]
+
+
+def test_a_wide_csv_panel_collected_in_the_future_is_refused(store) -> None:
+    content = (
+        "patient_id,collected_at,WBC (10^9/L)\nW1,2099-01-01T00:00:00Z,4.0\nW1,2026-11-30T08:00:00Z,3.0\n"
+    )
+    summary = import_content(store, "wide.csv", content.encode(), options=OPTIONS, now=IMPORTED)
+    assert summary.accepted == 1
+    assert summary.rejected["reason"].tolist() == [
+        f"collected_at '2099-01-01T00:00:00Z' is in the future ({AFTER_IMPORT})"
+    ]
+
+
+def test_hl7_collection_and_observation_times_in_the_future_or_before_1900_are_refused_by_field(
+    store,
+) -> None:
+    message = (
+        "MSH|^~\\&|LIS|LAB|EHR|WARD|20261130081500+0000||ORU^R01|M1|P|2.5.1\r"
+        "PID|1||P1^^^CITY^MR||Smith^Anna\r"
+        "OBR|1||ACC-1|CBC|||20990101000000+0000\r"
+        "OBX|1|NM|6690-2^WBC^LN||4.2|10*9/L|4.0-11.0||||F\r"
+        "OBR|2||ACC-2|CBC\r"
+        "OBX|1|NM|6690-2^WBC^LN||4.2|10*9/L|4.0-11.0||||F|||20990101000000\r"
+        "OBR|3||ACC-3|CBC|||18991231080000\r"
+        "OBX|1|NM|6690-2^WBC^LN||4.2|10*9/L|4.0-11.0||||F\r"
+        "OBR|4||ACC-4|CBC|||20261130073000\r"
+        "OBX|1|NM|6690-2^WBC^LN||3.1|10*9/L|4.0-11.0||||F\r"
+    )
+    summary = import_content(store, "future.hl7", message.encode(), options=OPTIONS, now=IMPORTED)
+    assert summary.accepted == 1
+    refused = [
+        [
+            "message 1 (M1), OBR 1, OBX 1",
+            f"OBR-7 collection time '20990101000000+0000' is in the future ({AFTER_IMPORT})",
+        ],
+        [
+            "message 1 (M1), OBR 2, OBX 1",
+            f"OBX-14 observation time '20990101000000' is in the future ({AFTER_IMPORT})",
+        ],
+        [
+            "message 1 (M1), OBR 3, OBX 1",
+            "OBR-7 collection time '18991231080000' is outside the years 1900-2999 (in UTC)",
+        ],
+    ]
+    assert summary.rejected[["location", "reason"]].values.tolist() == refused
+    assert [list(row) for row in _refused_in_store(store, summary.batch_id)] == refused
+
+
+def test_a_fhir_observation_effective_in_the_future_or_before_1900_is_refused_naming_the_element(
+    store,
+) -> None:
+    def observation(when: str) -> str:
+        return json.dumps(json.loads(_fhir("P1")) | {"effectiveDateTime": when})
+
+    content = "\n".join(observation(when) for when in ("2099-01-01T00:00:00Z", "1899-06-01", "2026-11-30"))
+    summary = import_content(store, "future.ndjson", content.encode(), options=OPTIONS, now=IMPORTED)
+    assert summary.accepted == 1
+    assert summary.rejected["reason"].tolist() == [
+        f"effectiveDateTime '2099-01-01T00:00:00Z' is in the future ({AFTER_IMPORT})",
+        "effectiveDateTime '1899-06-01' is outside the years 1900-2999 (in UTC)",
+    ]
+
+
+def test_a_csv_row_dated_1899_is_refused_and_the_good_row_lands(store) -> None:
+    content = (
+        HEADER.decode() + "P1,1899-03-02T08:00:00Z,wbc,3.1,10^9/L\nP1,2026-11-30T08:00:00Z,wbc,3.1,10^9/L\n"
+    )
+    summary = import_content(store, "old.csv", content.encode(), options=OPTIONS, now=IMPORTED)
+    assert summary.accepted == 1
+    assert summary.rejected[["location", "reason"]].values.tolist() == [
+        ["line 2", "collected_at '1899-03-02T08:00:00Z' is outside the years 1900-2999 (in UTC)"]
     ]

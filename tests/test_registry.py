@@ -109,6 +109,10 @@ def test_a_column_map_renames_the_header_before_the_format_is_detected() -> None
         ("", "the file is empty"),
         ("a;b;c\n1;2;3\n", "separated by semicolons"),
         ("name,age\nx,1\n", "not a recognised format"),
+        # A CSV that names most of a format's required columns is told which it lacks, as that format says.
+        ("patient_id,collected_at,analyte,value\nP1,2026-03-02T08:15:00Z,wbc,5.6\n", "the header lacks unit"),
+        ("patient_id,collected_at,value,unit\n", "the header lacks analyte "),
+        ("patient_id,kind,start\nP1,fever,2026-03-02\n", "the events header lacks label"),
     ],
 )
 def test_content_of_no_known_format_is_unusable_with_what_to_do(text: str, reason: str) -> None:

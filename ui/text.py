@@ -33,6 +33,21 @@ def plain(value: object) -> str:
     return _BLOCK_START.sub(lambda found: found.group(1) + "\\" + found.group(2), text)
 
 
+def truth(value: object) -> bool | None:
+    """A yes/no value read from a frame as Python's ``True``/``False``, or None when it is missing.
+
+    A frame hands back numpy booleans (``np.True_ is True`` is false), or ``pd.NA`` in a nullable column,
+    so a page that tests ``value is True`` would show neither branch.
+
+    >>> import numpy as np
+    >>> truth(np.True_), truth(np.False_), truth(pd.NA), truth(None), truth(float("nan")), truth(True)
+    (True, False, None, None, None, True)
+    """
+    if value is None or value is pd.NA or (isinstance(value, float) and pd.isna(value)):
+        return None
+    return bool(value)
+
+
 def plain_html(value: object) -> str:
     """``value`` as text for plotly's labels and hover (``<b>``, ``<a href>`` and entities shown as typed)."""
     if value is None or (not isinstance(value, str) and pd.isna(value)):

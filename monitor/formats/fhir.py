@@ -43,7 +43,7 @@ from monitor.formats.parsed import (
     Parsed,
     empty,
 )
-from monitor.timestamps import localise_iso
+from monitor.timestamps import OUTSIDE_YEARS, localise_iso, year_outside
 
 LOINC_SYSTEM = "http://loinc.org"
 UCUM_SYSTEM = "http://unitsofmeasure.org"
@@ -388,19 +388,20 @@ def _localise(
     if not rows:
         return empty(columns), empty(REJECT_COLUMNS)
     helpers = ("collected_at", "reported_at", "location", "raw_text", "_when")
-    frame = pd.DataFrame(rows).reindex(columns=list(dict.fromkeys([*columns, *helpers]))).fillna("")
+    named = list(dict.fromkeys([*columns, *helpers]))
+    frame = pd.DataFrame(rows).reindex(columns=named, fill_value="").fillna("")
     written = frame["collected_at"].astype(str)
     for column in ("collected_at", "reported_at"):
         times = frame[column].astype(str)
         frame[column] = localise_iso(times.where(~times.str.contains(_UNSUPPORTED_YEAR), ""), timezone)
     unreadable = frame["collected_at"].eq("")
-    refused = pd.DataFrame(
-        {
-            "location": frame["location"],
-            "raw_text": frame["raw_text"],
-            "reason": frame["_when"] + " '" + written + "' is not a readable date-time",
-        }
-    )[unreadable]
+    source = frame["_when"] + " '" + written + "'"
+    if "collected_as" in frame:
+        frame["collected_as"] = source
+    reason = (source + " is not a readable date-time").where(~year_outside(written), source + OUTSIDE_YEARS)
+    refused = pd.DataFrame({"location": frame["location"], "raw_text": frame["raw_text"], "reason": reason})[
+        unreadable
+    ]
     return frame.loc[~unreadable, list(columns)].astype(str).reset_index(drop=True), refused.astype(str)
 
 

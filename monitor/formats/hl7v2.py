@@ -29,7 +29,7 @@ from monitor.formats.parsed import (
     cut_raw,
 )
 from monitor.formats.ranges import split_range
-from monitor.timestamps import hl7_to_iso
+from monitor.timestamps import OUTSIDE_YEARS, hl7_to_iso, year_outside
 
 MLLP_CHARACTERS = ("\x0b", "\x1c")
 # Statuses that mean "no result yet" (HL7 table 0085: I pending, O order only, N not asked).
@@ -268,7 +268,9 @@ def parse_hl7(text: str, *, timezone: str = "UTC", messages_before: int = 0) -> 
     when = hl7_to_iso(_with_message_offset(collected, offsets), timezone)
     reported = hl7_to_iso(_with_message_offset(frame["reported_at"], offsets), timezone)
     untimed = _untimed(frame, collected, when)
-    frame = frame.assign(collected_at=when, reported_at=reported)[when.ne("").to_numpy()]
+    frame = frame.assign(
+        collected_at=when, reported_at=reported, collected_as=_time_field(frame) + " '" + collected + "'"
+    )[when.ne("").to_numpy()]
     cbc = frame["analyte"] != ""
     records, refused = _cbc_records(frame[cbc])
     return Parsed(
@@ -285,15 +287,19 @@ def parse_piece(text: str, zone: str, before: int) -> Parsed:
     return parse_hl7(text, timezone=zone, messages_before=before)
 
 
+def _time_field(frame: pd.DataFrame) -> pd.Series:
+    """The field each observation's collection time comes from: OBR-7, else OBX-14."""
+    return frame["collected_at"].ne("").map({True: "OBR-7 collection time", False: "OBX-14 observation time"})
+
+
 def _untimed(frame: pd.DataFrame, written: pd.Series, read: pd.Series) -> pd.DataFrame:
     """Observations (CBC or not) whose collection time is missing or cannot be read, with the reason."""
     missing = read.eq("")
-    source = (
-        frame["collected_at"].ne("").map({True: "OBR-7 collection time", False: "OBX-14 observation time"})
+    source = _time_field(frame) + " '" + written + "'"
+    reason = (source + " is not an HL7 date/time (YYYYMMDD[HHMM[SS]][+/-ZZZZ])").where(
+        ~year_outside(written), source + OUTSIDE_YEARS
     )
-    reason = (source + " '" + written + "' is not an HL7 date/time (YYYYMMDD[HHMM[SS]][+/-ZZZZ])").where(
-        written.ne(""), "no collection time: OBR-7 and OBX-14 are both empty"
-    )
+    reason = reason.where(written.ne(""), "no collection time: OBR-7 and OBX-14 are both empty")
     return frame.assign(reason=reason)[missing.to_numpy()][list(REJECT_COLUMNS)]
 
 

@@ -32,6 +32,9 @@ RAW_COLUMNS = (
     "ref_raw",
     "abnormal_flag",
     "reported_at",
+    # The collection time as the source wrote it, with its field ("OBR-7 collection time '20990101'"), for
+    # a refusal to quote; '' quotes ``collected_at`` as it is.
+    "collected_as",
 )
 REJECT_COLUMNS = ("location", "raw_text", "reason")
 # Patients as the source describes them (demographics only fill in new patients).

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -17,7 +18,7 @@ import pandas as pd
 from monitor.analytes import ANALYTES, LOINC
 from monitor.formats.parsed import RAW_COLUMNS
 from monitor.formats.units import conversion_factors, conversion_offsets, to_canonical
-from monitor.timestamps import ISO_WITH_OFFSET, PLAUSIBLE_YEARS, implausible, naive_iso
+from monitor.timestamps import ISO_WITH_OFFSET, OUTSIDE_YEARS, implausible, naive_iso
 
 RESULT_COLUMNS = (
     "patient_id",
@@ -68,6 +69,12 @@ STATUS_ALIASES: dict[str, str] = {
 }
 # Kept, but no longer a result: a withdrawn record need carry no value or unit.
 WITHDRAWN = ("cancelled", "entered-in-error")
+
+
+# How far after the import a collection time may be before it is refused as in the future: clocks of the
+# lab and of this server that disagree by minutes are not an error; a date in the next year is
+# (docs/clinical-rules.md, Plausible collection times).
+FUTURE_TOLERANCE = timedelta(hours=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,13 +209,48 @@ def _label(analyte: pd.Series) -> pd.Series:
     return analyte.map({code: a.label for code, a in ANALYTES.items()}).fillna(analyte)
 
 
-def normalise_results(raw: pd.DataFrame) -> Normalised:
+def duration_words(span: timedelta) -> str:
+    """A tolerance as a message says it: whole hours in hours, anything else in minutes.
+
+    >>> duration_words(timedelta(hours=1)), duration_words(timedelta(hours=3)), duration_words(timedelta(0))
+    ('1 hour', '3 hours', '0 minutes')
+    >>> duration_words(timedelta(minutes=90)), duration_words(timedelta(minutes=1))
+    ('90 minutes', '1 minute')
+    """
+    minutes = int(span.total_seconds() // 60)
+    if minutes and minutes % 60 == 0:
+        return f"{minutes // 60} hour{'' if minutes == 60 else 's'}"
+    return f"{minutes} minute{'' if minutes == 1 else 's'}"
+
+
+def _future(
+    collected_at: pd.Series, imported_at: datetime | None, tolerance: timedelta
+) -> tuple[pd.Series, str]:
+    """Which collection times are more than ``tolerance`` after ``imported_at`` (none when it is None),
+    and the end of the sentence that refuses them."""
+    if imported_at is None:
+        return pd.Series(False, index=collected_at.index), ""
+    imported = pd.Timestamp(imported_at).tz_convert("UTC")
+    ahead = collected_at > imported + tolerance
+    words = f"more than {duration_words(tolerance)} after the import at {imported:%Y-%m-%dT%H:%M:%SZ}"
+    return ahead, f" is in the future ({words})"
+
+
+def normalise_results(
+    raw: pd.DataFrame, *, imported_at: datetime | None = None, future_tolerance: timedelta = FUTURE_TOLERANCE
+) -> Normalised:
     """Validate raw text records and convert them to canonical units.
 
     Parameters
     ----------
     raw : pd.DataFrame
         Text columns as in ``RAW_COLUMNS`` (missing optional fields as empty strings).
+    imported_at : datetime, optional
+        When the import runs (tz-aware): a collection time more than ``future_tolerance`` after it is
+        refused (docs/clinical-rules.md, Plausible collection times). None (records read outside an
+        import) checks no time against a clock.
+    future_tolerance : timedelta
+        How far after ``imported_at`` a collection time may be (default `FUTURE_TOLERANCE`, 1 hour).
 
     Returns
     -------
@@ -249,6 +291,7 @@ def normalise_results(raw: pd.DataFrame) -> Normalised:
     # Outside these years a collection time is a typing error (and beyond the calendar, with its offset).
     out_of_years = implausible(collected_at)
     collected_at = collected_at.where(~out_of_years)
+    in_future, future_words = _future(collected_at, imported_at, future_tolerance)
     # Judged only where the time could not be read (few rows, if any): which reason to give.
     unread = collected_at.isna().to_numpy()
     only_offset_missing = pd.Series(False, index=collected_at.index)
@@ -297,6 +340,10 @@ def normalise_results(raw: pd.DataFrame) -> Normalised:
                     c: text[c][rows]
                     for c in ("collected_at", "analyte", "value", "unit", "ref_low", "ref_high")
                 },
+                # The field and the time as the source wrote them (a CSV's collected_at when not given).
+                "collected_as": text["collected_as"][rows].where(
+                    text["collected_as"][rows] != "", "collected_at '" + text["collected_at"][rows] + "'"
+                ),
                 "status": text["status"][rows],
                 "label": _label(known.fillna("")),
                 "converted": value[rows].map("{:g}".format, na_action="ignore"),
@@ -316,11 +363,8 @@ def normalise_results(raw: pd.DataFrame) -> Normalised:
                 "collected_at '{collected_at}' has no time zone offset (add Z or +hh:mm, or give the zone it "
                 "is in: --timezone, or the Import page's time zone)",
             ),
-            (
-                out_of_years,
-                "collected_at '{collected_at}' is outside the years "
-                f"{PLAUSIBLE_YEARS[0]}-{PLAUSIBLE_YEARS[1]} (in UTC)",
-            ),
+            (out_of_years, "{collected_as}" + OUTSIDE_YEARS),
+            (in_future, "{collected_as}" + future_words),
             (
                 collected_at.isna(),
                 "collected_at '{collected_at}' is not an ISO 8601 date-time (e.g. 2026-03-16T09:40:00+01:00)",

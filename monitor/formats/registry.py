@@ -143,6 +143,9 @@ def detect_format(text: str) -> Format:
         if known.looks_like(text):
             return known
     header = text.lstrip("\ufeff").split("\n", 1)[0]
+    nearest = _nearest_csv(header)
+    if nearest is not None:
+        raise UnusableFile(nearest)
     if header.count(";") >= 2 and "," not in header:
         raise UnusableFile(
             "the first line is separated by semicolons: the CSV formats read here are comma-separated "
@@ -153,6 +156,26 @@ def detect_format(text: str) -> Format:
         "name the format (--format, or the Import page's Format), or rename a lab export's columns "
         "(--map, or Rename CSV columns)"
     )
+
+
+def _nearest_csv(header: str) -> str | None:
+    """What a CSV header lacks to be the canonical or events CSV it mostly names (more than half of that
+    format's required columns), as that format's parser says it; None when it names neither.
+
+    >>> _nearest_csv("patient_id,collected_at,analyte,value").split(" (")[0]
+    'the header lacks unit'
+    >>> _nearest_csv("MRN,Drawn,Test,Result") is None
+    True
+    """
+    names = {name.strip().lower() for name in header.split(",")}
+    for required, message in (
+        (csv_long.REQUIRED, "the header lacks {} (expected " + ",".join(csv_long.HEADER) + ")"),
+        (events.REQUIRED, "the events header lacks {}"),
+    ):
+        missing = [name for name in required if name not in names]
+        if missing and len(missing) < len(required) / 2:
+            return message.format(", ".join(missing))
+    return None
 
 
 def read_text(
