@@ -64,6 +64,7 @@ def _run(dry_run: bool) -> list[ImportSummary]:
         again=again,
         teams=tuple(teams),
         site_timezone=site_timezone,
+        future_tolerance=data.config().future_tolerance,
     )
     for number, upload in enumerate(uploads, start=1):
         progress.progress((number - 1) / len(uploads), text=f"{upload.name} ({number} of {len(uploads)})")
