@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmarks.import_csv import ANALYTES
+from benchmarks.import_csv import ANALYTES, SYNTHETIC_FUTURE
 from monitor.formats.csv_long import HEADER
 
 ROOT = Path(__file__).parents[1]
@@ -125,7 +125,9 @@ def main() -> None:
         summary = import_path(
             open_store(url, timezone="UTC"),
             path,
-            options=ImportOptions(imported_by="benchmark", site_timezone="UTC"),
+            options=ImportOptions(
+                imported_by="benchmark", site_timezone="UTC", future_tolerance=SYNTHETIC_FUTURE
+            ),
         )
         assert summary.error is None, summary.error
         print(

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmarks.import_csv import ANALYTES, generate, peak_rss_mb
+from benchmarks.import_csv import ANALYTES, SYNTHETIC_FUTURE, generate, peak_rss_mb
 
 ROOT = Path(__file__).parents[1]
 
@@ -157,7 +157,11 @@ def store(results: int) -> dict[str, float]:
         generate(path, results)
         factory = open_store(f"sqlite:///{Path(folder) / 'bench.db'}", timezone="UTC")
         summary = import_path(
-            factory, path, options=ImportOptions(imported_by="benchmark", site_timezone="UTC")
+            factory,
+            path,
+            options=ImportOptions(
+                imported_by="benchmark", site_timezone="UTC", future_tolerance=SYNTHETIC_FUTURE
+            ),
         )
         assert summary.error is None, summary.error
         imported_mb = peak_rss_mb()

@@ -23,8 +23,18 @@ def test_on_twenty_simulated_patients_the_forecast_beats_the_naive_one_and_ranks
     rows = pd.DataFrame([evaluate(seed) for seed in range(1800, 1820)])
     figures = summarise(rows, 0.5)
     assert figures["forecast"] == 20 and figures["right_cycle"] == 20
-    assert figures["nadir_anc_mae"] < figures["naive_nadir_anc_mae"]
-    assert figures["nadir_day_mae"] < 2.0
+    # Like with like, on the patients both forecast. At this size the median error of the nadir ANC is
+    # noise (the recorded 480-patient run has it: docs/clinical-rules.md, Validation in simulation); the
+    # mean error on the log scale, where the naive forecaster's misses of a grade 4 nadir count, is not.
+    both = rows.dropna(subset=["naive_nadir"])
+    assert len(both) >= 15
+
+    def log_error(column: str) -> float:
+        return float(np.abs(np.log((both[column] + 0.1) / (both["true_nadir"] + 0.1))).mean())
+
+    assert log_error("nadir") < log_error("naive_nadir")
+    day_error = (both["nadir_day"] - both["true_nadir_day"]).abs().median()
+    assert day_error < 2.0 and day_error < (both["naive_nadir_day"] - both["true_nadir_day"]).abs().median()
     assert 0.5 <= figures["coverage_80"] <= 1.0
     if 3 <= figures["grade4_truth"] <= 17:
         assert figures["auc_g4"] >= 0.75
