@@ -23,7 +23,7 @@ from monitor.analysis.forecast import MODEL, forecast_patient
 
 __all__ = ["FORECAST_STATUS", "status_forecasts"]
 
-# The forecast's columns in the patient status (FORECAST_COLUMNS but the start, the count of results used
+# The forecast's columns in the patient status (the figures of a ``Forecast`` but its start, the count used
 # and the reason, which is nullable text there), and the fingerprint of its inputs.
 FORECAST_STATUS = [
     "forecast_cycle",

@@ -114,7 +114,7 @@ def nadir_windows(
         The site's zone, in which the window's days are calendar days.
     forecasts : pd.DataFrame, optional
         Nadir forecasts indexed by ``patient_key`` (``forecast_cycle``, ``nadir_window_first``,
-        ``nadir_window_last``: ``analysis.forecast.FORECAST_COLUMNS``): the forecast's window, in the same
+        ``nadir_window_last``: ``db.forecasts.FORECAST_STATUS``): the forecast's window, in the same
         day numbers (the forecast's whole days since the dose), replaces the regimen's or the default for
         the cycle it forecasts (``forecast`` True); a count drawn in the window it replaced samples it too
         (the forecast is made after the counts: a window is never missed in hindsight).

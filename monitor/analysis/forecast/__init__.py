@@ -37,13 +37,11 @@ from monitor.analysis.cycles.schedule import planned_lengths
 from monitor.analysis.forecast.fit import DEFAULT_PRIORS, Fit, Priors, fit_patient, posterior_draws
 
 __all__ = [
-    "FORECAST_COLUMNS",
     "GRADE4_BELOW",
     "MODEL",
     "PRE_TREATMENT_DAYS",
     "Forecast",
     "Priors",
-    "forecast_cohort",
     "forecast_patient",
 ]
 
@@ -70,22 +68,6 @@ GCSF_OPEN_DAYS = 14
 _GRID_H = 2.0  # the curve's step, hours
 _DRAWS = 400
 _HOUR = pd.Timedelta(hours=1)
-
-# The columns of ``forecast_cohort`` (and of the patient status), in the command line's JSON order.
-FORECAST_COLUMNS = [
-    "forecast_cycle",
-    "forecast_cycle_start",
-    "nadir_anc",
-    "nadir_anc_low",
-    "nadir_anc_high",
-    "nadir_day",
-    "nadir_window_first",
-    "nadir_window_last",
-    "recovery_day",
-    "p_grade4",
-    "n_anc_used",
-    "forecast_reason",
-]
 
 
 @dataclass(frozen=True, slots=True)
@@ -404,42 +386,3 @@ def _summary(
         recovery_threshold=cycle.recovered_at,
         recovery_calendar_day=recovery_on,
     )
-
-
-def forecast_cohort(
-    anc: pd.DataFrame,
-    events: pd.DataFrame,
-    *,
-    as_of: pd.Timestamp,
-    rules: CycleRules,
-    timezone: str,
-    priors: Priors = DEFAULT_PRIORS,
-) -> pd.DataFrame:
-    """``FORECAST_COLUMNS`` for each patient with a chemotherapy event in ``events``, indexed by
-    ``patient_key`` (a fit is one patient's own: the loop is over patients, each fit vectorised)."""
-    rows = {}
-    treated = events.loc[events["kind"].eq("chemotherapy").to_numpy(dtype=bool), "patient_key"].unique()
-    by_patient = dict(tuple(anc.groupby("patient_key", sort=False))) if not anc.empty else {}
-    empty = anc.iloc[0:0]
-    # Each patient's own events, all kinds: doses, and G-CSF (which stops a forecast).
-    for key, own in events[events["patient_key"].isin(treated).to_numpy()].groupby("patient_key", sort=False):
-        found = forecast_patient(
-            by_patient.get(key, empty), own, as_of=as_of, rules=rules, timezone=timezone, priors=priors
-        )
-        window = found.nadir_window or (None, None)
-        rows[key] = {
-            "forecast_cycle": found.cycle,
-            "forecast_cycle_start": found.cycle_start,
-            "nadir_anc": found.nadir_anc,
-            "nadir_anc_low": found.nadir_anc_low,
-            "nadir_anc_high": found.nadir_anc_high,
-            "nadir_day": found.nadir_day,
-            "nadir_window_first": window[0],
-            "nadir_window_last": window[1],
-            "recovery_day": found.recovery_day,
-            "p_grade4": found.p_grade4,
-            "n_anc_used": found.n_anc_used,
-            "forecast_reason": found.reason or "",
-        }
-    frame = pd.DataFrame.from_dict(rows, orient="index", columns=FORECAST_COLUMNS)
-    return frame.rename_axis("patient_key")
