@@ -66,16 +66,16 @@ st.caption(
     "Days in the D# notation (D1 = the day chemotherapy started). Nadir: the lowest ANC of the cycle "
     f"(marked when no ANC was measured on {cycle_notation(rules.nadir_window_days[0])}-"
     f"{cycle_notation(rules.nadir_window_days[1])}, the site's nadir window; "
-    "docs/clinical-rules.md, Nadir timing). Days G3+: confirmed-possible days at "
+    "docs/clinical-basis.md, Nadir timing). Days G3+: confirmed-possible days at "
     "CTCAE grade 3 or worse, as sampled. Days ANC<0.5: the same for ANC < 0.5, the duration the "
-    "paclitaxel and docetaxel labels act on (docs/clinical-rules.md, Severe neutropenia duration). "
+    "paclitaxel and docetaxel labels act on (docs/clinical-basis.md, Severe neutropenia duration). "
     "Recovered: between the two counts around the first ANC >= "
     f"{rules.recovery_anc:g}. FN: an episode of febrile neutropenia started in the cycle (IDSA 2010 or "
-    "CTCAE v5.0, the rule of the patient's flag; docs/clinical-rules.md, Febrile neutropenia), '?' "
+    "CTCAE v5.0, the rule of the patient's flag; docs/clinical-basis.md, Febrile neutropenia), '?' "
     "when a fever could not be judged, '-' when no fever was recorded. Ready at next: the last ANC and "
     "platelets in the "
     f"{rules.readiness_window_days} days before the next start against {readiness} (paclitaxel and "
-    "docetaxel prescribing information; docs/clinical-rules.md, Readiness thresholds; per regimen in "
+    "docetaxel prescribing information; docs/clinical-basis.md, Readiness thresholds; per regimen in "
     "Settings)."
 )
 with st.expander("Readiness and fevers in words"):
@@ -96,11 +96,11 @@ if not supported.empty:
                 st.markdown(f"- **Cycle {row.cycle}**: {plain(sentence)}")
 st.caption(
     "G-CSF on: the D days a G-CSF event started. Delay days: how much later than the previous cycle's "
-    "planned length this cycle started (0 within 2 days; docs/clinical-rules.md, Cycle delays). Support: "
+    "planned length this cycle started (0 within 2 days; docs/clinical-basis.md, Cycle delays). Support: "
     f"primary G-CSF prophylaxis for a high-risk regimen with no G-CSF on D{rules.gcsf_prophylaxis_days[0]}-"
     f"D{rules.gcsf_prophylaxis_days[1]}, consider it at intermediate risk with age >= {rules.gcsf_risk_age} "
     "or earlier febrile neutropenia (ASCO 2015, EORTC, NCCN; the regimen's risk in Settings), and "
     "secondary prophylaxis or dose reduction after febrile neutropenia or ANC < 0.5 for "
     f"{rules.dose_limiting_days} days or more as sampled (paclitaxel and docetaxel labels; "
-    "docs/clinical-rules.md, G-CSF prophylaxis and Dose modification)."
+    "docs/clinical-basis.md, G-CSF prophylaxis and Dose modification)."
 )

@@ -68,7 +68,7 @@ def _limit(analyte: str, value: float, lln: float, source) -> str:
 
 def _age(years, born) -> str:
     """Age in years; in months under 2 years, where the reference intervals and neutropenia cut-offs change
-    by month (docs/clinical-rules.md, Paediatric neutropenia)."""
+    by month (docs/clinical-basis.md, Paediatric neutropenia)."""
     if pd.isna(years):
         return "age unknown"
     if years >= 2 or pd.isna(born):
@@ -88,7 +88,7 @@ for column, analyte in zip(facts[:3], ("wbc", "anc", "alc"), strict=True):
     grade = _grade(patient[f"latest_{analyte}_grade"])
     value, lln = patient[f"latest_{analyte}"], patient[f"latest_{analyte}_lln"]
     # A child's ANC below the interval for age but above the neutropenia cut-off raises no flag
-    # (docs/clinical-rules.md, Paediatric neutropenia).
+    # (docs/clinical-basis.md, Paediatric neutropenia).
     for_age = (
         analyte == "anc"
         and pd.notna(value)
@@ -97,7 +97,7 @@ for column, analyte in zip(facts[:3], ("wbc", "anc", "alc"), strict=True):
         and value < lln
         and "neutropenia" not in patient["flags"]
     )
-    # A value and grade resting on a preliminary result say so (docs/clinical-rules.md, Preliminary results).
+    # A value and grade resting on a preliminary result say so (docs/clinical-basis.md, Preliminary results).
     preliminary = analyte in patient["preliminary"]
     column.metric(
         f"Latest {analyte.upper()} (10^9/L)",

@@ -64,10 +64,10 @@ st.caption(
     "lower limit that applies to it. Cycle: C#D# (D1 = the day chemotherapy started) and the day the next "
     "dose is expected; readiness for it only from the readiness window before that day (or once it has "
     "passed). CBC due: a nadir window opening soon or missed with no count in it, or grade 3-4 without a "
-    "recent count (docs/clinical-rules.md, CBCs due). Forecast grade 4: the nadir forecast of the cycle "
+    "recent count (docs/clinical-basis.md, CBCs due). Forecast grade 4: the nadir forecast of the cycle "
     "now (a model fitted to the patient's own counts; decision support) gives at least the site's "
     "cycles.forecast_grade4_threshold chance of a grade 4 nadir, with the figure "
-    "(docs/clinical-rules.md, Nadir forecast). Select a row to open the patient."
+    "(docs/clinical-basis.md, Nadir forecast). Select a row to open the patient."
 )
 selection = st.dataframe(
     table,

@@ -85,9 +85,9 @@ with regimen_tab:
         )
     st.caption(
         f"Default for every other regimen: {rules.cycles.readiness.describe()} (paclitaxel and docetaxel "
-        "prescribing information; docs/clinical-rules.md, Readiness thresholds). A regimen's rule applies to "
+        "prescribing information; docs/clinical-basis.md, Readiness thresholds). A regimen's rule applies to "
         "the chemotherapy events whose details contain its name as whole words, ignoring case; the longest "
-        "name wins (docs/clinical-rules.md, Per-regimen settings)."
+        "name wins (docs/clinical-basis.md, Per-regimen settings)."
     )
     if "regimen_warning" in st.session_state:
         st.warning(st.session_state.pop("regimen_warning"))
@@ -98,7 +98,7 @@ with regimen_tab:
         plt_min = columns[1].number_input("Platelets at least (10^9/L)", value=100.0, min_value=1.0, step=5.0)
         inclusive = columns[2].checkbox("At the threshold counts as ready (>=)", value=True)
         # The regimen's febrile-neutropenia risk (ASCO 2015, EORTC, NCCN categories) drives the G-CSF
-        # support; its nadir window the nadir and CBC-due checks (docs/clinical-rules.md, G-CSF prophylaxis).
+        # support; its nadir window the nadir and CBC-due checks (docs/clinical-basis.md, G-CSF prophylaxis).
         risk_columns = st.columns(2)
         fn_risk = risk_columns[0].selectbox(
             "Febrile-neutropenia risk",

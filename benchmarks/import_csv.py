@@ -33,7 +33,7 @@ ANALYTES = (
 )
 START = date(2020, 1, 1)
 # A synthetic cohort of the default scale runs for decades of daily panels from START, past today: its
-# imports accept collection times in the future (a real import refuses them; docs/clinical-rules.md,
+# imports accept collection times in the future (a real import refuses them; docs/clinical-basis.md,
 # Plausible collection times).
 SYNTHETIC_FUTURE = timedelta(days=365 * 200)
 

@@ -34,7 +34,7 @@ def due(database: str | None, days: int, fmt: str, user: str | None) -> None:
     when that comes first. A CBC is a panel with a WBC or an ANC. Window dates are calendar days in the
     site's zone; last_collected_at is the last CBC, in UTC. Grade 4 patients without a recent count come
     first, then missed windows, then windows due by their first day, then the grade 3 patients
-    (docs/clinical-rules.md, CBCs due). Decision support:
+    (docs/clinical-basis.md, CBCs due). Decision support:
     each line names its rule, never an order.
 
     \b

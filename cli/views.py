@@ -171,7 +171,7 @@ def patients(database: str | None, fmt: str, wide: bool, user: str | None) -> No
     """List patients most urgent first (the worklist's order) with their latest WBC and ANC and last CBC.
 
     priority is the tier (1 = most urgent: ANC grade 4 or febrile neutropenia) and priority_reason the
-    finding that put the patient there (docs/clinical-rules.md, Worklist priority).
+    finding that put the patient there (docs/clinical-basis.md, Worklist priority).
 
     Flags: leukopenia, neutropenia, lymphopenia; for the WBC new_onset, persistent, chronic, worsening,
     significant_drop, recovering; for the ANC and ALC anc_new_onset, anc_persistent, anc_worsening,
@@ -413,7 +413,7 @@ def forecast(
     is D10-D12); p_grade4 the probability that the nadir is below 0.5 (CTCAE grade 4; 1 once a grade 4
     was measured in the cycle, observed_nadir_anc). Without a forecast (not enough data, G-CSF, weekly
     cycles, no chemotherapy) the figures are null and reason says why; the exit status is 0 either way.
-    Decision support, never an order (docs/clinical-rules.md, Nadir forecast).
+    Decision support, never an order (docs/clinical-basis.md, Nadir forecast).
 
     \b
     Examples:

@@ -373,7 +373,7 @@ def write_results(
     )
 
     stored = frame["current_id"].notna()
-    # A reported count always wins over one derived from a percentage (docs/clinical-rules.md, ANC derived
+    # A reported count always wins over one derived from a percentage (docs/clinical-basis.md, ANC derived
     # from a differential).
     derived_over_reported = frame["derived"].astype(bool) & ~frame["current_derived"].astype(
         "boolean"

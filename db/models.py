@@ -33,11 +33,11 @@ from monitor.analysis.changes import GRADED
 from monitor.analysis.status import LATEST_FIELDS, latest_column
 from monitor.formats.events import EVENT_KINDS
 
-# Result status vocabulary (HL7 v2 table 0085 / FHIR observation-status; docs/clinical-rules.md, Result
+# Result status vocabulary (HL7 v2 table 0085 / FHIR observation-status; docs/clinical-basis.md, Result
 # status).
 RESULT_STATUSES = ("preliminary", "final", "corrected", "cancelled", "entered-in-error")
 # "withdrawn": a flag cleared by the lab's correction or withdrawal of a result; "final": a preliminary
-# result made final (docs/clinical-rules.md, Preliminary results; Corrections that clear a flag).
+# result made final (docs/clinical-basis.md, Preliminary results; Corrections that clear a flag).
 STATUS_CHANGES = ("appeared", "worsened", "cleared", "withdrawn", "final")
 ROLES = ("viewer", "clinician", "admin")
 # What the audit trail records. A new action is added here and to the CHECK on audit_log (a migration):
@@ -105,7 +105,7 @@ class Lab(Base):
 class LabRange(Base):
     """A reference range a laboratory publishes for an analyte, set by an administrator.
 
-    Used when a result arrives without its own range (each lab has its own; docs/clinical-rules.md, Which
+    Used when a result arrives without its own range (each lab has its own; docs/clinical-basis.md, Which
     range applies); an age band in completed months (``min_months`` inclusive, ``max_months`` exclusive) and
     a sex narrow it.
     """
@@ -316,7 +316,7 @@ class ClinicalEvent(Base):
 class ReferenceOverride(Base):
     """A patient-specific reference range set by a clinician, e.g. a Duffy-null ANC range (Hibbs et al. 2025).
 
-    The ranges and their sources: docs/clinical-rules.md, Duffy-null reference intervals.
+    The ranges and their sources: docs/clinical-basis.md, Duffy-null reference intervals.
     """
 
     __tablename__ = "reference_override"

@@ -141,10 +141,10 @@ def patient_list(
     frame["teams"] = frame["teams"].fillna("")
     for analyte in ("wbc", "anc", "alc"):
         frame[f"latest_{analyte}_grade"] = frame[f"latest_{analyte}_grade"].astype("Int64")
-    # The analytes whose latest result is preliminary (docs/clinical-rules.md, Preliminary results).
+    # The analytes whose latest result is preliminary (docs/clinical-basis.md, Preliminary results).
     frame["preliminary"] = preliminary_analytes(frame)
     # Each latest count's day in the site's zone and its age in calendar days: the worklist's reason dates a
-    # count older than a week (docs/clinical-rules.md, Worklist priority).
+    # count older than a week (docs/clinical-basis.md, Worklist priority).
     for analyte in GRADED:
         day = local_days(frame[latest_column(analyte, "at")], zone)
         frame[f"latest_{analyte}_day"] = day

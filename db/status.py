@@ -187,7 +187,7 @@ def _refresh(
     febrile = _febrile_now(history, temperatures, events, context, now, timezone)
     flagged = _with_febrile_flag(_flagged(history, context, now, timezone, _chemotherapy(events)), febrile)
     summary = summary.join(_graded(latest, context)).join(flagged)
-    # A flag whose lineage's latest result is preliminary says so (docs/clinical-rules.md, Preliminary
+    # A flag whose lineage's latest result is preliminary says so (docs/clinical-basis.md, Preliminary
     # results); done here, outside monitor.analysis.flags, on the sentences it wrote.
     summary[["flags", "explanations"]] = mark_preliminary(
         summary[["flags", "explanations"]], preliminary_analytes(summary)
@@ -395,7 +395,7 @@ def patient_context(session: Session, patient_keys: list[int]) -> Context:
 def with_limits(results: pd.DataFrame, context: Context) -> pd.DataFrame:
     """``results`` with ``lln`` and ``range_source``: the lower limit that applies to each, and whose; and
     ``flag_limit``, the limit the low-count flags apply (a child's ANC: the paediatric neutropenia cut-off
-    where it is below the interval's LLN; docs/clinical-rules.md, Paediatric neutropenia).
+    where it is below the interval's LLN; docs/clinical-basis.md, Paediatric neutropenia).
 
     ``results`` has ``lab_id`` when the labs' configured ranges are to be used.
     """
@@ -628,7 +628,7 @@ def _febrile_now(
     null with the words in ``febrile_detail`` and ``febrile_until`` when the latest recent fever cannot be
     judged for want of an ANC (``analysis.febrile.unjudged_now``; it stops counting then); False for a
     patient with a temperature or fever event recorded and neither; absent (null) for one with no
-    temperature or fever event (docs/clinical-rules.md, Febrile neutropenia)."""
+    temperature or fever event (docs/clinical-basis.md, Febrile neutropenia)."""
     columns = ["febrile_neutropenia", "febrile_detail", "febrile_until"]
     fevers = events[events["kind"].eq("fever").to_numpy(dtype=bool)]
     judged = pd.Index(pd.concat([temperatures["patient_key"], fevers["patient_key"]]).unique())

@@ -1,7 +1,7 @@
 """The CBC analytes the product knows, their canonical units, LOINC codes and plausibility limits.
 
 LOINC meanings (Regenstrief Institute, https://loinc.org) were checked in VSAC, CIBMTR, mCODE, US Core
-and NIST publications of LOINC content: docs/clinical-rules.md, LOINC codes. Codes are matched exactly;
+and NIST publications of LOINC content: docs/clinical-basis.md, LOINC codes. Codes are matched exactly;
 display text is never used to identify a result (LOINC renamed "/100 leukocytes" to "/Leukocytes" in long
 names).
 """
@@ -30,7 +30,7 @@ class Analyte:
 
 # Plausibility limits are product defaults: wide enough for hyperleukocytosis and CLL lymphocytosis,
 # narrow enough to catch a count sent in cells/uL but labelled 10^3/uL (a factor of 1,000; public FHIR
-# examples carry such errors: docs/clinical-rules.md, Plausibility limits).
+# examples carry such errors: docs/clinical-basis.md, Plausibility limits).
 ANALYTES: dict[str, Analyte] = {
     a.code: a
     for a in (
@@ -53,7 +53,7 @@ ANALYTES: dict[str, Analyte] = {
         Analyte("segs_pct", "Segmented neutrophils %", PERCENT_UNIT, "percent", 100.0),
         # Body temperature: not part of the CBC, but what makes a low neutrophil count an emergency
         # (febrile neutropenia). Outside 25-45 °C a reading is a unit or typing error, not a patient
-        # (docs/clinical-rules.md, Temperatures).
+        # (docs/clinical-basis.md, Temperatures).
         Analyte("temp", "Temperature", TEMPERATURE_UNIT, "temperature", 45.0, plausible_min=25.0),
     )
 }
@@ -64,7 +64,7 @@ CBC_ANALYTES: tuple[str, ...] = tuple(code for code, a in ANALYTES.items() if a.
 # The absolute counts, in the order a differential is read.
 DIFFERENTIAL = ("anc", "alc", "amc", "aec", "abc")
 
-# LOINC code -> canonical analyte (docs/clinical-rules.md, LOINC codes). Automated, method-less and manual
+# LOINC code -> canonical analyte (docs/clinical-basis.md, LOINC codes). Automated, method-less and manual
 # codes map to the same analyte: the dashboard follows the measurand, and keeps the code it came with.
 LOINC: dict[str, str] = {
     # Leukocytes [#/volume]

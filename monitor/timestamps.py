@@ -15,7 +15,7 @@ from zoneinfo import available_timezones
 import numpy as np
 import pandas as pd
 
-# HL7 v2 TS/DTM: YYYY[MM[DD[HH[MM[SS[.S+]]]]]][+/-ZZZZ] (OBR-7, OBX-14, PID-7; docs/clinical-rules.md,
+# HL7 v2 TS/DTM: YYYY[MM[DD[HH[MM[SS[.S+]]]]]][+/-ZZZZ] (OBR-7, OBX-14, PID-7; docs/clinical-basis.md,
 # HL7 v2 fields read).
 _HL7_TS = (
     r"^(?P<y>\d{4})(?P<mo>\d{2})?(?P<d>\d{2})?(?P<h>\d{2})?(?P<mi>\d{2})?(?P<s>\d{2})?"
@@ -25,7 +25,7 @@ _HL7_TS = (
 ISO_WITH_OFFSET = r"[T ]\d{2}(?::?\d{2}){0,2}(?:[.,]\d+)?(?:Z|z|[+-]\d{2}(?::?\d{2})?)$"
 
 
-# Outside these years a laboratory time is a typing error (docs/clinical-rules.md, Plausible collection
+# Outside these years a laboratory time is a typing error (docs/clinical-basis.md, Plausible collection
 # times); time-zone rules also end there.
 PLAUSIBLE_YEARS = (1900, 2999)
 OUTSIDE_YEARS = f" is outside the years {PLAUSIBLE_YEARS[0]}-{PLAUSIBLE_YEARS[1]} (in UTC)"

@@ -51,7 +51,7 @@ class Config:
         longest a page can lag behind an import made by another process.
     future_tolerance
         How far after an import a result's collection time may be before the result is refused as in the
-        future (``MONITOR_FUTURE_TOLERANCE_MINUTES``, default 60; docs/clinical-rules.md, Plausible
+        future (``MONITOR_FUTURE_TOLERANCE_MINUTES``, default 60; docs/clinical-basis.md, Plausible
         collection times).
     """
 

@@ -29,7 +29,7 @@ DUE_LIST_COLUMNS = [
     "reason",
     "patient_key",
 ]
-# The order a clinician works the list in (docs/clinical-rules.md, CBCs due): grade 4 neutropenia or
+# The order a clinician works the list in (docs/clinical-basis.md, CBCs due): grade 4 neutropenia or
 # leukopenia without a recent count first (the most dangerous, and no count says whether it lasts), then
 # the missed nadir windows (the chance has passed), then the windows due by their first day, then grade 3
 # without a recent count.

@@ -73,7 +73,7 @@ class ImportOptions:
         offset-less times in a zone it never chose.
     future_tolerance
         How far after the import a collection time may be before its result is refused as in the future
-        (``services.config.Config.future_tolerance``; docs/clinical-rules.md, Plausible collection times).
+        (``services.config.Config.future_tolerance``; docs/clinical-basis.md, Plausible collection times).
     """
 
     imported_by: str

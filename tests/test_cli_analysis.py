@@ -182,7 +182,7 @@ def test_a_lab_range_applies_when_the_result_has_none(store: str) -> None:
         ("NORANGE", 3.8, None),
         ("NORANGE", 3.8, 0),
     ]
-    # A reported range still wins over the lab's configured one (docs/clinical-rules.md, Which range applies).
+    # A reported range still wins over the lab's configured one (docs/clinical-basis.md, Which range applies).
     assert monitor("lab-ranges", "set", "CITY", "wbc", "1.0", "10.0", url=store).returncode == 0
     assert patients(store)["ONC-1"]["latest_wbc_range_source"] == "reported"
     bad = monitor("lab-ranges", "set", "NORANGE", "wbc", "5", "3", url=store)

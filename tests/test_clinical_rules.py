@@ -1,4 +1,4 @@
-"""docs/clinical-rules.md, the product's account of its clinical rules, and the citations of it."""
+"""docs/clinical-basis.md, the product's account of its clinical rules, and the citations of it."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 from monitor.analysis.rules import SiteRules, set_value, setting_rows
 
 ROOT = Path(__file__).resolve().parents[1]
-RULES = ROOT / "docs" / "clinical-rules.md"
-CITATION = "docs/clinical-rules.md, "
+RULES = ROOT / "docs" / "clinical-basis.md"
+CITATION = "docs/clinical-basis.md, "
 # Where the product speaks: its code, its pages and its documents.
 PRODUCT = ("app_pages", "benchmarks", "cli", "db", "docs", "monitor", "services", "ui")
 
@@ -74,7 +74,7 @@ def test_every_setting_cites_its_source_and_section(rules: SiteRules) -> None:
     for row in setting_rows(rules):
         source = row["source"]
         cited_source, _, section = source.partition("; see " + CITATION)
-        assert section, f"{row['key']} does not cite docs/clinical-rules.md: {source!r}"
+        assert section, f"{row['key']} does not cite docs/clinical-basis.md: {source!r}"
         assert cited_source.strip(), f"{row['key']} names no source"
         assert _names_a_section(section, headings), f"{row['key']}: no section {section!r}"
 

@@ -211,7 +211,7 @@ def test_a_regimen_s_own_nadir_window_decides_whether_its_nadir_was_sampled() ->
 @pytest.mark.parametrize(
     ("anc", "plt", "ready"),
     [
-        (1.5, 100.0, True),  # at the thresholds: ready (>=, the default of docs/clinical-rules.md)
+        (1.5, 100.0, True),  # at the thresholds: ready (>=, the default of docs/clinical-basis.md)
         (1.49, 250.0, False),
         (3.0, 99.0, False),
         (None, 250.0, None),  # no ANC in the window: unknown
@@ -397,7 +397,7 @@ def test_site_rules_validate_and_list_every_setting_with_its_default_and_source(
     assert rows["flags.persistent_min_days"]["changed"] and rows["flags.persistent_min_days"]["default"] == 14
     anc_source = rows["cycles.readiness.anc_min"]["source"]
     assert "paclitaxel and docetaxel prescribing information" in anc_source
-    assert anc_source.endswith("see docs/clinical-rules.md, Readiness thresholds")
+    assert anc_source.endswith("see docs/clinical-basis.md, Readiness thresholds")
     assert "Dale & Bolyard" in rows["flags.chronic_min_days"]["source"]
     assert "Statland et al. 1978" in rows["grading.rcv_inputs.anc.cv_within"]["source"]
     assert "NCI CTCAE v5.0 (2017)" in rows["grading.ctcae_version"]["source"]

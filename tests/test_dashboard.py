@@ -386,7 +386,7 @@ def test_settings_page_saves_a_regimen_rule_and_recomputes(imported_store) -> No
     assert rules.loc["flags.persistent_min_days", "default"] == "14"
     anc_source = rules.loc["cycles.readiness.anc_min", "source"]
     assert "paclitaxel and docetaxel prescribing information" in anc_source
-    assert "docs/clinical-rules.md, Readiness thresholds" in anc_source
+    assert "docs/clinical-basis.md, Readiness thresholds" in anc_source
     at.text_input(key="regimen_name").input("AC-T")
     at.button(key="FormSubmitter:regimen_form-Save regimen rule").click().run()
     assert not at.exception

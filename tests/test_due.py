@@ -186,7 +186,7 @@ def test_the_settings_list_the_lead_time_and_the_grade_3_interval_with_their_sou
     assert rows["cycles.due_severe_days"]["value"] == 7
     for key in ("cycles.due_lead_hours", "cycles.due_severe_days"):
         assert rows[key]["source"].startswith(
-            "no source: site decision; see docs/clinical-rules.md, CBCs due"
+            "no source: site decision; see docs/clinical-basis.md, CBCs due"
         )
 
 
@@ -258,7 +258,7 @@ def test_a_dose_on_a_day_the_regimen_names_does_not_cut_the_window() -> None:
 def test_grade_4_without_a_recent_count_comes_first_then_missed_then_due_then_grade_3(
     store, db_url, tmp_path: Path, monkeypatch
 ) -> None:
-    """The service and ``python -m monitor due`` give the same order (docs/clinical-rules.md, CBCs due)."""
+    """The service and ``python -m monitor due`` give the same order (docs/clinical-basis.md, CBCs due)."""
     import json
 
     import time_machine

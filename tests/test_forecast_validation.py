@@ -1,5 +1,5 @@
 """The forecast's validation in simulation (benchmarks.forecast), at a small scale: the figures it reports
-hold their meaning and the forecaster beats the naive one. The recorded run (docs/clinical-rules.md,
+hold their meaning and the forecaster beats the naive one. The recorded run (docs/clinical-basis.md,
 Validation in simulation) uses 240 patients."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def test_on_twenty_simulated_patients_the_forecast_beats_the_naive_one_and_ranks
     figures = summarise(rows, 0.5)
     assert figures["forecast"] == 20 and figures["right_cycle"] == 20
     # Like with like, on the patients both forecast. At this size the median error of the nadir ANC is
-    # noise (the recorded 480-patient run has it: docs/clinical-rules.md, Validation in simulation); the
+    # noise (the recorded 480-patient run has it: docs/clinical-basis.md, Validation in simulation); the
     # mean error on the log scale, where the naive forecaster's misses of a grade 4 nadir count, is not.
     both = rows.dropna(subset=["naive_nadir"])
     assert len(both) >= 15

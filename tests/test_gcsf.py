@@ -470,9 +470,9 @@ def test_the_sources_of_a_regimens_fn_risk_and_nadir_window_point_to_their_secti
         {"cycles": {"regimens": {"tac": {"fn_risk": "high", "nadir_window_days": [8, 12]}}}}
     )
     sources = {row["key"]: row["source"] for row in setting_rows(rules)}
-    assert sources["cycles.regimens.tac.fn_risk"].endswith("docs/clinical-rules.md, G-CSF prophylaxis")
-    assert sources["cycles.regimens.tac.nadir_window_days"].endswith("docs/clinical-rules.md, CBCs due")
-    assert sources["cycles.regimens.tac.anc_min"].endswith("docs/clinical-rules.md, Readiness thresholds")
+    assert sources["cycles.regimens.tac.fn_risk"].endswith("docs/clinical-basis.md, G-CSF prophylaxis")
+    assert sources["cycles.regimens.tac.nadir_window_days"].endswith("docs/clinical-basis.md, CBCs due")
+    assert sources["cycles.regimens.tac.anc_min"].endswith("docs/clinical-basis.md, Readiness thresholds")
 
 
 @pytest.mark.parametrize(

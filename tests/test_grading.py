@@ -37,7 +37,7 @@ def grade_one(
     return ctcae_grade(results, **kw).iloc[0]  # type: ignore[arg-type]
 
 
-# --- CTCAE v5.0 exact boundaries ("<A - B" means A > x >= B; docs/clinical-rules.md) ---
+# --- CTCAE v5.0 exact boundaries ("<A - B" means A > x >= B; docs/clinical-basis.md) ---
 
 
 @pytest.mark.parametrize(
@@ -147,7 +147,7 @@ def test_unknown_comparator_is_refused():
         grade_one("anc", 0.1, 1.8, "~")
 
 
-# --- CTCAE v6.0 (UNVERIFIED transcription; docs/clinical-rules.md) ---
+# --- CTCAE v6.0 (UNVERIFIED transcription; docs/clinical-basis.md) ---
 
 
 @pytest.mark.parametrize(
@@ -195,7 +195,7 @@ def test_version_comes_from_the_rules_unless_given():
         ctcae_grade(results, version="4.03")
 
 
-# --- Neutropenia severity (half-open; docs/clinical-rules.md, Severity bands) ---
+# --- Neutropenia severity (half-open; docs/clinical-basis.md, Severity bands) ---
 
 
 @pytest.mark.parametrize(
@@ -364,7 +364,7 @@ def test_resolved_lln_feeds_grading():
     assert ctcae_grade(results.assign(lln=resolved["lln"])).tolist() == [1, 0]
 
 
-# --- Reference change value (log-normal; docs/clinical-rules.md, Reference change values) ---
+# --- Reference change value (log-normal; docs/clinical-basis.md, Reference change values) ---
 
 
 @pytest.mark.parametrize(
@@ -478,7 +478,7 @@ def test_functions_do_not_modify_their_inputs():
 
 def test_unknown_age_gets_the_lowest_default_of_any_age_for_white_counts_only():
     """No birth date, no range sent: WBC 4.0, ANC 1.5, ALC 1.0 (the adult limits, below every paediatric
-    one, docs/clinical-rules.md, Paediatric defaults); haemoglobin has adult defaults only, so none."""
+    one, docs/clinical-basis.md, Paediatric defaults); haemoglobin has adult defaults only, so none."""
     results = pd.DataFrame(
         {
             "patient_key": [9, 9, 9, 9, 1],
@@ -499,7 +499,7 @@ def test_unknown_age_gets_the_lowest_default_of_any_age_for_white_counts_only():
     assert resolved["uln"].iloc[:3].isna().all()  # no single upper limit fits every age
 
 
-# --- Grading in the unit the lab reported (docs/clinical-rules.md, Grading in the reported unit) ---
+# --- Grading in the unit the lab reported (docs/clinical-basis.md, Grading in the reported unit) ---
 
 
 def _hb_as_imported(value: float, unit: str) -> pd.DataFrame:
@@ -572,7 +572,7 @@ def test_the_pattern_prints_haemoglobin_as_the_lab_printed_it_with_its_grade_in_
     assert detail.startswith("Hb 6.2 mmol/L < 7.5 mmol/L (grade 1);")
 
 
-# --- Paediatric neutropenia (docs/clinical-rules.md, Paediatric neutropenia) ---
+# --- Paediatric neutropenia (docs/clinical-basis.md, Paediatric neutropenia) ---
 
 
 def _child_anc(

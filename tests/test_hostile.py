@@ -396,7 +396,7 @@ def test_an_identifier_with_an_invisible_or_reordering_character_is_refused_nami
     ]
 
 
-# --- Collection times in the future (docs/clinical-rules.md, Plausible collection times) ---
+# --- Collection times in the future (docs/clinical-basis.md, Plausible collection times) ---
 
 IMPORTED = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 AFTER_IMPORT = "more than 1 hour after the import at 2026-11-30T12:00:00Z"

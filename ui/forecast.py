@@ -3,7 +3,7 @@
 Pure functions of a ``monitor.analysis.forecast.Forecast`` (the sentences, unit-tested), and ``show``, which
 puts them on a page. Days are in the product's D notation (D1 = the dosing day = day 0 of the forecast, as in
 the cycle table). Decision support: every forecast is shown with what the model assumes and how it was
-validated (docs/clinical-rules.md, Nadir forecast).
+validated (docs/clinical-basis.md, Nadir forecast).
 """
 
 from __future__ import annotations

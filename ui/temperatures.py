@@ -19,7 +19,7 @@ from ui.text import plain_html_series
 TEMPERATURE_TITLE = "Temperature"
 # The fever thresholds of febrile neutropenia, drawn for orientation only (the rule itself is judged
 # elsewhere): 38.0 °C, sustained over an hour (IDSA 2010; CTCAE v5.0 "for more than one hour"), and 38.3 °C,
-# a single reading (IDSA 2010: >= 38.3; CTCAE v5.0: > 38.3). Sources: docs/clinical-rules.md, Temperatures.
+# a single reading (IDSA 2010: >= 38.3; CTCAE v5.0: > 38.3). Sources: docs/clinical-basis.md, Temperatures.
 FEVER_LINES = (
     (38.0, "dash", ORANGE, "38.0 °C sustained over 1 h (IDSA 2010, CTCAE v5.0)", "bottom right"),
     (38.3, "dot", VERMILLION, "38.3 °C single reading (IDSA ≥, CTCAE >)", "top right"),

@@ -38,13 +38,13 @@ from ui.text import plain_html, plain_html_series
 
 DIFFERENTIAL = ("anc", "alc", "amc", "aec", "abc")
 LINEAGE_COLOURS = {"anc": BLUE, "alc": ORANGE, "amc": GREEN, "aec": PURPLE, "abc": GREY}
-# CTCAE v5.0 "White blood cell decreased" zones in 10^9/L (NCI 2017; docs/clinical-rules.md, CTCAE v5.0
+# CTCAE v5.0 "White blood cell decreased" zones in 10^9/L (NCI 2017; docs/clinical-basis.md, CTCAE v5.0
 # grading), most severe last.
 WBC_GRADE_ZONES = ((3.0, 2.0, "G2", 0.10), (2.0, 1.0, "G3", 0.17), (1.0, 0.0, "G4", 0.25))
 GRADE_COLOURS = {0: BLUE, 1: SKY, 2: ORANGE, 3: VERMILLION, 4: "#000000"}
 STATUS_SYMBOLS = {"final": "circle", "preliminary": "circle-open", "corrected": "diamond"}
 # What the hover says of a result's status: a preliminary one is not yet the lab's last word
-# (docs/clinical-rules.md, Preliminary results).
+# (docs/clinical-basis.md, Preliminary results).
 STATUS_WORDS = {"preliminary": "preliminary result; final awaited"}
 
 
@@ -275,7 +275,7 @@ def _graded_points(figure: go.Figure, rows: pd.DataFrame, earlier: pd.Series, ti
 def _significant(figure: go.Figure, wbc: pd.DataFrame, timezone: str) -> None:
     """Changes beyond the reference change value from the previous WBC, circled.
 
-    The reference change value and its sources: docs/clinical-rules.md, Reference change values.
+    The reference change value and its sources: docs/clinical-basis.md, Reference change values.
     """
     for column, name, symbol in (
         ("significant_fall", "Significant fall (beyond the RCV)", "triangle-down-open"),
@@ -385,7 +385,7 @@ def cycle_overlay_figure(
     """One line per cycle of ``analyte`` against the day since the cycle's start (D# on hover).
 
     ``placed`` is ``analysis.cycles.cycle_days`` output. The site's nadir ``window`` (days 7-14 by default;
-    docs/clinical-rules.md, Nadir timing) is shaded, and for the ANC the readiness (1.5, paclitaxel and
+    docs/clinical-basis.md, Nadir timing) is shaded, and for the ANC the readiness (1.5, paclitaxel and
     docetaxel prescribing information) and CTCAE grade-4 (0.5) levels are drawn. The ANC's ``forecast``
     (``analysis.forecast``) is drawn for its cycle ahead of that cycle's last ANC, with its nadir window
     shaded; days count from the start of the dosing day in ``timezone``, as the counts' do.
@@ -565,7 +565,7 @@ def flowsheet(results: pd.DataFrame, timezone: str) -> tuple[pd.DataFrame, pd.Da
     low, high = shown["below_limit"].to_numpy(dtype=bool), shown["above_range"].to_numpy(dtype=bool)
     mark = np.where(low, " ↓", np.where(high, " ↑", ""))
     # Rounded as labs print (a haemoglobin converted from mmol/L is 9.99, never "9.99033").
-    # A preliminary result is not yet the lab's last word: its cell says so (docs/clinical-rules.md,
+    # A preliminary result is not yet the lab's last word: its cell says so (docs/clinical-basis.md,
     # Preliminary results).
     pending = np.where(shown["status"].eq("preliminary").to_numpy(dtype=bool), " (prelim.)", "")
     text = shown["comparator"].fillna("") + printed(shown["value"], shown["analyte"]) + mark + pending

@@ -11,7 +11,7 @@ from monitor.analysis.cycles.schedule import day_date
 from monitor.analysis.flags import flag_label
 from monitor.analysis.triage import TIERS
 
-# The Priority column's help: every tier in order (docs/clinical-rules.md, Worklist priority).
+# The Priority column's help: every tier in order (docs/clinical-basis.md, Worklist priority).
 PRIORITY_HELP = "1 = most urgent. " + "; ".join(f"{tier}: {label}" for tier, label in TIERS.items())
 
 
@@ -41,7 +41,7 @@ def cycle_text(patients: pd.DataFrame, timezone: str = "UTC") -> pd.Series:
 
 def _reported(values: pd.Series, comparators: pd.Series, statuses: pd.Series | None = None) -> pd.Series:
     """Counts as the lab reported them: "<0.10" for a censored result, "" when there is none, and
-    "2.10 (preliminary)" for a preliminary one (docs/clinical-rules.md, Preliminary results)."""
+    "2.10 (preliminary)" for a preliminary one (docs/clinical-basis.md, Preliminary results)."""
     printed = values.map("{:.2f}".format, na_action="ignore").astype(object).where(values.notna(), "")
     text = comparators.fillna("") + printed
     if statuses is None:

@@ -6,7 +6,7 @@ Create Date: 2026-12-03 09:00:00+00:00
 
 ``patient_status.febrile_until``: the time an open episode of febrile neutropenia ends if no fever and no
 lower ANC arrive before it (the ANC in force is already >= 0.5 and the last fever's 24 afebrile hours run
-out then; docs/clinical-rules.md, Febrile neutropenia). A list read after that time shows the episode
+out then; docs/clinical-basis.md, Febrile neutropenia). A list read after that time shows the episode
 ended without waiting for the next status recompute. Empty until the status is recomputed: `python -m
 monitor db upgrade` recomputes every patient's status after this revision.
 """

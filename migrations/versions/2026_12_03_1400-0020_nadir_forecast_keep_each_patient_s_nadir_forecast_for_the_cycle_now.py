@@ -4,7 +4,7 @@ Revision ID: 0020_nadir_forecast
 Revises: 0019_febrile_until
 Create Date: 2026-12-03 14:00:00+00:00
 
-The nadir forecast of the chemotherapy cycle now (analysis.forecast; docs/clinical-rules.md, Nadir
+The nadir forecast of the chemotherapy cycle now (analysis.forecast; docs/clinical-basis.md, Nadir
 forecast): the cycle, the median nadir ANC and its 80 % interval, the nadir's day and window, the day back
 at 1.5, the probability of a grade 4 nadir, or the reason there is none, when the nadir window ends and the
 lowest ANC measured in the cycle so far, with the fingerprint of what it was fitted to (``forecast_key``); and ``nadir_forecast``, whether the latest cycle's nadir window (CBCs

@@ -1,7 +1,7 @@
 """What changed in a patient's status between two computations: flags that appeared or cleared, grades
 that rose, flags the lab took back by correcting or withdrawing a result ("withdrawn"), and preliminary
 results the lab made final ("final"). The materialised status keeps only "now"; these changes are what
-``alerts`` reports (docs/clinical-rules.md, Preliminary results and Corrections that clear a flag)."""
+``alerts`` reports (docs/clinical-basis.md, Preliminary results and Corrections that clear a flag)."""
 
 from __future__ import annotations
 
@@ -130,7 +130,7 @@ def status_changes(
     # Only patients still present can clear a flag; a patient dropped from ``after`` is not judged.
     cleared = pair[pair["_merge"].eq("left_only").to_numpy() & pair["patient_key"].isin(after["patient_key"])]
     cleared = cleared.assign(change="cleared", explanation="no longer: " + cleared["explanation_old"])
-    # The end of a febrile-neutropenia episode is a recovery (docs/clinical-rules.md, Febrile neutropenia).
+    # The end of a febrile-neutropenia episode is a recovery (docs/clinical-basis.md, Febrile neutropenia).
     recovered = cleared["flag"].eq(FEBRILE).to_numpy(dtype=bool)
     cleared.loc[recovered, "explanation"] = (
         "recovered from febrile neutropenia (was: "

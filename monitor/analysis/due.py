@@ -22,7 +22,7 @@ Two steps, so that lists need not recompute cycles:
   ``due_lead_hours`` before the window opens; when it closed; the day the severe rule is first met) and a
   sentence naming its rule.
 
-Rules and sources: docs/clinical-rules.md, CBCs due (nadir timing from Nadir timing; the lead time and the
+Rules and sources: docs/clinical-basis.md, CBCs due (nadir timing from Nadir timing; the lead time and the
 grade 3-4 interval are site decisions). Pure pandas; imports only from ``monitor``.
 """
 

@@ -4,7 +4,7 @@ Each fever (a temperature >= 38.0 °C, or a fever event written in free text whe
 measured near it) is paired with the ANC in force at it: the lower of the latest ANC at or before it (at
 most ``anc_before_hours`` earlier) and the first ANC after it (at most ``anc_after_hours`` later), either
 alone when only one exists; a higher count after the fever never withdraws an episode
-(docs/clinical-rules.md, Febrile neutropenia). Both definitions are judged on
+(docs/clinical-basis.md, Febrile neutropenia). Both definitions are judged on
 every pair; their thresholds are theirs, not settings:
 
 * IDSA 2010 (Freifeld AG et al., Clin Infect Dis 2011;52(4):e56-e93): a single temperature >= 38.3 °C, or

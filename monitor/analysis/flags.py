@@ -8,7 +8,7 @@ counted as below. A result without an LLN cannot be judged: it is not below, so 
 The run-length rules (``persistent_min_days``, ``chronic_min_days``, ``run_days``) and ``days_since_cbc``
 count calendar days in the site's time zone, as a clinician counts them: a count on 1 January at 08:00
 and one on 15 January at 07:00 are 14 days apart, though 13 days 23 hours have elapsed
-(docs/clinical-rules.md, Calendar days); so do ``episodes``. Withdrawn results
+(docs/clinical-basis.md, Calendar days); so do ``episodes``. Withdrawn results
 (``EXCLUDED_STATUSES``), results without a value or time, and (in ``patient_flags``) results collected
 after ``as_of`` are ignored.
 
@@ -127,14 +127,14 @@ class FlagRules:
 
     * ``persistent_min_results`` = 2, ``persistent_min_days`` = 14: a run below the limit confirmed by a
       repeat count at least two weeks (calendar days) later (product default, pending clinical sign-off;
-      docs/clinical-rules.md, Flag defaults).
+      docs/clinical-basis.md, Flag defaults).
     * ``chronic_min_days`` = 90: chronic neutropenia lasts "at least 3 months" (Dale DC & Bolyard AA, Curr
-      Opin Hematol 2017, PMC5380401; docs/clinical-rules.md, Chronic neutropenia), applied to every lineage.
+      Opin Hematol 2017, PMC5380401; docs/clinical-basis.md, Chronic neutropenia), applied to every lineage.
     * ``slope_window_days`` = 180, ``slope_min_results`` = 3: Theil-Sen trend through the results outside
       chemotherapy cycles in the 180 days before the latest result, long enough to see a slow marrow
-      failure (no source: site decision; docs/clinical-rules.md, Trend).
+      failure (no source: site decision; docs/clinical-basis.md, Trend).
     * ``grading``: CTCAE version, RCV Z (1.645, one-sided 95 %) and CVs, ``GradingRules``
-      (docs/clinical-rules.md, Reference change values).
+      (docs/clinical-basis.md, Reference change values).
     """
 
     persistent_min_results: int = 2
@@ -534,7 +534,7 @@ def _sentences(state: pd.DataFrame, rules: FlagRules) -> pd.DataFrame:
     grade_up = (state["grade"] > state["previous_grade"]).fillna(False)
     # A one-grade step alone is within analytical and biological variation (3.05 -> 2.95 is grade 1 -> 2):
     # it is worsening with a fall beyond the RCV, a rise of two grades or more, or a step into grade 3-4
-    # (docs/clinical-rules.md, Worsening). Only the grade bands the fall crossed count: with an LLN at or
+    # (docs/clinical-basis.md, Worsening). Only the grade bands the fall crossed count: with an LLN at or
     # below the grade-2 threshold (ANC 1.5, WBC 3.0, ALC 0.8) grade 1 is empty, and 0 -> 2 is one step.
     crossed = state["grade"] - state["previous_grade"]
     crossed -= (
@@ -543,7 +543,7 @@ def _sentences(state: pd.DataFrame, rules: FlagRules) -> pd.DataFrame:
     grade_worse = (crossed >= 2) | ((state["grade"] >= 3) & (state["previous_grade"] < 3))
     grade_worse = grade_worse.fillna(False)
     # The trend: the Theil-Sen line's fall across its results beyond the RCV; a significant rise since
-    # the previous result (recovery) overrides it (docs/clinical-rules.md, Trend).
+    # the previous result (recovery) overrides it (docs/clinical-basis.md, Trend).
     trend_fall = (state["trend_change"] <= down).fillna(False) & ~rise
     worsening = below & (grade_worse | fall | trend_fall)
     # Between two results both inside the reference range a fall is no flag (the chart still marks it).
@@ -579,7 +579,7 @@ def _sentences(state: pd.DataFrame, rules: FlagRules) -> pd.DataFrame:
         _UNIT,
         within,
     )
-    # The ANC's severity in the words clinicians use (docs/clinical-rules.md, Severity bands): "severe
+    # The ANC's severity in the words clinicians use (docs/clinical-basis.md, Severity bands): "severe
     # neutropenia", and "profound" below 0.1; none for a count not below 1.5 (a Duffy-null or child's LLN).
     severity = neutropenia_severity(state["value"], comparator=current).where(analyte.eq("anc"), "")
     rcv_down = _number(100 * down, digits=1) + "%"

@@ -1,6 +1,6 @@
 """Grade cytopenias (CTCAE), name neutropenia severity, and flag significant changes (RCV).
 
-The rules and their primary sources are in docs/clinical-rules.md: CTCAE v5.0 and v6.0 thresholds (NCI
+The rules and their primary sources are in docs/clinical-basis.md: CTCAE v5.0 and v6.0 thresholds (NCI
 CTCAE v5.0, 2017), neutropenia severity, and reference change values from biological variation (Statland et
 al. 1978, Dot et al. 1992, Fokkema et al. 2006). Values are in canonical units
 (``monitor.analytes``: counts in 10^9/L, haemoglobin in g/dL). Reference ranges: ``analysis.ranges_default``.
@@ -57,10 +57,10 @@ COMPARATOR_SPELLINGS: dict[str, str | pd.api.typing.NAType] = {"": pd.NA, "≤":
 class CtcaeTerm:
     """One CTCAE "decreased" term as absolute thresholds, in the analyte's canonical unit.
 
-    ``bounds`` descend; CTCAE's "<A - B" means A > x >= B (docs/clinical-rules.md, Boundaries and censored
+    ``bounds`` descend; CTCAE's "<A - B" means A > x >= B (docs/clinical-basis.md, Boundaries and censored
     values), so a value below ``bounds[i]`` is at least grade ``first_absolute_grade + i``. When
     ``grade1_below_lln``, a value at or above ``bounds[0]`` is grade 1 below the result's LLN, 0 at or above
-    it, and undeterminable without it (docs/clinical-rules.md, Grade 1 and the lower limit of normal).
+    it, and undeterminable without it (docs/clinical-basis.md, Grade 1 and the lower limit of normal).
     """
 
     analyte: str
@@ -79,7 +79,7 @@ class PrintedColumn:
 
     A result the lab reported in one of ``spellings`` (compared as ``units.unit_key`` gives them) is graded
     against ``bounds`` in that unit, its value converted back with the factor ``units`` used at import
-    (docs/clinical-rules.md, Grading in the reported unit).
+    (docs/clinical-basis.md, Grading in the reported unit).
     """
 
     unit: str
@@ -96,7 +96,7 @@ class CtcaeCriteria:
     ``data-raw/adlb_grading/ncictcaev5.json``; the NCI PDF itself was not opened. Anemia is converted from
     g/L to g/dL (100 g/L = 10.0 g/dL, 80 g/L = 8.0 g/dL); its grade 4 is clinical, not lab-derivable.
     v6.0: admiral ``ncictcaev6.json``, UNVERIFIED against the NCI v6.0 document (2025). Sources and links:
-    docs/clinical-rules.md, CTCAE v5.0 grading. Reviewer: pending clinical sign-off.
+    docs/clinical-basis.md, CTCAE v5.0 grading. Reviewer: pending clinical sign-off.
     """
 
     version: str
@@ -138,7 +138,7 @@ CTCAE_V5 = CtcaeCriteria(
 )
 # v6.0: neutrophil grade 1 no longer refers to the LLN; "Thrombocytopenia" replaces "Platelet count
 # decreased" with grade 4 below 10; WBC and Anemia unchanged; no "Lymphocyte count decreased"
-# (docs/clinical-rules.md, CTCAE v6.0 (unverified transcription)).
+# (docs/clinical-basis.md, CTCAE v6.0 (unverified transcription)).
 CTCAE_V6 = CtcaeCriteria(
     "6.0",
     "NCI CTCAE v6.0 (2025) via pharmaverse/admiral ncictcaev6.json, UNVERIFIED",
@@ -158,7 +158,7 @@ class SeverityBands:
     """Neutropenia severity by ANC, half-open like CTCAE (lower bound inclusive).
 
     Mild [1.0, 1.5), moderate [0.5, 1.0), severe < 0.5 (ASCO/IDSA 2018, Taplitz RA et al., J Clin Oncol
-    2018;36:3043-54), profound < 0.1 x10^9/L (IDSA-derived pathway); docs/clinical-rules.md, Severity
+    2018;36:3043-54), profound < 0.1 x10^9/L (IDSA-derived pathway); docs/clinical-basis.md, Severity
     bands. Reviewer: pending clinical sign-off.
     """
 
@@ -179,7 +179,7 @@ def _check_cvs(cv_analytical: float, cv_within: float) -> None:
 class RcvInput:
     """Analytical (CVA) and within-subject (CVI) coefficients of variation, as fractions.
 
-    Sources: docs/clinical-rules.md, Reference change values.
+    Sources: docs/clinical-basis.md, Reference change values.
     """
 
     analyte: str
@@ -193,7 +193,7 @@ class RcvInput:
 
 def _cv_source(analytical: str, within: str) -> str:
     """Where a default pair of CVs comes from, as the Settings page shows it."""
-    return f"CVA {analytical}; CVI {within}; see docs/clinical-rules.md, Reference change values"
+    return f"CVA {analytical}; CVI {within}; see docs/clinical-basis.md, Reference change values"
 
 
 _STATLAND = "Statland et al. 1978, week-to-week"
@@ -211,8 +211,8 @@ class GradingRules:
     """Site-configurable grading settings; the defaults and their sources.
 
     * ``ctcae_version``: "5.0" (NCI CTCAE v5.0, 2017); "6.0" is an UNVERIFIED transcription. Never mix
-      versions in one graded series (docs/clinical-rules.md, CTCAE v5.0 grading).
-    * ``rcv_z``: 1.645, one-sided 95 %, for a significant fall (docs/clinical-rules.md, Reference change
+      versions in one graded series (docs/clinical-basis.md, CTCAE v5.0 grading).
+    * ``rcv_z``: 1.645, one-sided 95 %, for a significant fall (docs/clinical-basis.md, Reference change
       values).
     * ``rcv_inputs``: CVs per analyte, ``RCV_INPUTS``; use the lab's own QC CV when known.
     """
@@ -334,7 +334,7 @@ def ctcae_grade(
 def neutropenia_severity(anc: pd.Series, *, comparator: pd.Series | None = None) -> pd.Series:
     """Neutropenia severity of each ANC (10^9/L): "profound", "severe", "moderate", "mild" or "".
 
-    Half-open bands (docs/clinical-rules.md, Severity bands): mild [1.0, 1.5), moderate [0.5, 1.0), severe
+    Half-open bands (docs/clinical-basis.md, Severity bands): mild [1.0, 1.5), moderate [0.5, 1.0), severe
     < 0.5, profound < 0.1.
     A censored "<B" value gets the least severe label its bound allows, as in ``ctcae_grade``.
 
@@ -366,7 +366,7 @@ def rcv_bounds(cv_analytical: float, cv_within: float, *, z: float = 1.645) -> t
     """Log-normal (asymmetric) reference change value as fractions ``(down, up)``.
 
     sigma = sqrt(ln(CVA^2 + 1) + ln(CVI^2 + 1)); RCV = exp(+/- Z * sqrt(2) * sigma) - 1 (Fokkema MR et al.,
-    Clin Chem 2006;52:1602-3; docs/clinical-rules.md, Reference change values). Cell counts are
+    Clin Chem 2006;52:1602-3; docs/clinical-basis.md, Reference change values). Cell counts are
     right-skewed and cannot fall by more than 100 %.
 
     Parameters

@@ -3,7 +3,7 @@
 A lineage is low when its count is certainly below the lower limit that applies to it (the same rule as
 ``analysis.flags``). White cells count as low when the WBC or the ANC is low; pancytopenia and bicytopenia are
 about the three lineages white cells, haemoglobin and platelets (the usual clinical meaning; no primary
-source is cited, docs/clinical-rules.md, Panel patterns); within white cells the differential tells which
+source is cited, docs/clinical-basis.md, Panel patterns); within white cells the differential tells which
 is low.
 A lineage the panel did not measure is not low: the pattern says what was seen, and its detail names the
 lineages that were not measured or had no limit to judge them by.
@@ -12,7 +12,7 @@ Values are printed as the lab printed them: a result reported in another unit th
 (haemoglobin in mmol/L, a count per uL) is shown with the lab's own text and unit, and its limit in that
 unit ("Hb 6.2 mmol/L < 7.45 mmol/L (grade 1)"), never a converted "9.99033". A child's ANC below the
 reference interval for age but not below the paediatric neutropenia cut-off (``flag_limit``) is not low,
-and the detail says it is below the interval for age (docs/clinical-rules.md, Paediatric neutropenia).
+and the detail says it is below the interval for age (docs/clinical-basis.md, Paediatric neutropenia).
 """
 
 from __future__ import annotations

@@ -7,11 +7,11 @@ interval, Hibbs et al., Blood 2025) is preferred to all. A child of known age ne
 population defaults are age-banded (Davis's Lab & Diagnostic Tests), and a lab range configured without an
 age band applies to adults only. A patient of unknown age gets, for WBC, ANC and ALC, the lowest default
 of any age band in this table (the adult one), so that a count below every band's limit is still judged
-low. The rules and their sources: docs/clinical-rules.md, Which range applies.
+low. The rules and their sources: docs/clinical-basis.md, Which range applies.
 
 Below the reference interval is not the same as neutropenia in children: ``flag_limit`` is the limit the
 neutropenia flag applies: for a child, the paediatric definition of neutropenia (``NEUTROPENIA_CUTOFFS``),
-lowered only by a patient override (docs/clinical-rules.md, Paediatric neutropenia).
+lowered only by a patient override (docs/clinical-basis.md, Paediatric neutropenia).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ RANGE_SOURCES = (
 class DefaultRange:
     """A population default range for one analyte, sex and age band, in canonical units.
 
-    Sources (docs/clinical-rules.md, Adult defaults and Paediatric defaults; clinical sign-off pending):
+    Sources (docs/clinical-basis.md, Adult defaults and Paediatric defaults; clinical sign-off pending):
 
     * adult WBC LLN 4.0 x10^9/L: leukopenia in adults is "in general" a count below 4,000/uL and its
       definition varies between practices (Mayo Clinic), so 4.0 is a default only; ULN 11.0 (Merck Manual
@@ -94,7 +94,7 @@ class NeutropeniaCutoff:
     """The ANC below which a child of this age is neutropenic (x10^9/L), from ``min_days`` of age
     (inclusive) to ``max_days`` (exclusive) and ``max_months`` completed months (exclusive).
 
-    Sources (docs/clinical-rules.md, Paediatric neutropenia; clinical sign-off pending): 5-Minute Pediatric
+    Sources (docs/clinical-basis.md, Paediatric neutropenia; clinical sign-off pending): 5-Minute Pediatric
     Consult, "Neutropenia": ANC < 1,500/uL for > 1 year of age, < 1,000/uL for < 1 year, < 5,000/uL in the
     first week of life; Pediatrics in Review, "Clinical Disorders of Neutropenia": the lower limit is
     1000/mm3 in infants between 2 weeks and 1 year of age, 1500/mm3 after infancy.
@@ -220,7 +220,7 @@ def _any_age(work: pd.DataFrame, defaults: tuple[DefaultRange, ...]) -> pd.DataF
     every paediatric band's default (Davis's Lab & Diagnostic Tests): a count under it is below the
     default limit of any age band, so a lab export without ranges or birth dates still has its leukopenia
     flagged. (It is not a definition of neutropenia at every age: infant neutropenia is ANC < 1.0,
-    docs/clinical-rules.md, Paediatric defaults.) Haemoglobin and platelets have adult defaults only, so a
+    docs/clinical-basis.md, Paediatric defaults.) Haemoglobin and platelets have adult defaults only, so a
     patient of unknown age gets none.
     """
     floors: dict[str, float] = {}

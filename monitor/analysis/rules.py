@@ -25,8 +25,8 @@ SECTIONS = ("grading", "flags", "cycles", "febrile")
 
 
 def _cited(source: str, section: str) -> str:
-    """A setting's source as clinicians read it: the source, then where docs/clinical-rules.md gives it."""
-    return f"{source}; see docs/clinical-rules.md, {section}"
+    """A setting's source as clinicians read it: the source, then where docs/clinical-basis.md gives it."""
+    return f"{source}; see docs/clinical-basis.md, {section}"
 
 
 _PRODUCT_DEFAULT = "product default, pending clinical sign-off"
@@ -171,7 +171,7 @@ def set_value(overrides: Mapping[str, Any], key: str, value: Any) -> dict[str, A
     return _pruned(out)
 
 
-# Where docs/clinical-rules.md describes a per-regimen setting other than its readiness rule.
+# Where docs/clinical-basis.md describes a per-regimen setting other than its readiness rule.
 _REGIMEN_SECTIONS = {
     "fn_risk": "G-CSF prophylaxis",
     "fn_risk_source": "G-CSF prophylaxis",

@@ -8,7 +8,7 @@ import pandas as pd
 from monitor.analysis.changes import GRADED, flag_lineage
 
 # Results that no longer count (HL7 v2 OBX-11 W, D, X; FHIR entered-in-error, cancelled): kept in history,
-# never summarised (docs/clinical-rules.md, Result status).
+# never summarised (docs/clinical-basis.md, Result status).
 EXCLUDED_STATUSES = ("cancelled", "entered-in-error")
 
 
@@ -20,7 +20,7 @@ def usable_results(results: pd.DataFrame) -> pd.DataFrame:
 # What the status keeps of each graded analyte's latest usable result, in this order: the value with its
 # comparator (a censored "<0.1") and collection time, the lower limit that applies with whose limit it is
 # (a patient's own range, the one reported, the lab's, a population default), the CTCAE grade, and the
-# result's status (preliminary, final, corrected: docs/clinical-rules.md, Preliminary results).
+# result's status (preliminary, final, corrected: docs/clinical-basis.md, Preliminary results).
 LATEST_FIELDS = ("", "comparator", "at", "lln", "range_source", "grade", "status")
 
 
@@ -56,7 +56,7 @@ def latest_values(results: pd.DataFrame) -> pd.DataFrame:
     return latest
 
 
-# What a sentence resting on a preliminary result ends with (docs/clinical-rules.md, Preliminary results).
+# What a sentence resting on a preliminary result ends with (docs/clinical-basis.md, Preliminary results).
 PRELIMINARY_NOTE = " (preliminary result; final awaited)"
 
 

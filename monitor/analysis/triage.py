@@ -1,7 +1,7 @@
 """Triage of the worklist: which patients need attention first, and the filters and counts over the list.
 
 The one ranking of patients by clinical risk, used by the worklist, ``patients`` and ``alerts``
-(docs/clinical-rules.md, Worklist priority). Each patient falls in the first tier that applies, by the most
+(docs/clinical-basis.md, Worklist priority). Each patient falls in the first tier that applies, by the most
 dangerous finding in their current status; the neutrophil count comes first because it is what predicts
 infection (Bodey et al. 1966; the febrile-neutropenia guidelines of IDSA 2010 and ASCO/IDSA 2018 act on it):
 

@@ -7,7 +7,7 @@
 or a LOINC code; ``collected_at`` is ISO 8601 with an offset or ``Z``.
 
 An optional ``birth_date`` column (ISO date, ``YYYY-MM-DD``) gives the patient's birth date, so that the
-age-banded reference intervals and paediatric neutropenia cut-offs apply (docs/clinical-rules.md,
+age-banded reference intervals and paediatric neutropenia cut-offs apply (docs/clinical-basis.md,
 Paediatric neutropenia). It describes new patients only, as names and sex do in HL7 and FHIR (a stored
 patient's birth date is kept). A row whose birth date is not an ISO date, is after its collection, or
 differs from the one an earlier row of the file gave that patient is refused with its line and reason.

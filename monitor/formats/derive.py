@@ -1,7 +1,7 @@
 """Absolute differential counts derived from the WBC and a percentage of the same specimen.
 
 ANC = WBC x (segmented % + bands %) / 100, or WBC x neutrophil % / 100; metamyelocytes and younger forms
-are not counted (UpToDate, "Drug-induced neutropenia and agranulocytosis"; docs/clinical-rules.md, ANC
+are not counted (UpToDate, "Drug-induced neutropenia and agranulocytosis"; docs/clinical-basis.md, ANC
 derived from a differential). A count is derived only from the same panel, only when the lab did not report
 it, and is marked as derived; a reported count always wins (also in the store, see `db.ingest`).
 Percentages are never turned into counts without the same-specimen WBC.

@@ -4,7 +4,7 @@ Fields read: Observation.status, code (the ``http://loinc.org`` coding), valueQu
 UCUM, else ``unit``), referenceRange[0], interpretation[0], effective[x], issued, subject, identifier,
 performer and meta.source; Patient.identifier (type MR preferred), name, birthDate, gender;
 DiagnosticReport.identifier, performer and result, which give their Observations an accession and a lab
-(HL7 FHIR R4, 2019; docs/clinical-rules.md, FHIR R4 fields read).
+(HL7 FHIR R4, 2019; docs/clinical-basis.md, FHIR R4 fields read).
 
 Like the other parsers this one only reads: it never converts units or judges values. A resource that
 cannot be read becomes a refusal naming the field; only a file that is not JSON at all is unusable.

@@ -4,10 +4,10 @@ A file may hold one or many messages, with ``\\r``, ``\\n`` or ``\\r\\n`` betwee
 characters around them. Fields read: PID-3 (identifier, assigning authority, type MR preferred),
 PID-5/7/8, OBR-3 accession (OBR-2 when absent), OBR-7 collection time (OBX-14 when OBR-7 is empty), OBR-22
 report time, OBX-2/3/5/6/7/8/11, MSH-4 (the lab; MSH-3 when absent), MSH-7's offset (the default for the
-message's times that carry none) (HL7 v2.5.1; docs/clinical-rules.md, HL7 v2 fields read).
+message's times that carry none) (HL7 v2.5.1; docs/clinical-basis.md, HL7 v2 fields read).
 
 Result identity follows LOINC when the code system is LN (the code is matched, never the display text;
-docs/clinical-rules.md, LOINC codes), so a misused LOINC code is not rescued by its text; local codes and
+docs/clinical-basis.md, LOINC codes), so a misused LOINC code is not rescued by its text; local codes and
 names are matched in `monitor.analytes.LOCAL_ALIASES`.
 """
 
@@ -80,7 +80,7 @@ def _unit(message: Any, segment: Any) -> str:
     """OBX-6, re-joining a raw ``10^9/L`` that a conformant parser splits into ``10`` and ``9/L``.
 
     HL7 v2 escapes ``^`` in data as ``\\S\\``, but some analysers send it raw
-    (docs/clinical-rules.md, Units and UCUM).
+    (docs/clinical-basis.md, Units and UCUM).
     """
     first, second = _get(segment, 6, 1), _get(segment, 6, 2)
     if first.isdigit() and second and second[0].isdigit():

@@ -47,7 +47,7 @@ REJECT_COLUMNS = ("location", "raw_text", "reason")
 
 UNSPECIFIED_LAB = "unspecified"
 
-# Status spellings -> stored status (HL7 v2 table 0085 letters and FHIR codes; docs/clinical-rules.md,
+# Status spellings -> stored status (HL7 v2 table 0085 letters and FHIR codes; docs/clinical-basis.md,
 # Result status).
 STATUS_ALIASES: dict[str, str] = {
     "": "final",
@@ -73,7 +73,7 @@ WITHDRAWN = ("cancelled", "entered-in-error")
 
 # How far after the import a collection time may be before it is refused as in the future: clocks of the
 # lab and of this server that disagree by minutes are not an error; a date in the next year is
-# (docs/clinical-rules.md, Plausible collection times).
+# (docs/clinical-basis.md, Plausible collection times).
 FUTURE_TOLERANCE = timedelta(hours=1)
 
 
@@ -247,7 +247,7 @@ def normalise_results(
         Text columns as in ``RAW_COLUMNS`` (missing optional fields as empty strings).
     imported_at : datetime, optional
         When the import runs (tz-aware): a collection time more than ``future_tolerance`` after it is
-        refused (docs/clinical-rules.md, Plausible collection times). None (records read outside an
+        refused (docs/clinical-basis.md, Plausible collection times). None (records read outside an
         import) checks no time against a clock.
     future_tolerance : timedelta
         How far after ``imported_at`` a collection time may be (default `FUTURE_TOLERANCE`, 1 hour).
@@ -311,7 +311,7 @@ def normalise_results(
     ref_low = to_canonical(low_in, factors, offsets)
     ref_high = to_canonical(high_in, factors, offsets)
     # A body temperature in Celsius between 77 and 113 is a Fahrenheit reading (25-45 °C) sent with the
-    # wrong unit: refused as such, never converted on a guess (docs/clinical-rules.md, Temperatures).
+    # wrong unit: refused as such, never converted on a guess (docs/clinical-basis.md, Temperatures).
     fahrenheit_as_celsius = (kinds.eq("temperature") & offsets.eq(0.0) & value.between(77.0, 113.0)).fillna(
         False
     )

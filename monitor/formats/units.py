@@ -2,7 +2,7 @@
 
 Conversion factors are exact by unit definition (UCUM, Regenstrief Institute): 1 x10^9/L = 1 x10^3/uL =
 1,000 /uL = 1,000 /mm3. Spellings are UCUM codes and the non-UCUM ones seen in HL7 v2 feeds
-(docs/clinical-rules.md, Units and UCUM).
+(docs/clinical-basis.md, Units and UCUM).
 An unknown spelling is never guessed: it has no factor and the record is rejected with the unit named.
 """
 

@@ -2,10 +2,10 @@
 
 The model is Friberg LE et al., J Clin Oncol 2002;20:4713-21, as implemented in the DTAT R package: a
 drug-sensitive proliferating compartment, three transit compartments and the circulating neutrophils, all
-with rate k_tr = 4 / MTT, and a feedback (Circ0 / Circ)^gamma on proliferation (docs/clinical-rules.md,
+with rate k_tr = 4 / MTT, and a feedback (Circ0 / Circ)^gamma on proliferation (docs/clinical-basis.md,
 Friberg model for the synthetic cohort). It is integrated with a fixed step, vectorised across patients;
 only the loop over time steps is in Python. Dosing is decided inside that loop, because a cycle is
-postponed when the ANC has not recovered (docs/clinical-rules.md, Readiness thresholds). Nothing here is
+postponed when the ANC has not recovered (docs/clinical-basis.md, Readiness thresholds). Nothing here is
 fitted to data: it makes demo trajectories look right.
 """
 

@@ -9,7 +9,7 @@ time start one cycle; a dose on a later dose day its regimen names ("D1 and D8 e
 and the last day of the cycle they close; the nadir is a low after the dose, never a pre-treatment count.
 Everything is computed for every patient at once.
 
-Facts and sources: docs/clinical-rules.md, Chemotherapy cycles (nadir timing, readiness thresholds from
+Facts and sources: docs/clinical-basis.md, Chemotherapy cycles (nadir timing, readiness thresholds from
 the paclitaxel and docetaxel prescribing information, G-CSF as recorded, febrile neutropenia by IDSA
 2010 and CTCAE v5.0 as ``analysis.febrile`` judges it); grades, ``analysis.grading``. Defaults without
 a published source (the 28-day open cycle, the cross-cycle trend rules) are product defaults awaiting

@@ -94,7 +94,7 @@ def cycle_table(
             "grade": frame["nadir_anc_grade"],
             "nadir WBC": number("nadir_wbc"),
             "days G3+": span(frame["days_grade3_plus_min"], frame["days_grade3_plus_max"]),
-            # The duration the paclitaxel and docetaxel labels act on (docs/clinical-rules.md, Severe
+            # The duration the paclitaxel and docetaxel labels act on (docs/clinical-basis.md, Severe
             # neutropenia duration).
             "days ANC<0.5": span(frame["days_anc_below_0_5_min"], frame["days_anc_below_0_5_max"]),
             "recovered": recovered,
@@ -103,7 +103,7 @@ def cycle_table(
             .fillna("?")
             .where(frame["fever"].ne(""), "-"),
             "G-CSF": frame["gcsf"].map({True: "yes", False: "no"}),
-            # G-CSF days, cycle delays and decision support (``support.with_support``; docs/clinical-rules.md,
+            # G-CSF days, cycle delays and decision support (``support.with_support``; docs/clinical-basis.md,
             # G-CSF prophylaxis, Dose modification and Cycle delays).
             "G-CSF on": _column(frame, "gcsf_days"),
             "delay days": _column(frame, "delay_days").map(lambda d: "" if d == "" else f"{int(d)}"),

@@ -16,7 +16,7 @@ class Readiness:
     """Counts needed before the next cycle (x10^9/L); ``inclusive`` means "at or above".
 
     Default ANC >= 1.5 and platelets >= 100, from the paclitaxel and docetaxel prescribing information (the
-    paclitaxel label writes ">", docetaxel's ">=", hence ``inclusive``; docs/clinical-rules.md, Readiness
+    paclitaxel label writes ">", docetaxel's ">=", hence ``inclusive``; docs/clinical-basis.md, Readiness
     thresholds).
     """
 
@@ -65,7 +65,7 @@ class Regimen(Readiness):
       ``CycleRules.nadir_window_days``, when unset).
     * ``fn_risk``: the regimen's febrile-neutropenia risk category, "high" (20 % or more), "intermediate"
       (10-20 %) or "low" (under 10 %), as ASCO 2015, EORTC and NCCN group regimens for G-CSF prophylaxis
-      (docs/clinical-rules.md, G-CSF); ``fn_risk_source`` names where the site took it from.
+      (docs/clinical-basis.md, G-CSF); ``fn_risk_source`` names where the site took it from.
     """
 
     nadir_window_days: tuple[int, int] | None = None
@@ -123,42 +123,42 @@ class CycleRules:
     * ``default_cycle_days`` = 28: the next dose is expected 28 days after a start when neither the
       regimen nor previous cycles give a length, and a cycle with no following chemotherapy ends 28 days
       after its start for the WBC trend (``analysis.flags``; the cycles' own views keep it open for its
-      overdue period) (product default, pending clinical sign-off; docs/clinical-rules.md, Cycle days).
+      overdue period) (product default, pending clinical sign-off; docs/clinical-basis.md, Cycle days).
     * ``recovery_anc`` = 1.5: recovery is the first ANC at or above 1.5 x10^9/L after the nadir (the adult
       neutropenia bound, Dale & Bolyard 2017, and the readiness ANC of the labels).
     * ``readiness_window_days`` = 3: readiness is judged on the last ANC and platelets in the 3 days before
       the next start, and shown for the current cycle only from 3 days before the expected next dose
-      (no source: site decision; docs/clinical-rules.md, Readiness for the planned next dose).
+      (no source: site decision; docs/clinical-basis.md, Readiness for the planned next dose).
     * ``overdue_cycle_lengths`` = 2: a last cycle whose next dose has not been given stays current (and
       its counts stay in it) for 2 planned cycle lengths past the expected day, readiness applying now;
       after that the patient is no longer shown as in a cycle (no source: site decision;
-      docs/clinical-rules.md, Readiness for the planned next dose).
+      docs/clinical-basis.md, Readiness for the planned next dose).
     * ``readiness`` and ``regimens``: the default readiness rule (paclitaxel and docetaxel prescribing
-      information; docs/clinical-rules.md, Readiness thresholds) and rules per regimen, keyed by a regimen
+      information; docs/clinical-basis.md, Readiness thresholds) and rules per regimen, keyed by a regimen
       name the chemotherapy event's details contain as whole words (case-insensitive; ``regimen_key``).
     * ``nadir_window_days`` = (7, 14): a cycle's nadir is taken as sampled when an ANC was measured on days
       7 to 14, after the dose (the nadir usually falls 7 to 14 days after cytotoxic chemotherapy; teaching
-      texts, no primary source: docs/clinical-rules.md, Nadir timing; set it per site for regimens with other
+      texts, no primary source: docs/clinical-basis.md, Nadir timing; set it per site for regimens with other
       timing). Only such cycles enter the cross-cycle trend.
     * ``trend_min_cycles`` = 2 and ``recovery_delay_days`` = 3: the nadir ANC is "deepening" when, over
       the cycles whose nadir was sampled, the last nadir is below the first by more than the ANC reference
       change value and the median change per cycle is a fall; recovery is "slower" when the last observed
       recovery comes at least 3 days later in its cycle than the first observed one (product defaults,
-      pending clinical sign-off; docs/clinical-rules.md, Recovery and cross-cycle trend).
+      pending clinical sign-off; docs/clinical-basis.md, Recovery and cross-cycle trend).
     * ``due_lead_hours`` = 48: a cycle's nadir window with no CBC in it yet raises a monitoring-gap alert
-      this many hours before it opens (no source: site decision; docs/clinical-rules.md, CBCs due).
+      this many hours before it opens (no source: site decision; docs/clinical-basis.md, CBCs due).
     * ``due_severe_days`` = 7: outside chemotherapy, a patient whose latest WBC, ANC or ALC is CTCAE grade
       3 or 4 is due a CBC when none was drawn for more than this many calendar days (no source: site
-      decision; docs/clinical-rules.md, CBCs due).
+      decision; docs/clinical-basis.md, CBCs due).
     * ``gcsf_prophylaxis_days`` = (1, 5), ``gcsf_risk_age`` = 65 and ``dose_limiting_days`` = 7: G-CSF
       given on D1 to D5 of a cycle (D notation: D1 is the dose day; pegfilgrastim is given 24-72 hours
       after chemotherapy) counts as primary or secondary prophylaxis for it; age 65 or more at the dose is
       a patient risk factor for febrile neutropenia; ANC < 0.5 for 7 days or more, as sampled, is a
-      dose-limiting neutropenia (ASCO 2015, EORTC 2010, NCCN; the paclitaxel label; docs/clinical-rules.md,
+      dose-limiting neutropenia (ASCO 2015, EORTC 2010, NCCN; the paclitaxel label; docs/clinical-basis.md,
       G-CSF prophylaxis and Dose modification). ``analysis.cycles.support``.
     * ``forecast_grade4_threshold`` = 0.5: the worklist shows a "forecast grade 4" chip when the nadir
       forecast's probability of a grade 4 nadir (ANC < 0.5) is at least this (``analysis.forecast``; no
-      source: site decision; docs/clinical-rules.md, Nadir forecast).
+      source: site decision; docs/clinical-basis.md, Nadir forecast).
     """
 
     default_cycle_days: int = 28

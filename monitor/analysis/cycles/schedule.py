@@ -5,7 +5,7 @@ The planned length is the regimen's, when the chemotherapy event's details name 
 ``default_cycle_days``. The next dose is expected on the start's calendar day plus that length (day
 ``next_dose_day``, D22 for 21 days), and readiness is judged from ``readiness_window_days`` before it
 (``readiness_from_day``, D19). No primary source gives when the pre-cycle count is drawn: the window is a
-site decision (docs/clinical-rules.md, Readiness for the planned next dose).
+site decision (docs/clinical-basis.md, Readiness for the planned next dose).
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ _DOSE_DAYS = (
     r"(?!\s*-?\s*(?:mg|g\b|%|cycles?|courses?|weeks?|w\b|days?\b|x\b)))+)"
 )
 # A dose within this many calendar days of a named in-cycle day is that day's dose (scheduling moves doses
-# by a day or two). No source: site decision (docs/clinical-rules.md, Cycle days).
+# by a day or two). No source: site decision (docs/clinical-basis.md, Cycle days).
 IN_CYCLE_TOLERANCE_DAYS = 2
 
 

@@ -1,7 +1,7 @@
 """Decision support per chemotherapy cycle: G-CSF prophylaxis, dose modification, cycle delays.
 
 Every sentence is support for the care team, never an order: it names its rule and its source
-(docs/clinical-rules.md, G-CSF prophylaxis, Dose modification and Cycle delays).
+(docs/clinical-basis.md, G-CSF prophylaxis, Dose modification and Cycle delays).
 
 * Primary prophylaxis: a cycle of a regimen the site rates at high febrile-neutropenia (FN) risk
   (``Regimen.fn_risk`` "high", 20 % or more) with no G-CSF recorded on D1 to D5
@@ -65,7 +65,7 @@ GCSF_NAMES = (
     r"|nyvepria|fylnetra|stimufend|pelgraz|pelmeg|grasustek)\b"
 )
 _SOURCES = "ASCO 2015, EORTC, NCCN"
-# The labels' own rules, quoted as the product information gives them (docs/clinical-rules.md, Dose
+# The labels' own rules, quoted as the product information gives them (docs/clinical-basis.md, Dose
 # modification). Days as sampled: paclitaxel "seven days or more", docetaxel "more than one week".
 _LABELS = {
     "paclitaxel": (

@@ -21,7 +21,7 @@ from monitor.analysis.febrile import DEFAULT_FEBRILE_RULES, FebrileRules
 from monitor.analysis.grading import COMPARE_DECIMALS, ctcae_grade
 
 # The ANC below which the paclitaxel and docetaxel labels count the days of severe neutropenia ("<500
-# cells/mm3 for seven days or more"; docs/clinical-rules.md, Severe neutropenia duration).
+# cells/mm3 for seven days or more"; docs/clinical-basis.md, Severe neutropenia duration).
 SEVERE_ANC = 0.5
 
 CYCLE_COLUMNS = (
@@ -100,9 +100,9 @@ def treatment_cycles(
     pd.DataFrame
         Columns ``CYCLE_COLUMNS``, sorted by patient and cycle (1-based). Days are calendar days since the
         start's day (day 0). Counts drawn on the next start's day (the pre-treatment count drawn before the
-        dose) are the cycle's last day as well as the next cycle's day 0 (docs/clinical-rules.md, Cycle
+        dose) are the cycle's last day as well as the next cycle's day 0 (docs/clinical-basis.md, Cycle
         days). The nadir is the lowest count after the dose, from day 1 to the day before the next start's
-        (never a pre-treatment count; NA when none was drawn then; docs/clinical-rules.md, Nadir timing);
+        (never a pre-treatment count; NA when none was drawn then; docs/clinical-basis.md, Nadir timing);
         ``nadir_sampled`` says whether an ANC of those days fell in ``nadir_window_days`` and
         ``anc_results`` counts the cycle's ANCs, its last day's included. Counts are samples, so durations are
         bounds in calendar days (the cycle days), counted inclusively as clinicians count them:
@@ -113,13 +113,13 @@ def treatment_cycles(
         came after; NA when the last ANC of a cycle no dose has followed yet is still there); both 0 when
         no ANC after the dose reached grade 3, NA when there was none. ``days_anc_below_0_5_min`` and
         ``_max`` are the same bounds for ANC < 0.5 x10^9/L, the duration the paclitaxel and docetaxel
-        labels act on (7 days or more; docs/clinical-rules.md, Severe neutropenia duration).
+        labels act on (7 days or more; docs/clinical-basis.md, Severe neutropenia duration).
         ``recovery_day`` is the first ANC at or above ``recovery_anc`` after a nadir below it (NA when the
         nadir was not below it, or no recovery was seen) and ``recovery_after_day`` the day of the count
         before it: recovery happened in between. ``fever`` describes the cycle's hottest fever with the ANC in
         force (``fever.cycle_fevers``); ``febrile_neutropenia`` is True when an episode of febrile
         neutropenia (IDSA 2010 or CTCAE v5.0, the rule of the patient's flag: ``analysis.febrile``;
-        docs/clinical-rules.md, Febrile neutropenia) started in the cycle, NA when none did but a fever
+        docs/clinical-basis.md, Febrile neutropenia) started in the cycle, NA when none did but a fever
         could not be judged (a free-text fever without a temperature or between 38.0 and 38.3 °C, or no
         ANC in force).
         ``doses`` lists the cycle's doses by cycle day ("D1, D8": a dose on a later dose day the regimen
@@ -169,7 +169,7 @@ def treatment_cycles(
     keys = ["patient_key", "cycle"]
     out = cycles.set_index(keys)
     # The nadir is a low after the dose and before the next: pre-treatment counts (day 0, and the next
-    # dosing day's) are not one (docs/clinical-rules.md, Nadir timing).
+    # dosing day's) are not one (docs/clinical-basis.md, Nadir timing).
     after_dose = inside[(inside["day"].ge(1) & inside["closing"].eq(False)).to_numpy(dtype=bool)]
     for analyte, prefix in (("anc", "nadir_anc"), ("wbc", "nadir_wbc")):
         nadir = _nadir(after_dose[after_dose["analyte"].eq(analyte).to_numpy()], keys)

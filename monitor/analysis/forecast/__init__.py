@@ -5,7 +5,7 @@ For the latest chemotherapy cycle started at or before ``as_of``, using only the
 the nadir and the window of days a CBC best catches it, the day the median forecast is back at 1.5, the
 probability that the nadir falls below 0.5 (CTCAE grade 4), and the curve with the 80 % band of a count
 drawn at each time. Decision support: a model with population priors, validated in simulation only
-(benchmarks.forecast); docs/clinical-rules.md, Nadir forecast, says what it assumes.
+(benchmarks.forecast); docs/clinical-basis.md, Nadir forecast, says what it assumes.
 
 Definitions (all days are elapsed days since the cycle's first dose, which is day 0):
 
@@ -62,7 +62,7 @@ INFORMATIVE_DAY = 4
 _DOSE = r"(?P<drug>[a-z][a-z\- ]*?)\s*(?P<amount>\d+(?:[.,]\d+)?)\s*(?P<unit>mg/m2|mg/m²|mg/kg|mg|auc)"
 # The model has no G-CSF: counts drawn while G-CSF acts are left out of the fit, from its start to this many
 # days after its end (or after its start when no end is recorded: pegfilgrastim is one injection), and a
-# cycle with G-CSF is not forecast. Product choices (docs/clinical-rules.md, Nadir forecast).
+# cycle with G-CSF is not forecast. Product choices (docs/clinical-basis.md, Nadir forecast).
 GCSF_AFTER_DAYS = 7
 GCSF_OPEN_DAYS = 14
 _GRID_H = 2.0  # the curve's step, hours

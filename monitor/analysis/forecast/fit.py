@@ -13,7 +13,7 @@ the population value (its posterior mode given the fit's residuals, fitted in tu
 
 Predictions come from posterior draws: the nadir of each draw's curve (80 % interval, probability below
 0.5), and the 80 % band of a count drawn at each time (posterior and residual error). Values and
-sources: ``Priors`` and docs/clinical-rules.md, Nadir forecast. Pure numpy and scipy.
+sources: ``Priors`` and docs/clinical-basis.md, Nadir forecast. Pure numpy and scipy.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The Friberg myelosuppression model with a concentration-free drug effect, solved with ``solve_ivp``.
 
-Structure (Friberg LE et al., J Clin Oncol 2002;20:4713-21; docs/clinical-rules.md, Nadir forecast): a
+Structure (Friberg LE et al., J Clin Oncol 2002;20:4713-21; docs/clinical-basis.md, Nadir forecast): a
 drug-sensitive proliferating compartment, three transit compartments and the circulating neutrophils (ANC,
 x10^9/L), all with rate k_tr = 4 / MTT, and a feedback (Circ0 / Circ)^gamma on proliferation::
 
@@ -30,7 +30,7 @@ from scipy.integrate import solve_ivp
 __all__ = ["EXPOSURE_HALF_LIFE_H", "simulate"]
 
 # The virtual exposure's half-life, hours: a short pulse after each dose (the demo cohort's simulation uses
-# the same; docs/clinical-rules.md, Nadir forecast). Only the product slope x duration matters much: the
+# the same; docs/clinical-basis.md, Nadir forecast). Only the product slope x duration matters much: the
 # marrow integrates the pulse over days.
 EXPOSURE_HALF_LIFE_H = 12.0
 _K_E = math.log(2.0) / EXPOSURE_HALF_LIFE_H

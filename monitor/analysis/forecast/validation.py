@@ -1,5 +1,5 @@
 """The forecast's validation figures, as recorded by ``python -m benchmarks.forecast``
-(docs/clinical-rules.md, Validation in simulation), for the pages' caption. Simulated patients only: no
+(docs/clinical-basis.md, Validation in simulation), for the pages' caption. Simulated patients only: no
 real patient was forecast.
 
 Re-run the benchmark after any change to the model, its priors or its fit, and copy its figures here

@@ -2,7 +2,7 @@
 
 Days are in the product's D notation (D1 = the dosing day = day 0 of the forecast, as in the cycle table),
 from the forecast's calendar days in the site's zone. Decision support: every forecast is shown with what
-the model assumes (``ASSUMPTIONS``) and how it was validated (``validation_words``; docs/clinical-rules.md,
+the model assumes (``ASSUMPTIONS``) and how it was validated (``validation_words``; docs/clinical-basis.md,
 Nadir forecast). Pure functions of a ``Forecast``.
 """
 

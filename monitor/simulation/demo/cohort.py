@@ -28,7 +28,7 @@ class DemoCohort:
     overrides: pd.DataFrame
 
 
-# Reference ranges, canonical units (docs/clinical-rules.md, Other figures of the synthetic cohort).
+# Reference ranges, canonical units (docs/clinical-basis.md, Other figures of the synthetic cohort).
 # DEMO-CENTRAL: Merck Manual CBC table (its PLT upper limit 450 is UNVERIFIED: the excerpt read was
 # truncated) except the WBC lower limit, the adult leukopenia default 4.0 x10^9/L. DEMO-ONCDAY: the HL7 US
 # Core example ranges (WBC 4.5-11, neutrophils 37-67 %, PLT 150-450), Davis's adult Hb ranges, Merck for the
@@ -62,7 +62,7 @@ LABS = (  # code, name, accession prefix
     ("DEMO-ONCDAY", "Demo Oncology Day Unit Laboratory (synthetic)", "ONC"),
 )
 
-# Duffy-null reference interval, USA primary-care cohort: Hibbs et al., Blood 2025 (docs/clinical-rules.md,
+# Duffy-null reference interval, USA primary-care cohort: Hibbs et al., Blood 2025 (docs/clinical-basis.md,
 # Duffy-null reference intervals).
 DUFFY_NULL_OVERRIDES = (("anc", 1.21, 5.39), ("wbc", 3.00, 9.66))
 DUFFY_NULL_REASON = (

@@ -110,7 +110,7 @@ def true_values(
 
 def measure(true: np.ndarray, z: np.ndarray, need: np.ndarray) -> np.ndarray:
     """Noisy values rounded as reported, in PANEL order; WBC is the sum of the five absolute counts."""
-    # Multiplicative log-normal noise (docs/clinical-rules.md, Other figures of the synthetic cohort).
+    # Multiplicative log-normal noise (docs/clinical-basis.md, Other figures of the synthetic cohort).
     noisy = true * np.exp(SIGMA * z)
     anc = noisy[:, 0]  # a CBC that decided a cycle shows an ANC on the side of 1.5 acted on (readiness):
     wrong = ((need > 0) & (anc < 1.5)) | ((need < 0) & (anc >= 1.495))

@@ -191,7 +191,7 @@ def chemo_story(p: Patient, run: friberg.ChemoRun, col: int) -> Story:
         elif q["gcsf"] == 2:
             events.append(event("gcsf", h / 24 + 2, "filgrastim", h / 24 + 9, n=k + 1))
         severe_days = np.count_nonzero(cycle_anc < 0.5) * step / 24  # fever risk grows with ANC < 0.5 time
-        # Fever at the nadir (docs/clinical-rules.md, Febrile neutropenia).
+        # Fever at the nadir (docs/clinical-basis.md, Febrile neutropenia).
         if rng.random() < 0.03 * severe_days:
             fixed.append((fever := d + int(np.argmin(cycle_anc) * step // 24), False, 0))
             events.append(event("fever", fever + 17 / 24, "nadir_fever"))
