@@ -1,4 +1,5 @@
-"""Settings: the site's rules (grading, flags, cycles) and the labs' reference ranges, with sources.
+"""Settings: the site's rules (grading, flags, cycles, febrile neutropenia) in words, each with its unit and
+the source of its default, and the labs' reference ranges; raw keys and JSON values in an advanced editor.
 
 Saving recomputes every patient's status in the same transaction, so lists follow the new rules at once.
 """
@@ -7,15 +8,18 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 import pandas as pd
 import streamlit as st
 
 from monitor.analysis.rules import setting_rows
+from monitor.analysis.setting_descriptions import GROUPS, describe
 from monitor.analytes import ANALYTES
 from services.rules import change_settings, regimen_setting_warning, set_lab_range
 from ui import data
 from ui.identity import current_viewer
+from ui.setting_inputs import default_text, same, setting_input, source_caption
 from ui.text import plain
 
 viewer = current_viewer()
@@ -25,45 +29,98 @@ if not viewer.may("administer"):
 
 st.title("Settings")
 st.caption(
-    "Every threshold the analysis uses, with its default and where the default comes from. Only what "
-    "differs from the defaults is stored; saving recomputes every patient's grades and flags."
+    "Every threshold the analysis uses, in words, with its unit, its default and the source of the default "
+    "(docs/clinical-basis.md gives each rule at length). Only what differs from the defaults is stored; "
+    "saving recomputes every patient's grades and flags."
 )
 rules = data.rules()
 rows = pd.DataFrame(setting_rows(rules))
-shown = rows.assign(
-    value=rows["value"].map(json.dumps), default=rows["default"].map(json.dumps), changed=rows["changed"]
-)
+
+
+def _save(asked: dict[str, Any]) -> None:
+    """Save the settings changed here over what is stored now (not over this page's cached copy), a value
+    equal to its default restoring the default, then recompute every patient's status."""
+    try:
+        change_settings(
+            data.store(), asked, viewer=viewer, now=datetime.now(UTC), timezone=data.config().timezone
+        )
+    except (ValueError, TypeError) as error:  # json.JSONDecodeError is a ValueError
+        st.error(f"Not saved: {plain(error)}")
+    else:
+        data.refresh()
+        st.toast(f"Saved {len(asked)} setting(s); status recomputed.")
+        st.rerun()
+
 
 rules_tab, regimen_tab, lab_tab = st.tabs(["Rules", "Readiness per regimen", "Lab reference ranges"])
 with rules_tab:
-    edited = st.data_editor(
-        shown[["key", "value", "default", "changed", "source"]],
-        hide_index=True,
-        width="stretch",
-        disabled=["key", "default", "changed", "source"],
-        key="settings_rules",
-        column_config={
-            "value": st.column_config.TextColumn("value", help='JSON: a number, true/false, "5.0", [7, 14]'),
-        },
-    )
-    changes = edited[edited["value"] != shown["value"]]
-    if st.button("Save changes and recompute", disabled=changes.empty, type="primary", key="settings_save"):
-        try:
-            asked = {}
-            for key, text in zip(changes["key"].astype(str), changes["value"].astype(str), strict=True):
-                value = json.loads(text)
-                same_as_default = value == rows.loc[rows["key"] == key, "default"].iloc[0]
-                asked[key] = None if same_as_default else value
-            # Only the settings changed here, over what is stored now (not over this page's cached copy).
-            change_settings(
-                data.store(), asked, viewer=viewer, now=datetime.now(UTC), timezone=data.config().timezone
-            )
-        except (ValueError, TypeError) as error:  # json.JSONDecodeError is a ValueError
-            st.error(f"Not saved: {plain(error)}")
+    worded = rows[~rows["key"].str.startswith("cycles.regimens.")]
+    with st.form("settings_words"):
+        asked: dict[str, Any] = {}
+        for group in GROUPS:
+            st.subheader(group)
+            for row in worded[worded["group"] == group].to_dict("records"):
+                description = describe(row["key"])
+                field, words = st.columns([2, 3])
+                with field:
+                    asked[row["key"]] = setting_input(row["key"], row["value"], row["default"], description)
+                words.caption(
+                    source_caption(
+                        row["setting"],
+                        row["citation"],
+                        row["section"],
+                        changed=bool(row["changed"]),
+                        default=default_text(row["default"], description),
+                    )
+                )
+        submitted = st.form_submit_button("Save changes and recompute", type="primary")
+    if submitted:
+        stored = dict(zip(worded["key"], worded["value"], strict=True))
+        defaults = dict(zip(worded["key"], worded["default"], strict=True))
+        changed = {
+            key: None if same(value, defaults[key]) else value
+            for key, value in asked.items()
+            if not same(value, stored[key])
+        }
+        if changed:
+            _save(changed)
         else:
-            data.refresh()
-            st.toast(f"Saved {len(changes)} setting(s); status recomputed.")
-            st.rerun()
+            st.info("Nothing changed.")
+
+    with st.expander("Advanced: settings by key, values as JSON"):
+        st.caption(
+            "The same settings by the keys the command line uses (python -m monitor settings), values as "
+            'JSON: a number, true/false, "5.0", [7, 14].'
+        )
+        shown = rows.assign(
+            value=rows["value"].map(json.dumps),
+            default=rows["default"].map(json.dumps),
+            changed=rows["changed"],
+        )
+        edited = st.data_editor(
+            shown[["key", "value", "default", "changed", "source"]],
+            hide_index=True,
+            width="stretch",
+            disabled=["key", "default", "changed", "source"],
+            key="settings_rules",
+            column_config={
+                "value": st.column_config.TextColumn(
+                    "value", help='JSON: a number, true/false, "5.0", [7, 14]'
+                ),
+            },
+        )
+        changes = edited[edited["value"] != shown["value"]]
+        if st.button("Save changes and recompute", disabled=changes.empty, key="settings_save"):
+            try:
+                by_key = {}
+                for key, text in zip(changes["key"].astype(str), changes["value"].astype(str), strict=True):
+                    value = json.loads(text)
+                    same_as_default = value == rows.loc[rows["key"] == key, "default"].iloc[0]
+                    by_key[key] = None if same_as_default else value
+            except ValueError as error:  # json.JSONDecodeError is a ValueError
+                st.error(f"Not saved: {plain(error)}")
+            else:
+                _save(by_key)
 
 with regimen_tab:
     regimens = rules.cycles.regimens

@@ -171,7 +171,11 @@ def _administrator() -> Viewer:
 @output_format()
 @store_options
 def settings_show(database: str | None, fmt: str) -> None:
-    """Every setting with its value, default and source.
+    """Every setting with its value, default and source, and in words: the rule at its value, its unit, and
+    the primary source of its default (author, title, year, link) or a plain "no source" statement.
+
+    The table gives the key, value, default, whether it changed, the rule in words and the source; JSON
+    and CSV also give the group, unit, full citation and section of docs/clinical-basis.md.
 
     \b
     Example:
@@ -179,6 +183,8 @@ def settings_show(database: str | None, fmt: str) -> None:
     """
     rows = setting_rows(site_rules(_factory(database)))
     frame = pd.DataFrame(rows)
+    if fmt == "table":
+        frame = frame[["key", "value", "default", "changed", "setting", "source"]]
     for column in ("value", "default"):
         frame[column] = frame[column].map(lambda v: json.dumps(v) if fmt != "json" else v)
     _emit(frame, fmt)

@@ -2,8 +2,9 @@
 
 A site changes a rule without code: the store keeps only what differs from the defaults (a JSON mapping,
 ``{"grading": {...}, "flags": {...}, "cycles": {...}, "febrile": {...}}``), ``SiteRules.from_mapping``
-validates it, and ``setting_rows`` lists every setting with its value, default and source for the Settings
-page and the ``settings`` command.
+validates it, and ``setting_rows`` lists every setting with its value, default and source, and in words
+(``setting_descriptions``: the rule, its unit, the primary source of its default), for the Settings page
+and the ``settings`` command.
 """
 
 from __future__ import annotations
@@ -18,98 +19,11 @@ from monitor.analysis.cycles.rules import Regimen
 from monitor.analysis.febrile import DEFAULT_FEBRILE_RULES, FebrileRules
 from monitor.analysis.flags import DEFAULT_FLAG_RULES, FlagRules
 from monitor.analysis.grading import DEFAULT_RULES, GradingRules
+from monitor.analysis.setting_descriptions import cited, describe, in_words
 
 __all__ = ["DEFAULT_SITE_RULES", "SECTIONS", "SiteRules", "set_value", "setting_rows"]
 
 SECTIONS = ("grading", "flags", "cycles", "febrile")
-
-
-def _cited(source: str, section: str) -> str:
-    """A setting's source as clinicians read it: the source, then where docs/clinical-basis.md gives it."""
-    return f"{source}; see docs/clinical-basis.md, {section}"
-
-
-_PRODUCT_DEFAULT = "product default, pending clinical sign-off"
-# Where each default comes from (the dataclasses' docstrings say the same at more length).
-_SOURCES = {
-    "grading.ctcae_version": _cited(
-        "NCI CTCAE v5.0 (2017); v6.0 is an unverified transcription", "CTCAE v5.0 grading"
-    ),
-    "grading.rcv_z": _cited(
-        "one-sided 95 % for a significant fall, log-normal reference change value (Fokkema et al., "
-        "Clin Chem 2006)",
-        "Reference change values",
-    ),
-    "flags.persistent_min_results": _cited(_PRODUCT_DEFAULT, "Flag defaults"),
-    "flags.persistent_min_days": _cited(_PRODUCT_DEFAULT + ", in calendar days", "Calendar days"),
-    "flags.chronic_min_days": _cited(
-        "chronic neutropenia lasts at least 3 months (Dale & Bolyard, Curr Opin Hematol 2017)",
-        "Chronic neutropenia",
-    ),
-    "flags.slope_window_days": _cited(
-        "no source: site decision (180 days, long enough to see a slow marrow failure; results in "
-        "chemotherapy cycles left out)",
-        "Trend",
-    ),
-    "flags.slope_min_results": _cited("no source: site decision", "Trend"),
-    "cycles.default_cycle_days": _cited(_PRODUCT_DEFAULT, "Cycle days"),
-    "cycles.recovery_anc": _cited(
-        "adult neutropenia bound (Dale & Bolyard 2017) and readiness ANC (paclitaxel and docetaxel "
-        "prescribing information)",
-        "Recovery and cross-cycle trend",
-    ),
-    "cycles.readiness_window_days": _cited(
-        "no source: site decision (when the pre-cycle count is drawn)", "Readiness for the planned next dose"
-    ),
-    "cycles.overdue_cycle_lengths": _cited("no source: site decision", "Readiness for the planned next dose"),
-    "cycles.readiness.anc_min": _cited(
-        "paclitaxel and docetaxel prescribing information", "Readiness thresholds"
-    ),
-    "cycles.readiness.plt_min": _cited("paclitaxel prescribing information", "Readiness thresholds"),
-    "cycles.readiness.inclusive": _cited(
-        "the labels differ: paclitaxel writes >, docetaxel >=", "Readiness thresholds"
-    ),
-    "cycles.nadir_window_days": _cited(
-        "nadir usually 7 to 14 days after chemotherapy (teaching texts; no primary source)", "Nadir timing"
-    ),
-    "cycles.trend_min_cycles": _cited(_PRODUCT_DEFAULT, "Recovery and cross-cycle trend"),
-    "cycles.recovery_delay_days": _cited(_PRODUCT_DEFAULT, "Recovery and cross-cycle trend"),
-    "cycles.due_lead_hours": _cited("no source: site decision", "CBCs due"),
-    "cycles.due_severe_days": _cited("no source: site decision", "CBCs due"),
-    "cycles.forecast_grade4_threshold": _cited(
-        "no source: site decision (the probability of a grade 4 nadir the worklist marks)", "Nadir forecast"
-    ),
-    "febrile.anc_before_hours": _cited("no source: site default", "Febrile neutropenia"),
-    "febrile.anc_after_hours": _cited("no source: site default", "Febrile neutropenia"),
-    "febrile.sustained_minutes": _cited(
-        "IDSA 2010 (Freifeld et al., Clin Infect Dis 2011) 'over a 1-h period', CTCAE v5.0 'for more than "
-        "one hour'",
-        "Febrile neutropenia",
-    ),
-    "febrile.falling_hours": _cited(
-        "IDSA 2010 (Freifeld et al., Clin Infect Dis 2011): ANC expected to fall below 0.5 during the "
-        "next 48 h",
-        "Febrile neutropenia",
-    ),
-    "febrile.falling_lookback_hours": _cited("no source: site decision", "Febrile neutropenia"),
-    "febrile.end_anc": _cited("no source: site decision", "Febrile neutropenia"),
-    "febrile.afebrile_hours": _cited("no source: site decision", "Febrile neutropenia"),
-    "febrile.free_text_window_hours": _cited("no source: site decision", "Febrile neutropenia"),
-    "febrile.unjudged_hours": _cited("no source: site decision", "Febrile neutropenia"),
-    "cycles.gcsf_prophylaxis_days": _cited(
-        "pegfilgrastim 24-72 hours after chemotherapy (ASCO 2015, Smith et al.; common practice); D1 = the "
-        "dose day",
-        "G-CSF prophylaxis",
-    ),
-    "cycles.gcsf_risk_age": _cited(
-        "age 65 or more, a patient risk factor for febrile neutropenia (ASCO 2015; EORTC 2010, Aapro et al.)",
-        "G-CSF prophylaxis",
-    ),
-    "cycles.dose_limiting_days": _cited(
-        "ANC < 0.5 for 7 days or more (paclitaxel prescribing information; docetaxel: more than one week)",
-        "Dose modification",
-    ),
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,29 +85,33 @@ def set_value(overrides: Mapping[str, Any], key: str, value: Any) -> dict[str, A
     return _pruned(out)
 
 
-# Where docs/clinical-basis.md describes a per-regimen setting other than its readiness rule.
-_REGIMEN_SECTIONS = {
-    "fn_risk": "G-CSF prophylaxis",
-    "fn_risk_source": "G-CSF prophylaxis",
-    "nadir_window_days": "CBCs due",
-}
-
-
 def setting_rows(rules: SiteRules) -> list[dict[str, Any]]:
-    """Every scalar setting: ``key``, ``value``, ``default``, ``changed`` and ``source``."""
+    """Every scalar setting: ``key``, ``value``, ``default``, ``changed`` and ``source`` (the basis of the
+    default and the section of docs/clinical-basis.md), then as a reader meets it: ``group``, ``setting``
+    (the rule in words at its value), ``unit``, ``citation`` (the default's primary sources, author, title,
+    year and link, or a plain "no source" statement) and ``section``."""
     defaults = _flatten(_as_mapping(DEFAULT_SITE_RULES))
     cv_sources = {i.analyte: i.source for i in rules.grading.rcv_inputs}
     rows = []
     for key, value in _flatten(_as_mapping(rules)).items():
         default = defaults.get(key)
-        source = _SOURCES.get(key, "")
+        description = describe(key)
+        source = cited(description)
         if key.startswith("grading.rcv_inputs."):
             source = cv_sources.get(key.split(".")[2], "")
-        if key.startswith("cycles.regimens."):
-            section = _REGIMEN_SECTIONS.get(key.split(".")[-1], "Readiness thresholds")
-            source = _cited("site configuration, per regimen", section)
         rows.append(
-            {"key": key, "value": value, "default": default, "changed": value != default, "source": source}
+            {
+                "key": key,
+                "value": value,
+                "default": default,
+                "changed": value != default,
+                "source": source,
+                "group": description.group,
+                "setting": in_words(key, value),
+                "unit": description.unit,
+                "citation": description.citation,
+                "section": description.section,
+            }
         )
     return rows
 
