@@ -153,6 +153,14 @@ def test_a_changed_rule_recomputes_the_status(store: str) -> None:
     shown = json.loads(monitor("settings", "show", "--format", "json", url=store).stdout)
     row = next(r for r in shown if r["key"] == "flags.persistent_min_days")
     assert (row["value"], row["default"], row["changed"]) == (21, 14, True)
+    # In words too: the rule at its value, its unit, and where the default comes from.
+    assert row["setting"].startswith("A run below the limit is persistent when its results span at least 21 ")
+    assert (row["unit"], row["section"]) == ("calendar days", "Calendar days")
+    assert row["citation"].startswith("product default, pending clinical sign-off")
+    chronic = next(r for r in shown if r["key"] == "flags.chronic_min_days")["citation"]
+    assert chronic.startswith("Dale DC, Bolyard AA.") and "2017" in chronic and "https://" in chronic
+    table = monitor("settings", "show", url=store).stdout
+    assert "results span at least 21 calendar days" in table
     restored = monitor("settings", "set", "flags.persistent_min_days", "default", url=store)
     assert restored.returncode == 0
     assert "persistent" in patients(store)["PER-1"]["flags"]

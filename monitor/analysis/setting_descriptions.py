@@ -150,7 +150,7 @@ def _whole(
     )
 
 
-_SITE_DEFAULT_FN = "no source: site default (how far from a fever a count is still the one in force)"
+_SITE_DEFAULT_FN = "no source: site default"
 _DESCRIPTIONS: dict[str, SettingDescription] = {
     "grading.ctcae_version": SettingDescription(
         "Grading",
@@ -242,8 +242,8 @@ _DESCRIPTIONS: dict[str, SettingDescription] = {
         "A cycle's nadir counts as sampled when an ANC was drawn on days {first} to {last} after the dose",
         "days after the dose",
         "days",
-        "no source: product default, pending clinical sign-off (the nadir usually falls 7 to 14 days after "
-        "chemotherapy in teaching texts; no primary source)",
+        PRODUCT_DEFAULT + " (no primary source: the nadir usually falls 7 to 14 days after chemotherapy "
+        "in teaching texts)",
         "Nadir timing",
         minimum=0,
         maximum=90,
