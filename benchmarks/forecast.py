@@ -261,8 +261,8 @@ def auc(scores: np.ndarray, positive: np.ndarray) -> float:
 
 
 def summarise(rows: pd.DataFrame, threshold: float, at: float | None = None) -> dict[str, float | int | str]:
-    """The figures the issue asks for, from the per-patient rows; ``at``: a threshold chosen on another run,
-    whose sensitivity and specificity this run reports."""
+    """The validation figures (docs/clinical-basis.md, Validation in simulation) from the per-patient rows;
+    ``at``: a threshold chosen on another run, whose sensitivity and specificity this run reports."""
     done = rows[rows["forecast"]]
     g4 = done["true_nadir"].to_numpy() < GRADE4_BELOW
     p = done["p_grade4"].to_numpy(dtype=float)

@@ -461,7 +461,7 @@ def _worklist_figures(page: Page, dashboard: str, username: str, password: str) 
 def test_two_dashboards_on_one_postgresql_show_the_same_whole_imports_while_they_run(
     chromium: Browser, postgres_url: str, tmp_path: Path
 ) -> None:
-    """Issue 7: two dashboard processes on one PostgreSQL store while two imports of overlapping files
+    """Two dashboard processes on one PostgreSQL store while two imports of overlapping files
     run; each dashboard only ever shows whole files, and both show the same figures afterwards."""
     from datetime import UTC, datetime
 

@@ -1,4 +1,4 @@
-"""Results that change (issue 15, items 13 and 14): a preliminary result marks every grade, flag and chart
+"""Results that change: a preliminary result marks every grade, flag and chart
 point that rests on it, its final version is a change of its own, and a correction that takes a flag
 back is an alert, not a silent disappearance. Built through the real importer, on both stores."""
 

@@ -1,4 +1,4 @@
-"""Febrile neutropenia for every patient (issue 17): IDSA 2010 and CTCAE v5.0 at their boundaries, the ANC
+"""Febrile neutropenia for every patient: IDSA 2010 and CTCAE v5.0 at their boundaries, the ANC
 in force, episodes to recovery, and the flag through the importer, the worklist, alerts and the cycle table
 on both stores."""
 

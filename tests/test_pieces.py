@@ -134,7 +134,7 @@ def test_decoding_in_blocks_names_the_byte_that_is_not_utf8(monkeypatch: pytest.
     [("junk", "records cannot be read"), ("one-line", "no end of a record")],
 )
 def test_a_200_mb_file_is_refused_in_bounded_memory(store, tmp_path: Path, kind: str, reason: str) -> None:
-    """Issue 6's hostile 200 MB files through the command line's path (read from disk in blocks)."""
+    """Hostile 200 MB files through the command line's path (read from disk in blocks), in bounded memory."""
     path = tmp_path / f"{kind}.csv"
     with path.open("wb") as handle:
         handle.write(HEADER.encode())

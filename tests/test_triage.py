@@ -35,7 +35,7 @@ def make_patients(**columns: list) -> pd.DataFrame:
     return frame
 
 
-# The haematologist's review cases (issue 15, item 6), one patient each, in the order they must come:
+# The haematologist's review cases, one patient each, in the order they must come:
 # A: ANC 0.4 (grade 4) with a normal-ish WBC; C: ANC 0.8 (grade 3); E: ANC newly below its limit, 1.2
 # (grade 2); D: WBC 1.8 (grade 3) alone; B: ALC 0.4 (grade 3) alone; F: WBC 3.6 below its limit for weeks
 # (grade 1).

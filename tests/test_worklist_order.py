@@ -1,5 +1,5 @@
-"""The worklist's order by clinical risk, the same on the worklist, ``patients`` and ``alerts`` (issue 15,
-item 6), over a store holding the haematologist's review cases."""
+"""The worklist's order by clinical risk, the same on the worklist, ``patients`` and ``alerts``, over a
+store holding the haematologist's review cases."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ Revision ID: 0014_cycle_next_dose
 Revises: 0013_status_json_audit_actions
 Create Date: 2026-12-02 13:00:00+00:00
 
-Readiness is shown only from a window before the expected next dose (issue 15): the status keeps the cycle
+Readiness is shown only from a window before the expected next dose: the status keeps the cycle
 day of that dose (``next_dose_day``) and of the window's start (``readiness_from_day``); ``readiness`` now
 holds the verdict alone, the sentence being made on the day shown. Rows written before this revision have
 neither day: ``python -m monitor recompute`` (or the next import) fills them; until then such a patient's
