@@ -37,15 +37,21 @@ rules = data.rules()
 rows = pd.DataFrame(setting_rows(rules))
 
 
-def _save(asked: dict[str, Any]) -> None:
+def _save(asked: dict[str, Any], *, in_words: bool = False) -> None:
     """Save the settings changed here over what is stored now (not over this page's cached copy), a value
-    equal to its default restoring the default, then recompute every patient's status."""
+    equal to its default restoring the default, then recompute every patient's status. A refusal from the
+    form in words names the settings by their labels, not by their keys."""
     try:
         change_settings(
             data.store(), asked, viewer=viewer, now=datetime.now(UTC), timezone=data.config().timezone
         )
     except (ValueError, TypeError) as error:  # json.JSONDecodeError is a ValueError
-        st.error(f"Not saved: {plain(error)}")
+        message = str(error)
+        if in_words:
+            for key in sorted(asked, key=len, reverse=True):
+                label = describe(key).label
+                message = message.replace(key, f'"{label}"').replace(key.rsplit(".", 1)[-1], f'"{label}"')
+        st.error(f"Not saved: {plain(message)}")
     else:
         data.refresh()
         st.toast(f"Saved {len(asked)} setting(s); status recomputed.")
@@ -83,7 +89,7 @@ with rules_tab:
             if not same(value, stored[key])
         }
         if changed:
-            _save(changed)
+            _save(changed, in_words=True)
         else:
             st.info("Nothing changed.")
 
@@ -110,7 +116,7 @@ with rules_tab:
             },
         )
         changes = edited[edited["value"] != shown["value"]]
-        if st.button("Save changes and recompute", disabled=changes.empty, key="settings_save"):
+        if st.button("Save the edited values and recompute", disabled=changes.empty, key="settings_save"):
             try:
                 by_key = {}
                 for key, text in zip(changes["key"].astype(str), changes["value"].astype(str), strict=True):

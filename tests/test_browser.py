@@ -387,7 +387,17 @@ def test_the_settings_page_shows_each_rule_with_its_source(
     expect(page.get_by_role("heading", name="Settings", level=1)).to_be_visible()
     expect(page.get_by_role("button", name="Save changes and recompute")).to_be_visible()
     expect(page.locator('[data-testid="stException"]')).to_have_count(0)
+    # Each rule in words, its source a link a reader can follow; the raw keys stay folded under Advanced.
+    expect(page.get_by_role("spinbutton", name="Z of the reference change value")).to_be_visible()
+    expect(page.get_by_role("combobox", name="CTCAE version")).to_have_value("5.0")
+    expect(
+        page.get_by_text("A fall is significant when it exceeds the reference change value at Z = 1.645")
+    ).to_be_visible()
+    expect(page.get_by_role("link", name="doi.org/10.1373/clinchem.2006.069369")).to_be_visible()
+    expect(page.get_by_text("grading.rcv_z", exact=True)).not_to_be_visible()
     _screenshot(page, "settings", tmp_path)
+    page.get_by_text("Advanced: settings by key, values as JSON").click()
+    expect(page.get_by_role("button", name="Save the edited values and recompute")).to_be_visible()
 
 
 def test_a_deep_link_goes_through_the_dashboard_entry(dashboard: str, page: Page) -> None:

@@ -43,7 +43,8 @@ def imported_store(tmp_path: Path, monkeypatch) -> str:
 
 def _stored(url: str) -> dict:
     with open_store(url, timezone="UTC")() as session:
-        return json.loads(session.execute(text("SELECT value FROM setting WHERE key = 'rules'")).scalar_one())
+        stored = session.execute(text("SELECT value FROM setting WHERE key = 'rules'")).scalar_one_or_none()
+    return json.loads(stored or "{}")
 
 
 SAVE = "FormSubmitter:settings_words-Save changes and recompute"
@@ -124,8 +125,8 @@ def test_each_rule_reads_in_words_with_its_unit_and_a_source_a_reader_can_check(
     )
     assert [t.label for t in at.toggle] == ["A count exactly at the threshold is ready"]
     assert {n.label for n in at.number_input} >= {
-        "Nadir window (days after the dose): from",
-        "Nadir window (days after the dose): to",
+        "Nadir window: from",
+        "Nadir window: to",
     }
     assert [h.value for h in at.subheader][:4] == [
         "Grading",
@@ -166,7 +167,7 @@ def test_raw_keys_and_json_are_only_in_the_advanced_expander(imported_store) -> 
 def test_a_number_changed_in_words_is_saved_audited_and_applied(imported_store) -> None:
     at = _settings_page()
     _input(at, "Days before a run is chronic (calendar days)").set_value(120)
-    _input(at, "Nadir window (days after the dose): to").set_value(12)
+    _input(at, "Nadir window: to").set_value(12)
     at.button(key=SAVE).click().run()
     assert not at.exception and not at.error
     with open_store(imported_store, timezone="UTC")() as session:
@@ -195,4 +196,15 @@ def test_setting_a_number_back_to_its_default_removes_the_override(imported_stor
     _input(at, "Z of the reference change value").set_value(1.645)
     at.button(key=SAVE).click().run()
     assert not at.exception and not at.error
+    assert _stored(imported_store) == {}
+
+
+def test_a_refused_change_is_named_in_words_and_nothing_is_stored(imported_store) -> None:
+    at = _settings_page()
+    _input(at, "Nadir window: from").set_value(15)
+    at.button(key=SAVE).click().run()
+    assert not at.exception
+    [error] = at.error
+    assert error.value.startswith('Not saved: "Nadir window" must be two days, first')
+    assert "nadir_window_days" not in error.value
     assert _stored(imported_store) == {}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import zlib
 from typing import Any
 
 import streamlit as st
@@ -28,7 +29,8 @@ def setting_input(key: str, value: Any, default: Any, description: SettingDescri
     The widget's key carries the stored value, so a change saved elsewhere (the advanced editor, the
     command line, another administrator) shows at once instead of a stale input that would undo it.
     """
-    widget = f"settings_words_{key}={json.dumps(value)}"
+    stored = zlib.crc32(json.dumps(value).encode())
+    widget = f"settings_words_{re.sub(r'[^0-9A-Za-z_]', '_', key)}_{stored:08x}"
     unit = f" ({description.unit})" if description.unit else ""
     label = description.label + unit
     help_text = f"Default: {_plain_value(default, description)}"
@@ -43,7 +45,7 @@ def setting_input(key: str, value: Any, default: Any, description: SettingDescri
         high = int(max(description.maximum or 365, last))
         left, right = st.columns(2)
         asked_first = left.number_input(
-            f"{label}: from",
+            f"{description.label}: from",
             min_value=low,
             max_value=high,
             value=first,
@@ -52,7 +54,7 @@ def setting_input(key: str, value: Any, default: Any, description: SettingDescri
             help=help_text,
         )
         asked_last = right.number_input(
-            f"{label}: to",
+            f"{description.label}: to",
             min_value=low,
             max_value=high,
             value=last,
@@ -88,6 +90,8 @@ def setting_input(key: str, value: Any, default: Any, description: SettingDescri
 
 
 def _plain_value(value: Any, description: SettingDescription) -> str:
+    if value is None:
+        return "none (set by the site)"
     if isinstance(value, bool):
         return "on" if value else "off"
     if isinstance(value, list | tuple):
@@ -101,7 +105,22 @@ def _plain_value(value: Any, description: SettingDescription) -> str:
 def _linked(text: str) -> str:
     """``text`` with its web addresses as markdown links (the texts are the product's own descriptions and
     citations, not text from a feed or a form)."""
-    return _URL.sub(lambda found: f"[{found.group(1)}]({found.group(1)})", text)
+    return _URL.sub(lambda found: f"[{_short(found.group(1))}]({found.group(1)})", text)
+
+
+def _short(url: str) -> str:
+    """A web address as a link's text: without its scheme, and a long one as its host and its end.
+
+    >>> _short("https://doi.org/10.1373/clinchem.2006.069369")
+    'doi.org/10.1373/clinchem.2006.069369'
+    >>> _short("https://www.accessdata.fda.gov/scripts/cder/daf/index.cfm?event=overview.process&ApplNo=020262")
+    'www.accessdata.fda.gov/…ApplNo=020262'
+    """
+    bare = url.split("://", 1)[-1]
+    if len(bare) <= 50:
+        return bare
+    host, _, rest = bare.partition("/")
+    return f"{host}/…{rest[-13:]}"
 
 
 def source_caption(words: str, citation: str, section: str, *, changed: bool, default: str) -> str:
