@@ -208,3 +208,16 @@ def test_a_refused_change_is_named_in_words_and_nothing_is_stored(imported_store
     assert error.value.startswith('Not saved: "Nadir window" must be two days, first')
     assert "nadir_window_days" not in error.value
     assert _stored(imported_store) == {}
+
+
+def test_a_yes_or_no_rule_is_a_toggle_saved_as_true_or_false(imported_store) -> None:
+    at = _settings_page()
+    [toggle] = at.toggle
+    assert toggle.label == "A count exactly at the threshold is ready" and toggle.value is True
+    toggle.set_value(False)
+    at.button(key=SAVE).click().run()
+    assert not at.exception and not at.error
+    assert _stored(imported_store) == {"cycles": {"readiness": {"inclusive": False}}}
+    at.run()
+    said = _caption_of(at, "A count exactly at the threshold counts as ready: no")
+    assert "(changed; the default is yes)" in said

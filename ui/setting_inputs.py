@@ -93,7 +93,7 @@ def _plain_value(value: Any, description: SettingDescription) -> str:
     if value is None:
         return "none (set by the site)"
     if isinstance(value, bool):
-        return "on" if value else "off"
+        return "yes" if value else "no"
     if isinstance(value, list | tuple):
         return " to ".join(str(day) for day in value) + (f" {description.unit}" if description.unit else "")
     if isinstance(value, int | float) and description.scale != 1:
