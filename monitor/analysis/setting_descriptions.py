@@ -125,11 +125,11 @@ class SettingDescription:
 
     @property
     def citation(self) -> str:
-        """The default's primary sources in full (author, title, year, link), or the plain no-source
-        statement of ``basis`` when it has none."""
+        """The default's primary sources in full (author, title, year, link; several separated by "; "), or
+        the plain no-source statement of ``basis`` when it has none."""
         if not self.sources:
             return self.basis
-        return " ".join(PRIMARY_SOURCES[name] for name in self.sources)
+        return "; ".join(PRIMARY_SOURCES[name] for name in self.sources)
 
 
 def _whole(
