@@ -112,6 +112,10 @@ def test_each_rule_reads_in_words_with_its_unit_and_a_source_a_reader_can_check(
     assert rcv.endswith("docs/clinical-basis.md, Reference change values")
     chronic = _caption_of(at, "A run below the limit is chronic once it has lasted 90 calendar days")
     assert "Dale DC, Bolyard AA" in chronic and "2017" in chronic and "PMC5380401" in chronic
+    # Several sources, each its own link.
+    recovery = _caption_of(at, "Recovery is the first ANC at or above 1.5 ×10^9/L after the nadir")
+    assert "(https://pmc.ncbi.nlm.nih.gov/articles/PMC5380401)" in recovery
+    assert "TAXOL (paclitaxel)" in recovery and "approved 1992" in recovery and "ApplNo=020262)" in recovery
     slope = _caption_of(
         at, "The trend line runs through the results outside chemotherapy cycles in the 180 days"
     )

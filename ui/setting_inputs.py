@@ -16,7 +16,7 @@ import streamlit as st
 
 from monitor.analysis.setting_descriptions import SettingDescription
 
-_URL = re.compile(r"(https?://\S+)")
+_URL = re.compile(r"(https?://[^\s;]+)")  # a semicolon separates two sources
 
 
 def _decimals(step: float) -> int:
