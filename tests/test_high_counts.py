@@ -8,6 +8,7 @@ goes through the real importer; the boundaries are checked on the domain functio
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -386,3 +387,26 @@ def test_an_upgrade_through_0021_fills_the_new_columns_of_a_store_with_data(stor
         3,
         True,
     )
+
+
+# --- The command line -------------------------------------------------------------------------------------
+
+
+def test_the_command_line_imports_the_nist_sample_and_lists_it_first_with_hh_and_the_high_grade(
+    tmp_path: Path,
+) -> None:
+    from tests.test_cli import monitor
+
+    url = f"sqlite:///{tmp_path / 'monitor.db'}"
+    assert monitor("db", "upgrade", url=url).returncode == 0
+    assert monitor("import", str(DATA / "canonical-good.csv"), url=url).returncode == 0
+    # (exit 1: the sample's haemoglobin in g/mL is refused, the rest imported)
+    assert monitor("import", str(NIST), url=url).returncode == 1
+    listed = monitor("patients", url=url)
+    assert listed.returncode == 0, listed.stderr
+    first = listed.stdout.splitlines()[1]
+    assert first.startswith("PATID1234")
+    assert "105.6 HH ↑G3" in first and "58 HH ↑" in first and "41.2 HH ↑G3" in first
+    rows = json.loads(monitor("patients", "--format", "json", url=url).stdout)
+    nist = next(row for row in rows if row["patient_id"] == "PATID1234")
+    assert (nist["priority"], nist["lab_critical"], nist["latest_wbc_lab_flag"]) == (1, True, "HH")
