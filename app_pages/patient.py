@@ -72,16 +72,13 @@ def _lab_flag(flag) -> str:
     return "" if flag is None or pd.isna(flag) or str(flag).strip() == "" else f" {str(flag).strip()}"
 
 
-def _graded_text(analyte: str) -> str:
-    """ " · G2" for a low count, " · leukocytosis G3" for a high one CTCAE grades, " · neutrophilia" for one
-    above its upper limit that it does not ("" when neither applies)."""
+def _high_text(analyte: str) -> str | None:
+    """ "leukocytosis G3" for a count above its upper limit that CTCAE grades, "neutrophilia" for one it does
+    not (docs/clinical-basis.md, High counts); None when the count is not above its limit."""
     high, flag = patient[f"latest_{analyte}_high_grade"], HIGH_FLAGS[analyte]
-    if pd.notna(high) and int(high) >= 1:
-        return f" · {flag} G{int(high)}"
-    if flag in patient["flags"]:
-        return f" · {flag}"
-    grade = _grade(patient[f"latest_{analyte}_grade"])
-    return f" · {grade}" if grade else ""
+    if flag not in patient["flags"]:
+        return None
+    return f"{flag} G{int(high)}" if pd.notna(high) and int(high) >= 1 else flag
 
 
 def _age(years, born) -> str:
@@ -107,6 +104,7 @@ if truth(patient["lab_critical"]) is True:
     st.error(f"**Critical result from the lab:** {plain(patient['lab_critical_detail'])}")
 facts = st.columns(4)
 for column, analyte in zip(facts[:3], ("wbc", "anc", "alc"), strict=True):
+    grade, high = _grade(patient[f"latest_{analyte}_grade"]), _high_text(analyte)
     value, lln = patient[f"latest_{analyte}"], patient[f"latest_{analyte}_lln"]
     # A child's ANC below the interval for age but above the neutropenia cut-off raises no flag
     # (docs/clinical-basis.md, Paediatric neutropenia).
@@ -124,9 +122,12 @@ for column, analyte in zip(facts[:3], ("wbc", "anc", "alc"), strict=True):
         f"Latest {analyte.upper()} (10^9/L)",
         _count(patient[f"latest_{analyte}"], patient[f"latest_{analyte}_comparator"])
         + (_lab_flag(patient[f"latest_{analyte}_lab_flag"]) if pd.notna(value) else "")
-        + _graded_text(analyte)
+        + (f" · {grade}" if grade and high is None else "")
         + (" · below the reference interval for age, not neutropenia" if for_age else "")
         + (" (preliminary)" if preliminary else ""),
+        # A count above its upper limit is told under the value, in red with an up arrow.
+        delta=high,
+        delta_color="inverse",
         help=_limit(
             analyte,
             patient[f"latest_{analyte}"],
@@ -152,7 +153,8 @@ with summary[0].container(border=True):
             if pd.notna(patient[f"latest_{analyte}"]) and pd.isna(patient[f"latest_{analyte}_lln"])
         ]
         st.markdown(
-            "No flag: the latest counts are not below their limits and nothing is changing fast."
+            "No flag: the latest counts are neither below nor above their limits and nothing is changing "
+            "fast."
             if not unjudged
             else f"No flag, but no lower limit is known for the latest {', '.join(unjudged)}: it cannot be "
             "judged low (only the fixed CTCAE grades apply): set the lab's range (Settings) or a "

@@ -329,6 +329,7 @@ def test_the_worklist_puts_the_nist_patient_first_with_hh_beside_its_counts(nist
     first = table.iloc[0]
     assert first["Patient ID"] == "PATID1234"
     assert first["Priority"] == 1
+    assert first["Grade"] == 3  # Leukocytosis grade 3, not the "White blood cell decreased" grade 0
     assert (first["WBC (10^9/L)"], first["ANC (10^9/L)"]) == ("105.60 HH", "58.00 HH")
     assert list(first["Flags"]) == ["leukocytosis", "neutrophilia", "lymphocytosis"]
     assert first["Why"].startswith("critical result from the lab: WBC 105.6 x10^9/L flagged HH")
@@ -342,10 +343,11 @@ def test_the_patient_page_shows_hh_and_the_high_grade_beside_the_wbc_and_says_th
     box = at.selectbox(key="patient_select")
     at = box.select_index(box.options.index(next(o for o in box.options if "PATID1234" in o))).run()
     assert not at.exception
-    metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Latest WBC (10^9/L)"] == "105.60 HH · leukocytosis G3"
-    assert metrics["Latest ANC (10^9/L)"] == "58.00 HH · neutrophilia"
-    assert metrics["Latest ALC (10^9/L)"] == "41.20 HH · lymphocytosis G3"
+    # The value with the lab's flag beside it; the high count and its CTCAE grade under it (red, ↑).
+    metrics = {m.label: (m.value, m.delta) for m in at.metric}
+    assert metrics["Latest WBC (10^9/L)"] == ("105.60 HH", "leukocytosis G3")
+    assert metrics["Latest ANC (10^9/L)"] == ("58.00 HH", "neutrophilia")
+    assert metrics["Latest ALC (10^9/L)"] == ("41.20 HH", "lymphocytosis G3")
     assert any("Critical result from the lab" in error.value for error in at.error)
     flags = [m.value for m in at.markdown if m.value.startswith("- **")]
     assert flags[0].startswith("- **leukocytosis**: WBC 105.6 x10^9/L above 10.8")

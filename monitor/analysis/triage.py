@@ -108,14 +108,17 @@ _WORDS = {
 
 
 def max_grade(patients: pd.DataFrame) -> pd.Series:
-    """The highest current CTCAE grade of WBC, ANC and ALC (NA when none is graded).
+    """The highest current CTCAE grade of WBC, ANC and ALC, low or high (NA when none is graded): a WBC of
+    105.6 is "Leukocytosis" grade 3, not grade 0 (``latest_{wbc,alc}_high_grade`` when the list carries them).
 
-    >>> patients = pd.DataFrame({"latest_wbc_grade": [1, None], "latest_anc_grade": [3, None],
-    ...     "latest_alc_grade": [None, None]})
+    >>> patients = pd.DataFrame({"latest_wbc_grade": [1, None, 0], "latest_anc_grade": [3, None, 0],
+    ...     "latest_alc_grade": [None, None, 0], "latest_wbc_high_grade": [0, None, 3]})
     >>> max_grade(patients).tolist()
-    [3, <NA>]
+    [3, <NA>, 3]
     """
-    grades = patients[[f"latest_{a}_grade" for a in GRADED]].astype("Float64")
+    columns = [f"latest_{a}_grade" for a in GRADED]
+    columns += [f"latest_{a}_high_grade" for a in GRADED if f"latest_{a}_high_grade" in patients]
+    grades = patients[columns].astype("Float64")
     return grades.max(axis=1).astype("Int64")
 
 
