@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 import streamlit as st
 
-from monitor.analysis.flags import flag_label
+from monitor.analysis.flags import HIGH_FLAGS, flag_label
 from monitor.analysis.patterns import PATTERNS
 from monitor.analytes import ANALYTES
 from monitor.formats.events import EVENT_KINDS
@@ -55,7 +55,7 @@ def _said(value, missing: str) -> str:
     return missing if pd.isna(value) or str(value).strip() == "" else str(value)
 
 
-def _limit(analyte: str, value: float, lln: float, source) -> str:
+def _limit(analyte: str, value: float, lln: float, source, uln=None) -> str:
     if pd.isna(value):
         return f"No {analyte.upper()} result"
     if pd.isna(lln):
@@ -63,7 +63,22 @@ def _limit(analyte: str, value: float, lln: float, source) -> str:
             "No lower limit known for the latest result: only CTCAE v5.0 grades 2-4 (fixed thresholds) apply"
         )
     said = plain(_said(source, "source not recorded"))
-    return f"Lower limit {float(lln)} ({said}); CTCAE v5.0 grade against it"
+    upper = "" if uln is None or pd.isna(uln) else f", upper limit {float(uln)}"
+    return f"Lower limit {float(lln)}{upper} ({said}); CTCAE v5.0 grade against it"
+
+
+def _lab_flag(flag) -> str:
+    """The lab's own abnormal flag beside a value (" HH"), "" when it sent none."""
+    return "" if flag is None or pd.isna(flag) or str(flag).strip() == "" else f" {str(flag).strip()}"
+
+
+def _high_text(analyte: str) -> str | None:
+    """ "leukocytosis G3" for a count above its upper limit that CTCAE grades, "neutrophilia" for one it does
+    not (docs/clinical-basis.md, High counts); None when the count is not above its limit."""
+    high, flag = patient[f"latest_{analyte}_high_grade"], HIGH_FLAGS[analyte]
+    if flag not in patient["flags"]:
+        return None
+    return f"{flag} G{int(high)}" if pd.notna(high) and int(high) >= 1 else flag
 
 
 def _age(years, born) -> str:
@@ -83,9 +98,13 @@ st.markdown(
     f"**{plain(patient['patient_id'])}** · {plain(_said(patient['name'], '(no name)'))} · {age}"
     f" · {plain(_said(patient['sex'], 'sex unknown'))} · teams: {plain(_said(patient['teams'], 'none'))}"
 )
+# A result the lab flagged critical (HH, LL, AA, off the instrument's scale) is said before anything else
+# (docs/clinical-basis.md, The lab's abnormal flags).
+if truth(patient["lab_critical"]) is True:
+    st.error(f"**Critical result from the lab:** {plain(patient['lab_critical_detail'])}")
 facts = st.columns(4)
 for column, analyte in zip(facts[:3], ("wbc", "anc", "alc"), strict=True):
-    grade = _grade(patient[f"latest_{analyte}_grade"])
+    grade, high = _grade(patient[f"latest_{analyte}_grade"]), _high_text(analyte)
     value, lln = patient[f"latest_{analyte}"], patient[f"latest_{analyte}_lln"]
     # A child's ANC below the interval for age but above the neutropenia cut-off raises no flag
     # (docs/clinical-basis.md, Paediatric neutropenia).
@@ -102,14 +121,19 @@ for column, analyte in zip(facts[:3], ("wbc", "anc", "alc"), strict=True):
     column.metric(
         f"Latest {analyte.upper()} (10^9/L)",
         _count(patient[f"latest_{analyte}"], patient[f"latest_{analyte}_comparator"])
-        + (f" · {grade}" if grade else "")
+        + (_lab_flag(patient[f"latest_{analyte}_lab_flag"]) if pd.notna(value) else "")
+        + (f" · {grade}" if grade and high is None else "")
         + (" · below the reference interval for age, not neutropenia" if for_age else "")
         + (" (preliminary)" if preliminary else ""),
+        # A count above its upper limit is told under the value, in red with an up arrow.
+        delta=high,
+        delta_color="inverse",
         help=_limit(
             analyte,
             patient[f"latest_{analyte}"],
             patient[f"latest_{analyte}_lln"],
             patient[f"latest_{analyte}_range_source"],
+            patient[f"latest_{analyte}_uln"],
         ),
     )
 facts[3].metric(
@@ -129,7 +153,8 @@ with summary[0].container(border=True):
             if pd.notna(patient[f"latest_{analyte}"]) and pd.isna(patient[f"latest_{analyte}_lln"])
         ]
         st.markdown(
-            "No flag: the latest counts are not below their limits and nothing is changing fast."
+            "No flag: the latest counts are neither below nor above their limits and nothing is changing "
+            "fast."
             if not unjudged
             else f"No flag, but no lower limit is known for the latest {', '.join(unjudged)}: it cannot be "
             "judged low (only the fixed CTCAE grades apply): set the lab's range (Settings) or a "
@@ -210,8 +235,9 @@ with sheet:
         styled = values.style.apply(lambda _: states.map(lambda s: colours.get(s, "")), axis=None)
         st.dataframe(styled, width="stretch")
         st.caption(
-            "↓ below the lower limit that applies; ↑ above the reported upper limit; (prelim.) a preliminary "
-            "result, final awaited. Newest first."
+            "↓ below the lower limit that applies; ↑ above the upper limit that applies; L, H, LL, HH, A, "
+            "AA, <, >: the lab's own flag (LL, HH, AA: critical; <, >: off the instrument's scale); "
+            "(prelim.) a preliminary result, final awaited. Newest first."
         )
         audited_csv_download(
             "Download the flowsheet (CSV)",

@@ -22,9 +22,10 @@ from cli.app import (
 )
 from monitor.analysis.changes import GRADED
 from monitor.analysis.cycles import CYCLE_COLUMNS
+from monitor.analysis.flags import HIGH_FLAGS
 from monitor.analysis.forecast import Forecast
 from monitor.analysis.forecast.words import decision_support_caption, forecast_made, forecast_sentence
-from monitor.analysis.status import LATEST_COLUMNS, latest_column
+from monitor.analysis.status import LATEST_COLUMNS, STATUS_EXTRA_COLUMNS, latest_column
 from monitor.formats.units import printed
 from services.accounts import Viewer
 from services.forecast import patient_forecast
@@ -52,6 +53,9 @@ PATIENT_COLUMNS = [
     "sex",
     "teams",
     *LATEST_COLUMNS,
+    # The latest haemoglobin and platelets with their CTCAE grades, and a critical flag of the lab's on a
+    # latest result with its words (docs/clinical-basis.md, The lab's abnormal flags).
+    *STATUS_EXTRA_COLUMNS,
     "wbc_grade",
     "anc_grade",
     "alc_grade",
@@ -116,16 +120,23 @@ def _cut(texts: pd.Series, width: int) -> pd.Series:
 
 
 def _count_and_grade(frame: pd.DataFrame, analyte: str) -> pd.Series:
-    """The latest count of ``analyte`` as printed, with its comparator and CTCAE grade: "<0.1 G4"."""
+    """The latest count of ``analyte`` as printed, with its comparator, the lab's own flag and CTCAE grade:
+    "<0.1 LL G4"; a count above its upper limit is marked "↑", with its CTCAE grade where CTCAE grades a
+    high count: "105.6 HH ↑G3" (docs/clinical-basis.md, High counts)."""
     value = frame[latest_column(analyte)]
     present = value.notna()
     counts = pd.Series(pd.NA, index=frame.index, dtype="string")
     if present.any():  # (printed needs at least one value)
         counts[present] = printed(value[present], pd.Series(analyte, index=value[present].index))
     text = frame[latest_column(analyte, "comparator")].fillna("").astype("string") + counts
+    flag = frame[latest_column(analyte, "lab_flag")].astype("string").str.strip()
+    text = text.where(flag.isna() | flag.eq(""), text + " " + flag)
     grade = frame[latest_column(analyte, "grade")]
-    text = text.where(grade.isna(), text + " G" + grade.astype("Int64").astype("string"))
-    return text.where(value.notna())
+    high = frame[latest_column(analyte, "high_grade")].astype("Int64")
+    above = frame["flags"].map(lambda listed: HIGH_FLAGS[analyte] in listed).astype(bool)
+    graded = text.where(grade.isna(), text + " G" + grade.astype("Int64").astype("string"))
+    raised = (text + " ↑").where((high < 1).fillna(True), text + " ↑G" + high.astype("string"))
+    return graded.where(~above, raised).where(value.notna())
 
 
 def _compact(frame: pd.DataFrame, timezone: str) -> pd.DataFrame:

@@ -374,8 +374,9 @@ class PatientStatus(Base):
 
     Besides the columns below, one column per graded analyte and field of
     ``monitor.analysis.status.LATEST_FIELDS`` (``latest_wbc``, ``latest_wbc_comparator``, ``latest_wbc_at``,
-    ``latest_wbc_lln``, ``latest_wbc_range_source``, ``latest_wbc_grade``, ``latest_wbc_status``, then
-    ANC's and ALC's), added after the class from that one list.
+    ``latest_wbc_lln``, ``latest_wbc_range_source``, ``latest_wbc_grade``, ``latest_wbc_status``,
+    ``latest_wbc_uln``, ``latest_wbc_high_grade``, ``latest_wbc_lab_flag``, then ANC's and ALC's), added
+    after the class from that one list.
     """
 
     __tablename__ = "patient_status"
@@ -405,6 +406,16 @@ class PatientStatus(Base):
     # and the last fever's 24 hours run out then): a list read after it shows the episode ended without
     # waiting for the next recompute.
     febrile_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The latest haemoglobin (g/dL) and platelets (10^9/L) with their CTCAE grades (Anemia, Platelet count
+    # decreased), for the worklist's per-lineage cells.
+    latest_hgb: Mapped[float | None] = mapped_column(Float)
+    latest_hgb_grade: Mapped[int | None] = mapped_column(Integer)
+    latest_plt: Mapped[float | None] = mapped_column(Float)
+    latest_plt_grade: Mapped[int | None] = mapped_column(Integer)
+    # Whether the latest result of an analyte the status reads carries a critical flag of the lab's (HH, LL,
+    # AA, off scale: monitor.analysis.status.CRITICAL_FLAGS), and its words; the worklist ranks it first.
+    lab_critical: Mapped[bool | None] = mapped_column(Boolean)
+    lab_critical_detail: Mapped[str] = mapped_column(Text, default="", server_default="")
     # CBCs due (analysis.due.nadir_status): the latest chemotherapy cycle's nadir window ("D8-D15"), when it
     # opens and closes (the site zone's day starts, in UTC), whether a WBC or ANC was drawn in it, and until
     # when the cycle is current; the previous cycle's window when it closed without a count. What is due is
@@ -463,6 +474,9 @@ _LATEST_TYPES: dict[str, Callable[[], TypeEngine[Any]]] = {
     "range_source": lambda: String(20),
     "grade": Integer,
     "status": lambda: String(20),
+    "uln": Float,
+    "high_grade": Integer,
+    "lab_flag": lambda: String(10),
 }
 
 

@@ -33,7 +33,12 @@ from monitor.analysis.changes import FEBRILE, FEBRILE_UNJUDGED, GRADED
 from monitor.analysis.cycles import readiness_as_of
 from monitor.analysis.due import STATUS_COLUMNS as NADIR_COLUMNS
 from monitor.analysis.febrile import on_day, on_day_text
-from monitor.analysis.status import LATEST_COLUMNS, latest_column, preliminary_analytes
+from monitor.analysis.status import (
+    LATEST_COLUMNS,
+    STATUS_EXTRA_COLUMNS,
+    latest_column,
+    preliminary_analytes,
+)
 from monitor.timestamps import local_days
 
 # The flags whose sentences are febrile_detail's (stored dated, read with today's times undated).
@@ -93,6 +98,7 @@ def patient_list(
             Patient.sex,
             Patient.is_synthetic,
             *(PatientStatus.__table__.c[name] for name in LATEST_COLUMNS),
+            *(PatientStatus.__table__.c[name] for name in STATUS_EXTRA_COLUMNS),
             PatientStatus.pattern,
             PatientStatus.pattern_detail,
             PatientStatus.wbc_recent,
@@ -141,6 +147,12 @@ def patient_list(
     frame["teams"] = frame["teams"].fillna("")
     for analyte in ("wbc", "anc", "alc"):
         frame[f"latest_{analyte}_grade"] = frame[f"latest_{analyte}_grade"].astype("Int64")
+        frame[f"latest_{analyte}_high_grade"] = frame[f"latest_{analyte}_high_grade"].astype("Int64")
+    for analyte in ("hgb", "plt"):
+        frame[f"latest_{analyte}_grade"] = frame[f"latest_{analyte}_grade"].astype("Int64")
+    # A critical flag of the lab's on a latest result (docs/clinical-basis.md, The lab's abnormal flags).
+    frame["lab_critical"] = frame["lab_critical"].astype("boolean")
+    frame["lab_critical_detail"] = frame["lab_critical_detail"].fillna("")
     # The analytes whose latest result is preliminary (docs/clinical-basis.md, Preliminary results).
     frame["preliminary"] = preliminary_analytes(frame)
     # Each latest count's day in the site's zone and its age in calendar days: the worklist's reason dates a

@@ -23,11 +23,13 @@ from monitor.analysis.cycles.support import support_now
 from monitor.analysis.due import nadir_status
 from monitor.analysis.febrile import febrile_episodes, febrile_now, unjudged_now
 from monitor.analysis.flags import LINEAGES, patient_flags
-from monitor.analysis.grading import ctcae_grade, resolve_lower_limit
+from monitor.analysis.grading import ctcae_grade, ctcae_high_grade, resolve_lower_limit
 from monitor.analysis.patterns import panel_pattern
 from monitor.analysis.rules import SiteRules
 from monitor.analysis.status import (
     EXCLUDED_STATUSES,
+    OTHER_LATEST,
+    lab_critical,
     latest_column,
     latest_values,
     mark_preliminary,
@@ -57,6 +59,8 @@ HISTORY_COLUMNS = (
     "ref_low",
     "ref_high",
     "status",
+    "abnormal_flag",
+    "unit_raw",
 )
 # Results an import keeps in memory for the status at its end (about 160 MB at this many; measured with
 # benchmarks/import_csv.py: 1.27 GB peak at 1,000,000 results instead of 1.11 GB, 24 s instead of 30 s);
@@ -187,6 +191,10 @@ def _refresh(
     febrile = _febrile_now(history, temperatures, events, context, now, timezone)
     flagged = _with_febrile_flag(_flagged(history, context, now, timezone, _chemotherapy(events)), febrile)
     summary = summary.join(_graded(latest, context)).join(flagged)
+    # The latest haemoglobin and platelets, and the lab's critical flags on the latest results.
+    others = _latest_others(session, list(patient_keys), usable, mine)
+    summary = summary.join(_others_graded(others, context))
+    summary = summary.join(lab_critical(pd.concat([latest, others], ignore_index=True)))
     # A flag whose lineage's latest result is preliminary says so (docs/clinical-basis.md, Preliminary
     # results); done here, outside monitor.analysis.flags, on the sentences it wrote.
     summary[["flags", "explanations"]] = mark_preliminary(
@@ -210,7 +218,11 @@ def _refresh(
     # A column that no patient of this pass filled arrives as all-NaN floats: filled as text, or lists.
     for column in ("flags", "explanations"):
         summary[column] = [value if isinstance(value, list) else [] for value in summary[column]]
+    summary["lab_critical"] = (
+        summary["lab_critical"].astype(object).where(summary["lab_critical"].notna(), None)
+    )
     for column, empty in (
+        ("lab_critical_detail", ""),
         ("pattern_detail", ""),
         ("wbc_recent", "[]"),
         ("readiness", ""),
@@ -393,7 +405,7 @@ def patient_context(session: Session, patient_keys: list[int]) -> Context:
 
 
 def with_limits(results: pd.DataFrame, context: Context) -> pd.DataFrame:
-    """``results`` with ``lln`` and ``range_source``: the lower limit that applies to each, and whose; and
+    """``results`` with ``lln``, ``uln`` and ``range_source``: the limits that apply to each, and whose; and
     ``flag_limit``, the limit the low-count flags apply (a child's ANC: the paediatric neutropenia cut-off
     where it is below the interval's LLN; docs/clinical-basis.md, Paediatric neutropenia).
 
@@ -407,7 +419,10 @@ def with_limits(results: pd.DataFrame, context: Context) -> pd.DataFrame:
         birth_dates=context.people,
     )
     return results.assign(
-        lln=resolved["lln"], range_source=resolved["range_source"], flag_limit=resolved["flag_limit"]
+        lln=resolved["lln"],
+        uln=resolved["uln"],
+        range_source=resolved["range_source"],
+        flag_limit=resolved["flag_limit"],
     )
 
 
@@ -424,6 +439,8 @@ def _result_rows() -> Select[Any]:
         Result.ref_low,
         Result.ref_high,
         Result.status,
+        Result.abnormal_flag,
+        Result.unit_raw,
     ).join(Result, Result.panel_id == Panel.id)
 
 
@@ -491,27 +508,96 @@ def _flagged(
     )
 
 
-def _graded(latest: pd.DataFrame, context: Context) -> pd.DataFrame:
-    """Per patient, the lower limit that applies to the latest WBC, ANC and ALC, its source, and the grade.
+# What ``_graded`` adds of each latest WBC, ANC and ALC.
+_GRADED_FIELDS = ("lln", "uln", "range_source", "grade", "high_grade")
 
-    The limit is resolved in order: an active patient-specific override (e.g. a Duffy-null ANC range),
+
+def _graded(latest: pd.DataFrame, context: Context) -> pd.DataFrame:
+    """Per patient, the limits that apply to the latest WBC, ANC and ALC, their source, the grade and the
+    grade of a high count (Leukocytosis, Lymphocyte count increased).
+
+    The limits are resolved in order: an active patient-specific override (e.g. a Duffy-null ANC range),
     the range reported with the result, a population default for the patient's age and sex.
     """
-    columns = [f"latest_{a}_{field}" for a in GRADED for field in ("lln", "range_source", "grade")]
+    columns = [f"latest_{a}_{field}" for a in GRADED for field in _GRADED_FIELDS]
     if latest.empty:
         return pd.DataFrame(columns=columns, index=pd.Index([], name="patient_key"))
     graded = with_limits(latest, context)
     graded["grade"] = ctcae_grade(
         graded[["analyte", "value", "lln", "comparator"]], rules=context.rules.grading
     )
+    graded["high_grade"] = ctcae_high_grade(
+        graded[["analyte", "value", "comparator"]], rules=context.rules.grading
+    )
     wide = graded.pivot_table(
-        index="patient_key", columns="analyte", values=["lln", "range_source", "grade"], aggfunc="first"
+        index="patient_key", columns="analyte", values=list(_GRADED_FIELDS), aggfunc="first"
     )
     out = pd.DataFrame(index=pd.Index(sorted(latest["patient_key"].unique()), name="patient_key"))
     for analyte in GRADED:
-        for field in ("lln", "range_source", "grade"):
+        for field in _GRADED_FIELDS:
             source = wide[(field, analyte)] if (field, analyte) in wide.columns else None
             out[f"latest_{analyte}_{field}"] = source if source is not None else None
+    return out[columns]
+
+
+def _latest_others(
+    session: Session, patient_keys: list[int], usable: tuple[Any, ...], held: pd.DataFrame
+) -> pd.DataFrame:
+    """The latest usable haemoglobin and platelet result of each patient (``HISTORY_COLUMNS``): the
+    newest collection time per patient and analyte is found by the database, then that panel's rows read;
+    ``held``, an import's own results, joins them."""
+
+    def newest(part: list[int]) -> Select[Any]:
+        found = (
+            select(
+                Panel.patient_id.label("key"),
+                Result.analyte.label("code"),
+                func.max(Panel.collected_at).label("at"),
+            )
+            .join(Result, Result.panel_id == Panel.id)
+            .where(Panel.patient_id.in_(part), Result.analyte.in_(OTHER_LATEST), *usable)
+            .group_by(Panel.patient_id, Result.analyte)
+            .subquery()
+        )
+        return (
+            _result_rows()
+            .join(
+                found,
+                (found.c.key == Panel.patient_id)
+                & (found.c.code == Result.analyte)
+                & (found.c.at == Panel.collected_at),
+            )
+            .where(*usable)
+        )
+
+    stored = read_frame_in(session, newest, patient_keys)
+    mine = held[held["analyte"].isin(OTHER_LATEST).to_numpy(dtype=bool)] if not held.empty else held
+    both = pd.concat([stored, mine], ignore_index=True) if not mine.empty else stored
+    both = both.reindex(columns=list(HISTORY_COLUMNS))
+    if both.empty:
+        return both
+    both = both.sort_values(["patient_key", "analyte", "collected_at", "panel_id"], kind="stable")
+    return both.groupby(["patient_key", "analyte"]).tail(1).reset_index(drop=True)
+
+
+def _others_graded(others: pd.DataFrame, context: Context) -> pd.DataFrame:
+    """Per patient, ``latest_hgb`` (g/dL), ``latest_plt`` (10^9/L) and their CTCAE grades (Anemia, Platelet
+    count decreased; a haemoglobin reported in mmol/L or g/L graded against that unit's column)."""
+    columns = ["latest_hgb", "latest_hgb_grade", "latest_plt", "latest_plt_grade"]
+    out = pd.DataFrame(columns=columns, index=pd.Index([], name="patient_key"))
+    if others.empty:
+        return out
+    limited = with_limits(others, context)
+    grade = ctcae_grade(
+        limited[["analyte", "value", "lln", "comparator", "unit_raw"]].astype({"unit_raw": object}),
+        rules=context.rules.grading,
+    )
+    graded = limited.assign(grade=grade.astype("float64"))
+    out = pd.DataFrame(index=pd.Index(sorted(others["patient_key"].unique()), name="patient_key"))
+    for analyte in OTHER_LATEST:
+        mine = graded[graded["analyte"].eq(analyte).to_numpy(dtype=bool)].set_index("patient_key")
+        out[f"latest_{analyte}"] = mine["value"].astype("float64")
+        out[f"latest_{analyte}_grade"] = mine["grade"].astype("Int64")
     return out[columns]
 
 
@@ -534,7 +620,7 @@ def _pattern(
         session,
         lambda part: (
             _result_rows()
-            .add_columns(Result.value_raw, Result.unit_raw)
+            .add_columns(Result.value_raw)
             .where(Panel.id.in_(part), Result.analyte.in_(("hgb", "plt")), *USABLE)
         ),
         [int(key) for key in panels["panel_id"]],

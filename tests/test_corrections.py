@@ -227,7 +227,8 @@ def test_the_worklist_shows_the_preliminary_wbc_as_preliminary(store) -> None:
     _import(store, "p.hl7", _message("M1", 2.1, "P"), T0)
     shown = worklist(store, viewer=SYSTEM, timezone="UTC", now=T0)
     row = worklist_table(shown, "UTC").set_index("Patient ID").loc["P15"]
-    assert row["WBC (10^9/L)"] == "2.10 (preliminary)" and row["ANC (10^9/L)"] == ""
+    # (with the lab's own flag beside the count: docs/clinical-basis.md, The lab's abnormal flags)
+    assert row["WBC (10^9/L)"] == "2.10 L (preliminary)" and row["ANC (10^9/L)"] == ""
 
 
 def test_the_worklist_page_lists_the_withdrawn_flag_among_the_last_days_changes(

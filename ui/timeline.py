@@ -556,9 +556,10 @@ def add_forecast(
 
 
 def flowsheet(results: pd.DataFrame, timezone: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Dates x analytes: values as text (↓ below the limit that applies, ↑ above the reported upper limit,
-    "(prelim.)" while the result is preliminary) and a frame of the same shape saying "low", "high" or ""
-    for styling; ``results`` are marked (``analysis.timeline.marked_results``)."""
+    """Dates x analytes: values as text, with the lab's own abnormal flag ("105.6 HH"; HL7 v2 OBX-8, FHIR
+    Observation.interpretation), ↓ below the limit that applies, ↑ above the upper limit, "(prelim.)" while
+    the result is preliminary, and a frame of the same shape saying "low", "high" or "" for styling;
+    ``results`` are marked (``analysis.timeline.marked_results``)."""
     shown = results[~results["status"].isin(EXCLUDED_STATUSES)].dropna(subset=["value"])
     if shown.empty:
         return pd.DataFrame(), pd.DataFrame()
@@ -568,7 +569,10 @@ def flowsheet(results: pd.DataFrame, timezone: str) -> tuple[pd.DataFrame, pd.Da
     # A preliminary result is not yet the lab's last word: its cell says so (docs/clinical-basis.md,
     # Preliminary results).
     pending = np.where(shown["status"].eq("preliminary").to_numpy(dtype=bool), " (prelim.)", "")
-    text = shown["comparator"].fillna("") + printed(shown["value"], shown["analyte"]) + mark + pending
+    lab_flag = shown["abnormal_flag"] if "abnormal_flag" in shown else pd.Series(None, index=shown.index)
+    said = (" " + lab_flag.astype("string").str.strip()).where(lab_flag.notna() & lab_flag.ne(""), "")
+    text = shown["comparator"].fillna("") + printed(shown["value"], shown["analyte"]) + said.fillna("") + mark
+    text = text + pending
     state = np.where(low, "low", np.where(high, "high", ""))
     when = _local(shown["collected_at"], timezone).dt.strftime("%Y-%m-%d %H:%M")
     frame = shown.assign(when=when.to_numpy(), text=text.to_numpy(), state=state)

@@ -39,11 +39,21 @@ def cycle_text(patients: pd.DataFrame, timezone: str = "UTC") -> pd.Series:
     return (text + " · " + when).where(in_cycle, "").fillna("")
 
 
-def _reported(values: pd.Series, comparators: pd.Series, statuses: pd.Series | None = None) -> pd.Series:
-    """Counts as the lab reported them: "<0.10" for a censored result, "" when there is none, and
+def _reported(
+    values: pd.Series,
+    comparators: pd.Series,
+    statuses: pd.Series | None = None,
+    lab_flags: pd.Series | None = None,
+) -> pd.Series:
+    """Counts as the lab reported them: "<0.10" for a censored result, "" when there is none, with the
+    lab's own abnormal flag ("105.60 HH": docs/clinical-basis.md, The lab's abnormal flags), and
     "2.10 (preliminary)" for a preliminary one (docs/clinical-basis.md, Preliminary results)."""
     printed = values.map("{:.2f}".format, na_action="ignore").astype(object).where(values.notna(), "")
     text = comparators.fillna("") + printed
+    if lab_flags is not None:
+        flag = lab_flags.astype("string").str.strip()
+        shown = (flag.notna() & flag.ne("")).fillna(False).astype(bool) & values.notna()
+        text = text.where(~shown, text + " " + flag.astype(object))
     if statuses is None:
         return text
     preliminary = statuses.eq("preliminary").fillna(False).astype(bool) & values.notna()
@@ -109,10 +119,16 @@ def worklist_table(shown: pd.DataFrame, timezone: str) -> pd.DataFrame:
             "Flags": chips(shown),
             "WBC trend": shown["wbc_recent"],
             "WBC (10^9/L)": _reported(
-                shown["latest_wbc"], shown["latest_wbc_comparator"], shown.get("latest_wbc_status")
+                shown["latest_wbc"],
+                shown["latest_wbc_comparator"],
+                shown.get("latest_wbc_status"),
+                shown.get("latest_wbc_lab_flag"),
             ),
             "ANC (10^9/L)": _reported(
-                shown["latest_anc"], shown["latest_anc_comparator"], shown.get("latest_anc_status")
+                shown["latest_anc"],
+                shown["latest_anc_comparator"],
+                shown.get("latest_anc_status"),
+                shown.get("latest_anc_lab_flag"),
             ),
             "Last CBC": shown["last_collected_at"].dt.tz_convert(timezone).dt.tz_localize(None),
             "Days since CBC": shown["days_since_cbc"],

@@ -49,21 +49,25 @@ TAKEN_BACK = {"corrected": "corrected to", "cancelled": "cancelled", "entered-in
 
 
 def flag_lineage(flag: str) -> str:
-    """The lineage whose results decide ``flag``: ANC for ``neutropenia``, ``febrile_neutropenia``,
-    ``febrile_unjudged`` and ``anc_*`` flags, ALC for ``lymphopenia`` and ``alc_*``, WBC for the others
-    (the bare run and trend flags refer to WBC).
+    """The lineage whose results decide ``flag``: ANC for ``neutropenia``, ``neutrophilia``,
+    ``febrile_neutropenia``, ``febrile_unjudged`` and ``anc_*`` flags, ALC for ``lymphopenia``,
+    ``lymphocytosis`` and ``alc_*``, WBC for the others (``leukocytosis``; the bare run and trend flags
+    refer to WBC).
 
     >>> [flag_lineage(f) for f in ("leukopenia", "neutropenia", "anc_persistent", "alc_new_onset", "chronic")]
     ['wbc', 'anc', 'anc', 'alc', 'wbc']
+    >>> [flag_lineage(f) for f in ("leukocytosis", "neutrophilia", "lymphocytosis")]
+    ['wbc', 'anc', 'alc']
     """
-    if flag in ("neutropenia", FEBRILE, FEBRILE_UNJUDGED) or flag.startswith("anc_"):
+    if flag in ("neutropenia", "neutrophilia", FEBRILE, FEBRILE_UNJUDGED) or flag.startswith("anc_"):
         return "anc"
-    if flag == "lymphopenia" or flag.startswith("alc_"):
+    if flag in ("lymphopenia", "lymphocytosis") or flag.startswith("alc_"):
         return "alc"
     return "wbc"
 
 
-_BELOW = ("leukopenia", "neutropenia", "lymphopenia")
+# The flags named by their own word: the counts below and above their limits.
+_BELOW = ("leukopenia", "neutropenia", "lymphopenia", "leukocytosis", "neutrophilia", "lymphocytosis")
 
 
 def spoken_flag(flags: pd.Series) -> pd.Series:

@@ -12,6 +12,12 @@ and one on 15 January at 07:00 are 14 days apart, though 13 days 23 hours have e
 (``EXCLUDED_STATUSES``), results without a value or time, and (in ``patient_flags``) results collected
 after ``as_of`` are ignored.
 
+A result is above its limit when its value is above the ``uln`` that applies (the same source as the
+``lln``: the lab's own range preferred, else a default): ``leukocytosis`` (WBC), ``neutrophilia`` (ANC) and
+``lymphocytosis`` (ALC), told with the CTCAE "increased" grade where CTCAE has one (``ctcae_high_grade``;
+docs/clinical-basis.md, High counts). A value equal to the limit is not above it; ">B" is above when
+B >= ULN, ">=B" when B > ULN; "<B" never is.
+
 The change flags exist per lineage: the bare ``new_onset``, ``persistent``, ``worsening`` and
 ``significant_drop`` (and ``chronic``, ``recovering``) judge the WBC; ``anc_*`` and ``alc_*`` judge the
 neutrophils and lymphocytes with the same rules. Chronicity and recovery of the ANC and ALC are told in
@@ -39,6 +45,7 @@ from monitor.analysis.grading import (
     DEFAULT_RULES,
     GradingRules,
     ctcae_grade,
+    ctcae_high_grade,
     neutropenia_severity,
     rcv_bounds,
 )
@@ -52,8 +59,10 @@ __all__ = [
     "EPISODE_COLUMNS",
     "FLAGS",
     "FLAG_COLUMNS",
+    "HIGH_FLAGS",
     "LINEAGES",
     "FlagRules",
+    "above_limit",
     "below_limit",
     "episodes",
     "flag_label",
@@ -71,6 +80,10 @@ FLAGS: tuple[str, ...] = (
     "leukopenia",
     "neutropenia",
     "lymphopenia",
+    # Counts above the upper limit that applies (a leukaemoid reaction or a leukaemia must not look normal).
+    "leukocytosis",
+    "neutrophilia",
+    "lymphocytosis",
     "new_onset",
     "anc_new_onset",
     "alc_new_onset",
@@ -87,6 +100,17 @@ FLAGS: tuple[str, ...] = (
     "recovering",
 )
 LINEAGES = {"wbc": "leukopenia", "anc": "neutropenia", "alc": "lymphopenia"}
+# The flag of each lineage's count above its upper limit (docs/clinical-basis.md, High counts).
+HIGH_FLAGS = {"wbc": "leukocytosis", "anc": "neutrophilia", "alc": "lymphocytosis"}
+# Whose upper limit a high count is judged against, as a sentence names it (``analysis.ranges_default``'s
+# ``range_source``).
+_WHOSE_LIMIT = {
+    "patient override": "this patient's own upper limit",
+    "reported": "the upper limit reported with the result",
+    "lab": "the lab's configured upper limit",
+    "default adult": "the adult default upper limit",
+    "default age band": "the default upper limit for age",
+}
 FLAG_COLUMNS = (
     "patient_key",
     "flags",
@@ -232,10 +256,10 @@ def patient_flags(
     patients = pd.Index(work["patient_key"].drop_duplicates().sort_values(), name="patient_key")
     named = text.reset_index().melt(id_vars=_KEYS, var_name="kind", value_name="text").dropna(subset="text")
     lineage = named["analyte"].astype(str)
-    named["flag"] = np.where(
-        named["kind"].eq("below"),
-        lineage.map(LINEAGES),
-        np.where(lineage.eq("wbc"), named["kind"], lineage + "_" + named["kind"]),
+    named["flag"] = np.select(
+        [named["kind"].eq("below"), named["kind"].eq("above"), lineage.eq("wbc")],
+        [lineage.map(LINEAGES), lineage.map(HIGH_FLAGS), named["kind"]],
+        lineage + "_" + named["kind"],
     )
     order = {flag: position for position, flag in enumerate(FLAGS)}
     named = named.assign(order=named["flag"].map(order)).dropna(subset="order")
@@ -365,7 +389,7 @@ def _usable(results: pd.DataFrame, *, as_of: pd.Timestamp | None = None) -> pd.D
         keep &= ~results["status"].isin(EXCLUDED_STATUSES)
     if as_of is not None:
         keep &= results["collected_at"] <= as_of
-    columns = [*required, *(c for c in ("comparator", "flag_limit") if c in results)]
+    columns = [*required, *(c for c in ("comparator", "flag_limit", "uln", "range_source") if c in results)]
     work = results.loc[keep.to_numpy(dtype=bool), columns].reset_index(drop=True)
     comparator = (
         work["comparator"].astype("string").str.strip().replace(COMPARATOR_SPELLINGS)
@@ -377,6 +401,7 @@ def _usable(results: pd.DataFrame, *, as_of: pd.Timestamp | None = None) -> pd.D
     )
     if "flag_limit" in work:
         work["flag_limit"] = work["flag_limit"].astype("float64")
+    work["uln"] = work["uln"].astype("float64") if "uln" in work else np.nan
     return work.sort_values(["patient_key", "analyte", "collected_at"], kind="stable").reset_index(drop=True)
 
 
@@ -419,11 +444,36 @@ def _below(work: pd.DataFrame) -> pd.Series:
     return below & ~comparator.isin([">", ">="]).fillna(False)
 
 
+def above_limit(results: pd.DataFrame) -> pd.Series:
+    """Whether each result (``value``, ``uln``, optional ``comparator``) is certainly above its upper limit.
+
+    A value equal to the limit is not above it; ">B" is above when B >= ULN, ">=B" when B > ULN; "<B" and
+    "<=B" never are; without an upper limit nothing is.
+
+    >>> above_limit(pd.DataFrame({"value": [11.0, 11.01, 11.0, 11.0, 50.0], "uln": [11.0, 11.0, 11.0, 11.0,
+    ...     None], "comparator": [None, None, ">", ">=", None]})).tolist()
+    [False, True, True, False, False]
+    """
+    value = results["value"].astype("float64").round(COMPARE_DECIMALS)
+    uln = results["uln"].astype("float64").round(COMPARE_DECIMALS)
+    comparator = (
+        results["comparator"].astype("string").str.strip().replace(COMPARATOR_SPELLINGS)
+        if "comparator" in results
+        else pd.Series(pd.NA, index=results.index, dtype="string")
+    )
+    strict = comparator.eq(">").fillna(False).to_numpy(dtype=bool)
+    above = pd.Series(np.where(strict, value >= uln, value > uln), index=results.index)
+    return (above & ~comparator.isin(["<", "<="]).fillna(False)).astype(bool)
+
+
 def _lineage_state(work: pd.DataFrame, rules: FlagRules, timezone: str) -> pd.DataFrame:
     """One row per patient and lineage: the latest result, its predecessor, its run, change and trend."""
     lineage = work[work["analyte"].isin(list(LINEAGES)).to_numpy(dtype=bool)]
     grade = ctcae_grade(lineage, rules=rules.grading).astype("float64")
-    lineage = lineage.assign(below=_below(lineage), grade=grade)
+    high_grade = ctcae_high_grade(lineage, rules=rules.grading).astype("float64")
+    lineage = lineage.assign(
+        below=_below(lineage), grade=grade, above=above_limit(lineage), high_grade=high_grade
+    )
     grouped = lineage.groupby(_KEYS, sort=False)
     # Runs: a result not below starts a new run number; the below results sharing a number form a run.
     run = (~lineage["below"]).groupby([lineage["patient_key"], lineage["analyte"]]).cumsum()
@@ -645,11 +695,67 @@ def _sentences(state: pd.DataFrame, rules: FlagRules) -> pd.DataFrame:
     rose = _concat(" rose from ", before, " to ", value, " ", _UNIT, within)
     rcv_up = _concat(", beyond the reference change value of +", _number(100 * up, digits=1), "%")
     text["recovering"] = _concat(name, rose, rcv_up, ", still below ", lln).where(recovering)
+    text["above"] = _above_text(state, name, rules).where(state["above"].astype(bool))
     # ANC and ALC chronicity and recovery have no flags of their own (``patient_flags`` keeps only the
     # names in FLAGS): their neutropenia/lymphopenia sentence tells them.
     lineage_detail = _joined(text[["chronic", "recovering"]], sep="; ")
     text["below"] = text["below"] + ("; " + lineage_detail).fillna("").where(analyte.ne("wbc"), "")
     return text
+
+
+def _above_text(state: pd.DataFrame, name: pd.Series, rules: FlagRules) -> pd.Series:
+    """The sentence of a count above its upper limit: the count with its unit, the limit and whose it is,
+    and the CTCAE grade where CTCAE grades it ("WBC 105.6 x10^9/L above 10.8, the upper limit reported
+    with the result (CTCAE v5.0 Leukocytosis grade 3: above 100 x10^9/L, leukostasis risk)")."""
+    version = rules.grading.ctcae_version
+    criteria = CTCAE[version]
+    analyte = state.index.get_level_values("analyte").to_series(index=state.index)
+    value = _number(state["value"], state["comparator"])
+    limit = _number(state["uln"])
+    source = state["range_source"] if "range_source" in state else pd.Series(pd.NA, index=state.index)
+    whose = source.astype("string").map(_WHOSE_LIMIT, na_action="ignore").astype("string")
+    limit_text = (limit + ", " + whose).fillna(limit)
+    text = _concat(name, " ", value, f" {_UNIT} above ", limit_text)
+    grade = state["high_grade"]
+    notes = pd.Series("", index=state.index, dtype="string")
+    for lineage in GRADED_LINEAGES:
+        mine = analyte.eq(lineage)
+        term = criteria.high_term(lineage)
+        if term is None:
+            count = {"wbc": "white cell", "anc": "neutrophil", "alc": "lymphocyte"}[lineage]
+            notes = notes.mask(mine, f" (CTCAE v{version} has no term for a high {count} count: not graded)")
+            continue
+        first = term.bounds[0]
+        graded = mine & (grade >= 1).fillna(False)
+        # The threshold the grade rests on: the highest one the value is above.
+        passed = pd.Series(
+            [_threshold(term.bounds, term.first_grade, g) for g in grade.fillna(0).astype(int)],
+            index=state.index,
+            dtype="float64",
+        )
+        danger = ", leukostasis risk" if lineage == "wbc" else ""
+        notes = notes.mask(
+            graded,
+            f" (CTCAE v{version} {term.term} grade "
+            + _number(grade, digits=0)
+            + ": above "
+            + _number(passed)
+            + f" {_UNIT}{danger})",
+        )
+        notes = notes.mask(
+            mine & ~graded, f" (not graded: CTCAE v{version} {term.term} starts above {first:g} {_UNIT})"
+        )
+    return text + notes.fillna("")
+
+
+# The lineages a high-count sentence names a CTCAE term (or its absence) for.
+GRADED_LINEAGES = tuple(HIGH_FLAGS)
+
+
+def _threshold(bounds: tuple[float, ...], first_grade: int, grade: int) -> float:
+    """The threshold a high grade rests on (NaN below the first)."""
+    position = grade - first_grade
+    return bounds[position] if 0 <= position < len(bounds) else float("nan")
 
 
 def _empty_grade_1(state: pd.DataFrame, analyte: pd.Series, rules: FlagRules) -> pd.Series:

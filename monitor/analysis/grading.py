@@ -34,6 +34,7 @@ __all__ = [
     "RANGE_SOURCES",
     "RCV_INPUTS",
     "CtcaeCriteria",
+    "CtcaeHighTerm",
     "CtcaeTerm",
     "DefaultRange",
     "GradingRules",
@@ -41,6 +42,7 @@ __all__ = [
     "RcvInput",
     "SeverityBands",
     "ctcae_grade",
+    "ctcae_high_grade",
     "neutropenia_severity",
     "rcv_bounds",
     "resolve_lower_limit",
@@ -89,6 +91,22 @@ class PrintedColumn:
 
 
 @dataclass(frozen=True, slots=True)
+class CtcaeHighTerm:
+    """One CTCAE "increased" term as absolute thresholds, in the analyte's canonical unit.
+
+    ``bounds`` ascend; CTCAE's ">A - B" means A < x <= B and a final ">A" means x > A (docs/clinical-basis.md,
+    High counts), so a value above ``bounds[i]`` is at least grade ``first_grade + i``. Grades CTCAE defines
+    only clinically (Leukocytosis grade 4: "clinical manifestations of leucostasis") are never assigned.
+    """
+
+    analyte: str
+    term: str
+    unit: str
+    bounds: tuple[float, ...]
+    first_grade: int
+
+
+@dataclass(frozen=True, slots=True)
 class CtcaeCriteria:
     """A CTCAE version's laboratory-gradable haematology terms.
 
@@ -103,10 +121,15 @@ class CtcaeCriteria:
     source: str
     verified: bool
     terms: tuple[CtcaeTerm, ...]
+    high_terms: tuple[CtcaeHighTerm, ...] = ()
 
     def term(self, analyte: str) -> CtcaeTerm | None:
         """The term graded for ``analyte``, or None."""
         return next((t for t in self.terms if t.analyte == analyte), None)
+
+    def high_term(self, analyte: str) -> CtcaeHighTerm | None:
+        """The "increased" term graded for ``analyte``, or None (CTCAE has none for the neutrophils)."""
+        return next((t for t in self.high_terms if t.analyte == analyte), None)
 
 
 _WBC = CtcaeTerm("wbc", "White blood cell decreased", "10^9/L", (3.0, 2.0, 1.0))
@@ -135,6 +158,13 @@ CTCAE_V5 = CtcaeCriteria(
         CtcaeTerm("plt", "Platelet count decreased", "10^9/L", (75.0, 50.0, 25.0)),
         _ANEMIA,
     ),
+    (
+        # Leukocytosis: grades 1 and 2 "-", grade 3 ">100,000/mm3", grade 4 "Clinical manifestations of
+        # leucostasis; urgent intervention indicated" (clinical: never from a count).
+        CtcaeHighTerm("wbc", "Leukocytosis", "10^9/L", (100.0,), 3),
+        # Lymphocyte count increased: grade 2 ">4000/mm3 - 20,000/mm3", grade 3 ">20,000/mm3".
+        CtcaeHighTerm("alc", "Lymphocyte count increased", "10^9/L", (4.0, 20.0), 2),
+    ),
 )
 # v6.0: neutrophil grade 1 no longer refers to the LLN; "Thrombocytopenia" replaces "Platelet count
 # decreased" with grade 4 below 10; WBC and Anemia unchanged; no "Lymphocyte count decreased"
@@ -149,6 +179,8 @@ CTCAE_V6 = CtcaeCriteria(
         CtcaeTerm("plt", "Thrombocytopenia", "10^9/L", (75.0, 50.0, 10.0)),
         _ANEMIA,
     ),
+    # Lymphocyte count increased unchanged from v5.0; Leukocytosis not transcribed (no grade under v6.0).
+    (CtcaeHighTerm("alc", "Lymphocyte count increased", "10^9/L", (4.0, 20.0), 2),),
 )
 CTCAE = {criteria.version: criteria for criteria in (CTCAE_V5, CTCAE_V6)}
 
@@ -329,6 +361,58 @@ def ctcae_grade(
             absolute = np.where(level > 0, absolute, grade1)
         grade[rows] = np.where(np.isnan(value[rows]), np.nan, absolute)
     return pd.Series(grade, index=results.index, name="grade").astype("Int64")
+
+
+def ctcae_high_grade(
+    results: pd.DataFrame, *, version: str | None = None, rules: GradingRules = DEFAULT_RULES
+) -> pd.Series:
+    """CTCAE grade of each result by the version's "increased" terms: 0 (not above the term's first
+    threshold), the grade, or NA (no such term for the analyte, or no value).
+
+    v5.0 grades WBC by "Leukocytosis" (grade 3 above 100 x10^9/L; its grade 4 is clinical, leucostasis, and
+    never assigned) and ALC by "Lymphocyte count increased" (grade 2 above 4.0, grade 3 above 20.0); it has
+    no term for a high neutrophil count. ">A - B" means A < x <= B: a value equal to a threshold is not above
+    it. A censored value gets the grade that is certain: ">100" is above 100 (grade 3), ">=100" is not
+    certainly above it, and "<B" or "<=B" is never certainly above anything (grade 0).
+
+    Parameters
+    ----------
+    results : pd.DataFrame
+        ``analyte``, ``value``, optionally ``comparator``.
+    version : str, optional
+        "5.0" or "6.0"; ``rules.ctcae_version`` when not given.
+    rules : GradingRules
+        Site settings.
+
+    Returns
+    -------
+    pd.Series
+        Nullable ``Int64`` grades named ``high_grade``, aligned to ``results.index``.
+
+    Examples
+    --------
+    >>> results = pd.DataFrame({"analyte": ["wbc", "wbc", "alc", "alc", "alc", "anc"],
+    ...     "value": [100.0, 100.01, 4.0, 20.0, 20.01, 58.0]})
+    >>> ctcae_high_grade(results).tolist()
+    [0, 3, 0, 2, 3, <NA>]
+    """
+    criteria = CTCAE[_known_version(version or rules.ctcae_version)]
+    _require(results, ("analyte", "value"), "ctcae_high_grade")
+    value = _rounded(results["value"])
+    comparator = _comparators(results.get("comparator"), len(results))
+    # ">B" is strictly above B (above A when B >= A); "<B" and "<=B" are never certainly above anything.
+    strict = comparator.eq(">").fillna(False).to_numpy(dtype=bool)
+    below = comparator.isin(["<", "<="]).fillna(False).to_numpy(dtype=bool)
+    grade = np.full(len(results), np.nan)
+    for term in criteria.high_terms:
+        rows = results["analyte"].eq(term.analyte).fillna(False).to_numpy(dtype=bool)
+        edges = np.asarray(term.bounds)[None, :]
+        mine = value[rows][:, None]
+        above = np.where(strict[rows][:, None], mine >= edges, mine > edges) & ~below[rows][:, None]
+        level = above.sum(axis=1)
+        graded = np.where(level > 0, term.first_grade - 1 + level, 0).astype(float)
+        grade[rows] = np.where(np.isnan(value[rows]), np.nan, graded)
+    return pd.Series(grade, index=results.index, name="high_grade").astype("Int64")
 
 
 def neutropenia_severity(anc: pd.Series, *, comparator: pd.Series | None = None) -> pd.Series:

@@ -25,7 +25,7 @@ def marked_results(results: pd.DataFrame, *, rules: GradingRules = DEFAULT_RULES
     results : pd.DataFrame
         One patient's results (or several, told apart by ``patient_key``): ``analyte``, ``value``,
         ``lln`` (the lower limit that applies), ``ref_high``, ``collected_at``, ``status``, optionally
-        ``comparator``.
+        ``comparator`` and ``uln`` (the upper limit that applies; the reported ``ref_high`` without it).
     rules : GradingRules
         The site's grading rules (CTCAE version, reference change values).
 
@@ -33,7 +33,7 @@ def marked_results(results: pd.DataFrame, *, rules: GradingRules = DEFAULT_RULES
     -------
     pd.DataFrame
         ``grade`` (CTCAE, ``ctcae_grade``), ``below_limit`` (certainly below ``lln``), ``above_range``
-        (above the reported upper limit and not censored below it), ``change`` (fraction from the previous
+        (above the upper limit and not censored below it), ``change`` (fraction from the previous
         usable result) and ``significant_fall`` / ``significant_rise`` (beyond the reference change value).
 
     Examples
@@ -50,9 +50,9 @@ def marked_results(results: pd.DataFrame, *, rules: GradingRules = DEFAULT_RULES
     # reported picks CTCAE's column (haemoglobin in mmol/L).
     grade = ctcae_grade(results[graded], rules=rules)
     comparator = results["comparator"] if "comparator" in results else pd.Series(None, index=results.index)
-    above = (results["value"] > results["ref_high"]).fillna(False) & ~comparator.isin(["<", "<="]).fillna(
-        False
-    )
+    # The upper limit that applies (``uln``, the same source as the lower) when resolved, else the reported.
+    upper = results["uln"].fillna(results["ref_high"]) if "uln" in results else results["ref_high"]
+    above = (results["value"] > upper).fillna(False) & ~comparator.isin(["<", "<="]).fillna(False)
     keyed = results if "patient_key" in results else results.assign(patient_key=0)
     change = significant_change(keyed, rules=rules)
     return results.assign(

@@ -6,11 +6,14 @@ dangerous finding in their current status; the neutrophil count comes first beca
 infection (Bodey et al. 1966; the febrile-neutropenia guidelines of IDSA 2010 and ASCO/IDSA 2018 act on it):
 
 1. ANC grade 4, or febrile neutropenia, or a recent fever that cannot be judged for want of an ANC
-   (``febrile_unjudged``) with the latest ANC below 1.0 (grade 3 or 4, measured or bounded by the WBC);
-2. ANC grade 3;
+   (``febrile_unjudged``) with the latest ANC below 1.0 (grade 3 or 4, measured or bounded by the WBC), or
+   a latest result the lab flagged critical (``lab_critical``: HH, LL, AA, or off the instrument's scale);
+2. ANC grade 3, or a WBC above 100 x10^9/L (CTCAE v5.0 Leukocytosis grade 3, hyperleukocytosis: the next
+   grade is leukostasis);
 3. new or worsening neutropenia (``anc_worsening``; ``anc_new_onset`` when the ANC is grade 2 or worse
    or fell beyond the reference change value, ``anc_significant_drop``);
-4. WBC or ALC grade 3 or 4 (a lymphocyte grade 3 is not ranked with a neutrophil grade 3);
+4. WBC or ALC grade 3 or 4 (a lymphocyte grade 3 is not ranked with a neutrophil grade 3), or an ALC
+   above 20 x10^9/L (Lymphocyte count increased grade 3);
 5. new or worsening leukopenia or lymphopenia (the bare ``new_onset``/``worsening`` are WBC's;
    ``alc_new_onset``, ``alc_worsening``), and a new grade-1 neutropenia without such a fall;
 6. persistent findings (``persistent``, ``chronic``, ``anc_persistent``, ``alc_persistent``);
@@ -23,7 +26,10 @@ an ANC of grade 3 at least, below 0.5 of grade 4.
 
 Within a tier: febrile neutropenia first (an emergency, whatever its ANC grade), then a fever that cannot
 be judged (``febrile_unjudged``; its sentence is appended to the reason in whichever tier), then the
-higher ANC grade, then WBC grade, then ALC grade, then the most recent CBC first. Tiers 3 to 8 and the
+higher ANC grade, then a critical flag of the lab's (its words are appended to the reason in whichever
+tier), then WBC grade, then ALC grade, then the most recent CBC first. A count above its upper limit
+without those grades (neutrophilia, lymphocytosis grade 2, a WBC above its limit up to 100) ranks with the
+other flags (tier 7). Tiers 3 to 8 and the
 order within a tier are a product default pending clinical sign-off.
 
 Pure functions of the patient list (one row per patient with ``latest_{wbc,anc,alc}_grade``, optionally
@@ -33,7 +39,9 @@ optionally ``febrile_neutropenia`` (a patient-level boolean, NA or absent when u
 ``febrile_detail`` (its words), ``latest_{wbc,anc,alc}_at`` (when each latest count was drawn),
 ``latest_{wbc,anc,alc}_status`` (a preliminary count is said so in the reason) and
 ``latest_{wbc,anc,alc}_age_days`` with ``latest_{wbc,anc,alc}_day`` (calendar days since the count and its
-day in the site's zone: a count older than ``STALE_DAYS`` is dated in the reason).
+day in the site's zone: a count older than ``STALE_DAYS`` is dated in the reason),
+``latest_{wbc,alc}_high_grade`` (CTCAE Leukocytosis, Lymphocyte count increased) and ``lab_critical`` with
+``lab_critical_detail`` (a critical flag of the lab's on a latest result, and its words).
 """
 
 from __future__ import annotations
@@ -58,10 +66,10 @@ __all__ = [
 ]
 
 TIERS = {
-    1: "ANC grade 4 or febrile neutropenia",
-    2: "ANC grade 3",
+    1: "ANC grade 4, febrile neutropenia, or a result the lab flagged critical",
+    2: "ANC grade 3, or WBC above 100 x10^9/L (leukocytosis grade 3)",
     3: "new neutropenia at grade 2-4 or with a significant fall, or worsening neutropenia",
-    4: "WBC or ALC grade 3-4",
+    4: "WBC or ALC grade 3-4, or ALC above 20 x10^9/L (lymphocytosis grade 3)",
     5: "new or worsening leukopenia or lymphopenia, new grade-1 neutropenia",
     6: "persistent",
     7: "other flags, or a CBC due",
@@ -100,14 +108,17 @@ _WORDS = {
 
 
 def max_grade(patients: pd.DataFrame) -> pd.Series:
-    """The highest current CTCAE grade of WBC, ANC and ALC (NA when none is graded).
+    """The highest current CTCAE grade of WBC, ANC and ALC, low or high (NA when none is graded): a WBC of
+    105.6 is "Leukocytosis" grade 3, not grade 0 (``latest_{wbc,alc}_high_grade`` when the list carries them).
 
-    >>> patients = pd.DataFrame({"latest_wbc_grade": [1, None], "latest_anc_grade": [3, None],
-    ...     "latest_alc_grade": [None, None]})
+    >>> patients = pd.DataFrame({"latest_wbc_grade": [1, None, 0], "latest_anc_grade": [3, None, 0],
+    ...     "latest_alc_grade": [None, None, 0], "latest_wbc_high_grade": [0, None, 3]})
     >>> max_grade(patients).tolist()
-    [3, <NA>]
+    [3, <NA>, 3]
     """
-    grades = patients[[f"latest_{a}_grade" for a in GRADED]].astype("Float64")
+    columns = [f"latest_{a}_grade" for a in GRADED]
+    columns += [f"latest_{a}_high_grade" for a in GRADED if f"latest_{a}_high_grade" in patients]
+    grades = patients[columns].astype("Float64")
     return grades.max(axis=1).astype("Int64")
 
 
@@ -168,6 +179,22 @@ def _febrile_unjudged(patients: pd.DataFrame) -> pd.Series:
     return _has(patients, FEBRILE_UNJUDGED)
 
 
+def _lab_critical(patients: pd.DataFrame) -> pd.Series:
+    """True where a latest result carries a critical flag of the lab's (``lab_critical``); False when
+    unknown or not carried."""
+    if "lab_critical" not in patients:
+        return pd.Series(False, index=patients.index)
+    return patients["lab_critical"].astype("boolean").fillna(False).astype(bool)
+
+
+def _high_grade(patients: pd.DataFrame, analyte: str) -> pd.Series:
+    """The CTCAE grade of the latest count above its limit ("increased" terms), 0 when unknown."""
+    column = f"latest_{analyte}_high_grade"
+    if column not in patients:
+        return pd.Series(0.0, index=patients.index, dtype="Float64")
+    return patients[column].astype("Float64").fillna(0)
+
+
 def _cbc_due(patients: pd.DataFrame) -> pd.Series:
     """True where the list says a CBC is due now (``cbc_due``); False when unknown or not carried."""
     if "cbc_due" not in patients:
@@ -186,12 +213,16 @@ def priority(patients: pd.DataFrame) -> pd.Series:
     [7, 6, 4, 3]
     """
     anc, wbc, alc = _anc_grade(patients), _grade(patients, "wbc"), _grade(patients, "alc")
+    leukocytosis, lymphocytosis = _high_grade(patients, "wbc"), _high_grade(patients, "alc")
     new_anc = _has(patients, "anc_new_onset") & ((anc >= 2) | _has(patients, "anc_significant_drop"))
     conditions = [
-        (anc >= 4) | _febrile_neutropenia(patients) | (_febrile_unjudged(patients) & (anc >= 3)),
-        anc >= 3,
+        (anc >= 4)
+        | _febrile_neutropenia(patients)
+        | (_febrile_unjudged(patients) & (anc >= 3))
+        | _lab_critical(patients),
+        (anc >= 3) | (leukocytosis >= 3),
         new_anc | _has(patients, "anc_worsening"),
-        (wbc >= 3) | (alc >= 3),
+        (wbc >= 3) | (alc >= 3) | (lymphocytosis >= 3),
         _has(patients, *NEW_WBC_OR_ALC, "anc_new_onset"),
         _has(patients, *PERSISTENT),
         (patients["flags"].map(len).astype("int64") > 0) | _cbc_due(patients),
@@ -289,11 +320,32 @@ def priority_reason(patients: pd.DataFrame, tiers: pd.Series | None = None) -> p
     flag_words = patients["flags"].map(
         lambda listed: ", ".join(_WORDS.get(flag, flag.replace("_", " ")) for flag in listed)
     )
+    critical = _lab_critical(patients)
+    critical_text = "critical result from the lab: " + patients.get(
+        "lab_critical_detail", pd.Series("", index=index)
+    ).astype("string").fillna("")
+    # Tier 1 by the lab's critical flag alone: its words are the reason (appended below otherwise).
+    by_anc = (_anc_grade(patients) >= 3) | _febrile_neutropenia(patients)
+    only_critical = (critical & ~by_anc & tiers.eq(1)).to_numpy(dtype=bool)
+    leukocytosis, lymphocytosis = _high_grade(patients, "wbc"), _high_grade(patients, "alc")
     by_tier = {
-        1: anc_text.where(~_febrile_neutropenia(patients), febrile),
-        2: anc_text,
+        1: anc_text.where(~_febrile_neutropenia(patients), febrile).mask(only_critical, critical_text),
+        2: _joined(
+            [
+                (_anc_grade(patients) >= 3, anc_text),
+                (leukocytosis >= 3, _high_text(patients, "wbc", "hyperleukocytosis", ", leukostasis risk")),
+            ],
+            index,
+        ),
         3: neutropenia + anc_text,
-        4: _joined([(wbc >= 3, _graded(patients, "wbc")), (alc >= 3, _graded(patients, "alc"))], index),
+        4: _joined(
+            [
+                (wbc >= 3, _graded(patients, "wbc")),
+                (alc >= 3, _graded(patients, "alc")),
+                (lymphocytosis >= 3, _high_text(patients, "alc", "lymphocytosis", "")),
+            ],
+            index,
+        ),
         5: _joined(
             [
                 (_has(patients, "anc_new_onset"), "new neutropenia: " + anc_text),
@@ -320,21 +372,38 @@ def priority_reason(patients: pd.DataFrame, tiers: pd.Series | None = None) -> p
     # A fever that cannot be judged is told after the reason, in whichever tier: "...; temperature 38.6 °C
     # at 10:00 cannot be judged: ...".
     unjudged = _febrile_unjudged(patients) & detail.notna()
-    return reason.mask(unjudged.to_numpy(dtype=bool), reason + "; " + detail)
+    reason = reason.mask(unjudged.to_numpy(dtype=bool), reason + "; " + detail)
+    # A critical flag of the lab's is told after the reason in whichever tier it did not decide.
+    told = (critical & ~pd.Series(only_critical, index=index)).to_numpy(dtype=bool)
+    return reason.mask(told, reason + "; " + critical_text)
+
+
+def _high_text(patients: pd.DataFrame, analyte: str, name: str, risk: str) -> pd.Series:
+    """ "hyperleukocytosis: WBC 105.6 x10^9/L (CTCAE Leukocytosis grade 3, leukostasis risk)"."""
+    grade = _high_grade(patients, analyte).astype("Int64").astype("string")
+    term = {"wbc": "Leukocytosis", "alc": "Lymphocyte count increased"}[analyte]
+    note = _count_note(patients, analyte)
+    count = (" " + note).where(note.ne(""), "")
+    return name + ": " + _NAMES[analyte] + count + " (CTCAE " + term + " grade " + grade + risk + ")"
 
 
 def in_priority_order(frame: pd.DataFrame, *, then: str) -> pd.DataFrame:
-    """``frame`` (patients' status columns) sorted by tier, then ANC, WBC and ALC grade (highest first),
-    then ``then`` (a time: the most recent first); a new frame, ``tier`` added."""
+    """``frame`` (patients' status columns) sorted by tier, then ANC grade (highest first), a critical flag
+    of the lab's, WBC and ALC grade, then ``then`` (a time: the most recent first); a new frame, ``tier``
+    added."""
     # An ungraded count sorts as grade 0, so that a measured normal ANC does not outrank a WBC grade 3.
-    grades = {"_anc": _anc_grade(frame), **{f"_{a}": _grade(frame, a) for a in ("wbc", "alc")}}
+    grades = {
+        "_anc": _anc_grade(frame),
+        "_critical": _lab_critical(frame),
+        **{f"_{a}": _grade(frame, a) for a in ("wbc", "alc")},
+    }
     out = frame.assign(tier=priority(frame))
     order = (
         out.assign(_febrile=_febrile_neutropenia(frame), _unjudged=_febrile_unjudged(frame), **grades)
         .reset_index(drop=True)
         .sort_values(
             ["tier", "_febrile", "_unjudged", *grades, then],
-            ascending=[True, False, False, False, False, False, False],
+            ascending=[True, False, False, False, False, False, False, False],
             na_position="last",
             kind="stable",
         )
