@@ -52,6 +52,10 @@ _SOURCES = {
         "Trend",
     ),
     "flags.slope_min_results": _cited("no source: site decision", "Trend"),
+    "flags.no_cbc_days": _cited(
+        "no source: site decision (the worklist's filter and count of patients without a recent CBC)",
+        "Worklist filters",
+    ),
     "cycles.default_cycle_days": _cited(_PRODUCT_DEFAULT, "Cycle days"),
     "cycles.recovery_anc": _cited(
         "adult neutropenia bound (Dale & Bolyard 2017) and readiness ANC (paclitaxel and docetaxel "
