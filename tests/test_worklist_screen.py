@@ -23,7 +23,6 @@ from ui.worklist import (
     GRADE_CSS,
     HIGH_CSS,
     LOW_OTHERS,
-    SCREEN_COLUMNS,
     SCREEN_ONLY,
     TIER_CSS,
     worklist_colours,
