@@ -79,6 +79,7 @@ table = worklist.worklist_table(shown, timezone)
 st.caption(
     f"{len(table)} of {len(patients)} patients, most urgent first. Select a row to open the patient; the "
     "flags and every other column are in the CSV."
+    + ("" if worklist.coloured(table) else " Too many patients to colour: narrow the list to see colours.")
 )
 selection = st.dataframe(
     worklist.styled(shown, table),
@@ -104,8 +105,8 @@ st.caption(
     "cycles.forecast_grade4_threshold chance of a grade 4 nadir; docs/clinical-basis.md, Nadir forecast), "
     "the next dose and readiness, and the date of "
     f"the last CBC. {triage.WORSENING_LABEL}: worsening or a significant drop of the WBC, ANC or ALC; "
-    f"{triage.no_cbc_label(no_cbc_days).lower()}: the site's flags.no_cbc_days (docs/clinical-basis.md, "
-    "Worklist filters)."
+    f"{triage.no_cbc_label(no_cbc_days).lower()}: the site's flags.no_cbc_days "
+    "(docs/clinical-basis.md, Worklist filters)."
 )
 export = table.drop(columns=list(worklist.SCREEN_ONLY)).assign(Flags=table["Flags"].map(", ".join))
 audited_csv_download(

@@ -322,15 +322,20 @@ def table_height(rows: int) -> int:
     return _HEADER_PX + _ROW_PX * max(1, min(rows, TABLE_ROWS))
 
 
-# Above this many cells the table is shown without colours: pandas' Styler works cell by cell (about 3 s
-# for 5,000 patients here) and Streamlit refuses more than pandas' styler.render.max_elements. The cells
-# still say each grade.
-MAX_STYLED_CELLS = 60_000
+# Above this many cells (1,000 patients) the table is shown without colours: pandas' Styler works cell by
+# cell, about 0.65 s per 1,000 patients on a small server, and a worklist rerun should stay under a second
+# (docs/benchmarks.md). The cells still say each grade.
+MAX_STYLED_CELLS = 25_000
+
+
+def coloured(table: pd.DataFrame) -> bool:
+    """Whether ``table`` is small enough to be shown with its colours (``MAX_STYLED_CELLS``)."""
+    return table.size <= MAX_STYLED_CELLS
 
 
 def styled(shown: pd.DataFrame, table: pd.DataFrame) -> Styler | pd.DataFrame:
     """``table`` with its colours (``worklist_colours``), or as it is when too large to colour."""
-    if table.size > MAX_STYLED_CELLS:
+    if not coloured(table):
         return table
     colours = worklist_colours(shown, table)
     return table.style.apply(lambda _: colours, axis=None)
@@ -361,8 +366,8 @@ def column_config() -> dict[str, Any]:
             width=74,
         ),
         "Pattern": st.column_config.TextColumn(
-            help="Which lineages the latest panel shows low together (docs/clinical-basis.md, Panel "
-            "patterns)",
+            help="Which lineages the latest panel shows low together "
+            "(docs/clinical-basis.md, Panel patterns)",
             width=86,
         ),
         "WBC trend": st.column_config.LineChartColumn(
