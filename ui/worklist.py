@@ -145,7 +145,7 @@ PATTERN_WORDS = {
 }
 
 # The columns on screen, in order; the others (and these) are in the CSV. ``Days since CBC`` shows as
-# "Last CBC" and ``Cycle day`` as "Cycle" (worklist_columns).
+# "Last CBC" and ``Cycle day`` as "Cycle" (column_config).
 SCREEN_COLUMNS = (
     "Priority",
     "Why",
