@@ -29,19 +29,32 @@ if patients.empty:
     st.stop()
 
 teams = sorted({team for listed in patients["teams"] for team in listed.split(", ") if team})
-filters = st.columns([1.8, 2.6, 1.1, 2.2, 1.9, 1.4], vertical_alignment="bottom")
+no_cbc_days = data.rules().flags.no_cbc_days
+filters = st.columns([1.8, 2.6, 1.1, 2.2], vertical_alignment="bottom")
 team = filters[0].selectbox("Team", ["All teams", *teams], key="worklist_team")
 flags = filters[1].multiselect(
     "Flags", [*FLAGS, *SUPPORT_FLAGS], format_func=flag_label, key="worklist_flags"
 )
 min_grade = filters[2].selectbox("Grade at least", [0, 1, 2, 3, 4], key="worklist_grade")
 search = filters[3].text_input("Search identifier or name", key="worklist_search")
-unacknowledged = filters[4].toggle("Not yet acknowledged", key="worklist_unacknowledged")
-cbc_due = filters[5].toggle(
+toggles = st.columns(4)
+unacknowledged = toggles[0].toggle("Not yet acknowledged", key="worklist_unacknowledged")
+cbc_due = toggles[1].toggle(
     "CBC due",
     key="worklist_cbc_due",
     help="A nadir window opening soon or missed without a count, or grade 3-4 without a recent count",
 )
+worsening_help = (
+    "WBC, ANC or ALC worsening (below the limit: a fall beyond the reference change value, two grades, a "
+    "step into grade 3-4 or a falling trend) or a significant drop (a fall beyond the reference change "
+    "value); docs/clinical-basis.md, Worklist filters"
+)
+worsening = toggles[2].toggle(triage.WORSENING_LABEL, key="worklist_worsening", help=worsening_help)
+no_cbc_help = (
+    f"The last CBC {no_cbc_days} or more calendar days ago (the site's setting flags.no_cbc_days); "
+    "docs/clinical-basis.md, Worklist filters"
+)
+no_cbc = toggles[3].toggle(triage.no_cbc_label(no_cbc_days), key="worklist_no_cbc", help=no_cbc_help)
 
 shown = triage.filtered(
     patients,
@@ -51,55 +64,51 @@ shown = triage.filtered(
     text=search,
     unacknowledged_only=unacknowledged,
     cbc_due_only=cbc_due,
+    worsening_only=worsening,
+    no_cbc_days=no_cbc_days if no_cbc else None,
 )
-for column, (label, value) in zip(st.columns(6), triage.headline(shown).items(), strict=True):
-    column.metric(label, value)
+headline = triage.headline(shown, no_cbc_days=no_cbc_days)
+explained = {
+    triage.WORSENING_LABEL: worsening_help,
+    triage.no_cbc_label(no_cbc_days): no_cbc_help,
+}
+for column, (label, value) in zip(st.columns(len(headline)), headline.items(), strict=True):
+    column.metric(label, value, help=explained.get(label))
 
 table = worklist.worklist_table(shown, timezone)
 st.caption(
-    f"{len(table)} of {len(patients)} patients, most urgent first (Priority): "
-    + "; ".join(f"{tier} {words}" for tier, words in triage.TIERS.items())
-    + ". Why names the finding. "
-    "Grade: the highest current CTCAE v5.0 grade of WBC, ANC and ALC, each against the "
-    "lower limit that applies to it. Cycle: C#D# (D1 = the day chemotherapy started) and the day the next "
-    "dose is expected; readiness for it only from the readiness window before that day (or once it has "
-    "passed). CBC due: a nadir window opening soon or missed with no count in it, or grade 3-4 without a "
-    "recent count (docs/clinical-basis.md, CBCs due). Forecast grade 4: the nadir forecast of the cycle "
-    "now (a model fitted to the patient's own counts; decision support) gives at least the site's "
-    "cycles.forecast_grade4_threshold chance of a grade 4 nadir, with the figure "
-    "(docs/clinical-basis.md, Nadir forecast). Select a row to open the patient."
+    f"{len(table)} of {len(patients)} patients, most urgent first. Select a row to open the patient; the "
+    "flags and every other column are in the CSV."
+    + ("" if worklist.coloured(table) else " Too many patients to colour: narrow the list to see colours.")
 )
 selection = st.dataframe(
-    table,
+    worklist.styled(shown, table),
     hide_index=True,
     width="stretch",
+    height=worklist.table_height(len(table)),
     on_select="rerun",
     selection_mode="single-row",
     key="worklist_table",
-    column_config={
-        "Priority": st.column_config.NumberColumn(help=worklist.PRIORITY_HELP, width="small"),
-        "Why": st.column_config.TextColumn(help="The finding that sets the priority", width="medium"),
-        "Name": st.column_config.TextColumn(width="small"),
-        "Flags": st.column_config.ListColumn(
-            "Flags",
-            help="Each flag explains itself on the patient's page; CBC due and forecast grade 4 (the nadir "
-            "forecast's chance of a grade 4 nadir) follow the flags",
-            width="large",
-        ),
-        "WBC trend": st.column_config.LineChartColumn(
-            "WBC trend", help="The last 12 WBC results, oldest first"
-        ),
-        "Last CBC": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
-        "Grade": st.column_config.NumberColumn(
-            help="Highest current CTCAE grade of WBC, ANC and ALC", width="small"
-        ),
-        "CBC due": st.column_config.TextColumn(
-            help="Why a CBC is due: the nadir window and the last count, or the grade 3-4 rule",
-            width="medium",
-        ),
-    },
+    column_order=worklist.SCREEN_COLUMNS,
+    column_config=worklist.column_config(),
 )
-export = table.drop(columns=["WBC trend"]).assign(Flags=table["Flags"].map(", ".join))
+st.caption(
+    "Priority: "
+    + "; ".join(f"{tier} {words}" for tier, words in triage.TIERS.items())
+    + ". Why names the finding. WBC, ANC, ALC: the CTCAE v5.0 grade (G1 to G4, pale to strong red) and the "
+    f"latest count, each against the lower limit that applies to it; {worklist.HIGH_MARK} above the upper "
+    "limit. Hb and platelets appear when low. Pattern: which lineages the latest panel shows low together. "
+    "Cycle: C#D# (D1 = the day chemotherapy started). The CSV adds the flags, the next dose and readiness, "
+    "and the date of the last CBC. CBC due (a chip among the flags): a nadir window opening soon or missed "
+    "with no count in it, or grade 3-4 without a recent count (docs/clinical-basis.md, CBCs due). Forecast "
+    "grade 4 (a chip among the flags): the nadir forecast of the cycle now (a model fitted to the patient's "
+    "own counts; decision support) gives at least the site's cycles.forecast_grade4_threshold chance of a "
+    f"grade 4 nadir (docs/clinical-basis.md, Nadir forecast). {triage.WORSENING_LABEL}: worsening or a "
+    "significant drop of the WBC, ANC or ALC; "
+    f"{triage.no_cbc_label(no_cbc_days).lower()}: the site's flags.no_cbc_days "
+    "(docs/clinical-basis.md, Worklist filters)."
+)
+export = table.drop(columns=list(worklist.SCREEN_ONLY)).assign(Flags=table["Flags"].map(", ".join))
 audited_csv_download(
     "Download this list (CSV)",
     export,

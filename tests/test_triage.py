@@ -215,7 +215,7 @@ def test_the_headline_counts_the_list_it_is_given() -> None:
         "Patients": 4,
         "ANC grade 3-4 or febrile": 1,
         "New or worsening neutropenia": 1,
-        "Persistent": 1,
+        "Any worsening": 1,
         "Not acknowledged": 2,
         "No CBC for 30 days": 2,
     }

@@ -157,6 +157,9 @@ class FlagRules:
     * ``slope_window_days`` = 180, ``slope_min_results`` = 3: Theil-Sen trend through the results outside
       chemotherapy cycles in the 180 days before the latest result, long enough to see a slow marrow
       failure (no source: site decision; docs/clinical-basis.md, Trend).
+    * ``no_cbc_days`` = 30: the worklist's "No CBC for 30 days" filter and count list a patient whose last
+      CBC is at least this many calendar days old (no source: site decision; docs/clinical-basis.md,
+      Worklist filters). No flag depends on it.
     * ``grading``: CTCAE version, RCV Z (1.645, one-sided 95 %) and CVs, ``GradingRules``
       (docs/clinical-basis.md, Reference change values).
     """
@@ -166,6 +169,7 @@ class FlagRules:
     chronic_min_days: int = 90
     slope_window_days: int = 180
     slope_min_results: int = 3
+    no_cbc_days: int = 30
     grading: GradingRules = DEFAULT_RULES
 
     def __post_init__(self) -> None:

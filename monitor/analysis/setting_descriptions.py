@@ -226,6 +226,16 @@ _DESCRIPTIONS: dict[str, SettingDescription] = {
         minimum=2,
         maximum=100,
     ),
+    "flags.no_cbc_days": _whole(
+        "Flags",
+        "No recent CBC",
+        "The worklist's filter and count of patients without a recent CBC take those whose last CBC was at "
+        "least {value} ago",
+        "days",
+        NO_SOURCE,
+        "Worklist filters",
+        maximum=3650,
+    ),
     "cycles.default_cycle_days": _whole(
         "Cycles",
         "Cycle length when none is known",

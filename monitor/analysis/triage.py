@@ -52,14 +52,18 @@ import numpy as np
 import pandas as pd
 
 from monitor.analysis.changes import FEBRILE_UNJUDGED, FEBRILE_UNJUDGED_WORDS, GRADED
+from monitor.analysis.flags import DEFAULT_FLAG_RULES
 from monitor.analysis.support_flags import SUPPORT_FLAGS
 
 __all__ = [
     "TIERS",
+    "WORSENING",
+    "WORSENING_LABEL",
     "filtered",
     "headline",
     "in_priority_order",
     "max_grade",
+    "no_cbc_label",
     "prioritised",
     "priority",
     "priority_reason",
@@ -85,6 +89,19 @@ STALE_DAYS = 7
 _WBC_BOUNDS_ANC = ((0.5, 4), (1.0, 3))
 NEW_WBC_OR_ALC = ("new_onset", "worsening", "alc_new_onset", "alc_worsening")
 PERSISTENT = ("persistent", "chronic", "anc_persistent", "alc_persistent")
+# A count getting worse, in any lineage (the worklist's "Worsening" filter and count): worsening (below the
+# limit with a fall beyond the reference change value, two grades, a step into grade 3-4 or a falling
+# trend) and a significant drop (a fall beyond the reference change value) of the WBC, the ANC or the ALC
+# (docs/clinical-basis.md, Worklist filters).
+WORSENING = (
+    "worsening",
+    "anc_worsening",
+    "alc_worsening",
+    "significant_drop",
+    "anc_significant_drop",
+    "alc_significant_drop",
+)
+WORSENING_LABEL = "Any worsening"
 _NAMES = {"wbc": "WBC", "anc": "ANC", "alc": "ALC"}
 # Words for the reason of tiers 5 to 7; a flag not named here is spelt with spaces.
 _WORDS = {
@@ -427,9 +444,23 @@ def filtered(
     text: str = "",
     unacknowledged_only: bool = False,
     cbc_due_only: bool = False,
+    worsening_only: bool = False,
+    no_cbc_days: int | None = None,
 ) -> pd.DataFrame:
     """The rows matching every filter given (flags: any of them; ``cbc_due_only``: a CBC due now, the list's
-    ``cbc_due`` column from analysis.due)."""
+    ``cbc_due`` column from analysis.due; ``worsening_only``: a count getting worse in any lineage,
+    ``WORSENING``; ``no_cbc_days``: no CBC for at least that many calendar days, a patient without any CBC
+    not among them).
+
+    >>> patients = pd.DataFrame({"patient_id": ["A", "B", "C"], "name": None, "teams": "",
+    ...     "latest_wbc_grade": None, "latest_anc_grade": None, "latest_alc_grade": None,
+    ...     "acknowledged": None, "flags": [["alc_worsening"], ["lymphopenia"], []],
+    ...     "days_since_cbc": [2, 45, None]})
+    >>> filtered(patients, worsening_only=True)["patient_id"].tolist()
+    ['A']
+    >>> filtered(patients, no_cbc_days=30)["patient_id"].tolist()
+    ['B']
+    """
     keep = pd.Series(True, index=patients.index)
     if team:
         keep &= patients["teams"].fillna("").map(lambda teams: team in teams.split(", "))
@@ -446,16 +477,32 @@ def filtered(
         keep &= patients["acknowledged"].eq(False).fillna(False)
     if cbc_due_only:
         keep &= patients["cbc_due"].astype("boolean").fillna(False)
+    if worsening_only:
+        keep &= _has(patients, *WORSENING)
+    if no_cbc_days is not None:
+        keep &= _no_cbc_for(patients, no_cbc_days)
     return patients[keep.to_numpy(dtype=bool)]
 
 
-def headline(patients: pd.DataFrame) -> dict[str, int]:
-    """The counts above the worklist, of a ``prioritised`` list (its ``tier`` is not computed again)."""
+def _no_cbc_for(patients: pd.DataFrame, days: int) -> pd.Series:
+    """Whether the last CBC is at least ``days`` calendar days old (False without any CBC)."""
+    since = pd.to_numeric(patients["days_since_cbc"], errors="coerce")
+    return pd.Series((since >= days).fillna(False).to_numpy(dtype=bool), index=patients.index)
+
+
+def no_cbc_label(days: int) -> str:
+    """ "No CBC for 30 days": the words of the filter and the count for a site's ``flags.no_cbc_days``."""
+    return f"No CBC for {days} day" + ("" if days == 1 else "s")
+
+
+def headline(patients: pd.DataFrame, *, no_cbc_days: int = DEFAULT_FLAG_RULES.no_cbc_days) -> dict[str, int]:
+    """The counts above the worklist, of a ``prioritised`` list (its ``tier`` is not computed again);
+    ``no_cbc_days``: the site's ``flags.no_cbc_days``, as the worklist's filter uses it."""
     return {
         "Patients": len(patients),
         "ANC grade 3-4 or febrile": int((patients["tier"] <= 2).sum()),
         "New or worsening neutropenia": int(_has(patients, *NEW_NEUTROPENIA).sum()),
-        "Persistent": int(_has(patients, *PERSISTENT).sum()),
+        WORSENING_LABEL: int(_has(patients, *WORSENING).sum()),
         "Not acknowledged": int(patients["acknowledged"].eq(False).fillna(False).sum()),
-        "No CBC for 30 days": int((patients["days_since_cbc"] >= 30).fillna(False).sum()),
+        no_cbc_label(no_cbc_days): int(_no_cbc_for(patients, no_cbc_days).sum()),
     }
