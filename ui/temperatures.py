@@ -28,7 +28,8 @@ TEMPERATURE_CAPTION = (
     " Temperature row: recorded readings in °C (converted from °F where sent so; hover for the value"
     " as sent),"
     " with the fever thresholds of febrile neutropenia: 38.0 °C sustained over an hour and 38.3 °C once"
-    " (IDSA 2010; CTCAE v5.0). A fever written in an event is a marker on the events track, labelled free text."
+    " (IDSA 2010; CTCAE v5.0). A fever written in an event is a marker on the events track, labelled free"
+    " text."
 )
 SITE_WORDS = {code: f" ({site})" if site else "" for code, site in TEMPERATURE_SITES.items()}
 

@@ -515,11 +515,7 @@ def _events(figure: go.Figure, events: pd.DataFrame, timezone: str) -> None:
         colour = EVENT_COLOURS.get(kind, GREY)
         lane = _lane(kind)
         start = _local(group["start_at"], timezone)
-        end = (
-            _local(group["end_at"], timezone)
-            if "end_at" in group
-            else pd.Series(pd.NaT, index=group.index)
-        )
+        end = _local(group["end_at"], timezone) if "end_at" in group else pd.Series(pd.NaT, index=group.index)
         lasting = end.notna().to_numpy(dtype=bool)
         if lasting.any():
             figure.add_trace(
