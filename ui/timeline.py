@@ -380,6 +380,9 @@ def _graded_points(figure: go.Figure, rows: pd.DataFrame, earlier: pd.Series, ti
             line={"color": GREY, "width": 1.5},
             marker={
                 "size": np.where(low, 11, 8),
+                # Opaque: plotly draws markers of varied sizes at 0.7, washing the grade colour out
+                # over the grade zones.
+                "opacity": 1,
                 "color": grade.map(GRADE_COLOURS).to_numpy(),
                 "symbol": symbol,
                 "line": {"width": 1, "color": "#333333"},
@@ -441,6 +444,7 @@ def _line(
             marker={
                 "size": np.where(low, 10, 6),
                 "symbol": _symbols(rows, low),
+                "opacity": 1,
                 "color": colour,
             },
             customdata=custom,
