@@ -110,3 +110,20 @@ def test_a_ring_round_a_significant_change_leaves_the_points_grade_colour_as_it_
     assert ringed.getpixel((x, y)) == (0xD5, 0x5E, 0x00)
     assert _disc(ringed, centres[1], 12) != _disc(plain, centres[1], 12)
     assert _disc(ringed, centres[2], 12) != _disc(plain, centres[2], 12)  # the rise is marked too
+
+
+def test_the_words_of_an_empty_row_are_drawn_where_its_axes_would_be(page: Page, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    path = tmp_path / "empty.html"
+    timeline_figure(_results(marked=True)).write_html(path, include_plotlyjs=True, full_html=True)
+    page.goto(path.as_uri())
+    chart = page.locator(".js-plotly-plot")
+    for words in ("No haemoglobin results", "No platelet results", "No treatment or other events recorded"):
+        expect(chart.get_by_text(words, exact=True)).to_be_visible()
+    # In the haemoglobin row's place: below the differential's title, above the platelets'.
+    said = chart.get_by_text("No haemoglobin results", exact=True).bounding_box()
+    above = chart.get_by_text("Haemoglobin", exact=True).bounding_box()
+    below = chart.get_by_text("Platelets", exact=True).bounding_box()
+    assert said is not None and above is not None and below is not None
+    assert above["y"] < said["y"] < below["y"]

@@ -276,13 +276,13 @@ def _nothing_shown(
 
 def _say_empty(figure: go.Figure, words: str, *, row: int, bottom: bool) -> None:
     """``words`` in the middle of the row, whose value axis (and grid) is hidden: no empty axes."""
-    suffix = "" if row == 1 else str(row)
-    figure.add_annotation(
+    low, high = figure.layout["yaxis" if row == 1 else f"yaxis{row}"].domain
+    figure.add_annotation(  # placed on the page: plotly draws nothing referred to a hidden axis
         text=words,
         x=0.5,
-        y=0.5,
-        xref=f"x{suffix} domain",
-        yref=f"y{suffix} domain",
+        y=(low + high) / 2,
+        xref="paper",
+        yref="paper",
         showarrow=False,
         font={"size": 14, "color": GREY},
     )
@@ -487,12 +487,14 @@ def _cycle_spans(figure: go.Figure, cycles: pd.DataFrame, timezone: str) -> None
 
 
 def _say_on_track(figure: go.Figure, words: str) -> None:
+    low, high = figure.layout[f"yaxis{TRACK}"].domain
+    # Placed on the page: plotly draws no subplot, nor its annotations, without a trace.
     figure.add_annotation(
         text=words,
         x=0.5,
-        y=0.5,
-        xref=f"x{TRACK} domain",
-        yref=f"y{TRACK} domain",
+        y=(low + high) / 2,
+        xref="paper",
+        yref="paper",
         showarrow=False,
         font={"size": 12, "color": GREY},
     )
