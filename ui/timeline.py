@@ -396,8 +396,9 @@ def _graded_points(figure: go.Figure, rows: pd.DataFrame, earlier: pd.Series, ti
 
 
 def _significant(figure: go.Figure, wbc: pd.DataFrame, timezone: str) -> None:
-    """Changes beyond the reference change value from the previous WBC: an open ring around the point (a
-    fall a ring, a rise a hexagon) drawn under it, so that the point keeps its colour.
+    """Changes beyond the reference change value from the previous WBC: an open mark round the point (a
+    ring for a fall, a hexagon for a rise), drawn under it and clear of it, so that the point keeps its
+    grade colour.
 
     The reference change value and its sources: docs/clinical-basis.md, Reference change values.
     """
