@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import pandas as pd
@@ -12,11 +12,11 @@ from monitor.analysis.flags import HIGH_FLAGS, flag_label
 from monitor.analysis.patterns import PATTERNS
 from monitor.analytes import ANALYTES
 from monitor.formats.events import EVENT_KINDS
-from services.patient_actions import acknowledge, add_event, set_patient_range
+from services.patient_actions import acknowledge, add_event, set_patient_range, site_instant
 from services.patients import around_event
 from ui import data, forecast, timeline
 from ui.downloads import audited_csv_download
-from ui.figures import FEVER_FROM_EVENT
+from ui.figures import EVENT_NAMES, FEVER_FROM_EVENT
 from ui.identity import current_viewer
 from ui.pickers import choose_patient
 from ui.temperatures import TEMPERATURE_CAPTION, usable_temperatures
@@ -196,7 +196,14 @@ with summary[1].container(border=True):
 
 controls = st.columns([2, 3, 1], vertical_alignment="bottom")
 window = (
-    controls[0].segmented_control("Window", list(WINDOWS), default="1 year", key="patient_window") or "All"
+    controls[0].segmented_control(
+        "Window",
+        list(WINDOWS),
+        default="6 months",
+        key="patient_window",
+        help="The last months of this patient's data (all of it when it spans less); All: everything.",
+    )
+    or "All"
 )
 lineages = controls[1].multiselect(
     "Differential",
@@ -212,9 +219,11 @@ st.plotly_chart(
 )
 st.caption(
     "Shaded band: the reference range each result was reported with (it steps where the lab's range "
-    "changed). G2-G4: CTCAE v5.0 WBC grade zones; grade 1 is below the lower limit down to 3.0. Large open "
-    "triangles: a change from the previous WBC beyond the reference change value. Purple spans: treatment "
-    "cycles (C1, C2, ...). Hover a point for its unit, range, grade, lab, accession and any correction."
+    "changed). G2-G4: CTCAE v5.0 WBC grade zones; grade 1 is below the lower limit down to 3.0. Open ring "
+    "(fall) or hexagon (rise) round a WBC: a change from the previous WBC beyond the reference change value. "
+    "Top track: treatments and other events, a lane per kind (a bar runs to an event's end). Purple spans: "
+    "treatment cycles (C1, C2, ...). Hover a point for its unit, range, grade, lab, accession and any "
+    "correction, an event for its label."
     + (TEMPERATURE_CAPTION if len(usable_temperatures(view.results)) else "")
     + (forecast.CHART_CAPTION if forecast.forecast_made(view.cycles.forecast) else "")
 )
@@ -321,17 +330,22 @@ with compare_tab:
             )
 
 
-def _record(action, done: str, **fields) -> None:
+def _record(action, done: str, clear: tuple[str, ...] = (), **fields) -> None:
     """Run a recording action (services.patient_actions) for this patient as the signed-in user; say what
-    happened."""
+    happened. Once done, the ``clear`` widgets go back to their defaults (a refused entry keeps them)."""
     try:
         action(data.store(), viewer=viewer, patient_key=chosen, now=datetime.now(UTC), **fields)
     except (ValueError, PermissionError) as error:
         st.error(plain(error))
     else:
+        for key in clear:
+            st.session_state.pop(key, None)
         data.refresh()
         st.toast(done)
         st.rerun()
+
+
+EVENT_FIELDS = ("event_kind", "event_date", "event_time", "event_label", "event_details")
 
 
 with record_tab:
@@ -346,20 +360,37 @@ with record_tab:
         )
         if st.form_submit_button("Acknowledge", disabled=not patient["flags"]):
             _record(acknowledge, "Acknowledged, recorded in the audit trail.", comment=comment)
-    with middle.form("event_form", clear_on_submit=True):
+    # The date and time start as now in the site's zone, set once (not at every rerun, which would move
+    # them under the person typing); a kind has no default: a person chooses it.
+    site_now = datetime.now(ZoneInfo(timezone)).replace(second=0, microsecond=0)
+    st.session_state.setdefault("event_date", site_now.date())
+    st.session_state.setdefault("event_time", site_now.time())
+    with middle.form("event_form"):
         st.markdown("**Add an event or a note**")
-        kind = st.selectbox("Kind", EVENT_KINDS, key="event_kind")
+        kind = st.selectbox(
+            "Kind",
+            EVENT_KINDS,
+            index=None,
+            placeholder="Choose a kind",
+            format_func=lambda code: EVENT_NAMES.get(code, code.capitalize()),
+            key="event_kind",
+        )
         when = st.date_input("Date", key="event_date")
+        clock = st.time_input(
+            f"Time ({timezone})",
+            key="event_time",
+            step=300,
+            help=f"In the site's time zone, {timezone}; stored in UTC.",
+        )
         label = st.text_input("Label", key="event_label", placeholder="e.g. Filgrastim 5 mcg/kg")
         details = st.text_input("Details", key="event_details")
         if st.form_submit_button("Add"):
             _record(
                 add_event,
                 "Event added.",
+                clear=EVENT_FIELDS,
                 kind=kind,
-                # A date alone is taken at midday in the site's zone, safely inside that calendar date
-                # (cycles count from the start of the dosing day, monitor.analysis.cycles).
-                start=datetime.combine(when, time(12), tzinfo=ZoneInfo(timezone)).astimezone(UTC),
+                start=site_instant(when, clock, timezone),
                 end=None,
                 label=label,
                 details=details,

@@ -8,8 +8,9 @@ or ``ValueError`` (the message says why) and writes nothing.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, date, datetime, time
 
+import pandas as pd
 from sqlalchemy.orm import Session, sessionmaker
 
 from db import actions, queries
@@ -19,6 +20,7 @@ from db.models import EVENT_DETAILS_LIMIT, REASON_LIMIT
 from db.status import refresh_patient_status
 from monitor.analytes import ANALYTES
 from monitor.formats.events import EVENT_KINDS, LABEL_LIMIT
+from monitor.timestamps import localize
 
 __all__ = [
     "COMMENT_LIMIT",
@@ -27,6 +29,7 @@ __all__ = [
     "acknowledge",
     "add_event",
     "set_patient_range",
+    "site_instant",
 ]
 
 COMMENT_LIMIT = REASON_LIMIT
@@ -63,12 +66,24 @@ def acknowledge(
     return flags
 
 
+def site_instant(day: date, clock: time, timezone: str) -> datetime:
+    """A date and a clock time as read in the site's ``timezone``, as the UTC instant they name; a time the
+    clocks skipped or repeated is read as imports read it (``monitor.timestamps.localize``).
+
+    >>> site_instant(date(2026, 3, 16), time(9, 30), "Pacific/Auckland")  # UTC+13 in March
+    datetime.datetime(2026, 3, 15, 20, 30, tzinfo=datetime.timezone.utc)
+    """
+    naive = pd.Series([pd.Timestamp(datetime.combine(day, clock))])
+    instant: pd.Timestamp = localize(naive, timezone).iloc[0]
+    return instant.to_pydatetime().astimezone(UTC)
+
+
 def add_event(
     store: sessionmaker[Session],
     *,
     viewer: Viewer,
     patient_key: int,
-    kind: str,
+    kind: str | None,
     start: datetime,
     end: datetime | None,
     label: str,
@@ -76,10 +91,14 @@ def add_event(
     now: datetime,
     timezone: str,
 ) -> None:
-    """Add a clinical event or note (a chemotherapy start changes the cycles: the status is recomputed)."""
+    """Add a clinical event or note (a chemotherapy start changes the cycles: the status is recomputed).
+
+    ``kind`` None (none chosen) is refused with a message naming the kinds."""
     label = label.strip()
     with store.begin() as session:
         username = _may_record(session, patient_key, viewer)
+        if kind is None:
+            raise ValueError(f"choose the event's kind ({', '.join(EVENT_KINDS)})")
         if kind not in EVENT_KINDS:
             raise ValueError(f"unknown event kind {kind!r} (known: {', '.join(EVENT_KINDS)})")
         if not label or len(label) > LABEL_LIMIT:

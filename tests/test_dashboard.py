@@ -317,18 +317,19 @@ def test_events_and_the_before_after_comparison_read_as_tables_for_people(treate
 
 
 def test_an_event_added_on_the_page_is_listed_on_the_day_it_was_entered(imported_store, monkeypatch) -> None:
-    from datetime import date
+    from datetime import date, time
 
-    monkeypatch.setenv("MONITOR_TIMEZONE", "Pacific/Auckland")  # UTC+13 in March: midday there is 23:00 UTC
+    monkeypatch.setenv("MONITOR_TIMEZONE", "Pacific/Auckland")  # UTC+13 in March: 09:30 there is 20:30 UTC
     at = _open_patient(_app().run())
     at.selectbox(key="event_kind").select("gcsf")
     at.date_input(key="event_date").set_value(date(2026, 3, 16))
+    at.time_input(key="event_time").set_value(time(9, 30))
     at.text_input(key="event_label").input("Filgrastim 5 mcg/kg")
     at.button(key="FormSubmitter:event_form-Add").click().run()
     assert not at.exception
     events = next(frame.value for frame in at.dataframe if "Kind" in frame.value.columns)
-    assert events["Kind"].tolist() == ["gcsf"] and events["Start"].tolist() == ["2026-03-16 12:00"]
-    assert at.selectbox(key="patient_compare_event").format_func(0).startswith("2026-03-16 12:00 · gcsf")
+    assert events["Kind"].tolist() == ["gcsf"] and events["Start"].tolist() == ["2026-03-16 09:30"]
+    assert at.selectbox(key="patient_compare_event").format_func(0).startswith("2026-03-16 09:30 · gcsf")
 
 
 def test_cycles_page_overlays_counts_by_cycle_and_tables_them(treated_store) -> None:

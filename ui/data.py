@@ -124,12 +124,9 @@ def timeline_figure(
     window_days: int | None,
     timezone: str,
 ) -> go.Figure:
-    """The patient's timeline figure (ui.timeline) with the nadir forecast ahead of the ANC, built once per
-    patient and view."""
+    """The patient's timeline figure (ui.timeline) with the nadir forecast ahead of the ANC, showing the last
+    ``window_days`` of the patient's data (all when None), built once per patient and view."""
     view = patient_view(patient_key, viewer, timezone)
-    start = None
-    if window_days is not None and not view.results.empty:
-        start = view.results["collected_at"].max() - pd.Timedelta(days=window_days)
     return timeline.timeline_figure(
         view.results,
         events=view.events,
@@ -137,7 +134,7 @@ def timeline_figure(
         history=view.history,
         lineages=lineages,
         log=log,
-        start=start,
+        window_days=window_days,
         timezone=timezone,
         forecast=view.cycles.forecast,
     )

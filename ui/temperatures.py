@@ -2,7 +2,7 @@
 two febrile-neutropenia definitions drawn as labelled lines.
 
 Only structured readings (results of the analyte ``temp``) are drawn here; a fever written in an event's
-free text stays an event marker on the WBC row, labelled as such (``ui.figures.EVENT_NAMES``).
+free text stays an event marker on the events track, labelled as such (``ui.figures.EVENT_NAMES``).
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ TEMPERATURE_CAPTION = (
     " Temperature row: recorded readings in °C (converted from °F where sent so; hover for the value"
     " as sent),"
     " with the fever thresholds of febrile neutropenia: 38.0 °C sustained over an hour and 38.3 °C once"
-    " (IDSA 2010; CTCAE v5.0). A fever written in an event is a marker on the WBC row, labelled free text."
+    " (IDSA 2010; CTCAE v5.0). A fever written in an event is a marker on the events track, labelled free"
+    " text."
 )
 SITE_WORDS = {code: f" ({site})" if site else "" for code, site in TEMPERATURE_SITES.items()}
 

@@ -1,9 +1,10 @@
 """The patient timeline and the cycle overlay: plotly figures built by pure functions from frames.
 
-Row by row on one time axis: WBC against each result's own reference band with CTCAE grade zones,
-significant changes and the treatment cycles and other events; the differential (ANC, ALC, AMC, AEC, ABC);
-haemoglobin; platelets. Colours are Okabe-Ito (colour-blind safe), and nothing is told by colour alone:
-grades are also zones with labels, low results are also downward triangles, statuses are also shapes.
+Row by row on one time axis: a thin track of treatment and other events (a lane per kind); WBC against
+each result's own reference band with CTCAE grade zones, significant changes and the treatment cycles; the
+differential (ANC, ALC, AMC, AEC, ABC); haemoglobin; platelets. Colours are Okabe-Ito (colour-blind safe),
+and nothing is told by colour alone: grades are also zones with labels, low results are also downward
+triangles, statuses and event kinds are also shapes. A row without results says so in words.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from monitor.analysis.cycles import cycle_notation
 from monitor.analysis.cycles.align import day_start
 from monitor.analysis.forecast import Forecast
 from monitor.analysis.status import EXCLUDED_STATUSES
+from monitor.analysis.timeline import DEFAULT_WINDOW_DAYS, view_window
 from monitor.analytes import ANALYTES
 from monitor.formats.units import printed
 from ui.figures import (
@@ -60,6 +62,26 @@ def _symbols(rows: pd.DataFrame, low: np.ndarray) -> np.ndarray:
 
 
 ROW_TITLES = ("WBC", "Differential", "Haemoglobin", "Platelets")
+# What a row without results says instead of drawing empty axes.
+NO_RESULTS = {"wbc": "No WBC results", "hgb": "No haemoglobin results", "plt": "No platelet results"}
+# The events track sits above the WBC in the top row's space; its axes are x9 and y9, numbered past every
+# row's so that the rows keep theirs (WBC y, differential y2, ..., temperatures y5).
+TRACK = 9
+TRACK_TITLE = "Treatment and other events"
+TRACK_SHARE, TRACK_GAP = 0.07, 0.035  # of the plotting height: the track, and the room for the WBC title
+# A lane each for the treatments that move the counts; every other kind in one lane.
+LANES = {"chemotherapy": "Chemotherapy", "gcsf": "G-CSF", "transfusion": "Transfusion"}
+OTHER_LANE = "Other"
+EVENT_SYMBOLS = {
+    "chemotherapy": "diamond",
+    "gcsf": "triangle-up",
+    "transfusion": "square",
+    "medication": "circle",
+    "infection": "x",
+    "fever": "star",
+    "supplement": "pentagon",
+    "note": "circle-open",
+}
 # Flowsheet headings other than "label (unit)": a temperature's is short, it sits among the counts.
 FLOWSHEET_HEADINGS = {"temp": "Temp °C"}
 
@@ -96,17 +118,19 @@ def timeline_figure(
     history: pd.DataFrame | None = None,
     lineages: Sequence[str] = ("anc", "alc"),
     log: bool = False,
-    start: pd.Timestamp | None = None,
+    window_days: float | None = DEFAULT_WINDOW_DAYS,
     timezone: str = "UTC",
     forecast: Forecast | None = None,
 ) -> go.Figure:
-    """The whole timeline: four rows sharing the time axis (see the module docstring).
+    """The whole timeline: the events track over rows sharing the time axis (see the module docstring).
 
     ``results`` are current results already marked (``analysis.timeline.marked_results``: grade, below
     the limit that applies, change beyond the reference change value); ``history`` adds superseded
     versions for the hover of corrected results; ``cycles`` (``analysis.cycles.treatment_cycles``) shade
-    each cycle; ``start`` limits the visible window (all when None); ``forecast`` (``analysis.forecast``) is
-    drawn on the differential's row with the ANC, ahead of the cycle's last ANC (``add_forecast``).
+    each cycle; ``window_days`` is the visible window: the last days of the patient's data, never wider
+    than the data (``analysis.timeline.view_window``; all of it when None); ``forecast``
+    (``analysis.forecast``) is drawn on the differential's row with the ANC, ahead of the cycle's last ANC
+    (``add_forecast``).
     """
     # Temperatures get a small row of their own under the counts, only when the patient has any.
     temperatures = usable_temperatures(results)
@@ -116,23 +140,29 @@ def timeline_figure(
         cols=1,
         shared_xaxes=True,
         vertical_spacing=0.04,
-        row_heights=[0.42, 0.26, 0.16, 0.16, 0.14][:n_rows],
+        row_heights=[0.42 + TRACK_SHARE + TRACK_GAP, 0.26, 0.16, 0.16, 0.14][:n_rows],
         subplot_titles=(*ROW_TITLES, TEMPERATURE_TITLE)[:n_rows],
     )
+    _add_track(figure, bottom=n_rows)
     earlier = correction_history(history)
     wbc = _usable(results, "wbc")
     _band(figure, wbc, timezone, row=1, fill=BAND_FILL, name="WBC reference range (as reported)")
-    _grade_zones(figure, wbc)
-    _graded_points(figure, wbc, earlier, timezone)
+    if len(wbc):
+        _grade_zones(figure, wbc)
+    # Drawn before the points: a significant change circles its point and never covers its grade colour.
     _significant(figure, wbc, timezone)
+    _graded_points(figure, wbc, earlier, timezone)
     ahead = pd.DataFrame()
     if forecast is not None and "anc" in lineages:
         # Drawn before the counts, so that its band never hides a point.
         ahead = forecast_ahead(forecast, _usable(results, "anc")["collected_at"])
         if len(ahead):
             add_forecast(figure, forecast, ahead, _local(ahead["at"], timezone), timezone=timezone, row=2)
+    drawn: dict[int, pd.DataFrame] = {1: wbc}
+    differential = []
     for analyte in lineages:
         rows = _usable(results, analyte)
+        differential.append(rows)
         if rows.empty:
             continue
         colour = LINEAGE_COLOURS.get(analyte, GREY)
@@ -140,15 +170,14 @@ def timeline_figure(
             figure, rows, timezone, row=2, fill=_tint(colour, 0.12), name=f"{ANALYTES[analyte].label} range"
         )
         _line(figure, rows, earlier, timezone, row=2, colour=colour)
+    drawn[2] = pd.concat(differential) if differential else results.iloc[0:0]
     for row, analyte in ((3, "hgb"), (4, "plt")):
-        rows = _usable(results, analyte)
+        rows = drawn[row] = _usable(results, analyte)
         _band(figure, rows, timezone, row=row, fill=BAND_FILL, name=f"{ANALYTES[analyte].label} range")
         _line(figure, rows, earlier, timezone, row=row, colour=BLUE if analyte == "plt" else VERMILLION)
-    top = float(wbc["value"].max()) if len(wbc) else 10.0
     if cycles is not None and not cycles.empty:
         _cycle_spans(figure, cycles, timezone)
-    if events is not None and not events.empty:
-        _events(figure, events, top, timezone)
+    _events(figure, events if events is not None else pd.DataFrame(), timezone)
     for row, analyte in ((1, "wbc"), (2, "anc"), (3, "hgb"), (4, "plt")):
         meta = ANALYTES[analyte]
         title = f"{'WBC' if row == 1 else 'Counts' if row == 2 else meta.label} ({meta.unit})"
@@ -157,18 +186,109 @@ def timeline_figure(
     if len(temperatures):
         add_temperature_row(figure, temperatures, row=5, timezone=timezone)
     figure.update_xaxes(title_text=f"Collection date ({timezone})", row=n_rows, col=1)
-    if start is not None:
-        last = results["collected_at"].max() if len(results) else pd.Timestamp.now(tz="UTC")
-        if len(ahead):
-            last = max(last, ahead["at"].max())  # the forecast ahead of the last count is in view
-        figure.update_xaxes(range=_local(pd.Series([start, last]), timezone).tolist())
+    window = view_window(_shown_times(results, events, ahead), days=window_days)
+    if window is not None:
+        figure.update_xaxes(range=_local(pd.Series(window), timezone).tolist())
+    empty = {1: NO_RESULTS["wbc"], 2: _no_differential(lineages), 3: NO_RESULTS["hgb"], 4: NO_RESULTS["plt"]}
+    for row, rows in drawn.items():
+        words = _nothing_shown(rows, empty[row], window, timezone)
+        if words:
+            _say_empty(figure, words, row=row, bottom=row == n_rows)
+    if events is not None and len(events):
+        starts = events[["start_at"]].rename(columns={"start_at": "collected_at"})
+        words = _nothing_shown(starts, "No events", window, timezone)
+        if words:
+            _say_on_track(figure, words)
     figure.update_layout(
-        height=900 if n_rows == 4 else 1040,
+        height=(900 if n_rows == 4 else 1040) + 80,
         margin={"l": 10, "r": 10, "t": 40, "b": 10},
         hovermode="closest",
         legend={"orientation": "h", "y": 1.03, "yanchor": "bottom", "x": 0},
     )
     return figure
+
+
+def _add_track(figure: go.Figure, *, bottom: int) -> None:
+    """The events track's axes at the top of the WBC row's space, sharing the time axis; the WBC below it."""
+    low, high = figure.layout.yaxis.domain
+    figure.layout.yaxis.domain = (low, high - TRACK_SHARE - TRACK_GAP)
+    figure.layout[f"xaxis{TRACK}"] = {
+        "anchor": f"y{TRACK}",
+        "domain": [0.0, 1.0],
+        "matches": f"x{bottom}",
+        "showticklabels": False,
+    }
+    figure.layout[f"yaxis{TRACK}"] = {
+        "anchor": f"x{TRACK}",
+        "domain": [high - TRACK_SHARE, high],
+        "type": "category",
+        "autorange": "reversed",  # the first lane on top
+        "fixedrange": True,
+        "tickfont": {"size": 10},
+    }
+    for annotation in figure.layout.annotations:
+        if annotation.text == ROW_TITLES[0]:
+            annotation.y = high - TRACK_SHARE - TRACK_GAP
+    figure.add_annotation(  # a title as the rows' (make_subplots')
+        text=TRACK_TITLE,
+        x=0.5,
+        y=high,
+        xref="paper",
+        yref="paper",
+        xanchor="center",
+        yanchor="bottom",
+        showarrow=False,
+        font={"size": 16},
+    )
+
+
+def _shown_times(results: pd.DataFrame, events: pd.DataFrame | None, ahead: pd.DataFrame) -> pd.Series:
+    """Every time the figure draws something at: usable results, events (start and end), the forecast."""
+    usable = results[~results["status"].isin(EXCLUDED_STATUSES)].dropna(subset=["value"])
+    parts = [usable["collected_at"]]
+    if events is not None and len(events):
+        parts += [events["start_at"], *([events["end_at"]] if "end_at" in events else [])]
+    if len(ahead):
+        parts.append(ahead["at"])
+    return pd.concat([pd.to_datetime(part, utc=True) for part in parts], ignore_index=True)
+
+
+def _no_differential(lineages: Sequence[str]) -> str:
+    if not lineages:
+        return "No differential count chosen"
+    return "No " + " or ".join(ANALYTES[code].label for code in lineages) + " results"
+
+
+def _nothing_shown(
+    rows: pd.DataFrame, words: str, window: tuple[pd.Timestamp, pd.Timestamp] | None, timezone: str
+) -> str:
+    """What a row says when it draws no point: ``words``, or that its results are all outside the window."""
+    if rows.empty:
+        return words
+    if window is None:
+        return ""
+    times = rows["collected_at"]
+    if times.between(*window).any():
+        return ""
+    latest = times.max().tz_convert(timezone)
+    return f"{words} in this window (the latest on {latest:%d %b %Y}; choose a longer window to see it)"
+
+
+def _say_empty(figure: go.Figure, words: str, *, row: int, bottom: bool) -> None:
+    """``words`` in the middle of the row, whose value axis (and grid) is hidden: no empty axes."""
+    low, high = figure.layout["yaxis" if row == 1 else f"yaxis{row}"].domain
+    figure.add_annotation(  # placed on the page: plotly draws nothing referred to a hidden axis
+        text=words,
+        x=0.5,
+        y=(low + high) / 2,
+        xref="paper",
+        yref="paper",
+        showarrow=False,
+        font={"size": 14, "color": GREY},
+    )
+    figure.update_yaxes(visible=False, row=row, col=1)
+    if not bottom:  # the bottom row's axis carries the dates
+        figure.update_xaxes(showgrid=False, row=row, col=1)
 
 
 def _tint(colour: str, alpha: float) -> str:
@@ -260,6 +380,9 @@ def _graded_points(figure: go.Figure, rows: pd.DataFrame, earlier: pd.Series, ti
             line={"color": GREY, "width": 1.5},
             marker={
                 "size": np.where(low, 11, 8),
+                # Opaque: plotly draws markers of varied sizes at 0.7, washing the grade colour out
+                # over the grade zones.
+                "opacity": 1,
                 "color": grade.map(GRADE_COLOURS).to_numpy(),
                 "symbol": symbol,
                 "line": {"width": 1, "color": "#333333"},
@@ -273,13 +396,15 @@ def _graded_points(figure: go.Figure, rows: pd.DataFrame, earlier: pd.Series, ti
 
 
 def _significant(figure: go.Figure, wbc: pd.DataFrame, timezone: str) -> None:
-    """Changes beyond the reference change value from the previous WBC, circled.
+    """Changes beyond the reference change value from the previous WBC: an open mark round the point (a
+    ring for a fall, a hexagon for a rise), drawn under it and clear of it, so that the point keeps its
+    grade colour.
 
     The reference change value and its sources: docs/clinical-basis.md, Reference change values.
     """
     for column, name, symbol in (
-        ("significant_fall", "Significant fall (beyond the RCV)", "triangle-down-open"),
-        ("significant_rise", "Significant rise (beyond the RCV)", "triangle-up-open"),
+        ("significant_fall", "Significant fall (beyond the RCV)", "circle-open"),
+        ("significant_rise", "Significant rise (beyond the RCV)", "hexagon-open"),
     ):
         chosen = wbc[column].fillna(False).to_numpy(dtype=bool)
         if not chosen.any():
@@ -292,7 +417,8 @@ def _significant(figure: go.Figure, wbc: pd.DataFrame, timezone: str) -> None:
                 y=rows["value"],
                 mode="markers",
                 name=name,
-                marker={"symbol": symbol, "size": 20, "color": "#000000", "line": {"width": 2}},
+                # Wide enough to leave a gap round the largest point (11).
+                marker={"symbol": symbol, "size": 22, "color": "#000000", "line": {"width": 2}},
                 text=percent,
                 hovertemplate="%{x|%d %b %Y}<br>" + name + ": %{text}<extra></extra>",
             ),
@@ -319,6 +445,7 @@ def _line(
             marker={
                 "size": np.where(low, 10, 6),
                 "symbol": _symbols(rows, low),
+                "opacity": 1,
                 "color": colour,
             },
             customdata=custom,
@@ -330,18 +457,23 @@ def _line(
 
 
 def _cycle_spans(figure: go.Figure, cycles: pd.DataFrame, timezone: str) -> None:
-    """Each chemotherapy cycle as a shaded span across all rows, labelled C1, C2, ..."""
+    """Each chemotherapy cycle as a shaded span across all rows and the events track, labelled C1, C2, ..."""
     starts = _local(cycles["start"], timezone)
     ends = _local(cycles["end"], timezone)
     for number, (start, end) in enumerate(zip(starts, ends, strict=True)):
-        figure.add_vrect(
+        fill = _tint(PURPLE, 0.07 if number % 2 == 0 else 0.13)
+        figure.add_vrect(x0=start, x1=end, fillcolor=fill, line_width=0, layer="below", row="all", col=1)
+        figure.add_shape(
+            type="rect",
             x0=start,
             x1=end,
-            fillcolor=_tint(PURPLE, 0.07 if number % 2 == 0 else 0.13),
+            y0=0,
+            y1=1,
+            xref=f"x{TRACK}",
+            yref=f"y{TRACK} domain",
+            fillcolor=fill,
             line_width=0,
             layer="below",
-            row="all",
-            col=1,
         )
         figure.add_annotation(
             x=start,
@@ -355,22 +487,76 @@ def _cycle_spans(figure: go.Figure, cycles: pd.DataFrame, timezone: str) -> None
         )
 
 
-def _events(figure: go.Figure, events: pd.DataFrame, top: float, timezone: str) -> None:
-    """Events as labelled markers along the top of the WBC row, one trace per kind (toggle in legend)."""
-    for kind, group in events.groupby("kind", sort=True):
-        name = plain_html(EVENT_NAMES.get(str(kind), str(kind).capitalize()))
+def _say_on_track(figure: go.Figure, words: str) -> None:
+    low, high = figure.layout[f"yaxis{TRACK}"].domain
+    # Placed on the page: plotly draws no subplot, nor its annotations, without a trace.
+    figure.add_annotation(
+        text=words,
+        x=0.5,
+        y=(low + high) / 2,
+        xref="paper",
+        yref="paper",
+        showarrow=False,
+        font={"size": 12, "color": GREY},
+    )
+
+
+def _lane(kind: str) -> str:
+    return LANES.get(kind, OTHER_LANE)
+
+
+def _events(figure: go.Figure, events: pd.DataFrame, timezone: str) -> None:
+    """Events on their own track above the WBC: a lane per treatment (chemotherapy, G-CSF, transfusion)
+    and one for the rest, a marker at each start, shaped and coloured by kind, and a bar to its end when it
+    has one; one trace per kind (toggle in the legend), the label and times on hover."""
+    if events.empty:
+        _say_on_track(figure, "No treatment or other events recorded")
+        return
+    kinds = events["kind"].astype(str)
+    present = [lane for lane in (*LANES.values(), OTHER_LANE) if lane in set(kinds.map(_lane))]
+    figure.update_layout({f"yaxis{TRACK}": {"categoryorder": "array", "categoryarray": present}})
+    where = {"xaxis": f"x{TRACK}", "yaxis": f"y{TRACK}"}
+    for kind, group in events.groupby(kinds, sort=True):
+        kind = str(kind)
+        name = plain_html(EVENT_NAMES.get(kind, kind.capitalize()))
+        colour = EVENT_COLOURS.get(kind, GREY)
+        lane = _lane(kind)
+        start = _local(group["start_at"], timezone)
+        end = _local(group["end_at"], timezone) if "end_at" in group else pd.Series(pd.NaT, index=group.index)
+        lasting = end.notna().to_numpy(dtype=bool)
+        if lasting.any():
+            figure.add_trace(
+                go.Scatter(
+                    x=[t for pair in zip(start[lasting], end[lasting], strict=True) for t in (*pair, None)],
+                    y=[lane, lane, None] * int(lasting.sum()),
+                    mode="lines",
+                    line={"color": colour, "width": 4},
+                    name=name,
+                    legendgroup=name,
+                    showlegend=False,
+                    hoverinfo="skip",
+                    **where,
+                )
+            )
+        until = end.dt.strftime(" until %d %b %Y %H:%M").fillna("")
         figure.add_trace(
             go.Scatter(
-                x=_local(group["start_at"], timezone),
-                y=[top * 1.12] * len(group),
+                x=start,
+                y=[lane] * len(group),
                 mode="markers",
                 name=name,
+                legendgroup=name,
                 text=plain_html_series(group["label"].fillna("")),
-                marker={"symbol": "diamond", "size": 10, "color": EVENT_COLOURS.get(str(kind), GREY)},
-                hovertemplate="%{x|%d %b %Y}<br>" + name + ": %{text}<extra></extra>",
-            ),
-            row=1,
-            col=1,
+                customdata=until.to_numpy(dtype=object),
+                marker={
+                    "symbol": EVENT_SYMBOLS.get(kind, "circle"),
+                    "size": 11,
+                    "color": colour,
+                    "line": {"width": 1, "color": "#333333"},
+                },
+                hovertemplate="%{x|%d %b %Y %H:%M}%{customdata}<br>" + name + ": %{text}<extra></extra>",
+                **where,
+            )
         )
 
 

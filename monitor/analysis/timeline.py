@@ -11,10 +11,19 @@ import pandas as pd
 from monitor.analysis.flags import EPISODE_COLUMNS, below_limit, episodes
 from monitor.analysis.grading import DEFAULT_RULES, GradingRules, ctcae_grade, significant_change
 
-__all__ = ["MARK_COLUMNS", "LOW_EPISODE_COLUMNS", "low_episodes", "marked_results"]
+__all__ = [
+    "DEFAULT_WINDOW_DAYS",
+    "LOW_EPISODE_COLUMNS",
+    "MARK_COLUMNS",
+    "low_episodes",
+    "marked_results",
+    "view_window",
+]
 
 MARK_COLUMNS = ("grade", "below_limit", "above_range", "change", "significant_fall", "significant_rise")
 LOW_EPISODE_COLUMNS = (*EPISODE_COLUMNS, "count")
+# What the timeline shows first: the last six months, or less when the patient's data span less.
+DEFAULT_WINDOW_DAYS = 182
 
 
 def marked_results(results: pd.DataFrame, *, rules: GradingRules = DEFAULT_RULES) -> pd.DataFrame:
@@ -83,3 +92,29 @@ def low_episodes(
     ]
     found = pd.concat(parts, ignore_index=True).sort_values("start", ascending=False)
     return found.reindex(columns=list(LOW_EPISODE_COLUMNS))
+
+
+def view_window(
+    times: pd.Series, *, days: float | None = DEFAULT_WINDOW_DAYS, margin: float = 0.03
+) -> tuple[pd.Timestamp, pd.Timestamp] | None:
+    """The time range a timeline shows: its last ``days`` (all when None), never wider than ``times`` span.
+
+    The range ends at the latest of ``times`` and starts at the later of the earliest and ``days`` before
+    the latest; each end is padded by ``margin`` of the span, and by at least a day, so that no point sits
+    on the edge. None when there are no times.
+
+    >>> times = pd.to_datetime(["2026-03-02T08:00Z", "2026-03-09T08:00Z"], utc=True)
+    >>> [f"{t:%Y-%m-%d %H:%M}" for t in view_window(pd.Series(times))]
+    ['2026-03-01 08:00', '2026-03-10 08:00']
+    >>> years = pd.Series(pd.date_range("2024-01-01", "2025-12-29", freq="7D", tz="UTC"))
+    >>> first, last = view_window(years, days=182)
+    >>> (last - first).days, f"{last:%Y-%m-%d}"
+    (192, '2026-01-03')
+    """
+    known = pd.to_datetime(times, utc=True).dropna()
+    if known.empty:
+        return None
+    latest = known.max()
+    earliest = known.min() if days is None else max(known.min(), latest - pd.Timedelta(days=days))
+    pad = max((latest - earliest) * margin, pd.Timedelta(days=1))
+    return earliest - pad, latest + pad
