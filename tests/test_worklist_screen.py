@@ -247,3 +247,28 @@ def test_the_any_worsening_and_no_recent_cbc_toggles_narrow_the_list_with_the_si
     assert {"Flags", "Grade", "Last CBC", "Cycle", "Teams", "Hb", "Plt", "ANC"} <= set(exported.columns)
     assert not set(SCREEN_ONLY) & set(exported.columns)
     assert exported["Patient ID"].tolist() == ["MRN1001"]
+
+
+def test_a_graded_high_count_shows_its_ctcae_grade_and_the_forecast_and_due_chips_show_on_screen() -> None:
+    # The Flags column is in the CSV only: what changes no tier must still be seen beside the reason.
+    shown = _listed(
+        patient_id=["HYPER", "FORECAST", "DUE"],
+        flags=[["leukocytosis", "lymphocytosis"], [], []],
+        latest_wbc=[105.6, 5.0, 5.0],
+        latest_wbc_grade=[0, 0, 0],
+        latest_wbc_high_grade=[3, None, None],
+        latest_alc=[41.2, 2.0, 2.0],
+        latest_alc_grade=[0, 0, 0],
+        latest_alc_high_grade=[3, None, None],
+        forecast_grade4=[False, True, False],
+        p_grade4=[None, 0.62, None],
+        cbc_due=[False, False, True],
+        days_since_cbc=[0, 0, 0],
+    )
+    table = worklist_table(shown, "UTC").set_index("Patient ID")
+    assert (table.loc["HYPER", "WBC"], table.loc["HYPER", "ALC"]) == ("↑G3 105.6", "↑G3 41.2")
+    css = worklist_colours(shown, worklist_table(shown, "UTC")).set_index(table.index)
+    assert css.loc["HYPER", "WBC"] == GRADE_CSS[3]
+    assert "forecast grade 4: 62 %" in table.loc["FORECAST", "Why"]
+    assert "CBC due" in table.loc["DUE", "Why"]
+    assert "forecast" not in table.loc["DUE", "Why"]

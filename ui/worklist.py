@@ -206,9 +206,15 @@ def above_limit(shown: pd.DataFrame, analyte: str) -> pd.Series:
     return (flagged.astype(bool) | lab.isin(_LAB_HIGH).fillna(False)).astype(bool)
 
 
+def high_grade_of(shown: pd.DataFrame, analyte: str) -> pd.Series:
+    """The CTCAE grade of the latest count above its upper limit (NA when CTCAE grades none)."""
+    column = _column(shown, f"latest_{analyte}_high_grade")
+    return pd.to_numeric(column, errors="coerce").astype("Float64")
+
+
 def lineage_cells(shown: pd.DataFrame) -> pd.DataFrame:
     """One compact cell per lineage: "G4 0.32" (CTCAE grade and count) under WBC, ANC and ALC, "↑ 105.6"
-    above the upper limit, the bare count when neither; "Hb G2 9.1" and "Plt G3 40" only when low (grade
+    above the upper limit ("↑G3 105.6" where CTCAE grades it), the bare count when neither; "Hb G2 9.1" and "Plt G3 40" only when low (grade
     1 or worse), "" otherwise."""
     cells = {}
     for label, analyte in {**ALWAYS_SHOWN, **WHEN_LOW}.items():
@@ -219,7 +225,12 @@ def lineage_cells(shown: pd.DataFrame) -> pd.DataFrame:
             cells[label] = (label + " " + graded).where(low, "").fillna("")
             continue
         high = above_limit(shown, analyte).to_numpy(dtype=bool) & value.ne("").to_numpy(dtype=bool)
-        text = value.where(~high, HIGH_MARK + " " + value)
+        # CTCAE grades some high counts (Leukocytosis, Lymphocyte count increased): "↑G3 105.6".
+        high_grade = high_grade_of(shown, analyte)
+        marked = (HIGH_MARK + "G" + high_grade.astype("Int64").astype("string")).where(
+            (high_grade >= 1).fillna(False), HIGH_MARK
+        )
+        text = value.where(~high, marked + " " + value)
         cells[label] = text.where(~low, graded).fillna("")
     return pd.DataFrame(cells, index=shown.index)
 
@@ -252,6 +263,25 @@ def cycle_day(shown: pd.DataFrame) -> pd.Series:
     return text.where(shown["cycle"].notna(), "").fillna("")
 
 
+def why(shown: pd.DataFrame) -> pd.Series:
+    """The finding that sets the priority, then the chips that are not flags and change no tier ("CBC due"
+    unless the reason already says it, "forecast grade 4: 62 %"): the Flags column is in the CSV only, so
+    these would otherwise not be seen on screen."""
+    chipped = chips(shown)
+    extra = [
+        [chip for chip in listed if chip == CBC_DUE_CHIP or chip.startswith(FORECAST_CHIP)]
+        for listed in chipped
+    ]
+    return pd.Series(
+        [
+            " · ".join([reason, *(chip for chip in more if chip.lower() not in str(reason).lower())])
+            for reason, more in zip(shown["priority_reason"].fillna(""), extra, strict=True)
+        ],
+        index=shown.index,
+        dtype=object,
+    )
+
+
 def worklist_table(shown: pd.DataFrame, timezone: str) -> pd.DataFrame:
     """The worklist's columns for people, of a prioritised list (``triage.prioritised``): the screen's
     (``SCREEN_COLUMNS``) and the CSV's (every column but ``SCREEN_ONLY``)."""
@@ -260,7 +290,7 @@ def worklist_table(shown: pd.DataFrame, timezone: str) -> pd.DataFrame:
     table = pd.DataFrame(
         {
             "Priority": shown["tier"],
-            "Why": shown["priority_reason"],
+            "Why": why(shown),
             "Patient ID": shown["patient_id"],
             "Name": shown["name"].fillna(""),  # blank, not "None"
             **cells,
@@ -306,7 +336,9 @@ def worklist_colours(shown: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
         colour = pd.Series([GRADE_CSS.get(int(g), "") for g in grade], index=table.index, dtype=object)
         if label in ALWAYS_SHOWN:
             high = above_limit(shown, analyte).to_numpy(dtype=bool) & (grade == 0)
-            colour = colour.mask(high & table[label].ne("").to_numpy(dtype=bool), HIGH_CSS)
+            high_grade = high_grade_of(shown, analyte).fillna(0).clip(upper=4).astype(int).to_numpy()
+            high_css = pd.Series([GRADE_CSS.get(int(g), HIGH_CSS) for g in high_grade], index=table.index)
+            colour = colour.mask(high & table[label].ne("").to_numpy(dtype=bool), high_css)
         css[label] = colour.where(table[label].ne(""), "")
     worst = pd.concat([lineage_grade(shown, a).fillna(0) for a in WHEN_LOW.values()], axis=1).max(axis=1)
     worst_css = [GRADE_CSS.get(int(g), "") for g in worst.clip(upper=4).astype(int).to_numpy()]
@@ -371,7 +403,11 @@ def column_config() -> dict[str, Any]:
     }
     return {
         "Priority": st.column_config.NumberColumn("Priority", help=PRIORITY_HELP, width=56, pinned=True),
-        "Why": st.column_config.TextColumn(help="The finding that sets the priority", width=128),
+        "Why": st.column_config.TextColumn(
+            help="The finding that sets the priority, then a CBC due and the nadir forecast's grade 4 chance "
+            "where they apply; every flag is in the CSV and on the patient's page",
+            width=128,
+        ),
         "Patient ID": st.column_config.TextColumn(width=80),
         "Name": st.column_config.TextColumn(width=84),
         **counts,
