@@ -214,8 +214,8 @@ def high_grade_of(shown: pd.DataFrame, analyte: str) -> pd.Series:
 
 def lineage_cells(shown: pd.DataFrame) -> pd.DataFrame:
     """One compact cell per lineage: "G4 0.32" (CTCAE grade and count) under WBC, ANC and ALC, "↑ 105.6"
-    above the upper limit ("↑G3 105.6" where CTCAE grades it), the bare count when neither; "Hb G2 9.1" and "Plt G3 40" only when low (grade
-    1 or worse), "" otherwise."""
+    above the upper limit ("↑G3 105.6" where CTCAE grades it), the bare count when neither; "Hb G2 9.1" and
+    "Plt G3 40" only when low (grade 1 or worse), "" otherwise."""
     cells = {}
     for label, analyte in {**ALWAYS_SHOWN, **WHEN_LOW}.items():
         value, grade = _value(shown, analyte), lineage_grade(shown, analyte)
