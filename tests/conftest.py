@@ -16,6 +16,7 @@ import shutil
 import sqlite3
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -247,6 +248,35 @@ def store_copy(db_kind: str, databases: Databases, tmp_path: Path) -> Iterator[C
     yield copy
     for url in made:
         databases.drop(url)
+
+
+@pytest.fixture
+def demo_copy(store_copy) -> Iterator[Callable[[datetime], sessionmaker[Session]]]:
+    """``demo_copy(now)``: a store of each kind holding the 60-patient demo cohort (seed 7, site zone UTC)
+    as seeded at ``now``, with its accounts. Seeding fits every forecast and takes seconds, so it runs once
+    per run, kind and ``now``; each test gets its own copy."""
+    engines: list[Engine] = []
+
+    def build(now: datetime) -> Build:
+        def seeded(url: str, folder: Path) -> None:
+            from services.admin import seed_demo
+
+            engine = make_engine(url)
+            try:
+                upgrade(engine, timezone="UTC")
+                seed_demo(make_session_factory(engine), patients=60, seed=7, now=now, timezone="UTC")
+            finally:
+                engine.dispose()
+
+        return seeded
+
+    def copy(now: datetime) -> sessionmaker[Session]:
+        engines.append(make_engine(store_copy(f"demo-60-{now:%Y%m%dT%H%M%S}", build(now))))
+        return make_session_factory(engines[-1])
+
+    yield copy
+    for engine in engines:
+        engine.dispose()
 
 
 @pytest.fixture

@@ -31,7 +31,6 @@ from db.queries import (
     patient_results,
     treated_patients,
 )
-from services.admin import seed_demo
 from services.patient_actions import add_event
 from services.patients import patient_cycles
 from services.worklist import alerts
@@ -41,10 +40,9 @@ NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def demo(store):
+def demo(demo_copy):
     """The demo cohort (with its accounts) in a fresh store of each kind."""
-    seed_demo(store, patients=60, seed=7, now=NOW, timezone="UTC")
-    return store
+    return demo_copy(NOW)
 
 
 def _teams_of(session, viewer: Viewer) -> set[str]:

@@ -61,9 +61,8 @@ def test_nothing_of_the_showcase_lies_in_the_future_of_the_demos_today(both) -> 
 
 
 @pytest.fixture
-def seeded(store: sessionmaker[Session]) -> sessionmaker[Session]:
-    seed_demo(store, patients=60, seed=7, now=NOW, timezone="UTC")
-    return store
+def seeded(demo_copy) -> sessionmaker[Session]:
+    return demo_copy(NOW)
 
 
 def _history(store: sessionmaker[Session], code: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
