@@ -69,6 +69,7 @@ shown = triage.filtered(
 )
 headline = triage.headline(shown, no_cbc_days=no_cbc_days)
 explained = {
+    "Urgent (priority 1-2)": f"Priority 1: {triage.TIERS[1]}; priority 2: {triage.TIERS[2]}",
     triage.WORSENING_LABEL: worsening_help,
     triage.no_cbc_label(no_cbc_days): no_cbc_help,
 }

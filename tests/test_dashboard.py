@@ -161,14 +161,15 @@ def test_worklist_shows_latest_counts_grade_flags_and_trend_most_urgent_first(im
     assert table["Patient ID"].iloc[0] == "MRN1001"
     first = table.set_index("Patient ID").loc["MRN1001"]
     # The count was drawn in March 2026, more than 7 days before the page is drawn: the reason dates it.
-    why = "ANC grade 3 (0.9 x10^9/L on 2026-03-16)"
+    # A grade 3 without a recent count has a CBC due, said after the reason (the Flags are in the CSV only).
+    why = "ANC grade 3 (0.9 x10^9/L on 2026-03-16) · CBC due"
     assert (first["Priority"], first["Why"], first["Grade"]) == (2, why, 3)
     assert (first["WBC (10^9/L)"], first["ANC (10^9/L)"]) == ("3.10", "0.90")
     assert list(first["Flags"])[:2] == ["leukopenia", "neutropenia"]
     assert list(first["WBC trend"]) == [5.6, 3.1]
     assert first["Acknowledged"] == "no"
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["ANC grade 3-4 or febrile"] == "1"
+    assert metrics["Urgent (priority 1-2)"] == "1"
     assert metrics["Not acknowledged"] == metrics["Patients"] != "0"
 
 

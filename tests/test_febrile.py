@@ -360,7 +360,7 @@ def test_fever_with_neutropenia_outside_chemotherapy_is_flagged_first_ranked_fir
     store = open_store(upgraded, timezone=zone)
     ordered = worklist(store, viewer=SYSTEM, timezone=zone, now=now)
     tiers = dict(zip(ordered["patient_id"], ordered["tier"], strict=True))
-    assert tiers == {"FN": 1, "G4": 1} and headline(ordered)["ANC grade 3-4 or febrile"] == 2
+    assert tiers == {"FN": 1, "G4": 1} and headline(ordered)["Urgent (priority 1-2)"] == 2
     alerts = json.loads(
         monitor("alerts", "--since", "2000-01-01", "--format", "json", url=upgraded, zone=zone).stdout
     )

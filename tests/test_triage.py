@@ -213,7 +213,7 @@ def test_the_headline_counts_the_list_it_is_given() -> None:
     )
     assert headline(patients) == {
         "Patients": 4,
-        "ANC grade 3-4 or febrile": 1,
+        "Urgent (priority 1-2)": 1,
         "New or worsening neutropenia": 1,
         "Any worsening": 1,
         "Not acknowledged": 2,
@@ -337,7 +337,7 @@ def test_a_wbc_below_1_without_a_differential_ranks_as_anc_grade_3_or_4() -> Non
         ("old_anc", 2, "ANC not measured; WBC 0.9 x10^9/L (ANC at most 0.9)"),
         ("anc1.2", 7, "neutropenia"),
     ]
-    assert headline(ordered)["ANC grade 3-4 or febrile"] == 3
+    assert headline(ordered)["Urgent (priority 1-2)"] == 3
 
 
 def test_the_reason_says_a_count_is_preliminary_and_dates_one_older_than_a_week() -> None:
@@ -372,7 +372,7 @@ def test_febrile_neutropenia_is_named_with_its_fever_and_count_and_counted_in_th
     assert ordered["patient_id"].tolist() == ["fn", "anc3"]
     assert ordered["tier"].tolist() == [1, 2]
     assert ordered["priority_reason"].iloc[0] == "febrile neutropenia (fever 38.9 °C, ANC 0.8 x10^9/L)"
-    assert headline(ordered)["ANC grade 3-4 or febrile"] == 2
+    assert headline(ordered)["Urgent (priority 1-2)"] == 2
 
 
 def test_a_cbc_due_without_a_flag_ranks_with_the_other_flags_and_says_why() -> None:

@@ -74,7 +74,7 @@ def test_each_lineage_has_its_own_cell_with_grade_and_count_and_hb_and_platelets
     table = worklist_table(shown, "UTC").set_index("Patient ID")
     low, high, plt = table.loc["LOW"], table.loc["HIGH"], table.loc["PLT"]
     assert (low["WBC"], low["ANC"], low["ALC"]) == ("G3 1.9", "G4 0.32", "1.1")
-    assert (high["WBC"], high["ANC"], high["ALC"]) == ("↑ 105.6", "↑ 9.1", "2")
+    assert (high["WBC"], high["ANC"], high["ALC"]) == ("↑ 105.6", "↑ 9.1 H", "2")  # the lab's H beside it
     assert (plt["ALC"], plt["Hb"], plt["Plt"]) == ("G3 0.45", "", "Plt G4 20")
     # Hb and platelets share one cell on screen, the higher grade first; each has its own CSV column.
     assert (low[LOW_OTHERS], high[LOW_OTHERS], plt[LOW_OTHERS]) == ("Plt G3 40 · Hb G2 9.1", "", "Plt G4 20")

@@ -180,12 +180,16 @@ def _column(shown: pd.DataFrame, name: str, dtype: str = "object") -> pd.Series:
 
 
 def _value(shown: pd.DataFrame, analyte: str) -> pd.Series:
-    """The latest count as reported, compactly: "0.32", "<0.1", "105.6" ("" when there is none), with
-    " (prelim.)" when preliminary."""
+    """The latest count as reported, compactly: "0.32", "<0.1", "105.6" ("" when there is none), the lab's
+    abnormal flag after it ("105.6 HH"), and " (prelim.)" when preliminary."""
     value = pd.to_numeric(_column(shown, f"latest_{analyte}"), errors="coerce").astype("float64")
     printed = value.round(2).map("{:g}".format, na_action="ignore").astype("string")
     comparator = _column(shown, f"latest_{analyte}_comparator").astype("string").fillna("")
     text = (comparator + printed).fillna("")
+    # The lab's own abnormal flag beside the count it came with ("0.1 LL"); "N" (normal) says nothing.
+    lab = _column(shown, f"latest_{analyte}_lab_flag").astype("string").str.strip().fillna("")
+    flagged = lab.ne("") & lab.str.upper().ne("N") & value.notna().to_numpy(dtype=bool)
+    text = text.where(~flagged.fillna(False), text + " " + lab)
     preliminary = _column(shown, f"latest_{analyte}_status").astype("string").eq("preliminary")
     return text.where(~(preliminary.fillna(False) & value.notna()), text + " (prelim.)")
 
@@ -397,7 +401,7 @@ def column_config() -> dict[str, Any]:
             label,
             help=f"The latest {label}: its CTCAE grade and count (x10^9/L), e.g. G4 0.32; {HIGH_MARK} 105.6 "
             "above the upper limit",
-            width=60,
+            width=72,
         )
         for label in ALWAYS_SHOWN
     }
@@ -406,10 +410,10 @@ def column_config() -> dict[str, Any]:
         "Why": st.column_config.TextColumn(
             help="The finding that sets the priority, then a CBC due and the nadir forecast's grade 4 chance "
             "where they apply; every flag is in the CSV and on the patient's page",
-            width=128,
+            width=116,
         ),
         "Patient ID": st.column_config.TextColumn(width=80),
-        "Name": st.column_config.TextColumn(width=84),
+        "Name": st.column_config.TextColumn(width=78),
         **counts,
         LOW_OTHERS: st.column_config.TextColumn(
             LOW_OTHERS,
@@ -420,7 +424,7 @@ def column_config() -> dict[str, Any]:
         "Pattern": st.column_config.TextColumn(
             help="Which lineages the latest panel shows low together "
             "(docs/clinical-basis.md, Panel patterns)",
-            width=86,
+            width=80,
         ),
         "WBC trend": st.column_config.LineChartColumn(
             "Trend", help="The last 12 WBC results, oldest first", width=40
@@ -429,7 +433,7 @@ def column_config() -> dict[str, Any]:
             "Last CBC",
             help="Calendar days since the last CBC (its date and time are in the CSV)",
             format="%d d ago",
-            width=72,
+            width=64,
         ),
         "Cycle day": st.column_config.TextColumn(
             "Cycle",

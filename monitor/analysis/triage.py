@@ -500,7 +500,7 @@ def headline(patients: pd.DataFrame, *, no_cbc_days: int = DEFAULT_FLAG_RULES.no
     ``no_cbc_days``: the site's ``flags.no_cbc_days``, as the worklist's filter uses it."""
     return {
         "Patients": len(patients),
-        "ANC grade 3-4 or febrile": int((patients["tier"] <= 2).sum()),
+        "Urgent (priority 1-2)": int((patients["tier"] <= 2).sum()),
         "New or worsening neutropenia": int(_has(patients, *NEW_NEUTROPENIA).sum()),
         WORSENING_LABEL: int(_has(patients, *WORSENING).sum()),
         "Not acknowledged": int(patients["acknowledged"].eq(False).fillna(False).sum()),
