@@ -74,7 +74,11 @@ def test_each_lineage_has_its_own_cell_with_grade_and_count_and_hb_and_platelets
     table = worklist_table(shown, "UTC").set_index("Patient ID")
     low, high, plt = table.loc["LOW"], table.loc["HIGH"], table.loc["PLT"]
     assert (low["WBC"], low["ANC"], low["ALC"]) == ("G3 1.9", "G4 0.32", "1.1")
-    assert (high["WBC"], high["ANC"], high["ALC"]) == ("↑ 105.6", "↑ 9.1 H", "2")  # the lab's H beside it
+    assert (high["WBC"], high["ANC"], high["ALC"]) == (
+        "↑ 105.6",
+        "9.1 H",
+        "2",
+    )  # the lab's H beside it, no ↑ of its own
     assert (plt["ALC"], plt["Hb"], plt["Plt"]) == ("G3 0.45", "", "Plt G4 20")
     # Hb and platelets share one cell on screen, the higher grade first; each has its own CSV column.
     assert (low[LOW_OTHERS], high[LOW_OTHERS], plt[LOW_OTHERS]) == ("Plt G3 40 · Hb G2 9.1", "", "Plt G4 20")
@@ -87,7 +91,7 @@ def test_each_lineage_has_its_own_cell_with_grade_and_count_and_hb_and_platelets
         GRADE_CSS[3],
         "",
     )
-    assert (css.loc["HIGH", "WBC"], css.loc["HIGH", "ANC"]) == (HIGH_CSS, HIGH_CSS)
+    assert (css.loc["HIGH", "WBC"], css.loc["HIGH", "ANC"]) == (HIGH_CSS, "")
     assert css.loc["PLT", LOW_OTHERS] == GRADE_CSS[4] and css.loc["LOW", LOW_OTHERS] == GRADE_CSS[3]
     assert css.loc["LOW", "Priority"] == TIER_CSS[1]
 
@@ -272,3 +276,27 @@ def test_a_graded_high_count_shows_its_ctcae_grade_and_the_forecast_and_due_chip
     assert "forecast grade 4: 62 %" in table.loc["FORECAST", "Why"]
     assert "CBC due" in table.loc["DUE", "Why"]
     assert "forecast" not in table.loc["DUE", "Why"]
+
+
+def test_a_count_from_an_earlier_panel_is_greyed_and_the_labs_high_flag_alone_sets_no_arrow() -> None:
+    last = pd.Timestamp("2026-12-01 08:00", tz="UTC")
+    shown = _listed(
+        patient_id=["OLD-ANC", "LAB-H"],
+        flags=[[], []],
+        latest_wbc=[150.0, 10.5],
+        latest_wbc_grade=[0, 0],
+        latest_wbc_at=[last, last],
+        latest_wbc_lab_flag=["HH", "H"],
+        latest_anc=[62.0, 7.0],
+        latest_anc_grade=[0, 0],
+        latest_anc_at=[last - pd.Timedelta(days=30), last],
+        last_collected_at=[last, last],
+        days_since_cbc=[2, 2],
+    )
+    table = worklist_table(shown, "UTC")
+    css = worklist_colours(shown, table)
+    rows = table.set_index("Patient ID")
+    # The product's limits say 10.5 is not high: the lab's H is shown, no arrow of the product's own.
+    assert rows.loc["LAB-H", "WBC"] == "10.5 H"
+    assert "italic" in css.loc[0, "ANC"] and "italic" not in css.loc[0, "WBC"]
+    assert "italic" not in css.loc[1, "ANC"]

@@ -118,7 +118,6 @@ WHEN_LOW = {"Hb": "hgb", "Plt": "plt"}
 LOW_OTHERS = "Hb · Plt"
 # A count above its upper limit: the flag the status carries for it, or the lab's own high flag.
 HIGH_FLAGS = {"wbc": "leukocytosis", "anc": "neutrophilia", "alc": "lymphocytosis"}
-_LAB_HIGH = ("H", "HH", ">")
 HIGH_MARK = "↑"
 
 # Cell colours by CTCAE grade (1 pale to 4 strong red) and for a count above its upper limit; the text says
@@ -130,6 +129,8 @@ GRADE_CSS = {
     4: "background-color: #b3261e; color: #ffffff",
 }
 HIGH_CSS = "background-color: #d8e6f7; color: #31333f"
+# A count from a panel before the last CBC (which did not measure it): grey and italic, whatever its grade.
+OLDER_CSS = "background-color: #f0f2f6; color: #808495; font-style: italic"
 # The Priority cell's colour: the severity of its tier (tier 1 as a grade 4, tier 7 grey, tier 8 none).
 TIER_CSS = {
     1: GRADE_CSS[4],
@@ -164,11 +165,11 @@ SCREEN_COLUMNS = (
     *ALWAYS_SHOWN,
     LOW_OTHERS,
     "Pattern",
-    "WBC trend",
     "Days since CBC",
     "Cycle day",
 )
-# On screen only: the CSV has the counts and the full cycle text instead.
+# Not in the CSV: the screen's compact forms (the CSV has the counts and the full cycle text instead) and the
+# WBC series (the patient's page charts it; the screen leaves it out for the counts' room at 1366 px).
 SCREEN_ONLY = (LOW_OTHERS, "WBC trend", "Cycle day")
 
 
@@ -200,14 +201,22 @@ def lineage_grade(shown: pd.DataFrame, analyte: str) -> pd.Series:
 
 
 def above_limit(shown: pd.DataFrame, analyte: str) -> pd.Series:
-    """Whether the latest count is above its upper limit: the status's flag for it (``HIGH_FLAGS``) or the
-    lab's own high flag (``latest_<analyte>_lab_flag``)."""
+    """Whether the latest count is above its upper limit by the product's own judgement: the status's flag
+    for it (``HIGH_FLAGS``). The lab's own flag is shown beside the count, not taken for it (a lab may flag
+    against another range)."""
     flag = HIGH_FLAGS.get(analyte)
     flagged = (
         shown["flags"].map(lambda listed: flag in listed) if flag else pd.Series(False, index=shown.index)
     )
-    lab = _column(shown, f"latest_{analyte}_lab_flag").astype("string").str.strip().str.upper()
-    return (flagged.astype(bool) | lab.isin(_LAB_HIGH).fillna(False)).astype(bool)
+    return flagged.astype(bool)
+
+
+def from_an_earlier_panel(shown: pd.DataFrame, analyte: str) -> pd.Series:
+    """Whether the latest ``analyte`` was drawn before the patient's last CBC (the last panel did not
+    measure it): its cell is greyed, so that an older count is not read as today's."""
+    at = pd.to_datetime(_column(shown, f"latest_{analyte}_at"), utc=True, errors="coerce")
+    last = pd.to_datetime(_column(shown, "last_collected_at"), utc=True, errors="coerce")
+    return pd.Series((at < last).fillna(False).to_numpy(dtype=bool), index=shown.index)
 
 
 def high_grade_of(shown: pd.DataFrame, analyte: str) -> pd.Series:
@@ -344,6 +353,10 @@ def worklist_colours(shown: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
             high_css = pd.Series([GRADE_CSS.get(int(g), HIGH_CSS) for g in high_grade], index=table.index)
             colour = colour.mask(high & table[label].ne("").to_numpy(dtype=bool), high_css)
         css[label] = colour.where(table[label].ne(""), "")
+        older = from_an_earlier_panel(shown, analyte).to_numpy(dtype=bool) & table[label].ne("").to_numpy(
+            dtype=bool
+        )
+        css.loc[older, label] = OLDER_CSS
     worst = pd.concat([lineage_grade(shown, a).fillna(0) for a in WHEN_LOW.values()], axis=1).max(axis=1)
     worst_css = [GRADE_CSS.get(int(g), "") for g in worst.clip(upper=4).astype(int).to_numpy()]
     css[LOW_OTHERS] = pd.Series(worst_css, index=table.index, dtype=object).where(
@@ -399,9 +412,10 @@ def column_config() -> dict[str, Any]:
     counts = {
         label: st.column_config.TextColumn(
             label,
-            help=f"The latest {label}: its CTCAE grade and count (x10^9/L), e.g. G4 0.32; {HIGH_MARK} 105.6 "
-            "above the upper limit",
-            width=72,
+            help=f"The latest {label}: its CTCAE grade and count (x10^9/L), e.g. G4 0.32, then the lab's own "
+            f"flag (L, H, LL, HH, A, AA); {HIGH_MARK} above the upper limit ({HIGH_MARK}G3 105.6 where CTCAE "
+            "grades it); grey and italic: from a panel before the last CBC, which did not measure it",
+            width=86,
         )
         for label in ALWAYS_SHOWN
     }
@@ -425,9 +439,6 @@ def column_config() -> dict[str, Any]:
             help="Which lineages the latest panel shows low together "
             "(docs/clinical-basis.md, Panel patterns)",
             width=80,
-        ),
-        "WBC trend": st.column_config.LineChartColumn(
-            "Trend", help="The last 12 WBC results, oldest first", width=40
         ),
         "Days since CBC": st.column_config.NumberColumn(
             "Last CBC",
