@@ -8,7 +8,7 @@ import streamlit as st
 
 from services.audit import AUDIT_ACTIONS, read_trail, verify_trail
 from ui import data
-from ui.audit import readable_trail
+from ui.audit import action_words, readable_trail
 from ui.downloads import audited_csv_download
 from ui.identity import current_viewer
 
@@ -47,7 +47,12 @@ days = filters[0].selectbox(
 )
 # A person is found under every name the trail has held for them ("alice", "cli:alice", ...).
 username = filters[1].text_input("User", key="audit_user")
-action = filters[2].selectbox("Action", ["", *AUDIT_ACTIONS], key="audit_action")
+action = filters[2].selectbox(
+    "Action",
+    ["", *AUDIT_ACTIONS],
+    key="audit_action",
+    format_func=lambda chosen: action_words(chosen) if chosen else "All actions",
+)
 patient_id = filters[3].text_input("Patient ID", key="audit_patient")
 trail = read_trail(
     data.store(),
@@ -62,7 +67,8 @@ shown = {"user": username.strip(), "action": action, "patient": patient_id.strip
 filtered = "".join(f", {name} {value!r}" for name, value in shown.items() if value)
 filters = f"last {days} days{filtered}"
 data.record_view(None, viewer, "audit trail", f" ({len(trail)} rows, {filters})", distinct=filters)
-# Details in words (the page, command or file viewed, then "key: value" pairs); the CSV keeps them as stored.
+# Details in columns of words (the page, command or file viewed, then each kind of detail); the CSV keeps
+# them as stored.
 st.dataframe(readable_trail(trail), hide_index=True, width="stretch")
 audited_csv_download(
     "Download (CSV)", trail, file_name="audit.csv", viewer=viewer, what=f"audit CSV ({len(trail)} rows)"

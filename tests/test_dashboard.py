@@ -555,12 +555,13 @@ def test_audit_page_filters_by_every_action_and_finds_a_person_under_each_spelli
     at = _app().run()
     at.switch_page("app_pages/audit.py").run()
     assert not at.exception
-    assert at.selectbox(key="audit_action").options == ["", *AUDIT_ACTIONS]  # lab_range among them
+    options = at.selectbox(key="audit_action").options  # in words, lab_range among them
+    assert options == ["All actions", *(action.replace("_", " ") for action in AUDIT_ACTIONS)]
     at.text_input(key="audit_user").input("alice").run()
-    assert sorted(at.dataframe[0].value["username"]) == ["alice", "alice (command line)", "cli:alice"]
+    assert sorted(at.dataframe[0].value["User"]) == ["alice", "alice (command line)", "cli:alice"]
     at.text_input(key="audit_user").input("").run()
     at.selectbox(key="audit_action").select("import").run()
-    assert at.dataframe[0].value["action"].tolist() == ["import"]
+    assert at.dataframe[0].value["Action"].tolist() == ["import"]
 
 
 def test_audit_page_shows_details_in_words_not_json(imported_store) -> None:
@@ -590,10 +591,16 @@ def test_audit_page_shows_details_in_words_not_json(imported_store) -> None:
     cells = shown.astype(str).stack()
     assert not cells.str.contains(r"^\s*[{\[].*[}\]]\s*$", regex=True).any(), "a cell shows raw JSON"
     assert not cells.str.contains('":', regex=False).any()
-    by = shown.set_index("username")
-    assert by.loc["alice", "details"] == "comment: repeat CBC {in a week}; flags: neutropenia, new_onset"
-    assert by.loc["bob", "details"] == "cycles.regimens.TAC: fn_risk high"
-    assert shown.loc[shown["action"] == "view", "what"].str.startswith("worklist").any()
+    # Each kind of detail in a column of its own; a setting's key with its value in "Other details".
+    by = shown.set_index("User")
+    assert (by.loc["alice", "Comment"], by.loc["alice", "Flags"]) == (
+        "repeat CBC {in a week}",
+        "neutropenia, new_onset",
+    )
+    assert by.loc["bob", "Other details"] == "cycles.regimens.TAC: fn_risk high"
+    assert shown.loc[shown["Action"] == "view", "What"].str.startswith("worklist").any()
+    assert list(shown.columns[:5]) == ["When (UTC)", "User", "Action", "Patient", "What"]
+    assert not shown["Patient"].eq("None").any()
 
 
 def _exports(url: str) -> list[tuple[str, str]]:
