@@ -11,6 +11,24 @@ from ui import data
 from ui.identity import current_user, current_viewer
 from ui.text import plain
 
+# The refused records' columns in words, the reason wide enough to read (as stored: where, why, as sent).
+REFUSED_COLUMNS = {
+    "location": st.column_config.TextColumn("Where", width="small"),
+    "reason": st.column_config.TextColumn("Why it was refused", width="large"),
+    "raw_text": st.column_config.TextColumn("As sent", width="medium"),
+}
+
+
+def _size(count: int) -> str:
+    """A byte count as people read it: "10 KB", "2.5 MB"."""
+    return f"{count / 1e6:,.1f} MB" if count >= 1e6 else f"{max(count / 1e3, 0.1):,.1f} KB"
+
+
+def _records(count: int) -> str:
+    """ "1 record", "3 records"."""
+    return f"{count:,} record" + ("" if count == 1 else "s")
+
+
 if not current_viewer().may("administer"):
     st.error("This page is for administrators.")
     st.stop()
@@ -71,9 +89,7 @@ def _run(dry_run: bool) -> list[ImportSummary]:
 
         def report(done: int, total: int, number: int = number, name: str = upload.name) -> None:
             share = (number - 1 + done / max(total, 1)) / len(uploads)
-            progress.progress(
-                min(share, 1.0), text=f"{name}: {done / 1e6:,.1f} of {total / 1e6:,.1f} MB read"
-            )
+            progress.progress(min(share, 1.0), text=f"{name}: {_size(done)} of {_size(total)} read")
 
         summaries.append(
             import_content(data.store(), upload.name, upload.getvalue(), options=choices, progress=report)
@@ -109,7 +125,7 @@ def _show(summaries: list[ImportSummary], dry_run: bool, teams: list[str]) -> No
         elif summary.identical_to is not None:
             earlier = summary.identical_to
             refused = (
-                f" It refused {len(summary.rejected)} records (below): once their cause is put right, tick "
+                f" It refused {_records(len(summary.rejected))} (below): once their cause is put right, tick "
                 "'Read again files imported before' to retry them."
                 if len(summary.rejected)
                 else ""
@@ -132,7 +148,7 @@ def _show(summaries: list[ImportSummary], dry_run: bool, teams: list[str]) -> No
         if len(summary.rejected):
             with st.expander(f"{file_name}: {len(summary.rejected)} refused, with reasons"):
                 listed = summary.rejected[["location", "reason", "raw_text"]]  # as in Past imports
-                st.dataframe(listed, hide_index=True, width="stretch")
+                st.dataframe(listed, hide_index=True, width="stretch", column_config=REFUSED_COLUMNS)
     for warning in dict.fromkeys(warning for summary in summaries for warning in summary.warnings):
         st.warning(warning, icon=":material/key:")
 
@@ -201,4 +217,9 @@ else:
             if st.session_state.get("import_refused_of") != (viewer.username, batch):
                 st.session_state["import_refused"] = data.batch_rejections(batch, viewer)
                 st.session_state["import_refused_of"] = (viewer.username, batch)
-            st.dataframe(st.session_state["import_refused"], hide_index=True, width="stretch")
+            st.dataframe(
+                st.session_state["import_refused"],
+                hide_index=True,
+                width="stretch",
+                column_config=REFUSED_COLUMNS,
+            )
