@@ -207,8 +207,10 @@ def sign_in_page() -> None:
     if notice:
         st.info(notice)
     with st.form("sign_in_form"):
-        username = st.text_input("Username", key="sign_in_username")
-        password = st.text_input("Password", type="password", key="sign_in_password")
+        username = st.text_input("Username", key="sign_in_username", autocomplete="username")
+        password = st.text_input(
+            "Password", type="password", key="sign_in_password", autocomplete="current-password"
+        )
         submitted = st.form_submit_button("Sign in", type="primary")
     if submitted:
         try:
