@@ -71,7 +71,7 @@ FORECAST = Forecast(
 def test_the_forecast_in_one_sentence_in_d_notation() -> None:
     assert forecast_sentence(FORECAST) == (
         "Nadir forecast 0.40 x10^9/L (80 % interval 0.20-0.80) on D10-D12; 62 % chance of grade 4 "
-        "(ANC < 0.5); back above 1.5 on D17"
+        "(ANC < 0.5); expected back above 1.5 on D17"
     )
 
 
@@ -98,11 +98,11 @@ def test_the_sentence_rounds_counts_to_two_places_and_never_says_certain(changes
     ("changes", "expected"),
     [
         # 15.2 days after an evening dose is the 16th calendar day after the dosing day: D17
-        ({"recovery_day": 15.2, "recovery_calendar_day": 16}, "back above 1.5 on D17"),
-        ({"recovery_day": 14.0, "recovery_calendar_day": 14}, "back above 1.5 on D15"),
+        ({"recovery_day": 15.2, "recovery_calendar_day": 16}, "expected back above 1.5 on D17"),
+        ({"recovery_day": 14.0, "recovery_calendar_day": 14}, "expected back above 1.5 on D15"),
         (
             {"recovery_day": 15.0, "recovery_calendar_day": 15, "recovery_threshold": 1.0},
-            "back above 1 on D16",
+            "expected back above 1 on D16",
         ),
         (
             {
@@ -126,7 +126,7 @@ def test_the_sentence_rounds_counts_to_two_places_and_never_says_certain(changes
         ),
         (
             {"recovery_day": None, "recovery_calendar_day": None, "nadir_anc": 0.2, "nadir_anc_low": 0.1},
-            "not back above 1.5 within the cycle's planned 21 days",
+            "not expected back above 1.5 within the cycle's planned 21 days",
         ),
     ],
 )

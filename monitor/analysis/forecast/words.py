@@ -70,12 +70,12 @@ def recovery_words(forecast: Forecast) -> str:
     calendar day in the site's zone it happens on)."""
     level = forecast.recovery_threshold
     if forecast.recovery_calendar_day is not None:
-        return f"back above {level:g} on {cycle_notation(forecast.recovery_calendar_day)}"
+        return f"expected back above {level:g} on {cycle_notation(forecast.recovery_calendar_day)}"
     if forecast.nadir_anc_low is not None and forecast.nadir_anc_low >= level:
         return f"not expected to fall below {level:g}"
     if forecast.nadir_anc is not None and forecast.nadir_anc >= level:
         return f"expected to stay above {level:g} (its 80 % interval reaches below)"
-    return f"not back above {level:g} within the cycle's planned {forecast.horizon_days:g} days"
+    return f"not expected back above {level:g} within the cycle's planned {forecast.horizon_days:g} days"
 
 
 def forecast_sentence(forecast: Forecast) -> str:
