@@ -22,6 +22,12 @@ from ui.pickers import choose_patient
 from ui.temperatures import TEMPERATURE_CAPTION, usable_temperatures
 from ui.text import plain, truth
 
+
+def _kind_words(code: object) -> str:
+    """An event's kind as people read it: "G-CSF", "chemotherapy", "fever (free text, from an event)"."""
+    return {"gcsf": "G-CSF", "fever": FEVER_FROM_EVENT}.get(str(code), str(code).replace("_", " "))
+
+
 WINDOWS = {"3 months": 91, "6 months": 182, "1 year": 365, "All": None}
 
 st.title("Patient timeline")
@@ -276,7 +282,9 @@ with event_tab:
         st.dataframe(
             pd.DataFrame(
                 {
-                    "Kind": events["kind"].str.replace("_", " ").replace({"fever": FEVER_FROM_EVENT}),
+                    "Kind": events["kind"].map(
+                        lambda code: EVENT_NAMES.get(code, str(code).replace("_", " "))
+                    ),
                     "Start": _local_time(events["start_at"]),
                     "End": _local_time(events["end_at"]),
                     "Label": events["label"],
@@ -291,7 +299,8 @@ with compare_tab:
     if events.empty:
         st.info("No events to compare around.")
     else:
-        names = _local_time(events["start_at"]) + " · " + events["kind"] + " · " + events["label"].fillna("")
+        kinds = events["kind"].map(_kind_words)
+        names = _local_time(events["start_at"]) + " · " + kinds + " · " + events["label"].fillna("")
         picked = st.selectbox(
             "Event",
             events.index.tolist(),
@@ -384,7 +393,14 @@ with record_tab:
         )
         label = st.text_input("Label", key="event_label", placeholder="e.g. Filgrastim 5 mcg/kg")
         details = st.text_input("Details", key="event_details")
-        if st.form_submit_button("Add"):
+        submitted = st.form_submit_button("Add")
+        if submitted and kind is None:
+            st.error(
+                "Choose the event's kind ("
+                + ", ".join(EVENT_NAMES.get(code, code.capitalize()) for code in EVENT_KINDS)
+                + "): nothing was saved."
+            )
+        elif submitted:
             _record(
                 add_event,
                 "Event added.",

@@ -329,8 +329,8 @@ def test_an_event_added_on_the_page_is_listed_on_the_day_it_was_entered(imported
     at.button(key="FormSubmitter:event_form-Add").click().run()
     assert not at.exception
     events = next(frame.value for frame in at.dataframe if "Kind" in frame.value.columns)
-    assert events["Kind"].tolist() == ["gcsf"] and events["Start"].tolist() == ["2026-03-16 09:30"]
-    assert at.selectbox(key="patient_compare_event").format_func(0).startswith("2026-03-16 09:30 · gcsf")
+    assert events["Kind"].tolist() == ["G-CSF"] and events["Start"].tolist() == ["2026-03-16 09:30"]
+    assert at.selectbox(key="patient_compare_event").format_func(0).startswith("2026-03-16 09:30 · G-CSF")
 
 
 def test_cycles_page_overlays_counts_by_cycle_and_tables_them(treated_store) -> None:

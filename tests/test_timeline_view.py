@@ -223,9 +223,10 @@ def test_the_add_event_form_has_no_kind_until_one_is_chosen_and_saves_nothing_wi
     at.text_input(key="event_label").input("Filgrastim 5 mcg/kg")
     at.button(key="FormSubmitter:event_form-Add").click().run()
     assert not at.exception
+    # The kinds in words, as the form offers them, not their codes.
     assert [error.value for error in at.error] == [
-        "choose the event's kind (chemotherapy, gcsf, medication, infection, fever, supplement, transfusion, "
-        "note)"
+        "Choose the event's kind (Chemotherapy, G-CSF, Medication, Infection, Fever (free text, from an "
+        "event), Supplement, Transfusion, Note): nothing was saved."
     ]
     assert _stored_events(long_store).empty
     assert at.text_input(key="event_label").value == "Filgrastim 5 mcg/kg"  # kept, to choose the kind
