@@ -4,10 +4,17 @@ critical results)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pandas as pd
 import pytest
 
+from db.accounts import SYSTEM
+from monitor.analysis.alerts import current_alerts
 from monitor.analysis.triage import in_priority_order, max_grade, prioritised, priority, priority_reason
+from services.imports import import_path
+from services.worklist import alerts
+from tests.test_high_counts import NIST, NOW, OPTIONS
 
 AT = pd.Timestamp("2026-12-01T11:20Z")
 
@@ -147,3 +154,46 @@ def test_the_critical_reason_is_dated_marked_preliminary_and_says_a_count_within
     )
     week = patients.assign(latest_wbc_age_days=pd.array([0, 7, 0], dtype="Int64"))
     assert priority_reason(week).tolist()[1].endswith("flagged HH (critical high) by the lab")
+
+
+# --- A new critical result from the lab is a change (alerts) -----------------------------------------------
+
+
+def test_a_critical_result_alert_holds_while_the_latest_results_still_carry_it() -> None:
+    changes = pd.DataFrame(
+        {
+            "patient_key": [1, 2],
+            "recorded_at": [AT, AT],
+            "change": ["appeared", "appeared"],
+            "flag": ["lab_critical", "lab_critical"],
+            "analyte": [None, None],
+            "grade_after": pd.array([pd.NA, pd.NA], dtype="Int64"),
+            "explanation": [
+                "critical result from the lab: WBC 6.0 x10^9/L flagged AA (critical abnormal) by the lab",
+                "critical result from the lab: WBC 120.0 x10^9/L flagged HH (critical high) by the lab",
+            ],
+        }
+    )
+    # C20 still carries its AA; C13's preliminary 120 was corrected to 12 without a critical flag.
+    patients = patients_of(
+        patient_id=["C20", "C13"],
+        flags=[[], ["leukocytosis"]],
+        lab_critical=[True, False],
+        lab_critical_detail=["WBC 6.0 x10^9/L flagged AA (critical abnormal) by the lab", ""],
+    ).assign(patient_key=[1, 2], assigning_authority=None, explanations=[[], ["WBC 12.0 above 11.0"]])
+    found = current_alerts(changes, patients)
+    assert found["patient_id"].tolist() == ["C20"]
+    assert found["changes"].tolist() == [
+        ["critical result from the lab: WBC 6.0 x10^9/L flagged AA (critical abnormal) by the lab"]
+    ]
+
+
+def test_a_new_critical_result_reaches_the_alerts_through_the_importer(store) -> None:
+    import_path(store, NIST, options=OPTIONS)
+    found = alerts(store, viewer=SYSTEM, since=NOW - timedelta(days=30), timezone="UTC", now=NOW)
+    first = found[found["patient_id"].eq("PATID1234")].iloc[0]
+    assert (
+        "critical result from the lab: WBC 105.6 x10^9/L flagged HH (critical high) by the lab; "
+        "ANC 58.0 x10^9/L flagged HH (critical high) by the lab; "
+        "ALC 41.2 x10^9/L flagged HH (critical high) by the lab"
+    ) in first["changes"]
