@@ -17,7 +17,14 @@ from db.forecasts import status_forecasts
 from db.frames import CHUNK, bulk_insert, chunks, read_frame_in
 from db.models import ClinicalEvent, Panel, Patient, PatientStatus, ReferenceOverride, Result, StatusChange
 from db.settings import lab_ranges, site_rules
-from monitor.analysis.changes import FEBRILE, FEBRILE_UNJUDGED, GRADED, REVISION_COLUMNS, status_changes
+from monitor.analysis.changes import (
+    FEBRILE,
+    FEBRILE_UNJUDGED,
+    GRADED,
+    REVISION_COLUMNS,
+    critical_changes,
+    status_changes,
+)
 from monitor.analysis.cycles import readiness_now, stored_readiness, treatment_cycles
 from monitor.analysis.cycles.support import support_now
 from monitor.analysis.due import nadir_status
@@ -272,6 +279,7 @@ def _record_changes(
             *(getattr(PatientStatus, f"latest_{a}_grade") for a in GRADED),
             *(getattr(PatientStatus, column) for column in latest_at),
             *(getattr(PatientStatus, latest_column(a, "status")) for a in GRADED),
+            PatientStatus.lab_critical_detail,
         ).where(PatientStatus.patient_id.in_(part)),
         patient_keys,
         utc=["flags_changed_at", "acknowledged_at", "computed_at", *latest_at],
@@ -279,6 +287,13 @@ def _record_changes(
     changes = status_changes(
         _comparable(stored), _comparable(rows), _revisions(session, stored), timezone=timezone
     )
+    # A new critical result from the lab is a change too (docs/clinical-basis.md, The lab's abnormal flags).
+    critical = critical_changes(
+        stored.rename(columns={"patient_id": "patient_key"}),
+        rows.rename(columns={"patient_id": "patient_key"}),
+    )
+    if not critical.empty:
+        changes = pd.concat([changes, critical], ignore_index=True) if not changes.empty else critical
     kept = stored.set_index("patient_id")
     worse = changes.loc[changes["change"].isin(["appeared", "worsened"]).to_numpy(), "patient_key"].unique()
 

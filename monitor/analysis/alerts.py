@@ -1,12 +1,13 @@
-"""Alerts: the flags that appeared, the grades that rose, the flags the lab took back and the preliminary
-results made final since a time, that still hold, most severe first."""
+"""Alerts: the flags that appeared, the grades that rose, the flags the lab took back, the preliminary
+results made final and the new critical results from the lab since a time, that still hold, most severe
+first."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from monitor.analysis.changes import GRADED, spoken_flag
+from monitor.analysis.changes import GRADED, LAB_CRITICAL, spoken_flag
 from monitor.analysis.triage import in_priority_order, max_grade
 
 __all__ = ["ALERT_COLUMNS", "current_alerts"]
@@ -22,6 +23,22 @@ ALERT_COLUMNS = [
     "last_noticed_at",
     "last_collected_at",
 ]
+
+
+def _current_critical(changes: pd.DataFrame, now: pd.DataFrame) -> np.ndarray:
+    """Per change, whether every critical result it names is still in the patient's ``lab_critical_detail``
+    (False when the list does not carry it)."""
+    if "lab_critical_detail" not in now:
+        return np.zeros(len(changes), dtype=bool)
+    detail = now["lab_critical_detail"].fillna("").astype(str).reindex(changes["patient_key"]).fillna("")
+    said = changes["explanation"].fillna("").astype(str).str.removeprefix("critical result from the lab: ")
+    return np.array(
+        [
+            bool(words) and all(p in d.split("; ") for p in words.split("; "))
+            for words, d in zip(said, detail, strict=True)
+        ],
+        dtype=bool,
+    )
 
 
 def current_alerts(changes: pd.DataFrame, patients: pd.DataFrame) -> pd.DataFrame:
@@ -47,6 +64,8 @@ def current_alerts(changes: pd.DataFrame, patients: pd.DataFrame) -> pd.DataFram
         have it again ("leukopenia withdrawn: WBC 2.5 corrected to 5.0 by the lab on 2026-03-02"); a final
         result holds while its analyte's grade is still the one it was made final at (always, when that
         grade was not known: "WBC 2.1 preliminary -> 2.0 final on 2026-03-02; grade unchanged").
+        A critical result from the lab (flag ``lab_critical``, ``analysis.changes.critical_changes``) holds
+        while the patient's ``lab_critical_detail`` still names every result it names.
         ``changes`` are sentences ("neutropenia appeared: ANC 0.9
         below 1.5 ...", "ANC CTCAE grade 2 -> 3"), each flag's as it reads now (its limit or run may have
         changed since it appeared). Order: the patient's priority on the worklist
@@ -71,15 +90,18 @@ def current_alerts(changes: pd.DataFrame, patients: pd.DataFrame) -> pd.DataFram
     kind = changes["change"]
     after = changes["grade_after"].astype("Float64").to_numpy(dtype=float, na_value=np.nan)
     flagged_now = changes["explained_now"].notna().to_numpy(dtype=bool)
+    # A critical result from the lab holds while the patient's latest results still carry its words.
+    critical = changes["flag"].eq(LAB_CRITICAL).to_numpy(dtype=bool)
+    critical_now = _current_critical(changes, now)
     holds = np.select(
-        [kind.eq("withdrawn").to_numpy(dtype=bool), kind.eq("final").to_numpy(dtype=bool)],
-        [~flagged_now, np.isnan(after) | (grade_now.to_numpy(dtype=float) == after)],
+        [critical, kind.eq("withdrawn").to_numpy(dtype=bool), kind.eq("final").to_numpy(dtype=bool)],
+        [critical_now, ~flagged_now, np.isnan(after) | (grade_now.to_numpy(dtype=float) == after)],
         np.where(changes["flag"].eq("grade"), grade_now.to_numpy(dtype=float) >= after, flagged_now),
     )
     changes = changes[holds.astype(bool)]
     if changes.empty:
         return pd.DataFrame(columns=ALERT_COLUMNS)
-    told = changes["flag"].eq("grade").to_numpy(dtype=bool) | changes["change"].isin(
+    told = changes["flag"].isin(("grade", LAB_CRITICAL)).to_numpy(dtype=bool) | changes["change"].isin(
         ("withdrawn", "final")
     ).to_numpy(dtype=bool)
     sentence = np.where(

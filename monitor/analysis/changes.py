@@ -15,7 +15,9 @@ __all__ = [
     "FEBRILE_UNJUDGED",
     "FEBRILE_UNJUDGED_WORDS",
     "GRADED",
+    "LAB_CRITICAL",
     "REVISION_COLUMNS",
+    "critical_changes",
     "flag_lineage",
     "spoken_flag",
     "status_changes",
@@ -29,6 +31,9 @@ FEBRILE = "febrile_neutropenia"
 FEBRILE_UNJUDGED = "febrile_unjudged"
 FEBRILE_UNJUDGED_WORDS = "fever not judged (no ANC)"
 CHANGE_COLUMNS = ("patient_key", "change", "flag", "analyte", "grade_before", "grade_after", "explanation")
+# The flag of the change recorded for a new critical result from the lab (docs/clinical-basis.md, The
+# lab's abnormal flags).
+LAB_CRITICAL = "lab_critical"
 _NAMES = {"wbc": "WBC", "anc": "ANC", "alc": "ALC"}
 # A result revised since the status was last computed: its new version (status, value, when it arrived)
 # and the version it replaced (``*_before``), of the same panel and analyte.
@@ -93,6 +98,39 @@ def spoken_flag(flags: pd.Series) -> pd.Series:
         else:
             words[flag] = "WBC " + str(flag).replace("_", " ")
     return flags.map(words)
+
+
+def critical_changes(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
+    """A change "appeared" of flag ``LAB_CRITICAL`` per patient whose ``lab_critical_detail`` in ``after``
+    names a critical result from the lab that ``before`` did not (a patient missing from ``before`` is new),
+    worded "critical result from the lab: <the new results>" (``CHANGE_COLUMNS``).
+
+    >>> before = pd.DataFrame({"patient_key": [1, 2], "lab_critical_detail": ["", "WBC 6.0 flagged AA"]})
+    >>> after = pd.DataFrame({"patient_key": [1, 2, 3],
+    ...     "lab_critical_detail": ["ANC 0.2 flagged LL", "WBC 6.0 flagged AA", "Platelets 8.0 flagged LL"]})
+    >>> critical_changes(before, after)[["patient_key", "explanation"]].values.tolist()
+    [[1, 'critical result from the lab: ANC 0.2 flagged LL'],
+     [3, 'critical result from the lab: Platelets 8.0 flagged LL']]
+    """
+    known = dict(zip(before["patient_key"], before["lab_critical_detail"].fillna(""), strict=True))
+    rows = []
+    for key, detail in zip(after["patient_key"], after["lab_critical_detail"].fillna(""), strict=True):
+        old = set(str(known.get(key, "") or "").split("; "))
+        new = [piece for piece in str(detail).split("; ") if piece and piece not in old]
+        if new:
+            rows.append(
+                (
+                    key,
+                    "appeared",
+                    LAB_CRITICAL,
+                    None,
+                    None,
+                    None,
+                    "critical result from the lab: " + "; ".join(new),
+                )
+            )
+    out = pd.DataFrame(rows, columns=list(CHANGE_COLUMNS))
+    return out.astype({"grade_before": "Int64", "grade_after": "Int64"})
 
 
 def status_changes(

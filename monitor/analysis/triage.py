@@ -9,11 +9,13 @@ infection (Bodey et al. 1966; the febrile-neutropenia guidelines of IDSA 2010 an
    (``febrile_unjudged``) with the latest ANC below 1.0 (grade 3 or 4, measured or bounded by the WBC), or
    a latest result the lab flagged critical (``lab_critical``: HH, LL, AA, or off the instrument's scale);
 2. ANC grade 3, or a WBC above 100 x10^9/L (CTCAE v5.0 Leukocytosis grade 3, hyperleukocytosis: the next
-   grade is leukostasis);
+   grade is leukostasis), or platelets grade 4 (below 25 x10^9/L, CTCAE v5.0 Platelet count decreased),
+   with or without a flag of the lab's;
 3. new or worsening neutropenia (``anc_worsening``; ``anc_new_onset`` when the ANC is grade 2 or worse
    or fell beyond the reference change value, ``anc_significant_drop``);
-4. WBC or ALC grade 3 or 4 (a lymphocyte grade 3 is not ranked with a neutrophil grade 3), or an ALC
-   above 20 x10^9/L (Lymphocyte count increased grade 3);
+4. WBC, ALC, haemoglobin or platelets grade 3 or 4 (a lymphocyte grade 3 is not ranked with a neutrophil
+   grade 3; Hb below 8.0 g/dL is Anemia grade 3), or an ALC above 20 x10^9/L (Lymphocyte count increased
+   grade 3);
 5. new or worsening leukopenia or lymphopenia (the bare ``new_onset``/``worsening`` are WBC's;
    ``alc_new_onset``, ``alc_worsening``), and a new grade-1 neutropenia without such a fall;
 6. persistent findings (``persistent``, ``chronic``, ``anc_persistent``, ``alc_persistent``);
@@ -24,12 +26,14 @@ The ANC grade ranked is the measured one, or the bound the WBC sets when the lat
 (or the latest ANC is older than the latest WBC): the ANC cannot exceed the WBC, so a WBC below 1.0 is
 an ANC of grade 3 at least, below 0.5 of grade 4.
 
-Within a tier: febrile neutropenia first (an emergency, whatever its ANC grade), then a fever that cannot
-be judged (``febrile_unjudged``; its sentence is appended to the reason in whichever tier), then the
-higher ANC grade, then a critical flag of the lab's (its words are appended to the reason in whichever
-tier), then WBC grade, then ALC grade, then the most recent CBC first. A count above its upper limit
-without those grades (neutrophilia, lymphocytosis grade 2, a WBC above its limit up to 100) ranks with the
-other flags (tier 7). Tiers 3 to 8 and the
+Within a tier, by the most severe finding: febrile neutropenia first (an emergency, whatever its ANC
+grade), then a fever that cannot be judged (``febrile_unjudged``; its sentence is appended to the reason
+in whichever tier), then the higher ANC grade, then the highest other grade (WBC and ALC, low or high,
+haemoglobin, platelets), then a critical flag of the lab's (so one on a count without a grade comes after
+the graded ones; its words are appended to the reason in whichever tier, dated, marked preliminary and,
+for a count within its range, told so), then the WBC's grade, then the most recent CBC first. A count
+above its upper limit without those grades (neutrophilia, lymphocytosis grade 2, a WBC above its limit up
+to 100) ranks with the other flags (tier 7). The platelet and haemoglobin tiers, tiers 3 to 8 and the
 order within a tier are a product default pending clinical sign-off.
 
 Pure functions of the patient list (one row per patient with ``latest_{wbc,anc,alc}_grade``, optionally
@@ -40,8 +44,10 @@ optionally ``febrile_neutropenia`` (a patient-level boolean, NA or absent when u
 ``latest_{wbc,anc,alc}_status`` (a preliminary count is said so in the reason) and
 ``latest_{wbc,anc,alc}_age_days`` with ``latest_{wbc,anc,alc}_day`` (calendar days since the count and its
 day in the site's zone: a count older than ``STALE_DAYS`` is dated in the reason),
-``latest_{wbc,alc}_high_grade`` (CTCAE Leukocytosis, Lymphocyte count increased) and ``lab_critical`` with
-``lab_critical_detail`` (a critical flag of the lab's on a latest result, and its words).
+``latest_{wbc,alc}_high_grade`` (CTCAE Leukocytosis, Lymphocyte count increased), ``latest_{hgb,plt}``
+with ``latest_{hgb,plt}_grade`` (g/dL and x10^9/L; CTCAE Anemia, Platelet count decreased) and
+``lab_critical`` with ``lab_critical_detail`` (a critical flag of the lab's on a latest result, and its
+words).
 """
 
 from __future__ import annotations
@@ -71,9 +77,9 @@ __all__ = [
 
 TIERS = {
     1: "ANC grade 4, febrile neutropenia, or a result the lab flagged critical",
-    2: "ANC grade 3, or WBC above 100 x10^9/L (leukocytosis grade 3)",
+    2: "ANC grade 3, WBC above 100 x10^9/L (leukocytosis grade 3), or platelets grade 4 (below 25 x10^9/L)",
     3: "new neutropenia at grade 2-4 or with a significant fall, or worsening neutropenia",
-    4: "WBC or ALC grade 3-4, or ALC above 20 x10^9/L (lymphocytosis grade 3)",
+    4: "WBC, ALC, Hb or platelets grade 3-4, or ALC above 20 x10^9/L (lymphocytosis grade 3)",
     5: "new or worsening leukopenia or lymphopenia, new grade-1 neutropenia",
     6: "persistent",
     7: "other flags, or a CBC due",
@@ -102,7 +108,19 @@ WORSENING = (
     "alc_significant_drop",
 )
 WORSENING_LABEL = "Any worsening"
-_NAMES = {"wbc": "WBC", "anc": "ANC", "alc": "ALC"}
+# Haemoglobin and platelets: ranked by their CTCAE grades (Anemia, Platelet count decreased) when carried.
+_OTHER = ("hgb", "plt")
+_NAMES = {"wbc": "WBC", "anc": "ANC", "alc": "ALC", "hgb": "Hb", "plt": "platelets"}
+_UNITS = {"hgb": "g/dL"}
+# The product's own flags of a count below or above its reference range (analysis.flags): a count the lab
+# flagged critical without either is within its range, and the reason says so.
+_RANGE_FLAGS = {
+    "wbc": ("leukopenia", "leukocytosis"),
+    "anc": ("neutropenia", "neutrophilia"),
+    "alc": ("lymphopenia", "lymphocytosis"),
+}
+# How ``lab_critical_detail`` names each analyte (analysis.status.lab_critical), to find a piece's count.
+_CRITICAL_SPOKEN = {"WBC": "wbc", "ANC": "anc", "ALC": "alc"}
 # Words for the reason of tiers 5 to 7; a flag not named here is spelt with spaces.
 _WORDS = {
     "anc_new_onset": "new neutropenia",
@@ -125,8 +143,9 @@ _WORDS = {
 
 
 def max_grade(patients: pd.DataFrame) -> pd.Series:
-    """The highest current CTCAE grade of WBC, ANC and ALC, low or high (NA when none is graded): a WBC of
-    105.6 is "Leukocytosis" grade 3, not grade 0 (``latest_{wbc,alc}_high_grade`` when the list carries them).
+    """The highest current CTCAE grade of WBC, ANC and ALC, low or high, and of haemoglobin and platelets (NA
+    when none is graded): a WBC of 105.6 is "Leukocytosis" grade 3, not grade 0, and platelets of 9 are
+    grade 4 (``latest_{wbc,alc}_high_grade`` and ``latest_{hgb,plt}_grade`` when the list carries them).
 
     >>> patients = pd.DataFrame({"latest_wbc_grade": [1, None, 0], "latest_anc_grade": [3, None, 0],
     ...     "latest_alc_grade": [None, None, 0], "latest_wbc_high_grade": [0, None, 3]})
@@ -135,6 +154,7 @@ def max_grade(patients: pd.DataFrame) -> pd.Series:
     """
     columns = [f"latest_{a}_grade" for a in GRADED]
     columns += [f"latest_{a}_high_grade" for a in GRADED if f"latest_{a}_high_grade" in patients]
+    columns += [f"latest_{a}_grade" for a in _OTHER if f"latest_{a}_grade" in patients]
     grades = patients[columns].astype("Float64")
     return grades.max(axis=1).astype("Int64")
 
@@ -148,8 +168,11 @@ def _has(patients: pd.DataFrame, *names: str) -> pd.Series:
 
 
 def _grade(patients: pd.DataFrame, analyte: str) -> pd.Series:
-    """The latest CTCAE grade of ``analyte``, 0 when unknown (for comparisons)."""
-    return patients[f"latest_{analyte}_grade"].astype("Float64").fillna(0)
+    """The latest CTCAE grade of ``analyte``, 0 when unknown or not carried (for comparisons)."""
+    column = f"latest_{analyte}_grade"
+    if column not in patients:
+        return pd.Series(0.0, index=patients.index, dtype="Float64")
+    return patients[column].astype("Float64").fillna(0)
 
 
 def _anc_unmeasured(patients: pd.DataFrame) -> pd.Series:
@@ -231,15 +254,16 @@ def priority(patients: pd.DataFrame) -> pd.Series:
     """
     anc, wbc, alc = _anc_grade(patients), _grade(patients, "wbc"), _grade(patients, "alc")
     leukocytosis, lymphocytosis = _high_grade(patients, "wbc"), _high_grade(patients, "alc")
+    hgb, plt = _grade(patients, "hgb"), _grade(patients, "plt")
     new_anc = _has(patients, "anc_new_onset") & ((anc >= 2) | _has(patients, "anc_significant_drop"))
     conditions = [
         (anc >= 4)
         | _febrile_neutropenia(patients)
         | (_febrile_unjudged(patients) & (anc >= 3))
         | _lab_critical(patients),
-        (anc >= 3) | (leukocytosis >= 3),
+        (anc >= 3) | (leukocytosis >= 3) | (plt >= 4),
         new_anc | _has(patients, "anc_worsening"),
-        (wbc >= 3) | (alc >= 3) | (lymphocytosis >= 3),
+        (wbc >= 3) | (alc >= 3) | (lymphocytosis >= 3) | (hgb >= 3) | (plt >= 3),
         _has(patients, *NEW_WBC_OR_ALC, "anc_new_onset"),
         _has(patients, *PERSISTENT),
         (patients["flags"].map(len).astype("int64") > 0) | _cbc_due(patients),
@@ -259,8 +283,8 @@ def _count(patients: pd.DataFrame, analyte: str) -> pd.Series:
 
 
 def _count_note(patients: pd.DataFrame, analyte: str) -> pd.Series:
-    """ "0.3 x10^9/L", with ", preliminary" for a preliminary count and " on 2026-05-01" for one older than
-    ``STALE_DAYS`` ("" when the list does not carry the count)."""
+    """ "0.3 x10^9/L" ("6.5 g/dL" for haemoglobin), with ", preliminary" for a preliminary count and
+    " on 2026-05-01" for one older than ``STALE_DAYS`` ("" when the list does not carry the count)."""
     count = _count(patients, analyte)
     index = patients.index
     status = patients.get(f"latest_{analyte}_status", pd.Series(pd.NA, index=index)).astype("string")
@@ -268,7 +292,7 @@ def _count_note(patients: pd.DataFrame, analyte: str) -> pd.Series:
     age = patients.get(f"latest_{analyte}_age_days", pd.Series(pd.NA, index=index)).astype("Float64")
     day = pd.to_datetime(patients.get(f"latest_{analyte}_day", pd.Series(pd.NaT, index=index)))
     on = (" on " + day.dt.strftime("%Y-%m-%d").astype("string")).fillna("")
-    text = count + " x10^9/L" + on.where((age > STALE_DAYS).fillna(False), "")
+    text = count + " " + _UNITS.get(analyte, "x10^9/L") + on.where((age > STALE_DAYS).fillna(False), "")
     text = text.where(~preliminary, text + ", preliminary")
     return text.where(count.ne(""), "")
 
@@ -277,7 +301,8 @@ def _graded(patients: pd.DataFrame, analyte: str) -> pd.Series:
     """ "ANC grade 4 (0.3 x10^9/L)": the analyte's grade and count as reported, marked preliminary and
     dated when old (``_count_note``)."""
     note = _count_note(patients, analyte)
-    grade = patients[f"latest_{analyte}_grade"].astype("Int64").astype("string").fillna("unknown")
+    grade = patients.get(f"latest_{analyte}_grade", pd.Series(pd.NA, index=patients.index, dtype="Int64"))
+    grade = grade.astype("Int64").astype("string").fillna("unknown")
     text = _NAMES[analyte] + " grade " + grade
     return text.where(note.eq(""), text + " (" + note + ")")
 
@@ -338,9 +363,7 @@ def priority_reason(patients: pd.DataFrame, tiers: pd.Series | None = None) -> p
         lambda listed: ", ".join(_WORDS.get(flag, flag.replace("_", " ")) for flag in listed)
     )
     critical = _lab_critical(patients)
-    critical_text = "critical result from the lab: " + patients.get(
-        "lab_critical_detail", pd.Series("", index=index)
-    ).astype("string").fillna("")
+    critical_text = "critical result from the lab: " + _critical_detail(patients)
     # Tier 1 by the lab's critical flag alone: its words are the reason (appended below otherwise).
     by_anc = (_anc_grade(patients) >= 3) | _febrile_neutropenia(patients)
     only_critical = (critical & ~by_anc & tiers.eq(1)).to_numpy(dtype=bool)
@@ -351,6 +374,7 @@ def priority_reason(patients: pd.DataFrame, tiers: pd.Series | None = None) -> p
             [
                 (_anc_grade(patients) >= 3, anc_text),
                 (leukocytosis >= 3, _high_text(patients, "wbc", "hyperleukocytosis", ", leukostasis risk")),
+                (_grade(patients, "plt") >= 4, _graded(patients, "plt")),
             ],
             index,
         ),
@@ -360,6 +384,8 @@ def priority_reason(patients: pd.DataFrame, tiers: pd.Series | None = None) -> p
                 (wbc >= 3, _graded(patients, "wbc")),
                 (alc >= 3, _graded(patients, "alc")),
                 (lymphocytosis >= 3, _high_text(patients, "alc", "lymphocytosis", "")),
+                (_grade(patients, "hgb") >= 3, _graded(patients, "hgb")),
+                (_grade(patients, "plt") >= 3, _graded(patients, "plt")),
             ],
             index,
         ),
@@ -395,6 +421,53 @@ def priority_reason(patients: pd.DataFrame, tiers: pd.Series | None = None) -> p
     return reason.mask(told, reason + "; " + critical_text)
 
 
+def _critical_detail(patients: pd.DataFrame) -> pd.Series:
+    """The lab's critical results in words (``lab_critical_detail``), each WBC, ANC or ALC piece dated when
+    older than ``STALE_DAYS``, marked "(preliminary)" when its result is, and, when the product has no low or
+    high flag for that count, told "within its reference range: see the lab's comment": "WBC 6.0 x10^9/L
+    flagged AA (critical abnormal) by the lab on 2011-01-03, within its reference range: see the lab's
+    comment". A haemoglobin or platelet piece is told as the lab's words alone (the list carries neither
+    their dates nor their status)."""
+    index = patients.index
+    detail = patients.get("lab_critical_detail", pd.Series("", index=index)).astype("string").fillna("")
+    notes: dict[str, list[tuple[str, bool, bool]]] = {}
+    for analyte in _CRITICAL_SPOKEN.values():
+        status = patients.get(f"latest_{analyte}_status", pd.Series(pd.NA, index=index)).astype("string")
+        age = patients.get(f"latest_{analyte}_age_days", pd.Series(pd.NA, index=index)).astype("Float64")
+        day = pd.to_datetime(patients.get(f"latest_{analyte}_day", pd.Series(pd.NaT, index=index)))
+        on = (" on " + day.dt.strftime("%Y-%m-%d").astype("string")).where(
+            (age > STALE_DAYS).fillna(False), ""
+        )
+        # Below or above its range: a flag of the product's, or a low or high CTCAE grade.
+        flagged = _has(patients, *_RANGE_FLAGS[analyte])
+        flagged |= ((_grade(patients, analyte) > 0) | (_high_grade(patients, analyte) > 0)).to_numpy(
+            dtype=bool
+        )
+        notes[analyte] = list(
+            zip(
+                on.fillna("").tolist(),
+                status.eq("preliminary").fillna(False).tolist(),
+                (~flagged).tolist(),
+                strict=True,
+            )
+        )
+
+    def told(row: int, text: str) -> str:
+        pieces = []
+        for piece in text.split("; ") if text else []:
+            analyte = _CRITICAL_SPOKEN.get(piece.split(" ", 1)[0])
+            if analyte is not None:
+                on, preliminary, in_range = notes[analyte][row]
+                piece += on + (" (preliminary)" if preliminary else "")
+                piece += ", within its reference range: see the lab's comment" if in_range else ""
+            pieces.append(piece)
+        return "; ".join(pieces)
+
+    return pd.Series(
+        [told(row, text) for row, text in enumerate(detail.tolist())], index=index, dtype="string"
+    )
+
+
 def _high_text(patients: pd.DataFrame, analyte: str, name: str, risk: str) -> pd.Series:
     """ "hyperleukocytosis: WBC 105.6 x10^9/L (CTCAE Leukocytosis grade 3, leukostasis risk)"."""
     grade = _high_grade(patients, analyte).astype("Int64").astype("string")
@@ -405,22 +478,30 @@ def _high_text(patients: pd.DataFrame, analyte: str, name: str, risk: str) -> pd
 
 
 def in_priority_order(frame: pd.DataFrame, *, then: str) -> pd.DataFrame:
-    """``frame`` (patients' status columns) sorted by tier, then ANC grade (highest first), a critical flag
-    of the lab's, WBC and ALC grade, then ``then`` (a time: the most recent first); a new frame, ``tier``
-    added."""
+    """``frame`` (patients' status columns) sorted by tier, then within it by the most severe finding:
+    febrile neutropenia, an unjudged fever, the ANC grade (highest first), the highest other grade (WBC and
+    ALC low or high, haemoglobin, platelets), a critical flag of the lab's (so one on a count with no grade
+    comes after the graded ones), the WBC's grade (low or high), then ``then`` (a time: the most recent
+    first); a new frame, ``tier`` added."""
     # An ungraded count sorts as grade 0, so that a measured normal ANC does not outrank a WBC grade 3.
-    grades = {
+    others = [_grade(frame, a) for a in ("wbc", "alc", *_OTHER)]
+    others += [_high_grade(frame, a) for a in ("wbc", "alc")]
+    keys = {
+        "_febrile": _febrile_neutropenia(frame),
+        "_unjudged": _febrile_unjudged(frame),
         "_anc": _anc_grade(frame),
+        "_other": pd.concat(others, axis=1).max(axis=1),
         "_critical": _lab_critical(frame),
-        **{f"_{a}": _grade(frame, a) for a in ("wbc", "alc")},
+        # At the same grade, a WBC's before an ALC's or a platelet count's (the WBC holds the neutrophils).
+        "_wbc": pd.concat([_grade(frame, "wbc"), _high_grade(frame, "wbc")], axis=1).max(axis=1),
     }
     out = frame.assign(tier=priority(frame))
     order = (
-        out.assign(_febrile=_febrile_neutropenia(frame), _unjudged=_febrile_unjudged(frame), **grades)
+        out.assign(**keys)
         .reset_index(drop=True)
         .sort_values(
-            ["tier", "_febrile", "_unjudged", *grades, then],
-            ascending=[True, False, False, False, False, False, False, False],
+            ["tier", *keys, then],
+            ascending=[True, *[False] * len(keys), False],
             na_position="last",
             kind="stable",
         )
