@@ -180,7 +180,8 @@ def test_an_empty_frame_gives_empty_results() -> None:
 
 
 def test_a_leukaemia_s_neutrophils_and_lymphocytes_above_100_land() -> None:
-    """A CML's ANC of 118 with a WBC of 150, a CLL's ALC of 250 (docs/clinical-basis.md, Plausibility limits)."""
+    """A CML's ANC of 118 with a WBC of 150, a CLL's ALC of 250 (docs/clinical-basis.md, Plausibility
+    limits)."""
     out = normalise_results(raw(analyte=["anc", "alc"], value=["118", "250"], unit=["10*3/uL", "10*3/uL"]))
     assert out.rejected.empty
     assert out.results["value"].tolist() == [118.0, 250.0]

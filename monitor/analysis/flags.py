@@ -723,7 +723,9 @@ def _sentences(state: pd.DataFrame, rules: FlagRules) -> pd.DataFrame:
     expected = above & gcsf.notna() & analyte.isin(list(GCSF_EXPECTED))
     expected &= ~(state["high_grade"] >= 3).fillna(False)
     text["above"] = above_text.where(above & ~expected)
-    text["expected"] = _concat(above_text, ": expected after G-CSF (", gcsf.astype("string"), "), not flagged")
+    text["expected"] = _concat(
+        above_text, ": expected after G-CSF (", gcsf.astype("string"), "), not flagged"
+    )
     text["expected"] = text["expected"].where(expected)
     # ANC and ALC chronicity and recovery have no flags of their own (``patient_flags`` keeps only the
     # names in FLAGS): their neutropenia/lymphopenia sentence tells them.
@@ -747,11 +749,13 @@ def _above_text(state: pd.DataFrame, name: pd.Series, rules: FlagRules) -> pd.Se
     source = state["range_source"] if "range_source" in state else pd.Series(pd.NA, index=state.index)
     whose = source.astype("string").map(_WHOSE_LIMIT, na_action="ignore").astype("string")
     limit_text = (limit + ", " + whose).fillna(limit)
-    count = _concat(name, " ", value, f" {_UNIT}")
-    over_limit = above_limit(state.assign(uln=state["uln"]))
-    no_limit = count + ", no upper limit known, above CTCAE's threshold"
-    within = _concat(count, " within ", limit_text, ", but above CTCAE's threshold")
-    text = _concat(count, " above ", limit_text).where(over_limit, within.where(state["uln"].notna(), no_limit))
+    told = _concat(name, " ", value, f" {_UNIT}")
+    over_limit = above_limit(state)
+    no_limit = told + ", no upper limit known, above CTCAE's threshold"
+    within = _concat(told, " within ", limit_text, ", but above CTCAE's threshold")
+    text = _concat(told, " above ", limit_text).where(
+        over_limit, within.where(state["uln"].notna(), no_limit)
+    )
     grade = state["high_grade"]
     notes = pd.Series("", index=state.index, dtype="string")
     for lineage in GRADED_LINEAGES:
@@ -810,7 +814,9 @@ def _gcsf_acting(
         if "end_at" in given
         else pd.Series(pd.NaT, index=given.index, dtype="datetime64[ns, UTC]")
     )
-    label = given["label"].astype("string").str.strip() if "label" in given else pd.Series("", index=given.index)
+    label = (
+        given["label"].astype("string").str.strip() if "label" in given else pd.Series("", index=given.index)
+    )
     label = label.fillna("").replace("", "G-CSF")
     day = start.dt.tz_convert(timezone).dt.strftime("%Y-%m-%d")
     doses = pd.DataFrame(
@@ -824,14 +830,18 @@ def _gcsf_acting(
         }
     )
     latest = state[["collected_at"]].reset_index()
-    latest = latest.assign(patient_key=latest["patient_key"].astype("int64"), at=as_utc(latest["collected_at"]))
+    latest = latest.assign(
+        patient_key=latest["patient_key"].astype("int64"), at=as_utc(latest["collected_at"])
+    )
     pairs = latest.merge(doses, on="patient_key")
     pairs = pairs[(pairs["given_at"] <= pairs["at"]).to_numpy(dtype=bool)]
     acting = pairs["at"] < pairs["acting_until"]
     cycles = cycles_from_events(events, rules, timezone)
     if not cycles.empty:
         spans = pairs.reset_index().merge(
-            cycles[["patient_key", "day_start", "end"]].assign(patient_key=cycles["patient_key"].astype("int64")),
+            cycles[["patient_key", "day_start", "end"]].assign(
+                patient_key=cycles["patient_key"].astype("int64")
+            ),
             on="patient_key",
         )
         first, last = as_utc(spans["day_start"]), as_utc(spans["end"])
