@@ -23,6 +23,7 @@ from db.store import open_store
 from monitor.analysis.flags import above_limit, patient_flags
 from monitor.analysis.grading import ctcae_high_grade
 from monitor.analysis.status import mark_preliminary
+from monitor.analysis.timeline import marked_results
 from monitor.analysis.triage import in_priority_order, priority, priority_reason
 from services.imports import ImportOptions, import_path
 from services.worklist import patient_list, worklist
@@ -186,6 +187,21 @@ def test_a_high_count_without_a_limit_or_within_it_says_ctcae_s_threshold() -> N
         "ALC 4.5 x10^9/L within 4.8, the upper limit reported with the result, but above CTCAE's threshold "
         "(CTCAE v5.0 Lymphocyte count increased grade 2: above 4.0 x10^9/L)"
     )
+
+
+def test_the_flowsheet_marks_a_count_ctcae_grades_high_though_no_upper_limit_is_known() -> None:
+    results = pd.DataFrame(
+        {
+            "analyte": ["wbc", "alc", "anc"],
+            "value": [150.0, 4.5, 110.0],
+            "comparator": None,
+            "lln": None,
+            "ref_high": [None, 4.8, None],
+            "status": "final",
+            "collected_at": pd.Timestamp("2026-12-01 11:30", tz="UTC"),
+        }
+    )
+    assert marked_results(results)["above_range"].tolist() == [True, True, False]
 
 
 # --- After G-CSF: a high WBC below grade 3 and a high ANC are expected, not flagged ----------------------
