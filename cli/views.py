@@ -184,9 +184,11 @@ def patients(database: str | None, fmt: str, wide: bool, user: str | None) -> No
     priority is the tier (1 = most urgent: ANC grade 4 or febrile neutropenia) and priority_reason the
     finding that put the patient there (docs/clinical-basis.md, Worklist priority).
 
-    Flags: leukopenia, neutropenia, lymphopenia; for the WBC new_onset, persistent, chronic, worsening,
-    significant_drop, recovering; for the ANC and ALC anc_new_onset, anc_persistent, anc_worsening,
-    anc_significant_drop and the same with alc_. Each comes with its sentence in explanations.
+    Flags: leukopenia, neutropenia, lymphopenia; leukocytosis, neutrophilia, lymphocytosis (above the
+    upper limit or graded high by CTCAE; not while G-CSF acts, below grade 3); for the WBC new_onset,
+    persistent, chronic, worsening, significant_drop, recovering; for the ANC and ALC anc_new_onset,
+    anc_persistent, anc_worsening, anc_significant_drop and the same with alc_. Each comes with its
+    sentence in explanations.
 
     p_grade4, nadir_anc and nadir_window: the nadir forecast of the cycle now (see `forecast`; nadir_window
     in calendar days since the dosing day, [9, 11] being D10-D12).

@@ -196,7 +196,7 @@ def _refresh(
         if not held_temperatures.empty:
             temperatures = pd.concat([temperatures, held_temperatures], ignore_index=True)
     febrile = _febrile_now(history, temperatures, events, context, now, timezone)
-    flagged = _with_febrile_flag(_flagged(history, context, now, timezone, _chemotherapy(events)), febrile)
+    flagged = _with_febrile_flag(_flagged(history, context, now, timezone, events), febrile)
     summary = summary.join(_graded(latest, context)).join(flagged)
     # The latest haemoglobin and platelets, and the lab's critical flags on the latest results.
     others = _latest_others(session, list(patient_keys), usable, mine)
@@ -503,7 +503,8 @@ def _flagged(
     history: pd.DataFrame, context: Context, now: datetime, timezone: str, events: pd.DataFrame
 ) -> pd.DataFrame:
     """Flags and their explanations from each patient's WBC, ANC and ALC history (monitor.analysis.flags):
-    days counted in the site's ``timezone``, the trend outside the chemotherapy cycles of ``events``."""
+    days counted in the site's ``timezone``, the trend outside the chemotherapy cycles of ``events``, a high
+    WBC or ANC expected while the G-CSF of ``events`` acts (docs/clinical-basis.md, High counts)."""
     if history.empty:
         return pd.DataFrame(columns=["flags", "explanations"], index=pd.Index([], name="patient_key"))
     flagged = patient_flags(

@@ -35,13 +35,15 @@ ANALYTES: dict[str, Analyte] = {
     a.code: a
     for a in (
         Analyte("wbc", "WBC", COUNT_UNIT, "count", 1000.0),
-        Analyte("anc", "Neutrophils (ANC)", COUNT_UNIT, "count", 100.0),
+        # A differential count cannot exceed the WBC, and a CML's neutrophils exceed 100 x10^9/L: the
+        # neutrophils' limit is the WBC's (docs/clinical-basis.md, Plausibility limits).
+        Analyte("anc", "Neutrophils (ANC)", COUNT_UNIT, "count", 1000.0),
         Analyte("alc", "Lymphocytes (ALC)", COUNT_UNIT, "count", 1000.0),
         Analyte("amc", "Monocytes (AMC)", COUNT_UNIT, "count", 100.0),
         Analyte("aec", "Eosinophils (AEC)", COUNT_UNIT, "count", 100.0),
         Analyte("abc", "Basophils (ABC)", COUNT_UNIT, "count", 50.0),
         Analyte("bands", "Band neutrophils", COUNT_UNIT, "count", 100.0),
-        Analyte("segs", "Segmented neutrophils", COUNT_UNIT, "count", 100.0),
+        Analyte("segs", "Segmented neutrophils", COUNT_UNIT, "count", 1000.0),
         Analyte("hgb", "Haemoglobin", HGB_UNIT, "hgb", 30.0, plausible_min=0.5),
         Analyte("plt", "Platelets", COUNT_UNIT, "count", 5000.0),
         Analyte("neut_pct", "Neutrophils %", PERCENT_UNIT, "percent", 100.0),

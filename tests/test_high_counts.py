@@ -23,6 +23,7 @@ from db.store import open_store
 from monitor.analysis.flags import above_limit, patient_flags
 from monitor.analysis.grading import ctcae_high_grade
 from monitor.analysis.status import mark_preliminary
+from monitor.analysis.timeline import marked_results
 from monitor.analysis.triage import in_priority_order, priority, priority_reason
 from services.imports import ImportOptions, import_path
 from services.worklist import patient_list, worklist
@@ -144,7 +145,126 @@ def test_each_high_flag_says_the_count_its_unit_the_limit_whose_it_is_and_the_ct
 
 def test_a_wbc_above_its_limit_but_not_above_100_says_ctcae_does_not_grade_it() -> None:
     said = _flags(_one("wbc", 14.2, 11.0))["leukocytosis"]
-    assert said.endswith("(not graded: CTCAE v5.0 Leukocytosis starts above 100 x10^9/L)")
+    assert said.endswith("(not graded: CTCAE v5.0 Leukocytosis starts above 100.0 x10^9/L)")
+
+
+@pytest.mark.parametrize(
+    ("analyte", "value", "uln", "flag"),
+    [
+        ("wbc", 100.0, None, None),  # CTCAE Leukocytosis is "> 100": 100.0 with no limit is not graded
+        ("wbc", 100.01, None, "leukocytosis"),  # no upper limit known, but CTCAE grade 3
+        ("wbc", 150.0, None, "leukocytosis"),  # the reviewer's C18: unknown birth date, no range
+        ("alc", 4.0, None, None),  # Lymphocyte count increased is "> 4.0"
+        ("alc", 4.01, None, "lymphocytosis"),
+        ("alc", 20.5, None, "lymphocytosis"),  # C18's ALC, grade 3
+        ("alc", 4.5, 4.8, "lymphocytosis"),  # C05: within the lab's 4.8, above CTCAE's 4.0 (grade 2)
+        ("anc", 110.0, None, None),  # CTCAE has no threshold for a high ANC: no limit, no judgement
+    ],
+)
+def test_a_count_ctcae_grades_high_is_flagged_whatever_the_upper_limit(
+    analyte: str, value: float, uln: float | None, flag: str | None
+) -> None:
+    found = _flags(_one(analyte, value, uln))
+    assert [f for f in found if f in ("leukocytosis", "neutrophilia", "lymphocytosis")] == (
+        [flag] if flag else []
+    )
+
+
+def test_a_high_count_without_a_limit_or_within_it_says_ctcae_s_threshold() -> None:
+    no_limit = _flags(
+        pd.concat([_one("wbc", 150.0, None), _one("alc", 20.5, None)]).assign(range_source=None)
+    )
+    assert no_limit["leukocytosis"] == (
+        "WBC 150.0 x10^9/L, no upper limit known, above CTCAE's threshold "
+        "(CTCAE v5.0 Leukocytosis grade 3: above 100.0 x10^9/L, leukostasis risk)"
+    )
+    assert no_limit["lymphocytosis"] == (
+        "ALC 20.5 x10^9/L, no upper limit known, above CTCAE's threshold "
+        "(CTCAE v5.0 Lymphocyte count increased grade 3: above 20.0 x10^9/L)"
+    )
+    within = _flags(_one("alc", 4.5, 4.8))
+    assert within["lymphocytosis"] == (
+        "ALC 4.5 x10^9/L within 4.8, the upper limit reported with the result, but above CTCAE's threshold "
+        "(CTCAE v5.0 Lymphocyte count increased grade 2: above 4.0 x10^9/L)"
+    )
+
+
+def test_the_flowsheet_marks_a_count_ctcae_grades_high_though_no_upper_limit_is_known() -> None:
+    results = pd.DataFrame(
+        {
+            "analyte": ["wbc", "alc", "anc"],
+            "value": [150.0, 4.5, 110.0],
+            "comparator": None,
+            "lln": None,
+            "ref_high": [None, 4.8, None],
+            "status": "final",
+            "collected_at": pd.Timestamp("2026-12-01 11:30", tz="UTC"),
+        }
+    )
+    assert marked_results(results)["above_range"].tolist() == [True, True, False]
+
+
+# --- After G-CSF: a high WBC below grade 3 and a high ANC are expected, not flagged ----------------------
+
+
+def _gcsf_case(wbc: float, anc: float, alc: float = 1.1) -> pd.DataFrame:
+    """The reviewer's C12: docetaxel on 2026-11-20, pegfilgrastim the next day, counts on 2026-12-01."""
+    return pd.concat([_one("wbc", wbc, 11.0), _one("anc", anc, 7.7), _one("alc", alc, 4.8)]).assign(
+        collected_at=pd.Timestamp("2026-12-01 10:30", tz="UTC")
+    )
+
+
+def _gcsf_events(gcsf_at: str = "2026-11-21 10:00", end_at: str | None = None) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "patient_key": [1, 1],
+            "kind": ["chemotherapy", "gcsf"],
+            "start_at": [pd.Timestamp("2026-11-20 09:00", tz="UTC"), pd.Timestamp(gcsf_at, tz="UTC")],
+            "end_at": [pd.NaT, pd.Timestamp(end_at, tz="UTC") if end_at else pd.NaT],
+            "label": ["Docetaxel 75 mg/m2", "Pegfilgrastim 6 mg"],
+            "details": ["docetaxel q21d", ""],
+        }
+    )
+
+
+def _gcsf_flags(results: pd.DataFrame, events: pd.DataFrame | None) -> pd.Series:
+    found = patient_flags(results, as_of=pd.Timestamp("2026-12-02", tz="UTC"), timezone="UTC", events=events)
+    return found.iloc[0]
+
+
+def test_a_high_wbc_and_anc_after_g_csf_in_the_cycle_are_expected_not_flagged() -> None:
+    found = _gcsf_flags(_gcsf_case(32.0, 28.0), _gcsf_events())
+    assert found["flags"] == ()
+    assert found["notes"] == (
+        "ANC 28.0 x10^9/L above 7.7, the upper limit reported with the result (CTCAE v5.0 has no term for a "
+        "high neutrophil count: not graded): expected after G-CSF (Pegfilgrastim 6 mg on 2026-11-21), not "
+        "flagged",
+        "WBC 32.0 x10^9/L above 11.0, the upper limit reported with the result (not graded: CTCAE v5.0 "
+        "Leukocytosis starts above 100.0 x10^9/L): expected after G-CSF (Pegfilgrastim 6 mg on 2026-11-21), "
+        "not flagged",
+    )
+    # Without the G-CSF both are flagged.
+    assert _gcsf_flags(_gcsf_case(32.0, 28.0), None)["flags"] == ("leukocytosis", "neutrophilia")
+
+
+def test_a_wbc_above_100_and_lymphocytosis_are_flagged_even_after_g_csf() -> None:
+    found = _gcsf_flags(_gcsf_case(100.01, 90.0, alc=6.0), _gcsf_events())
+    assert found["flags"] == ("leukocytosis", "lymphocytosis")
+    assert [note.split(" ")[0] for note in found["notes"]] == ["ANC"]
+    assert _gcsf_flags(_gcsf_case(100.0, 90.0), _gcsf_events())["flags"] == ()
+
+
+def test_g_csf_acts_in_its_cycle_or_within_the_forecast_s_window() -> None:
+    # Filgrastim D2-D3 (ended 2026-11-22): its window closed on 2026-11-29, but it was given in this cycle.
+    assert _gcsf_flags(_gcsf_case(12.0, 7.76), _gcsf_events(end_at="2026-11-22 10:00"))["flags"] == ()
+    # Given after the count: not acting on it.
+    late = _gcsf_flags(_gcsf_case(12.0, 7.76), _gcsf_events(gcsf_at="2026-12-01 12:00"))
+    assert late["flags"] == ("leukocytosis", "neutrophilia")
+    # No chemotherapy: G-CSF alone acts for 14 days after its start when no end is recorded.
+    alone = _gcsf_events(gcsf_at="2026-11-17 10:00").iloc[[1]]
+    assert _gcsf_flags(_gcsf_case(12.0, 7.76), alone)["flags"] == ("leukocytosis", "neutrophilia")
+    alone = _gcsf_events(gcsf_at="2026-11-17 11:00").iloc[[1]]
+    assert _gcsf_flags(_gcsf_case(12.0, 7.76), alone)["flags"] == ()
 
 
 def test_a_high_flag_resting_on_a_preliminary_count_of_its_lineage_says_so() -> None:

@@ -90,7 +90,10 @@ def test_a_boundary_count_sent_per_microlitre_compares_exactly() -> None:
         ({"ref_low": ["low"]}, "ref_low 'low' is not a number"),
         ({"status": ["maybe"]}, "status 'maybe' is not one of"),
         ({"value": ["4500"], "unit": ["10^3/uL"]}, "above the plausible limit 1000 10^9/L: check the unit"),
-        ({"analyte": ["anc"], "value": ["3000"], "unit": ["10*3/uL"]}, "above the plausible limit 100"),
+        ({"analyte": ["anc"], "value": ["3000"], "unit": ["10*3/uL"]}, "above the plausible limit 1000"),
+        # A CML's ANC of 118 lands (docs/clinical-basis.md, Plausibility limits); 118,000 cells/uL sent as
+        # 10^9/L is still a unit error.
+        ({"analyte": ["anc"], "value": ["118000"], "unit": ["10^9/L"]}, "above the plausible limit 1000"),
     ],
 )
 def test_an_untrustworthy_record_is_refused_with_the_reason(fields, reason) -> None:
@@ -174,3 +177,11 @@ def test_a_censored_value_keeps_its_comparator(sent, comparator, value) -> None:
 def test_an_empty_frame_gives_empty_results() -> None:
     out = normalise_results(raw().iloc[0:0])
     assert out.results.empty and out.rejected.empty
+
+
+def test_a_leukaemia_s_neutrophils_and_lymphocytes_above_100_land() -> None:
+    """A CML's ANC of 118 with a WBC of 150, a CLL's ALC of 250 (docs/clinical-basis.md, Plausibility
+    limits)."""
+    out = normalise_results(raw(analyte=["anc", "alc"], value=["118", "250"], unit=["10*3/uL", "10*3/uL"]))
+    assert out.rejected.empty
+    assert out.results["value"].tolist() == [118.0, 250.0]

@@ -16,7 +16,11 @@ A result is above its limit when its value is above the ``uln`` that applies (th
 ``lln``: the lab's own range preferred, else a default): ``leukocytosis`` (WBC), ``neutrophilia`` (ANC) and
 ``lymphocytosis`` (ALC), told with the CTCAE "increased" grade where CTCAE has one (``ctcae_high_grade``;
 docs/clinical-basis.md, High counts). A value equal to the limit is not above it; ">B" is above when
-B >= ULN, ">=B" when B > ULN; "<B" never is.
+B >= ULN, ">=B" when B > ULN; "<B" never is. A count CTCAE grades high (Leukocytosis above 100, Lymphocyte
+count increased above 4.0) is above too, whatever the limit: with no upper limit known, or within the lab's.
+While G-CSF acts (given in the current chemotherapy cycle, or within ``GCSF_OPEN_DAYS`` of its start,
+``GCSF_AFTER_DAYS`` of its end) a high WBC below CTCAE grade 3 and a high ANC are expected: no flag, and
+``notes`` says why.
 
 The change flags exist per lineage: the bare ``new_onset``, ``persistent``, ``worsening`` and
 ``significant_drop`` (and ``chronic``, ``recovering``) judge the WBC; ``anc_*`` and ``alc_*`` judge the
@@ -38,6 +42,8 @@ import pandas as pd
 from monitor.analysis.changes import FEBRILE_UNJUDGED, FEBRILE_UNJUDGED_WORDS
 from monitor.analysis.cycles.align import as_utc, cycles_from_events
 from monitor.analysis.cycles.rules import DEFAULT_CYCLE_RULES, CycleRules
+from monitor.analysis.cycles.support import gcsf_events
+from monitor.analysis.forecast import GCSF_AFTER_DAYS, GCSF_OPEN_DAYS
 from monitor.analysis.grading import (
     COMPARATOR_SPELLINGS,
     COMPARE_DECIMALS,
@@ -115,6 +121,7 @@ FLAG_COLUMNS = (
     "patient_key",
     "flags",
     "explanations",
+    "notes",
     "run_start",
     "run_results",
     "run_days",
@@ -228,8 +235,10 @@ def patient_flags(
     rules : FlagRules
         Site rules.
     events : pd.DataFrame, optional
-        Clinical events (``patient_key``, ``kind``, ``start_at``): results inside a chemotherapy cycle
-        (``analysis.cycles``), or before the last cycle ended, are left out of the trend.
+        Clinical events (``patient_key``, ``kind``, ``start_at``, optionally ``end_at``, ``label``,
+        ``details``): results inside a chemotherapy cycle (``analysis.cycles``), or before the last cycle
+        ended, are left out of the trend; G-CSF (``analysis.cycles.support.gcsf_events``) makes a high WBC
+        below grade 3 and a high ANC expected.
     cycle_rules : CycleRules
         How long a cycle that no dose follows lasts (``default_cycle_days``).
 
@@ -237,7 +246,8 @@ def patient_flags(
     -------
     pd.DataFrame
         One row per patient with a usable result, sorted, columns ``FLAG_COLUMNS``: ``flags`` (tuple in
-        ``FLAGS`` order), ``explanations`` (tuple aligned to ``flags``), ``run_start`` (NaT), ``run_results``
+        ``FLAGS`` order), ``explanations`` (tuple aligned to ``flags``), ``notes`` (tuple: a high count not
+        flagged because it is expected after G-CSF, and why), ``run_start`` (NaT), ``run_results``
         and ``run_days`` (0) when the latest WBC is not below, and ``days_since_cbc``.
 
     Examples
@@ -256,7 +266,9 @@ def patient_flags(
     work = _usable(results, as_of=as_of)
     work = work.join(_chemotherapy_cycles(work, events, cycle_rules, timezone))
     state = _lineage_state(work, rules, timezone)
+    state["gcsf"] = _gcsf_acting(state, events, cycle_rules, timezone)
     text = _sentences(state, rules)
+    expected = text.pop("expected").dropna().reset_index(level="analyte", drop=True)
     patients = pd.Index(work["patient_key"].drop_duplicates().sort_values(), name="patient_key")
     named = text.reset_index().melt(id_vars=_KEYS, var_name="kind", value_name="text").dropna(subset="text")
     lineage = named["analyte"].astype(str)
@@ -270,6 +282,7 @@ def patient_flags(
     named = named.sort_values(["patient_key", "order"], kind="stable").set_index("patient_key")
     flags = _tuples(named["flag"].astype(object), patients)
     explanations = _tuples(named["text"].astype(object), patients)
+    notes = _tuples(expected.astype(object), patients)
     wbc = _wbc(state).reindex(patients)
     below = wbc["below"].fillna(False).astype(bool)
     last = work.groupby("patient_key")["collected_at"].max().reindex(patients)
@@ -277,6 +290,7 @@ def patient_flags(
         {
             "flags": flags,
             "explanations": explanations,
+            "notes": notes,
             "run_start": wbc["run_start"].where(below),
             "run_results": wbc["run_results"].where(below, 0).astype("int64"),
             "run_days": wbc["run_days"].where(below, 0).astype("int64"),
@@ -475,9 +489,11 @@ def _lineage_state(work: pd.DataFrame, rules: FlagRules, timezone: str) -> pd.Da
     lineage = work[work["analyte"].isin(list(LINEAGES)).to_numpy(dtype=bool)]
     grade = ctcae_grade(lineage, rules=rules.grading).astype("float64")
     high_grade = ctcae_high_grade(lineage, rules=rules.grading).astype("float64")
-    lineage = lineage.assign(
-        below=_below(lineage), grade=grade, above=above_limit(lineage), high_grade=high_grade
-    )
+    # Above the limit that applies, or above CTCAE's fixed threshold (Leukocytosis > 100, Lymphocyte count
+    # increased > 4.0): a WBC of 150 with no upper limit known is not normal (docs/clinical-basis.md, High
+    # counts).
+    above = above_limit(lineage) | (high_grade >= 1).fillna(False)
+    lineage = lineage.assign(below=_below(lineage), grade=grade, above=above, high_grade=high_grade)
     grouped = lineage.groupby(_KEYS, sort=False)
     # Runs: a result not below starts a new run number; the below results sharing a number form a run.
     run = (~lineage["below"]).groupby([lineage["patient_key"], lineage["analyte"]]).cumsum()
@@ -699,7 +715,18 @@ def _sentences(state: pd.DataFrame, rules: FlagRules) -> pd.DataFrame:
     rose = _concat(" rose from ", before, " to ", value, " ", _UNIT, within)
     rcv_up = _concat(", beyond the reference change value of +", _number(100 * up, digits=1), "%")
     text["recovering"] = _concat(name, rose, rcv_up, ", still below ", lln).where(recovering)
-    text["above"] = _above_text(state, name, rules).where(state["above"].astype(bool))
+    above_text = _above_text(state, name, rules)
+    above = state["above"].astype(bool)
+    # While G-CSF acts a high WBC below CTCAE grade 3 and a high ANC are expected: told, not flagged; a WBC
+    # above 100 always is (docs/clinical-basis.md, High counts).
+    gcsf = state["gcsf"] if "gcsf" in state else pd.Series(pd.NA, index=state.index, dtype="string")
+    expected = above & gcsf.notna() & analyte.isin(list(GCSF_EXPECTED))
+    expected &= ~(state["high_grade"] >= 3).fillna(False)
+    text["above"] = above_text.where(above & ~expected)
+    text["expected"] = _concat(
+        above_text, ": expected after G-CSF (", gcsf.astype("string"), "), not flagged"
+    )
+    text["expected"] = text["expected"].where(expected)
     # ANC and ALC chronicity and recovery have no flags of their own (``patient_flags`` keeps only the
     # names in FLAGS): their neutropenia/lymphopenia sentence tells them.
     lineage_detail = _joined(text[["chronic", "recovering"]], sep="; ")
@@ -708,9 +735,12 @@ def _sentences(state: pd.DataFrame, rules: FlagRules) -> pd.DataFrame:
 
 
 def _above_text(state: pd.DataFrame, name: pd.Series, rules: FlagRules) -> pd.Series:
-    """The sentence of a count above its upper limit: the count with its unit, the limit and whose it is,
-    and the CTCAE grade where CTCAE grades it ("WBC 105.6 x10^9/L above 10.8, the upper limit reported
-    with the result (CTCAE v5.0 Leukocytosis grade 3: above 100 x10^9/L, leukostasis risk)")."""
+    """The sentence of a count above its upper limit or graded high by CTCAE: the count with its unit, the
+    limit and whose it is, and the CTCAE grade where CTCAE grades it ("WBC 105.6 x10^9/L above 10.8, the
+    upper limit reported with the result (CTCAE v5.0 Leukocytosis grade 3: above 100.0 x10^9/L, leukostasis
+    risk)"). A count CTCAE grades but the limit does not say so: "WBC 150.0 x10^9/L, no upper limit known,
+    above CTCAE's threshold (...)", "ALC 4.5 x10^9/L within 4.8, the lab's configured upper limit, but
+    above CTCAE's threshold (...)"."""
     version = rules.grading.ctcae_version
     criteria = CTCAE[version]
     analyte = state.index.get_level_values("analyte").to_series(index=state.index)
@@ -719,7 +749,13 @@ def _above_text(state: pd.DataFrame, name: pd.Series, rules: FlagRules) -> pd.Se
     source = state["range_source"] if "range_source" in state else pd.Series(pd.NA, index=state.index)
     whose = source.astype("string").map(_WHOSE_LIMIT, na_action="ignore").astype("string")
     limit_text = (limit + ", " + whose).fillna(limit)
-    text = _concat(name, " ", value, f" {_UNIT} above ", limit_text)
+    told = _concat(name, " ", value, f" {_UNIT}")
+    over_limit = above_limit(state)
+    no_limit = told + ", no upper limit known, above CTCAE's threshold"
+    within = _concat(told, " within ", limit_text, ", but above CTCAE's threshold")
+    text = _concat(told, " above ", limit_text).where(
+        over_limit, within.where(state["uln"].notna(), no_limit)
+    )
     grade = state["high_grade"]
     notes = pd.Series("", index=state.index, dtype="string")
     for lineage in GRADED_LINEAGES:
@@ -747,13 +783,74 @@ def _above_text(state: pd.DataFrame, name: pd.Series, rules: FlagRules) -> pd.Se
             + f" {_UNIT}{danger})",
         )
         notes = notes.mask(
-            mine & ~graded, f" (not graded: CTCAE v{version} {term.term} starts above {first:g} {_UNIT})"
+            mine & ~graded, f" (not graded: CTCAE v{version} {term.term} starts above {first:.1f} {_UNIT})"
         )
     return text + notes.fillna("")
 
 
 # The lineages a high-count sentence names a CTCAE term (or its absence) for.
 GRADED_LINEAGES = tuple(HIGH_FLAGS)
+# The lineages whose high count is expected while G-CSF acts (below CTCAE grade 3: a WBC above 100 is always
+# flagged); lymphocytes are not what G-CSF raises (docs/clinical-basis.md, High counts).
+GCSF_EXPECTED = ("wbc", "anc")
+
+
+def _gcsf_acting(
+    state: pd.DataFrame, events: pd.DataFrame | None, rules: CycleRules, timezone: str
+) -> pd.Series:
+    """Per patient and lineage, the G-CSF acting on the latest result, in words ("Pegfilgrastim 6 mg on
+    2026-11-21"; NA when none): the latest G-CSF given before the result in the same chemotherapy cycle, or
+    within the window the nadir forecast uses (from its start to ``GCSF_AFTER_DAYS`` after its end, or
+    ``GCSF_OPEN_DAYS`` after its start when no end is recorded)."""
+    out = pd.Series(pd.NA, index=state.index, dtype="string")
+    if events is None or events.empty or state.empty:
+        return out
+    given = gcsf_events(events)
+    if given.empty:
+        return out
+    start = as_utc(given["start_at"])
+    end = (
+        pd.to_datetime(given["end_at"], utc=True)
+        if "end_at" in given
+        else pd.Series(pd.NaT, index=given.index, dtype="datetime64[ns, UTC]")
+    )
+    label = (
+        given["label"].astype("string").str.strip() if "label" in given else pd.Series("", index=given.index)
+    )
+    label = label.fillna("").replace("", "G-CSF")
+    day = start.dt.tz_convert(timezone).dt.strftime("%Y-%m-%d")
+    doses = pd.DataFrame(
+        {
+            "patient_key": given["patient_key"].astype("int64").to_numpy(),
+            "given_at": start.to_numpy(),
+            "acting_until": (end + pd.Timedelta(days=GCSF_AFTER_DAYS))
+            .fillna(start + pd.Timedelta(days=GCSF_OPEN_DAYS))
+            .to_numpy(),
+            "words": (label + " on " + day).to_numpy(),
+        }
+    )
+    latest = state[["collected_at"]].reset_index()
+    latest = latest.assign(
+        patient_key=latest["patient_key"].astype("int64"), at=as_utc(latest["collected_at"])
+    )
+    pairs = latest.merge(doses, on="patient_key")
+    pairs = pairs[(pairs["given_at"] <= pairs["at"]).to_numpy(dtype=bool)]
+    acting = pairs["at"] < pairs["acting_until"]
+    cycles = cycles_from_events(events, rules, timezone)
+    if not cycles.empty:
+        spans = pairs.reset_index().merge(
+            cycles[["patient_key", "day_start", "end"]].assign(
+                patient_key=cycles["patient_key"].astype("int64")
+            ),
+            on="patient_key",
+        )
+        first, last = as_utc(spans["day_start"]), as_utc(spans["end"])
+        same = (spans["given_at"] >= first) & (spans["at"] >= first) & (spans["at"] < last)
+        in_cycle = spans.loc[same.to_numpy(dtype=bool), "index"].unique()
+        acting |= pairs.index.isin(in_cycle)
+    chosen = pairs[acting.to_numpy(dtype=bool)].sort_values("given_at").groupby(_KEYS).tail(1)
+    found = chosen.set_index(_KEYS)["words"].astype("string")
+    return found.reindex(state.index).astype("string")
 
 
 def _threshold(bounds: tuple[float, ...], first_grade: int, grade: int) -> float:

@@ -9,7 +9,13 @@ from collections.abc import Sequence
 import pandas as pd
 
 from monitor.analysis.flags import EPISODE_COLUMNS, below_limit, episodes
-from monitor.analysis.grading import DEFAULT_RULES, GradingRules, ctcae_grade, significant_change
+from monitor.analysis.grading import (
+    DEFAULT_RULES,
+    GradingRules,
+    ctcae_grade,
+    ctcae_high_grade,
+    significant_change,
+)
 
 __all__ = [
     "DEFAULT_WINDOW_DAYS",
@@ -42,8 +48,9 @@ def marked_results(results: pd.DataFrame, *, rules: GradingRules = DEFAULT_RULES
     -------
     pd.DataFrame
         ``grade`` (CTCAE, ``ctcae_grade``), ``below_limit`` (certainly below ``lln``), ``above_range``
-        (above the upper limit and not censored below it), ``change`` (fraction from the previous
-        usable result) and ``significant_fall`` / ``significant_rise`` (beyond the reference change value).
+        (above the upper limit and not censored below it, or graded high by CTCAE), ``change`` (fraction
+        from the previous usable result) and ``significant_fall`` / ``significant_rise`` (beyond the
+        reference change value).
 
     Examples
     --------
@@ -62,6 +69,11 @@ def marked_results(results: pd.DataFrame, *, rules: GradingRules = DEFAULT_RULES
     # The upper limit that applies (``uln``, the same source as the lower) when resolved, else the reported.
     upper = results["uln"].fillna(results["ref_high"]) if "uln" in results else results["ref_high"]
     above = (results["value"] > upper).fillna(False) & ~comparator.isin(["<", "<="]).fillna(False)
+    # A count CTCAE grades high is above whatever the limit (a WBC of 150 with none known), as the flags
+    # judge it (docs/clinical-basis.md, High counts).
+    judged = ["analyte", "value", *(["comparator"] if "comparator" in results else [])]
+    high = ctcae_high_grade(results[judged], rules=rules)
+    above |= (high >= 1).fillna(False).astype(bool)
     keyed = results if "patient_key" in results else results.assign(patient_key=0)
     change = significant_change(keyed, rules=rules)
     return results.assign(
