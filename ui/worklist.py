@@ -424,10 +424,10 @@ def column_config() -> dict[str, Any]:
         "Why": st.column_config.TextColumn(
             help="The finding that sets the priority, then a CBC due and the nadir forecast's grade 4 chance "
             "where they apply; every flag is in the CSV and on the patient's page",
-            width=116,
+            width=112,
         ),
         "Patient ID": st.column_config.TextColumn(width=80),
-        "Name": st.column_config.TextColumn(width=78),
+        "Name": st.column_config.TextColumn(width=72),
         **counts,
         LOW_OTHERS: st.column_config.TextColumn(
             LOW_OTHERS,
@@ -444,7 +444,7 @@ def column_config() -> dict[str, Any]:
             "Last CBC",
             help="Calendar days since the last CBC (its date and time are in the CSV)",
             format="%d d ago",
-            width=64,
+            width=74,
         ),
         "Cycle day": st.column_config.TextColumn(
             "Cycle",
