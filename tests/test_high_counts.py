@@ -233,25 +233,39 @@ def _gcsf_flags(results: pd.DataFrame, events: pd.DataFrame | None) -> pd.Series
 
 
 def test_a_high_wbc_and_anc_after_g_csf_in_the_cycle_are_expected_not_flagged() -> None:
-    found = _gcsf_flags(_gcsf_case(32.0, 28.0), _gcsf_events())
+    found = _gcsf_flags(_gcsf_case(14.0, 9.5), _gcsf_events())
     assert found["flags"] == ()
     assert found["notes"] == (
-        "ANC 28.0 x10^9/L above 7.7, the upper limit reported with the result (CTCAE v5.0 has no term for a "
+        "ANC 9.5 x10^9/L above 7.7, the upper limit reported with the result (CTCAE v5.0 has no term for a "
         "high neutrophil count: not graded): expected after G-CSF (Pegfilgrastim 6 mg on 2026-11-21), not "
         "flagged",
-        "WBC 32.0 x10^9/L above 11.0, the upper limit reported with the result (not graded: CTCAE v5.0 "
+        "WBC 14.0 x10^9/L above 11.0, the upper limit reported with the result (not graded: CTCAE v5.0 "
         "Leukocytosis starts above 100.0 x10^9/L): expected after G-CSF (Pegfilgrastim 6 mg on 2026-11-21), "
         "not flagged",
     )
     # Without the G-CSF both are flagged.
-    assert _gcsf_flags(_gcsf_case(32.0, 28.0), None)["flags"] == ("leukocytosis", "neutrophilia")
+    assert _gcsf_flags(_gcsf_case(14.0, 9.5), None)["flags"] == ("leukocytosis", "neutrophilia")
+
+
+@pytest.mark.parametrize(("anc", "flagged"), [(10.0, False), (10.01, True), (28.0, True), (52.0, True)])
+def test_on_g_csf_an_anc_above_10_is_flagged_where_the_filgrastim_label_stops_it(anc, flagged) -> None:
+    # A second reviewer: WBC 60 / ANC 52 the day after filgrastim must not look like a normal count.
+    found = _gcsf_flags(_gcsf_case(max(anc + 4.0, 14.0), anc), _gcsf_events())
+    assert found["flags"] == (("leukocytosis", "neutrophilia") if flagged else ())
+    if flagged:
+        assert found["notes"] == ()
+        assert all(
+            "while G-CSF acts (Pegfilgrastim 6 mg on 2026-11-21): the ANC is above 10 x10^9/L, where the "
+            "filgrastim label stops it after the nadir" in sentence
+            for sentence in found["explanations"]
+        )
 
 
 def test_a_wbc_above_100_and_lymphocytosis_are_flagged_even_after_g_csf() -> None:
-    found = _gcsf_flags(_gcsf_case(100.01, 90.0, alc=6.0), _gcsf_events())
+    found = _gcsf_flags(_gcsf_case(100.01, 9.0, alc=6.0), _gcsf_events())
     assert found["flags"] == ("leukocytosis", "lymphocytosis")
     assert [note.split(" ")[0] for note in found["notes"]] == ["ANC"]
-    assert _gcsf_flags(_gcsf_case(100.0, 90.0), _gcsf_events())["flags"] == ()
+    assert _gcsf_flags(_gcsf_case(100.0, 9.0), _gcsf_events())["flags"] == ()
 
 
 def test_g_csf_acts_in_its_cycle_or_within_the_forecast_s_window() -> None:

@@ -20,7 +20,8 @@ B >= ULN, ">=B" when B > ULN; "<B" never is. A count CTCAE grades high (Leukocyt
 count increased above 4.0) is above too, whatever the limit: with no upper limit known, or within the lab's.
 While G-CSF acts (given in the current chemotherapy cycle, or within ``GCSF_OPEN_DAYS`` of its start,
 ``GCSF_AFTER_DAYS`` of its end) a high WBC below CTCAE grade 3 and a high ANC are expected: no flag, and
-``notes`` says why.
+``notes`` says why; unless the ANC is above ``GCSF_STOP_ANC`` (10), where the filgrastim label stops the
+drug after the nadir: then both are flagged and say so.
 
 The change flags exist per lineage: the bare ``new_onset``, ``persistent``, ``worsening`` and
 ``significant_drop`` (and ``chronic``, ``recovering``) judge the WBC; ``anc_*`` and ``alc_*`` judge the
@@ -722,7 +723,25 @@ def _sentences(state: pd.DataFrame, rules: FlagRules) -> pd.DataFrame:
     gcsf = state["gcsf"] if "gcsf" in state else pd.Series(pd.NA, index=state.index, dtype="string")
     expected = above & gcsf.notna() & analyte.isin(list(GCSF_EXPECTED))
     expected &= ~(state["high_grade"] >= 3).fillna(False)
+    # Past an ANC of GCSF_STOP_ANC the rise is no longer only expected: the filgrastim label stops the drug
+    # there after the nadir, so the high WBC and ANC are flagged, and say so.
+    values = pd.to_numeric(state["value"], errors="coerce")
+    anc_now = values[analyte.eq("anc").to_numpy(dtype=bool)].droplevel("analyte")
+    patient = pd.Series(state.index.get_level_values("patient_key"), index=state.index)
+    stop = (patient.map(anc_now) > GCSF_STOP_ANC).fillna(False).astype(bool)
+    past_stop = expected & stop
+    expected &= ~stop
     text["above"] = above_text.where(above & ~expected)
+    text["above"] = text["above"].where(
+        ~past_stop,
+        _concat(
+            above_text,
+            " while G-CSF acts (",
+            gcsf.astype("string"),
+            f"): the ANC is above {GCSF_STOP_ANC:g} x10^9/L, where the filgrastim label stops it after "
+            "the nadir",
+        ),
+    )
     text["expected"] = _concat(
         above_text, ": expected after G-CSF (", gcsf.astype("string"), "), not flagged"
     )
@@ -793,6 +812,10 @@ GRADED_LINEAGES = tuple(HIGH_FLAGS)
 # The lineages whose high count is expected while G-CSF acts (below CTCAE grade 3: a WBC above 100 is always
 # flagged); lymphocytes are not what G-CSF raises (docs/clinical-basis.md, High counts).
 GCSF_EXPECTED = ("wbc", "anc")
+# The ANC (x10^9/L) above which a high count on G-CSF is flagged all the same: the filgrastim label has the
+# drug stopped once the ANC passes 10,000/mm3 after the chemotherapy nadir (docs/clinical-basis.md, High
+# counts).
+GCSF_STOP_ANC = 10.0
 
 
 def _gcsf_acting(
