@@ -282,9 +282,7 @@ with event_tab:
         st.dataframe(
             pd.DataFrame(
                 {
-                    "Kind": events["kind"].map(
-                        lambda code: EVENT_NAMES.get(code, str(code).replace("_", " "))
-                    ),
+                    "Kind": events["kind"].map(_kind_words),
                     "Start": _local_time(events["start_at"]),
                     "End": _local_time(events["end_at"]),
                     "Label": events["label"],

@@ -135,7 +135,7 @@ def test_db_upgrade_fills_the_forecasts_of_a_store_from_before_them(
     downgrade(engine, "0019")  # as if the store came from before the forecast
     upgraded = monitor("db", "upgrade", url=db_url)
     assert upgraded.returncode == 0, upgraded.stderr
-    assert "0020_nadir_forecast" in upgraded.stdout
+    assert "(was 0019_febrile_until)" in upgraded.stdout  # upgraded through the forecast's revision
     status = _status(store)
     assert status["FC-1"]["forecast_cycle"] == 2 and status["FC-1"]["p_grade4"] is not None
     assert status["FC-2"]["forecast_reason"] == NOT_YET

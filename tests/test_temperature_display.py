@@ -131,7 +131,9 @@ def test_the_patient_page_shows_temperatures_in_their_row_and_the_flowsheet(temp
     assert any("Temperature row" in caption.value for caption in at.caption)
     sheet = next(frame.value for frame in at.dataframe if "Temp °C" in frame.value.columns)
     assert sheet.loc["2026-03-10 14:00", "Temp °C"] == "38.0"
-    assert sheet.loc["2026-03-10 07:30", "Neutrophils (ANC) (10^9/L)"] == "0.4 ↓"
+    assert (
+        sheet.loc["2026-03-10 07:30", "Neutrophils (ANC) (10^9/L)"] == "0.4 LL ↓"
+    )  # the lab's own flag beside the count
     events = next(frame.value for frame in at.dataframe if "Kind" in frame.value.columns)
     assert events["Kind"].tolist() == ["fever (free text, from an event)"]
 
