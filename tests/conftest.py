@@ -280,6 +280,23 @@ def demo_copy(store_copy) -> Iterator[Callable[[datetime], sessionmaker[Session]
 
 
 @pytest.fixture
+def imported_store(tmp_path: Path, monkeypatch) -> str:
+    """A SQLite store holding tests/data/canonical-good.csv, which the dashboard's pages open
+    (``MONITOR_DATABASE_URL``)."""
+    from db.store import open_store
+    from services.imports import ImportOptions, import_path
+
+    url = f"sqlite:///{tmp_path / 'monitor.db'}"
+    import_path(
+        open_store(url, timezone="UTC"),
+        DATA / "canonical-good.csv",
+        options=ImportOptions(imported_by="test", site_timezone="UTC"),
+    )
+    monkeypatch.setenv("MONITOR_DATABASE_URL", url)
+    return url
+
+
+@pytest.fixture
 def offered_downloads(monkeypatch) -> dict[str, object]:
     """What each page's download buttons would serve, by label: the callable Streamlit runs when the file
     is asked for (a click, or a request sent without one), captured as the page draws the button."""

@@ -35,18 +35,6 @@ def _clear_caches():
     st.cache_resource.clear()
 
 
-@pytest.fixture
-def imported_store(tmp_path: Path, monkeypatch) -> str:
-    url = f"sqlite:///{tmp_path / 'monitor.db'}"
-    import_path(
-        open_store(url, timezone="UTC"),
-        DATA / "canonical-good.csv",
-        options=ImportOptions(imported_by="test", site_timezone="UTC"),
-    )
-    monkeypatch.setenv("MONITOR_DATABASE_URL", url)
-    return url
-
-
 ADMIN = Viewer("admin", "admin", None)
 
 

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import text
 
 from db.accounts import SYSTEM
-from tests.test_dashboard import _app, _clear_caches, imported_store  # noqa: F401  (fixtures)
+from tests.test_dashboard import _app, _clear_caches  # noqa: F401  (fixtures; imported_store is conftest's)
 from tests.test_import import BY_TEST
 
 START = pd.Timestamp("2026-03-02 10:00", tz="UTC")

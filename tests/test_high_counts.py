@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import streamlit as st
 from sqlalchemy import Engine, inspect
 
 from db.accounts import SYSTEM
@@ -28,20 +27,16 @@ from monitor.analysis.triage import in_priority_order, priority, priority_reason
 from services.imports import ImportOptions, import_path
 from services.worklist import patient_list, worklist
 from tests.conftest import DATA
-from tests.test_dashboard import _app
+
+# The page tests' fixtures, one definition: Streamlit's caches cleared around each test (autouse).
+from tests.test_dashboard import (
+    _app,
+    _clear_caches,  # noqa: F401
+)
 
 NIST = DATA / "external" / "nist-lri-cbc.hl7"
 NOW = datetime(2026, 12, 3, 12, tzinfo=UTC)
 OPTIONS = ImportOptions(imported_by="test", site_timezone="UTC")
-
-
-@pytest.fixture(autouse=True)
-def _clear_caches():
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield
-    st.cache_data.clear()
-    st.cache_resource.clear()
 
 
 # --- CTCAE v5.0 "increased" grades: ">A - B" is A < x <= B ---------------------------------------------

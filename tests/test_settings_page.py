@@ -6,39 +6,16 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
-import pytest
-import streamlit as st
 from sqlalchemy import text
 from streamlit.testing.v1 import AppTest
 
 from db.store import open_store
 from monitor.analysis.rules import SiteRules, setting_rows
-from services.imports import ImportOptions, import_path
-from tests.conftest import DATA
-from tests.test_dashboard import _app
 
-
-@pytest.fixture(autouse=True)
-def _clear_caches():
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield
-    st.cache_data.clear()
-    st.cache_resource.clear()
-
-
-@pytest.fixture
-def imported_store(tmp_path: Path, monkeypatch) -> str:
-    url = f"sqlite:///{tmp_path / 'monitor.db'}"
-    import_path(
-        open_store(url, timezone="UTC"),
-        DATA / "canonical-good.csv",
-        options=ImportOptions(imported_by="test", site_timezone="UTC"),
-    )
-    monkeypatch.setenv("MONITOR_DATABASE_URL", url)
-    return url
+# The page tests' fixtures, one definition: Streamlit's caches cleared around each test (autouse); the store
+# holding canonical-good.csv that the dashboard opens is conftest's imported_store.
+from tests.test_dashboard import _app, _clear_caches  # noqa: F401
 
 
 def _stored(url: str) -> dict:

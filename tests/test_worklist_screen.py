@@ -11,13 +11,15 @@ from datetime import UTC, date, datetime
 
 import pandas as pd
 import pytest
-import streamlit as st
 
 from db.accounts import Viewer
 from db.store import open_store
 from monitor.analysis.rules import SiteRules, setting_rows
 from monitor.analysis.triage import filtered, headline, prioritised
-from tests.test_dashboard import _app
+
+# The page tests' fixtures, one definition: Streamlit's caches cleared around each test (autouse); the store
+# holding canonical-good.csv that the dashboard opens is conftest's imported_store.
+from tests.test_dashboard import _app, _clear_caches  # noqa: F401
 from tests.test_triage import make_patients
 from ui.worklist import (
     GRADE_CSS,
@@ -139,31 +141,6 @@ def test_the_days_without_a_cbc_are_a_site_setting_with_its_source() -> None:
     assert SiteRules.from_mapping({"flags": {"no_cbc_days": 14}}).flags.no_cbc_days == 14
     with pytest.raises(ValueError, match="no_cbc_days"):
         SiteRules.from_mapping({"flags": {"no_cbc_days": 0}})
-
-
-@pytest.fixture(autouse=True)
-def _clear_caches():
-    """Each page run reads its own store: Streamlit's caches live on across AppTest runs in a process."""
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield
-    st.cache_data.clear()
-    st.cache_resource.clear()
-
-
-@pytest.fixture
-def imported_store(tmp_path, monkeypatch) -> str:
-    from services.imports import ImportOptions, import_path
-    from tests.conftest import DATA
-
-    url = f"sqlite:///{tmp_path / 'monitor.db'}"
-    import_path(
-        open_store(url, timezone="UTC"),
-        DATA / "canonical-good.csv",
-        options=ImportOptions(imported_by="test", site_timezone="UTC"),
-    )
-    monkeypatch.setenv("MONITOR_DATABASE_URL", url)
-    return url
 
 
 def _cell_styles(at) -> dict[tuple[int, int], str]:
