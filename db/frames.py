@@ -8,6 +8,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+from pyarrow import csv
 from sqlalchemy import JSON, Boolean, Column, Float, Integer, Select, String, Table
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -141,11 +143,21 @@ def _left_to_the_database(values: pd.Series, column: Column[Any]) -> bool:
     return column.nullable and column.server_default is None and not values.notna().any()
 
 
+# From how many rows SQLite writes through a staging table rather than into the table itself.
+STAGED_ROWS = 2_000
+# Bytes of COPY data sent to PostgreSQL at a time.
+COPY_BLOCK = 1 << 20
+
+
 def bulk_insert(session: Session, table: Table, frame: pd.DataFrame) -> None:
     """Insert a frame's rows into ``table`` in the session's transaction, as fast as the driver allows.
 
-    SQLite: one ``executemany`` of plain tuples; PostgreSQL: ``COPY``. Values are converted column by
-    column (vectorised); no ORM objects, no per-row dictionaries.
+    PostgreSQL: one ``COPY`` of the rows as CSV text, written by pyarrow from the columns (no Python object
+    per value). SQLite: one ``executemany`` into a temporary staging table holding only the columns that
+    vary, then one ``INSERT ... SELECT`` into the table, the constant columns bound once; a few rows go
+    straight into the table. Both run in the caller's transaction through the connection the session
+    already holds: one copy of each database library per process (docs/benchmarks.md, the import's write
+    path, says why the ADBC drivers are not used).
     """
     if frame.empty:
         return
@@ -153,23 +165,104 @@ def bulk_insert(session: Session, table: Table, frame: pd.DataFrame) -> None:
     dialect = connection.dialect.name
     names = [name for name in frame.columns if not _left_to_the_database(frame[name], table.c[name])]
     names = names or list(frame.columns)
-    values = [_column_values(frame[name], table.c[name], dialect) for name in names]
-    rows = zip(*values, strict=True)
     cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    if dialect == "postgresql":
-        statement = f"COPY {table.name} ({', '.join(names)}) FROM STDIN"
-    else:
-        statement = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)})"
+    statement = ""
     try:
         if dialect == "postgresql":
-            with cursor.copy(statement) as copy:
-                for row in rows:
-                    copy.write_row(row)
+            statement = f"COPY {table.name} ({', '.join(names)}) FROM STDIN (FORMAT csv)"
+            _copy_csv(cursor, statement, _arrow_columns(frame, table, names))
+        elif len(frame) >= STAGED_ROWS:
+            statement = _insert_staged(cursor, table, frame, names)
         else:
-            cursor.executemany(statement, rows)
+            values = [_column_values(frame[name], table.c[name], dialect) for name in names]
+            statement = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({_marks(len(names))})"
+            cursor.executemany(statement, zip(*values, strict=True))
     except connection.dialect.loaded_dbapi.Error as error:
         # Written past SQLAlchemy, so its errors arrive raw: wrapped as SQLAlchemy's own (a store error
         # like any other to the entry points), with the statement but never the rows.
         raise DBAPIError.instance(statement, None, error, connection.dialect.loaded_dbapi.Error) from error
     finally:
         cursor.close()
+
+
+def _marks(count: int) -> str:
+    return ", ".join("?" for _ in range(count))
+
+
+def _constant(values: pd.Series) -> bool:
+    """Whether every row holds the same value (none missing): bound once instead of in every row."""
+    first = values.iloc[0]
+    return not _missing(first) and not isinstance(first, list | dict) and bool((values == first).all())
+
+
+def _insert_staged(cursor: Any, table: Table, frame: pd.DataFrame, names: list[str]) -> str:
+    """SQLite: the varying columns bound row by row into a staging table, then copied into ``table`` by
+    SQLite itself with the constant columns bound once (the store's constraints and index checked then).
+
+    Binding is most of what a row costs the driver: an import's batch, creation time and current flag are
+    the same in every row, and a staging table has no key, constraint or index to check.
+    """
+    constant = [name for name in names if _constant(frame[name])]
+    varying = [name for name in names if name not in constant]
+    stage = f"temp.stage_{table.name}"
+    cursor.execute(f"DROP TABLE IF EXISTS {stage}")
+    cursor.execute(f"CREATE TABLE {stage} ({', '.join(varying) or 'unused'})")
+    if varying:
+        values = [_column_values(frame[name], table.c[name], "sqlite") for name in varying]
+        cursor.executemany(
+            f"INSERT INTO {stage} ({', '.join(varying)}) VALUES ({_marks(len(varying))})",
+            zip(*values, strict=True),
+        )
+    else:
+        cursor.executemany(f"INSERT INTO {stage} (unused) VALUES (NULL)", ((),) * len(frame))
+    fixed = [_column_values(frame[name].iloc[:1], table.c[name], "sqlite")[0] for name in constant]
+    statement = (
+        f"INSERT INTO {table.name} ({', '.join([*varying, *constant])}) "
+        f"SELECT {', '.join([*varying, *('?' for _ in constant)])} FROM {stage} ORDER BY rowid"
+    )
+    cursor.execute(statement, fixed)
+    cursor.execute(f"DROP TABLE {stage}")
+    return statement
+
+
+def _arrow_columns(frame: pd.DataFrame, table: Table, names: list[str]) -> pa.Table:
+    """The columns as Arrow arrays of the types PostgreSQL's CSV input reads into ``table``'s columns."""
+    arrays = {}
+    for name in names:
+        values, kind = frame[name], table.c[name].type
+        if isinstance(kind, JSON):
+            array = pa.array(_column_values(values, table.c[name], "postgresql"), type=pa.string())
+        elif isinstance(kind, UTCDateTime):
+            array = pa.array(pd.to_datetime(values, utc=True).astype("datetime64[us, UTC]"))
+        elif isinstance(kind, Boolean):
+            array = pa.array(values.astype("boolean"))
+        elif isinstance(kind, Integer):
+            whole = values if pd.api.types.is_integer_dtype(values) else pd.to_numeric(values)
+            array = pa.array(whole.astype("Float64").astype("Int64"))
+        elif isinstance(kind, Float):
+            array = pa.array(pd.to_numeric(values).astype("float64"), from_pandas=True)
+        else:
+            array = _text_array(values)
+        arrays[name] = array
+    # One chunk a column: pyarrow 26's CSV writer wrote zero bytes for columns chunked differently (a
+    # pandas text column can arrive as an empty chunk and a full one).
+    return pa.table(arrays).combine_chunks()
+
+
+def _text_array(values: pd.Series) -> pa.Array:
+    """Text (and dates) as Arrow takes them from pandas; values of mixed kinds as their text."""
+    try:
+        return pa.array(values, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pa.array(values.map(lambda value: None if _missing(value) else str(value)), type=pa.string())
+
+
+def _copy_csv(cursor: Any, statement: str, columns: pa.Table) -> None:
+    """``COPY ... FROM STDIN (FORMAT csv)`` of ``columns``: every value quoted, so that an empty text stays
+    empty and only a missing value (unquoted, empty) is NULL."""
+    sink = pa.BufferOutputStream()
+    csv.write_csv(columns, sink, csv.WriteOptions(include_header=False, quoting_style="all_valid"))
+    data = memoryview(sink.getvalue())
+    with cursor.copy(statement) as copy:
+        for start in range(0, len(data), COPY_BLOCK):
+            copy.write(data[start : start + COPY_BLOCK])
