@@ -26,7 +26,7 @@ import pandas as pd
 from sqlalchemy import Connection, event, func, literal_column, select, text
 from sqlalchemy.orm import Session
 
-from db.frames import bulk_insert, read_frame
+from db.frames import bulk_insert, read_frame, settle
 from db.models import AUDIT_ACTIONS, AUDIT_DETAILS_LIMIT, AuditAction, AuditLog, Patient
 
 if TYPE_CHECKING:
@@ -335,6 +335,7 @@ def _rows_after(session: Session, after_id: int) -> list[tuple[Any, ...]]:
     postgres = connection.dialect.name == "postgresql"
     at = "to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')" if postgres else "at"
     marker = "%s" if postgres else "?"
+    settle(connection.info)
     cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
         cursor.execute(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any, TypeVar
 
 import numpy as np
@@ -149,7 +151,7 @@ STAGED_ROWS = 2_000
 COPY_BLOCK = 1 << 20
 
 
-def bulk_insert(session: Session, table: Table, frame: pd.DataFrame) -> None:
+def bulk_insert(session: Session, table: Table, frame: pd.DataFrame, *, behind: bool = False) -> None:
     """Insert a frame's rows into ``table`` in the session's transaction, as fast as the driver allows.
 
     PostgreSQL: one ``COPY`` of the rows as CSV text, written by pyarrow from the columns (no Python object
@@ -158,31 +160,113 @@ def bulk_insert(session: Session, table: Table, frame: pd.DataFrame) -> None:
     straight into the table. Both run in the caller's transaction through the connection the session
     already holds: one copy of each database library per process (docs/benchmarks.md, the import's write
     path, says why the ADBC drivers are not used).
+
+    ``behind``: the database's share of the work (SQLite's ``INSERT ... SELECT``, PostgreSQL's ``COPY``)
+    goes on in a thread while the caller prepares its next rows; the connection's next statement, commit or
+    rollback waits for it first and raises its error, if any (`settle`). The driver releases the
+    interpreter's lock for the whole statement, so the two really run side by side.
     """
     if frame.empty:
         return
     connection = session.connection()
+    settle(connection.info)
     dialect = connection.dialect.name
     names = [name for name in frame.columns if not _left_to_the_database(frame[name], table.c[name])]
     names = names or list(frame.columns)
     cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    errors = connection.dialect.loaded_dbapi.Error
+    finish: Callable[[], None] | None = None
     statement = ""
     try:
         if dialect == "postgresql":
             statement = f"COPY {table.name} ({', '.join(names)}) FROM STDIN (FORMAT csv)"
-            _copy_csv(cursor, statement, _arrow_columns(frame, table, names))
+            data = _csv_text(_arrow_columns(frame, table, names))
+            finish = partial(_copy, cursor, statement, data)
         elif len(frame) >= STAGED_ROWS:
-            statement = _insert_staged(cursor, table, frame, names)
+            statement, parameters = _stage(cursor, table, frame, names)
+            finish = partial(_from_stage, cursor, table, statement, parameters)
         else:
             values = [_column_values(frame[name], table.c[name], dialect) for name in names]
             statement = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({_marks(len(names))})"
             cursor.executemany(statement, zip(*values, strict=True))
-    except connection.dialect.loaded_dbapi.Error as error:
-        # Written past SQLAlchemy, so its errors arrive raw: wrapped as SQLAlchemy's own (a store error
-        # like any other to the entry points), with the statement but never the rows.
-        raise DBAPIError.instance(statement, None, error, connection.dialect.loaded_dbapi.Error) from error
+    except errors as error:
+        cursor.close()
+        raise _wrapped(statement, error, errors) from error
+    except BaseException:
+        cursor.close()
+        raise
+    if finish is None:
+        cursor.close()
+        return
+    run = partial(_finish, finish, cursor, statement, errors)
+    if behind:
+        connection.info[_PENDING] = _writer().submit(run)
+        session.info[_PENDING] = connection.info
+    else:
+        run()
+
+
+# Where a connection keeps the write still running behind its caller (`bulk_insert`).
+_PENDING = "monitor_write_behind"
+_WRITER: ThreadPoolExecutor | None = None
+
+
+def _writer() -> ThreadPoolExecutor:
+    global _WRITER
+    if _WRITER is None:
+        _WRITER = ThreadPoolExecutor(max_workers=4, thread_name_prefix="store-write")
+    return _WRITER
+
+
+def settle(info: dict[Any, Any], *, quietly: bool = False) -> None:
+    """Wait for the write left running on a connection (``info``: its info dictionary) and raise its error,
+    or with ``quietly`` only wait (a rollback undoes it anyway)."""
+    pending = info.pop(_PENDING, None)
+    if pending is None:
+        return
+    if quietly:
+        pending.exception()
+    else:
+        pending.result()
+
+
+def settle_session(session: Session) -> None:
+    """`settle` the connection a session left a write running on (before it commits)."""
+    info = session.info.pop(_PENDING, None)
+    if info is not None:
+        settle(info)
+
+
+def _finish(finish: Callable[[], None], cursor: Any, statement: str, errors: type[Exception]) -> None:
+    try:
+        finish()
+    except errors as error:
+        raise _wrapped(statement, error, errors) from error
     finally:
         cursor.close()
+
+
+def _wrapped(statement: str, error: Exception, errors: type[Exception]) -> DBAPIError:
+    """Written past SQLAlchemy, so the driver's errors arrive raw: wrapped as SQLAlchemy's own (a store
+    error like any other to the entry points), with the statement but never the rows."""
+    return DBAPIError.instance(statement, None, error, errors)
+
+
+def new_ids(session: Session, table: Table, count: int) -> np.ndarray:
+    """``count`` unused ids of ``table`` for rows the caller inserts with them in this transaction.
+
+    PostgreSQL: drawn from the column's sequence (never given to another transaction). SQLite: those after
+    the largest id, which no other connection can take before this transaction ends: SQLite lets one
+    transaction write at a time, and a writer that committed since this one read the largest id makes
+    this one's write fail rather than collide (its snapshot is stale).
+    """
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        sequence = f"pg_get_serial_sequence('{table.name}', 'id')"
+        found = connection.exec_driver_sql(f"SELECT nextval({sequence}) FROM generate_series(1, {count:d})")
+        return np.fromiter((row[0] for row in found), dtype="int64", count=count)
+    largest = connection.exec_driver_sql(f"SELECT max(id) FROM {table.name}").scalar() or 0
+    return np.arange(largest + 1, largest + 1 + count, dtype="int64")
 
 
 def _marks(count: int) -> str:
@@ -195,12 +279,13 @@ def _constant(values: pd.Series) -> bool:
     return not _missing(first) and not isinstance(first, list | dict) and bool((values == first).all())
 
 
-def _insert_staged(cursor: Any, table: Table, frame: pd.DataFrame, names: list[str]) -> str:
-    """SQLite: the varying columns bound row by row into a staging table, then copied into ``table`` by
-    SQLite itself with the constant columns bound once (the store's constraints and index checked then).
+def _stage(cursor: Any, table: Table, frame: pd.DataFrame, names: list[str]) -> tuple[str, list[Any]]:
+    """SQLite: the varying columns bound row by row into a staging table; returns the statement that copies
+    them into ``table`` with the constant columns bound once, and its parameters.
 
     Binding is most of what a row costs the driver: an import's batch, creation time and current flag are
-    the same in every row, and a staging table has no key, constraint or index to check.
+    the same in every row, and a staging table has no key, constraint or index to check. SQLite checks the
+    store's constraints and index when it copies the rows (`_from_stage`).
     """
     constant = [name for name in names if _constant(frame[name])]
     varying = [name for name in names if name not in constant]
@@ -220,9 +305,12 @@ def _insert_staged(cursor: Any, table: Table, frame: pd.DataFrame, names: list[s
         f"INSERT INTO {table.name} ({', '.join([*varying, *constant])}) "
         f"SELECT {', '.join([*varying, *('?' for _ in constant)])} FROM {stage} ORDER BY rowid"
     )
-    cursor.execute(statement, fixed)
-    cursor.execute(f"DROP TABLE {stage}")
-    return statement
+    return statement, fixed
+
+
+def _from_stage(cursor: Any, table: Table, statement: str, parameters: list[Any]) -> None:
+    cursor.execute(statement, parameters)
+    cursor.execute(f"DROP TABLE temp.stage_{table.name}")
 
 
 def _arrow_columns(frame: pd.DataFrame, table: Table, names: list[str]) -> pa.Table:
@@ -257,12 +345,15 @@ def _text_array(values: pd.Series) -> pa.Array:
         return pa.array(values.map(lambda value: None if _missing(value) else str(value)), type=pa.string())
 
 
-def _copy_csv(cursor: Any, statement: str, columns: pa.Table) -> None:
-    """``COPY ... FROM STDIN (FORMAT csv)`` of ``columns``: every value quoted, so that an empty text stays
-    empty and only a missing value (unquoted, empty) is NULL."""
+def _csv_text(columns: pa.Table) -> memoryview:
+    """``columns`` as CSV for ``COPY ... FROM STDIN (FORMAT csv)``: every value quoted, so that an empty
+    text stays empty and only a missing value (unquoted, empty) is NULL."""
     sink = pa.BufferOutputStream()
     csv.write_csv(columns, sink, csv.WriteOptions(include_header=False, quoting_style="all_valid"))
-    data = memoryview(sink.getvalue())
+    return memoryview(sink.getvalue())
+
+
+def _copy(cursor: Any, statement: str, data: memoryview) -> None:
     with cursor.copy(statement) as copy:
         for start in range(0, len(data), COPY_BLOCK):
             copy.write(data[start : start + COPY_BLOCK])

@@ -13,11 +13,11 @@ from datetime import datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import String, bindparam, func, insert, inspect, select, update
+from sqlalchemy import String, bindparam, insert, inspect, select, update
 from sqlalchemy.orm import Session
 
 from db.audit import record
-from db.frames import bulk_insert, read_frame_in, to_records
+from db.frames import bulk_insert, new_ids, read_frame_in, to_records
 from db.models import (
     ClinicalEvent,
     ImportBatch,
@@ -284,15 +284,15 @@ def _attach_panels(session: Session, results: pd.DataFrame, batch_id: int | None
     matched = specimens.merge(_stored_panels(session, patient_keys, *span), on=PANEL_KEY, how="left")
     # A panel created just now has no stored results: callers need not look for any.
     matched["new_panel"] = matched["panel_id"].isna()
-    if matched["new_panel"].any():
-        before = session.scalar(select(func.max(Panel.id))) or 0
-        rows = matched.loc[matched["new_panel"], [*PANEL_KEY, "reported_at"]]
-        rows = rows.rename(columns={"patient_key": "patient_id"}).assign(batch_id=batch_id)
+    new = matched["new_panel"].to_numpy(dtype=bool)
+    if new.any():
+        # Numbered here, so that nothing is read back: the store's own numbering (new_ids).
+        ids = new_ids(session, Panel.__table__, int(new.sum()))
+        matched.loc[new, "panel_id"] = ids
+        matched.loc[new, "panel_batch"] = batch_id
+        rows = matched.loc[new, [*PANEL_KEY, "reported_at"]]
+        rows = rows.rename(columns={"patient_key": "patient_id"}).assign(id=ids, batch_id=batch_id)
         bulk_insert(session, Panel.__table__, rows)
-        added = _stored_panels(session, patient_keys, Panel.id > before)
-        fresh = matched[matched["new_panel"]].drop(columns=["panel_id", "panel_batch"])
-        fresh = fresh.merge(added, on=PANEL_KEY, how="left")
-        matched = pd.concat([matched[~matched["new_panel"]], fresh], ignore_index=True)
     matched["panel_id"] = matched["panel_id"].astype("int64")
     return results.merge(
         matched[[*PANEL_KEY, "panel_id", "new_panel", "panel_batch"]], on=PANEL_KEY, how="left"
@@ -417,7 +417,8 @@ def write_results(
         rows = fresh[stored_columns].assign(
             version=version, is_current=True, batch_id=batch_id, created_at=now
         )
-        bulk_insert(session, Result.__table__, rows)
+        # The store's share goes on while the next piece of the file is read (db.frames.bulk_insert).
+        bulk_insert(session, Result.__table__, rows, behind=True)
         if held is not None:
             held.add(fresh[(fresh["panel_batch"] == held.batch_id).to_numpy()])
 

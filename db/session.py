@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+from db.frames import settle, settle_session
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
@@ -38,6 +40,28 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _settle_before(connection: Connection, *_: Any) -> None:
+    settle(connection.info)
+
+
+def _settle_quietly(connection: Connection, *_: Any) -> None:
+    settle(connection.info, quietly=True)
+
+
+def _settle_on_reset(dbapi_connection: Any, connection_record: Any, reset_state: Any) -> None:
+    settle(connection_record.info, quietly=True)
+
+
+def _waits_for_writes_behind(engine: Engine) -> Engine:
+    """A write left running by ``db.frames.bulk_insert`` finishes before the connection's next statement or
+    commit (which raise its error) and before a rollback or the pool's reset (which undo it)."""
+    event.listen(engine, "before_cursor_execute", _settle_before)
+    event.listen(engine, "commit", _settle_before)
+    event.listen(engine, "rollback", _settle_quietly)
+    event.listen(engine.pool, "reset", _settle_on_reset)
+    return engine
+
+
 def make_engine(url: str) -> Engine:
     """An Engine for ``url``; for a SQLite file, its folder is created (inside an existing one) and WAL is
     switched on.
@@ -49,7 +73,7 @@ def make_engine(url: str) -> Engine:
     """
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
+        return _waits_for_writes_behind(create_engine(url, pool_pre_ping=True))
     if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
         folder = Path(parsed.database).parent
         if not folder.parent.exists():
@@ -59,7 +83,7 @@ def make_engine(url: str) -> Engine:
         _refuse_empty(Path(parsed.database), parsed)
     engine = create_engine(url)
     event.listen(engine, "connect", _configure_sqlite)
-    return engine
+    return _waits_for_writes_behind(engine)
 
 
 def _refuse_empty(path: Path, url: URL) -> None:
@@ -77,5 +101,11 @@ def _refuse_empty(path: Path, url: URL) -> None:
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
-    """Sessions that keep loaded objects usable after commit; the caller owns each transaction."""
-    return sessionmaker(engine, expire_on_commit=False)
+    """Sessions that keep loaded objects usable after commit; the caller owns each transaction.
+
+    A write left running behind a session (``db.frames.bulk_insert``) finishes before it commits: its
+    error stops the commit, and the session's transaction is then rolled back as any failed one.
+    """
+    factory = sessionmaker(engine, expire_on_commit=False)
+    event.listen(factory, "before_commit", settle_session)
+    return factory
