@@ -38,8 +38,8 @@ def _canonical_csv(path: Path, panels: int) -> int:
             when = f"2025-{1 + day // 28:02d}-{1 + day % 28:02d}T08:{patient:02d}:00Z"
             for number, (analyte, unit, low, high) in enumerate(ANALYTES):
                 value = round(low * (0.5 + ((panel + number) % 10) / 10), 2)
-                row = [f"BULK{patient:03d}", when, analyte, value, unit, low, high, "LAB", f"A{panel}", "final"]
-                writer.writerow(row)
+                mrn, accession = f"BULK{patient:03d}", f"A{panel}"
+                writer.writerow([mrn, when, analyte, value, unit, low, high, "LAB", accession, "final"])
     return panels * len(ANALYTES)
 
 
