@@ -1,9 +1,12 @@
-"""Benchmark: importing a canonical long CSV vs the raw sqlite3 driver inserting the same rows.
+"""Benchmark: importing a canonical long CSV vs the raw driver inserting the same rows.
 
     python -m benchmarks.import_csv --results 1000000
+    python -m benchmarks.import_csv --results 1000000 --postgres postgresql+psycopg://postgres@127.0.0.1:5432/postgres
 
-Prints the machine, versions, both times, the ratio and each step's peak memory (resident set size).
-Each measurement runs in a fresh process on a fresh SQLite file, so one cannot warm the other.
+Prints the machine, versions, the times, the ratios and each step's peak memory (resident set size).
+Each measurement runs in a fresh process on a fresh SQLite file (or a fresh PostgreSQL database, dropped
+afterwards), so one cannot warm the other. Beside each baseline, the floor of the store's own schema: the
+raw driver writing the same rows, already built in memory, into the store's tables.
 """
 
 from __future__ import annotations
@@ -164,12 +167,83 @@ def raw_driver_into_store(path: Path, database: Path) -> dict[str, float]:
     return {"seconds": ended - started, "write_seconds": written - writing, "peak_mb": peak_rss_mb()}
 
 
-def project_import(path: Path, database: Path) -> dict[str, float]:
+def postgres_raw(path: Path, url: str) -> dict[str, float]:
+    """The PostgreSQL baseline: the file's rows copied (``COPY ... FORMAT csv``) into a bare table of text."""
+    import psycopg
+
+    started = time.perf_counter()
+    with psycopg.connect(_dsn(url)) as connection, connection.cursor() as cursor:
+        cursor.execute(f"CREATE TABLE result_raw ({', '.join(f'{name} text' for name in HEADER)})")
+        with (
+            path.open("rb") as handle,
+            cursor.copy("COPY result_raw FROM STDIN (FORMAT csv, HEADER true)") as copy,
+        ):
+            while block := handle.read(1 << 20):
+                copy.write(block)
+        connection.commit()
+    return {"seconds": time.perf_counter() - started, "peak_mb": peak_rss_mb()}
+
+
+def postgres_store_floor(path: Path, url: str) -> dict[str, float]:
+    """The floor of the store's schema on PostgreSQL: patients, panels and results, ids assigned here, copied
+    with ``COPY`` from text built in memory first (not timed), with the store's keys, foreign keys and
+    checks. ``write_seconds`` times the copies and the commit."""
+    import io
+
+    import psycopg
+
+    patients: dict[str, int] = {}
+    panels: dict[str, int] = {}
+    people, specimens, results = io.StringIO(), io.StringIO(), io.StringIO()
+    now = "2026-01-01 00:00:00+00"
+    with path.open(newline="") as handle:
+        rows = csv.reader(handle)
+        next(rows)
+        for mrn, when, analyte, value, unit, low, high, _lab, accession, status in rows:
+            if mrn not in patients:
+                patients[mrn] = len(patients) + 1
+                people.write(f'{patients[mrn]},{mrn},"",false,{now}\n')
+            if accession not in panels:
+                panels[accession] = len(panels) + 1
+                specimens.write(f"{panels[accession]},{patients[mrn]},1,{accession},{when},1\n")
+            results.write(
+                f"{panels[accession]},{analyte},{value},{unit},{value},{unit},{low},{high},{status},false,1,true,1,{now}\n"
+            )
+    with psycopg.connect(_dsn(url)) as connection, connection.cursor() as cursor:
+        cursor.execute("INSERT INTO lab (id, code, name, is_synthetic) VALUES (1, 'BENCH', 'BENCH', false)")
+        cursor.execute(
+            "INSERT INTO import_batch (id, file_name, content_sha256, format, imported_by, imported_at, "
+            "accepted, unchanged, superseded, rejected) VALUES (1, 'b', 'x', 'csv', 'b', now(), 0, 0, 0, 0)"
+        )
+        connection.commit()
+        started = time.perf_counter()
+        for statement, text in (
+            ("COPY patient (id, mrn, assigning_authority, is_synthetic, created_at)", people),
+            ("COPY panel (id, patient_id, lab_id, accession, collected_at, batch_id)", specimens),
+            (
+                "COPY result (panel_id, analyte, value_raw, unit_raw, value, unit, ref_low, ref_high, "
+                "status, derived, version, is_current, batch_id, created_at)",
+                results,
+            ),
+        ):
+            with cursor.copy(f"{statement} FROM STDIN (FORMAT csv)") as copy:
+                copy.write(text.getvalue())
+        connection.commit()
+        written = time.perf_counter() - started
+    return {"seconds": written, "write_seconds": written, "peak_mb": peak_rss_mb()}
+
+
+def _dsn(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://")
+
+
+def project_import(path: Path, database: Path | str) -> dict[str, float]:
     """The product: `python -m monitor import` on a fresh store (schema created first, not timed)."""
     from db.store import open_store
     from services.imports import ImportOptions, import_path
 
-    factory = open_store(f"sqlite:///{database}", timezone="UTC")
+    url = str(database) if "://" in str(database) else f"sqlite:///{database}"
+    factory = open_store(url, timezone="UTC")
     started = time.perf_counter()
     summary = import_path(
         factory,
@@ -183,22 +257,28 @@ def project_import(path: Path, database: Path) -> dict[str, float]:
     return {"seconds": seconds, "peak_mb": peak_rss_mb(), "accepted": summary.accepted}
 
 
-def _measure(step: str, path: Path) -> dict[str, float]:
+def _measure(step: str, path: Path, postgres: str = "") -> dict[str, float]:
     with tempfile.TemporaryDirectory() as folder:
-        command = [
-            sys.executable,
-            "-m",
-            "benchmarks.import_csv",
-            "--step",
-            step,
-            "--file",
-            str(path),
-            "--database",
-            str(Path(folder) / "bench.db"),
-        ]
-        out = subprocess.run(
-            command, capture_output=True, text=True, check=True, cwd=Path(__file__).parents[1]
-        )
+        drop = None
+        if postgres:
+            from benchmarks.__main__ import _postgres_database
+
+            database, drop = _postgres_database(postgres)
+        else:
+            database = str(Path(folder) / "bench.db")
+        command = [sys.executable, "-m", "benchmarks.import_csv", "--step", step, "--file", str(path)]
+        try:
+            out = subprocess.run(
+                [*command, "--database", database],
+                capture_output=True,
+                text=True,
+                cwd=Path(__file__).parents[1],
+            )
+            if out.returncode:
+                raise SystemExit(f"step {step} failed:\n{out.stderr[-3000:]}")
+        finally:
+            if drop is not None:
+                drop()  # type: ignore[operator]
         return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -207,15 +287,14 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--results", type=int, default=1_000_000)
-    parser.add_argument("--step", choices=["raw", "raw-store", "project"])
+    parser.add_argument("--postgres", default="", help="also on PostgreSQL (a URL that may create databases)")
+    parser.add_argument("--step", choices=list(STEPS))
     parser.add_argument("--file", type=Path)
-    parser.add_argument("--database", type=Path)
+    parser.add_argument("--database")
     args = parser.parse_args()
     if args.step:
-        measure = {"raw": raw_driver, "raw-store": raw_driver_into_store, "project": project_import}[
-            args.step
-        ]
-        print(json.dumps(measure(args.file, args.database)))
+        database = args.database if "://" in args.database else Path(args.database)
+        print(json.dumps(STEPS[args.step](args.file, database)))
         return
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "results.csv"
@@ -224,6 +303,10 @@ def main() -> None:
         raw = _measure("raw", path)
         raw_store = _measure("raw-store", path)
         project = _measure("project", path)
+        if args.postgres:
+            copied = _measure("postgres-raw", path, args.postgres)
+            copied_store = _measure("postgres-store", path, args.postgres)
+            imported = _measure("project", path, args.postgres)
     import pandas
     import sqlalchemy
 
@@ -249,6 +332,32 @@ def main() -> None:
     verdict = "met" if ratio <= 3 else "MISSED"
     print(f"ratio import / bare-table baseline:   {ratio:.2f}  (target <= 3: {verdict})")
     print(f"ratio import / store-schema baseline: {project['seconds'] / raw_store['seconds']:.2f}")
+    if not args.postgres:
+        return
+    print(f"{'PostgreSQL step':<36}{'seconds':>10}{'results/s':>12}{'peak MB':>10}")
+    for label, figures in (
+        ("COPY into a bare table (baseline)", copied),
+        ("COPY into the store's schema", copied_store),
+        ("python -m monitor import", imported),
+    ):
+        rate = args.results / figures["seconds"]
+        print(f"{label:<36}{figures['seconds']:>10.2f}{rate:>12,.0f}{figures['peak_mb']:>10.0f}")
+    floor = copied_store["write_seconds"] / copied["seconds"]
+    ratio = imported["seconds"] / copied["seconds"]
+    print(
+        f"store-schema floor (COPY of rows built in memory, keys, foreign keys): {floor:.2f}x the bare COPY"
+    )
+    print(f"ratio import / bare COPY: {ratio:.2f}  (target <= 3: {'met' if ratio <= 3 else 'MISSED'})")
+    print(f"ratio import / store-schema floor: {imported['seconds'] / copied_store['seconds']:.2f}")
+
+
+STEPS = {
+    "raw": raw_driver,
+    "raw-store": raw_driver_into_store,
+    "project": project_import,
+    "postgres-raw": postgres_raw,
+    "postgres-store": postgres_store_floor,
+}
 
 
 if __name__ == "__main__":
