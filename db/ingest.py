@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import String, bindparam, insert, inspect, select, update
 from sqlalchemy.orm import Session
@@ -318,8 +319,16 @@ def key_specimens(
     )
     keys = ensure_patients(session, people, now=now)
     keyed = frame.merge(keys, on=["assigning_authority", "patient_id"], how="left")
-    keyed["lab_id"] = keyed["lab"].map(lab_ids).astype("int64")
+    keyed["lab_id"] = _mapped(keyed["lab"], lab_ids).astype("int64")
     return _attach_panels(session, keyed, batch_id)
+
+
+def _mapped(values: pd.Series, mapping: dict[str, Any]) -> pd.Series:
+    """``values.map(mapping)`` looked up once per distinct value (a piece holds a few labs and statuses
+    in hundreds of thousands of rows); NaN where unmapped or missing."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    found = np.array([mapping.get(value, np.nan) for value in uniques] + [np.nan], dtype="float64")
+    return pd.Series(found[codes], index=values.index)
 
 
 def _current_versions(session: Session, panel_ids: list[int]) -> pd.DataFrame:
@@ -381,8 +390,8 @@ def write_results(
     unchanged = stored & (_same_content(frame) | derived_over_reported)
     # A stored result moves forward only (preliminary -> final -> corrected -> withdrawn); a correction may
     # follow a correction. Anything else is stale or contradictory: refused, and the stored one kept.
-    rank_now = frame["status"].map(STATUS_RANK)
-    rank_stored = frame["current_status"].map(STATUS_RANK)
+    rank_now = _mapped(frame["status"], STATUS_RANK)
+    rank_stored = _mapped(frame["current_status"], STATUS_RANK)
     current_derived = frame["current_derived"].astype("boolean").fillna(False).astype(bool)
     reported_over_derived = ~frame["derived"].astype(bool) & current_derived
     follows = (rank_now > rank_stored) | (frame["status"] == "corrected") | reported_over_derived
