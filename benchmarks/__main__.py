@@ -205,8 +205,9 @@ def step_duckdb(work: Path) -> dict[str, float]:
     return {"seconds": seconds, "peak_mb": peak_rss_mb()}
 
 
-# The targets the figures are held to (docs/benchmarks.md).
-RATIO_TARGET = 3.0
+# The targets the figures are held to (docs/benchmarks.md): the import within 3x its raw-driver baseline,
+# the whole cohort's status within 5x one DuckDB query computing the same latest values, runs and slopes.
+RATIO_TARGETS = {"import": 3.0, "status": 5.0}
 RERUN_TARGETS = {"worklist": 1.0, "patient page": 0.5}
 PEAK_TARGET_MB = 1_500
 
@@ -318,10 +319,11 @@ def main() -> None:
         label = baselines.get(name, "one DuckDB query")
         rate = results / mine["seconds"]
         ratio = mine["seconds"] / base["seconds"]
+        target = RATIO_TARGETS[name.split()[0]]
         print(
             f"{name:<32}{mine['seconds']:>9.2f}{rate:>12,.0f}{mine['peak_mb']:>9.0f}"
             f"   {label:<28}{base['seconds']:>8.2f}{ratio:>7.1f}"
-            f"   ratio <= {RATIO_TARGET:g}: {_verdict(ratio <= RATIO_TARGET)}"
+            f"   ratio <= {target:g}: {_verdict(ratio <= target)}"
         )
     print(f"{'page (AppTest, SQLite)':<48}{'seconds':>9}   target")
     for name, seconds in pages.items():
