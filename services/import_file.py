@@ -9,7 +9,8 @@ any file size). ``services.imports`` owns the transaction around it.
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterable, Mapping
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -29,13 +30,18 @@ from db.imports import (
 from db.ingest import WriteCounts, field_limits, keep_rejected, new_batch, write_generations, write_others
 from db.queries import batch_rejections
 from db.status import BatchResults, refresh_patient_status
-from monitor.formats.batch import identifiers, in_file_order, panel_chunks, refuse_mostly_broken, retried
+from monitor.formats.batch import identifiers, in_file_order, refuse_mostly_broken, retried
 from monitor.formats.parsed import REJECT_COLUMNS
-from monitor.formats.records import FUTURE_TOLERANCE, normalise_results
+from monitor.formats.piece import PieceReading, ReadPiece
+from monitor.formats.records import FUTURE_TOLERANCE
 from monitor.formats.registry import FORMAT_NAMES, FORMATS, Format, format_named, read_text
 from monitor.formats.storable import storable
 from monitor.timestamps import is_timezone
+from services.piece_reader import PieceReader
 
+# Files from this size are read a piece ahead in a second process while this one writes, when a core is
+# idle (`_read_beside`, `read_ahead`): a smaller file is read before such a process would have started.
+READ_BESIDE_BYTES = 32 * 2**20
 # Results normalised and written at a time: bounds memory for any file size (benchmarks/import_csv.py).
 # (CSV and HL7 arrive in pieces of about this many already, see monitor.formats.pieces; this splits FHIR.)
 CHUNK_RESULTS = 200_000
@@ -225,8 +231,9 @@ def import_file(
         )
         reading = _Reading(batch.id, content.name, fmt, zone, retry, options, now)
         report = (lambda: progress(binary.tell(), size)) if progress is not None else None
-        write = _write_events if fmt.yields == "events" else _write_results
-        return write(session, reading, fmt.pieces(text), report)
+        if fmt.yields == "events":
+            return _write_events(session, reading, fmt.pieces(text), report)
+        return _write_results(session, reading, fmt.pieces(text), report, size)
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,6 +286,7 @@ def _write_results(
     reading: _Reading,
     pieces: Iterable[tuple[str, int]],
     report: Callable[[], None] | None,
+    size: int,
 ) -> ImportSummary:
     """Parse, normalise and write each piece of a file of results (numbered as the file's lines or
     messages)."""
@@ -288,39 +296,37 @@ def _write_results(
     broken = good = others = pending = 0
     first_broken: pd.Series | None = None
     naming: list[pd.DataFrame] = []
-    for text, before in pieces:
-        parsed = storable(reading.fmt.parse(text, reading.zone, before), _LIMITS)
-        records, rejected, other = parsed.records, parsed.rejected, parsed.others
-        if first_broken is None and len(rejected):
-            first_broken = rejected.iloc[0]
-        broken, good = broken + len(rejected), good + len(records)
+    read = PieceReading(
+        format_name=reading.fmt.name,
+        zone=reading.zone,
+        limits=_LIMITS,
+        retry=reading.retry,
+        imported_at=reading.now,
+        future_tolerance=reading.options.future_tolerance,
+        chunk=CHUNK_RESULTS,
+    )
+    for piece in read_ahead(read, pieces, beside=_read_beside(size)):
+        if first_broken is None:
+            first_broken = piece.first_broken
+        broken, good = broken + piece.broken, good + piece.read
         refuse_mostly_broken(first_broken, broken, good)
         # Every patient the file names, written now or not (identifiers only): for teams and the teamless.
-        naming.extend(identifiers(frame) for frame in (records, other))
-        if reading.retry is not None:
-            records, left = retried(records, reading.retry)
-            other, _ = retried(other, reading.retry)
-            rejected = rejected[rejected["location"].isin(reading.retry).to_numpy()]
-            counts.unchanged += left
-        refused.append(rejected)
-        for start, stop in panel_chunks(records, CHUNK_RESULTS):
-            normalised = normalise_results(
-                records.iloc[start:stop],
-                imported_at=reading.now,
-                future_tolerance=reading.options.future_tolerance,
-            )
+        naming.extend(piece.naming)
+        counts.unchanged += piece.left
+        refused.append(piece.rejected)
+        for normalised in piece.chunks:
             written = write_generations(
                 session,
                 normalised.results,
-                parsed.patients,
+                piece.patients,
                 batch_id=reading.batch_id,
                 now=reading.now,
                 held=held,
             )
             counts.add(written)
             refused += [normalised.rejected, written.rejected]
-        others += write_others(session, other, batch_id=reading.batch_id, now=reading.now)
-        pending += parsed.pending
+        others += write_others(session, piece.others, batch_id=reading.batch_id, now=reading.now)
+        pending += piece.pending
         if report is not None:
             report()
     refresh_patient_status(
@@ -351,6 +357,43 @@ def _write_results(
         assigned=assigned,
         teamless=teamless,
     )
+
+
+def _read_beside(size: int) -> bool:
+    """Whether a second process should read the file ahead: a file of several pieces, and a core idle for
+    it (the last minute's load average leaves one): on a busy machine a second process only slows both."""
+    if size < READ_BESIDE_BYTES:
+        return False
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return cores >= 2 and os.getloadavg()[0] <= cores - 1.5
+
+
+def read_ahead(read: PieceReading, pieces: Iterable[tuple[str, int]], *, beside: bool) -> Iterator[ReadPiece]:
+    """Each piece read (``read``), in file order. With ``beside``, a second process reads the next piece
+    while the caller writes this one (``services.piece_reader``); the first piece is read here while that
+    process starts.
+    """
+    remaining = iter(pieces)
+    if not beside:
+        yield from (read(text, before) for text, before in remaining)
+        return
+    first = next(remaining, None)
+    if first is None:
+        return
+    reader = PieceReader(read)
+    try:
+        following = next(remaining, None)
+        if following is not None:
+            reader.send(*following)
+        yield read(*first)
+        while following is not None:
+            piece = reader.receive()
+            following = next(remaining, None)
+            if following is not None:
+                reader.send(*following)
+            yield piece
+    finally:
+        reader.close()
 
 
 def _write_events(

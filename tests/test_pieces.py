@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import io
 import tracemalloc
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -15,8 +16,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from db.models import Base, Panel, RejectedRecord, Result
 from monitor.formats import pieces
 from monitor.formats.csv_long import UnusableFile
+from monitor.formats.piece import PieceReading
 from monitor.formats.pieces import csv_pieces, decoded, hl7_pieces
+from monitor.formats.storable import Limits
+from services import import_file
 from services.imports import import_path
+from services.piece_reader import PieceReader, ReaderStopped
 from tests.test_import import BY_TEST
 
 HEADER = "patient_id,collected_at,analyte,value,unit,ref_low,ref_high,lab,accession,status\n"
@@ -235,3 +240,50 @@ def _with_peak_memory(run):
     finally:
         tracemalloc.stop()
     return result, peak / 1e6
+
+
+def test_a_file_read_ahead_in_a_second_process_lands_exactly_as_read_here(
+    store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "panels.csv"
+    path.write_text(_panels(300))
+    monkeypatch.setattr(pieces, "PIECE_CHARS", 2_000)
+    here = import_path(store, path, options=BY_TEST)
+    here_results, here_refused = _stored(store)
+    _wipe(store)
+    monkeypatch.setattr(import_file, "_read_beside", lambda size: True)
+    beside = import_path(store, path, options=BY_TEST)
+    beside_results, beside_refused = _stored(store)
+    assert (beside.accepted, beside.derived, beside.unchanged, len(beside.rejected)) == (
+        here.accepted,
+        here.derived,
+        here.unchanged,
+        len(here.rejected),
+    )
+    pd.testing.assert_frame_equal(beside_results, here_results)
+    assert beside_refused == here_refused
+    pd.testing.assert_frame_equal(beside.rejected, here.rejected)
+
+
+def test_the_second_process_raises_its_errors_here_and_is_reported_when_it_dies() -> None:
+    reading = PieceReading(
+        format_name="no such format",
+        zone="UTC",
+        limits=Limits(),
+        retry=None,
+        imported_at=datetime(2026, 1, 1, tzinfo=UTC),
+        future_tolerance=timedelta(hours=1),
+        chunk=1_000,
+    )
+    reader = PieceReader(reading)
+    try:
+        reader.send("anything", 0)
+        with pytest.raises(KeyError, match="no such format"):
+            reader.receive()
+        reader._process.kill()  # as the system would, out of memory
+        reader._process.wait()
+        with pytest.raises(ReaderStopped, match="stopped"):
+            reader.send(HEADER, 0)
+            reader.receive()
+    finally:
+        reader.close()
