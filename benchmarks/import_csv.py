@@ -72,7 +72,11 @@ def generate(path: Path, results: int) -> None:
 
 
 def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's peak resident memory, plus the largest of its ended child processes' (an import
+    of a large file reads ahead in a second process: both are counted, as if they peaked together)."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return (own + children) / 1024
 
 
 def raw_driver(path: Path, database: Path) -> dict[str, float]:
@@ -240,10 +244,12 @@ def _dsn(url: str) -> str:
 def project_import(path: Path, database: Path | str) -> dict[str, float]:
     """The product: `python -m monitor import` on a fresh store (schema created first, not timed)."""
     from db.store import open_store
+    from services.import_file import _read_beside
     from services.imports import ImportOptions, import_path
 
     url = str(database) if "://" in str(database) else f"sqlite:///{database}"
     factory = open_store(url, timezone="UTC")
+    beside = _read_beside(path.stat().st_size)  # as the import will judge it: a core idle, or not
     started = time.perf_counter()
     summary = import_path(
         factory,
@@ -254,7 +260,8 @@ def project_import(path: Path, database: Path | str) -> dict[str, float]:
     )
     seconds = time.perf_counter() - started
     assert summary.error is None and not len(summary.rejected), summary
-    return {"seconds": seconds, "peak_mb": peak_rss_mb(), "accepted": summary.accepted}
+    figures = {"seconds": seconds, "peak_mb": peak_rss_mb(), "accepted": summary.accepted}
+    return {**figures, "read_beside": float(beside)}
 
 
 def _measure(step: str, path: Path, postgres: str = "") -> dict[str, float]:
@@ -330,6 +337,7 @@ def main() -> None:
         f"{floor / raw['seconds']:.2f}x the bare-table baseline"
     )
     verdict = "met" if ratio <= 3 else "MISSED"
+    print(f"read ahead in a second process: {'yes' if project['read_beside'] else 'no (no core idle)'}")
     print(f"ratio import / bare-table baseline:   {ratio:.2f}  (target <= 3: {verdict})")
     print(f"ratio import / store-schema baseline: {project['seconds'] / raw_store['seconds']:.2f}")
     if not args.postgres:
