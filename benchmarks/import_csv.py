@@ -244,12 +244,12 @@ def _dsn(url: str) -> str:
 def project_import(path: Path, database: Path | str) -> dict[str, float]:
     """The product: `python -m monitor import` on a fresh store (schema created first, not timed)."""
     from db.store import open_store
-    from services.import_file import _read_beside
+    from services.import_file import reads_beside
     from services.imports import ImportOptions, import_path
 
     url = str(database) if "://" in str(database) else f"sqlite:///{database}"
     factory = open_store(url, timezone="UTC")
-    beside = _read_beside(path.stat().st_size)  # as the import will judge it: a core idle, or not
+    beside = reads_beside(path.stat().st_size)  # as the import will judge it: a core idle, or not
     started = time.perf_counter()
     summary = import_path(
         factory,

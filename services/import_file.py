@@ -40,7 +40,7 @@ from monitor.timestamps import is_timezone
 from services.piece_reader import PieceReader
 
 # Files from this size are read a piece ahead in a second process while this one writes, when a core is
-# idle (`_read_beside`, `read_ahead`): a smaller file is read before such a process would have started.
+# idle (`reads_beside`, `read_ahead`): a smaller file is read before such a process would have started.
 READ_BESIDE_BYTES = 32 * 2**20
 # Results normalised and written at a time: bounds memory for any file size (benchmarks/import_csv.py).
 # (CSV and HL7 arrive in pieces of about this many already, see monitor.formats.pieces; this splits FHIR.)
@@ -305,7 +305,7 @@ def _write_results(
         future_tolerance=reading.options.future_tolerance,
         chunk=CHUNK_RESULTS,
     )
-    for piece in read_ahead(read, pieces, beside=_read_beside(size)):
+    for piece in read_ahead(read, pieces, beside=reads_beside(size)):
         if first_broken is None:
             first_broken = piece.first_broken
         broken, good = broken + piece.broken, good + piece.read
@@ -359,7 +359,7 @@ def _write_results(
     )
 
 
-def _read_beside(size: int) -> bool:
+def reads_beside(size: int) -> bool:
     """Whether a second process should read the file ahead: a file of several pieces, and a core idle for
     it (the last minute's load average leaves one): on a busy machine a second process only slows both."""
     if size < READ_BESIDE_BYTES:

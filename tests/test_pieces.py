@@ -251,7 +251,7 @@ def test_a_file_read_ahead_in_a_second_process_lands_exactly_as_read_here(
     here = import_path(store, path, options=BY_TEST)
     here_results, here_refused = _stored(store)
     _wipe(store)
-    monkeypatch.setattr(import_file, "_read_beside", lambda size: True)
+    monkeypatch.setattr(import_file, "reads_beside", lambda size: True)
     beside = import_path(store, path, options=BY_TEST)
     beside_results, beside_refused = _stored(store)
     assert (beside.accepted, beside.derived, beside.unchanged, len(beside.rejected)) == (
