@@ -36,11 +36,13 @@ class PieceReader:
     def __init__(self, read: PieceReading) -> None:
         self._read = read
         path = os.pathsep.join(filter(None, [str(_ROOT), os.environ.get("PYTHONPATH", "")]))
+        # Nothing of the product's own settings (the store's URL and its password among them): it needs none.
+        settings = {name: value for name, value in os.environ.items() if not name.startswith("MONITOR_")}
         self._process = subprocess.Popen(
             [sys.executable, "-m", "services.piece_reader"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            env={**os.environ, "PYTHONPATH": path},
+            env={**settings, "PYTHONPATH": path},
         )
         self._waiting = False
 
