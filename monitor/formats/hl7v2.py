@@ -19,13 +19,16 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import hl7
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from monitor.analytes import LOCAL_ALIASES, LOINC
 from monitor.formats.parsed import (
     OTHER_COLUMNS,
     PATIENT_COLUMNS,
     RAW_COLUMNS,
+    RAW_TEXT_LIMIT,
     REJECT_COLUMNS,
     Parsed,
     cut_raw,
@@ -95,10 +98,14 @@ class _Library:
         """The first PID segment (KeyError when there is none)."""
         return self.parsed.segment("PID")
 
-    def segments(self) -> Iterator[tuple[str, Any]]:
-        """Each segment's name and the segment."""
+    def segments(self) -> Iterator[tuple[str, Any, str]]:
+        """Each OBR and OBX segment: its name, the segment and (an OBX's) text."""
         for segment in self.parsed:
-            yield str(segment[0]), segment
+            name = str(segment[0])
+            if name == "OBR":
+                yield name, segment, ""
+            elif name == "OBX":
+                yield name, segment, str(segment)
 
     @staticmethod
     def get(segment: Any, field: int, component: int = 1, repetition: int = 1) -> str:
@@ -221,14 +228,16 @@ class _Split:
                 return text.split(self.encoding.field)
         raise KeyError("No PID segments")
 
-    def segments(self) -> Iterator[tuple[str, list[str]]]:
+    def segments(self) -> Iterator[tuple[str, list[str], str]]:
+        """Each OBR and OBX segment: its name, its fields and (an OBX's) text."""
         separator = self.encoding.field
+        obr, obx = "OBR" + separator, "OBX" + separator
         for text in self.texts:
-            fields = text.split(separator)
-            yield fields[0], fields
-
-    def text(self, fields: list[str]) -> str:
-        return self.encoding.field.join(fields)
+            start = text[:4]
+            if start == obx or text == "OBX":
+                yield "OBX", text.split(separator), text
+            elif start == obr or text == "OBR":
+                yield "OBR", text.split(separator), ""
 
 
 _SEX = {"F": "F", "M": "M", "O": "O", "U": "U", "A": "O", "N": "U"}
@@ -294,10 +303,15 @@ OBSERVATION_COLUMNS = (
     "raw_text",
 )
 ROW_COLUMNS = (*PATIENT_COLUMNS, *OBSERVATION_COLUMNS)
+# What `_observations` returns, observations with the row of their group, and groups: what an OBR's
+# observations share (their patient, OBR, message).
+OBSERVATION_ROW = (*OBSERVATION_COLUMNS[:13], "location", "raw_text")
+GROUP_ROW = (*PATIENT_COLUMNS, "collected_at", "reported_at", "accession", "lab", "message_offset")
 
 
-def _observation(reader: _Library | _Split, obx: Any) -> tuple[str, ...]:
-    """The OBX's own fields, as text: `OBSERVATION_COLUMNS` from ``code`` to ``observed_at``."""
+def _observation(reader: _Library | _Split, obx: Any, obr_status: str, *rest: Any) -> tuple[Any, ...]:
+    """An `OBSERVATION_ROW`: the OBX's own fields as text (OBR-25 ``obr_status`` when OBX-11 is empty),
+    then ``rest`` (its location, text and group)."""
     get, unescape = reader.get, reader.unescape
     code, text, system = get(obx, 3, 1), get(obx, 3, 2), get(obx, 3, 3).upper()
     alt_code, alt_text, alt_system = get(obx, 3, 4), get(obx, 3, 5), get(obx, 3, 6).upper()
@@ -319,12 +333,15 @@ def _observation(reader: _Library | _Split, obx: Any) -> tuple[str, ...]:
         _unit(unescape, get(obx, 6, 1), get(obx, 6, 2)),
         unescape(get(obx, 7)),
         flags[:10],
-        get(obx, 11).upper(),
+        get(obx, 11).upper() or obr_status,
         get(obx, 14),
+        *rest,
     )
 
 
-def _plain_observation(fields: list[str], component: str, unescape: Callable[[str], str]) -> tuple[str, ...]:
+def _plain_observation(
+    fields: list[str], component: str, unescape: Callable[[str], str], obr_status: str, *rest: Any
+) -> tuple[Any, ...]:
     """`_observation` of a segment `_Encoding.plain` (its fields), without a call per field."""
     if len(fields) < 15:
         fields = fields + _BLANKS[len(fields) :]
@@ -340,7 +357,12 @@ def _plain_observation(fields: list[str], component: str, unescape: Callable[[st
         value = _structured_numeric(parts[c].strip() if c < len(parts) else "" for c in range(4))
     else:
         value = fields[5].partition(component)[0].strip()
-    units = fields[6].split(component)
+    unit = fields[6].partition(component)
+    first = unit[0].strip()
+    if first.isdigit():  # `_unit`, the unit needing no unescaping but when it is re-joined
+        second = unit[2].partition(component)[0].strip()
+        if second and second[0].isdigit():
+            first = unescape(f"{first}^{second}")
     return (
         code,
         text,
@@ -350,11 +372,12 @@ def _plain_observation(fields: list[str], component: str, unescape: Callable[[st
         loinc,
         value_type,
         value,
-        _unit(unescape, units[0].strip(), units[1].strip() if len(units) > 1 else ""),
+        first,
         fields[7].partition(component)[0].strip(),
         fields[8].partition(component)[0].strip()[:10],
-        fields[11].partition(component)[0].strip().upper(),
+        fields[11].partition(component)[0].strip().upper() or obr_status,
         fields[14].partition(component)[0].strip(),
+        *rest,
     )
 
 
@@ -421,9 +444,11 @@ def _structured_numeric(components: Iterable[str]) -> str:
 
 def _observations(
     messages: list[list[str]], messages_before: int
-) -> tuple[list[tuple[str, ...]], list[tuple[str, ...]], list[dict[str, str]]]:
-    """Rows of `ROW_COLUMNS`, patients (`PATIENT_COLUMNS`) and refusals (`REJECT_COLUMNS`)."""
-    rows: list[tuple[str, ...]] = []
+) -> tuple[list[tuple[Any, ...]], list[tuple[str, ...]], list[tuple[str, ...]], list[dict[str, str]]]:
+    """Observations (`OBSERVATION_ROW`), their OBR groups (`GROUP_ROW`), patients (`PATIENT_COLUMNS`)
+    and refusals (`REJECT_COLUMNS`)."""
+    rows: list[tuple[Any, ...]] = []
+    groups: list[tuple[str, ...]] = []
     patients: list[tuple[str, ...]] = []
     problems: list[dict[str, str]] = []
     for number, segments in enumerate(messages, start=1 + messages_before):
@@ -460,39 +485,46 @@ def _observations(
         patients.append(patient)
         plain = encoding.plain if encoding else None
         component = encoding.component if encoding else ""
+        unescape = reader.unescape
         obr: Any = None
-        context: tuple[str, ...] = ()
-        groups = observations = results = 0
-        for name, segment in reader.segments():
+        group = -1  # the OBR's row in ``groups`` once one of its OBX is read
+        obr_status = ""
+        number_of_obr = observations = results = 0
+        for name, segment, text in reader.segments():
             if name == "OBR":
-                obr, context, groups, observations = segment, (), groups + 1, 0
-            elif name == "OBX":
+                obr, group, number_of_obr, observations = segment, -1, number_of_obr + 1, 0
+            else:
                 observations, results = observations + 1, results + 1
-                if not context:
-                    context = _context(reader, obr, message.lab)
-                text = reader.text(segment)
+                if group < 0:
+                    obr_status, *context = _context(reader, obr, message.lab)
+                    group = len(groups)
+                    groups.append((*patient, *context, message.offset))
+                where = f"{message.where}, OBR {max(number_of_obr, 1)}, OBX {observations}"
+                raw = text if len(text) <= RAW_TEXT_LIMIT else cut_raw(text)
                 if plain is not None and plain(text):
-                    found = _plain_observation(segment, component, reader.unescape)
+                    row = _plain_observation(segment, component, unescape, obr_status, where, raw, group)
                 else:
-                    found = _observation(reader, segment)
-                rows.append(
-                    (
-                        *patient,
-                        *found[:11],
-                        found[11] or context[0],
-                        found[12],
-                        *context[1:],
-                        message.offset,
-                        f"{message.where}, OBR {max(groups, 1)}, OBX {observations}",
-                        cut_raw(text),
-                    )
-                )
+                    row = _observation(reader, segment, obr_status, where, raw, group)
+                rows.append(row)
         if not results:
             # Kept for review rather than passed over: most often a message cut short in transfer.
             problems.append(
                 _problem(message.where, "\r".join(segments), "no OBX segment: the message carries no result")
             )
-    return rows, patients, problems
+    return rows, groups, patients, problems
+
+
+def _frame(rows: list[tuple[Any, ...]], groups: list[tuple[str, ...]]) -> pd.DataFrame:
+    """The observations as a frame of `ROW_COLUMNS`, each group's values taken from one array per column."""
+    *columns, at = zip(*rows, strict=True)  # every row has every column
+    texts = {
+        name: pa.array(column, pa.large_string())
+        for name, column in zip(OBSERVATION_ROW, columns, strict=True)
+    }
+    where = pa.array(at, pa.int64())
+    shared = zip(GROUP_ROW, zip(*groups, strict=True), strict=True)
+    texts.update((name, pa.array(column, pa.large_string()).take(where)) for name, column in shared)
+    return pd.DataFrame({name: pd.Series(texts[name], dtype="str") for name in ROW_COLUMNS})
 
 
 def _problem(location: str, raw: str, reason: str) -> dict[str, str]:
@@ -512,7 +544,7 @@ def parse_hl7(text: str, *, timezone: str = "UTC", messages_before: int = 0) -> 
         Messages of the file before this text (a piece of it), so that message numbers are the file's.
     """
     messages, stray = split_messages(text)
-    rows, patients, problems = _observations(messages, messages_before)
+    rows, groups, patients, problems = _observations(messages, messages_before)
     if stray:
         problems.insert(0, _problem("before the first MSH", "\r".join(stray), "text outside any message"))
     rejected = pd.DataFrame(problems, columns=list(REJECT_COLUMNS)).astype(str)
@@ -522,15 +554,18 @@ def parse_hl7(text: str, *, timezone: str = "UTC", messages_before: int = 0) -> 
             rejected=rejected,
             patients=pd.DataFrame(patients, columns=list(PATIENT_COLUMNS)),
         )
-    columns = zip(*rows, strict=True)  # every row has every column
-    frame = pd.DataFrame({name: list(column) for name, column in zip(ROW_COLUMNS, columns, strict=True)})
-    frame["analyte"] = _analyte(frame)
+    frame = _frame(rows, groups)
+    frame["analyte"] = _by_distinct(_analyte, frame["loinc"], frame["local_code"], frame["local_text"])
     pending = frame["status"].isin(NOT_YET) & frame["value"].eq("")
     frame = frame[~pending]
     offsets = frame["message_offset"]
     collected = frame["collected_at"].where(frame["collected_at"] != "", frame["observed_at"])
-    when = hl7_to_iso(_with_message_offset(collected, offsets), timezone)
-    reported = hl7_to_iso(_with_message_offset(frame["reported_at"], offsets), timezone)
+
+    def read_time(stamps: pd.Series, offsets: pd.Series) -> pd.Series:
+        return hl7_to_iso(_with_message_offset(stamps, offsets), timezone)
+
+    when = _by_distinct(read_time, collected, offsets)
+    reported = _by_distinct(read_time, frame["reported_at"], offsets)
     untimed = _untimed(frame, collected, when)
     frame = frame.assign(
         collected_at=when, reported_at=reported, collected_as=_time_field(frame) + " '" + collected + "'"
@@ -558,30 +593,44 @@ def _time_field(frame: pd.DataFrame) -> pd.Series:
 
 def _untimed(frame: pd.DataFrame, written: pd.Series, read: pd.Series) -> pd.DataFrame:
     """Observations (CBC or not) whose collection time is missing or cannot be read, with the reason."""
-    missing = read.eq("")
+    missing = read.eq("").to_numpy()
+    frame, written = frame[missing], written[missing]
     source = _time_field(frame) + " '" + written + "'"
     reason = (source + " is not an HL7 date/time (YYYYMMDD[HHMM[SS]][+/-ZZZZ])").where(
         ~year_outside(written), source + OUTSIDE_YEARS
     )
     reason = reason.where(written.ne(""), "no collection time: OBR-7 and OBX-14 are both empty")
-    return frame.assign(reason=reason)[missing.to_numpy()][list(REJECT_COLUMNS)]
+    return frame.assign(reason=reason.astype("str"))[list(REJECT_COLUMNS)]
 
 
-def _analyte(frame: pd.DataFrame) -> pd.Series:
+def _by_distinct(function: Callable[..., Any], *columns: pd.Series) -> Any:
+    """``function(*columns)``, a function of each row alone, computed once per distinct row of the columns.
+
+    A panel's observations share their times, a feed's its codes and ranges: the costly readings (regular
+    expressions, time zones) run on a few values instead of every row.
+
+    >>> _by_distinct(lambda a, b: a + b, pd.Series(["x", "y", "x"]), pd.Series(["1", "2", "1"])).tolist()
+    ['x1', 'y2', 'x1']
+    """
+    key = np.zeros(len(columns[0]), dtype=np.int64)
+    for column in columns:
+        codes, distinct = pd.factorize(column, use_na_sentinel=False)
+        key = pd.factorize(key * len(distinct) + codes)[0]  # below the number of rows
+    _, first, where = np.unique(key, return_index=True, return_inverse=True)
+    result = function(*(column.iloc[first].reset_index(drop=True) for column in columns))
+    return result.iloc[where].set_axis(columns[0].index)
+
+
+def _analyte(loinc: pd.Series, local_code: pd.Series, local_text: pd.Series) -> pd.Series:
     """Canonical analyte per OBX: by LOINC when coded in LOINC, else by local alias; '' when neither."""
-    by_loinc = frame["loinc"].map(LOINC)
-    local = (
-        frame["local_code"]
-        .str.lower()
-        .map(LOCAL_ALIASES)
-        .fillna(frame["local_text"].str.lower().map(LOCAL_ALIASES))
-    )
-    coded_in_loinc = frame["loinc"] != ""
+    by_loinc = loinc.map(LOINC)
+    local = local_code.str.lower().map(LOCAL_ALIASES).fillna(local_text.str.lower().map(LOCAL_ALIASES))
+    coded_in_loinc = loinc != ""
     return by_loinc.where(coded_in_loinc, local).fillna("")
 
 
 def _cbc_records(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    ranges = split_range(frame["ref_raw"])
+    ranges = _by_distinct(split_range, frame["ref_raw"])
     not_numeric = frame["value_type"].isin(["CE", "CWE", "CNE", "CF", "ED", "RP", "FT"])
     refused = frame[not_numeric].assign(
         reason="OBX-2 value type " + frame.loc[not_numeric, "value_type"] + " is not a number for a CBC count"
