@@ -385,3 +385,13 @@ def test_mutated_files_read_the_same(data: st.DataObject) -> None:
 )
 def test_awkward_messages_read_the_same(text: str) -> None:
     assert_same(text)
+
+
+def test_the_benchmark_feed_reads_the_same(tmp_path: Path) -> None:
+    """Many plain messages: the fast path's common case."""
+    from benchmarks.feeds import hl7_file
+
+    path = tmp_path / "feed.hl7"
+    results = hl7_file(path, 300)
+    parsed = assert_same(path.read_bytes().decode("utf-8"), timezone="Europe/Paris")
+    assert isinstance(parsed, Parsed) and len(parsed.records) == results

@@ -1,4 +1,10 @@
-"""HL7 v2.x ORU^R01 result messages, read with the `hl7` library.
+"""HL7 v2.x ORU^R01 result messages, split on their own delimiters as the `hl7` library reads them.
+
+A message whose MSH-1 and MSH-2 are the field separator and four distinct encoding characters is split
+here (fields, then repetitions, components and subcomponents only of the fields read; python-hl7's own
+unescaping where a value holds the escape character): the same reading as python-hl7's object model, at
+a fraction of its cost (tests/test_hl7_fast.py compares them). Any other message is read by python-hl7,
+so that its reading and its refusals stay the library's.
 
 A file may hold one or many messages, with ``\\r``, ``\\n`` or ``\\r\\n`` between segments and MLLP framing
 characters around them. Fields read: PID-3 (identifier, assigning authority, type MR preferred),
@@ -222,10 +228,14 @@ class _Split:
 
     def pid(self) -> list[str]:
         """The first PID segment's fields (KeyError when there is none)."""
+        return self.pid_text().split(self.encoding.field)
+
+    def pid_text(self) -> str:
+        """The first PID segment (KeyError when there is none)."""
         start = "PID" + self.encoding.field
         for text in self.texts:
             if text.startswith(start):
-                return text.split(self.encoding.field)
+                return text
         raise KeyError("No PID segments")
 
     def segments(self) -> Iterator[tuple[str, list[str], str]]:
@@ -255,8 +265,22 @@ class _Message:
         self.offset = message_offset(get(msh, 7))
         self.where = f"message {number}" + (f" ({self.control_id})" if self.control_id else "")
 
-    def patient(self) -> tuple[str, str, str, str, str]:
-        """PID-3 (type MR preferred), its assigning authority, name, birth date, sex (`PATIENT_COLUMNS`)."""
+    def patient(self, known: dict[tuple[_Encoding, str], tuple[str, ...]]) -> tuple[str, ...]:
+        """PID-3 (type MR preferred), its assigning authority, name, birth date, sex (`PATIENT_COLUMNS`).
+
+        ``known``: the patients of split messages already read, by their PID segment (a patient's
+        messages repeat it), filled in here.
+        """
+        reader = self.reader
+        if isinstance(reader, _Split):
+            key = (reader.encoding, reader.pid_text())
+            if key in known:
+                return known[key]
+            known[key] = self._patient()
+            return known[key]
+        return self._patient()
+
+    def _patient(self) -> tuple[str, str, str, str, str]:
         reader = self.reader
         get = reader.get
         pid = reader.pid()
@@ -449,6 +473,7 @@ def _observations(
     and refusals (`REJECT_COLUMNS`)."""
     rows: list[tuple[Any, ...]] = []
     groups: list[tuple[str, ...]] = []
+    known: dict[tuple[_Encoding, str], tuple[str, ...]] = {}
     patients: list[tuple[str, ...]] = []
     problems: list[dict[str, str]] = []
     for number, segments in enumerate(messages, start=1 + messages_before):
@@ -471,7 +496,7 @@ def _observations(
             )
             continue
         try:
-            patient = message.patient()
+            patient = message.patient(known)
         except KeyError:
             problems.append(
                 _problem(message.where, "\r".join(segments), "no PID segment: the patient is unknown")
