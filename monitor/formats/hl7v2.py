@@ -121,10 +121,6 @@ class _Library:
     def repetitions(segment: Any, field: int) -> int:
         return _repetitions(segment, field)
 
-    @staticmethod
-    def text(segment: Any) -> str:
-        return str(segment)
-
 
 class _Encoding:
     """A message's delimiters (MSH-1, MSH-2), and a field read from the split text as python-hl7 reads it.
@@ -206,6 +202,8 @@ def _encoding(msh: str) -> _Encoding | None:
         return None
     delimiters = msh[3:8]
     if delimiters not in _ENCODINGS:
+        if len(_ENCODINGS) >= 1_000:  # a hostile file of ever-new delimiters: kept bounded
+            _ENCODINGS.clear()
         usable = len(set(delimiters)) == 5 and all(c in string.punctuation for c in delimiters)
         _ENCODINGS[delimiters] = _Encoding(delimiters) if usable else None
     return _ENCODINGS[delimiters]
