@@ -161,7 +161,10 @@ def _subject(observation: dict[str, Any], index: Index, panel: _Panel | None) ->
         if found is not None and found["resourceType"] != "Patient":
             raise _Refused(f"subject '{reference}' is a {found['resourceType']}, not a Patient")
         if found is not None:
-            return {key: _patient(found)[key] for key in ("patient_id", "assigning_authority")}
+            patient = index.patients.get(id(found))
+            if patient is None:  # read once per Patient, not once per Observation
+                patient = index.patients[id(found)] = _patient(found)
+            return {key: patient[key] for key in ("patient_id", "assigning_authority")}
         match = REFERENCE.search(reference)
         if match and match["type"] != "Patient":
             raise _Refused(f"subject '{reference}' is a {match['type']}, not a Patient")
@@ -231,7 +234,10 @@ def _performer(observation: dict[str, Any], index: Index) -> dict[str, Any]:
 
 def _value_key(observation: dict[str, Any]) -> str:
     """The value[x] element present ("valueQuantity", "valueString", ...), '' when none."""
-    return next((k for k, v in observation.items() if re.match(r"^value[A-Z]", k) and v is not None), "")
+    return next((k for k, v in observation.items() if _VALUE_KEY.match(k) and v is not None), "")
+
+
+_VALUE_KEY = re.compile(r"^value[A-Z]")
 
 
 def _unit(quantity: dict[str, Any]) -> str:

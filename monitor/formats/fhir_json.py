@@ -34,9 +34,15 @@ class Item:
 
 
 def loads(text: str) -> Any:
-    """The JSON value of ``text``, its numbers as ``Decimal``."""
-    # Decimal keeps numbers as written ("6.80" stays "6.80") and has no digit limit, unlike int.
-    return json.loads(text, parse_float=Decimal, parse_int=Decimal)
+    """The JSON value of ``text``, its numbers as ``Decimal``: `json.loads` with one decoder for every
+    call (an NDJSON file calls it once a line)."""
+    if text.startswith("\ufeff"):  # as json.loads refuses it
+        raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+    return _DECODER.decode(text)
+
+
+# Decimal keeps numbers as written ("6.80" stays "6.80") and has no digit limit, unlike int.
+_DECODER = json.JSONDecoder(parse_float=Decimal, parse_int=Decimal)
 
 
 def try_loads(text: str) -> tuple[Any, str]:
@@ -183,6 +189,8 @@ class Index:
 
     def __init__(self, items: list[Item]) -> None:
         self.by_key: dict[str, dict[str, Any]] = {}
+        # Patient rows read from the resources (by object id: the items keep the resources alive).
+        self.patients: dict[int, dict[str, str]] = {}
         for item in items:
             if item.resource is None:
                 continue

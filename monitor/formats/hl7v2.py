@@ -1,4 +1,10 @@
-"""HL7 v2.x ORU^R01 result messages, read with the `hl7` library.
+"""HL7 v2.x ORU^R01 result messages, split on their own delimiters as the `hl7` library reads them.
+
+A message whose MSH-1 and MSH-2 are the field separator and four distinct encoding characters is split
+here (fields, then repetitions, components and subcomponents only of the fields read; python-hl7's own
+unescaping where a value holds the escape character): the same reading as python-hl7's object model, at
+a fraction of its cost (tests/test_hl7_fast.py compares them). Any other message is read by python-hl7,
+so that its reading and its refusals stay the library's.
 
 A file may hold one or many messages, with ``\\r``, ``\\n`` or ``\\r\\n`` between segments and MLLP framing
 characters around them. Fields read: PID-3 (identifier, assigning authority, type MR preferred),
@@ -14,16 +20,21 @@ names are matched in `monitor.analytes.LOCAL_ALIASES`.
 from __future__ import annotations
 
 import re
+import string
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import hl7
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from monitor.analytes import LOCAL_ALIASES, LOINC
 from monitor.formats.parsed import (
     OTHER_COLUMNS,
     PATIENT_COLUMNS,
     RAW_COLUMNS,
+    RAW_TEXT_LIMIT,
     REJECT_COLUMNS,
     Parsed,
     cut_raw,
@@ -62,10 +73,15 @@ def split_messages(text: str) -> tuple[list[list[str]], list[str]]:
     return messages, stray
 
 
+# What `_get` turns into '' rather than raise: a field, component or repetition that is not there, and an
+# escape sequence python-hl7 cannot unescape.
+_NOT_READ = (IndexError, KeyError, AttributeError, TypeError, ValueError)
+
+
 def _get(segment: Any, field: int, component: int = 1, repetition: int = 1, sub: int = 1) -> str:
     try:
         return str(segment.extract_field(1, field, repetition, component, sub) or "").strip()
-    except (IndexError, KeyError, AttributeError, TypeError, ValueError):
+    except _NOT_READ:
         return ""
 
 
@@ -76,86 +92,345 @@ def _repetitions(segment: Any, field: int) -> int:
         return 0
 
 
-def _unit(message: Any, segment: Any) -> str:
-    """OBX-6, re-joining a raw ``10^9/L`` that a conformant parser splits into ``10`` and ``9/L``.
+class _Library:
+    """A message read by python-hl7's object model: for a message the splitter does not read."""
+
+    def __init__(self, raw: str) -> None:
+        self.parsed = hl7.parse(raw)
+        self.unescape: Callable[[str], str] = self.parsed.unescape
+        self.header = self.parsed.segment("MSH")
+
+    def pid(self) -> Any:
+        """The first PID segment (KeyError when there is none)."""
+        return self.parsed.segment("PID")
+
+    def segments(self) -> Iterator[tuple[str, Any, str]]:
+        """Each OBR and OBX segment: its name, the segment and (an OBX's) text."""
+        for segment in self.parsed:
+            name = str(segment[0])
+            if name == "OBR":
+                yield name, segment, ""
+            elif name == "OBX":
+                yield name, segment, str(segment)
+
+    @staticmethod
+    def get(segment: Any, field: int, component: int = 1, repetition: int = 1) -> str:
+        return _get(segment, field, component, repetition)
+
+    @staticmethod
+    def repetitions(segment: Any, field: int) -> int:
+        return _repetitions(segment, field)
+
+
+class _Encoding:
+    """A message's delimiters (MSH-1, MSH-2), and a field read from the split text as python-hl7 reads it.
+
+    HL7 v2.5.1 chapter 2: segments are split on the segment terminator, fields on MSH-1 (MSH-1 is the
+    field separator itself and MSH-2 the encoding characters, so a plain split of MSH numbers its fields
+    one lower), repetitions, components and subcomponents on MSH-2's characters.
+    """
+
+    __slots__ = ("field", "component", "repetition", "escape", "subcomponent", "library")
+
+    def __init__(self, delimiters: str) -> None:
+        self.field, self.component, self.repetition, self.escape, self.subcomponent = tuple(delimiters)
+        # python-hl7's own unescaping with these delimiters (a message of no segment carries them).
+        self.library = hl7.Message(
+            separators="\r" + self.field + self.repetition + self.component + self.subcomponent,
+            esc=self.escape,
+        )
+
+    def unescape(self, text: str) -> str:
+        """Escape sequences (\\F\\, \\S\\, \\X..\\, highlighting...) replaced, as python-hl7 does."""
+        if self.escape not in text:
+            return text
+        unescaped: str = self.library.unescape(text)
+        return unescaped
+
+    def get(self, fields: list[str], field: int, component: int = 1, repetition: int = 1) -> str:
+        """What `_get` returns for the same field of the segment python-hl7 builds from these fields.
+
+        python-hl7 splits a field into repetitions only when it holds a repetition, component or
+        subcomponent separator, a repetition into components only when it holds a component or
+        subcomponent separator: either way a missing part reads as '', and the first subcomponent is
+        read. Not for MSH-1 and MSH-2, which python-hl7 does not unescape.
+        """
+        if field >= len(fields):
+            return ""
+        text = fields[field]
+        if repetition > 1 or self.repetition in text:
+            parts = text.split(self.repetition)
+            if repetition > len(parts):
+                return ""
+            text = parts[repetition - 1]
+        if component > 1 or self.component in text:
+            parts = text.split(self.component)
+            if component > len(parts):
+                return ""
+            text = parts[component - 1]
+        if self.subcomponent in text:
+            text = text.partition(self.subcomponent)[0]
+        if self.escape in text:
+            try:
+                text = self.library.unescape(text)
+            except _NOT_READ:
+                return ""
+        return text.strip()
+
+    def repetitions(self, fields: list[str], field: int) -> int:
+        return fields[field].count(self.repetition) + 1 if field < len(fields) else 0
+
+    def plain(self, text: str) -> bool:
+        """Whether a segment holds no repetition or subcomponent separator and no escape character: then
+        each field read is its first component, stripped, as it stands."""
+        return self.repetition not in text and self.subcomponent not in text and self.escape not in text
+
+
+# Each message's delimiters, by MSH-1 and MSH-2's first four characters (None: python-hl7 reads it).
+_ENCODINGS: dict[str, _Encoding | None] = {}
+
+
+def _encoding(msh: str) -> _Encoding | None:
+    """The delimiters of a message the splitter reads exactly as python-hl7 would, else None.
+
+    That is MSH, then MSH-1, at least four encoding characters and MSH-1 again, the field separator and
+    the four encoding characters read (component, repetition, escape, subcomponent) distinct punctuation.
+    Anything else (a header cut short, encoding characters missing, repeated or odd) goes to python-hl7,
+    whose reading and refusals ("cannot be parsed as HL7 v2: ...") stay as they were.
+    """
+    if len(msh) < 9 or msh.find(msh[3], 4) < 8:
+        return None
+    delimiters = msh[3:8]
+    if delimiters not in _ENCODINGS:
+        if len(_ENCODINGS) >= 1_000:  # a hostile file of ever-new delimiters: kept bounded
+            _ENCODINGS.clear()
+        usable = len(set(delimiters)) == 5 and all(c in string.punctuation for c in delimiters)
+        _ENCODINGS[delimiters] = _Encoding(delimiters) if usable else None
+    return _ENCODINGS[delimiters]
+
+
+class _Split:
+    """A message read by splitting its text: the fast path, same reading as `_Library` (tests check)."""
+
+    def __init__(self, texts: list[str], encoding: _Encoding) -> None:
+        self.texts = texts
+        self.encoding = encoding
+        self.unescape = encoding.unescape
+        self.get = encoding.get
+        self.repetitions = encoding.repetitions
+        separator = encoding.field
+        msh = texts[0]
+        end = msh.find(separator, 4)
+        rest = msh[end + 1 :]
+        self.header = ["MSH", separator, msh[4:end], *(rest.split(separator) if rest else ())]
+
+    def pid(self) -> list[str]:
+        """The first PID segment's fields (KeyError when there is none)."""
+        return self.pid_text().split(self.encoding.field)
+
+    def pid_text(self) -> str:
+        """The first PID segment (KeyError when there is none)."""
+        start = "PID" + self.encoding.field
+        for text in self.texts:
+            if text.startswith(start):
+                return text
+        raise KeyError("No PID segments")
+
+    def segments(self) -> Iterator[tuple[str, list[str], str]]:
+        """Each OBR and OBX segment: its name, its fields and (an OBX's) text."""
+        separator = self.encoding.field
+        obr, obx = "OBR" + separator, "OBX" + separator
+        for text in self.texts:
+            start = text[:4]
+            if start == obx or text == "OBX":
+                yield "OBX", text.split(separator), text
+            elif start == obr or text == "OBR":
+                yield "OBR", text.split(separator), ""
+
+
+_SEX = {"F": "F", "M": "M", "O": "O", "U": "U", "A": "O", "N": "U"}
+
+
+class _Message:
+    """One message and the fields the records need from its header and patient."""
+
+    def __init__(self, reader: _Library | _Split, number: int) -> None:
+        self.reader = reader
+        get, msh = reader.get, reader.header
+        self.control_id = get(msh, 10)
+        self.kind = f"{get(msh, 9, 1)}^{get(msh, 9, 2)}"
+        self.lab = get(msh, 4) or get(msh, 3)
+        self.offset = message_offset(get(msh, 7))
+        self.where = f"message {number}" + (f" ({self.control_id})" if self.control_id else "")
+
+    def patient(self, known: dict[tuple[_Encoding, str], tuple[str, ...]]) -> tuple[str, ...]:
+        """PID-3 (type MR preferred), its assigning authority, name, birth date, sex (`PATIENT_COLUMNS`).
+
+        ``known``: the patients of split messages already read, by their PID segment (a patient's
+        messages repeat it), filled in here.
+        """
+        reader = self.reader
+        if isinstance(reader, _Split):
+            key = (reader.encoding, reader.pid_text())
+            if key in known:
+                return known[key]
+            known[key] = self._patient()
+            return known[key]
+        return self._patient()
+
+    def _patient(self) -> tuple[str, str, str, str, str]:
+        reader = self.reader
+        get = reader.get
+        pid = reader.pid()
+        chosen = 1
+        for repetition in range(1, reader.repetitions(pid, 3) + 1):
+            if get(pid, 3, 5, repetition).upper() == "MR":
+                chosen = repetition
+                break
+        family, given, middle = (get(pid, 5, c) for c in (1, 2, 3))
+        born = get(pid, 7)
+        birth_date = f"{born[0:4]}-{born[4:6]}-{born[6:8]}" if len(born) >= 8 and born[:8].isdigit() else ""
+        sex = _SEX.get(get(pid, 8).upper(), "")
+        unescape = reader.unescape
+        return (
+            unescape(get(pid, 3, 1, chosen)),
+            unescape(get(pid, 3, 4, chosen)),
+            unescape(", ".join(p for p in (family, " ".join(p for p in (given, middle) if p)) if p)),
+            birth_date,
+            sex,
+        )
+
+
+# An observation's columns after its patient's (`PATIENT_COLUMNS`): the frame `parse_hl7` builds.
+OBSERVATION_COLUMNS = (
+    "code",
+    "text",
+    "system",
+    "local_code",
+    "local_text",
+    "loinc",
+    "value_type",
+    "value",
+    "unit",
+    "ref_raw",
+    "abnormal_flag",
+    "status",
+    "observed_at",
+    "collected_at",
+    "reported_at",
+    "accession",
+    "lab",
+    "message_offset",
+    "location",
+    "raw_text",
+)
+ROW_COLUMNS = (*PATIENT_COLUMNS, *OBSERVATION_COLUMNS)
+# What `_observations` returns, observations with the row of their group, and groups: what an OBR's
+# observations share (their patient, OBR, message).
+OBSERVATION_ROW = (*OBSERVATION_COLUMNS[:13], "location", "raw_text")
+GROUP_ROW = (*PATIENT_COLUMNS, "collected_at", "reported_at", "accession", "lab", "message_offset")
+
+
+def _observation(reader: _Library | _Split, obx: Any, obr_status: str, *rest: Any) -> tuple[Any, ...]:
+    """An `OBSERVATION_ROW`: the OBX's own fields as text (OBR-25 ``obr_status`` when OBX-11 is empty),
+    then ``rest`` (its location, text and group)."""
+    get, unescape = reader.get, reader.unescape
+    code, text, system = get(obx, 3, 1), get(obx, 3, 2), get(obx, 3, 3).upper()
+    alt_code, alt_text, alt_system = get(obx, 3, 4), get(obx, 3, 5), get(obx, 3, 6).upper()
+    loinc = code if system in LOINC_SYSTEMS else alt_code if alt_system in LOINC_SYSTEMS else ""
+    value_type = get(obx, 2).upper()
+    value = get(obx, 5)
+    if value_type == "SN":
+        value = _structured_numeric(get(obx, 5, c) for c in (1, 2, 3, 4))
+    flags = "~".join(f for f in (get(obx, 8, 1, r) for r in range(1, reader.repetitions(obx, 8) + 1)) if f)
+    return (
+        code,
+        unescape(text),
+        system,
+        alt_code if system in LOINC_SYSTEMS else code,
+        unescape(alt_text if system in LOINC_SYSTEMS else text),
+        loinc,
+        value_type,
+        unescape(value),
+        _unit(unescape, get(obx, 6, 1), get(obx, 6, 2)),
+        unescape(get(obx, 7)),
+        flags[:10],
+        get(obx, 11).upper() or obr_status,
+        get(obx, 14),
+        *rest,
+    )
+
+
+def _plain_observation(
+    fields: list[str], component: str, unescape: Callable[[str], str], obr_status: str, *rest: Any
+) -> tuple[Any, ...]:
+    """`_observation` of a segment `_Encoding.plain` (its fields), without a call per field."""
+    if len(fields) < 15:
+        fields = fields + _BLANKS[len(fields) :]
+    coded = fields[3].split(component)
+    if len(coded) < 6:
+        coded += _BLANKS[len(coded) : 6]
+    code, text, system = coded[0].strip(), coded[1].strip(), coded[2].strip().upper()
+    alt_code, alt_text, alt_system = coded[3].strip(), coded[4].strip(), coded[5].strip().upper()
+    loinc = code if system in LOINC_SYSTEMS else alt_code if alt_system in LOINC_SYSTEMS else ""
+    value_type = fields[2].partition(component)[0].strip().upper()
+    if value_type == "SN":
+        parts = fields[5].split(component)
+        value = _structured_numeric(parts[c].strip() if c < len(parts) else "" for c in range(4))
+    else:
+        value = fields[5].partition(component)[0].strip()
+    unit = fields[6].partition(component)
+    first = unit[0].strip()
+    if first.isdigit():  # `_unit`, the unit needing no unescaping but when it is re-joined
+        second = unit[2].partition(component)[0].strip()
+        if second and second[0].isdigit():
+            first = unescape(f"{first}^{second}")
+    return (
+        code,
+        text,
+        system,
+        alt_code if system in LOINC_SYSTEMS else code,
+        alt_text if system in LOINC_SYSTEMS else text,
+        loinc,
+        value_type,
+        value,
+        first,
+        fields[7].partition(component)[0].strip(),
+        fields[8].partition(component)[0].strip()[:10],
+        fields[11].partition(component)[0].strip().upper() or obr_status,
+        fields[14].partition(component)[0].strip(),
+        *rest,
+    )
+
+
+_BLANKS = [""] * 15
+
+
+def _unit(unescape: Callable[[str], str], first: str, second: str) -> str:
+    """OBX-6 (its first two components), re-joining a raw ``10^9/L`` that a conformant parser splits into
+    ``10`` and ``9/L``.
 
     HL7 v2 escapes ``^`` in data as ``\\S\\``, but some analysers send it raw
     (docs/clinical-basis.md, Units and UCUM).
     """
-    first, second = _get(segment, 6, 1), _get(segment, 6, 2)
     if first.isdigit() and second and second[0].isdigit():
-        joined: str = message.unescape(f"{first}^{second}")
-        return joined
-    unit: str = message.unescape(first)
-    return unit
+        return unescape(f"{first}^{second}")
+    return unescape(first)
 
 
-class _Message:
-    """One parsed message and the fields the records need from its header and patient."""
-
-    def __init__(self, parsed: Any, number: int) -> None:
-        self.parsed = parsed
-        msh = parsed.segment("MSH")
-        self.control_id = _get(msh, 10)
-        self.kind = f"{_get(msh, 9, 1)}^{_get(msh, 9, 2)}"
-        self.lab = _get(msh, 4) or _get(msh, 3)
-        self.offset = message_offset(_get(msh, 7))
-        self.where = f"message {number}" + (f" ({self.control_id})" if self.control_id else "")
-
-    def patient(self) -> dict[str, str]:
-        pid = self.parsed.segment("PID")
-        chosen = 1
-        for repetition in range(1, _repetitions(pid, 3) + 1):
-            if _get(pid, 3, 5, repetition).upper() == "MR":
-                chosen = repetition
-                break
-        family, given, middle = (_get(pid, 5, c) for c in (1, 2, 3))
-        born = _get(pid, 7)
-        birth_date = f"{born[0:4]}-{born[4:6]}-{born[6:8]}" if len(born) >= 8 and born[:8].isdigit() else ""
-        sex = {"F": "F", "M": "M", "O": "O", "U": "U", "A": "O", "N": "U"}.get(_get(pid, 8).upper(), "")
-        unescape = self.parsed.unescape
-        return {
-            "patient_id": unescape(_get(pid, 3, 1, chosen)),
-            "assigning_authority": unescape(_get(pid, 3, 4, chosen)),
-            "name": unescape(", ".join(p for p in (family, " ".join(p for p in (given, middle) if p)) if p)),
-            "birth_date": birth_date,
-            "sex": sex,
-        }
-
-
-def _observation(message: _Message, obr: Any, obx: Any, where: str) -> dict[str, str]:
-    """The fields of one OBX (with its OBR and message context), as text."""
-    unescape = message.parsed.unescape
-    code, text, system = _get(obx, 3, 1), _get(obx, 3, 2), _get(obx, 3, 3).upper()
-    alt_code, alt_text, alt_system = _get(obx, 3, 4), _get(obx, 3, 5), _get(obx, 3, 6).upper()
-    loinc = code if system in LOINC_SYSTEMS else alt_code if alt_system in LOINC_SYSTEMS else ""
-    value_type = _get(obx, 2).upper()
-    value = _get(obx, 5)
-    if value_type == "SN":
-        value = _structured_numeric(obx)
-    flags = "~".join(f for f in (_get(obx, 8, 1, r) for r in range(1, _repetitions(obx, 8) + 1)) if f)
-    return {
-        "code": code,
-        "text": unescape(text),
-        "system": system,
-        "local_code": alt_code if system in LOINC_SYSTEMS else code,
-        "local_text": unescape(alt_text if system in LOINC_SYSTEMS else text),
-        "loinc": loinc,
-        "value_type": value_type,
-        "value": unescape(value),
-        "unit": _unit(message.parsed, obx),
-        "ref_raw": unescape(_get(obx, 7)),
-        "abnormal_flag": flags[:10],
-        "status": _get(obx, 11).upper() or _get(obr, 25).upper(),
-        "observed_at": _get(obx, 14),
-        "collected_at": _get(obr, 7),
-        "reported_at": _get(obr, 22),
-        "accession": unescape(_get(obr, 3) or _get(obr, 2)),
-        "lab": unescape(message.lab),
-        "message_offset": message.offset,
-        "location": where,
-        "raw_text": cut_raw(str(obx)),
-    }
+def _context(reader: _Library | _Split, obr: Any, lab: str) -> tuple[str, str, str, str, str]:
+    """What an OBX takes from its OBR (none before the first) and message: OBR-25 (the status when OBX-11
+    is empty), then `OBSERVATION_COLUMNS` ``collected_at``, ``reported_at``, ``accession``, ``lab``."""
+    if obr is None:
+        return "", "", "", "", reader.unescape(lab)
+    get, unescape = reader.get, reader.unescape
+    return (
+        get(obr, 25).upper(),
+        get(obr, 7),
+        get(obr, 22),
+        unescape(get(obr, 3) or get(obr, 2)),
+        unescape(lab),
+    )
 
 
 # The offset that ends an HL7 v2 date/time (DTM/TS): +/-HHMM after the digits.
@@ -181,9 +456,9 @@ def _with_message_offset(stamps: pd.Series, offsets: pd.Series) -> pd.Series:
     return stamps.where(~bare | offsets.eq(""), stamps + offsets)
 
 
-def _structured_numeric(obx: Any) -> str:
+def _structured_numeric(components: Iterable[str]) -> str:
     """SN ``comparator^number^separator^number``: a plain number only when there is no comparator."""
-    comparator, first, separator, second = (_get(obx, 5, c) for c in (1, 2, 3, 4))
+    comparator, first, separator, second = components
     if not comparator and not separator and not second:
         return first
     return "".join((comparator, first, separator, second))
@@ -191,45 +466,88 @@ def _structured_numeric(obx: Any) -> str:
 
 def _observations(
     messages: list[list[str]], messages_before: int
-) -> tuple[list[dict[str, str]], list[dict[str, str]], list[dict[str, str]]]:
-    rows: list[dict[str, str]] = []
-    patients: list[dict[str, str]] = []
+) -> tuple[list[tuple[Any, ...]], list[tuple[str, ...]], list[tuple[str, ...]], list[dict[str, str]]]:
+    """Observations (`OBSERVATION_ROW`), their OBR groups (`GROUP_ROW`), patients (`PATIENT_COLUMNS`)
+    and refusals (`REJECT_COLUMNS`)."""
+    rows: list[tuple[Any, ...]] = []
+    groups: list[tuple[str, ...]] = []
+    known: dict[tuple[_Encoding, str], tuple[str, ...]] = {}
+    patients: list[tuple[str, ...]] = []
     problems: list[dict[str, str]] = []
     for number, segments in enumerate(messages, start=1 + messages_before):
-        raw = "\r".join(segments)
+        # python-hl7 strips the message's text: only the end of its last segment can change.
+        last = segments[-1].rstrip()
+        texts = segments if last == segments[-1] else [*segments[:-1], last]
+        encoding = _encoding(texts[0])
         try:
-            message = _Message(hl7.parse(raw), number)
+            reader = _Split(texts, encoding) if encoding else _Library("\r".join(segments))
+            message = _Message(reader, number)
         except Exception as error:  # noqa: BLE001 - the library raises many kinds on malformed input
+            raw = "\r".join(segments)
             problems.append(_problem(f"message {number}", raw, f"cannot be parsed as HL7 v2: {error}"))
             continue
         if message.kind.upper() != "ORU^R01":
             problems.append(
-                _problem(message.where, raw, f"MSH-9 is {message.kind!r}, not ORU^R01: no results")
+                _problem(
+                    message.where, "\r".join(segments), f"MSH-9 is {message.kind!r}, not ORU^R01: no results"
+                )
             )
             continue
         try:
-            patient = message.patient()
+            patient = message.patient(known)
         except KeyError:
-            problems.append(_problem(message.where, raw, "no PID segment: the patient is unknown"))
+            problems.append(
+                _problem(message.where, "\r".join(segments), "no PID segment: the patient is unknown")
+            )
             continue
-        if not patient["patient_id"]:
-            problems.append(_problem(message.where, raw, "PID-3 carries no patient identifier"))
+        if not patient[0]:
+            problems.append(
+                _problem(message.where, "\r".join(segments), "PID-3 carries no patient identifier")
+            )
             continue
         patients.append(patient)
+        plain = encoding.plain if encoding else None
+        component = encoding.component if encoding else ""
+        unescape = reader.unescape
         obr: Any = None
-        groups = observations = results = 0
-        for segment in message.parsed:
-            name = str(segment[0])
+        group = -1  # the OBR's row in ``groups`` once one of its OBX is read
+        obr_status = ""
+        number_of_obr = observations = results = 0
+        for name, segment, text in reader.segments():
             if name == "OBR":
-                obr, groups, observations = segment, groups + 1, 0
-            elif name == "OBX":
+                obr, group, number_of_obr, observations = segment, -1, number_of_obr + 1, 0
+            else:
                 observations, results = observations + 1, results + 1
-                where = f"{message.where}, OBR {max(groups, 1)}, OBX {observations}"
-                rows.append({**patient, **_observation(message, obr, segment, where)})
+                if group < 0:
+                    obr_status, *context = _context(reader, obr, message.lab)
+                    group = len(groups)
+                    groups.append((*patient, *context, message.offset))
+                where = f"{message.where}, OBR {max(number_of_obr, 1)}, OBX {observations}"
+                raw = text if len(text) <= RAW_TEXT_LIMIT else cut_raw(text)
+                if plain is not None and plain(text):
+                    row = _plain_observation(segment, component, unescape, obr_status, where, raw, group)
+                else:
+                    row = _observation(reader, segment, obr_status, where, raw, group)
+                rows.append(row)
         if not results:
             # Kept for review rather than passed over: most often a message cut short in transfer.
-            problems.append(_problem(message.where, raw, "no OBX segment: the message carries no result"))
-    return rows, patients, problems
+            problems.append(
+                _problem(message.where, "\r".join(segments), "no OBX segment: the message carries no result")
+            )
+    return rows, groups, patients, problems
+
+
+def _frame(rows: list[tuple[Any, ...]], groups: list[tuple[str, ...]]) -> pd.DataFrame:
+    """The observations as a frame of `ROW_COLUMNS`, each group's values taken from one array per column."""
+    *columns, at = zip(*rows, strict=True)  # every row has every column
+    texts = {
+        name: pa.array(column, pa.large_string())
+        for name, column in zip(OBSERVATION_ROW, columns, strict=True)
+    }
+    where = pa.array(at, pa.int64())
+    shared = zip(GROUP_ROW, zip(*groups, strict=True), strict=True)
+    texts.update((name, pa.array(column, pa.large_string()).take(where)) for name, column in shared)
+    return pd.DataFrame({name: pd.Series(texts[name], dtype="str") for name in ROW_COLUMNS})
 
 
 def _problem(location: str, raw: str, reason: str) -> dict[str, str]:
@@ -249,24 +567,28 @@ def parse_hl7(text: str, *, timezone: str = "UTC", messages_before: int = 0) -> 
         Messages of the file before this text (a piece of it), so that message numbers are the file's.
     """
     messages, stray = split_messages(text)
-    rows, patients, problems = _observations(messages, messages_before)
+    rows, groups, patients, problems = _observations(messages, messages_before)
     if stray:
         problems.insert(0, _problem("before the first MSH", "\r".join(stray), "text outside any message"))
     rejected = pd.DataFrame(problems, columns=list(REJECT_COLUMNS)).astype(str)
-    frame = pd.DataFrame(rows)
-    if frame.empty:
+    if not rows:
         return Parsed(
             records=pd.DataFrame(columns=list(RAW_COLUMNS)),
             rejected=rejected,
             patients=pd.DataFrame(patients, columns=list(PATIENT_COLUMNS)),
         )
-    frame["analyte"] = _analyte(frame)
+    frame = _frame(rows, groups)
+    frame["analyte"] = _by_distinct(_analyte, frame["loinc"], frame["local_code"], frame["local_text"])
     pending = frame["status"].isin(NOT_YET) & frame["value"].eq("")
     frame = frame[~pending]
     offsets = frame["message_offset"]
     collected = frame["collected_at"].where(frame["collected_at"] != "", frame["observed_at"])
-    when = hl7_to_iso(_with_message_offset(collected, offsets), timezone)
-    reported = hl7_to_iso(_with_message_offset(frame["reported_at"], offsets), timezone)
+
+    def read_time(stamps: pd.Series, offsets: pd.Series) -> pd.Series:
+        return hl7_to_iso(_with_message_offset(stamps, offsets), timezone)
+
+    when = _by_distinct(read_time, collected, offsets)
+    reported = _by_distinct(read_time, frame["reported_at"], offsets)
     untimed = _untimed(frame, collected, when)
     frame = frame.assign(
         collected_at=when, reported_at=reported, collected_as=_time_field(frame) + " '" + collected + "'"
@@ -294,30 +616,44 @@ def _time_field(frame: pd.DataFrame) -> pd.Series:
 
 def _untimed(frame: pd.DataFrame, written: pd.Series, read: pd.Series) -> pd.DataFrame:
     """Observations (CBC or not) whose collection time is missing or cannot be read, with the reason."""
-    missing = read.eq("")
+    missing = read.eq("").to_numpy()
+    frame, written = frame[missing], written[missing]
     source = _time_field(frame) + " '" + written + "'"
     reason = (source + " is not an HL7 date/time (YYYYMMDD[HHMM[SS]][+/-ZZZZ])").where(
         ~year_outside(written), source + OUTSIDE_YEARS
     )
     reason = reason.where(written.ne(""), "no collection time: OBR-7 and OBX-14 are both empty")
-    return frame.assign(reason=reason)[missing.to_numpy()][list(REJECT_COLUMNS)]
+    return frame.assign(reason=reason.astype("str"))[list(REJECT_COLUMNS)]
 
 
-def _analyte(frame: pd.DataFrame) -> pd.Series:
+def _by_distinct(function: Callable[..., Any], *columns: pd.Series) -> Any:
+    """``function(*columns)``, a function of each row alone, computed once per distinct row of the columns.
+
+    A panel's observations share their times, a feed's its codes and ranges: the costly readings (regular
+    expressions, time zones) run on a few values instead of every row.
+
+    >>> _by_distinct(lambda a, b: a + b, pd.Series(["x", "y", "x"]), pd.Series(["1", "2", "1"])).tolist()
+    ['x1', 'y2', 'x1']
+    """
+    key = np.zeros(len(columns[0]), dtype=np.int64)
+    for column in columns:
+        codes, distinct = pd.factorize(column, use_na_sentinel=False)
+        key = pd.factorize(key * len(distinct) + codes)[0]  # below the number of rows
+    _, first, where = np.unique(key, return_index=True, return_inverse=True)
+    result = function(*(column.iloc[first].reset_index(drop=True) for column in columns))
+    return result.iloc[where].set_axis(columns[0].index)
+
+
+def _analyte(loinc: pd.Series, local_code: pd.Series, local_text: pd.Series) -> pd.Series:
     """Canonical analyte per OBX: by LOINC when coded in LOINC, else by local alias; '' when neither."""
-    by_loinc = frame["loinc"].map(LOINC)
-    local = (
-        frame["local_code"]
-        .str.lower()
-        .map(LOCAL_ALIASES)
-        .fillna(frame["local_text"].str.lower().map(LOCAL_ALIASES))
-    )
-    coded_in_loinc = frame["loinc"] != ""
+    by_loinc = loinc.map(LOINC)
+    local = local_code.str.lower().map(LOCAL_ALIASES).fillna(local_text.str.lower().map(LOCAL_ALIASES))
+    coded_in_loinc = loinc != ""
     return by_loinc.where(coded_in_loinc, local).fillna("")
 
 
 def _cbc_records(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    ranges = split_range(frame["ref_raw"])
+    ranges = _by_distinct(split_range, frame["ref_raw"])
     not_numeric = frame["value_type"].isin(["CE", "CWE", "CNE", "CF", "ED", "RP", "FT"])
     refused = frame[not_numeric].assign(
         reason="OBX-2 value type " + frame.loc[not_numeric, "value_type"] + " is not a number for a CBC count"
