@@ -326,7 +326,7 @@ ENDS = st.sampled_from(["\r", "\n", "\r\n", "\x1c\r\x0b", "  \r", "\t\n", "\u00a
 
 
 @settings(
-    max_examples=200,
+    max_examples=100,
     deadline=None,
     derandomize=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
@@ -351,7 +351,7 @@ def fields_of(text: str) -> list[str]:
 SAMPLES = [path.read_bytes().decode("utf-8") for path in FILES]
 
 
-@settings(max_examples=150, deadline=None, derandomize=True)
+@settings(max_examples=75, deadline=None, derandomize=True)
 @given(st.data())
 def test_mutated_files_read_the_same(data: st.DataObject) -> None:
     parts = fields_of(data.draw(st.sampled_from(SAMPLES)))
