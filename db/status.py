@@ -10,11 +10,11 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Select, delete, distinct, func, or_, select
+from sqlalchemy import Select, delete, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from db.forecasts import status_forecasts
-from db.frames import CHUNK, bulk_insert, chunks, read_frame_in
+from db.frames import CHUNK, bulk_insert, chunks, read_frame, read_frame_in
 from db.models import ClinicalEvent, Panel, Patient, PatientStatus, ReferenceOverride, Result, StatusChange
 from db.settings import lab_ranges, site_rules
 from monitor.analysis.changes import (
@@ -165,16 +165,22 @@ def _refresh(
         batch_id, results = held
         usable = (*USABLE, or_(Panel.batch_id.is_(None), Panel.batch_id != batch_id))
         mine = results[results["patient_key"].isin(patient_keys).to_numpy()]
+    # The panels with a usable CBC result: each panel found by one probe of its results (EXISTS), not by
+    # joining and counting every result (a quarter of the time on SQLite).
+    has_cbc = (
+        select(Result.id)
+        .where(Result.panel_id == Panel.id, Result.analyte.in_(CBC_ANALYTES), *usable)
+        .exists()
+    )
     counts = read_frame_in(
         session,
         lambda part: (
             select(
                 Panel.patient_id.label("patient_key"),
                 func.max(Panel.collected_at).label("last_collected_at"),
-                func.count(distinct(Panel.id)).label("n_panels"),
+                func.count(Panel.id).label("n_panels"),
             )
-            .join(Result, Result.panel_id == Panel.id)
-            .where(Panel.patient_id.in_(part), Result.analyte.in_(CBC_ANALYTES), *usable)
+            .where(Panel.patient_id.in_(part), has_cbc)
             .group_by(Panel.patient_id)
         ),
         list(patient_keys),
@@ -461,13 +467,60 @@ def _result_rows() -> Select[Any]:
 
 def _history(session: Session, patient_keys: list[int], usable: tuple[Any, ...]) -> pd.DataFrame:
     """The usable current WBC, ANC and ALC results of these patients, with their panel and time."""
-    return read_frame_in(
+    return _read_results(
         session,
         lambda part: _result_rows().where(
             Panel.patient_id.in_(part), Result.analyte.in_(tuple(LINEAGES)), *usable
         ),
         patient_keys,
     )
+
+
+# The columns of ``_result_rows`` by how ``_read_results`` builds them (the rest are text).
+_WHOLE = ("patient_key", "panel_id", "lab_id")
+_NUMBERS = ("value", "ref_low", "ref_high")
+_TIMES = ("collected_at",)
+
+
+def _read_results(session: Session, build: Any, keys: Sequence[Any]) -> pd.DataFrame:
+    """``read_frame_in`` for the columns of ``_result_rows`` (with the same dtypes), faster on many rows.
+
+    The driver's rows become one NumPy structured array (one conversion in C, instead of a frame built
+    from Python tuples), then columns: numbers as float64, text as pandas infers it, and each distinct
+    collection time parsed once (the results of a panel share theirs). A history of 600,000 results
+    is framed in about a quarter of the time.
+    """
+    parts = [_read_result_rows(session, build(part)) for part in chunks(list(keys))]
+    if not parts:
+        return read_frame(session, build([]))
+    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+
+
+def _read_result_rows(session: Session, statement: Select[Any]) -> pd.DataFrame:
+    result = session.connection().execute(statement)
+    names = list(result.keys())
+    try:
+        rows = result.cursor.fetchall() if result.cursor is not None else []
+    finally:
+        result.close()
+    if not rows or not set(names) <= set(HISTORY_COLUMNS) | {"value_raw"}:
+        return read_frame(session, statement)
+    whole = [name in _WHOLE for name in names]
+    packed = np.array(rows, dtype=[(name, "i8" if w else "O") for name, w in zip(names, whole, strict=True)])
+    columns: dict[str, Any] = {}
+    for name in names:
+        values = packed[name]
+        if name in _WHOLE:
+            columns[name] = values
+        elif name in _NUMBERS:
+            columns[name] = values.astype("float64")
+        elif name in _TIMES:
+            codes, distinct = pd.factorize(values)
+            moments = pd.to_datetime(pd.Series(distinct, dtype=object), utc=True, format="ISO8601")
+            columns[name] = moments.astype("datetime64[us, UTC]").array.take(codes, allow_fill=True)
+        else:
+            columns[name] = pd.Series(values)  # as a frame of the rows would infer the column
+    return pd.DataFrame(columns)
 
 
 def _treatment_events(session: Session, patient_keys: list[int]) -> pd.DataFrame:
