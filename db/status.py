@@ -496,6 +496,19 @@ def _read_results(session: Session, build: Any, keys: Sequence[Any]) -> pd.DataF
     return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
 
 
+def _no_results(names: list[str]) -> pd.DataFrame:
+    """No rows, in the dtypes ``read_frame`` gives the columns of ``_result_rows`` when it finds none."""
+
+    def dtype(name: str) -> str:
+        if name in _WHOLE:
+            return "int64"
+        if name in _NUMBERS:
+            return "float64"
+        return "datetime64[us, UTC]" if name in _TIMES else "str"
+
+    return pd.DataFrame({name: pd.Series(dtype=dtype(name)) for name in names})
+
+
 def _read_result_rows(session: Session, statement: Select[Any]) -> pd.DataFrame:
     result = session.connection().execute(statement)
     names = list(result.keys())
@@ -503,8 +516,10 @@ def _read_result_rows(session: Session, statement: Select[Any]) -> pd.DataFrame:
         rows = result.cursor.fetchall() if result.cursor is not None else []
     finally:
         result.close()
-    if not rows or not set(names) <= set(HISTORY_COLUMNS) | {"value_raw"}:
+    if not set(names) <= set(HISTORY_COLUMNS) | {"value_raw"}:
         return read_frame(session, statement)
+    if not rows:
+        return _no_results(names)
     whole = [name in _WHOLE for name in names]
     packed = np.array(rows, dtype=[(name, "i8" if w else "O") for name, w in zip(names, whole, strict=True)])
     columns: dict[str, Any] = {}
@@ -639,7 +654,7 @@ def _latest_others(
             .where(*usable)
         )
 
-    stored = read_frame_in(session, newest, patient_keys)
+    stored = _read_results(session, newest, patient_keys)
     mine = held[held["analyte"].isin(OTHER_LATEST).to_numpy(dtype=bool)] if not held.empty else held
     both = pd.concat([stored, mine], ignore_index=True) if not mine.empty else stored
     both = both.reindex(columns=list(HISTORY_COLUMNS))
@@ -685,7 +700,7 @@ def _pattern(
     panels = latest.loc[latest["analyte"].eq("wbc").to_numpy(dtype=bool), ["patient_key", "panel_id"]]
     if panels.empty:
         return empty
-    others = read_frame_in(
+    others = _read_results(
         session,
         lambda part: (
             _result_rows()
@@ -763,7 +778,7 @@ def _cycle_now(
 
 def _temperatures(session: Session, patient_keys: list[int], usable: tuple[Any, ...]) -> pd.DataFrame:
     """The usable current temperatures (°C) of these patients: what febrile neutropenia is judged from."""
-    return read_frame_in(
+    return _read_results(
         session,
         lambda part: _result_rows().where(Panel.patient_id.in_(part), Result.analyte == "temp", *usable),
         patient_keys,

@@ -16,7 +16,7 @@ NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 
 def test_the_status_reader_gives_the_frames_read_frame_in_gives(demo_copy) -> None:
     """Every result column (times, numbers missing or not, text never filled) with the same values and
-    dtypes, for the lineages, the temperatures and every analyte with its raw value; and for no patient."""
+    dtypes, for the lineages, the temperatures and every analyte with its raw value; and with no rows."""
     store = demo_copy(NOW)
     with store() as session:
         keys = [int(key) for key in session.scalars(select(Patient.id).order_by(Patient.id))]
@@ -31,3 +31,5 @@ def test_the_status_reader_gives_the_frames_read_frame_in_gives(demo_copy) -> No
             pd.testing.assert_frame_equal(_read_results(session, build, keys), expected)
             none = read_frame_in(session, build, [])
             pd.testing.assert_frame_equal(_read_results(session, build, []), none)
+            nobody = read_frame_in(session, build, [-1])
+            pd.testing.assert_frame_equal(_read_results(session, build, [-1]), nobody)
