@@ -534,7 +534,11 @@ def _read_result_rows(session: Session, statement: Select[Any]) -> pd.DataFrame:
             moments = pd.to_datetime(pd.Series(distinct, dtype=object), utc=True, format="ISO8601")
             columns[name] = moments.astype("datetime64[us, UTC]").array.take(codes, allow_fill=True)
         else:
-            columns[name] = pd.Series(values)  # as a frame of the rows would infer the column
+            # Text with few distinct values (analytes, statuses, units): its dtype inferred from those
+            # (as a frame of the rows would infer it from all of them), the column taken from them.
+            codes, distinct = pd.factorize(values)
+            words = pd.Series(np.append(distinct.astype(object), None)).array
+            columns[name] = words.take(np.where(codes < 0, len(distinct), codes))
     return pd.DataFrame(columns)
 
 
@@ -629,7 +633,25 @@ def _latest_others(
 ) -> pd.DataFrame:
     """The latest usable haemoglobin and platelet result of each patient (``HISTORY_COLUMNS``): the
     newest collection time per patient and analyte is found by the database, then that panel's rows read;
-    ``held``, an import's own results, joins them."""
+    ``held``, an import's own results, joins them.
+
+    Most patients' latest panel holds both: the rows of each patient's newest panels are read first (the
+    newest time per patient is one index range each), and only the patients missing either there are
+    searched through all their results.
+    """
+
+    def last_panels(part: list[int]) -> Select[Any]:
+        last = (
+            select(Panel.patient_id.label("key"), func.max(Panel.collected_at).label("at"))
+            .where(Panel.patient_id.in_(part))
+            .group_by(Panel.patient_id)
+            .subquery()
+        )
+        return (
+            _result_rows()
+            .join(last, (last.c.key == Panel.patient_id) & (last.c.at == Panel.collected_at))
+            .where(Result.analyte.in_(OTHER_LATEST), *usable)
+        )
 
     def newest(part: list[int]) -> Select[Any]:
         found = (
@@ -654,7 +676,14 @@ def _latest_others(
             .where(*usable)
         )
 
-    stored = _read_results(session, newest, patient_keys)
+    first = _read_results(session, last_panels, patient_keys)
+    found = first.groupby("patient_key")["analyte"].nunique()
+    complete = found.index[found.to_numpy() == len(OTHER_LATEST)]
+    done = set(complete.tolist())
+    rest = [key for key in patient_keys if key not in done]
+    stored = first[first["patient_key"].isin(complete).to_numpy(dtype=bool)]
+    if rest:
+        stored = pd.concat([stored, _read_results(session, newest, rest)], ignore_index=True)
     mine = held[held["analyte"].isin(OTHER_LATEST).to_numpy(dtype=bool)] if not held.empty else held
     both = pd.concat([stored, mine], ignore_index=True) if not mine.empty else stored
     both = both.reindex(columns=list(HISTORY_COLUMNS))
