@@ -334,9 +334,10 @@ def _chemotherapy_cycles(
         rows, starts, left_on="collected_at", right_on="day_start", by="patient_key", direction="backward"
     ).sort_values("row")
     # A result before every cycle matches none: its end is NaT, which the merge may leave without a zone.
+    # (Taken as datetime arrays: to_numpy() on zoned times would make one Timestamp object per result.)
     ends = pd.to_datetime(placed["cycle_end"], utc=True).dt.as_unit("us")
-    cycle_end = pd.Series(ends.to_numpy(), index=work.index, dtype="datetime64[us, UTC]")
-    collected = pd.Series(as_utc(placed["collected_at"]).to_numpy(), index=work.index)
+    cycle_end = pd.Series(ends.array, index=work.index, dtype="datetime64[us, UTC]")
+    collected = pd.Series(as_utc(placed["collected_at"]).array, index=work.index)
     return pd.DataFrame(
         {
             "in_cycle": (collected < cycle_end).fillna(False).to_numpy(dtype=bool),
