@@ -336,9 +336,7 @@ def _comparable(status: pd.DataFrame) -> pd.DataFrame:
             "flags": status["flags"].astype(object).map(tuple).to_numpy(),
             "explanations": status["explanations"].astype(object).map(tuple).to_numpy(),
             **{f"{a}_grade": status[f"latest_{a}_grade"].to_numpy() for a in GRADED},
-            **{
-                f"{a}_at": pd.to_datetime(status[latest_column(a, "at")], utc=True).to_numpy() for a in GRADED
-            },
+            **{f"{a}_at": pd.to_datetime(status[latest_column(a, "at")], utc=True).array for a in GRADED},
             **{f"{a}_status": status[latest_column(a, "status")].to_numpy() for a in GRADED},
         }
     )
