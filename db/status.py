@@ -639,9 +639,11 @@ def _latest_others(
     """
 
     def last_panels(part: list[int]) -> Select[Any]:
+        # The conditions past USABLE are on panels (an import's own, read from memory instead): the newest
+        # of the other panels.
         last = (
             select(Panel.patient_id.label("key"), func.max(Panel.collected_at).label("at"))
-            .where(Panel.patient_id.in_(part))
+            .where(Panel.patient_id.in_(part), *usable[len(USABLE) :])
             .group_by(Panel.patient_id)
             .subquery()
         )
