@@ -607,3 +607,47 @@ def test_the_pairwise_median_slope_matches_every_pair_taken_one_by_one() -> None
 def test_the_neutropenia_sentence_names_its_severity_in_clinicians_words(value: float, words: str) -> None:
     text = explained(flags_of(make_series([value], [0], analyte="anc")))
     assert text["neutropenia"] == f"ANC {value} below 1.8 {words}"
+
+
+def _every_pair_median(window: pd.DataFrame) -> dict[tuple[int, str], float]:
+    """Theil-Sen by definition: every pair of a group's results at different times, their median."""
+    expected = {}
+    for key, rows in window.groupby(["patient_key", "analyte"]):
+        t, value = rows["t"].to_numpy(), rows["value"].to_numpy()
+        i, j = np.meshgrid(np.arange(len(t)), np.arange(len(t)), indexing="ij")
+        later = t[j] > t[i]
+        if later.any():
+            slopes = (value[j][later] - value[i][later]) / (t[j][later] - t[i][later])
+            expected[key] = float(np.median(slopes))
+    return expected
+
+
+@pytest.mark.parametrize(("chunk", "keep"), [(1 << 20, 1 << 18), (64, 16), (7, 3)])
+def test_the_pairwise_median_slope_is_exact_in_bounded_chunks(
+    monkeypatch: pytest.MonkeyPatch, chunk: int, keep: int
+) -> None:
+    """Groups of many sizes, times tied and rounded values (equal slopes), whatever the bound on the slopes
+    held at once: small bounds send the long groups through the selection over passes, which must find the
+    same median as taking every pair at once."""
+    from monitor.analysis import flags
+
+    monkeypatch.setattr(flags, "SLOPE_CHUNK", chunk)
+    monkeypatch.setattr(flags, "_SELECT_KEEP", keep)
+    monkeypatch.setattr(flags, "_SELECT_BINS", 8)
+    rng = np.random.default_rng(11)
+    sizes = rng.integers(1, 60, 40)
+    sizes[:3] = [2, 1, 90]
+    n = int(sizes.sum())
+    window = pd.DataFrame(
+        {
+            "patient_key": np.repeat(np.arange(len(sizes)) // 3, sizes),
+            "analyte": np.repeat(np.array(["wbc", "anc", "alc"])[np.arange(len(sizes)) % 3], sizes),
+            "value": np.round(rng.random(n) * 5, 1),
+            "t": -rng.integers(0, 30, n).astype(float),
+        }
+    ).sample(frac=1, random_state=3)
+    all_tied = pd.DataFrame({"patient_key": 99, "analyte": "wbc", "value": [1.0, 2.0, 3.0], "t": -4.0})
+    found = flags._median_pairwise_slope(pd.concat([window, all_tied], ignore_index=True))
+    expected = _every_pair_median(window)
+    assert (99, "wbc") not in found.index  # no pair at different times: no slope
+    assert found.to_dict() == expected  # exactly: the same slopes, the same middle ones

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import functools
 import operator
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -334,9 +334,10 @@ def _chemotherapy_cycles(
         rows, starts, left_on="collected_at", right_on="day_start", by="patient_key", direction="backward"
     ).sort_values("row")
     # A result before every cycle matches none: its end is NaT, which the merge may leave without a zone.
+    # (Taken as datetime arrays: to_numpy() on zoned times would make one Timestamp object per result.)
     ends = pd.to_datetime(placed["cycle_end"], utc=True).dt.as_unit("us")
-    cycle_end = pd.Series(ends.to_numpy(), index=work.index, dtype="datetime64[us, UTC]")
-    collected = pd.Series(as_utc(placed["collected_at"]).to_numpy(), index=work.index)
+    cycle_end = pd.Series(ends.array, index=work.index, dtype="datetime64[us, UTC]")
+    collected = pd.Series(as_utc(placed["collected_at"]).array, index=work.index)
     return pd.DataFrame(
         {
             "in_cycle": (collected < cycle_end).fillna(False).to_numpy(dtype=bool),
@@ -561,28 +562,124 @@ def _trend(lineage: pd.DataFrame, rules: FlagRules, timezone: str) -> pd.DataFra
     )
 
 
+# The Theil-Sen median holds about this many slopes at once (2 MB of float64 per array): the groups are
+# stacked by their number of results into (groups, n) arrays whose pairs are formed a chunk of rows at a
+# time, and a group with more pairs than this alone is selected over its pairs in passes.
+SLOPE_CHUNK = 1 << 18
+# A long group's selection (``_select_rank``): bins per pass, and slopes few enough to keep and partition.
+_SELECT_BINS = 4096
+_SELECT_KEEP = 1 << 18
+
+
 def _median_pairwise_slope(window: pd.DataFrame) -> pd.Series:
     """Per patient and lineage, the median slope over every pair of results at different times.
 
-    Each result is paired with every later one of its group (no self-merge: the pairs are built from the
-    groups' sizes, half as many rows), the Theil-Sen estimator's median taken per group.
+    The groups are stacked by their number of results n into (groups, n) arrays sorted by time; the pairs
+    i < j of ``np.triu_indices(n, 1)`` give the slopes, NaN for a pair at equal times (it has none), and
+    each row's median is taken with ``np.partition`` among the rows with as many slopes (NaN sorts last).
+    The loops are over sizes and chunks, never over rows; at most about ``SLOPE_CHUNK`` slopes are held
+    at once (a group with more pairs than that is selected over its pairs in passes, ``_group_median``).
     """
     ordered = window.sort_values([*_KEYS, "t"], kind="stable")
     group = ordered.groupby(_KEYS, sort=False).ngroup().to_numpy()
-    size = np.bincount(group)
-    start = np.concatenate([[0], np.cumsum(size)[:-1]])
-    position = np.arange(len(ordered)) - start[group]
-    later = size[group] - 1 - position  # how many results follow each one in its group
-    first = np.repeat(np.arange(len(ordered)), later)
-    block = np.repeat(np.cumsum(later) - later, later)
-    second = first + 1 + (np.arange(len(first)) - block)
-    t, value = ordered["t"].to_numpy(dtype=float), ordered["value"].to_numpy(dtype=float)
-    apart = t[second] > t[first]
-    first, second = first[apart], second[apart]
-    slopes = pd.Series((value[second] - value[first]) / (t[second] - t[first]))
-    median = slopes.groupby(group[first]).median()
     keys = ordered.drop_duplicates(_KEYS).set_index(_KEYS).index  # group numbers in order of appearance
-    return pd.Series(median.to_numpy(), index=keys[median.index.to_numpy()], dtype=float)
+    t, value = ordered["t"].to_numpy(dtype=float), ordered["value"].to_numpy(dtype=float)
+    size = np.bincount(group, minlength=len(keys))
+    start = np.cumsum(size) - size
+    median = np.full(len(keys), np.nan)
+    for n in np.unique(size[size >= 2]).tolist():
+        groups = np.flatnonzero(size == n)
+        if n * (n - 1) // 2 > SLOPE_CHUNK:
+            for g in groups.tolist():  # each alone holds more pairs than a chunk
+                median[g] = _group_median(t[start[g] : start[g] + n], value[start[g] : start[g] + n])
+            continue
+        first, second = np.triu_indices(n, 1)
+        step = max(1, SLOPE_CHUNK // len(first))
+        for a in range(0, len(groups), step):
+            chosen = groups[a : a + step]
+            rows = start[chosen][:, None] + np.arange(n)
+            times, values = t[rows], value[rows]
+            apart = times[:, second] - times[:, first]
+            slopes = values[:, second] - values[:, first]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                np.divide(slopes, apart, out=slopes)
+            slopes[apart <= 0] = np.nan
+            median[chosen] = _row_medians(slopes)
+    found = ~np.isnan(median)
+    return pd.Series(median[found], index=keys[found], dtype=float)
+
+
+def _row_medians(slopes: np.ndarray) -> np.ndarray:
+    """Each row's median of its non-NaN values (NaN for a row without any), rows taken by their count."""
+    valid = slopes.shape[1] - np.isnan(slopes).sum(axis=1)
+    out = np.full(len(slopes), np.nan)
+    for k in np.unique(valid[valid > 0]).tolist():
+        rows = np.flatnonzero(valid == k)
+        low, high = (k - 1) // 2, k // 2
+        part = np.partition(slopes if len(rows) == len(slopes) else slopes[rows], [low, high], axis=1)
+        out[rows] = (part[:, low] + part[:, high]) / 2
+    return out
+
+
+def _group_median(t: np.ndarray, value: np.ndarray) -> float:
+    """The median slope over the pairs at different times of one long group (``t`` sorted), in bounded
+    memory: its one or two middle slopes selected by rank (``_select_rank``)."""
+    _, ties = np.unique(t, return_counts=True)
+    n = len(t)
+    k = n * (n - 1) // 2 - int((ties * (ties - 1) // 2).sum())
+    if k == 0:
+        return float("nan")
+    low, high = (k - 1) // 2, k // 2
+    first = _select_rank(t, value, low)
+    return first if high == low else (first + _select_rank(t, value, high)) / 2
+
+
+def _select_rank(t: np.ndarray, value: np.ndarray, rank: int) -> float:
+    """The slope of rank ``rank`` (0 first) among one group's pairs at different times, by passes over
+    its pairs: each narrows the interval holding it to one of ``_SELECT_BINS`` bins, until its slopes are
+    few enough to keep and partition."""
+    low, high, before = -np.inf, np.inf, 0  # the slope is in (low, high]; ``before`` are <= low
+    while True:
+        count, least, most = 0, np.inf, -np.inf
+        for slopes in _pair_slopes(t, value):
+            inside = slopes[(slopes > low) & (slopes <= high)]
+            if len(inside):
+                count += len(inside)
+                least, most = min(least, float(inside.min())), max(most, float(inside.max()))
+        if least == most:
+            return least
+        if count <= _SELECT_KEEP:
+            kept = np.concatenate([s[(s > low) & (s <= high)] for s in _pair_slopes(t, value)])
+            return float(np.partition(kept, rank - before)[rank - before])
+        inner = np.linspace(least, most, _SELECT_BINS + 1)[1:-1]
+        bins = np.zeros(_SELECT_BINS, dtype=np.int64)
+        for slopes in _pair_slopes(t, value):
+            inside = slopes[(slopes > low) & (slopes <= high)]
+            bins += np.bincount(np.searchsorted(inner, inside, side="left"), minlength=_SELECT_BINS)
+        upto = before + np.cumsum(bins)
+        b = int(np.searchsorted(upto, rank, side="right"))  # the first bin with more than ``rank`` up to it
+        low, high = (inner[b - 1] if b > 0 else low), (inner[b] if b < len(inner) else high)
+        before = int(upto[b - 1]) if b > 0 else before
+
+
+def _pair_slopes(t: np.ndarray, value: np.ndarray) -> Iterator[np.ndarray]:
+    """One group's slopes over its pairs at different times (``t`` sorted), about ``SLOPE_CHUNK`` at a
+    time: the pairs of result i with every later one, for a run of i."""
+    n = len(t)
+    later = n - 1 - np.arange(n)  # pairs each result starts
+    ends = np.cumsum(later)
+    i = 0
+    while i < n - 1:
+        done = ends[i - 1] if i else 0
+        stop = max(i + 1, int(np.searchsorted(ends, done + SLOPE_CHUNK, side="right")))
+        stop = min(stop, n - 1)
+        counts = later[i:stop]
+        first = np.repeat(np.arange(i, stop), counts)
+        second = first + 1 + np.arange(len(first)) - np.repeat(np.cumsum(counts) - counts, counts)
+        apart = t[second] - t[first]
+        keep = apart > 0
+        yield (value[second][keep] - value[first][keep]) / apart[keep]
+        i = stop
 
 
 def _sentences(state: pd.DataFrame, rules: FlagRules) -> pd.DataFrame:

@@ -183,7 +183,7 @@ def resolve_lower_limit(
     """
     work = pd.DataFrame(
         {"row": np.arange(len(results)), "patient_key": results["patient_key"].to_numpy()}
-    ).assign(analyte=results["analyte"].to_numpy(), lab=_column(results, "lab"))
+    ).assign(analyte=results["analyte"].array, lab=_column(results, "lab"))
     work = work.join(_age_and_sex(results, birth_dates))
     override = _lookup(work, overrides, ["patient_key", "analyte"])
     reported = pd.DataFrame({"low": _column(results, "ref_low"), "high": _column(results, "ref_high")})
@@ -191,14 +191,16 @@ def resolve_lower_limit(
     default = _banded(work, _frame(defaults), ["analyte"])
     floor = _any_age(work, defaults)
     candidates = [override, reported.astype("float64"), lab, default, floor]
-    default_label = np.where(default["band"].eq("adult").to_numpy(), "default adult", "default age band")
+    # The sources by their position in ``RANGE_SOURCES``: the words are taken once per row at the end.
+    default_label = np.where(default["band"].eq("adult").to_numpy(), 3, 4)
     chosen = [frame["low"].notna().to_numpy() for frame in candidates]
-    labels: list[str | np.ndarray] = ["patient override", "reported", "lab", default_label, "default any age"]
+    labels: list[int | np.ndarray] = [0, 1, 2, default_label, 5]
+    source = np.select(chosen, labels, 6)
     resolved = pd.DataFrame(
         {
             "lln": np.select(chosen, [frame["low"].to_numpy() for frame in candidates], np.nan),
             "uln": np.select(chosen, [frame["high"].to_numpy() for frame in candidates], np.nan),
-            "range_source": pd.array(np.select(chosen, labels, "none"), dtype="string"),
+            "range_source": pd.array(RANGE_SOURCES, dtype="string").take(source),
         }
     )
     cutoff = neutropenia_cutoff(work["age_days"], work["age_months"]).where(work["analyte"].eq("anc"))
@@ -231,8 +233,10 @@ def _any_age(work: pd.DataFrame, defaults: tuple[DefaultRange, ...]) -> pd.DataF
         if starts[0] == 0 and np.isinf(ends[-1]) and np.array_equal(starts[1:], ends[:-1]):
             floors[str(analyte)] = float(rows["low"].min())
     unknown_age = work["age_months"].isna().to_numpy()
-    low = work["analyte"].map(floors).astype("float64").where(unknown_age)
-    return pd.DataFrame({"low": low.to_numpy(), "high": np.full(len(work), np.nan)})
+    codes, analytes = pd.factorize(work["analyte"])  # each analyte looked up once, not each result
+    floor = np.append(pd.Series(analytes, dtype=object).map(floors).astype("float64").to_numpy(), np.nan)
+    low = np.where(unknown_age, floor[codes], np.nan)  # code -1 (no analyte): the NaN appended
+    return pd.DataFrame({"low": low, "high": np.full(len(work), np.nan)})
 
 
 def _column(frame: pd.DataFrame, name: str) -> np.ndarray:
@@ -259,26 +263,36 @@ def _age_and_sex(results: pd.DataFrame, birth_dates: pd.DataFrame | None) -> pd.
             index=range(len(results)),
         )
     people = birth_dates[["patient_key", "birth_date", "sex"]]
-    known = pd.DataFrame({"patient_key": results["patient_key"].to_numpy()}).merge(
-        people, on="patient_key", how="left", validate="many_to_one"
+    # Age depends on the patient and the (UTC) day only: computed once per distinct pair, not per result
+    # (a panel's results share theirs).
+    day = pd.to_datetime(results["collected_at"], utc=True).dt.tz_localize(None).dt.floor("D")
+    pairs = pd.DataFrame({"patient_key": results["patient_key"].to_numpy(), "day": day.to_numpy()})
+    patient_code, _ = pd.factorize(pairs["patient_key"], use_na_sentinel=False)
+    day_code, days_seen = pd.factorize(pairs["day"], use_na_sentinel=False)
+    codes, _ = pd.factorize(patient_code.astype("int64") * (len(days_seen) + 1) + day_code)
+    first = np.unique(codes, return_index=True)[1]  # the first result of each distinct pair, in order
+    known = (
+        pairs.iloc[first]
+        .reset_index(drop=True)
+        .merge(people, on="patient_key", how="left", validate="many_to_one")
     )
     born = pd.to_datetime(known["birth_date"])
-    # Kept as a datetime array: to_numpy() on tz-aware times would build one Timestamp object per result.
-    taken = pd.to_datetime(results["collected_at"], utc=True).reset_index(drop=True)
+    taken = known["day"]
     months = (
         (taken.dt.year - born.dt.year) * 12
         + (taken.dt.month - born.dt.month)
         - (taken.dt.day < born.dt.day).astype(int)
     ).astype("float64")
-    days = (taken.dt.tz_localize(None).dt.normalize() - born).dt.days.astype("float64")
+    days = (taken - born).dt.days.astype("float64")
     sex = known["sex"].astype("string").str.strip().str.upper().str[0]
-    return pd.DataFrame(
+    ages = pd.DataFrame(
         {
             "age_months": months.where(months >= 0),
             "age_days": days.where(months >= 0),
             "sex": sex.where(sex.isin(["F", "M"])),
         }
     )
+    return ages.take(codes).reset_index(drop=True)
 
 
 def _lookup(work: pd.DataFrame, table: pd.DataFrame | None, keys: list[str]) -> pd.DataFrame:

@@ -69,9 +69,7 @@ def cycles_from_events(
     21 days") belongs to that cycle and starts none; ``doses`` lists each cycle's doses ("D1, D8").
     """
     chemo = dosing_days(events, timezone)
-    doses = chemo.groupby(["patient_key", "cycle_of_dose"], sort=False)["dose_day"].agg(
-        lambda days: ", ".join(f"D{int(d) + 1}" for d in days)
-    )
+    doses = _dose_lists(chemo)
     chemo = chemo[chemo["dose_day"].eq(0).to_numpy(dtype=bool)]
     grouped = chemo.groupby("patient_key", sort=False)
     next_start = grouped["start_at"].shift(-1)
@@ -102,6 +100,27 @@ def cycles_from_events(
     # The next start's regimen decides the readiness rule for it.
     cycles["next_regimen"] = cycles.groupby("patient_key")["regimen"].shift(-1)
     return cycles
+
+
+def _dose_lists(chemo: pd.DataFrame) -> pd.Series:
+    """Per patient and cycle (``cycle_of_dose``), its doses' days in order: "D1", "D1, D8".
+
+    Most cycles have one dose: its day is its list; only the cycles with more are joined group by group.
+    """
+    keys = ["patient_key", "cycle_of_dose"]
+    if chemo.empty:  # (as the groups' own join gives it: no rows, the days' dtype)
+        return chemo.groupby(keys)["dose_day"].agg(lambda days: ", ".join(f"D{int(d) + 1}" for d in days))
+    days = chemo["dose_day"].to_numpy()
+    distinct = np.unique(days)
+    each = np.array([f"D{int(d) + 1}" for d in distinct], dtype=object)[np.searchsorted(distinct, days)]
+    size = chemo.groupby(keys, sort=False)["dose_day"].transform("size").to_numpy()
+    single = size == 1
+    lists = pd.Series(each[single], index=pd.MultiIndex.from_frame(chemo.loc[single, keys]), dtype=object)
+    if not single.all():
+        several = chemo[~single].assign(word=each[~single])
+        joined = several.groupby(keys, sort=False)["word"].agg(", ".join)
+        lists = pd.concat([lists, joined.astype(object)])
+    return lists
 
 
 def dosing_days(events: pd.DataFrame, timezone: str) -> pd.DataFrame:
