@@ -365,7 +365,7 @@ def reads_beside(size: int) -> bool:
     if size < READ_BESIDE_BYTES:
         return False
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return cores >= 2 and os.getloadavg()[0] <= cores - 1.5
+    return cores >= 2 and os.getloadavg()[0] < cores - 1
 
 
 def read_ahead(read: PieceReading, pieces: Iterable[tuple[str, int]], *, beside: bool) -> Iterator[ReadPiece]:
