@@ -4,7 +4,9 @@
     python -m benchmarks.feeds --messages 1000 --resources 10000       # a quicker, smaller run
     python -m benchmarks.feeds --store-results 1000000  # into a store already holding 1,000,000 results
 
-Generates an HL7 v2 file (ORU^R01 messages of one CBC panel each: five OBX, LOINC coded, 2,000 patients)
+Generates an HL7 v2 file (ORU^R01 messages of one CBC panel each: five OBX, LOINC coded, 2,000 patients,
+named as the canonical CSV of ``benchmarks.import_csv`` names its patients, so that an import into a store
+of those results extends their histories and recomputes their status from them)
 and an NDJSON file (2,000 Patients, then CBC Observations with their reference ranges), then prints for each
 the parser alone (``parse_hl7``, ``parse_fhir`` on the whole text, best of ``--repeat``) and the import of
 the file into a fresh SQLite store (or into one holding ``--store-results`` results of a canonical CSV
@@ -44,7 +46,7 @@ def hl7_file(path: Path, messages: int) -> int:
             when = START + timedelta(days=m // PATIENTS, minutes=patient % 600)
             segments = [
                 f"MSH|^~\\&|LIS|BENCH LAB|EHR|WARD|{when:%Y%m%d%H%M%S}||ORU^R01|M{m:08d}|P|2.5.1",
-                f"PID|1||H{patient:06d}^^^BENCH^MR||Bench^P{patient}",
+                f"PID|1||B{patient:06d}^^^^MR||Bench^P{patient}",
                 f"OBR|1||ACC{m:09d}|57021-8^CBC^LN|||{when:%Y%m%d%H%M}+0000",
             ]
             for i, (code, name, unit, limits, value, _, _) in enumerate(CODES):
@@ -62,7 +64,7 @@ def ndjson_file(path: Path, resources: int) -> int:
             patient = {
                 "resourceType": "Patient",
                 "id": f"p{p}",
-                "identifier": [{"system": "urn:oid:1.2.3", "value": f"MRN-{p}"}],
+                "identifier": [{"value": f"B{p:06d}"}],
                 "name": [{"family": "Bench", "given": [f"P{p}"]}],
                 "gender": "female",
                 "birthDate": "1980-01-31",
