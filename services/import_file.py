@@ -42,6 +42,7 @@ from services.piece_reader import PieceReader
 # Files from this size are read a piece ahead in a second process while this one writes, when a core is
 # idle (`reads_beside`, `read_ahead`): a smaller file is read before such a process would have started.
 READ_BESIDE_BYTES = 32 * 2**20
+READ_BESIDE_CORES = 4
 # Results normalised and written at a time: bounds memory for any file size (benchmarks/import_csv.py).
 # (CSV and HL7 arrive in pieces of about this many already, see monitor.formats.pieces; this splits FHIR.)
 CHUNK_RESULTS = 200_000
@@ -360,12 +361,17 @@ def _write_results(
 
 
 def reads_beside(size: int) -> bool:
-    """Whether a second process should read the file ahead: a file of several pieces, and a core idle for
-    it (the last minute's load average leaves one): on a busy machine a second process only slows both."""
+    """Whether a second process should read the file ahead: a file of several pieces, on a machine of four
+    cores or more with one idle (the last minute's load average leaves one whole).
+
+    On two cores it saved 10-18 % of a 1,000,000-result import when idle and cost a third when busy, and the
+    two processes together peaked at 1.8 GB importing 8,000,000 results, over the 1.5 GB an import may take
+    (docs/benchmarks.md, 2026-12-04, evening): there the file is read and written in turn.
+    """
     if size < READ_BESIDE_BYTES:
         return False
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return cores >= 2 and os.getloadavg()[0] < cores - 1
+    return cores >= READ_BESIDE_CORES and os.getloadavg()[0] < cores - 1
 
 
 def read_ahead(read: PieceReading, pieces: Iterable[tuple[str, int]], *, beside: bool) -> Iterator[ReadPiece]:
