@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmarks.import_csv import SYNTHETIC_FUTURE, peak_rss_mb
+from benchmarks.import_csv import SYNTHETIC_FUTURE, peak_rss_mb, postgres_raw
 from benchmarks.status import DUCKDB_STATUS
 from monitor.formats.csv_long import HEADER
 
@@ -133,20 +133,7 @@ def step_sqlite_raw(work: Path) -> dict[str, float]:
 
 def step_postgres_raw(work: Path, url: str) -> dict[str, float]:
     """Baseline: PostgreSQL's COPY of the file into a bare table (psycopg, the driver the store uses)."""
-    import psycopg
-
-    dsn = url.replace("postgresql+psycopg://", "postgresql://")
-    started = time.perf_counter()
-    with psycopg.connect(dsn) as connection, connection.cursor() as cursor:
-        cursor.execute(f"CREATE TABLE result_raw ({', '.join(f'{name} text' for name in HEADER)})")
-        with (
-            (work / "cohort.csv").open("rb") as handle,
-            cursor.copy("COPY result_raw FROM STDIN (FORMAT csv, HEADER true)") as copy,
-        ):
-            while block := handle.read(1 << 20):
-                copy.write(block)
-        connection.commit()
-    return {"seconds": time.perf_counter() - started, "peak_mb": peak_rss_mb()}
+    return postgres_raw(work / "cohort.csv", url)
 
 
 def step_import(work: Path, url: str) -> dict[str, float]:

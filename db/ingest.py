@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from sqlalchemy import String, bindparam, insert, inspect, select, update
 from sqlalchemy.orm import Session
@@ -32,7 +31,7 @@ from db.models import (
 from db.status import BatchResults
 from monitor.formats.derive import derive_absolute_counts
 from monitor.formats.parsed import OTHER_FIELDS, cut_raw
-from monitor.formats.records import RESULT_CONTENT, STATUS_RANK
+from monitor.formats.records import RESULT_CONTENT, STATUS_RANK, each_distinct
 from monitor.formats.storable import NUL, Limits, fit
 
 PANEL_KEY = ["patient_key", "collected_at", "lab_id", "accession"]
@@ -324,11 +323,9 @@ def key_specimens(
 
 
 def _mapped(values: pd.Series, mapping: dict[str, Any]) -> pd.Series:
-    """``values.map(mapping)`` looked up once per distinct value (a piece holds a few labs and statuses
-    in hundreds of thousands of rows); NaN where unmapped or missing."""
-    codes, uniques = pd.factorize(values, use_na_sentinel=True)
-    found = np.array([mapping.get(value, np.nan) for value in uniques] + [np.nan], dtype="float64")
-    return pd.Series(found[codes], index=values.index)
+    """``values.map(mapping)`` as numbers, looked up once per distinct value (a piece holds a few labs and
+    statuses in hundreds of thousands of rows); NaN where unmapped or missing."""
+    return each_distinct(values, lambda distinct: distinct.map(mapping).astype("float64"))
 
 
 def _current_versions(session: Session, panel_ids: list[int]) -> pd.DataFrame:

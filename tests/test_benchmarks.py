@@ -14,10 +14,13 @@ import pytest
 
 from tests.conftest import ROOT
 
+NUMBER = r"\s+[\d,]+\.?\d*"
 
-def test_the_benchmark_command_prints_every_figure_with_its_baseline_ratio_and_target() -> None:
+
+def _printed(*module_and_arguments: str) -> str:
+    """What ``python -m`` of a benchmark prints, once it has run to its end."""
     run = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--patients", "20", "--panels", "300"],
+        [sys.executable, "-m", *module_and_arguments],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -25,18 +28,21 @@ def test_the_benchmark_command_prints_every_figure_with_its_baseline_ratio_and_t
         timeout=600,
     )
     assert run.returncode == 0, run.stderr[-2000:]
-    out = run.stdout
+    return run.stdout
+
+
+def test_the_benchmark_command_prints_every_figure_with_its_baseline_ratio_and_target() -> None:
+    out = _printed("benchmarks", "--patients", "20", "--panels", "300")
     assert re.search(r"^machine: .*\d+ cores, Python 3\.\d+.*SQLite .*pandas .*DuckDB", out, re.M)
     assert "cohort: 21 patients, 1,300 panels, 10,400 results" in out
-    number = r"\s+[\d,]+\.?\d*"
     for step, baseline, target in (
         ("import (SQLite)", "sqlite3 executemany, bare", 3),
         ("status recompute (SQLite)", "one DuckDB query", 5),
     ):
-        row = rf"^{re.escape(step)}{number}{number}{number}\s+{re.escape(baseline)}{number}{number}"
+        row = rf"^{re.escape(step)}{NUMBER}{NUMBER}{NUMBER}\s+{re.escape(baseline)}{NUMBER}{NUMBER}"
         assert re.search(row + rf"\s+ratio <= {target}: (met|MISSED)$", out, re.M), (step, out)
     for page, target in (("worklist, rerun", "< 1 s"), ("patient page of BENCH-LONG, rerun", "< 0.5 s")):
-        assert re.search(rf"^{re.escape(page)}{number}\s+{re.escape(target)}: (met|MISSED)$", out, re.M), out
+        assert re.search(rf"^{re.escape(page)}{NUMBER}\s+{re.escape(target)}: (met|MISSED)$", out, re.M), out
     assert re.search(r"^peak memory of the pages step: \d+ MB; largest of any step: \d+ MB", out, re.M)
 
 
@@ -44,24 +50,14 @@ def test_the_import_benchmark_prints_both_stores_beside_their_floors() -> None:
     postgres = os.environ.get("MONITOR_TEST_POSTGRES_URL")
     if not postgres:
         pytest.skip("MONITOR_TEST_POSTGRES_URL is not set")
-    run = subprocess.run(
-        [sys.executable, "-m", "benchmarks.import_csv", "--results", "2000", "--postgres", postgres],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        timeout=600,
-    )
-    assert run.returncode == 0, run.stderr[-2000:]
-    out = run.stdout
-    number = r"\s+[\d,]+\.?\d*"
+    out = _printed("benchmarks.import_csv", "--results", "2000", "--postgres", postgres)
     for step in (
         "raw sqlite3, bare table (baseline)",
         "COPY into a bare table (baseline)",
         "COPY into the store's schema",
         "python -m monitor import",
     ):
-        assert re.search(rf"^{re.escape(step)}{number}{number}{number}$", out, re.M), (step, out)
+        assert re.search(rf"^{re.escape(step)}{NUMBER}{NUMBER}{NUMBER}$", out, re.M), (step, out)
     assert re.search(
         r"^ratio import / bare-table baseline:\s+[\d.]+\s+\(target <= 3: (met|MISSED)\)$", out, re.M
     )
