@@ -172,6 +172,10 @@ buttons = st.columns([1, 1, 4])
 blocked = not uploads or unknown_zone
 check = buttons[0].button("Check (dry run)", disabled=blocked, key="import_check")
 commit = buttons[1].button("Import", type="primary", disabled=blocked, key="import_commit")
+if uploads:
+    # What the server has received: a large file shows here once its upload has finished.
+    chosen = "1 file" if len(uploads) == 1 else f"{len(uploads)} files"
+    buttons[2].caption(f"{chosen} chosen, {_size(sum(upload.size for upload in uploads))}")
 if check:
     _show(_run(dry_run=True), dry_run=True, teams=teams)
 if commit:

@@ -356,6 +356,10 @@ def test_importing_a_shared_file_from_the_import_page(dashboard: str, page: Page
     page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(
         str(DATA / "external" / "us-core-observation-cbc-leukocytes.json")
     )
+    # The run the finished upload starts has shown the file before anything is typed: an edit made while
+    # that run is under way can be lost when its elements arrive.
+    expect(page.get_by_text("1 file chosen, ")).to_be_visible()
+    _settled(page)
     # A file is chosen: a mistyped zone alone keeps both buttons disabled, and is named.
     zone = page.get_by_label("Time zone for times without an offset")
     zone.fill("Europe/Lndon")
