@@ -5,18 +5,22 @@ write collided with a concurrent import. Every function takes the caller's sessi
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import Engine, select, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from db.accounts import assign_patients, without_team
 from db.frames import read_frame_in
 from db.ingest import keep_rejected, new_batch
 from db.models import ImportBatch, Patient, RejectedRecord, Team
+
+_log = logging.getLogger(__name__)
 
 # PostgreSQL: unique violation, deadlock, serialization failure (SQLSTATE).
 _CONTENTION_STATES = {"23505", "40P01", "40001"}
@@ -141,3 +145,35 @@ def is_contention(error: BaseException) -> bool:
     text = str(cause).lower()
     unique = "unique constraint failed" in text or "duplicate key" in text
     return unique or "database is locked" in text or "deadlock detected" in text
+
+
+# PostgreSQL plans its reads from statistics its autovacuum refreshes once a tenth of a table has changed,
+# up to a minute later (autovacuum_analyze_scale_factor 0.1, autovacuum_naptime 1 min: PostgreSQL manual,
+# "The Autovacuum Daemon"). An import that grew the results by more than that refreshes them at once.
+GROWTH_TO_ANALYZE = 0.1
+RESULTS_TO_ANALYZE = 10_000
+
+
+def refresh_statistics(engine: Engine, results: int) -> bool:
+    """After an import committed ``results`` new results: on PostgreSQL, when they are at least
+    ``RESULTS_TO_ANALYZE`` and more than ``GROWTH_TO_ANALYZE`` of the table it held before, ``ANALYZE``
+    the panels and results, so that the next status read (the recompute right after a large first import,
+    a page) is planned for the tables as they are now: planned for an empty table, the panel counts of
+    2,000 patients took 0.94 s instead of 0.38 s. Outside the import's transaction, so that its lock (one
+    ANALYZE of a table at a time) never holds up another import. True when it ran; a failure is logged
+    (no patient data) and otherwise ignored: the import has landed, and autovacuum does the same later."""
+    if engine.dialect.name != "postgresql" or results < RESULTS_TO_ANALYZE:
+        return False
+    try:
+        with engine.connect() as connection:
+            # The rows the statistics last counted (-1 when never counted): the table before the import.
+            counted = connection.scalar(text("SELECT reltuples FROM pg_class WHERE oid = 'result'::regclass"))
+            held = max(float(counted or 0), 0.0)
+            if results <= GROWTH_TO_ANALYZE * held:
+                return False
+            connection.execute(text("ANALYZE panel, result"))
+            connection.commit()
+    except DBAPIError as error:
+        _log.warning("refreshing the planner's statistics after an import failed: %s", type(error).__name__)
+        return False
+    return True

@@ -14,7 +14,7 @@ from sqlalchemy import Select, delete, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from db.forecasts import status_forecasts
-from db.frames import CHUNK, bulk_insert, chunks, read_frame, read_frame_in
+from db.frames import CHUNK, bulk_insert, chunks, read_copied, read_frame, read_frame_in
 from db.models import ClinicalEvent, Panel, Patient, PatientStatus, ReferenceOverride, Result, StatusChange
 from db.settings import lab_ranges, site_rules
 from monitor.analysis.changes import (
@@ -508,6 +508,10 @@ def _no_results(names: list[str]) -> pd.DataFrame:
 
 
 def _read_result_rows(session: Session, statement: Select[Any]) -> pd.DataFrame:
+    names = list(statement.selected_columns.keys())
+    if session.connection().dialect.name == "postgresql" and set(names) <= {*HISTORY_COLUMNS, "value_raw"}:
+        copied = read_copied(session, statement, whole=_WHOLE, numbers=_NUMBERS, times=_TIMES)
+        return copied if not copied.empty else _no_results(names)
     result = session.connection().execute(statement)
     names = list(result.keys())
     try:

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.accounts import Viewer, team_list
 from db.audit import audit_view
-from db.imports import EarlierImport, import_exists, is_contention, record_unusable
+from db.imports import EarlierImport, import_exists, is_contention, record_unusable, refresh_statistics
 from db.queries import batch_rejections, import_batches
 from monitor.formats.csv_long import UnusableFile
 from monitor.formats.parsed import RAW_TEXT_LIMIT
@@ -162,7 +162,9 @@ def _import(
                     with store() as session:  # never committed: rolled back when it closes
                         return within(session)
                 with store.begin() as session:
-                    return within(session)
+                    summary = within(session)
+                refresh_statistics(store.kw["bind"], summary.accepted)
+                return summary
             except Exception as error:  # noqa: BLE001 - re-raised unless it is a collision (below)
                 # Another import wrote the same patient, panel or file first (a unique key), or held the
                 # store (SQLite's lock, a PostgreSQL deadlock): this transaction rolled back whole, so the

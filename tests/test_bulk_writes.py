@@ -135,3 +135,29 @@ def test_a_write_left_running_that_fails_fails_its_transaction(
     with store() as session:
         versions = pd.Series(session.scalars(select(Result.version)).all())
     assert versions.value_counts().to_dict() == {1: stored, 2: stored}
+
+
+def test_postgresql_counts_the_results_afresh_after_a_large_import(
+    store: sessionmaker[Session], engine: Engine, tmp_path: Path
+) -> None:
+    """A large import refreshes PostgreSQL's statistics at once (the next reads are planned for the table as
+    it is), a small one leaves them to autovacuum."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("the planner's statistics are PostgreSQL's")
+    from sqlalchemy import text
+
+    def counted() -> float:
+        with engine.connect() as connection:
+            return float(
+                connection.scalar(text("SELECT reltuples FROM pg_class WHERE oid = 'result'::regclass"))
+            )
+
+    before = counted()
+    small = tmp_path / "small.csv"
+    _canonical_csv(small, 100)
+    import_path(store, small, options=BY_TEST)
+    assert counted() == before  # 300 results: left to autovacuum
+    large = tmp_path / "large.csv"
+    results = _canonical_csv(large, 3_500)  # its first 300 results are the small file's
+    assert import_path(store, large, options=BY_TEST).accepted == results - 300 >= 10_000
+    assert counted() == _count(store, Result) == results

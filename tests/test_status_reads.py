@@ -33,3 +33,41 @@ def test_the_status_reader_gives_the_frames_read_frame_in_gives(demo_copy) -> No
             pd.testing.assert_frame_equal(_read_results(session, build, []), none)
             nobody = read_frame_in(session, build, [-1])
             pd.testing.assert_frame_equal(_read_results(session, build, [-1]), nobody)
+
+
+def test_awkward_values_read_back_as_stored(demo_copy) -> None:
+    """Text holding the CSV's own separators, quotes, a line break, an empty text beside a NULL, words a
+    reader might take for missing ("NA", "NULL"), a time to the microsecond and a number that only 17
+    digits write exactly: the same frame through the status reader (PostgreSQL's COPY) and the rows."""
+    from sqlalchemy import update
+
+    store = demo_copy(NOW)
+    with store.begin() as session:
+        first, second, third = session.scalars(
+            select(Result.id).where(Result.analyte == "wbc").order_by(Result.id).limit(3)
+        ).all()
+        panel = session.scalar(select(Result.panel_id).where(Result.id == first))
+        session.execute(
+            update(Panel)
+            .where(Panel.id == panel)
+            .values(collected_at=datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC))
+        )
+        awkward = {
+            first: {"value_raw": 'a,"b"\nc', "unit_raw": "NA", "abnormal_flag": "", "value": 0.1 + 0.2},
+            second: {"value_raw": "NULL", "unit_raw": "", "abnormal_flag": None, "value": 1e-300},
+            third: {"value_raw": "", "unit_raw": "10^9/L", "abnormal_flag": "L", "value": None},
+        }
+        for key, values in awkward.items():
+            session.execute(update(Result).where(Result.id == key).values(**values))
+        keys = [int(key) for key in session.scalars(select(Patient.id).order_by(Patient.id))]
+
+        def build(part):
+            return _result_rows().add_columns(Result.value_raw).where(Panel.patient_id.in_(part), *USABLE)
+
+        expected = read_frame_in(session, build, keys)
+        read = _read_results(session, build, keys)
+        pd.testing.assert_frame_equal(read, expected)
+        row = read.set_index("value_raw").loc['a,"b"\nc']
+        assert row["unit_raw"] == "NA" and row["abnormal_flag"] == "" and row["value"] == 0.1 + 0.2
+        assert row["collected_at"] == pd.Timestamp("2026-01-02 03:04:05.123456", tz="UTC")
+        assert pd.isna(read.set_index("value_raw").loc["NULL", "abnormal_flag"])
