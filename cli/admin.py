@@ -147,7 +147,8 @@ def recompute(database: str | None) -> None:
       python -m monitor recompute
     """
     config = _config(database)
-    count = recompute_all(open_store(config), now=datetime.now(UTC), timezone=config.timezone)
+    # One worker process a core computes the status (up to four): the store is read as committed.
+    count = recompute_all(open_store(config), now=datetime.now(UTC), timezone=config.timezone, beside=True)
     click.echo(f"recomputed the status of {count} patients")
 
 

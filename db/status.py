@@ -123,14 +123,13 @@ def refresh_patient_status(
     held = None
     if written is not None and written.parts and not written.overflowed:
         held = (written.batch_id, written.current())
-    for part in _passes(session, list(patient_keys)):
+    for part in passes(session, list(patient_keys)):
         _refresh(session, part, now=now, timezone=timezone, held=held)
 
 
-def _passes(session: Session, patient_keys: list[int]) -> list[list[int]]:
-    """``patient_keys`` in passes of about ``PANELS_PER_PASS`` panels and at most ``CHUNK`` patients."""
-    if len(patient_keys) <= 1:
-        return [patient_keys] if patient_keys else []
+def stored_panels(session: Session, patient_keys: list[int]) -> pd.Series:
+    """Each patient's panels as their stored status last counted them (a patient new to the store, or
+    with none, counts one), indexed by ``patient_keys`` in their order."""
     known = read_frame_in(
         session,
         lambda part: select(PatientStatus.patient_id, PatientStatus.n_panels).where(
@@ -141,7 +140,17 @@ def _passes(session: Session, patient_keys: list[int]) -> list[list[int]]:
     panels = pd.Series(1, index=pd.Index(patient_keys), dtype="int64")
     stored = known.set_index("patient_id")["n_panels"].clip(lower=1)
     panels.loc[stored.index] = stored.to_numpy()
-    by_panels = (panels.cumsum().to_numpy() - 1) // PANELS_PER_PASS
+    return panels
+
+
+def passes(session: Session, patient_keys: list[int], *, per_pass: int | None = None) -> list[list[int]]:
+    """``patient_keys`` in passes of about ``per_pass`` panels (default ``PANELS_PER_PASS``) and at most
+    ``CHUNK`` patients."""
+    if len(patient_keys) <= 1:
+        return [patient_keys] if patient_keys else []
+    per_pass = PANELS_PER_PASS if per_pass is None else per_pass
+    panels = stored_panels(session, patient_keys)
+    by_panels = (panels.cumsum().to_numpy() - 1) // per_pass
     by_count = np.arange(len(patient_keys)) // CHUNK
     # A new pass wherever either the panel budget or the patient count rolls over.
     starts = np.flatnonzero(np.r_[True, (np.diff(by_panels) > 0) | (np.diff(by_count) > 0)])
@@ -159,6 +168,32 @@ def _refresh(
 ) -> None:
     if not patient_keys:
         return
+    rows = computed_status(session, patient_keys, now=now, timezone=timezone, held=held)
+    store_status(session, patient_keys, rows, now=now, timezone=timezone)
+
+
+def store_status(
+    session: Session, patient_keys: list[int], rows: pd.DataFrame, *, now: datetime, timezone: str
+) -> None:
+    """Replace the status rows of ``patient_keys`` by ``rows`` (`computed_status`), recording what changed
+    for the alerts."""
+    rows = _record_changes(session, patient_keys, rows, now=now, timezone=timezone)
+    rows = rows[[column.name for column in PatientStatus.__table__.columns]]
+    for part in chunks(list(patient_keys)):
+        session.execute(delete(PatientStatus).where(PatientStatus.patient_id.in_(part)))
+    bulk_insert(session, PatientStatus.__table__, rows)
+
+
+def computed_status(
+    session: Session,
+    patient_keys: list[int],
+    *,
+    now: datetime,
+    timezone: str,
+    held: tuple[int, pd.DataFrame] | None = None,
+) -> pd.DataFrame:
+    """The status rows of ``patient_keys`` as of ``now``, one a patient (``patient_id`` and the analysis'
+    columns), read from the store and written nowhere: `store_status` writes them."""
     usable = USABLE
     mine = pd.DataFrame(columns=list(HISTORY_COLUMNS))
     if held is not None:
@@ -244,12 +279,7 @@ def _refresh(
         summary[column] = summary[column].astype(object).fillna(empty)
     summary = _with_support(summary, history, temperatures, events, context, now, timezone)
     summary["n_panels"] = summary["n_panels"].fillna(0).astype("int64")
-    rows = summary.rename_axis("patient_id").reset_index().assign(computed_at=now)
-    rows = _record_changes(session, patient_keys, rows, now=now, timezone=timezone)
-    rows = rows[[column.name for column in PatientStatus.__table__.columns]]
-    for part in chunks(list(patient_keys)):
-        session.execute(delete(PatientStatus).where(PatientStatus.patient_id.in_(part)))
-    bulk_insert(session, PatientStatus.__table__, rows)
+    return summary.rename_axis("patient_id").reset_index().assign(computed_at=now)
 
 
 def _with_held_panels(counts: pd.DataFrame, held: pd.DataFrame) -> pd.DataFrame:
@@ -928,9 +958,19 @@ def _with_support(
     return summary
 
 
-def refresh_all_status(session: Session, *, now: datetime, timezone: str) -> int:
+def refresh_all_status(session: Session, *, now: datetime, timezone: str, workers: int = 1) -> int:
     """Recompute every patient's status (after new rules, or a schema change that adds to it); return how
-    many."""
+    many.
+
+    ``workers`` > 1: the passes are computed by that many processes reading the store as committed
+    (`db.status_pool`), for a transaction that has written nothing the status depends on (the command
+    line's recompute); a store other processes cannot open (SQLite in memory) is recomputed here."""
     keys = [int(key) for key in session.scalars(select(Patient.id).order_by(Patient.id))]
+    if workers > 1 and len(keys) > 1:
+        from db.status_pool import refresh_beside, shareable  # spawns processes: loaded only for them
+
+        if shareable(session):
+            refresh_beside(session, keys, now=now, timezone=timezone, workers=workers)
+            return len(keys)
     refresh_patient_status(session, keys, now=now, timezone=timezone)
     return len(keys)

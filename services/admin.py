@@ -17,6 +17,7 @@ from db.demo import DemoConflict, RemovedCohort
 from db.migrate import StoreOutOfDate, current_revision, upgrade
 from db.session import make_engine
 from db.status import refresh_all_status, refresh_patient_status
+from db.status_pool import status_workers
 from monitor.analysis.rules import set_value
 from monitor.simulation.demo import simulate_cohort
 from monitor.simulation.demo.showcase import SHOWCASES, TAC, TAC_SETTING, with_showcase
@@ -193,11 +194,13 @@ def demo_account_warnings(session: Session) -> tuple[str, ...]:
     return (DEMO_ACCOUNTS_WARNING,) if demo.accounts_with_published_password(session) else ()
 
 
-def recompute_all(store: sessionmaker[Session], *, now: datetime, timezone: str) -> int:
+def recompute_all(store: sessionmaker[Session], *, now: datetime, timezone: str, beside: bool = False) -> int:
     """Recompute every patient's status under the current rules (cycle days counted in the site's
-    ``timezone``); return how many patients."""
-    with store.begin() as session:
-        return refresh_all_status(session, now=now, timezone=timezone)
+    ``timezone``); return how many patients. ``beside``: computed by worker processes, one a core
+    (`db.status_pool`), for a caller that may start processes (the command line)."""
+    workers = status_workers() if beside else 1
+    with store.begin() as session:  # writes nothing before the status: the workers read what it reads
+        return refresh_all_status(session, now=now, timezone=timezone, workers=workers)
 
 
 def synthetic_data_present(store: sessionmaker[Session]) -> bool:

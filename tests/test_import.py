@@ -505,7 +505,7 @@ def test_the_status_an_import_computes_from_its_own_rows_equals_a_full_recompute
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(db.status, "PANELS_PER_PASS", 1)
         with store() as session:
-            assert len(db.status._passes(session, [1, 2])) == 2
+            assert len(db.status.passes(session, [1, 2])) == 2
         with store.begin() as session:
             refresh_all_status(session, now=datetime.now(UTC), timezone="UTC")
     pd.testing.assert_frame_equal(from_import, _statuses(store))

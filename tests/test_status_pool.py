@@ -1,0 +1,61 @@
+"""The command line's recompute computes the status in worker processes: the same statuses and changes as
+one process computes, on both stores."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+from sqlalchemy import select
+
+import db.status_pool
+import services.admin
+from db.frames import read_frame
+from db.models import PatientStatus, StatusChange
+from services.admin import recompute_all
+
+NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+
+
+def _stored(store) -> tuple[pd.DataFrame, pd.DataFrame]:
+    with store() as session:
+        statuses = read_frame(session, select(PatientStatus).order_by(PatientStatus.patient_id))
+        changes = read_frame(
+            session, select(StatusChange).order_by(StatusChange.patient_id, StatusChange.id)
+        ).drop(columns=["id"])
+    return statuses, changes
+
+
+def test_workers_recompute_what_one_process_does(demo_copy, monkeypatch) -> None:
+    later = NOW + timedelta(days=3)  # three days on: cycle days, due windows and flags move
+    alone, beside = demo_copy(NOW), demo_copy(NOW)
+    assert recompute_all(alone, now=later, timezone="UTC") == 69  # the demo cohort and its showcase patients
+    # Workers from the first panel, and passes of a few patients each, so that two workers share them.
+    monkeypatch.setattr(db.status_pool, "BESIDE_FROM_PANELS", 0)
+    monkeypatch.setattr(services.admin, "status_workers", lambda: 2)
+    pools: list[int] = []
+
+    class Counted(db.status_pool.ProcessPoolExecutor):
+        def __init__(self, max_workers: int, **kwargs) -> None:
+            pools.append(max_workers)
+            super().__init__(max_workers, **kwargs)
+
+    monkeypatch.setattr(db.status_pool, "ProcessPoolExecutor", Counted)
+    assert recompute_all(beside, now=later, timezone="UTC", beside=True) == 69
+    assert pools == [2]
+    statuses, changes = _stored(alone)
+    pd.testing.assert_frame_equal(_stored(beside)[0], statuses)
+    pd.testing.assert_frame_equal(_stored(beside)[1], changes)
+    assert statuses["computed_at"].eq(pd.Timestamp(later)).all()
+
+
+def test_a_store_of_few_panels_is_recomputed_in_one_process(demo_copy, monkeypatch) -> None:
+    store = demo_copy(NOW)
+
+    def no_workers(*args, **kwargs):
+        raise AssertionError("no worker should start")
+
+    monkeypatch.setattr(db.status_pool, "ProcessPoolExecutor", no_workers)
+    assert (
+        recompute_all(store, now=NOW, timezone="UTC", beside=True) == 69
+    )  # the demo cohort and its showcase patients
