@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmarks.import_csv import SYNTHETIC_FUTURE, peak_rss_mb, postgres_raw
+from benchmarks.import_csv import SYNTHETIC_FUTURE, TreePeak, peak_rss_mb, postgres_raw
 from benchmarks.status import DUCKDB_STATUS
 from monitor.formats.csv_long import HEADER
 
@@ -166,19 +166,18 @@ def step_import(work: Path, url: str) -> dict[str, float]:
 
 def step_recompute(work: Path, url: str) -> dict[str, float]:
     """The product: every patient's status recomputed from the store (`python -m monitor recompute`)."""
-    from db.status_pool import status_workers
     from db.store import open_store
     from services.admin import recompute_all
 
     factory = open_store(url, timezone="UTC")
     started = time.perf_counter()
-    # As the command does it: worker processes compute the passes when the store is large enough.
-    patients = recompute_all(factory, now=datetime.now(UTC), timezone="UTC", beside=True)
+    # As the command does it: worker processes compute the passes when the store is large enough; their
+    # memory and this process's are summed as they run (sampled), and never less than this one's peak.
+    with TreePeak() as tree:
+        patients = recompute_all(factory, now=datetime.now(UTC), timezone="UTC", beside=True)
     seconds = time.perf_counter() - started
-    # This process and every worker, as if all peaked at once.
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * status_workers()
-    return {"seconds": seconds, "peak_mb": (own + workers) / 1024, "patients": patients}
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"seconds": seconds, "peak_mb": max(tree.peak_mb, own), "patients": patients}
 
 
 def step_duckdb(work: Path) -> dict[str, float]:

@@ -140,7 +140,8 @@ def recompute(database: str | None) -> None:
     """Recompute every patient's status (grades, flags, pattern) under the current rules.
 
     Imports and settings changes recompute what they touch; this is for after a manual change to the
-    store, or to check that the stored status is current.
+    store, or to check that the stored status is current. On a large SQLite store (400,000 panels or more)
+    the status is computed by worker processes, one a core up to four.
 
     \b
     Example:

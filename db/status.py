@@ -962,11 +962,13 @@ def refresh_all_status(session: Session, *, now: datetime, timezone: str, worker
     """Recompute every patient's status (after new rules, or a schema change that adds to it); return how
     many.
 
-    ``workers`` > 1: the passes are computed by that many processes reading the store as committed
-    (`db.status_pool`), for a transaction that has written nothing the status depends on (the command
-    line's recompute); a store other processes cannot open (SQLite in memory) is recomputed here."""
+    ``workers`` > 1: on SQLite, the passes are computed by that many processes reading the store as
+    committed (`db.status_pool`), for a transaction that has written nothing the status depends on (the
+    command line's recompute); a store other processes cannot open (SQLite in memory) is recomputed here,
+    and so is PostgreSQL, whose server the workers would share the cores with (`db.status_pool` has the
+    figures)."""
     keys = [int(key) for key in session.scalars(select(Patient.id).order_by(Patient.id))]
-    if workers > 1 and len(keys) > 1:
+    if workers > 1 and len(keys) > 1 and session.get_bind().dialect.name == "sqlite":
         from db.status_pool import refresh_beside, shareable  # spawns processes: loaded only for them
 
         if shareable(session):

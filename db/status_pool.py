@@ -7,6 +7,10 @@ this process writes the finished ones in its transaction, in the order of the pa
 store as committed: only a transaction that has written nothing the status depends on may use them (the
 command line's recompute opens one for this alone). Spawned, not forked: a forked child would inherit this
 process's open database connections (SQLite's "How To Corrupt An SQLite Database File", section 2.6).
+
+SQLite stores only: at 8,000,000 results on two cores the recompute took 27.7 s with two workers against
+37.5 s in one process, but on PostgreSQL 48.9 s against 35.5 s, its server on the same two cores reading
+every pass for the workers (docs/benchmarks.md, 2026-12-04, night).
 """
 
 from __future__ import annotations
@@ -52,7 +56,11 @@ def status_workers() -> int:
 def shareable(session: Session) -> bool:
     """Whether other processes can read the store this session writes (not an in-memory SQLite one)."""
     url = session.get_bind().url
-    return url.get_backend_name() != "sqlite" or (url.database or ":memory:") not in ("", ":memory:")
+    if url.get_backend_name() != "sqlite":
+        return True
+    database = url.database or ""
+    in_memory = database in ("", ":memory:") or (database.startswith("file:") and "mode=memory" in database)
+    return not in_memory and url.query.get("mode") != "memory"
 
 
 def refresh_beside(
