@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from functools import partial
 from typing import Any, TypeVar
 
@@ -126,7 +127,13 @@ def read_copied(
         else pa.string()
         for name in names
     }
-    inner = statement.compile(dialect=connection.dialect, compile_kwargs={"literal_binds": True})
+    # Bound, not written into the text: psycopg merges the parameters into the COPY on the client, quoting
+    # them (a "%" in a value stays one), and an error names the statement without the patients' keys.
+    inner = statement.compile(dialect=connection.dialect, compile_kwargs={"render_postcompile": True})
+    parameters = dict(inner.params)
+    for value in parameters.values():
+        if isinstance(value, datetime) and value.utcoffset() is None:
+            raise ValueError("a time bound into a read has no time zone; refusing to guess")
     picked = ", ".join(
         f'(extract(epoch FROM q."{name}") * 1000000)::bigint' if name in times else f'q."{name}"'
         for name in names
@@ -136,7 +143,7 @@ def read_copied(
     errors = connection.dialect.loaded_dbapi.Error
     cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
-        with cursor.copy(copy) as blocks:
+        with cursor.copy(copy, parameters) as blocks:
             for block in blocks:
                 data += block
     except errors as error:
@@ -147,6 +154,9 @@ def read_copied(
         table = csv.read_csv(
             pa.py_buffer(data),
             read_options=csv.ReadOptions(column_names=names),
+            # A text may hold a line break (quoted by PostgreSQL): pyarrow then reads the CSV in blocks it
+            # cuts only between rows.
+            parse_options=csv.ParseOptions(newlines_in_values=True),
             convert_options=csv.ConvertOptions(
                 column_types=kinds,
                 null_values=[""],

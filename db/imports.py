@@ -12,7 +12,6 @@ from datetime import datetime
 
 import pandas as pd
 from sqlalchemy import Engine, select, text
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from db.accounts import assign_patients, without_team
@@ -160,8 +159,9 @@ def refresh_statistics(engine: Engine, results: int) -> bool:
     the panels and results, so that the next status read (the recompute right after a large first import,
     a page) is planned for the tables as they are now: planned for an empty table, the panel counts of
     2,000 patients took 0.94 s instead of 0.38 s. Outside the import's transaction, so that its lock (one
-    ANALYZE of a table at a time) never holds up another import. True when it ran; a failure is logged
-    (no patient data) and otherwise ignored: the import has landed, and autovacuum does the same later."""
+    ANALYZE of a table at a time) never holds up another import, and waiting at most 2 s for the tables.
+    True when it ran; a failure is logged (its kind only: no patient data) and otherwise ignored: the
+    import has landed, and autovacuum does the same later."""
     if engine.dialect.name != "postgresql" or results < RESULTS_TO_ANALYZE:
         return False
     try:
@@ -171,9 +171,12 @@ def refresh_statistics(engine: Engine, results: int) -> bool:
             held = max(float(counted or 0), 0.0)
             if results <= GROWTH_TO_ANALYZE * held:
                 return False
+            # Never long behind another analysis or a vacuum: autovacuum catches up later instead.
+            connection.execute(text("SET LOCAL lock_timeout = '2s'"))
+            connection.execute(text("SET LOCAL statement_timeout = '120s'"))
             connection.execute(text("ANALYZE panel, result"))
             connection.commit()
-    except DBAPIError as error:
+    except Exception as error:  # noqa: BLE001 - the import has landed whatever happens here
         _log.warning("refreshing the planner's statistics after an import failed: %s", type(error).__name__)
         return False
     return True

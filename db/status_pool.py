@@ -15,11 +15,14 @@ every pass for the workers (docs/benchmarks.md, 2026-12-04, night).
 
 from __future__ import annotations
 
+import atexit
 import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
 from datetime import datetime
-from itertools import repeat
+from itertools import islice
+from pathlib import Path
 
 import pandas as pd
 from sqlalchemy.orm import Session, sessionmaker
@@ -47,9 +50,9 @@ _SESSIONS: sessionmaker[Session] | None = None
 
 
 def status_workers() -> int:
-    """Workers for a recompute on this host: one a core this process may use, at most ``MOST_WORKERS``;
-    1 (no worker: computed in this process) on a single core."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    """Workers for a recompute on this host: one a core this process may use (`_cores`), at most
+    ``MOST_WORKERS``; 1 (no worker: computed in this process) on a single core."""
+    cores = _cores()
     return min(cores, MOST_WORKERS) if cores > 1 else 1
 
 
@@ -59,7 +62,9 @@ def shareable(session: Session) -> bool:
     if url.get_backend_name() != "sqlite":
         return True
     database = url.database or ""
-    in_memory = database in ("", ":memory:") or (database.startswith("file:") and "mode=memory" in database)
+    in_memory = (
+        database in ("", ":memory:") or database.startswith("file::memory:") or "mode=memory" in database
+    )
     return not in_memory and url.query.get("mode") != "memory"
 
 
@@ -80,17 +85,51 @@ def refresh_beside(
     per_pass = min(PANELS_PER_PASS // (2 * workers), -(-total // (2 * workers)))
     parts = passes(session, patient_keys, per_pass=max(per_pass, 1))
     url = session.get_bind().url.render_as_string(hide_password=False)
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(
-        max_workers=min(workers, len(parts)), mp_context=context, initializer=_start, initargs=(url,)
-    ) as pool:
-        for part, rows in zip(parts, pool.map(_computed, parts, repeat(now), repeat(timezone)), strict=True):
+    workers = min(workers, len(parts))
+    pool = ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_start,
+        initargs=(url,),
+    )
+    try:
+        # At most two passes a worker ahead of the writing: finished rows never pile up here.
+        ahead: deque[tuple[list[int], Future[pd.DataFrame]]] = deque()
+        queued = iter(parts)
+        for part in islice(queued, 2 * workers):
+            ahead.append((part, pool.submit(_computed, part, now, timezone)))
+        while ahead:
+            part, computing = ahead.popleft()
+            rows = computing.result()
+            for following in islice(queued, 1):
+                ahead.append((following, pool.submit(_computed, following, now, timezone)))
             store_status(session, part, rows, now=now, timezone=timezone)
+    except BaseException:
+        # A worker's error, this process's (a write refused) or an interruption: the passes not yet begun
+        # are dropped and the workers not waited for; the caller's transaction rolls back.
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _cores() -> int:
+    """The cores this process may use: its CPU affinity, within the container's CPU quota (cgroup v2
+    ``cpu.max``) where there is one."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, int(int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass
+    return cores
 
 
 def _start(url: str) -> None:
     global _SESSIONS
-    _SESSIONS = make_session_factory(make_engine(url))
+    engine = make_engine(url)
+    atexit.register(engine.dispose)  # its connection closed when the worker ends, not left to the server
+    _SESSIONS = make_session_factory(engine)
 
 
 def _computed(part: list[int], now: datetime, timezone: str) -> pd.DataFrame:

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.accounts import Viewer, team_list
@@ -163,8 +164,8 @@ def _import(
                         return within(session)
                 with store.begin() as session:
                     summary = within(session)
-                refresh_statistics(store.kw["bind"], summary.accepted)
-                return summary
+                    bind = session.get_bind()
+                break
             except Exception as error:  # noqa: BLE001 - re-raised unless it is a collision (below)
                 # Another import wrote the same patient, panel or file first (a unique key), or held the
                 # store (SQLite's lock, a PostgreSQL deadlock): this transaction rolled back whole, so the
@@ -172,7 +173,8 @@ def _import(
                 if attempt == CONCURRENT_ATTEMPTS or not is_contention(error):
                     raise
                 time.sleep(random.uniform(0.2, 1.0) * attempt)
-        raise AssertionError("unreachable")
+        else:
+            raise AssertionError("unreachable")
     except UnusableFile as error:
         if not options.dry_run:
             with content.open() as handle:
@@ -188,6 +190,10 @@ def _import(
                     now=now or _clock(),
                 )
         return ImportSummary.not_imported(content.name, options.format, str(error), dry_run=options.dry_run)
+    # The import has landed: this only helps the reads after it, and never fails it.
+    if isinstance(bind, Engine):
+        refresh_statistics(bind, summary.accepted)
+    return summary
 
 
 def _clock() -> datetime:

@@ -138,7 +138,7 @@ def test_a_write_left_running_that_fails_fails_its_transaction(
 
 
 def test_postgresql_counts_the_results_afresh_after_a_large_import(
-    store: sessionmaker[Session], engine: Engine, tmp_path: Path
+    store: sessionmaker[Session], engine: Engine, tmp_path: Path, monkeypatch
 ) -> None:
     """A large import refreshes PostgreSQL's statistics at once (the next reads are planned for the table as
     it is), a small one leaves them to autovacuum."""
@@ -146,18 +146,37 @@ def test_postgresql_counts_the_results_afresh_after_a_large_import(
         pytest.skip("the planner's statistics are PostgreSQL's")
     from sqlalchemy import text
 
+    import db.imports
+
+    refresh_text = db.imports.text
+
     def counted() -> float:
         with engine.connect() as connection:
             return float(
                 connection.scalar(text("SELECT reltuples FROM pg_class WHERE oid = 'result'::regclass"))
             )
 
-    before = counted()
+    import services.imports
+
+    ran: list[bool] = []
+    refresh = services.imports.refresh_statistics
+    monkeypatch.setattr(
+        services.imports, "refresh_statistics", lambda *args: ran.append(refresh(*args)) or ran[-1]
+    )
     small = tmp_path / "small.csv"
     _canonical_csv(small, 100)
     import_path(store, small, options=BY_TEST)
-    assert counted() == before  # 300 results: left to autovacuum
+    assert ran == [False]  # 300 results: left to autovacuum
     large = tmp_path / "large.csv"
     results = _canonical_csv(large, 3_500)  # its first 300 results are the small file's
     assert import_path(store, large, options=BY_TEST).accepted == results - 300 >= 10_000
+    assert ran == [False, True]
     assert counted() == _count(store, Result) == results
+    # A failure to analyse (here: no such table) never fails an import that has landed.
+    monkeypatch.setattr(db.imports, "text", lambda sql: refresh_text(sql.replace("panel,", "no_such_table,")))
+    monkeypatch.setattr(db.imports, "RESULTS_TO_ANALYZE", 1_000)
+    again = tmp_path / "again.csv"
+    more = _canonical_csv(again, 6_720)  # twelve months of 28 days
+    summary = import_path(store, again, options=BY_TEST)
+    assert summary.error is None and summary.accepted == more - results
+    assert ran == [False, True, False] and _count(store, Result) == more

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
+import pytest
 from sqlalchemy import select
 
 import db.status_pool
@@ -50,8 +51,35 @@ def test_workers_recompute_what_one_process_does(demo_copy, monkeypatch) -> None
     assert statuses["computed_at"].eq(pd.Timestamp(later)).all()
 
 
+def test_a_failed_write_rolls_the_whole_recompute_back_without_waiting_for_the_workers(
+    demo_copy, monkeypatch
+) -> None:
+    store = demo_copy(NOW)
+    if store.kw["bind"].dialect.name != "sqlite":
+        return  # PostgreSQL recomputes in one process (above)
+    before = _stored(store)
+    monkeypatch.setattr(db.status_pool, "BESIDE_FROM_PANELS", 0)
+    monkeypatch.setattr(services.admin, "status_workers", lambda: 2)
+    written: list[int] = []
+    store_status = db.status_pool.store_status
+
+    def refused_second(session, part, rows, **kwargs) -> None:
+        written.append(len(part))
+        if len(written) == 2:
+            raise RuntimeError("the store refused the write")
+        store_status(session, part, rows, **kwargs)
+
+    monkeypatch.setattr(db.status_pool, "store_status", refused_second)
+    with pytest.raises(RuntimeError, match="refused"):
+        recompute_all(store, now=NOW + timedelta(days=3), timezone="UTC", beside=True)
+    assert len(written) == 2  # the passes after it were dropped
+    pd.testing.assert_frame_equal(_stored(store)[0], before[0])
+    pd.testing.assert_frame_equal(_stored(store)[1], before[1])
+
+
 def test_a_store_of_few_panels_is_recomputed_in_one_process(demo_copy, monkeypatch) -> None:
     store = demo_copy(NOW)
+    monkeypatch.setattr(services.admin, "status_workers", lambda: 2)
 
     def no_workers(*args, **kwargs):
         raise AssertionError("no worker should start")

@@ -12,6 +12,9 @@ from db.models import Panel, Patient, Result
 from db.status import USABLE, _read_results, _result_rows
 
 NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+# A raw value of two lines (a lab's comment kept with it), long enough that the demo's results with it
+# fill more than one of the blocks pyarrow reads CSV in (1 MB).
+LONG = "4,1\n" + "(repeated) " * 8
 
 
 def test_the_status_reader_gives_the_frames_read_frame_in_gives(demo_copy) -> None:
@@ -43,8 +46,8 @@ def test_awkward_values_read_back_as_stored(demo_copy) -> None:
 
     store = demo_copy(NOW)
     with store.begin() as session:
-        first, second, third = session.scalars(
-            select(Result.id).where(Result.analyte == "wbc").order_by(Result.id).limit(3)
+        first, second, third, fourth = session.scalars(
+            select(Result.id).where(Result.analyte == "wbc").order_by(Result.id).limit(4)
         ).all()
         panel = session.scalar(select(Result.panel_id).where(Result.id == first))
         session.execute(
@@ -57,14 +60,24 @@ def test_awkward_values_read_back_as_stored(demo_copy) -> None:
             second: {"value_raw": "NULL", "unit_raw": "", "abnormal_flag": None, "value": 1e-300},
             third: {"value_raw": "", "unit_raw": "10^9/L", "abnormal_flag": "L", "value": None},
         }
+        # Line breaks all through a read of more than a megabyte (pyarrow reads CSV in blocks of one),
+        # and a "%" in a stored text and in a bound value.
+        session.execute(update(Result).values(value_raw=LONG))
         for key, values in awkward.items():
             session.execute(update(Result).where(Result.id == key).values(**values))
+        session.execute(update(Result).where(Result.id == fourth).values(unit_raw="50%"))
         keys = [int(key) for key in session.scalars(select(Patient.id).order_by(Patient.id))]
 
         def build(part):
-            return _result_rows().add_columns(Result.value_raw).where(Panel.patient_id.in_(part), *USABLE)
+            return (
+                _result_rows()
+                .add_columns(Result.value_raw)
+                .where(Panel.patient_id.in_(part), Result.unit_raw.not_in(["100%"]), *USABLE)
+            )
 
         expected = read_frame_in(session, build, keys)
+        assert expected["value_raw"].eq(LONG).sum() > 9_000  # over a megabyte of them
+        assert expected["unit_raw"].eq("50%").sum() == 1
         read = _read_results(session, build, keys)
         pd.testing.assert_frame_equal(read, expected)
         row = read.set_index("value_raw").loc['a,"b"\nc']
