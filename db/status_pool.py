@@ -18,8 +18,12 @@ from __future__ import annotations
 import atexit
 import multiprocessing
 import os
+import sys
+import types
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import contextmanager
 from datetime import datetime
 from itertools import islice
 from pathlib import Path
@@ -86,6 +90,14 @@ def refresh_beside(
     parts = passes(session, patient_keys, per_pass=max(per_pass, 1))
     url = session.get_bind().url.render_as_string(hide_password=False)
     workers = min(workers, len(parts))
+    with _no_main_module():  # a worker may start at any submission
+        _write_as_computed(session, parts, now=now, timezone=timezone, url=url, workers=workers)
+
+
+def _write_as_computed(
+    session: Session, parts: list[list[int]], *, now: datetime, timezone: str, url: str, workers: int
+) -> None:
+    """Each pass computed by a worker, written here in order."""
     pool = ProcessPoolExecutor(
         max_workers=workers,
         mp_context=multiprocessing.get_context("spawn"),
@@ -110,6 +122,22 @@ def refresh_beside(
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown(wait=True)
+
+
+@contextmanager
+def _no_main_module() -> Iterator[None]:
+    """While workers may start: a bare ``__main__`` module in this process, so that a spawned worker runs no
+    main script of this process's before it takes its work. (A worker re-runs a main script it is told
+    of: harmless for ``python -m monitor``, whose main module is guarded, but a host whose ``__main__``
+    is some other script, a test runner that ran the dashboard's page for one, would have it run again.)
+    The workers need nothing from it: they compute with this module's functions."""
+    held = sys.modules.get("__main__")
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        if held is not None:
+            sys.modules["__main__"] = held
 
 
 def _cores() -> int:
