@@ -143,13 +143,19 @@ def stored_panels(session: Session, patient_keys: list[int]) -> pd.Series:
     return panels
 
 
-def passes(session: Session, patient_keys: list[int], *, per_pass: int | None = None) -> list[list[int]]:
+def passes(
+    session: Session,
+    patient_keys: list[int],
+    *,
+    per_pass: int | None = None,
+    panels: pd.Series | None = None,
+) -> list[list[int]]:
     """``patient_keys`` in passes of about ``per_pass`` panels (default ``PANELS_PER_PASS``) and at most
-    ``CHUNK`` patients."""
+    ``CHUNK`` patients; ``panels``: their `stored_panels`, when the caller has read them already."""
     if len(patient_keys) <= 1:
         return [patient_keys] if patient_keys else []
     per_pass = PANELS_PER_PASS if per_pass is None else per_pass
-    panels = stored_panels(session, patient_keys)
+    panels = stored_panels(session, patient_keys) if panels is None else panels
     by_panels = (panels.cumsum().to_numpy() - 1) // per_pass
     by_count = np.arange(len(patient_keys)) // CHUNK
     # A new pass wherever either the panel budget or the patient count rolls over.
@@ -968,10 +974,10 @@ def refresh_all_status(session: Session, *, now: datetime, timezone: str, worker
     and so is PostgreSQL, whose server the workers would share the cores with (`db.status_pool` has the
     figures)."""
     keys = [int(key) for key in session.scalars(select(Patient.id).order_by(Patient.id))]
-    if workers > 1 and len(keys) > 1 and session.get_bind().dialect.name == "sqlite":
-        from db.status_pool import refresh_beside, shareable  # spawns processes: loaded only for them
+    if workers > 1 and len(keys) > 1:
+        from db.status_pool import beside_allowed, refresh_beside  # it imports this module
 
-        if shareable(session):
+        if beside_allowed(session):
             refresh_beside(session, keys, now=now, timezone=timezone, workers=workers)
             return len(keys)
     refresh_patient_status(session, keys, now=now, timezone=timezone)

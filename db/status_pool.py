@@ -54,17 +54,18 @@ _SESSIONS: sessionmaker[Session] | None = None
 
 
 def status_workers() -> int:
-    """Workers for a recompute on this host: one a core this process may use (`_cores`), at most
+    """Workers for a recompute on this host: one a core this process may use (`usable_cores`), at most
     ``MOST_WORKERS``; 1 (no worker: computed in this process) on a single core."""
-    cores = _cores()
+    cores = usable_cores()
     return min(cores, MOST_WORKERS) if cores > 1 else 1
 
 
-def shareable(session: Session) -> bool:
-    """Whether other processes can read the store this session writes (not an in-memory SQLite one)."""
+def beside_allowed(session: Session) -> bool:
+    """Whether workers may compute this session's store: a SQLite file, which other processes can open
+    (PostgreSQL recomputes in one process: see above)."""
     url = session.get_bind().url
     if url.get_backend_name() != "sqlite":
-        return True
+        return False
     database = url.database or ""
     in_memory = (
         database in ("", ":memory:") or database.startswith("file::memory:") or "mode=memory" in database
@@ -78,7 +79,8 @@ def refresh_beside(
     """Recompute and replace the status of ``patient_keys``, their passes computed by ``workers``
     processes and written here as each finishes (`db.status.refresh_patient_status` does the same in
     one process)."""
-    total = int(stored_panels(session, patient_keys).sum())
+    panels = stored_panels(session, patient_keys)
+    total = int(panels.sum())
     if total < BESIDE_FROM_PANELS:
         refresh_patient_status(session, patient_keys, now=now, timezone=timezone)
         return
@@ -87,7 +89,7 @@ def refresh_beside(
     # process; passes of twice the size were 10 % faster, the workers peaking at 651 MB); and twice as many
     # passes as workers at least, so that one finishing early takes another.
     per_pass = min(PANELS_PER_PASS // (2 * workers), -(-total // (2 * workers)))
-    parts = passes(session, patient_keys, per_pass=max(per_pass, 1))
+    parts = passes(session, patient_keys, per_pass=max(per_pass, 1), panels=panels)
     url = session.get_bind().url.render_as_string(hide_password=False)
     workers = min(workers, len(parts))
     with _no_main_module():  # a worker may start at any submission
@@ -140,7 +142,7 @@ def _no_main_module() -> Iterator[None]:
             sys.modules["__main__"] = held
 
 
-def _cores() -> int:
+def usable_cores() -> int:
     """The cores this process may use: its CPU affinity, within the container's CPU quota (cgroup v2
     ``cpu.max``) where there is one."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

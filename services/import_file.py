@@ -30,6 +30,7 @@ from db.imports import (
 from db.ingest import WriteCounts, field_limits, keep_rejected, new_batch, write_generations, write_others
 from db.queries import batch_rejections
 from db.status import BatchResults, refresh_patient_status
+from db.status_pool import usable_cores
 from monitor.formats.batch import identifiers, in_file_order, refuse_mostly_broken, retried
 from monitor.formats.parsed import REJECT_COLUMNS
 from monitor.formats.piece import PieceReading, ReadPiece
@@ -370,7 +371,7 @@ def reads_beside(size: int) -> bool:
     """
     if size < READ_BESIDE_BYTES:
         return False
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = usable_cores()
     return cores >= READ_BESIDE_CORES and os.getloadavg()[0] < cores - 1
 
 
