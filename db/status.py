@@ -233,6 +233,10 @@ def computed_status(
         lineages = mine[mine["analyte"].isin(tuple(LINEAGES)).to_numpy()]
         history = pd.concat([history, lineages.astype(history.dtypes.to_dict())], ignore_index=True)
     context = patient_context(session, list(patient_keys))
+    # The limits that apply to each WBC, ANC and ALC, resolved once for what judges them against limits
+    # (the flags, the latest grades, the pattern, the cycle support); ``history`` itself stays as read, for
+    # the analyses that resolve their own.
+    limited = with_limits(history, context)
     latest = history.sort_values(["patient_key", "analyte", "collected_at", "panel_id"], kind="stable")
     latest = latest.groupby(["patient_key", "analyte"]).tail(1)
     summary = counts.set_index("patient_key").join(latest_values(latest))
@@ -243,8 +247,8 @@ def computed_status(
         if not held_temperatures.empty:
             temperatures = pd.concat([temperatures, held_temperatures], ignore_index=True)
     febrile = _febrile_now(history, temperatures, events, context, now, timezone)
-    flagged = _with_febrile_flag(_flagged(history, context, now, timezone, events), febrile)
-    summary = summary.join(_graded(latest, context)).join(flagged)
+    flagged = _with_febrile_flag(_flagged(limited, context, now, timezone, events), febrile)
+    summary = summary.join(_graded(limited.loc[latest.index], context)).join(flagged)
     # The latest haemoglobin and platelets, and the lab's critical flags on the latest results.
     others = _latest_others(session, list(patient_keys), usable, mine)
     summary = summary.join(_others_graded(others, context))
@@ -254,7 +258,7 @@ def computed_status(
     summary[["flags", "explanations"]] = mark_preliminary(
         summary[["flags", "explanations"]], preliminary_analytes(summary)
     )[["flags", "explanations"]]
-    summary = summary.join(_pattern(session, history, latest, context))
+    summary = summary.join(_pattern(session, limited, latest, context))
     summary = summary.join(_recent_wbc(history))
     summary = summary.join(_cycle_now(session, history, _chemotherapy(events), context, now, timezone))
     summary = summary.join(febrile)
@@ -283,7 +287,7 @@ def computed_status(
         ("febrile_detail", ""),
     ):
         summary[column] = summary[column].astype(object).fillna(empty)
-    summary = _with_support(summary, history, temperatures, events, context, now, timezone)
+    summary = _with_support(summary, limited, temperatures, events, context, now, timezone)
     summary["n_panels"] = summary["n_panels"].fillna(0).astype("int64")
     return summary.rename_axis("patient_id").reset_index().assign(computed_at=now)
 
@@ -610,15 +614,16 @@ def _chemotherapy(events: pd.DataFrame) -> pd.DataFrame:
 
 
 def _flagged(
-    history: pd.DataFrame, context: Context, now: datetime, timezone: str, events: pd.DataFrame
+    limited: pd.DataFrame, context: Context, now: datetime, timezone: str, events: pd.DataFrame
 ) -> pd.DataFrame:
-    """Flags and their explanations from each patient's WBC, ANC and ALC history (monitor.analysis.flags):
+    """Flags and their explanations from each patient's WBC, ANC and ALC history with its limits
+    (``with_limits``; monitor.analysis.flags):
     days counted in the site's ``timezone``, the trend outside the chemotherapy cycles of ``events``, a high
     WBC or ANC expected while the G-CSF of ``events`` acts (docs/clinical-basis.md, High counts)."""
-    if history.empty:
+    if limited.empty:
         return pd.DataFrame(columns=["flags", "explanations"], index=pd.Index([], name="patient_key"))
     flagged = patient_flags(
-        with_limits(history, context),
+        limited,
         as_of=pd.Timestamp(now),
         timezone=timezone,
         rules=context.rules.flags,
@@ -639,8 +644,9 @@ _GRADED_FIELDS = ("lln", "uln", "range_source", "grade", "high_grade")
 
 
 def _graded(latest: pd.DataFrame, context: Context) -> pd.DataFrame:
-    """Per patient, the limits that apply to the latest WBC, ANC and ALC, their source, the grade and the
-    grade of a high count (Leukocytosis, Lymphocyte count increased).
+    """Per patient, the limits that apply to the latest WBC, ANC and ALC (``latest`` carries them:
+    ``with_limits``), their source, the grade and the grade of a high count (Leukocytosis, Lymphocyte count
+    increased).
 
     The limits are resolved in order: an active patient-specific override (e.g. a Duffy-null ANC range),
     the range reported with the result, a population default for the patient's age and sex.
@@ -648,7 +654,7 @@ def _graded(latest: pd.DataFrame, context: Context) -> pd.DataFrame:
     columns = [f"latest_{a}_{field}" for a in GRADED for field in _GRADED_FIELDS]
     if latest.empty:
         return pd.DataFrame(columns=columns, index=pd.Index([], name="patient_key"))
-    graded = with_limits(latest, context)
+    graded = latest.copy()
     graded["grade"] = ctcae_grade(
         graded[["analyte", "value", "lln", "comparator"]], rules=context.rules.grading
     )
@@ -756,13 +762,13 @@ def _others_graded(others: pd.DataFrame, context: Context) -> pd.DataFrame:
 
 def _pattern(
     session: Session,
-    history: pd.DataFrame,
+    limited: pd.DataFrame,
     latest: pd.DataFrame,
     context: Context,
 ) -> pd.DataFrame:
     """The pattern of each patient's latest panel with a WBC (``monitor.analysis.patterns``).
 
-    The white-cell counts of that panel are in ``history`` already; only its haemoglobin and platelets are
+    The white-cell counts of that panel, with their limits, are in ``limited`` already; only its haemoglobin and platelets are
     read, by panel, with the value and unit as the lab printed them (graded and shown in that unit).
     """
     empty = pd.DataFrame(columns=["pattern", "pattern_detail"], index=pd.Index([], name="patient_key"))
@@ -778,9 +784,10 @@ def _pattern(
         ),
         [int(key) for key in panels["panel_id"]],
     )
-    white = history[history["panel_id"].isin(panels["panel_id"]).to_numpy(dtype=bool)]
-    panel = pd.concat([white, others], ignore_index=True) if not others.empty else white
-    return panel_pattern(with_limits(panel, context))
+    white = limited[limited["panel_id"].isin(panels["panel_id"]).to_numpy(dtype=bool)]
+    if others.empty:
+        return panel_pattern(white)
+    return panel_pattern(pd.concat([white, with_limits(others, context)], ignore_index=True))
 
 
 # Points in the worklist's sparkline.
@@ -920,7 +927,7 @@ def _with_febrile_flag(flagged: pd.DataFrame, febrile: pd.DataFrame) -> pd.DataF
 
 def _with_support(
     summary: pd.DataFrame,
-    history: pd.DataFrame,
+    limited: pd.DataFrame,
     temperatures: pd.DataFrame,
     events: pd.DataFrame,
     context: Context,
@@ -935,10 +942,10 @@ def _with_support(
     if len(treated) == 0:
         return summary
     mine = events[events["patient_key"].isin(treated).to_numpy(dtype=bool)]
-    anc = history[history["analyte"].eq("anc").to_numpy(dtype=bool) & history["patient_key"].isin(treated)]
+    lineage, patient = limited["analyte"], limited["patient_key"]
+    counted = limited[lineage.eq("anc").to_numpy(dtype=bool) & patient.isin(treated).to_numpy(dtype=bool)]
     # The cycles' febrile neutropenia from the temperatures as well (secondary prophylaxis follows it).
     temps = temperatures[temperatures["patient_key"].isin(treated).to_numpy(dtype=bool)]
-    counted = with_limits(anc, context)
     if not temps.empty:
         counted = pd.concat([counted, temps], ignore_index=True)
     rules = context.rules.cycles
