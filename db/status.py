@@ -768,8 +768,9 @@ def _pattern(
 ) -> pd.DataFrame:
     """The pattern of each patient's latest panel with a WBC (``monitor.analysis.patterns``).
 
-    The white-cell counts of that panel, with their limits, are in ``limited`` already; only its haemoglobin and platelets are
-    read, by panel, with the value and unit as the lab printed them (graded and shown in that unit).
+    The white-cell counts of that panel, with their limits, are in ``limited`` already; only its haemoglobin
+    and platelets are read, by panel, with the value and unit as the lab printed them (graded and shown in
+    that unit).
     """
     empty = pd.DataFrame(columns=["pattern", "pattern_detail"], index=pd.Index([], name="patient_key"))
     panels = latest.loc[latest["analyte"].eq("wbc").to_numpy(dtype=bool), ["patient_key", "panel_id"]]
