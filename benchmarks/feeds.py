@@ -160,6 +160,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="parser runs, the best kept")
     parser.add_argument("--no-import", action="store_true", help="the parsers only")
     args = parser.parse_args()
+    if args.resources <= PATIENTS:
+        parser.error(f"--resources must be more than the {PATIENTS:,} Patients the file starts with")
     versions = f"Python {platform.python_version()}, pandas {pd.__version__}"
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {versions}")
     with tempfile.TemporaryDirectory() as name:
