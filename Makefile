@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test chromium nginx lint clean
+.PHONY: run test chromium nginx printing lint clean
 
 # The first run installs for a couple of minutes: each step says what it does, and pip shows its progress.
 $(STAMP): requirements.txt requirements-dev.txt
@@ -21,7 +21,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 ## Run the dashboard on http://127.0.0.1:8501 (creates data/monitor.db with the synthetic demo cohort).
 ## `make run PORT=8600` serves it on another port.
 PORT ?= 8501
-run: $(STAMP)
+run: $(STAMP) printing
 	$(BIN)/python -m streamlit run dashboard.py --server.port $(PORT)
 
 ## Debian's Chromium for the browser tests (installed when missing and this runs as root with apt-get).
@@ -32,6 +32,22 @@ chromium:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else \
 	    echo "note: /usr/bin/chromium is missing: the browser tests will be skipped (apt-get install chromium)"; \
+	  fi; \
+	fi
+
+## Printed reports (PDF): WeasyPrint lays them out with Debian's Pango and the DejaVu fonts; the tests read
+## the PDFs back with poppler-utils (pdftotext, pdftoppm). Installed when missing and this runs as root with
+## apt-get.
+printing:
+	@if ! ldconfig -p 2>/dev/null | grep -q libpangoft2-1.0 || [ ! -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] \
+	    || ! command -v pdftotext >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian's Pango, DejaVu fonts and poppler-utils for printed reports"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core poppler-utils >/dev/null; \
+	  else \
+	    echo "note: Pango, the DejaVu fonts or poppler-utils are missing: reports cannot print and their tests" \
+	      "will be skipped (apt-get install libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core poppler-utils)"; \
 	  fi; \
 	fi
 
@@ -52,7 +68,7 @@ nginx:
 ## file's shared fixtures (a dashboard server, a browser) start once; `make test WORKERS=0` runs them in
 ## this process alone.
 WORKERS ?= auto
-test: $(STAMP) chromium nginx
+test: $(STAMP) chromium nginx printing
 	$(BIN)/python -m pytest -n $(WORKERS) --dist loadfile
 
 ## The checks CI runs beside the tests: lint, formatting, the layer contracts, and strict types for the

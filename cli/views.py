@@ -22,7 +22,6 @@ from cli.app import (
 )
 from monitor.analysis.changes import GRADED
 from monitor.analysis.cycles import CYCLE_COLUMNS
-from monitor.analysis.flags import HIGH_FLAGS
 from monitor.analysis.forecast import Forecast
 from monitor.analysis.forecast.words import decision_support_caption, forecast_made, forecast_sentence
 from monitor.analysis.status import LATEST_COLUMNS, STATUS_EXTRA_COLUMNS, latest_column
@@ -32,7 +31,7 @@ from services.forecast import patient_forecast
 from services.patients import find_patient, patient_cycles, patient_results
 from services.store import Store, open_store
 from services.worklist import alerts as find_alerts
-from services.worklist import record_list_view, worklist
+from services.worklist import count_and_grade, record_list_view, worklist
 
 
 def _record_list_view(store: Store, viewer: Viewer, user: str | None, keys: pd.Series, what: str) -> None:
@@ -119,26 +118,6 @@ def _cut(texts: pd.Series, width: int) -> pd.Series:
     return text.where(text.str.len().fillna(0).le(width), text.str.slice(0, width - 3) + "...")
 
 
-def _count_and_grade(frame: pd.DataFrame, analyte: str) -> pd.Series:
-    """The latest count of ``analyte`` as printed, with its comparator, the lab's own flag and CTCAE grade:
-    "<0.1 LL G4"; a count above its upper limit is marked "↑", with its CTCAE grade where CTCAE grades a
-    high count: "105.6 HH ↑G3" (docs/clinical-basis.md, High counts)."""
-    value = frame[latest_column(analyte)]
-    present = value.notna()
-    counts = pd.Series(pd.NA, index=frame.index, dtype="string")
-    if present.any():  # (printed needs at least one value)
-        counts[present] = printed(value[present], pd.Series(analyte, index=value[present].index))
-    text = frame[latest_column(analyte, "comparator")].fillna("").astype("string") + counts
-    flag = frame[latest_column(analyte, "lab_flag")].astype("string").str.strip()
-    text = text.where(flag.isna() | flag.eq(""), text + " " + flag)
-    grade = frame[latest_column(analyte, "grade")]
-    high = frame[latest_column(analyte, "high_grade")].astype("Int64")
-    above = frame["flags"].map(lambda listed: HIGH_FLAGS[analyte] in listed).astype(bool)
-    graded = text.where(grade.isna(), text + " G" + grade.astype("Int64").astype("string"))
-    raised = (text + " ↑").where((high < 1).fillna(True), text + " ↑G" + high.astype("string"))
-    return graded.where(~above, raised).where(value.notna())
-
-
 def _compact(frame: pd.DataFrame, timezone: str) -> pd.DataFrame:
     """The worklist as a terminal shows it by default (``COMPACT_COLUMNS``); the last CBC's date in the
     site's zone, the cycle day as C#D# (day 0 = D1)."""
@@ -148,7 +127,7 @@ def _compact(frame: pd.DataFrame, timezone: str) -> pd.DataFrame:
             "patient_id": frame["patient_id"],
             "name": _cut(frame["name"], COMPACT_WIDTHS["name"]),
             "priority": frame["priority"],
-            **{analyte: _count_and_grade(frame, analyte) for analyte in ("wbc", "anc", "alc")},
+            **{analyte: count_and_grade(frame, analyte) for analyte in ("wbc", "anc", "alc")},
             "last_cbc": frame["last_collected_at"].dt.tz_convert(timezone).dt.strftime("%Y-%m-%d"),
             "days": frame["days_since_cbc"],
             "cycle": "C" + frame["cycle"].astype("Int64").astype("string") + "D" + day.astype("string"),

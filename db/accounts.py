@@ -439,6 +439,12 @@ def team_list(session: Session) -> pd.DataFrame:
     return teams.drop(columns="id")
 
 
+def find_team(session: Session, code: str) -> tuple[int, str] | None:
+    """The key and name of the team with this code, or None."""
+    found = session.execute(select(Team.id, Team.name).where(Team.code == code)).first()
+    return None if found is None else (int(found[0]), str(found[1]))
+
+
 def assign_patient(session: Session, patient_key: int, team: str, *, now: datetime, by: str) -> bool:
     """Put a patient in a team (created when new); False when it was there already. Audited."""
     code = team.strip()

@@ -6,6 +6,7 @@ makes them, in its own transaction; these are for reads, which change nothing el
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 
 import pandas as pd
@@ -28,6 +29,7 @@ __all__ = [
     "grant_app_role",
     "read_trail",
     "record_export",
+    "record_exports",
     "record_view",
     "verify_trail",
 ]
@@ -59,6 +61,25 @@ def record_export(
     """Record that ``viewer`` exported something (a worklist, a flowsheet, the trail itself)."""
     with store.begin() as session:
         audit.audit_export(session, viewer, what, patient_key, now=now)
+
+
+def record_exports(
+    store: sessionmaker[Session], *, viewer: Viewer, what: str, patient_keys: Iterable[int], now: datetime
+) -> None:
+    """Record that ``viewer`` exported a list of patients (a printed handover): one ``export`` row per
+    patient on it, so that each patient's trail names the list."""
+    listed = sorted({int(key) for key in patient_keys})
+    if not listed:
+        return
+    with store.begin() as session:
+        audit.record_for_patients(
+            session,
+            at=now,
+            username=viewer.username,
+            action="export",
+            patient_keys=listed,
+            details={"what": what},
+        )
 
 
 def read_trail(

@@ -24,6 +24,7 @@ SEED_DEMO_ENV = "MONITOR_SEED_DEMO"
 CACHE_SECONDS_ENV = "MONITOR_CACHE_SECONDS"
 DEFAULT_CACHE_SECONDS = 60
 FUTURE_TOLERANCE_ENV = "MONITOR_FUTURE_TOLERANCE_MINUTES"
+SITE_NAME_ENV = "MONITOR_SITE_NAME"
 DEFAULT_FUTURE_TOLERANCE_MINUTES = 60  # monitor.formats.records.FUTURE_TOLERANCE
 
 
@@ -53,6 +54,9 @@ class Config:
         How far after an import a result's collection time may be before the result is refused as in the
         future (``MONITOR_FUTURE_TOLERANCE_MINUTES``, default 60; docs/clinical-basis.md, Plausible
         collection times).
+    site_name
+        The hospital or unit printed on reports (``MONITOR_SITE_NAME``, default none: the reports then
+        name the site's time zone only).
     """
 
     database_url: str
@@ -60,6 +64,7 @@ class Config:
     seed_demo: bool = False
     cache_seconds: int = DEFAULT_CACHE_SECONDS
     future_tolerance: timedelta = timedelta(minutes=DEFAULT_FUTURE_TOLERANCE_MINUTES)
+    site_name: str = ""
 
     @classmethod
     def from_environment(
@@ -94,6 +99,7 @@ class Config:
             seed_demo=_seed_demo(env.get(SEED_DEMO_ENV, ""), url),
             cache_seconds=_cache_seconds(env.get(CACHE_SECONDS_ENV, "")),
             future_tolerance=_future_tolerance(env.get(FUTURE_TOLERANCE_ENV, "")),
+            site_name=" ".join(env.get(SITE_NAME_ENV, "").split())[:200],
         )
 
 

@@ -14,10 +14,13 @@ from db.accounts import Viewer
 from db.settings import site_rules
 from monitor.analysis.alerts import ALERT_COLUMNS, current_alerts
 from monitor.analysis.due import due_flags, with_monitoring_gaps
+from monitor.analysis.flags import HIGH_FLAGS
 from monitor.analysis.forecast import GRADE4_BELOW
+from monitor.analysis.status import latest_column
 from monitor.analysis.triage import prioritised
+from monitor.formats.units import printed
 
-__all__ = ["alerts", "patient_list", "record_list_view", "treated_patients", "worklist"]
+__all__ = ["alerts", "count_and_grade", "patient_list", "record_list_view", "treated_patients", "worklist"]
 
 
 def patient_list(
@@ -95,3 +98,23 @@ def record_list_view(
             patient_keys=listed,
             details={"what": what},
         )
+
+
+def count_and_grade(frame: pd.DataFrame, analyte: str) -> pd.Series:
+    """The latest count of ``analyte`` as printed, with its comparator, the lab's own flag and CTCAE grade:
+    "<0.1 LL G4"; a count above its upper limit is marked "↑", with its CTCAE grade where CTCAE grades a
+    high count: "105.6 HH ↑G3" (docs/clinical-basis.md, High counts)."""
+    value = frame[latest_column(analyte)]
+    present = value.notna()
+    counts = pd.Series(pd.NA, index=frame.index, dtype="string")
+    if present.any():  # (printed needs at least one value)
+        counts[present] = printed(value[present], pd.Series(analyte, index=value[present].index))
+    text = frame[latest_column(analyte, "comparator")].fillna("").astype("string") + counts
+    flag = frame[latest_column(analyte, "lab_flag")].astype("string").str.strip()
+    text = text.where(flag.isna() | flag.eq(""), text + " " + flag)
+    grade = frame[latest_column(analyte, "grade")]
+    high = frame[latest_column(analyte, "high_grade")].astype("Int64")
+    above = frame["flags"].map(lambda listed: HIGH_FLAGS[analyte] in listed).astype(bool)
+    graded = text.where(grade.isna(), text + " G" + grade.astype("Int64").astype("string"))
+    raised = (text + " ↑").where((high < 1).fillna(True), text + " ↑G" + high.astype("string"))
+    return graded.where(~above, raised).where(value.notna())

@@ -153,7 +153,11 @@ def printed(values: pd.Series, analytes: pd.Series) -> pd.Series:
     decimals = analytes.map(PRINTED_DECIMALS).fillna(COUNT_PRINTED_DECIMALS).to_numpy(dtype="float64")
     scale = 10.0**decimals
     rounded = np.round(values.to_numpy(dtype="float64") * scale) / scale
-    text = pd.Series(rounded, index=values.index, dtype="float64").map("{:g}".format, na_action="ignore")
+    text = (
+        pd.Series(rounded, index=values.index, dtype="float64")
+        .map("{:g}".format, na_action="ignore")
+        .astype("str")  # text even when every value is missing (or there is none)
+    )
     # A temperature is read with its tenths, as thermometers print it: 38.0, never "38".
     has_point = text.str.contains(".", regex=False, na=True).to_numpy(dtype=bool)
     whole = analytes.isin(ONE_DECIMAL_AT_LEAST).to_numpy(dtype=bool) & ~has_point

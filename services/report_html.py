@@ -1,0 +1,508 @@
+"""The printed patient summary and team handover as HTML and CSS (laid out as PDFs by ``services.reports``).
+
+Every value is escaped (a name holding "<", "&", "*" or "#" prints as written), a name in a right-to-left
+script keeps its own direction, a missing value prints as a dash, never "nan" or "None", and times are
+in the site's zone with the zone named. The synthetic banner prints on every page of a demo patient.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from datetime import datetime
+from html import escape
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from monitor.analysis.flags import flag_label
+from monitor.analysis.forecast.words import decision_support_caption, forecast_made, forecast_sentence
+from monitor.analysis.setting_descriptions import PRIMARY_SOURCES
+from monitor.analysis.status import EXCLUDED_STATUSES
+from monitor.analysis.timeline import DEFAULT_WINDOW_DAYS, view_window
+from monitor.analysis.triage import TIERS
+from monitor.analytes import ANALYTES
+from monitor.formats.units import printed
+from services.patients import PatientView
+from services.report_chart import chart_svg
+from services.worklist import count_and_grade
+
+__all__ = ["DISCLAIMER", "FLOWSHEET_PANELS", "PRODUCT", "handover_html", "summary_html"]
+
+PRODUCT = "Leukopenia monitor"
+DISCLAIMER = (
+    "Decision support, not a diagnosis: each flag states the rule and the results it rests on; "
+    "check them against the full record before acting."
+)
+SYNTHETIC = "SYNTHETIC DEMO PATIENT: simulated data, not a real person"
+# The latest counts printed, in this order, and the flowsheet's rows.
+LATEST = ("wbc", "anc", "alc", "hgb", "plt")
+FLOWSHEET = ("wbc", "anc", "alc", "amc", "hgb", "plt")
+# The last panels printed in the flowsheet, and events at most.
+FLOWSHEET_PANELS = 8
+EVENTS_PRINTED = 12
+DASH = "–"
+# What a result's limit came from, in words (``monitor.analysis.ranges_default.RANGE_SOURCES``).
+SOURCE_WORDS = {
+    "patient override": "this patient's range",
+    "reported": "the lab's range",
+    "lab configured": "the lab's configured range",
+    "default adult": "adult default",
+    "default paediatric": "age default",
+    "default any age": "default for any age",
+}
+CYCLE_COLUMNS = (
+    "cycle",
+    "start",
+    "nadir ANC",
+    "on",
+    "grade",
+    "nadir WBC",
+    "recovered",
+    "FN",
+    "G-CSF",
+    "delay days",
+    "ready at next",
+)
+
+
+def summary_html(
+    view: PatientView,
+    *,
+    now: datetime,
+    printed_by: str,
+    paper: str,
+    since: pd.Timestamp | None,
+    site: str,
+) -> str:
+    """The summary of ``view`` as one HTML document for ``paper`` ("A4" or "letter")."""
+    zone = view.timezone
+    status = view.status
+    usable = view.results[~view.results["status"].isin(EXCLUDED_STATUSES).to_numpy(dtype=bool)]
+    usable = usable[usable["value"].notna().to_numpy(dtype=bool)]
+    start, end = _window(usable, view.events, since=since, now=now)
+    patient_id = _text(status.get("patient_id"))
+    printed_at = f"{pd.Timestamp(now).tz_convert(zone):%Y-%m-%d %H:%M} ({zone})"
+    synthetic = bool(status.get("is_synthetic"))
+    body = [
+        f"<h1>Patient summary <span class='product'>{PRODUCT}</span></h1>",
+        _identity(status, site=site, printed_at=printed_at, printed_by=printed_by),
+        "<h2>Latest counts</h2>",
+        _latest(usable, zone),
+        "<h2>Flags</h2>",
+        _flags(status, view.acknowledgements, zone),
+        _chart_section(usable, view.events, start, end, zone),
+        _cycles(view),
+        _flowsheet(usable, start, end, zone),
+        _events(view.events, start, end, zone),
+        _ranges(view.ranges, zone),
+        _sources(),
+    ]
+    footer = f"{PRODUCT} · {patient_id} · printed {printed_at}"
+    return _document("".join(body), paper=paper, footer=footer, synthetic=synthetic)
+
+
+def handover_html(
+    listed: pd.DataFrame,
+    *,
+    team: str,
+    timezone: str,
+    now: datetime,
+    printed_by: str,
+    paper: str,
+    site: str,
+) -> str:
+    """A team's handover list (``listed``: its worklist, in priority order), landscape on ``paper``."""
+    printed_at = f"{pd.Timestamp(now).tz_convert(timezone):%Y-%m-%d %H:%M} ({timezone})"
+    synthetic = bool(listed["is_synthetic"].astype(bool).any()) if not listed.empty else False
+    counts = {analyte: count_and_grade(listed, analyte) for analyte in ("wbc", "anc", "alc")}
+    day = listed["cycle_day"].astype("Int64") + 1
+    cycle = ("C" + listed["cycle"].astype("Int64").astype("string") + "D" + day.astype("string")).fillna(DASH)
+    last = listed["last_collected_at"].map(lambda at: _local(at, timezone, "%Y-%m-%d"))
+    rows = []
+    for position, row in enumerate(listed.to_dict("records")):
+        number = position + 1
+        days = row["days_since_cbc"]
+        since = "" if _missing(days) else f" ({int(days)} d)"
+        flags = ", ".join(flag_label(str(flag)) for flag in (row.get("flags") or [])) or DASH
+        due = row.get("cbc_due_reason")
+        age = row["age"]
+        who = f"{'' if _missing(age) else int(age)} {_text(row.get('sex'))}".strip()
+        # Product words are left to right; only the name and identifier keep their own direction. (Few
+        # elements a row: a long list's layout time is mostly its text boxes.)
+        rows.append(
+            f"<tr><td>{number}</td><td>{escape(_text(row.get('tier')))}</td>"
+            f"<td>{_cell(row.get('name'))}<br>{_cell(row.get('patient_id'))}, {escape(who)}</td>"
+            + "".join(f"<td>{escape(_text(counts[a].iloc[position]))}</td>" for a in ("wbc", "anc", "alc"))
+            + f"<td>{escape(str(last.iloc[position]))}{since}</td>"
+            f"<td>{escape(_text(cycle.iloc[position]))}</td>"
+            f"<td>{escape(due if isinstance(due, str) and due else DASH)}</td>"
+            f"<td>{escape(flags)}</td><td>{escape(_text(row.get('priority_reason')))}</td></tr>"
+        )
+    widths = (3, 3, 13, 6.5, 6.5, 6.5, 9.5, 5, 6.5, 20, 20.5)
+    head = (
+        "<colgroup>"
+        + "".join(f'<col style="width: {width}%">' for width in widths)
+        + "</colgroup><tr><th>#</th><th>Tier</th><th>Patient</th><th>WBC</th><th>ANC</th><th>ALC</th>"
+        "<th>Last CBC</th><th>Cycle</th><th>CBC due</th><th>Flags</th><th>Why in this place</th></tr>"
+    )
+    table = (
+        f"<table class='handover'>{head}{''.join(rows)}</table>"
+        if rows
+        else "<p>No patient in this team.</p>"
+    )
+    body = (
+        f"<h1>Handover: {escape(team)} <span class='product'>{PRODUCT}</span></h1>"
+        f"<p>{len(rows)} patient{'s' if len(rows) != 1 else ''}, most urgent first (the worklist's order). "
+        f"Site: {_cell(site or DASH)}. Printed {escape(printed_at)} by {_cell(printed_by)}.</p>"
+        f"{table}"
+        '<p class="note">Counts in x10^9/L as the lab printed them, with the lab\'s flag and the CTCAE v5.0 '
+        "grade (G1-G4; ↑: above the upper limit). Tier 1 is the most urgent: "
+        + "; ".join(f"{tier}: {escape(words)}" for tier, words in TIERS.items())
+        + ".</p>"
+    )
+    footer = f"{PRODUCT} · handover {team} · printed {printed_at}"
+    return _document(body, paper=f"{paper} landscape", footer=footer, synthetic=synthetic)
+
+
+def _document(body: str, *, paper: str, footer: str, synthetic: bool) -> str:
+    banner = (
+        f'@top-center {{ content: "{SYNTHETIC}"; color: white; background: #a00; font-weight: bold; '
+        'font-family: "DejaVu Sans", sans-serif; font-size: 9pt; padding: 2pt 8pt; }'
+        if synthetic
+        else ""
+    )
+    css = f"""
+    @page {{
+      size: {paper};
+      margin: 14mm 13mm 19mm 13mm;
+      {banner}
+      @bottom-left {{ content: "{_css_string(footer)}\\A {_css_string(DISCLAIMER)}"; white-space: pre-wrap;
+                      font-family: "DejaVu Sans", sans-serif; font-size: 6.5pt; color: #444; width: 85%; }}
+      @bottom-right {{ content: "Page " counter(page) " of " counter(pages); width: 15%;
+                       font-family: "DejaVu Sans", sans-serif; font-size: 7pt; color: #444; }}
+    }}
+    body {{ font-family: "DejaVu Sans", sans-serif; font-size: 8pt; color: #111; }}
+    table.sheet {{ font-size: 7pt; }}
+    h1 {{ font-size: 14pt; margin: 0 0 4pt 0; }}
+    h1 .product {{ font-size: 9pt; font-weight: normal; color: #555; margin-left: 6pt; }}
+    h2 {{ font-size: 10pt; margin: 7pt 0 2pt 0; border-bottom: 0.6pt solid #999;
+          break-after: avoid; }}
+    table {{ border-collapse: collapse; width: 100%; margin: 2pt 0; }}
+    th, td {{ border-bottom: 0.4pt solid #ccc; padding: 1.5pt 3pt; text-align: left; vertical-align: top; }}
+    th {{ background: #eef2f5; font-weight: bold; }}
+    td.n {{ text-align: right; font-variant-numeric: tabular-nums; }}
+    tr {{ break-inside: avoid; }}
+    .banner {{ background: #a00; color: white; font-weight: bold; padding: 3pt 6pt; margin-bottom: 6pt; }}
+    .identity td {{ border: none; padding: 0.5pt 6pt 0.5pt 0; }}
+    .identity th {{ background: none; border: none; padding: 0.5pt 4pt 0.5pt 0; color: #555;
+                    font-weight: normal; width: 22%; }}
+    .flag {{ margin: 2pt 0; break-inside: avoid; }}
+    .flag b {{ color: #8a2a00; }}
+    .low {{ color: #b03000; font-weight: bold; }}
+    .note {{ color: #444; font-size: 7.5pt; }}
+    .chart {{ break-inside: avoid; }}
+    .sources li {{ font-size: 7pt; color: #333; }}
+    table.handover {{ font-size: 7.5pt; table-layout: fixed; }}
+    """
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>{escape(footer)}</title><style>{css}</style></head><body>{body}</body></html>"
+    )
+
+
+def _css_string(text: str) -> str:
+    """Text inside a CSS string: its backslashes and quotes escaped, line breaks as spaces."""
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")
+
+
+def _missing(value: Any) -> bool:
+    """None, NaN, NaT or NA."""
+    return (
+        value is None or value is pd.NA or value is pd.NaT or (isinstance(value, float) and math.isnan(value))
+    )
+
+
+def _text(value: Any) -> str:
+    """A value as printed text: missing values (None, NaN, NaT, NA) as a dash."""
+    return DASH if _missing(value) else str(value)
+
+
+def _cell(value: Any) -> str:
+    """A value as escaped HTML in its own direction (a right-to-left name stays readable)."""
+    return f'<span dir="auto">{escape(_text(value))}</span>'
+
+
+def _local(value: Any, zone: str, pattern: str = "%Y-%m-%d %H:%M") -> str:
+    if _missing(value):
+        return DASH
+    return f"{pd.Timestamp(value).tz_convert(zone):{pattern}}"
+
+
+def _window(
+    results: pd.DataFrame, events: pd.DataFrame, *, since: pd.Timestamp | None, now: datetime
+) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """The time the chart, the flowsheet and the events cover: from ``since`` to now, else the timeline's
+    window (its last ``DEFAULT_WINDOW_DAYS`` days of results)."""
+    end = pd.Timestamp(now)
+    if since is not None:
+        start = since if since.tzinfo is not None else since.tz_localize("UTC")
+        return start.tz_convert("UTC"), end
+    found = view_window(results["collected_at"], days=DEFAULT_WINDOW_DAYS)
+    if found is None:
+        return end - pd.Timedelta(days=DEFAULT_WINDOW_DAYS), end
+    return found[0], found[1]
+
+
+def _identity(status: pd.Series, *, site: str, printed_at: str, printed_by: str) -> str:
+    authority = status.get("assigning_authority")
+    identifier = _cell(status.get("patient_id")) + (
+        f" ({_cell(authority)})" if isinstance(authority, str) and authority else ""
+    )
+    age: Any = status.get("age")
+    born = _cell(status.get("birth_date")) + ("" if _missing(age) else f", {int(age)} years")
+    rows = [
+        ("Name", _cell(status.get("name"))),
+        ("Patient ID", identifier),
+        ("Born", born),
+        ("Sex", _cell(status.get("sex"))),
+        ("Teams", _cell(status.get("teams") or DASH)),
+        ("Site", _cell(site or DASH)),
+        ("Printed", f"{escape(printed_at)} by {_cell(printed_by)}"),
+        (
+            "Last CBC",
+            _cell(status.get("days_since_cbc")) + " days ago"
+            if not _missing(status.get("days_since_cbc"))
+            else DASH,
+        ),
+    ]
+    cells = "".join(f"<tr><th>{name}</th><td>{value}</td></tr>" for name, value in rows)
+    return f'<table class="identity">{cells}</table>'
+
+
+def _values(rows: pd.DataFrame) -> pd.Series:
+    """Values as the lab printed them, with a censored value's comparator ("<0.1")."""
+    comparator = rows["comparator"].astype("string").fillna("") if "comparator" in rows else ""
+    return comparator + printed(rows["value"], rows["analyte"]).fillna(DASH)
+
+
+def _latest(results: pd.DataFrame, zone: str) -> str:
+    mine = results[results["analyte"].isin(LATEST).to_numpy(dtype=bool)]
+    if mine.empty:
+        return "<p>No usable count on record.</p>"
+    last = mine.sort_values(["collected_at", "panel_id"], kind="stable").groupby("analyte").tail(1)
+    order = {code: number for number, code in enumerate(LATEST)}
+    last = last.sort_values("analyte", key=lambda codes: codes.map(order)).reset_index(drop=True)
+    values = _values(last)
+    lows, highs = printed(last["lln"], last["analyte"]), printed(last["uln"], last["analyte"])
+    rows = []
+    for position, row in enumerate(last.to_dict("records")):
+        low, high, shown = lows.iloc[position], highs.iloc[position], str(values.iloc[position])
+        limits = (
+            DASH
+            if _missing(low) and _missing(high)
+            else f"{'' if _missing(low) else low}{DASH}{'' if _missing(high) else high}"
+        )
+        source = SOURCE_WORDS.get(str(row.get("range_source")), "")
+        grade = row["grade"]
+        below = not _missing(row.get("below_limit")) and bool(row.get("below_limit"))
+        value = f'<span class="low">{escape(shown)} L</span>' if below else escape(shown)
+        rows.append(
+            f"<tr><td>{escape(_label(row['analyte']))}</td><td class='n'>{value}</td>"
+            f"<td>{escape(str(row['unit']))}</td><td>{_local(row['collected_at'], zone)}</td>"
+            f"<td>{escape(limits)}{' (' + escape(source) + ')' if source else ''}</td>"
+            f"<td class='n'>{DASH if _missing(grade) else int(grade)}</td></tr>"
+        )
+    head = (
+        "<tr><th>Count</th><th>Value</th><th>Unit</th><th>Collected</th><th>Limits that apply</th>"
+        "<th>CTCAE grade</th></tr>"
+    )
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _flags(status: pd.Series, acknowledgements: pd.DataFrame, zone: str) -> str:
+    flags = list(status.get("flags") or [])
+    sentences = list(status.get("explanations") or [])
+    out = []
+    for flag, sentence in zip(flags, sentences + [""] * (len(flags) - len(sentences)), strict=False):
+        label = flag_label(str(flag))
+        # The cycle support's sentences start with their own label: printed once.
+        said = str(sentence).removeprefix(f"{label}: ") if isinstance(sentence, str) else sentence
+        out.append(f'<p class="flag"><b>{escape(label)}</b>: {_cell(said)}</p>')
+    if not out:
+        out.append("<p>No flag raised.</p>")
+    for key in ("pattern_detail", "lab_critical_detail"):
+        said = status.get(key)
+        if isinstance(said, str) and said:
+            name = "Pattern" if key == "pattern_detail" else "Lab's critical flag"
+            out.append(f'<p class="flag"><b>{name}</b>: {_cell(said)}</p>')
+    if flags:
+        if status.get("acknowledged") is True and not acknowledgements.empty:
+            last = acknowledgements.iloc[0]
+            comment = last.get("comment")
+            said = f": {_cell(comment)}" if isinstance(comment, str) and comment else ""
+            out.append(
+                f'<p class="note">Acknowledged by {_cell(last.get("username"))} on '
+                f"{_local(last.get('at'), zone)}{said}</p>"
+            )
+        else:
+            changed = _local(status.get("flags_changed_at"), zone)
+            out.append(f'<p class="note">Not acknowledged since the flags last changed ({changed}).</p>')
+    return "".join(out)
+
+
+def _chart_section(
+    results: pd.DataFrame, events: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, zone: str
+) -> str:
+    svg = chart_svg(results, events, start=start, end=end, timezone=zone)
+    if not svg:
+        return ""
+    return (
+        f'<div class="chart"><h2>WBC and ANC, {_local(start, zone, "%Y-%m-%d")} to '
+        f'{_local(end, zone, "%Y-%m-%d")}</h2>{svg}<p class="note">Shaded: the reference interval that '
+        "applied to each result; tints: CTCAE v5.0 grades; red points: below the limit; dashed lines: "
+        "chemotherapy doses and G-CSF.</p></div>"
+    )
+
+
+def _cycles(view: PatientView) -> str:
+    table = view.cycles.table
+    forecast = view.cycles.forecast
+    if table.empty and forecast is None:
+        return ""
+    out = ["<h2>Chemotherapy cycles</h2>"]
+    if not table.empty:
+        columns = [column for column in CYCLE_COLUMNS if column in table]
+        head = "".join(f"<th>{escape(column)}</th>" for column in columns)
+        rows = "".join(
+            "<tr>" + "".join(f"<td>{_cell(_blank_as_dash(row[column]))}</td>" for column in columns) + "</tr>"
+            for _, row in table.iterrows()
+        )
+        out.append(f"<table><tr>{head}</tr>{rows}</table>")
+        for column in ("delay", "support"):
+            for said in table.get(column, pd.Series(dtype=object)):
+                for sentence in str(said).split(" | ") if isinstance(said, str) and said else ():
+                    out.append(f'<p class="note">{_cell(sentence)}</p>')
+    for sentence in view.cycles.trend:
+        out.append(f"<p>{_cell(sentence)}</p>")
+    if view.cycles.now:
+        out.append(f"<p><b>Now</b>: {_cell(view.cycles.now)}</p>")
+    if forecast is not None:
+        out.append(f"<p><b>Nadir forecast</b>: {_cell(forecast_sentence(forecast))}</p>")
+        if forecast_made(forecast):
+            out.append(f'<p class="note">{_cell(decision_support_caption())}</p>')
+    return "".join(out)
+
+
+def _flowsheet(results: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, zone: str) -> str:
+    inside = results["collected_at"].between(start, end).to_numpy(dtype=bool)
+    shown = results[inside & results["analyte"].isin(FLOWSHEET).to_numpy(dtype=bool)]
+    if shown.empty:
+        return ""
+    panels = (
+        shown.drop_duplicates("panel_id")
+        .sort_values(["collected_at", "panel_id"], kind="stable")
+        .tail(FLOWSHEET_PANELS)
+    )
+    shown = shown[shown["panel_id"].isin(panels["panel_id"]).to_numpy(dtype=bool)]
+    text = _values(shown)
+    below = shown["below_limit"].fillna(False).to_numpy(dtype=bool)
+    above = (
+        shown["above_range"].fillna(False).to_numpy(dtype=bool) if "above_range" in shown else below & False
+    )
+    marks = np.where(below, " L", np.where(above, " H", ""))
+    cells = pd.Series(
+        [
+            f'<span class="low">{escape(t)}{m}</span>' if m == " L" else f"{escape(t)}{m}"
+            for t, m in zip(text, marks, strict=True)
+        ],
+        index=shown.index,
+    )
+    grid = pd.DataFrame({"panel_id": shown["panel_id"], "analyte": shown["analyte"], "cell": cells})
+    grid = grid.drop_duplicates(["panel_id", "analyte"], keep="last").pivot(
+        index="analyte", columns="panel_id", values="cell"
+    )
+    order = [code for code in FLOWSHEET if code in grid.index]
+    head = "".join(
+        f"<th>{_local(at, zone, '%Y-%m-%d')}<br>{_local(at, zone, '%H:%M')}</th>"
+        for at in panels["collected_at"]
+    )
+    filled = grid.reindex(columns=list(panels["panel_id"])).astype(object)
+    filled = filled.where(filled.map(lambda cell: isinstance(cell, str)), DASH)
+    rows = "".join(
+        f"<tr><td>{escape(_label(code))}</td>"
+        + "".join(f"<td class='n'>{cell}</td>" for cell in filled.loc[code])
+        + "</tr>"
+        for code in order
+    )
+    count = len(panels)
+    return (
+        f"<h2>Last {count} panel{'s' if count != 1 else ''} in this period</h2>"
+        f"<table class='sheet'><tr><th>Count</th>{head}</tr>{rows}</table>"
+        '<p class="note">L: below the limit that applies; H: above it. Counts in x10^9/L, haemoglobin '
+        "in g/dL (converted at import where the lab sent other units).</p>"
+    )
+
+
+def _events(events: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, zone: str) -> str:
+    if events.empty:
+        return ""
+    when = pd.to_datetime(events["start_at"], utc=True)
+    mine = events[when.between(start, end).to_numpy(dtype=bool)]
+    if mine.empty:
+        return ""
+    mine = mine.iloc[::-1]
+    rows = "".join(
+        f"<tr><td>{_local(row['start_at'], zone)}</td><td>{_cell(row['kind'])}</td>"
+        f"<td>{_cell(row['label'])}</td><td>{_cell(row.get('details'))}</td></tr>"
+        for _, row in mine.head(EVENTS_PRINTED).iterrows()
+    )
+    left = len(mine) - EVENTS_PRINTED
+    more = f'<p class="note">{left} earlier events in this period not printed.</p>' if left > 0 else ""
+    return (
+        "<h2>Events and notes in this period (newest first)</h2>"
+        f"<table><tr><th>When</th><th>Kind</th><th>What</th><th>Details</th></tr>{rows}</table>{more}"
+    )
+
+
+def _ranges(ranges: pd.DataFrame, zone: str) -> str:
+    if ranges.empty or "is_active" not in ranges:
+        return ""
+    active = ranges[ranges["is_active"].astype(bool).to_numpy()]
+    if active.empty:
+        return ""
+    rows = "".join(
+        f"<tr><td>{escape(_label(row['analyte']))}</td><td>{_cell(_limit(row['low']))}{DASH}{_cell(_limit(row['high']))}</td>"
+        f"<td>{_cell(row.get('reason'))}</td><td>{_cell(row.get('set_by'))}, "
+        f"{_local(row.get('set_at'), zone)}</td></tr>"
+        for _, row in active.iterrows()
+    )
+    return (
+        "<h2>This patient's own ranges</h2>"
+        f"<table><tr><th>Count</th><th>Range</th><th>Reason</th><th>Set by</th></tr>{rows}</table>"
+    )
+
+
+def _blank_as_dash(value: Any) -> Any:
+    """An empty text as a dash (missing values become one in ``_text``)."""
+    return DASH if isinstance(value, str) and not value.strip() else value
+
+
+def _label(code: object) -> str:
+    """An analyte as clinicians read it ("Neutrophils (ANC)"); an unknown code as it is."""
+    return ANALYTES[code].label if isinstance(code, str) and code in ANALYTES else str(code)
+
+
+def _limit(value: Any) -> str:
+    return "" if _missing(value) else f"{float(value):g}"
+
+
+def _sources(extra: Iterable[str] = ()) -> str:
+    listed = [PRIMARY_SOURCES["ctcae5"], *extra]
+    items = "".join(f"<li>{escape(source)}</li>" for source in listed)
+    return (
+        '<h2>Rules and sources</h2><ul class="sources">'
+        f"{items}<li>Each flag's rule, its thresholds and their sources: the {PRODUCT}'s clinical basis "
+        "(docs/clinical-basis.md); the limits are the lab's own range when it sent one.</li></ul>"
+    )

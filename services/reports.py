@@ -1,0 +1,132 @@
+"""Printable reports (PDF): one patient's summary, for a tumour board, a referral letter or the record, and
+a team's handover list, for a ward round or a change of shift.
+
+The summary is built as HTML and CSS (``services.report_html``) and laid out by WeasyPrint: real text
+(selectable, searchable, any script, right-to-left names included, through the system's Pango), A4 or US
+Letter, a running footer with the decision-support disclaimer and "page x of y", and the WBC/ANC chart as
+vector SVG (``services.report_chart``). Why WeasyPrint: README, "Printing".
+
+Everything printed comes from ``services.patients.patient_view``: the same reads, access check and
+computed marks as the patient pages, so a user outside the patient's teams gets the same refusal
+(``PatientNotFound``) and nothing else of the store reaches the page. The handover lists the team's patients
+from the worklist (``services.worklist.worklist``) read as a viewer of that team alone, so no patient of
+another team can appear on it. The caller audits each print (an export) with who, which patients and which
+report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import datetime
+
+import pandas as pd
+from sqlalchemy.orm import Session, sessionmaker
+
+from db.accounts import Viewer, find_team
+from services.patients import patient_view
+from services.report_html import handover_html, summary_html
+from services.worklist import worklist
+
+__all__ = ["PAPERS", "PrintingUnavailable", "Report", "TeamNotFound", "handover", "patient_summary"]
+
+# The paper sizes offered (``--paper``), as CSS names them.
+PAPERS = {"a4": "A4", "letter": "letter"}
+
+
+class TeamNotFound(LookupError):
+    """No team with that code among those the viewer may see."""
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """A rendered report: the PDF's bytes, its page count, the HTML it was laid out from and the keys of
+    the patients it shows (for the audit)."""
+
+    pdf: bytes
+    pages: int
+    html: str
+    patient_keys: tuple[int, ...]
+
+
+def patient_summary(
+    store: sessionmaker[Session],
+    *,
+    viewer: Viewer,
+    patient_key: int,
+    timezone: str,
+    now: datetime,
+    printed_by: str,
+    paper: str = "a4",
+    since: datetime | None = None,
+    site: str = "",
+) -> Report:
+    """The summary of one patient as of ``now`` (times in the site's ``timezone``): identifiers, latest
+    counts with their grades and limits, flags with their sentences and acknowledgement, the WBC/ANC chart,
+    cycles, the last panels, events and notes. ``since`` limits the chart, the panels and the events to
+    what was collected or started from then (default: the timeline's window, its last 182 days).
+
+    Raises ``PatientNotFound`` for a patient ``viewer`` may not see, ``ValueError`` for an unknown paper.
+    """
+    if paper not in PAPERS:
+        raise ValueError(f"paper must be one of {', '.join(sorted(PAPERS))}, not {paper!r}")
+    view = patient_view(store, viewer=viewer, patient_key=patient_key, timezone=timezone, now=now)
+    html = summary_html(
+        view,
+        now=now,
+        printed_by=printed_by,
+        paper=PAPERS[paper],
+        since=None if since is None else pd.Timestamp(since),
+        site=site,
+    )
+    return _render(html, (patient_key,))
+
+
+def handover(
+    store: sessionmaker[Session],
+    *,
+    viewer: Viewer,
+    team: str,
+    timezone: str,
+    now: datetime,
+    printed_by: str,
+    paper: str = "a4",
+    site: str = "",
+) -> Report:
+    """The handover list of the team with code ``team`` as of ``now``: its patients in the worklist's
+    priority order, one row each (grades per lineage, flags, last CBC, cycle day, CBCs due), landscape.
+
+    Raises ``TeamNotFound`` when there is no such team or ``viewer`` is not in it (an administrator sees
+    every team), ``ValueError`` for an unknown paper.
+    """
+    if paper not in PAPERS:
+        raise ValueError(f"paper must be one of {', '.join(sorted(PAPERS))}, not {paper!r}")
+    with store() as session:
+        found = find_team(session, team)
+    if found is None or not (viewer.sees_everyone or found[0] in (viewer.team_ids or ())):
+        raise TeamNotFound(f"no team {team!r} among yours")
+    key, name = found
+    members = dataclasses.replace(viewer, team_ids=(key,))
+    listed = worklist(store, viewer=members, timezone=timezone, now=now)
+    html = handover_html(
+        listed, team=name, timezone=timezone, now=now, printed_by=printed_by, paper=PAPERS[paper], site=site
+    )
+    return _render(html, tuple(int(k) for k in listed["patient_key"]))
+
+
+class PrintingUnavailable(RuntimeError):
+    """The system libraries printing needs (Pango) are missing."""
+
+
+def _render(html: str, patient_keys: tuple[int, ...]) -> Report:
+    # Imported here: WeasyPrint loads Pango through cffi, which only printing needs.
+    try:
+        import weasyprint  # type: ignore[import-untyped]
+    except OSError as error:
+        raise PrintingUnavailable(
+            "printing needs Pango: apt-get install libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core "
+            "(or `make printing`)"
+        ) from error
+
+    document = weasyprint.HTML(string=html).render()
+    return Report(pdf=document.write_pdf(), pages=len(document.pages), html=html, patient_keys=patient_keys)
