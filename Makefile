@@ -35,19 +35,22 @@ chromium:
 	  fi; \
 	fi
 
-## Printed reports (PDF): WeasyPrint lays them out with Debian's Pango and the DejaVu fonts; the tests read
+## Printed reports (PDF): WeasyPrint lays them out with Debian's Pango and the DejaVu fonts (HarfBuzz's subsetter
+## embeds only the glyphs used, faster than WeasyPrint's fallback); the tests read
 ## the PDFs back with poppler-utils (pdftotext, pdftoppm). Installed when missing and this runs as root with
 ## apt-get.
 printing:
-	@if ! ldconfig -p 2>/dev/null | grep -q libpangoft2-1.0 || [ ! -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] \
+	@if ! ldconfig -p 2>/dev/null | grep -q libpangoft2-1.0 || ! ldconfig -p 2>/dev/null | grep -q libharfbuzz-subset \
+	    || [ ! -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] \
 	    || ! command -v pdftotext >/dev/null; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing Debian's Pango, DejaVu fonts and poppler-utils for printed reports"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	      libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core poppler-utils >/dev/null; \
+	      libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core poppler-utils >/dev/null; \
 	  else \
 	    echo "note: Pango, the DejaVu fonts or poppler-utils are missing: reports cannot print and their tests" \
-	      "will be skipped (apt-get install libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core poppler-utils)"; \
+	      "will be skipped (apt-get install libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core" \
+	      "poppler-utils)"; \
 	  fi; \
 	fi
 

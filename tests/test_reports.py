@@ -1,0 +1,334 @@
+"""Printed reports: a patient's summary and a team's handover as PDF files, read back as a person reads them.
+
+Each PDF is turned into text by poppler's ``pdftotext`` and its page size read by ``pdfinfo``: the tests
+look for what a clinician must find on paper (identifiers, counts, flags, the disclaimer, page numbers)
+and for what must never print ("nan", "None", another team's patient).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from sqlalchemy import create_engine, text
+
+from monitor.analysis.flags import flag_label
+from services.accounts import SYSTEM
+from services.patients import PatientNotFound, find_patient
+from services.report_html import DISCLAIMER
+from services.reports import TeamNotFound, handover, patient_summary
+from services.worklist import treated_patients, worklist
+from tests.conftest import DATA
+from tests.test_cli import monitor
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("pdftotext") is None or shutil.which("pdfinfo") is None,
+    reason="poppler-utils (pdftotext, pdfinfo) is missing: `make printing` installs it",
+)
+
+# The demo cohort's anchor: its patients' last counts are days before this.
+NOW = datetime(2026, 11, 20, 9, tzinfo=UTC)
+# What a missing value must never print as.
+UNPRINTABLE = re.compile(r"\bnan\b|\bNone\b|\bNaT\b|<NA>|\bnull\b")
+
+
+def pdf_text(pdf: bytes, folder: Path, name: str = "report") -> str:
+    path = folder / f"{name}.pdf"
+    path.write_bytes(pdf)
+    return subprocess.run(
+        ["pdftotext", "-layout", str(path), "-"], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+
+
+def page_size(path: Path) -> str:
+    """The first page's size as pdfinfo prints it ("595.276 x 841.89 pts (A4)")."""
+    info = subprocess.run(["pdfinfo", str(path)], capture_output=True, text=True, check=True, timeout=60)
+    return next(line for line in info.stdout.splitlines() if line.startswith("Page size:"))
+
+
+def flat(words: str) -> str:
+    """Text with its line breaks and runs of spaces as one space: a sentence wrapped on paper reads whole."""
+    return " ".join(words.split())
+
+
+@pytest.fixture
+def demo(demo_copy):
+    return demo_copy(NOW)
+
+
+def test_summaries_of_demo_patients_of_each_kind_print_what_the_page_shows(demo, tmp_path: Path) -> None:
+    listed = worklist(demo, viewer=SYSTEM, timezone="UTC", now=NOW)
+    flagged = listed["flags"].map(len).gt(0)
+    treated = listed["patient_key"].isin(treated_patients(demo, viewer=SYSTEM))
+    kinds = {
+        "in chemotherapy": listed[listed["cycle"].notna()].iloc[0],
+        "flagged, never treated": listed[flagged & ~treated].iloc[0],
+        "no flag": listed[~flagged].iloc[0],
+    }
+    for kind, row in kinds.items():
+        made = patient_summary(
+            demo,
+            viewer=SYSTEM,
+            patient_key=int(row["patient_key"]),
+            timezone="UTC",
+            now=NOW,
+            printed_by="dr.tester",
+            site="Test hospital",
+        )
+        assert made.pdf.startswith(b"%PDF-") and 1 <= made.pages <= 2, (kind, made.pages)
+        words = pdf_text(made.pdf, tmp_path, kind.replace(" ", "-").replace(",", ""))
+        said = flat(words)
+        assert row["patient_id"] in said and row["name"] in said, kind
+        assert "SYNTHETIC DEMO PATIENT" in said and "Test hospital" in said and "dr.tester" in said
+        assert flat(DISCLAIMER) in said and f"Page 1 of {made.pages}" in said
+        assert "Latest counts" in said and "Limits that apply" in said
+        for flag in row["flags"]:
+            assert flag_label(flag) in said, (kind, flag)
+        if not row["flags"]:
+            assert "No flag raised." in said
+        assert not UNPRINTABLE.search(words), (kind, UNPRINTABLE.findall(words))
+        assert ("Chemotherapy cycles" in said) == (
+            row["patient_key"] in set(listed.loc[treated, "patient_key"])
+        )
+    # The chart is text too: its axes name the counts.
+    assert "WBC (x10^9/L)" in said and "ANC (x10^9/L)" in said
+
+
+def test_the_latest_wbc_prints_with_its_grade_and_the_limit_that_applies(demo, tmp_path: Path) -> None:
+    listed = worklist(demo, viewer=SYSTEM, timezone="UTC", now=NOW)
+    row = listed[listed["latest_wbc_grade"].fillna(0).ge(1)].iloc[0]
+    made = patient_summary(
+        demo, viewer=SYSTEM, patient_key=int(row["patient_key"]), timezone="UTC", now=NOW, printed_by="x"
+    )
+    line = next(line for line in pdf_text(made.pdf, tmp_path).splitlines() if line.strip().startswith("WBC "))
+    value = f"{row['latest_wbc']:g}"
+    assert re.search(rf"\b{re.escape(value)} L\b", line), line
+    assert f"{row['latest_wbc_lln']:g}–" in line and line.rstrip().endswith(str(int(row["latest_wbc_grade"])))
+
+
+def test_letter_paper_and_a_since_date(demo, tmp_path: Path) -> None:
+    listed = worklist(demo, viewer=SYSTEM, timezone="UTC", now=NOW)
+    row = listed[listed["cycle"].notna()].iloc[0]
+    key = int(row["patient_key"])
+    a4 = patient_summary(demo, viewer=SYSTEM, patient_key=key, timezone="UTC", now=NOW, printed_by="x")
+    letter = patient_summary(
+        demo,
+        viewer=SYSTEM,
+        patient_key=key,
+        timezone="UTC",
+        now=NOW,
+        printed_by="x",
+        paper="letter",
+        since=datetime(2026, 10, 1, tzinfo=UTC),
+    )
+    (tmp_path / "a4.pdf").write_bytes(a4.pdf)
+    (tmp_path / "letter.pdf").write_bytes(letter.pdf)
+    assert "(A4)" in page_size(tmp_path / "a4.pdf") and "(letter)" in page_size(tmp_path / "letter.pdf")
+    said = flat(pdf_text(letter.pdf, tmp_path, "letter"))
+    assert "WBC and ANC, 2026-10-01 to 2026-11-20" in said
+    # The panels and events printed are those from the date on.
+    printed_dates = re.findall(r"\b(20\d\d-\d\d-\d\d) \d\d:\d\d\b", said.split("Last ")[1])
+    assert printed_dates and min(printed_dates) >= "2026-10-01", printed_dates
+    with pytest.raises(ValueError, match="paper"):
+        patient_summary(
+            demo, viewer=SYSTEM, patient_key=key, timezone="UTC", now=NOW, printed_by="x", paper="A3"
+        )
+
+
+def _url(store) -> str:
+    return store.kw["bind"].url.render_as_string(hide_password=False)
+
+
+def _members(store, team: str) -> set[str]:
+    with store() as session:
+        rows = session.execute(
+            text(
+                "SELECT p.mrn FROM patient p JOIN patient_team pt ON pt.patient_id = p.id "
+                "JOIN team t ON t.id = pt.team_id WHERE t.code = :team"
+            ),
+            {"team": team},
+        )
+        return {mrn for (mrn,) in rows}
+
+
+def test_a_user_outside_the_patients_teams_gets_the_pages_refusal_and_no_file(demo, tmp_path: Path) -> None:
+    url = _url(demo)
+    oncology_only = sorted(_members(demo, "oncology") - _members(demo, "internal-medicine"))[0]
+    out = tmp_path / "refused.pdf"
+    refused = monitor("report", oncology_only, "--output", str(out), "--user", "medicine", url=url)
+    assert refused.returncode == 2 and "no patient" in refused.stderr and not out.exists()
+    unknown = monitor("report", "NO-SUCH-MRN", "--output", str(out), url=url)
+    assert unknown.returncode == 2 and "no patient" in unknown.stderr and not out.exists()
+    with pytest.raises(PatientNotFound):
+        viewer = _viewer(demo, "medicine")
+        key = find_patient(demo, viewer=SYSTEM, patient_id=oncology_only)
+        patient_summary(demo, viewer=viewer, patient_key=key, timezone="UTC", now=NOW, printed_by="x")
+
+
+def _viewer(store, username: str):
+    from services.accounts import viewer_named
+
+    return viewer_named(store, username=username)
+
+
+def test_a_printed_summary_is_audited_as_an_export_of_the_patient(demo, tmp_path: Path) -> None:
+    url = _url(demo)
+    patient = sorted(_members(demo, "oncology"))[0]
+    out = tmp_path / "summary.pdf"
+    done = monitor(
+        "report", patient, "--output", str(out), "--user", "oncology", "--paper", "letter", url=url
+    )
+    assert done.returncode == 0, done.stderr
+    assert out.read_bytes().startswith(b"%PDF-") and patient in done.stdout
+    assert not list(tmp_path.glob(".*.part")), "the partial file is moved into place"
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text(
+                "SELECT a.action, a.username, a.details FROM audit_log a "
+                "JOIN patient p ON p.id = a.patient_id WHERE p.mrn = :mrn AND a.action = 'export'"
+            ),
+            {"mrn": patient},
+        ).all()
+    engine.dispose()
+    assert len(rows) == 1
+    action, who, details = rows[0]
+    what = json.loads(details)["what"] if isinstance(details, str) else details["what"]
+    assert who.startswith("cli:") and "patient summary (PDF" in what and "(as oncology)" in what
+
+
+def test_the_handover_lists_the_teams_patients_only_in_order_and_audits_each(demo, tmp_path: Path) -> None:
+    url = _url(demo)
+    oncology, medicine = _members(demo, "oncology"), _members(demo, "internal-medicine")
+    out = tmp_path / "handover.pdf"
+    done = monitor("handover", "--team", "oncology", "--output", str(out), "--user", "oncology", url=url)
+    assert done.returncode == 0, done.stderr
+    assert "(A4 landscape)" in page_size(out) or "841.89 x 595.276" in page_size(out)
+    words = subprocess.run(["pdftotext", "-layout", str(out), "-"], capture_output=True, text=True).stdout
+    printed = set(re.findall(r"\bDEMO-\d{4}\b", words))
+    assert printed == oncology, (printed - oncology, oncology - printed)
+    assert not (medicine - oncology) & printed
+    assert not UNPRINTABLE.search(words)
+    # In the worklist's order: the first row is the oncology worklist's first patient.
+    members = _viewer(demo, "oncology")
+    first = worklist(demo, viewer=members, timezone="UTC", now=NOW)["patient_id"].iloc[0]
+    assert re.findall(r"\bDEMO-\d{4}\b", words)[0] == first
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        exported = connection.execute(
+            text(
+                "SELECT p.mrn FROM audit_log a JOIN patient p ON p.id = a.patient_id "
+                "WHERE a.action = 'export' AND a.details LIKE '%handover oncology%'"
+            )
+        ).all()
+    engine.dispose()
+    assert {mrn for (mrn,) in exported} == oncology and len(exported) == len(oncology)
+    refused = monitor("handover", "--team", "oncology", "--output", str(out), "--user", "medicine", url=url)
+    assert refused.returncode == 2 and "no team 'oncology'" in refused.stderr
+    with pytest.raises(TeamNotFound):
+        handover(demo, viewer=SYSTEM, team="no-such-team", timezone="UTC", now=NOW, printed_by="x")
+
+
+def _bundle(patients: list[tuple[str, str, str]], results: dict[str, list[tuple[str, float]]]) -> dict:
+    """A FHIR transaction bundle: each patient (MRN, family, given) and their WBC/ANC results."""
+    codes = {"wbc": ("6690-2", "Leukocytes"), "anc": ("751-8", "Neutrophils")}
+    entries = []
+    for mrn, family, given in patients:
+        entries.append(
+            {
+                "resource": {
+                    "resourceType": "Patient",
+                    "id": mrn,
+                    "identifier": [{"system": "urn:test:mrn", "value": mrn}],
+                    "name": [{"family": family, "given": [given]}],
+                    "gender": "female",
+                    "birthDate": "1970-01-01",
+                }
+            }
+        )
+        for number, (when, wbc) in enumerate(results.get(mrn, [])):
+            for analyte, value in (("wbc", wbc), ("anc", round(wbc * 0.55, 2))):
+                code, name = codes[analyte]
+                entries.append(
+                    {
+                        "resource": {
+                            "resourceType": "Observation",
+                            "id": f"{mrn}-{number}-{analyte}",
+                            "status": "final",
+                            "code": {
+                                "coding": [{"system": "http://loinc.org", "code": code, "display": name}]
+                            },
+                            "subject": {"reference": f"Patient/{mrn}"},
+                            "effectiveDateTime": when,
+                            "valueQuantity": {"value": value, "unit": "10*3/uL", "code": "10*3/uL"},
+                            "referenceRange": [{"low": {"value": 4.0 if analyte == "wbc" else 1.8}}],
+                        }
+                    }
+                )
+    return {"resourceType": "Bundle", "type": "collection", "entry": entries}
+
+
+AWKWARD = [
+    ("HTML-1", "<b>Bold</b> & <script>x</script>", "Ann"),
+    ("MD-2", "*Star* _under_ #1 [link](x)", "Bo"),
+    ("ACCENT-3", "Ñúñez-Çelik", "Zoë"),
+    ("RTL-4", "כהן", "שרה"),
+    ("ONE-5", "Single", "Result"),
+]
+
+
+def test_awkward_names_and_a_single_result_print_as_written(upgraded: str, tmp_path: Path) -> None:
+    weeks = [f"2026-11-{day:02d}T08:00:00Z" for day in (2, 9, 16)]
+    results = {mrn: [(when, 3.1 + i / 10) for i, when in enumerate(weeks)] for mrn, _, _ in AWKWARD[:4]}
+    results["ONE-5"] = [("2026-11-16T08:00:00Z", 2.4)]
+    bundle = tmp_path / "names.json"
+    bundle.write_text(json.dumps(_bundle(AWKWARD, results)), encoding="utf-8")
+    imported = monitor("import", str(bundle), url=upgraded)
+    assert imported.returncode == 0, imported.stderr
+    for mrn, family, given in AWKWARD:
+        out = tmp_path / f"{mrn}.pdf"
+        done = monitor("report", mrn, "--output", str(out), url=upgraded)
+        assert done.returncode == 0, (mrn, done.stderr)
+        words = subprocess.run(["pdftotext", "-layout", str(out), "-"], capture_output=True, text=True).stdout
+        said = flat(words)
+        assert mrn in said and not UNPRINTABLE.search(words), mrn
+        if mrn == "RTL-4":
+            # Hebrew keeps its letters (their order on the line is the reader's, right to left).
+            assert set(family) <= set(said) and set(given) <= set(said)
+        else:
+            assert family in said and given in said, (mrn, said[:300])
+        assert "SYNTHETIC" not in said
+    single = flat(
+        subprocess.run(
+            ["pdftotext", "-layout", str(tmp_path / "ONE-5.pdf"), "-"], capture_output=True, text=True
+        ).stdout
+    )
+    assert "2.4 L" in said or "2.4 L" in single
+    assert "Last 1 panel in this period" in single
+
+
+def test_the_shared_sample_files_patients_print(upgraded: str, tmp_path: Path) -> None:
+    """Messages written by others (NIST's HL7 v2 CBC, HL7's US Core example) through the importer, then
+    printed: their patients' identifiers and counts reach the page."""
+    for name in ("nist-lri-cbc.hl7", "us-core-observation-cbc-leukocytes.json"):
+        done = monitor("import", str(DATA / "external" / name), url=upgraded)
+        # (NIST's message holds a haemoglobin in g/mL that is refused: the rest lands, exit status 1.)
+        assert done.returncode in (0, 1) and "accepted" in done.stdout, (name, done.stderr)
+    listed = json.loads(monitor("patients", "--format", "json", url=upgraded).stdout)
+    assert len(listed) >= 2
+    for patient in listed:
+        out = tmp_path / "sample.pdf"
+        done = monitor("report", patient["patient_id"], "--output", str(out), url=upgraded)
+        assert done.returncode == 0, done.stderr
+        words = subprocess.run(["pdftotext", "-layout", str(out), "-"], capture_output=True, text=True).stdout
+        said = flat(words)
+        assert patient["patient_id"] in said and not UNPRINTABLE.search(words)
+        if patient["latest_wbc"] is not None:
+            assert f"{patient['latest_wbc']:g}" in said
+    assert pd.notna(listed[0]["patient_id"])
