@@ -12,10 +12,11 @@ from monitor.analysis.flags import HIGH_FLAGS, flag_label
 from monitor.analysis.patterns import PATTERNS
 from monitor.analytes import ANALYTES
 from monitor.formats.events import EVENT_KINDS
+from services import reports
 from services.patient_actions import acknowledge, add_event, set_patient_range, site_instant
 from services.patients import around_event
 from ui import data, forecast, timeline
-from ui.downloads import audited_csv_download
+from ui.downloads import audited_csv_download, audited_pdf_download
 from ui.figures import EVENT_NAMES, FEVER_FROM_EVENT
 from ui.identity import current_viewer
 from ui.pickers import choose_patient
@@ -234,6 +235,24 @@ st.caption(
     + (forecast.CHART_CAPTION if forecast.forecast_made(view.cycles.forecast) else "")
 )
 forecast.show(view.cycles.forecast, timezone)
+
+# The same as the command line's `report`: laid out when clicked, audited as an export of the patient.
+audited_pdf_download(
+    "Print summary (PDF)",
+    lambda: reports.patient_summary(
+        data.store(),
+        viewer=viewer,
+        patient_key=chosen,
+        timezone=timezone,
+        now=datetime.now(UTC),
+        printed_by=viewer.username,
+        site=data.config().site_name,
+    ),
+    file_name=f"summary-{patient['patient_id']}.pdf",
+    viewer=viewer,
+    what="patient summary (PDF)",
+    patient_key=chosen,
+)
 
 sheet, event_tab, compare_tab, record_tab = st.tabs(
     ["Flowsheet", f"Events ({len(events)})", "Before / after an event", "Acknowledge, add, set a range"]

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pandas as pd
 import streamlit as st
 
 from monitor.analysis import triage
 from monitor.analysis.flags import FLAGS, flag_label
 from monitor.analysis.support_flags import SUPPORT_FLAGS
+from services import reports
 from ui import data, worklist
-from ui.downloads import audited_csv_download
+from ui.downloads import audited_csv_download, audited_pdf_download
 from ui.identity import current_viewer
 
 st.title("Worklist")
@@ -117,6 +120,28 @@ audited_csv_download(
     viewer=viewer,
     what=f"worklist CSV ({len(export)} patients)",
 )
+# The chosen team's handover, as the command line's `handover` prints it: every patient of the team in this
+# order (not only those the filters keep), laid out when clicked and audited as an export of each.
+printable = data.handover_teams(viewer)
+if team in printable:
+    code = printable[team]
+    audited_pdf_download(
+        f"Handover of {team} (PDF)",
+        lambda: reports.handover(
+            data.store(),
+            viewer=viewer,
+            team=code,
+            timezone=timezone,
+            now=datetime.now(UTC),
+            printed_by=viewer.username,
+            site=data.config().site_name,
+        ),
+        file_name=f"handover-{code}.pdf",
+        viewer=viewer,
+        what=f"handover {code} (PDF)",
+    )
+else:
+    st.caption("Handover (PDF): choose a team above to print its list.")
 
 # What changed: the alerts that still hold (a flag the lab took back among them), so that no one acts on a
 # flag that was withdrawn or misses one that appeared since the last look.

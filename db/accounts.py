@@ -439,6 +439,12 @@ def team_list(session: Session) -> pd.DataFrame:
     return teams.drop(columns="id")
 
 
+def teams(session: Session) -> list[tuple[int, str, str]]:
+    """Every team's key, code and name, by name."""
+    rows = session.execute(select(Team.id, Team.code, Team.name).order_by(Team.name, Team.code))
+    return [(int(key), str(code), str(name)) for key, code, name in rows]
+
+
 def find_team(session: Session, code: str) -> tuple[int, str] | None:
     """The key and name of the team with this code, or None."""
     found = session.execute(select(Team.id, Team.name).where(Team.code == code)).first()

@@ -23,12 +23,20 @@ from datetime import datetime
 import pandas as pd
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.accounts import Viewer, find_team
+from db.accounts import Viewer, find_team, teams
 from services.patients import patient_view
 from services.report_html import handover_html, summary_html
 from services.worklist import worklist
 
-__all__ = ["PAPERS", "PrintingUnavailable", "Report", "TeamNotFound", "handover", "patient_summary"]
+__all__ = [
+    "PAPERS",
+    "PrintingUnavailable",
+    "Report",
+    "TeamNotFound",
+    "handover",
+    "handover_teams",
+    "patient_summary",
+]
 
 # The paper sizes offered (``--paper``), as CSS names them.
 PAPERS = {"a4": "A4", "letter": "letter"}
@@ -112,6 +120,14 @@ def handover(
         listed, team=name, timezone=timezone, now=now, printed_by=printed_by, paper=PAPERS[paper], site=site
     )
     return _render(html, tuple(int(k) for k in listed["patient_key"]))
+
+
+def handover_teams(store: sessionmaker[Session], *, viewer: Viewer) -> dict[str, str]:
+    """The teams whose handover ``viewer`` may print, name to code (an administrator: every team)."""
+    with store() as session:
+        found = teams(session)
+    mine = set(viewer.team_ids or ())
+    return {name: code for key, code, name in found if viewer.sees_everyone or key in mine}
 
 
 class PrintingUnavailable(RuntimeError):

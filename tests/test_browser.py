@@ -563,6 +563,30 @@ def test_the_worklist_downloads_as_csv_and_the_download_is_audited(dashboard: st
     assert exports and exports[0][0] == "admin" and "worklist" in exports[0][1], exports
 
 
+def test_the_patient_page_prints_a_pdf_summary(dashboard: str, page: Page, tmp_path: Path) -> None:
+    """The patient page's "Print summary (PDF)" downloads the summary, laid out when clicked, as real text."""
+    import shutil
+    import subprocess
+
+    from playwright.sync_api import expect
+
+    _sign_in(page, dashboard)
+    page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name="Patient timeline").click()
+    expect(page).to_have_url(f"{dashboard}/patient")
+    button = page.get_by_role("button", name="Print summary (PDF)")
+    expect(button).to_be_visible()
+    with page.expect_download() as download:
+        button.click()
+    saved = tmp_path / download.value.suggested_filename
+    download.value.save_as(saved)
+    assert saved.name.startswith("summary-") and saved.suffix == ".pdf"
+    assert saved.read_bytes().startswith(b"%PDF-")
+    if shutil.which("pdftotext"):
+        words = subprocess.run(["pdftotext", str(saved), "-"], capture_output=True, text=True).stdout
+        assert "Patient summary" in words and "Decision support, not a diagnosis" in words
+    expect(page.locator('[data-testid="stException"]')).to_have_count(0)
+
+
 def test_the_server_log_names_no_patient(dashboard: str, page: Page) -> None:
     """After pages are used (here a sign-in, the worklist, a search, a timeline; in a full run every test
     above as well): the server's output holds no identifier, name or birth date of any patient."""

@@ -12,7 +12,7 @@ import services.audit
 import services.patients
 import services.worklist
 from monitor.analysis.rules import SiteRules
-from services import imports
+from services import imports, reports
 from services import rules as site_settings
 from services.accounts import Viewer
 from services.admin import seed_demo_if_empty, synthetic_data_present
@@ -73,6 +73,12 @@ def alerts(viewer: Viewer, timezone: str) -> pd.DataFrame:
 def treated_patients(viewer: Viewer) -> list[int]:
     """Patients ``viewer`` may see with at least one chemotherapy event."""
     return services.worklist.treated_patients(store(), viewer=viewer)
+
+
+@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
+def handover_teams(viewer: Viewer) -> dict[str, str]:
+    """The teams whose handover ``viewer`` may print, name to code."""
+    return reports.handover_teams(store(), viewer=viewer)
 
 
 @st.cache_data(ttl=CACHE_SECONDS, show_spinner=False, max_entries=200)

@@ -1,5 +1,5 @@
-"""The one way a page offers a table as CSV: spreadsheet-safe, and recorded in the audit trail when the file
-is made.
+"""The one way a page offers a file: a table as CSV (spreadsheet-safe) or a printed report as PDF, recorded
+in the audit trail when the file is made.
 
 Streamlit's own table toolbar download is switched off (``client.disableDataExport``,
 .streamlit/config.toml), so these buttons are the only exports.
@@ -15,8 +15,9 @@ import pandas as pd
 import streamlit as st
 
 from monitor.exports import spreadsheet_safe
+from services import reports
 from services.accounts import Viewer
-from services.audit import record_export
+from services.audit import record_export, record_exports
 from ui import data, identity
 
 
@@ -74,3 +75,37 @@ def _safe_file_name(name: str) -> str:
     """A file name of letters, digits, dots, dashes and underscores (an identifier from a feed can hold
     anything)."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "export.csv"
+
+
+def audited_pdf_download(
+    label: str,
+    make: Callable[[], reports.Report],
+    *,
+    file_name: str,
+    viewer: Viewer,
+    what: str,
+    patient_key: int | None = None,
+) -> None:
+    """A download button for a printed report: ``make`` lays the PDF out only when the button is clicked
+    (a summary takes a second or two), and the export is audited then, for the patient or for every
+    patient the report lists."""
+    check = identity.session_check()
+
+    def export() -> bytes:
+        if not check():
+            raise SignedOut("signed out: nothing printed")
+        made = make()
+        now = datetime.now(UTC)
+        if patient_key is not None:
+            record_export(data.store(), viewer=viewer, what=what, patient_key=patient_key, now=now)
+        else:
+            record_exports(data.store(), viewer=viewer, what=what, patient_keys=made.patient_keys, now=now)
+        return made.pdf
+
+    st.download_button(
+        label,
+        export,
+        file_name=_safe_file_name(file_name),
+        mime="application/pdf",
+        on_click="ignore",
+    )
