@@ -122,30 +122,34 @@ def handover_html(
     last = listed["last_collected_at"].map(lambda at: _local(at, timezone, "%Y-%m-%d"))
     rows = []
     for position, row in enumerate(listed.to_dict("records")):
-        number = position + 1
         days = row["days_since_cbc"]
         since = "" if _missing(days) else f" ({int(days)} d)"
         flags = ", ".join(flag_label(str(flag)) for flag in (row.get("flags") or [])) or DASH
         due = row.get("cbc_due_reason")
         age = row["age"]
         who = f"{'' if _missing(age) else int(age)} {_text(row.get('sex'))}".strip()
-        # Product words are left to right; only the name and identifier keep their own direction. (Few
-        # elements a row: a long list's layout time is mostly its text boxes.)
+        lineages = "<br>".join(
+            f"{a.upper()} {escape(_text(counts[a].iloc[position]))}" for a in ("wbc", "anc", "alc")
+        )
+        when = f"{escape(str(last.iloc[position]))}{since}"
+        if not _missing(cycle.iloc[position]) and cycle.iloc[position] != DASH:
+            when += f"<br>cycle {escape(str(cycle.iloc[position]))}"
+        if isinstance(due, str) and due:
+            when += f"<br>due: {escape(due)}"
+        # Six cells a row, product words left to right and only the name and identifier in their own
+        # direction: a long list's layout time is mostly its boxes (about 1 ms a cell, measured).
         rows.append(
-            f"<tr><td>{number}</td><td>{escape(_text(row.get('tier')))}</td>"
+            f"<tr><td>{position + 1}<br>T{escape(_text(row.get('tier')))}</td>"
             f"<td>{_cell(row.get('name'))}<br>{_cell(row.get('patient_id'))}, {escape(who)}</td>"
-            + "".join(f"<td>{escape(_text(counts[a].iloc[position]))}</td>" for a in ("wbc", "anc", "alc"))
-            + f"<td>{escape(str(last.iloc[position]))}{since}</td>"
-            f"<td>{escape(_text(cycle.iloc[position]))}</td>"
-            f"<td>{escape(due if isinstance(due, str) and due else DASH)}</td>"
+            f"<td>{lineages}</td><td>{when}</td>"
             f"<td>{escape(flags)}</td><td>{escape(_text(row.get('priority_reason')))}</td></tr>"
         )
-    widths = (3, 3, 13, 6.5, 6.5, 6.5, 9.5, 5, 6.5, 20, 20.5)
+    widths = (4, 15, 11, 14, 28, 28)
     head = (
         "<colgroup>"
         + "".join(f'<col style="width: {width}%">' for width in widths)
-        + "</colgroup><tr><th>#</th><th>Tier</th><th>Patient</th><th>WBC</th><th>ANC</th><th>ALC</th>"
-        "<th>Last CBC</th><th>Cycle</th><th>CBC due</th><th>Flags</th><th>Why in this place</th></tr>"
+        + "</colgroup><tr><th>#, tier</th><th>Patient</th><th>Latest counts</th><th>Last CBC, cycle, due</th>"
+        "<th>Flags</th><th>Why in this place</th></tr>"
     )
     table = (
         f"<table class='handover'>{head}{''.join(rows)}</table>"
@@ -158,7 +162,7 @@ def handover_html(
         f"Site: {_cell(site or DASH)}. Printed {escape(printed_at)} by {_cell(printed_by)}.</p>"
         f"{table}"
         '<p class="note">Counts in x10^9/L as the lab printed them, with the lab\'s flag and the CTCAE v5.0 '
-        "grade (G1-G4; ↑: above the upper limit). Tier 1 is the most urgent: "
+        "grade (G1-G4; ↑: above the upper limit). T: the worklist's tier, 1 the most urgent: "
         + "; ".join(f"{tier}: {escape(words)}" for tier, words in TIERS.items())
         + ".</p>"
     )
