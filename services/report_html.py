@@ -1,4 +1,5 @@
-"""The printed patient summary and team handover as HTML and CSS (laid out as PDFs by ``services.reports``).
+"""The printed patient summary as HTML and CSS (laid out as a PDF by ``services.reports``), and the words of a
+team's handover (drawn by ``services.report_handover``).
 
 Every value is escaped (a name holding "<", "&", "*" or "#" prints as written), a name in a right-to-left
 script keeps its own direction, a missing value prints as a dash, never "nan" or "None", and times are
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from html import escape
 from typing import Any
@@ -26,9 +28,10 @@ from monitor.analytes import ANALYTES
 from monitor.formats.units import printed
 from services.patients import PatientView
 from services.report_chart import chart_svg
+from services.report_handover import HandoverRow
 from services.worklist import count_and_grade
 
-__all__ = ["DISCLAIMER", "FLOWSHEET_PANELS", "PRODUCT", "handover_html", "summary_html"]
+__all__ = ["DISCLAIMER", "FLOWSHEET_PANELS", "PRODUCT", "HandoverText", "handover_text", "summary_html"]
 
 PRODUCT = "Leukopenia monitor"
 DISCLAIMER = (
@@ -103,24 +106,31 @@ def summary_html(
     return _document("".join(body), paper=paper, footer=footer, synthetic=synthetic)
 
 
-def handover_html(
-    listed: pd.DataFrame,
-    *,
-    team: str,
-    timezone: str,
-    now: datetime,
-    printed_by: str,
-    paper: str,
-    site: str,
-) -> str:
-    """A team's handover list (``listed``: its worklist, in priority order), landscape on ``paper``."""
+@dataclass(frozen=True, slots=True)
+class HandoverText:
+    """What a handover prints, as text (drawn by ``services.report_handover``): one row per patient."""
+
+    rows: list[HandoverRow]
+    title: str
+    subtitle: str
+    legend: str
+    footer: str
+    banner: str | None
+
+
+def handover_text(
+    listed: pd.DataFrame, *, team: str, timezone: str, now: datetime, printed_by: str, site: str
+) -> HandoverText:
+    """A team's handover list (``listed``: its worklist, in priority order) as the rows and words printed:
+    the place and tier, the patient, the latest WBC/ANC/ALC with their grades, the last CBC with the cycle
+    day and any CBC due, the flags, and the finding that sets the place."""
     printed_at = f"{pd.Timestamp(now).tz_convert(timezone):%Y-%m-%d %H:%M} ({timezone})"
     synthetic = bool(listed["is_synthetic"].astype(bool).any()) if not listed.empty else False
     counts = {analyte: count_and_grade(listed, analyte) for analyte in ("wbc", "anc", "alc")}
     day = listed["cycle_day"].astype("Int64") + 1
-    cycle = ("C" + listed["cycle"].astype("Int64").astype("string") + "D" + day.astype("string")).fillna(DASH)
+    cycle = "C" + listed["cycle"].astype("Int64").astype("string") + "D" + day.astype("string")
     last = listed["last_collected_at"].map(lambda at: _local(at, timezone, "%Y-%m-%d"))
-    rows = []
+    rows: list[HandoverRow] = []
     for position, row in enumerate(listed.to_dict("records")):
         days = row["days_since_cbc"]
         since = "" if _missing(days) else f" ({int(days)} d)"
@@ -128,46 +138,44 @@ def handover_html(
         due = row.get("cbc_due_reason")
         age = row["age"]
         who = f"{'' if _missing(age) else int(age)} {_text(row.get('sex'))}".strip()
-        lineages = "<br>".join(
-            f"{a.upper()} {escape(_text(counts[a].iloc[position]))}" for a in ("wbc", "anc", "alc")
-        )
-        when = f"{escape(str(last.iloc[position]))}{since}"
-        if not _missing(cycle.iloc[position]) and cycle.iloc[position] != DASH:
-            when += f"<br>cycle {escape(str(cycle.iloc[position]))}"
+        lineages = "\n".join(f"{a.upper()} {_text(counts[a].iloc[position])}" for a in ("wbc", "anc", "alc"))
+        when = f"{last.iloc[position]}{since}"
+        if not _missing(cycle.iloc[position]):
+            when += f"\ncycle {cycle.iloc[position]}"
         if isinstance(due, str) and due:
-            when += f"<br>due: {escape(due)}"
-        # Six cells a row, product words left to right and only the name and identifier in their own
-        # direction: a long list's layout time is mostly its boxes (about 1 ms a cell, measured).
+            when += f"\ndue: {due}"
         rows.append(
-            f"<tr><td>{position + 1}<br>T{escape(_text(row.get('tier')))}</td>"
-            f"<td>{_cell(row.get('name'))}<br>{_cell(row.get('patient_id'))}, {escape(who)}</td>"
-            f"<td>{lineages}</td><td>{when}</td>"
-            f"<td>{escape(flags)}</td><td>{escape(_text(row.get('priority_reason')))}</td></tr>"
+            (
+                f"{position + 1}\nT{_text(row.get('tier'))}",
+                f"{_one_line(row.get('name'))}\n{_one_line(row.get('patient_id'))}, {who}",
+                lineages,
+                when,
+                flags,
+                _one_line(row.get("priority_reason")),
+            )
         )
-    widths = (4, 15, 11, 14, 28, 28)
-    head = (
-        "<colgroup>"
-        + "".join(f'<col style="width: {width}%">' for width in widths)
-        + "</colgroup><tr><th>#, tier</th><th>Patient</th><th>Latest counts</th><th>Last CBC, cycle, due</th>"
-        "<th>Flags</th><th>Why in this place</th></tr>"
+    count = len(rows)
+    return HandoverText(
+        rows=rows,
+        title=f"Handover: {team}",
+        subtitle=(
+            f"{PRODUCT}. {count} patient{'s' if count != 1 else ''}, most urgent first (the worklist's "
+            f"order). Site: {site or DASH}. Printed {printed_at} by {printed_by}."
+        ),
+        legend=(
+            "Counts in x10^9/L as the lab printed them, with the lab's flag and the CTCAE v5.0 grade (G1-G4; "
+            "↑: above the upper limit). T: the worklist's tier, 1 the most urgent: "
+            + "; ".join(f"{tier}: {words}" for tier, words in TIERS.items())
+            + "."
+        ),
+        footer=f"{PRODUCT} · handover {team} · printed {printed_at}",
+        banner=SYNTHETIC if synthetic else None,
     )
-    table = (
-        f"<table class='handover'>{head}{''.join(rows)}</table>"
-        if rows
-        else "<p>No patient in this team.</p>"
-    )
-    body = (
-        f"<h1>Handover: {escape(team)} <span class='product'>{PRODUCT}</span></h1>"
-        f"<p>{len(rows)} patient{'s' if len(rows) != 1 else ''}, most urgent first (the worklist's order). "
-        f"Site: {_cell(site or DASH)}. Printed {escape(printed_at)} by {_cell(printed_by)}.</p>"
-        f"{table}"
-        '<p class="note">Counts in x10^9/L as the lab printed them, with the lab\'s flag and the CTCAE v5.0 '
-        "grade (G1-G4; ↑: above the upper limit). T: the worklist's tier, 1 the most urgent: "
-        + "; ".join(f"{tier}: {escape(words)}" for tier, words in TIERS.items())
-        + ".</p>"
-    )
-    footer = f"{PRODUCT} · handover {team} · printed {printed_at}"
-    return _document(body, paper=f"{paper} landscape", footer=footer, synthetic=synthetic)
+
+
+def _one_line(value: Any) -> str:
+    """A value as one line of text (a name or identifier from a feed may hold line breaks)."""
+    return " ".join(_text(value).split()) or DASH
 
 
 def _document(body: str, *, paper: str, footer: str, synthetic: bool) -> str:
@@ -208,7 +216,6 @@ def _document(body: str, *, paper: str, footer: str, synthetic: bool) -> str:
     .note {{ color: #444; font-size: 7.5pt; }}
     .chart {{ break-inside: avoid; }}
     .sources li {{ font-size: 7pt; color: #333; }}
-    table.handover {{ font-size: 7.5pt; table-layout: fixed; }}
     """
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'

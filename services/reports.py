@@ -25,7 +25,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.accounts import Viewer, find_team, teams
 from services.patients import patient_view
-from services.report_html import handover_html, summary_html
+from services.report_handover import handover_pdf
+from services.report_html import DISCLAIMER, handover_text, summary_html
 from services.worklist import worklist
 
 __all__ = [
@@ -48,8 +49,8 @@ class TeamNotFound(LookupError):
 
 @dataclass(frozen=True, slots=True)
 class Report:
-    """A rendered report: the PDF's bytes, its page count, the HTML it was laid out from and the keys of
-    the patients it shows (for the audit)."""
+    """A rendered report: the PDF's bytes, its page count, the HTML a summary was laid out from ("" for a
+    handover, drawn directly) and the keys of the patients it shows (for the audit)."""
 
     pdf: bytes
     pages: int
@@ -116,10 +117,18 @@ def handover(
     key, name = found
     members = dataclasses.replace(viewer, team_ids=(key,))
     listed = worklist(store, viewer=members, timezone=timezone, now=now)
-    html = handover_html(
-        listed, team=name, timezone=timezone, now=now, printed_by=printed_by, paper=PAPERS[paper], site=site
+    words = handover_text(listed, team=name, timezone=timezone, now=now, printed_by=printed_by, site=site)
+    pdf, pages = handover_pdf(
+        words.rows,
+        title=words.title,
+        subtitle=words.subtitle,
+        legend=words.legend,
+        footer=words.footer,
+        disclaimer=DISCLAIMER,
+        banner=words.banner,
+        paper=PAPERS[paper],
     )
-    return _render(html, tuple(int(k) for k in listed["patient_key"]))
+    return Report(pdf=pdf, pages=pages, html="", patient_keys=tuple(int(k) for k in listed["patient_key"]))
 
 
 def handover_teams(store: sessionmaker[Session], *, viewer: Viewer) -> dict[str, str]:
@@ -137,7 +146,7 @@ class PrintingUnavailable(RuntimeError):
 def _render(html: str, patient_keys: tuple[int, ...]) -> Report:
     # Imported here: WeasyPrint loads Pango through cffi, which only printing needs.
     try:
-        import weasyprint  # type: ignore[import-untyped]
+        import weasyprint
     except OSError as error:
         raise PrintingUnavailable(
             "printing needs Pango: apt-get install libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core "

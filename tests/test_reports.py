@@ -18,8 +18,9 @@ import pandas as pd
 import pytest
 from sqlalchemy import create_engine, text
 
+from db.store import open_store
 from monitor.analysis.flags import flag_label
-from services.accounts import SYSTEM
+from services.accounts import SYSTEM, assign_patient
 from services.patients import PatientNotFound, find_patient
 from services.report_html import DISCLAIMER
 from services.reports import TeamNotFound, handover, patient_summary
@@ -38,11 +39,13 @@ NOW = datetime(2026, 11, 20, 9, tzinfo=UTC)
 UNPRINTABLE = re.compile(r"\bnan\b|\bNone\b|\bNaT\b|<NA>|\bnull\b")
 
 
-def pdf_text(pdf: bytes, folder: Path, name: str = "report") -> str:
+def pdf_text(pdf: bytes, folder: Path, name: str = "report", mode: str = "-layout") -> str:
+    """The PDF's text: as laid out on the page (``-layout``), or in the order it was drawn (``-raw``: a
+    cell's wrapped lines one after the other)."""
     path = folder / f"{name}.pdf"
     path.write_bytes(pdf)
     return subprocess.run(
-        ["pdftotext", "-layout", str(path), "-"], capture_output=True, text=True, check=True, timeout=60
+        ["pdftotext", mode, str(path), "-"], capture_output=True, text=True, check=True, timeout=60
     ).stdout
 
 
@@ -304,6 +307,18 @@ def test_awkward_names_and_a_single_result_print_as_written(upgraded: str, tmp_p
         else:
             assert family in said and given in said, (mrn, said[:300])
         assert "SYNTHETIC" not in said
+    # The handover draws the same names as written, in a team of their own.
+    store = open_store(upgraded, timezone="UTC")
+    for mrn, _, _ in AWKWARD:
+        assign_patient(store, viewer=SYSTEM, patient_id=mrn, team="ward-7", now=NOW)
+    listed = handover(store, viewer=SYSTEM, team="ward-7", timezone="UTC", now=NOW, printed_by="x")
+    drawn = flat(pdf_text(listed.pdf, tmp_path, "handover", mode="-raw"))
+    for mrn, family, given in AWKWARD:
+        assert mrn in drawn, mrn
+        if mrn == "RTL-4":
+            assert set(family) <= set(drawn) and set(given) <= set(drawn)
+        else:
+            assert family in drawn and given in drawn, mrn
     single = flat(
         subprocess.run(
             ["pdftotext", "-layout", str(tmp_path / "ONE-5.pdf"), "-"], capture_output=True, text=True
