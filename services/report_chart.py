@@ -164,13 +164,18 @@ def _time_axis(start: pd.Timestamp, end: pd.Timestamp, x: Any, bottom: float, ti
 
 
 def _nice(value: float) -> float:
-    """The smallest of 1, 2, 2.5, 5 x a power of ten at or above ``value``."""
+    """The smallest round number (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6 or 8 x a power of ten) at or above
+    ``value``."""
     if not math.isfinite(value) or value <= 0:
         return 1.0
     power = 10 ** math.floor(math.log10(value))
-    return float(next(step * power for step in (1, 2, 2.5, 5, 10) if step * power >= value))
+    return float(
+        next(step * power for step in (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10) if step * power >= value)
+    )
 
 
 def _ticks(ceiling: float) -> list[float]:
-    step = _nice(ceiling / 5)
-    return [round(step * k, 10) for k in range(int(ceiling / step) + 1)]
+    """Axis ticks from 0 at the first of 1, 2, 5 x a power of ten leaving at most six intervals."""
+    power = 10 ** math.floor(math.log10(ceiling / 6)) if ceiling > 0 else 1.0
+    step = next(k * power for k in (1, 2, 5, 10) if ceiling / (k * power) <= 6)
+    return [round(step * k, 10) for k in range(int(ceiling / step + 1e-9) + 1)]

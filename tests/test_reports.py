@@ -8,6 +8,7 @@ and for what must never print ("nan", "None", another team's patient).
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -101,6 +102,35 @@ def test_summaries_of_demo_patients_of_each_kind_print_what_the_page_shows(demo,
         )
     # The chart is text too: its axes name the counts.
     assert "WBC (x10^9/L)" in said and "ANC (x10^9/L)" in said
+    # The first page of the treated patient's summary as an image (the README's, with
+    # MONITOR_SCREENSHOT_DIR=docs/screenshots): poppler draws it.
+    treated_row = kinds["in chemotherapy"]
+    made = patient_summary(
+        demo,
+        viewer=SYSTEM,
+        patient_key=int(treated_row["patient_key"]),
+        timezone="UTC",
+        now=NOW,
+        printed_by="dr.tester",
+        site="Test hospital",
+    )
+    image = _first_page_png(made.pdf, tmp_path, "report-summary")
+    assert image.read_bytes().startswith(b"\x89PNG")
+
+
+def _first_page_png(pdf: bytes, tmp_path: Path, name: str) -> Path:
+    """The first page drawn by pdftoppm at 80 dpi, into MONITOR_SCREENSHOT_DIR when set."""
+    folder = Path(os.environ.get("MONITOR_SCREENSHOT_DIR") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    source = tmp_path / f"{name}.pdf"
+    source.write_bytes(pdf)
+    stem = folder / name
+    subprocess.run(
+        ["pdftoppm", "-png", "-r", "80", "-f", "1", "-l", "1", "-singlefile", str(source), str(stem)],
+        check=True,
+        timeout=60,
+    )
+    return stem.with_suffix(".png")
 
 
 def test_the_latest_wbc_prints_with_its_grade_and_the_limit_that_applies(demo, tmp_path: Path) -> None:
@@ -232,6 +262,7 @@ def test_the_handover_lists_the_teams_patients_only_in_order_and_audits_each(dem
         ).all()
     engine.dispose()
     assert {mrn for (mrn,) in exported} == oncology and len(exported) == len(oncology)
+    _first_page_png(out.read_bytes(), tmp_path, "report-handover")
     refused = monitor("handover", "--team", "oncology", "--output", str(out), "--user", "medicine", url=url)
     assert refused.returncode == 2 and "no team 'oncology'" in refused.stderr
     with pytest.raises(TeamNotFound):
