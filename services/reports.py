@@ -153,5 +153,8 @@ def _render(html: str, patient_keys: tuple[int, ...]) -> Report:
             "(or `make printing`)"
         ) from error
 
-    document = weasyprint.HTML(string=html).render()
+    # Nothing outside the document is fetched: every value is escaped text, and no file, network address
+    # or data URL in a patient's record can reach the layout engine (allowed protocols: none).
+    fetcher = weasyprint.URLFetcher(allowed_protocols=(), allow_redirects=False, timeout=1)
+    document = weasyprint.HTML(string=html, url_fetcher=fetcher).render()
     return Report(pdf=document.write_pdf(), pages=len(document.pages), html=html, patient_keys=patient_keys)
