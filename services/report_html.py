@@ -39,6 +39,8 @@ DISCLAIMER = (
     "check them against the full record before acting."
 )
 SYNTHETIC = "SYNTHETIC DEMO PATIENT: simulated data, not a real person"
+# The rules' sources, in every page's footer (in full at the end of a summary).
+SOURCES_LINE = "grades: NCI CTCAE; every rule and its source: the clinical basis (docs/clinical-basis.md)"
 # The latest counts printed, in this order, and the flowsheet's rows.
 LATEST = ("wbc", "anc", "alc", "hgb", "plt")
 FLOWSHEET = ("wbc", "anc", "alc", "amc", "hgb", "plt")
@@ -78,8 +80,10 @@ def summary_html(
     paper: str,
     since: pd.Timestamp | None,
     site: str,
+    ctcae_version: str = "5.0",
 ) -> str:
-    """The summary of ``view`` as one HTML document for ``paper`` ("A4" or "letter")."""
+    """The summary of ``view`` as one HTML document for ``paper`` ("A4" or "letter"); grade zones and words
+    from the site's CTCAE version."""
     zone = view.timezone
     status = view.status
     usable = view.results[~view.results["status"].isin(EXCLUDED_STATUSES).to_numpy(dtype=bool)]
@@ -95,14 +99,14 @@ def summary_html(
         _latest(usable, zone),
         "<h2>Flags</h2>",
         _flags(status, view.acknowledgements, zone),
-        _chart_section(usable, view.events, start, end, zone),
+        _chart_section(usable, view.events, start, end, zone, ctcae_version),
         _cycles(view),
         _flowsheet(usable, start, end, zone),
         _events(view.events, start, end, zone),
         _ranges(view.ranges, zone),
         _sources(),
     ]
-    footer = f"{PRODUCT} · {patient_id} · printed {printed_at}"
+    footer = f"{PRODUCT} · {patient_id} · printed {printed_at} · {SOURCES_LINE}"
     return _document("".join(body), paper=paper, footer=footer, synthetic=synthetic)
 
 
@@ -168,7 +172,7 @@ def handover_text(
             + "; ".join(f"{tier}: {words}" for tier, words in TIERS.items())
             + "."
         ),
-        footer=f"{PRODUCT} · handover {team} · printed {printed_at}",
+        footer=f"{PRODUCT} · handover {team} · printed {printed_at} · {SOURCES_LINE}",
         banner=SYNTHETIC if synthetic else None,
     )
 
@@ -364,16 +368,21 @@ def _flags(status: pd.Series, acknowledgements: pd.DataFrame, zone: str) -> str:
 
 
 def _chart_section(
-    results: pd.DataFrame, events: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, zone: str
+    results: pd.DataFrame,
+    events: pd.DataFrame,
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+    zone: str,
+    ctcae_version: str,
 ) -> str:
-    svg = chart_svg(results, events, start=start, end=end, timezone=zone)
+    svg = chart_svg(results, events, start=start, end=end, timezone=zone, ctcae_version=ctcae_version)
     if not svg:
         return ""
     return (
         f'<div class="chart"><h2>WBC and ANC, {_local(start, zone, "%Y-%m-%d")} to '
         f'{_local(end, zone, "%Y-%m-%d")}</h2>{svg}<p class="note">Shaded: the reference interval that '
-        "applied to each result; tints: CTCAE v5.0 grades; red points: below the limit; dashed lines: "
-        "chemotherapy doses and G-CSF.</p></div>"
+        f"applied to each result; tints: CTCAE v{ctcae_version} grades; red points: below the limit; "
+        "dashed lines: chemotherapy doses and G-CSF.</p></div>"
     )
 
 

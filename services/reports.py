@@ -24,6 +24,7 @@ import pandas as pd
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.accounts import Viewer, find_team, teams
+from db.settings import site_rules
 from services.patients import patient_view
 from services.report_handover import handover_pdf
 from services.report_html import DISCLAIMER, handover_text, summary_html
@@ -80,6 +81,8 @@ def patient_summary(
     if paper not in PAPERS:
         raise ValueError(f"paper must be one of {', '.join(sorted(PAPERS))}, not {paper!r}")
     view = patient_view(store, viewer=viewer, patient_key=patient_key, timezone=timezone, now=now)
+    with store() as session:
+        version = site_rules(session).grading.ctcae_version
     html = summary_html(
         view,
         now=now,
@@ -87,6 +90,7 @@ def patient_summary(
         paper=PAPERS[paper],
         since=None if since is None else pd.Timestamp(since),
         site=site,
+        ctcae_version=version,
     )
     return _render(html, (patient_key,))
 
