@@ -239,9 +239,9 @@ forecast.show(view.cycles.forecast, timezone)
 # The same as the command line's `report`: laid out when clicked, audited as an export of the patient.
 audited_pdf_download(
     "Print summary (PDF)",
-    lambda: reports.patient_summary(
+    lambda printer: reports.patient_summary(
         data.store(),
-        viewer=viewer,
+        viewer=printer,
         patient_key=chosen,
         timezone=timezone,
         now=datetime.now(UTC),

@@ -122,26 +122,29 @@ audited_csv_download(
 )
 # The chosen team's handover, as the command line's `handover` prints it: every patient of the team in this
 # order (not only those the filters keep), laid out when clicked and audited as an export of each.
-printable = data.handover_teams(viewer)
-if team in printable:
-    code = printable[team]
+codes = [code for code, name in data.handover_teams(viewer) if name == team]
+for code in codes:  # (two teams may share a name: a button for each, told apart by its code)
     audited_pdf_download(
-        f"Handover of {team} (PDF)",
-        lambda: reports.handover(
+        f"Handover of {team} (PDF)" if len(codes) == 1 else f"Handover of {team}, {code} (PDF)",
+        lambda printer, code=code: reports.handover(
             data.store(),
-            viewer=viewer,
+            viewer=printer,
             team=code,
             timezone=timezone,
             now=datetime.now(UTC),
-            printed_by=viewer.username,
+            printed_by=printer.username,
             site=data.config().site_name,
         ),
         file_name=f"handover-{code}.pdf",
         viewer=viewer,
         what=f"handover {code} (PDF)",
     )
-else:
-    st.caption("Handover (PDF): choose a team above to print its list.")
+if not codes:
+    st.caption(
+        "Handover (PDF): choose a team above to print its list."
+        if team == "All teams"
+        else "Handover (PDF): only the handover of a team you are in can be printed."
+    )
 
 # What changed: the alerts that still hold (a flag the lab took back among them), so that no one acts on a
 # flag that was withdrawn or misses one that appeared since the last look.

@@ -204,3 +204,18 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(f"internal error: {type(error).__name__}: {_one_line(error)} (run with --debug)", err=True)
         sys.exit(4)
     sys.exit(0)
+
+
+def utc_time(value: str, option: str, *, dates_in: str = "UTC") -> datetime:
+    """An option's ISO 8601 date or time as a UTC time; a usage error else. A time without an offset is UTC;
+    a bare date (2026-09-01) is midnight in ``dates_in`` (a report's --since: the site's day)."""
+    try:
+        parsed = pd.Timestamp(value)
+    except ValueError as error:
+        raise click.BadParameter(f"not an ISO 8601 date or time: {value!r}", param_hint=option) from error
+    if pd.isna(parsed):
+        raise click.BadParameter(f"not an ISO 8601 date or time: {value!r}", param_hint=option)
+    if parsed.tzinfo is None:
+        bare_date = len(value.strip()) == 10
+        parsed = parsed.tz_localize(dates_in if bare_date else "UTC")
+    return parsed.tz_convert("UTC").to_pydatetime()

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import click
 
-from cli.app import _cli_user, _config, _viewer, cli, store_options, user_option
-from cli.views import _utc_time
+from cli.app import _cli_user, _config, _viewer, cli, store_options, user_option, utc_time
 from services import reports as printing
 from services.audit import record_export, record_exports
 from services.patients import find_patient
@@ -40,6 +39,15 @@ def _write(output: Path, made: Report) -> None:
     folder = output.resolve().parent
     if not folder.is_dir():
         raise click.BadParameter(f"no folder {folder}", param_hint="--output")
+    try:
+        _write_into(folder, output, made)
+    except OSError as error:
+        raise click.BadParameter(
+            f"cannot write {output}: {error.strerror or error}", param_hint="--output"
+        ) from None
+
+
+def _write_into(folder: Path, output: Path, made: Report) -> None:
     handle, name = tempfile.mkstemp(dir=folder, prefix=f".{output.name}.", suffix=".part")
     try:
         with os.fdopen(handle, "wb") as out:
@@ -59,7 +67,8 @@ def _write(output: Path, made: Report) -> None:
     "--since",
     default=None,
     metavar="DATE",
-    help="Chart, panels and events from this date or time (ISO 8601; UTC unless it has an offset). "
+    help="Chart, panels and events from this date (midnight in the site's zone) or time (ISO 8601; UTC "
+    "unless it has an offset). "
     "Default: the timeline's window, the last 182 days of results.",
 )
 @user_option
@@ -86,7 +95,7 @@ def report(
     config = _config(database)
     store = open_store(config)
     viewer = _viewer(store, user)
-    start = None if since is None else _utc_time(since, "--since")
+    start = None if since is None else utc_time(since, "--since", dates_in=config.timezone)
     key = find_patient(store, viewer=viewer, patient_id=patient_id, authority=authority)
     now = datetime.now(UTC)
     try:
@@ -96,18 +105,19 @@ def report(
             patient_key=key,
             timezone=config.timezone,
             now=now,
-            printed_by=user or _cli_user(),
+            printed_by=_cli_user() + (f" (as {user})" if user else ""),
             paper=paper,
             since=start,
             site=config.site_name,
         )
     except PrintingUnavailable as error:
         raise click.ClickException(str(error)) from None
-    _write(output, made)
+    # Recorded before the file is written: an export the trail does not hold must never exist.
     actor = dataclasses.replace(viewer, username=_cli_user())
-    what = f"command line: patient summary (PDF, {made.pages} pages)" + (f" (as {user})" if user else "")
+    what = f"command line: patient summary (PDF, {_pages(made.pages)})" + (f" (as {user})" if user else "")
     record_export(store, viewer=actor, what=what, patient_key=key, now=now)
-    click.echo(f"{output}: {patient_id}'s summary, {made.pages} page{'s' if made.pages != 1 else ''}")
+    _write(output, made)
+    click.echo(f"{output}: {patient_id}'s summary, {_pages(made.pages)}")
 
 
 @cli.command()
@@ -137,7 +147,7 @@ def handover(database: str | None, team: str, output: Path, paper: str, user: st
             team=team,
             timezone=config.timezone,
             now=now,
-            printed_by=user or _cli_user(),
+            printed_by=_cli_user() + (f" (as {user})" if user else ""),
             paper=paper,
             site=config.site_name,
         )
@@ -145,11 +155,15 @@ def handover(database: str | None, team: str, output: Path, paper: str, user: st
         raise click.BadParameter(str(error), param_hint="--team") from None
     except PrintingUnavailable as error:
         raise click.ClickException(str(error)) from None
-    _write(output, made)
     actor = dataclasses.replace(viewer, username=_cli_user())
     what = f"command line: handover {team} (PDF)" + (f" (as {user})" if user else "")
     record_exports(store, viewer=actor, what=what, patient_keys=made.patient_keys, now=now)
+    _write(output, made)
     count = len(made.patient_keys)
     click.echo(
-        f"{output}: handover of {team}, {count} patient{'s' if count != 1 else ''}, {made.pages} pages"
+        f"{output}: handover of {team}, {count} patient{'s' if count != 1 else ''}, {_pages(made.pages)}"
     )
+
+
+def _pages(count: int) -> str:
+    return f"{count} page{'s' if count != 1 else ''}"

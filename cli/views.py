@@ -19,6 +19,7 @@ from cli.app import (
     output_format,
     store_options,
     user_option,
+    utc_time,
 )
 from monitor.analysis.changes import GRADED
 from monitor.analysis.cycles import CYCLE_COLUMNS
@@ -314,17 +315,6 @@ def cycles(database: str | None, patient_id: str, authority: str | None, fmt: st
         click.echo(f"Now: {found.now}")
 
 
-def _utc_time(value: str, option: str) -> datetime:
-    """An option's ISO 8601 date or time as a UTC time (UTC unless it has an offset); a usage error else."""
-    try:
-        parsed = pd.Timestamp(value)
-    except ValueError as error:
-        raise click.BadParameter(f"not an ISO 8601 date or time: {value!r}", param_hint=option) from error
-    if pd.isna(parsed):
-        raise click.BadParameter(f"not an ISO 8601 date or time: {value!r}", param_hint=option)
-    return (parsed.tz_localize("UTC") if parsed.tzinfo is None else parsed.tz_convert("UTC")).to_pydatetime()
-
-
 @cli.command()
 @click.option(
     "--since",
@@ -352,7 +342,7 @@ def alerts(database: str | None, since: str | None, fmt: str, user: str | None) 
       python -m monitor alerts --since 2026-11-27T08:00:00Z --format json
     """
     now = datetime.now(UTC)
-    start = now - timedelta(hours=24) if since is None else _utc_time(since, "--since")
+    start = now - timedelta(hours=24) if since is None else utc_time(since, "--since")
     config = _config(database)
     store = open_store(config)
     viewer = _viewer(store, user)
@@ -412,7 +402,7 @@ def forecast(
       python -m monitor forecast DEMO-0003 --format json
       python -m monitor forecast DEMO-0003 --as-of 2026-11-20T08:00:00Z
     """
-    when = datetime.now(UTC) if as_of is None else _utc_time(as_of, "--as-of")
+    when = datetime.now(UTC) if as_of is None else utc_time(as_of, "--as-of")
     config = _config(database)
     store = open_store(config)
     viewer = _viewer(store, user)

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from db import audit, roles
 from db.accounts import Viewer
 from db.audit import ChainBreak, ChainState, command_line_actor
-from db.models import AUDIT_ACTIONS
+from db.models import AUDIT_ACTIONS, AuditAction
 from db.queries import check_access
 from db.roles import RoleError
 from services.accounts import require_administrator
@@ -30,6 +30,7 @@ __all__ = [
     "read_trail",
     "record_export",
     "record_exports",
+    "record_for_list",
     "record_view",
     "verify_trail",
 ]
@@ -68,6 +69,19 @@ def record_exports(
 ) -> None:
     """Record that ``viewer`` exported a list of patients (a printed handover): one ``export`` row per
     patient on it, so that each patient's trail names the list."""
+    record_for_list(store, viewer=viewer, action="export", what=what, patient_keys=patient_keys, now=now)
+
+
+def record_for_list(
+    store: sessionmaker[Session],
+    *,
+    viewer: Viewer,
+    action: AuditAction,
+    what: str,
+    patient_keys: Iterable[int],
+    now: datetime,
+) -> None:
+    """One ``action`` row per distinct patient of a list, with ``what`` (none for an empty list)."""
     listed = sorted({int(key) for key in patient_keys})
     if not listed:
         return
@@ -76,7 +90,7 @@ def record_exports(
             session,
             at=now,
             username=viewer.username,
-            action="export",
+            action=action,
             patient_keys=listed,
             details={"what": what},
         )

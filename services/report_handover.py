@@ -18,7 +18,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-__all__ = ["HandoverRow", "handover_pdf"]
+__all__ = ["FontMissing", "HandoverRow", "handover_pdf"]
 
 # Debian's fonts-dejavu-core (``make printing``); found through fontconfig where they live elsewhere.
 FONT_FILES = {
@@ -91,8 +91,9 @@ def handover_pdf(
         y -= TOP_SPACE
         if first:
             page.setFont("DejaVuSans-Bold", 14)
-            page.drawString(MARGIN, y, title)
-            y -= 14
+            for line in _wrapped(title, "DejaVuSans-Bold", 14, width - 2 * MARGIN):
+                page.drawString(MARGIN, y, line)
+                y -= 16
             page.setFont("DejaVuSans", 7.5)
             for line in _wrapped(subtitle, "DejaVuSans", 7.5, width - 2 * MARGIN):
                 page.drawString(MARGIN, y, line)
@@ -153,7 +154,8 @@ def _headings(page: Any, columns: list[float], y: float) -> float:
 def _footer(page: Any, width: float, footer: str, disclaimer: str, number: str) -> None:
     page.setFillColorRGB(*GREY)
     page.setFont("DejaVuSans", 6.5)
-    lines = [footer, *_wrapped(disclaimer, "DejaVuSans", 6.5, width * 0.78)]
+    room = width - 2 * MARGIN - 60
+    lines = [*_wrapped(footer, "DejaVuSans", 6.5, room)[:2], *_wrapped(disclaimer, "DejaVuSans", 6.5, room)]
     for k, line in enumerate(lines):
         page.drawString(MARGIN, MARGIN - 4 - k * 8, line)
     page.setFont("DejaVuSans", 7)
@@ -162,14 +164,26 @@ def _footer(page: Any, width: float, footer: str, disclaimer: str, number: str) 
 
 
 def _cell_lines(text: str, width: float, *, rtl: bool) -> list[str]:
-    """A cell's text wrapped to its column; the first line of a right-to-left cell in visual order."""
+    """A cell's text wrapped to its column; the first line of a right-to-left cell in visual order, and
+    said to be unprintable where the font has no glyph for its letters (a CJK or Indic name: the summary,
+    laid out by Pango with the system's fonts, prints it)."""
     lines: list[str] = []
     for number, part in enumerate(text.split("\n")):
+        if rtl and number == 0 and not _drawable(part):
+            part = "(name in a script this list's font lacks: see the patient's summary)"
         wrapped = _wrapped(part, "DejaVuSans", SIZE, width - 2 * PAD)
         if rtl and number == 0:
             wrapped = [_visual(line) for line in wrapped]
         lines.extend(wrapped)
     return lines or [""]
+
+
+def _drawable(text: str) -> bool:
+    """Whether the regular font has a glyph for every character of ``text``."""
+    from reportlab.pdfbase import pdfmetrics
+
+    glyphs = pdfmetrics.getFont("DejaVuSans").face.charToGlyph
+    return all(ord(char) in glyphs or char.isspace() for char in text)
 
 
 def _visual(line: str) -> str:
@@ -186,9 +200,21 @@ def _visual(line: str) -> str:
 
 
 def _wrapped(text: str, font: str, size: float, width: float) -> list[str]:
+    """``text`` in lines no wider than ``width``: broken at spaces, and a word wider than the line (a long
+    identifier) broken where it fills it."""
     from reportlab.lib.utils import simpleSplit
+    from reportlab.pdfbase.pdfmetrics import stringWidth
 
-    return list(simpleSplit(text, font, size, width)) or [""]
+    lines: list[str] = []
+    for line in simpleSplit(text, font, size, width) or [""]:
+        while stringWidth(line, font, size) > width and len(line) > 1:
+            cut = len(line) - 1
+            while cut > 1 and stringWidth(line[:cut], font, size) > width:
+                cut -= 1
+            lines.append(line[:cut])
+            line = line[cut:]
+        lines.append(line)
+    return lines
 
 
 @cache
@@ -211,6 +237,10 @@ def _font_file(name: str, path: str) -> str:
         found = ""
     if found and Path(found).is_file():
         return found
-    raise FileNotFoundError(
+    raise FontMissing(
         f"no {FONT_PATTERNS[name]} font: apt-get install fonts-dejavu-core (or `make printing`)"
     )
+
+
+class FontMissing(RuntimeError):
+    """A font the handover draws with is not installed."""

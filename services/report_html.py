@@ -9,7 +9,6 @@ in the site's zone with the zone named. The synthetic banner prints on every pag
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from html import escape
@@ -99,12 +98,13 @@ def summary_html(
         _latest(usable, zone),
         "<h2>Flags</h2>",
         _flags(status, view.acknowledgements, zone),
-        _chart_section(usable, view.events, start, end, zone, ctcae_version),
+        _chart_section(usable, view.events, start, end, zone, ctcae_version)
+        or f"<p>No WBC or ANC from {_local(start, zone, '%Y-%m-%d')} to {_local(end, zone, '%Y-%m-%d')}.</p>",
         _cycles(view),
         _flowsheet(usable, start, end, zone),
         _events(view.events, start, end, zone),
         _ranges(view.ranges, zone),
-        _sources(),
+        _sources(ctcae_version),
     ]
     footer = f"{PRODUCT} · {patient_id} · printed {printed_at} · {SOURCES_LINE}"
     return _document("".join(body), paper=paper, footer=footer, synthetic=synthetic)
@@ -123,7 +123,14 @@ class HandoverText:
 
 
 def handover_text(
-    listed: pd.DataFrame, *, team: str, timezone: str, now: datetime, printed_by: str, site: str
+    listed: pd.DataFrame,
+    *,
+    team: str,
+    timezone: str,
+    now: datetime,
+    printed_by: str,
+    site: str,
+    ctcae_version: str = "5.0",
 ) -> HandoverText:
     """A team's handover list (``listed``: its worklist, in priority order) as the rows and words printed:
     the place and tier, the patient, the latest WBC/ANC/ALC with their grades, the last CBC with the cycle
@@ -167,7 +174,8 @@ def handover_text(
             f"order). Site: {site or DASH}. Printed {printed_at} by {printed_by}."
         ),
         legend=(
-            "Counts in x10^9/L as the lab printed them, with the lab's flag and the CTCAE v5.0 grade (G1-G4; "
+            "Counts in x10^9/L as the lab printed them, with the lab's flag and the "
+            f"CTCAE v{ctcae_version} grade (G1-G4; "
             "↑: above the upper limit). T: the worklist's tier, 1 the most urgent: "
             + "; ".join(f"{tier}: {words}" for tier, words in TIERS.items())
             + "."
@@ -228,8 +236,13 @@ def _document(body: str, *, paper: str, footer: str, synthetic: bool) -> str:
 
 
 def _css_string(text: str) -> str:
-    """Text inside a CSS string: its backslashes and quotes escaped, line breaks as spaces."""
-    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")
+    """Text inside a CSS string in a ``<style>`` element: every character but an ASCII letter, digit or
+    space as a six-digit CSS escape, so that nothing in it (a quote, a backslash, a line break, "</style>"
+    in an identifier) can end the string or the element. (CSS takes the space after an escape as its end:
+    each escape brings its own.)"""
+    return "".join(
+        char if (char.isascii() and char.isalnum()) or char == " " else f"\\{ord(char):06X} " for char in text
+    )
 
 
 def _missing(value: Any) -> bool:
@@ -258,8 +271,8 @@ def _local(value: Any, zone: str, pattern: str = "%Y-%m-%d %H:%M") -> str:
 def _window(
     results: pd.DataFrame, events: pd.DataFrame, *, since: pd.Timestamp | None, now: datetime
 ) -> tuple[pd.Timestamp, pd.Timestamp]:
-    """The time the chart, the flowsheet and the events cover: from ``since`` to now, else the timeline's
-    window (its last ``DEFAULT_WINDOW_DAYS`` days of results)."""
+    """The time the chart, the flowsheet and the events cover: from ``since`` to now, else from the start of
+    the timeline's window (the last ``DEFAULT_WINDOW_DAYS`` days of results) to now."""
     end = pd.Timestamp(now)
     if since is not None:
         start = since if since.tzinfo is not None else since.tz_localize("UTC")
@@ -267,7 +280,8 @@ def _window(
     found = view_window(results["collected_at"], days=DEFAULT_WINDOW_DAYS)
     if found is None:
         return end - pd.Timedelta(days=DEFAULT_WINDOW_DAYS), end
-    return found[0], found[1]
+    # To now, not to the last count: a dose or a note after it prints, and the chart shows the gap.
+    return found[0], max(found[1], end)
 
 
 def _identity(status: pd.Series, *, site: str, printed_at: str, printed_by: str) -> str:
@@ -333,7 +347,7 @@ def _latest(results: pd.DataFrame, zone: str) -> str:
         "<tr><th>Count</th><th>Value</th><th>Unit</th><th>Collected</th><th>Limits that apply</th>"
         "<th>CTCAE grade</th></tr>"
     )
-    return f"<table>{head}{''.join(rows)}</table>"
+    return f"<table><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>"
 
 
 def _flags(status: pd.Series, acknowledgements: pd.DataFrame, zone: str) -> str:
@@ -353,7 +367,8 @@ def _flags(status: pd.Series, acknowledgements: pd.DataFrame, zone: str) -> str:
             name = "Pattern" if key == "pattern_detail" else "Lab's critical flag"
             out.append(f'<p class="flag"><b>{name}</b>: {_cell(said)}</p>')
     if flags:
-        if status.get("acknowledged") is True and not acknowledgements.empty:
+        acknowledged = status.get("acknowledged")
+        if not _missing(acknowledged) and bool(acknowledged) and not acknowledgements.empty:
             last = acknowledgements.iloc[0]
             comment = last.get("comment")
             said = f": {_cell(comment)}" if isinstance(comment, str) and comment else ""
@@ -399,7 +414,8 @@ def _cycles(view: PatientView) -> str:
             "<tr>" + "".join(f"<td>{_cell(_blank_as_dash(row[column]))}</td>" for column in columns) + "</tr>"
             for _, row in table.iterrows()
         )
-        out.append(f"<table><tr>{head}</tr>{rows}</table>")
+        # (a header in <thead> prints again on the next page when the table runs over)
+        out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
         for column in ("delay", "support"):
             for said in table.get(column, pd.Series(dtype=object)):
                 for sentence in str(said).split(" | ") if isinstance(said, str) and said else ():
@@ -459,7 +475,7 @@ def _flowsheet(results: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, zo
     count = len(panels)
     return (
         f"<h2>Last {count} panel{'s' if count != 1 else ''} in this period</h2>"
-        f"<table class='sheet'><tr><th>Count</th>{head}</tr>{rows}</table>"
+        f"<table class='sheet'><thead><tr><th>Count</th>{head}</tr></thead><tbody>{rows}</tbody></table>"
         '<p class="note">L: below the limit that applies; H: above it. Counts in x10^9/L, haemoglobin '
         "in g/dL (converted at import where the lab sent other units).</p>"
     )
@@ -482,7 +498,8 @@ def _events(events: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, zone: 
     more = f'<p class="note">{left} earlier events in this period not printed.</p>' if left > 0 else ""
     return (
         "<h2>Events and notes in this period (newest first)</h2>"
-        f"<table><tr><th>When</th><th>Kind</th><th>What</th><th>Details</th></tr>{rows}</table>{more}"
+        "<table><thead><tr><th>When</th><th>Kind</th><th>What</th><th>Details</th></tr></thead>"
+        f"<tbody>{rows}</tbody></table>{more}"
     )
 
 
@@ -500,7 +517,8 @@ def _ranges(ranges: pd.DataFrame, zone: str) -> str:
     )
     return (
         "<h2>This patient's own ranges</h2>"
-        f"<table><tr><th>Count</th><th>Range</th><th>Reason</th><th>Set by</th></tr>{rows}</table>"
+        "<table><thead><tr><th>Count</th><th>Range</th><th>Reason</th><th>Set by</th></tr></thead>"
+        f"<tbody>{rows}</tbody></table>"
     )
 
 
@@ -518,8 +536,8 @@ def _limit(value: Any) -> str:
     return "" if _missing(value) else f"{float(value):g}"
 
 
-def _sources(extra: Iterable[str] = ()) -> str:
-    listed = [PRIMARY_SOURCES["ctcae5"], *extra]
+def _sources(ctcae_version: str) -> str:
+    listed = [PRIMARY_SOURCES["ctcae5"] if ctcae_version == "5.0" else f"NCI CTCAE v{ctcae_version}"]
     items = "".join(f"<li>{escape(source)}</li>" for source in listed)
     return (
         '<h2>Rules and sources</h2><ul class="sources">'

@@ -17,6 +17,7 @@ report.
 from __future__ import annotations
 
 import dataclasses
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -26,7 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from db.accounts import Viewer, find_team, teams
 from db.settings import site_rules
 from services.patients import patient_view
-from services.report_handover import handover_pdf
+from services.report_handover import FontMissing, handover_pdf
 from services.report_html import DISCLAIMER, handover_text, summary_html
 from services.worklist import worklist
 
@@ -38,10 +39,14 @@ __all__ = [
     "handover",
     "handover_teams",
     "patient_summary",
+    "printing_problem",
 ]
 
 # The paper sizes offered (``--paper``), as CSS names them.
 PAPERS = {"a4": "A4", "letter": "letter"}
+# Reports laid out at once in one process: a summary's layout holds 100-300 MB while it runs, and the
+# dashboard's server prints for every signed-in user.
+_PRINTING = threading.BoundedSemaphore(2)
 
 
 class TeamNotFound(LookupError):
@@ -121,30 +126,51 @@ def handover(
     key, name = found
     members = dataclasses.replace(viewer, team_ids=(key,))
     listed = worklist(store, viewer=members, timezone=timezone, now=now)
-    words = handover_text(listed, team=name, timezone=timezone, now=now, printed_by=printed_by, site=site)
-    pdf, pages = handover_pdf(
-        words.rows,
-        title=words.title,
-        subtitle=words.subtitle,
-        legend=words.legend,
-        footer=words.footer,
-        disclaimer=DISCLAIMER,
-        banner=words.banner,
-        paper=PAPERS[paper],
+    with store() as session:
+        version = site_rules(session).grading.ctcae_version
+    words = handover_text(
+        listed, team=name, timezone=timezone, now=now, printed_by=printed_by, site=site, ctcae_version=version
     )
+    try:
+        with _PRINTING:
+            pdf, pages = handover_pdf(
+                words.rows,
+                title=words.title,
+                subtitle=words.subtitle,
+                legend=words.legend,
+                footer=words.footer,
+                disclaimer=DISCLAIMER,
+                banner=words.banner,
+                paper=PAPERS[paper],
+            )
+    except FontMissing as error:
+        raise PrintingUnavailable(str(error)) from error
     return Report(pdf=pdf, pages=pages, html="", patient_keys=tuple(int(k) for k in listed["patient_key"]))
 
 
-def handover_teams(store: sessionmaker[Session], *, viewer: Viewer) -> dict[str, str]:
-    """The teams whose handover ``viewer`` may print, name to code (an administrator: every team)."""
+def handover_teams(store: sessionmaker[Session], *, viewer: Viewer) -> list[tuple[str, str]]:
+    """The teams whose handover ``viewer`` may print, as (code, name) by name (an administrator: every
+    team). Names need not be unique; codes are."""
     with store() as session:
         found = teams(session)
     mine = set(viewer.team_ids or ())
-    return {name: code for key, code, name in found if viewer.sees_everyone or key in mine}
+    return [(code, name) for key, code, name in found if viewer.sees_everyone or key in mine]
 
 
 class PrintingUnavailable(RuntimeError):
     """The system libraries printing needs (Pango) are missing."""
+
+
+def printing_problem() -> str | None:
+    """Why reports cannot print on this machine (a missing system library), or None."""
+    try:
+        import weasyprint  # noqa: F401
+    except OSError:
+        return (
+            "printing needs Pango: apt-get install libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core "
+            "(or `make printing`)"
+        )
+    return None
 
 
 def _render(html: str, patient_keys: tuple[int, ...]) -> Report:
@@ -160,5 +186,7 @@ def _render(html: str, patient_keys: tuple[int, ...]) -> Report:
     # Nothing outside the document is fetched: every value is escaped text, and no file, network address
     # or data URL in a patient's record can reach the layout engine (allowed protocols: none).
     fetcher = weasyprint.URLFetcher(allowed_protocols=(), allow_redirects=False, timeout=1)
-    document = weasyprint.HTML(string=html, url_fetcher=fetcher).render()
-    return Report(pdf=document.write_pdf(), pages=len(document.pages), html=html, patient_keys=patient_keys)
+    with _PRINTING:
+        document = weasyprint.HTML(string=html, url_fetcher=fetcher).render()
+        pdf = document.write_pdf()
+    return Report(pdf=pdf, pages=len(document.pages), html=html, patient_keys=patient_keys)

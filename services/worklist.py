@@ -9,7 +9,7 @@ from datetime import datetime
 import pandas as pd
 from sqlalchemy.orm import Session, sessionmaker
 
-from db import audit, queries
+from db import queries
 from db.accounts import Viewer
 from db.settings import site_rules
 from monitor.analysis.alerts import ALERT_COLUMNS, current_alerts
@@ -19,6 +19,7 @@ from monitor.analysis.forecast import GRADE4_BELOW
 from monitor.analysis.status import latest_column
 from monitor.analysis.triage import prioritised
 from monitor.formats.units import printed
+from services.audit import record_for_list
 
 __all__ = ["alerts", "count_and_grade", "patient_list", "record_list_view", "treated_patients", "worklist"]
 
@@ -88,16 +89,7 @@ def record_list_view(
     """Record in the audit trail that ``viewer`` saw a list of patients (``what``: the page or command and
     the list's size): one ``view`` row per patient listed, so that the trail of a patient names every list
     that showed them. An empty list showed no patient: nothing is recorded."""
-    listed = sorted({int(key) for key in patient_keys})
-    with store.begin() as session:
-        audit.record_for_patients(
-            session,
-            at=now,
-            username=viewer.username,
-            action="view",
-            patient_keys=listed,
-            details={"what": what},
-        )
+    record_for_list(store, viewer=viewer, action="view", what=what, patient_keys=patient_keys, now=now)
 
 
 def count_and_grade(frame: pd.DataFrame, analyte: str) -> pd.Series:

@@ -66,3 +66,13 @@ def test_the_worklist_prints_the_chosen_teams_handover(imported_store, offered_d
     # Only the team's patients: the other imported patient is in no team.
     assert "MRN2002" not in words
     assert _exports(imported_store) == [("admin", "MRN1001", "handover oncology (PDF)")]
+
+
+def test_a_summary_asked_for_after_signing_out_is_not_printed(imported_store, offered_downloads) -> None:
+    at = _open_patient(_app().run())
+    make = offered_downloads["Print summary (PDF)"]
+    at.button(key="sign_out").click().run()
+    assert at.title[0].value == "Sign in"
+    with pytest.raises(PermissionError):
+        make()
+    assert _exports(imported_store) == []

@@ -15,7 +15,6 @@ import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pandas as pd
 import pytest
 from sqlalchemy import create_engine, text
 
@@ -166,7 +165,7 @@ def test_letter_paper_and_a_since_date(demo, tmp_path: Path) -> None:
     said = flat(pdf_text(letter.pdf, tmp_path, "letter"))
     assert "WBC and ANC, 2026-10-01 to 2026-11-20" in said
     # The panels and events printed are those from the date on.
-    printed_dates = re.findall(r"\b(20\d\d-\d\d-\d\d) \d\d:\d\d\b", said.split("Last ")[1])
+    printed_dates = re.findall(r"\b(20\d\d-\d\d-\d\d) \d\d:\d\d\b", re.split(r"Last \d+ panels?", said)[1])
     assert printed_dates and min(printed_dates) >= "2026-10-01", printed_dates
     with pytest.raises(ValueError, match="paper"):
         patient_summary(
@@ -377,4 +376,90 @@ def test_the_shared_sample_files_patients_print(upgraded: str, tmp_path: Path) -
         assert patient["patient_id"] in said and not UNPRINTABLE.search(words)
         if patient["latest_wbc"] is not None:
             assert f"{patient['latest_wbc']:g}" in said
-    assert pd.notna(listed[0]["patient_id"])
+
+
+def test_an_identifier_cannot_rewrite_the_page_it_prints_on(upgraded: str, tmp_path: Path) -> None:
+    """An identifier goes into the page's running footer (CSS): one holding "</style>" and a rule that
+    hides the counts prints as written, and the counts, the disclaimer and the page numbers still print."""
+    hostile = "X</style><style>.low{display:none}</style><style>"
+    bundle = tmp_path / "hostile.json"
+    bundle.write_text(
+        json.dumps(_bundle([(hostile, "Doe", "Jo")], {hostile: [("2026-11-16T08:00:00Z", 1.9)]})),
+        encoding="utf-8",
+    )
+    assert monitor("import", str(bundle), url=upgraded).returncode == 0
+    out = tmp_path / "hostile.pdf"
+    done = monitor("report", hostile, "--output", str(out), url=upgraded)
+    assert done.returncode == 0, done.stderr
+    said = flat(
+        subprocess.run(["pdftotext", "-layout", str(out), "-"], capture_output=True, text=True).stdout
+    )
+    assert "1.9 L" in said and "1.04 L" in said  # the WBC and ANC the rule would have hidden
+    assert flat(DISCLAIMER) in said and "Page 1 of" in said and hostile in said
+
+
+def test_events_after_the_last_count_print_and_a_bare_since_date_is_the_sites_midnight(
+    upgraded: str, tmp_path: Path
+) -> None:
+    from services.patient_actions import add_event
+
+    results = {"LATE-1": [("2026-11-02T08:00:00Z", 3.4), ("2026-11-09T08:00:00Z", 2.9)]}
+    bundle = tmp_path / "late.json"
+    bundle.write_text(json.dumps(_bundle([("LATE-1", "Late", "Ed")], results)), encoding="utf-8")
+    assert monitor("import", str(bundle), url=upgraded).returncode == 0
+    store = open_store(upgraded, timezone="UTC")
+    key = find_patient(store, viewer=SYSTEM, patient_id="LATE-1")
+    add_event(
+        store,
+        viewer=SYSTEM,
+        patient_key=key,
+        kind="chemotherapy",
+        start=datetime(2026, 11, 18, 10, tzinfo=UTC),
+        end=None,
+        label="Docetaxel 75 mg/m2, cycle 1",
+        details="",
+        now=NOW,
+        timezone="UTC",
+    )
+    made = patient_summary(store, viewer=SYSTEM, patient_key=key, timezone="UTC", now=NOW, printed_by="x")
+    said = flat(pdf_text(made.pdf, tmp_path))
+    assert "Docetaxel 75 mg/m2, cycle 1" in said and "2026-11-18 10:00" in said
+    # --since 2026-11-05 in New York is 05:00 UTC that day: the chart starts on the site's 5 November.
+    out = tmp_path / "since.pdf"
+    done = monitor(
+        "report",
+        "LATE-1",
+        "--since",
+        "2026-11-05",
+        "--output",
+        str(out),
+        url=upgraded,
+        zone="America/New_York",
+    )
+    assert done.returncode == 0, done.stderr
+    words = flat(
+        subprocess.run(["pdftotext", "-layout", str(out), "-"], capture_output=True, text=True).stdout
+    )
+    assert "WBC and ANC, 2026-11-05 to" in words
+    future = monitor("report", "LATE-1", "--since", "2026-12-30", "--output", str(out), url=upgraded)
+    assert future.returncode == 0
+    words = flat(
+        subprocess.run(["pdftotext", "-layout", str(out), "-"], capture_output=True, text=True).stdout
+    )
+    assert "No WBC or ANC from 2026-12-30" in words
+
+
+def test_a_handover_cell_never_runs_into_the_next_column() -> None:
+    """A long identifier or name without spaces is broken to fit its column; a name in a script the list's
+    font lacks says so rather than printing empty boxes."""
+    from reportlab.pdfbase.pdfmetrics import stringWidth
+
+    from services.report_handover import SIZE, _cell_lines, _register_fonts
+
+    _register_fonts()
+    width = 90.0
+    lines = _cell_lines("A" * 60 + "\n" + "MRN-" + "9" * 50 + ", 40 F", width, rtl=True)
+    assert len(lines) > 2 and all(stringWidth(line, "DejaVuSans", SIZE) <= width - 5 for line in lines)
+    assert "".join(lines).startswith("A" * 60)
+    cjk = _cell_lines("山田 太郎\nJP-1, 40 F", 300.0, rtl=True)
+    assert "script this list's font lacks" in cjk[0] and cjk[-1] == "JP-1, 40 F"

@@ -76,8 +76,8 @@ def treated_patients(viewer: Viewer) -> list[int]:
 
 
 @st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
-def handover_teams(viewer: Viewer) -> dict[str, str]:
-    """The teams whose handover ``viewer`` may print, name to code."""
+def handover_teams(viewer: Viewer) -> list[tuple[str, str]]:
+    """The teams whose handover ``viewer`` may print: (code, name)."""
     return reports.handover_teams(store(), viewer=viewer)
 
 

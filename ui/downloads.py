@@ -16,7 +16,7 @@ import streamlit as st
 
 from monitor.exports import spreadsheet_safe
 from services import reports
-from services.accounts import Viewer
+from services.accounts import Viewer, account_now
 from services.audit import record_export, record_exports
 from ui import data, identity
 
@@ -79,7 +79,7 @@ def _safe_file_name(name: str) -> str:
 
 def audited_pdf_download(
     label: str,
-    make: Callable[[], reports.Report],
+    make: Callable[[Viewer], reports.Report],
     *,
     file_name: str,
     viewer: Viewer,
@@ -87,19 +87,27 @@ def audited_pdf_download(
     patient_key: int | None = None,
 ) -> None:
     """A download button for a printed report: ``make`` lays the PDF out only when the button is clicked
-    (a summary takes a second or two), and the export is audited then, for the patient or for every
-    patient the report lists."""
+    (a summary takes a second or two), as the account stands then (its teams re-read: a user taken out of
+    a team since the page was drawn prints none of its patients), and the export is audited then, for the
+    patient or for every patient the report lists. Where this machine cannot print, says why instead."""
+    problem = reports.printing_problem()
+    if problem is not None:
+        st.caption(f"{label}: {problem}")
+        return
     check = identity.session_check()
 
     def export() -> bytes:
         if not check():
             raise SignedOut("signed out: nothing printed")
-        made = make()
+        current = account_now(data.store(), username=viewer.username)
+        if current is None:
+            raise SignedOut("this account can no longer sign in: nothing printed")
+        made = make(current)
         now = datetime.now(UTC)
         if patient_key is not None:
-            record_export(data.store(), viewer=viewer, what=what, patient_key=patient_key, now=now)
+            record_export(data.store(), viewer=current, what=what, patient_key=patient_key, now=now)
         else:
-            record_exports(data.store(), viewer=viewer, what=what, patient_keys=made.patient_keys, now=now)
+            record_exports(data.store(), viewer=current, what=what, patient_keys=made.patient_keys, now=now)
         return made.pdf
 
     st.download_button(
