@@ -76,7 +76,11 @@ def _panel(
     right = WIDTH - RIGHT
     values = rows["value"].to_numpy(dtype=float)
     limits = rows[["lln", "uln"]].to_numpy(dtype=float) if not rows.empty else np.empty((0, 2))
-    highest = np.nanmax(np.concatenate([values, limits.ravel(), [bounds[0] if bounds else 1.0]]))
+    # The scale is the reference band's and the grade zones', not a spike's: a WBC of 48 on G-CSF would
+    # squash a nadir of 0.3 into two points. Values above three times the band's top are drawn at the top
+    # edge as a triangle with their value.
+    band_top = np.nanmax(np.concatenate([limits.ravel(), [bounds[0] if bounds else 1.0]]))
+    highest = np.nanmax(np.concatenate([values[values <= 3 * band_top], [band_top]]))
     ceiling = _nice(highest * 1.08)
 
     def y(values: np.ndarray | float) -> np.ndarray:
@@ -118,12 +122,27 @@ def _panel(
         )
     out.append(f'<text x="{LEFT + 4:g}" y="{top + 11:g}" font-weight="bold">{escape(label)} (x10^9/L)</text>')
     if len(times):
-        points = " ".join(f"{a:.1f},{float(y(b)):.1f}" for a, b in zip(times, values, strict=True))
+        shown = np.minimum(values, ceiling)
+        points = " ".join(f"{a:.1f},{float(y(b)):.1f}" for a, b in zip(times, shown, strict=True))
         out.append(f'<polyline points="{points}" fill="none" stroke="{BLUE}" stroke-width="1.3"/>')
         marked = rows["below_limit"].fillna(False).to_numpy(dtype=bool) if "below_limit" in rows else None
+        preliminary = rows["status"].eq("preliminary").to_numpy(dtype=bool) if "status" in rows else None
         for index, (a, b) in enumerate(zip(times, values, strict=True)):
             colour = VERMILLION if marked is not None and marked[index] else BLUE
-            out.append(f'<circle cx="{a:.1f}" cy="{float(y(b)):.1f}" r="2.2" fill="{colour}"/>')
+            if b > ceiling:
+                edge = float(y(ceiling))
+                out.append(
+                    f'<polygon points="{a - 3:.1f},{edge + 4:.1f} {a + 3:.1f},{edge + 4:.1f} '
+                    f'{a:.1f},{edge - 1:.1f}" fill="{colour}"/>'
+                    f'<text x="{a + 4:.1f}" y="{edge + 8:.1f}" font-size="7" fill="{GREY}">{b:g}</text>'
+                )
+                continue
+            # A preliminary result is a hollow point, as on the timeline.
+            fill = "white" if preliminary is not None and preliminary[index] else colour
+            out.append(
+                f'<circle cx="{a:.1f}" cy="{float(y(b)):.1f}" r="2.2" fill="{fill}" stroke="{colour}" '
+                'stroke-width="0.9"/>'
+            )
     return "".join(out)
 
 

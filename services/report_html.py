@@ -51,9 +51,9 @@ DASH = "–"
 SOURCE_WORDS = {
     "patient override": "this patient's range",
     "reported": "the lab's range",
-    "lab configured": "the lab's configured range",
+    "lab": "the lab's configured range",
     "default adult": "adult default",
-    "default paediatric": "age default",
+    "default age band": "default for the age",
     "default any age": "default for any age",
 }
 CYCLE_COLUMNS = (
@@ -63,6 +63,8 @@ CYCLE_COLUMNS = (
     "on",
     "grade",
     "nadir WBC",
+    "days G3+",
+    "days ANC<0.5",
     "recovered",
     "FN",
     "G-CSF",
@@ -95,7 +97,8 @@ def summary_html(
         f"<h1>Patient summary <span class='product'>{PRODUCT}</span></h1>",
         _identity(status, site=site, printed_at=printed_at, printed_by=printed_by),
         "<h2>Latest counts</h2>",
-        _latest(usable, zone),
+        _latest(usable, view.history, zone),
+        _temperatures(usable, now, zone),
         "<h2>Flags</h2>",
         _flags(status, view.acknowledgements, zone),
         _chart_section(usable, view.events, start, end, zone, ctcae_version)
@@ -103,6 +106,7 @@ def summary_html(
         _cycles(view),
         _flowsheet(usable, start, end, zone),
         _events(view.events, start, end, zone),
+        _before(view, usable, start, zone),
         _ranges(view.ranges, zone),
         _sources(ctcae_version),
     ]
@@ -146,10 +150,36 @@ def handover_text(
         days = row["days_since_cbc"]
         since = "" if _missing(days) else f" ({int(days)} d)"
         flags = ", ".join(flag_label(str(flag)) for flag in (row.get("flags") or [])) or DASH
+        if row.get("flags"):
+            acknowledged = row.get("acknowledged")
+            flags += (
+                "\n(acknowledged)"
+                if not _missing(acknowledged) and bool(acknowledged)
+                else "\n(not acknowledged)"
+            )
         due = row.get("cbc_due_reason")
         age = row["age"]
         who = f"{'' if _missing(age) else int(age)} {_text(row.get('sex'))}".strip()
-        lineages = "\n".join(f"{a.upper()} {_text(counts[a].iloc[position])}" for a in ("wbc", "anc", "alc"))
+        lines = []
+        for a in ("wbc", "anc", "alc"):
+            said = f"{a.upper()} {_text(counts[a].iloc[position])}"
+            if row.get(f"latest_{a}_status") == "preliminary":
+                said += " prelim."
+            taken = row.get(f"latest_{a}_at")
+            # A count from an earlier panel than the last CBC is dated: it was not repeated since.
+            if (
+                not _missing(taken)
+                and not _missing(row.get("last_collected_at"))
+                and taken < row["last_collected_at"]
+            ):
+                said += f" ({_local(taken, timezone, '%Y-%m-%d')})"
+            lines.append(said)
+        for code, word in (("hgb", "Hb"), ("plt", "PLT")):
+            value, grade = row[f"latest_{code}"], row[f"latest_{code}_grade"]
+            if not _missing(value):
+                number = printed(pd.Series([value]), pd.Series([code])).iloc[0]
+                lines.append(f"{word} {number}" + ("" if _missing(grade) else f" G{int(grade)}"))
+        lineages = "\n".join(lines)
         when = f"{last.iloc[position]}{since}"
         if not _missing(cycle.iloc[position]):
             when += f"\ncycle {cycle.iloc[position]}"
@@ -174,9 +204,10 @@ def handover_text(
             f"order). Site: {site or DASH}. Printed {printed_at} by {printed_by}."
         ),
         legend=(
-            "Counts in x10^9/L as the lab printed them, with the lab's flag and the "
-            f"CTCAE v{ctcae_version} grade (G1-G4; "
-            "↑: above the upper limit). T: the worklist's tier, 1 the most urgent: "
+            "Counts in x10^9/L and haemoglobin in g/dL (converted at import where the lab sent other units), "
+            f"with the lab's flag and the CTCAE v{ctcae_version} grade (G1-G4; ↑: above the upper limit); "
+            "a date: the count is from an earlier panel than the last CBC; prelim.: preliminary, final "
+            "awaited. T: the worklist's tier, 1 the most urgent: "
             + "; ".join(f"{tier}: {words}" for tier, words in TIERS.items())
             + "."
         ),
@@ -281,7 +312,7 @@ def _window(
     if found is None:
         return end - pd.Timedelta(days=DEFAULT_WINDOW_DAYS), end
     # To now, not to the last count: a dose or a note after it prints, and the chart shows the gap.
-    return found[0], max(found[1], end)
+    return found[0], max(end, pd.Timestamp(results["collected_at"].max()))
 
 
 def _identity(status: pd.Series, *, site: str, printed_at: str, printed_by: str) -> str:
@@ -289,8 +320,9 @@ def _identity(status: pd.Series, *, site: str, printed_at: str, printed_by: str)
     identifier = _cell(status.get("patient_id")) + (
         f" ({_cell(authority)})" if isinstance(authority, str) and authority else ""
     )
-    age: Any = status.get("age")
-    born = _cell(status.get("birth_date")) + ("" if _missing(age) else f", {int(age)} years")
+    born = _cell(status.get("birth_date")) + _age_words(
+        status.get("birth_date"), status.get("age"), printed_at
+    )
     rows = [
         ("Name", _cell(status.get("name"))),
         ("Patient ID", identifier),
@@ -301,13 +333,31 @@ def _identity(status: pd.Series, *, site: str, printed_at: str, printed_by: str)
         ("Printed", f"{escape(printed_at)} by {_cell(printed_by)}"),
         (
             "Last CBC",
-            _cell(status.get("days_since_cbc")) + " days ago"
-            if not _missing(status.get("days_since_cbc"))
-            else DASH,
+            _days_ago(status.get("days_since_cbc")),
         ),
     ]
     cells = "".join(f"<tr><th>{name}</th><td>{value}</td></tr>" for name, value in rows)
     return f'<table class="identity">{cells}</table>'
+
+
+def _days_ago(days: Any) -> str:
+    if _missing(days):
+        return DASH
+    return "today" if int(days) == 0 else f"{int(days)} day{'s' if int(days) != 1 else ''} ago"
+
+
+def _age_words(born: Any, years: Any, printed_at: str) -> str:
+    """ ", 58 years"; under two, in months (", 7 months") or days (", 20 days"), as a child's age is said."""
+    if _missing(years):
+        return ""
+    if int(years) >= 2 or _missing(born):
+        return f", {int(years)} years"
+    day, birth = pd.Timestamp(printed_at[:10]), pd.Timestamp(str(born)[:10])
+    months = (day.year - birth.year) * 12 + day.month - birth.month - (day.day < birth.day)
+    if months >= 1:
+        return f", {months} month{'s' if months != 1 else ''}"
+    days = (day - birth).days
+    return f", {days} day{'s' if days != 1 else ''}"
 
 
 def _values(rows: pd.DataFrame) -> pd.Series:
@@ -316,10 +366,15 @@ def _values(rows: pd.DataFrame) -> pd.Series:
     return comparator + printed(rows["value"], rows["analyte"]).fillna(DASH)
 
 
-def _latest(results: pd.DataFrame, zone: str) -> str:
+def _latest(results: pd.DataFrame, history: pd.DataFrame, zone: str) -> str:
+    """The latest of each count with its grade and limits, and what a reader must know of it: preliminary,
+    corrected by the lab (from what), not repeated in the last CBC, a child's ANC below the interval for age
+    but not neutropenia."""
     mine = results[results["analyte"].isin(LATEST).to_numpy(dtype=bool)]
     if mine.empty:
         return "<p>No usable count on record.</p>"
+    newest = mine["collected_at"].max()
+    earlier = _earlier_values(history)
     last = mine.sort_values(["collected_at", "panel_id"], kind="stable").groupby("analyte").tail(1)
     order = {code: number for number, code in enumerate(LATEST)}
     last = last.sort_values("analyte", key=lambda codes: codes.map(order)).reset_index(drop=True)
@@ -337,17 +392,81 @@ def _latest(results: pd.DataFrame, zone: str) -> str:
         grade = row["grade"]
         below = not _missing(row.get("below_limit")) and bool(row.get("below_limit"))
         value = f'<span class="low">{escape(shown)} L</span>' if below else escape(shown)
+        notes = []
+        if row.get("status") == "preliminary":
+            notes.append("preliminary: final awaited")
+        before = earlier.get((row.get("panel_id"), row["analyte"]))
+        if before is not None:
+            notes.append(f"corrected by the lab from {before[0]} ({_local(before[1], zone)})")
+        if row["collected_at"] < newest:
+            notes.append("not in the last CBC")
+        flag_limit: Any = row.get("flag_limit")
+        lln: Any = row.get("lln")
+        value_now: Any = row.get("value")
+        if (
+            row["analyte"] == "anc"
+            and below
+            and not _missing(flag_limit)
+            and not _missing(lln)
+            and float(flag_limit) < float(lln)
+            and not _missing(value_now)
+            and float(value_now) >= float(flag_limit)
+        ):
+            notes.append(f"below the interval for age, not neutropenia (cut-off {float(flag_limit):g})")
         rows.append(
             f"<tr><td>{escape(_label(row['analyte']))}</td><td class='n'>{value}</td>"
             f"<td>{escape(str(row['unit']))}</td><td>{_local(row['collected_at'], zone)}</td>"
             f"<td>{escape(limits)}{' (' + escape(source) + ')' if source else ''}</td>"
-            f"<td class='n'>{DASH if _missing(grade) else int(grade)}</td></tr>"
+            f"<td class='n'>{DASH if _missing(grade) else int(grade)}</td>"
+            f"<td>{escape('; '.join(notes))}</td></tr>"
         )
     head = (
         "<tr><th>Count</th><th>Value</th><th>Unit</th><th>Collected</th><th>Limits that apply</th>"
-        "<th>CTCAE grade</th></tr>"
+        "<th>CTCAE grade</th><th>Note</th></tr>"
     )
     return f"<table><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _earlier_values(history: pd.DataFrame) -> dict[tuple[Any, Any], tuple[str, Any]]:
+    """For each corrected result (panel, analyte): the value it replaced, as printed, and when it was
+    replaced."""
+    if history.empty or "is_current" not in history:
+        return {}
+    old = history[~history["is_current"].astype(bool).to_numpy()]
+    if old.empty:
+        return {}
+    old = old.sort_values(["version"]).groupby(["panel_id", "analyte"]).tail(1)
+    shown = _values(old)
+    return {
+        (panel, analyte): (str(text), at)
+        for panel, analyte, text, at in zip(
+            old["panel_id"], old["analyte"], shown, old["superseded_at"], strict=True
+        )
+    }
+
+
+def _temperatures(results: pd.DataFrame, now: datetime, zone: str) -> str:
+    """The temperatures of the 72 hours before the print, newest first (febrile neutropenia is judged on
+    them by the product's rule; a site's own rule, e.g. NICE's, can be applied by the reader)."""
+    since = pd.Timestamp(now) - pd.Timedelta(hours=72)
+    temps = results[
+        results["analyte"].eq("temp").to_numpy(dtype=bool)
+        & (results["collected_at"] >= since).to_numpy(dtype=bool)
+        & (results["collected_at"] <= pd.Timestamp(now)).to_numpy(dtype=bool)
+    ].sort_values("collected_at", ascending=False)
+    if temps.empty:
+        return '<p class="note"><b>Temperatures, last 72 hours:</b> none recorded.</p>'
+    shown = _values(temps)
+    listed = "; ".join(
+        f"{text} °C {_local(at, zone)}"
+        for text, at in zip(shown.head(12), temps["collected_at"].head(12), strict=True)
+    )
+    more = f" (and {len(temps) - 12} more)" if len(temps) > 12 else ""
+    highest = temps.iloc[int(np.argmax(temps["value"].to_numpy(dtype=float)))]
+    return (
+        f'<p class="note"><b>Temperatures, last 72 hours</b> (highest {float(highest["value"]):.1f} °C at '
+        f"{_local(highest['collected_at'], zone)}): {escape(listed)}{more}.</p>"
+    )
 
 
 def _flags(status: pd.Series, acknowledgements: pd.DataFrame, zone: str) -> str:
@@ -403,7 +522,8 @@ def _chart_section(
 
 def _cycles(view: PatientView) -> str:
     table = view.cycles.table
-    forecast = view.cycles.forecast
+    # The forecast of the cycle now only: a fit of a cycle long past reads as news about it.
+    forecast = view.cycles.forecast if view.cycles.now else None
     if table.empty and forecast is None:
         return ""
     out = ["<h2>Chemotherapy cycles</h2>"]
@@ -448,9 +568,16 @@ def _flowsheet(results: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, zo
         shown["above_range"].fillna(False).to_numpy(dtype=bool) if "above_range" in shown else below & False
     )
     marks = np.where(below, " L", np.where(above, " H", ""))
+    preliminary = shown["status"].eq("preliminary").to_numpy(dtype=bool)
+    corrected = (
+        shown["version"].fillna(1).astype(int).gt(1).to_numpy() if "version" in shown else below & False
+    )
+    marks = np.char.add(
+        np.char.add(marks.astype(str), np.where(preliminary, " P", "")), np.where(corrected, "*", "")
+    )
     cells = pd.Series(
         [
-            f'<span class="low">{escape(t)}{m}</span>' if m == " L" else f"{escape(t)}{m}"
+            f'<span class="low">{escape(t)}{m}</span>' if m.startswith(" L") else f"{escape(t)}{m}"
             for t, m in zip(text, marks, strict=True)
         ],
         index=shown.index,
@@ -476,8 +603,9 @@ def _flowsheet(results: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, zo
     return (
         f"<h2>Last {count} panel{'s' if count != 1 else ''} in this period</h2>"
         f"<table class='sheet'><thead><tr><th>Count</th>{head}</tr></thead><tbody>{rows}</tbody></table>"
-        '<p class="note">L: below the limit that applies; H: above it. Counts in x10^9/L, haemoglobin '
-        "in g/dL (converted at import where the lab sent other units).</p>"
+        '<p class="note">L: below the limit that applies; H: above it; P: preliminary, final awaited; *: '
+        "corrected by the lab (the latest counts say from what). Counts in x10^9/L, haemoglobin in g/dL "
+        "(converted at import where the lab sent other units).</p>"
     )
 
 
@@ -501,6 +629,48 @@ def _events(events: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, zone: 
         "<table><thead><tr><th>When</th><th>Kind</th><th>What</th><th>Details</th></tr></thead>"
         f"<tbody>{rows}</tbody></table>{more}"
     )
+
+
+def _before(view: PatientView, results: pd.DataFrame, start: pd.Timestamp, zone: str) -> str:
+    """What the period printed leaves out and a reader must still know: medications and other events
+    begun before it and not ended before it, runs below the limit that ended before it, and how many
+    earlier panels there are."""
+    lines = []
+    events = view.events
+    if not events.empty:
+        began = pd.to_datetime(events["start_at"], utc=True)
+        ended = pd.to_datetime(events["end_at"], utc=True)
+        going = events[
+            (began < start).to_numpy(dtype=bool) & (ended.isna() | (ended >= start)).to_numpy(dtype=bool)
+        ]
+        going = going[going["kind"].isin(["medication", "chemotherapy", "gcsf"]).to_numpy(dtype=bool)]
+        for _, row in going.tail(8).iterrows():
+            until = (
+                "ongoing" if _missing(row["end_at"]) else f"until {_local(row['end_at'], zone, '%Y-%m-%d')}"
+            )
+            lines.append(
+                f"{escape(str(row['kind']))} from {_local(row['start_at'], zone, '%Y-%m-%d')} ({until}): "
+                f"{_cell(row['label'])}"
+            )
+    episodes = view.episodes
+    if not episodes.empty:
+        past = episodes[pd.to_datetime(episodes["end"], utc=True).lt(start).to_numpy(dtype=bool)]
+        for _, row in past.head(6).iterrows():
+            lines.append(
+                f"{escape(str(row.get('count', '')))} below the limit "
+                f"{_local(row['start'], zone, '%Y-%m-%d')} to "
+                f"{_local(row['end'], zone, '%Y-%m-%d')}, lowest {float(row['nadir']):g} "
+                f"({int(row['n_results'])} result{'s' if int(row['n_results']) != 1 else ''})"
+            )
+    panels = results.loc[results["collected_at"].lt(start).to_numpy(dtype=bool), "panel_id"].nunique()
+    if panels:
+        lines.append(
+            f"{panels} earlier panel{'s' if panels != 1 else ''} not printed (the timeline shows them)"
+        )
+    if not lines:
+        return ""
+    items = "".join(f"<li>{line}</li>" for line in lines)
+    return f"<h2>Before this period</h2><ul>{items}</ul>"
 
 
 def _ranges(ranges: pd.DataFrame, zone: str) -> str:

@@ -15,6 +15,7 @@ import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from sqlalchemy import create_engine, text
 
@@ -463,3 +464,87 @@ def test_a_handover_cell_never_runs_into_the_next_column() -> None:
     assert "".join(lines).startswith("A" * 60)
     cjk = _cell_lines("山田 太郎\nJP-1, 40 F", 300.0, rtl=True)
     assert "script this list's font lacks" in cjk[0] and cjk[-1] == "JP-1, 40 F"
+
+
+FIRST = """patient_id,collected_at,analyte,value,unit,ref_low,ref_high,lab,accession,status
+SAFE-1,2026-11-10T08:00:00Z,wbc,3.0,10^9/L,4.0,11.0,CENTRAL,S-1,final
+SAFE-1,2026-11-10T08:00:00Z,anc,0.4,10^9/L,1.8,7.7,CENTRAL,S-1,final
+SAFE-1,2026-11-10T08:00:00Z,plt,60,10^9/L,150,450,CENTRAL,S-1,final
+SAFE-1,2026-11-18T08:00:00Z,wbc,3.2,10^9/L,4.0,11.0,CENTRAL,S-2,preliminary
+SAFE-1,2026-11-19T08:00:00Z,temp,38.1,degC,,,WARD,V-1,final
+SAFE-1,2026-11-19T12:00:00Z,temp,37.8,degC,,,WARD,V-2,final
+"""
+# The lab corrects the first panel's ANC.
+CORRECTION = """patient_id,collected_at,analyte,value,unit,ref_low,ref_high,lab,accession,status
+SAFE-1,2026-11-10T08:00:00Z,anc,0.45,10^9/L,1.8,7.7,CENTRAL,S-1,corrected
+"""
+
+
+def test_what_a_reader_must_not_miss_prints(upgraded: str, tmp_path: Path) -> None:
+    """Temperatures, a preliminary count, a corrected one with the value it replaced, a count not repeated
+    in the last CBC, and a medication begun before the period printed."""
+    from services.patient_actions import add_event
+
+    for name, text_ in (("first.csv", FIRST), ("correction.csv", CORRECTION)):
+        path = tmp_path / name
+        path.write_text(text_, encoding="utf-8")
+        done = monitor("import", str(path), url=upgraded)
+        assert done.returncode == 0, done.stderr
+    store = open_store(upgraded, timezone="UTC")
+    key = find_patient(store, viewer=SYSTEM, patient_id="SAFE-1")
+    add_event(
+        store,
+        viewer=SYSTEM,
+        patient_key=key,
+        kind="medication",
+        start=datetime(2026, 10, 1, tzinfo=UTC),
+        end=None,
+        label="Clozapine 200 mg",
+        details="",
+        now=NOW,
+        timezone="UTC",
+    )
+    made = patient_summary(
+        store,
+        viewer=SYSTEM,
+        patient_key=key,
+        timezone="UTC",
+        now=NOW,
+        printed_by="x",
+        since=datetime(2026, 11, 15, tzinfo=UTC),
+    )
+    said = flat(pdf_text(made.pdf, tmp_path))
+    assert "Temperatures, last 72 hours (highest 38.1 °C at 2026-11-19 08:00)" in said
+    assert "preliminary: final awaited" in said
+    assert "corrected by the lab from 0.4" in said and "not in the last CBC" in said
+    assert "Before this period" in said and "Clozapine 200 mg" in said and "(ongoing)" in said
+    assert "1 earlier panel not printed" in said
+
+
+def test_a_spike_does_not_squash_the_nadir_on_the_chart() -> None:
+    """A WBC of 48 on G-CSF beside a nadir of 0.3: the scale stays the band's, the spike is drawn at the top
+    edge with its value."""
+    from services.report_chart import chart_svg
+
+    times = pd.to_datetime(["2026-11-01T08:00Z", "2026-11-05T08:00Z", "2026-11-09T08:00Z"], utc=True)
+    results = pd.DataFrame(
+        {
+            "collected_at": times,
+            "analyte": "wbc",
+            "value": [5.0, 48.0, 0.3],
+            "lln": 4.0,
+            "uln": 11.0,
+            "below_limit": [False, False, True],
+            "status": "final",
+        }
+    )
+    svg = chart_svg(
+        results,
+        pd.DataFrame(columns=["kind", "start_at"]),
+        start=times[0] - pd.Timedelta(days=1),
+        end=times[-1] + pd.Timedelta(days=1),
+        timezone="UTC",
+    )
+    assert ">48</text>" in svg and "<polygon" in svg
+    ticks = [float(t) for t in re.findall(r'text-anchor="end" fill="#555555">([\d.]+)<', svg)]
+    assert max(ticks) <= 40, ticks  # not 50 or 60: the nadir keeps its height
