@@ -672,6 +672,12 @@ def _graded(latest: pd.DataFrame, context: Context) -> pd.DataFrame:
     return out[columns]
 
 
+def latest_others(session: Session, patient_keys: list[int]) -> pd.DataFrame:
+    """The latest usable haemoglobin and platelet result of each patient, with its time and status
+    (``HISTORY_COLUMNS``; a printed handover dates and marks them)."""
+    return _latest_others(session, patient_keys, USABLE, pd.DataFrame(columns=list(HISTORY_COLUMNS)))
+
+
 def _latest_others(
     session: Session, patient_keys: list[int], usable: tuple[Any, ...], held: pd.DataFrame
 ) -> pd.DataFrame:

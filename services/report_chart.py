@@ -77,10 +77,13 @@ def _panel(
     values = rows["value"].to_numpy(dtype=float)
     limits = rows[["lln", "uln"]].to_numpy(dtype=float) if not rows.empty else np.empty((0, 2))
     # The scale is the reference band's and the grade zones', not a spike's: a WBC of 48 on G-CSF would
-    # squash a nadir of 0.3 into two points. Values above three times the band's top are drawn at the top
-    # edge as a triangle with their value.
+    # squash a nadir of 0.3 into two points. Values above twice the band's top are drawn at the top edge as
+    # a triangle with their value.
     band_top = np.nanmax(np.concatenate([limits.ravel(), [bounds[0] if bounds else 1.0]]))
-    highest = np.nanmax(np.concatenate([values[values <= 3 * band_top], [band_top]]))
+    within = values[values <= 2 * band_top]
+    # Unless most counts are above it (a CLL's lymphocytosis): then the scale is theirs.
+    scale = within if len(within) * 2 >= len(values) else values
+    highest = np.nanmax(np.concatenate([scale, [band_top]]))
     ceiling = _nice(highest * 1.08)
 
     def y(values: np.ndarray | float) -> np.ndarray:

@@ -46,6 +46,9 @@ FLOWSHEET = ("wbc", "anc", "alc", "amc", "hgb", "plt")
 # The last panels printed in the flowsheet, and events at most.
 FLOWSHEET_PANELS = 8
 EVENTS_PRINTED = 12
+# Medications and runs below the limit listed from before the printed period, at most.
+EVENTS_BEFORE = 8
+RUNS_BEFORE = 6
 DASH = "–"
 # What a result's limit came from, in words (``monitor.analysis.ranges_default.RANGE_SOURCES``).
 SOURCE_WORDS = {
@@ -104,7 +107,7 @@ def summary_html(
         _chart_section(usable, view.events, start, end, zone, ctcae_version)
         or f"<p>No WBC or ANC from {_local(start, zone, '%Y-%m-%d')} to {_local(end, zone, '%Y-%m-%d')}.</p>",
         _cycles(view),
-        _flowsheet(usable, start, end, zone),
+        _flowsheet(usable, view.history, start, end, zone),
         _events(view.events, start, end, zone),
         _before(view, usable, start, zone),
         _ranges(view.ranges, zone),
@@ -129,6 +132,7 @@ class HandoverText:
 def handover_text(
     listed: pd.DataFrame,
     *,
+    others: pd.DataFrame | None = None,
     team: str,
     timezone: str,
     now: datetime,
@@ -146,6 +150,21 @@ def handover_text(
     cycle = "C" + listed["cycle"].astype("Int64").astype("string") + "D" + day.astype("string")
     last = listed["last_collected_at"].map(lambda at: _local(at, timezone, "%Y-%m-%d"))
     rows: list[HandoverRow] = []
+    # The latest haemoglobin and platelets of each patient: time and status (``others``).
+    latest_other = (
+        {
+            (key, code): (at, status)
+            for key, code, at, status in zip(
+                others["patient_key"],
+                others["analyte"],
+                others["collected_at"],
+                others["status"],
+                strict=True,
+            )
+        }
+        if others is not None and not others.empty
+        else {}
+    )
     for position, row in enumerate(listed.to_dict("records")):
         days = row["days_since_cbc"]
         since = "" if _missing(days) else f" ({int(days)} d)"
@@ -158,8 +177,11 @@ def handover_text(
                 else "\n(not acknowledged)"
             )
         due = row.get("cbc_due_reason")
-        age = row["age"]
-        who = f"{'' if _missing(age) else int(age)} {_text(row.get('sex'))}".strip()
+        who = f"{_age_short(row.get('birth_date'), row['age'], now)} {_text(row.get('sex'))}".strip()
+        # The last CBC: the newest of the white-cell counts (a platelet count sent on its own later is not).
+        times = [row.get(f"latest_{a}_at") for a in ("wbc", "anc", "alc")]
+        known: list[Any] = [at for at in times if not _missing(at)]
+        last_white = max(known) if known else None
         lines = []
         for a in ("wbc", "anc", "alc"):
             said = f"{a.upper()} {_text(counts[a].iloc[position])}"
@@ -167,18 +189,20 @@ def handover_text(
                 said += " prelim."
             taken = row.get(f"latest_{a}_at")
             # A count from an earlier panel than the last CBC is dated: it was not repeated since.
-            if (
-                not _missing(taken)
-                and not _missing(row.get("last_collected_at"))
-                and taken < row["last_collected_at"]
-            ):
+            if not _missing(taken) and last_white is not None and taken < last_white:
                 said += f" ({_local(taken, timezone, '%Y-%m-%d')})"
             lines.append(said)
         for code, word in (("hgb", "Hb"), ("plt", "PLT")):
             value, grade = row[f"latest_{code}"], row[f"latest_{code}_grade"]
             if not _missing(value):
                 number = printed(pd.Series([value]), pd.Series([code])).iloc[0]
-                lines.append(f"{word} {number}" + ("" if _missing(grade) else f" G{int(grade)}"))
+                said = f"{word} {number}" + ("" if _missing(grade) else f" G{int(grade)}")
+                taken, state = latest_other.get((row["patient_key"], code), (None, None))
+                if state == "preliminary":
+                    said += " prelim."
+                if not _missing(taken) and last_white is not None and taken < last_white:
+                    said += f" ({_local(taken, timezone, '%Y-%m-%d')})"
+                lines.append(said)
         lineages = "\n".join(lines)
         when = f"{last.iloc[position]}{since}"
         if not _missing(cycle.iloc[position]):
@@ -216,6 +240,17 @@ def handover_text(
     )
 
 
+def _age_short(born: Any, years: Any, now: datetime) -> str:
+    """An age for a crowded cell: "58 y"; under two "17 mo" or "15 d"; "" when unknown."""
+    if _missing(years):
+        return ""
+    if int(years) >= 2 or _missing(born):
+        return f"{int(years)} y"
+    day, birth = pd.Timestamp(now).tz_convert(None), pd.Timestamp(str(born)[:10])
+    months = (day.year - birth.year) * 12 + day.month - birth.month - (day.day < birth.day)
+    return f"{months} mo" if months >= 1 else f"{(day.normalize() - birth).days} d"
+
+
 def _one_line(value: Any) -> str:
     """A value as one line of text (a name or identifier from a feed may hold line breaks)."""
     return " ".join(_text(value).split()) or DASH
@@ -248,6 +283,7 @@ def _document(body: str, *, paper: str, footer: str, synthetic: bool) -> str:
     th, td {{ border-bottom: 0.4pt solid #ccc; padding: 1.5pt 3pt; text-align: left; vertical-align: top; }}
     th {{ background: #eef2f5; font-weight: bold; }}
     td.n {{ text-align: right; font-variant-numeric: tabular-nums; }}
+    td.u {{ white-space: nowrap; }}
     tr {{ break-inside: avoid; }}
     .banner {{ background: #a00; color: white; font-weight: bold; padding: 3pt 6pt; margin-bottom: 6pt; }}
     .identity td {{ border: none; padding: 0.5pt 6pt 0.5pt 0; }}
@@ -373,7 +409,10 @@ def _latest(results: pd.DataFrame, history: pd.DataFrame, zone: str) -> str:
     mine = results[results["analyte"].isin(LATEST).to_numpy(dtype=bool)]
     if mine.empty:
         return "<p>No usable count on record.</p>"
-    newest = mine["collected_at"].max()
+    # The last CBC: the newest panel with a white-cell count (a platelet count sent on its own an hour
+    # later does not make the differential "old").
+    white = mine[mine["analyte"].isin(["wbc", "anc", "alc"]).to_numpy(dtype=bool)]
+    newest = (white if not white.empty else mine)["collected_at"].max()
     earlier = _earlier_values(history)
     last = mine.sort_values(["collected_at", "panel_id"], kind="stable").groupby("analyte").tail(1)
     order = {code: number for number, code in enumerate(LATEST)}
@@ -396,8 +435,10 @@ def _latest(results: pd.DataFrame, history: pd.DataFrame, zone: str) -> str:
         if row.get("status") == "preliminary":
             notes.append("preliminary: final awaited")
         before = earlier.get((row.get("panel_id"), row["analyte"]))
-        if before is not None:
+        if before is not None and before[2]:
             notes.append(f"corrected by the lab from {before[0]} ({_local(before[1], zone)})")
+        elif before is not None and before[0] != shown:
+            notes.append(f"final differs from the preliminary {before[0]}")
         if row["collected_at"] < newest:
             notes.append("not in the last CBC")
         flag_limit: Any = row.get("flag_limit")
@@ -405,31 +446,32 @@ def _latest(results: pd.DataFrame, history: pd.DataFrame, zone: str) -> str:
         value_now: Any = row.get("value")
         if (
             row["analyte"] == "anc"
-            and below
             and not _missing(flag_limit)
             and not _missing(lln)
             and float(flag_limit) < float(lln)
             and not _missing(value_now)
-            and float(value_now) >= float(flag_limit)
+            and float(flag_limit) <= float(value_now) < float(lln)
         ):
             notes.append(f"below the interval for age, not neutropenia (cut-off {float(flag_limit):g})")
         rows.append(
             f"<tr><td>{escape(_label(row['analyte']))}</td><td class='n'>{value}</td>"
-            f"<td>{escape(str(row['unit']))}</td><td>{_local(row['collected_at'], zone)}</td>"
+            f"<td class='u'>{escape(str(row['unit']))}</td>"
+            f"<td class='u'>{_local(row['collected_at'], zone)}</td>"
             f"<td>{escape(limits)}{' (' + escape(source) + ')' if source else ''}</td>"
             f"<td class='n'>{DASH if _missing(grade) else int(grade)}</td>"
             f"<td>{escape('; '.join(notes))}</td></tr>"
         )
     head = (
         "<tr><th>Count</th><th>Value</th><th>Unit</th><th>Collected</th><th>Limits that apply</th>"
-        "<th>CTCAE grade</th><th>Note</th></tr>"
+        "<th>Grade</th><th>Note</th></tr>"
     )
     return f"<table><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>"
 
 
-def _earlier_values(history: pd.DataFrame) -> dict[tuple[Any, Any], tuple[str, Any]]:
-    """For each corrected result (panel, analyte): the value it replaced, as printed, and when it was
-    replaced."""
+def _earlier_values(history: pd.DataFrame) -> dict[tuple[Any, Any], tuple[str, Any, bool]]:
+    """For each result the lab sent again (panel, analyte): the value it replaced, as printed, when it was
+    replaced, and whether that was a correction (False: the final of a preliminary result, with the same
+    value or not)."""
     if history.empty or "is_current" not in history:
         return {}
     old = history[~history["is_current"].astype(bool).to_numpy()]
@@ -438,9 +480,9 @@ def _earlier_values(history: pd.DataFrame) -> dict[tuple[Any, Any], tuple[str, A
     old = old.sort_values(["version"]).groupby(["panel_id", "analyte"]).tail(1)
     shown = _values(old)
     return {
-        (panel, analyte): (str(text), at)
-        for panel, analyte, text, at in zip(
-            old["panel_id"], old["analyte"], shown, old["superseded_at"], strict=True
+        (panel, analyte): (str(text), at, status != "preliminary")
+        for panel, analyte, text, at, status in zip(
+            old["panel_id"], old["analyte"], shown, old["superseded_at"], old["status"], strict=True
         )
     }
 
@@ -456,7 +498,7 @@ def _temperatures(results: pd.DataFrame, now: datetime, zone: str) -> str:
     ].sort_values("collected_at", ascending=False)
     if temps.empty:
         return '<p class="note"><b>Temperatures, last 72 hours:</b> none recorded.</p>'
-    shown = _values(temps)
+    shown = temps["value"].map("{:.1f}".format)  # as a thermometer reads: 38.6, never 38.61
     listed = "; ".join(
         f"{text} °C {_local(at, zone)}"
         for text, at in zip(shown.head(12), temps["collected_at"].head(12), strict=True)
@@ -516,6 +558,7 @@ def _chart_section(
         f'<div class="chart"><h2>WBC and ANC, {_local(start, zone, "%Y-%m-%d")} to '
         f'{_local(end, zone, "%Y-%m-%d")}</h2>{svg}<p class="note">Shaded: the reference interval that '
         f"applied to each result; tints: CTCAE v{ctcae_version} grades; red points: below the limit; "
+        "hollow points: preliminary; a triangle at the top edge: a count above the scale, with its value; "
         "dashed lines: chemotherapy doses and G-CSF.</p></div>"
     )
 
@@ -523,7 +566,10 @@ def _chart_section(
 def _cycles(view: PatientView) -> str:
     table = view.cycles.table
     # The forecast of the cycle now only: a fit of a cycle long past reads as news about it.
-    forecast = view.cycles.forecast if view.cycles.now else None
+    day: Any = view.status.get("cycle_day")
+    length: Any = view.status.get("next_dose_day")
+    within = view.cycles.now and not _missing(day) and (_missing(length) or int(day) <= int(length))
+    forecast = view.cycles.forecast if within else None
     if table.empty and forecast is None:
         return ""
     out = ["<h2>Chemotherapy cycles</h2>"]
@@ -551,7 +597,9 @@ def _cycles(view: PatientView) -> str:
     return "".join(out)
 
 
-def _flowsheet(results: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, zone: str) -> str:
+def _flowsheet(
+    results: pd.DataFrame, history: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, zone: str
+) -> str:
     inside = results["collected_at"].between(start, end).to_numpy(dtype=bool)
     shown = results[inside & results["analyte"].isin(FLOWSHEET).to_numpy(dtype=bool)]
     if shown.empty:
@@ -569,8 +617,13 @@ def _flowsheet(results: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, zo
     )
     marks = np.where(below, " L", np.where(above, " H", ""))
     preliminary = shown["status"].eq("preliminary").to_numpy(dtype=bool)
-    corrected = (
-        shown["version"].fillna(1).astype(int).gt(1).to_numpy() if "version" in shown else below & False
+    earlier = _earlier_values(history)
+    corrected = np.array(
+        [
+            bool(earlier.get((panel, analyte), ("", None, False))[2])
+            for panel, analyte in zip(shown["panel_id"], shown["analyte"], strict=True)
+        ],
+        dtype=bool,
     )
     marks = np.char.add(
         np.char.add(marks.astype(str), np.where(preliminary, " P", "")), np.where(corrected, "*", "")
@@ -600,12 +653,21 @@ def _flowsheet(results: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, zo
         for code in order
     )
     count = len(panels)
+    fixes = [
+        f"{_label(analyte)} {_local(at, zone)}: {value} was {earlier[(panel, analyte)][0]} (corrected "
+        f"{_local(earlier[(panel, analyte)][1], zone)})"
+        for panel, analyte, value, at, mark in zip(
+            shown["panel_id"], shown["analyte"], text, shown["collected_at"], corrected, strict=True
+        )
+        if mark
+    ]
+    listed = f" Corrected by the lab: {'; '.join(fixes)}." if fixes else ""
     return (
         f"<h2>Last {count} panel{'s' if count != 1 else ''} in this period</h2>"
         f"<table class='sheet'><thead><tr><th>Count</th>{head}</tr></thead><tbody>{rows}</tbody></table>"
         '<p class="note">L: below the limit that applies; H: above it; P: preliminary, final awaited; *: '
-        "corrected by the lab (the latest counts say from what). Counts in x10^9/L, haemoglobin in g/dL "
-        "(converted at import where the lab sent other units).</p>"
+        "corrected by the lab. Counts in x10^9/L, haemoglobin in g/dL (converted at import where the lab "
+        f"sent other units).{escape(listed)}</p>"
     )
 
 
@@ -632,37 +694,60 @@ def _events(events: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, zone: 
 
 
 def _before(view: PatientView, results: pd.DataFrame, start: pd.Timestamp, zone: str) -> str:
-    """What the period printed leaves out and a reader must still know: medications and other events
-    begun before it and not ended before it, runs below the limit that ended before it, and how many
-    earlier panels there are."""
+    """What the period printed leaves out and a reader must still know: medications begun before it and
+    not ended before it, the last chemotherapy and G-CSF before it, runs below the limit that ended before
+    it or run into it, and how many earlier panels there are."""
     lines = []
     events = view.events
     if not events.empty:
         began = pd.to_datetime(events["start_at"], utc=True)
         ended = pd.to_datetime(events["end_at"], utc=True)
-        going = events[
-            (began < start).to_numpy(dtype=bool) & (ended.isna() | (ended >= start)).to_numpy(dtype=bool)
+        earlier = (began < start).to_numpy(dtype=bool)
+        medications = events[
+            earlier
+            & (ended.isna() | (ended >= start)).to_numpy(dtype=bool)
+            & events["kind"].eq("medication").to_numpy(dtype=bool)
         ]
-        going = going[going["kind"].isin(["medication", "chemotherapy", "gcsf"]).to_numpy(dtype=bool)]
-        for _, row in going.tail(8).iterrows():
+        for _, row in medications.tail(EVENTS_BEFORE).iterrows():
             until = (
                 "ongoing" if _missing(row["end_at"]) else f"until {_local(row['end_at'], zone, '%Y-%m-%d')}"
             )
             lines.append(
-                f"{escape(str(row['kind']))} from {_local(row['start_at'], zone, '%Y-%m-%d')} ({until}): "
+                f"medication from {_local(row['start_at'], zone, '%Y-%m-%d')} ({until}): "
                 f"{_cell(row['label'])}"
+            )
+        if len(medications) > EVENTS_BEFORE:
+            lines.append(f"(and {len(medications) - EVENTS_BEFORE} more medications)")
+        # Doses are moments, not spans: the last one before the period, and how many came before it.
+        for kind, word in (("chemotherapy", "chemotherapy"), ("gcsf", "G-CSF")):
+            doses = events[earlier & events["kind"].eq(kind).to_numpy(dtype=bool)]
+            if doses.empty:
+                continue
+            last = doses.iloc[-1]
+            others = len(doses) - 1
+            lines.append(
+                f"last {word} before this period: {_local(last['start_at'], zone, '%Y-%m-%d')}, "
+                f"{_cell(last['label'])}"
+                + (f" ({others} earlier dose{'s' if others != 1 else ''})" if others else "")
             )
     episodes = view.episodes
     if not episodes.empty:
-        past = episodes[pd.to_datetime(episodes["end"], utc=True).lt(start).to_numpy(dtype=bool)]
-        for _, row in past.head(6).iterrows():
+        began = pd.to_datetime(episodes["start"], utc=True)
+        ended = pd.to_datetime(episodes["end"], utc=True)
+        shown = episodes[(began < start).to_numpy(dtype=bool)]
+        for _, row in shown.head(RUNS_BEFORE).iterrows():
+            into = pd.Timestamp(row["end"]) >= start
             lines.append(
-                f"{escape(str(row.get('count', '')))} below the limit "
-                f"{_local(row['start'], zone, '%Y-%m-%d')} to "
-                f"{_local(row['end'], zone, '%Y-%m-%d')}, lowest {float(row['nadir']):g} "
+                f"{escape(str(row.get('count', '')))} below the limit from "
+                f"{_local(row['start'], zone, '%Y-%m-%d')} "
+                + ("(running into this period)" if into else f"to {_local(row['end'], zone, '%Y-%m-%d')}")
+                + f", lowest {float(row['nadir']):g} on {_local(row['nadir_at'], zone, '%Y-%m-%d')} "
                 f"({int(row['n_results'])} result{'s' if int(row['n_results']) != 1 else ''})"
             )
-    panels = results.loc[results["collected_at"].lt(start).to_numpy(dtype=bool), "panel_id"].nunique()
+        if len(shown) > RUNS_BEFORE:
+            lines.append(f"(and {len(shown) - RUNS_BEFORE} earlier runs below the limit)")
+    counts = results[~results["analyte"].eq("temp").to_numpy(dtype=bool)]
+    panels = counts.loc[counts["collected_at"].lt(start).to_numpy(dtype=bool), "panel_id"].nunique()
     if panels:
         lines.append(
             f"{panels} earlier panel{'s' if panels != 1 else ''} not printed (the timeline shows them)"

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.accounts import Viewer, find_team, teams
 from db.settings import site_rules
+from db.status import latest_others
 from services.patients import patient_view
 from services.report_handover import FontMissing, handover_pdf
 from services.report_html import DISCLAIMER, handover_text, summary_html
@@ -128,8 +129,17 @@ def handover(
     listed = worklist(store, viewer=members, timezone=timezone, now=now)
     with store() as session:
         version = site_rules(session).grading.ctcae_version
+        # Haemoglobin and platelets with their times and statuses (the list holds their values only).
+        others = latest_others(session, [int(key) for key in listed["patient_key"]])
     words = handover_text(
-        listed, team=name, timezone=timezone, now=now, printed_by=printed_by, site=site, ctcae_version=version
+        listed,
+        others=others,
+        team=name,
+        timezone=timezone,
+        now=now,
+        printed_by=printed_by,
+        site=site,
+        ctcae_version=version,
     )
     try:
         with _PRINTING:

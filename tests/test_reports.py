@@ -91,7 +91,7 @@ def test_summaries_of_demo_patients_of_each_kind_print_what_the_page_shows(demo,
         assert row["patient_id"] in said and row["name"] in said, kind
         assert "SYNTHETIC DEMO PATIENT" in said and "Test hospital" in said and "dr.tester" in said
         assert flat(DISCLAIMER) in said and f"Page 1 of {made.pages}" in said
-        assert "Latest counts" in said and "Limits that apply" in said
+        assert "Latest counts" in said and "Limits that apply" in said and "Grade" in said
         for flag in row["flags"]:
             assert flag_label(flag) in said, (kind, flag)
         if not row["flags"]:
@@ -504,6 +504,19 @@ def test_what_a_reader_must_not_miss_prints(upgraded: str, tmp_path: Path) -> No
         now=NOW,
         timezone="UTC",
     )
+    for day in (1, 22):  # two doses before the period: moments, never "ongoing"
+        add_event(
+            store,
+            viewer=SYSTEM,
+            patient_key=key,
+            kind="chemotherapy",
+            start=datetime(2026, 10, day, 9, tzinfo=UTC),
+            end=None,
+            label=f"Docetaxel dose of 2026-10-{day:02d}",
+            details="",
+            now=NOW,
+            timezone="UTC",
+        )
     made = patient_summary(
         store,
         viewer=SYSTEM,
@@ -513,7 +526,12 @@ def test_what_a_reader_must_not_miss_prints(upgraded: str, tmp_path: Path) -> No
         printed_by="x",
         since=datetime(2026, 11, 15, tzinfo=UTC),
     )
-    said = flat(pdf_text(made.pdf, tmp_path))
+    said = flat(pdf_text(made.pdf, tmp_path, mode="-raw"))  # notes wrap in their cells: drawn order
+    assert (
+        "last chemotherapy before this period: 2026-10-22, Docetaxel dose of 2026-10-22 (1 earlier dose)"
+        in said
+    )
+    assert "chemotherapy from" not in said
     assert "Temperatures, last 72 hours (highest 38.1 °C at 2026-11-19 08:00)" in said
     assert "preliminary: final awaited" in said
     assert "corrected by the lab from 0.4" in said and "not in the last CBC" in said
@@ -548,3 +566,24 @@ def test_a_spike_does_not_squash_the_nadir_on_the_chart() -> None:
     assert ">48</text>" in svg and "<polygon" in svg
     ticks = [float(t) for t in re.findall(r'text-anchor="end" fill="#555555">([\d.]+)<', svg)]
     assert max(ticks) <= 40, ticks  # not 50 or 60: the nadir keeps its height
+
+
+CHILD = """patient_id,collected_at,analyte,value,unit,ref_low,ref_high,lab,accession,status,birth_date
+BABY-1,2026-11-16T08:00:00Z,wbc,7.0,10^9/L,,,NORTH,B-1,final,2026-03-01
+BABY-1,2026-11-16T08:00:00Z,anc,1.2,10^9/L,,,NORTH,B-1,final,2026-03-01
+"""
+
+
+def test_a_childs_anc_below_the_interval_for_age_says_it_is_not_neutropenia(
+    upgraded: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "child.csv"
+    path.write_text(CHILD, encoding="utf-8")
+    assert monitor("import", str(path), url=upgraded).returncode == 0
+    store = open_store(upgraded, timezone="UTC")
+    key = find_patient(store, viewer=SYSTEM, patient_id="BABY-1")
+    made = patient_summary(store, viewer=SYSTEM, patient_key=key, timezone="UTC", now=NOW, printed_by="x")
+    said = flat(pdf_text(made.pdf, tmp_path, mode="-raw"))  # a note wraps in its cell: read in drawn order
+    assert "2026-03-01, 8 months" in said
+    assert "below the interval for age, not neutropenia (cut-off 1)" in said
+    assert "(default for the age)" in said
