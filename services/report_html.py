@@ -229,7 +229,8 @@ def handover_text(
         ),
         legend=(
             "Counts in x10^9/L and haemoglobin in g/dL (converted at import where the lab sent other units), "
-            f"with the lab's flag and the CTCAE v{ctcae_version} grade (G1-G4; ↑: above the upper limit); "
+            f"with the lab's flag and the CTCAE v{ctcae_version} grade (G1-G4; ↑: flagged high, as "
+            "leukocytosis, neutrophilia or lymphocytosis; a high count expected while G-CSF acts is not); "
             "a date: the count is from an earlier panel than the last CBC; prelim.: preliminary, final "
             "awaited. T: the worklist's tier, 1 the most urgent: "
             + "; ".join(f"{tier}: {words}" for tier, words in TIERS.items())
@@ -430,7 +431,14 @@ def _latest(results: pd.DataFrame, history: pd.DataFrame, zone: str) -> str:
         source = SOURCE_WORDS.get(str(row.get("range_source")), "")
         grade = row["grade"]
         below = not _missing(row.get("below_limit")) and bool(row.get("below_limit"))
-        value = f'<span class="low">{escape(shown)} L</span>' if below else escape(shown)
+        above = not _missing(row.get("above_range")) and bool(row.get("above_range"))
+        value = (
+            f'<span class="low">{escape(shown)} L</span>'
+            if below
+            else f"{escape(shown)} H"
+            if above
+            else escape(shown)
+        )
         notes = []
         if row.get("status") == "preliminary":
             notes.append("preliminary: final awaited")

@@ -471,6 +471,7 @@ SAFE-1,2026-11-10T08:00:00Z,wbc,3.0,10^9/L,4.0,11.0,CENTRAL,S-1,final
 SAFE-1,2026-11-10T08:00:00Z,anc,0.4,10^9/L,1.8,7.7,CENTRAL,S-1,final
 SAFE-1,2026-11-10T08:00:00Z,plt,60,10^9/L,150,450,CENTRAL,S-1,final
 SAFE-1,2026-11-18T08:00:00Z,wbc,3.2,10^9/L,4.0,11.0,CENTRAL,S-2,preliminary
+SAFE-1,2026-11-18T08:00:00Z,alc,5.2,10^9/L,1.0,4.8,CENTRAL,S-2,final
 SAFE-1,2026-11-19T08:00:00Z,temp,38.1,degC,,,WARD,V-1,final
 SAFE-1,2026-11-19T12:00:00Z,temp,37.8,degC,,,WARD,V-2,final
 """
@@ -534,6 +535,7 @@ def test_what_a_reader_must_not_miss_prints(upgraded: str, tmp_path: Path) -> No
     assert "chemotherapy from" not in said
     assert "Temperatures, last 72 hours (highest 38.1 °C at 2026-11-19 08:00)" in said
     assert "preliminary: final awaited" in said
+    assert "5.2 H" in said  # above the upper limit, marked in the latest counts as in the flowsheet
     assert "corrected by the lab from 0.4" in said and "not in the last CBC" in said
     assert "Before this period" in said and "Clozapine 200 mg" in said and "(ongoing)" in said
     assert "1 earlier panel not printed" in said
