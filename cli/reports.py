@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import tempfile
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,10 +13,11 @@ import click
 
 from cli.app import _cli_user, _config, _viewer, cli, store_options, user_option, utc_time
 from services import reports as printing
-from services.audit import record_export, record_exports
+from services.accounts import Viewer
+from services.audit import record_exports
 from services.patients import find_patient
 from services.reports import PAPERS, PrintingUnavailable, Report, TeamNotFound
-from services.store import open_store
+from services.store import Store, open_store
 
 _OUTPUT = click.option(
     "--output",
@@ -98,25 +100,20 @@ def report(
     start = None if since is None else utc_time(since, "--since", dates_in=config.timezone)
     key = find_patient(store, viewer=viewer, patient_id=patient_id, authority=authority)
     now = datetime.now(UTC)
-    try:
-        made = printing.patient_summary(
+    made = _printed(
+        lambda: printing.patient_summary(
             store,
             viewer=viewer,
             patient_key=key,
             timezone=config.timezone,
             now=now,
-            printed_by=_cli_user() + (f" (as {user})" if user else ""),
+            printed_by=_printer(user),
             paper=paper,
             since=start,
             site=config.site_name,
         )
-    except PrintingUnavailable as error:
-        raise click.ClickException(str(error)) from None
-    # Recorded before the file is written: an export the trail does not hold must never exist.
-    actor = dataclasses.replace(viewer, username=_cli_user())
-    what = f"command line: patient summary (PDF, {_pages(made.pages)})" + (f" (as {user})" if user else "")
-    record_export(store, viewer=actor, what=what, patient_key=key, now=now)
-    _write(output, made)
+    )
+    _audit_then_write(store, viewer, user, f"patient summary (PDF, {_pages(made.pages)})", made, output, now)
     click.echo(f"{output}: {patient_id}'s summary, {_pages(made.pages)}")
 
 
@@ -141,28 +138,49 @@ def handover(database: str | None, team: str, output: Path, paper: str, user: st
     viewer = _viewer(store, user)
     now = datetime.now(UTC)
     try:
-        made = printing.handover(
-            store,
-            viewer=viewer,
-            team=team,
-            timezone=config.timezone,
-            now=now,
-            printed_by=_cli_user() + (f" (as {user})" if user else ""),
-            paper=paper,
-            site=config.site_name,
+        made = _printed(
+            lambda: printing.handover(
+                store,
+                viewer=viewer,
+                team=team,
+                timezone=config.timezone,
+                now=now,
+                printed_by=_printer(user),
+                paper=paper,
+                site=config.site_name,
+            )
         )
     except TeamNotFound as error:
         raise click.BadParameter(str(error), param_hint="--team") from None
-    except PrintingUnavailable as error:
-        raise click.ClickException(str(error)) from None
-    actor = dataclasses.replace(viewer, username=_cli_user())
-    what = f"command line: handover {team} (PDF)" + (f" (as {user})" if user else "")
-    record_exports(store, viewer=actor, what=what, patient_keys=made.patient_keys, now=now)
-    _write(output, made)
+    _audit_then_write(store, viewer, user, f"handover {team} (PDF)", made, output, now)
     count = len(made.patient_keys)
     click.echo(
         f"{output}: handover of {team}, {count} patient{'s' if count != 1 else ''}, {_pages(made.pages)}"
     )
+
+
+def _printer(user: str | None) -> str:
+    """Who printed, as the paper says it: the login that ran the command, and the account it answered as."""
+    return _cli_user() + (f" (as {user})" if user else "")
+
+
+def _printed(make: Callable[[], Report]) -> Report:
+    """``make()``'s report; a machine that cannot print is a one-line error naming what to install."""
+    try:
+        return make()
+    except PrintingUnavailable as error:
+        raise click.ClickException(str(error)) from None
+
+
+def _audit_then_write(
+    store: Store, viewer: Viewer, user: str | None, what: str, made: Report, output: Path, now: datetime
+) -> None:
+    """The export recorded under the login that ran the command (one row per patient the report shows),
+    then the file written: an export the trail does not hold must never exist."""
+    actor = dataclasses.replace(viewer, username=_cli_user())
+    said = f"command line: {what}" + (f" (as {user})" if user else "")
+    record_exports(store, viewer=actor, what=said, patient_keys=made.patient_keys, now=now)
+    _write(output, made)
 
 
 def _pages(count: int) -> str:

@@ -98,7 +98,7 @@ def summary_html(
     synthetic = bool(status.get("is_synthetic"))
     body = [
         f"<h1>Patient summary <span class='product'>{PRODUCT}</span></h1>",
-        _identity(status, site=site, printed_at=printed_at, printed_by=printed_by),
+        _identity(status, site=site, now=now, printed_at=printed_at, printed_by=printed_by),
         "<h2>Latest counts</h2>",
         _latest(usable, view.history, zone),
         _temperatures(usable, now, zone),
@@ -241,15 +241,25 @@ def handover_text(
     )
 
 
-def _age_short(born: Any, years: Any, now: datetime) -> str:
-    """An age for a crowded cell: "58 y"; under two "17 mo" or "15 d"; "" when unknown."""
+def _age(born: Any, years: Any, now: datetime) -> tuple[int, str] | None:
+    """An age as a clinician says it: whole years from two; under two, completed months, or days under
+    one month; None when unknown."""
     if _missing(years):
-        return ""
+        return None
     if int(years) >= 2 or _missing(born):
-        return f"{int(years)} y"
-    day, birth = pd.Timestamp(now).tz_convert(None), pd.Timestamp(str(born)[:10])
+        return int(years), "year"
+    day, birth = pd.Timestamp(now).tz_convert(None).normalize(), pd.Timestamp(str(born)[:10])
     months = (day.year - birth.year) * 12 + day.month - birth.month - (day.day < birth.day)
-    return f"{months} mo" if months >= 1 else f"{(day.normalize() - birth).days} d"
+    return (months, "month") if months >= 1 else ((day - birth).days, "day")
+
+
+def _age_short(born: Any, years: Any, now: datetime) -> str:
+    """An age for a crowded cell: "58 y", "17 mo", "15 d"; "" when unknown."""
+    found = _age(born, years, now)
+    return "" if found is None else f"{found[0]} {_SHORT_UNITS[found[1]]}"
+
+
+_SHORT_UNITS = {"year": "y", "month": "mo", "day": "d"}
 
 
 def _one_line(value: Any) -> str:
@@ -352,14 +362,12 @@ def _window(
     return found[0], max(end, pd.Timestamp(results["collected_at"].max()))
 
 
-def _identity(status: pd.Series, *, site: str, printed_at: str, printed_by: str) -> str:
+def _identity(status: pd.Series, *, site: str, now: datetime, printed_at: str, printed_by: str) -> str:
     authority = status.get("assigning_authority")
     identifier = _cell(status.get("patient_id")) + (
         f" ({_cell(authority)})" if isinstance(authority, str) and authority else ""
     )
-    born = _cell(status.get("birth_date")) + _age_words(
-        status.get("birth_date"), status.get("age"), printed_at
-    )
+    born = _cell(status.get("birth_date")) + _age_words(status.get("birth_date"), status.get("age"), now)
     rows = [
         ("Name", _cell(status.get("name"))),
         ("Patient ID", identifier),
@@ -383,18 +391,10 @@ def _days_ago(days: Any) -> str:
     return "today" if int(days) == 0 else f"{int(days)} day{'s' if int(days) != 1 else ''} ago"
 
 
-def _age_words(born: Any, years: Any, printed_at: str) -> str:
-    """ ", 58 years"; under two, in months (", 7 months") or days (", 20 days"), as a child's age is said."""
-    if _missing(years):
-        return ""
-    if int(years) >= 2 or _missing(born):
-        return f", {int(years)} years"
-    day, birth = pd.Timestamp(printed_at[:10]), pd.Timestamp(str(born)[:10])
-    months = (day.year - birth.year) * 12 + day.month - birth.month - (day.day < birth.day)
-    if months >= 1:
-        return f", {months} month{'s' if months != 1 else ''}"
-    days = (day - birth).days
-    return f", {days} day{'s' if days != 1 else ''}"
+def _age_words(born: Any, years: Any, now: datetime) -> str:
+    """ ", 58 years", ", 7 months", ", 20 days"; "" when unknown."""
+    found = _age(born, years, now)
+    return "" if found is None else f", {found[0]} {found[1]}{'s' if found[0] != 1 else ''}"
 
 
 def _values(rows: pd.DataFrame) -> pd.Series:

@@ -56,12 +56,11 @@ class TeamNotFound(LookupError):
 
 @dataclass(frozen=True, slots=True)
 class Report:
-    """A rendered report: the PDF's bytes, its page count, the HTML a summary was laid out from ("" for a
-    handover, drawn directly) and the keys of the patients it shows (for the audit)."""
+    """A rendered report: the PDF's bytes, its page count and the keys of the patients it shows (for the
+    audit)."""
 
     pdf: bytes
     pages: int
-    html: str
     patient_keys: tuple[int, ...]
 
 
@@ -155,7 +154,7 @@ def handover(
             )
     except FontMissing as error:
         raise PrintingUnavailable(str(error)) from error
-    return Report(pdf=pdf, pages=pages, html="", patient_keys=tuple(int(k) for k in listed["patient_key"]))
+    return Report(pdf=pdf, pages=pages, patient_keys=tuple(int(k) for k in listed["patient_key"]))
 
 
 def handover_teams(store: sessionmaker[Session], *, viewer: Viewer) -> list[tuple[str, str]]:
@@ -199,4 +198,4 @@ def _render(html: str, patient_keys: tuple[int, ...]) -> Report:
     with _PRINTING:
         document = weasyprint.HTML(string=html, url_fetcher=fetcher).render()
         pdf = document.write_pdf()
-    return Report(pdf=pdf, pages=len(document.pages), html=html, patient_keys=patient_keys)
+    return Report(pdf=pdf, pages=len(document.pages), patient_keys=patient_keys)

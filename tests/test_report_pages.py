@@ -3,32 +3,20 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
 
 from db.store import open_store
 from services.accounts import SYSTEM, assign_patient
 from tests.test_dashboard import _app, _clear_caches, _open_patient  # noqa: F401 - the autouse fixture
+from tests.test_reports import exports
 
 pytestmark = pytest.mark.skipif(
     shutil.which("pdftotext") is None, reason="poppler-utils is missing: `make printing` installs it"
 )
-
-
-def _exports(url: str) -> list[tuple[str, str | None, str]]:
-    with open_store(url, timezone="UTC")() as session:
-        rows = session.execute(
-            text(
-                "SELECT a.username, p.mrn, a.details FROM audit_log a "
-                "LEFT JOIN patient p ON p.id = a.patient_id WHERE a.action = 'export' ORDER BY a.id"
-            )
-        ).all()
-    return [(who, mrn, json.loads(details)["what"]) for who, mrn, details in rows]
 
 
 def _words(pdf: bytes, folder: Path) -> str:
@@ -41,12 +29,12 @@ def test_the_patient_page_prints_its_summary_when_asked(imported_store, offered_
     at = _open_patient(_app().run())
     assert not at.exception
     make = offered_downloads["Print summary (PDF)"]
-    assert callable(make) and _exports(imported_store) == []  # drawing the button prints nothing
+    assert callable(make) and exports(imported_store) == []  # drawing the button prints nothing
     pdf = make()
     assert pdf.startswith(b"%PDF-")
     words = _words(pdf, tmp_path)
     assert "MRN1001" in words and "Latest counts" in words and "Decision support, not a diagnosis" in words
-    assert _exports(imported_store) == [("admin", "MRN1001", "patient summary (PDF)")]
+    assert exports(imported_store) == [("admin", "MRN1001", "patient summary (PDF)")]
 
 
 def test_the_worklist_prints_the_chosen_teams_handover(imported_store, offered_downloads, tmp_path) -> None:
@@ -65,7 +53,7 @@ def test_the_worklist_prints_the_chosen_teams_handover(imported_store, offered_d
     assert "Handover: Oncology" in words and "MRN1001" in words
     # Only the team's patients: the other imported patient is in no team.
     assert "MRN2002" not in words
-    assert _exports(imported_store) == [("admin", "MRN1001", "handover oncology (PDF)")]
+    assert exports(imported_store) == [("admin", "MRN1001", "handover oncology (PDF)")]
 
 
 def test_a_summary_asked_for_after_signing_out_is_not_printed(imported_store, offered_downloads) -> None:
@@ -75,4 +63,4 @@ def test_a_summary_asked_for_after_signing_out_is_not_printed(imported_store, of
     assert at.title[0].value == "Sign in"
     with pytest.raises(PermissionError):
         make()
-    assert _exports(imported_store) == []
+    assert exports(imported_store) == []

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
 from db.store import open_store
 from monitor.analysis.flags import flag_label
@@ -45,6 +45,23 @@ def pdf_text(pdf: bytes, folder: Path, name: str = "report", mode: str = "-layou
     cell's wrapped lines one after the other)."""
     path = folder / f"{name}.pdf"
     path.write_bytes(pdf)
+    return file_text(path, mode)
+
+
+def exports(url: str) -> list[tuple[str, str | None, str]]:
+    """The audit trail's exports, oldest first: who, which patient (identifier), what."""
+    with open_store(url, timezone="UTC")() as session:
+        rows = session.execute(
+            text(
+                "SELECT a.username, p.mrn, a.details FROM audit_log a "
+                "LEFT JOIN patient p ON p.id = a.patient_id WHERE a.action = 'export' ORDER BY a.id"
+            )
+        ).all()
+    return [(who, mrn, json.loads(details)["what"]) for who, mrn, details in rows]
+
+
+def file_text(path: Path, mode: str = "-layout") -> str:
+    """A PDF file's text (``pdf_text``)."""
     return subprocess.run(
         ["pdftotext", mode, str(path), "-"], capture_output=True, text=True, check=True, timeout=60
     ).stdout
@@ -75,8 +92,9 @@ def test_summaries_of_demo_patients_of_each_kind_print_what_the_page_shows(demo,
         "flagged, never treated": listed[flagged & ~treated].iloc[0],
         "no flag": listed[~flagged].iloc[0],
     }
+    printed = {}
     for kind, row in kinds.items():
-        made = patient_summary(
+        made = printed[kind] = patient_summary(
             demo,
             viewer=SYSTEM,
             patient_key=int(row["patient_key"]),
@@ -104,17 +122,7 @@ def test_summaries_of_demo_patients_of_each_kind_print_what_the_page_shows(demo,
     assert "WBC (x10^9/L)" in said and "ANC (x10^9/L)" in said
     # The first page of the treated patient's summary as an image (the README's, with
     # MONITOR_SCREENSHOT_DIR=docs/screenshots): poppler draws it.
-    treated_row = kinds["in chemotherapy"]
-    made = patient_summary(
-        demo,
-        viewer=SYSTEM,
-        patient_key=int(treated_row["patient_key"]),
-        timezone="UTC",
-        now=NOW,
-        printed_by="dr.tester",
-        site="Test hospital",
-    )
-    image = _first_page_png(made.pdf, tmp_path, "report-summary")
+    image = _first_page_png(printed["in chemotherapy"].pdf, tmp_path, "report-summary")
     assert image.read_bytes().startswith(b"\x89PNG")
 
 
@@ -220,19 +228,9 @@ def test_a_printed_summary_is_audited_as_an_export_of_the_patient(demo, tmp_path
     assert done.returncode == 0, done.stderr
     assert out.read_bytes().startswith(b"%PDF-") and patient in done.stdout
     assert not list(tmp_path.glob(".*.part")), "the partial file is moved into place"
-    engine = create_engine(url)
-    with engine.connect() as connection:
-        rows = connection.execute(
-            text(
-                "SELECT a.action, a.username, a.details FROM audit_log a "
-                "JOIN patient p ON p.id = a.patient_id WHERE p.mrn = :mrn AND a.action = 'export'"
-            ),
-            {"mrn": patient},
-        ).all()
-    engine.dispose()
+    rows = [(who, what) for who, mrn, what in exports(url) if mrn == patient]
     assert len(rows) == 1
-    action, who, details = rows[0]
-    what = json.loads(details)["what"] if isinstance(details, str) else details["what"]
+    who, what = rows[0]
     assert who.startswith("cli:") and "patient summary (PDF" in what and "(as oncology)" in what
 
 
@@ -243,7 +241,7 @@ def test_the_handover_lists_the_teams_patients_only_in_order_and_audits_each(dem
     done = monitor("handover", "--team", "oncology", "--output", str(out), "--user", "oncology", url=url)
     assert done.returncode == 0, done.stderr
     assert "(A4 landscape)" in page_size(out) or "841.89 x 595.276" in page_size(out)
-    words = subprocess.run(["pdftotext", "-layout", str(out), "-"], capture_output=True, text=True).stdout
+    words = file_text(out)
     printed = set(re.findall(r"\bDEMO-\d{4}\b", words))
     assert printed == oncology, (printed - oncology, oncology - printed)
     assert not (medicine - oncology) & printed
@@ -252,16 +250,8 @@ def test_the_handover_lists_the_teams_patients_only_in_order_and_audits_each(dem
     members = _viewer(demo, "oncology")
     first = worklist(demo, viewer=members, timezone="UTC", now=NOW)["patient_id"].iloc[0]
     assert re.findall(r"\bDEMO-\d{4}\b", words)[0] == first
-    engine = create_engine(url)
-    with engine.connect() as connection:
-        exported = connection.execute(
-            text(
-                "SELECT p.mrn FROM audit_log a JOIN patient p ON p.id = a.patient_id "
-                "WHERE a.action = 'export' AND a.details LIKE '%handover oncology%'"
-            )
-        ).all()
-    engine.dispose()
-    assert {mrn for (mrn,) in exported} == oncology and len(exported) == len(oncology)
+    exported = [mrn for _, mrn, what in exports(url) if "handover oncology" in what]
+    assert set(exported) == oncology and len(exported) == len(oncology)
     _first_page_png(out.read_bytes(), tmp_path, "report-handover")
     refused = monitor("handover", "--team", "oncology", "--output", str(out), "--user", "medicine", url=url)
     assert refused.returncode == 2 and "no team 'oncology'" in refused.stderr
@@ -329,7 +319,7 @@ def test_awkward_names_and_a_single_result_print_as_written(upgraded: str, tmp_p
         out = tmp_path / f"{mrn}.pdf"
         done = monitor("report", mrn, "--output", str(out), url=upgraded)
         assert done.returncode == 0, (mrn, done.stderr)
-        words = subprocess.run(["pdftotext", "-layout", str(out), "-"], capture_output=True, text=True).stdout
+        words = file_text(out)
         said = flat(words)
         assert mrn in said and not UNPRINTABLE.search(words), mrn
         if mrn == "RTL-4":
@@ -350,11 +340,7 @@ def test_awkward_names_and_a_single_result_print_as_written(upgraded: str, tmp_p
             assert set(family) <= set(drawn) and set(given) <= set(drawn)
         else:
             assert family in drawn and given in drawn, mrn
-    single = flat(
-        subprocess.run(
-            ["pdftotext", "-layout", str(tmp_path / "ONE-5.pdf"), "-"], capture_output=True, text=True
-        ).stdout
-    )
+    single = flat(file_text(tmp_path / "ONE-5.pdf"))
     assert "2.4 L" in said or "2.4 L" in single
     assert "Last 1 panel in this period" in single
 
@@ -372,7 +358,7 @@ def test_the_shared_sample_files_patients_print(upgraded: str, tmp_path: Path) -
         out = tmp_path / "sample.pdf"
         done = monitor("report", patient["patient_id"], "--output", str(out), url=upgraded)
         assert done.returncode == 0, done.stderr
-        words = subprocess.run(["pdftotext", "-layout", str(out), "-"], capture_output=True, text=True).stdout
+        words = file_text(out)
         said = flat(words)
         assert patient["patient_id"] in said and not UNPRINTABLE.search(words)
         if patient["latest_wbc"] is not None:
@@ -392,9 +378,7 @@ def test_an_identifier_cannot_rewrite_the_page_it_prints_on(upgraded: str, tmp_p
     out = tmp_path / "hostile.pdf"
     done = monitor("report", hostile, "--output", str(out), url=upgraded)
     assert done.returncode == 0, done.stderr
-    said = flat(
-        subprocess.run(["pdftotext", "-layout", str(out), "-"], capture_output=True, text=True).stdout
-    )
+    said = flat(file_text(out))
     assert "1.9 L" in said and "1.04 L" in said  # the WBC and ANC the rule would have hidden
     assert flat(DISCLAIMER) in said and "Page 1 of" in said and hostile in said
 
@@ -438,15 +422,11 @@ def test_events_after_the_last_count_print_and_a_bare_since_date_is_the_sites_mi
         zone="America/New_York",
     )
     assert done.returncode == 0, done.stderr
-    words = flat(
-        subprocess.run(["pdftotext", "-layout", str(out), "-"], capture_output=True, text=True).stdout
-    )
+    words = flat(file_text(out))
     assert "WBC and ANC, 2026-11-05 to" in words
     future = monitor("report", "LATE-1", "--since", "2026-12-30", "--output", str(out), url=upgraded)
     assert future.returncode == 0
-    words = flat(
-        subprocess.run(["pdftotext", "-layout", str(out), "-"], capture_output=True, text=True).stdout
-    )
+    words = flat(file_text(out))
     assert "No WBC or ANC from 2026-12-30" in words
 
 
