@@ -177,6 +177,8 @@ def _audit_then_write(
 ) -> None:
     """The export recorded under the login that ran the command (one row per patient the report shows),
     then the file written: an export the trail does not hold must never exist."""
+    if not output.resolve().parent.is_dir():  # refused before anything is recorded
+        raise click.BadParameter(f"no folder {output.resolve().parent}", param_hint="--output")
     actor = dataclasses.replace(viewer, username=_cli_user())
     said = f"command line: {what}" + (f" (as {user})" if user else "")
     record_exports(store, viewer=actor, what=said, patient_keys=made.patient_keys, now=now)

@@ -229,7 +229,10 @@ def test_a_printed_summary_is_audited_as_an_export_of_the_patient(demo, tmp_path
     assert out.read_bytes().startswith(b"%PDF-") and patient in done.stdout
     assert not list(tmp_path.glob(".*.part")), "the partial file is moved into place"
     rows = [(who, what) for who, mrn, what in exports(url) if mrn == patient]
-    assert len(rows) == 1
+    nowhere = monitor("report", patient, "--output", str(tmp_path / "no-such-folder" / "x.pdf"), url=url)
+    assert nowhere.returncode == 2 and "no folder" in nowhere.stderr
+    rows = [(who, what) for who, mrn, what in exports(url) if mrn == patient]
+    assert len(rows) == 1  # a refused file was not recorded as exported
     who, what = rows[0]
     assert who.startswith("cli:") and "patient summary (PDF" in what and "(as oncology)" in what
 
