@@ -111,12 +111,12 @@ def add_to_teams(
 ) -> tuple[int, int]:
     """Put the stored patients ``naming`` names ((assigning authority, patient identifier) frames) in
     ``teams``; return how many memberships were added and how many of those patients are in no team."""
-    named = _patients_named(session, naming)
+    named = patients_named(session, naming)
     assigned = sum(assign_patients(session, named, team, now=now, by=by) for team in teams)
     return assigned, without_team(session, named)
 
 
-def _patients_named(session: Session, naming: Sequence[pd.DataFrame]) -> list[int]:
+def patients_named(session: Session, naming: Sequence[pd.DataFrame]) -> list[int]:
     """The stored patients among (assigning authority, patient identifier) pairs."""
     named = [frame for frame in naming if len(frame)]
     if not named:

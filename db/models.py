@@ -555,3 +555,52 @@ class OtherObservation(Base):
     content_hash: Mapped[str] = mapped_column(String(64))
     batch_id: Mapped[int | None] = mapped_column(ForeignKey("import_batch.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class FeedMessage(Base):
+    """One message a live feed (``python -m monitor listen``) delivered, and the acknowledgement it got.
+
+    A message processed (AA or AE) has a ``message_key`` (its control ID and content): the same message
+    sent again is answered from here, never stored twice. A message rejected (AR: not an ORU^R01, not
+    readable) has none, so that a corrected or repeated one is read afresh; its text is kept with the
+    batch's refused records. No patient data here: the control ID, counts and the ACK's words.
+    """
+
+    __tablename__ = "feed_message"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_key: Mapped[str | None] = mapped_column(String(64), unique=True)
+    control_id: Mapped[str] = mapped_column(String(199))
+    batch_id: Mapped[int] = mapped_column(ForeignKey("import_batch.id"), index=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    ack_code: Mapped[str] = mapped_column(String(2))
+    ack_text: Mapped[str] = mapped_column(Text)
+    # Observations the message carried, and the records of it refused.
+    results: Mapped[int] = mapped_column(Integer)
+    refused: Mapped[int] = mapped_column(Integer)
+
+
+class FeedListener(Base):
+    """A live-feed listener's last sign of life, by the address it listens on (its health, read by the
+    dashboard and ``python -m monitor listen-status``)."""
+
+    __tablename__ = "feed_listener"
+
+    address: Mapped[str] = mapped_column(String(200), primary_key=True)
+    pid: Mapped[int] = mapped_column(Integer)
+    host_name: Mapped[str] = mapped_column(String(200))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # NULL while it runs.
+    stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class StatusPending(Base):
+    """A patient whose results a live feed stored and whose status is still to be recomputed (the listener
+    recomputes them in passes, off the acknowledgement's path; written in the results' own transaction, so
+    that a listener stopped at any moment leaves them to its next start)."""
+
+    __tablename__ = "status_pending"
+
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id"), primary_key=True)
+    since: Mapped[datetime] = mapped_column(UTCDateTime)

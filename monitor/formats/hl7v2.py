@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 import string
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import hl7
 import numpy as np
@@ -435,6 +435,64 @@ def _context(reader: _Library | _Split, obr: Any, lab: str) -> tuple[str, str, s
 
 # The offset that ends an HL7 v2 date/time (DTM/TS): +/-HHMM after the digits.
 _OFFSET = re.compile(r"^\d{4,14}(?:\.\d{1,6})?([+-]\d{4})$")
+
+
+class Header(NamedTuple):
+    """What an acknowledgement needs of a message's MSH (HL7 v2.5.1 chapter 2, MSH): its delimiters
+    (MSH-1 then MSH-2), sending and receiving application and facility (MSH-3 to MSH-6, as written:
+    an ACK sends them back swapped), type (MSH-9 message code ^ trigger event), control ID (MSH-10),
+    processing ID (MSH-11) and version (MSH-12)."""
+
+    delimiters: str
+    sending_application: str
+    sending_facility: str
+    receiving_application: str
+    receiving_facility: str
+    kind: str
+    control_id: str
+    processing_id: str
+    version: str
+
+
+def message_header(text: str) -> Header:
+    """The MSH of the one message ``text`` holds (MLLP framing and line endings as a file's).
+
+    Raises
+    ------
+    ValueError
+        When the text does not begin with an MSH segment python-hl7 can read (the reason says which).
+    """
+    messages, stray = split_messages(text)
+    if stray or not messages:
+        raise ValueError("the message does not begin with an MSH segment")
+    segments = messages[0]
+    encoding = _encoding(segments[0])
+    try:
+        reader = _Split(segments[:1], encoding) if encoding else _Library(segments[0])
+    except Exception as error:  # noqa: BLE001 - the library raises many kinds on malformed input
+        raise ValueError(f"its MSH cannot be parsed as HL7 v2: {error}") from None
+    msh = reader.header
+    whole = (lambda n: str(msh[n]) if n < len(msh) else "") if encoding else (lambda n: _whole(msh, n))
+    get = reader.get
+    return Header(
+        delimiters=segments[0][3:8],
+        sending_application=whole(3),
+        sending_facility=whole(4),
+        receiving_application=whole(5),
+        receiving_facility=whole(6),
+        kind=f"{get(msh, 9, 1)}^{get(msh, 9, 2)}",
+        control_id=get(msh, 10),
+        processing_id=get(msh, 11),
+        version=get(msh, 12),
+    )
+
+
+def _whole(segment: Any, field: int) -> str:
+    """A field of a segment python-hl7 read, as written (components and all)."""
+    try:
+        return str(segment[field]) if field < len(segment) else ""
+    except _NOT_READ:
+        return ""
 
 
 def message_offset(sent_at: str) -> str:

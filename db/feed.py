@@ -1,0 +1,172 @@
+"""The store's side of a live feed (``services.feed``): the messages it acknowledged, its listeners' signs
+of life, and the patients whose status waits to be recomputed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import delete, func, or_, select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from db.frames import read_frame, read_frame_in
+from db.models import FeedListener, FeedMessage, ImportBatch, RejectedRecord, StatusPending
+
+
+def answered(session: Session, keys: Sequence[str]) -> dict[str, tuple[str, str, int]]:
+    """The acknowledgement (code, words) given to each message of ``keys`` processed before, and the batch
+    it was stored in."""
+    if not keys:
+        return {}
+    found = read_frame_in(
+        session,
+        lambda part: select(
+            FeedMessage.message_key, FeedMessage.ack_code, FeedMessage.ack_text, FeedMessage.batch_id
+        ).where(FeedMessage.message_key.in_(part)),
+        list(keys),
+    )
+    return {
+        str(key): (str(code), str(words), int(batch))
+        for key, code, words, batch in found.itertuples(index=False, name=None)
+    }
+
+
+def refused_in(session: Session, batch_id: int, control_id: str) -> list[tuple[str, str]]:
+    """The records of message ``control_id`` a feed batch refused: (location, reason), in order."""
+    where = f"message {control_id}"
+    rows = session.execute(
+        select(RejectedRecord.location, RejectedRecord.reason)
+        .where(
+            RejectedRecord.batch_id == batch_id,
+            or_(
+                RejectedRecord.location == where,
+                RejectedRecord.location.startswith(where + ",", autoescape=True),
+            ),
+        )
+        .order_by(RejectedRecord.id)
+    )
+    return [(str(location), str(reason)) for location, reason in rows]
+
+
+def record_messages(session: Session, messages: Iterable[dict[str, Any]]) -> None:
+    """Keep the messages of one group with their acknowledgements (`FeedMessage`'s columns)."""
+    rows = list(messages)
+    if rows:
+        session.execute(FeedMessage.__table__.insert(), rows)
+
+
+def add_to_batch(
+    session: Session, batch_id: int, *, accepted: int, unchanged: int, superseded: int, rejected: int
+) -> None:
+    """Add what one group brought to its feed batch's counts."""
+    session.execute(
+        update(ImportBatch)
+        .where(ImportBatch.id == batch_id)
+        .values(
+            accepted=ImportBatch.accepted + accepted,
+            unchanged=ImportBatch.unchanged + unchanged,
+            superseded=ImportBatch.superseded + superseded,
+            rejected=ImportBatch.rejected + rejected,
+        )
+    )
+
+
+def mark_pending(session: Session, patient_keys: Sequence[int], *, now: datetime) -> None:
+    """Patients whose status is to be recomputed (again, when already waiting: ``since`` moves on)."""
+    if not patient_keys:
+        return
+    table = StatusPending.__table__
+    insert = sqlite_insert if session.get_bind().dialect.name == "sqlite" else postgresql_insert
+    statement = insert(table).on_conflict_do_update(index_elements=[table.c.patient_id], set_={"since": now})
+    session.execute(statement, [{"patient_id": int(key), "since": now} for key in sorted(set(patient_keys))])
+
+
+def pending(session: Session, *, limit: int) -> list[tuple[int, datetime]]:
+    """Up to ``limit`` patients waiting for their status, longest waiting first, and when each was marked."""
+    rows = session.execute(
+        select(StatusPending.patient_id, StatusPending.since).order_by(StatusPending.since).limit(limit)
+    )
+    return [(int(key), since) for key, since in rows]
+
+
+def done(session: Session, taken: Sequence[tuple[int, datetime]]) -> None:
+    """Patients whose status was recomputed from what the store held when they were taken: a patient marked
+    again since (``since`` moved) stays, for the next pass."""
+    if taken:
+        session.execute(
+            delete(StatusPending).where(
+                tuple_(StatusPending.patient_id, StatusPending.since).in_(list(taken))
+            )
+        )
+
+
+def waiting(session: Session) -> int:
+    """How many patients wait for their status."""
+    return int(session.scalar(select(func.count()).select_from(StatusPending)) or 0)
+
+
+def listener_seen(
+    session: Session, address: str, *, pid: int, host_name: str, started_at: datetime, now: datetime
+) -> None:
+    """A listener's sign of life (its row is created on its first)."""
+    table = FeedListener.__table__
+    insert = sqlite_insert if session.get_bind().dialect.name == "sqlite" else postgresql_insert
+    values = {
+        "pid": pid,
+        "host_name": host_name,
+        "started_at": started_at,
+        "seen_at": now,
+        "stopped_at": None,
+    }
+    statement = insert(table).values(address=address, **values)
+    session.execute(statement.on_conflict_do_update(index_elements=[table.c.address], set_=values))
+
+
+def listener_stopped(session: Session, address: str, *, now: datetime) -> None:
+    session.execute(
+        update(FeedListener).where(FeedListener.address == address).values(seen_at=now, stopped_at=now)
+    )
+
+
+def listeners(session: Session) -> pd.DataFrame:
+    """Every listener known: address, pid, host_name, started_at, seen_at, stopped_at."""
+    return read_frame(session, select(FeedListener).order_by(FeedListener.address))
+
+
+def messages_since(session: Session, since: datetime) -> pd.DataFrame:
+    """Messages received since ``since``, counted by acknowledgement code (``ack_code``, ``messages``,
+    ``results``, ``refused``, ``last_at``)."""
+    statement = (
+        select(
+            FeedMessage.ack_code,
+            func.count().label("messages"),
+            func.sum(FeedMessage.results).label("results"),
+            func.sum(FeedMessage.refused).label("refused"),
+            func.max(FeedMessage.received_at).label("last_at"),
+        )
+        .where(FeedMessage.received_at >= since)
+        .group_by(FeedMessage.ack_code)
+    )
+    return read_frame(session, statement)
+
+
+def last_messages(session: Session, *, limit: int, refused_only: bool = False) -> pd.DataFrame:
+    """The latest messages, newest first: received_at, control_id, ack_code, ack_text, results, refused,
+    batch_id."""
+    statement = select(
+        FeedMessage.received_at,
+        FeedMessage.control_id,
+        FeedMessage.ack_code,
+        FeedMessage.ack_text,
+        FeedMessage.results,
+        FeedMessage.refused,
+        FeedMessage.batch_id,
+    )
+    if refused_only:
+        statement = statement.where(FeedMessage.ack_code != "AA")
+    return read_frame(session, statement.order_by(FeedMessage.id.desc()).limit(limit))

@@ -1,0 +1,559 @@
+"""A live feed's messages stored a group at a time, each answered with an acknowledgement that never lies;
+and the statuses of the patients they touched recomputed behind them.
+
+The listener (``services.listener``) hands over every message that has arrived while the previous group
+was being written (group commit). One group is one transaction: its messages are read as one HL7 text by
+the same reading as a file import (``monitor.formats.piece``), written by the same bulk writers into the
+listener's batch of the day, and recorded with their acknowledgements (``db.feed``). Only once that
+transaction has committed are the acknowledgements returned:
+
+- AA: every record of the message is stored (or was already: a result the store held is not stored twice);
+- AE: some or all of its records were refused; they are kept with their reasons in the batch, and ERR
+  segments name them;
+- AR: not processed (no MSH, not UTF-8, not an ORU^R01, no control ID, or the store unavailable): nothing of
+  it is stored, so the sender may send it again. What could be read of it is kept for review.
+
+A message processed before (the same control ID and the same content) is answered as it was then and
+stores nothing: an interface engine that re-sends a message whose ACK it never received (the listener
+stopped, the connection dropped) leaves it stored once.
+
+The status of each patient a group touched is not recomputed in the group's transaction (it re-reads the
+patient's history, about half a second for any number of patients: docs/benchmarks.md): the patients are
+marked in it (``status_pending``) and `catch_up` recomputes them in passes, each patient once a pass
+however many of its messages arrived since the last.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from db.feed import (
+    add_to_batch,
+    answered,
+    done,
+    last_messages,
+    listeners,
+    mark_pending,
+    messages_since,
+    pending,
+    record_messages,
+    refused_in,
+    waiting,
+)
+from db.imports import add_to_teams, is_contention, patients_named, unknown_teams
+from db.ingest import WriteCounts, field_limits, keep_rejected, new_batch, write_generations, write_others
+from db.status import BatchResults, refresh_patient_status
+from monitor.formats.hl7_ack import (
+    ACCEPTED,
+    ERROR,
+    INTERNAL_ERROR,
+    REJECTED,
+    SEGMENT_ERROR,
+    UNSUPPORTED_TYPE,
+    Problem,
+    acknowledgement,
+    refusal_summary,
+)
+from monitor.formats.hl7v2 import Header, message_header, split_messages
+from monitor.formats.parsed import REJECT_COLUMNS, cut_raw
+from monitor.formats.piece import PieceReading
+from monitor.formats.records import FUTURE_TOLERANCE
+from monitor.timestamps import is_timezone
+from services.accounts import Viewer, require_administrator
+from services.store import Store
+
+_log = logging.getLogger("monitor.listener")
+_LIMITS = field_limits()
+# Attempts of one group's transaction when another writer holds the store or wrote the same rows first.
+CONCURRENT_ATTEMPTS = 6
+# Patients whose status one pass of `catch_up` recomputes at most.
+PATIENTS_PER_PASS = 2_000
+ORU_R01 = "ORU^R01"
+STORE_UNAVAILABLE = "store unavailable: the message was not stored; send it again"
+
+
+class TeamNotFound(LookupError):
+    """A team asked for does not exist."""
+
+
+@dataclass(frozen=True, slots=True)
+class FeedOptions:
+    """How a listener stores what it receives.
+
+    Attributes
+    ----------
+    address
+        Where it listens (``host:port``): names its batches and its sign of life.
+    site_timezone
+        The site's zone (days, and the zone of times without an offset unless ``timezone``).
+    timezone
+        The zone HL7 times without an offset (and a message whose MSH-7 has none) are read in.
+    teams
+        Codes of care teams that receive every patient the feed names.
+    future_tolerance
+        How far after its arrival a collection time may be (``services.config.Config.future_tolerance``).
+    """
+
+    address: str
+    site_timezone: str
+    timezone: str | None = None
+    teams: tuple[str, ...] = ()
+    future_tolerance: timedelta = FUTURE_TOLERANCE
+
+    def __post_init__(self) -> None:
+        for name, zone in (("site_timezone", self.site_timezone), ("timezone", self.timezone)):
+            if zone is not None and not is_timezone(zone):
+                raise ValueError(f"{name} {zone!r} is not an IANA time zone (e.g. Europe/London)")
+
+    @property
+    def by(self) -> str:
+        """Who stores, as batches and team memberships name it."""
+        return f"listener {self.address}"
+
+    @property
+    def zone(self) -> str:
+        return self.timezone or self.site_timezone
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """One MLLP block as it arrived, or why none could be read from the stream (``problem``)."""
+
+    data: bytes
+    problem: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A message's acknowledgement (``ack``: its text, segments joined by ``\\r``) and, for the log line, its
+    code, control ID and counts; ``again``: answered from a processing before."""
+
+    code: str
+    control_id: str
+    ack: str
+    words: str = ""
+    results: int = 0
+    refused: int = 0
+    again: bool = False
+
+
+@dataclass(slots=True)
+class _Message:
+    """A message read as far as its acknowledgement needs."""
+
+    text: str
+    header: Header | None
+    segments: int = 0
+    results: int = 0
+    refusal: str = ""
+    error: tuple[str, str] = INTERNAL_ERROR
+    key: str = ""
+
+    @property
+    def control_id(self) -> str:
+        return self.header.control_id if self.header is not None else ""
+
+
+@dataclass(slots=True)
+class _Stored:
+    """What a group's transaction produced: its answers, and the batch it wrote into."""
+
+    answers: list[Answer]
+    batch: tuple[int, date] | None
+    accepted: int = 0
+    refused: int = 0
+
+
+@dataclass
+class FeedWriter:
+    """Stores groups of messages for one listener (`write`); holds the listener's batch of the day."""
+
+    store: Store
+    options: FeedOptions
+    started_at: datetime
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    _batch: tuple[int, date] | None = None
+
+    def check_teams(self) -> None:
+        """Raise `TeamNotFound` for a team of the options the store does not have."""
+        with self.store() as session:
+            unknown = unknown_teams(session, self.options.teams)
+        if unknown:
+            raise TeamNotFound(
+                f"no team {', '.join(map(repr, unknown))} (python -m monitor teams lists them)"
+            )
+
+    def write(self, group: Sequence[Received]) -> list[Answer]:
+        """Store one group in one transaction and answer each of its messages, in order.
+
+        Never raises: a store that cannot be reached answers every message AR ("store unavailable");
+        an unexpected error answers the group's messages one by one, so that only the message that
+        causes it is refused (AR) and the others are stored.
+        """
+        now = self.clock()
+        messages = [_read(received) for received in group]
+        try:
+            stored = self._stored(messages, now)
+        except DBAPIError as error:
+            if error.connection_invalidated or _unreachable(error) or len(messages) == 1:
+                _log.warning("store unavailable: %s", type(error.orig or error).__name__)
+                return [self._unavailable(message, now) for message in messages]
+            return [answer for received in group for answer in self.write([received])]
+        except Exception as error:  # noqa: BLE001 - a message must never take the listener down
+            if len(messages) > 1:
+                return [answer for received in group for answer in self.write([received])]
+            _log.error("message not stored: %s", type(error).__name__)
+            return [_internal(messages[0], now, self._control_id(now))]
+        self._batch = stored.batch
+        return stored.answers
+
+    def _stored(self, messages: list[_Message], now: datetime) -> _Stored:
+        for attempt in range(1, CONCURRENT_ATTEMPTS + 1):
+            try:
+                with self.store.begin() as session:
+                    return self._within(session, messages, now)
+            except SQLAlchemyError as error:
+                if attempt == CONCURRENT_ATTEMPTS or not is_contention(error):
+                    raise
+                time.sleep(random.uniform(0.005, 0.05) * attempt)
+        raise AssertionError("unreachable")
+
+    def _within(self, session: Session, messages: list[_Message], now: datetime) -> _Stored:
+        options = self.options
+        keys = sorted({message.key for message in messages if message.key})
+        before = answered(session, keys)
+        batch_id, day = self._batch_for(session, now)
+        fresh: dict[str, int] = {}  # message key -> its number in the group's text (1, 2, ...)
+        texts: list[str] = []
+        for message in messages:
+            if message.key and message.key not in before and message.key not in fresh:
+                texts.append(message.text)
+                fresh[message.key] = len(texts)
+        counts = WriteCounts()
+        refused = _no_refusals()
+        if texts:
+            counts, refused, naming = self._write_results(session, "\r\n".join(texts), batch_id, now)
+            named = patients_named(session, naming)
+            mark_pending(session, sorted(set(counts.patient_keys) | set(named)), now=now)
+            if options.teams:
+                add_to_teams(session, naming, options.teams, now=now, by=options.by)
+        numbers = refused["location"].str.extract(r"^message (\d+)", expand=False).astype("float64")
+        answers: list[Answer] = []
+        rows: list[dict[str, Any]] = []
+        kept: list[pd.DataFrame] = [refused.assign(location=_relocated(refused, numbers, messages, fresh))]
+        given: dict[str, Answer] = {}
+        for message in messages:
+            control_id = self._control_id(now)
+            if not message.key:
+                answer = _refused(message, now, control_id)
+                kept.append(_kept_whole(message))
+                rows.append(_row(message, answer, batch_id, now, key=None))
+            elif message.key in before:
+                code, words, earlier = before[message.key]
+                problems = [Problem(*row) for row in refused_in(session, earlier, message.control_id)]
+                answer = _answer(message, code, words, problems, now, control_id, again=True)
+            elif message.key in given:
+                answer = given[message.key]  # the same message twice in one group: stored once
+            else:
+                number = fresh[message.key]
+                mine = refused[(numbers == number).to_numpy()]
+                problems = [
+                    Problem(f"message {message.control_id}{rest}", reason)
+                    for rest, reason in zip(
+                        mine["location"].str.replace(r"^message \d+( \(.*?\))?", "", regex=True),
+                        mine["reason"],
+                        strict=True,
+                    )
+                ]
+                code = ERROR if problems else ACCEPTED
+                words = refusal_summary(problems, message.results) if problems else _stored_words(message)
+                answer = _answer(message, code, words, problems, now, control_id)
+                given[message.key] = answer
+                rows.append(_row(message, answer, batch_id, now, key=message.key))
+            answers.append(answer)
+        rejected = pd.concat(kept, ignore_index=True)
+        keep_rejected(session, batch_id, rejected)
+        record_messages(session, rows)
+        add_to_batch(
+            session,
+            batch_id,
+            accepted=counts.accepted,
+            unchanged=counts.unchanged,
+            superseded=counts.superseded,
+            rejected=len(rejected),
+        )
+        return _Stored(answers, (batch_id, day), counts.accepted, len(rejected))
+
+    def _write_results(
+        self, session: Session, text: str, batch_id: int, now: datetime
+    ) -> tuple[WriteCounts, pd.DataFrame, list[pd.DataFrame]]:
+        """The group's messages read as one HL7 text and written, as a file import reads and writes them."""
+        options = self.options
+        read = PieceReading(
+            format_name="hl7",
+            zone=options.zone,
+            limits=_LIMITS,
+            retry=None,
+            imported_at=now,
+            future_tolerance=options.future_tolerance,
+            chunk=len(text),
+        )
+        piece = read(text, 0)
+        counts = WriteCounts()
+        refused = [piece.rejected]
+        held = BatchResults(batch_id)
+        for normalised in piece.chunks:
+            written = write_generations(
+                session, normalised.results, piece.patients, batch_id=batch_id, now=now, held=held
+            )
+            counts.add(written)
+            refused += [normalised.rejected, written.rejected]
+        write_others(session, piece.others, batch_id=batch_id, now=now)
+        counts.unchanged += piece.left
+        rejected = pd.concat(refused, ignore_index=True).reindex(columns=list(REJECT_COLUMNS)).fillna("")
+        return counts, rejected.astype(str), list(piece.naming)
+
+    def _batch_for(self, session: Session, now: datetime) -> tuple[int, date]:
+        """This listener's batch for the site's day: a new one the first time a day's message arrives."""
+        day = now.astimezone(ZoneInfo(self.options.site_timezone)).date()
+        if self._batch is not None and self._batch[1] == day:
+            return self._batch
+        address = self.options.address
+        identity = f"live feed|{address}|{self.started_at.isoformat()}|{day.isoformat()}"
+        batch = new_batch(
+            session,
+            file_name=f"MLLP feed on {address}, {day:%Y-%m-%d}",
+            sha256=hashlib.sha256(identity.encode()).hexdigest(),
+            fmt="hl7",
+            imported_by=self.options.by,
+            now=now,
+            timezone=self.options.zone,
+        )
+        return batch.id, day
+
+    def _unavailable(self, message: _Message, now: datetime) -> Answer:
+        words = STORE_UNAVAILABLE
+        ack = acknowledgement(
+            message.header,
+            REJECTED,
+            words,
+            problems=[Problem("", words)],
+            control_id=self._control_id(now),
+            now=now,
+        )
+        return Answer(REJECTED, message.control_id, ack, words, message.results)
+
+    @staticmethod
+    def _control_id(now: datetime) -> str:
+        """The ACK's own MSH-10: unique enough to trace (time and a random part), 20 characters (the field's
+        length in HL7 v2.3 and earlier)."""
+        return f"{now:%y%m%d%H%M%S}{random.getrandbits(24):06x}"
+
+
+def catch_up(
+    store: Store, *, timezone: str, now: datetime | None = None, limit: int = PATIENTS_PER_PASS
+) -> int:
+    """Recompute the status of up to ``limit`` patients a feed touched (those waiting longest first), in one
+    transaction; return how many. A patient marked again while this pass ran stays marked for the next."""
+    with store.begin() as session:
+        taken = pending(session, limit=limit)
+        if not taken:
+            return 0
+        refresh_patient_status(
+            session, [key for key, _ in taken], now=now or datetime.now(UTC), timezone=timezone
+        )
+        done(session, taken)
+    return len(taken)
+
+
+def _read(received: Received) -> _Message:
+    """A block decoded and its header read, or the reason it cannot be processed (``refusal``)."""
+    if received.problem:
+        return _Message(received.data.decode("utf-8", "replace"), None, refusal=received.problem)
+    data = received.data.removeprefix(b"\xef\xbb\xbf")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        shown = data.decode("utf-8", "replace")
+        return _Message(shown, None, refusal=f"not UTF-8 text: byte {error.start + 1} cannot be decoded")
+    if "\x00" in text:
+        return _Message(text.replace("\x00", "\ufffd"), None, refusal="a NUL character: binary, not text")
+    try:
+        header = message_header(text)
+    except ValueError as error:
+        return _Message(text, None, refusal=f"not an HL7 v2 message: {error}", error=SEGMENT_ERROR)
+    messages, _ = split_messages(text)
+    separator = header.delimiters[0]
+    segments = messages[0]
+    results = sum(segment.startswith("OBX" + separator) for segment in segments)
+    message = _Message(text, header, segments=len(segments), results=results)
+    if len(messages) > 1:
+        message.refusal = f"the block holds {len(messages)} messages: MLLP carries one message a block"
+        message.error = SEGMENT_ERROR
+    elif header.kind.upper() != ORU_R01:
+        message.refusal = f"MSH-9 is {header.kind!r}: this receiver takes ORU^R01 (laboratory results) only"
+        message.error = UNSUPPORTED_TYPE
+    elif not header.control_id:
+        message.refusal = "MSH-10 (message control ID) is empty: a message cannot be acknowledged without one"
+        message.error = ("101", "Required field missing")
+    else:
+        # The control ID and the content: a re-sent message is the same whatever its line endings.
+        canonical = "\r".join(segments)
+        message.key = hashlib.sha256(f"{header.control_id}\x00{canonical}".encode()).hexdigest()
+    return message
+
+
+def _answer(
+    message: _Message,
+    code: str,
+    words: str,
+    problems: Sequence[Problem],
+    now: datetime,
+    control_id: str,
+    *,
+    again: bool = False,
+) -> Answer:
+    ack = acknowledgement(message.header, code, words, problems=problems, control_id=control_id, now=now)
+    return Answer(code, message.control_id, ack, words, message.results, len(problems), again)
+
+
+def _refused(message: _Message, now: datetime, control_id: str) -> Answer:
+    problem = Problem("", message.refusal)
+    ack = acknowledgement(
+        message.header,
+        REJECTED,
+        message.refusal,
+        problems=[problem],
+        error=message.error,
+        control_id=control_id,
+        now=now,
+    )
+    return Answer(REJECTED, message.control_id, ack, message.refusal, message.results, 1)
+
+
+def _internal(message: _Message, now: datetime, control_id: str) -> Answer:
+    words = "internal error: the message was not stored (the listener's log says more)"
+    ack = acknowledgement(
+        message.header, REJECTED, words, problems=[Problem("", words)], control_id=control_id, now=now
+    )
+    return Answer(REJECTED, message.control_id, ack, message.results, 1)
+
+
+def _stored_words(message: _Message) -> str:
+    return f"stored: {message.results} observation{'s' if message.results != 1 else ''}"
+
+
+def _row(
+    message: _Message, answer: Answer, batch_id: int, now: datetime, *, key: str | None
+) -> dict[str, Any]:
+    return {
+        "message_key": key,
+        "control_id": message.control_id[:199],
+        "batch_id": batch_id,
+        "received_at": now,
+        "ack_code": answer.code,
+        "ack_text": answer.words,
+        "results": message.results,
+        "refused": answer.refused,
+    }
+
+
+def _kept_whole(message: _Message) -> pd.DataFrame:
+    """A message not processed, kept whole with the reason."""
+    where = f"message {message.control_id}" if message.control_id else "message without a control ID"
+    return pd.DataFrame([{"location": where, "raw_text": cut_raw(message.text), "reason": message.refusal}])
+
+
+def _relocated(
+    refused: pd.DataFrame, numbers: pd.Series, messages: list[_Message], fresh: dict[str, int]
+) -> pd.Series:
+    """Locations named by control ID ("message ABC, OBR 1, OBX 2") rather than by the place in the group."""
+    if refused.empty:
+        return refused["location"]
+    ids = {fresh[m.key]: m.control_id for m in messages if m.key in fresh}
+    control = numbers.map(ids).fillna("")
+    rest = refused["location"].str.replace(r"^message \d+( \(.*?\))?", "", regex=True)
+    return ("message " + control + rest).where(control.ne(""), refused["location"])
+
+
+def _no_refusals() -> pd.DataFrame:
+    return pd.DataFrame({name: pd.Series(dtype="str") for name in REJECT_COLUMNS})
+
+
+def _unreachable(error: DBAPIError) -> bool:
+    """Whether a driver error says the database cannot be reached (rather than refusing a statement)."""
+    text = str(error.orig or error).lower()
+    return any(
+        words in text
+        for words in (
+            "connection refused",
+            "could not connect",
+            "server closed",
+            "terminating connection",
+            "unable to open database",
+            "disk i/o error",
+            "no such table",
+        )
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class FeedState:
+    """What the live feed did, as the Import page and ``listen-status`` show it (no patient data).
+
+    ``listeners``: address, pid, host_name, started_at, seen_at, stopped_at and ``state`` ("listening",
+    "stopped", or "silent": not seen for `SILENT_AFTER` without having stopped: killed, or its host down).
+    ``today``: since the site's midnight, by ACK code: messages, results (observations), refused, last_at.
+    ``refusals``: the latest messages answered AE or AR. ``waiting``: patients whose status is still to be
+    recomputed.
+    """
+
+    listeners: pd.DataFrame
+    today: pd.DataFrame
+    refusals: pd.DataFrame
+    waiting: int
+    last_at: datetime | None
+
+    @property
+    def healthy(self) -> bool:
+        """At least one listener is listening."""
+        return bool((self.listeners["state"] == "listening").any())
+
+
+# A listener records a sign of life every HEARTBEAT_SECONDS; one silent for three of them is not running.
+HEARTBEAT_SECONDS = 10.0
+SILENT_AFTER = timedelta(seconds=3 * HEARTBEAT_SECONDS)
+
+
+def feed_state(
+    store: Store, *, viewer: Viewer, now: datetime, timezone: str, refusals: int = 20
+) -> FeedState:
+    """The live feed's listeners and today's messages (administrators only)."""
+    require_administrator(viewer, "see the live feed's state")
+    midnight = datetime.combine(
+        now.astimezone(ZoneInfo(timezone)).date(), datetime.min.time(), ZoneInfo(timezone)
+    )
+    with store() as session:
+        found = listeners(session)
+        today = messages_since(session, midnight.astimezone(UTC))
+        refused = last_messages(session, limit=refusals, refused_only=True)
+        left = waiting(session)
+    seen = found["seen_at"]
+    state = pd.Series("listening", index=found.index, dtype="str")
+    state = state.where(seen >= now - SILENT_AFTER, "silent").where(found["stopped_at"].isna(), "stopped")
+    last = today["last_at"].max() if len(today) else None
+    return FeedState(
+        found.assign(state=state), today, refused, left, None if pd.isna(last) else last.to_pydatetime()
+    )
