@@ -1,0 +1,428 @@
+"""The MLLP listener, driven by python-hl7's own MLLP client: acknowledgements that never lie, messages
+stored once however often they are sent, the same results as a file import, and a listener killed with -9
+mid-stream losing nothing it acknowledged."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import hl7
+import pytest
+from hl7.mllp import open_hl7_connection
+from sqlalchemy import create_engine, func, select
+from sqlalchemy.orm import sessionmaker
+
+from db.models import (
+    FeedListener,
+    FeedMessage,
+    ImportBatch,
+    Panel,
+    Patient,
+    PatientStatus,
+    PatientTeam,
+    RejectedRecord,
+    Result,
+    Team,
+)
+from db.store import open_store
+from services.feed import FeedOptions, FeedWriter, Received, catch_up
+from services.imports import ImportOptions, import_path
+from services.listener import Listener, ListenOptions
+from tests.conftest import DATA, ROOT
+
+SAMPLES = DATA / "external"
+START_BLOCK, END_BLOCK = b"\x0b", b"\x1c\r"
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def cbc(number: int, patient: int = 1, *, wbc: str = "3.1", kind: str = "ORU^R01", hours_ago: int = 2) -> str:
+    """A CBC message of five LOINC-coded OBX, its control ID ``C`` and the number."""
+    when = NOW - timedelta(hours=hours_ago, minutes=number)
+    segments = [
+        f"MSH|^~\\&|LIS|TEST LAB|EHR|WARD|{when:%Y%m%d%H%M%S}+0000||{kind}|C{number:06d}|P|2.5.1",
+        f"PID|1||L{patient:05d}^^^HOSP^MR||Listener^Pat{patient}||19700101|F",
+        f"OBR|1||ACC{number:07d}|57021-8^CBC^LN|||{when:%Y%m%d%H%M%S}+0000",
+        f"OBX|1|NM|6690-2^Leukocytes^LN||{wbc}|10*3/uL|4.0-11.0|L|||F",
+        "OBX|2|NM|751-8^Neutrophils^LN||1.4|10*3/uL|1.8-7.7|L|||F",
+        "OBX|3|NM|731-0^Lymphocytes^LN||1.1|10*3/uL|1.0-4.8||||F",
+        "OBX|4|NM|718-7^Hemoglobin^LN||12.8|g/dL|12.0-16.0||||F",
+        "OBX|5|NM|777-3^Platelets^LN||210|10*3/uL|150-450||||F",
+    ]
+    return "\r".join(segments)
+
+
+async def _exchange(port: int, texts: Sequence[str]) -> list[hl7.Message]:
+    reader, writer = await open_hl7_connection("127.0.0.1", port, encoding="utf-8")
+    try:
+        acks = []
+        for text in texts:
+            writer.writeblock(text.encode("utf-8"))
+            await writer.drain()
+            acks.append(await reader.readmessage())
+        return acks
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+def send(port: int, texts: Sequence[str]) -> list[hl7.Message]:
+    """Each message sent in turn on one connection, as an interface engine does; their ACKs."""
+    return asyncio.run(_exchange(port, texts))
+
+
+def msa(ack: hl7.Message) -> tuple[str, str, str]:
+    """MSA-1 (code), MSA-2 (control ID echoed) and MSA-3 (words) of an ACK."""
+    segment = ack.segment("MSA")
+    return str(segment[1]), str(segment[2]), ack.unescape(str(segment[3])) if len(segment) > 3 else ""
+
+
+@contextmanager
+def listening(store, **options) -> Iterator[Listener]:
+    """A listener on a free loopback port, in a thread of this process, stopped cleanly at the end."""
+    feed = FeedOptions(address="127.0.0.1:0", site_timezone="UTC", **options)
+    listener = Listener(store, feed, ListenOptions(port=0))
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    thread = threading.Thread(
+        target=lambda: loop.run_until_complete(listener.serve(ready=lambda _port: ready.set())), daemon=True
+    )
+    thread.start()
+    assert ready.wait(30), "the listener did not start"
+    try:
+        yield listener
+    finally:
+        loop.call_soon_threadsafe(listener.stop)
+        thread.join(60)
+        loop.close()
+        assert not thread.is_alive(), "the listener did not stop"
+
+
+def _count(store, *what) -> int:
+    with store() as session:
+        return int(session.scalar(select(func.count()).select_from(*what)) or 0)
+
+
+def _stored_results(store) -> list[tuple]:
+    """Every result as a reader sees it (patient, panel, values, statuses), without the store's own keys."""
+    statement = (
+        select(
+            Patient.mrn,
+            Patient.assigning_authority,
+            Patient.name,
+            Panel.accession,
+            Panel.collected_at,
+            Result.analyte,
+            Result.loinc,
+            Result.value_raw,
+            Result.unit_raw,
+            Result.value,
+            Result.comparator,
+            Result.unit,
+            Result.ref_low,
+            Result.ref_high,
+            Result.abnormal_flag,
+            Result.status,
+            Result.derived,
+            Result.version,
+            Result.is_current,
+        )
+        .join(Panel, Result.panel_id == Panel.id)
+        .join(Patient, Panel.patient_id == Patient.id)
+    )
+    with store() as session:
+        return sorted(map(tuple, session.execute(statement).all()), key=repr)
+
+
+def test_shared_samples_and_generated_messages_are_stored_as_a_file_import_stores_them(
+    tmp_path: Path,
+) -> None:
+    samples = [
+        (SAMPLES / name).read_text(encoding="utf-8").strip()
+        for name in ("nist-lri-cbc.hl7", "fhir-converter-lab-oru-1.hl7")
+    ]
+    messages = [*samples, *(cbc(n, patient=n % 3) for n in range(1, 7)), cbc(7, wbc="abc")]
+    listened = open_store(f"sqlite:///{tmp_path / 'listened.db'}", timezone="UTC")
+    with listening(listened) as listener:
+        acks = send(listener.port, messages)
+    controls = [str(hl7.parse(text.replace("\n", "\r")).segment("MSH")[10]) for text in messages]
+    assert [msa(ack)[1] for ack in acks] == controls, "MSA-2 echoes each message's control ID"
+    codes = [msa(ack)[0] for ack in acks]
+    assert codes[2:8] == ["AA"] * 6
+    assert codes[8] == "AE" and "value 'abc' is not a number" in msa(acks[8])[2]
+    assert str(acks[8].segment("ERR")[2]) == "OBX^1", "ERR-2 names the refused OBX"
+
+    # The same messages in a file, imported by the file importer into another store.
+    file = tmp_path / "same.hl7"
+    file.write_text("\r\n".join(messages) + "\r\n", encoding="utf-8")
+    imported = open_store(f"sqlite:///{tmp_path / 'imported.db'}", timezone="UTC")
+    summary = import_path(imported, file, options=ImportOptions(imported_by="test", site_timezone="UTC"))
+    assert _stored_results(listened) == _stored_results(imported)
+    assert len(_stored_results(listened)) >= 6 * 5
+    # A sample's refusals are the file import's, message for message (AE where the file refused records).
+    refused_messages = {
+        location.split(",")[0].split("(")[-1].rstrip(")") for location in summary.rejected["location"]
+    }
+    assert {control for control, code in zip(controls, codes, strict=True) if code == "AE"} == {
+        control for control in controls if any(control in found for found in refused_messages)
+    }
+
+
+def test_acknowledgements_on_both_stores(store) -> None:
+    with listening(store) as listener:
+        acks = send(listener.port, [cbc(1), cbc(2, kind="ADT^A01"), "not a message at all", cbc(1)])
+    assert [msa(ack)[:2] for ack in acks] == [
+        ("AA", "C000001"),
+        ("AR", "C000002"),
+        ("AR", ""),
+        ("AA", "C000001"),
+    ]
+    assert "ORU^R01" in msa(acks[1])[2]
+    assert str(acks[1].segment("MSH")[9]) == "ACK^A01^ACK", "the ACK carries the message's trigger event"
+    # The ACK's MSH sends the message's applications and facilities back, swapped.
+    header = acks[0].segment("MSH")
+    assert [str(header[n]) for n in (3, 4, 5, 6)] == ["EHR", "WARD", "LIS", "TEST LAB"]
+    # Stored once although sent twice; the rejected messages kept for review with their reasons.
+    assert _count(store, Result) == 5
+    assert _count(store, FeedMessage) == 3
+    with store() as session:
+        kept = session.execute(select(RejectedRecord.location, RejectedRecord.reason)).all()
+    assert {location for location, _ in kept} == {"message C000002", "message without a control ID"}
+    # The patient's status is recomputed behind the acknowledgement (at the latest once the listener stops).
+    with store() as session:
+        status = session.execute(select(PatientStatus.latest_wbc, PatientStatus.latest_wbc_grade)).one()
+    assert status == (3.1, 1)
+
+
+def test_a_message_split_across_packets_and_messages_sharing_a_packet(store) -> None:
+    with (
+        listening(store) as listener,
+        socket.create_connection(("127.0.0.1", listener.port), timeout=30) as raw,
+    ):
+        framed = START_BLOCK + cbc(1).encode() + END_BLOCK
+        for start in range(0, len(framed), 37):  # in pieces of 37 bytes, each its own send
+            raw.sendall(framed[start : start + 37])
+        first = _read_block(raw)
+        raw.sendall(b"".join(START_BLOCK + cbc(n, patient=n).encode() + END_BLOCK for n in (2, 3)))
+        second, third = _read_block(raw), _read_block(raw)
+        # A malformed frame (no start block) is answered AR, and the connection goes on.
+        raw.sendall(b"MSH|^~\\&|no start block" + END_BLOCK)
+        malformed = _read_block(raw)
+        raw.sendall(START_BLOCK + cbc(4).encode() + END_BLOCK)
+        after = _read_block(raw)
+    answers = [msa(hl7.parse(block)) for block in (first, second, third, malformed, after)]
+    assert [(code, control) for code, control, _ in answers] == [
+        ("AA", "C000001"),
+        ("AA", "C000002"),
+        ("AA", "C000003"),
+        ("AR", ""),
+        ("AA", "C000004"),
+    ]
+    assert "start block" in answers[3][2]
+    assert _count(store, Result) == 4 * 5
+
+
+def _read_block(raw: socket.socket) -> str:
+    data = b""
+    while not data.endswith(END_BLOCK):
+        chunk = raw.recv(65536)
+        assert chunk, "the listener closed the connection"
+        data += chunk
+    assert data.startswith(START_BLOCK) and data.count(END_BLOCK) == 1
+    return data[1:-2].decode("utf-8")
+
+
+def test_many_connections_at_once_are_each_answered_in_order(store) -> None:
+    async def sender(port: int, first: int) -> list[str]:
+        acks = await _exchange(port, [cbc(n, patient=n) for n in range(first, first + 10)])
+        return [msa(ack)[1] for ack in acks]
+
+    async def all_senders(port: int) -> list[list[str]]:
+        return list(await asyncio.gather(*(sender(port, 100 * k) for k in range(1, 5))))
+
+    with listening(store) as listener:
+        answered = asyncio.run(all_senders(listener.port))
+    assert answered == [[f"C{n:06d}" for n in range(100 * k, 100 * k + 10)] for k in range(1, 5)]
+    assert _count(store, Result) == 40 * 5
+    with store() as session:
+        grouped = session.scalar(
+            select(func.count()).select_from(ImportBatch).where(ImportBatch.format == "hl7")
+        )
+    assert grouped == 1, "a listener's messages of one day go to one batch"
+
+
+def test_teams_receive_the_patients_a_feed_names(store) -> None:
+    with store.begin() as session:
+        session.add(Team(code="ONC", name="Oncology"))
+    with listening(store, teams=("ONC",)) as listener:
+        send(listener.port, [cbc(1)])
+    with store() as session:
+        members = session.execute(
+            select(Patient.mrn, Team.code)
+            .select_from(PatientTeam)
+            .join(Patient, PatientTeam.patient_id == Patient.id)
+            .join(Team, PatientTeam.team_id == Team.id)
+        ).all()
+    assert members == [("L00001", "ONC")]
+
+
+def test_a_store_that_cannot_be_reached_is_answered_ar_and_nothing_is_taken() -> None:
+    # Nothing listens on port 9 of loopback: every connection is refused.
+    engine = create_engine("postgresql+psycopg://postgres@127.0.0.1:9/none", pool_pre_ping=False)
+    writer = FeedWriter(
+        sessionmaker(engine), FeedOptions(address="127.0.0.1:2575", site_timezone="UTC"), started_at=NOW
+    )
+    answers = writer.write([Received(cbc(1).encode()), Received(cbc(2).encode())])
+    assert [(a.code, a.control_id) for a in answers] == [("AR", "C000001"), ("AR", "C000002")]
+    assert all("store unavailable" in a.words for a in answers)
+    assert all("MSA|AR|" in a.ack for a in answers)
+
+
+def test_the_log_names_control_ids_and_codes_never_patient_data(store, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="monitor.listener")
+    with listening(store) as listener:
+        send(listener.port, [cbc(1), cbc(2, wbc="abc")])
+    lines = [record.getMessage() for record in caplog.records]
+    assert any("C000001: AA" in line for line in lines)
+    assert any("C000002: AE" in line and "1 refused" in line for line in lines)
+    text = "\n".join(lines)
+    for private in ("L00001", "Listener", "Pat1", "3.1", "abc", "19700101"):
+        assert private not in text
+
+
+# The listener in a process of its own, for the kill -9 and SIGTERM tests.
+LISTEN = [sys.executable, "-m", "monitor", "listen", "--port", "0"]
+
+
+def _start(db_url: str, tmp_path: Path, name: str) -> tuple[subprocess.Popen[bytes], int, Path]:
+    log = tmp_path / f"{name}.log"
+    env = {**os.environ, "MONITOR_DATABASE_URL": db_url, "PYTHONPATH": str(ROOT)}
+    with log.open("wb") as output:
+        process = subprocess.Popen(LISTEN, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
+    port = _port_from(log, process)
+    return process, port, log
+
+
+def _port_from(log: Path, process: subprocess.Popen[bytes]) -> int:
+    """The port the listener reports once it accepts connections (its log's first line)."""
+    import time
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        for line in log.read_text().splitlines():
+            if "listening on " in line:
+                return int(line.split("listening on ")[1].split()[0].rsplit(":", 1)[1])
+        assert process.poll() is None, log.read_text()
+        time.sleep(0.05)
+    raise AssertionError("the listener did not start: " + log.read_text())
+
+
+def test_a_listener_killed_mid_stream_loses_no_acknowledged_message(
+    db_url: str, store, tmp_path: Path
+) -> None:
+    messages = {n: cbc(n, patient=n % 7) for n in range(1, 61)}
+    acknowledged: dict[int, str] = {}
+    process, port, _ = _start(db_url, tmp_path, "first")
+
+    async def until_killed() -> None:
+        async def one_connection(numbers: list[int]) -> None:
+            reader, writer = await open_hl7_connection("127.0.0.1", port, encoding="utf-8")
+            try:
+                for n in numbers:
+                    writer.writeblock(messages[n].encode())
+                    await writer.drain()
+                    acknowledged[n] = msa(await reader.readmessage())[0]
+                    if len(acknowledged) == 25:
+                        os.kill(
+                            process.pid, signal.SIGKILL
+                        )  # while the other connection's message is in flight
+            except (ConnectionError, asyncio.IncompleteReadError, OSError):
+                return  # killed: the rest of this connection's messages were never answered
+
+        await asyncio.gather(one_connection(list(range(1, 61, 2))), one_connection(list(range(2, 61, 2))))
+
+    asyncio.run(until_killed())
+    process.wait(30)
+    assert 25 <= len(acknowledged) < 60 and set(acknowledged.values()) == {"AA"}
+    for n in acknowledged:  # every acknowledged message is stored, whole
+        assert _results_of(store, n) == 5
+    for n in set(messages) - set(acknowledged):  # any other either whole or not at all
+        assert _results_of(store, n) in (0, 5)
+
+    # The engine sends every message again (it never saw those ACKs; acknowledged ones too, for the test).
+    process, port, _ = _start(db_url, tmp_path, "second")
+    try:
+        acks = send(port, [messages[n] for n in sorted(messages)])
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(60) == 0
+    assert [msa(ack)[:2] for ack in acks] == [("AA", f"C{n:06d}") for n in sorted(messages)]
+    assert all(_results_of(store, n) == 5 for n in messages), "every message stored exactly once"
+    assert _count(store, Result) == 60 * 5
+    with store() as session:
+        keys = session.execute(
+            select(FeedMessage.message_key, func.count()).group_by(FeedMessage.message_key)
+        ).all()
+        waiting = session.scalar(
+            select(func.count())
+            .select_from(Patient)
+            .join(PatientStatus, isouter=True)
+            .where(PatientStatus.patient_id.is_(None))
+        )
+    assert len(keys) == 60 and all(count == 1 for _, count in keys)
+    assert waiting == 0, "every patient has a status once the listener has stopped"
+
+
+def _results_of(store, number: int) -> int:
+    with store() as session:
+        return int(
+            session.scalar(
+                select(func.count())
+                .select_from(Result)
+                .join(Panel, Result.panel_id == Panel.id)
+                .where(Panel.accession == f"ACC{number:07d}", Result.derived.is_(False))
+            )
+            or 0
+        )
+
+
+def test_sigterm_answers_what_was_received_then_stops(db_url: str, store, tmp_path: Path) -> None:
+    process, port, log = _start(db_url, tmp_path, "graceful")
+    try:
+        acks = send(port, [cbc(1), cbc(2)])
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(60)
+    assert code == 0 and [msa(ack)[0] for ack in acks] == ["AA", "AA"]
+    assert "stopped" in log.read_text()
+    with store() as session:
+        listener = session.execute(select(FeedListener.stopped_at, FeedListener.pid)).one()
+    assert listener.stopped_at is not None and listener.pid == process.pid
+    status = subprocess.run(
+        [sys.executable, "-m", "monitor", "listen-status"],
+        cwd=ROOT,
+        env={**os.environ, "MONITOR_DATABASE_URL": db_url, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert status.returncode == 1, status.stdout + status.stderr
+    assert "stopped" in status.stdout and "2 AA" in status.stdout
+
+
+def test_catch_up_recomputes_each_waiting_patient_once(store) -> None:
+    writer = FeedWriter(store, FeedOptions(address="test", site_timezone="UTC"), started_at=NOW)
+    writer.write([Received(cbc(n, patient=n % 2).encode()) for n in range(1, 5)])
+    assert catch_up(store, timezone="UTC") == 2
+    assert catch_up(store, timezone="UTC") == 0
+    assert _count(store, PatientStatus) == 2
