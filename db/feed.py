@@ -14,7 +14,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from db.frames import read_frame, read_frame_in
+from db.frames import read_frame
 from db.models import FeedListener, FeedMessage, ImportBatch, RejectedRecord, StatusPending
 
 
@@ -23,17 +23,12 @@ def answered(session: Session, keys: Sequence[str]) -> dict[str, tuple[str, str,
     it was stored in."""
     if not keys:
         return {}
-    found = read_frame_in(
-        session,
-        lambda part: select(
+    found = session.execute(
+        select(
             FeedMessage.message_key, FeedMessage.ack_code, FeedMessage.ack_text, FeedMessage.batch_id
-        ).where(FeedMessage.message_key.in_(part)),
-        list(keys),
+        ).where(FeedMessage.message_key.in_(list(keys)))
     )
-    return {
-        str(key): (str(code), str(words), int(batch))
-        for key, code, words, batch in found.itertuples(index=False, name=None)
-    }
+    return {str(key): (str(code), str(words), int(batch)) for key, code, words, batch in found}
 
 
 def refused_in(session: Session, batch_id: int, control_id: str) -> list[tuple[str, str]]:
@@ -64,14 +59,15 @@ def add_to_batch(
     session: Session, batch_id: int, *, accepted: int, unchanged: int, superseded: int, rejected: int
 ) -> None:
     """Add what one group brought to its feed batch's counts."""
+    table = ImportBatch.__table__
     session.execute(
-        update(ImportBatch)
-        .where(ImportBatch.id == batch_id)
+        update(table)
+        .where(table.c.id == batch_id)
         .values(
-            accepted=ImportBatch.accepted + accepted,
-            unchanged=ImportBatch.unchanged + unchanged,
-            superseded=ImportBatch.superseded + superseded,
-            rejected=ImportBatch.rejected + rejected,
+            accepted=table.c.accepted + accepted,
+            unchanged=table.c.unchanged + unchanged,
+            superseded=table.c.superseded + superseded,
+            rejected=table.c.rejected + rejected,
         )
     )
 

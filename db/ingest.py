@@ -9,7 +9,7 @@ current. A preliminary result that arrives after the final one is refused rather
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import pandas as pd
@@ -503,3 +503,152 @@ def write_others(session: Session, others: pd.DataFrame, *, batch_id: int | None
     rows["name"] = rows["name"].str.slice(0, _length(OtherObservation, "name"))
     bulk_insert(session, OtherObservation.__table__, rows.assign(batch_id=batch_id, created_at=now))
     return len(rows)
+
+
+def write_new_panels(
+    session: Session,
+    results: list[dict[str, Any]],
+    patients: list[dict[str, str]],
+    *,
+    batch_id: int,
+    now: datetime,
+) -> WriteCounts | None:
+    """Write a few results (``RESULT_COLUMNS`` dicts) that all belong to panels new to the store, row by row:
+    the live feed's write of a message or two, as `write_results` would write them at a fraction of its
+    fixed cost. None, having written nothing but the patients and labs they name, when any of their panels
+    is already stored (a repeat, a correction: `write_generations` then decides what changes).
+
+    ``patients`` (``PATIENT_COLUMNS`` dicts) describe new patients and complete known ones as
+    `ensure_patients` does.
+    """
+    lab_ids = _lab_ids(session, sorted({row["lab"] for row in results}))
+    patient_keys = _patient_keys(session, patients, results, now=now)
+    specimens: dict[tuple[Any, ...], datetime | None] = {}
+    for row in results:
+        key = (
+            patient_keys[(row["assigning_authority"], row["patient_id"])],
+            row["collected_at"],
+            lab_ids[row["lab"]],
+            row["accession"],
+        )
+        specimens.setdefault(key, row["reported_at"])
+    times = [key[1] for key in specimens]
+    stored = session.execute(
+        select(Panel.patient_id, Panel.collected_at, Panel.lab_id, Panel.accession).where(
+            Panel.patient_id.in_(sorted({key[0] for key in specimens})),
+            Panel.collected_at >= min(times),
+            Panel.collected_at <= max(times),
+        )
+    ).all()
+    if any(tuple(found) in specimens for found in stored):
+        return None
+    # Written through the columns' own types (as `bulk_insert` writes them: the same stored values).
+    ids = new_ids(session, Panel.__table__, len(specimens)).tolist()
+    panel_ids = dict(zip(specimens, ids, strict=True))
+    session.execute(
+        insert(Panel.__table__),
+        [
+            {
+                "id": panel_ids[key],
+                "patient_id": key[0],
+                "collected_at": key[1],
+                "lab_id": key[2],
+                "accession": key[3],
+                "reported_at": reported,
+                "batch_id": batch_id,
+            }
+            for key, reported in specimens.items()
+        ],
+    )
+    stored_columns = [c.name for c in Result.__table__.columns if c.name in results[0] and c.name != "id"]
+    session.execute(
+        insert(Result.__table__),
+        [
+            {
+                **{name: row[name] for name in stored_columns},
+                "panel_id": panel_ids[_specimen(row, patient_keys, lab_ids)],
+                "version": 1,
+                "is_current": True,
+                "superseded_at": None,
+                "batch_id": batch_id,
+                "created_at": now,
+            }
+            for row in results
+        ],
+    )
+    counts = WriteCounts()
+    counts.accepted = len(results)
+    counts.patient_keys = sorted({key[0] for key in specimens})
+    return counts
+
+
+def _specimen(
+    row: dict[str, Any], patient_keys: dict[tuple[str, str], int], lab_ids: dict[str, int]
+) -> tuple[int, datetime, int, str]:
+    """A result's panel by its natural key (`PANEL_KEY`)."""
+    return (
+        patient_keys[(row["assigning_authority"], row["patient_id"])],
+        row["collected_at"],
+        lab_ids[row["lab"]],
+        row["accession"],
+    )
+
+
+def _lab_ids(session: Session, codes: list[str]) -> dict[str, int]:
+    """Lab id per code, as `ensure_labs` gives it (which adds a lab not yet known)."""
+    found = {
+        str(code): int(key)
+        for code, key in session.execute(select(Lab.code, Lab.id).where(Lab.code.in_(codes)))
+    }
+    if len(found) < len(codes):
+        return ensure_labs(session, pd.DataFrame({"code": codes}))
+    return found
+
+
+def _patient_keys(
+    session: Session, patients: list[dict[str, str]], results: list[dict[str, Any]], *, now: datetime
+) -> dict[tuple[str, str], int]:
+    """Patient key per (assigning authority, identifier), as `ensure_patients` gives them: new patients
+    added, a known patient's missing birth date and sex filled in, nothing else of theirs changed."""
+    described = {(p["assigning_authority"].strip(), p["patient_id"].strip()): p for p in patients}
+    named = {(row["assigning_authority"], row["patient_id"]) for row in results}
+    wanted = sorted(named | set(described))
+    found = {
+        (str(authority), str(mrn)): int(key)
+        for authority, mrn, key in session.execute(
+            select(Patient.assigning_authority, Patient.mrn, Patient.id).where(
+                Patient.mrn.in_(sorted({mrn for _, mrn in wanted}))
+            )
+        )
+    }
+    if any(pair not in found for pair in wanted):
+        keyed = ensure_patients(
+            session,
+            pd.DataFrame(
+                [
+                    described.get(pair, {"assigning_authority": pair[0], "patient_id": pair[1]})
+                    for pair in wanted
+                ]
+            ),
+            now=now,
+        )
+        return {
+            (str(a), str(p)): int(k)
+            for a, p, k in keyed[["assigning_authority", "patient_id", "patient_key"]].itertuples(index=False)
+        }
+    table = Patient.__table__
+    for column, given in (
+        (
+            "birth_date",
+            {pair: date.fromisoformat(p["birth_date"]) for pair, p in described.items() if p["birth_date"]},
+        ),
+        ("sex", {pair: p["sex"] for pair, p in described.items() if p["sex"] in ("F", "M", "O", "U")}),
+    ):
+        if given:
+            session.execute(
+                update(table)
+                .where(table.c.id == bindparam("key"), table.c[column].is_(None))
+                .values({column: bindparam("value")}),
+                [{"key": found[pair], "value": value} for pair, value in given.items()],
+            )
+    return {pair: found[pair] for pair in wanted}

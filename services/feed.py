@@ -53,7 +53,15 @@ from db.feed import (
     waiting,
 )
 from db.imports import add_to_teams, is_contention, patients_named, unknown_teams
-from db.ingest import WriteCounts, field_limits, keep_rejected, new_batch, write_generations, write_others
+from db.ingest import (
+    WriteCounts,
+    field_limits,
+    keep_rejected,
+    new_batch,
+    write_generations,
+    write_new_panels,
+    write_others,
+)
 from db.status import BatchResults, refresh_patient_status
 from monitor.formats.hl7_ack import (
     ACCEPTED,
@@ -66,6 +74,7 @@ from monitor.formats.hl7_ack import (
     acknowledgement,
     refusal_summary,
 )
+from monitor.formats.hl7_quick import read_quickly
 from monitor.formats.hl7v2 import Header, message_header, split_messages
 from monitor.formats.parsed import REJECT_COLUMNS, cut_raw
 from monitor.formats.piece import PieceReading
@@ -172,8 +181,6 @@ class _Stored:
 
     answers: list[Answer]
     batch: tuple[int, date] | None
-    accepted: int = 0
-    refused: int = 0
 
 
 @dataclass
@@ -241,18 +248,19 @@ class FeedWriter:
             if message.key and message.key not in before and message.key not in fresh:
                 texts.append(message.text)
                 fresh[message.key] = len(texts)
-        counts = WriteCounts()
-        refused = _no_refusals()
+        counts: WriteCounts | None = None
+        refusals: dict[int, list[tuple[str, str, str]]] = {}
         if texts:
-            counts, refused, naming = self._write_results(session, "\r\n".join(texts), batch_id, now)
-            named = patients_named(session, naming)
-            mark_pending(session, sorted(set(counts.patient_keys) | set(named)), now=now)
+            counts, refusals, naming = self._write_results(session, texts, batch_id, now)
+            mark_pending(session, counts.patient_keys, now=now)
             if options.teams:
-                add_to_teams(session, naming, options.teams, now=now, by=options.by)
-        numbers = refused["location"].str.extract(r"^message (\d+)", expand=False).astype("float64")
+                add_to_teams(session, naming(), options.teams, now=now, by=options.by)
         answers: list[Answer] = []
         rows: list[dict[str, Any]] = []
-        kept: list[pd.DataFrame] = [refused.assign(location=_relocated(refused, numbers, messages, fresh))]
+        kept: list[dict[str, str]] = [
+            {"location": where, "raw_text": raw, "reason": reason}
+            for where, raw, reason in refusals.get(0, [])
+        ]
         given: dict[str, Answer] = {}
         for message in messages:
             control_id = self._control_id(now)
@@ -267,39 +275,66 @@ class FeedWriter:
             elif message.key in given:
                 answer = given[message.key]  # the same message twice in one group: stored once
             else:
-                number = fresh[message.key]
-                mine = refused[(numbers == number).to_numpy()]
-                problems = [
-                    Problem(f"message {message.control_id}{rest}", reason)
-                    for rest, reason in zip(
-                        mine["location"].str.replace(r"^message \d+( \(.*?\))?", "", regex=True),
-                        mine["reason"],
-                        strict=True,
-                    )
+                mine = [
+                    (f"message {message.control_id}{rest}", raw, reason)
+                    for rest, raw, reason in refusals.get(fresh[message.key], [])
                 ]
+                kept += [
+                    {"location": where, "raw_text": raw, "reason": reason} for where, raw, reason in mine
+                ]
+                problems = [Problem(where, reason) for where, _, reason in mine]
                 code = ERROR if problems else ACCEPTED
                 words = refusal_summary(problems, message.results) if problems else _stored_words(message)
                 answer = _answer(message, code, words, problems, now, control_id)
                 given[message.key] = answer
                 rows.append(_row(message, answer, batch_id, now, key=message.key))
             answers.append(answer)
-        rejected = pd.concat(kept, ignore_index=True)
-        keep_rejected(session, batch_id, rejected)
+        if kept:
+            keep_rejected(session, batch_id, pd.DataFrame(kept, columns=list(REJECT_COLUMNS)))
         record_messages(session, rows)
         add_to_batch(
             session,
             batch_id,
-            accepted=counts.accepted,
-            unchanged=counts.unchanged,
-            superseded=counts.superseded,
-            rejected=len(rejected),
+            accepted=counts.accepted if counts else 0,
+            unchanged=counts.unchanged if counts else 0,
+            superseded=counts.superseded if counts else 0,
+            rejected=len(kept),
         )
-        return _Stored(answers, (batch_id, day), counts.accepted, len(rejected))
+        return _Stored(answers, (batch_id, day))
 
     def _write_results(
+        self, session: Session, texts: list[str], batch_id: int, now: datetime
+    ) -> tuple[WriteCounts, dict[int, list[tuple[str, str, str]]], Callable[[], list[pd.DataFrame]]]:
+        """The group's messages (``texts``) read and written as a file import reads and writes them: row by
+        row when every record is of the common case and every panel new (``monitor.formats.hl7_quick``,
+        ``db.ingest.write_new_panels``), else by the file reading and its bulk writers.
+
+        Returns what was written (``patient_keys``: every stored patient the messages name), the refusals
+        by message number (1 for the first text; 0 for none), each (the rest of its location after the
+        message, as received, why), and the patients named (for teams), made on demand."""
+        options = self.options
+        messages = [split_messages(text)[0][0] for text in texts]
+        quick = read_quickly(
+            messages,
+            zone=options.zone,
+            imported_at=now,
+            future_tolerance=options.future_tolerance,
+            limits=_LIMITS,
+        )
+        if quick is not None:
+            counts = write_new_panels(session, quick.results, quick.patients, batch_id=batch_id, now=now)
+            if counts is not None:
+                people = quick.patients
+                return (
+                    counts,
+                    {},
+                    lambda: [pd.DataFrame(people, columns=["assigning_authority", "patient_id"])],
+                )
+        return self._read_and_write(session, "\r\n".join(texts), batch_id, now)
+
+    def _read_and_write(
         self, session: Session, text: str, batch_id: int, now: datetime
-    ) -> tuple[WriteCounts, pd.DataFrame, list[pd.DataFrame]]:
-        """The group's messages read as one HL7 text and written, as a file import reads and writes them."""
+    ) -> tuple[WriteCounts, dict[int, list[tuple[str, str, str]]], Callable[[], list[pd.DataFrame]]]:
         options = self.options
         read = PieceReading(
             format_name="hl7",
@@ -322,8 +357,21 @@ class FeedWriter:
             refused += [normalised.rejected, written.rejected]
         write_others(session, piece.others, batch_id=batch_id, now=now)
         counts.unchanged += piece.left
-        rejected = pd.concat(refused, ignore_index=True).reindex(columns=list(REJECT_COLUMNS)).fillna("")
-        return counts, rejected.astype(str), list(piece.naming)
+        naming = list(piece.naming)
+        # Every patient the messages name (a message of observations outside the CBC changes a status too).
+        counts.patient_keys = sorted(set(counts.patient_keys) | set(patients_named(session, naming)))
+        rejected = (
+            pd.concat(refused, ignore_index=True).reindex(columns=list(REJECT_COLUMNS)).fillna("").astype(str)
+        )
+        found = rejected["location"].str.extract(r"^message (\d+)(?: \(.*?\))?(.*)$")
+        numbers = found[0].fillna("0").astype("int64")
+        rests = found[1].where(found[0].notna(), rejected["location"]).fillna("")
+        by_message: dict[int, list[tuple[str, str, str]]] = {}
+        for number, rest, raw, reason in zip(
+            numbers, rests, rejected["raw_text"], rejected["reason"], strict=True
+        ):
+            by_message.setdefault(int(number), []).append((str(rest), str(raw), str(reason)))
+        return counts, by_message, lambda: naming
 
     def _batch_for(self, session: Session, now: datetime) -> tuple[int, date]:
         """This listener's batch for the site's day: a new one the first time a day's message arrives."""
@@ -474,22 +522,6 @@ def _kept_whole(message: _Message) -> pd.DataFrame:
     """A message not processed, kept whole with the reason."""
     where = f"message {message.control_id}" if message.control_id else "message without a control ID"
     return pd.DataFrame([{"location": where, "raw_text": cut_raw(message.text), "reason": message.refusal}])
-
-
-def _relocated(
-    refused: pd.DataFrame, numbers: pd.Series, messages: list[_Message], fresh: dict[str, int]
-) -> pd.Series:
-    """Locations named by control ID ("message ABC, OBR 1, OBX 2") rather than by the place in the group."""
-    if refused.empty:
-        return refused["location"]
-    ids = {fresh[m.key]: m.control_id for m in messages if m.key in fresh}
-    control = numbers.map(ids).fillna("")
-    rest = refused["location"].str.replace(r"^message \d+( \(.*?\))?", "", regex=True)
-    return ("message " + control + rest).where(control.ne(""), refused["location"])
-
-
-def _no_refusals() -> pd.DataFrame:
-    return pd.DataFrame({name: pd.Series(dtype="str") for name in REJECT_COLUMNS})
 
 
 def _unreachable(error: DBAPIError) -> bool:

@@ -325,7 +325,7 @@ OBSERVATION_COLUMNS = (
     "raw_text",
 )
 ROW_COLUMNS = (*PATIENT_COLUMNS, *OBSERVATION_COLUMNS)
-# What `_observations` returns, observations with the row of their group, and groups: what an OBR's
+# What `observations` returns, observations with the row of their group, and groups: what an OBR's
 # observations share (their patient, OBR, message).
 OBSERVATION_ROW = (*OBSERVATION_COLUMNS[:13], "location", "raw_text")
 GROUP_ROW = (*PATIENT_COLUMNS, "collected_at", "reported_at", "accession", "lab", "message_offset")
@@ -522,7 +522,7 @@ def _structured_numeric(components: Iterable[str]) -> str:
     return "".join((comparator, first, separator, second))
 
 
-def _observations(
+def observations(
     messages: list[list[str]], messages_before: int
 ) -> tuple[list[tuple[Any, ...]], list[tuple[str, ...]], list[tuple[str, ...]], list[dict[str, str]]]:
     """Observations (`OBSERVATION_ROW`), their OBR groups (`GROUP_ROW`), patients (`PATIENT_COLUMNS`)
@@ -625,7 +625,7 @@ def parse_hl7(text: str, *, timezone: str = "UTC", messages_before: int = 0) -> 
         Messages of the file before this text (a piece of it), so that message numbers are the file's.
     """
     messages, stray = split_messages(text)
-    rows, groups, patients, problems = _observations(messages, messages_before)
+    rows, groups, patients, problems = observations(messages, messages_before)
     if stray:
         problems.insert(0, _problem("before the first MSH", "\r".join(stray), "text outside any message"))
     rejected = pd.DataFrame(problems, columns=list(REJECT_COLUMNS)).astype(str)
