@@ -518,10 +518,10 @@ def _row(
     }
 
 
-def _kept_whole(message: _Message) -> pd.DataFrame:
+def _kept_whole(message: _Message) -> dict[str, str]:
     """A message not processed, kept whole with the reason."""
     where = f"message {message.control_id}" if message.control_id else "message without a control ID"
-    return pd.DataFrame([{"location": where, "raw_text": cut_raw(message.text), "reason": message.refusal}])
+    return {"location": where, "raw_text": cut_raw(message.text), "reason": message.refusal}
 
 
 def _unreachable(error: DBAPIError) -> bool:
