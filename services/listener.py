@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
 import os
 import signal
 import socket
 import ssl
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -31,13 +33,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import hl7.mllp
 from sqlalchemy.exc import SQLAlchemyError
 
 from db.feed import listener_seen, listener_stopped
+from services.config import Config
 from services.feed import HEARTBEAT_SECONDS, Answer, FeedOptions, FeedWriter, Received, catch_up
-from services.store import Store
+from services.store import Store, open_store
 
 _log = logging.getLogger("monitor.listener")
 # The largest message taken: a CBC message is a few kilobytes; a block larger than this is refused (AR) and
@@ -80,8 +84,7 @@ class Listener:
         self._queue: asyncio.Queue[tuple[Received, asyncio.Future[Answer]]] = asyncio.Queue()
         self._writing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="feed-writer")
         self._stopping = asyncio.Event()
-        self._written = threading.Event()  # a group committed: there may be statuses to recompute
-        self._status_done = threading.Event()
+        self._statuses = _Statuses(store, feed.site_timezone)
         self._connections: set[asyncio.StreamWriter] = set()
         self.port = options.port
 
@@ -93,14 +96,14 @@ class Listener:
         """Listen until `stop` (or SIGTERM/SIGINT when run by `run`); ``ready`` is called with the port once
         connections are accepted."""
         self.writer.check_teams()
+        loop_of_this = asyncio.get_running_loop()
         context = _tls(self.options)
         server = await hl7.mllp.start_hl7_server(
             self._connection, self.options.host, self.options.port, limit=MESSAGE_LIMIT, ssl=context
         )
         self.port = server.sockets[0].getsockname()[1]
         self._seen()
-        status = threading.Thread(target=self._statuses, name="feed-status", daemon=True)
-        status.start()
+        self._statuses.start()
         writing = asyncio.create_task(self._write_groups())
         heartbeat = asyncio.create_task(self._heartbeat())
         _log.info(
@@ -118,10 +121,8 @@ class Listener:
             for connection in list(self._connections):
                 connection.close()
             await server.wait_closed()
-            self._status_done.set()
-            self._written.set()
-            status.join(timeout=30)
             self._writing.shutdown(wait=True)
+            await loop_of_this.run_in_executor(None, self._statuses.stop)
             self._stopped()
             _log.info("stopped")
 
@@ -184,39 +185,15 @@ class Listener:
                 if not answered.done():
                     answered.set_result(answer)
                 self._queue.task_done()
-            if any(answer.code != "AR" or answer.again for answer in answers):
-                self._written.set()
+            if any(answer.code != "AR" and not answer.again for answer in answers):
+                self._statuses.wake()
 
     async def _heartbeat(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(HEARTBEAT_SECONDS)
             await loop.run_in_executor(None, self._seen)
-
-    def _statuses(self) -> None:
-        """Recompute the status of patients the feed touched, a pass at a time, until stopped; then until
-        none is left waiting."""
-        while True:
-            self._written.wait(timeout=HEARTBEAT_SECONDS)
-            self._written.clear()
-            final = self._status_done.is_set()
-            while True:
-                started = time.monotonic()
-                try:
-                    done = catch_up(self.store, timezone=self.site_timezone)
-                except SQLAlchemyError as error:
-                    _log.warning("status pass failed (tried again later): %s", type(error).__name__)
-                    break
-                if not done:
-                    break
-                took = time.monotonic() - started
-                _log.info("status recomputed for %d patients (%.0f ms)", done, took * 1000)
-                if not final:
-                    # At least STATUS_PAUSE_SECONDS from one pass's start to the next: the writer keeps most
-                    # of the machine while messages keep coming.
-                    time.sleep(max(0.0, STATUS_PAUSE_SECONDS - took))
-            if final:
-                return
+            self._statuses.keep_running()
 
     def _seen(self) -> None:
         try:
@@ -238,6 +215,114 @@ class Listener:
                 listener_stopped(session, self.options.address, now=datetime.now(UTC))
         except SQLAlchemyError as error:
             _log.warning("could not record the listener's stop: %s", type(error).__name__)
+
+
+class _Statuses:
+    """The patients' statuses recomputed behind the feed, in passes (``services.feed.catch_up``), in a
+    process of its own: a pass is pandas work of half a second or more, which in the listener's process
+    would hold the interpreter's lock while groups wait (on a SQLite store held in memory, which no other
+    process can open, a thread of this process does it instead).
+
+    `wake` after a group committed; `stop` at the end: the passes go on until no patient is left waiting.
+    The process leaves when the listener's process is gone (killed: a pass under way commits or not, the
+    patients it had not done stay marked for the next listener).
+    """
+
+    def __init__(self, store: Store, timezone: str) -> None:
+        self.store = store
+        self.timezone = timezone
+        url = store.kw["bind"].url
+        self.url = url.render_as_string(hide_password=False)
+        self.in_memory = url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
+        context = multiprocessing.get_context("spawn")
+        self._wake = context.Event()
+        self._stop = context.Event()
+        self._context = context
+        self._process: multiprocessing.process.BaseProcess | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self.in_memory:
+            self._thread = threading.Thread(
+                target=_recompute_statuses,
+                args=(self.store, self.timezone, self._wake, self._stop),
+                name="feed-status",
+                daemon=True,
+            )
+            self._thread.start()
+            return
+        self._process = self._context.Process(
+            target=_status_process, args=(self.url, self.timezone, self._wake, self._stop), name="feed-status"
+        )
+        self._process.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def keep_running(self) -> None:
+        """Start the process again if it has died (an error it could not survive: logged there)."""
+        if self._process is not None and not self._process.is_alive() and not self._stop.is_set():
+            _log.warning("the status process ended (exit code %s): started again", self._process.exitcode)
+            self.start()
+
+    def stop(self) -> None:
+        """Recompute every status still waiting, then end (waits up to 5 minutes)."""
+        self._stop.set()
+        self._wake.set()
+        if self._process is not None:
+            self._process.join(300)
+            if self._process.is_alive():
+                _log.warning("the status process did not finish in 5 minutes: stopped")
+                self._process.terminate()
+        if self._thread is not None:
+            self._thread.join(300)
+
+
+def _status_process(url: str, timezone: str, wake: Any, stop: Any) -> None:
+    """The status process: its own store connection; Ctrl-C and SIGTERM are the listener's to handle."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    store = open_store(Config(database_url=url, timezone=timezone))
+    _recompute_statuses(store, timezone, wake, stop, parent=multiprocessing.parent_process())
+
+
+def _recompute_statuses(
+    store: Store,
+    timezone: str,
+    wake: Any,
+    stop: Any,
+    parent: multiprocessing.process.BaseProcess | None = None,
+) -> None:
+    """Passes while woken, one starting at least STATUS_PAUSE_SECONDS after the one before, until ``stop``
+    (then until none is left waiting) or the listener's process is gone."""
+    while True:
+        woken = wake.wait(timeout=1.0)
+        if parent is not None and not parent.is_alive():
+            return
+        if not woken and not stop.is_set():
+            continue
+        wake.clear()
+        final = stop.is_set()
+        while True:
+            started = time.monotonic()
+            try:
+                done = catch_up(store, timezone=timezone)
+            except SQLAlchemyError as error:
+                _log.warning("status pass failed (tried again later): %s", type(error).__name__)
+                if final:
+                    return
+                break
+            if not done:
+                break
+            took = time.monotonic() - started
+            _log.info("status recomputed for %d patients (%.0f ms)", done, took * 1000)
+            if not final:
+                time.sleep(max(0.0, STATUS_PAUSE_SECONDS - took))
+        if final:
+            return
 
 
 def run(store: Store, feed: FeedOptions, options: ListenOptions) -> None:
