@@ -44,7 +44,7 @@ def message(sender: int, number: int, patients: int, now: datetime) -> str:
     """One CBC message: control ID and accession unique to the sender and number; the patient one of the
     store's; collected in the last hours (before ``now``), a minute apart per message of a patient."""
     patient = (number * 7919 + sender * 104_729) % patients
-    when = now - timedelta(hours=6) + timedelta(seconds=number * 4 + sender)
+    when = now - timedelta(hours=6) + timedelta(seconds=(number % 5000) * 4 + sender)
     stamp = f"{when:%Y%m%d%H%M%S}+0000"
     segments = [
         f"MSH|^~\\&|LIS|BENCH|MONITOR|WARD|{stamp}||ORU^R01^ORU_R01|S{sender}M{number:08d}|P|2.5.1",

@@ -512,6 +512,7 @@ def write_new_panels(
     *,
     batch_id: int,
     now: datetime,
+    labs: dict[str, int] | None = None,
 ) -> WriteCounts | None:
     """Write a few results (``RESULT_COLUMNS`` dicts) that all belong to panels new to the store, row by row:
     the live feed's write of a message or two, as `write_results` would write them at a fraction of its
@@ -519,28 +520,21 @@ def write_new_panels(
     is already stored (a repeat, a correction: `write_generations` then decides what changes).
 
     ``patients`` (``PATIENT_COLUMNS`` dicts) describe new patients and complete known ones as
-    `ensure_patients` does.
+    `ensure_patients` does. ``labs``: lab ids by code known to be stored (labs are never removed), looked
+    up only when a code is missing, and completed here.
     """
-    lab_ids = _lab_ids(session, sorted({row["lab"] for row in results}))
-    patient_keys = _patient_keys(session, patients, results, now=now)
+    labs = {} if labs is None else labs
+    codes = sorted({row["lab"] for row in results})
+    if any(code not in labs for code in codes):
+        labs.update(_lab_ids(session, codes))
+    times = [row["collected_at"] for row in results]
+    patient_keys, stored = _patients_and_panels(
+        session, patients, results, span=(min(times), max(times)), now=now
+    )
     specimens: dict[tuple[Any, ...], datetime | None] = {}
     for row in results:
-        key = (
-            patient_keys[(row["assigning_authority"], row["patient_id"])],
-            row["collected_at"],
-            lab_ids[row["lab"]],
-            row["accession"],
-        )
-        specimens.setdefault(key, row["reported_at"])
-    times = [key[1] for key in specimens]
-    stored = session.execute(
-        select(Panel.patient_id, Panel.collected_at, Panel.lab_id, Panel.accession).where(
-            Panel.patient_id.in_(sorted({key[0] for key in specimens})),
-            Panel.collected_at >= min(times),
-            Panel.collected_at <= max(times),
-        )
-    ).all()
-    if any(tuple(found) in specimens for found in stored):
+        specimens.setdefault(_specimen(row, patient_keys, labs), row["reported_at"])
+    if any(found in specimens for found in stored):
         return None
     # Written through the columns' own types (as `bulk_insert` writes them: the same stored values).
     ids = new_ids(session, Panel.__table__, len(specimens)).tolist()
@@ -566,7 +560,7 @@ def write_new_panels(
         [
             {
                 **{name: row[name] for name in stored_columns},
-                "panel_id": panel_ids[_specimen(row, patient_keys, lab_ids)],
+                "panel_id": panel_ids[_specimen(row, patient_keys, labs)],
                 "version": 1,
                 "is_current": True,
                 "superseded_at": None,
@@ -605,22 +599,44 @@ def _lab_ids(session: Session, codes: list[str]) -> dict[str, int]:
     return found
 
 
-def _patient_keys(
-    session: Session, patients: list[dict[str, str]], results: list[dict[str, Any]], *, now: datetime
-) -> dict[tuple[str, str], int]:
-    """Patient key per (assigning authority, identifier), as `ensure_patients` gives them: new patients
-    added, a known patient's missing birth date and sex filled in, nothing else of theirs changed."""
+def _patients_and_panels(
+    session: Session,
+    patients: list[dict[str, str]],
+    results: list[dict[str, Any]],
+    *,
+    span: tuple[datetime, datetime],
+    now: datetime,
+) -> tuple[dict[tuple[str, str], int], set[tuple[Any, ...]]]:
+    """Patient key per (assigning authority, identifier), as `ensure_patients` gives them (new patients
+    added, a known patient's missing birth date and sex filled in, nothing else of theirs changed), and
+    the natural keys (`PANEL_KEY`) of their panels collected within ``span``: one query for both."""
     described = {(p["assigning_authority"].strip(), p["patient_id"].strip()): p for p in patients}
     named = {(row["assigning_authority"], row["patient_id"]) for row in results}
     wanted = sorted(named | set(described))
-    found = {
-        (str(authority), str(mrn)): int(key)
-        for authority, mrn, key in session.execute(
-            select(Patient.assigning_authority, Patient.mrn, Patient.id).where(
-                Patient.mrn.in_(sorted({mrn for _, mrn in wanted}))
-            )
+    found: dict[tuple[str, str], int] = {}
+    panels: set[tuple[Any, ...]] = set()
+    statement = (
+        select(
+            Patient.assigning_authority,
+            Patient.mrn,
+            Patient.id,
+            Panel.collected_at,
+            Panel.lab_id,
+            Panel.accession,
         )
-    }
+        .select_from(Patient)
+        .outerjoin(
+            Panel,
+            (Panel.patient_id == Patient.id)
+            & (Panel.collected_at >= span[0])
+            & (Panel.collected_at <= span[1]),
+        )
+        .where(Patient.mrn.in_(sorted({mrn for _, mrn in wanted})))
+    )
+    for authority, mrn, key, collected_at, lab_id, accession in session.execute(statement):
+        found[(str(authority), str(mrn))] = int(key)
+        if collected_at is not None:
+            panels.add((int(key), collected_at, int(lab_id), str(accession)))
     if any(pair not in found for pair in wanted):
         keyed = ensure_patients(
             session,
@@ -632,10 +648,11 @@ def _patient_keys(
             ),
             now=now,
         )
-        return {
+        keys = {
             (str(a), str(p)): int(k)
             for a, p, k in keyed[["assigning_authority", "patient_id", "patient_key"]].itertuples(index=False)
         }
+        return keys, panels
     table = Patient.__table__
     for column, given in (
         (
@@ -651,4 +668,4 @@ def _patient_keys(
                 .values({column: bindparam("value")}),
                 [{"key": found[pair], "value": value} for pair, value in given.items()],
             )
-    return {pair: found[pair] for pair in wanted}
+    return {pair: found[pair] for pair in wanted}, panels

@@ -192,6 +192,9 @@ class FeedWriter:
     started_at: datetime
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     _batch: tuple[int, date] | None = None
+    # Lab ids by code, of labs committed (labs are never removed), and those a group being written saw.
+    _labs: dict[str, int] = field(default_factory=dict)
+    _labs_seen: dict[str, int] = field(default_factory=dict)
 
     def check_teams(self) -> None:
         """Raise `TeamNotFound` for a team of the options the store does not have."""
@@ -224,9 +227,11 @@ class FeedWriter:
             _log.error("message not stored: %s", type(error).__name__)
             return [_internal(messages[0], now, self._control_id(now))]
         self._batch = stored.batch
+        self._labs.update(self._labs_seen)
         return stored.answers
 
     def _stored(self, messages: list[_Message], now: datetime) -> _Stored:
+        self._labs_seen = {}
         for attempt in range(1, CONCURRENT_ATTEMPTS + 1):
             try:
                 with self.store.begin() as session:
@@ -322,7 +327,11 @@ class FeedWriter:
             limits=_LIMITS,
         )
         if quick is not None:
-            counts = write_new_panels(session, quick.results, quick.patients, batch_id=batch_id, now=now)
+            labs = dict(self._labs)  # adopted once the group has committed (`write`)
+            counts = write_new_panels(
+                session, quick.results, quick.patients, batch_id=batch_id, now=now, labs=labs
+            )
+            self._labs_seen = labs
             if counts is not None:
                 people = quick.patients
                 return (

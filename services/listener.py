@@ -49,8 +49,11 @@ _log = logging.getLogger("monitor.listener")
 MESSAGE_LIMIT = 4 * 2**20
 # Messages written in one transaction at most (the rest wait for the next group).
 MOST_IN_GROUP = 500
-# The least time between the starts of two status passes, and what a pass may take of it.
+# The least time between the starts of two status passes; and the most of the time between them a pass
+# takes (a third: under a burst, statuses come a pass behind while the acknowledgements keep their pace:
+# docs/benchmarks.md, the live feed).
 STATUS_PAUSE_SECONDS = 1.0
+STATUS_SHARE = 1 / 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,8 +299,9 @@ def _recompute_statuses(
     stop: Any,
     parent: multiprocessing.process.BaseProcess | None = None,
 ) -> None:
-    """Passes while woken, one starting at least STATUS_PAUSE_SECONDS after the one before, until ``stop``
-    (then until none is left waiting) or the listener's process is gone."""
+    """Passes while woken, one starting at least STATUS_PAUSE_SECONDS after the one before and taking at
+    most STATUS_SHARE of the time, until ``stop`` (then until none is left waiting, without pause) or the
+    listener's process is gone."""
     while True:
         woken = wake.wait(timeout=1.0)
         if parent is not None and not parent.is_alive():
@@ -320,7 +324,7 @@ def _recompute_statuses(
             took = time.monotonic() - started
             _log.info("status recomputed for %d patients (%.0f ms)", done, took * 1000)
             if not final:
-                time.sleep(max(0.0, STATUS_PAUSE_SECONDS - took))
+                time.sleep(max(STATUS_PAUSE_SECONDS, took / STATUS_SHARE) - took)
         if final:
             return
 
