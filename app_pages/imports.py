@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
 import pandas as pd
 import streamlit as st
 
@@ -181,6 +184,68 @@ if check:
 if commit:
     _show(_run(dry_run=False), dry_run=False, teams=teams)
     data.refresh()
+
+st.subheader("Live feed (MLLP)")
+feed = data.feed_state(current_viewer())
+zone = ZoneInfo(data.config().timezone)
+
+
+def _local(moment: datetime) -> str:
+    return f"{moment.astimezone(zone):%Y-%m-%d %H:%M:%S} ({data.config().timezone})"
+
+
+if feed.listeners.empty and feed.today.empty:
+    st.caption(
+        "No live feed has delivered to this store. `python -m monitor listen` receives HL7 v2 ORU^R01 "
+        "results over MLLP as the hospital's interface engine sends them, and answers each once it is stored "
+        "(docs/deployment.md, Live feed)."
+    )
+else:
+    said = {
+        "listening": "listening",
+        "silent": "silent: no sign of life for 30 seconds (stopped without saying so, or its host is down)",
+        "stopped": "stopped",
+    }
+    for listener in feed.listeners.itertuples():
+        line = (
+            f"Listener on {plain(str(listener.address))}: {said[str(listener.state)]}; last seen "
+            f"{_local(listener.seen_at)}"
+        )
+        (st.success if listener.state == "listening" else st.warning)(line)
+    counts = {
+        str(code): int(n) for code, n in zip(feed.today["ack_code"], feed.today["messages"], strict=True)
+    }
+    columns = st.columns(4)
+    columns[0].metric("Messages today", f"{sum(counts.values()):,}")
+    columns[1].metric("Stored (AA)", f"{counts.get('AA', 0):,}")
+    columns[2].metric("Some records refused (AE)", f"{counts.get('AE', 0):,}")
+    columns[3].metric("Not processed (AR)", f"{counts.get('AR', 0):,}")
+    st.caption(
+        (f"Last message received {_local(feed.last_at)}. " if feed.last_at else "No message today. ")
+        + f"Patients whose status is still being recomputed: {feed.waiting:,}."
+    )
+    if not feed.refusals.empty:
+        with st.expander(f"Latest messages with refusals ({len(feed.refusals)})"):
+            shown = feed.refusals.assign(received_at=feed.refusals["received_at"].map(_local))[
+                ["received_at", "control_id", "ack_code", "ack_text", "batch_id"]
+            ]
+            st.dataframe(
+                shown.rename(
+                    columns={
+                        "received_at": "Received",
+                        "control_id": "Control ID",
+                        "ack_code": "ACK",
+                        "ack_text": "What the ACK said",
+                        "batch_id": "Import",
+                    }
+                ),
+                hide_index=True,
+                width="stretch",
+                key="feed_refusals",
+            )
+            st.caption(
+                "The refused records themselves are under Past imports, in the feed's import of the day."
+            )
 
 st.subheader("Past imports")
 batches = data.import_batches(current_viewer())

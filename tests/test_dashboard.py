@@ -891,3 +891,44 @@ def test_the_patient_page_says_whether_its_flags_are_acknowledged(
     at = _open_patient(at, "MRN2002 · (no name)")
     captions = [caption.value for caption in at.caption]
     assert not_yet in captions and not any(caption.startswith("Acknowledged") for caption in captions)
+
+
+def test_import_page_shows_the_live_feed_from_the_store(tmp_path, monkeypatch) -> None:
+    from datetime import UTC, datetime
+
+    from db.feed import listener_seen
+    from services.feed import FeedOptions, FeedWriter, Received
+    from tests.test_listener import cbc
+
+    url = f"sqlite:///{tmp_path / 'monitor.db'}"
+    store = open_store(url, timezone="UTC")
+    now = datetime.now(UTC)
+    writer = FeedWriter(store, FeedOptions(address="127.0.0.1:2575", site_timezone="UTC"), started_at=now)
+    answers = writer.write(
+        [
+            Received(cbc(1).encode()),
+            Received(cbc(2, wbc="abc").encode()),
+            Received(cbc(3, kind="ADT^A01").encode()),
+        ]
+    )
+    assert [answer.code for answer in answers] == ["AA", "AE", "AR"]
+    with store.begin() as session:
+        listener_seen(session, "127.0.0.1:2575", pid=4242, host_name="lis-gw", started_at=now, now=now)
+    monkeypatch.setenv("MONITOR_DATABASE_URL", url)
+    at = _app().run()
+    at.switch_page("app_pages/imports.py").run()
+    assert not at.exception
+    # (The address is escaped for Markdown, which shows it as it is.)
+    assert "Listener on 127.0.0.1:2575: listening" in at.success[0].value.replace("\\", "")
+    metrics = {metric.label: metric.value for metric in at.metric}
+    assert metrics == {
+        "Messages today": "3",
+        "Stored (AA)": "1",
+        "Some records refused (AE)": "1",
+        "Not processed (AR)": "1",
+    }
+    refusals = at.dataframe[0].value  # in the expander above the past imports
+    assert refusals["Control ID"].tolist() == ["C000003", "C000002"]
+    assert "value 'abc' is not a number" in refusals["What the ACK said"].iloc[1]
+    # The feed's day is one import among the past ones, its refused records kept there for review.
+    assert "MLLP feed on 127.0.0.1:2575" in at.dataframe[1].value["File"].iloc[0]

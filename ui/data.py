@@ -12,7 +12,7 @@ import services.audit
 import services.patients
 import services.worklist
 from monitor.analysis.rules import SiteRules
-from services import imports, reports
+from services import feed, imports, reports
 from services import rules as site_settings
 from services.accounts import Viewer
 from services.admin import seed_demo_if_empty, synthetic_data_present
@@ -174,6 +174,13 @@ def lab_codes() -> list[str]:
 def import_batches(viewer: Viewer) -> pd.DataFrame:
     """The most recent imports, for an administrator (``services.imports.import_history``)."""
     return imports.import_history(store(), viewer=viewer)
+
+
+@st.cache_data(ttl=10, show_spinner=False)
+def feed_state(viewer: Viewer) -> feed.FeedState:
+    """The live feed's listeners and today's messages, for an administrator (``services.feed.feed_state``);
+    kept 10 seconds: a listener records its sign of life every 10."""
+    return feed.feed_state(store(), viewer=viewer, now=datetime.now(UTC), timezone=config().timezone)
 
 
 @st.cache_data(ttl=30, show_spinner=False)
