@@ -18,7 +18,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import hl7
-import pytest
 from hl7.mllp import open_hl7_connection
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import sessionmaker
@@ -88,10 +87,10 @@ def msa(ack: hl7.Message) -> tuple[str, str, str]:
 
 
 @contextmanager
-def listening(store, **options) -> Iterator[Listener]:
+def listening(store, listen: ListenOptions | None = None, **options) -> Iterator[Listener]:
     """A listener on a free loopback port, in a thread of this process, stopped cleanly at the end."""
     feed = FeedOptions(address="127.0.0.1:0", site_timezone="UTC", **options)
-    listener = Listener(store, feed, ListenOptions(port=0))
+    listener = Listener(store, feed, listen or ListenOptions(port=0))
     loop = asyncio.new_event_loop()
     ready = threading.Event()
     thread = threading.Thread(
@@ -426,3 +425,66 @@ def test_catch_up_recomputes_each_waiting_patient_once(store) -> None:
     assert catch_up(store, timezone="UTC") == 2
     assert catch_up(store, timezone="UTC") == 0
     assert _count(store, PatientStatus) == 2
+
+
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, as PEM files."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "listener test")])
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - timedelta(days=1))
+        .not_valid_after(NOW + timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert, key_file = folder / "listener.pem", folder / "listener.key"
+    cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert, key_file
+
+
+def test_mllp_over_tls(store, tmp_path: Path) -> None:
+    import ssl
+
+    cert, key = _self_signed(tmp_path)
+    with listening(store, ListenOptions(port=0, tls_cert=cert, tls_key=key)) as listener:
+        trusting = ssl.create_default_context(cafile=str(cert))
+
+        async def over_tls() -> hl7.Message:
+            reader, writer = await open_hl7_connection(
+                "127.0.0.1", listener.port, ssl=trusting, encoding="utf-8"
+            )
+            writer.writeblock(cbc(1).encode())
+            await writer.drain()
+            ack = await reader.readmessage()
+            writer.close()
+            return ack
+
+        assert msa(asyncio.run(over_tls()))[:2] == ("AA", "C000001")
+        # Plain MLLP to the TLS port is not answered: nothing goes over the wire in clear.
+        with socket.create_connection(("127.0.0.1", listener.port), timeout=10) as raw:
+            raw.sendall(START_BLOCK + cbc(2).encode() + END_BLOCK)
+            try:
+                answer = raw.recv(65536)
+            except (ConnectionResetError, TimeoutError):
+                answer = b""
+        assert b"MSA" not in answer
+    assert _count(store, Result) == 5
