@@ -228,7 +228,8 @@ def main() -> None:
         for name, values in timings.items():
             if values:
                 print(
-                    f"dashboard {name} read during the feed: median {statistics.median(values) * 1000:.0f} ms, "
+                    f"dashboard {name} read during the feed: "
+                    f"median {statistics.median(values) * 1000:.0f} ms, "
                     f"worst {max(values) * 1000:.0f} ms ({len(values)} reads)"
                 )
     groups = [line for line in log.splitlines() if "status recomputed" in line]
@@ -237,9 +238,9 @@ def main() -> None:
 
 def _statuses_done(url: str) -> int:
     """Wait until no patient waits for its status; return how many were waiting at first."""
+    from db.feed import waiting
     from services.config import Config
     from services.store import open_store
-    from db.feed import waiting
 
     store = open_store(Config(database_url=url))
     with store() as session:

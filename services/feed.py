@@ -505,7 +505,7 @@ def _internal(message: _Message, now: datetime, control_id: str) -> Answer:
     ack = acknowledgement(
         message.header, REJECTED, words, problems=[Problem("", words)], control_id=control_id, now=now
     )
-    return Answer(REJECTED, message.control_id, ack, message.results, 1)
+    return Answer(REJECTED, message.control_id, ack, words, message.results, 1)
 
 
 def _stored_words(message: _Message) -> str:

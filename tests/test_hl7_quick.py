@@ -104,7 +104,8 @@ def messages(draw: st.DrawFn, number: int, edges: bool = True) -> str:
         limits = pick(draw, COMMON_RANGES, EDGE_RANGES)
         status = pick(draw, COMMON_STATUSES, EDGE_STATUSES)
         segments.append(
-            f"OBX|{k + 1}|{kind}|{code}^{text}^{system}||{value}|{unit}|{limits}|{flag}|||{status}|||{observed}"
+            f"OBX|{k + 1}|{kind}|{code}^{text}^{system}||{value}|{unit}|{limits}|{flag}"
+            f"|||{status}|||{observed}"
         )
     return "\r".join(segments)
 

@@ -488,3 +488,26 @@ def test_mllp_over_tls(store, tmp_path: Path) -> None:
                 answer = b""
         assert b"MSA" not in answer
     assert _count(store, Result) == 5
+
+
+def test_a_message_that_breaks_the_writer_is_refused_alone(store, monkeypatch) -> None:
+    import services.feed
+
+    reading = services.feed.read_quickly
+
+    def breaks_on_a_mark(messages, **options):
+        if any("BREAKS" in segment for message in messages for segment in message):
+            raise RuntimeError("a fault in the reading")
+        return reading(messages, **options)
+
+    monkeypatch.setattr(services.feed, "read_quickly", breaks_on_a_mark)
+    writer = FeedWriter(store, FeedOptions(address="test", site_timezone="UTC"), started_at=NOW)
+    broken = cbc(2).replace("Listener^Pat1", "BREAKS^Pat1")
+    answers = writer.write([Received(cbc(1).encode()), Received(broken.encode()), Received(cbc(3).encode())])
+    assert [(a.code, a.control_id) for a in answers] == [
+        ("AA", "C000001"),
+        ("AR", "C000002"),
+        ("AA", "C000003"),
+    ]
+    assert "internal error" in answers[1].words and "MSA|AR|C000002" in answers[1].ack
+    assert _count(store, Result) == 2 * 5

@@ -112,7 +112,7 @@ def _err(problem: Problem, error: tuple[str, str], field: str, component: str, e
 
 class _Escape:
     def __init__(self, delimiters: str) -> None:
-        field, component, repetition, escape, subcomponent = delimiters
+        field, component, repetition, escape, subcomponent = (delimiters[n] for n in range(5))
         self.table = str.maketrans(
             {
                 escape: f"{escape}E{escape}",

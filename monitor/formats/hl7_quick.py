@@ -27,6 +27,7 @@ import pandas as pd
 
 from monitor.analytes import ANALYTES, LOCAL_ALIASES, LOINC
 from monitor.formats.hl7v2 import GROUP_ROW, NOT_YET, OBSERVATION_ROW, observations
+from monitor.formats.parsed import PATIENT_COLUMNS
 from monitor.formats.ranges import split_range
 from monitor.formats.records import (
     NATURAL_KEY,
@@ -294,7 +295,7 @@ def _patients(patients: list[tuple[str, ...]], limits: Mapping[str, int]) -> lis
     demographic field cannot be kept or read plainly."""
     found: dict[tuple[str, str], dict[str, str]] = {}
     for patient in patients:
-        fields = dict(zip(("patient_id", "assigning_authority", "name", "birth_date", "sex"), patient, strict=True))
+        fields = dict(zip(PATIENT_COLUMNS, patient, strict=True))
         for name, value in fields.items():
             if NUL in value or (name in IDENTIFIERS and _HIDDEN.search(value.strip())):
                 raise _NotCommon

@@ -472,7 +472,13 @@ def message_header(text: str) -> Header:
     except Exception as error:  # noqa: BLE001 - the library raises many kinds on malformed input
         raise ValueError(f"its MSH cannot be parsed as HL7 v2: {error}") from None
     msh = reader.header
-    whole = (lambda n: str(msh[n]) if n < len(msh) else "") if encoding else (lambda n: _whole(msh, n))
+
+    def whole(field: int) -> str:
+        """A field as written (components and all)."""
+        if encoding:
+            return str(msh[field]) if field < len(msh) else ""
+        return _whole(msh, field)
+
     get = reader.get
     return Header(
         delimiters=segments[0][3:8],
