@@ -649,3 +649,30 @@ def test_a_downloaded_file_is_served_without_a_session_only_until_pages_run_twic
         assert stranger.request.get(address).status == 404
     finally:
         stranger.close()
+
+
+def test_the_import_page_shows_the_live_feed(dashboard: str, page: Page, tmp_path: Path) -> None:
+    """A listener's state, read from the store, on the Import page (a message refused whole: nothing of the
+    module's other patients changes)."""
+    from playwright.sync_api import expect
+
+    from db.feed import listener_seen
+    from services.feed import FeedOptions, FeedWriter, Received
+    from tests.test_listener import cbc
+
+    store = open_store(f"sqlite:///{SERVER_LOGS['store']}", timezone="UTC")
+    now = datetime.now(UTC)
+    writer = FeedWriter(store, FeedOptions(address="10.0.4.12:2575", site_timezone="UTC"), started_at=now)
+    assert [a.code for a in writer.write([Received(cbc(9, kind="ADT^A08").encode())])] == ["AR"]
+    with store.begin() as session:
+        listener_seen(session, "10.0.4.12:2575", pid=4242, host_name="lis-gateway", started_at=now, now=now)
+    _sign_in(page, dashboard)
+    page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name="Import").click()
+    expect(page.get_by_role("heading", name="Live feed (MLLP)")).to_be_visible()
+    expect(page.get_by_text("Listener on 10.0.4.12:2575: listening")).to_be_visible()
+    expect(page.get_by_test_id("stMetric").filter(has_text="Not processed (AR)")).to_contain_text("1")
+    page.get_by_text("Latest messages with refusals (1)").click()
+    # The table is drawn on a canvas; its accessible cells hold the text.
+    expect(page.locator('[role="gridcell"]').filter(has_text="MSH-9 is 'ADT^A08'")).to_have_count(1)
+    expect(page.locator('[data-testid="stException"]')).to_have_count(0)
+    _screenshot(page, "import-live-feed", tmp_path)

@@ -13,7 +13,7 @@ import pandas as pd
 # entities. Each is escaped with a backslash, which CommonMark renders as the character itself.
 _MARKDOWN_SPECIALS = re.compile(r"([\\`*_\[\]<>#!|:$~&])")
 # A line that starts like a list item ("- x", "1. x", "+ x") or a quote is a block in markdown.
-_BLOCK_START = re.compile(r"^(\s*)([-+>]|\d+[.)])")
+_BLOCK_START = re.compile(r"^(\s*)(?:([-+>])|(\d+)([.)]))")
 
 
 def plain(value: object) -> str:
@@ -23,6 +23,8 @@ def plain(value: object) -> str:
     '\\\\!\\\\[x\\\\](http\\\\://evil.example/p.png) \\\\:red\\\\[STOP\\\\] \\\\$x\\\\$'
     >>> plain("- item")
     '\\\\- item'
+    >>> plain("10.0.4.12:2575")  # an ordered list's number keeps its digits: the delimiter is escaped
+    '10\\\\.0.4.12\\\\:2575'
     >>> plain(None)
     ''
     """
@@ -30,7 +32,14 @@ def plain(value: object) -> str:
         return ""
     text = " ".join(str(value).split())  # one line: no headings, lists or tables made of line breaks
     text = _MARKDOWN_SPECIALS.sub(r"\\\1", text)
-    return _BLOCK_START.sub(lambda found: found.group(1) + "\\" + found.group(2), text)
+    return _BLOCK_START.sub(_escaped_block_start, text)
+
+
+def _escaped_block_start(found: re.Match[str]) -> str:
+    """A list marker or quote at the start escaped: "\\-", "\\>", or "1\\." (CommonMark escapes only
+    punctuation: a backslash before a digit would show)."""
+    space, mark, number, delimiter = found.groups()
+    return space + ("\\" + mark if mark else number + "\\" + delimiter)
 
 
 def truth(value: object) -> bool | None:
