@@ -34,6 +34,16 @@ from services.store import open_store
     help="Put every patient the feed names in this care team (repeatable; the team must exist).",
 )
 @click.option(
+    "--processing-id",
+    "processing_ids",
+    multiple=True,
+    default=("P",),
+    show_default=True,
+    metavar="ID",
+    help="MSH-11 processing IDs taken (P production, T training, D debugging; repeatable): any other is "
+    "refused (AR), so that an engine's test channel never writes into patients' results.",
+)
+@click.option(
     "--tls-cert",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     default=None,
@@ -45,6 +55,12 @@ from services.store import open_store
     default=None,
     help="The private key (PEM) of --tls-cert.",
 )
+@click.option(
+    "--tls-client-ca",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Take only engines presenting a client certificate this CA (PEM) signed; needs --tls-cert.",
+)
 @store_options
 def listen(
     database: str | None,
@@ -52,8 +68,10 @@ def listen(
     port: int,
     timezone: str | None,
     teams: tuple[str, ...],
+    processing_ids: tuple[str, ...],
     tls_cert: Path | None,
     tls_key: Path | None,
+    tls_client_ca: Path | None,
 ) -> None:
     """Receive HL7 v2 ORU^R01 results live over MLLP, as an interface engine delivers them.
 
@@ -76,15 +94,20 @@ def listen(
         raise click.BadParameter(f"{timezone!r} is not an IANA time zone (e.g. Europe/London)")
     if (tls_cert is None) != (tls_key is None):
         raise click.UsageError("TLS needs both --tls-cert and --tls-key")
+    if tls_client_ca is not None and tls_cert is None:
+        raise click.UsageError("--tls-client-ca needs TLS: --tls-cert and --tls-key")
     config = _config(database)
     store = open_store(config)
-    options = ListenOptions(host=host, port=port, tls_cert=tls_cert, tls_key=tls_key)
+    options = ListenOptions(
+        host=host, port=port, tls_cert=tls_cert, tls_key=tls_key, tls_client_ca=tls_client_ca
+    )
     feed = FeedOptions(
         address=options.address,
         site_timezone=config.timezone,
         timezone=timezone,
         teams=teams,
         future_tolerance=config.future_tolerance,
+        processing_ids=tuple(processing_ids),
     )
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -104,6 +127,11 @@ def listen_status(database: str | None, fmt: str) -> None:
     """The live feed's health: each listener (listening, stopped, or silent: not seen for 30 s), the
     messages received since the site's midnight by ACK code, and the patients whose status is still to
     be recomputed. Exit status 0 when a listener is listening, 1 when none is (for a monitoring check).
+
+    \b
+    Examples:
+      python -m monitor listen-status
+      python -m monitor listen-status --format json
     """
     config = _config(database)
     store = open_store(config)

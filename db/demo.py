@@ -43,6 +43,7 @@ from db.models import (
     Result,
     Setting,
     StatusChange,
+    StatusPending,
     Team,
     UserTeam,
 )
@@ -303,7 +304,14 @@ def remove_cohort(session: Session, *, now: datetime, by: str) -> RemovedCohort:
     session.execute(delete(OtherObservation).where(OtherObservation.panel_id.in_(panels)))
     session.execute(delete(Panel).where(Panel.patient_id.in_(patients)))
     n_events = session.execute(delete(ClinicalEvent).where(ClinicalEvent.patient_id.in_(patients))).rowcount
-    for model in (ReferenceOverride, PatientStatus, StatusChange, Acknowledgement, PatientTeam):
+    for model in (
+        ReferenceOverride,
+        PatientStatus,
+        StatusChange,
+        Acknowledgement,
+        PatientTeam,
+        StatusPending,
+    ):
         session.execute(delete(model).where(model.patient_id.in_(patients)))  # type: ignore[attr-defined]
     session.execute(delete(Patient).where(Patient.is_synthetic.is_(True)))
     removed_batches = [int(b) for b in session.scalars(batches)]

@@ -4,48 +4,39 @@ of life, and the patients whose status waits to be recomputed.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import delete, func, or_, select, tuple_, update
+from sqlalchemy import delete, func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from db.frames import read_frame
-from db.models import FeedListener, FeedMessage, ImportBatch, RejectedRecord, StatusPending
+from db.models import FeedListener, FeedMessage, ImportBatch, StatusPending
 
 
-def answered(session: Session, keys: Sequence[str]) -> dict[str, tuple[str, str, int]]:
-    """The acknowledgement (code, words) given to each message of ``keys`` processed before, and the batch
-    it was stored in."""
+def answered(session: Session, keys: Sequence[str]) -> dict[str, tuple[str, str, list[tuple[str, str]]]]:
+    """The acknowledgement given to each message of ``keys`` processed before: its code, its words and
+    the refusals its ERR segments named ((location, reason) pairs)."""
     if not keys:
         return {}
     found = session.execute(
         select(
-            FeedMessage.message_key, FeedMessage.ack_code, FeedMessage.ack_text, FeedMessage.batch_id
+            FeedMessage.message_key, FeedMessage.ack_code, FeedMessage.ack_text, FeedMessage.ack_errors
         ).where(FeedMessage.message_key.in_(list(keys)))
     )
-    return {str(key): (str(code), str(words), int(batch)) for key, code, words, batch in found}
-
-
-def refused_in(session: Session, batch_id: int, control_id: str) -> list[tuple[str, str]]:
-    """The records of message ``control_id`` a feed batch refused: (location, reason), in order."""
-    where = f"message {control_id}"
-    rows = session.execute(
-        select(RejectedRecord.location, RejectedRecord.reason)
-        .where(
-            RejectedRecord.batch_id == batch_id,
-            or_(
-                RejectedRecord.location == where,
-                RejectedRecord.location.startswith(where + ",", autoescape=True),
-            ),
+    return {
+        str(key): (
+            str(code),
+            str(words),
+            [(str(where), str(why)) for where, why in json.loads(errors or "[]")],
         )
-        .order_by(RejectedRecord.id)
-    )
-    return [(str(location), str(reason)) for location, reason in rows]
+        for key, code, words, errors in found
+    }
 
 
 def record_messages(session: Session, messages: Iterable[dict[str, Any]]) -> None:
@@ -109,29 +100,26 @@ def waiting(session: Session) -> int:
 def listener_seen(
     session: Session, address: str, *, pid: int, host_name: str, started_at: datetime, now: datetime
 ) -> None:
-    """A listener's sign of life (its row is created on its first)."""
+    """A listener's sign of life (its row, by host and address, is created on its first)."""
     table = FeedListener.__table__
     insert = sqlite_insert if session.get_bind().dialect.name == "sqlite" else postgresql_insert
-    values = {
-        "pid": pid,
-        "host_name": host_name,
-        "started_at": started_at,
-        "seen_at": now,
-        "stopped_at": None,
-    }
-    statement = insert(table).values(address=address, **values)
-    session.execute(statement.on_conflict_do_update(index_elements=[table.c.address], set_=values))
+    values = {"pid": pid, "started_at": started_at, "seen_at": now, "stopped_at": None}
+    statement = insert(table).values(host_name=host_name, address=address, **values)
+    key = [table.c.host_name, table.c.address]
+    session.execute(statement.on_conflict_do_update(index_elements=key, set_=values))
 
 
-def listener_stopped(session: Session, address: str, *, now: datetime) -> None:
+def listener_stopped(session: Session, address: str, *, host_name: str, now: datetime) -> None:
     session.execute(
-        update(FeedListener).where(FeedListener.address == address).values(seen_at=now, stopped_at=now)
+        update(FeedListener)
+        .where(FeedListener.host_name == host_name, FeedListener.address == address)
+        .values(seen_at=now, stopped_at=now)
     )
 
 
 def listeners(session: Session) -> pd.DataFrame:
     """Every listener known: address, pid, host_name, started_at, seen_at, stopped_at."""
-    return read_frame(session, select(FeedListener).order_by(FeedListener.address))
+    return read_frame(session, select(FeedListener).order_by(FeedListener.host_name, FeedListener.address))
 
 
 def messages_since(session: Session, since: datetime) -> pd.DataFrame:

@@ -575,20 +575,23 @@ class FeedMessage(Base):
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     ack_code: Mapped[str] = mapped_column(String(2))
     ack_text: Mapped[str] = mapped_column(Text)
+    # The refusals its ERR segments named, as JSON [[location, reason], ...]: a message sent again is
+    # answered with exactly these.
+    ack_errors: Mapped[str] = mapped_column(Text, default="[]", server_default="[]")
     # Observations the message carried, and the records of it refused.
     results: Mapped[int] = mapped_column(Integer)
     refused: Mapped[int] = mapped_column(Integer)
 
 
 class FeedListener(Base):
-    """A live-feed listener's last sign of life, by the address it listens on (its health, read by the
-    dashboard and ``python -m monitor listen-status``)."""
+    """A live-feed listener's last sign of life, by its host and the address it listens on (its health,
+    read by the dashboard and ``python -m monitor listen-status``)."""
 
     __tablename__ = "feed_listener"
 
+    host_name: Mapped[str] = mapped_column(String(200), primary_key=True)
     address: Mapped[str] = mapped_column(String(200), primary_key=True)
     pid: Mapped[int] = mapped_column(Integer)
-    host_name: Mapped[str] = mapped_column(String(200))
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
     seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
     # NULL while it runs.

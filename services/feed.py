@@ -26,6 +26,7 @@ however many of its messages arrived since the last.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import random
 import time
@@ -36,7 +37,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pandas as pd
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from db.feed import (
@@ -49,7 +50,6 @@ from db.feed import (
     messages_since,
     pending,
     record_messages,
-    refused_in,
     waiting,
 )
 from db.imports import add_to_teams, is_contention, patients_named, unknown_teams
@@ -113,6 +113,9 @@ class FeedOptions:
         Codes of care teams that receive every patient the feed names.
     future_tolerance
         How far after its arrival a collection time may be (``services.config.Config.future_tolerance``).
+    processing_ids
+        The MSH-11 processing IDs taken (HL7 table 0103: P production, T training, D debugging): a test
+        message from an engine's test channel is refused (AR), never stored with patients' results.
     """
 
     address: str
@@ -120,6 +123,7 @@ class FeedOptions:
     timezone: str | None = None
     teams: tuple[str, ...] = ()
     future_tolerance: timedelta = FUTURE_TOLERANCE
+    processing_ids: tuple[str, ...] = ("P",)
 
     def __post_init__(self) -> None:
         for name, zone in (("site_timezone", self.site_timezone), ("timezone", self.timezone)):
@@ -156,6 +160,8 @@ class Answer:
     results: int = 0
     refused: int = 0
     again: bool = False
+    # The refusals its ERR segments name: (location, reason).
+    problems: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(slots=True)
@@ -164,7 +170,7 @@ class _Message:
 
     text: str
     header: Header | None
-    segments: int = 0
+    lines: list[str] = field(default_factory=list)  # its segments
     results: int = 0
     refusal: str = ""
     error: tuple[str, str] = INTERNAL_ERROR
@@ -213,22 +219,55 @@ class FeedWriter:
         causes it is refused (AR) and the others are stored.
         """
         now = self.clock()
-        messages = [_read(received) for received in group]
+        try:
+            messages = [self._taken(_read(received)) for received in group]
+        except Exception as error:  # noqa: BLE001 - a bug in reading: answered, never left unanswered
+            _log.error("message not read: %s", type(error).__name__)
+            return [unanswerable(now) for _ in group]
         try:
             stored = self._stored(messages, now)
-        except DBAPIError as error:
-            if error.connection_invalidated or _unreachable(error) or len(messages) == 1:
-                _log.warning("store unavailable: %s", type(error.orig or error).__name__)
-                return [self._unavailable(message, now) for message in messages]
-            return [answer for received in group for answer in self.write([received])]
         except Exception as error:  # noqa: BLE001 - a message must never take the listener down
-            if len(messages) > 1:
-                return [answer for received in group for answer in self.write([received])]
-            _log.error("message not stored: %s", type(error).__name__)
-            return [_internal(messages[0], now, self._control_id(now))]
+            self._labs.clear()  # a lab removed since (a demo cohort's) is looked up afresh
+            return self._refused_group(error, group, messages, now)
         self._batch = stored.batch
         self._labs.update(self._labs_seen)
         return stored.answers
+
+    def _taken(self, message: _Message) -> _Message:
+        """``message``, refused when its processing ID is not one taken."""
+        allowed = self.options.processing_ids
+        if message.key and message.header is not None and message.header.processing_id not in allowed:
+            message.key = ""
+            message.refusal = (
+                f"MSH-11 processing ID {message.header.processing_id!r} is not taken here "
+                f"({', '.join(allowed)}): a message for testing is not stored with patients' results"
+            )
+            message.error = ("202", "Unsupported processing ID")
+        return message
+
+    def _refused_group(
+        self, error: Exception, group: Sequence[Received], messages: list[_Message], now: datetime
+    ) -> list[Answer]:
+        """The answers to a group whose transaction failed with ``error``.
+
+        The store down, its connection lost, or held by another writer past every retry: nothing of the
+        group is stored, and every message is answered AR "store unavailable" (the sender sends it again
+        later). Anything else (a statement the store refused, a fault in the code) is found by writing the
+        messages one by one: only the message that causes it is answered AR.
+        """
+        unavailable = isinstance(error, DBAPIError) and (
+            error.connection_invalidated
+            or isinstance(error, OperationalError | InterfaceError)
+            or _unreachable(error)
+            or is_contention(error)
+        )
+        if unavailable:
+            _log.warning("store unavailable: %s", type(getattr(error, "orig", None) or error).__name__)
+            return [self._unavailable(message, now) for message in messages]
+        if len(messages) > 1:
+            return [answer for received in group for answer in self.write([received])]
+        _log.error("message not stored: %s", type(getattr(error, "orig", None) or error).__name__)
+        return [_internal(messages[0], now, self._control_id(now))]
 
     def _stored(self, messages: list[_Message], now: datetime) -> _Stored:
         self._labs_seen = {}
@@ -274,11 +313,14 @@ class FeedWriter:
                 kept.append(_kept_whole(message))
                 rows.append(_row(message, answer, batch_id, now, key=None))
             elif message.key in before:
-                code, words, earlier = before[message.key]
-                problems = [Problem(*row) for row in refused_in(session, earlier, message.control_id)]
+                code, words, errors = before[message.key]
+                problems = [Problem(where, why) for where, why in errors]
                 answer = _answer(message, code, words, problems, now, control_id, again=True)
             elif message.key in given:
-                answer = given[message.key]  # the same message twice in one group: stored once
+                # The same message twice in one group: stored once, answered alike (an ACK of its own).
+                first = given[message.key]
+                problems = [Problem(where, why) for where, why in first.problems]
+                answer = _answer(message, first.code, first.words, problems, now, control_id, again=True)
             else:
                 mine = [
                     (f"message {message.control_id}{rest}", raw, reason)
@@ -422,17 +464,38 @@ class FeedWriter:
 def catch_up(
     store: Store, *, timezone: str, now: datetime | None = None, limit: int = PATIENTS_PER_PASS
 ) -> int:
-    """Recompute the status of up to ``limit`` patients a feed touched (those waiting longest first), in one
-    transaction; return how many. A patient marked again while this pass ran stays marked for the next."""
-    with store.begin() as session:
+    """Recompute the status of up to ``limit`` patients a feed touched (those waiting longest first); return
+    how many. A patient marked again while this pass ran stays marked for the next. A patient whose status
+    cannot be computed (a fault, not the store) is found by halving the pass, logged by its key alone and
+    left as it was, so that it never holds up the others; the store's own errors are raised (tried again
+    on the next pass)."""
+    with store() as session:
         taken = pending(session, limit=limit)
-        if not taken:
-            return 0
-        refresh_patient_status(
-            session, [key for key, _ in taken], now=now or datetime.now(UTC), timezone=timezone
+    return _recompute(store, taken, timezone=timezone, now=now or datetime.now(UTC)) if taken else 0
+
+
+def _recompute(store: Store, taken: list[tuple[int, datetime]], *, timezone: str, now: datetime) -> int:
+    try:
+        with store.begin() as session:
+            refresh_patient_status(session, [key for key, _ in taken], now=now, timezone=timezone)
+            done(session, taken)
+        return len(taken)
+    except SQLAlchemyError:
+        raise
+    except Exception as error:  # noqa: BLE001 - one patient's fault must not stop every status
+        if len(taken) > 1:
+            half = len(taken) // 2
+            return _recompute(store, taken[:half], timezone=timezone, now=now) + _recompute(
+                store, taken[half:], timezone=timezone, now=now
+            )
+        _log.error(
+            "the status of patient key %d could not be recomputed (%s): left as it was",
+            taken[0][0],
+            type(error).__name__,
         )
-        done(session, taken)
-    return len(taken)
+        with store.begin() as session:
+            done(session, taken)
+        return 1
 
 
 def _read(received: Received) -> _Message:
@@ -444,7 +507,11 @@ def _read(received: Received) -> _Message:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
         shown = data.decode("utf-8", "replace")
-        return _Message(shown, None, refusal=f"not UTF-8 text: byte {error.start + 1} cannot be decoded")
+        try:  # its MSH read as Latin-1 all the same, so that the ACK names the message it answers
+            header: Header | None = message_header(data.decode("latin-1"))
+        except ValueError:
+            header = None
+        return _Message(shown, header, refusal=f"not UTF-8 text: byte {error.start + 1} cannot be decoded")
     if "\x00" in text:
         return _Message(text.replace("\x00", "\ufffd"), None, refusal="a NUL character: binary, not text")
     try:
@@ -455,7 +522,7 @@ def _read(received: Received) -> _Message:
     separator = header.delimiters[0]
     segments = messages[0]
     results = sum(segment.startswith("OBX" + separator) for segment in segments)
-    message = _Message(text, header, segments=len(segments), results=results)
+    message = _Message(text, header, lines=segments, results=results)
     if len(messages) > 1:
         message.refusal = f"the block holds {len(messages)} messages: MLLP carries one message a block"
         message.error = SEGMENT_ERROR
@@ -482,8 +549,11 @@ def _answer(
     *,
     again: bool = False,
 ) -> Answer:
-    ack = acknowledgement(message.header, code, words, problems=problems, control_id=control_id, now=now)
-    return Answer(code, message.control_id, ack, words, message.results, len(problems), again)
+    ack = acknowledgement(
+        message.header, code, words, problems=problems, segments=message.lines, control_id=control_id, now=now
+    )
+    kept = tuple((problem.location, problem.reason) for problem in problems)
+    return Answer(code, message.control_id, ack, words, message.results, len(problems), again, kept)
 
 
 def _refused(message: _Message, now: datetime, control_id: str) -> Answer:
@@ -508,6 +578,27 @@ def _internal(message: _Message, now: datetime, control_id: str) -> Answer:
     return Answer(REJECTED, message.control_id, ack, words, message.results, 1)
 
 
+def unanswerable(now: datetime) -> Answer:
+    """AR for a message that could not even be read (a bug): in the default delimiters, no MSA-2."""
+    words = "internal error: the message was not read (the listener's log says more)"
+    ack = acknowledgement(
+        None, REJECTED, words, problems=[Problem("", words)], control_id=FeedWriter._control_id(now), now=now
+    )
+    return Answer(REJECTED, "", ack, words, 0, 1)
+
+
+# A control ID as the log shows it: at most this long, control characters as '?'.
+_SHOWN_CONTROL_ID = 64
+
+
+def shown_control_id(control_id: str) -> str:
+    """A control ID for the log: cut, its control characters replaced (a sender's text, not ours)."""
+    if not control_id:
+        return "(no control ID)"
+    shown = "".join(c if c.isprintable() else "?" for c in control_id[:_SHOWN_CONTROL_ID])
+    return shown + ("..." if len(control_id) > _SHOWN_CONTROL_ID else "")
+
+
 def _stored_words(message: _Message) -> str:
     return f"stored: {message.results} observation{'s' if message.results != 1 else ''}"
 
@@ -522,6 +613,7 @@ def _row(
         "received_at": now,
         "ack_code": answer.code,
         "ack_text": answer.words,
+        "ack_errors": json.dumps([list(problem) for problem in answer.problems]),
         "results": message.results,
         "refused": answer.refused,
     }

@@ -19,6 +19,7 @@ the ACK code, its counts and how long it waited, never a patient's data.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import multiprocessing
 import os
@@ -30,23 +31,37 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import hl7.mllp
+from sqlalchemy import event
 from sqlalchemy.exc import SQLAlchemyError
 
 from db.feed import listener_seen, listener_stopped
 from services.config import Config
-from services.feed import HEARTBEAT_SECONDS, Answer, FeedOptions, FeedWriter, Received, catch_up
+from services.feed import (
+    HEARTBEAT_SECONDS,
+    Answer,
+    FeedOptions,
+    FeedWriter,
+    Received,
+    catch_up,
+    shown_control_id,
+    unanswerable,
+)
 from services.store import Store, open_store
 
 _log = logging.getLogger("monitor.listener")
 # The largest message taken: a CBC message is a few kilobytes; a block larger than this is refused (AR) and
 # skipped rather than held in memory.
 MESSAGE_LIMIT = 4 * 2**20
+# MLLP's framing (HL7 v2.5.1 Appendix C): a block is VT, the message, FS CR.
+START_BLOCK, END_BLOCK = b"\x0b", b"\x1c\r"
+# Connections served at once at most (interface engines hold one or a few each): more are closed.
+MOST_CONNECTIONS = 64
 # Messages written in one transaction at most (the rest wait for the next group).
 MOST_IN_GROUP = 500
 # The least time between the starts of two status passes; and the most of the time between them a pass
@@ -54,6 +69,9 @@ MOST_IN_GROUP = 500
 # docs/benchmarks.md, the live feed).
 STATUS_PAUSE_SECONDS = 1.0
 STATUS_SHARE = 1 / 3
+# How long a stop waits for the statuses still to recompute (systemd's TimeoutStopSec should be longer:
+# docs/deployment.md).
+STATUS_STOP_SECONDS = 120
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,13 +80,15 @@ class ListenOptions:
 
     ``tls_cert``/``tls_key``: serve MLLP over TLS with this certificate chain and key (PEM), for a link that
     leaves the host; without them the listener takes plain TCP (bind it to loopback, or put stunnel or the
-    engine's own TLS in front: docs/deployment.md).
+    engine's own TLS in front: docs/deployment.md). ``tls_client_ca``: take only engines whose client
+    certificate this CA (PEM) signed.
     """
 
     host: str = "127.0.0.1"
     port: int = 2575
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    tls_client_ca: Path | None = None
 
     @property
     def address(self) -> str:
@@ -81,6 +101,7 @@ class Listener:
     def __init__(self, store: Store, feed: FeedOptions, options: ListenOptions) -> None:
         self.store = store
         self.options = options
+        _durable_commits(store)
         self.started_at = datetime.now(UTC)
         self.writer = FeedWriter(store, feed, started_at=self.started_at)
         self.site_timezone = feed.site_timezone
@@ -90,6 +111,11 @@ class Listener:
         self._statuses = _Statuses(store, feed.site_timezone)
         self._connections: set[asyncio.StreamWriter] = set()
         self.port = options.port
+
+    @property
+    def address(self) -> str:
+        """Where it listens, with the port it was given (the one chosen for it when asked for port 0)."""
+        return f"{self.options.host}:{self.port}"
 
     def stop(self) -> None:
         """Stop taking messages; those received are still written and answered."""
@@ -105,6 +131,8 @@ class Listener:
             self._connection, self.options.host, self.options.port, limit=MESSAGE_LIMIT, ssl=context
         )
         self.port = server.sockets[0].getsockname()[1]
+        if self.options.port == 0:  # the batches and the sign of life name the port chosen
+            self.writer.options = replace(self.writer.options, address=self.address)
         self._seen()
         self._statuses.start()
         writing = asyncio.create_task(self._write_groups())
@@ -112,6 +140,12 @@ class Listener:
         _log.info(
             "listening on %s:%s (%s)", self.options.host, self.port, "MLLP over TLS" if context else "MLLP"
         )
+        if context is None and not _loopback(self.options.host):
+            _log.warning(
+                "plain MLLP on %s: results cross the network in clear and anyone who reaches the port can "
+                "send them; use --tls-cert/--tls-key (and --tls-client-ca), or stunnel (docs/deployment.md)",
+                self.options.host,
+            )
         if ready is not None:
             ready(self.port)
         try:
@@ -132,37 +166,36 @@ class Listener:
     async def _connection(self, reader: hl7.mllp.HL7StreamReader, writer: hl7.mllp.HL7StreamWriter) -> None:
         """One sender: a message at a time, each answered once stored."""
         loop = asyncio.get_running_loop()
+        peer = _peer(writer.get_extra_info("peername"))
+        if len(self._connections) >= MOST_CONNECTIONS:
+            _log.warning("connection from %s refused: %d connections open already", peer, MOST_CONNECTIONS)
+            writer.close()
+            return
         self._connections.add(writer)
-        peer = writer.get_extra_info("peername")
-        _log.info("connection from %s", _peer(peer))
+        _log.info("connection from %s", peer)
         try:
             while not self._stopping.is_set():
-                try:
-                    block = await reader.readblock()
-                    received = Received(block)
-                except asyncio.IncompleteReadError:
-                    break  # the sender closed the connection
-                except hl7.mllp.InvalidBlockError:
-                    received = Received(
-                        b"", "not an MLLP block: the data before the end block has no start block"
-                    )
-                except ValueError:
-                    received = Received(b"", f"a block larger than {MESSAGE_LIMIT // 2**20} MiB: not read")
-                if self._stopping.is_set():
-                    break  # not answered: the engine sends it again to the next listener
+                received, last = await _next_block(reader)
+                if received is None or self._stopping.is_set():
+                    break  # the sender closed; or stopping: not answered, the engine sends it again
                 answered: asyncio.Future[Answer] = loop.create_future()
                 self._queue.put_nowait((received, answered))
                 answer = await answered
                 writer.writeblock(answer.ack.encode("utf-8"))
                 await writer.drain()
+                if last:
+                    _log.warning("connection from %s closed: %s", peer, received.problem)
+                    break
         except (ConnectionError, ssl.SSLError, OSError) as error:
-            _log.info("connection from %s lost: %s", _peer(peer), type(error).__name__)
+            _log.info("connection from %s lost: %s", peer, type(error).__name__)
         finally:
             self._connections.discard(writer)
             writer.close()
 
     async def _write_groups(self) -> None:
-        """Write whatever has arrived as one group, as soon as the previous group has committed."""
+        """Write whatever has arrived as one group, as soon as the previous group has committed. Every
+        message taken is answered, whatever happens (a message left unanswered would hold its connection
+        and the stop)."""
         loop = asyncio.get_running_loop()
         while True:
             first = await self._queue.get()
@@ -170,26 +203,38 @@ class Listener:
             while len(group) < MOST_IN_GROUP and not self._queue.empty():
                 group.append(self._queue.get_nowait())
             started = time.perf_counter()
-            answers = await loop.run_in_executor(
-                self._writing, self.writer.write, [item for item, _ in group]
-            )
-            took = (time.perf_counter() - started) * 1000
-            for (_, answered), answer in zip(group, answers, strict=True):
-                _log.info(
-                    "message %s: %s%s, %d results, %d refused (group of %d, %.0f ms)",
-                    answer.control_id or "(no control ID)",
-                    answer.code,
-                    " (sent again)" if answer.again else "",
-                    answer.results,
-                    answer.refused,
-                    len(group),
-                    took,
+            answers: list[Answer] = []
+            try:
+                answers = await loop.run_in_executor(
+                    self._writing, self.writer.write, [item for item, _ in group]
                 )
-                if not answered.done():
-                    answered.set_result(answer)
-                self._queue.task_done()
+            except BaseException as error:
+                _log.error("group not written: %s", type(error).__name__)
+                raise
+            finally:
+                if len(answers) != len(group):  # the writer failed (never meant to): refuse the group
+                    answers = [unanswerable(datetime.now(UTC)) for _ in group]
+                self._answer(group, answers, (time.perf_counter() - started) * 1000)
             if any(answer.code != "AR" and not answer.again for answer in answers):
                 self._statuses.wake()
+
+    def _answer(
+        self, group: list[tuple[Received, asyncio.Future[Answer]]], answers: list[Answer], took: float
+    ) -> None:
+        for (_, answered), answer in zip(group, answers, strict=True):
+            _log.info(
+                "message %s: %s%s, %d results, %d refused (group of %d, %.0f ms)",
+                shown_control_id(answer.control_id),
+                answer.code,
+                " (sent again)" if answer.again else "",
+                answer.results,
+                answer.refused,
+                len(group),
+                took,
+            )
+            if not answered.done():
+                answered.set_result(answer)
+            self._queue.task_done()
 
     async def _heartbeat(self) -> None:
         loop = asyncio.get_running_loop()
@@ -203,7 +248,7 @@ class Listener:
             with self.store.begin() as session:
                 listener_seen(
                     session,
-                    self.options.address,
+                    self.address,
                     pid=os.getpid(),
                     host_name=socket.gethostname(),
                     started_at=self.started_at,
@@ -215,7 +260,7 @@ class Listener:
     def _stopped(self) -> None:
         try:
             with self.store.begin() as session:
-                listener_stopped(session, self.options.address, now=datetime.now(UTC))
+                listener_stopped(session, self.address, host_name=socket.gethostname(), now=datetime.now(UTC))
         except SQLAlchemyError as error:
             _log.warning("could not record the listener's stop: %s", type(error).__name__)
 
@@ -269,16 +314,17 @@ class _Statuses:
             self.start()
 
     def stop(self) -> None:
-        """Recompute every status still waiting, then end (waits up to 5 minutes)."""
+        """Recompute every status still waiting, then end (waits up to `STATUS_STOP_SECONDS`; what is left
+        then stays marked for the next start)."""
         self._stop.set()
         self._wake.set()
         if self._process is not None:
-            self._process.join(300)
+            self._process.join(STATUS_STOP_SECONDS)
             if self._process.is_alive():
-                _log.warning("the status process did not finish in 5 minutes: stopped")
+                _log.warning("the status process did not finish in %d s: stopped", STATUS_STOP_SECONDS)
                 self._process.terminate()
         if self._thread is not None:
-            self._thread.join(300)
+            self._thread.join(STATUS_STOP_SECONDS)
 
 
 def _status_process(url: str, timezone: str, wake: Any, stop: Any) -> None:
@@ -314,7 +360,7 @@ def _recompute_statuses(
             started = time.monotonic()
             try:
                 done = catch_up(store, timezone=timezone)
-            except SQLAlchemyError as error:
+            except Exception as error:  # noqa: BLE001 - the store unreachable: tried again on the next pass
                 _log.warning("status pass failed (tried again later): %s", type(error).__name__)
                 if final:
                     return
@@ -342,15 +388,67 @@ def run(store: Store, feed: FeedOptions, options: ListenOptions) -> None:
     asyncio.run(main())
 
 
+async def _next_block(reader: asyncio.StreamReader) -> tuple[Received | None, bool]:
+    """The next MLLP block (None at the end of the stream), and whether the connection must close after
+    it is answered.
+
+    Bytes before a block's start byte (a line end some senders put after each block's end) are skipped.
+    Data that ends like a block but holds no start byte is answered AR and the stream goes on at the next
+    block; a block larger than `MESSAGE_LIMIT` cannot be told from the next one: answered AR, then the
+    connection is closed (the engine reconnects and sends the next message).
+    """
+    try:
+        data = await reader.readuntil(END_BLOCK)
+    except asyncio.IncompleteReadError:
+        return None, False
+    except asyncio.LimitOverrunError:
+        limit = MESSAGE_LIMIT // 2**20
+        return Received(b"", f"a block larger than {limit} MiB: not read, and the connection closed"), True
+    start = data.find(START_BLOCK)
+    if start < 0:
+        return Received(b"", "not an MLLP block: the data before the end block has no start block"), False
+    return Received(data[start + 1 : -len(END_BLOCK)]), False
+
+
 def _tls(options: ListenOptions) -> ssl.SSLContext | None:
     if options.tls_cert is None and options.tls_key is None:
+        if options.tls_client_ca is not None:
+            raise ValueError("a client CA (--tls-client-ca) needs TLS: --tls-cert and --tls-key")
         return None
     if options.tls_cert is None or options.tls_key is None:
         raise ValueError("TLS needs both a certificate (--tls-cert) and its key (--tls-key)")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(options.tls_cert, options.tls_key)
+    if options.tls_client_ca is not None:
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_verify_locations(cafile=str(options.tls_client_ca))
     return context
+
+
+def _durable_commits(store: Store) -> None:
+    """On SQLite, every commit of the listener's connections synced to disk (``synchronous=FULL``) before
+    it is acknowledged: the store's default (NORMAL, in WAL mode) keeps a commit through a crash of the
+    process, not through a power cut or a crash of the machine, and an acknowledged message is not sent
+    again. PostgreSQL syncs every commit already (``synchronous_commit`` on, its default)."""
+    engine = store.kw["bind"]
+    if engine.dialect.name != "sqlite":
+        return
+
+    def full(connection: Any, _record: Any) -> None:
+        cursor = connection.cursor()
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.close()
+
+    event.listen(engine, "connect", full)
+    engine.dispose()  # connections opened before (the store's first check) reopen with it
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def _peer(peer: object) -> str:

@@ -45,9 +45,23 @@ COMMON_UNITS = ["10*3/uL", "10*9/L", "/uL", "K/uL", " 10*3/uL "]
 HGB_UNITS = ["g/dL", "g/L", "mmol/L"]
 EDGE_UNITS = ["%", "furlongs", ""]
 COMMON_VALUES = ["3.1", "0", "007.50", "+2.5", "12.0", "0.45"]
-EDGE_VALUES = ["1500", "-1", "<0.1", "abc", "", "1e3", " 4.2", "2.", "250000", "99999"]
+EDGE_VALUES = [
+    "\uff13.\uff11",
+    "\u0663.\u0661",
+    "3\\E\\.1",
+    "1500",
+    "-1",
+    "<0.1",
+    "abc",
+    "",
+    "1e3",
+    " 4.2",
+    "2.",
+    "250000",
+    "99999",
+]
 COMMON_RANGES = ["4.0-11.0", "1.8-7.7", "<0.5", ">150", "", "12-16", "150 - 450", "normal"]
-EDGE_RANGES = ["11.0-4.0", "4.0-x", "1" * 120]
+EDGE_RANGES = ["\uff14.0-11.0", "11.0-4.0", "4.0-x", "1" * 120]
 COMMON_STATUSES = ["F", "P", "C", ""]
 EDGE_STATUSES = ["X", "I", "Z", "D", "W"]
 
@@ -62,7 +76,9 @@ def pick(draw: st.DrawFn, common: list, edge: list) -> object:
 def _stamp(draw: st.DrawFn) -> str:
     moment = draw(st.datetimes(min_value=datetime(2026, 11, 1), max_value=datetime(2026, 12, 5, 10)))
     forms = [f"{moment:%Y%m%d%H%M%S}+0000", f"{moment:%Y%m%d%H%M}-0500"]
+    fullwidth = str.maketrans("0123456789", "".join(chr(0xFF10 + d) for d in range(10)))
     edges = [
+        f"{moment:%Y%m%d%H%M%S}+0000".translate(fullwidth),  # digits of another script
         f"{moment:%Y%m%d%H%M%S}",
         f"{moment:%Y%m%d}",
         "",
@@ -77,7 +93,9 @@ def _stamp(draw: st.DrawFn) -> str:
 @st.composite
 def messages(draw: st.DrawFn, number: int, edges: bool = True) -> str:
     EDGES[draw] = edges
-    patient = pick(draw, ["P1", "P2", "P 3"], ["P\u200b4", "P" * 70, "P\x005"])
+    patient = pick(
+        draw, ["P1", "P2", "P 3"], ["P\u200b4", "P" * 70, "P\x005", "P9\\E\\X20\\E\\", "\uff11\uff12"]
+    )
     msh_offset = pick(draw, ["+0000", "+0100", ""], ["+9900"])
     sent = f"20261205100000{msh_offset}"
     birth = pick(draw, ["19700101", ""], ["19701301", "2001"])

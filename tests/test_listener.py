@@ -152,7 +152,7 @@ def test_shared_samples_and_generated_messages_are_stored_as_a_file_import_store
     ]
     messages = [*samples, *(cbc(n, patient=n % 3) for n in range(1, 7)), cbc(7, wbc="abc")]
     listened = open_store(f"sqlite:///{tmp_path / 'listened.db'}", timezone="UTC")
-    with listening(listened) as listener:
+    with listening(listened, processing_ids=("P", "T")) as listener:  # the samples are marked T
         acks = send(listener.port, messages)
     controls = [str(hl7.parse(text.replace("\n", "\r")).segment("MSH")[10]) for text in messages]
     assert [msa(ack)[1] for ack in acks] == controls, "MSA-2 echoes each message's control ID"
@@ -511,3 +511,58 @@ def test_a_message_that_breaks_the_writer_is_refused_alone(store, monkeypatch) -
     ]
     assert "internal error" in answers[1].words and "MSA|AR|C000002" in answers[1].ack
     assert _count(store, Result) == 2 * 5
+
+
+def test_what_an_engine_may_send_wrong_is_answered_and_the_listener_goes_on(store, monkeypatch) -> None:
+    import services.listener
+
+    monkeypatch.setattr(services.listener, "MESSAGE_LIMIT", 2048)  # a block larger than 2 kB is refused
+    latin = cbc(5).replace("Listener^Pat1", "M\xfcller^Pat1").encode("latin-1")
+    with listening(store) as listener:
+        with socket.create_connection(("127.0.0.1", listener.port), timeout=30) as raw:
+            # Senders that end each block with FS CR LF: the line end before the next block is skipped.
+            raw.sendall(b"".join(START_BLOCK + cbc(n).encode() + END_BLOCK + b"\n" for n in (1, 2)))
+            first, second = _read_block(raw), _read_block(raw)
+            # A header with too few encoding characters, a test message, a message not in UTF-8.
+            raw.sendall(START_BLOCK + b"MSH|^~" + END_BLOCK)
+            short = _read_block(raw)
+            raw.sendall(START_BLOCK + cbc(3).replace("|P|2.5.1", "|T|2.5.1").encode() + END_BLOCK)
+            training = _read_block(raw)
+            raw.sendall(START_BLOCK + latin + END_BLOCK)
+            not_utf8 = _read_block(raw)
+            raw.sendall(START_BLOCK + cbc(4).encode() + END_BLOCK)
+            after = _read_block(raw)
+            # A block larger than the limit: answered once, then the connection is closed (no ACK that
+            # would answer the wrong message).
+            raw.sendall(START_BLOCK + (cbc(6) + "\r" + "NTE|1||" + "x" * 4000).encode() + END_BLOCK)
+            oversized = _read_block(raw)
+            assert raw.recv(65536) == b""
+    answers = [
+        msa(hl7.parse(block)) for block in (first, second, short, training, not_utf8, after, oversized)
+    ]
+    assert [(code, control) for code, control, _ in answers] == [
+        ("AA", "C000001"),
+        ("AA", "C000002"),
+        ("AR", ""),
+        ("AR", "C000003"),
+        ("AR", "C000005"),
+        ("AA", "C000004"),
+        ("AR", ""),
+    ]
+    assert "MSH-1 and MSH-2 are not" in answers[2][2] and "processing ID 'T'" in answers[3][2]
+    assert "not UTF-8" in answers[4][2] and "larger than" in answers[6][2]
+    assert _count(store, Result) == 3 * 5
+
+
+def test_a_message_sent_again_is_answered_with_its_own_refusals(store) -> None:
+    writer = FeedWriter(store, FeedOptions(address="test", site_timezone="UTC"), started_at=NOW)
+    one = cbc(1, wbc="abc")
+    other = cbc(1, patient=2, wbc="xyz")  # the same control ID, another message
+    writer.write([Received(one.encode())])
+    writer.write([Received(other.encode())])
+    again = writer.write([Received(one.encode())])[0]
+    assert again.again and again.code == "AE"
+    errors = [segment for segment in again.ack.split("\r") if segment.startswith("ERR")]
+    assert len(errors) == 1 and "'abc'" in errors[0] and "xyz" not in again.ack
+    # ERR-2 the OBX (its sequence in the message), ERR-3 the kind of error (HL7 table 0357).
+    assert errors[0].split("|")[2:4] == ["OBX^1", "102^Data type error^HL70357"]

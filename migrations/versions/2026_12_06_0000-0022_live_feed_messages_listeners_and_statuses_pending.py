@@ -5,8 +5,8 @@ Revises: 0021_high_counts
 Create Date: 2026-12-06 00:00:00+00:00
 
 ``feed_message``: one row per message a live feed delivered, with the acknowledgement it was given
-(AA/AE/AR) and, for a processed message, a key of its control ID and content (unique), so that a message
-sent again is answered from here and stored once. ``feed_listener``: each listener's address, process and
+(AA/AE/AR, its words and the refusals its ERR segments named) and, for a processed message, a key of its control ID and content (unique), so that a message
+sent again is answered from here and stored once. ``feed_listener``: each listener's host, address, process and
 last sign of life. ``status_pending``: patients whose results a feed stored and whose status the listener
 still has to recompute.
 """
@@ -35,6 +35,7 @@ def upgrade() -> None:
         sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("ack_code", sa.String(length=2), nullable=False),
         sa.Column("ack_text", sa.Text(), nullable=False),
+        sa.Column("ack_errors", sa.Text(), server_default="[]", nullable=False),
         sa.Column("results", sa.Integer(), nullable=False),
         sa.Column("refused", sa.Integer(), nullable=False),
         sa.ForeignKeyConstraint(
@@ -48,13 +49,13 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_feed_message_received_at"), ["received_at"], unique=False)
     op.create_table(
         "feed_listener",
+        sa.Column("host_name", sa.String(length=200), nullable=False),
         sa.Column("address", sa.String(length=200), nullable=False),
         sa.Column("pid", sa.Integer(), nullable=False),
-        sa.Column("host_name", sa.String(length=200), nullable=False),
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("seen_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("stopped_at", sa.DateTime(timezone=True), nullable=True),
-        sa.PrimaryKeyConstraint("address", name=op.f("pk_feed_listener")),
+        sa.PrimaryKeyConstraint("host_name", "address", name=op.f("pk_feed_listener")),
     )
     op.create_table(
         "status_pending",

@@ -35,7 +35,21 @@ MSA_TEXT_LENGTH = 80
 # ERR segments at most in one ACK: a message of a few hundred refused observations says how many more.
 MOST_ERRORS = 20
 _DEFAULT_DELIMITERS = "|^~\\&"
-_OBX = re.compile(r"\bOBX (\d+)")
+_OBR_OBX = re.compile(r"\bOBR (\d+), OBX (\d+)")
+# ERR-8 is TX of 80 characters (v2.5.1): the reason in full stays with the refused record in the store.
+ERR_TEXT_LENGTH = 80
+# Table 0357 codes for a refused record, by what its reason says (in order; anything else: 207).
+_REASON_CODES = (
+    (
+        ("is empty", "no collection time", "no patient identifier", "no pid segment", "no obx"),
+        ("101", "Required field missing"),
+    ),
+    (
+        ("is not a number", "is not an hl7 date", "is not an iso 8601", "value type", "not utf-8"),
+        ("102", "Data type error"),
+    ),
+    (("unknown unit", "neither a known analyte", "is not one of"), ("103", "Table value not found")),
+)
 
 
 class Problem(NamedTuple):
@@ -45,20 +59,56 @@ class Problem(NamedTuple):
     reason: str
 
 
+def error_code(reason: str) -> tuple[str, str]:
+    """The HL7 table 0357 code (and its name) of a refused record, from its reason.
+
+    >>> error_code("value 'abc' is not a number"), error_code("unknown unit 'x' for WBC")
+    (('102', 'Data type error'), ('103', 'Table value not found'))
+    >>> error_code("Haemoglobin 125 g/dL is above the plausible limit 30 g/dL: check the unit")
+    ('207', 'Application internal error')
+    """
+    lowered = reason.lower()
+    for words, code in _REASON_CODES:
+        if any(word in lowered for word in words):
+            return code
+    return INTERNAL_ERROR
+
+
+def obx_sequence(segments: list[str], location: str) -> int | None:
+    """Which OBX of the message (1 for the first, counted over every OBR) the importer's location
+    ("..., OBR 2, OBX 1") names; None when it names none."""
+    found = _OBR_OBX.search(location)
+    if found is None:
+        return None
+    wanted_obr, wanted_obx = int(found.group(1)), int(found.group(2))
+    obr = obx_in_obr = obx = 0
+    for segment in segments:
+        name = segment[:3]
+        if name == "OBR":
+            obr, obx_in_obr = obr + 1, 0
+        elif name == "OBX":
+            obx, obx_in_obr = obx + 1, obx_in_obr + 1
+            if max(obr, 1) == wanted_obr and obx_in_obr == wanted_obx:
+                return obx
+    return None
+
+
 def acknowledgement(
     header: Header | None,
     code: str,
     text: str,
     *,
     problems: Sequence[Problem] = (),
-    error: tuple[str, str] = INTERNAL_ERROR,
+    error: tuple[str, str] | None = None,
+    segments: Sequence[str] = (),
     control_id: str,
     now: datetime,
 ) -> str:
     """The ACK (segments joined by ``\\r``, no MLLP framing) answering the message of ``header``.
 
     ``header`` None: a message whose MSH could not be read; the ACK is then written in the default
-    delimiters, version 2.5.1, with an empty MSA-2. ``error``: the table-0357 code each ERR carries.
+    delimiters, version 2.5.1, with an empty MSA-2. ``error``: the table-0357 code each ERR carries (None:
+    each refusal's own, `error_code`). ``segments``: the message's, to number the OBX an ERR names.
     """
     delimiters = header.delimiters if header is not None else _DEFAULT_DELIMITERS
     field, component = delimiters[0], delimiters[1]
@@ -79,15 +129,14 @@ def acknowledgement(
     ]
     msa = ["MSA", code, escape(header.control_id if header else ""), escape(_cut(text, MSA_TEXT_LENGTH))]
     # MSH-1 is the field separator itself: MSH-2 follows it directly.
-    segments = [f"MSH{field}{msh[1]}{field}" + field.join(msh[2:])]
-    segments.append(field.join(msa))
+    lines = [f"MSH{field}{msh[1]}{field}" + field.join(msh[2:]), field.join(msa)]
     shown = list(problems[:MOST_ERRORS])
-    for problem in shown:
-        segments.append(_err(problem, error, field, component, escape))
+    received = list(segments)
+    lines += [_err(problem, error, field, component, escape, received) for problem in shown]
     if len(problems) > len(shown):
-        more = Problem("", f"{len(problems) - len(shown)} more refusals are kept for review in the store")
-        segments.append(_err(more, error, field, component, escape))
-    return "\r".join(segments)
+        more = Problem("", f"{len(problems) - len(shown)} more refusals kept for review in the store")
+        lines.append(_err(more, error or INTERNAL_ERROR, field, component, escape, received))
+    return "\r".join(lines)
 
 
 def refusal_summary(problems: Sequence[Problem], records: int) -> str:
@@ -100,14 +149,26 @@ def refusal_summary(problems: Sequence[Problem], records: int) -> str:
     return f"refused: {first}"
 
 
-def _err(problem: Problem, error: tuple[str, str], field: str, component: str, escape: _Escape) -> str:
-    """ERR: ERR-2 the segment (OBX and its number within its OBR when the location names one), ERR-3 the
-    error code, ERR-4 severity E, ERR-8 the reason with its location."""
-    obx = _OBX.search(problem.location)
-    where = component.join(("OBX", obx.group(1))) if obx else ""
-    code = component.join((error[0], error[1], "HL70357"))
-    words = f"{problem.location}: {problem.reason}" if problem.location else problem.reason
-    return field.join(["ERR", "", where, code, "E", "", "", "", escape(words)])
+def _err(
+    problem: Problem,
+    error: tuple[str, str] | None,
+    field: str,
+    component: str,
+    escape: _Escape,
+    segments: list[str],
+) -> str:
+    """ERR: ERR-2 the OBX (its sequence in the message) when the location names one, ERR-3 the error code
+    (``error``, else the reason's: `error_code`), ERR-4 severity E, ERR-8 the reason (80 characters)."""
+    sequence = obx_sequence(segments, problem.location)
+    where = component.join(("OBX", str(sequence))) if sequence is not None else ""
+    number, name = error or error_code(problem.reason)
+    code = component.join((number, name, "HL70357"))
+    words = (
+        problem.reason
+        if where
+        else (f"{problem.location}: {problem.reason}" if problem.location else problem.reason)
+    )
+    return field.join(["ERR", "", where, code, "E", "", "", "", escape(_cut(words, ERR_TEXT_LENGTH))])
 
 
 class _Escape:

@@ -40,10 +40,11 @@ from monitor.formats.units import CANONICAL_DECIMALS, conversion_factors, conver
 from monitor.timestamps import PLAUSIBLE_YEARS
 
 # An HL7 time of the common case: minutes or seconds, and an offset.
-_STAMP = re.compile(r"(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})?([+-])(\d{2})(\d{2})")
-_OFFSET_AT_END = re.compile(r"[+-]\d{4}$")
-_PLAIN_NUMBER = re.compile(r"[+-]?\d+(?:\.\d+)?")
-_BIRTH_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+# ASCII digits only: Python's int() and float() read other scripts' digits, the file reading does not.
+_STAMP = re.compile(r"(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})?([+-])(\d{2})(\d{2})", re.ASCII)
+_OFFSET_AT_END = re.compile(r"[+-]\d{4}$", re.ASCII)
+_PLAIN_NUMBER = re.compile(r"[+-]?\d+(?:\.\d+)?", re.ASCII)
+_BIRTH_DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
 _HIDDEN = re.compile(_INVISIBLE)
 _SEXES = ("F", "M", "O", "U")
 # Statuses that store a value as it is (a withdrawal or a pending result goes the file way).
@@ -188,6 +189,8 @@ def _result(
     }
     _check_storable(raw, limits)
     text = {name: field.strip() for name, field in raw.items()}
+    if any(raw[name] != text[name] for name in ("patient_id", "assigning_authority", "accession", "lab")):
+        raise _NotCommon  # a key written with spaces around it (an escape can make one): the file way
     status = STATUS_ALIASES.get(text["status"].lower())
     if status is None or status in WITHDRAWN or status not in _STORING:
         raise _NotCommon
@@ -298,6 +301,8 @@ def _patients(patients: list[tuple[str, ...]], limits: Mapping[str, int]) -> lis
         fields = dict(zip(PATIENT_COLUMNS, patient, strict=True))
         for name, value in fields.items():
             if NUL in value or (name in IDENTIFIERS and _HIDDEN.search(value.strip())):
+                raise _NotCommon
+            if name in IDENTIFIERS and value != value.strip():
                 raise _NotCommon
             limit = limits.get(name)
             if limit is not None and len(value) > limit:

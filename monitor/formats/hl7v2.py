@@ -466,6 +466,11 @@ def message_header(text: str) -> Header:
     if stray or not messages:
         raise ValueError("the message does not begin with an MSH segment")
     segments = messages[0]
+    delimiters = segments[0][3:8]
+    if len(delimiters) < 5 or len(set(delimiters)) < 5 or any(c.isalnum() or c.isspace() for c in delimiters):
+        raise ValueError(
+            "MSH-1 and MSH-2 are not a field separator and four distinct encoding characters (e.g. |^~\\&)"
+        )
     encoding = _encoding(segments[0])
     try:
         reader = _Split(segments[:1], encoding) if encoding else _Library(segments[0])
@@ -481,7 +486,7 @@ def message_header(text: str) -> Header:
 
     get = reader.get
     return Header(
-        delimiters=segments[0][3:8],
+        delimiters=delimiters,
         sending_application=whole(3),
         sending_facility=whole(4),
         receiving_application=whole(5),
