@@ -300,7 +300,10 @@ class _Statuses:
             self._thread.start()
             return
         self._process = self._context.Process(
-            target=_status_process, args=(self.url, self.timezone, self._wake, self._stop), name="feed-status"
+            target=_status_process,
+            args=(self.url, self.timezone, self._wake, self._stop),
+            name="feed-status",
+            daemon=True,  # never outlives this process, even one that ends without stopping the listener
         )
         self._process.start()
 
