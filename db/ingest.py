@@ -39,6 +39,11 @@ PANEL_KEY = ["patient_key", "collected_at", "lab_id", "accession"]
 CONTENT = list(RESULT_CONTENT)
 
 
+# No record refused: one empty frame shared by every count (only ever read or concatenated, never changed;
+# a new frame for each would cost the live feed's few-message writes most of a millisecond).
+_NO_REFUSALS = pd.DataFrame(columns=["location", "raw_text", "reason"])
+
+
 @dataclass(slots=True)
 class WriteCounts:
     """What became of the records handed to `write_results`."""
@@ -47,9 +52,7 @@ class WriteCounts:
     derived: int = 0
     unchanged: int = 0
     superseded: int = 0
-    rejected: pd.DataFrame = field(
-        default_factory=lambda: pd.DataFrame(columns=["location", "raw_text", "reason"])
-    )
+    rejected: pd.DataFrame = field(default_factory=lambda: _NO_REFUSALS)
     patient_keys: list[int] = field(default_factory=list)
 
     def add(self, other: WriteCounts) -> None:

@@ -46,6 +46,9 @@ HGB_UNITS = ["g/dL", "g/L", "mmol/L"]
 EDGE_UNITS = ["%", "furlongs", ""]
 COMMON_VALUES = ["3.1", "0", "007.50", "+2.5", "12.0", "0.45"]
 EDGE_VALUES = [
+    "1" + "0" * 400,
+    "0.0000005",
+    "2.0000005",
     "\uff13.\uff11",
     "\u0663.\u0661",
     "3\\E\\.1",
@@ -198,3 +201,22 @@ def test_the_common_case_is_read_quickly() -> None:
         ("wbc", 3.1, 4.0, "10^9/L"),
         ("anc", 1.4, 1.8, "10^9/L"),
     ]
+
+
+def test_one_value_is_converted_and_rounded_as_the_vectorised_conversion_does() -> None:
+    import numpy as np
+
+    from monitor.formats.hl7_quick import _canonical
+    from monitor.formats.units import to_canonical
+
+    rng = np.random.default_rng(7)
+    values = np.concatenate(
+        [
+            rng.uniform(0, 5000, 20_000),
+            np.arange(0, 3, 0.0000005)[:20_000],
+            np.round(rng.uniform(0, 50, 5_000), 7),
+        ]
+    )
+    for factor, shift in ((1.0, 0.0), (0.001, 0.0), (0.1, 0.0), (1.6113438607798902, 0.0), (5 / 9, -160 / 9)):
+        expected = to_canonical(pd.Series(values), pd.Series(factor, index=range(len(values))), shift)
+        assert [_canonical(float(v), factor, shift) for v in values] == expected.tolist()

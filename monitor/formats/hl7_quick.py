@@ -16,6 +16,7 @@ differently. ``tests/test_hl7_quick.py`` checks both readings give the same rows
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -273,8 +274,14 @@ def _number(text: str) -> float | None:
 
 
 def _canonical(value: float, factor: float, shift: float) -> float:
-    """``to_canonical`` of one value: the same float64 arithmetic and numpy's rounding."""
-    return float(np.round(np.float64(value) * np.float64(factor) + np.float64(shift), CANONICAL_DECIMALS))
+    """``to_canonical`` of one value: the same float64 arithmetic and the same rounding (numpy rounds to
+    ``CANONICAL_DECIMALS`` by scaling, rounding half to even, and scaling back, as Python's ``round`` of
+    the scaled value does)."""
+    scale = 10.0**CANONICAL_DECIMALS
+    scaled = (value * factor + shift) * scale
+    if not math.isfinite(scaled):
+        raise _NotCommon  # a number beyond float64 ("1" and 400 zeros): the file way refuses it
+    return round(scaled) / scale
 
 
 def _check_storable(raw: Mapping[str, str], limits: Mapping[str, int]) -> None:
