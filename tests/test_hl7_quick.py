@@ -113,9 +113,13 @@ def messages(draw: st.DrawFn, number: int, edges: bool = True) -> str:
         f"PID|1||{patient}^^^HOSP^MR||{name}||{birth}|{sex}",
         f"OBR|1||{accession}|57021-8^CBC^LN|||{collected}|||||||||||||||{reported}",
     ]
-    # Each analyte once in a panel (a repeat is the edge of a repeated record).
+    # Each analyte once in a panel (a repeat is the edge of a repeated record); sometimes a second OBR (a
+    # differential ordered apart), its own accession, collected then or an hour later.
     codes = draw(st.permutations(COMMON_CODES[:5]))[: draw(st.integers(min_value=1, max_value=5))]
     for k, common in enumerate(codes):
+        if k == 2 and draw(st.sampled_from([False, False, True])):
+            later = draw(st.sampled_from([collected, collected[:8] + "23" + collected[10:]]))
+            segments.append(f"OBR|2||{accession}D|57021-8^CBC^LN|||{later}")
         code, text, system = pick(draw, [common], [*EDGE_CODES, *COMMON_CODES])  # type: ignore[misc]
         observed = draw(st.sampled_from(["", _stamp(draw)]))
         flag = pick(draw, ["", "L", "H"], ["LL~A"])

@@ -14,7 +14,7 @@ import sys
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import hl7
@@ -566,3 +566,37 @@ def test_a_message_sent_again_is_answered_with_its_own_refusals(store) -> None:
     assert len(errors) == 1 and "'abc'" in errors[0] and "xyz" not in again.ack
     # ERR-2 the OBX (its sequence in the message), ERR-3 the kind of error (HL7 table 0357).
     assert errors[0].split("|")[2:4] == ["OBX^1", "102^Data type error^HL70357"]
+
+
+def test_new_panels_of_known_patients_and_labs_are_stored_as_a_file_import_stores_them(
+    tmp_path: Path,
+) -> None:
+    from db.models import Lab
+
+    first = [cbc(n, patient=n % 3, hours_ago=30).replace("||19700101|F", "||") for n in range(1, 4)]
+    later = [cbc(n, patient=n % 3, hours_ago=3) for n in range(4, 10)]  # birth date and sex given now
+    stores = []
+    for name in ("listened", "imported"):
+        store = open_store(f"sqlite:///{tmp_path / f'{name}.db'}", timezone="UTC")
+        earlier = tmp_path / f"{name}-first.hl7"
+        earlier.write_text("\r\n".join(first) + "\r\n")
+        assert import_path(
+            store, earlier, options=ImportOptions(imported_by="t", site_timezone="UTC")
+        ).accepted
+        stores.append(store)
+    writer = FeedWriter(stores[0], FeedOptions(address="test", site_timezone="UTC"), started_at=NOW)
+    for pair in (later[:4], later[4:]):
+        assert {a.code for a in writer.write([Received(text.encode()) for text in pair])} == {"AA"}
+    rest = tmp_path / "rest.hl7"
+    rest.write_text("\r\n".join(later) + "\r\n")
+    import_path(stores[1], rest, options=ImportOptions(imported_by="t", site_timezone="UTC"))
+    assert _stored_results(stores[0]) == _stored_results(stores[1])
+
+    def people(store) -> list[tuple]:
+        with store() as session:
+            rows = session.execute(select(Patient.mrn, Patient.name, Patient.birth_date, Patient.sex)).all()
+            labs = session.execute(select(Lab.code)).all()
+        return sorted(map(tuple, rows)) + sorted(map(tuple, labs))
+
+    assert people(stores[0]) == people(stores[1])
+    assert ("L00001", "Listener, Pat1", date(1970, 1, 1), "F") in people(stores[0])
