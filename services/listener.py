@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 import logging
-import multiprocessing
 import os
 import signal
 import socket
 import ssl
+import subprocess
 import sys
 import threading
 import time
@@ -41,20 +42,20 @@ from sqlalchemy import event
 from sqlalchemy.exc import SQLAlchemyError
 
 from db.feed import listener_seen, listener_stopped
-from services.config import Config
 from services.feed import (
     HEARTBEAT_SECONDS,
     Answer,
     FeedOptions,
     FeedWriter,
     Received,
-    catch_up,
     shown_control_id,
     unanswerable,
 )
-from services.store import Store, open_store
+from services.status_worker import recompute_statuses
+from services.store import Store
 
 _log = logging.getLogger("monitor.listener")
+_ROOT = Path(__file__).resolve().parents[1]
 # The largest message taken: a CBC message is a few kilobytes; a block larger than this is refused (AR) and
 # skipped rather than held in memory.
 MESSAGE_LIMIT = 4 * 2**20
@@ -64,11 +65,6 @@ START_BLOCK, END_BLOCK = b"\x0b", b"\x1c\r"
 MOST_CONNECTIONS = 64
 # Messages written in one transaction at most (the rest wait for the next group).
 MOST_IN_GROUP = 500
-# The least time between the starts of two status passes; and the most of the time between them a pass
-# takes (a third: under a burst, statuses come a pass behind while the acknowledgements keep their pace:
-# docs/benchmarks.md, the live feed).
-STATUS_PAUSE_SECONDS = 1.0
-STATUS_SHARE = 1 / 3
 # How long a stop waits for the statuses still to recompute (systemd's TimeoutStopSec should be longer:
 # docs/deployment.md).
 STATUS_STOP_SECONDS = 120
@@ -266,14 +262,12 @@ class Listener:
 
 
 class _Statuses:
-    """The patients' statuses recomputed behind the feed, in passes (``services.feed.catch_up``), in a
-    process of its own: a pass is pandas work of half a second or more, which in the listener's process
-    would hold the interpreter's lock while groups wait (on a SQLite store held in memory, which no other
-    process can open, a thread of this process does it instead).
+    """The patients' statuses recomputed behind the feed, in passes, by ``python -m services.status_worker``
+    (a process of its own; on a SQLite store held in memory, which no other process can open, a thread of
+    this process instead).
 
     `wake` after a group committed; `stop` at the end: the passes go on until no patient is left waiting.
-    The process leaves when the listener's process is gone (killed: a pass under way commits or not, the
-    patients it had not done stay marked for the next listener).
+    The process leaves when this one is gone (its input ends).
     """
 
     def __init__(self, store: Store, timezone: str) -> None:
@@ -282,100 +276,71 @@ class _Statuses:
         url = store.kw["bind"].url
         self.url = url.render_as_string(hide_password=False)
         self.in_memory = url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
-        context = multiprocessing.get_context("spawn")
-        self._wake = context.Event()
-        self._stop = context.Event()
-        self._context = context
-        self._process: multiprocessing.process.BaseProcess | None = None
+        self._process: subprocess.Popen[bytes] | None = None
         self._thread: threading.Thread | None = None
+        self._wake, self._stop = threading.Event(), threading.Event()
+        self._stopping = False
 
     def start(self) -> None:
         if self.in_memory:
             self._thread = threading.Thread(
-                target=_recompute_statuses,
+                target=recompute_statuses,
                 args=(self.store, self.timezone, self._wake, self._stop),
                 name="feed-status",
                 daemon=True,
             )
             self._thread.start()
             return
-        self._process = self._context.Process(
-            target=_status_process,
-            args=(self.url, self.timezone, self._wake, self._stop),
-            name="feed-status",
-            daemon=True,  # never outlives this process, even one that ends without stopping the listener
+        path = os.pathsep.join(filter(None, [str(_ROOT), os.environ.get("PYTHONPATH", "")]))
+        # The store's URL goes over the pipe, not the command line; none of the product's own settings.
+        settings = {name: value for name, value in os.environ.items() if not name.startswith("MONITOR_")}
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "services.status_worker"],
+            stdin=subprocess.PIPE,
+            env={**settings, "PYTHONPATH": path},
         )
-        self._process.start()
+        self._send(json.dumps({"url": self.url, "timezone": self.timezone}).encode() + b"\n")
 
     def wake(self) -> None:
+        if self._process is not None:
+            self._send(b"w")
         self._wake.set()
 
     def keep_running(self) -> None:
         """Start the process again if it has died (an error it could not survive: logged there)."""
-        if self._process is not None and not self._process.is_alive() and not self._stop.is_set():
-            _log.warning("the status process ended (exit code %s): started again", self._process.exitcode)
+        if self._process is not None and self._process.poll() is not None and not self._stopping:
+            _log.warning("the status process ended (exit code %s): started again", self._process.returncode)
             self.start()
+            self.wake()
 
     def stop(self) -> None:
         """Recompute every status still waiting, then end (waits up to `STATUS_STOP_SECONDS`; what is left
         then stays marked for the next start)."""
+        self._stopping = True
         self._stop.set()
         self._wake.set()
         if self._process is not None:
-            self._process.join(STATUS_STOP_SECONDS)
-            if self._process.is_alive():
+            self._send(b"s")
+            try:
+                self._process.wait(STATUS_STOP_SECONDS)
+            except subprocess.TimeoutExpired:
                 _log.warning("the status process did not finish in %d s: stopped", STATUS_STOP_SECONDS)
-                self._process.terminate()
+                self._process.kill()
+                self._process.wait()
+            if self._process.stdin is not None:
+                self._process.stdin.close()
         if self._thread is not None:
             self._thread.join(STATUS_STOP_SECONDS)
 
-
-def _status_process(url: str, timezone: str, wake: Any, stop: Any) -> None:
-    """The status process: its own store connection; Ctrl-C and SIGTERM are the listener's to handle."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    store = open_store(Config(database_url=url, timezone=timezone))
-    _recompute_statuses(store, timezone, wake, stop, parent=multiprocessing.parent_process())
-
-
-def _recompute_statuses(
-    store: Store,
-    timezone: str,
-    wake: Any,
-    stop: Any,
-    parent: multiprocessing.process.BaseProcess | None = None,
-) -> None:
-    """Passes while woken, one starting at least STATUS_PAUSE_SECONDS after the one before and taking at
-    most STATUS_SHARE of the time, until ``stop`` (then until none is left waiting, without pause) or the
-    listener's process is gone."""
-    while True:
-        woken = wake.wait(timeout=1.0)
-        if parent is not None and not parent.is_alive():
+    def _send(self, data: bytes) -> None:
+        process = self._process
+        if process is None or process.stdin is None:
             return
-        if not woken and not stop.is_set():
-            continue
-        wake.clear()
-        final = stop.is_set()
-        while True:
-            started = time.monotonic()
-            try:
-                done = catch_up(store, timezone=timezone)
-            except Exception as error:  # noqa: BLE001 - the store unreachable: tried again on the next pass
-                _log.warning("status pass failed (tried again later): %s", type(error).__name__)
-                if final:
-                    return
-                break
-            if not done:
-                break
-            took = time.monotonic() - started
-            _log.info("status recomputed for %d patients (%.0f ms)", done, took * 1000)
-            if not final:
-                time.sleep(max(STATUS_PAUSE_SECONDS, took / STATUS_SHARE) - took)
-        if final:
-            return
+        try:
+            process.stdin.write(data)
+            process.stdin.flush()
+        except (BrokenPipeError, OSError):
+            pass  # the process has ended: `keep_running` starts it again
 
 
 def run(store: Store, feed: FeedOptions, options: ListenOptions) -> None:
