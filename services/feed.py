@@ -239,8 +239,8 @@ class FeedWriter:
         if message.key and message.header is not None and message.header.processing_id not in allowed:
             message.key = ""
             message.refusal = (
-                f"MSH-11 processing ID {message.header.processing_id!r} not taken here "
-                f"(only {', '.join(allowed)}; listen --processing-id): a test message is not stored"
+                f"MSH-11 processing ID {message.header.processing_id!r} is not taken here "
+                f"(only {', '.join(allowed)}): not stored"
             )
             message.error = ("202", "Unsupported processing ID")
         return message

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -79,15 +80,25 @@ def main() -> None:
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    given = json.loads(sys.stdin.buffer.readline())
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    # The pipe read with os.read, never through sys.stdin's buffer: a thread blocked in a buffered read
+    # makes the interpreter's exit fail ("could not acquire lock ... at interpreter shutdown").
+    pipe = sys.stdin.fileno()
+    first, rest = _line(pipe)
+    given = json.loads(first)
     store = open_store(Config(database_url=given["url"], timezone=given["timezone"]))
     wake, stop, ended = threading.Event(), threading.Event(), threading.Event()
 
     def listen() -> None:
-        while byte := sys.stdin.buffer.read(1):
-            if byte == b"s":
+        data = rest
+        while True:
+            if b"s" in data:
                 stop.set()
-            wake.set()
+            if data:
+                wake.set()
+            data = os.read(pipe, 64)
+            if not data:
+                break
         ended.set()
         wake.set()
 
@@ -95,6 +106,18 @@ def main() -> None:
     recompute_statuses(
         store, given["timezone"], wake, stop, gone=lambda: ended.is_set() and not stop.is_set()
     )
+
+
+def _line(pipe: int) -> tuple[bytes, bytes]:
+    """The first line read from ``pipe``, and what came after it in the same reads."""
+    data = b""
+    while b"\n" not in data:
+        chunk = os.read(pipe, 4096)
+        if not chunk:
+            raise SystemExit("the listener closed the pipe before saying which store")
+        data += chunk
+    line, _, rest = data.partition(b"\n")
+    return line, rest
 
 
 if __name__ == "__main__":
