@@ -114,11 +114,18 @@ def parse(kind: str, path: Path, repeat: int) -> tuple[float, float, int]:
 
 def store(folder: Path, results: int) -> str:
     """A fresh SQLite store, holding ``results`` results of a canonical CSV when asked."""
+    url = f"sqlite:///{folder / 'feeds.db'}"
+    fill(url, folder, results)
+    return url
+
+
+def fill(url: str, folder: Path, results: int) -> None:
+    """The store at ``url`` (created when new) holding ``results`` results of a canonical CSV, written in
+    ``folder`` and removed once imported."""
     from benchmarks.import_csv import SYNTHETIC_FUTURE, generate
     from db.store import open_store
     from services.imports import ImportOptions, import_path
 
-    url = f"sqlite:///{folder / 'feeds.db'}"
     factory = open_store(url, timezone="UTC")
     if results:
         canonical = folder / "store.csv"
@@ -127,7 +134,7 @@ def store(folder: Path, results: int) -> str:
             imported_by="benchmark", site_timezone="UTC", future_tolerance=SYNTHETIC_FUTURE
         )
         import_path(factory, canonical, options=options)
-    return url
+        canonical.unlink()
 
 
 def import_file(url: str, path: Path) -> tuple[float, float, int]:

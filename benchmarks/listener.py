@@ -60,9 +60,7 @@ def message(sender: int, number: int, patients: int, now: datetime) -> str:
 def build_store(folder: Path, results: int, postgres: str) -> tuple[str, object]:
     """The store's URL (SQLite in ``folder``, or a new PostgreSQL database) holding ``results`` results, and
     a function that removes it."""
-    from benchmarks.import_csv import SYNTHETIC_FUTURE, generate
-    from db.store import open_store
-    from services.imports import ImportOptions, import_path
+    from benchmarks.feeds import fill
 
     if postgres:
         from benchmarks.__main__ import _postgres_database
@@ -70,15 +68,7 @@ def build_store(folder: Path, results: int, postgres: str) -> tuple[str, object]
         url, drop = _postgres_database(postgres)
     else:
         url, drop = f"sqlite:///{folder / 'listener.db'}", (lambda: None)
-    factory = open_store(url, timezone="UTC")
-    if results:
-        canonical = folder / "store.csv"
-        generate(canonical, results)
-        options = ImportOptions(
-            imported_by="benchmark", site_timezone="UTC", future_tolerance=SYNTHETIC_FUTURE
-        )
-        import_path(factory, canonical, options=options)
-        canonical.unlink()
+    fill(url, folder, results)
     return url, drop
 
 

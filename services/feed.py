@@ -58,9 +58,7 @@ from db.ingest import (
     field_limits,
     keep_rejected,
     new_batch,
-    write_generations,
     write_new_panels,
-    write_others,
 )
 from db.status import BatchResults, refresh_patient_status
 from monitor.formats.hl7_ack import (
@@ -81,6 +79,7 @@ from monitor.formats.piece import PieceReading
 from monitor.formats.records import FUTURE_TOLERANCE
 from monitor.timestamps import is_timezone
 from services.accounts import Viewer, require_administrator
+from services.import_file import write_piece
 from services.store import Store
 
 _log = logging.getLogger("monitor.listener")
@@ -186,7 +185,9 @@ class _Stored:
     """What a group's transaction produced: its answers, and the batch it wrote into."""
 
     answers: list[Answer]
-    batch: tuple[int, date] | None
+    batch: tuple[int, date]
+    # The lab ids its writing looked up (kept once it has committed).
+    labs: dict[str, int]
 
 
 @dataclass
@@ -198,9 +199,8 @@ class FeedWriter:
     started_at: datetime
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     _batch: tuple[int, date] | None = None
-    # Lab ids by code, of labs committed (labs are never removed), and those a group being written saw.
+    # Lab ids by code, of labs committed (labs are removed only with the demo cohort: forgotten on an error).
     _labs: dict[str, int] = field(default_factory=dict)
-    _labs_seen: dict[str, int] = field(default_factory=dict)
 
     def check_teams(self) -> None:
         """Raise `TeamNotFound` for a team of the options the store does not have."""
@@ -230,7 +230,7 @@ class FeedWriter:
             self._labs.clear()  # a lab removed since (a demo cohort's) is looked up afresh
             return self._refused_group(error, group, messages, now)
         self._batch = stored.batch
-        self._labs.update(self._labs_seen)
+        self._labs.update(stored.labs)
         return stored.answers
 
     def _taken(self, message: _Message) -> _Message:
@@ -270,7 +270,6 @@ class FeedWriter:
         return [_internal(messages[0], now, self._control_id(now))]
 
     def _stored(self, messages: list[_Message], now: datetime) -> _Stored:
-        self._labs_seen = {}
         for attempt in range(1, CONCURRENT_ATTEMPTS + 1):
             try:
                 with self.store.begin() as session:
@@ -294,8 +293,9 @@ class FeedWriter:
                 fresh[message.key] = len(texts)
         counts: WriteCounts | None = None
         refusals: dict[int, list[tuple[str, str, str]]] = {}
+        labs = dict(self._labs)
         if texts:
-            counts, refusals, naming = self._write_results(session, texts, batch_id, now)
+            counts, refusals, naming = self._write_results(session, texts, batch_id, now, labs)
             mark_pending(session, counts.patient_keys, now=now)
             if options.teams:
                 add_to_teams(session, naming(), options.teams, now=now, by=options.by)
@@ -347,10 +347,10 @@ class FeedWriter:
             superseded=counts.superseded if counts else 0,
             rejected=len(kept),
         )
-        return _Stored(answers, (batch_id, day))
+        return _Stored(answers, (batch_id, day), labs)
 
     def _write_results(
-        self, session: Session, texts: list[str], batch_id: int, now: datetime
+        self, session: Session, texts: list[str], batch_id: int, now: datetime, labs: dict[str, int]
     ) -> tuple[WriteCounts, dict[int, list[tuple[str, str, str]]], Callable[[], list[pd.DataFrame]]]:
         """The group's messages (``texts``) read and written as a file import reads and writes them: row by
         row when every record is of the common case and every panel new (``monitor.formats.hl7_quick``,
@@ -358,7 +358,8 @@ class FeedWriter:
 
         Returns what was written (``patient_keys``: every stored patient the messages name), the refusals
         by message number (1 for the first text; 0 for none), each (the rest of its location after the
-        message, as received, why), and the patients named (for teams), made on demand."""
+        message, as received, why), and the patients named (for teams), made on demand. ``labs``: lab ids
+        known, completed with those looked up."""
         options = self.options
         messages = [split_messages(text)[0][0] for text in texts]
         quick = read_quickly(
@@ -369,11 +370,9 @@ class FeedWriter:
             limits=_LIMITS,
         )
         if quick is not None:
-            labs = dict(self._labs)  # adopted once the group has committed (`write`)
             counts = write_new_panels(
                 session, quick.results, quick.patients, batch_id=batch_id, now=now, labs=labs
             )
-            self._labs_seen = labs
             if counts is not None:
                 people = quick.patients
                 return (
@@ -397,16 +396,10 @@ class FeedWriter:
             chunk=len(text),
         )
         piece = read(text, 0)
-        counts = WriteCounts()
-        refused = [piece.rejected]
-        held = BatchResults(batch_id)
-        for normalised in piece.chunks:
-            written = write_generations(
-                session, normalised.results, piece.patients, batch_id=batch_id, now=now, held=held
-            )
-            counts.add(written)
-            refused += [normalised.rejected, written.rejected]
-        write_others(session, piece.others, batch_id=batch_id, now=now)
+        counts, refusals, _ = write_piece(
+            session, piece, batch_id=batch_id, now=now, held=BatchResults(batch_id)
+        )
+        refused = [piece.rejected, *refusals]
         counts.unchanged += piece.left
         naming = list(piece.naming)
         # Every patient the messages name (a message of observations outside the CBC changes a status too).

@@ -316,18 +316,12 @@ def _write_results(
         naming.extend(piece.naming)
         counts.unchanged += piece.left
         refused.append(piece.rejected)
-        for normalised in piece.chunks:
-            written = write_generations(
-                session,
-                normalised.results,
-                piece.patients,
-                batch_id=reading.batch_id,
-                now=reading.now,
-                held=held,
-            )
-            counts.add(written)
-            refused += [normalised.rejected, written.rejected]
-        others += write_others(session, piece.others, batch_id=reading.batch_id, now=reading.now)
+        written, refusals, new_others = write_piece(
+            session, piece, batch_id=reading.batch_id, now=reading.now, held=held
+        )
+        counts.add(written)
+        refused += refusals
+        others += new_others
         pending += piece.pending
         if report is not None:
             report()
@@ -359,6 +353,23 @@ def _write_results(
         assigned=assigned,
         teamless=teamless,
     )
+
+
+def write_piece(
+    session: Session, piece: ReadPiece, *, batch_id: int, now: datetime, held: BatchResults
+) -> tuple[WriteCounts, list[pd.DataFrame], int]:
+    """Write one read piece: its results generation by generation, then its observations outside the CBC.
+    Returns what the results came to, the refusals of normalising and writing them, and how many other
+    observations were new (the live feed writes its groups through this too: ``services.feed``)."""
+    counts = WriteCounts()
+    refused: list[pd.DataFrame] = []
+    for normalised in piece.chunks:
+        written = write_generations(
+            session, normalised.results, piece.patients, batch_id=batch_id, now=now, held=held
+        )
+        counts.add(written)
+        refused += [normalised.rejected, written.rejected]
+    return counts, refused, write_others(session, piece.others, batch_id=batch_id, now=now)
 
 
 def reads_beside(size: int) -> bool:

@@ -112,7 +112,7 @@ def acknowledgement(
     """
     delimiters = header.delimiters if header is not None else _DEFAULT_DELIMITERS
     field, component = delimiters[0], delimiters[1]
-    escape = _escaper(delimiters)
+    escape = _Escape(delimiters)
     msh = [
         "MSH",
         delimiters[1:],
@@ -172,6 +172,9 @@ def _err(
 
 
 class _Escape:
+    """HL7 escape sequences (\\F\\, \\S\\, \\R\\, \\E\\, \\T\\) for the delimiters in a text, the text
+    first made ASCII; line breaks become spaces (a segment ends at one)."""
+
     def __init__(self, delimiters: str) -> None:
         field, component, repetition, escape, subcomponent = (delimiters[n] for n in range(5))
         self.table = str.maketrans(
@@ -188,12 +191,6 @@ class _Escape:
 
     def __call__(self, text: str) -> str:
         return _ascii(text).translate(self.table)
-
-
-def _escaper(delimiters: str) -> _Escape:
-    """HL7 escape sequences (\\F\\, \\S\\, \\R\\, \\E\\, \\T\\) for the delimiters in a text; line breaks
-    become spaces (a segment ends at one)."""
-    return _Escape(delimiters)
 
 
 def _trigger(header: Header | None) -> str:
