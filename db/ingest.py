@@ -534,49 +534,80 @@ def write_new_panels(
     patient_keys, stored = _patients_and_panels(
         session, patients, results, span=(min(times), max(times)), now=now
     )
-    specimens: dict[tuple[Any, ...], datetime | None] = {}
-    for row in results:
-        specimens.setdefault(_specimen(row, patient_keys, labs), row["reported_at"])
+    specimens = panels_of(results, patient_keys, labs)
     if any(found in specimens for found in stored):
         return None
     # Written through the columns' own types (as `bulk_insert` writes them: the same stored values).
     ids = new_ids(session, Panel.__table__, len(specimens)).tolist()
-    panel_ids = dict(zip(specimens, ids, strict=True))
-    session.execute(
-        insert(Panel.__table__),
-        [
-            {
-                "id": panel_ids[key],
-                "patient_id": key[0],
-                "collected_at": key[1],
-                "lab_id": key[2],
-                "accession": key[3],
-                "reported_at": reported,
-                "batch_id": batch_id,
-            }
-            for key, reported in specimens.items()
-        ],
+    panel_rows, result_rows = new_panel_rows(
+        results, specimens, ids, patient_keys, labs, batch_id=batch_id, now=now
     )
-    stored_columns = [c.name for c in Result.__table__.columns if c.name in results[0] and c.name != "id"]
-    session.execute(
-        insert(Result.__table__),
-        [
-            {
-                **{name: row[name] for name in stored_columns},
-                "panel_id": panel_ids[_specimen(row, patient_keys, labs)],
-                "version": 1,
-                "is_current": True,
-                "superseded_at": None,
-                "batch_id": batch_id,
-                "created_at": now,
-            }
-            for row in results
-        ],
-    )
+    session.execute(insert(Panel.__table__), panel_rows)
+    session.execute(insert(Result.__table__), result_rows)
     counts = WriteCounts()
     counts.accepted = len(results)
     counts.patient_keys = sorted({key[0] for key in specimens})
     return counts
+
+
+def panels_of(
+    results: list[dict[str, Any]], patient_keys: dict[tuple[str, str], int], labs: dict[str, int]
+) -> dict[tuple[int, datetime, int, str], datetime | None]:
+    """The panels of ``results`` (``RESULT_COLUMNS`` dicts) by natural key (`PANEL_KEY`), in the order they
+    first appear, each with its report time (its first result's)."""
+    specimens: dict[tuple[int, datetime, int, str], datetime | None] = {}
+    for row in results:
+        specimens.setdefault(_specimen(row, patient_keys, labs), row["reported_at"])
+    return specimens
+
+
+def new_panel_rows(
+    results: list[dict[str, Any]],
+    specimens: dict[tuple[int, datetime, int, str], datetime | None],
+    ids: list[int],
+    patient_keys: dict[tuple[str, str], int],
+    labs: dict[str, int],
+    *,
+    batch_id: int,
+    now: datetime,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The rows of new panels (``specimens``, as `panels_of` gives them, numbered ``ids``) and of their
+    ``results``, each the first version of its result."""
+    panel_ids = dict(zip(specimens, ids, strict=True))
+    panels = [
+        {
+            "id": panel_ids[key],
+            "patient_id": key[0],
+            "collected_at": key[1],
+            "lab_id": key[2],
+            "accession": key[3],
+            "reported_at": reported,
+            "batch_id": batch_id,
+        }
+        for key, reported in specimens.items()
+    ]
+    stored_columns = [name for name in _RESULT_STORED if name in results[0]]
+    rows = [
+        {
+            **{name: row[name] for name in stored_columns},
+            "panel_id": panel_ids[_specimen(row, patient_keys, labs)],
+            "version": 1,
+            "is_current": True,
+            "superseded_at": None,
+            "batch_id": batch_id,
+            "created_at": now,
+        }
+        for row in results
+    ]
+    return panels, rows
+
+
+# A result's columns that a canonical record carries (its panel, version and batch are the writer's).
+_RESULT_STORED = [
+    c.name
+    for c in Result.__table__.columns
+    if c.name not in ("id", "panel_id", "version", "is_current", "superseded_at", "batch_id", "created_at")
+]
 
 
 def _specimen(
@@ -657,13 +688,7 @@ def _patients_and_panels(
         }
         return keys, panels
     table = Patient.__table__
-    for column, given in (
-        (
-            "birth_date",
-            {pair: date.fromisoformat(p["birth_date"]) for pair, p in described.items() if p["birth_date"]},
-        ),
-        ("sex", {pair: p["sex"] for pair, p in described.items() if p["sex"] in ("F", "M", "O", "U")}),
-    ):
+    for column, given in demographics(patients).items():
         if given:
             session.execute(
                 update(table)
@@ -672,3 +697,15 @@ def _patients_and_panels(
                 [{"key": found[pair], "value": value} for pair, value in given.items()],
             )
     return {pair: found[pair] for pair in wanted}, panels
+
+
+def demographics(patients: list[dict[str, str]]) -> dict[str, dict[tuple[str, str], Any]]:
+    """What ``patients`` (``PATIENT_COLUMNS`` dicts) tell of each one's birth date and sex, by column and
+    (assigning authority, identifier): what completes a stored patient who has none."""
+    described = {(p["assigning_authority"].strip(), p["patient_id"].strip()): p for p in patients}
+    return {
+        "birth_date": {
+            pair: date.fromisoformat(p["birth_date"]) for pair, p in described.items() if p["birth_date"]
+        },
+        "sex": {pair: p["sex"] for pair, p in described.items() if p["sex"] in ("F", "M", "O", "U")},
+    }

@@ -52,12 +52,16 @@ from db.feed import (
     record_messages,
     waiting,
 )
+from db.feed_pipeline import look, write
 from db.imports import add_to_teams, is_contention, patients_named, unknown_teams
 from db.ingest import (
     WriteCounts,
+    demographics,
     field_limits,
     keep_rejected,
     new_batch,
+    new_panel_rows,
+    panels_of,
     write_new_panels,
 )
 from db.status import BatchResults, refresh_patient_status
@@ -201,6 +205,8 @@ class FeedWriter:
     _batch: tuple[int, date] | None = None
     # Lab ids by code, of labs committed (labs are removed only with the demo cohort: forgotten on an error).
     _labs: dict[str, int] = field(default_factory=dict)
+    # PostgreSQL: the driver's connection the common groups are written on (`_in_two_round_trips`).
+    _raw: Any = None
 
     def check_teams(self) -> None:
         """Raise `TeamNotFound` for a team of the options the store does not have."""
@@ -224,6 +230,10 @@ class FeedWriter:
         except Exception as error:  # noqa: BLE001 - a bug in reading: answered, never left unanswered
             _log.error("message not read: %s", type(error).__name__)
             return [unanswerable(now) for _ in group]
+        if self._pipelined:
+            answers = self._in_two_round_trips(messages, now)
+            if answers is not None:
+                return answers
         try:
             stored = self._stored(messages, now)
         except Exception as error:  # noqa: BLE001 - a message must never take the listener down
@@ -232,6 +242,111 @@ class FeedWriter:
         self._batch = stored.batch
         self._labs.update(stored.labs)
         return stored.answers
+
+    def close(self) -> None:
+        """Give back the connection the writer holds (PostgreSQL)."""
+        self._drop_driver()
+
+    @property
+    def _pipelined(self) -> bool:
+        return bool(self.store.kw["bind"].dialect.name == "postgresql")
+
+    def _in_two_round_trips(self, messages: list[_Message], now: datetime) -> list[Answer] | None:
+        """PostgreSQL: a group of the common case (every message new, read by the row reading, its panels
+        new, its patients and labs known and nothing of them to complete, no team to add them to) written
+        in two round trips (``db.feed_pipeline``), and its answers. None, having stored nothing, for any
+        other group, or when the store fails: `_stored` then writes it, or answers why not."""
+        options = self.options
+        day = now.astimezone(ZoneInfo(options.site_timezone)).date()
+        keys = [message.key for message in messages]
+        if self._batch is None or self._batch[1] != day or options.teams or not all(keys):
+            return None
+        if len(set(keys)) != len(keys):  # the same message twice in the group
+            return None
+        try:
+            quick = read_quickly(
+                [message.lines for message in messages],
+                zone=options.zone,
+                imported_at=now,
+                future_tolerance=options.future_tolerance,
+                limits=_LIMITS,
+            )
+            if quick is None or any(row["lab"] not in self._labs for row in quick.results):
+                return None
+            results, batch_id = quick.results, self._batch[0]
+            named = {(row["assigning_authority"], row["patient_id"]) for row in results}
+            panels = {
+                (
+                    row["assigning_authority"],
+                    row["patient_id"],
+                    row["collected_at"],
+                    row["lab"],
+                    row["accession"],
+                )
+                for row in results
+            }
+            times = [row["collected_at"] for row in results]
+            connection = self._driver()
+            known = look(
+                connection,
+                keys=keys,
+                mrns=[mrn for _, mrn in named],
+                span=(min(times), max(times)),
+                panels=len(panels),
+            )
+            patient_keys = {pair: known.patients[pair][0] for pair in named if pair in known.patients}
+            specimens = (
+                panels_of(results, patient_keys, self._labs) if len(patient_keys) == len(named) else {}
+            )
+            if (
+                known.answered
+                or not specimens
+                or any(specimen in known.panels for specimen in specimens)
+                or _completes(demographics(quick.patients), known.patients)
+            ):
+                connection.rollback()
+                return None
+            panel_rows, result_rows = new_panel_rows(
+                results, specimens, known.panel_ids, patient_keys, self._labs, batch_id=batch_id, now=now
+            )
+            answers = [
+                _answer(message, ACCEPTED, _stored_words(message), [], now, self._control_id(now))
+                for message in messages
+            ]
+            write(
+                connection,
+                panels=panel_rows,
+                results=result_rows,
+                pending=[key[0] for key in specimens],
+                messages=[
+                    _row(message, answer, batch_id, now, key=message.key)
+                    for message, answer in zip(messages, answers, strict=True)
+                ],
+                batch_id=batch_id,
+                now=now,
+            )
+        except Exception as error:  # noqa: BLE001 - the common way writes the group, or answers why not
+            _log.warning(
+                "group not written in two round trips (%s): written the common way", type(error).__name__
+            )
+            self._drop_driver()
+            return None
+        return answers
+
+    def _driver(self) -> Any:
+        """The psycopg connection this writer holds (one of the store's pool, kept between groups)."""
+        if self._raw is None:
+            self._raw = self.store.kw["bind"].raw_connection()
+        return self._raw.driver_connection
+
+    def _drop_driver(self) -> None:
+        """Forget the held connection (closed: the next group takes a fresh one)."""
+        raw, self._raw = self._raw, None
+        if raw is not None:
+            try:
+                raw.invalidate()
+            except Exception as error:  # noqa: BLE001 - a connection already gone
+                _log.debug("connection not closed: %s", type(error).__name__)
 
     def _taken(self, message: _Message) -> _Message:
         """``message``, refused when its processing ID is not one taken."""
@@ -610,6 +725,18 @@ def _row(
         "results": message.results,
         "refused": answer.refused,
     }
+
+
+def _completes(
+    given: dict[str, dict[tuple[str, str], Any]], stored: dict[tuple[str, str], tuple[int, Any, Any]]
+) -> bool:
+    """Whether the birth dates and sexes ``given`` (`db.ingest.demographics`) name a patient not ``stored``
+    or complete one stored without them."""
+    for index, column in ((1, "birth_date"), (2, "sex")):
+        for pair in given[column]:
+            if pair not in stored or stored[pair][index] is None:
+                return True
+    return False
 
 
 def _kept_whole(message: _Message) -> dict[str, str]:

@@ -155,6 +155,7 @@ class Listener:
                 connection.close()
             await server.wait_closed()
             self._writing.shutdown(wait=True)
+            self.writer.close()
             await loop_of_this.run_in_executor(None, self._statuses.stop)
             self._stopped()
             _log.info("stopped")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import hl7
 from hl7.mllp import open_hl7_connection
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.orm import sessionmaker
 
 from db.models import (
@@ -32,6 +32,7 @@ from db.models import (
     PatientTeam,
     RejectedRecord,
     Result,
+    StatusPending,
     Team,
 )
 from db.store import open_store
@@ -600,3 +601,78 @@ def test_new_panels_of_known_patients_and_labs_are_stored_as_a_file_import_store
 
     assert people(stores[0]) == people(stores[1])
     assert ("L00001", "Listener, Pat1", date(1970, 1, 1), "F") in people(stores[0])
+
+
+def test_common_groups_go_in_two_round_trips_on_postgresql_and_every_other_the_common_way(
+    store, tmp_path: Path, monkeypatch, caplog
+) -> None:
+    import services.feed
+
+    caplog.set_level(logging.WARNING, logger="monitor.listener")
+
+    pipelined: list[list[str]] = []  # the control IDs of each group written in two round trips
+    writing = services.feed.write
+
+    def counted(connection, **rows):
+        pipelined.append([row["control_id"] for row in rows["messages"]])
+        return writing(connection, **rows)
+
+    monkeypatch.setattr(services.feed, "write", counted)
+    bare = cbc(11, patient=5).replace("||19700101|F", "||")  # a patient known without birth date and sex
+    correction = cbc(6, patient=3, wbc="2.2").replace("|C000006|", "|C000106|").replace("|L|||F", "|L|||C", 1)
+    groups = [
+        [cbc(1, patient=1), cbc(2, patient=2), bare],  # the first group: the day's batch is new
+        [cbc(3, patient=1), cbc(4, patient=2)],  # known patients and lab, new panels
+        [cbc(5, patient=3)],  # a new patient
+        [cbc(3, patient=1), cbc(6, patient=3)],  # one of them sent again
+        [correction],
+        [cbc(12, patient=5)],  # completes the patient's birth date and sex
+        [cbc(7, patient=1), cbc(8, patient=2), cbc(9, patient=3)],
+        [cbc(10, patient=4, wbc="abc")],  # a refused record
+    ]
+    writer = FeedWriter(store, FeedOptions(address="test", site_timezone="UTC"), started_at=NOW)
+    codes = [[a.code for a in writer.write([Received(t.encode()) for t in group])] for group in groups]
+    writer.close()
+    assert codes == [["AA"] * 3, ["AA"] * 2, ["AA"], ["AA"] * 2, ["AA"], ["AA"], ["AA"] * 3, ["AE"]]
+    postgresql = store.kw["bind"].dialect.name == "postgresql"
+    assert pipelined == ([["C000003", "C000004"], ["C000007", "C000008", "C000009"]] if postgresql else [])
+    assert not caplog.records, "no group failed on its way"
+
+    # The same messages, once each, in a file imported by the file importer into another store.
+    sent = list(dict.fromkeys(text for group in groups for text in group))
+    file = tmp_path / "same.hl7"
+    file.write_text("\r\n".join(sent) + "\r\n", encoding="utf-8")
+    imported = open_store(f"sqlite:///{tmp_path / 'imported.db'}", timezone="UTC")
+    import_path(imported, file, options=ImportOptions(imported_by="test", site_timezone="UTC"))
+    assert _stored_results(store) == _stored_results(imported)
+
+    with store() as session:
+        people = sorted(map(tuple, session.execute(select(Patient.mrn, Patient.birth_date, Patient.sex))))
+    assert people == [(f"L{n:05d}", date(1970, 1, 1), "F") for n in range(1, 6)], "the bare one completed"
+    assert _count(store, StatusPending) == 5, "every patient a group touched waits for its status"
+    with store() as session:
+        batch = session.scalars(select(ImportBatch)).one()
+        messages = session.scalar(select(func.count()).select_from(FeedMessage))
+    # Eleven CBCs whole, one corrected count (a new version of one result), four of the refused one's.
+    assert (batch.accepted, batch.superseded, batch.rejected, messages) == (11 * 5 + 4, 1, 1, 13)
+
+
+def test_a_connection_lost_between_groups_costs_no_message(store, caplog) -> None:
+    caplog.set_level(logging.WARNING, logger="monitor.listener")
+    writer = FeedWriter(store, FeedOptions(address="test", site_timezone="UTC"), started_at=NOW)
+    assert [a.code for a in writer.write([Received(cbc(1).encode())])] == ["AA"]
+    assert [a.code for a in writer.write([Received(cbc(2).encode())])] == ["AA"]
+    pid = 0
+    if writer._raw is not None:  # PostgreSQL: the connection the writer holds is ended by the server
+        with store.begin() as session:
+            pid = writer._raw.driver_connection.info.backend_pid
+            session.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    answers = writer.write([Received(cbc(3).encode()), Received(cbc(4).encode())])
+    assert [(a.code, a.again) for a in answers] == [("AA", False), ("AA", False)]
+    assert [a.code for a in writer.write([Received(cbc(5).encode())])] == ["AA"]
+    writer.close()
+    assert _count(store, Result) == 5 * 5
+    assert _count(store, FeedMessage) == 5
+    lost = [r.getMessage() for r in caplog.records if "two round trips" in r.getMessage()]
+    words = "group not written in two round trips (OperationalError): written the common way"
+    assert lost == ([words] if pid else [])
