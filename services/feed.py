@@ -285,15 +285,17 @@ class FeedWriter:
                 )
                 for row in results
             }
-            times = [row["collected_at"] for row in results]
             connection = self._driver()
             known = look(
                 connection,
                 keys=keys,
-                mrns=[mrn for _, mrn in named],
-                span=(min(times), max(times)),
+                patients=named,
+                times=[row["collected_at"] for row in results],
                 panels=len(panels),
             )
+            if known is None:  # none of its patients is stored
+                connection.rollback()
+                return None
             patient_keys = {pair: known.patients[pair][0] for pair in named if pair in known.patients}
             specimens = (
                 panels_of(results, patient_keys, self._labs) if len(patient_keys) == len(named) else {}
