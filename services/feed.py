@@ -710,7 +710,9 @@ def shown_control_id(control_id: str) -> str:
 
 
 def _stored_words(message: _Message) -> str:
-    return f"stored: {message.results} observation{'s' if message.results != 1 else ''}"
+    """MSA-3 of an AA: the message stored and how many OBX it held (not all of them need be results: an
+    observation still pending, without a value, is not stored until it has one)."""
+    return f"message stored ({message.results} OBX)"
 
 
 def _row(

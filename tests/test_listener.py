@@ -187,6 +187,7 @@ def test_acknowledgements_on_both_stores(store) -> None:
         ("AR", ""),
         ("AA", "C000001"),
     ]
+    assert msa(acks[0])[2] == msa(acks[3])[2] == "message stored (5 OBX)"
     assert "ORU^R01" in msa(acks[1])[2]
     assert str(acks[1].segment("MSH")[9]) == "ACK^A01^ACK", "the ACK carries the message's trigger event"
     # The ACK's MSH sends the message's applications and facilities back, swapped.
