@@ -13,7 +13,7 @@ from datetime import date, datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import String, bindparam, insert, inspect, select, tuple_, update
+from sqlalchemy import String, bindparam, insert, inspect, select, update
 from sqlalchemy.orm import Session
 
 from db.audit import record
@@ -665,7 +665,7 @@ def _patients_and_panels(
             & (Panel.collected_at >= span[0])
             & (Panel.collected_at <= span[1]),
         )
-        .where(tuple_(Patient.assigning_authority, Patient.mrn).in_(wanted))
+        .where(Patient.mrn.in_(sorted({mrn for _, mrn in wanted})))
     )
     for authority, mrn, key, collected_at, lab_id, accession in session.execute(statement):
         found[(str(authority), str(mrn))] = int(key)
