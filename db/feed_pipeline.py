@@ -143,7 +143,7 @@ class Known:
     answered: set[str]  # message keys answered before
     # (assigning authority, identifier) -> (patient key, birth date, sex)
     patients: dict[tuple[str, str], tuple[int, date | None, str | None]]
-    panels: set[tuple[int, datetime, int, str]]  # natural keys of their panels collected in the span
+    panels: set[tuple[int, datetime, int, str]]  # natural keys of their panels collected at those times
     panel_ids: list[int]  # ids drawn for the new panels
 
 
@@ -201,7 +201,8 @@ def write(
     }
     given = {name: rows for name, rows in tables.items() if rows}
     parameters: dict[str, Any] = {
-        f"{name}_rows": json.dumps(rows, default=_json_value, allow_nan=False) for name, rows in given.items()
+        f"{name}_rows": json.dumps(rows, default=_json_value, allow_nan=False, ensure_ascii=False)
+        for name, rows in given.items()
     }
     parameters.update(batch_id=batch_id, accepted=len(results))
     statement = _write_sql(tuple((name, tuple(rows[0])) for name, rows in given.items()))

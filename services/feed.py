@@ -249,7 +249,8 @@ class FeedWriter:
 
     @property
     def _pipelined(self) -> bool:
-        return bool(self.store.kw["bind"].dialect.name == "postgresql")
+        dialect = self.store.kw["bind"].dialect
+        return bool(dialect.name == "postgresql" and dialect.driver == "psycopg")
 
     def _in_two_round_trips(self, messages: list[_Message], now: datetime) -> list[Answer] | None:
         """PostgreSQL: a group of the common case (every message new, read by the row reading, its panels
