@@ -212,7 +212,10 @@ class Listener:
                 if len(answers) != len(group):  # the writer failed (never meant to): refuse the group
                     answers = [unanswerable(datetime.now(UTC)) for _ in group]
                 self._answer(group, answers, (time.perf_counter() - started) * 1000)
-            if any(answer.code != "AR" and not answer.again for answer in answers):
+            # A message answered "again" may have been stored by this very group (its first way failed
+            # after the commit went out): the statuses are woken for it too (a pass with none waiting is
+            # one query).
+            if any(answer.code != "AR" for answer in answers):
                 self._statuses.wake()
 
     def _answer(
