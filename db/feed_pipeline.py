@@ -42,7 +42,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.sql import ClauseElement
 
-from db.models import Base, FeedMessage, ImportBatch, Panel, Patient, Result, StatusPending
+from db.models import Base, FeedMessage, ImportBatch, Panel, Patient, PatientTeam, Result, StatusPending, Team
 from db.types import UTCDateTime
 
 _DIALECT = postgresql.psycopg.dialect()  # type: ignore[attr-defined]
@@ -75,6 +75,14 @@ _LOOK = (
             )
         )
         .select_from(func.generate_series(literal_column("1"), bindparam("count", type_=Integer)))
+        .scalar_subquery(),
+        # The patient's memberships of the teams asked for.
+        select(func.count())
+        .select_from(PatientTeam)
+        .join(Team, Team.id == PatientTeam.team_id)
+        .where(
+            PatientTeam.patient_id == Patient.id, Team.code == any_(bindparam("teams", type_=ARRAY(String)))
+        )
         .scalar_subquery(),
     )
     .select_from(_WANTED)
@@ -145,6 +153,7 @@ class Known:
     patients: dict[tuple[str, str], tuple[int, date | None, str | None]]
     panels: set[tuple[int, datetime, int, str]]  # natural keys of their panels collected at those times
     panel_ids: list[int]  # ids drawn for the new panels
+    outside_teams: bool  # some patient not yet in every team asked for
 
 
 def look(
@@ -154,29 +163,35 @@ def look(
     patients: Collection[tuple[str, str]],
     times: Collection[datetime],
     panels: int,
+    teams: Sequence[str] = (),
 ) -> Known | None:
     """One statement: the messages of ``keys`` answered before, the ``patients`` ((assigning authority,
-    identifier) pairs) stored, with their panels collected at any of ``times``, and ``panels`` new panel
-    ids (on a psycopg connection, in its transaction). None when no patient of them is stored."""
+    identifier) pairs) stored, with their panels collected at any of ``times``, ``panels`` new panel ids,
+    and whether each patient is in every one of ``teams`` (on a psycopg connection, in its transaction).
+    None when no patient of them is stored."""
     pairs = sorted(set(patients))
-    parameters = {
+    wanted_teams = sorted(set(teams))
+    parameters: dict[str, Any] = {
         "authorities": [authority for authority, _ in pairs],
         "mrns": [mrn for _, mrn in pairs],
         "times": sorted(set(times)),
         "keys": list(keys),
         "count": panels,
+        "teams": wanted_teams,
     }
     rows = connection.execute(_sql(_LOOK), parameters).fetchall()
     if not rows:
         return None
     stored_patients: dict[tuple[str, str], tuple[int, date | None, str | None]] = {}
     stored: set[tuple[int, datetime, int, str]] = set()
-    for authority, mrn, key, birth, sex, collected_at, lab_id, accession, _, _ in rows:
+    outside = False
+    for authority, mrn, key, birth, sex, collected_at, lab_id, accession, _, _, members in rows:
         stored_patients[(str(authority), str(mrn))] = (int(key), birth, sex)
         if collected_at is not None:
             stored.add((int(key), collected_at, int(lab_id), str(accession)))
-    answered, ids = rows[0][-2], rows[0][-1]
-    return Known(set(answered or ()), stored_patients, stored, [int(key) for key in ids])
+        outside = outside or members < len(wanted_teams)
+    answered, ids = rows[0][8], rows[0][9]
+    return Known(set(answered or ()), stored_patients, stored, [int(key) for key in ids], outside)
 
 
 def write(

@@ -254,13 +254,14 @@ class FeedWriter:
 
     def _in_two_round_trips(self, messages: list[_Message], now: datetime) -> list[Answer] | None:
         """PostgreSQL: a group of the common case (every message new, read by the row reading, its panels
-        new, its patients and labs known and nothing of them to complete, no team to add them to) written
+        new, its patients and labs known and nothing of them to complete, each already in the listener's
+        teams) written
         in two round trips (``db.feed_pipeline``), and its answers. None, having stored nothing, for any
         other group, or when the store fails: `_stored` then writes it, or answers why not."""
         options = self.options
         day = now.astimezone(ZoneInfo(options.site_timezone)).date()
         keys = [message.key for message in messages]
-        if self._batch is None or self._batch[1] != day or options.teams or not all(keys):
+        if self._batch is None or self._batch[1] != day or not all(keys):
             return None
         if len(set(keys)) != len(keys):  # the same message twice in the group
             return None
@@ -293,6 +294,7 @@ class FeedWriter:
                 patients=named,
                 times=[row["collected_at"] for row in results],
                 panels=len(panels),
+                teams=options.teams,
             )
             if known is None:  # none of its patients is stored
                 connection.rollback()
@@ -303,6 +305,7 @@ class FeedWriter:
             )
             if (
                 known.answered
+                or known.outside_teams  # its membership is added and audited the common way
                 or not specimens
                 or any(specimen in known.panels for specimen in specimens)
                 or _completes(demographics(quick.patients), known.patients)

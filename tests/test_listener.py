@@ -714,6 +714,7 @@ def test_on_postgresql_the_two_statement_way_stores_what_the_common_way_stores(
         [kolkata, pacific],
         [bare_unit, cbc(6, patient=1).replace("|||F", "|||C", 1)],
         [cbc(7, patient=2).replace("|||F", "|||P")],
+        [cbc(31, patient=4)],  # a patient stored by a listener without the team: added to it, and audited
     ]
 
     def stored(fast: bool) -> tuple[list, dict[str, list]]:
@@ -727,9 +728,15 @@ def test_on_postgresql_the_two_statement_way_stores_what_the_common_way_stores(
             writing = services.feed.write
             patch.setattr(services.feed, "write", lambda *a, **k: (ways.append(fast), writing(*a, **k))[1])
             random.seed(22)
-            writer = FeedWriter(
-                store, FeedOptions(address="test", site_timezone="UTC"), started_at=NOW, clock=lambda: NOW
+            with store.begin() as session:
+                session.add_all([Team(code="ONC", name="Oncology"), Team(code="HAEM", name="Haematology")])
+            other = FeedWriter(
+                store, FeedOptions(address="other", site_timezone="UTC"), started_at=NOW, clock=lambda: NOW
             )
+            other.write([Received(cbc(30, patient=4).encode())])
+            other.close()
+            options = FeedOptions(address="test", site_timezone="UTC", teams=("ONC", "HAEM"))
+            writer = FeedWriter(store, options, started_at=NOW, clock=lambda: NOW)
             acks = [[a.ack for a in writer.write([Received(t.encode()) for t in group])] for group in groups]
             writer.close()
         tables = {
@@ -749,6 +756,14 @@ def test_on_postgresql_the_two_statement_way_stores_what_the_common_way_stores(
             "pending": "SELECT p.mrn, s.since FROM status_pending s JOIN patient p ON p.id = s.patient_id",
             "batches": "SELECT id, file_name, accepted, unchanged, superseded, rejected FROM import_batch",
             "refused": "SELECT batch_id, location, reason FROM rejected_record",
+            "members": (
+                "SELECT p.mrn, t.code FROM patient_team m JOIN patient p ON p.id = m.patient_id "
+                "JOIN team t ON t.id = m.team_id"
+            ),
+            "audit": (
+                "SELECT a.username, a.action, p.mrn, a.details FROM audit_log a "
+                "LEFT JOIN patient p ON p.id = a.patient_id"
+            ),
         }
         with store() as session:
             rows = {
@@ -761,6 +776,7 @@ def test_on_postgresql_the_two_statement_way_stores_what_the_common_way_stores(
     ways: list[bool] = []
     fast, common = stored(True), stored(False)
     assert ways == [True, True], "two of the groups went in two statements, none without being let"
+    assert ("L00004", "HAEM") in fast[1]["members"] and len(fast[1]["members"]) == 8
     assert fast[0] == common[0], "the same acknowledgements, word for word"
     for name in fast[1]:
         assert fast[1][name] == common[1][name], name
