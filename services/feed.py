@@ -254,10 +254,10 @@ class FeedWriter:
 
     def _in_two_round_trips(self, messages: list[_Message], now: datetime) -> list[Answer] | None:
         """PostgreSQL: a group of the common case (every message new, read by the row reading, its panels
-        new, its patients and labs known and nothing of them to complete, each already in the listener's
-        teams) written
-        in two round trips (``db.feed_pipeline``), and its answers. None, having stored nothing, for any
-        other group, or when the store fails: `_stored` then writes it, or answers why not."""
+        new, its patients and labs known, nothing of them to complete, each already in the listener's
+        teams) written in two round trips (``db.feed_pipeline``), and its answers. None, having stored
+        nothing, for any other group, or when the store fails: `_stored` then writes it, or answers why
+        not."""
         options = self.options
         day = now.astimezone(ZoneInfo(options.site_timezone)).date()
         keys = [message.key for message in messages]
