@@ -132,7 +132,13 @@ def messages(draw: st.DrawFn, number: int, edges: bool = True) -> str:
             f"OBX|{k + 1}|{kind}|{code}^{text}^{system}||{value}|{unit}|{limits}|{flag}"
             f"|||{status}|||{observed}"
         )
-    return "\r".join(segments)
+    text = "\r".join(segments)
+    if draw(st.sampled_from([False, False, False, True])):
+        # A sender's own delimiters instead of ^~\& (none of them in any drawn value, escapes included):
+        # both readings take them from MSH-2.
+        text = text.replace("^~\\&", "}]!{", 1)
+        text = text[:9] + text[9:].translate(str.maketrans({"^": "}", "~": "]", "\\": "!", "&": "{"}))
+    return text
 
 
 def _comparable(value: object) -> object:
