@@ -276,24 +276,16 @@ class FeedWriter:
             if quick is None or any(row["lab"] not in self._labs for row in quick.results):
                 return None
             results, batch_id = quick.results, self._batch[0]
-            named = {(row["assigning_authority"], row["patient_id"]) for row in results}
-            panels = {
-                (
-                    row["assigning_authority"],
-                    row["patient_id"],
-                    row["collected_at"],
-                    row["lab"],
-                    row["accession"],
-                )
-                for row in results
-            }
+            named = {_panel_of(row)[0] for row in results}
+            # As many panels as distinct (patient, collection time, lab, accession): ids drawn for each.
+            panel_count = len({_panel_of(row) for row in results})
             connection = self._driver()
             known = look(
                 connection,
                 keys=keys,
                 patients=named,
                 times=[row["collected_at"] for row in results],
-                panels=len(panels),
+                panels=panel_count,
                 teams=options.teams,
             )
             if known is None:  # none of its patients is stored
@@ -733,6 +725,15 @@ def _row(
         "results": message.results,
         "refused": answer.refused,
     }
+
+
+def _panel_of(row: dict[str, Any]) -> tuple[tuple[str, str], tuple[Any, str, str]]:
+    """A result row's patient (assigning authority, identifier) and panel (collected at, lab, accession)."""
+    return (row["assigning_authority"], row["patient_id"]), (
+        row["collected_at"],
+        row["lab"],
+        row["accession"],
+    )
 
 
 def _completes(
