@@ -7,10 +7,10 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
-from sqlalchemy import delete, func, select, tuple_, update
+from sqlalchemy import case, delete, func, null, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -63,31 +63,72 @@ def add_to_batch(
     )
 
 
-def mark_pending(session: Session, patient_keys: Sequence[int], *, now: datetime) -> None:
-    """Patients whose status is to be recomputed (again, when already waiting: ``since`` moves on)."""
+def mark_pending(
+    session: Session, patient_keys: Sequence[int], *, now: datetime, first_panel: int | None = None
+) -> None:
+    """Patients whose status is to be recomputed (again, when already waiting: ``since`` moves on).
+
+    ``first_panel``: the lowest id of the panels just written for them, when adding new panels is all
+    that was done to their results (null for anything else). A patient already waiting keeps the lowest
+    of the two, or null when either is (`pending_first_panel`).
+    """
     if not patient_keys:
         return
     table = StatusPending.__table__
     insert = sqlite_insert if session.get_bind().dialect.name == "sqlite" else postgresql_insert
-    statement = insert(table).on_conflict_do_update(index_elements=[table.c.patient_id], set_={"since": now})
-    session.execute(statement, [{"patient_id": int(key), "since": now} for key in sorted(set(patient_keys))])
-
-
-def pending(session: Session, *, limit: int) -> list[tuple[int, datetime]]:
-    """Up to ``limit`` patients waiting for their status, longest waiting first, and when each was marked."""
-    rows = session.execute(
-        select(StatusPending.patient_id, StatusPending.since).order_by(StatusPending.since).limit(limit)
+    statement = insert(table)
+    statement = statement.on_conflict_do_update(
+        index_elements=[table.c.patient_id],
+        set_={"since": now, "first_panel": pending_first_panel(statement.excluded.first_panel)},
     )
-    return [(int(key), since) for key, since in rows]
+    session.execute(
+        statement,
+        [
+            {"patient_id": int(key), "since": now, "first_panel": first_panel}
+            for key in sorted(set(patient_keys))
+        ],
+    )
 
 
-def done(session: Session, taken: Sequence[tuple[int, datetime]]) -> None:
+def pending_first_panel(given: Any) -> Any:
+    """The ``first_panel`` of a patient marked again: null when the waiting mark or the new one (``given``)
+    is, else the lower."""
+    waiting_first = StatusPending.__table__.c.first_panel
+    return case(
+        (or_(waiting_first.is_(None), given.is_(None)), null()),
+        (given < waiting_first, given),
+        else_=waiting_first,
+    )
+
+
+class Waiting(NamedTuple):
+    """A patient waiting for their status: since when (the mark's time, which `done` checks) and the lowest
+    id of the panels added since (None: recompute from the whole history)."""
+
+    patient_key: int
+    since: datetime
+    first_panel: int | None
+
+
+def pending(session: Session, *, limit: int) -> list[Waiting]:
+    """Up to ``limit`` patients waiting for their status, longest waiting first."""
+    rows = session.execute(
+        select(StatusPending.patient_id, StatusPending.since, StatusPending.first_panel)
+        .order_by(StatusPending.since)
+        .limit(limit)
+    )
+    return [Waiting(int(key), since, None if first is None else int(first)) for key, since, first in rows]
+
+
+def done(session: Session, taken: Sequence[Waiting]) -> None:
     """Patients whose status was recomputed from what the store held when they were taken: a patient marked
     again since (``since`` moved) stays, for the next pass."""
     if taken:
         session.execute(
             delete(StatusPending).where(
-                tuple_(StatusPending.patient_id, StatusPending.since).in_(list(taken))
+                tuple_(StatusPending.patient_id, StatusPending.since).in_(
+                    [(mark.patient_key, mark.since) for mark in taken]
+                )
             )
         )
 

@@ -42,6 +42,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.sql import ClauseElement
 
+from db.feed import pending_first_panel
 from db.models import Base, FeedMessage, ImportBatch, Panel, Patient, PatientTeam, Result, StatusPending, Team
 from db.types import UTCDateTime
 
@@ -125,7 +126,11 @@ def _insert(table_name: str, columns: tuple[str, ...]) -> Any:
         return insert(model).from_select(list(columns), rows)
     statement = postgresql_insert(model).from_select(list(columns), rows)
     return statement.on_conflict_do_update(
-        index_elements=["patient_id"], set_={"since": statement.excluded.since}
+        index_elements=["patient_id"],
+        set_={
+            "since": statement.excluded.since,
+            "first_panel": pending_first_panel(statement.excluded.first_panel),
+        },
     )
 
 
@@ -212,7 +217,10 @@ def write(
         "panel": panels,
         "result": results,
         "feed_message": messages,
-        "status_pending": [{"patient_id": key, "since": now} for key in sorted(set(pending))],
+        "status_pending": [
+            {"patient_id": key, "since": now, "first_panel": min(row["id"] for row in panels)}
+            for key in sorted(set(pending))
+        ],
     }
     given = {name: rows for name, rows in tables.items() if rows}
     parameters: dict[str, Any] = {

@@ -54,9 +54,13 @@ class WriteCounts:
     superseded: int = 0
     rejected: pd.DataFrame = field(default_factory=lambda: _NO_REFUSALS)
     patient_keys: list[int] = field(default_factory=list)
+    # The lowest id of the panels written when all that was written is new panels (`write_new_panels`):
+    # nothing else of these patients' results changed. None after any other write.
+    first_panel: int | None = None
 
     def add(self, other: WriteCounts) -> None:
         """Fold another write's counts into these."""
+        self.first_panel = None  # counts folded together tell nothing of what the writes were
         self.accepted += other.accepted
         self.derived += other.derived
         self.unchanged += other.unchanged
@@ -547,6 +551,7 @@ def write_new_panels(
     counts = WriteCounts()
     counts.accepted = len(results)
     counts.patient_keys = sorted({key[0] for key in specimens})
+    counts.first_panel = min(ids)
     return counts
 
 

@@ -607,3 +607,7 @@ class StatusPending(Base):
 
     patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id"), primary_key=True)
     since: Mapped[datetime] = mapped_column(UTCDateTime)
+    # The lowest id of the panels the feed added since the status was last recomputed, when adding new
+    # panels is all it did to this patient's results; null when it did anything else (a correction, a
+    # repeat): then the status is recomputed from the whole history (db.histories).
+    first_panel: Mapped[int | None] = mapped_column(Integer)

@@ -190,6 +190,20 @@ def store_status(
     bulk_insert(session, PatientStatus.__table__, rows)
 
 
+class Inputs(NamedTuple):
+    """What a status is computed from of each patient's results over all time, read once a pass (or kept
+    between passes and extended: ``db.histories``)."""
+
+    # patient_key, last_collected_at and n_panels: the panels with a usable CBC result.
+    counts: pd.DataFrame
+    # The usable current WBC, ANC and ALC results (``HISTORY_COLUMNS``).
+    history: pd.DataFrame
+    # The usable current temperatures.
+    temperatures: pd.DataFrame
+    # The latest usable haemoglobin and platelet result of each patient.
+    others: pd.DataFrame
+
+
 def computed_status(
     session: Session,
     patient_keys: list[int],
@@ -197,41 +211,13 @@ def computed_status(
     now: datetime,
     timezone: str,
     held: tuple[int, pd.DataFrame] | None = None,
+    inputs: Inputs | None = None,
 ) -> pd.DataFrame:
     """The status rows of ``patient_keys`` as of ``now``, one a patient (``patient_id`` and the analysis'
-    columns), read from the store and written nowhere: `store_status` writes them."""
-    usable = USABLE
-    mine = pd.DataFrame(columns=list(HISTORY_COLUMNS))
-    if held is not None:
-        batch_id, results = held
-        usable = (*USABLE, or_(Panel.batch_id.is_(None), Panel.batch_id != batch_id))
-        mine = results[results["patient_key"].isin(patient_keys).to_numpy()]
-    # The panels with a usable CBC result: each panel found by one probe of its results (EXISTS), not by
-    # joining and counting every result (a quarter of the time on SQLite).
-    has_cbc = (
-        select(Result.id)
-        .where(Result.panel_id == Panel.id, Result.analyte.in_(CBC_ANALYTES), *usable)
-        .exists()
-    )
-    counts = read_frame_in(
-        session,
-        lambda part: (
-            select(
-                Panel.patient_id.label("patient_key"),
-                func.max(Panel.collected_at).label("last_collected_at"),
-                func.count(Panel.id).label("n_panels"),
-            )
-            .where(Panel.patient_id.in_(part), has_cbc)
-            .group_by(Panel.patient_id)
-        ),
-        list(patient_keys),
-    )
-    # One read of the WBC, ANC and ALC history serves the latest values, their grades and the flags.
-    history = _history(session, list(patient_keys), usable)
-    if not mine.empty:
-        counts = _with_held_panels(counts, mine[mine["analyte"].isin(CBC_ANALYTES).to_numpy()])
-        lineages = mine[mine["analyte"].isin(tuple(LINEAGES)).to_numpy()]
-        history = pd.concat([history, lineages.astype(history.dtypes.to_dict())], ignore_index=True)
+    columns), read from the store and written nowhere: `store_status` writes them. ``inputs``: their
+    results as `read_inputs` reads them, when the caller has them already."""
+    inputs = read_inputs(session, patient_keys, held=held) if inputs is None else inputs
+    counts, history, temperatures, others = inputs
     context = patient_context(session, list(patient_keys))
     # The limits that apply to each WBC, ANC and ALC, resolved once for what judges them against limits
     # (the flags, the latest grades, the pattern, the cycle support); ``history`` itself stays as read, for
@@ -241,16 +227,10 @@ def computed_status(
     latest = latest.groupby(["patient_key", "analyte"]).tail(1)
     summary = counts.set_index("patient_key").join(latest_values(latest))
     events = _treatment_events(session, list(patient_keys))
-    temperatures = _temperatures(session, list(patient_keys), usable)
-    if not mine.empty:
-        held_temperatures = mine[mine["analyte"].eq("temp").to_numpy(dtype=bool)]
-        if not held_temperatures.empty:
-            temperatures = pd.concat([temperatures, held_temperatures], ignore_index=True)
     febrile = _febrile_now(history, temperatures, events, context, now, timezone)
     flagged = _with_febrile_flag(_flagged(limited, context, now, timezone, events), febrile)
     summary = summary.join(_graded(limited.loc[latest.index], context)).join(flagged)
     # The latest haemoglobin and platelets, and the lab's critical flags on the latest results.
-    others = _latest_others(session, list(patient_keys), usable, mine)
     summary = summary.join(_others_graded(others, context))
     summary = summary.join(lab_critical(pd.concat([latest, others], ignore_index=True)))
     # A flag whose lineage's latest result is preliminary says so (docs/clinical-basis.md, Preliminary
@@ -290,6 +270,54 @@ def computed_status(
     summary = _with_support(summary, limited, temperatures, events, context, now, timezone)
     summary["n_panels"] = summary["n_panels"].fillna(0).astype("int64")
     return summary.rename_axis("patient_id").reset_index().assign(computed_at=now)
+
+
+def read_inputs(
+    session: Session, patient_keys: list[int], *, held: tuple[int, pd.DataFrame] | None = None
+) -> Inputs:
+    """The `Inputs` of ``patient_keys`` read from the store; ``held``: an import's own results (batch id,
+    rows), taken from memory instead (the reads skip the panels of that batch)."""
+    usable = USABLE
+    mine = pd.DataFrame(columns=list(HISTORY_COLUMNS))
+    if held is not None:
+        batch_id, results = held
+        usable = (*USABLE, or_(Panel.batch_id.is_(None), Panel.batch_id != batch_id))
+        mine = results[results["patient_key"].isin(patient_keys).to_numpy()]
+    counts = read_frame_in(
+        session,
+        lambda part: (
+            select(
+                Panel.patient_id.label("patient_key"),
+                func.max(Panel.collected_at).label("last_collected_at"),
+                func.count(Panel.id).label("n_panels"),
+            )
+            .where(Panel.patient_id.in_(part), has_cbc(usable))
+            .group_by(Panel.patient_id)
+        ),
+        list(patient_keys),
+    )
+    # One read of the WBC, ANC and ALC history serves the latest values, their grades and the flags.
+    history = _history(session, list(patient_keys), usable)
+    temperatures = _temperatures(session, list(patient_keys), usable)
+    if not mine.empty:
+        counts = _with_held_panels(counts, mine[mine["analyte"].isin(CBC_ANALYTES).to_numpy()])
+        lineages = mine[mine["analyte"].isin(tuple(LINEAGES)).to_numpy()]
+        history = pd.concat([history, lineages.astype(history.dtypes.to_dict())], ignore_index=True)
+        held_temperatures = mine[mine["analyte"].eq("temp").to_numpy(dtype=bool)]
+        if not held_temperatures.empty:
+            temperatures = pd.concat([temperatures, held_temperatures], ignore_index=True)
+    others = _latest_others(session, list(patient_keys), usable, mine)
+    return Inputs(counts, history, temperatures, others)
+
+
+def has_cbc(usable: tuple[Any, ...]) -> Any:
+    """A panel has a usable CBC result: each panel found by one probe of its results (EXISTS), not by
+    joining and counting every result (a quarter of the time on SQLite)."""
+    return (
+        select(Result.id)
+        .where(Result.panel_id == Panel.id, Result.analyte.in_(CBC_ANALYTES), *usable)
+        .exists()
+    )
 
 
 def _with_held_panels(counts: pd.DataFrame, held: pd.DataFrame) -> pd.DataFrame:

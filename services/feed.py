@@ -41,6 +41,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlch
 from sqlalchemy.orm import Session
 
 from db.feed import (
+    Waiting,
     add_to_batch,
     answered,
     done,
@@ -53,6 +54,7 @@ from db.feed import (
     waiting,
 )
 from db.feed_pipeline import look, write
+from db.histories import Histories
 from db.imports import add_to_teams, is_contention, patients_named, unknown_teams
 from db.ingest import (
     WriteCounts,
@@ -409,7 +411,7 @@ class FeedWriter:
         labs = dict(self._labs)
         if texts:
             counts, refusals, naming = self._write_results(session, texts, batch_id, now, labs)
-            mark_pending(session, counts.patient_keys, now=now)
+            mark_pending(session, counts.patient_keys, now=now, first_panel=counts.first_panel)
             if options.teams:
                 add_to_teams(session, naming(), options.teams, now=now, by=options.by)
         answers: list[Answer] = []
@@ -568,35 +570,57 @@ class FeedWriter:
 
 
 def catch_up(
-    store: Store, *, timezone: str, now: datetime | None = None, limit: int = PATIENTS_PER_PASS
+    store: Store,
+    *,
+    timezone: str,
+    now: datetime | None = None,
+    limit: int = PATIENTS_PER_PASS,
+    histories: Histories | None = None,
 ) -> int:
     """Recompute the status of up to ``limit`` patients a feed touched (those waiting longest first); return
     how many. A patient marked again while this pass ran stays marked for the next. A patient whose status
     cannot be computed (a fault, not the store) is found by halving the pass, logged by its key alone and
     left as it was, so that it never holds up the others; the store's own errors are raised (tried again
-    on the next pass)."""
+    on the next pass). ``histories``: the patients' histories kept between passes (the status process's),
+    extended with the panels the feed added rather than read whole (``db.histories``)."""
     with store() as session:
         taken = pending(session, limit=limit)
-    return _recompute(store, taken, timezone=timezone, now=now or datetime.now(UTC)) if taken else 0
+    if not taken:
+        return 0
+    return _recompute(store, taken, timezone=timezone, now=now or datetime.now(UTC), histories=histories)
 
 
-def _recompute(store: Store, taken: list[tuple[int, datetime]], *, timezone: str, now: datetime) -> int:
+def _recompute(
+    store: Store, taken: list[Waiting], *, timezone: str, now: datetime, histories: Histories | None
+) -> int:
     try:
         with store.begin() as session:
-            refresh_patient_status(session, [key for key, _ in taken], now=now, timezone=timezone)
+            if histories is None:
+                refresh_patient_status(
+                    session, [mark.patient_key for mark in taken], now=now, timezone=timezone
+                )
+            else:
+                staged = histories.refresh(
+                    session,
+                    [(mark.patient_key, mark.first_panel) for mark in taken],
+                    now=now,
+                    timezone=timezone,
+                )
             done(session, taken)
+        if histories is not None:
+            histories.keep(staged)
         return len(taken)
     except SQLAlchemyError:
         raise
     except Exception as error:  # noqa: BLE001 - one patient's fault must not stop every status
         if len(taken) > 1:
             half = len(taken) // 2
-            return _recompute(store, taken[:half], timezone=timezone, now=now) + _recompute(
-                store, taken[half:], timezone=timezone, now=now
-            )
+            return _recompute(
+                store, taken[:half], timezone=timezone, now=now, histories=histories
+            ) + _recompute(store, taken[half:], timezone=timezone, now=now, histories=histories)
         _log.error(
             "the status of patient key %d could not be recomputed (%s): left as it was",
-            taken[0][0],
+            taken[0].patient_key,
             type(error).__name__,
         )
         with store.begin() as session:

@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from db.histories import Histories
 from services.config import Config
 from services.feed import catch_up
 from services.store import Store, open_store
@@ -48,7 +49,10 @@ def recompute_statuses(
     gone: Callable[[], bool] = lambda: False,
 ) -> None:
     """Passes while woken, one starting at least `PAUSE_SECONDS` after the one before and taking at most
-    `SHARE` of the time, until ``stop`` (then until none is left waiting, without pause) or ``gone``."""
+    `SHARE` of the time, until ``stop`` (then until none is left waiting, without pause) or ``gone``. The
+    patients' histories are kept between passes, each status extended with the panels the feed added
+    (``db.histories``)."""
+    histories = Histories()
     while True:
         woken = wake.wait(timeout=1.0)
         if gone():
@@ -60,7 +64,8 @@ def recompute_statuses(
         while not gone():
             started = time.monotonic()
             try:
-                done = catch_up(store, timezone=timezone)
+                extended, whole = histories.extended, histories.whole
+                done = catch_up(store, timezone=timezone, histories=histories)
             except Exception as error:  # noqa: BLE001 - the store unreachable: tried again on the next pass
                 _log.warning("status pass failed (tried again later): %s", type(error).__name__)
                 if final:
@@ -70,7 +75,14 @@ def recompute_statuses(
             if not done:
                 break
             took = time.monotonic() - started
-            _log.info("status recomputed for %d patients (%.0f ms)", done, took * 1000)
+            _log.info(
+                "status recomputed for %d patients (%.0f ms; %d extended, %d read whole; %d rows kept)",
+                done,
+                took * 1000,
+                histories.extended - extended,
+                histories.whole - whole,
+                histories.rows(),
+            )
             if not final:
                 time.sleep(max(PAUSE_SECONDS, took / SHARE) - took)
         if final:

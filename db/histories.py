@@ -1,0 +1,266 @@
+"""Each patient's result history kept between status recomputes by a long-lived process (the live feed's
+status process, ``services.status_worker``), so that a status is extended with the panels a feed added
+rather than read again from the whole history.
+
+What is kept is what `db.status.read_inputs` reads of all time: the panels with a usable CBC result, the
+WBC, ANC and ALC results, the temperatures and the latest haemoglobin and platelets. The status itself is
+computed from them by the same code as any other (`db.status.computed_status`), so an extended status is
+the status a whole read gives.
+
+A patient's kept history is used only when both hold:
+
+- the mark that makes them wait (``status_pending``) says that adding new panels is all that was done to
+  their results since (``first_panel``, the lowest id of those panels; `db.feed.mark_pending`). A
+  correction, a repeat or anything else of the file importer's way leaves it null;
+- their stored status is the one computed here from what is kept (same ``computed_at``). Every other
+  writer (an import, a patient's page, new rules, a recompute from the command line) recomputes the status
+  of the patients it changes, so a status computed elsewhere means the history may have changed.
+
+Then the panels from ``first_panel`` on are read (for a pass, from the lowest of its patients') and replace
+what was kept of them: a panel whose id is below ``first_panel`` is one the kept history read as it is
+now. Anything else is read whole and kept. A failed pass keeps nothing (`Staged` is kept only after the
+commit). Past ``ROWS_KEPT`` rows, the patients recomputed longest ago are let go (read whole next time).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from db.frames import read_frame_in
+from db.models import Panel, PatientStatus, Result
+from db.status import (
+    USABLE,
+    Inputs,
+    _history,
+    _latest_others,
+    _read_results,
+    _result_rows,
+    _temperatures,
+    computed_status,
+    has_cbc,
+    passes,
+    store_status,
+)
+from monitor.analysis.status import OTHER_LATEST
+
+# Rows kept at most, over all patients and kinds (about 100 bytes a row: 2,000,000 rows about 200 MB). A
+# store of 1,000,000 results keeps about 500,000 (its WBC, ANC, ALC and panels).
+ROWS_KEPT = 2_000_000
+
+
+@dataclasses.dataclass(slots=True)
+class Staged:
+    """What a pass computed, to be kept once its transaction commits (`Histories.keep`)."""
+
+    keys: list[int]
+    kept: dict[str, pd.DataFrame]
+    computed_at: datetime
+    extended: int
+    whole: int
+
+
+@dataclasses.dataclass(slots=True)
+class Histories:
+    """The kept histories, by kind (``panels``: patient_key, panel_id, collected_at; ``history``,
+    ``temperatures``, ``others``: rows as `db.status.read_inputs` reads them), and when each patient's status
+    was computed from them."""
+
+    rows_kept: int = ROWS_KEPT
+    frames: dict[str, pd.DataFrame] = dataclasses.field(default_factory=dict)
+    computed_at: dict[int, pd.Timestamp] = dataclasses.field(default_factory=dict)
+    # Statuses extended and read whole since this process started (for its log and the tests).
+    extended: int = 0
+    whole: int = 0
+
+    def refresh(
+        self,
+        session: Session,
+        waiting: Sequence[tuple[int, int | None]],
+        *,
+        now: datetime,
+        timezone: str,
+    ) -> Staged:
+        """Recompute and store the status of the ``waiting`` patients (each with the ``first_panel`` of its
+        mark), extending the kept histories where they serve; return what to keep after the commit."""
+        keys = [int(key) for key, _ in waiting]
+        firsts = {int(key): first for key, first in waiting}
+        stored = _stored_computed_at(session, keys)
+        extendable = [
+            key
+            for key in keys
+            if firsts[key] is not None
+            and key in self.computed_at
+            and stored.get(key) == self.computed_at[key]
+        ]
+        chosen = set(extendable)
+        whole = [key for key in keys if key not in chosen]
+        kept: list[dict[str, pd.DataFrame]] = []
+        for part in passes(session, whole):
+            inputs, frames = _read_whole(session, part)
+            kept.append(frames)
+            rows = computed_status(session, part, now=now, timezone=timezone, inputs=inputs)
+            store_status(session, part, rows, now=now, timezone=timezone)
+        for part in passes(session, extendable):
+            first = min(int(firsts[key]) for key in part)  # type: ignore[arg-type]
+            inputs, frames = self._extended(session, part, first)
+            kept.append(frames)
+            rows = computed_status(session, part, now=now, timezone=timezone, inputs=inputs)
+            store_status(session, part, rows, now=now, timezone=timezone)
+        merged = {kind: _concat([frames[kind] for frames in kept]) for kind in _KINDS} if kept else {}
+        return Staged(keys, merged, now, extended=len(extendable), whole=len(whole))
+
+    def keep(self, staged: Staged) -> None:
+        """Keep what a committed pass computed (its patients' histories replace what was kept of them)."""
+        if not staged.keys:
+            return
+        for kind in _KINDS:
+            before = self.frames.get(kind)
+            fresh = staged.kept.get(kind)
+            parts = [] if fresh is None else [fresh]
+            if before is not None and not before.empty:
+                parts.insert(0, before[~before["patient_key"].isin(staged.keys).to_numpy()])
+            if parts:
+                self.frames[kind] = _concat(parts)
+        moment = pd.Timestamp(staged.computed_at)
+        for key in staged.keys:
+            self.computed_at.pop(key, None)
+            self.computed_at[key] = moment  # the last computed last (the order patients are let go in)
+        self.extended += staged.extended
+        self.whole += staged.whole
+        self._within_limit()
+
+    def rows(self) -> int:
+        """Rows kept, over all patients and kinds."""
+        return sum(len(frame) for frame in self.frames.values())
+
+    def _extended(
+        self, session: Session, part: list[int], first: int
+    ) -> tuple[Inputs, dict[str, pd.DataFrame]]:
+        """The inputs of ``part``: what is kept of their panels below ``first``, and their panels from
+        ``first`` on read from the store."""
+        fresh = _read_from(session, part, first)
+        frames: dict[str, pd.DataFrame] = {}
+        for kind in _KINDS:
+            before = self.frames.get(kind)
+            parts = []
+            if before is not None and not before.empty:
+                mine = before["patient_key"].isin(part).to_numpy() & (before["panel_id"].to_numpy() < first)
+                parts.append(before[mine])
+            parts.append(fresh[kind])
+            frames[kind] = _concat(parts)
+        frames["others"] = _latest(frames["others"])
+        return _inputs(frames), frames
+
+    def _within_limit(self) -> None:
+        """Let go of the patients recomputed longest ago while more than ``rows_kept`` rows are kept."""
+        total = self.rows()
+        if total <= self.rows_kept:
+            return
+        by_patient = pd.concat([frame["patient_key"] for frame in self.frames.values()]).value_counts()
+        gone: list[int] = []
+        for key in list(self.computed_at):  # oldest first
+            if total <= self.rows_kept:
+                break
+            total -= int(by_patient.get(key, 0))
+            gone.append(key)
+            del self.computed_at[key]
+        for kind, frame in self.frames.items():
+            self.frames[kind] = frame[~frame["patient_key"].isin(gone).to_numpy()].reset_index(drop=True)
+
+
+# The kinds kept, in the order of `Inputs` (``panels`` stands for its counts).
+_KINDS = ("panels", "history", "temperatures", "others")
+
+
+def _stored_computed_at(session: Session, keys: list[int]) -> dict[int, pd.Timestamp]:
+    """When each patient's stored status was computed."""
+    found = read_frame_in(
+        session,
+        lambda part: select(PatientStatus.patient_id, PatientStatus.computed_at).where(
+            PatientStatus.patient_id.in_(part)
+        ),
+        keys,
+        utc=["computed_at"],
+    )
+    return {
+        int(key): pd.Timestamp(at)
+        for key, at in zip(found["patient_id"], found["computed_at"], strict=True)
+        if not pd.isna(at)
+    }
+
+
+def _panels(session: Session, part: list[int], *conditions: Any) -> pd.DataFrame:
+    """The panels of ``part`` with a usable CBC result (patient_key, panel_id, collected_at)."""
+    return read_frame_in(
+        session,
+        lambda keys: select(
+            Panel.patient_id.label("patient_key"), Panel.id.label("panel_id"), Panel.collected_at
+        ).where(Panel.patient_id.in_(keys), has_cbc(USABLE), *conditions),
+        part,
+        utc=["collected_at"],
+    )
+
+
+def _read_whole(session: Session, part: list[int]) -> tuple[Inputs, dict[str, pd.DataFrame]]:
+    """The inputs of ``part`` read from the store, and the same to keep."""
+    frames = {
+        "panels": _panels(session, part),
+        "history": _history(session, part, USABLE),
+        "temperatures": _temperatures(session, part, USABLE),
+        "others": _latest_others(session, part, USABLE, pd.DataFrame()),
+    }
+    return _inputs(frames), frames
+
+
+def _read_from(session: Session, part: list[int], first: int) -> dict[str, pd.DataFrame]:
+    """What `_read_whole` reads, of the panels of ``part`` whose id is ``first`` or more (every haemoglobin
+    and platelet result of them: the latest is chosen with the kept ones)."""
+    newer = (*USABLE, Panel.id >= first)
+    return {
+        "panels": _panels(session, part, Panel.id >= first),
+        "history": _history(session, part, newer),
+        "temperatures": _temperatures(session, part, newer),
+        "others": _read_results(
+            session,
+            lambda keys: _result_rows().where(
+                Panel.patient_id.in_(keys), Result.analyte.in_(OTHER_LATEST), *newer
+            ),
+            part,
+        ),
+    }
+
+
+def _inputs(frames: dict[str, pd.DataFrame]) -> Inputs:
+    panels = frames["panels"].groupby("patient_key")
+    counts = (
+        pd.DataFrame({"last_collected_at": panels["collected_at"].max(), "n_panels": panels.size()})
+        .rename_axis("patient_key")
+        .reset_index()
+    )
+    return Inputs(counts, frames["history"], frames["temperatures"], frames["others"])
+
+
+def _latest(others: pd.DataFrame) -> pd.DataFrame:
+    """The latest row of each patient and analyte (as `db.status._latest_others` chooses it)."""
+    if others.empty:
+        return others
+    ordered = others.sort_values(["patient_key", "analyte", "collected_at", "panel_id"], kind="stable")
+    return ordered.groupby(["patient_key", "analyte"]).tail(1).reset_index(drop=True)
+
+
+def _concat(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """``parts`` one after the other with a fresh index; the empty ones left out (their columns' dtypes
+    would turn the others' into objects), unless all are."""
+    full = [part for part in parts if not part.empty]
+    if not full:
+        return parts[0].iloc[0:0].reset_index(drop=True) if parts else pd.DataFrame()
+    if len(full) == 1:
+        return full[0].reset_index(drop=True)
+    return pd.concat(full, ignore_index=True)

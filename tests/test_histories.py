@@ -1,0 +1,237 @@
+"""The live feed's statuses extended from the histories its status process keeps (``db.histories``): the
+same status rows as a read of each patient's whole history, and a whole read wherever anything but new
+panels changed a patient's results."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select, text
+
+from db.accounts import Viewer
+from db.feed import mark_pending, pending
+from db.histories import Histories
+from db.models import Patient, StatusPending
+from db.status import refresh_patient_status
+from services.feed import FeedOptions, FeedWriter, Received, catch_up
+from services.patient_actions import add_event
+
+NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)  # when the demo cohort was seeded (as tests/test_status_pool)
+
+
+def message(
+    number: int, patient: tuple[str, str], at: datetime, *, wbc: float, anc: float, status: str = "F"
+) -> str:
+    """A CBC of one of the demo's patients (no birth date or sex: nothing of theirs to complete)."""
+    authority, mrn = patient
+    stamp = f"{at:%Y%m%d%H%M%S}+0000"
+    return "\r".join(
+        [
+            f"MSH|^~\\&|LIS|FEED LAB|EHR|WARD|{stamp}||ORU^R01|H{number:06d}|P|2.5.1",
+            f"PID|1||{mrn}^^^{authority}^MR||Demo^Patient",
+            f"OBR|1||HACC{number % 1000:07d}|57021-8^CBC^LN|||{stamp}",
+            f"OBX|1|NM|6690-2^Leukocytes^LN||{wbc}|10*3/uL|4.0-11.0||||{status}",
+            f"OBX|2|NM|751-8^Neutrophils^LN||{anc}|10*3/uL|1.8-7.7||||{status}",
+            "OBX|3|NM|731-0^Lymphocytes^LN||0.9|10*3/uL|1.0-4.8|L|||F",
+            "OBX|4|NM|718-7^Hemoglobin^LN||9.1|g/dL|12.0-16.0|L|||F",
+            f"OBX|5|NM|777-3^Platelets^LN||{40 + number % 7 * 20}|10*3/uL|150-450|L|||F",
+        ]
+    )
+
+
+def temperature(number: int, patient: tuple[str, str], at: datetime, celsius: float) -> str:
+    authority, mrn = patient
+    stamp = f"{at:%Y%m%d%H%M%S}+0000"
+    return "\r".join(
+        [
+            f"MSH|^~\\&|LIS|FEED LAB|EHR|WARD|{stamp}||ORU^R01|T{number:06d}|P|2.5.1",
+            f"PID|1||{mrn}^^^{authority}^MR||Demo^Patient",
+            f"OBR|1||TACC{number:07d}|8310-5^Body temperature^LN|||{stamp}",
+            f"OBX|1|NM|8310-5^Body temperature^LN||{celsius}|Cel|||||F",
+        ]
+    )
+
+
+def _rows(session, keys: list[int]) -> list[tuple]:
+    found = session.execute(text("SELECT * FROM patient_status ORDER BY patient_id")).all()
+    return [tuple(row) for row in found if row[0] in keys]
+
+
+def _whole_read(store, keys: list[int], now: datetime) -> list[tuple]:
+    """The status rows of ``keys`` recomputed at ``now`` from their whole histories (not kept)."""
+    session = store()
+    try:
+        refresh_patient_status(session, keys, now=now, timezone="UTC")
+        session.flush()
+        return _rows(session, keys)
+    finally:
+        session.rollback()
+        session.close()
+
+
+def test_extended_statuses_are_the_statuses_a_whole_read_gives(demo_copy) -> None:
+    store = demo_copy(NOW)
+    with store() as session:
+        people = session.execute(
+            select(Patient.id, Patient.assigning_authority, Patient.mrn).order_by(Patient.id).limit(30)
+        ).all()
+    key = {n: int(row[0]) for n, row in enumerate(people)}
+    who = {n: (str(row[1] or ""), str(row[2])) for n, row in enumerate(people)}
+    histories = Histories()
+    writer_at = [NOW]
+    writer = FeedWriter(
+        store, FeedOptions(address="test", site_timezone="UTC"), started_at=NOW, clock=lambda: writer_at[0]
+    )
+    hour = timedelta(hours=1)
+    steps = [
+        # The first pass reads every history whole.
+        (
+            "feed",
+            [
+                message(1, who[0], NOW - 3 * hour, wbc=2.1, anc=0.8),
+                message(2, who[1], NOW - 2 * hour, wbc=3.0, anc=1.2),
+            ],
+        ),
+        (
+            "feed",
+            [
+                message(3, who[2], NOW - 5 * hour, wbc=1.1, anc=0.3),
+                message(4, who[3], NOW - hour, wbc=6.0, anc=4.0),
+            ],
+        ),
+        # New panels of patients kept: extended, one of them drawn before the panel before it.
+        (
+            "feed",
+            [
+                message(5, who[0], NOW - 90 * timedelta(minutes=1), wbc=1.4, anc=0.4),
+                message(6, who[1], NOW - 30 * hour, wbc=2.4, anc=0.9),
+            ],
+        ),
+        (
+            "feed",
+            [
+                temperature(7, who[0], NOW - 50 * timedelta(minutes=1), 38.6),
+                message(8, who[2], NOW - 10 * timedelta(minutes=1), wbc=0.9, anc=0.2),
+            ],
+        ),
+        # A corrected count (the file importer's way): read whole.
+        (
+            "feed",
+            [
+                message(5, who[0], NOW - 90 * timedelta(minutes=1), wbc=1.9, anc=0.45, status="C").replace(
+                    "H000005", "H100005"
+                )
+            ],
+        ),
+        # A chemotherapy start recorded on the patient's page: their status computed there, so read whole.
+        ("event", 3),
+        (
+            "feed",
+            [
+                message(9, who[3], NOW - 20 * timedelta(minutes=1), wbc=3.2, anc=1.4),
+                message(10, who[0], NOW - 5 * timedelta(minutes=1), wbc=1.2, anc=0.3),
+            ],
+        ),
+        (
+            "feed",
+            [
+                message(11, who[4], NOW - 7 * timedelta(minutes=1), wbc=4.4, anc=2.0),
+                message(12, who[3], NOW - 4 * timedelta(minutes=1), wbc=2.8, anc=1.0),
+            ],
+        ),
+    ]
+    # Then groups drawn at random among 30 patients (some in chemotherapy cycles, with forecasts and
+    # febrile episodes in the demo): counts of any size, drawn up to two days back.
+    draw = random.Random(22)
+    for group in range(6):
+        picked = draw.sample(range(30), draw.randint(1, 3))
+        steps.append(
+            (
+                "feed",
+                [
+                    message(
+                        100 + group * 3 + n,
+                        who[p],
+                        NOW - timedelta(minutes=draw.randint(1, 48 * 60)),
+                        wbc=round(draw.uniform(0.2, 14), 1),
+                        anc=round(draw.uniform(0.0, 9), 2),
+                    )
+                    for n, p in enumerate(picked)
+                ],
+            )
+        )
+    ways: list[tuple[int, int]] = []
+    for number, (kind, given) in enumerate(steps, start=1):
+        now = NOW + number * timedelta(minutes=7)
+        if kind == "event":
+            add_event(
+                store,
+                viewer=Viewer("admin", "admin", None),
+                patient_key=key[given],  # type: ignore[index]
+                kind="chemotherapy",
+                start=NOW - 2 * hour,
+                end=None,
+                label="FEC cycle 1",
+                details="",
+                now=now,
+                timezone="UTC",
+            )
+            continue
+        writer_at[0] = now
+        answers = writer.write([Received(text_.encode()) for text_ in given])  # type: ignore[union-attr]
+        assert {answer.code for answer in answers} == {"AA"}, [answer.words for answer in answers]
+        with store() as session:
+            keys = sorted(mark.patient_key for mark in pending(session, limit=100))
+        extended, whole = histories.extended, histories.whole
+        assert catch_up(store, timezone="UTC", now=now, histories=histories) == len(keys)
+        ways.append((histories.extended - extended, histories.whole - whole))
+        with store() as session:
+            kept = _rows(session, keys)
+        assert kept == _whole_read(store, keys, now), f"step {number}"
+    writer.close()
+    assert ways[:7] == [
+        (0, 2),  # nothing kept yet
+        (0, 2),
+        (2, 0),
+        (0, 2),  # a temperature in the group: the whole group the file importer's way
+        (0, 1),  # the correction
+        (1, 1),  # patient 0 extended; patient 3's status was computed by the event
+        (1, 1),  # patient 3 extended; patient 4 new to the kept histories
+    ]
+    assert sum(extended for extended, _ in ways[7:]) >= 3, "the drawn groups extend the statuses kept"
+
+
+def test_a_patient_marked_by_a_correction_stays_marked_for_a_whole_read(store) -> None:
+    """The lowest of the panels marked, and null (read whole) once any mark is."""
+    with store.begin() as session:
+        session.add(Patient(assigning_authority="H", mrn="1", name="P", created_at=NOW))
+    with store() as session:
+        key = int(session.scalar(select(Patient.id)))
+    marks = []
+    for first in (10, 5, 7, None, 3):
+        with store.begin() as session:
+            mark_pending(session, [key], now=NOW + timedelta(seconds=len(marks)), first_panel=first)
+        with store() as session:
+            marks.append(session.scalar(select(StatusPending.first_panel)))
+    assert marks == [10, 5, 5, None, None]
+
+
+def test_histories_past_their_limit_let_go_of_the_patients_computed_longest_ago(demo_copy) -> None:
+    store = demo_copy(NOW)
+    with store() as session:
+        keys = [int(k) for k in session.scalars(select(Patient.id).order_by(Patient.id).limit(4))]
+    histories = Histories()
+    for step, part in enumerate((keys[:2], keys[2:]), start=1):
+        with store.begin() as session:
+            staged = histories.refresh(
+                session, [(k, None) for k in part], now=NOW + step * timedelta(minutes=1), timezone="UTC"
+            )
+        histories.keep(staged)
+    every = histories.rows()
+    assert every > 0 and list(histories.computed_at) == keys
+    first_two = sum(int(frame["patient_key"].isin(keys[:2]).sum()) for frame in histories.frames.values())
+    histories.rows_kept = every - first_two
+    histories._within_limit()
+    assert list(histories.computed_at) == keys[2:]
+    assert histories.rows() == every - first_two
