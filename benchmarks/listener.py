@@ -237,8 +237,12 @@ def main() -> None:
                     f"median {statistics.median(values) * 1000:.0f} ms, "
                     f"worst {max(values) * 1000:.0f} ms ({len(values)} reads)"
                 )
-    groups = [line for line in log.splitlines() if "status recomputed" in line]
-    print(f"status passes during the run: {len(groups)}")
+    passes = [
+        line.split("status recomputed ", 1)[1] for line in log.splitlines() if "status recomputed" in line
+    ]
+    print(f"status passes during the run and after it: {len(passes)}")
+    for line in passes:
+        print(f"  recomputed {line}")
 
 
 def _statuses_done(url: str) -> int:

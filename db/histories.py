@@ -90,25 +90,22 @@ class Histories:
         """Recompute and store the status of the ``waiting`` patients (each with the ``first_panel`` of its
         mark), extending the kept histories where they serve; return what to keep after the commit."""
         keys = [int(key) for key, _ in waiting]
-        firsts = {int(key): first for key, first in waiting}
         stored = _stored_computed_at(session, keys)
-        extendable = [
-            key
-            for key in keys
-            if firsts[key] is not None
-            and key in self.computed_at
-            and stored.get(key) == self.computed_at[key]
-        ]
-        chosen = set(extendable)
-        whole = [key for key in keys if key not in chosen]
+        # The patients whose kept history serves, each with the lowest id of the panels added since.
+        extendable = {
+            int(key): int(first)
+            for key, first in waiting
+            if first is not None and key in self.computed_at and stored.get(key) == self.computed_at[key]
+        }
+        whole = [key for key in keys if key not in extendable]
         kept: list[dict[str, pd.DataFrame]] = []
         for part in passes(session, whole):
             inputs, frames = _read_whole(session, part)
             kept.append(frames)
             rows = computed_status(session, part, now=now, timezone=timezone, inputs=inputs)
             store_status(session, part, rows, now=now, timezone=timezone)
-        for part in passes(session, extendable):
-            first = min(int(firsts[key]) for key in part)  # type: ignore[arg-type]
+        for part in passes(session, list(extendable)):
+            first = min(extendable[key] for key in part)
             inputs, frames = self._extended(session, part, first)
             kept.append(frames)
             rows = computed_status(session, part, now=now, timezone=timezone, inputs=inputs)
@@ -139,6 +136,11 @@ class Histories:
     def rows(self) -> int:
         """Rows kept, over all patients and kinds."""
         return sum(len(frame) for frame in self.frames.values())
+
+    def megabytes(self) -> float:
+        """The memory the kept rows take (their texts, few and shared between rows, counted once a row as a
+        reference)."""
+        return sum(int(frame.memory_usage(index=True).sum()) for frame in self.frames.values()) / 1e6
 
     def _extended(
         self, session: Session, part: list[int], first: int
@@ -198,13 +200,12 @@ def _stored_computed_at(session: Session, keys: list[int]) -> dict[int, pd.Times
 
 def _panels(session: Session, part: list[int], *conditions: Any) -> pd.DataFrame:
     """The panels of ``part`` with a usable CBC result (patient_key, panel_id, collected_at)."""
-    return read_frame_in(
+    return _read_results(
         session,
         lambda keys: select(
             Panel.patient_id.label("patient_key"), Panel.id.label("panel_id"), Panel.collected_at
         ).where(Panel.patient_id.in_(keys), has_cbc(USABLE), *conditions),
         part,
-        utc=["collected_at"],
     )
 
 

@@ -17,10 +17,12 @@ A message processed before (the same control ID and the same content) is answere
 stores nothing: an interface engine that re-sends a message whose ACK it never received (the listener
 stopped, the connection dropped) leaves it stored once.
 
-The status of each patient a group touched is not recomputed in the group's transaction (it re-reads the
-patient's history, about half a second for any number of patients: docs/benchmarks.md): the patients are
-marked in it (``status_pending``) and `catch_up` recomputes them in passes, each patient once a pass
-however many of its messages arrived since the last.
+The status of each patient a group touched is not recomputed in the group's transaction (computing it
+takes about half a second for any number of patients: docs/benchmarks.md): the patients are marked in it
+(``status_pending``, with the lowest id of the panels added when adding new panels is all the group did to
+their results) and `catch_up` recomputes them in passes, each patient once a pass however many of its
+messages arrived since the last. The status process keeps each patient's history between passes
+(``db.histories``) and reads only the panels added since; anything else is read whole.
 """
 
 from __future__ import annotations

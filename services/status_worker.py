@@ -76,12 +76,14 @@ def recompute_statuses(
                 break
             took = time.monotonic() - started
             _log.info(
-                "status recomputed for %d patients (%.0f ms; %d extended, %d read whole; %d rows kept)",
+                "status recomputed for %d patients (%.0f ms; %d extended, %d read whole; "
+                "%d rows kept, %.0f MB)",
                 done,
                 took * 1000,
                 histories.extended - extended,
                 histories.whole - whole,
                 histories.rows(),
+                histories.megabytes(),
             )
             if not final:
                 time.sleep(max(PAUSE_SECONDS, took / SHARE) - took)
