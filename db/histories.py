@@ -30,7 +30,7 @@ from datetime import datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import false, select, update
 from sqlalchemy.orm import Session
 
 from db.frames import read_frame_in
@@ -64,6 +64,8 @@ class Staged:
     computed_at: datetime
     extended: int
     whole: int
+    # Patients whose stored status another writer replaced during the pass: not written, still waiting.
+    contested: list[int] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass(slots=True)
@@ -88,7 +90,11 @@ class Histories:
         timezone: str,
     ) -> Staged:
         """Recompute and store the status of the ``waiting`` patients (each with the ``first_panel`` of its
-        mark), extending the kept histories where they serve; return what to keep after the commit."""
+        mark), extending the kept histories where they serve; return what to keep after the commit.
+
+        Every status is computed before any is written, so that the write (which on SQLite holds the
+        store's one write lock) is short. A patient whose stored status another writer replaced while this
+        pass computed is left to it (`Staged.contested`: not written, not kept, and still waiting)."""
         keys = [int(key) for key, _ in waiting]
         stored = _stored_computed_at(session, keys)
         # The patients whose kept history serves, each with the lowest id of the panels added since.
@@ -98,23 +104,52 @@ class Histories:
             if first is not None and key in self.computed_at and stored.get(key) == self.computed_at[key]
         }
         whole = [key for key in keys if key not in extendable]
-        kept: list[dict[str, pd.DataFrame]] = []
+        computed: list[tuple[list[int], pd.DataFrame, dict[str, pd.DataFrame]]] = []
         for part in passes(session, whole):
             inputs, frames = _read_whole(session, part)
-            kept.append(frames)
-            rows = computed_status(session, part, now=now, timezone=timezone, inputs=inputs)
-            store_status(session, part, rows, now=now, timezone=timezone)
+            computed.append(
+                (part, computed_status(session, part, now=now, timezone=timezone, inputs=inputs), frames)
+            )
         for part in passes(session, list(extendable)):
-            first = min(extendable[key] for key in part)
-            inputs, frames = self._extended(session, part, first)
-            kept.append(frames)
-            rows = computed_status(session, part, now=now, timezone=timezone, inputs=inputs)
-            store_status(session, part, rows, now=now, timezone=timezone)
-        merged = {kind: _concat([frames[kind] for frames in kept]) for kind in _KINDS} if kept else {}
-        return Staged(keys, merged, now, extended=len(extendable), whole=len(whole))
+            inputs, frames = self._extended(session, part, min(extendable[key] for key in part))
+            computed.append(
+                (part, computed_status(session, part, now=now, timezone=timezone, inputs=inputs), frames)
+            )
+        claimed = set(_still_as_read(session, keys, stored))
+        for part, rows, _ in computed:
+            mine = [key for key in part if key in claimed]
+            if mine:
+                rows = rows[rows["patient_id"].isin(mine).to_numpy()].reset_index(drop=True)
+                store_status(session, mine, rows, now=now, timezone=timezone)
+        kept = (
+            {kind: _concat([_of(frames[kind], claimed) for _, _, frames in computed]) for kind in _KINDS}
+            if computed
+            else {}
+        )
+        return Staged(
+            [key for key in keys if key in claimed],
+            kept,
+            now,
+            extended=sum(key in claimed for key in extendable),
+            whole=sum(key in claimed for key in whole),
+            contested=[key for key in keys if key not in claimed],
+        )
+
+    def forget(self, keys: Sequence[int]) -> None:
+        """Let go of these patients' histories (read whole next time)."""
+        gone = {int(key) for key in keys}
+        for key in gone:
+            self.computed_at.pop(key, None)
+        for kind, frame in self.frames.items():
+            self.frames[kind] = frame[~frame["patient_key"].isin(list(gone)).to_numpy()].reset_index(
+                drop=True
+            )
 
     def keep(self, staged: Staged) -> None:
-        """Keep what a committed pass computed (its patients' histories replace what was kept of them)."""
+        """Keep what a committed pass computed (its patients' histories replace what was kept of them); let
+        go of the patients it left to another writer."""
+        if staged.contested:
+            self.forget(staged.contested)
         if not staged.keys:
             return
         for kind in _KINDS:
@@ -167,26 +202,54 @@ class Histories:
             return
         by_patient = pd.concat([frame["patient_key"] for frame in self.frames.values()]).value_counts()
         gone: list[int] = []
-        for key in list(self.computed_at):  # oldest first
+        for key in self.computed_at:  # oldest first
             if total <= self.rows_kept:
                 break
             total -= int(by_patient.get(key, 0))
             gone.append(key)
-            del self.computed_at[key]
-        for kind, frame in self.frames.items():
-            self.frames[kind] = frame[~frame["patient_key"].isin(gone).to_numpy()].reset_index(drop=True)
+        self.forget(gone)
 
 
 # The kinds kept, in the order of `Inputs` (``panels`` stands for its counts).
 _KINDS = ("panels", "history", "temperatures", "others")
 
 
-def _stored_computed_at(session: Session, keys: list[int]) -> dict[int, pd.Timestamp]:
+def _still_as_read(session: Session, keys: list[int], read: dict[int, pd.Timestamp]) -> list[int]:
+    """The patients of ``keys`` whose stored status is still the one ``read`` when the pass began (or still
+    none), with no other writer able to replace it until this pass commits: on PostgreSQL their status rows
+    are locked (``FOR UPDATE``), on SQLite the store's write lock is taken first (by an UPDATE that changes
+    nothing). Every writer that changes a patient's results recomputes their status in the same
+    transaction, so a status replaced means results this pass may not have read."""
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(update(PatientStatus).where(false()).values(computed_at=PatientStatus.computed_at))
+        locked = lambda part: select(PatientStatus.patient_id, PatientStatus.computed_at).where(  # noqa: E731
+            PatientStatus.patient_id.in_(part)
+        )
+    else:
+        locked = lambda part: (  # noqa: E731
+            select(PatientStatus.patient_id, PatientStatus.computed_at)
+            .where(PatientStatus.patient_id.in_(part))
+            .order_by(PatientStatus.patient_id)
+            .with_for_update()
+        )
+    now_stored = _stored_computed_at(session, keys, build=locked)
+    return [key for key in keys if now_stored.get(key) == read.get(key)]
+
+
+def _of(frame: pd.DataFrame, keys: set[int]) -> pd.DataFrame:
+    """The rows of ``frame`` of the patients ``keys``."""
+    return frame[frame["patient_key"].isin(list(keys)).to_numpy()]
+
+
+def _stored_computed_at(session: Session, keys: list[int], build: Any = None) -> dict[int, pd.Timestamp]:
     """When each patient's stored status was computed."""
     found = read_frame_in(
         session,
-        lambda part: select(PatientStatus.patient_id, PatientStatus.computed_at).where(
-            PatientStatus.patient_id.in_(part)
+        build
+        or (
+            lambda part: select(PatientStatus.patient_id, PatientStatus.computed_at).where(
+                PatientStatus.patient_id.in_(part)
+            )
         ),
         keys,
         utc=["computed_at"],

@@ -601,6 +601,7 @@ def _recompute(
                 refresh_patient_status(
                     session, [mark.patient_key for mark in taken], now=now, timezone=timezone
                 )
+                done(session, taken)
             else:
                 staged = histories.refresh(
                     session,
@@ -608,7 +609,8 @@ def _recompute(
                     now=now,
                     timezone=timezone,
                 )
-            done(session, taken)
+                # A patient left to a writer that replaced their status meanwhile waits for the next pass.
+                done(session, [mark for mark in taken if mark.patient_key not in staged.contested])
         if histories is not None:
             histories.keep(staged)
         return len(taken)
@@ -625,6 +627,8 @@ def _recompute(
             taken[0].patient_key,
             type(error).__name__,
         )
+        if histories is not None:  # its kept history may lack the panels of this mark: read whole next time
+            histories.forget([taken[0].patient_key])
         with store.begin() as session:
             done(session, taken)
         return 1

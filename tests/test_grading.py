@@ -627,7 +627,10 @@ def test_a_labs_printed_range_neither_lowers_nor_raises_a_childs_neutropenia_cut
     assert (adult_lab.loc[0, "lln"], adult_lab.loc[0, "flag_limit"]) == (1.8, 1.0)
     assert bool(below_limit(adult_lab).iloc[0]) is False
     detail = panel_pattern(adult_lab).loc[1, "pattern_detail"]
-    assert detail == "ANC 1.2 below the lab's reference range (1.8), not neutropenia (< 1 x10^9/L for age)"
+    assert detail == (
+        "ANC 1.2 below the lab's reference range (1.8), not neutropenia (< 1 x10^9/L for age); "
+        "not measured: WBC, ALC, Hb, platelets"
+    )
 
 
 def test_a_child_below_the_interval_for_age_keeps_ctcae_grade_1_against_the_intervals_lln():
@@ -652,8 +655,15 @@ def test_a_five_year_olds_anc_of_2_is_not_neutropenia_but_below_the_interval_for
     flagged = patient_flags(results, as_of=pd.Timestamp("2026-03-06", tz="UTC"), timezone="UTC")
     assert "neutropenia" not in flagged.loc[0, "flags"]
     detail = panel_pattern(results).loc[1, "pattern_detail"]
-    expected = "ANC 2 below the reference interval for age (2.4), not neutropenia (< 1.5 x10^9/L for age)"
+    expected = (
+        "ANC 2 below the reference interval for age (2.4), not neutropenia (< 1.5 x10^9/L for age); "
+        "not measured: WBC, ALC, Hb, platelets"
+    )
     assert detail == expected
+    # The same words whoever else is computed with the child (here an adult with a low WBC).
+    other = results.assign(patient_key=2, analyte="wbc", value=2.0, lln=4.0, flag_limit=4.0)
+    together = panel_pattern(pd.concat([results, other], ignore_index=True))
+    assert together.loc[1, "pattern_detail"] == expected
     neutropenic = patient_flags(
         _child_anc(1.4, "2021-01-10"), as_of=pd.Timestamp("2026-03-06", tz="UTC"), timezone="UTC"
     )

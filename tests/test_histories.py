@@ -235,3 +235,109 @@ def test_histories_past_their_limit_let_go_of_the_patients_computed_longest_ago(
     histories._within_limit()
     assert list(histories.computed_at) == keys[2:]
     assert histories.rows() == every - first_two
+
+
+def _first_patient(store) -> tuple[int, tuple[str, str]]:
+    with store() as session:
+        key, authority, mrn = session.execute(
+            select(Patient.id, Patient.assigning_authority, Patient.mrn).order_by(Patient.id).limit(1)
+        ).one()
+    return int(key), (str(authority or ""), str(mrn))
+
+
+def _status_of(store, key: int) -> tuple:
+    with store() as session:
+        return _rows(session, [key])[0]
+
+
+def test_a_patient_whose_status_failed_is_read_whole_at_their_next_results(demo_copy, monkeypatch) -> None:
+    """A pass that cannot compute one patient's status (a fault, not the store) leaves it as it was and
+    ends their mark: what was kept of them lacks that mark's panel, so it is let go of."""
+    import db.histories
+
+    store = demo_copy(NOW)
+    key, who = _first_patient(store)
+    histories, clock = Histories(), [NOW]
+    writer = FeedWriter(
+        store, FeedOptions(address="test", site_timezone="UTC"), started_at=NOW, clock=lambda: clock[0]
+    )
+
+    def feed(number: int, at: datetime, now: datetime, **values: float) -> None:
+        clock[0] = now
+        answers = writer.write([Received(message(number, who, at, **values).encode())])  # type: ignore[arg-type]
+        assert [answer.code for answer in answers] == ["AA"]
+
+    feed(1, NOW - timedelta(hours=1), NOW + timedelta(minutes=10), wbc=5.0, anc=3.0)
+    assert catch_up(store, timezone="UTC", now=NOW + timedelta(minutes=10), histories=histories) == 1
+    # A grade 4 ANC, the latest count, whose recompute fails once.
+    feed(2, NOW + timedelta(minutes=15), NOW + timedelta(minutes=20), wbc=0.8, anc=0.1)
+    computed = db.histories.computed_status
+    with monkeypatch.context() as patch:
+        patch.setattr(db.histories, "computed_status", lambda *a, **k: 1 / 0)
+        assert catch_up(store, timezone="UTC", now=NOW + timedelta(minutes=20), histories=histories) == 1
+    assert db.histories.computed_status is computed
+    assert key not in histories.computed_at
+    # A panel collected the day before: read whole, and the grade 4 ANC is the latest.
+    later = NOW + timedelta(minutes=30)
+    feed(3, NOW - timedelta(days=1), later, wbc=5.0, anc=3.0)
+    whole = histories.whole
+    assert catch_up(store, timezone="UTC", now=later, histories=histories) == 1
+    assert histories.whole == whole + 1
+    assert _status_of(store, key) == _whole_read(store, [key], later)[0]
+    writer.close()
+
+
+def test_a_status_another_writer_replaced_during_a_pass_is_left_to_it(demo_copy, monkeypatch) -> None:
+    """A file import corrects a count and recomputes the status while a pass computes: the pass neither
+    writes over it nor keeps what it read, and the patient is read whole next."""
+    import db.histories
+    from services.imports import ImportOptions, import_content
+
+    store = demo_copy(NOW)
+    key, who = _first_patient(store)
+    histories, clock = Histories(), [NOW]
+    writer = FeedWriter(
+        store, FeedOptions(address="test", site_timezone="UTC"), started_at=NOW, clock=lambda: clock[0]
+    )
+
+    def feed(number: int, at: datetime, now: datetime) -> None:
+        clock[0] = now
+        answers = writer.write([Received(message(number, who, at, wbc=5.0, anc=3.0).encode())])
+        assert [answer.code for answer in answers] == ["AA"]
+
+    first = NOW + timedelta(minutes=10)
+    feed(1, NOW - timedelta(hours=1), first)
+    assert catch_up(store, timezone="UTC", now=first, histories=histories) == 1
+    second = NOW + timedelta(minutes=20)
+    feed(2, NOW - timedelta(hours=30), second)
+    reading = db.histories._read_from
+    corrected = message(1, who, NOW - timedelta(hours=1), wbc=0.8, anc=0.1, status="C").replace(
+        "H000001", "Y000001"
+    )
+
+    def meanwhile(*args, **kwargs):
+        summary = import_content(
+            store,
+            "correction.hl7",
+            corrected.encode(),
+            options=ImportOptions(imported_by="test", site_timezone="UTC"),
+            now=NOW + timedelta(minutes=21),
+        )
+        assert summary.superseded == 2, summary
+        return reading(*args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(db.histories, "_read_from", meanwhile)
+        assert catch_up(store, timezone="UTC", now=second, histories=histories) == 1
+    imported = _status_of(store, key)
+    assert imported == _whole_read(store, [key], NOW + timedelta(minutes=21))[0], "the import's status stands"
+    assert key not in histories.computed_at
+    with store() as session:
+        assert [mark.patient_key for mark in pending(session, limit=10)] == [key], "still waiting"
+    third = NOW + timedelta(minutes=40)
+    feed(3, NOW - timedelta(hours=50), third)
+    whole = histories.whole
+    assert catch_up(store, timezone="UTC", now=third, histories=histories) == 1
+    assert histories.whole == whole + 1
+    assert _status_of(store, key) == _whole_read(store, [key], third)[0]
+    writer.close()

@@ -96,8 +96,9 @@ def panel_pattern(panel: pd.DataFrame) -> pd.DataFrame:
     shown = rows[rows["low"].to_numpy(dtype=bool)].copy()
     for_age = _below_interval_for_age(rows).reindex(out.index)
     if shown.empty:
-        detail = not_measured.where(out["pattern"] != "none")
-        out["pattern_detail"] = _joined_parts(for_age, detail)
+        # Nothing low in any panel: the lineages not measured or not judged are named all the same (each
+        # patient's detail never depends on which other patients are computed with it).
+        out["pattern_detail"] = _joined_parts(for_age, not_measured)
         return out
     shown["order"] = shown["analyte"].map(list(_NAMES).index)
     value, limit = _printed(shown, shown["lln"] if "flag_limit" not in shown else shown["flag_limit"])
