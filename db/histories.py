@@ -38,6 +38,7 @@ from db.models import Panel, PatientStatus, Result
 from db.status import (
     USABLE,
     Inputs,
+    Prepared,
     _history,
     _latest_others,
     _read_results,
@@ -46,7 +47,8 @@ from db.status import (
     computed_status,
     has_cbc,
     passes,
-    store_status,
+    prepared_status,
+    write_status,
 )
 from monitor.analysis.status import OTHER_LATEST
 
@@ -92,9 +94,10 @@ class Histories:
         """Recompute and store the status of the ``waiting`` patients (each with the ``first_panel`` of its
         mark), extending the kept histories where they serve; return what to keep after the commit.
 
-        Every status is computed before any is written, so that the write (which on SQLite holds the
-        store's one write lock) is short. A patient whose stored status another writer replaced while this
-        pass computed is left to it (`Staged.contested`: not written, not kept, and still waiting)."""
+        Every status is computed and compared with the stored one before any is written, so that the
+        write (which on SQLite holds the store's one write lock) is short. A patient whose stored status
+        another writer replaced while this pass computed is left to it (`Staged.contested`: not written,
+        not kept, and still waiting)."""
         keys = [int(key) for key, _ in waiting]
         stored = _stored_computed_at(session, keys)
         # The patients whose kept history serves, each with the lowest id of the panels added since.
@@ -104,23 +107,18 @@ class Histories:
             if first is not None and key in self.computed_at and stored.get(key) == self.computed_at[key]
         }
         whole = [key for key in keys if key not in extendable]
-        computed: list[tuple[list[int], pd.DataFrame, dict[str, pd.DataFrame]]] = []
+        computed: list[tuple[list[int], Prepared, dict[str, pd.DataFrame]]] = []
         for part in passes(session, whole):
             inputs, frames = _read_whole(session, part)
-            computed.append(
-                (part, computed_status(session, part, now=now, timezone=timezone, inputs=inputs), frames)
-            )
+            computed.append((part, self._prepared(session, part, inputs, now, timezone), frames))
         for part in passes(session, list(extendable)):
             inputs, frames = self._extended(session, part, min(extendable[key] for key in part))
-            computed.append(
-                (part, computed_status(session, part, now=now, timezone=timezone, inputs=inputs), frames)
-            )
+            computed.append((part, self._prepared(session, part, inputs, now, timezone), frames))
         claimed = set(_still_as_read(session, keys, stored))
-        for part, rows, _ in computed:
+        for part, prepared, _ in computed:
             mine = [key for key in part if key in claimed]
             if mine:
-                rows = rows[rows["patient_id"].isin(mine).to_numpy()].reset_index(drop=True)
-                store_status(session, mine, rows, now=now, timezone=timezone)
+                write_status(session, mine, prepared.of(mine))
         kept = (
             {kind: _concat([_of(frames[kind], claimed) for _, _, frames in computed]) for kind in _KINDS}
             if computed
@@ -134,6 +132,14 @@ class Histories:
             whole=sum(key in claimed for key in whole),
             contested=[key for key in keys if key not in claimed],
         )
+
+    @staticmethod
+    def _prepared(
+        session: Session, part: list[int], inputs: Inputs, now: datetime, timezone: str
+    ) -> Prepared:
+        """The statuses of ``part`` computed from ``inputs``, compared with the stored ones (reads only)."""
+        rows = computed_status(session, part, now=now, timezone=timezone, inputs=inputs)
+        return prepared_status(session, part, rows, now=now, timezone=timezone)
 
     def forget(self, keys: Sequence[int]) -> None:
         """Let go of these patients' histories (read whole next time)."""

@@ -183,8 +183,45 @@ def store_status(
 ) -> None:
     """Replace the status rows of ``patient_keys`` by ``rows`` (`computed_status`), recording what changed
     for the alerts."""
-    rows = _record_changes(session, patient_keys, rows, now=now, timezone=timezone)
-    rows = rows[[column.name for column in PatientStatus.__table__.columns]]
+    write_status(
+        session, patient_keys, prepared_status(session, patient_keys, rows, now=now, timezone=timezone)
+    )
+
+
+class Prepared(NamedTuple):
+    """Status rows ready to replace the stored ones (``flags_changed_at`` and ``acknowledged_at`` carried
+    forward or updated) and the changes against the stored ones to record (`prepared_status`)."""
+
+    rows: pd.DataFrame
+    changes: pd.DataFrame
+
+    def of(self, patient_keys: Sequence[int]) -> Prepared:
+        """The same for ``patient_keys`` only."""
+        keys = list(patient_keys)
+        rows = self.rows[self.rows["patient_id"].isin(keys).to_numpy()].reset_index(drop=True)
+        if self.changes.empty:
+            return Prepared(rows, self.changes)
+        changes = self.changes[self.changes["patient_id"].isin(keys).to_numpy()].reset_index(drop=True)
+        return Prepared(rows, changes)
+
+
+def prepared_status(
+    session: Session, patient_keys: list[int], rows: pd.DataFrame, *, now: datetime, timezone: str
+) -> Prepared:
+    """``rows`` (`computed_status`) compared with the stored status (read, nothing written): what
+    `write_status` writes."""
+    return _record_changes(session, patient_keys, rows, now=now, timezone=timezone)
+
+
+def write_status(session: Session, patient_keys: list[int], prepared: Prepared) -> None:
+    """Record the changes and replace the status rows of ``patient_keys`` (`prepared_status`)."""
+    if not prepared.changes.empty:
+        bulk_insert(
+            session,
+            StatusChange.__table__,
+            prepared.changes[[c.name for c in StatusChange.__table__.columns if c.name != "id"]],
+        )
+    rows = prepared.rows[[column.name for column in PatientStatus.__table__.columns]]
     for part in chunks(list(patient_keys)):
         session.execute(delete(PatientStatus).where(PatientStatus.patient_id.in_(part)))
     bulk_insert(session, PatientStatus.__table__, rows)
@@ -336,9 +373,9 @@ def _with_held_panels(counts: pd.DataFrame, held: pd.DataFrame) -> pd.DataFrame:
 
 def _record_changes(
     session: Session, patient_keys: list[int], rows: pd.DataFrame, *, now: datetime, timezone: str
-) -> pd.DataFrame:
-    """Append what changed against the stored status (flags appeared, cleared or withdrawn by the lab,
-    grades up, preliminary results made final) for alerts; return ``rows`` with ``flags_changed_at`` and
+) -> Prepared:
+    """What changed against the stored status (flags appeared, cleared or withdrawn by the lab, grades up,
+    preliminary results made final), for alerts, and ``rows`` with ``flags_changed_at`` and
     ``acknowledged_at`` carried forward or updated."""
     latest_at = [latest_column(a, "at") for a in GRADED]
     stored = read_frame_in(
@@ -383,16 +420,11 @@ def _record_changes(
         acknowledged_at=carried("acknowledged_at"),
     )
     if changes.empty:
-        return rows
+        return Prepared(rows, changes)
     when = rows.set_index("patient_id")["last_collected_at"]
     changes = changes.rename(columns={"patient_key": "patient_id"})
     changes = changes.assign(recorded_at=now, collected_at=changes["patient_id"].map(when).to_numpy())
-    bulk_insert(
-        session,
-        StatusChange.__table__,
-        changes[[c.name for c in StatusChange.__table__.columns if c.name != "id"]],
-    )
-    return rows
+    return Prepared(rows, changes)
 
 
 def _comparable(status: pd.DataFrame) -> pd.DataFrame:

@@ -62,3 +62,13 @@ def test_the_import_benchmark_prints_both_stores_beside_their_floors() -> None:
         r"^ratio import / bare-table baseline:\s+[\d.]+\s+\(target <= 3: (met|MISSED)\)$", out, re.M
     )
     assert re.search(r"^ratio import / bare COPY:\s+[\d.]+\s+\(target <= 3: (met|MISSED)\)$", out, re.M)
+
+
+def test_the_status_pass_benchmark_finds_both_ways_store_the_same_rows() -> None:
+    out = _printed("benchmarks.status_pass", "--store-results", "5000", "--patients", "10")
+    assert re.search(
+        r"^first pass, 10 patients read whole and kept: [\d.]+ s \([\d,]+ rows kept", out, re.M
+    ), out
+    assert re.search(r"^  read whole: +[\d.]+ s$", out, re.M), out
+    assert re.search(r"^  extended from kept: +[\d.]+ s \(10 extended, 0 read whole;", out, re.M), out
+    assert "  the same status rows both ways: True" in out
