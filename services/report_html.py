@@ -19,6 +19,7 @@ import pandas as pd
 
 from monitor.analysis.flags import flag_label
 from monitor.analysis.forecast.words import decision_support_caption, forecast_made, forecast_sentence
+from monitor.analysis.patterns import PATTERNS
 from monitor.analysis.setting_descriptions import PRIMARY_SOURCES
 from monitor.analysis.status import EXCLUDED_STATUSES
 from monitor.analysis.timeline import DEFAULT_WINDOW_DAYS, view_window
@@ -534,6 +535,9 @@ def _flags(status: pd.Series, acknowledgements: pd.DataFrame, zone: str) -> str:
         said = status.get(key)
         if isinstance(said, str) and said:
             name = "Pattern" if key == "pattern_detail" else "Lab's critical flag"
+            if key == "pattern_detail" and status.get("pattern") == "none":
+                # Nothing low: said first, so that the lineages not measured are not read as a finding.
+                said = f"{PATTERNS['none']}; {said}"
             out.append(f'<p class="flag"><b>{name}</b>: {_cell(said)}</p>')
     if flags:
         acknowledged = status.get("acknowledged")

@@ -348,6 +348,22 @@ def test_awkward_names_and_a_single_result_print_as_written(upgraded: str, tmp_p
     assert "Last 1 panel in this period" in single
 
 
+def test_a_panel_with_nothing_low_says_so_before_the_lineages_it_did_not_measure(
+    upgraded: str, tmp_path: Path
+) -> None:
+    """A normal WBC and ANC: the pattern's line says nothing is low first, so that the lineages the panel did
+    not measure are not read as a finding."""
+    bundle = tmp_path / "normal.json"
+    normal = {"NORM-6": [("2026-11-16T08:00:00Z", 6.0)]}
+    bundle.write_text(json.dumps(_bundle([("NORM-6", "Normal", "Nora")], normal)), encoding="utf-8")
+    assert monitor("import", str(bundle), url=upgraded).returncode == 0
+    out = tmp_path / "normal.pdf"
+    assert monitor("report", "NORM-6", "--output", str(out), url=upgraded).returncode == 0
+    said = flat(file_text(out))
+    assert "No flag raised." in said
+    assert "Pattern: no count below its limit; not measured: ALC, Hb, platelets" in said, said
+
+
 def test_the_shared_sample_files_patients_print(upgraded: str, tmp_path: Path) -> None:
     """Messages written by others (NIST's HL7 v2 CBC, HL7's US Core example) through the importer, then
     printed: their patients' identifiers and counts reach the page."""
