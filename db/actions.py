@@ -19,9 +19,13 @@ def acknowledge(session: Session, patient_key: int, *, username: str, comment: s
     # The status keeps its flags as a list; an acknowledgement records them as the text it always had.
     listed = session.scalar(select(PatientStatus.flags).where(PatientStatus.patient_id == patient_key))
     flags = ",".join(listed or [])
-    session.execute(
+    acknowledged = (
         update(PatientStatus).where(PatientStatus.patient_id == patient_key).values(acknowledged_at=now)
     )
+    if not session.execute(acknowledged).rowcount:
+        # PostgreSQL: a status recompute replaced the row while this waited for it (its UPDATE then finds
+        # the row it waited for gone); a statement of its own sees the new one.
+        session.execute(acknowledged)
     session.add(
         Acknowledgement(patient_id=patient_key, at=now, username=username, flags=flags, comment=comment)
     )

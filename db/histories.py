@@ -33,7 +33,7 @@ import pandas as pd
 from sqlalchemy import false, select, update
 from sqlalchemy.orm import Session
 
-from db.frames import read_frame_in
+from db.frames import chunks, read_frame_in
 from db.models import Panel, PatientStatus, Result
 from db.status import (
     USABLE,
@@ -48,12 +48,14 @@ from db.status import (
     has_cbc,
     passes,
     prepared_status,
+    write_new_status,
     write_status,
 )
 from monitor.analysis.status import OTHER_LATEST
 
-# Rows kept at most, over all patients and kinds (about 100 bytes a row: 2,000,000 rows about 200 MB). A
-# store of 1,000,000 results keeps about 500,000 (its WBC, ANC, ALC and panels).
+# Rows kept at most, over all patients and kinds: a store of 1,000,000 results keeps about 820,000 (its
+# WBC, ANC and ALC results and its panels) in about 75 MB (`benchmarks.status_pass`), so this many take
+# about 200 MB (a result's row takes about 160 bytes, a panel's about 30).
 ROWS_KEPT = 2_000_000
 
 
@@ -114,11 +116,23 @@ class Histories:
         for part in passes(session, list(extendable)):
             inputs, frames = self._extended(session, part, min(extendable[key] for key in part))
             computed.append((part, self._prepared(session, part, inputs, now, timezone), frames))
-        claimed = set(_still_as_read(session, keys, stored))
+        still, acknowledged = _still_as_read(session, keys, stored)
+        claimed = set(still)
         for part, prepared, _ in computed:
             mine = [key for key in part if key in claimed]
-            if mine:
-                write_status(session, mine, prepared.of(mine))
+            if not mine:
+                continue
+            # An acknowledgement made while the pass computed is kept.
+            ready = prepared.of(mine)
+            rows = ready.rows.assign(
+                acknowledged_at=pd.to_datetime(ready.rows["patient_id"].map(acknowledged), utc=True)
+            )
+            ready = Prepared(rows, ready.changes)
+            replacing = [key for key in mine if key in stored]
+            write_status(session, replacing, ready.of(replacing))
+            fresh = [key for key in mine if key not in stored]
+            if fresh:
+                claimed -= set(fresh) - set(write_new_status(session, ready.of(fresh)))
         kept = (
             {kind: _concat([_of(frames[kind], claimed) for _, _, frames in computed]) for kind in _KINDS}
             if computed
@@ -220,26 +234,44 @@ class Histories:
 _KINDS = ("panels", "history", "temperatures", "others")
 
 
-def _still_as_read(session: Session, keys: list[int], read: dict[int, pd.Timestamp]) -> list[int]:
+def _still_as_read(
+    session: Session, keys: list[int], read: dict[int, pd.Timestamp]
+) -> tuple[list[int], dict[int, Any]]:
     """The patients of ``keys`` whose stored status is still the one ``read`` when the pass began (or still
-    none), with no other writer able to replace it until this pass commits: on PostgreSQL their status rows
-    are locked (``FOR UPDATE``), on SQLite the store's write lock is taken first (by an UPDATE that changes
-    nothing). Every writer that changes a patient's results recomputes their status in the same
-    transaction, so a status replaced means results this pass may not have read."""
+    none), with no other writer able to replace a stored one until this pass commits, and when each stored
+    status was last acknowledged (an acknowledgement changes only that).
+
+    On PostgreSQL the stored rows are locked (``FOR UPDATE``, in the patients' order) and then read by a
+    statement of their own, which sees whatever committed while the locks were waited for; on SQLite the
+    store's write lock is taken first (by an UPDATE that changes nothing). A patient with no stored status
+    has no row to lock: `write_new_status` inserts theirs only where no other writer's has appeared. Every
+    writer that changes a patient's results recomputes their status in the same transaction, so a status
+    replaced means results this pass may not have read."""
     if session.get_bind().dialect.name == "sqlite":
         session.execute(update(PatientStatus).where(false()).values(computed_at=PatientStatus.computed_at))
-        locked = lambda part: select(PatientStatus.patient_id, PatientStatus.computed_at).where(  # noqa: E731
-            PatientStatus.patient_id.in_(part)
-        )
     else:
-        locked = lambda part: (  # noqa: E731
-            select(PatientStatus.patient_id, PatientStatus.computed_at)
-            .where(PatientStatus.patient_id.in_(part))
-            .order_by(PatientStatus.patient_id)
-            .with_for_update()
-        )
-    now_stored = _stored_computed_at(session, keys, build=locked)
-    return [key for key in keys if now_stored.get(key) == read.get(key)]
+        for part in chunks(keys):
+            session.execute(
+                select(PatientStatus.patient_id)
+                .where(PatientStatus.patient_id.in_(part))
+                .order_by(PatientStatus.patient_id)
+                .with_for_update()
+            ).all()
+    found = read_frame_in(
+        session,
+        lambda part: select(
+            PatientStatus.patient_id, PatientStatus.computed_at, PatientStatus.acknowledged_at
+        ).where(PatientStatus.patient_id.in_(part)),
+        keys,
+        utc=["computed_at", "acknowledged_at"],
+    )
+    now_stored = {
+        int(key): pd.Timestamp(at)
+        for key, at in zip(found["patient_id"], found["computed_at"], strict=True)
+        if not pd.isna(at)
+    }
+    acknowledged = dict(zip(found["patient_id"].astype(int), found["acknowledged_at"], strict=True))
+    return [key for key in keys if now_stored.get(key) == read.get(key)], acknowledged
 
 
 def _of(frame: pd.DataFrame, keys: set[int]) -> pd.DataFrame:
@@ -247,15 +279,12 @@ def _of(frame: pd.DataFrame, keys: set[int]) -> pd.DataFrame:
     return frame[frame["patient_key"].isin(list(keys)).to_numpy()]
 
 
-def _stored_computed_at(session: Session, keys: list[int], build: Any = None) -> dict[int, pd.Timestamp]:
+def _stored_computed_at(session: Session, keys: list[int]) -> dict[int, pd.Timestamp]:
     """When each patient's stored status was computed."""
     found = read_frame_in(
         session,
-        build
-        or (
-            lambda part: select(PatientStatus.patient_id, PatientStatus.computed_at).where(
-                PatientStatus.patient_id.in_(part)
-            )
+        lambda part: select(PatientStatus.patient_id, PatientStatus.computed_at).where(
+            PatientStatus.patient_id.in_(part)
         ),
         keys,
         utc=["computed_at"],

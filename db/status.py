@@ -11,6 +11,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 from sqlalchemy import Select, delete, func, or_, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, aliased
 
 from db.forecasts import status_forecasts
@@ -211,6 +213,30 @@ def prepared_status(
     """``rows`` (`computed_status`) compared with the stored status (read, nothing written): what
     `write_status` writes."""
     return _record_changes(session, patient_keys, rows, now=now, timezone=timezone)
+
+
+def write_new_status(session: Session, prepared: Prepared) -> list[int]:
+    """Insert the status rows of patients that had none (`prepared_status`), except where another writer's
+    row has appeared since (it stands), with the changes of those inserted; return their keys."""
+    if prepared.rows.empty:
+        return []
+    rows = prepared.rows[[column.name for column in PatientStatus.__table__.columns]]
+    records = rows.astype(object).where(rows.notna(), None).to_dict("records")
+    insert = sqlite_insert if session.get_bind().dialect.name == "sqlite" else postgresql_insert
+    statement = (
+        insert(PatientStatus)
+        .on_conflict_do_nothing(index_elements=["patient_id"])
+        .returning(PatientStatus.patient_id)
+    )
+    inserted = sorted(int(key) for key in session.scalars(statement, records))
+    changes = prepared.of(inserted).changes
+    if not changes.empty:
+        bulk_insert(
+            session,
+            StatusChange.__table__,
+            changes[[c.name for c in StatusChange.__table__.columns if c.name != "id"]],
+        )
+    return inserted
 
 
 def write_status(session: Session, patient_keys: list[int], prepared: Prepared) -> None:

@@ -12,7 +12,7 @@ from sqlalchemy import select, text
 from db.accounts import Viewer
 from db.feed import mark_pending, pending
 from db.histories import Histories
-from db.models import Patient, StatusPending
+from db.models import Patient, PatientStatus, StatusPending
 from db.status import refresh_patient_status
 from services.feed import FeedOptions, FeedWriter, Received, catch_up
 from services.patient_actions import add_event
@@ -340,4 +340,155 @@ def test_a_status_another_writer_replaced_during_a_pass_is_left_to_it(demo_copy,
     assert catch_up(store, timezone="UTC", now=third, histories=histories) == 1
     assert histories.whole == whole + 1
     assert _status_of(store, key) == _whole_read(store, [key], third)[0]
+    writer.close()
+
+
+def _acknowledged(store, key: int):
+    with store() as session:
+        return session.scalar(select(PatientStatus.acknowledged_at).where(PatientStatus.patient_id == key))
+
+
+def test_an_acknowledgement_made_while_a_pass_computes_is_kept(demo_copy, monkeypatch) -> None:
+    """The pass compares its statuses with the stored ones before it writes: an acknowledgement committed
+    in between is carried into what it writes, not undone."""
+    import db.histories
+    from services.patient_actions import acknowledge
+
+    store = demo_copy(NOW)
+    key, who = _first_patient(store)
+    histories, clock = Histories(), [NOW]
+    writer = FeedWriter(
+        store, FeedOptions(address="test", site_timezone="UTC"), started_at=NOW, clock=lambda: clock[0]
+    )
+    for number, now in ((1, NOW + timedelta(minutes=10)), (2, NOW + timedelta(minutes=20))):
+        clock[0] = now
+        writer.write(
+            [Received(message(number, who, NOW - number * timedelta(hours=1), wbc=2.1, anc=0.8).encode())]
+        )
+        if number == 1:
+            assert catch_up(store, timezone="UTC", now=now, histories=histories) == 1
+    seen = NOW + timedelta(minutes=19)
+    writing = db.histories._still_as_read
+
+    def meanwhile(*args, **kwargs):
+        acknowledge(store, viewer=Viewer("admin", "admin", None), patient_key=key, comment="seen", now=seen)
+        return writing(*args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(db.histories, "_still_as_read", meanwhile)
+        assert catch_up(store, timezone="UTC", now=NOW + timedelta(minutes=20), histories=histories) == 1
+    assert _acknowledged(store, key) == seen
+    writer.close()
+
+
+def test_a_new_patients_status_an_import_wrote_during_a_pass_stands(demo_copy, monkeypatch) -> None:
+    """A patient new to the store has no status row to lock: the pass inserts theirs only where no other
+    writer's has appeared (an import committed before its check, or on PostgreSQL between its check and
+    its write), and reads them whole next."""
+    import db.histories
+    from services.imports import ImportOptions, import_content
+
+    store = demo_copy(NOW)
+    postgresql = store.kw["bind"].dialect.name == "postgresql"
+    histories, clock = Histories(), [NOW]
+    writer = FeedWriter(
+        store, FeedOptions(address="test", site_timezone="UTC"), started_at=NOW, clock=lambda: clock[0]
+    )
+    moments = ["_still_as_read", "write_new_status"] if postgresql else ["_still_as_read"]
+    for number, moment in enumerate(moments, start=1):
+        who = ("NEWHOSP", f"NEW{number:04d}")
+        first = NOW + timedelta(minutes=10 * number)
+        clock[0] = first
+        writer.write(
+            [Received(message(10 * number, who, NOW - timedelta(hours=2), wbc=5.0, anc=3.0).encode())]
+        )
+        with store() as session:
+            key = session.scalar(select(Patient.id).where(Patient.mrn == who[1]))
+        low = message(10 * number + 1, who, NOW - timedelta(minutes=30), wbc=0.8, anc=0.1)
+        step = getattr(db.histories, moment)
+
+        def meanwhile(*args, step=step, low=low, first=first, **kwargs):
+            import_content(
+                store,
+                "more.hl7",
+                low.replace("|H0000", "|F0000").encode(),
+                options=ImportOptions(imported_by="test", site_timezone="UTC"),
+                now=first - timedelta(minutes=1),
+            )
+            return step(*args, **kwargs)
+
+        with monkeypatch.context() as patch:
+            patch.setattr(db.histories, moment, meanwhile)
+            assert catch_up(store, timezone="UTC", now=first, histories=histories) == 1
+        imported = _status_of(store, key)
+        assert imported == _whole_read(store, [key], first - timedelta(minutes=1))[0], moment
+        assert imported[list(_columns(store)).index("latest_anc_grade")] == 4, "the import's grade 4 stands"
+        assert key not in histories.computed_at
+        later = first + timedelta(minutes=5)
+        assert catch_up(store, timezone="UTC", now=later, histories=histories) == 1, "still waiting"
+        assert _status_of(store, key) == _whole_read(store, [key], later)[0]
+    writer.close()
+
+
+def _columns(store) -> list[str]:
+    with store() as session:
+        return list(session.execute(text("SELECT * FROM patient_status LIMIT 1")).keys())
+
+
+def test_an_acknowledgement_waiting_for_a_pass_on_postgresql_lands_on_the_row_it_wrote(
+    demo_copy, monkeypatch
+) -> None:
+    """PostgreSQL: an acknowledgement whose UPDATE waits for the rows a pass holds finds, once the pass
+    commits, that the row it waited for was replaced; it is made on the new one."""
+    import threading
+    import time
+
+    import db.histories
+    from services.patient_actions import acknowledge
+
+    store = demo_copy(NOW)
+    if store.kw["bind"].dialect.name != "postgresql":
+        return  # SQLite: the acknowledgement waits for the store's write lock, then reads the new row
+    key, who = _first_patient(store)
+    histories, clock = Histories(), [NOW]
+    writer = FeedWriter(
+        store, FeedOptions(address="test", site_timezone="UTC"), started_at=NOW, clock=lambda: clock[0]
+    )
+    for number, now in ((1, NOW + timedelta(minutes=10)), (2, NOW + timedelta(minutes=20))):
+        clock[0] = now
+        writer.write(
+            [Received(message(number, who, NOW - number * timedelta(hours=1), wbc=2.1, anc=0.8).encode())]
+        )
+        if number == 1:
+            assert catch_up(store, timezone="UTC", now=now, histories=histories) == 1
+    seen = NOW + timedelta(minutes=19)
+    writing = db.histories.write_status
+    waiting = threading.Thread(
+        target=acknowledge,
+        kwargs={
+            "store": store,
+            "viewer": Viewer("admin", "admin", None),
+            "patient_key": key,
+            "comment": "seen",
+            "now": seen,
+        },
+    )
+
+    def meanwhile(*args, **kwargs):
+        waiting.start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # until the acknowledgement waits for this pass's lock
+            with store() as session:
+                if session.scalar(
+                    text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+                ):
+                    break
+            time.sleep(0.01)
+        return writing(*args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(db.histories, "write_status", meanwhile)
+        assert catch_up(store, timezone="UTC", now=NOW + timedelta(minutes=20), histories=histories) == 1
+    waiting.join(30)
+    assert _acknowledged(store, key) == seen
     writer.close()
