@@ -363,6 +363,7 @@ def _record(action, done: str, clear: tuple[str, ...] = (), **fields) -> None:
         action(data.store(), viewer=viewer, patient_key=chosen, now=datetime.now(UTC), **fields)
     except (ValueError, PermissionError) as error:
         st.error(plain(error))
+        data.refresh()  # what was refused may rest on what the page showed: shown afresh
     else:
         for key in clear:
             st.session_state.pop(key, None)
@@ -385,7 +386,12 @@ with record_tab:
             "Comment", key="acknowledge_comment", placeholder="e.g. reviewed, repeat CBC in 1 week"
         )
         if st.form_submit_button("Acknowledge", disabled=not patient["flags"]):
-            _record(acknowledge, "Acknowledged, recorded in the audit trail.", comment=comment)
+            _record(
+                acknowledge,
+                "Acknowledged, recorded in the audit trail.",
+                comment=comment,
+                seen=list(patient["flags"] or []),
+            )
     # The date and time start as now in the site's zone, set once (not at every rerun, which would move
     # them under the person typing); a kind has no default: a person chooses it.
     site_now = datetime.now(ZoneInfo(timezone)).replace(second=0, microsecond=0)

@@ -6,6 +6,7 @@ refresh are the caller's (``services.patient_actions``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import select, update
@@ -14,11 +15,22 @@ from sqlalchemy.orm import Session
 from db.models import Acknowledgement, ClinicalEvent, PatientStatus, ReferenceOverride
 
 
-def acknowledge(session: Session, patient_key: int, *, username: str, comment: str, now: datetime) -> str:
-    """Acknowledge the patient's current flags with a comment; returns the flags acknowledged."""
-    # The status keeps its flags as a list; an acknowledgement records them as the text it always had.
+def acknowledge(
+    session: Session,
+    patient_key: int,
+    *,
+    username: str,
+    comment: str,
+    now: datetime,
+    seen: Sequence[str] | None = None,
+) -> str:
+    """Acknowledge the patient's current flags with a comment; returns the flags acknowledged.
+
+    ``seen``: the flags the person was shown. Their status row is taken first (locked until the commit), then
+    its flags compared with those (or, without ``seen``, with the flags read before): flags changed meanwhile
+    (a recompute after a new result) are refused with a ValueError, so that an acknowledgement never covers
+    flags nobody saw."""
     listed = session.scalar(select(PatientStatus.flags).where(PatientStatus.patient_id == patient_key))
-    flags = ",".join(listed or [])
     acknowledged = (
         update(PatientStatus).where(PatientStatus.patient_id == patient_key).values(acknowledged_at=now)
     )
@@ -26,6 +38,16 @@ def acknowledge(session: Session, patient_key: int, *, username: str, comment: s
         # PostgreSQL: a status recompute replaced the row while this waited for it (its UPDATE then finds
         # the row it waited for gone); a statement of its own sees the new one.
         session.execute(acknowledged)
+    # The row as it stands now that this transaction holds it: what the acknowledgement covers.
+    current = session.scalar(select(PatientStatus.flags).where(PatientStatus.patient_id == patient_key))
+    expected = list(seen) if seen is not None else list(listed or [])
+    if list(current or []) != expected:
+        raise ValueError(
+            "the patient's flags changed since they were shown (a new result was analysed): nothing was "
+            "acknowledged; look at the flags again"
+        )
+    # The status keeps its flags as a list; an acknowledgement records them as the text it always had.
+    flags = ",".join(current or [])
     session.add(
         Acknowledgement(patient_id=patient_key, at=now, username=username, flags=flags, comment=comment)
     )

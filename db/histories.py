@@ -101,12 +101,15 @@ class Histories:
         another writer replaced while this pass computed is left to it (`Staged.contested`: not written,
         not kept, and still waiting)."""
         keys = [int(key) for key, _ in waiting]
-        stored = _stored_computed_at(session, keys)
+        stored = _stored_status(session, keys)
         # The patients whose kept history serves, each with the lowest id of the panels added since.
         extendable = {
             int(key): int(first)
             for key, first in waiting
-            if first is not None and key in self.computed_at and stored.get(key) == self.computed_at[key]
+            if first is not None
+            and key in self.computed_at
+            and key in stored
+            and stored[key][0] == self.computed_at[key]
         }
         whole = [key for key in keys if key not in extendable]
         computed: list[tuple[list[int], Prepared, dict[str, pd.DataFrame]]] = []
@@ -116,18 +119,12 @@ class Histories:
         for part in passes(session, list(extendable)):
             inputs, frames = self._extended(session, part, min(extendable[key] for key in part))
             computed.append((part, self._prepared(session, part, inputs, now, timezone), frames))
-        still, acknowledged = _still_as_read(session, keys, stored)
-        claimed = set(still)
+        claimed = set(_still_as_read(session, keys, stored))
         for part, prepared, _ in computed:
             mine = [key for key in part if key in claimed]
             if not mine:
                 continue
-            # An acknowledgement made while the pass computed is kept.
             ready = prepared.of(mine)
-            rows = ready.rows.assign(
-                acknowledged_at=pd.to_datetime(ready.rows["patient_id"].map(acknowledged), utc=True)
-            )
-            ready = Prepared(rows, ready.changes)
             replacing = [key for key in mine if key in stored]
             write_status(session, replacing, ready.of(replacing))
             fresh = [key for key in mine if key not in stored]
@@ -234,19 +231,19 @@ class Histories:
 _KINDS = ("panels", "history", "temperatures", "others")
 
 
-def _still_as_read(
-    session: Session, keys: list[int], read: dict[int, pd.Timestamp]
-) -> tuple[list[int], dict[int, Any]]:
-    """The patients of ``keys`` whose stored status is still the one ``read`` when the pass began (or still
-    none), with no other writer able to replace a stored one until this pass commits, and when each stored
-    status was last acknowledged (an acknowledgement changes only that).
+def _still_as_read(session: Session, keys: list[int], read: dict[int, tuple[pd.Timestamp, Any]]) -> list[int]:
+    """The patients of ``keys`` whose stored status is still the one ``read`` when the pass began (computed
+    and acknowledged then, or still none), with no other writer able to replace or acknowledge a stored one
+    until this pass commits.
 
     On PostgreSQL the stored rows are locked (``FOR UPDATE``, in the patients' order) and then read by a
     statement of their own, which sees whatever committed while the locks were waited for; on SQLite the
     store's write lock is taken first (by an UPDATE that changes nothing). A patient with no stored status
     has no row to lock: `write_new_status` inserts theirs only where no other writer's has appeared. Every
     writer that changes a patient's results recomputes their status in the same transaction, so a status
-    replaced means results this pass may not have read."""
+    replaced means results this pass may not have read; an acknowledgement made meanwhile covered the flags
+    its author saw, which this pass's may not be (it is left to the next pass, which dates any new or worse
+    flag after it)."""
     if session.get_bind().dialect.name == "sqlite":
         session.execute(update(PatientStatus).where(false()).values(computed_at=PatientStatus.computed_at))
     else:
@@ -257,6 +254,24 @@ def _still_as_read(
                 .order_by(PatientStatus.patient_id)
                 .with_for_update()
             ).all()
+    now_stored = _stored_status(session, keys)
+    return [key for key in keys if _same(now_stored.get(key), read.get(key))]
+
+
+def _same(one: tuple[pd.Timestamp, Any] | None, other: tuple[pd.Timestamp, Any] | None) -> bool:
+    """Two (computed, acknowledged) pairs are the same (NaT equal to NaT)."""
+    if one is None or other is None:
+        return one is other
+    return one[0] == other[0] and (one[1] == other[1] or (pd.isna(one[1]) and pd.isna(other[1])))
+
+
+def _of(frame: pd.DataFrame, keys: set[int]) -> pd.DataFrame:
+    """The rows of ``frame`` of the patients ``keys``."""
+    return frame[frame["patient_key"].isin(list(keys)).to_numpy()]
+
+
+def _stored_status(session: Session, keys: list[int]) -> dict[int, tuple[pd.Timestamp, Any]]:
+    """When each patient's stored status was computed, and last acknowledged (NaT: never)."""
     found = read_frame_in(
         session,
         lambda part: select(
@@ -265,33 +280,11 @@ def _still_as_read(
         keys,
         utc=["computed_at", "acknowledged_at"],
     )
-    now_stored = {
-        int(key): pd.Timestamp(at)
-        for key, at in zip(found["patient_id"], found["computed_at"], strict=True)
-        if not pd.isna(at)
-    }
-    acknowledged = dict(zip(found["patient_id"].astype(int), found["acknowledged_at"], strict=True))
-    return [key for key in keys if now_stored.get(key) == read.get(key)], acknowledged
-
-
-def _of(frame: pd.DataFrame, keys: set[int]) -> pd.DataFrame:
-    """The rows of ``frame`` of the patients ``keys``."""
-    return frame[frame["patient_key"].isin(list(keys)).to_numpy()]
-
-
-def _stored_computed_at(session: Session, keys: list[int]) -> dict[int, pd.Timestamp]:
-    """When each patient's stored status was computed."""
-    found = read_frame_in(
-        session,
-        lambda part: select(PatientStatus.patient_id, PatientStatus.computed_at).where(
-            PatientStatus.patient_id.in_(part)
-        ),
-        keys,
-        utc=["computed_at"],
-    )
     return {
-        int(key): pd.Timestamp(at)
-        for key, at in zip(found["patient_id"], found["computed_at"], strict=True)
+        int(key): (pd.Timestamp(at), pd.Timestamp(seen))
+        for key, at, seen in zip(
+            found["patient_id"], found["computed_at"], found["acknowledged_at"], strict=True
+        )
         if not pd.isna(at)
     }
 

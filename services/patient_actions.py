@@ -8,6 +8,7 @@ or ``ValueError`` (the message says why) and writes nothing.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, time
 
 import pandas as pd
@@ -44,9 +45,17 @@ def _may_record(session: Session, patient_key: int, viewer: Viewer) -> str:
 
 
 def acknowledge(
-    store: sessionmaker[Session], *, viewer: Viewer, patient_key: int, comment: str, now: datetime
+    store: sessionmaker[Session],
+    *,
+    viewer: Viewer,
+    patient_key: int,
+    comment: str,
+    now: datetime,
+    seen: Sequence[str] | None = None,
 ) -> str:
-    """Acknowledge the patient's current flags with a comment; returns the flags acknowledged."""
+    """Acknowledge the patient's current flags with a comment; returns the flags acknowledged. ``seen``: the
+    flags the person was shown; if the status's flags changed since (a new result analysed meanwhile),
+    nothing is acknowledged and a ValueError says so."""
     comment = comment.strip()
     with store.begin() as session:
         username = _may_record(session, patient_key, viewer)
@@ -54,7 +63,9 @@ def acknowledge(
             raise ValueError(
                 f"a comment is at most {COMMENT_LIMIT:,} characters (this one has {len(comment):,})"
             )
-        flags = actions.acknowledge(session, patient_key, username=username, comment=comment, now=now)
+        flags = actions.acknowledge(
+            session, patient_key, username=username, comment=comment, now=now, seen=seen
+        )
         record(
             session,
             username=username,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import select, text
 
 from db.accounts import Viewer
@@ -348,9 +349,11 @@ def _acknowledged(store, key: int):
         return session.scalar(select(PatientStatus.acknowledged_at).where(PatientStatus.patient_id == key))
 
 
-def test_an_acknowledgement_made_while_a_pass_computes_is_kept(demo_copy, monkeypatch) -> None:
-    """The pass compares its statuses with the stored ones before it writes: an acknowledgement committed
-    in between is carried into what it writes, not undone."""
+def test_an_acknowledgement_made_while_a_pass_computes_is_kept_and_a_worse_count_asks_again(
+    demo_copy, monkeypatch
+) -> None:
+    """An acknowledgement committed while a pass computes covered the flags its author saw: the pass leaves
+    that patient to the next one, which keeps the acknowledgement and dates the worse grade after it."""
     import db.histories
     from services.patient_actions import acknowledge
 
@@ -360,24 +363,35 @@ def test_an_acknowledgement_made_while_a_pass_computes_is_kept(demo_copy, monkey
     writer = FeedWriter(
         store, FeedOptions(address="test", site_timezone="UTC"), started_at=NOW, clock=lambda: clock[0]
     )
-    for number, now in ((1, NOW + timedelta(minutes=10)), (2, NOW + timedelta(minutes=20))):
-        clock[0] = now
-        writer.write(
-            [Received(message(number, who, NOW - number * timedelta(hours=1), wbc=2.1, anc=0.8).encode())]
-        )
-        if number == 1:
-            assert catch_up(store, timezone="UTC", now=now, histories=histories) == 1
-    seen = NOW + timedelta(minutes=19)
-    writing = db.histories._still_as_read
+    first, second = NOW + timedelta(minutes=10), NOW + timedelta(minutes=20)
+    clock[0] = first
+    writer.write([Received(message(1, who, NOW - timedelta(hours=1), wbc=2.1, anc=0.8).encode())])
+    assert catch_up(store, timezone="UTC", now=first, histories=histories) == 1
+    clock[0] = second
+    writer.write([Received(message(2, who, NOW - timedelta(minutes=30), wbc=1.1, anc=0.1).encode())])
+    seen = second + timedelta(seconds=30)
+    claiming = db.histories._still_as_read
 
     def meanwhile(*args, **kwargs):
         acknowledge(store, viewer=Viewer("admin", "admin", None), patient_key=key, comment="seen", now=seen)
-        return writing(*args, **kwargs)
+        return claiming(*args, **kwargs)
 
     with monkeypatch.context() as patch:
         patch.setattr(db.histories, "_still_as_read", meanwhile)
-        assert catch_up(store, timezone="UTC", now=NOW + timedelta(minutes=20), histories=histories) == 1
+        assert catch_up(store, timezone="UTC", now=second, histories=histories) == 1
     assert _acknowledged(store, key) == seen
+    with store() as session:
+        assert [mark.patient_key for mark in pending(session, limit=10)] == [key], "left to the next pass"
+    later = second + timedelta(minutes=1)
+    assert catch_up(store, timezone="UTC", now=later, histories=histories) == 1
+    with store() as session:
+        grade, changed, acknowledged = session.execute(
+            select(
+                PatientStatus.latest_anc_grade, PatientStatus.flags_changed_at, PatientStatus.acknowledged_at
+            ).where(PatientStatus.patient_id == key)
+        ).one()
+    assert (grade, acknowledged) == (4, seen)
+    assert changed > acknowledged, "the grade 4 is not covered by an acknowledgement made before it was seen"
     writer.close()
 
 
@@ -435,11 +449,13 @@ def _columns(store) -> list[str]:
         return list(session.execute(text("SELECT * FROM patient_status LIMIT 1")).keys())
 
 
+@pytest.mark.parametrize("worse", [False, True])
 def test_an_acknowledgement_waiting_for_a_pass_on_postgresql_lands_on_the_row_it_wrote(
-    demo_copy, monkeypatch
+    demo_copy, monkeypatch, worse: bool
 ) -> None:
     """PostgreSQL: an acknowledgement whose UPDATE waits for the rows a pass holds finds, once the pass
-    commits, that the row it waited for was replaced; it is made on the new one."""
+    commits, that the row it waited for was replaced; it is made on the new one, unless the pass changed
+    the flags (a worse count): then nothing is acknowledged and the person is told to look again."""
     import threading
     import time
 
@@ -454,17 +470,27 @@ def test_an_acknowledgement_waiting_for_a_pass_on_postgresql_lands_on_the_row_it
     writer = FeedWriter(
         store, FeedOptions(address="test", site_timezone="UTC"), started_at=NOW, clock=lambda: clock[0]
     )
-    for number, now in ((1, NOW + timedelta(minutes=10)), (2, NOW + timedelta(minutes=20))):
-        clock[0] = now
-        writer.write(
-            [Received(message(number, who, NOW - number * timedelta(hours=1), wbc=2.1, anc=0.8).encode())]
-        )
-        if number == 1:
-            assert catch_up(store, timezone="UTC", now=now, histories=histories) == 1
+    clock[0] = NOW + timedelta(minutes=10)
+    writer.write([Received(message(1, who, NOW - timedelta(hours=1), wbc=2.1, anc=0.8).encode())])
+    assert catch_up(store, timezone="UTC", now=clock[0], histories=histories) == 1
+    clock[0] = NOW + timedelta(minutes=20)
+    # The latest count, grade 4; or a normal one of more than a year before, which changes no flag.
+    drawn = NOW - (timedelta(minutes=30) if worse else timedelta(days=400))
+    writer.write(
+        [Received(message(2, who, drawn, wbc=1.1 if worse else 6.0, anc=0.1 if worse else 3.5).encode())]
+    )
     seen = NOW + timedelta(minutes=19)
     writing = db.histories.write_status
+    refused: list[Exception] = []
+
+    def acknowledging(**kwargs) -> None:
+        try:
+            acknowledge(**kwargs)
+        except ValueError as error:
+            refused.append(error)
+
     waiting = threading.Thread(
-        target=acknowledge,
+        target=acknowledging,
         kwargs={
             "store": store,
             "viewer": Viewer("admin", "admin", None),
@@ -490,5 +516,8 @@ def test_an_acknowledgement_waiting_for_a_pass_on_postgresql_lands_on_the_row_it
         patch.setattr(db.histories, "write_status", meanwhile)
         assert catch_up(store, timezone="UTC", now=NOW + timedelta(minutes=20), histories=histories) == 1
     waiting.join(30)
-    assert _acknowledged(store, key) == seen
+    assert _acknowledged(store, key) == (None if worse else seen)
+    assert [str(error).startswith("the patient's flags changed since") for error in refused] == (
+        [True] if worse else []
+    )
     writer.close()

@@ -125,6 +125,23 @@ def test_an_acknowledgement_is_written_with_its_audit_row_and_clears_the_worklis
     assert _audited(treated)[-1] == "acknowledge"
 
 
+def test_flags_changed_since_they_were_shown_are_not_acknowledged(treated) -> None:
+    """A recompute (a new result analysed) between the page and the click: nothing is acknowledged, and
+    the person is told to look again."""
+    key = find_patient(treated, viewer=SYSTEM, patient_id="MRN1001")
+    shown = list(
+        patient_view(treated, viewer=SYSTEM, patient_key=key, timezone="UTC", now=NOW).status["flags"]
+    )
+    with pytest.raises(ValueError, match="flags changed since they were shown"):
+        acknowledge(treated, viewer=CLINICIAN, patient_key=key, comment="seen", now=NOW, seen=shown[1:])
+    with treated() as session:
+        assert session.scalar(select(func.count()).select_from(Acknowledgement)) == 0
+    assert _audited(treated) == ["import", "import"]
+    assert "neutropenia" in acknowledge(
+        treated, viewer=CLINICIAN, patient_key=key, comment="seen", now=datetime.now(UTC), seen=shown
+    )
+
+
 @pytest.mark.parametrize(
     ("viewer", "fields", "error"),
     [
