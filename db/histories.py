@@ -46,6 +46,7 @@ from db.status import (
     _temperatures,
     computed_status,
     has_cbc,
+    latest_rows,
     passes,
     prepared_status,
     write_new_status,
@@ -343,8 +344,7 @@ def _latest(others: pd.DataFrame) -> pd.DataFrame:
     """The latest row of each patient and analyte (as `db.status._latest_others` chooses it)."""
     if others.empty:
         return others
-    ordered = others.sort_values(["patient_key", "analyte", "collected_at", "panel_id"], kind="stable")
-    return ordered.groupby(["patient_key", "analyte"]).tail(1).reset_index(drop=True)
+    return latest_rows(others).reset_index(drop=True)
 
 
 def _concat(parts: list[pd.DataFrame]) -> pd.DataFrame:

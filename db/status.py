@@ -267,6 +267,13 @@ class Inputs(NamedTuple):
     others: pd.DataFrame
 
 
+def latest_rows(results: pd.DataFrame) -> pd.DataFrame:
+    """The latest row of each patient and analyte in ``results`` (a `HISTORY_COLUMNS` frame), keeping its
+    index: the latest drawn, and of two drawn at the same instant the later panel."""
+    ordered = results.sort_values(["patient_key", "analyte", "collected_at", "panel_id"], kind="stable")
+    return ordered.groupby(["patient_key", "analyte"]).tail(1)
+
+
 def computed_status(
     session: Session,
     patient_keys: list[int],
@@ -286,8 +293,7 @@ def computed_status(
     # (the flags, the latest grades, the pattern, the cycle support); ``history`` itself stays as read, for
     # the analyses that resolve their own.
     limited = with_limits(history, context)
-    latest = history.sort_values(["patient_key", "analyte", "collected_at", "panel_id"], kind="stable")
-    latest = latest.groupby(["patient_key", "analyte"]).tail(1)
+    latest = latest_rows(history)
     summary = counts.set_index("patient_key").join(latest_values(latest))
     events = _treatment_events(session, list(patient_keys))
     febrile = _febrile_now(history, temperatures, events, context, now, timezone)
@@ -827,8 +833,7 @@ def _latest_others(
     both = both.reindex(columns=list(HISTORY_COLUMNS))
     if both.empty:
         return both
-    both = both.sort_values(["patient_key", "analyte", "collected_at", "panel_id"], kind="stable")
-    return both.groupby(["patient_key", "analyte"]).tail(1).reset_index(drop=True)
+    return latest_rows(both).reset_index(drop=True)
 
 
 def _others_graded(others: pd.DataFrame, context: Context) -> pd.DataFrame:
