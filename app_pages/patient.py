@@ -356,14 +356,19 @@ with compare_tab:
             )
 
 
-def _record(action, done: str, clear: tuple[str, ...] = (), **fields) -> None:
+def _record(action, done: str, clear: tuple[str, ...] = (), again: str | None = None, **fields) -> None:
     """Run a recording action (services.patient_actions) for this patient as the signed-in user; say what
-    happened. Once done, the ``clear`` widgets go back to their defaults (a refused entry keeps them)."""
+    happened. Once done, the ``clear`` widgets go back to their defaults (a refused entry keeps them). A
+    refusal is said where the form is; with ``again`` (a session key), the page is drawn afresh first and the
+    form says it from there: what was refused rested on what the page showed."""
     try:
         action(data.store(), viewer=viewer, patient_key=chosen, now=datetime.now(UTC), **fields)
     except (ValueError, PermissionError) as error:
-        st.error(plain(error))
         data.refresh()  # what was refused may rest on what the page showed: shown afresh
+        if again is not None:
+            st.session_state[again] = plain(error)
+            st.rerun()
+        st.error(plain(error))
     else:
         for key in clear:
             st.session_state.pop(key, None)
@@ -382,6 +387,8 @@ with record_tab:
     left, middle, right = st.columns(3)
     with left.form("acknowledge_form", clear_on_submit=True):
         st.markdown("**Acknowledge the current flags**")
+        if refused := st.session_state.pop("acknowledge_refused", None):
+            st.error(refused)  # the flags above are the new ones
         comment = st.text_area(
             "Comment", key="acknowledge_comment", placeholder="e.g. reviewed, repeat CBC in 1 week"
         )
@@ -389,8 +396,10 @@ with record_tab:
             _record(
                 acknowledge,
                 "Acknowledged, recorded in the audit trail.",
+                again="acknowledge_refused",
                 comment=comment,
                 seen=list(patient["flags"] or []),
+                seen_changed_at=None if pd.isna(patient["flags_changed_at"]) else patient["flags_changed_at"],
             )
     # The date and time start as now in the site's zone, set once (not at every rerun, which would move
     # them under the person typing); a kind has no default: a person chooses it.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from datetime import UTC, datetime
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from cli.app import _config, _emit, _viewer, cli, output_format, store_options
+from cli.app import _config, _viewer, cli, output_format, store_options
 from monitor.timestamps import is_timezone
 from services.feed import FeedOptions, TeamNotFound, feed_state
 from services.listener import ListenOptions, run
@@ -136,12 +137,22 @@ def listen_status(database: str | None, fmt: str) -> None:
     config = _config(database)
     store = open_store(config)
     state = feed_state(store, viewer=_viewer(store, None), now=datetime.now(UTC), timezone=config.timezone)
+    counts = {
+        str(code): int(n) for code, n in zip(state.today["ack_code"], state.today["messages"], strict=True)
+    }
     if fmt == "json":
-        _emit(
-            state.listeners[["address", "state", "pid", "host_name", "started_at", "seen_at", "stopped_at"]],
-            "json",
-            utc_columns=("started_at", "seen_at", "stopped_at"),
-        )
+        # What the table says, as one object for a monitoring system.
+        listeners = state.listeners[
+            ["address", "state", "pid", "host_name", "started_at", "seen_at", "stopped_at"]
+        ]
+        health = {
+            "healthy": bool(state.healthy),
+            "listeners": json.loads(listeners.to_json(orient="records", date_format="iso", date_unit="s")),
+            "today": {code: counts.get(code, 0) for code in ("AA", "AE", "AR")},
+            "last_message_at": f"{state.last_at:%Y-%m-%dT%H:%M:%SZ}" if state.last_at else None,
+            "statuses_waiting": int(state.waiting),
+        }
+        click.echo(json.dumps(health, indent=1, ensure_ascii=False))
     else:
         if state.listeners.empty:
             click.echo("no listener has run on this store")
@@ -150,10 +161,6 @@ def listen_status(database: str | None, fmt: str) -> None:
                 f"{row.address}: {row.state} (pid {row.pid} on {row.host_name}, "
                 f"last seen {row.seen_at:%Y-%m-%d %H:%M:%S} UTC)"
             )
-        counts = {
-            str(code): int(n)
-            for code, n in zip(state.today["ack_code"], state.today["messages"], strict=True)
-        }
         click.echo(
             "today: "
             + ", ".join(f"{counts.get(code, 0):,} {code}" for code in ("AA", "AE", "AR"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
+import pandas as pd
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -23,13 +24,15 @@ def acknowledge(
     comment: str,
     now: datetime,
     seen: Sequence[str] | None = None,
+    seen_changed_at: datetime | None = None,
 ) -> str:
     """Acknowledge the patient's current flags with a comment; returns the flags acknowledged.
 
-    ``seen``: the flags the person was shown. Their status row is taken first (locked until the commit), then
-    its flags compared with those (or, without ``seen``, with the flags read before): flags changed meanwhile
-    (a recompute after a new result) are refused with a ValueError, so that an acknowledgement never covers
-    flags nobody saw."""
+    ``seen``: the flags the person was shown; ``seen_changed_at``: when, as shown, a flag last appeared or a
+    grade last rose (the status's ``flags_changed_at``). Their status row is taken first (locked until the
+    commit), then compared with those (or, without ``seen``, its flags with the flags read before): flags
+    that changed meanwhile, or that appeared or worsened with the same names (a count from grade 3 to 4),
+    are refused with a ValueError, so that an acknowledgement never covers flags nobody saw."""
     listed = session.scalar(select(PatientStatus.flags).where(PatientStatus.patient_id == patient_key))
     acknowledged = (
         update(PatientStatus).where(PatientStatus.patient_id == patient_key).values(acknowledged_at=now)
@@ -39,19 +42,33 @@ def acknowledge(
         # the row it waited for gone); a statement of its own sees the new one.
         session.execute(acknowledged)
     # The row as it stands now that this transaction holds it: what the acknowledgement covers.
-    current = session.scalar(select(PatientStatus.flags).where(PatientStatus.patient_id == patient_key))
+    current = session.execute(
+        select(PatientStatus.flags, PatientStatus.flags_changed_at).where(
+            PatientStatus.patient_id == patient_key
+        )
+    ).one_or_none()
+    flags_now, changed_now = (current.flags, current.flags_changed_at) if current else ([], None)
     expected = list(seen) if seen is not None else list(listed or [])
-    if list(current or []) != expected:
+    worsened = seen_changed_at is not None and _instant(changed_now) != _instant(seen_changed_at)
+    if list(flags_now or []) != expected or worsened:
         raise ValueError(
             "the patient's flags changed since they were shown (a new result was analysed): nothing was "
             "acknowledged; look at the flags again"
         )
     # The status keeps its flags as a list; an acknowledgement records them as the text it always had.
-    flags = ",".join(current or [])
+    flags = ",".join(flags_now or [])
     session.add(
         Acknowledgement(patient_id=patient_key, at=now, username=username, flags=flags, comment=comment)
     )
     return flags
+
+
+def _instant(value: datetime | None) -> pd.Timestamp | None:
+    """A time as stored or as a page read it (aware, naive UTC, NaT), comparable with ==; None for none."""
+    if value is None or pd.isna(value):
+        return None
+    stamp = pd.Timestamp(value)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
 def add_event(

@@ -81,7 +81,7 @@ from monitor.formats.hl7_ack import (
     refusal_summary,
 )
 from monitor.formats.hl7_quick import read_quickly
-from monitor.formats.hl7v2 import Header, message_header, split_messages
+from monitor.formats.hl7v2 import Header, message_header, message_type_words, split_messages
 from monitor.formats.parsed import REJECT_COLUMNS, cut_raw
 from monitor.formats.piece import PieceReading
 from monitor.formats.records import FUTURE_TOLERANCE
@@ -663,7 +663,9 @@ def _read(received: Received) -> _Message:
         message.refusal = f"the block holds {len(messages)} messages: MLLP carries one message a block"
         message.error = SEGMENT_ERROR
     elif header.kind.upper() != ORU_R01:
-        message.refusal = f"MSH-9 is {header.kind!r}: this receiver takes ORU^R01 (laboratory results) only"
+        message.refusal = (
+            f"{message_type_words(header.kind)}: this receiver takes ORU^R01 (laboratory results) only"
+        )
         message.error = UNSUPPORTED_TYPE
     elif not header.control_id:
         message.refusal = "MSH-10 (message control ID) is empty: a message cannot be acknowledged without one"

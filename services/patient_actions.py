@@ -52,9 +52,11 @@ def acknowledge(
     comment: str,
     now: datetime,
     seen: Sequence[str] | None = None,
+    seen_changed_at: datetime | None = None,
 ) -> str:
     """Acknowledge the patient's current flags with a comment; returns the flags acknowledged. ``seen``: the
-    flags the person was shown; if the status's flags changed since (a new result analysed meanwhile),
+    flags the person was shown, ``seen_changed_at`` when (as shown) a flag last appeared or worsened; if the
+    status changed since (a new result analysed meanwhile: other flags, or a flag appeared or worsened),
     nothing is acknowledged and a ValueError says so."""
     comment = comment.strip()
     with store.begin() as session:
@@ -64,7 +66,13 @@ def acknowledge(
                 f"a comment is at most {COMMENT_LIMIT:,} characters (this one has {len(comment):,})"
             )
         flags = actions.acknowledge(
-            session, patient_key, username=username, comment=comment, now=now, seen=seen
+            session,
+            patient_key,
+            username=username,
+            comment=comment,
+            now=now,
+            seen=seen,
+            seen_changed_at=seen_changed_at,
         )
         record(
             session,

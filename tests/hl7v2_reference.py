@@ -209,7 +209,7 @@ def _observations(
             continue
         if message.kind.upper() != "ORU^R01":
             problems.append(
-                _problem(message.where, raw, f"MSH-9 is {message.kind!r}, not ORU^R01: no results")
+                _problem(message.where, raw, f"{_type_words(message.kind)}, not ORU^R01: no results")
             )
             continue
         try:
@@ -340,3 +340,7 @@ def _others(frame: pd.DataFrame) -> pd.DataFrame:
         columns=list(OTHER_COLUMNS), fill_value=""
     )
     return others.astype(str).reset_index(drop=True)
+
+
+def _type_words(kind: str) -> str:
+    return "MSH-9 (message type) is empty" if not kind.strip("^") else f"MSH-9 is {kind!r}"

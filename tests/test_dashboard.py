@@ -255,6 +255,35 @@ def test_acknowledging_clears_the_worklist_state_and_is_audited(imported_store) 
     assert audited[-1][1] == "admin" and "repeat CBC in a week" in audited[-1][2]
 
 
+def test_an_acknowledgement_refused_after_a_new_result_shows_the_new_flags(
+    imported_store, tmp_path: Path
+) -> None:
+    """The page shows ANC grade 3; a count at grade 4 is imported before the click: nothing is acknowledged,
+    the form says why and the page now shows the grade-4 flag to look at."""
+    at = _open_patient(_app().run())
+    assert any("CTCAE grade 3" in m.value for m in at.markdown)
+    results = tmp_path / "later.csv"
+    results.write_text(
+        "patient_id,collected_at,analyte,value,unit,ref_low,ref_high,lab,accession,status\n"
+        "MRN1001,2026-03-18T08:00:00Z,751-8,0.3,K/uL,1.8,7.7,CENTRAL,ACC-9,final\n"
+    )
+    store = open_store(imported_store, timezone="UTC")
+    import_path(store, results, options=ImportOptions(imported_by="test", site_timezone="UTC"))
+    at.text_area(key="acknowledge_comment").input("Seen")
+    at.button(key="FormSubmitter:acknowledge_form-Acknowledge").click().run()
+    assert not at.exception
+    assert [e.value.replace("\\", "") for e in at.error] == [  # (as written: the colon escaped)
+        "the patient's flags changed since they were shown (a new result was analysed): nothing was "
+        "acknowledged; look at the flags again"
+    ]
+    assert any("ANC 0.3 below 1.8 (CTCAE grade 4" in m.value for m in at.markdown)
+    assert "Not yet acknowledged since the flags last appeared or worsened." in [c.value for c in at.caption]
+    with store() as session:
+        assert session.scalar(text("SELECT count(*) FROM acknowledgement")) == 0
+    at.run()  # the next interaction: the refusal was said once
+    assert not at.error
+
+
 def test_a_patient_range_recomputes_the_grade_and_the_flags(imported_store) -> None:
     at = _open_patient(_app().run())
     at.selectbox(key="range_analyte").select("wbc")

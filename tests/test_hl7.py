@@ -171,6 +171,12 @@ def test_coded_and_mislabelled_values_are_refused_and_a_censored_one_kept() -> N
     assert kept.values.tolist() == [["anc", "<", 0.1], ["plt", "", 18.0]]
 
 
+def test_a_header_cut_short_is_refused_as_having_no_message_type() -> None:
+    parsed = parse_hl7("MSH|^~\\&|LIS|LAB\rPID|1||P1\rOBX|1|NM|6690-2^WBC^LN||3.1|10*3/uL\r")
+    assert parsed.records.empty
+    assert parsed.rejected["reason"].tolist() == ["MSH-9 (message type) is empty, not ORU^R01: no results"]
+
+
 def test_text_before_the_first_message_is_refused_not_ignored() -> None:
     parsed = parse_hl7("garbage line\r" + read(HL7 / "local-codes-percentages.hl7"))
     assert parsed.rejected.iloc[0]["location"] == "before the first MSH"

@@ -5,6 +5,7 @@ mid-stream losing nothing it acknowledged."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import signal
@@ -419,6 +420,19 @@ def test_sigterm_answers_what_was_received_then_stops(db_url: str, store, tmp_pa
     )
     assert status.returncode == 1, status.stdout + status.stderr
     assert "stopped" in status.stdout and "2 AA" in status.stdout
+    health = subprocess.run(
+        [sys.executable, "-m", "monitor", "listen-status", "--format", "json"],
+        cwd=ROOT,
+        env={**os.environ, "MONITOR_DATABASE_URL": db_url, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    shown = json.loads(health.stdout)
+    assert health.returncode == 1 and shown["healthy"] is False
+    assert [listener["state"] for listener in shown["listeners"]] == ["stopped"]
+    assert shown["today"] == {"AA": 2, "AE": 0, "AR": 0} and shown["last_message_at"].endswith("Z")
+    assert isinstance(shown["statuses_waiting"], int)
 
 
 def test_catch_up_recomputes_each_waiting_patient_once(store) -> None:
@@ -534,13 +548,17 @@ def test_what_an_engine_may_send_wrong_is_answered_and_the_listener_goes_on(stor
             not_utf8 = _read_block(raw)
             raw.sendall(START_BLOCK + cbc(4).encode() + END_BLOCK)
             after = _read_block(raw)
+            # A header cut short after MSH-3: no message type.
+            raw.sendall(START_BLOCK + b"MSH|^~\\&|cut short" + END_BLOCK)
+            cut_short = _read_block(raw)
             # A block larger than the limit: answered once, then the connection is closed (no ACK that
             # would answer the wrong message).
             raw.sendall(START_BLOCK + (cbc(6) + "\r" + "NTE|1||" + "x" * 4000).encode() + END_BLOCK)
             oversized = _read_block(raw)
             assert raw.recv(65536) == b""
     answers = [
-        msa(hl7.parse(block)) for block in (first, second, short, training, not_utf8, after, oversized)
+        msa(hl7.parse(block))
+        for block in (first, second, short, training, not_utf8, after, cut_short, oversized)
     ]
     assert [(code, control) for code, control, _ in answers] == [
         ("AA", "C000001"),
@@ -550,9 +568,11 @@ def test_what_an_engine_may_send_wrong_is_answered_and_the_listener_goes_on(stor
         ("AR", "C000005"),
         ("AA", "C000004"),
         ("AR", ""),
+        ("AR", ""),
     ]
     assert "MSH-1 and MSH-2 are not" in answers[2][2] and "processing ID 'T'" in answers[3][2]
-    assert "not UTF-8" in answers[4][2] and "larger than" in answers[6][2]
+    assert "not UTF-8" in answers[4][2] and "larger than" in answers[7][2]
+    assert answers[6][2].startswith("MSH-9 (message type) is empty: this receiver takes ORU^R01")
     assert _count(store, Result) == 3 * 5
 
 

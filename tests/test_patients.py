@@ -142,6 +142,51 @@ def test_flags_changed_since_they_were_shown_are_not_acknowledged(treated) -> No
     )
 
 
+def test_a_grade_that_rose_with_the_same_flags_is_not_acknowledged_unseen(treated, tmp_path: Path) -> None:
+    """The page showed ANC grade 3; a new count at grade 4 raises no other flag, but it is a worsening
+    nobody saw: the acknowledgement made from that page is refused; made from the new page, it lands."""
+    key = find_patient(treated, viewer=SYSTEM, patient_id="MRN1001")
+
+    def count_on(day: str, anc: str, name: str) -> None:
+        results = tmp_path / name
+        results.write_text(
+            "patient_id,collected_at,analyte,value,unit,ref_low,ref_high,lab,accession,status\n"
+            f"MRN1001,{day}T08:00:00Z,751-8,{anc},K/uL,1.8,7.7,CENTRAL,ACC-{name},final\n"
+        )
+        import_path(treated, results, options=ImportOptions(imported_by="test", site_timezone="UTC"))
+
+    count_on("2026-03-18", "0.55", "a.csv")  # grade 3, as before
+    shown = patient_view(treated, viewer=SYSTEM, patient_key=key, timezone="UTC", now=NOW).status
+    count_on("2026-03-19", "0.48", "b.csv")  # grade 4
+    now = patient_view(treated, viewer=SYSTEM, patient_key=key, timezone="UTC", now=NOW).status
+    assert (shown["latest_anc_grade"], now["latest_anc_grade"]) == (3, 4)
+    assert now["flags"] == shown["flags"], "the same flags: only the grade rose"
+    assert now["flags_changed_at"] > shown["flags_changed_at"]
+    with pytest.raises(ValueError, match="flags changed since they were shown"):
+        acknowledge(
+            treated,
+            viewer=CLINICIAN,
+            patient_key=key,
+            comment="seen",
+            now=NOW,
+            seen=shown["flags"],
+            seen_changed_at=shown["flags_changed_at"],
+        )
+    with treated() as session:
+        assert session.scalar(select(func.count()).select_from(Acknowledgement)) == 0
+    acknowledge(
+        treated,
+        viewer=CLINICIAN,
+        patient_key=key,
+        comment="seen",
+        now=datetime.now(UTC),
+        seen=now["flags"],
+        seen_changed_at=now["flags_changed_at"],
+    )
+    after = patient_view(treated, viewer=SYSTEM, patient_key=key, timezone="UTC", now=NOW).status
+    assert after["acknowledged"] is True
+
+
 @pytest.mark.parametrize(
     ("viewer", "fields", "error"),
     [

@@ -454,6 +454,11 @@ class Header(NamedTuple):
     version: str
 
 
+def message_type_words(kind: str) -> str:
+    """MSH-9 in a refusal: "MSH-9 is 'ADT^A01'", or that it is empty (a header cut short)."""
+    return "MSH-9 (message type) is empty" if not kind.strip("^") else f"MSH-9 is {kind!r}"
+
+
 def message_header(text: str) -> Header:
     """The MSH of the one message ``text`` holds (MLLP framing and line endings as a file's).
 
@@ -558,7 +563,9 @@ def observations(
         if message.kind.upper() != "ORU^R01":
             problems.append(
                 _problem(
-                    message.where, "\r".join(segments), f"MSH-9 is {message.kind!r}, not ORU^R01: no results"
+                    message.where,
+                    "\r".join(segments),
+                    f"{message_type_words(message.kind)}, not ORU^R01: no results",
                 )
             )
             continue
