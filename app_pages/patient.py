@@ -356,25 +356,42 @@ with compare_tab:
             )
 
 
-def _record(action, done: str, clear: tuple[str, ...] = (), again: str | None = None, **fields) -> None:
+def _record(action, done: str, clear: tuple[str, ...] = (), **fields) -> None:
     """Run a recording action (services.patient_actions) for this patient as the signed-in user; say what
-    happened. Once done, the ``clear`` widgets go back to their defaults (a refused entry keeps them). A
-    refusal is said where the form is; with ``again`` (a session key), the page is drawn afresh first and the
-    form says it from there: what was refused rested on what the page showed."""
+    happened. Once done, the ``clear`` widgets go back to their defaults (a refused entry keeps them)."""
     try:
         action(data.store(), viewer=viewer, patient_key=chosen, now=datetime.now(UTC), **fields)
     except (ValueError, PermissionError) as error:
-        data.refresh()  # what was refused may rest on what the page showed: shown afresh
-        if again is not None:
-            st.session_state[again] = plain(error)
-            st.rerun()
         st.error(plain(error))
+        data.refresh()  # what was refused may rest on what the page showed: shown afresh
     else:
         for key in clear:
             st.session_state.pop(key, None)
         data.refresh()
         st.toast(done)
         st.rerun()
+
+
+def _acknowledge_shown(patient_key: int, flags: list[str], changed_at: datetime | None) -> None:
+    """The Acknowledge button's callback. It runs before the page is drawn again, with what the page the
+    person clicked on showed (bound when that page was drawn): the patient, the flags and when a flag last
+    appeared or worsened. The acknowledgement covers those or nothing; either way the page is then drawn
+    from the store afresh, and the form says what happened."""
+    try:
+        acknowledge(
+            data.store(),
+            viewer=viewer,
+            patient_key=patient_key,
+            now=datetime.now(UTC),
+            comment=st.session_state.get("acknowledge_comment", ""),
+            seen=flags,
+            seen_changed_at=changed_at,
+        )
+    except (ValueError, PermissionError) as error:
+        st.session_state["acknowledge_said"] = ("refused", plain(error))
+    else:
+        st.session_state["acknowledge_said"] = ("done", "Acknowledged, recorded in the audit trail.")
+    data.refresh()
 
 
 EVENT_FIELDS = ("event_kind", "event_date", "event_time", "event_label", "event_details")
@@ -387,20 +404,19 @@ with record_tab:
     left, middle, right = st.columns(3)
     with left.form("acknowledge_form", clear_on_submit=True):
         st.markdown("**Acknowledge the current flags**")
-        if refused := st.session_state.pop("acknowledge_refused", None):
-            st.error(refused)  # the flags above are the new ones
-        comment = st.text_area(
-            "Comment", key="acknowledge_comment", placeholder="e.g. reviewed, repeat CBC in 1 week"
+        said = st.session_state.pop("acknowledge_said", None)
+        if said and said[0] == "refused":
+            st.error(said[1])  # the flags above are the store's now
+        elif said:
+            st.toast(said[1])
+        st.text_area("Comment", key="acknowledge_comment", placeholder="e.g. reviewed, repeat CBC in 1 week")
+        changed = patient["flags_changed_at"]
+        st.form_submit_button(
+            "Acknowledge",
+            disabled=not patient["flags"],
+            on_click=_acknowledge_shown,
+            args=(chosen, list(patient["flags"] or []), None if pd.isna(changed) else changed),
         )
-        if st.form_submit_button("Acknowledge", disabled=not patient["flags"]):
-            _record(
-                acknowledge,
-                "Acknowledged, recorded in the audit trail.",
-                again="acknowledge_refused",
-                comment=comment,
-                seen=list(patient["flags"] or []),
-                seen_changed_at=None if pd.isna(patient["flags_changed_at"]) else patient["flags_changed_at"],
-            )
     # The date and time start as now in the site's zone, set once (not at every rerun, which would move
     # them under the person typing); a kind has no default: a person chooses it.
     site_now = datetime.now(ZoneInfo(timezone)).replace(second=0, microsecond=0)

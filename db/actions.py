@@ -14,6 +14,13 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from db.models import Acknowledgement, ClinicalEvent, PatientStatus, ReferenceOverride
+from db.queries import FEBRILE_FLAGS
+
+REFUSED = (
+    "not acknowledged: the patient's flags changed since this page showed them (a flag appeared or a grade "
+    "rose, after a new result, range or event); the flags above are now current: review them and acknowledge "
+    "again"
+)
 
 
 def acknowledge(
@@ -28,11 +35,12 @@ def acknowledge(
 ) -> str:
     """Acknowledge the patient's current flags with a comment; returns the flags acknowledged.
 
-    ``seen``: the flags the person was shown; ``seen_changed_at``: when, as shown, a flag last appeared or a
-    grade last rose (the status's ``flags_changed_at``). Their status row is taken first (locked until the
-    commit), then compared with those (or, without ``seen``, its flags with the flags read before): flags
-    that changed meanwhile, or that appeared or worsened with the same names (a count from grade 3 to 4),
-    are refused with a ValueError, so that an acknowledgement never covers flags nobody saw."""
+    ``seen``: the flags the person was shown, and ``seen_changed_at`` when, as shown, a flag last appeared
+    or a grade last rose (the status's ``flags_changed_at``; None when it showed none). The status row is
+    taken first (locked until the commit), then compared with them (without ``seen``, its flags with the
+    flags read before): other flags, or a flag that appeared or worsened under the same names (a count from
+    grade 3 to 4), are refused with a ValueError, so that an acknowledgement never covers flags nobody saw.
+    The flags are compared as the pages show them at ``now`` (`shown_flags`)."""
     listed = session.scalar(select(PatientStatus.flags).where(PatientStatus.patient_id == patient_key))
     acknowledged = (
         update(PatientStatus).where(PatientStatus.patient_id == patient_key).values(acknowledged_at=now)
@@ -43,24 +51,33 @@ def acknowledge(
         session.execute(acknowledged)
     # The row as it stands now that this transaction holds it: what the acknowledgement covers.
     current = session.execute(
-        select(PatientStatus.flags, PatientStatus.flags_changed_at).where(
+        select(PatientStatus.flags, PatientStatus.flags_changed_at, PatientStatus.febrile_until).where(
             PatientStatus.patient_id == patient_key
         )
     ).one_or_none()
-    flags_now, changed_now = (current.flags, current.flags_changed_at) if current else ([], None)
-    expected = list(seen) if seen is not None else list(listed or [])
-    worsened = seen_changed_at is not None and _instant(changed_now) != _instant(seen_changed_at)
-    if list(flags_now or []) != expected or worsened:
-        raise ValueError(
-            "the patient's flags changed since they were shown (a new result was analysed): nothing was "
-            "acknowledged; look at the flags again"
-        )
+    stored = list(current.flags or []) if current is not None else []
+    flags_now = shown_flags(stored, current.febrile_until, now) if current is not None else []
+    changed_now = current.flags_changed_at if current is not None else None
+    if seen is None:
+        refused = stored != list(listed or [])
+    else:
+        refused = flags_now != list(seen) or _instant(changed_now) != _instant(seen_changed_at)
+    if refused:
+        raise ValueError(REFUSED)
     # The status keeps its flags as a list; an acknowledgement records them as the text it always had.
-    flags = ",".join(flags_now or [])
+    flags = ",".join(flags_now)
     session.add(
         Acknowledgement(patient_id=patient_key, at=now, username=username, flags=flags, comment=comment)
     )
     return flags
+
+
+def shown_flags(flags: list[str], febrile_until: datetime | None, now: datetime) -> list[str]:
+    """A status's flags as the pages show them at ``now``: an episode of febrile neutropenia whose quiet end
+    has passed has ended, before the next recompute records it (as ``db.queries`` reads the status)."""
+    if febrile_until is None or _instant(febrile_until) > _instant(now):
+        return flags
+    return [flag for flag in flags if flag not in FEBRILE_FLAGS]
 
 
 def _instant(value: datetime | None) -> pd.Timestamp | None:

@@ -445,6 +445,18 @@ def test_an_episode_whose_quiet_end_passes_is_read_as_ended_before_the_next_reco
     assert ended["febrile_neutropenia"] is False and "febrile_neutropenia" not in ended["flags"]
     assert len(ended["flags"]) == len(ended["explanations"]) and ended["tier"] != 1
     assert not ended["priority_reason"].startswith("febrile")
+    # Acknowledged from the page that shows the episode ended (the stored flags still hold it): the
+    # acknowledgement covers the flags shown, and is not refused as if they had changed.
+    covered = acknowledge(
+        store,
+        viewer=SYSTEM,
+        patient_key=int(ended["patient_key"]),
+        comment="seen",
+        now=fever + timedelta(hours=25),
+        seen=list(ended["flags"]),
+        seen_changed_at=ended["flags_changed_at"],
+    )
+    assert covered == ",".join(ended["flags"]) and "febrile" not in covered
 
 
 def test_a_higher_anc_after_the_fever_does_not_erase_the_episode_through_the_importer(

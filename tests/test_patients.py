@@ -129,16 +129,30 @@ def test_flags_changed_since_they_were_shown_are_not_acknowledged(treated) -> No
     """A recompute (a new result analysed) between the page and the click: nothing is acknowledged, and
     the person is told to look again."""
     key = find_patient(treated, viewer=SYSTEM, patient_id="MRN1001")
-    shown = list(
-        patient_view(treated, viewer=SYSTEM, patient_key=key, timezone="UTC", now=NOW).status["flags"]
-    )
-    with pytest.raises(ValueError, match="flags changed since they were shown"):
-        acknowledge(treated, viewer=CLINICIAN, patient_key=key, comment="seen", now=NOW, seen=shown[1:])
+    status = patient_view(treated, viewer=SYSTEM, patient_key=key, timezone="UTC", now=NOW).status
+    shown, changed = list(status["flags"]), status["flags_changed_at"]
+    for seen, seen_changed_at in ((shown[1:], changed), (shown, None), (shown, changed - timedelta(hours=1))):
+        with pytest.raises(ValueError, match="flags changed since this page showed them"):
+            acknowledge(
+                treated,
+                viewer=CLINICIAN,
+                patient_key=key,
+                comment="seen",
+                now=NOW,
+                seen=seen,
+                seen_changed_at=seen_changed_at,
+            )
     with treated() as session:
         assert session.scalar(select(func.count()).select_from(Acknowledgement)) == 0
     assert _audited(treated) == ["import", "import"]
     assert "neutropenia" in acknowledge(
-        treated, viewer=CLINICIAN, patient_key=key, comment="seen", now=datetime.now(UTC), seen=shown
+        treated,
+        viewer=CLINICIAN,
+        patient_key=key,
+        comment="seen",
+        now=datetime.now(UTC),
+        seen=shown,
+        seen_changed_at=changed.to_pydatetime(),  # (as the store gives it, or as the page read it)
     )
 
 
@@ -162,7 +176,7 @@ def test_a_grade_that_rose_with_the_same_flags_is_not_acknowledged_unseen(treate
     assert (shown["latest_anc_grade"], now["latest_anc_grade"]) == (3, 4)
     assert now["flags"] == shown["flags"], "the same flags: only the grade rose"
     assert now["flags_changed_at"] > shown["flags_changed_at"]
-    with pytest.raises(ValueError, match="flags changed since they were shown"):
+    with pytest.raises(ValueError, match="flags changed since this page showed them"):
         acknowledge(
             treated,
             viewer=CLINICIAN,
