@@ -13,14 +13,17 @@ import pandas as pd
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from db.models import Acknowledgement, ClinicalEvent, PatientStatus, ReferenceOverride
+from db.models import Acknowledgement, ClinicalEvent, PatientStatus, ReferenceOverride, StatusChange
 from db.queries import FEBRILE_FLAGS
+from monitor.analysis.changes import LAB_CRITICAL
+from monitor.analysis.flags import flag_label
 
 REFUSED = (
-    "not acknowledged: the patient's flags changed since this page showed them (a flag appeared or a grade "
-    "rose, after a new result, range or event); the flags above are now current: review them and acknowledge "
-    "again"
+    "not acknowledged: the patient's flags changed since this page showed them ({what}); the flags above are "
+    "now current: review them and acknowledge again"
 )
+# What a refusal names when no change was recorded after the page's (flags that cleared, for instance).
+SOME_CHANGE = "a flag appeared, cleared or worsened, after a new result, range or event"
 
 
 def acknowledge(
@@ -63,13 +66,33 @@ def acknowledge(
     else:
         refused = flags_now != list(seen) or _instant(changed_now) != _instant(seen_changed_at)
     if refused:
-        raise ValueError(REFUSED)
+        since = seen_changed_at if seen is not None else changed_now
+        raise ValueError(REFUSED.format(what=_changes_since(session, patient_key, since) or SOME_CHANGE))
     # The status keeps its flags as a list; an acknowledgement records them as the text it always had.
     flags = ",".join(flags_now)
     session.add(
         Acknowledgement(patient_id=patient_key, at=now, username=username, flags=flags, comment=comment)
     )
     return flags
+
+
+def _changes_since(session: Session, patient_key: int, since: datetime | None) -> str:
+    """The flags that appeared and the grades that rose in the recomputes after ``since`` (all of them when
+    the page showed none), in words: "ANC worsening appeared; ANC CTCAE grade 3 -> 4"."""
+    query = select(StatusChange.change, StatusChange.flag, StatusChange.explanation).where(
+        StatusChange.patient_id == patient_key, StatusChange.change.in_(("appeared", "worsened"))
+    )
+    if since is not None and not pd.isna(since):
+        query = query.where(StatusChange.recorded_at > _instant(since).to_pydatetime())
+    said: list[str] = []
+    for change, flag, explanation in session.execute(query.order_by(StatusChange.id)):
+        if change == "worsened" or flag == LAB_CRITICAL:
+            words = explanation  # "ANC CTCAE grade 3 -> 4", "critical result from the lab: ..."
+        else:
+            words = f"{flag_label(flag)} appeared"
+        if words and words not in said:
+            said.append(words)
+    return "; ".join(said[-6:])
 
 
 def shown_flags(flags: list[str], febrile_until: datetime | None, now: datetime) -> list[str]:

@@ -176,7 +176,9 @@ def test_a_grade_that_rose_with_the_same_flags_is_not_acknowledged_unseen(treate
     assert (shown["latest_anc_grade"], now["latest_anc_grade"]) == (3, 4)
     assert now["flags"] == shown["flags"], "the same flags: only the grade rose"
     assert now["flags_changed_at"] > shown["flags_changed_at"]
-    with pytest.raises(ValueError, match="flags changed since this page showed them"):
+    with pytest.raises(
+        ValueError, match=r"since this page showed them \(ANC CTCAE grade 3 -> 4\); the flags"
+    ):
         acknowledge(
             treated,
             viewer=CLINICIAN,
