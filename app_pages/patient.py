@@ -47,6 +47,9 @@ chosen = choose_patient(patients, "Patient", key="patient_select")
 data.record_view(chosen, viewer, "patient timeline")
 view = data.patient_view(chosen, viewer, timezone)
 patient, events = view.status, view.events
+# What the page the person clicked on showed: set where this run draws the flags (below), read here before
+# that. An acknowledgement covers it, never what this run has just read (the cache may have expired).
+shown_before = st.session_state.get("acknowledge_shown")
 
 
 def _count(value: float, comparator: str | None) -> str:
@@ -167,6 +170,13 @@ with summary[0].container(border=True):
             "judged low (only the fixed CTCAE grades apply): set the lab's range (Settings) or a "
             "patient-specific one (below, 'Acknowledge, add, set a range')."
         )
+    # (what an acknowledgement from this page covers: read at the next run, above)
+    changed = patient["flags_changed_at"]
+    st.session_state["acknowledge_shown"] = (
+        chosen,
+        list(patient["flags"] or []),
+        None if pd.isna(changed) else changed,
+    )
     pattern = patient["pattern"]
     if isinstance(pattern, str) and pattern != "none":
         name = pattern.replace("_", " ")
@@ -372,26 +382,27 @@ def _record(action, done: str, clear: tuple[str, ...] = (), **fields) -> None:
         st.rerun()
 
 
-def _acknowledge_shown(patient_key: int, flags: list[str], changed_at: datetime | None) -> None:
-    """The Acknowledge button's callback. It runs before the page is drawn again, with what the page the
-    person clicked on showed (bound when that page was drawn): the patient, the flags and when a flag last
-    appeared or worsened. The acknowledgement covers those or nothing; either way the page is then drawn
-    from the store afresh, and the form says what happened."""
+def _acknowledge(shown: tuple[int, list[str], datetime | None] | None, comment: str) -> tuple[str, str]:
+    """Acknowledge what the page the person clicked on showed (``shown``: the patient, the flags and when a
+    flag last appeared or worsened); ("done" or "refused", the words to say in the form)."""
+    if shown is None or shown[0] != chosen:
+        return (
+            "refused",
+            "not acknowledged: the page changed as it was clicked; look at the flags and acknowledge again",
+        )
     try:
         acknowledge(
             data.store(),
             viewer=viewer,
-            patient_key=patient_key,
+            patient_key=chosen,
             now=datetime.now(UTC),
-            comment=st.session_state.get("acknowledge_comment", ""),
-            seen=flags,
-            seen_changed_at=changed_at,
+            comment=comment,
+            seen=shown[1],
+            seen_changed_at=shown[2],
         )
     except (ValueError, PermissionError) as error:
-        st.session_state["acknowledge_said"] = ("refused", plain(error))
-    else:
-        st.session_state["acknowledge_said"] = ("done", "Acknowledged, recorded in the audit trail.")
-    data.refresh()
+        return "refused", plain(error)
+    return "done", "Acknowledged, recorded in the audit trail."
 
 
 EVENT_FIELDS = ("event_kind", "event_date", "event_time", "event_label", "event_details")
@@ -409,14 +420,14 @@ with record_tab:
             st.error(said[1])  # the flags above are the store's now
         elif said:
             st.toast(said[1])
-        st.text_area("Comment", key="acknowledge_comment", placeholder="e.g. reviewed, repeat CBC in 1 week")
-        changed = patient["flags_changed_at"]
-        st.form_submit_button(
-            "Acknowledge",
-            disabled=not patient["flags"],
-            on_click=_acknowledge_shown,
-            args=(chosen, list(patient["flags"] or []), None if pd.isna(changed) else changed),
+        comment = st.text_area(
+            "Comment", key="acknowledge_comment", placeholder="e.g. reviewed, repeat CBC in 1 week"
         )
+        if st.form_submit_button("Acknowledge", disabled=not patient["flags"]):
+            # Either way the page is drawn again from the store, and the form says what happened.
+            st.session_state["acknowledge_said"] = _acknowledge(shown_before, comment)
+            data.refresh()
+            st.rerun()
     # The date and time start as now in the site's zone, set once (not at every rerun, which would move
     # them under the person typing); a kind has no default: a person chooses it.
     site_now = datetime.now(ZoneInfo(timezone)).replace(second=0, microsecond=0)
