@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -47,9 +48,6 @@ chosen = choose_patient(patients, "Patient", key="patient_select")
 data.record_view(chosen, viewer, "patient timeline")
 view = data.patient_view(chosen, viewer, timezone)
 patient, events = view.status, view.events
-# What the page the person clicked on showed: set where this run draws the flags (below), read here before
-# that. An acknowledgement covers it, never what this run has just read (the cache may have expired).
-shown_before = st.session_state.get("acknowledge_shown")
 
 
 def _count(value: float, comparator: str | None) -> str:
@@ -170,13 +168,6 @@ with summary[0].container(border=True):
             "judged low (only the fixed CTCAE grades apply): set the lab's range (Settings) or a "
             "patient-specific one (below, 'Acknowledge, add, set a range')."
         )
-    # (what an acknowledgement from this page covers: read at the next run, above)
-    changed = patient["flags_changed_at"]
-    st.session_state["acknowledge_shown"] = (
-        chosen,
-        list(patient["flags"] or []),
-        None if pd.isna(changed) else changed,
-    )
     pattern = patient["pattern"]
     if isinstance(pattern, str) and pattern != "none":
         name = pattern.replace("_", " ")
@@ -382,27 +373,37 @@ def _record(action, done: str, clear: tuple[str, ...] = (), **fields) -> None:
         st.rerun()
 
 
-def _acknowledge(shown: tuple[int, list[str], datetime | None] | None, comment: str) -> tuple[str, str]:
-    """Acknowledge what the page the person clicked on showed (``shown``: the patient, the flags and when a
-    flag last appeared or worsened); ("done" or "refused", the words to say in the form)."""
-    if shown is None or shown[0] != chosen:
-        return (
-            "refused",
-            "not acknowledged: the page changed as it was clicked; look at the flags and acknowledge again",
-        )
+# What an Acknowledge button is drawn with: the patient's key and identifier, the flags and when a flag last
+# appeared or worsened.
+Shown = tuple[int, str, list[str], pd.Timestamp | None]
+
+
+def _acknowledge(shown: Shown, comment: str) -> tuple[str, str]:
+    """Acknowledge what the button clicked was drawn with; ("done" or "refused", the words to say)."""
+    patient_key, patient_id, flags, changed_at = shown
     try:
         acknowledge(
             data.store(),
             viewer=viewer,
-            patient_key=chosen,
+            patient_key=patient_key,
             now=datetime.now(UTC),
             comment=comment,
-            seen=shown[1],
-            seen_changed_at=shown[2],
+            seen=flags,
+            seen_changed_at=changed_at,
         )
     except (ValueError, PermissionError) as error:
         return "refused", plain(error)
+    if patient_key != chosen:  # the button of the page shown before another patient was chosen
+        return "done", f"Acknowledged the flags of {plain(patient_id)}, recorded in the audit trail."
     return "done", "Acknowledged, recorded in the audit trail."
+
+
+def _button_key(shown: Shown) -> str:
+    """The Acknowledge button's key for what it is drawn with. A click names the button the browser showed:
+    a button drawn for other flags, or for another patient, is another button."""
+    patient_key, _, flags, changed_at = shown
+    said = repr((patient_key, flags, None if changed_at is None else changed_at.isoformat()))
+    return "acknowledge_" + hashlib.sha256(said.encode()).hexdigest()[:16]
 
 
 EVENT_FIELDS = ("event_kind", "event_date", "event_time", "event_label", "event_details")
@@ -423,9 +424,28 @@ with record_tab:
         comment = st.text_area(
             "Comment", key="acknowledge_comment", placeholder="e.g. reviewed, repeat CBC in 1 week"
         )
-        if st.form_submit_button("Acknowledge", disabled=not patient["flags"]):
+        changed = patient["flags_changed_at"]
+        shown: Shown = (
+            chosen,
+            str(patient["patient_id"]),
+            list(patient["flags"] or []),
+            None if pd.isna(changed) else pd.Timestamp(changed),
+        )
+        # Each button drawn is kept with what it was drawn with; the click acknowledges what the button
+        # the person clicked showed (one drawn by an earlier run when this run, after a new result or
+        # another patient chosen, draws another), and the store refuses it if the flags changed since.
+        key = _button_key(shown)
+        drawn = st.session_state.setdefault("acknowledge_drawn", {})
+        clicked = [drawn[old] for old in drawn if old != key and st.session_state.get(old) is True]
+        drawn.pop(key, None)
+        drawn[key] = shown
+        for old in list(drawn)[:-20]:
+            drawn.pop(old)
+        if st.form_submit_button("Acknowledge", key=key, disabled=not shown[2]):
+            clicked = [shown]
+        if clicked:
             # Either way the page is drawn again from the store, and the form says what happened.
-            st.session_state["acknowledge_said"] = _acknowledge(shown_before, comment)
+            st.session_state["acknowledge_said"] = _acknowledge(clicked[-1], comment)
             data.refresh()
             st.rerun()
     # The date and time start as now in the site's zone, set once (not at every rerun, which would move

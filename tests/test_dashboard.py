@@ -170,6 +170,12 @@ def test_search_and_grade_filters_narrow_the_worklist(imported_store) -> None:
     assert at.dataframe[0].value["Patient ID"].tolist() == ["MRN1001"]
 
 
+def _acknowledge_button(at: AppTest):
+    """The Acknowledge button as drawn now (its key names what it was drawn for)."""
+    [button] = [b for b in at.button if (b.key or "").startswith("acknowledge_")]
+    return button
+
+
 def _open_patient(at: AppTest, label: str = "MRN1001 · (no name)") -> AppTest:
     at.switch_page("app_pages/patient.py").run()
     box = at.selectbox(key="patient_select")
@@ -237,7 +243,7 @@ def test_acknowledging_clears_the_worklist_state_and_is_audited(imported_store) 
     at = _open_patient(_app().run())
     assert "Not yet acknowledged since the flags last appeared or worsened." in [c.value for c in at.caption]
     at.text_area(key="acknowledge_comment").input("Seen; repeat CBC in a week")
-    at.button(key="FormSubmitter:acknowledge_form-Acknowledge").click().run()
+    _acknowledge_button(at).click().run()
     assert not at.exception
     assert any(c.value.startswith("Acknowledged 20") for c in at.caption)
     at.switch_page("app_pages/patients.py").run()
@@ -271,7 +277,7 @@ def test_an_acknowledgement_refused_after_a_new_result_shows_the_new_flags(
     import_path(store, results, options=ImportOptions(imported_by="test", site_timezone="UTC"))
     st.cache_data.clear()  # the page's data expired meanwhile: the click's rerun reads the new status first
     at.text_area(key="acknowledge_comment").input("Seen")
-    at.button(key="FormSubmitter:acknowledge_form-Acknowledge").click().run()
+    _acknowledge_button(at).click().run()
     assert not at.exception
     [refused] = [e.value.replace("\\", "") for e in at.error]  # (as written: the colon escaped)
     assert refused.startswith("not acknowledged: the patient's flags changed since this page showed them (")
@@ -283,6 +289,24 @@ def test_an_acknowledgement_refused_after_a_new_result_shows_the_new_flags(
         assert session.scalar(text("SELECT count(*) FROM acknowledgement")) == 0
     at.run()  # the next interaction: the refusal was said once
     assert not at.error
+
+
+def test_a_click_as_another_patient_is_chosen_acknowledges_the_patient_shown(imported_store) -> None:
+    """The selector changes and the button of the page still shown is clicked in the same run: the
+    acknowledgement covers the patient and the flags that page showed, never the patient chosen meanwhile."""
+    at = _open_patient(_app().run())
+    box = at.selectbox(key="patient_select")
+    other = next(label for label in box.options if not label.startswith("MRN1001"))
+    box.select(other)
+    _acknowledge_button(at).click().run()
+    assert not at.exception and not at.error
+    with open_store(imported_store, timezone="UTC")() as session:
+        covered = session.execute(
+            text("SELECT p.mrn, a.flags FROM acknowledgement a JOIN patient p ON p.id = a.patient_id")
+        ).all()
+    assert [mrn for mrn, _ in covered] == ["MRN1001"] and "neutropenia" in covered[0][1]
+    assert at.selectbox(key="patient_select").value is not None
+    assert any(other.split(" ")[0] in m.value for m in at.markdown)  # the page now shows the patient chosen
 
 
 def test_a_patient_range_recomputes_the_grade_and_the_flags(imported_store) -> None:
@@ -765,7 +789,7 @@ def test_text_from_feeds_and_forms_is_shown_as_typed_never_as_markdown_or_html(t
     at = _app().run()
     at.switch_page("app_pages/patient.py").run()
     at.text_area(key="acknowledge_comment").input(PAYLOAD)
-    at.button(key="FormSubmitter:acknowledge_form-Acknowledge").click().run()
+    _acknowledge_button(at).click().run()
     shown = _texts(at)
     header = next(text for text in shown if text.startswith("**"))
     assert header.count(plain(PAYLOAD)) == 3, header  # identifier, name, team

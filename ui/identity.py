@@ -137,6 +137,8 @@ def sign_out(reason: str = "signed out") -> None:
     st.session_state.pop(_LAST_ACTIVE, None)
     st.session_state.pop(_CHECKED, None)
     st.session_state.pop(_TIMER_RUN, None)
+    for drawn in ("acknowledge_drawn", "acknowledge_said"):  # the patient page's (app_pages/patient.py)
+        st.session_state.pop(drawn, None)
     if held is not None:
         held.ended = True
     if viewer is not None:
