@@ -18,12 +18,10 @@ import pandas as pd
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import ColumnElement, case, delete, func, select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from db.audit import record, record_for_patients
-from db.frames import bulk_insert, read_frame, read_frame_in
+from db.frames import bulk_insert, conflict_insert, read_frame, read_frame_in
 from db.models import ROLES, AppUser, AuditAction, PatientTeam, SignInThrottle, Team, UserTeam
 
 PASSWORD_MIN_LENGTH = 12
@@ -272,10 +270,9 @@ def _count_failure(
     """One more failure for (username, client), in one statement: (recent failures now, the time of the
     one before this), the count starting again once the last is older than ``throttle.forget``."""
     table = SignInThrottle.__table__
-    insert = sqlite_insert if session.get_bind().dialect.name == "sqlite" else postgresql_insert
     stale = table.c.last_failure_at < now - timedelta(seconds=throttle.forget)
     statement = (
-        insert(table)
+        conflict_insert(session, table)
         .values(username=username, client=client, failures=1, last_failure_at=now, previous_failure_at=None)
         .on_conflict_do_update(
             index_elements=[table.c.username, table.c.client],

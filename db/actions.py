@@ -13,8 +13,9 @@ import pandas as pd
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from db.frames import read_frame
 from db.models import Acknowledgement, ClinicalEvent, PatientStatus, ReferenceOverride, StatusChange
-from db.queries import FEBRILE_FLAGS
+from db.queries import FEBRILE_FLAGS, febrile_ended
 from monitor.analysis.changes import LAB_CRITICAL
 from monitor.analysis.flags import flag_label
 
@@ -43,7 +44,7 @@ def acknowledge(
     taken first (locked until the commit), then compared with them (without ``seen``, its flags with the
     flags read before): other flags, or a flag that appeared or worsened under the same names (a count from
     grade 3 to 4), are refused with a ValueError, so that an acknowledgement never covers flags nobody saw.
-    The flags are compared as the pages show them at ``now`` (`shown_flags`)."""
+    The flags are compared as the pages show them at ``now`` (`db.queries.febrile_ended`)."""
     listed = session.scalar(select(PatientStatus.flags).where(PatientStatus.patient_id == patient_key))
     acknowledged = (
         update(PatientStatus).where(PatientStatus.patient_id == patient_key).values(acknowledged_at=now)
@@ -53,14 +54,22 @@ def acknowledge(
         # the row it waited for gone); a statement of its own sees the new one.
         session.execute(acknowledged)
     # The row as it stands now that this transaction holds it: what the acknowledgement covers.
-    current = session.execute(
-        select(PatientStatus.flags, PatientStatus.flags_changed_at, PatientStatus.febrile_until).where(
-            PatientStatus.patient_id == patient_key
-        )
-    ).one_or_none()
-    stored = list(current.flags or []) if current is not None else []
-    flags_now = shown_flags(stored, current.febrile_until, now) if current is not None else []
-    changed_now = current.flags_changed_at if current is not None else None
+    current = read_frame(
+        session,
+        select(
+            PatientStatus.flags,
+            PatientStatus.flags_changed_at,
+            PatientStatus.febrile_neutropenia,
+            PatientStatus.febrile_detail,
+            PatientStatus.febrile_until,
+        ).where(PatientStatus.patient_id == patient_key),
+        utc=["flags_changed_at", "febrile_until"],
+    )
+    stored = list(current["flags"].iloc[0] or []) if not current.empty else []
+    # The flags as the pages show them now (an ended febrile episode is no longer shown).
+    ended = not current.empty and bool(febrile_ended(current, now)[0])
+    flags_now = [flag for flag in stored if flag not in FEBRILE_FLAGS] if ended else stored
+    changed_now = current["flags_changed_at"].iloc[0] if not current.empty else None
     if seen is None:
         refused = stored != list(listed or [])
     else:
@@ -95,20 +104,9 @@ def _changes_since(session: Session, patient_key: int, since: datetime | None) -
     return "; ".join(said[-6:])
 
 
-def shown_flags(flags: list[str], febrile_until: datetime | None, now: datetime) -> list[str]:
-    """A status's flags as the pages show them at ``now``: an episode of febrile neutropenia whose quiet end
-    has passed has ended, before the next recompute records it (as ``db.queries`` reads the status)."""
-    if febrile_until is None or _instant(febrile_until) > _instant(now):
-        return flags
-    return [flag for flag in flags if flag not in FEBRILE_FLAGS]
-
-
 def _instant(value: datetime | None) -> pd.Timestamp | None:
-    """A time as stored or as a page read it (aware, naive UTC, NaT), comparable with ==; None for none."""
-    if value is None or pd.isna(value):
-        return None
-    stamp = pd.Timestamp(value)
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    """A time as stored or as a page read it (both in UTC), comparable with ==; None for none (or NaT)."""
+    return None if value is None or pd.isna(value) else pd.Timestamp(value)
 
 
 def add_event(

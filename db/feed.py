@@ -11,11 +11,9 @@ from typing import Any, NamedTuple
 
 import pandas as pd
 from sqlalchemy import case, delete, func, null, or_, select, tuple_, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from db.frames import read_frame
+from db.frames import conflict_insert, read_frame
 from db.models import FeedListener, FeedMessage, ImportBatch, StatusPending
 
 
@@ -75,8 +73,7 @@ def mark_pending(
     if not patient_keys:
         return
     table = StatusPending.__table__
-    insert = sqlite_insert if session.get_bind().dialect.name == "sqlite" else postgresql_insert
-    statement = insert(table)
+    statement = conflict_insert(session, table)
     statement = statement.on_conflict_do_update(
         index_elements=[table.c.patient_id],
         set_={"since": now, "first_panel": pending_first_panel(statement.excluded.first_panel)},
@@ -143,9 +140,8 @@ def listener_seen(
 ) -> None:
     """A listener's sign of life (its row, by host and address, is created on its first)."""
     table = FeedListener.__table__
-    insert = sqlite_insert if session.get_bind().dialect.name == "sqlite" else postgresql_insert
     values = {"pid": pid, "started_at": started_at, "seen_at": now, "stopped_at": None}
-    statement = insert(table).values(host_name=host_name, address=address, **values)
+    statement = conflict_insert(session, table).values(host_name=host_name, address=address, **values)
     key = [table.c.host_name, table.c.address]
     session.execute(statement.on_conflict_do_update(index_elements=key, set_=values))
 

@@ -14,6 +14,10 @@ import pandas as pd
 import pyarrow as pa
 from pyarrow import csv
 from sqlalchemy import JSON, Boolean, Column, Float, Integer, Select, String, Table
+from sqlalchemy.dialects.postgresql import Insert as PostgresqlInsert
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -176,6 +180,14 @@ def read_copied(
             continue
         columns[name] = values.to_pandas()
     return pd.DataFrame(columns)
+
+
+def conflict_insert(session: Session, table: Any) -> SqliteInsert | PostgresqlInsert:
+    """An INSERT into ``table`` (a Table or a mapped class) in the store's dialect, which takes ``ON CONFLICT
+    DO NOTHING / DO UPDATE`` (both stores spell it alike)."""
+    if session.get_bind().dialect.name == "sqlite":
+        return sqlite_insert(table)
+    return postgresql_insert(table)
 
 
 def to_records(frame: pd.DataFrame) -> list[dict[str, Any]]:

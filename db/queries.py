@@ -6,6 +6,7 @@ import json
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -164,12 +165,7 @@ def patient_list(
     # Febrile neutropenia now (an open episode): true, false, or null without a temperature or fever recorded.
     frame["febrile_neutropenia"] = frame["febrile_neutropenia"].astype("boolean")
     frame["febrile_detail"] = frame["febrile_detail"].fillna("")
-    # An episode whose quiet end has passed (ANC >= 0.5 already, no fever since for 24 hours) has ended; an
-    # unjudged fever (null with words) older than ``febrile.unjudged_hours`` no longer counts.
-    told = frame["febrile_neutropenia"].fillna(True).to_numpy(dtype=bool) & frame["febrile_detail"].ne("")
-    ended = told.to_numpy(dtype=bool) & (
-        pd.to_datetime(frame["febrile_until"], utc=True) <= pd.Timestamp(now)
-    ).to_numpy(dtype=bool)
+    ended = febrile_ended(frame, now)
     if ended.any():
         frame.loc[ended, "febrile_neutropenia"] = False
         frame.loc[ended, "febrile_detail"] = ""
@@ -224,6 +220,17 @@ def patient_list(
     acknowledged = (acked >= changed).astype("boolean").where(acked.notna(), False)
     frame["acknowledged"] = acknowledged.where(changed.notna() & (frame["flags"].map(len) > 0), pd.NA)
     return frame
+
+
+def febrile_ended(status: pd.DataFrame, now: datetime) -> np.ndarray:
+    """Which status rows' episode of febrile neutropenia has ended by ``now``, before the next recompute
+    records it: an episode whose quiet end (``febrile_until``) has passed (ANC >= 0.5 already, no fever
+    since for 24 hours), or an unjudged fever (null with words) older than ``febrile.unjudged_hours``.
+    ``status``: ``febrile_neutropenia``, ``febrile_detail`` and ``febrile_until`` as stored."""
+    told = status["febrile_neutropenia"].astype("boolean").fillna(True).to_numpy(dtype=bool)
+    told &= status["febrile_detail"].fillna("").ne("").to_numpy(dtype=bool)
+    until = pd.to_datetime(status["febrile_until"], utc=True)
+    return told & (until <= pd.Timestamp(now)).to_numpy(dtype=bool)
 
 
 def check_access(session: Session, patient_key: int, viewer: Viewer) -> None:

@@ -11,12 +11,19 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 from sqlalchemy import Select, delete, func, or_, select
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, aliased
 
 from db.forecasts import status_forecasts
-from db.frames import CHUNK, bulk_insert, chunks, read_copied, read_frame, read_frame_in
+from db.frames import (
+    CHUNK,
+    bulk_insert,
+    chunks,
+    conflict_insert,
+    read_copied,
+    read_frame,
+    read_frame_in,
+    to_records,
+)
 from db.models import ClinicalEvent, Panel, Patient, PatientStatus, ReferenceOverride, Result, StatusChange
 from db.settings import lab_ranges, site_rules
 from monitor.analysis.changes import (
@@ -207,50 +214,39 @@ class Prepared(NamedTuple):
         return Prepared(rows, changes)
 
 
-def prepared_status(
-    session: Session, patient_keys: list[int], rows: pd.DataFrame, *, now: datetime, timezone: str
-) -> Prepared:
-    """``rows`` (`computed_status`) compared with the stored status (read, nothing written): what
-    `write_status` writes."""
-    return _record_changes(session, patient_keys, rows, now=now, timezone=timezone)
-
-
 def write_new_status(session: Session, prepared: Prepared) -> list[int]:
     """Insert the status rows of patients that had none (`prepared_status`), except where another writer's
     row has appeared since (it stands), with the changes of those inserted; return their keys."""
     if prepared.rows.empty:
         return []
     rows = prepared.rows[[column.name for column in PatientStatus.__table__.columns]]
-    records = rows.astype(object).where(rows.notna(), None).to_dict("records")
-    insert = sqlite_insert if session.get_bind().dialect.name == "sqlite" else postgresql_insert
     statement = (
-        insert(PatientStatus)
+        conflict_insert(session, PatientStatus)
         .on_conflict_do_nothing(index_elements=["patient_id"])
         .returning(PatientStatus.patient_id)
     )
-    inserted = sorted(int(key) for key in session.scalars(statement, records))
-    changes = prepared.of(inserted).changes
+    inserted = sorted(int(key) for key in session.scalars(statement, to_records(rows)))
+    _insert_changes(session, prepared.of(inserted).changes)
+    return inserted
+
+
+def write_status(session: Session, patient_keys: list[int], prepared: Prepared) -> None:
+    """Record the changes and replace the status rows of ``patient_keys`` (`prepared_status`)."""
+    _insert_changes(session, prepared.changes)
+    rows = prepared.rows[[column.name for column in PatientStatus.__table__.columns]]
+    for part in chunks(list(patient_keys)):
+        session.execute(delete(PatientStatus).where(PatientStatus.patient_id.in_(part)))
+    bulk_insert(session, PatientStatus.__table__, rows)
+
+
+def _insert_changes(session: Session, changes: pd.DataFrame) -> None:
+    """Record status changes (`Prepared.changes`) for the alerts."""
     if not changes.empty:
         bulk_insert(
             session,
             StatusChange.__table__,
             changes[[c.name for c in StatusChange.__table__.columns if c.name != "id"]],
         )
-    return inserted
-
-
-def write_status(session: Session, patient_keys: list[int], prepared: Prepared) -> None:
-    """Record the changes and replace the status rows of ``patient_keys`` (`prepared_status`)."""
-    if not prepared.changes.empty:
-        bulk_insert(
-            session,
-            StatusChange.__table__,
-            prepared.changes[[c.name for c in StatusChange.__table__.columns if c.name != "id"]],
-        )
-    rows = prepared.rows[[column.name for column in PatientStatus.__table__.columns]]
-    for part in chunks(list(patient_keys)):
-        session.execute(delete(PatientStatus).where(PatientStatus.patient_id.in_(part)))
-    bulk_insert(session, PatientStatus.__table__, rows)
 
 
 class Inputs(NamedTuple):
@@ -403,12 +399,13 @@ def _with_held_panels(counts: pd.DataFrame, held: pd.DataFrame) -> pd.DataFrame:
     return both.rename_axis("patient_key").reset_index()
 
 
-def _record_changes(
+def prepared_status(
     session: Session, patient_keys: list[int], rows: pd.DataFrame, *, now: datetime, timezone: str
 ) -> Prepared:
-    """What changed against the stored status (flags appeared, cleared or withdrawn by the lab, grades up,
-    preliminary results made final), for alerts, and ``rows`` with ``flags_changed_at`` and
-    ``acknowledged_at`` carried forward or updated."""
+    """``rows`` (`computed_status`) compared with the stored status (read, nothing written: `write_status`
+    writes it): what changed (flags appeared, cleared or withdrawn by the lab, grades up, preliminary results
+    made final), for alerts, and ``rows`` with ``flags_changed_at`` and ``acknowledged_at`` carried forward or
+    updated."""
     latest_at = [latest_column(a, "at") for a in GRADED]
     stored = read_frame_in(
         session,

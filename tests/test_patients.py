@@ -125,6 +125,20 @@ def test_an_acknowledgement_is_written_with_its_audit_row_and_clears_the_worklis
     assert _audited(treated)[-1] == "acknowledge"
 
 
+def _acknowledge_as_shown(store, key: int, flags, changed_at, now: datetime | None = None) -> str:
+    """An acknowledgement from a page that showed ``flags``, a flag last appearing or worsening at
+    ``changed_at``."""
+    return acknowledge(
+        store,
+        viewer=CLINICIAN,
+        patient_key=key,
+        comment="seen",
+        now=now or datetime.now(UTC),
+        seen=flags,
+        seen_changed_at=changed_at,
+    )
+
+
 def test_flags_changed_since_they_were_shown_are_not_acknowledged(treated) -> None:
     """A recompute (a new result analysed) between the page and the click: nothing is acknowledged, and
     the person is told to look again."""
@@ -133,27 +147,12 @@ def test_flags_changed_since_they_were_shown_are_not_acknowledged(treated) -> No
     shown, changed = list(status["flags"]), status["flags_changed_at"]
     for seen, seen_changed_at in ((shown[1:], changed), (shown, None), (shown, changed - timedelta(hours=1))):
         with pytest.raises(ValueError, match="flags changed since this page showed them"):
-            acknowledge(
-                treated,
-                viewer=CLINICIAN,
-                patient_key=key,
-                comment="seen",
-                now=NOW,
-                seen=seen,
-                seen_changed_at=seen_changed_at,
-            )
+            _acknowledge_as_shown(treated, key, seen, seen_changed_at, now=NOW)
     with treated() as session:
         assert session.scalar(select(func.count()).select_from(Acknowledgement)) == 0
     assert _audited(treated) == ["import", "import"]
-    assert "neutropenia" in acknowledge(
-        treated,
-        viewer=CLINICIAN,
-        patient_key=key,
-        comment="seen",
-        now=datetime.now(UTC),
-        seen=shown,
-        seen_changed_at=changed.to_pydatetime(),  # (as the store gives it, or as the page read it)
-    )
+    # (the time as the store gives it, or as the page read it)
+    assert "neutropenia" in _acknowledge_as_shown(treated, key, shown, changed.to_pydatetime())
 
 
 def test_a_grade_that_rose_with_the_same_flags_is_not_acknowledged_unseen(treated, tmp_path: Path) -> None:
@@ -179,26 +178,10 @@ def test_a_grade_that_rose_with_the_same_flags_is_not_acknowledged_unseen(treate
     with pytest.raises(
         ValueError, match=r"since this page showed them \(ANC CTCAE grade 3 -> 4\); the flags"
     ):
-        acknowledge(
-            treated,
-            viewer=CLINICIAN,
-            patient_key=key,
-            comment="seen",
-            now=NOW,
-            seen=shown["flags"],
-            seen_changed_at=shown["flags_changed_at"],
-        )
+        _acknowledge_as_shown(treated, key, shown["flags"], shown["flags_changed_at"], now=NOW)
     with treated() as session:
         assert session.scalar(select(func.count()).select_from(Acknowledgement)) == 0
-    acknowledge(
-        treated,
-        viewer=CLINICIAN,
-        patient_key=key,
-        comment="seen",
-        now=datetime.now(UTC),
-        seen=now["flags"],
-        seen_changed_at=now["flags_changed_at"],
-    )
+    _acknowledge_as_shown(treated, key, now["flags"], now["flags_changed_at"])
     after = patient_view(treated, viewer=SYSTEM, patient_key=key, timezone="UTC", now=NOW).status
     assert after["acknowledged"] is True
 
